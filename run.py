@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The project's developer commands, with nothing but Python 3.11+ installed.
+
+    python3 run.py demo      # a sample round end to end on the embedded stack
+    python3 run.py test      # the whole test suite (what CI runs)
+    python3 run.py lint      # ruff
+    python3 run.py stop      # stop the embedded servers this project started
+    python3 run.py bench     # the benchmark harness (long; not part of the tests)
+
+Each command first makes sure .venv exists and matches requirements.lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+LOCK = ROOT / "requirements.lock"
+STAMP = VENV / ".lock-digest"
+
+
+def ensure_venv() -> None:
+    """Create the virtual environment and install the locked dependencies when they changed."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
+    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    if PY.exists() and STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not PY.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing locked dependencies (requirements.lock)", flush=True)
+    subprocess.run(
+        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-r", str(LOCK)],
+        check=True,
+    )
+    STAMP.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "demo": [str(PY), "starter.py", "demo"],
+        "test": [str(PY), "-m", "pytest", "-q"],
+        "lint": [str(PY), "-m", "ruff", "check", "."],
+        "stop": [str(PY), "worker.py", "stop-stack"],
+        "bench": [str(PY), "bench.py"],
+    }
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    ensure_venv()
+    os.chdir(ROOT)
+    return subprocess.run(commands[argv[0]] + argv[1:]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

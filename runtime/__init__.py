@@ -1,0 +1,1 @@
+"""Wiring shared by worker.py, starter.py, audit.py and the tests: settings, logs, servers, client."""

@@ -1,0 +1,92 @@
+"""One settings object, read from the environment (prefix CASN_) and an optional .env file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    """How log lines are written: `auto` is readable on a terminal and JSON otherwise."""
+
+    AUTO = "auto"
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    """Everything the engine reads from its environment.
+
+    An unset `temporal_address` or `database_url` means "embedded": the project starts its own
+    Temporal dev server or PostgreSQL under `data_dir`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CASN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    temporal_address: str | None = Field(
+        default=None, description="host:port of a Temporal frontend; unset = embedded dev server"
+    )
+    temporal_namespace: str = "default"
+    task_queue: str = "casn-recruitment"
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL of the read model; unset = embedded"
+    )
+    data_dir: Path = Path(".data")
+    log_format: LogFormat = LogFormat.AUTO
+    log_level: str = "INFO"
+    # Embedded servers: fixed ports so a second process finds the first one's servers.
+    temporal_port: int = Field(default=7233, ge=1024, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1024, le=65535)
+    postgres_port: int = Field(default=55432, ge=1024, le=65535)
+    # SQLite durability of the embedded Temporal server (see TEMPORAL.md).
+    temporal_sqlite_synchronous: str = "normal"
+    # Secrets. Unset = a key generated once under data_dir (embedded, single machine only).
+    payload_key: str | None = Field(
+        default=None, description="base64 of 32 bytes: AES-256-GCM key for workflow payloads"
+    )
+    pseudonym_key: str | None = Field(
+        default=None, description="base64 key for the HMAC that turns a NIK into a registration number"
+    )
+    signing_key: str | None = Field(
+        default=None, description="base64 Ed25519 private key (32 bytes) for audit bundles"
+    )
+    worker_max_cached_workflows: int = Field(default=10_000, ge=0)
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        levels = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+        if value.upper() not in levels:
+            raise ValueError(f"log_level {value!r} is not one of {sorted(levels)}")
+        return value.upper()
+
+    @field_validator("temporal_sqlite_synchronous")
+    @classmethod
+    def _known_sync(cls, value: str) -> str:
+        allowed = {"off", "normal", "full"}
+        if value.lower() not in allowed:
+            raise ValueError(
+                f"temporal_sqlite_synchronous {value!r} is not one of {sorted(allowed)}"
+            )
+        return value.lower()
+
+    @property
+    def embedded_temporal(self) -> bool:
+        """True when the project runs its own Temporal dev server."""
+        return not self.temporal_address
+
+    @property
+    def embedded_postgres(self) -> bool:
+        """True when the project runs its own PostgreSQL."""
+        return not self.database_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises a ValidationError naming the variable and value."""
+    return Settings(**overrides)  # type: ignore[arg-type]
