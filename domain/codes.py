@@ -1,0 +1,69 @@
+"""The official result codes, as printed on announcements."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AdminDecision(StrEnum):
+    """Outcome of the administrative check (seleksi administrasi)."""
+
+    MS = "MS"  # Memenuhi Syarat
+    TMS = "TMS"  # Tidak Memenuhi Syarat
+
+
+class SkdCode(StrEnum):
+    """Result codes of the SKD announcement."""
+
+    PASSED_TO_SKB = "P/L"  # passed the threshold and within the 3 x quota cut
+    PASSED = "P"  # passed the threshold, outside the cut
+    FAILED = "T/L"  # below the threshold of the applicant's category
+    ABSENT = "TH"
+    DISQUALIFIED = "DIS"
+
+
+class FinalCode(StrEnum):
+    """Result codes of the final announcement."""
+
+    PASSED = "P/L"  # within the formasi's seats
+    PASSED_OPTIMALISASI = "P/L-2"  # given a seat in another formasi by optimalisasi
+    NOT_PASSED = "TL"  # completed SKB, lost on rank (may still get an optimalisasi seat)
+    GATE_FAILED = "TMS-SKB"  # failed a knock-out gate of SKB (health TMS, score floor)
+    ABSENT = "TH"
+    DISQUALIFIED = "DIS"
+    WITHDRAWN = "APS"  # mengundurkan diri
+
+
+class Stage(StrEnum):
+    """Where an applicant's journey stands; also the RecruitmentStage search attribute."""
+
+    REGISTERED = "registered"
+    ADMIN_CHECK = "admin_check"
+    ADMIN_APPEAL = "admin_appeal"
+    SKD = "skd"
+    SKD_RANKING = "skd_ranking"
+    SKB = "skb"
+    FINAL_RANKING = "final_ranking"
+    FINAL_APPEAL = "final_appeal"
+    OPTIMALISASI = "optimalisasi"
+    FILING = "filing"
+    NIP = "nip"
+    APPOINTMENT = "appointment"
+    LATSAR = "latsar"
+    ENDED = "ended"
+
+
+class Terminal(StrEnum):
+    """How a journey ended. Each value is the code an operator or auditor sees."""
+
+    TMS = "TMS"
+    SKD_PASSED_OUTSIDE_CUT = "P"
+    SKD_FAILED = "T/L"
+    ABSENT = "TH"
+    DISQUALIFIED = "DIS"
+    SKB_GATE_FAILED = "TMS-SKB"
+    NOT_PASSED = "TL"
+    WITHDRAWN = "APS"
+    FILING_INCOMPLETE = "TMS-DRH"
+    PNS = "PNS"
+    DISMISSED = "DIBERHENTIKAN"

@@ -1,0 +1,192 @@
+"""Registration: identity (NIK), age on the application date, education matching the formasi."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from domain.config import Category, Formasi
+
+
+class Gender(StrEnum):
+    """As on the KTP; also the 15th digit of the NIP (1 male, 2 female)."""
+
+    MALE = "L"
+    FEMALE = "P"
+
+
+class Registration(BaseModel, frozen=True):
+    """What an applicant submits when registering (an SSCASN export row)."""
+
+    nik: str
+    name: str = Field(min_length=1, max_length=200)
+    birth_date: date
+    gender: Gender
+    education_level: str = Field(min_length=1, max_length=10)
+    major: str = Field(min_length=1, max_length=200)
+    gpa: float = Field(ge=0, le=4)
+    formasi_code: str = Field(min_length=1, max_length=40)
+    category: Category = Category.UMUM
+    citizen: bool = True
+
+
+class Refusal(BaseModel, frozen=True):
+    """Why a registration is refused: the field, its value and the rule."""
+
+    field: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value!r}: {self.reason}"
+
+
+def nik_birth_date(nik: str) -> date | None:
+    """The birth date encoded in a NIK (digits 7-12, DDMMYY; women add 40 to the day), or None.
+
+    The century is not encoded; it is taken as 19xx or 20xx, whichever is not in the future
+    relative to 2099 — callers compare the result with the declared birth date.
+    """
+    if len(nik) != 16 or not nik.isdigit():
+        return None
+    day, month, year2 = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+    if day > 40:
+        day -= 40
+    for century in (1900, 2000):
+        try:
+            candidate = date(century + year2, month, day)
+        except ValueError:
+            return None
+        if century == 2000 or candidate.year >= 1930:
+            return candidate
+    return None
+
+
+def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
+    """Checks of the NIK's shape and its birth-date part against the declared data."""
+    if len(nik) != 16 or not nik.isdigit():
+        return [Refusal(field="nik", value=_mask(nik), reason="a NIK is exactly 16 digits")]
+    if nik[:6] == "000000":
+        return [
+            Refusal(field="nik", value=_mask(nik), reason="the region code (digits 1-6) is 000000")
+        ]
+    day = int(nik[6:8])
+    encoded = nik_birth_date(nik)
+    if encoded is None:
+        return [
+            Refusal(
+                field="nik",
+                value=_mask(nik),
+                reason="digits 7-12 are not a valid DDMMYY birth date",
+            )
+        ]
+    problems = []
+    if (encoded.day, encoded.month, encoded.year % 100) != (
+        birth_date.day,
+        birth_date.month,
+        birth_date.year % 100,
+    ):
+        problems.append(
+            Refusal(
+                field="nik",
+                value=_mask(nik),
+                reason="its birth-date part does not match birth_date",
+            )
+        )
+    if (day > 40) != (gender == Gender.FEMALE):
+        problems.append(
+            Refusal(
+                field="gender",
+                value=gender.value,
+                reason="does not match the NIK (women's day part is +40)",
+            )
+        )
+    if nik[12:] == "0000":
+        problems.append(
+            Refusal(field="nik", value=_mask(nik), reason="the serial part (digits 13-16) is 0000")
+        )
+    return problems
+
+
+def _mask(nik: str) -> str:
+    """A NIK shortened so that errors and logs do not carry the full number."""
+    return nik[:4] + "*" * max(0, len(nik) - 8) + nik[-4:] if len(nik) > 8 else "*" * len(nik)
+
+
+def age_on(birth_date: date, on: date) -> int:
+    """Age in whole years on a given date."""
+    years = on.year - birth_date.year
+    if (on.month, on.day) < (birth_date.month, birth_date.day):
+        years -= 1
+    return years
+
+
+def check_registration(
+    reg: Registration, formasi: Formasi | None, applied_on: date
+) -> list[Refusal]:
+    """Every reason the registration is refused; an empty list means it is accepted."""
+    problems = nik_problems(reg.nik, reg.birth_date, reg.gender)
+    if not reg.citizen:
+        problems.append(
+            Refusal(field="citizen", value="false", reason="only Indonesian citizens may apply")
+        )
+    if formasi is None:
+        problems.append(
+            Refusal(
+                field="formasi_code", value=reg.formasi_code, reason="no such formasi in this round"
+            )
+        )
+        return problems
+    age = age_on(reg.birth_date, applied_on)
+    if age < formasi.min_age or age > formasi.max_age:
+        problems.append(
+            Refusal(
+                field="birth_date",
+                value=reg.birth_date.isoformat(),
+                reason=f"age {age} on {applied_on.isoformat()} is outside {formasi.min_age}-{formasi.max_age}",
+            )
+        )
+    if reg.education_level.strip().upper() != formasi.education_level.strip().upper():
+        problems.append(
+            Refusal(
+                field="education_level",
+                value=reg.education_level,
+                reason=f"formasi {formasi.code} requires {formasi.education_level}",
+            )
+        )
+    majors = {m.strip().casefold() for m in formasi.majors}
+    if reg.major.strip().casefold() not in majors:
+        problems.append(
+            Refusal(
+                field="major",
+                value=reg.major,
+                reason=f"formasi {formasi.code} accepts {formasi.majors}",
+            )
+        )
+    if reg.gpa < formasi.min_gpa:
+        problems.append(
+            Refusal(
+                field="gpa",
+                value=f"{reg.gpa:.2f}",
+                reason=f"below the minimum {formasi.min_gpa:.2f}",
+            )
+        )
+    if formasi.category != Category.UMUM and reg.category != formasi.category:
+        problems.append(
+            Refusal(
+                field="category",
+                value=reg.category.value,
+                reason=f"formasi {formasi.code} is reserved for {formasi.category.value}",
+            )
+        )
+    if formasi.category == Category.UMUM and reg.category != Category.UMUM:
+        problems.append(
+            Refusal(
+                field="category",
+                value=reg.category.value,
+                reason=f"formasi {formasi.code} is a general (umum) formasi",
+            )
+        )
+    return problems
