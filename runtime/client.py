@@ -1,0 +1,28 @@
+"""A Temporal client wired with the project's data converter (pydantic + encryption)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+
+from runtime.codec import AesGcmCodec
+from runtime.embedded import StackInfo
+from runtime.keys import Keys
+from runtime.settings import Settings
+
+
+def data_converter(keys: Keys) -> DataConverter:
+    """Pydantic payloads, encrypted with the payload key before they leave the process."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=AesGcmCodec(keys.payload_key))
+
+
+async def connect(settings: Settings, stack: StackInfo, keys: Keys) -> Client:
+    """Connect to the stack's Temporal frontend in the configured namespace."""
+    return await Client.connect(
+        stack.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(keys),
+    )

