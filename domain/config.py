@@ -43,12 +43,16 @@ class Window(BaseModel, frozen=True):
     opens: datetime
     closes: datetime
 
+    @field_validator("opens", "closes")
+    @classmethod
+    def _aware(cls, moment: datetime) -> datetime:
+        # Checked per field so the error names which end is naive and its value.
+        if moment.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+        return moment
+
     @model_validator(mode="after")
     def _ordered(self) -> Window:
-        if self.opens.tzinfo is None or self.closes.tzinfo is None:
-            raise ValueError(
-                "opens and closes need a time zone offset, e.g. 2026-12-01T08:00:00+07:00"
-            )
         if self.closes <= self.opens:
             raise ValueError(
                 f"closes {self.closes.isoformat()} is not after opens {self.opens.isoformat()}"
