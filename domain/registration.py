@@ -58,7 +58,7 @@ def nik_birth_date(nik: str) -> date | None:
         try:
             candidate = date(century + year2, month, day)
         except ValueError:
-            return None
+            continue  # 29 Feb of "00" exists in 2000 but not in 1900
         if century == 2000 or candidate.year >= 1930:
             return candidate
     return None
