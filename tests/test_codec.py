@@ -1,7 +1,8 @@
-"""The payload codec: what leaves the process is ciphertext, and only our key opens it."""
+"""The payload codec and its keys: what leaves the process is ciphertext only our key opens."""
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 
@@ -13,7 +14,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from runtime.client import data_converter
 from runtime.codec import AesGcmCodec, PayloadDecryptionError
-from runtime.keys import Keys
+from runtime.keys import InvalidKeyError, Keys, load_or_create_keys
+from runtime.settings import load_settings
 
 NIK = "3174012501900007"
 
@@ -101,3 +103,24 @@ def test_data_converter_uses_the_payload_key():
     keys = Keys(payload_key=os.urandom(32), pseudonym_key=b"p" * 32, signing_key=b"s" * 32)
 
     assert isinstance(data_converter(keys).payload_codec, AesGcmCodec)
+
+
+def test_generated_keys_are_private_files_reused_by_the_next_process(tmp_path):
+    settings = load_settings(
+        data_dir=tmp_path, payload_key=None, pseudonym_key=None, signing_key=None
+    )
+
+    first, second = load_or_create_keys(settings), load_or_create_keys(settings)
+
+    assert first == second and len(first.payload_key) == 32
+    assert len({first.payload_key, first.pseudonym_key, first.signing_key}) == 3
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in (tmp_path / "keys").iterdir())
+
+
+def test_configured_key_wins_and_a_bad_one_is_named(tmp_path):
+    key = os.urandom(32)
+    settings = load_settings(data_dir=tmp_path, payload_key=base64.b64encode(key).decode())
+
+    assert load_or_create_keys(settings).payload_key == key
+    with pytest.raises(InvalidKeyError, match="CASN_PAYLOAD_KEY holds 3 bytes"):
+        load_or_create_keys(load_settings(data_dir=tmp_path, payload_key="YWJj"))
