@@ -263,6 +263,9 @@ class RoundConfig(BaseModel, frozen=True):
         description="report kind (or SKB component name) -> identities allowed to report it",
     )
     withdrawal_sanction_rounds: int = Field(default=2, ge=0)
+    offer_answer_within: timedelta = Field(
+        default=timedelta(days=2), description="how long an optimalisasi offer waits for an answer"
+    )
 
     @field_validator("formasi")
     @classmethod

@@ -1,0 +1,72 @@
+"""Inputs and outputs of the activities: plain models the workflows can import in the sandbox."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel
+
+from domain.messages import Announcement, Decision, JourneyState
+from domain.registration import Gender
+
+
+class Notification(BaseModel, frozen=True):
+    """A message to the applicant about an outcome; delivered by the configured transport."""
+
+    key: str  # unique per applicant: the stage and outcome it reports
+    text: str
+
+
+class JourneyProjection(BaseModel, frozen=True):
+    """The read-model row of one applicant, with the decisions and notifications since the last one."""
+
+    version: int
+    state: JourneyState
+    registration_no: str
+    name: str
+    category: str
+    first_seq: int  # sequence number of new_decisions[0] in the journey's trail
+    new_decisions: list[Decision] = []
+    notifications: list[Notification] = []
+    reports: list[tuple[str, str, dict]] = []  # (report_id, kind, content) accepted since last
+
+
+class NipRequest(BaseModel, frozen=True):
+    """Ask BKN's NIP service for the NIP of one appointed person (at most one, ever)."""
+
+    round_id: str
+    applicant_id: str
+    birth_date: date
+    tmt: date
+    gender: Gender
+
+
+class NipIssued(BaseModel, frozen=True):
+    """The person's NIP: the same on every retry."""
+
+    nip: str
+    newly_issued: bool
+
+
+class BroadcastRequest(BaseModel, frozen=True):
+    """Deliver an announcement to every running journey of a formasi."""
+
+    round_id: str
+    formasi_code: str
+    announcement: Announcement
+
+
+class BroadcastResult(BaseModel, frozen=True):
+    """How many journeys the announcement reached."""
+
+    delivered: int
+
+
+class AnnouncementRows(BaseModel, frozen=True):
+    """A stage's announcement lines for the read model (one per applicant named)."""
+
+    round_id: str
+    formasi_code: str
+    stage: str
+    announcement_id: str
+    lines: list[tuple[str, str, int | None, str | None]]  # applicant_id, code, rank, score

@@ -1,0 +1,287 @@
+"""Messages between services, operators and the workflows: commands in, facts out.
+
+Every report carries an idempotency key (`report_id`) and the reporter's identity. Fields added
+later need defaults, so that recorded histories still decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from fractions import Fraction
+
+from pydantic import BaseModel, Field
+
+from domain.administration import DocumentFinding
+from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
+from domain.config import AppealRules, Formasi, IntegrationRules, SkbRules, SkdRules
+from domain.ranking import FinalEntry
+from domain.registration import Registration
+from domain.skd import SkdKey
+
+Id = Field(min_length=1, max_length=100)
+
+
+class Report(BaseModel, frozen=True):
+    """What every message from outside carries: an idempotency key and who sends it."""
+
+    report_id: str = Id
+    reported_by: str = Id
+
+    def content_digest(self) -> str:
+        """SHA-256 of the message's content: the same key with another digest is a conflict."""
+        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+class AdminReport(Report, frozen=True):
+    """The instansi's administrative check: no findings means MS."""
+
+    findings: list[DocumentFinding] = []
+
+
+class AppealFiling(Report, frozen=True):
+    """An applicant's sanggah against a TMS or final result (filed through the portal)."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AppealAnswer(Report, frozen=True):
+    """The instansi's answer to a sanggah."""
+
+    accepted: bool
+    note: str = Field(default="", max_length=2000)
+
+
+class SkdReport(Report, frozen=True):
+    """Scores of one SKD sitting from the CAT system."""
+
+    twk: int
+    tiu: int
+    tkp: int
+    session_id: str = Field(default="", max_length=100)
+
+
+class SkbScoreReport(Report, frozen=True):
+    """A score of one SKB component (CAT, practical, psychology, ...), on the component's scale."""
+
+    component: str = Id
+    score: float
+
+
+class PanelScoreReport(Report, frozen=True):
+    """One interview panellist's score of one applicant."""
+
+    component: str = Id
+    panellist: str = Id
+    score: float
+
+
+class GateReport(Report, frozen=True):
+    """An MS/TMS result of a gate component (the health test)."""
+
+    component: str = Id
+    decision: AdminDecision
+    note: str = Field(default="", max_length=500)
+
+
+class FilingReport(Report, frozen=True):
+    """Pemberkasan: the DRH and documents are complete, or what is missing."""
+
+    complete: bool
+    missing: list[str] = []
+
+
+class LatsarReport(Report, frozen=True):
+    """The training agency's Latsar result and the probation health finding."""
+
+    passed: bool
+    healthy: bool = True
+
+
+class Disqualification(Report, frozen=True):
+    """DIS at any stage, even after the NIP, with its reason."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class Withdrawal(Report, frozen=True):
+    """The applicant withdraws (mengundurkan diri)."""
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class OfferAnswer(Report, frozen=True):
+    """The applicant's answer to an optimalisasi offer."""
+
+    accept: bool
+
+
+class Ack(BaseModel, frozen=True):
+    """The answer to an accepted report; a repeat of the same report returns the same Ack."""
+
+    report_id: str
+    applicant_id: str  # empty for an operator command to the round
+    stage: str
+    effect: str
+    recorded_at: datetime
+
+
+class JourneyRules(BaseModel, frozen=True):
+    """The part of the round's rules an applicant's journey needs, with the rules' digest."""
+
+    rule_version: str
+    rules_digest: str
+    skd: SkdRules
+    skb: SkbRules
+    integration: IntegrationRules
+    appeal: AppealRules
+    reporters: dict[str, list[str]]
+    withdrawal_sanction_rounds: int = 2
+
+
+class JourneyStart(BaseModel, frozen=True):
+    """Input of an ApplicantJourney: the accepted registration and the rules it is judged by."""
+
+    round_id: str
+    applicant_id: str  # the registration number; a keyed pseudonym of the NIK
+    registration: Registration
+    formasi: Formasi
+    rules: JourneyRules
+    registered_by: str
+    tmt: date
+
+
+class Decision(BaseModel, frozen=True):
+    """One recorded decision in an applicant's trail."""
+
+    at: datetime
+    stage: str  # a journey Stage, or the round's / formasi's phase
+    outcome: str
+    actor: str
+    input: dict = {}
+    rule_version: str = ""
+    rules_digest: str = ""
+
+
+class JourneyState(BaseModel, frozen=True):
+    """What the journey's query returns: the current stage, codes and every decision so far."""
+
+    round_id: str
+    applicant_id: str
+    formasi_code: str
+    stage: Stage
+    admin: AdminDecision | None = None
+    skd_code: SkdCode | None = None
+    skd_total: int | None = None
+    skb_score: str | None = None
+    final_score: str | None = None
+    final_code: FinalCode | None = None
+    placed_formasi: str | None = None
+    nip: str | None = None
+    tmt: date | None = None
+    terminal: Terminal | None = None
+    terminal_reason: str = ""
+    sanction_rounds: int = 0
+    decisions: list[Decision] = []
+
+
+# --- between workflows ------------------------------------------------------------------------
+
+
+class Announcement(BaseModel, frozen=True):
+    """A formasi or the round tells its applicants that a phase closed or a result is out."""
+
+    announcement_id: str
+    phase: str  # administration | skd_closed | skd_result | skb_closed | final_result | ...
+    at: datetime
+    cut_key: SkdKey | None = None
+    winners: list[str] = []
+    note: str = ""
+
+
+class SkdEntryReply(BaseModel, frozen=True):
+    """A journey's answer to `skd_closed`: its key if it passed its category's threshold."""
+
+    applicant_id: str
+    key: SkdKey | None = None
+
+
+class FinalEntryReply(BaseModel, frozen=True):
+    """A journey's answer to `skb_closed`: its final entry if it completed SKB and passed every gate."""
+
+    applicant_id: str
+    entry: FinalEntry | None = None
+
+
+class OptimalisasiOffer(BaseModel, frozen=True):
+    """The round offers a seat in another formasi (P/L-2 once accepted)."""
+
+    offer_id: str
+    to_formasi: str
+    answer_by: datetime
+
+
+class OfferReply(BaseModel, frozen=True):
+    """A journey tells the round how its applicant answered an offer."""
+
+    offer_id: str
+    applicant_id: str
+    accepted: bool
+
+
+class FormasiResult(BaseModel, frozen=True):
+    """A formasi's final result for optimalisasi: empty seats and those who lost on rank."""
+
+    formasi_code: str
+    vacancies: int
+    candidates: list[FinalEntry]
+    winners: list[str]
+
+
+def fraction_text(value: Fraction | None) -> str | None:
+    """A score for display: three decimals."""
+    return None if value is None else f"{float(value):.3f}"
+
+
+# --- operator commands to the round ------------------------------------------------------------
+
+
+class ExtendWindow(Report, frozen=True):
+    """Extend an open window (a deadline extension by letter), recorded with its reason."""
+
+    window: str
+    new_closes: datetime
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CloseWindow(Report, frozen=True):
+    """Close an open window early; only with a recorded reason."""
+
+    window: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class MoveTmt(Report, frozen=True):
+    """Move the TMT of the SK CPNS (a government decision), recorded with its reason."""
+
+    new_tmt: date
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class FormasiStart(BaseModel, frozen=True):
+    """Input of a FormasiSelection run; `carry` continues a previous run's state."""
+
+    round_id: str
+    formasi: Formasi
+    rules: JourneyRules
+    carry: dict | None = None
+
+
+class RoundStart(BaseModel, frozen=True):
+    """Input of a RecruitmentRound: the validated configuration it runs."""
+
+    config_toml: str  # the operator's file, kept verbatim in the history
+    config: dict  # the parsed document; re-validated inside the workflow
+    created_by: str

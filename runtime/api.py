@@ -1,0 +1,184 @@
+"""The small client API operators and services use: create a round, register, report.
+
+starter.py is built on it; an integrating service can use it directly, or send the same
+updates from its own Temporal client (see README, "Sending results as a service").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from domain.config import RoundConfig, load_round_config
+from domain.messages import Ack, JourneyStart, Report, RoundStart
+from domain.registration import Refusal, Registration, check_registration
+from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
+from workflows.applicant import ApplicantJourney
+from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.round import RecruitmentRound, RoundState, journey_rules
+
+
+class RefusedError(Exception):
+    """A report, command or registration that the engine refused, with the reason."""
+
+
+def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:
+    """The registration number: a keyed pseudonym of the NIK, so ids carry no personal data."""
+    digest = hmac.new(pseudonym_key, f"{round_id}\x00{nik}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:10]).decode().rstrip("=")
+
+
+def registration_digest(reg: Registration) -> str:
+    """SHA-256 of a registration's content, to tell a repeat from a different person's data."""
+    body = json.dumps(reg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass
+class RegistrationResult:
+    """What happened to one registration."""
+
+    status: str  # registered | repeat | refused
+    applicant_id: str | None = None
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+@dataclass
+class RecruitmentApi:
+    """Operations on one Temporal namespace and task queue."""
+
+    client: Client
+    task_queue: str
+    pseudonym_key: bytes
+
+    async def create_round(self, path: Path, created_by: str) -> tuple[RoundConfig, bool]:
+        """Start the round from its file; a second call with the same file creates nothing."""
+        config = load_round_config(path)
+        start = RoundStart(config_toml=Path(path).read_text(encoding="utf-8"),
+                           config=config.model_dump(mode="json"), created_by=created_by)
+        try:
+            await self.client.start_workflow(
+                RecruitmentRound.run,
+                start,
+                id=round_workflow_id(config.round_id),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(ROUND_ID, config.round_id), SearchAttributePair(WORKFLOW_KIND, "round")]
+                ),
+            )
+            return config, True
+        except WorkflowAlreadyStartedError:
+            digest = await self.client.get_workflow_handle(round_workflow_id(config.round_id)).query(
+                RecruitmentRound.config_digest
+            )
+            if digest != config.digest():
+                raise RefusedError(
+                    f"round {config.round_id} already exists with different rules (digest {digest[:12]}); "
+                    "change rules of a running round through a new rule_version, not by re-creating it"
+                ) from None
+            return config, False
+
+    async def round_state(self, round_id: str) -> RoundState:
+        """The round's phase and current schedule (with extensions)."""
+        return await self.client.get_workflow_handle(round_workflow_id(round_id)).query(
+            RecruitmentRound.state, result_type=RoundState
+        )
+
+    async def register(
+        self, config: RoundConfig, reg: Registration, registered_by: str, now: datetime | None = None,
+        schedule_closes: datetime | None = None,
+    ) -> RegistrationResult:
+        """Check and register one applicant; a repeat of the same data is not a second registration."""
+        now = now or datetime.now(UTC)
+        opens = config.schedule.registration.opens
+        closes = schedule_closes or config.schedule.registration.closes
+        formasi = config.formasi_by_code(reg.formasi_code)
+        refusals = check_registration(reg, formasi, now.date())
+        if not opens <= now < closes:
+            refusals.append(Refusal(field="registered_at", value=now.isoformat(),
+                                    reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}"))
+        applicant_id = applicant_id_for(self.pseudonym_key, config.round_id, reg.nik)
+        if refusals:
+            return RegistrationResult("refused", applicant_id, refusals)
+        assert formasi is not None
+        start = JourneyStart(
+            round_id=config.round_id,
+            applicant_id=applicant_id,
+            registration=reg,
+            formasi=formasi,
+            rules=journey_rules(config),
+            registered_by=registered_by,
+            tmt=config.schedule.tmt,
+        )
+        workflow_id = journey_workflow_id(config.round_id, applicant_id)
+        try:
+            await self.client.start_workflow(
+                ApplicantJourney.run,
+                start,
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ROUND_ID, config.round_id),
+                        SearchAttributePair(FORMASI_CODE, formasi.code),
+                        SearchAttributePair(WORKFLOW_KIND, "journey"),
+                    ]
+                ),
+            )
+            return RegistrationResult("registered", applicant_id)
+        except WorkflowAlreadyStartedError:
+            existing = await self.client.get_workflow_handle(workflow_id).query(ApplicantJourney.registration_digest)
+            if existing == registration_digest(reg):
+                return RegistrationResult("repeat", applicant_id)
+            return RegistrationResult(
+                "refused",
+                applicant_id,
+                [Refusal(field="nik", value=reg.nik[:4] + "********" + reg.nik[-4:],
+                         reason=f"already registered in round {config.round_id} as {applicant_id}; "
+                         "one NIK may register once per round")],
+            )
+
+    async def report(self, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
+        """Send one report to an applicant's journey; raises RefusedError with the engine's reason."""
+        handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+        try:
+            return await handle.execute_update(update, message, result_type=Ack)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        except Exception as exc:  # noqa: BLE001 - an unknown applicant or a closed journey
+            from temporalio.service import RPCError
+
+            if isinstance(exc, RPCError):
+                raise RefusedError(f"report {message.report_id}: applicant {applicant_id} in round {round_id}: "
+                                   f"{exc.message}") from None
+            raise
+
+    async def command(self, round_id: str, update: str, message: Report) -> Ack:
+        """Send an operator command to the round."""
+        handle = self.client.get_workflow_handle(round_workflow_id(round_id))
+        try:
+            return await handle.execute_update(update, message, result_type=Ack)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+
+
+__all__ = ["RecruitmentApi", "RefusedError", "RegistrationResult", "WithStartWorkflowOperation",
+           "WorkflowIDConflictPolicy", "applicant_id_for", "registration_digest"]

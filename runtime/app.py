@@ -1,0 +1,33 @@
+"""What every entry point needs: settings, logs, the stack, keys and a connected client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import Client
+
+from runtime.client import connect
+from runtime.embedded import StackInfo, ensure_stack
+from runtime.keys import Keys, load_or_create_keys
+from runtime.logs import configure_logging
+from runtime.settings import Settings, load_settings
+
+
+@dataclass
+class App:
+    """A connected application context."""
+
+    settings: Settings
+    stack: StackInfo
+    keys: Keys
+    client: Client
+
+
+async def open_app(settings: Settings | None = None) -> App:
+    """Load settings, configure logs, ensure the stack (embedded or configured) and connect."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    stack = await ensure_stack(settings)
+    keys = load_or_create_keys(settings)
+    client = await connect(settings, stack, keys)
+    return App(settings=settings, stack=stack, keys=keys, client=client)

@@ -1,0 +1,1 @@
+"""Orchestration: when and in what order. Every decision calls a domain/ function."""

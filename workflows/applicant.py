@@ -1,0 +1,797 @@
+"""ApplicantJourney: one applicant's way through the round, from registration to PNS.
+
+The run method reads as the process. Reports from services arrive as validated updates: a
+refused report leaves no trace; a repeated report returns its first answer. Announcements
+from the applicant's formasi and from the round arrive as signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import JourneyProjection, NipIssued, NipRequest, Notification
+    from domain.administration import admin_decision, appeal_outcome, appeal_refusal
+    from domain.appointment import probation_outcome, withdrawal_sanction
+    from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
+    from domain.config import ComponentKind, ReportKind
+    from domain.errors import RuleViolation
+    from domain.integration import final_score
+    from domain.messages import (
+        Ack,
+        AdminReport,
+        Announcement,
+        AppealAnswer,
+        AppealFiling,
+        Decision,
+        Disqualification,
+        FilingReport,
+        FinalEntryReply,
+        GateReport,
+        JourneyStart,
+        JourneyState,
+        LatsarReport,
+        OfferAnswer,
+        OfferReply,
+        OptimalisasiOffer,
+        PanelScoreReport,
+        Report,
+        SkbScoreReport,
+        SkdEntryReply,
+        SkdReport,
+        Withdrawal,
+        fraction_text,
+    )
+    from domain.ranking import FinalEntry, skd_code
+    from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
+    from domain.skd import SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
+    from workflows.ids import formasi_workflow_id, round_workflow_id
+
+PROJECT_TIMEOUT = timedelta(seconds=30)
+
+
+class JourneyEnded(Exception):
+    """Raised inside the run when a disqualification or withdrawal ends the journey."""
+
+
+@workflow.defn
+class ApplicantJourney:
+    """The applicant's own state machine; its history is the applicant's audit trail."""
+
+    @workflow.init
+    def __init__(self, start: JourneyStart) -> None:
+        self.start = start
+        self.rules = start.rules
+        self.stage = Stage.REGISTERED
+        self.decisions: list[Decision] = []
+        self.acks: dict[str, tuple[str, Ack]] = {}  # report_id -> (content digest, answer)
+        self.announcements: dict[str, Announcement] = {}
+        self.admin_report: AdminReport | None = None
+        self.admin: AdminDecision | None = None
+        self.admin_announced_at: datetime | None = None
+        self.appeal: AppealFiling | None = None
+        self.appeal_answer: AppealAnswer | None = None
+        self.skd: SkdReport | None = None
+        self.skd_closed = False
+        self.skd_code: SkdCode | None = None
+        self.skb_scores: dict[str, SkbScoreReport] = {}
+        self.panel: dict[str, dict[str, PanelScoreReport]] = {}
+        self.gates: dict[str, GateReport] = {}
+        self.skb_closed = False
+        self.skb_score: str | None = None
+        self.final_entry: FinalEntry | None = None
+        self.final_code: FinalCode | None = None
+        self.placed_formasi: str | None = None
+        self.offer: OptimalisasiOffer | None = None
+        self.offer_answer: OfferAnswer | None = None
+        self.filing: FilingReport | None = None
+        self.nip: str | None = None
+        self.tmt = start.tmt
+        self.latsar: LatsarReport | None = None
+        self.terminal: Terminal | None = None
+        self.terminal_reason = ""
+        self.sanction_rounds = 0
+        self.ending: Report | None = None  # a disqualification or withdrawal waiting to be applied
+        self.version = 0
+        self.projected_decisions = 0
+        self.pending_notifications: list[Notification] = []
+        self.pending_reports: list[tuple[str, str, dict]] = []
+        self._skb_failure: tuple[Terminal, str] = (Terminal.ABSENT, "")
+
+    # --- the process -----------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, start: JourneyStart) -> JourneyState:
+        self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
+        self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
+        try:
+            await self._project()
+            await self.administrative_check()
+            await self.skd_stage()
+            await self.skb_stage()
+            await self.final_outcome()
+            await self.filing_stage()
+            await self.appointment()
+            await self.probation()
+        except JourneyEnded:
+            pass
+        self.stage = Stage.ENDED
+        await self._project()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def administrative_check(self) -> None:
+        """MS/TMS when the administration announcement is out; a TMS may be appealed once."""
+        self.stage = Stage.ADMIN_CHECK
+        announcement = await self._announcement("administration")
+        self.admin_announced_at = announcement.at
+        if self.admin_report is None:
+            self.admin = AdminDecision.TMS
+            self._decide(Stage.ADMIN_CHECK, "TMS", "system", {"reason": "no decision before the window closed"})
+        else:
+            self.admin = admin_decision(list(self.admin_report.findings))
+            self._decide(
+                Stage.ADMIN_CHECK,
+                self.admin.value,
+                self.admin_report.reported_by,
+                self.admin_report.model_dump(mode="json"),
+            )
+        self._notify(f"admin-{self.admin.value}", f"Administrative check: {self.admin.value}.")
+        await self._project()
+        if self.admin == AdminDecision.MS:
+            return
+        self.stage = Stage.ADMIN_APPEAL
+        window_end = announcement.at + self.rules.appeal.window
+        filed = await self._wait(lambda: self.appeal is not None, until=window_end)
+        if not filed:
+            self._end(Terminal.TMS, "TMS; no appeal within the appeal window")
+        answer_by = workflow.now() + self.rules.appeal.answer_within
+        answered = await self._wait(lambda: self.appeal_answer is not None, until=answer_by)
+        if not answered:
+            self._end(Terminal.TMS, "TMS; the appeal was not answered within its time")
+        assert self.appeal_answer is not None
+        self.admin = appeal_outcome(self.appeal_answer.accepted)
+        self._decide(
+            Stage.ADMIN_APPEAL,
+            self.admin.value,
+            self.appeal_answer.reported_by,
+            self.appeal_answer.model_dump(mode="json"),
+        )
+        if self.admin == AdminDecision.TMS:
+            self._end(Terminal.TMS, f"TMS; appeal rejected: {self.appeal_answer.note}")
+        self._notify("appeal-accepted", "Your appeal was accepted: MS.")
+        await self._project()
+
+    async def skd_stage(self) -> None:
+        """SKD result or TH at the close; P/L goes on, P, T/L and TH end here."""
+        self.stage = Stage.SKD
+        await self._project()
+        await self._wait(lambda: self.skd_closed)
+        if self.skd is None:
+            self.skd_code = SkdCode.ABSENT
+            self._decide(Stage.SKD, "TH", "system", {"reason": "no SKD result when the SKD window closed"})
+            self._end(Terminal.ABSENT, "TH: did not sit the SKD")
+        scores = self._skd_scores()
+        passed = passes_threshold(scores, self.start.registration.category, self.rules.skd)
+        self.stage = Stage.SKD_RANKING
+        result = await self._announcement("skd_result")
+        self.skd_code = skd_code(passed, skd_rank_key(scores), result.cut_key)
+        self._decide(
+            Stage.SKD_RANKING,
+            self.skd_code.value,
+            "formasi",
+            {
+                "twk": scores.twk,
+                "tiu": scores.tiu,
+                "tkp": scores.tkp,
+                "total": scores.total,
+                "category": self.start.registration.category.value,
+                "cut_key": list(result.cut_key) if result.cut_key else None,
+                "announcement_id": result.announcement_id,
+            },
+        )
+        self._notify(f"skd-{self.skd_code.value}", f"SKD result: {self.skd_code.value}, total {scores.total}.")
+        if self.skd_code == SkdCode.FAILED:
+            self._end(Terminal.SKD_FAILED, "T/L: below the SKD threshold of the category")
+        if self.skd_code == SkdCode.PASSED:
+            self._end(Terminal.SKD_PASSED_OUTSIDE_CUT, "P: passed the threshold, outside the SKB cut")
+        await self._project()
+
+    async def skb_stage(self) -> None:
+        """SKB components within the SKB window; the composition and gates are applied at the close."""
+        self.stage = Stage.SKB
+        await self._project()
+        await self._wait(lambda: self.skb_closed)
+        # The reply to the formasi was sent when the close arrived; here the trail records why.
+        if self.final_entry is None:
+            code, reason = self._skb_failure
+            self.final_code = FinalCode.ABSENT if code == Terminal.ABSENT else FinalCode.GATE_FAILED
+            self._decide(Stage.SKB, self.final_code.value, "system", {"reason": reason})
+            self._end(code, reason)
+        self._decide(
+            Stage.SKB,
+            "completed",
+            "system",
+            {
+                "skb_score": self.skb_score,
+                "final_score": fraction_text(self.final_entry.final_score),
+                "components": self._skb_inputs(),
+            },
+        )
+        await self._project()
+
+    async def final_outcome(self) -> None:
+        """P/L by rank within the quota; otherwise wait for optimalisasi until the round ends it."""
+        self.stage = Stage.FINAL_RANKING
+        result = await self._announcement("final_result")
+        if self.start.applicant_id in result.winners:
+            self.final_code = FinalCode.PASSED
+            self.placed_formasi = self.start.formasi.code
+        else:
+            self.final_code = FinalCode.NOT_PASSED
+        self._decide(
+            Stage.FINAL_RANKING,
+            self.final_code.value,
+            "formasi",
+            {"announcement_id": result.announcement_id, "final_score": self.state().final_score},
+        )
+        self._notify(f"final-{self.final_code.value}", f"Final result: {self.final_code.value}.")
+        await self._project()
+        if self.final_code == FinalCode.PASSED:
+            return
+        self.stage = Stage.OPTIMALISASI
+        while True:
+            await self._wait(lambda: self.offer is not None or "optimalisasi_closed" in self.announcements)
+            if self.offer is None:
+                self._end(Terminal.NOT_PASSED, "TL: lost on rank; no optimalisasi seat")
+            offer = self.offer
+            answered = await self._wait(lambda: self.offer_answer is not None, until=offer.answer_by)
+            accepted = bool(answered and self.offer_answer and self.offer_answer.accept)
+            actor = self.offer_answer.reported_by if self.offer_answer else "system"
+            await workflow.get_external_workflow_handle(round_workflow_id(self.start.round_id)).signal(
+                "offer_reply",
+                OfferReply(offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted),
+            )
+            self._decide(
+                Stage.OPTIMALISASI,
+                "accepted" if accepted else "declined",
+                actor,
+                {"offer_id": offer.offer_id, "to_formasi": offer.to_formasi, "answered": bool(answered)},
+            )
+            if accepted:
+                self.final_code = FinalCode.PASSED_OPTIMALISASI
+                self.placed_formasi = offer.to_formasi
+                self._notify("final-P/L-2", f"Optimalisasi: seat in formasi {offer.to_formasi} (P/L-2).")
+                await self._project()
+                return
+            self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
+
+    async def filing_stage(self) -> None:
+        """Pemberkasan (DRH and documents) before the filing window closes."""
+        self.stage = Stage.FILING
+        await self._project()
+        await self._wait(lambda: self.filing is not None or "filing_closed" in self.announcements)
+        if self.filing is None or not self.filing.complete:
+            missing = self.filing.missing if self.filing else ["DRH"]
+            self._decide(Stage.FILING, "incomplete", self.filing.reported_by if self.filing else "system",
+                         {"missing": missing})
+            self._end(Terminal.FILING_INCOMPLETE, f"filing incomplete: {', '.join(missing)}")
+        self._decide(Stage.FILING, "complete", self.filing.reported_by, {})
+
+    async def appointment(self) -> None:
+        """NIP from BKN (once per person, whatever retries) and the SK CPNS with its TMT."""
+        self.stage = Stage.NIP
+        reg = self.start.registration
+        issued: NipIssued = await workflow.execute_activity(
+            "issue_nip",
+            NipRequest(
+                round_id=self.start.round_id,
+                applicant_id=self.start.applicant_id,
+                birth_date=reg.birth_date,
+                tmt=self.tmt,
+                gender=reg.gender,
+            ),
+            result_type=NipIssued,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        self.nip = issued.nip
+        self._decide(Stage.NIP, "issued", "bkn", {"nip": issued.nip})
+        self.stage = Stage.APPOINTMENT
+        self._decide(Stage.APPOINTMENT, "SK CPNS", "instansi",
+                     {"tmt": self.tmt.isoformat(), "formasi": self.placed_formasi})
+        self._notify("appointed", f"Appointed CPNS, NIP {issued.nip}, TMT {self.tmt.isoformat()}.")
+        await self._project()
+
+    async def probation(self) -> None:
+        """One year as CPNS with Latsar: PNS, or dismissed."""
+        self.stage = Stage.LATSAR
+        await self._project()
+        await self._wait(lambda: self.latsar is not None)
+        assert self.latsar is not None
+        outcome = probation_outcome(self.latsar.passed, self.latsar.healthy)
+        self._decide(Stage.LATSAR, outcome.value, self.latsar.reported_by, self.latsar.model_dump(mode="json"))
+        reason = "PNS: passed Latsar" if outcome == Terminal.PNS else "dismissed: Latsar or health not passed"
+        self._end(outcome, reason)
+
+    # --- reports from services (updates with validators) ------------------------------------
+
+    @workflow.update
+    def report_admin(self, report: AdminReport) -> Ack:
+        """The instansi's MS/TMS with a reason per failing document."""
+        return self._accept(report, "admin", lambda: setattr(self, "admin_report", report), "administrative result recorded")
+
+    @report_admin.validator
+    def validate_report_admin(self, report: AdminReport) -> None:
+        if self._check_repeat(report):
+            return
+        self._require(ReportKind.ADMIN, report, Stage.ADMIN_CHECK)
+        if self.admin_report is not None:
+            self._refuse(report, "an administrative result is already recorded for this applicant")
+
+    @workflow.update
+    def file_appeal(self, filing: AppealFiling) -> Ack:
+        """The applicant's sanggah against the TMS result."""
+        return self._accept(filing, "appeal", lambda: setattr(self, "appeal", filing), "appeal filed")
+
+    @file_appeal.validator
+    def validate_file_appeal(self, filing: AppealFiling) -> None:
+        if self._check_repeat(filing):
+            return
+        self._check_open(filing)
+        refusal = appeal_refusal(
+            self.admin if self.stage == Stage.ADMIN_APPEAL else None,
+            self.admin_announced_at,
+            workflow.now(),
+            self.rules.appeal.window,
+            self.appeal is not None,
+        )
+        if refusal:
+            self._refuse(filing, refusal)
+
+    @workflow.update
+    def answer_appeal(self, answer: AppealAnswer) -> Ack:
+        """The instansi's answer to the sanggah."""
+        return self._accept(answer, "appeal_answer", lambda: setattr(self, "appeal_answer", answer), "appeal answered")
+
+    @answer_appeal.validator
+    def validate_answer_appeal(self, answer: AppealAnswer) -> None:
+        if self._check_repeat(answer):
+            return
+        self._require(ReportKind.APPEAL_ANSWER, answer, Stage.ADMIN_APPEAL)
+        if self.appeal is None:
+            self._refuse(answer, "no appeal has been filed")
+        if self.appeal_answer is not None:
+            self._refuse(answer, "the appeal is already answered")
+
+    @workflow.update
+    def report_skd(self, report: SkdReport) -> Ack:
+        """Scores of the applicant's SKD sitting from the CAT system."""
+        return self._accept(report, "skd", lambda: setattr(self, "skd", report), "SKD scores recorded")
+
+    @report_skd.validator
+    def validate_report_skd(self, report: SkdReport) -> None:
+        if self._check_repeat(report):
+            return
+        self._require(ReportKind.SKD, report, Stage.SKD)
+        if self.skd_closed:
+            self._refuse(report, "the SKD window is closed")
+        if self.skd is not None:
+            self._refuse(report, f"SKD scores are already recorded (report {self.skd.report_id})")
+        try:
+            validate_skd_scores(SkdScores(twk=report.twk, tiu=report.tiu, tkp=report.tkp), self.rules.skd)
+        except RuleViolation as exc:
+            self._refuse(report, str(exc))
+
+    @workflow.update
+    def report_skb_score(self, report: SkbScoreReport) -> Ack:
+        """A score of one SKB component (CAT or another scored component)."""
+        return self._accept(report, f"skb:{report.component}", lambda: self.skb_scores.__setitem__(report.component, report),
+                            f"SKB {report.component} score recorded")
+
+    @report_skb_score.validator
+    def validate_report_skb_score(self, report: SkbScoreReport) -> None:
+        if self._check_repeat(report):
+            return
+        component = self._skb_component(report, report.component, ComponentKind.SCORE)
+        if report.component in self.skb_scores:
+            self._refuse(report, f"a {report.component} score is already recorded")
+        self._check_score(report, component, report.score)
+
+    @workflow.update
+    def report_panel_score(self, report: PanelScoreReport) -> Ack:
+        """One interview panellist's score; every panellist's score is kept."""
+        return self._accept(
+            report,
+            f"skb:{report.component}",
+            lambda: self.panel.setdefault(report.component, {}).__setitem__(report.panellist, report),
+            f"{report.component} score of panellist {report.panellist} recorded",
+        )
+
+    @report_panel_score.validator
+    def validate_report_panel_score(self, report: PanelScoreReport) -> None:
+        if self._check_repeat(report):
+            return
+        component = self._skb_component(report, report.component, ComponentKind.PANEL)
+        if report.panellist in self.panel.get(report.component, {}):
+            self._refuse(report, f"panellist {report.panellist} has already scored this applicant")
+        self._check_score(report, component, report.score)
+
+    @workflow.update
+    def report_gate(self, report: GateReport) -> Ack:
+        """An MS/TMS gate result (the health test)."""
+        return self._accept(report, f"skb:{report.component}", lambda: self.gates.__setitem__(report.component, report),
+                            f"{report.component} {report.decision.value} recorded")
+
+    @report_gate.validator
+    def validate_report_gate(self, report: GateReport) -> None:
+        if self._check_repeat(report):
+            return
+        self._skb_component(report, report.component, ComponentKind.GATE)
+        if report.component in self.gates:
+            self._refuse(report, f"a {report.component} result is already recorded")
+
+    @workflow.update
+    def answer_offer(self, answer: OfferAnswer) -> Ack:
+        """The applicant accepts or declines an optimalisasi offer."""
+        return self._accept(answer, "offer", lambda: setattr(self, "offer_answer", answer),
+                            "offer accepted" if answer.accept else "offer declined")
+
+    @answer_offer.validator
+    def validate_answer_offer(self, answer: OfferAnswer) -> None:
+        if self._check_repeat(answer):
+            return
+        self._check_open(answer)
+        if self.offer is None or self.stage != Stage.OPTIMALISASI:
+            self._refuse(answer, "there is no optimalisasi offer to answer")
+        if self.offer_answer is not None:
+            self._refuse(answer, "the offer is already answered")
+
+    @workflow.update
+    def report_filing(self, report: FilingReport) -> Ack:
+        """Pemberkasan result: DRH and documents complete, or what is missing."""
+        return self._accept(report, "filing", lambda: setattr(self, "filing", report), "filing recorded")
+
+    @report_filing.validator
+    def validate_report_filing(self, report: FilingReport) -> None:
+        if self._check_repeat(report):
+            return
+        self._require(ReportKind.FILING, report, Stage.FILING)
+        if self.filing is not None:
+            self._refuse(report, "filing is already recorded")
+
+    @workflow.update
+    def report_latsar(self, report: LatsarReport) -> Ack:
+        """The training agency's Latsar result."""
+        return self._accept(report, "latsar", lambda: setattr(self, "latsar", report), "Latsar result recorded")
+
+    @report_latsar.validator
+    def validate_report_latsar(self, report: LatsarReport) -> None:
+        if self._check_repeat(report):
+            return
+        self._require(ReportKind.LATSAR, report, Stage.LATSAR)
+        if self.latsar is not None:
+            self._refuse(report, "Latsar can be taken only once; a result is already recorded")
+
+    @workflow.update
+    def disqualify(self, report: Disqualification) -> Ack:
+        """DIS at any stage, even after the NIP."""
+        return self._accept(report, "disqualify", lambda: self._apply_ending(report), "disqualified")
+
+    @disqualify.validator
+    def validate_disqualify(self, report: Disqualification) -> None:
+        if self._check_repeat(report):
+            return
+        self._check_open(report)
+        if not self.rules.reporters or report.reported_by not in self.rules.reporters.get(ReportKind.OPERATOR, []):
+            self._refuse(report, f"{report.reported_by} may not disqualify (not an operator of this round)")
+
+    @workflow.update
+    def withdraw(self, report: Withdrawal) -> Ack:
+        """The applicant withdraws; after passing this bars them from the next rounds."""
+        return self._accept(report, "withdraw", lambda: self._apply_ending(report), "withdrawal recorded")
+
+    @withdraw.validator
+    def validate_withdraw(self, report: Withdrawal) -> None:
+        if self._check_repeat(report):
+            return
+        self._check_open(report)
+
+    # --- announcements from the formasi and the round (signals) -----------------------------
+
+    @workflow.signal
+    async def announce(self, announcement: Announcement) -> None:
+        """A phase closed or a result is out. Repeats (by announcement id) change nothing."""
+        if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
+            return
+        if announcement.phase in self.announcements:
+            return
+        self.announcements[announcement.phase] = announcement
+        if self.terminal is not None:
+            return
+        if announcement.phase == "skd_closed":
+            self.skd_closed = True
+            await self._reply_skd()
+        elif announcement.phase == "skb_closed":
+            self.skb_closed = True
+            await self._reply_skb()
+        elif announcement.phase == "tmt_moved" and announcement.note:
+            self._move_tmt(announcement)
+
+    @workflow.signal
+    def offer_seat(self, offer: OptimalisasiOffer) -> None:
+        """The round offers an optimalisasi seat."""
+        if self.offer is None and self.stage == Stage.OPTIMALISASI:
+            self.offer = offer
+
+    @workflow.query
+    def registration_digest(self) -> str:
+        """SHA-256 of the registration: lets a repeated import tell a repeat from a conflict."""
+        import hashlib
+        import json
+
+        body = json.dumps(self.start.registration.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        """The journey's current stage, codes and full decision trail."""
+        entry = self.final_entry
+        return JourneyState(
+            round_id=self.start.round_id,
+            applicant_id=self.start.applicant_id,
+            formasi_code=self.start.formasi.code,
+            stage=self.stage,
+            admin=self.admin,
+            skd_code=self.skd_code,
+            skd_total=self._skd_scores().total if self.skd else None,
+            skb_score=self.skb_score,
+            final_score=fraction_text(entry.final_score) if entry else None,
+            final_code=self.final_code,
+            placed_formasi=self.placed_formasi,
+            nip=self.nip,
+            tmt=self.tmt,
+            terminal=self.terminal,
+            terminal_reason=self.terminal_reason,
+            sanction_rounds=self.sanction_rounds,
+            decisions=list(self.decisions),
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _skd_scores(self) -> SkdScores:
+        assert self.skd is not None
+        return SkdScores(twk=self.skd.twk, tiu=self.skd.tiu, tkp=self.skd.tkp)
+
+    async def _reply_skd(self) -> None:
+        """Tell the formasi this applicant's key (None when absent or below the threshold)."""
+        key = None
+        if self.skd is not None and self.stage == Stage.SKD:
+            scores = self._skd_scores()
+            if passes_threshold(scores, self.start.registration.category, self.rules.skd):
+                key = skd_rank_key(scores)
+        await self._formasi().signal(
+            "skd_entry", SkdEntryReply(applicant_id=self.start.applicant_id, key=key)
+        )
+
+    async def _reply_skb(self) -> None:
+        """Compose SKB, apply the gates and tell the formasi the final entry (None when out)."""
+        self.final_entry = None
+        if self.stage == Stage.SKB:
+            self.final_entry = self._compose_skb()
+        await self._formasi().signal(
+            "final_entry", FinalEntryReply(applicant_id=self.start.applicant_id, entry=self.final_entry)
+        )
+
+    def _compose_skb(self) -> FinalEntry | None:
+        rules = self.rules.skb
+        if "cat" not in self.skb_scores:
+            self._skb_failure = (Terminal.ABSENT, "TH: no SKB CAT score when the SKB window closed")
+            return None
+        scores: dict = {}
+        gates = {}
+        missing = []
+        for c in rules.components:
+            if c.kind == ComponentKind.SCORE:
+                if c.name in self.skb_scores:
+                    scores[c.name] = self.skb_scores[c.name].score
+                else:
+                    missing.append(c.name)
+            elif c.kind == ComponentKind.PANEL:
+                panel = list(self.panel.get(c.name, {}).values())
+                try:
+                    scores[c.name] = aggregate_panel(
+                        [PanelScore(panellist=p.panellist, score=p.score) for p in panel], c
+                    )
+                except RuleViolation:
+                    missing.append(f"{c.name} (panel of {len(panel)})")
+            else:
+                if c.name in self.gates:
+                    gates[c.name] = self.gates[c.name].decision
+                else:
+                    missing.append(c.name)
+        if missing:
+            self._skb_failure = (Terminal.SKB_GATE_FAILED, f"SKB incomplete: {', '.join(missing)} not reported")
+            return None
+        outcome = skb_outcome(scores, gates, rules)
+        self.skb_score = fraction_text(outcome.score)
+        if not outcome.passed_gates:
+            self._skb_failure = (Terminal.SKB_GATE_FAILED, "SKB gate failed: " + "; ".join(outcome.gate_failures))
+            return None
+        reg = self.start.registration
+        return FinalEntry(
+            applicant_id=self.start.applicant_id,
+            formasi_code=self.start.formasi.code,
+            final_score=final_score(self._skd_scores().total, outcome.score, self.rules.integration, self.rules.skd),
+            skd=self._skd_scores(),
+            gpa=reg.gpa,
+            birth_date=reg.birth_date,
+        )
+
+    def _skb_inputs(self) -> dict:
+        return {
+            "scores": {k: v.score for k, v in self.skb_scores.items()},
+            "panel": {k: {p: r.score for p, r in v.items()} for k, v in self.panel.items()},
+            "gates": {k: v.decision.value for k, v in self.gates.items()},
+        }
+
+    def _move_tmt(self, announcement: Announcement) -> None:
+        from datetime import date
+
+        new_tmt = date.fromisoformat(announcement.note)
+        if new_tmt != self.tmt:
+            self._decide(self.stage, "TMT moved", "round", {"from": self.tmt.isoformat(), "to": new_tmt.isoformat(),
+                                                            "announcement_id": announcement.announcement_id})
+            self.tmt = new_tmt
+
+    def _formasi(self):
+        return workflow.get_external_workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
+
+    async def _announcement(self, phase: str) -> Announcement:
+        await self._wait(lambda: phase in self.announcements)
+        return self.announcements[phase]
+
+    async def _wait(self, condition: Callable[[], bool], until: datetime | None = None) -> bool:
+        """Wait for `condition`, a deadline, or an ending; raise JourneyEnded on an ending."""
+        timeout = None
+        if until is not None:
+            timeout = max(until - workflow.now(), timedelta(0))
+        try:
+            await workflow.wait_condition(lambda: condition() or self.ending is not None, timeout=timeout)
+        except TimeoutError:
+            return False
+        if self.ending is not None:
+            self._finish_ending()
+        return True
+
+    def _apply_ending(self, report: Report) -> None:
+        self.ending = report
+
+    def _finish_ending(self) -> None:
+        report = self.ending
+        assert report is not None
+        if isinstance(report, Disqualification):
+            self._decide(self.stage, "DIS", report.reported_by, report.model_dump(mode="json"))
+            self._end(Terminal.DISQUALIFIED, f"DIS: {report.reason}")
+        passed = self.final_code in (FinalCode.PASSED, FinalCode.PASSED_OPTIMALISASI)
+        self.sanction_rounds = withdrawal_sanction(passed, self.rules.withdrawal_sanction_rounds)
+        self._decide(self.stage, "APS", report.reported_by,
+                     {**report.model_dump(mode="json"), "sanction_rounds": self.sanction_rounds})
+        self._end(Terminal.WITHDRAWN, "APS: withdrew" + (
+            f"; barred from the next {self.sanction_rounds} rounds" if self.sanction_rounds else ""))
+
+    def _end(self, terminal: Terminal, reason: str) -> None:
+        self.terminal = terminal
+        self.terminal_reason = reason
+        if not self.decisions or self.decisions[-1].outcome != terminal.value:
+            self._decide(self.stage, terminal.value, "system", {"reason": reason})
+        self._notify(f"end-{terminal.value}", f"Your selection ended: {reason}.")
+        raise JourneyEnded()
+
+    def _decide(self, stage: Stage, outcome: str, actor: str, inputs: dict) -> None:
+        self.decisions.append(
+            Decision(
+                at=workflow.now(),
+                stage=stage,
+                outcome=outcome,
+                actor=actor,
+                input=inputs,
+                rule_version=self.rules.rule_version,
+                rules_digest=self.rules.rules_digest,
+            )
+        )
+
+    def _notify(self, key: str, text: str) -> None:
+        self.pending_notifications.append(Notification(key=key, text=text))
+
+    async def _project(self) -> None:
+        """Write the read-model row (a local activity: one marker event, no extra task)."""
+        self.version += 1
+        reg = self.start.registration
+        projection = JourneyProjection(
+            version=self.version,
+            state=self.state(),
+            registration_no=self.start.applicant_id,
+            name=reg.name,
+            category=reg.category.value,
+            first_seq=self.projected_decisions,
+            new_decisions=self.decisions[self.projected_decisions:],
+            notifications=self.pending_notifications,
+            reports=self.pending_reports,
+        )
+        await workflow.execute_local_activity(
+            "project_journey",
+            projection,
+            start_to_close_timeout=PROJECT_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        self.projected_decisions = len(self.decisions)
+        self.pending_notifications = []
+        self.pending_reports = []
+
+    # validation helpers: each refusal names the report, the applicant and what is wrong
+
+    def _refuse(self, report: Report, problem: str) -> None:
+        raise ApplicationError(
+            f"report {report.report_id} for applicant {self.start.applicant_id}: {problem}",
+            type="ReportRefused",
+            non_retryable=True,
+        )
+
+    def _check_repeat(self, report: Report) -> bool:
+        """True for an exact repeat (answered from the record); refuse the same key with new content."""
+        seen = self.acks.get(report.report_id)
+        if seen is None:
+            return False
+        if seen[0] != report.content_digest():
+            self._refuse(report, "this report id was already used with different content")
+        return True
+
+    def _check_open(self, report: Report) -> None:
+        if self.terminal is not None or self.ending is not None:
+            self._refuse(report, f"the journey has ended ({self.terminal.value if self.terminal else 'ending'})")
+
+    def _require(self, kind: str, report: Report, stage: Stage) -> None:
+        self._check_open(report)
+        if report.reported_by not in self.rules.reporters.get(kind, []):
+            self._refuse(report, f"{report.reported_by} is not allowed to report {kind} in this round")
+        if self.stage != stage:
+            self._refuse(report, f"the applicant is at stage {self.stage.value}, not {stage.value}")
+
+    def _skb_component(self, report: Report, name: str, kind: ComponentKind):
+        component = self.rules.skb.component(name)
+        if component is None:
+            self._refuse(report, f"SKB component {name!r} is not part of this round")
+        if component.kind != kind:
+            self._refuse(report, f"SKB component {name} is a {component.kind.value} component, not {kind.value}")
+        self._require(name, report, Stage.SKB)
+        if self.skb_closed:
+            self._refuse(report, "the SKB window is closed")
+        return component
+
+    def _check_score(self, report: Report, component, score: float) -> None:
+        try:
+            validate_component_score(component, score)
+        except RuleViolation as exc:
+            self._refuse(report, str(exc))
+
+    def _accept(self, report: Report, kind: str, apply: Callable[[], None], effect: str) -> Ack:
+        seen = self.acks.get(report.report_id)
+        if seen is not None:
+            return seen[1]
+        apply()
+        ack = Ack(
+            report_id=report.report_id,
+            applicant_id=self.start.applicant_id,
+            stage=self.stage,
+            effect=effect,
+            recorded_at=workflow.now(),
+        )
+        self.acks[report.report_id] = (report.content_digest(), ack)
+        self.pending_reports.append((report.report_id, kind, report.model_dump(mode="json")))
+        return ack

@@ -1,0 +1,275 @@
+"""FormasiSelection: the selection committee of one formasi.
+
+It hears from every applicant of the formasi but keeps only what ranking needs: the top
+3 x quota SKD keys and the final entries of those who went on to SKB. Its state is bounded by
+the seats; it continues-as-new before the history grows long, carrying that state.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import BroadcastRequest, BroadcastResult
+    from domain.messages import (
+        Announcement,
+        Decision,
+        FinalEntryReply,
+        FormasiResult,
+        FormasiStart,
+        fraction_text,
+    )
+    from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
+    from workflows.ids import round_workflow_id
+
+BROADCAST_TIMEOUT = timedelta(hours=2)
+
+
+class Barrier(BaseModel):
+    """A phase waiting for a reply from every applicant the close announcement reached."""
+
+    announcement: Announcement
+    expected: int | None = None  # set once the close announcement has been delivered
+    replies: int = 0
+
+
+class FormasiCarry(BaseModel):
+    """Everything a FormasiSelection run hands to the next one."""
+
+    queue: list[Announcement] = []
+    processed: list[str] = []  # announcement ids already handled
+    skd_barrier: Barrier | None = None
+    tracker: SkdCutTracker | None = None
+    final_barrier: Barrier | None = None
+    final_entries: list[FinalEntry] = []
+    decisions: list[Decision] = []
+    runs: int = 1
+    done: bool = False
+
+
+class FormasiState(BaseModel):
+    """What the formasi's query returns."""
+
+    round_id: str
+    formasi_code: str
+    quota: int
+    runs: int
+    processed: list[str]
+    awaiting: str | None = Field(default=None, description="the reply barrier it waits on, if any")
+    skd_cut_key: tuple[int, int, int, int] | None = None
+    skd_passers_seen: int = 0
+    final_entries: int = 0
+    decisions: list[Decision] = []
+
+
+@workflow.defn
+class FormasiSelection:
+    """Ranks the formasi when the round closes a stage and announces to its applicants."""
+
+    @workflow.init
+    def __init__(self, start: FormasiStart) -> None:
+        self.start = start
+        self.carry = FormasiCarry.model_validate(start.carry) if start.carry else FormasiCarry()
+        if self.carry.tracker is None:
+            self.carry.tracker = SkdCutTracker(capacity=skd_cut_size(start.formasi.quota, start.rules.skd))
+
+    @workflow.run
+    async def run(self, start: FormasiStart) -> FormasiState:
+        if self.carry.skd_barrier is not None:
+            await self._skd_ranking(self.carry.skd_barrier.announcement)
+        if self.carry.final_barrier is not None:
+            await self._final_ranking(self.carry.final_barrier.announcement)
+        while not self.carry.done:
+            await workflow.wait_condition(lambda: bool(self.carry.queue) or self._should_continue())
+            if self._should_continue():
+                self._continue_as_new()
+            announcement = self.carry.queue.pop(0)
+            if announcement.announcement_id in self.carry.processed:
+                continue
+            if announcement.phase == "skd_closed":
+                await self._skd_ranking(announcement)
+            elif announcement.phase == "skb_closed":
+                await self._final_ranking(announcement)
+            elif announcement.phase == "round_closed":
+                self.carry.done = True
+            else:
+                await self._broadcast(announcement)
+            self.carry.processed.append(announcement.announcement_id)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _skd_ranking(self, closed: Announcement) -> None:
+        """Close SKD for every applicant, collect their keys, find the cut and announce it."""
+        barrier = self.carry.skd_barrier or Barrier(announcement=closed)
+        self.carry.skd_barrier = barrier
+        await self._await_replies(barrier)
+        tracker = self.carry.tracker
+        assert tracker is not None
+        cut_key = tracker.cut_key()
+        self._decide(
+            "skd_ranking",
+            "cut",
+            {
+                "quota": self.start.formasi.quota,
+                "cut_size": tracker.capacity,
+                "replies": barrier.replies,
+                "passers_seen": tracker.seen,
+                "cut_key": list(cut_key) if cut_key else None,
+            },
+        )
+        result = Announcement(
+            announcement_id=f"{closed.announcement_id}/result",
+            phase="skd_result",
+            at=workflow.now(),
+            cut_key=cut_key,
+        )
+        await self._broadcast(result)
+        self.carry.skd_barrier = None
+        self.carry.processed.append(closed.announcement_id)
+
+    async def _final_ranking(self, closed: Announcement) -> None:
+        """Close SKB, collect final entries, rank by the full tie-break chain and announce."""
+        barrier = self.carry.final_barrier or Barrier(announcement=closed)
+        self.carry.final_barrier = barrier
+        await self._await_replies(barrier)
+        ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
+        by_id = {e.applicant_id: e for e in self.carry.final_entries}
+        self._decide(
+            "final_ranking",
+            "ranked",
+            {
+                "quota": self.start.formasi.quota,
+                "entries": len(self.carry.final_entries),
+                "winners": [[a, fraction_text(by_id[a].final_score)] for a in ranking.winners],
+                "others": [[a, fraction_text(by_id[a].final_score)] for a in ranking.others],
+            },
+        )
+        result = Announcement(
+            announcement_id=f"{closed.announcement_id}/result",
+            phase="final_result",
+            at=workflow.now(),
+            winners=ranking.winners,
+        )
+        await self._broadcast(result)
+        await workflow.get_external_workflow_handle(round_workflow_id(self.start.round_id)).signal(
+            "formasi_result",
+            FormasiResult(
+                formasi_code=self.start.formasi.code,
+                vacancies=self.start.formasi.quota - len(ranking.winners),
+                candidates=[by_id[a] for a in ranking.others],
+                winners=ranking.winners,
+            ),
+        )
+        self.carry.final_barrier = None
+        self.carry.processed.append(closed.announcement_id)
+
+    async def _await_replies(self, barrier: Barrier) -> None:
+        if barrier.expected is None:
+            barrier.expected = (await self._broadcast(barrier.announcement)).delivered
+        while True:
+            await workflow.wait_condition(
+                lambda: barrier.replies >= (barrier.expected or 0) or self._should_continue()
+            )
+            if barrier.replies >= (barrier.expected or 0):
+                return
+            self._continue_as_new()
+
+    async def _broadcast(self, announcement: Announcement) -> BroadcastResult:
+        return await workflow.execute_activity(
+            "broadcast",
+            BroadcastRequest(
+                round_id=self.start.round_id,
+                formasi_code=self.start.formasi.code,
+                announcement=announcement,
+            ),
+            result_type=BroadcastResult,
+            start_to_close_timeout=BROADCAST_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+
+    # --- messages ------------------------------------------------------------------------------
+
+    @workflow.signal
+    def phase(self, announcement: Announcement) -> None:
+        """The round closed a phase (or asks for an announcement to the formasi's applicants)."""
+        known = {a.announcement_id for a in self.carry.queue} | set(self.carry.processed)
+        if announcement.announcement_id not in known:
+            self.carry.queue.append(announcement)
+
+    @workflow.signal
+    def skd_entry(self, reply) -> None:
+        """An applicant's answer to the SKD close: its key when it passed its threshold."""
+        from domain.messages import SkdEntryReply
+
+        reply = SkdEntryReply.model_validate(reply) if isinstance(reply, dict) else reply
+        barrier = self.carry.skd_barrier
+        if barrier is None:
+            workflow.logger.warning("skd_entry outside the SKD ranking", extra={"applicant": reply.applicant_id})
+            return
+        barrier.replies += 1
+        if reply.key is not None and self.carry.tracker is not None:
+            self.carry.tracker.add(reply.applicant_id, tuple(reply.key))
+
+    @workflow.signal
+    def final_entry(self, reply: FinalEntryReply) -> None:
+        """An applicant's answer to the SKB close: its final entry when it completed SKB."""
+        barrier = self.carry.final_barrier
+        if barrier is None:
+            workflow.logger.warning("final_entry outside the final ranking", extra={"applicant": reply.applicant_id})
+            return
+        barrier.replies += 1
+        if reply.entry is not None and all(e.applicant_id != reply.applicant_id for e in self.carry.final_entries):
+            self.carry.final_entries.append(reply.entry)
+
+    @workflow.query
+    def state(self) -> FormasiState:
+        """Progress of this formasi's selection."""
+        barrier = self.carry.skd_barrier or self.carry.final_barrier
+        awaiting = None
+        if barrier is not None:
+            awaiting = f"{barrier.announcement.phase}: {barrier.replies} of {barrier.expected} replies"
+        tracker = self.carry.tracker
+        return FormasiState(
+            round_id=self.start.round_id,
+            formasi_code=self.start.formasi.code,
+            quota=self.start.formasi.quota,
+            runs=self.carry.runs,
+            processed=list(self.carry.processed),
+            awaiting=awaiting,
+            skd_cut_key=tracker.cut_key() if tracker else None,
+            skd_passers_seen=tracker.seen if tracker else 0,
+            final_entries=len(self.carry.final_entries),
+            decisions=list(self.carry.decisions),
+        )
+
+    def _decide(self, stage: str, outcome: str, inputs: dict) -> None:
+        self.carry.decisions.append(
+            Decision(
+                at=workflow.now(),
+                stage=stage,
+                outcome=outcome,
+                actor=f"formasi:{self.start.formasi.code}",
+                input=inputs,
+                rule_version=self.start.rules.rule_version,
+                rules_digest=self.start.rules.rules_digest,
+            )
+        )
+
+    def _should_continue(self) -> bool:
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _continue_as_new(self) -> None:
+        self.carry.runs += 1
+        workflow.continue_as_new(
+            FormasiStart(
+                round_id=self.start.round_id,
+                formasi=self.start.formasi,
+                rules=self.start.rules,
+                carry=self.carry.model_dump(mode="json"),
+            )
+        )

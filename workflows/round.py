@@ -1,0 +1,359 @@
+"""RecruitmentRound: the round's schedule on durable timers, operator commands, optimalisasi."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from domain.config import ReportKind, RoundConfig, Schedule, parse_round_config
+    from domain.messages import (
+        Ack,
+        Announcement,
+        CloseWindow,
+        Decision,
+        ExtendWindow,
+        FormasiResult,
+        FormasiStart,
+        JourneyRules,
+        MoveTmt,
+        OfferReply,
+        OptimalisasiOffer,
+        Report,
+        RoundStart,
+    )
+    from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
+    from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
+    from workflows.formasi import FormasiSelection
+    from workflows.ids import formasi_workflow_id, journey_workflow_id
+
+PHASES = ["registration", "administration", "skd", "skb"]
+
+
+class RoundState(BaseModel):
+    """What the round's query returns."""
+
+    round_id: str
+    phase: str
+    schedule: Schedule
+    closed: list[str]
+    formasi_results: dict[str, FormasiResult]
+    offers: dict[str, str]  # offer id -> "pending" | "accepted" | "declined"
+    decisions: list[Decision]
+
+
+def journey_rules(config: RoundConfig) -> JourneyRules:
+    """The rules every journey of the round is judged by, with their digest."""
+    return JourneyRules(
+        rule_version=config.rule_version,
+        rules_digest=config.digest(),
+        skd=config.skd,
+        skb=config.skb,
+        integration=config.integration,
+        appeal=config.appeal,
+        reporters=config.reporters,
+        withdrawal_sanction_rounds=config.withdrawal_sanction_rounds,
+    )
+
+
+@workflow.defn
+class RecruitmentRound:
+    """One instansi's round: phases on durable timers from the configured schedule."""
+
+    @workflow.init
+    def __init__(self, start: RoundStart) -> None:
+        self.config = parse_round_config(start.config, "round configuration")
+        self.schedule = self.config.schedule
+        self.phase = "registration"
+        self.closed: list[str] = []
+        self.early: dict[str, str] = {}
+        self.schedule_changed = False
+        self.decisions: list[Decision] = []
+        self.acks: dict[str, tuple[str, Ack]] = {}
+        self.results: dict[str, FormasiResult] = {}
+        self.offers: dict[str, OptimalisasiOffer] = {}
+        self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
+        self.offer_status: dict[str, str] = {}
+        self.created_by = start.created_by
+
+    @workflow.run
+    async def run(self, start: RoundStart) -> RoundState:
+        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.config.digest()})
+        await self._start_formasi()
+        for phase in PHASES:
+            self.phase = phase
+            await self._until_closed(phase)
+            self.closed.append(phase)
+            self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
+            if phase == "administration":
+                await self._tell_formasi("administration")
+            elif phase == "skd":
+                await self._tell_formasi("skd_closed")
+            elif phase == "skb":
+                await self._tell_formasi("skb_closed")
+        self.phase = "final_appeal"
+        await workflow.wait_condition(lambda: len(self.results) == len(self.config.formasi))
+        await workflow.sleep(self.config.appeal.window)
+        self.phase = "optimalisasi"
+        await self._optimalisasi()
+        await self._tell_formasi("optimalisasi_closed")
+        self.phase = "filing"
+        await self._until_closed("filing")
+        await self._tell_formasi("filing_closed")
+        self.phase = "latsar"
+        await self._until_closed("latsar")
+        await self._tell_formasi("round_closed")
+        self.phase = "closed"
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.state()
+
+    async def _start_formasi(self) -> None:
+        rules = journey_rules(self.config)
+        for f in self.config.formasi:
+            await workflow.start_child_workflow(
+                FormasiSelection.run,
+                FormasiStart(round_id=self.config.round_id, formasi=f, rules=rules),
+                id=formasi_workflow_id(self.config.round_id, f.code),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ROUND_ID, self.config.round_id),
+                        SearchAttributePair(FORMASI_CODE, f.code),
+                        SearchAttributePair(WORKFLOW_KIND, "formasi"),
+                    ]
+                ),
+            )
+
+    async def _until_closed(self, phase: str) -> None:
+        """Sleep until the window closes; an extension or an early close wakes the timer."""
+        while phase not in self.early:
+            closes: datetime = getattr(self.schedule, phase).closes
+            remaining = closes - workflow.now()
+            if remaining <= timedelta(0):
+                return
+            self.schedule_changed = False
+            try:
+                await workflow.wait_condition(
+                    lambda: self.schedule_changed or phase in self.early, timeout=remaining
+                )
+            except TimeoutError:
+                return
+
+    async def _tell_formasi(self, phase: str, note: str = "") -> None:
+        announcement = Announcement(
+            announcement_id=f"{self.config.round_id}/{phase}/{len(self.decisions)}",
+            phase=phase,
+            at=workflow.now(),
+            note=note,
+        )
+        for f in self.config.formasi:
+            await workflow.get_external_workflow_handle(
+                formasi_workflow_id(self.config.round_id, f.code)
+            ).signal(FormasiSelection.phase, announcement)
+
+    async def _optimalisasi(self) -> None:
+        """Offer empty seats, best first; a decline passes the seat on to the next in rank."""
+        by_code = {f.code: f for f in self.config.formasi}
+        vacancies = [
+            Vacancy(
+                formasi_code=r.formasi_code,
+                jabatan=by_code[r.formasi_code].jabatan,
+                education_level=by_code[r.formasi_code].education_level,
+                seats=r.vacancies,
+            )
+            for r in self.results.values()
+            if r.vacancies > 0
+        ]
+        candidates = [
+            OptimalisasiCandidate(
+                entry=e,
+                jabatan=by_code[e.formasi_code].jabatan,
+                education_level=by_code[e.formasi_code].education_level,
+            )
+            for r in self.results.values()
+            for e in r.candidates
+        ]
+        declined: set[str] = set()
+        while True:
+            offers = allocate(vacancies, candidates, declined)
+            self._decide(
+                "optimalisasi",
+                "allocated",
+                "round",
+                {"offers": [[o.applicant_id, o.to_formasi] for o in offers], "declined": sorted(declined)},
+            )
+            for o in offers:
+                offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
+                if offer_id in self.offers:
+                    continue
+                offer = OptimalisasiOffer(
+                    offer_id=offer_id,
+                    to_formasi=o.to_formasi,
+                    answer_by=workflow.now() + self.config.offer_answer_within,
+                )
+                self.offers[offer_id] = offer
+                self.offer_targets[offer_id] = o.applicant_id
+                self.offer_status[offer_id] = "pending"
+                await workflow.get_external_workflow_handle(
+                    journey_workflow_id(self.config.round_id, o.applicant_id)
+                ).signal("offer_seat", offer)
+            await workflow.wait_condition(lambda: "pending" not in self.offer_status.values())
+            newly_declined = {
+                self.offer_targets[i] for i, s in self.offer_status.items() if s == "declined"
+            } - declined
+            if not newly_declined:
+                return
+            declined |= newly_declined
+
+    # --- operator commands (updates with validators) -----------------------------------------
+
+    @workflow.update
+    def extend_window(self, command: ExtendWindow) -> Ack:
+        """Extend an open window; the extension and its reason are recorded."""
+        return self._accept(command, lambda: self._extend(command), f"{command.window} extended")
+
+    @extend_window.validator
+    def validate_extend_window(self, command: ExtendWindow) -> None:
+        if self._check_repeat(command):
+            return
+        window = self._open_window(command, command.window)
+        if command.new_closes <= window.closes:
+            self._refuse(command, f"new_closes {command.new_closes.isoformat()} is not after the current close "
+                         f"{window.closes.isoformat()}")
+        later = self._next_window(command.window)
+        if later is not None and command.new_closes > later.opens:
+            self._refuse(command, f"new_closes {command.new_closes.isoformat()} is after the next window opens "
+                         f"({later.opens.isoformat()})")
+
+    @workflow.update
+    def close_window(self, command: CloseWindow) -> Ack:
+        """Close an open window early, with a recorded reason."""
+        return self._accept(command, lambda: self.early.__setitem__(command.window, command.reason),
+                            f"{command.window} closed early")
+
+    @close_window.validator
+    def validate_close_window(self, command: CloseWindow) -> None:
+        if self._check_repeat(command):
+            return
+        self._open_window(command, command.window)
+
+    @workflow.update
+    async def move_tmt(self, command: MoveTmt) -> Ack:
+        """Move the TMT; every applicant's journey still running records the move."""
+        repeat = command.report_id in self.acks
+        ack = self._accept(command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}")
+        if not repeat:
+            await self._tell_formasi("tmt_moved", command.new_tmt.isoformat())
+        return ack
+
+    @move_tmt.validator
+    def validate_move_tmt(self, command: MoveTmt) -> None:
+        if self._check_repeat(command):
+            return
+        self._operator(command)
+        if command.new_tmt == self.schedule.tmt:
+            self._refuse(command, f"the TMT is already {command.new_tmt.isoformat()}")
+        if self.phase == "closed":
+            self._refuse(command, "the round is closed")
+
+    @workflow.signal
+    def formasi_result(self, result: FormasiResult) -> None:
+        """A formasi's final ranking: its empty seats and who lost on rank."""
+        self.results.setdefault(result.formasi_code, result)
+
+    @workflow.signal
+    def offer_reply(self, reply: OfferReply) -> None:
+        """A journey's answer to an optimalisasi offer."""
+        if self.offer_status.get(reply.offer_id) == "pending":
+            self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
+
+    @workflow.query
+    def state(self) -> RoundState:
+        """Phase, schedule (with extensions), results and offers."""
+        return RoundState(
+            round_id=self.config.round_id,
+            phase=self.phase,
+            schedule=self.schedule,
+            closed=list(self.closed),
+            formasi_results=dict(self.results),
+            offers=dict(self.offer_status),
+            decisions=list(self.decisions),
+        )
+
+    @workflow.query
+    def config_digest(self) -> str:
+        """The digest of the rules this round runs by."""
+        return self.config.digest()
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _extend(self, command: ExtendWindow) -> None:
+        window = getattr(self.schedule, command.window)
+        self.schedule = self.schedule.model_copy(
+            update={command.window: window.model_copy(update={"closes": command.new_closes})}
+        )
+        self.schedule_changed = True
+
+    def _move(self, command: MoveTmt) -> None:
+        self.schedule = self.schedule.model_copy(update={"tmt": command.new_tmt})
+
+    def _operator(self, command: Report) -> None:
+        if command.reported_by not in self.config.reporters.get(ReportKind.OPERATOR, []):
+            self._refuse(command, f"{command.reported_by} is not an operator of round {self.config.round_id}")
+
+    def _open_window(self, command: Report, name: str):
+        self._operator(command)
+        if name not in PHASES + ["filing", "latsar"]:
+            self._refuse(command, f"window {name!r} is not one of {PHASES + ['filing', 'latsar']}")
+        window = getattr(self.schedule, name)
+        now = workflow.now()
+        if name in self.closed or name in self.early or now >= window.closes:
+            self._refuse(command, f"the {name} window is already closed")
+        if now < window.opens:
+            self._refuse(command, f"the {name} window is not open yet (opens {window.opens.isoformat()})")
+        return window
+
+    def _next_window(self, name: str):
+        order = ["registration", "administration", "skd", "skb", "filing", "latsar"]
+        i = order.index(name)
+        return getattr(self.schedule, order[i + 1]) if i + 1 < len(order) else None
+
+    def _refuse(self, command: Report, problem: str) -> None:
+        raise ApplicationError(f"command {command.report_id}: {problem}", type="CommandRefused", non_retryable=True)
+
+    def _check_repeat(self, command: Report) -> bool:
+        seen = self.acks.get(command.report_id)
+        if seen is None:
+            return False
+        if seen[0] != command.content_digest():
+            self._refuse(command, "this command id was already used with different content")
+        return True
+
+    def _accept(self, command: Report, apply, effect: str) -> Ack:
+        seen = self.acks.get(command.report_id)
+        if seen is not None:
+            return seen[1]
+        apply()
+        self._decide(self.phase, effect, command.reported_by, command.model_dump(mode="json"))
+        ack = Ack(report_id=command.report_id, applicant_id="", stage=self.phase, effect=effect,
+                  recorded_at=workflow.now())
+        self.acks[command.report_id] = (command.content_digest(), ack)
+        return ack
+
+    def _decide(self, phase: str, outcome: str, actor: str, inputs: dict) -> None:
+        self.decisions.append(
+            Decision(
+                at=workflow.now(),
+                stage=phase,
+                outcome=outcome,
+                actor=actor,
+                input=inputs,
+                rule_version=self.config.rule_version,
+                rules_digest=self.config.digest(),
+            )
+        )
