@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import asyncpg
 import typer
@@ -40,8 +40,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
         activities=[readmodel.project_journey, readmodel.issue_nip, broadcaster.broadcast],
         max_cached_workflows=settings.worker_max_cached_workflows,
         max_concurrent_activities=settings.worker_max_concurrent_activities,
-        activity_executor=ThreadPoolExecutor(4),
-        graceful_shutdown_timeout=__import__("datetime").timedelta(seconds=10),
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )
 
 

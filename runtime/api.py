@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from domain.config import RoundConfig, load_round_config
@@ -178,7 +173,3 @@ class RecruitmentApi:
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
-
-
-__all__ = ["RecruitmentApi", "RefusedError", "RegistrationResult", "WithStartWorkflowOperation",
-           "WorkflowIDConflictPolicy", "applicant_id_for", "registration_digest"]
