@@ -311,11 +311,12 @@ class RecruitmentRound:
         if name not in PHASES + ["filing", "latsar"]:
             self._refuse(command, f"window {name!r} is not one of {PHASES + ['filing', 'latsar']}")
         window = getattr(self.schedule, name)
-        now = workflow.now()
-        if name in self.closed or name in self.early or now >= window.closes:
+        if name in self.closed or name in self.early or workflow.now() >= window.closes:
             self._refuse(command, f"the {name} window is already closed")
-        if now < window.opens:
-            self._refuse(command, f"the {name} window is not open yet (opens {window.opens.isoformat()})")
+        if self.phase != name:
+            # The round's phase, not the calendar, says what is open: an earlier window closed
+            # early moves the round on before the next window's calendar opening.
+            self._refuse(command, f"the {name} window is not open yet (the round is in {self.phase})")
         return window
 
     def _next_window(self, name: str):
