@@ -1,0 +1,266 @@
+"""CSV input files of starter.py: their columns, header checks and row parsing into messages.
+
+Every problem names the file, the line, the field and the value, so an operator can fix the
+export without guessing. A file-level problem (unreadable, bad header) stops the whole file;
+a row-level problem refuses only that row.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from domain.messages import (
+    AdminReport,
+    AppealAnswer,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    PanelScoreReport,
+    Report,
+    SkbScoreReport,
+    SkdReport,
+)
+from domain.registration import Registration
+
+
+class CsvFileError(Exception):
+    """A file that cannot be processed at all: names the file, line, field and problem."""
+
+    def __init__(self, path: Path | str, line: int, field: str, value: str, reason: str) -> None:
+        self.path, self.line, self.field, self.value, self.reason = str(path), line, field, value, reason
+        super().__init__(f"{self.path}:{line}: {field}={value!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class RowRefusal:
+    """Why one row was refused: its line, the field and value at fault, and the reason."""
+
+    line: int
+    field: str
+    value: str
+    reason: str
+    row_id: str = ""  # the report_id, or the registration number once known
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}={self.value!r}: {self.reason}"
+
+
+class RowError(Exception):
+    """A row that does not parse into its message; carries every problem found in it."""
+
+    def __init__(self, refusals: list[RowRefusal]) -> None:
+        self.refusals = refusals
+        super().__init__("; ".join(str(r) for r in refusals))
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The documented columns of one kind of file."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+@dataclass(frozen=True)
+class Row:
+    """One data row: its physical line number (the header is line 1) and its cells by column."""
+
+    line: int
+    cells: dict[str, str]
+
+
+def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
+    """Check the header now and return the data rows lazily; raise CsvFileError for a bad file."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise CsvFileError(path, 0, "(file)", str(path), f"cannot be read: {exc.strerror}") from None
+    reader = csv.reader(handle)
+    try:
+        header = next(reader)
+    except StopIteration:
+        handle.close()
+        raise CsvFileError(path, 1, "(header)", "", f"the file is empty; expected columns {', '.join(columns.all)}") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        handle.close()
+        raise CsvFileError(path, 1, "(header)", "", f"not a readable UTF-8 CSV: {exc}") from None
+    names = [h.strip() for h in header]
+    problems = []
+    missing = [c for c in columns.required if c not in names]
+    unknown = [n for n in names if n not in columns.all]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    if duplicated:
+        problems.append(f"repeated column(s) {', '.join(duplicated)}")
+    if problems:
+        handle.close()
+        raise CsvFileError(path, 1, "(header)", ",".join(names),
+                           "; ".join(problems) + f"; expected {', '.join(columns.required)}"
+                           + (f" and optionally {', '.join(columns.optional)}" if columns.optional else ""))
+    return _rows(path, handle, reader, names)
+
+
+def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
+    with handle:
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise CsvFileError(path, reader.line_num, "(row)", "", f"not a readable UTF-8 CSV: {exc}") from None
+            if not cells or all(not c.strip() for c in cells):
+                continue  # a blank line, common at the end of exports
+            if len(cells) != len(names):
+                yield Row(reader.line_num, {"__width__": f"{len(cells)} cells, the header has {len(names)}"})
+                continue
+            yield Row(reader.line_num, {n: c.strip() for n, c in zip(names, cells, strict=True)})
+
+
+def _check_width(row: Row) -> None:
+    if "__width__" in row.cells:
+        raise RowError([RowRefusal(row.line, "(row)", "", row.cells["__width__"])])
+
+
+def mask_nik(nik: str) -> str:
+    """A NIK shortened for errors files and logs."""
+    return nik[:4] + "*" * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else "*" * len(nik)
+
+
+def _validation_refusals(line: int, exc: ValidationError, row_id: str = "") -> list[RowRefusal]:
+    refusals = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(row)"
+        value = "" if err["type"] == "missing" else err.get("input", "")
+        value = value if isinstance(value, str) else repr(value)
+        if field.split(".")[0] == "nik":
+            value = mask_nik(value)
+        elif field.split(".")[0] == "name":
+            value = f"<{len(value)} characters>"  # names stay out of errors files
+        refusals.append(RowRefusal(line, field, value, err["msg"], row_id))
+    return refusals
+
+
+# --- registrations (an SSCASN export) ---------------------------------------------------------
+
+REGISTRATION_COLUMNS = Columns(
+    required=("nik", "name", "birth_date", "gender", "education_level", "major", "gpa", "formasi_code"),
+    optional=("category",),
+)
+
+
+def parse_registration(row: Row) -> Registration:
+    """A registration row as the domain's Registration; RowError names each bad field."""
+    _check_width(row)
+    data = {k: v for k, v in row.cells.items() if not (k == "category" and v == "")}
+    try:
+        return Registration.model_validate(data)
+    except ValidationError as exc:
+        raise RowError(_validation_refusals(row.line, exc)) from None
+
+
+# --- reports from services --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportKind:
+    """One kind of report file: its update on the applicant's journey, columns and message."""
+
+    name: str
+    update: str
+    message: type[Report]
+    columns: Columns
+    fields: Callable[[dict[str, str]], dict]  # row cells (without ids) -> message fields
+
+
+def _findings(text: str) -> list[dict]:
+    findings = []
+    for item in filter(None, (part.strip() for part in text.split("|"))):
+        document, sep, reason = item.partition(":")
+        if not sep or not document.strip() or not reason.strip():
+            raise ValueError(f"{item!r} is not document:reason")
+        findings.append({"document": document.strip(), "reason": reason.strip()})
+    return findings
+
+
+def _list(text: str) -> list[str]:
+    return [p.strip() for p in text.split("|") if p.strip()]
+
+
+def _drop_empty(cells: dict[str, str], *names: str) -> dict:
+    return {k: v for k, v in cells.items() if not (k in names and v == "")}
+
+
+IDS = ("report_id", "applicant_id")
+
+REPORT_KINDS: dict[str, ReportKind] = {
+    k.name: k
+    for k in (
+        ReportKind("admin", "report_admin", AdminReport, Columns(IDS, ("findings",)),
+                   lambda c: {"findings": _findings(c.get("findings", ""))}),
+        ReportKind("appeal-answer", "answer_appeal", AppealAnswer, Columns((*IDS, "accepted"), ("note",)),
+                   lambda c: c),
+        ReportKind("skd", "report_skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)),
+                   lambda c: c),
+        ReportKind("skb-score", "report_skb_score", SkbScoreReport, Columns((*IDS, "component", "score")),
+                   lambda c: c),
+        ReportKind("panel", "report_panel_score", PanelScoreReport,
+                   Columns((*IDS, "component", "panellist", "score")), lambda c: c),
+        ReportKind("gate", "report_gate", GateReport, Columns((*IDS, "component", "decision"), ("note",)),
+                   lambda c: {**c, "decision": c.get("decision", "").upper()}),
+        ReportKind("filing", "report_filing", FilingReport, Columns((*IDS, "complete"), ("missing",)),
+                   lambda c: {**c, "missing": _list(c.get("missing", ""))}),
+        ReportKind("latsar", "report_latsar", LatsarReport, Columns((*IDS, "passed"), ("healthy",)),
+                   lambda c: _drop_empty(c, "healthy")),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ParsedReport:
+    """A report row ready to send: to whom, and the message."""
+
+    line: int
+    applicant_id: str
+    message: Report
+
+
+def parse_report(kind: ReportKind, row: Row, reported_by: str) -> ParsedReport:
+    """A report row as its message; RowError names each bad field."""
+    _check_width(row)
+    cells = dict(row.cells)
+    report_id = cells.pop("report_id", "")
+    applicant_id = cells.pop("applicant_id", "")
+    problems = []
+    if not applicant_id:
+        problems.append(RowRefusal(row.line, "applicant_id", "", "is empty", report_id))
+    try:
+        fields = kind.fields(cells)
+    except ValueError as exc:
+        column = "findings" if kind.name == "admin" else "(row)"
+        raise RowError([*problems, RowRefusal(row.line, column, cells.get(column, ""), str(exc), report_id)]) from None
+    try:
+        message = kind.message.model_validate({**fields, "report_id": report_id, "reported_by": reported_by})
+    except ValidationError as exc:
+        problems.extend(_validation_refusals(row.line, exc, report_id))
+    if problems:
+        raise RowError(problems)
+    return ParsedReport(row.line, applicant_id, message)
+
+
+def model_columns(model: type[BaseModel]) -> list[str]:
+    """The field names of a message, for documentation and help texts."""
+    return list(model.model_fields)

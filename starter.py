@@ -1,0 +1,611 @@
+#!/usr/bin/env python3
+"""The operator's command line: create a round, import registrations, send reports and commands,
+see the funnel and publish announcements.
+
+    .venv/bin/python starter.py --help
+
+Exit codes: 0 everything accepted; 1 some rows or the command refused by the engine;
+2 a bad input file or bad arguments (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import html
+import json
+import os
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from domain.config import ConfigError, RoundConfig, load_round_config
+from domain.messages import (
+    Ack,
+    CloseWindow,
+    Disqualification,
+    ExtendWindow,
+    MoveTmt,
+    Report,
+    Withdrawal,
+)
+from runtime.api import RecruitmentApi, RefusedError
+from runtime.csvio import (
+    REGISTRATION_COLUMNS,
+    REPORT_KINDS,
+    CsvFileError,
+    ReportKind,
+    RowError,
+    RowRefusal,
+    open_rows,
+    parse_registration,
+    parse_report,
+)
+from runtime.logs import get_logger
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+log = get_logger("starter")
+
+
+class BadInput(Exception):
+    """An argument that cannot be used; nothing was sent."""
+
+
+@dataclass
+class Context:
+    """What every command needs: the client API, the read model's URL and a console."""
+
+    api: RecruitmentApi
+    database_url: str
+    console: Console = field(default_factory=lambda: Console(stderr=False))
+
+
+@dataclass
+class Summary:
+    """Counts of one file's rows by outcome, and every refusal."""
+
+    counts: Counter = field(default_factory=Counter)
+    refusals: list[RowRefusal] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REFUSED if self.refusals else EXIT_OK
+
+
+# --- errors files and checkpoints -------------------------------------------------------------
+
+
+class ErrorsFile:
+    """The refused rows of a run, one CSV line each, flushed as they happen."""
+
+    COLUMNS = ("line", "id", "field", "value", "reason")
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not append or not path.exists() or path.stat().st_size == 0
+        self.handle = path.open("a" if append else "w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.handle)
+        if fresh:
+            self.writer.writerow(self.COLUMNS)
+
+    def write(self, refusals: list[RowRefusal]) -> None:
+        for r in refusals:
+            self.writer.writerow((r.line, r.row_id, r.field, r.value, r.reason))
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class Checkpoint:
+    """The last line up to which every row is fully processed, so a resumed run skips them quickly.
+
+    Only an optimisation: repeats are no-ops, so re-running the whole file is always safe.
+    """
+
+    def __init__(self, path: Path | None, source: Path) -> None:
+        self.path = path
+        self.digest = hashlib.sha256(source.read_bytes()).hexdigest() if path else ""
+        self.start_after = 0
+        if path and path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("file_sha256") == self.digest:
+                self.start_after = int(saved.get("line", 0))
+        self.pending: list[int] = []
+        self.done: set[int] = set()
+        self.line = self.start_after
+        self.completed = 0
+
+    def started(self, line: int) -> None:
+        self.pending.append(line)
+
+    def finished(self, line: int) -> None:
+        self.done.add(line)
+        while self.pending and self.pending[0] in self.done:
+            self.line = self.pending.pop(0)
+            self.done.discard(self.line)
+
+    def save(self) -> None:
+        if self.path:
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            tmp.write_text(json.dumps({"file_sha256": self.digest, "line": self.line}), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+def _count_rows(path: Path) -> int:
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
+
+
+async def _process_rows(ctx: Context, path: Path, rows, handle_row: Callable[[object], Awaitable[None]],
+                        concurrency: int, checkpoint: Checkpoint, description: str) -> None:
+    """Run handle_row over the rows with at most `concurrency` in flight, tracking the checkpoint."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+    tasks: set[asyncio.Task] = set()
+    with _progress(ctx.console) as progress:
+        bar = progress.add_task(description, total=_count_rows(path))
+
+        async def one(row) -> None:
+            try:
+                await handle_row(row)
+                checkpoint.finished(row.line)
+                progress.advance(bar)
+                checkpoint.completed += 1
+                if checkpoint.completed % 50 == 0:
+                    checkpoint.save()
+            finally:
+                gate.release()
+
+        try:
+            for row in rows:
+                if row.line <= checkpoint.start_after:
+                    progress.advance(bar)
+                    continue
+                await gate.acquire()
+                checkpoint.started(row.line)
+                task = asyncio.create_task(one(row))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            checkpoint.save()
+
+
+def _summary_table(title: str, summary: Summary, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="right")
+    table.add_row(*(str(summary.counts[c]) for c in columns))
+    return table
+
+
+def _show_refusals(ctx: Context, path: Path, summary: Summary, errors: Path) -> None:
+    for r in summary.refusals[:10]:
+        ctx.console.print(f"[red]refused[/] {path}:{r.line}: {r.field}={r.value!r}: {r.reason}", highlight=False)
+    if len(summary.refusals) > 10:
+        ctx.console.print(f"... and {len(summary.refusals) - 10} more")
+    if summary.refusals:
+        ctx.console.print(f"every refused row is in {errors}")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+async def create_round(ctx: Context, config_path: Path, operator: str) -> int:
+    """Start the round described by the file; a second run with the same file creates nothing."""
+    config, created = await ctx.api.create_round(config_path, operator)
+    if created:
+        ctx.console.print(f"round {config.round_id} created ({len(config.formasi)} formasi, rules {config.rule_version})")
+    else:
+        ctx.console.print(f"round {config.round_id} already exists, same rules")
+    log.info("round created" if created else "round exists", round_id=config.round_id, operator=operator)
+    return EXIT_OK
+
+
+async def _registration_closes(ctx: Context, config: RoundConfig) -> datetime:
+    try:
+        state = await ctx.api.round_state(config.round_id)
+    except Exception as exc:  # noqa: BLE001 - the round does not exist or the server is unreachable
+        raise RefusedError(f"round {config.round_id} cannot be read ({exc}); run create-round first") from None
+    return state.schedule.registration.closes
+
+
+async def import_registrations(ctx: Context, config_path: Path, csv_path: Path, errors_path: Path,
+                               concurrency: int = 16, registered_by: str = "sscasn",
+                               checkpoint_path: Path | None = None) -> Summary:
+    """Register every row of an SSCASN export; refused rows go to the errors file."""
+    config = load_round_config(config_path)
+    rows = open_rows(csv_path, REGISTRATION_COLUMNS)
+    closes = await _registration_closes(ctx, config)
+    checkpoint = Checkpoint(checkpoint_path, csv_path)
+    errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
+    summary = Summary()
+    if checkpoint.start_after:
+        ctx.console.print(f"resuming after line {checkpoint.start_after} (checkpoint {checkpoint_path})")
+
+    def refuse(refusals: list[RowRefusal]) -> None:
+        summary.counts["refused"] += 1
+        summary.refusals.extend(refusals)
+        errors.write(refusals)
+
+    async def handle(row) -> None:
+        try:
+            reg = parse_registration(row)
+        except RowError as exc:
+            refuse(exc.refusals)
+            return
+        result = await ctx.api.register(config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes)
+        if result.status == "refused":
+            refuse([RowRefusal(row.line, r.field, r.value if r.field != "name" else "", r.reason,
+                               result.applicant_id or "") for r in result.refusals])
+        else:
+            summary.counts[result.status] += 1
+
+    try:
+        await _process_rows(ctx, csv_path, rows, handle, concurrency, checkpoint, f"registering {csv_path.name}")
+    finally:
+        errors.close()
+    ctx.console.print(_summary_table(f"{csv_path.name} → round {config.round_id}", summary,
+                                     ("registered", "repeat", "refused")))
+    _show_refusals(ctx, csv_path, summary, errors_path)
+    log.info("registrations imported", round_id=config.round_id, **dict(summary.counts))
+    return summary
+
+
+def _is_repeat(ack: Ack, sent_at: datetime) -> bool:
+    """A repeat is answered with the original Ack, recorded before this run sent the report."""
+    return ack.recorded_at < sent_at
+
+
+async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: Path, errors_path: Path,
+                       reported_by: str, concurrency: int = 16, checkpoint_path: Path | None = None) -> Summary:
+    """Send every row of a report file to its applicant's journey; refused rows go to the errors file."""
+    rows = open_rows(csv_path, kind.columns)
+    checkpoint = Checkpoint(checkpoint_path, csv_path)
+    errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
+    summary = Summary()
+
+    def refuse(refusals: list[RowRefusal]) -> None:
+        summary.counts["refused"] += 1
+        summary.refusals.extend(refusals)
+        errors.write(refusals)
+
+    async def handle(row) -> None:
+        try:
+            parsed = parse_report(kind, row, reported_by)
+        except RowError as exc:
+            refuse(exc.refusals)
+            return
+        sent_at = datetime.now(UTC)
+        try:
+            ack = await ctx.api.report(round_id, parsed.applicant_id, kind.update, parsed.message)
+        except RefusedError as exc:
+            refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc), parsed.message.report_id)])
+            return
+        summary.counts["repeat" if _is_repeat(ack, sent_at) else "accepted"] += 1
+
+    try:
+        await _process_rows(ctx, csv_path, rows, handle, concurrency, checkpoint, f"{kind.name} {csv_path.name}")
+    finally:
+        errors.close()
+    ctx.console.print(_summary_table(f"{kind.name} reports {csv_path.name} → round {round_id}", summary,
+                                     ("accepted", "repeat", "refused")))
+    _show_refusals(ctx, csv_path, summary, errors_path)
+    log.info("reports sent", round_id=round_id, kind=kind.name, **dict(summary.counts))
+    return summary
+
+
+def derived_report_id(command: str, *args: object) -> str:
+    """A deterministic id from a command's arguments: re-running the same command is idempotent."""
+    body = json.dumps([command, *[str(a) for a in args]], separators=(",", ":"))
+    return f"{command}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+
+
+async def round_command(ctx: Context, round_id: str, update: str, message: Report) -> Ack:
+    """Send one operator command to the round and print its Ack."""
+    ack = await ctx.api.command(round_id, update, message)
+    ctx.console.print(f"{update}: {ack.effect} (report {ack.report_id}, recorded {ack.recorded_at.isoformat()})")
+    log.info("command accepted", round_id=round_id, update=update, report_id=ack.report_id)
+    return ack
+
+
+async def journey_command(ctx: Context, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
+    """Send one operator or portal command to an applicant's journey and print its Ack."""
+    ack = await ctx.api.report(round_id, applicant_id, update, message)
+    ctx.console.print(f"{update} {applicant_id}: {ack.effect} (report {ack.report_id})")
+    log.info("command accepted", round_id=round_id, applicant_id=applicant_id, update=update, report_id=ack.report_id)
+    return ack
+
+
+async def funnel(ctx: Context, round_id: str) -> dict[str, Counter]:
+    """Counts per formasi of each applicant's stage, or terminal code once the journey ended."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT formasi_code, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
+               WHERE round_id = $1 GROUP BY 1, 2""", round_id)
+    finally:
+        await conn.close()
+    result: dict[str, Counter] = {}
+    for r in rows:
+        result.setdefault(r["formasi_code"], Counter())[r["code"]] = r["n"]
+    return result
+
+
+async def status(ctx: Context, round_id: str) -> dict[str, Counter]:
+    """Print the round's phase and its funnel per formasi; return the funnel."""
+    try:
+        state = await ctx.api.round_state(round_id)
+        ctx.console.print(f"round {round_id}: phase [bold]{state.phase}[/], closed windows: "
+                          f"{', '.join(state.closed) or 'none'}")
+    except Exception as exc:  # noqa: BLE001 - show the read model even when the round is gone
+        ctx.console.print(f"round {round_id}: phase unknown ({exc})")
+    counts = await funnel(ctx, round_id)
+    codes = sorted({c for per in counts.values() for c in per})
+    table = Table(title=f"Funnel of round {round_id}")
+    table.add_column("formasi")
+    for c in codes:
+        table.add_column(c, justify="right")
+    table.add_column("total", justify="right")
+    totals: Counter = Counter()
+    for code_, per in sorted(counts.items()):
+        totals.update(per)
+        table.add_row(code_, *(str(per.get(c, 0)) for c in codes), str(sum(per.values())))
+    table.add_row("[bold]total[/]", *(str(totals.get(c, 0)) for c in codes), str(sum(totals.values())),
+                  end_section=True)
+    ctx.console.print(table)
+    return counts
+
+
+class AnnouncementStage(StrEnum):
+    """The announcements starter.py can publish."""
+
+    ADMIN = "admin"
+    SKD = "skd"
+    FINAL = "final"
+
+
+ANNOUNCEMENT_COLUMNS = {
+    AnnouncementStage.ADMIN: ("applicant_id", "name", "formasi_code", "admin"),
+    AnnouncementStage.SKD: ("applicant_id", "name", "formasi_code", "skd_total", "skd_code"),
+    AnnouncementStage.FINAL: ("applicant_id", "name", "formasi_code", "placed_formasi", "skd_total",
+                              "skb_score", "final_score", "final_code"),
+}
+_FINAL_ORDER = {"P/L": 0, "P/L-2": 1}
+
+
+def announcement_order(stage: AnnouncementStage, rows: list[dict]) -> list[dict]:
+    """The official order: admin by registration number; SKD and final by formasi, passing codes
+    first, then by score, highest first."""
+    if stage == AnnouncementStage.ADMIN:
+        return sorted(rows, key=lambda r: r["applicant_id"])
+    if stage == AnnouncementStage.SKD:
+        return sorted(rows, key=lambda r: (r["formasi_code"], r["skd_code"] != "P/L",
+                                           -(r["skd_total"] if r["skd_total"] is not None else -1),
+                                           r["applicant_id"]))
+    return sorted(rows, key=lambda r: (
+        r["placed_formasi"] if r["final_code"] == "P/L-2" and r["placed_formasi"] else r["formasi_code"],
+        _FINAL_ORDER.get(r["final_code"], 2),
+        -(float(r["final_score"]) if r["final_score"] is not None else -1.0),
+        r["applicant_id"]))
+
+
+async def announce(ctx: Context, round_id: str, stage: AnnouncementStage, out_dir: Path) -> tuple[Path, Path]:
+    """Write the stage's announcement as CSV and printable HTML, from the read model."""
+    result_column = {"admin": "admin", "skd": "skd_code", "final": "final_code"}[stage.value]
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        records = await conn.fetch(
+            f"SELECT * FROM applicants WHERE round_id = $1 AND {result_column} IS NOT NULL", round_id)
+    finally:
+        await conn.close()
+    columns = ANNOUNCEMENT_COLUMNS[stage]
+    rows = announcement_order(stage, [dict(r) for r in records])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"{round_id}-{stage.value}"
+    csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
+
+    def cell(value) -> str:
+        return "" if value is None else str(value)
+
+    with csv_path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["no", *columns])
+        for i, r in enumerate(rows, start=1):
+            writer.writerow([i, *(cell(r[c]) for c in columns)])
+    title = f"Pengumuman {stage.value.upper()} — {round_id}"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("no", *columns))
+    body = "\n".join(
+        "<tr>" + f"<td>{i}</td>" + "".join(f"<td>{html.escape(cell(r[c]))}</td>" for c in columns) + "</tr>"
+        for i, r in enumerate(rows, start=1))
+    html_path.write_text(
+        f"<!doctype html>\n<html lang=\"id\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #444;padding:2px 6px}@media print{th{background:#ddd}}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{len(rows)} peserta; generated "
+        f"{html.escape(datetime.now(UTC).isoformat(timespec='seconds'))} from the recorded results.</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table></body></html>\n",
+        encoding="utf-8")
+    ctx.console.print(f"{len(rows)} rows: {csv_path} and {html_path}")
+    log.info("announcement written", round_id=round_id, stage=stage.value, rows=len(rows))
+    return csv_path, html_path
+
+
+# --- the command line -------------------------------------------------------------------------
+
+cli = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _run(body: Callable[[Context], Awaitable[object]]) -> None:
+    """Open the app, run one command's core, and turn its outcome into an exit code."""
+
+    async def main() -> int:
+        from runtime.app import open_app
+
+        app = await open_app()
+        ctx = Context(RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key),
+                      app.stack.database_url, console)
+        result = await body(ctx)
+        return result.exit_code if isinstance(result, Summary) else EXIT_OK
+
+    try:
+        code = asyncio.run(main())
+    except (ConfigError, CsvFileError, BadInput) as exc:
+        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        code = EXIT_BAD_INPUT
+    except ValidationError as exc:
+        err_console.print(f"[red]bad arguments[/]: {exc}", highlight=False)
+        code = EXIT_BAD_INPUT
+    except RefusedError as exc:
+        err_console.print(f"[red]refused[/]: {exc}", highlight=False)
+        code = EXIT_REFUSED
+    raise typer.Exit(code)
+
+
+As = Annotated[str, typer.Option("--as", help="Your identity, as listed in the round's reporters table.")]
+Reason = Annotated[str, typer.Option("--reason", help="Why; recorded in the round's history.")]
+ReportId = Annotated[str | None, typer.Option(
+    "--report-id", help="Idempotency key; default derived from the arguments, so a re-run is a repeat.")]
+Errors = Annotated[Path, typer.Option("--errors", help="CSV to write every refused row to.")]
+Concurrency = Annotated[int, typer.Option("--concurrency", min=1, max=512, help="Rows in flight at once.")]
+CheckpointOpt = Annotated[Path | None, typer.Option(
+    "--checkpoint", help="File recording the last fully processed line; a re-run skips up to it.")]
+
+
+@cli.command("create-round")
+def create_round_cmd(config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
+                     operator: Annotated[str, typer.Option("--operator", help="Who creates it.")] = "operator"):
+    """Create a round from its TOML file (validated). Running it again creates nothing."""
+    _run(lambda ctx: create_round(ctx, config, operator))
+
+
+@cli.command("import-registrations")
+def import_cmd(round_config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
+               file: Annotated[Path, typer.Argument(help="SSCASN export: " + ",".join(REGISTRATION_COLUMNS.all))],
+               errors: Errors, concurrency: Concurrency = 16,
+               registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
+               checkpoint: CheckpointOpt = None):
+    """Register every row of a CSV export. Idempotent and resumable: re-run the same file."""
+    _run(lambda ctx: import_registrations(ctx, round_config, file, errors, concurrency, registered_by, checkpoint))
+
+
+@cli.command("report")
+def report_cmd(kind: Annotated[str, typer.Argument(help="One of: " + ", ".join(REPORT_KINDS))],
+               round_id: str, file: Path, reporter: As, errors: Errors, concurrency: Concurrency = 16,
+               checkpoint: CheckpointOpt = None):
+    """Send a file of reports (one per row) to the applicants' journeys."""
+    if kind not in REPORT_KINDS:
+        err_console.print(f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    _run(lambda ctx: send_reports(ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint))
+
+
+def _datetime(text: str, name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(f"{name}={text!r}: not an ISO date-time such as 2027-08-24T23:59:59+07:00") from None
+    if value.tzinfo is None:
+        raise BadInput(f"{name}={text!r}: give the time zone, e.g. +07:00 for WIB")
+    return value
+
+
+@cli.command("extend-window")
+def extend_window_cmd(round_id: str, window: str, new_closes: str, reason: Reason, operator: As,
+                      report_id: ReportId = None):
+    """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
+    async def body(ctx: Context):
+        closes = _datetime(new_closes, "NEW_CLOSES")
+        rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
+        return await round_command(ctx, round_id, "extend_window", ExtendWindow(
+            report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason))
+    _run(body)
+
+
+@cli.command("close-window")
+def close_window_cmd(round_id: str, window: str, reason: Reason, operator: As, report_id: ReportId = None):
+    """Close an open window early, with a recorded reason."""
+    rid = report_id or derived_report_id("close", round_id, window, reason)
+    _run(lambda ctx: round_command(ctx, round_id, "close_window", CloseWindow(
+        report_id=rid, reported_by=operator, window=window, reason=reason)))
+
+
+@cli.command("move-tmt")
+def move_tmt_cmd(round_id: str, new_tmt: Annotated[str, typer.Argument(help="YYYY-MM-DD")], reason: Reason,
+                 operator: As, report_id: ReportId = None):
+    """Move the TMT of the SK CPNS (a government decision)."""
+    async def body(ctx: Context):
+        try:
+            tmt = date.fromisoformat(new_tmt)
+        except ValueError:
+            raise BadInput(f"NEW_TMT={new_tmt!r}: not a date YYYY-MM-DD") from None
+        rid = report_id or derived_report_id("tmt", round_id, tmt.isoformat(), reason)
+        return await round_command(ctx, round_id, "move_tmt", MoveTmt(
+            report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason))
+    _run(body)
+
+
+@cli.command("disqualify")
+def disqualify_cmd(round_id: str, applicant_id: str, reason: Reason, operator: As, report_id: ReportId = None):
+    """Disqualify (DIS) an applicant at any stage, even after the NIP."""
+    rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
+    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, "disqualify", Disqualification(
+        report_id=rid, reported_by=operator, reason=reason)))
+
+
+@cli.command("withdraw")
+def withdraw_cmd(round_id: str, applicant_id: str, portal: As,
+                 reason: Annotated[str, typer.Option("--reason")] = "", report_id: ReportId = None):
+    """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
+    rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
+    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, "withdraw", Withdrawal(
+        report_id=rid, reported_by=portal, reason=reason)))
+
+
+@cli.command("status")
+def status_cmd(round_id: str):
+    """The round's phase and the funnel per formasi (stage or result code counts)."""
+    _run(lambda ctx: status(ctx, round_id))
+
+
+@cli.command("announce")
+def announce_cmd(round_id: str, stage: AnnouncementStage,
+                 out: Annotated[Path, typer.Option("--out", help="Directory for the CSV and HTML.")] = Path(".")):
+    """Write an announcement (admin, skd or final) as CSV and printable HTML."""
+    _run(lambda ctx: announce(ctx, round_id, stage, out))
+
+
+@cli.command("demo")
+def demo_cmd(size: Annotated[int, typer.Option("--size", min=1)] = 50,
+             keep_running: Annotated[bool, typer.Option("--keep-running")] = False):
+    """Run a sample round end to end on the embedded stack."""
+    from runtime.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(size, keep_running=keep_running)))
+
+
+if __name__ == "__main__":
+    cli()
