@@ -285,6 +285,7 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
     checkpoint = Checkpoint(checkpoint_path, csv_path)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
+    locks: dict[str, asyncio.Lock] = {}
 
     def refuse(refusals: list[RowRefusal]) -> None:
         summary.counts["refused"] += 1
@@ -297,9 +298,12 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
         except RowError as exc:
             refuse(exc.refusals)
             return
-        sent_at = datetime.now(UTC)
+        # One report at a time per journey: a workflow takes at most 10 updates in flight.
+        lock = locks.setdefault(parsed.applicant_id, asyncio.Lock())
         try:
-            ack = await ctx.api.report(round_id, parsed.applicant_id, kind.update, parsed.message)
+            async with lock:
+                sent_at = datetime.now(UTC)
+                ack = await ctx.api.report(round_id, parsed.applicant_id, kind.update, parsed.message)
         except RefusedError as exc:
             refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc), parsed.message.report_id)])
             return

@@ -1,0 +1,259 @@
+"""starter.py on the real stack: CSV imports and reports, resumption, status and announcements."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import tomli_w
+from rich.console import Console
+
+from domain.codes import Stage
+from domain.messages import JourneyState
+from runtime.api import RecruitmentApi
+from runtime.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
+from starter import (
+    AnnouncementStage,
+    Context,
+    announce,
+    create_round,
+    funnel,
+    import_registrations,
+    send_reports,
+    status,
+)
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+LATER = {"administration": (300, 310), "skd": (310, 320), "skb": (320, 330), "filing": (330, 340),
+         "latsar": (340, 350)}
+
+
+def _context(client, keys, settings, stack, api: RecruitmentApi | None = None) -> Context:
+    api = api or RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    return Context(api, stack.database_url, Console(file=io.StringIO(), width=200))
+
+
+async def _round(ctx: Context, tmp_path: Path, seconds: dict, t0: datetime | None = None):
+    round_id = f"st-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1), formasi("F2", 1)], seconds, t0=t0)
+    path = tmp_path / f"{round_id}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    assert await create_round(ctx, path, OPERATOR) == 0
+    return config, path
+
+
+def _row(serial: int, formasi_code: str = "F1", **changes) -> dict:
+    reg = registration(serial, formasi_code)
+    row = {k: str(v.value if hasattr(v, "value") else v) for k, v in reg.model_dump().items()
+           if k in REGISTRATION_COLUMNS.all}
+    row.update(changes)
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict], columns=None) -> Path:
+    columns = columns or list(rows[0])
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _errors(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+async def test_a_file_without_a_required_column_is_refused_whole_naming_the_column(
+        client, keys, running_worker, stack, tmp_path):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    columns = [c for c in REGISTRATION_COLUMNS.all if c != "gender"] + ["sex"]
+    bad = _write_csv(tmp_path / "no-gender.csv", [_row(1)], columns)
+
+    with pytest.raises(CsvFileError) as caught:
+        await import_registrations(ctx, config_path, bad, tmp_path / "err.csv")
+
+    message = str(caught.value)
+    assert "no-gender.csv:1" in message and "missing column(s) gender" in message and "unknown column(s) sex" in message
+
+
+async def test_malformed_rows_are_refused_with_line_field_and_value_and_nothing_is_registered(
+        client, keys, running_worker, stack, tmp_path):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    bad = _write_csv(tmp_path / "bad.csv", [_row(1, birth_date="17/05/1998"), _row(2, gender="X")])
+
+    summary = await import_registrations(ctx, config_path, bad, tmp_path / "err.csv")
+
+    assert summary.counts["registered"] == 0 and summary.exit_code == 1
+    assert [(e["line"], e["field"], e["value"]) for e in _errors(tmp_path / "err.csv")] == [
+        ("2", "birth_date", "17/05/1998"), ("3", "gender", "X")]
+
+
+async def test_import_registers_good_rows_refuses_bad_ones_and_a_rerun_registers_nothing(
+        client, keys, running_worker, stack, tmp_path):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    config, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    rows = [_row(i, "F1" if i % 2 else "F2") for i in range(1, 18)]
+    rows.insert(3, _row(101, gpa="tiga"))  # line 5: not a number
+    rows.insert(9, _row(102, major="Sastra Jawa"))  # line 11: not a major of the formasi
+    rows.insert(15, _row(103, formasi_code="F9"))  # line 17: no such formasi
+    path = _write_csv(tmp_path / "sscasn.csv", rows)
+
+    first = await import_registrations(ctx, config_path, path, tmp_path / "err.csv", concurrency=8)
+    refused = _errors(tmp_path / "err.csv")
+    again = await import_registrations(ctx, config_path, path, tmp_path / "err2.csv", concurrency=8)
+
+    assert (first.counts["registered"], first.counts["refused"]) == (17, 3)
+    assert [(e["line"], e["field"]) for e in sorted(refused, key=lambda e: int(e["line"]))] == [
+        ("5", "gpa"), ("11", "major"), ("17", "formasi_code")]
+    assert (again.counts["registered"], again.counts["repeat"], again.counts["refused"]) == (0, 17, 3)
+
+
+class CrashingApi(RecruitmentApi):
+    """An API whose process 'dies' on the n-th registration."""
+
+    def __init__(self, inner: RecruitmentApi, survive: int) -> None:
+        super().__init__(inner.client, inner.task_queue, inner.pseudonym_key)
+        self.left = survive
+
+    async def register(self, *args, **kwargs):
+        if self.left == 0:
+            raise ConnectionResetError("the operator's laptop lost power")
+        self.left -= 1
+        return await super().register(*args, **kwargs)
+
+
+async def test_an_interrupted_import_resumes_and_ends_with_each_applicant_registered_once(
+        client, keys, running_worker, stack, tmp_path):
+    settings, pool = running_worker
+    ctx = _context(client, keys, settings, stack)
+    config, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 21)])
+    checkpoint = tmp_path / "sscasn.checkpoint"
+    crashing = _context(client, keys, settings, stack, CrashingApi(ctx.api, survive=7))
+
+    with pytest.raises(ConnectionResetError):
+        await import_registrations(crashing, config_path, path, tmp_path / "err.csv", concurrency=1,
+                                   checkpoint_path=checkpoint)
+    resumed = await import_registrations(ctx, config_path, path, tmp_path / "err.csv", concurrency=4,
+                                         checkpoint_path=checkpoint)
+    whole = await import_registrations(ctx, config_path, path, tmp_path / "err2.csv", concurrency=4)
+
+    assert resumed.counts["registered"] == 13 and resumed.counts["repeat"] == 0  # lines 2-8 skipped
+    assert (whole.counts["repeat"], whole.counts["registered"]) == (20, 0)
+    deadline = time.monotonic() + 20
+    while await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id) < 20:
+        assert time.monotonic() < deadline, "the read model never showed 20 applicants"
+        await asyncio.sleep(0.3)
+    assert await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id) == 20
+
+
+async def _wait_stage(client, round_id, applicant_id, stages, timeout=30.0) -> JourneyState:
+    deadline = time.monotonic() + timeout
+    while True:
+        s = await client.get_workflow_handle(journey_workflow_id(round_id, applicant_id)).query(
+            "state", result_type=JourneyState)
+        if s.stage in stages:
+            return s
+        assert time.monotonic() < deadline, f"{applicant_id} stuck at {s.stage}"
+        await asyncio.sleep(0.3)
+
+
+async def test_report_files_refuse_out_of_range_scores_with_the_engines_reason_and_status_counts(
+        client, keys, running_worker, stack, tmp_path):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    t0 = datetime.now(UTC)
+    config, _ = await _round(ctx, tmp_path, {"registration": (-60, 3), "administration": (3, 5), "skd": (6, 60),
+                                             "skb": (60, 70), "filing": (70, 80), "latsar": (80, 90)}, t0=t0)
+    ids = []
+    for serial in (1, 2, 3):
+        result = await ctx.api.register(config, registration(serial, "F1"), "sscasn", now=t0 + timedelta(seconds=1))
+        ids.append(result.applicant_id)
+    admin = _write_csv(tmp_path / "admin.csv", [
+        {"report_id": f"adm-{i}", "applicant_id": a, "findings": "ijazah:not legalised|ktp:blurred" if i == 2 else ""}
+        for i, a in enumerate(ids)])
+    admin_summary = await send_reports(ctx, REPORT_KINDS["admin"], config.round_id, admin, tmp_path / "e1.csv",
+                                       "bkpsdm-verifikator")
+    assert admin_summary.counts["accepted"] == 3
+
+    for a in ids[:2]:
+        await _wait_stage(client, config.round_id, a, {Stage.SKD})
+    skd = _write_csv(tmp_path / "skd.csv", [
+        {"report_id": "skd-0", "applicant_id": ids[0], "twk": 120, "tiu": 140, "tkp": 190, "session_id": "S1"},
+        {"report_id": "skd-1", "applicant_id": ids[1], "twk": 100, "tiu": 182, "tkp": 190, "session_id": "S1"}])
+    first = await send_reports(ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e2.csv", "cat-bkn")
+    again = await send_reports(ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e3.csv", "cat-bkn")
+
+    assert (first.counts["accepted"], first.counts["refused"]) == (1, 1)
+    [refusal] = _errors(tmp_path / "e2.csv")
+    assert refusal["line"] == "3" and refusal["id"] == "skd-1" and "tiu=182" in refusal["reason"]
+    assert (again.counts["repeat"], again.counts["refused"]) == (1, 1)
+
+    deadline = time.monotonic() + 20
+    while (counts := await funnel(ctx, config.round_id)) != {"F1": {"skd": 2, "TMS": 1}}:
+        assert time.monotonic() < deadline, f"funnel stayed {counts}"
+        await asyncio.sleep(0.3)
+    await status(ctx, config.round_id)
+    printed = ctx.console.file.getvalue()
+    assert "phase skd" in printed and "TMS" in printed and "total" in printed
+
+
+async def test_announcements_follow_the_official_order_and_escape_names(client, keys, running_worker, stack, tmp_path):
+    settings, pool = running_worker
+    ctx = _context(client, keys, settings, stack)
+    round_id = f"ann-{uuid.uuid4().hex[:6]}"
+    people = [  # applicant_id, formasi, admin, skd_code, skd_total, final_code, final_score, placed
+        ("A5", "F1", "MS", "P", 420, None, None, None),
+        ("A1", "F1", "MS", "P/L", 400, "TL", 70.0, None),
+        ("A3", "F1", "MS", "P/L", 410, "P/L", 80.0, "F1"),
+        ("A2", "F2", "MS", "P/L", 380, "P/L-2", 75.0, "F1"),
+        ("A4", "F1", "TMS", None, None, None, None, None),
+        ("A6", "F2", "MS", "P/L", 390, "P/L", 77.0, "F2"),
+    ]
+    await pool.executemany(
+        """INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin, skd_code,
+           skd_total, final_code, final_score, placed_formasi, version) VALUES
+           ($1,$2,$3,$4,'umum','ended',$5,$6,$7,$8,$9,$10,1)""",
+        [(round_id, a, f, f"<b>Peserta {a}</b> & co", adm, code, total, fc, fs, placed)
+         for a, f, adm, code, total, fc, fs, placed in people])
+
+    order = {}
+    for stage in AnnouncementStage:
+        csv_path, html_path = await announce(ctx, round_id, stage, tmp_path / "out")
+        with csv_path.open(encoding="utf-8") as f:
+            order[stage.value] = [r["applicant_id"] for r in csv.DictReader(f)]
+        page = html_path.read_text(encoding="utf-8")
+        assert "&lt;b&gt;Peserta A1&lt;/b&gt; &amp; co" in page and "<b>Peserta" not in page
+
+    assert order == {
+        "admin": ["A1", "A2", "A3", "A4", "A5", "A6"],
+        "skd": ["A3", "A1", "A5", "A6", "A2"],  # P/L first even when a P scored higher
+        "final": ["A3", "A2", "A1", "A6"],  # F1: P/L, then P/L-2 placed in F1, then the rest
+    }
+
+
+
+def test_an_unknown_report_kind_exits_2_naming_the_kinds(tmp_path):
+    from typer.testing import CliRunner
+
+    from starter import cli
+
+    result = CliRunner().invoke(cli, ["report", "scores", "R1", str(tmp_path / "x.csv"), "--as", "cat-bkn",
+                                      "--errors", str(tmp_path / "e.csv")])
+
+    assert result.exit_code == 2 and "KIND='scores'" in result.output and "skb-score" in result.output
