@@ -92,6 +92,7 @@ class ApplicantJourney:
         self.filing: FilingReport | None = None
         self.nip: str | None = None
         self.tmt = start.tmt
+        self.tmt_moves_seen: list[str] = []  # ids of TMT announcements already applied
         self.latsar: LatsarReport | None = None
         self.terminal: Terminal | None = None
         self.terminal_reason = ""
@@ -509,6 +510,14 @@ class ApplicantJourney:
         """A phase closed or a result is out. Repeats (by announcement id) change nothing."""
         if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
             return
+        if announcement.phase == "tmt_moved":
+            # The TMT can move more than once: each move is its own announcement (repeats by id
+            # change nothing), not one per phase like a stage close.
+            if announcement.announcement_id not in self.tmt_moves_seen:
+                self.tmt_moves_seen.append(announcement.announcement_id)
+                if self.terminal is None and announcement.note:
+                    self._move_tmt(announcement)
+            return
         if announcement.phase in self.announcements:
             return
         self.announcements[announcement.phase] = announcement
@@ -520,8 +529,6 @@ class ApplicantJourney:
         elif announcement.phase == "skb_closed":
             self.skb_closed = True
             await self._reply_skb()
-        elif announcement.phase == "tmt_moved" and announcement.note:
-            self._move_tmt(announcement)
 
     @workflow.signal
     def offer_seat(self, offer: OptimalisasiOffer) -> None:
