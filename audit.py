@@ -1,0 +1,276 @@
+"""The auditor's tool: read trails, replay histories, export and verify signed bundles, recompute rankings.
+
+    python audit.py trail ROUND_ID APPLICANT_ID [--json]
+    python audit.py replay ROUND_ID [--kind journey|formasi|round]
+    python audit.py export ROUND_ID --out BUNDLE_DIR
+    python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
+    python audit.py recompute ROUND_ID [--bundle DIR]
+
+Every command exits 1 when it finds a problem (a divergence, a bad hash or signature, a ranking
+that differs) and names what is wrong. See docs/AUDIT.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+
+from runtime.audit_bundle import check_bundle, load_histories, write_bundle
+from runtime.audit_history import (
+    AuditError,
+    RecordedHistory,
+    ReplayOutcome,
+    decisions_of,
+    messages,
+    replay,
+    round_histories,
+    run_histories,
+)
+from runtime.audit_recompute import recompute
+from runtime.keys import KEY_BYTES, Keys
+from workflows.ids import journey_workflow_id
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+errors = Console(stderr=True)
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+
+
+async def _client() -> tuple[Client, Keys]:
+    from runtime.app import open_app
+
+    ctx = await open_app()
+    return ctx.client, ctx.keys
+
+
+def _payload_key(payload_key_file: Path | None) -> bytes:
+    """The payload key for offline work: --payload-key-file, else CASN_PAYLOAD_KEY, else <data_dir>/keys.
+
+    Never generates a key: a new key could not decode anything.
+    """
+    from runtime.settings import load_settings
+
+    if payload_key_file is not None:
+        text, source = payload_key_file.read_text().strip(), str(payload_key_file)
+    else:
+        settings = load_settings()
+        path = Path(settings.data_dir) / "keys" / "payload_key.b64"
+        if settings.payload_key:
+            text, source = settings.payload_key, "CASN_PAYLOAD_KEY"
+        elif path.is_file():
+            text, source = path.read_text().strip(), str(path)
+        else:
+            raise AuditError("no payload key: pass --payload-key-file, or set CASN_PAYLOAD_KEY to the round's key")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AuditError(f"{source} is not valid base64: {exc}") from None
+    if len(key) != KEY_BYTES:
+        raise AuditError(f"{source} holds {len(key)} bytes, not {KEY_BYTES}")
+    return key
+
+
+def _converter(payload_key: bytes) -> DataConverter:
+    from runtime.client import data_converter
+
+    return data_converter(Keys(payload_key=payload_key, pseudonym_key=b"", signing_key=b""))
+
+
+def _run(coro) -> Any:
+    """Run a command; an AuditError is printed and exits 1."""
+    try:
+        return asyncio.run(coro)
+    except AuditError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _short(value: Any, width: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+async def _replay_with_progress(histories: list[RecordedHistory], converter: DataConverter) -> list[ReplayOutcome]:
+    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  console=errors, transient=True) as progress:
+        task = progress.add_task("", total=len(histories))
+        return await replay(
+            [h.history for h in histories], converter,
+            on_result=lambda o: progress.update(task, advance=1, description=o.workflow_id),
+        )
+
+
+def _report_replay(outcomes: list[ReplayOutcome]) -> bool:
+    failures = [o for o in outcomes if not o.ok]
+    if not failures:
+        console.print(f"[green]{len(outcomes)} histories replayed against the current code: no divergence[/green]")
+        return True
+    table = Table(title=f"{len(failures)} of {len(outcomes)} histories diverge from the current code")
+    for col in ("workflow id", "run id", "failure"):
+        table.add_column(col, overflow="fold")
+    for o in failures:
+        problem = f"{type(o.failure).__name__}: {o.failure}" if o.failure else f"decisions drift: {o.drift}"
+        table.add_row(o.workflow_id, o.run_id, problem)
+    console.print(table)
+    return False
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+@app.command()
+def trail(
+    round_id: str,
+    applicant_id: str,
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    """An applicant's decision trail, re-derived from its history (every run) by replay, and its inputs."""
+
+    async def main() -> None:
+        client, keys = await _client()
+        converter = _converter(keys.payload_key)
+        runs = await run_histories(client, journey_workflow_id(round_id, applicant_id))
+        outcomes = await replay([r.history for r in runs], converter)
+        diverged = [o for o in outcomes if not o.ok]
+        decisions = decisions_of(outcomes)
+        inputs = [m for r in runs for m in await messages(r.history, converter) if m.kind != "start"]
+        if as_json:
+            print(json.dumps({
+                "workflow_id": journey_workflow_id(round_id, applicant_id),
+                "runs": [r.run_id for r in runs],
+                "decisions": [d.model_dump(mode="json") for d in decisions],
+                "inputs": [{"at": m.at.isoformat(), "kind": m.kind, "name": m.name, "reporter": m.reporter,
+                            "report_id": m.report_id, "content": m.content_json()} for m in inputs],
+                "divergences": [f"{o.run_id}: {o.failure or o.drift}" for o in diverged],
+            }, indent=2, default=str, ensure_ascii=False))
+        else:
+            table = Table(title=f"Decisions of {applicant_id} in {round_id} ({len(runs)} run(s))")
+            for col in ("time", "stage", "outcome", "actor", "rule version", "input"):
+                table.add_column(col, overflow="fold")
+            for d in decisions:
+                table.add_row(d.at.isoformat(timespec="seconds"), d.stage, d.outcome, d.actor, d.rule_version,
+                              _short(d.input))
+            console.print(table)
+            table = Table(title="Accepted updates and signals, decoded from the history")
+            for col in ("time", "kind", "name", "reporter", "report id", "content"):
+                table.add_column(col, overflow="fold")
+            for m in inputs:
+                table.add_row(m.at.isoformat(timespec="seconds"), m.kind, m.name, m.reporter, m.report_id,
+                              _short(m.content_json()))
+            console.print(table)
+        if diverged:
+            _report_replay(outcomes)
+            raise typer.Exit(1)
+
+    _run(main())
+
+
+@app.command("replay")
+def replay_command(
+    round_id: str,
+    kind: str = typer.Option(None, help="only this kind of workflow: journey, formasi or round"),
+) -> None:
+    """Replay every history of the round against the current code; exit 1 on any divergence."""
+
+    async def main() -> bool:
+        client, keys = await _client()
+        histories = await round_histories(client, round_id, kind)
+        return _report_replay(await _replay_with_progress(histories, _converter(keys.payload_key)))
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    round_id: str,
+    out: Path = typer.Option(..., "--out", help="bundle directory to write (created if missing)"),
+) -> None:
+    """Every history of the round as JSON, a SHA-256 manifest, signed with the signing key."""
+
+    async def main() -> None:
+        client, keys = await _client()
+        histories = await round_histories(client, round_id)
+        manifest = write_bundle(histories, round_id, out, keys.signing_key)
+        console.print(f"{len(histories)} histories exported; manifest {manifest} signed")
+
+    _run(main())
+
+
+@app.command()
+def verify(
+    bundle: Path,
+    public_key: Path = typer.Option(None, "--public-key", help="the signer's published Ed25519 key (PEM)"),
+    payload_key_file: Path = typer.Option(None, help="base64 payload key (default: CASN_PAYLOAD_KEY)"),
+) -> None:
+    """Offline: the manifest's signature, every file's hash, and a replay of every history."""
+
+    async def main() -> bool:
+        check = check_bundle(bundle, public_key)
+        for problem in check.problems:
+            console.print(f"[red]✗[/red] {problem}")
+        if check.problems:
+            return False
+        console.print(f"[green]✓[/green] signature and {len(check.histories)} hashes match")
+        outcomes = await _replay_with_progress(check.histories, _converter(_payload_key(payload_key_file)))
+        return _report_replay(outcomes)
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+@app.command("recompute")
+def recompute_command(
+    round_id: str,
+    bundle: Path = typer.Option(None, help="take the histories from this bundle instead of the server"),
+    payload_key_file: Path = typer.Option(None, help="with --bundle: base64 payload key"),
+) -> None:
+    """Each formasi's SKD cut and final ranking recomputed from its applicants' histories; exit 1 on a difference."""
+
+    async def main() -> bool:
+        if bundle is not None:
+            check = check_bundle(bundle)
+            if check.problems:
+                for problem in check.problems:
+                    console.print(f"[red]✗[/red] {problem}")
+                return False
+            histories = [h for h in load_histories(bundle)]
+            converter = _converter(_payload_key(payload_key_file))
+        else:
+            client, keys = await _client()
+            histories = await round_histories(client, round_id)
+            converter = _converter(keys.payload_key)
+        result = await recompute(histories, converter)
+        table = Table(title=f"Round {round_id}: announced against recomputed")
+        for col in ("formasi", "SKD cut (announced)", "SKD cut (recomputed)", "winners (announced)",
+                    "winners (recomputed)"):
+            table.add_column(col, overflow="fold")
+        for a, r in result.pairs:
+            table.add_row(a.formasi_code, str(a.cut_key), str(r.cut_key), _short(a.winners), _short(r.winners))
+        console.print(table)
+        differences = result.differences()
+        for d in differences:
+            console.print(f"[red]✗[/red] {d}")
+        if not differences:
+            console.print("[green]every formasi's announcement matches its recomputation[/green]")
+        return not differences
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

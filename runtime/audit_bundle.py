@@ -1,0 +1,173 @@
+"""Signed audit bundles: a round's histories as files, a manifest of their SHA-256, an Ed25519 signature.
+
+Layout of a bundle directory:
+
+    histories/<workflow id with / as __>__<run id>.json   one WorkflowHistory.to_json() per run
+    manifest.json                                          round, files with sha256, workflow id, run id
+    manifest.sig                                           Ed25519 signature of SHA-256(manifest.json), base64
+    public_key.pem                                         the signer's public key (trust it only if it
+                                                           matches the key you got from the instansi)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from temporalio.client import WorkflowHistory
+
+from runtime.audit_history import RecordedHistory, recorded
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+PUBLIC_KEY = "public_key.pem"
+HISTORIES = "histories"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def history_file_name(workflow_id: str, run_id: str) -> str:
+    """A file name for one run: the id has no personal data, so it is kept readable."""
+    return f"{workflow_id.replace('/', '__')}__{run_id}.json"
+
+
+def public_key_pem(signing_key: bytes) -> bytes:
+    """The PEM public key of the 32-byte Ed25519 seed."""
+    public = Ed25519PrivateKey.from_private_bytes(signing_key).public_key()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def write_bundle(histories: list[RecordedHistory], round_id: str, out: Path, signing_key: bytes) -> Path:
+    """Write the histories, the manifest and its signature under `out`; return the manifest path."""
+    (out / HISTORIES).mkdir(parents=True, exist_ok=True)
+    files = []
+    for h in histories:
+        name = f"{HISTORIES}/{history_file_name(h.workflow_id, h.run_id)}"
+        path = out / name
+        path.write_text(h.history.to_json())
+        files.append({
+            "file": name,
+            "workflow_id": h.workflow_id,
+            "run_id": h.run_id,
+            "workflow_type": h.workflow_type,
+            "sha256": sha256_file(path),
+        })
+    manifest = {
+        "round_id": round_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        "hash": "sha256",
+        "signature": "ed25519 over sha256(manifest.json)",
+        "files": files,
+    }
+    manifest_path = out / MANIFEST
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    digest = hashlib.sha256(manifest_path.read_bytes()).digest()
+    signature = Ed25519PrivateKey.from_private_bytes(signing_key).sign(digest)
+    (out / SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
+    (out / PUBLIC_KEY).write_bytes(public_key_pem(signing_key))
+    return manifest_path
+
+
+@dataclass
+class BundleCheck:
+    """The result of checking a bundle's integrity: problems name the file."""
+
+    round_id: str = ""
+    problems: list[str] = field(default_factory=list)
+    histories: list[RecordedHistory] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file (or raw 32 bytes in base64)."""
+    data = path.read_bytes()
+    if b"BEGIN" in data:
+        key = serialization.load_pem_public_key(data)
+    else:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(data.strip()))
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleCheck:
+    """Signature of the manifest, the hash of every history file, and no unlisted file.
+
+    Offline: needs no server. Without `public_key_file` the key inside the bundle is used,
+    which proves integrity but not who signed: pass the instansi's published key for that.
+    """
+    check = BundleCheck()
+    manifest_path = bundle / MANIFEST
+    if not manifest_path.is_file():
+        check.problems.append(f"{manifest_path}: missing")
+        return check
+    raw = manifest_path.read_bytes()
+    try:
+        key = load_public_key(public_key_file or bundle / PUBLIC_KEY)
+        signature = base64.b64decode((bundle / SIGNATURE).read_text().strip())
+        key.verify(signature, hashlib.sha256(raw).digest())
+    except FileNotFoundError as exc:
+        check.problems.append(f"{exc.filename}: missing")
+    except InvalidSignature:
+        check.problems.append(f"{manifest_path}: the signature does not match (manifest altered or another key)")
+    except ValueError as exc:
+        check.problems.append(f"{bundle / SIGNATURE}: {exc}")
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        check.problems.append(f"{manifest_path}: not JSON: {exc}")
+        return check
+    check.round_id = manifest.get("round_id", "")
+    listed = set()
+    for entry in manifest.get("files", []):
+        name = entry["file"]
+        listed.add(name)
+        path = bundle / name
+        if not path.is_file():
+            check.problems.append(f"{path}: listed in the manifest but missing")
+            continue
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            check.problems.append(f"{path}: sha256 {actual} differs from the manifest's {entry['sha256']}")
+            continue
+        try:
+            history = WorkflowHistory.from_json(entry["workflow_id"], path.read_text())
+        except Exception as exc:  # noqa: BLE001 - a signed but unreadable file is still a problem
+            check.problems.append(f"{path}: not a workflow history: {exc}")
+            continue
+        if history.run_id != entry["run_id"]:
+            check.problems.append(f"{path}: run id {history.run_id} differs from the manifest's {entry['run_id']}")
+        check.histories.append(recorded(history))
+    for path in sorted((bundle / HISTORIES).glob("*")) if (bundle / HISTORIES).is_dir() else []:
+        if f"{HISTORIES}/{path.name}" not in listed:
+            check.problems.append(f"{path}: not listed in the manifest")
+    return check
+
+
+def load_histories(directory: Path) -> list[RecordedHistory]:
+    """Histories from a bundle (by its manifest) or from a plain directory of *.json history files."""
+    if (directory / MANIFEST).is_file():
+        manifest = json.loads((directory / MANIFEST).read_text())
+        return [
+            recorded(WorkflowHistory.from_json(e["workflow_id"], (directory / e["file"]).read_text()))
+            for e in manifest["files"]
+        ]
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        data = json.loads(path.read_text())
+        workflow_id = data.get("workflowId") or path.stem.rsplit("__", 1)[0].replace("__", "/")
+        out.append(recorded(WorkflowHistory.from_json(workflow_id, data)))
+    return out

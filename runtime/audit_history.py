@@ -1,0 +1,359 @@
+"""Histories for the auditor: fetch them, decode what arrived, replay them against the code.
+
+Nothing here reads the read model: every answer comes from Temporal event histories, which a
+bundle can also carry offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.api.common.v1 import Payloads
+from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    Replayer,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+from domain.messages import (
+    AdminReport,
+    Announcement,
+    AppealAnswer,
+    AppealFiling,
+    CloseWindow,
+    Decision,
+    Disqualification,
+    ExtendWindow,
+    FilingReport,
+    FinalEntryReply,
+    FormasiResult,
+    FormasiStart,
+    GateReport,
+    JourneyStart,
+    LatsarReport,
+    MoveTmt,
+    OfferAnswer,
+    OfferReply,
+    OptimalisasiOffer,
+    PanelScoreReport,
+    RoundStart,
+    SkbScoreReport,
+    SkdEntryReply,
+    SkdReport,
+    Withdrawal,
+)
+
+KINDS = ("journey", "formasi", "round")
+
+START_TYPES: dict[str, type] = {
+    "ApplicantJourney": JourneyStart,
+    "FormasiSelection": FormasiStart,
+    "RecruitmentRound": RoundStart,
+}
+KIND_OF_TYPE = {"ApplicantJourney": "journey", "FormasiSelection": "formasi", "RecruitmentRound": "round"}
+
+UPDATE_TYPES: dict[str, type] = {
+    "report_admin": AdminReport,
+    "file_appeal": AppealFiling,
+    "answer_appeal": AppealAnswer,
+    "report_skd": SkdReport,
+    "report_skb_score": SkbScoreReport,
+    "report_panel_score": PanelScoreReport,
+    "report_gate": GateReport,
+    "answer_offer": OfferAnswer,
+    "report_filing": FilingReport,
+    "report_latsar": LatsarReport,
+    "disqualify": Disqualification,
+    "withdraw": Withdrawal,
+    "extend_window": ExtendWindow,
+    "close_window": CloseWindow,
+    "move_tmt": MoveTmt,
+}
+
+SIGNAL_TYPES: dict[str, type] = {
+    "announce": Announcement,
+    "phase": Announcement,
+    "offer_seat": OptimalisasiOffer,
+    "skd_entry": SkdEntryReply,
+    "final_entry": FinalEntryReply,
+    "formasi_result": FormasiResult,
+    "offer_reply": OfferReply,
+}
+
+
+class AuditError(Exception):
+    """Something an auditor must see: a missing history, an undecodable payload, a mismatch."""
+
+
+@dataclass
+class Message:
+    """One input a history recorded: the start input, an accepted update or a signal."""
+
+    at: datetime
+    kind: str  # start | update | signal
+    name: str
+    content: Any  # the decoded pydantic model (or plain data when the name is unknown)
+    update_id: str = ""
+    identity: str = ""
+
+    @property
+    def reporter(self) -> str:
+        """Who reported it, as the message itself says (falls back to the client identity)."""
+        return getattr(self.content, "reported_by", None) or getattr(self.content, "registered_by", None) \
+            or self.identity
+
+    @property
+    def report_id(self) -> str:
+        """The idempotency key the reporter gave, if the message has one."""
+        return getattr(self.content, "report_id", "") or ""
+
+    def content_json(self) -> Any:
+        """The content as JSON-ready data."""
+        dump = getattr(self.content, "model_dump", None)
+        return dump(mode="json") if dump else self.content
+
+
+@dataclass
+class RecordedHistory:
+    """One run's history and what kind of workflow it belongs to."""
+
+    history: WorkflowHistory
+    workflow_type: str = ""
+    start_time: datetime | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        return self.history.workflow_id
+
+    @property
+    def run_id(self) -> str:
+        return self.history.run_id
+
+    @property
+    def kind(self) -> str:
+        return KIND_OF_TYPE.get(self.workflow_type, self.workflow_type)
+
+
+def workflow_type_of(history: WorkflowHistory) -> str:
+    """The workflow type name from the history's first event."""
+    first = history.events[0]
+    return first.workflow_execution_started_event_attributes.workflow_type.name
+
+
+def recorded(history: WorkflowHistory) -> RecordedHistory:
+    """Wrap a history with its type and start time."""
+    first = history.events[0]
+    return RecordedHistory(history, workflow_type_of(history), first.event_time.ToDatetime(tzinfo=UTC))
+
+
+async def run_histories(client: Client, workflow_id: str) -> list[RecordedHistory]:
+    """Every run of one workflow id, oldest first (continue-as-new makes a chain of runs)."""
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    if not runs:
+        raise AuditError(f"no workflow with id {workflow_id!r} on this server (check the round and applicant ids)")
+    runs.sort(key=lambda e: e.start_time)
+    out = []
+    for e in runs:
+        history = await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()
+        out.append(recorded(history))
+    return out
+
+
+def round_query(round_id: str, kind: str | None = None) -> str:
+    """The visibility query for a round's workflows, optionally of one kind."""
+    query = f"RoundId = '{round_id}'"
+    if kind:
+        if kind not in KINDS:
+            raise AuditError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        query += f" AND CasnKind = '{kind}'"
+    return query
+
+
+async def round_histories(client: Client, round_id: str, kind: str | None = None) -> list[RecordedHistory]:
+    """Every run of every workflow of the round, ordered by workflow id then start."""
+    runs = [e async for e in client.list_workflows(round_query(round_id, kind))]
+    if not runs:
+        raise AuditError(f"no workflows found for round {round_id!r} (query {round_query(round_id, kind)!r})")
+    runs.sort(key=lambda e: (e.id, e.start_time))
+    out = []
+    for e in runs:
+        out.append(recorded(await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()))
+    return out
+
+
+async def _decode(converter: DataConverter, payloads: Payloads, hint: type | None, where: str) -> Any:
+    if not payloads.payloads:
+        return None
+    try:
+        values = await converter.decode(list(payloads.payloads), [hint] if hint else None)
+    except Exception as exc:  # noqa: BLE001 - name the event that cannot be decoded
+        raise AuditError(f"cannot decode {where}: {exc} (is this the round's payload key?)") from exc
+    return values[0]
+
+
+async def messages(history: WorkflowHistory, converter: DataConverter) -> list[Message]:
+    """The start input, every accepted update and every signal of a history, decoded, in order.
+
+    Refused updates never reach a history (validators reject them first), so every update listed
+    here was accepted by the workflow.
+    """
+    out: list[Message] = []
+    wtype = workflow_type_of(history)
+    for event in history.events:
+        at = event.event_time.ToDatetime(tzinfo=UTC)
+        where = f"event {event.event_id} of {history.workflow_id} (run {history.run_id})"
+        if event.HasField("workflow_execution_started_event_attributes"):
+            attrs = event.workflow_execution_started_event_attributes
+            content = await _decode(converter, attrs.input, START_TYPES.get(wtype), where)
+            out.append(Message(at, "start", wtype, content, identity=attrs.identity))
+        elif event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            name = request.input.name
+            content = await _decode(converter, request.input.args, UPDATE_TYPES.get(name), where)
+            out.append(Message(at, "update", name, content, update_id=request.meta.update_id,
+                               identity=request.meta.identity))
+        elif event.HasField("workflow_execution_signaled_event_attributes"):
+            attrs = event.workflow_execution_signaled_event_attributes
+            content = await _decode(converter, attrs.input, SIGNAL_TYPES.get(attrs.signal_name), where)
+            out.append(Message(at, "signal", attrs.signal_name, content, identity=attrs.identity))
+    return out
+
+
+# --- replay --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayOutcome:
+    """What replaying one history showed: a failure (divergence) or the re-derived state."""
+
+    workflow_id: str
+    run_id: str
+    failure: Exception | None = None
+    state: Any = None  # the workflow's `state()` after replay, re-derived by the current code
+    drift: str = ""  # re-derived decisions that differ from those the history recorded
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and not self.drift
+
+
+@dataclass
+class _Capture:
+    instances: dict[str, Any] = field(default_factory=dict)
+
+
+def _capturing_interceptor(capture: _Capture) -> Interceptor:
+    """An interceptor that keeps each replayed workflow object, so its state can be read after replay."""
+
+    class Inbound(WorkflowInboundInterceptor):
+        async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+            capture.instances[workflow.info().run_id] = workflow.instance()
+            return await super().execute_workflow(input)
+
+    class Capturing(Interceptor):
+        def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+            return Inbound
+
+    return Capturing()
+
+
+def default_workflows() -> list[type]:
+    """The workflows the current code registers (imported late: worker.py pulls in activities)."""
+    from worker import WORKFLOWS
+
+    return list(WORKFLOWS)
+
+
+async def replay(
+    histories: Iterable[WorkflowHistory],
+    converter: DataConverter,
+    workflows: list[type] | None = None,
+    on_result: Callable[[ReplayOutcome], None] | None = None,
+) -> list[ReplayOutcome]:
+    """Replay every history against `workflows` (default: the current code); never raises on divergence."""
+    capture = _Capture()
+    replayer = Replayer(
+        workflows=workflows or default_workflows(),
+        data_converter=converter,
+        interceptors=[_capturing_interceptor(capture)],
+    )
+    items = list(histories)
+
+    async def iterate():
+        for h in items:
+            yield h
+
+    results: list[ReplayOutcome] = []
+    async with replayer.workflow_replay_iterator(iterate()) as replay_iterator:
+        async for result in replay_iterator:
+            h = result.history
+            outcome = ReplayOutcome(h.workflow_id, h.run_id, result.replay_failure)
+            instance = capture.instances.pop(h.run_id, None)
+            if result.replay_failure is None and instance is not None and hasattr(instance, "state"):
+                outcome.state = instance.state()
+                recorded_decisions = await decisions_recorded(h, converter)
+                outcome.drift = decision_drift(recorded_decisions, getattr(outcome.state, "decisions", None))
+            results.append(outcome)
+            if on_result:
+                on_result(outcome)
+    return results
+
+
+async def decisions_recorded(history: WorkflowHistory, converter: DataConverter) -> list[dict] | None:
+    """The decisions a run wrote into its history on the way out, if it closed.
+
+    A completed run's result is its state (with `decisions`); a continued-as-new run hands its
+    decisions to the next run in the carry. A run still open recorded none yet (None).
+    """
+    last = history.events[-1]
+    where = f"the last event of {history.workflow_id} (run {history.run_id})"
+    if last.HasField("workflow_execution_completed_event_attributes"):
+        value = await _decode(converter, last.workflow_execution_completed_event_attributes.result, None, where)
+    elif last.HasField("workflow_execution_continued_as_new_event_attributes"):
+        value = await _decode(converter, last.workflow_execution_continued_as_new_event_attributes.input, None, where)
+        value = (value or {}).get("carry") or {}
+    else:
+        return None
+    if not isinstance(value, dict) or "decisions" not in value:
+        return None
+    return [Decision.model_validate(d).model_dump(mode="json") for d in value["decisions"]]
+
+
+def decision_drift(recorded: list[dict] | None, derived: list[Decision] | None) -> str:
+    """Where the re-derived decisions first differ from the recorded ones ('' when they agree)."""
+    if recorded is None or derived is None:
+        return ""
+    mine = [d.model_dump(mode="json") for d in derived]
+    for i, (a, b) in enumerate(zip(recorded, mine, strict=False)):
+        if a != b:
+            return f"decision {i + 1} recorded {_brief(a)}, the current code derives {_brief(b)}"
+    if len(recorded) != len(mine):
+        return f"{len(recorded)} decisions recorded, the current code derives {len(mine)}"
+    return ""
+
+
+def _brief(d: dict) -> str:
+    return f"{d['stage']}/{d['outcome']} by {d['actor']} (rules {d['rule_version']})"
+
+
+def decisions_of(outcomes: Iterable[ReplayOutcome]) -> list[Decision]:
+    """The decisions re-derived by replay, across runs, without repeats (a carry repeats them)."""
+    seen: set[str] = set()
+    out: list[Decision] = []
+    for o in outcomes:
+        for d in getattr(o.state, "decisions", []) or []:
+            key = d.model_dump_json()
+            if key not in seen:
+                seen.add(key)
+                out.append(d)
+    out.sort(key=lambda d: d.at)
+    return out
+

@@ -1,0 +1,199 @@
+"""Recompute each formasi's SKD cut and final ranking from its applicants' histories alone.
+
+The numbers come from the inputs the journeys recorded (the start input's registration and
+rules, the accepted report updates); who reached SKB and completed it comes from the journeys'
+decisions as the current code re-derives them by replay. The ranking itself is the same pure
+`domain/` code the workflows use, so an auditor can read exactly which rule produced a result.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from temporalio.converter import DataConverter
+
+from domain.codes import AdminDecision
+from domain.config import ComponentKind
+from domain.integration import final_score
+from domain.messages import Decision, FormasiStart, JourneyStart, fraction_text
+from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
+from domain.skb import PanelScore, aggregate_panel, skb_outcome
+from domain.skd import SkdScores
+from runtime.audit_history import Message, RecordedHistory, decisions_of, messages, replay
+
+ENDINGS = ("disqualify", "withdraw")
+
+
+@dataclass
+class FormasiFigures:
+    """What a formasi's selection comes to: the SKD cut and the final ranking with scores."""
+
+    formasi_code: str
+    cut_key: tuple[int, int, int, int] | None = None
+    passers: int | None = None
+    winners: list[tuple[str, str]] = field(default_factory=list)  # (applicant id, final score text)
+    others: list[tuple[str, str]] = field(default_factory=list)
+    ranked: bool = False  # whether a final ranking exists (announced or computable)
+
+
+@dataclass
+class JourneyInputs:
+    """One applicant's recorded inputs and re-derived decisions."""
+
+    start: JourneyStart
+    messages: list[Message]
+    decisions: list[Decision]
+
+    def _before(self, phase: str) -> list[Message]:
+        """Messages accepted before the formasi's announcement of `phase` reached this journey."""
+        out = []
+        for m in self.messages:
+            if m.kind == "signal" and m.name == "announce" and getattr(m.content, "phase", "") == phase:
+                break
+            out.append(m)
+        return out
+
+    def skd_entry(self) -> SkdEntry | None:
+        """The SKD result the formasi heard of: recorded and not ended before SKD closed."""
+        before = self._before("skd_closed")
+        if any(m.kind == "update" and m.name in ENDINGS for m in before):
+            return None
+        if not any(d.outcome == "MS" for d in self.decisions if d.stage in ("admin_check", "admin_appeal")):
+            return None
+        reports = [m.content for m in before if m.kind == "update" and m.name == "report_skd"]
+        if not reports:
+            return None
+        r = reports[0]
+        return SkdEntry(applicant_id=self.start.applicant_id, category=self.start.registration.category,
+                        scores=SkdScores(twk=r.twk, tiu=r.tiu, tkp=r.tkp))
+
+    def final_entry(self) -> FinalEntry | None:
+        """The final entry, recomputed from the SKB reports, for a journey that completed SKB."""
+        if not any(d.stage == "skb" and d.outcome == "completed" for d in self.decisions):
+            return None
+        rules = self.start.rules
+        before = [m for m in self._before("skb_closed") if m.kind == "update"]
+        skd = next(m.content for m in before if m.name == "report_skd")
+        scores: dict[str, Fraction | float] = {}
+        gates: dict[str, AdminDecision] = {}
+        panels: dict[str, dict[str, float]] = defaultdict(dict)
+        for m in before:
+            if m.name == "report_skb_score":
+                scores.setdefault(m.content.component, m.content.score)
+            elif m.name == "report_gate":
+                gates.setdefault(m.content.component, m.content.decision)
+            elif m.name == "report_panel_score":
+                panels[m.content.component].setdefault(m.content.panellist, m.content.score)
+        for c in rules.skb.components:
+            if c.kind == ComponentKind.PANEL:
+                scores[c.name] = aggregate_panel(
+                    [PanelScore(panellist=p, score=s) for p, s in panels[c.name].items()], c)
+        outcome = skb_outcome(scores, gates, rules.skb)
+        skd_scores = SkdScores(twk=skd.twk, tiu=skd.tiu, tkp=skd.tkp)
+        reg = self.start.registration
+        return FinalEntry(
+            applicant_id=self.start.applicant_id,
+            formasi_code=self.start.formasi.code,
+            final_score=final_score(skd_scores.total, outcome.score, rules.integration, rules.skd),
+            skd=skd_scores,
+            gpa=reg.gpa,
+            birth_date=reg.birth_date,
+        )
+
+
+def announced_figures(start: FormasiStart, decisions: list[Decision]) -> FormasiFigures:
+    """What the formasi recorded and announced, from its decisions."""
+    figures = FormasiFigures(start.formasi.code)
+    for d in decisions:
+        if d.stage == "skd_ranking" and d.outcome == "cut":
+            key = d.input.get("cut_key")
+            figures.cut_key = tuple(key) if key else None
+            figures.passers = d.input.get("passers_seen")
+        elif d.stage == "final_ranking" and d.outcome == "ranked":
+            figures.ranked = True
+            figures.winners = [(a, s) for a, s in d.input.get("winners", [])]
+            figures.others = [(a, s) for a, s in d.input.get("others", [])]
+    return figures
+
+
+def recomputed_figures(start: FormasiStart, journeys: list[JourneyInputs], final: bool) -> FormasiFigures:
+    """The cut and the final ranking recomputed with domain.ranking from the journeys' inputs."""
+    quota = start.formasi.quota
+    mine = [j for j in journeys if j.start.formasi.code == start.formasi.code]
+    entries = [e for e in (j.skd_entry() for j in mine) if e is not None]
+    ranking = rank_skd(entries, quota, start.rules.skd)
+    figures = FormasiFigures(start.formasi.code, cut_key=ranking.cut_key,
+                             passers=sum(1 for line in ranking.lines if line.rank is not None))
+    if final:
+        finals = [e for e in (j.final_entry() for j in mine) if e is not None]
+        by_id = {e.applicant_id: e for e in finals}
+        result = rank_final(finals, quota)
+        figures.ranked = True
+        figures.winners = [(a, fraction_text(by_id[a].final_score) or "") for a in result.winners]
+        figures.others = [(a, fraction_text(by_id[a].final_score) or "") for a in result.others]
+    return figures
+
+
+def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
+    """Every difference between what a formasi announced and what the histories give."""
+    code = announced.formasi_code
+    out = []
+    if announced.cut_key != recomputed.cut_key:
+        out.append(f"formasi {code}: SKD cut announced {announced.cut_key}, recomputed {recomputed.cut_key}")
+    if announced.passers is not None and announced.passers != recomputed.passers:
+        out.append(f"formasi {code}: {announced.passers} SKD passers counted, recomputed {recomputed.passers}")
+    if announced.ranked:
+        if announced.winners != recomputed.winners:
+            out.append(f"formasi {code}: winners announced {announced.winners}, recomputed {recomputed.winners}")
+        if announced.others != recomputed.others:
+            out.append(f"formasi {code}: ranked others announced {announced.others}, "
+                       f"recomputed {recomputed.others}")
+    return out
+
+
+@dataclass
+class Recomputation:
+    """Announced and recomputed figures per formasi, and the problems found on the way."""
+
+    pairs: list[tuple[FormasiFigures, FormasiFigures]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def differences(self) -> list[str]:
+        """Problems plus every announced/recomputed difference."""
+        return self.problems + [d for a, r in self.pairs for d in compare(a, r)]
+
+
+async def recompute(histories: list[RecordedHistory], converter: DataConverter) -> Recomputation:
+    """Recompute every formasi of the histories; the formasi's own decisions are re-derived by replay."""
+    out = Recomputation()
+    outcomes = await replay([h.history for h in histories], converter)
+    for o in outcomes:
+        if not o.ok:
+            out.problems.append(f"{o.workflow_id} (run {o.run_id}): replay diverges, its decisions cannot be "
+                                f"trusted: {o.failure or o.drift}")
+    by_run = {o.run_id: o for o in outcomes}
+    by_workflow: dict[str, list[RecordedHistory]] = defaultdict(list)
+    for h in histories:
+        by_workflow[h.workflow_id].append(h)
+    journeys: list[JourneyInputs] = []
+    formasi: list[tuple[FormasiStart, list[Decision]]] = []
+    for runs in by_workflow.values():
+        runs.sort(key=lambda h: h.start_time)
+        kind = runs[0].kind
+        if kind not in ("journey", "formasi"):
+            continue
+        msgs = [m for h in runs for m in await messages(h.history, converter)]
+        decisions = decisions_of(by_run[h.run_id] for h in runs if h.run_id in by_run)
+        start = msgs[0].content
+        if kind == "journey":
+            journeys.append(JourneyInputs(start, [m for m in msgs if m.kind != "start"], decisions))
+        else:
+            formasi.append((start, decisions))
+    if not formasi:
+        out.problems.append("no FormasiSelection history among the histories: nothing announced to compare")
+    for start, decisions in sorted(formasi, key=lambda f: f[0].formasi.code):
+        announced = announced_figures(start, decisions)
+        out.pairs.append((announced, recomputed_figures(start, journeys, final=announced.ranked)))
+    return out
