@@ -31,8 +31,6 @@ from starter import (
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 LATER = {"administration": (300, 310), "skd": (310, 320), "skb": (320, 330), "filing": (330, 340),
          "latsar": (340, 350)}
 
