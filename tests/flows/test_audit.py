@@ -1,0 +1,200 @@
+"""The auditor's checks: recorded histories replay, changes are caught, bundles resist tampering,
+rankings recompute from the applicants' histories alone."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest_asyncio
+from temporalio import workflow
+from typer.testing import CliRunner
+
+import audit
+from domain.messages import JourneyStart, JourneyState
+from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_bundle
+from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
+from runtime.audit_recompute import compare, recompute
+from runtime.client import connect, data_converter
+from runtime.embedded import ensure_stack, stop_stack
+from runtime.keys import Keys, load_or_create_keys
+from runtime.settings import LogFormat, load_settings
+from scripts.record_histories import run_small_round
+from worker import build_worker
+from workflows.applicant import ApplicantJourney
+from workflows.formasi import FormasiSelection
+from workflows.round import RecruitmentRound
+
+RECORDED = Path(__file__).resolve().parent.parent / "histories"
+RECORDED_KEY = RECORDED / "payload_key.b64"
+SIGNING_KEY = bytes(range(32))
+
+
+def recorded_converter():
+    key = base64.b64decode(RECORDED_KEY.read_text().strip())
+    return data_converter(Keys(payload_key=key, pseudonym_key=b"", signing_key=b""))
+
+
+@workflow.defn(name="ApplicantJourney", sandboxed=False)
+class JourneyWithAnExtraStep(ApplicantJourney):
+    """A careless change: a pause before the administrative check (a new timer command)."""
+
+    @workflow.run
+    async def run(self, start: JourneyStart) -> JourneyState:
+        return await super().run(start)
+
+    async def administrative_check(self) -> None:
+        await workflow.sleep(timedelta(seconds=1))
+        await super().administrative_check()
+
+
+@workflow.defn(name="ApplicantJourney", sandboxed=False)
+class JourneyWithAnotherRuleVersion(ApplicantJourney):
+    """A change that alters recorded decisions but issues the same commands."""
+
+    @workflow.run
+    async def run(self, start: JourneyStart) -> JourneyState:
+        return await super().run(start)
+
+    def _decide(self, stage, outcome, actor, inputs) -> None:
+        super()._decide(stage, outcome, actor, inputs)
+        self.decisions[-1] = self.decisions[-1].model_copy(update={"rule_version": "2025.1"})
+
+
+async def test_recorded_histories_replay_with_the_current_code():
+    histories = load_histories(RECORDED)
+    assert {h.kind for h in histories} == {"journey", "formasi", "round"}
+    outcomes = await replay([h.history for h in histories], recorded_converter())
+    assert [(o.workflow_id, o.failure, o.drift) for o in outcomes if not o.ok] == []
+    assert all(decisions_of([o]) for o in outcomes)  # every workflow re-derived its decisions
+
+
+async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
+    journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
+    outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
+    assert outcomes and all(o.failure is not None for o in outcomes)
+    assert "nondetermin" in str(outcomes[0].failure).lower()
+
+
+async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
+    journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
+    outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnotherRuleVersion])
+    assert all(o.failure is None for o in outcomes)
+    drifted = [o for o in outcomes if o.drift]
+    assert drifted, "the journey that ended (T/L) recorded its decisions; the variant must differ from them"
+    assert "rules 2025.1" in drifted[0].drift
+
+
+async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_is_named():
+    result = await recompute(load_histories(RECORDED), recorded_converter())
+    assert result.differences() == []
+    announced, recomputed = result.pairs[0]
+    assert announced.ranked and announced.winners
+    swapped = dataclasses.replace(announced, winners=announced.others, others=announced.winners)
+    assert any("winners announced" in d for d in compare(swapped, recomputed))
+    other_cut = dataclasses.replace(announced, cut_key=(1, 1, 1, 1))
+    assert compare(other_cut, recomputed) == [f"formasi F1: SKD cut announced (1, 1, 1, 1), recomputed "
+                                              f"{recomputed.cut_key}"]
+
+
+def _bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    write_bundle(load_histories(RECORDED), "recorded", bundle, SIGNING_KEY)
+    return bundle
+
+
+def test_verify_accepts_an_intact_bundle_and_names_a_file_with_one_byte_changed(tmp_path):
+    bundle = _bundle(tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", str(RECORDED_KEY)])
+    assert ok.exit_code == 0, ok.output
+    victim = sorted((bundle / "histories").glob("*formasi*"))[0]
+    data = bytearray(victim.read_bytes())
+    at = data.index(b'"eventId"') + 1
+    data[at] ^= 0x20  # one byte
+    victim.write_bytes(bytes(data))
+    bad = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", str(RECORDED_KEY)])
+    assert bad.exit_code == 1
+    assert victim.name in bad.output.replace("\n", "")
+
+
+def test_verify_catches_an_altered_manifest_and_a_foreign_public_key(tmp_path):
+    bundle = _bundle(tmp_path)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["round_id"] = "another"
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    assert any("signature does not match" in p for p in check_bundle(bundle).problems)
+    fresh = _bundle(tmp_path / "fresh")
+    other = tmp_path / "other"
+    write_bundle([], "x", other, bytes(32))
+    assert any("signature" in p for p in check_bundle(fresh, other / "public_key.pem").problems)
+
+
+def test_an_unlisted_history_in_a_bundle_is_named(tmp_path):
+    bundle = _bundle(tmp_path)
+    extra = next((bundle / "histories").glob("*.json"))
+    shutil.copy(extra, bundle / "histories" / "smuggled.json")
+    assert check_bundle(bundle).problems == [f"{bundle / 'histories' / 'smuggled.json'}: not listed in the manifest"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def audit_stack(tmp_path_factory):
+    """A stack of this module's own on ports of its own, with a worker: (client, keys, task queue).
+
+    Apart from the session stack so that a concurrent run holding the shared test ports, or
+    another module's workflows, cannot change what this audit sees.
+    """
+    settings = load_settings(
+        data_dir=tmp_path_factory.mktemp("audit-stack"), temporal_address=None, database_url=None,
+        temporal_namespace="default", temporal_port=17733, temporal_ui_port=17734, postgres_port=15532,
+        payload_key=None, pseudonym_key=None, signing_key=None, task_queue="audit-test",
+        log_format=LogFormat.JSON,
+    )
+    info = await ensure_stack(settings)
+    try:
+        keys = load_or_create_keys(settings)
+        client = await connect(settings, info, keys)
+        pool = await asyncpg.create_pool(info.database_url, min_size=1, max_size=8)
+        try:
+            async with await build_worker(client, settings, pool):
+                yield client, keys, settings.task_queue
+        finally:
+            await pool.close()
+    finally:
+        stop_stack(settings)
+
+
+async def test_audit_of_a_live_round(audit_stack, tmp_path):
+    client, keys, task_queue = audit_stack
+    round_id, ids = await run_small_round(client, task_queue, keys.pseudonym_key)
+    await asyncio.sleep(1.0)  # visibility catches up with the last starts
+    converter = data_converter(keys)
+    histories = await round_histories(client, round_id)
+    assert sorted(h.kind for h in histories) == ["formasi", "journey", "journey", "journey", "round"]
+
+    outcomes = await replay([h.history for h in histories], converter,
+                            workflows=[ApplicantJourney, FormasiSelection, RecruitmentRound])
+    assert [o for o in outcomes if not o.ok] == []
+
+    c1 = next(h for h in histories if h.workflow_id.endswith(ids["C1"]))
+    inputs = [m for m in await messages(c1.history, converter) if m.kind == "update"]
+    assert [(m.name, m.reporter, m.report_id) for m in inputs][:2] == [
+        ("report_admin", "bkpsdm-verifikator", "adm-C1"), ("report_skd", "cat-bkn", "skd-C1")]
+    trail = decisions_of([o for o in outcomes if o.run_id == c1.run_id])
+    queried = await client.get_workflow_handle(c1.workflow_id).query(ApplicantJourney.state)
+    live = [d.model_dump(mode="json") for d in queried.decisions[: len(trail)]]
+    assert decision_drift(live, trail) == ""  # the replayed trail is the live one
+
+    result = await recompute(histories, converter)
+    assert result.differences() == []
+    assert result.pairs[0][0].winners[0][0] == ids["C1"]
+
+    bundle = tmp_path / "bundle"
+    write_bundle(histories, round_id, bundle, keys.signing_key)
+    assert check_bundle(bundle).ok
