@@ -111,7 +111,6 @@ class ApplicantJourney:
         self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
         self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
         try:
-            await self._project()
             await self.administrative_check()
             await self.skd_stage()
             await self.skb_stage()
@@ -129,6 +128,7 @@ class ApplicantJourney:
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""
         self.stage = Stage.ADMIN_CHECK
+        await self._project()
         announcement = await self._announcement("administration")
         self.admin_announced_at = announcement.at
         if self.admin_report is None:
@@ -143,10 +143,11 @@ class ApplicantJourney:
                 self.admin_report.model_dump(mode="json"),
             )
         self._notify(f"admin-{self.admin.value}", f"Administrative check: {self.admin.value}.")
+        if self.admin == AdminDecision.TMS:
+            self.stage = Stage.ADMIN_APPEAL
         await self._project()
         if self.admin == AdminDecision.MS:
             return
-        self.stage = Stage.ADMIN_APPEAL
         window_end = announcement.at + self.rules.appeal.window
         filed = await self._wait(lambda: self.appeal is not None, until=window_end)
         if not filed:

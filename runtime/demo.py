@@ -1,0 +1,346 @@
+"""The demo: a regency's round, end to end, with every external service played for real.
+
+It starts (or reuses) the embedded stack and a worker, creates a round from
+examples/round-kabupaten.toml with its schedule compressed to minutes, registers synthetic
+applicants, plays the administrative check, the CAT system, the practical-test panel, the
+hospital, BKN and the training agency through the same updates a real service sends, and
+closes each window early (with a recorded reason) as soon as its results are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import random
+import time
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from domain.administration import DocumentFinding
+from domain.codes import AdminDecision
+from domain.config import RoundConfig, parse_round_config
+from domain.messages import (
+    AdminReport,
+    AppealAnswer,
+    AppealFiling,
+    CloseWindow,
+    Disqualification,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    OfferAnswer,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
+from domain.registration import Gender, Registration
+from runtime.api import RecruitmentApi, RefusedError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
+FIRST = ["Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Fajar", "Ayu", "Dimas", "Indah",
+         "Hendra", "Ratna", "Yusuf", "Wulan", "Arif", "Lestari", "Bayu", "Fitri", "Eko", "Rina", "Teguh", "Maya"]
+LAST = ["Santoso", "Wijaya", "Saputra", "Lestari", "Hidayat", "Pratama", "Nugroho", "Kusuma", "Siregar",
+        "Nasution", "Simanjuntak", "Wibowo", "Setiawan", "Rahmawati", "Susanto", "Halim", "Manurung", "Tanjung"]
+CONCURRENCY = 24
+
+
+def demo_config(round_id: str, now: datetime) -> tuple[RoundConfig, str]:
+    """The example regency round with its windows starting now, an hour each (closed early)."""
+    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    doc["round_id"] = round_id
+    names = ["registration", "administration", "skd", "skb", "filing", "latsar"]
+    start = now - timedelta(minutes=1)
+    for i, name in enumerate(names):
+        doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
+    doc["appeal"] = {"window": "PT6S", "answer_within": "PT20S"}
+    doc["offer_answer_within"] = "PT20S"
+    import tomli_w
+
+    text = tomli_w.dumps(doc)
+    return parse_round_config(tomllib.loads(text), "demo round"), text
+
+
+def _nik(rng: random.Random, birth: date, female: bool, serial: int) -> str:
+    day = birth.day + (40 if female else 0)
+    return f"{rng.randint(110101, 947199):06d}{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial % 9999 + 1:04d}"
+
+
+def synthetic_applicants(config: RoundConfig, size: int, rng: random.Random) -> list[Registration]:
+    """Applicants spread over the formasi by quota, most eligible, a few not."""
+    weights = [max(f.quota, 1) * 3 for f in config.formasi]
+    out = []
+    for serial in range(size):
+        f = rng.choices(config.formasi, weights)[0]
+        female = rng.random() < 0.5
+        age = rng.randint(22, f.max_age + (2 if rng.random() < 0.03 else 0))
+        birth = date(2026 - age, rng.randint(1, 12), rng.randint(1, 28))
+        gpa = round(min(4.0, max(2.5, rng.gauss(3.35, 0.25))), 2)
+        if f.category.value == "cumlaude":
+            gpa = max(gpa, 3.51)
+        out.append(
+            Registration(
+                nik=_nik(rng, birth, female, serial),
+                name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                birth_date=birth,
+                gender=Gender.FEMALE if female else Gender.MALE,
+                education_level=f.education_level,
+                major=rng.choice(f.majors),
+                gpa=gpa,
+                formasi_code=f.code,
+                category=f.category,
+            )
+        )
+    return out
+
+
+def _score(rng: random.Random, mean: float, sd: float, top: int, step: int = 1) -> int:
+    value = int(round(min(top, max(0, rng.gauss(mean, sd))) / step) * step)
+    return min(top, value)
+
+
+class Demo:
+    """Plays every service of one round against the engine."""
+
+    def __init__(self, api: RecruitmentApi, pool: asyncpg.Pool, config: RoundConfig, console: Console,
+                 rng: random.Random) -> None:
+        self.api, self.pool, self.config, self.console, self.rng = api, pool, config, console, rng
+        self.round_id = config.round_id
+        self.gate = asyncio.Semaphore(CONCURRENCY)
+        self.refused: list[str] = []
+        self.reporters = {k: v[0] for k, v in config.reporters.items()}
+
+    async def stages(self) -> dict[str, str]:
+        rows = await self.pool.fetch("SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id)
+        return {r["applicant_id"]: r["stage"] for r in rows}
+
+    async def wait_until(self, ready, what: str, timeout: float = 300) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            stages = await self.stages()
+            if ready(stages):
+                return stages
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"demo: timed out waiting for {what}")
+            await asyncio.sleep(0.5)
+
+    async def send(self, applicant_id: str, update: str, message) -> None:
+        async with self.gate:
+            try:
+                await self.api.report(self.round_id, applicant_id, update, message)
+            except RefusedError as exc:
+                self.refused.append(str(exc))
+
+    async def send_all(self, label: str, jobs: list[tuple[str, str, object]]) -> None:
+        with Progress(console=self.console, transient=True) as progress:
+            task = progress.add_task(label, total=len(jobs))
+
+            async def one(job):
+                await self.send(*job)
+                progress.advance(task)
+
+            await asyncio.gather(*(one(j) for j in jobs))
+        self.console.print(f"  {label}: {len(jobs)} sent")
+
+    async def close(self, window: str, reason: str) -> None:
+        await self.api.command(
+            self.round_id, "close_window",
+            CloseWindow(report_id=f"demo-close-{window}", reported_by=self.reporters["operator"], window=window,
+                        reason=reason),
+        )
+        self.console.print(f"[bold]{window}[/] window closed: {reason}")
+
+
+async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/demo")) -> int:
+    """Run the demo round; 0 only when every applicant reached a terminal outcome."""
+    from runtime.app import open_app
+    from worker import build_worker
+
+    console = Console()
+    app = await open_app()
+    console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
+    pool = await asyncpg.create_pool(app.stack.database_url, min_size=1, max_size=10)
+    worker = await build_worker(app.client, app.settings, pool)
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    round_id = f"DEMO-{now:%Y%m%d-%H%M%S}"
+    config, text = demo_config(round_id, now)
+    out_dir = out_dir / round_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "round.toml").write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    try:
+        async with worker:
+            api = RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key)
+            await api.create_round(out_dir / "round.toml", config.reporters["operator"][0])
+            console.print(f"Round [bold]{round_id}[/] created: {len(config.formasi)} formasi, "
+                          f"{sum(f.quota for f in config.formasi)} seats")
+            demo = Demo(api, pool, config, console, rng)
+            ok = await _play(demo, synthetic_applicants(config, size, rng))
+            funnel = await _funnel(pool, round_id)
+            console.print(funnel)
+            await _export(pool, round_id, out_dir)
+    finally:
+        await pool.close()
+    elapsed = time.monotonic() - started
+    console.print(f"\nDone in {elapsed:.0f} s. Look next at:\n"
+                  f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
+                  f"  announcements     {out_dir}/final.csv\n"
+                  f"  an applicant      python audit.py trail {round_id} <registration-no>\n"
+                  f"  stop the servers  python run.py stop")
+    return 0 if ok else 1
+
+
+async def _play(demo: Demo, applicants: list[Registration]) -> bool:
+    c, rng, cfg = demo.console, demo.rng, demo.config
+    ids: dict[str, Registration] = {}
+    refused = 0
+    with Progress(console=c, transient=True) as progress:
+        task = progress.add_task("registering", total=len(applicants))
+
+        async def register(reg: Registration) -> None:
+            nonlocal refused
+            async with demo.gate:
+                result = await demo.api.register(cfg, reg, "sscasn-portal")
+            if result.status == "registered":
+                ids[result.applicant_id] = reg
+            else:
+                refused += 1
+            progress.advance(task)
+
+        await asyncio.gather(*(register(r) for r in applicants))
+    c.print(f"  registrations: {len(ids)} accepted, {refused} refused (age, GPA or education)")
+    await demo.wait_until(lambda s: sum(v == "admin_check" for v in s.values()) == len(ids), "registrations")
+    await demo.close("registration", "demo: registration complete")
+
+    tms = {a for a in ids if rng.random() < 0.08}
+    await demo.send_all("administrative check", [
+        (a, "report_admin", AdminReport(
+            report_id=f"adm-{a}", reported_by=demo.reporters["admin"],
+            findings=[DocumentFinding(document="ijazah", reason="not legalised")] if a in tms else []))
+        for a in ids])
+    await demo.close("administration", "demo: every application verified")
+    await demo.wait_until(lambda s: all(s.get(a) in ("admin_appeal", "ended") for a in tms), "TMS announcements")
+    appellants = [a for a in sorted(tms) if rng.random() < 0.5]
+    await demo.send_all("appeals filed", [(a, "file_appeal", AppealFiling(
+        report_id=f"sanggah-{a}", reported_by="sscasn-portal", reason="the ijazah was legalised")) for a in appellants])
+    await demo.send_all("appeals answered", [(a, "answer_appeal", AppealAnswer(
+        report_id=f"jawab-{a}", reported_by=demo.reporters["appeal_answer"], accepted=rng.random() < 0.5,
+        note="checked against the original")) for a in appellants])
+    stages = await demo.wait_until(
+        lambda s: not any(v in ("admin_check", "admin_appeal", "registered") for v in s.values()), "appeal windows")
+
+    sitting = [a for a in ids if stages.get(a) == "skd" and rng.random() > 0.04]
+    await demo.send_all("SKD results (CAT)", [(a, "report_skd", SkdReport(
+        report_id=f"skd-{a}", reported_by=demo.reporters["skd"], session_id=f"S{i // 40 + 1:03d}",
+        twk=_score(rng, 85, 18, 150, 5), tiu=_score(rng, 100, 22, 175, 5), tkp=_score(rng, 172, 14, 225)))
+        for i, a in enumerate(sitting)])
+    await demo.close("skd", "demo: every SKD session reported")
+    stages = await demo.wait_until(
+        lambda s: not any(v in ("skd", "skd_ranking") for v in s.values()), "SKD ranking")
+
+    skb = [a for a in ids if stages.get(a) == "skb"]
+    jobs = []
+    for a in skb:
+        if rng.random() < 0.03:
+            continue  # absent from the SKB CAT: TH
+        jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"cat-{a}", reported_by=demo.reporters["cat"],
+                                                           component="cat", score=_score(rng, 340, 55, 500))))
+        jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"praktik-{a}",
+                                                           reported_by=demo.reporters["praktik"],
+                                                           component="praktik", score=_score(rng, 72, 12, 100))))
+        jobs.append((a, "report_gate", GateReport(report_id=f"health-{a}", reported_by=demo.reporters["health"],
+                                                  component="health",
+                                                  decision=AdminDecision.TMS if rng.random() < 0.04 else
+                                                  AdminDecision.MS)))
+    await demo.send_all("SKB results (CAT, practical test, health)", jobs)
+    if skb:
+        cheat = skb[-1]
+        await demo.send(cheat, "disqualify", Disqualification(
+            report_id=f"dis-{cheat}", reported_by=demo.reporters["operator"],
+            reason="remote-access cheating found in the CAT activity log"))
+        c.print("  one SKB participant disqualified (DIS) after an audit of the CAT log")
+    await demo.close("skb", "demo: every SKB component reported")
+    await demo.wait_until(lambda s: not any(v in ("skb", "final_ranking") for v in s.values()), "final ranking")
+
+    answered: set[str] = set()
+    declined_one = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = await demo.api.round_state(demo.round_id)
+        pending = [o for o, s in state.offers.items() if s == "pending" and o not in answered]
+        for offer_id in pending:
+            applicant = offer_id.split("/offer/")[1].split("/")[0]
+            accept = declined_one
+            declined_one = True
+            await demo.send(applicant, "answer_offer", OfferAnswer(report_id=f"jawab-{offer_id}",
+                                                                   reported_by="sscasn-portal", accept=accept))
+            answered.add(offer_id)
+        if state.phase not in ("final_appeal", "optimalisasi"):
+            break
+        await asyncio.sleep(0.5)
+    c.print(f"  optimalisasi: {len(answered)} offers answered ({'one' if answered else 'none'} declined)")
+
+    stages = await demo.wait_until(lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi")
+    filing = sorted(a for a in ids if stages.get(a) == "filing")
+    if filing:
+        await demo.send(filing[0], "withdraw", Withdrawal(report_id=f"aps-{filing[0]}", reported_by="sscasn-portal",
+                                                          reason="accepted another position"))
+        c.print("  one passing applicant withdrew (APS, barred from the next 2 rounds)")
+    await demo.send_all("filing (DRH)", [(a, "report_filing", FilingReport(
+        report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True)) for a in filing[1:]])
+    await demo.close("filing", "demo: every DRH verified")
+    stages = await demo.wait_until(lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
+                                   "NIP and appointment")
+    latsar = sorted(a for a in ids if stages.get(a) == "latsar")
+    await demo.send_all("Latsar results", [(a, "report_latsar", LatsarReport(
+        report_id=f"latsar-{a}", reported_by=demo.reporters["latsar"], passed=i != 0))
+        for i, a in enumerate(latsar)])
+    await demo.close("latsar", "demo: the Latsar cohort is complete")
+    try:
+        await demo.wait_until(lambda s: all(v == "ended" for v in s.values()), "every journey to end", timeout=120)
+    except TimeoutError as exc:
+        c.print(f"[red]{exc}[/]")
+        return False
+    if demo.refused:
+        c.print(f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. {demo.refused[0]}[/]")
+    return True
+
+
+async def _funnel(pool: asyncpg.Pool, round_id: str) -> Table:
+    rows = await pool.fetch(
+        "SELECT formasi_code, coalesce(terminal, stage) AS outcome, count(*) AS n FROM applicants "
+        "WHERE round_id = $1 GROUP BY 1, 2 ORDER BY 1, 2", round_id)
+    outcomes = sorted({r["outcome"] for r in rows})
+    table = Table(title=f"Outcomes of round {round_id} (from the read model)")
+    table.add_column("formasi")
+    for o in outcomes:
+        table.add_column(o, justify="right")
+    table.add_column("total", justify="right")
+    by_formasi: dict[str, dict[str, int]] = {}
+    for r in rows:
+        by_formasi.setdefault(r["formasi_code"], {})[r["outcome"]] = r["n"]
+    for code, counts in by_formasi.items():
+        table.add_row(code, *[str(counts.get(o, "")) for o in outcomes], str(sum(counts.values())))
+    totals = {o: sum(c.get(o, 0) for c in by_formasi.values()) for o in outcomes}
+    table.add_row("[bold]all[/]", *[str(totals[o]) for o in outcomes], str(sum(totals.values())))
+    return table
+
+
+async def _export(pool: asyncpg.Pool, round_id: str, out_dir: Path) -> None:
+    rows = await pool.fetch(
+        "SELECT applicant_id, name, formasi_code, skd_total, final_score, final_code, placed_formasi, terminal "
+        "FROM applicants WHERE round_id = $1 ORDER BY formasi_code, final_score DESC NULLS LAST, applicant_id",
+        round_id)
+    with (out_dir / "final.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["registration_no", "name", "formasi", "skd_total", "final_score", "final_code",
+                    "placed_formasi", "outcome"])
+        for r in rows:
+            w.writerow([r["applicant_id"], r["name"], r["formasi_code"], r["skd_total"], r["final_score"],
+                        r["final_code"], r["placed_formasi"], r["terminal"]])
