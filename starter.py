@@ -489,6 +489,19 @@ def _run(body: Callable[[Context], Awaitable[object]]) -> None:
     raise typer.Exit(code)
 
 
+def _precheck(check: Callable[[], object]) -> None:
+    """Check the input files before starting anything: a bad file exits 2 without a stack."""
+    try:
+        check()
+    except (ConfigError, CsvFileError, BadInput) as exc:
+        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _header_ok(path: Path, columns) -> None:
+    open_rows(path, columns).close()
+
+
 As = Annotated[str, typer.Option("--as", help="Your identity, as listed in the round's reporters table.")]
 Reason = Annotated[str, typer.Option("--reason", help="Why; recorded in the round's history.")]
 ReportId = Annotated[str | None, typer.Option(
@@ -503,6 +516,7 @@ CheckpointOpt = Annotated[Path | None, typer.Option(
 def create_round_cmd(config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
                      operator: Annotated[str, typer.Option("--operator", help="Who creates it.")] = "operator"):
     """Create a round from its TOML file (validated). Running it again creates nothing."""
+    _precheck(lambda: load_round_config(config))
     _run(lambda ctx: create_round(ctx, config, operator))
 
 
@@ -513,6 +527,7 @@ def import_cmd(round_config: Annotated[Path, typer.Argument(help="The round's TO
                registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
                checkpoint: CheckpointOpt = None):
     """Register every row of a CSV export. Idempotent and resumable: re-run the same file."""
+    _precheck(lambda: (load_round_config(round_config), _header_ok(file, REGISTRATION_COLUMNS)))
     _run(lambda ctx: import_registrations(ctx, round_config, file, errors, concurrency, registered_by, checkpoint))
 
 
@@ -524,6 +539,7 @@ def report_cmd(kind: Annotated[str, typer.Argument(help="One of: " + ", ".join(R
     if kind not in REPORT_KINDS:
         err_console.print(f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}")
         raise typer.Exit(EXIT_BAD_INPUT)
+    _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
     _run(lambda ctx: send_reports(ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint))
 
 
@@ -603,12 +619,20 @@ def announce_cmd(round_id: str, stage: AnnouncementStage,
 
 
 @cli.command("demo")
-def demo_cmd(size: Annotated[int, typer.Option("--size", min=1)] = 50,
-             keep_running: Annotated[bool, typer.Option("--keep-running")] = False):
+def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="Applicants.")] = None,
+             keep_running: Annotated[bool, typer.Option(
+                 "--keep-running", help="Leave the embedded stack running to explore it.")] = False):
     """Run a sample round end to end on the embedded stack."""
+    import inspect
+
     from runtime.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(size, keep_running=keep_running)))
+    kwargs: dict = {} if size is None else {"size": size}
+    if "keep_running" in inspect.signature(run_demo).parameters:
+        kwargs["keep_running"] = keep_running
+    elif keep_running:
+        err_console.print("this demo always leaves the embedded stack running (stop it with run.py stop)")
+    raise typer.Exit(asyncio.run(run_demo(**kwargs)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from domain.messages import (
     AdminReport,
@@ -260,7 +260,3 @@ def parse_report(kind: ReportKind, row: Row, reported_by: str) -> ParsedReport:
         raise RowError(problems)
     return ParsedReport(row.line, applicant_id, message)
 
-
-def model_columns(model: type[BaseModel]) -> list[str]:
-    """The field names of a message, for documentation and help texts."""
-    return list(model.model_fields)

@@ -255,3 +255,15 @@ def test_an_unknown_report_kind_exits_2_naming_the_kinds(tmp_path):
                                       "--errors", str(tmp_path / "e.csv")])
 
     assert result.exit_code == 2 and "KIND='scores'" in result.output and "skb-score" in result.output
+
+
+def test_a_bad_header_exits_2_before_anything_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from starter import cli
+
+    path = _write_csv(tmp_path / "skd.csv", [{"report_id": "r", "applicant_id": "A", "twk": 1, "tiu": 2}])
+    result = CliRunner().invoke(cli, ["report", "skd", "R1", str(path), "--as", "cat-bkn",
+                                      "--errors", str(tmp_path / "e.csv")])
+
+    assert result.exit_code == 2 and "skd.csv:1" in result.output and "missing column(s) tkp" in result.output
