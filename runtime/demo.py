@@ -41,6 +41,7 @@ from domain.messages import (
 )
 from domain.registration import Gender, Registration
 from runtime.api import RecruitmentApi, RefusedError
+from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
 FIRST = ["Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Fajar", "Ayu", "Dimas", "Indah",
@@ -156,13 +157,14 @@ class Demo:
         self.console.print(f"[bold]{window}[/] window closed: {reason}")
 
 
-async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/demo")) -> int:
+async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/demo"),
+                   settings: Settings | None = None) -> int:
     """Run the demo round; 0 only when every applicant reached a terminal outcome."""
     from runtime.app import open_app
     from worker import build_worker
 
     console = Console()
-    app = await open_app()
+    app = await open_app(settings)
     console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
     pool = await asyncpg.create_pool(app.stack.database_url, min_size=1, max_size=10)
     worker = await build_worker(app.client, app.settings, pool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat, load_settings
 
 # Not the defaults, so the tests never touch a developer's running demo stack.
-TEST_TEMPORAL_PORT = 17233
-TEST_TEMPORAL_UI_PORT = 18233
-TEST_POSTGRES_PORT = 15432
+# CASN_TEST_PORT_OFFSET lets two test sessions run side by side on one machine.
+_OFFSET = int(os.environ.get("CASN_TEST_PORT_OFFSET", "0"))
+TEST_TEMPORAL_PORT = 17233 + _OFFSET
+TEST_TEMPORAL_UI_PORT = 18233 + _OFFSET
+TEST_POSTGRES_PORT = 15432 + _OFFSET
 
 
 @pytest.fixture(scope="session")

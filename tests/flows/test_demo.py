@@ -1,0 +1,28 @@
+"""The demo at a small size: every applicant reaches a terminal outcome through the real stack."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import pytest
+
+from runtime.demo import run_demo
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_demo_round_ends_every_journey(stack, stack_settings, tmp_path):
+    settings = stack_settings.model_copy(update={"task_queue": f"demo-{uuid.uuid4().hex[:8]}"})
+    code = await run_demo(size=40, seed=7, out_dir=tmp_path, settings=settings)
+    assert code == 0
+    [round_dir] = list(tmp_path.iterdir())
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        open_journeys = await conn.fetchval(
+            "SELECT count(*) FROM applicants WHERE round_id = $1 AND terminal IS NULL", round_dir.name)
+        total = await conn.fetchval("SELECT count(*) FROM applicants WHERE round_id = $1", round_dir.name)
+    finally:
+        await conn.close()
+    assert total > 30 and open_journeys == 0
+    assert (round_dir / "final.csv").read_text().count("\n") == total + 1
