@@ -26,7 +26,7 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from runtime.audit_bundle import check_bundle, load_histories, write_bundle
+from runtime.audit_bundle import check_bundle, write_bundle
 from runtime.audit_history import (
     AuditError,
     RecordedHistory,
@@ -41,7 +41,12 @@ from runtime.audit_recompute import recompute
 from runtime.keys import KEY_BYTES, Keys
 from workflows.ids import journey_workflow_id
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="The auditor's tool: applicant trails, replay against the current code, signed bundles, "
+    "recomputed rankings. Every command exits 1 on a problem and names it. See docs/AUDIT.md.",
+)
 console = Console()
 errors = Console(stderr=True)
 
@@ -202,6 +207,8 @@ def export(
     """Every history of the round as JSON, a SHA-256 manifest, signed with the signing key."""
 
     async def main() -> None:
+        if (out / "histories").is_dir() and any((out / "histories").iterdir()):
+            raise AuditError(f"{out} already holds a bundle: export into a new directory")
         client, keys = await _client()
         histories = await round_histories(client, round_id)
         manifest = write_bundle(histories, round_id, out, keys.signing_key)
@@ -247,7 +254,11 @@ def recompute_command(
                 for problem in check.problems:
                     console.print(f"[red]✗[/red] {problem}")
                 return False
-            histories = [h for h in load_histories(bundle)]
+            if check.round_id != round_id:
+                console.print(f"[red]✗[/red] {bundle / 'manifest.json'}: the bundle is of round "
+                              f"{check.round_id!r}, not {round_id!r}")
+                return False
+            histories = check.histories
             converter = _converter(_payload_key(payload_key_file))
         else:
             client, keys = await _client()
