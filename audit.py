@@ -78,7 +78,9 @@ def _payload_key(payload_key_file: Path | None) -> bytes:
         elif path.is_file():
             text, source = path.read_text().strip(), str(path)
         else:
-            raise AuditError("no payload key: pass --payload-key-file, or set CASN_PAYLOAD_KEY to the round's key")
+            raise AuditError(
+                "no payload key: pass --payload-key-file, or set CASN_PAYLOAD_KEY to the round's key"
+            )
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -108,12 +110,21 @@ def _short(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-async def _replay_with_progress(histories: list[RecordedHistory], converter: DataConverter) -> list[ReplayOutcome]:
-    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  console=errors, transient=True) as progress:
+async def _replay_with_progress(
+    histories: list[RecordedHistory], converter: DataConverter
+) -> list[ReplayOutcome]:
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        console=errors,
+        transient=True,
+    ) as progress:
         task = progress.add_task("", total=len(histories))
         return await replay(
-            [h.history for h in histories], converter,
+            [h.history for h in histories],
+            converter,
             on_result=lambda o: progress.update(task, advance=1, description=o.workflow_id),
         )
 
@@ -121,13 +132,21 @@ async def _replay_with_progress(histories: list[RecordedHistory], converter: Dat
 def _report_replay(outcomes: list[ReplayOutcome]) -> bool:
     failures = [o for o in outcomes if not o.ok]
     if not failures:
-        console.print(f"[green]{len(outcomes)} histories replayed against the current code: no divergence[/green]")
+        console.print(
+            f"[green]{len(outcomes)} histories replayed against the current code: no divergence[/green]"
+        )
         return True
-    table = Table(title=f"{len(failures)} of {len(outcomes)} histories diverge from the current code")
+    table = Table(
+        title=f"{len(failures)} of {len(outcomes)} histories diverge from the current code"
+    )
     for col in ("workflow id", "run id", "failure"):
         table.add_column(col, overflow="fold")
     for o in failures:
-        problem = f"{type(o.failure).__name__}: {o.failure}" if o.failure else f"decisions drift: {o.drift}"
+        problem = (
+            f"{type(o.failure).__name__}: {o.failure}"
+            if o.failure
+            else f"decisions drift: {o.drift}"
+        )
         table.add_row(o.workflow_id, o.run_id, problem)
     console.print(table)
     return False
@@ -151,30 +170,60 @@ def trail(
         outcomes = await replay([r.history for r in runs], converter)
         diverged = [o for o in outcomes if not o.ok]
         decisions = decisions_of(outcomes)
-        inputs = [m for r in runs for m in await messages(r.history, converter) if m.kind != "start"]
+        inputs = [
+            m for r in runs for m in await messages(r.history, converter) if m.kind != "start"
+        ]
         if as_json:
-            print(json.dumps({
-                "workflow_id": journey_workflow_id(round_id, applicant_id),
-                "runs": [r.run_id for r in runs],
-                "decisions": [d.model_dump(mode="json") for d in decisions],
-                "inputs": [{"at": m.at.isoformat(), "kind": m.kind, "name": m.name, "reporter": m.reporter,
-                            "report_id": m.report_id, "content": m.content_json()} for m in inputs],
-                "divergences": [f"{o.run_id}: {o.failure or o.drift}" for o in diverged],
-            }, indent=2, default=str, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "workflow_id": journey_workflow_id(round_id, applicant_id),
+                        "runs": [r.run_id for r in runs],
+                        "decisions": [d.model_dump(mode="json") for d in decisions],
+                        "inputs": [
+                            {
+                                "at": m.at.isoformat(),
+                                "kind": m.kind,
+                                "name": m.name,
+                                "reporter": m.reporter,
+                                "report_id": m.report_id,
+                                "content": m.content_json(),
+                            }
+                            for m in inputs
+                        ],
+                        "divergences": [f"{o.run_id}: {o.failure or o.drift}" for o in diverged],
+                    },
+                    indent=2,
+                    default=str,
+                    ensure_ascii=False,
+                )
+            )
         else:
             table = Table(title=f"Decisions of {applicant_id} in {round_id} ({len(runs)} run(s))")
             for col in ("time", "stage", "outcome", "actor", "rule version", "input"):
                 table.add_column(col, overflow="fold")
             for d in decisions:
-                table.add_row(d.at.isoformat(timespec="seconds"), d.stage, d.outcome, d.actor, d.rule_version,
-                              _short(d.input))
+                table.add_row(
+                    d.at.isoformat(timespec="seconds"),
+                    d.stage,
+                    d.outcome,
+                    d.actor,
+                    d.rule_version,
+                    _short(d.input),
+                )
             console.print(table)
             table = Table(title="Accepted updates and signals, decoded from the history")
             for col in ("time", "kind", "name", "reporter", "report id", "content"):
                 table.add_column(col, overflow="fold")
             for m in inputs:
-                table.add_row(m.at.isoformat(timespec="seconds"), m.kind, m.name, m.reporter, m.report_id,
-                              _short(m.content_json()))
+                table.add_row(
+                    m.at.isoformat(timespec="seconds"),
+                    m.kind,
+                    m.name,
+                    m.reporter,
+                    m.report_id,
+                    _short(m.content_json()),
+                )
             console.print(table)
         if diverged:
             _report_replay(outcomes)
@@ -220,8 +269,12 @@ def export(
 @app.command()
 def verify(
     bundle: Path,
-    public_key: Path = typer.Option(None, "--public-key", help="the signer's published Ed25519 key (PEM)"),
-    payload_key_file: Path = typer.Option(None, help="base64 payload key (default: CASN_PAYLOAD_KEY)"),
+    public_key: Path = typer.Option(
+        None, "--public-key", help="the signer's published Ed25519 key (PEM)"
+    ),
+    payload_key_file: Path = typer.Option(
+        None, help="base64 payload key (default: CASN_PAYLOAD_KEY)"
+    ),
 ) -> None:
     """Offline: the manifest's signature, every file's hash, and a replay of every history."""
 
@@ -232,7 +285,9 @@ def verify(
         if check.problems:
             return False
         console.print(f"[green]✓[/green] signature and {len(check.histories)} hashes match")
-        outcomes = await _replay_with_progress(check.histories, _converter(_payload_key(payload_key_file)))
+        outcomes = await _replay_with_progress(
+            check.histories, _converter(_payload_key(payload_key_file))
+        )
         return _report_replay(outcomes)
 
     if not _run(main()):
@@ -242,7 +297,9 @@ def verify(
 @app.command("recompute")
 def recompute_command(
     round_id: str,
-    bundle: Path = typer.Option(None, help="take the histories from this bundle instead of the server"),
+    bundle: Path = typer.Option(
+        None, help="take the histories from this bundle instead of the server"
+    ),
     payload_key_file: Path = typer.Option(None, help="with --bundle: base64 payload key"),
 ) -> None:
     """Each formasi's SKD cut and final ranking recomputed from its applicants' histories; exit 1 on a difference."""
@@ -255,8 +312,10 @@ def recompute_command(
                     console.print(f"[red]✗[/red] {problem}")
                 return False
             if check.round_id != round_id:
-                console.print(f"[red]✗[/red] {bundle / 'manifest.json'}: the bundle is of round "
-                              f"{check.round_id!r}, not {round_id!r}")
+                console.print(
+                    f"[red]✗[/red] {bundle / 'manifest.json'}: the bundle is of round "
+                    f"{check.round_id!r}, not {round_id!r}"
+                )
                 return False
             histories = check.histories
             converter = _converter(_payload_key(payload_key_file))
@@ -266,11 +325,18 @@ def recompute_command(
             converter = _converter(keys.payload_key)
         result = await recompute(histories, converter)
         table = Table(title=f"Round {round_id}: announced against recomputed")
-        for col in ("formasi", "SKD cut (announced)", "SKD cut (recomputed)", "winners (announced)",
-                    "winners (recomputed)"):
+        for col in (
+            "formasi",
+            "SKD cut (announced)",
+            "SKD cut (recomputed)",
+            "winners (announced)",
+            "winners (recomputed)",
+        ):
             table.add_column(col, overflow="fold")
         for a, r in result.pairs:
-            table.add_row(a.formasi_code, str(a.cut_key), str(r.cut_key), _short(a.winners), _short(r.winners))
+            table.add_row(
+                a.formasi_code, str(a.cut_key), str(r.cut_key), _short(a.winners), _short(r.winners)
+            )
         console.print(table)
         differences = result.differences()
         for d in differences:

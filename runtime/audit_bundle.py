@@ -44,10 +44,14 @@ def history_file_name(workflow_id: str, run_id: str) -> str:
 def public_key_pem(signing_key: bytes) -> bytes:
     """The PEM public key of the 32-byte Ed25519 seed."""
     public = Ed25519PrivateKey.from_private_bytes(signing_key).public_key()
-    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-def write_bundle(histories: list[RecordedHistory], round_id: str, out: Path, signing_key: bytes) -> Path:
+def write_bundle(
+    histories: list[RecordedHistory], round_id: str, out: Path, signing_key: bytes
+) -> Path:
     """Write the histories, the manifest and its signature under `out`; return the manifest path."""
     (out / HISTORIES).mkdir(parents=True, exist_ok=True)
     files = []
@@ -55,13 +59,15 @@ def write_bundle(histories: list[RecordedHistory], round_id: str, out: Path, sig
         name = f"{HISTORIES}/{history_file_name(h.workflow_id, h.run_id)}"
         path = out / name
         path.write_text(h.history.to_json())
-        files.append({
-            "file": name,
-            "workflow_id": h.workflow_id,
-            "run_id": h.run_id,
-            "workflow_type": h.workflow_type,
-            "sha256": sha256_file(path),
-        })
+        files.append(
+            {
+                "file": name,
+                "workflow_id": h.workflow_id,
+                "run_id": h.run_id,
+                "workflow_type": h.workflow_type,
+                "sha256": sha256_file(path),
+            }
+        )
     manifest = {
         "round_id": round_id,
         "created_at": datetime.now(UTC).isoformat(),
@@ -122,7 +128,9 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
     except FileNotFoundError as exc:
         check.problems.append(f"{exc.filename}: missing")
     except InvalidSignature:
-        check.problems.append(f"{manifest_path}: the signature does not match (manifest altered or another key)")
+        check.problems.append(
+            f"{manifest_path}: the signature does not match (manifest altered or another key)"
+        )
     except ValueError as exc:
         check.problems.append(f"{bundle / SIGNATURE}: {exc}")
     try:
@@ -141,7 +149,9 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
             continue
         actual = sha256_file(path)
         if actual != entry["sha256"]:
-            check.problems.append(f"{path}: sha256 {actual} differs from the manifest's {entry['sha256']}")
+            check.problems.append(
+                f"{path}: sha256 {actual} differs from the manifest's {entry['sha256']}"
+            )
             continue
         try:
             history = WorkflowHistory.from_json(entry["workflow_id"], path.read_text())
@@ -149,7 +159,9 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
             check.problems.append(f"{path}: not a workflow history: {exc}")
             continue
         if history.run_id != entry["run_id"]:
-            check.problems.append(f"{path}: run id {history.run_id} differs from the manifest's {entry['run_id']}")
+            check.problems.append(
+                f"{path}: run id {history.run_id} differs from the manifest's {entry['run_id']}"
+            )
         check.histories.append(recorded(history))
     for path in sorted((bundle / HISTORIES).glob("*")) if (bundle / HISTORIES).is_dir() else []:
         if f"{HISTORIES}/{path.name}" not in listed:
@@ -162,7 +174,9 @@ def load_histories(directory: Path) -> list[RecordedHistory]:
     if (directory / MANIFEST).is_file():
         manifest = json.loads((directory / MANIFEST).read_text())
         return [
-            recorded(WorkflowHistory.from_json(e["workflow_id"], (directory / e["file"]).read_text()))
+            recorded(
+                WorkflowHistory.from_json(e["workflow_id"], (directory / e["file"]).read_text())
+            )
             for e in manifest["files"]
         ]
     out = []

@@ -63,7 +63,11 @@ START_TYPES: dict[str, type] = {
     "FormasiSelection": FormasiStart,
     "RecruitmentRound": RoundStart,
 }
-KIND_OF_TYPE = {"ApplicantJourney": "journey", "FormasiSelection": "formasi", "RecruitmentRound": "round"}
+KIND_OF_TYPE = {
+    "ApplicantJourney": "journey",
+    "FormasiSelection": "formasi",
+    "RecruitmentRound": "round",
+}
 
 UPDATE_TYPES: dict[str, type] = {
     "report_admin": AdminReport,
@@ -112,8 +116,11 @@ class Message:
     @property
     def reporter(self) -> str:
         """Who reported it, as the message itself says (falls back to the client identity)."""
-        return getattr(self.content, "reported_by", None) or getattr(self.content, "registered_by", None) \
+        return (
+            getattr(self.content, "reported_by", None)
+            or getattr(self.content, "registered_by", None)
             or self.identity
+        )
 
     @property
     def report_id(self) -> str:
@@ -156,14 +163,18 @@ def workflow_type_of(history: WorkflowHistory) -> str:
 def recorded(history: WorkflowHistory) -> RecordedHistory:
     """Wrap a history with its type and start time."""
     first = history.events[0]
-    return RecordedHistory(history, workflow_type_of(history), first.event_time.ToDatetime(tzinfo=UTC))
+    return RecordedHistory(
+        history, workflow_type_of(history), first.event_time.ToDatetime(tzinfo=UTC)
+    )
 
 
 async def run_histories(client: Client, workflow_id: str) -> list[RecordedHistory]:
     """Every run of one workflow id, oldest first (continue-as-new makes a chain of runs)."""
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     if not runs:
-        raise AuditError(f"no workflow with id {workflow_id!r} on this server (check the round and applicant ids)")
+        raise AuditError(
+            f"no workflow with id {workflow_id!r} on this server (check the round and applicant ids)"
+        )
     runs.sort(key=lambda e: e.start_time)
     out = []
     for e in runs:
@@ -182,25 +193,35 @@ def round_query(round_id: str, kind: str | None = None) -> str:
     return query
 
 
-async def round_histories(client: Client, round_id: str, kind: str | None = None) -> list[RecordedHistory]:
+async def round_histories(
+    client: Client, round_id: str, kind: str | None = None
+) -> list[RecordedHistory]:
     """Every run of every workflow of the round, ordered by workflow id then start."""
     runs = [e async for e in client.list_workflows(round_query(round_id, kind))]
     if not runs:
-        raise AuditError(f"no workflows found for round {round_id!r} (query {round_query(round_id, kind)!r})")
+        raise AuditError(
+            f"no workflows found for round {round_id!r} (query {round_query(round_id, kind)!r})"
+        )
     runs.sort(key=lambda e: (e.id, e.start_time))
     out = []
     for e in runs:
-        out.append(recorded(await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()))
+        out.append(
+            recorded(await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history())
+        )
     return out
 
 
-async def _decode(converter: DataConverter, payloads: Payloads, hint: type | None, where: str) -> Any:
+async def _decode(
+    converter: DataConverter, payloads: Payloads, hint: type | None, where: str
+) -> Any:
     if not payloads.payloads:
         return None
     try:
         values = await converter.decode(list(payloads.payloads), [hint] if hint else None)
     except Exception as exc:  # noqa: BLE001 - name the event that cannot be decoded
-        raise AuditError(f"cannot decode {where}: {exc} (is this the round's payload key?)") from exc
+        raise AuditError(
+            f"cannot decode {where}: {exc} (is this the round's payload key?)"
+        ) from exc
     return values[0]
 
 
@@ -223,11 +244,21 @@ async def messages(history: WorkflowHistory, converter: DataConverter) -> list[M
             request = event.workflow_execution_update_accepted_event_attributes.accepted_request
             name = request.input.name
             content = await _decode(converter, request.input.args, UPDATE_TYPES.get(name), where)
-            out.append(Message(at, "update", name, content, update_id=request.meta.update_id,
-                               identity=request.meta.identity))
+            out.append(
+                Message(
+                    at,
+                    "update",
+                    name,
+                    content,
+                    update_id=request.meta.update_id,
+                    identity=request.meta.identity,
+                )
+            )
         elif event.HasField("workflow_execution_signaled_event_attributes"):
             attrs = event.workflow_execution_signaled_event_attributes
-            content = await _decode(converter, attrs.input, SIGNAL_TYPES.get(attrs.signal_name), where)
+            content = await _decode(
+                converter, attrs.input, SIGNAL_TYPES.get(attrs.signal_name), where
+            )
             out.append(Message(at, "signal", attrs.signal_name, content, identity=attrs.identity))
     return out
 
@@ -264,7 +295,9 @@ def _capturing_interceptor(capture: _Capture) -> Interceptor:
             return await super().execute_workflow(input)
 
     class Capturing(Interceptor):
-        def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        def workflow_interceptor_class(
+            self, input: WorkflowInterceptorClassInput
+        ) -> type[WorkflowInboundInterceptor]:
             return Inbound
 
     return Capturing()
@@ -304,17 +337,25 @@ async def replay(
             h = result.history
             outcome = ReplayOutcome(h.workflow_id, h.run_id, result.replay_failure)
             instance = capture.instances.pop(h.run_id, None)
-            if result.replay_failure is None and instance is not None and hasattr(instance, "state"):
+            if (
+                result.replay_failure is None
+                and instance is not None
+                and hasattr(instance, "state")
+            ):
                 outcome.state = instance.state()
                 recorded_decisions = await decisions_recorded(h, converter)
-                outcome.drift = decision_drift(recorded_decisions, getattr(outcome.state, "decisions", None))
+                outcome.drift = decision_drift(
+                    recorded_decisions, getattr(outcome.state, "decisions", None)
+                )
             results.append(outcome)
             if on_result:
                 on_result(outcome)
     return results
 
 
-async def decisions_recorded(history: WorkflowHistory, converter: DataConverter) -> list[dict] | None:
+async def decisions_recorded(
+    history: WorkflowHistory, converter: DataConverter
+) -> list[dict] | None:
     """The decisions a run wrote into its history on the way out, if it closed.
 
     A completed run's result is its state (with `decisions`); a continued-as-new run hands its
@@ -323,9 +364,13 @@ async def decisions_recorded(history: WorkflowHistory, converter: DataConverter)
     last = history.events[-1]
     where = f"the last event of {history.workflow_id} (run {history.run_id})"
     if last.HasField("workflow_execution_completed_event_attributes"):
-        value = await _decode(converter, last.workflow_execution_completed_event_attributes.result, None, where)
+        value = await _decode(
+            converter, last.workflow_execution_completed_event_attributes.result, None, where
+        )
     elif last.HasField("workflow_execution_continued_as_new_event_attributes"):
-        value = await _decode(converter, last.workflow_execution_continued_as_new_event_attributes.input, None, where)
+        value = await _decode(
+            converter, last.workflow_execution_continued_as_new_event_attributes.input, None, where
+        )
         value = (value or {}).get("carry") or {}
     else:
         return None
@@ -340,10 +385,14 @@ def decision_drift(recorded: list[dict] | None, derived: list[Decision] | None) 
         return ""
     mine = [d.model_dump(mode="json") for d in derived]
     for i, (a, b) in enumerate(zip(recorded, mine, strict=False)):
-        same_time = abs(datetime.fromisoformat(a["at"]) - datetime.fromisoformat(b["at"])) <= AT_TOLERANCE
+        same_time = (
+            abs(datetime.fromisoformat(a["at"]) - datetime.fromisoformat(b["at"])) <= AT_TOLERANCE
+        )
         if not same_time or {**a, "at": ""} != {**b, "at": ""}:
-            return (f"decision {i + 1} recorded {_brief(a)} at {a['at']}, the current code derives {_brief(b)} "
-                    f"at {b['at']}")
+            return (
+                f"decision {i + 1} recorded {_brief(a)} at {a['at']}, the current code derives {_brief(b)} "
+                f"at {b['at']}"
+            )
     if len(recorded) != len(mine):
         return f"{len(recorded)} decisions recorded, the current code derives {len(mine)}"
     return ""
@@ -365,4 +414,3 @@ def decisions_of(outcomes: Iterable[ReplayOutcome]) -> list[Decision]:
                 out.append(d)
     out.sort(key=lambda d: d.at)
     return out
-

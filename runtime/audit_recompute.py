@@ -50,7 +50,11 @@ class JourneyInputs:
         """Messages accepted before the formasi's announcement of `phase` reached this journey."""
         out = []
         for m in self.messages:
-            if m.kind == "signal" and m.name == "announce" and getattr(m.content, "phase", "") == phase:
+            if (
+                m.kind == "signal"
+                and m.name == "announce"
+                and getattr(m.content, "phase", "") == phase
+            ):
                 break
             out.append(m)
         return out
@@ -60,14 +64,19 @@ class JourneyInputs:
         before = self._before("skd_closed")
         if any(m.kind == "update" and m.name in ENDINGS for m in before):
             return None
-        if not any(d.outcome == "MS" for d in self.decisions if d.stage in ("admin_check", "admin_appeal")):
+        if not any(
+            d.outcome == "MS" for d in self.decisions if d.stage in ("admin_check", "admin_appeal")
+        ):
             return None
         reports = [m.content for m in before if m.kind == "update" and m.name == "report_skd"]
         if not reports:
             return None
         r = reports[0]
-        return SkdEntry(applicant_id=self.start.applicant_id, category=self.start.registration.category,
-                        scores=SkdScores(twk=r.twk, tiu=r.tiu, tkp=r.tkp))
+        return SkdEntry(
+            applicant_id=self.start.applicant_id,
+            category=self.start.registration.category,
+            scores=SkdScores(twk=r.twk, tiu=r.tiu, tkp=r.tkp),
+        )
 
     def final_entry(self) -> FinalEntry | None:
         """The final entry, recomputed from the SKB reports, for a journey that completed SKB."""
@@ -89,7 +98,8 @@ class JourneyInputs:
         for c in rules.skb.components:
             if c.kind == ComponentKind.PANEL:
                 scores[c.name] = aggregate_panel(
-                    [PanelScore(panellist=p, score=s) for p, s in panels[c.name].items()], c)
+                    [PanelScore(panellist=p, score=s) for p, s in panels[c.name].items()], c
+                )
         outcome = skb_outcome(scores, gates, rules.skb)
         skd_scores = SkdScores(twk=skd.twk, tiu=skd.tiu, tkp=skd.tkp)
         reg = self.start.registration
@@ -118,14 +128,19 @@ def announced_figures(start: FormasiStart, decisions: list[Decision]) -> Formasi
     return figures
 
 
-def recomputed_figures(start: FormasiStart, journeys: list[JourneyInputs], final: bool) -> FormasiFigures:
+def recomputed_figures(
+    start: FormasiStart, journeys: list[JourneyInputs], final: bool
+) -> FormasiFigures:
     """The cut and the final ranking recomputed with domain.ranking from the journeys' inputs."""
     quota = start.formasi.quota
     mine = [j for j in journeys if j.start.formasi.code == start.formasi.code]
     entries = [e for e in (j.skd_entry() for j in mine) if e is not None]
     ranking = rank_skd(entries, quota, start.rules.skd)
-    figures = FormasiFigures(start.formasi.code, cut_key=ranking.cut_key,
-                             passers=sum(1 for line in ranking.lines if line.rank is not None))
+    figures = FormasiFigures(
+        start.formasi.code,
+        cut_key=ranking.cut_key,
+        passers=sum(1 for line in ranking.lines if line.rank is not None),
+    )
     if final:
         finals = [e for e in (j.final_entry() for j in mine) if e is not None]
         by_id = {e.applicant_id: e for e in finals}
@@ -141,15 +156,23 @@ def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
     code = announced.formasi_code
     out = []
     if announced.cut_key != recomputed.cut_key:
-        out.append(f"formasi {code}: SKD cut announced {announced.cut_key}, recomputed {recomputed.cut_key}")
+        out.append(
+            f"formasi {code}: SKD cut announced {announced.cut_key}, recomputed {recomputed.cut_key}"
+        )
     if announced.passers is not None and announced.passers != recomputed.passers:
-        out.append(f"formasi {code}: {announced.passers} SKD passers counted, recomputed {recomputed.passers}")
+        out.append(
+            f"formasi {code}: {announced.passers} SKD passers counted, recomputed {recomputed.passers}"
+        )
     if announced.ranked:
         if announced.winners != recomputed.winners:
-            out.append(f"formasi {code}: winners announced {announced.winners}, recomputed {recomputed.winners}")
+            out.append(
+                f"formasi {code}: winners announced {announced.winners}, recomputed {recomputed.winners}"
+            )
         if announced.others != recomputed.others:
-            out.append(f"formasi {code}: ranked others announced {announced.others}, "
-                       f"recomputed {recomputed.others}")
+            out.append(
+                f"formasi {code}: ranked others announced {announced.others}, "
+                f"recomputed {recomputed.others}"
+            )
     return out
 
 
@@ -171,8 +194,10 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
     outcomes = await replay([h.history for h in histories], converter)
     for o in outcomes:
         if not o.ok:
-            out.problems.append(f"{o.workflow_id} (run {o.run_id}): replay diverges, its decisions cannot be "
-                                f"trusted: {o.failure or o.drift}")
+            out.problems.append(
+                f"{o.workflow_id} (run {o.run_id}): replay diverges, its decisions cannot be "
+                f"trusted: {o.failure or o.drift}"
+            )
     by_run = {o.run_id: o for o in outcomes}
     by_workflow: dict[str, list[RecordedHistory]] = defaultdict(list)
     for h in histories:
@@ -192,7 +217,9 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         else:
             formasi.append((start, decisions))
     if not formasi:
-        out.problems.append("no FormasiSelection history among the histories: nothing announced to compare")
+        out.problems.append(
+            "no FormasiSelection history among the histories: nothing announced to compare"
+        )
     for start, decisions in sorted(formasi, key=lambda f: f[0].formasi.code):
         announced = announced_figures(start, decisions)
         out.pairs.append((announced, recomputed_figures(start, journeys, final=announced.ranked)))

@@ -39,8 +39,14 @@ from workflows.ids import journey_workflow_id  # noqa: E402
 
 SKD = {"C1": (120, 140, 190), "C2": (110, 130, 185), "C3": (60, 70, 150)}  # twk, tiu, tkp; C3 fails
 SKB = {"C1": (450, 90), "C2": (400, 80)}  # cat /500, praktik /100
-WINDOWS = {"registration": (-60, 3), "administration": (3, 6), "skd": (6, 13), "skb": (13, 20),
-           "filing": (22, 90), "latsar": (90, 95)}
+WINDOWS = {
+    "registration": (-60, 3),
+    "administration": (3, 6),
+    "skd": (6, 13),
+    "skb": (13, 20),
+    "filing": (22, 90),
+    "latsar": (90, 95),
+}
 
 
 async def journey_state(client: Client, round_id: str, applicant_id: str) -> JourneyState:
@@ -49,8 +55,9 @@ async def journey_state(client: Client, round_id: str, applicant_id: str) -> Jou
     return await handle.query("state", result_type=JourneyState)
 
 
-async def wait_stage(client: Client, round_id: str, applicant_id: str, stages: set[Stage],
-                     timeout: float = 40.0) -> JourneyState:
+async def wait_stage(
+    client: Client, round_id: str, applicant_id: str, stages: set[Stage], timeout: float = 40.0
+) -> JourneyState:
     """Poll until the journey reaches one of `stages`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,8 +69,9 @@ async def wait_stage(client: Client, round_id: str, applicant_id: str, stages: s
         await asyncio.sleep(0.3)
 
 
-async def run_small_round(client: Client, task_queue: str, pseudonym_key: bytes,
-                          round_id: str | None = None) -> tuple[str, dict[str, str]]:
+async def run_small_round(
+    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str | None = None
+) -> tuple[str, dict[str, str]]:
     """Drive a compressed round until its final ranking is out; return the round id and applicant ids."""
     import tomli_w
 
@@ -82,22 +90,57 @@ async def run_small_round(client: Client, task_queue: str, pseudonym_key: bytes,
         ids[name] = result.applicant_id
     for name in SKD:
         await wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
-        await api.report(round_id, ids[name], "report_admin",
-                         AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"))
+        await api.report(
+            round_id,
+            ids[name],
+            "report_admin",
+            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
+        )
     for name, (twk, tiu, tkp) in SKD.items():
         await wait_stage(client, round_id, ids[name], {Stage.SKD})
-        await api.report(round_id, ids[name], "report_skd",
-                         SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp))
+        await api.report(
+            round_id,
+            ids[name],
+            "report_skd",
+            SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp),
+        )
     for name, (cat, praktik) in SKB.items():
         await wait_stage(client, round_id, ids[name], {Stage.SKB})
-        await api.report(round_id, ids[name], "report_skb_score",
-                         SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat))
-        await api.report(round_id, ids[name], "report_skb_score",
-                         SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik", component="praktik",
-                                        score=praktik))
-        await api.report(round_id, ids[name], "report_gate",
-                         GateReport(report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"))
-    after_ranking = {Stage.FILING, Stage.OPTIMALISASI, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}
+        await api.report(
+            round_id,
+            ids[name],
+            "report_skb_score",
+            SkbScoreReport(
+                report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
+            ),
+        )
+        await api.report(
+            round_id,
+            ids[name],
+            "report_skb_score",
+            SkbScoreReport(
+                report_id=f"pr-{name}",
+                reported_by="panel-praktik",
+                component="praktik",
+                score=praktik,
+            ),
+        )
+        await api.report(
+            round_id,
+            ids[name],
+            "report_gate",
+            GateReport(
+                report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
+            ),
+        )
+    after_ranking = {
+        Stage.FILING,
+        Stage.OPTIMALISASI,
+        Stage.NIP,
+        Stage.APPOINTMENT,
+        Stage.LATSAR,
+        Stage.ENDED,
+    }
     for name in SKB:
         await wait_stage(client, round_id, ids[name], after_ranking)
     await wait_stage(client, round_id, ids["C3"], {Stage.ENDED})
@@ -128,9 +171,16 @@ async def record(out: Path) -> None:
     payload_key = base64.b64encode(os.urandom(32)).decode()
     with tempfile.TemporaryDirectory() as data_dir:
         settings = load_settings(
-            data_dir=Path(data_dir), temporal_address=None, database_url=None, temporal_namespace="default",
-            temporal_port=27233, temporal_ui_port=28233, postgres_port=25432,
-            payload_key=payload_key, pseudonym_key=None, signing_key=None,
+            data_dir=Path(data_dir),
+            temporal_address=None,
+            database_url=None,
+            temporal_namespace="default",
+            temporal_port=27233,
+            temporal_ui_port=28233,
+            postgres_port=25432,
+            payload_key=payload_key,
+            pseudonym_key=None,
+            signing_key=None,
             task_queue="record-histories",
         )
         stack = await ensure_stack(settings)
@@ -140,8 +190,9 @@ async def record(out: Path) -> None:
             pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=8)
             try:
                 async with await build_worker(client, settings, pool):
-                    round_id, _ = await run_small_round(client, settings.task_queue, keys.pseudonym_key,
-                                                        round_id="recorded")
+                    round_id, _ = await run_small_round(
+                        client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
+                    )
                     await asyncio.sleep(1.0)  # visibility catches up
                     histories = await round_histories(client, round_id)
             finally:
@@ -158,7 +209,9 @@ async def record(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "histories")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "histories"
+    )
     asyncio.run(record(parser.parse_args().out))
 
 

@@ -84,10 +84,14 @@ async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
 
 async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
-    outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnotherRuleVersion])
+    outcomes = await replay(
+        journeys, recorded_converter(), workflows=[JourneyWithAnotherRuleVersion]
+    )
     assert all(o.failure is None for o in outcomes)
     drifted = [o for o in outcomes if o.drift]
-    assert drifted, "the journey that ended (T/L) recorded its decisions; the variant must differ from them"
+    assert drifted, (
+        "the journey that ended (T/L) recorded its decisions; the variant must differ from them"
+    )
     assert "rules 2025.1" in drifted[0].drift
 
 
@@ -99,8 +103,9 @@ async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_
     swapped = dataclasses.replace(announced, winners=announced.others, others=announced.winners)
     assert any("winners announced" in d for d in compare(swapped, recomputed))
     other_cut = dataclasses.replace(announced, cut_key=(1, 1, 1, 1))
-    assert compare(other_cut, recomputed) == [f"formasi F1: SKD cut announced (1, 1, 1, 1), recomputed "
-                                              f"{recomputed.cut_key}"]
+    assert compare(other_cut, recomputed) == [
+        f"formasi F1: SKD cut announced (1, 1, 1, 1), recomputed {recomputed.cut_key}"
+    ]
 
 
 def _bundle(tmp_path: Path) -> Path:
@@ -140,7 +145,9 @@ def test_an_unlisted_history_in_a_bundle_is_named(tmp_path):
     bundle = _bundle(tmp_path)
     extra = next((bundle / "histories").glob("*.json"))
     shutil.copy(extra, bundle / "histories" / "smuggled.json")
-    assert check_bundle(bundle).problems == [f"{bundle / 'histories' / 'smuggled.json'}: not listed in the manifest"]
+    assert check_bundle(bundle).problems == [
+        f"{bundle / 'histories' / 'smuggled.json'}: not listed in the manifest"
+    ]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -151,9 +158,17 @@ async def audit_stack(tmp_path_factory):
     another module's workflows, cannot change what this audit sees.
     """
     settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("audit-stack"), temporal_address=None, database_url=None,
-        temporal_namespace="default", temporal_port=17733, temporal_ui_port=17734, postgres_port=15532,
-        payload_key=None, pseudonym_key=None, signing_key=None, task_queue="audit-test",
+        data_dir=tmp_path_factory.mktemp("audit-stack"),
+        temporal_address=None,
+        database_url=None,
+        temporal_namespace="default",
+        temporal_port=17733,
+        temporal_ui_port=17734,
+        postgres_port=15532,
+        payload_key=None,
+        pseudonym_key=None,
+        signing_key=None,
+        task_queue="audit-test",
         log_format=LogFormat.JSON,
     )
     info = await ensure_stack(settings)
@@ -176,16 +191,27 @@ async def test_audit_of_a_live_round(audit_stack, tmp_path):
     await asyncio.sleep(1.0)  # visibility catches up with the last starts
     converter = data_converter(keys)
     histories = await round_histories(client, round_id)
-    assert sorted(h.kind for h in histories) == ["formasi", "journey", "journey", "journey", "round"]
+    assert sorted(h.kind for h in histories) == [
+        "formasi",
+        "journey",
+        "journey",
+        "journey",
+        "round",
+    ]
 
-    outcomes = await replay([h.history for h in histories], converter,
-                            workflows=[ApplicantJourney, FormasiSelection, RecruitmentRound])
+    outcomes = await replay(
+        [h.history for h in histories],
+        converter,
+        workflows=[ApplicantJourney, FormasiSelection, RecruitmentRound],
+    )
     assert [o for o in outcomes if not o.ok] == []
 
     c1 = next(h for h in histories if h.workflow_id.endswith(ids["C1"]))
     inputs = [m for m in await messages(c1.history, converter) if m.kind == "update"]
     assert [(m.name, m.reporter, m.report_id) for m in inputs][:2] == [
-        ("report_admin", "bkpsdm-verifikator", "adm-C1"), ("report_skd", "cat-bkn", "skd-C1")]
+        ("report_admin", "bkpsdm-verifikator", "adm-C1"),
+        ("report_skd", "cat-bkn", "skd-C1"),
+    ]
     trail = decisions_of([o for o in outcomes if o.run_id == c1.run_id])
     queried = await client.get_workflow_handle(c1.workflow_id).query(ApplicantJourney.state)
     live = [d.model_dump(mode="json") for d in queried.decisions[: len(trail)]]
