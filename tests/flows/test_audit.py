@@ -7,6 +7,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from workflows.round import RecruitmentRound
 RECORDED = Path(__file__).resolve().parent.parent / "histories"
 RECORDED_KEY = RECORDED / "payload_key.b64"
 SIGNING_KEY = bytes(range(32))
+PORT_OFFSET = int(os.environ.get("CASN_TEST_PORT_OFFSET", "0"))  # as in tests/conftest.py
 
 
 def recorded_converter():
@@ -162,9 +164,9 @@ async def audit_stack(tmp_path_factory):
         temporal_address=None,
         database_url=None,
         temporal_namespace="default",
-        temporal_port=17733,
-        temporal_ui_port=17734,
-        postgres_port=15532,
+        temporal_port=19733 + PORT_OFFSET,
+        temporal_ui_port=19734 + PORT_OFFSET,
+        postgres_port=19532 + PORT_OFFSET,
         payload_key=None,
         pseudonym_key=None,
         signing_key=None,
