@@ -182,12 +182,14 @@ async def test_report_files_refuse_out_of_range_scores_with_the_engines_reason_a
     for serial in (1, 2, 3):
         result = await ctx.api.register(config, registration(serial, "F1"), "sscasn", now=t0 + timedelta(seconds=1))
         ids.append(result.applicant_id)
+    for a in ids:
+        await _wait_stage(client, config.round_id, a, {Stage.ADMIN_CHECK})
     admin = _write_csv(tmp_path / "admin.csv", [
         {"report_id": f"adm-{i}", "applicant_id": a, "findings": "ijazah:not legalised|ktp:blurred" if i == 2 else ""}
         for i, a in enumerate(ids)])
     admin_summary = await send_reports(ctx, REPORT_KINDS["admin"], config.round_id, admin, tmp_path / "e1.csv",
                                        "bkpsdm-verifikator")
-    assert admin_summary.counts["accepted"] == 3
+    assert admin_summary.counts["accepted"] == 3, admin_summary.refusals
 
     for a in ids[:2]:
         await _wait_stage(client, config.round_id, a, {Stage.SKD})
