@@ -231,6 +231,13 @@ class OfferReply(BaseModel, frozen=True):
     accepted: bool
 
 
+class SeatVacated(BaseModel, frozen=True):
+    """A journey tells the round that its applicant gave up (or lost) a seat before the NIP."""
+
+    applicant_id: str
+    formasi_code: str
+
+
 class FormasiResult(BaseModel, frozen=True):
     """A formasi's final result for optimalisasi: empty seats and those who lost on rank."""
 

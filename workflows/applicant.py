@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiOffer,
         PanelScoreReport,
         Report,
+        SeatVacated,
         SkbScoreReport,
         SkdEntryReply,
         SkdReport,
@@ -674,15 +675,20 @@ class ApplicantJourney:
         except TimeoutError:
             return False
         if self.ending is not None:
-            self._finish_ending()
+            await self._finish_ending()
         return True
 
     def _apply_ending(self, report: Report) -> None:
         self.ending = report
 
-    def _finish_ending(self) -> None:
+    async def _finish_ending(self) -> None:
         report = self.ending
         assert report is not None
+        if self.placed_formasi is not None and self.nip is None:
+            # A seat won but not yet taken up goes back to the round for optimalisasi.
+            await workflow.get_external_workflow_handle(round_workflow_id(self.start.round_id)).signal(
+                "seat_vacated", SeatVacated(applicant_id=self.start.applicant_id, formasi_code=self.placed_formasi)
+            )
         if isinstance(report, Disqualification):
             self._decide(self.stage, "DIS", report.reported_by, report.model_dump(mode="json"))
             self._end(Terminal.DISQUALIFIED, f"DIS: {report.reason}")

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiOffer,
         Report,
         RoundStart,
+        SeatVacated,
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
     from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
@@ -79,6 +80,7 @@ class RecruitmentRound:
         self.offers: dict[str, OptimalisasiOffer] = {}
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
+        self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
         self.created_by = start.created_by
 
     @workflow.run
@@ -157,18 +159,8 @@ class RecruitmentRound:
             ).signal(FormasiSelection.phase, announcement)
 
     async def _optimalisasi(self) -> None:
-        """Offer empty seats, best first; a decline passes the seat on to the next in rank."""
+        """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
         by_code = {f.code: f for f in self.config.formasi}
-        vacancies = [
-            Vacancy(
-                formasi_code=r.formasi_code,
-                jabatan=by_code[r.formasi_code].jabatan,
-                education_level=by_code[r.formasi_code].education_level,
-                seats=r.vacancies,
-            )
-            for r in self.results.values()
-            if r.vacancies > 0
-        ]
         candidates = [
             OptimalisasiCandidate(
                 entry=e,
@@ -178,19 +170,42 @@ class RecruitmentRound:
             for r in self.results.values()
             for e in r.candidates
         ]
-        declined: set[str] = set()
         while True:
-            offers = allocate(vacancies, candidates, declined)
+            # Offers accepted or still pending hold their seats and their candidates.
+            held: dict[str, int] = {}
+            placed: set[str] = set()
+            declined: set[str] = set()
+            for offer_id, status in self.offer_status.items():
+                if status == "declined":
+                    declined.add(self.offer_targets[offer_id])
+                else:
+                    held[self.offers[offer_id].to_formasi] = held.get(self.offers[offer_id].to_formasi, 0) + 1
+                    placed.add(self.offer_targets[offer_id])
+            vacancies = [
+                Vacancy(
+                    formasi_code=code,
+                    jabatan=f.jabatan,
+                    education_level=f.education_level,
+                    seats=seats,
+                )
+                for code, f in by_code.items()
+                if (seats := self._vacancies(code) - held.get(code, 0)) > 0
+            ]
+            offers = allocate(vacancies, [c for c in candidates if c.entry.applicant_id not in placed], declined)
+            if not offers and "pending" not in self.offer_status.values():
+                return
             self._decide(
                 "optimalisasi",
                 "allocated",
                 "round",
-                {"offers": [[o.applicant_id, o.to_formasi] for o in offers], "declined": sorted(declined)},
+                {
+                    "vacancies": {v.formasi_code: v.seats for v in vacancies},
+                    "offers": [[o.applicant_id, o.to_formasi] for o in offers],
+                    "declined": sorted(declined),
+                },
             )
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
-                if offer_id in self.offers:
-                    continue
                 offer = OptimalisasiOffer(
                     offer_id=offer_id,
                     to_formasi=o.to_formasi,
@@ -202,13 +217,21 @@ class RecruitmentRound:
                 await workflow.get_external_workflow_handle(
                     journey_workflow_id(self.config.round_id, o.applicant_id)
                 ).signal("offer_seat", offer)
-            await workflow.wait_condition(lambda: "pending" not in self.offer_status.values())
-            newly_declined = {
-                self.offer_targets[i] for i, s in self.offer_status.items() if s == "declined"
-            } - declined
-            if not newly_declined:
-                return
-            declined |= newly_declined
+            answered = sum(s != "pending" for s in self.offer_status.values())
+            vacated = len(self.vacated)
+            await workflow.wait_condition(
+                lambda answered=answered, vacated=vacated: (
+                    sum(s != "pending" for s in self.offer_status.values()) > answered
+                    or len(self.vacated) > vacated
+                    or "pending" not in self.offer_status.values()
+                )
+            )
+
+    def _vacancies(self, formasi_code: str) -> int:
+        """Seats of a formasi left after its final ranking, plus seats given up since."""
+        result = self.results.get(formasi_code)
+        base = result.vacancies if result else 0
+        return base + sum(1 for f in self.vacated.values() if f == formasi_code)
 
     # --- operator commands (updates with validators) -----------------------------------------
 
@@ -265,6 +288,17 @@ class RecruitmentRound:
     def formasi_result(self, result: FormasiResult) -> None:
         """A formasi's final ranking: its empty seats and who lost on rank."""
         self.results.setdefault(result.formasi_code, result)
+
+    @workflow.signal
+    def seat_vacated(self, vacated: SeatVacated) -> None:
+        """A winner withdrew or was disqualified before the NIP: the seat goes to optimalisasi."""
+        if self.phase in ("filing", "latsar", "closed"):
+            self._decide(self.phase, "seat vacated after optimalisasi; not refilled in this round", "journey",
+                         vacated.model_dump(mode="json"))
+            return
+        if vacated.applicant_id not in self.vacated:
+            self.vacated[vacated.applicant_id] = vacated.formasi_code
+            self._decide(self.phase, "seat vacated", "journey", vacated.model_dump(mode="json"))
 
     @workflow.signal
     def offer_reply(self, reply: OfferReply) -> None:

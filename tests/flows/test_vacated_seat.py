@@ -1,0 +1,69 @@
+"""A winner who withdraws before the NIP gives the seat back: optimalisasi offers it to the next."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import tomli_w
+
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    GateReport,
+    OfferAnswer,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
+from runtime.api import RecruitmentApi
+from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_worker, tmp_path):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    round_id = f"vacated-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id, [formasi("F1", 1)],
+        {"registration": (-60, 3), "administration": (3, 6), "skd": (6, 12), "skb": (12, 18),
+         "filing": (40, 50), "latsar": (50, 52)},
+        appeal_window=10, t0=t0,
+    )
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    winner, runner_up = registration(1, "F1"), registration(2, "F1")
+    ids = [(await api.register(config, r, "sscasn", now=t0)).applicant_id for r in (winner, runner_up)]
+
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
+        await api.report(round_id, a, "report_admin", AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator"))
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKD})
+        await api.report(round_id, a, "report_skd", SkdReport(report_id=f"skd{i}", reported_by="cat-bkn",
+                                                              twk=120 - 10 * i, tiu=140, tkp=190))
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKB})
+        for comp, who, score in (("cat", "cat-bkn", 450 - 50 * i), ("praktik", "panel-praktik", 90)):
+            await api.report(round_id, a, "report_skb_score", SkbScoreReport(
+                report_id=f"{comp}{i}", reported_by=who, component=comp, score=score))
+        await api.report(round_id, a, "report_gate", GateReport(report_id=f"h{i}", reported_by="rsud",
+                                                                component="health", decision="MS"))
+
+    await _wait_stage(client, round_id, ids[0], {Stage.FILING}, timeout=30)
+    await api.report(round_id, ids[0], "withdraw", Withdrawal(report_id="aps", reported_by="sscasn",
+                                                              reason="took a private-sector job"))
+    await _wait_offer(client, round_id, ids[1])
+    await api.report(round_id, ids[1], "answer_offer", OfferAnswer(report_id="yes", reported_by="sscasn",
+                                                                   accept=True))
+    await _wait_stage(client, round_id, ids[1], {Stage.FILING}, timeout=30)
+
+    first, second = await _state(client, round_id, ids[0]), await _state(client, round_id, ids[1])
+    assert (first.terminal.value, first.sanction_rounds) == ("APS", 2)
+    assert (second.final_code.value, second.placed_formasi) == ("P/L-2", "F1")
