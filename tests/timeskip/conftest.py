@@ -1,0 +1,192 @@
+"""Time-skipping fixtures: the real workflows on Temporal's test server, with real-length schedules.
+
+Windows are measured in days (registration 15 days, appeal 3 days, answer within 7 days, SKD
+weeks); the test server skips the time, so weeks of deadlines run in seconds.
+
+Two of our own activities are substituted here, under the names the workflows call:
+
+- ``broadcast``: the real one (activities/broadcast.py) lists a formasi's running journeys
+  through Temporal's visibility (``CasnKind``/``RoundId``/``FormasiCode`` search attributes
+  with ``ExecutionStatus = 'Running'``). The time-skipping test server does not implement
+  ``ListWorkflowExecutions`` ("is unimplemented"), so this broadcast takes the journeys from a
+  registry the test fills when it registers them, keeps those still running (describe), and
+  signals ``announce`` to each exactly as the real one does. It replaces our activity's lookup
+  only; signals, timers and updates are Temporal's own.
+- ``project_journey`` and ``issue_nip``: in-memory versions (the PostgreSQL versions are
+  covered by the real-stack tests in tests/flows). issue_nip still issues one NIP per person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest_asyncio
+import tomli_w
+from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.contracts import (
+    BroadcastRequest,
+    BroadcastResult,
+    JourneyProjection,
+    NipIssued,
+    NipRequest,
+)
+from domain.appointment import format_nip
+from domain.config import RoundConfig
+from domain.messages import JourneyState
+from domain.registration import Registration
+from runtime.api import RecruitmentApi
+from runtime.attributes import ALL as SEARCH_ATTRIBUTES
+from runtime.client import data_converter
+from tests.roundkit import OPERATOR
+from worker import WORKFLOWS
+from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.round import RoundState
+
+
+class StandInActivities:
+    """The registry-backed broadcast and in-memory read model (see the module docstring)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.journeys: dict[tuple[str, str], list[str]] = defaultdict(list)
+        self.projections: dict[tuple[str, str], JourneyProjection] = {}
+        self.nips: dict[tuple[str, str], str] = {}
+        self.serials: dict[str, int] = defaultdict(int)
+        self.broadcasts: list[BroadcastRequest] = []
+
+    def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
+        self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
+
+    @activity.defn(name="broadcast")
+    async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
+        """Signal `announce` to the formasi's running journeys (from the registry, not visibility)."""
+        self.broadcasts.append(req)
+        delivered = 0
+        for workflow_id in self.journeys[(req.round_id, req.formasi_code)]:
+            handle = self.client.get_workflow_handle(workflow_id)
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                continue
+            try:
+                await handle.signal("announce", req.announcement)
+                delivered += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+        return BroadcastResult(delivered=delivered)
+
+    @activity.defn(name="project_journey")
+    async def project_journey(self, p: JourneyProjection) -> None:
+        """Keep the newest projection per applicant (a newer version wins, as in PostgreSQL)."""
+        key = (p.state.round_id, p.state.applicant_id)
+        old = self.projections.get(key)
+        if old is None or old.version < p.version:
+            self.projections[key] = p
+
+    @activity.defn(name="issue_nip")
+    async def issue_nip(self, req: NipRequest) -> NipIssued:
+        """One NIP per person: a retry gets the same number back."""
+        key = (req.round_id, req.applicant_id)
+        if key in self.nips:
+            return NipIssued(nip=self.nips[key], newly_issued=False)
+        prefix = format_nip(req.birth_date, req.tmt, req.gender, 1)[:15]
+        self.serials[prefix] += 1
+        self.nips[key] = format_nip(req.birth_date, req.tmt, req.gender, self.serials[prefix])
+        return NipIssued(nip=self.nips[key], newly_issued=True)
+
+
+class TimeSkipKit:
+    """One test's environment: the clock, the round, the journeys and the stand-in activities."""
+
+    def __init__(self, env: WorkflowEnvironment, acts: StandInActivities, task_queue: str, keys, tmp: Path) -> None:
+        self.env = env
+        self.client = env.client
+        self.acts = acts
+        self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key)
+        self.tmp = tmp
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def advance_to(self, when: datetime) -> None:
+        """Skip the test server's clock forward to `when` (timers due on the way fire in order)."""
+        gap = when - await self.now()
+        if gap > timedelta(0):
+            await self.env.sleep(gap)
+
+    async def create_round(self, config: RoundConfig) -> None:
+        path = self.tmp / f"{config.round_id}.toml"
+        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        _, created = await self.api.create_round(path, OPERATOR)
+        assert created
+
+    async def register(self, config: RoundConfig, reg: Registration, schedule_closes: datetime | None = None) -> str:
+        """Register through the engine's API and enter the journey in the broadcast registry."""
+        result = await self.api.register(config, reg, "sscasn", now=await self.now(), schedule_closes=schedule_closes)
+        assert result.status == "registered", result.refusals
+        assert result.applicant_id is not None
+        self.acts.add_journey(config.round_id, reg.formasi_code, result.applicant_id)
+        return result.applicant_id
+
+    async def journey(self, round_id: str, applicant_id: str) -> JourneyState:
+        handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+        return await handle.query("state", result_type=JourneyState)
+
+    async def round_state(self, round_id: str) -> RoundState:
+        return await self.client.get_workflow_handle(round_workflow_id(round_id)).query(
+            "state", result_type=RoundState
+        )
+
+    async def until(self, probe: Callable[[], Awaitable], what: str, timeout: float = 15.0):
+        """Poll `probe` in real time (the test clock is not skipping meanwhile) until it is truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.05)
+
+    async def journey_at(self, round_id: str, applicant_id: str, *stages, timeout: float = 15.0) -> JourneyState:
+        async def probe():
+            s = await self.journey(round_id, applicant_id)
+            return s if s.stage in stages else None
+
+        return await self.until(probe, f"{applicant_id} at {stages}", timeout)
+
+
+@pytest_asyncio.fixture
+async def kit(test_server_path, keys, tmp_path):
+    """A fresh time-skipping server per test (each test owns its clock) with a worker of the real workflows."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
+    )
+    async with env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES},
+            )
+        )
+        acts = StandInActivities(env.client)
+        task_queue = f"timeskip-{uuid.uuid4().hex[:8]}"
+        async with Worker(
+            env.client,
+            task_queue=task_queue,
+            workflows=WORKFLOWS,
+            activities=[acts.broadcast, acts.project_journey, acts.issue_nip],
+        ):
+            yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)
