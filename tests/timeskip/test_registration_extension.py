@@ -1,0 +1,76 @@
+"""A registration extension on the round's durable timer: 15 days, extended by 4 while open."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from domain.codes import Stage
+from domain.messages import ExtendWindow
+from runtime.api import RefusedError
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAY = 86400  # seconds
+
+
+async def test_extension_moves_the_registration_close(kit):
+    t0 = await kit.now()
+    day = timedelta(days=1)
+    round_id = f"ts-ext-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 2)],
+        {"registration": (0, 15 * DAY), "administration": (20 * DAY, 25 * DAY), "skd": (30 * DAY, 50 * DAY),
+         "skb": (51 * DAY, 65 * DAY), "filing": (75 * DAY, 90 * DAY), "latsar": (90 * DAY, 455 * DAY)},
+        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+    )
+    original_close = t0 + 15 * day
+    new_close = t0 + 19 * day
+    await kit.create_round(config)
+    first = await kit.register(config, registration(1, "F1"))
+
+    # Day 14, the portal is down: the operator extends registration by 4 days (as in 2024).
+    await kit.advance_to(t0 + 14 * day)
+    extend = ExtendWindow(report_id="ext-1", reported_by=OPERATOR, window="registration", new_closes=new_close,
+                          reason="portal outage on the last days (surat BKN)")
+    ack = await kit.api.command(round_id, "extend_window", extend)
+    assert ack.effect == "registration extended"
+    assert await kit.api.command(round_id, "extend_window", extend) == ack  # a repeat: the first answer
+    with pytest.raises(RefusedError, match="after the next window opens"):
+        await kit.api.command(round_id, "extend_window", extend.model_copy(
+            update={"report_id": "ext-2", "new_closes": t0 + 21 * day}))
+
+    # Past the original close the round is still in registration, and people can still register.
+    await kit.advance_to(original_close + day)
+    state = await kit.round_state(round_id)
+    assert state.phase == "registration" and "registration" not in state.closed
+    assert state.schedule.registration.closes == new_close
+    recorded = [d for d in state.decisions if d.outcome == "registration extended"]
+    assert len(recorded) == 1 and recorded[0].actor == OPERATOR
+    assert recorded[0].input["reason"].startswith("portal outage")
+    late = await kit.register(config, registration(2, "F1"), schedule_closes=new_close)
+    assert (await kit.journey(round_id, late)).stage == Stage.ADMIN_CHECK
+
+    # An hour before the new close: still open. Just after it: closed, the round moves on.
+    await kit.advance_to(new_close - timedelta(hours=1))
+    assert (await kit.round_state(round_id)).phase == "registration"
+    await kit.advance_to(new_close + timedelta(minutes=10))
+
+    async def moved_on():
+        s = await kit.round_state(round_id)
+        return s if "registration" in s.closed else None
+
+    state = await kit.until(moved_on, "the registration close")
+    assert state.phase == "administration"
+    closed = next(d for d in state.decisions if d.stage == "registration" and d.outcome == "window closed")
+    assert abs(closed.at - new_close) < timedelta(minutes=5), closed
+    with pytest.raises(RefusedError, match="registration window is already closed"):
+        await kit.api.command(round_id, "extend_window", extend.model_copy(
+            update={"report_id": "ext-3", "new_closes": t0 + 20 * day}))
+    # Both registrations are in the round: the one before and the one during the extension.
+    for applicant in (first, late):
+        assert (await kit.journey(round_id, applicant)).stage == Stage.ADMIN_CHECK
