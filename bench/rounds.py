@@ -1,0 +1,226 @@
+"""Drive real rounds through the engine's own updates (a trimmed runtime/demo.py, no UI)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import tomllib
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import tomli_w
+
+from domain.codes import AdminDecision
+from domain.config import RoundConfig, parse_round_config
+from domain.messages import (
+    AdminReport,
+    CloseWindow,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    SkbScoreReport,
+    SkdReport,
+)
+from domain.registration import Registration
+from runtime.api import RecruitmentApi, RefusedError
+from runtime.demo import EXAMPLE, _score, synthetic_applicants
+
+WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]
+
+
+def bench_config(round_id: str, now: datetime, *, quota: int | None = None, single_formasi: bool = False,
+                 out_dir: Path) -> tuple[RoundConfig, Path]:
+    """The example regency round, windows opening now (closed early by the driver).
+
+    quota=None keeps the example's quotas; a number sets every formasi's quota.
+    single_formasi keeps only the first (general) formasi.
+    """
+    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    doc["round_id"] = round_id
+    start = now - timedelta(minutes=1)
+    for i, name in enumerate(WINDOWS):
+        doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
+    doc["appeal"] = {"window": "PT1S", "answer_within": "PT5S"}
+    doc["offer_answer_within"] = "PT5S"
+    if single_formasi:
+        doc["formasi"] = doc["formasi"][:1]
+    if quota is not None:
+        for f in doc["formasi"]:
+            f["quota"] = quota
+    text = tomli_w.dumps(doc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{round_id}.toml"
+    path.write_text(text, encoding="utf-8")
+    return parse_round_config(tomllib.loads(text), "bench round"), path
+
+
+class RoundDriver:
+    """Plays the services of one round; every report goes through RecruitmentApi like a real service."""
+
+    def __init__(self, api: RecruitmentApi, pool: asyncpg.Pool, config: RoundConfig, rng: random.Random,
+                 concurrency: int = 32) -> None:
+        self.api, self.pool, self.config, self.rng = api, pool, config, rng
+        self.round_id = config.round_id
+        self.concurrency = concurrency
+        self.reporters = {k: v[0] for k, v in config.reporters.items()}
+        self.ids: dict[str, Registration] = {}
+        self.refused: list[str] = []
+        self.phases: dict[str, float] = {}
+
+    # --- registration ---------------------------------------------------------------------------
+
+    async def register(self, regs: list[Registration]) -> dict:
+        gate = asyncio.Semaphore(self.concurrency)
+        latencies: list[float] = []
+        refused = 0
+
+        async def one(reg: Registration) -> None:
+            nonlocal refused
+            async with gate:
+                t = time.monotonic()
+                result = await self.api.register(self.config, reg, "sscasn-portal")
+                latencies.append(time.monotonic() - t)
+            if result.status == "registered":
+                self.ids[result.applicant_id] = reg
+            else:
+                refused += 1
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(r) for r in regs))
+        elapsed = time.monotonic() - t0
+        return {"accepted": len(self.ids), "refused": refused, "elapsed": elapsed, "latencies": latencies}
+
+    # --- read model -------------------------------------------------------------------------------
+
+    async def stage_counts(self) -> Counter:
+        rows = await self.pool.fetch(
+            "SELECT stage, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY stage", self.round_id)
+        return Counter({r["stage"]: r["n"] for r in rows})
+
+    async def wait(self, ready, what: str, timeout: float = 600) -> Counter:
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = await self.stage_counts()
+            if ready(counts):
+                return counts
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: timed out waiting for {what}: {dict(counts)}")
+            await asyncio.sleep(0.2)
+
+    async def wait_phase(self, phase: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while (await self.api.round_state(self.round_id)).phase != phase:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: round never reached phase {phase}")
+            await asyncio.sleep(0.2)
+
+    # --- reports -----------------------------------------------------------------------------------
+
+    async def send_all(self, jobs: list[tuple[str, str, object]]) -> float:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(job) -> None:
+            async with gate:
+                try:
+                    await self.api.report(self.round_id, *job)
+                except RefusedError as exc:
+                    self.refused.append(str(exc))
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(one(j) for j in jobs))
+        return time.monotonic() - t0
+
+    async def close(self, window: str) -> None:
+        await self.api.command(self.round_id, "close_window", CloseWindow(
+            report_id=f"bench-close-{window}", reported_by=self.reporters["operator"], window=window,
+            reason="bench: every result is in"))
+
+    def admin_jobs(self) -> list:
+        return [(a, "report_admin", AdminReport(report_id=f"adm-{a}", reported_by=self.reporters["admin"]))
+                for a in self.ids]
+
+    def skd_jobs(self, applicants, strong: bool) -> list:
+        rng = self.rng
+        if strong:  # everyone clears every threshold and the cut is wide: a full journey for all
+            def scores():
+                return _score(rng, 130, 8, 150, 5), _score(rng, 155, 8, 175, 5), _score(rng, 205, 8, 225)
+        else:  # the demo's spread: some fail their threshold, most fall outside the 3 x quota cut
+            def scores():
+                return _score(rng, 85, 18, 150, 5), _score(rng, 100, 22, 175, 5), _score(rng, 172, 14, 225)
+        jobs = []
+        for i, a in enumerate(applicants):
+            twk, tiu, tkp = scores()
+            jobs.append((a, "report_skd", SkdReport(report_id=f"skd-{a}", reported_by=self.reporters["skd"],
+                                                    session_id=f"S{i // 40 + 1:03d}", twk=twk, tiu=tiu, tkp=tkp)))
+        return jobs
+
+    def skb_jobs(self, applicants) -> list:
+        rng, r = self.rng, self.reporters
+        jobs = []
+        for a in applicants:
+            jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"cat-{a}", reported_by=r["cat"],
+                                                               component="cat", score=_score(rng, 380, 40, 500))))
+            jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"praktik-{a}", reported_by=r["praktik"],
+                                                               component="praktik", score=_score(rng, 75, 8, 100))))
+            jobs.append((a, "report_gate", GateReport(report_id=f"health-{a}", reported_by=r["health"],
+                                                      component="health", decision=AdminDecision.MS)))
+        return jobs
+
+    async def _phase(self, name: str, coro):
+        t = time.monotonic()
+        result = await coro
+        self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t
+        return result
+
+    # --- whole plays ---------------------------------------------------------------------------------
+
+    async def play_to_skd_ranking(self, regs: list[Registration], strong: bool) -> Counter:
+        """Registration, administrative check and SKD, up to the SKD announcement."""
+        n_regs = await self._phase("registration", self.register(regs))
+        n = len(self.ids)
+        await self._phase("registration", self.wait(lambda c: c["admin_check"] == n, "registrations"))
+        await self.close("registration")
+        await self._phase("administration", self.send_all(self.admin_jobs()))
+        await self.close("administration")
+        await self._phase("administration", self.wait(
+            lambda c: c["skd"] == n, "administration announcement"))
+        await self._phase("skd", self.send_all(self.skd_jobs(list(self.ids), strong)))
+        await self.close("skd")
+        counts = await self._phase("skd ranking", self.wait(
+            lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking"))
+        self.registration = n_regs
+        return counts
+
+    async def play_full(self, regs: list[Registration]) -> Counter:
+        """Every applicant through every stage to PNS (quotas wide enough for all)."""
+        counts = await self.play_to_skd_ranking(regs, strong=True)
+        skb = [a for a in self.ids]  # strong scores + wide quotas: everyone goes on (checked below)
+        if counts["skb"] != len(self.ids):
+            raise RuntimeError(f"bench: not every applicant reached SKB: {dict(counts)}")
+        await self._phase("skb", self.send_all(self.skb_jobs(skb)))
+        await self.close("skb")
+        await self._phase("final ranking", self.wait(
+            lambda c: c["skb"] == 0 and c["final_ranking"] == 0, "final ranking"))
+        await self._phase("final ranking", self.wait_phase("filing"))
+        filing = list(self.ids)
+        await self._phase("filing", self.send_all([(a, "report_filing", FilingReport(
+            report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True)) for a in filing]))
+        await self.close("filing")
+        await self._phase("nip + appointment", self.wait(
+            lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"))
+        await self._phase("nip + appointment", self.wait_phase("latsar"))
+        await self._phase("latsar", self.send_all([(a, "report_latsar", LatsarReport(
+            report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True)) for a in filing]))
+        await self.close("latsar")
+        return await self._phase("latsar", self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end"))
+
+
+def new_round_id(kind: str) -> str:
+    return f"BENCH-{kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{random.randrange(16**4):04x}"
+
+
+def applicants(config: RoundConfig, size: int, seed: int) -> list[Registration]:
+    return synthetic_applicants(config, size, random.Random(seed))
