@@ -7,8 +7,8 @@ import asyncio
 import base64
 import dataclasses
 import json
-import os
 import shutil
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,7 +35,6 @@ from workflows.round import RecruitmentRound
 RECORDED = Path(__file__).resolve().parent.parent / "histories"
 RECORDED_KEY = RECORDED / "payload_key.b64"
 SIGNING_KEY = bytes(range(32))
-PORT_OFFSET = int(os.environ.get("CASN_TEST_PORT_OFFSET", "0"))  # as in tests/conftest.py
 
 
 def recorded_converter():
@@ -152,21 +151,34 @@ def test_an_unlisted_history_in_a_bundle_is_named(tmp_path):
     ]
 
 
+def _free_ports(count: int) -> list[int]:
+    """Ports free right now (the system picks them; held together so that they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def audit_stack(tmp_path_factory):
     """A stack of this module's own on ports of its own, with a worker: (client, keys, task queue).
 
-    Apart from the session stack so that a concurrent run holding the shared test ports, or
-    another module's workflows, cannot change what this audit sees.
+    Apart from the session stack, on ports the system hands out free, so that a concurrent test
+    session or another module's workflows cannot change what this audit sees.
     """
+    temporal_port, ui_port, postgres_port = _free_ports(3)
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("audit-stack"),
         temporal_address=None,
         database_url=None,
         temporal_namespace="default",
-        temporal_port=19733 + PORT_OFFSET,
-        temporal_ui_port=19734 + PORT_OFFSET,
-        postgres_port=19532 + PORT_OFFSET,
+        temporal_port=temporal_port,
+        temporal_ui_port=ui_port,
+        postgres_port=postgres_port,
         payload_key=None,
         pseudonym_key=None,
         signing_key=None,
