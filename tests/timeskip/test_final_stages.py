@@ -1,0 +1,197 @@
+"""From SKB to PNS on a round scheduled in days: the final appeal wait, the optimalisasi offer
+deadline, filing, the NIP, a TMT move reaching journeys at Latsar, and the Latsar result.
+
+Schedule (days after t0): registration 0-15, administration 15-18, SKD 21-35, SKB 36-50,
+filing 60-75, Latsar 75-440; final appeal window 3 days; an optimalisasi offer waits 2 days.
+F1 (quota 1) has three SKB participants; F2 (quota 1, same jabatan and education) has none,
+so its seat goes to optimalisasi. Expectations are written from DOMAIN.md, stages 8-12.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from domain.codes import FinalCode, SkdCode, Stage, Terminal
+from domain.messages import (
+    AdminReport,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    MoveTmt,
+    OfferAnswer,
+    SkbScoreReport,
+    SkdReport,
+)
+from runtime.api import RefusedError
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAY = 86400  # seconds
+SKD = {"X1": (120, 140, 190), "X2": (110, 130, 185), "X3": (100, 120, 180)}  # twk, tiu, tkp
+SKB = {"X1": (450, 90), "X2": (400, 80), "X3": (380, 80)}  # cat /500, praktik /100
+# X1 wins F1's seat; X2 is offered F2's empty seat first, never answers (declined after 2 days);
+# X3 is offered it next and accepts (P/L-2). Both appointed go through Latsar to PNS.
+EXPECTED = {"X1": ("PNS", "P/L", "F1"), "X2": ("TL", "TL", None), "X3": ("PNS", "P/L-2", "F2")}
+
+
+def near(moment, expected) -> bool:
+    return abs(moment - expected) < timedelta(minutes=5)
+
+
+async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
+    t0 = await kit.now()
+    day = timedelta(days=1)
+    round_id = f"ts-final-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1), formasi("F2", 1)],
+        {"registration": (0, 15 * DAY), "administration": (15 * DAY, 18 * DAY), "skd": (21 * DAY, 35 * DAY),
+         "skb": (36 * DAY, 50 * DAY), "filing": (60 * DAY, 75 * DAY), "latsar": (75 * DAY, 440 * DAY)},
+        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+    )
+    await kit.create_round(config)
+    await kit.advance_to(t0 + timedelta(hours=1))
+    ids = {n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(EXPECTED, start=1)}
+    names = list(EXPECTED)
+
+    async def report(name, update, message):
+        return await kit.api.report(round_id, ids[name], update, message)
+
+    for name in names:
+        await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
+        await report(name, "report_admin", AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"))
+
+    await kit.advance_to(t0 + 22 * day)
+    for name, (twk, tiu, tkp) in SKD.items():
+        await kit.journey_at(round_id, ids[name], Stage.SKD)
+        await report(name, "report_skd", SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn",
+                                                   twk=twk, tiu=tiu, tkp=tkp))
+
+    await kit.advance_to(t0 + 40 * day)
+    for name, (cat, praktik) in SKB.items():
+        s = await kit.journey_at(round_id, ids[name], Stage.SKB)
+        assert s.skd_code == SkdCode.PASSED_TO_SKB
+        await report(name, "report_skb_score", SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
+                                                              component="cat", score=cat))
+        await report(name, "report_skb_score", SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
+                                                              component="praktik", score=praktik))
+        await report(name, "report_gate", GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
+                                                     decision="MS"))
+
+    # --- the final appeal wait: SKB closes on day 50; optimalisasi waits the 3-day window -------
+    skb_closes = t0 + 50 * day
+    await kit.advance_to(skb_closes + timedelta(hours=1))
+
+    async def all_results():
+        s = await kit.round_state(round_id)
+        return s if len(s.formasi_results) == 2 else None
+
+    state = await kit.until(all_results, "both formasi results")
+    assert state.phase == "final_appeal" and state.offers == {}
+    assert state.formasi_results["F2"].vacancies == 1 and state.formasi_results["F1"].winners == [ids["X1"]]
+    assert (await kit.journey_at(round_id, ids["X1"], Stage.FILING)).final_code == FinalCode.PASSED
+    for name in ("X2", "X3"):
+        s = await kit.journey_at(round_id, ids[name], Stage.OPTIMALISASI)
+        assert s.final_code == FinalCode.NOT_PASSED
+    await kit.advance_to(skb_closes + 3 * day - timedelta(hours=1))
+    state = await kit.round_state(round_id)
+    assert state.phase == "final_appeal" and state.offers == {}  # still inside the appeal window
+
+    # --- optimalisasi: the offer to X2 goes unanswered and counts as declined after 2 days ------
+    optimalisasi_at = skb_closes + 3 * day
+    await kit.advance_to(optimalisasi_at + timedelta(hours=1))
+    offer_x2 = f"{round_id}/offer/{ids['X2']}/F2"
+    offer_x3 = f"{round_id}/offer/{ids['X3']}/F2"
+
+    async def offered(offer_id):
+        async def probe():
+            s = await kit.round_state(round_id)
+            return s if s.offers.get(offer_id) == "pending" else None
+        return probe
+
+    state = await kit.until(await offered(offer_x2), "the offer to X2")
+    assert state.phase == "optimalisasi" and offer_x3 not in state.offers
+    allocated = next(d for d in state.decisions if d.outcome == "allocated")
+    assert near(allocated.at, optimalisasi_at), allocated
+    with pytest.raises(RefusedError, match="no optimalisasi offer"):
+        await report("X3", "answer_offer", OfferAnswer(report_id="offer-X3-early", reported_by="sscasn",
+                                                       accept=True))
+
+    await kit.advance_to(optimalisasi_at + 2 * day - timedelta(hours=1))
+    assert (await kit.journey(round_id, ids["X2"])).stage == Stage.OPTIMALISASI
+    assert (await kit.round_state(round_id)).offers == {offer_x2: "pending"}
+
+    await kit.advance_to(optimalisasi_at + 2 * day + timedelta(minutes=10))
+    x2 = await kit.journey_at(round_id, ids["X2"], Stage.ENDED)
+    declined = next(d for d in x2.decisions if d.stage == Stage.OPTIMALISASI)
+    assert (declined.outcome, declined.actor, declined.input["answered"]) == ("declined", "system", False)
+    assert near(declined.at, optimalisasi_at + 2 * day), declined
+    assert x2.terminal == Terminal.NOT_PASSED and "declined the optimalisasi offer" in x2.terminal_reason
+
+    # The seat goes to the next in rank: X3 is offered it and accepts.
+    state = await kit.until(await offered(offer_x3), "the offer to X3")
+    assert state.offers[offer_x2] == "declined"
+
+    async def accept_x3():
+        try:
+            return await report("X3", "answer_offer", OfferAnswer(report_id="offer-X3", reported_by="sscasn",
+                                                                  accept=True))
+        except RefusedError as exc:  # the offer signal may still be on its way to the journey
+            assert "no optimalisasi offer" in str(exc)
+            return None
+
+    await kit.until(accept_x3, "X3's acceptance")
+    x3 = await kit.journey_at(round_id, ids["X3"], Stage.FILING)
+    assert (x3.final_code, x3.placed_formasi) == (FinalCode.PASSED_OPTIMALISASI, "F2")
+
+    # --- filing, NIP and appointment; then the TMT moves while both are at Latsar ----------------
+    await kit.advance_to(t0 + 61 * day)
+    assert (await kit.round_state(round_id)).phase == "filing"
+    for name in ("X1", "X3"):
+        await report(name, "report_filing", FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
+                                                         complete=True))
+    appointed = {}
+    for name in ("X1", "X3"):
+        s = await kit.journey_at(round_id, ids[name], Stage.LATSAR)
+        assert s.tmt == date(2027, 3, 1) and s.nip and s.nip[8:14] == "202703"
+        appointed[name] = s
+    assert appointed["X1"].nip != appointed["X3"].nip
+
+    await kit.advance_to(t0 + 62 * day)
+    new_tmt = date(2027, 7, 1)
+    move = MoveTmt(report_id="tmt-1", reported_by=OPERATOR, new_tmt=new_tmt,
+                   reason="TMT moved by government decision")
+    ack = await kit.api.command(round_id, "move_tmt", move)
+    assert ack.effect == "TMT moved to 2027-07-01"
+    assert await kit.api.command(round_id, "move_tmt", move) == ack  # a repeat: no second move
+    state = await kit.round_state(round_id)
+    assert state.schedule.tmt == new_tmt
+    assert [d.input["reason"] for d in state.decisions if d.outcome.startswith("TMT moved")] == [move.reason]
+
+    for name in ("X1", "X3"):
+        async def moved(name=name):
+            s = await kit.journey(round_id, ids[name])
+            return s if s.tmt == new_tmt else None
+
+        s = await kit.until(moved, f"the TMT move at {name}")
+        assert s.stage == Stage.LATSAR
+        moves = [d for d in s.decisions if d.outcome == "TMT moved"]
+        assert len(moves) == 1 and moves[0].input["from"] == "2027-03-01" and moves[0].input["to"] == "2027-07-01"
+    tmt_broadcasts = {b.formasi_code for b in kit.acts.broadcasts if b.announcement.phase == "tmt_moved"}
+    assert tmt_broadcasts == {"F1", "F2"}
+
+    # --- Latsar: both pass and become PNS -----------------------------------------------------------
+    await kit.advance_to(t0 + 200 * day)
+    for name in ("X1", "X3"):
+        await report(name, "report_latsar", LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True))
+    finals = {}
+    for name in names:
+        s = await kit.journey_at(round_id, ids[name], Stage.ENDED)
+        finals[name] = (s.terminal.value, s.final_code.value, s.placed_formasi)
+        projected = kit.acts.projections[(round_id, ids[name])].state
+        assert (projected.stage, projected.terminal, projected.tmt) == (s.stage, s.terminal, s.tmt)
+    assert finals == EXPECTED
