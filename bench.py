@@ -9,7 +9,7 @@
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench big-formasi --size 5000
 
-It runs its own embedded stack (data dir .data-bench, Temporal 37233 / UI 38233, PostgreSQL
+It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
 35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
 --keep-stack. See BENCHMARKS.md for the figures and what they mean.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ from bench.common import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-DATA_DIR = ROOT / ".data-bench"
+DATA_DIR = ROOT / "out" / "bench-data"
 OUT = ROOT / "out" / "bench"
 
 # What one full journey (MS, P/L, every SKB component, filing, NIP, PNS) does, read from
@@ -74,6 +75,11 @@ async def stack(keep: bool):
     fresh_temporal(settings)
     t = time.monotonic()
     ctx = await open_app(settings)
+    OUT.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(OUT / "worker-warnings.log")
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("temporalio").addHandler(handler)
     console.print(f"stack ready in {time.monotonic() - t:.1f} s: Temporal {ctx.stack.temporal_address}, "
                   f"UI {ctx.stack.ui_url}")
     pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=10)
@@ -155,7 +161,8 @@ async def history_sample(client, ids: list[str], sample: int) -> tuple[list[int]
         if not types:
             from temporalio.api.enums.v1 import EventType
 
-            types = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in hist.events)
+            types = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").replace("WORKFLOW_EXECUTION_", "WF_")
+                            .replace("WORKFLOW_TASK_", "WFT_").replace("EXTERNAL_", "EXT_") for e in hist.events)
     return counts, types
 
 
