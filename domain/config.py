@@ -243,6 +243,7 @@ class ReportKind(StrEnum):
     NIP = "nip"
     LATSAR = "latsar"
     OPERATOR = "operator"  # disqualification, withdrawal, schedule commands
+    PORTAL = "portal"  # the applicant portal: sanggah, offer answers, withdrawal
 
 
 class RoundConfig(BaseModel, frozen=True):
@@ -263,6 +264,10 @@ class RoundConfig(BaseModel, frozen=True):
         description="report kind (or SKB component name) -> identities allowed to report it",
     )
     withdrawal_sanction_rounds: int = Field(default=2, ge=0)
+    timezone: str = Field(
+        default="Asia/Jakarta", pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$",
+        description="IANA zone of the instansi: ages are judged on the local application date",
+    )
     offer_answer_within: timedelta = Field(
         default=timedelta(days=2), description="how long an optimalisasi offer waits for an answer"
     )

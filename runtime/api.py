@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
@@ -103,7 +104,7 @@ class RecruitmentApi:
         opens = config.schedule.registration.opens
         closes = schedule_closes or config.schedule.registration.closes
         formasi = config.formasi_by_code(reg.formasi_code)
-        refusals = check_registration(reg, formasi, now.date())
+        refusals = check_registration(reg, formasi, now.astimezone(ZoneInfo(config.timezone)).date())
         if not opens <= now < closes:
             refusals.append(Refusal(field="registered_at", value=now.isoformat(),
                                     reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}"))

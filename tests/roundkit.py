@@ -19,6 +19,7 @@ REPORTERS = {
     "nip": ["bkn"],
     "latsar": ["lan"],
     "operator": [OPERATOR],
+    "portal": ["sscasn"],
 }
 
 

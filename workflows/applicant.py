@@ -333,7 +333,7 @@ class ApplicantJourney:
     def validate_report_admin(self, report: AdminReport) -> None:
         if self._check_repeat(report):
             return
-        self._require(ReportKind.ADMIN, report, Stage.ADMIN_CHECK)
+        self._require(ReportKind.ADMIN, report, Stage.ADMIN_CHECK, Stage.REGISTERED)
         if self.admin_report is not None:
             self._refuse(report, "an administrative result is already recorded for this applicant")
 
@@ -347,6 +347,7 @@ class ApplicantJourney:
         if self._check_repeat(filing):
             return
         self._check_open(filing)
+        self._allowed(ReportKind.PORTAL, filing)
         refusal = appeal_refusal(
             self.admin if self.stage == Stage.ADMIN_APPEAL else None,
             self.admin_announced_at,
@@ -450,6 +451,7 @@ class ApplicantJourney:
         if self._check_repeat(answer):
             return
         self._check_open(answer)
+        self._allowed(ReportKind.PORTAL, answer)
         if self.offer is None or self.stage != Stage.OPTIMALISASI:
             self._refuse(answer, "there is no optimalisasi offer to answer")
         if self.offer_answer is not None:
@@ -491,8 +493,7 @@ class ApplicantJourney:
         if self._check_repeat(report):
             return
         self._check_open(report)
-        if not self.rules.reporters or report.reported_by not in self.rules.reporters.get(ReportKind.OPERATOR, []):
-            self._refuse(report, f"{report.reported_by} may not disqualify (not an operator of this round)")
+        self._allowed(ReportKind.OPERATOR, report)
 
     @workflow.update
     def withdraw(self, report: Withdrawal) -> Ack:
@@ -504,6 +505,7 @@ class ApplicantJourney:
         if self._check_repeat(report):
             return
         self._check_open(report)
+        self._allowed(ReportKind.PORTAL, report, ReportKind.OPERATOR)
 
     # --- announcements from the formasi and the round (signals) -----------------------------
 
@@ -770,12 +772,15 @@ class ApplicantJourney:
         if self.terminal is not None or self.ending is not None:
             self._refuse(report, f"the journey has ended ({self.terminal.value if self.terminal else 'ending'})")
 
-    def _require(self, kind: str, report: Report, stage: Stage) -> None:
+    def _require(self, kind: str, report: Report, stage: Stage, *also: Stage) -> None:
         self._check_open(report)
-        if report.reported_by not in self.rules.reporters.get(kind, []):
-            self._refuse(report, f"{report.reported_by} is not allowed to report {kind} in this round")
-        if self.stage != stage:
+        self._allowed(kind, report)
+        if self.stage != stage and self.stage not in also:
             self._refuse(report, f"the applicant is at stage {self.stage.value}, not {stage.value}")
+
+    def _allowed(self, kind: str, report: Report, *alternatives: str) -> None:
+        if not any(report.reported_by in self.rules.reporters.get(k, []) for k in (kind, *alternatives)):
+            self._refuse(report, f"{report.reported_by} is not allowed to report {kind} in this round")
 
     def _skb_component(self, report: Report, name: str, kind: ComponentKind):
         component = self.rules.skb.component(name)
