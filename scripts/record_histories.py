@@ -2,9 +2,8 @@
 
     .venv/bin/python scripts/record_histories.py [--out tests/histories]
 
-Starts an embedded stack of its own (temporary data dir, ports apart from the demo's and the
-tests'), a worker, and a compressed round of one formasi (quota 1) with three applicants: one
-wins, one loses on rank, one fails the SKD threshold. It stops once the final ranking is out and
+Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
+and a compressed round of one formasi (quota 1) with three applicants: one wins, one loses on rank, one fails the SKD threshold. It stops once the final ranking is out and
 writes every history of the round as JSON, plus the payload key that decodes them. The data is
 synthetic and the key is used nowhere else: both are safe to commit.
 
@@ -18,6 +17,7 @@ import argparse
 import asyncio
 import base64
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -147,6 +147,18 @@ async def run_small_round(
     return round_id, ids
 
 
+def free_ports(count: int) -> list[int]:
+    """Ports free right now (the system picks them; held together so that they differ)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     """One JSON file per run, named so that the workflow id can be read back from the name."""
     out.mkdir(parents=True, exist_ok=True)
@@ -169,15 +181,16 @@ async def record(out: Path) -> None:
     from worker import build_worker
 
     payload_key = base64.b64encode(os.urandom(32)).decode()
+    temporal_port, ui_port, postgres_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data_dir:
         settings = load_settings(
             data_dir=Path(data_dir),
             temporal_address=None,
             database_url=None,
             temporal_namespace="default",
-            temporal_port=27233,
-            temporal_ui_port=28233,
-            postgres_port=25432,
+            temporal_port=temporal_port,
+            temporal_ui_port=ui_port,
+            postgres_port=postgres_port,
             payload_key=payload_key,
             pseudonym_key=None,
             signing_key=None,

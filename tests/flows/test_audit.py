@@ -7,8 +7,10 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
 import shutil
-import socket
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,13 +28,14 @@ from runtime.client import connect, data_converter
 from runtime.embedded import ensure_stack, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat, load_settings
-from scripts.record_histories import run_small_round
+from scripts.record_histories import free_ports, run_small_round
 from worker import build_worker
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.round import RecruitmentRound
 
-RECORDED = Path(__file__).resolve().parent.parent / "histories"
+ROOT = Path(__file__).resolve().parent.parent.parent
+RECORDED = ROOT / "tests" / "histories"
 RECORDED_KEY = RECORDED / "payload_key.b64"
 SIGNING_KEY = bytes(range(32))
 
@@ -151,18 +154,6 @@ def test_an_unlisted_history_in_a_bundle_is_named(tmp_path):
     ]
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports free right now (the system picks them; held together so that they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def audit_stack(tmp_path_factory):
     """A stack of this module's own on ports of its own, with a worker: (client, keys, task queue).
@@ -170,7 +161,7 @@ async def audit_stack(tmp_path_factory):
     Apart from the session stack, on ports the system hands out free, so that a concurrent test
     session or another module's workflows cannot change what this audit sees.
     """
-    temporal_port, ui_port, postgres_port = _free_ports(3)
+    temporal_port, ui_port, postgres_port = free_ports(3)
     settings = load_settings(
         data_dir=tmp_path_factory.mktemp("audit-stack"),
         temporal_address=None,
@@ -192,17 +183,25 @@ async def audit_stack(tmp_path_factory):
         pool = await asyncpg.create_pool(info.database_url, min_size=1, max_size=8)
         try:
             async with await build_worker(client, settings, pool):
-                yield client, keys, settings.task_queue
+                yield client, keys, settings
         finally:
             await pool.close()
     finally:
         stop_stack(settings)
 
 
-async def test_audit_of_a_live_round(audit_stack, tmp_path):
-    client, keys, task_queue = audit_stack
-    round_id, ids = await run_small_round(client, task_queue, keys.pseudonym_key)
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def live_round(audit_stack):
+    """A small round driven to its final ranking on the audit stack: (round id, applicant ids)."""
+    client, keys, settings = audit_stack
+    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
     await asyncio.sleep(1.0)  # visibility catches up with the last starts
+    return round_id, ids
+
+
+async def test_audit_of_a_live_round(audit_stack, live_round, tmp_path):
+    client, keys, _ = audit_stack
+    round_id, ids = live_round
     converter = data_converter(keys)
     histories = await round_histories(client, round_id)
     assert sorted(h.kind for h in histories) == [
@@ -238,3 +237,29 @@ async def test_audit_of_a_live_round(audit_stack, tmp_path):
     bundle = tmp_path / "bundle"
     write_bundle(histories, round_id, bundle, keys.signing_key)
     assert check_bundle(bundle).ok
+
+
+async def test_the_commands_exit_0_on_a_sound_round_and_1_on_a_problem(audit_stack, live_round):
+    _, _, settings = audit_stack
+    round_id, ids = live_round
+    env = {
+        **os.environ,
+        "CASN_DATA_DIR": str(settings.data_dir),
+        "CASN_TEMPORAL_PORT": str(settings.temporal_port),
+        "CASN_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "CASN_POSTGRES_PORT": str(settings.postgres_port),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "audit.py", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    trail = await asyncio.to_thread(run, "trail", round_id, ids["C1"], "--json")
+    assert trail.returncode == 0, trail.stderr
+    assert json.loads(trail.stdout)["decisions"][0]["outcome"] == "registered"
+    replayed = await asyncio.to_thread(run, "replay", round_id, "--kind", "journey")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    recomputed = await asyncio.to_thread(run, "recompute", round_id)
+    assert recomputed.returncode == 0, recomputed.stdout + recomputed.stderr
+    unknown = await asyncio.to_thread(run, "trail", round_id, "NO-SUCH-APPLICANT")
+    assert unknown.returncode == 1 and "NO-SUCH-APPLICANT" in unknown.stderr
