@@ -14,6 +14,8 @@ Two of our own activities are substituted here, under the names the workflows ca
   only; signals, timers and updates are Temporal's own.
 - ``project_journey`` and ``issue_nip``: in-memory versions (the PostgreSQL versions are
   covered by the real-stack tests in tests/flows). issue_nip still issues one NIP per person.
+  A test may hold an ended journey's last projection (``hold_final_projection``) to play a
+  slow read model.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class StandInActivities:
         self.nips: dict[tuple[str, str], str] = {}
         self.serials: dict[str, int] = defaultdict(int)
         self.broadcasts: list[BroadcastRequest] = []
+        self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
         self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
@@ -91,6 +94,9 @@ class StandInActivities:
     async def project_journey(self, p: JourneyProjection) -> None:
         """Keep the newest projection per applicant (a newer version wins, as in PostgreSQL)."""
         key = (p.state.round_id, p.state.applicant_id)
+        release = self.hold_final_projection.get(p.state.applicant_id)
+        if release is not None and p.state.terminal is not None:
+            await release.wait()  # a slow read model: the ended journey stays running meanwhile
         old = self.projections.get(key)
         if old is None or old.version < p.version:
             self.projections[key] = p
