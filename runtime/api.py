@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from domain.config import RoundConfig, load_round_config
-from domain.messages import Ack, JourneyStart, Report, RoundStart
+from domain.messages import Ack, JourneyStart, JourneyState, Report, RoundStart
 from domain.registration import Refusal, Registration, check_registration
 from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ApplicantJourney
@@ -158,13 +159,24 @@ class RecruitmentApi:
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
-        except Exception as exc:  # noqa: BLE001 - an unknown applicant or a closed journey
-            from temporalio.service import RPCError
+        except RPCError as exc:
+            raise RefusedError(
+                f"report {message.report_id} for applicant {applicant_id} in round {round_id}: "
+                + await self._why_not_running(handle, exc)
+            ) from None
 
-            if isinstance(exc, RPCError):
-                raise RefusedError(f"report {message.report_id}: applicant {applicant_id} in round {round_id}: "
-                                   f"{exc.message}") from None
-            raise
+    async def _why_not_running(self, handle, exc: RPCError) -> str:
+        """Name the reason an update could not reach a journey: unknown, or ended (with its outcome)."""
+        try:
+            description = await handle.describe()
+        except RPCError:
+            return "no such applicant in this round"
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            state = await handle.query("state", result_type=JourneyState)
+            return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
+        if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
+            return f"the journey is {description.status.name.lower()}"
+        return exc.message
 
     async def command(self, round_id: str, update: str, message: Report) -> Ack:
         """Send an operator command to the round."""

@@ -525,7 +525,7 @@ class ApplicantJourney:
         if announcement.phase in self.announcements:
             return
         self.announcements[announcement.phase] = announcement
-        if self.terminal is not None:
+        if self.terminal is not None and not workflow.patched("reply-after-end"):
             return
         if announcement.phase == "skd_closed":
             self.skd_closed = True
@@ -582,7 +582,7 @@ class ApplicantJourney:
     async def _reply_skd(self) -> None:
         """Tell the formasi this applicant's key (None when absent or below the threshold)."""
         key = None
-        if self.skd is not None and self.stage == Stage.SKD:
+        if self.skd is not None and self.stage == Stage.SKD and self.terminal is None:
             scores = self._skd_scores()
             if passes_threshold(scores, self.start.registration.category, self.rules.skd):
                 key = skd_rank_key(scores)
@@ -593,7 +593,7 @@ class ApplicantJourney:
     async def _reply_skb(self) -> None:
         """Compose SKB, apply the gates and tell the formasi the final entry (None when out)."""
         self.final_entry = None
-        if self.stage == Stage.SKB:
+        if self.stage == Stage.SKB and self.terminal is None:
             self.final_entry = self._compose_skb()
         await self._formasi().signal(
             "final_entry", FinalEntryReply(applicant_id=self.start.applicant_id, entry=self.final_entry)
@@ -704,7 +704,13 @@ class ApplicantJourney:
     def _end(self, terminal: Terminal, reason: str) -> None:
         self.terminal = terminal
         self.terminal_reason = reason
-        if not self.decisions or self.decisions[-1].outcome != terminal.value:
+        last = self.decisions[-1] if self.decisions else None
+        caused_by_last = last is not None and last.outcome == terminal.value
+        if workflow.patched("record-every-ending"):
+            # The ending is its own decision unless the decision just made is the ending itself
+            # (a TMS that ends three days later, when the appeal window closes, is recorded again).
+            caused_by_last = caused_by_last and last is not None and last.at == workflow.now()
+        if not caused_by_last:
             self._decide(self.stage, terminal.value, "system", {"reason": reason})
         self._notify(f"end-{terminal.value}", f"Your selection ended: {reason}.")
         raise JourneyEnded()

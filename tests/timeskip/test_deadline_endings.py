@@ -1,8 +1,8 @@
-"""Workflow gaps found by the time-skipping tests, kept as strict expected failures.
+"""Endings at a deadline: found as gaps by the time-skipping tests, now guards of their fixes.
 
-Each test states the behaviour DOMAIN.md/issue 3 asks for. They are `xfail(strict=True)`: when
-the workflow is fixed the test passes, the strict xfail turns that into a failure, and the
-marker must be removed so the test guards the fix.
+- A report to a journey that ended at its deadline is refused with the ending and its reason.
+- The trail records the ending at the deadline as its own decision (patch "record-every-ending").
+- A journey that ended but is still running answers its formasi's close (patch "reply-after-end").
 """
 
 from __future__ import annotations
@@ -41,22 +41,14 @@ async def _round(kit, n: int, tms: set[int]):
     return t0, round_id, ids
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/applicant.py administrative_check: the journey ends (and its workflow completes) the "
-    "moment the appeal window closes, so validate_file_appeal's 'the appeal window closed at ...' "
-    "is never reached; a late appeal gets the server's completed-workflow error instead"))
-async def test_late_appeal_refusal_names_the_closed_window(kit):
+async def test_late_appeal_is_refused_naming_the_ended_window(kit):
     t0, round_id, (applicant,) = await _round(kit, 1, tms={1})
     await kit.advance_to(t0 + timedelta(days=21, hours=1))  # announced day 18 + 3 days + 1 hour
-    with pytest.raises(RefusedError, match="appeal window closed at"):
+    with pytest.raises(RefusedError, match="journey has ended .*no appeal within the appeal window"):
         await kit.api.report(round_id, applicant, "file_appeal",
                              AppealFiling(report_id="late", reported_by="sscasn", reason="legalised"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/applicant.py _end: no decision is added when the last decision's outcome equals the "
-    "terminal code, so a TMS journey's trail ends with the admin 'TMS' decision of day 18 and never "
-    "records that (and when) it ended for lack of an appeal"))
 async def test_trail_records_the_end_after_the_appeal_window(kit):
     t0, round_id, (applicant,) = await _round(kit, 1, tms={1})
     await kit.advance_to(t0 + timedelta(days=21, hours=1))
@@ -67,11 +59,6 @@ async def test_trail_records_the_end_after_the_appeal_window(kit):
     assert abs(last.at - (t0 + timedelta(days=21))) < timedelta(minutes=5), last
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/applicant.py announce: a journey that has ended but is still running (its last "
-    "project_journey local activity is slow, e.g. PostgreSQL is down) records skd_closed and returns "
-    "without signalling skd_entry; broadcast counted it as delivered, so FormasiSelection's reply "
-    "barrier waits forever and no skd_result is ever announced to the formasi"))
 async def test_a_journey_ending_at_the_skd_close_still_answers_its_formasi(kit):
     t0, round_id, (leaver, sitter) = await _round(kit, 2, tms=set())
     await kit.advance_to(t0 + timedelta(days=30))
