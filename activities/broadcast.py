@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 from temporalio import activity
 from temporalio.client import Client
@@ -26,7 +27,19 @@ class Broadcaster:
             f"CasnKind = 'journey' AND RoundId = '{req.round_id}' "
             f"AND FormasiCode = '{req.formasi_code}' AND ExecutionStatus = 'Running'"
         )
-        ids = [wf.id async for wf in self.client.list_workflows(query)]
+        next_token: str | None = None
+        if req.page_size:
+            listing = self.client.list_workflows(
+                query,
+                page_size=req.page_size,
+                next_page_token=base64.b64decode(req.page_token) if req.page_token else None,
+            )
+            await listing.fetch_next_page()
+            ids = [wf.id for wf in listing.current_page or []]
+            if listing.next_page_token:
+                next_token = base64.b64encode(listing.next_page_token).decode()
+        else:
+            ids = [wf.id async for wf in self.client.list_workflows(query)]
         gate = asyncio.Semaphore(CONCURRENCY)
         delivered = 0
 
@@ -44,4 +57,4 @@ class Broadcaster:
                     activity.heartbeat(delivered)
 
         await asyncio.gather(*(deliver(i) for i in ids))
-        return BroadcastResult(delivered=delivered)
+        return BroadcastResult(delivered=delivered, next_page_token=next_token)

@@ -49,17 +49,20 @@ class NipIssued(BaseModel, frozen=True):
 
 
 class BroadcastRequest(BaseModel, frozen=True):
-    """Deliver an announcement to every running journey of a formasi."""
+    """Deliver an announcement to the running journeys of a formasi: all, or one page of them."""
 
     round_id: str
     formasi_code: str
     announcement: Announcement
+    page_size: int = 0  # 0: every journey in one call
+    page_token: str | None = None  # base64 of the visibility page token to continue from
 
 
 class BroadcastResult(BaseModel, frozen=True):
-    """How many journeys the announcement reached."""
+    """How many journeys the announcement reached, and where the next page starts."""
 
     delivered: int
+    next_page_token: str | None = None  # None: that was the last page
 
 
 class AnnouncementRows(BaseModel, frozen=True):

@@ -264,6 +264,10 @@ class RoundConfig(BaseModel, frozen=True):
         description="report kind (or SKB component name) -> identities allowed to report it",
     )
     withdrawal_sanction_rounds: int = Field(default=2, ge=0)
+    broadcast_page_size: int = Field(
+        default=500, ge=1, le=10_000,
+        description="engine tuning: journeys told per step of an announcement (bounds formasi histories)",
+    )
     timezone: str = Field(
         default="Asia/Jakarta", pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$",
         description="IANA zone of the instansi: ages are judged on the local application date",

@@ -284,6 +284,7 @@ class FormasiStart(BaseModel, frozen=True):
     formasi: Formasi
     rules: JourneyRules
     carry: dict | None = None
+    page_size: int = 500  # journeys per broadcast page; the formasi may continue-as-new between pages
 
 
 class RoundStart(BaseModel, frozen=True):

@@ -25,7 +25,8 @@ REPORTERS = {
 
 def compressed_round(round_id: str, formasi: list[dict], seconds: dict[str, tuple[float, float]],
                      appeal_window: float = 3, answer_within: float = 5, offer_within: float = 5,
-                     t0: datetime | None = None, skb: list[dict] | None = None) -> RoundConfig:
+                     t0: datetime | None = None, skb: list[dict] | None = None,
+                     extra: dict | None = None) -> RoundConfig:
     """A round whose windows are seconds long, relative to `t0` (now)."""
     t0 = t0 or datetime.now(UTC)
 
@@ -51,6 +52,7 @@ def compressed_round(round_id: str, formasi: list[dict], seconds: dict[str, tupl
         "appeal": {"window": f"PT{appeal_window}S", "answer_within": f"PT{answer_within}S"},
         "offer_answer_within": f"PT{offer_within}S",
         "reporters": REPORTERS,
+        **(extra or {}),
     }
     return parse_round_config(doc)
 

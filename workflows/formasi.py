@@ -37,10 +37,19 @@ class Barrier(BaseModel):
     replies: int = 0
 
 
+class Paging(BaseModel):
+    """An announcement being delivered page by page; carried across continue-as-new."""
+
+    announcement_id: str
+    page_token: str | None = None
+    delivered: int = 0
+
+
 class FormasiCarry(BaseModel):
     """Everything a FormasiSelection run hands to the next one."""
 
     queue: list[Announcement] = []
+    paging: Paging | None = None
     processed: list[str] = []  # announcement ids already handled
     skd_barrier: Barrier | None = None
     tracker: SkdCutTracker | None = None
@@ -87,18 +96,20 @@ class FormasiSelection:
             await workflow.wait_condition(lambda: bool(self.carry.queue) or self._should_continue())
             if self._should_continue():
                 self._continue_as_new()
-            announcement = self.carry.queue.pop(0)
-            if announcement.announcement_id in self.carry.processed:
-                continue
-            if announcement.phase == "skd_closed":
-                await self._skd_ranking(announcement)
-            elif announcement.phase == "skb_closed":
-                await self._final_ranking(announcement)
-            elif announcement.phase == "round_closed":
-                self.carry.done = True
-            else:
-                await self._broadcast(announcement)
-            self.carry.processed.append(announcement.announcement_id)
+            # Popped only once handled: a continue-as-new in the middle resumes it.
+            announcement = self.carry.queue[0]
+            if announcement.announcement_id not in self.carry.processed:
+                if announcement.phase == "skd_closed":
+                    await self._skd_ranking(announcement)
+                elif announcement.phase == "skb_closed":
+                    await self._final_ranking(announcement)
+                elif announcement.phase == "round_closed":
+                    self.carry.done = True
+                else:
+                    await self._deliver(announcement)
+                if announcement.announcement_id not in self.carry.processed:
+                    self.carry.processed.append(announcement.announcement_id)
+            self.carry.queue.pop(0)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
@@ -110,10 +121,11 @@ class FormasiSelection:
         tracker = self.carry.tracker
         assert tracker is not None
         cut_key = tracker.cut_key()
-        self._decide(
+        self._decide_once(
             "skd_ranking",
             "cut",
             {
+                "announcement_id": closed.announcement_id,
                 "quota": self.start.formasi.quota,
                 "cut_size": tracker.capacity,
                 "replies": barrier.replies,
@@ -127,7 +139,7 @@ class FormasiSelection:
             at=workflow.now(),
             cut_key=cut_key,
         )
-        await self._broadcast(result)
+        await self._deliver(result)
         self.carry.skd_barrier = None
         self.carry.processed.append(closed.announcement_id)
 
@@ -138,10 +150,11 @@ class FormasiSelection:
         await self._await_replies(barrier)
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
         by_id = {e.applicant_id: e for e in self.carry.final_entries}
-        self._decide(
+        self._decide_once(
             "final_ranking",
             "ranked",
             {
+                "announcement_id": closed.announcement_id,
                 "quota": self.start.formasi.quota,
                 "entries": len(self.carry.final_entries),
                 "winners": [[a, fraction_text(by_id[a].final_score)] for a in ranking.winners],
@@ -154,7 +167,7 @@ class FormasiSelection:
             at=workflow.now(),
             winners=ranking.winners,
         )
-        await self._broadcast(result)
+        await self._deliver(result)
         await workflow.get_external_workflow_handle(round_workflow_id(self.start.round_id)).signal(
             "formasi_result",
             FormasiResult(
@@ -169,7 +182,7 @@ class FormasiSelection:
 
     async def _await_replies(self, barrier: Barrier) -> None:
         if barrier.expected is None:
-            barrier.expected = (await self._broadcast(barrier.announcement)).delivered
+            barrier.expected = await self._deliver(barrier.announcement)
         while True:
             await workflow.wait_condition(
                 lambda: barrier.replies >= (barrier.expected or 0) or self._should_continue()
@@ -178,13 +191,37 @@ class FormasiSelection:
                 return
             self._continue_as_new()
 
-    async def _broadcast(self, announcement: Announcement) -> BroadcastResult:
+    async def _deliver(self, announcement: Announcement) -> int:
+        """Tell every running journey, a page at a time, continuing-as-new between pages if asked.
+
+        Replies to a close arrive while later pages are still being delivered; paging keeps a
+        run's history bounded however large the formasi is.
+        """
+        if not workflow.patched("paged-broadcast"):
+            return (await self._broadcast(announcement, 0, None)).delivered
+        paging = self.carry.paging
+        if paging is None or paging.announcement_id != announcement.announcement_id:
+            paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
+        while True:
+            page = await self._broadcast(announcement, self.start.page_size, paging.page_token)
+            paging.delivered += page.delivered
+            paging.page_token = page.next_page_token
+            if page.next_page_token is None:
+                break
+            if self._should_continue():
+                self._continue_as_new()
+        self.carry.paging = None
+        return paging.delivered
+
+    async def _broadcast(self, announcement: Announcement, page_size: int, token: str | None) -> BroadcastResult:
         return await workflow.execute_activity(
             "broadcast",
             BroadcastRequest(
                 round_id=self.start.round_id,
                 formasi_code=self.start.formasi.code,
                 announcement=announcement,
+                page_size=page_size,
+                page_token=token,
             ),
             result_type=BroadcastResult,
             start_to_close_timeout=BROADCAST_TIMEOUT,
@@ -247,6 +284,12 @@ class FormasiSelection:
             decisions=list(self.carry.decisions),
         )
 
+    def _decide_once(self, stage: str, outcome: str, inputs: dict) -> None:
+        """Record a ranking once, even when a continue-as-new made its run do it again."""
+        key = inputs["announcement_id"]
+        if not any(d.input.get("announcement_id") == key and d.outcome == outcome for d in self.carry.decisions):
+            self._decide(stage, outcome, inputs)
+
     def _decide(self, stage: str, outcome: str, inputs: dict) -> None:
         self.carry.decisions.append(
             Decision(
@@ -271,5 +314,6 @@ class FormasiSelection:
                 formasi=self.start.formasi,
                 rules=self.start.rules,
                 carry=self.carry.model_dump(mode="json"),
+                page_size=self.start.page_size,
             )
         )

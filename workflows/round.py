@@ -119,7 +119,10 @@ class RecruitmentRound:
         for f in self.config.formasi:
             await workflow.start_child_workflow(
                 FormasiSelection.run,
-                FormasiStart(round_id=self.config.round_id, formasi=f, rules=rules),
+                FormasiStart(
+                    round_id=self.config.round_id, formasi=f, rules=rules,
+                    page_size=self.config.broadcast_page_size,
+                ),
                 id=formasi_workflow_id(self.config.round_id, f.code),
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 search_attributes=TypedSearchAttributes(
