@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import JourneyProjection, NipIssued, NipRequest, Notification
@@ -52,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
     from domain.skd import SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
     from workflows.ids import formasi_workflow_id, round_workflow_id
+    from workflows.ledger import Ledger
 
 PROJECT_TIMEOUT = timedelta(seconds=30)
 
@@ -70,7 +70,7 @@ class ApplicantJourney:
         self.rules = start.rules
         self.stage = Stage.REGISTERED
         self.decisions: list[Decision] = []
-        self.acks: dict[str, tuple[str, Ack]] = {}  # report_id -> (content digest, answer)
+        self.ledger = Ledger("report", f" for applicant {start.applicant_id}", "ReportRefused")
         self.announcements: dict[str, Announcement] = {}
         self.admin_report: AdminReport | None = None
         self.admin: AdminDecision | None = None
@@ -759,20 +759,11 @@ class ApplicantJourney:
     # validation helpers: each refusal names the report, the applicant and what is wrong
 
     def _refuse(self, report: Report, problem: str) -> None:
-        raise ApplicationError(
-            f"report {report.report_id} for applicant {self.start.applicant_id}: {problem}",
-            type="ReportRefused",
-            non_retryable=True,
-        )
+        self.ledger.refuse(report, problem)
 
     def _check_repeat(self, report: Report) -> bool:
         """True for an exact repeat (answered from the record); refuse the same key with new content."""
-        seen = self.acks.get(report.report_id)
-        if seen is None:
-            return False
-        if seen[0] != report.content_digest():
-            self._refuse(report, "this report id was already used with different content")
-        return True
+        return self.ledger.is_repeat(report)
 
     def _check_open(self, report: Report) -> None:
         if self.terminal is not None or self.ending is not None:
@@ -806,17 +797,14 @@ class ApplicantJourney:
             self._refuse(report, str(exc))
 
     def _accept(self, report: Report, kind: str, apply: Callable[[], None], effect: str) -> Ack:
-        seen = self.acks.get(report.report_id)
-        if seen is not None:
-            return seen[1]
-        apply()
-        ack = Ack(
-            report_id=report.report_id,
-            applicant_id=self.start.applicant_id,
-            stage=self.stage,
-            effect=effect,
-            recorded_at=workflow.now(),
-        )
-        self.acks[report.report_id] = (report.content_digest(), ack)
-        self.pending_reports.append((report.report_id, kind, report.model_dump(mode="json")))
-        return ack
+        def answer() -> Ack:
+            self.pending_reports.append((report.report_id, kind, report.model_dump(mode="json")))
+            return Ack(
+                report_id=report.report_id,
+                applicant_id=self.start.applicant_id,
+                stage=self.stage,
+                effect=effect,
+                recorded_at=workflow.now(),
+            )
+
+        return self.ledger.accept(report, apply, answer)

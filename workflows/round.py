@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -32,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
+    from workflows.ledger import Ledger
 
 PHASES = ["registration", "administration", "skd", "skb"]
 
@@ -75,7 +75,7 @@ class RecruitmentRound:
         self.early: dict[str, str] = {}
         self.schedule_changed = False
         self.decisions: list[Decision] = []
-        self.acks: dict[str, tuple[str, Ack]] = {}
+        self.ledger = Ledger("command", "", "CommandRefused")
         self.results: dict[str, FormasiResult] = {}
         self.offers: dict[str, OptimalisasiOffer] = {}
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
@@ -271,7 +271,7 @@ class RecruitmentRound:
     @workflow.update
     async def move_tmt(self, command: MoveTmt) -> Ack:
         """Move the TMT; every applicant's journey still running records the move."""
-        repeat = command.report_id in self.acks
+        repeat = self.ledger.seen(command)
         ack = self._accept(command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}")
         if not repeat:
             await self._tell_formasi("tmt_moved", command.new_tmt.isoformat())
@@ -362,26 +362,18 @@ class RecruitmentRound:
         return getattr(self.schedule, order[i + 1]) if i + 1 < len(order) else None
 
     def _refuse(self, command: Report, problem: str) -> None:
-        raise ApplicationError(f"command {command.report_id}: {problem}", type="CommandRefused", non_retryable=True)
+        self.ledger.refuse(command, problem)
 
     def _check_repeat(self, command: Report) -> bool:
-        seen = self.acks.get(command.report_id)
-        if seen is None:
-            return False
-        if seen[0] != command.content_digest():
-            self._refuse(command, "this command id was already used with different content")
-        return True
+        return self.ledger.is_repeat(command)
 
     def _accept(self, command: Report, apply, effect: str) -> Ack:
-        seen = self.acks.get(command.report_id)
-        if seen is not None:
-            return seen[1]
-        apply()
-        self._decide(self.phase, effect, command.reported_by, command.model_dump(mode="json"))
-        ack = Ack(report_id=command.report_id, applicant_id="", stage=self.phase, effect=effect,
-                  recorded_at=workflow.now())
-        self.acks[command.report_id] = (command.content_digest(), ack)
-        return ack
+        def answer() -> Ack:
+            self._decide(self.phase, effect, command.reported_by, command.model_dump(mode="json"))
+            return Ack(report_id=command.report_id, applicant_id="", stage=self.phase, effect=effect,
+                       recorded_at=workflow.now())
+
+        return self.ledger.accept(command, apply, answer)
 
     def _decide(self, phase: str, outcome: str, actor: str, inputs: dict) -> None:
         self.decisions.append(
