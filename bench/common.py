@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import platform
 import resource
 import shutil
@@ -19,7 +20,7 @@ from rich.table import Table
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 def bench_settings(data_dir: Path, task_queue: str = "casn-bench") -> Settings:
