@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import platform
 import resource
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
