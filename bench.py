@@ -8,6 +8,7 @@
     python3 run.py bench registrations --size 500
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench big-formasi --size 5000
+    python3 run.py bench profile --size 200          # journeys under py-spy
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
 35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
@@ -27,6 +28,7 @@ from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 
@@ -453,6 +455,21 @@ def big_formasi(size: int = typer.Option(5000, help="applicants (the issue asks 
                                                                        seed, concurrency)})
 
     asyncio.run(main())
+
+
+@app.command()
+def profile(size: int = typer.Option(200, help="applicants of the profiled journeys run"), rate: int = 50):
+    """Run `journeys` under py-spy and show where the worker process spends its time."""
+    from bench.profile_summary import summarise
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    raw = OUT / "profile-journeys.txt"
+    spy = Path(sys.executable).parent / "py-spy"
+    subprocess.run([str(spy), "record", "--rate", str(rate), "--format", "raw", "-o", str(raw), "--",
+                    sys.executable, str(ROOT / "bench.py"), "journeys", "--size", str(size)], cwd=ROOT, check=True)
+    total, active, buckets = summarise(raw)
+    print_table(f"where the worker process spends its time ({active} active of {total} samples; {raw})",
+                [(name, f"{n / active:.0%}") for name, n in buckets])
 
 
 if __name__ == "__main__":
