@@ -15,6 +15,7 @@ from domain.messages import (
     AdminReport,
     AppealAnswer,
     AppealFiling,
+    CloseWindow,
     Disqualification,
     FilingReport,
     GateReport,
@@ -42,13 +43,23 @@ EXPECTED = {
     "A7": ("T/L", None),  # F2, below threshold
     "A8": ("P", None),  # F1, passed the threshold but 4th: outside 3 x quota
     "A9": ("DIS", None),  # F2's only SKB participant, disqualified during SKB
+    "A10": ("TH", "TH"),  # F1, tied exactly with A3 at the cut: goes on too, then misses the SKB CAT
+    "B1": ("TMS-SKB", "TMS-SKB"),  # F3 (disabilitas): passes its category's threshold, health TMS
+    "B2": ("T/L", None),  # F3: below even the disabilitas threshold
+    "C1": ("TMS-DRH", "P/L"),  # F4: wins its seat, files an incomplete DRH
 }
+FORMASI_OF = {"A7": "F2", "A9": "F2", "B1": "F3", "B2": "F3", "C1": "F4"}
+CATEGORY_OF = {"B1": "disabilitas", "B2": "disabilitas"}
+LATSAR_PASSES = {"A1": True, "A3": True}
 
 SKD = {  # twk, tiu, tkp
     "A1": (120, 140, 190), "A2": (110, 130, 185), "A3": (100, 120, 180), "A4": (60, 90, 170),
-    "A7": (70, 75, 170), "A8": (90, 100, 170), "A9": (100, 100, 180),
+    "A7": (70, 75, 170), "A8": (90, 100, 170), "A9": (100, 100, 180), "A10": (100, 120, 180),
+    # B1 fails the general rules (TWK 60 < 65) but meets disabilitas: total 290 >= 286, TIU 65 >= 60.
+    "B1": (60, 65, 165), "B2": (50, 55, 170), "C1": (100, 100, 180),
 }
-SKB = {"A1": (450, 90), "A2": (400, 80), "A3": (380, 80)}  # cat /500, praktik /100
+SKB = {"A1": (450, 90), "A2": (400, 80), "A3": (380, 80), "B1": (300, 70), "C1": (350, 75)}  # cat, praktik
+HEALTH_TMS = {"B1"}
 
 
 async def _state(client, round_id: str, applicant_id: str) -> JourneyState:
@@ -74,9 +85,12 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     t0 = datetime.now(UTC)
     config = compressed_round(
         round_id,
-        [formasi("F1", 1), formasi("F2", 1)],
-        {"registration": (-60, 4), "administration": (4, 8), "skd": (12, 22), "skb": (22, 32),
-         "filing": (34, 60), "latsar": (60, 64)},
+        [formasi("F1", 1), formasi("F2", 1), formasi("F3", 1, jabatan="Arsiparis Terampil", category="disabilitas"),
+         formasi("F4", 1, jabatan="Analis Kebijakan Ahli Pertama")],
+        # Registration closes on its timer; the later windows are long and the committee closes
+        # each early (with a reason) once its results are in, as the demo does.
+        {"registration": (-60, 5), "administration": (5, 600), "skd": (600, 1200), "skb": (1200, 1800),
+         "filing": (1800, 2400), "latsar": (2400, 3000)},
         t0=t0,
     )
     path = tmp_path / "round.toml"
@@ -88,7 +102,8 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     _, created_again = await api.create_round(path, OPERATOR)
     assert not created_again
 
-    people = {n: registration(i, "F2" if n in ("A7", "A9") else "F1") for i, n in enumerate(EXPECTED, start=1)}
+    people = {n: registration(i, FORMASI_OF.get(n, "F1"), category=CATEGORY_OF.get(n, "umum"))
+              for i, n in enumerate(EXPECTED, start=1)}
     ids = {}
     for name, reg in people.items():
         result = await api.register(config, reg, "sscasn", now=t0 + timedelta(seconds=1))
@@ -103,12 +118,18 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     async def report(name, update, message):
         return await api.report(round_id, ids[name], update, message)
 
+    async def close(window):
+        await _wait_phase(api, round_id, window)
+        await api.command(round_id, "close_window", CloseWindow(
+            report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="all results are in"))
+
     for name in EXPECTED:
         await _wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
         findings = [DocumentFinding(document="ijazah", reason="not legalised")] if name in ("A4", "A5") else []
         await report(name, "report_admin", AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator",
                                                          findings=findings))
 
+    await close("administration")
     await _wait_stage(client, round_id, ids["A4"], {Stage.ADMIN_APPEAL})
     await report("A4", "file_appeal", AppealFiling(report_id="appeal-A4", reported_by="sscasn", reason="legalised"))
     await report("A4", "answer_appeal", AppealAnswer(report_id="ans-A4", reported_by="bkpsdm-verifikator",
@@ -130,7 +151,8 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     assert (await _state(client, round_id, ids["A6"])).skd_total is None  # refused reports left no trace
     assert (await _state(client, round_id, ids["A6"])).terminal is None
 
-    for name in ("A1", "A2", "A3", "A9"):
+    await close("skd")
+    for name in ("A1", "A2", "A3", "A9", "A10", "B1", "C1"):
         await _wait_stage(client, round_id, ids[name], {Stage.SKB}, timeout=30)
     for name, (cat, praktik) in SKB.items():
         await report(name, "report_skb_score", SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
@@ -138,9 +160,10 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         await report(name, "report_skb_score", SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
                                                               component="praktik", score=praktik))
         await report(name, "report_gate", GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
-                                                     decision="MS"))
+                                                     decision="TMS" if name in HEALTH_TMS else "MS"))
     await report("A9", "disqualify", Disqualification(report_id="dis-A9", reported_by=OPERATOR,
                                                       reason="remote-access cheating found in the CAT audit"))
+    await close("skb")
 
     await _wait_stage(client, round_id, ids["A2"], {Stage.OPTIMALISASI}, timeout=30)
     s2 = await _wait_offer(client, round_id, ids["A2"])
@@ -149,12 +172,18 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     await _wait_offer(client, round_id, ids["A3"])
     await report("A3", "answer_offer", OfferAnswer(report_id="offer-A3", reported_by="sscasn", accept=True))
 
+    await _wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=30)
+    await report("C1", "report_filing", FilingReport(report_id="drh-C1", reported_by="bkpsdm-verifikator",
+                                                     complete=False, missing=["surat keterangan bebas narkoba"]))
     for name in ("A1", "A3"):
         await _wait_stage(client, round_id, ids[name], {Stage.FILING}, timeout=30)
         await report(name, "report_filing", FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
                                                          complete=True))
         await _wait_stage(client, round_id, ids[name], {Stage.LATSAR}, timeout=30)
-        await report(name, "report_latsar", LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True))
+        await report(name, "report_latsar", LatsarReport(report_id=f"latsar-{name}", reported_by="lan",
+                                                         passed=LATSAR_PASSES[name]))
+    await close("filing")
+    await close("latsar")
 
     finals = {}
     for name in EXPECTED:
@@ -176,6 +205,14 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         count = await pool.fetchval("SELECT count(*) FROM decisions WHERE round_id=$1 AND applicant_id=$2",
                                     round_id, ids[name])
         assert count == len(s.decisions)
+
+
+async def _wait_phase(api, round_id, phase, timeout=40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await api.round_state(round_id)).phase != phase:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"round {round_id} never reached phase {phase}")
+        await asyncio.sleep(0.3)
 
 
 async def _wait_offer(client, round_id, applicant_id, timeout=40.0) -> JourneyState:
