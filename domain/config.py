@@ -113,9 +113,10 @@ def _default_thresholds() -> dict[Category, SkdThreshold]:
 class SkdRules(BaseModel, frozen=True):
     """SKD scoring limits, thresholds per category and the SKB cut (multiple of the quota)."""
 
-    twk_max: int = 150
-    tiu_max: int = 175
-    tkp_max: int = 225
+    # Below 1024 each: rank_skd packs the key into one integer per 10-bit part.
+    twk_max: int = Field(default=150, ge=1, le=1000)
+    tiu_max: int = Field(default=175, ge=1, le=1000)
+    tkp_max: int = Field(default=225, ge=1, le=1000)
     step: int = Field(
         default=5, description="TWK and TIU are multiples of this (5 per correct answer)"
     )
