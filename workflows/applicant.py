@@ -104,11 +104,16 @@ class ApplicantJourney:
         self.pending_notifications: list[Notification] = []
         self.pending_reports: list[tuple[str, str, dict]] = []
         self._skb_failure: tuple[Terminal, str] = (Terminal.ABSENT, "")
+        self.project_at_rest = False
+        self.unprojected = False
 
     # --- the process -----------------------------------------------------------------------
 
     @workflow.run
     async def run(self, start: JourneyStart) -> JourneyState:
+        # Project the read model when the journey comes to rest (before it waits), not after
+        # every step: fewer local activities per journey. Older histories project eagerly.
+        self.project_at_rest = workflow.patched("project-at-rest")
         self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
         self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
         try:
@@ -122,7 +127,7 @@ class ApplicantJourney:
         except JourneyEnded:
             pass
         self.stage = Stage.ENDED
-        await self._project()
+        await self._write_projection()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
@@ -672,6 +677,8 @@ class ApplicantJourney:
         timeout = None
         if until is not None:
             timeout = max(until - workflow.now(), timedelta(0))
+        if self.unprojected and not (condition() or self.ending is not None):
+            await self._write_projection()
         try:
             await workflow.wait_condition(lambda: condition() or self.ending is not None, timeout=timeout)
         except TimeoutError:
@@ -732,7 +739,15 @@ class ApplicantJourney:
         self.pending_notifications.append(Notification(key=key, text=text))
 
     async def _project(self) -> None:
+        """The read model needs this state: write it now, or at the next rest (patch project-at-rest)."""
+        if self.project_at_rest:
+            self.unprojected = True
+        else:
+            await self._write_projection()
+
+    async def _write_projection(self) -> None:
         """Write the read-model row (a local activity: one marker event, no extra task)."""
+        self.unprojected = False
         self.version += 1
         reg = self.start.registration
         projection = JourneyProjection(
