@@ -285,6 +285,7 @@ class FormasiStart(BaseModel, frozen=True):
     rules: JourneyRules
     carry: dict | None = None
     page_size: int = 500  # journeys per broadcast page; the formasi may continue-as-new between pages
+    continue_after_events: int = 3000  # continue-as-new at this history length (before the 4,096 suggestion)
 
 
 class RoundStart(BaseModel, frozen=True):

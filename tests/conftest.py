@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
+import hypothesis  # noqa: F401 - imported up front: the hypothesis plugin's late import at session end
+import pytest  # can hit CPython 3.11.7's "AST constructor recursion depth mismatch" in assertion rewriting
 import pytest_asyncio
 
 from runtime.client import connect

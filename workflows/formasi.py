@@ -83,11 +83,13 @@ class FormasiSelection:
     def __init__(self, start: FormasiStart) -> None:
         self.start = start
         self.carry = FormasiCarry.model_validate(start.carry) if start.carry else FormasiCarry()
+        self.own_limit = False
         if self.carry.tracker is None:
             self.carry.tracker = SkdCutTracker(capacity=skd_cut_size(start.formasi.quota, start.rules.skd))
 
     @workflow.run
     async def run(self, start: FormasiStart) -> FormasiState:
+        self.own_limit = workflow.patched("continue-as-new-on-own-count")
         if self.carry.skd_barrier is not None:
             await self._skd_ranking(self.carry.skd_barrier.announcement)
         if self.carry.final_barrier is not None:
@@ -304,7 +306,12 @@ class FormasiSelection:
         )
 
     def _should_continue(self) -> bool:
-        return workflow.info().is_continue_as_new_suggested()
+        info = workflow.info()
+        if info.is_continue_as_new_suggested():
+            return True
+        # The server suggests at 4,096 events; replies that arrive while a page is being
+        # delivered land in the same run, so continue on our own count with a page's margin.
+        return self.own_limit and info.get_current_history_length() >= self.start.continue_after_events
 
     def _continue_as_new(self) -> None:
         self.carry.runs += 1
@@ -315,5 +322,6 @@ class FormasiSelection:
                 rules=self.start.rules,
                 carry=self.carry.model_dump(mode="json"),
                 page_size=self.start.page_size,
+                continue_after_events=self.start.continue_after_events,
             )
         )
