@@ -10,7 +10,6 @@ closes each window early (with a recorded reason) as soon as its results are in.
 from __future__ import annotations
 
 import asyncio
-import csv
 import random
 import time
 import tomllib
@@ -40,6 +39,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.registration import Gender, Registration
+from runtime.announcements import AnnouncementStage, write_announcement
 from runtime.api import RecruitmentApi, RefusedError
 from runtime.settings import Settings
 
@@ -186,13 +186,14 @@ async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/
             ok = await _play(demo, synthetic_applicants(config, size, rng))
             funnel = await _funnel(pool, round_id)
             console.print(funnel)
-            await _export(pool, round_id, out_dir)
+            for stage in AnnouncementStage:
+                await write_announcement(app.stack.database_url, round_id, stage, out_dir)
     finally:
         await pool.close()
     elapsed = time.monotonic() - started
     console.print(f"\nDone in {elapsed:.0f} s. Look next at:\n"
                   f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
-                  f"  announcements     {out_dir}/final.csv\n"
+                  f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
                   f"  an applicant      python audit.py trail {round_id} <registration-no>\n"
                   f"  stop the servers  python run.py stop")
     return 0 if ok else 1
@@ -332,17 +333,3 @@ async def _funnel(pool: asyncpg.Pool, round_id: str) -> Table:
     totals = {o: sum(c.get(o, 0) for c in by_formasi.values()) for o in outcomes}
     table.add_row("[bold]all[/]", *[str(totals[o]) for o in outcomes], str(sum(totals.values())))
     return table
-
-
-async def _export(pool: asyncpg.Pool, round_id: str, out_dir: Path) -> None:
-    rows = await pool.fetch(
-        "SELECT applicant_id, name, formasi_code, skd_total, final_score, final_code, placed_formasi, terminal "
-        "FROM applicants WHERE round_id = $1 ORDER BY formasi_code, final_score DESC NULLS LAST, applicant_id",
-        round_id)
-    with (out_dir / "final.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["registration_no", "name", "formasi", "skd_total", "final_score", "final_code",
-                    "placed_formasi", "outcome"])
-        for r in rows:
-            w.writerow([r["applicant_id"], r["name"], r["formasi_code"], r["skd_total"], r["final_score"],
-                        r["final_code"], r["placed_formasi"], r["terminal"]])

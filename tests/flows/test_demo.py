@@ -25,4 +25,14 @@ async def test_demo_round_ends_every_journey(stack, stack_settings, tmp_path):
     finally:
         await conn.close()
     assert total > 30 and open_journeys == 0
-    assert (round_dir / "final.csv").read_text().count("\n") == total + 1
+    final = (round_dir / f"{round_dir.name}-final.csv").read_text()
+    assert final.count("\n") == 1 + await _count(stack.database_url, round_dir.name, "final_code IS NOT NULL")
+    assert (round_dir / f"{round_dir.name}-skd.html").read_text().startswith("<!doctype html>")
+
+
+async def _count(database_url: str, round_id: str, where: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval(f"SELECT count(*) FROM applicants WHERE round_id = $1 AND {where}", round_id)
+    finally:
+        await conn.close()
