@@ -19,11 +19,22 @@ class ReadModel:
 
     @activity.defn(name="project_journey")
     async def project_journey(self, p: JourneyProjection) -> None:
-        """Upsert the applicant's row (a newer version always wins) and append new decisions."""
+        """Upsert the applicant's row (a newer version always wins) and append what is new.
+
+        One statement, so one round trip and one implicit transaction: the row, the new decisions,
+        the accepted reports and the notifications land together or not at all.
+        """
         s = p.state
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
+        decisions = [
+            {"seq": p.first_seq + i, "at": d.at.isoformat(), "stage": d.stage, "outcome": d.outcome,
+             "actor": d.actor, "input": d.input, "rule_version": d.rule_version, "rules_digest": d.rules_digest}
+            for i, d in enumerate(p.new_decisions)
+        ]
+        reports = [{"report_id": rid, "kind": kind, "content": content} for rid, kind, content in p.reports]
+        notes = [{"key": n.key, "text": n.text} for n in p.notifications]
+        await self.pool.execute(
+            """
+            WITH row AS (
                 INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin,
                     skd_code, skd_total, skb_score, final_score, final_code, placed_formasi, terminal,
                     terminal_reason, sanction_rounds, tmt, version)
@@ -37,44 +48,30 @@ class ReadModel:
                     sanction_rounds = EXCLUDED.sanction_rounds, tmt = EXCLUDED.tmt,
                     version = EXCLUDED.version, updated_at = now()
                 WHERE applicants.version < EXCLUDED.version
-                """,
-                s.round_id, s.applicant_id, s.formasi_code, p.name, p.category, s.stage.value,
-                s.admin.value if s.admin else None, s.skd_code.value if s.skd_code else None,
-                s.skd_total, s.skb_score, s.final_score,
-                s.final_code.value if s.final_code else None, s.placed_formasi,
-                s.terminal.value if s.terminal else None, s.terminal_reason, s.sanction_rounds,
-                s.tmt, p.version,
+            ), new_decisions AS (
+                INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, input,
+                    rule_version, rules_digest)
+                SELECT $1, $2, x.seq, x.at, x.stage, x.outcome, x.actor, x.input, x.rule_version, x.rules_digest
+                FROM jsonb_to_recordset($19::jsonb) AS x(seq integer, at timestamptz, stage text, outcome text,
+                    actor text, input jsonb, rule_version text, rules_digest text)
+                ON CONFLICT DO NOTHING
+            ), new_reports AS (
+                INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
+                SELECT $1, $2, x.report_id, x.kind, x.content
+                FROM jsonb_to_recordset($20::jsonb) AS x(report_id text, kind text, content jsonb)
+                ON CONFLICT DO NOTHING
             )
-            if p.new_decisions:
-                await conn.executemany(
-                    """
-                    INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, input,
-                        rule_version, rules_digest)
-                    VALUES ($1,$2,$3,$4,$5,$6,$7,$8::jsonb,$9,$10)
-                    ON CONFLICT DO NOTHING
-                    """,
-                    [
-                        (s.round_id, s.applicant_id, p.first_seq + i, d.at, d.stage, d.outcome, d.actor,
-                         json.dumps(d.input), d.rule_version, d.rules_digest)
-                        for i, d in enumerate(p.new_decisions)
-                    ],
-                )
-            if p.reports:
-                await conn.executemany(
-                    """
-                    INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
-                    VALUES ($1,$2,$3,$4,$5::jsonb) ON CONFLICT DO NOTHING
-                    """,
-                    [(s.round_id, s.applicant_id, rid, kind, json.dumps(content)) for rid, kind, content in p.reports],
-                )
-            if p.notifications:
-                await conn.executemany(
-                    """
-                    INSERT INTO notifications (round_id, applicant_id, key, text)
-                    VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING
-                    """,
-                    [(s.round_id, s.applicant_id, n.key, n.text) for n in p.notifications],
-                )
+            INSERT INTO notifications (round_id, applicant_id, key, text)
+            SELECT $1, $2, x.key, x.text FROM jsonb_to_recordset($21::jsonb) AS x(key text, text text)
+            ON CONFLICT DO NOTHING
+            """,
+            s.round_id, s.applicant_id, s.formasi_code, p.name, p.category, s.stage.value,
+            s.admin.value if s.admin else None, s.skd_code.value if s.skd_code else None,
+            s.skd_total, s.skb_score, s.final_score,
+            s.final_code.value if s.final_code else None, s.placed_formasi,
+            s.terminal.value if s.terminal else None, s.terminal_reason, s.sanction_rounds,
+            s.tmt, p.version, json.dumps(decisions), json.dumps(reports), json.dumps(notes),
+        )
 
     @activity.defn(name="issue_nip")
     async def issue_nip(self, req: NipRequest) -> NipIssued:
