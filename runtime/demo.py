@@ -59,7 +59,7 @@ def demo_config(round_id: str, now: datetime) -> tuple[RoundConfig, str]:
     start = now - timedelta(minutes=1)
     for i, name in enumerate(names):
         doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
-    doc["appeal"] = {"window": "PT6S", "answer_within": "PT20S"}
+    doc["appeal"] = {"window": "PT10S", "answer_within": "PT20S"}
     doc["offer_answer_within"] = "PT20S"
     import tomli_w
 
@@ -194,8 +194,8 @@ async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/
     console.print(f"\nDone in {elapsed:.0f} s. Look next at:\n"
                   f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
                   f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
-                  f"  an applicant      python audit.py trail {round_id} <registration-no>\n"
-                  f"  stop the servers  python run.py stop")
+                  f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"
+                  f"  stop the servers  python3 run.py stop")
     return 0 if ok else 1
 
 
@@ -269,7 +269,18 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
             reason="remote-access cheating found in the CAT activity log"))
         c.print("  one SKB participant disqualified (DIS) after an audit of the CAT log")
     await demo.close("skb", "demo: every SKB component reported")
-    await demo.wait_until(lambda s: not any(v in ("skb", "final_ranking") for v in s.values()), "final ranking")
+    stages = await demo.wait_until(lambda s: not any(v in ("skb", "final_ranking") for v in s.values()),
+                                   "final ranking")
+    # During the final appeal window a winner of a formasi whose jabatan another formasi shares
+    # withdraws: the seat goes to optimalisasi (the first offer is declined, the next accepted).
+    shared = {f.code for f in cfg.formasi if sum(g.jabatan == f.jabatan for g in cfg.formasi) > 1}
+    leavers = sorted(a for a in ids if stages.get(a) == "filing" and ids[a].formasi_code in shared)
+    if leavers:
+        await demo.send(leavers[0], "withdraw", Withdrawal(report_id=f"aps-{leavers[0]}",
+                                                            reported_by="sscasn-portal",
+                                                            reason="accepted another position"))
+        c.print("  a winner withdrew after the final announcement (APS, barred from the next 2 rounds);"
+                " the seat goes to optimalisasi")
 
     answered: set[str] = set()
     declined_one = False
@@ -291,12 +302,8 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
 
     stages = await demo.wait_until(lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi")
     filing = sorted(a for a in ids if stages.get(a) == "filing")
-    if filing:
-        await demo.send(filing[0], "withdraw", Withdrawal(report_id=f"aps-{filing[0]}", reported_by="sscasn-portal",
-                                                          reason="accepted another position"))
-        c.print("  one passing applicant withdrew (APS, barred from the next 2 rounds)")
     await demo.send_all("filing (DRH)", [(a, "report_filing", FilingReport(
-        report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True)) for a in filing[1:]])
+        report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True)) for a in filing])
     await demo.close("filing", "demo: every DRH verified")
     stages = await demo.wait_until(lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
                                    "NIP and appointment")
