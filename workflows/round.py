@@ -117,7 +117,7 @@ class RecruitmentRound:
     async def _start_formasi(self) -> None:
         rules = journey_rules(self.config)
         for f in self.config.formasi:
-            await workflow.start_child_workflow(
+            handle = await workflow.start_child_workflow(
                 FormasiSelection.run,
                 FormasiStart(
                     round_id=self.config.round_id, formasi=f, rules=rules,
@@ -133,6 +133,12 @@ class RecruitmentRound:
                     ]
                 ),
             )
+            handle.add_done_callback(self._formasi_ended)
+
+    def _formasi_ended(self, ended) -> None:
+        """A formasi that fails or is terminated is worth a warning; its history says why."""
+        if not ended.cancelled() and ended.exception() is not None:
+            workflow.logger.warning("a formasi workflow ended abnormally: %s", ended.exception())
 
     async def _until_closed(self, phase: str) -> None:
         """Sleep until the window closes; an extension or an early close wakes the timer."""
