@@ -3,7 +3,7 @@
 
     python3 run.py demo      # a sample round end to end on the embedded stack
     python3 run.py test      # the whole test suite (what CI runs)
-    python3 run.py lint      # ruff
+    python3 run.py lint      # ruff, and mypy on domain/
     python3 run.py stop      # stop the embedded servers this project started
     python3 run.py bench     # the benchmark harness (long; not part of the tests)
 
@@ -49,7 +49,8 @@ def main(argv: list[str]) -> int:
     commands = {
         "demo": [str(PY), "starter.py", "demo"],
         "test": [str(PY), "-m", "pytest", "-q"],
-        "lint": [str(PY), "-m", "ruff", "check", "."],
+        "lint": [str(PY), "-c", "import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'ruff',"
+                 " 'check', '.']) or subprocess.call([sys.executable, '-m', 'mypy']))"],
         "stop": [str(PY), "worker.py", "stop-stack"],
         "bench": [str(PY), "bench.py"],
     }

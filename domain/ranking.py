@@ -151,8 +151,6 @@ class FinalEntry(BaseModel, frozen=True):
     gpa: float
     birth_date: date
 
-    model_config = {"arbitrary_types_allowed": True}
-
 
 def final_rank_key(e: FinalEntry) -> tuple:
     """Sort key, best first: final score, SKD total, TKP, TIU, TWK, GPA (all higher first), older first."""
