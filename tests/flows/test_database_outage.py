@@ -1,0 +1,125 @@
+"""The read-model database down for a while: reports are still taken, nothing is lost or doubled.
+
+The journeys' histories are the source of truth; their projections into PostgreSQL are local
+activities that retry until the database is back, then the read model equals the workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import tomli_w
+
+from domain.codes import Stage
+from domain.messages import AdminReport, CloseWindow, JourneyState
+from runtime.api import RecruitmentApi
+from runtime.client import connect
+from runtime.embedded import _stop_postgres, ensure_stack, stop_stack
+from runtime.keys import load_or_create_keys
+from runtime.settings import LogFormat, load_settings
+from scripts.record_histories import free_ports
+from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from worker import build_worker
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def private_stack(tmp_path):
+    """A stack of this test's own: stopping its PostgreSQL disturbs no other test."""
+    temporal_port, ui_port, postgres_port = free_ports(3)
+    settings = load_settings(
+        data_dir=tmp_path / "stack", temporal_address=None, database_url=None, temporal_port=temporal_port,
+        temporal_ui_port=ui_port, postgres_port=postgres_port, payload_key=None, pseudonym_key=None,
+        signing_key=None, task_queue="outage-test", log_format=LogFormat.JSON,
+    )
+    info = await ensure_stack(settings)
+    try:
+        yield settings, info
+    finally:
+        stop_stack(settings)
+
+
+async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
+    settings, info = private_stack
+    keys = load_or_create_keys(settings)
+    client = await connect(settings, info, keys)
+    pool = await asyncpg.create_pool(info.database_url, min_size=1, max_size=4)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    config = compressed_round("outage", [formasi("F1", 1)],
+                              {"registration": (-60, 600), "administration": (600, 1200), "skd": (1200, 1800),
+                               "skb": (1800, 2400), "filing": (2400, 3000), "latsar": (3000, 3600)},
+                              t0=datetime.now(UTC))
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    try:
+        async with await build_worker(client, settings, pool):
+            await api.create_round(path, OPERATOR)
+            ids = [(await api.register(config, registration(i, "F1"), "sscasn")).applicant_id for i in (1, 2, 3)]
+            for a in ids:
+                await _wait_stage(client, "outage", a, {Stage.ADMIN_CHECK})
+
+            assert _stop_postgres(settings.data_dir.resolve()) is not None
+            # With the database down the engine still takes the results and decides.
+            for i, a in enumerate(ids):
+                await api.report("outage", a, "report_admin",
+                                 AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator"))
+            await api.command("outage", "close_window", CloseWindow(
+                report_id="close-reg", reported_by=OPERATOR, window="registration", reason="test"))
+            await _wait_phase(api, "outage", "administration")
+            await api.command("outage", "close_window", CloseWindow(
+                report_id="close-adm", reported_by=OPERATOR, window="administration", reason="test"))
+            states = [await _wait_decision(client, a, "MS") for a in ids]
+            await asyncio.sleep(3)  # the projections fail and retry meanwhile
+
+            await ensure_stack(settings)  # PostgreSQL back (the Temporal server is reused)
+            deadline = time.monotonic() + 60
+            while True:
+                rows = await _rows(info.database_url, ids)
+                if all(r is not None and r["admin"] == "MS" for r in rows.values()) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            for a, state in zip(ids, states, strict=True):
+                now = await _state(client, "outage", a)
+                assert rows[a] is not None and rows[a]["admin"] == "MS", (a, rows[a])
+                assert rows[a]["decisions"] == len(now.decisions) >= len(state.decisions)
+                assert rows[a]["reports"] == 1  # the report once, however many retries
+    finally:
+        await pool.close()
+        for a in ids:
+            await client.get_workflow_handle(f"outage/applicant/{a}").terminate("test over")
+
+
+async def _wait_decision(client, applicant_id: str, outcome: str, timeout: float = 30) -> JourneyState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = await _state(client, "outage", applicant_id)
+        if any(d.outcome == outcome for d in state.decisions):
+            return state
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{applicant_id}: no {outcome} decision while the database was down")
+
+
+async def _rows(database_url: str, ids: list[str]) -> dict:
+    try:
+        conn = await asyncpg.connect(database_url, timeout=2)
+    except (OSError, asyncpg.PostgresError):
+        return dict.fromkeys(ids)
+    try:
+        out = {}
+        for a in ids:
+            row = await conn.fetchrow(
+                "SELECT admin, (SELECT count(*) FROM decisions d WHERE d.round_id = a.round_id "
+                "AND d.applicant_id = a.applicant_id) AS decisions, (SELECT count(*) FROM stage_reports r "
+                "WHERE r.round_id = a.round_id AND r.applicant_id = a.applicant_id) AS reports "
+                "FROM applicants a WHERE round_id = 'outage' AND applicant_id = $1", a)
+            out[a] = dict(row) if row else None
+        return out
+    finally:
+        await conn.close()
