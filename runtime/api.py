@@ -23,7 +23,7 @@ from temporalio.service import RPCError
 from domain.config import RoundConfig, load_round_config
 from domain.messages import Ack, JourneyStart, JourneyState, Report, RoundStart
 from domain.registration import Refusal, Registration, check_registration
-from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
+from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, RoundState, journey_rules
@@ -75,7 +75,11 @@ class RecruitmentApi:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(ROUND_ID, config.round_id), SearchAttributePair(WORKFLOW_KIND, "round")]
+                    [
+                        SearchAttributePair(ROUND_ID, config.round_id),
+                        SearchAttributePair(WORKFLOW_KIND, "round"),
+                        SearchAttributePair(RECRUITMENT_STAGE, "registration"),
+                    ]
                 ),
             )
             return config, True

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         SeatVacated,
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
-    from runtime.attributes import FORMASI_CODE, ROUND_ID, WORKFLOW_KIND
+    from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger
@@ -88,7 +88,7 @@ class RecruitmentRound:
         self._decide("registration", "round opened", self.created_by, {"rules_digest": self.config.digest()})
         await self._start_formasi()
         for phase in PHASES:
-            self.phase = phase
+            self._enter(phase)
             await self._until_closed(phase)
             self.closed.append(phase)
             self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
@@ -98,21 +98,27 @@ class RecruitmentRound:
                 await self._tell_formasi("skd_closed")
             elif phase == "skb":
                 await self._tell_formasi("skb_closed")
-        self.phase = "final_appeal"
+        self._enter("final_appeal")
         await workflow.wait_condition(lambda: len(self.results) == len(self.config.formasi))
         await workflow.sleep(self.config.appeal.window)
-        self.phase = "optimalisasi"
+        self._enter("optimalisasi")
         await self._optimalisasi()
         await self._tell_formasi("optimalisasi_closed")
-        self.phase = "filing"
+        self._enter("filing")
         await self._until_closed("filing")
         await self._tell_formasi("filing_closed")
-        self.phase = "latsar"
+        self._enter("latsar")
         await self._until_closed("latsar")
         await self._tell_formasi("round_closed")
-        self.phase = "closed"
+        self._enter("closed")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
+
+    def _enter(self, phase: str) -> None:
+        """Move to a phase; the RecruitmentStage search attribute lets operators filter rounds by it."""
+        self.phase = phase
+        if workflow.patched("stage-search-attribute"):
+            workflow.upsert_search_attributes([RECRUITMENT_STAGE.value_set(phase)])
 
     async def _start_formasi(self) -> None:
         rules = journey_rules(self.config)

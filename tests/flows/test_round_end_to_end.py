@@ -191,6 +191,15 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         finals[name] = (s.terminal.value if s.terminal else None, s.final_code.value if s.final_code else None)
     assert finals == EXPECTED
 
+    await _wait_phase(api, round_id, "closed")
+    query = f"RoundId = '{round_id}' AND RecruitmentStage = 'closed'"
+    for _ in range(20):  # visibility is eventually consistent
+        closed_rounds = [wf.id async for wf in client.list_workflows(query)]
+        if closed_rounds:
+            break
+        await asyncio.sleep(0.25)
+    assert closed_rounds == [f"{round_id}/round"]  # operators can filter rounds by their phase
+
     a1 = await _state(client, round_id, ids["A1"])
     assert a1.nip and a1.nip.startswith("19980517" + "202703" + "1")
     a3 = await _state(client, round_id, ids["A3"])
