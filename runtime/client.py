@@ -6,7 +6,7 @@ import dataclasses
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
 from runtime.codec import AesGcmCodec
 from runtime.embedded import StackInfo
@@ -15,8 +15,16 @@ from runtime.settings import Settings
 
 
 def data_converter(keys: Keys) -> DataConverter:
-    """Pydantic payloads, encrypted with the payload key before they leave the process."""
-    return dataclasses.replace(pydantic_data_converter, payload_codec=AesGcmCodec(keys.payload_key))
+    """Pydantic payloads, encrypted with the payload key before they leave the process.
+
+    Failure messages and stack traces are encoded into a payload too (and so encrypted): a
+    refusal or an error can name a report's content, and the server stores failures in clear.
+    """
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=AesGcmCodec(keys.payload_key),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings, stack: StackInfo, keys: Keys) -> Client:
