@@ -752,7 +752,8 @@ class ApplicantJourney:
         reg = self.start.registration
         projection = JourneyProjection(
             version=self.version,
-            state=self.state(),
+            # The trail travels as new_decisions; the row needs the state without it.
+            state=self.state().model_copy(update={"decisions": []}),
             registration_no=self.start.applicant_id,
             name=reg.name,
             category=reg.category.value,
