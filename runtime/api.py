@@ -6,6 +6,7 @@ updates from its own Temporal client (see README, "Sending results as a service"
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,6 +28,8 @@ from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFL
 from workflows.applicant import ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, RoundState, journey_rules
+
+UPDATE_ATTEMPTS = 5
 
 
 class RefusedError(Exception):
@@ -158,35 +161,42 @@ class RecruitmentApi:
     async def report(self, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
         """Send one report to an applicant's journey; raises RefusedError with the engine's reason."""
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        try:
-            return await handle.execute_update(update, message, result_type=Ack)
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
-        except RPCError as exc:
-            raise RefusedError(
-                f"report {message.report_id} for applicant {applicant_id} in round {round_id}: "
-                + await self._why_not_running(handle, exc)
-            ) from None
+        return await self._update(handle, update, message,
+                                  f"report {message.report_id} for applicant {applicant_id} in round {round_id}")
 
-    async def _why_not_running(self, handle, exc: RPCError) -> str:
-        """Name the reason an update could not reach a journey: unknown, or ended (with its outcome)."""
+    async def _update(self, handle, update: str, message: Report, subject: str) -> Ack:
+        """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            try:
+                return await handle.execute_update(update, message, result_type=Ack)
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+            except RPCError as exc:
+                why = await self._why_not_running(handle, exc)
+                if why is None and attempt < UPDATE_ATTEMPTS:
+                    # The workflow is running but the update was lost with a workflow task the
+                    # server rejected (e.g. a signal raced the workflow's completion). Sending the
+                    # same message again is safe: its report_id makes it idempotent.
+                    await asyncio.sleep(0.2 * attempt)
+                    continue
+                raise RefusedError(f"{subject}: {why or exc.message}") from None
+        raise AssertionError("unreachable")
+
+    async def _why_not_running(self, handle, exc: RPCError) -> str | None:
+        """Why an update could not reach a workflow (unknown, or ended with its outcome); None if running."""
         try:
             description = await handle.describe()
         except RPCError:
-            return "no such applicant in this round"
-        if description.status == WorkflowExecutionStatus.COMPLETED:
+            return "no such applicant in this round" if "/applicant/" in handle.id else "no such round"
+        if description.status == WorkflowExecutionStatus.COMPLETED and "/applicant/" in handle.id:
             state = await handle.query("state", result_type=JourneyState)
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
-            return f"the journey is {description.status.name.lower()}"
-        return exc.message
+            return f"the workflow is {description.status.name.lower()}"
+        return None
 
     async def command(self, round_id: str, update: str, message: Report) -> Ack:
         """Send an operator command to the round."""
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
-        try:
-            return await handle.execute_update(update, message, result_type=Ack)
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        return await self._update(handle, update, message, f"command {message.report_id} to round {round_id}")

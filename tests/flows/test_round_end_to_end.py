@@ -146,6 +146,9 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         await report("A6", "report_skd", SkdReport(report_id="bad", reported_by="cat-bkn", twk=5, tiu=182, tkp=5))
     with pytest.raises(RefusedError, match="not allowed"):
         await report("A6", "report_skd", SkdReport(report_id="x", reported_by="someone", twk=5, tiu=5, tkp=5))
+    with pytest.raises(RefusedError, match="no such applicant in this round"):
+        await api.report(round_id, "NOSUCHAPPLICANT1", "report_skd",
+                         SkdReport(report_id="ghost", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="not allowed to report portal"):
         await report("A6", "withdraw", Withdrawal(report_id="w-A6", reported_by="cat-bkn", reason="spoofed"))
     assert (await _state(client, round_id, ids["A6"])).skd_total is None  # refused reports left no trace
