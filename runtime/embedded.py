@@ -68,6 +68,30 @@ class StackInfo:
     migrations_applied: list[str] = field(default_factory=list)
 
 
+def isolated_settings(data_dir: Path, ports: tuple[int, int, int] | None = None, **overrides) -> Settings:
+    """Settings for an embedded stack of its own: its own data dir, its own ports, its own keys.
+
+    Without `ports` the system hands out free ones (Temporal, its UI, PostgreSQL), so a test or a
+    script never meets a developer's stack or another session's.
+    """
+    if ports is None:
+        sockets = [socket.socket() for _ in range(3)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            ports = tuple(sock.getsockname()[1] for sock in sockets)  # type: ignore[assignment]
+        finally:
+            for sock in sockets:
+                sock.close()
+    assert ports is not None
+    values = {
+        "data_dir": data_dir, "temporal_address": None, "database_url": None, "temporal_namespace": "default",
+        "temporal_port": ports[0], "temporal_ui_port": ports[1], "postgres_port": ports[2],
+        "payload_key": None, "pseudonym_key": None, "signing_key": None, **overrides,
+    }
+    return Settings(**values)
+
+
 async def ensure_stack(settings: Settings) -> StackInfo:
     """Start the embedded servers that are not running (or reuse ours), migrate, register.
 

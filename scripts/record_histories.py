@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import base64
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -147,18 +146,6 @@ async def run_small_round(
     return round_id, ids
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports free right now (the system picks them; held together so that they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     """One JSON file per run, named so that the workflow id can be read back from the name."""
     out.mkdir(parents=True, exist_ok=True)
@@ -175,27 +162,13 @@ async def record(out: Path) -> None:
     import asyncpg
 
     from runtime.client import connect
-    from runtime.embedded import ensure_stack, stop_stack
+    from runtime.embedded import ensure_stack, isolated_settings, stop_stack
     from runtime.keys import load_or_create_keys
-    from runtime.settings import load_settings
     from worker import build_worker
 
     payload_key = base64.b64encode(os.urandom(32)).decode()
-    temporal_port, ui_port, postgres_port = free_ports(3)
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = load_settings(
-            data_dir=Path(data_dir),
-            temporal_address=None,
-            database_url=None,
-            temporal_namespace="default",
-            temporal_port=temporal_port,
-            temporal_ui_port=ui_port,
-            postgres_port=postgres_port,
-            payload_key=payload_key,
-            pseudonym_key=None,
-            signing_key=None,
-            task_queue="record-histories",
-        )
+        settings = isolated_settings(Path(data_dir), payload_key=payload_key, task_queue="record-histories")
         stack = await ensure_stack(settings)
         try:
             keys = load_or_create_keys(settings)

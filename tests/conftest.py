@@ -11,9 +11,9 @@ import pytest  # can hit CPython 3.11.7's "AST constructor recursion depth misma
 import pytest_asyncio
 
 from runtime.client import connect
-from runtime.embedded import ensure_stack, stop_stack
+from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
-from runtime.settings import LogFormat, load_settings
+from runtime.settings import LogFormat
 
 # Not the defaults, so the tests never touch a developer's running demo stack.
 # CASN_TEST_PORT_OFFSET lets two test sessions run side by side on one machine.
@@ -26,17 +26,9 @@ TEST_POSTGRES_PORT = 15432 + _OFFSET
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory):
     """Settings for an embedded stack of the test session's own, under a temporary data_dir."""
-    return load_settings(
-        data_dir=tmp_path_factory.mktemp("stack"),
-        temporal_address=None,
-        database_url=None,
-        temporal_namespace="default",
-        temporal_port=TEST_TEMPORAL_PORT,
-        temporal_ui_port=TEST_TEMPORAL_UI_PORT,
-        postgres_port=TEST_POSTGRES_PORT,
-        payload_key=None,
-        pseudonym_key=None,
-        signing_key=None,
+    return isolated_settings(
+        tmp_path_factory.mktemp("stack"),
+        ports=(TEST_TEMPORAL_PORT, TEST_TEMPORAL_UI_PORT, TEST_POSTGRES_PORT),
         log_format=LogFormat.JSON,
     )
 

@@ -26,10 +26,10 @@ from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_b
 from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
 from runtime.audit_recompute import compare, recompute
 from runtime.client import connect, data_converter
-from runtime.embedded import ensure_stack, stop_stack
+from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
-from runtime.settings import LogFormat, load_settings
-from scripts.record_histories import free_ports, run_small_round
+from runtime.settings import LogFormat
+from scripts.record_histories import run_small_round
 from worker import build_worker
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
@@ -169,21 +169,8 @@ async def audit_stack(tmp_path_factory):
     Apart from the session stack, on ports the system hands out free, so that a concurrent test
     session or another module's workflows cannot change what this audit sees.
     """
-    temporal_port, ui_port, postgres_port = free_ports(3)
-    settings = load_settings(
-        data_dir=tmp_path_factory.mktemp("audit-stack"),
-        temporal_address=None,
-        database_url=None,
-        temporal_namespace="default",
-        temporal_port=temporal_port,
-        temporal_ui_port=ui_port,
-        postgres_port=postgres_port,
-        payload_key=None,
-        pseudonym_key=None,
-        signing_key=None,
-        task_queue="audit-test",
-        log_format=LogFormat.JSON,
-    )
+    settings = isolated_settings(tmp_path_factory.mktemp("audit-stack"), task_queue="audit-test",
+                                 log_format=LogFormat.JSON)
     info = await ensure_stack(settings)
     try:
         keys = load_or_create_keys(settings)

@@ -19,10 +19,9 @@ from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, JourneyState
 from runtime.api import RecruitmentApi
 from runtime.client import connect
-from runtime.embedded import _stop_postgres, ensure_stack, stop_stack
+from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
-from runtime.settings import LogFormat, load_settings
-from scripts.record_histories import free_ports
+from runtime.settings import LogFormat
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from worker import build_worker
@@ -33,12 +32,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest_asyncio.fixture(loop_scope="session")
 async def private_stack(tmp_path):
     """A stack of this test's own: stopping its PostgreSQL disturbs no other test."""
-    temporal_port, ui_port, postgres_port = free_ports(3)
-    settings = load_settings(
-        data_dir=tmp_path / "stack", temporal_address=None, database_url=None, temporal_port=temporal_port,
-        temporal_ui_port=ui_port, postgres_port=postgres_port, payload_key=None, pseudonym_key=None,
-        signing_key=None, task_queue="outage-test", log_format=LogFormat.JSON,
-    )
+    settings = isolated_settings(tmp_path / "stack", task_queue="outage-test", log_format=LogFormat.JSON)
     info = await ensure_stack(settings)
     try:
         yield settings, info
