@@ -78,6 +78,31 @@ def run_command() -> None:
     asyncio.run(run_worker())
 
 
+@app.command("deliver-notifications")
+def deliver_notifications_command(
+    once: bool = typer.Option(False, "--once", help="One pass, then exit (default: every 5 s until stopped)."),
+) -> None:
+    """Hand undelivered notifications to the transport (a JSON-lines file under the data dir)."""
+    from activities.notify import FileTransport, deliver_pending
+    from runtime.app import open_app
+
+    async def main() -> None:
+        ctx = await open_app()
+        transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
+        pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=2)
+        try:
+            while True:
+                count = await deliver_pending(pool, transport)
+                log.info("notifications delivered", count=count, transport=str(transport.path))
+                if once:
+                    return
+                await asyncio.sleep(5)
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
 @app.command("stop-stack")
 def stop_stack_command() -> None:
     """Stop the embedded Temporal server and PostgreSQL that this project started."""

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from activities.notify import FileTransport, deliver_pending
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
@@ -188,12 +189,16 @@ async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/
             console.print(funnel)
             for stage in AnnouncementStage:
                 await write_announcement(app.stack.database_url, round_id, stage, out_dir)
+            sent = await deliver_pending(pool, FileTransport(out_dir / "notifications.jsonl"), batch=100_000,
+                                         round_id=round_id)
+            console.print(f"{sent} notifications delivered to applicants (file transport)")
     finally:
         await pool.close()
     elapsed = time.monotonic() - started
     console.print(f"\nDone in {elapsed:.0f} s. Look next at:\n"
                   f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
                   f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
+                  f"  notifications     {out_dir}/notifications.jsonl\n"
                   f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"
                   f"  stop the servers  python3 run.py stop")
     return 0 if ok else 1

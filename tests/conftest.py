@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported up front: the hypothesis plugin's late import at session end
@@ -24,10 +27,30 @@ TEST_POSTGRES_PORT = 15432 + _OFFSET
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory):
+def server_dir():
+    """Make a data directory for an embedded stack, outside pytest's temporary folder.
+
+    PostgreSQL runs as a system user when we are root and needs to traverse the folders above its
+    data; a concurrent pytest session resets /tmp/pytest-of-root to mode 0700 when it starts.
+    """
+    root = Path(tempfile.mkdtemp(prefix="casn-tests-"))
+    root.chmod(0o755)
+    counter = itertools.count()
+
+    def make(name: str) -> Path:
+        path = root / f"{name}-{next(counter)}"
+        path.mkdir()
+        return path
+
+    yield make
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(server_dir):
     """Settings for an embedded stack of the test session's own, under a temporary data_dir."""
     return isolated_settings(
-        tmp_path_factory.mktemp("stack"),
+        server_dir("stack"),
         ports=(TEST_TEMPORAL_PORT, TEST_TEMPORAL_UI_PORT, TEST_POSTGRES_PORT),
         log_format=LogFormat.JSON,
     )

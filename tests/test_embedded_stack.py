@@ -40,9 +40,9 @@ def _settings(data_dir, **overrides):
 
 
 @pytest.fixture(scope="module")
-def own_settings(tmp_path_factory):
+def own_settings(server_dir):
     """Settings of this module's private stack."""
-    return _settings(tmp_path_factory.mktemp("own-stack"))
+    return _settings(server_dir("own-stack"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -174,12 +174,12 @@ async def test_stop_stack_stops_both_servers(own_stack, own_settings):
         ("postgres", "CASN_POSTGRES_PORT", {"temporal_address": "127.0.0.1:1"}),
     ],
 )
-async def test_port_held_by_a_foreign_socket_is_a_stack_error(tmp_path, server, setting, overrides):
+async def test_port_held_by_a_foreign_socket_is_a_stack_error(server_dir, server, setting, overrides):
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", 0))
         foreign.listen()
         port = foreign.getsockname()[1]
-        settings = _settings(tmp_path, **{f"{server}_port": port}, **overrides)
+        settings = _settings(server_dir("foreign-port"), **{f"{server}_port": port}, **overrides)
 
         with pytest.raises(StackError) as caught:
             await ensure_stack(settings)

@@ -163,13 +163,13 @@ def test_an_unlisted_history_in_a_bundle_is_named(tmp_path):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def audit_stack(tmp_path_factory):
+async def audit_stack(server_dir):
     """A stack of this module's own on ports of its own, with a worker: (client, keys, task queue).
 
     Apart from the session stack, on ports the system hands out free, so that a concurrent test
     session or another module's workflows cannot change what this audit sees.
     """
-    settings = isolated_settings(tmp_path_factory.mktemp("audit-stack"), task_queue="audit-test",
+    settings = isolated_settings(server_dir("audit-stack"), task_queue="audit-test",
                                  log_format=LogFormat.JSON)
     info = await ensure_stack(settings)
     try:

@@ -30,9 +30,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def private_stack(tmp_path):
+async def private_stack(server_dir):
     """A stack of this test's own: stopping its PostgreSQL disturbs no other test."""
-    settings = isolated_settings(tmp_path / "stack", task_queue="outage-test", log_format=LogFormat.JSON)
+    settings = isolated_settings(server_dir("outage"), task_queue="outage-test", log_format=LogFormat.JSON)
     info = await ensure_stack(settings)
     try:
         yield settings, info

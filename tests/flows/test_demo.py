@@ -28,6 +28,8 @@ async def test_demo_round_ends_every_journey(stack, stack_settings, tmp_path):
     final = (round_dir / f"{round_dir.name}-final.csv").read_text()
     assert final.count("\n") == 1 + await _count(stack.database_url, round_dir.name, "final_code IS NOT NULL")
     assert (round_dir / f"{round_dir.name}-skd.html").read_text().startswith("<!doctype html>")
+    delivered = (round_dir / "notifications.jsonl").read_text()
+    assert delivered.count(f'"round_id": "{round_dir.name}"') == delivered.count("\n") >= total  # this round's only
 
 
 async def _count(database_url: str, round_id: str, where: str) -> int:
