@@ -108,7 +108,13 @@ async def ensure_stack(settings: Settings) -> StackInfo:
             temporal_address, started_temporal = str(settings.temporal_address), False
             ui_url = None
         if settings.embedded_postgres:
-            database_url, started_postgres = await _ensure_postgres(settings, data_dir)
+            try:
+                database_url, started_postgres = await _ensure_postgres(settings, data_dir)
+            except BaseException:
+                # Leave nothing behind that this call started: the caller gets the error only.
+                if started_temporal:
+                    _stop_temporal(data_dir)
+                raise
         else:
             database_url, started_postgres = str(settings.database_url), False
     applied = await apply_migrations(database_url)

@@ -18,7 +18,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from runtime.embedded import StackError, ensure_stack, stop_stack
+from runtime.embedded import StackError, ensure_stack, isolated_settings, stop_stack
 from runtime.settings import LogFormat, load_settings
 
 pytestmark = pytest.mark.stack
@@ -187,3 +187,20 @@ async def test_port_held_by_a_foreign_socket_is_a_stack_error(server_dir, server
     message = str(caught.value)
     assert f"port {port}" in message and setting in message
     assert stop_stack(settings) == []
+
+
+async def test_a_failed_start_leaves_no_server_of_ours_running(server_dir):
+    """PostgreSQL cannot start (its port is taken): the Temporal server this call started is stopped."""
+    with socket.socket() as foreign, socket.socket() as free:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        free.bind(("127.0.0.1", 0))
+        temporal_port = free.getsockname()[1]
+        free.close()
+        settings = isolated_settings(server_dir("failed-start"),
+                                     ports=(temporal_port, temporal_port + 1, foreign.getsockname()[1]))
+        with pytest.raises(StackError):
+            await ensure_stack(settings)
+    assert stop_stack(settings) == []  # nothing of ours is left to stop
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", temporal_port)) != 0  # the Temporal server is gone
