@@ -69,6 +69,7 @@ class RecruitmentRound:
     @workflow.init
     def __init__(self, start: RoundStart) -> None:
         self.config = parse_round_config(start.config, "round configuration")
+        self.rules_digest = self.config.digest()  # recorded with every decision; computed once
         self.schedule = self.config.schedule
         self.phase = "registration"
         self.closed: list[str] = []
@@ -85,7 +86,7 @@ class RecruitmentRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
-        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.config.digest()})
+        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.rules_digest})
         await self._start_formasi()
         for phase in PHASES:
             self._enter(phase)
@@ -337,7 +338,7 @@ class RecruitmentRound:
     @workflow.query
     def config_digest(self) -> str:
         """The digest of the rules this round runs by."""
-        return self.config.digest()
+        return self.rules_digest
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -396,6 +397,6 @@ class RecruitmentRound:
                 actor=actor,
                 input=inputs,
                 rule_version=self.config.rule_version,
-                rules_digest=self.config.digest(),
+                rules_digest=self.rules_digest,
             )
         )
