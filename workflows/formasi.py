@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         FinalEntryReply,
         FormasiResult,
         FormasiStart,
+        SkdEntryReply,
         fraction_text,
     )
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
@@ -241,11 +242,8 @@ class FormasiSelection:
             self.carry.queue.append(announcement)
 
     @workflow.signal
-    def skd_entry(self, reply) -> None:
+    def skd_entry(self, reply: SkdEntryReply) -> None:
         """An applicant's answer to the SKD close: its key when it passed its threshold."""
-        from domain.messages import SkdEntryReply
-
-        reply = SkdEntryReply.model_validate(reply) if isinstance(reply, dict) else reply
         barrier = self.carry.skd_barrier
         if barrier is None:
             workflow.logger.warning("skd_entry outside the SKD ranking", extra={"applicant": reply.applicant_id})
