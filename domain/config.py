@@ -14,7 +14,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -250,6 +257,8 @@ class ReportKind(StrEnum):
 class RoundConfig(BaseModel, frozen=True):
     """Everything that defines one instansi's round."""
 
+    _digest: str | None = PrivateAttr(default=None)
+
     round_id: Code
     instansi: str = Field(min_length=1, max_length=200)
     instansi_kind: InstansiKind = InstansiKind.DAERAH
@@ -320,8 +329,10 @@ class RoundConfig(BaseModel, frozen=True):
         return actor in self.reporters.get(kind, [])
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the rules: recorded with every decision."""
-        return rules_digest(self)
+        """SHA-256 of the canonical JSON of the rules: recorded with every decision (computed once)."""
+        if self._digest is None:
+            self._digest = rules_digest(self)
+        return self._digest
 
 
 def rules_digest(model: BaseModel) -> str:

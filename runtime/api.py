@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from domain.config import RoundConfig, load_round_config
-from domain.messages import Ack, JourneyStart, JourneyState, Report, RoundStart
+from domain.messages import Ack, JourneyRules, JourneyStart, JourneyState, Report, RoundStart
 from domain.registration import Refusal, Registration, check_registration
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ApplicantJourney
@@ -64,6 +64,14 @@ class RecruitmentApi:
     client: Client
     task_queue: str
     pseudonym_key: bytes
+    _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
+
+    def _journey_rules(self, config: RoundConfig) -> JourneyRules:
+        """The rules a journey carries, built once per round configuration, not per registration."""
+        digest = config.digest()
+        if digest not in self._rules:
+            self._rules[digest] = journey_rules(config)
+        return self._rules[digest]
 
     async def create_round(self, path: Path, created_by: str) -> tuple[RoundConfig, bool]:
         """Start the round from its file; a second call with the same file creates nothing."""
@@ -125,7 +133,7 @@ class RecruitmentApi:
             applicant_id=applicant_id,
             registration=reg,
             formasi=formasi,
-            rules=journey_rules(config),
+            rules=self._journey_rules(config),
             registered_by=registered_by,
             tmt=config.schedule.tmt,
         )

@@ -69,7 +69,6 @@ class RecruitmentRound:
     @workflow.init
     def __init__(self, start: RoundStart) -> None:
         self.config = parse_round_config(start.config, "round configuration")
-        self.rules_digest = self.config.digest()  # recorded with every decision; computed once
         self.schedule = self.config.schedule
         self.phase = "registration"
         self.closed: list[str] = []
@@ -86,7 +85,7 @@ class RecruitmentRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
-        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.rules_digest})
+        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.config.digest()})
         await self._start_formasi()
         for phase in PHASES:
             self._enter(phase)
@@ -338,7 +337,7 @@ class RecruitmentRound:
     @workflow.query
     def config_digest(self) -> str:
         """The digest of the rules this round runs by."""
-        return self.rules_digest
+        return self.config.digest()
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -397,6 +396,6 @@ class RecruitmentRound:
                 actor=actor,
                 input=inputs,
                 rule_version=self.config.rule_version,
-                rules_digest=self.rules_digest,
+                rules_digest=self.config.digest(),
             )
         )
