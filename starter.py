@@ -79,6 +79,12 @@ class Summary:
     counts: Counter = field(default_factory=Counter)
     refusals: list[RowRefusal] = field(default_factory=list)
 
+    def refuse(self, refusals: list[RowRefusal], errors: ErrorsFile) -> None:
+        """Count a refused row, keep its reasons and write them to the errors file."""
+        self.counts["refused"] += 1
+        self.refusals.extend(refusals)
+        errors.write(refusals)
+
     @property
     def exit_code(self) -> int:
         return EXIT_REFUSED if self.refusals else EXIT_OK
@@ -243,21 +249,16 @@ async def import_registrations(ctx: Context, config_path: Path, csv_path: Path, 
     if checkpoint.start_after:
         ctx.console.print(f"resuming after line {checkpoint.start_after} (checkpoint {checkpoint_path})")
 
-    def refuse(refusals: list[RowRefusal]) -> None:
-        summary.counts["refused"] += 1
-        summary.refusals.extend(refusals)
-        errors.write(refusals)
-
     async def handle(row) -> None:
         try:
             reg = parse_registration(row)
         except RowError as exc:
-            refuse(exc.refusals)
+            summary.refuse(exc.refusals, errors)
             return
         result = await ctx.api.register(config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes)
         if result.status == "refused":
-            refuse([RowRefusal(row.line, r.field, r.value if r.field != "name" else "", r.reason,
-                               result.applicant_id or "") for r in result.refusals])
+            summary.refuse([RowRefusal(row.line, r.field, r.value if r.field != "name" else "", r.reason,
+                                       result.applicant_id or "") for r in result.refusals], errors)
         else:
             summary.counts[result.status] += 1
 
@@ -286,16 +287,11 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
     summary = Summary()
     locks: dict[str, asyncio.Lock] = {}
 
-    def refuse(refusals: list[RowRefusal]) -> None:
-        summary.counts["refused"] += 1
-        summary.refusals.extend(refusals)
-        errors.write(refusals)
-
     async def handle(row) -> None:
         try:
             parsed = parse_report(kind, row, reported_by)
         except RowError as exc:
-            refuse(exc.refusals)
+            summary.refuse(exc.refusals, errors)
             return
         # One report at a time per journey: a workflow takes at most 10 updates in flight.
         lock = locks.setdefault(parsed.applicant_id, asyncio.Lock())
@@ -304,7 +300,8 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
                 sent_at = datetime.now(UTC)
                 ack = await ctx.api.report(round_id, parsed.applicant_id, kind.update, parsed.message)
         except RefusedError as exc:
-            refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc), parsed.message.report_id)])
+            summary.refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc),
+                                       parsed.message.report_id)], errors)
             return
         summary.counts["repeat" if _is_repeat(ack, sent_at) else "accepted"] += 1
 

@@ -169,10 +169,10 @@ class RecruitmentApi:
     async def report(self, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
         """Send one report to an applicant's journey; raises RefusedError with the engine's reason."""
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        return await self._update(handle, update, message,
-                                  f"report {message.report_id} for applicant {applicant_id} in round {round_id}")
+        return await self._update(handle, update, message, journey=True,
+                                  subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}")
 
-    async def _update(self, handle, update: str, message: Report, subject: str) -> Ack:
+    async def _update(self, handle, update: str, message: Report, *, journey: bool, subject: str) -> Ack:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
@@ -181,7 +181,7 @@ class RecruitmentApi:
                 cause = exc.cause
                 raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
             except RPCError as exc:
-                why = await self._why_not_running(handle, exc)
+                why = await self._why_not_running(handle, journey)
                 if why is None and attempt < UPDATE_ATTEMPTS:
                     # The workflow is running but the update was lost with a workflow task the
                     # server rejected (e.g. a signal raced the workflow's completion). Sending the
@@ -191,13 +191,13 @@ class RecruitmentApi:
                 raise RefusedError(f"{subject}: {why or exc.message}") from None
         raise AssertionError("unreachable")
 
-    async def _why_not_running(self, handle, exc: RPCError) -> str | None:
+    async def _why_not_running(self, handle, journey: bool) -> str | None:
         """Why an update could not reach a workflow (unknown, or ended with its outcome); None if running."""
         try:
             description = await handle.describe()
         except RPCError:
-            return "no such applicant in this round" if "/applicant/" in handle.id else "no such round"
-        if description.status == WorkflowExecutionStatus.COMPLETED and "/applicant/" in handle.id:
+            return "no such applicant in this round" if journey else "no such round"
+        if description.status == WorkflowExecutionStatus.COMPLETED and journey:
             state = await handle.query("state", result_type=JourneyState)
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
@@ -207,4 +207,5 @@ class RecruitmentApi:
     async def command(self, round_id: str, update: str, message: Report) -> Ack:
         """Send an operator command to the round."""
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
-        return await self._update(handle, update, message, f"command {message.report_id} to round {round_id}")
+        return await self._update(handle, update, message, journey=False,
+                                  subject=f"command {message.report_id} to round {round_id}")
