@@ -51,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
     from domain.skd import SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
     from workflows.ids import formasi_workflow_id, round_workflow_id
-    from workflows.ledger import Ledger
+    from workflows.ledger import Ledger, decision
 
 PROJECT_TIMEOUT = timedelta(seconds=30)
 
@@ -724,15 +724,7 @@ class ApplicantJourney:
 
     def _decide(self, stage: Stage, outcome: str, actor: str, inputs: dict) -> None:
         self.decisions.append(
-            Decision(
-                at=workflow.now(),
-                stage=stage,
-                outcome=outcome,
-                actor=actor,
-                input=inputs,
-                rule_version=self.rules.rule_version,
-                rules_digest=self.rules.rules_digest,
-            )
+            decision(stage, outcome, actor, inputs, self.rules.rule_version, self.rules.rules_digest)
         )
 
     def _notify(self, key: str, text: str) -> None:

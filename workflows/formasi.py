@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
     from workflows.ids import round_workflow_id
+    from workflows.ledger import decision
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
 
@@ -291,16 +292,10 @@ class FormasiSelection:
             self._decide(stage, outcome, inputs)
 
     def _decide(self, stage: str, outcome: str, inputs: dict) -> None:
+        rules = self.start.rules
         self.carry.decisions.append(
-            Decision(
-                at=workflow.now(),
-                stage=stage,
-                outcome=outcome,
-                actor=f"formasi:{self.start.formasi.code}",
-                input=inputs,
-                rule_version=self.start.rules.rule_version,
-                rules_digest=self.start.rules.rules_digest,
-            )
+            decision(stage, outcome, f"formasi:{self.start.formasi.code}", inputs, rules.rule_version,
+                     rules.rules_digest)
         )
 
     def _should_continue(self) -> bool:

@@ -1,13 +1,14 @@
-"""Idempotency of the messages a workflow accepts: one effect and one answer per report id."""
+"""What a workflow records: one answer per report id (idempotency) and its decisions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import NoReturn
 
+from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from domain.messages import Ack, Report
+from domain.messages import Ack, Decision, Report
 
 
 class Ledger:
@@ -51,3 +52,16 @@ class Ledger:
         ack = answer()
         self.answers[message.report_id] = (message.content_digest(), ack)
         return ack
+
+
+def decision(stage: str, outcome: str, actor: str, inputs: dict, rule_version: str, rules_digest: str) -> Decision:
+    """A decision made now (workflow time) with its input, its actor and the rules it was made by."""
+    return Decision(
+        at=workflow.now(),
+        stage=stage,
+        outcome=outcome,
+        actor=actor,
+        input=inputs,
+        rule_version=rule_version,
+        rules_digest=rules_digest,
+    )

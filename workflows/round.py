@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
-    from workflows.ledger import Ledger
+    from workflows.ledger import Ledger, decision
 
 PHASES = ["registration", "administration", "skd", "skb"]
 
@@ -389,13 +389,5 @@ class RecruitmentRound:
 
     def _decide(self, phase: str, outcome: str, actor: str, inputs: dict) -> None:
         self.decisions.append(
-            Decision(
-                at=workflow.now(),
-                stage=phase,
-                outcome=outcome,
-                actor=actor,
-                input=inputs,
-                rule_version=self.config.rule_version,
-                rules_digest=self.config.digest(),
-            )
+            decision(phase, outcome, actor, inputs, self.config.rule_version, self.config.digest())
         )
