@@ -6,55 +6,103 @@ import asyncio
 import base64
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import BroadcastRequest, BroadcastResult
+from domain.messages import CloseReply
 
 CONCURRENCY = 32
+CLOSE_ATTEMPTS = 5
 
 
 class Broadcaster:
-    """Lists a formasi's running journeys through Temporal's visibility and signals each one."""
+    """Lists a formasi's running journeys through Temporal's visibility and tells each one.
+
+    Modes (BroadcastRequest.mode): "signal" signals `announce` to each; "waiting" first asks each
+    journey (`waits_for` query, no history event) and signals only those that can still use the
+    announcement; "close" sends the `close_stage` update and returns every journey's answer.
+    """
 
     def __init__(self, client: Client) -> None:
         self.client = client
 
     @activity.defn(name="broadcast")
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
-        """Signal `announce` to each running journey; journeys ignore a repeated announcement."""
-        query = (
-            f"CasnKind = 'journey' AND RoundId = '{req.round_id}' "
-            f"AND FormasiCode = '{req.formasi_code}' AND ExecutionStatus = 'Running'"
-        )
-        next_token: str | None = None
-        if req.page_size:
-            listing = self.client.list_workflows(
-                query,
-                page_size=req.page_size,
-                next_page_token=base64.b64decode(req.page_token) if req.page_token else None,
-            )
-            await listing.fetch_next_page()
-            ids = [wf.id for wf in listing.current_page or []]
-            if listing.next_page_token:
-                next_token = base64.b64encode(listing.next_page_token).decode()
-        else:
-            ids = [wf.id async for wf in self.client.list_workflows(query)]
+        """Tell one page (or all) of the formasi's running journeys; every mode is safe to repeat."""
+        if req.mode not in ("signal", "waiting", "close"):
+            raise ValueError(f"broadcast: mode {req.mode!r} is not one of signal, waiting, close")
+        ids, next_token = await self._list(req)
         gate = asyncio.Semaphore(CONCURRENCY)
-        delivered = 0
+        delivered = skipped = 0
+        replies: dict[str, CloseReply] = {}
 
         async def deliver(workflow_id: str) -> None:
-            nonlocal delivered
+            nonlocal delivered, skipped
             async with gate:
+                handle = self.client.get_workflow_handle(workflow_id)
                 try:
-                    await self.client.get_workflow_handle(workflow_id).signal("announce", req.announcement)
+                    if req.mode == "close":
+                        reply = await self._close(handle, req)
+                        if reply is None:
+                            return
+                        replies[workflow_id] = reply
+                    else:
+                        if req.mode == "waiting" and not await handle.query(
+                            "waits_for", req.announcement.phase, result_type=bool
+                        ):
+                            skipped += 1
+                            return
+                        await handle.signal("announce", req.announcement)
                     delivered += 1
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
                         raise
-                    # The journey ended between listing and signalling: nothing to tell it.
+                    # The journey ended between listing and telling it: nothing to tell it.
                 if delivered % 500 == 0:
                     activity.heartbeat(delivered)
 
         await asyncio.gather(*(deliver(i) for i in ids))
-        return BroadcastResult(delivered=delivered, next_page_token=next_token)
+        return BroadcastResult(
+            delivered=delivered,
+            next_page_token=next_token,
+            replies=[replies[i] for i in ids if i in replies],
+            skipped=skipped,
+        )
+
+    async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:
+        query = (
+            f"CasnKind = 'journey' AND RoundId = '{req.round_id}' "
+            f"AND FormasiCode = '{req.formasi_code}' AND ExecutionStatus = 'Running'"
+        )
+        if not req.page_size:
+            return [wf.id async for wf in self.client.list_workflows(query)], None
+        listing = self.client.list_workflows(
+            query,
+            page_size=req.page_size,
+            next_page_token=base64.b64decode(req.page_token) if req.page_token else None,
+        )
+        await listing.fetch_next_page()
+        ids = [wf.id for wf in listing.current_page or []]
+        token = base64.b64encode(listing.next_page_token).decode() if listing.next_page_token else None
+        return ids, token
+
+    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseReply | None:
+        """The journey's answer to the close; None when it has ended (it no longer ranks)."""
+        for attempt in range(1, CLOSE_ATTEMPTS + 1):
+            try:
+                return await handle.execute_update("close_stage", req.announcement, result_type=CloseReply)
+            except RPCError as exc:
+                try:
+                    status = (await handle.describe()).status
+                except RPCError:
+                    return None
+                if status != WorkflowExecutionStatus.RUNNING:
+                    return None
+                if attempt == CLOSE_ATTEMPTS:
+                    raise
+                # Running, but the update was lost with a workflow task the server rejected (a
+                # signal raced the task): the same close again is answered from the journey's record.
+                activity.logger.info("close_stage lost, sending it again: %s", exc.message)
+                await asyncio.sleep(0.2 * attempt)
+        return None

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel
 
-from domain.messages import Announcement, Decision, JourneyState
+from domain.messages import Announcement, CloseReply, Decision, JourneyState
 from domain.registration import Gender
 
 
@@ -56,6 +56,10 @@ class BroadcastRequest(BaseModel, frozen=True):
     announcement: Announcement
     page_size: int = 0  # 0: every journey in one call
     page_token: str | None = None  # base64 of the visibility page token to continue from
+    # "signal": `announce` to each journey (histories before the close-by-update patch);
+    # "close": the `close_stage` update, whose answers come back in the result;
+    # "waiting": `announce` only to the journeys whose `waits_for` query says they need it.
+    mode: str = "signal"
 
 
 class BroadcastResult(BaseModel, frozen=True):
@@ -63,6 +67,8 @@ class BroadcastResult(BaseModel, frozen=True):
 
     delivered: int
     next_page_token: str | None = None  # None: that was the last page
+    replies: list[CloseReply] = []  # mode "close": each journey's answer, in listing order
+    skipped: int = 0  # mode "waiting": running journeys that no longer wait for the announcement
 
 
 class AnnouncementRows(BaseModel, frozen=True):

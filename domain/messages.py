@@ -151,6 +151,11 @@ class JourneyStart(BaseModel, frozen=True):
     rules: JourneyRules
     registered_by: str
     tmt: date
+    # The behaviour the journey was started under. 1: decided by `workflow.patched` markers, as
+    # every history recorded before engine 2 was. 2: every journey patch up to and including
+    # `nip-local-activity` applies from the start, so no patch marker (and no
+    # TemporalChangeVersion upsert) is written. Missing in older start inputs, hence default 1.
+    engine_version: int = 1
 
 
 class Decision(BaseModel, frozen=True):
@@ -212,6 +217,19 @@ class FinalEntryReply(BaseModel, frozen=True):
     """A journey's answer to `skb_closed`: its final entry if it completed SKB and passed every gate."""
 
     applicant_id: str
+    entry: FinalEntry | None = None
+
+
+class CloseReply(BaseModel, frozen=True):
+    """A journey's answer to the `close_stage` update: what the formasi ranks it by, if anything.
+
+    At `skd_closed`: its SKD key when it passed its category's threshold. At `skb_closed`: its
+    final entry when it completed SKB and passed every gate. None when it does not rank.
+    """
+
+    applicant_id: str
+    phase: str
+    key: SkdKey | None = None
     entry: FinalEntry | None = None
 
 

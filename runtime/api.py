@@ -25,7 +25,7 @@ from domain.config import RoundConfig, load_round_config
 from domain.messages import Ack, JourneyRules, JourneyStart, JourneyState, Report, RoundStart
 from domain.registration import Refusal, Registration, check_registration
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
-from workflows.applicant import ApplicantJourney
+from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, RoundState, journey_rules
 
@@ -136,6 +136,7 @@ class RecruitmentApi:
             rules=self._journey_rules(config),
             registered_by=registered_by,
             tmt=config.schedule.tmt,
+            engine_version=ENGINE_VERSION,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         try:

@@ -85,6 +85,7 @@ UPDATE_TYPES: dict[str, type] = {
     "extend_window": ExtendWindow,
     "close_window": CloseWindow,
     "move_tmt": MoveTmt,
+    "close_stage": Announcement,
 }
 
 SIGNAL_TYPES: dict[str, type] = {

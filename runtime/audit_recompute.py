@@ -50,9 +50,9 @@ class JourneyInputs:
         """Messages accepted before the formasi's announcement of `phase` reached this journey."""
         out = []
         for m in self.messages:
+            # The close came as the `announce` signal, or (close-by-update) the `close_stage` update.
             if (
-                m.kind == "signal"
-                and m.name == "announce"
+                (m.kind, m.name) in (("signal", "announce"), ("update", "close_stage"))
                 and getattr(m.content, "phase", "") == phase
             ):
                 break

@@ -131,6 +131,14 @@ class Demo:
                 raise TimeoutError(f"demo: timed out waiting for {what}")
             await asyncio.sleep(0.5)
 
+    async def wait_phase(self, phase: str, timeout: float = 120) -> None:
+        """Wait for the round itself to enter `phase` (its windows close in the round's order)."""
+        deadline = time.monotonic() + timeout
+        while (await self.api.round_state(self.round_id)).phase != phase:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"demo: the round never reached phase {phase}")
+            await asyncio.sleep(0.2)
+
     async def send(self, applicant_id: str, update: str, message) -> None:
         async with self.gate:
             try:
@@ -312,6 +320,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     await demo.close("filing", "demo: every DRH verified")
     stages = await demo.wait_until(lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
                                    "NIP and appointment")
+    await demo.wait_phase("latsar")
     latsar = sorted(a for a in ids if stages.get(a) == "latsar")
     await demo.send_all("Latsar results", [(a, "report_latsar", LatsarReport(
         report_id=f"latsar-{a}", reported_by=demo.reporters["latsar"], passed=i != 0))

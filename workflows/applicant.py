@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import JourneyProjection, NipIssued, NipRequest, Notification
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         Announcement,
         AppealAnswer,
         AppealFiling,
+        CloseReply,
         Decision,
         Disqualification,
         FilingReport,
@@ -54,6 +56,22 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
 
 PROJECT_TIMEOUT = timedelta(seconds=30)
+NIP_TIMEOUT = timedelta(seconds=30)
+ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (see JourneyStart.engine_version)
+
+# Patches that engine 2 applies without a marker. A new patch is added to neither list: it is
+# called with workflow.patched until the next engine version folds it in.
+ENGINE_2_PATCHES = frozenset(
+    {"project-at-rest", "reply-after-end", "record-every-ending", "nip-local-activity"}
+)
+
+# Announcements a journey can no longer use once it is at one of these stages: the broadcast
+# asks (`waits_for`) and skips it, which saves the journey a signal and a workflow task.
+PAST_PHASE: dict[str, frozenset[Stage]] = {
+    "optimalisasi_closed": frozenset({Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
+    "filing_closed": frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
+}
+CLOSES = ("skd_closed", "skb_closed")
 
 
 class JourneyEnded(Exception):
@@ -106,6 +124,7 @@ class ApplicantJourney:
         self._skb_failure: tuple[Terminal, str] = (Terminal.ABSENT, "")
         self.project_at_rest = False
         self.unprojected = False
+        self.close_replies: dict[str, CloseReply] = {}
 
     # --- the process -----------------------------------------------------------------------
 
@@ -113,7 +132,7 @@ class ApplicantJourney:
     async def run(self, start: JourneyStart) -> JourneyState:
         # Project the read model when the journey comes to rest (before it waits), not after
         # every step: fewer local activities per journey. Older histories project eagerly.
-        self.project_at_rest = workflow.patched("project-at-rest")
+        self.project_at_rest = self._patched("project-at-rest")
         self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
         self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
         try:
@@ -295,19 +314,25 @@ class ApplicantJourney:
         """NIP from BKN (once per person, whatever retries) and the SK CPNS with its TMT."""
         self.stage = Stage.NIP
         reg = self.start.registration
-        issued: NipIssued = await workflow.execute_activity(
-            "issue_nip",
-            NipRequest(
-                round_id=self.start.round_id,
-                applicant_id=self.start.applicant_id,
-                birth_date=reg.birth_date,
-                tmt=self.tmt,
-                gender=reg.gender,
-            ),
-            result_type=NipIssued,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        request = NipRequest(
+            round_id=self.start.round_id,
+            applicant_id=self.start.applicant_id,
+            birth_date=reg.birth_date,
+            tmt=self.tmt,
+            gender=reg.gender,
         )
+        retry = RetryPolicy(maximum_interval=timedelta(seconds=30))
+        issued: NipIssued
+        if self._patched("nip-local-activity"):
+            # The NIP service is idempotent per person, so a local activity (one marker, no
+            # activity task, no extra workflow task) is as safe as an activity and cheaper.
+            issued = await workflow.execute_local_activity(
+                "issue_nip", request, result_type=NipIssued, start_to_close_timeout=NIP_TIMEOUT, retry_policy=retry
+            )
+        else:
+            issued = await workflow.execute_activity(
+                "issue_nip", request, result_type=NipIssued, start_to_close_timeout=NIP_TIMEOUT, retry_policy=retry
+            )
         self.nip = issued.nip
         self._decide(Stage.NIP, "issued", "bkn", {"nip": issued.nip})
         self.stage = Stage.APPOINTMENT
@@ -530,7 +555,7 @@ class ApplicantJourney:
         if announcement.phase in self.announcements:
             return
         self.announcements[announcement.phase] = announcement
-        if self.terminal is not None and not workflow.patched("reply-after-end"):
+        if self.terminal is not None and not self._patched("reply-after-end"):
             return
         if announcement.phase == "skd_closed":
             self.skd_closed = True
@@ -538,6 +563,44 @@ class ApplicantJourney:
         elif announcement.phase == "skb_closed":
             self.skb_closed = True
             await self._reply_skb()
+
+    @workflow.update
+    def close_stage(self, announcement: Announcement) -> CloseReply:
+        """The formasi closes SKD or SKB; the answer is what this applicant ranks by, if anything.
+
+        The answer travels back in the update's result, so the journey sends the formasi no signal
+        (and spends no workflow task on one). A repeat, from a retried broadcast page, gets the
+        first answer again.
+        """
+        known = self.close_replies.get(announcement.phase)
+        if known is not None:
+            return known
+        self.announcements.setdefault(announcement.phase, announcement)
+        if announcement.phase == "skd_closed":
+            self.skd_closed = True
+            reply = CloseReply(applicant_id=self.start.applicant_id, phase=announcement.phase, key=self._skd_key())
+        else:
+            self.skb_closed = True
+            reply = CloseReply(applicant_id=self.start.applicant_id, phase=announcement.phase, entry=self._close_skb())
+        self.close_replies[announcement.phase] = reply
+        return reply
+
+    @close_stage.validator
+    def validate_close_stage(self, announcement: Announcement) -> None:
+        if announcement.phase not in CLOSES:
+            raise ApplicationError(
+                f"close_stage for applicant {self.start.applicant_id}: phase {announcement.phase!r} is not one of "
+                f"{', '.join(CLOSES)}",
+                type="ReportRefused",
+                non_retryable=True,
+            )
+
+    @workflow.query
+    def waits_for(self, phase: str) -> bool:
+        """Whether an announcement of `phase` can still change this journey."""
+        if self.terminal is not None or self.ending is not None:
+            return False
+        return self.stage not in PAST_PHASE.get(phase, frozenset())
 
     @workflow.signal
     def offer_seat(self, offer: OptimalisasiOffer) -> None:
@@ -584,24 +647,30 @@ class ApplicantJourney:
         assert self.skd is not None
         return SkdScores(twk=self.skd.twk, tiu=self.skd.tiu, tkp=self.skd.tkp)
 
-    async def _reply_skd(self) -> None:
-        """Tell the formasi this applicant's key (None when absent or below the threshold)."""
-        key = None
-        if self.skd is not None and self.stage == Stage.SKD and self.terminal is None:
-            scores = self._skd_scores()
-            if passes_threshold(scores, self.start.registration.category, self.rules.skd):
-                key = skd_rank_key(scores)
-        await self._formasi().signal(
-            "skd_entry", SkdEntryReply(applicant_id=self.start.applicant_id, key=key)
-        )
+    def _skd_key(self):
+        """This applicant's SKD key, or None when absent, ended or below the threshold."""
+        if self.skd is None or self.stage != Stage.SKD or self.terminal is not None:
+            return None
+        scores = self._skd_scores()
+        if not passes_threshold(scores, self.start.registration.category, self.rules.skd):
+            return None
+        return skd_rank_key(scores)
 
-    async def _reply_skb(self) -> None:
-        """Compose SKB, apply the gates and tell the formasi the final entry (None when out)."""
+    def _close_skb(self) -> FinalEntry | None:
+        """Compose SKB and apply the gates: the final entry, or None when out."""
         self.final_entry = None
         if self.stage == Stage.SKB and self.terminal is None:
             self.final_entry = self._compose_skb()
+        return self.final_entry
+
+    async def _reply_skd(self) -> None:
+        """Tell the formasi this applicant's key by signal (formasi runs before close-by-update)."""
+        await self._formasi().signal("skd_entry", SkdEntryReply(applicant_id=self.start.applicant_id, key=self._skd_key()))
+
+    async def _reply_skb(self) -> None:
+        """Tell the formasi the final entry by signal (formasi runs before close-by-update)."""
         await self._formasi().signal(
-            "final_entry", FinalEntryReply(applicant_id=self.start.applicant_id, entry=self.final_entry)
+            "final_entry", FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb())
         )
 
     def _compose_skb(self) -> FinalEntry | None:
@@ -713,7 +782,7 @@ class ApplicantJourney:
         self.terminal_reason = reason
         last = self.decisions[-1] if self.decisions else None
         caused_by_last = last is not None and last.outcome == terminal.value
-        if workflow.patched("record-every-ending"):
+        if self._patched("record-every-ending"):
             # The ending is its own decision unless the decision just made is the ending itself
             # (a TMS that ends three days later, when the appeal window closes, is recorded again).
             caused_by_last = caused_by_last and last is not None and last.at == workflow.now()
@@ -726,6 +795,12 @@ class ApplicantJourney:
         self.decisions.append(
             decision(stage, outcome, actor, inputs, self.rules.rule_version, self.rules.rules_digest)
         )
+
+    def _patched(self, patch: str) -> bool:
+        """workflow.patched, except that an engine-2 journey has every engine-2 patch without a marker."""
+        if self.start.engine_version >= 2 and patch in ENGINE_2_PATCHES:
+            return True
+        return workflow.patched(patch)
 
     def _notify(self, key: str, text: str) -> None:
         self.pending_notifications.append(Notification(key=key, text=text))

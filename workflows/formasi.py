@@ -7,6 +7,7 @@ the seats; it continues-as-new before the history grows long, carrying that stat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
+    from workflows.applicant import PAST_PHASE
     from workflows.ids import round_workflow_id
     from workflows.ledger import decision
 
@@ -37,6 +39,10 @@ class Barrier(BaseModel):
     announcement: Announcement
     expected: int | None = None  # set once the close announcement has been delivered
     replies: int = 0
+    # True: the close goes out as the journeys' `close_stage` update and each page's answers come
+    # back in the broadcast's result (patch close-by-update). False: `announce` signals, answered
+    # by `skd_entry`/`final_entry` signals that the barrier counts (older histories).
+    by_update: bool = False
 
 
 class Paging(BaseModel):
@@ -119,7 +125,7 @@ class FormasiSelection:
 
     async def _skd_ranking(self, closed: Announcement) -> None:
         """Close SKD for every applicant, collect their keys, find the cut and announce it."""
-        barrier = self.carry.skd_barrier or Barrier(announcement=closed)
+        barrier = self.carry.skd_barrier or self._barrier(closed)
         self.carry.skd_barrier = barrier
         await self._await_replies(barrier)
         tracker = self.carry.tracker
@@ -149,7 +155,7 @@ class FormasiSelection:
 
     async def _final_ranking(self, closed: Announcement) -> None:
         """Close SKB, collect final entries, rank by the full tie-break chain and announce."""
-        barrier = self.carry.final_barrier or Barrier(announcement=closed)
+        barrier = self.carry.final_barrier or self._barrier(closed)
         self.carry.final_barrier = barrier
         await self._await_replies(barrier)
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
@@ -184,7 +190,13 @@ class FormasiSelection:
         self.carry.final_barrier = None
         self.carry.processed.append(closed.announcement_id)
 
+    def _barrier(self, closed: Announcement) -> Barrier:
+        return Barrier(announcement=closed, by_update=workflow.patched("close-by-update"))
+
     async def _await_replies(self, barrier: Barrier) -> None:
+        if barrier.by_update:
+            barrier.expected = await self._deliver(barrier.announcement, "close", lambda page: self._absorb(barrier, page))
+            return
         if barrier.expected is None:
             barrier.expected = await self._deliver(barrier.announcement)
         while True:
@@ -195,19 +207,37 @@ class FormasiSelection:
                 return
             self._continue_as_new()
 
-    async def _deliver(self, announcement: Announcement) -> int:
+    def _absorb(self, barrier: Barrier, page: BroadcastResult) -> None:
+        """Take one page's answers to a close: SKD keys into the cut tracker, final entries kept."""
+        for reply in page.replies:
+            barrier.replies += 1
+            if reply.key is not None and self.carry.tracker is not None:
+                self.carry.tracker.add(reply.applicant_id, tuple(reply.key))
+            if reply.entry is not None and all(e.applicant_id != reply.applicant_id for e in self.carry.final_entries):
+                self.carry.final_entries.append(reply.entry)
+
+    async def _deliver(
+        self, announcement: Announcement, mode: str | None = None, on_page: Callable[[BroadcastResult], None] | None = None
+    ) -> int:
         """Tell every running journey, a page at a time, continuing-as-new between pages if asked.
 
         Replies to a close arrive while later pages are still being delivered; paging keeps a
-        run's history bounded however large the formasi is.
+        run's history bounded however large the formasi is. `on_page` takes each page's result
+        before the paging moves on, so a continue-as-new between pages carries what it held.
         """
         if not workflow.patched("paged-broadcast"):
             return (await self._broadcast(announcement, 0, None)).delivered
+        if mode is None:
+            # Announcements that only some journeys can still use go only to those (they are asked).
+            waiting = announcement.phase in PAST_PHASE and workflow.patched("broadcast-to-waiting")
+            mode = "waiting" if waiting else "signal"
         paging = self.carry.paging
         if paging is None or paging.announcement_id != announcement.announcement_id:
             paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
         while True:
-            page = await self._broadcast(announcement, self.start.page_size, paging.page_token)
+            page = await self._broadcast(announcement, self.start.page_size, paging.page_token, mode)
+            if on_page is not None:
+                on_page(page)
             paging.delivered += page.delivered
             paging.page_token = page.next_page_token
             if page.next_page_token is None:
@@ -217,7 +247,9 @@ class FormasiSelection:
         self.carry.paging = None
         return paging.delivered
 
-    async def _broadcast(self, announcement: Announcement, page_size: int, token: str | None) -> BroadcastResult:
+    async def _broadcast(
+        self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal"
+    ) -> BroadcastResult:
         return await workflow.execute_activity(
             "broadcast",
             BroadcastRequest(
@@ -226,6 +258,7 @@ class FormasiSelection:
                 announcement=announcement,
                 page_size=page_size,
                 page_token=token,
+                mode=mode,
             ),
             result_type=BroadcastResult,
             start_to_close_timeout=BROADCAST_TIMEOUT,

@@ -47,7 +47,7 @@ from activities.contracts import (
 )
 from domain.appointment import format_nip
 from domain.config import RoundConfig
-from domain.messages import JourneyState
+from domain.messages import CloseReply, JourneyState
 from domain.registration import Registration
 from runtime.api import RecruitmentApi
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
@@ -77,18 +77,26 @@ class StandInActivities:
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
         """Signal `announce` to the formasi's running journeys (from the registry, not visibility)."""
         self.broadcasts.append(req)
-        delivered = 0
+        delivered = skipped = 0
+        replies = []
         for workflow_id in self.journeys[(req.round_id, req.formasi_code)]:
             handle = self.client.get_workflow_handle(workflow_id)
             if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
                 continue
             try:
-                await handle.signal("announce", req.announcement)
+                if req.mode == "close":
+                    replies.append(await handle.execute_update("close_stage", req.announcement, result_type=CloseReply))
+                elif req.mode == "waiting" and not await handle.query("waits_for", req.announcement.phase,
+                                                                      result_type=bool):
+                    skipped += 1
+                    continue
+                else:
+                    await handle.signal("announce", req.announcement)
                 delivered += 1
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return BroadcastResult(delivered=delivered)
+        return BroadcastResult(delivered=delivered, replies=replies, skipped=skipped)
 
     @activity.defn(name="project_journey")
     async def project_journey(self, p: JourneyProjection) -> None:
