@@ -14,11 +14,12 @@ import asyncpg
 import typer
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from activities.broadcast import Broadcaster
 from activities.readmodel import ReadModel
 from runtime.logs import get_logger
+from runtime.sandbox import CompiledSandboxRunner
 from runtime.settings import Settings
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
@@ -44,7 +45,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
         # passed through instead of re-imported for each new workflow instance: the workflow
         # modules hold no module-level state, and re-importing them cost ~11% of a journey's
         # worker time (BENCHMARKS.md, profile).
-        workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+        workflow_runner=CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

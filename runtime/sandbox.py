@@ -1,0 +1,56 @@
+"""The workflow sandbox, without its per-payload overhead.
+
+temporalio's sandboxed instance (1.35.0) enters the sandbox by `exec` of a short source string,
+under its restricted importer and builtins: once per activation, and twice more for every
+payload it converts, only to ask the instance inside for the payload's serialization context
+and external-store context. The profile of a journeys run put about a fifth of the worker's CPU
+there. This runner changes two things and nothing else:
+
+- each entry string is compiled once (they are a handful of constants) instead of on every
+  `exec`;
+- the two context lookups call the instance inside directly. They are the SDK's own bookkeeping
+  (workflow info and pending commands), run no workflow code and import nothing, so they need
+  neither the restricted importer nor the sandbox's builtins.
+
+Activations still run inside the sandbox with every restriction (imports, builtins, the
+determinism checks): workflow code sees no difference.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from types import CodeType
+from typing import Any
+
+from temporalio.converter import SerializationContext
+from temporalio.converter._extstore import StorageDriverStoreContext
+from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
+from temporalio.worker._command_aware_visitor import CommandInfo
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox._runner import _Instance
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> CodeType:
+    return compile(source, "<temporal-sandbox>", "exec")
+
+
+class _CompiledInstance(_Instance):
+    def _run_code(self, code: str | CodeType, **extra_globals: Any) -> None:  # type: ignore[override]
+        super()._run_code(_compiled(code) if isinstance(code, str) else code, **extra_globals)  # type: ignore[arg-type]
+
+    def _inside(self) -> Any:
+        return self.globals_and_locals["__temporal_in_sandbox"]
+
+    def get_serialization_context(self, command_info: CommandInfo | None) -> SerializationContext | None:
+        return self._inside().get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: CommandInfo | None) -> StorageDriverStoreContext:
+        return self._inside().get_external_store_context(command_info)
+
+
+class CompiledSandboxRunner(SandboxedWorkflowRunner):
+    """SandboxedWorkflowRunner whose instances compile the sandbox's entry code once per process."""
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        return _CompiledInstance(det, self.runner_class, self.restrictions)

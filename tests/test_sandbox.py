@@ -1,0 +1,87 @@
+"""The worker's sandbox runner (runtime/sandbox.py) keeps the sandbox and drops only its overhead.
+
+Runs on Temporal's time-skipping test server with the project's data converter (the AES-GCM
+codec, so every payload goes through the context lookups the runner short-cuts).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxRestrictions
+
+from runtime.client import data_converter
+from runtime.sandbox import CompiledSandboxRunner, _compiled
+
+
+@activity.defn(name="sandbox_echo")
+async def echo(text: str) -> str:
+    return f"echo:{text}"
+
+
+@workflow.defn(sandboxed=True)
+class SandboxProbe:
+    def __init__(self) -> None:
+        self.told: list[str] = []
+
+    @workflow.run
+    async def run(self, text: str) -> list[str]:
+        import datetime as dt
+
+        try:
+            dt.datetime.now()
+            clock = "the wall clock was readable"
+        except Exception as exc:  # the sandbox's RestrictedWorkflowAccessError
+            clock = type(exc).__name__
+        answer = await workflow.execute_activity("sandbox_echo", text, result_type=str,
+                                                 start_to_close_timeout=timedelta(seconds=10))
+        local = await workflow.execute_local_activity("sandbox_echo", "local", result_type=str,
+                                                      start_to_close_timeout=timedelta(seconds=10))
+        await workflow.wait_condition(lambda: bool(self.told))
+        return [clock, answer, local, *self.told]
+
+    @workflow.signal
+    def tell(self, text: str) -> None:
+        self.told.append(text)
+
+
+@workflow.defn(sandboxed=True)
+class SandboxBreaker:
+    @workflow.run
+    async def run(self) -> str:
+        raise RuntimeError("a workflow failure still travels through the failure converter")
+
+
+async def test_compiled_runner_keeps_restrictions_and_round_trips_payloads(test_server_path, keys):
+    runner = CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
+    )
+    async with env:
+        queue = f"sandbox-{uuid.uuid4().hex[:8]}"
+        async with Worker(env.client, task_queue=queue, workflows=[SandboxProbe, SandboxBreaker], activities=[echo],
+                          workflow_runner=runner, workflow_failure_exception_types=[RuntimeError]):
+            hits_before = _compiled.cache_info().hits
+            handle = await env.client.start_workflow(SandboxProbe.run, "secret", id=f"probe-{uuid.uuid4().hex[:6]}",
+                                                     task_queue=queue)
+            await handle.signal(SandboxProbe.tell, "signal payload")
+            result = await handle.result()
+            assert result == ["RestrictedWorkflowAccessError", "echo:secret", "echo:local", "signal payload"]
+            # Entering the sandbox reused compiled code rather than compiling per activation.
+            assert _compiled.cache_info().hits > hits_before
+            try:
+                await env.client.execute_workflow(SandboxBreaker.run, id=f"breaker-{uuid.uuid4().hex[:6]}",
+                                                  task_queue=queue)
+            except WorkflowFailureError as exc:
+                assert "still travels" in str(exc.cause)
+            else:
+                raise AssertionError("the failing workflow completed")
+            # The payloads the server holds are encrypted: the input text is not readable there.
+            history = await handle.fetch_history()
+            raw = b"".join(e.SerializeToString() for e in history.events)
+            assert b"secret" not in raw
