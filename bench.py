@@ -43,6 +43,7 @@ from bench.common import (
     peak_rss_mib,
     print_table,
 )
+from runtime.db import open_pool
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 DATA_DIR = ROOT / "out" / "bench-data"
@@ -65,7 +66,6 @@ class Ctx:
 
 @asynccontextmanager
 async def stack(keep: bool):
-    import asyncpg
 
     from runtime.api import RecruitmentApi
     from runtime.app import open_app
@@ -83,7 +83,7 @@ async def stack(keep: bool):
     logging.getLogger("temporalio").addHandler(handler)
     console.print(f"stack ready in {time.monotonic() - t:.1f} s: Temporal {ctx.stack.temporal_address}, "
                   f"UI {ctx.stack.ui_url}")
-    pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=10)
+    pool = await open_pool(ctx.stack.database_url, max_size=10)
     worker = await build_worker(ctx.client, settings, pool)
     try:
         async with worker:

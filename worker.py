@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from activities.broadcast import Broadcaster
 from activities.readmodel import ReadModel
+from runtime.db import open_pool
 from runtime.logs import get_logger
 from runtime.sandbox import CompiledSandboxRunner
 from runtime.settings import Settings
@@ -60,7 +61,7 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=10)
+    pool = await open_pool(ctx.stack.database_url, max_size=10)
     try:
         worker = await build_worker(ctx.client, ctx.settings, pool)
         log.info("worker started", task_queue=ctx.settings.task_queue, temporal=ctx.stack.temporal_address,
@@ -90,7 +91,7 @@ def deliver_notifications_command(
     async def main() -> None:
         ctx = await open_app()
         transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
-        pool = await asyncpg.create_pool(ctx.stack.database_url, min_size=1, max_size=2)
+        pool = await open_pool(ctx.stack.database_url, max_size=2)
         try:
             while True:
                 count = await deliver_pending(pool, transport)

@@ -42,6 +42,7 @@ from domain.messages import (
 from domain.registration import Gender, Registration
 from runtime.announcements import AnnouncementStage, write_announcement
 from runtime.api import RecruitmentApi, RefusedError
+from runtime.db import open_pool
 from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
@@ -175,7 +176,7 @@ async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/
     console = Console()
     app = await open_app(settings)
     console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
-    pool = await asyncpg.create_pool(app.stack.database_url, min_size=1, max_size=10)
+    pool = await open_pool(app.stack.database_url, max_size=10)
     worker = await build_worker(app.client, app.settings, pool)
     rng = random.Random(seed)
     now = datetime.now(UTC)

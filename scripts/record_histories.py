@@ -33,6 +33,7 @@ from domain.messages import AdminReport, GateReport, JourneyState, SkbScoreRepor
 from runtime.api import RecruitmentApi  # noqa: E402
 from runtime.audit_bundle import history_file_name  # noqa: E402
 from runtime.audit_history import RecordedHistory, round_histories  # noqa: E402
+from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration  # noqa: E402
 from workflows.ids import journey_workflow_id  # noqa: E402
 
@@ -159,7 +160,6 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
 
 async def record(out: Path) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
-    import asyncpg
 
     from runtime.client import connect
     from runtime.embedded import ensure_stack, isolated_settings, stop_stack
@@ -173,7 +173,7 @@ async def record(out: Path) -> None:
         try:
             keys = load_or_create_keys(settings)
             client = await connect(settings, stack, keys)
-            pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=8)
+            pool = await open_pool(stack.database_url, max_size=8)
             try:
                 async with await build_worker(client, settings, pool):
                     round_id, _ = await run_small_round(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -168,10 +169,16 @@ class RecruitmentRound:
             at=workflow.now(),
             note=note,
         )
-        for f in self.config.formasi:
-            await workflow.get_external_workflow_handle(
-                formasi_workflow_id(self.config.round_id, f.code)
-            ).signal(FormasiSelection.phase, announcement)
+        handles = [
+            workflow.get_external_workflow_handle(formasi_workflow_id(self.config.round_id, f.code))
+            for f in self.config.formasi
+        ]
+        if workflow.patched("tell-formasi-together"):
+            # Every formasi's signal leaves in one workflow task instead of one task per formasi.
+            await asyncio.gather(*(h.signal(FormasiSelection.phase, announcement) for h in handles))
+        else:
+            for h in handles:
+                await h.signal(FormasiSelection.phase, announcement)
 
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""

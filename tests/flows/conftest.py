@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import pytest_asyncio
 
+from runtime.db import open_pool
 from worker import build_worker
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def running_worker(client, stack, stack_settings):
     """Yield (settings, pool) while a worker runs every workflow and activity."""
-    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=8)
+    pool = await open_pool(stack.database_url, max_size=8)
     settings = stack_settings.model_copy(update={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})
     worker = await build_worker(client, settings, pool)
     async with worker:

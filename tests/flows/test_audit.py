@@ -14,7 +14,6 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio import workflow
@@ -26,6 +25,7 @@ from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_b
 from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
 from runtime.audit_recompute import compare, recompute
 from runtime.client import connect, data_converter
+from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
@@ -175,7 +175,7 @@ async def audit_stack(server_dir):
     try:
         keys = load_or_create_keys(settings)
         client = await connect(settings, info, keys)
-        pool = await asyncpg.create_pool(info.database_url, min_size=1, max_size=8)
+        pool = await open_pool(info.database_url, max_size=8)
         try:
             async with await build_worker(client, settings, pool):
                 yield client, keys, settings

@@ -19,6 +19,7 @@ from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, JourneyState
 from runtime.api import RecruitmentApi
 from runtime.client import connect
+from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
@@ -44,7 +45,7 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
     settings, info = private_stack
     keys = load_or_create_keys(settings)
     client = await connect(settings, info, keys)
-    pool = await asyncpg.create_pool(info.database_url, min_size=1, max_size=4)
+    pool = await open_pool(info.database_url, max_size=4)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
     config = compressed_round("outage", [formasi("F1", 1)],
                               {"registration": (-60, 600), "administration": (600, 1200), "skd": (1200, 1800),

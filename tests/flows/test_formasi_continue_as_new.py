@@ -14,7 +14,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 import pytest_asyncio
 import tomli_w
@@ -28,6 +27,7 @@ from domain.skd import SkdScores
 from runtime import attributes
 from runtime.api import RecruitmentApi
 from runtime.client import data_converter
+from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from worker import build_worker
 from workflows.formasi import FormasiState
@@ -210,7 +210,7 @@ async def test_formasi_continues_as_new_and_ranks_correctly(can_env, keys, stack
     client = can_env.client
     count, quota = 80, 3
     settings = stack_settings.model_copy(update={"task_queue": f"can-{uuid.uuid4().hex[:8]}"})
-    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=8)
+    pool = await open_pool(stack.database_url, max_size=8)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
     round_id = f"can-{uuid.uuid4().hex[:6]}"
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
 import pytest
 
 from activities.notify import FileTransport, deliver_pending
+from runtime.db import open_pool
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,7 +30,7 @@ class FlakyTransport:
 
 async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stack, tmp_path):
     round_id = f"notify-{uuid.uuid4().hex[:6]}"
-    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
+    pool = await open_pool(stack.database_url, max_size=2)
     try:
         await pool.executemany(
             "INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, $2, $3, $4)",

@@ -7,11 +7,11 @@ import json
 import time
 import uuid
 
-import asyncpg
 import pytest
 
 from domain.messages import SkdReport
 from runtime.api import RecruitmentApi
+from runtime.db import open_pool
 from tests.flows.test_formasi_continue_as_new import (
     close,
     drive_to_skd,
@@ -35,7 +35,7 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
     started = time.monotonic()
     count, quota = 24, 2
     settings = stack_settings.model_copy(update={"task_queue": f"restart-{uuid.uuid4().hex[:8]}"})
-    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=8)
+    pool = await open_pool(stack.database_url, max_size=8)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
     round_id = f"restart-{uuid.uuid4().hex[:6]}"
     scores = skd_scores(count, quota, seed=3)
