@@ -286,7 +286,7 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
 # --- big formasi -----------------------------------------------------------------------------------
 
 
-async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrency: int) -> dict:
+async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrency: int, to_end: bool) -> dict:
     import random
 
     from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
@@ -300,6 +300,8 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
     regs = applicants(config, size, seed)
     with CpuMeter(ctx.settings) as cpu:
         counts = await driver.play_to_skd_ranking(regs, strong=False)
+        skd_elapsed = time.monotonic() - cpu.started
+        final = await driver.play_after_skd() if to_end else None
     client = ctx.app.client
     fid = formasi_workflow_id(round_id, config.formasi[0].code)
     runs = []
@@ -316,7 +318,10 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         "applicants in the formasi (registered)": len(driver.ids),
         "quota / SKD cut (3 x quota)": f"{quota} / {3 * quota}",
         "outcome after SKD ranking": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-        "elapsed (registration to SKD announcement)": f"{cpu.elapsed:.1f} s",
+        "elapsed (registration to SKD announcement)": f"{skd_elapsed:.1f} s",
+        **({"journeys ended (of registered)": f"{final['ended']} of {len(driver.ids)}",
+            "terminal codes": await terminal_counts(ctx.pool, round_id),
+            "elapsed (registration to the last journey's end)": f"{cpu.elapsed:.1f} s"} if final else {}),
         **{f"  phase {k}": f"{v:.1f} s" for k, v in driver.phases.items()},
         "formasi runs (continue-as-new)": len(runs),
         "events per formasi run": ", ".join(str(r[1]) for r in runs),
@@ -328,8 +333,14 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         **cpu.figures(),
         "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
     }
-    print_table(f"one formasi with {size} applicants, through SKD ranking", fig)
+    print_table(f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}", fig)
     return {"largest": largest, **fig}
+
+
+async def terminal_counts(pool, round_id: str) -> str:
+    rows = await pool.fetch("SELECT terminal, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY terminal "
+                            "ORDER BY n DESC", round_id)
+    return ", ".join(f"{r['terminal'] or 'running'} {r['n']}" for r in rows)
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -445,14 +456,16 @@ def ranking(sizes: str = typer.Option("1000000,4000000", help="comma-separated e
 @app.command("big-formasi")
 def big_formasi(size: int = typer.Option(5000, help="applicants (the issue asks 50,000)"),
                 quota: int = typer.Option(0, help="quota; 0 = size // 40"), seed: int = 5, concurrency: int = 32,
+                to_end: bool = typer.Option(True, "--to-end/--to-skd",
+                                            help="play every stage to the last journey's end, or stop at SKD ranking"),
                 keep_stack: bool = KEEP):
-    """One formasi with many applicants, through SKD ranking; the largest history of any run."""
+    """One formasi with many applicants, end to end; the largest history of any run."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
             save("big-formasi", {"machine": m, **await run_big_formasi(ctx, size, quota or max(1, size // 40),
-                                                                       seed, concurrency)})
+                                                                       seed, concurrency, to_end)})
 
     asyncio.run(main())
 

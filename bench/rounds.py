@@ -69,6 +69,7 @@ class RoundDriver:
         self.ids: dict[str, Registration] = {}
         self.refused: list[str] = []
         self.phases: dict[str, float] = {}
+        self.timeout = 600.0  # per wait; raised with the round's size (see play_to_skd_ranking)
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -100,8 +101,12 @@ class RoundDriver:
             "SELECT stage, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY stage", self.round_id)
         return Counter({r["stage"]: r["n"] for r in rows})
 
-    async def wait(self, ready, what: str, timeout: float = 600) -> Counter:
-        deadline = time.monotonic() + timeout
+    async def stages(self) -> dict[str, str]:
+        rows = await self.pool.fetch("SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id)
+        return {r["applicant_id"]: r["stage"] for r in rows}
+
+    async def wait(self, ready, what: str) -> Counter:
+        deadline = time.monotonic() + self.timeout
         while True:
             counts = await self.stage_counts()
             if ready(counts):
@@ -110,8 +115,8 @@ class RoundDriver:
                 raise TimeoutError(f"bench: timed out waiting for {what}: {dict(counts)}")
             await asyncio.sleep(0.2)
 
-    async def wait_phase(self, phase: str, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_phase(self, phase: str) -> None:
+        deadline = time.monotonic() + self.timeout
         while (await self.api.round_state(self.round_id)).phase != phase:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench: round never reached phase {phase}")
@@ -179,6 +184,7 @@ class RoundDriver:
 
     async def play_to_skd_ranking(self, regs: list[Registration], strong: bool) -> Counter:
         """Registration, administrative check and SKD, up to the SKD announcement."""
+        self.timeout = max(600.0, len(regs) * 0.1)
         n_regs = await self._phase("registration", self.register(regs))
         n = len(self.ids)
         await self._phase("registration", self.wait(lambda c: c["admin_check"] == n, "registrations"))
@@ -197,15 +203,20 @@ class RoundDriver:
     async def play_full(self, regs: list[Registration]) -> Counter:
         """Every applicant through every stage to PNS (quotas wide enough for all)."""
         counts = await self.play_to_skd_ranking(regs, strong=True)
-        skb = [a for a in self.ids]  # strong scores + wide quotas: everyone goes on (checked below)
-        if counts["skb"] != len(self.ids):
+        if counts["skb"] != len(self.ids):  # strong scores + wide quotas: everyone goes on
             raise RuntimeError(f"bench: not every applicant reached SKB: {dict(counts)}")
+        return await self.play_after_skd()
+
+    async def play_after_skd(self) -> Counter:
+        """SKB for those in the cut, the final ranking, optimalisasi, filing, NIP and Latsar, to the end."""
+        skb = sorted(a for a, s in (await self.stages()).items() if s == "skb")
         await self._phase("skb", self.send_all(self.skb_jobs(skb)))
         await self.close("skb")
         await self._phase("final ranking", self.wait(
             lambda c: c["skb"] == 0 and c["final_ranking"] == 0, "final ranking"))
         await self._phase("final ranking", self.wait_phase("filing"))
-        filing = list(self.ids)
+        await self._phase("final ranking", self.wait(lambda c: c["optimalisasi"] == 0, "optimalisasi"))
+        filing = sorted(a for a, s in (await self.stages()).items() if s == "filing")
         await self._phase("filing", self.send_all([(a, "report_filing", FilingReport(
             report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True)) for a in filing]))
         await self.close("filing")
