@@ -43,8 +43,10 @@ SIGNING_KEY = bytes(range(32))
 
 # Each set was recorded by scripts/record_histories.py with the code of its day: the first before
 # the patches 'project-at-rest', 'record-every-ending', 'reply-after-end', 'paged-broadcast' and
-# 'continue-as-new-on-own-count', v2 after them. Both must replay with the current code.
-RECORDED_SETS = [RECORDED, RECORDED / "v2"]
+# 'continue-as-new-on-own-count', v2 after them, v3 after 'close-by-update' (closes are the
+# journeys' close_stage update) with engine-2 journeys (no patch markers). All must replay with
+# the current code.
+RECORDED_SETS = [RECORDED, RECORDED / "v2", RECORDED / "v3"]
 
 
 def recorded_converter(directory: Path = RECORDED):
@@ -105,6 +107,14 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         "the journey that ended (T/L) recorded its decisions; the variant must differ from them"
     )
     assert "rules 2025.1" in drifted[0].drift
+
+
+async def test_recompute_of_a_round_closed_by_update_matches():
+    v3 = RECORDED / "v3"
+    result = await recompute(load_histories(v3), recorded_converter(v3))
+    assert result.differences() == []
+    announced, recomputed = result.pairs[0]
+    assert announced.ranked and announced.winners == recomputed.winners and announced.cut_key == recomputed.cut_key
 
 
 async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_is_named():
