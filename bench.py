@@ -28,6 +28,7 @@ from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -110,14 +111,21 @@ def save(name: str, figures: dict) -> None:
 # --- baseline -----------------------------------------------------------------------------------
 
 
-async def run_baseline(ctx: Ctx, size: int, concurrency: int) -> dict:
+async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "stock") -> dict:
+    """runner "stock": the SDK's default sandbox (the bare engine); "project": the worker's own
+    CompiledSandboxRunner, to show how much of the ratio that runner accounts for."""
     from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
     from bench.baseline_wf import BaselineJourney, noop
+    from runtime.sandbox import CompiledSandboxRunner
 
     queue = f"{ctx.settings.task_queue}-baseline"
     client = ctx.app.client
+    workflow_runner = (CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+                       if runner == "project" else SandboxedWorkflowRunner())  # "stock"
     worker = Worker(client, task_queue=queue, workflows=[BaselineJourney], activities=[noop],
+                    workflow_runner=workflow_runner,
                     max_cached_workflows=ctx.settings.worker_max_cached_workflows,
                     max_concurrent_activities=ctx.settings.worker_max_concurrent_activities)
     gate = asyncio.Semaphore(concurrency)
@@ -141,6 +149,7 @@ async def run_baseline(ctx: Ctx, size: int, concurrency: int) -> dict:
     fig = {
         "workflows": size,
         "shape": f"{JOURNEY_SIDE_EFFECTS} no-op activities + {JOURNEY_UPDATES} updates each",
+        "workflow runner": "SDK default sandbox" if runner == "stock" else "the worker's CompiledSandboxRunner",
         "concurrency (journeys in flight)": concurrency,
         "elapsed": f"{cpu.elapsed:.1f} s",
         "baseline journeys/s": f"{rate:.2f}",
@@ -346,16 +355,24 @@ async def terminal_counts(pool, round_id: str) -> str:
 # --- commands ---------------------------------------------------------------------------------------
 
 KEEP = typer.Option(False, "--keep-stack", help="leave the bench stack running afterwards")
+class Runner(StrEnum):
+    stock = "stock"
+    project = "project"
+
+
+BASELINE_RUNNER = typer.Option(Runner.stock, "--baseline-runner",
+                               help="stock: the SDK's default sandbox (the bare engine); project: the worker's runner")
 
 
 @app.command()
-def baseline(size: int = typer.Option(100, help="workflows"), concurrency: int = 32, keep_stack: bool = KEEP):
+def baseline(size: int = typer.Option(100, help="workflows"), concurrency: int = 32, keep_stack: bool = KEEP,
+             baseline_runner: Runner = BASELINE_RUNNER):
     """Bare engine: one no-op activity per side effect, one update per report of a full journey."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
-            save("baseline", {"machine": m, **await run_baseline(ctx, size, concurrency)})
+            save("baseline", {"machine": m, **await run_baseline(ctx, size, concurrency, baseline_runner)})
 
     asyncio.run(main())
 
@@ -375,13 +392,13 @@ def journeys(size: int = typer.Option(100, help="applicants"), seed: int = 2027,
 
 @app.command("all")
 def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), seed: int = 2027,
-         concurrency: int = 32, keep_stack: bool = KEEP):
+         concurrency: int = 32, keep_stack: bool = KEEP, baseline_runner: Runner = BASELINE_RUNNER):
     """Baseline and journeys in the same invocation, and their ratio (target >= 1.5)."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
-            b = await run_baseline(ctx, size, concurrency)
+            b = await run_baseline(ctx, size, concurrency, baseline_runner)
             j = await run_journeys(ctx, size, seed, concurrency)
         ratio = j["rate"] / b["rate"]
         print_table("journeys vs bare baseline", {
