@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 
 import asyncpg
 from temporalio import activity
@@ -10,68 +12,154 @@ from temporalio import activity
 from activities.contracts import JourneyProjection, NipIssued, NipRequest
 from domain.appointment import format_nip
 
+_UPSERT_SQL = """
+WITH src AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(round_id text, applicant_id text, formasi_code text,
+        name text, category text, stage text, admin text, skd_code text, skd_total integer, skb_score numeric,
+        final_score numeric, final_code text, placed_formasi text, terminal text, terminal_reason text,
+        sanction_rounds integer, tmt date, version integer)
+), row AS (
+    INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin,
+        skd_code, skd_total, skb_score, final_score, final_code, placed_formasi, terminal,
+        terminal_reason, sanction_rounds, tmt, version)
+    SELECT round_id, applicant_id, formasi_code, name, category, stage, admin, skd_code, skd_total,
+        skb_score, final_score, final_code, placed_formasi, terminal, terminal_reason, sanction_rounds, tmt,
+        version
+    FROM src
+    ON CONFLICT (round_id, applicant_id) DO UPDATE SET
+        stage = EXCLUDED.stage, admin = EXCLUDED.admin, skd_code = EXCLUDED.skd_code,
+        skd_total = EXCLUDED.skd_total, skb_score = EXCLUDED.skb_score,
+        final_score = EXCLUDED.final_score, final_code = EXCLUDED.final_code,
+        placed_formasi = EXCLUDED.placed_formasi, terminal = EXCLUDED.terminal,
+        terminal_reason = EXCLUDED.terminal_reason,
+        sanction_rounds = EXCLUDED.sanction_rounds, tmt = EXCLUDED.tmt,
+        version = EXCLUDED.version, updated_at = now()
+    WHERE applicants.version < EXCLUDED.version
+), new_decisions AS (
+    INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, input,
+        rule_version, rules_digest)
+    SELECT x.round_id, x.applicant_id, x.seq, x.at, x.stage, x.outcome, x.actor, x.input, x.rule_version,
+        x.rules_digest
+    FROM jsonb_to_recordset($2::jsonb) AS x(round_id text, applicant_id text, seq integer, at timestamptz,
+        stage text, outcome text, actor text, input jsonb, rule_version text, rules_digest text)
+    ON CONFLICT DO NOTHING
+), new_reports AS (
+    INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
+    SELECT x.round_id, x.applicant_id, x.report_id, x.kind, x.content
+    FROM jsonb_to_recordset($3::jsonb) AS x(round_id text, applicant_id text, report_id text, kind text,
+        content jsonb)
+    ON CONFLICT DO NOTHING
+)
+INSERT INTO notifications (round_id, applicant_id, key, text)
+SELECT x.round_id, x.applicant_id, x.key, x.text
+FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, text text)
+ON CONFLICT DO NOTHING
+"""
+
+BATCH_MAX = 256
+
+
+def _enum(value) -> str | None:
+    return value.value if value is not None else None
+
+
+def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """The applicant row and the new decision, report and notification rows of one projection."""
+    s = p.state
+    key = {"round_id": s.round_id, "applicant_id": s.applicant_id}
+    row = {
+        **key, "formasi_code": s.formasi_code, "name": p.name, "category": p.category, "stage": s.stage.value,
+        "admin": _enum(s.admin), "skd_code": _enum(s.skd_code), "skd_total": s.skd_total,
+        "skb_score": s.skb_score, "final_score": s.final_score, "final_code": _enum(s.final_code),
+        "placed_formasi": s.placed_formasi, "terminal": _enum(s.terminal), "terminal_reason": s.terminal_reason,
+        "sanction_rounds": s.sanction_rounds, "tmt": s.tmt.isoformat() if s.tmt else None, "version": p.version,
+    }
+    decisions = [
+        {**key, "seq": p.first_seq + i, "at": d.at.isoformat(), "stage": d.stage, "outcome": d.outcome,
+         "actor": d.actor, "input": d.input, "rule_version": d.rule_version, "rules_digest": d.rules_digest}
+        for i, d in enumerate(p.new_decisions)
+    ]
+    reports = [{**key, "report_id": rid, "kind": kind, "content": content} for rid, kind, content in p.reports]
+    notes = [{**key, "key": n.key, "text": n.text} for n in p.notifications]
+    return row, decisions, reports, notes
+
 
 class ReadModel:
-    """Activities over one asyncpg pool. Every write is idempotent under retries."""
+    """Activities over one asyncpg pool. Every write is idempotent under retries.
+
+    Projections are group-committed: while one write is on its way to PostgreSQL, the
+    projections that arrive meanwhile wait and go together in the next statement (at most
+    BATCH_MAX). Each local activity still completes only once its own rows are committed, so a
+    journey never moves on before its read-model row is written. There is no timer: a lone
+    projection is written at once.
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._queue: list[tuple[JourneyProjection, asyncio.Future[None]]] = []
+        self._writing = False
+        self._drainer: asyncio.Task[None] | None = None
+        self.statements = 0  # write statements sent (batches and single fallbacks), for the benchmark
 
     @activity.defn(name="project_journey")
     async def project_journey(self, p: JourneyProjection) -> None:
         """Upsert the applicant's row (a newer version always wins) and append what is new.
 
-        One statement, so one round trip and one implicit transaction: the row, the new decisions,
-        the accepted reports and the notifications land together or not at all.
+        One statement per batch, so one round trip and one implicit transaction: the rows, the
+        new decisions, the accepted reports and the notifications land together or not at all.
         """
-        s = p.state
-        decisions = [
-            {"seq": p.first_seq + i, "at": d.at.isoformat(), "stage": d.stage, "outcome": d.outcome,
-             "actor": d.actor, "input": d.input, "rule_version": d.rule_version, "rules_digest": d.rules_digest}
-            for i, d in enumerate(p.new_decisions)
-        ]
-        reports = [{"report_id": rid, "kind": kind, "content": content} for rid, kind, content in p.reports]
-        notes = [{"key": n.key, "text": n.text} for n in p.notifications]
-        await self.pool.execute(
-            """
-            WITH row AS (
-                INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin,
-                    skd_code, skd_total, skb_score, final_score, final_code, placed_formasi, terminal,
-                    terminal_reason, sanction_rounds, tmt, version)
-                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)
-                ON CONFLICT (round_id, applicant_id) DO UPDATE SET
-                    stage = EXCLUDED.stage, admin = EXCLUDED.admin, skd_code = EXCLUDED.skd_code,
-                    skd_total = EXCLUDED.skd_total, skb_score = EXCLUDED.skb_score,
-                    final_score = EXCLUDED.final_score, final_code = EXCLUDED.final_code,
-                    placed_formasi = EXCLUDED.placed_formasi, terminal = EXCLUDED.terminal,
-                    terminal_reason = EXCLUDED.terminal_reason,
-                    sanction_rounds = EXCLUDED.sanction_rounds, tmt = EXCLUDED.tmt,
-                    version = EXCLUDED.version, updated_at = now()
-                WHERE applicants.version < EXCLUDED.version
-            ), new_decisions AS (
-                INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, input,
-                    rule_version, rules_digest)
-                SELECT $1, $2, x.seq, x.at, x.stage, x.outcome, x.actor, x.input, x.rule_version, x.rules_digest
-                FROM jsonb_to_recordset($19::jsonb) AS x(seq integer, at timestamptz, stage text, outcome text,
-                    actor text, input jsonb, rule_version text, rules_digest text)
-                ON CONFLICT DO NOTHING
-            ), new_reports AS (
-                INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
-                SELECT $1, $2, x.report_id, x.kind, x.content
-                FROM jsonb_to_recordset($20::jsonb) AS x(report_id text, kind text, content jsonb)
-                ON CONFLICT DO NOTHING
-            )
-            INSERT INTO notifications (round_id, applicant_id, key, text)
-            SELECT $1, $2, x.key, x.text FROM jsonb_to_recordset($21::jsonb) AS x(key text, text text)
-            ON CONFLICT DO NOTHING
-            """,
-            s.round_id, s.applicant_id, s.formasi_code, p.name, p.category, s.stage.value,
-            s.admin.value if s.admin else None, s.skd_code.value if s.skd_code else None,
-            s.skd_total, s.skb_score, s.final_score,
-            s.final_code.value if s.final_code else None, s.placed_formasi,
-            s.terminal.value if s.terminal else None, s.terminal_reason, s.sanction_rounds,
-            s.tmt, p.version, json.dumps(decisions), json.dumps(reports), json.dumps(notes),
-        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((p, done))
+        if not self._writing:
+            self._writing = True
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
+                await self._write_batch(batch)
+        finally:
+            self._writing = False
+
+    async def _write_batch(self, batch: list[tuple[JourneyProjection, asyncio.Future[None]]]) -> None:
+        try:
+            await self._write([p for p, _ in batch])
+        except Exception:  # noqa: BLE001 - one bad projection must not fail the others with it
+            if len(batch) == 1:
+                _settle(batch[0][1], sys.exc_info()[1])
+                return
+            for p, done in batch:
+                try:
+                    await self._write([p])
+                except Exception as exc:  # noqa: BLE001 - its own activity fails and retries
+                    _settle(done, exc)
+                else:
+                    _settle(done, None)
+            return
+        for _, done in batch:
+            _settle(done, None)
+
+    async def _write(self, projections: list[JourneyProjection]) -> None:
+        # A journey's projections are sequential (one local activity at a time), but a retried
+        # activity may meet its first attempt here: keep the newest version of each applicant,
+        # since one statement cannot update a row twice. Both activities' rows are kept anyway.
+        rows: dict[tuple[str, str], dict] = {}
+        decisions: list[dict] = []
+        reports: list[dict] = []
+        notes: list[dict] = []
+        for p in projections:
+            row, d, r, n = _projection_rows(p)
+            key = (row["round_id"], row["applicant_id"])
+            if key not in rows or rows[key]["version"] < row["version"]:
+                rows[key] = row
+            decisions += d
+            reports += r
+            notes += n
+        self.statements += 1
+        await self.pool.execute(_UPSERT_SQL, json.dumps(list(rows.values())), json.dumps(decisions),
+                                json.dumps(reports), json.dumps(notes))
 
     @activity.defn(name="issue_nip")
     async def issue_nip(self, req: NipRequest) -> NipIssued:
@@ -108,3 +196,12 @@ class ReadModel:
                 return NipIssued(nip=nip, newly_issued=False)
             activity.logger.info("nip issued", extra={"applicant": req.applicant_id})
             return NipIssued(nip=nip, newly_issued=True)
+
+
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():  # the activity was cancelled meanwhile
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
