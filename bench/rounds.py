@@ -28,6 +28,7 @@ from domain.registration import Registration
 from runtime.api import RecruitmentApi, RefusedError
 from runtime.demo import EXAMPLE, _score, synthetic_applicants
 
+POLL = 0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
 WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]
 
 
@@ -43,7 +44,7 @@ def bench_config(round_id: str, now: datetime, *, quota: int | None = None, sing
     start = now - timedelta(minutes=1)
     for i, name in enumerate(WINDOWS):
         doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
-    doc["appeal"] = {"window": "PT1S", "answer_within": "PT5S"}
+    doc["appeal"] = {"window": "PT0.2S", "answer_within": "PT5S"}
     doc["offer_answer_within"] = "PT5S"
     if single_formasi:
         doc["formasi"] = doc["formasi"][:1]
@@ -113,14 +114,14 @@ class RoundDriver:
                 return counts
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench: timed out waiting for {what}: {dict(counts)}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL)
 
     async def wait_phase(self, phase: str) -> None:
         deadline = time.monotonic() + self.timeout
         while (await self.api.round_state(self.round_id)).phase != phase:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench: round never reached phase {phase}")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(POLL)
 
     # --- reports -----------------------------------------------------------------------------------
 

@@ -215,8 +215,8 @@ class IntegrationRules(BaseModel, frozen=True):
 class AppealRules(BaseModel, frozen=True):
     """Sanggah: once, within `window` of the announcement; the instansi answers within `answer_within`."""
 
-    window: timedelta = timedelta(days=3)
-    answer_within: timedelta = timedelta(days=7)
+    window: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
+    answer_within: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
 
 class Formasi(BaseModel, frozen=True):
@@ -283,7 +283,7 @@ class RoundConfig(BaseModel, frozen=True):
         description="IANA zone of the instansi: ages are judged on the local application date",
     )
     offer_answer_within: timedelta = Field(
-        default=timedelta(days=2), description="how long an optimalisasi offer waits for an answer"
+        default=timedelta(days=2), gt=timedelta(0), description="how long an optimalisasi offer waits for an answer"
     )
 
     @field_validator("formasi")

@@ -150,6 +150,7 @@ BAD_FILES = [
         "2027, 8, 1, 8, 0",
     ),
     ("unknown reporter kind", "operator = [", "wawancara = [", "reporters", "wawancara"),
+    ("appeal window of zero", 'window = "P3D"', 'window = "PT0S"', "appeal.window", "greater than 0"),
 ]
 
 
