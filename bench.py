@@ -314,11 +314,15 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
     client = ctx.app.client
     fid = formasi_workflow_id(round_id, config.formasi[0].code)
     runs = []
+    largest_event = 0
     async for wf in client.list_workflows(f"WorkflowId = '{fid}'"):
         hist = await client.get_workflow_handle(fid, run_id=wf.run_id).fetch_history()
         runs.append((wf.start_time, len(hist.events), wf.status.name if wf.status else "?"))
+        largest_event = max(largest_event, max_event_bytes(hist))
     runs.sort()
-    round_events = len((await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()).events)
+    round_history = await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()
+    round_events = len(round_history.events)
+    largest_event = max(largest_event, max_event_bytes(round_history))
     ids = [journey_workflow_id(round_id, a) for a in driver.ids]
     jevents, _ = await history_sample(client, ids, 30)
     largest = max([r[1] for r in runs] + [round_events] + jevents)
@@ -337,6 +341,7 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         "round history events": round_events,
         "journey history events (sample of 30, max)": max(jevents),
         "largest history of any run": largest,
+        "largest event of the formasi and round histories": f"{largest_event / 1024:.0f} KiB",
         "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096) + (round_events > 4096)
                                   + sum(1 for e in jevents if e > 4096),
         **cpu.figures(),
@@ -344,6 +349,12 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
     }
     print_table(f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}", fig)
     return {"largest": largest, **fig}
+
+
+def max_event_bytes(history) -> int:
+    """Size of the largest event of a history (its payloads are most of it; encrypted, so about
+    the size of the plaintext plus 28 bytes each)."""
+    return max((e.ByteSize() for e in history.events), default=0)
 
 
 async def terminal_counts(pool, round_id: str) -> str:
@@ -483,6 +494,46 @@ def big_formasi(size: int = typer.Option(5000, help="applicants (the issue asks 
         async with stack(keep_stack) as ctx:
             save("big-formasi", {"machine": m, **await run_big_formasi(ctx, size, quota or max(1, size // 40),
                                                                        seed, concurrency, to_end)})
+
+    asyncio.run(main())
+
+
+@app.command("history-sizes")
+def history_sizes(round_id: str = typer.Argument(..., help="a round the bench played, e.g. BENCH-F-..."),
+                  sample: int = typer.Option(30, min=1, help="journey histories to sample")):
+    """Events and largest event per history of a round already played (its stack restarted on the same data)."""
+    from runtime.app import open_app
+    from runtime.embedded import stop_stack
+    from workflows.ids import round_workflow_id
+
+    m = show_machine()
+    settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+
+    async def main():
+        app_ = await open_app(settings)
+        try:
+            client = app_.client
+            sizes: dict[str, list[tuple[int, int]]] = {"formasi": [], "round": [], "journey": []}
+            query = f"RoundId = '{round_id}' OR WorkflowId = '{round_workflow_id(round_id)}'"
+            async for wf in client.list_workflows(query):
+                kind = (wf.search_attributes.get("CasnKind") or ["round"])[0]
+                if kind == "journey" and len(sizes["journey"]) >= sample:
+                    continue
+                hist = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+                sizes.setdefault(kind, []).append((len(hist.events), max_event_bytes(hist)))
+            if not any(sizes.values()):
+                raise typer.BadParameter(f"no workflow of round {round_id!r} on the bench stack", param_hint="ROUND_ID")
+            fig = {}
+            for kind, rows in sizes.items():
+                if rows:
+                    fig[f"{kind} runs{' (sample)' if kind == 'journey' else ''}"] = len(rows)
+                    fig[f"{kind}: most events in a run"] = max(r[0] for r in rows)
+                    fig[f"{kind}: largest event"] = f"{max(r[1] for r in rows) / 1024:.1f} KiB"
+            print_table(f"histories of {round_id}", fig)
+            save("history-sizes", {"machine": m, "round": round_id, **fig})
+        finally:
+            for line in stop_stack(settings):
+                console.print(f"[dim]{line}[/]")
 
     asyncio.run(main())
 
