@@ -156,6 +156,10 @@ class JourneyStart(BaseModel, frozen=True):
     # `nip-local-activity` applies from the start, so no patch marker (and no
     # TemporalChangeVersion upsert) is written. Missing in older start inputs, hence default 1.
     engine_version: int = 1
+    # The date (in the instansi's time zone) the registration's eligibility was judged on. The
+    # journey judges it again by the same rules and date, so a journey started without the API
+    # cannot carry an ineligible registration forward. None in older start inputs: not re-judged.
+    applied_on: date | None = None
 
 
 class Decision(BaseModel, frozen=True):

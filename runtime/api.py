@@ -120,7 +120,8 @@ class RecruitmentApi:
         opens = config.schedule.registration.opens
         closes = schedule_closes or config.schedule.registration.closes
         formasi = config.formasi_by_code(reg.formasi_code)
-        refusals = check_registration(reg, formasi, now.astimezone(ZoneInfo(config.timezone)).date())
+        applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
+        refusals = check_registration(reg, formasi, applied_on)
         if not opens <= now < closes:
             refusals.append(Refusal(field="registered_at", value=now.isoformat(),
                                     reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}"))
@@ -137,6 +138,7 @@ class RecruitmentApi:
             registered_by=registered_by,
             tmt=config.schedule.tmt,
             engine_version=ENGINE_VERSION,
+            applied_on=applied_on,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         try:

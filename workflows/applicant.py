@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.ranking import FinalEntry, skd_code
+    from domain.registration import check_registration
     from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
     from domain.skd import SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
     from workflows.ids import formasi_workflow_id, round_workflow_id
@@ -133,9 +134,10 @@ class ApplicantJourney:
         # Project the read model when the journey comes to rest (before it waits), not after
         # every step: fewer local activities per journey. Older histories project eagerly.
         self.project_at_rest = self._patched("project-at-rest")
-        self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
-        self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
         try:
+            self._judge_eligibility()
+            self._decide(Stage.REGISTERED, "registered", start.registered_by, {"formasi": start.formasi.code})
+            self._notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
             await self.administrative_check()
             await self.skd_stage()
             await self.skb_stage()
@@ -149,6 +151,22 @@ class ApplicantJourney:
         await self._write_projection()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
+
+    def _judge_eligibility(self) -> None:
+        """The registration rules again, on the date the API judged them: a refusal ends the journey.
+
+        RecruitmentApi refuses an ineligible registration before any journey starts; this keeps a
+        journey started some other way from carrying one forward.
+        """
+        if self.start.applied_on is None:
+            return
+        refusals = check_registration(self.start.registration, self.start.formasi, self.start.applied_on)
+        if refusals:
+            self._decide(Stage.REGISTERED, "refused", "system", {
+                "applied_on": self.start.applied_on.isoformat(),
+                "refusals": [r.model_dump() for r in refusals],
+            })
+            self._end(Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals))
 
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""

@@ -129,6 +129,7 @@ class TimeSkipKit:
         self.client = env.client
         self.acts = acts
         self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key)
+        self.task_queue = task_queue
         self.tmp = tmp
 
     async def now(self) -> datetime:
