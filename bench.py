@@ -160,6 +160,80 @@ async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "sto
     return {"rate": rate, **fig}
 
 
+# --- engine actions -------------------------------------------------------------------------------
+
+# "signal" sends a probe's signals back to back, so one workflow task takes several; "signal+task" waits
+# 50 ms after each, so each signal costs a workflow task of its own (as an announcement does).
+ACTION_KINDS = ("update", "signal", "signal+task", "query", "activity", "local_activity")
+
+
+async def run_actions(ctx: Ctx, size: int, count: int, concurrency: int) -> dict:
+    """CPU per engine action: probes that take `count` of one action, against probes that take none."""
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxRestrictions
+
+    from bench.actions_wf import Probe, ProbeInput, probe_noop
+    from runtime.sandbox import CompiledSandboxRunner
+
+    queue = f"{ctx.settings.task_queue}-actions"
+    client = ctx.app.client
+    worker = Worker(client, task_queue=queue, workflows=[Probe], activities=[probe_noop],
+                    workflow_runner=CompiledSandboxRunner(
+                        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+                    max_cached_workflows=ctx.settings.worker_max_cached_workflows)
+    run = uuid.uuid4().hex[:6]
+
+    async def probes(kind: str, n: int, first: int) -> CpuMeter:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                h = await client.start_workflow(Probe.run, ProbeInput(kind=kind.removesuffix("+task"), count=count),
+                                                id=f"bench-probe-{run}-{kind}-{i}", task_queue=queue)
+                for k in range(count):
+                    if kind == "update":
+                        await h.execute_update(Probe.message, k)
+                    elif kind.startswith("signal"):
+                        await h.signal(Probe.poke, k)
+                        if kind == "signal+task":
+                            await asyncio.sleep(0.05)
+                    elif kind == "query":
+                        await h.query(Probe.seen)
+                await h.execute_update(Probe.finish)
+                await h.result()
+
+        with CpuMeter(ctx.settings) as cpu:
+            await asyncio.gather(*(one(i) for i in range(first, first + n)))
+        return cpu
+
+    rows = []
+    async with worker:
+        await probes("none", min(20, size), 0)  # warm-up, not counted
+        none = await probes("none", size, 100_000)
+        base = none.deltas()
+        rows.append({"action": "start + one update + completion (the probe itself)",
+                     "worker ms": 1000 * base["worker"] / size, "server ms": 1000 * base["temporal"] / size,
+                     "elapsed s": none.elapsed})
+        for kind in ACTION_KINDS:
+            probes_cpu = await probes(kind, size, 200_000)
+            d = probes_cpu.deltas()
+            actions = size * count
+            rows.append({"action": kind,
+                         "worker ms": 1000 * (d["worker"] - base["worker"]) / actions,
+                         "server ms": 1000 * (d["temporal"] - base["temporal"]) / actions,
+                         "elapsed s": probes_cpu.elapsed})
+    from rich.table import Table
+
+    table = Table(title=f"CPU per engine action ({size} probes x {count} actions, {concurrency} in flight; "
+                        "worker includes the client that sends)")
+    for col in ["action", "worker+client ms", "Temporal server ms", "run elapsed"]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["action"], f"{r['worker ms']:.2f}", f"{r['server ms']:.2f}", f"{r['elapsed s']:.1f} s")
+    console.print(table)
+    return {"probes": size, "actions per probe": count, "rows": rows}
+
+
 # --- journeys -------------------------------------------------------------------------------------
 
 
@@ -188,6 +262,7 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
     regs = applicants(config, size, seed)
     with CpuMeter(ctx.settings) as cpu:
+        driver.cpu_sample = cpu.totals
         counts = await driver.play_full(regs)
     n = len(driver.ids)
     ids = [journey_workflow_id(round_id, a) for a in driver.ids]
@@ -200,7 +275,7 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
         "report concurrency": concurrency,
         "elapsed": f"{cpu.elapsed:.1f} s",
         "journeys/s": f"{rate:.2f}",
-        **{f"  phase {k}": f"{v:.1f} s" for k, v in driver.phases.items()},
+        **phase_rows(driver),
         "events per journey history (sample of 20)":
             f"min {min(events)} / median {sorted(events)[len(events) // 2]} / max {max(events)}",
         "event types of one journey": ", ".join(f"{k} {v}" for k, v in types.most_common()),
@@ -212,6 +287,16 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
     if driver.refused:
         console.print(f"[yellow]first refusal: {driver.refused[0]}[/]")
     return {"rate": rate, **fig}
+
+
+def phase_rows(driver) -> dict[str, str]:
+    """Each phase's wall time and the CPU the worker+driver process and the Temporal server spent in it."""
+    rows = {}
+    for name, seconds in driver.phases.items():
+        cpu = driver.phase_cpu.get(name)
+        spent = f" (worker {cpu['worker']:.1f} s, server {cpu['temporal']:.1f} s CPU)" if cpu else ""
+        rows[f"  phase {name}"] = f"{seconds:.1f} s{spent}"
+    return rows
 
 
 # --- ack latency, registrations -------------------------------------------------------------------
@@ -308,6 +393,7 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
     regs = applicants(config, size, seed)
     with CpuMeter(ctx.settings) as cpu:
+        driver.cpu_sample = cpu.totals
         counts = await driver.play_to_skd_ranking(regs, strong=False)
         skd_elapsed = time.monotonic() - cpu.started
         final = await driver.play_after_skd() if to_end else None
@@ -335,7 +421,7 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         **({"journeys ended (of registered)": f"{final['ended']} of {len(driver.ids)}",
             "terminal codes": await terminal_counts(ctx.pool, round_id),
             "elapsed (registration to the last journey's end)": f"{cpu.elapsed:.1f} s"} if final else {}),
-        **{f"  phase {k}": f"{v:.1f} s" for k, v in driver.phases.items()},
+        **phase_rows(driver),
         "formasi runs (continue-as-new)": len(runs),
         "events per formasi run": ", ".join(str(r[1]) for r in runs),
         "round history events": round_events,
@@ -416,6 +502,20 @@ def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), 
             "baseline journeys/s": f"{b['rate']:.2f}", "journeys/s": f"{j['rate']:.2f}",
             "ratio (target >= 1.5)": f"{ratio:.2f} ({'met' if ratio >= 1.5 else 'not met'})"})
         save("all", {"machine": m, "baseline": b, "journeys": j, "ratio": ratio})
+
+    asyncio.run(main())
+
+
+@app.command()
+def actions(size: int = typer.Option(200, help="probe workflows per kind"),
+            count: int = typer.Option(5, help="actions per probe"), concurrency: int = 32,
+            keep_stack: bool = KEEP):
+    """CPU of one engine action (update, signal, query, activity, local activity) on this machine."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save("actions", {"machine": m, **await run_actions(ctx, size, count, concurrency)})
 
     asyncio.run(main())
 

@@ -136,6 +136,11 @@ class CpuMeter:
         out["postgres"] = pg
         return out
 
+    def totals(self) -> dict[str, float]:
+        """CPU seconds so far of the worker+driver process, the Temporal server and PostgreSQL."""
+        s = self._sample()
+        return {"worker": s["self"], "temporal": s["temporal"] or 0.0, "postgres": sum(s["postgres"].values())}
+
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
         self.started = time.monotonic()
@@ -144,6 +149,12 @@ class CpuMeter:
     def __exit__(self, *exc) -> None:
         self.end = self._sample()
         self.elapsed = time.monotonic() - self.started
+
+    def deltas(self) -> dict[str, float]:
+        """CPU seconds spent between enter and exit, per process."""
+        pg = sum(v - self.start["postgres"].get(k, 0.0) for k, v in self.end["postgres"].items())
+        return {"worker": self.end["self"] - self.start["self"],
+                "temporal": (self.end["temporal"] or 0.0) - (self.start["temporal"] or 0.0), "postgres": pg}
 
     def figures(self) -> dict[str, str]:
         e = self.elapsed

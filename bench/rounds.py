@@ -70,6 +70,8 @@ class RoundDriver:
         self.ids: dict[str, Registration] = {}
         self.refused: list[str] = []
         self.phases: dict[str, float] = {}
+        self.phase_cpu: dict[str, dict[str, float]] = {}  # phase -> process -> CPU seconds
+        self.cpu_sample = None  # set by the harness: () -> {process: CPU seconds so far}
         self.timeout = 600.0  # per wait; raised with the round's size (see play_to_skd_ranking)
 
     # --- registration ---------------------------------------------------------------------------
@@ -177,8 +179,13 @@ class RoundDriver:
 
     async def _phase(self, name: str, coro):
         t = time.monotonic()
+        before = self.cpu_sample() if self.cpu_sample else {}
         result = await coro
         self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t
+        if self.cpu_sample:
+            spent = self.phase_cpu.setdefault(name, {})
+            for proc, seconds in self.cpu_sample().items():
+                spent[proc] = spent.get(proc, 0.0) + seconds - before.get(proc, 0.0)
         return result
 
     # --- whole plays ---------------------------------------------------------------------------------
