@@ -56,9 +56,10 @@ class BroadcastRequest(BaseModel, frozen=True):
     announcement: Announcement
     page_size: int = 0  # 0: every journey in one call
     page_token: str | None = None  # base64 of the visibility page token to continue from
-    # "signal": `announce` to each journey (histories before the close-by-update patch);
+    # "signal": `announce` to each journey (and the closes of histories before close-by-update);
     # "close": the `close_stage` update, whose answers come back in the result;
-    # "waiting": `announce` only to the journeys whose `waits_for` query says they need it.
+    # "waiting": `announce` only to the journeys whose `waits_for` query says they need it (formasi
+    # runs before the announce-without-asking patch)
     mode: str = "signal"
 
 

@@ -66,8 +66,9 @@ ENGINE_2_PATCHES = frozenset(
     {"project-at-rest", "reply-after-end", "record-every-ending", "nip-local-activity"}
 )
 
-# Announcements a journey can no longer use once it is at one of these stages: the broadcast
-# asks (`waits_for`) and skips it, which saves the journey a signal and a workflow task.
+# Announcements a journey can no longer use once it is at one of these stages. Formasi runs
+# between the patches broadcast-to-waiting and announce-without-asking asked each journey
+# (`waits_for`) and skipped those; later runs tell every journey, which costs less.
 PAST_PHASE: dict[str, frozenset[Stage]] = {
     "optimalisasi_closed": frozenset({Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
     "filing_closed": frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),

@@ -228,9 +228,13 @@ class FormasiSelection:
         if not workflow.patched("paged-broadcast"):
             return (await self._broadcast(announcement, 0, None)).delivered
         if mode is None:
-            # Announcements that only some journeys can still use go only to those (they are asked).
-            waiting = announcement.phase in PAST_PHASE and workflow.patched("broadcast-to-waiting")
-            mode = "waiting" if waiting else "signal"
+            mode = "signal"
+            # Runs before the patch asked each journey (`waits_for` query) whether it still needed
+            # the announcement. A query costs the server and the worker more than the signal it
+            # saves (bench.py actions: 2.7 + 2.3 ms against 2.6 + 1.1 ms), so every journey is told.
+            if (announcement.phase in PAST_PHASE and not workflow.patched("announce-without-asking")
+                    and workflow.patched("broadcast-to-waiting")):
+                mode = "waiting"
         paging = self.carry.paging
         if paging is None or paging.announcement_id != announcement.announcement_id:
             paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)

@@ -195,3 +195,7 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         projected = kit.acts.projections[(round_id, ids[name])].state
         assert (projected.stage, projected.terminal, projected.tmt) == (s.stage, s.terminal, s.tmt)
     assert finals == EXPECTED
+    # The journeys at Latsar were told of the filing close too (a signal costs less than asking
+    # each one whether it still waits) and went on to PNS regardless.
+    closes = [b.mode for b in kit.acts.broadcasts if b.announcement.phase in ("optimalisasi_closed", "filing_closed")]
+    assert closes and set(closes) == {"signal"}
