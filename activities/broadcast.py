@@ -71,6 +71,8 @@ class Broadcaster:
         )
 
     async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:
+        if req.workflow_ids:
+            return list(req.workflow_ids), None
         query = (
             f"CasnKind = 'journey' AND RoundId = '{req.round_id}' "
             f"AND FormasiCode = '{req.formasi_code}' AND ExecutionStatus = 'Running'"

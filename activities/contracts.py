@@ -61,6 +61,8 @@ class BroadcastRequest(BaseModel, frozen=True):
     # "waiting": `announce` only to the journeys whose `waits_for` query says they need it (formasi
     # runs before the announce-without-asking patch)
     mode: str = "signal"
+    # Not empty: tell exactly these journeys (one page of them) instead of listing the formasi's.
+    workflow_ids: list[str] = []
 
 
 class BroadcastResult(BaseModel, frozen=True):

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
     from workflows.applicant import PAST_PHASE
-    from workflows.ids import round_workflow_id
+    from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
@@ -51,6 +51,7 @@ class Paging(BaseModel):
     announcement_id: str
     page_token: str | None = None
     delivered: int = 0
+    offset: int = 0  # delivery to a list of applicants: how many of the list were told
 
 
 class FormasiCarry(BaseModel):
@@ -63,6 +64,9 @@ class FormasiCarry(BaseModel):
     tracker: SkdCutTracker | None = None
     final_barrier: Barrier | None = None
     final_entries: list[FinalEntry] = []
+    # Completed SKB but lost on rank: the only journeys that wait in optimalisasi (None: a run
+    # that ranked before this was kept, so optimalisasi_closed goes to every running journey).
+    others: list[str] | None = None
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
@@ -115,6 +119,10 @@ class FormasiSelection:
                     await self._final_ranking(announcement)
                 elif announcement.phase == "round_closed":
                     self.carry.done = True
+                elif (announcement.phase == "optimalisasi_closed" and self.carry.others is not None
+                      and workflow.patched("announce-to-candidates")):
+                    # Only those who lost on rank wait in optimalisasi; the winners would ignore it.
+                    await self._deliver_to(announcement, self.carry.others)
                 else:
                     await self._deliver(announcement)
                 if announcement.announcement_id not in self.carry.processed:
@@ -159,6 +167,7 @@ class FormasiSelection:
         self.carry.final_barrier = barrier
         await self._await_replies(barrier)
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
+        self.carry.others = list(ranking.others)
         by_id = {e.applicant_id: e for e in self.carry.final_entries}
         self._decide_once(
             "final_ranking",
@@ -251,8 +260,25 @@ class FormasiSelection:
         self.carry.paging = None
         return paging.delivered
 
+    async def _deliver_to(self, announcement: Announcement, applicant_ids: list[str]) -> int:
+        """Signal the announcement to the listed applicants' journeys, a page at a time."""
+        paging = self.carry.paging
+        if paging is None or paging.announcement_id != announcement.announcement_id:
+            paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
+        size = self.start.page_size or len(applicant_ids)
+        while paging.offset < len(applicant_ids):
+            page = applicant_ids[paging.offset:paging.offset + size]
+            result = await self._broadcast(announcement, len(page), None, applicant_ids=page)
+            paging.delivered += result.delivered
+            paging.offset += len(page)
+            if paging.offset < len(applicant_ids) and self._should_continue():
+                self._continue_as_new()
+        self.carry.paging = None
+        return paging.delivered
+
     async def _broadcast(
-        self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal"
+        self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal",
+        applicant_ids: list[str] | None = None,
     ) -> BroadcastResult:
         return await workflow.execute_activity(
             "broadcast",
@@ -263,6 +289,7 @@ class FormasiSelection:
                 page_size=page_size,
                 page_token=token,
                 mode=mode,
+                workflow_ids=[journey_workflow_id(self.start.round_id, a) for a in applicant_ids or []],
             ),
             result_type=BroadcastResult,
             start_to_close_timeout=BROADCAST_TIMEOUT,

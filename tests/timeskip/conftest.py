@@ -79,7 +79,7 @@ class StandInActivities:
         self.broadcasts.append(req)
         delivered = skipped = 0
         replies = []
-        for workflow_id in self.journeys[(req.round_id, req.formasi_code)]:
+        for workflow_id in req.workflow_ids or self.journeys[(req.round_id, req.formasi_code)]:
             handle = self.client.get_workflow_handle(workflow_id)
             if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
                 continue

@@ -27,6 +27,7 @@ from domain.messages import (
 )
 from runtime.api import RefusedError
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -199,3 +200,8 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     # each one whether it still waits) and went on to PNS regardless.
     closes = [b.mode for b in kit.acts.broadcasts if b.announcement.phase in ("optimalisasi_closed", "filing_closed")]
     assert closes and set(closes) == {"signal"}
+    # The optimalisasi close went only to F1's two who lost on rank; F2 ranked nobody, so none of
+    # its journeys could be waiting for it.
+    told = {(b.formasi_code, tuple(b.workflow_ids)) for b in kit.acts.broadcasts
+            if b.announcement.phase == "optimalisasi_closed"}
+    assert told == {("F1", tuple(journey_workflow_id(round_id, ids[n]) for n in ("X2", "X3")))}
