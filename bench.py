@@ -45,6 +45,7 @@ from bench.common import (
     print_table,
 )
 from runtime.db import open_pool
+from runtime.gcwatch import GcWatch
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 DATA_DIR = ROOT / "out" / "bench-data"
@@ -63,6 +64,7 @@ class Ctx:
     pool: object
     api: object
     settings: object
+    gc_watch: GcWatch
 
 
 @asynccontextmanager
@@ -86,10 +88,13 @@ async def stack(keep: bool):
                   f"UI {ctx.stack.ui_url}")
     pool = await open_pool(ctx.stack.database_url, max_size=10)
     worker = await build_worker(ctx.client, settings, pool)
+    gc_watch = GcWatch().install()
     try:
         async with worker:
-            yield Ctx(ctx, pool, RecruitmentApi(ctx.client, settings.task_queue, ctx.keys.pseudonym_key), settings)
+            yield Ctx(ctx, pool, RecruitmentApi(ctx.client, settings.task_queue, ctx.keys.pseudonym_key), settings,
+                      gc_watch)
     finally:
+        gc_watch.remove()
         await pool.close()
         if not keep:
             for line in stop_stack(settings):
@@ -264,6 +269,7 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
     await ctx.api.create_round(path, config.reporters["operator"][0])
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
     regs = applicants(config, size, seed)
+    ctx.gc_watch.reset()
     with CpuMeter(ctx.settings) as cpu:
         driver.cpu_sample = cpu.totals
         counts = await driver.play_full(regs)
@@ -285,11 +291,19 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
         "reports refused": len(driver.refused),
         **cpu.figures(),
         "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
+        **gc_rows(ctx),
     }
     print_table("full applicant journeys (embedded stack)", fig)
     if driver.refused:
         console.print(f"[yellow]first refusal: {driver.refused[0]}[/]")
     return {"rate": rate, **fig}
+
+
+def gc_rows(ctx: Ctx) -> dict[str, str]:
+    """The worker process's longest garbage-collection pause (every activation waits for it)."""
+    watch = ctx.gc_watch
+    return {"longest GC pause (worker+driver)": f"{watch.longest:.2f} s ({watch.long_pauses} over "
+                                                 f"{watch.threshold:g} s)"}
 
 
 def phase_rows(driver) -> dict[str, str]:
@@ -395,6 +409,7 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
     await ctx.api.create_round(path, config.reporters["operator"][0])
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
     regs = applicants(config, size, seed)
+    ctx.gc_watch.reset()
     with CpuMeter(ctx.settings) as cpu:
         driver.cpu_sample = cpu.totals
         counts = await driver.play_to_skd_ranking(regs, strong=False)
@@ -435,6 +450,7 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
                                   + sum(1 for e in jevents if e > 4096),
         **cpu.figures(),
         "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
+        **gc_rows(ctx),
     }
     print_table(f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}", fig)
     return {"largest": largest, **fig}

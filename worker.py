@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxRestrictions
 from activities.broadcast import Broadcaster
 from activities.readmodel import ReadModel
 from runtime.db import open_pool
+from runtime.gcwatch import GcWatch
 from runtime.logs import get_logger
 from runtime.sandbox import CompiledSandboxRunner
 from runtime.settings import Settings
@@ -62,6 +63,7 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     pool = await open_pool(ctx.stack.database_url, max_size=10)
+    gc_watch = GcWatch().install()
     try:
         worker = await build_worker(ctx.client, ctx.settings, pool)
         log.info("worker started", task_queue=ctx.settings.task_queue, temporal=ctx.stack.temporal_address,
@@ -70,8 +72,9 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
             await stop.wait()
             log.info("worker stopping: draining in-flight tasks")
     finally:
+        gc_watch.remove()
         await pool.close()
-    log.info("worker stopped")
+    log.info("worker stopped", longest_gc_pause_s=round(gc_watch.longest, 3))
 
 
 @app.command("run")

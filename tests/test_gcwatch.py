@@ -1,0 +1,42 @@
+"""The worker's garbage-collection watch: long pauses are logged, short ones only measured."""
+
+from __future__ import annotations
+
+import gc
+
+from structlog.testing import capture_logs
+
+from runtime.gcwatch import GcWatch
+
+
+def collect_with(watch: GcWatch) -> list[dict]:
+    watch.install()
+    try:
+        with capture_logs() as logs:
+            gc.collect()
+    finally:
+        watch.remove()
+    return logs
+
+
+def test_a_pause_over_the_threshold_is_logged_with_its_length_and_generation():
+    watch = GcWatch(threshold=0.0)
+    logs = collect_with(watch)
+    pauses = [e for e in logs if e["event"].startswith("long garbage-collection pause")]
+    assert pauses and pauses[-1]["generation"] == 2 and pauses[-1]["log_level"] == "warning"
+    assert watch.long_pauses == len(pauses) and abs(watch.longest - max(p["seconds"] for p in pauses)) < 0.001
+
+
+def test_a_short_pause_is_measured_but_not_logged():
+    watch = GcWatch(threshold=60.0)
+    logs = collect_with(watch)
+    assert not [e for e in logs if e["event"].startswith("long garbage-collection pause")]
+    assert watch.longest > 0 and watch.long_pauses == 0
+
+
+def test_removed_watch_sees_no_more_collections():
+    watch = GcWatch(threshold=0.0)
+    collect_with(watch)
+    seen = watch.long_pauses
+    gc.collect()
+    assert watch.long_pauses == seen and watch not in gc.callbacks
