@@ -353,7 +353,7 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
     # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)
     driver, _ = await run_registrations(ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run")
     n = len(driver.ids)
-    await driver.wait(lambda c: c["admin_check"] == n, "registrations", timeout=600)
+    await driver.wait(lambda c: c["admin_check"] == n, "registrations")
     targets = list(driver.ids)[:total]
     latencies: list[float] = []
     errors: list[str] = []
