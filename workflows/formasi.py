@@ -64,9 +64,6 @@ class FormasiCarry(BaseModel):
     tracker: SkdCutTracker | None = None
     final_barrier: Barrier | None = None
     final_entries: list[FinalEntry] = []
-    # Completed SKB but lost on rank: the only journeys that wait in optimalisasi (None: a run
-    # that ranked before this was kept, so optimalisasi_closed goes to every running journey).
-    others: list[str] | None = None
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
@@ -119,10 +116,11 @@ class FormasiSelection:
                     await self._final_ranking(announcement)
                 elif announcement.phase == "round_closed":
                     self.carry.done = True
-                elif (announcement.phase == "optimalisasi_closed" and self.carry.others is not None
-                      and workflow.patched("announce-to-candidates")):
-                    # Only those who lost on rank wait in optimalisasi; the winners would ignore it.
-                    await self._deliver_to(announcement, self.carry.others)
+                elif announcement.phase == "optimalisasi_closed" and workflow.patched("announce-to-candidates"):
+                    # Only those the final ranking left out wait in optimalisasi; the winners would
+                    # ignore it. The carried entries rank the same as they did at the final ranking.
+                    others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
+                    await self._deliver_to(announcement, others)
                 else:
                     await self._deliver(announcement)
                 if announcement.announcement_id not in self.carry.processed:
@@ -167,7 +165,6 @@ class FormasiSelection:
         self.carry.final_barrier = barrier
         await self._await_replies(barrier)
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
-        self.carry.others = list(ranking.others)
         by_id = {e.applicant_id: e for e in self.carry.final_entries}
         self._decide_once(
             "final_ranking",
@@ -244,9 +241,7 @@ class FormasiSelection:
             if (announcement.phase in PAST_PHASE and not workflow.patched("announce-without-asking")
                     and workflow.patched("broadcast-to-waiting")):
                 mode = "waiting"
-        paging = self.carry.paging
-        if paging is None or paging.announcement_id != announcement.announcement_id:
-            paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
+        paging = self._paging(announcement)
         while True:
             page = await self._broadcast(announcement, self.start.page_size, paging.page_token, mode)
             if on_page is not None:
@@ -262,9 +257,7 @@ class FormasiSelection:
 
     async def _deliver_to(self, announcement: Announcement, applicant_ids: list[str]) -> int:
         """Signal the announcement to the listed applicants' journeys, a page at a time."""
-        paging = self.carry.paging
-        if paging is None or paging.announcement_id != announcement.announcement_id:
-            paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
+        paging = self._paging(announcement)
         size = self.start.page_size or len(applicant_ids)
         while paging.offset < len(applicant_ids):
             page = applicant_ids[paging.offset:paging.offset + size]
@@ -275,6 +268,13 @@ class FormasiSelection:
                 self._continue_as_new()
         self.carry.paging = None
         return paging.delivered
+
+    def _paging(self, announcement: Announcement) -> Paging:
+        """The delivery of `announcement` under way (carried across continue-as-new), or a new one."""
+        paging = self.carry.paging
+        if paging is None or paging.announcement_id != announcement.announcement_id:
+            paging = self.carry.paging = Paging(announcement_id=announcement.announcement_id)
+        return paging
 
     async def _broadcast(
         self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal",
