@@ -123,15 +123,14 @@ async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "sto
     side_effects=0 is the floor: only the start, the updates and the completion, which no design
     of a journey that takes its reports as updates can go below."""
     from temporalio.worker import Worker
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     from bench.baseline_wf import BaselineJourney, noop
-    from runtime.sandbox import CompiledSandboxRunner
+    from runtime.sandbox import worker_runner
 
     queue = f"{ctx.settings.task_queue}-baseline"
     client = ctx.app.client
-    workflow_runner = (CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
-                       if runner == "project" else SandboxedWorkflowRunner())  # "stock"
+    workflow_runner = worker_runner() if runner == "project" else SandboxedWorkflowRunner()  # "stock"
     worker = Worker(client, task_queue=queue, workflows=[BaselineJourney], activities=[noop],
                     workflow_runner=workflow_runner,
                     max_cached_workflows=ctx.settings.worker_max_cached_workflows,
@@ -178,16 +177,14 @@ ACTION_KINDS = ("update", "signal", "signal+task", "query", "activity", "local_a
 async def run_actions(ctx: Ctx, size: int, count: int, concurrency: int) -> dict:
     """CPU per engine action: probes that take `count` of one action, against probes that take none."""
     from temporalio.worker import Worker
-    from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
-    from bench.actions_wf import Probe, ProbeInput, probe_noop
-    from runtime.sandbox import CompiledSandboxRunner
+    from bench.actions_wf import Probe, ProbeInput
+    from bench.baseline_wf import noop
+    from runtime.sandbox import worker_runner
 
     queue = f"{ctx.settings.task_queue}-actions"
     client = ctx.app.client
-    worker = Worker(client, task_queue=queue, workflows=[Probe], activities=[probe_noop],
-                    workflow_runner=CompiledSandboxRunner(
-                        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+    worker = Worker(client, task_queue=queue, workflows=[Probe], activities=[noop], workflow_runner=worker_runner(),
                     max_cached_workflows=ctx.settings.worker_max_cached_workflows)
     run = uuid.uuid4().hex[:6]
 
@@ -531,8 +528,9 @@ def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), 
 
 
 @app.command()
-def actions(size: int = typer.Option(200, help="probe workflows per kind"),
-            count: int = typer.Option(5, help="actions per probe"), concurrency: int = 32,
+def actions(size: int = typer.Option(200, min=1, help="probe workflows per kind"),
+            count: int = typer.Option(5, min=1, help="actions per probe"),
+            concurrency: int = typer.Option(32, min=1),
             keep_stack: bool = KEEP):
     """CPU of one engine action (update, signal, query, activity, local activity) on this machine."""
     m = show_machine()

@@ -14,14 +14,13 @@ import asyncpg
 import typer
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from activities.broadcast import Broadcaster
 from activities.readmodel import ReadModel
 from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
 from runtime.logs import get_logger
-from runtime.sandbox import CompiledSandboxRunner
+from runtime.sandbox import worker_runner
 from runtime.settings import Settings
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
@@ -43,11 +42,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
         workflows=WORKFLOWS,
         activities=[readmodel.project_journey, readmodel.issue_nip, broadcaster.broadcast],
         max_cached_workflows=settings.worker_max_cached_workflows,
-        # The sandbox still forbids I/O, clocks and randomness in workflow code, but every module is
-        # passed through instead of re-imported for each new workflow instance: the workflow
-        # modules hold no module-level state, and re-importing them cost ~11% of a journey's
-        # worker time (BENCHMARKS.md, profile).
-        workflow_runner=CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+        workflow_runner=worker_runner(),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )

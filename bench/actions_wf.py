@@ -9,18 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from temporalio import activity, workflow
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from bench.baseline_wf import noop
 
 
 @dataclass
 class ProbeInput:
     kind: str  # "none" | "update" | "signal" | "query" | "activity" | "local_activity"
     count: int
-
-
-@activity.defn(name="probe_noop")
-async def probe_noop(step: int) -> int:
-    return step
 
 
 @workflow.defn
@@ -35,9 +33,9 @@ class Probe:
     async def run(self, probe: ProbeInput) -> int:
         for step in range(probe.count if probe.kind in ("activity", "local_activity") else 0):
             if probe.kind == "activity":
-                await workflow.execute_activity(probe_noop, step, start_to_close_timeout=timedelta(seconds=30))
+                await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
             else:
-                await workflow.execute_local_activity(probe_noop, step, start_to_close_timeout=timedelta(seconds=30))
+                await workflow.execute_local_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
         # Queries and the "none" probe end on one closing update, so every probe is closed alike.
         await workflow.wait_condition(lambda: self.done)
         await workflow.wait_condition(workflow.all_handlers_finished)

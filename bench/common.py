@@ -158,14 +158,11 @@ class CpuMeter:
 
     def figures(self) -> dict[str, str]:
         e = self.elapsed
-        out = {}
-        s = self.end["self"] - self.start["self"]
-        out["worker+driver process CPU"] = f"{s:.1f} s ({100 * s / e:.0f}% of one core)"
+        d = self.deltas()
+        out = {"worker+driver process CPU": f"{d['worker']:.1f} s ({100 * d['worker'] / e:.0f}% of one core)"}
         if self.start["temporal"] is not None and self.end["temporal"] is not None:
-            t = self.end["temporal"] - self.start["temporal"]
-            out["Temporal server CPU"] = f"{t:.1f} s ({100 * t / e:.0f}% of one core)"
-        pg = sum(v - self.start["postgres"].get(k, 0.0) for k, v in self.end["postgres"].items())
-        out["PostgreSQL CPU"] = f"{pg:.1f} s ({100 * pg / e:.0f}% of one core)"
+            out["Temporal server CPU"] = f"{d['temporal']:.1f} s ({100 * d['temporal'] / e:.0f}% of one core)"
+        out["PostgreSQL CPU"] = f"{d['postgres']:.1f} s ({100 * d['postgres'] / e:.0f}% of one core)"
         return out
 
 
