@@ -91,7 +91,7 @@ def _payload_key(payload_key_file: Path | None) -> bytes:
 
 
 def _converter(payload_key: bytes) -> DataConverter:
-    from runtime.client import data_converter
+    from runtime.connection import data_converter
 
     return data_converter(Keys(payload_key=payload_key, pseudonym_key=b"", signing_key=b""))
 

@@ -1,1 +1,1 @@
-"""Wiring shared by worker.py, starter.py, audit.py and the tests: settings, logs, servers, client."""
+"""Platform code below the workflows: settings, keys, codec, embedded servers, logs, database, connection."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from temporalio.client import Client
 
-from runtime.client import connect
+from runtime.connection import connect
 from runtime.embedded import StackInfo, ensure_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.logs import configure_logging

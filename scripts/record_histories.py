@@ -161,7 +161,7 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
 async def record(out: Path) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
 
-    from runtime.client import connect
+    from runtime.connection import connect
     from runtime.embedded import ensure_stack, isolated_settings, stop_stack
     from runtime.keys import load_or_create_keys
     from worker import build_worker

@@ -13,7 +13,7 @@ import hypothesis  # noqa: F401 - imported up front: the hypothesis plugin's lat
 import pytest  # can hit CPython 3.11.7's "AST constructor recursion depth mismatch" in assertion rewriting
 import pytest_asyncio
 
-from runtime.client import connect
+from runtime.connection import connect
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat

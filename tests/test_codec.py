@@ -12,8 +12,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from runtime.client import data_converter
 from runtime.codec import AesGcmCodec, PayloadDecryptionError
+from runtime.connection import data_converter
 from runtime.keys import InvalidKeyError, Keys, load_or_create_keys
 from runtime.settings import load_settings
 

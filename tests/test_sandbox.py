@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
-from runtime.client import data_converter
+from runtime.connection import data_converter
 from runtime.sandbox import CompiledSandboxRunner, _compiled
 
 

@@ -24,7 +24,7 @@ from domain.messages import JourneyStart, JourneyState
 from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_bundle
 from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
 from runtime.audit_recompute import compare, recompute
-from runtime.client import connect, data_converter
+from runtime.connection import connect, data_converter
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys

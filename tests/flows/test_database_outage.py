@@ -18,7 +18,7 @@ import tomli_w
 from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, JourneyState
 from runtime.api import RecruitmentApi
-from runtime.client import connect
+from runtime.connection import connect
 from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys

@@ -26,7 +26,7 @@ from domain.ranking import SkdEntry, rank_skd
 from domain.skd import SkdScores
 from runtime import attributes
 from runtime.api import RecruitmentApi
-from runtime.client import data_converter
+from runtime.connection import data_converter
 from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from worker import build_worker

@@ -51,7 +51,7 @@ from domain.messages import CloseReply, JourneyState
 from domain.registration import Registration
 from runtime.api import RecruitmentApi
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
-from runtime.client import data_converter
+from runtime.connection import data_converter
 from tests.roundkit import OPERATOR
 from worker import WORKFLOWS
 from workflows.ids import journey_workflow_id, round_workflow_id

@@ -1,4 +1,4 @@
-"""A Temporal client wired with the project's data converter (pydantic + encryption)."""
+"""Connect to Temporal with the project's data converter (pydantic + encryption)."""
 
 from __future__ import annotations
 
