@@ -70,10 +70,10 @@ class Ctx:
 @asynccontextmanager
 async def stack(keep: bool):
 
+    from apps.fleet import build_worker
     from runtime.api import RecruitmentApi
     from runtime.app import open_app
     from runtime.embedded import stop_stack
-    from worker import build_worker
 
     settings = bench_settings(DATA_DIR, task_queue=f"casn-bench-{uuid.uuid4().hex[:6]}")
     fresh_temporal(settings)

@@ -50,6 +50,7 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
+from workflows.registry import WORKFLOWS
 
 KINDS = ("journey", "formasi", "round")
 
@@ -305,9 +306,7 @@ def _capturing_interceptor(capture: _Capture) -> Interceptor:
 
 
 def default_workflows() -> list[type]:
-    """The workflows the current code registers (imported late: worker.py pulls in activities)."""
-    from worker import WORKFLOWS
-
+    """The workflows the current code registers."""
     return list(WORKFLOWS)
 
 

@@ -170,8 +170,8 @@ class Demo:
 async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/demo"),
                    settings: Settings | None = None) -> int:
     """Run the demo round; 0 only when every applicant reached a terminal outcome."""
+    from apps.fleet import build_worker
     from runtime.app import open_app
-    from worker import build_worker
 
     console = Console()
     app = await open_app(settings)

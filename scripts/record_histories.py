@@ -161,10 +161,10 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
 async def record(out: Path) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
 
+    from apps.fleet import build_worker
     from runtime.connection import connect
     from runtime.embedded import ensure_stack, isolated_settings, stop_stack
     from runtime.keys import load_or_create_keys
-    from worker import build_worker
 
     payload_key = base64.b64encode(os.urandom(32)).decode()
     with tempfile.TemporaryDirectory() as data_dir:

@@ -6,8 +6,8 @@ import uuid
 
 import pytest_asyncio
 
+from apps.fleet import build_worker
 from runtime.db import open_pool
-from worker import build_worker
 
 
 @pytest_asyncio.fixture(loop_scope="session")

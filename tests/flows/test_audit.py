@@ -20,6 +20,7 @@ from temporalio import workflow
 from typer.testing import CliRunner
 
 import audit
+from apps.fleet import build_worker
 from domain.messages import JourneyStart, JourneyState
 from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_bundle
 from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
@@ -30,7 +31,6 @@ from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
 from scripts.record_histories import run_small_round
-from worker import build_worker
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.round import RecruitmentRound

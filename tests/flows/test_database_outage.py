@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 import tomli_w
 
+from apps.fleet import build_worker
 from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, JourneyState
 from runtime.api import RecruitmentApi
@@ -25,7 +26,6 @@ from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
-from worker import build_worker
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -19,6 +19,7 @@ import pytest_asyncio
 import tomli_w
 from temporalio.testing import WorkflowEnvironment
 
+from apps.fleet import build_worker
 from domain.codes import SkdCode, Stage
 from domain.config import Category, RoundConfig
 from domain.messages import AdminReport, CloseWindow, JourneyState, SkdReport
@@ -29,7 +30,6 @@ from runtime.api import RecruitmentApi
 from runtime.connection import data_converter
 from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
-from worker import build_worker
 from workflows.formasi import FormasiState
 from workflows.ids import formasi_workflow_id, journey_workflow_id
 

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from apps.fleet import build_worker
 from domain.messages import SkdReport
 from runtime.api import RecruitmentApi
 from runtime.db import open_pool
@@ -24,7 +25,6 @@ from tests.flows.test_formasi_continue_as_new import (
     terminate_round,
     wait_skd_codes,
 )
-from worker import build_worker
 from workflows.formasi import FormasiState
 from workflows.ids import formasi_workflow_id
 

@@ -53,8 +53,8 @@ from runtime.api import RecruitmentApi
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
 from tests.roundkit import OPERATOR
-from worker import WORKFLOWS
 from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.registry import WORKFLOWS
 from workflows.round import RoundState
 
 

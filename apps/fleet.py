@@ -1,0 +1,78 @@
+"""The worker fleet: every workflow and activity on the task queue, and notification delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.broadcast import Broadcaster
+from activities.notify import FileTransport, deliver_pending
+from activities.readmodel import ReadModel
+from runtime.app import open_app
+from runtime.db import open_pool
+from runtime.gcwatch import GcWatch
+from runtime.logs import get_logger
+from runtime.sandbox import worker_runner
+from runtime.settings import Settings
+from workflows.registry import WORKFLOWS
+
+log = get_logger("worker")
+
+
+async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
+    """A worker for the project's task queue with every workflow and activity registered."""
+    readmodel = ReadModel(pool)
+    broadcaster = Broadcaster(client)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[readmodel.project_journey, readmodel.issue_nip, broadcaster.broadcast],
+        max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=worker_runner(),
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; in-flight tasks finish first."""
+    ctx = await open_app()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pool = await open_pool(ctx.stack.database_url, max_size=10)
+    gc_watch = GcWatch().install()
+    try:
+        worker = await build_worker(ctx.client, ctx.settings, pool)
+        log.info("worker started", task_queue=ctx.settings.task_queue, temporal=ctx.stack.temporal_address,
+                 ui=ctx.stack.ui_url)
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: draining in-flight tasks")
+    finally:
+        gc_watch.remove()
+        await pool.close()
+    log.info("worker stopped", longest_gc_pause_s=round(gc_watch.longest, 3))
+
+
+async def deliver_notifications(once: bool = False) -> None:
+    """Hand undelivered notifications to the transport (a JSON-lines file under the data dir)."""
+    ctx = await open_app()
+    transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
+    pool = await open_pool(ctx.stack.database_url, max_size=2)
+    try:
+        while True:
+            count = await deliver_pending(pool, transport)
+            log.info("notifications delivered", count=count, transport=str(transport.path))
+            if once:
+                return
+            await asyncio.sleep(5)
+    finally:
+        await pool.close()
