@@ -71,7 +71,7 @@ class Ctx:
 async def stack(keep: bool):
 
     from apps.fleet import build_worker
-    from runtime.api import RecruitmentApi
+    from client.api import RecruitmentApi
     from runtime.app import open_app
     from runtime.embedded import stop_stack
 
@@ -343,8 +343,8 @@ async def run_registrations(ctx: Ctx, size: int, seed: int, concurrency: int, ti
 
 
 async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
+    from client.api import RefusedError
     from domain.messages import AdminReport
-    from runtime.api import RefusedError
 
     total = int(rate * duration)
     # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)

@@ -29,19 +29,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from domain.config import ConfigError, RoundConfig, load_round_config
-from domain.messages import (
-    Ack,
-    CloseWindow,
-    Disqualification,
-    ExtendWindow,
-    MoveTmt,
-    Report,
-    Withdrawal,
-)
-from runtime.announcements import AnnouncementStage, write_announcement
-from runtime.api import RecruitmentApi, RefusedError
-from runtime.csvio import (
+from client.announcements import AnnouncementStage, write_announcement
+from client.api import RecruitmentApi, RefusedError
+from client.csvio import (
     REGISTRATION_COLUMNS,
     REPORT_KINDS,
     CsvFileError,
@@ -51,6 +41,16 @@ from runtime.csvio import (
     open_rows,
     parse_registration,
     parse_report,
+)
+from domain.config import ConfigError, RoundConfig, load_round_config
+from domain.messages import (
+    Ack,
+    CloseWindow,
+    Disqualification,
+    ExtendWindow,
+    MoveTmt,
+    Report,
+    Withdrawal,
 )
 from runtime.logs import get_logger
 

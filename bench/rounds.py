@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import tomli_w
 
+from client.api import RecruitmentApi, RefusedError
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
 from domain.messages import (
@@ -25,7 +26,6 @@ from domain.messages import (
     SkdReport,
 )
 from domain.registration import Registration
-from runtime.api import RecruitmentApi, RefusedError
 from runtime.demo import EXAMPLE, _score, synthetic_applicants
 
 POLL = 0.05  # seconds between looks at the read model or the round's phase: the operator acts at once

@@ -22,6 +22,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from activities.notify import FileTransport, deliver_pending
+from client.announcements import AnnouncementStage, write_announcement
+from client.api import RecruitmentApi, RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
@@ -40,8 +42,6 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.registration import Gender, Registration
-from runtime.announcements import AnnouncementStage, write_announcement
-from runtime.api import RecruitmentApi, RefusedError
 from runtime.db import open_pool
 from runtime.settings import Settings
 

@@ -16,9 +16,9 @@ import pytest_asyncio
 import tomli_w
 
 from apps.fleet import build_worker
+from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, JourneyState
-from runtime.api import RecruitmentApi
 from runtime.connection import connect
 from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack

@@ -20,13 +20,13 @@ import tomli_w
 from temporalio.testing import WorkflowEnvironment
 
 from apps.fleet import build_worker
+from client.api import RecruitmentApi
 from domain.codes import SkdCode, Stage
 from domain.config import Category, RoundConfig
 from domain.messages import AdminReport, CloseWindow, JourneyState, SkdReport
 from domain.ranking import SkdEntry, rank_skd
 from domain.skd import SkdScores
 from runtime import attributes
-from runtime.api import RecruitmentApi
 from runtime.connection import data_converter
 from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration

@@ -11,9 +11,9 @@ import pytest
 import tomli_w
 from temporalio.client import WorkflowUpdateFailedError
 
+from client.api import RecruitmentApi, RefusedError
 from domain.codes import Stage
 from domain.messages import Ack, AdminReport, CloseWindow, ExtendWindow, JourneyState, MoveTmt
-from runtime.api import RecruitmentApi, RefusedError
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 

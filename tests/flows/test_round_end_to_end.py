@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from client.api import RecruitmentApi, RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import Stage
 from domain.messages import (
@@ -26,7 +27,6 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
-from runtime.api import RecruitmentApi, RefusedError
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 

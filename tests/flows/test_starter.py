@@ -14,10 +14,10 @@ import pytest
 import tomli_w
 from rich.console import Console
 
+from client.api import RecruitmentApi
+from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
 from domain.codes import Stage
 from domain.messages import JourneyState
-from runtime.api import RecruitmentApi
-from runtime.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
 from starter import (
     AnnouncementStage,
     Context,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import tomli_w
 
+from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import (
     AdminReport,
@@ -18,7 +19,6 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
-from runtime.api import RecruitmentApi
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from apps.fleet import build_worker
+from client.api import RecruitmentApi
 from domain.messages import SkdReport
-from runtime.api import RecruitmentApi
 from runtime.db import open_pool
 from tests.flows.test_formasi_continue_as_new import (
     close,

@@ -45,11 +45,11 @@ from activities.contracts import (
     NipIssued,
     NipRequest,
 )
+from client.api import RecruitmentApi
 from domain.appointment import format_nip
 from domain.config import RoundConfig
 from domain.messages import CloseReply, JourneyState
 from domain.registration import Registration
-from runtime.api import RecruitmentApi
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
 from tests.roundkit import OPERATOR

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import pytest
 
+from client.api import RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, SkdCode, Stage, Terminal
 from domain.messages import AdminReport, AppealAnswer, AppealFiling, SkdReport
-from runtime.api import RefusedError
 from tests.roundkit import compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 

@@ -13,10 +13,10 @@ from datetime import timedelta
 
 import pytest
 
+from client.api import RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import SkdCode, Stage, Terminal
 from domain.messages import AdminReport, AppealFiling, SkdReport, Withdrawal
-from runtime.api import RefusedError
 from tests.roundkit import compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from client.api import RefusedError
 from domain.codes import FinalCode, SkdCode, Stage, Terminal
 from domain.messages import (
     AdminReport,
@@ -25,7 +26,6 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
-from runtime.api import RefusedError
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 

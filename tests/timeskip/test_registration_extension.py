@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from client.api import RefusedError
 from domain.codes import Stage
 from domain.messages import ExtendWindow
-from runtime.api import RefusedError
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
