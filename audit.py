@@ -26,8 +26,8 @@ from rich.table import Table
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from runtime.audit_bundle import check_bundle, write_bundle
-from runtime.audit_history import (
+from auditing.bundle import check_bundle, write_bundle
+from auditing.history import (
     AuditError,
     RecordedHistory,
     ReplayOutcome,
@@ -37,7 +37,7 @@ from runtime.audit_history import (
     round_histories,
     run_histories,
 )
-from runtime.audit_recompute import recompute
+from auditing.recompute import recompute
 from runtime.keys import KEY_BYTES, Keys
 from workflows.ids import journey_workflow_id
 

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.client import Client  # noqa: E402
 
+from auditing.bundle import history_file_name  # noqa: E402
+from auditing.history import RecordedHistory, round_histories  # noqa: E402
 from client.api import RecruitmentApi  # noqa: E402
 from domain.codes import Stage  # noqa: E402
 from domain.messages import AdminReport, GateReport, JourneyState, SkbScoreReport, SkdReport  # noqa: E402
-from runtime.audit_bundle import history_file_name  # noqa: E402
-from runtime.audit_history import RecordedHistory, round_histories  # noqa: E402
 from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration  # noqa: E402
 from workflows.ids import journey_workflow_id  # noqa: E402

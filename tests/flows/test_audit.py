@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 
 import audit
 from apps.fleet import build_worker
+from auditing.bundle import MANIFEST, check_bundle, load_histories, write_bundle
+from auditing.history import decision_drift, decisions_of, messages, replay, round_histories
+from auditing.recompute import compare, recompute
 from domain.messages import JourneyStart, JourneyState
-from runtime.audit_bundle import MANIFEST, check_bundle, load_histories, write_bundle
-from runtime.audit_history import decision_drift, decisions_of, messages, replay, round_histories
-from runtime.audit_recompute import compare, recompute
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack

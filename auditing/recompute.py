@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from temporalio.converter import DataConverter
 
+from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision
 from domain.config import ComponentKind
 from domain.integration import final_score
@@ -21,7 +22,6 @@ from domain.messages import Decision, FormasiStart, JourneyStart, fraction_text
 from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
 from domain.skb import PanelScore, aggregate_panel, skb_outcome
 from domain.skd import SkdScores
-from runtime.audit_history import Message, RecordedHistory, decisions_of, messages, replay
 
 ENDINGS = ("disqualify", "withdraw")
 

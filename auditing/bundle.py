@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from temporalio.client import WorkflowHistory
 
-from runtime.audit_history import RecordedHistory, recorded
+from auditing.history import RecordedHistory, recorded
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
