@@ -555,7 +555,7 @@ def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="App
     """Run a sample round end to end on the embedded stack."""
     import inspect
 
-    from runtime.demo import run_demo
+    from apps.demo import run_demo
 
     kwargs: dict = {} if size is None else {"size": size}
     if "keep_running" in inspect.signature(run_demo).parameters:

@@ -1,4 +1,4 @@
-"""Drive real rounds through the engine's own updates (a trimmed runtime/demo.py, no UI)."""
+"""Drive real rounds through the engine's own updates (a trimmed apps/demo.py, no UI)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import tomli_w
 
+from apps.demo import EXAMPLE, _score, synthetic_applicants
 from client.api import RecruitmentApi, RefusedError
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
@@ -26,7 +27,6 @@ from domain.messages import (
     SkdReport,
 )
 from domain.registration import Registration
-from runtime.demo import EXAMPLE, _score, synthetic_applicants
 
 POLL = 0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
 WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]

@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
-from runtime.demo import run_demo
+from apps.demo import run_demo
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
