@@ -72,13 +72,3 @@ class BroadcastResult(BaseModel, frozen=True):
     next_page_token: str | None = None  # None: that was the last page
     replies: list[CloseReply] = []  # mode "close": each journey's answer, in listing order
     skipped: int = 0  # mode "waiting": running journeys that no longer wait for the announcement
-
-
-class AnnouncementRows(BaseModel, frozen=True):
-    """A stage's announcement lines for the read model (one per applicant named)."""
-
-    round_id: str
-    formasi_code: str
-    stage: str
-    announcement_id: str
-    lines: list[tuple[str, str, int | None, str | None]]  # applicant_id, code, rank, score
