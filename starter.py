@@ -549,19 +549,11 @@ def announce_cmd(round_id: str, stage: AnnouncementStage,
 
 
 @cli.command("demo")
-def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="Applicants.")] = None,
-             keep_running: Annotated[bool, typer.Option(
-                 "--keep-running", help="Leave the embedded stack running to explore it.")] = False):
-    """Run a sample round end to end on the embedded stack."""
-    import inspect
-
+def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="Applicants.")] = None):
+    """Run a sample round end to end on the embedded stack (left running; stop it with run.py stop)."""
     from apps.demo import run_demo
 
     kwargs: dict = {} if size is None else {"size": size}
-    if "keep_running" in inspect.signature(run_demo).parameters:
-        kwargs["keep_running"] = keep_running
-    elif keep_running:
-        err_console.print("this demo always leaves the embedded stack running (stop it with run.py stop)")
     raise typer.Exit(asyncio.run(run_demo(**kwargs)))
 
 
