@@ -38,7 +38,7 @@ from auditing.history import (
     run_histories,
 )
 from auditing.recompute import recompute
-from runtime.keys import KEY_BYTES, Keys
+from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from workflows.ids import journey_workflow_id
 
 app = typer.Typer(
@@ -90,10 +90,22 @@ def _payload_key(payload_key_file: Path | None) -> bytes:
     return key
 
 
-def _converter(payload_key: bytes) -> DataConverter:
+def _offline_keys(payload_key_file: Path | None) -> Keys:
+    """The payload key for offline work, and the keys of earlier rotations (CASN_PAYLOAD_PREVIOUS_KEYS)."""
+    from runtime.settings import load_settings
+
+    payload_key = _payload_key(payload_key_file)
+    try:
+        previous = previous_payload_keys(load_settings())
+    except InvalidKeyError as exc:
+        raise AuditError(str(exc)) from None
+    return Keys(payload_key=payload_key, pseudonym_key=b"", signing_key=b"", previous_payload_keys=previous)
+
+
+def _converter(keys: Keys) -> DataConverter:
     from runtime.connection import data_converter
 
-    return data_converter(Keys(payload_key=payload_key, pseudonym_key=b"", signing_key=b""))
+    return data_converter(keys)
 
 
 def _run(coro) -> Any:
@@ -165,7 +177,7 @@ def trail(
 
     async def main() -> None:
         client, keys = await _client()
-        converter = _converter(keys.payload_key)
+        converter = _converter(keys)
         runs = await run_histories(client, journey_workflow_id(round_id, applicant_id))
         outcomes = await replay([r.history for r in runs], converter)
         diverged = [o for o in outcomes if not o.ok]
@@ -242,7 +254,7 @@ def replay_command(
     async def main() -> bool:
         client, keys = await _client()
         histories = await round_histories(client, round_id, kind)
-        return _report_replay(await _replay_with_progress(histories, _converter(keys.payload_key)))
+        return _report_replay(await _replay_with_progress(histories, _converter(keys)))
 
     if not _run(main()):
         raise typer.Exit(1)
@@ -286,7 +298,7 @@ def verify(
             return False
         console.print(f"[green]✓[/green] signature and {len(check.histories)} hashes match")
         outcomes = await _replay_with_progress(
-            check.histories, _converter(_payload_key(payload_key_file))
+            check.histories, _converter(_offline_keys(payload_key_file))
         )
         return _report_replay(outcomes)
 
@@ -318,11 +330,11 @@ def recompute_command(
                 )
                 return False
             histories = check.histories
-            converter = _converter(_payload_key(payload_key_file))
+            converter = _converter(_offline_keys(payload_key_file))
         else:
             client, keys = await _client()
             histories = await round_histories(client, round_id)
-            converter = _converter(keys.payload_key)
+            converter = _converter(keys)
         result = await recompute(histories, converter)
         table = Table(title=f"Round {round_id}: announced against recomputed")
         for col in (

@@ -62,7 +62,8 @@ class AesGcmCodec(PayloadCodec):
         if cipher is None:
             raise PayloadDecryptionError(
                 f"payload was encrypted with key id {kid!r}, which this process does not hold "
-                f"(it holds {sorted(self._ciphers)}): check CASN_PAYLOAD_KEY"
+                f"(it holds {sorted(self._ciphers)}): check CASN_PAYLOAD_KEY and "
+                "CASN_PAYLOAD_PREVIOUS_KEYS"
             )
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:

@@ -15,14 +15,15 @@ from runtime.settings import Settings
 
 
 def data_converter(keys: Keys) -> DataConverter:
-    """Pydantic payloads, encrypted with the payload key before they leave the process.
+    """Pydantic payloads, encrypted with the payload key before they leave the process, and
+    decrypted with it or with a key of an earlier rotation (CASN_PAYLOAD_PREVIOUS_KEYS).
 
     Failure messages and stack traces are encoded into a payload too (and so encrypted): a
     refusal or an error can name a report's content, and the server stores failures in clear.
     """
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=AesGcmCodec(keys.payload_key),
+        payload_codec=AesGcmCodec(keys.payload_key, previous_keys=keys.previous_payload_keys),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

@@ -87,7 +87,8 @@ def isolated_settings(data_dir: Path, ports: tuple[int, int, int] | None = None,
     values = {
         "data_dir": data_dir, "temporal_address": None, "database_url": None, "temporal_namespace": "default",
         "temporal_port": ports[0], "temporal_ui_port": ports[1], "postgres_port": ports[2],
-        "payload_key": None, "pseudonym_key": None, "signing_key": None, **overrides,
+        "payload_key": None, "payload_previous_keys": "", "pseudonym_key": None, "signing_key": None,
+        **overrides,
     }
     return Settings(**values)
 

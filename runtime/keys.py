@@ -28,6 +28,8 @@ class Keys:
     payload_key: bytes = field(repr=False)
     pseudonym_key: bytes = field(repr=False)
     signing_key: bytes = field(repr=False)
+    # Keys of earlier rotations: histories written under them still decrypt.
+    previous_payload_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def load_or_create_keys(settings: Settings) -> Keys:
@@ -40,6 +42,17 @@ def load_or_create_keys(settings: Settings) -> Keys:
         payload_key=_key(settings, "payload_key"),
         pseudonym_key=_key(settings, "pseudonym_key"),
         signing_key=_key(settings, "signing_key"),
+        previous_payload_keys=previous_payload_keys(settings),
+    )
+
+
+def previous_payload_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The payload keys of earlier rotations, from CASN_PAYLOAD_PREVIOUS_KEYS (comma-separated base64)."""
+    entries = settings.payload_previous_keys.split(",")
+    return tuple(
+        _decode(entry.strip(), f"CASN_PAYLOAD_PREVIOUS_KEYS entry {number} of {len(entries)}")
+        for number, entry in enumerate(entries, start=1)
+        if entry.strip()
     )
 
 
