@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from domain.codes import Terminal
 from domain.errors import RuleViolation
 from domain.registration import Gender
-
-_NIP = re.compile(r"^(\d{8})(\d{6})([12])(\d{3})$")
 
 
 def format_nip(birth_date: date, tmt: date, gender: Gender, serial: int) -> str:
@@ -18,23 +15,6 @@ def format_nip(birth_date: date, tmt: date, gender: Gender, serial: int) -> str:
         raise RuleViolation("serial", serial, "outside 1..999")
     sex = "1" if gender == Gender.MALE else "2"
     return f"{birth_date:%Y%m%d}{tmt:%Y%m}{sex}{serial:03d}"
-
-
-def nip_problems(nip: str, birth_date: date, tmt: date, gender: Gender) -> list[str]:
-    """Why a NIP reported by BKN does not fit the person it is for; empty when it fits."""
-    m = _NIP.match(nip)
-    if not m:
-        return [f"nip {nip!r} is not 18 digits of the form YYYYMMDD YYYYMM G NNN"]
-    problems = []
-    if m.group(1) != f"{birth_date:%Y%m%d}":
-        problems.append(f"nip {nip}: birth-date part {m.group(1)} does not match the applicant")
-    if m.group(2) != f"{tmt:%Y%m}":
-        problems.append(f"nip {nip}: TMT part {m.group(2)} does not match the TMT {tmt:%Y-%m}")
-    if m.group(3) != ("1" if gender == Gender.MALE else "2"):
-        problems.append(f"nip {nip}: gender digit {m.group(3)} does not match the applicant")
-    if m.group(4) == "000":
-        problems.append(f"nip {nip}: serial 000 is not issued")
-    return problems
 
 
 def withdrawal_sanction(passed: bool, rounds: int) -> int:

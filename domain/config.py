@@ -12,7 +12,7 @@ import tomllib
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     BaseModel,
@@ -65,10 +65,6 @@ class Window(BaseModel, frozen=True):
                 f"closes {self.closes.isoformat()} is not after opens {self.opens.isoformat()}"
             )
         return self
-
-    def contains(self, moment: datetime) -> bool:
-        """True when `moment` is inside the window."""
-        return self.opens <= moment < self.closes
 
 
 class Schedule(BaseModel, frozen=True):
@@ -246,8 +242,10 @@ class ReportKind(StrEnum):
     ADMIN = "admin"
     APPEAL_ANSWER = "appeal_answer"
     SKD = "skd"
-    SKB = "skb"  # SKB components other than those listed separately by name
     FILING = "filing"
+    # The engine issues the NIP itself, so no report is checked against this kind; it stays
+    # because round files (examples/, tests/roundkit.py) and recorded histories list reporters
+    # under it, and an unknown kind is refused.
     NIP = "nip"
     LATSAR = "latsar"
     OPERATOR = "operator"  # disqualification, withdrawal, schedule commands
@@ -324,10 +322,6 @@ class RoundConfig(BaseModel, frozen=True):
         """The formasi with that code, or None."""
         return next((f for f in self.formasi if f.code == code), None)
 
-    def may_report(self, kind: str, actor: str) -> bool:
-        """True when `actor` may report `kind` (an unlisted kind is open to no one)."""
-        return actor in self.reporters.get(kind, [])
-
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the rules: recorded with every decision (computed once)."""
         if self._digest is None:
@@ -386,5 +380,3 @@ def load_round_config(path: Path | str) -> RoundConfig:
         raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
     return parse_round_config(data, path)
 
-
-ScheduleWindow = Literal["registration", "administration", "skd", "skb", "filing", "latsar"]
