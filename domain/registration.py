@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import date
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from domain.config import Category, Formasi
 
@@ -17,10 +19,51 @@ class Gender(StrEnum):
     FEMALE = "P"
 
 
-class Registration(BaseModel, frozen=True):
-    """What an applicant submits when registering (an SSCASN export row)."""
+_NIK = re.compile(r"[0-9]{16}")
+_ASCII_DIGIT = re.compile(r"[0-9]")
 
-    nik: str
+
+def mask_nik(nik: str) -> str:
+    """A NIK shortened (first and last 4 characters) so that errors and logs never carry it whole."""
+    return nik[:4] + "*" * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else "*" * len(nik)
+
+
+def normalise_nik(raw: str) -> str:
+    """The one stored form of a NIK, 16 ASCII digits; ValueError when `raw` is not a NIK.
+
+    The rule: surrounding whitespace is trimmed, then every character must be a decimal digit
+    (Unicode category Nd) that NFKC turns into one of 0-9, and there must be 16 of them. So a
+    fullwidth '３２７３…' (or a mathematical '𝟑') is read as '3273…': the same person's NIK, the
+    same applicant id, the same "one NIK registers once" check.
+    Everything else is refused rather than read as some other number: Arabic-Indic or other
+    scripts' digits (NFKC leaves them as they are), superscript '³' or circled '③' (NFKC would
+    make them digits, but they are not digits of a number), signs, inner spaces, letters.
+    """
+    text = raw.strip()
+    for position, char in enumerate(text, start=1):
+        folded = unicodedata.normalize("NFKC", char)
+        if unicodedata.category(char) != "Nd" or not _ASCII_DIGIT.fullmatch(folded):
+            name = unicodedata.name(char, "unnamed")
+            raise ValueError(
+                f"a NIK is 16 digits 0-9: character {position} is U+{ord(char):04X} {name} "
+                f"(nik {mask_nik(text)})"
+            )
+    nik = unicodedata.normalize("NFKC", text)
+    if not _NIK.fullmatch(nik):
+        raise ValueError(f"a NIK is 16 digits 0-9, this one has {len(nik)} (nik {mask_nik(nik)})")
+    return nik
+
+
+class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
+    """What an applicant submits when registering (an SSCASN export row).
+
+    Errors never repeat the input: a registration is personal data (callers that show a bad
+    value take it from `errors()` and mask it).
+    """
+
+    nik: str = Field(
+        max_length=64, description="16 ASCII digits; other digit forms are normalised or refused"
+    )
     name: str = Field(min_length=1, max_length=200)
     birth_date: date
     gender: Gender
@@ -30,6 +73,12 @@ class Registration(BaseModel, frozen=True):
     formasi_code: str = Field(min_length=1, max_length=40)
     category: Category = Category.UMUM
     citizen: bool = True
+
+    @field_validator("nik")
+    @classmethod
+    def _one_form(cls, nik: str) -> str:
+        # One stored form, so two spellings of one NIK can never be two applicants.
+        return normalise_nik(nik)
 
 
 class Refusal(BaseModel, frozen=True):
@@ -49,7 +98,7 @@ def nik_birth_date(nik: str) -> date | None:
     The century is not encoded; it is taken as 19xx or 20xx, whichever is not in the future
     relative to 2099 — callers compare the result with the declared birth date.
     """
-    if len(nik) != 16 or not nik.isdigit():
+    if not _NIK.fullmatch(nik):
         return None
     day, month, year2 = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
     if day > 40:
@@ -66,11 +115,11 @@ def nik_birth_date(nik: str) -> date | None:
 
 def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
     """Checks of the NIK's shape and its birth-date part against the declared data."""
-    if len(nik) != 16 or not nik.isdigit():
-        return [Refusal(field="nik", value=_mask(nik), reason="a NIK is exactly 16 digits")]
+    if not _NIK.fullmatch(nik):
+        return [Refusal(field="nik", value=mask_nik(nik), reason="a NIK is exactly 16 digits 0-9")]
     if nik[:6] == "000000":
         return [
-            Refusal(field="nik", value=_mask(nik), reason="the region code (digits 1-6) is 000000")
+            Refusal(field="nik", value=mask_nik(nik), reason="the region code (digits 1-6) is 000000")
         ]
     day = int(nik[6:8])
     encoded = nik_birth_date(nik)
@@ -78,7 +127,7 @@ def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
         return [
             Refusal(
                 field="nik",
-                value=_mask(nik),
+                value=mask_nik(nik),
                 reason="digits 7-12 are not a valid DDMMYY birth date",
             )
         ]
@@ -91,7 +140,7 @@ def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
         problems.append(
             Refusal(
                 field="nik",
-                value=_mask(nik),
+                value=mask_nik(nik),
                 reason="its birth-date part does not match birth_date",
             )
         )
@@ -105,14 +154,9 @@ def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
         )
     if nik[12:] == "0000":
         problems.append(
-            Refusal(field="nik", value=_mask(nik), reason="the serial part (digits 13-16) is 0000")
+            Refusal(field="nik", value=mask_nik(nik), reason="the serial part (digits 13-16) is 0000")
         )
     return problems
-
-
-def _mask(nik: str) -> str:
-    """A NIK shortened so that errors and logs do not carry the full number."""
-    return nik[:4] + "*" * max(0, len(nik) - 8) + nik[-4:] if len(nik) > 8 else "*" * len(nik)
 
 
 def age_on(birth_date: date, on: date) -> int:

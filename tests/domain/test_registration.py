@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from domain.config import Category, Formasi
 from domain.registration import (
@@ -12,6 +16,7 @@ from domain.registration import (
     Registration,
     age_on,
     check_registration,
+    mask_nik,
     nik_birth_date,
     nik_problems,
 )
@@ -81,6 +86,90 @@ def test_a_woman_whose_nik_day_is_plus_40_is_accepted():
 def test_nik_encodes_the_birth_date(nik, birth, gender, expected):
     assert nik_birth_date(nik) == expected
     assert nik_problems(nik, birth, gender) == []
+
+
+NIK = "3273011705980001"
+FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+# (case, the NIK as submitted) -- each is the NIK above, stored as its 16 ASCII digits
+NIK_FORMS = [
+    ("ASCII digits", NIK),
+    ("fullwidth digits", NIK.translate(FULLWIDTH)),
+    ("fullwidth and ASCII mixed", NIK[:8] + NIK[8:].translate(FULLWIDTH)),
+    ("surrounding whitespace", f"  {NIK}\t"),
+    ("ideographic spaces around fullwidth digits", f"\u3000{NIK.translate(FULLWIDTH)}\u3000"),
+]
+
+
+@pytest.mark.parametrize("submitted", [case[1] for case in NIK_FORMS], ids=[c[0] for c in NIK_FORMS])
+def test_a_nik_in_any_accepted_form_is_stored_as_16_ascii_digits(submitted):
+    assert registration(nik=submitted).nik == NIK
+
+
+def test_fullwidth_and_ascii_digits_are_the_same_applicant_not_two():
+    assert registration(nik=NIK.translate(FULLWIDTH)) == registration(nik=NIK)
+
+
+@given(st.lists(st.booleans(), min_size=16, max_size=16))
+def test_any_mix_of_fullwidth_and_ascii_digits_is_the_same_nik(fullwidth):
+    submitted = "".join(d.translate(FULLWIDTH) if w else d for d, w in zip(NIK, fullwidth, strict=True))
+    assert registration(nik=submitted).nik == NIK
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+# (case, the NIK as submitted, words of the error) -- none may become a NIK
+REFUSED_NIKS = [
+    ("Arabic-Indic digits", NIK.translate(ARABIC_INDIC), "U+0663 ARABIC-INDIC DIGIT THREE"),
+    ("one Arabic-Indic digit", NIK[:15] + "١", "character 16 is U+0661"),
+    ("superscript digit (NFKC makes it 3)", "³" + NIK[1:], "U+00B3 SUPERSCRIPT THREE"),
+    ("circled digit (NFKC makes it 3)", "③" + NIK[1:], "U+2462 CIRCLED DIGIT THREE"),
+    ("Devanagari digits", NIK.translate(str.maketrans("0123456789", "०१२३४५६७८९")), "DEVANAGARI"),
+    ("15 digits", NIK[:15], "has 15"),
+    ("17 digits", NIK + "1", "has 17"),
+    ("fullwidth, 15 digits", NIK[:15].translate(FULLWIDTH), "has 15"),
+    ("a letter", NIK[:14] + "A1", "character 15 is U+0041 LATIN CAPITAL LETTER A"),
+    ("embedded space", NIK[:4] + " " + NIK[4:15], "character 5 is U+0020 SPACE"),
+    ("a sign", "+" + NIK[1:], "U+002B PLUS SIGN"),
+    ("a zero-width space", NIK[:8] + "\u200b" + NIK[8:], "ZERO WIDTH SPACE"),
+    ("empty", "", "has 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("submitted", "words"),
+    [case[1:] for case in REFUSED_NIKS],
+    ids=[case[0] for case in REFUSED_NIKS],
+)
+def test_a_nik_in_any_other_form_is_refused_naming_the_field_and_the_problem(submitted, words):
+    with pytest.raises(ValidationError) as err:
+        registration(nik=submitted)
+    [problem] = err.value.errors()
+    assert problem["loc"] == ("nik",)
+    assert words in problem["msg"]
+
+
+LONG_REFUSED = [case for case in REFUSED_NIKS if len(case[1]) > 8]
+
+
+@pytest.mark.parametrize("submitted", [c[1] for c in LONG_REFUSED], ids=[c[0] for c in LONG_REFUSED])
+def test_a_refused_nik_is_shown_masked_never_whole(submitted):
+    with pytest.raises(ValidationError) as err:
+        registration(nik=submitted)
+    message = str(err.value)
+    assert submitted not in message
+    assert unicodedata.normalize("NFKC", submitted) not in message
+    assert "****" in message
+
+
+def test_a_mask_keeps_the_first_and_last_four_only():
+    assert mask_nik(NIK) == "3273********0001"
+
+
+def test_a_nik_sent_as_a_json_number_is_refused():
+    with pytest.raises(ValidationError) as err:
+        Registration.model_validate_json(registration().model_dump_json().replace(f'"{NIK}"', NIK))
+    assert err.value.errors()[0]["loc"] == ("nik",)
 
 
 # (case, nik, declared gender, field refused, words of the reason)
