@@ -9,7 +9,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import BroadcastRequest, BroadcastResult
+from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import CloseReply
 
 CONCURRENCY = 32

@@ -9,8 +9,8 @@ import sys
 import asyncpg
 from temporalio import activity
 
-from activities.contracts import JourneyProjection, NipIssued, NipRequest
 from domain.appointment import format_nip
+from domain.contracts import JourneyProjection, NipIssued, NipRequest
 
 _UPSERT_SQL = """
 WITH src AS (

@@ -22,12 +22,20 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from domain.config import RoundConfig, load_round_config
-from domain.messages import Ack, JourneyRules, JourneyStart, JourneyState, Report, RoundStart
+from domain.messages import (
+    Ack,
+    JourneyRules,
+    JourneyStart,
+    JourneyState,
+    Report,
+    RoundStart,
+    RoundState,
+)
 from domain.registration import Refusal, Registration, check_registration
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
-from workflows.round import RecruitmentRound, RoundState, journey_rules
+from workflows.round import RecruitmentRound, journey_rules
 
 UPDATE_ATTEMPTS = 5
 

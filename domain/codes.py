@@ -67,3 +67,42 @@ class Terminal(StrEnum):
     FILING_INCOMPLETE = "TMS-DRH"
     PNS = "PNS"
     DISMISSED = "DIBERHENTIKAN"
+
+
+class RoundPhase(StrEnum):
+    """Where a round stands; the first six are its scheduled windows, in schedule order."""
+
+    REGISTRATION = "registration"
+    ADMINISTRATION = "administration"
+    SKD = "skd"
+    SKB = "skb"
+    FILING = "filing"
+    LATSAR = "latsar"
+    FINAL_APPEAL = "final_appeal"  # the sanggah window after the final announcement
+    OPTIMALISASI = "optimalisasi"
+    CLOSED = "closed"
+
+
+# The round's windows in the order they open (the fields of domain.config.Schedule).
+WINDOWS: tuple[RoundPhase, ...] = (
+    RoundPhase.REGISTRATION,
+    RoundPhase.ADMINISTRATION,
+    RoundPhase.SKD,
+    RoundPhase.SKB,
+    RoundPhase.FILING,
+    RoundPhase.LATSAR,
+)
+
+
+class Phase(StrEnum):
+    """What an announcement tells a formasi's applicants (`Announcement.phase`)."""
+
+    ADMINISTRATION = "administration"  # the MS/TMS results are out
+    SKD_CLOSED = "skd_closed"
+    SKD_RESULT = "skd_result"  # the SKD cut is announced
+    SKB_CLOSED = "skb_closed"
+    FINAL_RESULT = "final_result"
+    OPTIMALISASI_CLOSED = "optimalisasi_closed"
+    FILING_CLOSED = "filing_closed"
+    TMT_MOVED = "tmt_moved"
+    ROUND_CLOSED = "round_closed"

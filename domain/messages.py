@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
-from domain.config import AppealRules, Formasi, IntegrationRules, SkbRules, SkdRules
+from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skd import SkdKey
@@ -272,6 +272,33 @@ class FormasiResult(BaseModel, frozen=True):
 def fraction_text(value: Fraction | None) -> str | None:
     """A score for display: three decimals."""
     return None if value is None else f"{float(value):.3f}"
+
+
+class FormasiState(BaseModel):
+    """What the formasi's query returns."""
+
+    round_id: str
+    formasi_code: str
+    quota: int
+    runs: int
+    processed: list[str]
+    awaiting: str | None = Field(default=None, description="the reply barrier it waits on, if any")
+    skd_cut_key: tuple[int, int, int, int] | None = None
+    skd_passers_seen: int = 0
+    final_entries: int = 0
+    decisions: list[Decision] = []
+
+
+class RoundState(BaseModel):
+    """What the round's query returns."""
+
+    round_id: str
+    phase: str
+    schedule: Schedule
+    closed: list[str]
+    formasi_results: dict[str, FormasiResult]
+    offers: dict[str, str]  # offer id -> "pending" | "accepted" | "declined"
+    decisions: list[Decision]
 
 
 # --- operator commands to the round ------------------------------------------------------------

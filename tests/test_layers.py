@@ -35,8 +35,6 @@ LEVELS = {
     "scripts": 5,
 }
 ENTRY_POINT = 5
-# Workflows pass the activities' input and output models; nothing else crosses between the two.
-SAME_LEVEL_ALLOWED = {("workflows", "activities.contracts")}
 SKIPPED_DIRS = {"tests", "out", "__pycache__"}
 
 
@@ -122,13 +120,12 @@ def test_no_module_imports_a_level_above_it():
     assert not upward, "imports that run back up:\n" + "\n".join(upward)
 
 
-def test_packages_of_one_level_import_each_other_only_through_activity_contracts():
+def test_workflows_and_activities_do_not_import_each_other():
     across = [
         str(imp)
         for imp in project_imports()
         if _top(imp.importer) != _top(imp.imported)
         and LEVELS[_top(imp.importer)] == LEVELS[_top(imp.imported)] < ENTRY_POINT
-        and (_top(imp.importer), imp.imported) not in SAME_LEVEL_ALLOWED
     ]
 
     assert not across, "imports across packages of one level:\n" + "\n".join(across)

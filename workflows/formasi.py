@@ -10,18 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import BroadcastRequest, BroadcastResult
+    from domain.contracts import BroadcastRequest, BroadcastResult
     from domain.messages import (
         Announcement,
         Decision,
         FinalEntryReply,
         FormasiResult,
         FormasiStart,
+        FormasiState,
         SkdEntryReply,
         fraction_text,
     )
@@ -67,21 +68,6 @@ class FormasiCarry(BaseModel):
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
-
-
-class FormasiState(BaseModel):
-    """What the formasi's query returns."""
-
-    round_id: str
-    formasi_code: str
-    quota: int
-    runs: int
-    processed: list[str]
-    awaiting: str | None = Field(default=None, description="the reply barrier it waits on, if any")
-    skd_cut_key: tuple[int, int, int, int] | None = None
-    skd_passers_seen: int = 0
-    final_entries: int = 0
-    decisions: list[Decision] = []
 
 
 @workflow.defn

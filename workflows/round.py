@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from domain.config import ReportKind, RoundConfig, Schedule, parse_round_config
+    from domain.config import ReportKind, RoundConfig, parse_round_config
     from domain.messages import (
         Ack,
         Announcement,
@@ -26,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiOffer,
         Report,
         RoundStart,
+        RoundState,
         SeatVacated,
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
@@ -35,18 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
 
 PHASES = ["registration", "administration", "skd", "skb"]
-
-
-class RoundState(BaseModel):
-    """What the round's query returns."""
-
-    round_id: str
-    phase: str
-    schedule: Schedule
-    closed: list[str]
-    formasi_results: dict[str, FormasiResult]
-    offers: dict[str, str]  # offer id -> "pending" | "accepted" | "declined"
-    decisions: list[Decision]
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:

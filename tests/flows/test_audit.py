@@ -75,8 +75,8 @@ class JourneyWithAnotherRuleVersion(ApplicantJourney):
     async def run(self, start: JourneyStart) -> JourneyState:
         return await super().run(start)
 
-    def _decide(self, stage, outcome, actor, inputs) -> None:
-        super()._decide(stage, outcome, actor, inputs)
+    def _decide(self, event) -> None:
+        super()._decide(event)
         self.decisions[-1] = self.decisions[-1].model_copy(update={"rule_version": "2025.1"})
 
 

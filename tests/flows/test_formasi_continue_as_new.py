@@ -23,14 +23,13 @@ from apps.fleet import build_worker
 from client.api import RecruitmentApi
 from domain.codes import SkdCode, Stage
 from domain.config import Category, RoundConfig
-from domain.messages import AdminReport, CloseWindow, JourneyState, SkdReport
+from domain.messages import AdminReport, CloseWindow, FormasiState, JourneyState, SkdReport
 from domain.ranking import SkdEntry, rank_skd
 from domain.skd import SkdScores
 from runtime import attributes
 from runtime.connection import data_converter
 from runtime.db import open_pool
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
-from workflows.formasi import FormasiState
 from workflows.ids import formasi_workflow_id, journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

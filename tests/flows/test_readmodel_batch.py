@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from activities.contracts import JourneyProjection, Notification
 from activities.readmodel import ReadModel
 from domain.codes import Stage
+from domain.contracts import JourneyProjection, Notification
 from domain.messages import Decision, JourneyState
 from runtime.db import open_pool
 

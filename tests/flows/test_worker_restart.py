@@ -11,7 +11,7 @@ import pytest
 
 from apps.fleet import build_worker
 from client.api import RecruitmentApi
-from domain.messages import SkdReport
+from domain.messages import FormasiState, SkdReport
 from runtime.db import open_pool
 from tests.flows.test_formasi_continue_as_new import (
     close,
@@ -25,7 +25,6 @@ from tests.flows.test_formasi_continue_as_new import (
     terminate_round,
     wait_skd_codes,
 )
-from workflows.formasi import FormasiState
 from workflows.ids import formasi_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -38,24 +38,23 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.contracts import (
+from client.api import RecruitmentApi
+from domain.appointment import format_nip
+from domain.config import RoundConfig
+from domain.contracts import (
     BroadcastRequest,
     BroadcastResult,
     JourneyProjection,
     NipIssued,
     NipRequest,
 )
-from client.api import RecruitmentApi
-from domain.appointment import format_nip
-from domain.config import RoundConfig
-from domain.messages import CloseReply, JourneyState
+from domain.messages import CloseReply, JourneyState, RoundState
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
 from tests.roundkit import OPERATOR
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.registry import WORKFLOWS
-from workflows.round import RoundState
 
 
 class StandInActivities:

@@ -1,0 +1,392 @@
+"""What happened to an applicant: one past-tense event class per kind of decision.
+
+A journey decides by recording one of these. Each renders to the `Decision` record that the
+journey's history has always carried (stage, outcome, actor, input), so an auditor reads the
+same trail and replaying an old history derives exactly the records it holds. Auditors match
+records with `Event.matches(decision)` instead of comparing free text.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from domain.administration import DocumentFinding
+from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
+from domain.messages import (
+    AdminReport,
+    AppealAnswer,
+    Decision,
+    Disqualification,
+    LatsarReport,
+    Withdrawal,
+)
+from domain.registration import Refusal
+
+
+class JourneyEvent(BaseModel, frozen=True):
+    """A decision about one applicant. Subclasses name the stage and the outcome."""
+
+    stage: ClassVar[Stage]
+    outcome: ClassVar[str] = ""
+
+    def actor(self) -> str:
+        """Who supplied the decisive input ("system" when a rule or a deadline decided)."""
+        return "system"
+
+    def code(self) -> str:
+        """The outcome as recorded (a result code or a past-tense word)."""
+        return self.outcome
+
+    def at_stage(self) -> Stage:
+        """The stage the decision belongs to."""
+        return self.stage
+
+    def inputs(self) -> dict[str, Any]:
+        """The inputs the decision was made from, as recorded in the trail."""
+        return {}
+
+    def record(self, at: datetime, rule_version: str, rules_digest: str) -> Decision:
+        """The decision record the history carries."""
+        return Decision(
+            at=at,
+            stage=self.at_stage(),
+            outcome=self.code(),
+            actor=self.actor(),
+            input=self.inputs(),
+            rule_version=rule_version,
+            rules_digest=rules_digest,
+        )
+
+    @classmethod
+    def matches(cls, record: Decision) -> bool:
+        """Whether a recorded decision is one of this kind (for events with a fixed outcome)."""
+        return record.stage == cls.stage and record.outcome == cls.outcome
+
+
+class _Reasoned(JourneyEvent, frozen=True):
+    """A decision made by a rule or a deadline, with the reason in words."""
+
+    reason: str
+
+    def inputs(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+# --- registration -------------------------------------------------------------------------------
+
+
+class Registered(JourneyEvent, frozen=True):
+    stage = Stage.REGISTERED
+    outcome = "registered"
+    formasi: str
+    registered_by: str
+
+    def actor(self) -> str:
+        return self.registered_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {"formasi": self.formasi}
+
+
+class RegistrationRefused(JourneyEvent, frozen=True):
+    stage = Stage.REGISTERED
+    outcome = "refused"
+    applied_on: date
+    refusals: list[Refusal]
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "applied_on": self.applied_on.isoformat(),
+            "refusals": [r.model_dump() for r in self.refusals],
+        }
+
+
+# --- administration and sanggah -----------------------------------------------------------------
+
+
+class AdminChecked(JourneyEvent, frozen=True):
+    """MS or TMS from the instansi's report, with a reason per failing document."""
+
+    stage = Stage.ADMIN_CHECK
+    decision: AdminDecision
+    report: AdminReport
+
+    def code(self) -> str:
+        return self.decision.value
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return self.report.model_dump(mode="json")
+
+    @property
+    def findings(self) -> list[DocumentFinding]:
+        return list(self.report.findings)
+
+
+class AdminNotDecided(_Reasoned, frozen=True):
+    """No result before the administration window closed: TMS."""
+
+    stage = Stage.ADMIN_CHECK
+    outcome = AdminDecision.TMS.value
+
+
+class AppealDecided(JourneyEvent, frozen=True):
+    stage = Stage.ADMIN_APPEAL
+    decision: AdminDecision
+    answer: AppealAnswer
+
+    def code(self) -> str:
+        return self.decision.value
+
+    def actor(self) -> str:
+        return self.answer.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return self.answer.model_dump(mode="json")
+
+
+# --- SKD ----------------------------------------------------------------------------------------
+
+
+class SkdAbsent(_Reasoned, frozen=True):
+    stage = Stage.SKD
+    outcome = SkdCode.ABSENT.value
+
+
+class SkdRanked(JourneyEvent, frozen=True):
+    """The applicant's SKD code against the formasi's announced cut."""
+
+    stage = Stage.SKD_RANKING
+    skd_code: SkdCode
+    twk: int
+    tiu: int
+    tkp: int
+    category: str
+    cut_key: tuple[int, int, int, int] | None
+    announcement_id: str
+
+    def code(self) -> str:
+        return self.skd_code.value
+
+    def actor(self) -> str:
+        return "formasi"
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "twk": self.twk,
+            "tiu": self.tiu,
+            "tkp": self.tkp,
+            "total": self.twk + self.tiu + self.tkp,
+            "category": self.category,
+            "cut_key": list(self.cut_key) if self.cut_key else None,
+            "announcement_id": self.announcement_id,
+        }
+
+
+# --- SKB, final ranking, optimalisasi -----------------------------------------------------------
+
+
+class SkbFailed(_Reasoned, frozen=True):
+    """Absent from the SKB CAT (TH), or out by a gate or an unreported component (TMS-SKB)."""
+
+    stage = Stage.SKB
+    final_code: FinalCode
+
+    def code(self) -> str:
+        return self.final_code.value
+
+
+class SkbCompleted(JourneyEvent, frozen=True):
+    stage = Stage.SKB
+    outcome = "completed"
+    skb_score: str | None
+    final_score: str | None
+    components: dict[str, Any]
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "skb_score": self.skb_score,
+            "final_score": self.final_score,
+            "components": self.components,
+        }
+
+
+class FinalRanked(JourneyEvent, frozen=True):
+    stage = Stage.FINAL_RANKING
+    final_code: FinalCode
+    announcement_id: str
+    final_score: str | None
+
+    def code(self) -> str:
+        return self.final_code.value
+
+    def actor(self) -> str:
+        return "formasi"
+
+    def inputs(self) -> dict[str, Any]:
+        return {"announcement_id": self.announcement_id, "final_score": self.final_score}
+
+
+class OfferAnswered(JourneyEvent, frozen=True):
+    """The applicant accepted or declined an optimalisasi seat (unanswered counts as declined)."""
+
+    stage = Stage.OPTIMALISASI
+    accepted: bool
+    answered_by: str
+    offer_id: str
+    to_formasi: str
+    answered: bool
+
+    def code(self) -> str:
+        return "accepted" if self.accepted else "declined"
+
+    def actor(self) -> str:
+        return self.answered_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {"offer_id": self.offer_id, "to_formasi": self.to_formasi, "answered": self.answered}
+
+
+# --- filing, NIP, appointment, probation --------------------------------------------------------
+
+
+class FilingIncomplete(JourneyEvent, frozen=True):
+    stage = Stage.FILING
+    outcome = "incomplete"
+    missing: list[str]
+    reported_by: str
+
+    def actor(self) -> str:
+        return self.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {"missing": self.missing}
+
+
+class FilingCompleted(JourneyEvent, frozen=True):
+    stage = Stage.FILING
+    outcome = "complete"
+    reported_by: str
+
+    def actor(self) -> str:
+        return self.reported_by
+
+
+class NipIssued(JourneyEvent, frozen=True):
+    stage = Stage.NIP
+    outcome = "issued"
+    nip: str
+
+    def actor(self) -> str:
+        return "bkn"
+
+    def inputs(self) -> dict[str, Any]:
+        return {"nip": self.nip}
+
+
+class Appointed(JourneyEvent, frozen=True):
+    """The SK CPNS with its TMT."""
+
+    stage = Stage.APPOINTMENT
+    outcome = "SK CPNS"
+    tmt: date
+    formasi: str | None
+
+    def actor(self) -> str:
+        return "instansi"
+
+    def inputs(self) -> dict[str, Any]:
+        return {"tmt": self.tmt.isoformat(), "formasi": self.formasi}
+
+
+class LatsarJudged(JourneyEvent, frozen=True):
+    stage = Stage.LATSAR
+    result: Terminal
+    report: LatsarReport
+
+    def code(self) -> str:
+        return self.result.value
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return self.report.model_dump(mode="json")
+
+
+# --- at any stage -------------------------------------------------------------------------------
+
+
+class _AtStage(JourneyEvent, frozen=True):
+    """A decision recorded at whatever stage the journey stands."""
+
+    during: Stage
+
+    def at_stage(self) -> Stage:
+        return self.during
+
+    @classmethod
+    def matches(cls, record: Decision) -> bool:
+        return record.outcome == cls.outcome
+
+
+class TmtMoved(_AtStage, frozen=True):
+    outcome = "TMT moved"
+    old: date
+    new: date
+    announcement_id: str
+
+    def actor(self) -> str:
+        return "round"
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "from": self.old.isoformat(),
+            "to": self.new.isoformat(),
+            "announcement_id": self.announcement_id,
+        }
+
+
+class Disqualified(_AtStage, frozen=True):
+    outcome = Terminal.DISQUALIFIED.value
+    report: Disqualification
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return self.report.model_dump(mode="json")
+
+
+class Withdrew(_AtStage, frozen=True):
+    outcome = Terminal.WITHDRAWN.value
+    report: Withdrawal
+    sanction_rounds: int
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {**self.report.model_dump(mode="json"), "sanction_rounds": self.sanction_rounds}
+
+
+class SelectionEnded(_AtStage, frozen=True):
+    """The journey's terminal outcome, when no decision just made is itself the ending."""
+
+    terminal: Terminal
+    reason: str
+
+    def code(self) -> str:
+        return self.terminal.value
+
+    def inputs(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+    @classmethod
+    def matches(cls, record: Decision) -> bool:
+        return record.actor == "system" and record.outcome in set(Terminal)

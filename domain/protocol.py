@@ -1,0 +1,184 @@
+"""The protocol between processes: every workflow, update, signal, query and activity, by name,
+with its input and output types.
+
+Callers use these references instead of strings: `await REPORT_SKD.execute(handle, report)`,
+`await ANNOUNCE.send(handle, announcement)`, `await JOURNEY_STATE.ask(handle)`. Handles are
+Temporal's (a client's workflow handle, or a workflow's external handle); this module only names
+the methods it calls on them, so it stays free of Temporal and of I/O. A name here is a contract
+with every recorded history: renaming one breaks replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from domain.contracts import (
+    BroadcastRequest,
+    BroadcastResult,
+    JourneyProjection,
+    NipIssued,
+    NipRequest,
+)
+from domain.messages import (
+    Ack,
+    AdminReport,
+    Announcement,
+    AppealAnswer,
+    AppealFiling,
+    CloseReply,
+    CloseWindow,
+    Disqualification,
+    ExtendWindow,
+    FilingReport,
+    FinalEntryReply,
+    FormasiResult,
+    FormasiStart,
+    FormasiState,
+    GateReport,
+    JourneyStart,
+    JourneyState,
+    LatsarReport,
+    MoveTmt,
+    OfferAnswer,
+    OfferReply,
+    OptimalisasiOffer,
+    PanelScoreReport,
+    Report,
+    RoundStart,
+    RoundState,
+    SeatVacated,
+    SkbScoreReport,
+    SkdEntryReply,
+    SkdReport,
+    Withdrawal,
+)
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+@dataclass(frozen=True)
+class Workflow(Generic[In, Out]):
+    """A workflow type: its name, start input and result."""
+
+    name: str
+    input: type[In]
+    output: type[Out]
+
+
+@dataclass(frozen=True)
+class Update(Generic[In, Out]):
+    """An update: validated by the workflow before anything is recorded, answered with `output`."""
+
+    name: str
+    input: type[In]
+    output: type[Out]
+
+    async def execute(self, handle: Any, message: In, **options: Any) -> Out:
+        """Send the update through a client's workflow handle and wait for its answer."""
+        return await handle.execute_update(self.name, message, result_type=self.output, **options)
+
+
+@dataclass(frozen=True)
+class Signal(Generic[In]):
+    """A signal: passes only between the project's own workflows."""
+
+    name: str
+    input: type[In]
+
+    async def send(self, handle: Any, message: In) -> None:
+        """Signal through a client's or a workflow's handle."""
+        await handle.signal(self.name, message)
+
+
+@dataclass(frozen=True)
+class Query(Generic[In, Out]):
+    """A read-only question; `input` is None for a query without an argument."""
+
+    name: str
+    input: type[In] | None
+    output: type[Out]
+
+    async def ask(self, handle: Any, *arg: In, **options: Any) -> Out:
+        """Query through a client's workflow handle."""
+        return await handle.query(self.name, *arg, result_type=self.output, **options)
+
+
+@dataclass(frozen=True)
+class Activity(Generic[In, Out]):
+    """An activity: the I/O a workflow asks a worker to do."""
+
+    name: str
+    input: type[In]
+    output: type[Out]
+
+
+# --- workflows ----------------------------------------------------------------------------------
+
+APPLICANT_JOURNEY = Workflow("ApplicantJourney", JourneyStart, JourneyState)
+FORMASI_SELECTION = Workflow("FormasiSelection", FormasiStart, FormasiState)
+RECRUITMENT_ROUND = Workflow("RecruitmentRound", RoundStart, RoundState)
+
+# --- ApplicantJourney: reports from services and the portal (updates) ---------------------------
+
+REPORT_ADMIN = Update("report_admin", AdminReport, Ack)
+FILE_APPEAL = Update("file_appeal", AppealFiling, Ack)
+ANSWER_APPEAL = Update("answer_appeal", AppealAnswer, Ack)
+REPORT_SKD = Update("report_skd", SkdReport, Ack)
+REPORT_SKB_SCORE = Update("report_skb_score", SkbScoreReport, Ack)
+REPORT_PANEL_SCORE = Update("report_panel_score", PanelScoreReport, Ack)
+REPORT_GATE = Update("report_gate", GateReport, Ack)
+ANSWER_OFFER = Update("answer_offer", OfferAnswer, Ack)
+REPORT_FILING = Update("report_filing", FilingReport, Ack)
+REPORT_LATSAR = Update("report_latsar", LatsarReport, Ack)
+DISQUALIFY = Update("disqualify", Disqualification, Ack)
+WITHDRAW = Update("withdraw", Withdrawal, Ack)
+
+JOURNEY_REPORTS: dict[str, Update[Any, Ack]] = {
+    u.name: u
+    for u in (
+        REPORT_ADMIN, FILE_APPEAL, ANSWER_APPEAL, REPORT_SKD, REPORT_SKB_SCORE, REPORT_PANEL_SCORE,
+        REPORT_GATE, ANSWER_OFFER, REPORT_FILING, REPORT_LATSAR, DISQUALIFY, WITHDRAW,
+    )
+}
+_REPORT_UPDATE = {u.input: u for u in JOURNEY_REPORTS.values()}
+
+
+def report_update(report: Report) -> Update[Any, Ack]:
+    """The journey update that carries this report."""
+    return _REPORT_UPDATE[type(report)]
+
+
+# --- ApplicantJourney: from its formasi and its round -------------------------------------------
+
+CLOSE_STAGE = Update("close_stage", Announcement, CloseReply)
+ANNOUNCE = Signal("announce", Announcement)
+OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
+JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)
+REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
+WAITS_FOR = Query("waits_for", str, bool)  # asked by formasi runs of one older release only
+
+# --- FormasiSelection ---------------------------------------------------------------------------
+
+FORMASI_PHASE = Signal("phase", Announcement)
+SKD_ENTRY = Signal("skd_entry", SkdEntryReply)  # journeys' answers before close-by-update
+FINAL_ENTRY = Signal("final_entry", FinalEntryReply)  # ditto
+FORMASI_STATE: Query[None, FormasiState] = Query("state", None, FormasiState)
+
+# --- RecruitmentRound ---------------------------------------------------------------------------
+
+EXTEND_WINDOW = Update("extend_window", ExtendWindow, Ack)
+CLOSE_WINDOW = Update("close_window", CloseWindow, Ack)
+MOVE_TMT = Update("move_tmt", MoveTmt, Ack)
+FORMASI_RESULT = Signal("formasi_result", FormasiResult)
+SEAT_VACATED = Signal("seat_vacated", SeatVacated)
+OFFER_REPLY = Signal("offer_reply", OfferReply)
+ROUND_STATE: Query[None, RoundState] = Query("state", None, RoundState)
+CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
+
+# --- activities ---------------------------------------------------------------------------------
+
+PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
+ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
+BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)

@@ -1,0 +1,406 @@
+"""The applicant's sheet: one frozen record of what is known about one applicant, and the rules
+that fold reports into it.
+
+Everything here is pure: the journey workflow keeps one `ApplicantSheet` and replaces it with the
+folded one when a report is accepted; the auditor's recompute folds the same reports from a
+history into a sheet of its own and gets the same SKB result. Adding a report kind means a model
+in `domain/messages.py`, an entry in `REPORT_RULES` below and a line in `domain/protocol.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from fractions import Fraction
+from typing import Any
+
+from pydantic import BaseModel
+
+from domain.administration import admin_decision, appeal_refusal
+from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
+from domain.config import ComponentKind, ReportKind, SkbComponent
+from domain.errors import RuleViolation
+from domain.integration import final_score
+from domain.messages import (
+    AdminReport,
+    AppealAnswer,
+    AppealFiling,
+    Disqualification,
+    FilingReport,
+    GateReport,
+    JourneyRules,
+    LatsarReport,
+    OfferAnswer,
+    OptimalisasiOffer,
+    PanelScoreReport,
+    Report,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+    fraction_text,
+)
+from domain.ranking import FinalEntry
+from domain.registration import Registration
+from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
+from domain.skd import SkdKey, SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
+
+
+class ApplicantSheet(BaseModel, frozen=True):
+    """What is known about one applicant: the registration, every accepted report, every code."""
+
+    applicant_id: str
+    formasi_code: str
+    registration: Registration
+    tmt: date
+    stage: Stage = Stage.REGISTERED
+    admin_report: AdminReport | None = None
+    admin: AdminDecision | None = None
+    admin_announced_at: datetime | None = None
+    appeal: AppealFiling | None = None
+    appeal_answer: AppealAnswer | None = None
+    skd: SkdReport | None = None
+    skd_closed: bool = False
+    skd_code: SkdCode | None = None
+    skb_scores: dict[str, SkbScoreReport] = {}
+    panel: dict[str, dict[str, PanelScoreReport]] = {}
+    gates: dict[str, GateReport] = {}
+    skb_closed: bool = False
+    skb_score: str | None = None
+    final_entry: FinalEntry | None = None
+    final_code: FinalCode | None = None
+    placed_formasi: str | None = None
+    offer: OptimalisasiOffer | None = None
+    offer_answer: OfferAnswer | None = None
+    filing: FilingReport | None = None
+    nip: str | None = None
+    latsar: LatsarReport | None = None
+    ending: Disqualification | Withdrawal | None = None  # accepted, applied at the next step
+    terminal: Terminal | None = None
+    terminal_reason: str = ""
+    sanction_rounds: int = 0
+
+    def but(self, **changes: Any) -> ApplicantSheet:
+        """This sheet with some facts changed."""
+        return self.model_copy(update=changes)
+
+    @property
+    def open(self) -> bool:
+        """Neither ended nor about to end."""
+        return self.terminal is None and self.ending is None
+
+    @property
+    def passed(self) -> bool:
+        """Won a seat, in the formasi or by optimalisasi."""
+        return self.final_code in (FinalCode.PASSED, FinalCode.PASSED_OPTIMALISASI)
+
+    def skd_scores(self) -> SkdScores | None:
+        """The recorded SKD scores, if any."""
+        if self.skd is None:
+            return None
+        return SkdScores(twk=self.skd.twk, tiu=self.skd.tiu, tkp=self.skd.tkp)
+
+
+# --- refusals: whether a report can be taken now -------------------------------------------------
+
+
+def _ended(sheet: ApplicantSheet) -> str | None:
+    if sheet.open:
+        return None
+    return f"the journey has ended ({sheet.terminal.value if sheet.terminal else 'ending'})"
+
+
+def _not_allowed(report: Report, rules: JourneyRules, *kinds: str) -> str | None:
+    if any(report.reported_by in rules.reporters.get(k, []) for k in kinds):
+        return None
+    return f"{report.reported_by} is not allowed to report {kinds[0]} in this round"
+
+
+def _at_stage(sheet: ApplicantSheet, *stages: Stage) -> str | None:
+    if sheet.stage in stages:
+        return None
+    return f"the applicant is at stage {sheet.stage.value}, not {stages[0].value}"
+
+
+def _required(sheet: ApplicantSheet, report: Report, rules: JourneyRules, kind: str, *stages: Stage) -> str | None:
+    return _ended(sheet) or _not_allowed(report, rules, kind) or _at_stage(sheet, *stages)
+
+
+def _component(
+    sheet: ApplicantSheet, report: SkbScoreReport | PanelScoreReport | GateReport, rules: JourneyRules,
+    kind: ComponentKind,
+) -> tuple[SkbComponent | None, str | None]:
+    component = rules.skb.component(report.component)
+    if component is None:
+        return None, f"SKB component {report.component!r} is not part of this round"
+    if component.kind != kind:
+        return None, f"SKB component {component.name} is a {component.kind.value} component, not {kind.value}"
+    problem = _required(sheet, report, rules, component.name, Stage.SKB)
+    if problem is None and sheet.skb_closed:
+        problem = "the SKB window is closed"
+    return component, problem
+
+
+def _score_problem(component: SkbComponent, score: float) -> str | None:
+    try:
+        validate_component_score(component, score)
+    except RuleViolation as exc:
+        return str(exc)
+    return None
+
+
+def _refuse_admin(sheet: ApplicantSheet, r: AdminReport, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _required(sheet, r, rules, ReportKind.ADMIN, Stage.ADMIN_CHECK, Stage.REGISTERED)
+    if problem is None and sheet.admin_report is not None:
+        problem = "an administrative result is already recorded for this applicant"
+    return problem
+
+
+def _refuse_appeal(sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, now: datetime) -> str | None:
+    return (
+        _ended(sheet)
+        or _not_allowed(r, rules, ReportKind.PORTAL)
+        or appeal_refusal(
+            sheet.admin if sheet.stage == Stage.ADMIN_APPEAL else None,
+            sheet.admin_announced_at,
+            now,
+            rules.appeal.window,
+            sheet.appeal is not None,
+        )
+    )
+
+
+def _refuse_appeal_answer(sheet: ApplicantSheet, r: AppealAnswer, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _required(sheet, r, rules, ReportKind.APPEAL_ANSWER, Stage.ADMIN_APPEAL)
+    if problem is None and sheet.appeal is None:
+        problem = "no appeal has been filed"
+    if problem is None and sheet.appeal_answer is not None:
+        problem = "the appeal is already answered"
+    return problem
+
+
+def _refuse_skd(sheet: ApplicantSheet, r: SkdReport, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _required(sheet, r, rules, ReportKind.SKD, Stage.SKD)
+    if problem is None and sheet.skd_closed:
+        problem = "the SKD window is closed"
+    if problem is None and sheet.skd is not None:
+        problem = f"SKD scores are already recorded (report {sheet.skd.report_id})"
+    if problem is None:
+        try:
+            validate_skd_scores(SkdScores(twk=r.twk, tiu=r.tiu, tkp=r.tkp), rules.skd)
+        except RuleViolation as exc:
+            problem = str(exc)
+    return problem
+
+
+def _refuse_skb_score(sheet: ApplicantSheet, r: SkbScoreReport, rules: JourneyRules, now: datetime) -> str | None:
+    component, problem = _component(sheet, r, rules, ComponentKind.SCORE)
+    if problem is None and r.component in sheet.skb_scores:
+        problem = f"a {r.component} score is already recorded"
+    if problem is None and component is not None:
+        problem = _score_problem(component, r.score)
+    return problem
+
+
+def _refuse_panel(sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRules, now: datetime) -> str | None:
+    component, problem = _component(sheet, r, rules, ComponentKind.PANEL)
+    if problem is None and r.panellist in sheet.panel.get(r.component, {}):
+        problem = f"panellist {r.panellist} has already scored this applicant"
+    if problem is None and component is not None:
+        problem = _score_problem(component, r.score)
+    return problem
+
+
+def _refuse_gate(sheet: ApplicantSheet, r: GateReport, rules: JourneyRules, now: datetime) -> str | None:
+    _, problem = _component(sheet, r, rules, ComponentKind.GATE)
+    if problem is None and r.component in sheet.gates:
+        problem = f"a {r.component} result is already recorded"
+    return problem
+
+
+def _refuse_offer_answer(sheet: ApplicantSheet, r: OfferAnswer, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _ended(sheet) or _not_allowed(r, rules, ReportKind.PORTAL)
+    if problem is None and (sheet.offer is None or sheet.stage != Stage.OPTIMALISASI):
+        problem = "there is no optimalisasi offer to answer"
+    if problem is None and sheet.offer_answer is not None:
+        problem = "the offer is already answered"
+    return problem
+
+
+def _refuse_filing(sheet: ApplicantSheet, r: FilingReport, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _required(sheet, r, rules, ReportKind.FILING, Stage.FILING)
+    if problem is None and sheet.filing is not None:
+        problem = "filing is already recorded"
+    return problem
+
+
+def _refuse_latsar(sheet: ApplicantSheet, r: LatsarReport, rules: JourneyRules, now: datetime) -> str | None:
+    problem = _required(sheet, r, rules, ReportKind.LATSAR, Stage.LATSAR)
+    if problem is None and sheet.latsar is not None:
+        problem = "Latsar can be taken only once; a result is already recorded"
+    return problem
+
+
+def _refuse_disqualification(
+    sheet: ApplicantSheet, r: Disqualification, rules: JourneyRules, now: datetime
+) -> str | None:
+    return _ended(sheet) or _not_allowed(r, rules, ReportKind.OPERATOR)
+
+
+def _refuse_withdrawal(sheet: ApplicantSheet, r: Withdrawal, rules: JourneyRules, now: datetime) -> str | None:
+    return _ended(sheet) or _not_allowed(r, rules, ReportKind.PORTAL, ReportKind.OPERATOR)
+
+
+# --- the table: one entry per report kind --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportRule:
+    """How one kind of report is judged, folded in and acknowledged."""
+
+    refusal: Callable[[ApplicantSheet, Any, JourneyRules, datetime], str | None]
+    fold: Callable[[ApplicantSheet, Any], ApplicantSheet]
+    label: Callable[[Any], str]  # what the read model files the accepted report under
+    effect: Callable[[Any], str]  # the acknowledgement's words
+
+
+def _set(field: str) -> Callable[[ApplicantSheet, Any], ApplicantSheet]:
+    return lambda sheet, report: sheet.but(**{field: report})
+
+
+def _fixed(text: str) -> Callable[[Any], str]:
+    return lambda report: text
+
+
+REPORT_RULES: dict[type[Report], ReportRule] = {
+    AdminReport: ReportRule(_refuse_admin, _set("admin_report"), _fixed("admin"),
+                            _fixed("administrative result recorded")),
+    AppealFiling: ReportRule(_refuse_appeal, _set("appeal"), _fixed("appeal"), _fixed("appeal filed")),
+    AppealAnswer: ReportRule(_refuse_appeal_answer, _set("appeal_answer"), _fixed("appeal_answer"),
+                             _fixed("appeal answered")),
+    SkdReport: ReportRule(_refuse_skd, _set("skd"), _fixed("skd"), _fixed("SKD scores recorded")),
+    SkbScoreReport: ReportRule(
+        _refuse_skb_score,
+        lambda s, r: s.but(skb_scores={**s.skb_scores, r.component: r}),
+        lambda r: f"skb:{r.component}",
+        lambda r: f"SKB {r.component} score recorded",
+    ),
+    PanelScoreReport: ReportRule(
+        _refuse_panel,
+        lambda s, r: s.but(panel={**s.panel, r.component: {**s.panel.get(r.component, {}), r.panellist: r}}),
+        lambda r: f"skb:{r.component}",
+        lambda r: f"{r.component} score of panellist {r.panellist} recorded",
+    ),
+    GateReport: ReportRule(
+        _refuse_gate,
+        lambda s, r: s.but(gates={**s.gates, r.component: r}),
+        lambda r: f"skb:{r.component}",
+        lambda r: f"{r.component} {r.decision.value} recorded",
+    ),
+    OfferAnswer: ReportRule(_refuse_offer_answer, _set("offer_answer"), _fixed("offer"),
+                            lambda r: "offer accepted" if r.accept else "offer declined"),
+    FilingReport: ReportRule(_refuse_filing, _set("filing"), _fixed("filing"), _fixed("filing recorded")),
+    LatsarReport: ReportRule(_refuse_latsar, _set("latsar"), _fixed("latsar"), _fixed("Latsar result recorded")),
+    Disqualification: ReportRule(_refuse_disqualification, _set("ending"), _fixed("disqualify"),
+                                 _fixed("disqualified")),
+    Withdrawal: ReportRule(_refuse_withdrawal, _set("ending"), _fixed("withdraw"), _fixed("withdrawal recorded")),
+}
+
+
+def rule_for(report: Report) -> ReportRule:
+    """The rule of a report's kind."""
+    return REPORT_RULES[type(report)]
+
+
+def refusal(sheet: ApplicantSheet, report: Report, rules: JourneyRules, now: datetime) -> str | None:
+    """Why this report cannot be taken now under the rules, or None when it can."""
+    return rule_for(report).refusal(sheet, report, rules, now)
+
+
+def with_report(sheet: ApplicantSheet, report: Report) -> ApplicantSheet:
+    """The sheet with an accepted report added."""
+    return rule_for(report).fold(sheet, report)
+
+
+# --- what the formasi ranks by -------------------------------------------------------------------
+
+
+def skd_key(sheet: ApplicantSheet, rules: JourneyRules) -> SkdKey | None:
+    """The SKD key this applicant ranks by, or None when absent, ended or below the threshold."""
+    scores = sheet.skd_scores()
+    if scores is None or sheet.stage != Stage.SKD or sheet.terminal is not None:
+        return None
+    if not passes_threshold(scores, sheet.registration.category, rules.skd):
+        return None
+    return skd_rank_key(scores)
+
+
+@dataclass(frozen=True)
+class SkbResult:
+    """The SKB composition: the final entry, or why there is none (TH or TMS-SKB)."""
+
+    entry: FinalEntry | None
+    skb_score: str | None = None  # set whenever every component was reported
+    failure: Terminal = Terminal.ABSENT
+    reason: str = ""
+
+
+def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
+    """Compose SKB from the accepted reports, apply the gates and integrate the final score."""
+    if "cat" not in sheet.skb_scores:
+        return SkbResult(None, reason="TH: no SKB CAT score when the SKB window closed")
+    scores: dict[str, Fraction | float] = {}
+    gates: dict[str, AdminDecision] = {}
+    missing: list[str] = []
+    for c in rules.skb.components:
+        if c.kind == ComponentKind.SCORE:
+            if c.name in sheet.skb_scores:
+                scores[c.name] = sheet.skb_scores[c.name].score
+            else:
+                missing.append(c.name)
+        elif c.kind == ComponentKind.PANEL:
+            panel = list(sheet.panel.get(c.name, {}).values())
+            try:
+                scores[c.name] = aggregate_panel([PanelScore(panellist=p.panellist, score=p.score) for p in panel], c)
+            except RuleViolation:
+                missing.append(f"{c.name} (panel of {len(panel)})")
+        elif c.name in sheet.gates:
+            gates[c.name] = sheet.gates[c.name].decision
+        else:
+            missing.append(c.name)
+    if missing:
+        return SkbResult(None, failure=Terminal.SKB_GATE_FAILED,
+                         reason=f"SKB incomplete: {', '.join(missing)} not reported")
+    outcome = skb_outcome(scores, gates, rules.skb)
+    skb_score = fraction_text(outcome.score)
+    if not outcome.passed_gates:
+        return SkbResult(None, skb_score, Terminal.SKB_GATE_FAILED,
+                         "SKB gate failed: " + "; ".join(outcome.gate_failures))
+    skd = sheet.skd_scores()
+    assert skd is not None, "SKB is reached only with SKD scores"
+    reg = sheet.registration
+    entry = FinalEntry(
+        applicant_id=sheet.applicant_id,
+        formasi_code=sheet.formasi_code,
+        final_score=final_score(skd.total, outcome.score, rules.integration, rules.skd),
+        skd=skd,
+        gpa=reg.gpa,
+        birth_date=reg.birth_date,
+    )
+    return SkbResult(entry, skb_score)
+
+
+def skb_inputs(sheet: ApplicantSheet) -> dict[str, Any]:
+    """Every SKB input as recorded with the SKB decision."""
+    return {
+        "scores": {k: v.score for k, v in sheet.skb_scores.items()},
+        "panel": {k: {p: r.score for p, r in v.items()} for k, v in sheet.panel.items()},
+        "gates": {k: v.decision.value for k, v in sheet.gates.items()},
+    }
+
+
+def admin_result(sheet: ApplicantSheet) -> AdminDecision:
+    """MS or TMS from the recorded administrative report (TMS when none came)."""
+    if sheet.admin_report is None:
+        return AdminDecision.TMS
+    return admin_decision(list(sheet.admin_report.findings))

@@ -1,0 +1,72 @@
+"""What a journey owes the read model: its row, the new decisions, notifications and reports.
+
+Kept apart from the applicant's sheet: this is bookkeeping about what has been written, not a
+fact about the applicant. The row is written by a local activity (one marker event, no task).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from domain.contracts import JourneyProjection, Notification
+    from domain.messages import Decision, JourneyState
+    from domain.protocol import PROJECT_JOURNEY
+    from workflows.calls import run_local_activity
+
+PROJECT_TIMEOUT = timedelta(seconds=30)
+
+
+class ReadModelOutbox:
+    """Pending read-model writes of one journey, and how much of the trail was written."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.projected_decisions = 0
+        self.notifications: list[Notification] = []
+        self.reports: list[tuple[str, str, dict]] = []
+        self.at_rest = False  # write when the journey comes to rest, not after every step
+        self.unwritten = False
+
+    def notify(self, key: str, text: str) -> None:
+        """A message to the applicant, sent with the next write."""
+        self.notifications.append(Notification(key=key, text=text))
+
+    def accepted(self, report_id: str, kind: str, content: dict) -> None:
+        """An accepted report, filed with the next write."""
+        self.reports.append((report_id, kind, content))
+
+    async def changed(self, state: JourneyState, name: str, category: str, decisions: list[Decision]) -> None:
+        """The row changed: write it now, or mark it for the next rest (patch project-at-rest)."""
+        if self.at_rest:
+            self.unwritten = True
+        else:
+            await self.write(state, name, category, decisions)
+
+    async def write(self, state: JourneyState, name: str, category: str, decisions: list[Decision]) -> None:
+        """Write the row, the decisions since the last write and what is pending."""
+        self.unwritten = False
+        self.version += 1
+        projection = JourneyProjection(
+            version=self.version,
+            state=state,
+            registration_no=state.applicant_id,
+            name=name,
+            category=category,
+            first_seq=self.projected_decisions,
+            new_decisions=decisions[self.projected_decisions :],
+            notifications=self.notifications,
+            reports=self.reports,
+        )
+        await run_local_activity(
+            PROJECT_JOURNEY,
+            projection,
+            start_to_close_timeout=PROJECT_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        self.projected_decisions = len(decisions)
+        self.notifications = []
+        self.reports = []
