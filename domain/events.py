@@ -15,8 +15,10 @@ from pydantic import BaseModel
 
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
+from domain.config import Category
 from domain.messages import (
     AdminReport,
+    Announcement,
     AppealAnswer,
     Decision,
     Disqualification,
@@ -24,6 +26,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.registration import Refusal
+from domain.skd import SkdScores
 
 
 class JourneyEvent(BaseModel, frozen=True):
@@ -163,12 +166,9 @@ class SkdRanked(JourneyEvent, frozen=True):
 
     stage = Stage.SKD_RANKING
     skd_code: SkdCode
-    twk: int
-    tiu: int
-    tkp: int
-    category: str
-    cut_key: tuple[int, int, int, int] | None
-    announcement_id: str
+    scores: SkdScores
+    category: Category
+    announcement: Announcement  # the formasi's skd_result, with the cut
 
     def code(self) -> str:
         return self.skd_code.value
@@ -177,14 +177,15 @@ class SkdRanked(JourneyEvent, frozen=True):
         return "formasi"
 
     def inputs(self) -> dict[str, Any]:
+        cut_key = self.announcement.cut_key
         return {
-            "twk": self.twk,
-            "tiu": self.tiu,
-            "tkp": self.tkp,
-            "total": self.twk + self.tiu + self.tkp,
-            "category": self.category,
-            "cut_key": list(self.cut_key) if self.cut_key else None,
-            "announcement_id": self.announcement_id,
+            "twk": self.scores.twk,
+            "tiu": self.scores.tiu,
+            "tkp": self.scores.tkp,
+            "total": self.scores.total,
+            "category": self.category.value,
+            "cut_key": list(cut_key) if cut_key else None,
+            "announcement_id": self.announcement.announcement_id,
         }
 
 

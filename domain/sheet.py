@@ -18,18 +18,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from domain.administration import admin_decision, appeal_refusal
+from domain.appointment import withdrawal_sanction
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import ComponentKind, ReportKind, SkbComponent
 from domain.errors import RuleViolation
+from domain.events import Disqualified, JourneyEvent, Withdrew
 from domain.integration import final_score
 from domain.messages import (
     AdminReport,
     AppealAnswer,
     AppealFiling,
+    Decision,
     Disqualification,
     FilingReport,
     GateReport,
     JourneyRules,
+    JourneyState,
     LatsarReport,
     OfferAnswer,
     OptimalisasiOffer,
@@ -325,6 +329,12 @@ def with_report(sheet: ApplicantSheet, report: Report) -> ApplicantSheet:
 # --- what the formasi ranks by -------------------------------------------------------------------
 
 
+def close_skd(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantSheet, SkdKey | None]:
+    """SKD closes for this applicant: no more SKD reports; the key it ranks by, if any."""
+    closed = sheet.but(skd_closed=True)
+    return closed, skd_key(closed, rules)
+
+
 def skd_key(sheet: ApplicantSheet, rules: JourneyRules) -> SkdKey | None:
     """The SKD key this applicant ranks by, or None when absent, ended or below the threshold."""
     scores = sheet.skd_scores()
@@ -390,6 +400,15 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
     return SkbResult(entry, skb_score)
 
 
+def close_skb(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantSheet, SkbResult]:
+    """SKB closes for this applicant: no more SKB reports; composed and gated if still at SKB."""
+    closed = sheet.but(skb_closed=True, final_entry=None)
+    if closed.stage != Stage.SKB or closed.terminal is not None:
+        return closed, SkbResult(None)
+    result = skb_result(closed, rules)
+    return closed.but(final_entry=result.entry, skb_score=result.skb_score or closed.skb_score), result
+
+
 def skb_inputs(sheet: ApplicantSheet) -> dict[str, Any]:
     """Every SKB input as recorded with the SKB decision."""
     return {
@@ -404,3 +423,42 @@ def admin_result(sheet: ApplicantSheet) -> AdminDecision:
     if sheet.admin_report is None:
         return AdminDecision.TMS
     return admin_decision(list(sheet.admin_report.findings))
+
+
+def journey_state(sheet: ApplicantSheet, round_id: str, decisions: list[Decision]) -> JourneyState:
+    """What the journey's `state` query answers: the stage, every code and the decision trail."""
+    scores = sheet.skd_scores()
+    return JourneyState(
+        round_id=round_id,
+        applicant_id=sheet.applicant_id,
+        formasi_code=sheet.formasi_code,
+        stage=sheet.stage,
+        admin=sheet.admin,
+        skd_code=sheet.skd_code,
+        skd_total=scores.total if scores else None,
+        skb_score=sheet.skb_score,
+        final_score=fraction_text(sheet.final_entry.final_score) if sheet.final_entry else None,
+        final_code=sheet.final_code,
+        placed_formasi=sheet.placed_formasi,
+        nip=sheet.nip,
+        tmt=sheet.tmt,
+        terminal=sheet.terminal,
+        terminal_reason=sheet.terminal_reason,
+        sanction_rounds=sheet.sanction_rounds,
+        decisions=list(decisions),
+    )
+
+
+def ending(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[JourneyEvent, Terminal, str]:
+    """The decision an accepted disqualification or withdrawal comes to, with its terminal outcome.
+
+    DIS applies at any stage, even after the NIP. A withdrawal after winning a seat (P/L, P/L-2)
+    bars the applicant from the next rounds (`withdrawal_sanction_rounds`).
+    """
+    report = sheet.ending
+    assert report is not None, "an ending is applied only once accepted"
+    if isinstance(report, Disqualification):
+        return Disqualified(during=sheet.stage, report=report), Terminal.DISQUALIFIED, f"DIS: {report.reason}"
+    sanction = withdrawal_sanction(sheet.passed, rules.withdrawal_sanction_rounds)
+    reason = "APS: withdrew" + (f"; barred from the next {sanction} rounds" if sanction else "")
+    return Withdrew(during=sheet.stage, report=report, sanction_rounds=sanction), Terminal.WITHDRAWN, reason

@@ -1,85 +1,57 @@
 """ApplicantJourney: one applicant's way through the round, from registration to PNS.
 
 The run method reads as the process (DOMAIN.md's stage list). What is known about the applicant
-is one frozen record, `domain.sheet.ApplicantSheet`; reports from services and the portal arrive
-as updates that all take one path: decoded by the protocol table, judged by the sheet's rules in
-the validator (a refused report leaves no trace), folded into the sheet by the handler (a repeat
-returns its first answer). Announcements from the formasi and the round arrive as signals, and
-the stage closes as the `close_stage` update, answered from the sheet.
+is one frozen record, `domain.sheet.ApplicantSheet`, and every decision is a past-tense event of
+`domain.events`. What arrives (reports, closes, announcements) is handled in `workflows.inbox`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
     from domain.administration import appeal_outcome
-    from domain.appointment import probation_outcome, withdrawal_sanction
+    from domain.appointment import probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import NipRequest
-    from domain.digest import canonical_digest
     from domain.messages import (
-        Ack,
         Announcement,
         CloseReply,
         Decision,
-        Disqualification,
-        FinalEntryReply,
         JourneyStart,
         JourneyState,
         OfferReply,
-        OptimalisasiOffer,
-        Report,
         SeatVacated,
-        SkdEntryReply,
         fraction_text,
     )
     from domain.protocol import (
-        FINAL_ENTRY,
         ISSUE_NIP,
-        JOURNEY_REPORTS,
         OFFER_REPLY,
         SEAT_VACATED,
-        SKD_ENTRY,
     )
-    from domain.ranking import FinalEntry, skd_code
+    from domain.ranking import skd_code
     from domain.registration import check_registration
     from domain.sheet import (
         ApplicantSheet,
         SkbResult,
         admin_result,
-        refusal,
-        rule_for,
+        ending,
         skb_inputs,
-        skb_result,
-        skd_key,
     )
     from domain.skd import passes_threshold, skd_rank_key
     from workflows.calls import run_activity, run_local_activity, workflow_handle
-    from workflows.ids import formasi_workflow_id, round_workflow_id
+    from workflows.ids import round_workflow_id
+    from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
 
 NIP_TIMEOUT = timedelta(seconds=30)
-ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (see JourneyStart.engine_version)
-
-# Patches folded into engine 2: a journey started with engine_version >= 2 applies them without a
-# marker; an engine-1 journey takes each where its history recorded the marker (docs/ARCHITECTURE.md).
-ENGINE_2_PATCHES = frozenset({"project-at-rest", "reply-after-end", "record-every-ending", "nip-local-activity"})
-
-# Announcements a journey can no longer use once it is at one of these stages (asked by formasi
-# runs between the patches broadcast-to-waiting and announce-without-asking, through `waits_for`).
-PAST_PHASE: dict[str, frozenset[Stage]] = {
-    Phase.OPTIMALISASI_CLOSED: frozenset({Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
-    Phase.FILING_CLOSED: frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
-}
-CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
+ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -87,7 +59,7 @@ class JourneyEnded(Exception):
 
 
 @workflow.defn
-class ApplicantJourney:
+class ApplicantJourney(JourneyInbox):
     """The applicant's own state machine; its history is the applicant's audit trail."""
 
     @workflow.init
@@ -196,10 +168,7 @@ class ApplicantJourney:
         result = await self._announcement(Phase.SKD_RESULT)
         code = skd_code(passed, skd_rank_key(scores), result.cut_key)
         self._set(skd_code=code)
-        self._decide(ev.SkdRanked(
-            skd_code=code, twk=scores.twk, tiu=scores.tiu, tkp=scores.tkp, category=category.value,
-            cut_key=result.cut_key, announcement_id=result.announcement_id,
-        ))
+        self._decide(ev.SkdRanked(skd_code=code, scores=scores, category=category, announcement=result))
         self.outbox.notify(f"skd-{code.value}", f"SKD result: {code.value}, total {scores.total}.")
         if code == SkdCode.FAILED:
             self._end(Terminal.SKD_FAILED, "T/L: below the SKD threshold of the category")
@@ -305,153 +274,6 @@ class ApplicantJourney:
         self._decide(ev.LatsarJudged(result=outcome, report=latsar))
         self._end(outcome, "PNS: passed Latsar" if outcome == Terminal.PNS else "dismissed: Latsar or health not passed")
 
-    # --- reports from services and the portal: one path for every kind ----------------------
-
-    @workflow.update(dynamic=True)
-    def report(self, name: str, args: Sequence[RawValue]) -> Ack:
-        """Any report of the protocol's journey table (report_skd, file_appeal, withdraw, ...)."""
-        report = self._decode(name, args)
-        rule = rule_for(report)
-
-        def apply() -> None:
-            self.sheet = rule.fold(self.sheet, report)
-
-        def answer() -> Ack:
-            self.outbox.accepted(report.report_id, rule.label(report), report.model_dump(mode="json"))
-            return Ack(
-                report_id=report.report_id, applicant_id=self.start.applicant_id, stage=self.sheet.stage,
-                effect=rule.effect(report), recorded_at=workflow.now(),
-            )
-
-        return self.ledger.accept(report, apply, answer)
-
-    @report.validator
-    def validate_report(self, name: str, args: Sequence[RawValue]) -> None:
-        report = self._decode(name, args)
-        if self.ledger.is_repeat(report):
-            return
-        problem = refusal(self.sheet, report, self.rules, workflow.now())
-        if problem:
-            self.ledger.refuse(report, problem)
-
-    def _decode(self, name: str, args: Sequence[RawValue]) -> Report:
-        """The report an update carries, by the protocol's table; a clear refusal otherwise."""
-        update = JOURNEY_REPORTS.get(name)
-        subject = f"update {name} for applicant {self.start.applicant_id}"
-        if update is None:
-            raise ApplicationError(f"{subject}: no such update", type="ReportRefused", non_retryable=True)
-        if len(args) != 1:
-            raise ApplicationError(f"{subject}: takes one {update.input.__name__}, got {len(args)} arguments",
-                                   type="ReportRefused", non_retryable=True)
-        try:
-            return workflow.payload_converter().from_payload(args[0].payload, update.input)
-        except Exception as exc:  # a malformed payload is the sender's error, never the workflow's
-            raise ApplicationError(f"{subject}: not a valid {update.input.__name__}: {exc}",
-                                   type="ReportRefused", non_retryable=True) from None
-
-    # --- from the formasi and the round -------------------------------------------------------
-
-    @workflow.update
-    def close_stage(self, announcement: Announcement) -> CloseReply:
-        """The formasi closes SKD or SKB; the answer is what this applicant ranks by, if anything.
-
-        The answer travels back in the update's result, so closing costs the journey no signal. A
-        repeat, from a retried broadcast page, gets the first answer again.
-        """
-        known = self.close_replies.get(announcement.phase)
-        if known is not None:
-            return known
-        self.announcements.setdefault(announcement.phase, announcement)
-        if announcement.phase == Phase.SKD_CLOSED:
-            reply = CloseReply(applicant_id=self.start.applicant_id, phase=announcement.phase, key=self._close_skd())
-        else:
-            reply = CloseReply(applicant_id=self.start.applicant_id, phase=announcement.phase, entry=self._close_skb())
-        self.close_replies[announcement.phase] = reply
-        return reply
-
-    @close_stage.validator
-    def validate_close_stage(self, announcement: Announcement) -> None:
-        if announcement.phase not in CLOSES:
-            raise ApplicationError(
-                f"close_stage for applicant {self.start.applicant_id}: phase {announcement.phase!r} is not one of "
-                f"{', '.join(CLOSES)}", type="ReportRefused", non_retryable=True,
-            )
-
-    @workflow.signal
-    async def announce(self, announcement: Announcement) -> None:
-        """A phase closed or a result is out. Repeats (by announcement id) change nothing."""
-        if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
-            return
-        if announcement.phase == Phase.TMT_MOVED:
-            # The TMT can move more than once: each move is its own announcement.
-            if announcement.announcement_id not in self.tmt_moves_seen:
-                self.tmt_moves_seen.append(announcement.announcement_id)
-                if self.sheet.terminal is None and announcement.note:
-                    self._move_tmt(announcement)
-            return
-        if announcement.phase in self.announcements:
-            return
-        self.announcements[announcement.phase] = announcement
-        if self.sheet.terminal is not None and not self._patched("reply-after-end"):
-            return
-        # Closes by signal, answered by signal: formasi runs before the patch close-by-update.
-        formasi = workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
-        if announcement.phase == Phase.SKD_CLOSED:
-            await SKD_ENTRY.send(formasi, SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd()))
-        elif announcement.phase == Phase.SKB_CLOSED:
-            await FINAL_ENTRY.send(formasi, FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()))
-
-    @workflow.signal
-    def offer_seat(self, offer: OptimalisasiOffer) -> None:
-        """The round offers an optimalisasi seat."""
-        if self.sheet.offer is None and self.sheet.stage == Stage.OPTIMALISASI:
-            self._set(offer=offer)
-
-    @workflow.query
-    def waits_for(self, phase: str) -> bool:
-        """Whether an announcement of `phase` can still change this journey."""
-        return self.sheet.open and self.sheet.stage not in PAST_PHASE.get(phase, frozenset())
-
-    @workflow.query
-    def registration_digest(self) -> str:
-        """Digest of the registration: lets a repeated import tell a repeat from a conflict."""
-        return canonical_digest(self.start.registration)
-
-    @workflow.query
-    def state(self) -> JourneyState:
-        """The journey's current stage, codes and full decision trail."""
-        s = self.sheet
-        scores = s.skd_scores()
-        return JourneyState(
-            round_id=self.start.round_id, applicant_id=self.start.applicant_id, formasi_code=self.start.formasi.code,
-            stage=s.stage, admin=s.admin, skd_code=s.skd_code, skd_total=scores.total if scores else None,
-            skb_score=s.skb_score, final_score=fraction_text(s.final_entry.final_score) if s.final_entry else None,
-            final_code=s.final_code, placed_formasi=s.placed_formasi, nip=s.nip, tmt=s.tmt, terminal=s.terminal,
-            terminal_reason=s.terminal_reason, sanction_rounds=s.sanction_rounds, decisions=list(self.decisions),
-        )
-
-    # --- helpers ------------------------------------------------------------------------------
-
-    def _close_skd(self):
-        self._set(skd_closed=True)
-        return skd_key(self.sheet, self.rules)
-
-    def _close_skb(self) -> FinalEntry | None:
-        """Compose SKB and apply the gates: the final entry, or None when out."""
-        self._set(skb_closed=True, final_entry=None)
-        if self.sheet.stage != Stage.SKB or self.sheet.terminal is not None:
-            return None
-        result = self.skb_composed = skb_result(self.sheet, self.rules)
-        self._set(final_entry=result.entry, skb_score=result.skb_score or self.sheet.skb_score)
-        return result.entry
-
-    def _move_tmt(self, announcement: Announcement) -> None:
-        new_tmt = date.fromisoformat(announcement.note)
-        if new_tmt != self.sheet.tmt:
-            self._decide(ev.TmtMoved(during=self.sheet.stage, old=self.sheet.tmt, new=new_tmt,
-                                     announcement_id=announcement.announcement_id))
-            self._set(tmt=new_tmt)
-
     async def _announcement(self, phase: str) -> Announcement:
         await self._wait(lambda: phase in self.announcements)
         return self.announcements[phase]
@@ -466,23 +288,21 @@ class ApplicantJourney:
         except TimeoutError:
             return False
         if self.sheet.ending is not None:
-            await self._finish_ending(self.sheet.ending)
+            await self._finish_ending()
         return True
 
-    async def _finish_ending(self, report: Report) -> None:
+    async def _finish_ending(self) -> None:
         if self.sheet.placed_formasi is not None and self.sheet.nip is None:
             # A seat won but not yet taken up goes back to the round for optimalisasi.
             await SEAT_VACATED.send(
                 workflow_handle(round_workflow_id(self.start.round_id)),
                 SeatVacated(applicant_id=self.start.applicant_id, formasi_code=self.sheet.placed_formasi),
             )
-        if isinstance(report, Disqualification):
-            self._decide(ev.Disqualified(during=self.sheet.stage, report=report))
-            self._end(Terminal.DISQUALIFIED, f"DIS: {report.reason}")
-        sanction = withdrawal_sanction(self.sheet.passed, self.rules.withdrawal_sanction_rounds)
-        self._set(sanction_rounds=sanction)
-        self._decide(ev.Withdrew(during=self.sheet.stage, report=report, sanction_rounds=sanction))
-        self._end(Terminal.WITHDRAWN, "APS: withdrew" + (f"; barred from the next {sanction} rounds" if sanction else ""))
+        event, terminal, reason = ending(self.sheet, self.rules)
+        if isinstance(event, ev.Withdrew):
+            self._set(sanction_rounds=event.sanction_rounds)
+        self._decide(event)
+        self._end(terminal, reason)
 
     def _end(self, terminal: Terminal, reason: str) -> None:
         self._set(terminal=terminal, terminal_reason=reason)
@@ -497,24 +317,12 @@ class ApplicantJourney:
         self.outbox.notify(f"end-{terminal.value}", f"Your selection ended: {reason}.")
         raise JourneyEnded()
 
-    def _decide(self, event: ev.JourneyEvent) -> None:
-        self.decisions.append(event.record(workflow.now(), self.rules.rule_version, self.rules.rules_digest))
-
-    def _set(self, **facts) -> None:
-        self.sheet = self.sheet.but(**facts)
-
     def _move_to(self, stage: Stage) -> None:
         self._set(stage=stage)
 
     async def _enter(self, stage: Stage) -> None:
         self._move_to(stage)
         await self._changed()
-
-    def _patched(self, patch: str) -> bool:
-        """workflow.patched, except that an engine-2 journey has every engine-2 patch without a marker."""
-        if self.start.engine_version >= 2 and patch in ENGINE_2_PATCHES:
-            return True
-        return workflow.patched(patch)
 
     async def _changed(self) -> None:
         await self.outbox.changed(*self._row())

@@ -1,13 +1,17 @@
-"""Typed calls from workflow code: activities and other workflows by their protocol reference."""
+"""Typed calls from workflow code: activities, other workflows and incoming updates by their
+protocol reference."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from domain.protocol import Activity
+    from domain.protocol import Activity, Update
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -30,3 +34,27 @@ async def run_local_activity(ref: Activity[In, Out], arg: In, **options: Any) ->
 def workflow_handle(workflow_id: str) -> workflow.ExternalWorkflowHandle[Any]:
     """Another workflow of the round, to signal with a protocol `Signal`."""
     return workflow.get_external_workflow_handle(workflow_id)
+
+
+def decode(table: dict[str, Update[Any, Any]], name: str, args: Sequence[RawValue], subject: str) -> Any:
+    """The message a dynamic update carries, typed by the protocol table; a clear refusal otherwise.
+
+    Raised in a validator, the refusal rejects the update before anything is recorded: a
+    malformed payload is the sender's error, never a failed workflow task.
+    """
+    update = table.get(name)
+    where = f"update {name} {subject}"
+    if update is None:
+        raise ApplicationError(f"{where}: no such update", type="ReportRefused", non_retryable=True)
+    if len(args) != 1:
+        raise ApplicationError(
+            f"{where}: takes one {update.input.__name__}, got {len(args)} arguments",
+            type="ReportRefused",
+            non_retryable=True,
+        )
+    try:
+        return workflow.payload_converter().from_payload(args[0].payload, update.input)
+    except Exception as exc:
+        raise ApplicationError(
+            f"{where}: not a valid {update.input.__name__}: {exc}", type="ReportRefused", non_retryable=True
+        ) from None

@@ -27,8 +27,8 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
-    from workflows.applicant import PAST_PHASE
     from workflows.ids import journey_workflow_id, round_workflow_id
+    from workflows.inbox import PAST_PHASE
     from workflows.ledger import decision
 
 BROADCAST_TIMEOUT = timedelta(hours=2)

@@ -1,0 +1,206 @@
+"""What arrives at an applicant's journey, and how it is recorded: the journey's message handlers.
+
+Reports from services and the portal all take one path, the dynamic update: decoded by the
+protocol table, judged by the sheet's rules in the validator (a refused report leaves no trace),
+folded into the sheet by the handler (a repeat returns its first answer). The formasi closes SKD
+and SKB with the `close_stage` update, answered from the sheet; the formasi and the round announce
+by signal. The process that waits on all this is `workflows.applicant.ApplicantJourney`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import events as ev
+    from domain.codes import Phase, Stage
+    from domain.digest import canonical_digest
+    from domain.messages import (
+        Ack,
+        Announcement,
+        CloseReply,
+        Decision,
+        FinalEntryReply,
+        JourneyRules,
+        JourneyStart,
+        JourneyState,
+        OptimalisasiOffer,
+        Report,
+        SkdEntryReply,
+    )
+    from domain.protocol import FINAL_ENTRY, JOURNEY_REPORTS, SKD_ENTRY
+    from domain.ranking import FinalEntry
+    from domain.sheet import (
+        ApplicantSheet,
+        SkbResult,
+        close_skb,
+        close_skd,
+        journey_state,
+        refusal,
+        rule_for,
+    )
+    from domain.skd import SkdKey
+    from workflows.calls import decode, workflow_handle
+    from workflows.ids import formasi_workflow_id
+    from workflows.ledger import Ledger
+    from workflows.outbox import ReadModelOutbox
+    from workflows.versions import patched
+
+# Announcements a journey can no longer use once it is at one of these stages (asked by formasi
+# runs between the patches broadcast-to-waiting and announce-without-asking, through `waits_for`).
+PAST_PHASE: dict[str, frozenset[Stage]] = {
+    Phase.OPTIMALISASI_CLOSED: frozenset({Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
+    Phase.FILING_CLOSED: frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
+}
+CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
+
+
+
+class JourneyInbox:
+    """The journey's updates, signals and queries, over the state the journey keeps."""
+
+    start: JourneyStart
+    rules: JourneyRules
+    sheet: ApplicantSheet
+    decisions: list[Decision]
+    ledger: Ledger
+    announcements: dict[str, Announcement]
+    tmt_moves_seen: list[str]
+    close_replies: dict[str, CloseReply]
+    outbox: ReadModelOutbox
+    skb_composed: SkbResult
+
+    # --- reports from services and the portal: one path for every kind ----------------------
+
+    @workflow.update(dynamic=True)
+    def report(self, name: str, args: Sequence[RawValue]) -> Ack:
+        """Any report of the protocol's journey table (report_skd, file_appeal, withdraw, ...)."""
+        report: Report = decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")
+        rule = rule_for(report)
+
+        def apply() -> None:
+            self.sheet = rule.fold(self.sheet, report)
+
+        def answer() -> Ack:
+            self.outbox.accepted(report.report_id, rule.label(report), report.model_dump(mode="json"))
+            return Ack(
+                report_id=report.report_id, applicant_id=self.start.applicant_id, stage=self.sheet.stage,
+                effect=rule.effect(report), recorded_at=workflow.now(),
+            )
+
+        return self.ledger.accept(report, apply, answer)
+
+    @report.validator
+    def validate_report(self, name: str, args: Sequence[RawValue]) -> None:
+        report: Report = decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")
+        if self.ledger.is_repeat(report):
+            return
+        problem = refusal(self.sheet, report, self.rules, workflow.now())
+        if problem:
+            self.ledger.refuse(report, problem)
+
+    # --- from the formasi and the round -------------------------------------------------------
+
+    @workflow.update
+    def close_stage(self, announcement: Announcement) -> CloseReply:
+        """The formasi closes SKD or SKB; the answer is what this applicant ranks by, if anything.
+
+        The answer travels back in the update's result, so closing costs the journey no signal. A
+        repeat, from a retried broadcast page, gets the first answer again.
+        """
+        known = self.close_replies.get(announcement.phase)
+        if known is not None:
+            return known
+        self.announcements.setdefault(announcement.phase, announcement)
+        closing_skd = announcement.phase == Phase.SKD_CLOSED
+        reply = CloseReply(
+            applicant_id=self.start.applicant_id, phase=announcement.phase,
+            key=self._close_skd() if closing_skd else None, entry=None if closing_skd else self._close_skb(),
+        )
+        self.close_replies[announcement.phase] = reply
+        return reply
+
+    @close_stage.validator
+    def validate_close_stage(self, announcement: Announcement) -> None:
+        if announcement.phase not in CLOSES:
+            raise ApplicationError(
+                f"close_stage for applicant {self.start.applicant_id}: phase {announcement.phase!r} is not one of "
+                f"{', '.join(CLOSES)}", type="ReportRefused", non_retryable=True,
+            )
+
+    @workflow.signal
+    async def announce(self, announcement: Announcement) -> None:
+        """A phase closed or a result is out. Repeats (by announcement id) change nothing."""
+        if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
+            return
+        if announcement.phase == Phase.TMT_MOVED:
+            # The TMT can move more than once: each move is its own announcement.
+            if announcement.announcement_id not in self.tmt_moves_seen:
+                self.tmt_moves_seen.append(announcement.announcement_id)
+                if self.sheet.terminal is None and announcement.note:
+                    self._move_tmt(announcement)
+            return
+        if announcement.phase in self.announcements:
+            return
+        self.announcements[announcement.phase] = announcement
+        if self.sheet.terminal is not None and not self._patched("reply-after-end"):
+            return
+        # Closes by signal, answered by signal: formasi runs before the patch close-by-update.
+        formasi = workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
+        if announcement.phase == Phase.SKD_CLOSED:
+            await SKD_ENTRY.send(formasi, SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd()))
+        elif announcement.phase == Phase.SKB_CLOSED:
+            await FINAL_ENTRY.send(formasi, FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()))
+
+    @workflow.signal
+    def offer_seat(self, offer: OptimalisasiOffer) -> None:
+        """The round offers an optimalisasi seat."""
+        if self.sheet.offer is None and self.sheet.stage == Stage.OPTIMALISASI:
+            self._set(offer=offer)
+
+    @workflow.query
+    def waits_for(self, phase: str) -> bool:
+        """Whether an announcement of `phase` can still change this journey."""
+        return self.sheet.open and self.sheet.stage not in PAST_PHASE.get(phase, frozenset())
+
+    @workflow.query
+    def registration_digest(self) -> str:
+        """Digest of the registration: lets a repeated import tell a repeat from a conflict."""
+        return canonical_digest(self.start.registration)
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        """The journey's current stage, codes and full decision trail."""
+        return journey_state(self.sheet, self.start.round_id, self.decisions)
+
+    # --- shared with the process ---------------------------------------------------------------
+
+    def _close_skd(self) -> SkdKey | None:
+        self.sheet, key = close_skd(self.sheet, self.rules)
+        return key
+
+    def _close_skb(self) -> FinalEntry | None:
+        self.sheet, self.skb_composed = close_skb(self.sheet, self.rules)
+        return self.skb_composed.entry
+
+    def _move_tmt(self, announcement: Announcement) -> None:
+        new_tmt = date.fromisoformat(announcement.note)
+        if new_tmt != self.sheet.tmt:
+            self._decide(ev.TmtMoved(during=self.sheet.stage, old=self.sheet.tmt, new=new_tmt,
+                                     announcement_id=announcement.announcement_id))
+            self._set(tmt=new_tmt)
+
+    def _decide(self, event: ev.JourneyEvent) -> None:
+        self.decisions.append(event.record(workflow.now(), self.rules.rule_version, self.rules.rules_digest))
+
+    def _set(self, **facts) -> None:
+        self.sheet = self.sheet.but(**facts)
+
+    def _patched(self, patch: str) -> bool:
+        return patched(patch, self.start.engine_version)
+

@@ -1,0 +1,25 @@
+"""How running journeys change behaviour: patches, with their lifecycle (docs/ARCHITECTURE.md).
+
+A change to workflow code that recorded histories or running executions would replay differently
+goes behind `workflow.patched("name")`: new executions take the new branch and write a marker;
+executions recorded before it take the old one. When every new journey takes a set of patches, the
+journey's engine version folds them in: a journey started with `engine_version` 2 or more takes
+each patch of ENGINE_2_PATCHES without a marker (cheaper: no marker, no search-attribute upsert),
+while engine-1 journeys still decide by their recorded markers. A branch is removed only when no
+running execution and no recorded history set under tests/histories can reach it.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+ENGINE_2_PATCHES = frozenset(
+    {"project-at-rest", "reply-after-end", "record-every-ending", "nip-local-activity"}
+)
+
+
+def patched(patch: str, engine_version: int) -> bool:
+    """`workflow.patched`, except that an engine-2 journey has every engine-2 patch without a marker."""
+    if engine_version >= 2 and patch in ENGINE_2_PATCHES:
+        return True
+    return workflow.patched(patch)
