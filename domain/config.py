@@ -2,28 +2,76 @@
 
 The shipped defaults are the national rules of the 2024 round (DOMAIN.md). A round file is
 TOML; `load_round_config` names the file, the field and the problem when it is wrong.
+
+Every number, moment and duration is bounded, and read strictly: `true` is not 1, the text
+"120 " is not 120, and a bare number is not a moment or a duration (`window = 3` would be
+3 seconds, not 3 days). The limits are written on each field; the duration limits are here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     Field,
     PrivateAttr,
+    StrictFloat,
+    StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+# One window may last up to two years: Latsar runs within the one-year probation, and an
+# extended registration or SKB window is weeks. Anything longer is a typo in a year.
+MAX_WINDOW = timedelta(days=731)
+# From registration opening to Latsar closing: a round runs about two years; five is a typo.
+MAX_SCHEDULE = timedelta(days=5 * 365 + 1)
+# The sanggah window is 3 calendar days and the instansi answers within 7 (DOMAIN.md); an
+# optimalisasi offer waits 2 days by default. A month is the most any of them may be set to:
+# a longer wait holds seats and answers past the next stage.
+MAX_APPEAL_WINDOW = timedelta(days=30)
+MAX_APPEAL_ANSWER = timedelta(days=30)
+MAX_OFFER_ANSWER = timedelta(days=30)
+
+
+def _no_number(example: str) -> Callable[[object], object]:
+    """A before-validator refusing a bare number or true/false where text like `example` is due."""
+
+    def refuse(value: object) -> object:
+        if isinstance(value, bool | int | float):
+            raise ValueError(f"{value!r} is a number, not a date or duration: write it like {example}")
+        return value
+
+    return refuse
+
+
+# Pydantic would read 3 as 3 seconds or 1970-01-01T00:00:03Z, and true as 1 second.
+Duration = Annotated[timedelta, BeforeValidator(_no_number('"P3D" or "PT12H" (ISO 8601)'))]
+Moment = Annotated[datetime, BeforeValidator(_no_number("2027-08-01T08:00:00+07:00"))]
+Day = Annotated[date, BeforeValidator(_no_number("2028-03-01"))]
+Identity = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _days(span: timedelta) -> str:
+    """A span in days, for messages ("731 days", "1095.40 days")."""
+    if span.seconds == span.microseconds == 0:
+        return f"{span.days} days"
+    return f"{span / timedelta(days=1):.2f} days"
 
 
 class Category(StrEnum):
@@ -45,10 +93,10 @@ class InstansiKind(StrEnum):
 
 
 class Window(BaseModel, frozen=True):
-    """A period during which something may happen; `closes` is exclusive."""
+    """A period during which something may happen; `closes` is exclusive, at most MAX_WINDOW on."""
 
-    opens: datetime
-    closes: datetime
+    opens: Moment
+    closes: Moment
 
     @field_validator("opens", "closes")
     @classmethod
@@ -64,6 +112,11 @@ class Window(BaseModel, frozen=True):
             raise ValueError(
                 f"closes {self.closes.isoformat()} is not after opens {self.opens.isoformat()}"
             )
+        if self.closes - self.opens > MAX_WINDOW:
+            raise ValueError(
+                f"opens {self.opens.isoformat()} and closes {self.closes.isoformat()}, "
+                f"{_days(self.closes - self.opens)}; a window lasts at most {_days(MAX_WINDOW)}"
+            )
         return self
 
 
@@ -75,7 +128,7 @@ class Schedule(BaseModel, frozen=True):
     skd: Window
     skb: Window
     filing: Window
-    tmt: date = Field(description="effective start date (TMT) of the SK CPNS; movable by decision")
+    tmt: Day = Field(description="effective start date (TMT) of the SK CPNS; movable by decision")
     latsar: Window
 
     @model_validator(mode="after")
@@ -87,16 +140,23 @@ class Schedule(BaseModel, frozen=True):
                 raise ValueError(
                     f"{later} opens {b.opens.isoformat()} before {earlier} closes {a.closes.isoformat()}"
                 )
+        span = self.latsar.closes - self.registration.opens
+        if span > MAX_SCHEDULE:
+            raise ValueError(
+                f"registration opens {self.registration.opens.isoformat()} and latsar closes "
+                f"{self.latsar.closes.isoformat()}, {_days(span)} apart; a round spans at most "
+                f"{_days(MAX_SCHEDULE)}"
+            )
         return self
 
 
 class SkdThreshold(BaseModel, frozen=True):
     """Minimum scores of one needs category; None means no minimum on that part."""
 
-    twk: int | None = None
-    tiu: int | None = None
-    tkp: int | None = None
-    total: int | None = None
+    twk: StrictInt | None = Field(default=None, ge=0)
+    tiu: StrictInt | None = Field(default=None, ge=0)
+    tkp: StrictInt | None = Field(default=None, ge=0)
+    total: StrictInt | None = Field(default=None, ge=0)
 
 
 def _default_thresholds() -> dict[Category, SkdThreshold]:
@@ -117,14 +177,17 @@ class SkdRules(BaseModel, frozen=True):
     """SKD scoring limits, thresholds per category and the SKB cut (multiple of the quota)."""
 
     # Below 1024 each: rank_skd packs the key into one integer per 10-bit part.
-    twk_max: int = Field(default=150, ge=1, le=1000)
-    tiu_max: int = Field(default=175, ge=1, le=1000)
-    tkp_max: int = Field(default=225, ge=1, le=1000)
-    step: int = Field(
-        default=5, description="TWK and TIU are multiples of this (5 per correct answer)"
+    twk_max: StrictInt = Field(default=150, ge=1, le=1000)
+    tiu_max: StrictInt = Field(default=175, ge=1, le=1000)
+    tkp_max: StrictInt = Field(default=225, ge=1, le=1000)
+    step: StrictInt = Field(
+        default=5, ge=1, le=100,
+        description="TWK and TIU are multiples of this (5 per correct answer), 1..100",
     )
     thresholds: dict[Category, SkdThreshold] = Field(default_factory=_default_thresholds)
-    cut_multiplier: int = Field(default=3, ge=1)
+    cut_multiplier: StrictInt = Field(
+        default=3, ge=1, le=10, description="the top cut_multiplier x quota go on to SKB (3), 1..10"
+    )
 
     @property
     def total_max(self) -> int:
@@ -136,6 +199,15 @@ class SkdRules(BaseModel, frozen=True):
         missing = [c.value for c in Category if c not in self.thresholds]
         if missing:
             raise ValueError(f"thresholds missing for categories {missing}")
+        maxima = {"twk": self.twk_max, "tiu": self.tiu_max, "tkp": self.tkp_max, "total": self.total_max}
+        unreachable = [
+            f"thresholds.{category.value}.{part} = {minimum} is above {part} max {maxima[part]}"
+            for category, threshold in self.thresholds.items()
+            for part, minimum in threshold.model_dump().items()
+            if minimum is not None and minimum > maxima[part]
+        ]
+        if unreachable:
+            raise ValueError("; ".join(unreachable) + ": nobody could pass")
         return self
 
 
@@ -152,10 +224,12 @@ class SkbComponent(BaseModel, frozen=True):
 
     name: Code
     kind: ComponentKind = ComponentKind.SCORE
-    weight: float = Field(default=0, ge=0, le=100, description="percent of the SKB score")
-    max_score: float = Field(default=100, gt=0)
-    floor: float | None = Field(default=None, description="a score at or below this eliminates")
-    min_panellists: int = Field(default=2, ge=2)
+    weight: StrictFloat = Field(default=0, ge=0, le=100, description="percent of the SKB score")
+    max_score: StrictFloat = Field(default=100, gt=0, le=10_000, description="0 < max_score <= 10,000")
+    floor: StrictFloat | None = Field(
+        default=None, ge=0, description="a score at or below this eliminates; below max_score"
+    )
+    min_panellists: StrictInt = Field(default=2, ge=2, le=20, description="2..20 panellists")
 
     @model_validator(mode="after")
     def _consistent(self) -> SkbComponent:
@@ -163,6 +237,11 @@ class SkbComponent(BaseModel, frozen=True):
             raise ValueError(f"component {self.name}: a gate has weight 0, not {self.weight}")
         if self.kind != ComponentKind.GATE and self.weight == 0:
             raise ValueError(f"component {self.name}: a scored component needs a weight above 0")
+        if self.floor is not None and self.floor >= self.max_score:
+            raise ValueError(
+                f"component {self.name}: floor {self.floor} is not below max_score "
+                f"{self.max_score}: every score would eliminate"
+            )
         return self
 
 
@@ -173,7 +252,7 @@ def _default_components() -> list[SkbComponent]:
 class SkbRules(BaseModel, frozen=True):
     """SKB composition. The CAT component named `cat` is mandatory."""
 
-    components: list[SkbComponent] = Field(default_factory=_default_components)
+    components: list[SkbComponent] = Field(default_factory=_default_components, max_length=20)
 
     @model_validator(mode="after")
     def _composition(self) -> SkbRules:
@@ -196,8 +275,8 @@ class SkbRules(BaseModel, frozen=True):
 class IntegrationRules(BaseModel, frozen=True):
     """Final score = skd_weight% x (SKD total / SKD max x 100) + skb_weight% x SKB score."""
 
-    skd_weight: float = Field(default=40, ge=0, le=100)
-    skb_weight: float = Field(default=60, ge=0, le=100)
+    skd_weight: StrictFloat = Field(default=40, ge=0, le=100)
+    skb_weight: StrictFloat = Field(default=60, ge=0, le=100)
 
     @model_validator(mode="after")
     def _sum(self) -> IntegrationRules:
@@ -211,8 +290,14 @@ class IntegrationRules(BaseModel, frozen=True):
 class AppealRules(BaseModel, frozen=True):
     """Sanggah: once, within `window` of the announcement; the instansi answers within `answer_within`."""
 
-    window: timedelta = Field(default=timedelta(days=3), gt=timedelta(0))
-    answer_within: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    window: Duration = Field(
+        default=timedelta(days=3), gt=timedelta(0), le=MAX_APPEAL_WINDOW,
+        description="3 calendar days (DOMAIN.md); above 0 and at most 30 days",
+    )
+    answer_within: Duration = Field(
+        default=timedelta(days=7), gt=timedelta(0), le=MAX_APPEAL_ANSWER,
+        description="7 days (DOMAIN.md); above 0 and at most 30 days",
+    )
 
 
 class Formasi(BaseModel, frozen=True):
@@ -222,12 +307,14 @@ class Formasi(BaseModel, frozen=True):
     jabatan: str = Field(min_length=1, max_length=200)
     unit: str = Field(min_length=1, max_length=200)
     education_level: str = Field(min_length=1, max_length=10)
-    majors: list[str] = Field(min_length=1)
-    min_gpa: float = Field(default=2.75, ge=0, le=4)
-    min_age: int = Field(default=18, ge=15, le=70)
-    max_age: int = Field(default=35, ge=15, le=70)
+    majors: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=100
+    )
+    min_gpa: StrictFloat = Field(default=2.75, ge=0, le=4)
+    min_age: StrictInt = Field(default=18, ge=15, le=70)
+    max_age: StrictInt = Field(default=35, ge=15, le=70)
     category: Category = Category.UMUM
-    quota: int = Field(ge=0, le=100_000)
+    quota: StrictInt = Field(ge=1, le=100_000, description="seats, 1..100,000")
 
     @model_validator(mode="after")
     def _ages(self) -> Formasi:
@@ -252,6 +339,26 @@ class ReportKind(StrEnum):
     PORTAL = "portal"  # the applicant portal: sanggah, offer answers, withdrawal
 
 
+# Kinds whose reports a round cannot do without; every SKB component is one too. The portal
+# (sanggah, offer answers) is not required: rounds recorded before it existed list none.
+REPORTED_KINDS = (
+    ReportKind.ADMIN,
+    ReportKind.APPEAL_ANSWER,
+    ReportKind.SKD,
+    ReportKind.FILING,
+    ReportKind.LATSAR,
+    ReportKind.OPERATOR,
+)
+
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*")
+# Zone files that name the host's own setting, not a place: a round must not depend on the host.
+_HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_A_ZONE = (
+    "no such IANA time zone; Indonesia's are Asia/Jakarta (WIB), Asia/Makassar (WITA) and "
+    "Asia/Jayapura (WIT)"
+)
+
+
 class RoundConfig(BaseModel, frozen=True):
     """Everything that defines one instansi's round."""
 
@@ -267,21 +374,27 @@ class RoundConfig(BaseModel, frozen=True):
     skb: SkbRules = SkbRules()
     integration: IntegrationRules = IntegrationRules()
     appeal: AppealRules = AppealRules()
-    reporters: dict[str, list[str]] = Field(
+    reporters: dict[str, list[Identity]] = Field(
         default_factory=dict,
-        description="report kind (or SKB component name) -> identities allowed to report it",
+        validate_default=True,
+        description="report kind (or SKB component name) -> identities allowed to report it; every "
+        "kind in REPORTED_KINDS and every SKB component needs at least one",
     )
-    withdrawal_sanction_rounds: int = Field(default=2, ge=0)
-    broadcast_page_size: int = Field(
+    withdrawal_sanction_rounds: StrictInt = Field(
+        default=2, ge=0, le=10, description="rounds barred after withdrawing (2), 0..10"
+    )
+    broadcast_page_size: StrictInt = Field(
         default=500, ge=1, le=10_000,
         description="engine tuning: journeys told per step of an announcement (bounds formasi histories)",
     )
     timezone: str = Field(
-        default="Asia/Jakarta", pattern=r"^[A-Za-z_]+(/[A-Za-z_+-]+)*$",
-        description="IANA zone of the instansi: ages are judged on the local application date",
+        default="Asia/Jakarta", max_length=64,
+        description="IANA zone of the instansi (Asia/Jakarta, Asia/Makassar, Asia/Jayapura): ages "
+        "are judged on the local application date",
     )
-    offer_answer_within: timedelta = Field(
-        default=timedelta(days=2), gt=timedelta(0), description="how long an optimalisasi offer waits for an answer"
+    offer_answer_within: Duration = Field(
+        default=timedelta(days=2), gt=timedelta(0), le=MAX_OFFER_ANSWER,
+        description="how long an optimalisasi offer waits for an answer; above 0, at most 30 days",
     )
 
     @field_validator("formasi")
@@ -293,30 +406,66 @@ class RoundConfig(BaseModel, frozen=True):
             raise ValueError(f"formasi codes repeated: {dupes}")
         return formasi
 
-    @model_validator(mode="after")
-    def _skb_limits(self) -> RoundConfig:
-        extra = [c for c in self.skb.components if c.name != "cat" and c.kind != ComponentKind.GATE]
+    @field_validator("skb")
+    @classmethod
+    def _skb_limits(cls, skb: SkbRules, info: ValidationInfo) -> SkbRules:
+        # A field check (instansi_kind is declared before skb), so that a reporters problem
+        # is reported with it rather than in its place.
+        kind = info.data.get("instansi_kind")
+        extra = [c for c in skb.components if c.name != "cat" and c.kind != ComponentKind.GATE]
         extra_weight = sum(c.weight for c in extra)
         interview = [c for c in extra if c.kind == ComponentKind.PANEL]
-        if self.instansi_kind == InstansiKind.DAERAH:
+        if kind == InstansiKind.DAERAH:
             if len(extra) > 1 or extra_weight > 40 or interview:
                 raise ValueError(
-                    "skb: a regional instansi may add 1 weighted component of at most 40% and no "
+                    "a regional instansi may add 1 weighted component of at most 40% and no "
                     f"interview; got {[c.name for c in extra]} with {extra_weight}%"
                 )
-        else:
+        elif kind == InstansiKind.PUSAT:
             if len(extra) > 3 or extra_weight > 50 or sum(c.weight for c in interview) > 10:
                 raise ValueError(
-                    "skb: a central instansi may add up to 3 weighted components, together at most "
+                    "a central instansi may add up to 3 weighted components, together at most "
                     f"50%, interview at most 10%; got {[c.name for c in extra]} with {extra_weight}%"
                 )
-        known = {k.value for k in ReportKind} | {c.name for c in self.skb.components}
-        unknown = sorted(set(self.reporters) - known)
-        if unknown:
-            raise ValueError(
-                f"reporters: unknown report kinds {unknown}; known are {sorted(known)}"
+        return skb
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        if name in _HOST_ZONES or not _ZONE_NAME.fullmatch(name):
+            raise ValueError(_NOT_A_ZONE)
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(_NOT_A_ZONE) from None
+        return name
+
+    @field_validator("reporters")
+    @classmethod
+    def _every_stage_has_a_reporter(
+        cls, reporters: dict[str, list[str]], info: ValidationInfo
+    ) -> dict[str, list[str]]:
+        # Declared after skb, so a valid skb is in info.data. Without one (its own error is
+        # reported) the component names are unknown, and only the fixed kinds are checked.
+        skb: SkbRules | None = info.data.get("skb")
+        components = [c.name for c in skb.components] if skb else []
+        problems = []
+        clashes = sorted(set(components) & {k.value for k in ReportKind})
+        if clashes:
+            problems.append(f"SKB components named like a report kind: {clashes}; rename them")
+        known = {k.value for k in ReportKind} | set(components)
+        unknown = sorted(set(reporters) - known)
+        if unknown and skb is not None:
+            problems.append(f"unknown report kinds {unknown}; known are {sorted(known)}")
+        missing = [k for k in [*REPORTED_KINDS, *components] if not reporters.get(k)]
+        if missing:
+            problems.append(
+                f"no reporter for {', '.join(missing)}: every stage that takes reports needs at "
+                "least one identity"
             )
-        return self
+        if problems:
+            raise ValueError("; ".join(problems))
+        return reporters
 
     def formasi_by_code(self, code: str) -> Formasi | None:
         """The formasi with that code, or None."""
@@ -350,6 +499,30 @@ class ConfigError(ValueError):
 _MISSING = "<missing>"
 
 
+def _iso_duration(span: timedelta) -> str:
+    """ISO 8601 in days and time only, as round files write it: "P3D", "PT12H", "-P1DT0.5S"."""
+    sign, span = ("-", -span) if span < timedelta(0) else ("", span)
+    hours, rest = divmod(span.seconds, 3600)
+    minutes, whole = divmod(rest, 60)
+    seconds = f"{whole}.{span.microseconds:06d}".rstrip("0").rstrip(".")
+    time = "".join(
+        f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n not in (0, "0")
+    )
+    days = f"{span.days}D" if span.days else ""
+    return f"{sign}P{days}{'T' + time if time else ''}" if days or time else "PT0S"
+
+
+def _as_written(value: object) -> object:
+    """A bad value as a round file writes it (pydantic reports a parsed duration or moment)."""
+    if isinstance(value, dict | list):
+        return "<table>" if isinstance(value, dict) else "<list>"
+    if isinstance(value, timedelta):
+        return _iso_duration(value)
+    if isinstance(value, date):  # a datetime is a date too
+        return value.isoformat()
+    return value
+
+
 def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConfig:
     """Validate a parsed round document; raise ConfigError naming each bad field."""
     try:
@@ -359,9 +532,7 @@ def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConf
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"]) or "(document)"
             value = err.get("input", _MISSING) if err["type"] != "missing" else _MISSING
-            if isinstance(value, dict | list):
-                value = "<table>" if isinstance(value, dict) else "<list>"
-            problems.append((field, value, err["msg"]))
+            problems.append((field, _as_written(value), err["msg"]))
         raise ConfigError(source, problems) from None
 
 

@@ -6,12 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from domain.config import (
     Category,
     ComponentKind,
     ConfigError,
     InstansiKind,
+    SkdRules,
+    SkdThreshold,
     load_round_config,
     parse_round_config,
 )
@@ -147,11 +150,154 @@ BAD_FILES = [
         "opens = 2027-08-01T08:00:00+07:00",
         "opens = 2027-08-01T08:00:00",
         "schedule.registration.opens",
-        "2027, 8, 1, 8, 0",
+        "'2027-08-01T08:00:00'",
     ),
     ("unknown reporter kind", "operator = [", "wawancara = [", "reporters", "wawancara"),
     ("appeal window of zero", 'window = "P3D"', 'window = "PT0S"', "appeal.window", "greater than 0"),
 ]
+
+EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
+REPORTERS_TABLE = EXAMPLE_TEXT[EXAMPLE_TEXT.index("[reporters]") :]
+TOP_LEVEL = 'timezone = "Asia/Jakarta"'  # a top-level line, to add a top-level key after it
+
+# Each value past a limit of the round file (the limits are in domain/config.py).
+OUT_OF_BOUNDS = [
+    ("appeal window of 999,999,999 days", 'window = "P3D"', 'window = "P999999999D"',
+     "appeal.window", "less than or equal to 30 days"),
+    ("negative appeal window", 'window = "P3D"', 'window = "-P1D"', "appeal.window", "greater than 0"),
+    ("appeal answer after 31 days", 'answer_within = "P7D"', 'answer_within = "P31D"',
+     "appeal.answer_within", "less than or equal to 30 days"),
+    ("offer answer after 31 days", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "P31D"',
+     "offer_answer_within", "less than or equal to 30 days"),
+    ("offer answer of zero", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "PT0S"',
+     "offer_answer_within", "greater than 0"),
+    ("time zone typo", TOP_LEVEL, 'timezone = "Asia/Jakata"', "timezone", "no such IANA time zone"),
+    ("time zone of the host", TOP_LEVEL, 'timezone = "localtime"', "timezone", "no such IANA time zone"),
+    ("time zone as a path", TOP_LEVEL, 'timezone = "../../etc/passwd"', "timezone", "no such IANA"),
+    ("quota 0", "quota = 3", "quota = 0", "formasi.0.quota", "greater than or equal to 1"),
+    ("quota above 100,000", "quota = 3", "quota = 100001", "formasi.0.quota", "less than or equal"),
+    ("reporters = {}", REPORTERS_TABLE, "[reporters]\n", "reporters",
+     "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat, praktik, health"),
+    ("a stage left out", 'latsar = ["bpsdm-provinsi"]\n', "", "reporters", "no reporter for latsar:"),
+    ("a stage with an empty list", 'filing = ["bkpsdm-verifikator"]', "filing = []", "reporters",
+     "no reporter for filing:"),
+    ("an SKB component without a reporter", 'health = ["rsud-penguji-kesehatan"]\n', "", "reporters",
+     "no reporter for health:"),
+    ("an SKB component named like a report kind", 'name = "praktik"', 'name = "admin"', "reporters",
+     "named like a report kind: ['admin']"),
+    ("a window of three years", "closes = 2029-03-01T17:00:00+07:00", "closes = 2031-03-01T17:00:00+07:00",
+     "schedule.latsar", "at most 731 days"),
+    ("a round over six years", "opens = 2028-04-01T08:00:00+07:00\ncloses = 2029-03-01T17:00:00+07:00",
+     "opens = 2033-04-01T08:00:00+07:00\ncloses = 2034-03-01T17:00:00+07:00", "schedule",
+     "a round spans at most 1826 days"),
+    ("SKD step 0", "cut_multiplier = 3", "cut_multiplier = 3\nstep = 0", "skd.step", "greater than or equal to 1"),
+    ("SKB cut of 11 x quota", "cut_multiplier = 3", "cut_multiplier = 11", "skd.cut_multiplier",
+     "less than or equal to 10"),
+    ("withdrawal sanction of 99 rounds", "withdrawal_sanction_rounds = 2", "withdrawal_sanction_rounds = 99",
+     "withdrawal_sanction_rounds", "less than or equal to 10"),
+    ("broadcast page size 0", TOP_LEVEL, TOP_LEVEL + "\nbroadcast_page_size = 0", "broadcast_page_size",
+     "greater than or equal to 1"),
+    ("a floor at the maximum score", "floor = 40", "floor = 100", "skb.components.1", "not below max_score"),
+    ("a maximum score of 0", "max_score = 100\nfloor", "max_score = 0\nfloor", "skb.components.1.max_score",
+     "greater than 0"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [case[1:] for case in OUT_OF_BOUNDS],
+    ids=[case[0] for case in OUT_OF_BOUNDS],
+)
+def test_a_value_past_its_limit_is_refused_naming_the_field(tmp_path, old, new, field, words):
+    with pytest.raises(ConfigError) as err:
+        load_round_config(write_variant(tmp_path, old, new))
+    assert any(f == field and words in problem for f, _, problem in err.value.problems), err.value
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "value"),
+    [
+        ('window = "P3D"', 'window = "P999999999D"', "appeal.window", "'P999999999D'"),
+        (TOP_LEVEL, 'timezone = "Asia/Jakata"', "timezone", "'Asia/Jakata'"),
+        ("quota = 3", "quota = 0", "formasi.0.quota", "0"),
+    ],
+)
+def test_the_message_shows_the_field_and_the_value_as_written(tmp_path, old, new, field, value):
+    with pytest.raises(ConfigError) as err:
+        load_round_config(write_variant(tmp_path, old, new))
+    assert f"{field} = {value}: " in str(err.value)
+
+
+# A number must be a number: true is not 1, the text "3 " is not 3, 3.0 is not a count; and a
+# moment or a duration must be written as one, not as a bare number (3 would be 3 seconds).
+NOT_NUMBERS = [
+    ("quota true", "quota = 3", "quota = true", "formasi.0.quota"),
+    ("quota as text with a space", "quota = 3", 'quota = "3 "', "formasi.0.quota"),
+    ("quota as text", "quota = 3", 'quota = "3"', "formasi.0.quota"),
+    ("quota 3.0", "quota = 3", "quota = 3.0", "formasi.0.quota"),
+    ("min_gpa as text", "min_gpa = 3.50", 'min_gpa = "3.50"', "formasi.2.min_gpa"),
+    ("min_gpa true", "min_gpa = 3.50", "min_gpa = true", "formasi.2.min_gpa"),
+    ("max_age as text", "max_age = 40", 'max_age = "40 "', "formasi.4.max_age"),
+    ("SKB weight true", "weight = 40\nmax", "weight = true\nmax", "skb.components.1.weight"),
+    ("SKB weight as text", "weight = 40\nmax", 'weight = "40"\nmax', "skb.components.1.weight"),
+    ("integration weight as text", "skd_weight = 40", 'skd_weight = "40"', "integration.skd_weight"),
+    ("cut multiplier true", "cut_multiplier = 3", "cut_multiplier = true", "skd.cut_multiplier"),
+    ("sanction rounds as text", "withdrawal_sanction_rounds = 2", 'withdrawal_sanction_rounds = "2"',
+     "withdrawal_sanction_rounds"),
+    ("page size as text", TOP_LEVEL, TOP_LEVEL + '\nbroadcast_page_size = "120 "', "broadcast_page_size"),
+    ("appeal window as a bare number", 'window = "P3D"', "window = 3", "appeal.window"),
+    ("appeal window true", 'window = "P3D"', "window = true", "appeal.window"),
+    ("a window opening at a bare number", "opens = 2027-08-01T08:00:00+07:00", "opens = 1",
+     "schedule.registration.opens"),
+    ("TMT as a bare number", "tmt = 2028-03-01", "tmt = 20280301", "schedule.tmt"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [case[1:] for case in NOT_NUMBERS],
+    ids=[case[0] for case in NOT_NUMBERS],
+)
+def test_a_number_is_read_strictly(tmp_path, old, new, field):
+    with pytest.raises(ConfigError) as err:
+        load_round_config(write_variant(tmp_path, old, new))
+    assert [f for f, _, _ in err.value.problems] == [field]
+
+
+# Values at the edge of each limit, and other zones, are accepted.
+AT_THE_LIMIT = [
+    ("appeal window of 30 days", 'window = "P3D"', 'window = "P30D"'),
+    ("appeal window of one second", 'window = "P3D"', 'window = "PT1S"'),
+    ("appeal answer in 30 days", 'answer_within = "P7D"', 'answer_within = "P30D"'),
+    ("offer answer in 30 days", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "P30D"'),
+    ("quota 1", "quota = 3", "quota = 1"),
+    ("WITA", TOP_LEVEL, 'timezone = "Asia/Makassar"'),
+    ("WIT", TOP_LEVEL, 'timezone = "Asia/Jayapura"'),
+    ("a fixed offset zone", TOP_LEVEL, 'timezone = "Etc/GMT-7"'),
+    ("a whole number where a fraction may be", "min_gpa = 3.50", "min_gpa = 3"),
+    ("a portal-less round (recorded before the portal)", 'portal = ["sscasn-portal"]', ""),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), [c[1:] for c in AT_THE_LIMIT], ids=[c[0] for c in AT_THE_LIMIT])
+def test_a_value_at_its_limit_is_accepted(tmp_path, old, new):
+    load_round_config(write_variant(tmp_path, old, new))
+
+
+def test_a_threshold_above_the_maximum_score_is_refused():
+    thresholds = dict(SkdRules().thresholds)
+    thresholds[Category.UMUM] = SkdThreshold(twk=155, tiu=80, tkp=166)
+    with pytest.raises(ValidationError) as err:
+        SkdRules(thresholds=thresholds)
+    assert "thresholds.umum.twk = 155 is above twk max 150" in str(err.value)
+
+
+def test_a_round_file_without_reporters_names_every_stage():
+    config = load_round_config(EXAMPLE).model_dump(mode="json")
+    del config["reporters"]
+    with pytest.raises(ConfigError) as err:
+        parse_round_config(config)
+    assert "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat" in str(err.value)
 
 
 @pytest.mark.parametrize(
