@@ -359,8 +359,7 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
     async def send(i: int, when: float, a: str) -> None:
         lag.append(time.monotonic() - when)
         try:
-            await ctx.api.report(driver.round_id, a, "report_admin",
-                                 AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]))
+            await ctx.api.report(driver.round_id, a, AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]))
             latencies.append((time.monotonic() - when) * 1000)
         except (RefusedError, Exception) as exc:  # noqa: BLE001 - counted, shown below
             errors.append(str(exc))

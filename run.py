@@ -3,7 +3,7 @@
 
     python3 run.py demo      # a sample round end to end on the embedded stack
     python3 run.py test      # the whole test suite (what CI runs)
-    python3 run.py lint      # ruff, and mypy on domain/
+    python3 run.py lint      # ruff check, ruff format --check, and mypy on domain/
     python3 run.py stop      # stop the embedded servers this project started
     python3 run.py bench     # the benchmark harness (long; not part of the tests)
 
@@ -49,8 +49,9 @@ def main(argv: list[str]) -> int:
     commands = {
         "demo": [str(PY), "starter.py", "demo"],
         "test": [str(PY), "-m", "pytest", "-q"],
-        "lint": [str(PY), "-c", "import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-m', 'ruff',"
-                 " 'check', '.']) or subprocess.call([sys.executable, '-m', 'mypy']))"],
+        "lint": [str(PY), "-c", "import subprocess, sys; m = [sys.executable, '-m']; sys.exit("
+                 "subprocess.call(m + ['ruff', 'check', '.']) or subprocess.call(m + ['ruff', 'format', '--check', '.'])"
+                 " or subprocess.call(m + ['mypy']))"],
         "stop": [str(PY), "worker.py", "stop-stack"],
         "bench": [str(PY), "bench.py"],
     }

@@ -52,6 +52,7 @@ from domain.messages import (
     Report,
     Withdrawal,
 )
+from domain.protocol import command_update, report_update
 from runtime.logs import get_logger
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
@@ -298,7 +299,7 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
         try:
             async with lock:
                 sent_at = datetime.now(UTC)
-                ack = await ctx.api.report(round_id, parsed.applicant_id, kind.update, parsed.message)
+                ack = await ctx.api.report(round_id, parsed.applicant_id, parsed.message)
         except RefusedError as exc:
             summary.refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc),
                                        parsed.message.report_id)], errors)
@@ -322,17 +323,19 @@ def derived_report_id(command: str, *args: object) -> str:
     return f"{command}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
 
 
-async def round_command(ctx: Context, round_id: str, update: str, message: Report) -> Ack:
+async def round_command(ctx: Context, round_id: str, message: Report) -> Ack:
     """Send one operator command to the round and print its Ack."""
-    ack = await ctx.api.command(round_id, update, message)
+    update = command_update(message).name
+    ack = await ctx.api.command(round_id, message)
     ctx.console.print(f"{update}: {ack.effect} (report {ack.report_id}, recorded {ack.recorded_at.isoformat()})")
     log.info("command accepted", round_id=round_id, update=update, report_id=ack.report_id)
     return ack
 
 
-async def journey_command(ctx: Context, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
+async def journey_command(ctx: Context, round_id: str, applicant_id: str, message: Report) -> Ack:
     """Send one operator or portal command to an applicant's journey and print its Ack."""
-    ack = await ctx.api.report(round_id, applicant_id, update, message)
+    update = report_update(message).name
+    ack = await ctx.api.report(round_id, applicant_id, message)
     ctx.console.print(f"{update} {applicant_id}: {ack.effect} (report {ack.report_id})")
     log.info("command accepted", round_id=round_id, applicant_id=applicant_id, update=update, report_id=ack.report_id)
     return ack
@@ -490,7 +493,7 @@ def extend_window_cmd(round_id: str, window: str, new_closes: str, reason: Reaso
     async def body(ctx: Context):
         closes = _datetime(new_closes, "NEW_CLOSES")
         rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
-        return await round_command(ctx, round_id, "extend_window", ExtendWindow(
+        return await round_command(ctx, round_id, ExtendWindow(
             report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason))
     _run(body)
 
@@ -499,7 +502,7 @@ def extend_window_cmd(round_id: str, window: str, new_closes: str, reason: Reaso
 def close_window_cmd(round_id: str, window: str, reason: Reason, operator: As, report_id: ReportId = None):
     """Close an open window early, with a recorded reason."""
     rid = report_id or derived_report_id("close", round_id, window, reason)
-    _run(lambda ctx: round_command(ctx, round_id, "close_window", CloseWindow(
+    _run(lambda ctx: round_command(ctx, round_id, CloseWindow(
         report_id=rid, reported_by=operator, window=window, reason=reason)))
 
 
@@ -513,7 +516,7 @@ def move_tmt_cmd(round_id: str, new_tmt: Annotated[str, typer.Argument(help="YYY
         except ValueError:
             raise BadInput(f"NEW_TMT={new_tmt!r}: not a date YYYY-MM-DD") from None
         rid = report_id or derived_report_id("tmt", round_id, tmt.isoformat(), reason)
-        return await round_command(ctx, round_id, "move_tmt", MoveTmt(
+        return await round_command(ctx, round_id, MoveTmt(
             report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason))
     _run(body)
 
@@ -522,7 +525,7 @@ def move_tmt_cmd(round_id: str, new_tmt: Annotated[str, typer.Argument(help="YYY
 def disqualify_cmd(round_id: str, applicant_id: str, reason: Reason, operator: As, report_id: ReportId = None):
     """Disqualify (DIS) an applicant at any stage, even after the NIP."""
     rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
-    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, "disqualify", Disqualification(
+    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, Disqualification(
         report_id=rid, reported_by=operator, reason=reason)))
 
 
@@ -531,7 +534,7 @@ def withdraw_cmd(round_id: str, applicant_id: str, portal: As,
                  reason: Annotated[str, typer.Option("--reason")] = "", report_id: ReportId = None):
     """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
     rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
-    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, "withdraw", Withdrawal(
+    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, Withdrawal(
         report_id=rid, reported_by=portal, reason=reason)))
 
 

@@ -11,6 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import CloseReply
+from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE, WAITS_FOR
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
@@ -27,7 +28,7 @@ class Broadcaster:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name="broadcast")
+    @activity.defn(name=BROADCAST.name)
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
         """Tell one page (or all) of the formasi's running journeys; every mode is safe to repeat."""
         if req.mode not in ("signal", "waiting", "close"):
@@ -48,12 +49,10 @@ class Broadcaster:
                             return
                         replies[workflow_id] = reply
                     else:
-                        if req.mode == "waiting" and not await handle.query(
-                            "waits_for", req.announcement.phase, result_type=bool
-                        ):
+                        if req.mode == "waiting" and not await WAITS_FOR.ask(handle, req.announcement.phase):
                             skipped += 1
                             return
-                        await handle.signal("announce", req.announcement)
+                        await ANNOUNCE.send(handle, req.announcement)
                     delivered += 1
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
@@ -93,7 +92,7 @@ class Broadcaster:
         """The journey's answer to the close; None when it has ended (it no longer ranks)."""
         for attempt in range(1, CLOSE_ATTEMPTS + 1):
             try:
-                return await handle.execute_update("close_stage", req.announcement, result_type=CloseReply)
+                return await CLOSE_STAGE.execute(handle, req.announcement)
             except RPCError as exc:
                 try:
                     status = (await handle.describe()).status

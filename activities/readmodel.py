@@ -11,6 +11,7 @@ from temporalio import activity
 
 from domain.appointment import format_nip
 from domain.contracts import JourneyProjection, NipIssued, NipRequest
+from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
 
 _UPSERT_SQL = """
 WITH src AS (
@@ -101,7 +102,7 @@ class ReadModel:
         self._drainer: asyncio.Task[None] | None = None
         self.statements = 0  # write statements sent (batches and single fallbacks), for the benchmark
 
-    @activity.defn(name="project_journey")
+    @activity.defn(name=PROJECT_JOURNEY.name)
     async def project_journey(self, p: JourneyProjection) -> None:
         """Upsert the applicant's row (a newer version always wins) and append what is new.
 
@@ -161,7 +162,7 @@ class ReadModel:
         await self.pool.execute(_UPSERT_SQL, json.dumps(list(rows.values())), json.dumps(decisions),
                                 json.dumps(reports), json.dumps(notes))
 
-    @activity.defn(name="issue_nip")
+    @activity.defn(name=ISSUE_NIP.name)
     async def issue_nip(self, req: NipRequest) -> NipIssued:
         """The person's NIP: issued once; any retry gets the same number back."""
         async with self.pool.acquire() as conn:

@@ -140,14 +140,14 @@ class Demo:
                 raise TimeoutError(f"demo: the round never reached phase {phase}")
             await asyncio.sleep(0.2)
 
-    async def send(self, applicant_id: str, update: str, message) -> None:
+    async def send(self, applicant_id: str, message) -> None:
         async with self.gate:
             try:
-                await self.api.report(self.round_id, applicant_id, update, message)
+                await self.api.report(self.round_id, applicant_id, message)
             except RefusedError as exc:
                 self.refused.append(str(exc))
 
-    async def send_all(self, label: str, jobs: list[tuple[str, str, object]]) -> None:
+    async def send_all(self, label: str, jobs: list[tuple[str, object]]) -> None:
         with Progress(console=self.console, transient=True) as progress:
             task = progress.add_task(label, total=len(jobs))
 
@@ -160,8 +160,7 @@ class Demo:
 
     async def close(self, window: str, reason: str) -> None:
         await self.api.command(
-            self.round_id, "close_window",
-            CloseWindow(report_id=f"demo-close-{window}", reported_by=self.reporters["operator"], window=window,
+            self.round_id, CloseWindow(report_id=f"demo-close-{window}", reported_by=self.reporters["operator"], window=window,
                         reason=reason),
         )
         self.console.print(f"[bold]{window}[/] window closed: {reason}")
@@ -237,23 +236,23 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
 
     tms = {a for a in ids if rng.random() < 0.08}
     await demo.send_all("administrative check", [
-        (a, "report_admin", AdminReport(
+        (a, AdminReport(
             report_id=f"adm-{a}", reported_by=demo.reporters["admin"],
             findings=[DocumentFinding(document="ijazah", reason="not legalised")] if a in tms else []))
         for a in ids])
     await demo.close("administration", "demo: every application verified")
     await demo.wait_until(lambda s: all(s.get(a) in ("admin_appeal", "ended") for a in tms), "TMS announcements")
     appellants = [a for a in sorted(tms) if rng.random() < 0.5]
-    await demo.send_all("appeals filed", [(a, "file_appeal", AppealFiling(
+    await demo.send_all("appeals filed", [(a, AppealFiling(
         report_id=f"sanggah-{a}", reported_by="sscasn-portal", reason="the ijazah was legalised")) for a in appellants])
-    await demo.send_all("appeals answered", [(a, "answer_appeal", AppealAnswer(
+    await demo.send_all("appeals answered", [(a, AppealAnswer(
         report_id=f"jawab-{a}", reported_by=demo.reporters["appeal_answer"], accepted=rng.random() < 0.5,
         note="checked against the original")) for a in appellants])
     stages = await demo.wait_until(
         lambda s: not any(v in ("admin_check", "admin_appeal", "registered") for v in s.values()), "appeal windows")
 
     sitting = [a for a in ids if stages.get(a) == "skd" and rng.random() > 0.04]
-    await demo.send_all("SKD results (CAT)", [(a, "report_skd", SkdReport(
+    await demo.send_all("SKD results (CAT)", [(a, SkdReport(
         report_id=f"skd-{a}", reported_by=demo.reporters["skd"], session_id=f"S{i // 40 + 1:03d}",
         twk=_score(rng, 85, 18, 150, 5), tiu=_score(rng, 100, 22, 175, 5), tkp=_score(rng, 172, 14, 225)))
         for i, a in enumerate(sitting)])
@@ -266,19 +265,19 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     for a in skb:
         if rng.random() < 0.03:
             continue  # absent from the SKB CAT: TH
-        jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"cat-{a}", reported_by=demo.reporters["cat"],
+        jobs.append((a, SkbScoreReport(report_id=f"cat-{a}", reported_by=demo.reporters["cat"],
                                                            component="cat", score=_score(rng, 340, 55, 500))))
-        jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"praktik-{a}",
+        jobs.append((a, SkbScoreReport(report_id=f"praktik-{a}",
                                                            reported_by=demo.reporters["praktik"],
                                                            component="praktik", score=_score(rng, 72, 12, 100))))
-        jobs.append((a, "report_gate", GateReport(report_id=f"health-{a}", reported_by=demo.reporters["health"],
+        jobs.append((a, GateReport(report_id=f"health-{a}", reported_by=demo.reporters["health"],
                                                   component="health",
                                                   decision=AdminDecision.TMS if rng.random() < 0.04 else
                                                   AdminDecision.MS)))
     await demo.send_all("SKB results (CAT, practical test, health)", jobs)
     if skb:
         cheat = skb[-1]
-        await demo.send(cheat, "disqualify", Disqualification(
+        await demo.send(cheat, Disqualification(
             report_id=f"dis-{cheat}", reported_by=demo.reporters["operator"],
             reason="remote-access cheating found in the CAT activity log"))
         c.print("  one SKB participant disqualified (DIS) after an audit of the CAT log")
@@ -290,7 +289,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     shared = {f.code for f in cfg.formasi if sum(g.jabatan == f.jabatan for g in cfg.formasi) > 1}
     leavers = sorted(a for a in ids if stages.get(a) == "filing" and ids[a].formasi_code in shared)
     if leavers:
-        await demo.send(leavers[0], "withdraw", Withdrawal(report_id=f"aps-{leavers[0]}",
+        await demo.send(leavers[0], Withdrawal(report_id=f"aps-{leavers[0]}",
                                                             reported_by="sscasn-portal",
                                                             reason="accepted another position"))
         c.print("  a winner withdrew after the final announcement (APS, barred from the next 2 rounds);"
@@ -306,7 +305,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
             applicant = offer_id.split("/offer/")[1].split("/")[0]
             accept = declined_one
             declined_one = True
-            await demo.send(applicant, "answer_offer", OfferAnswer(report_id=f"jawab-{offer_id}",
+            await demo.send(applicant, OfferAnswer(report_id=f"jawab-{offer_id}",
                                                                    reported_by="sscasn-portal", accept=accept))
             answered.add(offer_id)
         if state.phase not in ("final_appeal", "optimalisasi"):
@@ -316,14 +315,14 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
 
     stages = await demo.wait_until(lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi")
     filing = sorted(a for a in ids if stages.get(a) == "filing")
-    await demo.send_all("filing (DRH)", [(a, "report_filing", FilingReport(
+    await demo.send_all("filing (DRH)", [(a, FilingReport(
         report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True)) for a in filing])
     await demo.close("filing", "demo: every DRH verified")
     stages = await demo.wait_until(lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
                                    "NIP and appointment")
     await demo.wait_phase("latsar")
     latsar = sorted(a for a in ids if stages.get(a) == "latsar")
-    await demo.send_all("Latsar results", [(a, "report_latsar", LatsarReport(
+    await demo.send_all("Latsar results", [(a, LatsarReport(
         report_id=f"latsar-{a}", reported_by=demo.reporters["latsar"], passed=i != 0))
         for i, a in enumerate(latsar)])
     await demo.close("latsar", "demo: the Latsar cohort is complete")

@@ -23,32 +23,9 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from domain import protocol
 from domain.messages import (
-    AdminReport,
-    Announcement,
-    AppealAnswer,
-    AppealFiling,
-    CloseWindow,
     Decision,
-    Disqualification,
-    ExtendWindow,
-    FilingReport,
-    FinalEntryReply,
-    FormasiResult,
-    FormasiStart,
-    GateReport,
-    JourneyStart,
-    LatsarReport,
-    MoveTmt,
-    OfferAnswer,
-    OfferReply,
-    OptimalisasiOffer,
-    PanelScoreReport,
-    RoundStart,
-    SkbScoreReport,
-    SkdEntryReply,
-    SkdReport,
-    Withdrawal,
 )
 from workflows.registry import WORKFLOWS
 
@@ -59,45 +36,15 @@ KINDS = ("journey", "formasi", "round")
 # tolerance the times are the same decision time; beyond it they are drift.
 AT_TOLERANCE = timedelta(seconds=1)
 
-START_TYPES: dict[str, type] = {
-    "ApplicantJourney": JourneyStart,
-    "FormasiSelection": FormasiStart,
-    "RecruitmentRound": RoundStart,
-}
+START_TYPES: dict[str, type] = {w.name: w.input for w in protocol.WORKFLOWS}
 KIND_OF_TYPE = {
-    "ApplicantJourney": "journey",
-    "FormasiSelection": "formasi",
-    "RecruitmentRound": "round",
+    protocol.APPLICANT_JOURNEY.name: "journey",
+    protocol.FORMASI_SELECTION.name: "formasi",
+    protocol.RECRUITMENT_ROUND.name: "round",
 }
 
-UPDATE_TYPES: dict[str, type] = {
-    "report_admin": AdminReport,
-    "file_appeal": AppealFiling,
-    "answer_appeal": AppealAnswer,
-    "report_skd": SkdReport,
-    "report_skb_score": SkbScoreReport,
-    "report_panel_score": PanelScoreReport,
-    "report_gate": GateReport,
-    "answer_offer": OfferAnswer,
-    "report_filing": FilingReport,
-    "report_latsar": LatsarReport,
-    "disqualify": Disqualification,
-    "withdraw": Withdrawal,
-    "extend_window": ExtendWindow,
-    "close_window": CloseWindow,
-    "move_tmt": MoveTmt,
-    "close_stage": Announcement,
-}
-
-SIGNAL_TYPES: dict[str, type] = {
-    "announce": Announcement,
-    "phase": Announcement,
-    "offer_seat": OptimalisasiOffer,
-    "skd_entry": SkdEntryReply,
-    "final_entry": FinalEntryReply,
-    "formasi_result": FormasiResult,
-    "offer_reply": OfferReply,
-}
+UPDATE_TYPES: dict[str, type] = {u.name: u.input for u in protocol.UPDATES}
+SIGNAL_TYPES: dict[str, type] = {s.name: s.input for s in protocol.SIGNALS}
 
 
 class AuditError(Exception):

@@ -10,20 +10,29 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
-from domain.codes import AdminDecision
-from domain.config import ComponentKind
-from domain.integration import final_score
-from domain.messages import Decision, FormasiStart, JourneyStart, fraction_text
+from domain.codes import AdminDecision, Phase, Stage
+from domain.events import SkbCompleted
+from domain.messages import (
+    Decision,
+    FormasiStart,
+    GateReport,
+    JourneyStart,
+    PanelScoreReport,
+    SkbScoreReport,
+    SkdReport,
+    fraction_text,
+)
+from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
 from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
-from domain.skb import PanelScore, aggregate_panel, skb_outcome
+from domain.sheet import ApplicantSheet, skb_result, with_report
 from domain.skd import SkdScores
 
-ENDINGS = ("disqualify", "withdraw")
+ENDINGS = (DISQUALIFY.name, WITHDRAW.name)
+SKB_INPUTS = (SkdReport, SkbScoreReport, PanelScoreReport, GateReport)
 
 
 @dataclass
@@ -52,7 +61,7 @@ class JourneyInputs:
         for m in self.messages:
             # The close came as the `announce` signal, or (close-by-update) the `close_stage` update.
             if (
-                (m.kind, m.name) in (("signal", "announce"), ("update", "close_stage"))
+                (m.kind, m.name) in (("signal", ANNOUNCE.name), ("update", CLOSE_STAGE.name))
                 and getattr(m.content, "phase", "") == phase
             ):
                 break
@@ -61,14 +70,14 @@ class JourneyInputs:
 
     def skd_entry(self) -> SkdEntry | None:
         """The SKD result the formasi heard of: recorded and not ended before SKD closed."""
-        before = self._before("skd_closed")
+        before = self._before(Phase.SKD_CLOSED)
         if any(m.kind == "update" and m.name in ENDINGS for m in before):
             return None
         if not any(
-            d.outcome == "MS" for d in self.decisions if d.stage in ("admin_check", "admin_appeal")
+            d.outcome == AdminDecision.MS for d in self.decisions if d.stage in (Stage.ADMIN_CHECK, Stage.ADMIN_APPEAL)
         ):
             return None
-        reports = [m.content for m in before if m.kind == "update" and m.name == "report_skd"]
+        reports = [m.content for m in before if m.kind == "update" and m.name == REPORT_SKD.name]
         if not reports:
             return None
         r = reports[0]
@@ -79,38 +88,23 @@ class JourneyInputs:
         )
 
     def final_entry(self) -> FinalEntry | None:
-        """The final entry, recomputed from the SKB reports, for a journey that completed SKB."""
-        if not any(d.stage == "skb" and d.outcome == "completed" for d in self.decisions):
+        """The final entry, recomputed from the SKB reports, for a journey that completed SKB.
+
+        The reports accepted before the SKB close are folded into a sheet of the applicant and
+        composed by the same `domain.sheet.skb_result` the journey uses.
+        """
+        if not any(SkbCompleted.matches(d) for d in self.decisions):
             return None
-        rules = self.start.rules
-        before = [m for m in self._before("skb_closed") if m.kind == "update"]
-        skd = next(m.content for m in before if m.name == "report_skd")
-        scores: dict[str, Fraction | float] = {}
-        gates: dict[str, AdminDecision] = {}
-        panels: dict[str, dict[str, float]] = defaultdict(dict)
-        for m in before:
-            if m.name == "report_skb_score":
-                scores.setdefault(m.content.component, m.content.score)
-            elif m.name == "report_gate":
-                gates.setdefault(m.content.component, m.content.decision)
-            elif m.name == "report_panel_score":
-                panels[m.content.component].setdefault(m.content.panellist, m.content.score)
-        for c in rules.skb.components:
-            if c.kind == ComponentKind.PANEL:
-                scores[c.name] = aggregate_panel(
-                    [PanelScore(panellist=p, score=s) for p, s in panels[c.name].items()], c
-                )
-        outcome = skb_outcome(scores, gates, rules.skb)
-        skd_scores = SkdScores(twk=skd.twk, tiu=skd.tiu, tkp=skd.tkp)
-        reg = self.start.registration
-        return FinalEntry(
+        sheet = ApplicantSheet(
             applicant_id=self.start.applicant_id,
             formasi_code=self.start.formasi.code,
-            final_score=final_score(skd_scores.total, outcome.score, rules.integration, rules.skd),
-            skd=skd_scores,
-            gpa=reg.gpa,
-            birth_date=reg.birth_date,
+            registration=self.start.registration,
+            tmt=self.start.tmt,
         )
+        for m in self._before(Phase.SKB_CLOSED):
+            if m.kind == "update" and isinstance(m.content, SKB_INPUTS):
+                sheet = with_report(sheet, m.content)
+        return skb_result(sheet, self.start.rules).entry
 
 
 def announced_figures(start: FormasiStart, decisions: list[Decision]) -> FormasiFigures:

@@ -127,7 +127,7 @@ class RoundDriver:
 
     # --- reports -----------------------------------------------------------------------------------
 
-    async def send_all(self, jobs: list[tuple[str, str, object]]) -> float:
+    async def send_all(self, jobs: list[tuple[str, object]]) -> float:
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(job) -> None:
@@ -142,12 +142,12 @@ class RoundDriver:
         return time.monotonic() - t0
 
     async def close(self, window: str) -> None:
-        await self.api.command(self.round_id, "close_window", CloseWindow(
+        await self.api.command(self.round_id, CloseWindow(
             report_id=f"bench-close-{window}", reported_by=self.reporters["operator"], window=window,
             reason="bench: every result is in"))
 
     def admin_jobs(self) -> list:
-        return [(a, "report_admin", AdminReport(report_id=f"adm-{a}", reported_by=self.reporters["admin"]))
+        return [(a, AdminReport(report_id=f"adm-{a}", reported_by=self.reporters["admin"]))
                 for a in self.ids]
 
     def skd_jobs(self, applicants, strong: bool) -> list:
@@ -161,7 +161,7 @@ class RoundDriver:
         jobs = []
         for i, a in enumerate(applicants):
             twk, tiu, tkp = scores()
-            jobs.append((a, "report_skd", SkdReport(report_id=f"skd-{a}", reported_by=self.reporters["skd"],
+            jobs.append((a, SkdReport(report_id=f"skd-{a}", reported_by=self.reporters["skd"],
                                                     session_id=f"S{i // 40 + 1:03d}", twk=twk, tiu=tiu, tkp=tkp)))
         return jobs
 
@@ -169,11 +169,11 @@ class RoundDriver:
         rng, r = self.rng, self.reporters
         jobs = []
         for a in applicants:
-            jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"cat-{a}", reported_by=r["cat"],
+            jobs.append((a, SkbScoreReport(report_id=f"cat-{a}", reported_by=r["cat"],
                                                                component="cat", score=_score(rng, 380, 40, 500))))
-            jobs.append((a, "report_skb_score", SkbScoreReport(report_id=f"praktik-{a}", reported_by=r["praktik"],
+            jobs.append((a, SkbScoreReport(report_id=f"praktik-{a}", reported_by=r["praktik"],
                                                                component="praktik", score=_score(rng, 75, 8, 100))))
-            jobs.append((a, "report_gate", GateReport(report_id=f"health-{a}", reported_by=r["health"],
+            jobs.append((a, GateReport(report_id=f"health-{a}", reported_by=r["health"],
                                                       component="health", decision=AdminDecision.MS)))
         return jobs
 
@@ -225,13 +225,13 @@ class RoundDriver:
         await self._phase("final ranking", self.wait_phase("filing"))
         await self._phase("final ranking", self.wait(lambda c: c["optimalisasi"] == 0, "optimalisasi"))
         filing = sorted(a for a, s in (await self.stages()).items() if s == "filing")
-        await self._phase("filing", self.send_all([(a, "report_filing", FilingReport(
+        await self._phase("filing", self.send_all([(a, FilingReport(
             report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True)) for a in filing]))
         await self.close("filing")
         await self._phase("nip + appointment", self.wait(
             lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"))
         await self._phase("nip + appointment", self.wait_phase("latsar"))
-        await self._phase("latsar", self.send_all([(a, "report_latsar", LatsarReport(
+        await self._phase("latsar", self.send_all([(a, LatsarReport(
             report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True)) for a in filing]))
         await self.close("latsar")
         return await self._phase("latsar", self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end"))

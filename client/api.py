@@ -10,10 +10,10 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -22,14 +22,23 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from domain.config import RoundConfig, load_round_config
+from domain.digest import canonical_digest
 from domain.messages import (
     Ack,
     JourneyRules,
     JourneyStart,
-    JourneyState,
     Report,
     RoundStart,
     RoundState,
+)
+from domain.protocol import (
+    CONFIG_DIGEST,
+    JOURNEY_STATE,
+    REGISTRATION_DIGEST,
+    ROUND_STATE,
+    Update,
+    command_update,
+    report_update,
 )
 from domain.registration import Refusal, Registration, check_registration
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
@@ -51,9 +60,8 @@ def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:
 
 
 def registration_digest(reg: Registration) -> str:
-    """SHA-256 of a registration's content, to tell a repeat from a different person's data."""
-    body = json.dumps(reg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+    """The digest of a registration's content, to tell a repeat from a different person's data."""
+    return canonical_digest(reg)
 
 
 @dataclass
@@ -103,9 +111,7 @@ class RecruitmentApi:
             )
             return config, True
         except WorkflowAlreadyStartedError:
-            digest = await self.client.get_workflow_handle(round_workflow_id(config.round_id)).query(
-                RecruitmentRound.config_digest
-            )
+            digest = await CONFIG_DIGEST.ask(self.client.get_workflow_handle(round_workflow_id(config.round_id)))
             if digest != config.digest():
                 raise RefusedError(
                     f"round {config.round_id} already exists with different rules (digest {digest[:12]}); "
@@ -115,9 +121,7 @@ class RecruitmentApi:
 
     async def round_state(self, round_id: str) -> RoundState:
         """The round's phase and current schedule (with extensions)."""
-        return await self.client.get_workflow_handle(round_workflow_id(round_id)).query(
-            RecruitmentRound.state, result_type=RoundState
-        )
+        return await ROUND_STATE.ask(self.client.get_workflow_handle(round_workflow_id(round_id)))
 
     async def register(
         self, config: RoundConfig, reg: Registration, registered_by: str, now: datetime | None = None,
@@ -166,7 +170,7 @@ class RecruitmentApi:
             )
             return RegistrationResult("registered", applicant_id)
         except WorkflowAlreadyStartedError:
-            existing = await self.client.get_workflow_handle(workflow_id).query(ApplicantJourney.registration_digest)
+            existing = await REGISTRATION_DIGEST.ask(self.client.get_workflow_handle(workflow_id))
             if existing == registration_digest(reg):
                 return RegistrationResult("repeat", applicant_id)
             return RegistrationResult(
@@ -177,17 +181,18 @@ class RecruitmentApi:
                          "one NIK may register once per round")],
             )
 
-    async def report(self, round_id: str, applicant_id: str, update: str, message: Report) -> Ack:
-        """Send one report to an applicant's journey; raises RefusedError with the engine's reason."""
+    async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+        """Send one report to an applicant's journey (the update its kind travels by); raises
+        RefusedError with the engine's reason."""
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        return await self._update(handle, update, message, journey=True,
+        return await self._update(handle, report_update(message), message, journey=True,
                                   subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}")
 
-    async def _update(self, handle, update: str, message: Report, *, journey: bool, subject: str) -> Ack:
+    async def _update(self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str) -> Ack:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
-                return await handle.execute_update(update, message, result_type=Ack)
+                return await update.execute(handle, message)
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
                 raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
@@ -209,14 +214,14 @@ class RecruitmentApi:
         except RPCError:
             return "no such applicant in this round" if journey else "no such round"
         if description.status == WorkflowExecutionStatus.COMPLETED and journey:
-            state = await handle.query("state", result_type=JourneyState)
+            state = await JOURNEY_STATE.ask(handle)
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
             return f"the workflow is {description.status.name.lower()}"
         return None
 
-    async def command(self, round_id: str, update: str, message: Report) -> Ack:
-        """Send an operator command to the round."""
+    async def command(self, round_id: str, message: Report) -> Ack:
+        """Send an operator command (ExtendWindow, CloseWindow, MoveTmt) to the round."""
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
-        return await self._update(handle, update, message, journey=False,
+        return await self._update(handle, command_update(message), message, journey=False,
                                   subject=f"command {message.report_id} to round {round_id}")

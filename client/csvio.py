@@ -177,10 +177,10 @@ def parse_registration(row: Row) -> Registration:
 
 @dataclass(frozen=True)
 class ReportKind:
-    """One kind of report file: its update on the applicant's journey, columns and message."""
+    """One kind of report file: its columns and the message each row becomes (the message's type
+    names the journey update it travels by, domain/protocol.py)."""
 
     name: str
-    update: str
     message: type[Report]
     columns: Columns
     fields: Callable[[dict[str, str]], dict]  # row cells (without ids) -> message fields
@@ -209,21 +209,21 @@ IDS = ("report_id", "applicant_id")
 REPORT_KINDS: dict[str, ReportKind] = {
     k.name: k
     for k in (
-        ReportKind("admin", "report_admin", AdminReport, Columns(IDS, ("findings",)),
+        ReportKind("admin", AdminReport, Columns(IDS, ("findings",)),
                    lambda c: {"findings": _findings(c.get("findings", ""))}),
-        ReportKind("appeal-answer", "answer_appeal", AppealAnswer, Columns((*IDS, "accepted"), ("note",)),
+        ReportKind("appeal-answer", AppealAnswer, Columns((*IDS, "accepted"), ("note",)),
                    lambda c: c),
-        ReportKind("skd", "report_skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)),
+        ReportKind("skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)),
                    lambda c: c),
-        ReportKind("skb-score", "report_skb_score", SkbScoreReport, Columns((*IDS, "component", "score")),
+        ReportKind("skb-score", SkbScoreReport, Columns((*IDS, "component", "score")),
                    lambda c: c),
-        ReportKind("panel", "report_panel_score", PanelScoreReport,
+        ReportKind("panel", PanelScoreReport,
                    Columns((*IDS, "component", "panellist", "score")), lambda c: c),
-        ReportKind("gate", "report_gate", GateReport, Columns((*IDS, "component", "decision"), ("note",)),
+        ReportKind("gate", GateReport, Columns((*IDS, "component", "decision"), ("note",)),
                    lambda c: {**c, "decision": c.get("decision", "").upper()}),
-        ReportKind("filing", "report_filing", FilingReport, Columns((*IDS, "complete"), ("missing",)),
+        ReportKind("filing", FilingReport, Columns((*IDS, "complete"), ("missing",)),
                    lambda c: {**c, "missing": _list(c.get("missing", ""))}),
-        ReportKind("latsar", "report_latsar", LatsarReport, Columns((*IDS, "passed"), ("healthy",)),
+        ReportKind("latsar", LatsarReport, Columns((*IDS, "passed"), ("healthy",)),
                    lambda c: _drop_empty(c, "healthy")),
     )
 }

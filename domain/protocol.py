@@ -174,6 +174,14 @@ MOVE_TMT = Update("move_tmt", MoveTmt, Ack)
 FORMASI_RESULT = Signal("formasi_result", FormasiResult)
 SEAT_VACATED = Signal("seat_vacated", SeatVacated)
 OFFER_REPLY = Signal("offer_reply", OfferReply)
+_COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT)}
+
+
+def command_update(command: Report) -> Update[Any, Ack]:
+    """The round update that carries this operator command."""
+    return _COMMAND_UPDATE[type(command)]
+
+
 ROUND_STATE: Query[None, RoundState] = Query("state", None, RoundState)
 CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
 
@@ -182,3 +190,13 @@ CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
 PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
+
+# --- everything, for readers of recorded histories ----------------------------------------------
+
+WORKFLOWS: tuple[Workflow[Any, Any], ...] = (APPLICANT_JOURNEY, FORMASI_SELECTION, RECRUITMENT_ROUND)
+UPDATES: tuple[Update[Any, Any], ...] = (
+    *JOURNEY_REPORTS.values(), CLOSE_STAGE, EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT,
+)
+SIGNALS: tuple[Signal[Any], ...] = (
+    ANNOUNCE, OFFER_SEAT, FORMASI_PHASE, SKD_ENTRY, FINAL_ENTRY, FORMASI_RESULT, SEAT_VACATED, OFFER_REPLY,
+)

@@ -93,7 +93,6 @@ async def run_small_round(
         await api.report(
             round_id,
             ids[name],
-            "report_admin",
             AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
         )
     for name, (twk, tiu, tkp) in SKD.items():
@@ -101,7 +100,6 @@ async def run_small_round(
         await api.report(
             round_id,
             ids[name],
-            "report_skd",
             SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp),
         )
     for name, (cat, praktik) in SKB.items():
@@ -109,7 +107,6 @@ async def run_small_round(
         await api.report(
             round_id,
             ids[name],
-            "report_skb_score",
             SkbScoreReport(
                 report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
             ),
@@ -117,7 +114,6 @@ async def run_small_round(
         await api.report(
             round_id,
             ids[name],
-            "report_skb_score",
             SkbScoreReport(
                 report_id=f"pr-{name}",
                 reported_by="panel-praktik",
@@ -128,7 +124,6 @@ async def run_small_round(
         await api.report(
             round_id,
             ids[name],
-            "report_gate",
             GateReport(
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),

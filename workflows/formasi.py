@@ -15,6 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from domain.codes import Phase
     from domain.contracts import BroadcastRequest, BroadcastResult
     from domain.messages import (
         Announcement,
@@ -26,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
         SkdEntryReply,
         fraction_text,
     )
+    from domain.protocol import BROADCAST, FORMASI_RESULT
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
+    from workflows.calls import run_activity, workflow_handle
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.inbox import PAST_PHASE
     from workflows.ledger import decision
@@ -96,13 +99,13 @@ class FormasiSelection:
             # Popped only once handled: a continue-as-new in the middle resumes it.
             announcement = self.carry.queue[0]
             if announcement.announcement_id not in self.carry.processed:
-                if announcement.phase == "skd_closed":
+                if announcement.phase == Phase.SKD_CLOSED:
                     await self._skd_ranking(announcement)
-                elif announcement.phase == "skb_closed":
+                elif announcement.phase == Phase.SKB_CLOSED:
                     await self._final_ranking(announcement)
-                elif announcement.phase == "round_closed":
+                elif announcement.phase == Phase.ROUND_CLOSED:
                     self.carry.done = True
-                elif announcement.phase == "optimalisasi_closed" and workflow.patched("announce-to-candidates"):
+                elif announcement.phase == Phase.OPTIMALISASI_CLOSED and workflow.patched("announce-to-candidates"):
                     # Only those the final ranking left out wait in optimalisasi; the winners would
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
@@ -137,7 +140,7 @@ class FormasiSelection:
         )
         result = Announcement(
             announcement_id=f"{closed.announcement_id}/result",
-            phase="skd_result",
+            phase=Phase.SKD_RESULT,
             at=workflow.now(),
             cut_key=cut_key,
         )
@@ -165,13 +168,13 @@ class FormasiSelection:
         )
         result = Announcement(
             announcement_id=f"{closed.announcement_id}/result",
-            phase="final_result",
+            phase=Phase.FINAL_RESULT,
             at=workflow.now(),
             winners=ranking.winners,
         )
         await self._deliver(result)
-        await workflow.get_external_workflow_handle(round_workflow_id(self.start.round_id)).signal(
-            "formasi_result",
+        await FORMASI_RESULT.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
             FormasiResult(
                 formasi_code=self.start.formasi.code,
                 vacancies=self.start.formasi.quota - len(ranking.winners),
@@ -266,8 +269,8 @@ class FormasiSelection:
         self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal",
         applicant_ids: list[str] | None = None,
     ) -> BroadcastResult:
-        return await workflow.execute_activity(
-            "broadcast",
+        return await run_activity(
+            BROADCAST,
             BroadcastRequest(
                 round_id=self.start.round_id,
                 formasi_code=self.start.formasi.code,
@@ -277,7 +280,6 @@ class FormasiSelection:
                 mode=mode,
                 workflow_ids=[journey_workflow_id(self.start.round_id, a) for a in applicant_ids or []],
             ),
-            result_type=BroadcastResult,
             start_to_close_timeout=BROADCAST_TIMEOUT,
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),

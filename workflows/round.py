@@ -10,6 +10,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from domain.codes import WINDOWS, Phase, RoundPhase
     from domain.config import ReportKind, RoundConfig, parse_round_config
     from domain.messages import (
         Ack,
@@ -29,12 +30,20 @@ with workflow.unsafe.imports_passed_through():
         SeatVacated,
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
+    from domain.protocol import FORMASI_PHASE, OFFER_SEAT
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
+    from workflows.calls import workflow_handle
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
 
-PHASES = ["registration", "administration", "skd", "skb"]
+# The windows before the final ranking, and what the formasi are told when each closes.
+SELECTION_WINDOWS = {
+    RoundPhase.REGISTRATION: None,
+    RoundPhase.ADMINISTRATION: Phase.ADMINISTRATION,
+    RoundPhase.SKD: Phase.SKD_CLOSED,
+    RoundPhase.SKB: Phase.SKB_CLOSED,
+}
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -59,7 +68,7 @@ class RecruitmentRound:
     def __init__(self, start: RoundStart) -> None:
         self.config = parse_round_config(start.config, "round configuration")
         self.schedule = self.config.schedule
-        self.phase = "registration"
+        self.phase = RoundPhase.REGISTRATION
         self.closed: list[str] = []
         self.early: dict[str, str] = {}
         self.schedule_changed = False
@@ -74,40 +83,36 @@ class RecruitmentRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
-        self._decide("registration", "round opened", self.created_by, {"rules_digest": self.config.digest()})
+        self._decide(RoundPhase.REGISTRATION, "round opened", self.created_by, {"rules_digest": self.config.digest()})
         await self._start_formasi()
-        for phase in PHASES:
+        for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
             await self._until_closed(phase)
             self.closed.append(phase)
             self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
-            if phase == "administration":
-                await self._tell_formasi("administration")
-            elif phase == "skd":
-                await self._tell_formasi("skd_closed")
-            elif phase == "skb":
-                await self._tell_formasi("skb_closed")
-        self._enter("final_appeal")
+            if told is not None:
+                await self._tell_formasi(told)
+        self._enter(RoundPhase.FINAL_APPEAL)
         await workflow.wait_condition(lambda: len(self.results) == len(self.config.formasi))
         await workflow.sleep(self.config.appeal.window)
-        self._enter("optimalisasi")
+        self._enter(RoundPhase.OPTIMALISASI)
         await self._optimalisasi()
-        await self._tell_formasi("optimalisasi_closed")
-        self._enter("filing")
-        await self._until_closed("filing")
-        await self._tell_formasi("filing_closed")
-        self._enter("latsar")
-        await self._until_closed("latsar")
-        await self._tell_formasi("round_closed")
-        self._enter("closed")
+        await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+        self._enter(RoundPhase.FILING)
+        await self._until_closed(RoundPhase.FILING)
+        await self._tell_formasi(Phase.FILING_CLOSED)
+        self._enter(RoundPhase.LATSAR)
+        await self._until_closed(RoundPhase.LATSAR)
+        await self._tell_formasi(Phase.ROUND_CLOSED)
+        self._enter(RoundPhase.CLOSED)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
-    def _enter(self, phase: str) -> None:
+    def _enter(self, phase: RoundPhase) -> None:
         """Move to a phase; the RecruitmentStage search attribute lets operators filter rounds by it."""
         self.phase = phase
         if workflow.patched("stage-search-attribute"):
-            workflow.upsert_search_attributes([RECRUITMENT_STAGE.value_set(phase)])
+            workflow.upsert_search_attributes([RECRUITMENT_STAGE.value_set(phase.value)])
 
     async def _start_formasi(self) -> None:
         rules = journey_rules(self.config)
@@ -135,7 +140,7 @@ class RecruitmentRound:
         if not ended.cancelled() and ended.exception() is not None:
             workflow.logger.warning("a formasi workflow ended abnormally: %s", ended.exception())
 
-    async def _until_closed(self, phase: str) -> None:
+    async def _until_closed(self, phase: RoundPhase) -> None:
         """Sleep until the window closes; an extension or an early close wakes the timer."""
         while phase not in self.early:
             closes: datetime = getattr(self.schedule, phase).closes
@@ -150,9 +155,9 @@ class RecruitmentRound:
             except TimeoutError:
                 return
 
-    async def _tell_formasi(self, phase: str, note: str = "") -> None:
+    async def _tell_formasi(self, phase: Phase, note: str = "") -> None:
         announcement = Announcement(
-            announcement_id=f"{self.config.round_id}/{phase}/{len(self.decisions)}",
+            announcement_id=f"{self.config.round_id}/{phase.value}/{len(self.decisions)}",
             phase=phase,
             at=workflow.now(),
             note=note,
@@ -163,10 +168,10 @@ class RecruitmentRound:
         ]
         if workflow.patched("tell-formasi-together"):
             # Every formasi's signal leaves in one workflow task instead of one task per formasi.
-            await asyncio.gather(*(h.signal(FormasiSelection.phase, announcement) for h in handles))
+            await asyncio.gather(*(FORMASI_PHASE.send(h, announcement) for h in handles))
         else:
             for h in handles:
-                await h.signal(FormasiSelection.phase, announcement)
+                await FORMASI_PHASE.send(h, announcement)
 
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
@@ -224,9 +229,7 @@ class RecruitmentRound:
                 self.offers[offer_id] = offer
                 self.offer_targets[offer_id] = o.applicant_id
                 self.offer_status[offer_id] = "pending"
-                await workflow.get_external_workflow_handle(
-                    journey_workflow_id(self.config.round_id, o.applicant_id)
-                ).signal("offer_seat", offer)
+                await OFFER_SEAT.send(workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id)), offer)
             answered = sum(s != "pending" for s in self.offer_status.values())
             vacated = len(self.vacated)
             await workflow.wait_condition(
@@ -281,7 +284,7 @@ class RecruitmentRound:
         repeat = self.ledger.seen(command)
         ack = self._accept(command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}")
         if not repeat:
-            await self._tell_formasi("tmt_moved", command.new_tmt.isoformat())
+            await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
         return ack
 
     @move_tmt.validator
@@ -291,7 +294,7 @@ class RecruitmentRound:
         self._operator(command)
         if command.new_tmt == self.schedule.tmt:
             self._refuse(command, f"the TMT is already {command.new_tmt.isoformat()}")
-        if self.phase == "closed":
+        if self.phase == RoundPhase.CLOSED:
             self._refuse(command, "the round is closed")
 
     @workflow.signal
@@ -302,7 +305,7 @@ class RecruitmentRound:
     @workflow.signal
     def seat_vacated(self, vacated: SeatVacated) -> None:
         """A winner withdrew or was disqualified before the NIP: the seat goes to optimalisasi."""
-        if self.phase in ("filing", "latsar", "closed"):
+        if self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED):
             self._decide(self.phase, "seat vacated after optimalisasi; not refilled in this round", "journey",
                          vacated.model_dump(mode="json"))
             return
@@ -352,8 +355,8 @@ class RecruitmentRound:
 
     def _open_window(self, command: Report, name: str):
         self._operator(command)
-        if name not in PHASES + ["filing", "latsar"]:
-            self._refuse(command, f"window {name!r} is not one of {PHASES + ['filing', 'latsar']}")
+        if name not in WINDOWS:
+            self._refuse(command, f"window {name!r} is not one of {', '.join(WINDOWS)}")
         window = getattr(self.schedule, name)
         if name in self.closed or name in self.early or workflow.now() >= window.closes:
             self._refuse(command, f"the {name} window is already closed")
@@ -364,9 +367,8 @@ class RecruitmentRound:
         return window
 
     def _next_window(self, name: str):
-        order = ["registration", "administration", "skd", "skb", "filing", "latsar"]
-        i = order.index(name)
-        return getattr(self.schedule, order[i + 1]) if i + 1 < len(order) else None
+        i = WINDOWS.index(RoundPhase(name))
+        return getattr(self.schedule, WINDOWS[i + 1]) if i + 1 < len(WINDOWS) else None
 
     def _refuse(self, command: Report, problem: str) -> None:
         self.ledger.refuse(command, problem)

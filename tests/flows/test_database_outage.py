@@ -63,12 +63,11 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             assert _stop_postgres(settings.data_dir.resolve()) is not None
             # With the database down the engine still takes the results and decides.
             for i, a in enumerate(ids):
-                await api.report("outage", a, "report_admin",
-                                 AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator"))
-            await api.command("outage", "close_window", CloseWindow(
+                await api.report("outage", a, AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator"))
+            await api.command("outage", CloseWindow(
                 report_id="close-reg", reported_by=OPERATOR, window="registration", reason="test"))
             await _wait_phase(api, "outage", "administration")
-            await api.command("outage", "close_window", CloseWindow(
+            await api.command("outage", CloseWindow(
                 report_id="close-adm", reported_by=OPERATOR, window="administration", reason="test"))
             states = [await _wait_decision(client, a, "MS") for a in ids]
             await asyncio.sleep(3)  # the projections fail and retry meanwhile

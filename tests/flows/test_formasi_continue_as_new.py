@@ -130,7 +130,7 @@ async def register_all(api: RecruitmentApi, config: RoundConfig, count: int) -> 
 
 
 async def close(api: RecruitmentApi, round_id: str, window: str) -> None:
-    await api.command(round_id, "close_window", CloseWindow(report_id=f"close-{window}", reported_by=OPERATOR,
+    await api.command(round_id, CloseWindow(report_id=f"close-{window}", reported_by=OPERATOR,
                                                             window=window, reason="test drives the round"))
 
 
@@ -164,7 +164,7 @@ async def drive_to_skd(client, api: RecruitmentApi, config: RoundConfig, ids: di
     await close(api, round_id, "registration")
     await wait_all(client, round_id, ids.values(), lambda s: s.stage == Stage.ADMIN_CHECK, "in admin_check")
     await _gather_limited([
-        api.report(round_id, a, "report_admin", AdminReport(report_id=f"adm-{s}", reported_by="bkpsdm-verifikator"))
+        api.report(round_id, a, AdminReport(report_id=f"adm-{s}", reported_by="bkpsdm-verifikator"))
         for s, a in ids.items()
     ])
     await close(api, round_id, "administration")
@@ -173,8 +173,7 @@ async def drive_to_skd(client, api: RecruitmentApi, config: RoundConfig, ids: di
 
 async def report_skd(api: RecruitmentApi, round_id: str, ids: dict[int, str], scores, serials) -> None:
     await _gather_limited([
-        api.report(round_id, ids[s], "report_skd",
-                   SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=scores[s][0], tiu=scores[s][1],
+        api.report(round_id, ids[s], SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=scores[s][0], tiu=scores[s][1],
                              tkp=scores[s][2]))
         for s in serials if scores[s] is not None
     ])

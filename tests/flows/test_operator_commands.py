@@ -74,7 +74,7 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     new_closes = t0 + timedelta(seconds=14)
     extend = ExtendWindow(report_id="ext-1", reported_by=OPERATOR, window="registration", new_closes=new_closes,
                           reason="portal outage on the last day (surat BKN)")
-    ack = await api.command(round_id, "extend_window", extend)
+    ack = await api.command(round_id, extend)
     assert ack.effect == "registration extended"
     state = await api.round_state(round_id)
     assert state.schedule.registration.closes == new_closes
@@ -85,17 +85,14 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     assert datetime.fromisoformat(recorded[0].input["new_closes"]) == new_closes
 
     # a repeat (same id, same content) returns the same Ack and records nothing more
-    assert await api.command(round_id, "extend_window", extend) == ack
+    assert await api.command(round_id, extend) == ack
     with pytest.raises(RefusedError, match="ext-1: this command id was already used with different content"):
-        await api.command(round_id, "extend_window",
-                          extend.model_copy(update={"new_closes": new_closes + timedelta(seconds=1)}))
+        await api.command(round_id, extend.model_copy(update={"new_closes": new_closes + timedelta(seconds=1)}))
     with pytest.raises(RefusedError, match="stranger is not an operator"):
-        await api.command(round_id, "extend_window",
-                          ExtendWindow(report_id="ext-x", reported_by="stranger", window="registration",
+        await api.command(round_id, ExtendWindow(report_id="ext-x", reported_by="stranger", window="registration",
                                        new_closes=new_closes, reason="x"))
     with pytest.raises(RefusedError, match="after the next window opens"):
-        await api.command(round_id, "extend_window",
-                          ExtendWindow(report_id="ext-late", reported_by=OPERATOR, window="registration",
+        await api.command(round_id, ExtendWindow(report_id="ext-late", reported_by=OPERATOR, window="registration",
                                        new_closes=t0 + timedelta(seconds=30), reason="too long"))
     state = await api.round_state(round_id)
     assert [d.outcome for d in state.decisions].count("registration extended") == 1
@@ -121,15 +118,13 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     assert datetime.now(UTC) >= new_closes
     assert "registration" in state.closed
     with pytest.raises(RefusedError, match="the registration window is already closed"):
-        await api.command(round_id, "extend_window",
-                          ExtendWindow(report_id="ext-2", reported_by=OPERATOR, window="registration",
+        await api.command(round_id, ExtendWindow(report_id="ext-2", reported_by=OPERATOR, window="registration",
                                        new_closes=t0 + timedelta(seconds=15), reason="again"))
     # a repeat of the first extension is still answered from the record
-    assert await api.command(round_id, "extend_window", extend) == ack
+    assert await api.command(round_id, extend) == ack
 
     for serial, applicant_id in ids.items():
-        await api.report(round_id, applicant_id, "report_admin",
-                         AdminReport(report_id=f"adm-{serial}", reported_by="bkpsdm-verifikator"))
+        await api.report(round_id, applicant_id, AdminReport(report_id=f"adm-{serial}", reported_by="bkpsdm-verifikator"))
 
     # --- close early: only with a reason ------------------------------------------------------
     handle = client.get_workflow_handle(round_workflow_id(round_id))
@@ -140,17 +135,16 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
             result_type=Ack,
         )
     with pytest.raises(RefusedError, match="stranger is not an operator"):
-        await api.command(round_id, "close_window",
-                          CloseWindow(report_id="close-x", reported_by="stranger", window="administration",
+        await api.command(round_id, CloseWindow(report_id="close-x", reported_by="stranger", window="administration",
                                       reason="x"))
     state = await api.round_state(round_id)
     assert state.phase == "administration" and "administration" not in state.closed
     assert not [d for d in state.decisions if d.outcome == "administration closed early"]
     close = CloseWindow(report_id="close-1", reported_by=OPERATOR, window="administration",
                         reason="verification finished ahead of schedule")
-    close_ack = await api.command(round_id, "close_window", close)
+    close_ack = await api.command(round_id, close)
     assert close_ack.effect == "administration closed early"
-    assert await api.command(round_id, "close_window", close) == close_ack
+    assert await api.command(round_id, close) == close_ack
 
     async def administration_closed():
         s = await api.round_state(round_id)
@@ -160,12 +154,10 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     closed = [d for d in state.decisions if d.stage == "administration" and d.outcome == "window closed"]
     assert len(closed) == 1 and closed[0].input["early"] == close.reason
     with pytest.raises(RefusedError, match="the administration window is already closed"):
-        await api.command(round_id, "close_window",
-                          CloseWindow(report_id="close-2", reported_by=OPERATOR, window="administration",
+        await api.command(round_id, CloseWindow(report_id="close-2", reported_by=OPERATOR, window="administration",
                                       reason="again"))
     with pytest.raises(RefusedError, match="the skb window is not open yet"):
-        await api.command(round_id, "close_window",
-                          CloseWindow(report_id="close-3", reported_by=OPERATOR, window="skb", reason="early"))
+        await api.command(round_id, CloseWindow(report_id="close-3", reported_by=OPERATOR, window="skb", reason="early"))
 
     # --- move the TMT: every running journey of every formasi records it -------------------------
     for applicant_id in ids.values():
@@ -174,9 +166,9 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     for n, new_tmt in enumerate((date(2027, 6, 1), date(2027, 7, 1)), start=1):
         move = MoveTmt(report_id=f"tmt-{n}", reported_by=OPERATOR, new_tmt=new_tmt,
                        reason="TMT moved by government decision")
-        move_ack = await api.command(round_id, "move_tmt", move)
+        move_ack = await api.command(round_id, move)
         assert move_ack.effect == f"TMT moved to {new_tmt.isoformat()}"
-        assert await api.command(round_id, "move_tmt", move) == move_ack
+        assert await api.command(round_id, move) == move_ack
         state = await api.round_state(round_id)
         assert state.schedule.tmt == new_tmt
         assert len([d for d in state.decisions if d.outcome == move_ack.effect]) == 1
@@ -187,10 +179,10 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
             assert len(moves) == n, [d.input for d in moves]
             assert moves[-1].input["to"] == new_tmt.isoformat()
     with pytest.raises(RefusedError, match="the TMT is already 2027-07-01"):
-        await api.command(round_id, "move_tmt", MoveTmt(report_id="tmt-3", reported_by=OPERATOR,
+        await api.command(round_id, MoveTmt(report_id="tmt-3", reported_by=OPERATOR,
                                                         new_tmt=date(2027, 7, 1), reason="same"))
     with pytest.raises(RefusedError, match="stranger is not an operator"):
-        await api.command(round_id, "move_tmt", MoveTmt(report_id="tmt-4", reported_by="stranger",
+        await api.command(round_id, MoveTmt(report_id="tmt-4", reported_by="stranger",
                                                         new_tmt=date(2027, 8, 1), reason="x"))
     # the journeys recorded each move exactly once, even with the repeated commands
     await asyncio.sleep(1)

@@ -115,42 +115,41 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     conflict = await api.register(config, other, "sscasn", now=t0 + timedelta(seconds=1))
     assert conflict.status == "refused" and "one NIK may register once" in conflict.refusals[0].reason
 
-    async def report(name, update, message):
-        return await api.report(round_id, ids[name], update, message)
+    async def report(name, message):
+        return await api.report(round_id, ids[name], message)
 
     async def close(window):
         await _wait_phase(api, round_id, window)
-        await api.command(round_id, "close_window", CloseWindow(
+        await api.command(round_id, CloseWindow(
             report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="all results are in"))
 
     for name in EXPECTED:
         await _wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
         findings = [DocumentFinding(document="ijazah", reason="not legalised")] if name in ("A4", "A5") else []
-        await report(name, "report_admin", AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator",
+        await report(name, AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator",
                                                          findings=findings))
 
     await close("administration")
     await _wait_stage(client, round_id, ids["A4"], {Stage.ADMIN_APPEAL})
-    await report("A4", "file_appeal", AppealFiling(report_id="appeal-A4", reported_by="sscasn", reason="legalised"))
-    await report("A4", "answer_appeal", AppealAnswer(report_id="ans-A4", reported_by="bkpsdm-verifikator",
+    await report("A4", AppealFiling(report_id="appeal-A4", reported_by="sscasn", reason="legalised"))
+    await report("A4", AppealAnswer(report_id="ans-A4", reported_by="bkpsdm-verifikator",
                                                      accepted=True))
 
     for name, (twk, tiu, tkp) in SKD.items():
         await _wait_stage(client, round_id, ids[name], {Stage.SKD})
         msg = SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp)
-        first = await report(name, "report_skd", msg)
-        assert await report(name, "report_skd", msg) == first  # a repeat: same answer, no second effect
+        first = await report(name, msg)
+        assert await report(name, msg) == first  # a repeat: same answer, no second effect
     with pytest.raises(RefusedError, match="different content"):
-        await report("A1", "report_skd", SkdReport(report_id="skd-A1", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
+        await report("A1", SkdReport(report_id="skd-A1", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="tiu=182"):
-        await report("A6", "report_skd", SkdReport(report_id="bad", reported_by="cat-bkn", twk=5, tiu=182, tkp=5))
+        await report("A6", SkdReport(report_id="bad", reported_by="cat-bkn", twk=5, tiu=182, tkp=5))
     with pytest.raises(RefusedError, match="not allowed"):
-        await report("A6", "report_skd", SkdReport(report_id="x", reported_by="someone", twk=5, tiu=5, tkp=5))
+        await report("A6", SkdReport(report_id="x", reported_by="someone", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="no such applicant in this round"):
-        await api.report(round_id, "NOSUCHAPPLICANT1", "report_skd",
-                         SkdReport(report_id="ghost", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
+        await api.report(round_id, "NOSUCHAPPLICANT1", SkdReport(report_id="ghost", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="not allowed to report portal"):
-        await report("A6", "withdraw", Withdrawal(report_id="w-A6", reported_by="cat-bkn", reason="spoofed"))
+        await report("A6", Withdrawal(report_id="w-A6", reported_by="cat-bkn", reason="spoofed"))
     assert (await _state(client, round_id, ids["A6"])).skd_total is None  # refused reports left no trace
     assert (await _state(client, round_id, ids["A6"])).terminal is None
 
@@ -158,32 +157,32 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     for name in ("A1", "A2", "A3", "A9", "A10", "B1", "C1"):
         await _wait_stage(client, round_id, ids[name], {Stage.SKB}, timeout=30)
     for name, (cat, praktik) in SKB.items():
-        await report(name, "report_skb_score", SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
+        await report(name, SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
                                                               component="cat", score=cat))
-        await report(name, "report_skb_score", SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
+        await report(name, SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
                                                               component="praktik", score=praktik))
-        await report(name, "report_gate", GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
+        await report(name, GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
                                                      decision="TMS" if name in HEALTH_TMS else "MS"))
-    await report("A9", "disqualify", Disqualification(report_id="dis-A9", reported_by=OPERATOR,
+    await report("A9", Disqualification(report_id="dis-A9", reported_by=OPERATOR,
                                                       reason="remote-access cheating found in the CAT audit"))
     await close("skb")
 
     await _wait_stage(client, round_id, ids["A2"], {Stage.OPTIMALISASI}, timeout=30)
     s2 = await _wait_offer(client, round_id, ids["A2"])
     assert s2.stage == Stage.OPTIMALISASI
-    await report("A2", "answer_offer", OfferAnswer(report_id="offer-A2", reported_by="sscasn", accept=False))
+    await report("A2", OfferAnswer(report_id="offer-A2", reported_by="sscasn", accept=False))
     await _wait_offer(client, round_id, ids["A3"])
-    await report("A3", "answer_offer", OfferAnswer(report_id="offer-A3", reported_by="sscasn", accept=True))
+    await report("A3", OfferAnswer(report_id="offer-A3", reported_by="sscasn", accept=True))
 
     await _wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=30)
-    await report("C1", "report_filing", FilingReport(report_id="drh-C1", reported_by="bkpsdm-verifikator",
+    await report("C1", FilingReport(report_id="drh-C1", reported_by="bkpsdm-verifikator",
                                                      complete=False, missing=["surat keterangan bebas narkoba"]))
     for name in ("A1", "A3"):
         await _wait_stage(client, round_id, ids[name], {Stage.FILING}, timeout=30)
-        await report(name, "report_filing", FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
+        await report(name, FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
                                                          complete=True))
         await _wait_stage(client, round_id, ids[name], {Stage.LATSAR}, timeout=30)
-        await report(name, "report_latsar", LatsarReport(report_id=f"latsar-{name}", reported_by="lan",
+        await report(name, LatsarReport(report_id=f"latsar-{name}", reported_by="lan",
                                                          passed=LATSAR_PASSES[name]))
     await close("filing")
     await close("latsar")

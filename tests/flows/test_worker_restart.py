@@ -54,8 +54,7 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
                 if scores[s] is None:
                     continue
                 twk, tiu, tkp = scores[s]
-                ack = await api.report(round_id, ids[s], "report_skd",
-                                       SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=twk, tiu=tiu,
+                ack = await api.report(round_id, ids[s], SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=twk, tiu=tiu,
                                                  tkp=tkp))
                 assert ack.effect == "SKD scores recorded" and ack.applicant_id == ids[s]
             await report_skd(api, round_id, ids, scores, second_half)

@@ -166,9 +166,9 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     new_tmt = date(2027, 7, 1)
     move = MoveTmt(report_id="tmt-1", reported_by=OPERATOR, new_tmt=new_tmt,
                    reason="TMT moved by government decision")
-    ack = await kit.api.command(round_id, "move_tmt", move)
+    ack = await kit.api.command(round_id, move)
     assert ack.effect == "TMT moved to 2027-07-01"
-    assert await kit.api.command(round_id, "move_tmt", move) == ack  # a repeat: no second move
+    assert await kit.api.command(round_id, move) == ack  # a repeat: no second move
     state = await kit.round_state(round_id)
     assert state.schedule.tmt == new_tmt
     assert [d.input["reason"] for d in state.decisions if d.outcome.startswith("TMT moved")] == [move.reason]

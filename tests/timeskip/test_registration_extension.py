@@ -37,11 +37,11 @@ async def test_extension_moves_the_registration_close(kit):
     await kit.advance_to(t0 + 14 * day)
     extend = ExtendWindow(report_id="ext-1", reported_by=OPERATOR, window="registration", new_closes=new_close,
                           reason="portal outage on the last days (surat BKN)")
-    ack = await kit.api.command(round_id, "extend_window", extend)
+    ack = await kit.api.command(round_id, extend)
     assert ack.effect == "registration extended"
-    assert await kit.api.command(round_id, "extend_window", extend) == ack  # a repeat: the first answer
+    assert await kit.api.command(round_id, extend) == ack  # a repeat: the first answer
     with pytest.raises(RefusedError, match="after the next window opens"):
-        await kit.api.command(round_id, "extend_window", extend.model_copy(
+        await kit.api.command(round_id, extend.model_copy(
             update={"report_id": "ext-2", "new_closes": t0 + 21 * day}))
 
     # Past the original close the round is still in registration, and people can still register.
@@ -69,7 +69,7 @@ async def test_extension_moves_the_registration_close(kit):
     closed = next(d for d in state.decisions if d.stage == "registration" and d.outcome == "window closed")
     assert abs(closed.at - new_close) < timedelta(minutes=5), closed
     with pytest.raises(RefusedError, match="registration window is already closed"):
-        await kit.api.command(round_id, "extend_window", extend.model_copy(
+        await kit.api.command(round_id, extend.model_copy(
             update={"report_id": "ext-3", "new_closes": t0 + 20 * day}))
     # Both registrations are in the round: the one before and the one during the extension.
     for applicant in (first, late):
