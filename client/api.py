@@ -40,7 +40,7 @@ from domain.protocol import (
     command_update,
     report_update,
 )
-from domain.registration import Refusal, Registration, check_registration
+from domain.registration import Refusal, Registration, check_registration, mask_nik
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
@@ -176,7 +176,7 @@ class RecruitmentApi:
             return RegistrationResult(
                 "refused",
                 applicant_id,
-                [Refusal(field="nik", value=reg.nik[:4] + "********" + reg.nik[-4:],
+                [Refusal(field="nik", value=mask_nik(reg.nik),
                          reason=f"already registered in round {config.round_id} as {applicant_id}; "
                          "one NIK may register once per round")],
             )

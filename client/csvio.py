@@ -25,7 +25,7 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
-from domain.registration import Registration
+from domain.registration import Registration, mask_nik
 
 
 class CsvFileError(Exception):
@@ -133,11 +133,6 @@ def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
 def _check_width(row: Row) -> None:
     if "__width__" in row.cells:
         raise RowError([RowRefusal(row.line, "(row)", "", row.cells["__width__"])])
-
-
-def mask_nik(nik: str) -> str:
-    """A NIK shortened for errors files and logs."""
-    return nik[:4] + "*" * (len(nik) - 8) + nik[-4:] if len(nik) > 8 else "*" * len(nik)
 
 
 def _validation_refusals(line: int, exc: ValidationError, row_id: str = "") -> list[RowRefusal]:

@@ -10,8 +10,6 @@ Every number, moment and duration is bounded, and read strictly: `true` is not 1
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -33,6 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from domain.digest import canonical_digest
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -480,8 +480,7 @@ class RoundConfig(BaseModel, frozen=True):
 
 def rules_digest(model: BaseModel) -> str:
     """SHA-256 over a model's canonical JSON (sorted keys), as a hex string."""
-    canonical = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical_digest(model)
 
 
 class ConfigError(ValueError):

@@ -6,8 +6,6 @@ later need defaults, so that recorded histories still decode.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import date, datetime
 from fractions import Fraction
 
@@ -16,6 +14,7 @@ from pydantic import BaseModel, Field
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
+from domain.digest import canonical_digest
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skd import SkdKey
@@ -31,8 +30,7 @@ class Report(BaseModel, frozen=True):
 
     def content_digest(self) -> str:
         """SHA-256 of the message's content: the same key with another digest is a conflict."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(body.encode()).hexdigest()
+        return canonical_digest(self)
 
 
 class AdminReport(Report, frozen=True):
