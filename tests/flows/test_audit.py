@@ -44,9 +44,10 @@ SIGNING_KEY = bytes(range(32))
 # Each set was recorded by scripts/record_histories.py with the code of its day: the first before
 # the patches 'project-at-rest', 'record-every-ending', 'reply-after-end', 'paged-broadcast' and
 # 'continue-as-new-on-own-count', v2 after them, v3 after 'close-by-update' (closes are the
-# journeys' close_stage update) with engine-2 journeys (no patch markers). All must replay with
-# the current code.
-RECORDED_SETS = [RECORDED, RECORDED / "v2", RECORDED / "v3"]
+# journeys' close_stage update) with engine-2 journeys (no patch markers), v4 after the journey
+# kept its facts in the applicant's sheet and took every report through one dynamic update. All
+# must replay with the current code.
+RECORDED_SETS = [RECORDED, RECORDED / "v2", RECORDED / "v3", RECORDED / "v4"]
 
 
 def recorded_converter(directory: Path = RECORDED):
@@ -109,9 +110,9 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
     assert "rules 2025.1" in drifted[0].drift
 
 
-async def test_recompute_of_a_round_closed_by_update_matches():
-    v3 = RECORDED / "v3"
-    result = await recompute(load_histories(v3), recorded_converter(v3))
+@pytest.mark.parametrize("recorded_set", [RECORDED / "v3", RECORDED / "v4"], ids=lambda p: p.name)
+async def test_recompute_of_a_round_closed_by_update_matches(recorded_set):
+    result = await recompute(load_histories(recorded_set), recorded_converter(recorded_set))
     assert result.differences() == []
     announced, recomputed = result.pairs[0]
     assert announced.ranked and announced.winners == recomputed.winners and announced.cut_key == recomputed.cut_key
