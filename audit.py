@@ -99,7 +99,9 @@ def _offline_keys(payload_key_file: Path | None) -> Keys:
         previous = previous_payload_keys(load_settings())
     except InvalidKeyError as exc:
         raise AuditError(str(exc)) from None
-    return Keys(payload_key=payload_key, pseudonym_key=b"", signing_key=b"", previous_payload_keys=previous)
+    return Keys(
+        payload_key=payload_key, pseudonym_key=b"", signing_key=b"", previous_payload_keys=previous
+    )
 
 
 def _converter(keys: Keys) -> DataConverter:

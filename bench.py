@@ -84,15 +84,22 @@ async def stack(keep: bool):
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("temporalio").addHandler(handler)
-    console.print(f"stack ready in {time.monotonic() - t:.1f} s: Temporal {ctx.stack.temporal_address}, "
-                  f"UI {ctx.stack.ui_url}")
+    console.print(
+        f"stack ready in {time.monotonic() - t:.1f} s: Temporal {ctx.stack.temporal_address}, "
+        f"UI {ctx.stack.ui_url}"
+    )
     pool = await open_pool(ctx.stack.database_url, max_size=10)
     worker = await build_worker(ctx.client, settings, pool)
     gc_watch = GcWatch().install()
     try:
         async with worker:
-            yield Ctx(ctx, pool, RecruitmentApi(ctx.client, settings.task_queue, ctx.keys.pseudonym_key), settings,
-                      gc_watch)
+            yield Ctx(
+                ctx,
+                pool,
+                RecruitmentApi(ctx.client, settings.task_queue, ctx.keys.pseudonym_key),
+                settings,
+                gc_watch,
+            )
     finally:
         gc_watch.remove()
         await pool.close()
@@ -116,8 +123,13 @@ def save(name: str, figures: dict) -> None:
 # --- baseline -----------------------------------------------------------------------------------
 
 
-async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "stock",
-                       side_effects: int = JOURNEY_SIDE_EFFECTS) -> dict:
+async def run_baseline(
+    ctx: Ctx,
+    size: int,
+    concurrency: int,
+    runner: str = "stock",
+    side_effects: int = JOURNEY_SIDE_EFFECTS,
+) -> dict:
     """runner "stock": the SDK's default sandbox (the bare engine); "project": the worker's own
     CompiledSandboxRunner, to show how much of the ratio that runner accounts for.
     side_effects=0 is the floor: only the start, the updates and the completion, which no design
@@ -130,18 +142,29 @@ async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "sto
 
     queue = f"{ctx.settings.task_queue}-baseline"
     client = ctx.app.client
-    workflow_runner = worker_runner() if runner == "project" else SandboxedWorkflowRunner()  # "stock"
-    worker = Worker(client, task_queue=queue, workflows=[BaselineJourney], activities=[noop],
-                    workflow_runner=workflow_runner,
-                    max_cached_workflows=ctx.settings.worker_max_cached_workflows,
-                    max_concurrent_activities=ctx.settings.worker_max_concurrent_activities)
+    workflow_runner = (
+        worker_runner() if runner == "project" else SandboxedWorkflowRunner()
+    )  # "stock"
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[BaselineJourney],
+        activities=[noop],
+        workflow_runner=workflow_runner,
+        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+        max_concurrent_activities=ctx.settings.worker_max_concurrent_activities,
+    )
     gate = asyncio.Semaphore(concurrency)
     run = uuid.uuid4().hex[:6]
 
     async def journey(i: int) -> None:
         async with gate:
-            h = await client.start_workflow(BaselineJourney.run, args=[side_effects, JOURNEY_UPDATES],
-                                            id=f"bench-baseline-{run}-{side_effects}-{i}", task_queue=queue)
+            h = await client.start_workflow(
+                BaselineJourney.run,
+                args=[side_effects, JOURNEY_UPDATES],
+                id=f"bench-baseline-{run}-{side_effects}-{i}",
+                task_queue=queue,
+            )
             for u in range(JOURNEY_UPDATES):
                 await h.execute_update(BaselineJourney.report, f"r{u}")
             await h.result()
@@ -156,14 +179,18 @@ async def run_baseline(ctx: Ctx, size: int, concurrency: int, runner: str = "sto
     fig = {
         "workflows": size,
         "shape": f"{side_effects} no-op activities + {JOURNEY_UPDATES} updates each",
-        "workflow runner": "SDK default sandbox" if runner == "stock" else "the worker's CompiledSandboxRunner",
+        "workflow runner": "SDK default sandbox"
+        if runner == "stock"
+        else "the worker's CompiledSandboxRunner",
         "concurrency (journeys in flight)": concurrency,
         "elapsed": f"{cpu.elapsed:.1f} s",
         "baseline journeys/s": f"{rate:.2f}",
         "events per history": events,
         **cpu.figures(),
     }
-    print_table("bare-engine baseline" if side_effects else "floor: updates only, no side effects", fig)
+    print_table(
+        "bare-engine baseline" if side_effects else "floor: updates only, no side effects", fig
+    )
     return {"rate": rate, **fig}
 
 
@@ -184,8 +211,14 @@ async def run_actions(ctx: Ctx, size: int, count: int, concurrency: int) -> dict
 
     queue = f"{ctx.settings.task_queue}-actions"
     client = ctx.app.client
-    worker = Worker(client, task_queue=queue, workflows=[Probe], activities=[noop], workflow_runner=worker_runner(),
-                    max_cached_workflows=ctx.settings.worker_max_cached_workflows)
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[Probe],
+        activities=[noop],
+        workflow_runner=worker_runner(),
+        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+    )
     run = uuid.uuid4().hex[:6]
 
     async def probes(kind: str, n: int, first: int) -> CpuMeter:
@@ -193,8 +226,12 @@ async def run_actions(ctx: Ctx, size: int, count: int, concurrency: int) -> dict
 
         async def one(i: int) -> None:
             async with gate:
-                h = await client.start_workflow(Probe.run, ProbeInput(kind=kind.removesuffix("+task"), count=count),
-                                                id=f"bench-probe-{run}-{kind}-{i}", task_queue=queue)
+                h = await client.start_workflow(
+                    Probe.run,
+                    ProbeInput(kind=kind.removesuffix("+task"), count=count),
+                    id=f"bench-probe-{run}-{kind}-{i}",
+                    task_queue=queue,
+                )
                 for k in range(count):
                     if kind == "update":
                         await h.execute_update(Probe.message, k)
@@ -216,25 +253,38 @@ async def run_actions(ctx: Ctx, size: int, count: int, concurrency: int) -> dict
         await probes("none", min(20, size), 0)  # warm-up, not counted
         none = await probes("none", size, 100_000)
         base = none.deltas()
-        rows.append({"action": "start + one update + completion (the probe itself)",
-                     "worker ms": 1000 * base["worker"] / size, "server ms": 1000 * base["temporal"] / size,
-                     "elapsed s": none.elapsed})
+        rows.append(
+            {
+                "action": "start + one update + completion (the probe itself)",
+                "worker ms": 1000 * base["worker"] / size,
+                "server ms": 1000 * base["temporal"] / size,
+                "elapsed s": none.elapsed,
+            }
+        )
         for kind in ACTION_KINDS:
             probes_cpu = await probes(kind, size, 200_000)
             d = probes_cpu.deltas()
             actions = size * count
-            rows.append({"action": kind,
-                         "worker ms": 1000 * (d["worker"] - base["worker"]) / actions,
-                         "server ms": 1000 * (d["temporal"] - base["temporal"]) / actions,
-                         "elapsed s": probes_cpu.elapsed})
+            rows.append(
+                {
+                    "action": kind,
+                    "worker ms": 1000 * (d["worker"] - base["worker"]) / actions,
+                    "server ms": 1000 * (d["temporal"] - base["temporal"]) / actions,
+                    "elapsed s": probes_cpu.elapsed,
+                }
+            )
     from rich.table import Table
 
-    table = Table(title=f"CPU per engine action ({size} probes x {count} actions, {concurrency} in flight; "
-                        "worker includes the client that sends)")
+    table = Table(
+        title=f"CPU per engine action ({size} probes x {count} actions, {concurrency} in flight; "
+        "worker includes the client that sends)"
+    )
     for col in ["action", "worker+client ms", "Temporal server ms", "run elapsed"]:
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["action"], f"{r['worker ms']:.2f}", f"{r['server ms']:.2f}", f"{r['elapsed s']:.1f} s")
+        table.add_row(
+            r["action"], f"{r['worker ms']:.2f}", f"{r['server ms']:.2f}", f"{r['elapsed s']:.1f} s"
+        )
     console.print(table)
     return {"probes": size, "actions per probe": count, "rows": rows}
 
@@ -250,8 +300,14 @@ async def history_sample(client, ids: list[str], sample: int) -> tuple[list[int]
         if not types:
             from temporalio.api.enums.v1 import EventType
 
-            types = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").replace("WORKFLOW_EXECUTION_", "WF_")
-                            .replace("WORKFLOW_TASK_", "WFT_").replace("EXTERNAL_", "EXT_") for e in hist.events)
+            types = Counter(
+                EventType.Name(e.event_type)
+                .removeprefix("EVENT_TYPE_")
+                .replace("WORKFLOW_EXECUTION_", "WF_")
+                .replace("WORKFLOW_TASK_", "WFT_")
+                .replace("EXTERNAL_", "EXT_")
+                for e in hist.events
+            )
     return counts, types
 
 
@@ -282,8 +338,7 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
         "elapsed": f"{cpu.elapsed:.1f} s",
         "journeys/s": f"{rate:.2f}",
         **phase_rows(driver),
-        "events per journey history (sample of 20)":
-            f"min {min(events)} / median {sorted(events)[len(events) // 2]} / max {max(events)}",
+        "events per journey history (sample of 20)": f"min {min(events)} / median {sorted(events)[len(events) // 2]} / max {max(events)}",
         "event types of one journey": ", ".join(f"{k} {v}" for k, v in types.most_common()),
         "reports refused": len(driver.refused),
         **cpu.figures(),
@@ -299,8 +354,10 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
 def gc_rows(ctx: Ctx) -> dict[str, str]:
     """The worker process's longest garbage-collection pause (every activation waits for it)."""
     watch = ctx.gc_watch
-    return {"longest GC pause (worker+driver)": f"{watch.longest:.2f} s ({watch.long_pauses} over "
-                                                 f"{watch.threshold:g} s)"}
+    return {
+        "longest GC pause (worker+driver)": f"{watch.longest:.2f} s ({watch.long_pauses} over "
+        f"{watch.threshold:g} s)"
+    }
 
 
 def phase_rows(driver) -> dict[str, str]:
@@ -308,7 +365,9 @@ def phase_rows(driver) -> dict[str, str]:
     rows = {}
     for name, seconds in driver.phases.items():
         cpu = driver.phase_cpu.get(name)
-        spent = f" (worker {cpu['worker']:.1f} s, server {cpu['temporal']:.1f} s CPU)" if cpu else ""
+        spent = (
+            f" (worker {cpu['worker']:.1f} s, server {cpu['temporal']:.1f} s CPU)" if cpu else ""
+        )
         rows[f"  phase {name}"] = f"{seconds:.1f} s{spent}"
     return rows
 
@@ -316,7 +375,9 @@ def phase_rows(driver) -> dict[str, str]:
 # --- ack latency, registrations -------------------------------------------------------------------
 
 
-async def run_registrations(ctx: Ctx, size: int, seed: int, concurrency: int, title: str = "registration burst"):
+async def run_registrations(
+    ctx: Ctx, size: int, seed: int, concurrency: int, title: str = "registration burst"
+):
     import random
 
     from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
@@ -348,7 +409,9 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
 
     total = int(rate * duration)
     # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)
-    driver, _ = await run_registrations(ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run")
+    driver, _ = await run_registrations(
+        ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run"
+    )
     n = len(driver.ids)
     await driver.wait(lambda c: c["admin_check"] == n, "registrations")
     targets = list(driver.ids)[:total]
@@ -359,7 +422,11 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
     async def send(i: int, when: float, a: str) -> None:
         lag.append(time.monotonic() - when)
         try:
-            await ctx.api.report(driver.round_id, a, AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]))
+            await ctx.api.report(
+                driver.round_id,
+                a,
+                AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]),
+            )
             latencies.append((time.monotonic() - when) * 1000)
         except (RefusedError, Exception) as exc:  # noqa: BLE001 - counted, shown below
             errors.append(str(exc))
@@ -372,7 +439,9 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
             delay = when - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(send(i, when, a)))  # open loop: never waits for an answer
+            tasks.append(
+                asyncio.create_task(send(i, when, a))
+            )  # open loop: never waits for an answer
         await asyncio.gather(*tasks)
     fig = {
         "offered rate": f"{rate:g} reports/s for {duration:g} s ({len(targets)} reports, open loop)",
@@ -393,15 +462,18 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
 # --- big formasi -----------------------------------------------------------------------------------
 
 
-async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrency: int, to_end: bool) -> dict:
+async def run_big_formasi(
+    ctx: Ctx, size: int, quota: int, seed: int, concurrency: int, to_end: bool
+) -> dict:
     import random
 
     from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
     from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
 
     round_id = new_round_id("F")
-    config, path = bench_config(round_id, datetime.now(UTC), quota=quota, single_formasi=True,
-                                out_dir=OUT / "rounds")
+    config, path = bench_config(
+        round_id, datetime.now(UTC), quota=quota, single_formasi=True, out_dir=OUT / "rounds"
+    )
     await ctx.api.create_round(path, config.reporters["operator"][0])
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
     regs = applicants(config, size, seed)
@@ -432,9 +504,15 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         "quota / SKD cut (3 x quota)": f"{quota} / {3 * quota}",
         "outcome after SKD ranking": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         "elapsed (registration to SKD announcement)": f"{skd_elapsed:.1f} s",
-        **({"journeys ended (of registered)": f"{final['ended']} of {len(driver.ids)}",
-            "terminal codes": await terminal_counts(ctx.pool, round_id),
-            "elapsed (registration to the last journey's end)": f"{cpu.elapsed:.1f} s"} if final else {}),
+        **(
+            {
+                "journeys ended (of registered)": f"{final['ended']} of {len(driver.ids)}",
+                "terminal codes": await terminal_counts(ctx.pool, round_id),
+                "elapsed (registration to the last journey's end)": f"{cpu.elapsed:.1f} s",
+            }
+            if final
+            else {}
+        ),
         **phase_rows(driver),
         "formasi runs (continue-as-new)": len(runs),
         "events per formasi run": ", ".join(str(r[1]) for r in runs),
@@ -442,13 +520,17 @@ async def run_big_formasi(ctx: Ctx, size: int, quota: int, seed: int, concurrenc
         "journey history events (sample of 30, max)": max(jevents),
         "largest history of any run": largest,
         "largest event of the formasi and round histories": f"{largest_event / 1024:.0f} KiB",
-        "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096) + (round_events > 4096)
-                                  + sum(1 for e in jevents if e > 4096),
+        "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096)
+        + (round_events > 4096)
+        + sum(1 for e in jevents if e > 4096),
         **cpu.figures(),
         "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
         **gc_rows(ctx),
     }
-    print_table(f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}", fig)
+    print_table(
+        f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}",
+        fig,
+    )
     return {"largest": largest, **fig}
 
 
@@ -459,39 +541,58 @@ def max_event_bytes(history) -> int:
 
 
 async def terminal_counts(pool, round_id: str) -> str:
-    rows = await pool.fetch("SELECT terminal, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY terminal "
-                            "ORDER BY n DESC", round_id)
+    rows = await pool.fetch(
+        "SELECT terminal, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY terminal "
+        "ORDER BY n DESC",
+        round_id,
+    )
     return ", ".join(f"{r['terminal'] or 'running'} {r['n']}" for r in rows)
 
 
 # --- commands ---------------------------------------------------------------------------------------
 
 KEEP = typer.Option(False, "--keep-stack", help="leave the bench stack running afterwards")
+
+
 class Runner(StrEnum):
     stock = "stock"
     project = "project"
 
 
-BASELINE_RUNNER = typer.Option(Runner.stock, "--baseline-runner",
-                               help="stock: the SDK's default sandbox (the bare engine); project: the worker's runner")
+BASELINE_RUNNER = typer.Option(
+    Runner.stock,
+    "--baseline-runner",
+    help="stock: the SDK's default sandbox (the bare engine); project: the worker's runner",
+)
 
 
 @app.command()
-def baseline(size: int = typer.Option(100, help="workflows"), concurrency: int = 32, keep_stack: bool = KEEP,
-             baseline_runner: Runner = BASELINE_RUNNER):
+def baseline(
+    size: int = typer.Option(100, help="workflows"),
+    concurrency: int = 32,
+    keep_stack: bool = KEEP,
+    baseline_runner: Runner = BASELINE_RUNNER,
+):
     """Bare engine: one no-op activity per side effect, one update per report of a full journey."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
-            save("baseline", {"machine": m, **await run_baseline(ctx, size, concurrency, baseline_runner)})
+            save(
+                "baseline",
+                {"machine": m, **await run_baseline(ctx, size, concurrency, baseline_runner)},
+            )
 
     asyncio.run(main())
 
 
 @app.command()
-def journeys(size: int = typer.Option(100, help="applicants"), seed: int = 2027, concurrency: int = 32,
-             keep_stack: bool = KEEP):
+def journeys(
+    size: int = typer.Option(100, help="applicants"),
+    seed: int = 2027,
+    concurrency: int = 32,
+    keep_stack: bool = KEEP,
+):
     """Full applicant journeys per second on the embedded stack."""
     m = show_machine()
 
@@ -503,8 +604,13 @@ def journeys(size: int = typer.Option(100, help="applicants"), seed: int = 2027,
 
 
 @app.command("all")
-def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), seed: int = 2027,
-         concurrency: int = 32, keep_stack: bool = KEEP, baseline_runner: Runner = BASELINE_RUNNER):
+def all_(
+    size: int = typer.Option(100, help="journeys and baseline workflows"),
+    seed: int = 2027,
+    concurrency: int = 32,
+    keep_stack: bool = KEEP,
+    baseline_runner: Runner = BASELINE_RUNNER,
+):
     """Baseline and journeys in the same invocation, and their ratio (target >= 1.5)."""
     m = show_machine()
 
@@ -515,22 +621,38 @@ def all_(size: int = typer.Option(100, help="journeys and baseline workflows"), 
             j = await run_journeys(ctx, size, seed, concurrency)
         ratio = j["rate"] / b["rate"]
         ceiling = floor["rate"] / b["rate"]
-        print_table("journeys vs bare baseline", {
-            "baseline journeys/s": f"{b['rate']:.2f}", "journeys/s": f"{j['rate']:.2f}",
-            "ratio (target >= 1.5)": f"{ratio:.2f} ({'met' if ratio >= 1.5 else 'not met'})",
-            "floor (updates only) journeys/s": f"{floor['rate']:.2f}",
-            "ceiling: floor / baseline (no journey design with these updates does better)": f"{ceiling:.2f}"})
-        save("all", {"machine": m, "baseline": b, "floor": floor, "journeys": j, "ratio": ratio,
-                     "ceiling": ceiling})
+        print_table(
+            "journeys vs bare baseline",
+            {
+                "baseline journeys/s": f"{b['rate']:.2f}",
+                "journeys/s": f"{j['rate']:.2f}",
+                "ratio (target >= 1.5)": f"{ratio:.2f} ({'met' if ratio >= 1.5 else 'not met'})",
+                "floor (updates only) journeys/s": f"{floor['rate']:.2f}",
+                "ceiling: floor / baseline (no journey design with these updates does better)": f"{ceiling:.2f}",
+            },
+        )
+        save(
+            "all",
+            {
+                "machine": m,
+                "baseline": b,
+                "floor": floor,
+                "journeys": j,
+                "ratio": ratio,
+                "ceiling": ceiling,
+            },
+        )
 
     asyncio.run(main())
 
 
 @app.command()
-def actions(size: int = typer.Option(200, min=1, help="probe workflows per kind"),
-            count: int = typer.Option(5, min=1, help="actions per probe"),
-            concurrency: int = typer.Option(32, min=1),
-            keep_stack: bool = KEEP):
+def actions(
+    size: int = typer.Option(200, min=1, help="probe workflows per kind"),
+    count: int = typer.Option(5, min=1, help="actions per probe"),
+    concurrency: int = typer.Option(32, min=1),
+    keep_stack: bool = KEEP,
+):
     """CPU of one engine action (update, signal, query, activity, local activity) on this machine."""
     m = show_machine()
 
@@ -567,9 +689,12 @@ def registrations(size: int = 500, concurrency: int = 32, seed: int = 11, keep_s
 
 
 @app.command()
-def ranking(sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),
-            quota: int = typer.Option(100, help="formasi quota (cut = 3 x quota)"),
-            methods: str = "rank_skd,tracker", timeout: float = 600):
+def ranking(
+    sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),
+    quota: int = typer.Option(100, help="formasi quota (cut = 3 x quota)"),
+    methods: str = "rank_skd,tracker",
+    timeout: float = 600,
+):
     """SKD ranking with the domain code: rank_skd (all entries) and SkdCutTracker (streaming)."""
     m = show_machine()
     rows = []
@@ -577,51 +702,101 @@ def ranking(sizes: str = typer.Option("1000000,4000000", help="comma-separated e
         for method in methods.split(","):
             console.print(f"ranking {size:,} entries with {method} ...")
             try:
-                proc = subprocess.run([sys.executable, "-m", "bench.ranking", "--size", str(size), "--method", method,
-                                       "--quota", str(quota)], cwd=ROOT, capture_output=True, text=True,
-                                      timeout=timeout, check=True)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.ranking",
+                        "--size",
+                        str(size),
+                        "--method",
+                        method,
+                        "--quota",
+                        str(quota),
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=True,
+                )
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             except subprocess.TimeoutExpired:
                 rows.append({"size": size, "method": method, "error": f"over {timeout:g} s"})
             except subprocess.CalledProcessError as exc:
-                rows.append({"size": size, "method": method, "error": exc.stderr.strip().splitlines()[-1]})
+                rows.append(
+                    {"size": size, "method": method, "error": exc.stderr.strip().splitlines()[-1]}
+                )
     from rich.table import Table
 
     targets = {1_000_000: 3.0, 4_000_000: 15.0}
     table = Table(title=f"SKD ranking (quota {quota}, cut {3 * quota})")
-    for col in ["entries", "method", "input build", "input RSS", "ranking time", "peak RSS", "target"]:
+    for col in [
+        "entries",
+        "method",
+        "input build",
+        "input RSS",
+        "ranking time",
+        "peak RSS",
+        "target",
+    ]:
         table.add_column(col, justify="right")
     for r in rows:
         target = targets.get(r["size"])
-        verdict = "-" if target is None or "rank_s" not in r else (
-            f"< {target:g} s: {'met' if r['rank_s'] < target else 'not met'}")
-        table.add_row(f"{r['size']:,}", r["method"], f"{r.get('build_s', 0):.1f} s",
-                      f"{r.get('rss_input_mib', 0):.0f} MiB", r.get("error") or f"{r['rank_s']:.2f} s",
-                      f"{r.get('peak_rss_mib', 0):.0f} MiB", verdict)
+        verdict = (
+            "-"
+            if target is None or "rank_s" not in r
+            else (f"< {target:g} s: {'met' if r['rank_s'] < target else 'not met'}")
+        )
+        table.add_row(
+            f"{r['size']:,}",
+            r["method"],
+            f"{r.get('build_s', 0):.1f} s",
+            f"{r.get('rss_input_mib', 0):.0f} MiB",
+            r.get("error") or f"{r['rank_s']:.2f} s",
+            f"{r.get('peak_rss_mib', 0):.0f} MiB",
+            verdict,
+        )
     console.print(table)
     save("ranking", {"machine": m, "rows": rows})
 
 
 @app.command("big-formasi")
-def big_formasi(size: int = typer.Option(5000, help="applicants (the issue asks 50,000)"),
-                quota: int = typer.Option(0, help="quota; 0 = size // 40"), seed: int = 5, concurrency: int = 32,
-                to_end: bool = typer.Option(True, "--to-end/--to-skd",
-                                            help="play every stage to the last journey's end, or stop at SKD ranking"),
-                keep_stack: bool = KEEP):
+def big_formasi(
+    size: int = typer.Option(5000, help="applicants (the issue asks 50,000)"),
+    quota: int = typer.Option(0, help="quota; 0 = size // 40"),
+    seed: int = 5,
+    concurrency: int = 32,
+    to_end: bool = typer.Option(
+        True,
+        "--to-end/--to-skd",
+        help="play every stage to the last journey's end, or stop at SKD ranking",
+    ),
+    keep_stack: bool = KEEP,
+):
     """One formasi with many applicants, end to end; the largest history of any run."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
-            save("big-formasi", {"machine": m, **await run_big_formasi(ctx, size, quota or max(1, size // 40),
-                                                                       seed, concurrency, to_end)})
+            save(
+                "big-formasi",
+                {
+                    "machine": m,
+                    **await run_big_formasi(
+                        ctx, size, quota or max(1, size // 40), seed, concurrency, to_end
+                    ),
+                },
+            )
 
     asyncio.run(main())
 
 
 @app.command("history-sizes")
-def history_sizes(round_id: str = typer.Argument(..., help="a round the bench played, e.g. BENCH-F-..."),
-                  sample: int = typer.Option(30, min=1, help="journey histories to sample")):
+def history_sizes(
+    round_id: str = typer.Argument(..., help="a round the bench played, e.g. BENCH-F-..."),
+    sample: int = typer.Option(30, min=1, help="journey histories to sample"),
+):
     """Events and largest event per history of a round already played (its stack restarted on the same data)."""
     from runtime.app import open_app
     from runtime.embedded import stop_stack
@@ -643,7 +818,9 @@ def history_sizes(round_id: str = typer.Argument(..., help="a round the bench pl
                 hist = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
                 sizes.setdefault(kind, []).append((len(hist.events), max_event_bytes(hist)))
             if not any(sizes.values()):
-                raise typer.BadParameter(f"no workflow of round {round_id!r} on the bench stack", param_hint="ROUND_ID")
+                raise typer.BadParameter(
+                    f"no workflow of round {round_id!r} on the bench stack", param_hint="ROUND_ID"
+                )
             fig = {}
             for kind, rows in sizes.items():
                 if rows:
@@ -660,18 +837,40 @@ def history_sizes(round_id: str = typer.Argument(..., help="a round the bench pl
 
 
 @app.command()
-def profile(size: int = typer.Option(200, help="applicants of the profiled journeys run"), rate: int = 50):
+def profile(
+    size: int = typer.Option(200, help="applicants of the profiled journeys run"), rate: int = 50
+):
     """Run `journeys` under py-spy and show where the worker process spends its time."""
     from bench.profile_summary import summarise
 
     OUT.mkdir(parents=True, exist_ok=True)
     raw = OUT / "profile-journeys.txt"
     spy = Path(sys.executable).parent / "py-spy"
-    subprocess.run([str(spy), "record", "--rate", str(rate), "--format", "raw", "-o", str(raw), "--",
-                    sys.executable, str(ROOT / "bench.py"), "journeys", "--size", str(size)], cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            str(spy),
+            "record",
+            "--rate",
+            str(rate),
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+            "--",
+            sys.executable,
+            str(ROOT / "bench.py"),
+            "journeys",
+            "--size",
+            str(size),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     total, active, buckets = summarise(raw)
-    print_table(f"where the worker process spends its time ({active} active of {total} samples; {raw})",
-                [(name, f"{n / active:.0%}") for name, n in buckets])
+    print_table(
+        f"where the worker process spends its time ({active} active of {total} samples; {raw})",
+        [(name, f"{n / active:.0%}") for name, n in buckets],
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,16 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing locked dependencies (requirements.lock)", flush=True)
     subprocess.run(
-        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-r", str(LOCK)],
+        [
+            str(PY),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(LOCK),
+        ],
         check=True,
     )
     STAMP.write_text(digest)
@@ -49,9 +57,13 @@ def main(argv: list[str]) -> int:
     commands = {
         "demo": [str(PY), "starter.py", "demo"],
         "test": [str(PY), "-m", "pytest", "-q"],
-        "lint": [str(PY), "-c", "import subprocess, sys; m = [sys.executable, '-m']; sys.exit("
-                 "subprocess.call(m + ['ruff', 'check', '.']) or subprocess.call(m + ['ruff', 'format', '--check', '.'])"
-                 " or subprocess.call(m + ['mypy']))"],
+        "lint": [
+            str(PY),
+            "-c",
+            "import subprocess, sys; m = [sys.executable, '-m']; sys.exit("
+            "subprocess.call(m + ['ruff', 'check', '.']) or subprocess.call(m + ['ruff', 'format', '--check', '.'])"
+            " or subprocess.call(m + ['mypy']))",
+        ],
         "stop": [str(PY), "worker.py", "stop-stack"],
         "bench": [str(PY), "bench.py"],
     }

@@ -147,13 +147,21 @@ class Checkpoint:
     def save(self) -> None:
         if self.path:
             tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            tmp.write_text(json.dumps({"file_sha256": self.digest, "line": self.line}), encoding="utf-8")
+            tmp.write_text(
+                json.dumps({"file_sha256": self.digest, "line": self.line}), encoding="utf-8"
+            )
             os.replace(tmp, self.path)
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def _count_rows(path: Path) -> int:
@@ -161,8 +169,15 @@ def _count_rows(path: Path) -> int:
         return max(0, sum(1 for line in f if line.strip()) - 1)
 
 
-async def _process_rows(ctx: Context, path: Path, rows, handle_row: Callable[[object], Awaitable[None]],
-                        concurrency: int, checkpoint: Checkpoint, description: str) -> None:
+async def _process_rows(
+    ctx: Context,
+    path: Path,
+    rows,
+    handle_row: Callable[[object], Awaitable[None]],
+    concurrency: int,
+    checkpoint: Checkpoint,
+    description: str,
+) -> None:
     """Run handle_row over the rows with at most `concurrency` in flight, tracking the checkpoint."""
     gate = asyncio.Semaphore(max(1, concurrency))
     tasks: set[asyncio.Task] = set()
@@ -208,7 +223,9 @@ def _summary_table(title: str, summary: Summary, columns: tuple[str, ...]) -> Ta
 
 def _show_refusals(ctx: Context, path: Path, summary: Summary, errors: Path) -> None:
     for r in summary.refusals[:10]:
-        ctx.console.print(f"[red]refused[/] {path}:{r.line}: {r.field}={r.value!r}: {r.reason}", highlight=False)
+        ctx.console.print(
+            f"[red]refused[/] {path}:{r.line}: {r.field}={r.value!r}: {r.reason}", highlight=False
+        )
     if len(summary.refusals) > 10:
         ctx.console.print(f"... and {len(summary.refusals) - 10} more")
     if summary.refusals:
@@ -222,10 +239,14 @@ async def create_round(ctx: Context, config_path: Path, operator: str) -> int:
     """Start the round described by the file; a second run with the same file creates nothing."""
     config, created = await ctx.api.create_round(config_path, operator)
     if created:
-        ctx.console.print(f"round {config.round_id} created ({len(config.formasi)} formasi, rules {config.rule_version})")
+        ctx.console.print(
+            f"round {config.round_id} created ({len(config.formasi)} formasi, rules {config.rule_version})"
+        )
     else:
         ctx.console.print(f"round {config.round_id} already exists, same rules")
-    log.info("round created" if created else "round exists", round_id=config.round_id, operator=operator)
+    log.info(
+        "round created" if created else "round exists", round_id=config.round_id, operator=operator
+    )
     return EXIT_OK
 
 
@@ -233,13 +254,21 @@ async def _registration_closes(ctx: Context, config: RoundConfig) -> datetime:
     try:
         state = await ctx.api.round_state(config.round_id)
     except Exception as exc:  # noqa: BLE001 - the round does not exist or the server is unreachable
-        raise RefusedError(f"round {config.round_id} cannot be read ({exc}); run create-round first") from None
+        raise RefusedError(
+            f"round {config.round_id} cannot be read ({exc}); run create-round first"
+        ) from None
     return state.schedule.registration.closes
 
 
-async def import_registrations(ctx: Context, config_path: Path, csv_path: Path, errors_path: Path,
-                               concurrency: int = 16, registered_by: str = "sscasn",
-                               checkpoint_path: Path | None = None) -> Summary:
+async def import_registrations(
+    ctx: Context,
+    config_path: Path,
+    csv_path: Path,
+    errors_path: Path,
+    concurrency: int = 16,
+    registered_by: str = "sscasn",
+    checkpoint_path: Path | None = None,
+) -> Summary:
     """Register every row of an SSCASN export; refused rows go to the errors file."""
     config = load_round_config(config_path)
     rows = open_rows(csv_path, REGISTRATION_COLUMNS)
@@ -248,7 +277,9 @@ async def import_registrations(ctx: Context, config_path: Path, csv_path: Path, 
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
     if checkpoint.start_after:
-        ctx.console.print(f"resuming after line {checkpoint.start_after} (checkpoint {checkpoint_path})")
+        ctx.console.print(
+            f"resuming after line {checkpoint.start_after} (checkpoint {checkpoint_path})"
+        )
 
     async def handle(row) -> None:
         try:
@@ -256,19 +287,39 @@ async def import_registrations(ctx: Context, config_path: Path, csv_path: Path, 
         except RowError as exc:
             summary.refuse(exc.refusals, errors)
             return
-        result = await ctx.api.register(config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes)
+        result = await ctx.api.register(
+            config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes
+        )
         if result.status == "refused":
-            summary.refuse([RowRefusal(row.line, r.field, r.value if r.field != "name" else "", r.reason,
-                                       result.applicant_id or "") for r in result.refusals], errors)
+            summary.refuse(
+                [
+                    RowRefusal(
+                        row.line,
+                        r.field,
+                        r.value if r.field != "name" else "",
+                        r.reason,
+                        result.applicant_id or "",
+                    )
+                    for r in result.refusals
+                ],
+                errors,
+            )
         else:
             summary.counts[result.status] += 1
 
     try:
-        await _process_rows(ctx, csv_path, rows, handle, concurrency, checkpoint, f"registering {csv_path.name}")
+        await _process_rows(
+            ctx, csv_path, rows, handle, concurrency, checkpoint, f"registering {csv_path.name}"
+        )
     finally:
         errors.close()
-    ctx.console.print(_summary_table(f"{csv_path.name} → round {config.round_id}", summary,
-                                     ("registered", "repeat", "refused")))
+    ctx.console.print(
+        _summary_table(
+            f"{csv_path.name} → round {config.round_id}",
+            summary,
+            ("registered", "repeat", "refused"),
+        )
+    )
     _show_refusals(ctx, csv_path, summary, errors_path)
     log.info("registrations imported", round_id=config.round_id, **dict(summary.counts))
     return summary
@@ -279,8 +330,16 @@ def _is_repeat(ack: Ack, sent_at: datetime) -> bool:
     return ack.recorded_at < sent_at
 
 
-async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: Path, errors_path: Path,
-                       reported_by: str, concurrency: int = 16, checkpoint_path: Path | None = None) -> Summary:
+async def send_reports(
+    ctx: Context,
+    kind: ReportKind,
+    round_id: str,
+    csv_path: Path,
+    errors_path: Path,
+    reported_by: str,
+    concurrency: int = 16,
+    checkpoint_path: Path | None = None,
+) -> Summary:
     """Send every row of a report file to its applicant's journey; refused rows go to the errors file."""
     rows = open_rows(csv_path, kind.columns)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
@@ -301,17 +360,34 @@ async def send_reports(ctx: Context, kind: ReportKind, round_id: str, csv_path: 
                 sent_at = datetime.now(UTC)
                 ack = await ctx.api.report(round_id, parsed.applicant_id, parsed.message)
         except RefusedError as exc:
-            summary.refuse([RowRefusal(row.line, "(report)", parsed.applicant_id, str(exc),
-                                       parsed.message.report_id)], errors)
+            summary.refuse(
+                [
+                    RowRefusal(
+                        row.line,
+                        "(report)",
+                        parsed.applicant_id,
+                        str(exc),
+                        parsed.message.report_id,
+                    )
+                ],
+                errors,
+            )
             return
         summary.counts["repeat" if _is_repeat(ack, sent_at) else "accepted"] += 1
 
     try:
-        await _process_rows(ctx, csv_path, rows, handle, concurrency, checkpoint, f"{kind.name} {csv_path.name}")
+        await _process_rows(
+            ctx, csv_path, rows, handle, concurrency, checkpoint, f"{kind.name} {csv_path.name}"
+        )
     finally:
         errors.close()
-    ctx.console.print(_summary_table(f"{kind.name} reports {csv_path.name} → round {round_id}", summary,
-                                     ("accepted", "repeat", "refused")))
+    ctx.console.print(
+        _summary_table(
+            f"{kind.name} reports {csv_path.name} → round {round_id}",
+            summary,
+            ("accepted", "repeat", "refused"),
+        )
+    )
     _show_refusals(ctx, csv_path, summary, errors_path)
     log.info("reports sent", round_id=round_id, kind=kind.name, **dict(summary.counts))
     return summary
@@ -327,7 +403,9 @@ async def round_command(ctx: Context, round_id: str, message: Report) -> Ack:
     """Send one operator command to the round and print its Ack."""
     update = command_update(message).name
     ack = await ctx.api.command(round_id, message)
-    ctx.console.print(f"{update}: {ack.effect} (report {ack.report_id}, recorded {ack.recorded_at.isoformat()})")
+    ctx.console.print(
+        f"{update}: {ack.effect} (report {ack.report_id}, recorded {ack.recorded_at.isoformat()})"
+    )
     log.info("command accepted", round_id=round_id, update=update, report_id=ack.report_id)
     return ack
 
@@ -337,7 +415,13 @@ async def journey_command(ctx: Context, round_id: str, applicant_id: str, messag
     update = report_update(message).name
     ack = await ctx.api.report(round_id, applicant_id, message)
     ctx.console.print(f"{update} {applicant_id}: {ack.effect} (report {ack.report_id})")
-    log.info("command accepted", round_id=round_id, applicant_id=applicant_id, update=update, report_id=ack.report_id)
+    log.info(
+        "command accepted",
+        round_id=round_id,
+        applicant_id=applicant_id,
+        update=update,
+        report_id=ack.report_id,
+    )
     return ack
 
 
@@ -347,7 +431,9 @@ async def funnel(ctx: Context, round_id: str) -> dict[str, Counter]:
     try:
         rows = await conn.fetch(
             """SELECT formasi_code, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
-               WHERE round_id = $1 GROUP BY 1, 2""", round_id)
+               WHERE round_id = $1 GROUP BY 1, 2""",
+            round_id,
+        )
     finally:
         await conn.close()
     result: dict[str, Counter] = {}
@@ -360,8 +446,10 @@ async def status(ctx: Context, round_id: str) -> dict[str, Counter]:
     """Print the round's phase and its funnel per formasi; return the funnel."""
     try:
         state = await ctx.api.round_state(round_id)
-        ctx.console.print(f"round {round_id}: phase [bold]{state.phase}[/], closed windows: "
-                          f"{', '.join(state.closed) or 'none'}")
+        ctx.console.print(
+            f"round {round_id}: phase [bold]{state.phase}[/], closed windows: "
+            f"{', '.join(state.closed) or 'none'}"
+        )
     except Exception as exc:  # noqa: BLE001 - show the read model even when the round is gone
         ctx.console.print(f"round {round_id}: phase unknown ({exc})")
     counts = await funnel(ctx, round_id)
@@ -375,15 +463,23 @@ async def status(ctx: Context, round_id: str) -> dict[str, Counter]:
     for code_, per in sorted(counts.items()):
         totals.update(per)
         table.add_row(code_, *(str(per.get(c, 0)) for c in codes), str(sum(per.values())))
-    table.add_row("[bold]total[/]", *(str(totals.get(c, 0)) for c in codes), str(sum(totals.values())),
-                  end_section=True)
+    table.add_row(
+        "[bold]total[/]",
+        *(str(totals.get(c, 0)) for c in codes),
+        str(sum(totals.values())),
+        end_section=True,
+    )
     ctx.console.print(table)
     return counts
 
 
-async def announce(ctx: Context, round_id: str, stage: AnnouncementStage, out_dir: Path) -> tuple[Path, Path]:
+async def announce(
+    ctx: Context, round_id: str, stage: AnnouncementStage, out_dir: Path
+) -> tuple[Path, Path]:
     """Write the stage's announcement as CSV and printable HTML, from the read model."""
-    csv_path, html_path, count = await write_announcement(ctx.database_url, round_id, stage, out_dir)
+    csv_path, html_path, count = await write_announcement(
+        ctx.database_url, round_id, stage, out_dir
+    )
     ctx.console.print(f"{count} rows: {csv_path} and {html_path}")
     log.info("announcement written", round_id=round_id, stage=stage.value, rows=count)
     return csv_path, html_path
@@ -391,7 +487,9 @@ async def announce(ctx: Context, round_id: str, stage: AnnouncementStage, out_di
 
 # --- the command line -------------------------------------------------------------------------
 
-cli = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+cli = typer.Typer(
+    help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -403,8 +501,11 @@ def _run(body: Callable[[Context], Awaitable[object]]) -> None:
         from runtime.app import open_app
 
         app = await open_app()
-        ctx = Context(RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key),
-                      app.stack.database_url, console)
+        ctx = Context(
+            RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key),
+            app.stack.database_url,
+            console,
+        )
         result = await body(ctx)
         return result.exit_code if isinstance(result, Summary) else EXIT_OK
 
@@ -435,107 +536,193 @@ def _header_ok(path: Path, columns) -> None:
     open_rows(path, columns).close()
 
 
-As = Annotated[str, typer.Option("--as", help="Your identity, as listed in the round's reporters table.")]
+As = Annotated[
+    str, typer.Option("--as", help="Your identity, as listed in the round's reporters table.")
+]
 Reason = Annotated[str, typer.Option("--reason", help="Why; recorded in the round's history.")]
-ReportId = Annotated[str | None, typer.Option(
-    "--report-id", help="Idempotency key; default derived from the arguments, so a re-run is a repeat.")]
+ReportId = Annotated[
+    str | None,
+    typer.Option(
+        "--report-id",
+        help="Idempotency key; default derived from the arguments, so a re-run is a repeat.",
+    ),
+]
 Errors = Annotated[Path, typer.Option("--errors", help="CSV to write every refused row to.")]
-Concurrency = Annotated[int, typer.Option("--concurrency", min=1, max=512, help="Rows in flight at once.")]
-CheckpointOpt = Annotated[Path | None, typer.Option(
-    "--checkpoint", help="File recording the last fully processed line; a re-run skips up to it.")]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, max=512, help="Rows in flight at once.")
+]
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        help="File recording the last fully processed line; a re-run skips up to it.",
+    ),
+]
 
 
 @cli.command("create-round")
-def create_round_cmd(config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
-                     operator: Annotated[str, typer.Option("--operator", help="Who creates it.")] = "operator"):
+def create_round_cmd(
+    config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
+    operator: Annotated[str, typer.Option("--operator", help="Who creates it.")] = "operator",
+):
     """Create a round from its TOML file (validated). Running it again creates nothing."""
     _precheck(lambda: load_round_config(config))
     _run(lambda ctx: create_round(ctx, config, operator))
 
 
 @cli.command("import-registrations")
-def import_cmd(round_config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
-               file: Annotated[Path, typer.Argument(help="SSCASN export: " + ",".join(REGISTRATION_COLUMNS.all))],
-               errors: Errors, concurrency: Concurrency = 16,
-               registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
-               checkpoint: CheckpointOpt = None):
+def import_cmd(
+    round_config: Annotated[Path, typer.Argument(help="The round's TOML file.")],
+    file: Annotated[
+        Path, typer.Argument(help="SSCASN export: " + ",".join(REGISTRATION_COLUMNS.all))
+    ],
+    errors: Errors,
+    concurrency: Concurrency = 16,
+    registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
+    checkpoint: CheckpointOpt = None,
+):
     """Register every row of a CSV export. Idempotent and resumable: re-run the same file."""
     _precheck(lambda: (load_round_config(round_config), _header_ok(file, REGISTRATION_COLUMNS)))
-    _run(lambda ctx: import_registrations(ctx, round_config, file, errors, concurrency, registered_by, checkpoint))
+    _run(
+        lambda ctx: import_registrations(
+            ctx, round_config, file, errors, concurrency, registered_by, checkpoint
+        )
+    )
 
 
 @cli.command("report")
-def report_cmd(kind: Annotated[str, typer.Argument(help="One of: " + ", ".join(REPORT_KINDS))],
-               round_id: str, file: Path, reporter: As, errors: Errors, concurrency: Concurrency = 16,
-               checkpoint: CheckpointOpt = None):
+def report_cmd(
+    kind: Annotated[str, typer.Argument(help="One of: " + ", ".join(REPORT_KINDS))],
+    round_id: str,
+    file: Path,
+    reporter: As,
+    errors: Errors,
+    concurrency: Concurrency = 16,
+    checkpoint: CheckpointOpt = None,
+):
     """Send a file of reports (one per row) to the applicants' journeys."""
     if kind not in REPORT_KINDS:
-        err_console.print(f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}")
+        err_console.print(
+            f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}"
+        )
         raise typer.Exit(EXIT_BAD_INPUT)
     _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
-    _run(lambda ctx: send_reports(ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint))
+    _run(
+        lambda ctx: send_reports(
+            ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint
+        )
+    )
 
 
 def _datetime(text: str, name: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise BadInput(f"{name}={text!r}: not an ISO date-time such as 2027-08-24T23:59:59+07:00") from None
+        raise BadInput(
+            f"{name}={text!r}: not an ISO date-time such as 2027-08-24T23:59:59+07:00"
+        ) from None
     if value.tzinfo is None:
         raise BadInput(f"{name}={text!r}: give the time zone, e.g. +07:00 for WIB")
     return value
 
 
 @cli.command("extend-window")
-def extend_window_cmd(round_id: str, window: str, new_closes: str, reason: Reason, operator: As,
-                      report_id: ReportId = None):
+def extend_window_cmd(
+    round_id: str,
+    window: str,
+    new_closes: str,
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
+
     async def body(ctx: Context):
         closes = _datetime(new_closes, "NEW_CLOSES")
         rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
-        return await round_command(ctx, round_id, ExtendWindow(
-            report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason))
+        return await round_command(
+            ctx,
+            round_id,
+            ExtendWindow(
+                report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
+            ),
+        )
+
     _run(body)
 
 
 @cli.command("close-window")
-def close_window_cmd(round_id: str, window: str, reason: Reason, operator: As, report_id: ReportId = None):
+def close_window_cmd(
+    round_id: str, window: str, reason: Reason, operator: As, report_id: ReportId = None
+):
     """Close an open window early, with a recorded reason."""
     rid = report_id or derived_report_id("close", round_id, window, reason)
-    _run(lambda ctx: round_command(ctx, round_id, CloseWindow(
-        report_id=rid, reported_by=operator, window=window, reason=reason)))
+    _run(
+        lambda ctx: round_command(
+            ctx,
+            round_id,
+            CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason),
+        )
+    )
 
 
 @cli.command("move-tmt")
-def move_tmt_cmd(round_id: str, new_tmt: Annotated[str, typer.Argument(help="YYYY-MM-DD")], reason: Reason,
-                 operator: As, report_id: ReportId = None):
+def move_tmt_cmd(
+    round_id: str,
+    new_tmt: Annotated[str, typer.Argument(help="YYYY-MM-DD")],
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+):
     """Move the TMT of the SK CPNS (a government decision)."""
+
     async def body(ctx: Context):
         try:
             tmt = date.fromisoformat(new_tmt)
         except ValueError:
             raise BadInput(f"NEW_TMT={new_tmt!r}: not a date YYYY-MM-DD") from None
         rid = report_id or derived_report_id("tmt", round_id, tmt.isoformat(), reason)
-        return await round_command(ctx, round_id, MoveTmt(
-            report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason))
+        return await round_command(
+            ctx, round_id, MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
+        )
+
     _run(body)
 
 
 @cli.command("disqualify")
-def disqualify_cmd(round_id: str, applicant_id: str, reason: Reason, operator: As, report_id: ReportId = None):
+def disqualify_cmd(
+    round_id: str, applicant_id: str, reason: Reason, operator: As, report_id: ReportId = None
+):
     """Disqualify (DIS) an applicant at any stage, even after the NIP."""
     rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
-    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, Disqualification(
-        report_id=rid, reported_by=operator, reason=reason)))
+    _run(
+        lambda ctx: journey_command(
+            ctx,
+            round_id,
+            applicant_id,
+            Disqualification(report_id=rid, reported_by=operator, reason=reason),
+        )
+    )
 
 
 @cli.command("withdraw")
-def withdraw_cmd(round_id: str, applicant_id: str, portal: As,
-                 reason: Annotated[str, typer.Option("--reason")] = "", report_id: ReportId = None):
+def withdraw_cmd(
+    round_id: str,
+    applicant_id: str,
+    portal: As,
+    reason: Annotated[str, typer.Option("--reason")] = "",
+    report_id: ReportId = None,
+):
     """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
     rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
-    _run(lambda ctx: journey_command(ctx, round_id, applicant_id, Withdrawal(
-        report_id=rid, reported_by=portal, reason=reason)))
+    _run(
+        lambda ctx: journey_command(
+            ctx,
+            round_id,
+            applicant_id,
+            Withdrawal(report_id=rid, reported_by=portal, reason=reason),
+        )
+    )
 
 
 @cli.command("status")
@@ -545,8 +732,11 @@ def status_cmd(round_id: str):
 
 
 @cli.command("announce")
-def announce_cmd(round_id: str, stage: AnnouncementStage,
-                 out: Annotated[Path, typer.Option("--out", help="Directory for the CSV and HTML.")] = Path(".")):
+def announce_cmd(
+    round_id: str,
+    stage: AnnouncementStage,
+    out: Annotated[Path, typer.Option("--out", help="Directory for the CSV and HTML.")] = Path("."),
+):
     """Write an announcement (admin, skd or final) as CSV and printable HTML."""
     _run(lambda ctx: announce(ctx, round_id, stage, out))
 

@@ -1,7 +1,7 @@
 """The worker: runs the workflows and activities on the embedded stack or a configured cluster.
 
-    python worker.py run          # until SIGTERM/SIGINT, then drains and exits
-    python worker.py stop-stack   # stop the embedded servers this project started
+python worker.py run          # until SIGTERM/SIGINT, then drains and exits
+python worker.py stop-stack   # stop the embedded servers this project started
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def run_command() -> None:
 
 @app.command("deliver-notifications")
 def deliver_notifications_command(
-    once: bool = typer.Option(False, "--once", help="One pass, then exit (default: every 5 s until stopped)."),
+    once: bool = typer.Option(
+        False, "--once", help="One pass, then exit (default: every 5 s until stopped)."
+    ),
 ) -> None:
     """Hand undelivered notifications to the transport (a JSON-lines file under the data dir)."""
     asyncio.run(deliver_notifications(once))

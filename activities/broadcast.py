@@ -49,7 +49,9 @@ class Broadcaster:
                             return
                         replies[workflow_id] = reply
                     else:
-                        if req.mode == "waiting" and not await WAITS_FOR.ask(handle, req.announcement.phase):
+                        if req.mode == "waiting" and not await WAITS_FOR.ask(
+                            handle, req.announcement.phase
+                        ):
                             skipped += 1
                             return
                         await ANNOUNCE.send(handle, req.announcement)
@@ -85,7 +87,9 @@ class Broadcaster:
         )
         await listing.fetch_next_page()
         ids = [wf.id for wf in listing.current_page or []]
-        token = base64.b64encode(listing.next_page_token).decode() if listing.next_page_token else None
+        token = (
+            base64.b64encode(listing.next_page_token).decode() if listing.next_page_token else None
+        )
         return ids, token
 
     async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseReply | None:

@@ -30,12 +30,17 @@ class FileTransport:
     async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps({"round_id": round_id, "applicant_id": applicant_id, "key": key, "text": text})
-                      + "\n")
+            out.write(
+                json.dumps(
+                    {"round_id": round_id, "applicant_id": applicant_id, "key": key, "text": text}
+                )
+                + "\n"
+            )
 
 
-async def deliver_pending(pool: asyncpg.Pool, transport: Transport, batch: int = 500,
-                          round_id: str | None = None) -> int:
+async def deliver_pending(
+    pool: asyncpg.Pool, transport: Transport, batch: int = 500, round_id: str | None = None
+) -> int:
     """Deliver up to `batch` undelivered notifications (of one round, or all); returns the count.
 
     Rows are locked with SKIP LOCKED, so several deliverers can run side by side.
@@ -59,7 +64,9 @@ async def deliver_pending(pool: asyncpg.Pool, transport: Transport, batch: int =
             await conn.execute(
                 "UPDATE notifications SET delivered_at = now() "
                 "WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
-                r["round_id"], r["applicant_id"], r["key"],
+                r["round_id"],
+                r["applicant_id"],
+                r["key"],
             )
             delivered += 1
     return delivered

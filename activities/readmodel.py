@@ -69,18 +69,42 @@ def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict]
     s = p.state
     key = {"round_id": s.round_id, "applicant_id": s.applicant_id}
     row = {
-        **key, "formasi_code": s.formasi_code, "name": p.name, "category": p.category, "stage": s.stage.value,
-        "admin": _enum(s.admin), "skd_code": _enum(s.skd_code), "skd_total": s.skd_total,
-        "skb_score": s.skb_score, "final_score": s.final_score, "final_code": _enum(s.final_code),
-        "placed_formasi": s.placed_formasi, "terminal": _enum(s.terminal), "terminal_reason": s.terminal_reason,
-        "sanction_rounds": s.sanction_rounds, "tmt": s.tmt.isoformat() if s.tmt else None, "version": p.version,
+        **key,
+        "formasi_code": s.formasi_code,
+        "name": p.name,
+        "category": p.category,
+        "stage": s.stage.value,
+        "admin": _enum(s.admin),
+        "skd_code": _enum(s.skd_code),
+        "skd_total": s.skd_total,
+        "skb_score": s.skb_score,
+        "final_score": s.final_score,
+        "final_code": _enum(s.final_code),
+        "placed_formasi": s.placed_formasi,
+        "terminal": _enum(s.terminal),
+        "terminal_reason": s.terminal_reason,
+        "sanction_rounds": s.sanction_rounds,
+        "tmt": s.tmt.isoformat() if s.tmt else None,
+        "version": p.version,
     }
     decisions = [
-        {**key, "seq": p.first_seq + i, "at": d.at.isoformat(), "stage": d.stage, "outcome": d.outcome,
-         "actor": d.actor, "input": d.input, "rule_version": d.rule_version, "rules_digest": d.rules_digest}
+        {
+            **key,
+            "seq": p.first_seq + i,
+            "at": d.at.isoformat(),
+            "stage": d.stage,
+            "outcome": d.outcome,
+            "actor": d.actor,
+            "input": d.input,
+            "rule_version": d.rule_version,
+            "rules_digest": d.rules_digest,
+        }
         for i, d in enumerate(p.new_decisions)
     ]
-    reports = [{**key, "report_id": rid, "kind": kind, "content": content} for rid, kind, content in p.reports]
+    reports = [
+        {**key, "report_id": rid, "kind": kind, "content": content}
+        for rid, kind, content in p.reports
+    ]
     notes = [{**key, "key": n.key, "text": n.text} for n in p.notifications]
     return row, decisions, reports, notes
 
@@ -100,7 +124,9 @@ class ReadModel:
         self._queue: list[tuple[JourneyProjection, asyncio.Future[None]]] = []
         self._writing = False
         self._drainer: asyncio.Task[None] | None = None
-        self.statements = 0  # write statements sent (batches and single fallbacks), for the benchmark
+        self.statements = (
+            0  # write statements sent (batches and single fallbacks), for the benchmark
+        )
 
     @activity.defn(name=PROJECT_JOURNEY.name)
     async def project_journey(self, p: JourneyProjection) -> None:
@@ -124,7 +150,9 @@ class ReadModel:
         finally:
             self._writing = False
 
-    async def _write_batch(self, batch: list[tuple[JourneyProjection, asyncio.Future[None]]]) -> None:
+    async def _write_batch(
+        self, batch: list[tuple[JourneyProjection, asyncio.Future[None]]]
+    ) -> None:
         try:
             await self._write([p for p, _ in batch])
         except Exception:  # noqa: BLE001 - one bad projection must not fail the others with it
@@ -159,15 +187,22 @@ class ReadModel:
             reports += r
             notes += n
         self.statements += 1
-        await self.pool.execute(_UPSERT_SQL, json.dumps(list(rows.values())), json.dumps(decisions),
-                                json.dumps(reports), json.dumps(notes))
+        await self.pool.execute(
+            _UPSERT_SQL,
+            json.dumps(list(rows.values())),
+            json.dumps(decisions),
+            json.dumps(reports),
+            json.dumps(notes),
+        )
 
     @activity.defn(name=ISSUE_NIP.name)
     async def issue_nip(self, req: NipRequest) -> NipIssued:
         """The person's NIP: issued once; any retry gets the same number back."""
         async with self.pool.acquire() as conn:
             existing = await conn.fetchval(
-                "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2", req.round_id, req.applicant_id
+                "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2",
+                req.round_id,
+                req.applicant_id,
             )
             if existing:
                 return NipIssued(nip=existing, newly_issued=False)
@@ -185,12 +220,16 @@ class ReadModel:
                     nip = format_nip(req.birth_date, req.tmt, req.gender, serial)
                     await conn.execute(
                         "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, $2, $3)",
-                        req.round_id, req.applicant_id, nip,
+                        req.round_id,
+                        req.applicant_id,
+                        nip,
                     )
             except asyncpg.UniqueViolationError:
                 # A concurrent attempt for the same person won; its NIP is the person's NIP.
                 nip = await conn.fetchval(
-                    "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2", req.round_id, req.applicant_id
+                    "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2",
+                    req.round_id,
+                    req.applicant_id,
                 )
                 if nip is None:
                     raise

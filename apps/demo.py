@@ -46,10 +46,52 @@ from runtime.db import open_pool
 from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
-FIRST = ["Budi", "Siti", "Agus", "Dewi", "Rizky", "Putri", "Andi", "Nur", "Fajar", "Ayu", "Dimas", "Indah",
-         "Hendra", "Ratna", "Yusuf", "Wulan", "Arif", "Lestari", "Bayu", "Fitri", "Eko", "Rina", "Teguh", "Maya"]
-LAST = ["Santoso", "Wijaya", "Saputra", "Lestari", "Hidayat", "Pratama", "Nugroho", "Kusuma", "Siregar",
-        "Nasution", "Simanjuntak", "Wibowo", "Setiawan", "Rahmawati", "Susanto", "Halim", "Manurung", "Tanjung"]
+FIRST = [
+    "Budi",
+    "Siti",
+    "Agus",
+    "Dewi",
+    "Rizky",
+    "Putri",
+    "Andi",
+    "Nur",
+    "Fajar",
+    "Ayu",
+    "Dimas",
+    "Indah",
+    "Hendra",
+    "Ratna",
+    "Yusuf",
+    "Wulan",
+    "Arif",
+    "Lestari",
+    "Bayu",
+    "Fitri",
+    "Eko",
+    "Rina",
+    "Teguh",
+    "Maya",
+]
+LAST = [
+    "Santoso",
+    "Wijaya",
+    "Saputra",
+    "Lestari",
+    "Hidayat",
+    "Pratama",
+    "Nugroho",
+    "Kusuma",
+    "Siregar",
+    "Nasution",
+    "Simanjuntak",
+    "Wibowo",
+    "Setiawan",
+    "Rahmawati",
+    "Susanto",
+    "Halim",
+    "Manurung",
+    "Tanjung",
+]
 CONCURRENCY = 24
 
 
@@ -60,7 +102,10 @@ def demo_config(round_id: str, now: datetime) -> tuple[RoundConfig, str]:
     names = ["registration", "administration", "skd", "skb", "filing", "latsar"]
     start = now - timedelta(minutes=1)
     for i, name in enumerate(names):
-        doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
+        doc["schedule"][name] = {
+            "opens": start + timedelta(hours=i),
+            "closes": start + timedelta(hours=i + 1),
+        }
     doc["appeal"] = {"window": "PT10S", "answer_within": "PT20S"}
     doc["offer_answer_within"] = "PT20S"
     import tomli_w
@@ -110,8 +155,14 @@ def _score(rng: random.Random, mean: float, sd: float, top: int, step: int = 1) 
 class Demo:
     """Plays every service of one round against the engine."""
 
-    def __init__(self, api: RecruitmentApi, pool: asyncpg.Pool, config: RoundConfig, console: Console,
-                 rng: random.Random) -> None:
+    def __init__(
+        self,
+        api: RecruitmentApi,
+        pool: asyncpg.Pool,
+        config: RoundConfig,
+        console: Console,
+        rng: random.Random,
+    ) -> None:
         self.api, self.pool, self.config, self.console, self.rng = api, pool, config, console, rng
         self.round_id = config.round_id
         self.gate = asyncio.Semaphore(CONCURRENCY)
@@ -119,7 +170,9 @@ class Demo:
         self.reporters = {k: v[0] for k, v in config.reporters.items()}
 
     async def stages(self) -> dict[str, str]:
-        rows = await self.pool.fetch("SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id)
+        rows = await self.pool.fetch(
+            "SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id
+        )
         return {r["applicant_id"]: r["stage"] for r in rows}
 
     async def wait_until(self, ready, what: str, timeout: float = 300) -> dict[str, str]:
@@ -160,14 +213,23 @@ class Demo:
 
     async def close(self, window: str, reason: str) -> None:
         await self.api.command(
-            self.round_id, CloseWindow(report_id=f"demo-close-{window}", reported_by=self.reporters["operator"], window=window,
-                        reason=reason),
+            self.round_id,
+            CloseWindow(
+                report_id=f"demo-close-{window}",
+                reported_by=self.reporters["operator"],
+                window=window,
+                reason=reason,
+            ),
         )
         self.console.print(f"[bold]{window}[/] window closed: {reason}")
 
 
-async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/demo"),
-                   settings: Settings | None = None) -> int:
+async def run_demo(
+    size: int = 300,
+    seed: int = 2027,
+    out_dir: Path = Path("out/demo"),
+    settings: Settings | None = None,
+) -> int:
     """Run the demo round; 0 only when every applicant reached a terminal outcome."""
     from apps.fleet import build_worker
     from runtime.app import open_app
@@ -189,26 +251,34 @@ async def run_demo(size: int = 300, seed: int = 2027, out_dir: Path = Path("out/
         async with worker:
             api = RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key)
             await api.create_round(out_dir / "round.toml", config.reporters["operator"][0])
-            console.print(f"Round [bold]{round_id}[/] created: {len(config.formasi)} formasi, "
-                          f"{sum(f.quota for f in config.formasi)} seats")
+            console.print(
+                f"Round [bold]{round_id}[/] created: {len(config.formasi)} formasi, "
+                f"{sum(f.quota for f in config.formasi)} seats"
+            )
             demo = Demo(api, pool, config, console, rng)
             ok = await _play(demo, synthetic_applicants(config, size, rng))
             funnel = await _funnel(pool, round_id)
             console.print(funnel)
             for stage in AnnouncementStage:
                 await write_announcement(app.stack.database_url, round_id, stage, out_dir)
-            sent = await deliver_pending(pool, FileTransport(out_dir / "notifications.jsonl"), batch=100_000,
-                                         round_id=round_id)
+            sent = await deliver_pending(
+                pool,
+                FileTransport(out_dir / "notifications.jsonl"),
+                batch=100_000,
+                round_id=round_id,
+            )
             console.print(f"{sent} notifications delivered to applicants (file transport)")
     finally:
         await pool.close()
     elapsed = time.monotonic() - started
-    console.print(f"\nDone in {elapsed:.0f} s. Look next at:\n"
-                  f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
-                  f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
-                  f"  notifications     {out_dir}/notifications.jsonl\n"
-                  f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"
-                  f"  stop the servers  python3 run.py stop")
+    console.print(
+        f"\nDone in {elapsed:.0f} s. Look next at:\n"
+        f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
+        f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
+        f"  notifications     {out_dir}/notifications.jsonl\n"
+        f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"
+        f"  stop the servers  python3 run.py stop"
+    )
     return 0 if ok else 1
 
 
@@ -231,69 +301,161 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
 
         await asyncio.gather(*(register(r) for r in applicants))
     c.print(f"  registrations: {len(ids)} accepted, {refused} refused (age, GPA or education)")
-    await demo.wait_until(lambda s: sum(v == "admin_check" for v in s.values()) == len(ids), "registrations")
+    await demo.wait_until(
+        lambda s: sum(v == "admin_check" for v in s.values()) == len(ids), "registrations"
+    )
     await demo.close("registration", "demo: registration complete")
 
     tms = {a for a in ids if rng.random() < 0.08}
-    await demo.send_all("administrative check", [
-        (a, AdminReport(
-            report_id=f"adm-{a}", reported_by=demo.reporters["admin"],
-            findings=[DocumentFinding(document="ijazah", reason="not legalised")] if a in tms else []))
-        for a in ids])
+    await demo.send_all(
+        "administrative check",
+        [
+            (
+                a,
+                AdminReport(
+                    report_id=f"adm-{a}",
+                    reported_by=demo.reporters["admin"],
+                    findings=[DocumentFinding(document="ijazah", reason="not legalised")]
+                    if a in tms
+                    else [],
+                ),
+            )
+            for a in ids
+        ],
+    )
     await demo.close("administration", "demo: every application verified")
-    await demo.wait_until(lambda s: all(s.get(a) in ("admin_appeal", "ended") for a in tms), "TMS announcements")
+    await demo.wait_until(
+        lambda s: all(s.get(a) in ("admin_appeal", "ended") for a in tms), "TMS announcements"
+    )
     appellants = [a for a in sorted(tms) if rng.random() < 0.5]
-    await demo.send_all("appeals filed", [(a, AppealFiling(
-        report_id=f"sanggah-{a}", reported_by="sscasn-portal", reason="the ijazah was legalised")) for a in appellants])
-    await demo.send_all("appeals answered", [(a, AppealAnswer(
-        report_id=f"jawab-{a}", reported_by=demo.reporters["appeal_answer"], accepted=rng.random() < 0.5,
-        note="checked against the original")) for a in appellants])
+    await demo.send_all(
+        "appeals filed",
+        [
+            (
+                a,
+                AppealFiling(
+                    report_id=f"sanggah-{a}",
+                    reported_by="sscasn-portal",
+                    reason="the ijazah was legalised",
+                ),
+            )
+            for a in appellants
+        ],
+    )
+    await demo.send_all(
+        "appeals answered",
+        [
+            (
+                a,
+                AppealAnswer(
+                    report_id=f"jawab-{a}",
+                    reported_by=demo.reporters["appeal_answer"],
+                    accepted=rng.random() < 0.5,
+                    note="checked against the original",
+                ),
+            )
+            for a in appellants
+        ],
+    )
     stages = await demo.wait_until(
-        lambda s: not any(v in ("admin_check", "admin_appeal", "registered") for v in s.values()), "appeal windows")
+        lambda s: not any(v in ("admin_check", "admin_appeal", "registered") for v in s.values()),
+        "appeal windows",
+    )
 
     sitting = [a for a in ids if stages.get(a) == "skd" and rng.random() > 0.04]
-    await demo.send_all("SKD results (CAT)", [(a, SkdReport(
-        report_id=f"skd-{a}", reported_by=demo.reporters["skd"], session_id=f"S{i // 40 + 1:03d}",
-        twk=_score(rng, 85, 18, 150, 5), tiu=_score(rng, 100, 22, 175, 5), tkp=_score(rng, 172, 14, 225)))
-        for i, a in enumerate(sitting)])
+    await demo.send_all(
+        "SKD results (CAT)",
+        [
+            (
+                a,
+                SkdReport(
+                    report_id=f"skd-{a}",
+                    reported_by=demo.reporters["skd"],
+                    session_id=f"S{i // 40 + 1:03d}",
+                    twk=_score(rng, 85, 18, 150, 5),
+                    tiu=_score(rng, 100, 22, 175, 5),
+                    tkp=_score(rng, 172, 14, 225),
+                ),
+            )
+            for i, a in enumerate(sitting)
+        ],
+    )
     await demo.close("skd", "demo: every SKD session reported")
     stages = await demo.wait_until(
-        lambda s: not any(v in ("skd", "skd_ranking") for v in s.values()), "SKD ranking")
+        lambda s: not any(v in ("skd", "skd_ranking") for v in s.values()), "SKD ranking"
+    )
 
     skb = [a for a in ids if stages.get(a) == "skb"]
     jobs = []
     for a in skb:
         if rng.random() < 0.03:
             continue  # absent from the SKB CAT: TH
-        jobs.append((a, SkbScoreReport(report_id=f"cat-{a}", reported_by=demo.reporters["cat"],
-                                                           component="cat", score=_score(rng, 340, 55, 500))))
-        jobs.append((a, SkbScoreReport(report_id=f"praktik-{a}",
-                                                           reported_by=demo.reporters["praktik"],
-                                                           component="praktik", score=_score(rng, 72, 12, 100))))
-        jobs.append((a, GateReport(report_id=f"health-{a}", reported_by=demo.reporters["health"],
-                                                  component="health",
-                                                  decision=AdminDecision.TMS if rng.random() < 0.04 else
-                                                  AdminDecision.MS)))
+        jobs.append(
+            (
+                a,
+                SkbScoreReport(
+                    report_id=f"cat-{a}",
+                    reported_by=demo.reporters["cat"],
+                    component="cat",
+                    score=_score(rng, 340, 55, 500),
+                ),
+            )
+        )
+        jobs.append(
+            (
+                a,
+                SkbScoreReport(
+                    report_id=f"praktik-{a}",
+                    reported_by=demo.reporters["praktik"],
+                    component="praktik",
+                    score=_score(rng, 72, 12, 100),
+                ),
+            )
+        )
+        jobs.append(
+            (
+                a,
+                GateReport(
+                    report_id=f"health-{a}",
+                    reported_by=demo.reporters["health"],
+                    component="health",
+                    decision=AdminDecision.TMS if rng.random() < 0.04 else AdminDecision.MS,
+                ),
+            )
+        )
     await demo.send_all("SKB results (CAT, practical test, health)", jobs)
     if skb:
         cheat = skb[-1]
-        await demo.send(cheat, Disqualification(
-            report_id=f"dis-{cheat}", reported_by=demo.reporters["operator"],
-            reason="remote-access cheating found in the CAT activity log"))
+        await demo.send(
+            cheat,
+            Disqualification(
+                report_id=f"dis-{cheat}",
+                reported_by=demo.reporters["operator"],
+                reason="remote-access cheating found in the CAT activity log",
+            ),
+        )
         c.print("  one SKB participant disqualified (DIS) after an audit of the CAT log")
     await demo.close("skb", "demo: every SKB component reported")
-    stages = await demo.wait_until(lambda s: not any(v in ("skb", "final_ranking") for v in s.values()),
-                                   "final ranking")
+    stages = await demo.wait_until(
+        lambda s: not any(v in ("skb", "final_ranking") for v in s.values()), "final ranking"
+    )
     # During the final appeal window a winner of a formasi whose jabatan another formasi shares
     # withdraws: the seat goes to optimalisasi (the first offer is declined, the next accepted).
     shared = {f.code for f in cfg.formasi if sum(g.jabatan == f.jabatan for g in cfg.formasi) > 1}
     leavers = sorted(a for a in ids if stages.get(a) == "filing" and ids[a].formasi_code in shared)
     if leavers:
-        await demo.send(leavers[0], Withdrawal(report_id=f"aps-{leavers[0]}",
-                                                            reported_by="sscasn-portal",
-                                                            reason="accepted another position"))
-        c.print("  a winner withdrew after the final announcement (APS, barred from the next 2 rounds);"
-                " the seat goes to optimalisasi")
+        await demo.send(
+            leavers[0],
+            Withdrawal(
+                report_id=f"aps-{leavers[0]}",
+                reported_by="sscasn-portal",
+                reason="accepted another position",
+            ),
+        )
+        c.print(
+            "  a winner withdrew after the final announcement (APS, barred from the next 2 rounds);"
+            " the seat goes to optimalisasi"
+        )
 
     answered: set[str] = set()
     declined_one = False
@@ -305,41 +467,76 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
             applicant = offer_id.split("/offer/")[1].split("/")[0]
             accept = declined_one
             declined_one = True
-            await demo.send(applicant, OfferAnswer(report_id=f"jawab-{offer_id}",
-                                                                   reported_by="sscasn-portal", accept=accept))
+            await demo.send(
+                applicant,
+                OfferAnswer(
+                    report_id=f"jawab-{offer_id}", reported_by="sscasn-portal", accept=accept
+                ),
+            )
             answered.add(offer_id)
         if state.phase not in ("final_appeal", "optimalisasi"):
             break
         await asyncio.sleep(0.5)
-    c.print(f"  optimalisasi: {len(answered)} offers answered ({'one' if answered else 'none'} declined)")
+    c.print(
+        f"  optimalisasi: {len(answered)} offers answered ({'one' if answered else 'none'} declined)"
+    )
 
-    stages = await demo.wait_until(lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi")
+    stages = await demo.wait_until(
+        lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi"
+    )
     filing = sorted(a for a in ids if stages.get(a) == "filing")
-    await demo.send_all("filing (DRH)", [(a, FilingReport(
-        report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True)) for a in filing])
+    await demo.send_all(
+        "filing (DRH)",
+        [
+            (
+                a,
+                FilingReport(
+                    report_id=f"drh-{a}", reported_by=demo.reporters["filing"], complete=True
+                ),
+            )
+            for a in filing
+        ],
+    )
     await demo.close("filing", "demo: every DRH verified")
-    stages = await demo.wait_until(lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
-                                   "NIP and appointment")
+    stages = await demo.wait_until(
+        lambda s: not any(v in ("filing", "nip", "appointment") for v in s.values()),
+        "NIP and appointment",
+    )
     await demo.wait_phase("latsar")
     latsar = sorted(a for a in ids if stages.get(a) == "latsar")
-    await demo.send_all("Latsar results", [(a, LatsarReport(
-        report_id=f"latsar-{a}", reported_by=demo.reporters["latsar"], passed=i != 0))
-        for i, a in enumerate(latsar)])
+    await demo.send_all(
+        "Latsar results",
+        [
+            (
+                a,
+                LatsarReport(
+                    report_id=f"latsar-{a}", reported_by=demo.reporters["latsar"], passed=i != 0
+                ),
+            )
+            for i, a in enumerate(latsar)
+        ],
+    )
     await demo.close("latsar", "demo: the Latsar cohort is complete")
     try:
-        await demo.wait_until(lambda s: all(v == "ended" for v in s.values()), "every journey to end", timeout=120)
+        await demo.wait_until(
+            lambda s: all(v == "ended" for v in s.values()), "every journey to end", timeout=120
+        )
     except TimeoutError as exc:
         c.print(f"[red]{exc}[/]")
         return False
     if demo.refused:
-        c.print(f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. {demo.refused[0]}[/]")
+        c.print(
+            f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. {demo.refused[0]}[/]"
+        )
     return True
 
 
 async def _funnel(pool: asyncpg.Pool, round_id: str) -> Table:
     rows = await pool.fetch(
         "SELECT formasi_code, coalesce(terminal, stage) AS outcome, count(*) AS n FROM applicants "
-        "WHERE round_id = $1 GROUP BY 1, 2 ORDER BY 1, 2", round_id)
+        "WHERE round_id = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+        round_id,
+    )
     outcomes = sorted({r["outcome"] for r in rows})
     table = Table(title=f"Outcomes of round {round_id} (from the read model)")
     table.add_column("formasi")

@@ -51,8 +51,12 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     gc_watch = GcWatch().install()
     try:
         worker = await build_worker(ctx.client, ctx.settings, pool)
-        log.info("worker started", task_queue=ctx.settings.task_queue, temporal=ctx.stack.temporal_address,
-                 ui=ctx.stack.ui_url)
+        log.info(
+            "worker started",
+            task_queue=ctx.settings.task_queue,
+            temporal=ctx.stack.temporal_address,
+            ui=ctx.stack.ui_url,
+        )
         async with worker:
             await stop.wait()
             log.info("worker stopping: draining in-flight tasks")

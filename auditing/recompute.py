@@ -60,10 +60,10 @@ class JourneyInputs:
         out = []
         for m in self.messages:
             # The close came as the `announce` signal, or (close-by-update) the `close_stage` update.
-            if (
-                (m.kind, m.name) in (("signal", ANNOUNCE.name), ("update", CLOSE_STAGE.name))
-                and getattr(m.content, "phase", "") == phase
-            ):
+            if (m.kind, m.name) in (
+                ("signal", ANNOUNCE.name),
+                ("update", CLOSE_STAGE.name),
+            ) and getattr(m.content, "phase", "") == phase:
                 break
             out.append(m)
         return out
@@ -74,7 +74,9 @@ class JourneyInputs:
         if any(m.kind == "update" and m.name in ENDINGS for m in before):
             return None
         if not any(
-            d.outcome == AdminDecision.MS for d in self.decisions if d.stage in (Stage.ADMIN_CHECK, Stage.ADMIN_APPEAL)
+            d.outcome == AdminDecision.MS
+            for d in self.decisions
+            if d.stage in (Stage.ADMIN_CHECK, Stage.ADMIN_APPEAL)
         ):
             return None
         reports = [m.content for m in before if m.kind == "update" and m.name == REPORT_SKD.name]

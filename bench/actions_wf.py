@@ -33,9 +33,13 @@ class Probe:
     async def run(self, probe: ProbeInput) -> int:
         for step in range(probe.count if probe.kind in ("activity", "local_activity") else 0):
             if probe.kind == "activity":
-                await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+                await workflow.execute_activity(
+                    noop, step, start_to_close_timeout=timedelta(seconds=30)
+                )
             else:
-                await workflow.execute_local_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+                await workflow.execute_local_activity(
+                    noop, step, start_to_close_timeout=timedelta(seconds=30)
+                )
         # Queries and the "none" probe end on one closing update, so every probe is closed alike.
         await workflow.wait_condition(lambda: self.done)
         await workflow.wait_condition(workflow.all_handlers_finished)

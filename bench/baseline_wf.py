@@ -33,7 +33,9 @@ class BaselineJourney:
                 await workflow.wait_condition(lambda s=slot: self.reports >= s)
             for _ in range(count):
                 step += 1
-                await workflow.execute_activity(noop, step, start_to_close_timeout=timedelta(seconds=30))
+                await workflow.execute_activity(
+                    noop, step, start_to_close_timeout=timedelta(seconds=30)
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.reports
 

@@ -139,7 +139,11 @@ class CpuMeter:
     def totals(self) -> dict[str, float]:
         """CPU seconds so far of the worker+driver process, the Temporal server and PostgreSQL."""
         s = self._sample()
-        return {"worker": s["self"], "temporal": s["temporal"] or 0.0, "postgres": sum(s["postgres"].values())}
+        return {
+            "worker": s["self"],
+            "temporal": s["temporal"] or 0.0,
+            "postgres": sum(s["postgres"].values()),
+        }
 
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
@@ -153,16 +157,25 @@ class CpuMeter:
     def deltas(self) -> dict[str, float]:
         """CPU seconds spent between enter and exit, per process."""
         pg = sum(v - self.start["postgres"].get(k, 0.0) for k, v in self.end["postgres"].items())
-        return {"worker": self.end["self"] - self.start["self"],
-                "temporal": (self.end["temporal"] or 0.0) - (self.start["temporal"] or 0.0), "postgres": pg}
+        return {
+            "worker": self.end["self"] - self.start["self"],
+            "temporal": (self.end["temporal"] or 0.0) - (self.start["temporal"] or 0.0),
+            "postgres": pg,
+        }
 
     def figures(self) -> dict[str, str]:
         e = self.elapsed
         d = self.deltas()
-        out = {"worker+driver process CPU": f"{d['worker']:.1f} s ({100 * d['worker'] / e:.0f}% of one core)"}
+        out = {
+            "worker+driver process CPU": f"{d['worker']:.1f} s ({100 * d['worker'] / e:.0f}% of one core)"
+        }
         if self.start["temporal"] is not None and self.end["temporal"] is not None:
-            out["Temporal server CPU"] = f"{d['temporal']:.1f} s ({100 * d['temporal'] / e:.0f}% of one core)"
-        out["PostgreSQL CPU"] = f"{d['postgres']:.1f} s ({100 * d['postgres'] / e:.0f}% of one core)"
+            out["Temporal server CPU"] = (
+                f"{d['temporal']:.1f} s ({100 * d['temporal'] / e:.0f}% of one core)"
+            )
+        out["PostgreSQL CPU"] = (
+            f"{d['postgres']:.1f} s ({100 * d['postgres'] / e:.0f}% of one core)"
+        )
         return out
 
 

@@ -8,8 +8,14 @@ from pathlib import Path
 IDLE_LEAVES = ("_worker (concurrent/futures/thread.py", "EpollSelector.select")
 
 BUCKETS = [
-    ("sandbox: new workflow instance (imports, model classes)", ("SandboxedWorkflowRunner.create_instance",)),
-    ("SDK serialization context per payload", ("get_serialization_context", "get_external_store_context")),
+    (
+        "sandbox: new workflow instance (imports, model classes)",
+        ("SandboxedWorkflowRunner.create_instance",),
+    ),
+    (
+        "SDK serialization context per payload",
+        ("get_serialization_context", "get_external_store_context"),
+    ),
     ("workflow code (journey, formasi, round, domain)", ("_Instance._run_code",)),
     ("payload codec (AES-GCM) and payload visitor", ("PayloadVisitor", "AesGcmCodec")),
     ("activities (project_journey, issue_nip, broadcast)", ("_ActivityWorker",)),

@@ -42,11 +42,19 @@ def main() -> None:
     twk = [min(150, max(0, int(rng.gauss(85, 18)) // 5 * 5)) for _ in range(a.size)]
     tiu = [min(175, max(0, int(rng.gauss(100, 22)) // 5 * 5)) for _ in range(a.size)]
     tkp = [min(225, max(0, int(rng.gauss(172, 14)))) for _ in range(a.size)]
-    out: dict = {"size": a.size, "method": a.method, "quota": a.quota, "cut": skd_cut_size(a.quota, rules)}
+    out: dict = {
+        "size": a.size,
+        "method": a.method,
+        "quota": a.quota,
+        "cut": skd_cut_size(a.quota, rules),
+    }
     if a.method == "rank_skd":
         entries = [
-            SkdEntry.model_construct(applicant_id=f"A{i:08d}", category=Category.UMUM,
-                                     scores=SkdScores.model_construct(twk=twk[i], tiu=tiu[i], tkp=tkp[i]))
+            SkdEntry.model_construct(
+                applicant_id=f"A{i:08d}",
+                category=Category.UMUM,
+                scores=SkdScores.model_construct(twk=twk[i], tiu=tiu[i], tkp=tkp[i]),
+            )
             for i in range(a.size)
         ]
         del twk, tiu, tkp

@@ -28,12 +28,20 @@ from domain.messages import (
 )
 from domain.registration import Registration
 
-POLL = 0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
+POLL = (
+    0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
+)
 WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]
 
 
-def bench_config(round_id: str, now: datetime, *, quota: int | None = None, single_formasi: bool = False,
-                 out_dir: Path) -> tuple[RoundConfig, Path]:
+def bench_config(
+    round_id: str,
+    now: datetime,
+    *,
+    quota: int | None = None,
+    single_formasi: bool = False,
+    out_dir: Path,
+) -> tuple[RoundConfig, Path]:
     """The example regency round, windows opening now (closed early by the driver).
 
     quota=None keeps the example's quotas; a number sets every formasi's quota.
@@ -43,7 +51,10 @@ def bench_config(round_id: str, now: datetime, *, quota: int | None = None, sing
     doc["round_id"] = round_id
     start = now - timedelta(minutes=1)
     for i, name in enumerate(WINDOWS):
-        doc["schedule"][name] = {"opens": start + timedelta(hours=i), "closes": start + timedelta(hours=i + 1)}
+        doc["schedule"][name] = {
+            "opens": start + timedelta(hours=i),
+            "closes": start + timedelta(hours=i + 1),
+        }
     doc["appeal"] = {"window": "PT0.2S", "answer_within": "PT5S"}
     doc["offer_answer_within"] = "PT5S"
     if single_formasi:
@@ -61,8 +72,14 @@ def bench_config(round_id: str, now: datetime, *, quota: int | None = None, sing
 class RoundDriver:
     """Plays the services of one round; every report goes through RecruitmentApi like a real service."""
 
-    def __init__(self, api: RecruitmentApi, pool: asyncpg.Pool, config: RoundConfig, rng: random.Random,
-                 concurrency: int = 32) -> None:
+    def __init__(
+        self,
+        api: RecruitmentApi,
+        pool: asyncpg.Pool,
+        config: RoundConfig,
+        rng: random.Random,
+        concurrency: int = 32,
+    ) -> None:
         self.api, self.pool, self.config, self.rng = api, pool, config, rng
         self.round_id = config.round_id
         self.concurrency = concurrency
@@ -95,17 +112,26 @@ class RoundDriver:
         t0 = time.monotonic()
         await asyncio.gather(*(one(r) for r in regs))
         elapsed = time.monotonic() - t0
-        return {"accepted": len(self.ids), "refused": refused, "elapsed": elapsed, "latencies": latencies}
+        return {
+            "accepted": len(self.ids),
+            "refused": refused,
+            "elapsed": elapsed,
+            "latencies": latencies,
+        }
 
     # --- read model -------------------------------------------------------------------------------
 
     async def stage_counts(self) -> Counter:
         rows = await self.pool.fetch(
-            "SELECT stage, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY stage", self.round_id)
+            "SELECT stage, count(*) AS n FROM applicants WHERE round_id = $1 GROUP BY stage",
+            self.round_id,
+        )
         return Counter({r["stage"]: r["n"] for r in rows})
 
     async def stages(self) -> dict[str, str]:
-        rows = await self.pool.fetch("SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id)
+        rows = await self.pool.fetch(
+            "SELECT applicant_id, stage FROM applicants WHERE round_id = $1", self.round_id
+        )
         return {r["applicant_id"]: r["stage"] for r in rows}
 
     async def wait(self, ready, what: str) -> Counter:
@@ -142,39 +168,96 @@ class RoundDriver:
         return time.monotonic() - t0
 
     async def close(self, window: str) -> None:
-        await self.api.command(self.round_id, CloseWindow(
-            report_id=f"bench-close-{window}", reported_by=self.reporters["operator"], window=window,
-            reason="bench: every result is in"))
+        await self.api.command(
+            self.round_id,
+            CloseWindow(
+                report_id=f"bench-close-{window}",
+                reported_by=self.reporters["operator"],
+                window=window,
+                reason="bench: every result is in",
+            ),
+        )
 
     def admin_jobs(self) -> list:
-        return [(a, AdminReport(report_id=f"adm-{a}", reported_by=self.reporters["admin"]))
-                for a in self.ids]
+        return [
+            (a, AdminReport(report_id=f"adm-{a}", reported_by=self.reporters["admin"]))
+            for a in self.ids
+        ]
 
     def skd_jobs(self, applicants, strong: bool) -> list:
         rng = self.rng
         if strong:  # everyone clears every threshold and the cut is wide: a full journey for all
+
             def scores():
-                return _score(rng, 130, 8, 150, 5), _score(rng, 155, 8, 175, 5), _score(rng, 205, 8, 225)
+                return (
+                    _score(rng, 130, 8, 150, 5),
+                    _score(rng, 155, 8, 175, 5),
+                    _score(rng, 205, 8, 225),
+                )
         else:  # the demo's spread: some fail their threshold, most fall outside the 3 x quota cut
+
             def scores():
-                return _score(rng, 85, 18, 150, 5), _score(rng, 100, 22, 175, 5), _score(rng, 172, 14, 225)
+                return (
+                    _score(rng, 85, 18, 150, 5),
+                    _score(rng, 100, 22, 175, 5),
+                    _score(rng, 172, 14, 225),
+                )
+
         jobs = []
         for i, a in enumerate(applicants):
             twk, tiu, tkp = scores()
-            jobs.append((a, SkdReport(report_id=f"skd-{a}", reported_by=self.reporters["skd"],
-                                                    session_id=f"S{i // 40 + 1:03d}", twk=twk, tiu=tiu, tkp=tkp)))
+            jobs.append(
+                (
+                    a,
+                    SkdReport(
+                        report_id=f"skd-{a}",
+                        reported_by=self.reporters["skd"],
+                        session_id=f"S{i // 40 + 1:03d}",
+                        twk=twk,
+                        tiu=tiu,
+                        tkp=tkp,
+                    ),
+                )
+            )
         return jobs
 
     def skb_jobs(self, applicants) -> list:
         rng, r = self.rng, self.reporters
         jobs = []
         for a in applicants:
-            jobs.append((a, SkbScoreReport(report_id=f"cat-{a}", reported_by=r["cat"],
-                                                               component="cat", score=_score(rng, 380, 40, 500))))
-            jobs.append((a, SkbScoreReport(report_id=f"praktik-{a}", reported_by=r["praktik"],
-                                                               component="praktik", score=_score(rng, 75, 8, 100))))
-            jobs.append((a, GateReport(report_id=f"health-{a}", reported_by=r["health"],
-                                                      component="health", decision=AdminDecision.MS)))
+            jobs.append(
+                (
+                    a,
+                    SkbScoreReport(
+                        report_id=f"cat-{a}",
+                        reported_by=r["cat"],
+                        component="cat",
+                        score=_score(rng, 380, 40, 500),
+                    ),
+                )
+            )
+            jobs.append(
+                (
+                    a,
+                    SkbScoreReport(
+                        report_id=f"praktik-{a}",
+                        reported_by=r["praktik"],
+                        component="praktik",
+                        score=_score(rng, 75, 8, 100),
+                    ),
+                )
+            )
+            jobs.append(
+                (
+                    a,
+                    GateReport(
+                        report_id=f"health-{a}",
+                        reported_by=r["health"],
+                        component="health",
+                        decision=AdminDecision.MS,
+                    ),
+                )
+            )
         return jobs
 
     async def _phase(self, name: str, coro):
@@ -195,16 +278,21 @@ class RoundDriver:
         self.timeout = max(600.0, len(regs) * 0.1)
         n_regs = await self._phase("registration", self.register(regs))
         n = len(self.ids)
-        await self._phase("registration", self.wait(lambda c: c["admin_check"] == n, "registrations"))
+        await self._phase(
+            "registration", self.wait(lambda c: c["admin_check"] == n, "registrations")
+        )
         await self.close("registration")
         await self._phase("administration", self.send_all(self.admin_jobs()))
         await self.close("administration")
-        await self._phase("administration", self.wait(
-            lambda c: c["skd"] == n, "administration announcement"))
+        await self._phase(
+            "administration", self.wait(lambda c: c["skd"] == n, "administration announcement")
+        )
         await self._phase("skd", self.send_all(self.skd_jobs(list(self.ids), strong)))
         await self.close("skd")
-        counts = await self._phase("skd ranking", self.wait(
-            lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking"))
+        counts = await self._phase(
+            "skd ranking",
+            self.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking"),
+        )
         self.registration = n_regs
         return counts
 
@@ -220,21 +308,59 @@ class RoundDriver:
         skb = sorted(a for a, s in (await self.stages()).items() if s == "skb")
         await self._phase("skb", self.send_all(self.skb_jobs(skb)))
         await self.close("skb")
-        await self._phase("final ranking", self.wait(
-            lambda c: c["skb"] == 0 and c["final_ranking"] == 0, "final ranking"))
+        await self._phase(
+            "final ranking",
+            self.wait(lambda c: c["skb"] == 0 and c["final_ranking"] == 0, "final ranking"),
+        )
         await self._phase("final ranking", self.wait_phase("filing"))
-        await self._phase("final ranking", self.wait(lambda c: c["optimalisasi"] == 0, "optimalisasi"))
+        await self._phase(
+            "final ranking", self.wait(lambda c: c["optimalisasi"] == 0, "optimalisasi")
+        )
         filing = sorted(a for a, s in (await self.stages()).items() if s == "filing")
-        await self._phase("filing", self.send_all([(a, FilingReport(
-            report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True)) for a in filing]))
+        await self._phase(
+            "filing",
+            self.send_all(
+                [
+                    (
+                        a,
+                        FilingReport(
+                            report_id=f"drh-{a}",
+                            reported_by=self.reporters["filing"],
+                            complete=True,
+                        ),
+                    )
+                    for a in filing
+                ]
+            ),
+        )
         await self.close("filing")
-        await self._phase("nip + appointment", self.wait(
-            lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"))
+        await self._phase(
+            "nip + appointment",
+            self.wait(
+                lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"
+            ),
+        )
         await self._phase("nip + appointment", self.wait_phase("latsar"))
-        await self._phase("latsar", self.send_all([(a, LatsarReport(
-            report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True)) for a in filing]))
+        await self._phase(
+            "latsar",
+            self.send_all(
+                [
+                    (
+                        a,
+                        LatsarReport(
+                            report_id=f"latsar-{a}",
+                            reported_by=self.reporters["latsar"],
+                            passed=True,
+                        ),
+                    )
+                    for a in filing
+                ]
+            ),
+        )
         await self.close("latsar")
-        return await self._phase("latsar", self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end"))
+        return await self._phase(
+            "latsar", self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end")
+        )
 
 
 def new_round_id(kind: str) -> str:

@@ -92,8 +92,11 @@ class RecruitmentApi:
     async def create_round(self, path: Path, created_by: str) -> tuple[RoundConfig, bool]:
         """Start the round from its file; a second call with the same file creates nothing."""
         config = load_round_config(path)
-        start = RoundStart(config_toml=Path(path).read_text(encoding="utf-8"),
-                           config=config.model_dump(mode="json"), created_by=created_by)
+        start = RoundStart(
+            config_toml=Path(path).read_text(encoding="utf-8"),
+            config=config.model_dump(mode="json"),
+            created_by=created_by,
+        )
         try:
             await self.client.start_workflow(
                 RecruitmentRound.run,
@@ -111,7 +114,9 @@ class RecruitmentApi:
             )
             return config, True
         except WorkflowAlreadyStartedError:
-            digest = await CONFIG_DIGEST.ask(self.client.get_workflow_handle(round_workflow_id(config.round_id)))
+            digest = await CONFIG_DIGEST.ask(
+                self.client.get_workflow_handle(round_workflow_id(config.round_id))
+            )
             if digest != config.digest():
                 raise RefusedError(
                     f"round {config.round_id} already exists with different rules (digest {digest[:12]}); "
@@ -124,7 +129,11 @@ class RecruitmentApi:
         return await ROUND_STATE.ask(self.client.get_workflow_handle(round_workflow_id(round_id)))
 
     async def register(
-        self, config: RoundConfig, reg: Registration, registered_by: str, now: datetime | None = None,
+        self,
+        config: RoundConfig,
+        reg: Registration,
+        registered_by: str,
+        now: datetime | None = None,
         schedule_closes: datetime | None = None,
     ) -> RegistrationResult:
         """Check and register one applicant; a repeat of the same data is not a second registration."""
@@ -135,8 +144,13 @@ class RecruitmentApi:
         applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
         refusals = check_registration(reg, formasi, applied_on)
         if not opens <= now < closes:
-            refusals.append(Refusal(field="registered_at", value=now.isoformat(),
-                                    reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}"))
+            refusals.append(
+                Refusal(
+                    field="registered_at",
+                    value=now.isoformat(),
+                    reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}",
+                )
+            )
         applicant_id = applicant_id_for(self.pseudonym_key, config.round_id, reg.nik)
         if refusals:
             return RegistrationResult("refused", applicant_id, refusals)
@@ -176,26 +190,40 @@ class RecruitmentApi:
             return RegistrationResult(
                 "refused",
                 applicant_id,
-                [Refusal(field="nik", value=mask_nik(reg.nik),
-                         reason=f"already registered in round {config.round_id} as {applicant_id}; "
-                         "one NIK may register once per round")],
+                [
+                    Refusal(
+                        field="nik",
+                        value=mask_nik(reg.nik),
+                        reason=f"already registered in round {config.round_id} as {applicant_id}; "
+                        "one NIK may register once per round",
+                    )
+                ],
             )
 
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
         RefusedError with the engine's reason."""
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        return await self._update(handle, report_update(message), message, journey=True,
-                                  subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}")
+        return await self._update(
+            handle,
+            report_update(message),
+            message,
+            journey=True,
+            subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
+        )
 
-    async def _update(self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str) -> Ack:
+    async def _update(
+        self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
+    ) -> Ack:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
                 return await update.execute(handle, message)
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
-                raise RefusedError(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+                raise RefusedError(
+                    cause.message if isinstance(cause, ApplicationError) else str(cause)
+                ) from None
             except RPCError as exc:
                 why = await self._why_not_running(handle, journey)
                 if why is None and attempt < UPDATE_ATTEMPTS:
@@ -223,5 +251,10 @@ class RecruitmentApi:
     async def command(self, round_id: str, message: Report) -> Ack:
         """Send an operator command (ExtendWindow, CloseWindow, MoveTmt) to the round."""
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
-        return await self._update(handle, command_update(message), message, journey=False,
-                                  subject=f"command {message.report_id} to round {round_id}")
+        return await self._update(
+            handle,
+            command_update(message),
+            message,
+            journey=False,
+            subject=f"command {message.report_id} to round {round_id}",
+        )

@@ -32,7 +32,13 @@ class CsvFileError(Exception):
     """A file that cannot be processed at all: names the file, line, field and problem."""
 
     def __init__(self, path: Path | str, line: int, field: str, value: str, reason: str) -> None:
-        self.path, self.line, self.field, self.value, self.reason = str(path), line, field, value, reason
+        self.path, self.line, self.field, self.value, self.reason = (
+            str(path),
+            line,
+            field,
+            value,
+            reason,
+        )
         super().__init__(f"{self.path}:{line}: {field}={value!r}: {reason}")
 
 
@@ -84,13 +90,17 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
-        raise CsvFileError(path, 0, "(file)", str(path), f"cannot be read: {exc.strerror}") from None
+        raise CsvFileError(
+            path, 0, "(file)", str(path), f"cannot be read: {exc.strerror}"
+        ) from None
     reader = csv.reader(handle)
     try:
         header = next(reader)
     except StopIteration:
         handle.close()
-        raise CsvFileError(path, 1, "(header)", "", f"the file is empty; expected columns {', '.join(columns.all)}") from None
+        raise CsvFileError(
+            path, 1, "(header)", "", f"the file is empty; expected columns {', '.join(columns.all)}"
+        ) from None
     except (csv.Error, UnicodeDecodeError) as exc:
         handle.close()
         raise CsvFileError(path, 1, "(header)", "", f"not a readable UTF-8 CSV: {exc}") from None
@@ -107,9 +117,15 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
         problems.append(f"repeated column(s) {', '.join(duplicated)}")
     if problems:
         handle.close()
-        raise CsvFileError(path, 1, "(header)", ",".join(names),
-                           "; ".join(problems) + f"; expected {', '.join(columns.required)}"
-                           + (f" and optionally {', '.join(columns.optional)}" if columns.optional else ""))
+        raise CsvFileError(
+            path,
+            1,
+            "(header)",
+            ",".join(names),
+            "; ".join(problems)
+            + f"; expected {', '.join(columns.required)}"
+            + (f" and optionally {', '.join(columns.optional)}" if columns.optional else ""),
+        )
     return _rows(path, handle, reader, names)
 
 
@@ -121,11 +137,16 @@ def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
-                raise CsvFileError(path, reader.line_num, "(row)", "", f"not a readable UTF-8 CSV: {exc}") from None
+                raise CsvFileError(
+                    path, reader.line_num, "(row)", "", f"not a readable UTF-8 CSV: {exc}"
+                ) from None
             if not cells or all(not c.strip() for c in cells):
                 continue  # a blank line, common at the end of exports
             if len(cells) != len(names):
-                yield Row(reader.line_num, {"__width__": f"{len(cells)} cells, the header has {len(names)}"})
+                yield Row(
+                    reader.line_num,
+                    {"__width__": f"{len(cells)} cells, the header has {len(names)}"},
+                )
                 continue
             yield Row(reader.line_num, {n: c.strip() for n, c in zip(names, cells, strict=True)})
 
@@ -152,7 +173,16 @@ def _validation_refusals(line: int, exc: ValidationError, row_id: str = "") -> l
 # --- registrations (an SSCASN export) ---------------------------------------------------------
 
 REGISTRATION_COLUMNS = Columns(
-    required=("nik", "name", "birth_date", "gender", "education_level", "major", "gpa", "formasi_code"),
+    required=(
+        "nik",
+        "name",
+        "birth_date",
+        "gender",
+        "education_level",
+        "major",
+        "gpa",
+        "formasi_code",
+    ),
     optional=("category",),
 )
 
@@ -204,22 +234,43 @@ IDS = ("report_id", "applicant_id")
 REPORT_KINDS: dict[str, ReportKind] = {
     k.name: k
     for k in (
-        ReportKind("admin", AdminReport, Columns(IDS, ("findings",)),
-                   lambda c: {"findings": _findings(c.get("findings", ""))}),
-        ReportKind("appeal-answer", AppealAnswer, Columns((*IDS, "accepted"), ("note",)),
-                   lambda c: c),
-        ReportKind("skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)),
-                   lambda c: c),
-        ReportKind("skb-score", SkbScoreReport, Columns((*IDS, "component", "score")),
-                   lambda c: c),
-        ReportKind("panel", PanelScoreReport,
-                   Columns((*IDS, "component", "panellist", "score")), lambda c: c),
-        ReportKind("gate", GateReport, Columns((*IDS, "component", "decision"), ("note",)),
-                   lambda c: {**c, "decision": c.get("decision", "").upper()}),
-        ReportKind("filing", FilingReport, Columns((*IDS, "complete"), ("missing",)),
-                   lambda c: {**c, "missing": _list(c.get("missing", ""))}),
-        ReportKind("latsar", LatsarReport, Columns((*IDS, "passed"), ("healthy",)),
-                   lambda c: _drop_empty(c, "healthy")),
+        ReportKind(
+            "admin",
+            AdminReport,
+            Columns(IDS, ("findings",)),
+            lambda c: {"findings": _findings(c.get("findings", ""))},
+        ),
+        ReportKind(
+            "appeal-answer", AppealAnswer, Columns((*IDS, "accepted"), ("note",)), lambda c: c
+        ),
+        ReportKind(
+            "skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)), lambda c: c
+        ),
+        ReportKind("skb-score", SkbScoreReport, Columns((*IDS, "component", "score")), lambda c: c),
+        ReportKind(
+            "panel",
+            PanelScoreReport,
+            Columns((*IDS, "component", "panellist", "score")),
+            lambda c: c,
+        ),
+        ReportKind(
+            "gate",
+            GateReport,
+            Columns((*IDS, "component", "decision"), ("note",)),
+            lambda c: {**c, "decision": c.get("decision", "").upper()},
+        ),
+        ReportKind(
+            "filing",
+            FilingReport,
+            Columns((*IDS, "complete"), ("missing",)),
+            lambda c: {**c, "missing": _list(c.get("missing", ""))},
+        ),
+        ReportKind(
+            "latsar",
+            LatsarReport,
+            Columns((*IDS, "passed"), ("healthy",)),
+            lambda c: _drop_empty(c, "healthy"),
+        ),
     )
 }
 
@@ -246,12 +297,15 @@ def parse_report(kind: ReportKind, row: Row, reported_by: str) -> ParsedReport:
         fields = kind.fields(cells)
     except ValueError as exc:
         column = "findings" if kind.name == "admin" else "(row)"
-        raise RowError([*problems, RowRefusal(row.line, column, cells.get(column, ""), str(exc), report_id)]) from None
+        raise RowError(
+            [*problems, RowRefusal(row.line, column, cells.get(column, ""), str(exc), report_id)]
+        ) from None
     try:
-        message = kind.message.model_validate({**fields, "report_id": report_id, "reported_by": reported_by})
+        message = kind.message.model_validate(
+            {**fields, "report_id": report_id, "reported_by": reported_by}
+        )
     except ValidationError as exc:
         problems.extend(_validation_refusals(row.line, exc, report_id))
     if problems:
         raise RowError(problems)
     return ParsedReport(row.line, applicant_id, message)
-

@@ -54,7 +54,9 @@ def _no_number(example: str) -> Callable[[object], object]:
 
     def refuse(value: object) -> object:
         if isinstance(value, bool | int | float):
-            raise ValueError(f"{value!r} is a number, not a date or duration: write it like {example}")
+            raise ValueError(
+                f"{value!r} is a number, not a date or duration: write it like {example}"
+            )
         return value
 
     return refuse
@@ -181,7 +183,9 @@ class SkdRules(BaseModel, frozen=True):
     tiu_max: StrictInt = Field(default=175, ge=1, le=1000)
     tkp_max: StrictInt = Field(default=225, ge=1, le=1000)
     step: StrictInt = Field(
-        default=5, ge=1, le=100,
+        default=5,
+        ge=1,
+        le=100,
         description="TWK and TIU are multiples of this (5 per correct answer), 1..100",
     )
     thresholds: dict[Category, SkdThreshold] = Field(default_factory=_default_thresholds)
@@ -199,7 +203,12 @@ class SkdRules(BaseModel, frozen=True):
         missing = [c.value for c in Category if c not in self.thresholds]
         if missing:
             raise ValueError(f"thresholds missing for categories {missing}")
-        maxima = {"twk": self.twk_max, "tiu": self.tiu_max, "tkp": self.tkp_max, "total": self.total_max}
+        maxima = {
+            "twk": self.twk_max,
+            "tiu": self.tiu_max,
+            "tkp": self.tkp_max,
+            "total": self.total_max,
+        }
         unreachable = [
             f"thresholds.{category.value}.{part} = {minimum} is above {part} max {maxima[part]}"
             for category, threshold in self.thresholds.items()
@@ -225,7 +234,9 @@ class SkbComponent(BaseModel, frozen=True):
     name: Code
     kind: ComponentKind = ComponentKind.SCORE
     weight: StrictFloat = Field(default=0, ge=0, le=100, description="percent of the SKB score")
-    max_score: StrictFloat = Field(default=100, gt=0, le=10_000, description="0 < max_score <= 10,000")
+    max_score: StrictFloat = Field(
+        default=100, gt=0, le=10_000, description="0 < max_score <= 10,000"
+    )
     floor: StrictFloat | None = Field(
         default=None, ge=0, description="a score at or below this eliminates; below max_score"
     )
@@ -291,11 +302,15 @@ class AppealRules(BaseModel, frozen=True):
     """Sanggah: once, within `window` of the announcement; the instansi answers within `answer_within`."""
 
     window: Duration = Field(
-        default=timedelta(days=3), gt=timedelta(0), le=MAX_APPEAL_WINDOW,
+        default=timedelta(days=3),
+        gt=timedelta(0),
+        le=MAX_APPEAL_WINDOW,
         description="3 calendar days (DOMAIN.md); above 0 and at most 30 days",
     )
     answer_within: Duration = Field(
-        default=timedelta(days=7), gt=timedelta(0), le=MAX_APPEAL_ANSWER,
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        le=MAX_APPEAL_ANSWER,
         description="7 days (DOMAIN.md); above 0 and at most 30 days",
     )
 
@@ -384,16 +399,21 @@ class RoundConfig(BaseModel, frozen=True):
         default=2, ge=0, le=10, description="rounds barred after withdrawing (2), 0..10"
     )
     broadcast_page_size: StrictInt = Field(
-        default=500, ge=1, le=10_000,
+        default=500,
+        ge=1,
+        le=10_000,
         description="engine tuning: journeys told per step of an announcement (bounds formasi histories)",
     )
     timezone: str = Field(
-        default="Asia/Jakarta", max_length=64,
+        default="Asia/Jakarta",
+        max_length=64,
         description="IANA zone of the instansi (Asia/Jakarta, Asia/Makassar, Asia/Jayapura): ages "
         "are judged on the local application date",
     )
     offer_answer_within: Duration = Field(
-        default=timedelta(days=2), gt=timedelta(0), le=MAX_OFFER_ANSWER,
+        default=timedelta(days=2),
+        gt=timedelta(0),
+        le=MAX_OFFER_ANSWER,
         description="how long an optimalisasi offer waits for an answer; above 0, at most 30 days",
     )
 
@@ -505,7 +525,9 @@ def _iso_duration(span: timedelta) -> str:
     minutes, whole = divmod(rest, 60)
     seconds = f"{whole}.{span.microseconds:06d}".rstrip("0").rstrip(".")
     time = "".join(
-        f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S")) if n not in (0, "0")
+        f"{n}{unit}"
+        for n, unit in ((hours, "H"), (minutes, "M"), (seconds, "S"))
+        if n not in (0, "0")
     )
     days = f"{span.days}D" if span.days else ""
     return f"{sign}P{days}{'T' + time if time else ''}" if days or time else "PT0S"
@@ -549,4 +571,3 @@ def load_round_config(path: Path | str) -> RoundConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
     return parse_round_config(data, path)
-

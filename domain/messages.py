@@ -331,8 +331,12 @@ class FormasiStart(BaseModel, frozen=True):
     formasi: Formasi
     rules: JourneyRules
     carry: dict | None = None
-    page_size: int = 500  # journeys per broadcast page; the formasi may continue-as-new between pages
-    continue_after_events: int = 3000  # continue-as-new at this history length (before the 4,096 suggestion)
+    page_size: int = (
+        500  # journeys per broadcast page; the formasi may continue-as-new between pages
+    )
+    continue_after_events: int = (
+        3000  # continue-as-new at this history length (before the 4,096 suggestion)
+    )
 
 
 class RoundStart(BaseModel, frozen=True):

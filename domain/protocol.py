@@ -138,8 +138,18 @@ WITHDRAW = Update("withdraw", Withdrawal, Ack)
 JOURNEY_REPORTS: dict[str, Update[Any, Ack]] = {
     u.name: u
     for u in (
-        REPORT_ADMIN, FILE_APPEAL, ANSWER_APPEAL, REPORT_SKD, REPORT_SKB_SCORE, REPORT_PANEL_SCORE,
-        REPORT_GATE, ANSWER_OFFER, REPORT_FILING, REPORT_LATSAR, DISQUALIFY, WITHDRAW,
+        REPORT_ADMIN,
+        FILE_APPEAL,
+        ANSWER_APPEAL,
+        REPORT_SKD,
+        REPORT_SKB_SCORE,
+        REPORT_PANEL_SCORE,
+        REPORT_GATE,
+        ANSWER_OFFER,
+        REPORT_FILING,
+        REPORT_LATSAR,
+        DISQUALIFY,
+        WITHDRAW,
     )
 }
 _REPORT_UPDATE = {u.input: u for u in JOURNEY_REPORTS.values()}
@@ -174,7 +184,9 @@ MOVE_TMT = Update("move_tmt", MoveTmt, Ack)
 FORMASI_RESULT = Signal("formasi_result", FormasiResult)
 SEAT_VACATED = Signal("seat_vacated", SeatVacated)
 OFFER_REPLY = Signal("offer_reply", OfferReply)
-_COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT)}
+_COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {
+    u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT)
+}
 
 
 def command_update(command: Report) -> Update[Any, Ack]:
@@ -193,10 +205,25 @@ BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 
-WORKFLOWS: tuple[Workflow[Any, Any], ...] = (APPLICANT_JOURNEY, FORMASI_SELECTION, RECRUITMENT_ROUND)
+WORKFLOWS: tuple[Workflow[Any, Any], ...] = (
+    APPLICANT_JOURNEY,
+    FORMASI_SELECTION,
+    RECRUITMENT_ROUND,
+)
 UPDATES: tuple[Update[Any, Any], ...] = (
-    *JOURNEY_REPORTS.values(), CLOSE_STAGE, EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT,
+    *JOURNEY_REPORTS.values(),
+    CLOSE_STAGE,
+    EXTEND_WINDOW,
+    CLOSE_WINDOW,
+    MOVE_TMT,
 )
 SIGNALS: tuple[Signal[Any], ...] = (
-    ANNOUNCE, OFFER_SEAT, FORMASI_PHASE, SKD_ENTRY, FINAL_ENTRY, FORMASI_RESULT, SEAT_VACATED, OFFER_REPLY,
+    ANNOUNCE,
+    OFFER_SEAT,
+    FORMASI_PHASE,
+    SKD_ENTRY,
+    FINAL_ENTRY,
+    FORMASI_RESULT,
+    SEAT_VACATED,
+    OFFER_REPLY,
 )

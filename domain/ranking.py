@@ -77,7 +77,9 @@ def rank_skd(entries: Sequence[SkdEntry], quota: int, rules: SkdRules) -> SkdRan
             and (m_tkp is None or tkp >= m_tkp)
             and (m_total is None or total >= m_total)
         )
-        (passers if passed else failed).append((-(((total << 10 | tkp) << 10 | tiu) << 10 | twk), e.applicant_id))
+        (passers if passed else failed).append(
+            (-(((total << 10 | tkp) << 10 | tiu) << 10 | twk), e.applicant_id)
+        )
     passers.sort()
     failed.sort()
     cut = skd_cut_size(quota, rules)

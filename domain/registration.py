@@ -119,7 +119,9 @@ def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
         return [Refusal(field="nik", value=mask_nik(nik), reason="a NIK is exactly 16 digits 0-9")]
     if nik[:6] == "000000":
         return [
-            Refusal(field="nik", value=mask_nik(nik), reason="the region code (digits 1-6) is 000000")
+            Refusal(
+                field="nik", value=mask_nik(nik), reason="the region code (digits 1-6) is 000000"
+            )
         ]
     day = int(nik[6:8])
     encoded = nik_birth_date(nik)
@@ -154,7 +156,9 @@ def nik_problems(nik: str, birth_date: date, gender: Gender) -> list[Refusal]:
         )
     if nik[12:] == "0000":
         problems.append(
-            Refusal(field="nik", value=mask_nik(nik), reason="the serial part (digits 13-16) is 0000")
+            Refusal(
+                field="nik", value=mask_nik(nik), reason="the serial part (digits 13-16) is 0000"
+            )
         )
     return problems
 

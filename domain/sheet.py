@@ -126,19 +126,26 @@ def _at_stage(sheet: ApplicantSheet, *stages: Stage) -> str | None:
     return f"the applicant is at stage {sheet.stage.value}, not {stages[0].value}"
 
 
-def _required(sheet: ApplicantSheet, report: Report, rules: JourneyRules, kind: str, *stages: Stage) -> str | None:
+def _required(
+    sheet: ApplicantSheet, report: Report, rules: JourneyRules, kind: str, *stages: Stage
+) -> str | None:
     return _ended(sheet) or _not_allowed(report, rules, kind) or _at_stage(sheet, *stages)
 
 
 def _component(
-    sheet: ApplicantSheet, report: SkbScoreReport | PanelScoreReport | GateReport, rules: JourneyRules,
+    sheet: ApplicantSheet,
+    report: SkbScoreReport | PanelScoreReport | GateReport,
+    rules: JourneyRules,
     kind: ComponentKind,
 ) -> tuple[SkbComponent | None, str | None]:
     component = rules.skb.component(report.component)
     if component is None:
         return None, f"SKB component {report.component!r} is not part of this round"
     if component.kind != kind:
-        return None, f"SKB component {component.name} is a {component.kind.value} component, not {kind.value}"
+        return (
+            None,
+            f"SKB component {component.name} is a {component.kind.value} component, not {kind.value}",
+        )
     problem = _required(sheet, report, rules, component.name, Stage.SKB)
     if problem is None and sheet.skb_closed:
         problem = "the SKB window is closed"
@@ -153,14 +160,18 @@ def _score_problem(component: SkbComponent, score: float) -> str | None:
     return None
 
 
-def _refuse_admin(sheet: ApplicantSheet, r: AdminReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_admin(
+    sheet: ApplicantSheet, r: AdminReport, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _required(sheet, r, rules, ReportKind.ADMIN, Stage.ADMIN_CHECK, Stage.REGISTERED)
     if problem is None and sheet.admin_report is not None:
         problem = "an administrative result is already recorded for this applicant"
     return problem
 
 
-def _refuse_appeal(sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_appeal(
+    sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, now: datetime
+) -> str | None:
     return (
         _ended(sheet)
         or _not_allowed(r, rules, ReportKind.PORTAL)
@@ -174,7 +185,9 @@ def _refuse_appeal(sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, 
     )
 
 
-def _refuse_appeal_answer(sheet: ApplicantSheet, r: AppealAnswer, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_appeal_answer(
+    sheet: ApplicantSheet, r: AppealAnswer, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _required(sheet, r, rules, ReportKind.APPEAL_ANSWER, Stage.ADMIN_APPEAL)
     if problem is None and sheet.appeal is None:
         problem = "no appeal has been filed"
@@ -183,7 +196,9 @@ def _refuse_appeal_answer(sheet: ApplicantSheet, r: AppealAnswer, rules: Journey
     return problem
 
 
-def _refuse_skd(sheet: ApplicantSheet, r: SkdReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_skd(
+    sheet: ApplicantSheet, r: SkdReport, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _required(sheet, r, rules, ReportKind.SKD, Stage.SKD)
     if problem is None and sheet.skd_closed:
         problem = "the SKD window is closed"
@@ -197,7 +212,9 @@ def _refuse_skd(sheet: ApplicantSheet, r: SkdReport, rules: JourneyRules, now: d
     return problem
 
 
-def _refuse_skb_score(sheet: ApplicantSheet, r: SkbScoreReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_skb_score(
+    sheet: ApplicantSheet, r: SkbScoreReport, rules: JourneyRules, now: datetime
+) -> str | None:
     component, problem = _component(sheet, r, rules, ComponentKind.SCORE)
     if problem is None and r.component in sheet.skb_scores:
         problem = f"a {r.component} score is already recorded"
@@ -206,7 +223,9 @@ def _refuse_skb_score(sheet: ApplicantSheet, r: SkbScoreReport, rules: JourneyRu
     return problem
 
 
-def _refuse_panel(sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_panel(
+    sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRules, now: datetime
+) -> str | None:
     component, problem = _component(sheet, r, rules, ComponentKind.PANEL)
     if problem is None and r.panellist in sheet.panel.get(r.component, {}):
         problem = f"panellist {r.panellist} has already scored this applicant"
@@ -215,14 +234,18 @@ def _refuse_panel(sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRule
     return problem
 
 
-def _refuse_gate(sheet: ApplicantSheet, r: GateReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_gate(
+    sheet: ApplicantSheet, r: GateReport, rules: JourneyRules, now: datetime
+) -> str | None:
     _, problem = _component(sheet, r, rules, ComponentKind.GATE)
     if problem is None and r.component in sheet.gates:
         problem = f"a {r.component} result is already recorded"
     return problem
 
 
-def _refuse_offer_answer(sheet: ApplicantSheet, r: OfferAnswer, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_offer_answer(
+    sheet: ApplicantSheet, r: OfferAnswer, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _ended(sheet) or _not_allowed(r, rules, ReportKind.PORTAL)
     if problem is None and (sheet.offer is None or sheet.stage != Stage.OPTIMALISASI):
         problem = "there is no optimalisasi offer to answer"
@@ -231,14 +254,18 @@ def _refuse_offer_answer(sheet: ApplicantSheet, r: OfferAnswer, rules: JourneyRu
     return problem
 
 
-def _refuse_filing(sheet: ApplicantSheet, r: FilingReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_filing(
+    sheet: ApplicantSheet, r: FilingReport, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _required(sheet, r, rules, ReportKind.FILING, Stage.FILING)
     if problem is None and sheet.filing is not None:
         problem = "filing is already recorded"
     return problem
 
 
-def _refuse_latsar(sheet: ApplicantSheet, r: LatsarReport, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_latsar(
+    sheet: ApplicantSheet, r: LatsarReport, rules: JourneyRules, now: datetime
+) -> str | None:
     problem = _required(sheet, r, rules, ReportKind.LATSAR, Stage.LATSAR)
     if problem is None and sheet.latsar is not None:
         problem = "Latsar can be taken only once; a result is already recorded"
@@ -251,7 +278,9 @@ def _refuse_disqualification(
     return _ended(sheet) or _not_allowed(r, rules, ReportKind.OPERATOR)
 
 
-def _refuse_withdrawal(sheet: ApplicantSheet, r: Withdrawal, rules: JourneyRules, now: datetime) -> str | None:
+def _refuse_withdrawal(
+    sheet: ApplicantSheet, r: Withdrawal, rules: JourneyRules, now: datetime
+) -> str | None:
     return _ended(sheet) or _not_allowed(r, rules, ReportKind.PORTAL, ReportKind.OPERATOR)
 
 
@@ -277,11 +306,21 @@ def _fixed(text: str) -> Callable[[Any], str]:
 
 
 REPORT_RULES: dict[type[Report], ReportRule] = {
-    AdminReport: ReportRule(_refuse_admin, _set("admin_report"), _fixed("admin"),
-                            _fixed("administrative result recorded")),
-    AppealFiling: ReportRule(_refuse_appeal, _set("appeal"), _fixed("appeal"), _fixed("appeal filed")),
-    AppealAnswer: ReportRule(_refuse_appeal_answer, _set("appeal_answer"), _fixed("appeal_answer"),
-                             _fixed("appeal answered")),
+    AdminReport: ReportRule(
+        _refuse_admin,
+        _set("admin_report"),
+        _fixed("admin"),
+        _fixed("administrative result recorded"),
+    ),
+    AppealFiling: ReportRule(
+        _refuse_appeal, _set("appeal"), _fixed("appeal"), _fixed("appeal filed")
+    ),
+    AppealAnswer: ReportRule(
+        _refuse_appeal_answer,
+        _set("appeal_answer"),
+        _fixed("appeal_answer"),
+        _fixed("appeal answered"),
+    ),
     SkdReport: ReportRule(_refuse_skd, _set("skd"), _fixed("skd"), _fixed("SKD scores recorded")),
     SkbScoreReport: ReportRule(
         _refuse_skb_score,
@@ -291,7 +330,9 @@ REPORT_RULES: dict[type[Report], ReportRule] = {
     ),
     PanelScoreReport: ReportRule(
         _refuse_panel,
-        lambda s, r: s.but(panel={**s.panel, r.component: {**s.panel.get(r.component, {}), r.panellist: r}}),
+        lambda s, r: s.but(
+            panel={**s.panel, r.component: {**s.panel.get(r.component, {}), r.panellist: r}}
+        ),
         lambda r: f"skb:{r.component}",
         lambda r: f"{r.component} score of panellist {r.panellist} recorded",
     ),
@@ -301,13 +342,24 @@ REPORT_RULES: dict[type[Report], ReportRule] = {
         lambda r: f"skb:{r.component}",
         lambda r: f"{r.component} {r.decision.value} recorded",
     ),
-    OfferAnswer: ReportRule(_refuse_offer_answer, _set("offer_answer"), _fixed("offer"),
-                            lambda r: "offer accepted" if r.accept else "offer declined"),
-    FilingReport: ReportRule(_refuse_filing, _set("filing"), _fixed("filing"), _fixed("filing recorded")),
-    LatsarReport: ReportRule(_refuse_latsar, _set("latsar"), _fixed("latsar"), _fixed("Latsar result recorded")),
-    Disqualification: ReportRule(_refuse_disqualification, _set("ending"), _fixed("disqualify"),
-                                 _fixed("disqualified")),
-    Withdrawal: ReportRule(_refuse_withdrawal, _set("ending"), _fixed("withdraw"), _fixed("withdrawal recorded")),
+    OfferAnswer: ReportRule(
+        _refuse_offer_answer,
+        _set("offer_answer"),
+        _fixed("offer"),
+        lambda r: "offer accepted" if r.accept else "offer declined",
+    ),
+    FilingReport: ReportRule(
+        _refuse_filing, _set("filing"), _fixed("filing"), _fixed("filing recorded")
+    ),
+    LatsarReport: ReportRule(
+        _refuse_latsar, _set("latsar"), _fixed("latsar"), _fixed("Latsar result recorded")
+    ),
+    Disqualification: ReportRule(
+        _refuse_disqualification, _set("ending"), _fixed("disqualify"), _fixed("disqualified")
+    ),
+    Withdrawal: ReportRule(
+        _refuse_withdrawal, _set("ending"), _fixed("withdraw"), _fixed("withdrawal recorded")
+    ),
 }
 
 
@@ -316,7 +368,9 @@ def rule_for(report: Report) -> ReportRule:
     return REPORT_RULES[type(report)]
 
 
-def refusal(sheet: ApplicantSheet, report: Report, rules: JourneyRules, now: datetime) -> str | None:
+def refusal(
+    sheet: ApplicantSheet, report: Report, rules: JourneyRules, now: datetime
+) -> str | None:
     """Why this report cannot be taken now under the rules, or None when it can."""
     return rule_for(report).refusal(sheet, report, rules, now)
 
@@ -371,7 +425,9 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
         elif c.kind == ComponentKind.PANEL:
             panel = list(sheet.panel.get(c.name, {}).values())
             try:
-                scores[c.name] = aggregate_panel([PanelScore(panellist=p.panellist, score=p.score) for p in panel], c)
+                scores[c.name] = aggregate_panel(
+                    [PanelScore(panellist=p.panellist, score=p.score) for p in panel], c
+                )
             except RuleViolation:
                 missing.append(f"{c.name} (panel of {len(panel)})")
         elif c.name in sheet.gates:
@@ -379,13 +435,20 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
         else:
             missing.append(c.name)
     if missing:
-        return SkbResult(None, failure=Terminal.SKB_GATE_FAILED,
-                         reason=f"SKB incomplete: {', '.join(missing)} not reported")
+        return SkbResult(
+            None,
+            failure=Terminal.SKB_GATE_FAILED,
+            reason=f"SKB incomplete: {', '.join(missing)} not reported",
+        )
     outcome = skb_outcome(scores, gates, rules.skb)
     skb_score = fraction_text(outcome.score)
     if not outcome.passed_gates:
-        return SkbResult(None, skb_score, Terminal.SKB_GATE_FAILED,
-                         "SKB gate failed: " + "; ".join(outcome.gate_failures))
+        return SkbResult(
+            None,
+            skb_score,
+            Terminal.SKB_GATE_FAILED,
+            "SKB gate failed: " + "; ".join(outcome.gate_failures),
+        )
     skd = sheet.skd_scores()
     assert skd is not None, "SKB is reached only with SKD scores"
     reg = sheet.registration
@@ -406,7 +469,9 @@ def close_skb(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantShee
     if closed.stage != Stage.SKB or closed.terminal is not None:
         return closed, SkbResult(None)
     result = skb_result(closed, rules)
-    return closed.but(final_entry=result.entry, skb_score=result.skb_score or closed.skb_score), result
+    return closed.but(
+        final_entry=result.entry, skb_score=result.skb_score or closed.skb_score
+    ), result
 
 
 def skb_inputs(sheet: ApplicantSheet) -> dict[str, Any]:
@@ -458,7 +523,15 @@ def ending(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[JourneyEvent, Te
     report = sheet.ending
     assert report is not None, "an ending is applied only once accepted"
     if isinstance(report, Disqualification):
-        return Disqualified(during=sheet.stage, report=report), Terminal.DISQUALIFIED, f"DIS: {report.reason}"
+        return (
+            Disqualified(during=sheet.stage, report=report),
+            Terminal.DISQUALIFIED,
+            f"DIS: {report.reason}",
+        )
     sanction = withdrawal_sanction(sheet.passed, rules.withdrawal_sanction_rounds)
     reason = "APS: withdrew" + (f"; barred from the next {sanction} rounds" if sanction else "")
-    return Withdrew(during=sheet.stage, report=report, sanction_rounds=sanction), Terminal.WITHDRAWN, reason
+    return (
+        Withdrew(during=sheet.stage, report=report, sanction_rounds=sanction),
+        Terminal.WITHDRAWN,
+        reason,
+    )

@@ -17,6 +17,8 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 async def open_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
     """A pool for the read model; connections are handed back without a reset round trip."""
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=max_size, reset=_keep_session)
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=max_size, reset=_keep_session
+    )
     assert pool is not None
     return pool

@@ -68,7 +68,9 @@ class StackInfo:
     migrations_applied: list[str] = field(default_factory=list)
 
 
-def isolated_settings(data_dir: Path, ports: tuple[int, int, int] | None = None, **overrides) -> Settings:
+def isolated_settings(
+    data_dir: Path, ports: tuple[int, int, int] | None = None, **overrides
+) -> Settings:
     """Settings for an embedded stack of its own: its own data dir, its own ports, its own keys.
 
     Without `ports` the system hands out free ones (Temporal, its UI, PostgreSQL), so a test or a
@@ -85,9 +87,17 @@ def isolated_settings(data_dir: Path, ports: tuple[int, int, int] | None = None,
                 sock.close()
     assert ports is not None
     values = {
-        "data_dir": data_dir, "temporal_address": None, "database_url": None, "temporal_namespace": "default",
-        "temporal_port": ports[0], "temporal_ui_port": ports[1], "postgres_port": ports[2],
-        "payload_key": None, "payload_previous_keys": "", "pseudonym_key": None, "signing_key": None,
+        "data_dir": data_dir,
+        "temporal_address": None,
+        "database_url": None,
+        "temporal_namespace": "default",
+        "temporal_port": ports[0],
+        "temporal_ui_port": ports[1],
+        "postgres_port": ports[2],
+        "payload_key": None,
+        "payload_previous_keys": "",
+        "pseudonym_key": None,
+        "signing_key": None,
         **overrides,
     }
     return Settings(**values)

@@ -38,7 +38,9 @@ class GcWatch:
             self.long_pauses += 1
             get_logger("worker.gc").warning(
                 "long garbage-collection pause: every workflow activation waited",
-                seconds=round(took, 3), generation=info.get("generation"), collected=info.get("collected"),
+                seconds=round(took, 3),
+                generation=info.get("generation"),
+                collected=info.get("collected"),
             )
 
     def reset(self) -> None:

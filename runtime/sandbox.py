@@ -42,10 +42,14 @@ class _CompiledInstance(_Instance):
     def _inside(self) -> Any:
         return self.globals_and_locals["__temporal_in_sandbox"]
 
-    def get_serialization_context(self, command_info: CommandInfo | None) -> SerializationContext | None:
+    def get_serialization_context(
+        self, command_info: CommandInfo | None
+    ) -> SerializationContext | None:
         return self._inside().get_serialization_context(command_info)
 
-    def get_external_store_context(self, command_info: CommandInfo | None) -> StorageDriverStoreContext:
+    def get_external_store_context(
+        self, command_info: CommandInfo | None
+    ) -> StorageDriverStoreContext:
         return self._inside().get_external_store_context(command_info)
 
 
@@ -63,4 +67,6 @@ def worker_runner() -> CompiledSandboxRunner:
     passed through instead of re-imported for each new workflow instance: the workflow modules
     hold no module-level state, and re-importing them cost ~11% of a journey's worker time.
     """
-    return CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    return CompiledSandboxRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )

@@ -50,11 +50,13 @@ class Settings(BaseSettings):
         default=None, description="base64 of 32 bytes: AES-256-GCM key for workflow payloads"
     )
     payload_previous_keys: str = Field(
-        default="", description="comma-separated base64 keys that payloads were encrypted with "
-        "before the last rotations: decrypted, never used to encrypt"
+        default="",
+        description="comma-separated base64 keys that payloads were encrypted with "
+        "before the last rotations: decrypted, never used to encrypt",
     )
     pseudonym_key: str | None = Field(
-        default=None, description="base64 key for the HMAC that turns a NIK into a registration number"
+        default=None,
+        description="base64 key for the HMAC that turns a NIK into a registration number",
     )
     signing_key: str | None = Field(
         default=None, description="base64 Ed25519 private key (32 bytes) for audit bundles"

@@ -163,7 +163,9 @@ async def record(out: Path) -> None:
 
     payload_key = base64.b64encode(os.urandom(32)).decode()
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = isolated_settings(Path(data_dir), payload_key=payload_key, task_queue="record-histories")
+        settings = isolated_settings(
+            Path(data_dir), payload_key=payload_key, task_queue="record-histories"
+        )
         stack = await ensure_stack(settings)
         try:
             keys = load_or_create_keys(settings)

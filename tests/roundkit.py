@@ -23,16 +23,26 @@ REPORTERS = {
 }
 
 
-def compressed_round(round_id: str, formasi: list[dict], seconds: dict[str, tuple[float, float]],
-                     appeal_window: float = 3, answer_within: float = 5, offer_within: float = 5,
-                     t0: datetime | None = None, skb: list[dict] | None = None,
-                     extra: dict | None = None) -> RoundConfig:
+def compressed_round(
+    round_id: str,
+    formasi: list[dict],
+    seconds: dict[str, tuple[float, float]],
+    appeal_window: float = 3,
+    answer_within: float = 5,
+    offer_within: float = 5,
+    t0: datetime | None = None,
+    skb: list[dict] | None = None,
+    extra: dict | None = None,
+) -> RoundConfig:
     """A round whose windows are seconds long, relative to `t0` (now)."""
     t0 = t0 or datetime.now(UTC)
 
     def window(name: str) -> dict:
         a, b = seconds[name]
-        return {"opens": (t0 + timedelta(seconds=a)).isoformat(), "closes": (t0 + timedelta(seconds=b)).isoformat()}
+        return {
+            "opens": (t0 + timedelta(seconds=a)).isoformat(),
+            "closes": (t0 + timedelta(seconds=b)).isoformat(),
+        }
 
     doc = {
         "round_id": round_id,
@@ -40,15 +50,21 @@ def compressed_round(round_id: str, formasi: list[dict], seconds: dict[str, tupl
         "instansi_kind": "daerah",
         "rule_version": "2024.1",
         "schedule": {
-            **{n: window(n) for n in ("registration", "administration", "skd", "skb", "filing", "latsar")},
+            **{
+                n: window(n)
+                for n in ("registration", "administration", "skd", "skb", "filing", "latsar")
+            },
             "tmt": "2027-03-01",
         },
         "formasi": formasi,
-        "skb": {"components": skb or [
-            {"name": "cat", "kind": "score", "weight": 70, "max_score": 500},
-            {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
-            {"name": "health", "kind": "gate"},
-        ]},
+        "skb": {
+            "components": skb
+            or [
+                {"name": "cat", "kind": "score", "weight": 70, "max_score": 500},
+                {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
+                {"name": "health", "kind": "gate"},
+            ]
+        },
         "appeal": {"window": f"PT{appeal_window}S", "answer_within": f"PT{answer_within}S"},
         "offer_answer_within": f"PT{offer_within}S",
         "reporters": REPORTERS,
@@ -57,20 +73,41 @@ def compressed_round(round_id: str, formasi: list[dict], seconds: dict[str, tupl
     return parse_round_config(doc)
 
 
-def formasi(code: str, quota: int, jabatan: str = "Ahli Pertama - Pranata Komputer",
-            category: str = "umum") -> dict:
+def formasi(
+    code: str, quota: int, jabatan: str = "Ahli Pertama - Pranata Komputer", category: str = "umum"
+) -> dict:
     """A formasi for S1 Teknik Informatika."""
-    return {"code": code, "jabatan": jabatan, "unit": "Dinas Kominfo", "education_level": "S1",
-            "majors": ["Teknik Informatika", "Sistem Informasi"], "quota": quota, "category": category}
+    return {
+        "code": code,
+        "jabatan": jabatan,
+        "unit": "Dinas Kominfo",
+        "education_level": "S1",
+        "majors": ["Teknik Informatika", "Sistem Informasi"],
+        "quota": quota,
+        "category": category,
+    }
 
 
-def registration(serial: int, formasi_code: str, birth: date = date(1998, 5, 17), female: bool = False,
-                 gpa: float = 3.2, category: str = "umum", name: str | None = None) -> Registration:
+def registration(
+    serial: int,
+    formasi_code: str,
+    birth: date = date(1998, 5, 17),
+    female: bool = False,
+    gpa: float = 3.2,
+    category: str = "umum",
+    name: str | None = None,
+) -> Registration:
     """A registration whose NIK is consistent with the birth date and gender."""
     day = birth.day + (40 if female else 0)
     nik = f"327301{day:02d}{birth.month:02d}{birth.year % 100:02d}{serial:04d}"
     return Registration(
-        nik=nik, name=name or f"Peserta {serial}", birth_date=birth,
-        gender=Gender.FEMALE if female else Gender.MALE, education_level="S1", major="Teknik Informatika",
-        gpa=gpa, formasi_code=formasi_code, category=category,
+        nik=nik,
+        name=name or f"Peserta {serial}",
+        birth_date=birth,
+        gender=Gender.FEMALE if female else Gender.MALE,
+        education_level="S1",
+        major="Teknik Informatika",
+        gpa=gpa,
+        formasi_code=formasi_code,
+        category=category,
     )

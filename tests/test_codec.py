@@ -72,9 +72,13 @@ async def test_unencrypted_payloads_pass_through_decode():
 async def test_payload_from_before_a_rotation_decodes_with_the_rotated_settings(tmp_path):
     old, new = os.urandom(32), os.urandom(32)
     before = load_or_create_keys(load_settings(data_dir=tmp_path, payload_key=_b64(old)))
-    after = load_or_create_keys(load_settings(
-        data_dir=tmp_path, payload_key=_b64(new), payload_previous_keys=f"{_b64(os.urandom(32))}, {_b64(old)}"
-    ))
+    after = load_or_create_keys(
+        load_settings(
+            data_dir=tmp_path,
+            payload_key=_b64(new),
+            payload_previous_keys=f"{_b64(os.urandom(32))}, {_b64(old)}",
+        )
+    )
     [written] = await data_converter(before).payload_codec.encode([_payload(NIK)])
 
     assert await data_converter(after).payload_codec.decode([written]) == [_payload(NIK)]
@@ -88,7 +92,9 @@ async def test_payload_from_before_a_rotation_decodes_with_the_rotated_settings(
     ],
 )
 def test_a_bad_previous_payload_key_is_named_by_its_place(tmp_path, entries, message):
-    settings = load_settings(data_dir=tmp_path, payload_previous_keys=entries.format(good=_b64(os.urandom(32))))
+    settings = load_settings(
+        data_dir=tmp_path, payload_previous_keys=entries.format(good=_b64(os.urandom(32)))
+    )
 
     with pytest.raises(InvalidKeyError, match=message):
         load_or_create_keys(settings)

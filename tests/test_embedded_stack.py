@@ -174,7 +174,9 @@ async def test_stop_stack_stops_both_servers(own_stack, own_settings):
         ("postgres", "CASN_POSTGRES_PORT", {"temporal_address": "127.0.0.1:1"}),
     ],
 )
-async def test_port_held_by_a_foreign_socket_is_a_stack_error(server_dir, server, setting, overrides):
+async def test_port_held_by_a_foreign_socket_is_a_stack_error(
+    server_dir, server, setting, overrides
+):
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", 0))
         foreign.listen()
@@ -197,8 +199,10 @@ async def test_a_failed_start_leaves_no_server_of_ours_running(server_dir):
         free.bind(("127.0.0.1", 0))
         temporal_port = free.getsockname()[1]
         free.close()
-        settings = isolated_settings(server_dir("failed-start"),
-                                     ports=(temporal_port, temporal_port + 1, foreign.getsockname()[1]))
+        settings = isolated_settings(
+            server_dir("failed-start"),
+            ports=(temporal_port, temporal_port + 1, foreign.getsockname()[1]),
+        )
         with pytest.raises(StackError):
             await ensure_stack(settings)
     assert stop_stack(settings) == []  # nothing of ours is left to stop

@@ -24,7 +24,10 @@ def test_a_pause_over_the_threshold_is_logged_with_its_length_and_generation():
     logs = collect_with(watch)
     pauses = [e for e in logs if e["event"].startswith("long garbage-collection pause")]
     assert pauses and pauses[-1]["generation"] == 2 and pauses[-1]["log_level"] == "warning"
-    assert watch.long_pauses == len(pauses) and abs(watch.longest - max(p["seconds"] for p in pauses)) < 0.001
+    assert (
+        watch.long_pauses == len(pauses)
+        and abs(watch.longest - max(p["seconds"] for p in pauses)) < 0.001
+    )
 
 
 def test_a_short_pause_is_measured_but_not_logged():

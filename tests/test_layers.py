@@ -65,9 +65,12 @@ def _module_name(path: Path) -> str:
 def project_files() -> list[Path]:
     """Every .py file of the project, outside tests/, hidden folders and generated output."""
     return sorted(
-        path for path in ROOT.rglob("*.py")
-        if not any(part.startswith(".") or part in SKIPPED_DIRS
-                   for part in path.relative_to(ROOT).parts[:-1])
+        path
+        for path in ROOT.rglob("*.py")
+        if not any(
+            part.startswith(".") or part in SKIPPED_DIRS
+            for part in path.relative_to(ROOT).parts[:-1]
+        )
     )
 
 
@@ -84,7 +87,9 @@ def _imports_of(path: Path, modules: set[str]) -> list[Import]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from runtime import attributes` imports the module runtime.attributes.
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         else:
             continue
         found += [
@@ -99,13 +104,18 @@ def project_imports() -> list[Import]:
     """Every import of a project module by a project file that has a level."""
     files = project_files()
     modules = {_module_name(path) for path in files}
-    return [imp for path in files if _top(_module_name(path)) in LEVELS
-            for imp in _imports_of(path, modules)]
+    return [
+        imp
+        for path in files
+        if _top(_module_name(path)) in LEVELS
+        for imp in _imports_of(path, modules)
+    ]
 
 
 def test_every_module_has_a_level():
-    unplaced = sorted({str(p.relative_to(ROOT)) for p in project_files()
-                       if _top(_module_name(p)) not in LEVELS})
+    unplaced = sorted(
+        {str(p.relative_to(ROOT)) for p in project_files() if _top(_module_name(p)) not in LEVELS}
+    )
 
     assert not unplaced, f"give these a level in tests/test_layers.py: {unplaced}"
 
@@ -132,8 +142,11 @@ def test_workflows_and_activities_do_not_import_each_other():
 
 
 def test_only_entry_points_and_tests_import_worker():
-    importers = [str(imp) for imp in project_imports()
-                 if _top(imp.imported) == "worker" and LEVELS[_top(imp.importer)] < ENTRY_POINT]
+    importers = [
+        str(imp)
+        for imp in project_imports()
+        if _top(imp.imported) == "worker" and LEVELS[_top(imp.importer)] < ENTRY_POINT
+    ]
 
     assert not importers, "import apps.fleet instead of worker:\n" + "\n".join(importers)
 

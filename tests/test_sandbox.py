@@ -38,10 +38,12 @@ class SandboxProbe:
             clock = "the wall clock was readable"
         except Exception as exc:  # the sandbox's RestrictedWorkflowAccessError
             clock = type(exc).__name__
-        answer = await workflow.execute_activity("sandbox_echo", text, result_type=str,
-                                                 start_to_close_timeout=timedelta(seconds=10))
-        local = await workflow.execute_local_activity("sandbox_echo", "local", result_type=str,
-                                                      start_to_close_timeout=timedelta(seconds=10))
+        answer = await workflow.execute_activity(
+            "sandbox_echo", text, result_type=str, start_to_close_timeout=timedelta(seconds=10)
+        )
+        local = await workflow.execute_local_activity(
+            "sandbox_echo", "local", result_type=str, start_to_close_timeout=timedelta(seconds=10)
+        )
         await workflow.wait_condition(lambda: bool(self.told))
         return [clock, answer, local, *self.told]
 
@@ -58,25 +60,40 @@ class SandboxBreaker:
 
 
 async def test_compiled_runner_keeps_restrictions_and_round_trips_payloads(test_server_path, keys):
-    runner = CompiledSandboxRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    runner = CompiledSandboxRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
     )
     async with env:
         queue = f"sandbox-{uuid.uuid4().hex[:8]}"
-        async with Worker(env.client, task_queue=queue, workflows=[SandboxProbe, SandboxBreaker], activities=[echo],
-                          workflow_runner=runner, workflow_failure_exception_types=[RuntimeError]):
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[SandboxProbe, SandboxBreaker],
+            activities=[echo],
+            workflow_runner=runner,
+            workflow_failure_exception_types=[RuntimeError],
+        ):
             hits_before = _compiled.cache_info().hits
-            handle = await env.client.start_workflow(SandboxProbe.run, "secret", id=f"probe-{uuid.uuid4().hex[:6]}",
-                                                     task_queue=queue)
+            handle = await env.client.start_workflow(
+                SandboxProbe.run, "secret", id=f"probe-{uuid.uuid4().hex[:6]}", task_queue=queue
+            )
             await handle.signal(SandboxProbe.tell, "signal payload")
             result = await handle.result()
-            assert result == ["RestrictedWorkflowAccessError", "echo:secret", "echo:local", "signal payload"]
+            assert result == [
+                "RestrictedWorkflowAccessError",
+                "echo:secret",
+                "echo:local",
+                "signal payload",
+            ]
             # Entering the sandbox reused compiled code rather than compiling per activation.
             assert _compiled.cache_info().hits > hits_before
             try:
-                await env.client.execute_workflow(SandboxBreaker.run, id=f"breaker-{uuid.uuid4().hex[:6]}",
-                                                  task_queue=queue)
+                await env.client.execute_workflow(
+                    SandboxBreaker.run, id=f"breaker-{uuid.uuid4().hex[:6]}", task_queue=queue
+                )
             except WorkflowFailureError as exc:
                 assert "still travels" in str(exc.cause)
             else:

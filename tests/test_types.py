@@ -10,5 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_domain_type_checks():
-    stdout, stderr, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), str(ROOT / "domain")])
+    stdout, stderr, status = api.run(
+        ["--config-file", str(ROOT / "pyproject.toml"), str(ROOT / "domain")]
+    )
     assert status == 0, stdout + stderr

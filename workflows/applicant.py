@@ -114,9 +114,14 @@ class ApplicantJourney(JourneyInbox):
             refusals = check_registration(start.registration, start.formasi, start.applied_on)
             if refusals:
                 self._decide(ev.RegistrationRefused(applied_on=start.applied_on, refusals=refusals))
-                self._end(Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals))
+                self._end(
+                    Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals)
+                )
         self._decide(ev.Registered(formasi=start.formasi.code, registered_by=start.registered_by))
-        self.outbox.notify("registered", f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.")
+        self.outbox.notify(
+            "registered",
+            f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.",
+        )
 
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""
@@ -135,11 +140,14 @@ class ApplicantJourney(JourneyInbox):
             return
         self._move_to(Stage.ADMIN_APPEAL)
         await self._changed()
-        filed = await self._wait(lambda: self.sheet.appeal is not None, until=announcement.at + self.rules.appeal.window)
+        filed = await self._wait(
+            lambda: self.sheet.appeal is not None, until=announcement.at + self.rules.appeal.window
+        )
         if not filed:
             self._end(Terminal.TMS, "TMS; no appeal within the appeal window")
         answered = await self._wait(
-            lambda: self.sheet.appeal_answer is not None, until=workflow.now() + self.rules.appeal.answer_within
+            lambda: self.sheet.appeal_answer is not None,
+            until=workflow.now() + self.rules.appeal.answer_within,
         )
         answer = self.sheet.appeal_answer
         if not answered or answer is None:
@@ -168,12 +176,16 @@ class ApplicantJourney(JourneyInbox):
         result = await self._announcement(Phase.SKD_RESULT)
         code = skd_code(passed, skd_rank_key(scores), result.cut_key)
         self._set(skd_code=code)
-        self._decide(ev.SkdRanked(skd_code=code, scores=scores, category=category, announcement=result))
+        self._decide(
+            ev.SkdRanked(skd_code=code, scores=scores, category=category, announcement=result)
+        )
         self.outbox.notify(f"skd-{code.value}", f"SKD result: {code.value}, total {scores.total}.")
         if code == SkdCode.FAILED:
             self._end(Terminal.SKD_FAILED, "T/L: below the SKD threshold of the category")
         if code == SkdCode.PASSED:
-            self._end(Terminal.SKD_PASSED_OUTSIDE_CUT, "P: passed the threshold, outside the SKB cut")
+            self._end(
+                Terminal.SKD_PASSED_OUTSIDE_CUT, "P: passed the threshold, outside the SKB cut"
+            )
         await self._changed()
 
     async def skb_stage(self) -> None:
@@ -189,10 +201,13 @@ class ApplicantJourney(JourneyInbox):
             self._decide(ev.SkbFailed(final_code=code, reason=failure.reason))
             self._end(failure.failure, failure.reason)
         assert entry is not None
-        self._decide(ev.SkbCompleted(
-            skb_score=self.sheet.skb_score, final_score=fraction_text(entry.final_score),
-            components=skb_inputs(self.sheet),
-        ))
+        self._decide(
+            ev.SkbCompleted(
+                skb_score=self.sheet.skb_score,
+                final_score=fraction_text(entry.final_score),
+                components=skb_inputs(self.sheet),
+            )
+        )
         await self._changed()
 
     async def final_outcome(self) -> None:
@@ -202,44 +217,67 @@ class ApplicantJourney(JourneyInbox):
         won = self.start.applicant_id in result.winners
         code = FinalCode.PASSED if won else FinalCode.NOT_PASSED
         self._set(final_code=code, placed_formasi=self.start.formasi.code if won else None)
-        self._decide(ev.FinalRanked(
-            final_code=code, announcement_id=result.announcement_id, final_score=self.state().final_score,
-        ))
+        self._decide(
+            ev.FinalRanked(
+                final_code=code,
+                announcement_id=result.announcement_id,
+                final_score=self.state().final_score,
+            )
+        )
         self.outbox.notify(f"final-{code.value}", f"Final result: {code.value}.")
         await self._changed()
         if won:
             return
         self._move_to(Stage.OPTIMALISASI)
-        await self._wait(lambda: self.sheet.offer is not None or Phase.OPTIMALISASI_CLOSED in self.announcements)
+        await self._wait(
+            lambda: self.sheet.offer is not None or Phase.OPTIMALISASI_CLOSED in self.announcements
+        )
         offer = self.sheet.offer
         if offer is None:
             self._end(Terminal.NOT_PASSED, "TL: lost on rank; no optimalisasi seat")
         assert offer is not None
-        answered = await self._wait(lambda: self.sheet.offer_answer is not None, until=offer.answer_by)
+        answered = await self._wait(
+            lambda: self.sheet.offer_answer is not None, until=offer.answer_by
+        )
         answer = self.sheet.offer_answer
         accepted = bool(answered and answer and answer.accept)
         await OFFER_REPLY.send(
             workflow_handle(round_workflow_id(self.start.round_id)),
-            OfferReply(offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted),
+            OfferReply(
+                offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
+            ),
         )
-        self._decide(ev.OfferAnswered(
-            accepted=accepted, answered_by=answer.reported_by if answer else "system",
-            offer_id=offer.offer_id, to_formasi=offer.to_formasi, answered=bool(answered),
-        ))
+        self._decide(
+            ev.OfferAnswered(
+                accepted=accepted,
+                answered_by=answer.reported_by if answer else "system",
+                offer_id=offer.offer_id,
+                to_formasi=offer.to_formasi,
+                answered=bool(answered),
+            )
+        )
         if not accepted:
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
-        self.outbox.notify("final-P/L-2", f"Optimalisasi: seat in formasi {offer.to_formasi} (P/L-2).")
+        self.outbox.notify(
+            "final-P/L-2", f"Optimalisasi: seat in formasi {offer.to_formasi} (P/L-2)."
+        )
         await self._changed()
 
     async def filing_stage(self) -> None:
         """Pemberkasan (DRH and documents) before the filing window closes."""
         await self._enter(Stage.FILING)
-        await self._wait(lambda: self.sheet.filing is not None or Phase.FILING_CLOSED in self.announcements)
+        await self._wait(
+            lambda: self.sheet.filing is not None or Phase.FILING_CLOSED in self.announcements
+        )
         filing = self.sheet.filing
         if filing is None or not filing.complete:
             missing = filing.missing if filing else ["DRH"]
-            self._decide(ev.FilingIncomplete(missing=missing, reported_by=filing.reported_by if filing else "system"))
+            self._decide(
+                ev.FilingIncomplete(
+                    missing=missing, reported_by=filing.reported_by if filing else "system"
+                )
+            )
             self._end(Terminal.FILING_INCOMPLETE, f"filing incomplete: {', '.join(missing)}")
         assert filing is not None
         self._decide(ev.FilingCompleted(reported_by=filing.reported_by))
@@ -249,10 +287,16 @@ class ApplicantJourney(JourneyInbox):
         self._move_to(Stage.NIP)
         reg = self.start.registration
         request = NipRequest(
-            round_id=self.start.round_id, applicant_id=self.start.applicant_id,
-            birth_date=reg.birth_date, tmt=self.sheet.tmt, gender=reg.gender,
+            round_id=self.start.round_id,
+            applicant_id=self.start.applicant_id,
+            birth_date=reg.birth_date,
+            tmt=self.sheet.tmt,
+            gender=reg.gender,
         )
-        options = {"start_to_close_timeout": NIP_TIMEOUT, "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30))}
+        options = {
+            "start_to_close_timeout": NIP_TIMEOUT,
+            "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        }
         # The NIP service is idempotent per person, so a local activity (one marker, no task) is as
         # safe as an activity and cheaper (patch nip-local-activity).
         run = run_local_activity if self._patched("nip-local-activity") else run_activity
@@ -261,7 +305,9 @@ class ApplicantJourney(JourneyInbox):
         self._decide(ev.NipIssued(nip=issued.nip))
         self._move_to(Stage.APPOINTMENT)
         self._decide(ev.Appointed(tmt=self.sheet.tmt, formasi=self.sheet.placed_formasi))
-        self.outbox.notify("appointed", f"Appointed CPNS, NIP {issued.nip}, TMT {self.sheet.tmt.isoformat()}.")
+        self.outbox.notify(
+            "appointed", f"Appointed CPNS, NIP {issued.nip}, TMT {self.sheet.tmt.isoformat()}."
+        )
         await self._changed()
 
     async def probation(self) -> None:
@@ -272,7 +318,12 @@ class ApplicantJourney(JourneyInbox):
         assert latsar is not None
         outcome = probation_outcome(latsar.passed, latsar.healthy)
         self._decide(ev.LatsarJudged(result=outcome, report=latsar))
-        self._end(outcome, "PNS: passed Latsar" if outcome == Terminal.PNS else "dismissed: Latsar or health not passed")
+        self._end(
+            outcome,
+            "PNS: passed Latsar"
+            if outcome == Terminal.PNS
+            else "dismissed: Latsar or health not passed",
+        )
 
     async def _announcement(self, phase: str) -> Announcement:
         await self._wait(lambda: phase in self.announcements)
@@ -284,7 +335,9 @@ class ApplicantJourney(JourneyInbox):
         if self.outbox.unwritten and not (condition() or self.sheet.ending is not None):
             await self._write()
         try:
-            await workflow.wait_condition(lambda: condition() or self.sheet.ending is not None, timeout=timeout)
+            await workflow.wait_condition(
+                lambda: condition() or self.sheet.ending is not None, timeout=timeout
+            )
         except TimeoutError:
             return False
         if self.sheet.ending is not None:
@@ -296,7 +349,9 @@ class ApplicantJourney(JourneyInbox):
             # A seat won but not yet taken up goes back to the round for optimalisasi.
             await SEAT_VACATED.send(
                 workflow_handle(round_workflow_id(self.start.round_id)),
-                SeatVacated(applicant_id=self.start.applicant_id, formasi_code=self.sheet.placed_formasi),
+                SeatVacated(
+                    applicant_id=self.start.applicant_id, formasi_code=self.sheet.placed_formasi
+                ),
             )
         event, terminal, reason = ending(self.sheet, self.rules)
         if isinstance(event, ev.Withdrew):
@@ -313,7 +368,9 @@ class ApplicantJourney(JourneyInbox):
             # (a TMS that ends three days later, when the appeal window closes, is recorded again).
             caused_by_last = caused_by_last and last is not None and last.at == workflow.now()
         if not caused_by_last:
-            self._decide(ev.SelectionEnded(during=self.sheet.stage, terminal=terminal, reason=reason))
+            self._decide(
+                ev.SelectionEnded(during=self.sheet.stage, terminal=terminal, reason=reason)
+            )
         self.outbox.notify(f"end-{terminal.value}", f"Your selection ended: {reason}.")
         raise JourneyEnded()
 
@@ -333,4 +390,9 @@ class ApplicantJourney(JourneyInbox):
     def _row(self) -> tuple[JourneyState, str, str, list[Decision]]:
         # The trail travels as the outbox's new decisions; the row needs the state without it.
         reg = self.start.registration
-        return self.state().model_copy(update={"decisions": []}), reg.name, reg.category.value, self.decisions
+        return (
+            self.state().model_copy(update={"decisions": []}),
+            reg.name,
+            reg.category.value,
+            self.decisions,
+        )

@@ -36,7 +36,9 @@ def workflow_handle(workflow_id: str) -> workflow.ExternalWorkflowHandle[Any]:
     return workflow.get_external_workflow_handle(workflow_id)
 
 
-def decode(table: dict[str, Update[Any, Any]], name: str, args: Sequence[RawValue], subject: str) -> Any:
+def decode(
+    table: dict[str, Update[Any, Any]], name: str, args: Sequence[RawValue], subject: str
+) -> Any:
     """The message a dynamic update carries, typed by the protocol table; a clear refusal otherwise.
 
     Raised in a validator, the refusal rejects the update before anything is recorded: a
@@ -56,5 +58,7 @@ def decode(table: dict[str, Update[Any, Any]], name: str, args: Sequence[RawValu
         return workflow.payload_converter().from_payload(args[0].payload, update.input)
     except Exception as exc:
         raise ApplicationError(
-            f"{where}: not a valid {update.input.__name__}: {exc}", type="ReportRefused", non_retryable=True
+            f"{where}: not a valid {update.input.__name__}: {exc}",
+            type="ReportRefused",
+            non_retryable=True,
         ) from None

@@ -83,7 +83,9 @@ class FormasiSelection:
         self.carry = FormasiCarry.model_validate(start.carry) if start.carry else FormasiCarry()
         self.own_limit = False
         if self.carry.tracker is None:
-            self.carry.tracker = SkdCutTracker(capacity=skd_cut_size(start.formasi.quota, start.rules.skd))
+            self.carry.tracker = SkdCutTracker(
+                capacity=skd_cut_size(start.formasi.quota, start.rules.skd)
+            )
 
     @workflow.run
     async def run(self, start: FormasiStart) -> FormasiState:
@@ -105,7 +107,9 @@ class FormasiSelection:
                     await self._final_ranking(announcement)
                 elif announcement.phase == Phase.ROUND_CLOSED:
                     self.carry.done = True
-                elif announcement.phase == Phase.OPTIMALISASI_CLOSED and workflow.patched("announce-to-candidates"):
+                elif announcement.phase == Phase.OPTIMALISASI_CLOSED and workflow.patched(
+                    "announce-to-candidates"
+                ):
                     # Only those the final ranking left out wait in optimalisasi; the winners would
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
@@ -190,7 +194,9 @@ class FormasiSelection:
 
     async def _await_replies(self, barrier: Barrier) -> None:
         if barrier.by_update:
-            barrier.expected = await self._deliver(barrier.announcement, "close", lambda page: self._absorb(barrier, page))
+            barrier.expected = await self._deliver(
+                barrier.announcement, "close", lambda page: self._absorb(barrier, page)
+            )
             return
         if barrier.expected is None:
             barrier.expected = await self._deliver(barrier.announcement)
@@ -208,11 +214,16 @@ class FormasiSelection:
             barrier.replies += 1
             if reply.key is not None and self.carry.tracker is not None:
                 self.carry.tracker.add(reply.applicant_id, tuple(reply.key))
-            if reply.entry is not None and all(e.applicant_id != reply.applicant_id for e in self.carry.final_entries):
+            if reply.entry is not None and all(
+                e.applicant_id != reply.applicant_id for e in self.carry.final_entries
+            ):
                 self.carry.final_entries.append(reply.entry)
 
     async def _deliver(
-        self, announcement: Announcement, mode: str | None = None, on_page: Callable[[BroadcastResult], None] | None = None
+        self,
+        announcement: Announcement,
+        mode: str | None = None,
+        on_page: Callable[[BroadcastResult], None] | None = None,
     ) -> int:
         """Tell every running journey, a page at a time, continuing-as-new between pages if asked.
 
@@ -227,12 +238,17 @@ class FormasiSelection:
             # Runs before the patch asked each journey (`waits_for` query) whether it still needed
             # the announcement. A query costs the server and the worker more than the signal it
             # saves (bench.py actions: 2.7 + 2.3 ms against 2.6 + 1.1 ms), so every journey is told.
-            if (announcement.phase in PAST_PHASE and not workflow.patched("announce-without-asking")
-                    and workflow.patched("broadcast-to-waiting")):
+            if (
+                announcement.phase in PAST_PHASE
+                and not workflow.patched("announce-without-asking")
+                and workflow.patched("broadcast-to-waiting")
+            ):
                 mode = "waiting"
         paging = self._paging(announcement)
         while True:
-            page = await self._broadcast(announcement, self.start.page_size, paging.page_token, mode)
+            page = await self._broadcast(
+                announcement, self.start.page_size, paging.page_token, mode
+            )
             if on_page is not None:
                 on_page(page)
             paging.delivered += page.delivered
@@ -249,7 +265,7 @@ class FormasiSelection:
         paging = self._paging(announcement)
         size = self.start.page_size or len(applicant_ids)
         while paging.offset < len(applicant_ids):
-            page = applicant_ids[paging.offset:paging.offset + size]
+            page = applicant_ids[paging.offset : paging.offset + size]
             result = await self._broadcast(announcement, len(page), None, applicant_ids=page)
             paging.delivered += result.delivered
             paging.offset += len(page)
@@ -266,7 +282,11 @@ class FormasiSelection:
         return paging
 
     async def _broadcast(
-        self, announcement: Announcement, page_size: int, token: str | None, mode: str = "signal",
+        self,
+        announcement: Announcement,
+        page_size: int,
+        token: str | None,
+        mode: str = "signal",
         applicant_ids: list[str] | None = None,
     ) -> BroadcastResult:
         return await run_activity(
@@ -278,7 +298,9 @@ class FormasiSelection:
                 page_size=page_size,
                 page_token=token,
                 mode=mode,
-                workflow_ids=[journey_workflow_id(self.start.round_id, a) for a in applicant_ids or []],
+                workflow_ids=[
+                    journey_workflow_id(self.start.round_id, a) for a in applicant_ids or []
+                ],
             ),
             start_to_close_timeout=BROADCAST_TIMEOUT,
             heartbeat_timeout=timedelta(minutes=2),
@@ -299,7 +321,9 @@ class FormasiSelection:
         """An applicant's answer to the SKD close: its key when it passed its threshold."""
         barrier = self.carry.skd_barrier
         if barrier is None:
-            workflow.logger.warning("skd_entry outside the SKD ranking", extra={"applicant": reply.applicant_id})
+            workflow.logger.warning(
+                "skd_entry outside the SKD ranking", extra={"applicant": reply.applicant_id}
+            )
             return
         barrier.replies += 1
         if reply.key is not None and self.carry.tracker is not None:
@@ -310,10 +334,14 @@ class FormasiSelection:
         """An applicant's answer to the SKB close: its final entry when it completed SKB."""
         barrier = self.carry.final_barrier
         if barrier is None:
-            workflow.logger.warning("final_entry outside the final ranking", extra={"applicant": reply.applicant_id})
+            workflow.logger.warning(
+                "final_entry outside the final ranking", extra={"applicant": reply.applicant_id}
+            )
             return
         barrier.replies += 1
-        if reply.entry is not None and all(e.applicant_id != reply.applicant_id for e in self.carry.final_entries):
+        if reply.entry is not None and all(
+            e.applicant_id != reply.applicant_id for e in self.carry.final_entries
+        ):
             self.carry.final_entries.append(reply.entry)
 
     @workflow.query
@@ -322,7 +350,9 @@ class FormasiSelection:
         barrier = self.carry.skd_barrier or self.carry.final_barrier
         awaiting = None
         if barrier is not None:
-            awaiting = f"{barrier.announcement.phase}: {barrier.replies} of {barrier.expected} replies"
+            awaiting = (
+                f"{barrier.announcement.phase}: {barrier.replies} of {barrier.expected} replies"
+            )
         tracker = self.carry.tracker
         return FormasiState(
             round_id=self.start.round_id,
@@ -340,14 +370,23 @@ class FormasiSelection:
     def _decide_once(self, stage: str, outcome: str, inputs: dict) -> None:
         """Record a ranking once, even when a continue-as-new made its run do it again."""
         key = inputs["announcement_id"]
-        if not any(d.input.get("announcement_id") == key and d.outcome == outcome for d in self.carry.decisions):
+        if not any(
+            d.input.get("announcement_id") == key and d.outcome == outcome
+            for d in self.carry.decisions
+        ):
             self._decide(stage, outcome, inputs)
 
     def _decide(self, stage: str, outcome: str, inputs: dict) -> None:
         rules = self.start.rules
         self.carry.decisions.append(
-            decision(stage, outcome, f"formasi:{self.start.formasi.code}", inputs, rules.rule_version,
-                     rules.rules_digest)
+            decision(
+                stage,
+                outcome,
+                f"formasi:{self.start.formasi.code}",
+                inputs,
+                rules.rule_version,
+                rules.rules_digest,
+            )
         )
 
     def _should_continue(self) -> bool:
@@ -356,7 +395,9 @@ class FormasiSelection:
             return True
         # The server suggests at 4,096 events; replies that arrive while a page is being
         # delivered land in the same run, so continue on our own count with a page's margin.
-        return self.own_limit and info.get_current_history_length() >= self.start.continue_after_events
+        return (
+            self.own_limit and info.get_current_history_length() >= self.start.continue_after_events
+        )
 
     def _continue_as_new(self) -> None:
         self.carry.runs += 1

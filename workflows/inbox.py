@@ -54,11 +54,12 @@ with workflow.unsafe.imports_passed_through():
 # Announcements a journey can no longer use once it is at one of these stages (asked by formasi
 # runs between the patches broadcast-to-waiting and announce-without-asking, through `waits_for`).
 PAST_PHASE: dict[str, frozenset[Stage]] = {
-    Phase.OPTIMALISASI_CLOSED: frozenset({Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
+    Phase.OPTIMALISASI_CLOSED: frozenset(
+        {Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}
+    ),
     Phase.FILING_CLOSED: frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
 }
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
-
 
 
 class JourneyInbox:
@@ -80,24 +81,33 @@ class JourneyInbox:
     @workflow.update(dynamic=True)
     def report(self, name: str, args: Sequence[RawValue]) -> Ack:
         """Any report of the protocol's journey table (report_skd, file_appeal, withdraw, ...)."""
-        report: Report = decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")
+        report: Report = decode(
+            JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
+        )
         rule = rule_for(report)
 
         def apply() -> None:
             self.sheet = rule.fold(self.sheet, report)
 
         def answer() -> Ack:
-            self.outbox.accepted(report.report_id, rule.label(report), report.model_dump(mode="json"))
+            self.outbox.accepted(
+                report.report_id, rule.label(report), report.model_dump(mode="json")
+            )
             return Ack(
-                report_id=report.report_id, applicant_id=self.start.applicant_id, stage=self.sheet.stage,
-                effect=rule.effect(report), recorded_at=workflow.now(),
+                report_id=report.report_id,
+                applicant_id=self.start.applicant_id,
+                stage=self.sheet.stage,
+                effect=rule.effect(report),
+                recorded_at=workflow.now(),
             )
 
         return self.ledger.accept(report, apply, answer)
 
     @report.validator
     def validate_report(self, name: str, args: Sequence[RawValue]) -> None:
-        report: Report = decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")
+        report: Report = decode(
+            JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
+        )
         if self.ledger.is_repeat(report):
             return
         problem = refusal(self.sheet, report, self.rules, workflow.now())
@@ -119,8 +129,10 @@ class JourneyInbox:
         self.announcements.setdefault(announcement.phase, announcement)
         closing_skd = announcement.phase == Phase.SKD_CLOSED
         reply = CloseReply(
-            applicant_id=self.start.applicant_id, phase=announcement.phase,
-            key=self._close_skd() if closing_skd else None, entry=None if closing_skd else self._close_skb(),
+            applicant_id=self.start.applicant_id,
+            phase=announcement.phase,
+            key=self._close_skd() if closing_skd else None,
+            entry=None if closing_skd else self._close_skb(),
         )
         self.close_replies[announcement.phase] = reply
         return reply
@@ -130,7 +142,9 @@ class JourneyInbox:
         if announcement.phase not in CLOSES:
             raise ApplicationError(
                 f"close_stage for applicant {self.start.applicant_id}: phase {announcement.phase!r} is not one of "
-                f"{', '.join(CLOSES)}", type="ReportRefused", non_retryable=True,
+                f"{', '.join(CLOSES)}",
+                type="ReportRefused",
+                non_retryable=True,
             )
 
     @workflow.signal
@@ -153,9 +167,14 @@ class JourneyInbox:
         # Closes by signal, answered by signal: formasi runs before the patch close-by-update.
         formasi = workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
         if announcement.phase == Phase.SKD_CLOSED:
-            await SKD_ENTRY.send(formasi, SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd()))
+            await SKD_ENTRY.send(
+                formasi, SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd())
+            )
         elif announcement.phase == Phase.SKB_CLOSED:
-            await FINAL_ENTRY.send(formasi, FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()))
+            await FINAL_ENTRY.send(
+                formasi,
+                FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()),
+            )
 
     @workflow.signal
     def offer_seat(self, offer: OptimalisasiOffer) -> None:
@@ -191,16 +210,23 @@ class JourneyInbox:
     def _move_tmt(self, announcement: Announcement) -> None:
         new_tmt = date.fromisoformat(announcement.note)
         if new_tmt != self.sheet.tmt:
-            self._decide(ev.TmtMoved(during=self.sheet.stage, old=self.sheet.tmt, new=new_tmt,
-                                     announcement_id=announcement.announcement_id))
+            self._decide(
+                ev.TmtMoved(
+                    during=self.sheet.stage,
+                    old=self.sheet.tmt,
+                    new=new_tmt,
+                    announcement_id=announcement.announcement_id,
+                )
+            )
             self._set(tmt=new_tmt)
 
     def _decide(self, event: ev.JourneyEvent) -> None:
-        self.decisions.append(event.record(workflow.now(), self.rules.rule_version, self.rules.rules_digest))
+        self.decisions.append(
+            event.record(workflow.now(), self.rules.rule_version, self.rules.rules_digest)
+        )
 
     def _set(self, **facts) -> None:
         self.sheet = self.sheet.but(**facts)
 
     def _patched(self, patch: str) -> bool:
         return patched(patch, self.start.engine_version)
-

@@ -27,7 +27,9 @@ class Ledger:
     def refuse(self, message: Report, problem: str) -> NoReturn:
         """Reject an update in its validator: nothing reaches the history."""
         raise ApplicationError(
-            f"{self.noun} {message.report_id}{self.subject}: {problem}", type=self.error_type, non_retryable=True
+            f"{self.noun} {message.report_id}{self.subject}: {problem}",
+            type=self.error_type,
+            non_retryable=True,
         )
 
     def is_repeat(self, message: Report) -> bool:
@@ -54,7 +56,9 @@ class Ledger:
         return ack
 
 
-def decision(stage: str, outcome: str, actor: str, inputs: dict, rule_version: str, rules_digest: str) -> Decision:
+def decision(
+    stage: str, outcome: str, actor: str, inputs: dict, rule_version: str, rules_digest: str
+) -> Decision:
     """A decision made now (workflow time) with its input, its actor and the rules it was made by."""
     return Decision(
         at=workflow.now(),

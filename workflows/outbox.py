@@ -39,14 +39,18 @@ class ReadModelOutbox:
         """An accepted report, filed with the next write."""
         self.reports.append((report_id, kind, content))
 
-    async def changed(self, state: JourneyState, name: str, category: str, decisions: list[Decision]) -> None:
+    async def changed(
+        self, state: JourneyState, name: str, category: str, decisions: list[Decision]
+    ) -> None:
         """The row changed: write it now, or mark it for the next rest (patch project-at-rest)."""
         if self.at_rest:
             self.unwritten = True
         else:
             await self.write(state, name, category, decisions)
 
-    async def write(self, state: JourneyState, name: str, category: str, decisions: list[Decision]) -> None:
+    async def write(
+        self, state: JourneyState, name: str, category: str, decisions: list[Decision]
+    ) -> None:
         """Write the row, the decisions since the last write and what is pending."""
         self.unwritten = False
         self.version += 1

@@ -83,7 +83,12 @@ class RecruitmentRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
-        self._decide(RoundPhase.REGISTRATION, "round opened", self.created_by, {"rules_digest": self.config.digest()})
+        self._decide(
+            RoundPhase.REGISTRATION,
+            "round opened",
+            self.created_by,
+            {"rules_digest": self.config.digest()},
+        )
         await self._start_formasi()
         for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
@@ -120,7 +125,9 @@ class RecruitmentRound:
             handle = await workflow.start_child_workflow(
                 FormasiSelection.run,
                 FormasiStart(
-                    round_id=self.config.round_id, formasi=f, rules=rules,
+                    round_id=self.config.round_id,
+                    formasi=f,
+                    rules=rules,
                     page_size=self.config.broadcast_page_size,
                 ),
                 id=formasi_workflow_id(self.config.round_id, f.code),
@@ -194,7 +201,9 @@ class RecruitmentRound:
                 if status == "declined":
                     declined.add(self.offer_targets[offer_id])
                 else:
-                    held[self.offers[offer_id].to_formasi] = held.get(self.offers[offer_id].to_formasi, 0) + 1
+                    held[self.offers[offer_id].to_formasi] = (
+                        held.get(self.offers[offer_id].to_formasi, 0) + 1
+                    )
                     placed.add(self.offer_targets[offer_id])
             vacancies = [
                 Vacancy(
@@ -206,7 +215,9 @@ class RecruitmentRound:
                 for code, f in by_code.items()
                 if (seats := self._vacancies(code) - held.get(code, 0)) > 0
             ]
-            offers = allocate(vacancies, [c for c in candidates if c.entry.applicant_id not in placed], declined)
+            offers = allocate(
+                vacancies, [c for c in candidates if c.entry.applicant_id not in placed], declined
+            )
             if not offers and "pending" not in self.offer_status.values():
                 return
             self._decide(
@@ -229,7 +240,10 @@ class RecruitmentRound:
                 self.offers[offer_id] = offer
                 self.offer_targets[offer_id] = o.applicant_id
                 self.offer_status[offer_id] = "pending"
-                await OFFER_SEAT.send(workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id)), offer)
+                await OFFER_SEAT.send(
+                    workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id)),
+                    offer,
+                )
             answered = sum(s != "pending" for s in self.offer_status.values())
             vacated = len(self.vacated)
             await workflow.wait_condition(
@@ -259,18 +273,27 @@ class RecruitmentRound:
             return
         window = self._open_window(command, command.window)
         if command.new_closes <= window.closes:
-            self._refuse(command, f"new_closes {command.new_closes.isoformat()} is not after the current close "
-                         f"{window.closes.isoformat()}")
+            self._refuse(
+                command,
+                f"new_closes {command.new_closes.isoformat()} is not after the current close "
+                f"{window.closes.isoformat()}",
+            )
         later = self._next_window(command.window)
         if later is not None and command.new_closes > later.opens:
-            self._refuse(command, f"new_closes {command.new_closes.isoformat()} is after the next window opens "
-                         f"({later.opens.isoformat()})")
+            self._refuse(
+                command,
+                f"new_closes {command.new_closes.isoformat()} is after the next window opens "
+                f"({later.opens.isoformat()})",
+            )
 
     @workflow.update
     def close_window(self, command: CloseWindow) -> Ack:
         """Close an open window early, with a recorded reason."""
-        return self._accept(command, lambda: self.early.__setitem__(command.window, command.reason),
-                            f"{command.window} closed early")
+        return self._accept(
+            command,
+            lambda: self.early.__setitem__(command.window, command.reason),
+            f"{command.window} closed early",
+        )
 
     @close_window.validator
     def validate_close_window(self, command: CloseWindow) -> None:
@@ -282,7 +305,9 @@ class RecruitmentRound:
     async def move_tmt(self, command: MoveTmt) -> Ack:
         """Move the TMT; every applicant's journey still running records the move."""
         repeat = self.ledger.seen(command)
-        ack = self._accept(command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}")
+        ack = self._accept(
+            command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}"
+        )
         if not repeat:
             await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
         return ack
@@ -306,8 +331,12 @@ class RecruitmentRound:
     def seat_vacated(self, vacated: SeatVacated) -> None:
         """A winner withdrew or was disqualified before the NIP: the seat goes to optimalisasi."""
         if self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED):
-            self._decide(self.phase, "seat vacated after optimalisasi; not refilled in this round", "journey",
-                         vacated.model_dump(mode="json"))
+            self._decide(
+                self.phase,
+                "seat vacated after optimalisasi; not refilled in this round",
+                "journey",
+                vacated.model_dump(mode="json"),
+            )
             return
         if vacated.applicant_id not in self.vacated:
             self.vacated[vacated.applicant_id] = vacated.formasi_code
@@ -351,7 +380,9 @@ class RecruitmentRound:
 
     def _operator(self, command: Report) -> None:
         if command.reported_by not in self.config.reporters.get(ReportKind.OPERATOR, []):
-            self._refuse(command, f"{command.reported_by} is not an operator of round {self.config.round_id}")
+            self._refuse(
+                command, f"{command.reported_by} is not an operator of round {self.config.round_id}"
+            )
 
     def _open_window(self, command: Report, name: str):
         self._operator(command)
@@ -363,7 +394,9 @@ class RecruitmentRound:
         if self.phase != name:
             # The round's phase, not the calendar, says what is open: an earlier window closed
             # early moves the round on before the next window's calendar opening.
-            self._refuse(command, f"the {name} window is not open yet (the round is in {self.phase})")
+            self._refuse(
+                command, f"the {name} window is not open yet (the round is in {self.phase})"
+            )
         return window
 
     def _next_window(self, name: str):
@@ -379,8 +412,13 @@ class RecruitmentRound:
     def _accept(self, command: Report, apply, effect: str) -> Ack:
         def answer() -> Ack:
             self._decide(self.phase, effect, command.reported_by, command.model_dump(mode="json"))
-            return Ack(report_id=command.report_id, applicant_id="", stage=self.phase, effect=effect,
-                       recorded_at=workflow.now())
+            return Ack(
+                report_id=command.report_id,
+                applicant_id="",
+                stage=self.phase,
+                effect=effect,
+                recorded_at=workflow.now(),
+            )
 
         return self.ledger.accept(command, apply, answer)
 

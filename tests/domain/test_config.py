@@ -153,7 +153,13 @@ BAD_FILES = [
         "'2027-08-01T08:00:00'",
     ),
     ("unknown reporter kind", "operator = [", "wawancara = [", "reporters", "wawancara"),
-    ("appeal window of zero", 'window = "P3D"', 'window = "PT0S"', "appeal.window", "greater than 0"),
+    (
+        "appeal window of zero",
+        'window = "P3D"',
+        'window = "PT0S"',
+        "appeal.window",
+        "greater than 0",
+    ),
 ]
 
 EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -162,44 +168,143 @@ TOP_LEVEL = 'timezone = "Asia/Jakarta"'  # a top-level line, to add a top-level 
 
 # Each value past a limit of the round file (the limits are in domain/config.py).
 OUT_OF_BOUNDS = [
-    ("appeal window of 999,999,999 days", 'window = "P3D"', 'window = "P999999999D"',
-     "appeal.window", "less than or equal to 30 days"),
-    ("negative appeal window", 'window = "P3D"', 'window = "-P1D"', "appeal.window", "greater than 0"),
-    ("appeal answer after 31 days", 'answer_within = "P7D"', 'answer_within = "P31D"',
-     "appeal.answer_within", "less than or equal to 30 days"),
-    ("offer answer after 31 days", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "P31D"',
-     "offer_answer_within", "less than or equal to 30 days"),
-    ("offer answer of zero", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "PT0S"',
-     "offer_answer_within", "greater than 0"),
+    (
+        "appeal window of 999,999,999 days",
+        'window = "P3D"',
+        'window = "P999999999D"',
+        "appeal.window",
+        "less than or equal to 30 days",
+    ),
+    (
+        "negative appeal window",
+        'window = "P3D"',
+        'window = "-P1D"',
+        "appeal.window",
+        "greater than 0",
+    ),
+    (
+        "appeal answer after 31 days",
+        'answer_within = "P7D"',
+        'answer_within = "P31D"',
+        "appeal.answer_within",
+        "less than or equal to 30 days",
+    ),
+    (
+        "offer answer after 31 days",
+        TOP_LEVEL,
+        TOP_LEVEL + '\noffer_answer_within = "P31D"',
+        "offer_answer_within",
+        "less than or equal to 30 days",
+    ),
+    (
+        "offer answer of zero",
+        TOP_LEVEL,
+        TOP_LEVEL + '\noffer_answer_within = "PT0S"',
+        "offer_answer_within",
+        "greater than 0",
+    ),
     ("time zone typo", TOP_LEVEL, 'timezone = "Asia/Jakata"', "timezone", "no such IANA time zone"),
-    ("time zone of the host", TOP_LEVEL, 'timezone = "localtime"', "timezone", "no such IANA time zone"),
+    (
+        "time zone of the host",
+        TOP_LEVEL,
+        'timezone = "localtime"',
+        "timezone",
+        "no such IANA time zone",
+    ),
     ("time zone as a path", TOP_LEVEL, 'timezone = "../../etc/passwd"', "timezone", "no such IANA"),
     ("quota 0", "quota = 3", "quota = 0", "formasi.0.quota", "greater than or equal to 1"),
     ("quota above 100,000", "quota = 3", "quota = 100001", "formasi.0.quota", "less than or equal"),
-    ("reporters = {}", REPORTERS_TABLE, "[reporters]\n", "reporters",
-     "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat, praktik, health"),
-    ("a stage left out", 'latsar = ["bpsdm-provinsi"]\n', "", "reporters", "no reporter for latsar:"),
-    ("a stage with an empty list", 'filing = ["bkpsdm-verifikator"]', "filing = []", "reporters",
-     "no reporter for filing:"),
-    ("an SKB component without a reporter", 'health = ["rsud-penguji-kesehatan"]\n', "", "reporters",
-     "no reporter for health:"),
-    ("an SKB component named like a report kind", 'name = "praktik"', 'name = "admin"', "reporters",
-     "named like a report kind: ['admin']"),
-    ("a window of three years", "closes = 2029-03-01T17:00:00+07:00", "closes = 2031-03-01T17:00:00+07:00",
-     "schedule.latsar", "at most 731 days"),
-    ("a round over six years", "opens = 2028-04-01T08:00:00+07:00\ncloses = 2029-03-01T17:00:00+07:00",
-     "opens = 2033-04-01T08:00:00+07:00\ncloses = 2034-03-01T17:00:00+07:00", "schedule",
-     "a round spans at most 1826 days"),
-    ("SKD step 0", "cut_multiplier = 3", "cut_multiplier = 3\nstep = 0", "skd.step", "greater than or equal to 1"),
-    ("SKB cut of 11 x quota", "cut_multiplier = 3", "cut_multiplier = 11", "skd.cut_multiplier",
-     "less than or equal to 10"),
-    ("withdrawal sanction of 99 rounds", "withdrawal_sanction_rounds = 2", "withdrawal_sanction_rounds = 99",
-     "withdrawal_sanction_rounds", "less than or equal to 10"),
-    ("broadcast page size 0", TOP_LEVEL, TOP_LEVEL + "\nbroadcast_page_size = 0", "broadcast_page_size",
-     "greater than or equal to 1"),
-    ("a floor at the maximum score", "floor = 40", "floor = 100", "skb.components.1", "not below max_score"),
-    ("a maximum score of 0", "max_score = 100\nfloor", "max_score = 0\nfloor", "skb.components.1.max_score",
-     "greater than 0"),
+    (
+        "reporters = {}",
+        REPORTERS_TABLE,
+        "[reporters]\n",
+        "reporters",
+        "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat, praktik, health",
+    ),
+    (
+        "a stage left out",
+        'latsar = ["bpsdm-provinsi"]\n',
+        "",
+        "reporters",
+        "no reporter for latsar:",
+    ),
+    (
+        "a stage with an empty list",
+        'filing = ["bkpsdm-verifikator"]',
+        "filing = []",
+        "reporters",
+        "no reporter for filing:",
+    ),
+    (
+        "an SKB component without a reporter",
+        'health = ["rsud-penguji-kesehatan"]\n',
+        "",
+        "reporters",
+        "no reporter for health:",
+    ),
+    (
+        "an SKB component named like a report kind",
+        'name = "praktik"',
+        'name = "admin"',
+        "reporters",
+        "named like a report kind: ['admin']",
+    ),
+    (
+        "a window of three years",
+        "closes = 2029-03-01T17:00:00+07:00",
+        "closes = 2031-03-01T17:00:00+07:00",
+        "schedule.latsar",
+        "at most 731 days",
+    ),
+    (
+        "a round over six years",
+        "opens = 2028-04-01T08:00:00+07:00\ncloses = 2029-03-01T17:00:00+07:00",
+        "opens = 2033-04-01T08:00:00+07:00\ncloses = 2034-03-01T17:00:00+07:00",
+        "schedule",
+        "a round spans at most 1826 days",
+    ),
+    (
+        "SKD step 0",
+        "cut_multiplier = 3",
+        "cut_multiplier = 3\nstep = 0",
+        "skd.step",
+        "greater than or equal to 1",
+    ),
+    (
+        "SKB cut of 11 x quota",
+        "cut_multiplier = 3",
+        "cut_multiplier = 11",
+        "skd.cut_multiplier",
+        "less than or equal to 10",
+    ),
+    (
+        "withdrawal sanction of 99 rounds",
+        "withdrawal_sanction_rounds = 2",
+        "withdrawal_sanction_rounds = 99",
+        "withdrawal_sanction_rounds",
+        "less than or equal to 10",
+    ),
+    (
+        "broadcast page size 0",
+        TOP_LEVEL,
+        TOP_LEVEL + "\nbroadcast_page_size = 0",
+        "broadcast_page_size",
+        "greater than or equal to 1",
+    ),
+    (
+        "a floor at the maximum score",
+        "floor = 40",
+        "floor = 100",
+        "skb.components.1",
+        "not below max_score",
+    ),
+    (
+        "a maximum score of 0",
+        "max_score = 100\nfloor",
+        "max_score = 0\nfloor",
+        "skb.components.1.max_score",
+        "greater than 0",
+    ),
 ]
 
 
@@ -240,15 +345,33 @@ NOT_NUMBERS = [
     ("max_age as text", "max_age = 40", 'max_age = "40 "', "formasi.4.max_age"),
     ("SKB weight true", "weight = 40\nmax", "weight = true\nmax", "skb.components.1.weight"),
     ("SKB weight as text", "weight = 40\nmax", 'weight = "40"\nmax', "skb.components.1.weight"),
-    ("integration weight as text", "skd_weight = 40", 'skd_weight = "40"', "integration.skd_weight"),
+    (
+        "integration weight as text",
+        "skd_weight = 40",
+        'skd_weight = "40"',
+        "integration.skd_weight",
+    ),
     ("cut multiplier true", "cut_multiplier = 3", "cut_multiplier = true", "skd.cut_multiplier"),
-    ("sanction rounds as text", "withdrawal_sanction_rounds = 2", 'withdrawal_sanction_rounds = "2"',
-     "withdrawal_sanction_rounds"),
-    ("page size as text", TOP_LEVEL, TOP_LEVEL + '\nbroadcast_page_size = "120 "', "broadcast_page_size"),
+    (
+        "sanction rounds as text",
+        "withdrawal_sanction_rounds = 2",
+        'withdrawal_sanction_rounds = "2"',
+        "withdrawal_sanction_rounds",
+    ),
+    (
+        "page size as text",
+        TOP_LEVEL,
+        TOP_LEVEL + '\nbroadcast_page_size = "120 "',
+        "broadcast_page_size",
+    ),
     ("appeal window as a bare number", 'window = "P3D"', "window = 3", "appeal.window"),
     ("appeal window true", 'window = "P3D"', "window = true", "appeal.window"),
-    ("a window opening at a bare number", "opens = 2027-08-01T08:00:00+07:00", "opens = 1",
-     "schedule.registration.opens"),
+    (
+        "a window opening at a bare number",
+        "opens = 2027-08-01T08:00:00+07:00",
+        "opens = 1",
+        "schedule.registration.opens",
+    ),
     ("TMT as a bare number", "tmt = 2028-03-01", "tmt = 20280301", "schedule.tmt"),
 ]
 
@@ -279,7 +402,9 @@ AT_THE_LIMIT = [
 ]
 
 
-@pytest.mark.parametrize(("old", "new"), [c[1:] for c in AT_THE_LIMIT], ids=[c[0] for c in AT_THE_LIMIT])
+@pytest.mark.parametrize(
+    ("old", "new"), [c[1:] for c in AT_THE_LIMIT], ids=[c[0] for c in AT_THE_LIMIT]
+)
 def test_a_value_at_its_limit_is_accepted(tmp_path, old, new):
     load_round_config(write_variant(tmp_path, old, new))
 
@@ -297,7 +422,9 @@ def test_a_round_file_without_reporters_names_every_stage():
     del config["reporters"]
     with pytest.raises(ConfigError) as err:
         parse_round_config(config)
-    assert "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat" in str(err.value)
+    assert "no reporter for admin, appeal_answer, skd, filing, latsar, operator, cat" in str(
+        err.value
+    )
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,9 @@ NIK_FORMS = [
 ]
 
 
-@pytest.mark.parametrize("submitted", [case[1] for case in NIK_FORMS], ids=[c[0] for c in NIK_FORMS])
+@pytest.mark.parametrize(
+    "submitted", [case[1] for case in NIK_FORMS], ids=[c[0] for c in NIK_FORMS]
+)
 def test_a_nik_in_any_accepted_form_is_stored_as_16_ascii_digits(submitted):
     assert registration(nik=submitted).nik == NIK
 
@@ -112,7 +114,9 @@ def test_fullwidth_and_ascii_digits_are_the_same_applicant_not_two():
 
 @given(st.lists(st.booleans(), min_size=16, max_size=16))
 def test_any_mix_of_fullwidth_and_ascii_digits_is_the_same_nik(fullwidth):
-    submitted = "".join(d.translate(FULLWIDTH) if w else d for d, w in zip(NIK, fullwidth, strict=True))
+    submitted = "".join(
+        d.translate(FULLWIDTH) if w else d for d, w in zip(NIK, fullwidth, strict=True)
+    )
     assert registration(nik=submitted).nik == NIK
 
 
@@ -152,7 +156,9 @@ def test_a_nik_in_any_other_form_is_refused_naming_the_field_and_the_problem(sub
 LONG_REFUSED = [case for case in REFUSED_NIKS if len(case[1]) > 8]
 
 
-@pytest.mark.parametrize("submitted", [c[1] for c in LONG_REFUSED], ids=[c[0] for c in LONG_REFUSED])
+@pytest.mark.parametrize(
+    "submitted", [c[1] for c in LONG_REFUSED], ids=[c[0] for c in LONG_REFUSED]
+)
 def test_a_refused_nik_is_shown_masked_never_whole(submitted):
     with pytest.raises(ValidationError) as err:
         registration(nik=submitted)

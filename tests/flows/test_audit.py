@@ -115,7 +115,11 @@ async def test_recompute_of_a_round_closed_by_update_matches(recorded_set):
     result = await recompute(load_histories(recorded_set), recorded_converter(recorded_set))
     assert result.differences() == []
     announced, recomputed = result.pairs[0]
-    assert announced.ranked and announced.winners == recomputed.winners and announced.cut_key == recomputed.cut_key
+    assert (
+        announced.ranked
+        and announced.winners == recomputed.winners
+        and announced.cut_key == recomputed.cut_key
+    )
 
 
 async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_is_named():
@@ -180,8 +184,9 @@ async def audit_stack(server_dir):
     Apart from the session stack, on ports the system hands out free, so that a concurrent test
     session or another module's workflows cannot change what this audit sees.
     """
-    settings = isolated_settings(server_dir("audit-stack"), task_queue="audit-test",
-                                 log_format=LogFormat.JSON)
+    settings = isolated_settings(
+        server_dir("audit-stack"), task_queue="audit-test", log_format=LogFormat.JSON
+    )
     info = await ensure_stack(settings)
     try:
         keys = load_or_create_keys(settings)

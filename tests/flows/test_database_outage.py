@@ -33,7 +33,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest_asyncio.fixture(loop_scope="session")
 async def private_stack(server_dir):
     """A stack of this test's own: stopping its PostgreSQL disturbs no other test."""
-    settings = isolated_settings(server_dir("outage"), task_queue="outage-test", log_format=LogFormat.JSON)
+    settings = isolated_settings(
+        server_dir("outage"), task_queue="outage-test", log_format=LogFormat.JSON
+    )
     info = await ensure_stack(settings)
     try:
         yield settings, info
@@ -47,28 +49,56 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
     client = await connect(settings, info, keys)
     pool = await open_pool(info.database_url, max_size=4)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
-    config = compressed_round("outage", [formasi("F1", 1)],
-                              {"registration": (-60, 600), "administration": (600, 1200), "skd": (1200, 1800),
-                               "skb": (1800, 2400), "filing": (2400, 3000), "latsar": (3000, 3600)},
-                              t0=datetime.now(UTC))
+    config = compressed_round(
+        "outage",
+        [formasi("F1", 1)],
+        {
+            "registration": (-60, 600),
+            "administration": (600, 1200),
+            "skd": (1200, 1800),
+            "skb": (1800, 2400),
+            "filing": (2400, 3000),
+            "latsar": (3000, 3600),
+        },
+        t0=datetime.now(UTC),
+    )
     path = tmp_path / "round.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     try:
         async with await build_worker(client, settings, pool):
             await api.create_round(path, OPERATOR)
-            ids = [(await api.register(config, registration(i, "F1"), "sscasn")).applicant_id for i in (1, 2, 3)]
+            ids = [
+                (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
+                for i in (1, 2, 3)
+            ]
             for a in ids:
                 await _wait_stage(client, "outage", a, {Stage.ADMIN_CHECK})
 
             assert _stop_postgres(settings.data_dir.resolve()) is not None
             # With the database down the engine still takes the results and decides.
             for i, a in enumerate(ids):
-                await api.report("outage", a, AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator"))
-            await api.command("outage", CloseWindow(
-                report_id="close-reg", reported_by=OPERATOR, window="registration", reason="test"))
+                await api.report(
+                    "outage", a, AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator")
+                )
+            await api.command(
+                "outage",
+                CloseWindow(
+                    report_id="close-reg",
+                    reported_by=OPERATOR,
+                    window="registration",
+                    reason="test",
+                ),
+            )
             await _wait_phase(api, "outage", "administration")
-            await api.command("outage", CloseWindow(
-                report_id="close-adm", reported_by=OPERATOR, window="administration", reason="test"))
+            await api.command(
+                "outage",
+                CloseWindow(
+                    report_id="close-adm",
+                    reported_by=OPERATOR,
+                    window="administration",
+                    reason="test",
+                ),
+            )
             states = [await _wait_decision(client, a, "MS") for a in ids]
             await asyncio.sleep(3)  # the projections fail and retry meanwhile
 
@@ -76,7 +106,10 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             deadline = time.monotonic() + 60
             while True:
                 rows = await _rows(info.database_url, ids)
-                if all(r is not None and r["admin"] == "MS" for r in rows.values()) or time.monotonic() > deadline:
+                if (
+                    all(r is not None and r["admin"] == "MS" for r in rows.values())
+                    or time.monotonic() > deadline
+                ):
                     break
                 await asyncio.sleep(0.5)
             for a, state in zip(ids, states, strict=True):
@@ -90,7 +123,9 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             await client.get_workflow_handle(f"outage/applicant/{a}").terminate("test over")
 
 
-async def _wait_decision(client, applicant_id: str, outcome: str, timeout: float = 30) -> JourneyState:
+async def _wait_decision(
+    client, applicant_id: str, outcome: str, timeout: float = 30
+) -> JourneyState:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = await _state(client, "outage", applicant_id)
@@ -112,7 +147,9 @@ async def _rows(database_url: str, ids: list[str]) -> dict:
                 "SELECT admin, (SELECT count(*) FROM decisions d WHERE d.round_id = a.round_id "
                 "AND d.applicant_id = a.applicant_id) AS decisions, (SELECT count(*) FROM stage_reports r "
                 "WHERE r.round_id = a.round_id AND r.applicant_id = a.applicant_id) AS reports "
-                "FROM applicants a WHERE round_id = 'outage' AND applicant_id = $1", a)
+                "FROM applicants a WHERE round_id = 'outage' AND applicant_id = $1",
+                a,
+            )
             out[a] = dict(row) if row else None
         return out
     finally:

@@ -20,21 +20,31 @@ async def test_demo_round_ends_every_journey(stack, stack_settings, tmp_path):
     conn = await asyncpg.connect(stack.database_url)
     try:
         open_journeys = await conn.fetchval(
-            "SELECT count(*) FROM applicants WHERE round_id = $1 AND terminal IS NULL", round_dir.name)
-        total = await conn.fetchval("SELECT count(*) FROM applicants WHERE round_id = $1", round_dir.name)
+            "SELECT count(*) FROM applicants WHERE round_id = $1 AND terminal IS NULL",
+            round_dir.name,
+        )
+        total = await conn.fetchval(
+            "SELECT count(*) FROM applicants WHERE round_id = $1", round_dir.name
+        )
     finally:
         await conn.close()
     assert total > 30 and open_journeys == 0
     final = (round_dir / f"{round_dir.name}-final.csv").read_text()
-    assert final.count("\n") == 1 + await _count(stack.database_url, round_dir.name, "final_code IS NOT NULL")
+    assert final.count("\n") == 1 + await _count(
+        stack.database_url, round_dir.name, "final_code IS NOT NULL"
+    )
     assert (round_dir / f"{round_dir.name}-skd.html").read_text().startswith("<!doctype html>")
     delivered = (round_dir / "notifications.jsonl").read_text()
-    assert delivered.count(f'"round_id": "{round_dir.name}"') == delivered.count("\n") >= total  # this round's only
+    assert (
+        delivered.count(f'"round_id": "{round_dir.name}"') == delivered.count("\n") >= total
+    )  # this round's only
 
 
 async def _count(database_url: str, round_id: str, where: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
-        return await conn.fetchval(f"SELECT count(*) FROM applicants WHERE round_id = $1 AND {where}", round_id)
+        return await conn.fetchval(
+            f"SELECT count(*) FROM applicants WHERE round_id = $1 AND {where}", round_id
+        )
     finally:
         await conn.close()

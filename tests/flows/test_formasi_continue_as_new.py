@@ -45,7 +45,8 @@ async def can_env(keys):
         port=CAN_TEMPORAL_PORT,
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         dev_server_extra_args=[
-            "--dynamic-config-value", f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}",
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}",
         ],
         search_attributes=attributes.ALL,
         data_converter=data_converter(keys),
@@ -59,14 +60,25 @@ async def can_env(keys):
 # --- a round driven to SKD ranking (shared with test_worker_restart) --------------------------
 
 
-async def start_round(api: RecruitmentApi, round_id: str, quota: int, tmp_path: Path) -> RoundConfig:
+async def start_round(
+    api: RecruitmentApi, round_id: str, quota: int, tmp_path: Path
+) -> RoundConfig:
     """A one-formasi round with long windows: the test closes each one early."""
     config = compressed_round(
-        round_id, [formasi("F1", quota)],
-        {"registration": (-60, 600), "administration": (600, 700), "skd": (700, 800), "skb": (800, 900),
-         "filing": (900, 1000), "latsar": (1000, 1100)},
+        round_id,
+        [formasi("F1", quota)],
+        {
+            "registration": (-60, 600),
+            "administration": (600, 700),
+            "skd": (700, 800),
+            "skb": (800, 900),
+            "filing": (900, 1000),
+            "latsar": (1000, 1100),
+        },
         t0=datetime.now(UTC),
-        extra={"broadcast_page_size": 8},  # small pages: the formasi may continue-as-new between them
+        extra={
+            "broadcast_page_size": 8
+        },  # small pages: the formasi may continue-as-new between them
     )
     path = tmp_path / f"{round_id}.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
@@ -83,7 +95,11 @@ def skd_scores(count: int, quota: int, seed: int) -> dict[int, tuple[int, int, i
         if serial % 17 == 0:
             scores[serial] = None  # absent: TH
         else:
-            scores[serial] = (5 * rng.randint(10, 26), 5 * rng.randint(13, 30), rng.randint(150, 200))
+            scores[serial] = (
+                5 * rng.randint(10, 26),
+                5 * rng.randint(13, 30),
+                rng.randint(150, 200),
+            )
     ranking = rank_skd(_entries(scores), quota, _rules())
     passers = [line.applicant_id for line in ranking.lines if line.rank is not None]
     cut = scores[int(passers[3 * quota - 1])]
@@ -106,9 +122,15 @@ def expected_codes(scores: dict[int, tuple[int, int, int] | None], quota: int) -
 
 
 def _entries(scores):
-    return [SkdEntry(applicant_id=f"{serial:03d}", category=Category.UMUM,
-                     scores=SkdScores(twk=s[0], tiu=s[1], tkp=s[2]))
-            for serial, s in scores.items() if s is not None]
+    return [
+        SkdEntry(
+            applicant_id=f"{serial:03d}",
+            category=Category.UMUM,
+            scores=SkdScores(twk=s[0], tiu=s[1], tkp=s[2]),
+        )
+        for serial, s in scores.items()
+        if s is not None
+    ]
 
 
 def _rules():
@@ -130,16 +152,26 @@ async def register_all(api: RecruitmentApi, config: RoundConfig, count: int) -> 
 
 
 async def close(api: RecruitmentApi, round_id: str, window: str) -> None:
-    await api.command(round_id, CloseWindow(report_id=f"close-{window}", reported_by=OPERATOR,
-                                                            window=window, reason="test drives the round"))
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id=f"close-{window}",
+            reported_by=OPERATOR,
+            window=window,
+            reason="test drives the round",
+        ),
+    )
 
 
 async def journey(client, round_id: str, applicant_id: str) -> JourneyState:
     return await client.get_workflow_handle(journey_workflow_id(round_id, applicant_id)).query(
-        "state", result_type=JourneyState)
+        "state", result_type=JourneyState
+    )
 
 
-async def wait_all(client, round_id: str, ids, done, what: str, timeout: float = 40.0) -> dict[str, JourneyState]:
+async def wait_all(
+    client, round_id: str, ids, done, what: str, timeout: float = 40.0
+) -> dict[str, JourneyState]:
     """Poll every journey until `done(state)` holds for all of them."""
     deadline = time.monotonic() + timeout
     pending = set(ids)
@@ -153,40 +185,70 @@ async def wait_all(client, round_id: str, ids, done, what: str, timeout: float =
         if pending:
             if time.monotonic() > deadline:
                 sample = await journey(client, round_id, next(iter(pending)))
-                raise AssertionError(f"{len(pending)} journeys not {what}; e.g. {sample.stage} {sample.terminal_reason}")
+                raise AssertionError(
+                    f"{len(pending)} journeys not {what}; e.g. {sample.stage} {sample.terminal_reason}"
+                )
             await asyncio.sleep(0.5)
     return states
 
 
-async def drive_to_skd(client, api: RecruitmentApi, config: RoundConfig, ids: dict[int, str]) -> None:
+async def drive_to_skd(
+    client, api: RecruitmentApi, config: RoundConfig, ids: dict[int, str]
+) -> None:
     """Close registration, MS for everybody, close administration, wait until every journey is in SKD."""
     round_id = config.round_id
     await close(api, round_id, "registration")
-    await wait_all(client, round_id, ids.values(), lambda s: s.stage == Stage.ADMIN_CHECK, "in admin_check")
-    await _gather_limited([
-        api.report(round_id, a, AdminReport(report_id=f"adm-{s}", reported_by="bkpsdm-verifikator"))
-        for s, a in ids.items()
-    ])
+    await wait_all(
+        client, round_id, ids.values(), lambda s: s.stage == Stage.ADMIN_CHECK, "in admin_check"
+    )
+    await _gather_limited(
+        [
+            api.report(
+                round_id, a, AdminReport(report_id=f"adm-{s}", reported_by="bkpsdm-verifikator")
+            )
+            for s, a in ids.items()
+        ]
+    )
     await close(api, round_id, "administration")
     await wait_all(client, round_id, ids.values(), lambda s: s.stage == Stage.SKD, "in SKD")
 
 
-async def report_skd(api: RecruitmentApi, round_id: str, ids: dict[int, str], scores, serials) -> None:
-    await _gather_limited([
-        api.report(round_id, ids[s], SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=scores[s][0], tiu=scores[s][1],
-                             tkp=scores[s][2]))
-        for s in serials if scores[s] is not None
-    ])
+async def report_skd(
+    api: RecruitmentApi, round_id: str, ids: dict[int, str], scores, serials
+) -> None:
+    await _gather_limited(
+        [
+            api.report(
+                round_id,
+                ids[s],
+                SkdReport(
+                    report_id=f"skd-{s}",
+                    reported_by="cat-bkn",
+                    twk=scores[s][0],
+                    tiu=scores[s][1],
+                    tkp=scores[s][2],
+                ),
+            )
+            for s in serials
+            if scores[s] is not None
+        ]
+    )
 
 
-async def wait_skd_codes(client, round_id: str, ids: dict[int, str], timeout: float = 40.0) -> dict[int, str]:
-    states = await wait_all(client, round_id, ids.values(), lambda s: s.skd_code is not None, "SKD-coded", timeout)
+async def wait_skd_codes(
+    client, round_id: str, ids: dict[int, str], timeout: float = 40.0
+) -> dict[int, str]:
+    states = await wait_all(
+        client, round_id, ids.values(), lambda s: s.skd_code is not None, "SKD-coded", timeout
+    )
     by_id = {a: s for s, a in ids.items()}
     return {by_id[a]: s.skd_code.value for a, s in states.items()}
 
 
 async def terminate_round(client, round_id: str) -> None:
-    async for wf in client.list_workflows(f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"):
+    async for wf in client.list_workflows(
+        f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
+    ):
         await client.get_workflow_handle(wf.id).terminate("test finished")
 
 
@@ -203,7 +265,9 @@ async def _gather_limited(coros, limit: int = 16) -> None:
 # --- the test -------------------------------------------------------------------------------------
 
 
-async def test_formasi_continues_as_new_and_ranks_correctly(can_env, keys, stack, stack_settings, tmp_path):
+async def test_formasi_continues_as_new_and_ranks_correctly(
+    can_env, keys, stack, stack_settings, tmp_path
+):
     started = time.monotonic()
     client = can_env.client
     count, quota = 80, 3
@@ -220,26 +284,41 @@ async def test_formasi_continues_as_new_and_ranks_correctly(can_env, keys, stack
                 scores = skd_scores(count, quota, seed=11)
                 await report_skd(api, round_id, ids, scores, ids)
                 fid = formasi_workflow_id(round_id, "F1")
-                before = await client.get_workflow_handle(fid).query("state", result_type=FormasiState)
+                before = await client.get_workflow_handle(fid).query(
+                    "state", result_type=FormasiState
+                )
                 await close(api, round_id, "skd")
                 codes = await wait_skd_codes(client, round_id, ids)
 
                 expected = expected_codes(scores, quota)
                 assert codes == expected
-                assert list(expected.values()).count(SkdCode.PASSED_TO_SKB.value) == 3 * quota + 2  # the tie goes on
+                assert (
+                    list(expected.values()).count(SkdCode.PASSED_TO_SKB.value) == 3 * quota + 2
+                )  # the tie goes on
 
-                state = await client.get_workflow_handle(fid).query("state", result_type=FormasiState)
+                state = await client.get_workflow_handle(fid).query(
+                    "state", result_type=FormasiState
+                )
                 runs = [wf async for wf in client.list_workflows(f"WorkflowId = '{fid}'")]
                 assert state.runs == len(runs), (state.runs, len(runs))
-                assert state.runs - before.runs >= 2, (before.runs, state.runs)  # during the SKD replies
+                assert state.runs - before.runs >= 2, (
+                    before.runs,
+                    state.runs,
+                )  # during the SKD replies
                 longest = max(r.history_length for r in runs if r.close_time is not None)
                 cuts = [d for d in state.decisions if d.outcome == "cut"]
                 assert len(cuts) == 1  # ranked once, whatever the number of runs
-                passers = [s for s, c in expected.items() if c != SkdCode.FAILED.value and scores[s] is not None]
+                passers = [
+                    s
+                    for s, c in expected.items()
+                    if c != SkdCode.FAILED.value and scores[s] is not None
+                ]
                 assert cuts[0].input["replies"] == count
                 assert cuts[0].input["passers_seen"] == len(passers)
-                cut_serial = min((s for s, c in expected.items() if c == SkdCode.PASSED_TO_SKB.value),
-                                 key=lambda s: (scores[s][0] + scores[s][1] + scores[s][2], scores[s][2]))
+                cut_serial = min(
+                    (s for s, c in expected.items() if c == SkdCode.PASSED_TO_SKB.value),
+                    key=lambda s: (scores[s][0] + scores[s][1] + scores[s][2], scores[s][2]),
+                )
                 twk, tiu, tkp = scores[cut_serial]
                 assert cuts[0].input["cut_key"] == [twk + tiu + tkp, tkp, tiu, twk]
             finally:

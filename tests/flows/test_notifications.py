@@ -34,7 +34,10 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
     try:
         await pool.executemany(
             "INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, $2, $3, $4)",
-            [(round_id, "APPLICANT1", k, f"text {k}") for k in ("registered", "admin-MS", "skd-P/L")],
+            [
+                (round_id, "APPLICANT1", k, f"text {k}")
+                for k in ("registered", "admin-MS", "skd-P/L")
+            ],
         )
         transport = FlakyTransport(round_id, refuse_once="admin-MS")
         await deliver_pending(pool, transport)
@@ -43,11 +46,15 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
         await deliver_pending(pool, transport)
         assert sorted(transport.sent) == ["admin-MS", "registered", "skd-P/L"]  # each once
         undelivered = await pool.fetchval(
-            "SELECT count(*) FROM notifications WHERE round_id = $1 AND delivered_at IS NULL", round_id)
+            "SELECT count(*) FROM notifications WHERE round_id = $1 AND delivered_at IS NULL",
+            round_id,
+        )
         assert undelivered == 0
 
-        await pool.execute("INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, 'A2', 'k', 't')",
-                           round_id)
+        await pool.execute(
+            "INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, 'A2', 'k', 't')",
+            round_id,
+        )
         path = tmp_path / "out.jsonl"
         await deliver_pending(pool, FileTransport(path))
         assert f'"round_id": "{round_id}"' in path.read_text()

@@ -15,16 +15,43 @@ from domain.messages import Decision, JourneyState
 from runtime.db import open_pool
 
 
-def projection(round_id: str, applicant: str, version: int, stage: Stage, *, skb_score: str | None = None,
-               first_seq: int = 0) -> JourneyProjection:
-    state = JourneyState(round_id=round_id, applicant_id=applicant, formasi_code="F1", stage=stage,
-                         skb_score=skb_score, tmt=date(2027, 3, 1))
-    decision = Decision(at=datetime(2027, 1, 2, tzinfo=UTC), stage=stage.value, outcome=f"v{version}",
-                        actor="system", input={"n": version}, rule_version="2027.1", rules_digest="d" * 64)
-    return JourneyProjection(version=version, state=state, registration_no=applicant, name=f"Name {applicant}",
-                             category="umum", first_seq=first_seq, new_decisions=[decision],
-                             notifications=[Notification(key=f"k{version}", text="t")],
-                             reports=[(f"r-{applicant}-{version}", "admin", {"v": version})])
+def projection(
+    round_id: str,
+    applicant: str,
+    version: int,
+    stage: Stage,
+    *,
+    skb_score: str | None = None,
+    first_seq: int = 0,
+) -> JourneyProjection:
+    state = JourneyState(
+        round_id=round_id,
+        applicant_id=applicant,
+        formasi_code="F1",
+        stage=stage,
+        skb_score=skb_score,
+        tmt=date(2027, 3, 1),
+    )
+    decision = Decision(
+        at=datetime(2027, 1, 2, tzinfo=UTC),
+        stage=stage.value,
+        outcome=f"v{version}",
+        actor="system",
+        input={"n": version},
+        rule_version="2027.1",
+        rules_digest="d" * 64,
+    )
+    return JourneyProjection(
+        version=version,
+        state=state,
+        registration_no=applicant,
+        name=f"Name {applicant}",
+        category="umum",
+        first_seq=first_seq,
+        new_decisions=[decision],
+        notifications=[Notification(key=f"k{version}", text="t")],
+        reports=[(f"r-{applicant}-{version}", "admin", {"v": version})],
+    )
 
 
 @pytest.fixture
@@ -36,12 +63,22 @@ async def test_concurrent_projections_share_statements_and_all_land(stack, round
     pool = await open_pool(stack.database_url, max_size=4)
     try:
         rm = ReadModel(pool)
-        await asyncio.gather(*(rm.project_journey(projection(round_id, f"A{i:03d}", 1, Stage.ADMIN_CHECK))
-                               for i in range(120)))
+        await asyncio.gather(
+            *(
+                rm.project_journey(projection(round_id, f"A{i:03d}", 1, Stage.ADMIN_CHECK))
+                for i in range(120)
+            )
+        )
         rows = await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id = $1", round_id)
-        decisions = await pool.fetchval("SELECT count(*) FROM decisions WHERE round_id = $1", round_id)
-        reports = await pool.fetchval("SELECT count(*) FROM stage_reports WHERE round_id = $1", round_id)
-        notes = await pool.fetchval("SELECT count(*) FROM notifications WHERE round_id = $1", round_id)
+        decisions = await pool.fetchval(
+            "SELECT count(*) FROM decisions WHERE round_id = $1", round_id
+        )
+        reports = await pool.fetchval(
+            "SELECT count(*) FROM stage_reports WHERE round_id = $1", round_id
+        )
+        notes = await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE round_id = $1", round_id
+        )
         assert (rows, decisions, reports, notes) == (120, 120, 120, 120)
         assert rm.statements < 120  # batched: the 120 arrived while earlier writes were in flight
     finally:
@@ -60,14 +97,27 @@ async def test_a_bad_projection_fails_alone_and_an_older_version_never_wins(stac
             rm.project_journey(projection(round_id, "OLD", 2, Stage.ADMIN_CHECK, first_seq=1)),
             return_exceptions=True,
         )
-        assert [type(r).__name__ for r in results] == ["NoneType", "InvalidTextRepresentationError", "NoneType",
-                                                       "NoneType"]
-        rows = {r["applicant_id"]: (r["stage"], r["version"]) for r in await pool.fetch(
-            "SELECT applicant_id, stage, version FROM applicants WHERE round_id = $1", round_id)}
+        assert [type(r).__name__ for r in results] == [
+            "NoneType",
+            "InvalidTextRepresentationError",
+            "NoneType",
+            "NoneType",
+        ]
+        rows = {
+            r["applicant_id"]: (r["stage"], r["version"])
+            for r in await pool.fetch(
+                "SELECT applicant_id, stage, version FROM applicants WHERE round_id = $1", round_id
+            )
+        }
         assert rows == {"GOOD1": ("admin_check", 1), "GOOD2": ("admin_check", 1), "OLD": ("skd", 3)}
         # The older projection's new decision is still appended (decisions are append-only by seq).
-        seqs = [r["seq"] for r in await pool.fetch(
-            "SELECT seq FROM decisions WHERE round_id = $1 AND applicant_id = 'OLD' ORDER BY seq", round_id)]
+        seqs = [
+            r["seq"]
+            for r in await pool.fetch(
+                "SELECT seq FROM decisions WHERE round_id = $1 AND applicant_id = 'OLD' ORDER BY seq",
+                round_id,
+            )
+        ]
         assert seqs == [0, 1]
     finally:
         await pool.close()

@@ -43,7 +43,10 @@ EXPECTED = {
     "A7": ("T/L", None),  # F2, below threshold
     "A8": ("P", None),  # F1, passed the threshold but 4th: outside 3 x quota
     "A9": ("DIS", None),  # F2's only SKB participant, disqualified during SKB
-    "A10": ("TH", "TH"),  # F1, tied exactly with A3 at the cut: goes on too, then misses the SKB CAT
+    "A10": (
+        "TH",
+        "TH",
+    ),  # F1, tied exactly with A3 at the cut: goes on too, then misses the SKB CAT
     "B1": ("TMS-SKB", "TMS-SKB"),  # F3 (disabilitas): passes its category's threshold, health TMS
     "B2": ("T/L", None),  # F3: below even the disabilitas threshold
     "C1": ("TMS-DRH", "P/L"),  # F4: wins its seat, files an incomplete DRH
@@ -53,12 +56,26 @@ CATEGORY_OF = {"B1": "disabilitas", "B2": "disabilitas"}
 LATSAR_PASSES = {"A1": True, "A3": True}
 
 SKD = {  # twk, tiu, tkp
-    "A1": (120, 140, 190), "A2": (110, 130, 185), "A3": (100, 120, 180), "A4": (60, 90, 170),
-    "A7": (70, 75, 170), "A8": (90, 100, 170), "A9": (100, 100, 180), "A10": (100, 120, 180),
+    "A1": (120, 140, 190),
+    "A2": (110, 130, 185),
+    "A3": (100, 120, 180),
+    "A4": (60, 90, 170),
+    "A7": (70, 75, 170),
+    "A8": (90, 100, 170),
+    "A9": (100, 100, 180),
+    "A10": (100, 120, 180),
     # B1 fails the general rules (TWK 60 < 65) but meets disabilitas: total 290 >= 286, TIU 65 >= 60.
-    "B1": (60, 65, 165), "B2": (50, 55, 170), "C1": (100, 100, 180),
+    "B1": (60, 65, 165),
+    "B2": (50, 55, 170),
+    "C1": (100, 100, 180),
 }
-SKB = {"A1": (450, 90), "A2": (400, 80), "A3": (380, 80), "B1": (300, 70), "C1": (350, 75)}  # cat, praktik
+SKB = {
+    "A1": (450, 90),
+    "A2": (400, 80),
+    "A3": (380, 80),
+    "B1": (300, 70),
+    "C1": (350, 75),
+}  # cat, praktik
 HEALTH_TMS = {"B1"}
 
 
@@ -74,7 +91,9 @@ async def _wait_stage(client, round_id, applicant_id, stages, timeout=40.0) -> J
         if s.stage in stages:
             return s
         if time.monotonic() > deadline:
-            raise AssertionError(f"{applicant_id} stuck at {s.stage} (wanted {stages}): {s.terminal_reason}")
+            raise AssertionError(
+                f"{applicant_id} stuck at {s.stage} (wanted {stages}): {s.terminal_reason}"
+            )
         await asyncio.sleep(0.3)
 
 
@@ -85,12 +104,22 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     t0 = datetime.now(UTC)
     config = compressed_round(
         round_id,
-        [formasi("F1", 1), formasi("F2", 1), formasi("F3", 1, jabatan="Arsiparis Terampil", category="disabilitas"),
-         formasi("F4", 1, jabatan="Analis Kebijakan Ahli Pertama")],
+        [
+            formasi("F1", 1),
+            formasi("F2", 1),
+            formasi("F3", 1, jabatan="Arsiparis Terampil", category="disabilitas"),
+            formasi("F4", 1, jabatan="Analis Kebijakan Ahli Pertama"),
+        ],
         # Registration closes on its timer; the later windows are long and the committee closes
         # each early (with a reason) once its results are in, as the demo does.
-        {"registration": (-60, 5), "administration": (5, 600), "skd": (600, 1200), "skb": (1200, 1800),
-         "filing": (1800, 2400), "latsar": (2400, 3000)},
+        {
+            "registration": (-60, 5),
+            "administration": (5, 600),
+            "skd": (600, 1200),
+            "skb": (1200, 1800),
+            "filing": (1800, 2400),
+            "latsar": (2400, 3000),
+        },
         t0=t0,
     )
     path = tmp_path / "round.toml"
@@ -102,8 +131,10 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     _, created_again = await api.create_round(path, OPERATOR)
     assert not created_again
 
-    people = {n: registration(i, FORMASI_OF.get(n, "F1"), category=CATEGORY_OF.get(n, "umum"))
-              for i, n in enumerate(EXPECTED, start=1)}
+    people = {
+        n: registration(i, FORMASI_OF.get(n, "F1"), category=CATEGORY_OF.get(n, "umum"))
+        for i, n in enumerate(EXPECTED, start=1)
+    }
     ids = {}
     for name, reg in people.items():
         result = await api.register(config, reg, "sscasn", now=t0 + timedelta(seconds=1))
@@ -113,27 +144,47 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     assert repeat.status == "repeat"
     other = people["A2"].model_copy(update={"nik": people["A1"].nik, "name": "Orang Lain"})
     conflict = await api.register(config, other, "sscasn", now=t0 + timedelta(seconds=1))
-    assert conflict.status == "refused" and "one NIK may register once" in conflict.refusals[0].reason
+    assert (
+        conflict.status == "refused" and "one NIK may register once" in conflict.refusals[0].reason
+    )
 
     async def report(name, message):
         return await api.report(round_id, ids[name], message)
 
     async def close(window):
         await _wait_phase(api, round_id, window)
-        await api.command(round_id, CloseWindow(
-            report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="all results are in"))
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}",
+                reported_by=OPERATOR,
+                window=window,
+                reason="all results are in",
+            ),
+        )
 
     for name in EXPECTED:
         await _wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
-        findings = [DocumentFinding(document="ijazah", reason="not legalised")] if name in ("A4", "A5") else []
-        await report(name, AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator",
-                                                         findings=findings))
+        findings = (
+            [DocumentFinding(document="ijazah", reason="not legalised")]
+            if name in ("A4", "A5")
+            else []
+        )
+        await report(
+            name,
+            AdminReport(
+                report_id=f"adm-{name}", reported_by="bkpsdm-verifikator", findings=findings
+            ),
+        )
 
     await close("administration")
     await _wait_stage(client, round_id, ids["A4"], {Stage.ADMIN_APPEAL})
-    await report("A4", AppealFiling(report_id="appeal-A4", reported_by="sscasn", reason="legalised"))
-    await report("A4", AppealAnswer(report_id="ans-A4", reported_by="bkpsdm-verifikator",
-                                                     accepted=True))
+    await report(
+        "A4", AppealFiling(report_id="appeal-A4", reported_by="sscasn", reason="legalised")
+    )
+    await report(
+        "A4", AppealAnswer(report_id="ans-A4", reported_by="bkpsdm-verifikator", accepted=True)
+    )
 
     for name, (twk, tiu, tkp) in SKD.items():
         await _wait_stage(client, round_id, ids[name], {Stage.SKD})
@@ -141,30 +192,62 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         first = await report(name, msg)
         assert await report(name, msg) == first  # a repeat: same answer, no second effect
     with pytest.raises(RefusedError, match="different content"):
-        await report("A1", SkdReport(report_id="skd-A1", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
+        await report(
+            "A1", SkdReport(report_id="skd-A1", reported_by="cat-bkn", twk=5, tiu=5, tkp=5)
+        )
     with pytest.raises(RefusedError, match="tiu=182"):
         await report("A6", SkdReport(report_id="bad", reported_by="cat-bkn", twk=5, tiu=182, tkp=5))
     with pytest.raises(RefusedError, match="not allowed"):
         await report("A6", SkdReport(report_id="x", reported_by="someone", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="no such applicant in this round"):
-        await api.report(round_id, "NOSUCHAPPLICANT1", SkdReport(report_id="ghost", reported_by="cat-bkn", twk=5, tiu=5, tkp=5))
+        await api.report(
+            round_id,
+            "NOSUCHAPPLICANT1",
+            SkdReport(report_id="ghost", reported_by="cat-bkn", twk=5, tiu=5, tkp=5),
+        )
     with pytest.raises(RefusedError, match="not allowed to report portal"):
         await report("A6", Withdrawal(report_id="w-A6", reported_by="cat-bkn", reason="spoofed"))
-    assert (await _state(client, round_id, ids["A6"])).skd_total is None  # refused reports left no trace
+    assert (
+        await _state(client, round_id, ids["A6"])
+    ).skd_total is None  # refused reports left no trace
     assert (await _state(client, round_id, ids["A6"])).terminal is None
 
     await close("skd")
     for name in ("A1", "A2", "A3", "A9", "A10", "B1", "C1"):
         await _wait_stage(client, round_id, ids[name], {Stage.SKB}, timeout=30)
     for name, (cat, praktik) in SKB.items():
-        await report(name, SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
-                                                              component="cat", score=cat))
-        await report(name, SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
-                                                              component="praktik", score=praktik))
-        await report(name, GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
-                                                     decision="TMS" if name in HEALTH_TMS else "MS"))
-    await report("A9", Disqualification(report_id="dis-A9", reported_by=OPERATOR,
-                                                      reason="remote-access cheating found in the CAT audit"))
+        await report(
+            name,
+            SkbScoreReport(
+                report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
+            ),
+        )
+        await report(
+            name,
+            SkbScoreReport(
+                report_id=f"pr-{name}",
+                reported_by="panel-praktik",
+                component="praktik",
+                score=praktik,
+            ),
+        )
+        await report(
+            name,
+            GateReport(
+                report_id=f"h-{name}",
+                reported_by="rsud",
+                component="health",
+                decision="TMS" if name in HEALTH_TMS else "MS",
+            ),
+        )
+    await report(
+        "A9",
+        Disqualification(
+            report_id="dis-A9",
+            reported_by=OPERATOR,
+            reason="remote-access cheating found in the CAT audit",
+        ),
+    )
     await close("skb")
 
     await _wait_stage(client, round_id, ids["A2"], {Stage.OPTIMALISASI}, timeout=30)
@@ -175,22 +258,36 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     await report("A3", OfferAnswer(report_id="offer-A3", reported_by="sscasn", accept=True))
 
     await _wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=30)
-    await report("C1", FilingReport(report_id="drh-C1", reported_by="bkpsdm-verifikator",
-                                                     complete=False, missing=["surat keterangan bebas narkoba"]))
+    await report(
+        "C1",
+        FilingReport(
+            report_id="drh-C1",
+            reported_by="bkpsdm-verifikator",
+            complete=False,
+            missing=["surat keterangan bebas narkoba"],
+        ),
+    )
     for name in ("A1", "A3"):
         await _wait_stage(client, round_id, ids[name], {Stage.FILING}, timeout=30)
-        await report(name, FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
-                                                         complete=True))
+        await report(
+            name,
+            FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator", complete=True),
+        )
         await _wait_stage(client, round_id, ids[name], {Stage.LATSAR}, timeout=30)
-        await report(name, LatsarReport(report_id=f"latsar-{name}", reported_by="lan",
-                                                         passed=LATSAR_PASSES[name]))
+        await report(
+            name,
+            LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=LATSAR_PASSES[name]),
+        )
     await close("filing")
     await close("latsar")
 
     finals = {}
     for name in EXPECTED:
         s = await _wait_stage(client, round_id, ids[name], {Stage.ENDED}, timeout=40)
-        finals[name] = (s.terminal.value if s.terminal else None, s.final_code.value if s.final_code else None)
+        finals[name] = (
+            s.terminal.value if s.terminal else None,
+            s.final_code.value if s.final_code else None,
+        )
     assert finals == EXPECTED
 
     await _wait_phase(api, round_id, "closed")
@@ -207,14 +304,24 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     a3 = await _state(client, round_id, ids["A3"])
     assert a3.placed_formasi == "F2" and a3.nip != a1.nip
 
-    rows = {r["applicant_id"]: r for r in await pool.fetch("SELECT * FROM applicants WHERE round_id = $1", round_id)}
+    rows = {
+        r["applicant_id"]: r
+        for r in await pool.fetch("SELECT * FROM applicants WHERE round_id = $1", round_id)
+    }
     for name in EXPECTED:
         s = await _state(client, round_id, ids[name])
         row = rows[ids[name]]
         assert (row["stage"], row["terminal"], row["final_code"], row["skd_total"]) == (
-            s.stage.value, s.terminal.value, s.final_code.value if s.final_code else None, s.skd_total)
-        count = await pool.fetchval("SELECT count(*) FROM decisions WHERE round_id=$1 AND applicant_id=$2",
-                                    round_id, ids[name])
+            s.stage.value,
+            s.terminal.value,
+            s.final_code.value if s.final_code else None,
+            s.skd_total,
+        )
+        count = await pool.fetchval(
+            "SELECT count(*) FROM decisions WHERE round_id=$1 AND applicant_id=$2",
+            round_id,
+            ids[name],
+        )
         assert count == len(s.decisions)
 
 
@@ -234,8 +341,11 @@ async def _wait_offer(client, round_id, applicant_id, timeout=40.0) -> JourneySt
         handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
         desc = await handle.describe()
         events = [e async for e in handle.fetch_history_events()]
-        if any(e.HasField("workflow_execution_signaled_event_attributes")
-               and e.workflow_execution_signaled_event_attributes.signal_name == "offer_seat" for e in events):
+        if any(
+            e.HasField("workflow_execution_signaled_event_attributes")
+            and e.workflow_execution_signaled_event_attributes.signal_name == "offer_seat"
+            for e in events
+        ):
             return await _state(client, round_id, applicant_id)
         del desc
         await asyncio.sleep(0.3)

@@ -31,8 +31,13 @@ from starter import (
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
-LATER = {"administration": (300, 310), "skd": (310, 320), "skb": (320, 330), "filing": (330, 340),
-         "latsar": (340, 350)}
+LATER = {
+    "administration": (300, 310),
+    "skd": (310, 320),
+    "skb": (320, 330),
+    "filing": (330, 340),
+    "latsar": (340, 350),
+}
 
 
 def _context(client, keys, settings, stack, api: RecruitmentApi | None = None) -> Context:
@@ -51,8 +56,11 @@ async def _round(ctx: Context, tmp_path: Path, seconds: dict, t0: datetime | Non
 
 def _row(serial: int, formasi_code: str = "F1", **changes) -> dict:
     reg = registration(serial, formasi_code)
-    row = {k: str(v.value if hasattr(v, "value") else v) for k, v in reg.model_dump().items()
-           if k in REGISTRATION_COLUMNS.all}
+    row = {
+        k: str(v.value if hasattr(v, "value") else v)
+        for k, v in reg.model_dump().items()
+        if k in REGISTRATION_COLUMNS.all
+    }
     row.update(changes)
     return row
 
@@ -72,7 +80,8 @@ def _errors(path: Path) -> list[dict]:
 
 
 async def test_a_file_without_a_required_column_is_refused_whole_naming_the_column(
-        client, keys, running_worker, stack, tmp_path):
+    client, keys, running_worker, stack, tmp_path
+):
     settings, _ = running_worker
     ctx = _context(client, keys, settings, stack)
     _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
@@ -83,11 +92,16 @@ async def test_a_file_without_a_required_column_is_refused_whole_naming_the_colu
         await import_registrations(ctx, config_path, bad, tmp_path / "err.csv")
 
     message = str(caught.value)
-    assert "no-gender.csv:1" in message and "missing column(s) gender" in message and "unknown column(s) sex" in message
+    assert (
+        "no-gender.csv:1" in message
+        and "missing column(s) gender" in message
+        and "unknown column(s) sex" in message
+    )
 
 
 async def test_malformed_rows_are_refused_with_line_field_and_value_and_nothing_is_registered(
-        client, keys, running_worker, stack, tmp_path):
+    client, keys, running_worker, stack, tmp_path
+):
     settings, _ = running_worker
     ctx = _context(client, keys, settings, stack)
     _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
@@ -97,11 +111,14 @@ async def test_malformed_rows_are_refused_with_line_field_and_value_and_nothing_
 
     assert summary.counts["registered"] == 0 and summary.exit_code == 1
     assert [(e["line"], e["field"], e["value"]) for e in _errors(tmp_path / "err.csv")] == [
-        ("2", "birth_date", "17/05/1998"), ("3", "gender", "X")]
+        ("2", "birth_date", "17/05/1998"),
+        ("3", "gender", "X"),
+    ]
 
 
 async def test_import_registers_good_rows_refuses_bad_ones_and_a_rerun_registers_nothing(
-        client, keys, running_worker, stack, tmp_path):
+    client, keys, running_worker, stack, tmp_path
+):
     settings, _ = running_worker
     ctx = _context(client, keys, settings, stack)
     config, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
@@ -117,8 +134,15 @@ async def test_import_registers_good_rows_refuses_bad_ones_and_a_rerun_registers
 
     assert (first.counts["registered"], first.counts["refused"]) == (17, 3)
     assert [(e["line"], e["field"]) for e in sorted(refused, key=lambda e: int(e["line"]))] == [
-        ("5", "gpa"), ("11", "major"), ("17", "formasi_code")]
-    assert (again.counts["registered"], again.counts["repeat"], again.counts["refused"]) == (0, 17, 3)
+        ("5", "gpa"),
+        ("11", "major"),
+        ("17", "formasi_code"),
+    ]
+    assert (again.counts["registered"], again.counts["repeat"], again.counts["refused"]) == (
+        0,
+        17,
+        3,
+    )
 
 
 class CrashingApi(RecruitmentApi):
@@ -136,7 +160,8 @@ class CrashingApi(RecruitmentApi):
 
 
 async def test_an_interrupted_import_resumes_and_ends_with_each_applicant_registered_once(
-        client, keys, running_worker, stack, tmp_path):
+    client, keys, running_worker, stack, tmp_path
+):
     settings, pool = running_worker
     ctx = _context(client, keys, settings, stack)
     config, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
@@ -145,26 +170,40 @@ async def test_an_interrupted_import_resumes_and_ends_with_each_applicant_regist
     crashing = _context(client, keys, settings, stack, CrashingApi(ctx.api, survive=7))
 
     with pytest.raises(ConnectionResetError):
-        await import_registrations(crashing, config_path, path, tmp_path / "err.csv", concurrency=1,
-                                   checkpoint_path=checkpoint)
-    resumed = await import_registrations(ctx, config_path, path, tmp_path / "err.csv", concurrency=4,
-                                         checkpoint_path=checkpoint)
+        await import_registrations(
+            crashing,
+            config_path,
+            path,
+            tmp_path / "err.csv",
+            concurrency=1,
+            checkpoint_path=checkpoint,
+        )
+    resumed = await import_registrations(
+        ctx, config_path, path, tmp_path / "err.csv", concurrency=4, checkpoint_path=checkpoint
+    )
     whole = await import_registrations(ctx, config_path, path, tmp_path / "err2.csv", concurrency=4)
 
     assert resumed.counts["registered"] == 13 and resumed.counts["repeat"] == 0  # lines 2-8 skipped
     assert (whole.counts["repeat"], whole.counts["registered"]) == (20, 0)
     deadline = time.monotonic() + 20
-    while await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id) < 20:
+    while (
+        await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id)
+        < 20
+    ):
         assert time.monotonic() < deadline, "the read model never showed 20 applicants"
         await asyncio.sleep(0.3)
-    assert await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id) == 20
+    assert (
+        await pool.fetchval("SELECT count(*) FROM applicants WHERE round_id=$1", config.round_id)
+        == 20
+    )
 
 
 async def _wait_stage(client, round_id, applicant_id, stages, timeout=30.0) -> JourneyState:
     deadline = time.monotonic() + timeout
     while True:
         s = await client.get_workflow_handle(journey_workflow_id(round_id, applicant_id)).query(
-            "state", result_type=JourneyState)
+            "state", result_type=JourneyState
+        )
         if s.stage in stages:
             return s
         assert time.monotonic() < deadline, f"{applicant_id} stuck at {s.stage}"
@@ -172,32 +211,82 @@ async def _wait_stage(client, round_id, applicant_id, stages, timeout=30.0) -> J
 
 
 async def test_report_files_refuse_out_of_range_scores_with_the_engines_reason_and_status_counts(
-        client, keys, running_worker, stack, tmp_path):
+    client, keys, running_worker, stack, tmp_path
+):
     settings, _ = running_worker
     ctx = _context(client, keys, settings, stack)
     t0 = datetime.now(UTC)
-    config, _ = await _round(ctx, tmp_path, {"registration": (-60, 3), "administration": (3, 5), "skd": (6, 60),
-                                             "skb": (60, 70), "filing": (70, 80), "latsar": (80, 90)}, t0=t0)
+    config, _ = await _round(
+        ctx,
+        tmp_path,
+        {
+            "registration": (-60, 3),
+            "administration": (3, 5),
+            "skd": (6, 60),
+            "skb": (60, 70),
+            "filing": (70, 80),
+            "latsar": (80, 90),
+        },
+        t0=t0,
+    )
     ids = []
     for serial in (1, 2, 3):
-        result = await ctx.api.register(config, registration(serial, "F1"), "sscasn", now=t0 + timedelta(seconds=1))
+        result = await ctx.api.register(
+            config, registration(serial, "F1"), "sscasn", now=t0 + timedelta(seconds=1)
+        )
         ids.append(result.applicant_id)
     for a in ids:
         await _wait_stage(client, config.round_id, a, {Stage.ADMIN_CHECK})
-    admin = _write_csv(tmp_path / "admin.csv", [
-        {"report_id": f"adm-{i}", "applicant_id": a, "findings": "ijazah:not legalised|ktp:blurred" if i == 2 else ""}
-        for i, a in enumerate(ids)])
-    admin_summary = await send_reports(ctx, REPORT_KINDS["admin"], config.round_id, admin, tmp_path / "e1.csv",
-                                       "bkpsdm-verifikator")
+    admin = _write_csv(
+        tmp_path / "admin.csv",
+        [
+            {
+                "report_id": f"adm-{i}",
+                "applicant_id": a,
+                "findings": "ijazah:not legalised|ktp:blurred" if i == 2 else "",
+            }
+            for i, a in enumerate(ids)
+        ],
+    )
+    admin_summary = await send_reports(
+        ctx,
+        REPORT_KINDS["admin"],
+        config.round_id,
+        admin,
+        tmp_path / "e1.csv",
+        "bkpsdm-verifikator",
+    )
     assert admin_summary.counts["accepted"] == 3, admin_summary.refusals
 
     for a in ids[:2]:
         await _wait_stage(client, config.round_id, a, {Stage.SKD})
-    skd = _write_csv(tmp_path / "skd.csv", [
-        {"report_id": "skd-0", "applicant_id": ids[0], "twk": 120, "tiu": 140, "tkp": 190, "session_id": "S1"},
-        {"report_id": "skd-1", "applicant_id": ids[1], "twk": 100, "tiu": 182, "tkp": 190, "session_id": "S1"}])
-    first = await send_reports(ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e2.csv", "cat-bkn")
-    again = await send_reports(ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e3.csv", "cat-bkn")
+    skd = _write_csv(
+        tmp_path / "skd.csv",
+        [
+            {
+                "report_id": "skd-0",
+                "applicant_id": ids[0],
+                "twk": 120,
+                "tiu": 140,
+                "tkp": 190,
+                "session_id": "S1",
+            },
+            {
+                "report_id": "skd-1",
+                "applicant_id": ids[1],
+                "twk": 100,
+                "tiu": 182,
+                "tkp": 190,
+                "session_id": "S1",
+            },
+        ],
+    )
+    first = await send_reports(
+        ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e2.csv", "cat-bkn"
+    )
+    again = await send_reports(
+        ctx, REPORT_KINDS["skd"], config.round_id, skd, tmp_path / "e3.csv", "cat-bkn"
+    )
 
     assert (first.counts["accepted"], first.counts["refused"]) == (1, 1)
     [refusal] = _errors(tmp_path / "e2.csv")
@@ -213,7 +302,9 @@ async def test_report_files_refuse_out_of_range_scores_with_the_engines_reason_a
     assert "phase skd" in printed and "TMS" in printed and "total" in printed
 
 
-async def test_announcements_follow_the_official_order_and_escape_names(client, keys, running_worker, stack, tmp_path):
+async def test_announcements_follow_the_official_order_and_escape_names(
+    client, keys, running_worker, stack, tmp_path
+):
     settings, pool = running_worker
     ctx = _context(client, keys, settings, stack)
     round_id = f"ann-{uuid.uuid4().hex[:6]}"
@@ -229,8 +320,11 @@ async def test_announcements_follow_the_official_order_and_escape_names(client, 
         """INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin, skd_code,
            skd_total, final_code, final_score, placed_formasi, version) VALUES
            ($1,$2,$3,$4,'umum','ended',$5,$6,$7,$8,$9,$10,1)""",
-        [(round_id, a, f, f"<b>Peserta {a}</b> & co", adm, code, total, fc, fs, placed)
-         for a, f, adm, code, total, fc, fs, placed in people])
+        [
+            (round_id, a, f, f"<b>Peserta {a}</b> & co", adm, code, total, fc, fs, placed)
+            for a, f, adm, code, total, fc, fs, placed in people
+        ],
+    )
 
     order = {}
     for stage in AnnouncementStage:
@@ -247,16 +341,28 @@ async def test_announcements_follow_the_official_order_and_escape_names(client, 
     }
 
 
-
 def test_an_unknown_report_kind_exits_2_naming_the_kinds(tmp_path):
     from typer.testing import CliRunner
 
     from starter import cli
 
-    result = CliRunner().invoke(cli, ["report", "scores", "R1", str(tmp_path / "x.csv"), "--as", "cat-bkn",
-                                      "--errors", str(tmp_path / "e.csv")])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "scores",
+            "R1",
+            str(tmp_path / "x.csv"),
+            "--as",
+            "cat-bkn",
+            "--errors",
+            str(tmp_path / "e.csv"),
+        ],
+    )
 
-    assert result.exit_code == 2 and "KIND='scores'" in result.output and "skb-score" in result.output
+    assert (
+        result.exit_code == 2 and "KIND='scores'" in result.output and "skb-score" in result.output
+    )
 
 
 def test_a_bad_header_exits_2_before_anything_starts(tmp_path):
@@ -264,8 +370,16 @@ def test_a_bad_header_exits_2_before_anything_starts(tmp_path):
 
     from starter import cli
 
-    path = _write_csv(tmp_path / "skd.csv", [{"report_id": "r", "applicant_id": "A", "twk": 1, "tiu": 2}])
-    result = CliRunner().invoke(cli, ["report", "skd", "R1", str(path), "--as", "cat-bkn",
-                                      "--errors", str(tmp_path / "e.csv")])
+    path = _write_csv(
+        tmp_path / "skd.csv", [{"report_id": "r", "applicant_id": "A", "twk": 1, "tiu": 2}]
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["report", "skd", "R1", str(path), "--as", "cat-bkn", "--errors", str(tmp_path / "e.csv")],
+    )
 
-    assert result.exit_code == 2 and "skd.csv:1" in result.output and "missing column(s) tkp" in result.output
+    assert (
+        result.exit_code == 2
+        and "skd.csv:1" in result.output
+        and "missing column(s) tkp" in result.output
+    )

@@ -31,46 +31,86 @@ async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_
     round_id = f"vacated-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     config = compressed_round(
-        round_id, [formasi("F1", 1)],
-        {"registration": (-60, 3), "administration": (3, 600), "skd": (600, 1200), "skb": (1200, 1800),
-         "filing": (1800, 2400), "latsar": (2400, 3000)},
-        appeal_window=10, t0=t0,
+        round_id,
+        [formasi("F1", 1)],
+        {
+            "registration": (-60, 3),
+            "administration": (3, 600),
+            "skd": (600, 1200),
+            "skb": (1200, 1800),
+            "filing": (1800, 2400),
+            "latsar": (2400, 3000),
+        },
+        appeal_window=10,
+        t0=t0,
     )
     path = tmp_path / "round.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     await api.create_round(path, OPERATOR)
+
     async def close(window):
         await _wait_phase(api, round_id, window)
-        await api.command(round_id, CloseWindow(
-            report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="all results are in"))
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}",
+                reported_by=OPERATOR,
+                window=window,
+                reason="all results are in",
+            ),
+        )
 
     winner, runner_up = registration(1, "F1"), registration(2, "F1")
-    ids = [(await api.register(config, r, "sscasn", now=t0)).applicant_id for r in (winner, runner_up)]
+    ids = [
+        (await api.register(config, r, "sscasn", now=t0)).applicant_id for r in (winner, runner_up)
+    ]
 
     for i, a in enumerate(ids):
         await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
-        await api.report(round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator"))
+        await api.report(
+            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
     await close("administration")
     for i, a in enumerate(ids):
         await _wait_stage(client, round_id, a, {Stage.SKD})
-        await api.report(round_id, a, SkdReport(report_id=f"skd{i}", reported_by="cat-bkn",
-                                                              twk=120 - 10 * i, tiu=140, tkp=190))
+        await api.report(
+            round_id,
+            a,
+            SkdReport(
+                report_id=f"skd{i}", reported_by="cat-bkn", twk=120 - 10 * i, tiu=140, tkp=190
+            ),
+        )
     await close("skd")
     for i, a in enumerate(ids):
         await _wait_stage(client, round_id, a, {Stage.SKB})
-        for comp, who, score in (("cat", "cat-bkn", 450 - 50 * i), ("praktik", "panel-praktik", 90)):
-            await api.report(round_id, a, SkbScoreReport(
-                report_id=f"{comp}{i}", reported_by=who, component=comp, score=score))
-        await api.report(round_id, a, GateReport(report_id=f"h{i}", reported_by="rsud",
-                                                                component="health", decision="MS"))
+        for comp, who, score in (
+            ("cat", "cat-bkn", 450 - 50 * i),
+            ("praktik", "panel-praktik", 90),
+        ):
+            await api.report(
+                round_id,
+                a,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            a,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
 
     await close("skb")
     await _wait_stage(client, round_id, ids[0], {Stage.FILING}, timeout=30)
-    await api.report(round_id, ids[0], Withdrawal(report_id="aps", reported_by="sscasn",
-                                                              reason="took a private-sector job"))
+    await api.report(
+        round_id,
+        ids[0],
+        Withdrawal(report_id="aps", reported_by="sscasn", reason="took a private-sector job"),
+    )
     await _wait_offer(client, round_id, ids[1])
-    await api.report(round_id, ids[1], OfferAnswer(report_id="yes", reported_by="sscasn",
-                                                                   accept=True))
+    await api.report(
+        round_id, ids[1], OfferAnswer(report_id="yes", reported_by="sscasn", accept=True)
+    )
     await _wait_stage(client, round_id, ids[1], {Stage.FILING}, timeout=30)
 
     first, second = await _state(client, round_id, ids[0]), await _state(client, round_id, ids[1])

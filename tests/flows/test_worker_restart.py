@@ -39,7 +39,7 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
     round_id = f"restart-{uuid.uuid4().hex[:6]}"
     scores = skd_scores(count, quota, seed=3)
     serials = sorted(ids_ for ids_ in scores)
-    first_half, second_half = serials[: count // 2], serials[count // 2:]
+    first_half, second_half = serials[: count // 2], serials[count // 2 :]
     try:
         async with await build_worker(client, settings, pool):
             config = await start_round(api, round_id, quota, tmp_path)
@@ -54,8 +54,13 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
                 if scores[s] is None:
                     continue
                 twk, tiu, tkp = scores[s]
-                ack = await api.report(round_id, ids[s], SkdReport(report_id=f"skd-{s}", reported_by="cat-bkn", twk=twk, tiu=tiu,
-                                                 tkp=tkp))
+                ack = await api.report(
+                    round_id,
+                    ids[s],
+                    SkdReport(
+                        report_id=f"skd-{s}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp
+                    ),
+                )
                 assert ack.effect == "SKD scores recorded" and ack.applicant_id == ids[s]
             await report_skd(api, round_id, ids, scores, second_half)
             await close(api, round_id, "skd")
@@ -65,7 +70,8 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
             assert codes == expected_codes(scores, quota)
 
             formasi = await client.get_workflow_handle(formasi_workflow_id(round_id, "F1")).query(
-                "state", result_type=FormasiState)
+                "state", result_type=FormasiState
+            )
             cuts = [d for d in formasi.decisions if d.outcome == "cut"]
             assert len(cuts) == 1 and cuts[0].input["replies"] == count
 
@@ -76,7 +82,9 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
     assert time.monotonic() - started < 60
 
 
-async def _read_model_matches(client, pool, round_id: str, ids: dict[int, str], scores, timeout: float = 20.0) -> None:
+async def _read_model_matches(
+    client, pool, round_id: str, ids: dict[int, str], scores, timeout: float = 20.0
+) -> None:
     """The read model's decisions equal each journey's own, and every report is there once."""
     deadline = time.monotonic() + timeout
     while True:
@@ -85,7 +93,10 @@ async def _read_model_matches(client, pool, round_id: str, ids: dict[int, str], 
             state = await journey(client, round_id, applicant_id)
             rows = await pool.fetch(
                 "SELECT seq, stage, outcome, actor, input FROM decisions WHERE round_id=$1 AND applicant_id=$2 "
-                "ORDER BY seq", round_id, applicant_id)
+                "ORDER BY seq",
+                round_id,
+                applicant_id,
+            )
             ours = [(d.stage, d.outcome, d.actor, d.input) for d in state.decisions]
             theirs = [(r["stage"], r["outcome"], r["actor"], json.loads(r["input"])) for r in rows]
             if [r["seq"] for r in rows] != list(range(len(rows))) or theirs != ours:
@@ -95,7 +106,9 @@ async def _read_model_matches(client, pool, round_id: str, ids: dict[int, str], 
             assert sum(o in ("P/L", "P", "T/L", "TH") for o in outcomes) == 1, outcomes
             reports = await pool.fetch(
                 "SELECT report_id, kind FROM stage_reports WHERE round_id=$1 AND applicant_id=$2 ORDER BY report_id",
-                round_id, applicant_id)
+                round_id,
+                applicant_id,
+            )
             expected_reports = [(f"adm-{serial}", "admin")]
             if scores[serial] is not None:
                 expected_reports.append((f"skd-{serial}", "skd"))

@@ -84,9 +84,14 @@ class StandInActivities:
                 continue
             try:
                 if req.mode == "close":
-                    replies.append(await handle.execute_update("close_stage", req.announcement, result_type=CloseReply))
-                elif req.mode == "waiting" and not await handle.query("waits_for", req.announcement.phase,
-                                                                      result_type=bool):
+                    replies.append(
+                        await handle.execute_update(
+                            "close_stage", req.announcement, result_type=CloseReply
+                        )
+                    )
+                elif req.mode == "waiting" and not await handle.query(
+                    "waits_for", req.announcement.phase, result_type=bool
+                ):
                     skipped += 1
                     continue
                 else:
@@ -123,7 +128,9 @@ class StandInActivities:
 class TimeSkipKit:
     """One test's environment: the clock, the round, the journeys and the stand-in activities."""
 
-    def __init__(self, env: WorkflowEnvironment, acts: StandInActivities, task_queue: str, keys, tmp: Path) -> None:
+    def __init__(
+        self, env: WorkflowEnvironment, acts: StandInActivities, task_queue: str, keys, tmp: Path
+    ) -> None:
         self.env = env
         self.client = env.client
         self.acts = acts
@@ -146,9 +153,13 @@ class TimeSkipKit:
         _, created = await self.api.create_round(path, OPERATOR)
         assert created
 
-    async def register(self, config: RoundConfig, reg: Registration, schedule_closes: datetime | None = None) -> str:
+    async def register(
+        self, config: RoundConfig, reg: Registration, schedule_closes: datetime | None = None
+    ) -> str:
         """Register through the engine's API and enter the journey in the broadcast registry."""
-        result = await self.api.register(config, reg, "sscasn", now=await self.now(), schedule_closes=schedule_closes)
+        result = await self.api.register(
+            config, reg, "sscasn", now=await self.now(), schedule_closes=schedule_closes
+        )
         assert result.status == "registered", result.refusals
         assert result.applicant_id is not None
         self.acts.add_journey(config.round_id, reg.formasi_code, result.applicant_id)
@@ -174,7 +185,9 @@ class TimeSkipKit:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.05)
 
-    async def journey_at(self, round_id: str, applicant_id: str, *stages, timeout: float = 15.0) -> JourneyState:
+    async def journey_at(
+        self, round_id: str, applicant_id: str, *stages, timeout: float = 15.0
+    ) -> JourneyState:
         async def probe():
             s = await self.journey(round_id, applicant_id)
             return s if s.stage in stages else None
@@ -192,7 +205,9 @@ async def kit(test_server_path, keys, tmp_path):
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES},
+                search_attributes={
+                    k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+                },
             )
         )
         acts = StandInActivities(env.client)

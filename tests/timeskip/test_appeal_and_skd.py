@@ -33,7 +33,9 @@ def near(moment, expected) -> bool:
 
 async def closed_at(kit, round_id: str, applicant_id: str):
     """When the journey's workflow ended (the trail's last decision may be the earlier TMS: see below)."""
-    return (await kit.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id)).describe()).close_time
+    return (
+        await kit.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id)).describe()
+    ).close_time
 
 
 async def test_appeal_windows_and_absent_at_skd_close(kit):
@@ -43,16 +45,27 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     config = compressed_round(
         round_id,
         [formasi("F1", 1)],
-        {"registration": (0, 15 * DAY), "administration": (15 * DAY, 18 * DAY), "skd": (25 * DAY, 55 * DAY),
-         "skb": (56 * DAY, 70 * DAY), "filing": (80 * DAY, 95 * DAY), "latsar": (95 * DAY, 460 * DAY)},
-        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+        {
+            "registration": (0, 15 * DAY),
+            "administration": (15 * DAY, 18 * DAY),
+            "skd": (25 * DAY, 55 * DAY),
+            "skb": (56 * DAY, 70 * DAY),
+            "filing": (80 * DAY, 95 * DAY),
+            "latsar": (95 * DAY, 460 * DAY),
+        },
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        offer_within=2 * DAY,
+        t0=t0,
     )
     await kit.create_round(config)
     await kit.advance_to(t0 + day)
     # heard: files on day 2 of the window, accepted; late: tries after 3 days; silent: appeal never
     # answered; rejected: appeal answered "no"; present: MS and sits SKD; absent: MS, never sits SKD.
     names = ["heard", "late", "silent", "rejected", "present", "absent"]
-    ids = {n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(names, start=1)}
+    ids = {
+        n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(names, start=1)
+    }
 
     async def report(name, update, message):
         return await kit.api.report(round_id, ids[name], update, message)
@@ -60,11 +73,18 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     for name in names:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
         findings = TMS if name in ("heard", "late", "silent", "rejected") else []
-        await report(name, "report_admin", AdminReport(report_id=f"adm-{name}", reported_by=VERIFIER,
-                                                         findings=findings))
+        await report(
+            name,
+            "report_admin",
+            AdminReport(report_id=f"adm-{name}", reported_by=VERIFIER, findings=findings),
+        )
     # Before the announcement nobody can appeal: the result is not out.
     with pytest.raises(RefusedError, match="only a TMS result can be appealed|not been announced"):
-        await report("heard", "file_appeal", AppealFiling(report_id="early", reported_by="sscasn", reason="x"))
+        await report(
+            "heard",
+            "file_appeal",
+            AppealFiling(report_id="early", reported_by="sscasn", reason="x"),
+        )
 
     announced = t0 + 18 * day
     await kit.advance_to(announced + timedelta(hours=1))
@@ -77,8 +97,13 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     # Day 2 of the appeal window: heard, silent and rejected file.
     await kit.advance_to(announced + 2 * day)
     for name in ("heard", "silent", "rejected"):
-        ack = await report(name, "file_appeal", AppealFiling(report_id=f"appeal-{name}", reported_by="sscasn",
-                                                             reason="the ijazah was legalised"))
+        ack = await report(
+            name,
+            "file_appeal",
+            AppealFiling(
+                report_id=f"appeal-{name}", reported_by="sscasn", reason="the ijazah was legalised"
+            ),
+        )
         assert ack.effect == "appeal filed"
     filed_at = await kit.now()
 
@@ -86,19 +111,38 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     # (What the refusal says is checked in test_late_appeal_refusal_names_the_closed_window.)
     await kit.advance_to(announced + 3 * day + timedelta(minutes=10))
     with pytest.raises(RefusedError, match="appeal-late"):
-        await report("late", "file_appeal", AppealFiling(report_id="appeal-late", reported_by="sscasn",
-                                                         reason="the ijazah was legalised"))
+        await report(
+            "late",
+            "file_appeal",
+            AppealFiling(
+                report_id="appeal-late", reported_by="sscasn", reason="the ijazah was legalised"
+            ),
+        )
     late = await kit.journey_at(round_id, ids["late"], Stage.ENDED)
     assert (late.terminal, late.admin) == (Terminal.TMS, AdminDecision.TMS)
     assert "no appeal within the appeal window" in late.terminal_reason
     assert near(await closed_at(kit, round_id, ids["late"]), announced + 3 * day)
-    assert not any(d.stage == Stage.ADMIN_APPEAL and d.outcome == "appeal filed" for d in late.decisions)
+    assert not any(
+        d.stage == Stage.ADMIN_APPEAL and d.outcome == "appeal filed" for d in late.decisions
+    )
 
     # The instansi answers on day 4 (within its 7 days): heard accepted, rejected refused.
     await kit.advance_to(announced + 4 * day)
-    await report("heard", "answer_appeal", AppealAnswer(report_id="ans-heard", reported_by=VERIFIER, accepted=True))
-    await report("rejected", "answer_appeal", AppealAnswer(report_id="ans-rej", reported_by=VERIFIER,
-                                                           accepted=False, note="ijazah still not legalised"))
+    await report(
+        "heard",
+        "answer_appeal",
+        AppealAnswer(report_id="ans-heard", reported_by=VERIFIER, accepted=True),
+    )
+    await report(
+        "rejected",
+        "answer_appeal",
+        AppealAnswer(
+            report_id="ans-rej",
+            reported_by=VERIFIER,
+            accepted=False,
+            note="ijazah still not legalised",
+        ),
+    )
     heard = await kit.journey_at(round_id, ids["heard"], Stage.SKD)
     assert heard.admin == AdminDecision.MS and heard.terminal is None
     rejected = await kit.journey_at(round_id, ids["rejected"], Stage.ENDED)
@@ -118,11 +162,17 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     # SKD (days 25-55): heard and present sit it; absent does not.
     await kit.advance_to(t0 + 30 * day)
     for name in ("heard", "present"):
-        await report(name, "report_skd", SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn",
-                                                   twk=100, tiu=120, tkp=180))
+        await report(
+            name,
+            "report_skd",
+            SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=100, tiu=120, tkp=180),
+        )
     await kit.advance_to(t0 + 54 * day)
     absent = await kit.journey(round_id, ids["absent"])
-    assert (absent.stage, absent.terminal) == (Stage.SKD, None)  # still waiting while the window is open
+    assert (absent.stage, absent.terminal) == (
+        Stage.SKD,
+        None,
+    )  # still waiting while the window is open
 
     skd_closes = t0 + 55 * day
     await kit.advance_to(skd_closes + timedelta(hours=1))
@@ -132,8 +182,11 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     th = next(d for d in absent.decisions if d.outcome == "TH" and d.stage == Stage.SKD)
     assert near(th.at, skd_closes), th
     with pytest.raises(RefusedError, match="skd-late"):  # the journey has ended
-        await report("absent", "report_skd", SkdReport(report_id="skd-late", reported_by="cat-bkn",
-                                                       twk=100, tiu=120, tkp=180))
+        await report(
+            "absent",
+            "report_skd",
+            SkdReport(report_id="skd-late", reported_by="cat-bkn", twk=100, tiu=120, tkp=180),
+        )
     # The accepted appeal went all the way on: P/L to SKB (quota 1, cut 3, two passers).
     for name in ("heard", "present"):
         s = await kit.journey_at(round_id, ids[name], Stage.SKB)

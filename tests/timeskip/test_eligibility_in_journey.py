@@ -23,20 +23,41 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
     t0 = await kit.now()
     round_id = f"ts-elig-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
-        round_id, [formasi("F1", 2)],
-        {"registration": (0, 15 * DAY), "administration": (20 * DAY, 25 * DAY), "skd": (30 * DAY, 50 * DAY),
-         "skb": (51 * DAY, 65 * DAY), "filing": (75 * DAY, 90 * DAY), "latsar": (90 * DAY, 455 * DAY)},
-        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+        round_id,
+        [formasi("F1", 2)],
+        {
+            "registration": (0, 15 * DAY),
+            "administration": (20 * DAY, 25 * DAY),
+            "skd": (30 * DAY, 50 * DAY),
+            "skb": (51 * DAY, 65 * DAY),
+            "filing": (75 * DAY, 90 * DAY),
+            "latsar": (90 * DAY, 455 * DAY),
+        },
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        offer_within=2 * DAY,
+        t0=t0,
     )
     await kit.create_round(config)
 
     async def start_directly(applicant_id: str, reg) -> JourneyState:
-        start = JourneyStart(round_id=round_id, applicant_id=applicant_id, registration=reg,
-                             formasi=config.formasi_by_code("F1"), rules=journey_rules(config),
-                             registered_by="a-client-without-the-api", tmt=config.schedule.tmt,
-                             engine_version=ENGINE_VERSION, applied_on=t0.date())
-        await kit.client.start_workflow(ApplicantJourney.run, start, task_queue=kit.task_queue,
-                                        id=journey_workflow_id(round_id, applicant_id))
+        start = JourneyStart(
+            round_id=round_id,
+            applicant_id=applicant_id,
+            registration=reg,
+            formasi=config.formasi_by_code("F1"),
+            rules=journey_rules(config),
+            registered_by="a-client-without-the-api",
+            tmt=config.schedule.tmt,
+            engine_version=ENGINE_VERSION,
+            applied_on=t0.date(),
+        )
+        await kit.client.start_workflow(
+            ApplicantJourney.run,
+            start,
+            task_queue=kit.task_queue,
+            id=journey_workflow_id(round_id, applicant_id),
+        )
         return await kit.journey_at(round_id, applicant_id, Stage.ADMIN_CHECK, Stage.ENDED)
 
     eligible = await start_directly("DIRECT-OK", registration(1, "F1"))

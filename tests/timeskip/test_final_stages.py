@@ -50,13 +50,25 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     config = compressed_round(
         round_id,
         [formasi("F1", 1), formasi("F2", 1)],
-        {"registration": (0, 15 * DAY), "administration": (15 * DAY, 18 * DAY), "skd": (21 * DAY, 35 * DAY),
-         "skb": (36 * DAY, 50 * DAY), "filing": (60 * DAY, 75 * DAY), "latsar": (75 * DAY, 440 * DAY)},
-        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+        {
+            "registration": (0, 15 * DAY),
+            "administration": (15 * DAY, 18 * DAY),
+            "skd": (21 * DAY, 35 * DAY),
+            "skb": (36 * DAY, 50 * DAY),
+            "filing": (60 * DAY, 75 * DAY),
+            "latsar": (75 * DAY, 440 * DAY),
+        },
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        offer_within=2 * DAY,
+        t0=t0,
     )
     await kit.create_round(config)
     await kit.advance_to(t0 + timedelta(hours=1))
-    ids = {n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(EXPECTED, start=1)}
+    ids = {
+        n: await kit.register(config, registration(i, "F1"))
+        for i, n in enumerate(EXPECTED, start=1)
+    }
     names = list(EXPECTED)
 
     async def report(name, update, message):
@@ -64,24 +76,49 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
 
     for name in names:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
-        await report(name, "report_admin", AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"))
+        await report(
+            name,
+            "report_admin",
+            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
+        )
 
     await kit.advance_to(t0 + 22 * day)
     for name, (twk, tiu, tkp) in SKD.items():
         await kit.journey_at(round_id, ids[name], Stage.SKD)
-        await report(name, "report_skd", SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn",
-                                                   twk=twk, tiu=tiu, tkp=tkp))
+        await report(
+            name,
+            "report_skd",
+            SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp),
+        )
 
     await kit.advance_to(t0 + 40 * day)
     for name, (cat, praktik) in SKB.items():
         s = await kit.journey_at(round_id, ids[name], Stage.SKB)
         assert s.skd_code == SkdCode.PASSED_TO_SKB
-        await report(name, "report_skb_score", SkbScoreReport(report_id=f"cat-{name}", reported_by="cat-bkn",
-                                                              component="cat", score=cat))
-        await report(name, "report_skb_score", SkbScoreReport(report_id=f"pr-{name}", reported_by="panel-praktik",
-                                                              component="praktik", score=praktik))
-        await report(name, "report_gate", GateReport(report_id=f"h-{name}", reported_by="rsud", component="health",
-                                                     decision="MS"))
+        await report(
+            name,
+            "report_skb_score",
+            SkbScoreReport(
+                report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
+            ),
+        )
+        await report(
+            name,
+            "report_skb_score",
+            SkbScoreReport(
+                report_id=f"pr-{name}",
+                reported_by="panel-praktik",
+                component="praktik",
+                score=praktik,
+            ),
+        )
+        await report(
+            name,
+            "report_gate",
+            GateReport(
+                report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
+            ),
+        )
 
     # --- the final appeal wait: SKB closes on day 50; optimalisasi waits the 3-day window -------
     skb_closes = t0 + 50 * day
@@ -93,7 +130,9 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
 
     state = await kit.until(all_results, "both formasi results")
     assert state.phase == "final_appeal" and state.offers == {}
-    assert state.formasi_results["F2"].vacancies == 1 and state.formasi_results["F1"].winners == [ids["X1"]]
+    assert state.formasi_results["F2"].vacancies == 1 and state.formasi_results["F1"].winners == [
+        ids["X1"]
+    ]
     assert (await kit.journey_at(round_id, ids["X1"], Stage.FILING)).final_code == FinalCode.PASSED
     for name in ("X2", "X3"):
         s = await kit.journey_at(round_id, ids[name], Stage.OPTIMALISASI)
@@ -112,6 +151,7 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         async def probe():
             s = await kit.round_state(round_id)
             return s if s.offers.get(offer_id) == "pending" else None
+
         return probe
 
     state = await kit.until(await offered(offer_x2), "the offer to X2")
@@ -119,8 +159,11 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     allocated = next(d for d in state.decisions if d.outcome == "allocated")
     assert near(allocated.at, optimalisasi_at), allocated
     with pytest.raises(RefusedError, match="no optimalisasi offer"):
-        await report("X3", "answer_offer", OfferAnswer(report_id="offer-X3-early", reported_by="sscasn",
-                                                       accept=True))
+        await report(
+            "X3",
+            "answer_offer",
+            OfferAnswer(report_id="offer-X3-early", reported_by="sscasn", accept=True),
+        )
 
     await kit.advance_to(optimalisasi_at + 2 * day - timedelta(hours=1))
     assert (await kit.journey(round_id, ids["X2"])).stage == Stage.OPTIMALISASI
@@ -129,9 +172,16 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     await kit.advance_to(optimalisasi_at + 2 * day + timedelta(minutes=10))
     x2 = await kit.journey_at(round_id, ids["X2"], Stage.ENDED)
     declined = next(d for d in x2.decisions if d.stage == Stage.OPTIMALISASI)
-    assert (declined.outcome, declined.actor, declined.input["answered"]) == ("declined", "system", False)
+    assert (declined.outcome, declined.actor, declined.input["answered"]) == (
+        "declined",
+        "system",
+        False,
+    )
     assert near(declined.at, optimalisasi_at + 2 * day), declined
-    assert x2.terminal == Terminal.NOT_PASSED and "declined the optimalisasi offer" in x2.terminal_reason
+    assert (
+        x2.terminal == Terminal.NOT_PASSED
+        and "declined the optimalisasi offer" in x2.terminal_reason
+    )
 
     # The seat goes to the next in rank: X3 is offered it and accepts.
     state = await kit.until(await offered(offer_x3), "the offer to X3")
@@ -139,8 +189,11 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
 
     async def accept_x3():
         try:
-            return await report("X3", "answer_offer", OfferAnswer(report_id="offer-X3", reported_by="sscasn",
-                                                                  accept=True))
+            return await report(
+                "X3",
+                "answer_offer",
+                OfferAnswer(report_id="offer-X3", reported_by="sscasn", accept=True),
+            )
         except RefusedError as exc:  # the offer signal may still be on its way to the journey
             assert "no optimalisasi offer" in str(exc)
             return None
@@ -153,8 +206,11 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     await kit.advance_to(t0 + 61 * day)
     assert (await kit.round_state(round_id)).phase == "filing"
     for name in ("X1", "X3"):
-        await report(name, "report_filing", FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator",
-                                                         complete=True))
+        await report(
+            name,
+            "report_filing",
+            FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator", complete=True),
+        )
     appointed = {}
     for name in ("X1", "X3"):
         s = await kit.journey_at(round_id, ids[name], Stage.LATSAR)
@@ -164,16 +220,23 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
 
     await kit.advance_to(t0 + 62 * day)
     new_tmt = date(2027, 7, 1)
-    move = MoveTmt(report_id="tmt-1", reported_by=OPERATOR, new_tmt=new_tmt,
-                   reason="TMT moved by government decision")
+    move = MoveTmt(
+        report_id="tmt-1",
+        reported_by=OPERATOR,
+        new_tmt=new_tmt,
+        reason="TMT moved by government decision",
+    )
     ack = await kit.api.command(round_id, move)
     assert ack.effect == "TMT moved to 2027-07-01"
     assert await kit.api.command(round_id, move) == ack  # a repeat: no second move
     state = await kit.round_state(round_id)
     assert state.schedule.tmt == new_tmt
-    assert [d.input["reason"] for d in state.decisions if d.outcome.startswith("TMT moved")] == [move.reason]
+    assert [d.input["reason"] for d in state.decisions if d.outcome.startswith("TMT moved")] == [
+        move.reason
+    ]
 
     for name in ("X1", "X3"):
+
         async def moved(name=name):
             s = await kit.journey(round_id, ids[name])
             return s if s.tmt == new_tmt else None
@@ -181,14 +244,24 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         s = await kit.until(moved, f"the TMT move at {name}")
         assert s.stage == Stage.LATSAR
         moves = [d for d in s.decisions if d.outcome == "TMT moved"]
-        assert len(moves) == 1 and moves[0].input["from"] == "2027-03-01" and moves[0].input["to"] == "2027-07-01"
-    tmt_broadcasts = {b.formasi_code for b in kit.acts.broadcasts if b.announcement.phase == "tmt_moved"}
+        assert (
+            len(moves) == 1
+            and moves[0].input["from"] == "2027-03-01"
+            and moves[0].input["to"] == "2027-07-01"
+        )
+    tmt_broadcasts = {
+        b.formasi_code for b in kit.acts.broadcasts if b.announcement.phase == "tmt_moved"
+    }
     assert tmt_broadcasts == {"F1", "F2"}
 
     # --- Latsar: both pass and become PNS -----------------------------------------------------------
     await kit.advance_to(t0 + 200 * day)
     for name in ("X1", "X3"):
-        await report(name, "report_latsar", LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True))
+        await report(
+            name,
+            "report_latsar",
+            LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True),
+        )
     finals = {}
     for name in names:
         s = await kit.journey_at(round_id, ids[name], Stage.ENDED)
@@ -198,10 +271,17 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     assert finals == EXPECTED
     # The journeys at Latsar were told of the filing close too (a signal costs less than asking
     # each one whether it still waits) and went on to PNS regardless.
-    closes = [b.mode for b in kit.acts.broadcasts if b.announcement.phase in ("optimalisasi_closed", "filing_closed")]
+    closes = [
+        b.mode
+        for b in kit.acts.broadcasts
+        if b.announcement.phase in ("optimalisasi_closed", "filing_closed")
+    ]
     assert closes and set(closes) == {"signal"}
     # The optimalisasi close went only to F1's two who lost on rank; F2 ranked nobody, so none of
     # its journeys could be waiting for it.
-    told = {(b.formasi_code, tuple(b.workflow_ids)) for b in kit.acts.broadcasts
-            if b.announcement.phase == "optimalisasi_closed"}
+    told = {
+        (b.formasi_code, tuple(b.workflow_ids))
+        for b in kit.acts.broadcasts
+        if b.announcement.phase == "optimalisasi_closed"
+    }
     assert told == {("F1", tuple(journey_workflow_id(round_id, ids[n]) for n in ("X2", "X3")))}

@@ -24,9 +24,18 @@ async def test_extension_moves_the_registration_close(kit):
     config = compressed_round(
         round_id,
         [formasi("F1", 2)],
-        {"registration": (0, 15 * DAY), "administration": (20 * DAY, 25 * DAY), "skd": (30 * DAY, 50 * DAY),
-         "skb": (51 * DAY, 65 * DAY), "filing": (75 * DAY, 90 * DAY), "latsar": (90 * DAY, 455 * DAY)},
-        appeal_window=3 * DAY, answer_within=7 * DAY, offer_within=2 * DAY, t0=t0,
+        {
+            "registration": (0, 15 * DAY),
+            "administration": (20 * DAY, 25 * DAY),
+            "skd": (30 * DAY, 50 * DAY),
+            "skb": (51 * DAY, 65 * DAY),
+            "filing": (75 * DAY, 90 * DAY),
+            "latsar": (90 * DAY, 455 * DAY),
+        },
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        offer_within=2 * DAY,
+        t0=t0,
     )
     original_close = t0 + 15 * day
     new_close = t0 + 19 * day
@@ -35,14 +44,20 @@ async def test_extension_moves_the_registration_close(kit):
 
     # Day 14, the portal is down: the operator extends registration by 4 days (as in 2024).
     await kit.advance_to(t0 + 14 * day)
-    extend = ExtendWindow(report_id="ext-1", reported_by=OPERATOR, window="registration", new_closes=new_close,
-                          reason="portal outage on the last days (surat BKN)")
+    extend = ExtendWindow(
+        report_id="ext-1",
+        reported_by=OPERATOR,
+        window="registration",
+        new_closes=new_close,
+        reason="portal outage on the last days (surat BKN)",
+    )
     ack = await kit.api.command(round_id, extend)
     assert ack.effect == "registration extended"
     assert await kit.api.command(round_id, extend) == ack  # a repeat: the first answer
     with pytest.raises(RefusedError, match="after the next window opens"):
-        await kit.api.command(round_id, extend.model_copy(
-            update={"report_id": "ext-2", "new_closes": t0 + 21 * day}))
+        await kit.api.command(
+            round_id, extend.model_copy(update={"report_id": "ext-2", "new_closes": t0 + 21 * day})
+        )
 
     # Past the original close the round is still in registration, and people can still register.
     await kit.advance_to(original_close + day)
@@ -66,11 +81,14 @@ async def test_extension_moves_the_registration_close(kit):
 
     state = await kit.until(moved_on, "the registration close")
     assert state.phase == "administration"
-    closed = next(d for d in state.decisions if d.stage == "registration" and d.outcome == "window closed")
+    closed = next(
+        d for d in state.decisions if d.stage == "registration" and d.outcome == "window closed"
+    )
     assert abs(closed.at - new_close) < timedelta(minutes=5), closed
     with pytest.raises(RefusedError, match="registration window is already closed"):
-        await kit.api.command(round_id, extend.model_copy(
-            update={"report_id": "ext-3", "new_closes": t0 + 20 * day}))
+        await kit.api.command(
+            round_id, extend.model_copy(update={"report_id": "ext-3", "new_closes": t0 + 20 * day})
+        )
     # Both registrations are in the round: the one before and the one during the extension.
     for applicant in (first, late):
         assert (await kit.journey(round_id, applicant)).stage == Stage.ADMIN_CHECK
