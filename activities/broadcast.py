@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import CloseReply
-from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE, WAITS_FOR
+from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
@@ -20,9 +20,8 @@ CLOSE_ATTEMPTS = 5
 class Broadcaster:
     """Lists a formasi's running journeys through Temporal's visibility and tells each one.
 
-    Modes (BroadcastRequest.mode): "signal" signals `announce` to each; "waiting" first asks each
-    journey (`waits_for` query, no history event) and signals only those that can still use the
-    announcement; "close" sends the `close_stage` update and returns every journey's answer.
+    Modes (BroadcastRequest.mode): "signal" signals `announce` to each; "close" sends the
+    `close_stage` update and returns every journey's answer.
     """
 
     def __init__(self, client: Client) -> None:
@@ -31,15 +30,15 @@ class Broadcaster:
     @activity.defn(name=BROADCAST.name)
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
         """Tell one page (or all) of the formasi's running journeys; every mode is safe to repeat."""
-        if req.mode not in ("signal", "waiting", "close"):
-            raise ValueError(f"broadcast: mode {req.mode!r} is not one of signal, waiting, close")
+        if req.mode not in ("signal", "close"):
+            raise ValueError(f"broadcast: mode {req.mode!r} is not one of signal, close")
         ids, next_token = await self._list(req)
         gate = asyncio.Semaphore(CONCURRENCY)
-        delivered = skipped = 0
+        delivered = 0
         replies: dict[str, CloseReply] = {}
 
         async def deliver(workflow_id: str) -> None:
-            nonlocal delivered, skipped
+            nonlocal delivered
             async with gate:
                 handle = self.client.get_workflow_handle(workflow_id)
                 try:
@@ -49,11 +48,6 @@ class Broadcaster:
                             return
                         replies[workflow_id] = reply
                     else:
-                        if req.mode == "waiting" and not await WAITS_FOR.ask(
-                            handle, req.announcement.phase
-                        ):
-                            skipped += 1
-                            return
                         await ANNOUNCE.send(handle, req.announcement)
                     delivered += 1
                 except RPCError as exc:
@@ -68,7 +62,6 @@ class Broadcaster:
             delivered=delivered,
             next_page_token=next_token,
             replies=[replies[i] for i in ids if i in replies],
-            skipped=skipped,
         )
 
     async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:

@@ -57,9 +57,7 @@ class BroadcastRequest(BaseModel, frozen=True):
     page_size: int = 0  # 0: every journey in one call
     page_token: str | None = None  # base64 of the visibility page token to continue from
     # "signal": `announce` to each journey (and the closes of histories before close-by-update);
-    # "close": the `close_stage` update, whose answers come back in the result;
-    # "waiting": `announce` only to the journeys whose `waits_for` query says they need it (formasi
-    # runs before the announce-without-asking patch)
+    # "close": the `close_stage` update, whose answers come back in the result
     mode: str = "signal"
     # Not empty: tell exactly these journeys (one page of them) instead of listing the formasi's.
     workflow_ids: list[str] = []
@@ -71,4 +69,3 @@ class BroadcastResult(BaseModel, frozen=True):
     delivered: int
     next_page_token: str | None = None  # None: that was the last page
     replies: list[CloseReply] = []  # mode "close": each journey's answer, in listing order
-    skipped: int = 0  # mode "waiting": running journeys that no longer wait for the announcement

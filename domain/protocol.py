@@ -167,7 +167,6 @@ ANNOUNCE = Signal("announce", Announcement)
 OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)
 REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
-WAITS_FOR = Query("waits_for", str, bool)  # asked by formasi runs of one older release only
 
 # --- FormasiSelection ---------------------------------------------------------------------------
 

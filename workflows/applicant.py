@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
-    from workflows.calls import run_activity, run_local_activity, workflow_handle
+    from workflows.calls import run_local_activity, workflow_handle
     from workflows.ids import round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
@@ -298,9 +298,8 @@ class ApplicantJourney(JourneyInbox):
             "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
         }
         # The NIP service is idempotent per person, so a local activity (one marker, no task) is as
-        # safe as an activity and cheaper (patch nip-local-activity).
-        run = run_local_activity if self._patched("nip-local-activity") else run_activity
-        issued = await run(ISSUE_NIP, request, **options)
+        # safe as an activity and cheaper.
+        issued = await run_local_activity(ISSUE_NIP, request, **options)
         self._set(nip=issued.nip)
         self._decide(ev.NipIssued(nip=issued.nip))
         self._move_to(Stage.APPOINTMENT)

@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
     from workflows.calls import run_activity, workflow_handle
     from workflows.ids import journey_workflow_id, round_workflow_id
-    from workflows.inbox import PAST_PHASE
     from workflows.ledger import decision
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
@@ -107,9 +106,7 @@ class FormasiSelection:
                     await self._final_ranking(announcement)
                 elif announcement.phase == Phase.ROUND_CLOSED:
                     self.carry.done = True
-                elif announcement.phase == Phase.OPTIMALISASI_CLOSED and workflow.patched(
-                    "announce-to-candidates"
-                ):
+                elif announcement.phase == Phase.OPTIMALISASI_CLOSED:
                     # Only those the final ranking left out wait in optimalisasi; the winners would
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
@@ -222,7 +219,7 @@ class FormasiSelection:
     async def _deliver(
         self,
         announcement: Announcement,
-        mode: str | None = None,
+        mode: str = "signal",
         on_page: Callable[[BroadcastResult], None] | None = None,
     ) -> int:
         """Tell every running journey, a page at a time, continuing-as-new between pages if asked.
@@ -233,17 +230,6 @@ class FormasiSelection:
         """
         if not workflow.patched("paged-broadcast"):
             return (await self._broadcast(announcement, 0, None)).delivered
-        if mode is None:
-            mode = "signal"
-            # Runs before the patch asked each journey (`waits_for` query) whether it still needed
-            # the announcement. A query costs the server and the worker more than the signal it
-            # saves (bench.py actions: 2.7 + 2.3 ms against 2.6 + 1.1 ms), so every journey is told.
-            if (
-                announcement.phase in PAST_PHASE
-                and not workflow.patched("announce-without-asking")
-                and workflow.patched("broadcast-to-waiting")
-            ):
-                mode = "waiting"
         paging = self._paging(announcement)
         while True:
             page = await self._broadcast(

@@ -51,14 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import patched
 
-# Announcements a journey can no longer use once it is at one of these stages (asked by formasi
-# runs between the patches broadcast-to-waiting and announce-without-asking, through `waits_for`).
-PAST_PHASE: dict[str, frozenset[Stage]] = {
-    Phase.OPTIMALISASI_CLOSED: frozenset(
-        {Stage.FILING, Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}
-    ),
-    Phase.FILING_CLOSED: frozenset({Stage.NIP, Stage.APPOINTMENT, Stage.LATSAR, Stage.ENDED}),
-}
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
 
 
@@ -162,8 +154,6 @@ class JourneyInbox:
         if announcement.phase in self.announcements:
             return
         self.announcements[announcement.phase] = announcement
-        if self.sheet.terminal is not None and not self._patched("reply-after-end"):
-            return
         # Closes by signal, answered by signal: formasi runs before the patch close-by-update.
         formasi = workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
         if announcement.phase == Phase.SKD_CLOSED:
@@ -181,11 +171,6 @@ class JourneyInbox:
         """The round offers an optimalisasi seat."""
         if self.sheet.offer is None and self.sheet.stage == Stage.OPTIMALISASI:
             self._set(offer=offer)
-
-    @workflow.query
-    def waits_for(self, phase: str) -> bool:
-        """Whether an announcement of `phase` can still change this journey."""
-        return self.sheet.open and self.sheet.stage not in PAST_PHASE.get(phase, frozenset())
 
     @workflow.query
     def registration_digest(self) -> str:

@@ -76,7 +76,7 @@ class StandInActivities:
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
         """Signal `announce` to the formasi's running journeys (from the registry, not visibility)."""
         self.broadcasts.append(req)
-        delivered = skipped = 0
+        delivered = 0
         replies = []
         for workflow_id in req.workflow_ids or self.journeys[(req.round_id, req.formasi_code)]:
             handle = self.client.get_workflow_handle(workflow_id)
@@ -89,18 +89,13 @@ class StandInActivities:
                             "close_stage", req.announcement, result_type=CloseReply
                         )
                     )
-                elif req.mode == "waiting" and not await handle.query(
-                    "waits_for", req.announcement.phase, result_type=bool
-                ):
-                    skipped += 1
-                    continue
                 else:
                     await handle.signal("announce", req.announcement)
                 delivered += 1
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
-        return BroadcastResult(delivered=delivered, replies=replies, skipped=skipped)
+        return BroadcastResult(delivered=delivered, replies=replies)
 
     @activity.defn(name="project_journey")
     async def project_journey(self, p: JourneyProjection) -> None:

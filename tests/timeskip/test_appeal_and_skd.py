@@ -67,22 +67,20 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
         n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(names, start=1)
     }
 
-    async def report(name, update, message):
-        return await kit.api.report(round_id, ids[name], update, message)
+    async def report(name, message):
+        return await kit.api.report(round_id, ids[name], message)
 
     for name in names:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
         findings = TMS if name in ("heard", "late", "silent", "rejected") else []
         await report(
             name,
-            "report_admin",
             AdminReport(report_id=f"adm-{name}", reported_by=VERIFIER, findings=findings),
         )
     # Before the announcement nobody can appeal: the result is not out.
     with pytest.raises(RefusedError, match="only a TMS result can be appealed|not been announced"):
         await report(
             "heard",
-            "file_appeal",
             AppealFiling(report_id="early", reported_by="sscasn", reason="x"),
         )
 
@@ -99,7 +97,6 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     for name in ("heard", "silent", "rejected"):
         ack = await report(
             name,
-            "file_appeal",
             AppealFiling(
                 report_id=f"appeal-{name}", reported_by="sscasn", reason="the ijazah was legalised"
             ),
@@ -113,7 +110,6 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     with pytest.raises(RefusedError, match="appeal-late"):
         await report(
             "late",
-            "file_appeal",
             AppealFiling(
                 report_id="appeal-late", reported_by="sscasn", reason="the ijazah was legalised"
             ),
@@ -130,12 +126,10 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     await kit.advance_to(announced + 4 * day)
     await report(
         "heard",
-        "answer_appeal",
         AppealAnswer(report_id="ans-heard", reported_by=VERIFIER, accepted=True),
     )
     await report(
         "rejected",
-        "answer_appeal",
         AppealAnswer(
             report_id="ans-rej",
             reported_by=VERIFIER,
@@ -164,7 +158,6 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     for name in ("heard", "present"):
         await report(
             name,
-            "report_skd",
             SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=100, tiu=120, tkp=180),
         )
     await kit.advance_to(t0 + 54 * day)
@@ -184,7 +177,6 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     with pytest.raises(RefusedError, match="skd-late"):  # the journey has ended
         await report(
             "absent",
-            "report_skd",
             SkdReport(report_id="skd-late", reported_by="cat-bkn", twk=100, tiu=120, tkp=180),
         )
     # The accepted appeal went all the way on: P/L to SKB (quota 1, cut 3, two passers).

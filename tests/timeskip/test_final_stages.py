@@ -71,14 +71,13 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     }
     names = list(EXPECTED)
 
-    async def report(name, update, message):
-        return await kit.api.report(round_id, ids[name], update, message)
+    async def report(name, message):
+        return await kit.api.report(round_id, ids[name], message)
 
     for name in names:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
         await report(
             name,
-            "report_admin",
             AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
         )
 
@@ -87,7 +86,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         await kit.journey_at(round_id, ids[name], Stage.SKD)
         await report(
             name,
-            "report_skd",
             SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp),
         )
 
@@ -97,14 +95,12 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         assert s.skd_code == SkdCode.PASSED_TO_SKB
         await report(
             name,
-            "report_skb_score",
             SkbScoreReport(
                 report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
             ),
         )
         await report(
             name,
-            "report_skb_score",
             SkbScoreReport(
                 report_id=f"pr-{name}",
                 reported_by="panel-praktik",
@@ -114,7 +110,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         )
         await report(
             name,
-            "report_gate",
             GateReport(
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),
@@ -161,7 +156,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     with pytest.raises(RefusedError, match="no optimalisasi offer"):
         await report(
             "X3",
-            "answer_offer",
             OfferAnswer(report_id="offer-X3-early", reported_by="sscasn", accept=True),
         )
 
@@ -191,7 +185,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         try:
             return await report(
                 "X3",
-                "answer_offer",
                 OfferAnswer(report_id="offer-X3", reported_by="sscasn", accept=True),
             )
         except RefusedError as exc:  # the offer signal may still be on its way to the journey
@@ -208,7 +201,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     for name in ("X1", "X3"):
         await report(
             name,
-            "report_filing",
             FilingReport(report_id=f"drh-{name}", reported_by="bkpsdm-verifikator", complete=True),
         )
     appointed = {}
@@ -259,7 +251,6 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     for name in ("X1", "X3"):
         await report(
             name,
-            "report_latsar",
             LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True),
         )
     finals = {}
