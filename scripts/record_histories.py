@@ -1,11 +1,28 @@
-"""Record the histories of a small real round for the replay tests under tests/histories/.
+"""Record the histories of a real round for the replay tests under tests/histories/.
 
     .venv/bin/python scripts/record_histories.py [--out tests/histories]
+    .venv/bin/python scripts/record_histories.py --full --out tests/histories/v4-full
+    .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
-and a compressed round of one formasi (quota 1) with three applicants: one wins, one loses on rank, one fails the SKD threshold. It stops once the final ranking is out and
-writes every history of the round as JSON, plus the payload key that decodes them. The data is
-synthetic and the key is used nowhere else: both are safe to commit.
+and a compressed round, then writes every history of the round as JSON, plus the payload key that
+decodes them. The data is synthetic and the key is used nowhere else: both are safe to commit.
+
+The small round (default): one formasi (quota 1) with three applicants: one wins, one loses on
+rank, one fails the SKD threshold. It stops once the final ranking is out.
+
+The full round (--full): two formasi with the same jabatan and education (quota 1 and 2) and
+fourteen applicants (FULL_ROLES), played to the round's close through the same API a real service
+uses (as apps/demo.py does): TMS with a sanggah accepted, rejected, unanswered and not filed; TH,
+T/L, P at SKD; a disqualification and a health-gate failure at SKB; a winner who withdraws in the
+final-appeal window, whose seat optimalisasi offers to a candidate who declines and then to one
+who accepts (P/L-2); a TMT move before the NIPs; a winner who never files (TMS-DRH); Latsar
+passed (PNS) and failed (DIBERHENTIKAN); a window extended, every window closed early with a
+reason. Its Temporal dev server suggests continue-as-new early, so the formasi runs continue-as-new
+between broadcast pages. It waits until every workflow of the round has completed.
+
+--summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
+`workflow.patched` markers each history holds.
 
 Re-record only on purpose: the point of the committed files is that they were made by the
 code as it was, so a change that alters past decisions fails the replay test.
@@ -16,24 +33,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.client import Client  # noqa: E402
+from temporalio.client import Client, WorkflowHistory  # noqa: E402
 
-from auditing.bundle import history_file_name  # noqa: E402
-from auditing.history import RecordedHistory, round_histories  # noqa: E402
-from client.api import RecruitmentApi  # noqa: E402
-from domain.codes import Stage  # noqa: E402
-from domain.messages import AdminReport, GateReport, JourneyState, SkbScoreReport, SkdReport  # noqa: E402
-from runtime.db import open_pool
+from auditing.bundle import history_file_name, load_histories  # noqa: E402
+from auditing.history import RecordedHistory, replay, round_histories  # noqa: E402
+from client.api import RecruitmentApi, RefusedError  # noqa: E402
+from domain.administration import DocumentFinding  # noqa: E402
+from domain.codes import AdminDecision, Stage  # noqa: E402
+from domain.messages import (  # noqa: E402
+    AdminReport,
+    AppealAnswer,
+    AppealFiling,
+    CloseWindow,
+    Disqualification,
+    ExtendWindow,
+    FilingReport,
+    GateReport,
+    JourneyState,
+    LatsarReport,
+    MoveTmt,
+    OfferAnswer,
+    RoundState,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
+from runtime.connection import data_converter  # noqa: E402
+from runtime.db import open_pool  # noqa: E402
+from runtime.keys import Keys  # noqa: E402
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration  # noqa: E402
 from workflows.ids import journey_workflow_id  # noqa: E402
 
@@ -142,6 +182,352 @@ async def run_small_round(
     return round_id, ids
 
 
+# --- the full round (--full) ---------------------------------------------------------------------
+
+# Two formasi with the same jabatan and education, so a seat left in one can go to a candidate of
+# the other by optimalisasi. Windows are long; the driver closes each one early, with a reason,
+# once its results are in, so the recording does not depend on the machine's speed.
+FULL_WINDOWS = {
+    "registration": (-60, 900),
+    "administration": (900, 1800),
+    "skd": (1800, 2600),
+    "skb": (2700, 3600),
+    "filing": (3600, 4500),
+    "latsar": (4500, 5400),
+}
+FULL_APPEAL_WINDOW = 10  # s: the TMS sanggah window, and the final-appeal wait before optimalisasi
+FULL_ANSWER_WITHIN = 5  # s: an appeal not answered by then leaves TMS
+FULL_OFFER_WITHIN = 30  # s: how long an optimalisasi offer waits
+FULL_PAGE_SIZE = 2  # journeys per broadcast page: several pages per announcement
+# The full round's own Temporal dev server suggests continue-as-new at this history length, so the
+# formasi runs continue-as-new between pages (carrying their barriers, paging and decisions).
+# Not lower: a formasi run that continued before its first decision would re-derive none.
+FULL_SUGGEST_CONTINUE_AS_NEW = 60
+FULL_NEW_TMT = date(2027, 4, 1)
+PORTAL = "sscasn"
+
+
+@dataclass(frozen=True)
+class Role:
+    """One applicant of the full round: the formasi, what happens to it, the outcome expected."""
+
+    name: str
+    formasi: str
+    expected: str  # terminal outcome
+    admin_tms: bool = False
+    appeal: str | None = None  # accepted | rejected | unanswered (after a TMS)
+    skd: tuple[int, int, int] | None = None  # twk, tiu, tkp; None: absent (TH)
+    skb: tuple[int, int] | None = None  # cat /500, praktik /100
+    health: str = "MS"
+
+
+FULL_ROLES = [
+    # F1, quota 1, SKD cut 3
+    Role("pns", "F1", "PNS", skd=(120, 140, 200), skb=(450, 90)),
+    Role("declines-offer", "F1", "TL", skd=(115, 135, 195), skb=(420, 85)),
+    Role(
+        "appeal-won-pl2-dismissed",
+        "F1",
+        "DIBERHENTIKAN",
+        admin_tms=True,
+        appeal="accepted",
+        skd=(110, 130, 190),
+        skb=(400, 80),
+    ),
+    Role("outside-cut", "F1", "P", skd=(100, 120, 180)),
+    Role("below-threshold", "F1", "T/L", skd=(60, 70, 150)),
+    Role("appeal-rejected", "F1", "TMS", admin_tms=True, appeal="rejected"),
+    Role("no-appeal", "F1", "TMS", admin_tms=True),
+    # F2, quota 2, SKD cut 6
+    Role("filing-incomplete", "F2", "TMS-DRH", skd=(125, 145, 200), skb=(460, 92)),
+    Role("withdraws-after-winning", "F2", "APS", skd=(120, 140, 195), skb=(440, 88)),
+    Role("health-tms", "F2", "TMS-SKB", skd=(110, 130, 185), skb=(430, 85), health="TMS"),
+    Role("disqualified", "F2", "DIS", skd=(105, 125, 180), skb=(410, 82)),
+    Role("lost-on-rank", "F2", "TL", skd=(100, 120, 175), skb=(300, 60)),
+    Role("skd-absent", "F2", "TH"),
+    Role("appeal-unanswered", "F2", "TMS", admin_tms=True, appeal="unanswered"),
+]
+
+
+class FullRound:
+    """Plays every service of a small round to its end, through the API a real service uses."""
+
+    def __init__(self, client: Client, api: RecruitmentApi, round_id: str) -> None:
+        self.client, self.api, self.round_id = client, api, round_id
+        self.ids: dict[str, str] = {}  # role name -> applicant id
+        self.roles = {r.name: r for r in FULL_ROLES}
+
+    async def send(self, role: str, message, attempts: int = 1) -> None:
+        """One report; retried when the journey has not yet taken in what makes it acceptable."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.api.report(self.round_id, self.ids[role], message)
+                return
+            except RefusedError:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(0.3)
+
+    async def command(self, message) -> None:
+        await self.api.command(self.round_id, message)
+
+    async def close(self, window: str, reason: str) -> None:
+        await self.command(
+            CloseWindow(
+                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason=reason
+            )
+        )
+
+    async def at(self, roles: list[str], stages: set[Stage], timeout: float = 60.0) -> None:
+        for role in roles:
+            await wait_stage(self.client, self.round_id, self.ids[role], stages, timeout)
+
+    async def phase(self, phase: str, timeout: float = 60.0) -> RoundState:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.api.round_state(self.round_id)
+            if state.phase == phase:
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the round is at {state.phase}, not {phase}")
+            await asyncio.sleep(0.3)
+
+    def named(self, predicate) -> list[str]:
+        return [r.name for r in FULL_ROLES if predicate(r)]
+
+    async def play(self, config) -> None:
+        """Registration to the round's close; every journey ends."""
+        for serial, role in enumerate(FULL_ROLES, start=1):
+            result = await self.api.register(config, registration(serial, role.formasi), PORTAL)
+            assert result.status == "registered", result.refusals
+            self.ids[role.name] = result.applicant_id
+        everyone = list(self.ids)
+        await self.at(everyone, {Stage.ADMIN_CHECK})
+
+        # Administrative check: TMS for four, one of whom does not appeal.
+        for role in FULL_ROLES:
+            findings = (
+                [DocumentFinding(document="ijazah", reason="not legalised")]
+                if role.admin_tms
+                else []
+            )
+            await self.send(
+                role.name,
+                AdminReport(
+                    report_id=f"adm-{role.name}",
+                    reported_by="bkpsdm-verifikator",
+                    findings=findings,
+                ),
+            )
+        await self.close("registration", "record-histories: registration complete")
+        await self.close("administration", "record-histories: every application verified")
+
+        # Sanggah: accepted, rejected, never answered; one TMS files none.
+        appellants = self.named(lambda r: r.appeal is not None)
+        await self.at(self.named(lambda r: r.admin_tms), {Stage.ADMIN_APPEAL})
+        for name in appellants:
+            await self.send(
+                name,
+                AppealFiling(
+                    report_id=f"sanggah-{name}", reported_by=PORTAL, reason="ijazah was legalised"
+                ),
+            )
+            if self.roles[name].appeal != "unanswered":
+                await self.send(
+                    name,
+                    AppealAnswer(
+                        report_id=f"jawab-{name}",
+                        reported_by="bkpsdm-verifikator",
+                        accepted=self.roles[name].appeal == "accepted",
+                        note="checked against the original",
+                    ),
+                )
+        # The TMS that stay TMS end before SKD closes (the appeal and answer windows pass).
+        await self.at(
+            self.named(lambda r: r.admin_tms and r.appeal != "accepted"), {Stage.ENDED}, 60
+        )
+
+        # SKD: one absent (TH); the window is extended once, then closed early.
+        sitting = self.named(lambda r: r.skd is not None)
+        await self.at(sitting, {Stage.SKD})
+        for name in sitting:
+            twk, tiu, tkp = self.roles[name].skd  # type: ignore[misc]
+            await self.send(
+                name,
+                SkdReport(
+                    report_id=f"skd-{name}",
+                    reported_by="cat-bkn",
+                    session_id="S001",
+                    twk=twk,
+                    tiu=tiu,
+                    tkp=tkp,
+                ),
+            )
+        skd = config.schedule.skd
+        await self.command(
+            ExtendWindow(
+                report_id="extend-skd",
+                reported_by=OPERATOR,
+                window="skd",
+                new_closes=skd.closes + timedelta(seconds=60),
+                reason="record-histories: a CAT site reported a power cut",
+            )
+        )
+        await self.close("skd", "record-histories: every SKD session reported")
+
+        # SKB: one fails the health gate, one is disqualified before the close.
+        skb = self.named(lambda r: r.skb is not None)
+        await self.at(skb, {Stage.SKB})
+        for name in skb:
+            cat, praktik = self.roles[name].skb  # type: ignore[misc]
+            await self.send(
+                name,
+                SkbScoreReport(
+                    report_id=f"cat-{name}", reported_by="cat-bkn", component="cat", score=cat
+                ),
+            )
+            await self.send(
+                name,
+                SkbScoreReport(
+                    report_id=f"praktik-{name}",
+                    reported_by="panel-praktik",
+                    component="praktik",
+                    score=praktik,
+                ),
+            )
+            await self.send(
+                name,
+                GateReport(
+                    report_id=f"health-{name}",
+                    reported_by="rsud",
+                    component="health",
+                    decision=AdminDecision(self.roles[name].health),
+                ),
+            )
+        await self.send(
+            "disqualified",
+            Disqualification(
+                report_id="dis-disqualified",
+                reported_by=OPERATOR,
+                reason="remote-access cheating found in the CAT activity log",
+            ),
+        )
+        await self.at(["disqualified"], {Stage.ENDED})
+        await self.close("skb", "record-histories: every SKB component reported")
+
+        # Final result: a winner of F2 withdraws in the final-appeal window; the seat goes to
+        # optimalisasi, where the best loser declines and the next accepts (P/L-2).
+        await self.at(["pns", "filing-incomplete", "withdraws-after-winning"], {Stage.FILING})
+        await self.send(
+            "withdraws-after-winning",
+            Withdrawal(report_id="aps-withdraws", reported_by=PORTAL, reason="another position"),
+        )
+        await self.at(["withdraws-after-winning"], {Stage.ENDED})
+        state = await self.api.round_state(self.round_id)
+        assert state.phase == "final_appeal", f"the withdrawal came late: {state.phase}"
+        answers = {"declines-offer": False, "appeal-won-pl2-dismissed": True}
+        for name, accept in answers.items():
+            offer_id = await self.offer_for(name)
+            await self.send(
+                name,
+                OfferAnswer(report_id=f"jawab-{offer_id}", reported_by=PORTAL, accept=accept),
+                attempts=20,
+            )
+        await self.at(["lost-on-rank", "declines-offer"], {Stage.ENDED})
+
+        # Filing: the TMT moves first (before any NIP); one winner never files (TMS-DRH).
+        await self.phase("filing")
+        filers = ["pns", "appeal-won-pl2-dismissed", "filing-incomplete"]
+        await self.at(filers, {Stage.FILING})
+        await self.command(
+            MoveTmt(
+                report_id="move-tmt",
+                reported_by=OPERATOR,
+                new_tmt=FULL_NEW_TMT,
+                reason="record-histories: the SK CPNS is signed a month later",
+            )
+        )
+        for name in filers:
+            deadline = time.monotonic() + 30
+            while (await journey_state(self.client, self.round_id, self.ids[name])).tmt != (
+                FULL_NEW_TMT
+            ):
+                assert time.monotonic() < deadline, f"{name} never heard of the TMT move"
+                await asyncio.sleep(0.3)
+        for name in filers[:2]:
+            await self.send(
+                name,
+                FilingReport(
+                    report_id=f"drh-{name}", reported_by="bkpsdm-verifikator", complete=True
+                ),
+            )
+        await self.at(filers[:2], {Stage.LATSAR})
+        await self.close("filing", "record-histories: the DRH of every filer verified")
+        await self.at(["filing-incomplete"], {Stage.ENDED})
+
+        # Latsar: one passes (PNS), one does not (DIBERHENTIKAN).
+        await self.phase("latsar")
+        for name, passed in (("pns", True), ("appeal-won-pl2-dismissed", False)):
+            await self.send(
+                name,
+                LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=passed),
+            )
+        await self.close("latsar", "record-histories: the Latsar cohort is complete")
+        await self.at(everyone, {Stage.ENDED})
+        await self.phase("closed")
+
+    async def offer_for(self, role: str, timeout: float = 60.0) -> str:
+        """The pending optimalisasi offer made to `role` (waits for it)."""
+        marker = f"/offer/{self.ids[role]}/"
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.api.round_state(self.round_id)
+            for offer_id, status in state.offers.items():
+                if marker in offer_id and status == "pending":
+                    return offer_id
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no offer to {role}; offers {state.offers}")
+            await asyncio.sleep(0.3)
+
+    async def outcomes(self) -> dict[str, JourneyState]:
+        return {
+            name: await journey_state(self.client, self.round_id, applicant_id)
+            for name, applicant_id in self.ids.items()
+        }
+
+
+async def run_full_round(
+    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str
+) -> FullRound:
+    """Drive the full round to its close and wait until every workflow of it has completed."""
+    import tomli_w
+
+    api = RecruitmentApi(client, task_queue, pseudonym_key)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1), formasi("F2", 2)],
+        FULL_WINDOWS,
+        appeal_window=FULL_APPEAL_WINDOW,
+        answer_within=FULL_ANSWER_WITHIN,
+        offer_within=FULL_OFFER_WITHIN,
+        t0=datetime.now(UTC),
+        extra={"broadcast_page_size": FULL_PAGE_SIZE},
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "round.toml"
+        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        await api.create_round(path, OPERATOR)
+    driver = FullRound(client, api, round_id)
+    await driver.play(config)
+    deadline = time.monotonic() + 60
+    query = f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
+    while running := [wf.id async for wf in client.list_workflows(query)]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running: {running}")
+        await asyncio.sleep(0.5)
+    return driver
+
+
 def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     """One JSON file per run, named so that the workflow id can be read back from the name."""
     out.mkdir(parents=True, exist_ok=True)
@@ -153,41 +539,155 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     return paths
 
 
-async def record(out: Path) -> None:
+async def record(out: Path, full: bool = False) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
+    from temporalio.testing import WorkflowEnvironment
 
     from apps.fleet import build_worker
+    from runtime import attributes
     from runtime.connection import connect
-    from runtime.embedded import ensure_stack, isolated_settings, stop_stack
+    from runtime.embedded import ensure_stack, isolated_settings, stop_stack, temporal_executable
     from runtime.keys import load_or_create_keys
 
     payload_key = base64.b64encode(os.urandom(32)).decode()
+    driver: FullRound | None = None
     with tempfile.TemporaryDirectory() as data_dir:
-        settings = isolated_settings(
-            Path(data_dir), payload_key=payload_key, task_queue="record-histories"
-        )
-        stack = await ensure_stack(settings)
+        server = None
+        overrides: dict = {"payload_key": payload_key, "task_queue": "record-histories"}
+        if full:
+            # A dev server of the script's own (the embedded one takes no dynamic configuration),
+            # with the read model on the embedded PostgreSQL as usual.
+            server = await WorkflowEnvironment.start_local(
+                dev_server_existing_path=str(temporal_executable()),
+                dev_server_extra_args=[
+                    "--dynamic-config-value",
+                    f"limit.historyCount.suggestContinueAsNew={FULL_SUGGEST_CONTINUE_AS_NEW}",
+                ],
+                search_attributes=attributes.ALL,
+            )
+            overrides["temporal_address"] = server.client.service_client.config.target_host
+        settings = isolated_settings(Path(data_dir), **overrides)
         try:
-            keys = load_or_create_keys(settings)
-            client = await connect(settings, stack, keys)
-            pool = await open_pool(stack.database_url, max_size=8)
+            stack = await ensure_stack(settings)
             try:
-                async with await build_worker(client, settings, pool):
-                    round_id, _ = await run_small_round(
-                        client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
-                    )
-                    await asyncio.sleep(1.0)  # visibility catches up
-                    histories = await round_histories(client, round_id)
+                keys = load_or_create_keys(settings)
+                client = await connect(settings, stack, keys)
+                pool = await open_pool(stack.database_url, max_size=8)
+                try:
+                    async with await build_worker(client, settings, pool):
+                        if full:
+                            driver = await run_full_round(
+                                client, settings.task_queue, keys.pseudonym_key, "recorded"
+                            )
+                            round_id = driver.round_id
+                        else:
+                            round_id, _ = await run_small_round(
+                                client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
+                            )
+                        await asyncio.sleep(1.0)  # visibility catches up
+                        histories = await round_histories(client, round_id)
+                        if driver is not None:
+                            live = await driver.outcomes()
+                finally:
+                    await pool.close()
             finally:
-                await pool.close()
+                stop_stack(settings)
         finally:
-            stop_stack(settings)
+            if server is not None:
+                await server.shutdown()
+    out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()
     paths = write_histories(histories, out)
     (out / "payload_key.b64").write_text(payload_key + "\n")
     total = sum(p.stat().st_size for p in paths)
     print(f"wrote {len(paths)} histories ({total / 1024:.0f} KiB) and payload_key.b64 to {out}")
+    if driver is not None:
+        wrong = []
+        for role in FULL_ROLES:
+            state = live[role.name]
+            reached = state.terminal.value if state.terminal else state.stage.value
+            if reached != role.expected:
+                wrong.append(f"{role.name}: expected {role.expected}, reached {reached}")
+        assert not wrong, "the full round did not play as designed: " + "; ".join(wrong)
+        names = {driver.ids[r.name]: r.name for r in FULL_ROLES}
+        if await summarise(out, names):
+            raise SystemExit("the recorded set has problems (above)")
+
+
+# --- what a recorded set covers -----------------------------------------------------------------
+
+
+def patch_markers(history: WorkflowHistory) -> list[str]:
+    """The patch ids of the history's `workflow.patched` markers (core_patch), in order."""
+    out = []
+    for event in history.events:
+        if not event.HasField("marker_recorded_event_attributes"):
+            continue
+        attrs = event.marker_recorded_event_attributes
+        if attrs.marker_name != "core_patch":
+            continue
+        for payload in attrs.details["patch-data"].payloads:
+            out.append(json.loads(payload.data)["id"])
+    return out
+
+
+async def summarise(directory: Path, names: dict[str, str] | None = None) -> int:
+    """Print each journey's outcome (re-derived by replay) and each history's patch markers.
+
+    Returns the number of problems: histories that do not replay cleanly with the current code, or
+    that re-derive no decision (the replay test requires every run to re-derive some).
+    """
+    key = base64.b64decode((directory / "payload_key.b64").read_text().strip())
+    converter = data_converter(Keys(payload_key=key, pseudonym_key=b"", signing_key=b""))
+    histories = load_histories(directory)
+    outcomes = {o.run_id: o for o in await replay([h.history for h in histories], converter)}
+    names = names or {}
+    failed = [o for o in outcomes.values() if not o.ok]
+    print(f"\n{directory}: {len(histories)} histories, {len(failed)} not replaying cleanly")
+    for o in failed:
+        print(f"  NOT OK {o.workflow_id} {o.run_id}: {o.failure or o.drift}")
+    print("\njourney outcomes (re-derived by replay):")
+    tally: Counter[str] = Counter()
+    for h in histories:
+        if h.kind != "journey":
+            continue
+        state = outcomes[h.run_id].state
+        applicant = h.workflow_id.rsplit("/", 1)[1]
+        outcome = state.terminal.value if state.terminal else f"(running: {state.stage.value})"
+        tally[outcome] += 1
+        trail = " > ".join(
+            f"{d.stage}:{d.outcome}" for d in state.decisions if d.stage != "registered"
+        )
+        print(
+            f"  {state.formasi_code} {applicant} {names.get(applicant, ''):26} {outcome:14} "
+            f"final={state.final_code.value if state.final_code else '-':6} "
+            f"placed={state.placed_formasi or '-'} nip={'yes' if state.nip else 'no'} "
+            f"tmt={state.tmt}"
+        )
+        print(f"      {trail}")
+    print("  " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.items())))
+    for h in histories:
+        if h.kind == "round" and outcomes[h.run_id].state is not None:
+            print("\nround decisions (re-derived by replay):")
+            for d in outcomes[h.run_id].state.decisions:
+                detail = {k: v for k, v in d.input.items() if k in ("offers", "declined", "window")}
+                print(f"  {d.stage}: {d.outcome} ({d.actor}) {detail or ''}")
+    print("\npatch markers (core_patch) per history:")
+    for h in histories:
+        o = outcomes[h.run_id]
+        last = h.history.events[-1].WhichOneof("attributes") or ""
+        end = last.replace("workflow_execution_", "").replace("_event_attributes", "")
+        end = end if end in ("completed", "continued_as_new", "failed", "terminated") else "open"
+        decisions = len(getattr(o.state, "decisions", []) or [])
+        print(
+            f"  {h.kind:8} {h.workflow_id} run {h.run_id[-12:]} ({len(h.history.events)} events, "
+            f"{decisions} decisions, {end}): {', '.join(patch_markers(h.history)) or 'none'}"
+        )
+    silent = [o for o in outcomes.values() if o.ok and not getattr(o.state, "decisions", None)]
+    for o in silent:
+        print(f"  PROBLEM {o.workflow_id} (run {o.run_id}) re-derives no decision")
+    return len(failed) + len(silent)
 
 
 def main() -> None:
@@ -195,7 +695,20 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent.parent / "tests" / "histories"
     )
-    asyncio.run(record(parser.parse_args().out))
+    parser.add_argument(
+        "--full", action="store_true", help="play a whole round to its close (FULL_ROLES)"
+    )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        metavar="DIR",
+        help="record nothing: print what the recorded set in DIR covers",
+    )
+    args = parser.parse_args()
+    if args.summary:
+        raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
+    else:
+        asyncio.run(record(args.out, args.full))
 
 
 if __name__ == "__main__":

@@ -45,9 +45,22 @@ SIGNING_KEY = bytes(range(32))
 # the patches 'project-at-rest', 'record-every-ending', 'reply-after-end', 'paged-broadcast' and
 # 'continue-as-new-on-own-count', v2 after them, v3 after 'close-by-update' (closes are the
 # journeys' close_stage update) with engine-2 journeys (no patch markers), v4 after the journey
-# kept its facts in the applicant's sheet and took every report through one dynamic update. All
-# must replay with the current code.
-RECORDED_SETS = [RECORDED, RECORDED / "v2", RECORDED / "v3", RECORDED / "v4"]
+# kept its facts in the applicant's sheet and took every report through one dynamic update. These
+# stop once the final ranking is out. v4-full (`--full`, after the removal of the branches nothing
+# reached) plays two formasi of one jabatan to the round's close: TMS with a sanggah accepted,
+# rejected, unanswered and not filed; TH, T/L and P at SKD; DIS and TMS-SKB at SKB; a winner's APS
+# in the final-appeal window, the seat offered by optimalisasi (declined, then accepted: P/L-2), TL;
+# a window extended, a TMT move, NIPs, a missing DRH (TMS-DRH), Latsar (PNS, DIBERHENTIKAN); the
+# round's optimalisasi, filing and latsar phases; the formasi's optimalisasi_closed, filing_closed
+# and round_closed deliveries, its runs continuing-as-new between broadcast pages. All must replay
+# with the current code.
+RECORDED_SETS = [
+    RECORDED,
+    RECORDED / "v2",
+    RECORDED / "v3",
+    RECORDED / "v4",
+    RECORDED / "v4-full",
+]
 
 
 def recorded_converter(directory: Path = RECORDED):
@@ -110,7 +123,9 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
     assert "rules 2025.1" in drifted[0].drift
 
 
-@pytest.mark.parametrize("recorded_set", [RECORDED / "v3", RECORDED / "v4"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "recorded_set", [RECORDED / "v3", RECORDED / "v4", RECORDED / "v4-full"], ids=lambda p: p.name
+)
 async def test_recompute_of_a_round_closed_by_update_matches(recorded_set):
     result = await recompute(load_histories(recorded_set), recorded_converter(recorded_set))
     assert result.differences() == []
