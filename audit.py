@@ -37,6 +37,7 @@ from auditing.history import (
     round_histories,
     run_histories,
 )
+from auditing.provenance import check_provenance
 from auditing.recompute import recompute
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from workflows.ids import journey_workflow_id
@@ -290,7 +291,8 @@ def verify(
         None, help="base64 payload key (default: CASN_PAYLOAD_KEY)"
     ),
 ) -> None:
-    """Offline: the manifest's signature, every file's hash, and a replay of every history."""
+    """Offline: the manifest's signature, every file's hash, every report's signature under the
+    round's keys, and a replay of every history."""
 
     async def main() -> bool:
         check = check_bundle(bundle, public_key)
@@ -299,10 +301,23 @@ def verify(
         if check.problems:
             return False
         console.print(f"[green]✓[/green] signature and {len(check.histories)} hashes match")
-        outcomes = await _replay_with_progress(
-            check.histories, _converter(_offline_keys(payload_key_file))
-        )
-        return _report_replay(outcomes)
+        converter = _converter(_offline_keys(payload_key_file))
+        provenance = await check_provenance(check.histories, converter)
+        for problem in provenance.problems:
+            console.print(f"[red]✗[/red] {problem}", highlight=False)
+        for round_id in provenance.unsigned_rounds:
+            console.print(
+                f"[yellow]![/yellow] round {round_id} lists no identities: it took unsigned reports, "
+                "whose authorship rests on who could reach Temporal",
+                highlight=False,
+            )
+        if provenance.verified:
+            console.print(
+                f"[green]✓[/green] {provenance.verified} report and command signatures verify "
+                "under the round's keys"
+            )
+        outcomes = await _replay_with_progress(check.histories, converter)
+        return _report_replay(outcomes) and not provenance.problems
 
     if not _run(main()):
         raise typer.Exit(1)

@@ -53,6 +53,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.protocol import command_update, report_update
+from domain.signing import Keyring, Signer, SigningKeyError
 from runtime.logs import get_logger
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
@@ -494,7 +495,21 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _run(body: Callable[[Context], Awaitable[object]]) -> None:
+def load_signer(path: Path, identity: str) -> Signer:
+    """The signing key in `path` (made by `starter.py keygen`), which must be `identity`'s."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        signer = Signer.from_jwk(document)
+    except FileNotFoundError:
+        raise BadInput(f"--key {path}: no such file") from None
+    except (ValueError, TypeError, SigningKeyError) as exc:
+        raise BadInput(f"--key {path}: not a key file made by starter.py keygen ({exc})") from None
+    if signer.identity != identity:
+        raise BadInput(f"--key {path} is {signer.identity}'s key, but --as says {identity}")
+    return signer
+
+
+def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
     """Open the app, run one command's core, and turn its outcome into an exit code."""
 
     async def main() -> int:
@@ -502,7 +517,12 @@ def _run(body: Callable[[Context], Awaitable[object]]) -> None:
 
         app = await open_app()
         ctx = Context(
-            RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key),
+            RecruitmentApi(
+                app.client,
+                app.settings.task_queue,
+                app.keys.pseudonym_key,
+                keyring=Keyring([signer] if signer else []),
+            ),
             app.stack.database_url,
             console,
         )
@@ -548,6 +568,15 @@ ReportId = Annotated[
     ),
 ]
 Errors = Annotated[Path, typer.Option("--errors", help="CSV to write every refused row to.")]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        envvar="CASN_KEY_FILE",
+        help="Your signing key (starter.py keygen); a round with identities takes only signed "
+        "reports and commands.",
+    ),
+]
 Concurrency = Annotated[
     int, typer.Option("--concurrency", min=1, max=512, help="Rows in flight at once.")
 ]
@@ -599,6 +628,7 @@ def report_cmd(
     errors: Errors,
     concurrency: Concurrency = 16,
     checkpoint: CheckpointOpt = None,
+    key: KeyFile = None,
 ):
     """Send a file of reports (one per row) to the applicants' journeys."""
     if kind not in REPORT_KINDS:
@@ -610,7 +640,8 @@ def report_cmd(
     _run(
         lambda ctx: send_reports(
             ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint
-        )
+        ),
+        _signer(key, reporter),
     )
 
 
@@ -634,6 +665,7 @@ def extend_window_cmd(
     reason: Reason,
     operator: As,
     report_id: ReportId = None,
+    key: KeyFile = None,
 ):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
@@ -648,12 +680,17 @@ def extend_window_cmd(
             ),
         )
 
-    _run(body)
+    _run(body, _signer(key, operator))
 
 
 @cli.command("close-window")
 def close_window_cmd(
-    round_id: str, window: str, reason: Reason, operator: As, report_id: ReportId = None
+    round_id: str,
+    window: str,
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+    key: KeyFile = None,
 ):
     """Close an open window early, with a recorded reason."""
     rid = report_id or derived_report_id("close", round_id, window, reason)
@@ -662,7 +699,8 @@ def close_window_cmd(
             ctx,
             round_id,
             CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason),
-        )
+        ),
+        _signer(key, operator),
     )
 
 
@@ -673,6 +711,7 @@ def move_tmt_cmd(
     reason: Reason,
     operator: As,
     report_id: ReportId = None,
+    key: KeyFile = None,
 ):
     """Move the TMT of the SK CPNS (a government decision)."""
 
@@ -686,12 +725,17 @@ def move_tmt_cmd(
             ctx, round_id, MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
         )
 
-    _run(body)
+    _run(body, _signer(key, operator))
 
 
 @cli.command("disqualify")
 def disqualify_cmd(
-    round_id: str, applicant_id: str, reason: Reason, operator: As, report_id: ReportId = None
+    round_id: str,
+    applicant_id: str,
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+    key: KeyFile = None,
 ):
     """Disqualify (DIS) an applicant at any stage, even after the NIP."""
     rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
@@ -701,7 +745,8 @@ def disqualify_cmd(
             round_id,
             applicant_id,
             Disqualification(report_id=rid, reported_by=operator, reason=reason),
-        )
+        ),
+        _signer(key, operator),
     )
 
 
@@ -712,6 +757,7 @@ def withdraw_cmd(
     portal: As,
     reason: Annotated[str, typer.Option("--reason")] = "",
     report_id: ReportId = None,
+    key: KeyFile = None,
 ):
     """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
     rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
@@ -721,7 +767,52 @@ def withdraw_cmd(
             round_id,
             applicant_id,
             Withdrawal(report_id=rid, reported_by=portal, reason=reason),
+        ),
+        _signer(key, portal),
+    )
+
+
+def _signer(key: Path | None, identity: str) -> Signer | None:
+    if key is None:
+        return None
+    try:
+        return load_signer(key, identity)
+    except BadInput as exc:
+        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+@cli.command("keygen")
+def keygen_cmd(
+    identity: Annotated[
+        str, typer.Argument(help="The identity, as the round's reporters list it.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the private key file.")] = Path(
+        "."
+    ),
+):
+    """Make an Ed25519 key pair: the private key file (readable by you alone) and the public key
+    line for the round file's [identities] table."""
+    if not 1 <= len(identity) <= 100 or not identity.isprintable() or "/" in identity:
+        err_console.print(
+            f"[red]bad arguments[/]: IDENTITY={identity!r}: 1-100 printable characters, no /"
         )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    path = out / f"{identity}.key.json"
+    if path.exists():
+        err_console.print(f"[red]refused[/]: {path} exists; keys are never overwritten")
+        raise typer.Exit(EXIT_REFUSED)
+    out.mkdir(parents=True, exist_ok=True)
+    signer = Signer.generate(identity)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(signer.jwk(), f)
+    console.print(f"private key: {path} (keep it secret; sign with --key {path})")
+    console.print("add to the round file:")
+    console.print(
+        f"[identities]\n{json.dumps(identity)} = {json.dumps(signer.public)}",
+        markup=False,
+        highlight=False,
     )
 
 

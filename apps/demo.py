@@ -42,6 +42,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.registration import Gender, Registration
+from domain.signing import Keyring, Signer
 from runtime.db import open_pool
 from runtime.settings import Settings
 
@@ -95,10 +96,21 @@ LAST = [
 CONCURRENCY = 24
 
 
-def demo_config(round_id: str, now: datetime) -> tuple[RoundConfig, str]:
-    """The example regency round with its windows starting now, an hour each (closed early)."""
+def demo_keyring(doc: dict) -> Keyring:
+    """A new key pair for every identity of the round file: the demo plays each service."""
+    identities = sorted({i for ids in doc["reporters"].values() for i in ids})
+    return Keyring([Signer.generate(i) for i in identities])
+
+
+def demo_config(
+    round_id: str, now: datetime, keyring: Keyring | None = None
+) -> tuple[RoundConfig, str]:
+    """The example regency round with its windows starting now, an hour each (closed early),
+    taking only reports signed by `keyring`'s keys when one is given."""
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
+    if keyring is not None:
+        doc["identities"] = keyring.public_keys()
     names = ["registration", "administration", "skd", "skb", "filing", "latsar"]
     start = now - timedelta(minutes=1)
     for i, name in enumerate(names):
@@ -242,14 +254,17 @@ async def run_demo(
     rng = random.Random(seed)
     now = datetime.now(UTC)
     round_id = f"DEMO-{now:%Y%m%d-%H%M%S}"
-    config, text = demo_config(round_id, now)
+    keyring = demo_keyring(tomllib.loads(EXAMPLE.read_text(encoding="utf-8")))
+    config, text = demo_config(round_id, now, keyring)
     out_dir = out_dir / round_id
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "round.toml").write_text(text, encoding="utf-8")
     started = time.monotonic()
     try:
         async with worker:
-            api = RecruitmentApi(app.client, app.settings.task_queue, app.keys.pseudonym_key)
+            api = RecruitmentApi(
+                app.client, app.settings.task_queue, app.keys.pseudonym_key, keyring=keyring
+            )
             await api.create_round(out_dir / "round.toml", config.reporters["operator"][0])
             console.print(
                 f"Round [bold]{round_id}[/] created: {len(config.formasi)} formasi, "

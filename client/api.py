@@ -41,6 +41,7 @@ from domain.protocol import (
     report_update,
 )
 from domain.registration import Refusal, Registration, check_registration, mask_nik
+from domain.signing import Keyring
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
@@ -75,11 +76,16 @@ class RegistrationResult:
 
 @dataclass
 class RecruitmentApi:
-    """Operations on one Temporal namespace and task queue."""
+    """Operations on one Temporal namespace and task queue.
+
+    Reports and commands are signed with the key of their `reported_by` when `keyring` holds it
+    (a service's client holds its own key only); a message that comes signed is sent as it is.
+    """
 
     client: Client
     task_queue: str
     pseudonym_key: bytes
+    keyring: Keyring = field(default_factory=Keyring)
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
 
     def _journey_rules(self, config: RoundConfig) -> JourneyRules:
@@ -207,7 +213,7 @@ class RecruitmentApi:
         return await self._update(
             handle,
             report_update(message),
-            message,
+            self.keyring.sign(message),
             journey=True,
             subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
         )
@@ -254,7 +260,7 @@ class RecruitmentApi:
         return await self._update(
             handle,
             command_update(message),
-            message,
+            self.keyring.sign(message),
             journey=False,
             subject=f"command {message.report_id} to round {round_id}",
         )

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from domain.digest import canonical_digest
+from domain.signing import SigningKeyError, public_key
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
@@ -395,6 +396,12 @@ class RoundConfig(BaseModel, frozen=True):
         description="report kind (or SKB component name) -> identities allowed to report it; every "
         "kind in REPORTED_KINDS and every SKB component needs at least one",
     )
+    identities: dict[Identity, str] = Field(
+        default_factory=dict,
+        description="identity -> its Ed25519 public key (JWK x, base64url); when set, every report "
+        "and command must be signed by its reporter's key (domain/signing.py), and every identity "
+        "in reporters needs one",
+    )
     withdrawal_sanction_rounds: StrictInt = Field(
         default=2, ge=0, le=10, description="rounds barred after withdrawing (2), 0..10"
     )
@@ -487,6 +494,37 @@ class RoundConfig(BaseModel, frozen=True):
             raise ValueError("; ".join(problems))
         return reporters
 
+    @field_validator("identities")
+    @classmethod
+    def _keys_are_ed25519(cls, identities: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for identity, key in identities.items():
+            try:
+                public_key(key, identity)
+            except SigningKeyError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return identities
+
+    @model_validator(mode="after")
+    def _every_reporter_has_a_key(self) -> RoundConfig:
+        if self.identities:
+            keyless = sorted(
+                {i for ids in self.reporters.values() for i in ids} - set(self.identities)
+            )
+            if keyless:
+                raise ValueError(
+                    f"identities: no public key for {', '.join(keyless)}; a round with identities "
+                    "takes only signed reports, so every reporter needs a key"
+                )
+        return self
+
+    @property
+    def signed(self) -> bool:
+        """Whether this round takes only signed reports and commands."""
+        return bool(self.identities)
+
     def formasi_by_code(self, code: str) -> Formasi | None:
         """The formasi with that code, or None."""
         return next((f for f in self.formasi if f.code == code), None)
@@ -494,13 +532,12 @@ class RoundConfig(BaseModel, frozen=True):
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the rules: recorded with every decision (computed once)."""
         if self._digest is None:
-            self._digest = rules_digest(self)
+            # A round without keys digests as it did before identities existed, so the digests
+            # recorded by older rounds stay the digests of their rules.
+            self._digest = canonical_digest(
+                self.model_dump(mode="json", exclude=set() if self.identities else {"identities"})
+            )
         return self._digest
-
-
-def rules_digest(model: BaseModel) -> str:
-    """SHA-256 over a model's canonical JSON (sorted keys), as a hex string."""
-    return canonical_digest(model)
 
 
 class ConfigError(ValueError):

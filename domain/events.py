@@ -124,7 +124,7 @@ class AdminChecked(JourneyEvent, frozen=True):
         return self.report.reported_by
 
     def inputs(self) -> dict[str, Any]:
-        return self.report.model_dump(mode="json")
+        return self.report.record()
 
     @property
     def findings(self) -> list[DocumentFinding]:
@@ -150,7 +150,7 @@ class AppealDecided(JourneyEvent, frozen=True):
         return self.answer.reported_by
 
     def inputs(self) -> dict[str, Any]:
-        return self.answer.model_dump(mode="json")
+        return self.answer.record()
 
 
 # --- SKD ----------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ class LatsarJudged(JourneyEvent, frozen=True):
         return self.report.reported_by
 
     def inputs(self) -> dict[str, Any]:
-        return self.report.model_dump(mode="json")
+        return self.report.record()
 
 
 # --- at any stage -------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ class Disqualified(_AtStage, frozen=True):
         return self.report.reported_by
 
     def inputs(self) -> dict[str, Any]:
-        return self.report.model_dump(mode="json")
+        return self.report.record()
 
 
 class Withdrew(_AtStage, frozen=True):
@@ -373,7 +373,7 @@ class Withdrew(_AtStage, frozen=True):
         return self.report.reported_by
 
     def inputs(self) -> dict[str, Any]:
-        return {**self.report.model_dump(mode="json"), "sanction_rounds": self.sanction_rounds}
+        return {**self.report.record(), "sanction_rounds": self.sanction_rounds}
 
 
 class SelectionEnded(_AtStage, frozen=True):

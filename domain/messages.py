@@ -23,10 +23,17 @@ Id = Field(min_length=1, max_length=100)
 
 
 class Report(BaseModel, frozen=True):
-    """What every message from outside carries: an idempotency key and who sends it."""
+    """What every message from outside carries: an idempotency key, who sends it, and their
+    signature over the rest (a detached JWS, domain/signing.py; empty in rounds without keys)."""
 
     report_id: str = Id
     reported_by: str = Id
+    signature: str = Field(default="", max_length=1000)
+
+    def record(self) -> dict:
+        """The message as a decision records its input: its content, without the signature (the
+        signed message itself stays in the history's update event)."""
+        return self.model_dump(mode="json", exclude={"signature"})
 
     def content_digest(self) -> str:
         """SHA-256 of the message's content: the same key with another digest is a conflict."""
@@ -137,6 +144,7 @@ class JourneyRules(BaseModel, frozen=True):
     appeal: AppealRules
     reporters: dict[str, list[str]]
     withdrawal_sanction_rounds: int = 2
+    identities: dict[str, str] = {}  # identity -> public key; when set, reports must be signed
 
 
 class JourneyStart(BaseModel, frozen=True):

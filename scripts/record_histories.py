@@ -74,7 +74,7 @@ from domain.messages import (  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration  # noqa: E402
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration  # noqa: E402
 from workflows.ids import journey_workflow_id  # noqa: E402
 
 SKD = {"C1": (120, 140, 190), "C2": (110, 130, 185), "C3": (60, 70, 150)}  # twk, tiu, tkp; C3 fails
@@ -115,7 +115,7 @@ async def run_small_round(
     """Drive a compressed round until its final ranking is out; return the round id and applicant ids."""
     import tomli_w
 
-    api = RecruitmentApi(client, task_queue, pseudonym_key)
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
     round_id = round_id or f"audit-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     config = compressed_round(round_id, [formasi("F1", 1)], WINDOWS, t0=t0)
@@ -502,7 +502,7 @@ async def run_full_round(
     """Drive the full round to its close and wait until every workflow of it has completed."""
     import tomli_w
 
-    api = RecruitmentApi(client, task_queue, pseudonym_key)
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
     config = compressed_round(
         round_id,
         [formasi("F1", 1), formasi("F2", 2)],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 
 from domain.config import RoundConfig, parse_round_config
 from domain.registration import Gender, Registration
+from domain.signing import Keyring, Signer
 
 OPERATOR = "panitia-test"
 REPORTERS = {
@@ -21,6 +23,19 @@ REPORTERS = {
     "operator": [OPERATOR],
     "portal": ["sscasn"],
 }
+
+
+def test_signer(identity: str) -> Signer:
+    """The key of a test identity: the same every run (its seed is derived from the name)."""
+    return Signer.from_seed(
+        identity, hashlib.sha256(b"casn-test-key:" + identity.encode()).digest()
+    )
+
+
+# Every test identity's key: the test rounds list their public keys, the test clients sign with them.
+TEST_KEYRING = Keyring(
+    [test_signer(i) for i in sorted({i for ids in REPORTERS.values() for i in ids})]
+)
 
 
 def compressed_round(
@@ -68,6 +83,7 @@ def compressed_round(
         "appeal": {"window": f"PT{appeal_window}S", "answer_within": f"PT{answer_within}S"},
         "offer_answer_within": f"PT{offer_within}S",
         "reporters": REPORTERS,
+        "identities": TEST_KEYRING.public_keys(),
         **(extra or {}),
     }
     return parse_round_config(doc)

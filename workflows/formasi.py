@@ -107,6 +107,8 @@ class FormasiSelection:
                 elif announcement.phase == Phase.ROUND_CLOSED:
                     self.carry.done = True
                 elif announcement.phase == Phase.OPTIMALISASI_CLOSED:
+                    # Deprecated patch: histories that recorded its marker still replay.
+                    workflow.deprecate_patch("announce-to-candidates")
                     # Only those the final ranking left out wait in optimalisasi; the winners would
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
@@ -230,6 +232,10 @@ class FormasiSelection:
         """
         if not workflow.patched("paged-broadcast"):
             return (await self._broadcast(announcement, 0, None)).delivered
+        if announcement.phase in (Phase.OPTIMALISASI_CLOSED, Phase.FILING_CLOSED):
+            # Deprecated patch (its branch asked each journey through a query that is gone):
+            # histories that recorded its marker still replay.
+            workflow.deprecate_patch("announce-without-asking")
         paging = self._paging(announcement)
         while True:
             page = await self._broadcast(

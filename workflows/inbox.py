@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         refusal,
         rule_for,
     )
+    from domain.signing import signature_problem
     from domain.skd import SkdKey
     from workflows.calls import decode, workflow_handle
     from workflows.ids import formasi_workflow_id
@@ -82,9 +83,7 @@ class JourneyInbox:
             self.sheet = rule.fold(self.sheet, report)
 
         def answer() -> Ack:
-            self.outbox.accepted(
-                report.report_id, rule.label(report), report.model_dump(mode="json")
-            )
+            self.outbox.accepted(report.report_id, rule.label(report), report.record())
             return Ack(
                 report_id=report.report_id,
                 applicant_id=self.start.applicant_id,
@@ -100,6 +99,9 @@ class JourneyInbox:
         report: Report = decode(
             JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
         )
+        problem = signature_problem(report, self.rules.identities)
+        if problem:
+            self.ledger.refuse(report, problem)
         if self.ledger.is_repeat(report):
             return
         problem = refusal(self.sheet, report, self.rules, workflow.now())

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
     from domain.protocol import FORMASI_PHASE, OFFER_SEAT
+    from domain.signing import signature_problem
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
     from workflows.calls import workflow_handle
     from workflows.formasi import FormasiSelection
@@ -57,6 +58,7 @@ def journey_rules(config: RoundConfig) -> JourneyRules:
         appeal=config.appeal,
         reporters=config.reporters,
         withdrawal_sanction_rounds=config.withdrawal_sanction_rounds,
+        identities=config.identities,
     )
 
 
@@ -407,11 +409,15 @@ class RecruitmentRound:
         self.ledger.refuse(command, problem)
 
     def _check_repeat(self, command: Report) -> bool:
+        """Refuse a command its operator did not sign (in a round with keys); True for a repeat."""
+        problem = signature_problem(command, self.config.identities)
+        if problem:
+            self._refuse(command, problem)
         return self.ledger.is_repeat(command)
 
     def _accept(self, command: Report, apply, effect: str) -> Ack:
         def answer() -> Ack:
-            self._decide(self.phase, effect, command.reported_by, command.model_dump(mode="json"))
+            self._decide(self.phase, effect, command.reported_by, command.record())
             return Ack(
                 report_id=command.report_id,
                 applicant_id="",

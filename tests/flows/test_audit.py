@@ -23,8 +23,9 @@ import audit
 from apps.fleet import build_worker
 from auditing.bundle import MANIFEST, check_bundle, load_histories, write_bundle
 from auditing.history import decision_drift, decisions_of, messages, replay, round_histories
+from auditing.provenance import check_provenance
 from auditing.recompute import compare, recompute
-from domain.messages import JourneyStart, JourneyState
+from domain.messages import JourneyStart, JourneyState, SkdReport
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
@@ -52,14 +53,17 @@ SIGNING_KEY = bytes(range(32))
 # in the final-appeal window, the seat offered by optimalisasi (declined, then accepted: P/L-2), TL;
 # a window extended, a TMT move, NIPs, a missing DRH (TMS-DRH), Latsar (PNS, DIBERHENTIKAN); the
 # round's optimalisasi, filing and latsar phases; the formasi's optimalisasi_closed, filing_closed
-# and round_closed deliveries, its runs continuing-as-new between broadcast pages. All must replay
-# with the current code.
+# and round_closed deliveries, its runs continuing-as-new between broadcast pages. v4-full-markers
+# is the same round recorded just before the formasi's announce-to-candidates and
+# announce-without-asking branches were removed: its formasi carry those patches' markers, which
+# the deprecated patches must still accept. All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
     RECORDED / "v3",
     RECORDED / "v4",
     RECORDED / "v4-full",
+    RECORDED / "v4-full-markers",
 ]
 
 
@@ -150,23 +154,25 @@ async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_
     ]
 
 
-def _bundle(tmp_path: Path) -> Path:
+def _bundle(tmp_path: Path, recorded_set: Path = RECORDED / "v4") -> Path:
     bundle = tmp_path / "bundle"
-    write_bundle(load_histories(RECORDED), "recorded", bundle, SIGNING_KEY)
+    write_bundle(load_histories(recorded_set), "recorded", bundle, SIGNING_KEY)
     return bundle
 
 
 def test_verify_accepts_an_intact_bundle_and_names_a_file_with_one_byte_changed(tmp_path):
     bundle = _bundle(tmp_path)
+    key_file = str(RECORDED / "v4" / "payload_key.b64")
     runner = CliRunner()
-    ok = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", str(RECORDED_KEY)])
+    ok = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", key_file])
     assert ok.exit_code == 0, ok.output
+    assert "took unsigned reports" in ok.output.replace("\n", " ")  # v4 predates signing
     victim = sorted((bundle / "histories").glob("*formasi*"))[0]
     data = bytearray(victim.read_bytes())
     at = data.index(b'"eventId"') + 1
     data[at] ^= 0x20  # one byte
     victim.write_bytes(bytes(data))
-    bad = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", str(RECORDED_KEY)])
+    bad = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", key_file])
     assert bad.exit_code == 1
     assert victim.name in bad.output.replace("\n", "")
 
@@ -289,3 +295,59 @@ async def test_the_commands_exit_0_on_a_sound_round_and_1_on_a_problem(audit_sta
     assert recomputed.returncode == 0, recomputed.stdout + recomputed.stderr
     unknown = await asyncio.to_thread(run, "trail", round_id, "NO-SUCH-APPLICANT")
     assert unknown.returncode == 1 and "NO-SUCH-APPLICANT" in unknown.stderr
+
+
+async def test_every_report_of_a_signed_round_verifies_under_the_rounds_keys(
+    audit_stack, live_round
+):
+    client, keys, _ = audit_stack
+    round_id, _ = live_round
+    histories = await round_histories(client, round_id)
+
+    check = await check_provenance(histories, data_converter(keys))
+
+    assert check.problems == [] and check.unsigned_rounds == []
+    assert check.verified >= 9  # 3 admin + 3 SKD + the SKB reports of the two who went on
+
+
+async def test_a_report_changed_in_the_history_is_named_by_its_signature(audit_stack, live_round):
+    client, keys, _ = audit_stack
+    round_id, ids = live_round
+    converter = data_converter(keys)
+    histories = await round_histories(client, round_id)
+    c3 = next(h for h in histories if h.workflow_id.endswith(ids["C3"]))
+    for event in c3.history.events:
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if request.input.name == "report_skd":
+                # An insider with the payload key re-encrypts better scores into the history.
+                [report] = await converter.decode(request.input.args.payloads, [SkdReport])
+                better = report.model_copy(update={"twk": 150, "tiu": 175, "tkp": 225})
+                [payload] = await converter.encode([better])
+                request.input.args.payloads[0].CopyFrom(payload)
+
+    check = await check_provenance(histories, converter)
+
+    assert len(check.problems) == 1
+    assert "report_skd skd-C3 by cat-bkn" in check.problems[0]
+    assert "does not verify under cat-bkn's key" in check.problems[0]
+
+
+def test_verify_names_journeys_started_with_other_rules_than_their_round(tmp_path):
+    # The first recorded set: its journeys carry the digest of the rules the API built from the
+    # operator's file, which is not the digest the round recorded when it opened.
+    bundle = _bundle(tmp_path, RECORDED)
+    result = CliRunner().invoke(
+        audit.app, ["verify", str(bundle), "--payload-key-file", str(RECORDED_KEY)]
+    )
+    out = result.output.replace("\n", "")
+    assert result.exit_code == 1
+    assert out.count("started with rules 26a26b562642, not the round's 071cd2bfe390") == 3
+
+
+async def test_a_round_recorded_before_signing_is_named_as_unsigned():
+    check = await check_provenance(
+        load_histories(RECORDED / "v4"), recorded_converter(RECORDED / "v4")
+    )
+
+    assert check.unsigned_rounds == ["recorded"] and check.problems == [] and check.verified == 0

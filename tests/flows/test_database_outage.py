@@ -25,7 +25,7 @@ from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, st
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -48,7 +48,7 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
     keys = load_or_create_keys(settings)
     client = await connect(settings, info, keys)
     pool = await open_pool(info.database_url, max_size=4)
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     config = compressed_round(
         "outage",
         [formasi("F1", 1)],

@@ -29,7 +29,7 @@ from domain.skd import SkdScores
 from runtime import attributes
 from runtime.connection import data_converter
 from runtime.db import open_pool
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import formasi_workflow_id, journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -273,7 +273,7 @@ async def test_formasi_continues_as_new_and_ranks_correctly(
     count, quota = 80, 3
     settings = stack_settings.model_copy(update={"task_queue": f"can-{uuid.uuid4().hex[:8]}"})
     pool = await open_pool(stack.database_url, max_size=8)
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"can-{uuid.uuid4().hex[:6]}"
     try:
         async with await build_worker(client, settings, pool):

@@ -14,7 +14,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from client.api import RecruitmentApi, RefusedError
 from domain.codes import Stage
 from domain.messages import Ack, AdminReport, CloseWindow, ExtendWindow, JourneyState, MoveTmt
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -46,7 +46,7 @@ async def _terminate_round(client, round_id: str) -> None:
 
 async def test_operator_commands(client, keys, running_worker, tmp_path):
     settings, _pool = running_worker
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"ops-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     config = compressed_round(
@@ -105,12 +105,12 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
         await api.command(
             round_id, extend.model_copy(update={"new_closes": new_closes + timedelta(seconds=1)})
         )
-    with pytest.raises(RefusedError, match="stranger is not an operator"):
+    with pytest.raises(RefusedError, match="cat-bkn is not an operator"):
         await api.command(
             round_id,
             ExtendWindow(
                 report_id="ext-x",
-                reported_by="stranger",
+                reported_by="cat-bkn",
                 window="registration",
                 new_closes=new_closes,
                 reason="x",
@@ -186,11 +186,11 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
             },
             result_type=Ack,
         )
-    with pytest.raises(RefusedError, match="stranger is not an operator"):
+    with pytest.raises(RefusedError, match="cat-bkn is not an operator"):
         await api.command(
             round_id,
             CloseWindow(
-                report_id="close-x", reported_by="stranger", window="administration", reason="x"
+                report_id="close-x", reported_by="cat-bkn", window="administration", reason="x"
             ),
         )
     state = await api.round_state(round_id)
@@ -263,7 +263,7 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
                 report_id="tmt-3", reported_by=OPERATOR, new_tmt=date(2027, 7, 1), reason="same"
             ),
         )
-    with pytest.raises(RefusedError, match="stranger is not an operator"):
+    with pytest.raises(RefusedError, match="stranger has no public key in this round"):
         await api.command(
             round_id,
             MoveTmt(

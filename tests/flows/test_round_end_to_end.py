@@ -27,7 +27,7 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -99,7 +99,7 @@ async def _wait_stage(client, round_id, applicant_id, stages, timeout=40.0) -> J
 
 async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     settings, pool = running_worker
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"e2e-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     config = compressed_round(
@@ -197,7 +197,7 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         )
     with pytest.raises(RefusedError, match="tiu=182"):
         await report("A6", SkdReport(report_id="bad", reported_by="cat-bkn", twk=5, tiu=182, tkp=5))
-    with pytest.raises(RefusedError, match="not allowed"):
+    with pytest.raises(RefusedError, match="someone has no public key in this round"):
         await report("A6", SkdReport(report_id="x", reported_by="someone", twk=5, tiu=5, tkp=5))
     with pytest.raises(RefusedError, match="no such applicant in this round"):
         await api.report(

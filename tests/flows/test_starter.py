@@ -28,7 +28,7 @@ from starter import (
     send_reports,
     status,
 )
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
 LATER = {
@@ -41,7 +41,9 @@ LATER = {
 
 
 def _context(client, keys, settings, stack, api: RecruitmentApi | None = None) -> Context:
-    api = api or RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = api or RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING
+    )
     return Context(api, stack.database_url, Console(file=io.StringIO(), width=200))
 
 

@@ -20,14 +20,14 @@ from domain.messages import (
     Withdrawal,
 )
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_worker, tmp_path):
     settings, _ = running_worker
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"vacated-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     config = compressed_round(

@@ -25,6 +25,7 @@ from tests.flows.test_formasi_continue_as_new import (
     terminate_round,
     wait_skd_codes,
 )
+from tests.roundkit import TEST_KEYRING
 from workflows.ids import formasi_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -35,7 +36,7 @@ async def test_worker_restart_mid_skd(client, keys, stack, stack_settings, tmp_p
     count, quota = 24, 2
     settings = stack_settings.model_copy(update={"task_queue": f"restart-{uuid.uuid4().hex[:8]}"})
     pool = await open_pool(stack.database_url, max_size=8)
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"restart-{uuid.uuid4().hex[:6]}"
     scores = skd_scores(count, quota, seed=3)
     serials = sorted(ids_ for ids_ in scores)

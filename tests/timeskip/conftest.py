@@ -52,7 +52,7 @@ from domain.messages import CloseReply, JourneyState, RoundState
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
-from tests.roundkit import OPERATOR
+from tests.roundkit import OPERATOR, TEST_KEYRING
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.registry import WORKFLOWS
 
@@ -129,7 +129,7 @@ class TimeSkipKit:
         self.env = env
         self.client = env.client
         self.acts = acts
-        self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key)
+        self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
         self.task_queue = task_queue
         self.tmp = tmp
 

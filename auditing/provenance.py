@@ -1,0 +1,81 @@
+"""Who said what: every recorded report and command checked against the round's keys, offline.
+
+A round with `identities` took only signed reports and commands; their signed messages are in the
+histories' update events. This check verifies each one again with the public keys the round's own
+start input lists (not the keys a journey was started with: a journey started outside the API
+could carry keys of its own), and names every journey whose rules are not the round's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio.converter import DataConverter
+
+from auditing.history import RecordedHistory, messages, replay
+from domain.config import parse_round_config
+from domain.messages import JourneyStart, Report, RoundStart
+from domain.signing import verify
+
+
+@dataclass
+class ProvenanceCheck:
+    """Signatures checked, what fails, and rounds that took unsigned reports (older rounds)."""
+
+    verified: int = 0
+    problems: list[str] = field(default_factory=list)
+    unsigned_rounds: list[str] = field(default_factory=list)
+
+
+async def _recorded_digest(round_history: RecordedHistory, converter: DataConverter) -> str:
+    """The rules' digest the round recorded when it opened (as its code computed it then)."""
+    [outcome] = await replay([round_history.history], converter)
+    opened = outcome.state.decisions[0] if outcome.state and outcome.state.decisions else None
+    return str(opened.input.get("rules_digest", "")) if opened else ""
+
+
+async def check_provenance(
+    histories: list[RecordedHistory], converter: DataConverter
+) -> ProvenanceCheck:
+    """Verify every accepted report's and command's signature against its round's keys."""
+    check = ProvenanceCheck()
+    decoded = [(h, await messages(h.history, converter)) for h in histories]
+    rounds: dict[str, tuple[dict[str, str], str]] = {}  # round id -> (identities, rules digest)
+    for h, msgs in decoded:
+        if h.kind == "round" and msgs and isinstance(msgs[0].content, RoundStart):
+            config = parse_round_config(msgs[0].content.config, f"{h.workflow_id} start input")
+            rounds[config.round_id] = (config.identities, await _recorded_digest(h, converter))
+    for round_id, (identities, _) in sorted(rounds.items()):
+        if not identities:
+            check.unsigned_rounds.append(round_id)
+    for h, msgs in decoded:
+        if h.kind not in ("journey", "round") or not msgs:
+            continue
+        start = msgs[0].content
+        round_id = (
+            start.round_id if isinstance(start, JourneyStart) else h.workflow_id.rsplit("/", 1)[0]
+        )
+        if round_id not in rounds:
+            check.problems.append(
+                f"{h.workflow_id}: the history of round {round_id} is missing; its keys are unknown"
+            )
+            continue
+        identities, digest = rounds[round_id]
+        if isinstance(start, JourneyStart) and digest and start.rules.rules_digest != digest:
+            check.problems.append(
+                f"{h.workflow_id}: started with rules {start.rules.rules_digest[:12]}, not the round's {digest[:12]}"
+            )
+        if not identities:
+            continue
+        for m in msgs:
+            if m.kind != "update" or not isinstance(m.content, Report):
+                continue
+            problem = verify(m.content, identities)
+            if problem:
+                check.problems.append(
+                    f"{h.workflow_id} (run {h.run_id}) {m.name} {m.content.report_id} by "
+                    f"{m.content.reported_by} at {m.at.isoformat()}: {problem}"
+                )
+            else:
+                check.verified += 1
+    return check

@@ -1,0 +1,186 @@
+"""Signed reports and commands: Ed25519 over the message's canonical JSON, as a detached JWS.
+
+Every report and operator command carries `signature`: a JWS in compact serialization (RFC 7515)
+with its payload detached (`header..signature`, RFC 7515 appendix F). The payload is the
+message's canonical JSON without the `signature` field (domain/digest.py); the protected header is
+`{"alg": "Ed25519", "kid": <identity>}` (the fully specified algorithm of RFC 9864 for RFC 8037's
+Ed25519 signatures). The round's configuration lists each identity's public key (the JWK `x`
+value, base64url of the 32 raw bytes) under `identities`; a journey or the round checks the
+signature against the key of the message's `reported_by` before anything is recorded, and the
+signed message stays in the history, so an auditor can check it offline years later.
+
+Pure computation (no I/O, no clock): the same code checks inside a workflow, in a test, and in
+the auditor's offline `verify`. JOSE handling is joserfc's, the curve arithmetic cryptography's.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+from pydantic import BaseModel
+
+from domain.digest import canonical_json
+
+ALGORITHM = "Ed25519"
+SIGNATURE_FIELD = "signature"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class SigningKeyError(ValueError):
+    """A key that cannot be used: names the identity and what is wrong."""
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def signing_input(message: BaseModel) -> bytes:
+    """The bytes a signature covers: the canonical JSON of the message without its signature."""
+    data = message.model_dump(mode="json")
+    data.pop(SIGNATURE_FIELD, None)
+    return canonical_json(data).encode()
+
+
+def public_key(text: str, identity: str = "") -> OKPKey:
+    """An Ed25519 public key from its JWK `x` value (base64url of 32 bytes)."""
+    who = f"identity {identity}: " if identity else ""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise SigningKeyError(f"{who}public key {text[:12]!r}… is not base64url") from None
+    if len(raw) != 32:
+        raise SigningKeyError(f"{who}an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+    return OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": text.rstrip("=")})
+
+
+def verify(message: BaseModel, keys: dict[str, str]) -> str | None:
+    """Why `message`'s signature does not hold under the round's keys, or None when it does."""
+    identity = getattr(message, "reported_by", "")
+    signature = getattr(message, SIGNATURE_FIELD, "")
+    if identity not in keys:
+        return f"{identity} has no public key in this round's identities"
+    if not signature:
+        return f"unsigned: every report and command must be signed by {identity}'s key"
+    try:
+        key = public_key(keys[identity], identity)
+        signed = jws.deserialize_compact(
+            signature, key, payload=signing_input(message), algorithms=[ALGORITHM]
+        )
+    except (JoseError, SigningKeyError, ValueError) as exc:
+        return f"the signature does not verify under {identity}'s key ({type(exc).__name__})"
+    kid = signed.headers().get("kid")
+    if kid != identity:
+        return f"the signature names {kid!r}, not {identity}"
+    return None
+
+
+def signature_problem(message: BaseModel, identities: dict[str, str]) -> str | None:
+    """Why a message cannot count in a round with these keys (None in a round without keys)."""
+    return verify(message, identities) if identities else None
+
+
+@dataclass(frozen=True)
+class Signer:
+    """One identity's private key: signs the messages that identity sends."""
+
+    identity: str
+    key: OKPKey
+
+    @classmethod
+    def generate(cls, identity: str) -> Signer:
+        """A new key pair for `identity`."""
+        return cls(identity, OKPKey.generate_key("Ed25519", private=True))
+
+    @classmethod
+    def from_seed(cls, identity: str, seed: bytes) -> Signer:
+        """A key pair from a 32-byte seed (tests and demos that need the same key every run)."""
+        if len(seed) != 32:
+            raise SigningKeyError(
+                f"identity {identity}: an Ed25519 seed is 32 bytes, not {len(seed)}"
+            )
+        private = Ed25519PrivateKey.from_private_bytes(seed)
+        public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(
+            identity,
+            OKPKey.import_key(
+                {"kty": "OKP", "crv": "Ed25519", "d": _b64url(seed), "x": _b64url(public)}
+            ),
+        )
+
+    @classmethod
+    def from_jwk(cls, document: dict) -> Signer:
+        """A signer from its key file's JSON (a private OKP JWK with `kid` naming the identity)."""
+        identity = document.get("kid")
+        if not identity or document.get("crv") != "Ed25519" or "d" not in document:
+            raise SigningKeyError(
+                "a key file is a private Ed25519 JWK with a kid naming its identity"
+            )
+        return cls(identity, OKPKey.import_key(document))
+
+    def jwk(self) -> dict:
+        """The private key file's JSON."""
+        return {**self.key.as_dict(private=True), "kid": self.identity}
+
+    @property
+    def public(self) -> str:
+        """The public key as the round's configuration lists it (JWK `x`)."""
+        return str(self.key.as_dict(private=False)["x"])
+
+    def sign(self, message: M) -> M:
+        """The message with its detached signature (`reported_by` must be this identity)."""
+        who = getattr(message, "reported_by", None)
+        if who != self.identity:
+            raise SigningKeyError(f"{self.identity}'s key cannot sign a message reported by {who}")
+        header = {"alg": ALGORITHM, "kid": self.identity}
+        compact = jws.serialize_compact(
+            header, signing_input(message), self.key, algorithms=[ALGORITHM]
+        )
+        return message.model_copy(update={SIGNATURE_FIELD: jws.detach_content(compact)})
+
+
+class Keyring:
+    """The signers a client holds (a service holds one; the demo and the tests hold several)."""
+
+    def __init__(self, signers: list[Signer] | None = None) -> None:
+        self.signers = {s.identity: s for s in signers or []}
+
+    def sign(self, message: M) -> M:
+        """Sign with the key of the message's `reported_by` if this keyring holds it."""
+        if getattr(message, SIGNATURE_FIELD, "") or not isinstance(
+            getattr(message, "reported_by", None), str
+        ):
+            return message
+        signer = self.signers.get(message.reported_by)  # type: ignore[attr-defined]
+        return signer.sign(message) if signer else message
+
+    def public_keys(self) -> dict[str, str]:
+        """identity -> public key, for a round's `identities`."""
+        return {i: s.public for i, s in self.signers.items()}
+
+
+def _prime_exception_types() -> None:
+    """Make cryptography fetch its InvalidSignature type now, in an ordinary import.
+
+    cryptography's Rust core imports `cryptography.exceptions` the first time it raises
+    InvalidSignature. Inside Temporal's workflow sandbox that import meets the sandbox's module
+    table and the interpreter aborts the whole worker process (pyo3 panics): a forged signature
+    would kill the worker. Once fetched, the type is cached for the process, so one failed
+    verification here, at import (workflow modules import this module before any sandbox runs),
+    keeps every later one an ordinary exception.
+    """
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key()
+    try:
+        key.verify(bytes(64), b"")
+    except Exception:  # InvalidSignature: the point of the exercise
+        pass
+
+
+_prime_exception_types()
