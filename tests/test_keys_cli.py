@@ -1,0 +1,61 @@
+"""starter.py keygen and --key: key files an operator or a service can use, refused when wrong."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+from typer.testing import CliRunner
+
+from domain.messages import SkdReport
+from domain.signing import Signer, verify
+from starter import cli
+
+
+def _said(result) -> str:
+    """The command's output with the console's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_key(tmp_path):
+    result = CliRunner().invoke(cli, ["keygen", "cat-bkn", "--out", str(tmp_path)])
+
+    path = tmp_path / "cat-bkn.key.json"
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    signer = Signer.from_jwk(json.loads(path.read_text()))
+    assert f'"cat-bkn" = "{signer.public}"' in _said(result)
+    report = SkdReport(report_id="r", reported_by="cat-bkn", twk=100, tiu=100, tkp=150)
+    assert verify(signer.sign(report), {"cat-bkn": signer.public}) is None
+
+
+def test_keygen_never_overwrites_a_key(tmp_path):
+    runner = CliRunner()
+    runner.invoke(cli, ["keygen", "cat-bkn", "--out", str(tmp_path)])
+    before = (tmp_path / "cat-bkn.key.json").read_text()
+
+    again = runner.invoke(cli, ["keygen", "cat-bkn", "--out", str(tmp_path)])
+
+    assert again.exit_code == 1 and "never overwritten" in _said(again)
+    assert (tmp_path / "cat-bkn.key.json").read_text() == before
+
+
+def test_a_key_of_another_identity_than_as_is_refused_before_anything_is_sent(tmp_path):
+    runner = CliRunner()
+    runner.invoke(cli, ["keygen", "rsud", "--out", str(tmp_path)])
+    args = ["close-window", "R1", "skd", "--reason", "x", "--as", "panitia"]
+
+    result = runner.invoke(cli, [*args, "--key", str(tmp_path / "rsud.key.json")])
+
+    assert result.exit_code == 2
+    assert "is rsud's key, but --as says panitia" in _said(result)
+
+
+def test_a_file_that_is_not_a_key_is_refused_naming_it(tmp_path):
+    bad = tmp_path / "key.json"
+    bad.write_text('{"kty": "OKP"}')
+    args = ["close-window", "R1", "skd", "--reason", "x", "--as", "panitia", "--key", str(bad)]
+
+    result = CliRunner().invoke(cli, args)
+
+    assert result.exit_code == 2 and "not a key file made by starter.py keygen" in _said(result)
