@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 from activities.broadcast import Broadcaster
 from activities.notify import FileTransport, deliver_pending
 from activities.readmodel import ReadModel
+from activities.rounds import RoundReader
 from runtime.app import open_app
 from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
@@ -28,11 +29,17 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     """A worker for the project's task queue with every workflow and activity registered."""
     readmodel = ReadModel(pool)
     broadcaster = Broadcaster(client)
+    rounds = RoundReader(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[readmodel.project_journey, readmodel.issue_nip, broadcaster.broadcast],
+        activities=[
+            readmodel.project_journey,
+            readmodel.issue_nip,
+            broadcaster.broadcast,
+            rounds.read_round,
+        ],
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=worker_runner(),
         max_concurrent_activities=settings.worker_max_concurrent_activities,

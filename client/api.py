@@ -172,6 +172,7 @@ class RecruitmentApi:
             engine_version=ENGINE_VERSION,
             applied_on=applied_on,
         )
+        start = self.keyring.sign(start)  # by registered_by, in a round with keys
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         try:
             await self.client.start_workflow(

@@ -107,6 +107,13 @@ class RegistrationRefused(JourneyEvent, frozen=True):
         }
 
 
+class NotAdmitted(_Reasoned, frozen=True):
+    """The journey's start does not agree with its round (rules, formasi, window, signature)."""
+
+    stage = Stage.REGISTERED
+    outcome = "not admitted"
+
+
 # --- administration and sanggah -----------------------------------------------------------------
 
 

@@ -166,6 +166,31 @@ class JourneyStart(BaseModel, frozen=True):
     # journey judges it again by the same rules and date, so a journey started without the API
     # cannot carry an ineligible registration forward. None in older start inputs: not re-judged.
     applied_on: date | None = None
+    # The registering identity's signature over the rest (domain/signing.py), in a round with keys.
+    signature: str = Field(default="", max_length=1000)
+
+
+class RoundViewRequest(BaseModel, frozen=True):
+    """Ask the round what a journey of it must be judged by."""
+
+    round_id: str
+    workflow_id: str  # the round's RecruitmentRound workflow
+    formasi_code: str
+
+
+class RoundView(BaseModel, frozen=True):
+    """What the round says, when a journey starts: its rules and its registration window.
+
+    Read from the round's own workflow (the operator created it), not from the journey's start
+    input, which anyone who can reach Temporal can write.
+    """
+
+    found: bool = True
+    rules: JourneyRules | None = None
+    formasi: Formasi | None = None  # the round's formasi of that code, if it has one
+    tmt: date | None = None  # the TMT as it stands (moves included)
+    registration_closes: datetime | None = None  # the close as it stands (extensions included)
+    registration_closed_at: datetime | None = None  # when the round closed it, if it has
 
 
 class Decision(BaseModel, frozen=True):

@@ -47,6 +47,8 @@ from domain.messages import (
     Report,
     RoundStart,
     RoundState,
+    RoundView,
+    RoundViewRequest,
     SeatVacated,
     SkbScoreReport,
     SkdEntryReply,
@@ -193,6 +195,7 @@ def command_update(command: Report) -> Update[Any, Ack]:
     return _COMMAND_UPDATE[type(command)]
 
 
+ROUND_VIEW: Query[str, RoundView] = Query("rules_view", str, RoundView)
 ROUND_STATE: Query[None, RoundState] = Query("state", None, RoundState)
 CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
 
@@ -201,6 +204,7 @@ CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
 PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
+READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 

@@ -63,7 +63,7 @@ def public_key(text: str, identity: str = "") -> OKPKey:
 
 def verify(message: BaseModel, keys: dict[str, str]) -> str | None:
     """Why `message`'s signature does not hold under the round's keys, or None when it does."""
-    identity = getattr(message, "reported_by", "")
+    identity = signer_of(message)
     signature = getattr(message, SIGNATURE_FIELD, "")
     if identity not in keys:
         return f"{identity} has no public key in this round's identities"
@@ -80,6 +80,11 @@ def verify(message: BaseModel, keys: dict[str, str]) -> str | None:
     if kid != identity:
         return f"the signature names {kid!r}, not {identity}"
     return None
+
+
+def signer_of(message: BaseModel) -> str:
+    """The identity that must have signed a message: who reported it, or who registered it."""
+    return str(getattr(message, "reported_by", None) or getattr(message, "registered_by", "") or "")
 
 
 def signature_problem(message: BaseModel, identities: dict[str, str]) -> str | None:
@@ -136,7 +141,7 @@ class Signer:
 
     def sign(self, message: M) -> M:
         """The message with its detached signature (`reported_by` must be this identity)."""
-        who = getattr(message, "reported_by", None)
+        who = signer_of(message)
         if who != self.identity:
             raise SigningKeyError(f"{self.identity}'s key cannot sign a message reported by {who}")
         header = {"alg": ALGORITHM, "kid": self.identity}
@@ -154,11 +159,9 @@ class Keyring:
 
     def sign(self, message: M) -> M:
         """Sign with the key of the message's `reported_by` if this keyring holds it."""
-        if getattr(message, SIGNATURE_FIELD, "") or not isinstance(
-            getattr(message, "reported_by", None), str
-        ):
+        if getattr(message, SIGNATURE_FIELD, ""):
             return message
-        signer = self.signers.get(message.reported_by)  # type: ignore[attr-defined]
+        signer = self.signers.get(signer_of(message))
         return signer.sign(message) if signer else message
 
     def public_keys(self) -> dict[str, str]:

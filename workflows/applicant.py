@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
     from domain.administration import appeal_outcome
+    from domain.admission import admission_problem
     from domain.appointment import probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import NipRequest
@@ -26,12 +27,14 @@ with workflow.unsafe.imports_passed_through():
         JourneyStart,
         JourneyState,
         OfferReply,
+        RoundViewRequest,
         SeatVacated,
         fraction_text,
     )
     from domain.protocol import (
         ISSUE_NIP,
         OFFER_REPLY,
+        READ_ROUND,
         SEAT_VACATED,
     )
     from domain.ranking import skd_code
@@ -51,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import ReadModelOutbox
 
 NIP_TIMEOUT = timedelta(seconds=30)
+ROUND_READ_TIMEOUT = timedelta(seconds=30)
 ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
@@ -88,7 +92,7 @@ class ApplicantJourney(JourneyInbox):
         # activities per journey). Older histories write eagerly.
         self.outbox.at_rest = self._patched("project-at-rest")
         try:
-            self.registration()
+            await self.registration()
             await self.administrative_check()
             await self.skd_stage()
             await self.skb_stage()
@@ -103,13 +107,16 @@ class ApplicantJourney(JourneyInbox):
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
-    def registration(self) -> None:
-        """The registration rules again, on the date the API judged them: a refusal ends the journey.
+    async def registration(self) -> None:
+        """Admitted by the round, and the registration rules again on the date the API judged them.
 
         RecruitmentApi refuses an ineligible registration before any journey starts; this keeps a
-        journey started some other way from carrying one forward.
+        journey started some other way (after registration closed, with rules, a formasi or a
+        signature of its own) from carrying one forward: a refusal ends the journey.
         """
         start = self.start
+        if workflow.patched("admitted-by-round"):
+            await self._admission()
         if start.applied_on is not None:
             refusals = check_registration(start.registration, start.formasi, start.applied_on)
             if refusals:
@@ -122,6 +129,27 @@ class ApplicantJourney(JourneyInbox):
             "registered",
             f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.",
         )
+
+    async def _admission(self) -> None:
+        """Ask the round (a local activity: one marker) and judge this start by its answer."""
+        request = RoundViewRequest(
+            round_id=self.start.round_id,
+            workflow_id=round_workflow_id(self.start.round_id),
+            formasi_code=self.start.formasi.code,
+        )
+        view = await run_local_activity(
+            READ_ROUND,
+            request,
+            start_to_close_timeout=ROUND_READ_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        problem = admission_problem(self.start, view, workflow.info().workflow_start_time)
+        if problem:
+            self._decide(ev.NotAdmitted(reason=problem))
+            self._end(Terminal.TMS, f"registration refused: {problem}")
+        assert view.rules is not None and view.tmt is not None
+        self.rules = view.rules  # the round's, with the round's keys
+        self._set(tmt=view.tmt)
 
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         Report,
         RoundStart,
         RoundState,
+        RoundView,
         SeatVacated,
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
@@ -72,6 +73,7 @@ class RecruitmentRound:
         self.schedule = self.config.schedule
         self.phase = RoundPhase.REGISTRATION
         self.closed: list[str] = []
+        self.closed_at: dict[str, datetime] = {}  # window -> when the round closed it
         self.early: dict[str, str] = {}
         self.schedule_changed = False
         self.decisions: list[Decision] = []
@@ -96,6 +98,7 @@ class RecruitmentRound:
             self._enter(phase)
             await self._until_closed(phase)
             self.closed.append(phase)
+            self.closed_at[phase] = workflow.now()
             self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
             if told is not None:
                 await self._tell_formasi(told)
@@ -367,6 +370,18 @@ class RecruitmentRound:
     def config_digest(self) -> str:
         """The digest of the rules this round runs by."""
         return self.config.digest()
+
+    @workflow.query
+    def rules_view(self, formasi_code: str) -> RoundView:
+        """What a starting journey is judged by: the round's rules, the formasi, the registration
+        window and the TMT, as they stand."""
+        return RoundView(
+            rules=journey_rules(self.config),
+            formasi=self.config.formasi_by_code(formasi_code),
+            tmt=self.schedule.tmt,
+            registration_closes=self.schedule.registration.closes,
+            registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
+        )
 
     # --- helpers ----------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.rounds import RoundReader
 from client.api import RecruitmentApi
 from domain.appointment import format_nip
 from domain.config import RoundConfig
@@ -211,6 +212,11 @@ async def kit(test_server_path, keys, tmp_path):
             env.client,
             task_queue=task_queue,
             workflows=WORKFLOWS,
-            activities=[acts.broadcast, acts.project_journey, acts.issue_nip],
+            activities=[
+                acts.broadcast,
+                acts.project_journey,
+                acts.issue_nip,
+                RoundReader(env.client).read_round,
+            ],
         ):
             yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 
 from domain.codes import Stage, Terminal
 from domain.messages import JourneyStart, JourneyState
-from tests.roundkit import compressed_round, formasi, registration
+from tests.roundkit import TEST_KEYRING, compressed_round, formasi, registration
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id
 from workflows.round import journey_rules
@@ -47,14 +47,14 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
             registration=reg,
             formasi=config.formasi_by_code("F1"),
             rules=journey_rules(config),
-            registered_by="a-client-without-the-api",
+            registered_by="sscasn",  # the portal's identity, signed with its key below
             tmt=config.schedule.tmt,
             engine_version=ENGINE_VERSION,
             applied_on=t0.date(),
         )
         await kit.client.start_workflow(
             ApplicantJourney.run,
-            start,
+            TEST_KEYRING.sign(start),
             task_queue=kit.task_queue,
             id=journey_workflow_id(round_id, applicant_id),
         )
@@ -67,7 +67,7 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
     refused = await start_directly("DIRECT-D3", wrong_level)
     assert refused.terminal == Terminal.TMS
     assert refused.terminal_reason.startswith("registration refused: education_level='D3'")
-    first = refused.decisions[0]
+    first = refused.decisions[0]  # admitted by the round (no decision), then judged
     assert (first.stage, first.outcome, first.actor) == ("registered", "refused", "system")
     assert first.input["applied_on"] == t0.date().isoformat()
     assert [r["field"] for r in first.input["refusals"]] == ["education_level"]

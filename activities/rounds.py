@@ -1,0 +1,28 @@
+"""Read a round's own answer for a journey that starts (its rules and registration window)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.messages import RoundView, RoundViewRequest
+from domain.protocol import READ_ROUND, ROUND_VIEW
+
+
+class RoundReader:
+    """Asks the round workflow (by query: no event in its history) what a journey is judged by."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name=READ_ROUND.name)
+    async def read_round(self, req: RoundViewRequest) -> RoundView:
+        """The round's view; `found=False` when no such round exists. Safe to repeat."""
+        handle = self.client.get_workflow_handle(req.workflow_id)
+        try:
+            return await ROUND_VIEW.ask(handle, req.formasi_code)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return RoundView(found=False)
+            raise

@@ -1,0 +1,47 @@
+"""Admission of a journey: whether a started journey belongs to its round at all.
+
+Anyone who can reach Temporal can start an ApplicantJourney with an input of their own making:
+after registration closed, with rules (and keys) of their own, in the portal's name. The journey
+therefore asks its round (the workflow the operator created) for the round's rules and its
+registration window, and admits itself only when its start agrees with them. Pure: the round's
+answer and the start time come in as arguments.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.config import ReportKind
+from domain.messages import JourneyStart, RoundView
+from domain.signing import signature_problem
+
+
+def admission_problem(start: JourneyStart, view: RoundView, started_at: datetime) -> str | None:
+    """Why this journey cannot be one of its round's (None when it can), in the order checked."""
+    if not view.found or view.rules is None:
+        return f"round {start.round_id} does not exist"
+    rules = view.rules
+    if view.formasi is None or view.formasi != start.formasi:
+        return f"formasi {start.formasi.code} is not round {start.round_id}'s formasi of that code"
+    if start.rules.rules_digest != rules.rules_digest:
+        return (
+            f"started with rules {start.rules.rules_digest[:12]}, not round {start.round_id}'s "
+            f"{rules.rules_digest[:12]}"
+        )
+    if view.registration_closed_at is not None and started_at > view.registration_closed_at:
+        return (
+            f"started at {started_at.isoformat()}, after registration closed at "
+            f"{view.registration_closed_at.isoformat()}"
+        )
+    if view.registration_closes is not None and started_at >= view.registration_closes:
+        return (
+            f"started at {started_at.isoformat()}, after registration closed at "
+            f"{view.registration_closes.isoformat()}"
+        )
+    registrars = {
+        *rules.reporters.get(ReportKind.PORTAL, []),
+        *rules.reporters.get(ReportKind.OPERATOR, []),
+    }
+    if rules.identities and start.registered_by not in registrars:
+        return f"{start.registered_by} may not register applicants in this round"
+    return signature_problem(start, rules.identities)

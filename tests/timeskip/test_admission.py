@@ -1,0 +1,152 @@
+"""A journey is admitted by its round, not by its own start input.
+
+Each test is an attack that worked before journeys asked their round: a client that can reach
+Temporal starts an ApplicantJourney itself, around RecruitmentApi. The journey must end refused,
+with the reason recorded, before it can wait for anything or take a seat.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from domain.codes import Stage, Terminal
+from domain.messages import ExtendWindow, JourneyStart, JourneyState
+from domain.signing import Keyring, Signer
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.applicant import ENGINE_VERSION, ApplicantJourney
+from workflows.ids import journey_workflow_id
+from workflows.round import journey_rules
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAY = 86400
+SCHEDULE = {
+    "registration": (0, 15 * DAY),
+    "administration": (20 * DAY, 25 * DAY),
+    "skd": (30 * DAY, 50 * DAY),
+    "skb": (51 * DAY, 65 * DAY),
+    "filing": (75 * DAY, 90 * DAY),
+    "latsar": (90 * DAY, 455 * DAY),
+}
+
+
+async def _round(kit, **changes):
+    t0 = await kit.now()
+    round_id = f"ts-adm-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0, **changes)
+    await kit.create_round(config)
+    return t0, config
+
+
+def _start(config, applicant_id: str, serial: int, **changes) -> JourneyStart:
+    start = JourneyStart(
+        round_id=config.round_id,
+        applicant_id=applicant_id,
+        registration=registration(serial, "F1"),
+        formasi=config.formasi_by_code("F1"),
+        rules=journey_rules(config),
+        registered_by="sscasn",
+        tmt=config.schedule.tmt,
+        engine_version=ENGINE_VERSION,
+    )
+    return start.model_copy(update=changes)
+
+
+async def _run(kit, start: JourneyStart) -> JourneyState:
+    await kit.client.start_workflow(
+        ApplicantJourney.run,
+        start,
+        task_queue=kit.task_queue,
+        id=journey_workflow_id(start.round_id, start.applicant_id),
+    )
+    return await kit.journey_at(start.round_id, start.applicant_id, Stage.ADMIN_CHECK, Stage.ENDED)
+
+
+def _refusal(state: JourneyState) -> str:
+    assert state.terminal == Terminal.TMS, state
+    first = state.decisions[0]
+    assert (first.stage, first.outcome, first.actor) == ("registered", "not admitted", "system")
+    return first.input["reason"]
+
+
+async def test_a_signed_start_inside_the_window_is_admitted(kit):
+    _, config = await _round(kit)
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "OK-1", 1)))
+
+    assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
+
+
+async def test_a_journey_started_after_registration_closed_is_refused(kit):
+    t0, config = await _round(kit)
+    await kit.advance_to(t0 + timedelta(days=16))
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "LATE-1", 1)))
+
+    assert "after registration closed at" in _refusal(state)
+
+
+async def test_an_extension_recorded_by_the_round_admits_a_start_inside_it(kit):
+    t0, config = await _round(kit)
+    extend = ExtendWindow(
+        report_id="ext-1",
+        reported_by=OPERATOR,
+        window="registration",
+        new_closes=t0 + timedelta(days=18),
+        reason="portal outage, letter B-1",
+    )
+    await kit.api.command(config.round_id, extend)
+    await kit.advance_to(t0 + timedelta(days=16))
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "EXT-1", 1)))
+
+    assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
+
+
+async def test_an_unsigned_start_is_refused(kit):
+    _, config = await _round(kit)
+
+    state = await _run(kit, _start(config, "UNSIGNED-1", 1))
+
+    assert _refusal(state).startswith("unsigned")
+
+
+async def test_a_start_carrying_keys_of_its_own_is_refused(kit):
+    _, config = await _round(kit)
+    attacker = Keyring([Signer.generate("sscasn")])
+    rules = journey_rules(config).model_copy(update={"identities": attacker.public_keys()})
+    forged = attacker.sign(_start(config, "OWNKEYS-1", 1, rules=rules))
+
+    state = await _run(kit, forged)
+
+    # The digest still claims the round's rules; the round's keys do not verify the signature.
+    assert "does not verify under sscasn's key" in _refusal(state)
+
+
+async def test_a_start_with_rules_other_than_the_rounds_is_refused(kit):
+    _, config = await _round(kit)
+    lax = journey_rules(config).model_copy(update={"rules_digest": "f" * 64})
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "RULES-1", 1, rules=lax)))
+
+    assert "started with rules ffffffffffff, not round" in _refusal(state)
+
+
+async def test_a_start_with_a_formasi_of_its_own_is_refused(kit):
+    _, config = await _round(kit)
+    lax = config.formasi_by_code("F1").model_copy(update={"min_gpa": 0.0, "max_age": 60})
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "FORMASI-1", 1, formasi=lax)))
+
+    assert "is not round" in _refusal(state) and "formasi F1" in _refusal(state)
+
+
+async def test_a_start_registered_by_an_identity_that_may_not_register_is_refused(kit):
+    _, config = await _round(kit)
+
+    state = await _run(kit, TEST_KEYRING.sign(_start(config, "CAT-1", 1, registered_by="cat-bkn")))
+
+    assert _refusal(state) == "cat-bkn may not register applicants in this round"
