@@ -15,7 +15,7 @@ from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision, Phase, Stage
-from domain.events import SkbCompleted
+from domain.events import ReportAfterClose, SkbCompleted
 from domain.messages import (
     Decision,
     FormasiStart,
@@ -56,9 +56,13 @@ class JourneyInputs:
     decisions: list[Decision]
 
     def _before(self, phase: str) -> list[Message]:
-        """Messages accepted before the formasi's announcement of `phase` reached this journey."""
+        """Messages accepted before the formasi's announcement of `phase` reached this journey,
+        without the reports the journey found had arrived after the round closed the stage."""
+        late = {d.input.get("report_id") for d in self.decisions if ReportAfterClose.matches(d)}
         out = []
         for m in self.messages:
+            if m.kind == "update" and getattr(m.content, "report_id", None) in late:
+                continue
             # The close came as the `announce` signal, or (close-by-update) the `close_stage` update.
             if (m.kind, m.name) in (
                 ("signal", ANNOUNCE.name),

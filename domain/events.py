@@ -23,6 +23,7 @@ from domain.messages import (
     Decision,
     Disqualification,
     LatsarReport,
+    Report,
     Withdrawal,
 )
 from domain.registration import Refusal
@@ -398,3 +399,22 @@ class SelectionEnded(_AtStage, frozen=True):
     @classmethod
     def matches(cls, record: Decision) -> bool:
         return record.actor == "system" and record.outcome in set(Terminal)
+
+
+class ReportAfterClose(_AtStage, frozen=True):
+    """A report the journey accepted after the round had closed its stage: not counted."""
+
+    outcome = "arrived after the close"
+    report: Report
+    received_at: datetime
+    closed_at: datetime
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "report_id": self.report.report_id,
+            "received_at": self.received_at.isoformat(),
+            "closed_at": self.closed_at.isoformat(),
+        }

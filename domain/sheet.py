@@ -80,6 +80,7 @@ class ApplicantSheet(BaseModel, frozen=True):
     nip: str | None = None
     latsar: LatsarReport | None = None
     ending: Disqualification | Withdrawal | None = None  # accepted, applied at the next step
+    received_at: dict[str, datetime] = {}  # report id -> when the journey accepted it
     terminal: Terminal | None = None
     terminal_reason: str = ""
     sanction_rounds: int = 0
@@ -383,10 +384,25 @@ def with_report(sheet: ApplicantSheet, report: Report) -> ApplicantSheet:
 # --- what the formasi ranks by -------------------------------------------------------------------
 
 
-def close_skd(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantSheet, SkdKey | None]:
-    """SKD closes for this applicant: no more SKD reports; the key it ranks by, if any."""
+def _after(sheet: ApplicantSheet, report: Report, closed_at: datetime | None) -> bool:
+    """Whether the journey accepted `report` after the round closed its stage at `closed_at`.
+
+    The round closes a stage at one instant; the close reaches each journey a little later, and
+    a report accepted in between must not count (it arrived after the stage closed)."""
+    received = sheet.received_at.get(report.report_id)
+    return closed_at is not None and received is not None and received > closed_at
+
+
+def close_skd(
+    sheet: ApplicantSheet, rules: JourneyRules, closed_at: datetime | None = None
+) -> tuple[ApplicantSheet, SkdKey | None, list[Report]]:
+    """SKD closes for this applicant (the round closed it at `closed_at`): no more SKD reports;
+    the key it ranks by, if any, and the reports that arrived after the close (not counted)."""
+    late: list[Report] = []
+    if sheet.skd is not None and _after(sheet, sheet.skd, closed_at):
+        late, sheet = [sheet.skd], sheet.but(skd=None)
     closed = sheet.but(skd_closed=True)
-    return closed, skd_key(closed, rules)
+    return closed, skd_key(closed, rules), late
 
 
 def skd_key(sheet: ApplicantSheet, rules: JourneyRules) -> SkdKey | None:
@@ -463,15 +479,35 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
     return SkbResult(entry, skb_score)
 
 
-def close_skb(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantSheet, SkbResult]:
-    """SKB closes for this applicant: no more SKB reports; composed and gated if still at SKB."""
+def close_skb(
+    sheet: ApplicantSheet, rules: JourneyRules, closed_at: datetime | None = None
+) -> tuple[ApplicantSheet, SkbResult, list[Report]]:
+    """SKB closes for this applicant (the round closed it at `closed_at`): no more SKB reports;
+    composed and gated if still at SKB, without the reports that arrived after the close."""
+    late: list[Report] = [
+        *(r for r in sheet.skb_scores.values() if _after(sheet, r, closed_at)),
+        *(r for p in sheet.panel.values() for r in p.values() if _after(sheet, r, closed_at)),
+        *(r for r in sheet.gates.values() if _after(sheet, r, closed_at)),
+    ]
+    if late:
+        dropped = {r.report_id for r in late}
+        sheet = sheet.but(
+            skb_scores={k: r for k, r in sheet.skb_scores.items() if r.report_id not in dropped},
+            panel={
+                c: {p: r for p, r in ps.items() if r.report_id not in dropped}
+                for c, ps in sheet.panel.items()
+            },
+            gates={k: r for k, r in sheet.gates.items() if r.report_id not in dropped},
+        )
     closed = sheet.but(skb_closed=True, final_entry=None)
     if closed.stage != Stage.SKB or closed.terminal is not None:
-        return closed, SkbResult(None)
+        return closed, SkbResult(None), late
     result = skb_result(closed, rules)
-    return closed.but(
-        final_entry=result.entry, skb_score=result.skb_score or closed.skb_score
-    ), result
+    return (
+        closed.but(final_entry=result.entry, skb_score=result.skb_score or closed.skb_score),
+        result,
+        late,
+    )
 
 
 def skb_inputs(sheet: ApplicantSheet) -> dict[str, Any]:

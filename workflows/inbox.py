@@ -10,7 +10,7 @@ by signal. The process that waits on all this is `workflows.applicant.ApplicantJ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -80,7 +80,9 @@ class JourneyInbox:
         rule = rule_for(report)
 
         def apply() -> None:
-            self.sheet = rule.fold(self.sheet, report)
+            folded = rule.fold(self.sheet, report)
+            received = {**folded.received_at, report.report_id: workflow.now()}
+            self.sheet = folded.but(received_at=received)
 
         def answer() -> Ack:
             self.outbox.accepted(report.report_id, rule.label(report), report.record())
@@ -125,8 +127,8 @@ class JourneyInbox:
         reply = CloseReply(
             applicant_id=self.start.applicant_id,
             phase=announcement.phase,
-            key=self._close_skd() if closing_skd else None,
-            entry=None if closing_skd else self._close_skb(),
+            key=self._close_skd(announcement.at) if closing_skd else None,
+            entry=None if closing_skd else self._close_skb(announcement.at),
         )
         self.close_replies[announcement.phase] = reply
         return reply
@@ -186,13 +188,27 @@ class JourneyInbox:
 
     # --- shared with the process ---------------------------------------------------------------
 
-    def _close_skd(self) -> SkdKey | None:
-        self.sheet, key = close_skd(self.sheet, self.rules)
+    def _close_skd(self, closed_at: datetime | None = None) -> SkdKey | None:
+        self.sheet, key, late = close_skd(self.sheet, self.rules, closed_at)
+        self._record_late(late, closed_at)
         return key
 
-    def _close_skb(self) -> FinalEntry | None:
-        self.sheet, self.skb_composed = close_skb(self.sheet, self.rules)
+    def _close_skb(self, closed_at: datetime | None = None) -> FinalEntry | None:
+        self.sheet, self.skb_composed, late = close_skb(self.sheet, self.rules, closed_at)
+        self._record_late(late, closed_at)
         return self.skb_composed.entry
+
+    def _record_late(self, late: list[Report], closed_at: datetime | None) -> None:
+        for report in late:
+            assert closed_at is not None
+            self._decide(
+                ev.ReportAfterClose(
+                    during=self.sheet.stage,
+                    report=report,
+                    received_at=self.sheet.received_at[report.report_id],
+                    closed_at=closed_at,
+                )
+            )
 
     def _move_tmt(self, announcement: Announcement) -> None:
         new_tmt = date.fromisoformat(announcement.note)
