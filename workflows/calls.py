@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
@@ -54,11 +55,30 @@ def decode(
             type="ReportRefused",
             non_retryable=True,
         )
+    payload = args[0].payload
     try:
-        return workflow.payload_converter().from_payload(args[0].payload, update.input)
+        if payload.metadata.get("encoding") == b"json/plain" and issubclass(
+            update.input, BaseModel
+        ):
+            # Strict: JSON true is not a score of 1, "120 " is not 120, a date is a date.
+            return update.input.model_validate_json(payload.data, strict=True)
+        return workflow.payload_converter().from_payload(payload, update.input)
+    except ValidationError as exc:
+        problem = _fields(exc)
     except Exception as exc:
-        raise ApplicationError(
-            f"{where}: not a valid {update.input.__name__}: {exc}",
-            type="ReportRefused",
-            non_retryable=True,
-        ) from None
+        problem = str(exc)
+    raise ApplicationError(
+        f"{where}: not a valid {update.input.__name__}: {problem}",
+        type="ReportRefused",
+        non_retryable=True,
+    )
+
+
+def _fields(exc: ValidationError) -> str:
+    """Each failing field with what is wrong and the value given (shortened)."""
+    parts = []
+    for err in exc.errors()[:10]:
+        field = ".".join(str(p) for p in err["loc"]) or "(message)"
+        parts.append(f"{field}: {err['msg']} (got {repr(err.get('input'))[:40]})")
+    more = len(exc.errors()) - 10
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,54 @@
+"""Messages are read strictly where they are judged: inside the journey, naming the field.
+
+Before, JSON `true` was taken as a score of 1, `"120 "` as 120, and a type error came back as
+"Failed decoding arguments", naming no field.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from domain.codes import Stage
+from domain.messages import Ack
+from tests.roundkit import compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAY = 86400
+SCHEDULE = {
+    "registration": (0, 15 * DAY),
+    "administration": (15 * DAY, 18 * DAY),
+    "skd": (25 * DAY, 55 * DAY),
+    "skb": (56 * DAY, 70 * DAY),
+    "filing": (80 * DAY, 95 * DAY),
+    "latsar": (95 * DAY, 460 * DAY),
+}
+REPORT = {"report_id": "skd-1", "reported_by": "cat-bkn", "twk": 100, "tiu": 100, "tkp": 170}
+CASES = [
+    ("a bool as a score", {"twk": True}, "twk: Input should be a valid integer (got True)"),
+    ("a padded number", {"tiu": "120 "}, "tiu: Input should be a valid integer (got '120 ')"),
+    ("a missing field", {"tkp": None}, "tkp: Input should be a valid integer (got None)"),
+    ("an unknown update", None, "update report_scores for applicant"),
+]
+
+
+@pytest.mark.parametrize(("case", "change", "said"), CASES, ids=[c[0] for c in CASES])
+async def test_a_malformed_report_is_refused_naming_the_field(kit, case, change, said):
+    t0 = await kit.now()
+    round_id = f"ts-strict-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
+    await kit.create_round(config)
+    applicant = await kit.register(config, registration(1, "F1"))
+    await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
+    handle = kit.client.get_workflow_handle(journey_workflow_id(round_id, applicant))
+    name = "report_scores" if change is None else "report_skd"
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(name, {**REPORT, **(change or {})}, result_type=Ack)
+
+    assert said in str(refused.value.cause)
+    assert (await kit.journey(round_id, applicant)).skd_total is None
