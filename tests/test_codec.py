@@ -9,10 +9,22 @@ import uuid
 import pytest
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import CommandType
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
+from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker._command_aware_visitor import CommandInfo, current_command_info
 
-from runtime.codec import AesGcmCodec, PayloadDecryptionError
+from runtime.codec import (
+    AesGcmCodec,
+    PayloadDecryptionError,
+    PayloadRefusedError,
+    is_refused,
+    key_id,
+    refusal_reason,
+)
 from runtime.connection import data_converter
 from runtime.keys import InvalidKeyError, Keys, load_or_create_keys
 from runtime.settings import load_settings
@@ -59,14 +71,105 @@ async def test_tampered_ciphertext_is_refused():
 async def test_previous_key_still_decodes_after_rotation():
     old, new = os.urandom(32), os.urandom(32)
     [encoded] = await AesGcmCodec(old).encode([_payload(NIK)])
+    rotated = AesGcmCodec(new, previous_keys=[old], refuse_quietly=True)
 
-    assert await AesGcmCodec(new, previous_keys=[old]).decode([encoded]) == [_payload(NIK)]
+    assert await rotated.decode([encoded]) == [_payload(NIK)]
+    assert await rotated.with_context(WORKFLOW).decode([encoded]) == [_payload(NIK)]
 
 
-async def test_unencrypted_payloads_pass_through_decode():
-    plain = _payload("not secret")
+async def test_unencrypted_and_truncated_payloads_are_refused():
+    codec = AesGcmCodec(os.urandom(32))
+    [encoded] = await codec.encode([_payload(NIK)])
+    truncated = Payload(metadata=encoded.metadata, data=encoded.data[:20])
 
-    assert await AesGcmCodec(os.urandom(32)).decode([plain]) == [plain]
+    with pytest.raises(PayloadDecryptionError, match="not encrypted .*json/plain"):
+        await codec.decode([_payload("not secret")])
+    with pytest.raises(PayloadDecryptionError, match="truncated"):
+        await codec.decode([truncated])
+
+
+WORKFLOW = WorkflowSerializationContext(namespace="default", workflow_id="wf")
+ACTIVITY = ActivitySerializationContext(
+    namespace="default",
+    workflow_id="wf",
+    workflow_type="W",
+    activity_type="a",
+    activity_id="1",
+    activity_task_queue="q",
+    is_local=False,
+)
+
+
+async def test_a_workflows_own_context_refuses_quietly_naming_the_reason():
+    key, other = os.urandom(32), os.urandom(32)
+    codec = AesGcmCodec(key, refuse_quietly=True)
+    [ours] = await codec.encode([_payload(NIK)])
+    [theirs] = await AesGcmCodec(other).encode([_payload(NIK)])
+    tampered = Payload(metadata=ours.metadata, data=ours.data[:-1] + b"\x00")
+    truncated = Payload(metadata=ours.metadata, data=ours.data[:5])
+    quiet = codec.with_context(WORKFLOW)
+
+    decoded = await quiet.decode([ours, _payload("x"), theirs, tampered, truncated])
+
+    assert decoded[0] == _payload(NIK)
+    reasons = [refusal_reason(p) for p in decoded[1:]]
+    assert all(is_refused(p) and not p.data for p in decoded[1:])
+    assert "not encrypted" in reasons[0]
+    assert key_id(other) in reasons[1] and "CASN_PAYLOAD_KEY" in reasons[1]
+    assert "failed authentication" in reasons[2]
+    assert "truncated" in reasons[3]
+    assert NIK not in " ".join(reasons)
+
+
+async def test_quiet_refusal_stays_strict_for_activities_commands_and_outside_workflows():
+    codec = AesGcmCodec(os.urandom(32), refuse_quietly=True)
+    plain = _payload("x")
+
+    for strict in (codec, codec.with_context(ACTIVITY)):
+        with pytest.raises(PayloadDecryptionError, match="not encrypted"):
+            await strict.decode([plain])
+    # While the worker decodes what answers one of the workflow's commands (an activity or child
+    # workflow result), a refusal raises: those are our own payloads, and a missing key must show.
+    token = current_command_info.set(
+        CommandInfo(CommandType.COMMAND_TYPE_START_CHILD_WORKFLOW_EXECUTION, 1)
+    )
+    try:
+        with pytest.raises(PayloadDecryptionError):
+            await codec.with_context(WORKFLOW).decode([plain])
+    finally:
+        current_command_info.reset(token)
+
+
+async def test_a_refused_payload_converts_to_no_value_with_its_reason():
+    keys = Keys(payload_key=os.urandom(32), pseudonym_key=b"p" * 32, signing_key=b"s" * 32)
+    converter = data_converter(keys)
+    plain = _payload("x")
+    reference = Payload(
+        metadata={"encoding": b"json/plain", "__temporal_external_storage_reference": b"true"},
+        data=b"{}",
+    )
+
+    with pytest.raises(PayloadRefusedError, match="not encrypted") as refused:
+        await converter.with_context(WORKFLOW).decode([plain])
+    assert isinstance(refused.value, ApplicationError) and not refused.value.non_retryable
+    with pytest.raises(PayloadRefusedError, match="external-storage-reference"):
+        await converter.with_context(WORKFLOW).decode([reference])
+    with pytest.raises(PayloadDecryptionError, match="external-storage-reference"):
+        await converter.decode([reference])  # the auditor's reading: strict
+    with pytest.raises(PayloadDecryptionError, match="not encrypted"):
+        await converter.decode([plain])
+
+
+async def test_a_failure_under_an_unknown_key_says_so():
+    writer = data_converter(Keys(payload_key=os.urandom(32), pseudonym_key=b"", signing_key=b""))
+    reader = data_converter(Keys(payload_key=os.urandom(32), pseudonym_key=b"", signing_key=b""))
+    failure = Failure()
+    await writer.encode_failure(ApplicationError(f"refused for NIK {NIK}"), failure)
+
+    error = await reader.with_context(WORKFLOW).decode_failure(failure)
+
+    assert "unreadable" in str(error) and "CASN_PAYLOAD_KEY" in str(error)
+    assert NIK not in str(error)
 
 
 async def test_payload_from_before_a_rotation_decodes_with_the_rotated_settings(tmp_path):

@@ -7,10 +7,12 @@ the seats; it continues-as-new before the history grows long, carrying that stat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
+from typing import TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -34,6 +36,63 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import decision
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
+# What the round announces to a formasi, in the order it does (a TMT move may come at any time).
+ROUND_PHASES = (
+    Phase.ADMINISTRATION,
+    Phase.SKD_CLOSED,
+    Phase.SKB_CLOSED,
+    Phase.OPTIMALISASI_CLOSED,
+    Phase.FILING_CLOSED,
+    Phase.ROUND_CLOSED,
+)
+SKEW = timedelta(days=1)  # a sender's clock: never more than this ahead of the receiver's
+M = TypeVar("M", bound=BaseModel)
+
+
+def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
+    """The one `model` a signal carries, or what is wrong with it (field names and error kinds
+    only: the values may be personal data)."""
+    if len(args) != 1:
+        return f"takes one {model.__name__}, got {len(args)} arguments"
+    try:
+        return model.model_validate(args[0])
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
+            for e in exc.errors()[:3]
+        )
+        return f"not a valid {model.__name__} ({where})"
+    except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
+        return f"not a valid {model.__name__} ({type(exc).__name__})"
+
+
+def _plausible_time(at: datetime) -> bool:
+    """A time with a zone, not in the future beyond clock skew (later ones overflow arithmetic)."""
+    return at.tzinfo is not None and at.utcoffset() is not None and at <= workflow.now() + SKEW
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _entry_problem(barrier: Barrier | None, ranking: str, applicant_id: str) -> str | None:
+    """Why an entry signal cannot count towards `barrier`, or None."""
+    if barrier is None:
+        return f"outside {ranking}"
+    if barrier.by_update:
+        return f"{ranking} takes its answers from the close_stage update, not by signal"
+    if not 0 < len(applicant_id) <= 100:
+        return "the applicant id is empty or too long"
+    return None
+
+
+def _plausible_entry(entry: FinalEntry) -> bool:
+    """A GPA on the 0-4 scale and SKD scores that are not negative (a NaN breaks the ranking)."""
+    skd = entry.skd
+    return math.isfinite(entry.gpa) and 0 <= entry.gpa <= 4 and min(skd.twk, skd.tiu, skd.tkp) >= 0
 
 
 class Barrier(BaseModel):
@@ -302,39 +361,106 @@ class FormasiSelection:
     # --- messages ------------------------------------------------------------------------------
 
     @workflow.signal
-    def phase(self, announcement: Announcement) -> None:
-        """The round closed a phase (or asks for an announcement to the formasi's applicants)."""
+    def phase(self, *args: object) -> None:
+        """The round closed a phase (or asks for an announcement to the formasi's applicants).
+
+        Only what the round sends is queued: its phases under its announcement ids, each once and
+        in the round's order (a TMT move at any time, with its date). Anything else is ignored with
+        a warning: a forged `round_closed` would end this formasi, and the round's next
+        announcement to it would then fail.
+        """
+        announcement = _signal_message(Announcement, args)
+        if isinstance(announcement, str):
+            self._ignored("phase", announcement)
+            return
         known = {a.announcement_id for a in self.carry.queue} | set(self.carry.processed)
-        if announcement.announcement_id not in known:
-            self.carry.queue.append(announcement)
+        if announcement.announcement_id in known:
+            return
+        problem = self._phase_problem(announcement)
+        if problem:
+            self._ignored("phase", problem)
+            return
+        self.carry.queue.append(announcement)
+
+    def _phase_problem(self, a: Announcement) -> str | None:
+        """Why the round cannot have sent `a` now, or None."""
+        if a.phase != Phase.TMT_MOVED and a.phase not in ROUND_PHASES:
+            return "the phase is not one the round announces to a formasi"
+        prefix = f"{self.start.round_id}/{a.phase}/"
+        if not (
+            a.announcement_id.startswith(prefix) and a.announcement_id[len(prefix) :].isdigit()
+        ):
+            return "the announcement id is not one of the round's"
+        if not _plausible_time(a.at):
+            return "at is not a time with a zone, or is in the future"
+        if a.phase == Phase.TMT_MOVED:
+            return None if _iso_date(a.note) else "a TMT move whose note is not an ISO date"
+        heard = self._phases_heard()
+        if a.phase in heard:
+            return f"{a.phase} was announced already"
+        i = ROUND_PHASES.index(Phase(a.phase))
+        if i > 0 and ROUND_PHASES[i - 1] not in heard:
+            return f"{a.phase} before {ROUND_PHASES[i - 1]}"
+        return None
+
+    def _phases_heard(self) -> set[str]:
+        """The round's phases queued or handled (ids of the round's announcements name them)."""
+        heard = {a.phase for a in self.carry.queue}
+        for announcement_id in self.carry.processed:
+            parts = announcement_id.split("/")
+            if len(parts) == 3 and parts[0] == self.start.round_id:
+                heard.add(parts[1])
+        return heard
 
     @workflow.signal
-    def skd_entry(self, reply: SkdEntryReply) -> None:
-        """An applicant's answer to the SKD close: its key when it passed its threshold."""
-        barrier = self.carry.skd_barrier
-        if barrier is None:
-            workflow.logger.warning(
-                "skd_entry outside the SKD ranking", extra={"applicant": reply.applicant_id}
-            )
+    def skd_entry(self, *args: object) -> None:
+        """An applicant's answer to the SKD close by signal: its key when it passed its threshold."""
+        reply = _signal_message(SkdEntryReply, args)
+        if isinstance(reply, str):
+            self._ignored("skd_entry", reply)
             return
+        barrier = self.carry.skd_barrier
+        problem = _entry_problem(barrier, "the SKD ranking", reply.applicant_id)
+        if problem:
+            self._ignored("skd_entry", problem)
+            return
+        assert barrier is not None
         barrier.replies += 1
         if reply.key is not None and self.carry.tracker is not None:
             self.carry.tracker.add(reply.applicant_id, tuple(reply.key))
 
     @workflow.signal
-    def final_entry(self, reply: FinalEntryReply) -> None:
-        """An applicant's answer to the SKB close: its final entry when it completed SKB."""
-        barrier = self.carry.final_barrier
-        if barrier is None:
-            workflow.logger.warning(
-                "final_entry outside the final ranking", extra={"applicant": reply.applicant_id}
-            )
+    def final_entry(self, *args: object) -> None:
+        """An applicant's answer to the SKB close by signal: its final entry when it completed SKB."""
+        reply = _signal_message(FinalEntryReply, args)
+        if isinstance(reply, str):
+            self._ignored("final_entry", reply)
             return
+        barrier = self.carry.final_barrier
+        problem = _entry_problem(barrier, "the final ranking", reply.applicant_id)
+        entry = reply.entry
+        if problem is None and entry is not None:
+            if entry.applicant_id != reply.applicant_id:
+                problem = "the entry is another applicant's"
+            elif entry.formasi_code != self.start.formasi.code:
+                problem = "the entry is for another formasi"
+            elif not _plausible_entry(entry):
+                problem = "the entry's GPA or SKD scores are impossible"
+        if problem:
+            self._ignored("final_entry", problem)
+            return
+        assert barrier is not None
         barrier.replies += 1
-        if reply.entry is not None and all(
+        if entry is not None and all(
             e.applicant_id != reply.applicant_id for e in self.carry.final_entries
         ):
-            self.carry.final_entries.append(reply.entry)
+            self.carry.final_entries.append(entry)
+
+    def _ignored(self, signal: str, problem: str) -> None:
+        """Log a signal that changes nothing: the signal, the workflow and why; never its content."""
+        workflow.logger.warning(
+            "signal %s to %s ignored: %s", signal, workflow.info().workflow_id, problem
+        )
 
     @workflow.query
     def state(self) -> FormasiState:

@@ -10,8 +10,10 @@ by signal. The process that waits on all this is `workflows.applicant.ApplicantJ
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
@@ -53,6 +55,52 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import patched
 
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
+PHASES = frozenset(p.value for p in Phase)
+ANSWER_BY_AHEAD = timedelta(days=366)  # an offer's answer_by: never later than this from now
+SKEW = timedelta(days=1)  # a sender's clock: never more than this ahead of the receiver's
+M = TypeVar("M", bound=BaseModel)
+
+
+def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
+    """The one `model` a signal carries, or what is wrong with it (field names and error kinds
+    only: the values may be personal data)."""
+    if len(args) != 1:
+        return f"takes one {model.__name__}, got {len(args)} arguments"
+    try:
+        return model.model_validate(args[0])
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
+            for e in exc.errors()[:3]
+        )
+        return f"not a valid {model.__name__} ({where})"
+    except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
+        return f"not a valid {model.__name__} ({type(exc).__name__})"
+
+
+def _plausible_time(at: datetime, ahead: timedelta = SKEW) -> bool:
+    """A time with a zone, not later than `ahead` from now (later ones overflow the arithmetic)."""
+    return at.tzinfo is not None and at.utcoffset() is not None and at <= workflow.now() + ahead
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _announcement_problem(a: Announcement) -> str | None:
+    """Why `a` cannot be an announcement of the formasi or the round, or None."""
+    if a.phase not in PHASES:
+        return "the phase is not one of the round's phases"
+    if not 0 < len(a.announcement_id) <= 200 or len(a.note) > 200:
+        return "the announcement id or note is empty or too long"
+    if not _plausible_time(a.at):
+        return "at is not a time with a zone, or is in the future"
+    if a.phase == Phase.TMT_MOVED and a.note and _iso_date(a.note) is None:
+        return "a TMT move whose note is not an ISO date"
+    return None
 
 
 class JourneyInbox:
@@ -144,8 +192,21 @@ class JourneyInbox:
             )
 
     @workflow.signal
-    async def announce(self, announcement: Announcement) -> None:
-        """A phase closed or a result is out. Repeats (by announcement id) change nothing."""
+    async def announce(self, *args: object) -> None:
+        """A phase closed or a result is out. Repeats (by announcement id) change nothing.
+
+        Anyone who reaches Temporal can signal: what the formasi or the round could not have sent
+        is ignored with a warning (the argument is decoded here, so that no argument count or
+        content can fail the workflow task).
+        """
+        announcement = _signal_message(Announcement, args)
+        problem = (
+            announcement if isinstance(announcement, str) else _announcement_problem(announcement)
+        )
+        if problem:
+            self._ignored("announce", problem)
+            return
+        assert isinstance(announcement, Announcement)
         if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
             return
         if announcement.phase == Phase.TMT_MOVED:
@@ -160,21 +221,50 @@ class JourneyInbox:
         self.announcements[announcement.phase] = announcement
         # Closes by signal, answered by signal: formasi runs before the patch close-by-update.
         formasi = workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code))
-        if announcement.phase == Phase.SKD_CLOSED:
-            await SKD_ENTRY.send(
-                formasi, SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd())
-            )
-        elif announcement.phase == Phase.SKB_CLOSED:
-            await FINAL_ENTRY.send(
-                formasi,
-                FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()),
+        try:
+            if announcement.phase == Phase.SKD_CLOSED:
+                await SKD_ENTRY.send(
+                    formasi,
+                    SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd()),
+                )
+            elif announcement.phase == Phase.SKB_CLOSED:
+                await FINAL_ENTRY.send(
+                    formasi,
+                    FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()),
+                )
+        except Exception as exc:  # noqa: BLE001 - a formasi that has ended cannot take the answer
+            self._ignored(
+                "announce", f"the answer to {announcement.phase} was not delivered: {exc}"
             )
 
     @workflow.signal
-    def offer_seat(self, offer: OptimalisasiOffer) -> None:
-        """The round offers an optimalisasi seat."""
-        if self.sheet.offer is None and self.sheet.stage == Stage.OPTIMALISASI:
-            self._set(offer=offer)
+    def offer_seat(self, *args: object) -> None:
+        """The round offers an optimalisasi seat (an offer the round could not have made is ignored)."""
+        offer = _signal_message(OptimalisasiOffer, args)
+        if isinstance(offer, str):
+            self._ignored("offer_seat", offer)
+            return
+        problem = None
+        if self.sheet.stage != Stage.OPTIMALISASI:
+            problem = f"the journey is not in optimalisasi (it is in {self.sheet.stage})"
+        elif self.sheet.offer is not None:
+            problem = "the journey already holds an offer"
+        elif offer.offer_id != (
+            f"{self.start.round_id}/offer/{self.start.applicant_id}/{offer.to_formasi}"
+        ):
+            problem = "the offer id is not the round's offer to this applicant"
+        elif not _plausible_time(offer.answer_by, ahead=ANSWER_BY_AHEAD):
+            problem = "answer_by is not a time with a zone within a year from now"
+        if problem:
+            self._ignored("offer_seat", problem)
+            return
+        self._set(offer=offer)
+
+    def _ignored(self, signal: str, problem: str) -> None:
+        """Log a signal that changes nothing: the signal, the workflow and why; never its content."""
+        workflow.logger.warning(
+            "signal %s to %s ignored: %s", signal, workflow.info().workflow_id, problem
+        )
 
     @workflow.query
     def registration_digest(self) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
@@ -38,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
+
+M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
 
 # The windows before the final ranking, and what the formasi are told when each closes.
 SELECTION_WINDOWS = {
@@ -328,13 +333,57 @@ class RecruitmentRound:
             self._refuse(command, "the round is closed")
 
     @workflow.signal
-    def formasi_result(self, result: FormasiResult) -> None:
-        """A formasi's final ranking: its empty seats and who lost on rank."""
+    def formasi_result(self, *args: object) -> None:
+        """A formasi's final ranking: its empty seats and who lost on rank (one per formasi).
+
+        Anyone who reaches Temporal can signal: a result no formasi of this round could have sent
+        is ignored with a warning (the argument is decoded here, so that no argument count or
+        content can fail the workflow task).
+        """
+        result = self._signal_message(FormasiResult, args)
+        problem = result if isinstance(result, str) else self._result_problem(result)
+        if problem:
+            self._ignored("formasi_result", problem)
+            return
         self.results.setdefault(result.formasi_code, result)
 
+    def _result_problem(self, result: FormasiResult) -> str | None:
+        """Why no formasi of this round can have sent `result` now, or None."""
+        formasi = {f.code: f for f in self.config.formasi}.get(result.formasi_code)
+        if formasi is None:
+            return "no such formasi in this round"
+        if RoundPhase.SKB not in self.closed:
+            return "the SKB window has not closed"
+        known = self.results.get(result.formasi_code)
+        if known is not None:
+            return None if known == result else "this formasi's result is recorded already"
+        winners = result.winners
+        if (
+            len(set(winners)) != len(winners)
+            or len(winners) > formasi.quota
+            or result.vacancies != formasi.quota - len(winners)
+        ):
+            return "its winners and vacancies do not add up to the formasi's quota"
+        others = [e.applicant_id for e in result.candidates]
+        if len(set(others)) != len(others) or set(others) & set(winners):
+            return "a candidate is listed twice, or also as a winner"
+        if any(
+            e.formasi_code != result.formasi_code
+            or not (math.isfinite(e.gpa) and 0 <= e.gpa <= 4)
+            or min(e.skd.twk, e.skd.tiu, e.skd.tkp) < 0
+            for e in result.candidates
+        ):
+            return "a candidate's entry is for another formasi, or impossible"
+        return None
+
     @workflow.signal
-    def seat_vacated(self, vacated: SeatVacated) -> None:
+    def seat_vacated(self, *args: object) -> None:
         """A winner withdrew or was disqualified before the NIP: the seat goes to optimalisasi."""
+        vacated = self._signal_message(SeatVacated, args)
+        problem = vacated if isinstance(vacated, str) else self._vacated_problem(vacated)
+        if problem:
+            self._ignored("seat_vacated", problem)
+            return
         if self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED):
             self._decide(
                 self.phase,
@@ -347,11 +396,65 @@ class RecruitmentRound:
             self.vacated[vacated.applicant_id] = vacated.formasi_code
             self._decide(self.phase, "seat vacated", "journey", vacated.model_dump(mode="json"))
 
+    def _vacated_problem(self, vacated: SeatVacated) -> str | None:
+        """Why `vacated` cannot be a seat given up in this round, or None.
+
+        Before its formasi's result is in (a winner can withdraw while the result is on its way),
+        any applicant of a formasi of the round is taken at its word.
+        """
+        if vacated.formasi_code not in {f.code for f in self.config.formasi}:
+            return "no such formasi in this round"
+        if RoundPhase.SKB not in self.closed:
+            return "nobody holds a seat before the SKB window closes"
+        if not 0 < len(vacated.applicant_id) <= 100:
+            return "the applicant id is empty or too long"
+        result = self.results.get(vacated.formasi_code)
+        placed = {
+            self.offer_targets[offer_id]
+            for offer_id, status in self.offer_status.items()
+            if status == "accepted" and self.offers[offer_id].to_formasi == vacated.formasi_code
+        }
+        if result is not None and vacated.applicant_id not in {*result.winners, *placed}:
+            return "the applicant holds no seat in that formasi"
+        return None
+
     @workflow.signal
-    def offer_reply(self, reply: OfferReply) -> None:
-        """A journey's answer to an optimalisasi offer."""
-        if self.offer_status.get(reply.offer_id) == "pending":
-            self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
+    def offer_reply(self, *args: object) -> None:
+        """A journey's answer to an optimalisasi offer (to no offer pending to it: ignored)."""
+        reply = self._signal_message(OfferReply, args)
+        if isinstance(reply, str):
+            self._ignored("offer_reply", reply)
+            return
+        if (
+            self.offer_status.get(reply.offer_id) != "pending"
+            or self.offer_targets.get(reply.offer_id) != reply.applicant_id
+        ):
+            self._ignored("offer_reply", "no offer with that id is pending to that applicant")
+            return
+        self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
+
+    @staticmethod
+    def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
+        """The one `model` a signal carries, or what is wrong with it (field names and error
+        kinds only: the values may be personal data)."""
+        if len(args) != 1:
+            return f"takes one {model.__name__}, got {len(args)} arguments"
+        try:
+            return model.model_validate(args[0])
+        except ValidationError as exc:
+            where = "; ".join(
+                f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
+                for e in exc.errors()[:3]
+            )
+            return f"not a valid {model.__name__} ({where})"
+        except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
+            return f"not a valid {model.__name__} ({type(exc).__name__})"
+
+    def _ignored(self, signal: str, problem: str) -> None:
+        """Log a signal that changes nothing: the signal, the workflow and why; never its content."""
+        workflow.logger.warning(
+            "signal %s to %s ignored: %s", signal, workflow.info().workflow_id, problem
+        )
 
     @workflow.query
     def state(self) -> RoundState:
