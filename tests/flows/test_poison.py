@@ -88,8 +88,8 @@ async def _scene(client, keys, settings, tmp_path, per_formasi: dict[str, int]) 
         round_id,
         [formasi(code, 1) for code in per_formasi],
         {
-            "registration": (-60, 6),
-            "administration": (6, 900),
+            "registration": (-60, 10),
+            "administration": (10, 900),
             "skd": (900, 1000),
             "skb": (1000, 1100),
             "filing": (1100, 1200),
