@@ -70,7 +70,7 @@ async def check_provenance(
         for m in msgs:
             if m.kind != "update" or not isinstance(m.content, Report):
                 continue
-            problem = verify(m.content, identities)
+            problem = verify(m.content, identities, h.workflow_id)
             if problem:
                 check.problems.append(
                     f"{h.workflow_id} (run {h.run_id}) {m.name} {m.content.report_id} by "

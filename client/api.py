@@ -172,8 +172,8 @@ class RecruitmentApi:
             engine_version=ENGINE_VERSION,
             applied_on=applied_on,
         )
-        start = self.keyring.sign(start)  # by registered_by, in a round with keys
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
+        start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys
         try:
             await self.client.start_workflow(
                 ApplicantJourney.run,
@@ -214,7 +214,7 @@ class RecruitmentApi:
         return await self._update(
             handle,
             report_update(message),
-            self.keyring.sign(message),
+            self.keyring.sign(message, journey_workflow_id(round_id, applicant_id)),
             journey=True,
             subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
         )
@@ -261,7 +261,7 @@ class RecruitmentApi:
         return await self._update(
             handle,
             command_update(message),
-            self.keyring.sign(message),
+            self.keyring.sign(message, round_workflow_id(round_id)),
             journey=False,
             subject=f"command {message.report_id} to round {round_id}",
         )

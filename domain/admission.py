@@ -16,8 +16,11 @@ from domain.messages import JourneyStart, RoundView
 from domain.signing import signature_problem
 
 
-def admission_problem(start: JourneyStart, view: RoundView, started_at: datetime) -> str | None:
-    """Why this journey cannot be one of its round's (None when it can), in the order checked."""
+def admission_problem(
+    start: JourneyStart, view: RoundView, started_at: datetime, workflow_id: str
+) -> str | None:
+    """Why the journey `workflow_id` cannot be one of its round's (None when it can), in the order
+    checked."""
     if not view.found or view.rules is None:
         return f"round {start.round_id} does not exist"
     rules = view.rules
@@ -44,4 +47,4 @@ def admission_problem(start: JourneyStart, view: RoundView, started_at: datetime
     }
     if rules.identities and start.registered_by not in registrars:
         return f"{start.registered_by} may not register applicants in this round"
-    return signature_problem(start, rules.identities)
+    return signature_problem(start, rules.identities, workflow_id)

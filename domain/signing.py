@@ -1,8 +1,9 @@
 """Signed reports and commands: Ed25519 over the message's canonical JSON, as a detached JWS.
 
 Every report and operator command carries `signature`: a JWS in compact serialization (RFC 7515)
-with its payload detached (`header..signature`, RFC 7515 appendix F). The payload is the
-message's canonical JSON without the `signature` field (domain/digest.py); the protected header is
+with its payload detached (`header..signature`, RFC 7515 appendix F). The payload is the canonical
+JSON (domain/digest.py) of `{"to": <the workflow id it is for>, "message": <the message without
+its signature>}`, so a signature holds for one journey (or the round) only; the protected header is
 `{"alg": "Ed25519", "kid": <identity>}` (the fully specified algorithm of RFC 9864 for RFC 8037's
 Ed25519 signatures). The round's configuration lists each identity's public key (the JWK `x`
 value, base64url of the 32 raw bytes) under `identities`; a journey or the round checks the
@@ -42,11 +43,13 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def signing_input(message: BaseModel) -> bytes:
-    """The bytes a signature covers: the canonical JSON of the message without its signature."""
+def signing_input(message: BaseModel, audience: str) -> bytes:
+    """The bytes a signature covers: the canonical JSON of `{"to": audience, "message": ...}`,
+    the message without its signature. The audience is the workflow the message is for (the
+    journey's or the round's id), so a signed report copied to another applicant does not verify."""
     data = message.model_dump(mode="json")
     data.pop(SIGNATURE_FIELD, None)
-    return canonical_json(data).encode()
+    return canonical_json({"to": audience, "message": data}).encode()
 
 
 def public_key(text: str, identity: str = "") -> OKPKey:
@@ -61,8 +64,9 @@ def public_key(text: str, identity: str = "") -> OKPKey:
     return OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": text.rstrip("=")})
 
 
-def verify(message: BaseModel, keys: dict[str, str]) -> str | None:
-    """Why `message`'s signature does not hold under the round's keys, or None when it does."""
+def verify(message: BaseModel, keys: dict[str, str], audience: str) -> str | None:
+    """Why `message`'s signature, for the workflow `audience`, does not hold under the round's
+    keys, or None when it does."""
     identity = signer_of(message)
     signature = getattr(message, SIGNATURE_FIELD, "")
     if identity not in keys:
@@ -72,10 +76,13 @@ def verify(message: BaseModel, keys: dict[str, str]) -> str | None:
     try:
         key = public_key(keys[identity], identity)
         signed = jws.deserialize_compact(
-            signature, key, payload=signing_input(message), algorithms=[ALGORITHM]
+            signature, key, payload=signing_input(message, audience), algorithms=[ALGORITHM]
         )
     except (JoseError, SigningKeyError, ValueError) as exc:
-        return f"the signature does not verify under {identity}'s key ({type(exc).__name__})"
+        return (
+            f"the signature does not verify under {identity}'s key for {audience} "
+            f"({type(exc).__name__})"
+        )
     kid = signed.headers().get("kid")
     if kid != identity:
         return f"the signature names {kid!r}, not {identity}"
@@ -87,9 +94,10 @@ def signer_of(message: BaseModel) -> str:
     return str(getattr(message, "reported_by", None) or getattr(message, "registered_by", "") or "")
 
 
-def signature_problem(message: BaseModel, identities: dict[str, str]) -> str | None:
-    """Why a message cannot count in a round with these keys (None in a round without keys)."""
-    return verify(message, identities) if identities else None
+def signature_problem(message: BaseModel, identities: dict[str, str], audience: str) -> str | None:
+    """Why a message for `audience` cannot count in a round with these keys (None in a round
+    without keys)."""
+    return verify(message, identities, audience) if identities else None
 
 
 @dataclass(frozen=True)
@@ -139,14 +147,15 @@ class Signer:
         """The public key as the round's configuration lists it (JWK `x`)."""
         return str(self.key.as_dict(private=False)["x"])
 
-    def sign(self, message: M) -> M:
-        """The message with its detached signature (`reported_by` must be this identity)."""
+    def sign(self, message: M, audience: str) -> M:
+        """The message, for the workflow `audience`, with its detached signature (`reported_by`
+        must be this identity)."""
         who = signer_of(message)
         if who != self.identity:
             raise SigningKeyError(f"{self.identity}'s key cannot sign a message reported by {who}")
         header = {"alg": ALGORITHM, "kid": self.identity}
         compact = jws.serialize_compact(
-            header, signing_input(message), self.key, algorithms=[ALGORITHM]
+            header, signing_input(message, audience), self.key, algorithms=[ALGORITHM]
         )
         return message.model_copy(update={SIGNATURE_FIELD: jws.detach_content(compact)})
 
@@ -157,12 +166,12 @@ class Keyring:
     def __init__(self, signers: list[Signer] | None = None) -> None:
         self.signers = {s.identity: s for s in signers or []}
 
-    def sign(self, message: M) -> M:
-        """Sign with the key of the message's `reported_by` if this keyring holds it."""
+    def sign(self, message: M, audience: str) -> M:
+        """Sign for `audience` with the key of the message's `reported_by`, if this keyring holds it."""
         if getattr(message, SIGNATURE_FIELD, ""):
             return message
         signer = self.signers.get(signer_of(message))
-        return signer.sign(message) if signer else message
+        return signer.sign(message, audience) if signer else message
 
     def public_keys(self) -> dict[str, str]:
         """identity -> public key, for a round's `identities`."""

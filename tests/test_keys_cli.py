@@ -26,7 +26,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_public_
     signer = Signer.from_jwk(json.loads(path.read_text()))
     assert f'"cat-bkn" = "{signer.public}"' in _said(result)
     report = SkdReport(report_id="r", reported_by="cat-bkn", twk=100, tiu=100, tkp=150)
-    assert verify(signer.sign(report), {"cat-bkn": signer.public}) is None
+    journey = "R1/applicant/A1"
+    assert verify(signer.sign(report, journey), {"cat-bkn": signer.public}, journey) is None
 
 
 def test_keygen_never_overwrites_a_key(tmp_path):

@@ -143,7 +143,8 @@ class ApplicantJourney(JourneyInbox):
             start_to_close_timeout=ROUND_READ_TIMEOUT,
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
         )
-        problem = admission_problem(self.start, view, workflow.info().workflow_start_time)
+        info = workflow.info()
+        problem = admission_problem(self.start, view, info.workflow_start_time, info.workflow_id)
         if problem:
             self._decide(ev.NotAdmitted(reason=problem))
             self._end(Terminal.TMS, f"registration refused: {problem}")

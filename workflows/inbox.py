@@ -149,7 +149,7 @@ class JourneyInbox:
         report: Report = decode(
             JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
         )
-        problem = signature_problem(report, self.rules.identities)
+        problem = signature_problem(report, self.rules.identities, workflow.info().workflow_id)
         if problem:
             self.ledger.refuse(report, problem)
         if self.ledger.is_repeat(report):

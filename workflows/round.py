@@ -528,7 +528,7 @@ class RecruitmentRound:
 
     def _check_repeat(self, command: Report) -> bool:
         """Refuse a command its operator did not sign (in a round with keys); True for a repeat."""
-        problem = signature_problem(command, self.config.identities)
+        problem = signature_problem(command, self.config.identities, workflow.info().workflow_id)
         if problem:
             self._refuse(command, problem)
         return self.ledger.is_repeat(command)

@@ -55,6 +55,11 @@ def _start(config, applicant_id: str, serial: int, **changes) -> JourneyStart:
     return start.model_copy(update=changes)
 
 
+def _signed(keyring: Keyring, start: JourneyStart) -> JourneyStart:
+    """Signed by its registering identity for the journey it starts."""
+    return keyring.sign(start, journey_workflow_id(start.round_id, start.applicant_id))
+
+
 async def _run(kit, start: JourneyStart) -> JourneyState:
     await kit.client.start_workflow(
         ApplicantJourney.run,
@@ -75,7 +80,7 @@ def _refusal(state: JourneyState) -> str:
 async def test_a_signed_start_inside_the_window_is_admitted(kit):
     _, config = await _round(kit)
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "OK-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "OK-1", 1)))
 
     assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
 
@@ -84,7 +89,7 @@ async def test_a_journey_started_after_registration_closed_is_refused(kit):
     t0, config = await _round(kit)
     await kit.advance_to(t0 + timedelta(days=16))
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "LATE-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "LATE-1", 1)))
 
     assert "after registration closed at" in _refusal(state)
 
@@ -101,7 +106,7 @@ async def test_an_extension_recorded_by_the_round_admits_a_start_inside_it(kit):
     await kit.api.command(config.round_id, extend)
     await kit.advance_to(t0 + timedelta(days=16))
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "EXT-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "EXT-1", 1)))
 
     assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
 
@@ -118,7 +123,7 @@ async def test_a_start_carrying_keys_of_its_own_is_refused(kit):
     _, config = await _round(kit)
     attacker = Keyring([Signer.generate("sscasn")])
     rules = journey_rules(config).model_copy(update={"identities": attacker.public_keys()})
-    forged = attacker.sign(_start(config, "OWNKEYS-1", 1, rules=rules))
+    forged = _signed(attacker, _start(config, "OWNKEYS-1", 1, rules=rules))
 
     state = await _run(kit, forged)
 
@@ -130,7 +135,7 @@ async def test_a_start_with_rules_other_than_the_rounds_is_refused(kit):
     _, config = await _round(kit)
     lax = journey_rules(config).model_copy(update={"rules_digest": "f" * 64})
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "RULES-1", 1, rules=lax)))
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "RULES-1", 1, rules=lax)))
 
     assert "started with rules ffffffffffff, not round" in _refusal(state)
 
@@ -139,7 +144,7 @@ async def test_a_start_with_a_formasi_of_its_own_is_refused(kit):
     _, config = await _round(kit)
     lax = config.formasi_by_code("F1").model_copy(update={"min_gpa": 0.0, "max_age": 60})
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "FORMASI-1", 1, formasi=lax)))
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "FORMASI-1", 1, formasi=lax)))
 
     assert "is not round" in _refusal(state) and "formasi F1" in _refusal(state)
 
@@ -147,6 +152,8 @@ async def test_a_start_with_a_formasi_of_its_own_is_refused(kit):
 async def test_a_start_registered_by_an_identity_that_may_not_register_is_refused(kit):
     _, config = await _round(kit)
 
-    state = await _run(kit, TEST_KEYRING.sign(_start(config, "CAT-1", 1, registered_by="cat-bkn")))
+    state = await _run(
+        kit, _signed(TEST_KEYRING, _start(config, "CAT-1", 1, registered_by="cat-bkn"))
+    )
 
     assert _refusal(state) == "cat-bkn may not register applicants in this round"

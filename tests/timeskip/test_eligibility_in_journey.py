@@ -54,7 +54,7 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
         )
         await kit.client.start_workflow(
             ApplicantJourney.run,
-            TEST_KEYRING.sign(start),
+            TEST_KEYRING.sign(start, journey_workflow_id(round_id, applicant_id)),
             task_queue=kit.task_queue,
             id=journey_workflow_id(round_id, applicant_id),
         )

@@ -65,7 +65,8 @@ async def test_an_unsigned_report_is_refused_and_the_signed_one_then_counts(kit)
 async def test_a_report_signed_with_a_key_the_round_does_not_list_is_refused(kit):
     _, round_id, applicant = await _journey(kit)
     impostor = Keyring([Signer.generate(VERIFIER)])  # claims the verifier's name, own key
-    forged = impostor.sign(AdminReport(report_id="adm-x", reported_by=VERIFIER))
+    journey = journey_workflow_id(round_id, applicant)
+    forged = impostor.sign(AdminReport(report_id="adm-x", reported_by=VERIFIER), journey)
 
     with pytest.raises(RefusedError, match="does not verify under bkpsdm-verifikator's key"):
         await kit.api.report(round_id, applicant, forged)
@@ -75,12 +76,12 @@ async def test_another_identitys_valid_key_cannot_sign_in_the_verifiers_name(kit
     _, round_id, applicant = await _journey(kit)
     cat = TEST_KEYRING.signers["cat-bkn"]
     report = AdminReport(report_id="adm-y", reported_by=VERIFIER)
+    journey = journey_workflow_id(round_id, applicant)
     with pytest.raises(ValueError, match="cannot sign a message reported by"):
-        cat.sign(report)
+        cat.sign(report, journey)
     # Signed as cat-bkn, then relabelled: the signature no longer matches the content.
-    relabelled = cat.sign(report.model_copy(update={"reported_by": "cat-bkn"})).model_copy(
-        update={"reported_by": VERIFIER}
-    )
+    relabelled = cat.sign(report.model_copy(update={"reported_by": "cat-bkn"}), journey)
+    relabelled = relabelled.model_copy(update={"reported_by": VERIFIER})
 
     with pytest.raises(RefusedError, match="does not verify"):
         await kit.api.report(round_id, applicant, relabelled)
@@ -92,7 +93,8 @@ async def test_a_signed_report_with_changed_content_is_refused(kit):
     await kit.advance_to(t0 + timedelta(days=26))
     await kit.journey_at(round_id, applicant, Stage.SKD)
     genuine = TEST_KEYRING.sign(
-        SkdReport(report_id="skd-1", reported_by="cat-bkn", twk=60, tiu=70, tkp=150)
+        SkdReport(report_id="skd-1", reported_by="cat-bkn", twk=60, tiu=70, tkp=150),
+        journey_workflow_id(round_id, applicant),
     )
     raised = genuine.model_copy(update={"twk": 150, "tiu": 175, "tkp": 225})
 
@@ -124,3 +126,21 @@ async def test_an_unsigned_operator_command_is_refused(kit):
     assert "unsigned" in str(refused.value.cause)
     state = await kit.round_state(round_id)
     assert state.schedule.registration.closes == t0 + timedelta(days=15)
+
+
+async def test_a_signed_report_copied_to_another_applicant_is_refused(kit):
+    t0 = await kit.now()
+    round_id = f"ts-sig-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 2)], SCHEDULE, t0=t0)
+    await kit.create_round(config)
+    first, second = [await kit.register(config, registration(i, "F1")) for i in (1, 2)]
+    for applicant in (first, second):
+        await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
+    signed_for_first = TEST_KEYRING.sign(
+        AdminReport(report_id="adm-1", reported_by=VERIFIER), journey_workflow_id(round_id, first)
+    )
+
+    with pytest.raises(RefusedError, match=f"for {round_id}/applicant/{second}"):
+        await kit.api.report(round_id, second, signed_for_first)
+
+    assert (await kit.api.report(round_id, first, signed_for_first)).report_id == "adm-1"
