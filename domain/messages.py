@@ -191,6 +191,7 @@ class RoundView(BaseModel, frozen=True):
     tmt: date | None = None  # the TMT as it stands (moves included)
     registration_closes: datetime | None = None  # the close as it stands (extensions included)
     registration_closed_at: datetime | None = None  # when the round closed it, if it has
+    secret: str = ""  # the round's seal secret (domain/seal.py), for the journey's messages
 
 
 class Decision(BaseModel, frozen=True):
@@ -239,6 +240,7 @@ class Announcement(BaseModel, frozen=True):
     cut_key: SkdKey | None = None
     winners: list[str] = []
     note: str = ""
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 class SkdEntryReply(BaseModel, frozen=True):
@@ -274,6 +276,7 @@ class OptimalisasiOffer(BaseModel, frozen=True):
     offer_id: str
     to_formasi: str
     answer_by: datetime
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 class OfferReply(BaseModel, frozen=True):
@@ -282,6 +285,7 @@ class OfferReply(BaseModel, frozen=True):
     offer_id: str
     applicant_id: str
     accepted: bool
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 class SeatVacated(BaseModel, frozen=True):
@@ -289,6 +293,7 @@ class SeatVacated(BaseModel, frozen=True):
 
     applicant_id: str
     formasi_code: str
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 class FormasiResult(BaseModel, frozen=True):
@@ -298,6 +303,7 @@ class FormasiResult(BaseModel, frozen=True):
     vacancies: int
     candidates: list[FinalEntry]
     winners: list[str]
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 def fraction_text(value: Fraction | None) -> str | None:
@@ -370,6 +376,7 @@ class FormasiStart(BaseModel, frozen=True):
     continue_after_events: int = (
         3000  # continue-as-new at this history length (before the 4,096 suggestion)
     )
+    secret: str = ""  # the round's seal secret (domain/seal.py); empty in rounds before seals
 
 
 class RoundStart(BaseModel, frozen=True):

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.ranking import skd_code
     from domain.registration import check_registration
+    from domain.seal import sealed
     from domain.sheet import (
         ApplicantSheet,
         SkbResult,
@@ -83,6 +84,7 @@ class ApplicantJourney(JourneyInbox):
         self.close_replies: dict[str, CloseReply] = {}
         self.outbox = ReadModelOutbox()
         self.skb_composed = SkbResult(None)  # the SKB composition at the close (TH until then)
+        self.secret = ""  # the round's seal secret, once admitted (domain/seal.py)
 
     # --- the process -----------------------------------------------------------------------
 
@@ -150,6 +152,7 @@ class ApplicantJourney(JourneyInbox):
             self._end(Terminal.TMS, f"registration refused: {problem}")
         assert view.rules is not None and view.tmt is not None
         self.rules = view.rules  # the round's, with the round's keys
+        self.secret = view.secret  # checks the seals of what the round and the formasi send
         self._set(tmt=view.tmt)
 
     async def administrative_check(self) -> None:
@@ -272,8 +275,11 @@ class ApplicantJourney(JourneyInbox):
         accepted = bool(answered and answer and answer.accept)
         await OFFER_REPLY.send(
             workflow_handle(round_workflow_id(self.start.round_id)),
-            OfferReply(
-                offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
+            sealed(
+                OfferReply(
+                    offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
+                ),
+                self.secret,
             ),
         )
         self._decide(
@@ -377,8 +383,12 @@ class ApplicantJourney(JourneyInbox):
             # A seat won but not yet taken up goes back to the round for optimalisasi.
             await SEAT_VACATED.send(
                 workflow_handle(round_workflow_id(self.start.round_id)),
-                SeatVacated(
-                    applicant_id=self.start.applicant_id, formasi_code=self.sheet.placed_formasi
+                sealed(
+                    SeatVacated(
+                        applicant_id=self.start.applicant_id,
+                        formasi_code=self.sheet.placed_formasi,
+                    ),
+                    self.secret,
                 ),
             )
         event, terminal, reason = ending(self.sheet, self.rules)

@@ -13,8 +13,10 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.protocol import Activity, Update
+    from domain.seal import seal_problem
 
 In = TypeVar("In")
+M = TypeVar("M", bound=BaseModel)
 Out = TypeVar("Out")
 
 
@@ -30,6 +32,24 @@ async def run_activity(ref: Activity[In, Out], arg: In, **options: Any) -> Out:
 async def run_local_activity(ref: Activity[In, Out], arg: In, **options: Any) -> Out:
     """Run a local activity (one marker event, in the same workflow task)."""
     return await workflow.execute_local_activity(ref.name, arg, **_result_type(ref), **options)
+
+
+def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -> M | str:
+    """The one `model` a signal carries, or what is wrong with it (field names and error kinds
+    only: the values may be personal data); with the round's `secret`, also its seal."""
+    if len(args) != 1:
+        return f"takes one {model.__name__}, got {len(args)} arguments"
+    try:
+        message = model.model_validate(args[0])
+    except ValidationError as exc:
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
+            for e in exc.errors()[:3]
+        )
+        return f"not a valid {model.__name__} ({where})"
+    except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
+        return f"not a valid {model.__name__} ({type(exc).__name__})"
+    return seal_problem(message, secret) or message
 
 
 def workflow_handle(workflow_id: str) -> workflow.ExternalWorkflowHandle[Any]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import BROADCAST, FORMASI_RESULT
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
-    from workflows.calls import run_activity, workflow_handle
+    from domain.seal import sealed
+    from workflows.calls import run_activity, signal_message, workflow_handle
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
 
@@ -47,23 +48,6 @@ ROUND_PHASES = (
 )
 SKEW = timedelta(days=1)  # a sender's clock: never more than this ahead of the receiver's
 M = TypeVar("M", bound=BaseModel)
-
-
-def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
-    """The one `model` a signal carries, or what is wrong with it (field names and error kinds
-    only: the values may be personal data)."""
-    if len(args) != 1:
-        return f"takes one {model.__name__}, got {len(args)} arguments"
-    try:
-        return model.model_validate(args[0])
-    except ValidationError as exc:
-        where = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
-            for e in exc.errors()[:3]
-        )
-        return f"not a valid {model.__name__} ({where})"
-    except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
-        return f"not a valid {model.__name__} ({type(exc).__name__})"
 
 
 def _plausible_time(at: datetime) -> bool:
@@ -200,11 +184,14 @@ class FormasiSelection:
                 "cut_key": list(cut_key) if cut_key else None,
             },
         )
-        result = Announcement(
-            announcement_id=f"{closed.announcement_id}/result",
-            phase=Phase.SKD_RESULT,
-            at=workflow.now(),
-            cut_key=cut_key,
+        result = sealed(
+            Announcement(
+                announcement_id=f"{closed.announcement_id}/result",
+                phase=Phase.SKD_RESULT,
+                at=workflow.now(),
+                cut_key=cut_key,
+            ),
+            self.start.secret,
         )
         await self._deliver(result)
         self.carry.skd_barrier = None
@@ -228,20 +215,26 @@ class FormasiSelection:
                 "others": [[a, fraction_text(by_id[a].final_score)] for a in ranking.others],
             },
         )
-        result = Announcement(
-            announcement_id=f"{closed.announcement_id}/result",
-            phase=Phase.FINAL_RESULT,
-            at=workflow.now(),
-            winners=ranking.winners,
+        result = sealed(
+            Announcement(
+                announcement_id=f"{closed.announcement_id}/result",
+                phase=Phase.FINAL_RESULT,
+                at=workflow.now(),
+                winners=ranking.winners,
+            ),
+            self.start.secret,
         )
         await self._deliver(result)
         await FORMASI_RESULT.send(
             workflow_handle(round_workflow_id(self.start.round_id)),
-            FormasiResult(
-                formasi_code=self.start.formasi.code,
-                vacancies=self.start.formasi.quota - len(ranking.winners),
-                candidates=[by_id[a] for a in ranking.others],
-                winners=ranking.winners,
+            sealed(
+                FormasiResult(
+                    formasi_code=self.start.formasi.code,
+                    vacancies=self.start.formasi.quota - len(ranking.winners),
+                    candidates=[by_id[a] for a in ranking.others],
+                    winners=ranking.winners,
+                ),
+                self.start.secret,
             ),
         )
         self.carry.final_barrier = None
@@ -369,7 +362,7 @@ class FormasiSelection:
         a warning: a forged `round_closed` would end this formasi, and the round's next
         announcement to it would then fail.
         """
-        announcement = _signal_message(Announcement, args)
+        announcement = signal_message(Announcement, args, self.start.secret)
         if isinstance(announcement, str):
             self._ignored("phase", announcement)
             return
@@ -415,7 +408,7 @@ class FormasiSelection:
     @workflow.signal
     def skd_entry(self, *args: object) -> None:
         """An applicant's answer to the SKD close by signal: its key when it passed its threshold."""
-        reply = _signal_message(SkdEntryReply, args)
+        reply = signal_message(SkdEntryReply, args)
         if isinstance(reply, str):
             self._ignored("skd_entry", reply)
             return
@@ -432,7 +425,7 @@ class FormasiSelection:
     @workflow.signal
     def final_entry(self, *args: object) -> None:
         """An applicant's answer to the SKB close by signal: its final entry when it completed SKB."""
-        reply = _signal_message(FinalEntryReply, args)
+        reply = signal_message(FinalEntryReply, args)
         if isinstance(reply, str):
             self._ignored("final_entry", reply)
             return
@@ -527,5 +520,6 @@ class FormasiSelection:
                 carry=self.carry.model_dump(mode="json"),
                 page_size=self.start.page_size,
                 continue_after_events=self.start.continue_after_events,
+                secret=self.start.secret,
             )
         )

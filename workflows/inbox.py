@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import FINAL_ENTRY, JOURNEY_REPORTS, SKD_ENTRY
     from domain.ranking import FinalEntry
+    from domain.seal import seal_problem
     from domain.sheet import (
         ApplicantSheet,
         SkbResult,
@@ -48,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signing import signature_problem
     from domain.skd import SkdKey
-    from workflows.calls import decode, workflow_handle
+    from workflows.calls import decode, signal_message, workflow_handle
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
@@ -59,23 +60,6 @@ PHASES = frozenset(p.value for p in Phase)
 ANSWER_BY_AHEAD = timedelta(days=366)  # an offer's answer_by: never later than this from now
 SKEW = timedelta(days=1)  # a sender's clock: never more than this ahead of the receiver's
 M = TypeVar("M", bound=BaseModel)
-
-
-def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
-    """The one `model` a signal carries, or what is wrong with it (field names and error kinds
-    only: the values may be personal data)."""
-    if len(args) != 1:
-        return f"takes one {model.__name__}, got {len(args)} arguments"
-    try:
-        return model.model_validate(args[0])
-    except ValidationError as exc:
-        where = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
-            for e in exc.errors()[:3]
-        )
-        return f"not a valid {model.__name__} ({where})"
-    except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
-        return f"not a valid {model.__name__} ({type(exc).__name__})"
 
 
 def _plausible_time(at: datetime, ahead: timedelta = SKEW) -> bool:
@@ -116,6 +100,7 @@ class JourneyInbox:
     close_replies: dict[str, CloseReply]
     outbox: ReadModelOutbox
     skb_composed: SkbResult
+    secret: str
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -183,10 +168,14 @@ class JourneyInbox:
 
     @close_stage.validator
     def validate_close_stage(self, announcement: Announcement) -> None:
+        problem = None
         if announcement.phase not in CLOSES:
+            problem = f"phase {announcement.phase!r} is not one of {', '.join(CLOSES)}"
+        elif announcement.phase not in self.close_replies:  # a repeat gets its first answer
+            problem = seal_problem(announcement, self.secret)
+        if problem:
             raise ApplicationError(
-                f"close_stage for applicant {self.start.applicant_id}: phase {announcement.phase!r} is not one of "
-                f"{', '.join(CLOSES)}",
+                f"close_stage for applicant {self.start.applicant_id}: {problem}",
                 type="ReportRefused",
                 non_retryable=True,
             )
@@ -199,7 +188,7 @@ class JourneyInbox:
         is ignored with a warning (the argument is decoded here, so that no argument count or
         content can fail the workflow task).
         """
-        announcement = _signal_message(Announcement, args)
+        announcement = signal_message(Announcement, args, self.secret)
         problem = (
             announcement if isinstance(announcement, str) else _announcement_problem(announcement)
         )
@@ -240,7 +229,7 @@ class JourneyInbox:
     @workflow.signal
     def offer_seat(self, *args: object) -> None:
         """The round offers an optimalisasi seat (an offer the round could not have made is ignored)."""
-        offer = _signal_message(OptimalisasiOffer, args)
+        offer = signal_message(OptimalisasiOffer, args, self.secret)
         if isinstance(offer, str):
             self._ignored("offer_seat", offer)
             return

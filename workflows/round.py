@@ -7,7 +7,7 @@ import math
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
@@ -35,9 +35,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
     from domain.protocol import FORMASI_PHASE, OFFER_SEAT
+    from domain.seal import sealed
     from domain.signing import signature_problem
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
-    from workflows.calls import workflow_handle
+    from workflows.calls import signal_message, workflow_handle
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
@@ -79,6 +80,7 @@ class RecruitmentRound:
         self.phase = RoundPhase.REGISTRATION
         self.closed: list[str] = []
         self.closed_at: dict[str, datetime] = {}  # window -> when the round closed it
+        self.secret = ""  # seals the messages of the round's own workflows (domain/seal.py)
         self.early: dict[str, str] = {}
         self.schedule_changed = False
         self.decisions: list[Decision] = []
@@ -92,6 +94,9 @@ class RecruitmentRound:
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
+        if workflow.patched("sealed-messages"):
+            # Drawn from the workflow's deterministic random, so replay draws the same.
+            self.secret = f"{workflow.random().getrandbits(256):064x}"
         self._decide(
             RoundPhase.REGISTRATION,
             "round opened",
@@ -139,6 +144,7 @@ class RecruitmentRound:
                     formasi=f,
                     rules=rules,
                     page_size=self.config.broadcast_page_size,
+                    secret=self.secret,
                 ),
                 id=formasi_workflow_id(self.config.round_id, f.code),
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -173,11 +179,14 @@ class RecruitmentRound:
                 return
 
     async def _tell_formasi(self, phase: Phase, note: str = "") -> None:
-        announcement = Announcement(
-            announcement_id=f"{self.config.round_id}/{phase.value}/{len(self.decisions)}",
-            phase=phase,
-            at=workflow.now(),
-            note=note,
+        announcement = sealed(
+            Announcement(
+                announcement_id=f"{self.config.round_id}/{phase.value}/{len(self.decisions)}",
+                phase=phase,
+                at=workflow.now(),
+                note=note,
+            ),
+            self.secret,
         )
         handles = [
             workflow.get_external_workflow_handle(formasi_workflow_id(self.config.round_id, f.code))
@@ -242,10 +251,13 @@ class RecruitmentRound:
             )
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
-                offer = OptimalisasiOffer(
-                    offer_id=offer_id,
-                    to_formasi=o.to_formasi,
-                    answer_by=workflow.now() + self.config.offer_answer_within,
+                offer = sealed(
+                    OptimalisasiOffer(
+                        offer_id=offer_id,
+                        to_formasi=o.to_formasi,
+                        answer_by=workflow.now() + self.config.offer_answer_within,
+                    ),
+                    self.secret,
                 )
                 self.offers[offer_id] = offer
                 self.offer_targets[offer_id] = o.applicant_id
@@ -389,12 +401,17 @@ class RecruitmentRound:
                 self.phase,
                 "seat vacated after optimalisasi; not refilled in this round",
                 "journey",
-                vacated.model_dump(mode="json"),
+                vacated.model_dump(mode="json", exclude={"seal"}),
             )
             return
         if vacated.applicant_id not in self.vacated:
             self.vacated[vacated.applicant_id] = vacated.formasi_code
-            self._decide(self.phase, "seat vacated", "journey", vacated.model_dump(mode="json"))
+            self._decide(
+                self.phase,
+                "seat vacated",
+                "journey",
+                vacated.model_dump(mode="json", exclude={"seal"}),
+            )
 
     def _vacated_problem(self, vacated: SeatVacated) -> str | None:
         """Why `vacated` cannot be a seat given up in this round, or None.
@@ -433,22 +450,8 @@ class RecruitmentRound:
             return
         self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
 
-    @staticmethod
-    def _signal_message(model: type[M], args: tuple[object, ...]) -> M | str:
-        """The one `model` a signal carries, or what is wrong with it (field names and error
-        kinds only: the values may be personal data)."""
-        if len(args) != 1:
-            return f"takes one {model.__name__}, got {len(args)} arguments"
-        try:
-            return model.model_validate(args[0])
-        except ValidationError as exc:
-            where = "; ".join(
-                f"{'.'.join(str(part) for part in e['loc']) or 'value'}: {e['type']}"
-                for e in exc.errors()[:3]
-            )
-            return f"not a valid {model.__name__} ({where})"
-        except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
-            return f"not a valid {model.__name__} ({type(exc).__name__})"
+    def _signal_message(self, model: type[M], args: tuple[object, ...]) -> M | str:
+        return signal_message(model, args, self.secret)
 
     def _ignored(self, signal: str, problem: str) -> None:
         """Log a signal that changes nothing: the signal, the workflow and why; never its content."""
@@ -484,6 +487,7 @@ class RecruitmentRound:
             tmt=self.schedule.tmt,
             registration_closes=self.schedule.registration.closes,
             registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
+            secret=self.secret,
         )
 
     # --- helpers ----------------------------------------------------------------------------------
