@@ -42,6 +42,7 @@ from domain.messages import (
     FinalEntryReply,
     FormasiResult,
     JourneyState,
+    MoveTmt,
     OfferReply,
     OptimalisasiOffer,
     SeatVacated,
@@ -234,8 +235,13 @@ async def test_poison_announcement_leaves_the_journey_working(
         scene.api.report(scene.round_id, applicant, _admin_report("adm-1")), ANSWER_WITHIN
     )
     assert ack.report_id == "adm-1"
-    # A valid TMT move still counts after the poison ones.
-    await journey.signal("announce", tmt(3, "2027-04-01"))
+    # A TMT move the operator makes, as the round announces it (sealed), still counts after the
+    # poison ones (an unsealed one, even with a valid date, is ignored).
+    await journey.signal("announce", tmt(3, "2027-05-01"))
+    await scene.api.command(
+        scene.round_id,
+        MoveTmt(report_id="tmt-1", reported_by=OPERATOR, new_tmt=date(2027, 4, 1), reason="test"),
+    )
 
     async def moved():
         state = await journey.query("state", result_type=JourneyState)
