@@ -45,6 +45,7 @@ from client.csvio import (
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
+    ChangeKeys,
     CloseWindow,
     Disqualification,
     ExtendWindow,
@@ -813,6 +814,34 @@ def keygen_cmd(
         f"[identities]\n{json.dumps(identity)} = {json.dumps(signer.public)}",
         markup=False,
         highlight=False,
+    )
+
+
+@cli.command("change-keys")
+def change_keys_cmd(
+    round_id: str,
+    identity: Annotated[str, typer.Argument(help="The identity whose key changes.")],
+    public_key: Annotated[str, typer.Argument(help="Its new public key (printed by keygen).")],
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+    key: KeyFile = None,
+):
+    """Give an identity of the round a new public key (a lost or retired key); signatures made
+    before stay valid, reports signed with the old key are refused from then on."""
+    rid = report_id or derived_report_id("keys", round_id, identity, public_key, reason)
+    _run(
+        lambda ctx: round_command(
+            ctx,
+            round_id,
+            ChangeKeys(
+                report_id=rid,
+                reported_by=operator,
+                identities={identity: public_key},
+                reason=reason,
+            ),
+        ),
+        _signer(key, operator),
     )
 
 

@@ -9,13 +9,15 @@ could carry keys of its own), and names every journey whose rules are not the ro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from pydantic import BaseModel
 from temporalio.converter import DataConverter
 
 from auditing.history import RecordedHistory, messages, replay
 from domain.config import parse_round_config
-from domain.messages import JourneyStart, Report, RoundStart
-from domain.signing import verify
+from domain.messages import ChangeKeys, JourneyStart, Report, RoundStart
+from domain.signing import signer_of, verify
 
 
 @dataclass
@@ -25,6 +27,33 @@ class ProvenanceCheck:
     verified: int = 0
     problems: list[str] = field(default_factory=list)
     unsigned_rounds: list[str] = field(default_factory=list)
+
+
+class KeyTimeline:
+    """The keys a round's identities held over time: the first, and each recorded change.
+
+    A signature counts when it verifies under a key its identity held at the time the message
+    was recorded, or before: signatures made before a key was changed stay valid."""
+
+    def __init__(self, initial: dict[str, str]) -> None:
+        self.initial = dict(initial)
+        self.changes: list[tuple[datetime, dict[str, str]]] = []
+
+    def change(self, at: datetime, keys: dict[str, str]) -> None:
+        self.changes.append((at, dict(keys)))
+
+    def verify(self, message: BaseModel, at: datetime, audience: str) -> str | None:
+        identity = signer_of(message)
+        held = [self.initial.get(identity)] + [
+            keys.get(identity) for since, keys in self.changes if since <= at
+        ]
+        first_problem = None
+        for key in [k for k in held if k] or [None]:
+            problem = verify(message, {identity: key} if key else {}, audience)
+            if problem is None:
+                return None
+            first_problem = first_problem or problem
+        return first_problem
 
 
 async def _recorded_digest(round_history: RecordedHistory, converter: DataConverter) -> str:
@@ -40,13 +69,17 @@ async def check_provenance(
     """Verify every accepted report's and command's signature against its round's keys."""
     check = ProvenanceCheck()
     decoded = [(h, await messages(h.history, converter)) for h in histories]
-    rounds: dict[str, tuple[dict[str, str], str]] = {}  # round id -> (identities, rules digest)
+    rounds: dict[str, tuple[KeyTimeline, str]] = {}  # round id -> (its keys, rules digest)
     for h, msgs in decoded:
         if h.kind == "round" and msgs and isinstance(msgs[0].content, RoundStart):
             config = parse_round_config(msgs[0].content.config, f"{h.workflow_id} start input")
-            rounds[config.round_id] = (config.identities, await _recorded_digest(h, converter))
-    for round_id, (identities, _) in sorted(rounds.items()):
-        if not identities:
+            timeline = KeyTimeline(config.identities)
+            for m in msgs:
+                if m.kind == "update" and isinstance(m.content, ChangeKeys):
+                    timeline.change(m.at, m.content.identities)
+            rounds[config.round_id] = (timeline, await _recorded_digest(h, converter))
+    for round_id, (timeline, _) in sorted(rounds.items()):
+        if not timeline.initial:
             check.unsigned_rounds.append(round_id)
     for h, msgs in decoded:
         if h.kind not in ("journey", "round") or not msgs:
@@ -60,21 +93,25 @@ async def check_provenance(
                 f"{h.workflow_id}: the history of round {round_id} is missing; its keys are unknown"
             )
             continue
-        identities, digest = rounds[round_id]
+        timeline, digest = rounds[round_id]
         if isinstance(start, JourneyStart) and digest and start.rules.rules_digest != digest:
             check.problems.append(
                 f"{h.workflow_id}: started with rules {start.rules.rules_digest[:12]}, not the round's {digest[:12]}"
             )
-        if not identities:
+        if not timeline.initial:
             continue
         for m in msgs:
-            if m.kind != "update" or not isinstance(m.content, Report):
+            signed = (m.kind == "update" and isinstance(m.content, Report)) or (
+                m.kind == "start" and isinstance(m.content, JourneyStart) and m.content.signature
+            )
+            if not signed:
                 continue
-            problem = verify(m.content, identities, h.workflow_id)
+            problem = timeline.verify(m.content, m.at, h.workflow_id)
             if problem:
+                what = getattr(m.content, "report_id", "registration")
                 check.problems.append(
-                    f"{h.workflow_id} (run {h.run_id}) {m.name} {m.content.report_id} by "
-                    f"{m.content.reported_by} at {m.at.isoformat()}: {problem}"
+                    f"{h.workflow_id} (run {h.run_id}) {m.name} {what} by "
+                    f"{signer_of(m.content)} at {m.at.isoformat()}: {problem}"
                 )
             else:
                 check.verified += 1

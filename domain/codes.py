@@ -105,4 +105,5 @@ class Phase(StrEnum):
     OPTIMALISASI_CLOSED = "optimalisasi_closed"
     FILING_CLOSED = "filing_closed"
     TMT_MOVED = "tmt_moved"
+    KEYS_CHANGED = "keys_changed"  # the note holds the changed identities' keys as JSON
     ROUND_CLOSED = "round_closed"

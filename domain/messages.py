@@ -363,6 +363,14 @@ class MoveTmt(Report, frozen=True):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class ChangeKeys(Report, frozen=True):
+    """Give identities of the round new public keys (a key lost or retired), recorded with its
+    reason; signed by an operator under the keys in force. Signatures made before stay valid."""
+
+    identities: dict[str, str] = Field(min_length=1, max_length=100)  # identity -> new key (JWK x)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class FormasiStart(BaseModel, frozen=True):
     """Input of a FormasiSelection run; `carry` continues a previous run's state."""
 

@@ -26,6 +26,7 @@ from domain.messages import (
     Announcement,
     AppealAnswer,
     AppealFiling,
+    ChangeKeys,
     CloseReply,
     CloseWindow,
     Disqualification,
@@ -182,11 +183,12 @@ FORMASI_STATE: Query[None, FormasiState] = Query("state", None, FormasiState)
 EXTEND_WINDOW = Update("extend_window", ExtendWindow, Ack)
 CLOSE_WINDOW = Update("close_window", CloseWindow, Ack)
 MOVE_TMT = Update("move_tmt", MoveTmt, Ack)
+CHANGE_KEYS = Update("change_keys", ChangeKeys, Ack)
 FORMASI_RESULT = Signal("formasi_result", FormasiResult)
 SEAT_VACATED = Signal("seat_vacated", SeatVacated)
 OFFER_REPLY = Signal("offer_reply", OfferReply)
 _COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {
-    u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT)
+    u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT, CHANGE_KEYS)
 }
 
 
@@ -219,6 +221,7 @@ UPDATES: tuple[Update[Any, Any], ...] = (
     EXTEND_WINDOW,
     CLOSE_WINDOW,
     MOVE_TMT,
+    CHANGE_KEYS,
 )
 SIGNALS: tuple[Signal[Any], ...] = (
     ANNOUNCE,

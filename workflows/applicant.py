@@ -85,6 +85,7 @@ class ApplicantJourney(JourneyInbox):
         self.outbox = ReadModelOutbox()
         self.skb_composed = SkbResult(None)  # the SKB composition at the close (TH until then)
         self.secret = ""  # the round's seal secret, once admitted (domain/seal.py)
+        self.key_changes_seen: list[str] = []  # ids of keys_changed announcements applied
 
     # --- the process -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ protocol reference."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -50,6 +51,20 @@ def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -
     except Exception as exc:  # noqa: BLE001 - any other failure to read it is the sender's
         return f"not a valid {model.__name__} ({type(exc).__name__})"
     return seal_problem(message, secret) or message
+
+
+def changed_keys(note: str) -> dict[str, str] | None:
+    """The identities' new keys a `keys_changed` announcement carries, or None when its note is
+    not a JSON object of names to keys."""
+    try:
+        keys = json.loads(note)
+    except ValueError:
+        return None
+    if not isinstance(keys, dict) or not keys:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        return None
+    return keys
 
 
 def workflow_handle(workflow_id: str) -> workflow.ExternalWorkflowHandle[Any]:

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.protocol import BROADCAST, FORMASI_RESULT
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
     from domain.seal import sealed
-    from workflows.calls import run_activity, signal_message, workflow_handle
+    from workflows.calls import changed_keys, run_activity, signal_message, workflow_handle
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
 
@@ -377,7 +377,7 @@ class FormasiSelection:
 
     def _phase_problem(self, a: Announcement) -> str | None:
         """Why the round cannot have sent `a` now, or None."""
-        if a.phase != Phase.TMT_MOVED and a.phase not in ROUND_PHASES:
+        if a.phase not in (Phase.TMT_MOVED, Phase.KEYS_CHANGED) and a.phase not in ROUND_PHASES:
             return "the phase is not one the round announces to a formasi"
         prefix = f"{self.start.round_id}/{a.phase}/"
         if not (
@@ -388,6 +388,8 @@ class FormasiSelection:
             return "at is not a time with a zone, or is in the future"
         if a.phase == Phase.TMT_MOVED:
             return None if _iso_date(a.note) else "a TMT move whose note is not an ISO date"
+        if a.phase == Phase.KEYS_CHANGED:
+            return None if changed_keys(a.note) else "a key change whose note is not its keys"
         heard = self._phases_heard()
         if a.phase in heard:
             return f"{a.phase} was announced already"

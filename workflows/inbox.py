@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signing import signature_problem
     from domain.skd import SkdKey
-    from workflows.calls import decode, signal_message, workflow_handle
+    from workflows.calls import changed_keys, decode, signal_message, workflow_handle
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
@@ -78,7 +78,8 @@ def _announcement_problem(a: Announcement) -> str | None:
     """Why `a` cannot be an announcement of the formasi or the round, or None."""
     if a.phase not in PHASES:
         return "the phase is not one of the round's phases"
-    if not 0 < len(a.announcement_id) <= 200 or len(a.note) > 200:
+    note_limit = 10_000 if a.phase == Phase.KEYS_CHANGED else 200  # keys of many identities
+    if not 0 < len(a.announcement_id) <= 200 or len(a.note) > note_limit:
         return "the announcement id or note is empty or too long"
     if not _plausible_time(a.at):
         return "at is not a time with a zone, or is in the future"
@@ -101,6 +102,7 @@ class JourneyInbox:
     outbox: ReadModelOutbox
     skb_composed: SkbResult
     secret: str
+    key_changes_seen: list[str]
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -198,6 +200,9 @@ class JourneyInbox:
         assert isinstance(announcement, Announcement)
         if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
             return
+        if announcement.phase == Phase.KEYS_CHANGED:
+            self._change_keys(announcement)
+            return
         if announcement.phase == Phase.TMT_MOVED:
             # The TMT can move more than once: each move is its own announcement.
             if announcement.announcement_id not in self.tmt_moves_seen:
@@ -248,6 +253,20 @@ class JourneyInbox:
             self._ignored("offer_seat", problem)
             return
         self._set(offer=offer)
+
+    def _change_keys(self, announcement: Announcement) -> None:
+        """The round gave identities new keys: reports are checked against them from now on.
+
+        Only a sealed journey takes a key change (an unsealed one is of a round recorded before
+        seals, where a forged change could not be told from the round's)."""
+        keys = changed_keys(announcement.note)
+        if not self.secret or keys is None:
+            self._ignored("announce", "a key change this journey cannot verify came from its round")
+            return
+        if announcement.announcement_id in self.key_changes_seen:
+            return
+        self.key_changes_seen.append(announcement.announcement_id)
+        self.rules = self.rules.model_copy(update={"identities": {**self.rules.identities, **keys}})
 
     def _ignored(self, signal: str, problem: str) -> None:
         """Log a signal that changes nothing: the signal, the workflow and why; never its content."""

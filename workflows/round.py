@@ -15,9 +15,11 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from domain.codes import WINDOWS, Phase, RoundPhase
     from domain.config import ReportKind, RoundConfig, parse_round_config
+    from domain.digest import canonical_json
     from domain.messages import (
         Ack,
         Announcement,
+        ChangeKeys,
         CloseWindow,
         Decision,
         ExtendWindow,
@@ -36,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
     from domain.protocol import FORMASI_PHASE, OFFER_SEAT
     from domain.seal import sealed
-    from domain.signing import signature_problem
+    from domain.signing import SigningKeyError, public_key, signature_problem
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
     from workflows.calls import signal_message, workflow_handle
     from workflows.formasi import FormasiSelection
@@ -81,6 +83,7 @@ class RecruitmentRound:
         self.closed: list[str] = []
         self.closed_at: dict[str, datetime] = {}  # window -> when the round closed it
         self.secret = ""  # seals the messages of the round's own workflows (domain/seal.py)
+        self.identities = dict(self.config.identities)  # the keys in force (change_keys)
         self.early: dict[str, str] = {}
         self.schedule_changed = False
         self.decisions: list[Decision] = []
@@ -344,6 +347,37 @@ class RecruitmentRound:
         if self.phase == RoundPhase.CLOSED:
             self._refuse(command, "the round is closed")
 
+    @workflow.update
+    async def change_keys(self, command: ChangeKeys) -> Ack:
+        """New public keys for identities of the round; every running journey takes them."""
+        repeat = self.ledger.seen(command)
+        ack = self._accept(
+            command,
+            lambda: self.identities.update(command.identities),
+            f"keys changed for {', '.join(sorted(command.identities))}",
+        )
+        if not repeat:
+            await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities))
+        return ack
+
+    @change_keys.validator
+    def validate_change_keys(self, command: ChangeKeys) -> None:
+        if self._check_repeat(command):
+            return
+        self._operator(command)
+        if not self.identities:
+            self._refuse(command, "this round takes unsigned reports: it has no keys to change")
+        unknown = sorted(set(command.identities) - set(self.identities))
+        if unknown:
+            self._refuse(command, f"{', '.join(unknown)}: not identities of this round")
+        for identity, key in command.identities.items():
+            try:
+                public_key(key, identity)
+            except SigningKeyError as exc:
+                self._refuse(command, str(exc))
+        if self.phase == RoundPhase.CLOSED:
+            self._refuse(command, "the round is closed")
+
     @workflow.signal
     def formasi_result(self, *args: object) -> None:
         """A formasi's final ranking: its empty seats and who lost on rank (one per formasi).
@@ -482,7 +516,7 @@ class RecruitmentRound:
         """What a starting journey is judged by: the round's rules, the formasi, the registration
         window and the TMT, as they stand."""
         return RoundView(
-            rules=journey_rules(self.config),
+            rules=journey_rules(self.config).model_copy(update={"identities": self.identities}),
             formasi=self.config.formasi_by_code(formasi_code),
             tmt=self.schedule.tmt,
             registration_closes=self.schedule.registration.closes,
@@ -532,7 +566,7 @@ class RecruitmentRound:
 
     def _check_repeat(self, command: Report) -> bool:
         """Refuse a command its operator did not sign (in a round with keys); True for a repeat."""
-        problem = signature_problem(command, self.config.identities, workflow.info().workflow_id)
+        problem = signature_problem(command, self.identities, workflow.info().workflow_id)
         if problem:
             self._refuse(command, problem)
         return self.ledger.is_repeat(command)
