@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.messages import RoundView, RoundViewRequest
 from domain.protocol import READ_ROUND, ROUND_VIEW
+
+QUERY_TIMEOUT = timedelta(seconds=10)  # within the local activity's 15 s
 
 
 class RoundReader:
@@ -21,7 +25,7 @@ class RoundReader:
         """The round's view; `found=False` when no such round exists. Safe to repeat."""
         handle = self.client.get_workflow_handle(req.workflow_id)
         try:
-            return await ROUND_VIEW.ask(handle, req.formasi_code)
+            return await ROUND_VIEW.ask(handle, req.formasi_code, rpc_timeout=QUERY_TIMEOUT)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 return RoundView(found=False)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
@@ -55,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import ReadModelOutbox
 
 NIP_TIMEOUT = timedelta(seconds=30)
-ROUND_READ_TIMEOUT = timedelta(seconds=30)
+ROUND_READ_TIMEOUT = timedelta(seconds=15)
 ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
@@ -140,12 +141,21 @@ class ApplicantJourney(JourneyInbox):
             workflow_id=round_workflow_id(self.start.round_id),
             formasi_code=self.start.formasi.code,
         )
-        view = await run_local_activity(
-            READ_ROUND,
-            request,
-            start_to_close_timeout=ROUND_READ_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-        )
+        while True:
+            # Bounded, so a round that does not answer (its worker busy or restarting) holds no
+            # worker: the journey waits on a durable timer and asks again.
+            try:
+                view = await run_local_activity(
+                    READ_ROUND,
+                    request,
+                    start_to_close_timeout=ROUND_READ_TIMEOUT,
+                    schedule_to_close_timeout=ROUND_READ_TIMEOUT * 4,
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+                )
+                break
+            except ActivityError:
+                workflow.logger.warning("the round did not answer; asking again in a minute")
+                await workflow.sleep(timedelta(minutes=1))
         info = workflow.info()
         problem = admission_problem(self.start, view, info.workflow_start_time, info.workflow_id)
         if problem:
