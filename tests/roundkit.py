@@ -25,6 +25,18 @@ REPORTERS = {
 }
 
 
+DAY = 86400  # seconds
+# The schedule of the time-skipping tests: windows as national rounds run them, in days from t0.
+SCHEDULE_IN_DAYS = {
+    "registration": (0, 15 * DAY),
+    "administration": (15 * DAY, 18 * DAY),
+    "skd": (25 * DAY, 55 * DAY),
+    "skb": (56 * DAY, 70 * DAY),
+    "filing": (80 * DAY, 95 * DAY),
+    "latsar": (95 * DAY, 460 * DAY),
+}
+
+
 def test_signer(identity: str) -> Signer:
     """The key of a test identity: the same every run (its seed is derived from the name)."""
     return Signer.from_seed(

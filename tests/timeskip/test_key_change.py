@@ -22,19 +22,11 @@ from domain.protocol import CHANGE_KEYS
 from domain.signing import Keyring, Signer
 from runtime.connection import data_converter
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
 from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DAY = 86400
-SCHEDULE = {
-    "registration": (0, 15 * DAY),
-    "administration": (15 * DAY, 18 * DAY),
-    "skd": (25 * DAY, 55 * DAY),
-    "skb": (56 * DAY, 70 * DAY),
-    "filing": (80 * DAY, 95 * DAY),
-    "latsar": (95 * DAY, 460 * DAY),
-}
 VERIFIER = "bkpsdm-verifikator"
 
 

@@ -17,20 +17,11 @@ from domain.codes import Phase, Stage
 from domain.messages import AdminReport, Announcement
 from domain.protocol import ANNOUNCE, CLOSE_STAGE
 from domain.seal import sealed
+from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
 from tests.roundkit import compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-DAY = 86400
-SCHEDULE = {
-    "registration": (0, 15 * DAY),
-    "administration": (15 * DAY, 18 * DAY),
-    "skd": (25 * DAY, 55 * DAY),
-    "skb": (56 * DAY, 70 * DAY),
-    "filing": (80 * DAY, 95 * DAY),
-    "latsar": (95 * DAY, 460 * DAY),
-}
 
 
 async def _journey_at_skd(kit):

@@ -20,19 +20,11 @@ from domain.messages import AdminReport, ExtendWindow, SkdReport
 from domain.protocol import EXTEND_WINDOW, REPORT_ADMIN
 from domain.signing import Keyring, Signer
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DAY = 86400
-SCHEDULE = {
-    "registration": (0, 15 * DAY),
-    "administration": (15 * DAY, 18 * DAY),
-    "skd": (25 * DAY, 55 * DAY),
-    "skb": (56 * DAY, 70 * DAY),
-    "filing": (80 * DAY, 95 * DAY),
-    "latsar": (95 * DAY, 460 * DAY),
-}
 VERIFIER = "bkpsdm-verifikator"
 
 

@@ -13,20 +13,12 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from domain.codes import Stage
 from domain.messages import Ack
+from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
 from tests.roundkit import compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DAY = 86400
-SCHEDULE = {
-    "registration": (0, 15 * DAY),
-    "administration": (15 * DAY, 18 * DAY),
-    "skd": (25 * DAY, 55 * DAY),
-    "skb": (56 * DAY, 70 * DAY),
-    "filing": (80 * DAY, 95 * DAY),
-    "latsar": (95 * DAY, 460 * DAY),
-}
 REPORT = {"report_id": "skd-1", "reported_by": "cat-bkn", "twk": 100, "tiu": 100, "tkp": 170}
 CASES = [
     ("a bool as a score", {"twk": True}, "twk: Input should be a valid integer (got True)"),
