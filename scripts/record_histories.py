@@ -71,6 +71,7 @@ from domain.messages import (  # noqa: E402
     SkdReport,
     Withdrawal,
 )
+from domain.protocol import JOURNEY_STATE  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
@@ -92,7 +93,7 @@ WINDOWS = {
 async def journey_state(client: Client, round_id: str, applicant_id: str) -> JourneyState:
     """The journey's state by query (the driver needs a worker anyway)."""
     handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-    return await handle.query("state", result_type=JourneyState)
+    return await JOURNEY_STATE.ask(handle)
 
 
 async def wait_stage(
