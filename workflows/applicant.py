@@ -11,8 +11,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
@@ -49,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
-    from workflows.calls import run_local_activity, workflow_handle
+    from workflows.calls import run_local_activity_until_done, workflow_handle
     from workflows.ids import round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
@@ -141,21 +139,9 @@ class ApplicantJourney(JourneyInbox):
             workflow_id=round_workflow_id(self.start.round_id),
             formasi_code=self.start.formasi.code,
         )
-        while True:
-            # Bounded, so a round that does not answer (its worker busy or restarting) holds no
-            # worker: the journey waits on a durable timer and asks again.
-            try:
-                view = await run_local_activity(
-                    READ_ROUND,
-                    request,
-                    start_to_close_timeout=ROUND_READ_TIMEOUT,
-                    schedule_to_close_timeout=ROUND_READ_TIMEOUT * 4,
-                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
-                )
-                break
-            except ActivityError:
-                workflow.logger.warning("the round did not answer; asking again in a minute")
-                await workflow.sleep(timedelta(minutes=1))
+        # Bounded retries, then a durable timer: a round that does not answer (its worker busy or
+        # restarting) holds no worker.
+        view = await run_local_activity_until_done(READ_ROUND, request, ROUND_READ_TIMEOUT)
         info = workflow.info()
         problem = admission_problem(self.start, view, info.workflow_start_time, info.workflow_id)
         if problem:
@@ -339,13 +325,9 @@ class ApplicantJourney(JourneyInbox):
             tmt=self.sheet.tmt,
             gender=reg.gender,
         )
-        options = {
-            "start_to_close_timeout": NIP_TIMEOUT,
-            "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-        }
         # The NIP service is idempotent per person, so a local activity (one marker, no task) is as
         # safe as an activity and cheaper.
-        issued = await run_local_activity(ISSUE_NIP, request, **options)
+        issued = await run_local_activity_until_done(ISSUE_NIP, request, NIP_TIMEOUT)
         self._set(nip=issued.nip)
         self._decide(ev.NipIssued(nip=issued.nip))
         self._move_to(Stage.APPOINTMENT)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import workflow
-from temporalio.common import RawValue
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.protocol import Activity, Update
@@ -33,6 +34,34 @@ async def run_activity(ref: Activity[In, Out], arg: In, **options: Any) -> Out:
 async def run_local_activity(ref: Activity[In, Out], arg: In, **options: Any) -> Out:
     """Run a local activity (one marker event, in the same workflow task)."""
     return await workflow.execute_local_activity(ref.name, arg, **_result_type(ref), **options)
+
+
+LOCAL_ATTEMPTS_FOR = timedelta(seconds=60)  # one local activity's retries, in all
+LOCAL_PAUSE = timedelta(minutes=1)  # then the workflow waits this long, on a timer, and asks again
+
+
+async def run_local_activity_until_done(
+    ref: Activity[In, Out], arg: In, start_to_close_timeout: timedelta
+) -> Out:
+    """A local activity that must succeed: its retries bounded (60 s), then a durable timer, then
+    again, for as long as it takes.
+
+    Never an endless retry inside one workflow task: a worker that is asked to stop cancels its
+    local activities and the SDK's core retries them at once, so unbounded retries would keep the
+    worker from ever stopping (sdk-rust issue 709). A timer holds no worker.
+    """
+    while True:
+        try:
+            return await run_local_activity(
+                ref,
+                arg,
+                start_to_close_timeout=start_to_close_timeout,
+                schedule_to_close_timeout=LOCAL_ATTEMPTS_FOR,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            )
+        except ActivityError as exc:
+            workflow.logger.warning("%s did not succeed (%s); again in a minute", ref.name, exc)
+            await workflow.sleep(LOCAL_PAUSE)
 
 
 def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -> M | str:

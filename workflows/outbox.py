@@ -9,13 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import JourneyProjection, Notification
     from domain.messages import Decision, JourneyState
     from domain.protocol import PROJECT_JOURNEY
-    from workflows.calls import run_local_activity
+    from workflows.calls import run_local_activity_until_done
 
 PROJECT_TIMEOUT = timedelta(seconds=30)
 
@@ -65,12 +64,7 @@ class ReadModelOutbox:
             notifications=self.notifications,
             reports=self.reports,
         )
-        await run_local_activity(
-            PROJECT_JOURNEY,
-            projection,
-            start_to_close_timeout=PROJECT_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
-        )
+        await run_local_activity_until_done(PROJECT_JOURNEY, projection, PROJECT_TIMEOUT)
         self.projected_decisions = len(decisions)
         self.notifications = []
         self.reports = []
