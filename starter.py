@@ -5,7 +5,8 @@ see the funnel and publish announcements.
     .venv/bin/python starter.py --help
 
 Exit codes: 0 everything accepted; 1 some rows or the command refused by the engine;
-2 a bad input file or bad arguments (nothing was sent).
+2 a bad input file, bad arguments or a missing key (nothing was sent); 3 stopped before the end
+(Ctrl-C, the connection lost): the summary says how many rows were sent and where to resume.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage, write_announcement
 from client.api import RecruitmentApi, RefusedError
@@ -55,9 +57,10 @@ from domain.messages import (
 )
 from domain.protocol import command_update, report_update
 from domain.signing import Keyring, Signer, SigningKeyError
+from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
 log = get_logger("starter")
 
@@ -77,16 +80,25 @@ class Context:
 
 @dataclass
 class Summary:
-    """Counts of one file's rows by outcome, and every refusal."""
+    """Counts of one file's rows by outcome, every refusal, and the rows that were in flight
+    when the run stopped before the end."""
 
     counts: Counter = field(default_factory=Counter)
     refusals: list[RowRefusal] = field(default_factory=list)
+    unfinished: list[int] = field(default_factory=list)
 
     def refuse(self, refusals: list[RowRefusal], errors: ErrorsFile) -> None:
         """Count a refused row, keep its reasons and write them to the errors file."""
         self.counts["refused"] += 1
         self.refusals.extend(refusals)
         errors.write(refusals)
+
+    def fail(self, failure: RowRefusal, errors: ErrorsFile) -> None:
+        """Count a row that failed with an error (no answer, rather than a refusal) and write it
+        to the errors file."""
+        self.counts["failed"] += 1
+        self.refusals.append(failure)
+        errors.write([failure])
 
     @property
     def exit_code(self) -> int:
@@ -104,7 +116,10 @@ class ErrorsFile:
     def __init__(self, path: Path, append: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not append or not path.exists() or path.stat().st_size == 0
-        self.handle = path.open("a" if append else "w", encoding="utf-8", newline="")
+        # A value read from bytes that were not UTF-8 is written escaped, never crashing the run.
+        self.handle = path.open(
+            "a" if append else "w", encoding="utf-8", errors="backslashreplace", newline=""
+        )
         self.writer = csv.writer(self.handle)
         if fresh:
             self.writer.writerow(self.COLUMNS)
@@ -129,9 +144,15 @@ class Checkpoint:
         self.digest = hashlib.sha256(source.read_bytes()).hexdigest() if path else ""
         self.start_after = 0
         if path and path.exists():
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("file_sha256") == self.digest:
-                self.start_after = int(saved.get("line", 0))
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                if saved.get("file_sha256") == self.digest:
+                    self.start_after = int(saved.get("line", 0))
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise BadInput(
+                    f"--checkpoint {path} is not a checkpoint file ({exc}); give another path, "
+                    "or delete it to start from the top"
+                ) from None
         self.pending: list[int] = []
         self.done: set[int] = set()
         self.line = self.start_after
@@ -171,6 +192,28 @@ def _count_rows(path: Path) -> int:
         return max(0, sum(1 for line in f if line.strip()) - 1)
 
 
+def stops_the_run(exc: BaseException) -> bool:
+    """True for what ends a whole run rather than one row: Ctrl-C (the task cancelled), the
+    connection to Temporal lost, a file that can no longer be written."""
+    if isinstance(exc, RPCError):
+        return exc.status == RPCStatusCode.UNAVAILABLE
+    return isinstance(exc, OSError) or not isinstance(exc, Exception)
+
+
+def _failure(row, exc: Exception) -> RowRefusal:
+    """A row that failed with an error, as a line of the errors file."""
+    text = " ".join(str(exc).split())[:300] or "no message"
+    return RowRefusal(
+        row.line,
+        "(row)",
+        "",
+        f"not processed: {type(exc).__name__}: {text}; it may or may not have reached the "
+        "engine: run the same file again to retry it (a row already recorded comes back as a "
+        "repeat)",
+        row.cells.get("report_id", ""),
+    )
+
+
 async def _process_rows(
     ctx: Context,
     path: Path,
@@ -179,31 +222,53 @@ async def _process_rows(
     concurrency: int,
     checkpoint: Checkpoint,
     description: str,
+    summary: Summary,
+    errors: ErrorsFile,
 ) -> None:
-    """Run handle_row over the rows with at most `concurrency` in flight, tracking the checkpoint."""
+    """Run handle_row over the rows with at most `concurrency` in flight, tracking the checkpoint.
+
+    A row that fails with an error is written to the errors file and the next rows go on. What
+    stops the whole run (stops_the_run) starts no further row; it is raised once the rows in
+    flight have ended, with the checkpoint saved and the lines never finished in
+    `summary.unfinished`.
+    """
     gate = asyncio.Semaphore(max(1, concurrency))
     tasks: set[asyncio.Task] = set()
+    in_flight: set[int] = set()
+    stopped: list[BaseException] = []
     with _progress(ctx.console) as progress:
         bar = progress.add_task(description, total=_count_rows(path))
 
         async def one(row) -> None:
             try:
                 await handle_row(row)
-                checkpoint.finished(row.line)
-                progress.advance(bar)
-                checkpoint.completed += 1
-                if checkpoint.completed % 50 == 0:
-                    checkpoint.save()
+            except Exception as exc:  # noqa: BLE001 - one row's failure is that row's, not the run's
+                if stops_the_run(exc):
+                    stopped.append(exc)
+                    return
+                summary.fail(_failure(row, exc), errors)
             finally:
                 gate.release()
+            in_flight.discard(row.line)
+            checkpoint.finished(row.line)
+            progress.advance(bar)
+            checkpoint.completed += 1
+            if checkpoint.completed % 50 == 0:
+                checkpoint.save()
 
         try:
             for row in rows:
+                if stopped:
+                    break
                 if row.line <= checkpoint.start_after:
                     progress.advance(bar)
                     continue
                 await gate.acquire()
+                if stopped:
+                    gate.release()
+                    break
                 checkpoint.started(row.line)
+                in_flight.add(row.line)
                 task = asyncio.create_task(one(row))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -213,6 +278,9 @@ async def _process_rows(
             for task in tasks:
                 task.cancel()
             checkpoint.save()
+            summary.unfinished = sorted(in_flight)
+    if stopped:
+        raise stopped[0]
 
 
 def _summary_table(title: str, summary: Summary, columns: tuple[str, ...]) -> Table:
@@ -232,6 +300,54 @@ def _show_refusals(ctx: Context, path: Path, summary: Summary, errors: Path) -> 
         ctx.console.print(f"... and {len(summary.refusals) - 10} more")
     if summary.refusals:
         ctx.console.print(f"every refused row is in {errors}")
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _show_stopped(
+    ctx: Context,
+    path: Path,
+    summary: Summary,
+    checkpoint: Checkpoint,
+    exc: BaseException,
+    sent: tuple[str, ...],
+) -> None:
+    """Say what a run that stopped before the end did: the rows sent, those in flight, and
+    where a second run resumes."""
+    why = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "interrupted"
+    count = sum(summary.counts[k] for k in sent)
+    ctx.console.print(
+        f"[red]stopped[/] before the end of {path} ({why}): "
+        f"{_rows(count)} {'was' if count == 1 else 'were'} sent before it stopped "
+        f"({', '.join(f'{summary.counts[k]} {k}' for k in sent)}); "
+        f"{summary.counts['refused']} refused, {summary.counts['failed']} failed",
+        highlight=False,
+    )
+    if summary.unfinished:
+        lines = ", ".join(str(line) for line in summary.unfinished[:10])
+        more = ", ..." if len(summary.unfinished) > 10 else ""
+        ctx.console.print(
+            f"{_rows(len(summary.unfinished))} in flight (line {lines}{more}) may or may not "
+            "have reached the engine",
+            highlight=False,
+        )
+    done = (
+        f"every row up to line {checkpoint.line} is done"
+        if checkpoint.line > 1
+        else "no row is known to be done"
+    )
+    resume = (
+        f"the checkpoint {checkpoint.path} resumes after line {checkpoint.line}"
+        if checkpoint.path
+        else "--checkpoint FILE would skip the done rows"
+    )
+    ctx.console.print(
+        f"{done}; run the same command again to go on ({resume}); rows already sent come back "
+        "as repeats",
+        highlight=False,
+    )
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -271,10 +387,13 @@ async def import_registrations(
     registered_by: str = "sscasn",
     checkpoint_path: Path | None = None,
 ) -> Summary:
-    """Register every row of an SSCASN export; refused rows go to the errors file."""
+    """Register every row of an SSCASN export; refused and failed rows go to the errors file.
+
+    Nothing is registered by a client whose keys are not the round's (RefusedError)."""
     config = load_round_config(config_path)
-    rows = open_rows(csv_path, REGISTRATION_COLUMNS)
+    await ctx.api.check_round_keys(config.round_id)
     closes = await _registration_closes(ctx, config)
+    rows = open_rows(csv_path, REGISTRATION_COLUMNS)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
@@ -309,22 +428,63 @@ async def import_registrations(
         else:
             summary.counts[result.status] += 1
 
-    try:
-        await _process_rows(
-            ctx, csv_path, rows, handle, concurrency, checkpoint, f"registering {csv_path.name}"
-        )
-    finally:
-        errors.close()
-    ctx.console.print(
-        _summary_table(
-            f"{csv_path.name} → round {config.round_id}",
+    await _send_file(
+        ctx,
+        csv_path,
+        _process_rows(
+            ctx,
+            csv_path,
+            rows,
+            handle,
+            concurrency,
+            checkpoint,
+            f"registering {csv_path.name}",
             summary,
-            ("registered", "repeat", "refused"),
-        )
+            errors,
+        ),
+        summary,
+        checkpoint,
+        errors,
+        errors_path,
+        f"{csv_path.name} → round {config.round_id}",
+        ("registered", "repeat"),
     )
-    _show_refusals(ctx, csv_path, summary, errors_path)
     log.info("registrations imported", round_id=config.round_id, **dict(summary.counts))
     return summary
+
+
+async def _send_file(
+    ctx: Context,
+    csv_path: Path,
+    processing: Awaitable[None],
+    summary: Summary,
+    checkpoint: Checkpoint,
+    errors: ErrorsFile,
+    errors_path: Path,
+    title: str,
+    sent: tuple[str, ...],
+) -> None:
+    """Await the processing of a file's rows, then print its summary; a run that stopped before
+    the end prints it too, with the rows sent and where to resume, and the error goes on up."""
+    columns = (*sent, "refused", "failed")
+    try:
+        await processing
+    except BaseException as exc:
+        errors.close()
+        ctx.console.print(_summary_table(title, summary, columns))
+        _show_refusals(ctx, csv_path, summary, errors_path)
+        _show_stopped(ctx, csv_path, summary, checkpoint, exc, sent)
+        log.warning(
+            "file stopped before the end",
+            file=str(csv_path),
+            resume_after_line=checkpoint.line,
+            in_flight=len(summary.unfinished),
+            **dict(summary.counts),
+        )
+        raise
+    errors.close()
+    ctx.console.print(_summary_table(title, summary, columns))
+    _show_refusals(ctx, csv_path, summary, errors_path)
 
 
 def _is_repeat(ack: Ack, sent_at: datetime) -> bool:
@@ -342,7 +502,9 @@ async def send_reports(
     concurrency: int = 16,
     checkpoint_path: Path | None = None,
 ) -> Summary:
-    """Send every row of a report file to its applicant's journey; refused rows go to the errors file."""
+    """Send every row of a report file to its applicant's journey; refused and failed rows go to
+    the errors file. Nothing is sent by a client whose keys are not the round's (RefusedError)."""
+    await ctx.api.check_round_keys(round_id)
     rows = open_rows(csv_path, kind.columns)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
@@ -377,20 +539,27 @@ async def send_reports(
             return
         summary.counts["repeat" if _is_repeat(ack, sent_at) else "accepted"] += 1
 
-    try:
-        await _process_rows(
-            ctx, csv_path, rows, handle, concurrency, checkpoint, f"{kind.name} {csv_path.name}"
-        )
-    finally:
-        errors.close()
-    ctx.console.print(
-        _summary_table(
-            f"{kind.name} reports {csv_path.name} → round {round_id}",
+    await _send_file(
+        ctx,
+        csv_path,
+        _process_rows(
+            ctx,
+            csv_path,
+            rows,
+            handle,
+            concurrency,
+            checkpoint,
+            f"{kind.name} {csv_path.name}",
             summary,
-            ("accepted", "repeat", "refused"),
-        )
+            errors,
+        ),
+        summary,
+        checkpoint,
+        errors,
+        errors_path,
+        f"{kind.name} reports {csv_path.name} → round {round_id}",
+        ("accepted", "repeat"),
     )
-    _show_refusals(ctx, csv_path, summary, errors_path)
     log.info("reports sent", round_id=round_id, kind=kind.name, **dict(summary.counts))
     return summary
 
@@ -541,6 +710,17 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
     except RefusedError as exc:
         err_console.print(f"[red]refused[/]: {exc}", highlight=False)
         code = EXIT_REFUSED
+    except InvalidKeyError as exc:  # a key missing in a deployment, or not a key
+        err_console.print(f"[red]bad configuration[/]: {exc}", highlight=False)
+        code = EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        err_console.print("[red]stopped[/]: interrupted", highlight=False)
+        code = EXIT_STOPPED
+    except Exception as exc:
+        if not stops_the_run(exc):
+            raise
+        err_console.print(f"[red]stopped[/]: {type(exc).__name__}: {exc}", highlight=False)
+        code = EXIT_STOPPED
     raise typer.Exit(code)
 
 

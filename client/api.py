@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.config import RoundConfig, load_round_config
 from domain.digest import canonical_digest
@@ -43,6 +43,8 @@ from domain.protocol import (
 from domain.registration import Refusal, Registration, check_registration, mask_nik
 from domain.signing import Keyring
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
+from runtime.codec import KEY_ID, PayloadDecryptionError
+from runtime.keys import pseudonym_key_id
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, journey_rules
@@ -87,6 +89,8 @@ class RecruitmentApi:
     pseudonym_key: bytes
     keyring: Keyring = field(default_factory=Keyring)
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
+    # round id -> the check of this client's keys against the round's (check_round_keys)
+    _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
 
     def _journey_rules(self, config: RoundConfig) -> JourneyRules:
         """The rules a journey carries, built once per round configuration, not per registration."""
@@ -96,12 +100,16 @@ class RecruitmentApi:
         return self._rules[digest]
 
     async def create_round(self, path: Path, created_by: str) -> tuple[RoundConfig, bool]:
-        """Start the round from its file; a second call with the same file creates nothing."""
+        """Start the round from its file; a second call with the same file creates nothing.
+
+        The round records the ids of this client's keys: every later client must hold the same
+        keys (check_round_keys)."""
         config = load_round_config(path)
         start = RoundStart(
             config_toml=Path(path).read_text(encoding="utf-8"),
             config=config.model_dump(mode="json"),
             created_by=created_by,
+            key_ids=await self.key_ids(),
         )
         try:
             await self.client.start_workflow(
@@ -120,6 +128,7 @@ class RecruitmentApi:
             )
             return config, True
         except WorkflowAlreadyStartedError:
+            await self.check_round_keys(config.round_id)
             digest = await CONFIG_DIGEST.ask(
                 self.client.get_workflow_handle(round_workflow_id(config.round_id))
             )
@@ -129,6 +138,74 @@ class RecruitmentApi:
                     "change rules of a running round through a new rule_version, not by re-creating it"
                 ) from None
             return config, False
+
+    async def key_ids(self) -> dict[str, str]:
+        """The public fingerprints of this client's keys, as a round records them: the payload
+        key's (the id its codec writes next to every ciphertext) and the pseudonym key's."""
+        ids = {"pseudonym": pseudonym_key_id(self.pseudonym_key)}
+        [probe] = await self.client.data_converter.encode([""])
+        if probe.metadata.get(KEY_ID):
+            ids["payload"] = probe.metadata[KEY_ID].decode()
+        return ids
+
+    async def check_round_keys(self, round_id: str) -> None:
+        """Refuse (RefusedError) a client whose keys are not the ones round `round_id` was created
+        with, before it registers or sends anything: with another pseudonym key every applicant
+        would get a second registration number, with another payload key nothing it sends could
+        be read. Asked of the server once per round by this client; rounds created before their
+        key ids were recorded are not checked."""
+        check = self._key_checks.get(round_id)
+        if check is None:
+            check = asyncio.ensure_future(self._round_key_problem(round_id))
+            self._key_checks[round_id] = check
+        try:
+            problem = await asyncio.shield(check)
+        except BaseException:
+            if self._key_checks.get(round_id) is check:
+                del self._key_checks[round_id]  # no answer yet: ask again next time
+            raise
+        if problem:
+            raise RefusedError(problem)
+
+    async def _round_key_problem(self, round_id: str) -> str | None:
+        """Why this client's keys are not the round's, read from the round's start input (its
+        history's first event, which the round's code cannot change); None when they are."""
+        handle = self.client.get_workflow_handle(round_workflow_id(round_id))
+        try:
+            events = handle.fetch_history_events(page_size=1)
+            first = await anext(aiter(events), None)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            first = None
+        if first is None:
+            raise RefusedError(
+                f"round {round_id} does not exist; create it first (starter.py create-round)"
+            )
+        payloads = first.workflow_execution_started_event_attributes.input.payloads
+        if not payloads:
+            return f"round {round_id} has no start input: it was not started by create-round"
+        mine = await self.key_ids()
+        try:
+            [start] = await self.client.data_converter.decode(payloads[:1], [RoundStart])
+        except PayloadDecryptionError:
+            theirs = payloads[0].metadata.get(KEY_ID, b"").decode(errors="replace")[:40]
+            return (
+                f"this client's payload key (key id {mine.get('payload', 'none')}) is not the one "
+                f"round {round_id} was created with (key id {theirs or 'unknown'}): it cannot "
+                "read the round. Set CASN_PAYLOAD_KEY to the round's key (after a rotation, list "
+                "the round's key in CASN_PAYLOAD_PREVIOUS_KEYS)"
+            )
+        # A payload key id other than the round's is a rotation: this client decrypted the round
+        # with the round's key, held among its previous keys (CASN_PAYLOAD_PREVIOUS_KEYS).
+        recorded = start.key_ids.get("pseudonym")
+        if recorded and recorded != mine["pseudonym"]:
+            return (
+                f"this client's pseudonym key (key id {mine['pseudonym']}) is not the one round "
+                f"{round_id} was created with (key id {recorded}): it would give every applicant "
+                "another registration number. Set CASN_PSEUDONYM_KEY to the round's key"
+            )
+        return None
 
     async def round_state(self, round_id: str) -> RoundState:
         """The round's phase and current schedule (with extensions)."""
@@ -143,6 +220,7 @@ class RecruitmentApi:
         schedule_closes: datetime | None = None,
     ) -> RegistrationResult:
         """Check and register one applicant; a repeat of the same data is not a second registration."""
+        await self.check_round_keys(config.round_id)
         now = now or datetime.now(UTC)
         opens = config.schedule.registration.opens
         closes = schedule_closes or config.schedule.registration.closes
@@ -210,6 +288,7 @@ class RecruitmentApi:
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
         RefusedError with the engine's reason."""
+        await self.check_round_keys(round_id)
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
         return await self._update(
             handle,
@@ -257,6 +336,7 @@ class RecruitmentApi:
 
     async def command(self, round_id: str, message: Report) -> Ack:
         """Send an operator command (ExtendWindow, CloseWindow, MoveTmt) to the round."""
+        await self.check_round_keys(round_id)
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
         return await self._update(
             handle,

@@ -1,8 +1,10 @@
 """CSV input files of starter.py: their columns, header checks and row parsing into messages.
 
 Every problem names the file, the line, the field and the value, so an operator can fix the
-export without guessing. A file-level problem (unreadable, bad header) stops the whole file;
-a row-level problem refuses only that row.
+export without guessing. A file-level problem (unreadable, bad header) stops the whole file
+before any row is sent; a row-level problem refuses only that row, and that includes a row
+that is not valid UTF-8 or not readable CSV in the middle of the file: the rows after it are
+still read.
 """
 
 from __future__ import annotations
@@ -88,7 +90,9 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     """Check the header now and return the data rows lazily; raise CsvFileError for a bad file."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        # Bytes that are not UTF-8 are kept as lone surrogates, so that one bad row is refused
+        # as a row (below) instead of stopping the file in the middle.
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise CsvFileError(
             path, 0, "(file)", str(path), f"cannot be read: {exc.strerror}"
@@ -106,6 +110,9 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
         raise CsvFileError(path, 1, "(header)", "", f"not a readable UTF-8 CSV: {exc}") from None
     names = [h.strip() for h in header]
     problems = []
+    if any(_not_utf8(n) for n in names):
+        handle.close()
+        raise CsvFileError(path, 1, "(header)", "", "not valid UTF-8: save the file as UTF-8")
     missing = [c for c in columns.required if c not in names]
     unknown = [n for n in names if n not in columns.all]
     duplicated = sorted({n for n in names if names.count(n) > 1})
@@ -129,6 +136,14 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     return _rows(path, handle, reader, names)
 
 
+_UNREADABLE = "__unreadable__"  # the cell of a Row that could not be read: why
+
+
+def _not_utf8(text: str) -> bool:
+    """True when `text` holds bytes that were not UTF-8 (kept as lone surrogates)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
+
+
 def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
     with handle:
         while True:
@@ -136,24 +151,30 @@ def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
                 cells = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise CsvFileError(
-                    path, reader.line_num, "(row)", "", f"not a readable UTF-8 CSV: {exc}"
-                ) from None
+            except csv.Error as exc:  # the reader goes on with the next line
+                yield Row(reader.line_num, {_UNREADABLE: f"not readable as CSV: {exc}"})
+                continue
             if not cells or all(not c.strip() for c in cells):
                 continue  # a blank line, common at the end of exports
             if len(cells) != len(names):
                 yield Row(
                     reader.line_num,
-                    {"__width__": f"{len(cells)} cells, the header has {len(names)}"},
+                    {_UNREADABLE: f"{len(cells)} cells, the header has {len(names)}"},
+                )
+                continue
+            bad = [n for n, c in zip(names, cells, strict=True) if _not_utf8(c)]
+            if bad:
+                yield Row(
+                    reader.line_num,
+                    {_UNREADABLE: f"not valid UTF-8 (in {', '.join(bad)}): save the file as UTF-8"},
                 )
                 continue
             yield Row(reader.line_num, {n: c.strip() for n, c in zip(names, cells, strict=True)})
 
 
-def _check_width(row: Row) -> None:
-    if "__width__" in row.cells:
-        raise RowError([RowRefusal(row.line, "(row)", "", row.cells["__width__"])])
+def _check_readable(row: Row) -> None:
+    if _UNREADABLE in row.cells:
+        raise RowError([RowRefusal(row.line, "(row)", "", row.cells[_UNREADABLE])])
 
 
 def _validation_refusals(line: int, exc: ValidationError, row_id: str = "") -> list[RowRefusal]:
@@ -189,7 +210,7 @@ REGISTRATION_COLUMNS = Columns(
 
 def parse_registration(row: Row) -> Registration:
     """A registration row as the domain's Registration; RowError names each bad field."""
-    _check_width(row)
+    _check_readable(row)
     data = {k: v for k, v in row.cells.items() if not (k == "category" and v == "")}
     try:
         return Registration.model_validate(data)
@@ -286,7 +307,7 @@ class ParsedReport:
 
 def parse_report(kind: ReportKind, row: Row, reported_by: str) -> ParsedReport:
     """A report row as its message; RowError names each bad field."""
-    _check_width(row)
+    _check_readable(row)
     cells = dict(row.cells)
     report_id = cells.pop("report_id", "")
     applicant_id = cells.pop("applicant_id", "")

@@ -393,3 +393,6 @@ class RoundStart(BaseModel, frozen=True):
     config_toml: str  # the operator's file, kept verbatim in the history
     config: dict  # the parsed document; re-validated inside the workflow
     created_by: str
+    # Public fingerprints of the keys the round was created with ("payload", "pseudonym"): a
+    # client holding other keys is refused (client/api.py). Empty in rounds created before.
+    key_ids: dict[str, str] = {}

@@ -24,10 +24,16 @@ class App:
 
 
 async def open_app(settings: Settings | None = None) -> App:
-    """Load settings, configure logs, ensure the stack (embedded or configured) and connect."""
+    """Load settings, configure logs, load the keys, ensure the stack (embedded or configured)
+    and connect.
+
+    The keys come first: a deployment without its payload key (runtime/keys.py) stops with
+    MissingKeyError before anything is started or connected.
+    """
     settings = settings or load_settings()
     configure_logging(settings)
-    stack = await ensure_stack(settings)
     keys = load_or_create_keys(settings)
+    keys.require("payload_key")
+    stack = await ensure_stack(settings)
     client = await connect(settings, stack, keys)
     return App(settings=settings, stack=stack, keys=keys, client=client)

@@ -45,9 +45,13 @@ class Settings(BaseSettings):
     postgres_port: int = Field(default=55432, ge=1024, le=65535)
     # SQLite durability of the embedded Temporal server (see TEMPORAL.md).
     temporal_sqlite_synchronous: str = "normal"
-    # Secrets. Unset = a key generated once under data_dir (embedded, single machine only).
+    # Secrets. Unset = a key generated once under data_dir in the embedded mode (one machine);
+    # with temporal_address set, an unset key is missing and a process that needs it stops with
+    # an error naming the variable (runtime/keys.py): nothing is generated.
     payload_key: str | None = Field(
-        default=None, description="base64 of 32 bytes: AES-256-GCM key for workflow payloads"
+        default=None,
+        description="base64 of 32 bytes: AES-256-GCM key for workflow payloads; "
+        "required with CASN_TEMPORAL_ADDRESS",
     )
     payload_previous_keys: str = Field(
         default="",
@@ -56,10 +60,13 @@ class Settings(BaseSettings):
     )
     pseudonym_key: str | None = Field(
         default=None,
-        description="base64 key for the HMAC that turns a NIK into a registration number",
+        description="base64 key for the HMAC that turns a NIK into a registration number; "
+        "required with CASN_TEMPORAL_ADDRESS by every client that registers or reports",
     )
     signing_key: str | None = Field(
-        default=None, description="base64 Ed25519 private key (32 bytes) for audit bundles"
+        default=None,
+        description="base64 Ed25519 private key (32 bytes) for audit bundles; "
+        "required with CASN_TEMPORAL_ADDRESS by the commands that sign bundles",
     )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

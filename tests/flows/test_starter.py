@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomli_w
 from rich.console import Console
+from temporalio.service import RPCError, RPCStatusCode
 
-from client.api import RecruitmentApi
+from client.api import RecruitmentApi, RegistrationResult
 from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
 from domain.codes import Stage
-from domain.messages import JourneyState
+from domain.messages import Ack, JourneyState, RoundState
 from starter import (
     AnnouncementStage,
     Context,
@@ -385,3 +388,238 @@ def test_a_bad_header_exits_2_before_anything_starts(tmp_path):
         and "skd.csv:1" in result.output
         and "missing column(s) tkp" in result.output
     )
+
+
+# --- an import never crashes mid-file, and says what it sent when it stops (issue 12) -----------
+
+
+def _superscript(nik: str) -> str:
+    return nik[:4] + "\u00b3" + nik[5:]  # SUPERSCRIPT THREE, which NFKC would make a '3'
+
+
+def _arabic_indic(nik: str) -> str:
+    return "".join(chr(0x0660 + int(d)) for d in nik[:4]) + nik[4:]
+
+
+async def test_a_file_with_odd_digits_bad_dates_and_a_non_utf8_row_in_the_middle_is_processed_to_the_end(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    rows = [_row(i) for i in range(1, 11)]
+    rows[2]["nik"] = _superscript(rows[2]["nik"])  # line 4
+    rows[4]["nik"] = _arabic_indic(rows[4]["nik"])  # line 6
+    rows[6]["birth_date"] = "1998-02-30"  # line 8
+    path = _write_csv(tmp_path / "sscasn.csv", rows)
+    lines = path.read_bytes().split(b"\r\n")
+    lines[9] = lines[9].replace(b"Peserta 9", "Peserta Ren\u00e9".encode("latin-1"))  # line 10
+    path.write_bytes(b"\r\n".join(lines))
+
+    summary = await import_registrations(ctx, config_path, path, tmp_path / "err.csv")
+
+    refused = {e["line"]: e for e in _errors(tmp_path / "err.csv")}
+    assert (summary.counts["registered"], summary.counts["refused"], summary.exit_code) == (6, 4, 1)
+    assert sorted(refused, key=int) == ["4", "6", "8", "10"]
+    assert "U+00B3 SUPERSCRIPT THREE" in refused["4"]["reason"]
+    assert "U+0663 ARABIC-INDIC DIGIT THREE" in refused["6"]["reason"]
+    assert refused["8"]["field"] == "birth_date" and refused["8"]["value"] == "1998-02-30"
+    assert "not valid UTF-8 (in name)" in refused["10"]["reason"]
+
+
+class FailingRowApi(RecruitmentApi):
+    """The real API, but the engine fails on one NIK with an error (not a refusal)."""
+
+    def __init__(self, inner: RecruitmentApi, nik: str) -> None:
+        super().__init__(inner.client, inner.task_queue, inner.pseudonym_key, keyring=TEST_KEYRING)
+        self.nik = nik
+
+    async def register(self, config, reg, *args, **kwargs):
+        if reg.nik == self.nik:
+            raise RPCError("internal error while starting the journey", RPCStatusCode.INTERNAL, b"")
+        return await super().register(config, reg, *args, **kwargs)
+
+
+async def test_an_engine_error_for_one_row_is_written_with_its_line_and_the_rest_go_on(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    rows = [_row(i) for i in range(1, 9)]
+    failing = _context(client, keys, settings, stack, FailingRowApi(ctx.api, rows[3]["nik"]))
+    path = _write_csv(tmp_path / "sscasn.csv", rows)
+
+    summary = await import_registrations(
+        failing, config_path, path, tmp_path / "err.csv", concurrency=4
+    )
+
+    [error] = _errors(tmp_path / "err.csv")
+    assert (summary.counts["registered"], summary.counts["failed"], summary.exit_code) == (7, 1, 1)
+    assert error["line"] == "5" and error["reason"].startswith(
+        "not processed: RPCError: internal error while starting the journey"
+    )
+
+
+class StubApi(RecruitmentApi):
+    """Our API without a server: it accepts every row until the connection 'drops' after
+    `sent` rows (or, with `hang`, waits there for the operator's Ctrl-C)."""
+
+    def __init__(self, sent: int, hang: bool = False, fail_report: str = "") -> None:
+        super().__init__(None, "stub", b"k" * 32)  # type: ignore[arg-type]
+        self.left, self.hang, self.fail_report = sent, hang, fail_report
+        self.reached = asyncio.Event()
+
+    async def check_round_keys(self, round_id: str) -> None:
+        pass
+
+    async def round_state(self, round_id: str) -> RoundState:
+        return RoundState(
+            round_id=round_id,
+            phase="registration",
+            schedule=self.schedule,
+            closed=[],
+            formasi_results={},
+            offers={},
+            decisions=[],
+        )
+
+    async def _next(self) -> None:
+        if self.left == 0:
+            self.reached.set()
+            if self.hang:
+                await asyncio.Event().wait()
+            raise ConnectionResetError("the connection to Temporal was lost")
+        self.left -= 1
+
+    async def register(self, config, reg, *args, **kwargs) -> RegistrationResult:
+        await self._next()
+        return RegistrationResult("registered", f"ID{reg.nik[-4:]}")
+
+    async def report(self, round_id: str, applicant_id: str, message) -> Ack:
+        if message.report_id == self.fail_report:
+            raise ValueError("the journey answered with something unreadable")
+        await self._next()
+        return Ack(
+            report_id=message.report_id,
+            applicant_id=applicant_id,
+            stage="skd",
+            effect="recorded",
+            recorded_at=datetime.now(UTC) + timedelta(seconds=1),
+        )
+
+
+def _stub_context(api: StubApi, tmp_path: Path) -> tuple[Context, Path]:
+    config = compressed_round("stub-1", [formasi("F1", 1)], {"registration": (-60, 300), **LATER})
+    api.schedule = config.schedule
+    path = tmp_path / "stub-1.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    return Context(api, "", Console(file=io.StringIO(), width=300)), path
+
+
+def _said(ctx: Context) -> str:
+    return " ".join(ctx.console.file.getvalue().split())
+
+
+async def test_an_import_that_loses_its_connection_says_how_many_rows_were_sent_and_where_to_resume(
+    tmp_path,
+):
+    ctx, config_path = _stub_context(StubApi(sent=7), tmp_path)
+    path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 21)])
+    checkpoint = tmp_path / "sscasn.checkpoint"
+
+    with pytest.raises(ConnectionResetError):
+        await import_registrations(
+            ctx, config_path, path, tmp_path / "err.csv", concurrency=1, checkpoint_path=checkpoint
+        )
+
+    said = _said(ctx)
+    assert (
+        "stopped before the end of" in said
+        and "(ConnectionResetError: the connection to Temporal was lost): 7 rows were sent "
+        "before it stopped (7 registered, 0 repeat); 0 refused, 0 failed"
+        in said
+    )
+    assert "1 row in flight (line 9) may or may not have reached the engine" in said
+    assert (
+        f"every row up to line 8 is done; run the same command again to go on (the checkpoint {checkpoint} resumes after line 8)"
+        in said
+    )
+    assert json.loads(checkpoint.read_text())["line"] == 8
+
+
+async def test_ctrl_c_during_an_import_says_how_many_rows_were_sent(tmp_path):
+    api = StubApi(sent=12, hang=True)
+    ctx, config_path = _stub_context(api, tmp_path)
+    path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 31)])
+    run = asyncio.create_task(
+        import_registrations(ctx, config_path, path, tmp_path / "err.csv", concurrency=1)
+    )
+    await api.reached.wait()
+
+    run.cancel()  # what asyncio.run does on the first Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await run
+
+    said = _said(ctx)
+    assert "(interrupted): 12 rows were sent before it stopped (12 registered, 0 repeat)" in said
+    assert "every row up to line 13 is done" in said and "--checkpoint FILE would skip" in said
+
+
+async def test_a_report_row_that_fails_is_written_with_its_id_and_the_rest_are_sent(tmp_path):
+    ctx, _ = _stub_context(StubApi(sent=100, fail_report="skd-3"), tmp_path)
+    rows = [
+        {"report_id": f"skd-{i}", "applicant_id": f"A{i}", "twk": 100, "tiu": 100, "tkp": 150}
+        for i in range(1, 7)
+    ]
+    path = _write_csv(tmp_path / "skd.csv", rows)
+
+    summary = await send_reports(
+        ctx, REPORT_KINDS["skd"], "stub-1", path, tmp_path / "err.csv", "cat-bkn"
+    )
+
+    [error] = _errors(tmp_path / "err.csv")
+    assert (summary.counts["accepted"], summary.counts["failed"], summary.exit_code) == (5, 1, 1)
+    assert (error["line"], error["id"]) == ("4", "skd-3")
+    assert "ValueError: the journey answered with something unreadable" in error["reason"]
+
+
+def test_an_interrupted_import_exits_3_and_prints_the_rows_sent(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import runtime.app
+    import starter
+
+    api = StubApi(sent=5)
+    _, config_path = _stub_context(api, tmp_path)
+    app = SimpleNamespace(
+        client=None,
+        settings=SimpleNamespace(task_queue="stub"),
+        keys=SimpleNamespace(pseudonym_key=b"k" * 32),
+        stack=SimpleNamespace(database_url=""),
+    )
+
+    async def open_app():
+        return app
+
+    monkeypatch.setattr(runtime.app, "open_app", open_app)
+    monkeypatch.setattr(starter, "RecruitmentApi", lambda *args, **kwargs: api)
+    path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 11)])
+
+    result = CliRunner().invoke(
+        starter.cli,
+        [
+            "import-registrations",
+            str(config_path),
+            str(path),
+            "--errors",
+            str(tmp_path / "e.csv"),
+            "--concurrency",
+            "1",
+        ],
+    )
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 3, result.output
+    assert "5 rows were sent before it stopped (5 registered, 0 repeat)" in said
+    assert "stopped: ConnectionResetError: the connection to Temporal was lost" in said
