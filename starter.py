@@ -790,13 +790,16 @@ def import_cmd(
     concurrency: Concurrency = 16,
     registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
     checkpoint: CheckpointOpt = None,
+    key: KeyFile = None,
 ):
-    """Register every row of a CSV export. Idempotent and resumable: re-run the same file."""
+    """Register every row of a CSV export. Idempotent and resumable: re-run the same file.
+    In a round with identities, sign with the registering identity's --key."""
     _precheck(lambda: (load_round_config(round_config), _header_ok(file, REGISTRATION_COLUMNS)))
     _run(
         lambda ctx: import_registrations(
             ctx, round_config, file, errors, concurrency, registered_by, checkpoint
-        )
+        ),
+        _signer(key, registered_by),
     )
 
 

@@ -7,6 +7,7 @@ import stat
 
 from typer.testing import CliRunner
 
+from client.csvio import REGISTRATION_COLUMNS
 from domain.messages import SkdReport
 from domain.signing import Signer, verify
 from starter import cli
@@ -60,3 +61,17 @@ def test_a_file_that_is_not_a_key_is_refused_naming_it(tmp_path):
     result = CliRunner().invoke(cli, args)
 
     assert result.exit_code == 2 and "not a key file made by starter.py keygen" in _said(result)
+
+
+def test_import_registrations_takes_the_registering_identitys_key_only(tmp_path):
+    runner = CliRunner()
+    runner.invoke(cli, ["keygen", "cat-bkn", "--out", str(tmp_path)])
+    rows = tmp_path / "sscasn.csv"
+    rows.write_text(",".join(REGISTRATION_COLUMNS.all) + "\n", encoding="utf-8")
+    args = ["import-registrations", "examples/round-kabupaten.toml", str(rows)]
+    args += ["--errors", str(tmp_path / "e.csv"), "--as", "sscasn-portal"]
+
+    result = runner.invoke(cli, [*args, "--key", str(tmp_path / "cat-bkn.key.json")])
+
+    assert result.exit_code == 2
+    assert "is cat-bkn's key, but --as says sscasn-portal" in _said(result)
