@@ -82,6 +82,17 @@ class Message:
         return dump(mode="json") if dump else self.content
 
 
+@dataclass(frozen=True)
+class RefusedSignal:
+    """A recorded signal the auditor cannot read (not encrypted with the round's key, or not the
+    message its name promises): the workflow dropped or ignored it, so it decided nothing."""
+
+    reason: str
+
+    def model_dump(self, mode: str = "json") -> dict[str, str]:
+        return {"refused": self.reason}
+
+
 @dataclass
 class RecordedHistory:
     """One run's history and what kind of workflow it belongs to."""
@@ -205,9 +216,14 @@ async def messages(history: WorkflowHistory, converter: DataConverter) -> list[M
             )
         elif event.HasField("workflow_execution_signaled_event_attributes"):
             attrs = event.workflow_execution_signaled_event_attributes
-            content = await _decode(
-                converter, attrs.input, SIGNAL_TYPES.get(attrs.signal_name), where
-            )
+            try:
+                content = await _decode(
+                    converter, attrs.input, SIGNAL_TYPES.get(attrs.signal_name), where
+                )
+            except AuditError as exc:
+                # Anyone who reaches Temporal can signal, and every signal is recorded; the
+                # workflow dropped or ignored one it could not read. The audit lists it, refused.
+                content = RefusedSignal(str(exc))
             out.append(Message(at, "signal", attrs.signal_name, content, identity=attrs.identity))
     return out
 

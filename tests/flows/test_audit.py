@@ -17,12 +17,21 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio import workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
 import audit
 from apps.fleet import build_worker
 from auditing.bundle import MANIFEST, check_bundle, load_histories, write_bundle
-from auditing.history import decision_drift, decisions_of, messages, replay, round_histories
+from auditing.history import (
+    RefusedSignal,
+    decision_drift,
+    decisions_of,
+    messages,
+    replay,
+    round_histories,
+)
 from auditing.provenance import check_provenance
 from auditing.recompute import compare, recompute
 from domain.messages import JourneyStart, JourneyState, SkdReport
@@ -34,6 +43,7 @@ from runtime.settings import LogFormat
 from scripts.record_histories import run_small_round
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
+from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -351,3 +361,23 @@ async def test_a_round_recorded_before_signing_is_named_as_unsigned():
     )
 
     assert check.unsigned_rounds == ["recorded"] and check.problems == [] and check.verified == 0
+
+
+async def test_a_forged_signal_in_a_history_is_listed_as_refused_not_a_stop(
+    audit_stack, live_round
+):
+    client, keys, _ = audit_stack
+    round_id, ids = live_round
+    # A client without the payload key (no codec): its signal is recorded in plaintext.
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    journey = journey_workflow_id(round_id, ids["C1"])  # the winner: still running
+    await outsider.get_workflow_handle(journey).signal("announce", {"phase": "final_result"})
+    history = await client.get_workflow_handle(journey).fetch_history()
+
+    listed = await messages(history, data_converter(keys))
+
+    refused = [m for m in listed if isinstance(m.content, RefusedSignal)]
+    assert [m.name for m in refused] == ["announce"]
+    assert "cannot decode" in refused[0].content.reason
