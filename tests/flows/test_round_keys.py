@@ -30,8 +30,6 @@ from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, re
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 WINDOWS = {
     "registration": (-60, 600),
     "administration": (600, 610),
