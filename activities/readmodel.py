@@ -143,10 +143,23 @@ class ReadModel:
         await done
 
     async def _drain(self) -> None:
+        batch: list[tuple[JourneyProjection, asyncio.Future[None]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
                 await self._write_batch(batch)
+                batch = []
+        except BaseException as exc:
+            # Interrupted mid-batch (cancelled, the pool closing): the batch's activities must
+            # fail and retry, never wait for a write that will not come.
+            for _, done in batch:
+                if done.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    done.cancel()
+                else:
+                    done.set_exception(exc)
+            raise
         finally:
             self._writing = False
 

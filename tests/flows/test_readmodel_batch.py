@@ -121,3 +121,28 @@ async def test_a_bad_projection_fails_alone_and_an_older_version_never_wins(stac
         assert seqs == [0, 1]
     finally:
         await pool.close()
+
+
+async def test_a_write_interrupted_mid_batch_fails_its_activities_instead_of_leaving_them_waiting(
+    stack,
+):
+    pool = await open_pool(stack.database_url, max_size=2)
+    try:
+        model = ReadModel(pool)
+        round_id = f"rm-{uuid.uuid4().hex[:6]}"
+        # The first statement waits on a lock held here, so the batch is in flight when the drain
+        # is cancelled (a stopping worker, a closing pool).
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute("LOCK TABLE applicants IN ACCESS EXCLUSIVE MODE")
+            first = asyncio.create_task(
+                model.project_journey(projection(round_id, "A", 1, Stage.SKD))
+            )
+            await asyncio.sleep(0.2)
+            assert model._drainer is not None and not first.done()
+            model._drainer.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(first, 5)
+        # The next projection drains afresh and lands.
+        await asyncio.wait_for(model.project_journey(projection(round_id, "A", 2, Stage.SKD)), 5)
+    finally:
+        await pool.close()
