@@ -161,13 +161,36 @@ def _score_problem(component: SkbComponent, score: float) -> str | None:
     return None
 
 
-def _refuse_admin(
-    sheet: ApplicantSheet, r: AdminReport, rules: JourneyRules, now: datetime
-) -> str | None:
-    problem = _required(sheet, r, rules, ReportKind.ADMIN, Stage.ADMIN_CHECK, Stage.REGISTERED)
-    if problem is None and sheet.admin_report is not None:
-        problem = "an administrative result is already recorded for this applicant"
-    return problem
+def _recorded_once(
+    kind: str, field: str, already: str, *stages: Stage
+) -> Callable[[ApplicantSheet, Report, JourneyRules, datetime], str | None]:
+    """The refusal of a report taken once, at `stages`, from the identities allowed `kind`."""
+
+    def refusal(sheet: ApplicantSheet, r: Report, rules: JourneyRules, now: datetime) -> str | None:
+        problem = _required(sheet, r, rules, kind, *stages)
+        if problem is None and getattr(sheet, field) is not None:
+            problem = already
+        return problem
+
+    return refusal
+
+
+_refuse_admin = _recorded_once(
+    ReportKind.ADMIN,
+    "admin_report",
+    "an administrative result is already recorded for this applicant",
+    Stage.ADMIN_CHECK,
+    Stage.REGISTERED,
+)
+_refuse_filing = _recorded_once(
+    ReportKind.FILING, "filing", "filing is already recorded", Stage.FILING
+)
+_refuse_latsar = _recorded_once(
+    ReportKind.LATSAR,
+    "latsar",
+    "Latsar can be taken only once; a result is already recorded",
+    Stage.LATSAR,
+)
 
 
 def _refuse_appeal(
@@ -252,24 +275,6 @@ def _refuse_offer_answer(
         problem = "there is no optimalisasi offer to answer"
     if problem is None and sheet.offer_answer is not None:
         problem = "the offer is already answered"
-    return problem
-
-
-def _refuse_filing(
-    sheet: ApplicantSheet, r: FilingReport, rules: JourneyRules, now: datetime
-) -> str | None:
-    problem = _required(sheet, r, rules, ReportKind.FILING, Stage.FILING)
-    if problem is None and sheet.filing is not None:
-        problem = "filing is already recorded"
-    return problem
-
-
-def _refuse_latsar(
-    sheet: ApplicantSheet, r: LatsarReport, rules: JourneyRules, now: datetime
-) -> str | None:
-    problem = _required(sheet, r, rules, ReportKind.LATSAR, Stage.LATSAR)
-    if problem is None and sheet.latsar is not None:
-        problem = "Latsar can be taken only once; a result is already recorded"
     return problem
 
 

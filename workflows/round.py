@@ -84,6 +84,7 @@ class RecruitmentRound:
         self.closed_at: dict[str, datetime] = {}  # window -> when the round closed it
         self.secret = ""  # seals the messages of the round's own workflows (domain/seal.py)
         self.identities = dict(self.config.identities)  # the keys in force (change_keys)
+        self.journey_rules = journey_rules(self.config)  # built once: every admission asks for it
         self.early: dict[str, str] = {}
         self.schedule_changed = False
         self.decisions: list[Decision] = []
@@ -138,7 +139,7 @@ class RecruitmentRound:
             workflow.upsert_search_attributes([RECRUITMENT_STAGE.value_set(phase.value)])
 
     async def _start_formasi(self) -> None:
-        rules = journey_rules(self.config)
+        rules = self.journey_rules
         for f in self.config.formasi:
             handle = await workflow.start_child_workflow(
                 FormasiSelection.run,
@@ -516,7 +517,7 @@ class RecruitmentRound:
         """What a starting journey is judged by: the round's rules, the formasi, the registration
         window and the TMT, as they stand."""
         return RoundView(
-            rules=journey_rules(self.config).model_copy(update={"identities": self.identities}),
+            rules=self.journey_rules.model_copy(update={"identities": self.identities}),
             formasi=self.config.formasi_by_code(formasi_code),
             tmt=self.schedule.tmt,
             registration_closes=self.schedule.registration.closes,
