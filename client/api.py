@@ -56,6 +56,10 @@ class RefusedError(Exception):
     """A report, command or registration that the engine refused, with the reason."""
 
 
+class UnknownError(RefusedError):
+    """The round or applicant a message is for does not exist."""
+
+
 def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:
     """The registration number: a keyed pseudonym of the NIK, so ids carry no personal data."""
     digest = hmac.new(pseudonym_key, f"{round_id}\x00{nik}".encode(), hashlib.sha256).digest()
@@ -167,9 +171,9 @@ class RecruitmentApi:
         if problem:
             raise RefusedError(problem)
 
-    async def _round_key_problem(self, round_id: str) -> str | None:
-        """Why this client's keys are not the round's, read from the round's start input (its
-        history's first event, which the round's code cannot change); None when they are."""
+    async def _round_start_payloads(self, round_id: str) -> list:
+        """The round's start input as recorded (its history's first event, which the round's
+        code cannot change); RefusedError when there is no such round."""
         handle = self.client.get_workflow_handle(round_workflow_id(round_id))
         try:
             events = handle.fetch_history_events(page_size=1)
@@ -179,10 +183,26 @@ class RecruitmentApi:
                 raise
             first = None
         if first is None:
-            raise RefusedError(
+            raise UnknownError(
                 f"round {round_id} does not exist; create it first (starter.py create-round)"
             )
-        payloads = first.workflow_execution_started_event_attributes.input.payloads
+        return list(first.workflow_execution_started_event_attributes.input.payloads)
+
+    async def round_config(self, round_id: str) -> RoundConfig:
+        """The rules round `round_id` was created with, read from its start input: what a
+        reader without the operator's file (the gateway, an auditor) goes by."""
+        payloads = await self._round_start_payloads(round_id)
+        if not payloads:
+            raise RefusedError(
+                f"round {round_id} has no start input: it was not started by create-round"
+            )
+        [start] = await self.client.data_converter.decode(payloads[:1], [RoundStart])
+        return RoundConfig.model_validate(start.config)
+
+    async def _round_key_problem(self, round_id: str) -> str | None:
+        """Why this client's keys are not the round's, read from the round's start input (its
+        history's first event, which the round's code cannot change); None when they are."""
+        payloads = await self._round_start_payloads(round_id)
         if not payloads:
             return f"round {round_id} has no start input: it was not started by create-round"
         mine = await self.key_ids()
@@ -311,7 +331,10 @@ class RecruitmentApi:
                     cause.message if isinstance(cause, ApplicationError) else str(cause)
                 ) from None
             except RPCError as exc:
-                why = await self._why_not_running(handle, journey)
+                try:
+                    why = await self._why_not_running(handle, journey)
+                except UnknownError as unknown:
+                    raise UnknownError(f"{subject}: {unknown}") from None
                 if why is None and attempt < UPDATE_ATTEMPTS:
                     # The workflow is running but the update was lost with a workflow task the
                     # server rejected (e.g. a signal raced the workflow's completion). Sending the
@@ -322,11 +345,16 @@ class RecruitmentApi:
         raise AssertionError("unreachable")
 
     async def _why_not_running(self, handle, journey: bool) -> str | None:
-        """Why an update could not reach a workflow (unknown, or ended with its outcome); None if running."""
+        """Why an update could not reach a workflow (ended with its outcome), None if it is
+        running; UnknownError when there is no such workflow."""
         try:
             description = await handle.describe()
-        except RPCError:
-            return "no such applicant in this round" if journey else "no such round"
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise UnknownError(
+                "no such applicant in this round" if journey else "no such round"
+            ) from None
         if description.status == WorkflowExecutionStatus.COMPLETED and journey:
             state = await JOURNEY_STATE.ask(handle)
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"

@@ -68,6 +68,28 @@ class Settings(BaseSettings):
         description="base64 Ed25519 private key (32 bytes) for audit bundles; "
         "required with CASN_TEMPORAL_ADDRESS by the commands that sign bundles",
     )
+    # The HTTP gateway (serve.py): service API, applicant portal, public announcements.
+    http_host: str = Field(default="127.0.0.1", description="address the gateway listens on")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="port of the gateway")
+    http_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest request body; larger gets 413"
+    )
+    gateway_api_keys_file: Path | None = Field(
+        default=None,
+        description="TOML file: identity = \"sha256:<hex of the API key>\" for each service "
+        "that may call the service API; unset = <data_dir>/keys/api-keys.toml (embedded only)",
+    )
+    portal_identity: str = Field(
+        default="sscasn-portal", description="the identity the portal signs its messages as"
+    )
+    portal_key_file: Path | None = Field(
+        default=None,
+        description="the portal identity's private key (starter.py keygen); unset = "
+        "<data_dir>/keys/<portal_identity>.key.json (embedded only)",
+    )
+    portal_rate_per_minute: int = Field(
+        default=20, ge=1, description="registrations and logins per client address per minute"
+    )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
 
@@ -93,6 +115,11 @@ class Settings(BaseSettings):
     def embedded_temporal(self) -> bool:
         """True when the project runs its own Temporal dev server."""
         return not self.temporal_address
+
+    @property
+    def development(self) -> bool:
+        """The embedded single-machine mode: the portal's cookies may travel over plain HTTP."""
+        return self.embedded_temporal
 
     @property
     def embedded_postgres(self) -> bool:

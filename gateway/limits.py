@@ -1,0 +1,158 @@
+"""Limits every request passes: a request id in every log line, a body-size cap (413), and
+per-client rate limits on the endpoints that attract floods (registration, login)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.problems import PROBLEM_JSON
+from runtime.logs import get_logger
+
+log = get_logger("gateway")
+REQUEST_ID = "x-request-id"
+
+
+def _problem_bytes(status: int, title: str, detail: str, path: str, request_id: str) -> bytes:
+    import json
+
+    return json.dumps(
+        {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": path,
+            "request_id": request_id,
+        }
+    ).encode()
+
+
+class RequestLimits:
+    """ASGI middleware: gives each request an id (kept from a well-formed `X-Request-Id`, else
+    new), binds it to every log line written while the request runs, answers it in the
+    response, logs one line per request, and refuses a body over `max_body` bytes with 413
+    (by Content-Length up front, or while reading a chunked body)."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = (
+            given
+            if 8 <= len(given) <= 64 and given.replace("-", "").isalnum()
+            else uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def refuse_too_large() -> None:
+            body = _problem_bytes(
+                413,
+                "Request body too large",
+                f"the body is larger than {self.max_body} bytes",
+                scope.get("path", ""),
+                request_id,
+            )
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [
+                        (b"content-type", PROBLEM_JSON.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                await refuse_too_large()
+                return
+            received = 0
+            too_large = False
+
+            async def counting_receive() -> Message:
+                nonlocal received, too_large
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        too_large = True
+                        raise _BodyTooLarge
+                return message
+
+            try:
+                await self.app(scope, counting_receive, send_with_id)
+            except _BodyTooLarge:
+                if status["code"] == 0:
+                    await refuse_too_large()
+        finally:
+            log.info(
+                "request",
+                method=scope.get("method"),
+                path=_loggable_path(scope.get("path", "")),
+                status=status["code"] or 413,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _loggable_path(path: str) -> str:
+    """The path as logged: registration numbers are pseudonyms, so paths carry no personal
+    data; a query string (which could) is never logged."""
+    return path[:200]
+
+
+class RateLimiter:
+    """A token bucket per client key: `per_minute` requests a minute, bursts up to the same.
+
+    Per process: with several gateway processes behind a balancer each keeps its own buckets,
+    so the effective limit is per process (docs/GATEWAY.md)."""
+
+    def __init__(self, per_minute: int, max_clients: int = 100_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(per_minute)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def retry_after(self, key: str, now: float | None = None) -> float:
+        """0 when the request may go ahead (and takes a token), else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, at = self._buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            wait = 0.0
+        else:
+            self._buckets[key] = (tokens, now)
+            wait = (1 - tokens) / self.rate
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait

@@ -1,0 +1,121 @@
+"""Errors as RFC 9457 problem details (application/problem+json), each naming its field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Refused",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Invalid message",
+    429: "Too many requests",
+    503: "Unavailable",
+}
+
+
+class Problem(Exception):
+    """An answer other than success: raised anywhere in a request, rendered as problem+json.
+
+    `errors` lists the fields at fault, each `{"field", "value", "reason"}`."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        type_: str = "about:blank",
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.type = type_
+        self.errors = errors or []
+        self.headers = headers or {}
+
+    def body(self, instance: str, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": _TITLES.get(self.status, "Error"),
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+            "request_id": request_id,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "")
+    return JSONResponse(
+        problem.body(request.url.path, request_id),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _shown(value: Any) -> Any:
+    """A rejected value as it may be echoed back: short, and never a whole object."""
+    if isinstance(value, dict | list):
+        return None
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as `{"field", "value", "reason"}`, the field as a dotted path in the
+    message (the `body.` prefix dropped)."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in {"body", "query", "path", "header"}:
+            where, loc = loc[0], loc[1:]
+        else:
+            where = "body"
+        field = ".".join(loc) or "(body)"
+        if where == "header":
+            field = f"header {field}"
+        out.append(
+            {
+                "field": field,
+                "value": None if err.get("type") == "missing" else _shown(err.get("input")),
+                "reason": err.get("msg", ""),
+            }
+        )
+    return out
+
+
+def install(app) -> None:
+    """Render every error of the JSON API as problem+json (the portal renders its own pages)."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = validation_errors(exc)
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        return problem_response(request, Problem(422, detail, errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return problem_response(
+            request, Problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        )

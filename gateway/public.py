@@ -1,0 +1,5 @@
+"""Placeholder: routes come next."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,241 @@
+"""The service API: each report and command is a POST carrying the sender's signed message.
+
+Two checks stand in front of the engine's own: the caller proves who it is with its API key
+(`Authorization: Bearer <key>`), and the message must be reported by that same identity. The
+signature inside the message is then checked by the journey or the round themselves (domain/
+signing.py), which decide whether the report counts; the answer is their acknowledgement.
+
+No `from __future__ import annotations` here: FastAPI reads the body types of the routes made in
+a loop below from their live annotations.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from pydantic import BaseModel, Field
+from temporalio.service import RPCError
+
+from client.api import RefusedError, UnknownError
+from domain.messages import Ack, Report
+from domain.protocol import (
+    CHANGE_KEYS,
+    CLOSE_WINDOW,
+    EXTEND_WINDOW,
+    JOURNEY_REPORTS,
+    MOVE_TMT,
+    Update,
+)
+from domain.registration import Registration
+from gateway.deps import Gateway, gateway
+from gateway.problems import PROBLEM_JSON, Problem
+from runtime.logs import get_logger
+
+log = get_logger("gateway.api")
+router = APIRouter(prefix="/api/v1", tags=["service API"])
+
+_PROBLEM = {"description": "RFC 9457 problem details", "content": {PROBLEM_JSON: {}}}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: _PROBLEM for code in (401, 403, 404, 409, 413, 422, 429, 503)
+}
+# What each report kind is called in the path: the journey's update name, without the
+# report_ prefix the updates share.
+JOURNEY_PATHS = {name.removeprefix("report_"): update for name, update in JOURNEY_REPORTS.items()}
+COMMAND_PATHS = {
+    "extend-window": EXTEND_WINDOW,
+    "close-window": CLOSE_WINDOW,
+    "move-tmt": MOVE_TMT,
+    "change-keys": CHANGE_KEYS,
+}
+
+
+def caller(
+    request: Request,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <API key>` of the calling service")
+    ] = None,
+) -> str:
+    """The identity whose API key the request carries; 401 without a known key."""
+    gw: Gateway = request.app.state.gateway
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401,
+            "send the service's API key as `Authorization: Bearer <key>`",
+            errors=[{"field": "header authorization", "value": None, "reason": "missing"}],
+            headers={"WWW-Authenticate": 'Bearer realm="casn"'},
+        )
+    identity = gw.api_keys.identity_of(key.strip())
+    if identity is None:
+        raise Problem(
+            401,
+            "the API key is not one this gateway knows",
+            errors=[{"field": "header authorization", "value": None, "reason": "unknown key"}],
+            headers={"WWW-Authenticate": 'Bearer realm="casn", error="invalid_token"'},
+        )
+    return identity
+
+
+Caller = Annotated[str, Depends(caller)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="the message's report_id; a repeat returns the first acknowledgement",
+    ),
+]
+
+
+def _check_sender(identity: str, message: Report, idempotency_key: str | None) -> None:
+    if message.reported_by != identity:
+        raise Problem(
+            403,
+            f"the API key is {identity}'s, but the message is reported by {message.reported_by}",
+            errors=[
+                {"field": "reported_by", "value": message.reported_by, "reason": "not the caller"}
+            ],
+        )
+    if idempotency_key is not None and idempotency_key != message.report_id:
+        raise Problem(
+            422,
+            "Idempotency-Key must be the message's report_id",
+            errors=[
+                {
+                    "field": "header Idempotency-Key",
+                    "value": idempotency_key[:80],
+                    "reason": f"is not report_id {message.report_id}",
+                }
+            ],
+        )
+
+
+async def _engine(call, subject: str) -> Any:
+    """Run one call into the engine, its refusals turned into problems."""
+    try:
+        return await call
+    except UnknownError as exc:
+        raise Problem(404, str(exc)) from None
+    except RefusedError as exc:
+        raise Problem(409, str(exc), type_="/problems/refused") from None
+    except RPCError as exc:
+        log.warning("engine unreachable", subject=subject, error=type(exc).__name__)
+        raise Problem(
+            503, "the engine cannot be reached; send the same message again later"
+        ) from None
+
+
+def _journey_route(path: str, update: Update[Any, Ack]) -> None:
+    model = update.input
+
+    async def post_report(
+        round_id: str,
+        applicant_id: str,
+        message: Annotated[model, Body()],  # type: ignore[valid-type]
+        identity: Caller,
+        idempotency_key: IdempotencyKey = None,
+        gw: Gateway = Depends(gateway),
+    ) -> Ack:
+        _check_sender(identity, message, idempotency_key)
+        ack = await _engine(
+            gw.api.report(round_id, applicant_id, message), f"{path} report {message.report_id}"
+        )
+        log.info(
+            "report accepted",
+            kind=path,
+            report_id=message.report_id,
+            by=identity,
+            effect=ack.effect,
+        )
+        return ack
+
+    post_report.__name__ = f"post_{path}"
+    router.post(
+        f"/rounds/{{round_id}}/applicants/{{applicant_id}}/{path}",
+        summary=f"{model.__name__}: {(model.__doc__ or '').strip().splitlines()[0]}",
+        responses=RESPONSES,
+        response_model=Ack,
+    )(post_report)
+
+
+def _command_route(path: str, update: Update[Any, Ack]) -> None:
+    model = update.input
+
+    async def post_command(
+        round_id: str,
+        message: Annotated[model, Body()],  # type: ignore[valid-type]
+        identity: Caller,
+        idempotency_key: IdempotencyKey = None,
+        gw: Gateway = Depends(gateway),
+    ) -> Ack:
+        _check_sender(identity, message, idempotency_key)
+        ack = await _engine(gw.api.command(round_id, message), f"{path} {message.report_id}")
+        log.info("command accepted", kind=path, report_id=message.report_id, by=identity)
+        return ack
+
+    post_command.__name__ = f"post_{path.replace('-', '_')}"
+    router.post(
+        f"/rounds/{{round_id}}/commands/{path}",
+        summary=f"{model.__name__}: {(model.__doc__ or '').strip().splitlines()[0]}",
+        responses=RESPONSES,
+        response_model=Ack,
+    )(post_command)
+
+
+for _path, _update in JOURNEY_PATHS.items():
+    _journey_route(_path, _update)
+for _path, _update in COMMAND_PATHS.items():
+    _command_route(_path, _update)
+
+
+class RegistrationAnswer(BaseModel):
+    """What became of a registration sent through the service API."""
+
+    status: str = Field(description="registered | repeat")
+    applicant_id: str = Field(description="the registration number")
+    registered_at: datetime
+
+
+@router.post(
+    "/rounds/{round_id}/registrations",
+    summary="Register one applicant (operators and the portal), signed by the portal's key",
+    responses=RESPONSES,
+)
+async def post_registration(
+    round_id: str,
+    registration: Registration,
+    identity: Caller,
+    gw: Gateway = Depends(gateway),
+) -> RegistrationAnswer:
+    config = await _engine(gw.rounds.config(round_id), f"registration in {round_id}")
+    allowed = {*config.reporters.get("operator", []), *config.reporters.get("portal", [])}
+    if identity not in allowed:
+        raise Problem(403, f"{identity} may not register applicants in round {round_id}")
+    if gw.portal is None:
+        raise Problem(503, "this gateway holds no portal key, so it cannot sign registrations")
+    state = await _engine(gw.rounds.state(round_id), f"registration in {round_id}")
+    result = await _engine(
+        gw.api.register(
+            config,
+            registration,
+            gw.portal.identity,
+            schedule_closes=state.schedule.registration.closes,
+        ),
+        f"registration in {round_id}",
+    )
+    if result.status == "refused":
+        errors = [
+            {"field": r.field, "value": str(r.value)[:80], "reason": r.reason}
+            for r in result.refusals
+        ]
+        raise Problem(
+            409,
+            "; ".join(f"{e['field']}: {e['reason']}" for e in errors),
+            type_="/problems/refused",
+            errors=errors,
+        )
+    log.info("registration", status=result.status, applicant_id=result.applicant_id, by=identity)
+    return RegistrationAnswer(
+        status=result.status,
+        applicant_id=result.applicant_id or "",
+        registered_at=datetime.now(UTC),
+    )

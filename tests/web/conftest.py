@@ -1,0 +1,62 @@
+"""The gateway's ASGI app on the session's real stack, with a worker, for httpx and the browser.
+
+Every test identity of tests/roundkit.py holds the API key `api-key-<identity>`; the portal
+signs as `sscasn`, the test rounds' portal identity.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest_asyncio
+
+from client.api import RecruitmentApi
+from domain.signing import Keyring
+from gateway.app import create_app
+from gateway.deps import ApiKeys, Gateway, RoundDirectory, api_key_digest
+from tests.roundkit import REPORTERS, TEST_KEYRING, test_signer
+
+PORTAL = "sscasn"
+IDENTITIES = sorted({i for ids in REPORTERS.values() for i in ids})
+
+
+def api_key(identity: str) -> str:
+    """The test API key of a test identity."""
+    return f"api-key-{identity}"
+
+
+def auth(identity: str) -> dict[str, str]:
+    """The Authorization header of a test identity."""
+    return {"Authorization": f"Bearer {api_key(identity)}"}
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def gateway_state(client, keys, running_worker):
+    """A Gateway on the running worker's task queue and read model."""
+    settings, pool = running_worker
+    settings = settings.model_copy(update={"portal_identity": PORTAL})
+    portal = test_signer(PORTAL)
+    return Gateway(
+        settings=settings,
+        api=RecruitmentApi(
+            client, settings.task_queue, keys.pseudonym_key, keyring=Keyring([portal])
+        ),
+        pool=pool,
+        api_keys=ApiKeys({api_key_digest(api_key(i)): i for i in IDENTITIES}),
+        portal=portal,
+        rounds=RoundDirectory(
+            RecruitmentApi(client, settings.task_queue, keys.pseudonym_key), state_ttl=0.0
+        ),
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def http(gateway_state):
+    """An httpx client speaking to the app in-process (ASGI), as a service would over HTTP."""
+    app = create_app(gateway_state)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+        yield c
+
+
+# The services' signing keys, for tests that sign what they send.
+SERVICES = TEST_KEYRING
