@@ -8,15 +8,177 @@
 
 Listens on CASN_HTTP_HOST:CASN_HTTP_PORT (127.0.0.1:8000). Exit codes: 0 stopped by a signal,
 2 bad configuration, 3 a server could not be reached.
+
+On one machine every identity of the sample round gets a key pair and an API key under
+<data_dir>/keys/, made once and kept, so that a restart serves the same round: the API keys in
+api-keys.local.toml (the services' side), their digests in api-keys.toml (the gateway's side).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import secrets
+import signal
 import sys
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
+import uvicorn
+
+from apps.demo import EXAMPLE
+from client.api import RecruitmentApi
+from domain.config import RoundConfig, parse_round_config
+from domain.signing import Keyring, Signer
+from gateway.app import create_app, open_gateway
+from gateway.deps import api_key_digest
+from runtime.logs import get_logger
+
+log = get_logger("serve")
+SAMPLE_ROUND_ID = "CPNS-CONTOH-PORTAL"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def sample_identities(keys_dir: Path, identities: list[str]) -> tuple[Keyring, dict[str, str]]:
+    """A key pair and an API key for each identity, made once under `keys_dir`: the key files
+    as `starter.py keygen` writes them, the API keys in api-keys.local.toml (the services'
+    side) and their digests in api-keys.toml (the gateway's side)."""
+    signers = []
+    for identity in identities:
+        path = keys_dir / f"{identity}.key.json"
+        if path.exists():
+            signers.append(Signer.from_jwk(json.loads(path.read_text(encoding="utf-8"))))
+        else:
+            signer = Signer.generate(identity)
+            _write_private(path, json.dumps(signer.jwk()))
+            signers.append(signer)
+    plain_path = keys_dir / "api-keys.local.toml"
+    plain = tomllib.loads(plain_path.read_text(encoding="utf-8")) if plain_path.exists() else {}
+    for identity in identities:
+        plain.setdefault(identity, secrets.token_urlsafe(32))
+    _write_private(
+        plain_path, "".join(f"{json.dumps(i)} = {json.dumps(k)}\n" for i, k in plain.items())
+    )
+    _write_private(
+        keys_dir / "api-keys.toml",
+        "".join(f"{json.dumps(i)} = {json.dumps(api_key_digest(k))}\n" for i, k in plain.items()),
+    )
+    return Keyring(signers), plain
+
+
+def sample_round(now: datetime, keyring: Keyring) -> tuple[RoundConfig, str]:
+    """The example regency round with registration open from now for 14 days, later windows
+    after it, and the sample identities' public keys."""
+    import tomli_w
+
+    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    doc["round_id"] = SAMPLE_ROUND_ID
+    doc["identities"] = keyring.public_keys()
+    start = now - timedelta(minutes=1)
+    days = [
+        ("registration", 0, 14),
+        ("administration", 14, 21),
+        ("skd", 28, 42),
+        ("skb", 49, 63),
+        ("filing", 70, 84),
+        ("latsar", 120, 400),
+    ]
+    for name, a, b in days:
+        doc["schedule"][name] = {
+            "opens": start + timedelta(days=a),
+            "closes": start + timedelta(days=b),
+        }
+    doc["schedule"]["tmt"] = (start + timedelta(days=100)).date()
+    text = tomli_w.dumps(doc)
+    return parse_round_config(tomllib.loads(text), "sample round"), text
+
+
+async def serve(with_worker: bool = False, sample: bool = False) -> int:
+    """Run the gateway until SIGTERM/SIGINT; with the worker and the sample round on one machine."""
+    from apps.fleet import build_worker
+    from runtime.app import open_app
+
+    ctx = await open_app()
+    settings = ctx.settings
+    if sample:
+        if not settings.embedded_temporal:
+            log.error("the sample round is for the embedded mode only")
+            return 2
+        doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+        identities = sorted({i for ids in doc["reporters"].values() for i in ids})
+        keys_dir = settings.data_dir / "keys"
+        keyring, _ = sample_identities(keys_dir, identities)
+        round_file = settings.data_dir / "serve" / "round.toml"
+        if not round_file.exists():
+            _, text = sample_round(datetime.now(UTC), keyring)
+            round_file.parent.mkdir(parents=True, exist_ok=True)
+            round_file.write_text(text, encoding="utf-8")
+        api = RecruitmentApi(
+            ctx.client, settings.task_queue, ctx.keys.pseudonym_key, keyring=keyring
+        )
+    gw = await open_gateway(ctx)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gw),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    worker = await build_worker(ctx.client, settings, gw.pool) if with_worker else None
+    try:
+        if worker is not None:
+            await worker.__aenter__()
+        if sample:
+            operator = doc["reporters"]["operator"][0]
+            _, created = await api.create_round(round_file, operator)
+            log.info("sample round", round_id=SAMPLE_ROUND_ID, created=created)
+        serving = asyncio.create_task(server.serve())
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        print(
+            f"\nGateway on {base}\n"
+            f"  portal (applicants)     {base}/\n"
+            f"  announcements (public)  {base}/pengumuman\n"
+            f"  service API (OpenAPI)   {base}/api/docs   {base}/openapi.json\n"
+            + (
+                f"  API keys of the sample services  {settings.data_dir / 'keys' / 'api-keys.local.toml'}\n"
+                if sample
+                else ""
+            )
+            + f"  Temporal Web UI         {ctx.stack.ui_url}\n"
+            "Stop with Ctrl-C.",
+            flush=True,
+        )
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+        stopping.cancel()
+    finally:
+        if worker is not None:
+            await worker.__aexit__(None, None, None)
+        await gw.pool.close()
+    return 0
+
 
 cli = typer.Typer(help=__doc__, add_completion=False, pretty_exceptions_enable=False)
 
@@ -36,9 +198,7 @@ def main(
     from runtime.keys import InvalidKeyError
 
     try:
-        code = asyncio.run(
-            __import__("apps.serve", fromlist=["serve"]).serve(with_worker, sample_round)
-        )
+        code = asyncio.run(serve(with_worker, sample_round))
     except (GatewayConfigError, InvalidKeyError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         code = 2

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     )
     gateway_api_keys_file: Path | None = Field(
         default=None,
-        description="TOML file: identity = \"sha256:<hex of the API key>\" for each service "
+        description='TOML file: identity = "sha256:<hex of the API key>" for each service '
         "that may call the service API; unset = <data_dir>/keys/api-keys.toml (embedded only)",
     )
     portal_identity: str = Field(
