@@ -54,6 +54,30 @@ def ensure_venv() -> None:
     STAMP.write_text(digest)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium for the browser tests when it is missing (apt-get, as root or
+    through sudo). When that fails the browser tests fail and say why; they are never skipped."""
+    if CHROMIUM.exists():
+        return
+    apt = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    if os.geteuid() != 0:
+        apt = ["sudo", "-n", *apt]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print("installing chromium for the browser tests (apt-get)", flush=True)
+    try:
+        if subprocess.run(apt, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            update = (
+                ["apt-get", "update"] if os.geteuid() == 0 else ["sudo", "-n", "apt-get", "update"]
+            )
+            subprocess.run(update, env=env, stdout=subprocess.DEVNULL)
+            subprocess.run(apt, env=env, stdout=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        print(f"cannot install chromium: {exc}; the browser tests will fail", flush=True)
+
+
 def main(argv: list[str]) -> int:
     commands = {
         "demo": [str(PY), "starter.py", "demo"],
@@ -73,6 +97,8 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     ensure_venv()
+    if argv[0] == "test":
+        ensure_chromium()
     os.chdir(ROOT)
     return subprocess.run(commands[argv[0]] + argv[1:]).returncode
 

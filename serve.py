@@ -17,6 +17,7 @@ api-keys.local.toml (the services' side), their digests in api-keys.toml (the ga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -143,7 +144,8 @@ async def serve(with_worker: bool = False, sample: bool = False) -> int:
             server_header=False,
         )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # Our own SIGTERM/SIGINT handling stops the server (uvicorn would take the signals over).
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     worker = await build_worker(ctx.client, settings, gw.pool) if with_worker else None
     try:
         if worker is not None:

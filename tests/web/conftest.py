@@ -60,3 +60,34 @@ async def http(gateway_state):
 
 # The services' signing keys, for tests that sign what they send.
 SERVICES = TEST_KEYRING
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live_url(gateway_state):
+    """The app on a real TCP port (uvicorn, in the session's event loop), for the browser."""
+    import asyncio
+    import contextlib
+    import socket
+
+    import uvicorn
+
+    from gateway.app import create_app as make
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(make(gateway_state), log_config=None, access_log=False, lifespan="off")
+    )
+    server.capture_signals = contextlib.nullcontext  # pytest keeps its own signal handling
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
