@@ -8,6 +8,7 @@ import uuid
 from collections import OrderedDict
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.problems import PROBLEM_JSON
@@ -101,7 +102,7 @@ class RequestLimits:
                     received += len(message.get("body", b""))
                     if received > self.max_body:
                         too_large = True
-                        raise _BodyTooLarge
+                        raise _BodyTooLarge(self.max_body)
                 return message
 
             try:
@@ -120,8 +121,13 @@ class RequestLimits:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """A body found too large while it is read. An HTTPException, because FastAPI turns any
+    other exception raised while it reads a body into a 400; this one reaches the app's
+    handler and becomes the 413 (and the middleware answers it where no handler does)."""
+
+    def __init__(self, max_body: int) -> None:
+        super().__init__(413, f"the body is larger than {max_body} bytes")
 
 
 def _loggable_path(path: str) -> str:

@@ -109,6 +109,21 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
         )
 
 
+async def _check_signed(gw: Gateway, round_id: str, message: Report) -> None:
+    """Refuse an unsigned message in a round with keys here, before the engine: the gateway's
+    client holds the portal's key and would sign a portal-reported message itself, so a
+    service could otherwise have the gateway sign in its name."""
+    config = await _engine(gw.rounds.config(round_id), f"{message.report_id} to {round_id}")
+    if config.identities and not message.signature:
+        raise Problem(
+            409,
+            f"{message.report_id} is unsigned: in round {round_id} every report and command "
+            f"carries its reporter's signature ({message.reported_by}'s key)",
+            type_="/problems/refused",
+            errors=[{"field": "signature", "value": None, "reason": "missing"}],
+        )
+
+
 async def _engine(call, subject: str) -> Any:
     """Run one call into the engine, its refusals turned into problems."""
     try:
@@ -136,6 +151,7 @@ def _journey_route(path: str, update: Update[Any, Ack]) -> None:
         gw: Gateway = Depends(gateway),
     ) -> Ack:
         _check_sender(identity, message, idempotency_key)
+        await _check_signed(gw, round_id, message)
         ack = await _engine(
             gw.api.report(round_id, applicant_id, message), f"{path} report {message.report_id}"
         )
@@ -168,6 +184,7 @@ def _command_route(path: str, update: Update[Any, Ack]) -> None:
         gw: Gateway = Depends(gateway),
     ) -> Ack:
         _check_sender(identity, message, idempotency_key)
+        await _check_signed(gw, round_id, message)
         ack = await _engine(gw.api.command(round_id, message), f"{path} {message.report_id}")
         log.info("command accepted", kind=path, report_id=message.report_id, by=identity)
         return ack
