@@ -226,6 +226,13 @@ class JourneyState(BaseModel, frozen=True):
     terminal_reason: str = ""
     sanction_rounds: int = 0
     decisions: list[Decision] = []
+    # What the portal needs to offer a form only when the journey would take it (client/status.py).
+    admin_announced_at: datetime | None = None  # the sanggah window runs from here
+    appeal_filed_at: datetime | None = None  # the instansi's answer is due from here
+    appeal_answered: bool = False
+    offer: OptimalisasiOffer | None = None  # an optimalisasi offer held, without its seal
+    offer_answered: bool = False
+    ending_pending: bool = False  # a withdrawal or DIS accepted, applied at the journey's next step
 
 
 # --- between workflows ------------------------------------------------------------------------

@@ -552,6 +552,12 @@ def journey_state(sheet: ApplicantSheet, round_id: str, decisions: list[Decision
         terminal_reason=sheet.terminal_reason,
         sanction_rounds=sheet.sanction_rounds,
         decisions=list(decisions),
+        admin_announced_at=sheet.admin_announced_at,
+        appeal_filed_at=sheet.received_at.get(sheet.appeal.report_id) if sheet.appeal else None,
+        appeal_answered=sheet.appeal_answer is not None,
+        offer=sheet.offer.model_copy(update={"seal": ""}) if sheet.offer else None,
+        offer_answered=sheet.offer_answer is not None,
+        ending_pending=sheet.ending is not None and sheet.terminal is None,
     )
 
 

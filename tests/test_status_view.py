@@ -1,0 +1,216 @@
+"""The status views (client/status.py) as pure functions: windows, TMT moves, reasons, what an
+applicant may do now."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from client.status import (
+    build_applicant_view,
+    build_round_view,
+    decision_view,
+    reason_text,
+    wib,
+)
+from domain.codes import AdminDecision, FinalCode, RoundPhase, Stage, Terminal
+from domain.messages import Decision, JourneyState, OptimalisasiOffer, RoundState
+from tests.roundkit import compressed_round, formasi
+
+T0 = datetime(2027, 8, 1, 1, 0, tzinfo=UTC)  # 08.00 WIB
+SECONDS = {
+    "registration": (0, 100),
+    "administration": (150, 200),
+    "skd": (200, 300),
+    "skb": (300, 400),
+    "filing": (400, 500),
+    "latsar": (500, 600),
+}
+CONFIG = compressed_round(
+    "r-view",
+    [formasi("F1", 1), formasi("F2", 1, jabatan="Ahli Pertama - Statistisi")],
+    SECONDS,
+    appeal_window=30,
+    answer_within=50,
+    t0=T0,
+)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def decided(seconds: float, stage: str, outcome: str, actor: str, **inputs) -> Decision:
+    return Decision(at=at(seconds), stage=stage, outcome=outcome, actor=actor, input=inputs)
+
+
+def round_state(phase: str, closed: list[str], decisions: list[Decision], **changes) -> RoundState:
+    return RoundState(
+        round_id=CONFIG.round_id,
+        phase=phase,
+        schedule=CONFIG.schedule.model_copy(update=changes),
+        closed=closed,
+        formasi_results={},
+        offers={},
+        decisions=decisions,
+    )
+
+
+def test_wib_shows_jakarta_time_with_indonesian_month():
+    assert wib(datetime(2027, 8, 20, 16, 59, tzinfo=UTC)) == "20 Agu 2027 23.59 WIB"
+
+
+def test_a_window_shows_its_extension_and_one_closed_early_says_so():
+    registration = CONFIG.schedule.registration.model_copy(update={"closes": at(150)})
+    state = round_state(
+        RoundPhase.SKD,
+        ["registration", "administration"],
+        [
+            decided(
+                50,
+                "registration",
+                "registration extended",
+                "panitia",
+                new_closes=at(150).isoformat(),
+                reason="gangguan",
+            ),
+            decided(150, "registration", "window closed", "schedule", early=None),
+            decided(
+                160,
+                "administration",
+                "administration closed early",
+                "panitia",
+                window="administration",
+                reason="selesai",
+            ),
+            decided(160, "administration", "window closed", "schedule", early="selesai"),
+        ],
+        registration=registration,
+    )
+    view = build_round_view(CONFIG, state, at(170))
+    reg, adm, skd, skb = (view.window(n) for n in ("registration", "administration", "skd", "skb"))
+    assert (reg.state, reg.closes, reg.original_closes) == ("ditutup", at(150), at(100))
+    assert [(e.new_closes, e.reason, e.by) for e in reg.extensions] == [
+        (at(150), "gangguan", "panitia")
+    ]
+    assert (adm.state, adm.closed_early, adm.closed_early_reason) == ("ditutup", True, "selesai")
+    assert adm.state_text().startswith("ditutup lebih awal")
+    assert skd.state == "dibuka" and skb.state == "belum dibuka"
+
+
+def test_tmt_moves_chain_from_the_original_tmt():
+    state = round_state(
+        RoundPhase.FILING,
+        [],
+        [
+            decided(
+                1, "filing", "TMT moved to 2027-04-01", "panitia", new_tmt="2027-04-01", reason="a"
+            ),
+            decided(
+                2, "filing", "TMT moved to 2027-05-01", "panitia", new_tmt="2027-05-01", reason="b"
+            ),
+        ],
+        tmt=date(2027, 5, 1),
+    )
+    view = build_round_view(CONFIG, state, at(450))
+    assert [(m.from_tmt, m.to_tmt) for m in view.tmt_moves] == [
+        (date(2027, 3, 1), date(2027, 4, 1)),
+        (date(2027, 4, 1), date(2027, 5, 1)),
+    ]
+
+
+def journey(**facts) -> JourneyState:
+    return JourneyState(round_id=CONFIG.round_id, applicant_id="A1", formasi_code="F1", **facts)
+
+
+def view_at(seconds: float, j: JourneyState, phase: str = RoundPhase.SKD):
+    now = at(seconds)
+    return build_applicant_view(
+        j, CONFIG, build_round_view(CONFIG, round_state(phase, [], []), now), now
+    )
+
+
+def test_a_tms_may_be_appealed_within_its_window_and_not_after():
+    j = journey(stage=Stage.ADMIN_APPEAL, admin=AdminDecision.TMS, admin_announced_at=at(200))
+    inside = view_at(229, j)
+    assert inside.can_appeal
+    assert [(d.label, d.at) for d in inside.deadlines][0] == ("Batas pengajuan sanggah", at(230))
+    assert not view_at(230, j).can_appeal
+
+
+def test_an_appeal_filed_is_not_offered_again_and_its_answer_is_awaited():
+    j = journey(
+        stage=Stage.ADMIN_APPEAL,
+        admin=AdminDecision.TMS,
+        admin_announced_at=at(200),
+        appeal_filed_at=at(210),
+    )
+    view = view_at(211, j)
+    assert not view.can_appeal
+    assert ("Batas jawaban sanggah oleh instansi", at(260)) in [
+        (d.label, d.at) for d in view.deadlines
+    ]
+
+
+def test_an_offer_held_is_pending_until_answered_or_past_its_deadline():
+    offer = OptimalisasiOffer(offer_id="r-view/offer/A1/F2", to_formasi="F2", answer_by=at(420))
+    j = journey(stage=Stage.OPTIMALISASI, final_code=FinalCode.NOT_PASSED, offer=offer)
+    pending = view_at(410, j, RoundPhase.OPTIMALISASI).pending_offer
+    assert pending is not None and (pending.to_formasi, pending.to_jabatan) == (
+        "F2",
+        "Ahli Pertama - Statistisi",
+    )
+    assert view_at(420, j, RoundPhase.OPTIMALISASI).pending_offer is None
+    answered = j.model_copy(update={"offer_answered": True})
+    assert view_at(410, answered, RoundPhase.OPTIMALISASI).pending_offer is None
+
+
+def test_an_ended_journey_can_do_nothing_and_a_winner_is_warned_of_the_sanction():
+    ended = journey(
+        stage=Stage.ENDED,
+        terminal=Terminal.NOT_PASSED,
+        terminal_reason="TL: declined the optimalisasi offer",
+    )
+    view = view_at(500, ended, RoundPhase.FILING)
+    assert not (view.can_withdraw or view.can_appeal or view.pending_offer or view.deadlines)
+    assert view.terminal_text.startswith("Tidak lulus (TL)")
+    winner = journey(stage=Stage.FILING, final_code=FinalCode.PASSED)
+    assert view_at(450, winner, RoundPhase.FILING).withdrawal_sanction_rounds == 2
+
+
+def test_the_current_window_close_is_a_deadline_while_it_is_open():
+    view = view_at(250, journey(stage=Stage.SKD))
+    assert [(d.label, d.at) for d in view.deadlines] == [("Batas pelaksanaan SKD", at(300))]
+
+
+def test_a_tms_names_each_failing_document_with_its_reason():
+    d = decided(
+        200,
+        Stage.ADMIN_CHECK,
+        "TMS",
+        "bkpsdm-verifikator",
+        report_id="x",
+        reported_by="bkpsdm-verifikator",
+        findings=[
+            {"document": "ijazah", "reason": "tidak terbaca"},
+            {"document": "KTP", "reason": "kedaluwarsa"},
+        ],
+    )
+    view = decision_view(d)
+    assert [(x.item, x.reason) for x in view.details] == [
+        ("ijazah", "tidak terbaca"),
+        ("KTP", "kedaluwarsa"),
+    ]
+    assert view.stage_label == "Seleksi administrasi" and "TMS" in view.reason
+
+
+def test_every_ending_the_journey_writes_reads_in_indonesian():
+    for reason in (
+        "TMS; no appeal within the appeal window",
+        "TMS; appeal rejected: dokumen tetap tidak sah",
+        "TH: did not sit the SKD",
+        "SKB gate failed: health TMS",
+        "filing incomplete: DRH",
+        "APS: withdrew; barred from the next 2 rounds",
+    ):
+        assert reason_text(reason) != reason
+    assert reason_text("APS: withdrew; barred from the next 2 rounds").count("2 seleksi") == 1
