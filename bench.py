@@ -6,6 +6,7 @@
     python3 run.py bench journeys --size 200
     python3 run.py bench ack-latency --rate 50 --duration 30
     python3 run.py bench registrations --size 500
+    python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench profile --size 200          # journeys under py-spy
@@ -684,6 +685,35 @@ def registrations(size: int = 500, concurrency: int = 32, seed: int = 11, keep_s
         async with stack(keep_stack) as ctx:
             _, fig = await run_registrations(ctx, size, seed, concurrency)
             save("registrations", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command()
+def gateway(
+    size: int = typer.Option(5000, min=1, help="registrations per path"),
+    clients: int = typer.Option(200, min=1, help="concurrent clients (and tasks, direct)"),
+    seed: int = 13,
+    status_clients: int = typer.Option(4, min=1, help="applicants reading their status page"),
+    http_first: bool = typer.Option(False, "--http-first", help="run the HTTP burst first"),
+    gateway_log_level: str = typer.Option("INFO", help="the gateway process's log level"),
+    repeat: int = typer.Option(
+        1, min=1, help="bursts per path, in ABBA order (2 = direct, HTTP, HTTP, direct)"
+    ),
+    keep_stack: bool = KEEP,
+):
+    """A registration burst through the HTTP gateway and straight to the engine, in one run;
+    the status page's p95 under the HTTP burst."""
+    from bench.gateway import run_gateway
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_gateway(
+                ctx, size, clients, seed, status_clients, http_first, gateway_log_level, repeat
+            )
+            save("gateway", {"machine": m, **figures})
 
     asyncio.run(main())
 

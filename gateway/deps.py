@@ -127,6 +127,7 @@ class Gateway:
     )
 
 
-def gateway(request: Request) -> Gateway:
-    """The gateway of the app serving `request` (FastAPI dependency)."""
+async def gateway(request: Request) -> Gateway:
+    """The gateway of the app serving `request` (FastAPI dependency; async, because FastAPI
+    runs a plain function dependency in a thread pool, a thread hop on every request)."""
     return request.app.state.gateway

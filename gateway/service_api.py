@@ -49,13 +49,14 @@ COMMAND_PATHS = {
 }
 
 
-def caller(
+async def caller(
     request: Request,
     authorization: Annotated[
         str | None, Header(description="`Bearer <API key>` of the calling service")
     ] = None,
 ) -> str:
-    """The identity whose API key the request carries; 401 without a known key."""
+    """The identity whose API key the request carries; 401 without a known key. (Async: it
+    does no blocking work, and FastAPI would run a plain function in a thread pool.)"""
     gw: Gateway = request.app.state.gateway
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
