@@ -695,6 +695,9 @@ def gateway(
     clients: int = typer.Option(200, min=1, help="concurrent clients (and tasks, direct)"),
     seed: int = 13,
     status_clients: int = typer.Option(4, min=1, help="applicants reading their status page"),
+    status_interval: float = typer.Option(
+        0.5, min=0.0, help="seconds a viewer waits after each status page before the next"
+    ),
     http_first: bool = typer.Option(False, "--http-first", help="run the HTTP burst first"),
     gateway_log_level: str = typer.Option("INFO", help="the gateway process's log level"),
     repeat: int = typer.Option(
@@ -711,7 +714,15 @@ def gateway(
     async def main():
         async with stack(keep_stack) as ctx:
             figures = await run_gateway(
-                ctx, size, clients, seed, status_clients, http_first, gateway_log_level, repeat
+                ctx,
+                size,
+                clients,
+                seed,
+                status_clients,
+                http_first,
+                gateway_log_level,
+                repeat,
+                status_interval,
             )
             save("gateway", {"machine": m, **figures})
 
