@@ -1,5 +1,924 @@
-"""Placeholder: routes come next."""
+"""The applicant portal: register online, log in, read one's status with the reasons for every
+decision, file a sanggah, answer an optimalisasi offer, withdraw.
 
-from fastapi import APIRouter
+Server-rendered pages in Indonesian, usable on a phone without script. Everything the portal
+sends to the engine is signed by the portal's identity (gw.api holds its key); the engine
+decides (eligibility, windows, repeats) and the portal shows its answer. Every form carries a
+token tied to the visitor (gateway/accounts.py); registration and login are rate-limited per
+client address. Log lines carry the request id and the registration number at most: never a
+NIK, a name or a password.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from temporalio.service import RPCError
+
+from client.api import RefusedError, UnknownError, applicant_id_for
+from client.status import applicant_view, reason_text, wib
+from domain.config import Category, RoundConfig
+from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
+from domain.registration import Refusal, Registration, normalise_nik
+from gateway.accounts import (
+    MAX_PASSWORD,
+    MIN_PASSWORD,
+    Accounts,
+    FormTokens,
+    Session,
+    browser_binding,
+    new_browser_id,
+    report_id_for,
+)
+from gateway.deps import Gateway, gateway
+from gateway.limits import RateLimiter
+from runtime.logs import get_logger
+
+log = get_logger("gateway.portal")
+
+router = APIRouter(include_in_schema=False)
+
+BROWSER_COOKIE = "casn_pra"  # the pre-session cookie anonymous forms' tokens are tied to
+SESSION_COOKIE = "casn_sesi"
+_ROUND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")  # domain.config.Code
+_REGISTRATION_NO = re.compile(r"^[A-Z2-7]{16}$")  # client.api.applicant_id_for
+
+EDUCATION_LEVELS = ["SMA/SMK", "D3", "D4", "S1", "S2", "S3"]
+CATEGORY_LABELS = {
+    Category.UMUM: "Umum",
+    Category.CUMLAUDE: "Lulusan cumlaude",
+    Category.DIASPORA: "Diaspora",
+    Category.DISABILITAS: "Penyandang disabilitas",
+    Category.PAPUA: "Putra/putri Papua",
+    Category.DAERAH_TERTINGGAL: "Putra/putri daerah tertinggal",
+}
+FIELD_LABELS = {
+    "nik": "NIK",
+    "name": "Nama lengkap",
+    "birth_date": "Tanggal lahir",
+    "gender": "Jenis kelamin",
+    "education_level": "Jenjang pendidikan",
+    "major": "Program studi",
+    "gpa": "IPK",
+    "formasi_code": "Formasi",
+    "category": "Kategori kebutuhan",
+    "citizen": "Kewarganegaraan",
+    "password": "Kata sandi",
+    "password_again": "Ulangi kata sandi",
+    "registered_at": "Waktu pendaftaran",
+}
+REGISTRATION_FIELDS = (
+    "nik",
+    "name",
+    "birth_date",
+    "gender",
+    "education_level",
+    "major",
+    "gpa",
+    "formasi_code",
+    "category",
+    "citizen",
+)
+LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
+
+
+# --- the portal's own state, kept on the app --------------------------------------------------
+
+
+@dataclass
+class Portal:
+    """What the portal keeps per app: accounts and sessions, form tokens, rate limiters."""
+
+    accounts: Accounts
+    tokens: FormTokens
+    register_limit: RateLimiter
+    login_limit: RateLimiter
+
+    @classmethod
+    def of(cls, gw: Gateway) -> Portal:
+        """The portal of a gateway: argon2id with the library's parameters, form tokens keyed
+        from the pseudonym key (every gateway process of a deployment holds it)."""
+        per_minute = gw.settings.portal_rate_per_minute
+        return cls(
+            accounts=Accounts(gw.pool),
+            tokens=FormTokens.derived_from(gw.api.pseudonym_key),
+            register_limit=RateLimiter(per_minute),
+            login_limit=RateLimiter(per_minute),
+        )
+
+
+def portal(request: Request) -> Portal:
+    """The app's portal, made on first use (a test may put its own on `app.state.portal`)."""
+    found = getattr(request.app.state, "portal", None)
+    if found is None:
+        found = request.app.state.portal = Portal.of(request.app.state.gateway)
+    return found
+
+
+@dataclass
+class Visit:
+    """One request's visitor: the session when logged in, the pre-session cookie otherwise."""
+
+    gw: Gateway
+    portal: Portal
+    request: Request
+    session: Session | None
+    browser_id: str | None
+    new_browser: bool = False
+
+    @property
+    def binding(self) -> str:
+        """What the visitor's form tokens are tied to."""
+        if self.session is not None:
+            return self.session.binding
+        if self.browser_id is None:
+            self.browser_id, self.new_browser = new_browser_id(), True
+        return browser_binding(self.browser_id)
+
+    def token(self, purpose: str) -> str:
+        """A new form token for a form of `purpose`."""
+        return self.portal.tokens.issue(self.binding, purpose)
+
+    def nonce(self, form: Any, purpose: str) -> str | None:
+        """The nonce of the form's valid token, or None (a missing or forged token, another
+        visitor's, another form's, an expired one; or no cookie to tie it to)."""
+        if self.session is None and self.browser_id is None:
+            return None
+        return self.portal.tokens.nonce(str(form.get("csrf_token", "")), self.binding, purpose)
+
+    @property
+    def client_key(self) -> str:
+        """The client address the rate limits count by."""
+        return self.request.client.host if self.request.client else "unknown"
+
+
+async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
+    """The visitor of `request` (FastAPI dependency)."""
+    p = portal(request)
+    session = await p.accounts.session(request.cookies.get(SESSION_COOKIE))
+    browser_id = request.cookies.get(BROWSER_COOKIE)
+    if browser_id is not None and not 16 <= len(browser_id) <= 64:
+        browser_id = None
+    return Visit(gw, p, request, session, browser_id)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def _cookie(response: Response, visit: Visit, name: str, value: str, max_age: int | None) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=not visit.gw.settings.development,
+    )
+
+
+def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    """A portal page; the header knows who is logged in, and the pre-session cookie is set
+    when a form on the page needed one."""
+    account = None
+    if visit.session is not None:
+        account = {
+            "round_id": visit.session.round_id,
+            "applicant_id": visit.session.applicant_id,
+            "logout_token": visit.token("keluar"),
+        }
+    response = visit.gw.templates.TemplateResponse(
+        visit.request,
+        f"portal/{template}",
+        {"account": account, "wib": wib, "labels": FIELD_LABELS, **context},
+        status_code=status,
+    )
+    if visit.new_browser and visit.browser_id is not None:
+        _cookie(response, visit, BROWSER_COOKIE, visit.browser_id, None)
+    return response
+
+
+def message(
+    visit: Visit,
+    status: int,
+    title: str,
+    text: str,
+    *,
+    kind: str = "errors",
+    back: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """A page that says one thing: an error, a refusal, or a confirmation."""
+    response = page(
+        visit, "message.html", {"title": title, "text": text, "kind": kind, "back": back}, status
+    )
+    response.headers.update(headers or {})
+    return response
+
+
+def forbidden(visit: Visit) -> HTMLResponse:
+    """The answer to a form without a valid token: nothing was done."""
+    log.warning("form refused: no valid form token", path=visit.request.url.path)
+    return message(
+        visit,
+        403,
+        "Formulir tidak sah",
+        "Formulir ini tidak dapat diterima karena token keamanannya tidak ada, tidak sah atau "
+        "sudah kedaluwarsa. Tidak ada yang diubah. Buka kembali halamannya (pastikan cookie "
+        "diizinkan), lalu kirim ulang.",
+    )
+
+
+def unavailable(visit: Visit, subject: str, exc: BaseException) -> HTMLResponse:
+    """The engine could not be reached or could not be used: say so, change nothing."""
+    log.warning("engine unavailable", subject=subject, error=type(exc).__name__)
+    return message(
+        visit,
+        503,
+        "Layanan sedang tidak tersedia",
+        "Sistem seleksi sedang tidak dapat dihubungi. Silakan coba lagi beberapa saat lagi.",
+        headers={"Retry-After": "30"},
+    )
+
+
+def limited(visit: Visit, limiter: RateLimiter, what: str) -> HTMLResponse | None:
+    """429 when the client address has sent too many `what` requests this minute."""
+    wait = limiter.retry_after(f"{what}:{visit.client_key}")
+    if wait <= 0:
+        return None
+    seconds = max(1, math.ceil(wait))
+    log.warning("rate limited", what=what, retry_after=seconds)
+    return message(
+        visit,
+        429,
+        "Terlalu banyak permintaan",
+        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik.",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def to_login(round_id: str | None = None) -> RedirectResponse:
+    """Send a visitor without a session to the login page."""
+    return RedirectResponse(f"/masuk?round={round_id}" if round_id else "/masuk", 303)
+
+
+async def _round(visit: Visit, round_id: str) -> tuple[RoundConfig, RoundState] | HTMLResponse:
+    """The round's rules and state, or the page saying why there are none."""
+    if not _ROUND_ID.fullmatch(round_id or ""):
+        return message(
+            visit,
+            404,
+            "Seleksi tidak ditemukan",
+            "Pilih seleksi dari halaman depan.",
+            back=("/", "Halaman depan"),
+        )
+    try:
+        return await visit.gw.rounds.config(round_id), await visit.gw.rounds.state(round_id)
+    except UnknownError:
+        return message(
+            visit,
+            404,
+            "Seleksi tidak ditemukan",
+            f"Tidak ada seleksi dengan kode {round_id}.",
+            back=("/", "Halaman depan"),
+        )
+    except (RPCError, RefusedError) as exc:
+        return unavailable(visit, f"round {round_id}", exc)
+
+
+def _registration_open(state: RoundState, now: datetime) -> bool:
+    window = state.schedule.registration
+    return state.phase == "registration" and window.opens <= now < window.closes
+
+
+# --- the front page -------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(v: Visit = Depends(visit)) -> HTMLResponse:
+    """The rounds open for registration, and every round one can log in to."""
+    now = datetime.now(UTC)
+    rounds = []
+    try:
+        round_ids = (await v.gw.rounds.round_ids())[:50]
+    except RPCError as exc:
+        return unavailable(v, "round list", exc)
+    for round_id in round_ids:
+        try:
+            config = await v.gw.rounds.config(round_id)
+            state = await v.gw.rounds.state(round_id)
+        except (RPCError, RefusedError) as exc:  # one unreadable round hides only itself
+            log.warning("round not listed", round_id=round_id, error=type(exc).__name__)
+            continue
+        rounds.append(
+            {
+                "round_id": round_id,
+                "instansi": config.instansi,
+                "formasi": len(config.formasi),
+                "open": _registration_open(state, now),
+                "opens": state.schedule.registration.opens,
+                "closes": state.schedule.registration.closes,
+            }
+        )
+    return page(
+        v,
+        "index.html",
+        {
+            "now": now,
+            "open": [r for r in rounds if r["open"]],
+            "others": [r for r in rounds if not r["open"]],
+        },
+    )
+
+
+# --- registration -------------------------------------------------------------------------------
+
+
+def _registration_form(
+    v: Visit,
+    config: RoundConfig,
+    state: RoundState,
+    values: dict[str, str],
+    errors: dict[str, list[str]],
+    status: int = 200,
+    notice: str = "",
+) -> HTMLResponse:
+    levels = list(dict.fromkeys([*EDUCATION_LEVELS, *(f.education_level for f in config.formasi)]))
+    majors = sorted({m for f in config.formasi for m in f.majors})
+    return page(
+        v,
+        "register.html",
+        {
+            "config": config,
+            "closes": state.schedule.registration.closes,
+            "values": values,
+            "errors": errors,
+            "error_count": sum(len(e) for e in errors.values()),
+            "notice": notice,
+            "levels": levels,
+            "majors": majors,
+            "categories": CATEGORY_LABELS,
+            "csrf_token": v.token("daftar"),
+            "min_password": MIN_PASSWORD,
+        },
+        status,
+    )
+
+
+@router.get("/daftar", response_class=HTMLResponse)
+async def registration_page(round: str = "", v: Visit = Depends(visit)) -> Response:
+    """The registration form of a round, while its registration is open."""
+    if not round:
+        return RedirectResponse("/", 303)  # the front page lists the rounds open
+    found = await _round(v, round)
+    if isinstance(found, HTMLResponse):
+        return found
+    config, state = found
+    if not _registration_open(state, datetime.now(UTC)):
+        window = state.schedule.registration
+        return message(
+            v,
+            200,
+            "Pendaftaran tidak dibuka",
+            f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
+            kind="notice",
+            back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
+        )
+    return _registration_form(v, config, state, {"citizen": "ya", "category": "umum"}, {})
+
+
+def _form_errors(exc: ValidationError, values: dict[str, str]) -> dict[str, list[str]]:
+    """pydantic's errors of a Registration in Indonesian, by field; never echoing a value."""
+    errors: dict[str, list[str]] = {}
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else "nik"
+        kind = err.get("type", "")
+        ctx = err.get("ctx") or {}
+        if not values.get(field, "").strip() or kind in {"missing", "string_too_short"}:
+            text = "wajib diisi"
+        elif field == "nik":
+            text = "NIK terdiri dari tepat 16 angka 0-9, seperti tertulis pada KTP"
+        elif kind == "string_too_long":
+            text = f"terlalu panjang (paling banyak {ctx.get('max_length')} karakter)"
+        elif kind.startswith("date"):
+            text = "bukan tanggal yang sah (tulis sebagai TTTT-BB-HH)"
+        elif field == "gpa":
+            text = "tulis IPK sebagai angka antara 0 dan 4, misalnya 3,25"
+        elif kind == "enum":
+            text = "pilih salah satu pilihan yang tersedia"
+        else:
+            text = "isian tidak sah"
+        errors.setdefault(field, []).append(text)
+    return errors
+
+
+def _password_errors(password: str, again: str, nik: str) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if len(password) < MIN_PASSWORD:
+        errors.setdefault("password", []).append(f"paling sedikit {MIN_PASSWORD} karakter")
+    if len(password) > MAX_PASSWORD:
+        errors.setdefault("password", []).append(f"paling banyak {MAX_PASSWORD} karakter")
+    if nik and len(nik) >= 8 and nik in password:
+        errors.setdefault("password", []).append("tidak boleh memuat NIK")
+    if password != again:
+        errors.setdefault("password_again", []).append("tidak sama dengan kata sandi")
+    return errors
+
+
+_REASONS: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"a NIK is exactly 16 digits"), "NIK terdiri dari tepat 16 angka 0-9"),
+    (re.compile(r"the region code .* is 000000"), "kode wilayah NIK (angka 1-6) tidak sah"),
+    (
+        re.compile(r"digits 7-12 are not a valid DDMMYY"),
+        "angka 7-12 NIK bukan tanggal lahir (HHBBTT) yang sah",
+    ),
+    (
+        re.compile(r"its birth-date part does not match"),
+        "bagian tanggal lahir pada NIK tidak sesuai dengan tanggal lahir yang diisi",
+    ),
+    (
+        re.compile(r"does not match the NIK"),
+        "tidak sesuai dengan NIK (pada NIK perempuan, tanggal lahir ditambah 40)",
+    ),
+    (re.compile(r"the serial part .* is 0000"), "nomor urut NIK (angka 13-16) tidak sah"),
+    (
+        re.compile(r"only Indonesian citizens may apply"),
+        "hanya warga negara Indonesia yang dapat mendaftar",
+    ),
+    (re.compile(r"no such formasi"), "formasi ini tidak ada pada seleksi ini"),
+    (
+        re.compile(r"age (\d+) on (\S+) is outside (\d+)-(\d+)"),
+        lambda m: f"usia Anda {m[1]} tahun pada {m[2]}, di luar batas usia {m[3]}-{m[4]} tahun",
+    ),
+    (
+        re.compile(r"formasi (\S+) requires (.+)"),
+        lambda m: f"formasi {m[1]} mensyaratkan jenjang pendidikan {m[2]}",
+    ),
+    (
+        re.compile(r"formasi (\S+) accepts \[(.*)\]"),
+        lambda m: f"formasi {m[1]} hanya menerima program studi {m[2].replace(chr(39), '')}",
+    ),
+    (re.compile(r"below the minimum (\S+)"), lambda m: f"di bawah IPK minimum {m[1]}"),
+    (
+        re.compile(r"formasi (\S+) is reserved for (\S+)"),
+        lambda m: f"formasi {m[1]} khusus untuk kategori {_category_label(m[2])}",
+    ),
+    (
+        re.compile(r"formasi (\S+) is a general \(umum\) formasi"),
+        lambda m: f"formasi {m[1]} adalah formasi umum; pilih kategori Umum",
+    ),
+    (
+        re.compile(r"registration is open (\S+) to (\S+)"),
+        lambda m: (
+            "pendaftaran hanya dibuka "
+            f"{wib(datetime.fromisoformat(m[1]))} sampai {wib(datetime.fromisoformat(m[2]))}"
+        ),
+    ),
+    # What the journey answers to the portal's reports (domain/sheet.py, domain/administration.py).
+    (
+        re.compile(r"only a TMS result can be appealed"),
+        "sanggah hanya dapat diajukan atas hasil TMS",
+    ),
+    (
+        re.compile(r"the result has not been announced yet"),
+        "hasil seleksi administrasi belum diumumkan",
+    ),
+    (re.compile(r"an appeal may be filed once"), "sanggah hanya dapat diajukan satu kali"),
+    (
+        re.compile(r"the appeal window closed at (\S+)"),
+        lambda m: f"masa sanggah sudah berakhir pada {wib(datetime.fromisoformat(m[1]))}",
+    ),
+    (
+        re.compile(r"the journey has ended \(([^:()]+): (.*)\)$"),
+        lambda m: f"proses seleksi Anda sudah berakhir: {reason_text(m[2])}",
+    ),
+    (
+        re.compile(r"the journey has ended \((.*)\)"),
+        lambda m: f"proses seleksi Anda sudah berakhir ({m[1]})",
+    ),
+    (
+        re.compile(r"there is no optimalisasi offer"),
+        "tidak ada tawaran optimalisasi yang dapat dijawab",
+    ),
+    (re.compile(r"the offer is already answered"), "tawaran ini sudah dijawab"),
+    (
+        re.compile(r"already used with different content"),
+        "formulir ini sudah pernah dikirim dengan isi lain; buka kembali halaman status",
+    ),
+]
+
+
+def _category_label(value: str) -> str:
+    try:
+        return CATEGORY_LABELS[Category(value)]
+    except ValueError:
+        return value
+
+
+def indonesian(reason: str) -> str:
+    """An engine's reason in Indonesian, where its wording is known; else the reason itself,
+    marked as the system's words."""
+    for pattern, text in _REASONS:
+        found = pattern.search(reason)
+        if found:
+            return text(found) if callable(text) else text
+    return f"ditolak oleh sistem: {reason}"
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+def _refusal_errors(refusals: list[Refusal]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for refusal in refusals:
+        field = refusal.field if refusal.field in FIELD_LABELS else "registered_at"
+        errors.setdefault(field, []).append(indonesian(refusal.reason))
+    return errors
+
+
+def _is_repeat_nik(refusals: list[Refusal]) -> bool:
+    """The engine's refusal of a NIK already registered in the round with other data."""
+    return any(r.field == "nik" and r.reason.startswith("already registered") for r in refusals)
+
+
+@router.post("/daftar", response_class=HTMLResponse)
+async def register(request: Request, v: Visit = Depends(visit)) -> Response:
+    """Register: the journey checks eligibility and starts; the account is made with it."""
+    if (slow := limited(v, v.portal.register_limit, "daftar")) is not None:
+        return slow
+    form = await request.form()
+    round_id = str(form.get("round", ""))
+    if v.nonce(form, "daftar") is None:
+        return forbidden(v)
+    found = await _round(v, round_id)
+    if isinstance(found, HTMLResponse):
+        return found
+    config, state = found
+    values = {f: str(form.get(f, "")).strip() for f in REGISTRATION_FIELDS}
+    values["citizen"] = "ya" if form.get("citizen") == "ya" else "tidak"
+    password, again = str(form.get("password", "")), str(form.get("password_again", ""))
+    errors: dict[str, list[str]] = {}
+    reg: Registration | None = None
+    try:
+        reg = Registration.model_validate(
+            {
+                **{f: values[f] for f in REGISTRATION_FIELDS if values[f]},
+                "name": " ".join(values["name"].split()),
+                "gpa": values["gpa"].replace(",", "."),
+                "citizen": values["citizen"] == "ya",
+            }
+        )
+    except ValidationError as exc:
+        errors = _form_errors(exc, values)
+    for field, texts in _password_errors(password, again, reg.nik if reg else "").items():
+        errors.setdefault(field, []).extend(texts)
+    if errors or reg is None:
+        return _registration_form(v, config, state, values, errors, 422)
+    if v.gw.portal is None:
+        return message(
+            v,
+            503,
+            "Pendaftaran belum dapat dilayani",
+            "Portal ini belum memiliki kunci tanda tangan, sehingga belum dapat mengirim pendaftaran.",
+        )
+    applicant_id = applicant_id_for(v.gw.api.pseudonym_key, round_id, reg.nik)
+    accounts = v.portal.accounts
+
+    def already(status: int = 409) -> HTMLResponse:
+        log.info("registration refused: NIK already registered", round_id=round_id)
+        return _registration_form(
+            v,
+            config,
+            state,
+            values,
+            {"nik": ["NIK ini sudah terdaftar pada seleksi ini"]},
+            status,
+            notice="NIK ini sudah terdaftar pada seleksi ini. Satu NIK hanya dapat mendaftar satu "
+            "kali. Silakan masuk dengan NIK atau nomor pendaftaran Anda dan kata sandi Anda.",
+        )
+
+    # The account first, then the journey: if the engine answers nothing (unreachable), the
+    # account stays, and sending the same form again finds it and completes the registration.
+    created_hash: str | None = None
+    if not await accounts.exists(round_id, applicant_id):
+        created_hash = await accounts.hash(password)
+        if not await accounts.create(round_id, applicant_id, created_hash):
+            created_hash = None  # made a moment ago by a second submit of the same form
+    if created_hash is None and not await accounts.check_password(round_id, applicant_id, password):
+        return already()
+    try:
+        result = await v.gw.api.register(
+            config, reg, v.gw.portal.identity, schedule_closes=state.schedule.registration.closes
+        )
+    except (RPCError, RefusedError) as exc:
+        return unavailable(v, f"registration in {round_id}", exc)
+    # Registered now; or registered a moment ago by the same form, sent twice (the account was
+    # there and its password matched).
+    done = result.status == "registered" or (result.status == "repeat" and created_hash is None)
+    if not done:
+        if created_hash is not None:
+            await accounts.discard(round_id, applicant_id, created_hash)
+        if result.status == "repeat" or _is_repeat_nik(result.refusals):
+            return already()
+        log.info("registration refused", round_id=round_id, reasons=len(result.refusals))
+        return _registration_form(v, config, state, values, _refusal_errors(result.refusals), 422)
+    log.info("registration", round_id=round_id, applicant_id=applicant_id, status=result.status)
+    token, v.session = await accounts.open_session(round_id, applicant_id)
+    formasi = config.formasi_by_code(reg.formasi_code)
+    response = page(
+        v,
+        "registered.html",
+        {"config": config, "applicant_id": applicant_id, "formasi": formasi},
+        201 if result.status == "registered" else 200,
+    )
+    _cookie(response, v, SESSION_COOKIE, token, int(accounts.session_ttl.total_seconds()))
+    return response
+
+
+# --- login and logout ---------------------------------------------------------------------------
+
+
+async def _login_form(
+    v: Visit, round_id: str, number: str, error: str = "", status: int = 200
+) -> HTMLResponse:
+    try:
+        round_ids = await v.gw.rounds.round_ids()
+    except RPCError as exc:
+        return unavailable(v, "round list", exc)
+    return page(
+        v,
+        "login.html",
+        {
+            "round_id": round_id,
+            "round_ids": round_ids,
+            "number": number,
+            "error": error,
+            "csrf_token": v.token("masuk"),
+        },
+        status,
+    )
+
+
+@router.get("/masuk", response_class=HTMLResponse)
+async def login_page(round: str = "", v: Visit = Depends(visit)) -> Response:
+    """The login form: round, registration number or NIK, password."""
+    if v.session is not None:
+        return RedirectResponse("/status", 303)
+    return await _login_form(v, round if _ROUND_ID.fullmatch(round) else "", "")
+
+
+def _applicant_id(v: Visit, round_id: str, number: str) -> str | None:
+    """The registration number a login names: given as such, or the NIK's (never stored)."""
+    compact = "".join(number.split())
+    if compact.isdigit():  # a registration number has letters (base32); a NIK has none
+        try:
+            return applicant_id_for(v.gw.api.pseudonym_key, round_id, normalise_nik(compact))
+        except ValueError:
+            return None
+    compact = compact.upper()
+    return compact if _REGISTRATION_NO.fullmatch(compact) else None
+
+
+@router.post("/masuk", response_class=HTMLResponse)
+async def login(request: Request, v: Visit = Depends(visit)) -> Response:
+    """Log in; the same answer for an unknown number and a wrong password."""
+    if (slow := limited(v, v.portal.login_limit, "masuk")) is not None:
+        return slow
+    form = await request.form()
+    if v.nonce(form, "masuk") is None:
+        return forbidden(v)
+    round_id = str(form.get("round", ""))
+    number = str(form.get("number", ""))[:64]
+    password = str(form.get("password", ""))[: MAX_PASSWORD + 1]
+    if not _ROUND_ID.fullmatch(round_id):
+        return await _login_form(v, "", "", "Pilih seleksi.", 422)
+    applicant_id = _applicant_id(v, round_id, number)
+    shown = number if applicant_id and applicant_id == number.strip().upper() else ""
+    if applicant_id is None or not await v.portal.accounts.check_password(
+        round_id, applicant_id, password
+    ):
+        log.info("login refused", round_id=round_id)
+        return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
+    token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
+    log.info("login", round_id=round_id, applicant_id=applicant_id)
+    response = RedirectResponse("/status", 303)
+    _cookie(response, v, SESSION_COOKIE, token, int(v.portal.accounts.session_ttl.total_seconds()))
+    return response
+
+
+@router.post("/keluar", response_class=HTMLResponse)
+async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
+    """Log out: the session ends on the server, the cookie is cleared."""
+    if v.session is None:
+        return RedirectResponse("/", 303)
+    form = await request.form()
+    if v.nonce(form, "keluar") is None:
+        return forbidden(v)
+    await v.portal.accounts.close_session(v.session)
+    log.info("logout", applicant_id=v.session.applicant_id)
+    response = RedirectResponse("/", 303)
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=not v.gw.settings.development,
+    )
+    return response
+
+
+# --- status and what the applicant may send -----------------------------------------------------
+
+
+@router.get("/status", response_class=HTMLResponse)
+async def status(v: Visit = Depends(visit)) -> Response:
+    """The applicant's stage, every decision with its reasons, the deadlines in WIB, and the
+    forms the journey would take now."""
+    if v.session is None:
+        return to_login()
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    try:
+        config = await v.gw.rounds.config(round_id)
+        view = await applicant_view(
+            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
+        )
+    except UnknownError:
+        return message(
+            v,
+            404,
+            "Pendaftaran tidak ditemukan",
+            f"Belum ada pendaftaran dengan nomor {applicant_id} pada seleksi {round_id}. Jika Anda "
+            "baru saja mendaftar, coba lagi sebentar lagi.",
+        )
+    except (RPCError, RefusedError) as exc:
+        return unavailable(v, f"status of {applicant_id}", exc)
+    return page(
+        v,
+        "status.html",
+        {
+            "view": view,
+            "config": config,
+            "sanggah_token": v.token("sanggah"),
+            "offer_tokens": {"ya": v.token("tawaran"), "tidak": v.token("tawaran")},
+        },
+    )
+
+
+async def _send(v: Visit, kind: str, build, title: str, done: str) -> HTMLResponse:
+    """Send one report in the portal's name for the logged-in applicant and show the answer."""
+    assert v.session is not None and v.gw.portal is not None
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    report: Report = build(v.gw.portal.identity)
+    try:
+        ack = await v.gw.api.report(round_id, applicant_id, report)
+    except UnknownError:
+        return message(
+            v,
+            404,
+            "Pendaftaran tidak ditemukan",
+            f"Tidak ada pendaftaran dengan nomor {applicant_id} pada seleksi {round_id}.",
+            back=("/status", "Kembali ke status"),
+        )
+    except RefusedError as exc:
+        log.info("portal report refused", kind=kind, applicant_id=applicant_id)
+        return message(
+            v,
+            409,
+            f"{title} tidak dapat diterima",
+            _sentence(indonesian(str(exc))),
+            back=("/status", "Kembali ke status"),
+        )
+    except RPCError as exc:
+        return unavailable(v, f"{kind} for {applicant_id}", exc)
+    log.info("portal report", kind=kind, report_id=ack.report_id, applicant_id=applicant_id)
+    return message(
+        v,
+        200,
+        f"{title} diterima",
+        f"{done} Tercatat pada {wib(ack.recorded_at)} dengan nomor bukti {ack.report_id}.",
+        kind="notice",
+        back=("/status", "Kembali ke status"),
+    )
+
+
+async def _logged_in_form(request: Request, v: Visit, purpose: str) -> tuple[Any, str] | Response:
+    if v.session is None:
+        return to_login()
+    form = await request.form()
+    nonce = v.nonce(form, purpose)
+    if nonce is None:
+        return forbidden(v)
+    if v.gw.portal is None:
+        return message(
+            v, 503, "Layanan belum tersedia", "Portal ini belum memiliki kunci tanda tangan."
+        )
+    return form, nonce
+
+
+@router.post("/sanggah", response_class=HTMLResponse)
+async def file_appeal(request: Request, v: Visit = Depends(visit)) -> Response:
+    """File a sanggah; the journey takes it only within its window."""
+    got = await _logged_in_form(request, v, "sanggah")
+    if isinstance(got, Response):
+        return got
+    form, nonce = got
+    reason = str(form.get("reason", "")).strip()
+    if not 1 <= len(reason) <= 2000:
+        return message(
+            v,
+            422,
+            "Sanggah belum lengkap",
+            "Tuliskan alasan sanggah Anda (paling banyak 2000 karakter).",
+            back=("/status", "Kembali ke status"),
+        )
+    return await _send(
+        v,
+        "sanggah",
+        lambda by: AppealFiling(
+            report_id=report_id_for("sanggah", nonce), reported_by=by, reason=reason
+        ),
+        "Sanggah",
+        "Sanggah Anda telah diterima dan akan dijawab oleh instansi.",
+    )
+
+
+@router.post("/tawaran", response_class=HTMLResponse)
+async def answer_offer(request: Request, v: Visit = Depends(visit)) -> Response:
+    """Accept or decline an optimalisasi offer."""
+    got = await _logged_in_form(request, v, "tawaran")
+    if isinstance(got, Response):
+        return got
+    form, nonce = got
+    answer = str(form.get("accept", ""))
+    if answer not in {"ya", "tidak"}:
+        return message(v, 422, "Jawaban tidak sah", "Pilih menerima atau menolak tawaran.")
+    accept = answer == "ya"
+    return await _send(
+        v,
+        "tawaran",
+        lambda by: OfferAnswer(
+            report_id=report_id_for("tawaran", nonce), reported_by=by, accept=accept
+        ),
+        "Jawaban tawaran",
+        "Anda menerima tawaran formasi ini." if accept else "Anda menolak tawaran formasi ini.",
+    )
+
+
+async def _withdrawal_form(v: Visit, error: str = "", status: int = 200) -> Response:
+    """The confirmation page: the sanction a withdrawal now brings, and the round's rule."""
+    assert v.session is not None
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    try:
+        config = await v.gw.rounds.config(round_id)
+        view = await applicant_view(
+            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
+        )
+    except (RPCError, RefusedError) as exc:
+        return unavailable(v, "withdrawal page", exc)
+    return page(
+        v,
+        "withdraw.html",
+        {"config": config, "view": view, "csrf_token": v.token("mundur"), "error": error},
+        status,
+    )
+
+
+@router.get("/mundur", response_class=HTMLResponse)
+async def withdrawal_page(v: Visit = Depends(visit)) -> Response:
+    """The confirmation page before a withdrawal, stating its sanction."""
+    if v.session is None:
+        return to_login()
+    return await _withdrawal_form(v)
+
+
+@router.post("/mundur", response_class=HTMLResponse)
+async def withdraw(request: Request, v: Visit = Depends(visit)) -> Response:
+    """Withdraw, once the applicant has confirmed, on the confirmation page, that they read the
+    sanction."""
+    got = await _logged_in_form(request, v, "mundur")
+    if isinstance(got, Response):
+        return got
+    form, nonce = got
+    if form.get("confirm") != "ya":
+        return await _withdrawal_form(
+            v, "Centang pernyataan bahwa Anda memahami akibatnya, lalu kirim lagi.", 422
+        )
+    reason = str(form.get("reason", "")).strip()[:2000]
+    return await _send(
+        v,
+        "mundur",
+        lambda by: Withdrawal(
+            report_id=report_id_for("mundur", nonce), reported_by=by, reason=reason
+        ),
+        "Pengunduran diri",
+        "Pengunduran diri Anda telah dicatat.",
+    )

@@ -1,0 +1,608 @@
+"""The applicant portal on the real stack: register, log in, read one's status with its reasons,
+file a sanggah, withdraw; every form's token, the session cookie, the rate limits.
+
+Each test runs its own compressed round (the worker's task queue is the test's own). Pages are
+read as a phone's browser would get them: HTML, through httpx on the ASGI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import html
+import re
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+import structlog
+import tomli_w
+from argon2 import PasswordHasher
+
+from client.api import RecruitmentApi, applicant_id_for
+from domain.administration import DocumentFinding
+from domain.codes import Stage
+from domain.messages import AdminReport, CloseWindow
+from domain.registration import Registration
+from gateway.accounts import Accounts
+from gateway.app import create_app
+from gateway.portal import Portal
+from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+VERIFIER = "bkpsdm-verifikator"
+PASSWORD = "kata-sandi-rahasia-1"
+# argon2id, cheaper than the library's defaults so that the tests stay fast; the portal's own
+# (PasswordHasher()) is what test_a_login_rehashes_a_password_stored_under_other_parameters
+# moves a password to.
+FAST = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
+CLIENT = ("203.0.113.7", 50000)
+
+
+def app_for(gw, **settings):
+    """The gateway's app (with `settings` changed), its portal hashing with FAST."""
+    if settings:
+        gw = dataclasses.replace(gw, settings=gw.settings.model_copy(update=settings))
+    app = create_app(gw)
+    app.state.portal = dataclasses.replace(Portal.of(gw), accounts=Accounts(gw.pool, hasher=FAST))
+    return app
+
+
+def client_on(app, address=CLIENT) -> httpx.AsyncClient:
+    """A browser at client address `address`."""
+    transport = httpx.ASGITransport(app=app, client=address)
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway.test")
+
+
+def client_for(gw, address=CLIENT, **settings) -> httpx.AsyncClient:
+    """A browser on a portal of its own."""
+    return client_on(app_for(gw, **settings), address)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser(gateway_state):
+    async with client_for(gateway_state) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def operator_api(client, keys, running_worker):
+    """The operator's and the services' client (every test identity's key)."""
+    settings, _ = running_worker
+    return RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+
+
+async def open_round(api: RecruitmentApi, tmp_path, prefix: str, **kwargs) -> str:
+    """A round whose registration is open for five minutes, with formasi F1 (S1 Teknik
+    Informatika, quota 1) and F2 (the same, for putra/putri Papua)."""
+    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1), formasi("F2", 1, category="putra_putri_papua")],
+        {
+            "registration": (-60, 300),
+            "administration": (300, 900),
+            "skd": (900, 1200),
+            "skb": (1200, 1500),
+            "filing": (1500, 1800),
+            "latsar": (1800, 2100),
+        },
+        **kwargs,
+    )
+    path = tmp_path / f"{round_id}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    return round_id
+
+
+def tokens(page: str) -> dict[str, list[str]]:
+    """The form tokens of a page, by the action of their form."""
+    found: dict[str, list[str]] = {}
+    for form in re.finditer(r'<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>', page, re.S):
+        for token in re.findall(r'name="csrf_token" value="([^"]+)"', form[2]):
+            found.setdefault(form[1], []).append(html.unescape(token))
+    return found
+
+
+def field_errors(page: str) -> dict[str, list[str]]:
+    """The errors the page shows next to each field (by the field's name)."""
+    found: dict[str, list[str]] = {}
+    for field, text in re.findall(
+        r'<p class="field-error" id="galat-[^"]+" data-field="([^"]+)">([^<]*)</p>', page
+    ):
+        found.setdefault(field, []).append(html.unescape(text))
+    return found
+
+
+def text_of(page: str) -> str:
+    """The page's text without tags, whitespace folded."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+def form_of(reg: Registration, password: str = PASSWORD, again: str | None = None) -> dict:
+    """The registration form as an applicant fills it in."""
+    return {
+        "nik": reg.nik,
+        "name": reg.name,
+        "birth_date": reg.birth_date.isoformat(),
+        "gender": reg.gender.value,
+        "education_level": reg.education_level,
+        "major": reg.major,
+        "gpa": f"{reg.gpa:.2f}".replace(".", ","),
+        "formasi_code": reg.formasi_code,
+        "category": reg.category.value,
+        **({"citizen": "ya"} if reg.citizen else {}),
+        "password": password,
+        "password_again": password if again is None else again,
+    }
+
+
+async def submit_registration(
+    browser: httpx.AsyncClient, round_id: str, form: dict
+) -> httpx.Response:
+    """Open the registration page (its token), then send the form."""
+    page = await browser.get("/daftar", params={"round": round_id})
+    assert page.status_code == 200, page.text
+    [token] = tokens(page.text)["/daftar"]
+    return await browser.post("/daftar", data={**form, "round": round_id, "csrf_token": token})
+
+
+async def log_in(browser: httpx.AsyncClient, round_id: str, number: str, password: str):
+    page = await browser.get("/masuk", params={"round": round_id})
+    [token] = tokens(page.text)["/masuk"]
+    return await browser.post(
+        "/masuk",
+        data={"round": round_id, "number": number, "password": password, "csrf_token": token},
+    )
+
+
+def registration_number(page: str) -> str:
+    found = re.search(r'id="nomor-pendaftaran">([A-Z2-7]{16})<', page)
+    assert found, text_of(page)
+    return found[1]
+
+
+async def portal_rows(pool, round_id: str) -> list[dict]:
+    async with pool.acquire() as conn:
+        accounts = await conn.fetch("SELECT * FROM portal_accounts WHERE round_id = $1", round_id)
+        sessions = await conn.fetch("SELECT * FROM portal_sessions WHERE round_id = $1", round_id)
+    return [dict(r) for r in [*accounts, *sessions]]
+
+
+# --- registration -------------------------------------------------------------------------------
+
+
+async def test_an_applicant_registers_online_and_gets_an_account_and_a_number(
+    browser, operator_api, gateway_state, client, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-reg")
+    front = await browser.get("/")
+    assert front.status_code == 200
+    assert f'href="/daftar?round={round_id}"' in front.text
+    reg = registration(1, "F1", name="Siti Rahmawati")
+
+    with structlog.testing.capture_logs() as logs:
+        done = await submit_registration(browser, round_id, form_of(reg))
+
+    assert done.status_code == 201, text_of(done.text)
+    number = registration_number(done.text)
+    assert number == applicant_id_for(operator_api.pseudonym_key, round_id, reg.nik)
+    journey = await _state(client, round_id, number)
+    assert journey.formasi_code == "F1"
+    # The account holds the number and an argon2id hash: never the NIK, the name, the password.
+    rows = await portal_rows(gateway_state.pool, round_id)
+    assert [r["applicant_id"] for r in rows] == [number, number]  # the account, the session
+    assert rows[0]["password_hash"].startswith("$argon2id$")
+    stored = repr(rows)
+    assert reg.nik not in stored and "Siti" not in stored and PASSWORD not in stored
+    assert any(e["event"] == "registration" and e["applicant_id"] == number for e in logs)
+    logged = repr(logs)
+    assert reg.nik not in logged and "Siti" not in logged and PASSWORD not in logged
+    # Registered is logged in: the status page is the applicant's.
+    status = await browser.get("/status")
+    assert status.status_code == 200
+    assert number in status.text and "Pendaftaran" in text_of(status.text)
+
+
+async def test_a_refused_registration_shows_every_reason_next_to_its_field(
+    browser, operator_api, gateway_state, client, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-refused")
+    # What the form itself cannot read: a NIK of 15 digits, no name, a GPA in words, two
+    # different passwords.
+    unreadable = {
+        **form_of(registration(2, "F1"), again="something-else"),
+        "nik": "327301170598000",
+        "name": " ",
+        "gpa": "tiga",
+    }
+    r = await submit_registration(browser, round_id, unreadable)
+    assert r.status_code == 422
+    assert field_errors(r.text) == {
+        "nik": ["NIK: NIK terdiri dari tepat 16 angka 0-9, seperti tertulis pada KTP"],
+        "name": ["Nama lengkap: wajib diisi"],
+        "gpa": ["IPK: tulis IPK sebagai angka antara 0 dan 4, misalnya 3,25"],
+        "password_again": ["Ulangi kata sandi: tidak sama dengan kata sandi"],
+    }
+    # What the rules refuse: too old for F1 (18-35), not a citizen, D3 and Akuntansi where F1
+    # wants S1 Teknik Informatika or Sistem Informasi, GPA under 2.75, Papua category for a
+    # general formasi; and the gender that does not match the NIK. Every reason at its field.
+    too_old = registration(3, "F1", birth=date(1980, 1, 2), gpa=2.5)
+    ineligible = {
+        **form_of(too_old.model_copy(update={"citizen": False})),
+        "education_level": "D3",
+        "major": "Akuntansi",
+        "category": "putra_putri_papua",
+        "gender": "P",
+    }
+    r = await submit_registration(browser, round_id, ineligible)
+    assert r.status_code == 422
+    errors = field_errors(r.text)
+    assert set(errors) == {
+        "gender",
+        "citizen",
+        "birth_date",
+        "education_level",
+        "major",
+        "gpa",
+        "category",
+    }
+    assert errors["birth_date"][0].startswith("Tanggal lahir: usia Anda 4")  # 46 or so
+    assert "di luar batas usia 18-35 tahun" in errors["birth_date"][0]
+    assert errors["citizen"] == [
+        "Kewarganegaraan: hanya warga negara Indonesia yang dapat mendaftar"
+    ]
+    assert errors["education_level"] == [
+        "Jenjang pendidikan: formasi F1 mensyaratkan jenjang pendidikan S1"
+    ]
+    assert errors["gpa"] == ["IPK: di bawah IPK minimum 2.75"]
+    assert "Pendaftaran belum dapat diterima (7 alasan)" in text_of(r.text)
+    # Nothing was made: no account, no journey.
+    assert await portal_rows(gateway_state.pool, round_id) == []
+    number = applicant_id_for(operator_api.pseudonym_key, round_id, too_old.nik)
+    with pytest.raises(Exception, match="not found|NotFound"):
+        await _state(client, round_id, number)
+
+
+async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouched(
+    browser, operator_api, gateway_state, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-twice")
+    first = registration(4, "F1")
+    done = await submit_registration(browser, round_id, form_of(first))
+    number = registration_number(done.text)
+
+    async with client_for(gateway_state, ("198.51.100.20", 40000)) as other:
+        # The same NIK with other data, and the same data again with another password.
+        for form in (
+            form_of(first.model_copy(update={"name": "Orang Lain", "gpa": 3.9})),
+            form_of(first, password="another-password-9"),
+        ):
+            r = await submit_registration(other, round_id, form)
+            assert r.status_code == 409, text_of(r.text)
+            assert "NIK ini sudah terdaftar pada seleksi ini" in text_of(r.text)
+            assert "Silakan masuk" in text_of(r.text)
+            assert field_errors(r.text) == {
+                "nik": ["NIK: NIK ini sudah terdaftar pada seleksi ini"]
+            }
+            assert number not in r.text
+        refused = await log_in(other, round_id, number, "another-password-9")
+        assert refused.status_code == 401
+    # The first applicant's account and password are as they were.
+    async with client_for(gateway_state) as phone:
+        again = await log_in(phone, round_id, first.nik, PASSWORD)
+        assert (again.status_code, again.headers["location"]) == (303, "/status")
+    # The same form sent twice by its own applicant is one registration, not a refusal.
+    twice = await submit_registration(browser, round_id, form_of(first))
+    assert twice.status_code == 200 and registration_number(twice.text) == number
+
+
+# --- login, sessions, cookies -----------------------------------------------------------------
+
+
+async def test_login_by_number_or_nik_and_the_same_answer_for_unknown_and_wrong(
+    browser, operator_api, gateway_state, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-login")
+    reg = registration(5, "F1")
+    number = registration_number((await submit_registration(browser, round_id, form_of(reg))).text)
+    async with client_for(gateway_state) as phone:
+        wrong = await log_in(phone, round_id, number, "not-the-password")
+        unknown = await log_in(phone, round_id, "AAAAAAAAAAAAAAAA", PASSWORD)
+        for r in (wrong, unknown):
+            assert r.status_code == 401
+            assert "Nomor pendaftaran/NIK atau kata sandi salah." in text_of(r.text)
+            assert "casn_sesi" not in r.headers.get("set-cookie", "")
+        assert (await phone.get("/status")).headers["location"] == "/masuk"
+
+        by_nik = await log_in(phone, round_id, " ".join([reg.nik[:6], reg.nik[6:]]), PASSWORD)
+        assert by_nik.status_code == 303
+        assert number in (await phone.get("/status")).text
+        # Logging out ends the session on the server: the old cookie opens nothing.
+        cookie = phone.cookies["casn_sesi"]
+        status = await phone.get("/status")
+        [logout] = tokens(status.text)["/keluar"]
+        out = await phone.post("/keluar", data={"csrf_token": logout})
+        assert out.status_code == 303
+        phone.cookies.set("casn_sesi", cookie)
+        stale = await phone.get("/status")
+        assert stale.headers["location"] == "/masuk"
+
+    async with client_for(gateway_state) as laptop:
+        by_number = await log_in(laptop, round_id, number.lower(), PASSWORD)
+        assert by_number.status_code == 303
+
+
+async def test_the_session_cookie_is_httponly_samesite_and_secure_outside_development(
+    gateway_state, operator_api, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-cookie")
+    async with client_for(gateway_state) as dev:
+        r = await submit_registration(dev, round_id, form_of(registration(6, "F1")))
+        cookie = r.headers["set-cookie"]
+    assert cookie.startswith("casn_sesi=")
+    attributes = {a.strip().split("=")[0].lower(): a for a in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "path", "max-age"} <= set(attributes)
+    assert attributes["samesite"].strip().lower() == "samesite=lax"
+    assert attributes["path"].strip() == "Path=/"
+    assert "secure" not in attributes  # the embedded development stack serves plain HTTP
+
+    # A deployment (Temporal elsewhere): the cookies travel over HTTPS only.
+    async with client_for(gateway_state, temporal_address="temporal.example:7233") as deployed:
+        page = await deployed.get("/masuk", params={"round": round_id})
+        pre = page.headers["set-cookie"]
+        assert pre.startswith("casn_pra=")
+        [token] = tokens(page.text)["/masuk"]
+        number = applicant_id_for(operator_api.pseudonym_key, round_id, registration(6, "F1").nik)
+        deployed.cookies.set("casn_pra", _cookie_value(pre))  # httpx keeps Secure ones to HTTPS
+        r = await deployed.post(
+            "/masuk",
+            data={"round": round_id, "number": number, "password": PASSWORD, "csrf_token": token},
+        )
+    assert r.status_code == 303, text_of(r.text)
+    for cookie in (pre, r.headers["set-cookie"]):
+        parts = [a.strip().lower() for a in cookie.split(";")]
+        assert {"httponly", "secure", "samesite=lax", "path=/"} <= set(parts), cookie
+
+
+def _cookie_value(set_cookie: str) -> str:
+    return set_cookie.split(";", 1)[0].split("=", 1)[1]
+
+
+async def test_a_login_rehashes_a_password_stored_under_other_parameters(
+    browser, operator_api, gateway_state, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-rehash")
+    number = registration_number(
+        (await submit_registration(browser, round_id, form_of(registration(7, "F1")))).text
+    )
+    async with gateway_state.pool.acquire() as conn:
+        before = await conn.fetchval(
+            "SELECT password_hash FROM portal_accounts WHERE round_id = $1", round_id
+        )
+    assert "m=8192,t=1,p=1" in before
+    # The portal as shipped: argon2-cffi's defaults (argon2id, RFC 9106's low-memory profile).
+    app = create_app(gateway_state)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.9", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as shipped:
+        assert (await log_in(shipped, round_id, number, PASSWORD)).status_code == 303
+    async with gateway_state.pool.acquire() as conn:
+        after = await conn.fetchval(
+            "SELECT password_hash FROM portal_accounts WHERE round_id = $1", round_id
+        )
+    default = PasswordHasher()
+    assert after.startswith(
+        f"$argon2id$v=19$m={default.memory_cost},t={default.time_cost},p={default.parallelism}$"
+    )
+    assert default.verify(after, PASSWORD)
+
+
+# --- forms without a valid token ----------------------------------------------------------------
+
+
+async def test_a_form_without_a_valid_token_is_403_and_changes_nothing(
+    browser, operator_api, gateway_state, client, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-csrf")
+    reg = registration(8, "F1")
+    number = applicant_id_for(operator_api.pseudonym_key, round_id, reg.nik)
+    page = await browser.get("/daftar", params={"round": round_id})
+    [token] = tokens(page.text)["/daftar"]
+    data = {**form_of(reg), "round": round_id}
+    # No token; a made-up one; a real one for the login form; a real one of another visitor.
+    async with client_for(gateway_state) as other:
+        others = tokens((await other.get("/daftar", params={"round": round_id})).text)["/daftar"]
+    login_token = tokens((await browser.get("/masuk")).text)["/masuk"][0]
+    for bad in (
+        {},
+        {"csrf_token": "0.AAAA.BBBB"},
+        {"csrf_token": login_token},
+        {"csrf_token": others[0]},
+    ):
+        r = await browser.post("/daftar", data={**data, **bad})
+        assert r.status_code == 403, bad
+        assert "Formulir tidak sah" in text_of(r.text)
+    # A browser without the pre-session cookie (a page on another site posting here).
+    async with client_for(gateway_state) as cross_site:
+        r = await cross_site.post("/daftar", data={**data, "csrf_token": token})
+        assert r.status_code == 403
+    assert await portal_rows(gateway_state.pool, round_id) == []
+    with pytest.raises(Exception, match="not found|NotFound"):
+        await _state(client, round_id, number)
+
+    # Logged in: a withdrawal and a logout without their tokens do nothing.
+    done = await browser.post("/daftar", data={**data, "csrf_token": token})
+    assert done.status_code == 201
+    confirm = await browser.get("/mundur")
+    [withdraw_token] = tokens(confirm.text)["/mundur"]
+    for bad in ({}, {"csrf_token": token}):  # the registration form's token is not this one's
+        r = await browser.post("/mundur", data={"confirm": "ya", "reason": "x", **bad})
+        assert r.status_code == 403
+        r = await browser.post("/keluar", data=bad)
+        assert r.status_code == 403
+    journey = await _state(client, round_id, number)
+    assert journey.terminal is None and not journey.ending_pending
+    assert (await browser.get("/status")).status_code == 200  # still logged in
+    # A token is tied to its session: after logging in again, the old page's token is void.
+    [logout] = tokens((await browser.get("/status")).text)["/keluar"]
+    await browser.post("/keluar", data={"csrf_token": logout})
+    await log_in(browser, round_id, number, PASSWORD)
+    r = await browser.post("/mundur", data={"confirm": "ya", "csrf_token": withdraw_token})
+    assert r.status_code == 403
+    assert not (await _state(client, round_id, number)).ending_pending
+
+
+# --- status, sanggah, withdrawal ------------------------------------------------------------------
+
+
+async def test_status_shows_each_failing_document_and_a_sanggah_is_taken_within_its_window(
+    operator_api, gateway_state, client, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-tms", appeal_window=4)
+    people = {name: registration(10 + i, "F1") for i, name in enumerate(("A", "B"))}
+    browsers = {
+        name: client_for(gateway_state, (f"192.0.2.{i}", 1000)) for i, name in enumerate(people)
+    }
+    numbers = {}
+    try:
+        for name, reg in people.items():
+            done = await submit_registration(browsers[name], round_id, form_of(reg))
+            numbers[name] = registration_number(done.text)
+        await operator_api.command(
+            round_id,
+            CloseWindow(
+                report_id="close-registration",
+                reported_by=OPERATOR,
+                window="registration",
+                reason="uji",
+            ),
+        )
+        findings = [
+            DocumentFinding(document="ijazah", reason="ijazah belum dilegalisasi"),
+            DocumentFinding(document="transkrip", reason="IPK pada transkrip tidak terbaca"),
+        ]
+        for number in numbers.values():
+            await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
+            await operator_api.report(
+                round_id,
+                number,
+                AdminReport(report_id=f"adm-{number}", reported_by=VERIFIER, findings=findings),
+            )
+        await _wait_phase(operator_api, round_id, "administration")
+        await operator_api.command(
+            round_id,
+            CloseWindow(
+                report_id="close-administration",
+                reported_by=OPERATOR,
+                window="administration",
+                reason="uji",
+            ),
+        )
+        for number in numbers.values():
+            await _wait_stage(client, round_id, number, {Stage.ADMIN_APPEAL})
+
+        pages = {name: await browsers[name].get("/status") for name in people}
+        status = text_of(pages["A"].text)
+        assert (
+            "Tidak memenuhi syarat administrasi (TMS): 2 dokumen tidak memenuhi syarat." in status
+        )
+        assert "ijazah: ijazah belum dilegalisasi" in status
+        assert "transkrip: IPK pada transkrip tidak terbaca" in status
+        deadline = re.search(r"Batas pengajuan sanggah: (\d+ \w+ \d{4} \d\d\.\d\d WIB)", status)
+        assert deadline, status
+        forms = {name: tokens(p.text) for name, p in pages.items()}
+        assert "/sanggah" in forms["A"] and "/sanggah" in forms["B"]
+
+        # A files at once; the same form sent twice is one sanggah.
+        [token] = forms["A"]["/sanggah"]
+        sent = [
+            await browsers["A"].post(
+                "/sanggah", data={"reason": "ijazah sudah dilegalisasi", "csrf_token": token}
+            )
+            for _ in range(2)
+        ]
+        assert [r.status_code for r in sent] == [200, 200]
+        proofs = [
+            re.search(r"nomor bukti (portal-sanggah-[0-9a-f]+)", text_of(r.text)) for r in sent
+        ]
+        assert proofs[0] and proofs[1] and proofs[0][1] == proofs[1][1]
+        journey = await _state(client, round_id, numbers["A"])
+        assert journey.appeal_filed_at is not None
+        after = text_of((await browsers["A"].get("/status")).text)
+        assert "Ajukan sanggah" not in after and "Batas jawaban sanggah oleh instansi" in after
+
+        # B waits past the window: the journey refuses, and the page says why.
+        window_closes = journey.admin_announced_at + timedelta(seconds=4)
+        await asyncio.sleep(max(0.0, (window_closes - datetime.now(UTC)).total_seconds()) + 0.5)
+        [token] = forms["B"]["/sanggah"]
+        late = await browsers["B"].post(
+            "/sanggah", data={"reason": "terlambat", "csrf_token": token}
+        )
+        assert late.status_code == 409
+        # The journey ended when the window closed with no sanggah: its reason, in Indonesian.
+        assert (
+            "Proses seleksi Anda sudah berakhir: Tidak memenuhi syarat administrasi (TMS); tidak "
+            "ada sanggah dalam masa sanggah." in text_of(late.text)
+        )
+        assert (await _state(client, round_id, numbers["B"])).appeal_filed_at is None
+    finally:
+        for b in browsers.values():
+            await b.aclose()
+
+
+async def test_a_withdrawal_is_sent_only_from_the_page_that_states_its_sanction(
+    browser, operator_api, client, tmp_path
+):
+    round_id = await open_round(
+        operator_api, tmp_path, "portal-aps", extra={"withdrawal_sanction_rounds": 3}
+    )
+    number = registration_number(
+        (await submit_registration(browser, round_id, form_of(registration(20, "F1")))).text
+    )
+    status = await browser.get("/status")
+    assert 'href="/mundur"' in status.text and "/mundur" not in tokens(status.text)
+    confirm = await browser.get("/mundur")
+    warning = text_of(confirm.text)
+    assert "tidak dapat dibatalkan" in warning
+    assert "tidak dapat melamar pada 3 periode seleksi CASN berikutnya" in warning
+    [token] = tokens(confirm.text)["/mundur"]
+    unconfirmed = await browser.post("/mundur", data={"reason": "pindah kota", "csrf_token": token})
+    assert unconfirmed.status_code == 422
+    assert not (await _state(client, round_id, number)).ending_pending
+    done = await browser.post(
+        "/mundur", data={"reason": "pindah kota", "confirm": "ya", "csrf_token": token}
+    )
+    assert done.status_code == 200 and "Pengunduran diri diterima" in text_of(done.text)
+    deadline = time.monotonic() + 20
+    while (journey := await _state(client, round_id, number)).terminal is None:
+        assert journey.ending_pending or time.monotonic() < deadline
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert journey.ending_pending or journey.terminal == "APS"
+
+
+# --- limits ---------------------------------------------------------------------------------------
+
+
+async def test_registration_and_login_posts_are_rate_limited_per_client_address(
+    gateway_state, operator_api, tmp_path
+):
+    app = app_for(gateway_state, portal_rate_per_minute=3)
+    async with client_on(app) as flood:
+        for path in ("/masuk", "/daftar"):
+            answers = [(await flood.post(path, data={})).status_code for _ in range(4)]
+            assert answers == [403, 403, 403, 429], path
+            limited = await flood.post(path, data={})
+            assert limited.status_code == 429
+            assert 1 <= int(limited.headers["retry-after"]) <= 20
+            assert "Terlalu banyak permintaan" in text_of(limited.text)
+        # Pages are not limited; another address has its own allowance.
+        assert (await flood.get("/masuk")).status_code == 200
+    async with client_on(app, ("198.51.100.77", 1)) as other:
+        assert (await other.post("/masuk", data={})).status_code == 403
