@@ -8,6 +8,11 @@ posts registrations one after another to `/api/v1/rounds/{round}/registrations` 
 operator's API key; straight to the engine, as many tasks call `RecruitmentApi.register` with the
 same portal key. Both rounds have keys, so both paths sign every registration and every journey
 checks the signature.
+
+While the bursts run, a few applicants who registered through the portal read their status page
+(GET /status with their session cookie); a build without the portal reads the public lookup, or
+else `/healthz`, and says so. They read during both paths' bursts, so both carry the same extra
+load; the status page's figure that counts is the one under the HTTP burst.
 """
 
 from __future__ import annotations
@@ -61,9 +66,8 @@ class Burst:
     errors: Counter = field(default_factory=Counter)  # anything else, by kind
     latencies_ms: list[float] = field(default_factory=list)
     elapsed: float = 0.0
-    at_rest: float = (
-        0.0  # longest wait after a leg until the read model shows every journey admitted
-    )
+    # The longest wait, after a leg, until the read model shows every journey admitted.
+    at_rest: float = 0.0
     cpu: Counter = field(default_factory=Counter)  # process -> CPU seconds during the bursts
 
     @property
@@ -98,10 +102,9 @@ class Burst:
 
 
 def keyed_round(kind: str, keyring: Keyring) -> tuple[RoundConfig, Path]:
-    """The bench's example round (windows open now for hours) with every identity's public key."""
-    config, path = bench_config(
-        new_round_id(kind), datetime.now(UTC), out_dir=OUT / "rounds"
-    )  # a fresh id per round: the same applicants register in each
+    """A fresh round of the bench's example (windows open now, for hours) with every identity's
+    public key; each path registers the same applicants in a round of its own."""
+    _, path = bench_config(new_round_id(kind), datetime.now(UTC), out_dir=OUT / "rounds")
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
     doc["identities"] = keyring.public_keys()
     path.write_text(tomli_w.dumps(doc), encoding="utf-8")

@@ -247,7 +247,7 @@ async def test_every_report_and_command_kind_through_its_route(
             "filing": (1200, 1500),
             "latsar": (1500, 1800),
         },
-        appeal_window=5,
+        appeal_window=8,
         answer_within=10,
         offer_within=20,
         t0=t0,
