@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The operator's command line: create a round, import registrations, send reports and commands,
-see the funnel and publish announcements.
+see a round and an applicant, and publish announcements.
 
     .venv/bin/python starter.py --help
 
-Exit codes: 0 everything accepted; 1 some rows or the command refused by the engine;
-2 a bad input file, bad arguments or a missing key (nothing was sent); 3 stopped before the end
-(Ctrl-C, the connection lost): the summary says how many rows were sent and where to resume.
+Exit codes: 0 ok, everything accepted.
+1 refused: some rows or the command refused by the engine, or no such round or applicant.
+2 bad input: a bad file, argument or key; nothing was sent.
+3 stopped: Ctrl-C, or the Temporal server or the database cannot be reached or was lost (an import says how many rows were sent and where to resume).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import csv
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import typer
@@ -32,7 +35,7 @@ from rich.table import Table
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage, write_announcement
-from client.api import RecruitmentApi, RefusedError
+from client.api import RecruitmentApi, RefusedError, applicant_id_for
 from client.csvio import (
     REGISTRATION_COLUMNS,
     REPORT_KINDS,
@@ -44,6 +47,7 @@ from client.csvio import (
     parse_registration,
     parse_report,
 )
+from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
@@ -56,6 +60,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.protocol import command_update, report_update
+from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
@@ -131,6 +136,42 @@ class ErrorsFile:
 
     def close(self) -> None:
         self.handle.close()
+
+
+class NumbersFile:
+    """Each NIK's registration number from an import (nik, applicant_id, status), flushed as the
+    rows are answered. It holds NIKs, so it is readable by its owner alone: created with mode
+    0600, and a file that was there before is set to 0600 before anything is written to it."""
+
+    COLUMNS = ("nik", "applicant_id", "status")
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise BadInput(f"--numbers {path}: cannot be written ({exc.strerror})") from None
+        os.fchmod(fd, 0o600)
+        fresh = os.fstat(fd).st_size == 0
+        self.path = path
+        self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.handle)
+        if fresh:
+            self.writer.writerow(self.COLUMNS)
+
+    def write(self, nik: str, applicant_id: str, status: str) -> None:
+        self.writer.writerow((nik, applicant_id, status))
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def numbers_path_for(csv_path: Path, errors_path: Path) -> Path:
+    """Where an import writes the registration numbers unless told: `<input>.numbers.csv`, next
+    to the errors file."""
+    return errors_path.with_name(f"{csv_path.stem}.numbers.csv")
 
 
 class Checkpoint:
@@ -371,7 +412,9 @@ async def create_round(ctx: Context, config_path: Path, operator: str) -> int:
 async def _registration_closes(ctx: Context, config: RoundConfig) -> datetime:
     try:
         state = await ctx.api.round_state(config.round_id)
-    except Exception as exc:  # noqa: BLE001 - the round does not exist or the server is unreachable
+    except Exception as exc:  # noqa: BLE001 - the round does not exist or cannot be read
+        if unreachable(exc):
+            raise
         raise RefusedError(
             f"round {config.round_id} cannot be read ({exc}); run create-round first"
         ) from None
@@ -386,8 +429,11 @@ async def import_registrations(
     concurrency: int = 16,
     registered_by: str = "sscasn",
     checkpoint_path: Path | None = None,
+    numbers_path: Path | None = None,
 ) -> Summary:
-    """Register every row of an SSCASN export; refused and failed rows go to the errors file.
+    """Register every row of an SSCASN export; refused and failed rows go to the errors file, and
+    each NIK's registration number to the numbers file (readable by the operator alone;
+    `numbers_path_for` unless given).
 
     Nothing is registered by a client whose keys are not the round's (RefusedError)."""
     config = load_round_config(config_path)
@@ -395,6 +441,8 @@ async def import_registrations(
     closes = await _registration_closes(ctx, config)
     rows = open_rows(csv_path, REGISTRATION_COLUMNS)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
+    numbers_path = numbers_path or numbers_path_for(csv_path, errors_path)
+    numbers = NumbersFile(numbers_path, append=checkpoint.start_after > 0)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
     if checkpoint.start_after:
@@ -411,6 +459,8 @@ async def import_registrations(
         result = await ctx.api.register(
             config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes
         )
+        if result.applicant_id:
+            numbers.write(reg.nik, result.applicant_id, result.status)
         if result.status == "refused":
             summary.refuse(
                 [
@@ -428,27 +478,35 @@ async def import_registrations(
         else:
             summary.counts[result.status] += 1
 
-    await _send_file(
-        ctx,
-        csv_path,
-        _process_rows(
+    try:
+        await _send_file(
             ctx,
             csv_path,
-            rows,
-            handle,
-            concurrency,
-            checkpoint,
-            f"registering {csv_path.name}",
+            _process_rows(
+                ctx,
+                csv_path,
+                rows,
+                handle,
+                concurrency,
+                checkpoint,
+                f"registering {csv_path.name}",
+                summary,
+                errors,
+            ),
             summary,
+            checkpoint,
             errors,
-        ),
-        summary,
-        checkpoint,
-        errors,
-        errors_path,
-        f"{csv_path.name} → round {config.round_id}",
-        ("registered", "repeat"),
-    )
+            errors_path,
+            f"{csv_path.name} → round {config.round_id}",
+            ("registered", "repeat"),
+        )
+    finally:
+        numbers.close()
+        ctx.console.print(
+            f"registration numbers (nik, applicant_id, status): {numbers_path}; it holds NIKs: "
+            "readable by you alone (mode 0600), keep it so",
+            highlight=False,
+        )
     log.info("registrations imported", round_id=config.round_id, **dict(summary.counts))
     return summary
 
@@ -613,17 +671,83 @@ async def funnel(ctx: Context, round_id: str) -> dict[str, Counter]:
     return result
 
 
-async def status(ctx: Context, round_id: str) -> dict[str, Counter]:
-    """Print the round's phase and its funnel per formasi; return the funnel."""
-    try:
-        state = await ctx.api.round_state(round_id)
-        ctx.console.print(
-            f"round {round_id}: phase [bold]{state.phase}[/], closed windows: "
-            f"{', '.join(state.closed) or 'none'}"
+def _print_json(ctx: Context, document: object) -> None:
+    """One JSON document on stdout, never wrapped or marked up."""
+    ctx.console.print(
+        json.dumps(document, ensure_ascii=False, sort_keys=True),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _windows_table(view: RoundView) -> Table:
+    table = Table(title=f"Windows of round {view.round_id} (WIB)")
+    for column in ("window", "opens", "closes", "as created", "state", "extensions"):
+        table.add_column(column)
+    for w in view.windows:
+        state = w.state_text()
+        if w.closed_early_reason:
+            state += f": {w.closed_early_reason}"
+        table.add_row(
+            f"{w.name} ({w.label})",
+            wib(w.opens),
+            wib(w.closes),
+            wib(w.original_closes) if w.original_closes != w.closes else "same",
+            state,
+            "\n".join(
+                f"{wib(e.at)} by {e.by}: to {wib(e.new_closes)} ({e.reason})" for e in w.extensions
+            )
+            or "none",
         )
-    except Exception as exc:  # noqa: BLE001 - show the read model even when the round is gone
-        ctx.console.print(f"round {round_id}: phase unknown ({exc})")
+    return table
+
+
+def _show_round(ctx: Context, view: RoundView) -> None:
+    closed = [w.name for w in view.windows if w.state == "ditutup"]
+    ctx.console.print(
+        f"round {view.round_id} ({view.instansi}): phase [bold]{view.phase}[/] "
+        f"({view.phase_label}), closed windows: {', '.join(closed) or 'none'}",
+        highlight=False,
+    )
+    ctx.console.print(_windows_table(view))
+    moved = f", as created {tanggal(view.original_tmt)}" if view.tmt_moves else ""
+    ctx.console.print(f"TMT {tanggal(view.tmt)}{moved}", highlight=False)
+    for m in view.tmt_moves:
+        ctx.console.print(
+            f"  moved {tanggal(m.from_tmt)} → {tanggal(m.to_tmt)} on {wib(m.at)} by {m.by}: "
+            f"{m.reason}",
+            highlight=False,
+        )
+
+
+async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str, Counter]:
+    """Print the round (every window with its extensions and early close, the TMT and its moves)
+    and its funnel per formasi, as tables or one JSON document; return the funnel. An unknown
+    round still shows what the read model holds of it."""
+    view: RoundView | None = None
+    problem = None
+    try:
+        await ctx.api.check_round_keys(round_id)
+        view = await round_view(ctx.api, round_id)
+    except RefusedError as exc:  # show the read model even when the round is gone
+        problem = str(exc)
     counts = await funnel(ctx, round_id)
+    if as_json:
+        _print_json(
+            ctx,
+            {
+                "round_id": round_id,
+                "round": view.model_dump(mode="json") if view else None,
+                "round_problem": problem,
+                "funnel": {f: dict(sorted(per.items())) for f, per in sorted(counts.items())},
+            },
+        )
+        return counts
+    if view is not None:
+        _show_round(ctx, view)
+    else:
+        ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
     codes = sorted({c for per in counts.values() for c in per})
     table = Table(title=f"Funnel of round {round_id}")
     table.add_column("formasi")
@@ -642,6 +766,89 @@ async def status(ctx: Context, round_id: str) -> dict[str, Counter]:
     )
     ctx.console.print(table)
     return counts
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _show_applicant(ctx: Context, view: ApplicantView, nik: str | None) -> None:
+    who = f" (NIK {mask_nik(nik)})" if nik else ""
+    table = Table(
+        title=f"Applicant {view.applicant_id}{who} in round {view.round_id}", show_header=False
+    )
+    table.add_column("", style="bold")
+    table.add_column("")
+    jabatan = f" ({view.jabatan})" if view.jabatan else ""
+    rows = [
+        ("formasi", f"{view.formasi_code}{jabatan}"),
+        ("stage", f"{view.stage} ({view.stage_label})"),
+        ("admin", view.admin or "-"),
+        (
+            "SKD",
+            f"{view.skd_code or '-'}" + (f", total {view.skd_total}" if view.skd_total else ""),
+        ),
+        ("SKB score", view.skb_score or "-"),
+        (
+            "final",
+            f"{view.final_code or '-'}"
+            + (f", score {view.final_score}" if view.final_score else ""),
+        ),
+        ("placed in", view.placed_formasi or "-"),
+        ("NIP, TMT", f"{view.nip or '-'}, {tanggal(view.tmt)}"),
+        ("outcome", f"{view.terminal_label}: {view.terminal_text}" if view.terminal else "running"),
+        ("deadlines", "\n".join(f"{d.label}: {wib(d.at)}" for d in view.deadlines) or "none"),
+        ("may appeal", _yes(view.can_appeal)),
+        (
+            "offer",
+            f"{view.pending_offer.to_formasi} ({view.pending_offer.to_jabatan}), answer by "
+            f"{wib(view.pending_offer.answer_by)}"
+            if view.pending_offer
+            else "none",
+        ),
+        (
+            "may withdraw",
+            _yes(view.can_withdraw)
+            + (
+                f" (barred from the next {view.withdrawal_sanction_rounds} rounds)"
+                if view.withdrawal_sanction_rounds
+                else ""
+            ),
+        ),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    ctx.console.print(table)
+    trail = Table(title="Decisions (WIB)")
+    for column in ("at", "stage", "outcome", "reason", "by"):
+        trail.add_column(column)
+    for d in view.decisions:
+        reason = "\n".join([d.reason, *(f"- {x.item}: {x.reason}" for x in d.details)])
+        trail.add_row(wib(d.at), d.stage_label, d.outcome, reason, d.actor)
+    ctx.console.print(trail)
+
+
+async def lookup(
+    ctx: Context,
+    round_id: str,
+    applicant_id: str | None = None,
+    nik: str | None = None,
+    as_json: bool = False,
+) -> ApplicantView:
+    """Print one applicant's status (stage, codes, every decision with its reason, deadlines,
+    what they may do now) as tables or one JSON document. By NIK, the registration number is the
+    pseudonym the round's key gives it; the NIK is never printed whole. UnknownError (exit 1)
+    for an unknown round or applicant."""
+    await ctx.api.check_round_keys(round_id)  # another key would look up another number
+    if nik is not None:
+        applicant_id = applicant_id_for(ctx.api.pseudonym_key, round_id, nik)
+    assert applicant_id is not None
+    view = await applicant_view(ctx.api, round_id, applicant_id)
+    if as_json:
+        _print_json(ctx, view.model_dump(mode="json"))
+    else:
+        _show_applicant(ctx, view, nik)
+    return view
 
 
 async def announce(
@@ -679,12 +886,70 @@ def load_signer(path: Path, identity: str) -> Signer:
     return signer
 
 
+def _from_database(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside asyncpg: a socket error there is the database's."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}asyncpg{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _cause(exc: BaseException) -> str:
+    """The short reason of a connection failure: `Connection refused`, not a transport dump."""
+    text = str(exc)
+    quoted = re.search(r'message: "([^"]+)"', text)
+    if quoted:
+        return quoted.group(1)
+    if isinstance(exc, ConnectionError) and exc.errno:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(text.split())[:200] or type(exc).__name__
+
+
+def unreachable(exc: BaseException, settings=None) -> str | None:
+    """What cannot be reached, when `exc` says that the Temporal server or the database does not
+    answer (at the start or lost during the command); None for any other error."""
+    if (isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNAVAILABLE) or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
+    ):
+        where = "the Temporal server"
+        if settings is not None and settings.temporal_address:
+            where += f" at {settings.temporal_address} (CASN_TEMPORAL_ADDRESS)"
+        elif settings is not None:
+            where = f"the embedded Temporal server on port {settings.temporal_port}"
+        return f"{where} cannot be reached: {_cause(exc)}"
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError) or (
+        isinstance(exc, OSError) and _from_database(exc)
+    ):
+        where = "the database"
+        if settings is not None and settings.database_url:
+            where += f" at {_without_password(str(settings.database_url))} (CASN_DATABASE_URL)"
+        elif settings is not None:
+            where = f"the embedded database on port {settings.postgres_port}"
+        return f"{where} cannot be reached: {_cause(exc)}"
+    return None
+
+
 def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
     """Open the app, run one command's core, and turn its outcome into an exit code."""
+    opened: dict = {}  # the settings, once read: to say which server cannot be reached
 
     async def main() -> int:
         from runtime.app import open_app
+        from runtime.settings import load_settings
 
+        opened["settings"] = load_settings()
         app = await open_app()
         ctx = Context(
             RecruitmentApi(
@@ -717,10 +982,20 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
         err_console.print("[red]stopped[/]: interrupted", highlight=False)
         code = EXIT_STOPPED
     except Exception as exc:
-        if not stops_the_run(exc):
+        down = unreachable(exc, opened.get("settings"))
+        if down:
+            err_console.print(
+                f"[red]stopped[/]: {down}; start it or fix the setting, then run the same command "
+                "again",
+                highlight=False,
+                soft_wrap=True,
+            )
+            code = EXIT_STOPPED
+        elif stops_the_run(exc):
+            err_console.print(f"[red]stopped[/]: {type(exc).__name__}: {exc}", highlight=False)
+            code = EXIT_STOPPED
+        else:
             raise
-        err_console.print(f"[red]stopped[/]: {type(exc).__name__}: {exc}", highlight=False)
-        code = EXIT_STOPPED
     raise typer.Exit(code)
 
 
@@ -791,13 +1066,22 @@ def import_cmd(
     registered_by: Annotated[str, typer.Option("--as", help="The registering portal.")] = "sscasn",
     checkpoint: CheckpointOpt = None,
     key: KeyFile = None,
+    numbers: Annotated[
+        Path | None,
+        typer.Option(
+            "--numbers",
+            help="CSV to write each NIK's registration number to (nik, applicant_id, status), "
+            "readable by you alone; default <input>.numbers.csv next to --errors.",
+        ),
+    ] = None,
 ):
     """Register every row of a CSV export. Idempotent and resumable: re-run the same file.
-    In a round with identities, sign with the registering identity's --key."""
+    In a round with identities, sign with the registering identity's --key. Each NIK's
+    registration number goes to a file readable by you alone (--numbers)."""
     _precheck(lambda: (load_round_config(round_config), _header_ok(file, REGISTRATION_COLUMNS)))
     _run(
         lambda ctx: import_registrations(
-            ctx, round_config, file, errors, concurrency, registered_by, checkpoint
+            ctx, round_config, file, errors, concurrency, registered_by, checkpoint, numbers
         ),
         _signer(key, registered_by),
     )
@@ -976,7 +1260,7 @@ def keygen_cmd(
     ),
 ):
     """Make an Ed25519 key pair: the private key file (readable by you alone) and the public key
-    line for the round file's [identities] table."""
+    line for the round file's identities table."""
     if not 1 <= len(identity) <= 100 or not identity.isprintable() or "/" in identity:
         err_console.print(
             f"[red]bad arguments[/]: IDENTITY={identity!r}: 1-100 printable characters, no /"
@@ -1028,10 +1312,42 @@ def change_keys_cmd(
     )
 
 
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON document on stdout, with stable keys.")
+]
+
+
 @cli.command("status")
-def status_cmd(round_id: str):
-    """The round's phase and the funnel per formasi (stage or result code counts)."""
-    _run(lambda ctx: status(ctx, round_id))
+def status_cmd(round_id: str, as_json: JsonOpt = False):
+    """The round: its phase, every window (closed ones too) with its extensions and early close,
+    the TMT and its moves, and the funnel per formasi (stage or result code counts)."""
+    _run(lambda ctx: status(ctx, round_id, as_json))
+
+
+@cli.command("lookup")
+def lookup_cmd(
+    round_id: str,
+    applicant: Annotated[
+        str | None, typer.Option("--applicant", help="The registration number.")
+    ] = None,
+    nik: Annotated[
+        str | None,
+        typer.Option("--nik", help="The NIK: its registration number in this round is looked up."),
+    ] = None,
+    as_json: JsonOpt = False,
+):
+    """One applicant: stage, codes, every decision with its reason, the deadlines that apply now
+    and what they may do now. Give --applicant or --nik (never printed whole)."""
+    if (applicant is None) == (nik is None):
+        err_console.print("[red]bad arguments[/]: give exactly one of --applicant and --nik")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if nik is not None:
+        try:
+            nik = normalise_nik(nik)
+        except ValueError as exc:
+            err_console.print(f"[red]bad arguments[/]: --nik: {exc}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    _run(lambda ctx: lookup(ctx, round_id, applicant, nik, as_json))
 
 
 @cli.command("announce")
@@ -1051,6 +1367,15 @@ def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="App
 
     kwargs: dict = {} if size is None else {"size": size}
     raise typer.Exit(asyncio.run(run_demo(**kwargs)))
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 refused by the engine (some rows, the command, no such round or "
+    "applicant); 2 bad input (a file, an argument or a key: nothing was sent); 3 stopped (Ctrl-C, "
+    "or the Temporal server or the database cannot be reached or was lost)."
+)
+for _command in cli.registered_commands:  # every command's --help ends with them
+    _command.epilog = _command.epilog or EXIT_CODES_HELP
 
 
 if __name__ == "__main__":
