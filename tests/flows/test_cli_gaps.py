@@ -222,6 +222,19 @@ async def test_status_shows_every_window_with_its_extension_early_close_and_the_
     assert "1 Apr 2027, as created 1 Mar 2027" in shown
 
 
+async def test_status_of_an_unknown_round_says_why_in_json_and_still_shows_the_read_model(
+    client, keys, stack
+):
+    api = RecruitmentApi(client, "unused", keys.pseudonym_key)
+    ctx = Context(api, stack.database_url, Console(file=io.StringIO(), width=250))
+
+    await status(ctx, "nowhere-7", as_json=True)
+    document = json.loads(_printed(ctx))
+
+    assert document["round"] is None and document["funnel"] == {}
+    assert "round nowhere-7 does not exist" in document["round_problem"]
+
+
 # --- lookup: an applicant's reasons, deadlines and what they may do now -----------------------------
 
 
@@ -369,9 +382,10 @@ def test_an_unreachable_database_stops_with_one_line_and_exit_3(keys, tmp_path):
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
-    assert line.startswith(
+    assert line == (
         f"stopped: the database at postgresql://casn:***@127.0.0.1:{port}/casn "
-        "(CASN_DATABASE_URL) cannot be reached: "
+        "(CASN_DATABASE_URL) cannot be reached: Connection refused; start it or fix the setting, "
+        "then run the same command again"
     )
     assert "rahasia" not in result.stderr
 
