@@ -650,7 +650,7 @@ async def journey_state(api: RecruitmentApi, round_id: str, applicant_id: str) -
     try:
         return await JOURNEY_STATE.ask(handle)
     except RPCError as exc:
-        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+        if exc.status == RPCStatusCode.NOT_FOUND:
             raise UnknownError(
                 f"no applicant {applicant_id} in round {round_id}: check the registration number"
             ) from None
