@@ -5,6 +5,7 @@
     python audit.py export ROUND_ID --out BUNDLE_DIR
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
+    python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
 
 Every command exits 1 when it finds a problem (a divergence, a bad hash or signature, a ranking
 that differs) and names what is wrong. See docs/AUDIT.md.
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -37,10 +39,21 @@ from auditing.history import (
     round_histories,
     run_histories,
 )
-from auditing.provenance import check_provenance
+from auditing.provenance import KeyTimeline, check_provenance
 from auditing.recompute import recompute
+from client.announcements import wib
+from client.publication import (
+    ChainCheck,
+    Publication,
+    audience,
+    check_publications,
+    signature_check,
+    stored_documents,
+)
+from domain.config import ConfigError, load_round_config, parse_round_config
+from domain.messages import ChangeKeys, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
-from workflows.ids import journey_workflow_id
+from workflows.ids import journey_workflow_id, round_workflow_id
 
 app = typer.Typer(
     add_completion=False,
@@ -376,6 +389,128 @@ def recompute_command(
 
     if not _run(main()):
         raise typer.Exit(1)
+
+
+@app.command("verify-announcements")
+def verify_announcements(
+    files: list[Path] = typer.Argument(
+        None, help="publication documents (.json) downloaded from the public pages"
+    ),
+    round_file: Path = typer.Option(
+        None, "--round", help="the round's TOML file: its operators and their public keys"
+    ),
+    round_id: str = typer.Option(
+        None,
+        "--round-id",
+        help="check against the round on the server (its recorded keys, with every change); "
+        "without FILEs, every publication the server stores for it",
+    ),
+) -> None:
+    """Published announcements: each one's body hash and operator signature, and the chain they
+    make (numbers from 1, each prev_sha256 the hash of the one before); exit 1 on any problem."""
+
+    async def main() -> bool:
+        if (round_file is None) == (round_id is None):
+            raise AuditError("give the round: --round ROUND_TOML or --round-id ROUND_ID (one)")
+        documents = [(str(f), _json_file(f)) for f in files or []]
+        complete = False
+        if round_file is not None:
+            try:
+                config = load_round_config(round_file)
+            except ConfigError as exc:
+                raise AuditError(str(exc)) from None
+            check = signature_check(config)
+        else:
+            from runtime.app import open_app
+
+            ctx = await open_app()
+            config, timeline = await _round_keys(ctx.client, _converter(ctx.keys), round_id)
+            check = signature_check(
+                config, lambda p: timeline.verify(p, p.published_at, audience(p.round_id))
+            )
+            if not documents:
+                conn = await asyncpg.connect(ctx.stack.database_url)
+                try:
+                    documents = await stored_documents(conn, round_id)
+                finally:
+                    await conn.close()
+                complete = True
+        if not documents:
+            raise AuditError(
+                "no publication to check: give the .json files"
+                + ("" if round_file is not None else f" (the server stores none for {round_id})")
+            )
+        result = check_publications(documents, config.round_id, check, complete=complete)
+        _report_announcements(result, config.round_id)
+        return result.ok
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AuditError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AuditError(f"{path}: not a JSON document ({exc})") from None
+
+
+async def _round_keys(client: Client, converter: DataConverter, round_id: str):
+    """The round's configuration and the keys its identities held over time, from its history."""
+    config, timeline = None, None
+    for run in await run_histories(client, round_workflow_id(round_id)):
+        for m in await messages(run.history, converter):
+            if m.kind == "start" and isinstance(m.content, RoundStart) and config is None:
+                config = parse_round_config(m.content.config, f"{round_id} start input")
+                timeline = KeyTimeline(config.identities)
+            elif m.kind == "update" and isinstance(m.content, ChangeKeys) and timeline:
+                timeline.change(m.at, m.content.identities)
+    if config is None or timeline is None:
+        raise AuditError(f"round {round_id}: its history holds no start input to take keys from")
+    return config, timeline
+
+
+def _report_announcements(result: ChainCheck, round_id: str) -> None:
+    table = Table(title=f"Announcements of round {round_id}")
+    for col in (
+        "file",
+        "no.",
+        "stage",
+        "published",
+        "signed by",
+        "sha256",
+        "hash",
+        "signature",
+        "chain",
+    ):
+        table.add_column(col, overflow="fold")
+    mark = {True: "[green]✓[/green]", False: "[red]✗[/red]"}
+    for c in sorted(result.documents, key=lambda c: c.publication.seq if c.publication else 0):
+        p: Publication | None = c.publication
+        table.add_row(
+            c.source,
+            str(p.seq) if p else "?",
+            p.stage.value if p else "?",
+            wib(p.published_at) if p else "?",
+            p.reported_by if p else "?",
+            c.computed_sha256[:16] + "…" if c.computed_sha256 else "",
+            mark[c.hash_ok] if p else mark[False],
+            mark[c.signature_ok] if p else mark[False],
+            c.chain,
+        )
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]![/yellow] {note}", highlight=False)
+    for problem in result.problems:
+        console.print(f"[red]✗[/red] {problem}", highlight=False)
+    if result.ok:
+        console.print(
+            f"[green]✓[/green] {len(result.documents)} announcements: every signature, hash and "
+            "link holds",
+            highlight=False,
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.announcements import AnnouncementStage, write_announcement
+from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi, RefusedError, applicant_id_for
 from client.csvio import (
     REGISTRATION_COLUMNS,
@@ -47,6 +47,7 @@ from client.csvio import (
     parse_registration,
     parse_report,
 )
+from client.publication import Published, publish_announcement, write_files
 from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
@@ -852,15 +853,44 @@ async def lookup(
 
 
 async def announce(
-    ctx: Context, round_id: str, stage: AnnouncementStage, out_dir: Path
-) -> tuple[Path, Path]:
-    """Write the stage's announcement as CSV and printable HTML, from the read model."""
-    csv_path, html_path, count = await write_announcement(
-        ctx.database_url, round_id, stage, out_dir
+    ctx: Context,
+    round_id: str,
+    stage: AnnouncementStage,
+    out_dir: Path,
+    signer: Signer,
+    corrects: int | None = None,
+) -> Published:
+    """Publish the stage's announcement from the read model: signed by `signer` (an operator of
+    the round), chained to the round's earlier publications and stored for the public pages;
+    then written to `out_dir` as CSV, printable HTML and the signed JSON document. Refused
+    (RefusedError: exit 1, naming what is missing) while the stage has no result for everyone."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        published = await publish_announcement(ctx.api, conn, round_id, stage, signer, corrects)
+    finally:
+        await conn.close()
+    p = published.publication
+    csv_path, html_path, json_path = write_files(p, published.config, out_dir)
+    rows = sum(len(f.rows) for f in p.formasi)
+    if published.new:
+        ctx.console.print(
+            f"publication {p.seq} of round {round_id} ({stage.value}, {rows} rows) signed by "
+            f"{p.reported_by}, sha256 {p.body_sha256()}"
+        )
+    else:
+        ctx.console.print(
+            f"unchanged: publication {p.seq} of round {round_id} already announces this "
+            f"({stage.value}, {rows} rows); nothing new published"
+        )
+    ctx.console.print(f"files: {csv_path}, {html_path} and {json_path}")
+    log.info(
+        "announcement published" if published.new else "announcement unchanged",
+        round_id=round_id,
+        stage=stage.value,
+        seq=p.seq,
+        rows=rows,
     )
-    ctx.console.print(f"{count} rows: {csv_path} and {html_path}")
-    log.info("announcement written", round_id=round_id, stage=stage.value, rows=count)
-    return csv_path, html_path
+    return published
 
 
 # --- the command line -------------------------------------------------------------------------
@@ -1354,10 +1384,36 @@ def lookup_cmd(
 def announce_cmd(
     round_id: str,
     stage: AnnouncementStage,
-    out: Annotated[Path, typer.Option("--out", help="Directory for the CSV and HTML.")] = Path("."),
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            envvar="CASN_KEY_FILE",
+            help="The signing key (starter.py keygen) of an operator of the round.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for the CSV, HTML and JSON.")
+    ] = Path("."),
+    corrects: Annotated[
+        int | None,
+        typer.Option("--corrects", min=1, help="The number of the publication this corrects."),
+    ] = None,
 ):
-    """Write an announcement (admin, skd or final) as CSV and printable HTML."""
-    _run(lambda ctx: announce(ctx, round_id, stage, out))
+    """Publish an announcement (admin, skd or final): signed with --key, chained to the round's
+    earlier ones, shown on the public pages, and written as CSV, printable HTML and JSON."""
+    try:
+        signer = Signer.from_jwk(json.loads(key.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        err_console.print(f"[red]bad input[/]: --key {key}: no such file", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (ValueError, TypeError, SigningKeyError) as exc:
+        err_console.print(
+            f"[red]bad input[/]: --key {key}: not a key file made by starter.py keygen ({exc})",
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _run(lambda ctx: announce(ctx, round_id, stage, out, signer, corrects))
 
 
 @cli.command("demo")

@@ -22,8 +22,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from activities.notify import FileTransport, deliver_pending
-from client.announcements import AnnouncementStage, write_announcement
+from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi, RefusedError
+from client.publication import publish_announcement, write_files
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
@@ -274,8 +275,19 @@ async def run_demo(
             ok = await _play(demo, synthetic_applicants(config, size, rng))
             funnel = await _funnel(pool, round_id)
             console.print(funnel)
-            for stage in AnnouncementStage:
-                await write_announcement(app.stack.database_url, round_id, stage, out_dir)
+            operator = keyring.signers[config.reporters["operator"][0]]
+            conn = await asyncpg.connect(app.stack.database_url)
+            try:
+                for stage in AnnouncementStage:  # signed, chained, on the public pages
+                    try:
+                        published = await publish_announcement(api, conn, round_id, stage, operator)
+                    except RefusedError as exc:
+                        console.print(f"[red]announcement {stage.value} not published[/]: {exc}")
+                        ok = False
+                        continue
+                    write_files(published.publication, config, out_dir)
+            finally:
+                await conn.close()
             sent = await deliver_pending(
                 pool,
                 FileTransport(out_dir / "notifications.jsonl"),

@@ -22,9 +22,7 @@ from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
 from domain.codes import Stage
 from domain.messages import Ack, JourneyState, RoundState
 from starter import (
-    AnnouncementStage,
     Context,
-    announce,
     create_round,
     funnel,
     import_registrations,
@@ -305,45 +303,6 @@ async def test_report_files_refuse_out_of_range_scores_with_the_engines_reason_a
     await status(ctx, config.round_id)
     printed = ctx.console.file.getvalue()
     assert "phase skd" in printed and "TMS" in printed and "total" in printed
-
-
-async def test_announcements_follow_the_official_order_and_escape_names(
-    client, keys, running_worker, stack, tmp_path
-):
-    settings, pool = running_worker
-    ctx = _context(client, keys, settings, stack)
-    round_id = f"ann-{uuid.uuid4().hex[:6]}"
-    people = [  # applicant_id, formasi, admin, skd_code, skd_total, final_code, final_score, placed
-        ("A5", "F1", "MS", "P", 420, None, None, None),
-        ("A1", "F1", "MS", "P/L", 400, "TL", 70.0, None),
-        ("A3", "F1", "MS", "P/L", 410, "P/L", 80.0, "F1"),
-        ("A2", "F2", "MS", "P/L", 380, "P/L-2", 75.0, "F1"),
-        ("A4", "F1", "TMS", None, None, None, None, None),
-        ("A6", "F2", "MS", "P/L", 390, "P/L", 77.0, "F2"),
-    ]
-    await pool.executemany(
-        """INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin, skd_code,
-           skd_total, final_code, final_score, placed_formasi, version) VALUES
-           ($1,$2,$3,$4,'umum','ended',$5,$6,$7,$8,$9,$10,1)""",
-        [
-            (round_id, a, f, f"<b>Peserta {a}</b> & co", adm, code, total, fc, fs, placed)
-            for a, f, adm, code, total, fc, fs, placed in people
-        ],
-    )
-
-    order = {}
-    for stage in AnnouncementStage:
-        csv_path, html_path = await announce(ctx, round_id, stage, tmp_path / "out")
-        with csv_path.open(encoding="utf-8") as f:
-            order[stage.value] = [r["applicant_id"] for r in csv.DictReader(f)]
-        page = html_path.read_text(encoding="utf-8")
-        assert "&lt;b&gt;Peserta A1&lt;/b&gt; &amp; co" in page and "<b>Peserta" not in page
-
-    assert order == {
-        "admin": ["A1", "A2", "A3", "A4", "A5", "A6"],
-        "skd": ["A3", "A1", "A5", "A6", "A2"],  # P/L first even when a P scored higher
-        "final": ["A3", "A2", "A1", "A6"],  # F1: P/L, then P/L-2 placed in F1, then the rest
-    }
 
 
 def test_an_unknown_report_kind_exits_2_naming_the_kinds(tmp_path):

@@ -1,0 +1,729 @@
+"""Publications: announcements signed by an operator of the round and chained by hash.
+
+A publication is the announcement of one stage (client/announcements.py) as a document:
+
+    {"format": "casn-pengumuman/1", "round_id", "seq", "stage", "instansi", "rules_digest",
+     "published_at", "reported_by", "prev_sha256", "corrects", "formasi": [...],
+     "signature": "<detached JWS>", "body_sha256": "<hex>"}
+
+The body is everything but `signature` and `body_sha256`; its canonical JSON (domain/digest.py)
+hashes to `body_sha256`. `seq` counts the round's publications from 1; `prev_sha256` is the
+body hash of publication `seq - 1` (64 zeros for the first), and it is inside the body, so the
+signature covers the chain: nobody can drop, reorder or change a publication without a signature
+failing or a link breaking. The signature is domain/signing.py's detached JWS (Ed25519) over
+`{"to": "<round>/pengumuman", "message": <body>}`, by `reported_by`, an operator identity of the
+round. Publications are never changed: a correction is a new publication naming the one it
+corrects (`corrects`). docs/ANNOUNCEMENTS.md describes how to check them offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from client.announcements import (
+    COLUMNS,
+    LATE_ENDINGS,
+    NUMERIC_COLUMNS,
+    STAGE_TITLES,
+    AnnouncementNotReady,
+    AnnouncementStage,
+    Placed,
+    csv_text,
+    legend,
+    read_results,
+    readiness_problem,
+    sections,
+    wib,
+)
+from client.api import RecruitmentApi, RefusedError
+from domain.codes import FinalCode
+from domain.config import ReportKind, RoundConfig
+from domain.digest import canonical_json
+from domain.messages import ChangeKeys, Decision
+from domain.signing import Signer, verify
+
+FORMAT = "casn-pengumuman/1"
+ZERO_SHA256 = "0" * 64
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class PublishedRow(BaseModel):
+    """One line of an announcement, as published: public result only (never the NIK)."""
+
+    model_config = _STRICT
+
+    no: int = Field(ge=1)
+    rank: int | None
+    applicant_id: str
+    name: str
+    code: str
+    twk: int | None
+    tiu: int | None
+    tkp: int | None
+    skd_total: int | None
+    skb_score: str | None
+    final_score: str | None
+    from_formasi: str | None  # P/L-2: the formasi the applicant applied to
+
+
+class PublishedFormasi(BaseModel):
+    """One formasi of an announcement: what it is, and its applicants in the official order."""
+
+    model_config = _STRICT
+
+    code: str
+    jabatan: str
+    unit: str
+    education_level: str
+    quota: int
+    rows: list[PublishedRow]
+
+
+class Publication(BaseModel):
+    """A signed announcement of one stage of a round (see the module's docstring)."""
+
+    model_config = _STRICT
+
+    format: Literal["casn-pengumuman/1"]
+    round_id: str = Field(min_length=1)
+    seq: int = Field(ge=1)
+    stage: AnnouncementStage
+    instansi: str
+    rules_digest: str
+    published_at: AwareDatetime
+    reported_by: str = Field(min_length=1)  # the operator identity whose key signs it
+    prev_sha256: Sha256
+    corrects: int | None
+    formasi: list[PublishedFormasi]
+    signature: str = ""
+
+    @model_validator(mode="after")
+    def _corrects_an_earlier_one(self) -> Publication:
+        if self.corrects is not None and not 1 <= self.corrects < self.seq:
+            raise ValueError(
+                f"corrects={self.corrects}: not an earlier publication than {self.seq}"
+            )
+        return self
+
+    def body(self) -> dict[str, Any]:
+        """Everything the signature and the hash cover."""
+        return self.model_dump(mode="json", exclude={"signature"})
+
+    def body_text(self) -> str:
+        """The body's canonical JSON: what is stored and hashed."""
+        return canonical_json(self.body())
+
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body_text().encode()).hexdigest()
+
+    def document(self) -> dict[str, Any]:
+        """The document for offline checking: the body, its signature and its hash."""
+        return {**self.body(), "signature": self.signature, "body_sha256": self.body_sha256()}
+
+    def rows(self) -> Iterable[tuple[PublishedFormasi, PublishedRow]]:
+        for f in self.formasi:
+            for r in f.rows:
+                yield f, r
+
+
+def audience(round_id: str) -> str:
+    """What a publication's signature is for: the round's announcements (never a workflow)."""
+    return f"{round_id}/pengumuman"
+
+
+def published_formasi(
+    stage: AnnouncementStage, config: RoundConfig, ordered: Sequence[tuple[str, list[Placed]]]
+) -> list[PublishedFormasi]:
+    """The announcement's formasi and rows, as they are published."""
+    out = []
+    for code, placed in ordered:
+        f = config.formasi_by_code(code)
+        rows = []
+        for i, p in enumerate(placed, start=1):
+            a, s = p.result, p.result.scores
+            skd = stage == AnnouncementStage.SKD
+            final = stage == AnnouncementStage.FINAL
+            rows.append(
+                PublishedRow(
+                    no=i,
+                    rank=p.rank,
+                    applicant_id=a.applicant_id,
+                    name=a.name,
+                    code=p.code,
+                    twk=s.twk if skd and s else None,
+                    tiu=s.tiu if skd and s else None,
+                    tkp=s.tkp if skd and s else None,
+                    skd_total=s.total if (skd or final) and s else None,
+                    skb_score=a.skb_score if final else None,
+                    final_score=a.final_score if final else None,
+                    from_formasi=a.formasi_code
+                    if p.code == FinalCode.PASSED_OPTIMALISASI
+                    else None,
+                )
+            )
+        out.append(
+            PublishedFormasi(
+                code=code,
+                jabatan=f.jabatan if f else "",
+                unit=f.unit if f else "",
+                education_level=f.education_level if f else "",
+                quota=f.quota if f else 0,
+                rows=rows,
+            )
+        )
+    return out
+
+
+# --- the keys a round's identities hold --------------------------------------------------------
+
+
+def keys_in_force(config: RoundConfig, decisions: Iterable[Decision]) -> dict[str, str]:
+    """The round's public keys now: its file's, with every change_keys the round recorded (its
+    decisions record each accepted command's content)."""
+    keys = dict(config.identities)
+    for d in decisions:
+        if not d.outcome.startswith("keys changed"):
+            continue
+        try:
+            keys.update(ChangeKeys.model_validate(d.input).identities)
+        except ValidationError:
+            continue
+    return keys
+
+
+def publisher_problem(config: RoundConfig, identity: str) -> str | None:
+    """Why `identity` may not sign the round's announcements, or None."""
+    operators = config.reporters.get(ReportKind.OPERATOR.value, [])
+    if identity not in operators:
+        return (
+            f"{identity} is not an operator of round {config.round_id} (reporters.operator lists "
+            f"{', '.join(operators) or 'nobody'}): only an operator signs its announcements"
+        )
+    if identity not in config.identities:
+        return (
+            f"{identity} has no public key in round {config.round_id}'s identities: nobody could "
+            "check its signature"
+        )
+    return None
+
+
+# --- publishing -----------------------------------------------------------------------------------
+
+_LOCK_CLASS = 0x43415350  # "CASP": one publisher at a time per round (with hashtext(round_id))
+
+
+@dataclass(frozen=True)
+class Published:
+    """The outcome of publishing: the publication, whether it is new or a repeat, and the
+    round's rules it was made under."""
+
+    publication: Publication
+    new: bool
+    config: RoundConfig
+
+
+async def publish_announcement(
+    api: RecruitmentApi,
+    conn: asyncpg.Connection,
+    round_id: str,
+    stage: AnnouncementStage,
+    signer: Signer,
+    corrects: int | None = None,
+) -> Published:
+    """Build the stage's announcement from the read model, sign it and store it in the chain.
+
+    Refuses (RefusedError, nothing stored) when the signer is not an operator of the round with
+    the key the round holds, when the stage has no result yet or not for everyone, and when the
+    stage was published already with other content and `corrects` does not name that
+    publication. Publishing the same content again stores nothing and returns the publication
+    that already says it."""
+    config = await api.round_config(round_id)
+    problem = publisher_problem(config, signer.identity)
+    if problem:
+        raise RefusedError(problem)
+    state = await api.round_state(round_id)
+    held = keys_in_force(config, state.decisions).get(signer.identity)
+    if held != signer.public:
+        raise RefusedError(
+            f"the key given is not the key round {round_id} holds for {signer.identity} "
+            f"(the round's: {held}); sign with the current key of {signer.identity}"
+        )
+    results = await read_results(conn, round_id)
+    problem = readiness_problem(stage, round_id, results)
+    if problem:
+        raise AnnouncementNotReady(problem)
+    formasi = published_formasi(
+        stage, config, sections(stage, config, results, state.formasi_results)
+    )
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
+        last = await conn.fetchrow(
+            "SELECT seq, body_sha256 FROM publications WHERE round_id = $1 ORDER BY seq DESC LIMIT 1",
+            round_id,
+        )
+        latest = await conn.fetchrow(
+            "SELECT seq, body, signature FROM publications WHERE round_id = $1 AND stage = $2 "
+            "ORDER BY seq DESC LIMIT 1",
+            round_id,
+            stage.value,
+        )
+        if latest is not None:
+            before = Publication.model_validate_json(latest["body"])
+            if [f.model_dump() for f in before.formasi] == [f.model_dump() for f in formasi]:
+                return Published(
+                    before.model_copy(update={"signature": latest["signature"]}), False, config
+                )
+            if corrects != latest["seq"]:
+                raise RefusedError(
+                    f"the {stage.value} announcement of round {round_id} was published as "
+                    f"number {latest['seq']} and the results changed since: publish a correction "
+                    f"of it (--corrects {latest['seq']})"
+                )
+        elif corrects is not None:
+            raise RefusedError(
+                f"corrects={corrects}: round {round_id} has no {stage.value} announcement to correct"
+            )
+        seq = last["seq"] + 1 if last else 1
+        publication = Publication(
+            format=FORMAT,
+            round_id=round_id,
+            seq=seq,
+            stage=stage,
+            instansi=config.instansi,
+            rules_digest=config.digest(),
+            published_at=datetime.now(UTC),
+            reported_by=signer.identity,
+            prev_sha256=last["body_sha256"] if last else ZERO_SHA256,
+            corrects=corrects,
+            formasi=formasi,
+        )
+        signed = signer.sign(publication, audience(round_id))
+        await _insert(conn, signed)
+    return Published(signed, True, config)
+
+
+async def _insert(conn: asyncpg.Connection, p: Publication) -> None:
+    await conn.execute(
+        """INSERT INTO publications (round_id, seq, stage, instansi, body, body_sha256,
+               prev_sha256, signature, signed_by, published_at, corrects, row_count)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+        p.round_id,
+        p.seq,
+        p.stage.value,
+        p.instansi,
+        p.body_text(),
+        p.body_sha256(),
+        p.prev_sha256,
+        p.signature,
+        p.reported_by,
+        p.published_at,
+        p.corrects,
+        sum(len(f.rows) for f in p.formasi),
+    )
+    rows = [
+        {"applicant_id": r.applicant_id, "formasi_code": f.code, "row": r.model_dump(mode="json")}
+        for f, r in p.rows()
+    ]
+    await conn.execute(
+        """INSERT INTO publication_rows (round_id, seq, applicant_id, formasi_code, row)
+           SELECT $1, $2, x.applicant_id, x.formasi_code, x.row
+           FROM jsonb_to_recordset($3::jsonb) AS x(applicant_id text, formasi_code text, row jsonb)""",
+        p.round_id,
+        p.seq,
+        json.dumps(rows),
+    )
+
+
+# --- reading what was published -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicationSummary:
+    """A publication without its rows: what a list of publications shows."""
+
+    round_id: str
+    seq: int
+    stage: AnnouncementStage
+    instansi: str
+    published_at: datetime
+    signed_by: str
+    corrects: int | None
+    body_sha256: str
+    row_count: int
+
+    @property
+    def title(self) -> str:
+        return STAGE_TITLES[self.stage]
+
+
+_SUMMARY = (
+    "round_id, seq, stage, instansi, published_at, signed_by, corrects, body_sha256, row_count"
+)
+
+
+def _summary(r: asyncpg.Record) -> PublicationSummary:
+    return PublicationSummary(**{**dict(r), "stage": AnnouncementStage(r["stage"])})
+
+
+async def list_publications(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str | None = None
+) -> list[PublicationSummary]:
+    """Every publication (of one round, or of all), by round and number."""
+    if round_id is None:
+        rows = await db.fetch(f"SELECT {_SUMMARY} FROM publications ORDER BY round_id, seq")
+    else:
+        rows = await db.fetch(
+            f"SELECT {_SUMMARY} FROM publications WHERE round_id = $1 ORDER BY seq", round_id
+        )
+    return [_summary(r) for r in rows]
+
+
+async def load_publication(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str, seq: int
+) -> Publication | None:
+    """One publication with its signature, or None."""
+    row = await db.fetchrow(
+        "SELECT body, signature FROM publications WHERE round_id = $1 AND seq = $2", round_id, seq
+    )
+    if row is None:
+        return None
+    return Publication.model_validate_json(row["body"]).model_copy(
+        update={"signature": row["signature"]}
+    )
+
+
+async def stored_documents(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str
+) -> list[tuple[str, Any]]:
+    """Every stored publication of the round as its document, as stored (for the auditor)."""
+    rows = await db.fetch(
+        "SELECT seq, body, signature, body_sha256 FROM publications WHERE round_id = $1 "
+        "ORDER BY seq",
+        round_id,
+    )
+    return [
+        (
+            f"database publication {r['seq']}",
+            {**json.loads(r["body"]), "signature": r["signature"], "body_sha256": r["body_sha256"]},
+        )
+        for r in rows
+    ]
+
+
+async def lookup(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str, applicant_id: str
+) -> list[tuple[PublicationSummary, str, PublishedRow]]:
+    """The applicant's published rows across the round's publications: (publication, the
+    formasi it is listed under, the row), oldest first."""
+    rows = await db.fetch(
+        f"""SELECT {", ".join("p." + c.strip() for c in _SUMMARY.split(","))},
+                   r.formasi_code, r.row
+            FROM publication_rows r JOIN publications p USING (round_id, seq)
+            WHERE r.round_id = $1 AND r.applicant_id = $2 ORDER BY p.seq""",
+        round_id,
+        applicant_id,
+    )
+    out = []
+    for r in rows:
+        data = dict(r)
+        formasi_code, row = data.pop("formasi_code"), data.pop("row")
+        row = json.loads(row) if isinstance(row, str) else row
+        out.append(
+            (
+                _summary(data),  # type: ignore[arg-type]
+                formasi_code,
+                PublishedRow.model_validate_json(json.dumps(row)),
+            )
+        )
+    return out
+
+
+async def late_endings(db: asyncpg.Pool | asyncpg.Connection, round_id: str) -> dict[str, str]:
+    """applicant id -> DIS or APS, for the round's applicants who ended so (the read model now)."""
+    rows = await db.fetch(
+        "SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 "
+        "AND terminal = ANY($2::text[])",
+        round_id,
+        list(LATE_ENDINGS),
+    )
+    return {r["applicant_id"]: r["terminal"] for r in rows}
+
+
+def after_publication(publication: Publication, endings: Mapping[str, str]) -> dict[str, str]:
+    """applicant id -> DIS or APS for every listed applicant who ended so after publication."""
+    return {
+        r.applicant_id: endings[r.applicant_id]
+        for _, r in publication.rows()
+        if r.applicant_id in endings and r.code != endings[r.applicant_id]
+    }
+
+
+# --- checking publications offline -----------------------------------------------------------------
+
+
+@dataclass
+class DocumentCheck:
+    """What was found of one publication document."""
+
+    source: str
+    publication: Publication | None = None
+    computed_sha256: str = ""
+    hash_ok: bool = False
+    signature_ok: bool = False
+    chain: str = "–"  # ok | broken | not checked (...)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChainCheck:
+    """Every document checked, and whether the whole holds."""
+
+    documents: list[DocumentCheck]
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+SignatureCheck = Callable[[Publication], str | None]
+
+
+def signature_check(
+    config: RoundConfig, verify_key: Callable[[Publication], str | None] | None = None
+) -> SignatureCheck:
+    """Why a publication's signature does not hold for `config`'s round, or None: its signer
+    must be an operator of the round and the signature must verify (`verify_key`; by default
+    under the round file's identities)."""
+
+    def check(p: Publication) -> str | None:
+        operators = config.reporters.get(ReportKind.OPERATOR.value, [])
+        if p.reported_by not in operators:
+            return f"signed by {p.reported_by}, who is not an operator of round {config.round_id}"
+        if verify_key is not None:
+            return verify_key(p)
+        return verify(p, config.identities, audience(p.round_id))
+
+    return check
+
+
+def _parse(source: str, doc: Any, round_id: str, signature: SignatureCheck) -> DocumentCheck:
+    check = DocumentCheck(source)
+    if not isinstance(doc, dict):
+        check.problems.append(f"{source}: not a publication document (a JSON object)")
+        return check
+    body = {k: v for k, v in doc.items() if k not in ("signature", "body_sha256")}
+    try:
+        p = Publication.model_validate_json(
+            json.dumps({**body, "signature": doc.get("signature", "")})
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(document)"
+        check.problems.append(f"{source}: not a publication document: {where}: {first['msg']}")
+        return check
+    check.publication = p
+    text = canonical_json(body)
+    check.computed_sha256 = hashlib.sha256(text.encode()).hexdigest()
+    if text != p.body_text():
+        check.problems.append(
+            f"{source}: publication {p.seq} is not in the form it was published in"
+        )
+    declared = doc.get("body_sha256")
+    check.hash_ok = declared == check.computed_sha256
+    if not check.hash_ok:
+        check.problems.append(
+            f"{source}: publication {p.seq}'s content hashes to {check.computed_sha256[:16]}…, "
+            f"not to its body_sha256 {str(declared)[:16]}…: it was changed after publication"
+        )
+    if p.round_id != round_id:
+        check.problems.append(f"{source}: publication of round {p.round_id}, not of {round_id}")
+        return check
+    problem = signature(p)
+    check.signature_ok = problem is None
+    if problem:
+        check.problems.append(f"{source}: publication {p.seq}: signature: {problem}")
+    return check
+
+
+def check_publications(
+    documents: Sequence[tuple[str, Any]],
+    round_id: str,
+    signature: SignatureCheck,
+    complete: bool = False,
+) -> ChainCheck:
+    """Check every document (its form, hash and signature) and the chain they make: numbers
+    from 1, each `prev_sha256` the hash of the publication before, corrections of the same
+    stage. With `complete`, a missing number is a problem (the server's whole chain); otherwise
+    the link before a missing number is reported as not checked."""
+    checks = [_parse(source, doc, round_id, signature) for source, doc in documents]
+    problems = [p for c in checks for p in c.problems]
+    notes: list[str] = []
+    by_seq: dict[int, DocumentCheck] = {}
+    for c in checks:
+        if c.publication is None or c.publication.round_id != round_id:
+            continue
+        seq = c.publication.seq
+        other = by_seq.get(seq)
+        if other is not None and other.computed_sha256 != c.computed_sha256:
+            problems.append(
+                f"{other.source} and {c.source} are two different publications numbered {seq}"
+            )
+            c.chain = other.chain = "broken"
+            continue
+        by_seq.setdefault(seq, c)
+    for seq in sorted(by_seq):
+        c = by_seq[seq]
+        p = c.publication
+        assert p is not None
+        if c.chain == "broken":
+            continue
+        before = by_seq.get(seq - 1)
+        if seq == 1:
+            linked = p.prev_sha256 == ZERO_SHA256
+            expected = ZERO_SHA256
+        elif before is not None:
+            linked = p.prev_sha256 == before.computed_sha256
+            expected = before.computed_sha256
+        else:
+            message = f"publication {seq}: publication {seq - 1} is missing"
+            if complete:
+                problems.append(f"{c.source}: {message}: the chain is broken")
+                c.chain = "broken"
+            else:
+                notes.append(f"{message}: the link before {seq} was not checked")
+                c.chain = f"not checked (no {seq - 1})"
+            continue
+        if not linked:
+            problems.append(
+                f"{c.source}: publication {seq}'s prev_sha256 {p.prev_sha256[:16]}… is not the "
+                f"hash of publication {seq - 1} ({expected[:16]}…): the chain is broken"
+            )
+            c.chain = "broken"
+            continue
+        if (
+            before is not None
+            and before.publication
+            and p.published_at < before.publication.published_at
+        ):
+            problems.append(f"{c.source}: publication {seq} is dated before publication {seq - 1}")
+            c.chain = "broken"
+            continue
+        corrected = by_seq.get(p.corrects) if p.corrects else None
+        if corrected and corrected.publication and corrected.publication.stage != p.stage:
+            problems.append(
+                f"{c.source}: publication {seq} ({p.stage}) corrects publication {p.corrects}, "
+                f"which is of another stage ({corrected.publication.stage})"
+            )
+            c.chain = "broken"
+            continue
+        c.chain = "ok"
+    return ChainCheck(checks, problems, notes)
+
+
+# --- the files an operator keeps ------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def publication_csv(p: Publication, later: Mapping[str, str] | None = None) -> str:
+    """The publication as CSV: one line per row with its formasi, Indonesian headers, and the
+    DIS/APS of applicants who ended so after publication (Keterangan)."""
+    later = later or {}
+    columns = COLUMNS[p.stage]
+    header = ["Kode Formasi", "Jabatan", "Unit Kerja", *(h for _, h in columns), "Keterangan"]
+    rows = (
+        [
+            f.code,
+            f.jabatan,
+            f.unit,
+            *(_cell(getattr(r, key)) for key, _ in columns),
+            f"{later[r.applicant_id]} setelah pengumuman" if r.applicant_id in later else "",
+        ]
+        for f, r in p.rows()
+    )
+    return csv_text(header, rows)
+
+
+def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
+    """The publication as one printable HTML file (no script, no outside resources)."""
+    e = html.escape
+    columns = COLUMNS[p.stage]
+    parts = [
+        '<!doctype html>\n<html lang="id"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(STAGE_TITLES[p.stage])} — {e(p.instansi)}</title>"
+        "<style>body{font-family:sans-serif;margin:1rem}table{border-collapse:collapse}"
+        "td,th{border:1px solid #444;padding:2px 6px;text-align:left}td.num{text-align:right}"
+        ".table-wrap{overflow-x:auto}@media print{th{background:#ddd}}</style></head><body>",
+        f"<h1>{e(STAGE_TITLES[p.stage])}</h1>",
+        f"<p><strong>{e(p.instansi)}</strong><br>Seleksi {e(p.round_id)}, pengumuman nomor "
+        f"{p.seq}, diumumkan {e(wib(p.published_at))}, ditandatangani oleh {e(p.reported_by)}.</p>",
+    ]
+    if p.corrects:
+        parts.append(f"<p>Pengumuman ini mengoreksi pengumuman nomor {p.corrects}.</p>")
+    parts.append("<h2>Keterangan kode</h2><dl>")
+    parts += [f"<dt>{e(c)}</dt><dd>{e(t)}</dd>" for c, t in legend(p.stage, cut_multiplier)]
+    parts.append("</dl>")
+    for f in p.formasi:
+        parts.append(
+            f"<h2>Formasi {e(f.code)}: {e(f.jabatan)}</h2><p>{e(f.unit)}, pendidikan "
+            f"{e(f.education_level)}, kebutuhan {f.quota}</p>"
+        )
+        if not f.rows:
+            parts.append("<p>Tidak ada peserta.</p>")
+            continue
+        head = "".join(f"<th>{e(h)}</th>" for _, h in columns)
+        body = "\n".join(
+            "<tr>"
+            + "".join(
+                f'<td class="num">{e(_cell(getattr(r, k)))}</td>'
+                if k in NUMERIC_COLUMNS
+                else f"<td>{e(_cell(getattr(r, k)))}</td>"
+                for k, _ in columns
+            )
+            + "</tr>"
+            for r in f.rows
+        )
+        parts.append(
+            f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>\n{body}\n'
+            "</tbody></table></div>"
+        )
+    parts.append(
+        f"<p>Sidik SHA-256 isi pengumuman: <code>{p.body_sha256()}</code>. Periksa tanda tangan "
+        f"dan rantainya dengan <code>python audit.py verify-announcements "
+        f"{e(p.round_id)}-{p.seq}.json --round ROUND_TOML</code>.</p></body></html>\n"
+    )
+    return "\n".join(parts)
+
+
+def write_files(p: Publication, config: RoundConfig, out_dir: Path) -> tuple[Path, Path, Path]:
+    """The publication as CSV, printable HTML and its signed JSON document, in `out_dir`:
+    `<round>-<stage>.csv|html` (the stage's latest) and `<round>-<seq>.json`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"{p.round_id}-{p.stage.value}"
+    csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
+    json_path = out_dir / f"{p.round_id}-{p.seq}.json"
+    csv_path.write_text(publication_csv(p), encoding="utf-8", newline="")
+    html_path.write_text(publication_html(p, config.skd.cut_multiplier), encoding="utf-8")
+    json_path.write_text(document_text(p), encoding="utf-8")
+    return csv_path, html_path, json_path
+
+
+def document_text(p: Publication) -> str:
+    """The signed document as a file holds it (any JSON layout verifies; this one is readable)."""
+    return json.dumps(p.document(), ensure_ascii=False, sort_keys=True, indent=1) + "\n"
