@@ -156,6 +156,7 @@ class ApplicantResult:
 
     @property
     def ended_late(self) -> bool:
+        """Disqualified or withdrawn: endings that can come at any stage."""
         return self.terminal in LATE_ENDINGS
 
 

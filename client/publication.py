@@ -125,6 +125,7 @@ class Publication(BaseModel):
         return canonical_json(self.body())
 
     def body_sha256(self) -> str:
+        """SHA-256 of the body's canonical JSON: what the next publication links to."""
         return hashlib.sha256(self.body_text().encode()).hexdigest()
 
     def document(self) -> dict[str, Any]:
@@ -132,6 +133,7 @@ class Publication(BaseModel):
         return {**self.body(), "signature": self.signature, "body_sha256": self.body_sha256()}
 
     def rows(self) -> Iterable[tuple[PublishedFormasi, PublishedRow]]:
+        """Every row with its formasi, in the published order."""
         for f in self.formasi:
             for r in f.rows:
                 yield f, r
@@ -364,6 +366,7 @@ class PublicationSummary:
 
     @property
     def title(self) -> str:
+        """The announcement's Indonesian title."""
         return STAGE_TITLES[self.stage]
 
 
@@ -495,6 +498,7 @@ class ChainCheck:
 
     @property
     def ok(self) -> bool:
+        """True when every document and every link holds."""
         return not self.problems
 
 

@@ -132,7 +132,7 @@ async def lookup_page(
     publications = await list_publications(gw.pool, round_id)
     if not publications:
         return _no_round(gw, request, round_id)
-    context = {
+    context: dict[str, object] = {
         "round_id": round_id,
         "instansi": publications[-1].instansi,
         "nomor": nomor or "",
