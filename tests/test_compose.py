@@ -57,3 +57,22 @@ def test_services_of_the_scale_out_deployment_are_present(compose):
     assert {"temporal", "temporal-ui", "temporal-db", "readmodel-db", "worker"} <= set(
         compose["services"]
     )
+
+
+def test_gateway_runs_apart_with_its_secrets_as_files(compose):
+    import subprocess
+    import sys
+
+    gateway = compose["services"]["gateway"]
+    env = _environment(gateway)
+    assert gateway["command"][:2] == ["python", "serve.py"]
+    assert env["CASN_GATEWAY_API_KEYS_FILE"].startswith("/run/secrets/")
+    assert env["CASN_PORTAL_KEY_FILE"].startswith("/run/secrets/")
+    assert set(gateway["secrets"]) <= set(compose["secrets"])
+    for service in ("gateway", "worker"):
+        command = compose["services"][service]["command"]
+        root = COMPOSE.parent
+        ran = subprocess.run(
+            [sys.executable, *command[1:], "--help"], cwd=root, capture_output=True, text=True
+        )
+        assert ran.returncode == 0, f"{service}: {command} --help: {ran.stderr[-500:]}"
