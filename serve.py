@@ -142,6 +142,7 @@ async def serve(with_worker: bool = False, sample: bool = False) -> int:
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            timeout_graceful_shutdown=10,
         )
     )
     # Our own SIGTERM/SIGINT handling stops the server (uvicorn would take the signals over).

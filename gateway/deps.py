@@ -8,16 +8,19 @@ import hmac
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from temporalio.client import WorkflowExecutionStatus
 
 from client.api import RecruitmentApi
 from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
+from runtime.attributes import RECRUITMENT_STAGE
 from runtime.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -71,6 +74,16 @@ class ApiKeys:
         return found
 
 
+@dataclass(frozen=True)
+class RoundListing:
+    """A round as the visibility store lists it."""
+
+    round_id: str
+    phase: str
+    running: bool
+    started: datetime
+
+
 @dataclass
 class RoundDirectory:
     """The rounds the gateway serves: their rules (fixed at creation) and their state (cached
@@ -80,7 +93,7 @@ class RoundDirectory:
     state_ttl: float = 5.0
     _configs: dict[str, RoundConfig] = field(default_factory=dict)
     _states: dict[str, tuple[float, RoundState]] = field(default_factory=dict)
-    _ids: tuple[float, list[str]] = (0.0, [])
+    _listing: tuple[float, list[RoundListing]] = (0.0, [])
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def config(self, round_id: str) -> RoundConfig:
@@ -89,27 +102,44 @@ class RoundDirectory:
             self._configs[round_id] = await self.api.round_config(round_id)
         return self._configs[round_id]
 
-    async def state(self, round_id: str) -> RoundState:
-        """The round's phase and schedule with its extensions, at most `state_ttl` seconds old."""
+    async def state(self, round_id: str, timeout: float | None = None) -> RoundState:
+        """The round's phase and schedule with its extensions, at most `state_ttl` seconds old.
+
+        A query is answered by a worker: with `timeout`, a round no worker answers for raises
+        TimeoutError after that many seconds instead of holding the page."""
         cached = self._states.get(round_id)
         if cached and time.monotonic() - cached[0] < self.state_ttl:
             return cached[1]
-        state = await self.api.round_state(round_id)
+        state = await asyncio.wait_for(self.api.round_state(round_id), timeout)
         self._states[round_id] = (time.monotonic(), state)
         return state
 
-    async def round_ids(self) -> list[str]:
-        """Every round on the namespace, newest first (from Temporal's visibility store)."""
-        at, ids = self._ids
-        if time.monotonic() - at < 30 and ids:
-            return ids
+    async def listing(self) -> list[RoundListing]:
+        """Every round on the namespace, newest first, with its phase as the round last set it
+        (its RecruitmentStage search attribute): read from Temporal's visibility store, so
+        listing asks no worker anything. Kept for 30 seconds."""
+        at, rounds = self._listing
+        if time.monotonic() - at < 30 and rounds:
+            return rounds
         async with self._lock:
-            found: list[tuple[str, str]] = []
+            found = []
             async for wf in self.api.client.list_workflows("CasnKind = 'round'"):
-                found.append((wf.start_time.isoformat(), wf.id))
-            ids = [wid.removesuffix("/round") for _, wid in sorted(found, reverse=True)]
-            self._ids = (time.monotonic(), ids)
-            return ids
+                stage = wf.typed_search_attributes.get(RECRUITMENT_STAGE)
+                found.append(
+                    RoundListing(
+                        round_id=wf.id.removesuffix("/round"),
+                        phase=stage or "",
+                        running=wf.status == WorkflowExecutionStatus.RUNNING,
+                        started=wf.start_time,
+                    )
+                )
+            rounds = sorted(found, key=lambda r: r.started, reverse=True)
+            self._listing = (time.monotonic(), rounds)
+            return rounds
+
+    async def round_ids(self) -> list[str]:
+        """Every round on the namespace, newest first."""
+        return [r.round_id for r in await self.listing()]
 
 
 @dataclass

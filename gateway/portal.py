@@ -11,6 +11,7 @@ NIK, a name or a password.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from dataclasses import dataclass
@@ -293,6 +294,9 @@ async def _round(visit: Visit, round_id: str) -> tuple[RoundConfig, RoundState] 
         return unavailable(visit, f"round {round_id}", exc)
 
 
+STATE_TIMEOUT = 3.0  # seconds the front page waits for one round's schedule
+
+
 def _registration_open(state: RoundState, now: datetime) -> bool:
     window = state.schedule.registration
     return state.phase == "registration" and window.opens <= now < window.closes
@@ -307,26 +311,39 @@ async def index(v: Visit = Depends(visit)) -> HTMLResponse:
     now = datetime.now(UTC)
     rounds = []
     try:
-        round_ids = (await v.gw.rounds.round_ids())[:50]
+        listing = (await v.gw.rounds.listing())[:50]
     except RPCError as exc:
         return unavailable(v, "round list", exc)
-    for round_id in round_ids:
+
+    async def describe(entry) -> dict | None:
+        # Rules come from the round's history (no worker needed); the schedule in force (with
+        # its extensions) only for a round in registration, asked with a short deadline so
+        # that one round no worker answers for cannot hold the page.
         try:
-            config = await v.gw.rounds.config(round_id)
-            state = await v.gw.rounds.state(round_id)
-        except (RPCError, RefusedError) as exc:  # one unreadable round hides only itself
-            log.warning("round not listed", round_id=round_id, error=type(exc).__name__)
-            continue
-        rounds.append(
-            {
-                "round_id": round_id,
-                "instansi": config.instansi,
-                "formasi": len(config.formasi),
-                "open": _registration_open(state, now),
-                "opens": state.schedule.registration.opens,
-                "closes": state.schedule.registration.closes,
-            }
-        )
+            config = await v.gw.rounds.config(entry.round_id)
+            window = config.schedule.registration
+            opens, closes, is_open = window.opens, window.closes, False
+            if entry.running and entry.phase == "registration":
+                state = await v.gw.rounds.state(entry.round_id, timeout=STATE_TIMEOUT)
+                opens, closes = (
+                    state.schedule.registration.opens,
+                    state.schedule.registration.closes,
+                )
+                is_open = _registration_open(state, now)
+        except (RPCError, RefusedError, TimeoutError) as exc:
+            log.warning("round not listed", round_id=entry.round_id, error=type(exc).__name__)
+            return None
+        return {
+            "round_id": entry.round_id,
+            "instansi": config.instansi,
+            "formasi": len(config.formasi),
+            "open": is_open,
+            "opens": opens,
+            "closes": closes,
+        }
+
+    described = await asyncio.gather(*(describe(entry) for entry in listing))
+    rounds = [r for r in described if r is not None]
     return page(
         v,
         "index.html",

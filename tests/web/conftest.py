@@ -77,7 +77,13 @@ async def live_url(gateway_state):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(make(gateway_state), log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            make(gateway_state),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
     )
     server.capture_signals = contextlib.nullcontext  # pytest keeps its own signal handling
     serving = asyncio.create_task(server.serve(sockets=[sock]))
