@@ -1,4 +1,5 @@
-"""Recompute each formasi's SKD cut and final ranking from its applicants' histories alone.
+"""Recompute each formasi's SKD cut and final ranking, and the round's optimalisasi allocations,
+from the histories alone.
 
 The numbers come from the inputs the journeys recorded (the start input's registration and
 rules, the accepted report updates); who reached SKB and completed it comes from the journeys'
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
 from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision, Phase, Stage
+from domain.config import RoundConfig, parse_round_config
 from domain.events import ReportAfterClose, SkbCompleted
 from domain.messages import (
     Decision,
@@ -22,10 +25,12 @@ from domain.messages import (
     GateReport,
     JourneyStart,
     PanelScoreReport,
+    RoundStart,
     SkbScoreReport,
     SkdReport,
     fraction_text,
 )
+from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
 from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
 from domain.sheet import ApplicantSheet, skb_result, with_report
@@ -45,6 +50,7 @@ class FormasiFigures:
     winners: list[tuple[str, str]] = field(default_factory=list)  # (applicant id, final score text)
     others: list[tuple[str, str]] = field(default_factory=list)
     ranked: bool = False  # whether a final ranking exists (announced or computable)
+    other_entries: list[FinalEntry] = field(default_factory=list)  # recomputed: lost on rank
 
 
 @dataclass
@@ -148,7 +154,107 @@ def recomputed_figures(
         figures.ranked = True
         figures.winners = [(a, fraction_text(by_id[a].final_score) or "") for a in result.winners]
         figures.others = [(a, fraction_text(by_id[a].final_score) or "") for a in result.others]
+        figures.other_entries = [by_id[a] for a in result.others]
     return figures
+
+
+def journey_profiles(journeys: list[JourneyInputs]) -> dict[str, CandidateProfile]:
+    """Each applicant's major and application date, as its journey's start input recorded them."""
+    return {
+        j.start.applicant_id: CandidateProfile(
+            major=j.start.registration.major, applied_on=j.start.applied_on
+        )
+        for j in journeys
+    }
+
+
+# The pool's patch name as the round records it in its allocation decisions (workflows/versions.py
+# OPTIMALISASI_POOL; auditing may not import workflows' code).
+POOL_RULE = "optimalisasi-pool"
+SEAT_VACATED = "seat vacated"
+
+
+def recompute_optimalisasi(
+    config: RoundConfig,
+    round_decisions: list[Decision],
+    recomputed: dict[str, FormasiFigures],
+    profiles: dict[str, CandidateProfile],
+) -> list[str]:
+    """Every difference between the round's recorded optimalisasi allocations and the ones
+    `domain.optimalisasi.allocate` gives from the recorded inputs.
+
+    The inputs: the final rankings recomputed from the journeys (who lost on rank, with what
+    entry; each formasi's empty seats), each candidate's major and application date (`profiles`,
+    from the journeys' start inputs: `journey_profiles`), the seats given up as the round recorded them, and the declines each
+    allocation names. Each allocation is recomputed with the rule it recorded (the pool, or the
+    jabatan and education only of rounds before it); the offers it made carry on to the next.
+    """
+    by_code = {f.code: f for f in config.formasi}
+    candidates = []
+    for code, figures in recomputed.items():
+        f = by_code.get(code)
+        for e in figures.other_entries if f is not None else []:
+            candidates.append(
+                OptimalisasiCandidate(
+                    entry=e,
+                    jabatan=f.jabatan,
+                    education_level=f.education_level,
+                    profile=profiles.get(e.applicant_id),
+                )
+            )
+    base = {
+        code: by_code[code].quota - len(figures.winners)
+        for code, figures in recomputed.items()
+        if code in by_code and figures.ranked
+    }
+    vacated: dict[str, int] = defaultdict(int)
+    made: list[tuple[str, str]] = []  # (applicant id, formasi) of every offer made so far
+    out: list[str] = []
+    allocation = 0
+    for d in round_decisions:
+        if d.outcome == SEAT_VACATED:
+            vacated[d.input.get("formasi_code", "")] += 1
+            continue
+        if not (d.stage == "optimalisasi" and d.outcome == "allocated"):
+            continue
+        allocation += 1
+        declined = set(d.input.get("declined", []))
+        held: dict[str, int] = defaultdict(int)
+        for applicant_id, code in made:
+            if applicant_id not in declined:
+                held[code] += 1
+        placed = {a for a, _ in made if a not in declined}
+        pool = d.input.get("pool") == POOL_RULE
+        judged_on = date.fromisoformat(d.input["judged_on"]) if pool else None
+        vacancies = [
+            Vacancy(
+                formasi_code=code,
+                jabatan=f.jabatan,
+                education_level=f.education_level,
+                seats=seats,
+                formasi=f if pool else None,
+            )
+            for code, f in by_code.items()
+            if (seats := base.get(code, 0) + vacated[code] - held[code]) > 0
+        ]
+        offers = allocate(
+            vacancies,
+            [c for c in candidates if c.entry.applicant_id not in placed],
+            declined,
+            judged_on,
+        )
+        seats = {v.formasi_code: v.seats for v in vacancies}
+        again = [[o.applicant_id, o.to_formasi] for o in offers]
+        recorded = [list(o) for o in d.input.get("offers", [])]
+        where = f"optimalisasi allocation {allocation} ({d.at.isoformat()})"
+        if seats != d.input.get("vacancies"):
+            out.append(
+                f"{where}: empty seats recorded {d.input.get('vacancies')}, recomputed {seats}"
+            )
+        if again != recorded:
+            out.append(f"{where}: offers recorded {recorded}, recomputed {again}")
+        made += [(a, code) for a, code in recorded]
+    return out
 
 
 def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
@@ -182,10 +288,13 @@ class Recomputation:
 
     pairs: list[tuple[FormasiFigures, FormasiFigures]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    optimalisasi: list[str] = field(default_factory=list)  # allocation differences
+    allocations: int = 0  # optimalisasi allocations recomputed
+    profiles: dict[str, CandidateProfile] = field(default_factory=dict)  # their recorded inputs
 
     def differences(self) -> list[str]:
-        """Problems plus every announced/recomputed difference."""
-        return self.problems + [d for a, r in self.pairs for d in compare(a, r)]
+        """Problems plus every announced/recomputed difference, the optimalisasi's included."""
+        return self.problems + [d for a, r in self.pairs for d in compare(a, r)] + self.optimalisasi
 
 
 async def recompute(histories: list[RecordedHistory], converter: DataConverter) -> Recomputation:
@@ -204,16 +313,19 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         by_workflow[h.workflow_id].append(h)
     journeys: list[JourneyInputs] = []
     formasi: list[tuple[FormasiStart, list[Decision]]] = []
+    rounds: list[tuple[RoundStart, list[Decision]]] = []
     for runs in by_workflow.values():
         runs.sort(key=lambda h: h.start_time)
         kind = runs[0].kind
-        if kind not in ("journey", "formasi"):
+        if kind not in ("journey", "formasi", "round"):
             continue
         msgs = [m for h in runs for m in await messages(h.history, converter)]
         decisions = decisions_of(by_run[h.run_id] for h in runs if h.run_id in by_run)
         start = msgs[0].content
         if kind == "journey":
             journeys.append(JourneyInputs(start, [m for m in msgs if m.kind != "start"], decisions))
+        elif kind == "round":
+            rounds.append((start, decisions))
         else:
             formasi.append((start, decisions))
     if not formasi:
@@ -223,4 +335,12 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
     for start, decisions in sorted(formasi, key=lambda f: f[0].formasi.code):
         announced = announced_figures(start, decisions)
         out.pairs.append((announced, recomputed_figures(start, journeys, final=announced.ranked)))
+    recomputed = {r.formasi_code: r for _, r in out.pairs}
+    out.profiles = journey_profiles(journeys)
+    for round_start, decisions in rounds:
+        config = parse_round_config(round_start.config, "round configuration")
+        out.allocations += sum(
+            1 for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
+        )
+        out.optimalisasi += recompute_optimalisasi(config, decisions, recomputed, out.profiles)
     return out

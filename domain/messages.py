@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from fractions import Fraction
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
 from domain.digest import canonical_digest
+from domain.optimalisasi import CandidateProfile
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skd import SkdKey
@@ -262,6 +264,7 @@ class FinalEntryReply(BaseModel, frozen=True):
 
     applicant_id: str
     entry: FinalEntry | None = None
+    profile: CandidateProfile | None = None  # with an entry: major and application date
 
 
 class CloseReply(BaseModel, frozen=True):
@@ -275,6 +278,7 @@ class CloseReply(BaseModel, frozen=True):
     phase: str
     key: SkdKey | None = None
     entry: FinalEntry | None = None
+    profile: CandidateProfile | None = None  # with an entry: what optimalisasi's pool needs
 
 
 class OptimalisasiOffer(BaseModel, frozen=True):
@@ -310,6 +314,18 @@ class FormasiResult(BaseModel, frozen=True):
     vacancies: int
     candidates: list[FinalEntry]
     winners: list[str]
+    # applicant id -> major and application date of each candidate (optimalisasi's pool);
+    # empty in results recorded before they were sent.
+    profiles: dict[str, CandidateProfile] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_empty_profiles(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A result recorded before profiles dumps (and so seals) as it did when it was sent.
+        data = handler(self)
+        if not self.profiles:
+            data.pop("profiles", None)
+        return data
+
     seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 

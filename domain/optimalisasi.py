@@ -1,21 +1,51 @@
-"""Optimalisasi: empty seats go to those who lost on rank in a formasi with the same job and education."""
+"""Optimalisasi: empty seats go to those who lost on rank and would qualify for the seat's formasi.
+
+The pool of a seat (issue 14): the same jabatan, the same education level, a major the seat's
+formasi accepts and an age within its limits, all as `domain.registration.check_registration`
+judges them (its rules, not a copy of them). Age is judged on the candidate's own application
+date, as at registration; a candidate whose application date was not recorded is judged on the
+date the round's registration window closed. National practice (PermenPANRB on CASN
+optimalisasi) moves only those who would have been accepted had they applied to that formasi;
+the GPA minimum and the formasi's category are not part of the pool (the issue names jabatan,
+education, major and age), and are written down here as that choice.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from domain.config import Formasi
 from domain.ranking import FinalEntry, final_rank_key
+from domain.registration import Gender, Refusal, Registration, check_registration
+
+# The refusals of check_registration that decide the pool (with the jabatan, compared here).
+POOL_FIELDS = frozenset({"birth_date", "education_level", "major"})
 
 
 class Vacancy(BaseModel, frozen=True):
-    """Empty seats of one formasi after its final ranking."""
+    """Empty seats of one formasi after its final ranking.
+
+    With `formasi` (the seat's formasi, as configured), a candidate must also have a major it
+    accepts and an age within its limits; without it (rounds recorded before the patch
+    optimalisasi-majors) only the jabatan and the education level are compared.
+    """
 
     formasi_code: str
     jabatan: str
     education_level: str
     seats: int
+    formasi: Formasi | None = None
+
+
+class CandidateProfile(BaseModel, frozen=True):
+    """What the pool needs of a candidate besides its final entry: from its registration."""
+
+    major: str = Field(max_length=200)
+    applied_on: date | None = None
 
 
 class OptimalisasiCandidate(BaseModel, frozen=True):
@@ -24,6 +54,7 @@ class OptimalisasiCandidate(BaseModel, frozen=True):
     entry: FinalEntry
     jabatan: str
     education_level: str
+    profile: CandidateProfile | None = None  # None: unknown, so no formasi's majors accept it
 
 
 class Offer(BaseModel, frozen=True):
@@ -34,7 +65,57 @@ class Offer(BaseModel, frozen=True):
     to_formasi: str
 
 
-def _matches(c: OptimalisasiCandidate, v: Vacancy) -> bool:
+def local_date(at: datetime, timezone: str) -> date:
+    """The date `at` falls on in `timezone` (the round's, where ages are judged)."""
+    return at.astimezone(ZoneInfo(timezone)).date()
+
+
+def pool_refusals(
+    c: OptimalisasiCandidate, formasi: Formasi, judged_on: date | None = None
+) -> list[Refusal]:
+    """Why `c` is not in the pool of `formasi`'s seats: registration's refusals of it for that
+    formasi (education level, major, age) plus a different jabatan; empty when it is."""
+    problems = []
+    if c.jabatan.strip().casefold() != formasi.jabatan.strip().casefold():
+        problems.append(
+            Refusal(
+                field="jabatan",
+                value=c.jabatan,
+                reason=f"formasi {formasi.code} is for {formasi.jabatan}",
+            )
+        )
+    profile = c.profile
+    on = (profile.applied_on if profile else None) or judged_on
+    if profile is None or on is None:
+        problems.append(
+            Refusal(
+                field="major" if profile is None else "applied_on",
+                value="",
+                reason="not known for this candidate, so it cannot be shown to qualify",
+            )
+        )
+        return problems
+    # The candidate as if it had applied to `formasi`: only the fields the pool is judged by are
+    # real; the identity checks' refusals are not the pool's and are dropped below.
+    as_applicant = Registration.model_construct(
+        nik="",
+        name="",
+        birth_date=c.entry.birth_date,
+        gender=Gender.MALE,
+        education_level=c.education_level,
+        major=profile.major,
+        gpa=c.entry.gpa,
+        formasi_code=formasi.code,
+        category=formasi.category,
+        citizen=True,
+    )
+    problems += [r for r in check_registration(as_applicant, formasi, on) if r.field in POOL_FIELDS]
+    return problems
+
+
+def _matches(c: OptimalisasiCandidate, v: Vacancy, judged_on: date | None) -> bool:
+    if v.formasi is not None:
+        return not pool_refusals(c, v.formasi, judged_on)
     return (
         c.jabatan.strip().casefold() == v.jabatan.strip().casefold()
         and c.education_level.strip().upper() == v.education_level.strip().upper()
@@ -45,12 +126,14 @@ def allocate(
     vacancies: Sequence[Vacancy],
     candidates: Sequence[OptimalisasiCandidate],
     declined: Iterable[str] = (),
+    judged_on: date | None = None,
 ) -> list[Offer]:
     """Offers, best final score first (the final tie-break chain), skipping those who declined.
 
-    Each candidate takes at most one seat; among matching formasi with seats left the one with
-    the lowest code is offered first, so the result never depends on input order. Run again with
-    the decliners added to get the seat passed on to the next in rank.
+    Each candidate takes at most one seat; among the formasi with seats left whose pool it is in,
+    the one with the lowest code is offered first, so the result never depends on input order.
+    Run again with the decliners added to get the seat passed on to the next in rank.
+    `judged_on` is the date ages are judged on for candidates without an application date.
     """
     out = set(declined)
     seats = {v.formasi_code: v.seats for v in vacancies}
@@ -60,7 +143,7 @@ def allocate(
         if c.entry.applicant_id in out:
             continue
         for v in ordered_vacancies:
-            if seats[v.formasi_code] > 0 and _matches(c, v):
+            if seats[v.formasi_code] > 0 and _matches(c, v, judged_on):
                 seats[v.formasi_code] -= 1
                 offers.append(
                     Offer(

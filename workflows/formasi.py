@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SkdEntryReply,
         fraction_text,
     )
+    from domain.optimalisasi import CandidateProfile
     from domain.protocol import BROADCAST, FORMASI_RESULT
     from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
     from domain.seal import sealed
@@ -110,6 +111,7 @@ class FormasiCarry(BaseModel):
     tracker: SkdCutTracker | None = None
     final_barrier: Barrier | None = None
     final_entries: list[FinalEntry] = []
+    profiles: dict[str, CandidateProfile] = {}  # applicant id -> major, application date
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
@@ -233,6 +235,11 @@ class FormasiSelection:
                     vacancies=self.start.formasi.quota - len(ranking.winners),
                     candidates=[by_id[a] for a in ranking.others],
                     winners=ranking.winners,
+                    profiles={
+                        a: self.carry.profiles[a]
+                        for a in ranking.others
+                        if a in self.carry.profiles
+                    },
                 ),
                 self.start.secret,
             ),
@@ -269,6 +276,8 @@ class FormasiSelection:
                 e.applicant_id != reply.applicant_id for e in self.carry.final_entries
             ):
                 self.carry.final_entries.append(reply.entry)
+                if reply.profile is not None:
+                    self.carry.profiles[reply.applicant_id] = reply.profile
 
     async def _deliver(
         self,
@@ -450,6 +459,8 @@ class FormasiSelection:
             e.applicant_id != reply.applicant_id for e in self.carry.final_entries
         ):
             self.carry.final_entries.append(entry)
+            if reply.profile is not None:
+                self.carry.profiles[reply.applicant_id] = reply.profile
 
     def _ignored(self, signal: str, problem: str) -> None:
         """Log a signal that changes nothing: the signal, the workflow and why; never its content."""

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Report,
         SkdEntryReply,
     )
+    from domain.optimalisasi import CandidateProfile
     from domain.protocol import FINAL_ENTRY, JOURNEY_REPORTS, SKD_ENTRY
     from domain.ranking import FinalEntry
     from domain.seal import seal_problem
@@ -159,11 +160,13 @@ class JourneyInbox:
             return known
         self.announcements.setdefault(announcement.phase, announcement)
         closing_skd = announcement.phase == Phase.SKD_CLOSED
+        entry = None if closing_skd else self._close_skb(announcement.at)
         reply = CloseReply(
             applicant_id=self.start.applicant_id,
             phase=announcement.phase,
             key=self._close_skd(announcement.at) if closing_skd else None,
-            entry=None if closing_skd else self._close_skb(announcement.at),
+            entry=entry,
+            profile=self._profile() if entry is not None else None,
         )
         self.close_replies[announcement.phase] = reply
         return reply
@@ -222,9 +225,14 @@ class JourneyInbox:
                     SkdEntryReply(applicant_id=self.start.applicant_id, key=self._close_skd()),
                 )
             elif announcement.phase == Phase.SKB_CLOSED:
+                entry = self._close_skb()
                 await FINAL_ENTRY.send(
                     formasi,
-                    FinalEntryReply(applicant_id=self.start.applicant_id, entry=self._close_skb()),
+                    FinalEntryReply(
+                        applicant_id=self.start.applicant_id,
+                        entry=entry,
+                        profile=self._profile() if entry is not None else None,
+                    ),
                 )
         except Exception as exc:  # noqa: BLE001 - a formasi that has ended cannot take the answer
             self._ignored(
@@ -295,6 +303,12 @@ class JourneyInbox:
         self.sheet, self.skb_composed, late = close_skb(self.sheet, self.rules, closed_at)
         self._record_late(late, closed_at)
         return self.skb_composed.entry
+
+    def _profile(self) -> CandidateProfile:
+        """What optimalisasi's pool needs of this applicant besides its final entry."""
+        return CandidateProfile(
+            major=self.sheet.registration.major, applied_on=self.start.applied_on
+        )
 
     def _record_late(self, late: list[Report], closed_at: datetime | None) -> None:
         for report in late:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         RoundView,
         SeatVacated,
     )
-    from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate
+    from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate, local_date
     from domain.protocol import FORMASI_PHASE, OFFER_SEAT
     from domain.seal import sealed
     from domain.signing import SigningKeyError, public_key, signature_problem
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
+    from workflows.versions import OPTIMALISASI_POOL
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
 
@@ -206,15 +207,20 @@ class RecruitmentRound:
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
         by_code = {f.code: f for f in self.config.formasi}
+        # The pool (patch optimalisasi-pool): a seat's formasi must accept the candidate's major
+        # and age as registration would; rounds recorded before compare jabatan and education only.
+        pool = workflow.patched(OPTIMALISASI_POOL)
         candidates = [
             OptimalisasiCandidate(
                 entry=e,
                 jabatan=by_code[e.formasi_code].jabatan,
                 education_level=by_code[e.formasi_code].education_level,
+                profile=r.profiles.get(e.applicant_id) if pool else None,
             )
             for r in self.results.values()
             for e in r.candidates
         ]
+        judged_on = self._registration_closed_on() if pool else None
         while True:
             # Offers accepted or still pending hold their seats and their candidates.
             held: dict[str, int] = {}
@@ -234,12 +240,16 @@ class RecruitmentRound:
                     jabatan=f.jabatan,
                     education_level=f.education_level,
                     seats=seats,
+                    formasi=f if pool else None,
                 )
                 for code, f in by_code.items()
                 if (seats := self._vacancies(code) - held.get(code, 0)) > 0
             ]
             offers = allocate(
-                vacancies, [c for c in candidates if c.entry.applicant_id not in placed], declined
+                vacancies,
+                [c for c in candidates if c.entry.applicant_id not in placed],
+                declined,
+                judged_on,
             )
             if not offers and "pending" not in self.offer_status.values():
                 return
@@ -251,6 +261,8 @@ class RecruitmentRound:
                     "vacancies": {v.formasi_code: v.seats for v in vacancies},
                     "offers": [[o.applicant_id, o.to_formasi] for o in offers],
                     "declined": sorted(declined),
+                    # What auditing/recompute.py needs to allocate again from these inputs.
+                    **({"pool": OPTIMALISASI_POOL, "judged_on": str(judged_on)} if pool else {}),
                 },
             )
             for o in offers:
@@ -279,6 +291,11 @@ class RecruitmentRound:
                     or "pending" not in self.offer_status.values()
                 )
             )
+
+    def _registration_closed_on(self) -> date:
+        """The local date registration closed: ages of candidates without an application date."""
+        closed = self.closed_at.get(RoundPhase.REGISTRATION, self.schedule.registration.closes)
+        return local_date(closed, self.config.timezone)
 
     def _vacancies(self, formasi_code: str) -> int:
         """Seats of a formasi left after its final ranking, plus seats given up since."""

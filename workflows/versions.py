@@ -23,3 +23,8 @@ def patched(patch: str, engine_version: int) -> bool:
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
         return True
     return workflow.patched(patch)
+
+
+# The round's optimalisasi pool (issue 14): a seat's formasi must accept the candidate's major and
+# age as registration judges them. Rounds recorded before it allocate by jabatan and education.
+OPTIMALISASI_POOL = "optimalisasi-pool"

@@ -1,4 +1,4 @@
-"""Optimalisasi: empty seats go to those who lost on rank in a formasi with the same job and education."""
+"""Optimalisasi: empty seats go to those who lost on rank and are in the seat's pool."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ from fractions import Fraction
 
 import pytest
 
-from domain.optimalisasi import Offer, OptimalisasiCandidate, Vacancy, allocate
+from domain.config import Formasi
+from domain.optimalisasi import (
+    POOL_FIELDS,
+    CandidateProfile,
+    Offer,
+    OptimalisasiCandidate,
+    Vacancy,
+    allocate,
+    pool_refusals,
+)
 from domain.ranking import FinalEntry
+from domain.registration import Gender, Registration, check_registration
 from domain.skd import SkdScores
 
 PRANATA = "Pranata Komputer Ahli Pertama"
@@ -150,3 +160,158 @@ def test_offers_in_a_mixed_round_go_to_the_best_match_for_each_seat():
         "p3": "PK-AP-SETDA",
         "ar2": "ARSIP",
     }
+
+
+# --- the pool: majors and ages of the seat's formasi, as registration judges them (issue 14) ----
+
+APPLIED = date(2026, 9, 1)
+
+
+def formasi(
+    code: str, majors: list[str], jabatan: str = PRANATA, min_age: int = 18, max_age: int = 35
+) -> Formasi:
+    return Formasi(
+        code=code,
+        jabatan=jabatan,
+        unit="Dinas",
+        education_level="S1",
+        majors=majors,
+        min_age=min_age,
+        max_age=max_age,
+        quota=1,
+    )
+
+
+def profiled(
+    applicant_id: str,
+    final: Fraction,
+    major: str | None,
+    born: date = date(1997, 3, 3),
+    applied_on: date | None = APPLIED,
+) -> OptimalisasiCandidate:
+    c = candidate(applicant_id, final)
+    return c.model_copy(
+        update={
+            "entry": c.entry.model_copy(update={"birth_date": born}),
+            "profile": None
+            if major is None
+            else CandidateProfile(major=major, applied_on=applied_on),
+        }
+    )
+
+
+def seat_in(f: Formasi, seats: int = 1) -> Vacancy:
+    return Vacancy(
+        formasi_code=f.code,
+        jabatan=f.jabatan,
+        education_level=f.education_level,
+        seats=seats,
+        formasi=f,
+    )
+
+
+BAPPEDA = formasi("PK-AP-BAPPEDA", ["Teknik Informatika", "Sistem Informasi"])
+
+
+def test_a_major_the_seats_formasi_does_not_accept_is_skipped_for_the_next_in_rank():
+    field = [
+        profiled("ilkom", Fraction(90), "Ilmu Komputer"),
+        profiled("si", Fraction(80), "Sistem Informasi"),
+    ]
+    assert seated(allocate([seat_in(BAPPEDA)], field)) == {"si": "PK-AP-BAPPEDA"}
+
+
+def test_the_issues_case_akuntansi_gets_no_seat_that_takes_only_ekonomi_pembangunan():
+    ep = formasi("EP", ["Ekonomi Pembangunan"], jabatan="Analis Keuangan")
+    akuntansi = profiled("akt", Fraction(95), "Akuntansi")
+    akuntansi = akuntansi.model_copy(update={"jabatan": "Analis Keuangan"})
+    assert allocate([seat_in(ep)], [akuntansi]) == []
+
+
+def test_majors_compare_as_registration_compares_them():
+    field = [profiled("a", Fraction(90), "  sistem INFORMASI ")]
+    assert seated(allocate([seat_in(BAPPEDA)], field)) == {"a": "PK-AP-BAPPEDA"}
+
+
+def test_an_unknown_major_is_never_shown_to_qualify():
+    assert allocate([seat_in(BAPPEDA)], [profiled("a", Fraction(90), None)]) == []
+
+
+def test_a_candidate_too_old_for_the_seats_formasi_is_skipped():
+    young = formasi("YOUNG", ["Sistem Informasi"], max_age=30)
+    field = [
+        profiled("old", Fraction(90), "Sistem Informasi", born=date(1993, 1, 1)),  # 33
+        profiled("thirty", Fraction(80), "Sistem Informasi", born=date(1995, 9, 1)),  # 31 on 1 Sep
+        profiled("young", Fraction(70), "Sistem Informasi", born=date(1995, 9, 2)),  # 30
+    ]
+    assert seated(allocate([seat_in(young)], field)) == {"young": "YOUNG"}
+
+
+def test_age_without_an_application_date_is_judged_on_the_date_given():
+    young = formasi("YOUNG", ["Sistem Informasi"], max_age=30)
+    c = profiled("c", Fraction(90), "Sistem Informasi", born=date(1995, 9, 2), applied_on=None)
+    assert allocate([seat_in(young)], [c]) == []  # no date at all: cannot be judged
+    assert seated(allocate([seat_in(young)], [c], judged_on=date(2026, 9, 1))) == {"c": "YOUNG"}
+    assert allocate([seat_in(young)], [c], judged_on=date(2026, 9, 2)) == []  # 31 that day
+
+
+def test_a_vacancy_without_its_formasi_keeps_the_recorded_rule():
+    """Rounds recorded before the pool compared jabatan and education only, and replay so."""
+    old = Vacancy(formasi_code="PK-AP-BAPPEDA", jabatan=PRANATA, education_level="S1", seats=1)
+    assert seated(allocate([old], [profiled("ilkom", Fraction(90), "Ilmu Komputer")])) == {
+        "ilkom": "PK-AP-BAPPEDA"
+    }
+
+
+def test_a_chain_of_declines_passes_the_seat_down_the_pool_only():
+    field = [
+        profiled("si1", Fraction(95), "Sistem Informasi"),
+        profiled("ilkom", Fraction(90), "Ilmu Komputer"),
+        profiled("ti", Fraction(85), "Teknik Informatika"),
+        profiled("si2", Fraction(80), "Sistem Informasi"),
+    ]
+    seat = [seat_in(BAPPEDA)]
+    assert seated(allocate(seat, field)) == {"si1": "PK-AP-BAPPEDA"}
+    assert seated(allocate(seat, field, declined=["si1"])) == {"ti": "PK-AP-BAPPEDA"}
+    assert seated(allocate(seat, field, declined=["si1", "ti"])) == {"si2": "PK-AP-BAPPEDA"}
+    assert allocate(seat, field, declined=["si1", "ti", "si2"]) == []
+
+
+def test_a_candidate_takes_the_lowest_coded_formasi_whose_pool_it_is_in():
+    diskominfo = formasi("PK-AP-DISKOMINFO", ["Ilmu Komputer", "Sistem Informasi"])
+    field = [profiled("ilkom", Fraction(90), "Ilmu Komputer")]
+    assert seated(allocate([seat_in(BAPPEDA), seat_in(diskominfo)], field)) == {
+        "ilkom": "PK-AP-DISKOMINFO"
+    }
+
+
+# (case, major, birth date, registration's verdict for BAPPEDA on APPLIED)
+AS_REGISTRATION = [
+    ("accepted", "Sistem Informasi", date(1997, 3, 3)),
+    ("major refused", "Ilmu Komputer", date(1997, 3, 3)),
+    ("too old", "Sistem Informasi", date(1990, 1, 1)),
+    ("too young", "Sistem Informasi", date(2009, 1, 1)),
+    ("both", "Akuntansi", date(1980, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(
+    ("major", "born"), [c[1:] for c in AS_REGISTRATION], ids=[c[0] for c in AS_REGISTRATION]
+)
+def test_the_pool_refuses_exactly_what_check_registration_refuses(major, born):
+    reg = Registration(
+        nik=f"327301{born:%d%m%y}0001",
+        name="Peserta",
+        birth_date=born,
+        gender=Gender.MALE,
+        education_level="S1",
+        major=major,
+        gpa=3.4,
+        formasi_code=BAPPEDA.code,
+    )
+    registration_says = {
+        r.field for r in check_registration(reg, BAPPEDA, APPLIED) if r.field in POOL_FIELDS
+    }
+    c = profiled("c", Fraction(80), major, born=born)
+    assert {r.field for r in pool_refusals(c, BAPPEDA)} == registration_says
+    assert bool(allocate([seat_in(BAPPEDA)], [c])) is (not registration_says)

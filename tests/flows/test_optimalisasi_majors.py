@@ -1,0 +1,189 @@
+"""Optimalisasi's pool on the real stack (issue 14): majors differing inside one jabatan, an age
+limit, and a chain of declines. The seat's formasi accepts fewer majors and younger applicants
+than the formasi they lost in; only those it would have accepted at registration are offered it,
+best first, and each decline passes it to the next of them. `recompute` allocates the same again
+from the histories, and names a planted difference."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+import tomli_w
+
+from auditing.history import round_histories
+from auditing.recompute import recompute, recompute_optimalisasi
+from client.api import RecruitmentApi
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    CloseWindow,
+    GateReport,
+    OfferAnswer,
+    SkbScoreReport,
+    SkdReport,
+)
+from runtime.connection import data_converter
+from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+JABATAN = "Pranata Komputer Ahli Pertama"
+# (name, major, birth date); best final score first. Everyone registers in SOURCE (quota 1).
+PEOPLE = [
+    ("winner", "Teknik Informatika", date(1998, 5, 17)),
+    ("ilkom", "Ilmu Komputer", date(1998, 5, 17)),  # TARGET does not accept the major
+    ("old", "Teknik Informatika", date(1988, 5, 17)),  # 38: over TARGET's 35
+    ("ti", "Teknik Informatika", date(1998, 5, 17)),  # offered first, declines
+    ("si", "Sistem Informasi", date(1998, 5, 17)),  # offered next, declines
+    ("last", "Teknik Informatika", date(1999, 1, 2)),  # offered next, accepts
+]
+
+
+async def _offered(client, round_id: str, applicant_id: str) -> bool:
+    handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+    return any(
+        e.HasField("workflow_execution_signaled_event_attributes")
+        and e.workflow_execution_signaled_event_attributes.signal_name == "offer_seat"
+        for e in [e async for e in handle.fetch_history_events()]
+    )
+
+
+async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_declines_on(
+    client, keys, running_worker, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"pool-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    source = {
+        **formasi("SOURCE", 1, jabatan=JABATAN),
+        "majors": ["Teknik Informatika", "Sistem Informasi", "Ilmu Komputer"],
+        "max_age": 40,
+    }
+    # Nobody applies to TARGET: its one seat goes to optimalisasi.
+    target = {
+        **formasi("TARGET", 1, jabatan=JABATAN),
+        "majors": ["Teknik Informatika", "Sistem Informasi"],
+    }
+    config = compressed_round(
+        round_id,
+        [source, target],
+        {
+            "registration": (-60, 3),
+            "administration": (3, 600),
+            "skd": (600, 1200),
+            "skb": (1200, 1800),
+            "filing": (1800, 2400),
+            "latsar": (2400, 3000),
+        },
+        appeal_window=3,
+        offer_within=60,
+        t0=t0,
+    )
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+
+    async def close(window):
+        await _wait_phase(api, round_id, window)
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="done"
+            ),
+        )
+
+    ids: dict[str, str] = {}
+    for serial, (name, major, born) in enumerate(PEOPLE, start=1):
+        reg = registration(serial, "SOURCE", birth=born).model_copy(update={"major": major})
+        result = await api.register(config, reg, "sscasn", now=t0)
+        assert result.status == "registered", result.refusals
+        ids[name] = result.applicant_id
+
+    for i, (name, _, _) in enumerate(PEOPLE):
+        await _wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, ids[name], AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    await close("administration")
+    for i, (name, _, _) in enumerate(PEOPLE):
+        await _wait_stage(client, round_id, ids[name], {Stage.SKD})
+        await api.report(
+            round_id,
+            ids[name],
+            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+        )
+    await close("skd")
+    for i, (name, _, _) in enumerate(PEOPLE):
+        await _wait_stage(client, round_id, ids[name], {Stage.SKB})
+        for comp, who, score in (
+            ("cat", "cat-bkn", 480 - 20 * i),
+            ("praktik", "panel-praktik", 90),
+        ):
+            await api.report(
+                round_id,
+                ids[name],
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            ids[name],
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close("skb")
+
+    # The chain: ti declines, si declines, last accepts; ilkom and old are never asked.
+    for name, accept in (("ti", False), ("si", False), ("last", True)):
+        await _wait_offer(client, round_id, ids[name])
+        await api.report(
+            round_id,
+            ids[name],
+            OfferAnswer(report_id=f"answer-{name}", reported_by="sscasn", accept=accept),
+        )
+    await _wait_phase(api, round_id, "filing")
+
+    placed = await _wait_stage(client, round_id, ids["last"], {Stage.FILING}, timeout=30)
+    assert (placed.final_code.value, placed.placed_formasi) == ("P/L-2", "TARGET")
+    for name in ("ilkom", "old"):
+        assert not await _offered(client, round_id, ids[name]), f"{name} was offered the seat"
+        ended = await _wait_stage(client, round_id, ids[name], {Stage.ENDED}, timeout=30)
+        assert ended.terminal.value == "TL"
+    for name in ("ti", "si"):
+        assert (await _state(client, round_id, ids[name])).terminal.value == "TL"
+
+    round_state = await api.round_state(round_id)
+    allocations = [
+        d.input
+        for d in round_state.decisions
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    assert [a["offers"] for a in allocations] == [
+        [[ids["ti"], "TARGET"]],
+        [[ids["si"], "TARGET"]],
+        [[ids["last"], "TARGET"]],
+    ]
+    assert allocations[-1]["declined"] == sorted([ids["ti"], ids["si"]])
+
+    # recompute allocates the same from the histories, and names an allocation it would not make.
+    histories = await round_histories(client, round_id)
+    result = await recompute(histories, data_converter(keys))
+    assert (result.allocations, result.differences()) == (3, [])
+    recomputed = {r.formasi_code: r for _, r in result.pairs}
+    planted = [
+        d.model_copy(update={"input": {**d.input, "offers": [[ids["ilkom"], "TARGET"]]}})
+        if d.input.get("offers") == [[ids["ti"], "TARGET"]]
+        else d
+        for d in round_state.decisions
+    ]
+    problems = recompute_optimalisasi(config, planted, recomputed, result.profiles)
+    first = problems[0] if problems else ""
+    assert first.startswith("optimalisasi allocation 1 ") and "offers recorded" in first
+    assert first.endswith(
+        f"offers recorded [['{ids['ilkom']}', 'TARGET']], recomputed [['{ids['ti']}', 'TARGET']]"
+    )
