@@ -4,6 +4,11 @@ Journeys record a notification with every outcome (in the same statement as thei
 row). A deliverer takes undelivered rows, hands each to the configured transport (SMS, e-mail,
 the portal's inbox; here a JSON-lines file) and marks it delivered. A transport failure leaves
 the row for the next pass: delivery is at least once, and each row carries a stable key.
+
+The text is rendered here, from the row's notice (domain/notices.py), in the language the
+deliverer is given (`CASN_NOTIFICATION_LANGUAGE`: Indonesian by default, English by the setting).
+The journey records the facts, not a language: workflow code must not read the environment. A
+row written before notices existed is delivered with the text it recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from pathlib import Path
 from typing import Protocol
 
 import asyncpg
+
+from domain.notices import Language, Notice, render
+from runtime.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class Transport(Protocol):
@@ -38,18 +48,30 @@ class FileTransport:
             )
 
 
+def notification_text(notice: str | None, recorded: str, language: Language) -> str:
+    """A row's text in `language`: rendered from its notice (JSON), or as recorded without one."""
+    if notice is None:
+        return recorded
+    return render(Notice.model_validate_json(notice), language)
+
+
 async def deliver_pending(
-    pool: asyncpg.Pool, transport: Transport, batch: int = 500, round_id: str | None = None
+    pool: asyncpg.Pool,
+    transport: Transport,
+    batch: int = 500,
+    round_id: str | None = None,
+    language: Language = Language.ID,
 ) -> int:
     """Deliver up to `batch` undelivered notifications (of one round, or all); returns the count.
 
-    Rows are locked with SKIP LOCKED, so several deliverers can run side by side.
+    Rows are locked with SKIP LOCKED, so several deliverers can run side by side. Each text is
+    rendered in `language`.
     """
     delivered = 0
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """
-            SELECT round_id, applicant_id, key, text FROM notifications
+            SELECT round_id, applicant_id, key, text, notice FROM notifications
             WHERE delivered_at IS NULL AND ($2::text IS NULL OR round_id = $2)
             ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
             """,
@@ -58,8 +80,16 @@ async def deliver_pending(
         )
         for r in rows:
             try:
-                await transport.send(r["round_id"], r["applicant_id"], r["key"], r["text"])
-            except Exception:  # noqa: BLE001 - left undelivered for the next pass
+                text = notification_text(r["notice"], r["text"], language)
+                await transport.send(r["round_id"], r["applicant_id"], r["key"], text)
+            except Exception as exc:  # noqa: BLE001 - left undelivered for the next pass
+                log.warning(
+                    "notification not delivered",
+                    round_id=r["round_id"],
+                    applicant_id=r["applicant_id"],
+                    key=r["key"],
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
                 continue
             await conn.execute(
                 "UPDATE notifications SET delivered_at = now() "

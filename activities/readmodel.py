@@ -51,9 +51,10 @@ WITH src AS (
         content jsonb)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO notifications (round_id, applicant_id, key, text)
-SELECT x.round_id, x.applicant_id, x.key, x.text
-FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, text text)
+INSERT INTO notifications (round_id, applicant_id, key, text, notice)
+SELECT x.round_id, x.applicant_id, x.key, x.text, x.notice
+FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, text text,
+    notice jsonb)
 ON CONFLICT DO NOTHING
 """
 
@@ -105,7 +106,15 @@ def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict]
         {**key, "report_id": rid, "kind": kind, "content": content}
         for rid, kind, content in p.reports
     ]
-    notes = [{**key, "key": n.key, "text": n.text} for n in p.notifications]
+    notes = [
+        {
+            **key,
+            "key": n.key,
+            "text": n.text,
+            "notice": n.notice.model_dump(mode="json") if n.notice else None,
+        }
+        for n in p.notifications
+    ]
     return row, decisions, reports, notes
 
 

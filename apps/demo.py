@@ -42,6 +42,7 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
+from domain.notices import Language
 from domain.registration import Gender, Registration
 from domain.signing import Keyring, Signer
 from runtime.db import open_pool
@@ -293,6 +294,7 @@ async def run_demo(
                 FileTransport(out_dir / "notifications.jsonl"),
                 batch=100_000,
                 round_id=round_id,
+                language=Language(app.settings.notification_language),
             )
             console.print(f"{sent} notifications delivered to applicants (file transport)")
     finally:

@@ -14,6 +14,7 @@ from activities.broadcast import Broadcaster
 from activities.notify import FileTransport, deliver_pending
 from activities.readmodel import ReadModel
 from activities.rounds import RoundReader
+from domain.notices import Language
 from runtime.app import open_app
 from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
@@ -80,7 +81,9 @@ async def deliver_notifications(once: bool = False) -> None:
     pool = await open_pool(ctx.stack.database_url, max_size=2)
     try:
         while True:
-            count = await deliver_pending(pool, transport)
+            count = await deliver_pending(
+                pool, transport, language=Language(ctx.settings.notification_language)
+            )
             log.info("notifications delivered", count=count, transport=str(transport.path))
             if once:
                 return

@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import BaseModel
 
 from domain.messages import Announcement, CloseReply, Decision, JourneyState
+from domain.notices import Notice
 from domain.registration import Gender
 
 
@@ -14,7 +15,8 @@ class Notification(BaseModel, frozen=True):
     """A message to the applicant about an outcome; delivered by the configured transport."""
 
     key: str  # unique per applicant: the stage and outcome it reports
-    text: str
+    text: str  # in Indonesian; recorded before notices existed: the only content
+    notice: Notice | None = None  # its facts, rendered in the configured language on delivery
 
 
 class JourneyProjection(BaseModel, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
     )
     portal_rate_per_minute: int = Field(
         default=20, ge=1, description="registrations and logins per client address per minute"
+    )
+    notification_language: Literal["id", "en"] = Field(
+        default="id",
+        description="language of the notifications delivered to applicants: id (Indonesian) "
+        "or en (English)",
     )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)

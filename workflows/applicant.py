@@ -14,6 +14,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
+    from domain import notices
     from domain.administration import appeal_outcome
     from domain.admission import admission_problem
     from domain.appointment import probation_outcome
@@ -127,10 +128,7 @@ class ApplicantJourney(JourneyInbox):
                     Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals)
                 )
         self._decide(ev.Registered(formasi=start.formasi.code, registered_by=start.registered_by))
-        self.outbox.notify(
-            "registered",
-            f"Registration {start.applicant_id} accepted for formasi {start.formasi.code}.",
-        )
+        self.outbox.notify("registered", notices.registered(start.applicant_id, start.formasi.code))
 
     async def _admission(self) -> None:
         """Ask the round (a local activity: one marker) and judge this start by its answer."""
@@ -163,7 +161,15 @@ class ApplicantJourney(JourneyInbox):
             self._decide(ev.AdminNotDecided(reason="no decision before the window closed"))
         else:
             self._decide(ev.AdminChecked(decision=admin, report=report))
-        self.outbox.notify(f"admin-{admin.value}", f"Administrative check: {admin.value}.")
+        self.outbox.notify(
+            f"admin-{admin.value}",
+            notices.admin_result(
+                admin.value,
+                report.findings if report is not None else [],
+                appeal_until=announcement.at + self.rules.appeal.window,
+                not_decided=report is None,
+            ),
+        )
         if admin == AdminDecision.MS:
             await self._changed()
             return
@@ -186,7 +192,7 @@ class ApplicantJourney(JourneyInbox):
         self._decide(ev.AppealDecided(decision=self.sheet.admin, answer=answer))
         if self.sheet.admin == AdminDecision.TMS:
             self._end(Terminal.TMS, f"TMS; appeal rejected: {answer.note}")
-        self.outbox.notify("appeal-accepted", "Your appeal was accepted: MS.")
+        self.outbox.notify("appeal-accepted", notices.appeal_accepted())
         await self._changed()
 
     async def skd_stage(self) -> None:
@@ -208,7 +214,7 @@ class ApplicantJourney(JourneyInbox):
         self._decide(
             ev.SkdRanked(skd_code=code, scores=scores, category=category, announcement=result)
         )
-        self.outbox.notify(f"skd-{code.value}", f"SKD result: {code.value}, total {scores.total}.")
+        self.outbox.notify(f"skd-{code.value}", notices.skd_result(code.value, scores.total))
         if code == SkdCode.FAILED:
             self._end(Terminal.SKD_FAILED, "T/L: below the SKD threshold of the category")
         if code == SkdCode.PASSED:
@@ -253,7 +259,9 @@ class ApplicantJourney(JourneyInbox):
                 final_score=self.state().final_score,
             )
         )
-        self.outbox.notify(f"final-{code.value}", f"Final result: {code.value}.")
+        self.outbox.notify(
+            f"final-{code.value}", notices.final_result(code.value, self.start.formasi.code)
+        )
         await self._changed()
         if won:
             return
@@ -291,9 +299,7 @@ class ApplicantJourney(JourneyInbox):
         if not accepted:
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
-        self.outbox.notify(
-            "final-P/L-2", f"Optimalisasi: seat in formasi {offer.to_formasi} (P/L-2)."
-        )
+        self.outbox.notify("final-P/L-2", notices.optimalisasi_seat(offer.to_formasi))
         await self._changed()
 
     async def filing_stage(self) -> None:
@@ -332,9 +338,7 @@ class ApplicantJourney(JourneyInbox):
         self._decide(ev.NipIssued(nip=issued.nip))
         self._move_to(Stage.APPOINTMENT)
         self._decide(ev.Appointed(tmt=self.sheet.tmt, formasi=self.sheet.placed_formasi))
-        self.outbox.notify(
-            "appointed", f"Appointed CPNS, NIP {issued.nip}, TMT {self.sheet.tmt.isoformat()}."
-        )
+        self.outbox.notify("appointed", notices.appointed(issued.nip, self.sheet.tmt))
         await self._changed()
 
     async def probation(self) -> None:
@@ -402,7 +406,7 @@ class ApplicantJourney(JourneyInbox):
             self._decide(
                 ev.SelectionEnded(during=self.sheet.stage, terminal=terminal, reason=reason)
             )
-        self.outbox.notify(f"end-{terminal.value}", f"Your selection ended: {reason}.")
+        self.outbox.notify(f"end-{terminal.value}", notices.ended(terminal.value, reason))
         raise JourneyEnded()
 
     def _move_to(self, stage: Stage) -> None:

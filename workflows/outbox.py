@@ -2,6 +2,12 @@
 
 Kept apart from the applicant's sheet: this is bookkeeping about what has been written, not a
 fact about the applicant. The row is written by a local activity (one marker event, no task).
+
+A notification is recorded as a `domain.notices.Notice` (its facts: outcome, failing documents
+with their reasons, the cause of an ending) with its Indonesian text. The language an applicant
+reads is chosen where it is delivered (`activities/notify.py`, `CASN_NOTIFICATION_LANGUAGE`),
+never here: a workflow reading the environment would replay differently on another machine. The
+notice travels only in the local activity's input, so recorded histories replay unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from domain.contracts import JourneyProjection, Notification
     from domain.messages import Decision, JourneyState
+    from domain.notices import Language, Notice, render
     from domain.protocol import PROJECT_JOURNEY
     from workflows.calls import run_local_activity_until_done
 
@@ -30,9 +37,11 @@ class ReadModelOutbox:
         self.at_rest = False  # write when the journey comes to rest, not after every step
         self.unwritten = False
 
-    def notify(self, key: str, text: str) -> None:
-        """A message to the applicant, sent with the next write."""
-        self.notifications.append(Notification(key=key, text=text))
+    def notify(self, key: str, notice: Notice) -> None:
+        """A message to the applicant, sent with the next write (`key`: unique per applicant)."""
+        self.notifications.append(
+            Notification(key=key, text=render(notice, Language.ID), notice=notice)
+        )
 
     def accepted(self, report_id: str, kind: str, content: dict) -> None:
         """An accepted report, filed with the next write."""

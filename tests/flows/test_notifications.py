@@ -1,13 +1,34 @@
-"""Notifications leave through the outbox: each once, a failed hand-over retried on the next pass."""
+"""Notifications leave through the outbox: each once, a failed hand-over retried on the next pass;
+they say what happened in the applicant's language, with every failing document's reason."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
+import pytest_asyncio
+import tomli_w
+from pydantic import ValidationError
 
 from activities.notify import FileTransport, deliver_pending
+from apps.fleet import build_worker
+from client.api import RecruitmentApi
+from domain.administration import DocumentFinding
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    CloseWindow,
+    Disqualification,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    SkbScoreReport,
+    SkdReport,
+)
 from runtime.db import open_pool
+from runtime.settings import load_settings
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,3 +81,207 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
         assert f'"round_id": "{round_id}"' in path.read_text()
     finally:
         await pool.close()
+
+
+# --- what the notifications say (issue 14, item 7) -----------------------------------------------
+# One compressed round on the real stack: T is TMS for two documents and does not appeal, D is
+# disqualified during SKD, W goes all the way to PNS. Their notifications are then delivered
+# twice: with the settings' default, and with CASN_NOTIFICATION_LANGUAGE=en.
+
+FINDINGS = {
+    "ijazah": "ijazah belum dilegalisasi oleh perguruan tinggi",
+    "transkrip nilai": "halaman 2 tidak terbaca",
+}
+DIS_REASON = "joki terbukti dari log aktivitas CAT"
+
+
+class RecordingTransport:
+    """Keeps the text of each notification of one round, by (applicant, key)."""
+
+    def __init__(self, round_id: str) -> None:
+        self.round_id = round_id
+        self.texts: dict[tuple[str, str], str] = {}
+
+    async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None:
+        if round_id == self.round_id:
+            self.texts[(applicant_id, key)] = text
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def delivered(client, stack, stack_settings, keys, tmp_path_factory):
+    """The round's notifications as delivered by default and in English, and the applicants' ids."""
+    from tests.flows.test_round_end_to_end import _wait_stage
+
+    pool = await open_pool(stack.database_url, max_size=4)
+    settings = stack_settings.model_copy(update={"task_queue": f"notify-{uuid.uuid4().hex[:8]}"})
+    worker = await build_worker(client, settings, pool)
+    try:
+        async with worker:
+            ids = await _drive_round(client, settings, keys, tmp_path_factory.mktemp("notify"))
+            round_id = ids.pop("round_id")
+            for name, terminal in (("T", "TMS"), ("D", "DIS"), ("W", "PNS")):
+                state = await _wait_stage(client, round_id, ids[name], {Stage.ENDED}, timeout=40)
+                assert state.terminal.value == terminal, (name, state.terminal_reason)
+        out = {}
+        for language in ("default", "en"):
+            env = {} if language == "default" else {"CASN_NOTIFICATION_LANGUAGE": "en"}
+            with pytest.MonkeyPatch.context() as mp:
+                mp.delenv("CASN_NOTIFICATION_LANGUAGE", raising=False)
+                for k, v in env.items():
+                    mp.setenv(k, v)
+                chosen = load_settings().notification_language
+            await pool.execute(
+                "UPDATE notifications SET delivered_at = NULL WHERE round_id = $1", round_id
+            )
+            transport = RecordingTransport(round_id)
+            await deliver_pending(pool, transport, round_id=round_id, **_language(chosen))
+            out[language] = transport.texts
+        yield ids, out
+    finally:
+        await pool.close()
+
+
+def _language(chosen: str) -> dict:
+    """The deliverer's language argument, as apps/fleet.py passes it ("id" is the default)."""
+    return {} if chosen == "id" else {"language": chosen}
+
+
+async def _drive_round(client, settings, keys, folder) -> dict[str, str]:
+    from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
+
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"notices-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1)],
+        {
+            "registration": (-60, 3),
+            "administration": (3, 600),
+            "skd": (600, 1200),
+            "skb": (1200, 1800),
+            "filing": (1800, 2400),
+            "latsar": (2400, 3000),
+        },
+        appeal_window=2,
+        t0=t0,
+    )
+    path = folder / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+
+    async def close(window):
+        await _wait_phase(api, round_id, window)
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="done"
+            ),
+        )
+
+    people = {"W": registration(1, "F1"), "T": registration(2, "F1"), "D": registration(3, "F1")}
+    ids = {
+        n: (await api.register(config, r, "sscasn", now=t0)).applicant_id for n, r in people.items()
+    }
+    for name, a in ids.items():
+        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
+        findings = (
+            [DocumentFinding(document=d, reason=r) for d, r in FINDINGS.items()]
+            if name == "T"
+            else []
+        )
+        await api.report(
+            round_id,
+            a,
+            AdminReport(
+                report_id=f"adm-{name}", reported_by="bkpsdm-verifikator", findings=findings
+            ),
+        )
+    await close("administration")
+    for name in ("W", "D"):
+        await _wait_stage(client, round_id, ids[name], {Stage.SKD})
+    await api.report(
+        round_id,
+        ids["D"],
+        Disqualification(report_id="dis-D", reported_by=OPERATOR, reason=DIS_REASON),
+    )
+    await api.report(
+        round_id,
+        ids["W"],
+        SkdReport(report_id="skd-W", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+    )
+    await close("skd")
+    await _wait_stage(client, round_id, ids["W"], {Stage.SKB})
+    for comp, who, score in (("cat", "cat-bkn", 450), ("praktik", "panel-praktik", 90)):
+        await api.report(
+            round_id,
+            ids["W"],
+            SkbScoreReport(report_id=f"{comp}-W", reported_by=who, component=comp, score=score),
+        )
+    await api.report(
+        round_id,
+        ids["W"],
+        GateReport(report_id="h-W", reported_by="rsud", component="health", decision="MS"),
+    )
+    await close("skb")
+    await _wait_stage(client, round_id, ids["W"], {Stage.FILING}, timeout=30)
+    await api.report(
+        round_id,
+        ids["W"],
+        FilingReport(report_id="drh-W", reported_by="bkpsdm-verifikator", complete=True),
+    )
+    await _wait_stage(client, round_id, ids["W"], {Stage.LATSAR}, timeout=30)
+    await api.report(
+        round_id, ids["W"], LatsarReport(report_id="latsar-W", reported_by="lan", passed=True)
+    )
+    return {**ids, "round_id": round_id}
+
+
+async def test_a_tms_notification_lists_every_failing_document_with_its_reason(delivered):
+    ids, texts = delivered
+    for language in ("default", "en"):
+        tms = texts[language][(ids["T"], "admin-TMS")]
+        for document, reason in FINDINGS.items():
+            assert f"{document}: {reason}" in tms, (language, tms)
+
+
+async def test_notifications_are_in_indonesian_by_default(delivered):
+    ids, texts = delivered
+    default = texts["default"]
+    assert "Tidak Memenuhi Syarat (TMS)" in default[(ids["T"], "admin-TMS")]
+    assert default[(ids["W"], "admin-MS")] == "Hasil seleksi administrasi: Memenuhi Syarat (MS)."
+    assert "Anda diangkat sebagai CPNS dengan NIP" in default[(ids["W"], "appointed")]
+    english_words = ("Your", "Administrative check", "selection ended", "result")
+    for (_, key), text in default.items():
+        assert not any(w in text for w in english_words), (key, text)
+
+
+async def test_notifications_are_in_english_by_the_setting(delivered):
+    ids, texts = delivered
+    english = texts["en"]
+    assert english.keys() == texts["default"].keys()  # the same notifications, other words
+    assert english[(ids["W"], "admin-MS")] == "Administrative check: meets the requirements (MS)."
+    assert "You are appointed CPNS with NIP" in english[(ids["W"], "appointed")]
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "recorded"),
+    [("D", "DIS", f"DIS: {DIS_REASON}"), ("W", "PNS", "PNS: passed Latsar")],
+)
+async def test_an_ending_names_its_outcome_once(delivered, name, code, recorded):
+    # The journey's recorded reason carries its code ("PNS: passed Latsar"); pasted after the
+    # message's own outcome it said the outcome twice ("...ended: PNS: passed Latsar").
+    ids, texts = delivered
+    for language in ("default", "en"):
+        text = texts[language][(ids[name], f"end-{code}")]
+        assert text.count(code) == 1 and recorded not in text, (language, text)
+    assert DIS_REASON in texts["default"][(ids["D"], "end-DIS")]
+
+
+async def test_the_notification_language_setting_is_validated(monkeypatch):
+    monkeypatch.setenv("CASN_NOTIFICATION_LANGUAGE", "jv")
+    with pytest.raises(ValidationError) as refused:
+        load_settings()
+    assert "notification_language" in str(refused.value) and "jv" in str(refused.value)
+    monkeypatch.setenv("CASN_NOTIFICATION_LANGUAGE", "en")
+    assert load_settings().notification_language == "en"

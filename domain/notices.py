@@ -1,0 +1,492 @@
+"""What a journey tells its applicant: a notice of facts, and its text in Indonesian or English.
+
+Where the language is chosen: not in the workflow. A journey records a `Notice` (the kind of
+news, the official outcome code, the failing documents with their reasons, the cause of an ending
+and the free text it carries) with every outcome, and the text is rendered from it where it is
+delivered (`activities/notify.py`, in the language of `CASN_NOTIFICATION_LANGUAGE`, Indonesian by
+default). Reading a setting inside workflow code would make a replay depend on the machine. The
+journey also stores the Indonesian rendering as the row's text (pure, the same on every replay),
+so the table reads in the default language; rows written before notices existed carry only that
+recorded text and are delivered as recorded.
+
+No outcome is said twice. Each message names its outcome once, in words with the official code in
+brackets. A journey's recorded reason begins with its own code ("DIS: ...", "PNS: passed Latsar");
+it is never pasted after the outcome: `ended` looks its cause up, and only the free text the
+reason carries (an instansi's note, a DIS reason, missing documents) goes into the message.
+
+Free text written by people (a document's reason, an appeal note, a DIS reason) is quoted as
+written, in whatever language its author used.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from domain.administration import DocumentFinding
+
+WIB = timezone(timedelta(hours=7), "WIB")  # Asia/Jakarta keeps no daylight saving time
+_MONTHS = {
+    "id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+}
+
+
+class Language(StrEnum):
+    """The language notifications are delivered in."""
+
+    ID = "id"  # Bahasa Indonesia: the default, what applicants read
+    EN = "en"
+
+
+class NoticeKind(StrEnum):
+    """What a notice reports."""
+
+    REGISTERED = "registered"
+    ADMIN_RESULT = "admin_result"
+    APPEAL_ACCEPTED = "appeal_accepted"
+    SKD_RESULT = "skd_result"
+    FINAL_RESULT = "final_result"
+    OPTIMALISASI_SEAT = "optimalisasi_seat"
+    APPOINTED = "appointed"
+    ENDED = "ended"
+
+
+class EndCause(StrEnum):
+    """Why a journey ended, as the journey's recorded reason says it (see `ended`)."""
+
+    REGISTRATION_REFUSED = "registration_refused"
+    NO_APPEAL = "no_appeal"
+    APPEAL_UNANSWERED = "appeal_unanswered"
+    APPEAL_REJECTED = "appeal_rejected"
+    SKD_ABSENT = "skd_absent"
+    SKD_BELOW_THRESHOLD = "skd_below_threshold"
+    SKD_OUTSIDE_CUT = "skd_outside_cut"
+    SKB_ABSENT = "skb_absent"
+    SKB_INCOMPLETE = "skb_incomplete"
+    SKB_GATE_FAILED = "skb_gate_failed"
+    NOT_PLACED = "not_placed"
+    OFFER_DECLINED = "offer_declined"
+    FILING_INCOMPLETE = "filing_incomplete"
+    LATSAR_PASSED = "latsar_passed"
+    DISMISSED = "dismissed"
+    DISQUALIFIED = "disqualified"
+    WITHDREW_BARRED = "withdrew_barred"
+    WITHDREW = "withdrew"
+    OTHER = "other"  # a reason this table does not know: its text is kept, without its code
+
+
+class Notice(BaseModel, frozen=True):
+    """The facts of one notification; `render` turns them into text."""
+
+    kind: NoticeKind
+    outcome: str = ""  # the official code: MS/TMS, an SKD or final code, a terminal outcome
+    registration_no: str = ""
+    formasi: str = ""
+    skd_total: int | None = None
+    nip: str = ""
+    tmt: date | None = None
+    appeal_until: datetime | None = None  # a TMS may be appealed until then
+    findings: list[DocumentFinding] = []  # every failing document with its reason (TMS)
+    not_decided: bool = False  # TMS because no decision was reported before the window closed
+    cause: EndCause | None = None
+    detail: str = ""  # the free text of the cause: a note, a reason, a list, a number
+
+
+# --- what the journey records -------------------------------------------------------------------
+
+
+def registered(registration_no: str, formasi: str) -> Notice:
+    """The registration was accepted."""
+    return Notice(kind=NoticeKind.REGISTERED, registration_no=registration_no, formasi=formasi)
+
+
+def admin_result(
+    decision: str,
+    findings: list[DocumentFinding],
+    appeal_until: datetime | None,
+    not_decided: bool = False,
+) -> Notice:
+    """MS, or TMS with every failing document and its reason, and until when to appeal."""
+    return Notice(
+        kind=NoticeKind.ADMIN_RESULT,
+        outcome=decision,
+        findings=list(findings),
+        appeal_until=appeal_until if decision == "TMS" else None,
+        not_decided=not_decided,
+    )
+
+
+def appeal_accepted() -> Notice:
+    """The sanggah against a TMS was accepted: MS."""
+    return Notice(kind=NoticeKind.APPEAL_ACCEPTED, outcome="MS")
+
+
+def skd_result(code: str, total: int) -> Notice:
+    """The SKD code and total."""
+    return Notice(kind=NoticeKind.SKD_RESULT, outcome=code, skd_total=total)
+
+
+def final_result(code: str, formasi: str) -> Notice:
+    """The final announcement's code."""
+    return Notice(kind=NoticeKind.FINAL_RESULT, outcome=code, formasi=formasi)
+
+
+def optimalisasi_seat(formasi: str) -> Notice:
+    """A seat in another formasi by optimalisasi (P/L-2)."""
+    return Notice(kind=NoticeKind.OPTIMALISASI_SEAT, outcome="P/L-2", formasi=formasi)
+
+
+def appointed(nip: str, tmt: date) -> Notice:
+    """Appointed CPNS with a NIP and a TMT."""
+    return Notice(kind=NoticeKind.APPOINTED, outcome="CPNS", nip=nip, tmt=tmt)
+
+
+# The journey's recorded reasons (workflows/applicant.py, domain/sheet.py): a key ending in a
+# space or ": " is a prefix whose rest is the cause's free text.
+_CAUSES: tuple[tuple[str, EndCause], ...] = (
+    ("registration refused: ", EndCause.REGISTRATION_REFUSED),
+    ("TMS; no appeal within the appeal window", EndCause.NO_APPEAL),
+    ("TMS; the appeal was not answered within its time", EndCause.APPEAL_UNANSWERED),
+    ("TMS; appeal rejected: ", EndCause.APPEAL_REJECTED),
+    ("TH: did not sit the SKD", EndCause.SKD_ABSENT),
+    ("T/L: below the SKD threshold of the category", EndCause.SKD_BELOW_THRESHOLD),
+    ("P: passed the threshold, outside the SKB cut", EndCause.SKD_OUTSIDE_CUT),
+    ("TH: no SKB CAT score when the SKB window closed", EndCause.SKB_ABSENT),
+    ("SKB incomplete: ", EndCause.SKB_INCOMPLETE),
+    ("SKB gate failed: ", EndCause.SKB_GATE_FAILED),
+    ("TL: lost on rank; no optimalisasi seat", EndCause.NOT_PLACED),
+    ("TL: declined the optimalisasi offer", EndCause.OFFER_DECLINED),
+    ("filing incomplete: ", EndCause.FILING_INCOMPLETE),
+    ("PNS: passed Latsar", EndCause.LATSAR_PASSED),
+    ("dismissed: Latsar or health not passed", EndCause.DISMISSED),
+    ("DIS: ", EndCause.DISQUALIFIED),
+    ("APS: withdrew; barred from the next ", EndCause.WITHDREW_BARRED),
+    ("APS: withdrew", EndCause.WITHDREW),
+)
+
+
+def ended(terminal: str, reason: str) -> Notice:
+    """The journey ended with `terminal` for the recorded `reason`: its cause and free text."""
+    for known, cause in _CAUSES:
+        if reason == known or (known.endswith(" ") and reason.startswith(known)):
+            detail = reason[len(known) :]
+            if cause == EndCause.WITHDREW_BARRED:
+                detail = detail.removesuffix(" rounds")
+            elif cause == EndCause.SKB_INCOMPLETE:
+                detail = detail.removesuffix(" not reported")
+            return Notice(kind=NoticeKind.ENDED, outcome=terminal, cause=cause, detail=detail)
+    return Notice(
+        kind=NoticeKind.ENDED,
+        outcome=terminal,
+        cause=EndCause.OTHER,
+        detail=_without_code(reason, terminal),
+    )
+
+
+def _without_code(reason: str, code: str) -> str:
+    """A reason without its leading code ("DIS: x" -> "x"): the message names the code already."""
+    for sep in (": ", "; ", " - "):
+        if code and reason.startswith(code + sep):
+            return reason[len(code) + len(sep) :]
+    return reason
+
+
+# --- how it reads -------------------------------------------------------------------------------
+
+_ADMIN = {
+    "id": {"MS": "Memenuhi Syarat (MS)", "TMS": "Tidak Memenuhi Syarat (TMS)"},
+    "en": {"MS": "meets the requirements (MS)", "TMS": "does not meet the requirements (TMS)"},
+}
+_SKD = {
+    "id": {
+        "P/L": "lulus ke tahap SKB (P/L)",
+        "P": "lulus nilai ambang batas, di luar peringkat peserta SKB (P)",
+        "T/L": "tidak lulus nilai ambang batas (T/L)",
+        "TH": "tidak hadir (TH)",
+        "DIS": "diskualifikasi (DIS)",
+    },
+    "en": {
+        "P/L": "passed, on to SKB (P/L)",
+        "P": "passed the threshold, outside the SKB cut (P)",
+        "T/L": "below the threshold (T/L)",
+        "TH": "absent (TH)",
+        "DIS": "disqualified (DIS)",
+    },
+}
+_FINAL = {
+    "id": {
+        "P/L": "lulus (P/L) pada formasi {formasi}",
+        "TL": "tidak lulus (TL): di luar kuota formasi; formasi yang kosong dapat ditawarkan "
+        "melalui optimalisasi",
+        "TMS-SKB": "tidak memenuhi syarat SKB (TMS-SKB)",
+        "TH": "tidak hadir (TH)",
+        "DIS": "diskualifikasi (DIS)",
+        "APS": "mengundurkan diri (APS)",
+    },
+    "en": {
+        "P/L": "passed (P/L) in formasi {formasi}",
+        "TL": "not passed (TL): outside the formasi's seats; an empty seat may still be offered "
+        "by optimalisasi",
+        "TMS-SKB": "did not meet the SKB requirements (TMS-SKB)",
+        "TH": "absent (TH)",
+        "DIS": "disqualified (DIS)",
+        "APS": "withdrew (APS)",
+    },
+}
+_TERMINAL = {
+    "id": {
+        "TMS": "Tidak Memenuhi Syarat administrasi (TMS)",
+        "P": "lulus nilai ambang batas SKD, di luar peringkat peserta SKB (P)",
+        "T/L": "tidak lulus nilai ambang batas SKD (T/L)",
+        "TH": "tidak hadir (TH)",
+        "DIS": "diskualifikasi (DIS)",
+        "TMS-SKB": "tidak memenuhi syarat SKB (TMS-SKB)",
+        "TL": "tidak lulus (TL)",
+        "APS": "mengundurkan diri (APS)",
+        "TMS-DRH": "pemberkasan tidak lengkap (TMS-DRH)",
+        "PNS": "diangkat menjadi PNS",
+        "DIBERHENTIKAN": "diberhentikan",
+    },
+    "en": {
+        "TMS": "did not meet the administrative requirements (TMS)",
+        "P": "passed the SKD threshold, outside the SKB cut (P)",
+        "T/L": "below the SKD threshold (T/L)",
+        "TH": "absent (TH)",
+        "DIS": "disqualified (DIS)",
+        "TMS-SKB": "did not meet the SKB requirements (TMS-SKB)",
+        "TL": "not passed (TL)",
+        "APS": "withdrew (APS)",
+        "TMS-DRH": "incomplete filing (TMS-DRH)",
+        "PNS": "appointed PNS",
+        "DIBERHENTIKAN": "dismissed",
+    },
+}
+# One sentence per cause, naming the outcome once; {detail} is the cause's free text.
+_ENDED = {
+    "id": {
+        EndCause.REGISTRATION_REFUSED: "Pendaftaran Anda ditolak (TMS): {detail}",
+        EndCause.NO_APPEAL: (
+            "Seleksi Anda berakhir: Tidak Memenuhi Syarat administrasi (TMS), dan tidak ada "
+            "sanggah dalam masa sanggah."
+        ),
+        EndCause.APPEAL_UNANSWERED: (
+            "Seleksi Anda berakhir: Tidak Memenuhi Syarat administrasi (TMS); sanggah Anda tidak "
+            "dijawab dalam batas waktunya."
+        ),
+        EndCause.APPEAL_REJECTED: (
+            "Sanggah Anda ditolak: hasil seleksi administrasi tetap Tidak Memenuhi Syarat (TMS) "
+            "dan seleksi Anda berakhir. Catatan instansi: {detail}"
+        ),
+        EndCause.SKD_ABSENT: "Anda tidak hadir pada SKD (TH); seleksi Anda berakhir.",
+        EndCause.SKD_BELOW_THRESHOLD: (
+            "Nilai SKD Anda di bawah nilai ambang batas kategori Anda (T/L); seleksi Anda berakhir."
+        ),
+        EndCause.SKD_OUTSIDE_CUT: (
+            "Anda lulus nilai ambang batas SKD, tetapi di luar peringkat peserta SKB (P); "
+            "seleksi Anda berakhir."
+        ),
+        EndCause.SKB_ABSENT: "Anda tidak hadir pada SKB CAT (TH); seleksi Anda berakhir.",
+        EndCause.SKB_INCOMPLETE: (
+            "Nilai SKB Anda tidak lengkap (TMS-SKB), belum dilaporkan: {detail}. "
+            "Seleksi Anda berakhir."
+        ),
+        EndCause.SKB_GATE_FAILED: (
+            "Anda tidak memenuhi syarat pada komponen SKB (TMS-SKB): {detail}. "
+            "Seleksi Anda berakhir."
+        ),
+        EndCause.NOT_PLACED: (
+            "Anda tidak lulus (TL): di luar kuota formasi dan tidak mendapat formasi melalui "
+            "optimalisasi. Seleksi Anda berakhir."
+        ),
+        EndCause.OFFER_DECLINED: (
+            "Tawaran optimalisasi ditolak atau tidak dijawab tepat waktu; Anda tidak lulus (TL) "
+            "dan seleksi Anda berakhir."
+        ),
+        EndCause.FILING_INCOMPLETE: (
+            "Pemberkasan Anda tidak lengkap (TMS-DRH), kurang: {detail}. Seleksi Anda berakhir."
+        ),
+        EndCause.LATSAR_PASSED: "Selamat, Anda lulus Latsar dan diangkat menjadi PNS.",
+        EndCause.DISMISSED: (
+            "Anda tidak lulus Latsar atau tidak memenuhi syarat kesehatan, dan diberhentikan "
+            "sebagai CPNS."
+        ),
+        EndCause.DISQUALIFIED: "Anda didiskualifikasi (DIS) dari seleksi. Alasan: {detail}",
+        EndCause.WITHDREW_BARRED: (
+            "Pengunduran diri Anda tercatat (APS); Anda tidak dapat melamar pada {detail} "
+            "seleksi CASN berikutnya."
+        ),
+        EndCause.WITHDREW: "Pengunduran diri Anda tercatat (APS); seleksi Anda berakhir.",
+    },
+    "en": {
+        EndCause.REGISTRATION_REFUSED: "Your registration is refused (TMS): {detail}",
+        EndCause.NO_APPEAL: (
+            "Your selection has ended: you did not meet the administrative requirements (TMS) "
+            "and no sanggah was filed within the appeal window."
+        ),
+        EndCause.APPEAL_UNANSWERED: (
+            "Your selection has ended: you did not meet the administrative requirements (TMS); "
+            "your sanggah was not answered in time."
+        ),
+        EndCause.APPEAL_REJECTED: (
+            "Your sanggah was rejected: you still do not meet the administrative requirements "
+            "(TMS) and your selection has ended. The instansi's note: {detail}"
+        ),
+        EndCause.SKD_ABSENT: "You did not sit the SKD (TH); your selection has ended.",
+        EndCause.SKD_BELOW_THRESHOLD: (
+            "Your SKD score is below the threshold of your category (T/L); your selection has "
+            "ended."
+        ),
+        EndCause.SKD_OUTSIDE_CUT: (
+            "You passed the SKD threshold but are outside the SKB cut (P); your selection has "
+            "ended."
+        ),
+        EndCause.SKB_ABSENT: "You did not sit the SKB CAT (TH); your selection has ended.",
+        EndCause.SKB_INCOMPLETE: (
+            "Your SKB results are incomplete (TMS-SKB), not reported: {detail}. Your selection "
+            "has ended."
+        ),
+        EndCause.SKB_GATE_FAILED: (
+            "You did not meet an SKB requirement (TMS-SKB): {detail}. Your selection has ended."
+        ),
+        EndCause.NOT_PLACED: (
+            "You did not pass (TL): outside the formasi's seats and no seat by optimalisasi. "
+            "Your selection has ended."
+        ),
+        EndCause.OFFER_DECLINED: (
+            "The optimalisasi offer was declined or not answered in time; you did not pass (TL) "
+            "and your selection has ended."
+        ),
+        EndCause.FILING_INCOMPLETE: (
+            "Your filing is incomplete (TMS-DRH), missing: {detail}. Your selection has ended."
+        ),
+        EndCause.LATSAR_PASSED: "Congratulations: you passed Latsar and are appointed PNS.",
+        EndCause.DISMISSED: (
+            "You did not pass Latsar or the health requirement, and are dismissed as CPNS."
+        ),
+        EndCause.DISQUALIFIED: "You are disqualified (DIS) from the selection. Reason: {detail}",
+        EndCause.WITHDREW_BARRED: (
+            "Your withdrawal is recorded (APS); you may not apply in the next {detail} CASN rounds."
+        ),
+        EndCause.WITHDREW: "Your withdrawal is recorded (APS); your selection has ended.",
+    },
+}
+_GATE_FLOOR = re.compile(r"^(?P<c>.+): (?P<v>\S+) at or below the floor (?P<f>\S+)$")
+
+
+def render(notice: Notice, language: Language | str = Language.ID) -> str:
+    """The notice as the applicant reads it, in `language`."""
+    lang = Language(language).value
+    k = notice.kind
+    if k == NoticeKind.REGISTERED:
+        if lang == "id":
+            return (
+                f"Pendaftaran Anda diterima dengan nomor {notice.registration_no} "
+                f"untuk formasi {notice.formasi}."
+            )
+        return (
+            f"Your registration is accepted with number {notice.registration_no} "
+            f"for formasi {notice.formasi}."
+        )
+    if k == NoticeKind.ADMIN_RESULT:
+        return _admin(notice, lang)
+    if k == NoticeKind.APPEAL_ACCEPTED:
+        if lang == "id":
+            return "Sanggah Anda diterima: hasil seleksi administrasi menjadi Memenuhi Syarat (MS)."
+        return "Your sanggah is accepted: the administrative check is now MS."
+    if k == NoticeKind.SKD_RESULT:
+        label = _SKD[lang].get(notice.outcome, notice.outcome)
+        if lang == "id":
+            return f"Hasil SKD Anda: {label}, nilai total {notice.skd_total}."
+        return f"Your SKD result: {label}, total score {notice.skd_total}."
+    if k == NoticeKind.FINAL_RESULT:
+        label = _FINAL[lang].get(notice.outcome, notice.outcome).format(formasi=notice.formasi)
+        return f"Hasil akhir seleksi: {label}." if lang == "id" else f"Final result: {label}."
+    if k == NoticeKind.OPTIMALISASI_SEAT:
+        if lang == "id":
+            return f"Anda mendapat formasi {notice.formasi} melalui optimalisasi (P/L-2)."
+        return f"You are given a seat in formasi {notice.formasi} by optimalisasi (P/L-2)."
+    if k == NoticeKind.APPOINTED:
+        tmt = _day(notice.tmt, lang)
+        if lang == "id":
+            return f"Anda diangkat sebagai CPNS dengan NIP {notice.nip}, TMT {tmt}."
+        return f"You are appointed CPNS with NIP {notice.nip}, TMT {tmt}."
+    return _ended(notice, lang)
+
+
+def _admin(notice: Notice, lang: str) -> str:
+    label = _ADMIN[lang].get(notice.outcome, notice.outcome)
+    parts = [
+        f"Hasil seleksi administrasi: {label}."
+        if lang == "id"
+        else f"Administrative check: {label}."
+    ]
+    if notice.findings:
+        listed = "; ".join(f"{f.document}: {_clause(f.reason)}" for f in notice.findings)
+        parts.append(
+            f"Dokumen yang tidak memenuhi syarat: {listed}."
+            if lang == "id"
+            else f"Documents that do not meet them: {listed}."
+        )
+    elif notice.not_decided:
+        parts.append(
+            "Hasil pemeriksaan dokumen tidak dilaporkan sebelum batas waktu."
+            if lang == "id"
+            else "No decision on your documents was reported before the deadline."
+        )
+    if notice.appeal_until is not None:
+        until = _moment(notice.appeal_until, lang)
+        parts.append(
+            f"Sanggah dapat diajukan paling lambat {until}."
+            if lang == "id"
+            else f"You may file a sanggah (appeal) until {until}."
+        )
+    return " ".join(parts)
+
+
+def _ended(notice: Notice, lang: str) -> str:
+    cause = notice.cause or EndCause.OTHER
+    detail = notice.detail
+    if cause == EndCause.SKB_GATE_FAILED and lang == "id":
+        detail = "; ".join(_gate_id(g) for g in detail.split("; "))
+    template = _ENDED[lang].get(cause)
+    if template is None:  # OTHER: the outcome in words, then the reason without its code
+        label = _TERMINAL[lang].get(notice.outcome, notice.outcome)
+        lead = f"Seleksi Anda berakhir: {label}." if lang == "id" else f"Selection ended: {label}."
+        return f"{lead} {_sentence(detail[:1].upper() + detail[1:])}" if detail else lead
+    if "{detail}" not in template:
+        return template
+    text = template.format(detail=_clause(detail) if detail else "-")
+    return _sentence(text)
+
+
+def _gate_id(failure: str) -> str:
+    """A gate failure (domain/skb.py) in Indonesian: "health: TMS", "psikotes: 55 at or below ..."."""
+    floor = _GATE_FLOOR.match(failure)
+    if floor:
+        return f"{floor['c']}: nilai {floor['v']} tidak melebihi batas minimal {floor['f']}"
+    return failure
+
+
+def _clause(text: str) -> str:
+    return text.strip().rstrip(".")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _day(day: date | None, lang: str) -> str:
+    if day is None:
+        return "-"
+    return f"{day.day} {_MONTHS[lang][day.month - 1]} {day.year}"
+
+
+def _moment(moment: datetime, lang: str) -> str:
+    local = moment.astimezone(WIB)
+    clock = f"{local:%H.%M}" if lang == "id" else f"{local:%H:%M}"
+    return f"{_day(local.date(), lang)} {clock} WIB"

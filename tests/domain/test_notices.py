@@ -1,0 +1,129 @@
+"""What a notification says: the outcome once, every failing document's reason, in Indonesian
+by default and in English on request. Rendered from the facts a journey records."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from domain.administration import DocumentFinding
+from domain.codes import Terminal
+from domain.notices import (
+    EndCause,
+    Language,
+    Notice,
+    admin_result,
+    appointed,
+    ended,
+    final_result,
+    render,
+    skd_result,
+)
+
+FINDINGS = [
+    DocumentFinding(document="ijazah", reason="belum dilegalisasi"),
+    DocumentFinding(document="transkrip nilai", reason="IPK tidak terbaca"),
+    DocumentFinding(document="surat lamaran", reason="tidak ditandatangani"),
+]
+APPEAL_UNTIL = datetime(2027, 8, 20, 16, 59, tzinfo=UTC)  # 23.59 WIB
+
+# Every reason a journey records when it ends (workflows/applicant.py, domain/sheet.py), with
+# its terminal outcome and the free text the message must keep.
+RECORDED_ENDINGS = [
+    (Terminal.TMS, "registration refused: age 36 is above 35", "age 36 is above 35"),
+    (Terminal.TMS, "TMS; no appeal within the appeal window", ""),
+    (Terminal.TMS, "TMS; the appeal was not answered within its time", ""),
+    (Terminal.TMS, "TMS; appeal rejected: ijazah tetap tidak sah", "ijazah tetap tidak sah"),
+    (Terminal.ABSENT, "TH: did not sit the SKD", ""),
+    (Terminal.SKD_FAILED, "T/L: below the SKD threshold of the category", ""),
+    (Terminal.SKD_PASSED_OUTSIDE_CUT, "P: passed the threshold, outside the SKB cut", ""),
+    (Terminal.ABSENT, "TH: no SKB CAT score when the SKB window closed", ""),
+    (Terminal.SKB_GATE_FAILED, "SKB incomplete: praktik not reported", "praktik"),
+    (Terminal.SKB_GATE_FAILED, "SKB gate failed: health: TMS", "health: TMS"),
+    (Terminal.NOT_PASSED, "TL: lost on rank; no optimalisasi seat", ""),
+    (Terminal.NOT_PASSED, "TL: declined the optimalisasi offer", ""),
+    (Terminal.FILING_INCOMPLETE, "filing incomplete: DRH, SKCK", "DRH, SKCK"),
+    (Terminal.PNS, "PNS: passed Latsar", ""),
+    (Terminal.DISMISSED, "dismissed: Latsar or health not passed", ""),
+    (Terminal.DISQUALIFIED, "DIS: joki pada SKD", "joki pada SKD"),
+    (Terminal.WITHDRAWN, "APS: withdrew; barred from the next 2 rounds", "2"),
+    (Terminal.WITHDRAWN, "APS: withdrew", ""),
+]
+
+
+@pytest.mark.parametrize("language", list(Language))
+def test_a_tms_lists_every_failing_document_with_its_reason(language):
+    text = render(admin_result("TMS", FINDINGS, APPEAL_UNTIL), language)
+    for f in FINDINGS:
+        assert f"{f.document}: {f.reason}" in text
+
+
+def test_a_tms_says_until_when_to_appeal_in_wib():
+    assert "paling lambat 20 Agu 2027 23.59 WIB" in render(
+        admin_result("TMS", FINDINGS, APPEAL_UNTIL)
+    )
+    assert "until 20 Aug 2027 23:59 WIB" in render(
+        admin_result("TMS", FINDINGS, APPEAL_UNTIL), Language.EN
+    )
+
+
+def test_a_tms_without_a_decision_says_none_was_reported():
+    text = render(admin_result("TMS", [], APPEAL_UNTIL, not_decided=True))
+    assert "tidak dilaporkan sebelum batas waktu" in text
+
+
+def test_indonesian_is_the_default():
+    assert render(admin_result("MS", [], None)) == (
+        "Hasil seleksi administrasi: Memenuhi Syarat (MS)."
+    )
+    assert render(appointed("199805172027031001", date(2027, 3, 1))) == (
+        "Anda diangkat sebagai CPNS dengan NIP 199805172027031001, TMT 1 Mar 2027."
+    )
+
+
+def test_english_on_request():
+    assert render(admin_result("MS", [], None), Language.EN) == (
+        "Administrative check: meets the requirements (MS)."
+    )
+    assert render(skd_result("P/L", 450), "en") == (
+        "Your SKD result: passed, on to SKB (P/L), total score 450."
+    )
+
+
+@pytest.mark.parametrize(("terminal", "reason", "kept"), RECORDED_ENDINGS)
+@pytest.mark.parametrize("language", list(Language))
+def test_an_ending_names_its_outcome_once_and_keeps_its_free_text(terminal, reason, kept, language):
+    notice = ended(terminal.value, reason)
+    text = render(notice, language)
+    assert notice.cause != EndCause.OTHER  # every recorded reason is known
+    assert reason not in text  # the recorded reason starts with its own code: never pasted
+    if terminal != Terminal.DISMISSED:  # "DIBERHENTIKAN" is said in words
+        assert text.count(f"({terminal.value})") + text.count(f" {terminal.value}.") == 1, text
+    assert kept in text
+
+
+def test_dis_and_pns_are_not_repeated():
+    assert render(ended("DIS", "DIS: joki pada SKD")) == (
+        "Anda didiskualifikasi (DIS) dari seleksi. Alasan: joki pada SKD."
+    )
+    assert render(ended("PNS", "PNS: passed Latsar")) == (
+        "Selamat, Anda lulus Latsar dan diangkat menjadi PNS."
+    )
+
+
+def test_an_unknown_reason_is_kept_without_its_code():
+    text = render(ended("TL", "TL: final sanggah rejected"), Language.EN)
+    assert text == "Selection ended: not passed (TL). Final sanggah rejected."
+    assert render(ended("TL", "TL: final sanggah rejected")).startswith(
+        "Seleksi Anda berakhir: tidak lulus (TL). Final"
+    )
+
+
+def test_the_final_result_names_the_formasi():
+    assert render(final_result("P/L", "F1")) == "Hasil akhir seleksi: lulus (P/L) pada formasi F1."
+
+
+def test_a_notice_survives_its_json_round_trip():
+    notice = admin_result("TMS", FINDINGS, APPEAL_UNTIL)
+    assert Notice.model_validate_json(notice.model_dump_json()) == notice
