@@ -48,6 +48,12 @@ from client.csvio import (
     parse_report,
 )
 from client.publication import Published, publish_announcement, write_files
+from client.sanctions import (
+    NationalListError,
+    SanctionRegister,
+    read_national_list,
+    sanction_subject,
+)
 from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
@@ -981,22 +987,27 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
 
         opened["settings"] = load_settings()
         app = await open_app()
+        sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
         ctx = Context(
             RecruitmentApi(
                 app.client,
                 app.settings.task_queue,
                 app.keys.pseudonym_key,
                 keyring=Keyring([signer] if signer else []),
+                sanctions=sanctions,
             ),
             app.stack.database_url,
             console,
         )
-        result = await body(ctx)
+        try:
+            result = await body(ctx)
+        finally:
+            await sanctions.close()
         return result.exit_code if isinstance(result, Summary) else EXIT_OK
 
     try:
         code = asyncio.run(main())
-    except (ConfigError, CsvFileError, BadInput) as exc:
+    except (ConfigError, CsvFileError, BadInput, NationalListError) as exc:
         err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
         code = EXIT_BAD_INPUT
     except ValidationError as exc:
@@ -1416,6 +1427,99 @@ def announce_cmd(
     _run(lambda ctx: announce(ctx, round_id, stage, out, signer, corrects))
 
 
+# --- the sanctions register -------------------------------------------------------------------
+
+sanctions_cli = typer.Typer(
+    help="The sanctions register across rounds (client/sanctions.py): import a national list, "
+    "list the entries (never a NIK).",
+    no_args_is_help=True,
+)
+cli.add_typer(sanctions_cli, name="sanctions")
+
+
+async def import_sanctions(ctx: Context, path: Path) -> int:
+    """Import a national list (validated first: nothing is written from a list with a bad row)."""
+    rows = read_national_list(path)
+    register = ctx.api.sanctions
+    assert register is not None
+    counts = await register.import_list(rows, ctx.api.pseudonym_key)
+    ctx.console.print(
+        f"{path.name}: {len(rows)} rows: {counts['new']} new, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged",
+        highlight=False,
+    )
+    log.info("sanctions imported", rows=len(rows), **counts)
+    return EXIT_OK
+
+
+async def list_sanctions(ctx: Context, nik: str | None, as_json: bool) -> int:
+    """Every entry of the register (or one NIK's), without NIKs: the subject shortened."""
+    register = ctx.api.sanctions
+    assert register is not None
+    subject = sanction_subject(ctx.api.pseudonym_key, nik) if nik else None
+    entries = await register.entries(subject)
+    documents = [
+        {
+            "subject": e.subject[:16],
+            "kind": e.kind,
+            "imposed_by": e.imposed_by,
+            "imposed_at": e.imposed_at.isoformat(),
+            "rounds": e.rounds,
+            "barred_until": e.barred_until.isoformat() if e.barred_until else None,
+            "reason": e.reason,
+        }
+        for e in entries
+    ]
+    if as_json:
+        _print_json(ctx, documents)
+        return EXIT_OK
+    table = Table(title=f"sanctions register: {len(entries)} entries")
+    for column in ("subject", "kind", "imposed by", "imposed at (WIB)", "term", "reason"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e.subject[:16], e.kind, e.imposed_by, wib(e.imposed_at), e.term, e.reason)
+    ctx.console.print(table)
+    return EXIT_OK
+
+
+@sanctions_cli.command("import")
+def sanctions_import_cmd(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns nik, barred_until or rounds (one of them per row), reason, "
+            "source."
+        ),
+    ],
+):
+    """Import a national list of barred NIKs. Every row is checked first; a list with a bad row
+    imports nothing and names each bad row (exit 2). Re-importing is idempotent."""
+    try:
+        read_national_list(file)  # a bad list exits 2 before anything is started
+    except NationalListError as exc:
+        err_console.print(f"[red]bad input[/]: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _run(lambda ctx: import_sanctions(ctx, file))
+
+
+@sanctions_cli.command("list")
+def sanctions_list_cmd(
+    nik: Annotated[
+        str | None, typer.Option("--nik", help="Only this NIK's entries (never printed).")
+    ] = None,
+    as_json: JsonOpt = False,
+):
+    """The register's entries: kind (APS or national_list), by which round or list, when, for how
+    long and why. No NIK is shown; the subject is the start of the NIK's keyed pseudonym."""
+    if nik is not None:
+        try:
+            nik = normalise_nik(nik)
+        except ValueError as exc:
+            err_console.print(f"[red]bad arguments[/]: --nik: {exc}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    _run(lambda ctx: list_sanctions(ctx, nik, as_json))
+
+
 @cli.command("demo")
 def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="Applicants.")] = None):
     """Run a sample round end to end on the embedded stack (left running; stop it with run.py stop)."""
@@ -1430,8 +1534,8 @@ EXIT_CODES_HELP = (
     "applicant); 2 bad input (a file, an argument or a key: nothing was sent); 3 stopped (Ctrl-C, "
     "or the Temporal server or the database cannot be reached or was lost)."
 )
-for _command in cli.registered_commands:  # every command's --help ends with them
-    _command.epilog = _command.epilog or EXIT_CODES_HELP
+for _command in [*cli.registered_commands, *sanctions_cli.registered_commands]:
+    _command.epilog = _command.epilog or EXIT_CODES_HELP  # every command's --help ends with them
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import asyncpg
 from temporalio import activity
 
 from domain.appointment import format_nip
+from domain.codes import Terminal
 from domain.contracts import JourneyProjection, NipIssued, NipRequest
 from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
 
@@ -44,6 +45,12 @@ WITH src AS (
     FROM jsonb_to_recordset($2::jsonb) AS x(round_id text, applicant_id text, seq integer, at timestamptz,
         stage text, outcome text, actor text, input jsonb, rule_version text, rules_digest text)
     ON CONFLICT DO NOTHING
+), new_sanctions AS (
+    INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason)
+    SELECT x.subject, 'APS', x.origin, x.imposed_by, COALESCE(x.imposed_at, now()), x.rounds, x.reason
+    FROM jsonb_to_recordset($5::jsonb) AS x(subject text, origin text, imposed_by text,
+        imposed_at timestamptz, rounds integer, reason text)
+    ON CONFLICT DO NOTHING
 ), new_reports AS (
     INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
     SELECT x.round_id, x.applicant_id, x.report_id, x.kind, x.content
@@ -63,6 +70,25 @@ BATCH_MAX = 256
 
 def _enum(value) -> str | None:
     return value.value if value is not None else None
+
+
+def _sanction_rows(p: JourneyProjection) -> list[dict]:
+    """The sanctions-register entry of a journey that ended in APS with a sanction (client/sanctions.py):
+    keyed by the start's sanction key, never the NIK; none for journeys started without one."""
+    s = p.state
+    if not (p.sanction_key and s.terminal == Terminal.WITHDRAWN and s.sanction_rounds > 0):
+        return []
+    withdrawn = [d.at for d in p.new_decisions if d.outcome == Terminal.WITHDRAWN.value]
+    return [
+        {
+            "subject": p.sanction_key,
+            "origin": f"{s.round_id}/{s.applicant_id}",
+            "imposed_by": s.round_id,
+            "imposed_at": withdrawn[0].isoformat() if withdrawn else None,
+            "rounds": s.sanction_rounds,
+            "reason": s.terminal_reason,
+        }
+    ]
 
 
 def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict], list[dict]]:
@@ -200,7 +226,9 @@ class ReadModel:
         decisions: list[dict] = []
         reports: list[dict] = []
         notes: list[dict] = []
+        sanctions: list[dict] = []
         for p in projections:
+            sanctions += _sanction_rows(p)
             row, d, r, n = _projection_rows(p)
             key = (row["round_id"], row["applicant_id"])
             if key not in rows or rows[key]["version"] < row["version"]:
@@ -215,6 +243,7 @@ class ReadModel:
             json.dumps(decisions),
             json.dumps(reports),
             json.dumps(notes),
+            json.dumps(sanctions),
         )
 
     @activity.defn(name=ISSUE_NIP.name)

@@ -21,6 +21,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.sanctions import SanctionRegister, sanction_subject
 from domain.config import RoundConfig, load_round_config
 from domain.digest import canonical_digest
 from domain.messages import (
@@ -92,6 +93,9 @@ class RecruitmentApi:
     task_queue: str
     pseudonym_key: bytes
     keyring: Keyring = field(default_factory=Keyring)
+    # The sanctions register (client/sanctions.py) every registration is checked against; the
+    # entry points give it (starter.py, the gateway). Without one, nothing is checked.
+    sanctions: SanctionRegister | None = None
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
     # round id -> the check of this client's keys against the round's (check_round_keys)
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
@@ -256,6 +260,11 @@ class RecruitmentApi:
                 )
             )
         applicant_id = applicant_id_for(self.pseudonym_key, config.round_id, reg.nik)
+        subject = sanction_subject(self.pseudonym_key, reg.nik)
+        if self.sanctions is not None:
+            barred = await self.sanctions.refusal(config, subject, reg.nik, applied_on)
+            if barred is not None:
+                refusals.append(barred)
         if refusals:
             return RegistrationResult("refused", applicant_id, refusals)
         assert formasi is not None
@@ -269,6 +278,7 @@ class RecruitmentApi:
             tmt=config.schedule.tmt,
             engine_version=ENGINE_VERSION,
             applied_on=applied_on,
+            sanction_key=subject,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys

@@ -31,6 +31,7 @@ class JourneyProjection(BaseModel, frozen=True):
     new_decisions: list[Decision] = []
     notifications: list[Notification] = []
     reports: list[tuple[str, str, dict]] = []  # (report_id, kind, content) accepted since last
+    sanction_key: str = ""  # the JourneyStart's: where an APS with a sanction is registered
 
 
 class NipRequest(BaseModel, frozen=True):

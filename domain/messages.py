@@ -168,6 +168,10 @@ class JourneyStart(BaseModel, frozen=True):
     # journey judges it again by the same rules and date, so a journey started without the API
     # cannot carry an ineligible registration forward. None in older start inputs: not re-judged.
     applied_on: date | None = None
+    # The sanctions register's key of the NIK (client/sanctions.py): the same in every round, so a
+    # sanction this journey ends in finds the person in the next. Left out of the dump while
+    # empty, so that start inputs recorded before it keep their signatures.
+    sanction_key: str = Field(default="", max_length=64, exclude_if=lambda key: not key)
     # The registering identity's signature over the rest (domain/signing.py), in a round with keys.
     signature: str = Field(default="", max_length=1000)
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from client.api import RecruitmentApi
+from client.sanctions import SanctionRegister
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
@@ -89,13 +90,14 @@ async def open_gateway(ctx) -> Gateway:
         if portal_key_file.exists() or settings.portal_key_file is not None
         else None
     )
+    pool = await open_pool(ctx.stack.database_url, max_size=20)
     api = RecruitmentApi(
         ctx.client,
         settings.task_queue,
         ctx.keys.pseudonym_key,
         keyring=Keyring([portal_signer] if portal_signer else []),
+        sanctions=SanctionRegister(pool),  # every online registration is checked against it
     )
-    pool = await open_pool(ctx.stack.database_url, max_size=20)
     log.info(
         "gateway ready",
         api_identities=len(set(api_keys.by_digest.values())),

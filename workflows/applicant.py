@@ -82,7 +82,7 @@ class ApplicantJourney(JourneyInbox):
         self.announcements: dict[str, Announcement] = {}
         self.tmt_moves_seen: list[str] = []  # ids of TMT announcements already applied
         self.close_replies: dict[str, CloseReply] = {}
-        self.outbox = ReadModelOutbox()
+        self.outbox = ReadModelOutbox(start.sanction_key)
         self.skb_composed = SkbResult(None)  # the SKB composition at the close (TH until then)
         self.secret = ""  # the round's seal secret, once admitted (domain/seal.py)
         self.key_changes_seen: list[str] = []  # ids of keys_changed announcements applied

@@ -29,7 +29,8 @@ PROJECT_TIMEOUT = timedelta(seconds=30)
 class ReadModelOutbox:
     """Pending read-model writes of one journey, and how much of the trail was written."""
 
-    def __init__(self) -> None:
+    def __init__(self, sanction_key: str = "") -> None:
+        self.sanction_key = sanction_key  # the sanctions register's key of the applicant
         self.version = 0
         self.projected_decisions = 0
         self.notifications: list[Notification] = []
@@ -72,6 +73,7 @@ class ReadModelOutbox:
             new_decisions=decisions[self.projected_decisions :],
             notifications=self.notifications,
             reports=self.reports,
+            sanction_key=self.sanction_key,
         )
         await run_local_activity_until_done(PROJECT_JOURNEY, projection, PROJECT_TIMEOUT)
         self.projected_decisions = len(decisions)

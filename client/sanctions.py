@@ -1,0 +1,404 @@
+"""The sanctions register: who may not register, across rounds, keyed by a pseudonym of the NIK.
+
+The key (the *sanction subject*) is HMAC-SHA256 of the NIK under the deployment's pseudonym key
+with a fixed label. Unlike the registration number, which also keys the round, it is the same in
+every round, so a sanction imposed in one round finds the person in the next. The NIK itself is
+never stored: not in the register, not in the read model, not in a workflow id.
+
+Entries come from two sources:
+
+- **APS**: a journey that ends in a withdrawal with `sanction_rounds` > 0 (a withdrawal after
+  passing; DOMAIN.md: "barred from the next 2 rounds"). RecruitmentApi.register puts the subject
+  in the JourneyStart; the read-model projection writes the entry (activities/readmodel.py).
+- **national_list**: a list of the national agency, imported with `starter.py sanctions import`
+  (CSV: nik, barred_until or rounds, reason, source).
+
+The rules (written down here, because DOMAIN.md is silent on them):
+
+- "The next N rounds" are the first N rounds whose registration opens after the sanctioning
+  round's registration opened, in the order of their openings. The sanctioning round itself is
+  not one of them. A round is known to the register by its registration opening, recorded the
+  first time the register checks a registration of it (`sanction_calendar`). A round whose
+  registration opens before the sanctioning round's is never barred by it.
+- For a national list's entry given in rounds, the rounds are counted from its import: the first
+  N rounds whose registration opens after the entry was first imported.
+- An entry given with an end date bars every registration made (in the round's time zone) on or
+  before that date.
+- A registration is refused when any entry bars it; the refusal names the sanctioning round (or
+  the list) and until when, with the NIK masked.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from domain.config import RoundConfig
+from domain.registration import Refusal, mask_nik, normalise_nik
+from runtime.db import open_pool
+
+SUBJECT_LABEL = b"casn-sanction-subject\x00"
+APS = "APS"
+NATIONAL_LIST = "national_list"
+MAX_ROUNDS = 10
+WIB = ZoneInfo("Asia/Jakarta")
+
+LIST_COLUMNS = ("nik", "barred_until", "rounds", "reason", "source")
+LIST_REQUIRED = ("nik", "reason", "source")
+
+
+def sanction_subject(pseudonym_key: bytes, nik: str) -> str:
+    """The register's key of a NIK: the same in every round of the deployment (64 hex digits)."""
+    return hmac.new(pseudonym_key, SUBJECT_LABEL + nik.encode(), hashlib.sha256).hexdigest()
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of the register, as `sanctions list` shows it (no NIK)."""
+
+    subject: str
+    kind: str
+    origin: str
+    imposed_by: str
+    imposed_at: datetime
+    rounds: int | None
+    barred_until: date | None
+    reason: str
+
+    @property
+    def term(self) -> str:
+        """How long the entry bars: `2 rounds` or `until 2027-12-31`."""
+        if self.barred_until is not None:
+            return f"until {self.barred_until.isoformat()}"
+        return f"{self.rounds} round{'s' if self.rounds != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """An entry that bars one registration, with where the registering round stands in it."""
+
+    entry: Entry
+    since: datetime  # the registration opening (or import) the rounds are counted after
+    nth: int  # which of the counted rounds the registering round is (0: not one of them)
+
+    def reason(self, round_id: str) -> str:
+        """Why the registration is refused: until when, and by which round or list."""
+        e = self.entry
+        if e.kind == APS:
+            by = f"by round {e.imposed_by} (APS)"
+            after = f"round {e.imposed_by}"
+        else:
+            by = f"by national list {e.imposed_by} ({e.reason})"
+            after = f"{self.since.astimezone(WIB).date().isoformat()} (the list's import)"
+        if e.barred_until is not None:
+            return f"barred until {e.barred_until.isoformat()} {by}"
+        assert e.rounds is not None
+        return (
+            f"barred until the {_ordinal(e.rounds)} round opening after {after} is over "
+            f"(round {round_id} is the {_ordinal(self.nth)}) {by}"
+        )
+
+
+_BARS_SQL = """
+SELECT s.subject, s.kind, s.origin, s.imposed_by, s.imposed_at, s.rounds, s.barred_until, s.reason,
+    since.at AS since,
+    (SELECT count(*) FROM sanction_calendar k
+        WHERE k.registration_opens > since.at AND k.registration_opens <= $2) AS nth
+FROM sanctions s
+LEFT JOIN sanction_calendar c ON s.kind = 'APS' AND c.round_id = s.imposed_by
+CROSS JOIN LATERAL (SELECT COALESCE(c.registration_opens, s.imposed_at) AS at) since
+WHERE s.subject = $1
+ORDER BY s.imposed_at, s.kind, s.origin
+"""
+
+_IMPORT_SQL = """
+INSERT INTO sanctions AS s (subject, kind, origin, imposed_by, rounds, barred_until, reason)
+SELECT x.subject, 'national_list', x.source, x.source, x.rounds, x.barred_until, x.reason
+FROM jsonb_to_recordset($1::jsonb) AS x(subject text, source text, rounds integer,
+    barred_until date, reason text)
+ON CONFLICT (kind, origin, subject) DO UPDATE SET
+    rounds = EXCLUDED.rounds, barred_until = EXCLUDED.barred_until, reason = EXCLUDED.reason
+WHERE (s.rounds, s.barred_until, s.reason)
+    IS DISTINCT FROM (EXCLUDED.rounds, EXCLUDED.barred_until, EXCLUDED.reason)
+RETURNING (xmax = 0) AS inserted
+"""
+
+
+def _entry(row) -> Entry:
+    return Entry(
+        subject=row["subject"],
+        kind=row["kind"],
+        origin=row["origin"],
+        imposed_by=row["imposed_by"],
+        imposed_at=row["imposed_at"],
+        rounds=row["rounds"],
+        barred_until=row["barred_until"],
+        reason=row["reason"],
+    )
+
+
+class SanctionRegister:
+    """The register in PostgreSQL: given a pool, or a database URL it connects to when first used."""
+
+    def __init__(self, pool: asyncpg.Pool | None = None, database_url: str | None = None) -> None:
+        assert pool is not None or database_url, "a pool or a database URL"
+        self._given = pool
+        self._pool = pool
+        self._url = database_url
+        self._calendar: set[str] = set()  # rounds whose opening this process has recorded
+
+    async def pool(self) -> asyncpg.Pool:
+        """The pool; opened on first use when only a URL was given."""
+        if self._pool is None:
+            assert self._url
+            self._pool = await open_pool(self._url, max_size=4)
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool this register opened (a given pool belongs to its giver)."""
+        if self._pool is not None and self._pool is not self._given:
+            await self._pool.close()
+        self._pool = self._given
+
+    async def record_round(self, config: RoundConfig) -> None:
+        """Put the round on the calendar the next N rounds are counted over (once per process)."""
+        if config.round_id in self._calendar:
+            return
+        await (await self.pool()).execute(
+            "INSERT INTO sanction_calendar (round_id, registration_opens) VALUES ($1, $2) "
+            "ON CONFLICT (round_id) DO NOTHING",
+            config.round_id,
+            config.schedule.registration.opens,
+        )
+        self._calendar.add(config.round_id)
+
+    async def bars(self, config: RoundConfig, subject: str, applied_on: date) -> list[Bar]:
+        """The entries that bar `subject` from registering in round `config` on `applied_on`."""
+        await self.record_round(config)
+        rows = await (await self.pool()).fetch(
+            _BARS_SQL, subject, config.schedule.registration.opens
+        )
+        found = []
+        for row in rows:
+            bar = Bar(_entry(row), row["since"], int(row["nth"]))
+            e = bar.entry
+            if e.barred_until is not None and applied_on <= e.barred_until:
+                found.append(bar)
+            elif e.rounds is not None and 1 <= bar.nth <= e.rounds:
+                found.append(bar)
+        return found
+
+    async def refusal(
+        self, config: RoundConfig, subject: str, nik: str, applied_on: date
+    ) -> Refusal | None:
+        """The registration's refusal at field nik (the NIK masked) when an entry bars it."""
+        bars = await self.bars(config, subject, applied_on)
+        if not bars:
+            return None
+        return Refusal(
+            field="nik",
+            value=mask_nik(nik),
+            reason="; ".join(bar.reason(config.round_id) for bar in bars),
+        )
+
+    async def entries(self, subject: str | None = None) -> list[Entry]:
+        """Every entry (or one subject's), oldest first."""
+        rows = await (await self.pool()).fetch(
+            "SELECT subject, kind, origin, imposed_by, imposed_at, rounds, barred_until, reason "
+            "FROM sanctions WHERE $1::text IS NULL OR subject = $1 "
+            "ORDER BY imposed_at, kind, origin, subject",
+            subject,
+        )
+        return [_entry(row) for row in rows]
+
+    async def import_list(self, rows: list[ListRow], pseudonym_key: bytes) -> dict[str, int]:
+        """Write a national list's rows (validated by `read_national_list`) in one transaction;
+        a row imported before with the same content is unchanged, with other content updated."""
+        documents = [
+            {
+                "subject": sanction_subject(pseudonym_key, r.nik),
+                "source": r.source,
+                "rounds": r.rounds,
+                "barred_until": r.barred_until.isoformat() if r.barred_until else None,
+                "reason": r.reason,
+            }
+            for r in rows
+        ]
+        written = await (await self.pool()).fetch(_IMPORT_SQL, json.dumps(documents))
+        new = sum(1 for w in written if w["inserted"])
+        return {"new": new, "updated": len(written) - new, "unchanged": len(rows) - len(written)}
+
+
+# --- a national list --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One valid row of a national list."""
+
+    line: int
+    nik: str
+    rounds: int | None
+    barred_until: date | None
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True)
+class ListProblem:
+    """Why one row of a national list cannot be imported: its line, field and value (a NIK masked)."""
+
+    line: int
+    field: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: field {self.field}: value {self.value!r}: {self.reason}"
+
+
+@dataclass
+class NationalListError(Exception):
+    """A national list that cannot be imported; nothing of it was written."""
+
+    path: Path
+    problems: list[ListProblem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        shown = "\n".join(f"  {p}" for p in self.problems[:50])
+        more = len(self.problems) - 50
+        return (
+            f"{self.path}: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}, "
+            f"nothing imported:\n{shown}" + (f"\n  ... and {more} more" if more > 0 else "")
+        )
+
+
+def _parse_row(line: int, row: dict[str, str], problems: list[ListProblem]) -> ListRow | None:
+    before = len(problems)
+
+    def problem(name: str, value: str, reason: str) -> None:
+        problems.append(ListProblem(line, name, value, reason))
+
+    raw_nik = (row.get("nik") or "").strip()
+    nik = ""
+    try:
+        nik = normalise_nik(raw_nik)
+    except ValueError as exc:
+        problem("nik", mask_nik(raw_nik), str(exc) if raw_nik else "missing: every row needs a NIK")
+    until_text = (row.get("barred_until") or "").strip()
+    rounds_text = (row.get("rounds") or "").strip()
+    barred_until: date | None = None
+    rounds: int | None = None
+    if bool(until_text) == bool(rounds_text):
+        problem(
+            "barred_until" if until_text else "rounds",
+            f"{until_text}|{rounds_text}" if until_text else "",
+            f"give exactly one of barred_until (a date YYYY-MM-DD) and rounds (1-{MAX_ROUNDS})",
+        )
+    elif until_text:
+        try:
+            if len(until_text) != 10:
+                raise ValueError
+            barred_until = date.fromisoformat(until_text)
+        except ValueError:
+            problem("barred_until", until_text, "not a date YYYY-MM-DD")
+    else:
+        if not rounds_text.isascii() or not rounds_text.isdigit():
+            problem("rounds", rounds_text, f"not a whole number 1-{MAX_ROUNDS}")
+        elif not 1 <= int(rounds_text) <= MAX_ROUNDS:
+            problem("rounds", rounds_text, f"outside 1-{MAX_ROUNDS}")
+        else:
+            rounds = int(rounds_text)
+    for name, limit in (("reason", 500), ("source", 200)):
+        text = (row.get(name) or "").strip()
+        if not text:
+            problem(name, text, f"missing: every row needs a {name}")
+        elif len(text) > limit or not text.isprintable():
+            problem(name, text[:40], f"at most {limit} printable characters")
+    if len(problems) > before:
+        return None
+    return ListRow(
+        line=line,
+        nik=nik,
+        rounds=rounds,
+        barred_until=barred_until,
+        reason=(row.get("reason") or "").strip(),
+        source=(row.get("source") or "").strip(),
+    )
+
+
+def read_national_list(path: Path) -> list[ListRow]:
+    """Every row of a national list, or NationalListError naming every bad row (and nothing is
+    imported): the header needs nik, reason, source and barred_until or rounds; each row exactly
+    one of barred_until and rounds; a NIK at most once per source."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise NationalListError(path, [ListProblem(0, "file", str(path), "no such file")]) from None
+    except UnicodeDecodeError as exc:
+        raise NationalListError(
+            path, [ListProblem(0, "file", str(path), f"not UTF-8 text ({exc.reason})")]
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    missing = [c for c in LIST_REQUIRED if c not in header]
+    unknown = [c for c in header if c not in LIST_COLUMNS]
+    header_problems = []
+    if missing or not ({"barred_until", "rounds"} & set(header)):
+        need = missing + (
+            [] if {"barred_until", "rounds"} & set(header) else ["barred_until or rounds"]
+        )
+        header_problems.append(
+            ListProblem(1, "header", ",".join(header), f"missing column(s): {', '.join(need)}")
+        )
+    if unknown:
+        header_problems.append(
+            ListProblem(1, "header", ",".join(header), f"unknown column(s): {', '.join(unknown)}")
+        )
+    if header_problems:
+        raise NationalListError(path, header_problems)
+    problems: list[ListProblem] = []
+    rows: list[ListRow] = []
+    seen: dict[tuple[str, str], int] = {}
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            problems.append(
+                ListProblem(line, "row", "", f"more cells than the {len(header)} columns")
+            )
+            continue
+        parsed = _parse_row(line, row, problems)
+        if parsed is None:
+            continue
+        first = seen.setdefault((parsed.source, parsed.nik), line)
+        if first != line:
+            problems.append(
+                ListProblem(
+                    line,
+                    "nik",
+                    mask_nik(parsed.nik),
+                    f"listed again for source {parsed.source} (first on line {first})",
+                )
+            )
+            continue
+        rows.append(parsed)
+    if not rows and not problems:
+        problems.append(ListProblem(2, "row", "", "the list has no rows"))
+    if problems:
+        raise NationalListError(path, problems)
+    return rows

@@ -1,0 +1,251 @@
+"""The sanctions register across rounds, on the real stack: an APS after passing bars the NIK from
+the next 2 rounds (and from no later one), a national list bars too, a bad list is refused row by
+row, and the register never holds a NIK."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import tomli_w
+from rich.console import Console
+from typer.testing import CliRunner
+
+from client.api import RecruitmentApi
+from client.sanctions import SanctionRegister, sanction_subject
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    CloseWindow,
+    GateReport,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
+from domain.registration import mask_nik
+from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
+from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+
+# Registration open now; the later windows far enough away that only the committee closes them.
+OPEN_NOW = {
+    "registration": (-60, 300),
+    "administration": (300, 900),
+    "skd": (900, 1200),
+    "skb": (1200, 1500),
+    "filing": (1500, 1800),
+    "latsar": (1800, 2100),
+}
+
+
+def _person(birth: date):
+    """A registration whose NIK no other test uses (the register outlives a test)."""
+    return registration(uuid.uuid4().int % 9000 + 1000, "F1", birth=birth)
+
+
+async def _round(api: RecruitmentApi, tmp_path: Path, prefix: str, seconds=OPEN_NOW):
+    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], seconds, appeal_window=10)
+    path = tmp_path / f"{round_id}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    return config, path
+
+
+async def _until(check, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (result := await check()):
+        assert time.monotonic() < deadline, f"never {what}"
+        await asyncio.sleep(0.2)
+    return result
+
+
+async def _win_then_withdraw(api: RecruitmentApi, client, tmp_path: Path, reg) -> str:
+    """Round 1: the applicant wins the formasi's only seat, then withdraws (APS): the round id."""
+    seconds = {**OPEN_NOW, "registration": (-60, 3), "administration": (3, 600)}
+    config, _ = await _round(api, tmp_path, "sanction-r1", seconds)
+    round_id = config.round_id
+
+    async def close(window):
+        await _wait_phase(api, round_id, window)
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="done"
+            ),
+        )
+
+    applicant = (await api.register(config, reg, "sscasn")).applicant_id
+    assert applicant
+    await _wait_stage(client, round_id, applicant, {Stage.ADMIN_CHECK})
+    await api.report(
+        round_id, applicant, AdminReport(report_id="adm", reported_by="bkpsdm-verifikator")
+    )
+    await close("administration")
+    await _wait_stage(client, round_id, applicant, {Stage.SKD})
+    await api.report(
+        round_id,
+        applicant,
+        SkdReport(report_id="skd", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+    )
+    await close("skd")
+    await _wait_stage(client, round_id, applicant, {Stage.SKB})
+    for comp, who, score in (("cat", "cat-bkn", 450), ("praktik", "panel-praktik", 90)):
+        await api.report(
+            round_id,
+            applicant,
+            SkbScoreReport(report_id=comp, reported_by=who, component=comp, score=score),
+        )
+    await api.report(
+        round_id,
+        applicant,
+        GateReport(report_id="h", reported_by="rsud", component="health", decision="MS"),
+    )
+    await close("skb")
+    await _wait_stage(client, round_id, applicant, {Stage.FILING})
+    await api.report(
+        round_id,
+        applicant,
+        Withdrawal(report_id="aps", reported_by="sscasn", reason="took a private-sector job"),
+    )
+    ended = await _wait_stage(client, round_id, applicant, {Stage.ENDED})
+    assert (ended.terminal.value, ended.sanction_rounds) == ("APS", 2)
+    return round_id
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_aps_after_passing_bars_the_nik_from_the_next_two_rounds_only(
+    client, keys, running_worker, tmp_path
+):
+    settings, pool = running_worker
+    register = SanctionRegister(pool)
+    api = RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING, sanctions=register
+    )
+    reg = _person(date(1991, 3, 9))
+    subject = sanction_subject(keys.pseudonym_key, reg.nik)
+
+    r1 = await _win_then_withdraw(api, client, tmp_path, reg)
+    [entry] = await _until(lambda: register.entries(subject), "an entry in the register")
+    assert (entry.kind, entry.imposed_by, entry.rounds) == ("APS", r1, 2)
+
+    # Round 2, through starter.py's import: the row refused at field nik, exit 1.
+    config2, path2 = await _round(api, tmp_path, "sanction-r2")
+    rows = tmp_path / "r2.csv"
+    header = "nik,name,birth_date,gender,education_level,major,gpa,formasi_code,category"
+    rows.write_text(
+        f"{header}\n{reg.nik},{reg.name},{reg.birth_date},L,S1,Teknik Informatika,3.2,F1,umum\n"
+    )
+    ctx = Context(api, "", Console(file=io.StringIO(), width=250))
+    errors = tmp_path / "r2.errors.csv"
+    summary = await import_registrations(ctx, path2, rows, errors)
+    assert summary.exit_code == 1
+    [refusal] = summary.refusals
+    assert (refusal.field, refusal.value) == ("nik", mask_nik(reg.nik))
+    assert refusal.reason == (
+        f"barred until the 2nd round opening after round {r1} is over "
+        f"(round {config2.round_id} is the 1st) by round {r1} (APS)"
+    )
+    assert reg.nik not in errors.read_text()
+
+    # Round 3 is the 2nd of them: still barred. Round 4 is past the sanction: registered.
+    config3, _ = await _round(api, tmp_path, "sanction-r3")
+    third = await api.register(config3, reg, "sscasn")
+    assert third.status == "refused"
+    assert f"(round {config3.round_id} is the 2nd) by round {r1} (APS)" in third.refusals[0].reason
+    config4, _ = await _round(api, tmp_path, "sanction-r4")
+    fourth = await api.register(config4, reg, "sscasn")
+    assert fourth.status == "registered", fourth.refusals
+
+    # The register holds the NIK's keyed pseudonym, never the NIK.
+    clear = await pool.fetchval(
+        "SELECT count(*) FROM sanctions s WHERE s::text LIKE '%' || $1 || '%'", reg.nik
+    )
+    assert clear == 0
+
+    # `sanctions list --nik` shows the entry without the NIK.
+    await list_sanctions(ctx, reg.nik, as_json=True)
+    printed = ctx.console.file.getvalue()
+    [listed] = json.loads(printed.strip().splitlines()[-1])
+    assert (listed["kind"], listed["imposed_by"], listed["rounds"]) == ("APS", r1, 2)
+    assert reg.nik not in printed
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_national_list_bars_by_date_and_by_rounds_counted_from_its_import(
+    client, keys, running_worker, tmp_path
+):
+    settings, pool = running_worker
+    register = SanctionRegister(pool)
+    api = RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING, sanctions=register
+    )
+    by_date, by_rounds = _person(date(1992, 4, 10)), _person(date(1993, 5, 11))
+    source = f"BKN-{uuid.uuid4().hex[:6]}"
+    listed = tmp_path / "national.csv"
+    listed.write_text(
+        "nik,barred_until,rounds,reason,source\n"
+        f"{by_date.nik},2099-12-31,,pemalsuan ijazah,{source}\n"
+        f"{by_rounds.nik},,1,mengundurkan diri,{source}\n"
+    )
+    ctx = Context(api, "", Console(file=io.StringIO(), width=250))
+    await import_sanctions(ctx, listed)
+    await import_sanctions(ctx, listed)  # a re-import changes nothing
+    assert "2 rows: 0 new, 0 updated, 2 unchanged" in ctx.console.file.getvalue()
+
+    # The first round whose registration opens after the import (the rounds are counted from it).
+    config, _ = await _round(api, tmp_path, "sanction-list", {**OPEN_NOW, "registration": (1, 300)})
+    applying = datetime.now(UTC) + timedelta(seconds=2)
+    first = await api.register(config, by_date, "sscasn", now=applying)
+    second = await api.register(config, by_rounds, "sscasn", now=applying)
+    assert first.status == second.status == "refused"
+    assert first.refusals[0].reason == (
+        f"barred until 2099-12-31 by national list {source} (pemalsuan ijazah)"
+    )
+    assert second.refusals[0].reason.endswith(
+        f"(round {config.round_id} is the 1st) by national list {source} (mengundurkan diri)"
+    )
+    assert second.refusals[0].value == mask_nik(by_rounds.nik)
+    clear = await pool.fetchval(
+        "SELECT count(*) FROM sanctions s WHERE s::text LIKE '%' || $1 || '%' "
+        "OR s::text LIKE '%' || $2 || '%'",
+        by_date.nik,
+        by_rounds.nik,
+    )
+    assert clear == 0
+
+
+def test_a_national_list_with_bad_rows_names_each_and_imports_nothing(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "nik,barred_until,rounds,reason,source\n"
+        "3273011705980001,2027-02-30,,pemalsuan,BKN-1\n"  # no such date
+        "3273011705980002,,0,mengundurkan diri,BKN-1\n"  # rounds outside 1-10
+        "32730117059800,,2,mengundurkan diri,BKN-1\n"  # 14 digits
+        "3273011705980004,2027-01-01,2,dua-duanya,BKN-1\n"  # both terms
+        "3273011705980005,2027-01-01,,,BKN-1\n"  # no reason
+        "3273011705980006,2027-01-01,,ok,BKN-1\n"
+        "3273011705980006,2028-01-01,,again,BKN-1\n"  # listed twice for one source
+    )
+
+    result = CliRunner().invoke(cli, ["sanctions", "import", str(bad)])
+
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    for expected in (
+        "line 2: field barred_until: value '2027-02-30': not a date YYYY-MM-DD",
+        "line 3: field rounds: value '0': outside 1-10",
+        "line 4: field nik: value '3273******9800': a NIK is 16 digits",
+        "line 5: field barred_until: value '2027-01-01|2': give exactly one of barred_until",
+        "line 6: field reason: value '': missing: every row needs a reason",
+        "line 8: field nik: value '3273********0006': listed again for source BKN-1 (first on line 7)",
+        "6 problems, nothing imported",
+    ):
+        assert expected in out, expected
+    assert "3273011705980006" not in out
