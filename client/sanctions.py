@@ -155,7 +155,6 @@ class SanctionRegister:
     """The register in PostgreSQL: given a pool, or a database URL it connects to when first used."""
 
     def __init__(self, pool: asyncpg.Pool | None = None, database_url: str | None = None) -> None:
-        assert pool is not None or database_url, "a pool or a database URL"
         self._given = pool
         self._pool = pool
         self._url = database_url
@@ -164,7 +163,8 @@ class SanctionRegister:
     async def pool(self) -> asyncpg.Pool:
         """The pool; opened on first use when only a URL was given."""
         if self._pool is None:
-            assert self._url
+            if not self._url:
+                raise ValueError("the sanctions register needs a pool or a database URL")
             self._pool = await open_pool(self._url, max_size=4)
         return self._pool
 
