@@ -15,7 +15,7 @@ import asyncio
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for
-from client.status import applicant_view, reason_text, wib
+from client.status import applicant_view, reason_text, tanggal, wib
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
 from domain.registration import Refusal, Registration, normalise_nik
@@ -470,6 +470,35 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         "hanya warga negara Indonesia yang dapat mendaftar",
     ),
     (re.compile(r"no such formasi"), "formasi ini tidak ada pada seleksi ini"),
+    # The sanctions register's refusals (client/sanctions.py Bar.reason).
+    (
+        re.compile(r"barred until (\d{4}-\d{2}-\d{2}) by national list (.+?) \((.*)\)"),
+        lambda m: (
+            f"Anda tidak dapat mendaftar sampai {tanggal(date.fromisoformat(m[1]))} menurut daftar sanksi nasional "
+            f"{m[2]} ({m[3]})"
+        ),
+    ),
+    (
+        re.compile(
+            r"barred until the (\d+)\w\w round opening after round (\S+) is over "
+            r"\(round (\S+) is the (\d+)\w\w\) by round \S+ \(APS\)"
+        ),
+        lambda m: (
+            f"Anda tidak dapat mendaftar pada {m[1]} periode seleksi setelah seleksi {m[2]} "
+            f"karena mengundurkan diri setelah dinyatakan lulus (APS) pada seleksi itu; seleksi {m[3]} "
+            f"adalah periode ke-{m[4]}"
+        ),
+    ),
+    (
+        re.compile(
+            r"barred until the (\d+)\w\w round opening after (\S+) \(the list's import\) is "
+            r"over \(round (\S+) is the (\d+)\w\w\) by national list (.+?) \((.*)\)"
+        ),
+        lambda m: (
+            f"Anda tidak dapat mendaftar pada {m[1]} periode seleksi setelah {tanggal(date.fromisoformat(m[2]))} menurut "
+            f"daftar sanksi nasional {m[5]} ({m[6]}); seleksi {m[3]} adalah periode ke-{m[4]}"
+        ),
+    ),
     (
         re.compile(r"age (\d+) on (\S+) is outside (\d+)-(\d+)"),
         lambda m: f"usia Anda {m[1]} tahun pada {m[2]}, di luar batas usia {m[3]}-{m[4]} tahun",

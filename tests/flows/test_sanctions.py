@@ -29,6 +29,7 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.registration import mask_nik
+from gateway.portal import indonesian
 from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
@@ -159,6 +160,11 @@ async def test_aps_after_passing_bars_the_nik_from_the_next_two_rounds_only(
     third = await api.register(config3, reg, "sscasn")
     assert third.status == "refused"
     assert f"(round {config3.round_id} is the 2nd) by round {r1} (APS)" in third.refusals[0].reason
+    assert indonesian(third.refusals[0].reason) == (  # as the portal shows it at the NIK field
+        f"Anda tidak dapat mendaftar pada 2 periode seleksi setelah seleksi {r1} karena "
+        "mengundurkan diri setelah dinyatakan lulus (APS) pada seleksi itu; seleksi "
+        f"{config3.round_id} adalah periode ke-2"
+    )
     config4, _ = await _round(api, tmp_path, "sanction-r4")
     fourth = await api.register(config4, reg, "sscasn")
     assert fourth.status == "registered", fourth.refusals
@@ -212,6 +218,10 @@ async def test_a_national_list_bars_by_date_and_by_rounds_counted_from_its_impor
         f"(round {config.round_id} is the 1st) by national list {source} (mengundurkan diri)"
     )
     assert second.refusals[0].value == mask_nik(by_rounds.nik)
+    assert indonesian(first.refusals[0].reason) == (
+        f"Anda tidak dapat mendaftar sampai 31 Des 2099 menurut daftar sanksi nasional {source} "
+        "(pemalsuan ijazah)"
+    )
     clear = await pool.fetchval(
         "SELECT count(*) FROM sanctions s WHERE s::text LIKE '%' || $1 || '%' "
         "OR s::text LIKE '%' || $2 || '%'",
