@@ -168,6 +168,8 @@ async def test_aps_after_passing_bars_the_nik_from_the_next_two_rounds_only(
     config4, _ = await _round(api, tmp_path, "sanction-r4")
     fourth = await api.register(config4, reg, "sscasn")
     assert fourth.status == "registered", fourth.refusals
+    # Admitted by its round: nothing of it still in flight when the worker stops.
+    await _wait_stage(client, config4.round_id, fourth.applicant_id, {Stage.ADMIN_CHECK})
 
     # The register holds the NIK's keyed pseudonym, never the NIK.
     clear = await pool.fetchval(
