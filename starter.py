@@ -69,6 +69,7 @@ from domain.messages import (
 from domain.protocol import command_update, report_update
 from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
+from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 
@@ -129,8 +130,9 @@ class ErrorsFile:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not append or not path.exists() or path.stat().st_size == 0
         # A value read from bytes that were not UTF-8 is written escaped, never crashing the run.
-        self.handle = path.open(
-            "a" if append else "w", encoding="utf-8", errors="backslashreplace", newline=""
+        # It holds rejected values (birth dates among them): readable by the operator alone.
+        self.handle = open_private(
+            path, append, encoding="utf-8", errors="backslashreplace", newline=""
         )
         self.writer = csv.writer(self.handle)
         if fresh:

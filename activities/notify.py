@@ -20,6 +20,7 @@ from typing import Protocol
 import asyncpg
 
 from domain.notices import Language, Notice, render
+from runtime.files import open_private
 from runtime.logs import get_logger
 
 log = get_logger(__name__)
@@ -38,8 +39,7 @@ class FileTransport:
         self.path = path
 
     async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as out:
+        with open_private(self.path, append=True, encoding="utf-8") as out:
             out.write(
                 json.dumps(
                     {"round_id": round_id, "applicant_id": applicant_id, "key": key, "text": text}
