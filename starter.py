@@ -430,6 +430,22 @@ async def _registration_closes(ctx: Context, config: RoundConfig) -> datetime:
     return state.schedule.registration.closes
 
 
+async def _rules_of_the_round(ctx: Context, local: RoundConfig, path: Path) -> RoundConfig:
+    """The rules registrations are judged by: the round's, as recorded when it was created, not
+    the operator's copy of the file. A copy edited since (another GPA floor, another formasi) is
+    refused before anything is sent, naming both digests."""
+    await ctx.api.check_round_keys(local.round_id)
+    recorded = await ctx.api.round_config(local.round_id)
+    if recorded.digest() != local.digest():
+        raise RefusedError(
+            f"{path}: its rules (digest {local.digest()[:12]}) are not the ones round "
+            f"{local.round_id} was created with (digest {recorded.digest()[:12]}); the round's "
+            "rules apply. Use the file create-round took; a rule changes only through a new "
+            "rule_version"
+        )
+    return recorded
+
+
 async def import_registrations(
     ctx: Context,
     config_path: Path,
@@ -445,8 +461,7 @@ async def import_registrations(
     `numbers_path_for` unless given).
 
     Nothing is registered by a client whose keys are not the round's (RefusedError)."""
-    config = load_round_config(config_path)
-    await ctx.api.check_round_keys(config.round_id)
+    config = await _rules_of_the_round(ctx, load_round_config(config_path), config_path)
     closes = await _registration_closes(ctx, config)
     rows = open_rows(csv_path, REGISTRATION_COLUMNS)
     checkpoint = Checkpoint(checkpoint_path, csv_path)

@@ -17,7 +17,7 @@ import tomli_w
 from rich.console import Console
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.api import RecruitmentApi, RegistrationResult
+from client.api import RecruitmentApi, RefusedError, RegistrationResult
 from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS, CsvFileError
 from domain.codes import Stage
 from domain.messages import Ack, JourneyState, RoundState
@@ -582,3 +582,25 @@ def test_an_interrupted_import_exits_3_and_prints_the_rows_sent(tmp_path, monkey
     assert result.exit_code == 3, result.output
     assert "5 rows were sent before it stopped (5 registered, 0 repeat)" in said
     assert "stopped: ConnectionResetError: the connection to Temporal was lost" in said
+
+
+async def test_an_import_with_a_round_file_edited_since_create_round_is_refused(
+    client, keys, running_worker, stack, tmp_path
+):
+    """Registrations are judged by the round's recorded rules: a local copy of the round file
+    with a lower GPA floor must not register anyone under it."""
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    config, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    edited = config.model_dump(mode="json", exclude_none=True)
+    edited["formasi"][0]["min_gpa"] = 2.0
+    edited_path = tmp_path / "edited.toml"
+    edited_path.write_text(tomli_w.dumps(edited))
+    path = _write_csv(tmp_path / "sscasn.csv", [_row(1)])
+
+    with pytest.raises(RefusedError, match="not the ones round .* was created with"):
+        await import_registrations(ctx, edited_path, path, tmp_path / "err.csv")
+
+    assert await ctx.api.round_config(config.round_id) == config
+    summary = await import_registrations(ctx, config_path, path, tmp_path / "err.csv")
+    assert summary.counts["registered"] == 1
