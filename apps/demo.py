@@ -510,8 +510,17 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
         f"  optimalisasi: {len(answered)} offers answered ({'one' if answered else 'none'} declined)"
     )
 
+    # Optimalisasi has settled when the round opens filing; those who lost on rank wait in it
+    # until filing closes (a seat given up while filing is open is offered again), while those
+    # who accepted an offer move on to filing.
+    await demo.wait_phase("filing")
+    accepted = {
+        o.split("/offer/")[1].split("/")[0]
+        for o, s in (await demo.api.round_state(demo.round_id)).offers.items()
+        if s == "accepted"
+    }
     stages = await demo.wait_until(
-        lambda s: not any(v in ("optimalisasi",) for v in s.values()), "optimalisasi"
+        lambda s: all(s.get(a) != "optimalisasi" for a in accepted), "optimalisasi"
     )
     filing = sorted(a for a in ids if stages.get(a) == "filing")
     await demo.send_all(

@@ -208,20 +208,25 @@ def recompute_optimalisasi(
         if code in by_code and figures.ranked
     }
     vacated: dict[str, int] = defaultdict(int)
+    given_up: set[str] = set()  # applicants whose seat the round recorded as vacated
     made: list[tuple[str, str]] = []  # (applicant id, formasi) of every offer made so far
     out: list[str] = []
     allocation = 0
     for d in round_decisions:
         if d.outcome == SEAT_VACATED:
             vacated[d.input.get("formasi_code", "")] += 1
+            given_up.add(d.input.get("applicant_id", ""))
             continue
         if not (d.stage == "optimalisasi" and d.outcome == "allocated"):
             continue
         allocation += 1
         declined = set(d.input.get("declined", []))
+        # Rounds with optimalisasi until filing closes (the allocation records "given_up"): an
+        # accepted seat given up no longer holds it.
+        released = given_up if "given_up" in d.input else set()
         held: dict[str, int] = defaultdict(int)
         for applicant_id, code in made:
-            if applicant_id not in declined:
+            if applicant_id not in declined and applicant_id not in released:
                 held[code] += 1
         placed = {a for a, _ in made if a not in declined}
         pool = d.input.get("pool") == POOL_RULE

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
-    from workflows.versions import OPTIMALISASI_POOL
+    from workflows.versions import OPTIMALISASI_POOL, OPTIMALISASI_UNTIL_FILING_CLOSES
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
 
@@ -95,6 +95,8 @@ class RecruitmentRound:
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
         self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
+        # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
+        self.refill_in_filing = False
         self.created_by = start.created_by
 
     @workflow.run
@@ -121,10 +123,19 @@ class RecruitmentRound:
         await workflow.wait_condition(lambda: len(self.results) == len(self.config.formasi))
         await workflow.sleep(self.config.appeal.window)
         self._enter(RoundPhase.OPTIMALISASI)
-        await self._optimalisasi()
-        await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
-        self._enter(RoundPhase.FILING)
-        await self._until_closed(RoundPhase.FILING)
+        if workflow.patched(OPTIMALISASI_UNTIL_FILING_CLOSES):
+            # A seat given up before the filing window closes still goes to the next in the pool:
+            # those who lost on rank wait in optimalisasi until filing closes.
+            self.refill_in_filing = True
+            await self._optimalisasi()
+            self._enter(RoundPhase.FILING)
+            await self._refill_until_filing_closes()
+            await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+        else:
+            await self._optimalisasi()
+            await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+            self._enter(RoundPhase.FILING)
+            await self._until_closed(RoundPhase.FILING)
         await self._tell_formasi(Phase.FILING_CLOSED)
         self._enter(RoundPhase.LATSAR)
         await self._until_closed(RoundPhase.LATSAR)
@@ -229,6 +240,9 @@ class RecruitmentRound:
             for offer_id, status in self.offer_status.items():
                 if status == "declined":
                     declined.add(self.offer_targets[offer_id])
+                elif self.refill_in_filing and self.offer_targets[offer_id] in self.vacated:
+                    # Accepted, then given up: the seat is counted in the vacated seats again.
+                    placed.add(self.offer_targets[offer_id])
                 else:
                     held[self.offers[offer_id].to_formasi] = (
                         held.get(self.offers[offer_id].to_formasi, 0) + 1
@@ -263,6 +277,7 @@ class RecruitmentRound:
                     "declined": sorted(declined),
                     # What auditing/recompute.py needs to allocate again from these inputs.
                     **({"pool": OPTIMALISASI_POOL, "judged_on": str(judged_on)} if pool else {}),
+                    **({"given_up": sorted(self.vacated)} if self.refill_in_filing else {}),
                 },
             )
             for o in offers:
@@ -291,6 +306,28 @@ class RecruitmentRound:
                     or "pending" not in self.offer_status.values()
                 )
             )
+
+    async def _refill_until_filing_closes(self) -> None:
+        """During filing, offer every seat given up to the next in the pool, until the window
+        closes (an extension or an early close wakes the wait); offers made before the close are
+        answered before it takes effect."""
+        phase = RoundPhase.FILING
+        while True:
+            await self._optimalisasi()
+            vacated = len(self.vacated)
+            remaining = self.schedule.filing.closes - workflow.now()
+            if phase in self.early or remaining <= timedelta(0):
+                return
+            self.schedule_changed = False
+            try:
+                await workflow.wait_condition(
+                    lambda vacated=vacated: (
+                        len(self.vacated) > vacated or self.schedule_changed or phase in self.early
+                    ),
+                    timeout=remaining,
+                )
+            except TimeoutError:
+                return
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""
@@ -448,7 +485,11 @@ class RecruitmentRound:
         if problem:
             self._ignored("seat_vacated", problem)
             return
-        if self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED):
+        refilled = (RoundPhase.FILING,) if self.refill_in_filing else ()
+        if (
+            self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED)
+            and self.phase not in refilled
+        ):
             self._decide(
                 self.phase,
                 "seat vacated after optimalisasi; not refilled in this round",

@@ -28,3 +28,8 @@ def patched(patch: str, engine_version: int) -> bool:
 # The round's optimalisasi pool (issue 14): a seat's formasi must accept the candidate's major and
 # age as registration judges them. Rounds recorded before it allocate by jabatan and education.
 OPTIMALISASI_POOL = "optimalisasi-pool"
+
+# Optimalisasi lasts until the filing window closes (issue 14): a seat given up during filing is
+# offered to the next in the pool, and an accepted offer given up no longer holds its seat.
+# Rounds recorded before it close optimalisasi when filing opens.
+OPTIMALISASI_UNTIL_FILING_CLOSES = "optimalisasi-until-filing-closes"

@@ -1,8 +1,9 @@
 """Optimalisasi's pool on the real stack (issue 14): majors differing inside one jabatan, an age
-limit, and a chain of declines. The seat's formasi accepts fewer majors and younger applicants
-than the formasi they lost in; only those it would have accepted at registration are offered it,
-best first, and each decline passes it to the next of them. `recompute` allocates the same again
-from the histories, and names a planted difference."""
+limit, a chain of declines and a seat given up during filing. The seat's formasi accepts fewer
+majors and younger applicants than the formasi they lost in; only those it would have accepted at
+registration are offered it, best first, and each decline passes it to the next of them. A winner
+who withdraws while filing is open gives the seat to the next in its own pool. `recompute`
+allocates the same again from the histories, and names a planted difference."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from domain.messages import (
     OfferAnswer,
     SkbScoreReport,
     SkdReport,
+    Withdrawal,
 )
 from runtime.connection import data_converter
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
@@ -138,7 +140,7 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         )
     await close("skb")
 
-    # The chain: ti declines, si declines, last accepts; ilkom and old are never asked.
+    # The chain: ti declines, si declines, last accepts; ilkom and old are not asked for TARGET.
     for name, accept in (("ti", False), ("si", False), ("last", True)):
         await _wait_offer(client, round_id, ids[name])
         await api.report(
@@ -147,13 +149,29 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
             OfferAnswer(report_id=f"answer-{name}", reported_by="sscasn", accept=accept),
         )
     await _wait_phase(api, round_id, "filing")
-
     placed = await _wait_stage(client, round_id, ids["last"], {Stage.FILING}, timeout=30)
     assert (placed.final_code.value, placed.placed_formasi) == ("P/L-2", "TARGET")
-    for name in ("ilkom", "old"):
-        assert not await _offered(client, round_id, ids[name]), f"{name} was offered the seat"
-        ended = await _wait_stage(client, round_id, ids[name], {Stage.ENDED}, timeout=30)
-        assert ended.terminal.value == "TL"
+
+    # A seat given up during filing goes to the next in its pool: SOURCE accepts Ilmu Komputer.
+    await _wait_stage(client, round_id, ids["winner"], {Stage.FILING}, timeout=30)
+    await api.report(
+        round_id,
+        ids["winner"],
+        Withdrawal(report_id="aps", reported_by="sscasn", reason="took another job"),
+    )
+    await _wait_offer(client, round_id, ids["ilkom"])
+    await api.report(
+        round_id,
+        ids["ilkom"],
+        OfferAnswer(report_id="answer-ilkom", reported_by="sscasn", accept=True),
+    )
+    moved = await _wait_stage(client, round_id, ids["ilkom"], {Stage.FILING}, timeout=30)
+    assert (moved.final_code.value, moved.placed_formasi) == ("P/L-2", "SOURCE")
+    await close("filing")
+
+    ended = await _wait_stage(client, round_id, ids["old"], {Stage.ENDED}, timeout=30)
+    assert ended.terminal.value == "TL"
+    assert not await _offered(client, round_id, ids["old"]), "old was offered a seat"
     for name in ("ti", "si"):
         assert (await _state(client, round_id, ids[name])).terminal.value == "TL"
 
@@ -167,13 +185,14 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         [[ids["ti"], "TARGET"]],
         [[ids["si"], "TARGET"]],
         [[ids["last"], "TARGET"]],
+        [[ids["ilkom"], "SOURCE"]],
     ]
-    assert allocations[-1]["declined"] == sorted([ids["ti"], ids["si"]])
+    assert allocations[2]["declined"] == sorted([ids["ti"], ids["si"]])
 
     # recompute allocates the same from the histories, and names an allocation it would not make.
     histories = await round_histories(client, round_id)
     result = await recompute(histories, data_converter(keys))
-    assert (result.allocations, result.differences()) == (3, [])
+    assert (result.allocations, result.differences()) == (4, [])
     recomputed = {r.formasi_code: r for _, r in result.pairs}
     planted = [
         d.model_copy(update={"input": {**d.input, "offers": [[ids["ilkom"], "TARGET"]]}})
