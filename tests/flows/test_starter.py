@@ -432,6 +432,9 @@ class StubApi(RecruitmentApi):
     async def check_round_keys(self, round_id: str) -> None:
         pass
 
+    async def round_config(self, round_id: str):
+        return self.config  # the rules the round was "created" with: the stub's own file
+
     async def round_state(self, round_id: str) -> RoundState:
         return RoundState(
             round_id=round_id,
@@ -470,7 +473,7 @@ class StubApi(RecruitmentApi):
 
 def _stub_context(api: StubApi, tmp_path: Path) -> tuple[Context, Path]:
     config = compressed_round("stub-1", [formasi("F1", 1)], {"registration": (-60, 300), **LATER})
-    api.schedule = config.schedule
+    api.schedule, api.config = config.schedule, config
     path = tmp_path / "stub-1.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     return Context(api, "", Console(file=io.StringIO(), width=300)), path
@@ -514,7 +517,7 @@ async def test_ctrl_c_during_an_import_says_how_many_rows_were_sent(tmp_path):
     run = asyncio.create_task(
         import_registrations(ctx, config_path, path, tmp_path / "err.csv", concurrency=1)
     )
-    await api.reached.wait()
+    await asyncio.wait_for(api.reached.wait(), 30)  # a run that fails early must not hang here
 
     run.cancel()  # what asyncio.run does on the first Ctrl-C
     with pytest.raises(asyncio.CancelledError):
