@@ -434,7 +434,8 @@ class FullRound:
                 OfferAnswer(report_id=f"jawab-{offer_id}", reported_by=PORTAL, accept=accept),
                 attempts=20,
             )
-        await self.at(["lost-on-rank", "declines-offer"], {Stage.ENDED})
+        # Those who lost on rank wait in optimalisasi until filing closes (a seat given up
+        # before then is offered again), then end TL: waited for after the filing close below.
 
         # Filing: the TMT moves first (before any NIP); one winner never files (TMS-DRH).
         await self.phase("filing")
@@ -464,7 +465,7 @@ class FullRound:
             )
         await self.at(filers[:2], {Stage.LATSAR})
         await self.close("filing", "record-histories: the DRH of every filer verified")
-        await self.at(["filing-incomplete"], {Stage.ENDED})
+        await self.at(["filing-incomplete", "lost-on-rank", "declines-offer"], {Stage.ENDED})
 
         # Latsar: one passes (PNS), one does not (DIBERHENTIKAN).
         await self.phase("latsar")
@@ -554,7 +555,14 @@ async def record(out: Path, full: bool = False) -> None:
     driver: FullRound | None = None
     with tempfile.TemporaryDirectory() as data_dir:
         server = None
-        overrides: dict = {"payload_key": payload_key, "task_queue": "record-histories"}
+        # Every key given: with a temporal_address (the full round's own server) nothing is
+        # generated. The pseudonym and bundle keys are throwaway; only the payload key is kept.
+        overrides: dict = {
+            "payload_key": payload_key,
+            "pseudonym_key": base64.b64encode(os.urandom(32)).decode(),
+            "signing_key": base64.b64encode(os.urandom(32)).decode(),
+            "task_queue": "record-histories",
+        }
         if full:
             # A dev server of the script's own (the embedded one takes no dynamic configuration),
             # with the read model on the embedded PostgreSQL as usual.

@@ -66,13 +66,17 @@ SIGNING_KEY = bytes(range(32))
 # and round_closed deliveries, its runs continuing-as-new between broadcast pages. v4-full-markers
 # is the same round recorded just before the formasi's announce-to-candidates and
 # announce-without-asking branches were removed: its formasi carry those patches' markers, which
-# the deprecated patches must still accept. All must replay with the current code.
+# the deprecated patches must still accept. v5-full is the same round after the gateway and issue
+# 14's first items: the round's optimalisasi-pool and optimalisasi-until-filing-closes patches
+# (the TL wait in optimalisasi until filing closes), journeys with majors in their final entries,
+# structured notices and the sanction key. All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
     RECORDED / "v3",
     RECORDED / "v4",
     RECORDED / "v4-full",
+    RECORDED / "v5-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -138,7 +142,9 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
 
 
 @pytest.mark.parametrize(
-    "recorded_set", [RECORDED / "v3", RECORDED / "v4", RECORDED / "v4-full"], ids=lambda p: p.name
+    "recorded_set",
+    [RECORDED / "v3", RECORDED / "v4", RECORDED / "v4-full", RECORDED / "v5-full"],
+    ids=lambda p: p.name,
 )
 async def test_recompute_of_a_round_closed_by_update_matches(recorded_set):
     result = await recompute(load_histories(recorded_set), recorded_converter(recorded_set))
