@@ -140,6 +140,26 @@ async def _engine(call, subject: str) -> Any:
         ) from None
 
 
+async def _accept(gw: Gateway, identity: str, round_id: str, message: Report, key, send, what):
+    """The checks every report and command passes before the engine, then the engine's answer."""
+    _check_sender(identity, message, key)
+    await _check_signed(gw, round_id, message)
+    ack = await _engine(send(message), f"{what} {message.report_id}")
+    log.info("accepted", kind=what, report_id=message.report_id, by=identity, effect=ack.effect)
+    return ack
+
+
+def _route(url: str, name: str, model: type, endpoint) -> None:
+    """Register one POST whose body is `model`, answered by the acknowledgement."""
+    endpoint.__name__ = name
+    router.post(
+        url,
+        summary=f"{model.__name__}: {(model.__doc__ or '').strip().splitlines()[0]}",
+        responses=RESPONSES,
+        response_model=Ack,
+    )(endpoint)
+
+
 def _journey_route(path: str, update: Update[Any, Ack]) -> None:
     model = update.input
 
@@ -151,27 +171,22 @@ def _journey_route(path: str, update: Update[Any, Ack]) -> None:
         idempotency_key: IdempotencyKey = None,
         gw: Gateway = Depends(gateway),
     ) -> Ack:
-        _check_sender(identity, message, idempotency_key)
-        await _check_signed(gw, round_id, message)
-        ack = await _engine(
-            gw.api.report(round_id, applicant_id, message), f"{path} report {message.report_id}"
+        return await _accept(
+            gw,
+            identity,
+            round_id,
+            message,
+            idempotency_key,
+            lambda m: gw.api.report(round_id, applicant_id, m),
+            path,
         )
-        log.info(
-            "report accepted",
-            kind=path,
-            report_id=message.report_id,
-            by=identity,
-            effect=ack.effect,
-        )
-        return ack
 
-    post_report.__name__ = f"post_{path}"
-    router.post(
+    _route(
         f"/rounds/{{round_id}}/applicants/{{applicant_id}}/{path}",
-        summary=f"{model.__name__}: {(model.__doc__ or '').strip().splitlines()[0]}",
-        responses=RESPONSES,
-        response_model=Ack,
-    )(post_report)
+        f"post_{path}",
+        model,
+        post_report,
+    )
 
 
 def _command_route(path: str, update: Update[Any, Ack]) -> None:
@@ -184,19 +199,22 @@ def _command_route(path: str, update: Update[Any, Ack]) -> None:
         idempotency_key: IdempotencyKey = None,
         gw: Gateway = Depends(gateway),
     ) -> Ack:
-        _check_sender(identity, message, idempotency_key)
-        await _check_signed(gw, round_id, message)
-        ack = await _engine(gw.api.command(round_id, message), f"{path} {message.report_id}")
-        log.info("command accepted", kind=path, report_id=message.report_id, by=identity)
-        return ack
+        return await _accept(
+            gw,
+            identity,
+            round_id,
+            message,
+            idempotency_key,
+            lambda m: gw.api.command(round_id, m),
+            path,
+        )
 
-    post_command.__name__ = f"post_{path.replace('-', '_')}"
-    router.post(
+    _route(
         f"/rounds/{{round_id}}/commands/{path}",
-        summary=f"{model.__name__}: {(model.__doc__ or '').strip().splitlines()[0]}",
-        responses=RESPONSES,
-        response_model=Ack,
-    )(post_command)
+        f"post_{path.replace('-', '_')}",
+        model,
+        post_command,
+    )
 
 
 for _path, _update in JOURNEY_PATHS.items():
