@@ -139,3 +139,39 @@ def registration(
         formasi_code=formasi_code,
         category=category,
     )
+
+
+# The schedule of the real-stack round tests: registration closes on its timer three seconds in,
+# the later windows are long and the committee closes each early (close_window) once its results
+# are in.
+CLOSED_BY_COMMITTEE = {
+    "registration": (-60, 3),
+    "administration": (3, 600),
+    "skd": (600, 1200),
+    "skb": (1200, 1800),
+    "filing": (1800, 2400),
+    "latsar": (2400, 3000),
+}
+
+
+async def create_round_file(api, config: RoundConfig, folder) -> None:
+    """Write `config` as the round file in `folder` and create the round from it."""
+    import tomli_w
+
+    path = folder / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+
+
+async def close_window(api, round_id: str, window: str, reason: str = "done") -> None:
+    """Once the round is in `window`'s phase, close it early as the committee does."""
+    from domain.messages import CloseWindow
+    from tests.flows.test_round_end_to_end import _wait_phase
+
+    await _wait_phase(api, round_id, window)
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason=reason
+        ),
+    )

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-import tomli_w
 from pydantic import ValidationError
 
 from activities.notify import FileTransport, deliver_pending
@@ -18,7 +17,6 @@ from domain.administration import DocumentFinding
 from domain.codes import Stage
 from domain.messages import (
     AdminReport,
-    CloseWindow,
     Disqualification,
     FilingReport,
     GateReport,
@@ -28,7 +26,16 @@ from domain.messages import (
 )
 from runtime.db import open_pool
 from runtime.settings import load_settings
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    OPERATOR,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -147,7 +154,7 @@ def _language(chosen: str) -> dict:
 
 
 async def _drive_round(client, settings, keys, folder) -> dict[str, str]:
-    from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
+    from tests.flows.test_round_end_to_end import _wait_stage
 
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"notices-{uuid.uuid4().hex[:6]}"
@@ -155,29 +162,14 @@ async def _drive_round(client, settings, keys, folder) -> dict[str, str]:
     config = compressed_round(
         round_id,
         [formasi("F1", 1)],
-        {
-            "registration": (-60, 3),
-            "administration": (3, 600),
-            "skd": (600, 1200),
-            "skb": (1200, 1800),
-            "filing": (1800, 2400),
-            "latsar": (2400, 3000),
-        },
+        CLOSED_BY_COMMITTEE,
         appeal_window=2,
         t0=t0,
     )
-    path = folder / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    await create_round_file(api, config, folder)
 
     async def close(window):
-        await _wait_phase(api, round_id, window)
-        await api.command(
-            round_id,
-            CloseWindow(
-                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="done"
-            ),
-        )
+        await close_window(api, round_id, window)
 
     people = {"W": registration(1, "F1"), "T": registration(2, "F1"), "D": registration(3, "F1")}
     ids = {

@@ -11,7 +11,6 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pytest
-import tomli_w
 
 from auditing.history import round_histories
 from auditing.recompute import recompute, recompute_optimalisasi
@@ -19,7 +18,6 @@ from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import (
     AdminReport,
-    CloseWindow,
     GateReport,
     OfferAnswer,
     SkbScoreReport,
@@ -28,7 +26,15 @@ from domain.messages import (
 )
 from runtime.connection import data_converter
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -74,30 +80,15 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
     config = compressed_round(
         round_id,
         [source, target],
-        {
-            "registration": (-60, 3),
-            "administration": (3, 600),
-            "skd": (600, 1200),
-            "skb": (1200, 1800),
-            "filing": (1800, 2400),
-            "latsar": (2400, 3000),
-        },
+        CLOSED_BY_COMMITTEE,
         appeal_window=3,
         offer_within=60,
         t0=t0,
     )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    await create_round_file(api, config, tmp_path)
 
     async def close(window):
-        await _wait_phase(api, round_id, window)
-        await api.command(
-            round_id,
-            CloseWindow(
-                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="done"
-            ),
-        )
+        await close_window(api, round_id, window)
 
     ids: dict[str, str] = {}
     for serial, (name, major, born) in enumerate(PEOPLE, start=1):
