@@ -129,7 +129,9 @@ class RecruitmentRound:
             self.refill_in_filing = True
             await self._optimalisasi()
             self._enter(RoundPhase.FILING)
-            await self._refill_until_filing_closes()
+            # Every seat given up before filing closes goes to the next in the pool; offers made
+            # before the close are answered before it takes effect.
+            await self._until_closed(RoundPhase.FILING, each_wake=self._optimalisasi)
             await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
         else:
             await self._optimalisasi()
@@ -179,17 +181,27 @@ class RecruitmentRound:
         if not ended.cancelled() and ended.exception() is not None:
             workflow.logger.warning("a formasi workflow ended abnormally: %s", ended.exception())
 
-    async def _until_closed(self, phase: RoundPhase) -> None:
-        """Sleep until the window closes; an extension or an early close wakes the timer."""
-        while phase not in self.early:
-            closes: datetime = getattr(self.schedule, phase).closes
-            remaining = closes - workflow.now()
+    async def _until_closed(self, phase: RoundPhase, each_wake=None) -> None:
+        """Sleep until the window closes; an extension or an early close wakes the timer. With
+        `each_wake`, a seat given up wakes it too, and `each_wake` runs first and at every wake."""
+        while True:
+            if each_wake is not None:
+                await each_wake()
+            if phase in self.early:
+                return
+            vacated = len(self.vacated)
+            remaining = getattr(self.schedule, phase).closes - workflow.now()
             if remaining <= timedelta(0):
                 return
             self.schedule_changed = False
             try:
                 await workflow.wait_condition(
-                    lambda: self.schedule_changed or phase in self.early, timeout=remaining
+                    lambda vacated=vacated: (
+                        self.schedule_changed
+                        or phase in self.early
+                        or (each_wake is not None and len(self.vacated) > vacated)
+                    ),
+                    timeout=remaining,
                 )
             except TimeoutError:
                 return
@@ -306,28 +318,6 @@ class RecruitmentRound:
                     or "pending" not in self.offer_status.values()
                 )
             )
-
-    async def _refill_until_filing_closes(self) -> None:
-        """During filing, offer every seat given up to the next in the pool, until the window
-        closes (an extension or an early close wakes the wait); offers made before the close are
-        answered before it takes effect."""
-        phase = RoundPhase.FILING
-        while True:
-            await self._optimalisasi()
-            vacated = len(self.vacated)
-            remaining = self.schedule.filing.closes - workflow.now()
-            if phase in self.early or remaining <= timedelta(0):
-                return
-            self.schedule_changed = False
-            try:
-                await workflow.wait_condition(
-                    lambda vacated=vacated: (
-                        len(self.vacated) > vacated or self.schedule_changed or phase in self.early
-                    ),
-                    timeout=remaining,
-                )
-            except TimeoutError:
-                return
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""
@@ -485,11 +475,10 @@ class RecruitmentRound:
         if problem:
             self._ignored("seat_vacated", problem)
             return
-        refilled = (RoundPhase.FILING,) if self.refill_in_filing else ()
-        if (
-            self.phase in (RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED)
-            and self.phase not in refilled
-        ):
+        not_refilled = {RoundPhase.FILING, RoundPhase.LATSAR, RoundPhase.CLOSED}
+        if self.refill_in_filing:
+            not_refilled.discard(RoundPhase.FILING)
+        if self.phase in not_refilled:
             self._decide(
                 self.phase,
                 "seat vacated after optimalisasi; not refilled in this round",
