@@ -8,7 +8,8 @@
     python3 run.py stop      # stop the embedded servers this project started
     python3 run.py bench     # the benchmark harness (long; not part of the tests)
 
-Each command first makes sure .venv exists and matches requirements.lock.
+Each command first makes sure .venv exists and matches requirements.lock (what the engine runs
+on) and requirements-dev.lock (embedded servers, test and lint tools).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-LOCK = ROOT / "requirements.lock"
+LOCKS = (ROOT / "requirements.lock", ROOT / "requirements-dev.lock")
 STAMP = VENV / ".lock-digest"
 
 
@@ -31,13 +32,13 @@ def ensure_venv() -> None:
     """Create the virtual environment and install the locked dependencies when they changed."""
     if sys.version_info < (3, 11):  # noqa: UP036 - run.py runs on whatever python3 the user has
         sys.exit(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
-    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    digest = hashlib.sha256(b"".join(lock.read_bytes() for lock in LOCKS)).hexdigest()
     if PY.exists() and STAMP.exists() and STAMP.read_text() == digest:
         return
     if not PY.exists():
         print(f"creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing locked dependencies (requirements.lock)", flush=True)
+    print("installing locked dependencies (requirements.lock, requirements-dev.lock)", flush=True)
     subprocess.run(
         [
             str(PY),
@@ -46,8 +47,7 @@ def ensure_venv() -> None:
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            "-r",
-            str(LOCK),
+            *(arg for lock in LOCKS for arg in ("-r", str(lock))),
         ],
         check=True,
     )
