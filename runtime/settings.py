@@ -96,6 +96,19 @@ class Settings(BaseSettings):
         description="language of the notifications delivered to applicants: id (Indonesian) "
         "or en (English)",
     )
+    # The decode-only codec server for the Temporal Web UI (audit.py serve-codec).
+    codec_host: str = Field(default="127.0.0.1", description="address the codec server listens on")
+    codec_port: int = Field(default=8088, ge=1, le=65535, description="port of the codec server")
+    codec_auditors_file: Path | None = Field(
+        default=None,
+        description='TOML file: identity = "sha256:<hex of the token>" for each auditor who may '
+        "decode payloads; unset = <data_dir>/keys/auditors.toml (embedded only)",
+    )
+    codec_cors_origins: str = Field(
+        default="",
+        description="comma-separated origins of the Temporal Web UI allowed to call the codec "
+        "server (e.g. https://temporal-ui.example.go.id); unset = the embedded UI's origin",
+    )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
 
@@ -126,6 +139,13 @@ class Settings(BaseSettings):
     def development(self) -> bool:
         """The embedded single-machine mode: the portal's cookies may travel over plain HTTP."""
         return self.embedded_temporal
+
+    @property
+    def codec_endpoint(self) -> str:
+        """The codec server's URL as the auditor's browser reaches it (the Web UI's codec
+        endpoint in the embedded mode)."""
+        host = "127.0.0.1" if self.codec_host in ("0.0.0.0", "::", "") else self.codec_host
+        return f"http://{host}:{self.codec_port}"
 
     @property
     def embedded_postgres(self) -> bool:
