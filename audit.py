@@ -6,6 +6,7 @@
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
     python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
+    python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
 Every command exits 1 when it finds a problem (a divergence, a bad hash or signature, a ranking
 that differs) and names what is wrong. See docs/AUDIT.md.
@@ -511,6 +512,49 @@ def _report_announcements(result: ChainCheck, round_id: str) -> None:
             "link holds",
             highlight=False,
         )
+
+
+@app.command("serve-codec")
+def serve_codec() -> None:
+    """Run the decode-only codec server for the Temporal Web UI until Ctrl-C or SIGTERM.
+
+    Listens on CASN_CODEC_HOST:CASN_CODEC_PORT (127.0.0.1:8088); answers auditors listed in
+    CASN_CODEC_AUDITORS_FILE (embedded mode: one generated under <data_dir>/keys) and the Web UI
+    origins in CASN_CODEC_CORS_ORIGINS. Exit 2 on a bad configuration.
+    """
+    import signal
+
+    from gateway.codec_server import build_codec_server, create_codec_app, usage, uvicorn_server
+    from gateway.deps import GatewayConfigError
+    from runtime.keys import load_or_create_keys
+    from runtime.logs import configure_logging
+    from runtime.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings)
+    try:
+        keys = load_or_create_keys(settings)
+        keys.require("payload_key")
+        codec = build_codec_server(settings, keys)
+    except (GatewayConfigError, InvalidKeyError) as exc:
+        errors.print(f"[red]bad configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+    server = uvicorn_server(create_codec_app(codec), settings.codec_host, settings.codec_port)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started:
+            console.print(usage(settings, codec) + "\nStop with Ctrl-C.", highlight=False)
+        await serving
+        if not server.started:
+            raise typer.Exit(3)
+
+    asyncio.run(main())
 
 
 if __name__ == "__main__":

@@ -44,21 +44,22 @@ class ApiKeys:
     by_digest: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> ApiKeys:
-        """The TOML table `identity = "sha256:<hex>"`; a malformed line names itself."""
+    def load(cls, path: Path, setting: str = "gateway_api_keys_file") -> ApiKeys:
+        """The TOML table `identity = "sha256:<hex>"`; a malformed line names itself, and the
+        error names `setting` (the codec server's auditors file has the same form)."""
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise GatewayConfigError(f"gateway_api_keys_file {path}: no such file") from None
+            raise GatewayConfigError(f"{setting} {path}: no such file") from None
         except tomllib.TOMLDecodeError as exc:
-            raise GatewayConfigError(f"gateway_api_keys_file {path}: not TOML ({exc})") from None
+            raise GatewayConfigError(f"{setting} {path}: not TOML ({exc})") from None
         by_digest: dict[str, str] = {}
         for identity, digests in doc.items():
             for digest in [digests] if isinstance(digests, str) else digests:
                 hexpart = str(digest).removeprefix(API_KEY_PREFIX)
                 if not str(digest).startswith(API_KEY_PREFIX) or len(hexpart) != 64:
                     raise GatewayConfigError(
-                        f"gateway_api_keys_file {path}: {identity} = {str(digest)[:20]!r} is not "
+                        f"{setting} {path}: {identity} = {str(digest)[:20]!r} is not "
                         '"sha256:<64 hex digits>"'
                     )
                 by_digest[str(digest)] = identity

@@ -338,6 +338,8 @@ async def _ensure_temporal(settings: Settings, data_dir: Path) -> tuple[str, boo
         "--sqlite-pragma", "journal_mode=wal",
         "--sqlite-pragma", f"synchronous={settings.temporal_sqlite_synchronous}",
         "--log-level", "warn",
+        # The UI sends payloads to the decode-only codec server (audit.py serve-codec).
+        "--ui-codec-endpoint", settings.codec_endpoint,
     ]  # fmt: skip
     if settings.temporal_namespace != "default":
         command += ["--namespace", settings.temporal_namespace]
