@@ -148,33 +148,42 @@ class ErrorsFile:
 
 
 class NumbersFile:
-    """Each NIK's registration number from an import (nik, applicant_id, status), flushed as the
-    rows are answered. It holds NIKs, so it is readable by its owner alone: created with mode
-    0600, and a file that was there before is set to 0600 before anything is written to it."""
+    """Each registered row's registration number from an import (line, applicant_id, status),
+    flushed as the rows are answered. No NIK: the line is the row's line in the input file, which
+    the operator holds already, and the registration number is the NIK's keyed pseudonym. Still
+    about people (who registered, who was refused), so it is readable by its owner alone: created
+    with mode 0600, and a file that was there before is set to 0600 before anything is written."""
 
-    COLUMNS = ("nik", "applicant_id", "status")
+    COLUMNS = ("line", "applicant_id", "status")
 
     def __init__(self, path: Path, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
         try:
-            fd = os.open(path, flags, 0o600)
+            self.handle = open_private(path, append, encoding="utf-8", newline="")
         except OSError as exc:
             raise BadInput(f"--numbers {path}: cannot be written ({exc.strerror})") from None
-        os.fchmod(fd, 0o600)
-        fresh = os.fstat(fd).st_size == 0
         self.path = path
-        self.handle = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        fresh = os.fstat(self.handle.fileno()).st_size == 0
+        if not fresh and _first_line(path) != ",".join(self.COLUMNS):
+            self.handle.close()
+            raise BadInput(
+                f"--numbers {path}: written by an older version (its rows hold NIKs, not "
+                f"{', '.join(self.COLUMNS)}); move it somewhere private or delete it, then resume"
+            )
         self.writer = csv.writer(self.handle)
         if fresh:
             self.writer.writerow(self.COLUMNS)
 
-    def write(self, nik: str, applicant_id: str, status: str) -> None:
-        self.writer.writerow((nik, applicant_id, status))
+    def write(self, line: int, applicant_id: str, status: str) -> None:
+        self.writer.writerow((line, applicant_id, status))
         self.handle.flush()
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _first_line(path: Path) -> str:
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return f.readline().strip()
 
 
 def numbers_path_for(csv_path: Path, errors_path: Path) -> Path:
@@ -457,8 +466,8 @@ async def import_registrations(
     numbers_path: Path | None = None,
 ) -> Summary:
     """Register every row of an SSCASN export; refused and failed rows go to the errors file, and
-    each NIK's registration number to the numbers file (readable by the operator alone;
-    `numbers_path_for` unless given).
+    each row's registration number, by its line, to the numbers file (no NIK; readable by the
+    operator alone; `numbers_path_for` unless given).
 
     Nothing is registered by a client whose keys are not the round's (RefusedError)."""
     config = await _rules_of_the_round(ctx, load_round_config(config_path), config_path)
@@ -484,7 +493,7 @@ async def import_registrations(
             config, reg, registered_by, now=datetime.now(UTC), schedule_closes=closes
         )
         if result.applicant_id:
-            numbers.write(reg.nik, result.applicant_id, result.status)
+            numbers.write(row.line, result.applicant_id, result.status)
         if result.status == "refused":
             summary.refuse(
                 [
@@ -527,8 +536,8 @@ async def import_registrations(
     finally:
         numbers.close()
         ctx.console.print(
-            f"registration numbers (nik, applicant_id, status): {numbers_path}; it holds NIKs: "
-            "readable by you alone (mode 0600), keep it so",
+            f"registration numbers (line, applicant_id, status): {numbers_path}; readable by you "
+            "alone (mode 0600), keep it so",
             highlight=False,
         )
     log.info("registrations imported", round_id=config.round_id, **dict(summary.counts))

@@ -9,6 +9,10 @@ The text is rendered here, from the row's notice (domain/notices.py), in the lan
 deliverer is given (`CASN_NOTIFICATION_LANGUAGE`: Indonesian by default, English by the setting).
 The journey records the facts, not a language: workflow code must not read the environment. A
 row written before notices existed is delivered with the text it recorded.
+
+A row's text and facts are sealed (migration 007, runtime/sealed.py: they repeat what reports
+said, such as each failing document's reason, and the NIP), so the deliverer opens them with the
+payload key set. A row from before, in clear, is delivered as it is and emptied once delivered.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Protocol
 
 import asyncpg
 
+from activities.readmodel import notification_row
 from domain.notices import Language, Notice, render
 from runtime.files import open_private
 from runtime.logs import get_logger
+from runtime.sealed import ColumnCipher
 
 log = get_logger(__name__)
 
@@ -55,23 +61,38 @@ def notification_text(notice: str | None, recorded: str, language: Language) -> 
     return render(Notice.model_validate_json(notice), language)
 
 
+def _row_text(r: asyncpg.Record, cipher: ColumnCipher | None, language: Language) -> str:
+    """The text of one row: opened from its sealed value, or as a row from before has it."""
+    if r["sealed"] is None:
+        return notification_text(r["notice"], r["text"], language)
+    if cipher is None:
+        raise ValueError("the row is sealed and this deliverer was given no payload keys")
+    row = notification_row(r["round_id"], r["applicant_id"], r["key"])
+    facts = json.loads(cipher.open(r["sealed"], row))
+    notice = facts["notice"]
+    return notification_text(
+        None if notice is None else json.dumps(notice), facts["text"], language
+    )
+
+
 async def deliver_pending(
     pool: asyncpg.Pool,
     transport: Transport,
     batch: int = 500,
     round_id: str | None = None,
     language: Language = Language.ID,
+    cipher: ColumnCipher | None = None,
 ) -> int:
     """Deliver up to `batch` undelivered notifications (of one round, or all); returns the count.
 
     Rows are locked with SKIP LOCKED, so several deliverers can run side by side. Each text is
-    rendered in `language`.
+    rendered in `language`; sealed rows are opened with `cipher` (without it they stay undelivered).
     """
     delivered = 0
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """
-            SELECT round_id, applicant_id, key, text, notice FROM notifications
+            SELECT round_id, applicant_id, key, text, notice, sealed FROM notifications
             WHERE delivered_at IS NULL AND ($2::text IS NULL OR round_id = $2)
             ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
             """,
@@ -80,7 +101,7 @@ async def deliver_pending(
         )
         for r in rows:
             try:
-                text = notification_text(r["notice"], r["text"], language)
+                text = _row_text(r, cipher, language)
                 await transport.send(r["round_id"], r["applicant_id"], r["key"], text)
             except Exception as exc:  # noqa: BLE001 - left undelivered for the next pass
                 log.warning(
@@ -92,7 +113,8 @@ async def deliver_pending(
                 )
                 continue
             await conn.execute(
-                "UPDATE notifications SET delivered_at = now() "
+                # A row from before in clear is emptied; a sealed row keeps its sealed value.
+                "UPDATE notifications SET delivered_at = now(), text = '', notice = NULL "
                 "WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
                 r["round_id"],
                 r["applicant_id"],

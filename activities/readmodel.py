@@ -1,8 +1,14 @@
-"""The PostgreSQL read model: applicants, decisions, reports, notifications and NIPs."""
+"""The PostgreSQL read model: applicants, decisions, reports, notifications and NIPs.
+
+It keeps only what its readers need (docs/ARCHITECTURE.md, "What the read model keeps, and for
+whom"): no NIK, names only for the announcements, no decision inputs, and of a report only what
+the announcements publish. The journeys' histories, encrypted by the payload codec, are the record.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 
@@ -13,37 +19,37 @@ from domain.appointment import format_nip
 from domain.codes import Terminal
 from domain.contracts import JourneyProjection, NipIssued, NipRequest
 from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
+from runtime.sealed import ColumnCipher
 
 _UPSERT_SQL = """
 WITH src AS (
     SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(round_id text, applicant_id text, formasi_code text,
-        name text, category text, stage text, admin text, skd_code text, skd_total integer, skb_score numeric,
-        final_score numeric, final_code text, placed_formasi text, terminal text, terminal_reason text,
+        name text, stage text, admin text, skd_code text, skd_total integer, skb_score numeric,
+        final_score numeric, final_code text, placed_formasi text, terminal text,
         sanction_rounds integer, tmt date, version integer)
 ), row AS (
-    INSERT INTO applicants (round_id, applicant_id, formasi_code, name, category, stage, admin,
+    INSERT INTO applicants (round_id, applicant_id, formasi_code, name, stage, admin,
         skd_code, skd_total, skb_score, final_score, final_code, placed_formasi, terminal,
-        terminal_reason, sanction_rounds, tmt, version)
-    SELECT round_id, applicant_id, formasi_code, name, category, stage, admin, skd_code, skd_total,
-        skb_score, final_score, final_code, placed_formasi, terminal, terminal_reason, sanction_rounds, tmt,
+        sanction_rounds, tmt, version)
+    SELECT round_id, applicant_id, formasi_code, name, stage, admin, skd_code, skd_total,
+        skb_score, final_score, final_code, placed_formasi, terminal, sanction_rounds, tmt,
         version
     FROM src
     ON CONFLICT (round_id, applicant_id) DO UPDATE SET
-        stage = EXCLUDED.stage, admin = EXCLUDED.admin, skd_code = EXCLUDED.skd_code,
+        name = EXCLUDED.name, stage = EXCLUDED.stage, admin = EXCLUDED.admin, skd_code = EXCLUDED.skd_code,
         skd_total = EXCLUDED.skd_total, skb_score = EXCLUDED.skb_score,
         final_score = EXCLUDED.final_score, final_code = EXCLUDED.final_code,
         placed_formasi = EXCLUDED.placed_formasi, terminal = EXCLUDED.terminal,
-        terminal_reason = EXCLUDED.terminal_reason,
         sanction_rounds = EXCLUDED.sanction_rounds, tmt = EXCLUDED.tmt,
         version = EXCLUDED.version, updated_at = now()
     WHERE applicants.version < EXCLUDED.version
 ), new_decisions AS (
-    INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, input,
-        rule_version, rules_digest)
-    SELECT x.round_id, x.applicant_id, x.seq, x.at, x.stage, x.outcome, x.actor, x.input, x.rule_version,
+    INSERT INTO decisions (round_id, applicant_id, seq, at, stage, outcome, actor, rule_version,
+        rules_digest)
+    SELECT x.round_id, x.applicant_id, x.seq, x.at, x.stage, x.outcome, x.actor, x.rule_version,
         x.rules_digest
     FROM jsonb_to_recordset($2::jsonb) AS x(round_id text, applicant_id text, seq integer, at timestamptz,
-        stage text, outcome text, actor text, input jsonb, rule_version text, rules_digest text)
+        stage text, outcome text, actor text, rule_version text, rules_digest text)
     ON CONFLICT DO NOTHING
 ), new_sanctions AS (
     INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason)
@@ -58,10 +64,9 @@ WITH src AS (
         content jsonb)
     ON CONFLICT DO NOTHING
 )
-INSERT INTO notifications (round_id, applicant_id, key, text, notice)
-SELECT x.round_id, x.applicant_id, x.key, x.text, x.notice
-FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, text text,
-    notice jsonb)
+INSERT INTO notifications (round_id, applicant_id, key, text, sealed)
+SELECT x.round_id, x.applicant_id, x.key, '', decode(x.sealed, 'base64')
+FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, sealed text)
 ON CONFLICT DO NOTHING
 """
 
@@ -91,15 +96,42 @@ def _sanction_rows(p: JourneyProjection) -> list[dict]:
     ]
 
 
-def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict], list[dict]]:
+# What the read model keeps of an accepted report: the part the announcements publish (migration
+# 007). The rest of it (health findings, panel scores, documents, reasons) is in the history only.
+PUBLISHED_REPORT_FIELDS = {"skd": ("twk", "tiu", "tkp")}
+
+
+def published_part(kind: str, content: dict) -> dict:
+    """The fields of a report the announcements publish (an SKD report's subtest scores), or {}."""
+    return {f: content[f] for f in PUBLISHED_REPORT_FIELDS.get(kind, ()) if f in content}
+
+
+def announced_name(p: JourneyProjection) -> str:
+    """The applicant's name as the read model keeps it: for the announcements, which list it, so
+    empty for a journey that ended before any result they list (a registration refused or not
+    admitted: no administrative result, and not a DIS or APS, which the announcements list)."""
+    s = p.state
+    listed_late = s.terminal in (Terminal.DISQUALIFIED, Terminal.WITHDRAWN)
+    if s.terminal is not None and s.admin is None and not listed_late:
+        return ""
+    return p.name
+
+
+def notification_row(round_id: str, applicant_id: str, key: str) -> str:
+    """What a notification's sealed value is bound to (activities/notify.py opens it so)."""
+    return f"notifications/{round_id}/{applicant_id}/{key}"
+
+
+def _projection_rows(
+    p: JourneyProjection, cipher: ColumnCipher
+) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """The applicant row and the new decision, report and notification rows of one projection."""
     s = p.state
     key = {"round_id": s.round_id, "applicant_id": s.applicant_id}
     row = {
         **key,
         "formasi_code": s.formasi_code,
-        "name": p.name,
-        "category": p.category,
+        "name": announced_name(p),
         "stage": s.stage.value,
         "admin": _enum(s.admin),
         "skd_code": _enum(s.skd_code),
@@ -109,7 +141,6 @@ def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict]
         "final_code": _enum(s.final_code),
         "placed_formasi": s.placed_formasi,
         "terminal": _enum(s.terminal),
-        "terminal_reason": s.terminal_reason,
         "sanction_rounds": s.sanction_rounds,
         "tmt": s.tmt.isoformat() if s.tmt else None,
         "version": p.version,
@@ -122,22 +153,32 @@ def _projection_rows(p: JourneyProjection) -> tuple[dict, list[dict], list[dict]
             "stage": d.stage,
             "outcome": d.outcome,
             "actor": d.actor,
-            "input": d.input,
             "rule_version": d.rule_version,
             "rules_digest": d.rules_digest,
         }
         for i, d in enumerate(p.new_decisions)
     ]
     reports = [
-        {**key, "report_id": rid, "kind": kind, "content": content}
+        {**key, "report_id": rid, "kind": kind, "content": published_part(kind, content)}
         for rid, kind, content in p.reports
     ]
+    # A notification's text and facts (failing documents with their reasons, a DIS reason, the
+    # NIP) are sealed for the deliverer; the columns text and notice stay empty (migration 007).
     notes = [
         {
             **key,
             "key": n.key,
-            "text": n.text,
-            "notice": n.notice.model_dump(mode="json") if n.notice else None,
+            "sealed": base64.b64encode(
+                cipher.seal(
+                    json.dumps(
+                        {
+                            "text": n.text,
+                            "notice": n.notice.model_dump(mode="json") if n.notice else None,
+                        }
+                    ).encode(),
+                    notification_row(s.round_id, s.applicant_id, n.key),
+                )
+            ).decode(),
         }
         for n in p.notifications
     ]
@@ -154,8 +195,9 @@ class ReadModel:
     projection is written at once.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, cipher: ColumnCipher) -> None:
         self.pool = pool
+        self.cipher = cipher  # seals the notifications (their facts are report contents)
         self._queue: list[tuple[JourneyProjection, asyncio.Future[None]]] = []
         self._writing = False
         self._drainer: asyncio.Task[None] | None = None
@@ -229,7 +271,7 @@ class ReadModel:
         sanctions: list[dict] = []
         for p in projections:
             sanctions += _sanction_rows(p)
-            row, d, r, n = _projection_rows(p)
+            row, d, r, n = _projection_rows(p, self.cipher)
             key = (row["round_id"], row["applicant_id"])
             if key not in rows or rows[key]["version"] < row["version"]:
                 rows[key] = row

@@ -46,6 +46,7 @@ from domain.notices import Language
 from domain.registration import Gender, Registration
 from domain.signing import Keyring, Signer
 from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
@@ -295,6 +296,7 @@ async def run_demo(
                 batch=100_000,
                 round_id=round_id,
                 language=Language(app.settings.notification_language),
+                cipher=ColumnCipher.from_keys(app.keys),
             )
             console.print(f"{sent} notifications delivered to applicants (file transport)")
     finally:

@@ -18,8 +18,10 @@ from domain.notices import Language
 from runtime.app import open_app
 from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
+from runtime.keys import load_or_create_keys
 from runtime.logs import get_logger
 from runtime.sandbox import worker_runner
+from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
 from workflows.registry import WORKFLOWS
 
@@ -28,7 +30,8 @@ log = get_logger("worker")
 
 async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
     """A worker for the project's task queue with every workflow and activity registered."""
-    readmodel = ReadModel(pool)
+    # The read model seals the notifications with the payload keys the client's codec holds.
+    readmodel = ReadModel(pool, ColumnCipher.from_keys(load_or_create_keys(settings)))
     broadcaster = Broadcaster(client)
     rounds = RoundReader(client)
     return Worker(
@@ -82,7 +85,10 @@ async def deliver_notifications(once: bool = False) -> None:
     try:
         while True:
             count = await deliver_pending(
-                pool, transport, language=Language(ctx.settings.notification_language)
+                pool,
+                transport,
+                language=Language(ctx.settings.notification_language),
+                cipher=ColumnCipher.from_keys(ctx.keys),
             )
             log.info("notifications delivered", count=count, transport=str(transport.path))
             if once:

@@ -717,7 +717,11 @@ def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
 
 def write_files(p: Publication, config: RoundConfig, out_dir: Path) -> tuple[Path, Path, Path]:
     """The publication as CSV, printable HTML and its signed JSON document, in `out_dir`:
-    `<round>-<stage>.csv|html` (the stage's latest) and `<round>-<seq>.json`."""
+    `<round>-<stage>.csv|html` (the stage's latest) and `<round>-<seq>.json`.
+
+    Written with the umask's mode, not 0600 (runtime/files.py): an announcement is published for
+    the public by nature, and holds only its public rows (registration number, name, codes, the
+    scores the rules publish), never a NIK."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / f"{p.round_id}-{p.stage.value}"
     csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")

@@ -118,7 +118,7 @@ def _read(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-async def test_import_writes_each_niks_registration_number_to_a_file_only_the_operator_reads(
+async def test_import_writes_each_rows_registration_number_without_the_nik_for_the_operator_alone(
     client, keys, running_worker, stack, tmp_path
 ):
     settings, _ = running_worker
@@ -141,16 +141,18 @@ async def test_import_writes_each_niks_registration_number_to_a_file_only_the_op
     def number(serial: int) -> str:
         return applicant_id_for(keys.pseudonym_key, config.round_id, registration(serial, "F1").nik)
 
-    assert sorted((r["nik"], r["applicant_id"], r["status"]) for r in first) == sorted(
+    assert sorted((r["line"], r["applicant_id"], r["status"]) for r in first) == sorted(
         [
-            (registration(1, "F1").nik, number(1), "registered"),
-            (registration(2, "F1").nik, number(2), "registered"),
-            (registration(3, "F1").nik, number(3), "refused"),  # not a major of the formasi
+            ("2", number(1), "registered"),  # each row by its line in sscasn.csv
+            ("3", number(2), "registered"),
+            ("4", number(3), "refused"),  # not a major of the formasi
         ]
     )  # line 5 (gpa "tiga") has no number: it is only in the errors file
     assert sorted(r["status"] for r in _read(numbers)) == ["refused", "repeat", "repeat"]
     assert stat.S_IMODE(numbers.stat().st_mode) == 0o600
-    assert f"registration numbers (nik, applicant_id, status): {numbers}" in _printed(ctx)
+    written = numbers.read_text(encoding="utf-8")
+    assert not [n for n in range(1, 5) if registration(n, "F1").nik in written]  # no NIK (issue 14)
+    assert f"registration numbers (line, applicant_id, status): {numbers}" in _printed(ctx)
 
 
 # --- status: every window, its extensions and early close, the TMT's moves -----------------------

@@ -3,6 +3,7 @@ they say what happened in the applicant's language, with every failing document'
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from domain.messages import (
     SkdReport,
 )
 from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
 from runtime.settings import load_settings
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -100,6 +102,7 @@ FINDINGS = {
     "transkrip nilai": "halaman 2 tidak terbaca",
 }
 DIS_REASON = "joki terbukti dari log aktivitas CAT"
+HEALTH_NOTE = "tekanan darah 150/95, dalam pengobatan"
 
 
 class RecordingTransport:
@@ -141,7 +144,13 @@ async def delivered(client, stack, stack_settings, keys, tmp_path_factory):
                 "UPDATE notifications SET delivered_at = NULL WHERE round_id = $1", round_id
             )
             transport = RecordingTransport(round_id)
-            await deliver_pending(pool, transport, round_id=round_id, **_language(chosen))
+            await deliver_pending(
+                pool,
+                transport,
+                round_id=round_id,
+                cipher=ColumnCipher.from_keys(keys),
+                **_language(chosen),
+            )
             out[language] = transport.texts
         yield ids, out
     finally:
@@ -213,7 +222,13 @@ async def _drive_round(client, settings, keys, folder) -> dict[str, str]:
     await api.report(
         round_id,
         ids["W"],
-        GateReport(report_id="h-W", reported_by="rsud", component="health", decision="MS"),
+        GateReport(
+            report_id="h-W",
+            reported_by="rsud",
+            component="health",
+            decision="MS",
+            note=HEALTH_NOTE,
+        ),
     )
     await close("skb")
     await _wait_stage(client, round_id, ids["W"], {Stage.FILING}, timeout=30)
@@ -277,3 +292,71 @@ async def test_the_notification_language_setting_is_validated(monkeypatch):
     assert "notification_language" in str(refused.value) and "jv" in str(refused.value)
     monkeypatch.setenv("CASN_NOTIFICATION_LANGUAGE", "en")
     assert load_settings().notification_language == "en"
+
+
+# --- what the read model keeps of the same round (issue 14, item 8) -----------------------------
+
+
+async def _round_rows(pool, round_id: str) -> dict[tuple[str, str], list[str]]:
+    """(table, column) -> the round's values in that column, as text, for every table of the read
+    model that holds rows of the round (by round id, or by an origin naming it)."""
+    tables = await pool.fetch(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+    )
+    out: dict[tuple[str, str], list[str]] = {}
+    for t in tables:
+        name = t["table_name"]
+        rows = await pool.fetch(
+            f'SELECT to_jsonb(x) AS j FROM "{name}" x WHERE to_jsonb(x)::text LIKE $1',
+            f"%{round_id}%",
+        )
+        for r in rows:
+            row = json.loads(r["j"])
+            for column, value in row.items():
+                out.setdefault((name, column), []).append(json.dumps(value, ensure_ascii=False))
+    return out
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def read_model(delivered, stack):
+    ids, _ = delivered
+    pool = await open_pool(stack.database_url, max_size=1)
+    try:
+        round_id = await pool.fetchval(
+            "SELECT round_id FROM applicants WHERE applicant_id = $1", ids["W"]
+        )
+        yield await _round_rows(pool, round_id)
+    finally:
+        await pool.close()
+
+
+async def test_the_read_model_holds_no_nik_and_no_report_contents_in_clear(read_model):
+    people = [registration(n, "F1") for n in (1, 2, 3)]
+    secrets = {
+        **{f"NIK of {p.name}": p.nik for p in people},
+        "birth date": people[0].birth_date.isoformat(),
+        **{f"finding on {d}": reason for d, reason in FINDINGS.items()},
+        "DIS reason": DIS_REASON,
+        "health note": HEALTH_NOTE,
+    }
+    found = [
+        (what, table, column)
+        for (table, column), values in read_model.items()
+        for what, secret in secrets.items()
+        if any(secret in v for v in values)
+    ]
+    assert found == []
+    assert ("notifications", "sealed") in read_model  # the deliverer still has what it needs
+
+
+async def test_names_are_kept_only_in_the_column_the_announcements_read(read_model):
+    names = [registration(n, "F1").name for n in (1, 2, 3)]
+    holding = sorted(
+        {
+            (table, column)
+            for (table, column), values in read_model.items()
+            if any(name in v for v in values for name in names)
+        }
+    )
+    assert holding == [("applicants", "name")]

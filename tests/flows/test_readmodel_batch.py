@@ -13,6 +13,9 @@ from domain.codes import Stage
 from domain.contracts import JourneyProjection, Notification
 from domain.messages import Decision, JourneyState
 from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
+
+CIPHER = ColumnCipher(b"k" * 32)  # seals the notifications, which these tests do not read
 
 
 def projection(
@@ -62,7 +65,7 @@ def round_id() -> str:
 async def test_concurrent_projections_share_statements_and_all_land(stack, round_id):
     pool = await open_pool(stack.database_url, max_size=4)
     try:
-        rm = ReadModel(pool)
+        rm = ReadModel(pool, CIPHER)
         await asyncio.gather(
             *(
                 rm.project_journey(projection(round_id, f"A{i:03d}", 1, Stage.ADMIN_CHECK))
@@ -88,7 +91,7 @@ async def test_concurrent_projections_share_statements_and_all_land(stack, round
 async def test_a_bad_projection_fails_alone_and_an_older_version_never_wins(stack, round_id):
     pool = await open_pool(stack.database_url, max_size=4)
     try:
-        rm = ReadModel(pool)
+        rm = ReadModel(pool, CIPHER)
         await rm.project_journey(projection(round_id, "OLD", 3, Stage.SKD, first_seq=0))
         results = await asyncio.gather(
             rm.project_journey(projection(round_id, "GOOD1", 1, Stage.ADMIN_CHECK)),
@@ -128,7 +131,7 @@ async def test_a_write_interrupted_mid_batch_fails_its_activities_instead_of_lea
 ):
     pool = await open_pool(stack.database_url, max_size=2)
     try:
-        model = ReadModel(pool)
+        model = ReadModel(pool, CIPHER)
         round_id = f"rm-{uuid.uuid4().hex[:6]}"
         # The first statement waits on a lock held here, so the batch is in flight when the drain
         # is cancelled (a stopping worker, a closing pool).

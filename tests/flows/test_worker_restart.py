@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 
@@ -93,13 +92,14 @@ async def _read_model_matches(
         for serial, applicant_id in ids.items():
             state = await journey(client, round_id, applicant_id)
             rows = await pool.fetch(
-                "SELECT seq, stage, outcome, actor, input FROM decisions WHERE round_id=$1 AND applicant_id=$2 "
+                "SELECT seq, stage, outcome, actor FROM decisions WHERE round_id=$1 AND applicant_id=$2 "
                 "ORDER BY seq",
                 round_id,
                 applicant_id,
             )
-            ours = [(d.stage, d.outcome, d.actor, d.input) for d in state.decisions]
-            theirs = [(r["stage"], r["outcome"], r["actor"], json.loads(r["input"])) for r in rows]
+            # The trail's skeleton: the inputs stay in the history only (migration 007).
+            ours = [(d.stage, d.outcome, d.actor) for d in state.decisions]
+            theirs = [(r["stage"], r["outcome"], r["actor"]) for r in rows]
             if [r["seq"] for r in rows] != list(range(len(rows))) or theirs != ours:
                 problems.append((serial, [o[1] for o in ours], [t[1] for t in theirs]))
             outcomes = [d.outcome for d in state.decisions]
