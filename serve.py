@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import signal
 import sys
@@ -37,6 +36,7 @@ from domain.config import RoundConfig, parse_round_config
 from domain.signing import Keyring, Signer
 from gateway.app import create_app, open_gateway
 from gateway.deps import api_key_digest
+from runtime.files import open_private
 from runtime.logs import get_logger
 
 log = get_logger("serve")
@@ -44,10 +44,9 @@ SAMPLE_ROUND_ID = "CPNS-CONTOH-PORTAL"
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds a secret)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write a file only its owner can read (it holds a secret): one there before is narrowed to
+    0600 before it is written."""
+    with open_private(path, encoding="utf-8") as f:
         f.write(text)
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from temporalio.client import WorkflowHistory
 
 from auditing.history import RecordedHistory, recorded
+from runtime.files import open_private
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -49,16 +50,24 @@ def public_key_pem(signing_key: bytes) -> bytes:
     )
 
 
+def _write(path: Path, text: str) -> None:
+    """A bundle's file, readable by its owner alone (mode 0600): what the histories say about
+    applicants is encrypted, yet who did what when is not."""
+    with open_private(path, encoding="utf-8") as out:
+        out.write(text)
+
+
 def write_bundle(
     histories: list[RecordedHistory], round_id: str, out: Path, signing_key: bytes
 ) -> Path:
-    """Write the histories, the manifest and its signature under `out`; return the manifest path."""
+    """Write the histories, the manifest and its signature under `out` (files of mode 0600);
+    return the manifest path."""
     (out / HISTORIES).mkdir(parents=True, exist_ok=True)
     files = []
     for h in histories:
         name = f"{HISTORIES}/{history_file_name(h.workflow_id, h.run_id)}"
         path = out / name
-        path.write_text(h.history.to_json())
+        _write(path, h.history.to_json())
         files.append(
             {
                 "file": name,
@@ -76,11 +85,11 @@ def write_bundle(
         "files": files,
     }
     manifest_path = out / MANIFEST
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    _write(manifest_path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     digest = hashlib.sha256(manifest_path.read_bytes()).digest()
     signature = Ed25519PrivateKey.from_private_bytes(signing_key).sign(digest)
-    (out / SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
-    (out / PUBLIC_KEY).write_bytes(public_key_pem(signing_key))
+    _write(out / SIGNATURE, base64.b64encode(signature).decode() + "\n")
+    _write(out / PUBLIC_KEY, public_key_pem(signing_key).decode())
     return manifest_path
 
 

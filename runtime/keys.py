@@ -139,7 +139,8 @@ class Keys:
 
 def load_or_create_keys(settings: Settings) -> Keys:
     """Each key from its CASN_* setting (base64) if set; if not, in the embedded mode only, from
-    <data_dir>/keys/ (mode 0600), generated there once and reused by every later process.
+    <data_dir>/keys/ (mode 0600, a wider one narrowed), generated there once and reused by every
+    later process.
 
     With CASN_TEMPORAL_ADDRESS set a key that is not set is missing (module docstring): never
     generated, and never read from data_dir either, where an earlier embedded run may have left
@@ -172,6 +173,9 @@ def _key(settings: Settings, name: str) -> bytes | None:
     path = Path(settings.data_dir) / "keys" / f"{name}.b64"
     if not path.exists():
         _create(path)
+    elif path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # copied or restored with a wider mode: the key is for its owner alone
+        log.warning("key file narrowed to mode 0600", key_file=str(path))
     return _decode(path.read_text().strip(), str(path))
 
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,15 @@ class LogFormat(StrEnum):
     AUTO = "auto"
     CONSOLE = "console"
     JSON = "json"
+
+
+# The settings that turn TLS on for the Temporal client, and their variables.
+TEMPORAL_TLS = {
+    "temporal_tls_ca_file": "CASN_TEMPORAL_TLS_CA_FILE",
+    "temporal_tls_cert_file": "CASN_TEMPORAL_TLS_CERT_FILE",
+    "temporal_tls_key_file": "CASN_TEMPORAL_TLS_KEY_FILE",
+    "temporal_tls_server_name": "CASN_TEMPORAL_TLS_SERVER_NAME",
+}
 
 
 class Settings(BaseSettings):
@@ -109,6 +118,31 @@ class Settings(BaseSettings):
         description="comma-separated origins of the Temporal Web UI allowed to call the codec "
         "server (e.g. https://temporal-ui.example.go.id); unset = the embedded UI's origin",
     )
+    # TLS to an external Temporal frontend (mTLS with a client certificate and its key).
+    temporal_tls_ca_file: Path | None = Field(
+        default=None, description="PEM of the CA that signed the Temporal frontend's certificate"
+    )
+    temporal_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM client certificate for mTLS (with CASN_TEMPORAL_TLS_KEY_FILE)",
+    )
+    temporal_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of CASN_TEMPORAL_TLS_CERT_FILE"
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="the name the frontend's certificate is checked against"
+    )
+    # The read model's connection: TLS and a password kept out of CASN_DATABASE_URL.
+    database_sslmode: (
+        Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None
+    ) = Field(default=None, description="libpq sslmode of the read model's connections")
+    database_sslrootcert: Path | None = Field(
+        default=None, description="PEM of the CA that signed the database server's certificate"
+    )
+    database_password_file: Path | None = Field(
+        default=None,
+        description="file holding the read model's database password (CASN_DATABASE_URL without one)",
+    )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
 
@@ -129,6 +163,45 @@ class Settings(BaseSettings):
                 f"temporal_sqlite_synchronous {value!r} is not one of {sorted(allowed)}"
             )
         return value.lower()
+
+    @model_validator(mode="after")
+    def _transport_files(self) -> Settings:
+        """TLS and password files exist, and a client certificate comes with its key."""
+        files = {
+            "CASN_TEMPORAL_TLS_CA_FILE": self.temporal_tls_ca_file,
+            "CASN_TEMPORAL_TLS_CERT_FILE": self.temporal_tls_cert_file,
+            "CASN_TEMPORAL_TLS_KEY_FILE": self.temporal_tls_key_file,
+            "CASN_DATABASE_SSLROOTCERT": self.database_sslrootcert,
+            "CASN_DATABASE_PASSWORD_FILE": self.database_password_file,
+        }
+        for variable, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{variable}={str(path)!r}: no such file")
+        cert, key = self.temporal_tls_cert_file, self.temporal_tls_key_file
+        if (cert is None) != (key is None):
+            given, missing = (
+                ("CASN_TEMPORAL_TLS_CERT_FILE", "CASN_TEMPORAL_TLS_KEY_FILE")
+                if key is None
+                else ("CASN_TEMPORAL_TLS_KEY_FILE", "CASN_TEMPORAL_TLS_CERT_FILE")
+            )
+            raise ValueError(
+                f"{given}={str(cert or key)!r} is given without {missing}: mTLS needs the "
+                "client certificate and its private key"
+            )
+        tls = [name for name in TEMPORAL_TLS if getattr(self, name) is not None]
+        if tls and not self.temporal_address:
+            raise ValueError(
+                f"{TEMPORAL_TLS[tls[0]]}={str(getattr(self, tls[0]))!r} is for the Temporal "
+                "frontend of CASN_TEMPORAL_ADDRESS, which is not set; the embedded dev server "
+                "listens on 127.0.0.1 without TLS"
+            )
+        if self.database_password_file is not None and not self.database_url:
+            raise ValueError(
+                f"CASN_DATABASE_PASSWORD_FILE={str(self.database_password_file)!r} is for the "
+                "database of CASN_DATABASE_URL, which is not set; the embedded PostgreSQL uses "
+                "the password it generated under <data_dir>/keys"
+            )
+        return self
 
     @property
     def embedded_temporal(self) -> bool:

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from runtime.embedded import READ_MODEL_ROLE, admin_database_url
 from runtime.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, load_migrations
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
-async def scratch_dsn(stack):
-    """A throw-away database on the session's PostgreSQL, dropped after the test."""
+async def scratch_dsn(stack, stack_settings):
+    """A throw-away database on the session's PostgreSQL, owned by the read model's role as the
+    read model's is, dropped after the test."""
     name = f"migrate_{uuid.uuid4().hex[:12]}"
-    admin_dsn = stack.database_url.rsplit("/", 1)[0] + "/postgres"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER {READ_MODEL_ROLE}')
     try:
-        yield stack.database_url.rsplit("/", 1)[0] + f"/{name}"
+        yield urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()

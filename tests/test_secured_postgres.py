@@ -1,0 +1,245 @@
+"""The embedded PostgreSQL asks everyone for a password, the read model is not a superuser, a data
+dir of an older version is upgraded in place, and the read model's TLS and password settings reach
+the connections (a real server each time)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+
+from runtime import embedded
+from runtime.db import open_pool
+from runtime.embedded import (
+    READ_MODEL_ROLE,
+    StackError,
+    admin_database_url,
+    ensure_stack,
+    isolated_settings,
+    stop_stack,
+)
+from runtime.migrate import apply_migrations
+
+pytestmark = pytest.mark.stack
+
+
+async def _refused(**connect) -> str:
+    """The error a connection without a password gets (no ~/.pgpass or PGPASSWORD either)."""
+    with pytest.raises(asyncpg.InvalidPasswordError) as caught:
+        await asyncpg.connect(passfile="/nonexistent", password=None, timeout=10, **connect)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("user", ["postgres", READ_MODEL_ROLE])
+async def test_a_connection_without_the_password_is_refused(stack, stack_settings, user):
+    port = stack_settings.postgres_port
+    socket_dir = embedded._socket_dir(stack_settings.data_dir.resolve(), port)
+
+    over_tcp = await _refused(host="127.0.0.1", port=port, user=user, database="postgres")
+    over_the_socket = await _refused(
+        host=str(socket_dir), port=port, user=user, database="postgres"
+    )
+
+    assert over_tcp == over_the_socket == f'password authentication failed for user "{user}"'
+
+
+async def test_the_read_model_role_owns_its_database_and_is_no_superuser(stack):
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        role = await conn.fetchrow(
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
+            "WHERE rolname = current_user"
+        )
+        owner = await conn.fetchval(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetch("SELECT rolpassword FROM pg_authid")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CREATE ROLE intruder LOGIN SUPERUSER")
+    finally:
+        await conn.close()
+
+    assert dict(role) == {
+        "rolname": READ_MODEL_ROLE,
+        "rolsuper": False,
+        "rolcreaterole": False,
+        "rolcreatedb": False,
+    }
+    assert owner == READ_MODEL_ROLE
+
+
+async def test_the_generated_passwords_are_readable_by_their_owner_alone(stack, stack_settings):
+    keys = stack_settings.data_dir.resolve() / "keys"
+    files = sorted(keys.glob("postgres-*.pgpass"))
+
+    assert [f.name for f in files] == ["postgres-casn.pgpass", "postgres-postgres.pgpass"]
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    url = urlsplit(stack.database_url)
+    assert url.password is None and "password" not in parse_qs(url.query)  # only the file's name
+
+
+# --- a data dir made by an older version --------------------------------------------------------
+
+
+def _legacy_cluster(data_dir: Path, port: int) -> None:
+    """A cluster as the versions before issue 15 made and left it: trust for every local user,
+    the read model created by the superuser (_legacy_read_model)."""
+    pgdata = data_dir / "postgres"
+    pgdata.mkdir(mode=0o700)
+    user = embedded._pg_user()
+    if user is not None:
+        embedded._prepare_root_permissions(pgdata, user)
+    log = data_dir / "legacy.log"
+    embedded._pg_run(
+        ["initdb", "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--no-instructions"],
+        user,
+        log,
+        120,
+    )
+    embedded._pg_run(
+        ["pg_ctl", "-D", str(pgdata), "-w", "-o", f"-p {port} -h 127.0.0.1 -k ''", "start"],
+        user,
+        log,
+        60,
+    )
+
+
+async def _legacy_read_model(port: int) -> None:
+    admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
+    await admin.execute(f'CREATE DATABASE "{embedded.DATABASE}"')
+    await admin.close()
+    url = f"postgresql://postgres@127.0.0.1:{port}/{embedded.DATABASE}"
+    await apply_migrations(url)
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE legacy_probe (id serial PRIMARY KEY, note text)")
+    await conn.execute("INSERT INTO legacy_probe (note) VALUES ('written as superuser')")
+    await conn.close()
+
+
+def _stop_legacy(data_dir: Path) -> None:
+    embedded._pg_run(
+        ["pg_ctl", "-D", str(data_dir / "postgres"), "-m", "fast", "-w", "stop"],
+        embedded._pg_user(),
+        data_dir / "legacy.log",
+        60,
+    )
+
+
+async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server_dir):
+    settings = isolated_settings(server_dir("legacy"), temporal_address=stack.temporal_address)
+    data_dir = settings.data_dir.resolve()
+    _legacy_cluster(data_dir, settings.postgres_port)
+    try:
+        await _legacy_read_model(settings.postgres_port)
+    finally:
+        _stop_legacy(data_dir)
+
+    info = await ensure_stack(settings)
+    try:
+        refusal = await _refused(
+            host="127.0.0.1", port=settings.postgres_port, user="postgres", database="postgres"
+        )
+        conn = await asyncpg.connect(info.database_url)
+        try:
+            note = await conn.fetchval("SELECT note FROM legacy_probe")
+            await conn.execute("INSERT INTO legacy_probe (note) VALUES ('written by the role')")
+            foreign = await conn.fetch(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> current_user "
+                "UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n "
+                "ON n.oid = p.pronamespace WHERE n.nspname = 'public' "
+                "AND pg_get_userbyid(p.proowner) <> current_user"
+            )
+            superuser = await conn.fetchval(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            )
+        finally:
+            await conn.close()
+    finally:
+        stop_stack(settings)
+
+    assert info.started_postgres and info.migrations_applied == []  # nothing applied twice
+    assert refusal == 'password authentication failed for user "postgres"'
+    assert note == "written as superuser" and superuser is False
+    assert [r["relname"] for r in foreign] == []  # tables, sequences and functions handed over
+    rules = [
+        line.split()
+        for line in (data_dir / "postgres" / "pg_hba.conf").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
+
+
+# --- the read model's TLS and password settings, against the real server --------------------------
+
+
+def _external(stack, stack_settings, tmp_path, **values):
+    """Settings that use the session's PostgreSQL as an external database, with the read model
+    role's password in a file of its own."""
+    password = tmp_path / "db-password"
+    pgpass = stack_settings.data_dir.resolve() / "keys" / f"postgres-{READ_MODEL_ROLE}.pgpass"
+    password.write_text(values.pop("password", pgpass.read_text().strip().split(":")[-1]) + "\n")
+    return isolated_settings(
+        tmp_path / "data",
+        temporal_address=stack.temporal_address,
+        database_url=(
+            f"postgresql://{READ_MODEL_ROLE}@127.0.0.1:{stack_settings.postgres_port}/casn"
+        ),
+        database_password_file=password,
+        **values,
+    )
+
+
+async def test_sslmode_disable_and_the_password_file_reach_the_pool(
+    stack, stack_settings, tmp_path
+):
+    settings = _external(stack, stack_settings, tmp_path, database_sslmode="disable")
+
+    info = await ensure_stack(settings)
+    pool = await open_pool(info.database_url, max_size=2)
+    try:
+        user, encrypted = await pool.fetchrow(
+            "SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        )
+    finally:
+        await pool.close()
+
+    assert (user, encrypted) == (READ_MODEL_ROLE, False)
+
+
+async def test_sslmode_require_against_a_server_without_tls_is_a_clear_error(
+    stack, stack_settings, tmp_path
+):
+    settings = _external(stack, stack_settings, tmp_path, database_sslmode="require")
+
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings)
+
+    message = str(caught.value)
+    assert message.startswith("no TLS connection to the read model's database at postgresql://")
+    assert "CASN_DATABASE_SSLMODE='require'" in message and "rejected SSL upgrade" in message
+
+
+async def test_a_wrong_password_file_is_named(stack, stack_settings, tmp_path):
+    settings = _external(stack, stack_settings, tmp_path, password="not-the-password")
+
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings)
+
+    message = str(caught.value)
+    assert "refused the login" in message
+    assert f"CASN_DATABASE_PASSWORD_FILE='{settings.database_password_file}'" in message
+    assert "not-the-password" not in message
+
+
+async def test_the_superuser_dsn_is_for_maintenance(stack, stack_settings):
+    conn = await asyncpg.connect(admin_database_url(stack_settings))
+    try:
+        assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    finally:
+        await conn.close()
