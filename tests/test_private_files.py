@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
 from activities.notify import FileTransport
+from auditing.bundle import check_bundle, load_histories, write_bundle
 from client.csvio import RowRefusal
 from runtime.files import open_private
+from runtime.keys import load_or_create_keys
+from runtime.settings import load_settings
 from starter import ErrorsFile
 
 
@@ -53,3 +57,33 @@ def test_open_private_does_not_follow_a_symlink(tmp_path):
     link.symlink_to(target)
     with pytest.raises(OSError):
         open_private(link)
+
+
+def test_generated_keys_are_private_and_a_wider_key_file_is_narrowed(tmp_path, open_umask):
+    settings = load_settings(
+        data_dir=tmp_path, temporal_address=None, payload_key=None, pseudonym_key=None,
+        signing_key=None,
+    )  # fmt: skip
+    load_or_create_keys(settings)
+    keys = tmp_path / "keys"
+    assert {f.name: _mode(f) for f in keys.iterdir()} == dict.fromkeys(
+        ["payload_key.b64", "pseudonym_key.b64", "signing_key.b64"], 0o600
+    )
+    assert _mode(keys) == 0o700
+
+    (keys / "payload_key.b64").chmod(0o644)  # restored from a backup with the umask's mode
+    load_or_create_keys(settings)
+    assert _mode(keys / "payload_key.b64") == 0o600
+
+
+def test_an_exported_audit_bundle_is_private(tmp_path, open_umask):
+    histories = load_histories(Path(__file__).parent / "histories")
+
+    write_bundle(histories, "recorded", tmp_path / "bundle", bytes(32))
+
+    files = [f for f in (tmp_path / "bundle").rglob("*") if f.is_file()]
+    assert len(files) == len(histories) + 3  # the histories, manifest, signature, public key
+    assert {f.relative_to(tmp_path).as_posix(): _mode(f) for f in files} == {
+        f.relative_to(tmp_path).as_posix(): 0o600 for f in files
+    }
+    assert check_bundle(tmp_path / "bundle").problems == []
