@@ -1,6 +1,7 @@
 """Count what each recorded history costs: engine actions and Temporal Cloud billable actions.
 
     .venv/bin/python scripts/count_actions.py [SET_DIR ...] [--json]
+    .venv/bin/python scripts/count_actions.py --replay-cost 20   # CPU of replaying each journey
 
 SET_DIR is a recorded set (default tests/histories/v5-full: a whole round played to its close).
 For every run it counts workflow tasks, updates, signals, timers, activities, local activities,
@@ -26,7 +27,9 @@ read 2026-12-02):
 | a query (none is in a history) | 1: here only the round queries the journeys' `read_round` local activities make |
 
 Queries from outside (the portal's status page asks the journey) are not in any history; the
-capacity plan adds them by assumption. Bytes are the history's protobuf size (what the server
+capacity plan adds them by assumption. `--replay-cost N` replays each journey N times and prints the
+CPU of one replay against its length, with a least-squares line: what a worker pays for a journey that
+is not in its cache (an upper bound: the audit replayer also captures the decisions). Bytes are the history's protobuf size (what the server
 stores, before its own framing) and the size of the JSON file.
 """
 
@@ -38,6 +41,7 @@ import base64
 import json
 import statistics
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -281,11 +285,48 @@ def print_tables(directory: Path, counts: list[RunCount]) -> None:
     print("\nLocal activities by type: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
 
 
+async def replay_cost(directory: Path, repeat: int) -> list[tuple[int, float]]:
+    """(events, CPU ms of one replay) for each journey of the set, replayed `repeat` times."""
+    key = base64.b64decode((directory / "payload_key.b64").read_text().strip())
+    converter = data_converter(Keys(payload_key=key, pseudonym_key=b"", signing_key=b""))
+    journeys = [h.history for h in load_histories(directory) if h.kind == "journey"]
+    await replay(journeys, converter)  # warm up: imports, the sandbox
+    points = []
+    for history in sorted(journeys, key=lambda h: len(h.events)):
+        started = time.process_time()
+        await replay([history] * repeat, converter)
+        points.append((len(history.events), (time.process_time() - started) * 1000 / repeat))
+    return points
+
+
+def print_replay_cost(directory: Path, repeat: int) -> None:
+    points = asyncio.run(replay_cost(directory, repeat))
+    print(f"\n## replay CPU per journey, {directory} ({repeat} replays each)\n")
+    print("| events | CPU ms per replay |\n|---:|---:|")
+    for events, ms in points:
+        print(f"| {events} | {ms:.1f} |")
+    fit = statistics.linear_regression([p[0] for p in points], [p[1] for p in points])
+    print(f"\nleast squares: {fit.intercept:.1f} ms + {fit.slope:.3f} ms per event")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="*", type=Path, default=[DEFAULT_SET])
     parser.add_argument("--json", action="store_true", help="one JSON document instead of tables")
+    parser.add_argument(
+        "--replay-cost",
+        type=int,
+        metavar="N",
+        help="instead: replay each journey N times and print the CPU of one replay",
+    )
     args = parser.parse_args(argv)
+    if args.replay_cost is not None:
+        if args.replay_cost < 1:
+            print(f"bad input: --replay-cost {args.replay_cost}: give 1 or more", file=sys.stderr)
+            return 2
+        for directory in args.sets:
+            print_replay_cost(directory, args.replay_cost)
+        return 0
     document = {}
     for directory in args.sets:
         if not directory.is_dir():
