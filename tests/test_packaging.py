@@ -173,6 +173,15 @@ def test_embedded_servers_are_not_installed_and_their_absence_says_what_to_do(in
     assert "casn-engine[embedded]" in postgres
 
 
+def test_the_runtime_lock_satisfies_the_projects_dependencies(installed):
+    """pyproject.toml's dependencies and requirements.lock agree (pip check in the clean venv)."""
+    ran = _run(
+        [sys.executable, "-m", "pip", "--python", str(installed / "bin" / "python"), "check"]
+    )
+
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_console_command_answers_help(installed, command):
     ran = _run([str(installed / "bin" / command), "--help"], cwd=installed)
