@@ -18,8 +18,9 @@ from temporalio.converter import DataConverter
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision, Phase, Stage
 from domain.config import RoundConfig, parse_round_config
-from domain.events import ReportAfterClose, SkbCompleted
+from domain.events import FinalAppealDecided, ReportAfterClose, SkbCompleted
 from domain.messages import (
+    AppealAnswer,
     Decision,
     FormasiStart,
     GateReport,
@@ -33,7 +34,7 @@ from domain.messages import (
 from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
 from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
-from domain.sheet import ApplicantSheet, skb_result, with_report
+from domain.sheet import ApplicantSheet, corrected, skb_result, with_report
 from domain.skd import SkdScores
 
 ENDINGS = (DISQUALIFY.name, WITHDRAW.name)
@@ -116,6 +117,16 @@ class JourneyInputs:
         for m in self._before(Phase.SKB_CLOSED):
             if m.kind == "update" and isinstance(m.content, SKB_INPUTS):
                 sheet = with_report(sheet, m.content)
+        for d in self.decisions:
+            # An accepted final sanggah that corrected scores: the same correction again.
+            if FinalAppealDecided.matches(d) and d.outcome == "accepted":
+                answer = AppealAnswer.model_validate(
+                    {k: v for k, v in d.input.items() if k in AppealAnswer.model_fields}
+                )
+                if answer.corrected_scores:
+                    return corrected(sheet.but(final_appeal_answer=answer), self.start.rules)[
+                        1
+                    ].entry
         return skb_result(sheet, self.start.rules).entry
 
 
@@ -127,7 +138,8 @@ def announced_figures(start: FormasiStart, decisions: list[Decision]) -> Formasi
             key = d.input.get("cut_key")
             figures.cut_key = tuple(key) if key else None
             figures.passers = d.input.get("passers_seen")
-        elif d.stage == "final_ranking" and d.outcome == "ranked":
+        elif d.stage == "final_ranking" and d.outcome in ("ranked", "confirmed"):
+            # The ranking confirmed after the final sanggah, when there is one, is the result.
             figures.ranked = True
             figures.winners = [(a, s) for a, s in d.input.get("winners", [])]
             figures.others = [(a, s) for a, s in d.input.get("others", [])]

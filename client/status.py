@@ -588,6 +588,27 @@ def build_applicant_view(
                     at=journey.appeal_filed_at + config.appeal.answer_within,
                 )
             )
+    elif (
+        open_
+        and journey.stage == Stage.FINAL_APPEAL
+        and journey.final_announced_at is not None
+        and not journey.final_confirmed
+    ):
+        # The sanggah against the final result (domain/sheet.py _refuse_final_appeal).
+        if journey.final_appeal_filed_at is None:
+            appeal_closes = journey.final_announced_at + config.appeal.window
+            can_appeal = now < appeal_closes
+            if can_appeal:
+                deadlines.append(
+                    Deadline(label="Batas pengajuan sanggah hasil akhir", at=appeal_closes)
+                )
+        elif not journey.final_appeal_answered:
+            deadlines.append(
+                Deadline(
+                    label="Batas jawaban sanggah hasil akhir oleh instansi",
+                    at=journey.final_appeal_filed_at + config.appeal.answer_within,
+                )
+            )
     pending = None
     offer = journey.offer
     if (

@@ -102,6 +102,8 @@ class Phase(StrEnum):
     SKD_RESULT = "skd_result"  # the SKD cut is announced
     SKB_CLOSED = "skb_closed"
     FINAL_RESULT = "final_result"
+    FINAL_APPEAL_CLOSED = "final_appeal_closed"  # the round: the final sanggah is over
+    FINAL_CONFIRMED = "final_confirmed"  # the formasi: the ranking after the final sanggah
     OPTIMALISASI_CLOSED = "optimalisasi_closed"
     FILING_CLOSED = "filing_closed"
     TMT_MOVED = "tmt_moved"

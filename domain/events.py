@@ -241,6 +241,63 @@ class FinalRanked(JourneyEvent, frozen=True):
         return {"announcement_id": self.announcement_id, "final_score": self.final_score}
 
 
+class FinalAppealDecided(JourneyEvent, frozen=True):
+    """The instansi answered a sanggah against the final result; an accepted one may correct
+    SKB scores, and then the final score is integrated again."""
+
+    stage = Stage.FINAL_APPEAL
+    answer: AppealAnswer
+    old_final_score: str | None = None
+    new_final_score: str | None = None
+
+    def code(self) -> str:
+        return "accepted" if self.answer.accepted else "rejected"
+
+    @classmethod
+    def matches(cls, record: Decision) -> bool:
+        return record.stage == cls.stage and record.outcome in ("accepted", "rejected")
+
+    def actor(self) -> str:
+        return self.answer.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            **self.answer.record(),
+            "old_final_score": self.old_final_score,
+            "new_final_score": self.new_final_score,
+        }
+
+
+class FinalAppealUnanswered(_Reasoned, frozen=True):
+    """A sanggah against the final result that was not answered in time: the result stands."""
+
+    stage = Stage.FINAL_APPEAL
+    outcome = "not answered"
+
+
+class FinalConfirmed(JourneyEvent, frozen=True):
+    """The ranking after the final sanggah: the result as it stands from now on."""
+
+    stage = Stage.FINAL_APPEAL
+    final_code: FinalCode
+    announcement_id: str
+    final_score: str | None
+    changed: bool  # the ranking again turned this applicant's result around
+
+    def code(self) -> str:
+        return self.final_code.value
+
+    def actor(self) -> str:
+        return "formasi"
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            "announcement_id": self.announcement_id,
+            "final_score": self.final_score,
+            "changed": self.changed,
+        }
+
+
 class OfferAnswered(JourneyEvent, frozen=True):
     """The applicant accepted or declined an optimalisasi seat (unanswered counts as declined)."""
 

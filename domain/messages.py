@@ -55,10 +55,18 @@ class AppealFiling(Report, frozen=True):
 
 
 class AppealAnswer(Report, frozen=True):
-    """The instansi's answer to a sanggah."""
+    """The instansi's answer to a sanggah.
+
+    An accepted sanggah against the final result may correct SKB scores (component -> the
+    corrected score on the component's scale); the formasi then ranks again. Left out of the dump
+    while empty, so answers signed before corrections existed keep their signatures.
+    """
 
     accepted: bool
     note: str = Field(default="", max_length=2000)
+    corrected_scores: dict[str, float] = Field(
+        default_factory=dict, max_length=20, exclude_if=lambda scores: not scores
+    )
 
 
 class SkdReport(Report, frozen=True):
@@ -198,6 +206,9 @@ class RoundView(BaseModel, frozen=True):
     registration_closes: datetime | None = None  # the close as it stands (extensions included)
     registration_closed_at: datetime | None = None  # when the round closed it, if it has
     secret: str = ""  # the round's seal secret (domain/seal.py), for the journey's messages
+    # The round takes the sanggah against the final result and confirms the ranking after it
+    # (patch final-sanggah); False from rounds started before.
+    final_sanggah: bool = False
 
 
 class Decision(BaseModel, frozen=True):
@@ -238,6 +249,10 @@ class JourneyState(BaseModel, frozen=True):
     appeal_answered: bool = False
     offer: OptimalisasiOffer | None = None  # an optimalisasi offer held, without its seal
     offer_answered: bool = False
+    final_announced_at: datetime | None = None  # the final sanggah window runs from here
+    final_appeal_filed_at: datetime | None = None
+    final_appeal_answered: bool = False
+    final_confirmed: bool = False  # the ranking after the final sanggah is out
     ending_pending: bool = False  # a withdrawal or DIS accepted, applied at the journey's next step
 
 
@@ -269,6 +284,15 @@ class FinalEntryReply(BaseModel, frozen=True):
     applicant_id: str
     entry: FinalEntry | None = None
     profile: CandidateProfile | None = None  # with an entry: major and application date
+
+
+class EntryCorrection(BaseModel, frozen=True):
+    """A journey tells its formasi that an accepted final sanggah corrected its final entry."""
+
+    applicant_id: str
+    entry: FinalEntry | None  # None: the corrected scores fail a gate or a floor
+    answer_id: str = Field(max_length=200)  # the instansi's answer that corrected it
+    seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 
 class CloseReply(BaseModel, frozen=True):
@@ -321,6 +345,8 @@ class FormasiResult(BaseModel, frozen=True):
     # applicant id -> major and application date of each candidate (optimalisasi's pool);
     # empty in results recorded before they were sent.
     profiles: dict[str, CandidateProfile] = {}
+    # The result after the final sanggah (patch final-sanggah): it replaces the first one.
+    confirmed: bool = False
 
     @model_serializer(mode="wrap")
     def _without_empty_profiles(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -328,6 +354,8 @@ class FormasiResult(BaseModel, frozen=True):
         data = handler(self)
         if not self.profiles:
             data.pop("profiles", None)
+        if not self.confirmed:
+            data.pop("confirmed", None)
         return data
 
     seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
@@ -412,6 +440,9 @@ class FormasiStart(BaseModel, frozen=True):
         3000  # continue-as-new at this history length (before the 4,096 suggestion)
     )
     secret: str = ""  # the round's seal secret (domain/seal.py); empty in rounds before seals
+    # The round takes the final sanggah (patch final-sanggah): the formasi confirms its ranking
+    # when the round closes it, ranking again with the scores accepted sanggah corrected.
+    final_sanggah: bool = Field(default=False, exclude_if=lambda on: not on)
 
 
 class RoundStart(BaseModel, frozen=True):

@@ -53,6 +53,8 @@ class NoticeKind(StrEnum):
     OPTIMALISASI_SEAT = "optimalisasi_seat"
     APPOINTED = "appointed"
     ENDED = "ended"
+    FINAL_APPEAL_ANSWERED = "final_appeal_answered"
+    TMT_MOVED = "tmt_moved"
 
 
 class EndCause(StrEnum):
@@ -138,6 +140,17 @@ def final_result(code: str, formasi: str) -> Notice:
 def optimalisasi_seat(formasi: str) -> Notice:
     """A seat in another formasi by optimalisasi (P/L-2)."""
     return Notice(kind=NoticeKind.OPTIMALISASI_SEAT, outcome="P/L-2", formasi=formasi)
+
+
+def final_appeal_answered(accepted: bool, corrected: bool) -> Notice:
+    """The instansi's answer to the sanggah against the final result."""
+    outcome = "corrected" if corrected else ("accepted" if accepted else "rejected")
+    return Notice(kind=NoticeKind.FINAL_APPEAL_ANSWERED, outcome=outcome)
+
+
+def tmt_moved(tmt: date, nip: str | None) -> Notice:
+    """The SK's TMT moved by government decision; an NIP already issued stays as it is."""
+    return Notice(kind=NoticeKind.TMT_MOVED, outcome="TMT", tmt=tmt, nip=nip or "")
 
 
 def appointed(nip: str, tmt: date) -> Notice:
@@ -374,6 +387,24 @@ _ENDED = {
         EndCause.WITHDREW: "Your withdrawal is recorded (APS); your selection has ended.",
     },
 }
+_FINAL_APPEAL = {
+    "id": {
+        "corrected": (
+            "Sanggah Anda atas hasil akhir diterima dan nilai Anda dikoreksi; peringkat formasi "
+            "dihitung ulang sebelum pengumuman hasil akhir pasca sanggah."
+        ),
+        "accepted": "Sanggah Anda atas hasil akhir diterima; nilai Anda tidak berubah.",
+        "rejected": "Sanggah Anda atas hasil akhir ditolak; hasil akhir Anda tetap.",
+    },
+    "en": {
+        "corrected": (
+            "Your sanggah against the final result is accepted and your score corrected; the "
+            "formasi is ranked again before the final result after the sanggah is announced."
+        ),
+        "accepted": "Your sanggah against the final result is accepted; your score is unchanged.",
+        "rejected": "Your sanggah against the final result is rejected; your result stands.",
+    },
+}
 _GATE_FLOOR = re.compile(r"^(?P<c>.+): (?P<v>\S+) at or below the floor (?P<f>\S+)$")
 
 
@@ -409,6 +440,17 @@ def render(notice: Notice, language: Language | str = Language.ID) -> str:
         if lang == "id":
             return f"Anda mendapat formasi {notice.formasi} melalui optimalisasi (P/L-2)."
         return f"You are given a seat in formasi {notice.formasi} by optimalisasi (P/L-2)."
+    if k == NoticeKind.FINAL_APPEAL_ANSWERED:
+        return _FINAL_APPEAL[lang][notice.outcome]
+    if k == NoticeKind.TMT_MOVED:
+        tmt = _day(notice.tmt, lang)
+        if lang == "id":
+            keeps = f" NIP Anda tetap {notice.nip}." if notice.nip else ""
+            return (
+                f"TMT SK CPNS Anda berubah menjadi {tmt} berdasarkan keputusan pemerintah.{keeps}"
+            )
+        keeps = f" Your NIP stays {notice.nip}." if notice.nip else ""
+        return f"The TMT of your SK CPNS moved to {tmt} by government decision.{keeps}"
     if k == NoticeKind.APPOINTED:
         tmt = _day(notice.tmt, lang)
         if lang == "id":

@@ -30,6 +30,7 @@ from domain.messages import (
     CloseReply,
     CloseWindow,
     Disqualification,
+    EntryCorrection,
     ExtendWindow,
     FilingReport,
     FinalEntryReply,
@@ -176,6 +177,7 @@ REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
 FORMASI_PHASE = Signal("phase", Announcement)
 SKD_ENTRY = Signal("skd_entry", SkdEntryReply)  # journeys' answers before close-by-update
 FINAL_ENTRY = Signal("final_entry", FinalEntryReply)  # ditto
+ENTRY_CORRECTED = Signal("entry_corrected", EntryCorrection)  # after an accepted final sanggah
 FORMASI_STATE: Query[None, FormasiState] = Query("state", None, FormasiState)
 
 # --- RecruitmentRound ---------------------------------------------------------------------------
@@ -229,6 +231,7 @@ SIGNALS: tuple[Signal[Any], ...] = (
     FORMASI_PHASE,
     SKD_ENTRY,
     FINAL_ENTRY,
+    ENTRY_CORRECTED,
     FORMASI_RESULT,
     SEAT_VACATED,
     OFFER_REPLY,

@@ -80,6 +80,13 @@ class ApplicantSheet(BaseModel, frozen=True):
     nip: str | None = None
     latsar: LatsarReport | None = None
     ending: Disqualification | Withdrawal | None = None  # accepted, applied at the next step
+    # The sanggah against the final result (patch final-sanggah): open from the final announcement
+    # until the round confirms the ranking after it.
+    final_announced_at: datetime | None = None
+    final_sanggah_open: bool = False
+    final_appeal: AppealFiling | None = None
+    final_appeal_answer: AppealAnswer | None = None
+    final_confirmed: bool = False
     received_at: dict[str, datetime] = {}  # report id -> when the journey accepted it
     terminal: Terminal | None = None
     terminal_reason: str = ""
@@ -193,9 +200,83 @@ _refuse_latsar = _recorded_once(
 )
 
 
+def _in_final_sanggah(sheet: ApplicantSheet) -> bool:
+    """Whether a sanggah now is against the final result (the administration's is long over)."""
+    return sheet.final_announced_at is not None
+
+
+def _refuse_final_appeal(
+    sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, now: datetime
+) -> str | None:
+    """A sanggah against the final result: once, within the window of the final announcement,
+    while the round still takes them."""
+    problem = _ended(sheet) or _not_allowed(r, rules, ReportKind.PORTAL)
+    announced = sheet.final_announced_at
+    assert announced is not None
+    if problem is None and (not sheet.final_sanggah_open or sheet.final_confirmed):
+        problem = "the round takes no sanggah against the final result now"
+    if problem is None and sheet.final_appeal is not None:
+        problem = "a sanggah against the final result may be filed once"
+    if problem is None and now >= announced + rules.appeal.window:
+        problem = (
+            "the sanggah window of the final result closed at "
+            f"{(announced + rules.appeal.window).isoformat()}"
+        )
+    return problem
+
+
+def final_answer_due(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
+    """When the instansi's answer to the final sanggah is due (None without one)."""
+    if sheet.final_appeal is None:
+        return None
+    filed = sheet.received_at.get(sheet.final_appeal.report_id)
+    return None if filed is None else filed + rules.appeal.answer_within
+
+
+def final_sanggah_over(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
+    """The last moment anything of this applicant's final sanggah can be accepted: the filing
+    window's end, or the answer's due time when one was filed. The round confirms the ranking
+    no earlier than this for any applicant (workflows/round.py)."""
+    if sheet.final_announced_at is None:
+        return None
+    window_end = sheet.final_announced_at + rules.appeal.window
+    due = final_answer_due(sheet, rules)
+    return max(window_end, due) if due is not None else window_end
+
+
+def _refuse_final_answer(
+    sheet: ApplicantSheet, r: AppealAnswer, rules: JourneyRules, now: datetime
+) -> str | None:
+    problem = _ended(sheet) or _not_allowed(r, rules, ReportKind.APPEAL_ANSWER)
+    if problem is None and sheet.final_appeal is None:
+        problem = "no sanggah against the final result has been filed"
+    if problem is None and sheet.final_appeal_answer is not None:
+        problem = "the sanggah against the final result is already answered"
+    due = final_answer_due(sheet, rules)
+    if problem is None and (sheet.final_confirmed or (due is not None and now > due)):
+        problem = "the time to answer the sanggah against the final result has passed"
+    if problem is None and r.corrected_scores and not r.accepted:
+        problem = "a rejected sanggah corrects no score"
+    for name, score in r.corrected_scores.items():
+        if problem is not None:
+            break
+        component = rules.skb.component(name)
+        if component is None or component.kind != ComponentKind.SCORE:
+            problem = f"corrected_scores: {name!r} is not a scored SKB component of this round"
+        elif name not in sheet.skb_scores:
+            problem = f"corrected_scores: no {name} score was recorded to correct"
+        else:
+            problem = _score_problem(component, score)
+            if problem is not None:
+                problem = f"corrected_scores.{name}: {problem}"
+    return problem
+
+
 def _refuse_appeal(
     sheet: ApplicantSheet, r: AppealFiling, rules: JourneyRules, now: datetime
 ) -> str | None:
+    if _in_final_sanggah(sheet):
+        return _refuse_final_appeal(sheet, r, rules, now)
     return (
         _ended(sheet)
         or _not_allowed(r, rules, ReportKind.PORTAL)
@@ -212,6 +293,10 @@ def _refuse_appeal(
 def _refuse_appeal_answer(
     sheet: ApplicantSheet, r: AppealAnswer, rules: JourneyRules, now: datetime
 ) -> str | None:
+    if _in_final_sanggah(sheet):
+        return _refuse_final_answer(sheet, r, rules, now)
+    if r.corrected_scores:
+        return "only an answer to a sanggah against the final result corrects scores"
     problem = _required(sheet, r, rules, ReportKind.APPEAL_ANSWER, Stage.ADMIN_APPEAL)
     if problem is None and sheet.appeal is None:
         problem = "no appeal has been filed"
@@ -319,11 +404,16 @@ REPORT_RULES: dict[type[Report], ReportRule] = {
         _fixed("administrative result recorded"),
     ),
     AppealFiling: ReportRule(
-        _refuse_appeal, _set("appeal"), _fixed("appeal"), _fixed("appeal filed")
+        _refuse_appeal,
+        lambda s, r: s.but(**{"final_appeal" if _in_final_sanggah(s) else "appeal": r}),
+        _fixed("appeal"),
+        _fixed("appeal filed"),
     ),
     AppealAnswer: ReportRule(
         _refuse_appeal_answer,
-        _set("appeal_answer"),
+        lambda s, r: s.but(
+            **{"final_appeal_answer" if _in_final_sanggah(s) else "appeal_answer": r}
+        ),
         _fixed("appeal_answer"),
         _fixed("appeal answered"),
     ),
@@ -515,6 +605,26 @@ def close_skb(
     )
 
 
+def corrected(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantSheet, SkbResult]:
+    """The sheet with the scores an accepted final sanggah corrected, and its SKB composed again.
+
+    The corrected score replaces the recorded one (the answer's record keeps both: the decision
+    records the old and the new). The entry is None when the correction fails a gate or a floor.
+    """
+    answer = sheet.final_appeal_answer
+    assert answer is not None and answer.accepted and answer.corrected_scores
+    scores = {
+        name: report.model_copy(update={"score": answer.corrected_scores.get(name, report.score)})
+        for name, report in sheet.skb_scores.items()
+    }
+    fixed = sheet.but(skb_scores=scores)
+    result = skb_result(fixed, rules)
+    return (
+        fixed.but(final_entry=result.entry, skb_score=result.skb_score or fixed.skb_score),
+        result,
+    )
+
+
 def skb_inputs(sheet: ApplicantSheet) -> dict[str, Any]:
     """Every SKB input as recorded with the SKB decision."""
     return {
@@ -558,6 +668,12 @@ def journey_state(sheet: ApplicantSheet, round_id: str, decisions: list[Decision
         offer=sheet.offer.model_copy(update={"seal": ""}) if sheet.offer else None,
         offer_answered=sheet.offer_answer is not None,
         ending_pending=sheet.ending is not None and sheet.terminal is None,
+        final_announced_at=sheet.final_announced_at if sheet.final_sanggah_open else None,
+        final_appeal_filed_at=(
+            sheet.received_at.get(sheet.final_appeal.report_id) if sheet.final_appeal else None
+        ),
+        final_appeal_answered=sheet.final_appeal_answer is not None,
+        final_confirmed=sheet.final_confirmed,
     )
 
 

@@ -538,6 +538,20 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     ),
     (re.compile(r"an appeal may be filed once"), "sanggah hanya dapat diajukan satu kali"),
     (
+        re.compile(r"a sanggah against the final result may be filed once"),
+        "sanggah atas hasil akhir hanya dapat diajukan satu kali",
+    ),
+    (
+        re.compile(r"the sanggah window of the final result closed at (\S+)"),
+        lambda m: (
+            f"masa sanggah hasil akhir sudah berakhir pada {wib(datetime.fromisoformat(m[1]))}"
+        ),
+    ),
+    (
+        re.compile(r"the round takes no sanggah against the final result now"),
+        "saat ini tidak ada masa sanggah atas hasil akhir",
+    ),
+    (
         re.compile(r"the appeal window closed at (\S+)"),
         lambda m: f"masa sanggah sudah berakhir pada {wib(datetime.fromisoformat(m[1]))}",
     ),

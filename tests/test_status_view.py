@@ -151,6 +151,26 @@ def test_an_appeal_filed_is_not_offered_again_and_its_answer_is_awaited():
     ]
 
 
+def test_the_final_result_may_be_appealed_within_its_window_until_the_ranking_is_confirmed():
+    j = journey(
+        stage=Stage.FINAL_APPEAL, final_code=FinalCode.NOT_PASSED, final_announced_at=at(420)
+    )
+    inside = view_at(449, j, RoundPhase.FINAL_APPEAL)
+    assert inside.can_appeal
+    assert ("Batas pengajuan sanggah hasil akhir", at(450)) in [
+        (d.label, d.at) for d in inside.deadlines
+    ]
+    assert not view_at(450, j, RoundPhase.FINAL_APPEAL).can_appeal
+    filed = j.model_copy(update={"final_appeal_filed_at": at(430)})
+    view = view_at(431, filed, RoundPhase.FINAL_APPEAL)
+    assert not view.can_appeal
+    assert ("Batas jawaban sanggah hasil akhir oleh instansi", at(480)) in [
+        (d.label, d.at) for d in view.deadlines
+    ]
+    confirmed = j.model_copy(update={"final_confirmed": True})
+    assert not view_at(431, confirmed, RoundPhase.FINAL_APPEAL).can_appeal
+
+
 def test_an_offer_held_is_pending_until_answered_or_past_its_deadline():
     offer = OptimalisasiOffer(offer_id="r-view/offer/A1/F2", to_formasi="F2", answer_by=at(420))
     j = journey(stage=Stage.OPTIMALISASI, final_code=FinalCode.NOT_PASSED, offer=offer)

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         Announcement,
         CloseReply,
         Decision,
+        EntryCorrection,
         JourneyStart,
         JourneyState,
         OfferReply,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.protocol import (
+        ENTRY_CORRECTED,
         ISSUE_NIP,
         OFFER_REPLY,
         READ_ROUND,
@@ -44,15 +46,17 @@ with workflow.unsafe.imports_passed_through():
         ApplicantSheet,
         SkbResult,
         admin_result,
+        corrected,
         ending,
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
     from workflows.calls import run_local_activity_until_done, workflow_handle
-    from workflows.ids import round_workflow_id
+    from workflows.ids import formasi_workflow_id, round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
+    from workflows.versions import NIP_FROM_ROUND_TMT
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
@@ -86,6 +90,9 @@ class ApplicantJourney(JourneyInbox):
         self.skb_composed = SkbResult(None)  # the SKB composition at the close (TH until then)
         self.secret = ""  # the round's seal secret, once admitted (domain/seal.py)
         self.key_changes_seen: list[str] = []  # ids of keys_changed announcements applied
+        self.final_sanggah = False  # the round takes the sanggah against the final result
+        self.row_to_write = False
+        self.final_answer_applied = False
 
     # --- the process -----------------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class ApplicantJourney(JourneyInbox):
         assert view.rules is not None and view.tmt is not None
         self.rules = view.rules  # the round's, with the round's keys
         self.secret = view.secret  # checks the seals of what the round and the formasi send
+        self.final_sanggah = view.final_sanggah
         self._set(tmt=view.tmt)
 
     async def administrative_check(self) -> None:
@@ -262,6 +270,8 @@ class ApplicantJourney(JourneyInbox):
         self.outbox.notify(
             f"final-{code.value}", notices.final_result(code.value, self.start.formasi.code)
         )
+        if self.final_sanggah:
+            won = await self._final_sanggah(result, won)
         await self._changed()
         if won:
             return
@@ -302,6 +312,85 @@ class ApplicantJourney(JourneyInbox):
         self.outbox.notify("final-P/L-2", notices.optimalisasi_seat(offer.to_formasi))
         await self._changed()
 
+    async def _final_sanggah(self, result: Announcement, won: bool) -> bool:
+        """The sanggah against the final result, until the formasi confirms its ranking.
+
+        An answer that corrects scores composes SKB and the final score again and tells the
+        formasi, which ranks again when the round closes the sanggah. Whether this applicant won
+        is what the confirmed ranking says."""
+        self._set(final_announced_at=result.at, final_sanggah_open=True)
+        await self._enter(Stage.FINAL_APPEAL)
+        while True:
+            await self._wait(
+                lambda: Phase.FINAL_CONFIRMED in self.announcements or self._answer_to_apply()
+            )
+            if not self._answer_to_apply():
+                break
+            await self._apply_final_answer()
+        if self.sheet.final_appeal is not None and self.sheet.final_appeal_answer is None:
+            self._decide(
+                ev.FinalAppealUnanswered(reason="the sanggah was not answered in its time")
+            )
+        confirmed = self.announcements[Phase.FINAL_CONFIRMED]
+        won_now = self.start.applicant_id in confirmed.winners
+        code = FinalCode.PASSED if won_now else FinalCode.NOT_PASSED
+        self._set(
+            final_confirmed=True,
+            final_code=code,
+            placed_formasi=self.start.formasi.code if won_now else None,
+        )
+        self._decide(
+            ev.FinalConfirmed(
+                final_code=code,
+                announcement_id=confirmed.announcement_id,
+                final_score=self.state().final_score,
+                changed=won_now != won,
+            )
+        )
+        if won_now != won:
+            self.outbox.notify(
+                f"final-confirmed-{code.value}",
+                notices.final_result(code.value, self.start.formasi.code),
+            )
+        self._move_to(Stage.FINAL_RANKING)
+        return won_now
+
+    def _answer_to_apply(self) -> bool:
+        return self.sheet.final_appeal_answer is not None and not self.final_answer_applied
+
+    async def _apply_final_answer(self) -> None:
+        answer = self.sheet.final_appeal_answer
+        assert answer is not None
+        self.final_answer_applied = True
+        old = self.state().final_score
+        correcting = answer.accepted and bool(answer.corrected_scores)
+        failure = None
+        if correcting:
+            self.sheet, composed = corrected(self.sheet, self.rules)
+            failure = None if composed.entry is not None else composed
+            await ENTRY_CORRECTED.send(
+                workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code)),
+                sealed(
+                    EntryCorrection(
+                        applicant_id=self.start.applicant_id,
+                        entry=composed.entry,
+                        answer_id=answer.report_id,
+                    ),
+                    self.secret,
+                ),
+            )
+        self._decide(
+            ev.FinalAppealDecided(
+                answer=answer, old_final_score=old, new_final_score=self.state().final_score
+            )
+        )
+        self.outbox.notify(
+            "final-appeal", notices.final_appeal_answered(answer.accepted, correcting)
+        )
+        if failure is not None:
+            self._set(final_code=FinalCode.GATE_FAILED, placed_formasi=None)
+            self._end(failure.failure, failure.reason)
+
     async def filing_stage(self) -> None:
         """Pemberkasan (DRH and documents) before the filing window closes."""
         await self._enter(Stage.FILING)
@@ -323,6 +412,8 @@ class ApplicantJourney(JourneyInbox):
     async def appointment(self) -> None:
         """NIP from BKN (once per person, whatever retries) and the SK CPNS with its TMT."""
         self._move_to(Stage.NIP)
+        if workflow.patched(NIP_FROM_ROUND_TMT):
+            await self._tmt_in_force()
         reg = self.start.registration
         request = NipRequest(
             round_id=self.start.round_id,
@@ -340,6 +431,25 @@ class ApplicantJourney(JourneyInbox):
         self._decide(ev.Appointed(tmt=self.sheet.tmt, formasi=self.sheet.placed_formasi))
         self.outbox.notify("appointed", notices.appointed(issued.nip, self.sheet.tmt))
         await self._changed()
+
+    async def _tmt_in_force(self) -> None:
+        """The TMT as the round has it now: a move whose announcement is still on its way counts."""
+        view = await run_local_activity_until_done(
+            READ_ROUND,
+            RoundViewRequest(
+                round_id=self.start.round_id,
+                workflow_id=round_workflow_id(self.start.round_id),
+                formasi_code=self.start.formasi.code,
+            ),
+            ROUND_READ_TIMEOUT,
+        )
+        if view.found and view.tmt is not None and view.tmt != self.sheet.tmt:
+            self._decide(
+                ev.TmtMoved(
+                    during=self.sheet.stage, old=self.sheet.tmt, new=view.tmt, announcement_id=""
+                )
+            )
+            self._set(tmt=view.tmt)
 
     async def probation(self) -> None:
         """One year as CPNS with Latsar: PNS, or dismissed."""
@@ -361,16 +471,23 @@ class ApplicantJourney(JourneyInbox):
         return self.announcements[phase]
 
     async def _wait(self, condition: Callable[[], bool], until: datetime | None = None) -> bool:
-        """Wait for `condition`, a deadline, or an ending; the ending is applied here."""
-        timeout = None if until is None else max(until - workflow.now(), timedelta(0))
-        if self.outbox.unwritten and not (condition() or self.sheet.ending is not None):
-            await self._write()
-        try:
-            await workflow.wait_condition(
-                lambda: condition() or self.sheet.ending is not None, timeout=timeout
-            )
-        except TimeoutError:
-            return False
+        """Wait for `condition`, a deadline, or an ending; the ending is applied here. A change to
+        the row while waiting (a TMT move) is written at once, and the wait goes on."""
+
+        def done() -> bool:
+            return condition() or self.sheet.ending is not None
+
+        while True:
+            timeout = None if until is None else max(until - workflow.now(), timedelta(0))
+            if (self.outbox.unwritten or self.row_to_write) and not done():
+                self.row_to_write = False
+                await self._write()
+            try:
+                await workflow.wait_condition(lambda: done() or self.row_to_write, timeout=timeout)
+            except TimeoutError:
+                return False
+            if done():
+                break
         if self.sheet.ending is not None:
             await self._finish_ending()
         return True

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import (
         Announcement,
         Decision,
+        EntryCorrection,
         FinalEntryReply,
         FormasiResult,
         FormasiStart,
@@ -112,6 +113,12 @@ class FormasiCarry(BaseModel):
     final_barrier: Barrier | None = None
     final_entries: list[FinalEntry] = []
     profiles: dict[str, CandidateProfile] = {}  # applicant id -> major, application date
+    # The final sanggah (FormasiStart.final_sanggah): entries an accepted sanggah corrected, by
+    # applicant (None: the correction failed a gate), and whether the ranking is confirmed.
+    corrections: dict[str, FinalEntry | None] = {}
+    correction_answers: dict[str, str] = {}  # applicant id -> the answer that corrected it
+    final_ranked: bool = False
+    final_confirmed: bool = False
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
@@ -149,6 +156,8 @@ class FormasiSelection:
                     await self._skd_ranking(announcement)
                 elif announcement.phase == Phase.SKB_CLOSED:
                     await self._final_ranking(announcement)
+                elif announcement.phase == Phase.FINAL_APPEAL_CLOSED:
+                    await self._confirm_final(announcement)
                 elif announcement.phase == Phase.ROUND_CLOSED:
                     self.carry.done = True
                 elif announcement.phase == Phase.OPTIMALISASI_CLOSED:
@@ -245,7 +254,73 @@ class FormasiSelection:
             ),
         )
         self.carry.final_barrier = None
+        self.carry.final_ranked = True
         self.carry.processed.append(closed.announcement_id)
+
+    async def _confirm_final(self, closed: Announcement) -> None:
+        """The final sanggah is over: rank again with the corrected entries, record the ranking,
+        tell every applicant of the ranking the result as it now stands, and the round."""
+        before = rank_final(self.carry.final_entries, self.start.formasi.quota)
+        old = {e.applicant_id: e for e in self.carry.final_entries}
+        corrections = self.carry.corrections
+        entries = [
+            fixed
+            for e in self.carry.final_entries
+            if (fixed := corrections[e.applicant_id] if e.applicant_id in corrections else e)
+            is not None
+        ]
+        ranking = rank_final(entries, self.start.formasi.quota)
+        by_id = {e.applicant_id: e for e in entries}
+        self._decide_once(
+            "final_ranking",
+            "confirmed",
+            {
+                "announcement_id": closed.announcement_id,
+                "quota": self.start.formasi.quota,
+                "corrections": [
+                    [
+                        a,
+                        fraction_text(old[a].final_score) if a in old else None,
+                        fraction_text(e.final_score) if e is not None else None,
+                        self.carry.correction_answers.get(a, ""),
+                    ]
+                    for a, e in sorted(self.carry.corrections.items())
+                ],
+                "changed": ranking.winners != before.winners,
+                "winners": [[a, fraction_text(by_id[a].final_score)] for a in ranking.winners],
+                "others": [[a, fraction_text(by_id[a].final_score)] for a in ranking.others],
+            },
+        )
+        self.carry.final_entries = entries
+        self.carry.final_confirmed = True
+        result = sealed(
+            Announcement(
+                announcement_id=f"{closed.announcement_id}/result",
+                phase=Phase.FINAL_CONFIRMED,
+                at=workflow.now(),
+                winners=ranking.winners,
+            ),
+            self.start.secret,
+        )
+        await self._deliver_to(result, [*ranking.winners, *ranking.others])
+        await FORMASI_RESULT.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
+            sealed(
+                FormasiResult(
+                    formasi_code=self.start.formasi.code,
+                    vacancies=self.start.formasi.quota - len(ranking.winners),
+                    candidates=[by_id[a] for a in ranking.others],
+                    winners=ranking.winners,
+                    profiles={
+                        a: self.carry.profiles[a]
+                        for a in ranking.others
+                        if a in self.carry.profiles
+                    },
+                    confirmed=True,
+                ),
+                self.start.secret,
+            ),
+        )
 
     def _barrier(self, closed: Announcement) -> Barrier:
         return Barrier(announcement=closed, by_update=workflow.patched("close-by-update"))
@@ -386,7 +461,12 @@ class FormasiSelection:
 
     def _phase_problem(self, a: Announcement) -> str | None:
         """Why the round cannot have sent `a` now, or None."""
-        if a.phase not in (Phase.TMT_MOVED, Phase.KEYS_CHANGED) and a.phase not in ROUND_PHASES:
+        sanggah = self.start.final_sanggah and a.phase == Phase.FINAL_APPEAL_CLOSED
+        if (
+            a.phase not in (Phase.TMT_MOVED, Phase.KEYS_CHANGED)
+            and a.phase not in ROUND_PHASES
+            and not sanggah
+        ):
             return "the phase is not one the round announces to a formasi"
         prefix = f"{self.start.round_id}/{a.phase}/"
         if not (
@@ -402,6 +482,10 @@ class FormasiSelection:
         heard = self._phases_heard()
         if a.phase in heard:
             return f"{a.phase} was announced already"
+        if sanggah:
+            if Phase.SKB_CLOSED not in heard or Phase.OPTIMALISASI_CLOSED in heard:
+                return f"{a.phase} outside the time after the SKB close and before optimalisasi"
+            return None
         i = ROUND_PHASES.index(Phase(a.phase))
         if i > 0 and ROUND_PHASES[i - 1] not in heard:
             return f"{a.phase} before {ROUND_PHASES[i - 1]}"
@@ -461,6 +545,43 @@ class FormasiSelection:
             self.carry.final_entries.append(entry)
             if reply.profile is not None:
                 self.carry.profiles[reply.applicant_id] = reply.profile
+
+    @workflow.signal
+    def entry_corrected(self, *args: object) -> None:
+        """A journey's final entry as an accepted final sanggah corrected it (sealed)."""
+        correction = signal_message(EntryCorrection, args, self.start.secret)
+        if isinstance(correction, str):
+            self._ignored("entry_corrected", correction)
+            return
+        entry = correction.entry
+        known = {e.applicant_id for e in self.carry.final_entries}
+        problem = None
+        if not self.start.final_sanggah or not self.carry.final_ranked:
+            problem = "no final sanggah is open in this formasi"
+        elif self.carry.final_confirmed:
+            problem = "the ranking after the final sanggah is already confirmed"
+        elif correction.applicant_id not in known:
+            problem = "the applicant is not in the final ranking"
+        elif correction.applicant_id in self.carry.corrections:
+            problem = "the applicant's entry is corrected already"
+        elif entry is not None and (
+            entry.applicant_id != correction.applicant_id
+            or entry.formasi_code != self.start.formasi.code
+            or not _plausible_entry(entry)
+        ):
+            problem = "the entry is another applicant's, another formasi's, or impossible"
+        if problem:
+            self._ignored("entry_corrected", problem)
+            if self.carry.final_confirmed and correction.applicant_id in known:
+                # Recorded: an auditor must see a correction the ranking could not take.
+                self._decide(
+                    "final_ranking",
+                    "correction too late",
+                    {"applicant_id": correction.applicant_id, "answer_id": correction.answer_id},
+                )
+            return
+        self.carry.corrections[correction.applicant_id] = entry
+        self.carry.correction_answers[correction.applicant_id] = correction.answer_id
 
     def _ignored(self, signal: str, problem: str) -> None:
         """Log a signal that changes nothing: the signal, the workflow and why; never its content."""

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
+    from domain import notices
     from domain.codes import Phase, Stage
     from domain.digest import canonical_digest
     from domain.messages import (
@@ -54,7 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
-    from workflows.versions import patched
+    from workflows.versions import TMT_MOVE_WRITTEN, patched
 
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
 PHASES = frozenset(p.value for p in Phase)
@@ -104,6 +105,7 @@ class JourneyInbox:
     skb_composed: SkbResult
     secret: str
     key_changes_seen: list[str]
+    row_to_write: bool  # something changed the row while the journey waits: write it now
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -334,6 +336,12 @@ class JourneyInbox:
                 )
             )
             self._set(tmt=new_tmt)
+            if workflow.patched(TMT_MOVE_WRITTEN):
+                # The NIP, once issued, never changes; the SK's TMT and the record do.
+                self.outbox.notify(
+                    f"tmt-moved-{new_tmt.isoformat()}", notices.tmt_moved(new_tmt, self.sheet.nip)
+                )
+                self.row_to_write = True
 
     def _decide(self, event: ev.JourneyEvent) -> None:
         self.decisions.append(

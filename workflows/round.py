@@ -44,7 +44,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
-    from workflows.versions import OPTIMALISASI_POOL, OPTIMALISASI_UNTIL_FILING_CLOSES
+    from workflows.versions import (
+        FINAL_SANGGAH,
+        OPTIMALISASI_POOL,
+        OPTIMALISASI_UNTIL_FILING_CLOSES,
+    )
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
 
@@ -55,6 +59,9 @@ SELECTION_WINDOWS = {
     RoundPhase.SKD: Phase.SKD_CLOSED,
     RoundPhase.SKB: Phase.SKB_CLOSED,
 }
+# After the final sanggah's window and answer time: time for the corrections that journeys send
+# on their last accepted answers to reach their formasi before it confirms its ranking.
+CORRECTION_MARGIN = timedelta(seconds=2)
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -97,6 +104,7 @@ class RecruitmentRound:
         self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
+        self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         self.created_by = start.created_by
 
     @workflow.run
@@ -104,6 +112,8 @@ class RecruitmentRound:
         if workflow.patched("sealed-messages"):
             # Drawn from the workflow's deterministic random, so replay draws the same.
             self.secret = f"{workflow.random().getrandbits(256):064x}"
+        # Decided before the formasi start and before any journey asks the round for its view.
+        self.final_sanggah = workflow.patched(FINAL_SANGGAH)
         self._decide(
             RoundPhase.REGISTRATION,
             "round opened",
@@ -121,7 +131,10 @@ class RecruitmentRound:
                 await self._tell_formasi(told)
         self._enter(RoundPhase.FINAL_APPEAL)
         await workflow.wait_condition(lambda: len(self.results) == len(self.config.formasi))
-        await workflow.sleep(self.config.appeal.window)
+        if self.final_sanggah:
+            await self._final_sanggah()
+        else:
+            await workflow.sleep(self.config.appeal.window)
         self._enter(RoundPhase.OPTIMALISASI)
         if workflow.patched(OPTIMALISASI_UNTIL_FILING_CLOSES):
             # A seat given up before the filing window closes still goes to the next in the pool:
@@ -146,6 +159,26 @@ class RecruitmentRound:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
+    async def _final_sanggah(self) -> None:
+        """Take the sanggah against the final result, then have every formasi confirm its ranking.
+
+        Each journey takes a sanggah within the window from its final announcement and the
+        instansi's answer within its time from the filing (domain/sheet.py). Every announcement was
+        made before its formasi's result reached the round, so once the window and the answer
+        time have passed since the last result, no journey takes anything more; the margin lets
+        the corrections that journeys send on their last accepted answers reach their formasi.
+        """
+        appeal = self.config.appeal
+        await workflow.sleep(appeal.window + appeal.answer_within + CORRECTION_MARGIN)
+        self._decide(RoundPhase.FINAL_APPEAL, "window closed", "schedule", {})
+        await self._tell_formasi(Phase.FINAL_APPEAL_CLOSED)
+        await workflow.wait_condition(
+            lambda: (
+                all(r.confirmed for r in self.results.values())
+                and len(self.results) == len(self.config.formasi)
+            )
+        )
+
     def _enter(self, phase: RoundPhase) -> None:
         """Move to a phase; the RecruitmentStage search attribute lets operators filter rounds by it."""
         self.phase = phase
@@ -163,6 +196,7 @@ class RecruitmentRound:
                     rules=rules,
                     page_size=self.config.broadcast_page_size,
                     secret=self.secret,
+                    final_sanggah=self.final_sanggah,
                 ),
                 id=formasi_workflow_id(self.config.round_id, f.code),
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -436,7 +470,10 @@ class RecruitmentRound:
         if problem:
             self._ignored("formasi_result", problem)
             return
-        self.results.setdefault(result.formasi_code, result)
+        known = self.results.get(result.formasi_code)
+        if known is None or (result.confirmed and not known.confirmed):
+            # The ranking confirmed after the final sanggah replaces the first one.
+            self.results[result.formasi_code] = result
 
     def _result_problem(self, result: FormasiResult) -> str | None:
         """Why no formasi of this round can have sent `result` now, or None."""
@@ -446,7 +483,11 @@ class RecruitmentRound:
         if RoundPhase.SKB not in self.closed:
             return "the SKB window has not closed"
         known = self.results.get(result.formasi_code)
-        if known is not None:
+        if result.confirmed and not self.final_sanggah:
+            return "this round takes no confirmed result"
+        if known is None and result.confirmed:
+            return "a confirmed result before the first one"
+        if known is not None and not (result.confirmed and not known.confirmed):
             return None if known == result else "this formasi's result is recorded already"
         winners = result.winners
         if (
@@ -570,6 +611,7 @@ class RecruitmentRound:
             registration_closes=self.schedule.registration.closes,
             registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
             secret=self.secret,
+            final_sanggah=self.final_sanggah,
         )
 
     # --- helpers ----------------------------------------------------------------------------------

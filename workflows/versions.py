@@ -33,3 +33,19 @@ OPTIMALISASI_POOL = "optimalisasi-pool"
 # offered to the next in the pool, and an accepted offer given up no longer holds its seat.
 # Rounds recorded before it close optimalisasi when filing opens.
 OPTIMALISASI_UNTIL_FILING_CLOSES = "optimalisasi-until-filing-closes"
+
+# The sanggah against the final result (issue 14): filed within the appeal window of the final
+# announcement and answered by the instansi; an accepted one may correct SKB scores, and the
+# formasi ranks again before anyone goes on to optimalisasi, filing or the NIP. The round takes the
+# marker and tells its formasi (FormasiStart.final_sanggah) and its journeys (RoundView). Rounds
+# recorded before it only wait out the window.
+FINAL_SANGGAH = "final-sanggah"
+
+# The NIP is made from the TMT in force when it is issued, read from the round at that moment
+# (issue 14): a move the round made but whose announcement has not reached the journey yet counts.
+NIP_FROM_ROUND_TMT = "nip-from-round-tmt"
+
+# A TMT move reaches the read model and the applicant at once (issue 14): the journey writes its
+# row and notifies when the move arrives, not at its next step. Before it, the row kept the old
+# TMT until the journey next came to rest.
+TMT_MOVE_WRITTEN = "tmt-move-written"

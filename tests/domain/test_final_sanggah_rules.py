@@ -1,0 +1,168 @@
+"""The sanggah against the final result (issue 14): when it is taken, what an answer may correct,
+and what the correction composes to. The same rules the journey's validator applies."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from domain.codes import Stage
+from domain.messages import AppealAnswer, AppealFiling, GateReport, SkbScoreReport
+from domain.notices import final_appeal_answered, render, tmt_moved
+from domain.sheet import (
+    corrected,
+    final_sanggah_over,
+    refusal,
+    skb_result,
+    with_report,
+)
+from tests.domain.test_sheet import CAT, RSUD, RULES, T0, VERIFIER, sheet, skd
+
+WINDOW = RULES.appeal.window
+ANSWER = RULES.appeal.answer_within
+
+
+def _completed(**facts):
+    """An applicant who completed SKB and waits in the final sanggah, announced at T0."""
+    s = sheet(Stage.FINAL_APPEAL, skd=skd(120, 140, 190))
+    for r in (
+        SkbScoreReport(report_id="c", reported_by=CAT, component="cat", score=400),
+        SkbScoreReport(report_id="p", reported_by="panel-praktik", component="praktik", score=80),
+        GateReport(report_id="h", reported_by=RSUD, component="health", decision="MS"),
+    ):
+        s = with_report(s, r)
+    entry = skb_result(s, RULES).entry
+    return s.but(final_entry=entry, final_announced_at=T0, final_sanggah_open=True).but(**facts)
+
+
+def _filing(rid="f"):
+    return AppealFiling(report_id=rid, reported_by="sscasn", reason="nilai keliru")
+
+
+def _filed():
+    s = with_report(_completed(), _filing())
+    return s.but(received_at={**s.received_at, "f": T0 + timedelta(seconds=1)})
+
+
+def _answer(**fields):
+    return AppealAnswer(report_id="j", reported_by=VERIFIER, **{"accepted": True, **fields})
+
+
+def test_a_sanggah_in_the_window_is_taken_and_filed_as_the_final_one():
+    s = _completed()
+    assert refusal(s, _filing(), RULES, T0 + WINDOW / 2) is None
+    filed = with_report(s, _filing())
+    assert (filed.final_appeal, filed.appeal) == (_filing(), None)
+
+
+@pytest.mark.parametrize(
+    ("case", "before", "report", "at", "reason"),
+    [
+        (
+            "after the window",
+            _completed(),
+            _filing(),
+            WINDOW,
+            "sanggah window of the final result closed",
+        ),
+        ("twice", _filed(), _filing("f2"), timedelta(0), "may be filed once"),
+        (
+            "in a round without the final sanggah",
+            _completed(final_sanggah_open=False),
+            _filing(),
+            timedelta(0),
+            "takes no sanggah against the final result now",
+        ),
+        (
+            "after the ranking was confirmed",
+            _completed(final_confirmed=True),
+            _filing(),
+            timedelta(0),
+            "takes no sanggah against the final result now",
+        ),
+        (
+            "an answer without a sanggah",
+            _completed(),
+            _answer(),
+            timedelta(0),
+            "no sanggah against",
+        ),
+        (
+            "an answer after its time",
+            _filed(),
+            _answer(),
+            ANSWER + timedelta(seconds=2),
+            "time to answer",
+        ),
+        (
+            "a rejection that corrects",
+            _filed(),
+            _answer(accepted=False, corrected_scores={"cat": 450}),
+            timedelta(0),
+            "a rejected sanggah corrects no score",
+        ),
+        (
+            "a correction of a gate",
+            _filed(),
+            _answer(corrected_scores={"health": 90}),
+            timedelta(0),
+            "corrected_scores: 'health' is not a scored SKB component",
+        ),
+        (
+            "a score above the component's maximum",
+            _filed(),
+            _answer(corrected_scores={"cat": 501}),
+            timedelta(0),
+            "corrected_scores.cat:",
+        ),
+        (
+            "an answer from the CAT centre",
+            _filed(),
+            AppealAnswer(report_id="j", reported_by=CAT, accepted=True),
+            timedelta(0),
+            "cat-bkn is not allowed to report appeal_answer",
+        ),
+    ],
+)
+def test_a_final_sanggah_or_answer_is_refused_with_its_reason(case, before, report, at, reason):
+    problem = refusal(before, report, RULES, T0 + at)
+    assert problem is not None and reason in problem, (case, problem)
+
+
+def test_an_answer_to_the_administrative_sanggah_corrects_nothing():
+    s = sheet(Stage.ADMIN_APPEAL, appeal=_filing())
+    problem = refusal(s, _answer(corrected_scores={"cat": 450}), RULES, T0)
+    assert problem == "only an answer to a sanggah against the final result corrects scores"
+
+
+def test_a_correction_composes_skb_and_the_final_score_again():
+    s = with_report(_filed(), _answer(corrected_scores={"cat": 480}))
+    before = s.final_entry
+    fixed, result = corrected(s, RULES)
+    assert fixed.skb_scores["cat"].score == 480 and fixed.skb_scores["praktik"].score == 80
+    assert result.entry is not None and before is not None
+    assert result.entry.final_score > before.final_score
+    assert fixed.final_entry == result.entry
+    # Composed by the same rule as at the SKB close, from the corrected scores.
+    again = skb_result(s.but(skb_scores=fixed.skb_scores), RULES).entry
+    assert again == result.entry
+
+
+def test_the_sanggah_is_over_when_its_window_and_answer_time_have_passed():
+    assert final_sanggah_over(_completed(), RULES) == T0 + WINDOW
+    assert final_sanggah_over(_filed(), RULES) == max(
+        T0 + WINDOW, T0 + timedelta(seconds=1) + ANSWER
+    )
+
+
+def test_the_notices_of_the_answer_and_of_a_tmt_move_read_as_written():
+    assert "dikoreksi" in render(final_appeal_answered(True, True))
+    assert render(final_appeal_answered(False, False), "en") == (
+        "Your sanggah against the final result is rejected; your result stands."
+    )
+    moved = render(tmt_moved(date(2027, 10, 1), "199805172027071001"))
+    assert moved == (
+        "TMT SK CPNS Anda berubah menjadi 1 Okt 2027 berdasarkan keputusan pemerintah. "
+        "NIP Anda tetap 199805172027071001."
+    )
