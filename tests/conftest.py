@@ -27,6 +27,7 @@ _OFFSET = int(os.environ.get("CASN_TEST_PORT_OFFSET", "0"))
 TEST_TEMPORAL_PORT = 17233 + _OFFSET
 TEST_TEMPORAL_UI_PORT = 18233 + _OFFSET
 TEST_POSTGRES_PORT = 15432 + _OFFSET
+TEST_CODEC_PORT = 18088 + _OFFSET  # the session UI's codec endpoint (tests/web/test_codec_ui.py)
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,7 @@ def stack_settings(server_dir):
         server_dir("stack"),
         ports=(TEST_TEMPORAL_PORT, TEST_TEMPORAL_UI_PORT, TEST_POSTGRES_PORT),
         log_format=LogFormat.JSON,
+        codec_port=TEST_CODEC_PORT,
     )
 
 
