@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
 import socket
 import ssl
 import threading
@@ -18,8 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
-from temporalio.client import Client
 
+from runtime.connection import connect
+from runtime.embedded import StackInfo
+from runtime.keys import Keys
 from runtime.settings import load_settings
 from runtime.transport import TransportError, masked, read_model_dsn, temporal_tls
 
@@ -259,12 +262,17 @@ async def test_the_sdk_presents_the_client_certificate_to_the_frontend(pki):
         temporal_tls_key_file=pki["client_key"],
         temporal_tls_server_name=FRONTEND,
     )
+    stack = StackInfo(
+        temporal_address=str(settings.temporal_address),
+        database_url="postgresql://casn@db/casn",
+        ui_url=None,
+        started_temporal=False,
+        started_postgres=False,
+    )
     try:
-        # Not a Temporal server behind the handshake: the connection fails after it.
+        # The project's own connect; no Temporal server behind the handshake, so it fails after it.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                Client.connect(settings.temporal_address, tls=temporal_tls(settings)), 10
-            )
+            await asyncio.wait_for(connect(settings, stack, Keys(os.urandom(32), None, None)), 10)
     finally:
         frontend.close()
 
