@@ -2,7 +2,8 @@
 """The project's developer commands, with nothing but Python 3.11+ installed.
 
     python3 run.py demo      # a sample round end to end on the embedded stack
-    python3 run.py serve     # the gateway (portal, service API, announcements) on the embedded stack
+    python3 run.py serve     # the gateway (portal, service API, announcements) and the auditors'
+                             # codec server for the Temporal Web UI, on the embedded stack
     python3 run.py test      # the whole test suite (what CI runs)
     python3 run.py lint      # ruff check, ruff format --check, and mypy on domain/
     python3 run.py stop      # stop the embedded servers this project started
@@ -89,7 +90,7 @@ def main(argv: list[str]) -> int:
             "subprocess.call(m + ['ruff', 'check', '.']) or subprocess.call(m + ['ruff', 'format', '--check', '.'])"
             " or subprocess.call(m + ['mypy']))",
         ],
-        "serve": [str(PY), "serve.py", "--with-worker", "--sample-round"],
+        "serve": [str(PY), "serve.py", "--with-worker", "--sample-round", "--with-codec"],
         "stop": [str(PY), "worker.py", "stop-stack"],
         "bench": [str(PY), "bench.py"],
     }

@@ -2,8 +2,9 @@
 """The HTTP gateway: the service API, the applicant portal and the public announcements.
 
     python serve.py                       # the gateway alone (a deployment: workers run apart)
-    python serve.py --with-worker --sample-round
-                                          # one machine: also a worker and a sample round
+    python serve.py --with-worker --sample-round --with-codec
+                                          # one machine: also a worker, a sample round and
+                                          # the auditors' codec server for the Temporal Web UI
                                           # (what `python3 run.py serve` runs)
 
 Listens on CASN_HTTP_HOST:CASN_HTTP_PORT (127.0.0.1:8000). Exit codes: 0 stopped by a signal,
@@ -104,8 +105,9 @@ def sample_round(now: datetime, keyring: Keyring) -> tuple[RoundConfig, str]:
     return parse_round_config(tomllib.loads(text), "sample round"), text
 
 
-async def serve(with_worker: bool = False, sample: bool = False) -> int:
-    """Run the gateway until SIGTERM/SIGINT; with the worker and the sample round on one machine."""
+async def serve(with_worker: bool = False, sample: bool = False, with_codec: bool = False) -> int:
+    """Run the gateway until SIGTERM/SIGINT; with the worker, the sample round and the codec
+    server (audit.py serve-codec's) on one machine."""
     from apps.fleet import build_worker
     from runtime.app import open_app
 
@@ -126,6 +128,19 @@ async def serve(with_worker: bool = False, sample: bool = False) -> int:
             round_file.write_text(text, encoding="utf-8")
         api = RecruitmentApi(
             ctx.client, settings.task_queue, ctx.keys.pseudonym_key, keyring=keyring
+        )
+    codec = None
+    if with_codec:
+        from gateway.codec_server import (
+            build_codec_server,
+            create_codec_app,
+            usage,
+            uvicorn_server,
+        )
+
+        codec_config = build_codec_server(settings, ctx.keys)
+        codec = uvicorn_server(
+            create_codec_app(codec_config), settings.codec_host, settings.codec_port
         )
     gw = await open_gateway(ctx)
     stop = asyncio.Event()
@@ -155,6 +170,11 @@ async def serve(with_worker: bool = False, sample: bool = False) -> int:
             _, created = await api.create_round(round_file, operator)
             log.info("sample round", round_id=SAMPLE_ROUND_ID, created=created)
         serving = asyncio.create_task(server.serve())
+        decoding = asyncio.create_task(codec.serve()) if codec is not None else None
+        while codec is not None and decoding is not None and not codec.started:
+            if decoding.done():
+                raise OSError(f"the codec server cannot listen on {settings.codec_endpoint}")
+            await asyncio.sleep(0.05)
         base = f"http://{settings.http_host}:{settings.http_port}"
         print(
             f"\nGateway on {base}\n"
@@ -167,13 +187,17 @@ async def serve(with_worker: bool = False, sample: bool = False) -> int:
                 else ""
             )
             + f"  Temporal Web UI         {ctx.stack.ui_url}\n"
-            "Stop with Ctrl-C.",
+            + (f"{usage(settings, codec_config, ctx.stack.ui_url)}\n" if codec is not None else "")
+            + "Stop with Ctrl-C.",
             flush=True,
         )
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
         await serving
+        if decoding is not None and codec is not None:
+            codec.should_exit = True
+            await decoding
         stopping.cancel()
     finally:
         if worker is not None:
@@ -194,13 +218,20 @@ def main(
         bool,
         typer.Option("--sample-round", help="Create the sample round (embedded mode only)."),
     ] = False,
+    with_codec: Annotated[
+        bool,
+        typer.Option(
+            "--with-codec",
+            help="Also run the decode-only codec server for the Web UI (audit.py serve-codec).",
+        ),
+    ] = False,
 ) -> None:
     """Run the gateway until Ctrl-C or SIGTERM."""
     from gateway.deps import GatewayConfigError
     from runtime.keys import InvalidKeyError
 
     try:
-        code = asyncio.run(serve(with_worker, sample_round))
+        code = asyncio.run(serve(with_worker, sample_round, with_codec))
     except (GatewayConfigError, InvalidKeyError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         code = 2

@@ -305,6 +305,11 @@ async def run_demo(
     console.print(
         f"\nDone in {elapsed:.0f} s. Look next at:\n"
         f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
+        f"  decoded there     .venv/bin/python audit.py serve-codec, log in at "
+        f"{app.settings.codec_endpoint}/login\n"
+        f"                    with the token in {app.settings.data_dir / 'keys' / 'auditors.local.toml'},\n"
+        f"                    then in the UI's Codec Server setting (the glasses): endpoint "
+        f"{app.settings.codec_endpoint}, cross-origin credentials on\n"
         f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
         f"  notifications     {out_dir}/notifications.jsonl\n"
         f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"

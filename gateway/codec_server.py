@@ -197,9 +197,9 @@ def usage(settings: Settings, server: CodecServer, ui_url: str | None = None) ->
     return (
         f"Codec server (decode only) on {base}\n"
         f"  1. log in as an auditor   {base}/login   with {token_hint}\n"
-        f"  2. in the Temporal Web UI ({ui}): Codec Server settings (the icon at the bottom "
-        "of the side bar) -> use my browser setting -> endpoint "
-        f"{base}, include cross-origin credentials on -> Apply\n"
+        f"  2. in the Temporal Web UI ({ui}): the Codec Server button (the glasses at the top "
+        f"right) -> Use my browser setting -> endpoint {base}, Include cross-origin "
+        "credentials on -> Apply\n"
         "     (a UI server started with TEMPORAL_CODEC_ENDPOINT and "
         "TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true needs no step 2)\n"
         "  3. open a workflow's history: its payloads show decoded\n"
