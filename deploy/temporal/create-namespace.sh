@@ -6,7 +6,7 @@ set -eu
 
 : "${TEMPORAL_ADDRESS:?TEMPORAL_ADDRESS: host:port of the Temporal frontend}"
 NAMESPACE="${NAMESPACE:-default}"
-RETENTION="${RETENTION:-90d}"
+RETENTION="${RETENTION:-400d}"
 
 attempt=1
 until temporal operator cluster health --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1; do
