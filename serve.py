@@ -111,7 +111,7 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
     from apps.fleet import build_worker
     from runtime.app import open_app
 
-    ctx = await open_app()
+    ctx = await open_app(core_metrics=True)  # /metrics shows the SDK core's metrics too
     settings = ctx.settings
     if sample:
         if not settings.embedded_temporal:

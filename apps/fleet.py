@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from datetime import timedelta
 
@@ -20,9 +21,10 @@ from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
 from runtime.keys import load_or_create_keys
 from runtime.logs import get_logger
+from runtime.probes import ProbeServer, probe_app
 from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
-from runtime.settings import Settings
+from runtime.settings import Settings, load_settings
 from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
@@ -52,24 +54,37 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
 
 
 async def run_worker(stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives; in-flight tasks finish first."""
-    ctx = await open_app()
+    """Run until `stop` is set or SIGTERM/SIGINT arrives; in-flight tasks finish first.
+
+    With CASN_METRICS_PORT (9464; 0 = off) the worker serves /metrics (ours and the SDK core's),
+    /healthz and /readyz on CASN_METRICS_HOST (runtime/probes.py)."""
+    settings = load_settings()
+    ctx = await open_app(settings, core_metrics=settings.metrics_port != 0)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     pool = await open_pool(ctx.stack.database_url, max_size=10)
     gc_watch = GcWatch().install()
+    polling = False
     try:
         worker = await build_worker(ctx.client, ctx.settings, pool)
-        log.info(
-            "worker started",
-            task_queue=ctx.settings.task_queue,
-            temporal=ctx.stack.temporal_address,
-            ui=ctx.stack.ui_url,
-        )
-        async with worker:
+        async with contextlib.AsyncExitStack() as running:
+            if settings.metrics_port:
+                app = probe_app(ctx.client, pool, lambda: polling)
+                await running.enter_async_context(
+                    ProbeServer(app, settings.metrics_host, settings.metrics_port)
+                )
+            await running.enter_async_context(worker)
+            polling = True
+            log.info(
+                "worker started",
+                task_queue=ctx.settings.task_queue,
+                temporal=ctx.stack.temporal_address,
+                ui=ctx.stack.ui_url,
+            )
             await stop.wait()
+            polling = False  # /readyz answers 503 while the worker drains
             log.info("worker stopping: draining in-flight tasks")
     finally:
         gc_watch.remove()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +49,7 @@ from domain.signing import Keyring
 from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
 from runtime.codec import KEY_ID, PayloadDecryptionError
 from runtime.keys import pseudonym_key_id
+from runtime.metrics import record_report
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, journey_rules
@@ -318,15 +322,17 @@ class RecruitmentApi:
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
         RefusedError with the engine's reason."""
-        await self.check_round_keys(round_id)
-        handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        return await self._update(
-            handle,
-            report_update(message),
-            self.keyring.sign(message, journey_workflow_id(round_id, applicant_id)),
-            journey=True,
-            subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
-        )
+        update = report_update(message)
+        async with _submitted(update.name.removeprefix("report_")):
+            await self.check_round_keys(round_id)
+            handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+            return await self._update(
+                handle,
+                update,
+                self.keyring.sign(message, journey_workflow_id(round_id, applicant_id)),
+                journey=True,
+                subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
+            )
 
     async def _update(
         self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
@@ -374,12 +380,30 @@ class RecruitmentApi:
 
     async def command(self, round_id: str, message: Report) -> Ack:
         """Send an operator command (ExtendWindow, CloseWindow, MoveTmt) to the round."""
-        await self.check_round_keys(round_id)
-        handle = self.client.get_workflow_handle(round_workflow_id(round_id))
-        return await self._update(
-            handle,
-            command_update(message),
-            self.keyring.sign(message, round_workflow_id(round_id)),
-            journey=False,
-            subject=f"command {message.report_id} to round {round_id}",
-        )
+        update = command_update(message)
+        async with _submitted(update.name):
+            await self.check_round_keys(round_id)
+            handle = self.client.get_workflow_handle(round_workflow_id(round_id))
+            return await self._update(
+                handle,
+                update,
+                self.keyring.sign(message, round_workflow_id(round_id)),
+                journey=False,
+                subject=f"command {message.report_id} to round {round_id}",
+            )
+
+
+@contextlib.asynccontextmanager
+async def _submitted(kind: str) -> AsyncIterator[None]:
+    """Count a report or command by its result and time its acknowledgement (runtime/metrics.py):
+    accepted when the engine acknowledged it, refused when it said no, failed otherwise."""
+    started = time.perf_counter()
+    result = "failed"
+    try:
+        yield
+        result = "accepted"
+    except RefusedError:
+        result = "refused"
+        raise
+    finally:
+        record_report(kind, result, time.perf_counter() - started)

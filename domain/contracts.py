@@ -25,8 +25,8 @@ class JourneyProjection(BaseModel, frozen=True):
     version: int
     state: JourneyState
     registration_no: str
-    name: str
-    category: str
+    name: str  # kept by the read model only for applicants an announcement lists (migration 007)
+    category: str  # not stored since migration 007 (no reader); sent still, as recorded
     first_seq: int  # sequence number of new_decisions[0] in the journey's trail
     new_decisions: list[Decision] = []
     notifications: list[Notification] = []

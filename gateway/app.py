@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from client.api import RecruitmentApi
@@ -18,6 +18,8 @@ from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDire
 from gateway.limits import RequestLimits
 from runtime.db import open_pool
 from runtime.logs import get_logger
+from runtime.metrics import CONTENT_TYPE, ReadModelGauges, metrics_page
+from runtime.probes import ready_response
 
 log = get_logger("gateway")
 
@@ -42,14 +44,23 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(public.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
+    gauges = ReadModelGauges(gw.pool)
+
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
-        try:
-            async with gw.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)
+        """Liveness: the process serves. It asks no dependency (that is /readyz), so a database
+        outage does not get every gateway restarted."""
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """Readiness: Temporal and PostgreSQL answer within 2 s each; 503 naming what did not."""
+        return await ready_response(gw.api.client, gw.pool)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus: the gateway's metrics and its SDK core's (runtime/metrics.py)."""
+        return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)
 
     app.add_middleware(RequestLimits, max_body=gw.settings.http_max_body_bytes)
     return app

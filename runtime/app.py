@@ -11,6 +11,7 @@ from runtime.embedded import StackInfo, ensure_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.logs import configure_logging
 from runtime.settings import Settings, load_settings
+from runtime.telemetry import install_telemetry
 
 
 @dataclass
@@ -23,15 +24,17 @@ class App:
     client: Client
 
 
-async def open_app(settings: Settings | None = None) -> App:
-    """Load settings, configure logs, load the keys, ensure the stack (embedded or configured)
-    and connect.
+async def open_app(settings: Settings | None = None, *, core_metrics: bool = False) -> App:
+    """Load settings, configure logs and the SDK's runtime (runtime/telemetry.py; with
+    `core_metrics` for a process serving /metrics), load the keys, ensure the stack (embedded or
+    configured) and connect.
 
     The keys come first: a deployment without its payload key (runtime/keys.py) stops with
     MissingKeyError before anything is started or connected.
     """
     settings = settings or load_settings()
     configure_logging(settings)
+    install_telemetry(settings, core_metrics=core_metrics)  # before the first client connects
     keys = load_or_create_keys(settings)
     keys.require("payload_key")
     stack = await ensure_stack(settings)

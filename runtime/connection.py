@@ -22,6 +22,7 @@ from runtime.codec import AesGcmCodec, RefusedPayloadConverter, is_refused, refu
 from runtime.embedded import StackInfo
 from runtime.keys import Keys
 from runtime.settings import Settings
+from runtime.telemetry import tracing_interceptors
 from runtime.transport import temporal_tls
 
 NOT_A_REFERENCE = b"external-storage-reference"  # what the codec is shown instead of one
@@ -97,4 +98,5 @@ async def connect(settings: Settings, stack: StackInfo, keys: Keys) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(keys),
         tls=temporal_tls(settings),
+        interceptors=tracing_interceptors(settings),  # CASN_TRACING (runtime/telemetry.py)
     )

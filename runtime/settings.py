@@ -144,6 +144,28 @@ class Settings(BaseSettings):
         description="file holding the read model's database password (CASN_DATABASE_URL without one)",
     )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
+    # Observability (runtime/metrics.py, runtime/telemetry.py).
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address the worker serves /metrics, /healthz and /readyz on",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="port of the worker's /metrics, /healthz and /readyz; 0 = not served "
+        "(the gateway serves them on CASN_HTTP_PORT)",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="trace workflows and activities with OpenTelemetry "
+        "(needs the tracing extra: opentelemetry-sdk)",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/gRPC endpoint the spans go to when tracing (needs "
+        "opentelemetry-exporter-otlp-proto-grpc); unset = each span is one log line",
+    )
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
 
     @field_validator("log_level")

@@ -1,0 +1,128 @@
+"""The application's metrics, and the /metrics page that shows them with the SDK core's.
+
+Ours live in prometheus_client's default registry (with its process and Python collectors):
+
+- `casn_reports_total{kind, result}`: reports and operator commands submitted to the engine
+  through client.api.RecruitmentApi (the gateway's service API, starter.py), by kind and result:
+  `accepted`, `refused` (the engine's refusal, or no such journey), `failed` (no answer: the
+  engine unreachable);
+- `casn_report_ack_seconds{kind}`: from a report's submission to the engine's answer;
+- `casn_journeys{stage}` and `casn_notification_outbox`: journeys per stage (`ended` holds every
+  terminal outcome) and notifications not yet delivered, read from the read model when the page
+  is asked for, at most every `ttl` seconds (`casn_read_model_up` says whether that read worked).
+  They describe the whole deployment, not the process: aggregate them with max(), not sum().
+
+The core's metrics (`temporal_*`: workflow and activity tasks, polls, requests to the server,
+slots) come from the SDK's own Prometheus exporter on loopback (runtime/telemetry.py says why)
+and are appended to the page as they are: the names do not overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+
+import asyncpg
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+from domain.codes import Stage
+from runtime.logs import get_logger
+from runtime.telemetry import installed
+
+log = get_logger("metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what both halves of the page are
+
+REPORTS = Counter(
+    "casn_reports",
+    "Reports and operator commands submitted to the engine, by kind and result "
+    "(accepted, refused, failed: not answered)",
+    ["kind", "result"],
+)
+ACK_SECONDS = Histogram(
+    "casn_report_ack_seconds",
+    "Seconds from a report's submission to the engine's acknowledgement or refusal",
+    ["kind"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+JOURNEYS = Gauge(
+    "casn_journeys",
+    "Journeys per stage in the read model (ended: every terminal outcome); deployment-wide",
+    ["stage"],
+)
+OUTBOX = Gauge(
+    "casn_notification_outbox",
+    "Notifications written by journeys and not yet delivered; deployment-wide",
+)
+READ_MODEL_UP = Gauge(
+    "casn_read_model_up", "1 when the last read of casn_journeys and the outbox succeeded"
+)
+
+RESULTS = ("accepted", "refused", "failed")
+
+
+def record_report(kind: str, result: str, seconds: float) -> None:
+    """Count one submitted report or command and observe its acknowledgement latency."""
+    REPORTS.labels(kind, result).inc()
+    ACK_SECONDS.labels(kind).observe(seconds)
+
+
+class ReadModelGauges:
+    """casn_journeys and casn_notification_outbox, read from the read model when a scrape
+    comes, at most every `ttl` seconds, within `timeout` seconds (a slow database delays no
+    scrape: the last values stay and casn_read_model_up goes to 0)."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 15.0, timeout: float = 2.0) -> None:
+        self.pool = pool
+        self.ttl = ttl
+        self.timeout = timeout
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        """Read the counts unless they were read less than `ttl` seconds ago."""
+        async with self._lock:
+            if time.monotonic() - self._read_at < self.ttl:
+                return
+            self._read_at = time.monotonic()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    async with self.pool.acquire() as conn:
+                        stages = await conn.fetch(
+                            "SELECT stage, count(*) AS n FROM applicants GROUP BY stage"
+                        )
+                        outbox = await conn.fetchval(
+                            "SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
+                        )
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                READ_MODEL_UP.set(0)
+                log.warning("read-model metrics not read", error=f"{type(exc).__name__}: {exc}")
+                return
+            counts = {str(r["stage"]): int(r["n"]) for r in stages}
+            for stage in {*(s.value for s in Stage), *counts}:
+                JOURNEYS.labels(stage).set(counts.get(stage, 0))
+            OUTBOX.set(int(outbox or 0))
+            READ_MODEL_UP.set(1)
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - our loopback URL
+        return response.read()
+
+
+async def metrics_page(gauges: ReadModelGauges | None = None, timeout: float = 2.0) -> bytes:
+    """The Prometheus text page: the application's metrics, then the SDK core's (when this
+    process exports them, runtime/telemetry.py)."""
+    if gauges is not None:
+        await gauges.refresh()
+    page = generate_latest(REGISTRY)
+    telemetry = installed()
+    if telemetry is not None and telemetry.core_metrics_url:
+        try:
+            core = await asyncio.to_thread(_fetch, telemetry.core_metrics_url, timeout)
+        except OSError as exc:
+            log.warning("SDK core metrics not read", error=f"{type(exc).__name__}: {exc}")
+        else:
+            page += core if core.endswith(b"\n") or not core else core + b"\n"
+    return page

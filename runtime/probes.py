@@ -1,0 +1,126 @@
+"""Health and readiness, and the small HTTP server a worker answers them on with /metrics.
+
+`/healthz` says the process serves (liveness: no dependency is asked, so an outage of the
+database does not get every process restarted). `/readyz` says it can do its work now: Temporal's
+frontend answers its health check and PostgreSQL a `SELECT 1`, each within a short timeout;
+503 with what failed otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+
+import asyncpg
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from temporalio.client import Client
+
+from runtime.logs import get_logger
+from runtime.metrics import CONTENT_TYPE, ReadModelGauges, metrics_page
+
+log = get_logger("probes")
+READY_TIMEOUT_S = 2.0
+
+
+async def readiness(
+    client: Client, pool: asyncpg.Pool, timeout: float = READY_TIMEOUT_S
+) -> dict[str, str]:
+    """Ask Temporal and PostgreSQL, concurrently, each within `timeout` seconds: "ok" or why
+    not, by name (`temporal`, `postgres`)."""
+
+    async def temporal() -> str:
+        serving = await asyncio.wait_for(
+            client.service_client.check_health(timeout=timedelta(seconds=timeout)), timeout
+        )
+        return "ok" if serving else "not serving"
+
+    async def postgres() -> str:
+        async with asyncio.timeout(timeout):
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        return "ok"
+
+    async def check(probe) -> str:
+        try:
+            return await probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and says which
+            return f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
+
+    names = ("temporal", "postgres")
+    results = await asyncio.gather(check(temporal), check(postgres))
+    return dict(zip(names, results, strict=True))
+
+
+async def ready_response(
+    client: Client, pool: asyncpg.Pool, *extra: tuple[str, str]
+) -> JSONResponse:
+    """/readyz's answer: 200 when every check (and each `extra` (name, state)) is "ok", else 503."""
+    checks = {**await readiness(client, pool), **dict(extra)}
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", **checks}, 200 if ready else 503
+    )
+
+
+def probe_app(client: Client, pool: asyncpg.Pool, running: Callable[[], bool]) -> Starlette:
+    """/metrics, /healthz and /readyz of a worker; `running` says whether it polls its queue."""
+    gauges = ReadModelGauges(pool)
+
+    async def metrics(_: Request) -> Response:
+        return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        return await ready_response(client, pool, ("worker", "ok" if running() else "not polling"))
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ]
+    )
+
+
+class ProbeServer:
+    """The probe app on host:port under uvicorn, in the caller's event loop."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self.address = f"{host}:{port}"
+        self._sock = socket.create_server((host, port), reuse_port=False)
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                server_header=False,
+                timeout_graceful_shutdown=2,
+            )
+        )
+        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ProbeServer:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+        log.info("serving /metrics, /healthz, /readyz", address=self.address)
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        self._sock.close()
