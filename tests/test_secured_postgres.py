@@ -4,7 +4,10 @@ the connections (a real server each time)."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import stat
+import struct
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +25,7 @@ from runtime.embedded import (
     stop_stack,
 )
 from runtime.migrate import apply_migrations
+from tests.pki import issue, write_pem
 
 pytestmark = pytest.mark.stack
 
@@ -184,12 +188,11 @@ def _external(stack, stack_settings, tmp_path, **values):
     password = tmp_path / "db-password"
     pgpass = stack_settings.data_dir.resolve() / "keys" / f"postgres-{READ_MODEL_ROLE}.pgpass"
     password.write_text(values.pop("password", pgpass.read_text().strip().split(":")[-1]) + "\n")
+    port = values.pop("port", stack_settings.postgres_port)
     return isolated_settings(
         tmp_path / "data",
         temporal_address=stack.temporal_address,
-        database_url=(
-            f"postgresql://{READ_MODEL_ROLE}@127.0.0.1:{stack_settings.postgres_port}/casn"
-        ),
+        database_url=f"postgresql://{READ_MODEL_ROLE}@127.0.0.1:{port}/casn",
         database_password_file=password,
         **values,
     )
@@ -243,3 +246,80 @@ async def test_the_superuser_dsn_is_for_maintenance(stack, stack_settings):
         assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
     finally:
         await conn.close()
+
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+class _TlsFront:
+    """PostgreSQL's TLS in front of the real server (the embedded build has none of its own):
+    answers the client's SSLRequest, completes the handshake with a certificate from a throw-away
+    CA, then passes the plain protocol on to the server, which asks for the password as always."""
+
+    def __init__(self, server_port: int, folder: Path) -> None:
+        ca_key, ca_cert = issue("casn test CA", ca=True)
+        key, cert = issue("read model", ca_key, "casn test CA", names=("127.0.0.1", "localhost"))
+        key_path, cert_path = write_pem(folder, "server", key, cert)
+        _, self.ca = write_pem(folder, "ca", ca_key, ca_cert)
+        other_key, other_cert = issue("another CA", ca=True)
+        _, self.other_ca = write_pem(folder, "other-ca", other_key, other_cert)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert_path, key_path)
+        self.server_port = server_port
+        self.handshakes = 0
+
+    async def __aenter__(self) -> _TlsFront:
+        self.listener = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.listener.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_) -> None:
+        self.listener.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if await reader.readexactly(8) != SSL_REQUEST:
+                return
+            writer.write(b"S")
+            await writer.drain()
+            await writer.start_tls(self.context)
+            self.handshakes += 1
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.server_port)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # a refused handshake, or a side that went away
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+
+async def test_verify_full_checks_the_server_against_the_sslrootcert(
+    stack, stack_settings, tmp_path
+):
+    async with _TlsFront(stack_settings.postgres_port, tmp_path) as front:
+        verified = _external(stack, stack_settings, tmp_path, database_sslmode="verify-full",
+                             database_sslrootcert=front.ca, port=front.port)  # fmt: skip
+        info = await ensure_stack(verified)
+        pool = await open_pool(info.database_url, max_size=1)
+        try:
+            user = await pool.fetchval("SELECT current_user")
+        finally:
+            await pool.close()
+        handshakes = front.handshakes
+        wrong = _external(stack, stack_settings, tmp_path, database_sslmode="verify-full",
+                          database_sslrootcert=front.other_ca, port=front.port)  # fmt: skip
+        with pytest.raises(StackError) as caught:
+            await ensure_stack(wrong)
+
+    assert user == READ_MODEL_ROLE and handshakes >= 2  # the start's check, then the pool
+    message = str(caught.value)
+    assert f"CASN_DATABASE_SSLROOTCERT='{front.other_ca}'" in message
+    assert "certificate verify failed" in message

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import os
 import socket
 import ssl
@@ -14,10 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import ValidationError
 
 from runtime.connection import connect
@@ -25,66 +21,26 @@ from runtime.embedded import StackInfo
 from runtime.keys import Keys
 from runtime.settings import load_settings
 from runtime.transport import TransportError, masked, read_model_dsn, temporal_tls
+from tests.pki import issue, write_pem
 
 FRONTEND = "temporal.casn.internal"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _issue(subject: str, issuer_key, issuer: str, *, ca: bool = False, usage=None, dns=None):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if usage:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns)]), False)
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-    return key, builder.sign(issuer_key or key, hashes.SHA256())
-
-
-def _write_pem(folder: Path, name: str, key, cert) -> tuple[Path, Path]:
-    key_path, cert_path = folder / f"{name}.key", folder / f"{name}.pem"
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key_path, cert_path
 
 
 @pytest.fixture
 def pki(tmp_path) -> dict[str, Path]:
     """A throw-away CA, the frontend's certificate and a worker's client certificate, as PEM files."""
-    ca_key, ca_cert = _issue("casn test CA", None, "casn test CA", ca=True)
-    server_key, server_cert = _issue(
-        FRONTEND, ca_key, "casn test CA", usage=ExtendedKeyUsageOID.SERVER_AUTH, dns=FRONTEND
+    ca_key, ca_cert = issue("casn test CA", ca=True)
+    server_key, server_cert = issue(
+        FRONTEND, ca_key, "casn test CA", usage=ExtendedKeyUsageOID.SERVER_AUTH, names=(FRONTEND,)
     )
-    client_key, client_cert = _issue(
+    client_key, client_cert = issue(
         "casn-worker", ca_key, "casn test CA", usage=ExtendedKeyUsageOID.CLIENT_AUTH
     )
-    _, ca = _write_pem(tmp_path, "ca", ca_key, ca_cert)
-    server_key_path, server = _write_pem(tmp_path, "server", server_key, server_cert)
-    client_key_path, client = _write_pem(tmp_path, "client", client_key, client_cert)
-    other_key, _ = _issue("someone else", None, "someone else")
-    other_key_path, _ = _write_pem(tmp_path, "other", other_key, client_cert)
+    _, ca = write_pem(tmp_path, "ca", ca_key, ca_cert)
+    server_key_path, server = write_pem(tmp_path, "server", server_key, server_cert)
+    client_key_path, client = write_pem(tmp_path, "client", client_key, client_cert)
+    other_key, _ = issue("someone else")
+    other_key_path, _ = write_pem(tmp_path, "other", other_key, client_cert)
     return {
         "ca": ca,
         "server": server,
