@@ -29,8 +29,8 @@ REPEAT_WINDOW_S = 60.0
 def cause_of(record: logging.LogRecord) -> tuple:
     """What makes two warnings "the same failure": the logger and the exception's type and
     message when there is one (the SDK's activity lines differ by attempt and workflow id, their
-    cause does not), else the logger, level and event (the message before its arguments, its
-    numbers and UUIDs left out)."""
+    cause does not), else the logger, level and event (the message before its arguments, or a
+    structlog line's event and `error` field; numbers and UUIDs left out)."""
     exc = record.exc_info[1] if record.exc_info else None
     event = record.msg
     if isinstance(event, dict):  # a structlog line: its event dict
@@ -39,7 +39,7 @@ def cause_of(record: logging.LogRecord) -> tuple:
             exc = given
         elif exc is None and given:
             exc = sys.exc_info()[1]  # True: the exception being handled (we run inside the call)
-        event = event.get("event")
+        event = f"{event.get('event')} {event.get('error', '')}"  # our failures name `error`
     if exc is not None:
         return (record.name, type(exc).__qualname__, str(exc)[:300])
     return (record.name, record.levelno, _IDS.sub("#", str(event)[:300]))

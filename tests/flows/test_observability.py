@@ -31,6 +31,7 @@ from domain.messages import AdminReport
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory, api_key_digest
+from runtime.probes import probe_app
 from tests import roundkit
 from tests.flows.test_round_end_to_end import _wait_stage
 from tests.roundkit import (
@@ -229,3 +230,25 @@ async def test_worker_and_gateway_serve_metrics_and_health(
     core = [r for r in records if r.get("logger") == "temporalio.core"]
     assert core and all("target" in r for r in core), lines[:20]
     assert not any("\x1b[" in line for line in lines)
+
+
+async def test_a_worker_is_not_ready_without_its_database_or_while_it_drains(
+    client, stack, stack_settings
+):
+    wrong = stack.database_url.replace(f":{stack_settings.postgres_port}/", f":{_free_port()}/")
+    pools = [
+        await asyncpg.create_pool(wrong, min_size=0, max_size=1),
+        await asyncpg.create_pool(stack.database_url, min_size=0, max_size=1),
+    ]
+    try:
+        for pool, polling, failing in ((pools[0], True, "postgres"), (pools[1], False, "worker")):
+            app = probe_app(client, pool, lambda polling=polling: polling)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://worker") as http:
+                ready = await http.get("/readyz")
+                assert ready.status_code == 503, ready.text
+                assert ready.json()[failing] != "ok"
+                assert (await http.get("/healthz")).status_code == 200
+    finally:
+        for pool in pools:
+            await pool.close()
