@@ -300,6 +300,11 @@ def create_codec_app(server: CodecServer) -> Starlette:
         return _cors(request, server, JSONResponse({"error": message}, status, headers=headers))
 
     async def decode(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and origin not in server.origins:
+            # A page of another origin gets nothing decoded, even an answer it could not read.
+            log.warning("decode refused: origin not allowed", origin=_shown(origin))
+            return JSONResponse({"error": "this origin may not call the codec server"}, 403)
         who = _auditor(request, server)
         if who is None:
             log.warning("decode refused: no auditor", origin=_shown(request.headers.get("origin")))
