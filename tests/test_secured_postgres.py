@@ -134,17 +134,20 @@ def _stop_legacy(data_dir: Path) -> None:
     )
 
 
-async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server_dir):
+@pytest.mark.parametrize("left", ["stopped", "running"])
+async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server_dir, left):
+    """Whether the older version stopped its server or left it running, the next start secures it."""
     settings = isolated_settings(server_dir("legacy"), temporal_address=stack.temporal_address)
     data_dir = settings.data_dir.resolve()
     _legacy_cluster(data_dir, settings.postgres_port)
     try:
         await _legacy_read_model(settings.postgres_port)
     finally:
-        _stop_legacy(data_dir)
+        if left == "stopped":
+            _stop_legacy(data_dir)
 
-    info = await ensure_stack(settings)
     try:
+        info = await ensure_stack(settings)
         refusal = await _refused(
             host="127.0.0.1", port=settings.postgres_port, user="postgres", database="postgres"
         )
@@ -167,7 +170,8 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server
     finally:
         stop_stack(settings)
 
-    assert info.started_postgres and info.migrations_applied == []  # nothing applied twice
+    assert info.started_postgres == (left == "stopped")
+    assert info.migrations_applied == []  # nothing applied twice
     assert refusal == 'password authentication failed for user "postgres"'
     assert note == "written as superuser" and superuser is False
     assert [r["relname"] for r in foreign] == []  # tables, sequences and functions handed over
