@@ -82,7 +82,7 @@ def built(tmp_path_factory) -> tuple[Path, Path]:
     made = _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-compile"]
     lock = _run([*pip, "-r", str(ROOT / "requirements.lock")])
     assert lock.returncode == 0, f"requirements.lock: {lock.stderr[-2000:]}"
     project = _run([*pip, "--no-deps", str(source)], cwd=base)
