@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
+
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import AdminReport, DocumentFinding
@@ -80,6 +82,9 @@ async def test_an_auditor_reads_a_decoded_report_in_the_web_ui(
     endpoint = stack_settings.codec_endpoint
     ui = f"http://127.0.0.1:{TEST_TEMPORAL_UI_PORT}"
     assert codec.origins == {ui}
+    async with httpx.AsyncClient() as http:  # the embedded dev server gave its UI the endpoint
+        ui_settings = (await http.get(f"{ui}/api/v1/settings")).json()
+    assert ui_settings["Codec"]["Endpoint"] == endpoint, ui_settings["Codec"]
     tokens = tomllib.loads((stack_settings.data_dir / "keys" / AUDITOR_TOKENS_FILE).read_text())
     [token] = tokens.values()
     sock = socket.socket()
