@@ -334,6 +334,7 @@ async def _ensure_temporal(settings: Settings, data_dir: Path) -> tuple[str, boo
     _check_port(settings.temporal_ui_port, "CASN_TEMPORAL_UI_PORT", "Temporal Web UI")
 
     folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)  # the history store: ids, attributes, ciphertext; ours alone
     executable = temporal_executable()
     if not executable.exists():
         raise StackError(

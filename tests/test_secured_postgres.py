@@ -76,13 +76,15 @@ async def test_the_read_model_role_owns_its_database_and_is_no_superuser(stack):
     assert owner == READ_MODEL_ROLE
 
 
-async def test_the_generated_passwords_are_readable_by_their_owner_alone(stack, stack_settings):
+async def test_the_passwords_and_the_history_store_are_for_their_owner_alone(stack, stack_settings):
     keys = stack_settings.data_dir.resolve() / "keys"
     files = sorted(keys.glob("postgres-*.pgpass"))
 
     assert [f.name for f in files] == ["postgres-casn.pgpass", "postgres-postgres.pgpass"]
     assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    temporal = stack_settings.data_dir.resolve() / "temporal"  # the history store's folder
+    assert stat.S_IMODE(temporal.stat().st_mode) == 0o700
     url = urlsplit(stack.database_url)
     assert url.password is None and "password" not in parse_qs(url.query)  # only the file's name
 
