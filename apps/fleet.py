@@ -71,7 +71,9 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
         worker = await build_worker(ctx.client, ctx.settings, pool)
         async with contextlib.AsyncExitStack() as running:
             if settings.metrics_port:
-                app = probe_app(ctx.client, pool, lambda: polling)
+                app = probe_app(
+                    ctx.client, pool, lambda: polling, settings.metrics_read_model_interval
+                )
                 await running.enter_async_context(
                     ProbeServer(app, settings.metrics_host, settings.metrics_port)
                 )

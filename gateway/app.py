@@ -18,7 +18,7 @@ from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDire
 from gateway.limits import RequestLimits
 from runtime.db import open_pool
 from runtime.logs import get_logger
-from runtime.metrics import CONTENT_TYPE, ReadModelGauges, metrics_page
+from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 from runtime.probes import ready_response
 
 log = get_logger("gateway")
@@ -44,7 +44,7 @@ def create_app(gw: Gateway) -> FastAPI:
     app.include_router(public.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
-    gauges = ReadModelGauges(gw.pool)
+    gauges = read_model_gauges(gw.pool, gw.settings.metrics_read_model_interval)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from runtime.logs import get_logger
-from runtime.metrics import CONTENT_TYPE, ReadModelGauges, metrics_page
+from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 
 log = get_logger("probes")
 READY_TIMEOUT_S = 2.0
@@ -69,9 +69,14 @@ async def ready_response(
     )
 
 
-def probe_app(client: Client, pool: asyncpg.Pool, running: Callable[[], bool]) -> Starlette:
+def probe_app(
+    client: Client,
+    pool: asyncpg.Pool,
+    running: Callable[[], bool],
+    read_model_interval: float = 60.0,
+) -> Starlette:
     """/metrics, /healthz and /readyz of a worker; `running` says whether it polls its queue."""
-    gauges = ReadModelGauges(pool)
+    gauges = read_model_gauges(pool, read_model_interval)
 
     async def metrics(_: Request) -> Response:
         return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)

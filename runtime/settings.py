@@ -156,6 +156,13 @@ class Settings(BaseSettings):
         description="port of the worker's /metrics, /healthz and /readyz; 0 = not served "
         "(the gateway serves them on CASN_HTTP_PORT)",
     )
+    metrics_read_model_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="seconds between this process's reads of casn_journeys and "
+        "casn_notification_outbox from the read model (a count over every applicant row); "
+        "0 = this process does not report them",
+    )
     tracing: bool = Field(
         default=False,
         description="trace workflows and activities with OpenTelemetry "
