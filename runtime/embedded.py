@@ -680,6 +680,7 @@ def _initdb(data_dir: Path, pgdata: Path, user: str | None) -> None:
         pwfile.unlink(missing_ok=True)
 
 
+_UNPRIVILEGED = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
 _TRUST = re.compile(r"^(?!\s*#)(.*\S)\s+trust\s*$", re.MULTILINE)
 
 
@@ -699,16 +700,24 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
             await conn.execute("SET password_encryption = 'scram-sha-256'")
             await conn.execute(f"ALTER ROLE {SUPERUSER} PASSWORD {_literal(superuser_password)}")
         role = await conn.fetchrow(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = $1", READ_MODEL_ROLE
+            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
+            "AS privileged FROM pg_roles WHERE rolname = $1",
+            READ_MODEL_ROLE,
         )
         if role is None:
             await conn.execute(
-                f"CREATE ROLE {READ_MODEL_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                f"NOREPLICATION NOBYPASSRLS PASSWORD {_literal(role_password)}"
+                f"CREATE ROLE {READ_MODEL_ROLE} LOGIN {_UNPRIVILEGED} "
+                f"PASSWORD {_literal(role_password)}"
             )
             log.info("read model role created", role=READ_MODEL_ROLE)
-        elif role_password_made:
-            await conn.execute(f"ALTER ROLE {READ_MODEL_ROLE} PASSWORD {_literal(role_password)}")
+        else:
+            if role["privileged"]:  # granted by hand since: the read model needs none of it
+                await conn.execute(f"ALTER ROLE {READ_MODEL_ROLE} {_UNPRIVILEGED}")
+                log.warning("read model role's privileges taken back", role=READ_MODEL_ROLE)
+            if role_password_made:
+                await conn.execute(
+                    f"ALTER ROLE {READ_MODEL_ROLE} PASSWORD {_literal(role_password)}"
+                )
         owner = await conn.fetchval(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", DATABASE
         )
@@ -716,8 +725,8 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
             await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER {READ_MODEL_ROLE}')
             log.info("database created", database=DATABASE, owner=READ_MODEL_ROLE)
         elif owner != READ_MODEL_ROLE:
+            await _hand_over_objects(data_dir, port)  # first: a crash here is redone next start
             await conn.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO {READ_MODEL_ROLE}')
-            await _hand_over_objects(data_dir, port)
             log.info("read model handed over", database=DATABASE, owner=READ_MODEL_ROLE, was=owner)
         if trusting:
             hba_file.write_text(

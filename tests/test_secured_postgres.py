@@ -89,6 +89,23 @@ async def test_the_passwords_and_the_history_store_are_for_their_owner_alone(sta
     assert url.password is None and "password" not in parse_qs(url.query)  # only the file's name
 
 
+async def test_privileges_granted_to_the_read_model_role_by_hand_are_taken_back(
+    stack, stack_settings
+):
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    try:
+        await admin.execute(f"ALTER ROLE {READ_MODEL_ROLE} SUPERUSER CREATEROLE")
+        await ensure_stack(stack_settings)  # any process's next start
+        privileged = await admin.fetchval(
+            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = $1", READ_MODEL_ROLE
+        )
+    finally:
+        await admin.execute(f"ALTER ROLE {READ_MODEL_ROLE} NOSUPERUSER NOCREATEROLE")
+        await admin.close()
+
+    assert privileged is False
+
+
 # --- a data dir made by an older version --------------------------------------------------------
 
 
