@@ -81,6 +81,34 @@ def _project_services(services: dict[str, dict]) -> dict[str, dict]:
     return {name: s for name, s in services.items() if "build" in s}
 
 
+# The keys the Compose Specification allows (schema/compose-spec.json of compose-spec/compose-spec):
+# a misspelt key ("healtcheck") would otherwise be ignored by nothing but this test.
+SPEC_TOP_LEVEL = {"configs", "include", "models", "name", "networks", "secrets", "services",
+                  "version", "volumes"}  # fmt: skip
+SPEC_SERVICE = set(
+    "annotations attach blkio_config build cap_add cap_drop cgroup cgroup_parent command configs "
+    "container_name cpu_count cpu_percent cpu_period cpu_quota cpu_rt_period cpu_rt_runtime "
+    "cpu_shares cpus cpuset credential_spec depends_on deploy develop device_cgroup_rules devices "
+    "dns dns_opt dns_search domainname entrypoint env_file environment expose extends "
+    "external_links extra_hosts gpus group_add healthcheck hostname image init ipc isolation "
+    "label_file labels links logging mac_address mem_limit mem_reservation mem_swappiness "
+    "memswap_limit models network_mode networks oom_kill_disable oom_score_adj pid pids_limit "
+    "platform ports post_start pre_stop privileged profiles provider pull_policy "
+    "pull_refresh_after read_only restart runtime scale secrets security_opt shm_size stdin_open "
+    "stop_grace_period stop_signal storage_opt sysctls tmpfs tty ulimits use_api_socket user "
+    "userns_mode uts volumes volumes_from working_dir".split()
+)
+SPEC_HEALTHCHECK = {"disable", "interval", "retries", "start_interval", "start_period", "test",
+                    "timeout"}  # fmt: skip
+
+
+def test_every_key_is_one_the_compose_specification_knows(compose, services):
+    assert {k for k in compose if not k.startswith("x-")} <= SPEC_TOP_LEVEL
+    for name, service in services.items():
+        assert set(service) <= SPEC_SERVICE, f"{name}: {sorted(set(service) - SPEC_SERVICE)}"
+        assert set(service.get("healthcheck", {})) <= SPEC_HEALTHCHECK, name
+
+
 def test_the_stack_has_the_agreed_services(services):
     assert set(services) == SERVICES
 
