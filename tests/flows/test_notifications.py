@@ -7,12 +7,15 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 
 from activities.notify import FileTransport, deliver_pending
 from apps.fleet import build_worker
+from auditing.bundle import write_bundle
+from auditing.history import round_histories
 from client.api import RecruitmentApi
 from domain.administration import DocumentFinding
 from domain.codes import Stage
@@ -318,32 +321,42 @@ async def _round_rows(pool, round_id: str) -> dict[tuple[str, str], list[str]]:
     return out
 
 
+async def _round_id(stack, ids) -> str:
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        return await conn.fetchval(
+            "SELECT round_id FROM applicants WHERE applicant_id = $1", ids["W"]
+        )
+    finally:
+        await conn.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def read_model(delivered, stack):
     ids, _ = delivered
+    round_id = await _round_id(stack, ids)
     pool = await open_pool(stack.database_url, max_size=1)
     try:
-        round_id = await pool.fetchval(
-            "SELECT round_id FROM applicants WHERE applicant_id = $1", ids["W"]
-        )
         yield await _round_rows(pool, round_id)
     finally:
         await pool.close()
 
 
+PEOPLE = [registration(n, "F1") for n in (1, 2, 3)]
+SECRETS = {
+    **{f"NIK of {p.name}": p.nik for p in PEOPLE},
+    "birth date": PEOPLE[0].birth_date.isoformat(),
+    **{f"finding on {d}": reason for d, reason in FINDINGS.items()},
+    "DIS reason": DIS_REASON,
+    "health note": HEALTH_NOTE,
+}
+
+
 async def test_the_read_model_holds_no_nik_and_no_report_contents_in_clear(read_model):
-    people = [registration(n, "F1") for n in (1, 2, 3)]
-    secrets = {
-        **{f"NIK of {p.name}": p.nik for p in people},
-        "birth date": people[0].birth_date.isoformat(),
-        **{f"finding on {d}": reason for d, reason in FINDINGS.items()},
-        "DIS reason": DIS_REASON,
-        "health note": HEALTH_NOTE,
-    }
     found = [
         (what, table, column)
         for (table, column), values in read_model.items()
-        for what, secret in secrets.items()
+        for what, secret in SECRETS.items()
         if any(secret in v for v in values)
     ]
     assert found == []
@@ -360,3 +373,20 @@ async def test_names_are_kept_only_in_the_column_the_announcements_read(read_mod
         }
     )
     assert holding == [("applicants", "name")]
+
+
+async def test_an_exported_audit_bundle_holds_no_nik_name_or_report_content_in_clear(
+    delivered, client, keys, stack, tmp_path
+):
+    ids, _ = delivered
+    round_id = await _round_id(stack, ids)
+    histories = await round_histories(client, round_id)
+    write_bundle(histories, round_id, tmp_path / "bundle", keys.signing_key)
+    text = "\n".join(
+        f.read_text(encoding="utf-8", errors="replace")
+        for f in (tmp_path / "bundle").rglob("*")
+        if f.is_file()
+    )
+    secrets = {**SECRETS, **{f"name {p.name}": p.name for p in PEOPLE}}
+    assert len(histories) > 3 and ids["W"] in text  # the round, its formasi and the journeys
+    assert [what for what, secret in secrets.items() if secret in text] == []
