@@ -176,7 +176,9 @@ def build_codec_server(settings: Settings, keys: Keys) -> CodecServer:
                 "with CASN_TEMPORAL_ADDRESS set, CASN_CODEC_CORS_ORIGINS must name the Temporal "
                 "Web UI's origin (e.g. https://temporal-ui.example.go.id)"
             )
-        origins = frozenset({f"http://127.0.0.1:{settings.temporal_ui_port}"})
+        # The embedded UI listens on 127.0.0.1; a browser may name it localhost too.
+        port = settings.temporal_ui_port
+        origins = frozenset({f"http://127.0.0.1:{port}", f"http://localhost:{port}"})
     return CodecServer(
         codec=AesGcmCodec(keys.payload_key, keys.previous_payload_keys),
         auditors=auditors,
@@ -193,7 +195,7 @@ def usage(settings: Settings, server: CodecServer, ui_url: str | None = None) ->
         if settings.codec_auditors_file is None
         else "your auditor token (its digest is in CASN_CODEC_AUDITORS_FILE)"
     )
-    ui = ui_url or ", ".join(sorted(server.origins))
+    ui = ui_url or sorted(server.origins)[0]
     return (
         f"Codec server (decode only) on {base}\n"
         f"  1. log in as an auditor   {base}/login   with {token_hint}\n"
