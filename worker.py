@@ -18,7 +18,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 @app.command("run")
 def run_command() -> None:
     """Run the worker until SIGTERM or SIGINT."""
-    asyncio.run(run_worker())
+    from runtime.probes import ProbePortError
+
+    try:
+        asyncio.run(run_worker())
+    except ProbePortError as exc:
+        typer.echo(f"bad configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("deliver-notifications")

@@ -96,12 +96,23 @@ def probe_app(
     )
 
 
+class ProbePortError(OSError):
+    """The worker's metrics address cannot be bound; names the settings to change."""
+
+
 class ProbeServer:
     """The probe app on host:port under uvicorn, in the caller's event loop."""
 
     def __init__(self, app: Starlette, host: str, port: int) -> None:
         self.address = f"{host}:{port}"
-        self._sock = socket.create_server((host, port), reuse_port=False)
+        try:
+            self._sock = socket.create_server((host, port), reuse_port=False)
+        except OSError as exc:
+            raise ProbePortError(
+                f"cannot serve /metrics on CASN_METRICS_HOST:CASN_METRICS_PORT = {self.address} "
+                f"({exc.strerror or exc}): another worker on this host? Give each its own "
+                "CASN_METRICS_PORT, or 0 for none"
+            ) from None
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,

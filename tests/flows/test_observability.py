@@ -104,7 +104,7 @@ async def worker_process(stack, stack_settings, tmp_path):
             assert proc.poll() is None, stderr.read_text()[-3000:]
             assert time.monotonic() < deadline, "the worker was not ready within 60 s"
             await asyncio.sleep(0.3)
-        yield queue, base, stderr, proc
+        yield queue, base, stderr, proc, env
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -138,7 +138,7 @@ def _gateway(client, keys, settings, queue: str, pool) -> Gateway:
 async def test_worker_and_gateway_serve_metrics_and_health(
     worker_process, client, keys, stack, stack_settings, tmp_path
 ):
-    queue, base, stderr, proc = worker_process
+    queue, base, stderr, proc, env = worker_process
     round_id = f"obs-{uuid.uuid4().hex[:6]}"
     api = RecruitmentApi(client, queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     config = compressed_round(
@@ -221,6 +221,13 @@ async def test_worker_and_gateway_serve_metrics_and_health(
     assert _sample(page, "casn_read_model_up") == 1
     assert "# TYPE casn_reports_total counter" in page
     assert "# TYPE casn_report_ack_seconds histogram" in page
+
+    # A second worker given the same metrics port stops at once, saying which setting to change.
+    second = subprocess.run(
+        [sys.executable, "worker.py", "run"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert b"CASN_METRICS_PORT" in second.stderr.splitlines()[-1]
 
     # Its log: JSON lines only, the SDK core's among them (no coloured text).
     proc.send_signal(signal.SIGTERM)
