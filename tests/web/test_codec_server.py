@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import stat
+from pathlib import Path
 
 import httpx
 import pytest
@@ -220,3 +221,29 @@ def test_a_deployment_must_name_its_auditors_and_ui_origin(tmp_path):
         build_codec_server(
             named.model_copy(update={"codec_cors_origins": "https://ui.example/path"}), keys()
         )
+
+
+def test_serve_codec_stops_with_exit_2_naming_what_a_deployment_lacks(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "CASN_TEMPORAL_ADDRESS": "temporal:7233",
+        "CASN_PAYLOAD_KEY": base64.b64encode(KEY).decode(),
+        "CASN_DATA_DIR": str(tmp_path),
+        "CASN_CODEC_PORT": "1",  # never reached: the configuration is refused first
+    }
+
+    done = subprocess.run(
+        [sys.executable, "audit.py", "serve-codec"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "CASN_CODEC_AUDITORS_FILE" in done.stderr, done.stderr

@@ -109,7 +109,7 @@ async def test_an_auditor_reads_a_decoded_report_in_the_web_ui(
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
-                page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+                page = await browser.new_page(viewport={"width": 1600, "height": 1000})
 
                 # Not logged in: the UI's codec call is refused, the report stays ciphertext.
                 await page.goto(history)
