@@ -17,7 +17,8 @@ from temporalio import activity
 
 from domain.appointment import format_nip
 from domain.codes import Terminal
-from domain.contracts import JourneyProjection, NipIssued, NipRequest
+from domain.contracts import JourneyProjection, NipIssued, NipRequest, Notification
+from domain.messages import JourneyState
 from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
 from runtime.sealed import ColumnCipher
 
@@ -122,6 +123,16 @@ def notification_row(round_id: str, applicant_id: str, key: str) -> str:
     return f"notifications/{round_id}/{applicant_id}/{key}"
 
 
+def _sealed(cipher: ColumnCipher, s: JourneyState, n: Notification) -> str:
+    """A notification's text and facts (failing documents with their reasons, a DIS reason, the
+    NIP), sealed for the deliverer and bound to its row, in base64; text and notice stay empty."""
+    facts = {"text": n.text, "notice": n.notice.model_dump(mode="json") if n.notice else None}
+    sealed = cipher.seal(
+        json.dumps(facts).encode(), notification_row(s.round_id, s.applicant_id, n.key)
+    )
+    return base64.b64encode(sealed).decode()
+
+
 def _projection_rows(
     p: JourneyProjection, cipher: ColumnCipher
 ) -> tuple[dict, list[dict], list[dict], list[dict]]:
@@ -162,26 +173,7 @@ def _projection_rows(
         {**key, "report_id": rid, "kind": kind, "content": published_part(kind, content)}
         for rid, kind, content in p.reports
     ]
-    # A notification's text and facts (failing documents with their reasons, a DIS reason, the
-    # NIP) are sealed for the deliverer; the columns text and notice stay empty (migration 007).
-    notes = [
-        {
-            **key,
-            "key": n.key,
-            "sealed": base64.b64encode(
-                cipher.seal(
-                    json.dumps(
-                        {
-                            "text": n.text,
-                            "notice": n.notice.model_dump(mode="json") if n.notice else None,
-                        }
-                    ).encode(),
-                    notification_row(s.round_id, s.applicant_id, n.key),
-                )
-            ).decode(),
-        }
-        for n in p.notifications
-    ]
+    notes = [{**key, "key": n.key, "sealed": _sealed(cipher, s, n)} for n in p.notifications]
     return row, decisions, reports, notes
 
 
