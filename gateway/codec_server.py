@@ -119,7 +119,14 @@ def parse_origins(text: str) -> frozenset[str]:
         if not entry:
             continue
         parts = urlsplit(entry)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
             raise GatewayConfigError(
                 f"codec_cors_origins entry {entry!r} is not an origin: write scheme://host[:port] "
                 "(the address bar of the Temporal Web UI, without a path)"

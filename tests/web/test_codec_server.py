@@ -8,7 +8,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from domain.messages import AdminReport, DocumentFinding
 from gateway.codec_server import (
     SESSION_COOKIE,
     CodecServer,
+    Sessions,
     build_codec_server,
     create_codec_app,
     embedded_auditor,
@@ -217,10 +220,23 @@ def test_a_deployment_must_name_its_auditors_and_ui_origin(tmp_path):
     named = deployed.model_copy(update={"codec_auditors_file": auditors})
     with pytest.raises(GatewayConfigError, match="CASN_CODEC_CORS_ORIGINS"):
         build_codec_server(named, keys())
-    with pytest.raises(GatewayConfigError, match="'https://ui.example/path'"):
-        build_codec_server(
-            named.model_copy(update={"codec_cors_origins": "https://ui.example/path"}), keys()
-        )
+    for wrong in ("https://ui.example/path", "ui.example", "https://ui.example?x=1"):
+        with pytest.raises(
+            GatewayConfigError, match=re.escape(f"entry {wrong!r} is not an origin")
+        ):
+            build_codec_server(named.model_copy(update={"codec_cors_origins": wrong}), keys())
+    given = named.model_copy(update={"codec_cors_origins": "https://ui.example/, http://b:8080"})
+    assert build_codec_server(given, keys()).origins == {"https://ui.example", "http://b:8080"}
+
+
+def test_a_session_ends_when_its_time_is_up():
+    sessions = Sessions(seconds=0.05)
+    cookie = sessions.open("inspektorat")
+    assert sessions.identity_of(cookie) == "inspektorat"
+
+    time.sleep(0.06)
+
+    assert sessions.identity_of(cookie) is None
 
 
 def test_serve_codec_stops_with_exit_2_naming_what_a_deployment_lacks(tmp_path):
