@@ -326,11 +326,17 @@ def create_codec_app(server: CodecServer) -> Starlette:
         identity, how = who
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return error(request, 415, "Content-Type: send application/json")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return error(request, 413, f"the body is over {MAX_BODY_BYTES} bytes")
+        too_big = error(request, 413, f"the body is over {MAX_BODY_BYTES} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            return too_big  # refused before it is read
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return too_big
         try:
-            payloads = parse_payloads(body)
+            payloads = parse_payloads(bytes(body))
         except BadRequest as exc:
             return error(request, 400, str(exc))
         decoded = []

@@ -20,6 +20,7 @@ from structlog.testing import capture_logs
 
 from domain.messages import AdminReport, DocumentFinding
 from gateway.codec_server import (
+    MAX_BODY_BYTES,
     SESSION_COOKIE,
     CodecServer,
     Sessions,
@@ -263,3 +264,13 @@ def test_serve_codec_stops_with_exit_2_naming_what_a_deployment_lacks(tmp_path):
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "CASN_CODEC_AUDITORS_FILE" in done.stderr, done.stderr
+
+
+async def test_a_body_over_the_limit_is_refused_unread(codec):
+    response = await codec.post(
+        "/decode",
+        content=b" " * (MAX_BODY_BYTES + 1),
+        headers={**bearer(), "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
