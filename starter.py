@@ -69,9 +69,11 @@ from domain.messages import (
 from domain.protocol import command_update, report_update
 from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
+from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
+from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -1042,9 +1044,12 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
     except RefusedError as exc:
         err_console.print(f"[red]refused[/]: {exc}", highlight=False)
         code = EXIT_REFUSED
-    except InvalidKeyError as exc:  # a key missing in a deployment, or not a key
+    except (InvalidKeyError, TransportError) as exc:  # a key, TLS or password file not usable
         err_console.print(f"[red]bad configuration[/]: {exc}", highlight=False)
         code = EXIT_BAD_INPUT
+    except StackError as exc:  # a server that cannot be started, or refuses TLS or the login
+        err_console.print(f"[red]stopped[/]: {exc}", highlight=False, soft_wrap=True)
+        code = EXIT_STOPPED
     except KeyboardInterrupt:
         err_console.print("[red]stopped[/]: interrupted", highlight=False)
         code = EXIT_STOPPED

@@ -5,9 +5,13 @@ the connections (a real server each time)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import ssl
 import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +32,7 @@ from runtime.migrate import apply_migrations
 from tests.pki import issue, write_pem
 
 pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def _refused(**connect) -> str:
@@ -346,3 +351,30 @@ async def test_verify_full_checks_the_server_against_the_sslrootcert(
     message = str(caught.value)
     assert f"CASN_DATABASE_SSLROOTCERT='{front.other_ca}'" in message
     assert "certificate verify failed" in message
+
+
+def test_the_operators_command_line_stops_naming_the_refused_tls_setting(stack, keys, tmp_path):
+    env = {
+        **os.environ,
+        "CASN_TEMPORAL_ADDRESS": stack.temporal_address,
+        "CASN_DATABASE_URL": stack.database_url,
+        "CASN_DATABASE_SSLMODE": "require",
+        "CASN_DATA_DIR": str(tmp_path / "data"),
+        "CASN_LOG_FORMAT": "json",
+        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
+        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "starter.py"), "status", "R1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
+    assert line.startswith("stopped: no TLS connection to the read model's database at")
+    assert "CASN_DATABASE_SSLMODE='require'" in line
