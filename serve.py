@@ -229,10 +229,11 @@ def main(
     """Run the gateway until Ctrl-C or SIGTERM."""
     from gateway.deps import GatewayConfigError
     from runtime.keys import InvalidKeyError
+    from runtime.transport import TransportError
 
     try:
         code = asyncio.run(serve(with_worker, sample_round, with_codec))
-    except (GatewayConfigError, InvalidKeyError) as exc:
+    except (GatewayConfigError, InvalidKeyError, TransportError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         code = 2
     except (OSError, RuntimeError) as exc:

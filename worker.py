@@ -18,13 +18,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 @app.command("run")
 def run_command() -> None:
     """Run the worker until SIGTERM or SIGINT."""
+    from pydantic import ValidationError
+
+    from runtime.embedded import StackError
     from runtime.probes import ProbePortError
+    from runtime.transport import TransportError
 
     try:
         asyncio.run(run_worker())
-    except ProbePortError as exc:
+    except (ProbePortError, TransportError, ValidationError) as exc:  # ValidationError: settings
         typer.echo(f"bad configuration: {exc}", err=True)
         raise typer.Exit(2) from None
+    except StackError as exc:  # a server that cannot start, or refuses TLS or the login
+        typer.echo(f"stopped: {exc}", err=True)
+        raise typer.Exit(3) from None
 
 
 @app.command("deliver-notifications")

@@ -8,6 +8,8 @@ import contextlib
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -283,3 +285,25 @@ def test_an_empty_password_file_is_named(tmp_path):
     assert f"CASN_DATABASE_PASSWORD_FILE='{password}' must hold the password on one line" in str(
         caught.value
     )
+
+
+def test_the_worker_stops_on_a_bad_tls_setting_naming_it(pki, tmp_path):
+    env = {
+        **os.environ,
+        "CASN_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "CASN_TEMPORAL_TLS_CERT_FILE": str(pki["client"]),
+        "CASN_DATA_DIR": str(tmp_path / "data"),
+        "CASN_METRICS_PORT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parent.parent / "worker.py"), "run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("bad configuration: ") and "Traceback" not in result.stderr
+    assert f"CASN_TEMPORAL_TLS_CERT_FILE='{pki['client']}' is given without" in result.stderr
