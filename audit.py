@@ -126,10 +126,14 @@ def _converter(keys: Keys) -> DataConverter:
 
 
 def _run(coro) -> Any:
-    """Run a command; an AuditError is printed and exits 1."""
+    """Run a command; an AuditError, or a stack that cannot be reached securely, is printed and
+    exits 1."""
+    from runtime.embedded import StackError
+    from runtime.transport import TransportError
+
     try:
         return asyncio.run(coro)
-    except AuditError as exc:
+    except (AuditError, StackError, TransportError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 
