@@ -9,9 +9,11 @@ are used as they are.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import os
 import pwd
 import re
@@ -655,9 +657,22 @@ def _password(data_dir: Path, role: str) -> tuple[str, bool]:
     return fields[4], made
 
 
-def _literal(text: str) -> str:
-    """A SQL string literal (ALTER ROLE takes no parameters)."""
-    return "'" + text.replace("'", "''") + "'"
+def _scram_verifier(password: str, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802, 7677), made here so
+    that ALTER ROLE sends the server, and any statement log, the verifier and never the password.
+    SASLprep leaves the generated passwords (URL-safe ASCII) as they are."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    encoded = [base64.b64encode(x).decode() for x in (salt, stored_key, server_key)]
+    return f"SCRAM-SHA-256${iterations}:{encoded[0]}${encoded[1]}:{encoded[2]}"
+
+
+def _password_clause(password: str) -> str:
+    """`PASSWORD '<verifier>'` for CREATE or ALTER ROLE (which take no parameters); the verifier
+    holds only base64 and punctuation, no quote."""
+    return f"PASSWORD '{_scram_verifier(password)}'"
 
 
 def _initdb(data_dir: Path, pgdata: Path, user: str | None) -> None:
@@ -697,8 +712,7 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
     conn = await _admin_connect(data_dir, port, "postgres")
     try:
         if trusting:
-            await conn.execute("SET password_encryption = 'scram-sha-256'")
-            await conn.execute(f"ALTER ROLE {SUPERUSER} PASSWORD {_literal(superuser_password)}")
+            await conn.execute(f"ALTER ROLE {SUPERUSER} {_password_clause(superuser_password)}")
         role = await conn.fetchrow(
             "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
             "AS privileged FROM pg_roles WHERE rolname = $1",
@@ -707,7 +721,7 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
         if role is None:
             await conn.execute(
                 f"CREATE ROLE {READ_MODEL_ROLE} LOGIN {_UNPRIVILEGED} "
-                f"PASSWORD {_literal(role_password)}"
+                f"{_password_clause(role_password)}"
             )
             log.info("read model role created", role=READ_MODEL_ROLE)
         else:
@@ -716,7 +730,7 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
                 log.warning("read model role's privileges taken back", role=READ_MODEL_ROLE)
             if role_password_made:
                 await conn.execute(
-                    f"ALTER ROLE {READ_MODEL_ROLE} PASSWORD {_literal(role_password)}"
+                    f"ALTER ROLE {READ_MODEL_ROLE} {_password_clause(role_password)}"
                 )
         owner = await conn.fetchval(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", DATABASE

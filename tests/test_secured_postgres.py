@@ -175,6 +175,7 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server
         refusal = await _refused(
             host="127.0.0.1", port=settings.postgres_port, user="postgres", database="postgres"
         )
+        await (await asyncpg.connect(admin_database_url(settings))).close()  # its new password
         conn = await asyncpg.connect(info.database_url)
         try:
             note = await conn.fetchval("SELECT note FROM legacy_probe")
@@ -268,12 +269,27 @@ async def test_a_wrong_password_file_is_named(stack, stack_settings, tmp_path):
     assert "not-the-password" not in message
 
 
-async def test_the_superuser_dsn_is_for_maintenance(stack, stack_settings):
+async def test_the_superuser_dsn_is_for_maintenance_and_both_passwords_are_scram(
+    stack, stack_settings
+):
     conn = await asyncpg.connect(admin_database_url(stack_settings))
     try:
-        assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        superuser = await conn.fetchval(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+        stored = await conn.fetch(
+            "SELECT rolname, split_part(rolpassword, ':', 1) AS method FROM pg_authid "
+            "WHERE rolname IN ('postgres', $1) ORDER BY rolname",
+            READ_MODEL_ROLE,
+        )
     finally:
         await conn.close()
+
+    assert superuser is True
+    assert [tuple(r) for r in stored] == [
+        (READ_MODEL_ROLE, "SCRAM-SHA-256$4096"),
+        ("postgres", "SCRAM-SHA-256$4096"),
+    ]
 
 
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
