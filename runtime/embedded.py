@@ -836,7 +836,8 @@ async def _check_database(dsn: str, settings: Settings) -> None:
     )
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
-    except ssl.SSLError as err:
+    except (ssl.SSLError, asyncpg.ClientConfigurationError) as err:  # a certificate refused,
+        # or verify-ca/verify-full with no root certificate to verify against
         raise StackError(
             f"no TLS connection to the read model's database at {masked(dsn)} ({tls}): {err}"
         ) from err

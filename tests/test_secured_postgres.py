@@ -394,3 +394,19 @@ def test_the_operators_command_line_stops_naming_the_refused_tls_setting(stack, 
     [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
     assert line.startswith("stopped: no TLS connection to the read model's database at")
     assert "CASN_DATABASE_SSLMODE='require'" in line
+
+
+async def test_verify_full_without_a_root_certificate_is_named(
+    stack, stack_settings, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.postgresql/root.crt to fall back on
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    async with _TlsFront(stack_settings.postgres_port, tmp_path) as front:
+        settings = _external(stack, stack_settings, tmp_path, database_sslmode="verify-full",
+                             port=front.port)  # fmt: skip
+        with pytest.raises(StackError) as caught:
+            await ensure_stack(settings)
+
+    message = str(caught.value)
+    assert "CASN_DATABASE_SSLMODE='verify-full', CASN_DATABASE_SSLROOTCERT=None" in message
+    assert "root.crt" in message
