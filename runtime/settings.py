@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -232,6 +233,24 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tracing_installed(self) -> Settings:
+        """CASN_TRACING needs opentelemetry-sdk and CASN_OTLP_ENDPOINT its exporter: refused when
+        the settings are read, not when the first client connects (runtime/telemetry.py)."""
+        if self.tracing and not _importable("opentelemetry.sdk.trace"):
+            raise ValueError(
+                "CASN_TRACING=true needs opentelemetry-sdk, which is not installed: install the "
+                "project's tracing extra (pip install '.[tracing]') or set CASN_TRACING=false"
+            )
+        exporter = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+        if self.tracing and self.otlp_endpoint and not _importable(exporter):
+            raise ValueError(
+                f"CASN_OTLP_ENDPOINT={self.otlp_endpoint!r} needs the package "
+                "opentelemetry-exporter-otlp-proto-grpc, which is not installed: install it, or "
+                "unset CASN_OTLP_ENDPOINT and the spans are logged"
+            )
+        return self
+
     @property
     def embedded_temporal(self) -> bool:
         """True when the project runs its own Temporal dev server."""
@@ -253,6 +272,14 @@ class Settings(BaseSettings):
     def embedded_postgres(self) -> bool:
         """True when the project runs its own PostgreSQL."""
         return not self.database_url
+
+
+def _importable(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def load_settings(**overrides: object) -> Settings:
