@@ -80,7 +80,8 @@ def _sample(page: str, name: str, **labels: str) -> float | None:
 @pytest_asyncio.fixture(loop_scope="session")
 async def worker_process(stack, stack_settings, tmp_path):
     """`worker.py run` in its own process on the session's stack, with a metrics port and
-    JSON logs; yields (task queue, base URL, stderr path) and stops it with SIGTERM."""
+    JSON logs; yields (task queue, base URL, stderr path, process, environment) and stops it
+    with SIGTERM."""
     port = _free_port()
     queue = f"obs-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASN_")}
