@@ -55,6 +55,8 @@ from client.sanctions import (
     sanction_subject,
 )
 from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
+from client.survey import ALL as SURVEY_ALL
+from client.survey import SurveyRow, survey_rows
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
@@ -69,6 +71,8 @@ from domain.messages import (
 from domain.protocol import command_update, report_update
 from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
+from domain.skm import ELEMENTS as SKM_ELEMENTS
+from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
 from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
@@ -1394,6 +1398,66 @@ def status_cmd(round_id: str, as_json: JsonOpt = False):
     """The round: its phase, every window (closed ones too) with its extensions and early close,
     the TMT and its moves, and the funnel per formasi (stage or result code counts)."""
     _run(lambda ctx: status(ctx, round_id, as_json))
+
+
+async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> list[SurveyRow]:
+    """Print the satisfaction survey's results of a round: per instansi and stage, and over every
+    stage, the respondents, each element's NRR and the IKM with its band; as a table or one JSON
+    document. The answers are anonymous: only these sums are read."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        rows = await survey_rows(conn, round_id)
+    finally:
+        await conn.close()
+    if as_json:
+        _print_json(
+            ctx,
+            {
+                "round_id": round_id,
+                "elements": [{"code": e.code, "name": e.name} for e in SKM_ELEMENTS],
+                "results": [
+                    {"instansi": r.instansi, "stage": r.stage, **r.result.model_dump(mode="json")}
+                    for r in rows
+                ],
+            },
+        )
+        return rows
+    if not rows:
+        ctx.console.print(f"round {round_id}: no survey answers yet", highlight=False)
+        return rows
+    table = Table(title=f"Survei Kepuasan Masyarakat (IKM) of round {round_id}")
+    for column in ("instansi", "stage", "respondents"):
+        table.add_column(column, justify="right" if column == "respondents" else "left")
+    for e in SKM_ELEMENTS:
+        table.add_column(e.code, justify="right")
+    table.add_column("IKM", justify="right")
+    table.add_column("band")
+    for r in rows:
+        overall = r.stage == SURVEY_ALL
+        table.add_row(
+            r.instansi,
+            "[bold]all stages[/]" if overall else f"{r.stage} ({SKM_STAGE_LABELS[r.stage]})",
+            str(r.result.respondents),
+            *(f"{x:.2f}" for x in r.result.per_element),
+            f"{r.result.value:.2f}",
+            f"{r.result.band} ({r.result.label})",
+            end_section=overall,
+        )
+    ctx.console.print(table)
+    ctx.console.print(
+        "  ".join(f"{e.code} {e.name}" for e in SKM_ELEMENTS)
+        + ". NRR = mean answer (1..4); IKM = mean NRR x 25; bands A 88.31-100, B 76.61-88.30, "
+        "C 65.00-76.60, D 25.00-64.99 (PermenPANRB 14/2017).",
+        highlight=False,
+    )
+    return rows
+
+
+@cli.command("survey-results")
+def survey_results_cmd(round_id: str, as_json: JsonOpt = False):
+    """The satisfaction survey (SKM) of a round: respondents, each element's NRR and the IKM with
+    its band, per instansi and stage (after registration, after SKD, at the end) and overall."""
+    _run(lambda ctx: survey_results(ctx, round_id, as_json))
 
 
 @cli.command("lookup")

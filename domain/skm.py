@@ -213,8 +213,27 @@ def ikm(responses: Sequence[Sequence[int]]) -> IkmResult:
             checked.append(validate_answers(response))
         except RuleViolation as bad:
             raise RuleViolation(f"responses[{index}].{bad.field}", bad.value, bad.problem) from None
-    n = len(checked)
-    nrr = [Fraction(sum(r[i] for r in checked), n) for i in range(len(ELEMENTS))]
+    totals = [sum(r[i] for r in checked) for i in range(len(ELEMENTS))]
+    return ikm_of_totals(totals, len(checked))
+
+
+def ikm_of_totals(totals: Sequence[int], respondents: int) -> IkmResult:
+    """The IKM of `respondents` responses from the sum of each element's answers (what a
+    database adds up without sending every row): the same figure as `ikm` of those responses.
+    Raises RuleViolation when the sums cannot come from that many valid responses."""
+    if respondents < 1:
+        raise RuleViolation("respondents", respondents, "the IKM needs at least one response")
+    if len(totals) != len(ELEMENTS):
+        raise RuleViolation("totals", len(totals), f"one sum per element, {len(ELEMENTS)}")
+    for element, total in zip(ELEMENTS, totals, strict=True):
+        if not SCALE[0] * respondents <= total <= SCALE[-1] * respondents:
+            raise RuleViolation(
+                f"{element.code} ({element.name})",
+                total,
+                f"the sum of {respondents} answers lies in "
+                f"{SCALE[0] * respondents}..{SCALE[-1] * respondents}",
+            )
+    nrr = [Fraction(total, respondents) for total in totals]
     exact = sum((WEIGHT * x for x in nrr), Fraction(0)) * FACTOR
     band, label = quality(exact)
     return IkmResult(
@@ -222,5 +241,5 @@ def ikm(responses: Sequence[Sequence[int]]) -> IkmResult:
         band=band,
         label=label,
         per_element=tuple(float(x) for x in nrr),
-        respondents=n,
+        respondents=respondents,
     )

@@ -24,10 +24,15 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for
-from client.status import applicant_view, reason_text, tanggal, wib
+from client.status import ApplicantView, applicant_view, reason_text, tanggal, wib
+from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
 from domain.registration import Refusal, Registration, normalise_nik
+from domain.skm import ELEMENTS as SKM_ELEMENTS
+from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
+from domain.skm import STAGES as SKM_STAGES
+from domain.skm import SurveyStage
 from gateway.accounts import (
     MAX_PASSWORD,
     MIN_PASSWORD,
@@ -88,6 +93,7 @@ REGISTRATION_FIELDS = (
     "citizen",
 )
 LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
+_TO_STATUS = ("/status", "Kembali ke status")
 
 
 # --- the portal's own state, kept on the app --------------------------------------------------
@@ -821,12 +827,14 @@ async def status(v: Visit = Depends(visit)) -> Response:
         )
     except (RPCError, RefusedError) as exc:
         return unavailable(v, f"status of {applicant_id}", exc)
+    surveys = await offered_stages(v.gw.pool, view)
     return page(
         v,
         "status.html",
         {
             "view": view,
             "config": config,
+            "surveys": [(s, SKM_STAGE_LABELS[s]) for s in surveys],
             "sanggah_token": v.token("sanggah"),
             "offer_tokens": {"ya": v.token("tawaran"), "tidak": v.token("tawaran")},
         },
@@ -981,4 +989,145 @@ async def withdraw(request: Request, v: Visit = Depends(visit)) -> Response:
         ),
         "Pengunduran diri",
         "Pengunduran diri Anda telah dicatat.",
+    )
+
+
+# --- the satisfaction survey (SKM) ----------------------------------------------------------------
+# Anonymous: the answers are stored without the registration number (client/survey.py); the
+# applicant's session only decides whether the stage is open to them and not yet answered.
+
+
+async def _survey_subject(
+    v: Visit, stage: str
+) -> tuple[RoundConfig, ApplicantView, SurveyStage] | Response:
+    """The round and the applicant of a survey page, or the page saying why there is none:
+    not logged in, an unknown stage, a stage not open to them yet, or answered already."""
+    if v.session is None:
+        return to_login()
+    if stage not in SKM_STAGES:
+        return message(
+            v, 404, "Survei tidak ditemukan", "Tidak ada survei tahap ini.", back=_TO_STATUS
+        )
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    try:
+        config = await v.gw.rounds.config(round_id)
+        view = await applicant_view(
+            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
+        )
+    except UnknownError:
+        return message(
+            v, 404, "Pendaftaran tidak ditemukan", f"Tidak ada pendaftaran {applicant_id}."
+        )
+    except (RPCError, RefusedError) as exc:
+        return unavailable(v, f"survey of {applicant_id}", exc)
+    known: SurveyStage = next(s for s in SKM_STAGES if s == stage)
+    label = SKM_STAGE_LABELS[known].lower()
+    if known not in open_stages(view):
+        return message(
+            v,
+            409,
+            "Survei belum dibuka",
+            f"Survei kepuasan tahap ini ({label}) belum dibuka untuk Anda: survei setelah SKD "
+            "dibuka setelah hasil SKD Anda diumumkan, survei akhir setelah proses seleksi Anda "
+            "berakhir.",
+            back=_TO_STATUS,
+        )
+    if known in await taken_stages(v.gw.pool, round_id, applicant_id):
+        return message(
+            v,
+            409,
+            "Survei sudah diisi",
+            f"Anda sudah mengisi survei kepuasan tahap ini ({label}). Setiap tahap diisi satu "
+            "kali. Terima kasih.",
+            kind="notice",
+            back=_TO_STATUS,
+        )
+    return config, view, known
+
+
+def _survey_form(
+    v: Visit,
+    config: RoundConfig,
+    stage: SurveyStage,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+) -> HTMLResponse:
+    return page(
+        v,
+        "survey.html",
+        {
+            "config": config,
+            "stage": stage,
+            "stage_label": SKM_STAGE_LABELS[stage],
+            "elements": SKM_ELEMENTS,
+            "values": values,
+            "errors": errors,
+            "csrf_token": v.token(f"survei-{stage}"),
+        },
+        status,
+    )
+
+
+@router.get("/survei/{stage}", response_class=HTMLResponse)
+async def survey_page(stage: str, v: Visit = Depends(visit)) -> Response:
+    """The survey of one stage: nine questions, four answers each."""
+    found = await _survey_subject(v, stage)
+    if isinstance(found, Response):
+        return found
+    config, _, known = found
+    return _survey_form(v, config, known, {}, {})
+
+
+@router.post("/survei/{stage}", response_class=HTMLResponse)
+async def answer_survey(stage: str, request: Request, v: Visit = Depends(visit)) -> Response:
+    """Store one survey's answers anonymously, once per stage, and thank the applicant."""
+    if v.session is None:
+        return to_login()
+    form = await request.form()
+    if v.nonce(form, f"survei-{stage}") is None:
+        return forbidden(v)
+    found = await _survey_subject(v, stage)
+    if isinstance(found, Response):
+        return found
+    config, view, known = found
+    values = {e.code: str(form.get(e.code, "")).strip()[:20] for e in SKM_ELEMENTS}
+    errors: dict[str, str] = {}
+    for e in SKM_ELEMENTS:
+        raw = values[e.code]
+        if not raw:
+            errors[e.code] = f"{e.name}: pilih salah satu jawaban, 1 sampai 4."
+        elif raw not in {"1", "2", "3", "4"}:
+            errors[e.code] = f"{e.name}: jawaban {raw!r} tidak sah; pilih 1 sampai 4."
+    if errors:
+        return _survey_form(
+            v, config, known, {c: x for c, x in values.items() if c not in errors}, errors, 422
+        )
+    async with v.gw.pool.acquire() as conn:
+        stored = await record_answers(
+            conn,
+            round_id=view.round_id,
+            instansi=config.instansi,
+            applicant_id=view.applicant_id,
+            stage=known,
+            answers=[int(values[e.code]) for e in SKM_ELEMENTS],
+        )
+    if not stored:  # answered in another tab a moment ago
+        return message(
+            v,
+            409,
+            "Survei sudah diisi",
+            "Anda sudah mengisi survei kepuasan tahap ini. Setiap tahap diisi satu kali.",
+            kind="notice",
+            back=_TO_STATUS,
+        )
+    log.info("survey answered", round_id=view.round_id, stage=known)
+    return message(
+        v,
+        200,
+        "Terima kasih",
+        f"Jawaban survei kepuasan Anda ({SKM_STAGE_LABELS[known].lower()}) telah disimpan tanpa "
+        "identitas Anda. Masukan Anda membantu instansi memperbaiki layanan seleksi.",
+        kind="notice",
+        back=_TO_STATUS,
     )

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from domain.errors import RuleViolation
-from domain.skm import ELEMENTS, ikm, quality, validate_answers
+from domain.skm import ELEMENTS, ikm, ikm_of_totals, quality, validate_answers
 
 
 def responses_totalling(n: int, total: int) -> list[list[int]]:
@@ -147,3 +147,16 @@ def test_no_responses_no_index_and_no_index_outside_25_to_100():
     for outside in (24.99, 100.01):
         with pytest.raises(RuleViolation, match="25..100"):
             quality(outside)
+
+
+def test_the_ikm_of_each_elements_sum_is_the_ikm_of_the_responses():
+    responses = [
+        [4, 4, 3, 3, 4, 3, 3, 2, 4],
+        [3, 3, 3, 4, 4, 3, 4, 3, 3],
+        [1, 2, 3, 4, 4, 3, 2, 1, 4],
+    ]
+    totals = [sum(r[i] for r in responses) for i in range(9)]
+    assert ikm_of_totals(totals, 3) == ikm(responses)
+    with pytest.raises(RuleViolation) as refused:
+        ikm_of_totals([8, 8, 8, 8, 8, 8, 8, 8, 13], 3)  # 3 answers add up to 12 at most
+    assert (refused.value.field, refused.value.value) == ("U9 (Sarana dan prasarana)", 13)

@@ -1,0 +1,342 @@
+"""The satisfaction survey (SKM, issue 16 item 3) on the real stack: anonymous storage, the
+portal's survey form (over HTTP and in a real browser), and the results per stage.
+
+Anonymous: the answers' table has no applicant column, the record that an applicant answered
+holds nothing of the answers, and two applicants' equal answers cannot be told apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from rich.console import Console
+
+import starter
+from client.api import RecruitmentApi
+from client.survey import record_answers, survey_results, survey_rows, taken_stages
+from domain.errors import RuleViolation
+from domain.skm import ELEMENTS, ikm
+from tests.roundkit import TEST_KEYRING, registration
+from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.web.test_portal import (
+    PASSWORD,
+    app_for,
+    client_on,
+    form_of,
+    open_round,
+    registration_number,
+    submit_registration,
+    text_of,
+    tokens,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+INSTANSI = "Pemerintah Kabupaten Contoh"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def operator_api(client, keys, running_worker):
+    """The operator's client (every test identity's key), to create rounds."""
+    settings, _ = running_worker
+    return RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(running_worker):
+    _, pool = running_worker
+    return pool
+
+
+# --- storage --------------------------------------------------------------------------------------
+
+
+async def test_the_answers_table_has_no_applicant_column_and_a_day_not_a_time(pool):
+    async with pool.acquire() as conn:
+        columns = {
+            r["table_name"]: r["columns"]
+            for r in await conn.fetch(
+                """SELECT table_name, array_agg(column_name::text ORDER BY column_name) AS columns
+                   FROM information_schema.columns
+                   WHERE table_name IN ('skm_responses', 'skm_taken') GROUP BY table_name"""
+            )
+        }
+        kinds = dict(
+            await conn.fetch(
+                """SELECT column_name, data_type FROM information_schema.columns
+                   WHERE table_name = 'skm_responses'"""
+            )
+        )
+    assert columns["skm_responses"] == [
+        "answers",
+        "id",
+        "instansi",
+        "round_id",
+        "stage",
+        "submitted_on",
+    ]
+    assert columns["skm_taken"] == ["applicant_id", "round_id", "stage"]
+    assert (kinds["submitted_on"], kinds["id"]) == ("date", "uuid")
+
+
+async def test_an_applicant_answers_a_stage_once_and_equal_answers_cannot_be_told_apart(pool):
+    round_id = f"skm-{uuid.uuid4().hex[:6]}"
+    answers = [4, 3, 3, 4, 4, 3, 4, 2, 3]
+    async with pool.acquire() as conn:
+        for who in ("AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB"):
+            stored = await record_answers(
+                conn,
+                round_id=round_id,
+                instansi=INSTANSI,
+                applicant_id=who,
+                stage="registration",
+                answers=answers,
+                day=date(2026, 12, 2),
+            )
+            assert stored
+        again = await record_answers(
+            conn,
+            round_id=round_id,
+            instansi=INSTANSI,
+            applicant_id="AAAAAAAAAAAAAAAA",
+            stage="registration",
+            answers=[1] * 9,
+        )
+        responses = await conn.fetch(
+            "SELECT * FROM skm_responses WHERE round_id = $1 ORDER BY id", round_id
+        )
+        taken = await taken_stages(conn, round_id, "AAAAAAAAAAAAAAAA")
+    assert again is False  # the second answer of the same stage is not stored
+    assert taken == {"registration"}
+    # Two rows, the same but for a random (version 4) id: nothing says whose is whose.
+    assert len(responses) == 2
+    without_id = [{k: v for k, v in dict(r).items() if k != "id"} for r in responses]
+    assert without_id[0] == without_id[1]
+    assert without_id[0]["answers"] == answers
+    assert all(r["id"].version == 4 for r in responses)
+
+
+async def test_invalid_answers_are_refused_before_and_by_the_database(pool):
+    round_id = f"skm-{uuid.uuid4().hex[:6]}"
+    async with pool.acquire() as conn:
+        with pytest.raises(RuleViolation) as refused:
+            await record_answers(
+                conn,
+                round_id=round_id,
+                instansi=INSTANSI,
+                applicant_id="CCCCCCCCCCCCCCCC",
+                stage="registration",
+                answers=[4, 4, 4, 4, 4, 4, 4, 4, 5],
+            )
+        assert refused.value.field == "U9 (Sarana dan prasarana)"
+        with pytest.raises(RuleViolation, match="stage='interview'"):
+            await record_answers(
+                conn,
+                round_id=round_id,
+                instansi=INSTANSI,
+                applicant_id="CCCCCCCCCCCCCCCC",
+                stage="interview",
+                answers=[4] * 9,
+            )
+        # Nothing of a refused response was recorded, not even that it was tried.
+        assert await taken_stages(conn, round_id, "CCCCCCCCCCCCCCCC") == frozenset()
+        for bad in ([4] * 8, [4, 4, 4, 4, 0, 4, 4, 4, 4]):
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute(
+                    "INSERT INTO skm_responses (round_id, instansi, stage, answers, submitted_on) "
+                    "VALUES ($1, $2, 'skd', $3, current_date)",
+                    round_id,
+                    INSTANSI,
+                    bad,
+                )
+
+
+async def test_results_per_stage_and_per_instansi_match_the_ikm_by_hand(pool, stack):
+    round_id = f"skm-{uuid.uuid4().hex[:6]}"
+    answered = {
+        "registration": [[4] * 9, [3] * 9],  # NRR 3.5 each: 3.5 x 25 = 87.50, B
+        "skd": [[4] * 9, [4] * 9, [4, 4, 4, 4, 4, 4, 4, 4, 1]],  # 105/27 x 25 = 97.22, A
+    }
+    async with pool.acquire() as conn:
+        serial = 0
+        for stage, responses in answered.items():
+            for answers in responses:
+                serial += 1
+                await record_answers(
+                    conn,
+                    round_id=round_id,
+                    instansi=INSTANSI,
+                    applicant_id=f"{serial:016d}",
+                    stage=stage,
+                    answers=answers,
+                )
+        results = await survey_results(conn, round_id)
+        rows = await survey_rows(conn, round_id)
+    assert list(results) == ["registration", "skd"]  # nobody answered the end yet
+    assert (results["registration"].value, results["registration"].band) == (87.5, "B")
+    assert (results["skd"].value, results["skd"].band) == (97.22, "A")
+    assert results["skd"].per_element[8] == 3.0  # (4 + 4 + 1) / 3
+    everyone = [a for responses in answered.values() for a in responses]
+    assert [(r.instansi, r.stage, r.result.respondents) for r in rows] == [
+        (INSTANSI, "registration", 2),
+        (INSTANSI, "skd", 3),
+        (INSTANSI, "all", 5),
+    ]
+    assert rows[-1].result == ikm(everyone)  # every stage together: 168 / 45 x 25 = 93.33, A
+    assert (rows[-1].result.value, rows[-1].result.band) == (93.33, "A")
+
+    # `starter.py survey-results ROUND`: the same figures, as a table and as JSON.
+    console = Console(record=True, width=200)
+    ctx = starter.Context(api=None, database_url=stack.database_url, console=console)
+    await starter.survey_results(ctx, round_id)
+    table = console.export_text()
+    assert "87.50" in table and "B (Baik)" in table and "97.22" in table and "A (Sangat" in table
+    assert "all stages" in table and "93.33" in table, table
+    await starter.survey_results(ctx, round_id, as_json=True)
+    document = json.loads(console.export_text().strip().splitlines()[-1])
+    assert [(r["stage"], r["value"], r["band"]) for r in document["results"]] == [
+        ("registration", 87.5, "B"),
+        ("skd", 97.22, "A"),
+        ("all", 93.33, "A"),
+    ]
+
+
+# --- the portal -----------------------------------------------------------------------------------
+
+
+def _answers(value: int = 3) -> dict[str, str]:
+    return {e.code: str(value) for e in ELEMENTS}
+
+
+async def test_the_portal_offers_refuses_stores_and_thanks(
+    gateway_state, operator_api, pool, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "skm-http")
+    app = app_for(gateway_state)
+    async with client_on(app) as browser:
+        done = await submit_registration(browser, round_id, form_of(registration(41, "F1")))
+        assert done.status_code == 201, text_of(done.text)
+        number = registration_number(done.text)
+
+        status = await browser.get("/status")
+        assert 'href="/survei/registration"' in status.text, text_of(status.text)
+        assert "/survei/skd" not in status.text and "/survei/end" not in status.text
+
+        # A stage not open to this applicant yet (no SKD result): no form, and a form sent
+        # anyway (with a valid token for it) is refused, nothing stored.
+        closed = await browser.get("/survei/skd")
+        assert closed.status_code == 409 and "belum dibuka" in text_of(closed.text)
+        binding = "session:" + hashlib.sha256(browser.cookies["casn_sesi"].encode()).hexdigest()
+        forged_open = app.state.portal.tokens.issue(binding, "survei-skd")
+        refused = await browser.post("/survei/skd", data={**_answers(), "csrf_token": forged_open})
+        assert refused.status_code == 409 and "belum dibuka" in text_of(refused.text)
+        assert (await browser.get("/survei/wawancara")).status_code == 404
+
+        form = await browser.get("/survei/registration")
+        assert form.status_code == 200
+        [token] = tokens(form.text)["/survei/registration"]
+        page = text_of(form.text)
+        assert all(e.question in page for e in ELEMENTS), page
+        assert "anonim" in page
+
+        # No token, another form's token: 403, nothing done.
+        assert (await browser.post("/survei/registration", data=_answers())).status_code == 403
+        skd_token = app.state.portal.tokens.issue(binding, "survei-skd")
+        wrong = await browser.post(
+            "/survei/registration", data={**_answers(), "csrf_token": skd_token}
+        )
+        assert wrong.status_code == 403
+
+        # A bad answer and a missing one: each named, in Indonesian; the others kept.
+        bad = {**_answers(), "U3": "5", "csrf_token": token}
+        del bad["U9"]
+        invalid = await browser.post("/survei/registration", data=bad)
+        assert invalid.status_code == 422
+        shown = text_of(invalid.text)
+        assert "Waktu penyelesaian: jawaban '5' tidak sah; pilih 1 sampai 4." in shown, shown
+        assert "Sarana dan prasarana: pilih salah satu jawaban, 1 sampai 4." in shown
+        assert 'id="jawab-U1-3" type="radio" name="U1" value="3" required checked' in invalid.text
+        async with pool.acquire() as conn:
+            assert await taken_stages(conn, round_id, number) == frozenset()
+
+        thanked = await browser.post(
+            "/survei/registration", data={**_answers(4), "U8": "2", "csrf_token": token}
+        )
+        assert thanked.status_code == 200, text_of(thanked.text)
+        assert "Terima kasih" in thanked.text
+
+        twice = await browser.post(
+            "/survei/registration", data={**_answers(1), "csrf_token": token}
+        )
+        assert twice.status_code == 409 and "sudah mengisi" in text_of(twice.text)
+        again = await browser.get("/survei/registration")
+        assert again.status_code == 409
+        status = await browser.get("/status")
+        assert "/survei/" not in status.text
+
+    async with pool.acquire() as conn:
+        stored = await conn.fetch(
+            "SELECT instansi, stage, answers FROM skm_responses WHERE round_id = $1", round_id
+        )
+        results = await survey_results(conn, round_id)
+    assert [dict(r) for r in stored] == [
+        {
+            "instansi": "Pemerintah Kabupaten Uji",
+            "stage": "registration",
+            "answers": [4, 4, 4, 4, 4, 4, 4, 2, 4],
+        }
+    ]
+    assert results["registration"].value == 94.44  # 34 / 9 x 25
+
+
+async def test_the_survey_in_a_browser(gateway_state, operator_api, live_url, pool, tmp_path):
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing"
+    from playwright.async_api import async_playwright
+
+    round_id = await open_round(operator_api, tmp_path, "skm-web")
+    reg = registration(42, "F1")
+    async with client_on(app_for(gateway_state)) as http:
+        done = await submit_registration(http, round_id, form_of(reg))
+        assert done.status_code == 201, text_of(done.text)
+        number = registration_number(done.text)
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            await page.goto(f"{live_url}/masuk?round={round_id}")
+            await page.fill("input[name=number]", number)
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("form[action='/masuk'] button[type=submit]")
+            await page.wait_for_selector("h1:has-text('Status saya')")
+            await page.click("#survei a[href='/survei/registration']")
+            await page.wait_for_selector("h1:has-text('Survei Kepuasan Masyarakat')")
+            assert await page.locator("fieldset").count() == 9
+            for i, e in enumerate(ELEMENTS):
+                await page.check(f"#jawab-{e.code}-{3 + i % 2}")  # 3, 4, 3, 4, ...
+            shot = SHOTS / "08-survei-kepuasan.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, DOCS_SHOTS / shot.name)
+            await page.click("form.skm button[type=submit]")
+            await page.wait_for_selector("h1:has-text('Terima kasih')")
+            await page.click("a[href='/status']")
+            await page.wait_for_selector("h1:has-text('Status saya')")
+            assert await page.locator("#survei").count() == 0
+            assert "Survei kepuasan" not in await page.inner_text("main")
+        finally:
+            await browser.close()
+    async with pool.acquire() as conn:
+        results = await survey_results(conn, round_id)
+    # 3, 4, 3, 4, 3, 4, 3, 4, 3: 31 / 9 x 25 = 86.11, B
+    assert (results["registration"].value, results["registration"].band) == (86.11, "B")
