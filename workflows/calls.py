@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as RecordedTimeout
 
 with workflow.unsafe.imports_passed_through():
     from domain.protocol import Activity, Update
@@ -59,7 +60,10 @@ async def run_local_activity_until_done(
                 schedule_to_close_timeout=LOCAL_ATTEMPTS_FOR,
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
             )
-        except ActivityError as exc:
+        except (ActivityError, RecordedTimeout) as exc:
+            # Live, the exhausted budget arrives as ActivityError; replayed from history, as the
+            # recorded timeout itself (temporalio.exceptions.TimeoutError): both pause alike, or a
+            # journey replayed during its pause fails every task as non-deterministic.
             workflow.logger.warning("%s did not succeed (%s); again in a minute", ref.name, exc)
             await workflow.sleep(LOCAL_PAUSE)
 
