@@ -56,7 +56,7 @@ from client.sanctions import (
 )
 from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
 from client.survey import ALL as SURVEY_ALL
-from client.survey import SurveyRow, survey_rows
+from client.survey import SurveyRow, mix_answers, survey_rows
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
@@ -1458,6 +1458,25 @@ def survey_results_cmd(round_id: str, as_json: JsonOpt = False):
     """The satisfaction survey (SKM) of a round: respondents, each element's NRR and the IKM with
     its band, per instansi and stage (after registration, after SKD, at the end) and overall."""
     _run(lambda ctx: survey_results(ctx, round_id, as_json))
+
+
+async def survey_mix(ctx: Context) -> int:
+    """Rewrite the stored survey answers so that the database's hidden row order and
+    transaction ids no longer pair an answer with the applicant who gave it."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        mixed = await mix_answers(conn)
+    finally:
+        await conn.close()
+    ctx.console.print(f"{mixed} survey answers rewritten (one transaction, random-id order)")
+    return mixed
+
+
+@cli.command("survey-mix")
+def survey_mix_cmd():
+    """Rewrite the survey's answers (all rounds) so that nothing in the database pairs one with
+    its applicant: run it when a survey stage has closed, or daily (README, the SKM section)."""
+    _run(survey_mix)
 
 
 @cli.command("lookup")

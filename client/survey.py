@@ -149,3 +149,19 @@ async def survey_results(
         if (r := by_stage.get(stage)) is not None:
             per_stage[stage] = ikm_of_totals([r[f"u{i + 1}"] for i in range(len(ELEMENTS))], r["n"])
     return per_stage
+
+
+async def mix_answers(conn: asyncpg.Connection) -> int:
+    """Rewrite every stored answer so that nothing inside the database ties one to the
+    applicant who gave it; return how many were rewritten.
+
+    An answer and the record that its applicant answered are written in one transaction, so
+    until they are rewritten they share the database's hidden transaction id (`xmin`) and lie
+    in the order they came in, as the applicants' records do: a reader of the raw tables could
+    pair them. Every answer is updated in one transaction (one `xmin` for all), then the table
+    is rewritten in the order of its random ids (CLUSTER), dropping the old row versions.
+    `starter.py survey-mix` runs it; CLUSTER locks the table for the moment it takes."""
+    async with conn.transaction():
+        updated = await conn.execute("UPDATE skm_responses SET answers = answers")
+    await conn.execute("CLUSTER skm_responses USING skm_responses_pkey")
+    return int(updated.split()[-1])

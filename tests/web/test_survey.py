@@ -340,3 +340,46 @@ async def test_the_survey_in_a_browser(gateway_state, operator_api, live_url, po
         results = await survey_results(conn, round_id)
     # 3, 4, 3, 4, 3, 4, 3, 4, 3: 31 / 9 x 25 = 86.11, B
     assert (results["registration"].value, results["registration"].band) == (86.11, "B")
+
+
+async def test_mixing_leaves_nothing_in_the_database_that_pairs_an_answer_with_its_applicant(
+    pool, stack
+):
+    round_id = f"skm-{uuid.uuid4().hex[:6]}"
+    async with pool.acquire() as conn:
+        for serial in range(6):
+            await record_answers(
+                conn,
+                round_id=round_id,
+                instansi=INSTANSI,
+                applicant_id=f"MIX{serial:013d}",
+                stage="end",
+                answers=[1 + serial % 4] * 9,
+            )
+
+        async def hidden() -> tuple[list, list, list]:
+            answers = await conn.fetch(
+                "SELECT xmin::text AS tx, id FROM skm_responses WHERE round_id = $1 ORDER BY ctid",
+                round_id,
+            )
+            taken = await conn.fetch(
+                "SELECT xmin::text AS tx FROM skm_taken WHERE round_id = $1 ORDER BY ctid",
+                round_id,
+            )
+            return [r["tx"] for r in answers], [r["tx"] for r in taken], [r["id"] for r in answers]
+
+        # Written together, an answer and its applicant's record share a transaction id, and
+        # both tables hold them in the order they came in: the raw tables pair them.
+        answer_tx, taken_tx, _ = await hidden()
+        assert answer_tx == taken_tx and len(set(answer_tx)) == 6
+
+        # `starter.py survey-mix` (on its own connection: the table is locked a moment).
+        console = Console(record=True, width=200)
+        mixed = await starter.survey_mix(starter.Context(None, stack.database_url, console))
+        assert mixed >= 6 and f"{mixed} survey answers rewritten" in console.export_text()
+        answer_tx, taken_tx, ids = await hidden()
+        assert len(set(answer_tx)) == 1 and not set(answer_tx) & set(taken_tx)
+        assert ids == sorted(ids)  # stored in the order of their random ids
+        results = await survey_results(conn, round_id)
+    # 1, 2, 3, 4, 1, 2 on every element: 13 / 6 x 25 = 54.17, D; the answers themselves unchanged
+    assert (results["end"].value, results["end"].band) == (54.17, "D")
