@@ -2,7 +2,8 @@
 deadline, filing, the NIP, a TMT move reaching journeys at Latsar, and the Latsar result.
 
 Schedule (days after t0): registration 0-15, administration 15-18, SKD 21-35, SKB 36-50,
-filing 60-75, Latsar 75-440; final appeal window 3 days; an optimalisasi offer waits 2 days.
+filing 60-75, Latsar 75-440; final appeal window 3 days, answers within 1 day; an optimalisasi
+offer waits 2 days.
 F1 (quota 1) has three SKB participants; F2 (quota 1, same jabatan and education) has none,
 so its seat goes to optimalisasi. Expectations are written from DOMAIN.md, stages 8-12.
 """
@@ -59,7 +60,7 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
             "latsar": (75 * DAY, 440 * DAY),
         },
         appeal_window=3 * DAY,
-        answer_within=7 * DAY,
+        answer_within=1 * DAY,
         offer_within=2 * DAY,
         t0=t0,
     )
@@ -115,7 +116,8 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
             ),
         )
 
-    # --- the final appeal wait: SKB closes on day 50; optimalisasi waits the 3-day window -------
+    # --- the final sanggah: SKB closes on day 50; nobody moves on before the window (3 days) and
+    # the time to answer (1 day) have passed and the formasi confirmed its ranking -------------
     skb_closes = t0 + 50 * day
     await kit.advance_to(skb_closes + timedelta(hours=1))
 
@@ -128,16 +130,17 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     assert state.formasi_results["F2"].vacancies == 1 and state.formasi_results["F1"].winners == [
         ids["X1"]
     ]
-    assert (await kit.journey_at(round_id, ids["X1"], Stage.FILING)).final_code == FinalCode.PASSED
+    x1 = await kit.journey_at(round_id, ids["X1"], Stage.FINAL_APPEAL)
+    assert x1.final_code == FinalCode.PASSED
     for name in ("X2", "X3"):
-        s = await kit.journey_at(round_id, ids[name], Stage.OPTIMALISASI)
+        s = await kit.journey_at(round_id, ids[name], Stage.FINAL_APPEAL)
         assert s.final_code == FinalCode.NOT_PASSED
-    await kit.advance_to(skb_closes + 3 * day - timedelta(hours=1))
+    await kit.advance_to(skb_closes + 4 * day - timedelta(hours=1))
     state = await kit.round_state(round_id)
-    assert state.phase == "final_appeal" and state.offers == {}  # still inside the appeal window
+    assert state.phase == "final_appeal" and state.offers == {}  # the sanggah is not over yet
 
     # --- optimalisasi: the offer to X2 goes unanswered and counts as declined after 2 days ------
-    optimalisasi_at = skb_closes + 3 * day
+    optimalisasi_at = skb_closes + 4 * day
     await kit.advance_to(optimalisasi_at + timedelta(hours=1))
     offer_x2 = f"{round_id}/offer/{ids['X2']}/F2"
     offer_x3 = f"{round_id}/offer/{ids['X3']}/F2"
@@ -150,6 +153,7 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         return probe
 
     state = await kit.until(await offered(offer_x2), "the offer to X2")
+    assert (await kit.journey_at(round_id, ids["X1"], Stage.FILING)).final_code == FinalCode.PASSED
     assert state.phase == "optimalisasi" and offer_x3 not in state.offers
     allocated = next(d for d in state.decisions if d.outcome == "allocated")
     assert near(allocated.at, optimalisasi_at), allocated

@@ -82,7 +82,7 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             "latsar": (4500, 5400),
         },
         appeal_window=20,
-        answer_within=120,
+        answer_within=30,
         offer_within=300,
         t0=datetime.now(UTC),
     )
@@ -224,9 +224,9 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
                     ),
                 )
             await close("skb")
-            # The final result's sanggah window (as long as the administrative one) passes
-            # before optimalisasi offers the seat.
-            await _wait_offer(client, round_id, number, timeout=90)
+            # The final result's sanggah (its window and the time to answer, as long as the
+            # administrative one's) passes before optimalisasi offers the seat.
+            await _wait_offer(client, round_id, number, timeout=120)
 
             await page.goto(f"{live_url}/status")
             await page.wait_for_selector("h2:has-text('Tawaran optimalisasi')")
