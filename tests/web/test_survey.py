@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -21,7 +21,9 @@ from rich.console import Console
 
 import starter
 from client.api import RecruitmentApi
-from client.survey import record_answers, survey_results, survey_rows, taken_stages
+from client.status import ApplicantView
+from client.survey import open_stages, record_answers, survey_results, survey_rows, taken_stages
+from domain.codes import Terminal
 from domain.errors import RuleViolation
 from domain.skm import ELEMENTS, ikm
 from tests.roundkit import TEST_KEYRING, registration
@@ -383,3 +385,25 @@ async def test_mixing_leaves_nothing_in_the_database_that_pairs_an_answer_with_i
         results = await survey_results(conn, round_id)
     # 1, 2, 3, 4, 1, 2 on every element: 13 / 6 x 25 = 54.17, D; the answers themselves unchanged
     assert (results["end"].value, results["end"].band) == (54.17, "D")
+
+
+async def test_the_stages_open_follow_the_journey():
+    def view(**facts) -> ApplicantView:
+        return ApplicantView(
+            round_id="r",
+            applicant_id="AAAAAAAAAAAAAAAA",
+            formasi_code="F1",
+            stage="skd",
+            stage_label="SKD",
+            as_of=datetime(2026, 12, 2, tzinfo=UTC),
+            **facts,
+        )
+
+    assert open_stages(view()) == ("registration",)
+    assert open_stages(view(skd_code="P/L")) == ("registration", "skd")
+    assert open_stages(view(skd_code="T/L", terminal=Terminal.SKD_FAILED)) == (
+        "registration",
+        "skd",
+        "end",
+    )
+    assert open_stages(view(terminal=Terminal.TMS)) == ("registration", "end")  # no SKD sat
