@@ -20,7 +20,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -47,6 +47,7 @@ from client.csvio import (
     parse_registration,
     parse_report,
 )
+from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Published, publish_announcement, write_files
 from client.sanctions import (
     NationalListError,
@@ -607,6 +608,7 @@ async def send_reports(
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
     locks: dict[str, asyncio.Lock] = {}
+    codes: dict[str, str] = {}  # a panel sheet's candidate codes (client/panels.py), when used
 
     async def handle(row) -> None:
         try:
@@ -614,6 +616,21 @@ async def send_reports(
         except RowError as exc:
             summary.refuse(exc.refusals, errors)
             return
+        if parsed.applicant_id.startswith(CODE_PREFIX):
+            # A blind panel sheet names candidates by code: the committee's key resolves them.
+            if not codes:
+                codes.update(await candidate_codes(ctx.api, round_id))
+            if parsed.applicant_id not in codes:
+                refusal = RowRefusal(
+                    row.line,
+                    "applicant_id",
+                    parsed.applicant_id,
+                    "no such candidate code",
+                    parsed.message.report_id,
+                )
+                summary.refuse([refusal], errors)
+                return
+            parsed = replace(parsed, applicant_id=codes[parsed.applicant_id])
         # One report at a time per journey: a workflow takes at most 10 updates in flight.
         lock = locks.setdefault(parsed.applicant_id, asyncio.Lock())
         try:
@@ -1477,6 +1494,43 @@ def survey_mix_cmd():
     """Rewrite the survey's answers (all rounds) so that nothing in the database pairs one with
     its applicant: run it when a survey stage has closed, or daily (README, the SKM section)."""
     _run(survey_mix)
+
+
+async def panel_sheet_cmd_core(
+    ctx: Context, round_id: str, panellist: str, formasi: str | None, out: Path | None
+) -> list[PanelSheetRow]:
+    """A panellist's blind sheet: candidate codes only; with --out, a score file to fill in."""
+    rows = await panel_sheet(ctx.api, round_id, panellist, formasi)
+    table = Table(title=f"Lembar penilaian {panellist}, {round_id} (kode peserta, tanpa nama)")
+    for column in ("kode peserta", "formasi", "komponen"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.candidate, r.formasi_code, r.component)
+    ctx.console.print(table)
+    if out is not None:
+        with open_private(out) as f:
+            f.write("report_id,applicant_id,component,panellist,score\n")
+            for r in rows:
+                f.write(
+                    f"{r.component}-{panellist}-{r.candidate},{r.candidate},{r.component},{panellist},\n"
+                )
+        ctx.console.print(f"score file for {panellist}: {out} (fill in the score column)")
+    return rows
+
+
+@cli.command("panel-sheet")
+def panel_sheet_cmd(
+    round_id: str,
+    panellist: Annotated[str, typer.Option("--panellist", help="The panellist's identity.")],
+    formasi: Annotated[str | None, typer.Option("--formasi", help="One formasi only.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write a score file to fill in (mode 0600).")
+    ] = None,
+):
+    """A panellist's blind sheet: the applicants they are drawn for, by candidate code (never a
+    name or registration number). `report panel` takes the filled-in file as it is: the codes
+    are resolved with the committee's key."""
+    _run(lambda ctx: panel_sheet_cmd_core(ctx, round_id, panellist, formasi, out))
 
 
 @cli.command("lookup")

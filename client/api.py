@@ -340,7 +340,10 @@ class RecruitmentApi:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
-                return await update.execute(handle, message)
+                ack = await update.execute(handle, message)
+                if ack.refused:  # taken into the record as refused (a conflict of interest)
+                    raise RefusedError(f"{subject}: {ack.effect} (the refusal is recorded)")
+                return ack
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause
                 raise RefusedError(

@@ -19,9 +19,11 @@ from pydantic import ValidationError
 from domain.messages import (
     AdminReport,
     AppealAnswer,
+    ConflictDeclaration,
     FilingReport,
     GateReport,
     LatsarReport,
+    PanelReview,
     PanelScoreReport,
     Report,
     SkbScoreReport,
@@ -272,6 +274,18 @@ REPORT_KINDS: dict[str, ReportKind] = {
             "panel",
             PanelScoreReport,
             Columns((*IDS, "component", "panellist", "score")),
+            lambda c: c,
+        ),
+        ReportKind(
+            "conflict",
+            ConflictDeclaration,
+            Columns((*IDS, "component", "panellist", "kind"), ("note",)),
+            lambda c: c,
+        ),
+        ReportKind(
+            "panel-review",
+            PanelReview,
+            Columns((*IDS, "component", "panellist", "keep"), ("note",)),
             lambda c: c,
         ),
         ReportKind(

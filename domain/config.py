@@ -242,6 +242,29 @@ class SkbComponent(BaseModel, frozen=True):
         default=None, ge=0, description="a score at or below this eliminates; below max_score"
     )
     min_panellists: StrictInt = Field(default=2, ge=2, le=20, description="2..20 panellists")
+    # A panel with a pool (issue 16): the identities who may sit on it, each scoring with their
+    # own key; `assign` of them (without a conflict) are drawn for each applicant from a seed the
+    # journey records. Left out of the dump while unset, so older rounds keep their digests.
+    panellists: list[Code] = Field(
+        default_factory=list,
+        max_length=200,
+        exclude_if=lambda pool: not pool,
+        description="the pool of panellists of a panel component (identities)",
+    )
+    assign: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=20,
+        exclude_if=lambda n: n == 0,
+        description="panellists drawn for each applicant from the pool (0: no assignment)",
+    )
+    outlier_margin: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        exclude_if=lambda m: m is None,
+        description="a panellist's score this far from the mean of the rest of the panel is "
+        "flagged for the committee's review",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SkbComponent:
@@ -249,6 +272,20 @@ class SkbComponent(BaseModel, frozen=True):
             raise ValueError(f"component {self.name}: a gate has weight 0, not {self.weight}")
         if self.kind != ComponentKind.GATE and self.weight == 0:
             raise ValueError(f"component {self.name}: a scored component needs a weight above 0")
+        if self.kind != ComponentKind.PANEL and (self.panellists or self.assign):
+            raise ValueError(f"component {self.name}: only a panel component has panellists")
+        if self.assign and self.assign < self.min_panellists:
+            raise ValueError(
+                f"component {self.name}: assign {self.assign} is below min_panellists "
+                f"{self.min_panellists}"
+            )
+        if self.assign and len(set(self.panellists)) < self.assign + 1:
+            raise ValueError(
+                f"component {self.name}: a pool of {len(set(self.panellists))} panellists cannot "
+                f"give {self.assign} to each applicant with one to spare for a conflict"
+            )
+        if len(set(self.panellists)) != len(self.panellists):
+            raise ValueError(f"component {self.name}: a panellist is listed twice in the pool")
         if self.floor is not None and self.floor >= self.max_score:
             raise ValueError(
                 f"component {self.name}: floor {self.floor} is not below max_score "
@@ -485,6 +522,13 @@ class RoundConfig(BaseModel, frozen=True):
         if unknown and skb is not None:
             problems.append(f"unknown report kinds {unknown}; known are {sorted(known)}")
         missing = [k for k in [*REPORTED_KINDS, *components] if not reporters.get(k)]
+        for c in skb.components if skb else []:
+            outside = sorted(set(c.panellists) - set(reporters.get(c.name, [])))
+            if outside:
+                problems.append(
+                    f"the {c.name} panel's pool has {outside}, who are not reporters of {c.name}: "
+                    "each panellist scores with their own key"
+                )
         if missing:
             problems.append(
                 f"no reporter for {', '.join(missing)}: every stage that takes reports needs at "

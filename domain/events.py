@@ -241,6 +241,80 @@ class FinalRanked(JourneyEvent, frozen=True):
         return {"announcement_id": self.announcement_id, "final_score": self.final_score}
 
 
+class PanelAssigned(JourneyEvent, frozen=True):
+    """The applicant's interview panel, drawn from the pool by a recorded seed (domain/panels.py)."""
+
+    stage = Stage.SKB
+    outcome = "panel assigned"
+    component: str
+    seed: int
+    panellists: list[str]
+
+    def inputs(self) -> dict[str, Any]:
+        return {"component": self.component, "seed": self.seed, "panellists": self.panellists}
+
+
+class PanelChanged(JourneyEvent, frozen=True):
+    """A conflict recorded or a review made: who is out, who is drawn next, what was struck."""
+
+    stage = Stage.SKB
+    outcome = "panel changed"
+    component: str
+    cause: Report  # the conflict declaration or the review
+    panellists: list[str]  # the panel as it stands now
+    struck: float | None = None  # a score the change struck out
+
+    def actor(self) -> str:
+        return self.cause.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {
+            **self.cause.record(),
+            "panel": self.panellists,
+            "struck_score": self.struck,
+        }
+
+
+class PanelScoreRefused(JourneyEvent, frozen=True):
+    """A panel score from a panellist with a conflict of interest: taken into the record only."""
+
+    stage = Stage.SKB
+    outcome = "score refused"
+    report: Report
+    reason: str
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {**self.report.record(), "reason": self.reason}
+
+
+class PanelScoreFlagged(JourneyEvent, frozen=True):
+    """A panel score far from the rest of its panel: the committee reviews it before SKB closes."""
+
+    stage = Stage.SKB
+    outcome = "score flagged"
+    component: str
+    panellist: str
+    reason: str
+
+    def inputs(self) -> dict[str, Any]:
+        return {"component": self.component, "panellist": self.panellist, "reason": self.reason}
+
+
+class PanelFlagUnreviewed(JourneyEvent, frozen=True):
+    """SKB closed with a flagged score the committee did not review: it counts as it is."""
+
+    stage = Stage.SKB
+    outcome = "flag not reviewed"
+    component: str
+    panellist: str
+
+    def inputs(self) -> dict[str, Any]:
+        return {"component": self.component, "panellist": self.panellist}
+
+
 class FinalAppealDecided(JourneyEvent, frozen=True):
     """The instansi answered a sanggah against the final result; an accepted one may correct
     SKB scores, and then the final score is integrated again."""

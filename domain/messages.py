@@ -17,6 +17,7 @@ from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
 from domain.digest import canonical_digest
 from domain.optimalisasi import CandidateProfile
+from domain.panels import ConflictKind
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skd import SkdKey
@@ -93,6 +94,27 @@ class PanelScoreReport(Report, frozen=True):
     score: float
 
 
+class ConflictDeclaration(Report, frozen=True):
+    """A conflict of interest between a panellist and this applicant (issue 16): declared by the
+    panellist before scoring, or found by the committee (an operator) at any time before the SKB
+    closes. The panellist does not score this applicant; a score already given is struck."""
+
+    component: str = Id
+    panellist: str = Id
+    kind: ConflictKind
+    note: str = Field(default="", max_length=2000)
+
+
+class PanelReview(Report, frozen=True):
+    """The committee's review of a flagged panel score: kept as it is, or struck and scored again
+    by the next panellist of the applicant's order."""
+
+    component: str = Id
+    panellist: str = Id  # whose flagged score is reviewed
+    keep: bool
+    note: str = Field(default="", max_length=2000)
+
+
 class GateReport(Report, frozen=True):
     """An MS/TMS result of a gate component (the health test)."""
 
@@ -141,6 +163,9 @@ class Ack(BaseModel, frozen=True):
     stage: str
     effect: str
     recorded_at: datetime
+    # A report taken into the record as refused (a panellist with a conflict of interest scoring
+    # anyway, issue 16): the refusal is a decision in the history, and the sender is told so.
+    refused: bool = Field(default=False, exclude_if=lambda refused: not refused)
 
 
 class JourneyRules(BaseModel, frozen=True):

@@ -29,6 +29,7 @@ from domain.messages import (
     ChangeKeys,
     CloseReply,
     CloseWindow,
+    ConflictDeclaration,
     Disqualification,
     EntryCorrection,
     ExtendWindow,
@@ -45,6 +46,7 @@ from domain.messages import (
     OfferAnswer,
     OfferReply,
     OptimalisasiOffer,
+    PanelReview,
     PanelScoreReport,
     Report,
     RoundStart,
@@ -132,6 +134,8 @@ ANSWER_APPEAL = Update("answer_appeal", AppealAnswer, Ack)
 REPORT_SKD = Update("report_skd", SkdReport, Ack)
 REPORT_SKB_SCORE = Update("report_skb_score", SkbScoreReport, Ack)
 REPORT_PANEL_SCORE = Update("report_panel_score", PanelScoreReport, Ack)
+DECLARE_CONFLICT = Update("declare_conflict", ConflictDeclaration, Ack)
+REVIEW_PANEL_SCORE = Update("review_panel_score", PanelReview, Ack)
 REPORT_GATE = Update("report_gate", GateReport, Ack)
 ANSWER_OFFER = Update("answer_offer", OfferAnswer, Ack)
 REPORT_FILING = Update("report_filing", FilingReport, Ack)
@@ -148,6 +152,8 @@ JOURNEY_REPORTS: dict[str, Update[Any, Ack]] = {
         REPORT_SKD,
         REPORT_SKB_SCORE,
         REPORT_PANEL_SCORE,
+        DECLARE_CONFLICT,
+        REVIEW_PANEL_SCORE,
         REPORT_GATE,
         ANSWER_OFFER,
         REPORT_FILING,

@@ -28,6 +28,7 @@ from domain.messages import (
     AdminReport,
     AppealAnswer,
     AppealFiling,
+    ConflictDeclaration,
     Decision,
     Disqualification,
     FilingReport,
@@ -37,6 +38,7 @@ from domain.messages import (
     LatsarReport,
     OfferAnswer,
     OptimalisasiOffer,
+    PanelReview,
     PanelScoreReport,
     Report,
     SkbScoreReport,
@@ -44,6 +46,7 @@ from domain.messages import (
     Withdrawal,
     fraction_text,
 )
+from domain.panels import assigned_panel, outliers
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
@@ -87,6 +90,14 @@ class ApplicantSheet(BaseModel, frozen=True):
     final_appeal: AppealFiling | None = None
     final_appeal_answer: AppealAnswer | None = None
     final_confirmed: bool = False
+    # Panels with a pool (issue 16), by component: the seed of this applicant's order, declared
+    # conflicts and committee reviews by panellist, flagged scores (panellist -> why) and the
+    # scores struck out (a conflict found after scoring, or a review that had it scored again).
+    panel_seeds: dict[str, int] = {}
+    conflicts: dict[str, dict[str, ConflictDeclaration]] = {}
+    reviews: dict[str, dict[str, PanelReview]] = {}
+    flags: dict[str, dict[str, str]] = {}
+    struck: dict[str, dict[str, PanelScoreReport]] = {}
     received_at: dict[str, datetime] = {}  # report id -> when the journey accepted it
     terminal: Terminal | None = None
     terminal_reason: str = ""
@@ -332,6 +343,31 @@ def _refuse_skb_score(
     return problem
 
 
+def panel_of(sheet: ApplicantSheet, component: SkbComponent) -> list[str] | None:
+    """The applicant's panel for a component with a pool, as it stands (None: no assignment)."""
+    seed = sheet.panel_seeds.get(component.name)
+    if not component.assign or seed is None:
+        return None
+    excluded = set(sheet.conflicts.get(component.name, {})) | {
+        p for p, review in sheet.reviews.get(component.name, {}).items() if not review.keep
+    }
+    return assigned_panel(component.panellists, seed, component.assign, excluded)
+
+
+def conflict_refusal(sheet: ApplicantSheet, r: Report, rules: JourneyRules) -> str | None:
+    """Why a panel score is taken into the record as refused: its panellist declared (or the
+    committee found) a conflict of interest with this applicant. None for every other report."""
+    if not isinstance(r, PanelScoreReport):
+        return None
+    conflict = sheet.conflicts.get(r.component, {}).get(r.panellist)
+    if conflict is None:
+        return None
+    return (
+        f"panellist {r.panellist} has a conflict of interest with this applicant "
+        f"({conflict.kind.value}, recorded by {conflict.reported_by}); the score is refused"
+    )
+
+
 def _refuse_panel(
     sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRules, now: datetime
 ) -> str | None:
@@ -340,7 +376,126 @@ def _refuse_panel(
         problem = f"panellist {r.panellist} has already scored this applicant"
     if problem is None and component is not None:
         problem = _score_problem(component, r.score)
+    if problem is None and component is not None and component.assign:
+        panel = panel_of(sheet, component)
+        if r.reported_by != r.panellist:
+            problem = f"panellist {r.panellist} scores with their own key, not {r.reported_by}'s"
+        elif r.panellist in sheet.conflicts.get(r.component, {}):
+            problem = None  # taken, and recorded as refused (conflict_refusal)
+        elif r.panellist in sheet.reviews.get(r.component, {}):
+            problem = f"panellist {r.panellist} was replaced on this panel after a review"
+        elif panel is None or r.panellist not in panel:
+            problem = f"panellist {r.panellist} is not on this applicant's {r.component} panel"
     return problem
+
+
+def _fold_panel(sheet: ApplicantSheet, r: PanelScoreReport) -> ApplicantSheet:
+    """A panel score into the panel; a panellist with a conflict is refused (nothing changes)."""
+    if r.panellist in sheet.conflicts.get(r.component, {}):
+        return sheet
+    panel = {**sheet.panel.get(r.component, {}), r.panellist: r}
+    return sheet.but(panel={**sheet.panel, r.component: panel})
+
+
+def flag_scores(sheet: ApplicantSheet, rules: JourneyRules) -> ApplicantSheet:
+    """Flag the panel scores that differ from the rest of their panel by more than the component's
+    margin; a flag stays until reviewed, a score once flagged is not flagged again."""
+    flags = dict(sheet.flags)
+    for component in rules.skb.components:
+        margin = component.outlier_margin
+        scores = sheet.panel.get(component.name, {})
+        if margin is None or len(scores) < 2:
+            continue
+        known = dict(flags.get(component.name, {}))
+        values = {p: r.score for p, r in scores.items()}
+        for p in outliers(values, margin):
+            if p not in known:
+                rest = ", ".join(f"{v:g}" for q, v in values.items() if q != p)
+                known[p] = (
+                    f"{values[p]:g} differs from each other score ({rest}) by more than {margin:g}"
+                )
+        flags[component.name] = known
+    return sheet.but(flags={c: f for c, f in flags.items() if f})
+
+
+def _panel_component(
+    sheet: ApplicantSheet, r: ConflictDeclaration | PanelReview, rules: JourneyRules
+) -> tuple[SkbComponent | None, str | None]:
+    component = rules.skb.component(r.component)
+    if component is None or component.kind != ComponentKind.PANEL or not component.assign:
+        return None, f"{r.component!r} is not a panel component with a pool in this round"
+    if r.panellist not in component.panellists:
+        return None, f"{r.panellist} is not in the {r.component} panel's pool"
+    problem = _ended(sheet) or _at_stage(sheet, Stage.SKB)
+    if problem is None and sheet.skb_closed:
+        problem = "the SKB window is closed"
+    return component, problem
+
+
+def _refuse_conflict(
+    sheet: ApplicantSheet, r: ConflictDeclaration, rules: JourneyRules, now: datetime
+) -> str | None:
+    _, problem = _panel_component(sheet, r, rules)
+    committee = r.reported_by in rules.reporters.get(ReportKind.OPERATOR, [])
+    if problem is None and r.reported_by != r.panellist and not committee:
+        problem = (
+            f"{r.reported_by} may not declare a conflict for {r.panellist}: the panellist "
+            "declares their own, the committee records one it finds"
+        )
+    if problem is None and r.panellist in sheet.conflicts.get(r.component, {}):
+        problem = f"a conflict of {r.panellist} with this applicant is already recorded"
+    if problem is None and not committee and r.panellist in sheet.panel.get(r.component, {}):
+        problem = (
+            f"panellist {r.panellist} has scored this applicant already: a conflict is declared "
+            "before scoring; one found after it is recorded by the committee"
+        )
+    return problem
+
+
+def _fold_conflict(sheet: ApplicantSheet, r: ConflictDeclaration) -> ApplicantSheet:
+    """Record the conflict; a score the panellist gave already is struck out."""
+    conflicts = {**sheet.conflicts.get(r.component, {}), r.panellist: r}
+    sheet = sheet.but(conflicts={**sheet.conflicts, r.component: conflicts})
+    return _strike(sheet, r.component, r.panellist)
+
+
+def _strike(sheet: ApplicantSheet, component: str, panellist: str) -> ApplicantSheet:
+    scores = dict(sheet.panel.get(component, {}))
+    score = scores.pop(panellist, None)
+    if score is None:
+        return sheet
+    struck = {**sheet.struck.get(component, {}), panellist: score}
+    return sheet.but(
+        panel={**sheet.panel, component: scores}, struck={**sheet.struck, component: struck}
+    )
+
+
+def _refuse_review(
+    sheet: ApplicantSheet, r: PanelReview, rules: JourneyRules, now: datetime
+) -> str | None:
+    _, problem = _panel_component(sheet, r, rules)
+    problem = problem or _not_allowed(r, rules, ReportKind.OPERATOR)
+    if problem is None and r.panellist not in sheet.flags.get(r.component, {}):
+        problem = f"no flagged {r.component} score of {r.panellist} to review"
+    if problem is None and r.panellist in sheet.reviews.get(r.component, {}):
+        problem = f"the flagged score of {r.panellist} is already reviewed"
+    return problem
+
+
+def _fold_review(sheet: ApplicantSheet, r: PanelReview) -> ApplicantSheet:
+    """Record the review; a score not kept is struck and the next panellist is drawn."""
+    reviews = {**sheet.reviews.get(r.component, {}), r.panellist: r}
+    sheet = sheet.but(reviews={**sheet.reviews, r.component: reviews})
+    return sheet if r.keep else _strike(sheet, r.component, r.panellist)
+
+
+def unreviewed_flags(sheet: ApplicantSheet) -> dict[str, list[str]]:
+    """Flagged scores the committee has not reviewed yet, by component."""
+    out = {
+        c: [p for p in flags if p not in sheet.reviews.get(c, {})]
+        for c, flags in sheet.flags.items()
+    }
+    return {c: ps for c, ps in out.items() if ps}
 
 
 def _refuse_gate(
@@ -426,11 +581,27 @@ REPORT_RULES: dict[type[Report], ReportRule] = {
     ),
     PanelScoreReport: ReportRule(
         _refuse_panel,
-        lambda s, r: s.but(
-            panel={**s.panel, r.component: {**s.panel.get(r.component, {}), r.panellist: r}}
-        ),
+        _fold_panel,
         lambda r: f"skb:{r.component}",
         lambda r: f"{r.component} score of panellist {r.panellist} recorded",
+    ),
+    ConflictDeclaration: ReportRule(
+        _refuse_conflict,
+        _fold_conflict,
+        lambda r: f"conflict:{r.component}",
+        lambda r: (
+            f"conflict of {r.panellist} recorded; {r.panellist} does not score this applicant"
+        ),
+    ),
+    PanelReview: ReportRule(
+        _refuse_review,
+        _fold_review,
+        lambda r: f"review:{r.component}",
+        lambda r: (
+            f"flagged score of {r.panellist} kept"
+            if r.keep
+            else f"flagged score of {r.panellist} struck; the next panellist scores"
+        ),
     ),
     GateReport: ReportRule(
         _refuse_gate,

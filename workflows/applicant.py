@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         admin_result,
         corrected,
         ending,
+        panel_of,
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
@@ -234,6 +235,7 @@ class ApplicantJourney(JourneyInbox):
     async def skb_stage(self) -> None:
         """SKB components within the SKB window; composed and gated when the SKB closes."""
         await self._enter(Stage.SKB)
+        self._assign_panels()
         await self._wait(lambda: self.sheet.skb_closed)
         # The formasi had its answer when the close arrived; here the trail records why.
         entry = self.sheet.final_entry
@@ -252,6 +254,21 @@ class ApplicantJourney(JourneyInbox):
             )
         )
         await self._changed()
+
+    def _assign_panels(self) -> None:
+        """Draw this applicant's panel of each component with a pool, from a recorded seed."""
+        for component in self.rules.skb.components:
+            if not component.assign:
+                continue
+            seed = workflow.random().getrandbits(63)
+            self._set(panel_seeds={**self.sheet.panel_seeds, component.name: seed})
+            self._decide(
+                ev.PanelAssigned(
+                    component=component.name,
+                    seed=seed,
+                    panellists=panel_of(self.sheet, component) or [],
+                )
+            )
 
     async def final_outcome(self) -> None:
         """P/L by rank within the quota; otherwise wait for optimalisasi until the round ends it."""

@@ -27,12 +27,15 @@ with workflow.unsafe.imports_passed_through():
         Ack,
         Announcement,
         CloseReply,
+        ConflictDeclaration,
         Decision,
         FinalEntryReply,
         JourneyRules,
         JourneyStart,
         JourneyState,
         OptimalisasiOffer,
+        PanelReview,
+        PanelScoreReport,
         Report,
         SkdEntryReply,
     )
@@ -45,9 +48,13 @@ with workflow.unsafe.imports_passed_through():
         SkbResult,
         close_skb,
         close_skd,
+        conflict_refusal,
+        flag_scores,
         journey_state,
+        panel_of,
         refusal,
         rule_for,
+        unreviewed_flags,
     )
     from domain.signing import signature_problem
     from domain.skd import SkdKey
@@ -116,11 +123,17 @@ class JourneyInbox:
             JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
         )
         rule = rule_for(report)
+        refused = conflict_refusal(self.sheet, report, self.rules)
 
         def apply() -> None:
+            before = self.sheet
             folded = rule.fold(self.sheet, report)
             received = {**folded.received_at, report.report_id: workflow.now()}
             self.sheet = folded.but(received_at=received)
+            if refused:
+                self._decide(ev.PanelScoreRefused(report=report, reason=refused))
+            elif isinstance(report, (PanelScoreReport, ConflictDeclaration, PanelReview)):
+                self._panel_recorded(before, report)
 
         def answer() -> Ack:
             self.outbox.accepted(report.report_id, rule.label(report), report.record())
@@ -128,8 +141,9 @@ class JourneyInbox:
                 report_id=report.report_id,
                 applicant_id=self.start.applicant_id,
                 stage=self.sheet.stage,
-                effect=rule.effect(report),
+                effect=refused or rule.effect(report),
                 recorded_at=workflow.now(),
+                refused=bool(refused),
             )
 
         return self.ledger.accept(report, apply, answer)
@@ -264,6 +278,38 @@ class JourneyInbox:
             return
         self._set(offer=offer)
 
+    def _panel_recorded(
+        self, before, report: PanelScoreReport | ConflictDeclaration | PanelReview
+    ) -> None:
+        """What a panel report changed, as decisions: the panel after a conflict or a review, and
+        the scores the panel's margin now flags."""
+        component = self.rules.skb.component(report.component)
+        if component is None:
+            return
+        if isinstance(report, (ConflictDeclaration, PanelReview)):
+            struck = before.panel.get(report.component, {}).get(report.panellist)
+            gone = struck is not None and report.panellist not in self.sheet.panel.get(
+                report.component, {}
+            )
+            self._decide(
+                ev.PanelChanged(
+                    component=report.component,
+                    cause=report,
+                    panellists=panel_of(self.sheet, component) or [],
+                    struck=struck.score if gone and struck is not None else None,
+                )
+            )
+        flagged = flag_scores(self.sheet, self.rules)
+        known = self.sheet.flags.get(report.component, {})
+        for panellist, reason in flagged.flags.get(report.component, {}).items():
+            if panellist not in known:
+                self._decide(
+                    ev.PanelScoreFlagged(
+                        component=report.component, panellist=panellist, reason=reason
+                    )
+                )
+        self.sheet = flagged
+
     def _change_keys(self, announcement: Announcement) -> None:
         """The round gave identities new keys: reports are checked against them from now on.
 
@@ -302,6 +348,10 @@ class JourneyInbox:
         return key
 
     def _close_skb(self, closed_at: datetime | None = None) -> FinalEntry | None:
+        if self.sheet.stage == Stage.SKB and self.sheet.terminal is None:
+            for component, panellists in unreviewed_flags(self.sheet).items():
+                for panellist in panellists:
+                    self._decide(ev.PanelFlagUnreviewed(component=component, panellist=panellist))
         self.sheet, self.skb_composed, late = close_skb(self.sheet, self.rules, closed_at)
         self._record_late(late, closed_at)
         return self.skb_composed.entry

@@ -1,0 +1,86 @@
+"""The panellists' blind view (issue 16): the applicants a panellist is drawn for, by candidate
+code, never by name or registration number; and the committee's resolution of codes when the
+scores come back.
+
+Codes are keyed with the pseudonym key (domain/panels.py `candidate_code`): the committee's
+tools, which hold it, resolve them; a panellist cannot, and a code found on a score sheet says
+nothing about who the applicant is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from client.api import RecruitmentApi
+from domain.events import PanelAssigned, PanelChanged
+from domain.panels import candidate_code
+from domain.protocol import JOURNEY_STATE
+from workflows.ids import journey_workflow_id
+
+CODE_PREFIX = "K-"
+
+
+@dataclass(frozen=True)
+class PanelSheetRow:
+    """One applicant on a panellist's sheet."""
+
+    candidate: str
+    formasi_code: str
+    component: str
+
+
+async def _journeys(api: RecruitmentApi, round_id: str, formasi: str | None) -> list[str]:
+    query = f"CasnKind = 'journey' AND RoundId = '{round_id}'"
+    if formasi:
+        query += f" AND FormasiCode = '{formasi}'"
+    prefix = journey_workflow_id(round_id, "")
+    return [
+        wf.id.removeprefix(prefix)
+        async for wf in api.client.list_workflows(query)
+        if wf.id.startswith(prefix)
+    ]
+
+
+def _quoted(value: str, name: str) -> str:
+    if "'" in value or "\\" in value:
+        raise ValueError(f"{name}={value!r}: a quote or backslash cannot be part of it")
+    return value
+
+
+async def candidate_codes(api: RecruitmentApi, round_id: str) -> dict[str, str]:
+    """Every candidate code of the round's applicants -> the applicant's registration number."""
+    _quoted(round_id, "round_id")
+    return {
+        candidate_code(api.pseudonym_key, round_id, a): a
+        for a in await _journeys(api, round_id, None)
+    }
+
+
+async def panel_sheet(
+    api: RecruitmentApi, round_id: str, panellist: str, formasi: str | None = None
+) -> list[PanelSheetRow]:
+    """The applicants whose panel `panellist` sits on now (the journeys' recorded draws, after
+    every conflict and review), by candidate code, in code order."""
+    _quoted(round_id, "round_id")
+    if formasi:
+        _quoted(formasi, "formasi")
+    rows = []
+    for applicant in await _journeys(api, round_id, formasi):
+        handle = api.client.get_workflow_handle(journey_workflow_id(round_id, applicant))
+        state = await JOURNEY_STATE.ask(handle)
+        panels: dict[str, list[str]] = {}
+        for d in state.decisions:
+            if PanelAssigned.matches(d):
+                panels[str(d.input["component"])] = list(d.input["panellists"])
+            elif PanelChanged.matches(d):
+                panels[str(d.input["component"])] = list(d.input["panel"])
+        for component, members in sorted(panels.items()):
+            if panellist in members and state.terminal is None:
+                rows.append(
+                    PanelSheetRow(
+                        candidate=candidate_code(api.pseudonym_key, round_id, applicant),
+                        formasi_code=state.formasi_code,
+                        component=component,
+                    )
+                )
+    return sorted(rows, key=lambda r: (r.component, r.candidate))

@@ -1,0 +1,200 @@
+"""Interview panels without conflicts (issue 16): the draw, conflicts, blind codes, flags and the
+committee's review, as the journey's validator and handler apply them (domain/panels.py,
+domain/sheet.py), without Temporal."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.codes import Stage
+from domain.config import ConfigError
+from domain.messages import ConflictDeclaration, PanelReview, PanelScoreReport
+from domain.panels import assigned_panel, candidate_code, outliers, panel_order
+from domain.sheet import (
+    conflict_refusal,
+    flag_scores,
+    panel_of,
+    refusal,
+    unreviewed_flags,
+    with_report,
+)
+from tests.domain.test_sheet import T0, sheet
+from tests.roundkit import REPORTERS, compressed_round, formasi
+from workflows.round import journey_rules
+
+POOL = ["p-ani", "p-budi", "p-citra", "p-dewi", "p-eko"]
+PANEL = {
+    "name": "wawancara",
+    "kind": "panel",
+    "weight": 10,
+    "max_score": 100,
+    "panellists": POOL,
+    "assign": 3,
+    "min_panellists": 2,
+    "outlier_margin": 25,
+}
+SKB = [
+    {"name": "cat", "kind": "score", "weight": 60, "max_score": 500},
+    {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
+    PANEL,
+    {"name": "health", "kind": "gate"},
+]
+SECONDS = {
+    n: (i * 60, i * 60 + 60)
+    for i, n in enumerate(("registration", "administration", "skd", "skb", "filing", "latsar"))
+}
+
+
+def _config(**panel):
+    skb = [*SKB[:2], {**PANEL, **panel}, SKB[3]]
+    return compressed_round(
+        "PANEL",
+        [formasi("F1", 1)],
+        SECONDS,
+        t0=T0,
+        skb=skb,
+        extra={
+            "instansi_kind": "pusat",
+            "reporters": {**REPORTERS, "wawancara": POOL},
+            "identities": {},
+        },
+    )
+
+
+RULES = journey_rules(_config())
+COMPONENT = RULES.skb.component("wawancara")
+SEED = 20261202
+OPERATOR = REPORTERS["operator"][0]
+
+
+def _at_skb(**facts):
+    return sheet(Stage.SKB, panel_seeds={"wawancara": SEED}).but(**facts)
+
+
+def _score(p: str, score: float, by: str | None = None) -> PanelScoreReport:
+    return PanelScoreReport(
+        report_id=f"s-{p}", reported_by=by or p, component="wawancara", panellist=p, score=score
+    )
+
+
+def _conflict(p: str, by: str | None = None) -> ConflictDeclaration:
+    return ConflictDeclaration(
+        report_id=f"c-{p}", reported_by=by or p, component="wawancara", panellist=p, kind="family"
+    )
+
+
+def test_the_draw_is_the_seeds_order_of_the_pool_whatever_order_the_pool_is_written_in():
+    assert panel_order(POOL, SEED) == panel_order(list(reversed(POOL)), SEED)
+    assert assigned_panel(POOL, SEED, 3, set()) == panel_order(POOL, SEED)[:3]
+    # Reproducible: anyone with the pool and the recorded seed draws the same panel.
+    assert panel_of(_at_skb(), COMPONENT) == assigned_panel(POOL, SEED, 3, ())
+    assert len(set(panel_order(POOL, s)[0] for s in range(40))) > 1  # the seed matters
+
+
+def test_a_conflict_takes_the_next_panellist_of_the_same_order():
+    order = panel_order(POOL, SEED)
+    declared = with_report(_at_skb(), _conflict(order[1]))
+    assert panel_of(declared, COMPONENT) == [order[0], order[2], order[3]]
+
+
+def test_a_panellist_with_a_conflict_is_refused_into_the_record_and_the_score_does_not_count():
+    order = panel_order(POOL, SEED)
+    declared = with_report(_at_skb(), _conflict(order[0]))
+    score = _score(order[0], 90)
+    assert refusal(declared, score, RULES, T0) is None  # taken by the update ...
+    reason = conflict_refusal(declared, score, RULES)
+    assert reason is not None and "conflict of interest" in reason and "family" in reason
+    assert with_report(declared, score).panel == declared.panel  # ... but not counted
+
+
+@pytest.mark.parametrize(
+    ("case", "report", "reason"),
+    [
+        ("a panellist not drawn", "outsider", "is not on this applicant's wawancara panel"),
+        ("a score sent with another's key", "proxy", "scores with their own key"),
+    ],
+)
+def test_scores_from_outside_the_panel_are_refused(case, report, reason):
+    order = panel_order(POOL, SEED)
+    report = _score(order[4], 80) if report == "outsider" else _score(order[0], 80, by=order[1])
+    problem = refusal(_at_skb(), report, RULES, T0)
+    assert problem is not None and reason in problem, (case, problem)
+
+
+def test_a_conflict_is_declared_before_scoring_or_found_by_the_committee_which_strikes_the_score():
+    order = panel_order(POOL, SEED)
+    scored = with_report(_at_skb(), _score(order[0], 80))
+    late = refusal(scored, _conflict(order[0]), RULES, T0)
+    assert late is not None and "declared before scoring" in late
+    found = with_report(scored, _conflict(order[0], by=OPERATOR))
+    assert refusal(scored, _conflict(order[0], by=OPERATOR), RULES, T0) is None
+    assert order[0] not in found.panel["wawancara"]
+    assert found.struck["wawancara"][order[0]].score == 80
+    other = refusal(_at_skb(), _conflict(order[0], by=order[1]), RULES, T0)
+    assert other is not None and "may not declare a conflict for" in other
+
+
+def test_outliers_are_scores_far_from_every_other_score_of_the_panel():
+    # The issue's panel: 83, 71 and 20; with a margin of 25 only the 20 is flagged
+    # (|20-83| = 63, |20-71| = 51; the 83 is within 25 of the 71).
+    assert outliers({"a": 83, "b": 71, "c": 20}, 25) == ["c"]
+    assert outliers({"a": 83, "b": 71, "c": 60}, 25) == []
+    assert outliers({"a": 90, "b": 40}, 25) == ["a", "b"]  # two apart: nothing tells which
+    assert outliers({"a": 90}, 25) == []
+
+
+def test_a_flagged_score_waits_for_the_committee_which_keeps_it_or_has_it_scored_again():
+    order = panel_order(POOL, SEED)
+    s = _at_skb()
+    for p, score in zip(order[:3], (83, 71, 20), strict=True):
+        s = flag_scores(with_report(s, _score(p, score)), RULES)
+    assert list(s.flags["wawancara"]) == [order[2]]
+    assert unreviewed_flags(s) == {"wawancara": [order[2]]}
+    review = PanelReview(
+        report_id="r", reported_by=OPERATOR, component="wawancara", panellist=order[2], keep=False
+    )
+    assert refusal(s, review, RULES, T0) is None
+    reviewed = with_report(s, review)
+    assert unreviewed_flags(reviewed) == {}
+    assert order[2] not in reviewed.panel["wawancara"]
+    assert panel_of(reviewed, COMPONENT) == [order[0], order[1], order[3]]  # the next is drawn
+    again = refusal(reviewed, review.model_copy(update={"report_id": "r2"}), RULES, T0)
+    assert again is not None and "already reviewed" in again
+    unflagged = refusal(reviewed, review.model_copy(update={"panellist": order[0]}), RULES, T0)
+    assert unflagged is not None and "no flagged" in unflagged
+
+
+def test_the_blind_code_is_keyed_and_stable_and_is_not_the_registration_number():
+    key = b"k" * 32
+    code = candidate_code(key, "R1", "A1")
+    assert code == candidate_code(key, "R1", "A1") and code.startswith("K-") and "A1" not in code
+    assert code != candidate_code(b"x" * 32, "R1", "A1") != candidate_code(key, "R1", "A2")
+
+
+@pytest.mark.parametrize(
+    ("panel", "reason"),
+    [
+        ({"assign": 1}, "assign 1 is below min_panellists 2"),
+        ({"panellists": POOL[:3]}, "cannot give 3 to each applicant with one to spare"),
+        ({"panellists": [*POOL, "p-ani"]}, "listed twice"),
+    ],
+)
+def test_a_panel_that_cannot_be_drawn_is_refused_in_the_round_file(panel, reason):
+    with pytest.raises((ConfigError, ValueError), match=reason):
+        _config(**panel)
+
+
+def test_every_panellist_of_the_pool_must_be_a_reporter_of_the_panel():
+    with pytest.raises((ConfigError, ValueError), match="not reporters of wawancara"):
+        compressed_round(
+            "PANEL",
+            [formasi("F1", 1)],
+            SECONDS,
+            t0=T0,
+            skb=SKB,
+            extra={
+                "instansi_kind": "pusat",
+                "reporters": {**REPORTERS, "wawancara": POOL[:4]},
+                "identities": {},
+            },
+        )

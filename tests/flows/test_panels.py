@@ -1,0 +1,215 @@
+"""Interview panels on the real stack (issue 16): each applicant's panel is drawn from the pool by
+a seed the journey records; a panellist who declared a conflict is replaced and the score they
+send anyway is refused into the record; a score far from the rest of its panel is flagged and
+the committee has it scored again; the panel sheet shows candidate codes only; the SKB counts
+the scores that stand, every one of them kept in the history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from client.api import RecruitmentApi, RefusedError
+from client.panels import candidate_codes, panel_sheet
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    ConflictDeclaration,
+    GateReport,
+    PanelReview,
+    PanelScoreReport,
+    SkbScoreReport,
+    SkdReport,
+)
+from domain.panels import assigned_panel, panel_order
+from domain.signing import Keyring
+from tests.flows.test_round_end_to_end import _state, _wait_stage
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    OPERATOR,
+    REPORTERS,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
+from tests.roundkit import test_signer as signer_of
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+POOL = ["pw-ani", "pw-budi", "pw-citra", "pw-dewi", "pw-eko"]
+KEYRING = Keyring(
+    [signer_of(i) for i in sorted({*POOL, *(i for ids in REPORTERS.values() for i in ids)})]
+)
+SKB = [
+    {"name": "cat", "kind": "score", "weight": 60, "max_score": 500},
+    {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
+    {
+        "name": "wawancara",
+        "kind": "panel",
+        "weight": 10,
+        "max_score": 100,
+        "panellists": POOL,
+        "assign": 3,
+        "outlier_margin": 25,
+    },
+    {"name": "health", "kind": "gate"},
+]
+
+
+def _panel_score(who: str, score: float, n: int = 0) -> PanelScoreReport:
+    return PanelScoreReport(
+        report_id=f"w-{who}-{n}",
+        reported_by=who,
+        component="wawancara",
+        panellist=who,
+        score=score,
+    )
+
+
+def _last_panel(state) -> list[str]:
+    panel: list[str] = []
+    for d in state.decisions:
+        if d.outcome == "panel assigned":
+            panel = d.input["panellists"]
+        elif d.outcome == "panel changed":
+            panel = d.input["panel"]
+    return panel
+
+
+async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
+    client, keys, running_worker, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
+    round_id = f"panel-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1)],
+        CLOSED_BY_COMMITTEE,
+        t0=t0,
+        skb=SKB,
+        extra={
+            "instansi_kind": "pusat",
+            "reporters": {**REPORTERS, "wawancara": POOL},
+            "identities": KEYRING.public_keys(),
+        },
+    )
+    await create_round_file(api, config, tmp_path)
+    a, b = [
+        (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
+        for n in (1, 2)
+    ]
+    for i, x in enumerate((a, b)):
+        await _wait_stage(client, round_id, x, {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, x, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    await close_window(api, round_id, "administration")
+    for i, x in enumerate((a, b)):
+        await _wait_stage(client, round_id, x, {Stage.SKD})
+        await api.report(
+            round_id,
+            x,
+            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+        )
+    await close_window(api, round_id, "skd")
+
+    # The draw: three of the pool, the seed's order, recorded with the seed.
+    state = await _wait_stage(client, round_id, a, {Stage.SKB})
+    [assigned] = [d for d in state.decisions if d.outcome == "panel assigned"]
+    seed = assigned.input["seed"]
+    order = panel_order(POOL, seed)
+    assert assigned.input["panellists"] == assigned_panel(POOL, seed, 3, ()) == order[:3]
+
+    # A conflict declared before scoring: the next of the order takes the seat ...
+    await api.report(
+        round_id,
+        a,
+        ConflictDeclaration(
+            report_id="coi",
+            reported_by=order[0],
+            component="wawancara",
+            panellist=order[0],
+            kind="family",
+            note="sepupu",
+        ),
+    )
+    panel = _last_panel(await _state(client, round_id, a))
+    assert panel == [order[1], order[2], order[3]]
+    # ... and a score sent anyway is refused, and the refusal is in the history.
+    with pytest.raises(RefusedError, match="conflict of interest.*recorded"):
+        await api.report(round_id, a, _panel_score(order[0], 95))
+    # Somebody not on the panel cannot score at all.
+    with pytest.raises(RefusedError, match="not on this applicant's wawancara panel"):
+        await api.report(round_id, a, _panel_score(order[4], 60))
+
+    # The blind sheet: candidate codes, never the registration number.
+    sheet = await panel_sheet(api, round_id, order[1])
+    codes = await candidate_codes(api, round_id)
+    on_b = order[1] in _last_panel(await _state(client, round_id, b))
+    assert sorted(codes[r.candidate] for r in sheet) == sorted([a, *([b] if on_b else [])])
+    assert all(r.candidate.startswith("K-") and r.candidate not in (a, b) for r in sheet)
+
+    # 83, 71 and 20: the 20 is flagged; the committee has it scored again by the next in order.
+    for who, score in zip(panel, (83, 71, 20), strict=True):
+        await api.report(round_id, a, _panel_score(who, score))
+    flagged = [
+        d for d in (await _state(client, round_id, a)).decisions if d.outcome == "score flagged"
+    ]
+    assert [d.input["panellist"] for d in flagged] == [order[3]]
+    await api.report(
+        round_id,
+        a,
+        PanelReview(
+            report_id="review",
+            reported_by=OPERATOR,
+            component="wawancara",
+            panellist=order[3],
+            keep=False,
+            note="jauh dari panel",
+        ),
+    )
+    reviewed = await _state(client, round_id, a)
+    changed = [d for d in reviewed.decisions if d.outcome == "panel changed"][-1]
+    assert (changed.input["panel"], changed.input["struck_score"]) == (
+        [order[1], order[2], order[4]],
+        20.0,
+    )
+    await api.report(round_id, a, _panel_score(order[4], 75))
+
+    # B's panel scores without incident; both complete SKB.
+    b_state = await _state(client, round_id, b)
+    for who, score in zip(_last_panel(b_state), (70, 72, 74), strict=True):
+        await api.report(round_id, b, _panel_score(who, score, 1))
+    for i, x in enumerate((a, b)):
+        for comp, who, score in (("cat", "cat-bkn", 400), ("praktik", "panel-praktik", 80)):
+            await api.report(
+                round_id,
+                x,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            x,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close_window(api, round_id, "skb")
+    done = await _wait_stage(
+        client, round_id, a, {Stage.FINAL_APPEAL, Stage.FILING, Stage.OPTIMALISASI}, timeout=40
+    )
+    [completed] = [d for d in done.decisions if d.stage == "skb" and d.input.get("components")]
+    # Every score that stands, and none struck or refused: (83 + 71 + 75) / 3.
+    assert completed.input["components"]["panel"]["wawancara"] == {
+        order[1]: 83.0,
+        order[2]: 71.0,
+        order[4]: 75.0,
+    }
+    refused = [d for d in done.decisions if d.outcome == "score refused"]
+    assert [d.input["panellist"] for d in refused] == [order[0]]
