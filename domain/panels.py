@@ -48,15 +48,3 @@ def candidate_code(key: bytes, round_id: str, applicant_id: str) -> str:
     list that next to the name), but a keyed code only the committee's tools can resolve."""
     digest = hmac.new(key, f"panel-code|{round_id}|{applicant_id}".encode(), hashlib.sha256)
     return "K-" + digest.hexdigest()[:10].upper()
-
-
-def outliers(scores: dict[str, float], margin: float) -> list[str]:
-    """Panellists whose score differs from every other score of the panel by more than `margin`,
-    in the panel's order. Compared with each other score, not with their mean: on a panel of
-    three, 83, 71 and 20 with a margin of 25 flag only the 20 (the mean of 71 and 20 would make
-    the 83 look as far off); a panel of two that far apart flags both, since nothing tells which."""
-    return [
-        p
-        for p, s in scores.items()
-        if len(scores) > 1 and all(abs(s - o) > margin for q, o in scores.items() if q != p)
-    ]

@@ -46,7 +46,8 @@ from domain.messages import (
     Withdrawal,
     fraction_text,
 )
-from domain.panels import assigned_panel, outliers
+from domain.objectivity import outlier
+from domain.panels import assigned_panel
 from domain.ranking import FinalEntry
 from domain.registration import Registration
 from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_component_score
@@ -408,11 +409,11 @@ def flag_scores(sheet: ApplicantSheet, rules: JourneyRules) -> ApplicantSheet:
             continue
         known = dict(flags.get(component.name, {}))
         values = {p: r.score for p, r in scores.items()}
-        for p in outliers(values, margin):
+        for p in outlier(values, margin):
             if p not in known:
                 rest = ", ".join(f"{v:g}" for q, v in values.items() if q != p)
                 known[p] = (
-                    f"{values[p]:g} differs from each other score ({rest}) by more than {margin:g}"
+                    f"{values[p]:g} differs from the rest of the panel ({rest}) by more than {margin:g}"
                 )
         flags[component.name] = known
     return sheet.but(flags={c: f for c, f in flags.items() if f})

@@ -9,7 +9,8 @@ import pytest
 from domain.codes import Stage
 from domain.config import ConfigError
 from domain.messages import ConflictDeclaration, PanelReview, PanelScoreReport
-from domain.panels import assigned_panel, candidate_code, outliers, panel_order
+from domain.objectivity import outlier
+from domain.panels import assigned_panel, candidate_code, panel_order
 from domain.sheet import (
     conflict_refusal,
     flag_scores,
@@ -134,13 +135,10 @@ def test_a_conflict_is_declared_before_scoring_or_found_by_the_committee_which_s
     assert other is not None and "may not declare a conflict for" in other
 
 
-def test_outliers_are_scores_far_from_every_other_score_of_the_panel():
-    # The panel: 83, 71 and 20; with a margin of 25 only the 20 is flagged
-    # (|20-83| = 63, |20-71| = 51; the 83 is within 25 of the 71).
-    assert outliers({"a": 83, "b": 71, "c": 20}, 25) == ["c"]
-    assert outliers({"a": 83, "b": 71, "c": 60}, 25) == []
-    assert outliers({"a": 90, "b": 40}, 25) == ["a", "b"]  # two apart: nothing tells which
-    assert outliers({"a": 90}, 25) == []
+def test_the_journey_flags_by_the_evaluation_reports_rule():
+    # One rule (domain/objectivity.py) for the journey's flags and the evaluation report: the
+    # issue's panel 83, 71, 20 with a margin of 25 flags the 20 alone.
+    assert outlier({"a": 83, "b": 71, "c": 20}, 25) == ["c"]
 
 
 def test_a_flagged_score_waits_for_the_committee_which_keeps_it_or_has_it_scored_again():
