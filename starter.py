@@ -1442,29 +1442,29 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
     if not rows:
         ctx.console.print(f"round {round_id}: no survey answers yet", highlight=False)
         return rows
-    table = Table(title=f"Survei Kepuasan Masyarakat (IKM) of round {round_id}")
-    for column in ("instansi", "stage", "respondents"):
-        table.add_column(column, justify="right" if column == "respondents" else "left")
-    for e in SKM_ELEMENTS:
-        table.add_column(e.code, justify="right")
-    table.add_column("IKM", justify="right")
-    table.add_column("band")
-    for r in rows:
-        overall = r.stage == SURVEY_ALL
+    for instansi in dict.fromkeys(r.instansi for r in rows):
+        mine = [r for r in rows if r.instansi == instansi]
+        table = Table(title=f"Survei Kepuasan Masyarakat of round {round_id}: {instansi}")
+        table.add_column("element (NRR, 1..4)")
+        for r in mine:
+            table.add_column("all stages" if r.stage == SURVEY_ALL else r.stage, justify="right")
+        table.add_row("respondents", *(str(r.result.respondents) for r in mine), end_section=True)
+        for i, e in enumerate(SKM_ELEMENTS):
+            table.add_row(
+                f"{e.code} {e.name}",
+                *(f"{r.result.per_element[i]:.2f}" for r in mine),
+                end_section=i == len(SKM_ELEMENTS) - 1,
+            )
         table.add_row(
-            r.instansi,
-            "[bold]all stages[/]" if overall else f"{r.stage} ({SKM_STAGE_LABELS[r.stage]})",
-            str(r.result.respondents),
-            *(f"{x:.2f}" for x in r.result.per_element),
-            f"{r.result.value:.2f}",
-            f"{r.result.band} ({r.result.label})",
-            end_section=overall,
+            "[bold]IKM[/] (mean NRR x 25)", *(f"[bold]{r.result.value:.2f}[/]" for r in mine)
         )
-    ctx.console.print(table)
+        table.add_row("band", *(f"{r.result.band} {r.result.label}" for r in mine))
+        ctx.console.print(table)
     ctx.console.print(
-        "  ".join(f"{e.code} {e.name}" for e in SKM_ELEMENTS)
-        + ". NRR = mean answer (1..4); IKM = mean NRR x 25; bands A 88.31-100, B 76.61-88.30, "
-        "C 65.00-76.60, D 25.00-64.99 (PermenPANRB 14/2017).",
+        "Stages: "
+        + "; ".join(f"{stage} = {label}" for stage, label in SKM_STAGE_LABELS.items())
+        + ". Bands (PermenPANRB 14/2017): A 88.31-100, B 76.61-88.30, C 65.00-76.60, "
+        "D 25.00-64.99, read after rounding the IKM to 2 decimals.",
         highlight=False,
     )
     return rows
