@@ -57,7 +57,7 @@ from client.sanctions import (
 )
 from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
 from client.survey import ALL as SURVEY_ALL
-from client.survey import SurveyRow, mix_answers, survey_rows
+from client.survey import FEW_RESPONDENTS, SurveyRow, mix_answers, survey_rows
 from domain.config import ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
@@ -1433,7 +1433,12 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
                 "round_id": round_id,
                 "elements": [{"code": e.code, "name": e.name} for e in SKM_ELEMENTS],
                 "results": [
-                    {"instansi": r.instansi, "stage": r.stage, **r.result.model_dump(mode="json")}
+                    {
+                        "instansi": r.instansi,
+                        "stage": r.stage,
+                        "few_respondents": r.few,
+                        **r.result.model_dump(mode="json"),
+                    }
                     for r in rows
                 ],
             },
@@ -1447,7 +1452,8 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
         table = Table(title=f"Survei Kepuasan Masyarakat of round {round_id}: {instansi}")
         table.add_column("element (NRR, 1..4)")
         for r in mine:
-            table.add_column("all stages" if r.stage == SURVEY_ALL else r.stage, justify="right")
+            name = "all stages" if r.stage == SURVEY_ALL else r.stage
+            table.add_column(f"{name} *" if r.few else name, justify="right")
         table.add_row("respondents", *(str(r.result.respondents) for r in mine), end_section=True)
         for i, e in enumerate(SKM_ELEMENTS):
             table.add_row(
@@ -1460,6 +1466,12 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
         )
         table.add_row("band", *(f"{r.result.band} {r.result.label}" for r in mine))
         ctx.console.print(table)
+    if any(r.few for r in rows):
+        ctx.console.print(
+            f"* fewer than {FEW_RESPONDENTS} respondents: these figures come close to the answers "
+            "themselves, and who answered a stage is recorded; do not publish them.",
+            highlight=False,
+        )
     ctx.console.print(
         "Stages: "
         + "; ".join(f"{stage} = {label}" for stage, label in SKM_STAGE_LABELS.items())

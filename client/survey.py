@@ -25,6 +25,9 @@ from domain.errors import RuleViolation
 from domain.skm import ELEMENTS, STAGES, IkmResult, SurveyStage, ikm_of_totals, validate_answers
 
 ALL = "all"  # the row of every stage together
+# Below this many respondents a stage's figures come close to the answers themselves, and who
+# answered a stage is recorded (skm_taken): such figures are marked, not for publication.
+FEW_RESPONDENTS = 5
 
 
 def open_stages(view: ApplicantView) -> tuple[SurveyStage, ...]:
@@ -105,6 +108,11 @@ class SurveyRow(BaseModel, frozen=True):
     instansi: str
     stage: str
     result: IkmResult
+
+    @property
+    def few(self) -> bool:
+        """Fewer than FEW_RESPONDENTS respondents: not for publication (see FEW_RESPONDENTS)."""
+        return self.result.respondents < FEW_RESPONDENTS
 
 
 _SUMS = ", ".join(f"sum(answers[{i + 1}])::int AS u{i + 1}" for i in range(len(ELEMENTS)))

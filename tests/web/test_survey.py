@@ -206,12 +206,17 @@ async def test_results_per_stage_and_per_instansi_match_the_ikm_by_hand(pool, st
     assert ikm_cells == ["87.50", "97.22", "93.33"], table
     assert "B Baik" in lines["band"] and lines["band"].count("A Sangat Baik") == 2, table
     assert "all stages" in table and INSTANSI in table, table
+    # 2 and 3 respondents are too few to publish (their figures come close to the answers).
+    assert "registration *" in table and "skd *" in table and "all stages *" not in table
+    assert "fewer than 5 respondents" in table and "do not publish" in table
     await starter.survey_results(ctx, round_id, as_json=True)
     document = json.loads(console.export_text().strip().splitlines()[-1])
-    assert [(r["stage"], r["value"], r["band"]) for r in document["results"]] == [
-        ("registration", 87.5, "B"),
-        ("skd", 97.22, "A"),
-        ("all", 93.33, "A"),
+    assert [
+        (r["stage"], r["value"], r["band"], r["few_respondents"]) for r in document["results"]
+    ] == [
+        ("registration", 87.5, "B", True),
+        ("skd", 97.22, "A", True),
+        ("all", 93.33, "A", False),
     ]
 
 
