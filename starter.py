@@ -1607,6 +1607,53 @@ def announce_cmd(
     _run(lambda ctx: announce(ctx, round_id, stage, out, signer, corrects))
 
 
+async def evaluate_round(
+    ctx: Context, round_id: str, out_dir: Path, outlier_margin: float | None
+) -> Path:
+    """Write the round's evaluation report (apps/evaluation.py) into `out_dir` and print each
+    section's summary; RefusedError (exit 1) when the server holds no history of the round."""
+    from apps.evaluation import evaluate
+    from auditing.history import AuditError
+
+    try:
+        written = await evaluate(
+            ctx.api.client, ctx.database_url, round_id, out_dir, outlier_margin
+        )
+    except (AuditError, LookupError) as exc:
+        raise RefusedError(str(exc)) from None
+    for section in written.evaluation.sections:
+        ctx.console.print(f"{section.heading}: {section.note or section.summary}", highlight=False)
+    ctx.console.print(
+        f"report: {written.index} and {len(written.csvs)} CSV files in {out_dir}", highlight=False
+    )
+    log.info("round evaluated", round_id=round_id, files=len(written.csvs) + 1)
+    return written.index
+
+
+@cli.command("evaluate")
+def evaluate_cmd(
+    round_id: str,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for index.html and one CSV per table.")
+    ] = Path("evaluation"),
+    outlier_margin: Annotated[
+        float | None,
+        typer.Option(
+            "--outlier-margin",
+            min=0,
+            help="Flag a panel score this far from the mean of the rest of its panel, for panel "
+            "components whose round sets no outlier_margin (default: a quarter of the scale).",
+        ),
+    ] = None,
+):
+    """The round's evaluation report, from its histories (replayed) and the read model: the funnel
+    per formasi, stage durations (p50/p95), sanggah rates and outcomes, window extensions and
+    their reasons, registrations per hour with the peak, panel agreement and flags, the IKM per
+    stage, optimalisasi and seats left empty. Writes OUT/index.html (SVG charts) and CSVs; the
+    same round gives the same bytes."""
+    _run(lambda ctx: evaluate_round(ctx, round_id, out, outlier_margin))
+
+
 # --- the sanctions register -------------------------------------------------------------------
 
 sanctions_cli = typer.Typer(

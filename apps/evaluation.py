@@ -19,6 +19,7 @@ from typing import Any
 import matplotlib
 from jinja2 import Environment, select_autoescape
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from temporalio.client import Client
 
 from auditing.evaluation import (
@@ -76,9 +77,17 @@ def _bars(fig: Figure, labels: list[str], series: dict[str, list[float]], ylabel
         ha="right" if kw.get("rotation") else "center",
     )
     ax.set_ylabel(ylabel)
+    if kw.get("counts"):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(series) > 1:
         ax.legend(frameon=False, fontsize=8)
     return ax
+
+
+def _few(ax: Any, n: int) -> None:
+    """Keep bars their width when there are only one or two of them."""
+    if n < 3:
+        ax.set_xlim(-0.75, 2.75)
 
 
 def funnel_chart(section: Section) -> str:
@@ -95,6 +104,7 @@ def funnel_chart(section: Section) -> str:
             {f: [counts[(f, s)] for s in steps] for f in shown},
             "applicants",
             rotation=30,
+            counts=True,
         ),
         height=3.4,
     )
@@ -136,6 +146,7 @@ def appeals_chart(section: Section) -> str:
             ax.barh([str(r[0]) for r in rows], values, left=bottom, label=outcome, color=COLOURS[i])
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         ax.set_xlabel("sanggah filed")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(
             frameon=False, fontsize=8, ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.25)
         )
@@ -152,6 +163,7 @@ def registration_chart(section: Section) -> str:
         ax = fig.add_subplot()
         colours = [COLOURS[1] if i == peak else COLOURS[0] for i in range(len(rows))]
         ax.bar(range(len(rows)), counts, 0.9, color=colours)
+        _few(ax, len(rows))
         step = max(1, len(rows) // 8)
         ax.set_xticks(
             range(0, len(rows), step),
@@ -160,22 +172,28 @@ def registration_chart(section: Section) -> str:
             ha="right",
         )
         ax.set_ylabel("registrations per hour")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
     return svg("registration", draw, height=3.2)
 
 
 def panels_chart(section: Section) -> str:
     rows = section.tables[0].rows
-    return svg(
-        "panels",
-        lambda fig: _bars(
-            fig,
-            [f"{r[0]} {r[1]}" for r in rows],
-            {"Krippendorff's alpha": [float(r[4]) if r[4] is not None else 0.0 for r in rows]},
-            "alpha (interval)",
-        ),
-        height=2.6,
-    )
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        alphas = [float(r[4]) if r[4] is not None else 0.0 for r in rows]
+        labels = [f"{r[0]} {r[1]}" for r in rows]
+        ax.bar(labels, alphas, 0.5, color=COLOURS[0])
+        _few(ax, len(rows))
+        for x, r in enumerate(rows):
+            text = "undefined" if r[4] is None else f"{float(r[4]):.2f}"
+            ax.annotate(text, (x, alphas[x]), ha="center", va="bottom", fontsize=8)
+        ax.axhline(0, color="#333333", linewidth=0.8)
+        ax.set_ylim(min(-0.2, *alphas) - 0.05, 1.1)
+        ax.set_ylabel("Krippendorff's alpha (interval)")
+
+    return svg("panels", draw, height=2.6)
 
 
 def bias_chart(section: Section) -> str:
@@ -208,8 +226,16 @@ def ikm_chart(section: Section) -> str:
         )
         for bound, band in ((88.31, "A"), (76.61, "B"), (65.0, "C")):
             ax.axhline(bound, color="#999999", linewidth=0.6, linestyle="--")
-            ax.text(len(rows) - 0.5, bound, f" {band} from {bound:.2f}", va="bottom", fontsize=7)
+            ax.text(
+                1.0,
+                bound,
+                f" {band} from {bound:.2f}",
+                va="center",
+                fontsize=7,
+                transform=ax.get_yaxis_transform(),
+            )
         ax.set_ylim(25, 100)
+        ax.set_xlim(-0.75, max(len(rows), 3) - 0.25)  # a bar keeps its width with one stage
         ax.set_ylabel("IKM")
 
     return svg("ikm", draw, height=2.8)
@@ -225,8 +251,10 @@ def optimalisasi_chart(section: Section) -> str:
         empty = [float(r[11] or 0) for r in rows]
         ax.bar(labels, filled, 0.6, label="seats filled", color=COLOURS[0])
         ax.bar(labels, empty, 0.6, bottom=filled, label="seats left empty", color=COLOURS[1])
+        _few(ax, len(rows))
         ax.set_ylabel("seats")
-        ax.legend(frameon=False, fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
     return svg("optimalisasi", draw, height=2.8)
 

@@ -273,8 +273,8 @@ def funnel_section(facts: RoundFacts, read: ReadModelFacts) -> Section:
     return Section(
         "funnel",
         "Funnel per formasi and stage",
-        f"{total} applicants registered for {seats} seats in {len(codes)} formasi; "
-        f"{reached[ALL]['final_seat']} won a seat and {reached[ALL]['nip']} were given a NIP.",
+        f"Registered: {total} for {seats} seats in {len(codes)} formasi; won a seat: "
+        f"{reached[ALL]['final_seat']}; given a NIP: {reached[ALL]['nip']}.",
         [
             Table("funnel", ("formasi", "step", "meaning", "applicants"), rows),
             Table("funnel_now", ("formasi", "stage or result", "applicants"), now_rows),
@@ -413,9 +413,9 @@ def appeals_section(facts: RoundFacts) -> Section:
     return Section(
         "appeals",
         "Appeals (sanggah): rates and outcomes",
-        f"{sum(admin.values())} admin sanggah ({admin['accepted']} accepted) of "
-        f"{eligible[('admin', ALL)]} found TMS; {sum(final.values())} final sanggah "
-        f"({final['accepted']} accepted) of {eligible[('final', ALL)]} with a final result.",
+        f"Admin sanggah: {sum(admin.values())} filed by {eligible[('admin', ALL)]} found TMS, "
+        f"{admin['accepted']} accepted. Final sanggah: {sum(final.values())} filed by "
+        f"{eligible[('final', ALL)]} with a final result, {final['accepted']} accepted.",
         [
             Table(
                 "appeals",
@@ -441,7 +441,7 @@ def extensions_section(facts: RoundFacts) -> Section:
             continue
         rows.append(
             (
-                d.at.isoformat(),
+                d.at.isoformat(timespec="seconds"),
                 str(i.get("window") or "tmt"),
                 change,
                 d.actor,
@@ -454,8 +454,8 @@ def extensions_section(facts: RoundFacts) -> Section:
         "extensions",
         "Window extensions and early closes (the incidents)",
         (
-            f"{counts['extended']} extensions, {counts['closed early']} early closes and "
-            f"{counts['TMT moved']} TMT moves, each with its recorded reason."
+            f"Extensions: {counts['extended']}; early closes: {counts['closed early']}; TMT "
+            f"moves: {counts['TMT moved']}; each with its recorded reason."
             if rows
             else "No window was extended or closed early, and the TMT did not move."
         ),
@@ -661,8 +661,8 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
         "panels",
         "Interview panels: agreement and flags",
         (
-            f"{len(agreement_rows)} panel(s), {len(flag_rows)} score(s) flagged beyond the margin "
-            "for the committee's review. Agreement is Krippendorff's alpha (interval): 1 is "
+            f"Panels: {len(agreement_rows)}; scores flagged beyond the margin for the committee's "
+            f"review: {len(flag_rows)}. Agreement is Krippendorff's alpha (interval): 1 is "
             "perfect agreement, 0 no better than chance."
             if agreement_rows
             else "No interview panel scored in this round."
@@ -806,10 +806,10 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
     return Section(
         "optimalisasi",
         "Optimalisasi and seats left empty",
-        f"{sum(offered.values())} optimalisasi offers, "
-        f"{sum(a['accepted'] for a in answered.values())} accepted (P/L-2: "
-        f"{sum(p_l2.values())}), {sum(a['declined'] for a in answered.values())} declined; "
-        f"{empty} of {sum(f.quota for f in facts.config.formasi)} seats left empty.",
+        f"Optimalisasi offers: {sum(offered.values())}; accepted: "
+        f"{sum(a['accepted'] for a in answered.values())} (P/L-2: {sum(p_l2.values())}); "
+        f"declined: {sum(a['declined'] for a in answered.values())}. Seats left empty: {empty} "
+        f"of {sum(f.quota for f in facts.config.formasi)}.",
         [
             Table(
                 "optimalisasi",
