@@ -7,9 +7,12 @@ holds nothing of the answers, and two applicants' equal answers cannot be told a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import re
 import shutil
+import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,6 +29,7 @@ from client.survey import open_stages, record_answers, survey_results, survey_ro
 from domain.codes import Terminal
 from domain.errors import RuleViolation
 from domain.skm import ELEMENTS, ikm
+from tests.flows.test_round_end_to_end import _state
 from tests.roundkit import TEST_KEYRING, registration
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 from tests.web.test_portal import (
@@ -415,3 +419,34 @@ async def test_the_stages_open_follow_the_journey():
         "end",
     )
     assert open_stages(view(terminal=Terminal.TMS)) == ("registration", "end")  # no SKD sat
+
+
+async def test_the_end_survey_opens_once_the_journey_has_ended(
+    gateway_state, operator_api, client, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "skm-end")
+    async with client_on(app_for(gateway_state)) as browser:
+        done = await submit_registration(browser, round_id, form_of(registration(43, "F1")))
+        number = registration_number(done.text)
+        status = await browser.get("/status")
+        assert "/survei/end" not in status.text
+        # The applicant withdraws; the journey ends APS.
+        [token] = tokens((await browser.get("/mundur")).text)["/mundur"]
+        await browser.post("/mundur", data={"confirm": "ya", "csrf_token": token})
+        deadline = time.monotonic() + 30
+        while (await _state(client, round_id, number)).terminal is None:
+            assert time.monotonic() < deadline, "the journey did not end"
+            await asyncio.sleep(0.3)
+
+        status = await browser.get("/status")
+        offered = re.findall(r'href="/survei/(\w+)"', status.text)
+        assert offered == ["registration", "end"], text_of(status.text)  # no SKD was sat
+        form = await browser.get("/survei/end")
+        [token] = tokens(form.text)["/survei/end"]
+        thanked = await browser.post("/survei/end", data={**_answers(2), "csrf_token": token})
+        assert thanked.status_code == 200 and "akhir seleksi" in text_of(thanked.text)
+        status = await browser.get("/status")
+        assert re.findall(r'href="/survei/(\w+)"', status.text) == ["registration"]
+    async with gateway_state.pool.acquire() as conn:
+        results = await survey_results(conn, round_id)
+    assert list(results) == ["end"] and results["end"].value == 50.0  # 2 x 25, D
