@@ -708,9 +708,19 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
     )
 
 
-IKM_COLUMNS = ("stage", "instansi", "respondents", "ikm", "band", "label") + tuple(
-    f"U{i}" for i in range(1, 10)
-)
+# Below this many respondents a group's figures come close to the answers themselves: marked, not
+# for publication (the same bound as client/survey.py's FEW_RESPONDENTS).
+FEW_RESPONDENTS = 5
+
+IKM_COLUMNS = (
+    "stage",
+    "instansi",
+    "respondents",
+    "ikm",
+    "band",
+    "label",
+    "few respondents",
+) + tuple(f"U{i}" for i in range(1, 10))
 
 
 def ikm_section(read: ReadModelFacts) -> Section:
@@ -737,6 +747,7 @@ def ikm_section(read: ReadModelFacts) -> Section:
                     r.value,
                     r.band,
                     r.label,
+                    "yes: not for publication" if r.respondents < FEW_RESPONDENTS else "",
                     *(round(x, 3) for x in r.per_element),
                 )
             )
