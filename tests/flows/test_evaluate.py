@@ -1,12 +1,18 @@
 """`starter.py evaluate` on a real round (dev server, PostgreSQL, a worker): a small central-agency
 round with an interview panel and one planted outlier panellist, an extended and early-closed
-window, a rejected sanggah and SKM answers; the report is written twice (the same bytes) and
+window, a rejected sanggah and SKM answers; the report is written twice here and once by
+`starter.py evaluate` in another process (the same bytes each time), and
 read in headless Chromium (every section's heading, every chart an inline SVG)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import csv
 import io
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -203,7 +209,28 @@ async def evaluated(client, keys, stack, stack_settings, tmp_path_factory):
     first = await evaluate_round(ctx, round_id, folder / "one", 25.0)
     second = await evaluate_round(ctx, round_id, folder / "two", 25.0)
     await pool.close()
-    yield first, second, ctx.console.file.getvalue(), ids
+    # The command line itself, in another process (another hash seed): the same bytes again.
+    env = {
+        **os.environ,
+        "CASN_TEMPORAL_ADDRESS": stack.temporal_address,
+        "CASN_DATABASE_URL": stack.database_url,
+        "CASN_DATA_DIR": str(folder / "data"),
+        "CASN_LOG_FORMAT": "json",
+        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
+        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
+        "PYTHONHASHSEED": "12345",
+    }
+    command = [sys.executable, "starter.py", "evaluate", round_id, "--out", str(folder / "cli")]
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [*command, "--outlier-margin", "25"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    yield first, second, ctx.console.file.getvalue(), ids, cli
 
 
 def _csv(index: Path, name: str) -> list[dict[str, str]]:
@@ -212,7 +239,7 @@ def _csv(index: Path, name: str) -> list[dict[str, str]]:
 
 
 async def test_the_report_counts_the_round_from_its_histories(evaluated):
-    index, _, printed, ids = evaluated
+    index, _, printed, ids, _ = evaluated
 
     funnel = {(r["formasi"], r["step"]): int(r["applicants"]) for r in _csv(index, "funnel")}
     assert [
@@ -252,19 +279,22 @@ async def test_the_report_counts_the_round_from_its_histories(evaluated):
 
 
 async def test_the_same_round_gives_the_same_bytes(evaluated):
-    first, second, _, _ = evaluated
+    first, second, _, _, cli = evaluated
+    assert cli.returncode == 0, cli.stderr
+    assert "Interview panels: agreement and flags: Panels: 1" in cli.stdout
 
     names = sorted(p.name for p in first.parent.iterdir())
-    assert names == sorted(p.name for p in second.parent.iterdir()) and "index.html" in names
-    assert [
-        n for n in names if (first.parent / n).read_bytes() != (second.parent / n).read_bytes()
-    ] == []
+    assert "index.html" in names
+    for other in (second.parent, first.parent.parent / "cli"):
+        assert sorted(p.name for p in other.iterdir()) == names
+        differ = [n for n in names if (first.parent / n).read_bytes() != (other / n).read_bytes()]
+        assert differ == [], other
 
 
 async def test_chromium_shows_every_section_with_inline_svg_charts(evaluated):
     from playwright.async_api import async_playwright
 
-    index, _, _, _ = evaluated
+    index, _, _, _, _ = evaluated
     SHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
