@@ -379,3 +379,52 @@ def test_the_files_are_the_same_bytes_for_the_same_facts_and_guard_formulas(tmp_
     )  # funnel, durations, appeals, registration, alpha, bias, IKM, seats
     assert "'=portal outage" in (tmp_path / "one" / "extensions.csv").read_text()
     assert second.index.name == "index.html"
+
+
+def test_a_sanggah_left_unanswered_or_still_open_is_counted_so():
+    # F: TMS, sanggah filed, not answered in time (the journey ends TMS by a system decision).
+    # G: a final result, a final sanggah filed, not answered in time.
+    # H: TMS, sanggah filed, the journey still waits for the answer.
+    f = JourneyFacts(
+        "F",
+        "F1",
+        T0,
+        [
+            d(T0, "registered", "registered", "sscasn"),
+            d(T0 + DAY, "admin_check", "TMS", "bkpsdm"),
+            d(T0 + 3 * DAY, "admin_appeal", "TMS", reason="the appeal was not answered"),
+        ],
+        state("F", "F1", terminal=Terminal.TMS),
+        [filing(T0 + DAY + HOUR, "appeal-F")],
+    )
+    g = JourneyFacts(
+        "G",
+        "F2",
+        T0,
+        [
+            d(T0, "registered", "registered", "sscasn"),
+            d(T0 + 6 * DAY, "final_ranking", "TL", "formasi"),
+            d(T0 + 8 * DAY, "final_appeal", "not answered", reason="not answered in its time"),
+            d(T0 + 8 * DAY, "final_appeal", "TL", "formasi"),
+        ],
+        state("G", "F2", final_code=FinalCode.NOT_PASSED, terminal=Terminal.NOT_PASSED),
+        [filing(T0 + 6 * DAY + HOUR, "appeal-G")],
+    )
+    h = JourneyFacts(
+        "H",
+        "F1",
+        T0,
+        [
+            d(T0, "registered", "registered", "sscasn"),
+            d(T0 + DAY, "admin_check", "TMS", "bkpsdm"),
+        ],
+        state("H", "F1").model_copy(update={"stage": Stage.ADMIN_APPEAL}),
+        [filing(T0 + DAY + HOUR, "appeal-H")],
+    )
+    facts = RoundFacts(CONFIG, None, [], [f, g, h])
+
+    table = {(r[0], r[1]): r[2:] for r in rows(evaluation(facts, READ), "appeals")}
+
+    # could file, filed, rate, accepted, rejected, not answered, pending
+    assert table[("admin sanggah", ALL)] == (2, 2, 1.0, 0, 0, 1, 1)
+    assert table[("final sanggah", ALL)] == (1, 1, 1.0, 0, 0, 1, 0)
