@@ -1,0 +1,163 @@
+"""The columnar SKD ranking lists exactly what rank_skd lists, whatever the formasi."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.columnar import (
+    CODES,
+    columns_of,
+    columns_of_entries,
+    id_order,
+    rank_skd_columns,
+)
+from domain.config import Category, SkdRules, SkdThreshold
+from domain.ranking import SkdEntry, rank_skd
+from domain.skd import SkdScores
+
+RULES = SkdRules()
+FAST = settings(max_examples=300, deadline=None)
+
+# Around the thresholds, so passes, failures and ties are all common (as in
+# test_ranking_properties.py); sometimes anywhere in range, and sometimes a wide range.
+narrow = st.builds(
+    SkdScores,
+    twk=st.integers(11, 16).map(lambda n: n * 5),
+    tiu=st.integers(11, 20).map(lambda n: n * 5),
+    tkp=st.integers(160, 175),
+)
+anywhere = st.builds(
+    SkdScores,
+    twk=st.integers(0, 30).map(lambda n: n * 5),
+    tiu=st.integers(0, 35).map(lambda n: n * 5),
+    tkp=st.integers(0, 225),
+)
+wide = st.builds(
+    SkdScores, twk=st.integers(0, 1000), tiu=st.integers(0, 1000), tkp=st.integers(0, 1000)
+)
+# Registration numbers are 16 base32 characters; other ids (any text without NUL, shared
+# prefixes longer than what the first sort pass packs) must order as Python orders str too.
+base32 = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16)
+prefixed = st.tuples(
+    st.sampled_from(["", "A", "CASN-2026-", "CASN-2026-XYZ-", "\u00e9\u00e9\u00e9\u00e9"]),
+    st.text("AB9z\u00e9\U0001f600", max_size=6),
+).map("".join)
+anything = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)))
+ids = st.one_of(base32, prefixed, anything)
+
+
+@st.composite
+def formasi(draw, scores=st.one_of(narrow, anywhere)) -> list[SkdEntry]:
+    """A formasi's SKD results, one per applicant (unique ids), in any category."""
+    applicants = draw(st.lists(ids, unique=True, max_size=40))
+    one_category = draw(st.booleans())
+    category = draw(st.sampled_from(list(Category)))
+    return [
+        SkdEntry(
+            applicant_id=a,
+            category=category if one_category else draw(st.sampled_from(list(Category))),
+            scores=draw(scores),
+        )
+        for a in applicants
+    ]
+
+
+minimum = st.one_of(st.none(), st.integers(0, 150))
+thresholds = st.builds(SkdThreshold, twk=minimum, tiu=minimum, tkp=minimum, total=minimum)
+rules = st.one_of(
+    st.just(RULES),
+    st.builds(
+        lambda t, m: SkdRules(thresholds=dict(zip(Category, t, strict=True)), cut_multiplier=m),
+        st.lists(thresholds, min_size=len(Category), max_size=len(Category)),
+        st.integers(1, 4),
+    ),
+)
+quotas = st.integers(0, 8)
+
+
+def columnar(entries: list[SkdEntry], quota: int, rules: SkdRules):
+    columns = columns_of_entries(entries)
+    return rank_skd_columns(columns, quota, rules).ranking(columns.ids)
+
+
+@FAST
+@given(formasi(), quotas, rules)
+def test_columnar_ranking_equals_rank_skd(entries, quota, rules):
+    assert columnar(entries, quota, rules) == rank_skd(entries, quota, rules)
+
+
+@FAST
+@given(formasi(scores=wide), quotas)
+def test_columnar_ranking_equals_rank_skd_for_scores_up_to_the_packing_limit(entries, quota):
+    assert columnar(entries, quota, RULES) == rank_skd(entries, quota, RULES)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([(60, 80, 170), (65, 85, 166), (70, 80, 170)]), max_size=60))
+def test_columnar_ranking_equals_rank_skd_when_nearly_everyone_ties(rows):
+    entries = [
+        SkdEntry(
+            applicant_id=f"CASN-2026-{i:05d}",
+            category=Category.UMUM,
+            scores=SkdScores(twk=w, tiu=i_, tkp=k),
+        )
+        for i, (w, i_, k) in enumerate(reversed(rows))
+    ]
+    for quota in (0, 1, 3, 20):
+        assert columnar(entries, quota, RULES) == rank_skd(entries, quota, RULES)
+
+
+@FAST
+@given(st.lists(ids, max_size=60))
+def test_id_order_is_pythons_str_order(values):
+    column = columns_of(
+        values, [0] * len(values), [0] * len(values), [0] * len(values), [0] * len(values)
+    ).ids
+    assert column[id_order(column)].tolist() == sorted(values)
+
+
+def test_an_empty_formasi_has_no_lines_and_no_cut():
+    ranking = rank_skd_columns(columns_of([], [], [], [], []), 3, RULES)
+    assert (ranking.passers, ranking.cut_key, len(ranking.order)) == (0, None, 0)
+
+
+def test_everyone_tied_at_the_cut_goes_on_to_skb():
+    rows = [("C", 100), ("A", 90), ("B", 90), ("D", 90), ("E", 80)]
+    columns = columns_of(
+        [a for a, _ in rows], [0] * 5, [65] * 5, [tiu for _, tiu in rows], [170] * 5
+    )
+    lines = rank_skd_columns(columns, 1, SkdRules(cut_multiplier=2)).lines(columns.ids)
+    assert [(x.applicant_id, x.rank, x.code) for x in lines] == [
+        ("C", 1, CODES[0]),
+        ("A", 2, CODES[0]),
+        ("B", 2, CODES[0]),
+        ("D", 2, CODES[0]),
+        ("E", 5, CODES[1]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "message"),
+    [
+        ("twk", [-5], "twk: score -5 outside 0..1023"),
+        ("tkp", [1024], "tkp: score 1024 outside 0..1023"),
+        ("category", [len(Category)], "category: value 6 is not an index"),
+    ],
+)
+def test_a_bad_column_is_refused_naming_the_field_and_value(field, values, message):
+    given_ = {"category": [0], "twk": [65], "tiu": [80], "tkp": [170]} | {field: values}
+    with pytest.raises(ValueError, match=message):
+        columns_of(["A"], given_["category"], given_["twk"], given_["tiu"], given_["tkp"])
+
+
+def test_an_id_with_nul_is_refused():
+    with pytest.raises(ValueError, match="ids: an applicant id contains NUL"):
+        columns_of(["A\x00"], [0], [65], [80], [170])
+
+
+def test_columns_of_different_lengths_are_refused():
+    with pytest.raises(ValueError, match=r"twk: shape \(2,\), expected \(1,\)"):
+        columns_of(["A"], [0], np.array([65, 70]), [80], [170])
