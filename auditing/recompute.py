@@ -17,7 +17,8 @@ from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision, Phase, Stage
-from domain.config import RoundConfig, parse_round_config
+from domain.columnar import ColumnarSkdRanking, SkdColumns, rank_skd_columns, skd_columns
+from domain.config import Category, RoundConfig, parse_round_config
 from domain.events import FinalAppealDecided, ReportAfterClose, SkbCompleted
 from domain.messages import (
     AppealAnswer,
@@ -33,9 +34,8 @@ from domain.messages import (
 )
 from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
-from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
+from domain.ranking import FinalEntry, rank_final
 from domain.sheet import ApplicantSheet, corrected, skb_result, with_report
-from domain.skd import SkdScores
 
 ENDINGS = (DISQUALIFY.name, WITHDRAW.name)
 SKB_INPUTS = (SkdReport, SkbScoreReport, PanelScoreReport, GateReport)
@@ -52,6 +52,9 @@ class FormasiFigures:
     others: list[tuple[str, str]] = field(default_factory=list)
     ranked: bool = False  # whether a final ranking exists (announced or computable)
     other_entries: list[FinalEntry] = field(default_factory=list)  # recomputed: lost on rank
+    # recomputed: the whole SKD listing as columns (skd_listing.lines(skd_columns.ids) lists it)
+    skd_columns: SkdColumns | None = None
+    skd_listing: ColumnarSkdRanking | None = None
 
 
 @dataclass
@@ -79,8 +82,10 @@ class JourneyInputs:
             out.append(m)
         return out
 
-    def skd_entry(self) -> SkdEntry | None:
-        """The SKD result the formasi heard of: recorded and not ended before SKD closed."""
+    def skd_row(self) -> tuple[str, Category, int, int, int] | None:
+        """The SKD result the formasi heard of, as (applicant id, category, TWK, TIU, TKP):
+        recorded and not ended before SKD closed. A plain tuple, as domain.columnar takes it:
+        a national formasi lists a million of them."""
         before = self._before(Phase.SKD_CLOSED)
         if any(m.kind == "update" and m.name in ENDINGS for m in before):
             return None
@@ -94,11 +99,7 @@ class JourneyInputs:
         if not reports:
             return None
         r = reports[0]
-        return SkdEntry(
-            applicant_id=self.start.applicant_id,
-            category=self.start.registration.category,
-            scores=SkdScores(twk=r.twk, tiu=r.tiu, tkp=r.tkp),
-        )
+        return (self.start.applicant_id, self.start.registration.category, r.twk, r.tiu, r.tkp)
 
     def final_entry(self) -> FinalEntry | None:
         """The final entry, recomputed from the SKB reports, for a journey that completed SKB.
@@ -149,15 +150,19 @@ def announced_figures(start: FormasiStart, decisions: list[Decision]) -> Formasi
 def recomputed_figures(
     start: FormasiStart, journeys: list[JourneyInputs], final: bool
 ) -> FormasiFigures:
-    """The cut and the final ranking recomputed with domain.ranking from the journeys' inputs."""
+    """The cut and the final ranking recomputed from the journeys' inputs: the SKD listing with
+    domain.columnar (the same lines as domain.ranking.rank_skd, over columns), the final ranking
+    with domain.ranking."""
     quota = start.formasi.quota
     mine = [j for j in journeys if j.start.formasi.code == start.formasi.code]
-    entries = [e for e in (j.skd_entry() for j in mine) if e is not None]
-    ranking = rank_skd(entries, quota, start.rules.skd)
+    columns = skd_columns(r for r in (j.skd_row() for j in mine) if r is not None)
+    ranking = rank_skd_columns(columns, quota, start.rules.skd)
     figures = FormasiFigures(
         start.formasi.code,
         cut_key=ranking.cut_key,
-        passers=sum(1 for line in ranking.lines if line.rank is not None),
+        passers=ranking.passers,
+        skd_columns=columns,
+        skd_listing=ranking,
     )
     if final:
         finals = [e for e in (j.final_entry() for j in mine) if e is not None]
