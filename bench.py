@@ -8,6 +8,7 @@
     python3 run.py bench registrations --size 500
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
     python3 run.py bench ranking --sizes 1000000,4000000
+    python3 run.py bench columnar-ranking --sizes 1000000,4000000
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench profile --size 200          # journeys under py-spy
 
@@ -800,6 +801,72 @@ def ranking(
         )
     console.print(table)
     save("ranking", {"machine": m, "rows": rows})
+
+
+@app.command("columnar-ranking")
+def columnar_ranking(
+    sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),
+    quota: int = typer.Option(100, help="formasi quota (cut = 3 x quota)"),
+    rank_skd_sizes: str = typer.Option("1000000", help="sizes also ranked with rank_skd"),
+    repeat: int = typer.Option(5, help="timed runs of the listing and the baseline, alternated"),
+    timeout: float = 600,
+):
+    """The auditor's full SKD listing with domain/columnar.py against a bare NumPy filter +
+    lexsort and against rank_skd, each size in one process so its ratios share one load."""
+    m = show_machine()
+    with_rank_skd = {int(s) for s in rank_skd_sizes.split(",") if s}
+    rows = []
+    for size in [int(s) for s in sizes.split(",")]:
+        console.print(f"columnar ranking of {size:,} entries ...")
+        cmd = [sys.executable, "-m", "bench.columnar", "--size", str(size), "--quota", str(quota)]
+        cmd += ["--repeat", str(repeat)] + (["--rank-skd"] if size in with_rank_skd else [])
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=True
+            )
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        except subprocess.TimeoutExpired:
+            rows.append({"size": size, "error": f"over {timeout:g} s"})
+        except subprocess.CalledProcessError as exc:
+            rows.append({"size": size, "error": exc.stderr.strip().splitlines()[-1]})
+    from rich.table import Table
+
+    table = Table(
+        title=f"Columnar SKD ranking (quota {quota}, cut {3 * quota}; medians of {repeat})"
+    )
+    for col in [
+        "entries",
+        "build columns",
+        "full listing",
+        "< 0.4 s",
+        "bare filter+lexsort",
+        "listing / bare",
+        "rank_skd (+ build)",
+        "rank_skd / listing",
+        "same lines",
+        "load start/end",
+    ]:
+        table.add_column(col, justify="right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(f"{r['size']:,}", r["error"], *["-"] * 8)
+            continue
+        listing, bare = r["listing_median_s"], r["baseline_median_s"]
+        skd = r.get("rank_skd_s")
+        table.add_row(
+            f"{r['size']:,}",
+            f"{r['build_columns_s']:.2f} s",
+            f"{listing:.3f} s",
+            "met" if listing < 0.4 else "not met",
+            f"{bare:.3f} s",
+            f"{listing / bare:.2f}",
+            "-" if skd is None else f"{skd:.2f} s (+ {r['build_entries_s']:.1f} s)",
+            "-" if skd is None else f"{skd / listing:.1f}",
+            str(r.get("equal_to_rank_skd", "-")),
+            f"{r['load_start']:.2f} / {r['load_end']:.2f}",
+        )
+    console.print(table)
+    save("columnar-ranking", {"machine": m, "rows": rows})
 
 
 @app.command("big-formasi")
