@@ -34,6 +34,7 @@ from auditing.history import (
     AuditError,
     RecordedHistory,
     ReplayOutcome,
+    aftermath_histories,
     decisions_of,
     messages,
     replay,
@@ -54,7 +55,7 @@ from client.publication import (
 from domain.config import ConfigError, load_round_config, parse_round_config
 from domain.messages import ChangeKeys, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
-from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 
 app = typer.Typer(
     add_completion=False,
@@ -194,12 +195,14 @@ def trail(
     applicant_id: str,
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
 ) -> None:
-    """An applicant's decision trail, re-derived from its history (every run) by replay, and its inputs."""
+    """An applicant's decision trail, re-derived from its history (every run) by replay, and its inputs;
+    then what was decided after the journey ended (its aftermath: a DIS or a dismissal)."""
 
     async def main() -> None:
         client, keys = await _client()
         converter = _converter(keys)
         runs = await run_histories(client, journey_workflow_id(round_id, applicant_id))
+        runs += await aftermath_histories(client, aftermath_workflow_id(round_id, applicant_id))
         outcomes = await replay([r.history for r in runs], converter)
         diverged = [o for o in outcomes if not o.ok]
         decisions = decisions_of(outcomes)

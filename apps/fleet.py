@@ -12,8 +12,10 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.broadcast import Broadcaster
+from activities.journeys import JourneyReader
 from activities.notify import FileTransport, deliver_pending
 from activities.readmodel import ReadModel
+from activities.revocations import RevocationWriter
 from activities.rounds import RoundReader
 from domain.notices import Language
 from runtime.app import open_app
@@ -45,6 +47,8 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             readmodel.issue_nip,
             broadcaster.broadcast,
             rounds.read_round,
+            JourneyReader(client).read_journey_end,
+            RevocationWriter(pool).project_revocations,
         ],
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=worker_runner(),

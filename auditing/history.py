@@ -29,7 +29,7 @@ from domain.messages import (
 )
 from workflows.registry import WORKFLOWS
 
-KINDS = ("journey", "formasi", "round")
+KINDS = ("journey", "formasi", "round", "aftermath")
 
 # A decision's time is workflow.now(): replay takes it from the WorkflowTaskStarted event, and a
 # live run was seen to read a clock some milliseconds earlier for the same task. Within this
@@ -41,6 +41,7 @@ KIND_OF_TYPE = {
     protocol.APPLICANT_JOURNEY.name: "journey",
     protocol.FORMASI_SELECTION.name: "formasi",
     protocol.RECRUITMENT_ROUND.name: "round",
+    protocol.APPLICANT_AFTERMATH.name: "aftermath",
 }
 
 UPDATE_TYPES: dict[str, type] = {u.name: u.input for u in protocol.UPDATES}
@@ -141,6 +142,15 @@ async def run_histories(client: Client, workflow_id: str) -> list[RecordedHistor
         history = await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()
         out.append(recorded(history))
     return out
+
+
+async def aftermath_histories(client: Client, workflow_id: str) -> list[RecordedHistory]:
+    """Every run of an applicant's aftermath (`<journey id>/after`), oldest first; none when
+    nothing was reported after the journey ended."""
+    try:
+        return await run_histories(client, workflow_id)
+    except AuditError:
+        return []
 
 
 def round_query(round_id: str, kind: str | None = None) -> str:

@@ -18,6 +18,7 @@ from auditing.history import RecordedHistory, messages, replay
 from domain.config import parse_round_config
 from domain.messages import ChangeKeys, JourneyStart, Report, RoundStart
 from domain.signing import signer_of, verify
+from workflows.ids import aftermath_of, journey_workflow_id
 
 
 @dataclass
@@ -82,12 +83,18 @@ async def check_provenance(
         if not timeline.initial:
             check.unsigned_rounds.append(round_id)
     for h, msgs in decoded:
-        if h.kind not in ("journey", "round") or not msgs:
+        if h.kind not in ("journey", "round", "aftermath") or not msgs:
             continue
         start = msgs[0].content
         round_id = (
             start.round_id if isinstance(start, JourneyStart) else h.workflow_id.rsplit("/", 1)[0]
         )
+        # An aftermath's reports are signed for the applicant's journey, like every report about
+        # the applicant; its round and journey come from its own id, never from its start input.
+        audience = h.workflow_id
+        after = aftermath_of(h.workflow_id) if h.kind == "aftermath" else None
+        if after is not None:
+            round_id, audience = after[0], journey_workflow_id(*after)
         if round_id not in rounds:
             check.problems.append(
                 f"{h.workflow_id}: the history of round {round_id} is missing; its keys are unknown"
@@ -106,7 +113,7 @@ async def check_provenance(
             )
             if not signed:
                 continue
-            problem = timeline.verify(m.content, m.at, h.workflow_id)
+            problem = timeline.verify(m.content, m.at, audience)
             if problem:
                 what = getattr(m.content, "report_id", "registration")
                 check.problems.append(

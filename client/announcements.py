@@ -11,7 +11,9 @@ An announcement lists every applicant with a result of the stage, per formasi:
   seats), then TL, TMS-SKB and TH.
 
 An applicant disqualified (DIS) or withdrawn (APS) before publication is listed with that code,
-after the others. The order is pure (`order_section`); `collect_sections` reads the read model.
+after the others; so is one disqualified after the journey ended (a DIS recorded by the
+applicant's aftermath, domain/aftermath.py). A dismissal after appointment does not change the
+selection's result: it is shown next to it (client/publication.py `late_endings`). The order is pure (`order_section`); `collect_sections` reads the read model.
 """
 
 from __future__ import annotations
@@ -346,7 +348,11 @@ def order_section(
 
 _ROWS_SQL = """
 SELECT a.applicant_id, a.name, a.formasi_code, a.admin, a.skd_code, a.skd_total,
-       a.skb_score, a.final_score, a.final_code, a.placed_formasi, a.terminal,
+       a.skb_score, a.final_score, a.final_code, a.placed_formasi,
+       -- a DIS recorded after the journey ended is the applicant's code from then on
+       coalesce((SELECT v.code FROM revocations v WHERE v.round_id = a.round_id
+                   AND v.applicant_id = a.applicant_id AND v.code = 'DIS' LIMIT 1),
+                a.terminal) AS terminal,
        coalesce((SELECT jsonb_agg(r.content ORDER BY r.report_id) FROM stage_reports r
                  WHERE r.round_id = a.round_id AND r.applicant_id = a.applicant_id
                    AND r.kind = 'skd'), '[]'::jsonb) AS skd_reports

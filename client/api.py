@@ -19,16 +19,29 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.sanctions import SanctionRegister, sanction_subject
+from domain.aftermath import AftermathStart
 from domain.config import RoundConfig, load_round_config
 from domain.digest import canonical_digest
 from domain.messages import (
     Ack,
+    Dismissal,
+    Disqualification,
     JourneyRules,
     JourneyStart,
     Report,
@@ -36,6 +49,7 @@ from domain.messages import (
     RoundState,
 )
 from domain.protocol import (
+    AFTERMATH_REPORTS,
     CONFIG_DIGEST,
     JOURNEY_STATE,
     REGISTRATION_DIGEST,
@@ -50,11 +64,14 @@ from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFL
 from runtime.codec import KEY_ID, PayloadDecryptionError
 from runtime.keys import pseudonym_key_id
 from runtime.metrics import record_report
+from workflows.aftermath import NOT_READY, ApplicantAftermath
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
-from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 from workflows.round import RecruitmentRound, journey_rules
 
 UPDATE_ATTEMPTS = 5
+AFTERMATH_ATTEMPTS = 30  # an aftermath reads the journey's end before it takes a report
+_AFTER_END_UPDATE = {u.input: u for u in AFTERMATH_REPORTS.values()}
 
 
 class RefusedError(Exception):
@@ -321,7 +338,18 @@ class RecruitmentApi:
 
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
-        RefusedError with the engine's reason."""
+        RefusedError with the engine's reason. A DIS for a journey that has ended, and a
+        dismissal, go to the applicant's aftermath instead (report_after_end)."""
+        if isinstance(message, Dismissal) or (
+            isinstance(message, Disqualification)
+            and await self._journey_status(
+                round_id,
+                applicant_id,
+                f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
+            )
+            == WorkflowExecutionStatus.COMPLETED
+        ):
+            return await self.report_after_end(round_id, applicant_id, message)
         update = report_update(message)
         async with _submitted(update.name.removeprefix("report_")):
             await self.check_round_keys(round_id)
@@ -333,6 +361,77 @@ class RecruitmentApi:
                 journey=True,
                 subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
             )
+
+    async def report_after_end(
+        self, round_id: str, applicant_id: str, message: Disqualification | Dismissal
+    ) -> Ack:
+        """Send a DIS or a dismissal to the applicant's aftermath (workflows/aftermath.py),
+        starting it with the report if it is not running (update-with-start). Signed for the
+        journey, like every report about the applicant. An aftermath still reading how the
+        journey ended refuses with AftermathNotReady and records nothing: sent again shortly."""
+        async with _submitted(_AFTER_END_UPDATE[type(message)].name):
+            return await self._report_after_end(round_id, applicant_id, message)
+
+    async def _report_after_end(
+        self, round_id: str, applicant_id: str, message: Disqualification | Dismissal
+    ) -> Ack:
+        await self.check_round_keys(round_id)
+        subject = f"report {message.report_id} for applicant {applicant_id} in round {round_id}"
+        if isinstance(message, Dismissal):
+            status = await self._journey_status(round_id, applicant_id, subject)
+            if status != WorkflowExecutionStatus.COMPLETED:
+                raise RefusedError(
+                    f"{subject}: the journey has not ended ({status.name.lower() if status else '?'});"
+                    " a dismissal is of an appointed PNS after the journey ended (during "
+                    "probation the Latsar report decides)"
+                )
+        signed = self.keyring.sign(message, journey_workflow_id(round_id, applicant_id))
+        update = _AFTER_END_UPDATE[type(message)]
+        for attempt in range(1, AFTERMATH_ATTEMPTS + 1):
+            start = WithStartWorkflowOperation(
+                ApplicantAftermath.run,
+                AftermathStart(round_id=round_id, applicant_id=applicant_id),
+                id=aftermath_workflow_id(round_id, applicant_id),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(ROUND_ID, round_id),
+                        SearchAttributePair(WORKFLOW_KIND, "aftermath"),
+                    ]
+                ),
+            )
+            try:
+                return await self.client.execute_update_with_start_workflow(
+                    update.name, signed, start_workflow_operation=start, result_type=Ack
+                )
+            except WorkflowUpdateFailedError as exc:
+                cause = exc.cause
+                if isinstance(cause, ApplicationError) and cause.type == NOT_READY:
+                    await asyncio.sleep(min(0.1 * attempt, 1.0))
+                    continue
+                raise RefusedError(
+                    cause.message if isinstance(cause, ApplicationError) else str(cause)
+                ) from None
+            except RPCError as exc:
+                # An aftermath that could take no report closed meanwhile: the next one starts.
+                if attempt < AFTERMATH_ATTEMPTS:
+                    await asyncio.sleep(min(0.1 * attempt, 1.0))
+                    continue
+                raise RefusedError(f"{subject}: {exc.message}") from None
+        raise RefusedError(f"{subject}: the applicant's aftermath did not become ready; send again")
+
+    async def _journey_status(
+        self, round_id: str, applicant_id: str, subject: str
+    ) -> WorkflowExecutionStatus | None:
+        """The journey's status; UnknownError when there is no such applicant."""
+        handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+        try:
+            return (await handle.describe()).status
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise UnknownError(f"{subject}: no such applicant in this round") from None
 
     async def _update(
         self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str

@@ -453,14 +453,30 @@ async def lookup(
 
 
 async def late_endings(db: asyncpg.Pool | asyncpg.Connection, round_id: str) -> dict[str, str]:
-    """applicant id -> DIS or APS, for the round's applicants who ended so (the read model now)."""
+    """applicant id -> DIS or APS, for the round's applicants who ended so (the read model now);
+    DIS or DIBERHENTIKAN for those revoked after their journey ended (the latest revocation)."""
     rows = await db.fetch(
         "SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 "
         "AND terminal = ANY($2::text[])",
         round_id,
         list(LATE_ENDINGS),
     )
-    return {r["applicant_id"]: r["terminal"] for r in rows}
+    endings = {r["applicant_id"]: r["terminal"] for r in rows}
+    endings.update({a: code for a, (code, _) in (await revocations(db, round_id)).items()})
+    return endings
+
+
+async def revocations(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str
+) -> dict[str, tuple[str, datetime]]:
+    """applicant id -> (DIS or DIBERHENTIKAN, since when) for the round's applicants revoked
+    after their journey ended (domain/aftermath.py): the latest revocation of each."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (applicant_id) applicant_id, code, at FROM revocations "
+        "WHERE round_id = $1 ORDER BY applicant_id, seq DESC",
+        round_id,
+    )
+    return {r["applicant_id"]: (r["code"], r["at"]) for r in rows}
 
 
 def after_publication(publication: Publication, endings: Mapping[str, str]) -> dict[str, str]:

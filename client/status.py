@@ -21,12 +21,13 @@ from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import RecruitmentApi, UnknownError
+from domain.aftermath import AftermathState
 from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
 from domain.config import RoundConfig
 from domain.messages import Decision, JourneyState, RoundState
-from domain.protocol import JOURNEY_STATE
-from workflows.ids import journey_workflow_id
+from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE
+from workflows.ids import aftermath_workflow_id, journey_workflow_id
 
 WIB = ZoneInfo("Asia/Jakarta")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des")
@@ -411,6 +412,17 @@ class PendingOffer(BaseModel, frozen=True):
     answer_by: datetime
 
 
+class RevocationView(BaseModel, frozen=True):
+    """A DIS or a dismissal recorded after the journey ended (domain/aftermath.py)."""
+
+    code: str  # DIS | DIBERHENTIKAN
+    label: str  # in Indonesian
+    at: datetime
+    journey_terminal: str  # what the journey had ended as
+    reason: str  # as the instansi wrote it
+    decree_no: str = ""
+
+
 class ApplicantView(BaseModel, frozen=True):
     """An applicant as they (and an operator) read their status: codes, every decision with its
     reason, the deadlines that apply now and what they may do now."""
@@ -435,6 +447,10 @@ class ApplicantView(BaseModel, frozen=True):
     terminal_label: str = ""  # the outcome, in Indonesian
     terminal_text: str = ""  # the reason, in Indonesian
     sanction_rounds: int = 0
+    # Recorded after the journey ended (its aftermath), oldest first; `standing` is the status as
+    # it stands: the last of them, or what the journey ended as.
+    revocations: list[RevocationView] = []
+    standing: str | None = None
     decisions: list[DecisionView] = []
     deadlines: list[Deadline] = []
     can_appeal: bool = False
@@ -451,6 +467,18 @@ def _scores(i: dict) -> str:
 def _explain(d: Decision) -> tuple[str, list[DecisionDetail]]:
     """The reason of one recorded decision in Indonesian, and the items behind it."""
     i, stage, outcome = d.input, d.stage, d.outcome
+    if stage == Stage.ENDED and "journey_terminal" in i and d.actor != "system":
+        ended_as = TERMINAL_LABELS.get(str(i["journey_terminal"]), str(i["journey_terminal"]))
+        if outcome == Terminal.DISMISSED:
+            return (
+                f"Diberhentikan dengan keputusan nomor {i.get('decree_no')}: {i.get('reason')}",
+                [],
+            )
+        return (
+            f"Diskualifikasi (DIS) setelah seleksi berakhir (semula: {ended_as}); hasil seleksi "
+            f"dibatalkan: {i.get('reason')}",
+            [],
+        )
     if outcome == "TMT moved":
         return f"TMT dipindahkan dari {i.get('from')} ke {i.get('to')}.", []
     if outcome == "arrived after the close":
@@ -565,9 +593,14 @@ def decision_view(d: Decision) -> DecisionView:
 
 
 def build_applicant_view(
-    journey: JourneyState, config: RoundConfig, round_: RoundView, now: datetime
+    journey: JourneyState,
+    config: RoundConfig,
+    round_: RoundView,
+    now: datetime,
+    aftermath: AftermathState | None = None,
 ) -> ApplicantView:
-    """The applicant as they read their status, from the journey's state and the round's view.
+    """The applicant as they read their status, from the journey's state and the round's view,
+    and what was recorded after the journey ended (its aftermath), if anything.
 
     What they may do mirrors the journey's refusals: a sanggah while a TMS is within its window
     and none was filed, an answer to an offer held and unanswered before its deadline, a
@@ -653,7 +686,24 @@ def build_applicant_view(
         else "",
         terminal_text=reason_text(journey.terminal_reason) if journey.terminal_reason else "",
         sanction_rounds=journey.sanction_rounds,
-        decisions=[decision_view(d) for d in journey.decisions],
+        revocations=[
+            RevocationView(
+                code=r.code,
+                label=TERMINAL_LABELS.get(r.code, r.code),
+                at=r.at,
+                journey_terminal=r.journey_terminal.value,
+                reason=r.reason,
+                decree_no=r.decree_no,
+            )
+            for r in (aftermath.revocations if aftermath else [])
+        ],
+        standing=aftermath.standing
+        if aftermath and aftermath.revocations
+        else (journey.terminal.value if journey.terminal else None),
+        decisions=[
+            decision_view(d)
+            for d in [*journey.decisions, *(aftermath.decisions if aftermath else [])]
+        ],
         deadlines=sorted(deadlines, key=lambda d: d.at),
         can_appeal=can_appeal,
         pending_offer=pending,
@@ -678,6 +728,20 @@ async def journey_state(api: RecruitmentApi, round_id: str, applicant_id: str) -
         raise
 
 
+async def aftermath_state(
+    api: RecruitmentApi, round_id: str, applicant_id: str
+) -> AftermathState | None:
+    """The applicant's aftermath (a DIS or dismissal after the journey ended); None when nothing
+    was reported after the journey ended."""
+    handle = api.client.get_workflow_handle(aftermath_workflow_id(round_id, applicant_id))
+    try:
+        return await AFTERMATH_STATE.ask(handle)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
 async def applicant_view(
     api: RecruitmentApi,
     round_id: str,
@@ -695,4 +759,6 @@ async def applicant_view(
     journey = await journey_state(api, round_id, applicant_id)
     state = state or await api.round_state(round_id)
     now = now or datetime.now(WIB)
-    return build_applicant_view(journey, config, build_round_view(config, state, now), now)
+    # Only a journey that has ended can have an aftermath: one more query, for those only.
+    after = await aftermath_state(api, round_id, applicant_id) if journey.terminal else None
+    return build_applicant_view(journey, config, build_round_view(config, state, now), now, after)

@@ -21,6 +21,7 @@ from domain.messages import (
     Announcement,
     AppealAnswer,
     Decision,
+    Dismissal,
     Disqualification,
     LatsarReport,
     Report,
@@ -549,3 +550,45 @@ class ReportAfterClose(_AtStage, frozen=True):
             "received_at": self.received_at.isoformat(),
             "closed_at": self.closed_at.isoformat(),
         }
+
+
+# --- after the journey has ended (workflows/aftermath.py) ---------------------------------------
+
+
+class _AfterEnd(JourneyEvent, frozen=True):
+    """A decision about an applicant whose journey has ended, recorded in the applicant's
+    aftermath with what the journey ended as (its terminal and NIP) among its inputs."""
+
+    stage = Stage.ENDED
+    terminal: Terminal  # what the journey ended as
+    nip: str | None = None  # the NIP the journey issued, if it did
+
+    def ended_as(self) -> dict[str, Any]:
+        return {"journey_terminal": self.terminal.value, "nip": self.nip}
+
+
+class DisqualifiedAfterEnd(_AfterEnd, frozen=True):
+    """DIS found after the journey ended (DOMAIN.md: "even after appointment"): the selection's
+    result is annulled; the journey's history keeps what it decided then."""
+
+    outcome = Terminal.DISQUALIFIED.value
+    report: Disqualification
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {**self.report.record(), **self.ended_as()}
+
+
+class DismissedAfterEnd(_AfterEnd, frozen=True):
+    """The instansi dismissed the appointed PNS by decree after the journey ended."""
+
+    outcome = Terminal.DISMISSED.value
+    report: Dismissal
+
+    def actor(self) -> str:
+        return self.report.reported_by
+
+    def inputs(self) -> dict[str, Any]:
+        return {**self.report.record(), **self.ended_as()}

@@ -143,6 +143,16 @@ class Disqualification(Report, frozen=True):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class Dismissal(Report, frozen=True):
+    """The instansi's dismissal (pemberhentian) of an appointed PNS after the journey has ended,
+    by a decree (surat keputusan) with its number and reason. Taken by the applicant's aftermath
+    (workflows/aftermath.py), never by a running journey: during probation the Latsar report
+    decides."""
+
+    decree_no: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class Withdrawal(Report, frozen=True):
     """The applicant withdraws (mengundurkan diri)."""
 

@@ -53,6 +53,7 @@ class NoticeKind(StrEnum):
     OPTIMALISASI_SEAT = "optimalisasi_seat"
     APPOINTED = "appointed"
     ENDED = "ended"
+    REVOKED = "revoked"  # DIS or dismissal after the journey ended (domain/aftermath.py)
     FINAL_APPEAL_ANSWERED = "final_appeal_answered"
     TMT_MOVED = "tmt_moved"
 
@@ -96,6 +97,7 @@ class Notice(BaseModel, frozen=True):
     not_decided: bool = False  # TMS because no decision was reported before the window closed
     cause: EndCause | None = None
     detail: str = ""  # the free text of the cause: a note, a reason, a list, a number
+    decree_no: str = ""  # a dismissal's decree (REVOKED)
 
 
 # --- what the journey records -------------------------------------------------------------------
@@ -156,6 +158,11 @@ def tmt_moved(tmt: date, nip: str | None) -> Notice:
 def appointed(nip: str, tmt: date) -> Notice:
     """Appointed CPNS with a NIP and a TMT."""
     return Notice(kind=NoticeKind.APPOINTED, outcome="CPNS", nip=nip, tmt=tmt)
+
+
+def revoked(code: str, reason: str, decree_no: str = "") -> Notice:
+    """DIS after the journey ended, or (with its decree) a PNS's dismissal, with the reason."""
+    return Notice(kind=NoticeKind.REVOKED, outcome=code, detail=reason, decree_no=decree_no)
 
 
 # The journey's recorded reasons (workflows/applicant.py, domain/sheet.py): a key ending in a
@@ -456,6 +463,8 @@ def render(notice: Notice, language: Language | str = Language.ID) -> str:
         if lang == "id":
             return f"Anda diangkat sebagai CPNS dengan NIP {notice.nip}, TMT {tmt}."
         return f"You are appointed CPNS with NIP {notice.nip}, TMT {tmt}."
+    if k == NoticeKind.REVOKED:
+        return _revoked(notice, lang)
     return _ended(notice, lang)
 
 
@@ -487,6 +496,26 @@ def _admin(notice: Notice, lang: str) -> str:
             else f"You may file a sanggah (appeal) until {until}."
         )
     return " ".join(parts)
+
+
+def _revoked(notice: Notice, lang: str) -> str:
+    """DIS or a dismissal after the selection ended, with its reason (and decree) as written."""
+    reason = _clause(notice.detail) if notice.detail else "-"
+    if notice.outcome == "DIBERHENTIKAN":
+        if lang == "id":
+            return _sentence(
+                f"Anda diberhentikan berdasarkan keputusan nomor {notice.decree_no}. Alasan: {reason}"
+            )
+        return _sentence(f"You are dismissed by decree {notice.decree_no}. Reason: {reason}")
+    if lang == "id":
+        return _sentence(
+            f"Anda didiskualifikasi (DIS) setelah seleksi berakhir; hasil seleksi Anda "
+            f"dibatalkan. Alasan: {reason}"
+        )
+    return _sentence(
+        f"You are disqualified (DIS) after the selection ended; your selection result is "
+        f"annulled. Reason: {reason}"
+    )
 
 
 def _ended(notice: Notice, lang: str) -> str:

@@ -13,6 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from domain.aftermath import (
+    AftermathStart,
+    AftermathState,
+    JourneyEnd,
+    JourneyEndRequest,
+    RevocationRows,
+)
 from domain.contracts import (
     BroadcastRequest,
     BroadcastResult,
@@ -30,6 +37,7 @@ from domain.messages import (
     CloseReply,
     CloseWindow,
     ConflictDeclaration,
+    Dismissal,
     Disqualification,
     EntryCorrection,
     ExtendWindow,
@@ -178,6 +186,15 @@ OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)
 REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
 
+# --- ApplicantAftermath: DIS or dismissal after the journey ended (domain/aftermath.py) ---------
+
+APPLICANT_AFTERMATH = Workflow("ApplicantAftermath", AftermathStart, AftermathState)
+DISMISS = Update("dismiss", Dismissal, Ack)
+# A DIS travels by the journey's own update name: the same signed message, whichever of the two
+# workflows takes it.
+AFTERMATH_REPORTS: dict[str, Update[Any, Ack]] = {u.name: u for u in (DISQUALIFY, DISMISS)}
+AFTERMATH_STATE: Query[None, AftermathState] = Query("state", None, AftermathState)
+
 # --- FormasiSelection ---------------------------------------------------------------------------
 
 FORMASI_PHASE = Signal("phase", Announcement)
@@ -215,6 +232,8 @@ PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
 READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
+READ_JOURNEY_END = Activity("read_journey_end", JourneyEndRequest, JourneyEnd)
+PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None))
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 
@@ -222,6 +241,7 @@ WORKFLOWS: tuple[Workflow[Any, Any], ...] = (
     APPLICANT_JOURNEY,
     FORMASI_SELECTION,
     RECRUITMENT_ROUND,
+    APPLICANT_AFTERMATH,
 )
 UPDATES: tuple[Update[Any, Any], ...] = (
     *JOURNEY_REPORTS.values(),
@@ -230,6 +250,7 @@ UPDATES: tuple[Update[Any, Any], ...] = (
     CLOSE_WINDOW,
     MOVE_TMT,
     CHANGE_KEYS,
+    DISMISS,
 )
 SIGNALS: tuple[Signal[Any], ...] = (
     ANNOUNCE,

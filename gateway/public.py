@@ -25,6 +25,7 @@ from client.publication import (
     load_publication,
     lookup,
     publication_csv,
+    revocations,
 )
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
@@ -159,6 +160,7 @@ async def lookup_page(
     endings = await late_endings(gw.pool, round_id)
     context["found"] = found
     context["ended"] = endings.get(wanted)
+    context["revoked"] = (await revocations(gw.pool, round_id)).get(wanted)
     return _page(gw, request, "lookup.html", context)
 
 
@@ -213,6 +215,7 @@ async def publication_page(
                 config.skd.cut_multiplier if config else 3,
             ),
             "later": later,
+            "revoked": await revocations(gw.pool, round_id),
             "corrected_by": corrected_by,
             "sha256": publication.body_sha256(),
             "name": name,

@@ -21,6 +21,7 @@ from domain.messages import Ack, Report
 from domain.protocol import (
     CHANGE_KEYS,
     CLOSE_WINDOW,
+    DISMISS,
     EXTEND_WINDOW,
     JOURNEY_REPORTS,
     MOVE_TMT,
@@ -39,8 +40,10 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     code: _PROBLEM for code in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 # What each report kind is called in the path: the journey's update name, without the
-# report_ prefix the updates share.
+# report_ prefix the updates share. A dismissal is of the applicant too, after the journey ended
+# (the applicant's aftermath takes it, as it takes a DIS after the end: client/api.py).
 JOURNEY_PATHS = {name.removeprefix("report_"): update for name, update in JOURNEY_REPORTS.items()}
+JOURNEY_PATHS[DISMISS.name] = DISMISS
 COMMAND_PATHS = {
     "extend-window": EXTEND_WINDOW,
     "close-window": CLOSE_WINDOW,

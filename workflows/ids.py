@@ -16,3 +16,16 @@ def formasi_workflow_id(round_id: str, formasi_code: str) -> str:
 def journey_workflow_id(round_id: str, applicant_id: str) -> str:
     """Id of an applicant's journey; one per NIK per round, because applicant_id is the NIK's pseudonym."""
     return f"{round_id}/applicant/{applicant_id}"
+
+
+def aftermath_workflow_id(round_id: str, applicant_id: str) -> str:
+    """Id of an applicant's ApplicantAftermath: the journey's id and `/after`."""
+    return f"{journey_workflow_id(round_id, applicant_id)}/after"
+
+
+def aftermath_of(workflow_id: str) -> tuple[str, str] | None:
+    """(round id, applicant id) of an aftermath's workflow id; None when it is not one."""
+    parts = workflow_id.split("/")
+    if len(parts) != 4 or parts[1] != "applicant" or parts[3] != "after" or not all(parts):
+        return None
+    return parts[0], parts[2]

@@ -5,8 +5,9 @@ Imported by the worker and the auditor, never from inside the workflow sandbox.
 
 from __future__ import annotations
 
+from workflows.aftermath import ApplicantAftermath
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.round import RecruitmentRound
 
-WORKFLOWS = (ApplicantJourney, FormasiSelection, RecruitmentRound)
+WORKFLOWS = (ApplicantJourney, FormasiSelection, RecruitmentRound, ApplicantAftermath)

@@ -1,0 +1,250 @@
+"""DIS or dismissal after the journey ended (issue 14 item 4), on the real dev server and PostgreSQL.
+
+Two winners become PNS; one is then disqualified for cheating found later, the other dismissed by
+decree. Each is recorded in the applicant's aftermath (`<journey id>/after`), written to the read
+model, shown in the status view, the announcements' endings and `audit.py trail`. Refusals leave
+nothing behind; a DIS while the journey runs still goes to the journey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from auditing.history import round_histories
+from auditing.provenance import check_provenance
+from client.announcements import read_results
+from client.api import RecruitmentApi, RefusedError
+from client.publication import late_endings, revocations
+from client.status import applicant_view
+from domain.codes import Stage
+from domain.messages import (
+    AdminReport,
+    Dismissal,
+    Disqualification,
+    FilingReport,
+    GateReport,
+    LatsarReport,
+    SkbScoreReport,
+    SkdReport,
+)
+from domain.protocol import AFTERMATH_STATE
+from runtime.connection import data_converter
+from tests.flows.test_round_end_to_end import _state, _wait_stage
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    OPERATOR,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
+from workflows.ids import aftermath_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _to_pns_and_tl(api, client, round_id, ids) -> None:
+    """A and B win F1's two seats and pass Latsar (PNS); C loses on rank (TL); D is disqualified
+    while its journey runs."""
+    a, b, c, d = ids
+    for i, x in enumerate(ids):
+        await _wait_stage(client, round_id, x, {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, x, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    running = await api.report(
+        round_id, d, Disqualification(report_id="dis-d", reported_by=OPERATOR, reason="joki")
+    )
+    assert (running.effect, running.stage) == ("disqualified", Stage.ADMIN_CHECK)
+    await close_window(api, round_id, "administration")
+    for i, x in enumerate((a, b, c)):
+        await _wait_stage(client, round_id, x, {Stage.SKD})
+        await api.report(
+            round_id,
+            x,
+            SkdReport(
+                report_id=f"skd{i}", reported_by="cat-bkn", twk=120 - 10 * i, tiu=140, tkp=190
+            ),
+        )
+    await close_window(api, round_id, "skd")
+    for i, x in enumerate((a, b, c)):
+        await _wait_stage(client, round_id, x, {Stage.SKB})
+        for comp, who, score in (
+            ("cat", "cat-bkn", 450 - 40 * i),
+            ("praktik", "panel-praktik", 90),
+        ):
+            await api.report(
+                round_id,
+                x,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            x,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close_window(api, round_id, "skb")
+    for i, x in enumerate((a, b)):
+        await _wait_stage(client, round_id, x, {Stage.FILING}, timeout=60)
+        await api.report(
+            round_id,
+            x,
+            FilingReport(report_id=f"drh{i}", reported_by="bkpsdm-verifikator", complete=True),
+        )
+        await _wait_stage(client, round_id, x, {Stage.LATSAR}, timeout=30)
+        await api.report(
+            round_id, x, LatsarReport(report_id=f"latsar{i}", reported_by="lan", passed=True)
+        )
+    await close_window(api, round_id, "filing")
+    await close_window(api, round_id, "latsar")
+    for x in ids:
+        await _wait_stage(client, round_id, x, {Stage.ENDED}, timeout=60)
+
+
+async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath(
+    client, keys, running_worker, stack_settings, tmp_path
+):
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"revoke-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(round_id, [formasi("F1", 2)], CLOSED_BY_COMMITTEE, t0=t0)
+    await create_round_file(api, config, tmp_path)
+    ids = [
+        (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
+        for n in (1, 2, 3, 4)
+    ]
+    a, b, c, d = ids
+    await _to_pns_and_tl(api, client, round_id, ids)
+    ended = {x: await _state(client, round_id, x) for x in ids}
+    assert [ended[x].terminal.value for x in ids] == ["PNS", "PNS", "TL", "DIS"]
+
+    # Refused, each with its reason, before anything is recorded.
+    with pytest.raises(RefusedError, match="only an appointed PNS can be dismissed.*TL"):
+        await api.report(
+            round_id,
+            c,
+            Dismissal(report_id="pb-c", reported_by=OPERATOR, decree_no="800/1", reason="x"),
+        )
+    with pytest.raises(RefusedError, match="already disqualified \\(DIS\\): the journey ended so"):
+        await api.report(
+            round_id, d, Disqualification(report_id="dis-d2", reported_by=OPERATOR, reason="again")
+        )
+    unsigned = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key)
+    with pytest.raises(RefusedError, match="unsigned"):
+        await unsigned.report(
+            round_id, a, Disqualification(report_id="dis-a", reported_by=OPERATOR, reason="joki")
+        )
+    with pytest.raises(RefusedError, match="cat-bkn is not allowed to report operator"):
+        await api.report(
+            round_id, a, Disqualification(report_id="dis-a", reported_by="cat-bkn", reason="joki")
+        )
+
+    # DIS after PNS: accepted by the aftermath, a repeat gets the first answer.
+    dis = Disqualification(report_id="dis-a", reported_by=OPERATOR, reason="joki pada SKD")
+    ack = await api.report(round_id, a, dis)
+    assert (ack.effect, ack.stage) == ("disqualified after the journey ended", Stage.ENDED)
+    assert await api.report(round_id, a, dis) == ack
+    with pytest.raises(RefusedError, match="already used with different content"):
+        await api.report(round_id, a, dis.model_copy(update={"reason": "other"}))
+    with pytest.raises(RefusedError, match="disqualified \\(DIS\\) since .*no PNS to dismiss"):
+        await api.report(
+            round_id,
+            a,
+            Dismissal(report_id="pb-a", reported_by=OPERATOR, decree_no="800/2", reason="x"),
+        )
+    # A dismissal of the other PNS, by decree.
+    sacked = await api.report(
+        round_id,
+        b,
+        Dismissal(report_id="pb-b", reported_by=OPERATOR, decree_no="800/3/2028", reason="desersi"),
+    )
+    assert sacked.effect == "dismissed after the journey ended"
+
+    # The aftermath's history: what the journey ended as, then the decision.
+    after = await AFTERMATH_STATE.ask(
+        client.get_workflow_handle(aftermath_workflow_id(round_id, a))
+    )
+    assert (after.journey_terminal.value, after.standing, after.nip) == ("PNS", "DIS", ended[a].nip)
+    [decision] = after.decisions
+    assert (decision.stage, decision.outcome, decision.actor) == ("ended", "DIS", OPERATOR)
+    assert decision.input["journey_terminal"] == "PNS" and decision.input["nip"] == ended[a].nip
+
+    # The read model: the revocation, the decision after the journey's, the notification.
+    rows = await pool.fetch(
+        "SELECT applicant_id, code, journey_terminal, decree_no FROM revocations "
+        "WHERE round_id = $1 ORDER BY applicant_id",
+        round_id,
+    )
+    assert sorted(tuple(r) for r in rows) == sorted(
+        [(a, "DIS", "PNS", None), (b, "DIBERHENTIKAN", "PNS", "800/3/2028")]
+    )
+    last = await pool.fetchrow(
+        "SELECT seq, stage, outcome FROM decisions WHERE round_id = $1 AND applicant_id = $2 "
+        "ORDER BY seq DESC LIMIT 1",
+        round_id,
+        a,
+    )
+    assert tuple(last) == (len(ended[a].decisions), "ended", "DIS")
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE round_id = $1 AND applicant_id = $2 "
+            "AND key = 'after-DIS'",
+            round_id,
+            a,
+        )
+        == 1
+    )
+
+    # The status view, the announcements' endings.
+    view = await applicant_view(api, round_id, a)
+    assert (view.terminal.value, view.standing, view.revocations[0].code) == ("PNS", "DIS", "DIS")
+    assert "setelah seleksi berakhir" in view.decisions[-1].reason
+    assert (await applicant_view(api, round_id, b)).standing == "DIBERHENTIKAN"
+    endings = await late_endings(pool, round_id)
+    assert (endings[a], endings[b], endings[d]) == ("DIS", "DIBERHENTIKAN", "DIS")
+    assert set(await revocations(pool, round_id)) == {a, b}
+    async with pool.acquire() as conn:
+        listed = {r.applicant_id: r.terminal for r in await read_results(conn, round_id)}
+    assert (listed[a], listed[b]) == ("DIS", "PNS")  # a DIS annuls the result; a dismissal not
+
+    # The auditor: the trail shows the aftermath's decision after the journey's; signatures hold.
+    env = {
+        **os.environ,
+        "CASN_DATA_DIR": str(stack_settings.data_dir),
+        "CASN_TEMPORAL_PORT": str(stack_settings.temporal_port),
+        "CASN_TEMPORAL_UI_PORT": str(stack_settings.temporal_ui_port),
+        "CASN_POSTGRES_PORT": str(stack_settings.postgres_port),
+    }
+    trail = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "audit.py", "trail", round_id, a, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert trail.returncode == 0, trail.stdout + trail.stderr
+    out = json.loads(trail.stdout)
+    outcomes = [(x["stage"], x["outcome"]) for x in out["decisions"]]
+    assert outcomes[-2:] == [("latsar", "PNS"), ("ended", "DIS")]
+    assert len(out["runs"]) == 2 and out["divergences"] == []
+    histories = await round_histories(client, round_id)
+    assert {h.kind for h in histories} >= {"journey", "round", "aftermath"}
+    check = await check_provenance(histories, data_converter(keys))
+    assert check.problems == []

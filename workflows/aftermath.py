@@ -1,0 +1,240 @@
+"""ApplicantAftermath: the applicant's history after the journey ended.
+
+A journey that has ended takes no more reports and its history is closed; a DIS found later
+(DOMAIN.md: "even after appointment") or a PNS's dismissal by decree is recorded here, in a
+workflow whose id is the journey's with `/after` (no personal data), started by the first such
+report (update-with-start, client/api.py). Every check is made here, where the decision is made:
+the signature and the reporter under the round's keys and reporters (read from the round, like a
+journey's admission), that the journey really ended and what it ended as (read from the closed
+journey's result; its id derived from this workflow's own, never taken from an input), and what
+this history already recorded. Repeats get their first answer (workflows/ledger.py).
+
+It reads before it takes anything: a report that arrives before the round and the journey's end
+are read is refused with `AftermathNotReady` (nothing recorded) and the client sends it again. An
+aftermath that cannot take reports (no such round, a journey still running) ends at once; the next
+report starts a new one. Otherwise it stays open for what may still come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import NoReturn
+
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import notices
+    from domain.aftermath import (
+        AfterEndReport,
+        AftermathStart,
+        AftermathState,
+        JourneyEndRequest,
+        Revocation,
+        RevocationRows,
+        decide,
+        effect,
+        end_problem,
+        revocation,
+        revocation_refusal,
+    )
+    from domain.codes import Stage
+    from domain.contracts import JourneyProjection, Notification
+    from domain.messages import Ack, Decision, JourneyState, RoundView, RoundViewRequest
+    from domain.notices import Language, render
+    from domain.protocol import (
+        AFTERMATH_REPORTS,
+        PROJECT_JOURNEY,
+        PROJECT_REVOCATIONS,
+        READ_JOURNEY_END,
+        READ_ROUND,
+    )
+    from domain.signing import signature_problem
+    from workflows.calls import decode, run_local_activity_until_done
+    from workflows.ids import aftermath_of, journey_workflow_id, round_workflow_id
+    from workflows.ledger import Ledger
+
+READ_TIMEOUT = timedelta(seconds=15)
+WRITE_TIMEOUT = timedelta(seconds=30)
+NOT_READY = "AftermathNotReady"  # the error type of a report that came before the reading
+
+
+@workflow.defn
+class ApplicantAftermath:
+    """DIS or dismissal after the journey ended, decided against what the journey ended as."""
+
+    @workflow.init
+    def __init__(self, start: AftermathStart) -> None:
+        ids = aftermath_of(workflow.info().workflow_id)
+        self.round_id, self.applicant_id = ids or (start.round_id, start.applicant_id)
+        self.journey_id = journey_workflow_id(self.round_id, self.applicant_id)
+        self.problem = ""
+        if ids is None:
+            self.problem = "this workflow's id is not an aftermath's (<journey id>/after)"
+        elif ids != (start.round_id, start.applicant_id):
+            self.problem = "its start names another round or applicant than its id"
+        self.ready = False
+        self.view = RoundView(found=False)
+        self.journey: JourneyState | None = None
+        self.ledger = Ledger(
+            "report", f" for applicant {self.applicant_id} after the journey", "ReportRefused"
+        )
+        self.revocations: list[Revocation] = []
+        self.decisions: list[Decision] = []
+        self.notifications: list[Notification] = []
+        self.written_decisions = 0
+        self.written_revocations = 0
+
+    # --- the process -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, start: AftermathStart) -> AftermathState:
+        if not self.problem:
+            await self.read_journey_end()
+        if self.problem:
+            workflow.logger.warning(
+                "aftermath %s takes no report: %s", self.journey_id, self.problem
+            )
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            return self.state()
+        self.ready = True
+        while True:  # the applicant's history after the journey: open for what may still come
+            await workflow.wait_condition(self._unwritten)
+            await self._write()
+
+    async def read_journey_end(self) -> None:
+        """The journey's result and the round's keys and reporters, as they stand now."""
+        end = await run_local_activity_until_done(
+            READ_JOURNEY_END, JourneyEndRequest(workflow_id=self.journey_id), READ_TIMEOUT
+        )
+        problem = end_problem(end, self.journey_id)
+        if problem:
+            self.problem = problem
+            return
+        assert end.state is not None
+        self.journey = end.state
+        self.view = await run_local_activity_until_done(
+            READ_ROUND,
+            RoundViewRequest(
+                round_id=self.round_id,
+                workflow_id=round_workflow_id(self.round_id),
+                formasi_code=end.state.formasi_code,
+            ),
+            READ_TIMEOUT,
+        )
+        if not self.view.found or self.view.rules is None:
+            self.problem = f"round {self.round_id} does not exist"
+
+    # --- reports -------------------------------------------------------------------------------
+
+    @workflow.update(dynamic=True)
+    async def report(self, name: str, args: Sequence[RawValue]) -> Ack:
+        """A DIS (`disqualify`) or a dismissal (`dismiss`); answered once it is in the read model."""
+        report: AfterEndReport = decode(AFTERMATH_REPORTS, name, args, self._subject())
+        ack = self.ledger.accept(report, lambda: self._record(report), lambda: self._ack(report))
+        await workflow.wait_condition(lambda: not self._unwritten())
+        return ack
+
+    @report.validator
+    def validate_report(self, name: str, args: Sequence[RawValue]) -> None:
+        report: AfterEndReport = decode(AFTERMATH_REPORTS, name, args, self._subject())
+        if self.problem:
+            self.ledger.refuse(report, self.problem)
+        if not self.ready:
+            self._not_ready(report)
+        assert self.view.rules is not None and self.journey is not None
+        problem = signature_problem(report, self.view.rules.identities, self.journey_id)
+        if problem:
+            self.ledger.refuse(report, problem)
+        if self.ledger.is_repeat(report):
+            return
+        problem = revocation_refusal(report, self.journey, self.revocations, self.view.rules)
+        if problem:
+            self.ledger.refuse(report, problem)
+
+    @workflow.query
+    def state(self) -> AftermathState:
+        """What the journey ended as, every revocation since and the decisions recording them."""
+        return AftermathState(
+            round_id=self.round_id,
+            applicant_id=self.applicant_id,
+            ready=self.ready,
+            problem=self.problem,
+            journey_terminal=self.journey.terminal if self.journey else None,
+            nip=self.journey.nip if self.journey else None,
+            journey_decisions=len(self.journey.decisions) if self.journey else 0,
+            revocations=self.revocations,
+            decisions=self.decisions,
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _record(self, report: AfterEndReport) -> None:
+        assert self.journey is not None and self.view.rules is not None
+        rules = self.view.rules
+        event = decide(report, self.journey)
+        self.decisions.append(event.record(workflow.now(), rules.rule_version, rules.rules_digest))
+        done = revocation(report, self.journey, workflow.now())
+        self.revocations.append(done)
+        notice = notices.revoked(done.code, done.reason, done.decree_no)
+        self.notifications.append(
+            Notification(key=f"after-{done.code}", text=render(notice, Language.ID), notice=notice)
+        )
+
+    def _ack(self, report: AfterEndReport) -> Ack:
+        return Ack(
+            report_id=report.report_id,
+            applicant_id=self.applicant_id,
+            stage=Stage.ENDED.value,
+            effect=effect(report),
+            recorded_at=workflow.now(),
+        )
+
+    def _unwritten(self) -> bool:
+        return self.written_decisions < len(self.decisions) or bool(self.notifications)
+
+    async def _write(self) -> None:
+        """The new decisions and notifications the journey's way (after the journey's trail, in a
+        row version that never wins over the journey's row), then the new revocations."""
+        assert self.journey is not None
+        decisions, notifications = len(self.decisions), list(self.notifications)
+        revocations = len(self.revocations)
+        await run_local_activity_until_done(
+            PROJECT_JOURNEY,
+            JourneyProjection(
+                version=0,
+                state=self.journey.model_copy(update={"decisions": []}),
+                registration_no=self.applicant_id,
+                name="",
+                category="",
+                first_seq=len(self.journey.decisions) + self.written_decisions,
+                new_decisions=self.decisions[self.written_decisions : decisions],
+                notifications=notifications,
+            ),
+            WRITE_TIMEOUT,
+        )
+        await run_local_activity_until_done(
+            PROJECT_REVOCATIONS,
+            RevocationRows(
+                round_id=self.round_id,
+                applicant_id=self.applicant_id,
+                first_seq=self.written_revocations,
+                revocations=self.revocations[self.written_revocations : revocations],
+            ),
+            WRITE_TIMEOUT,
+        )
+        self.written_decisions, self.written_revocations = decisions, revocations
+        self.notifications = self.notifications[len(notifications) :]
+
+    def _subject(self) -> str:
+        return f"for applicant {self.applicant_id} after the journey"
+
+    def _not_ready(self, report: AfterEndReport) -> NoReturn:
+        raise ApplicationError(
+            f"report {report.report_id} {self._subject()}: the aftermath is still reading how the "
+            "journey ended; send the report again",
+            type=NOT_READY,
+            non_retryable=True,
+        )
