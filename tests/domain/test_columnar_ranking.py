@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import domain.columnar as columnar_module
 from domain.columnar import (
     CODES,
     columns_of,
@@ -116,7 +119,29 @@ def test_id_order_is_pythons_str_order(values):
     column = columns_of(
         values, [0] * len(values), [0] * len(values), [0] * len(values), [0] * len(values)
     ).ids
-    assert column[id_order(column)].tolist() == sorted(values)
+    listed = column[id_order(column)].tolist()
+    assert [i.decode() if isinstance(i, bytes) else i for i in listed] == sorted(values)
+
+
+def test_keys_too_wide_to_share_a_word_with_the_position_rank_the_same(monkeypatch):
+    # 4 M rows with scores near 1023 take this path; here it is forced on small formasi.
+    monkeypatch.setattr(columnar_module, "KEY_AND_POSITION_BITS", 0)
+    rng = random.Random(17)
+    for size in (0, 1, 2, 30, 200):
+        entries = [
+            SkdEntry(
+                applicant_id=f"A{rng.randrange(10**6):06d}-{i}",
+                category=rng.choice(list(Category)),
+                scores=SkdScores(
+                    twk=rng.randrange(11, 17) * 5,
+                    tiu=rng.randrange(11, 21) * 5,
+                    tkp=rng.randrange(160, 176),
+                ),
+            )
+            for i in range(size)
+        ]
+        for quota in (0, 1, 5):
+            assert columnar(entries, quota, RULES) == rank_skd(entries, quota, RULES)
 
 
 def test_an_empty_formasi_has_no_lines_and_no_cut():
