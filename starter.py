@@ -63,13 +63,14 @@ from domain.messages import (
     Ack,
     ChangeKeys,
     CloseWindow,
+    Dismissal,
     Disqualification,
     ExtendWindow,
     MoveTmt,
     Report,
     Withdrawal,
 )
-from domain.protocol import command_update, report_update
+from domain.protocol import DISMISS, command_update, report_update
 from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
 from domain.skm import ELEMENTS as SKM_ELEMENTS
@@ -696,8 +697,9 @@ async def round_command(ctx: Context, round_id: str, message: Report) -> Ack:
 
 
 async def journey_command(ctx: Context, round_id: str, applicant_id: str, message: Report) -> Ack:
-    """Send one operator or portal command to an applicant's journey and print its Ack."""
-    update = report_update(message).name
+    """Send one operator or portal command to an applicant's journey (or, after it ended, to its
+    aftermath) and print its Ack."""
+    update = DISMISS.name if isinstance(message, Dismissal) else report_update(message).name
     ack = await ctx.api.report(round_id, applicant_id, message)
     ctx.console.print(f"{update} {applicant_id}: {ack.effect} (report {ack.report_id})")
     log.info(
@@ -1306,6 +1308,32 @@ def disqualify_cmd(
             round_id,
             applicant_id,
             Disqualification(report_id=rid, reported_by=operator, reason=reason),
+        ),
+        _signer(key, operator),
+    )
+
+
+@cli.command("dismiss")
+def dismiss_cmd(
+    round_id: str,
+    applicant_id: str,
+    decree: Annotated[
+        str, typer.Option("--decree", help="The decree's number (nomor surat keputusan).")
+    ],
+    reason: Reason,
+    operator: As,
+    report_id: ReportId = None,
+    key: KeyFile = None,
+):
+    """Dismiss (DIBERHENTIKAN) a PNS by decree, after the journey ended as PNS (recorded in the
+    applicant's aftermath)."""
+    rid = report_id or derived_report_id("dismiss", round_id, applicant_id, decree, reason)
+    _run(
+        lambda ctx: journey_command(
+            ctx,
+            round_id,
+            applicant_id,
+            Dismissal(report_id=rid, reported_by=operator, decree_no=decree, reason=reason),
         ),
         _signer(key, operator),
     )

@@ -49,10 +49,24 @@ from tests.roundkit import (
     formasi,
     registration,
 )
+from tests.roundkit import (
+    test_signer as key_of,
+)
 from workflows.ids import aftermath_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(settings) -> dict[str, str]:
+    """The environment of a command run against the test session's stack."""
+    return {
+        **os.environ,
+        "CASN_DATA_DIR": str(settings.data_dir),
+        "CASN_TEMPORAL_PORT": str(settings.temporal_port),
+        "CASN_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "CASN_POSTGRES_PORT": str(settings.postgres_port),
+    }
 
 
 async def _to_pns_and_tl(api, client, round_id, ids) -> None:
@@ -167,13 +181,21 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
             a,
             Dismissal(report_id="pb-a", reported_by=OPERATOR, decree_no="800/2", reason="x"),
         )
-    # A dismissal of the other PNS, by decree.
-    sacked = await api.report(
-        round_id,
-        b,
-        Dismissal(report_id="pb-b", reported_by=OPERATOR, decree_no="800/3/2028", reason="desersi"),
+    # A dismissal of the other PNS, by decree, as an operator sends it (starter.py dismiss).
+    key_file = tmp_path / "panitia.key.json"
+    key_file.write_text(json.dumps(key_of(OPERATOR).jwk()))
+    sacked = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "starter.py", "dismiss", round_id, b, "--decree", "800/3/2028"]
+        + ["--reason", "desersi", "--as", OPERATOR, "--key", str(key_file)],
+        env={**_env(stack_settings), "CASN_TASK_QUEUE": settings.task_queue, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
-    assert sacked.effect == "dismissed after the journey ended"
+    assert sacked.returncode == 0, sacked.stdout + sacked.stderr
+    assert "dismissed after the journey ended" in sacked.stdout
 
     # The aftermath's history: what the journey ended as, then the decision.
     after = await AFTERMATH_STATE.ask(
@@ -223,17 +245,10 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     assert (listed[a], listed[b]) == ("DIS", "PNS")  # a DIS annuls the result; a dismissal not
 
     # The auditor: the trail shows the aftermath's decision after the journey's; signatures hold.
-    env = {
-        **os.environ,
-        "CASN_DATA_DIR": str(stack_settings.data_dir),
-        "CASN_TEMPORAL_PORT": str(stack_settings.temporal_port),
-        "CASN_TEMPORAL_UI_PORT": str(stack_settings.temporal_ui_port),
-        "CASN_POSTGRES_PORT": str(stack_settings.postgres_port),
-    }
     trail = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "audit.py", "trail", round_id, a, "--json"],
-        env=env,
+        env=_env(stack_settings),
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -24,6 +24,7 @@ from domain.messages import (
     AppealFiling,
     ChangeKeys,
     CloseWindow,
+    Dismissal,
     Disqualification,
     ExtendWindow,
     FilingReport,
@@ -488,4 +489,12 @@ async def test_every_report_and_command_kind_through_its_route(
     assert (a2.final_code.value, a2.placed_formasi) == ("P/L-2", "F2")
     assert (a3.terminal.value, a4.terminal.value) == ("DIS", "APS")
     assert (await api.round_state(round_id)).schedule.registration.closes == extended
+    # After the journey ended the applicant's aftermath takes a dismissal of the PNS by decree.
+    dismissal = Dismissal(
+        report_id="pb-A1", reported_by=OPERATOR, decree_no="800/1/2028", reason="desersi"
+    )
+    assert await report("A1", "dismiss", dismissal) == (
+        "dismissed after the journey ended",
+        "ended",
+    )
     assert acknowledged == set(JOURNEY_PATHS) | set(COMMAND_PATHS)  # every kind, none left out
