@@ -24,6 +24,7 @@ from domain.messages import (
     AppealFiling,
     ChangeKeys,
     CloseWindow,
+    ConflictDeclaration,
     Dismissal,
     Disqualification,
     ExtendWindow,
@@ -32,6 +33,7 @@ from domain.messages import (
     LatsarReport,
     MoveTmt,
     OfferAnswer,
+    PanelReview,
     PanelScoreReport,
     Report,
     SkbScoreReport,
@@ -452,6 +454,18 @@ async def test_every_report_and_command_kind_through_its_route(
     assert "'psikologi' is not part of this round" in refusal(
         await send(http, round_id, "panel_score", no_such, ids["A1"]), 409
     )
+    # This round's interview has no pool: a conflict or a review reaches the engine by its
+    # route and is refused by the round's rules (tests/flows/test_panels.py takes them).
+    conflict = ConflictDeclaration(
+        report_id="coi", reported_by=PANEL, component="wawancara", panellist="P1", kind="family"
+    )
+    review = PanelReview(
+        report_id="rev", reported_by=OPERATOR, component="wawancara", panellist="P1", keep=True
+    )
+    for kind, message in (("declare_conflict", conflict), ("review_panel_score", review)):
+        reason = refusal(await send(http, round_id, kind, message, ids["A1"]), 409)
+        assert "'wawancara' is not a panel component with a pool in this round" in reason
+        acknowledged.add(kind)  # routed to the journey and judged there
     await close("skb")
 
     # A1 wins F1; A2 loses on rank and is offered F2's empty seat.
