@@ -82,7 +82,7 @@ def skd_columns(rows: Iterable[tuple[str, Category, int, int, int]]) -> SkdColum
     tiu: list[int] = []
     tkp: list[int] = []
     index = CATEGORY_INDEX
-    for applicant_id, c, w, i, k in rows:
+    for applicant_id, c, w, i, k in rows:  # one loop: zip(*rows) is ten times slower at 1 M
         ids.append(applicant_id)
         category.append(index[c])
         twk.append(w)
@@ -99,7 +99,7 @@ def columns_of(
     tkp: Sequence[int] | npt.NDArray[Any],
 ) -> SkdColumns:
     """Columns from parallel sequences (category as indexes into CATEGORIES)."""
-    if any("\x00" in i for i in ids):
+    if "\x00" in "".join(ids):
         raise ValueError("ids: an applicant id contains NUL")
     return SkdColumns(
         ids=_id_column(ids),
