@@ -248,6 +248,17 @@ def _list(text: str) -> list[str]:
     return [p.strip() for p in text.split("|") if p.strip()]
 
 
+def _scores(text: str) -> dict[str, str]:
+    """`component:score|component:score` (a final sanggah's corrections) as a dict."""
+    scores = {}
+    for item in _list(text):
+        component, sep, score = item.partition(":")
+        if not sep or not component.strip() or not score.strip():
+            raise ValueError(f"corrected_scores: {item!r} is not component:score")
+        scores[component.strip()] = score.strip()
+    return scores
+
+
 def _drop_empty(cells: dict[str, str], *names: str) -> dict:
     return {k: v for k, v in cells.items() if not (k in names and v == "")}
 
@@ -264,7 +275,10 @@ REPORT_KINDS: dict[str, ReportKind] = {
             lambda c: {"findings": _findings(c.get("findings", ""))},
         ),
         ReportKind(
-            "appeal-answer", AppealAnswer, Columns((*IDS, "accepted"), ("note",)), lambda c: c
+            "appeal-answer",
+            AppealAnswer,
+            Columns((*IDS, "accepted"), ("note", "corrected_scores")),
+            lambda c: {**c, "corrected_scores": _scores(c.get("corrected_scores", ""))},
         ),
         ReportKind(
             "skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)), lambda c: c
