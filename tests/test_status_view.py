@@ -234,3 +234,52 @@ def test_every_ending_the_journey_writes_reads_in_indonesian():
     ):
         assert reason_text(reason) != reason
     assert reason_text("APS: withdrew; barred from the next 2 rounds").count("2 seleksi") == 1
+
+
+def test_a_dis_after_pns_shows_as_the_standing_with_its_reason_and_in_the_trail():
+    from domain.aftermath import AftermathState, Revocation
+
+    pns = journey(
+        stage=Stage.ENDED,
+        terminal=Terminal.PNS,
+        nip="199805172027031001",
+        decisions=[decided(500, "latsar", "PNS", "lan", passed=True)],
+    )
+    after = AftermathState(
+        round_id=CONFIG.round_id,
+        applicant_id="A1",
+        ready=True,
+        journey_terminal=Terminal.PNS,
+        revocations=[
+            Revocation(
+                code="DIS",
+                at=at(900),
+                journey_terminal=Terminal.PNS,
+                reported_by="panitia-test",
+                report_id="dis-1",
+                reason="joki pada SKD",
+            )
+        ],
+        decisions=[
+            decided(
+                900, "ended", "DIS", "panitia-test", reason="joki pada SKD", journey_terminal="PNS"
+            )
+        ],
+    )
+    now = at(1000)
+    view = build_applicant_view(
+        pns, CONFIG, build_round_view(CONFIG, round_state("closed", [], []), now), now, after
+    )
+    assert (view.terminal, view.standing) == (Terminal.PNS, "DIS")
+    assert (view.revocations[0].label, view.revocations[0].reason) == (
+        "Diskualifikasi (DIS)",
+        "joki pada SKD",
+    )
+    assert view.decisions[-1].reason == (
+        "Diskualifikasi (DIS) setelah seleksi berakhir (semula: Diangkat menjadi PNS); hasil "
+        "seleksi dibatalkan: joki pada SKD"
+    )
+    without = build_applicant_view(
+        pns, CONFIG, build_round_view(CONFIG, round_state("closed", [], []), now), now
+    )
+    assert (without.standing, without.revocations) == ("PNS", [])
