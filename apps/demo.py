@@ -1,10 +1,14 @@
-"""The demo: a regency's round, end to end, with every external service played for real.
+"""The demo: two rounds end to end, at the same time, with every external service played for real.
 
-It starts (or reuses) the embedded stack and a worker, creates a round from
-examples/round-kabupaten.toml with its schedule compressed to minutes, registers synthetic
-applicants, plays the administrative check, the CAT system, the practical-test panel, the
-hospital, BKN and the training agency through the same updates a real service sends, and
-closes each window early (with a recorded reason) as soon as its results are in.
+It starts (or reuses) the embedded stack and a worker, and creates two rounds with their
+schedules compressed to minutes: a regency's (examples/round-kabupaten.toml: sanggah,
+optimalisasi, a disqualification, a withdrawal) and a ministry's (examples/round-kementerian.toml:
+an interview scored by panels drawn from a pool, with a declared conflict of interest and a
+planted outlier score that the committee reviews, apps/demo_panels.py). It registers synthetic
+applicants, plays the administrative check, the CAT system, the practical-test examiners, the
+interview panellists, the hospital, BKN and the training agency through the same updates a real
+service sends, and closes each window early (with a recorded reason) as soon as its results are
+in. It ends by writing each round's evaluation report (apps/evaluation.py).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import asyncio
 import random
 import time
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,12 +28,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from activities.notify import FileTransport, deliver_pending
+from apps.demo_panels import PanelPlay, PanelStory, panel_components
 from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi, RefusedError
 from client.publication import publish_announcement, write_files
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision
-from domain.config import RoundConfig, parse_round_config
+from domain.config import ComponentKind, RoundConfig, parse_round_config
 from domain.messages import (
     AdminReport,
     AppealAnswer,
@@ -50,6 +57,7 @@ from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
+CENTRAL_EXAMPLE = EXAMPLE.with_name("round-kementerian.toml")
 FIRST = [
     "Budi",
     "Siti",
@@ -106,11 +114,12 @@ def demo_keyring(doc: dict) -> Keyring:
 
 
 def demo_config(
-    round_id: str, now: datetime, keyring: Keyring | None = None
+    round_id: str, now: datetime, keyring: Keyring | None = None, example: Path = EXAMPLE
 ) -> tuple[RoundConfig, str]:
-    """The example regency round with its windows starting now, an hour each (closed early),
-    taking only reports signed by `keyring`'s keys when one is given."""
-    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    """An example round (the regency's unless `example` names another) with its windows starting
+    now, an hour each (closed early), taking only reports signed by `keyring`'s keys when one is
+    given."""
+    doc = tomllib.loads(example.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
     if keyring is not None:
         doc["identities"] = keyring.public_keys()
@@ -177,12 +186,39 @@ class Demo:
         config: RoundConfig,
         console: Console,
         rng: random.Random,
+        label: str = "",
+        progress: Progress | None = None,
+        out_dir: Path | None = None,
+        seed: int = 0,
     ) -> None:
         self.api, self.pool, self.config, self.console, self.rng = api, pool, config, console, rng
         self.round_id = config.round_id
         self.gate = asyncio.Semaphore(CONCURRENCY)
         self.refused: list[str] = []
         self.reporters = {k: v[0] for k, v in config.reporters.items()}
+        self.label, self.progress, self.seed = label, progress, seed
+        self.out_dir = out_dir or Path("out/demo") / self.round_id
+        self.panels: list[PanelStory] = []
+
+    def say(self, text: str) -> None:
+        """A line of the demo's story, marked with its round when two rounds run at once."""
+        prefix = f"[cyan]{self.label}[/] " if self.label else ""
+        self.console.print(f"{prefix}{text}", highlight=False)
+
+    @contextmanager
+    def progress_task(self, label: str, total: int) -> Iterator[Callable[[], None]]:
+        """A progress bar while a batch is sent (one live display shared by the rounds)."""
+        if self.progress is None:
+            with Progress(console=self.console, transient=True) as progress:
+                task = progress.add_task(label, total=total)
+                yield lambda: progress.advance(task)
+            return
+        progress = self.progress
+        task = progress.add_task(f"{self.label} {label}".strip(), total=total)
+        try:
+            yield lambda: progress.advance(task)
+        finally:
+            progress.remove_task(task)
 
     async def stages(self) -> dict[str, str]:
         rows = await self.pool.fetch(
@@ -216,15 +252,14 @@ class Demo:
                 self.refused.append(str(exc))
 
     async def send_all(self, label: str, jobs: list[tuple[str, object]]) -> None:
-        with Progress(console=self.console, transient=True) as progress:
-            task = progress.add_task(label, total=len(jobs))
+        with self.progress_task(label, len(jobs)) as advance:
 
             async def one(job):
                 await self.send(*job)
-                progress.advance(task)
+                advance()
 
             await asyncio.gather(*(one(j) for j in jobs))
-        self.console.print(f"  {label}: {len(jobs)} sent")
+        self.say(f"  {label}: {len(jobs)} sent")
 
     async def close(self, window: str, reason: str) -> None:
         await self.api.command(
@@ -236,7 +271,12 @@ class Demo:
                 reason=reason,
             ),
         )
-        self.console.print(f"[bold]{window}[/] window closed: {reason}")
+        self.say(f"[bold]{window}[/] window closed: {reason}")
+
+
+def _central_size(size: int) -> int:
+    """The ministry's applicants beside `size` of the regency: enough for several panels."""
+    return max(16, size // 5)
 
 
 async def run_demo(
@@ -244,8 +284,11 @@ async def run_demo(
     seed: int = 2027,
     out_dir: Path = Path("out/demo"),
     settings: Settings | None = None,
+    central_size: int | None = None,
 ) -> int:
-    """Run the demo round; 0 only when every applicant reached a terminal outcome."""
+    """Run the demo rounds at the same time (`size` applicants in the regency's, `central_size`
+    in the ministry's), then evaluate them; 0 only when every applicant of both reached a
+    terminal outcome and every announcement was published."""
     from apps.fleet import build_worker
     from runtime.app import open_app
 
@@ -254,54 +297,61 @@ async def run_demo(
     console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
     pool = await open_pool(app.stack.database_url, max_size=10)
     worker = await build_worker(app.client, app.settings, pool)
-    rng = random.Random(seed)
     now = datetime.now(UTC)
-    round_id = f"DEMO-{now:%Y%m%d-%H%M%S}"
-    keyring = demo_keyring(tomllib.loads(EXAMPLE.read_text(encoding="utf-8")))
-    config, text = demo_config(round_id, now, keyring)
-    out_dir = out_dir / round_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "round.toml").write_text(text, encoding="utf-8")
+    plans = [
+        ("kabupaten", f"DEMO-{now:%Y%m%d-%H%M%S}", EXAMPLE, size, seed),
+        (
+            "kementerian",
+            f"DEMO-KEMENTERIAN-{now:%Y%m%d-%H%M%S}",
+            CENTRAL_EXAMPLE,
+            central_size if central_size is not None else _central_size(size),
+            seed + 1,
+        ),
+    ]
     started = time.monotonic()
+    ok = True
+    demos: list[Demo] = []
     try:
         async with worker:
-            api = RecruitmentApi(
-                app.client, app.settings.task_queue, app.keys.pseudonym_key, keyring=keyring
-            )
-            await api.create_round(out_dir / "round.toml", config.reporters["operator"][0])
-            console.print(
-                f"Round [bold]{round_id}[/] created: {len(config.formasi)} formasi, "
-                f"{sum(f.quota for f in config.formasi)} seats"
-            )
-            demo = Demo(api, pool, config, console, rng)
-            ok = await _play(demo, synthetic_applicants(config, size, rng))
-            funnel = await _funnel(pool, round_id)
-            console.print(funnel)
-            operator = keyring.signers[config.reporters["operator"][0]]
-            conn = await asyncpg.connect(app.stack.database_url)
-            try:
-                for stage in AnnouncementStage:  # signed, chained, on the public pages
-                    try:
-                        published = await publish_announcement(api, conn, round_id, stage, operator)
-                    except RefusedError as exc:
-                        console.print(f"[red]announcement {stage.value} not published[/]: {exc}")
-                        ok = False
-                        continue
-                    write_files(published.publication, config, out_dir)
-            finally:
-                await conn.close()
-            sent = await deliver_pending(
-                pool,
-                FileTransport(out_dir / "notifications.jsonl"),
-                batch=100_000,
-                round_id=round_id,
-                language=Language(app.settings.notification_language),
-                cipher=ColumnCipher.from_keys(app.keys),
-            )
-            console.print(f"{sent} notifications delivered to applicants (file transport)")
+            with Progress(console=console, transient=True) as progress:
+                for label, round_id, example, _, round_seed in plans:
+                    keyring = demo_keyring(tomllib.loads(example.read_text(encoding="utf-8")))
+                    config, text = demo_config(round_id, now, keyring, example)
+                    round_dir = out_dir / round_id
+                    round_dir.mkdir(parents=True, exist_ok=True)
+                    (round_dir / "round.toml").write_text(text, encoding="utf-8")
+                    api = RecruitmentApi(
+                        app.client, app.settings.task_queue, app.keys.pseudonym_key, keyring=keyring
+                    )
+                    await api.create_round(
+                        round_dir / "round.toml", config.reporters["operator"][0]
+                    )
+                    rng = random.Random(round_seed)
+                    demos.append(
+                        Demo(
+                            api, pool, config, console, rng, label, progress, round_dir, round_seed
+                        )
+                    )
+                    demos[-1].say(
+                        f"Round [bold]{round_id}[/] ({config.instansi}, {config.instansi_kind.value}) "
+                        f"created: {len(config.formasi)} formasi, "
+                        f"{sum(f.quota for f in config.formasi)} seats"
+                    )
+                played = await asyncio.gather(
+                    *(
+                        _play(d, synthetic_applicants(d.config, n, d.rng))
+                        for d, (_, _, _, n, _) in zip(demos, plans, strict=True)
+                    )
+                )
+            ok = all(played)
+            for demo in demos:
+                ok = await _publish(demo, app) and ok
+            for demo in demos:
+                ok = await _evaluate(demo, app) and ok
     finally:
         await pool.close()
     elapsed = time.monotonic() - started
+    first = demos[0].round_id if demos else "ROUND"
     console.print(
         f"\nDone in {elapsed:.0f} s. Look next at:\n"
         f"  Temporal Web UI   {app.stack.ui_url}/namespaces/{app.settings.temporal_namespace}/workflows\n"
@@ -310,20 +360,99 @@ async def run_demo(
         f"                    {app.settings.data_dir / 'keys' / 'auditors.local.toml'}; in the Web UI,\n"
         f"                    Codec Server (the glasses): use my browser setting,\n"
         f"                    endpoint {app.settings.codec_endpoint}, cross-origin credentials on\n"
-        f"  announcements     {out_dir}/{round_id}-{{admin,skd,final}}.{{csv,html}}\n"
-        f"  notifications     {out_dir}/notifications.jsonl\n"
-        f"  an applicant      .venv/bin/python audit.py trail {round_id} <registration-no>\n"
-        f"  stop the servers  python3 run.py stop"
+        + "".join(
+            f"  round {d.round_id}\n"
+            f"    evaluation      {d.out_dir / 'evaluation' / 'index.html'}\n"
+            f"    announcements   {d.out_dir}/{d.round_id}-{{admin,skd,final}}.{{csv,html}}\n"
+            f"    notifications   {d.out_dir}/notifications.jsonl\n"
+            for d in demos
+        )
+        + "".join(
+            f"    panel sheets    {d.out_dir / 'panel-sheets'} (as the panellists sent them)\n"
+            for d in demos
+            if d.panels
+        )
+        + f"  an applicant      .venv/bin/python audit.py trail {first} <registration-no>\n"
+        f"  stop the servers  python3 run.py stop",
+        highlight=False,
     )
     return 0 if ok else 1
 
 
+async def _publish(demo: Demo, app) -> bool:
+    """The round's funnel, its signed announcements (files beside it) and its notifications."""
+    console, round_id, out_dir = demo.console, demo.round_id, demo.out_dir
+    console.print(await _funnel(demo.pool, round_id))
+    ok = True
+    operator = demo.api.keyring.signers[demo.config.reporters["operator"][0]]
+    conn = await asyncpg.connect(app.stack.database_url)
+    try:
+        for stage in AnnouncementStage:  # signed, chained, on the public pages
+            try:
+                published = await publish_announcement(demo.api, conn, round_id, stage, operator)
+            except RefusedError as exc:
+                demo.say(f"[red]announcement {stage.value} not published[/]: {exc}")
+                ok = False
+                continue
+            write_files(published.publication, demo.config, out_dir)
+    finally:
+        await conn.close()
+    sent = await deliver_pending(
+        demo.pool,
+        FileTransport(out_dir / "notifications.jsonl"),
+        batch=100_000,
+        round_id=round_id,
+        language=Language(app.settings.notification_language),
+        cipher=ColumnCipher.from_keys(app.keys),
+    )
+    demo.say(f"{sent} notifications delivered to applicants (file transport)")
+    return ok
+
+
+def _g(value: object) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else "-"
+
+
+async def _evaluate(demo: Demo, app) -> bool:
+    """`starter.py evaluate` for the round: each section's summary, every panel's agreement and
+    every flagged score with the committee's review, and where the report is."""
+    from apps.evaluation import evaluate
+
+    written = await evaluate(
+        app.client, app.stack.database_url, demo.round_id, demo.out_dir / "evaluation"
+    )
+    demo.say(f"[bold]Evaluation of round {demo.round_id}[/]: {written.index}")
+    for section in written.evaluation.sections:
+        demo.say(f"  {section.heading}: {section.note or section.summary}")
+        tables = {t.name: t for t in section.tables}
+        if section.key != "panels" or "panel_agreement" not in tables:
+            continue
+        for row in tables["panel_agreement"].rows:
+            r = dict(zip(tables["panel_agreement"].columns, row, strict=True))
+            alpha = "undefined" if r["alpha"] is None else f"{float(r['alpha']):.2f}"
+            demo.say(
+                f"    {r['formasi']} {r['component']}: {r['applicants']} applicants, "
+                f"{r['scores']} scores, alpha {alpha}; flagged {r['flagged']}, reviewed "
+                f"{r['reviews']}, conflicts declared {r['conflicts declared']}, scores struck "
+                f"{r['scores struck']}"
+            )
+        for row in tables["panel_flags"].rows:
+            r = dict(zip(tables["panel_flags"].columns, row, strict=True))
+            mean = r["others' mean"]
+            demo.say(
+                f"    flagged: {r['panellist']} gave {r['registration no']} {_g(r['score'])} "
+                f"(the rest of the panel {_g(mean)} on average, margin "
+                f"{_g(r['margin'])}); committee review: {r['committee review']}"
+            )
+    demo.say(f"  {len(written.csvs)} CSV files beside the report")
+    return written.index.exists()
+
+
 async def _play(demo: Demo, applicants: list[Registration]) -> bool:
-    c, rng, cfg = demo.console, demo.rng, demo.config
+    rng, cfg = demo.rng, demo.config
     ids: dict[str, Registration] = {}
     refused = 0
-    with Progress(console=c, transient=True) as progress:
-        task = progress.add_task("registering", total=len(applicants))
+    with demo.progress_task("registering", len(applicants)) as advance:
 
         async def register(reg: Registration) -> None:
             nonlocal refused
@@ -333,10 +462,10 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
                 ids[result.applicant_id] = reg
             else:
                 refused += 1
-            progress.advance(task)
+            advance()
 
         await asyncio.gather(*(register(r) for r in applicants))
-    c.print(f"  registrations: {len(ids)} accepted, {refused} refused (age, GPA or education)")
+    demo.say(f"  registrations: {len(ids)} accepted, {refused} refused (age, GPA or education)")
     await demo.wait_until(
         lambda s: sum(v == "admin_check" for v in s.values()) == len(ids), "registrations"
     )
@@ -422,46 +551,54 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     )
 
     skb = [a for a in ids if stages.get(a) == "skb"]
-    jobs = []
-    for a in skb:
-        if rng.random() < 0.03:
-            continue  # absent from the SKB CAT: TH
-        jobs.append(
-            (
-                a,
-                SkbScoreReport(
-                    report_id=f"cat-{a}",
-                    reported_by=demo.reporters["cat"],
-                    component="cat",
-                    score=_score(rng, 340, 55, 500),
-                ),
-            )
+    sitting = [a for a in skb if rng.random() >= 0.03]  # the rest are absent from SKB: TH
+    involved: set[str] = set()
+    for component in panel_components(cfg):  # the interviews first: a TMS health result ends
+        play = PanelPlay(  # the journey, and its panel with it
+            demo.api,
+            cfg,
+            component,
+            demo.reporters["operator"],
+            demo.seed,
+            demo.out_dir / "panel-sheets",
+            demo.say,
         )
-        jobs.append(
-            (
-                a,
-                SkbScoreReport(
-                    report_id=f"praktik-{a}",
-                    reported_by=demo.reporters["praktik"],
-                    component="praktik",
-                    score=_score(rng, 72, 12, 100),
-                ),
-            )
-        )
-        jobs.append(
-            (
-                a,
-                GateReport(
-                    report_id=f"health-{a}",
-                    reported_by=demo.reporters["health"],
-                    component="health",
-                    decision=AdminDecision.TMS if rng.random() < 0.04 else AdminDecision.MS,
-                ),
-            )
-        )
-    await demo.send_all("SKB results (CAT, practical test, health)", jobs)
-    if skb:
-        cheat = skb[-1]
+        demo.panels.append(await play.play(sitting))
+        involved |= play.involved
+    jobs: list[tuple[str, object]] = []
+    for a in sitting:
+        for component in cfg.skb.components:
+            name = component.name
+            if component.kind == ComponentKind.GATE:
+                jobs.append(
+                    (
+                        a,
+                        GateReport(
+                            report_id=f"{name}-{a}",
+                            reported_by=demo.reporters[name],
+                            component=name,
+                            decision=AdminDecision.TMS if rng.random() < 0.04 else AdminDecision.MS,
+                        ),
+                    )
+                )
+            elif component.kind == ComponentKind.SCORE:
+                mean, sd = (0.68, 0.11) if name == "cat" else (0.72, 0.12)
+                top = int(component.max_score)
+                jobs.append(
+                    (
+                        a,
+                        SkbScoreReport(
+                            report_id=f"{name}-{a}",
+                            reported_by=demo.reporters[name],
+                            component=name,
+                            score=_score(rng, mean * top, sd * top, top),
+                        ),
+                    )
+                )
+    scored = [c.name for c in cfg.skb.components if c.kind != ComponentKind.PANEL]
+    await demo.send_all(f"SKB results ({', '.join(scored)})", jobs)
+    cheat = next((a for a in reversed(skb) if a not in involved), None)
+    if cheat is not None:
         await demo.send(
             cheat,
             Disqualification(
@@ -470,7 +607,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
                 reason="remote-access cheating found in the CAT activity log",
             ),
         )
-        c.print("  one SKB participant disqualified (DIS) after an audit of the CAT log")
+        demo.say("  one SKB participant disqualified (DIS) after an audit of the CAT log")
     await demo.close("skb", "demo: every SKB component reported")
     stages = await demo.wait_until(
         lambda s: not any(v in ("skb", "final_ranking") for v in s.values()), "final ranking"
@@ -488,7 +625,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
                 reason="accepted another position",
             ),
         )
-        c.print(
+        demo.say(
             "  a winner withdrew after the final announcement (APS, barred from the next 2 rounds);"
             " the seat goes to optimalisasi"
         )
@@ -513,7 +650,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
         if state.phase not in ("final_appeal", "optimalisasi"):
             break
         await asyncio.sleep(0.5)
-    c.print(
+    demo.say(
         f"  optimalisasi: {len(answered)} offers answered ({'one' if answered else 'none'} declined)"
     )
 
@@ -567,10 +704,10 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
             lambda s: all(v == "ended" for v in s.values()), "every journey to end", timeout=120
         )
     except TimeoutError as exc:
-        c.print(f"[red]{exc}[/]")
+        demo.say(f"[red]{exc}[/]")
         return False
     if demo.refused:
-        c.print(
+        demo.say(
             f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. {demo.refused[0]}[/]"
         )
     return True
