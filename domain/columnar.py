@@ -1,5 +1,6 @@
 """The SKD ranking over columns (NumPy arrays): the same lines as `domain.ranking.rank_skd`
-without a Python object per entry, so an auditor lists a national formasi of millions at once.
+without a Python object per entry, so an auditor lists a national formasi of millions at once;
+and the final ranking (`rank_final`) the same way.
 
 The rule is rank_skd's: passers of their category's threshold ranked by total, TKP, TIU, TWK
 (ties share a rank, and list in applicant-id order), the top cut_multiplier x quota and
@@ -23,7 +24,14 @@ import numpy.typing as npt
 
 from domain.codes import SkdCode
 from domain.config import Category, SkdRules
-from domain.ranking import RankedSkd, SkdEntry, SkdRanking, skd_cut_size
+from domain.ranking import (
+    FinalEntry,
+    FinalRanking,
+    RankedSkd,
+    SkdEntry,
+    SkdRanking,
+    skd_cut_size,
+)
 from domain.skd import SkdKey
 
 CATEGORIES: tuple[Category, ...] = tuple(Category)  # a category's column value is its index here
@@ -294,3 +302,101 @@ def rank_skd_columns(columns: SkdColumns, quota: int, rules: SkdRules) -> Column
         passers=passers,
         cut_key=cut_key,
     )
+
+
+@dataclass(frozen=True)
+class FinalColumns:
+    """A formasi's final entries as columns (domain.ranking.FinalEntry's fields, one row each).
+
+    `final` is each row's final score as the dense rank of its exact value among the rows (0 the
+    lowest), so no float ever decides a seat: `final_columns` makes it from the Fractions. `gpa`
+    is a float column (float order is the order of Fraction(str(gpa)) that rank_final uses) and
+    `birth` the birth dates as days (datetime64[D] as int64).
+    """
+
+    ids: npt.NDArray[np.bytes_] | npt.NDArray[np.str_]
+    final: IntArray
+    total: IntArray
+    tkp: IntArray
+    tiu: IntArray
+    twk: IntArray
+    gpa: npt.NDArray[np.float64]
+    birth: IntArray
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in ("final", "total", "tkp", "tiu", "twk", "gpa", "birth"):
+            column = getattr(self, name)
+            if column.shape != (n,):
+                raise ValueError(f"{name}: shape {column.shape}, expected ({n},) like ids")
+        if n and bool(np.isnan(self.gpa).any()):
+            raise ValueError("gpa: NaN is not a grade point average")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def final_columns(entries: Sequence[FinalEntry]) -> FinalColumns:
+    """Columns of final entries (the SKB completers of a formasi: at most a few times its quota)."""
+    scores = sorted({e.final_score for e in entries})
+    dense = {s: i for i, s in enumerate(scores)}
+    if any("\x00" in e.applicant_id for e in entries):
+        raise ValueError("ids: an applicant id contains NUL")
+    return FinalColumns(
+        ids=_id_column([e.applicant_id for e in entries]),
+        final=np.array([dense[e.final_score] for e in entries], dtype=np.int64),
+        total=np.array([e.skd.total for e in entries], dtype=np.int64),
+        tkp=np.array([e.skd.tkp for e in entries], dtype=np.int64),
+        tiu=np.array([e.skd.tiu for e in entries], dtype=np.int64),
+        twk=np.array([e.skd.twk for e in entries], dtype=np.int64),
+        gpa=np.array([e.gpa for e in entries], dtype=np.float64),
+        birth=np.array([e.birth_date for e in entries], dtype="datetime64[D]").astype(np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class ColumnarFinalRanking:
+    """The final ranking as row numbers in rank order; the first `seats` are the winners."""
+
+    order: Index
+    seats: int
+
+    def result(self, ids: npt.NDArray[np.bytes_] | npt.NDArray[np.str_]) -> FinalRanking:
+        """The same value rank_final returns."""
+        listed = ids[self.order].tolist()
+        if ids.dtype.kind == "S":
+            listed = [i.decode("ascii") for i in listed]
+        return FinalRanking(winners=listed[: self.seats], others=listed[self.seats :])
+
+
+def _descending(values: IntArray) -> npt.NDArray[np.uint64]:
+    """Non-negative integers whose ascending order is the descending order of `values`."""
+    if not len(values):
+        return np.zeros(0, dtype=np.uint64)
+    return (int(values.max()) - values).astype(np.uint64)
+
+
+def rank_final_columns(columns: FinalColumns, quota: int) -> ColumnarFinalRanking:
+    """rank_final over columns: final score, SKD total, TKP, TIU, TWK, GPA (higher first), the
+    older applicant first, then the applicant id; seats by rank within the quota."""
+    n = len(columns)
+    bits = max(1, (n - 1).bit_length())
+    _, gpa_rank = np.unique(columns.gpa, return_inverse=True)
+    radix = [int(c.max()) + 1 if n else 1 for c in (columns.tkp, columns.tiu, columns.twk)]
+    skd = ((columns.total * radix[0] + columns.tkp) * radix[1] + columns.tiu) * radix[
+        2
+    ] + columns.twk
+    # Least significant first; each pass is stable, so the earlier passes break its ties.
+    keys = [
+        (columns.birth - (int(columns.birth.min()) if n else 0)).astype(np.uint64),
+        _descending(gpa_rank.astype(np.int64).reshape(-1)),
+        _descending(skd),
+        _descending(columns.final),
+    ]
+    order = id_order(columns.ids)
+    for key in keys:
+        if n and int(key.max()).bit_length() + bits <= KEY_AND_POSITION_BITS:
+            order = _sorted_by(key, order, bits)[0]
+        else:
+            order = order[np.argsort(key[order], kind="stable")]
+    return ColumnarFinalRanking(order=order, seats=len(range(n)[:quota]))  # as [:quota] cuts

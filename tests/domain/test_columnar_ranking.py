@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from datetime import date, timedelta
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,11 +16,13 @@ from domain.columnar import (
     CODES,
     columns_of,
     columns_of_entries,
+    final_columns,
     id_order,
+    rank_final_columns,
     rank_skd_columns,
 )
 from domain.config import Category, SkdRules, SkdThreshold
-from domain.ranking import SkdEntry, rank_skd
+from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
 from domain.skd import SkdScores
 
 RULES = SkdRules()
@@ -186,3 +190,57 @@ def test_an_id_with_nul_is_refused():
 def test_columns_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match=r"twk: shape \(2,\), expected \(1,\)"):
         columns_of(["A"], [0], np.array([65, 70]), [80], [170])
+
+
+final_rows = st.lists(
+    st.tuples(
+        ids,
+        st.integers(60, 62).map(Fraction) | st.fractions(60, 64, max_denominator=7),
+        # a few SKD results, so ties reach the GPA and the birth date
+        st.sampled_from([SkdScores(twk=65, tiu=80, tkp=170), SkdScores(twk=70, tiu=75, tkp=170)])
+        | narrow,
+        st.sampled_from([3.0, 3.25, 3.5, 3.1, 2.999999]),
+        st.integers(-3, 3),
+    ),
+    max_size=30,
+    unique_by=lambda row: row[0],
+)
+
+
+@FAST
+@given(final_rows, st.integers(0, 8))
+def test_columnar_final_ranking_equals_rank_final(rows, quota):
+    entries = [
+        FinalEntry(
+            applicant_id=a,
+            formasi_code="F1",
+            final_score=final,
+            skd=s,
+            gpa=gpa,
+            birth_date=date(1995, 1, 10) + timedelta(days=day),
+        )
+        for a, final, s, gpa, day in rows
+    ]
+    columns = final_columns(entries)
+    assert rank_final_columns(columns, quota).result(columns.ids) == rank_final(entries, quota)
+
+
+def test_final_ties_go_to_the_higher_gpa_then_the_older_applicant():
+    def entry(a: str, gpa: float, born: date) -> FinalEntry:
+        return FinalEntry(
+            applicant_id=a,
+            formasi_code="F1",
+            final_score=Fraction(70),
+            skd=SkdScores(twk=80, tiu=90, tkp=170),
+            gpa=gpa,
+            birth_date=born,
+        )
+
+    entries = [
+        entry("A", 3.5, date(1999, 1, 1)),
+        entry("B", 3.6, date(1999, 1, 1)),
+        entry("C", 3.5, date(1990, 1, 1)),
+    ]
+    columns = final_columns(entries)
+    result = rank_final_columns(columns, 2).result(columns.ids)
+    assert (result.winners, result.others) == (["B", "C"], ["A"])
