@@ -324,6 +324,23 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         )
         assert count == len(s.decisions)
 
+    # A cheating finding after appointment (DOMAIN.md: DIS "even after appointment"): the journey
+    # stays PNS and the applicant's aftermath records the DIS (tests/flows/test_revocation.py).
+    late = await api.report(
+        round_id,
+        ids["A1"],
+        Disqualification(report_id="dis-A1-late", reported_by=OPERATOR, reason="joki pada SKD"),
+    )
+    assert late.effect == "disqualified after the journey ended"
+    assert (
+        await pool.fetchval(
+            "SELECT code FROM revocations WHERE round_id = $1 AND applicant_id = $2",
+            round_id,
+            ids["A1"],
+        )
+        == "DIS"
+    )
+
 
 async def _wait_phase(api, round_id, phase, timeout=40.0) -> None:
     deadline = time.monotonic() + timeout
