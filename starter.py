@@ -855,6 +855,16 @@ def _show_applicant(ctx: Context, view: ApplicantView, nik: str | None) -> None:
         ("placed in", view.placed_formasi or "-"),
         ("NIP, TMT", f"{view.nip or '-'}, {tanggal(view.tmt)}"),
         ("outcome", f"{view.terminal_label}: {view.terminal_text}" if view.terminal else "running"),
+        (
+            "after the end",
+            "\n".join(
+                f"{r.label} since {wib(r.at)}"
+                + (f", decree {r.decree_no}" if r.decree_no else "")
+                + f": {r.reason}"
+                for r in view.revocations
+            )
+            or "-",
+        ),
         ("deadlines", "\n".join(f"{d.label}: {wib(d.at)}" for d in view.deadlines) or "none"),
         ("may appeal", _yes(view.can_appeal)),
         (

@@ -237,6 +237,17 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     assert (view.terminal.value, view.standing, view.revocations[0].code) == ("PNS", "DIS", "DIS")
     assert "setelah seleksi berakhir" in view.decisions[-1].reason
     assert (await applicant_view(api, round_id, b)).standing == "DIBERHENTIKAN"
+    looked_up = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "starter.py", "lookup", round_id, "--applicant", b],
+        env={**_env(stack_settings), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert looked_up.returncode == 0, looked_up.stdout + looked_up.stderr
+    assert "Diberhentikan since" in looked_up.stdout and "decree 800/3/2028" in looked_up.stdout
     endings = await late_endings(pool, round_id)
     assert (endings[a], endings[b], endings[d]) == ("DIS", "DIBERHENTIKAN", "DIS")
     assert set(await revocations(pool, round_id)) == {a, b}
