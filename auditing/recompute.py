@@ -13,11 +13,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
+import numpy.typing as npt
 from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
 from domain.codes import AdminDecision, Phase, Stage
-from domain.columnar import ColumnarSkdRanking, SkdColumns, rank_skd_columns, skd_columns
+from domain.columnar import (
+    CODES,
+    ColumnarSkdRanking,
+    SkdColumns,
+    rank_skd_columns,
+    skd_columns,
+)
 from domain.config import Category, RoundConfig, parse_round_config
 from domain.events import FinalAppealDecided, ReportAfterClose, SkbCompleted
 from domain.messages import (
@@ -38,6 +46,9 @@ from domain.ranking import FinalEntry, rank_final
 from domain.sheet import ApplicantSheet, corrected, skb_result, with_report
 
 ENDINGS = (DISQUALIFY.name, WITHDRAW.name)
+NO_CODE = 255
+CODE_INDEX = {c.value: i for i, c in enumerate(CODES)}
+SHOWN = 20  # differing SKD codes named one by one; the rest are counted
 SKB_INPUTS = (SkdReport, SkbScoreReport, PanelScoreReport, GateReport)
 
 
@@ -55,6 +66,9 @@ class FormasiFigures:
     # recomputed: the whole SKD listing as columns (skd_listing.lines(skd_columns.ids) lists it)
     skd_columns: SkdColumns | None = None
     skd_listing: ColumnarSkdRanking | None = None
+    # recomputed: the SKD code each journey recorded for itself (an index into CODES, NO_CODE
+    # when it recorded none), row by row of skd_columns
+    skd_recorded: npt.NDArray[np.uint8] | None = None
 
 
 @dataclass
@@ -100,6 +114,14 @@ class JourneyInputs:
             return None
         r = reports[0]
         return (self.start.applicant_id, self.start.registration.category, r.twk, r.tiu, r.tkp)
+
+    def skd_code(self) -> int:
+        """The SKD code the journey recorded against the announced cut (SkdRanked), as an index
+        into domain.columnar.CODES; NO_CODE when it recorded none."""
+        for d in self.decisions:
+            if d.stage == Stage.SKD_RANKING and d.outcome in CODE_INDEX:
+                return CODE_INDEX[d.outcome]
+        return NO_CODE
 
     def final_entry(self) -> FinalEntry | None:
         """The final entry, recomputed from the SKB reports, for a journey that completed SKB.
@@ -155,7 +177,8 @@ def recomputed_figures(
     with domain.ranking."""
     quota = start.formasi.quota
     mine = [j for j in journeys if j.start.formasi.code == start.formasi.code]
-    columns = skd_columns(r for r in (j.skd_row() for j in mine) if r is not None)
+    rows = [(r, j) for j in mine if (r := j.skd_row()) is not None]
+    columns = skd_columns(r for r, _ in rows)
     ranking = rank_skd_columns(columns, quota, start.rules.skd)
     figures = FormasiFigures(
         start.formasi.code,
@@ -163,6 +186,7 @@ def recomputed_figures(
         passers=ranking.passers,
         skd_columns=columns,
         skd_listing=ranking,
+        skd_recorded=np.array([j.skd_code() for _, j in rows], dtype=np.uint8),
     )
     if final:
         finals = [e for e in (j.final_entry() for j in mine) if e is not None]
@@ -279,6 +303,35 @@ def recompute_optimalisasi(
     return out
 
 
+def skd_code_differences(recomputed: FormasiFigures) -> list[str]:
+    """Every applicant whose recorded SKD code (P/L, P, T/L) is not the one the recomputed
+    listing gives; applicants who recorded none (absent, ended, still waiting) are left out."""
+    listing, columns, recorded = (
+        recomputed.skd_listing,
+        recomputed.skd_columns,
+        recomputed.skd_recorded,
+    )
+    if listing is None or columns is None or recorded is None:
+        return []
+    mine = recorded[listing.order]
+    differing = np.flatnonzero((mine != NO_CODE) & (mine != listing.code))
+    if not len(differing):
+        return []
+    ids = columns.ids[listing.order[differing[:SHOWN]]].tolist()
+    out = [
+        f"formasi {recomputed.formasi_code}: applicant "
+        f"{i.decode() if isinstance(i, bytes) else i} recorded SKD code "
+        f"{CODES[mine[j]].value}, recomputed {CODES[listing.code[j]].value}"
+        for i, j in zip(ids, differing[:SHOWN].tolist(), strict=True)
+    ]
+    if len(differing) > SHOWN:
+        out.append(
+            f"formasi {recomputed.formasi_code}: {len(differing) - SHOWN} more applicants "
+            "recorded another SKD code than recomputed"
+        )
+    return out
+
+
 def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
     """Every difference between what a formasi announced and what the histories give."""
     code = announced.formasi_code
@@ -301,7 +354,7 @@ def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
                 f"formasi {code}: ranked others announced {announced.others}, "
                 f"recomputed {recomputed.others}"
             )
-    return out
+    return out + skd_code_differences(recomputed)
 
 
 @dataclass

@@ -33,7 +33,9 @@ from auditing.history import (
     round_histories,
 )
 from auditing.provenance import check_provenance
-from auditing.recompute import compare, recompute
+from auditing.recompute import NO_CODE, compare, recompute
+from domain.codes import SkdCode
+from domain.columnar import CODES
 from domain.messages import JourneyStart, JourneyState, SkdReport
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
@@ -167,6 +169,23 @@ async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_
     other_cut = dataclasses.replace(announced, cut_key=(1, 1, 1, 1))
     assert compare(other_cut, recomputed) == [
         f"formasi F1: SKD cut announced (1, 1, 1, 1), recomputed {recomputed.cut_key}"
+    ]
+
+
+async def test_each_applicants_recorded_skd_code_is_checked_against_the_recomputed_listing():
+    result = await recompute(
+        load_histories(RECORDED / "v5-full"), recorded_converter(RECORDED / "v5-full")
+    )
+    assert result.differences() == []
+    announced, recomputed = result.pairs[0]
+    listing, columns = recomputed.skd_listing, recomputed.skd_columns
+    assert listing is not None and columns is not None and recomputed.skd_recorded is not None
+    assert (recomputed.skd_recorded != NO_CODE).all()  # every journey recorded its code
+    first = int(listing.order[0])  # the best: P/L; plant a P in its record
+    recomputed.skd_recorded[first] = CODES.index(SkdCode.PASSED)
+    applicant = listing.listed_ids(columns.ids)[0]
+    assert compare(announced, recomputed) == [
+        f"formasi F1: applicant {applicant} recorded SKD code P, recomputed P/L"
     ]
 
 
