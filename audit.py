@@ -42,7 +42,7 @@ from auditing.history import (
     run_histories,
 )
 from auditing.provenance import KeyTimeline, check_provenance
-from auditing.recompute import recompute
+from auditing.recompute import recompute, write_skd_listing
 from client.announcements import wib
 from client.publication import (
     ChainCheck,
@@ -351,8 +351,14 @@ def recompute_command(
         None, help="take the histories from this bundle instead of the server"
     ),
     payload_key_file: Path = typer.Option(None, help="with --bundle: base64 payload key"),
+    skd_listing: Path = typer.Option(
+        None,
+        help="also write every formasi's recomputed SKD listing (rank, id, code, total and the "
+        "code each journey recorded) to this CSV file",
+    ),
 ) -> None:
-    """Each formasi's SKD cut and final ranking recomputed from its applicants' histories; exit 1 on a difference."""
+    """Each formasi's SKD cut and final ranking recomputed from its applicants' histories, and
+    each applicant's SKD code checked against the recomputed listing; exit 1 on a difference."""
 
     async def main() -> bool:
         if bundle is not None:
@@ -374,6 +380,13 @@ def recompute_command(
             histories = await round_histories(client, round_id)
             converter = _converter(keys)
         result = await recompute(histories, converter)
+        if skd_listing is not None:
+            try:
+                lines = write_skd_listing([r for _, r in result.pairs], skd_listing)
+            except OSError as exc:
+                console.print(f"[red]✗[/red] --skd-listing {skd_listing}: {exc.strerror or exc}")
+                return False
+            console.print(f"{lines:,} SKD listing lines written to {skd_listing}")
         table = Table(title=f"Round {round_id}: announced against recomputed")
         for col in (
             "formasi",

@@ -9,9 +9,11 @@ decisions as the current code re-derives them by replay. The ranking itself is t
 
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -330,6 +332,43 @@ def skd_code_differences(recomputed: FormasiFigures) -> list[str]:
             "recorded another SKD code than recomputed"
         )
     return out
+
+
+LISTING_HEADER = ("formasi", "line", "rank", "applicant_id", "code", "total", "recorded_code")
+
+
+def write_skd_listing(recomputed: list[FormasiFigures], path: Path) -> int:
+    """Every formasi's recomputed SKD listing as CSV, in listing order (rank empty below the
+    threshold, recorded_code empty where the journey recorded none); returns the lines written."""
+    lines = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(LISTING_HEADER)
+        for figures in recomputed:
+            listing, columns = figures.skd_listing, figures.skd_columns
+            if listing is None or columns is None:
+                continue
+            n = len(listing.order)
+            recorded = (
+                figures.skd_recorded[listing.order].tolist()
+                if figures.skd_recorded is not None
+                else [NO_CODE] * n
+            )
+            codes = [c.value for c in CODES] + [""] * (NO_CODE + 1 - len(CODES))
+            out.writerows(
+                zip(
+                    [figures.formasi_code] * n,
+                    range(1, n + 1),
+                    [r or "" for r in listing.rank.tolist()],
+                    listing.listed_ids(columns.ids),
+                    [codes[c] for c in listing.code.tolist()],
+                    listing.total.tolist(),
+                    [codes[c] for c in recorded],
+                    strict=True,
+                )
+            )
+            lines += n
+    return lines
 
 
 def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:

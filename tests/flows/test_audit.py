@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
 import dataclasses
 import json
 import os
@@ -210,6 +211,26 @@ def test_verify_accepts_an_intact_bundle_and_names_a_file_with_one_byte_changed(
     bad = runner.invoke(audit.app, ["verify", str(bundle), "--payload-key-file", key_file])
     assert bad.exit_code == 1
     assert victim.name in bad.output.replace("\n", "")
+
+
+def test_recompute_writes_the_whole_skd_listing_with_each_recorded_code(tmp_path):
+    bundle = _bundle(tmp_path, RECORDED / "v5-full")
+    key_file = str(RECORDED / "v5-full" / "payload_key.b64")
+    listing = tmp_path / "skd.csv"
+    args = ["recompute", "recorded", "--bundle", str(bundle), "--payload-key-file", key_file]
+    done = CliRunner().invoke(audit.app, [*args, "--skd-listing", str(listing)])
+    assert done.exit_code == 0, done.output
+    rows = list(csv.DictReader(listing.open()))
+    assert "10 SKD listing lines written" in " ".join(done.output.split())
+    assert [(r["formasi"], r["line"]) for r in rows] == [
+        (f, str(line)) for f in ("F1", "F2") for line in range(1, 6)
+    ]
+    assert all(r["code"] == r["recorded_code"] for r in rows)
+    assert rows[0]["rank"] == "1" and rows[0]["code"] == "P/L"
+    nowhere = CliRunner().invoke(
+        audit.app, [*args, "--skd-listing", str(tmp_path / "no" / "x.csv")]
+    )
+    assert nowhere.exit_code == 1 and "--skd-listing" in nowhere.output
 
 
 def test_verify_catches_an_altered_manifest_and_a_foreign_public_key(tmp_path):
