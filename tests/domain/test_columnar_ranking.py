@@ -26,7 +26,7 @@ from domain.ranking import FinalEntry, SkdEntry, rank_final, rank_skd
 from domain.skd import SkdScores
 
 RULES = SkdRules()
-FAST = settings(max_examples=300, deadline=None)
+FAST = settings(max_examples=200, deadline=None)
 
 # Around the thresholds, so passes, failures and ties are all common (as in
 # test_ranking_properties.py); sometimes anywhere in range, and sometimes a wide range.
