@@ -8,9 +8,10 @@ everyone tied at the cut P/L, the other passers P, and those below their thresho
 them, in the same order. The tests hold the two equal on random formasi.
 
 Sorting is done with `np.sort` of one unsigned 64-bit integer per entry: the sort key in the
-high bits and the entry's current position in the low bits. NumPy sorts plain integers with SIMD
-about ten times faster than `np.argsort`/`np.lexsort` of the same keys, and the position in the
-low bits makes every pass stable and hands back the permutation.
+high bits and the entry's current position in the low bits. NumPy sorts plain integers with SIMD,
+several times faster than `np.argsort`/`np.lexsort` of the same keys (0.02 s against 0.14 s and
+more for 1 M here), and the position in the low bits makes every pass stable and hands back the
+permutation.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class SkdColumns:
 
     `ids` is a NumPy bytes array (dtype 'S') of ASCII ids, or a unicode array (dtype 'U') when
     some id is not ASCII: registration numbers are 16 base32 characters, and 16 bytes a row
-    instead of 64 make sorting and listing them several times faster. Ids never contain NUL. `category` holds indexes into CATEGORIES; twk, tiu and tkp the recorded scores.
+    instead of 64 make sorting and listing them several times faster. Ids never contain NUL.
+    `category` holds indexes into CATEGORIES; twk, tiu and tkp the recorded scores.
     """
 
     ids: npt.NDArray[np.bytes_] | npt.NDArray[np.str_]
