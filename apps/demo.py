@@ -276,7 +276,7 @@ class Demo:
 
 def _central_size(size: int) -> int:
     """The ministry's applicants beside `size` of the regency: enough for several panels."""
-    return max(16, size // 5)
+    return max(16, size // 10)
 
 
 async def run_demo(
@@ -309,7 +309,7 @@ async def run_demo(
         ),
     ]
     started = time.monotonic()
-    ok = True
+    ok = False
     demos: list[Demo] = []
     try:
         async with worker:
@@ -337,17 +337,15 @@ async def run_demo(
                         f"created: {len(config.formasi)} formasi, "
                         f"{sum(f.quota for f in config.formasi)} seats"
                     )
-                played = await asyncio.gather(
+                # Each round is published and evaluated as soon as it has ended, while the other
+                # may still be running: replaying every history for the report takes a while.
+                done = await asyncio.gather(
                     *(
-                        _play(d, synthetic_applicants(d.config, n, d.rng))
+                        _round(d, app, synthetic_applicants(d.config, n, d.rng))
                         for d, (_, _, _, n, _) in zip(demos, plans, strict=True)
                     )
                 )
-            ok = all(played)
-            for demo in demos:
-                ok = await _publish(demo, app) and ok
-            for demo in demos:
-                ok = await _evaluate(demo, app) and ok
+            ok = all(done)
     finally:
         await pool.close()
     elapsed = time.monotonic() - started
@@ -377,6 +375,13 @@ async def run_demo(
         highlight=False,
     )
     return 0 if ok else 1
+
+
+async def _round(demo: Demo, app, applicants: list[Registration]) -> bool:
+    """One round end to end: played, published, evaluated."""
+    ok = await _play(demo, applicants)
+    ok = await _publish(demo, app) and ok
+    return await _evaluate(demo, app) and ok
 
 
 async def _publish(demo: Demo, app) -> bool:
@@ -615,7 +620,18 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     # During the final appeal window a winner of a formasi whose jabatan another formasi shares
     # withdraws: the seat goes to optimalisasi (the first offer is declined, the next accepted).
     shared = {f.code for f in cfg.formasi if sum(g.jabatan == f.jabatan for g in cfg.formasi) > 1}
-    leavers = sorted(a for a in ids if stages.get(a) == "filing" and ids[a].formasi_code in shared)
+    winners = {
+        r["applicant_id"]
+        for r in await demo.pool.fetch(
+            "SELECT applicant_id FROM applicants WHERE round_id = $1 AND final_code = 'P/L'",
+            demo.round_id,
+        )
+    }
+    leavers = sorted(
+        a
+        for a in winners
+        if stages.get(a) in ("final_appeal", "filing") and ids[a].formasi_code in shared
+    )
     if leavers:
         await demo.send(
             leavers[0],
