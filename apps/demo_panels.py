@@ -33,6 +33,7 @@ from domain.messages import (
 )
 from domain.panels import ConflictKind
 from domain.protocol import JOURNEY_STATE
+from runtime.files import open_private
 from workflows.ids import journey_workflow_id
 
 PLANTED_SCORE = 25.0  # the outlier: the rest of a panel scores 57..91 (quality 60..88, noise 3)
@@ -296,12 +297,11 @@ class PanelPlay:
         return out
 
     def write_sheets(self) -> None:
-        """Each panellist's sheet as sent: the file `starter.py report panel` takes."""
-        self.sheets_dir.mkdir(parents=True, exist_ok=True)
+        """Each panellist's sheet as sent: the file `starter.py report panel` takes (mode 0600,
+        as `starter.py panel-sheet --out` writes it: a panellist's scores are theirs to send)."""
         for panellist, rows in sorted(self.sent.items()):
-            with (self.sheets_dir / f"{self.component.name}-{panellist}.csv").open(
-                "w", encoding="utf-8", newline=""
-            ) as f:
+            path = self.sheets_dir / f"{self.component.name}-{panellist}.csv"
+            with open_private(path, encoding="utf-8", newline="") as f:  # as panel-sheet writes
                 out = csv.writer(f)
                 out.writerow(["report_id", "applicant_id", "component", "panellist", "score"])
                 for report_id, code, score in rows:

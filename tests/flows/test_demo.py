@@ -68,6 +68,7 @@ async def test_demo_rounds_end_every_journey_and_evaluate_the_interviews(
     sheets = sorted((central / "panel-sheets").glob("wawancara-*.csv"))
     assert len(sheets) >= 3
     assert all(r["applicant_id"].startswith("K-") for s in sheets for r in _rows(s))
+    assert {s.stat().st_mode & 0o777 for s in sheets} == {0o600}
     for directory in (round_dir, central):
         page = (directory / "evaluation" / "index.html").read_text(encoding="utf-8")
         assert all(f'<section id="{key}">' in page for key in SECTIONS), directory.name
