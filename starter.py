@@ -1787,7 +1787,8 @@ def sanctions_list_cmd(
 
 @cli.command("demo")
 def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="Applicants.")] = None):
-    """Run a sample round end to end on the embedded stack (left running; stop it with run.py stop)."""
+    """Run the sample rounds end to end at once, a regency's and a ministry's with an interview
+    panel, and write their evaluation reports, on the embedded stack (left running: run.py stop)."""
     from apps.demo import run_demo
 
     kwargs: dict = {} if size is None else {"size": size}
