@@ -29,16 +29,22 @@ class PanelSheetRow:
     component: str
 
 
-async def _journeys(api: RecruitmentApi, round_id: str, formasi: str | None) -> list[str]:
+async def _journeys(
+    api: RecruitmentApi, round_id: str, formasi: str | None, running: bool = False
+) -> list[str]:
+    """The round's applicants (those whose journey runs, with `running`), each once."""
     query = f"CasnKind = 'journey' AND RoundId = '{round_id}'"
     if formasi:
         query += f" AND FormasiCode = '{formasi}'"
+    if running:
+        query += " AND ExecutionStatus = 'Running'"
     prefix = journey_workflow_id(round_id, "")
-    return [
+    found = {
         wf.id.removeprefix(prefix)
         async for wf in api.client.list_workflows(query)
         if wf.id.startswith(prefix)
-    ]
+    }
+    return sorted(found)
 
 
 def _quoted(value: str, name: str) -> str:
@@ -65,7 +71,7 @@ async def panel_sheet(
     if formasi:
         _quoted(formasi, "formasi")
     rows = []
-    for applicant in await _journeys(api, round_id, formasi):
+    for applicant in await _journeys(api, round_id, formasi, running=True):
         handle = api.client.get_workflow_handle(journey_workflow_id(round_id, applicant))
         state = await JOURNEY_STATE.ask(handle)
         panels: dict[str, list[str]] = {}
