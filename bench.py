@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -867,6 +868,55 @@ def columnar_ranking(
         )
     console.print(table)
     save("columnar-ranking", {"machine": m, "rows": rows})
+
+
+@app.command("recompute-round")
+def recompute_round(
+    round_id: str = typer.Argument(..., help="a round played on the kept bench stack"),
+):
+    """`audit.py recompute` of a round on the bench stack left by `--keep-stack` (e.g. after
+    `big-formasi --size 4000 --keep-stack`), timed: fetching every history, then the recompute
+    (replay of every run, reading the journeys' inputs, the rankings); the stack is left as is."""
+    from auditing.history import round_histories
+    from auditing.recompute import recompute
+    from domain.columnar import rank_skd_columns
+    from domain.config import SkdRules
+    from runtime.app import open_app
+    from runtime.connection import data_converter
+
+    m = show_machine()
+
+    async def main() -> dict:
+        ctx = await open_app(bench_settings(DATA_DIR))
+        t = time.perf_counter()
+        histories = await round_histories(ctx.client, round_id)
+        fetched = time.perf_counter() - t
+        kinds = Counter(h.kind for h in histories)
+        t = time.perf_counter()
+        result = await recompute(histories, data_converter(ctx.keys))
+        recomputed = time.perf_counter() - t
+        listing = 0.0
+        for _, r in result.pairs:
+            if r.skd_columns is not None:
+                t = time.perf_counter()
+                rank_skd_columns(r.skd_columns, 1, SkdRules())  # the time, not the result
+                listing += time.perf_counter() - t
+        journeys = kinds.get("journey", 0)
+        return {
+            "round": round_id,
+            "histories (runs) by kind": ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
+            "events": sum(len(h.history.events) for h in histories),
+            "fetch every history": f"{fetched:.1f} s",
+            "recompute (replay + inputs + rankings)": f"{recomputed:.1f} s",
+            "of which the SKD listings (columnar)": f"{listing * 1000:.1f} ms",
+            "per journey run": f"{(fetched + recomputed) / max(journeys, 1) * 1000:.1f} ms",
+            "differences found": len(result.differences()),
+            "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
+        }
+
+    fig = asyncio.run(main())
+    print_table(f"audit recompute of round {round_id}", fig)
+    save("recompute-round", {"machine": m, **fig})
 
 
 @app.command("big-formasi")
