@@ -9,6 +9,7 @@
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
+    python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench profile --size 200          # journeys under py-spy
 
