@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
@@ -97,4 +98,31 @@ async def running_worker(client, stack, stack_settings):
     worker = await build_worker(client, settings, pool)
     async with worker:
         yield settings, pool
+        await _admissions_settled(client, pool, settings.task_queue)
     await pool.close()
+
+
+async def _admissions_settled(client, pool, task_queue: str, timeout: float = 15.0) -> None:
+    """Wait (bounded) until every running journey of the test's worker has its first row.
+
+    A journey still asking the round for its admission when the worker stops keeps the worker
+    waiting until that local activity's retry budget runs out (a minute: workflows/calls.py), so
+    a test that ends right after registering would stop slowly; a running journey without a
+    read-model row is one still being admitted."""
+    query = f"TaskQueue = '{task_queue}' AND CasnKind = 'journey' AND ExecutionStatus = 'Running'"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        running = {tuple(wf.id.split("/applicant/")) async for wf in client.list_workflows(query)}
+        if not running:
+            return
+        written = {
+            (r["round_id"], r["applicant_id"])
+            for r in await pool.fetch(
+                "SELECT round_id, applicant_id FROM applicants WHERE round_id = ANY($1)",
+                sorted({round_id for round_id, _ in running}),
+            )
+        }
+        if running <= written:
+            return
+        await asyncio.sleep(0.2)
