@@ -310,12 +310,14 @@ class RoundDriver:
         await self.close("skb")
         await self._phase(
             "final ranking",
-            self.wait(lambda c: c["skb"] == 0 and c["final_ranking"] == 0, "final ranking"),
+            self.wait(
+                lambda c: c["skb"] == 0 and c["final_ranking"] == 0 and c["final_appeal"] == 0,
+                "final ranking and its sanggah",
+            ),
         )
+        # Those who lost on rank wait in optimalisasi until filing closes (a seat given up during
+        # filing still goes to the next of them); the winners file meanwhile.
         await self._phase("final ranking", self.wait_phase("filing"))
-        await self._phase(
-            "final ranking", self.wait(lambda c: c["optimalisasi"] == 0, "optimalisasi")
-        )
         filing = sorted(a for a, s in (await self.stages()).items() if s == "filing")
         await self._phase(
             "filing",
