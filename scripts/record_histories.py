@@ -196,7 +196,7 @@ FULL_WINDOWS = {
     "filing": (3600, 4500),
     "latsar": (4500, 5400),
 }
-FULL_APPEAL_WINDOW = 10  # s: the TMS sanggah window, and the final-appeal wait before optimalisasi
+FULL_APPEAL_WINDOW = 10  # s: the sanggah windows (administration and final result)
 FULL_ANSWER_WITHIN = 5  # s: an appeal not answered by then leaves TMS
 FULL_OFFER_WITHIN = 30  # s: how long an optimalisasi offer waits
 FULL_PAGE_SIZE = 2  # journeys per broadcast page: several pages per announcement
@@ -416,9 +416,28 @@ class FullRound:
         await self.at(["disqualified"], {Stage.ENDED})
         await self.close("skb", "record-histories: every SKB component reported")
 
-        # Final result: a winner of F2 withdraws in the final-appeal window; the seat goes to
-        # optimalisasi, where the best loser declines and the next accepts (P/L-2).
-        await self.at(["pns", "filing-incomplete", "withdraws-after-winning"], {Stage.FILING})
+        # Final result: everyone in the ranking waits out the sanggah against it; one who lost on
+        # rank files one, which the instansi rejects. A winner of F2 withdraws in that window; the
+        # seat goes to optimalisasi, where the best loser declines and the next accepts (P/L-2).
+        await self.at(
+            ["pns", "filing-incomplete", "withdraws-after-winning", "declines-offer"],
+            {Stage.FINAL_APPEAL},
+        )
+        await self.send(
+            "declines-offer",
+            AppealFiling(
+                report_id="sanggah-akhir", reported_by=PORTAL, reason="the interview score is wrong"
+            ),
+        )
+        await self.send(
+            "declines-offer",
+            AppealAnswer(
+                report_id="jawab-akhir",
+                reported_by="bkpsdm-verifikator",
+                accepted=False,
+                note="the scores were checked against the panel's sheets",
+            ),
+        )
         await self.send(
             "withdraws-after-winning",
             Withdrawal(report_id="aps-withdraws", reported_by=PORTAL, reason="another position"),
@@ -488,7 +507,11 @@ class FullRound:
                 if marker in offer_id and status == "pending":
                     return offer_id
             if time.monotonic() > deadline:
-                raise AssertionError(f"no offer to {role}; offers {state.offers}")
+                last = [(d.stage, d.outcome) for d in state.decisions[-6:]]
+                raise AssertionError(
+                    f"no offer to {role}; offers {state.offers}; round at {state.phase}, last "
+                    f"decisions {last}"
+                )
             await asyncio.sleep(0.3)
 
     async def outcomes(self) -> dict[str, JourneyState]:

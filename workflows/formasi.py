@@ -646,14 +646,8 @@ class FormasiSelection:
 
     def _continue_as_new(self) -> None:
         self.carry.runs += 1
+        # The same start with the state carried: no field of the start can be left behind (the
+        # final sanggah's flag once was, and the next run ignored the round's close of it).
         workflow.continue_as_new(
-            FormasiStart(
-                round_id=self.start.round_id,
-                formasi=self.start.formasi,
-                rules=self.start.rules,
-                carry=self.carry.model_dump(mode="json"),
-                page_size=self.start.page_size,
-                continue_after_events=self.start.continue_after_events,
-                secret=self.start.secret,
-            )
+            self.start.model_copy(update={"carry": self.carry.model_dump(mode="json")})
         )

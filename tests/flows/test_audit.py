@@ -80,6 +80,7 @@ RECORDED_SETS = [
     RECORDED / "v4",
     RECORDED / "v4-full",
     RECORDED / "v5-full",
+    RECORDED / "v6-full",
     RECORDED / "v4-full-markers",
 ]
 
