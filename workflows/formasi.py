@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.optimalisasi import CandidateProfile
     from domain.protocol import BROADCAST, FORMASI_RESULT
-    from domain.ranking import FinalEntry, SkdCutTracker, rank_final, skd_cut_size
+    from domain.ranking import FinalEntry, FinalRanking, SkdCutTracker, rank_final, skd_cut_size
     from domain.seal import sealed
     from workflows.calls import changed_keys, run_activity, signal_message, workflow_handle
     from workflows.ids import journey_workflow_id, round_workflow_id
@@ -236,23 +236,7 @@ class FormasiSelection:
             self.start.secret,
         )
         await self._deliver(result)
-        await FORMASI_RESULT.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
-            sealed(
-                FormasiResult(
-                    formasi_code=self.start.formasi.code,
-                    vacancies=self.start.formasi.quota - len(ranking.winners),
-                    candidates=[by_id[a] for a in ranking.others],
-                    winners=ranking.winners,
-                    profiles={
-                        a: self.carry.profiles[a]
-                        for a in ranking.others
-                        if a in self.carry.profiles
-                    },
-                ),
-                self.start.secret,
-            ),
-        )
+        await self._tell_round(ranking, by_id)
         self.carry.final_barrier = None
         self.carry.final_ranked = True
         self.carry.processed.append(closed.announcement_id)
@@ -303,6 +287,13 @@ class FormasiSelection:
             self.start.secret,
         )
         await self._deliver_to(result, [*ranking.winners, *ranking.others])
+        await self._tell_round(ranking, by_id, confirmed=True)
+
+    async def _tell_round(
+        self, ranking: FinalRanking, by_id: dict[str, FinalEntry], confirmed: bool = False
+    ) -> None:
+        """The round's result of this formasi: empty seats, the winners, and those who lost on
+        rank with what optimalisasi's pool needs of them (confirmed: after the final sanggah)."""
         await FORMASI_RESULT.send(
             workflow_handle(round_workflow_id(self.start.round_id)),
             sealed(
@@ -316,7 +307,7 @@ class FormasiSelection:
                         for a in ranking.others
                         if a in self.carry.profiles
                     },
-                    confirmed=True,
+                    confirmed=confirmed,
                 ),
                 self.start.secret,
             ),
