@@ -24,12 +24,20 @@ console = Console(width=None if sys.stdout.isatty() else 130)
 
 
 def bench_settings(data_dir: Path, task_queue: str = "casn-bench") -> Settings:
-    """Own data dir and ports, never the tests' or the demo's (temporal 37233, ui 38233, pg 35432)."""
+    """Own data dir and ports, never the tests' or the demo's (temporal 37233, ui 38233, pg 35432).
+
+    CASN_BENCH_PORT_OFFSET (0..999) moves all three, so that two checkouts can run benchmarks at
+    once (each has its own data dir under its own out/).
+    """
+    raw = os.environ.get("CASN_BENCH_PORT_OFFSET", "0")
+    if not raw.isdigit() or int(raw) > 999:
+        raise SystemExit(f"CASN_BENCH_PORT_OFFSET must be a whole number 0..999, not {raw!r}")
+    offset = int(raw)
     return Settings(
         data_dir=data_dir,
-        temporal_port=37233,
-        temporal_ui_port=38233,
-        postgres_port=35432,
+        temporal_port=37233 + offset,
+        temporal_ui_port=38233 + offset,
+        postgres_port=35432 + offset,
         task_queue=task_queue,
         log_level="WARNING",
         log_format="console",
