@@ -397,8 +397,13 @@ def recompute_command(
         ):
             table.add_column(col, overflow="fold")
         for a, r in result.pairs:
+            announced = (
+                f"{a.winners_count} in {len(a.winner_pages)} page(s), by digest"
+                if a.winner_pages is not None
+                else _short(a.winners)
+            )
             table.add_row(
-                a.formasi_code, str(a.cut_key), str(r.cut_key), _short(a.winners), _short(r.winners)
+                a.formasi_code, str(a.cut_key), str(r.cut_key), announced, _short(r.winners)
             )
         console.print(table)
         differences = result.differences()

@@ -11,6 +11,7 @@
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
     python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
+    python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench profile --size 200          # journeys under py-spy
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
@@ -947,6 +948,42 @@ def big_formasi(
                     ),
                 },
             )
+
+    asyncio.run(main())
+
+
+@app.command("page-payloads")
+def page_payloads(
+    quota: int = typer.Option(10_000, min=1, help="formasi quota (the SKD cut is 3 x quota)"),
+    size: int = typer.Option(100_000, min=1, help="applicants answering the SKD close"),
+    page: int = typer.Option(500, min=1, max=10_000, help="broadcast page size"),
+    seed: int = 17,
+    keep_stack: bool = KEEP,
+):
+    """Issue 17 item 1: each payload of a formasi's selection kept as pages, against the same
+    payload carried whole (the design before paging); the largest must stay under 256 KiB."""
+    from bench.pages import run_page_payloads
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            fig = await run_page_payloads(ctx, quota, size, page, seed)
+        rows = fig.pop("rows")
+        print_table("page-payloads", fig)
+        from rich.table import Table
+
+        table = Table(title=f"encoded payloads (quota {quota:,}, {size:,} applicants)")
+        for col in ("payload", "carried whole", "kept as pages"):
+            table.add_column(col, justify="left" if col == "payload" else "right")
+        for what, before, after in rows:
+            table.add_row(
+                what,
+                "-" if before is None else f"{before / 1024:,.1f} KiB",
+                f"{after / 1024:,.1f} KiB",
+            )
+        console.print(table)
+        save("page-payloads", {"machine": m, **fig, "rows": rows})
 
     asyncio.run(main())
 

@@ -79,6 +79,7 @@ from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
+from runtime.sealed import ColumnCipher
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
@@ -97,6 +98,8 @@ class Context:
     api: RecruitmentApi
     database_url: str
     console: Console = field(default_factory=lambda: Console(stderr=False))
+    # Opens what the read model and the page store keep sealed (the payload keys).
+    cipher: ColumnCipher | None = None
 
 
 @dataclass
@@ -933,7 +936,9 @@ async def announce(
     (RefusedError: exit 1, naming what is missing) while the stage has no result for everyone."""
     conn = await asyncpg.connect(ctx.database_url)
     try:
-        published = await publish_announcement(ctx.api, conn, round_id, stage, signer, corrects)
+        published = await publish_announcement(
+            ctx.api, conn, round_id, stage, signer, corrects, ctx.cipher
+        )
     finally:
         await conn.close()
     p = published.publication
@@ -1059,6 +1064,7 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
             ),
             app.stack.database_url,
             console,
+            ColumnCipher.from_keys(app.keys),
         )
         try:
             result = await body(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -11,7 +12,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import CloseReply
+from domain.pages import REPLIES
 from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE
+
+if TYPE_CHECKING:
+    from activities.pages import PageStore
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
@@ -24,8 +29,9 @@ class Broadcaster:
     `close_stage` update and returns every journey's answer.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, pages: PageStore | None = None) -> None:
         self.client = client
+        self.pages = pages  # where a close keeps its answers (keep_replies)
 
     @activity.defn(name=BROADCAST.name)
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
@@ -58,10 +64,26 @@ class Broadcaster:
                     activity.heartbeat(delivered)
 
         await asyncio.gather(*(deliver(i) for i in ids))
+        answers = [replies[i] for i in ids if i in replies]
+        if req.keep_replies:
+            return await self._kept(req, delivered, next_token, answers)
+        return BroadcastResult(delivered=delivered, next_page_token=next_token, replies=answers)
+
+    async def _kept(
+        self, req: BroadcastRequest, delivered: int, token: str | None, answers: list[CloseReply]
+    ) -> BroadcastResult:
+        """The page's answers that rank, kept in the page store; the result holds its reference."""
+        if self.pages is None:
+            raise RuntimeError(
+                "broadcast: keep_replies needs the page store, and this worker has none"
+            )
+        ranking = [a for a in answers if a.key is not None or a.entry is not None]
+        kept = None
+        if ranking:
+            owner = f"{req.round_id}/formasi/{req.formasi_code}"
+            kept = await self.pages.put(REPLIES, owner, ranking)
         return BroadcastResult(
-            delivered=delivered,
-            next_page_token=next_token,
-            replies=[replies[i] for i in ids if i in replies],
+            delivered=delivered, next_page_token=token, kept=kept, replied=len(answers)
         )
 
     async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:

@@ -394,7 +394,14 @@ async def _publish(demo: Demo, app) -> bool:
     try:
         for stage in AnnouncementStage:  # signed, chained, on the public pages
             try:
-                published = await publish_announcement(demo.api, conn, round_id, stage, operator)
+                published = await publish_announcement(
+                    demo.api,
+                    conn,
+                    round_id,
+                    stage,
+                    operator,
+                    cipher=ColumnCipher.from_keys(app.keys),
+                )
             except RefusedError as exc:
                 demo.say(f"[red]announcement {stage.value} not published[/]: {exc}")
                 ok = False

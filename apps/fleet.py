@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 from activities.broadcast import Broadcaster
 from activities.journeys import JourneyReader
 from activities.notify import FileTransport, deliver_pending
+from activities.pages import PageStore
 from activities.readmodel import ReadModel
 from activities.revocations import RevocationWriter
 from activities.rounds import RoundReader
@@ -35,8 +36,10 @@ log = get_logger("worker")
 async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
     """A worker for the project's task queue with every workflow and activity registered."""
     # The read model seals the notifications with the payload keys the client's codec holds.
-    readmodel = ReadModel(pool, ColumnCipher.from_keys(load_or_create_keys(settings)))
-    broadcaster = Broadcaster(client)
+    cipher = ColumnCipher.from_keys(load_or_create_keys(settings))
+    readmodel = ReadModel(pool, cipher)
+    pages = PageStore(pool, cipher)
+    broadcaster = Broadcaster(client, pages)
     rounds = RoundReader(client)
     return Worker(
         client,
@@ -49,6 +52,9 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             rounds.read_round,
             JourneyReader(client).read_journey_end,
             RevocationWriter(pool).project_revocations,
+            pages.read_page,
+            pages.rank_skd_pages,
+            pages.rank_final_pages,
         ],
         max_cached_workflows=settings.worker_max_cached_workflows,
         workflow_runner=worker_runner(),

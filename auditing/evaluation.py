@@ -801,7 +801,7 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
             (
                 f.code,
                 f.quota,
-                len(result.winners) if result else None,
+                result.n_winners if result else None,
                 result.vacancies if result else None,
                 offered[f.code],
                 answered[f.code]["accepted"],

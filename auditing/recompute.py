@@ -43,6 +43,7 @@ from domain.messages import (
     fraction_text,
 )
 from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
+from domain.pages import line_pages
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
 from domain.ranking import FinalEntry, rank_final
 from domain.sheet import ApplicantSheet, corrected, skb_result, with_report
@@ -64,6 +65,12 @@ class FormasiFigures:
     winners: list[tuple[str, str]] = field(default_factory=list)  # (applicant id, final score text)
     others: list[tuple[str, str]] = field(default_factory=list)
     ranked: bool = False  # whether a final ranking exists (announced or computable)
+    # announced by a formasi that keeps its ranking as pages (patch paged-ranking): the digests of
+    # its line pages and their size, instead of the lists
+    winner_pages: list[str] | None = None
+    other_pages: list[str] | None = None
+    page_items: int = 0
+    winners_count: int = 0
     other_entries: list[FinalEntry] = field(default_factory=list)  # recomputed: lost on rank
     # recomputed: the whole SKD listing as columns (skd_listing.lines(skd_columns.ids) lists it)
     skd_columns: SkdColumns | None = None
@@ -166,8 +173,16 @@ def announced_figures(start: FormasiStart, decisions: list[Decision]) -> Formasi
         elif d.stage == "final_ranking" and d.outcome in ("ranked", "confirmed"):
             # The ranking confirmed after the final sanggah, when there is one, is the result.
             figures.ranked = True
-            figures.winners = [(a, s) for a, s in d.input.get("winners", [])]
-            figures.others = [(a, s) for a, s in d.input.get("others", [])]
+            if "winner_pages" in d.input:
+                figures.winner_pages = list(d.input["winner_pages"])
+                figures.other_pages = list(d.input.get("other_pages", []))
+                figures.page_items = int(d.input.get("page_items", 0))
+                figures.winners_count = int(d.input.get("winners_count", 0))
+                figures.winners, figures.others = [], []
+            else:
+                figures.winner_pages = figures.other_pages = None
+                figures.winners = [(a, s) for a, s in d.input.get("winners", [])]
+                figures.others = [(a, s) for a, s in d.input.get("others", [])]
     return figures
 
 
@@ -371,6 +386,31 @@ def write_skd_listing(recomputed: list[FormasiFigures], path: Path) -> int:
     return lines
 
 
+def _page_differences(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
+    """A ranking recorded as pages against the recomputed one: the recompute builds the same
+    pages (domain/pages.py) from its own lines and compares their digests, page by page."""
+    code = announced.formasi_code
+    out = []
+    for name, pages, lines in (
+        ("winners", announced.winner_pages or [], recomputed.winners),
+        ("ranked others", announced.other_pages or [], recomputed.others),
+    ):
+        mine = [
+            ref.digest
+            for ref in line_pages([a for a, _ in lines], dict(lines), announced.page_items)
+        ]
+        if mine != pages:
+            first = next(
+                (i for i, (a, b) in enumerate(zip(mine, pages, strict=False)) if a != b),
+                min(len(mine), len(pages)),
+            )
+            out.append(
+                f"formasi {code}: {name} announced as {len(pages)} pages, recomputed "
+                f"{len(lines)} lines in {len(mine)} pages; they differ from page {first + 1}"
+            )
+    return out
+
+
 def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
     """Every difference between what a formasi announced and what the histories give."""
     code = announced.formasi_code
@@ -383,7 +423,9 @@ def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
         out.append(
             f"formasi {code}: {announced.passers} SKD passers counted, recomputed {recomputed.passers}"
         )
-    if announced.ranked:
+    if announced.ranked and announced.winner_pages is not None:
+        out += _page_differences(announced, recomputed)
+    elif announced.ranked:
         if announced.winners != recomputed.winners:
             out.append(
                 f"formasi {code}: winners announced {announced.winners}, recomputed {recomputed.winners}"

@@ -46,11 +46,13 @@ from client.announcements import (
     wib,
 )
 from client.api import RecruitmentApi, RefusedError
+from client.standings import full_results, page_store
 from domain.codes import FinalCode
 from domain.config import ReportKind, RoundConfig
 from domain.digest import canonical_json
 from domain.messages import ChangeKeys, Decision
 from domain.signing import Signer, verify
+from runtime.sealed import ColumnCipher
 
 FORMAT = "casn-pengumuman/1"
 ZERO_SHA256 = "0" * 64
@@ -242,6 +244,7 @@ async def publish_announcement(
     stage: AnnouncementStage,
     signer: Signer,
     corrects: int | None = None,
+    cipher: ColumnCipher | None = None,
 ) -> Published:
     """Build the stage's announcement from the read model, sign it and store it in the chain.
 
@@ -265,9 +268,9 @@ async def publish_announcement(
     problem = readiness_problem(stage, round_id, results)
     if problem:
         raise AnnouncementNotReady(problem)
-    formasi = published_formasi(
-        stage, config, sections(stage, config, results, state.formasi_results)
-    )
+    # Results kept as pages (patch paged-ranking) are read from the page store with the payload keys.
+    standings = await full_results(page_store(conn, cipher), state.formasi_results)
+    formasi = published_formasi(stage, config, sections(stage, config, results, standings))
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
         last = await conn.fetchrow(

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from domain.messages import Announcement, CloseReply, Decision, JourneyState
 from domain.notices import Notice
+from domain.pages import PageRef
 from domain.registration import Gender
 
 
@@ -64,6 +65,9 @@ class BroadcastRequest(BaseModel, frozen=True):
     mode: str = "signal"
     # Not empty: tell exactly these journeys (one page of them) instead of listing the formasi's.
     workflow_ids: list[str] = []
+    # Mode "close" (patch paged-ranking): keep the page's answers in the page store and return
+    # its reference instead of the answers, so that the result stays small however large the page.
+    keep_replies: bool = False
 
 
 class BroadcastResult(BaseModel, frozen=True):
@@ -72,3 +76,6 @@ class BroadcastResult(BaseModel, frozen=True):
     delivered: int
     next_page_token: str | None = None  # None: that was the last page
     replies: list[CloseReply] = []  # mode "close": each journey's answer, in listing order
+    # keep_replies: the page of answers that rank (a key or an entry), and how many answered
+    kept: PageRef | None = None
+    replied: int = 0

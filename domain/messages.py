@@ -17,6 +17,7 @@ from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
 from domain.digest import canonical_digest
 from domain.optimalisasi import CandidateProfile
+from domain.pages import PageRef
 from domain.panels import ConflictKind
 from domain.ranking import FinalEntry
 from domain.registration import Registration
@@ -382,16 +383,38 @@ class FormasiResult(BaseModel, frozen=True):
     profiles: dict[str, CandidateProfile] = {}
     # The result after the final sanggah (patch final-sanggah): it replaces the first one.
     confirmed: bool = False
+    # Patch paged-ranking: the winners' lines and the candidates ({entry, profile}) in the page
+    # store (domain/pages.py) instead of `winners`, `candidates` and `profiles`, which stay empty.
+    winner_pages: list[PageRef] = []
+    candidate_pages: list[PageRef] = []
+    winners_count: int = 0
+    candidates_count: int = 0
 
     @model_serializer(mode="wrap")
     def _without_empty_profiles(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # A result recorded before profiles dumps (and so seals) as it did when it was sent.
+        # A result recorded before profiles (or pages) dumps (and so seals) as it did when sent.
         data = handler(self)
         if not self.profiles:
             data.pop("profiles", None)
         if not self.confirmed:
             data.pop("confirmed", None)
+        if not self.paged:
+            for name in ("winner_pages", "candidate_pages", "winners_count", "candidates_count"):
+                data.pop(name, None)
         return data
+
+    @property
+    def paged(self) -> bool:
+        """Whether the lists are in the page store (patch paged-ranking)."""
+        return bool(self.winner_pages or self.candidate_pages or self.winners_count)
+
+    @property
+    def n_winners(self) -> int:
+        return self.winners_count if self.paged else len(self.winners)
+
+    @property
+    def n_candidates(self) -> int:
+        return self.candidates_count if self.paged else len(self.candidates)
 
     seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 

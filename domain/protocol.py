@@ -67,6 +67,7 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
+from domain.pages import FinalPages, FinalPagesRequest, PageRead, SkdCut, SkdPagesRequest
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -234,6 +235,10 @@ BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
 READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
 READ_JOURNEY_END = Activity("read_journey_end", JourneyEndRequest, JourneyEnd)
 PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None))
+# The page store (domain/pages.py, issue 17 item 1): rankings of lists kept as pages.
+READ_PAGE = Activity("read_page", PageRead, list)
+RANK_SKD_PAGES = Activity("rank_skd_pages", SkdPagesRequest, SkdCut)
+RANK_FINAL_PAGES = Activity("rank_final_pages", FinalPagesRequest, FinalPages)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 

@@ -31,14 +31,41 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.optimalisasi import CandidateProfile
-    from domain.protocol import BROADCAST, FORMASI_RESULT
+    from domain.pages import (
+        LINES,
+        MAX_PAGE_ITEMS,
+        FinalPages,
+        FinalPagesRequest,
+        PageRead,
+        PageRef,
+        SkdCut,
+        SkdPagesRequest,
+        ids_of,
+    )
+    from domain.protocol import (
+        BROADCAST,
+        FORMASI_RESULT,
+        RANK_FINAL_PAGES,
+        RANK_SKD_PAGES,
+        READ_PAGE,
+    )
     from domain.ranking import FinalEntry, FinalRanking, SkdCutTracker, rank_final, skd_cut_size
     from domain.seal import sealed
-    from workflows.calls import changed_keys, run_activity, signal_message, workflow_handle
-    from workflows.ids import journey_workflow_id, round_workflow_id
+    from workflows.calls import (
+        changed_keys,
+        run_activity,
+        run_local_activity_until_done,
+        signal_message,
+        workflow_handle,
+    )
+    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
+    from workflows.versions import PAGED_RANKING
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
+RANKING_TIMEOUT = timedelta(
+    hours=1
+)  # an activity that ranks from pages (a few seconds per 100,000)
 # What the round announces to a formasi, in the order it does (a TMT move may come at any time).
 ROUND_PHASES = (
     Phase.ADMINISTRATION,
@@ -119,6 +146,15 @@ class FormasiCarry(BaseModel):
     correction_answers: dict[str, str] = {}  # applicant id -> the answer that corrected it
     final_ranked: bool = False
     final_confirmed: bool = False
+    # Patch paged-ranking (decided by the first run, carried): the answers to the closes are kept
+    # as pages (their references here), and each ranking is an activity's result, kept as pages.
+    paged: bool = False
+    skd_pages: list[PageRef] = []
+    entry_pages: list[PageRef] = []
+    skd_cut: SkdCut | None = None
+    ranked: FinalPages | None = None  # the final ranking
+    confirmed: FinalPages | None = None  # the ranking after the final sanggah
+    result_at: datetime | None = None  # when the result being told was announced (every page's)
     decisions: list[Decision] = []
     runs: int = 1
     done: bool = False
@@ -141,6 +177,8 @@ class FormasiSelection:
     @workflow.run
     async def run(self, start: FormasiStart) -> FormasiState:
         self.own_limit = workflow.patched("continue-as-new-on-own-count")
+        if not start.carry:
+            self.carry.paged = workflow.patched(PAGED_RANKING)
         if self.carry.skd_barrier is not None:
             await self._skd_ranking(self.carry.skd_barrier.announcement)
         if self.carry.final_barrier is not None:
@@ -165,8 +203,16 @@ class FormasiSelection:
                     workflow.deprecate_patch("announce-to-candidates")
                     # Only those the final ranking left out wait in optimalisasi; the winners would
                     # ignore it. The carried entries rank the same as they did at the final ranking.
-                    others = rank_final(self.carry.final_entries, self.start.formasi.quota).others
-                    await self._deliver_to(announcement, others)
+                    if self.carry.paged:
+                        ranking = self.carry.confirmed or self.carry.ranked
+                        await self._deliver_pages(
+                            announcement, [] if ranking is None else ranking.others
+                        )
+                    else:
+                        others = rank_final(
+                            self.carry.final_entries, self.start.formasi.quota
+                        ).others
+                        await self._deliver_to(announcement, others)
                 else:
                     await self._deliver(announcement)
                 if announcement.announcement_id not in self.carry.processed:
@@ -183,6 +229,19 @@ class FormasiSelection:
         tracker = self.carry.tracker
         assert tracker is not None
         cut_key = tracker.cut_key()
+        passers = tracker.seen
+        pages: dict = {}
+        if self.carry.paged:
+            if self.carry.skd_cut is None:
+                self.carry.skd_cut = await run_activity(
+                    RANK_SKD_PAGES,
+                    SkdPagesRequest(
+                        owner=self._owner(), capacity=tracker.capacity, pages=self.carry.skd_pages
+                    ),
+                    **self._ranking_options(),
+                )
+            cut_key, passers = self.carry.skd_cut.cut_key, self.carry.skd_cut.passers
+            pages = {"pages": [p.digest for p in self.carry.skd_pages]}
         self._decide_once(
             "skd_ranking",
             "cut",
@@ -191,8 +250,9 @@ class FormasiSelection:
                 "quota": self.start.formasi.quota,
                 "cut_size": tracker.capacity,
                 "replies": barrier.replies,
-                "passers_seen": tracker.seen,
+                "passers_seen": passers,
                 "cut_key": list(cut_key) if cut_key else None,
+                **pages,
             },
         )
         result = sealed(
@@ -206,6 +266,7 @@ class FormasiSelection:
         )
         await self._deliver(result)
         self.carry.skd_barrier = None
+        self.carry.skd_pages = []
         self.carry.processed.append(closed.announcement_id)
 
     async def _final_ranking(self, closed: Announcement) -> None:
@@ -213,6 +274,9 @@ class FormasiSelection:
         barrier = self.carry.final_barrier or self._barrier(closed)
         self.carry.final_barrier = barrier
         await self._await_replies(barrier)
+        if self.carry.paged:
+            await self._final_ranking_paged(closed, barrier)
+            return
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
         by_id = {e.applicant_id: e for e in self.carry.final_entries}
         self._decide_once(
@@ -241,9 +305,64 @@ class FormasiSelection:
         self.carry.final_ranked = True
         self.carry.processed.append(closed.announcement_id)
 
+    async def _final_ranking_paged(self, closed: Announcement, barrier: Barrier) -> None:
+        """The final ranking from the pages of answers (patch paged-ranking): ranked by an
+        activity, recorded by the references of its pages, told a page of applicants at a time."""
+        if self.carry.ranked is None:
+            self.carry.ranked = await run_activity(
+                RANK_FINAL_PAGES,
+                FinalPagesRequest(
+                    owner=self._owner(),
+                    quota=self.start.formasi.quota,
+                    pages=self.carry.entry_pages,
+                    page_items=self._page_items(),
+                ),
+                **self._ranking_options(),
+            )
+        ranked = self.carry.ranked
+        self._decide_once(
+            "final_ranking",
+            "ranked",
+            {
+                "announcement_id": closed.announcement_id,
+                "quota": self.start.formasi.quota,
+                "entries": ranked.entries,
+                **self._pages_record(ranked),
+            },
+        )
+        if self.carry.result_at is None:
+            self.carry.result_at = workflow.now()
+        result = Announcement(
+            announcement_id=f"{closed.announcement_id}/result",
+            phase=Phase.FINAL_RESULT,
+            at=self.carry.result_at,
+        )
+        await self._deliver_pages(
+            result, [*ranked.winners, *ranked.others], winner_pages=len(ranked.winners)
+        )
+        await self._tell_round_pages(ranked)
+        self.carry.result_at = None
+        self.carry.final_barrier = None
+        self.carry.final_ranked = True
+        self.carry.processed.append(closed.announcement_id)
+
+    def _pages_record(self, ranking: FinalPages) -> dict:
+        """What a decision records of a ranking kept as pages: counts and page digests (the
+        recompute builds the same pages from its own ranking and compares the digests)."""
+        return {
+            "page_items": self._page_items(),
+            "winners_count": ranking.n_winners,
+            "others_count": ranking.n_others,
+            "winner_pages": [p.digest for p in ranking.winners],
+            "other_pages": [p.digest for p in ranking.others],
+        }
+
     async def _confirm_final(self, closed: Announcement) -> None:
         """The final sanggah is over: rank again with the corrected entries, record the ranking,
         tell every applicant of the ranking the result as it now stands, and the round."""
+        if self.carry.paged:
+            await self._confirm_final_paged(closed)
+            return
         before = rank_final(self.carry.final_entries, self.start.formasi.quota)
         old = {e.applicant_id: e for e in self.carry.final_entries}
         corrections = self.carry.corrections
@@ -289,6 +408,122 @@ class FormasiSelection:
         await self._deliver_to(result, [*ranking.winners, *ranking.others])
         await self._tell_round(ranking, by_id, confirmed=True)
 
+    async def _confirm_final_paged(self, closed: Announcement) -> None:
+        """`_confirm_final` from pages: the activity ranks again with the corrections and says
+        whether the winners changed and what each corrected applicant scored before."""
+        ranked = self.carry.ranked
+        assert ranked is not None
+        if self.carry.confirmed is None:
+            self.carry.confirmed = await run_activity(
+                RANK_FINAL_PAGES,
+                FinalPagesRequest(
+                    owner=self._owner(),
+                    quota=self.start.formasi.quota,
+                    pages=self.carry.entry_pages,
+                    page_items=self._page_items(),
+                    corrections=self.carry.corrections,
+                    previous_winners=ranked.winners,
+                ),
+                **self._ranking_options(),
+            )
+        confirmed = self.carry.confirmed
+        self._decide_once(
+            "final_ranking",
+            "confirmed",
+            {
+                "announcement_id": closed.announcement_id,
+                "quota": self.start.formasi.quota,
+                "corrections": [
+                    [
+                        a,
+                        confirmed.scores_before.get(a),
+                        fraction_text(e.final_score) if e is not None else None,
+                        self.carry.correction_answers.get(a, ""),
+                    ]
+                    for a, e in sorted(self.carry.corrections.items())
+                ],
+                "changed": confirmed.changed,
+                "entries": confirmed.entries,
+                **self._pages_record(confirmed),
+            },
+        )
+        self.carry.final_confirmed = True
+        if self.carry.result_at is None:
+            self.carry.result_at = workflow.now()
+        result = Announcement(
+            announcement_id=f"{closed.announcement_id}/result",
+            phase=Phase.FINAL_CONFIRMED,
+            at=self.carry.result_at,
+        )
+        await self._deliver_pages(
+            result, [*confirmed.winners, *confirmed.others], winner_pages=len(confirmed.winners)
+        )
+        await self._tell_round_pages(confirmed, confirmed=True)
+        self.carry.result_at = None
+
+    async def _tell_round_pages(self, ranking: FinalPages, confirmed: bool = False) -> None:
+        """The round's result of this formasi as references: the winners' and the candidates'
+        pages, which the round reads when optimalisasi needs them."""
+        await FORMASI_RESULT.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
+            sealed(
+                FormasiResult(
+                    formasi_code=self.start.formasi.code,
+                    vacancies=self.start.formasi.quota - ranking.n_winners,
+                    candidates=[],
+                    winners=[],
+                    confirmed=confirmed,
+                    winner_pages=ranking.winners,
+                    candidate_pages=ranking.candidates,
+                    winners_count=ranking.n_winners,
+                    candidates_count=ranking.n_others,
+                ),
+                self.start.secret,
+            ),
+        )
+
+    async def _deliver_pages(
+        self, announcement: Announcement, pages: list[PageRef], winner_pages: int | None = None
+    ) -> int:
+        """Tell the applicants listed in line pages, a page at a time. A result (`winner_pages`
+        set) names the page's applicants as its winners when the page is one of the first
+        `winner_pages`, and none otherwise, sealed page by page: each journey hears only its own
+        page's winners, and no signal grows with the quota."""
+        paging = self._paging(announcement)
+        while paging.offset < len(pages):
+            ref = pages[paging.offset]
+            ids = ids_of(
+                await run_local_activity_until_done(
+                    READ_PAGE, PageRead(kind=LINES, page=ref), timedelta(seconds=30)
+                )
+            )
+            told = announcement
+            if winner_pages is not None:
+                winners = ids if paging.offset < winner_pages else []
+                told = sealed(
+                    announcement.model_copy(update={"winners": winners}), self.start.secret
+                )
+            page = await self._broadcast(told, len(ids), None, applicant_ids=ids)
+            paging.delivered += page.delivered
+            paging.offset += 1
+            if paging.offset < len(pages) and self._should_continue():
+                self._continue_as_new()
+        self.carry.paging = None
+        return paging.delivered
+
+    def _owner(self) -> str:
+        return formasi_workflow_id(self.start.round_id, self.start.formasi.code)
+
+    def _page_items(self) -> int:
+        return max(1, min(self.start.page_size or MAX_PAGE_ITEMS, MAX_PAGE_ITEMS))
+
+    def _ranking_options(self) -> dict:
+        return {
+            "start_to_close_timeout": RANKING_TIMEOUT,
+            "heartbeat_timeout": timedelta(minutes=1),
+            "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        }
+
     async def _tell_round(
         self, ranking: FinalRanking, by_id: dict[str, FinalEntry], confirmed: bool = False
     ) -> None:
@@ -318,6 +553,8 @@ class FormasiSelection:
 
     async def _await_replies(self, barrier: Barrier) -> None:
         if barrier.by_update:
+            if self.carry.paged and barrier.expected is not None:
+                return  # delivered before a continue-as-new: its answers are in the pages
             barrier.expected = await self._deliver(
                 barrier.announcement, "close", lambda page: self._absorb(barrier, page)
             )
@@ -333,7 +570,16 @@ class FormasiSelection:
             self._continue_as_new()
 
     def _absorb(self, barrier: Barrier, page: BroadcastResult) -> None:
-        """Take one page's answers to a close: SKD keys into the cut tracker, final entries kept."""
+        """Take one page's answers to a close: SKD keys into the cut tracker, final entries kept
+        (paged: the reference of the page of answers the broadcast kept)."""
+        if self.carry.paged:
+            barrier.replies += page.replied
+            if page.kept is not None:
+                if barrier.announcement.phase == Phase.SKD_CLOSED:
+                    self.carry.skd_pages.append(page.kept)
+                else:
+                    self.carry.entry_pages.append(page.kept)
+            return
         for reply in page.replies:
             barrier.replies += 1
             if reply.key is not None and self.carry.tracker is not None:
@@ -417,6 +663,7 @@ class FormasiSelection:
                 page_size=page_size,
                 page_token=token,
                 mode=mode,
+                keep_replies=self.carry.paged and mode == "close",
                 workflow_ids=[
                     journey_workflow_id(self.start.round_id, a) for a in applicant_ids or []
                 ],
@@ -551,7 +798,9 @@ class FormasiSelection:
             problem = "no final sanggah is open in this formasi"
         elif self.carry.final_confirmed:
             problem = "the ranking after the final sanggah is already confirmed"
-        elif correction.applicant_id not in known:
+        elif correction.applicant_id not in known and not self.carry.paged:
+            # Paged, the formasi holds no list of its entrants: the ranking activity takes a
+            # correction only for an applicant in the pages (the seal says a journey sent it).
             problem = "the applicant is not in the final ranking"
         elif correction.applicant_id in self.carry.corrections:
             problem = "the applicant's entry is corrected already"
@@ -563,7 +812,9 @@ class FormasiSelection:
             problem = "the entry is another applicant's, another formasi's, or impossible"
         if problem:
             self._ignored("entry_corrected", problem)
-            if self.carry.final_confirmed and correction.applicant_id in known:
+            if self.carry.final_confirmed and (
+                correction.applicant_id in known or self.carry.paged
+            ):
                 # Recorded: an auditor must see a correction the ranking could not take.
                 self._decide(
                     "final_ranking",
@@ -597,9 +848,21 @@ class FormasiSelection:
             runs=self.carry.runs,
             processed=list(self.carry.processed),
             awaiting=awaiting,
-            skd_cut_key=tracker.cut_key() if tracker else None,
-            skd_passers_seen=tracker.seen if tracker else 0,
-            final_entries=len(self.carry.final_entries),
+            skd_cut_key=(
+                self.carry.skd_cut.cut_key
+                if self.carry.skd_cut
+                else tracker.cut_key()
+                if tracker
+                else None
+            ),
+            skd_passers_seen=(
+                self.carry.skd_cut.passers if self.carry.skd_cut else tracker.seen if tracker else 0
+            ),
+            final_entries=(
+                self.carry.ranked.entries
+                if self.carry.ranked
+                else sum(p.count for p in self.carry.entry_pages) or len(self.carry.final_entries)
+            ),
             decisions=list(self.carry.decisions),
         )
 

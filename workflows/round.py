@@ -35,12 +35,20 @@ with workflow.unsafe.imports_passed_through():
         RoundView,
         SeatVacated,
     )
-    from domain.optimalisasi import OptimalisasiCandidate, Vacancy, allocate, local_date
-    from domain.protocol import FORMASI_PHASE, OFFER_SEAT
+    from domain.optimalisasi import (
+        CandidateProfile,
+        OptimalisasiCandidate,
+        Vacancy,
+        allocate,
+        local_date,
+    )
+    from domain.pages import CANDIDATES, LINES, Candidate, PageRead, PageRef, ids_of
+    from domain.protocol import FORMASI_PHASE, OFFER_SEAT, READ_PAGE
+    from domain.ranking import FinalEntry
     from domain.seal import sealed
     from domain.signing import SigningKeyError, public_key, signature_problem
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
-    from workflows.calls import signal_message, workflow_handle
+    from workflows.calls import run_local_activity_until_done, signal_message, workflow_handle
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
@@ -79,6 +87,15 @@ def journey_rules(config: RoundConfig) -> JourneyRules:
     )
 
 
+def _impossible(e: FinalEntry, formasi_code: str) -> bool:
+    """An entry for another formasi, or with an impossible GPA or SKD score."""
+    return (
+        e.formasi_code != formasi_code
+        or not (math.isfinite(e.gpa) and 0 <= e.gpa <= 4)
+        or min(e.skd.twk, e.skd.tiu, e.skd.tkp) < 0
+    )
+
+
 @workflow.defn
 class RecruitmentRound:
     """One instansi's round: phases on durable timers from the configured schedule."""
@@ -98,6 +115,11 @@ class RecruitmentRound:
         self.decisions: list[Decision] = []
         self.ledger = Ledger("command", "", "CommandRefused")
         self.results: dict[str, FormasiResult] = {}
+        # Results kept as pages (patch paged-ranking, decided by the formasi): read from the page
+        # store when optimalisasi needs them; not in the state query, which stays small.
+        self.page_candidates: dict[str, list[FinalEntry]] = {}
+        self.page_profiles: dict[str, CandidateProfile] = {}
+        self.page_winners: dict[str, set[str]] = {}
         self.offers: dict[str, OptimalisasiOffer] = {}
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
@@ -135,6 +157,7 @@ class RecruitmentRound:
             await self._final_sanggah()
         else:
             await workflow.sleep(self.config.appeal.window)
+        await self._read_result_pages()
         self._enter(RoundPhase.OPTIMALISASI)
         if workflow.patched(OPTIMALISASI_UNTIL_FILING_CLOSES):
             # A seat given up before the filing window closes still goes to the next in the pool:
@@ -177,6 +200,41 @@ class RecruitmentRound:
                 all(r.confirmed for r in self.results.values())
                 and len(self.results) == len(self.config.formasi)
             )
+        )
+
+    async def _read_result_pages(self) -> None:
+        """Read the winners and candidates of every result kept as pages, each page checked
+        against its digest, and take the candidates as `_result_problem` takes listed ones."""
+        for code, result in sorted(self.results.items()):
+            if not result.paged:
+                continue
+            winners: set[str] = set()
+            for ref in result.winner_pages:
+                winners.update(ids_of(await self._read_page(LINES, ref)))
+            entries: list[FinalEntry] = []
+            for ref in result.candidate_pages:
+                for item in await self._read_page(CANDIDATES, ref):
+                    candidate = Candidate.model_validate(item)
+                    if (
+                        _impossible(candidate.entry, code)
+                        or candidate.entry.applicant_id in winners
+                    ):
+                        workflow.logger.warning(
+                            "round %s: a candidate of formasi %s ignored: another formasi's, "
+                            "impossible, or also a winner",
+                            self.config.round_id,
+                            code,
+                        )
+                        continue
+                    entries.append(candidate.entry)
+                    if candidate.profile is not None:
+                        self.page_profiles[candidate.entry.applicant_id] = candidate.profile
+            self.page_winners[code] = winners
+            self.page_candidates[code] = entries
+
+    async def _read_page(self, kind: str, ref: PageRef) -> list:
+        return await run_local_activity_until_done(
+            READ_PAGE, PageRead(kind=kind, page=ref), timedelta(seconds=30)
         )
 
     def _enter(self, phase: RoundPhase) -> None:
@@ -272,10 +330,12 @@ class RecruitmentRound:
                 entry=e,
                 jabatan=by_code[e.formasi_code].jabatan,
                 education_level=by_code[e.formasi_code].education_level,
-                profile=r.profiles.get(e.applicant_id) if pool else None,
+                profile=(r.profiles.get(e.applicant_id) or self.page_profiles.get(e.applicant_id))
+                if pool
+                else None,
             )
-            for r in self.results.values()
-            for e in r.candidates
+            for code, r in self.results.items()
+            for e in (self.page_candidates.get(code, []) if r.paged else r.candidates)
         ]
         judged_on = self._registration_closed_on() if pool else None
         while True:
@@ -489,6 +549,17 @@ class RecruitmentRound:
             return "a confirmed result before the first one"
         if known is not None and not (result.confirmed and not known.confirmed):
             return None if known == result else "this formasi's result is recorded already"
+        if result.paged:
+            if result.winners or result.candidates or result.profiles:
+                return "a result kept as pages lists winners or candidates too"
+            if (
+                sum(p.count for p in result.winner_pages) != result.winners_count
+                or sum(p.count for p in result.candidate_pages) != result.candidates_count
+                or result.winners_count > formasi.quota
+                or result.vacancies != formasi.quota - result.winners_count
+            ):
+                return "its pages, winners and vacancies do not add up to the formasi's quota"
+            return None
         winners = result.winners
         if (
             len(set(winners)) != len(winners)
@@ -499,12 +570,7 @@ class RecruitmentRound:
         others = [e.applicant_id for e in result.candidates]
         if len(set(others)) != len(others) or set(others) & set(winners):
             return "a candidate is listed twice, or also as a winner"
-        if any(
-            e.formasi_code != result.formasi_code
-            or not (math.isfinite(e.gpa) and 0 <= e.gpa <= 4)
-            or min(e.skd.twk, e.skd.tiu, e.skd.tkp) < 0
-            for e in result.candidates
-        ):
+        if any(_impossible(e, result.formasi_code) for e in result.candidates):
             return "a candidate's entry is for another formasi, or impossible"
         return None
 
@@ -554,7 +620,14 @@ class RecruitmentRound:
             for offer_id, status in self.offer_status.items()
             if status == "accepted" and self.offers[offer_id].to_formasi == vacated.formasi_code
         }
-        if result is not None and vacated.applicant_id not in {*result.winners, *placed}:
+        winners = (
+            self.page_winners.get(vacated.formasi_code)
+            if result is not None and result.paged
+            else None
+            if result is None
+            else set(result.winners)
+        )
+        if winners is not None and vacated.applicant_id not in {*winners, *placed}:
             return "the applicant holds no seat in that formasi"
         return None
 

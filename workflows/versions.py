@@ -49,3 +49,10 @@ NIP_FROM_ROUND_TMT = "nip-from-round-tmt"
 # row and notifies when the move arrives, not at its next step. Before it, the row kept the old
 # TMT until the journey next came to rest.
 TMT_MOVE_WRITTEN = "tmt-move-written"
+
+# Nothing long travels whole (issue 17 item 1): a formasi keeps the answers to its closes in the
+# page store, ranks from the pages in activities, tells its applicants the final result a page of
+# them at a time (each journey hears only its own page's winners) and sends the round references
+# to pages instead of its candidates and winners. Formasi (and rounds) recorded before it carry
+# the lists in their state and payloads.
+PAGED_RANKING = "paged-ranking"

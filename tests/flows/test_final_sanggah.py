@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from activities.pages import PageStore
 from auditing.history import round_histories
 from auditing.recompute import recompute
 from client.api import RecruitmentApi, RefusedError
@@ -29,7 +30,9 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
+from domain.pages import LINES, PageRef, ids_of
 from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -173,8 +176,18 @@ async def test_an_accepted_final_sanggah_ranks_again_and_tmt_moves_follow_the_ru
         for d in formasi_state["decisions"]
         if d["stage"] == "final_ranking"
     }
-    assert [w for w, _ in rankings["ranked"]["winners"]] == [first]
-    assert [w for w, _ in rankings["confirmed"]["winners"]] == [second]
+    # Both rankings are recorded by their pages (patch paged-ranking), read here from the store.
+    store = PageStore(pool, ColumnCipher.from_keys(keys))
+
+    async def winners(ranking: dict) -> list[str]:
+        refs = ranking["winner_pages"]
+        assert len(refs) == 1 and ranking["winners_count"] == 1
+        row = await pool.fetchrow("SELECT items FROM pages WHERE digest = $1", refs[0])
+        page = PageRef(digest=refs[0], count=row["items"])
+        return ids_of(await store.get(LINES, page))
+
+    assert await winners(rankings["ranked"]) == [first]
+    assert await winners(rankings["confirmed"]) == [second]
     assert rankings["confirmed"]["changed"] is True
     assert [c[0] for c in rankings["confirmed"]["corrections"]] == [second]
 
@@ -213,8 +226,9 @@ async def test_an_accepted_final_sanggah_ranks_again_and_tmt_moves_follow_the_ru
     # The auditor's recompute ranks the corrected entries as the confirmed ranking did.
     result = await recompute(await round_histories(client, round_id), data_converter(keys))
     assert result.differences() == []
-    announced = {a.formasi_code: a for a, _ in result.pairs}["F1"]
-    assert [w for w, _ in announced.winners] == [second]
+    announced, recomputed = {a.formasi_code: (a, r) for a, r in result.pairs}["F1"]
+    # Recorded as pages (patch paged-ranking), which the recompute built again and found equal.
+    assert announced.winner_pages and [w for w, _ in recomputed.winners] == [second]
 
 
 async def _sleep() -> None:

@@ -12,6 +12,8 @@ Two of our own activities are substituted here, under the names the workflows ca
   registry the test fills when it registers them, keeps those still running (describe), and
   signals ``announce`` to each exactly as the real one does. It replaces our activity's lookup
   only; signals, timers and updates are Temporal's own.
+- the page store (activities/pages.py): the real ranking activities over an in-memory store
+  (``MemoryPageStore``) instead of PostgreSQL; the broadcast keeps a close's answers there.
 - ``project_journey`` and ``issue_nip``: in-memory versions (the PostgreSQL versions are
   covered by the real-stack tests in tests/flows). issue_nip still issues one NIP per person.
   A test may hold an ended journey's last projection (``hold_final_projection``) to play a
@@ -38,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.pages import PageStore
 from activities.rounds import RoundReader
 from client.api import RecruitmentApi
 from domain.appointment import format_nip
@@ -50,12 +53,30 @@ from domain.contracts import (
     NipRequest,
 )
 from domain.messages import CloseReply, JourneyState, RoundState
+from domain.pages import REPLIES, PageRef, page_items, page_ref
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
 from tests.roundkit import OPERATOR, TEST_KEYRING
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.registry import WORKFLOWS
+
+
+class MemoryPageStore(PageStore):
+    """The page store's activities over a dict: the same digests, checks and rankings."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, tuple[str, bytes]] = {}
+
+    async def put(self, kind, owner, items) -> PageRef:
+        ref, body = page_ref(kind, items)
+        self.bodies.setdefault(ref.digest, (kind, body))
+        return ref
+
+    async def get(self, kind, ref):
+        stored_kind, body = self.bodies[ref.digest]
+        assert stored_kind == kind
+        return page_items(kind, ref, body)
 
 
 class StandInActivities:
@@ -69,6 +90,7 @@ class StandInActivities:
         self.serials: dict[str, int] = defaultdict(int)
         self.broadcasts: list[BroadcastRequest] = []
         self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
+        self.pages = MemoryPageStore()
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
         self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
@@ -96,6 +118,10 @@ class StandInActivities:
             except RPCError as exc:
                 if exc.status != RPCStatusCode.NOT_FOUND:
                     raise
+        if req.keep_replies:
+            ranking = [r for r in replies if r.key is not None or r.entry is not None]
+            kept = await self.pages.put(REPLIES, req.formasi_code, ranking) if ranking else None
+            return BroadcastResult(delivered=delivered, kept=kept, replied=len(replies))
         return BroadcastResult(delivered=delivered, replies=replies)
 
     @activity.defn(name="project_journey")
@@ -217,6 +243,9 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.project_journey,
                 acts.issue_nip,
                 RoundReader(env.client).read_round,
+                acts.pages.read_page,
+                acts.pages.rank_skd_pages,
+                acts.pages.rank_final_pages,
             ],
         ):
             yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)

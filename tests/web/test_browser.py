@@ -33,6 +33,7 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
+from runtime.sealed import ColumnCipher
 from tests import roundkit
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
@@ -240,7 +241,12 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             # The committee publishes the final announcement; the public reads it.
             async with pool.acquire() as conn:
                 published = await publish_announcement(
-                    api, conn, round_id, AnnouncementStage.FINAL, roundkit.test_signer(OPERATOR)
+                    api,
+                    conn,
+                    round_id,
+                    AnnouncementStage.FINAL,
+                    roundkit.test_signer(OPERATOR),
+                    cipher=ColumnCipher.from_keys(keys),
                 )
             public = await browser.new_page(viewport={"width": 390, "height": 844})
             await public.goto(f"{live_url}/pengumuman")

@@ -1,0 +1,155 @@
+"""The page store (domain/pages.py): write and read sealed pages, and rank from them.
+
+The rankings of a large formasi run here, as activities whose small results the formasi records:
+the pages of answers are read back (each checked against the digest the formasi's history holds),
+ranked with the same domain code the formasi used to run itself, and the ranking is kept as pages
+again. The workflow holds references only, so neither its payloads nor its memory grow with the
+quota.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from temporalio import activity
+
+from domain.messages import CloseReply, fraction_text
+from domain.pages import (
+    CANDIDATES,
+    LINES,
+    REPLIES,
+    Candidate,
+    FinalPages,
+    FinalPagesRequest,
+    PageRead,
+    PageRef,
+    SkdCut,
+    SkdPagesRequest,
+    chunks,
+    ids_of,
+    lines_of,
+    page_items,
+    page_ref,
+)
+from domain.protocol import RANK_FINAL_PAGES, RANK_SKD_PAGES, READ_PAGE
+from domain.ranking import FinalEntry, SkdCutTracker, rank_final
+from runtime.sealed import ColumnCipher
+
+
+def _row(digest: str) -> str:
+    return f"pages/{digest}"
+
+
+class PageStore:
+    """Pages in PostgreSQL, sealed with the payload keys; written once, read by digest."""
+
+    def __init__(self, pool: asyncpg.Pool, cipher: ColumnCipher) -> None:
+        self.pool = pool
+        self.cipher = cipher
+
+    async def put(self, kind: str, owner: str, items: Sequence[Any]) -> PageRef:
+        """Keep a page of `items`; the same page twice is kept once."""
+        ref, body = page_ref(kind, items)
+        await self.pool.execute(
+            "INSERT INTO pages (digest, kind, owner, items, body) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (digest) DO NOTHING",
+            ref.digest,
+            kind,
+            owner[:300],
+            ref.count,
+            self.cipher.seal(body, _row(ref.digest)),
+        )
+        return ref
+
+    async def put_all(
+        self, kind: str, owner: str, items: Sequence[Any], size: int
+    ) -> list[PageRef]:
+        return [await self.put(kind, owner, chunk) for chunk in chunks(items, size)]
+
+    async def get(self, kind: str, ref: PageRef) -> list[Any]:
+        """The items of a page, checked against its digest; LookupError when the store lacks it."""
+        row = await self.pool.fetchrow("SELECT kind, body FROM pages WHERE digest = $1", ref.digest)
+        if row is None:
+            raise LookupError(f"page {ref.digest} ({kind}) is not in the page store")
+        if row["kind"] != kind:
+            raise ValueError(f"page {ref.digest} is a {row['kind']} page, not {kind}")
+        return page_items(kind, ref, self.cipher.open(bytes(row["body"]), _row(ref.digest)))
+
+    async def replies(self, pages: Sequence[PageRef]) -> list[CloseReply]:
+        """The answers in `pages`, each applicant once (a retried broadcast page answers again
+        with the same reply), in the order they were kept."""
+        seen: set[str] = set()
+        out: list[CloseReply] = []
+        for ref in pages:
+            for item in await self.get(REPLIES, ref):
+                reply = CloseReply.model_validate(item)
+                if reply.applicant_id not in seen:
+                    seen.add(reply.applicant_id)
+                    out.append(reply)
+            activity.heartbeat(ref.digest)
+        return out
+
+    # --- activities ---------------------------------------------------------------------------
+
+    @activity.defn(name=READ_PAGE.name)
+    async def read_page(self, req: PageRead) -> list[Any]:
+        """One page's items, checked against its digest."""
+        return await self.get(req.kind, req.page)
+
+    @activity.defn(name=RANK_SKD_PAGES.name)
+    async def rank_skd_pages(self, req: SkdPagesRequest) -> SkdCut:
+        """The SKD cut from the pages of answers to the SKD close (domain.ranking.SkdCutTracker)."""
+        replies = await self.replies(req.pages)
+        tracker = SkdCutTracker(capacity=req.capacity)
+        for reply in replies:
+            if reply.key is not None:
+                tracker.add(reply.applicant_id, tuple(reply.key))
+        return SkdCut(cut_key=tracker.cut_key(), passers=tracker.seen, replies=len(replies))
+
+    @activity.defn(name=RANK_FINAL_PAGES.name)
+    async def rank_final_pages(self, req: FinalPagesRequest) -> FinalPages:
+        """The final ranking of the entries in the pages, corrected by the final sanggah, kept as
+        pages of lines (winners, others) and of the others' candidates for optimalisasi."""
+        replies = [r for r in await self.replies(req.pages) if r.entry is not None]
+        profiles = {r.applicant_id: r.profile for r in replies}
+        entries: list[FinalEntry] = []
+        before: dict[str, str | None] = dict.fromkeys(req.corrections)
+        for r in replies:
+            assert r.entry is not None
+            if r.applicant_id in req.corrections:
+                before[r.applicant_id] = fraction_text(r.entry.final_score)
+                fixed = req.corrections[r.applicant_id]
+                if fixed is not None:
+                    entries.append(fixed)
+            else:
+                entries.append(r.entry)
+        ranking = rank_final(entries, req.quota)
+        by_id = {e.applicant_id: e for e in entries}
+        scores = {a: fraction_text(e.final_score) for a, e in by_id.items()}
+        size = req.page_items
+        winners = await self.put_all(LINES, req.owner, lines_of(ranking.winners, scores), size)
+        others = await self.put_all(LINES, req.owner, lines_of(ranking.others, scores), size)
+        candidates = await self.put_all(
+            CANDIDATES,
+            req.owner,
+            [Candidate(entry=by_id[a], profile=profiles.get(a)) for a in ranking.others],
+            size,
+        )
+        changed = False
+        if req.previous_winners:
+            winners_before: list[str] = []
+            for ref in req.previous_winners:
+                winners_before.extend(ids_of(await self.get(LINES, ref)))
+            changed = winners_before != ranking.winners
+        return FinalPages(
+            entries=len(entries),
+            winners=winners,
+            others=others,
+            candidates=candidates,
+            n_winners=len(ranking.winners),
+            n_others=len(ranking.others),
+            changed=changed,
+            scores_before=before,
+        )

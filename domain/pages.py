@@ -1,0 +1,162 @@
+"""Pages: how a list that grows with the formasi travels without a payload that grows with it.
+
+A formasi hears from every applicant and ranks up to 3 x quota of them; at a quota of 10,000 the
+final entries alone are megabytes, over Temporal's 2 MB payload limit. So nothing long travels
+whole (issue 17): the answers to a close, the ranked lines and the optimalisasi candidates are
+kept as pages in the page store (PostgreSQL, `pages`, sealed under the payload keys), and what
+travels in signals, activity inputs and results, continue-as-new inputs and decisions is a
+`PageRef`: the page's SHA-256 and how many items it holds.
+
+A page's digest is over its canonical body (the items as compact JSON, `page_body`), so whoever
+holds the items can check them against the digest a history recorded, and the auditor's recompute
+can check a recorded ranking without the store: it builds the same pages from its own ranking and
+compares digests. The store is a cache of what the histories already hold (every reply is the
+result of a journey's `close_stage` update); it is never the only copy of a decision's input.
+
+Pure: no I/O here (the store is activities/pages.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from domain.optimalisasi import CandidateProfile
+from domain.ranking import FinalEntry
+from domain.skd import SkdKey
+
+# What a page holds: the answers to a close; a ranking's lines ([applicant id, final score]); the
+# optimalisasi candidates ({entry, profile}) of those who lost on rank.
+REPLIES = "close-replies"
+LINES = "ranking-lines"
+CANDIDATES = "candidates"
+KINDS = (REPLIES, LINES, CANDIDATES)
+
+# At most this many items per page: a page of candidates is then about 300 KB at most, of lines
+# about 45 KB; the formasi's broadcast page size, when smaller, sets the size.
+MAX_PAGE_ITEMS = 1_000
+
+
+class PageRef(BaseModel, frozen=True):
+    """A page in the store: the SHA-256 of its body (hex) and how many items it holds."""
+
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    count: int = Field(ge=0)
+
+
+class Candidate(BaseModel, frozen=True):
+    """One optimalisasi candidate: the final entry and what the pool needs of the applicant."""
+
+    entry: FinalEntry
+    profile: CandidateProfile | None = None
+
+
+def page_body(items: Sequence[Any]) -> bytes:
+    """The canonical body of a page: its items (models dumped as JSON) as compact JSON."""
+    plain = [i.model_dump(mode="json") if isinstance(i, BaseModel) else i for i in items]
+    return json.dumps(plain, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def page_digest(kind: str, body: bytes) -> str:
+    """The page's digest: its kind and body, so that two kinds never share one."""
+    if kind not in KINDS:
+        raise ValueError(f"page kind {kind!r} is not one of {', '.join(KINDS)}")
+    return hashlib.sha256(b"casn-page\n" + kind.encode() + b"\n" + body).hexdigest()
+
+
+def page_ref(kind: str, items: Sequence[Any]) -> tuple[PageRef, bytes]:
+    """The reference and body of a page of `items`."""
+    body = page_body(items)
+    return PageRef(digest=page_digest(kind, body), count=len(items)), body
+
+
+def page_items(kind: str, ref: PageRef, body: bytes) -> list[Any]:
+    """The items of a page read back, checked against its reference; ValueError when they differ."""
+    if page_digest(kind, body) != ref.digest:
+        raise ValueError(f"page {ref.digest[:12]}…: its body does not match its digest")
+    items = json.loads(body)
+    if not isinstance(items, list) or len(items) != ref.count:
+        raise ValueError(f"page {ref.digest[:12]}…: holds {len(items)} items, not {ref.count}")
+    return items
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """`items` in pages of at most `size` (at least one page, empty when there is nothing)."""
+    size = max(1, min(size, MAX_PAGE_ITEMS))
+    if not items:
+        return
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def lines_of(order: Sequence[str], scores: dict[str, str | None]) -> list[list[str | None]]:
+    """A ranking's lines, best first: [applicant id, final score as the decisions write it]."""
+    return [[a, scores.get(a)] for a in order]
+
+
+def line_pages(order: Sequence[str], scores: dict[str, str | None], size: int) -> list[PageRef]:
+    """The references of a ranking's line pages: what a decision records of a long list, and what
+    the recompute builds again from its own ranking to compare."""
+    return [page_ref(LINES, chunk)[0] for chunk in chunks(lines_of(order, scores), size)]
+
+
+# --- what the activities that work on pages take and give ---------------------------------------
+
+
+class SkdPagesRequest(BaseModel, frozen=True):
+    """Find the SKD cut from the pages of answers to the SKD close."""
+
+    owner: str  # the formasi's workflow id: whose pages, for the store's log
+    capacity: int = Field(ge=0)
+    pages: list[PageRef]
+
+
+class SkdCut(BaseModel, frozen=True):
+    """The cut of the SKD ranking: its key (None when fewer passed than the cut holds)."""
+
+    cut_key: SkdKey | None
+    passers: int  # distinct applicants who passed their threshold
+    replies: int  # distinct applicants in the pages
+
+
+class FinalPagesRequest(BaseModel, frozen=True):
+    """Rank the final entries in the pages, with the corrections of the final sanggah."""
+
+    owner: str
+    quota: int = Field(ge=1)
+    pages: list[PageRef]
+    page_items: int = Field(ge=1, le=MAX_PAGE_ITEMS)
+    # applicant id -> its corrected entry (None: the correction failed a gate and it no longer ranks)
+    corrections: dict[str, FinalEntry | None] = {}
+    previous_winners: list[PageRef] = []  # the ranking before: `changed` compares with it
+
+
+class FinalPages(BaseModel, frozen=True):
+    """A final ranking kept as pages: lines of the winners and of the others, best first, and
+    the others' candidates for optimalisasi (in the same order)."""
+
+    entries: int
+    winners: list[PageRef]
+    others: list[PageRef]
+    candidates: list[PageRef]
+    n_winners: int
+    n_others: int
+    changed: bool = False  # the winners differ from `previous_winners`
+    # each corrected applicant's final score before its correction (None: not in the pages)
+    scores_before: dict[str, str | None] = {}
+
+
+class PageRead(BaseModel, frozen=True):
+    """Read one page back (checked against its digest)."""
+
+    kind: str
+    page: PageRef
+
+
+def ids_of(items: list[Any]) -> list[str]:
+    """The applicant ids of a page of ranking lines."""
+    return [str(line[0]) for line in items]
