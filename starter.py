@@ -1064,7 +1064,8 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
             ),
             app.stack.database_url,
             console,
-            ColumnCipher.from_keys(app.keys),
+            # Without the payload keys nothing kept sealed can be read; a command that needs it says so.
+            ColumnCipher.from_keys(app.keys) if getattr(app.keys, "payload_key", None) else None,
         )
         try:
             result = await body(ctx)
