@@ -36,9 +36,9 @@ LINES = "ranking-lines"
 CANDIDATES = "candidates"
 KINDS = (REPLIES, LINES, CANDIDATES)
 
-# At most this many items per page: a page of candidates is then about 300 KB at most, of lines
-# about 45 KB; the formasi's broadcast page size, when smaller, sets the size.
-MAX_PAGE_ITEMS = 1_000
+# At most this many items per page: a page of candidates (about 235 bytes each, encoded) is then
+# about 120 KB, half the 256 KB a payload should stay under; a smaller broadcast page size sets the size.
+MAX_PAGE_ITEMS = 500
 
 
 class PageRef(BaseModel, frozen=True):

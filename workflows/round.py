@@ -157,7 +157,6 @@ class RecruitmentRound:
             await self._final_sanggah()
         else:
             await workflow.sleep(self.config.appeal.window)
-        await self._read_result_pages()
         self._enter(RoundPhase.OPTIMALISASI)
         if workflow.patched(OPTIMALISASI_UNTIL_FILING_CLOSES):
             # A seat given up before the filing window closes still goes to the next in the pool:
@@ -203,10 +202,16 @@ class RecruitmentRound:
         )
 
     async def _read_result_pages(self) -> None:
-        """Read the winners and candidates of every result kept as pages, each page checked
-        against its digest, and take the candidates as `_result_problem` takes listed ones."""
+        """Read the winners and candidates of every result kept as pages (once), each page checked
+        against its digest, and take the candidates as `_result_problem` takes listed ones.
+
+        Only when a seat is empty: a round whose formasi all filled their quota never reads its
+        candidates, and its history does not grow with them. Until then a seat given up is taken
+        at its (sealed) word, as before a result is in."""
+        if not any(self._vacancies(f.code) > 0 for f in self.config.formasi):
+            return
         for code, result in sorted(self.results.items()):
-            if not result.paged:
+            if not result.paged or code in self.page_candidates:
                 continue
             winners: set[str] = set()
             for ref in result.winner_pages:
@@ -321,6 +326,7 @@ class RecruitmentRound:
 
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
+        await self._read_result_pages()
         by_code = {f.code: f for f in self.config.formasi}
         # The pool (patch optimalisasi-pool): a seat's formasi must accept the candidate's major
         # and age as registration would; rounds recorded before compare jabatan and education only.
