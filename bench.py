@@ -1158,12 +1158,12 @@ def fleet(
 
 @app.command("cache-memory")
 def cache_memory(
-    size: int = typer.Option(400, min=20, help="journeys held in the worker's cache"),
+    size: int = typer.Option(900, min=30, help="journeys held in the worker's cache"),
     trace: bool = typer.Option(
-        True, "--trace/--no-trace", help="tracemalloc in the worker: where the bytes are (slower)"
+        True, "--trace/--no-trace", help="tracemalloc over the last third: where the bytes are"
     ),
     seed: int = 2027,
-    concurrency: int = 32,
+    concurrency: int = typer.Option(8, min=1, help="registrations and reports in flight"),
     keep_stack: bool = KEEP,
 ):
     """Memory of one worker process per journey in its sticky cache (RSS, and tracemalloc)."""
@@ -1173,7 +1173,7 @@ def cache_memory(
 
     async def main():
         async with bare_stack(keep_stack) as (ctx, pool):
-            r = await run_cache_memory(
+            return await run_cache_memory(
                 ctx.client,
                 pool,
                 ctx.keys.pseudonym_key,
@@ -1184,38 +1184,34 @@ def cache_memory(
                 concurrency,
                 trace,
             )
-        p = r["points"]
-        added = r["journeys"] - r["first_half"]
-        rows = {}
-        for point in p:
-            rows[point["label"]] = (
-                f"RSS {point['rss'] / 2**20:.1f} MiB, cached {point['cached_workflows']}"
-                + (f", traced {point['traced'] / 2**20:.1f} MiB" if "traced" in point else "")
-            )
-        rows["RSS per cached journey at admin_check (second half)"] = (
-            f"{(p[2]['rss'] - p[1]['rss']) / added / 1024:.1f} KB"
-        )
-        rows["RSS per cached journey, all, at SKD with scores"] = (
-            f"{(p[3]['rss'] - p[0]['rss']) / r['journeys'] / 1024:.1f} KB"
-        )
-        if "traced" in p[0]:
-            rows["Python heap per cached journey (second half)"] = (
-                f"{(p[2]['traced'] - p[1]['traced']) / added / 1024:.1f} KB"
-            )
-            rows["Python heap per cached journey, all, at SKD"] = (
-                f"{(p[3]['traced'] - p[0]['traced']) / r['journeys'] / 1024:.1f} KB"
-            )
-        rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
-        print_table(f"memory of one worker per cached journey ({r['journeys']} journeys)", rows)
-        if "growth_tracebacks" in p[2]:
-            console.print("largest growth, second half (tracemalloc, by traceback):")
-            for g in p[2]["growth_tracebacks"][:8]:
-                console.print(
-                    f"  {g['size_diff'] / added:8.0f} B/journey  {g['count_diff'] / added:6.1f} blocks  {' <- '.join(reversed(g['where'][-4:]))}"
-                )
-        save("cache-memory", {"machine": m, **r})
 
-    asyncio.run(main())
+    r = asyncio.run(main())
+    p, parts, n = r["points"], r["parts"], r["journeys"]
+    rows: dict[str, str] = {}
+    for point in p:
+        rows[point["label"]] = (
+            f"RSS {point['rss'] / 2**20:.1f} MiB, cached {point['cached_workflows']}"
+            + (f", traced heap {point['traced'] / 2**20:.2f} MiB" if "traced" in point else "")
+        )
+    rows["RSS per cached journey at admin_check (second third, untraced)"] = (
+        f"{(p[2]['rss'] - p[1]['rss']) / (parts[1] - parts[0]) / 1024:.1f} KB"
+    )
+    if r["traced"]:
+        rows["Python heap per cached journey at admin_check (last third)"] = (
+            f"{(p[3]['traced'] - p[2]['traced']) / (parts[2] - parts[1]) / 1024:.1f} KB"
+        )
+        rows["Python heap added per journey by its SKD report (all journeys)"] = (
+            f"{(p[4]['traced'] - p[3]['traced']) / n / 1024:.1f} KB"
+        )
+    rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+    print_table(f"memory of one worker per cached journey ({n} journeys)", rows)
+    if r["traced"]:
+        added = parts[2] - parts[1]
+        console.print("largest heap growth over the last third (tracemalloc, by traceback):")
+        for g in p[3].get("growth_tracebacks", [])[:10]:
+            where = " <- ".join(reversed(g["where"][-4:]))
+            console.print(f"  {g['size_diff'] / added:7.0f} B/journey  {where}")
+    save("cache-memory", {"machine": m, **r})
 
 
 if __name__ == "__main__":

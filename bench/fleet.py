@@ -40,6 +40,7 @@ from runtime.settings import Settings
 from workflows.ids import formasi_workflow_id
 
 STARTUP_TIMEOUT = 60.0
+TRACE_FRAMES = 8  # frames kept per allocation by tracemalloc in the memory worker
 
 
 def worker_env(settings: Settings, task_queue: str, **extra: str) -> dict[str, str]:
@@ -327,12 +328,14 @@ async def run_cache_memory(
     concurrency: int,
     trace: bool,
 ) -> dict:
-    """Registers `size` applicants in two halves against one instrumented worker process, takes its
-    memory after each half, then moves every journey on to SKD results and takes it again.
+    """Registers `size` applicants in three parts against one instrumented worker process and takes
+    its memory after each, then moves every journey on to SKD with its scores and takes it again.
 
-    The growth between the two halves, divided by the journeys added, is the cost of one more
-    cached journey at the admin_check stage (warm-up and the round's own workflows fall in the
-    first half); the last point is the same journeys carrying their SKD scores."""
+    The RSS growth over the second part, divided by the journeys it added, is the cost of one more
+    cached journey at the admin_check stage (imports, warm-up and the round's own workflows fall in
+    the first part). tracemalloc starts after the second part (it slows the worker several times
+    over, and its own bookkeeping would inflate the RSS): the Python heap that the third part left
+    behind, per journey, and where it was allocated."""
     queue = f"{settings.task_queue}-memory-{uuid.uuid4().hex[:4]}"
     report = out / f"memory-{queue}.json"
     fleet = Fleet(
@@ -340,10 +343,7 @@ async def run_cache_memory(
         queue,
         out / "fleet-logs",
         command=[sys.executable, "-m", "bench.fleet", "memory-worker", str(report)],
-        extra_env={
-            "CASN_WORKER_MAX_CACHED_WORKFLOWS": str(size + 100),
-            "BENCH_TRACEMALLOC": "1" if trace else "0",
-        },
+        extra_env={"CASN_WORKER_MAX_CACHED_WORKFLOWS": str(size + 100)},
     )
     fleet.start(1)
     proc = fleet.procs[0]
@@ -356,7 +356,6 @@ async def run_cache_memory(
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"bench memory: no report from the worker ({label})")
             await asyncio.sleep(0.2)
-        await asyncio.sleep(0.2)  # written whole: the worker renames it into place
         return json.loads(report.read_text()) | {"label": label}
 
     try:
@@ -366,17 +365,20 @@ async def run_cache_memory(
         config, path = bench_config(round_id, datetime.now(UTC), quota=size, out_dir=out / "rounds")
         await api.create_round(path, config.reporters["operator"][0])
         driver = RoundDriver(api, pool, config, random.Random(seed), concurrency)
+        driver.timeout = 1200.0
         regs = applicants(config, size, seed)
-        half = len(regs) // 2
+        third = len(regs) // 3
         points = [await snapshot("round started, no journey")]
-        await driver.register(regs[:half])
-        n1 = len(driver.ids)
-        await driver.wait(lambda c: c["admin_check"] == n1, "first half registered")
-        points.append(await snapshot(f"{n1} journeys at admin_check"))
-        await driver.register(regs[half:])
-        n = len(driver.ids)
-        await driver.wait(lambda c: c["admin_check"] == n, "every registration")
-        points.append(await snapshot(f"{n} journeys at admin_check"))
+        sizes = []
+        for part, (lo, hi) in enumerate([(0, third), (third, 2 * third), (2 * third, len(regs))]):
+            if part == 2 and trace:
+                os.kill(proc.pid, signal.SIGUSR2)  # tracemalloc from here on
+                points[-1] = await snapshot(points[-1]["label"])
+            await driver.register(regs[lo:hi])
+            n = len(driver.ids)
+            await driver.wait(lambda c, n=n: c["admin_check"] == n, "registrations")
+            sizes.append(n)
+            points.append(await snapshot(f"{n} journeys at admin_check"))
         await driver.close("registration")
         await driver.send_all(driver.admin_jobs())
         await driver.close("administration")
@@ -386,10 +388,10 @@ async def run_cache_memory(
         await terminate(client, round_id)
     finally:
         fleet.stop()
-    return {"journeys": n, "first_half": n1, "points": points}
+    return {"journeys": n, "parts": sizes, "traced": trace, "points": points}
 
 
-def memory_report(path: Path, worker: Any, trace: bool, baseline: list) -> None:
+def memory_report(path: Path, worker: Any, baseline: list) -> None:
     """Write the worker's memory, after a full collection, to `path` (then renamed into place)."""
     gc.collect()
     rss = psutil.Process().memory_info().rss
@@ -399,7 +401,7 @@ def memory_report(path: Path, worker: Any, trace: bool, baseline: list) -> None:
         "cached_workflows": cached,
         "gc_objects": len(gc.get_objects()),
     }
-    if trace:
+    if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__)]
         )
@@ -431,14 +433,12 @@ def memory_report(path: Path, worker: Any, trace: bool, baseline: list) -> None:
 
 
 async def memory_worker(report: Path) -> None:
-    """The real worker (apps.fleet.build_worker) that writes its memory to `report` on SIGUSR1."""
+    """The real worker (apps.fleet.build_worker) that writes its memory to `report` on SIGUSR1
+    and starts tracemalloc on SIGUSR2."""
     from apps.fleet import build_worker
     from runtime.app import open_app
     from runtime.db import open_pool
 
-    trace = os.environ.get("BENCH_TRACEMALLOC") == "1"
-    if trace:
-        tracemalloc.start(25)
     ctx = await open_app()
     pool = await open_pool(ctx.stack.database_url, max_size=10)
     worker = await build_worker(ctx.client, ctx.settings, pool)
@@ -446,7 +446,8 @@ async def memory_worker(report: Path) -> None:
     loop = asyncio.get_running_loop()
     baseline: list = []
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: memory_report(report, worker, trace, baseline))
+    loop.add_signal_handler(signal.SIGUSR1, lambda: memory_report(report, worker, baseline))
+    loop.add_signal_handler(signal.SIGUSR2, lambda: tracemalloc.start(TRACE_FRAMES))
     async with worker:
         await stop.wait()
     await pool.close()
