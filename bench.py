@@ -13,6 +13,8 @@
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench profile --size 200          # journeys under py-spy
+    python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
+    python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
 35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
@@ -1067,6 +1069,186 @@ def profile(
         f"where the worker process spends its time ({active} active of {total} samples; {raw})",
         [(name, f"{n / active:.0%}") for name, n in buckets],
     )
+
+
+# --- the worker fleet (issue 17 item 4) ---------------------------------------------------------------
+
+
+@asynccontextmanager
+async def bare_stack(keep: bool):
+    """The bench's embedded stack with no worker in this process: the workers are processes."""
+    from runtime.app import open_app
+    from runtime.embedded import stop_stack
+
+    settings = bench_settings(DATA_DIR, task_queue=f"casn-bench-{uuid.uuid4().hex[:6]}")
+    fresh_temporal(settings)
+    ctx = await open_app(settings)
+    pool = await open_pool(ctx.stack.database_url, max_size=10)
+    try:
+        yield ctx, pool
+    finally:
+        await pool.close()
+        if not keep:
+            for line in stop_stack(settings):
+                console.print(f"[dim]{line}[/]")
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(c < 1 or c > 16 for c in counts):
+        raise typer.BadParameter(
+            f"{text!r}: comma-separated worker counts, each 1..16", param_hint="--workers"
+        )
+    return counts
+
+
+@app.command()
+def fleet(
+    size: int = typer.Option(100, min=10, help="applicants per round (one round per fleet size)"),
+    workers: str = typer.Option("1,2,4", help="worker processes of each run, comma-separated"),
+    recovery_size: int = typer.Option(
+        300, min=10, help="applicants in SKB when the worker running the SKB close is killed"
+    ),
+    recovery: bool = typer.Option(True, "--recovery/--no-recovery"),
+    seed: int = 2027,
+    concurrency: int = 32,
+    keep_stack: bool = KEEP,
+):
+    """Journeys/s and CPU per journey with 1, 2 and 4 `worker.py run` processes against one server,
+    then recovery: SIGKILL of the worker running the SKB close, against the same close unharmed."""
+    from bench.fleet import close_skb, run_fleet
+
+    counts = _worker_counts(workers)
+    m = show_machine()
+
+    async def main():
+        async with bare_stack(keep_stack) as (ctx, pool):
+            key = ctx.keys.pseudonym_key
+            rows = await run_fleet(
+                ctx.client, pool, key, ctx.settings, OUT, counts, size, seed, concurrency
+            )
+            from rich.table import Table
+
+            table = Table(title=f"full journeys by worker processes ({size} applicants a round)")
+            for col in [
+                "workers",
+                "journeys",
+                "elapsed",
+                "journeys/s",
+                "vs 1 worker",
+                "server CPU/journey",
+                "worker CPU/journey",
+                "server cores",
+                "load at start",
+            ]:
+                table.add_column(col, justify="right")
+            base = rows[0]["journeys_per_s"]
+            for r in rows:
+                table.add_row(
+                    str(r["workers"]),
+                    f"{r['journeys']} ({r['ended']} ended)",
+                    f"{r['elapsed_s']:.1f} s",
+                    f"{r['journeys_per_s']:.2f}",
+                    f"{r['journeys_per_s'] / base:.2f}",
+                    f"{r['server_cpu_ms_per_journey']:.0f} ms",
+                    f"{r['worker_cpu_ms_per_journey']:.0f} ms",
+                    f"{r['server_cores']:.2f}",
+                    f"{r['load_1min_at_start']:.2f}",
+                )
+            console.print(table)
+            figures = {"machine": m, "fleet": rows}
+            if recovery:
+                args = (ctx.client, pool, key, ctx.settings, OUT, recovery_size, seed, concurrency)
+                unharmed = await close_skb(*args, kill=False)
+                killed = await close_skb(*args, kill=True)
+                print_table(
+                    f"SIGKILL of the worker running the SKB close ({recovery_size} applicants, "
+                    "2 workers)",
+                    {
+                        "journeys in SKB": killed["journeys in SKB"],
+                        "close -> kill": f"{killed['close -> kill']:.2f} s",
+                        "kill -> page started on the other worker (target < 15 s)": (
+                            f"{killed['kill -> page started on the other worker']:.1f} s"
+                        ),
+                        "kill -> page done": f"{killed['kill -> page done']:.1f} s",
+                        "close -> every journey out of SKB, killed": (
+                            f"{killed['close -> every journey out of SKB']:.1f} s"
+                        ),
+                        "the same, no kill (same run)": (
+                            f"{unharmed['close -> every journey out of SKB']:.1f} s"
+                        ),
+                        "stall (killed - no kill)": f"{killed['close -> every journey out of SKB'] - unharmed['close -> every journey out of SKB']:.1f} s",
+                    },
+                )
+                figures |= {"recovery": killed, "recovery_baseline": unharmed}
+            figures["load average at end"] = os.getloadavg()[:2]
+            console.print(
+                f"load average at end (1/5 min): {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f}"
+            )
+            save("fleet", figures)
+
+    asyncio.run(main())
+
+
+@app.command("cache-memory")
+def cache_memory(
+    size: int = typer.Option(900, min=30, help="journeys held in the worker's cache"),
+    trace: bool = typer.Option(
+        True, "--trace/--no-trace", help="tracemalloc over the last third: where the bytes are"
+    ),
+    seed: int = 2027,
+    concurrency: int = typer.Option(8, min=1, help="registrations and reports in flight"),
+    keep_stack: bool = KEEP,
+):
+    """Memory of one worker process per journey in its sticky cache (RSS, and tracemalloc)."""
+    from bench.fleet import run_cache_memory
+
+    m = show_machine()
+
+    async def main():
+        async with bare_stack(keep_stack) as (ctx, pool):
+            return await run_cache_memory(
+                ctx.client,
+                pool,
+                ctx.keys.pseudonym_key,
+                ctx.settings,
+                OUT,
+                size,
+                seed,
+                concurrency,
+                trace,
+            )
+
+    r = asyncio.run(main())
+    p, parts, n = r["points"], r["parts"], r["journeys"]
+    rows: dict[str, str] = {}
+    for point in p:
+        rows[point["label"]] = (
+            f"RSS {point['rss'] / 2**20:.1f} MiB, cached {point['cached_workflows']}"
+            + (f", traced heap {point['traced'] / 2**20:.2f} MiB" if "traced" in point else "")
+        )
+    rows["RSS per cached journey at admin_check (second third, untraced)"] = (
+        f"{(p[2]['rss'] - p[1]['rss']) / (parts[1] - parts[0]) / 1024:.1f} KB"
+    )
+    if r["traced"]:
+        rows["Python heap per cached journey at admin_check (last third)"] = (
+            f"{(p[3]['traced'] - p[2]['traced']) / (parts[2] - parts[1]) / 1024:.1f} KB"
+        )
+        rows["Python heap added per journey by its SKD report (all journeys)"] = (
+            f"{(p[4]['traced'] - p[3]['traced']) / n / 1024:.1f} KB"
+        )
+    rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+    print_table(f"memory of one worker per cached journey ({n} journeys)", rows)
+    if r["traced"]:
+        added = parts[2] - parts[1]
+        console.print("largest heap growth over the last third (tracemalloc, by traceback):")
+        for g in p[3].get("growth_tracebacks", [])[:10]:
+            where = " <- ".join(reversed(g["where"][-4:]))
+            console.print(f"  {g['size_diff'] / added:7.0f} B/journey  {where}")
+    save("cache-memory", {"machine": m, **r})
 
 
 if __name__ == "__main__":

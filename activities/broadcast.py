@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from typing import TYPE_CHECKING
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -20,6 +22,35 @@ if TYPE_CHECKING:
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
+# Seconds between heartbeats while a page is delivered, whatever the deliveries are doing: a worker
+# killed mid-page is noticed when the formasi's heartbeat timeout (workflows/formasi.py) passes
+# since the last one that reached the server (the SDK sends at most one per 0.8 x that timeout).
+HEARTBEAT_EVERY = 1.0
+
+
+@dataclass
+class PageProgress:
+    """Where one page's delivery stands: carried in the heartbeat, so that a retry resumes it.
+
+    `ids` is the page as first listed (a retry tells the same journeys, not a fresh listing);
+    `done` holds the positions in `ids` already told. No personal data: ids are pseudonymous.
+    """
+
+    ids: list[str]
+    next_page_token: str | None
+    done: set[int] = field(default_factory=set)
+
+    def details(self) -> dict[str, Any]:
+        return {"ids": self.ids, "next": self.next_page_token, "done": sorted(self.done)}
+
+    @classmethod
+    def resumed(cls, details: Any) -> PageProgress | None:
+        """The progress a previous attempt heartbeated, or None (first attempt, or older details)."""
+        if not isinstance(details, dict) or not isinstance(details.get("ids"), list):
+            return None
+        ids = [str(i) for i in details["ids"]]
+        done = {int(i) for i in details.get("done", []) if 0 <= int(i) < len(ids)}
+        return cls(ids=ids, next_page_token=details.get("next"), done=done)
 
 
 class Broadcaster:
@@ -35,16 +66,31 @@ class Broadcaster:
 
     @activity.defn(name=BROADCAST.name)
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
-        """Tell one page (or all) of the formasi's running journeys; every mode is safe to repeat."""
+        """Tell one page (or all) of the formasi's running journeys; every mode is safe to repeat.
+
+        A retry after a lost worker resumes from the last heartbeat: the same listing, and in
+        "signal" mode only the journeys not yet told. In "close" mode every journey of the page is
+        asked again, under the same update id, so the server answers the ones already closed from
+        their histories without running them again.
+        """
         if req.mode not in ("signal", "close"):
             raise ValueError(f"broadcast: mode {req.mode!r} is not one of signal, close")
-        ids, next_token = await self._list(req)
+        details = activity.info().heartbeat_details
+        progress = PageProgress.resumed(details[0] if details else None)
+        if progress is None:
+            progress = PageProgress(*await self._list(req))
+        elif req.mode == "close":
+            progress.done.clear()
+        else:
+            activity.logger.info(
+                "broadcast resumed: %d of %d journeys of the page were told before",
+                len(progress.done),
+                len(progress.ids),
+            )
         gate = asyncio.Semaphore(CONCURRENCY)
-        delivered = 0
         replies: dict[str, CloseReply] = {}
 
-        async def deliver(workflow_id: str) -> None:
-            nonlocal delivered
+        async def deliver(position: int, workflow_id: str) -> None:
             async with gate:
                 handle = self.client.get_workflow_handle(workflow_id)
                 try:
@@ -55,19 +101,25 @@ class Broadcaster:
                         replies[workflow_id] = reply
                     else:
                         await ANNOUNCE.send(handle, req.announcement)
-                    delivered += 1
+                    progress.done.add(position)
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
                         raise
                     # The journey ended between listing and telling it: nothing to tell it.
-                if delivered % 500 == 0:
-                    activity.heartbeat(delivered)
 
-        await asyncio.gather(*(deliver(i) for i in ids))
-        answers = [replies[i] for i in ids if i in replies]
+        pending = [(p, i) for p, i in enumerate(progress.ids) if p not in progress.done]
+        beating = asyncio.create_task(_heartbeat(progress))
+        try:
+            await asyncio.gather(*(deliver(p, i) for p, i in pending))
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+        delivered, token = len(progress.done), progress.next_page_token
+        answers = [replies[i] for i in progress.ids if i in replies]
         if req.keep_replies:
-            return await self._kept(req, delivered, next_token, answers)
-        return BroadcastResult(delivered=delivered, next_page_token=next_token, replies=answers)
+            return await self._kept(req, delivered, token, answers)
+        return BroadcastResult(delivered=delivered, next_page_token=token, replies=answers)
 
     async def _kept(
         self, req: BroadcastRequest, delivered: int, token: str | None, answers: list[CloseReply]
@@ -109,9 +161,12 @@ class Broadcaster:
 
     async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseReply | None:
         """The journey's answer to the close; None when it has ended (it no longer ranks)."""
+        # One update id per close and journey: a repeat (a retried attempt, or the loop below) is
+        # answered by the server from the journey's history when the first one completed.
+        update_id = f"{CLOSE_STAGE.name}-{req.announcement.announcement_id}"
         for attempt in range(1, CLOSE_ATTEMPTS + 1):
             try:
-                return await CLOSE_STAGE.execute(handle, req.announcement)
+                return await CLOSE_STAGE.execute(handle, req.announcement, id=update_id)
             except RPCError as exc:
                 try:
                     status = (await handle.describe()).status
@@ -126,3 +181,10 @@ class Broadcaster:
                 activity.logger.info("close_stage lost, sending it again: %s", exc.message)
                 await asyncio.sleep(0.2 * attempt)
         return None
+
+
+async def _heartbeat(progress: PageProgress) -> None:
+    """Heartbeat the page's progress every HEARTBEAT_EVERY seconds until cancelled."""
+    while True:
+        activity.heartbeat(progress.details())
+        await asyncio.sleep(HEARTBEAT_EVERY)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
+from pydantic import BaseModel, TypeAdapter
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client
-from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.contrib.pydantic import (
+    PydanticJSONPlainPayloadConverter,
+    PydanticPayloadConverter,
+)
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
@@ -18,6 +25,8 @@ from temporalio.converter import (
 # Private to the SDK, and exactly what it checks before any codec runs (test_poison pins it).
 from temporalio.converter._data_converter import _has_reference_marker, _is_reference_payload
 
+from domain.config import Formasi
+from domain.messages import JourneyRules
 from runtime.codec import AesGcmCodec, RefusedPayloadConverter, is_refused, refusal_reason
 from runtime.embedded import StackInfo
 from runtime.keys import Keys
@@ -28,12 +37,64 @@ from runtime.transport import temporal_tls
 NOT_A_REFERENCE = b"external-storage-reference"  # what the codec is shown instead of one
 
 
+# The pydantic TypeAdapters of every payload converter in the process: the SDK makes a converter
+# for each workflow instance, each with a cache of its own that every new instance filled again.
+# An adapter only validates (no state, safe across threads), so one cache serves them all.
+_TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+# Parts of a decoded message that are the same in every journey of a formasi: the round's rules
+# and the formasi. Each journey's start input and its read of the round carried a copy of its own,
+# about 26 KB of Python objects that stayed for as long as the journey was in the worker's sticky
+# cache (bench cache-memory). Equal parts, by content, are now one object in the process. They are
+# frozen models, so no journey can change what another one sees.
+SHARED_PARTS: tuple[type[BaseModel], ...] = (JourneyRules, Formasi)
+_SHARED_LIMIT = 4096  # distinct parts kept; a national round has a few thousand formasi
+_shared: dict[tuple[type, bytes], BaseModel] = {}
+
+
+def _shared_part(part: BaseModel) -> BaseModel:
+    """The process's one object equal to `part` (by its JSON), or `part`, which becomes it."""
+    key = (type(part), hashlib.sha256(part.__pydantic_serializer__.to_json(part)).digest())
+    known = _shared.get(key)
+    if known is not None:
+        return known
+    if len(_shared) >= _SHARED_LIMIT:
+        _shared.clear()
+    _shared[key] = part
+    return part
+
+
+def share_parts(value: Any) -> Any:
+    """`value` with its rules and formasi replaced by the process's equal objects (a frozen model's
+    fields, one level down); anything else as it is."""
+    if not isinstance(value, BaseModel) or not value.model_config.get("frozen"):
+        return value
+    updates = {}
+    for name in type(value).model_fields:
+        part = getattr(value, name, None)
+        if isinstance(part, SHARED_PARTS):
+            shared = _shared_part(part)
+            if shared is not part:
+                updates[name] = shared
+    return value.model_copy(update=updates) if updates else value
+
+
 class ProjectPayloadConverter(PydanticPayloadConverter):
-    """Pydantic JSON; a payload the codec refused converts to no value (PayloadRefusedError)."""
+    """Pydantic JSON; a payload the codec refused converts to no value (PayloadRefusedError).
+
+    Decoded messages share their rules and formasi with every equal one in the process."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(max_cached_type_adapters=0)  # the shared cache below replaces its own
+        for converter in self.converters.values():
+            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+                converter._type_adapter = _TYPE_ADAPTERS
         self._set_converters(*self.converters.values(), RefusedPayloadConverter())
+
+    def from_payloads(
+        self, payloads: Sequence[Payload], type_hints: list[type] | None = None
+    ) -> list[Any]:
+        return [share_parts(v) for v in super().from_payloads(payloads, type_hints)]
 
 
 class ProjectFailureConverter(DefaultFailureConverterWithEncodedAttributes):

@@ -18,10 +18,12 @@ determinism checks): workflow code sees no difference.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from types import CodeType
-from typing import Any
+from typing import Any, TypeVar
 
+from google.protobuf.message import Message
 from temporalio.converter import SerializationContext
 from temporalio.converter._extstore import StorageDriverStoreContext
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
@@ -57,7 +59,36 @@ class CompiledSandboxRunner(SandboxedWorkflowRunner):
     """SandboxedWorkflowRunner whose instances compile the sandbox's entry code once per process."""
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return _CompiledInstance(det, self.runner_class, self.restrictions)
+        return _CompiledInstance(_detached(det), self.runner_class, self.restrictions)
+
+
+M = TypeVar("M", bound=Message)
+
+
+def _copy(message: M) -> M:
+    out = type(message)()
+    out.CopyFrom(message)
+    return out
+
+
+def _detached(det: WorkflowInstanceDetails) -> WorkflowInstanceDetails:
+    """The details with their protobuf parts copied out of the first activation.
+
+    The SDK hands the instance the headers, memo and last completion result as parts of that
+    activation's message, and a part keeps the whole message's memory (its upb arena) alive for as
+    long as the workflow stays in the sticky cache. Copies hold only themselves.
+    """
+    info = dataclasses.replace(
+        det.info,
+        headers={k: _copy(v) for k, v in det.info.headers.items()},
+        raw_memo={k: _copy(v) for k, v in det.info.raw_memo.items()},
+    )
+    return dataclasses.replace(
+        det,
+        info=info,
+        last_completion_result=_copy(det.last_completion_result),
+        last_failure=_copy(det.last_failure) if det.last_failure is not None else None,
+    )
 
 
 def worker_runner() -> CompiledSandboxRunner:

@@ -669,7 +669,9 @@ class FormasiSelection:
                 ],
             ),
             start_to_close_timeout=BROADCAST_TIMEOUT,
-            heartbeat_timeout=timedelta(minutes=2),
+            # A killed worker's page is retried elsewhere 10 s after its last heartbeat (sent every
+            # 8 s at most; activities/broadcast.py), resuming from the progress the heartbeat carried.
+            heartbeat_timeout=timedelta(seconds=10),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
 
