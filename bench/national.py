@@ -1,0 +1,224 @@
+"""A national round at reduced scale (issue 17 item 2): instansi rounds joining one national
+schedule, a national registration burst with NIKs tried in a second instansi, and every round
+played to its end in parallel, each by its own committee (bench/rounds.py's RoundDriver)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import tomllib
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import tomli_w
+
+import bench.rounds as rounds
+from bench.common import pct
+from bench.rounds import WINDOWS, RoundDriver, applicants, bench_config
+from client.api import RecruitmentApi
+from client.national import national_funnel
+from domain.config import RoundConfig, parse_round_config
+from domain.registration import Registration
+
+# Fifty committees each looking at the read model every 50 ms would be a thousand queries a
+# second; a committee of the national round looks twice a second.
+NATIONAL_POLL = 0.5
+
+
+def national_file(national_id: str, start: datetime, out_dir: Path) -> Path:
+    """The national schedule: the bench rounds' first four windows (an hour each), as they are."""
+    doc = {
+        "national_id": national_id,
+        "name": "Seleksi CPNS Nasional (bench)",
+        "rule_version": "2024.1",
+        "schedule": {
+            name: {
+                "opens": start + timedelta(hours=i),
+                "closes": start + timedelta(hours=i + 1),
+            }
+            for i, name in enumerate(WINDOWS[:4])
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{national_id}.toml"
+    path.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    return path
+
+
+def instansi_config(
+    national_id: str, index: int, now: datetime, out_dir: Path
+) -> tuple[RoundConfig, Path]:
+    """The example regency round as instansi `index` of the national round."""
+    _, path = bench_config(f"{national_id}-I{index:03d}", now, out_dir=out_dir)
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    doc["instansi"] = f"Pemerintah Kabupaten Bench {index:03d}"
+    doc["national_round"] = national_id
+    text = tomli_w.dumps(doc)
+    path.write_text(text, encoding="utf-8")
+    return parse_round_config(tomllib.loads(text), "bench round"), path
+
+
+async def play_after_registration(driver: RoundDriver) -> Counter:
+    """One instansi's committee, from the close of registration to the end of its round.
+
+    As RoundDriver.play_to_skd_ranking after its registrations, with the demo's spread of SKD
+    scores: some fail their threshold and most fall outside the 3 x quota cut, as in a real round.
+    """
+    n = len(driver.ids)
+    await driver._phase("registration", driver.wait(lambda c: c["admin_check"] == n, "rows"))
+    await driver.close("registration")
+    await driver._phase("administration", driver.send_all(driver.admin_jobs()))
+    await driver.close("administration")
+    await driver._phase(
+        "administration", driver.wait(lambda c: c["skd"] == n, "administration announcement")
+    )
+    await driver._phase("skd", driver.send_all(driver.skd_jobs(list(driver.ids), strong=False)))
+    await driver.close("skd")
+    await driver._phase(
+        "skd ranking", driver.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "ranking")
+    )
+    return await driver.play_after_skd()
+
+
+async def run_national(
+    api: RecruitmentApi,
+    pool,
+    out_dir: Path,
+    instansi: int,
+    size: int,
+    again: float,
+    concurrency: int,
+    seed: int,
+    cpu_sample=None,
+) -> dict:
+    """Create, register and play a national round; return its figures."""
+    rounds.POLL = NATIONAL_POLL
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    national_id = f"BENCH-NAT-{now:%H%M%S}-{rng.randrange(16**4):04x}"
+    await api.national.create(national_file(national_id, now - timedelta(minutes=1), out_dir), "op")
+    t = time.monotonic()
+    configs = []
+    for i in range(instansi):
+        config, path = instansi_config(national_id, i, now, out_dir)
+        await api.create_round(path, config.reporters["operator"][0])
+        configs.append(config)
+    created = time.monotonic() - t
+
+    # The national burst: every applicant of every instansi, shuffled, then a share of them again
+    # in another instansi (same person, same NIK, one of that instansi's formasi).
+    per_round = size // instansi
+    regs: list[tuple[RoundConfig, Registration]] = []
+    seen: set[str] = set()
+    for config in configs:
+        for reg in applicants(config, per_round, rng.randrange(2**32)):
+            if reg.nik not in seen:  # random NIKs of two instansi may meet: keep one person
+                seen.add(reg.nik)
+                regs.append((config, reg))
+    rng.shuffle(regs)
+    elsewhere = []
+    for config, reg in rng.sample(regs, int(len(regs) * again)):
+        other = rng.choice([c for c in configs if c is not config])
+        f = rng.choice(other.formasi)
+        elsewhere.append(
+            (
+                other,
+                reg.model_copy(
+                    update={
+                        "formasi_code": f.code,
+                        "education_level": f.education_level,
+                        "major": f.majors[0],
+                        "category": f.category,
+                    }
+                ),
+            )
+        )
+    drivers = {
+        c.round_id: RoundDriver(
+            api, pool, c, random.Random(seed + i), max(2, concurrency // instansi)
+        )
+        for i, c in enumerate(configs)
+    }
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    outcome: Counter = Counter()
+    reasons: Counter = Counter()
+
+    async def register(config: RoundConfig, reg: Registration, second: bool) -> None:
+        async with gate:
+            began = time.monotonic()
+            result = await api.register(config, reg, "sscasn-portal")
+            latencies.append(time.monotonic() - began)
+        kind = "again elsewhere" if second else "first"
+        outcome[f"{kind}: {result.status}"] += 1
+        if result.status == "registered":
+            drivers[config.round_id].ids[result.applicant_id] = reg
+        elif second:
+            reasons["nationwide" if "nationwide" in result.refusals[0].reason else "other"] += 1
+
+    before = cpu_sample() if cpu_sample else {}
+    t = time.monotonic()
+    await asyncio.gather(*(register(c, r, False) for c, r in regs))
+    # The second tries after the first registrations: each finds its NIK claimed.
+    await asyncio.gather(*(register(c, r, True) for c, r in elsewhere))
+    registration_s = time.monotonic() - t
+    registration_cpu = (
+        {k: v - before.get(k, 0.0) for k, v in cpu_sample().items()} if cpu_sample else {}
+    )
+    registered = sum(len(d.ids) for d in drivers.values())
+
+    t = time.monotonic()
+    for d in drivers.values():
+        d.timeout = 1800.0
+    ends = await asyncio.gather(*(play_after_registration(d) for d in drivers.values()))
+    played_s = time.monotonic() - t
+
+    # Optimalisasi stays within each instansi: every offer a round made is to one of its own
+    # applicants, for one of its own formasi.
+    offers = outside = 0
+    for config in configs:
+        state = await api.round_state(config.round_id)
+        own = {f.code for f in config.formasi}
+        for offer_id in state.offers:
+            _, _, applicant, to_formasi = offer_id.rsplit("/", 3)
+            offers += 1
+            outside += to_formasi not in own or applicant not in drivers[config.round_id].ids
+    t = time.monotonic()
+    async with pool.acquire() as conn:
+        _, lines = await national_funnel(api.national, conn, national_id)
+    funnel_s = time.monotonic() - t
+    codes: Counter = Counter()
+    for line in lines:
+        codes.update(line.codes)
+    claims = await api.client.count_workflows(
+        f"RoundId = '{national_id}' AND CasnKind = 'national-claim'"
+    )
+    lat = [x * 1000 for x in latencies]
+    return {
+        "national round": national_id,
+        "instansi rounds (5 formasi, 8 seats each)": instansi,
+        "rounds created and joined": f"{created:.1f} s",
+        "registrations sent (first / again in another instansi)": f"{len(regs)} / {len(elsewhere)}",
+        "outcomes": ", ".join(f"{k} {v}" for k, v in sorted(outcome.items())),
+        "second tries refused as one NIK nationwide": f"{reasons['nationwide']} of {len(elsewhere)}",
+        "claims (one per registered NIK)": f"{claims.count} for {registered} registered",
+        "registration: elapsed": f"{registration_s:.1f} s",
+        "registration: accepted/s": f"{registered / registration_s:.1f}",
+        "registration: latency p50 / p95 / p99": (
+            f"{pct(lat, 50):.0f} / {pct(lat, 95):.0f} / {pct(lat, 99):.0f} ms"
+        ),
+        "registration: CPU worker+driver / server": (
+            f"{registration_cpu.get('worker', 0):.1f} / {registration_cpu.get('temporal', 0):.1f} s"
+            if registration_cpu
+            else "?"
+        ),
+        "every round from registration's close to its end": f"{played_s:.1f} s",
+        "journeys ended": f"{sum(e['ended'] for e in ends)} of {registered}",
+        "outcomes (read model)": ", ".join(f"{k} {v}" for k, v in codes.most_common()),
+        "optimalisasi offers / outside their instansi": f"{offers} / {outside}",
+        f"national funnel ({instansi} instansi lines: 1 query, 2 SQL)": f"{funnel_s * 1000:.0f} ms",
+        "_registered": registered,
+        "_registration_s": registration_s,
+    }
