@@ -8,6 +8,7 @@ when it registers an applicant in one; starter.py's `create-national`, `national
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -62,6 +63,8 @@ class NationalRegister:
     client: Client
     task_queue: str
     _configs: dict[str, NationalConfig] = field(default_factory=dict, init=False, repr=False)
+    # One read of a national round's start, however many registrations ask for it at once.
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def create(self, path: Path, created_by: str) -> tuple[NationalConfig, bool]:
         """Start the national round from its file; a second call with the same file creates nothing."""
@@ -99,13 +102,15 @@ class NationalRegister:
     async def config(self, national_id: str) -> NationalConfig:
         """The national round's configuration as recorded at its start (read once per client)."""
         if national_id not in self._configs:
-            start = await self._start_input(
-                national_workflow_id(national_id),
-                NationalStart,
-                f"national round {national_id} does not exist; create it first "
-                "(starter.py create-national)",
-            )
-            self._configs[national_id] = NationalConfig.model_validate(start.config)
+            async with self._reading:
+                if national_id not in self._configs:
+                    start = await self._start_input(
+                        national_workflow_id(national_id),
+                        NationalStart,
+                        f"national round {national_id} does not exist; create it first "
+                        "(starter.py create-national)",
+                    )
+                    self._configs[national_id] = NationalConfig.model_validate(start.config)
         return self._configs[national_id]
 
     async def state(self, national_id: str) -> NationalState:
