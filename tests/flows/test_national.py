@@ -187,3 +187,33 @@ async def test_a_round_naming_a_national_round_that_does_not_exist_is_refused(
         await _instansi_round(api, tmp_path, datetime.now(UTC), "nat-none", "Pemerintah Kota Zeta")
 
     assert "national round nat-none does not exist" in str(missing.value)
+
+
+async def test_create_national_again_creates_nothing_and_a_round_rejoining_with_other_rules_is_refused(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    console = Console(file=io.StringIO(), width=250)
+    ctx = Context(api, stack.database_url, console)
+    from starter import create_national
+
+    again = await create_national(ctx, tmp_path / f"{national_id}.toml", OPERATOR)
+    config = await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Provinsi Eta")
+    changed = compressed_round(
+        config.round_id,
+        [formasi("F1", 5)],
+        INSTANSI,
+        t0=t0,
+        extra={"national_round": national_id, "instansi": "Pemerintah Provinsi Eta"},
+    )
+    path = tmp_path / "changed.toml"
+    path.write_text(tomli_w.dumps(changed.model_dump(mode="json", exclude_none=True)))
+    with pytest.raises(RefusedError) as refused:
+        await api.create_round(path, OPERATOR)
+
+    assert again == 0 and "already exists, same file" in console.file.getvalue()
+    assert f"round {config.round_id} joining national round {national_id}" in str(refused.value)
+    assert "joined already with other rules" in str(refused.value)
