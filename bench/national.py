@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tomli_w
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 
 import bench.rounds as rounds
 from auditing.history import recorded
@@ -84,6 +85,19 @@ class Committee(RoundDriver):
                 self.timeouts += 1
                 await asyncio.sleep(1.0)
         await send()
+
+    async def wait_phase(self, phase: str) -> None:
+        """As RoundDriver's, with a query that times out (the worker behind) asked again."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                if (await self.api.round_state(self.round_id)).phase == phase:
+                    return
+            except RPCError:
+                self.timeouts += 1
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench: round never reached phase {phase}")
+            await asyncio.sleep(rounds.POLL)
 
     async def send_all(self, jobs: list[tuple[str, object]]) -> float:
         async def one(job) -> None:
@@ -213,7 +227,7 @@ async def run_national(
     # applicants, for one of its own formasi.
     offers = outside = 0
     for config in configs:
-        state = await api.round_state(config.round_id)
+        state = await _again(lambda config=config: api.round_state(config.round_id))
         own = {f.code for f in config.formasi}
         for offer_id in state.offers:
             _, _, applicant, to_formasi = offer_id.rsplit("/", 3)
@@ -260,7 +274,7 @@ async def run_national(
             f"{claim_actions:.2f} / {journey_actions:.2f} → the claim adds "
             f"{100 * claim_actions / journey_actions:.0f}%"
         ),
-        "reports and closes sent again after an update RPC timeout": sum(
+        "reports, closes and phase queries sent again after an RPC timeout": sum(
             d.timeouts for d in drivers.values()
         ),
         "reports refused": sum(len(d.refused) for d in drivers.values()),
@@ -290,3 +304,13 @@ async def actions_per_applicant(
             history = await api.client.get_workflow_handle(wid).fetch_history()
             into.append(count_run(recorded(history), 0).billable)
     return sum(claims) / len(claims), sum(journeys) / len(journeys)
+
+
+async def _again(ask):
+    """An answer from the engine, asked again (up to a minute) while its RPC times out."""
+    for _ in range(30):
+        try:
+            return await ask()
+        except RPCError:
+            await asyncio.sleep(2.0)
+    return await ask()
