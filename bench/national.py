@@ -216,6 +216,12 @@ async def run_national(
         {k: v - before.get(k, 0.0) for k, v in cpu_sample().items()} if cpu_sample else {}
     )
     registered = sum(len(d.ids) for d in drivers.values())
+    # Printed now as well: a run that the machine's load stops later still shows its burst.
+    print(
+        f"national burst: {registered} registered of {len(regs)} in {burst_s:.1f} s "
+        f"({registered / burst_s:.1f}/s); second tries {dict(outcome)}, {dict(reasons)}",
+        flush=True,
+    )
 
     t = time.monotonic()
     for d in drivers.values():
