@@ -12,6 +12,7 @@
     python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
+    python3 run.py bench national --instansi 50 --size 2000   # issue 17: a national round, reduced
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
@@ -691,6 +692,67 @@ def registrations(size: int = 500, concurrency: int = 32, seed: int = 11, keep_s
         async with stack(keep_stack) as ctx:
             _, fig = await run_registrations(ctx, size, seed, concurrency)
             save("registrations", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command()
+def national(
+    instansi: int = typer.Option(
+        50, min=2, max=600, help="instansi rounds joining the national round"
+    ),
+    size: int = typer.Option(2000, min=2, help="applicants across every instansi"),
+    again: float = typer.Option(
+        0.05, min=0.0, max=1.0, help="share of applicants who try a second instansi too"
+    ),
+    control: int = typer.Option(
+        500, min=0, help="registrations into a round of no national round first (same run)"
+    ),
+    concurrency: int = 32,
+    seed: int = 17,
+    keep_stack: bool = KEEP,
+):
+    """A national round at reduced scale (issue 17 item 2): instansi rounds join one national
+    schedule, a registration burst with NIKs tried in a second instansi, every round to its end."""
+    from bench.national import run_national
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            control_rate = None
+            if control:
+                _, fig = await run_registrations(
+                    ctx, control, seed, concurrency, "control: registrations, no national round"
+                )
+                control_rate = float(fig["registrations accepted/s"])
+            ctx.gc_watch.reset()
+            with CpuMeter(ctx.settings) as cpu:
+                fig = await run_national(
+                    ctx.api,
+                    ctx.pool,
+                    OUT / "rounds",
+                    instansi,
+                    size,
+                    again,
+                    concurrency,
+                    seed,
+                    cpu.totals,
+                )
+            rate = fig.pop("_registered") / fig.pop("_registration_s")
+            if control_rate:
+                fig["registration rate ÷ control (same run)"] = f"{rate / control_rate:.2f}"
+            fig.update(
+                {
+                    "elapsed in all": f"{cpu.elapsed:.1f} s",
+                    **cpu.figures(),
+                    "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
+                    **gc_rows(ctx),
+                }
+            )
+            fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+            print_table("national round (reduced scale)", fig)
+            save("national", {"machine": m, **fig})
 
     asyncio.run(main())
 

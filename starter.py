@@ -47,6 +47,7 @@ from client.csvio import (
     parse_registration,
     parse_report,
 )
+from client.national import InstansiFunnel, NationalRefusal, national_funnel
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Published, publish_announcement, write_files
 from client.sanctions import (
@@ -70,6 +71,7 @@ from domain.messages import (
     Report,
     Withdrawal,
 )
+from domain.national import NationalState, load_national_config
 from domain.protocol import DISMISS, command_update, report_update
 from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
@@ -965,6 +967,106 @@ async def announce(
     return published
 
 
+# --- the national round (issue 17) --------------------------------------------------------------
+
+
+async def create_national(ctx: Context, config_path: Path, operator: str) -> int:
+    """Start the national round described by the file; a second run with the same file creates nothing."""
+    try:
+        config, created = await ctx.api.national.create(config_path, operator)
+    except NationalRefusal as exc:
+        raise RefusedError(str(exc)) from None
+    windows = ", ".join(config.schedule.windows())
+    ctx.console.print(
+        f"national round {config.national_id} ({config.name}) "
+        + (f"created; national windows: {windows}" if created else "already exists, same file"),
+        highlight=False,
+    )
+    log.info(
+        "national round created" if created else "national round exists",
+        national_id=config.national_id,
+        operator=operator,
+    )
+    return EXIT_OK
+
+
+async def show_national_funnel(
+    ctx: Context, national_id: str, as_json: bool = False
+) -> tuple[NationalState, list[InstansiFunnel]]:
+    """Print the national round's schedule and, per instansi round in the order they joined, its
+    applicants by stage or result code and its announcements (from the read model)."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        state, lines = await national_funnel(ctx.api.national, conn, national_id)
+    except NationalRefusal as exc:
+        raise RefusedError(str(exc)) from None
+    finally:
+        await conn.close()
+    if as_json:
+        _print_json(
+            ctx,
+            {
+                "national_id": national_id,
+                "national": state.model_dump(mode="json"),
+                "instansi": [
+                    {
+                        "round_id": f.round_id,
+                        "instansi": f.instansi,
+                        "formasi": f.formasi,
+                        "seats": f.seats,
+                        "funnel": dict(sorted(f.codes.items())),
+                        "publications": dict(sorted(f.publications.items())),
+                    }
+                    for f in lines
+                ],
+            },
+        )
+        return state, lines
+    ctx.console.print(
+        f"national round {national_id} ({state.name}): {state.phase}, "
+        f"{len(state.rounds)} instansi rounds joined",
+        highlight=False,
+    )
+    windows = Table(title=f"National windows of {national_id} (WIB)")
+    for column in ("window", "opens", "closes"):
+        windows.add_column(column)
+    for name, w in state.schedule.windows().items():
+        windows.add_row(name, wib(w.opens), wib(w.closes))
+    ctx.console.print(windows)
+    codes = sorted({c for f in lines for c in f.codes})
+    table = Table(title=f"Funnel of national round {national_id}, per instansi")
+    for column in ("instansi", "round", "formasi", "seats"):
+        table.add_column(column, justify="right" if column in ("formasi", "seats") else "left")
+    for c in codes:
+        table.add_column(c, justify="right")
+    table.add_column("total", justify="right")
+    table.add_column("announced")
+    totals: Counter = Counter()
+    for f in lines:
+        totals.update(f.codes)
+        table.add_row(
+            f.instansi,
+            f.round_id,
+            str(f.formasi),
+            str(f.seats),
+            *(str(f.codes.get(c, 0)) for c in codes),
+            str(sum(f.codes.values())),
+            ", ".join(f"{stage} {n}" for stage, n in sorted(f.publications.items())) or "none",
+        )
+    table.add_row(
+        "[bold]all[/]",
+        f"{len(lines)} rounds",
+        str(sum(f.formasi for f in lines)),
+        str(sum(f.seats for f in lines)),
+        *(str(totals.get(c, 0)) for c in codes),
+        str(sum(totals.values())),
+        "",
+        end_section=True,
+    )
+    ctx.console.print(table)
+    return state, lines
+
+
 # --- the command line -------------------------------------------------------------------------
 
 cli = typer.Typer(
@@ -1453,6 +1555,25 @@ def change_keys_cmd(
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="One JSON document on stdout, with stable keys.")
 ]
+
+
+@cli.command("create-national")
+def create_national_cmd(
+    config: Annotated[Path, typer.Argument(help="The national round's TOML file.")],
+    operator: Annotated[str, typer.Option("--operator", help="Who creates it.")] = "operator",
+):
+    """Create a national round (the schedule instansi rounds join) from its TOML file. Running it
+    again creates nothing. An instansi round joins it by naming it in national_round."""
+    _precheck(lambda: load_national_config(config))
+    _run(lambda ctx: create_national(ctx, config, operator))
+
+
+@cli.command("national-funnel")
+def national_funnel_cmd(national_id: str, as_json: JsonOpt = False):
+    """The national round: its windows and, per instansi round that joined, the applicants by
+    stage or result code and the announcements published (each instansi announces its own round
+    with starter.py announce ROUND_ID)."""
+    _run(lambda ctx: show_national_funnel(ctx, national_id, as_json))
 
 
 @cli.command("status")

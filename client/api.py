@@ -34,6 +34,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.national import NationalRefusal, NationalRegister, national_applicant_id
 from client.sanctions import SanctionRegister, sanction_subject
 from domain.aftermath import AftermathStart
 from domain.config import RoundConfig, load_round_config
@@ -120,6 +121,14 @@ class RecruitmentApi:
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
     # round id -> the check of this client's keys against the round's (check_round_keys)
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
+    _national: NationalRegister | None = field(default=None, init=False, repr=False)
+
+    @property
+    def national(self) -> NationalRegister:
+        """The national rounds (client/national.py) on this client's namespace and task queue."""
+        if self._national is None:
+            self._national = NationalRegister(self.client, self.task_queue)
+        return self._national
 
     def _journey_rules(self, config: RoundConfig) -> JourneyRules:
         """The rules a journey carries, built once per round configuration, not per registration."""
@@ -134,6 +143,13 @@ class RecruitmentApi:
         The round records the ids of this client's keys: every later client must hold the same
         keys (check_round_keys)."""
         config = load_round_config(path)
+        if config.national_round is not None:
+            # The national round checks the schedule and enters the round in its register first:
+            # a round it refuses never starts (a repeat of the join gets its first answer).
+            try:
+                await self.national.join(config, created_by)
+            except NationalRefusal as exc:
+                raise RefusedError(str(exc)) from None
         start = RoundStart(
             config_toml=Path(path).read_text(encoding="utf-8"),
             config=config.model_dump(mode="json"),
@@ -289,6 +305,21 @@ class RecruitmentApi:
         if refusals:
             return RegistrationResult("refused", applicant_id, refusals)
         assert formasi is not None
+        if config.national_round is not None:
+            # One NIK, one formasi nationwide: claimed before the journey starts (client/national.py).
+            try:
+                problem = await self.national.claim(
+                    config,
+                    applicant_id,
+                    formasi.code,
+                    national_applicant_id(self.pseudonym_key, config.national_round, reg.nik),
+                    registration_digest(reg),
+                )
+            except NationalRefusal as exc:
+                raise RefusedError(str(exc)) from None
+            if problem is not None:
+                refusal = Refusal(field="nik", value=mask_nik(reg.nik), reason=problem)
+                return RegistrationResult("refused", applicant_id, [refusal])
         start = JourneyStart(
             round_id=config.round_id,
             applicant_id=applicant_id,

@@ -460,6 +460,14 @@ class RoundConfig(BaseModel, frozen=True):
         le=MAX_OFFER_ANSWER,
         description="how long an optimalisasi offer waits for an answer; above 0, at most 30 days",
     )
+    # The national round this instansi round joins (domain/national.py; issue 17): its windows
+    # must lie within the national ones, and one NIK registers once nationwide. Left out of the
+    # dump while unset, so rounds without one keep their digests.
+    national_round: Code | None = Field(
+        default=None,
+        exclude_if=lambda n: n is None,
+        description="the national round this round joins (its national_id), or none",
+    )
 
     @field_validator("formasi")
     @classmethod

@@ -29,3 +29,14 @@ def aftermath_of(workflow_id: str) -> tuple[str, str] | None:
     if len(parts) != 4 or parts[1] != "applicant" or parts[3] != "after" or not all(parts):
         return None
     return parts[0], parts[2]
+
+
+def national_workflow_id(national_id: str) -> str:
+    """Id of a national round's NationalRound workflow."""
+    return f"{national_id}/national"
+
+
+def claim_workflow_id(national_id: str, national_applicant_id: str) -> str:
+    """Id of one NIK's NationalClaim: one per NIK per national round, because the applicant id is
+    the NIK's national pseudonym (client/national.py)."""
+    return f"{national_id}/claim/{national_applicant_id}"

@@ -8,6 +8,14 @@ from __future__ import annotations
 from workflows.aftermath import ApplicantAftermath
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
+from workflows.national import NationalClaim, NationalRound
 from workflows.round import RecruitmentRound
 
-WORKFLOWS = (ApplicantJourney, FormasiSelection, RecruitmentRound, ApplicantAftermath)
+WORKFLOWS = (
+    ApplicantJourney,
+    FormasiSelection,
+    RecruitmentRound,
+    ApplicantAftermath,
+    NationalRound,
+    NationalClaim,
+)

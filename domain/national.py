@@ -1,0 +1,193 @@
+"""A national round: the schedule instansi rounds share, who joined it, and one NIK nationwide.
+
+A national round (the 2024 one had 547 instansi) is not one big round: each instansi runs its own
+`RecruitmentRound` with its formasi, its committee, its announcements and its optimalisasi, and
+names the national round it joins (`RoundConfig.national_round`). The national round holds what
+they share: the national windows (registration, the SKD on CAT, and optionally administration and
+SKB), within which every instansi window of the same name must lie, and the register of the
+instansi rounds that joined. One applicant (one NIK) registers for one formasi nationwide: the
+registration claims the NIK's national pseudonym (`ClaimStart`) before the instansi journey starts.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validator
+
+from domain.config import (
+    Code,
+    ConfigError,
+    InstansiKind,
+    Schedule,
+    Window,
+    _as_written,
+)
+from domain.protocol import Query, Update, Workflow
+
+# The windows a national schedule may set, in their order in a round's schedule.
+NATIONAL_WINDOWS = ("registration", "administration", "skd", "skb")
+
+# Instansi rounds one national round takes. Each join is one update of the national workflow (a run
+# takes at most 2,000) and one entry of its register, which travels whole in its state: 600 entries
+# at their largest stay under 256 KiB (tests/domain/test_national.py). The 2024 round had 547.
+MAX_ROUNDS = 600
+
+
+class NationalSchedule(BaseModel, frozen=True):
+    """The windows every instansi round of the national round keeps within."""
+
+    registration: Window
+    skd: Window = Field(description="the national SKD on CAT")
+    administration: Window | None = None
+    skb: Window | None = None
+
+    def windows(self) -> dict[str, Window]:
+        """The windows this schedule sets, in order."""
+        return {n: w for n in NATIONAL_WINDOWS if (w := getattr(self, n)) is not None}
+
+    @model_validator(mode="after")
+    def _in_order(self) -> NationalSchedule:
+        windows = list(self.windows().items())
+        for (earlier, a), (later, b) in zip(windows, windows[1:], strict=False):
+            if b.opens < a.closes:
+                raise ValueError(
+                    f"{later} opens {b.opens.isoformat()} before {earlier} closes "
+                    f"{a.closes.isoformat()}"
+                )
+        return self
+
+
+class NationalConfig(BaseModel, frozen=True):
+    """A national round: its id, name and shared schedule."""
+
+    national_id: Code
+    name: str = Field(min_length=1, max_length=200)
+    rule_version: str = Field(min_length=1, max_length=40)
+    schedule: NationalSchedule
+
+
+def schedule_disagreement(national: NationalSchedule, schedule: Schedule) -> list[str]:
+    """Each window of an instansi's `schedule` outside the national window of the same name."""
+    problems = []
+    for name, outer in national.windows().items():
+        inner: Window = getattr(schedule, name)
+        if inner.opens < outer.opens or inner.closes > outer.closes:
+            problems.append(
+                f"{name} {inner.opens.isoformat()} to {inner.closes.isoformat()} is not within "
+                f"the national {name} window {outer.opens.isoformat()} to "
+                f"{outer.closes.isoformat()}"
+            )
+    return problems
+
+
+def parse_national_config(data: dict, source: Path | str = "<memory>") -> NationalConfig:
+    """Validate a parsed national document; raise ConfigError naming each bad field."""
+    try:
+        return NationalConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(document)"
+            value = err.get("input", "<missing>") if err["type"] != "missing" else "<missing>"
+            problems.append((field, _as_written(value), err["msg"]))
+        raise ConfigError(source, problems) from None
+
+
+def load_national_config(path: Path | str) -> NationalConfig:
+    """Read and validate a national round file (TOML)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [("(syntax)", "<missing>", str(exc))]) from None
+    return parse_national_config(data, path)
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+RoundId = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class NationalStart(BaseModel, frozen=True):
+    """Input of a NationalRound: its configuration, re-validated inside the workflow."""
+
+    config_toml: str  # the file as written, kept verbatim in the history
+    config: dict
+    created_by: str
+
+
+class RoundJoin(BaseModel, frozen=True):
+    """An instansi round asking to join the national round (sent by create-round before it starts).
+
+    Only what the register keeps and the checks need: never the formasi list, which can be long.
+    """
+
+    national_id: str
+    round_id: RoundId
+    instansi: str = Field(min_length=1, max_length=200)
+    instansi_kind: InstansiKind
+    rules_digest: str = Field(min_length=1, max_length=64)
+    schedule: Schedule
+    formasi: StrictInt = Field(ge=1)
+    seats: StrictInt = Field(ge=1)
+    joined_by: str = Field(min_length=1, max_length=100)
+
+
+class JoinedRound(BaseModel, frozen=True):
+    """One entry of the national register: an instansi round that joined. Its rules' digest and
+    who joined it stay in the join's update in the history, out of the register's payload."""
+
+    round_id: str
+    instansi: str
+    instansi_kind: InstansiKind
+    formasi: int
+    seats: int
+    joined_at: datetime
+
+
+class JoinAck(BaseModel, frozen=True):
+    """The national round's answer to a join; a repeat gets the first answer."""
+
+    national_id: str
+    round_id: str
+    joined_at: datetime
+    rounds: int  # instansi rounds joined so far, this one included
+
+
+class NationalState(BaseModel, frozen=True):
+    """What the national round's query returns: its schedule and register."""
+
+    national_id: str
+    name: str
+    phase: str  # registration | closed (the register takes no more rounds)
+    schedule: NationalSchedule
+    rounds: list[JoinedRound]  # in the order they joined
+
+
+class ClaimStart(BaseModel, frozen=True):
+    """One NIK's claim on one formasi of the national round: the input of a NationalClaim.
+
+    Its workflow id is the national id and the NIK's national pseudonym, so the engine starts one
+    claim per NIK per national round; a second registration elsewhere finds this one recorded.
+    """
+
+    national_id: str
+    round_id: str
+    applicant_id: str  # the registration number in the instansi round (its own pseudonym)
+    formasi_code: str
+    registration_digest: str
+    holds_until: datetime  # the national SKD's close: no instansi registers after it
+
+
+NATIONAL_ROUND = Workflow("NationalRound", NationalStart, NationalState)
+NATIONAL_CLAIM = Workflow("NationalClaim", ClaimStart, ClaimStart)
+JOIN_ROUND = Update("join_round", RoundJoin, JoinAck)
+NATIONAL_STATE: Query[None, NationalState] = Query("state", None, NationalState)

@@ -1,0 +1,219 @@
+"""A national round on the real stack: instansi rounds join its schedule, one NIK registers once
+nationwide, and the national funnel counts each instansi apart."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import tomli_w
+from rich.console import Console
+
+from client.api import RecruitmentApi, RefusedError
+from domain.config import RoundConfig
+from starter import Context, show_national_funnel
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import claim_workflow_id
+
+# The national windows, in seconds from the test's start; every instansi round below keeps within.
+NATIONAL = {"registration": (-120, 900), "administration": (900, 950), "skd": (1000, 2000)}
+INSTANSI = {
+    "registration": (-60, 600),
+    "administration": (900, 950),
+    "skd": (1000, 1100),
+    "skb": (1200, 1300),
+    "filing": (1300, 1400),
+    "latsar": (1400, 1500),
+}
+
+
+def _window(t0: datetime, span: tuple[int, int]) -> dict:
+    return {
+        "opens": (t0 + timedelta(seconds=span[0])).isoformat(),
+        "closes": (t0 + timedelta(seconds=span[1])).isoformat(),
+    }
+
+
+async def _national(api: RecruitmentApi, tmp_path: Path, t0: datetime) -> str:
+    national_id = f"nat-{uuid.uuid4().hex[:6]}"
+    path = tmp_path / f"{national_id}.toml"
+    doc = {
+        "national_id": national_id,
+        "name": "Seleksi CPNS Nasional Uji",
+        "rule_version": "2024.1",
+        "schedule": {name: _window(t0, span) for name, span in NATIONAL.items()},
+    }
+    path.write_text(tomli_w.dumps(doc))
+    _, created = await api.national.create(path, OPERATOR)
+    assert created
+    return national_id
+
+
+async def _instansi_round(
+    api: RecruitmentApi,
+    tmp_path: Path,
+    t0: datetime,
+    national_id: str,
+    instansi: str,
+    seconds: dict = INSTANSI,
+) -> RoundConfig:
+    round_id = f"{national_id}-{uuid.uuid4().hex[:4]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 2), formasi("F2", 1)],
+        seconds,
+        t0=t0,
+        extra={"national_round": national_id, "instansi": instansi},
+    )
+    path = tmp_path / f"{round_id}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    return config
+
+
+async def _rows(pool, round_ids: list[str], expected: int) -> None:
+    """Wait (bounded) until the read model has a row for each registered journey."""
+    for _ in range(150):
+        n = await pool.fetchval(
+            "SELECT count(*) FROM applicants WHERE round_id = ANY($1)", round_ids
+        )
+        if n >= expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"read model rows: {n} of {expected}")
+
+
+async def test_a_nik_registers_for_one_formasi_nationwide_and_the_funnel_counts_each_instansi(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    a, b, c = [
+        await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah Kabupaten {n}")
+        for n in ("Alpha", "Beta", "Gamma")
+    ]
+
+    first = await api.register(a, registration(1, "F1"), "sscasn")
+    repeat = await api.register(a, registration(1, "F1"), "sscasn")
+    elsewhere = await api.register(b, registration(1, "F2"), "sscasn")
+    others = [
+        await api.register(a, registration(2, "F2"), "sscasn"),
+        await api.register(b, registration(3, "F1"), "sscasn"),
+        await api.register(b, registration(4, "F1"), "sscasn"),
+        await api.register(c, registration(5, "F1"), "sscasn"),
+    ]
+
+    assert (first.status, repeat.status) == ("registered", "repeat")
+    assert elsewhere.status == "refused"
+    [refusal] = elsewhere.refusals
+    assert refusal.field == "nik" and refusal.value != registration(1, "F1").nik
+    assert f"through round {a.round_id} (formasi F1)" in refusal.reason
+    assert "one NIK may register for one formasi nationwide" in refusal.reason
+    assert [r.status for r in others] == ["registered"] * 4
+
+    await _rows(pool, [a.round_id, b.round_id, c.round_id], 5)
+    console = Console(file=io.StringIO(), width=250)
+    ctx = Context(api, stack.database_url, console)
+    state, lines = await show_national_funnel(ctx, national_id)
+
+    assert [r.round_id for r in state.rounds] == [a.round_id, b.round_id, c.round_id]
+    assert {f.round_id: sum(f.codes.values()) for f in lines} == {
+        a.round_id: 2,
+        b.round_id: 2,
+        c.round_id: 1,
+    }
+    assert [(f.formasi, f.seats) for f in lines] == [(2, 3)] * 3
+    printed = console.file.getvalue()
+    assert "Pemerintah Kabupaten Beta" in printed and "3 rounds" in printed
+
+
+async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    a = await _instansi_round(api, tmp_path, t0, national_id, "Kementerian Uji")
+    reg = registration(7, "F1")
+
+    result = await api.register(a, reg, "sscasn")
+
+    from client.national import national_applicant_id
+
+    claim_id = claim_workflow_id(
+        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
+    )
+    description = await client.get_workflow_handle(claim_id).describe()
+    assert result.status == "registered"
+    assert reg.nik not in claim_id and reg.nik[-6:] not in claim_id
+    assert description.status is not None and description.status.name == "RUNNING"
+
+
+async def test_a_round_outside_the_national_windows_or_a_second_for_one_instansi_is_refused(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    early = {**INSTANSI, "registration": (-300, 600)}  # opens before the national registration
+
+    with pytest.raises(RefusedError) as outside:
+        await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Delta", early)
+    await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Epsilon")
+    with pytest.raises(RefusedError) as twice:
+        await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Epsilon")
+
+    assert "is not within the national registration window" in str(outside.value)
+    assert "instansi 'Pemerintah Kota Epsilon' joined already" in str(twice.value)
+    state = await api.national.state(national_id)
+    assert [r.instansi for r in state.rounds] == ["Pemerintah Kota Epsilon"]
+
+
+async def test_a_round_naming_a_national_round_that_does_not_exist_is_refused(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+
+    with pytest.raises(RefusedError) as missing:
+        await _instansi_round(api, tmp_path, datetime.now(UTC), "nat-none", "Pemerintah Kota Zeta")
+
+    assert "national round nat-none does not exist" in str(missing.value)
+
+
+async def test_create_national_again_creates_nothing_and_a_round_rejoining_with_other_rules_is_refused(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    console = Console(file=io.StringIO(), width=250)
+    ctx = Context(api, stack.database_url, console)
+    from starter import create_national
+
+    again = await create_national(ctx, tmp_path / f"{national_id}.toml", OPERATOR)
+    config = await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Provinsi Eta")
+    changed = compressed_round(
+        config.round_id,
+        [formasi("F1", 5)],
+        INSTANSI,
+        t0=t0,
+        extra={"national_round": national_id, "instansi": "Pemerintah Provinsi Eta"},
+    )
+    path = tmp_path / "changed.toml"
+    path.write_text(tomli_w.dumps(changed.model_dump(mode="json", exclude_none=True)))
+    with pytest.raises(RefusedError) as refused:
+        await api.create_round(path, OPERATOR)
+
+    assert again == 0 and "already exists, same file" in console.file.getvalue()
+    assert f"round {config.round_id} joining national round {national_id}" in str(refused.value)
+    assert "joined already with other rules" in str(refused.value)
