@@ -1175,6 +1175,7 @@ def fleet(
         300, min=10, help="applicants in SKB when the worker running the SKB close is killed"
     ),
     recovery: bool = typer.Option(True, "--recovery/--no-recovery"),
+    fleet_runs: bool = typer.Option(True, "--fleet/--no-fleet", help="the 1, 2, 4 worker runs"),
     seed: int = 2027,
     concurrency: int = 32,
     keep_stack: bool = KEEP,
@@ -1189,38 +1190,45 @@ def fleet(
     async def main():
         async with bare_stack(keep_stack) as (ctx, pool):
             key = ctx.keys.pseudonym_key
-            rows = await run_fleet(
-                ctx.client, pool, key, ctx.settings, OUT, counts, size, seed, concurrency
-            )
-            from rich.table import Table
-
-            table = Table(title=f"full journeys by worker processes ({size} applicants a round)")
-            for col in [
-                "workers",
-                "journeys",
-                "elapsed",
-                "journeys/s",
-                "vs 1 worker",
-                "server CPU/journey",
-                "worker CPU/journey",
-                "server cores",
-                "load at start",
-            ]:
-                table.add_column(col, justify="right")
-            base = rows[0]["journeys_per_s"]
-            for r in rows:
-                table.add_row(
-                    str(r["workers"]),
-                    f"{r['journeys']} ({r['ended']} ended)",
-                    f"{r['elapsed_s']:.1f} s",
-                    f"{r['journeys_per_s']:.2f}",
-                    f"{r['journeys_per_s'] / base:.2f}",
-                    f"{r['server_cpu_ms_per_journey']:.0f} ms",
-                    f"{r['worker_cpu_ms_per_journey']:.0f} ms",
-                    f"{r['server_cores']:.2f}",
-                    f"{r['load_1min_at_start']:.2f}",
+            rows = (
+                await run_fleet(
+                    ctx.client, pool, key, ctx.settings, OUT, counts, size, seed, concurrency
                 )
-            console.print(table)
+                if fleet_runs
+                else []
+            )
+            if rows:
+                from rich.table import Table
+
+                table = Table(
+                    title=f"full journeys by worker processes ({size} applicants a round)"
+                )
+                for col in [
+                    "workers",
+                    "journeys",
+                    "elapsed",
+                    "journeys/s",
+                    "vs 1 worker",
+                    "server CPU/journey",
+                    "worker CPU/journey",
+                    "server cores",
+                    "load at start",
+                ]:
+                    table.add_column(col, justify="right")
+                base = rows[0]["journeys_per_s"]
+                for r in rows:
+                    table.add_row(
+                        str(r["workers"]),
+                        f"{r['journeys']} ({r['ended']} ended)",
+                        f"{r['elapsed_s']:.1f} s",
+                        f"{r['journeys_per_s']:.2f}",
+                        f"{r['journeys_per_s'] / base:.2f}",
+                        f"{r['server_cpu_ms_per_journey']:.0f} ms",
+                        f"{r['worker_cpu_ms_per_journey']:.0f} ms",
+                        f"{r['server_cores']:.2f}",
+                        f"{r['load_1min_at_start']:.2f}",
+                    )
+                console.print(table)
             figures = {"machine": m, "fleet": rows}
             if recovery:
                 args = (ctx.client, pool, key, ctx.settings, OUT, recovery_size, seed, concurrency)

@@ -26,6 +26,9 @@ CLOSE_ATTEMPTS = 5
 # killed mid-page is noticed when the formasi's heartbeat timeout (workflows/formasi.py) passes
 # since the last one that reached the server (the SDK sends at most one per 0.8 x that timeout).
 HEARTBEAT_EVERY = 1.0
+# A page longer than this (only the unpaged broadcast of executions from before paging) heartbeats
+# its count alone: its listing would pass the 2 MB payload limit. Its retry lists again.
+RESUMABLE_PAGE = 2_000
 
 
 @dataclass
@@ -41,6 +44,8 @@ class PageProgress:
     done: set[int] = field(default_factory=set)
 
     def details(self) -> dict[str, Any]:
+        if len(self.ids) > RESUMABLE_PAGE:
+            return {"told": len(self.done)}
         return {"ids": self.ids, "next": self.next_page_token, "done": sorted(self.done)}
 
     @classmethod

@@ -57,6 +57,9 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             pages.rank_final_pages,
         ],
         max_cached_workflows=settings.worker_max_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(
+            seconds=settings.worker_sticky_schedule_to_start_seconds
+        ),
         workflow_runner=worker_runner(),
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),

@@ -145,6 +145,14 @@ class Settings(BaseSettings):
         description="file holding the read model's database password (CASN_DATABASE_URL without one)",
     )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
+    worker_sticky_schedule_to_start_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="seconds a workflow task waits for the worker that has its workflow cached "
+        "before any worker takes it (replaying the history): bounds the stall after a worker "
+        "dies holding cached journeys (the SDK's default is 10)",
+    )
     # Observability (runtime/metrics.py, runtime/telemetry.py).
     metrics_host: str = Field(
         default="127.0.0.1",
