@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import activity
@@ -20,6 +21,9 @@ class RoundReader:
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        # (round workflow, formasi) -> the callers waiting for the next query to be sent
+        self._waiting: dict[tuple[str, str], asyncio.Future[RoundView]] = {}
+        self._sending: dict[tuple[str, str], asyncio.Lock] = {}
 
     @activity.defn(name=READ_ROUND.name)
     async def read_round(self, req: RoundViewRequest) -> RoundView:
@@ -35,6 +39,34 @@ class RoundReader:
                 type="WorkerStopping",
                 non_retryable=True,
             )
+        return await self._next_answer(req)
+
+    async def _next_answer(self, req: RoundViewRequest) -> RoundView:
+        """The answer of a query sent after this call began, shared with every caller that asked
+        for the same formasi meanwhile: one query in flight per round and formasi, however many
+        journeys start at once (a registration burst of issue 17 asked the round once per
+        journey, and the round answers one query at a time). No answer is older than its ask."""
+        key = (req.workflow_id, req.formasi_code)
+        batch = self._waiting.get(key)
+        if batch is None:
+            batch = asyncio.get_running_loop().create_future()
+            self._waiting[key] = batch
+            asyncio.ensure_future(self._send(key, req, batch))
+        return await asyncio.shield(batch)
+
+    async def _send(
+        self, key: tuple[str, str], req: RoundViewRequest, batch: asyncio.Future[RoundView]
+    ) -> None:
+        async with self._sending.setdefault(key, asyncio.Lock()):
+            if self._waiting.get(key) is batch:
+                del self._waiting[key]  # who asks from now on waits for the next query
+            try:
+                batch.set_result(await self._ask(req))
+            except Exception as exc:  # noqa: BLE001 - every caller of this batch gets it
+                batch.set_exception(exc)
+                batch.exception()  # retrieved: a batch whose callers all left logs nothing
+
+    async def _ask(self, req: RoundViewRequest) -> RoundView:
         handle = self.client.get_workflow_handle(req.workflow_id)
         try:
             return await ROUND_VIEW.ask(handle, req.formasi_code, rpc_timeout=QUERY_TIMEOUT)

@@ -117,6 +117,11 @@ class RecruitmentApi:
     # The sanctions register (client/sanctions.py) every registration is checked against; the
     # entry points give it (starter.py, the gateway). Without one, nothing is checked.
     sanctions: SanctionRegister | None = None
+    # Ask the server to hand a new journey's first workflow task straight back to a worker that
+    # runs in this process with this client (eager start): no trip through the task queue, so
+    # the first task does not wait behind a backlog. Without such a worker with a free slot the
+    # SDK sends a plain start (issue 17 item 3).
+    eager_start: bool = True
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
     # round id -> the check of this client's keys against the round's (check_round_keys)
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
@@ -310,6 +315,7 @@ class RecruitmentApi:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                request_eager_start=self.eager_start,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(ROUND_ID, config.round_id),
