@@ -152,12 +152,41 @@ async def test_journeys_starting_together_share_the_next_query_of_the_round():
     assert reader.sent == ["F1", "F1"]  # six journeys, two queries
 
 
-async def test_another_formasi_is_asked_on_its_own():
+async def test_each_formasi_gets_its_own_query_but_never_two_out_at_once():
     reader = CountingReader()
     tasks = [asyncio.ensure_future(reader._next_answer(_req(f))) for f in ("F1", "F2")]
     await _settle()
-    assert sorted(reader.sent) == ["F1", "F2"]
+    assert reader.sent == ["F1"]  # the server would refuse a second query while one is buffered
     reader.gate.set()
     await _settle()
+    assert reader.sent == ["F1", "F2"]
     reader.gate.set()
     await asyncio.gather(*tasks)
+
+
+class BusyRound:
+    """A round handle whose first queries are refused as the server refuses a full buffer."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals = refusals
+        self.calls = 0
+
+    async def query(self, *args, **kwargs):
+        from temporalio.service import RPCError, RPCStatusCode
+
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise RPCError("consistent query buffer is full", RPCStatusCode.RESOURCE_EXHAUSTED, b"")
+        return RoundView(found=False)
+
+
+async def test_a_round_too_busy_for_the_query_is_asked_again_shortly():
+    handle = BusyRound(refusals=2)
+
+    class Client:
+        def get_workflow_handle(self, workflow_id):
+            return handle
+
+    reader = RoundReader(Client())  # type: ignore[arg-type]
+    view = await asyncio.wait_for(reader._ask(_req("F1")), timeout=2)
+    assert view == RoundView(found=False) and handle.calls == 3
