@@ -190,3 +190,29 @@ async def test_a_round_too_busy_for_the_query_is_asked_again_shortly():
     reader = RoundReader(Client())  # type: ignore[arg-type]
     view = await asyncio.wait_for(reader._ask(_req("F1")), timeout=2)
     assert view == RoundView(found=False) and handle.calls == 3
+
+
+class SlowUpdate:
+    """An update whose answer takes a while; counts how many wait at once."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.most = 0
+
+    async def execute(self, handle, message):
+        self.waiting += 1
+        self.most = max(self.most, self.waiting)
+        await asyncio.sleep(0.01)
+        self.waiting -= 1
+        return type("Answer", (), {"refused": False})()
+
+
+async def test_a_client_waits_on_no_more_updates_at_once_than_its_limit():
+    from client.api import RecruitmentApi
+
+    api = RecruitmentApi(client=None, task_queue="q", pseudonym_key=b"k", max_updates_in_flight=3)  # type: ignore[arg-type]
+    update = SlowUpdate()
+    await asyncio.gather(
+        *(api._update(None, update, None, journey=True, subject="r") for _ in range(10))  # type: ignore[arg-type]
+    )
+    assert update.most == 3
