@@ -6,6 +6,7 @@
     python3 run.py bench journeys --size 200
     python3 run.py bench ack-latency --rate 50 --duration 30
     python3 run.py bench registrations --size 500
+    python3 run.py bench registrations-e2e --size 20000   # end to end, against the bare engine
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
@@ -692,6 +693,51 @@ def registrations(size: int = 500, concurrency: int = 32, seed: int = 11, keep_s
         async with stack(keep_stack) as ctx:
             _, fig = await run_registrations(ctx, size, seed, concurrency)
             save("registrations", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command("registrations-e2e")
+def registrations_e2e(
+    size: int = typer.Option(20000, min=1, help="registrations (and bare workflows)"),
+    concurrency: int = typer.Option(64, min=1, help="submissions in flight"),
+    seed: int = 11,
+    keep_stack: bool = KEEP,
+):
+    """Registrations per second end to end (submission until the journey's read-model row)
+    against bare-engine workflows that start and run one local activity writing a row, measured
+    before and after the registrations in the same run (issue 17 item 3)."""
+    from bench.registrations_e2e import run_baseline as run_bare
+    from bench.registrations_e2e import run_registrations_e2e
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            client, s = ctx.app.client, ctx.settings
+            before = await run_bare(client, ctx.pool, s.task_queue, size, concurrency, s)
+            ours = await run_registrations_e2e(ctx, size, seed, concurrency, OUT / "rounds")
+            after = await run_bare(client, ctx.pool, s.task_queue, size, concurrency, s)
+            base = (before["rate"] + after["rate"]) / 2
+            load = os.getloadavg()
+            fig = {
+                "bare engine before / after": f"{before['rate']:.1f} / {after['rate']:.1f}/s",
+                "registrations end to end": f"{ours['rate']:.1f}/s",
+                "ratio to the bare engine (mean of before and after)": f"{ours['rate'] / base:.2f}",
+                "registration p95, submission to row": f"{ours['p95_ms']:.0f} ms",
+                "load average at the end (1/5 min)": f"{load[0]:.2f} / {load[1]:.2f}",
+            }
+            print_table("registrations end to end against the bare engine", fig)
+            save(
+                "registrations-e2e",
+                {
+                    "machine": m,
+                    "summary": fig,
+                    "bare_before": before,
+                    "ours": ours,
+                    "bare_after": after,
+                },
+            )
 
     asyncio.run(main())
 

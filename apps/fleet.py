@@ -9,7 +9,12 @@ from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import (
+    FixedSizeSlotSupplier,
+    PollerBehaviorSimpleMaximum,
+    Worker,
+    WorkerTuner,
+)
 
 from activities.broadcast import Broadcaster
 from activities.journeys import JourneyReader
@@ -28,6 +33,7 @@ from runtime.probes import ProbeServer, probe_app
 from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings, load_settings
+from runtime.slots import StickyReserveSlots
 from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
@@ -61,9 +67,33 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             seconds=settings.worker_sticky_schedule_to_start_seconds
         ),
         workflow_runner=worker_runner(),
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # issue 17: registration bursts and deadline peaks (docs/OPERATIONS.md, "Worker tuning")
+        **worker_tuning(settings),
     )
+
+
+def worker_tuning(settings: Settings) -> dict:
+    """The workflow-task pollers and the slots the settings give a Worker: workflow-task slots
+    with a share kept for cached workflows (runtime/slots.py), fixed activity and local-activity
+    slots."""
+    return {
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(
+            maximum=settings.worker_workflow_task_pollers
+        ),
+        "nonsticky_to_sticky_poll_ratio": settings.worker_nonsticky_to_sticky_poll_ratio,
+        "tuner": WorkerTuner.create_composite(
+            workflow_supplier=StickyReserveSlots(
+                settings.worker_max_concurrent_workflow_tasks,
+                settings.worker_sticky_reserved_workflow_slots,
+            ),
+            activity_supplier=FixedSizeSlotSupplier(settings.worker_max_concurrent_activities),
+            local_activity_supplier=FixedSizeSlotSupplier(
+                settings.worker_max_concurrent_local_activities
+            ),
+            nexus_supplier=FixedSizeSlotSupplier(1),  # no Nexus operations on this queue
+        ),
+    }
 
 
 async def run_worker(stop: asyncio.Event | None = None) -> None:

@@ -43,3 +43,15 @@ class BaselineJourney:
     def report(self, report_id: str) -> str:
         self.reports += 1
         return report_id
+
+
+@workflow.defn
+class BaselineRegistration:
+    """The bare engine's registration (issue 17 item 3): started, one local activity writing a
+    row (bench/registrations_e2e.py's RowWriter), done."""
+
+    @workflow.run
+    async def run(self, row_id: str) -> None:
+        await workflow.execute_local_activity(
+            "bench_write_row", row_id, start_to_close_timeout=timedelta(seconds=30)
+        )

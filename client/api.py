@@ -118,6 +118,17 @@ class RecruitmentApi:
     # The sanctions register (client/sanctions.py) every registration is checked against; the
     # entry points give it (starter.py, the gateway). Without one, nothing is checked.
     sanctions: SanctionRegister | None = None
+    # Ask the server to hand a new journey's first workflow task straight back to a worker that
+    # runs in this process with this client (eager start): no trip through the task queue, so
+    # the first task does not wait behind a backlog. Without such a worker with a free slot the
+    # SDK sends a plain start (issue 17 item 3).
+    eager_start: bool = True
+    # Updates this client waits on at once. Each waiting update is a long poll, and the server
+    # refuses long polls past 1,200 per namespace ("namespace concurrent poller limit exceeded",
+    # pollers of the workers included): at an overload the refused updates were retried with
+    # back-off and piled up further (issue 17 item 6). Past this many, an update waits here.
+    max_updates_in_flight: int = 400
+    _updates_in_flight: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
     # round id -> the check of this client's keys against the round's (check_round_keys)
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
@@ -341,6 +352,7 @@ class RecruitmentApi:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                request_eager_start=self.eager_start,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(ROUND_ID, config.round_id),
@@ -468,9 +480,16 @@ class RecruitmentApi:
         self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
     ) -> Ack:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
+        if self._updates_in_flight is None:
+            if self.max_updates_in_flight < 1:
+                raise ValueError(
+                    f"max_updates_in_flight {self.max_updates_in_flight} must be at least 1"
+                )
+            self._updates_in_flight = asyncio.Semaphore(self.max_updates_in_flight)
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
-                ack = await update.execute(handle, message)
+                async with self._updates_in_flight:
+                    ack = await update.execute(handle, message)
                 if ack.refused:  # taken into the record as refused (a conflict of interest)
                     raise RefusedError(f"{subject}: {ack.effect} (the refusal is recorded)")
                 return ack

@@ -183,6 +183,39 @@ class Settings(BaseSettings):
         "opentelemetry-exporter-otlp-proto-grpc); unset = each span is one log line",
     )
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    # Worker tuning for registration bursts and deadline peaks (issue 17; docs/OPERATIONS.md,
+    # "Worker tuning"). A new journey's first task waits on the task queue's non-sticky pollers
+    # unless it starts eagerly; the SDK's 5 pollers at ratio 0.2 leave one.
+    worker_workflow_task_pollers: int = Field(
+        default=5,
+        ge=2,
+        le=1000,
+        description="most long polls for workflow tasks at once (sticky and non-sticky together)",
+    )
+    worker_nonsticky_to_sticky_poll_ratio: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="share of the workflow-task polls that go to the shared queue, where new "
+        "journeys' first tasks and evicted ones wait; the rest poll this worker's sticky queue",
+    )
+    worker_max_concurrent_workflow_tasks: int = Field(
+        default=100, ge=2, le=10_000, description="workflow tasks processed at once"
+    )
+    worker_sticky_reserved_workflow_slots: int = Field(
+        default=10,
+        ge=1,
+        description="workflow-task slots that new journeys (shared-queue polls, eager starts) "
+        "may not take: kept for cached workflows, among them the round, whose query every new "
+        "journey's first task waits on (runtime/slots.py); below "
+        "CASN_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS",
+    )
+    worker_max_concurrent_local_activities: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="local activities (read-model writes, the round's view) running at once",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -201,6 +234,18 @@ class Settings(BaseSettings):
                 f"temporal_sqlite_synchronous {value!r} is not one of {sorted(allowed)}"
             )
         return value.lower()
+
+    @model_validator(mode="after")
+    def _sticky_reserve_below_total(self) -> Settings:
+        """The slots kept for cached workflows leave at least one for new journeys."""
+        if self.worker_sticky_reserved_workflow_slots >= self.worker_max_concurrent_workflow_tasks:
+            raise ValueError(
+                "CASN_WORKER_STICKY_RESERVED_WORKFLOW_SLOTS="
+                f"{self.worker_sticky_reserved_workflow_slots} must be below "
+                f"CASN_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS={self.worker_max_concurrent_workflow_tasks}: "
+                "new journeys would get no workflow-task slot"
+            )
+        return self
 
     @model_validator(mode="after")
     def _transport_files(self) -> Settings:
