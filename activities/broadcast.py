@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.contracts import BroadcastRequest, BroadcastResult
+from domain.contracts import BroadcastRequest, BroadcastResult, CloseAnswer, JourneyProjection
 from domain.messages import CloseReply
 from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
+
+WriteRows = Callable[[list[JourneyProjection]], Awaitable[None]]
 
 
 class Broadcaster:
@@ -24,8 +27,9 @@ class Broadcaster:
     `close_stage` update and returns every journey's answer.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, write_rows: WriteRows) -> None:
         self.client = client
+        self.write_rows = write_rows  # the read model's batch write (ReadModel.write_rows)
 
     @activity.defn(name=BROADCAST.name)
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
@@ -35,7 +39,7 @@ class Broadcaster:
         ids, next_token = await self._list(req)
         gate = asyncio.Semaphore(CONCURRENCY)
         delivered = 0
-        replies: dict[str, CloseReply] = {}
+        replies: dict[str, CloseAnswer] = {}
 
         async def deliver(workflow_id: str) -> None:
             nonlocal delivered
@@ -58,11 +62,23 @@ class Broadcaster:
                     activity.heartbeat(delivered)
 
         await asyncio.gather(*(deliver(i) for i in ids))
+        answers = [replies[i] for i in ids if i in replies]
         return BroadcastResult(
             delivered=delivered,
             next_page_token=next_token,
-            replies=[replies[i] for i in ids if i in replies],
+            replies=await self._write_close_rows(answers),
         )
+
+    async def _write_close_rows(self, answers: list[CloseAnswer]) -> list[CloseReply]:
+        """The rows the journeys answered the close with, written in one statement; the formasi
+        gets the answers without them (patch close-answered-with-row, workflows/versions.py).
+
+        Written before the activity completes: a failure fails the activity, and its retry closes
+        again, which each journey answers with the same row."""
+        rows = [a.row for a in answers if a.row is not None]
+        if rows:
+            await self.write_rows(rows)
+        return [a.reply() for a in answers]
 
     async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:
         if req.workflow_ids:
@@ -85,7 +101,7 @@ class Broadcaster:
         )
         return ids, token
 
-    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseReply | None:
+    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseAnswer | None:
         """The journey's answer to the close; None when it has ended (it no longer ranks)."""
         for attempt in range(1, CLOSE_ATTEMPTS + 1):
             try:

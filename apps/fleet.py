@@ -36,7 +36,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     """A worker for the project's task queue with every workflow and activity registered."""
     # The read model seals the notifications with the payload keys the client's codec holds.
     readmodel = ReadModel(pool, ColumnCipher.from_keys(load_or_create_keys(settings)))
-    broadcaster = Broadcaster(client)
+    broadcaster = Broadcaster(client, readmodel.write_rows)
     rounds = RoundReader(client)
     return Worker(
         client,

@@ -18,9 +18,23 @@ from temporalio import workflow
 ENGINE_2_PATCHES = frozenset({"project-at-rest", "record-every-ending"})
 
 
+# The SKD and SKB closes are answered with the journey's read-model row (issue 17 item 5): the
+# `close_stage` update waits until the journey has come to rest after the close and returns its row
+# with the answer; the broadcast writes a page's rows in one statement, so the journey runs no local
+# activity at the close (one engine action fewer per close that changed the row). Journeys
+# recorded before it write the row themselves at their next rest.
+CLOSE_ANSWERED_WITH_ROW = "close-answered-with-row"
+
+# Folded into engine 3: what RecruitmentApi starts new journeys with since issue 17.
+ENGINE_3_PATCHES = ENGINE_2_PATCHES | {CLOSE_ANSWERED_WITH_ROW}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that an engine-2 journey has every engine-2 patch without a marker."""
+    """`workflow.patched`, except that a journey of engine 2 or 3 has every patch its engine folds
+    in without a marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
+        return True
+    if engine_version >= 3 and patch in ENGINE_3_PATCHES:
         return True
     return workflow.patched(patch)
 
