@@ -66,10 +66,20 @@ def mean_parts(counts: list[RunCount], per: int) -> dict[str, float]:
     """Actions of `counts` by kind, divided by `per` (journeys), and workflow tasks and events."""
     out = {name: sum(part(c) for c in counts) / per for name, part in ACTION_PARTS}
     out["actions"] = sum(c.billable for c in counts) / per
+    retries = sum(c.activity_retries + c.local_activity_retries + c.query_retries for c in counts)
+    out["of which retries (load, not design)"] = retries / per
     out["workflow tasks"] = sum(c.workflow_tasks for c in counts) / per
     out["events"] = sum(c.events for c in counts) / per
     out["local activities"] = sum(c.local_activities for c in counts) / per
     return out
+
+
+def retried(c: RunCount) -> bool:
+    """Whether the run retried anything (a query the busy round did not answer, a failed task):
+    what load adds to a history, apart from what the design costs."""
+    return bool(
+        c.activity_retries or c.local_activity_retries or c.query_retries or c.workflow_tasks_failed
+    )
 
 
 def by_outcome(counts: list[RunCount], outcome_of: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -77,6 +87,8 @@ def by_outcome(counts: list[RunCount], outcome_of: dict[str, str]) -> dict[str, 
     groups: dict[str, list[RunCount]] = defaultdict(list)
     for c in counts:
         groups[outcome_of.get(c.workflow_id, "?")].append(c)
+        if not retried(c):
+            groups[f"{outcome_of.get(c.workflow_id, '?')}, no retry"].append(c)
     return {
         f"{outcome} ({len(group)})": {
             "actions": statistics.fmean(c.billable for c in group),
