@@ -35,8 +35,8 @@ class JourneyProjection(BaseModel, frozen=True):
 
 
 class CloseAnswer(CloseReply, frozen=True):
-    """A journey's answer to the close with its read-model row as it stands once the journey has
-    come to rest after the close (patch close-answered-with-row, workflows/versions.py).
+    """A journey's answer to the close with the read-model row it would have written once at rest
+    after the close, if any (patch close-answered-with-row, workflows/versions.py).
 
     The broadcast writes the rows of a page in one statement, so the journey runs no local activity
     at the close; the formasi gets only the CloseReply part. A repeated close gets the same answer,

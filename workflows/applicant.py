@@ -579,13 +579,13 @@ class ApplicantJourney(JourneyInbox):
         return self.row_to_write or bool(self.outbox.notifications)
 
     def _answer_close_with_row(self) -> None:
-        """At rest after a close: the close's answer takes the row, which the broadcast writes."""
+        """At rest after a close: the close's answer takes the row the journey would have written
+        now, if any, and the broadcast writes it (a journey with nothing to write answers bare)."""
         waiting = self.close_waiting
         assert waiting is not None
         fields = {name: getattr(waiting, name) for name in CloseReply.model_fields}
-        self.close_replies[waiting.phase] = CloseAnswer(
-            **fields, row=self.outbox.take(*self._row())
-        )
+        row = self.outbox.take(*self._row()) if self.outbox.unwritten else None
+        self.close_replies[waiting.phase] = CloseAnswer(**fields, row=row)
         self.close_waiting = None
 
     def _row(self) -> tuple[JourneyState, str, str, list[Decision]]:

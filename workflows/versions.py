@@ -19,10 +19,11 @@ ENGINE_2_PATCHES = frozenset({"project-at-rest", "record-every-ending"})
 
 
 # The SKD and SKB closes are answered with the journey's read-model row (issue 17 item 5): the
-# `close_stage` update waits until the journey has come to rest after the close and returns its row
-# with the answer; the broadcast writes a page's rows in one statement, so the journey runs no local
-# activity at the close (one engine action fewer per close that changed the row). Journeys
-# recorded before it write the row themselves at their next rest.
+# `close_stage` update that finds the journey at rest waits until it has come to rest again after
+# the close and returns the row it would have written then (none if nothing changed); the broadcast
+# writes a page's rows in one statement, so the journey runs no local activity at the close (one
+# engine action fewer per close that changed the row). An ending is still the journey's own write.
+# Journeys recorded before it write the row themselves at their next rest.
 CLOSE_ANSWERED_WITH_ROW = "close-answered-with-row"
 
 # Folded into engine 3: what RecruitmentApi starts new journeys with since issue 17.
