@@ -185,6 +185,7 @@ async def run_baseline(
         h = client.get_workflow_handle(f"bench-baseline-{run}-{side_effects}-10")
         events = len((await h.fetch_history()).events)
     rate = size / cpu.elapsed
+    ids = [f"bench-baseline-{run}-{side_effects}-{i}" for i in range(10, 10 + size)]
     fig = {
         "workflows": size,
         "shape": f"{side_effects} no-op activities + {JOURNEY_UPDATES} updates each",
@@ -200,7 +201,7 @@ async def run_baseline(
     print_table(
         "bare-engine baseline" if side_effects else "floor: updates only, no side effects", fig
     )
-    return {"rate": rate, **fig}
+    return {"rate": rate, "ids": ids, "cpu": cpu.deltas(), **fig}
 
 
 # --- engine actions -------------------------------------------------------------------------------
@@ -357,7 +358,9 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
     print_table("full applicant journeys (embedded stack)", fig)
     if driver.refused:
         console.print(f"[yellow]first refusal: {driver.refused[0]}[/]")
-    return {"rate": rate, **fig}
+    extra = {"ids": ids, "cpu": cpu.deltas(), "round_id": round_id}
+    extra["formasi_codes"] = [f.code for f in config.formasi]
+    return {"rate": rate, **extra, **fig}
 
 
 def gc_rows(ctx: Ctx) -> dict[str, str]:
@@ -668,6 +671,130 @@ def actions(
     async def main():
         async with stack(keep_stack) as ctx:
             save("actions", {"machine": m, **await run_actions(ctx, size, count, concurrency)})
+
+    asyncio.run(main())
+
+
+async def run_actions_per_journey(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict:
+    """The naive design and full journeys in one run: Cloud actions from their histories, and CPU."""
+    from bench.cloud_actions import by_outcome, count_workflows, kinds, mean_parts
+    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+
+    naive = await run_baseline(ctx, size, concurrency)
+    ours = await run_journeys(ctx, size, seed, concurrency)
+    client = ctx.app.client
+    naive_counts = await count_workflows(client, naive["ids"])
+    journey_counts = await count_workflows(client, ours["ids"])
+    round_id = ours["round_id"]
+    engine_counts = await count_workflows(
+        client,
+        [round_workflow_id(round_id)]
+        + [formasi_workflow_id(round_id, code) for code in ours["formasi_codes"]],
+    )
+    rows = await ctx.pool.fetch(
+        "SELECT applicant_id, terminal FROM applicants WHERE round_id = $1", round_id
+    )
+    outcome_of = {journey_workflow_id(round_id, r["applicant_id"]): r["terminal"] for r in rows}
+    n_naive, n_ours = len(naive["ids"]), len(ours["ids"])
+    naive_parts = mean_parts(naive_counts, n_naive)
+    journey_parts = mean_parts(journey_counts, n_ours)
+    engine_parts = mean_parts(engine_counts, n_ours)
+    whole = {k: journey_parts[k] + engine_parts[k] for k in journey_parts}
+    from rich.table import Table
+
+    table = Table(
+        title=f"Temporal Cloud actions per journey, from the histories ({n_ours} journeys, {n_naive} naive)"
+    )
+    for col in ["per journey", "naive", "ours: journey", "ours: formasi + round", "ours: all"]:
+        table.add_column(col, justify="right")
+    for key in naive_parts:
+        table.add_row(
+            key,
+            *(f"{parts[key]:.2f}" for parts in (naive_parts, journey_parts, engine_parts, whole)),
+        )
+    console.print(table)
+    outcomes = by_outcome(journey_counts, outcome_of)
+    print_table(
+        "our journeys by outcome: actions / workflow tasks / events",
+        {
+            k: f"{v['actions']:.2f} / {v['workflow tasks']:.2f} / {v['events']:.1f}"
+            for k, v in outcomes.items()
+        },
+    )
+
+    def cpu_ms(result: dict, n: int) -> dict[str, float]:
+        d = result["cpu"]
+        return {
+            "worker": 1000 * d["worker"] / n,
+            "server": 1000 * d["temporal"] / n,
+            "postgres": 1000 * d["postgres"] / n,
+        }
+
+    naive_cpu, ours_cpu = cpu_ms(naive, n_naive), cpu_ms(ours, n_ours)
+    action_ratio = whole["actions"] / naive_parts["actions"]
+    journey_action_ratio = journey_parts["actions"] / naive_parts["actions"]
+    cpu_ratio = (ours_cpu["worker"] + ours_cpu["server"]) / (
+        naive_cpu["worker"] + naive_cpu["server"]
+    )
+    summary = {
+        "naive actions per journey": f"{naive_parts['actions']:.2f}",
+        "our actions per journey (journey runs only)": f"{journey_parts['actions']:.2f}",
+        "our actions per journey (with formasi and round runs)": f"{whole['actions']:.2f}",
+        "actions: ours / naive, journey runs only": f"{journey_action_ratio:.3f}",
+        "actions: ours / naive, with formasi and round (goal <= 0.6)": f"{action_ratio:.3f} ({'met' if action_ratio <= 0.6 else 'not met'})",
+        "CPU per journey, naive: worker / server / PostgreSQL ms": " / ".join(
+            f"{naive_cpu[k]:.1f}" for k in naive_cpu
+        ),
+        "CPU per journey, ours: worker / server / PostgreSQL ms": " / ".join(
+            f"{ours_cpu[k]:.1f}" for k in ours_cpu
+        ),
+        "CPU (worker + server): ours / naive (goal <= 0.67)": f"{cpu_ratio:.3f} ({'met' if cpu_ratio <= 0.67 else 'not met'})",
+        "journeys/s: naive / ours": f"{naive['rate']:.2f} / {ours['rate']:.2f}",
+        "runs counted": ", ".join(
+            f"{k} {v}"
+            for k, v in sorted(
+                (kinds(naive_counts) + kinds(journey_counts) + kinds(engine_counts)).items()
+            )
+        ),
+    }
+    print_table("engine actions and CPU per journey: ours vs the naive design, same run", summary)
+    for result in (naive, ours):
+        result.pop("ids")
+    return {
+        "naive": naive,
+        "ours": ours,
+        "actions": {
+            "naive": naive_parts,
+            "journey": journey_parts,
+            "formasi+round": engine_parts,
+            "all": whole,
+        },
+        "by outcome": outcomes,
+        "cpu ms": {"naive": naive_cpu, "ours": ours_cpu},
+        "action ratio": action_ratio,
+        "journey action ratio": journey_action_ratio,
+        "cpu ratio": cpu_ratio,
+        **summary,
+    }
+
+
+@app.command("actions-per-journey")
+def actions_per_journey(
+    size: int = typer.Option(100, min=1, help="journeys, and naive journeys"),
+    seed: int = 2027,
+    concurrency: int = typer.Option(32, min=1),
+    keep_stack: bool = KEEP,
+):
+    """Engine actions (Temporal Cloud's definition, from the histories) and CPU per journey: ours vs
+    the naive design, in one run (issue 17 item 5)."""
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_actions_per_journey(ctx, size, seed, concurrency)
+        end = os.getloadavg()
+        console.print(f"load average at end (1/5 min): {end[0]:.2f} / {end[1]:.2f}")
+        save("actions-per-journey", {"machine": m, "load at end": end[:2], **figures})
 
     asyncio.run(main())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.contracts import BroadcastRequest, BroadcastResult
+from domain.contracts import BroadcastRequest, BroadcastResult, CloseAnswer, JourneyProjection
 from domain.messages import CloseReply
 from domain.pages import REPLIES
 from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE
@@ -58,6 +59,9 @@ class PageProgress:
         return cls(ids=ids, next_page_token=details.get("next"), done=done)
 
 
+WriteRows = Callable[[list[JourneyProjection]], Awaitable[None]]
+
+
 class Broadcaster:
     """Lists a formasi's running journeys through Temporal's visibility and tells each one.
 
@@ -65,8 +69,11 @@ class Broadcaster:
     `close_stage` update and returns every journey's answer.
     """
 
-    def __init__(self, client: Client, pages: PageStore | None = None) -> None:
+    def __init__(
+        self, client: Client, write_rows: WriteRows | None = None, pages: PageStore | None = None
+    ) -> None:
         self.client = client
+        self.write_rows = write_rows  # the read model's batch write (ReadModel.write_rows)
         self.pages = pages  # where a close keeps its answers (keep_replies)
 
     @activity.defn(name=BROADCAST.name)
@@ -93,7 +100,7 @@ class Broadcaster:
                 len(progress.ids),
             )
         gate = asyncio.Semaphore(CONCURRENCY)
-        replies: dict[str, CloseReply] = {}
+        replies: dict[str, CloseAnswer] = {}
 
         async def deliver(position: int, workflow_id: str) -> None:
             async with gate:
@@ -121,7 +128,7 @@ class Broadcaster:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         delivered, token = len(progress.done), progress.next_page_token
-        answers = [replies[i] for i in progress.ids if i in replies]
+        answers = await self._write_close_rows([replies[i] for i in progress.ids if i in replies])
         if req.keep_replies:
             return await self._kept(req, delivered, token, answers)
         return BroadcastResult(delivered=delivered, next_page_token=token, replies=answers)
@@ -142,6 +149,22 @@ class Broadcaster:
         return BroadcastResult(
             delivered=delivered, next_page_token=token, kept=kept, replied=len(answers)
         )
+
+    async def _write_close_rows(self, answers: list[CloseAnswer]) -> list[CloseReply]:
+        """The rows the journeys answered the close with, written in one statement; the formasi
+        gets the answers without them (patch close-answered-with-row, workflows/versions.py).
+
+        Written before the activity completes: a failure fails the activity, and its retry closes
+        again, which each journey answers with the same row."""
+        rows = [a.row for a in answers if a.row is not None]
+        if rows:
+            if self.write_rows is None:
+                raise RuntimeError(
+                    "broadcast: journeys answered the close with their rows, and this worker has "
+                    "no read model to write them"
+                )
+            await self.write_rows(rows)
+        return [a.reply() for a in answers]
 
     async def _list(self, req: BroadcastRequest) -> tuple[list[str], str | None]:
         if req.workflow_ids:
@@ -164,7 +187,7 @@ class Broadcaster:
         )
         return ids, token
 
-    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseReply | None:
+    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseAnswer | None:
         """The journey's answer to the close; None when it has ended (it no longer ranks)."""
         # One update id per close and journey: a repeat (a retried attempt, or the loop below) is
         # answered by the server from the journey's history when the first one completed.

@@ -252,6 +252,12 @@ class ReadModel:
         for _, done in batch:
             _settle(done, None)
 
+    async def write_rows(self, projections: list[JourneyProjection]) -> None:
+        """Rows that journeys handed over with their answer to a close (activities/broadcast.py),
+        in one statement (BATCH_MAX at a time), not through the journeys' local activities."""
+        for first in range(0, len(projections), BATCH_MAX):
+            await self._write(projections[first : first + BATCH_MAX])
+
     async def _write(self, projections: list[JourneyProjection]) -> None:
         # A journey's projections are sequential (one local activity at a time), but a retried
         # activity may meet its first attempt here: keep the newest version of each applicant,

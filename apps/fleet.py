@@ -45,7 +45,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     cipher = ColumnCipher.from_keys(load_or_create_keys(settings))
     readmodel = ReadModel(pool, cipher)
     pages = PageStore(pool, cipher)
-    broadcaster = Broadcaster(client, pages)
+    broadcaster = Broadcaster(client, readmodel.write_rows, pages)
     rounds = RoundReader(client)
     return Worker(
         client,

@@ -35,6 +35,22 @@ class JourneyProjection(BaseModel, frozen=True):
     sanction_key: str = ""  # the JourneyStart's: where an APS with a sanction is registered
 
 
+class CloseAnswer(CloseReply, frozen=True):
+    """A journey's answer to the close with the read-model row it would have written once at rest
+    after the close, if any (patch close-answered-with-row, workflows/versions.py).
+
+    The broadcast writes the rows of a page in one statement, so the journey runs no local activity
+    at the close; the formasi gets only the CloseReply part. A repeated close gets the same answer,
+    row included, so a retried page writes it again (every read-model write is idempotent).
+    """
+
+    row: JourneyProjection | None = None
+
+    def reply(self) -> CloseReply:
+        """The part the formasi ranks by, without the row."""
+        return CloseReply(**{name: getattr(self, name) for name in CloseReply.model_fields})
+
+
 class NipRequest(BaseModel, frozen=True):
     """Ask BKN's NIP service for the NIP of one appointed person (at most one, ever)."""
 

@@ -23,6 +23,7 @@ from domain.aftermath import (
 from domain.contracts import (
     BroadcastRequest,
     BroadcastResult,
+    CloseAnswer,
     JourneyProjection,
     NipIssued,
     NipRequest,
@@ -34,7 +35,6 @@ from domain.messages import (
     AppealAnswer,
     AppealFiling,
     ChangeKeys,
-    CloseReply,
     CloseWindow,
     ConflictDeclaration,
     Dismissal,
@@ -181,7 +181,9 @@ def report_update(report: Report) -> Update[Any, Ack]:
 
 # --- ApplicantJourney: from its formasi and its round -------------------------------------------
 
-CLOSE_STAGE = Update("close_stage", Announcement, CloseReply)
+# The answer is a CloseAnswer: a CloseReply, with the journey's read-model row since the patch
+# close-answered-with-row (decoding a journey's older answer gives row=None).
+CLOSE_STAGE = Update("close_stage", Announcement, CloseAnswer)
 ANNOUNCE = Signal("announce", Announcement)
 OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)

@@ -84,6 +84,7 @@ class RunCount:
     marker_tasks: int = 0
     patch_markers: int = 0
     queries: int = 0
+    query_retries: int = 0  # of `queries`: attempts after a first that failed (load, not design)
     children: int = 0
     continued_as_new: int = 0
     upserts: int = 0
@@ -164,7 +165,9 @@ def count_run(recorded: RecordedHistory, json_bytes: int) -> RunCount:
                 meta = json.loads(marker.details["data"].payloads[0].data)
                 c.local_activity_types[meta.get("activity_type", "?")] += 1
                 if meta.get("activity_type") in ROUND_QUERYING_ACTIVITIES:
-                    c.queries += int(meta.get("attempt") or 1)
+                    attempts = int(meta.get("attempt") or 1)
+                    c.queries += attempts
+                    c.query_retries += attempts - 1
     c.marker_tasks = len(tasks_with_markers)
     return c
 

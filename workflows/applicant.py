@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.admission import admission_problem
     from domain.appointment import probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
-    from domain.contracts import NipRequest
+    from domain.contracts import CloseAnswer, NipRequest
     from domain.messages import (
         Announcement,
         CloseReply,
@@ -57,11 +57,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
-    from workflows.versions import NIP_FROM_ROUND_TMT
+    from workflows.versions import CLOSE_ANSWERED_WITH_ROW, NIP_FROM_ROUND_TMT
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
-ENGINE_VERSION = 2  # what RecruitmentApi starts new journeys with (workflows/versions.py)
+ENGINE_VERSION = 3  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -94,6 +94,10 @@ class ApplicantJourney(JourneyInbox):
         self.final_sanggah = False  # the round takes the sanggah against the final result
         self.row_to_write = False
         self.final_answer_applied = False
+        self.close_with_row = False  # patch close-answered-with-row, decided when the run starts
+        self.close_waiting: CloseReply | None = None
+        self.resting = False  # the run waits in _wait: a close can have the row at once
+        self.run_done = False
 
     # --- the process -----------------------------------------------------------------------
 
@@ -102,6 +106,7 @@ class ApplicantJourney(JourneyInbox):
         # Write the read model when the journey comes to rest, not after every step (fewer local
         # activities per journey). Older histories write eagerly.
         self.outbox.at_rest = self._patched("project-at-rest")
+        self.close_with_row = self._patched(CLOSE_ANSWERED_WITH_ROW)
         try:
             await self.registration()
             await self.administrative_check()
@@ -114,7 +119,9 @@ class ApplicantJourney(JourneyInbox):
         except JourneyEnded:
             pass
         self._move_to(Stage.ENDED)
+        # The last row is the journey's own write: nothing after it would repeat what it holds.
         await self._write()
+        self.run_done = True  # a close that arrives now is answered without a row
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()
 
@@ -494,15 +501,25 @@ class ApplicantJourney(JourneyInbox):
         def done() -> bool:
             return condition() or self.sheet.ending is not None
 
+        def woken() -> bool:
+            return done() or self.row_to_write or self.close_waiting is not None
+
         while True:
             timeout = None if until is None else max(until - workflow.now(), timedelta(0))
-            if (self.outbox.unwritten or self.row_to_write) and not done():
+            at_rest = not done()
+            if at_rest and self.close_waiting is not None and not self._notice_due():
+                # A close waits for its answer: the answer takes the row (close-answered-with-row).
+                self._answer_close_with_row()
+            elif at_rest and (self.outbox.unwritten or self.row_to_write or self.close_waiting):
                 self.row_to_write = False
                 await self._write()
+            self.resting = True
             try:
-                await workflow.wait_condition(lambda: done() or self.row_to_write, timeout=timeout)
+                await workflow.wait_condition(woken, timeout=timeout)
             except TimeoutError:
                 return False
+            finally:
+                self.resting = False
             if done():
                 break
         if self.sheet.ending is not None:
@@ -555,6 +572,21 @@ class ApplicantJourney(JourneyInbox):
 
     async def _write(self) -> None:
         await self.outbox.write(*self._row())
+
+    def _notice_due(self) -> bool:
+        """A TMT move or a notification waits to be written: the journey writes it itself, at once
+        (a row handed to a close leaves notifications for the journey's next write)."""
+        return self.row_to_write or bool(self.outbox.notifications)
+
+    def _answer_close_with_row(self) -> None:
+        """At rest after a close: the close's answer takes the row the journey would have written
+        now, if any, and the broadcast writes it (a journey with nothing to write answers bare)."""
+        waiting = self.close_waiting
+        assert waiting is not None
+        fields = {name: getattr(waiting, name) for name in CloseReply.model_fields}
+        row = self.outbox.take(*self._row()) if self.outbox.unwritten else None
+        self.close_replies[waiting.phase] = CloseAnswer(**fields, row=row)
+        self.close_waiting = None
 
     def _row(self) -> tuple[JourneyState, str, str, list[Decision]]:
         # The trail travels as the outbox's new decisions; the row needs the state without it.

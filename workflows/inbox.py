@@ -113,6 +113,10 @@ class JourneyInbox:
     secret: str
     key_changes_seen: list[str]
     row_to_write: bool  # something changed the row while the journey waits: write it now
+    close_with_row: bool  # patch close-answered-with-row
+    close_waiting: CloseReply | None  # a close's answer, waiting for the row at the next rest
+    resting: bool  # the run waits for something to arrive (ApplicantJourney._wait)
+    run_done: bool  # the run has written its last row: a close now gets no row
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -165,15 +169,21 @@ class JourneyInbox:
     # --- from the formasi and the round -------------------------------------------------------
 
     @workflow.update
-    def close_stage(self, announcement: Announcement) -> CloseReply:
+    async def close_stage(self, announcement: Announcement) -> CloseReply:
         """The formasi closes SKD or SKB; the answer is what this applicant ranks by, if anything.
 
         The answer travels back in the update's result, so closing costs the journey no signal. A
-        repeat, from a retried broadcast page, gets the first answer again.
+        repeat, from a retried broadcast page, gets the first answer again. Since the patch
+        close-answered-with-row the answer waits for the journey to come to rest after the close
+        (in the same workflow task) and carries its read-model row, which the broadcast writes.
         """
         known = self.close_replies.get(announcement.phase)
         if known is not None:
             return known
+        waiting = self.close_waiting
+        if waiting is not None and waiting.phase == announcement.phase:
+            await workflow.wait_condition(lambda: announcement.phase in self.close_replies)
+            return self.close_replies[announcement.phase]
         self.announcements.setdefault(announcement.phase, announcement)
         closing_skd = announcement.phase == Phase.SKD_CLOSED
         entry = None if closing_skd else self._close_skb(announcement.at)
@@ -184,8 +194,13 @@ class JourneyInbox:
             entry=entry,
             profile=self._profile() if entry is not None else None,
         )
-        self.close_replies[announcement.phase] = reply
-        return reply
+        # Only a journey at rest waits for its row (it has it within this workflow task); one busy
+        # elsewhere (a local activity, a signal on its way) answers at once, as before the patch.
+        if self.close_with_row and self.resting and not self.run_done:
+            self.close_waiting = reply
+            await workflow.wait_condition(lambda: self.close_waiting is None or self.run_done)
+            self.close_waiting = None
+        return self.close_replies.setdefault(announcement.phase, reply)
 
     @close_stage.validator
     def validate_close_stage(self, announcement: Announcement) -> None:

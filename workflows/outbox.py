@@ -57,13 +57,23 @@ class ReadModelOutbox:
         else:
             await self.write(state, name, category, decisions)
 
-    async def write(
+    def take(
         self, state: JourneyState, name: str, category: str, decisions: list[Decision]
-    ) -> None:
-        """Write the row, the decisions since the last write and what is pending."""
+    ) -> JourneyProjection:
+        """The row and what is pending, for someone else to write: the broadcast of the close
+        that this row answers (patch close-answered-with-row). No local activity.
+
+        The decisions, notifications and reports stay pending and go again with the next write,
+        which the journey makes itself (at the latest when it ends): were the broadcast's write
+        lost, nothing of them would be. Every table keys them, so a second copy changes nothing."""
         self.unwritten = False
         self.version += 1
-        projection = JourneyProjection(
+        return self._projection(state, name, category, decisions)
+
+    def _projection(
+        self, state: JourneyState, name: str, category: str, decisions: list[Decision]
+    ) -> JourneyProjection:
+        return JourneyProjection(
             version=self.version,
             state=state,
             registration_no=state.applicant_id,
@@ -75,6 +85,14 @@ class ReadModelOutbox:
             reports=self.reports,
             sanction_key=self.sanction_key,
         )
+
+    async def write(
+        self, state: JourneyState, name: str, category: str, decisions: list[Decision]
+    ) -> None:
+        """Write the row, the decisions since the last write and what is pending."""
+        self.unwritten = False
+        self.version += 1
+        projection = self._projection(state, name, category, decisions)
         await run_local_activity_until_done(PROJECT_JOURNEY, projection, PROJECT_TIMEOUT)
         self.projected_decisions = len(decisions)
         self.notifications = []

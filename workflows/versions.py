@@ -18,9 +18,24 @@ from temporalio import workflow
 ENGINE_2_PATCHES = frozenset({"project-at-rest", "record-every-ending"})
 
 
+# The SKD and SKB closes are answered with the journey's read-model row (issue 17 item 5): the
+# `close_stage` update that finds the journey at rest waits until it has come to rest again after
+# the close and returns the row it would have written then (none if nothing changed); the broadcast
+# writes a page's rows in one statement, so the journey runs no local activity at the close (one
+# engine action fewer per close that changed the row). An ending is still the journey's own write.
+# Journeys recorded before it write the row themselves at their next rest.
+CLOSE_ANSWERED_WITH_ROW = "close-answered-with-row"
+
+# Folded into engine 3: what RecruitmentApi starts new journeys with since issue 17.
+ENGINE_3_PATCHES = ENGINE_2_PATCHES | {CLOSE_ANSWERED_WITH_ROW}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that an engine-2 journey has every engine-2 patch without a marker."""
+    """`workflow.patched`, except that a journey of engine 2 or 3 has every patch its engine folds
+    in without a marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
+        return True
+    if engine_version >= 3 and patch in ENGINE_3_PATCHES:
         return True
     return workflow.patched(patch)
 

@@ -72,7 +72,10 @@ SIGNING_KEY = bytes(range(32))
 # the deprecated patches must still accept. v5-full is the same round after the gateway and issue
 # 14's first items: the round's optimalisasi-pool and optimalisasi-until-filing-closes patches
 # (the TL wait in optimalisasi until filing closes), journeys with majors in their final entries,
-# structured notices and the sanction key. All must replay with the current code.
+# structured notices and the sanction key. v8-full is the same round with engine-3 journeys
+# (issue 17 item 5): they answer the SKD and SKB closes with their read-model row and write none of
+# their own at the close (patch close-answered-with-row, folded into engine 3: no marker). All must
+# replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -82,6 +85,7 @@ RECORDED_SETS = [
     RECORDED / "v5-full",
     RECORDED / "v6-full",
     RECORDED / "v7-full",
+    RECORDED / "v8-full",
     RECORDED / "v4-full-markers",
 ]
 

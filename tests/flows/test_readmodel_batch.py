@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from activities.broadcast import Broadcaster
 from activities.readmodel import ReadModel
 from domain.codes import Stage
-from domain.contracts import JourneyProjection, Notification
-from domain.messages import Decision, JourneyState
+from domain.contracts import CloseAnswer, JourneyProjection, Notification
+from domain.messages import CloseReply, Decision, JourneyState
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
 
@@ -147,5 +148,38 @@ async def test_a_write_interrupted_mid_batch_fails_its_activities_instead_of_lea
                 await asyncio.wait_for(first, 5)
         # The next projection drains afresh and lands.
         await asyncio.wait_for(model.project_journey(projection(round_id, "A", 2, Stage.SKD)), 5)
+    finally:
+        await pool.close()
+
+
+async def test_rows_answered_to_a_close_land_in_one_statement_and_the_formasi_gets_none(
+    stack, round_id
+):
+    """The broadcast of a close (activities/broadcast.py) writes the rows the journeys answered
+    with, a page in one statement, and hands the formasi the answers without them; a retried page
+    writes the same rows again and changes nothing."""
+    pool = await open_pool(stack.database_url, max_size=4)
+    try:
+        rm = ReadModel(pool, CIPHER)
+        broadcaster = Broadcaster(None, rm.write_rows)  # type: ignore[arg-type] # no listing here
+        answers = [
+            CloseAnswer(
+                applicant_id=f"C{i}",
+                phase="skb_closed",
+                row=projection(round_id, f"C{i}", 3, Stage.FINAL_RANKING),
+            )
+            for i in range(40)
+        ] + [CloseAnswer(applicant_id="C-old", phase="skb_closed")]  # an engine-2 journey: no row
+        for attempt in (1, 2):
+            replies = await broadcaster._write_close_rows(answers)
+            assert rm.statements == attempt
+            assert [type(r) for r in replies] == [CloseReply] * 41
+        counts = await pool.fetchrow(
+            """SELECT (SELECT count(*) FROM applicants WHERE round_id = $1 AND stage = 'final_ranking'),
+                      (SELECT count(*) FROM decisions WHERE round_id = $1),
+                      (SELECT count(*) FROM notifications WHERE round_id = $1)""",
+            round_id,
+        )
+        assert tuple(counts) == (40, 40, 40)
     finally:
         await pool.close()

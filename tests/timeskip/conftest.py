@@ -48,11 +48,12 @@ from domain.config import RoundConfig
 from domain.contracts import (
     BroadcastRequest,
     BroadcastResult,
+    CloseAnswer,
     JourneyProjection,
     NipIssued,
     NipRequest,
 )
-from domain.messages import CloseReply, JourneyState, RoundState
+from domain.messages import JourneyState, RoundState
 from domain.pages import REPLIES, PageRef, page_items, page_ref
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
@@ -89,6 +90,7 @@ class StandInActivities:
         self.nips: dict[tuple[str, str], str] = {}
         self.serials: dict[str, int] = defaultdict(int)
         self.broadcasts: list[BroadcastRequest] = []
+        self.close_rows: list[JourneyProjection] = []  # rows journeys answered a close with
         self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
         self.pages = MemoryPageStore()
 
@@ -107,11 +109,13 @@ class StandInActivities:
                 continue
             try:
                 if req.mode == "close":
-                    replies.append(
-                        await handle.execute_update(
-                            "close_stage", req.announcement, result_type=CloseReply
-                        )
+                    answer = await handle.execute_update(
+                        "close_stage", req.announcement, result_type=CloseAnswer
                     )
+                    if answer.row is not None:  # as the real broadcast writes it
+                        self.close_rows.append(answer.row)
+                        await self.project_journey(answer.row)
+                    replies.append(answer.reply())
                 else:
                     await handle.signal("announce", req.announcement)
                 delivered += 1
