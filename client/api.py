@@ -24,6 +24,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -498,6 +499,14 @@ class RecruitmentApi:
                 raise RefusedError(
                     cause.message if isinstance(cause, ApplicationError) else str(cause)
                 ) from None
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                # The call timed out (a busy server or worker at a deadline peak): the update may
+                # or may not have been taken. The same message again is safe, since its report_id
+                # makes it idempotent; after the last attempt the caller hears that it timed out.
+                if attempt < UPDATE_ATTEMPTS:
+                    await asyncio.sleep(0.5 * attempt)
+                    continue
+                raise
             except RPCError as exc:
                 try:
                     why = await self._why_not_running(handle, journey)
