@@ -74,8 +74,9 @@ SIGNING_KEY = bytes(range(32))
 # (the TL wait in optimalisasi until filing closes), journeys with majors in their final entries,
 # structured notices and the sanction key. v8-full is the same round with engine-3 journeys
 # (issue 17 item 5): they answer the SKD and SKB closes with their read-model row and write none of
-# their own at the close (patch close-answered-with-row, folded into engine 3: no marker). All must
-# replay with the current code.
+# their own at the close (patch close-answered-with-row, folded into engine 3: no marker). v7-full
+# has the formasi keeping answers and rankings as pages (patch paged-ranking, engine-2 journeys);
+# v9-full both (issue 17 merged). All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -86,6 +87,7 @@ RECORDED_SETS = [
     RECORDED / "v6-full",
     RECORDED / "v7-full",
     RECORDED / "v8-full",
+    RECORDED / "v9-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -165,6 +167,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v4-full",
         RECORDED / "v5-full",
         RECORDED / "v7-full",
+        RECORDED / "v9-full",
     ],
     ids=lambda p: p.name,
 )
