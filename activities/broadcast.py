@@ -144,8 +144,8 @@ class Broadcaster:
         ranking = [a for a in answers if a.key is not None or a.entry is not None]
         kept = None
         if ranking:
-            owner = f"{req.round_id}/formasi/{req.formasi_code}"
-            kept = await self.pages.put(REPLIES, owner, ranking)
+            # The owner is the formasi that asked: the workflow this activity runs for.
+            kept = await self.pages.put(REPLIES, activity.info().workflow_id, ranking)
         return BroadcastResult(
             delivered=delivered, next_page_token=token, kept=kept, replied=len(answers)
         )

@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         signal_message,
         workflow_handle,
     )
-    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+    from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
     from workflows.versions import PAGED_RANKING
 
@@ -236,7 +236,9 @@ class FormasiSelection:
                 self.carry.skd_cut = await run_activity(
                     RANK_SKD_PAGES,
                     SkdPagesRequest(
-                        owner=self._owner(), capacity=tracker.capacity, pages=self.carry.skd_pages
+                        owner=workflow.info().workflow_id,
+                        capacity=tracker.capacity,
+                        pages=self.carry.skd_pages,
                     ),
                     **self._ranking_options(),
                 )
@@ -275,7 +277,7 @@ class FormasiSelection:
         self.carry.final_barrier = barrier
         await self._await_replies(barrier)
         if self.carry.paged:
-            await self._final_ranking_paged(closed, barrier)
+            await self._final_ranking_paged(closed)
             return
         ranking = rank_final(self.carry.final_entries, self.start.formasi.quota)
         by_id = {e.applicant_id: e for e in self.carry.final_entries}
@@ -305,20 +307,11 @@ class FormasiSelection:
         self.carry.final_ranked = True
         self.carry.processed.append(closed.announcement_id)
 
-    async def _final_ranking_paged(self, closed: Announcement, barrier: Barrier) -> None:
+    async def _final_ranking_paged(self, closed: Announcement) -> None:
         """The final ranking from the pages of answers (patch paged-ranking): ranked by an
         activity, recorded by the references of its pages, told a page of applicants at a time."""
         if self.carry.ranked is None:
-            self.carry.ranked = await run_activity(
-                RANK_FINAL_PAGES,
-                FinalPagesRequest(
-                    owner=self._owner(),
-                    quota=self.start.formasi.quota,
-                    pages=self.carry.entry_pages,
-                    page_items=self._page_items(),
-                ),
-                **self._ranking_options(),
-            )
+            self.carry.ranked = await self._rank_final_pages()
         ranked = self.carry.ranked
         self._decide_once(
             "final_ranking",
@@ -330,18 +323,7 @@ class FormasiSelection:
                 **self._pages_record(ranked),
             },
         )
-        if self.carry.result_at is None:
-            self.carry.result_at = workflow.now()
-        result = Announcement(
-            announcement_id=f"{closed.announcement_id}/result",
-            phase=Phase.FINAL_RESULT,
-            at=self.carry.result_at,
-        )
-        await self._deliver_pages(
-            result, [*ranked.winners, *ranked.others], winner_pages=len(ranked.winners)
-        )
-        await self._tell_round_pages(ranked)
-        self.carry.result_at = None
+        await self._announce_ranking(closed, Phase.FINAL_RESULT, ranked)
         self.carry.final_barrier = None
         self.carry.final_ranked = True
         self.carry.processed.append(closed.announcement_id)
@@ -414,17 +396,8 @@ class FormasiSelection:
         ranked = self.carry.ranked
         assert ranked is not None
         if self.carry.confirmed is None:
-            self.carry.confirmed = await run_activity(
-                RANK_FINAL_PAGES,
-                FinalPagesRequest(
-                    owner=self._owner(),
-                    quota=self.start.formasi.quota,
-                    pages=self.carry.entry_pages,
-                    page_items=self._page_items(),
-                    corrections=self.carry.corrections,
-                    previous_winners=ranked.winners,
-                ),
-                **self._ranking_options(),
+            self.carry.confirmed = await self._rank_final_pages(
+                corrections=self.carry.corrections, previous_winners=ranked.winners
             )
         confirmed = self.carry.confirmed
         self._decide_once(
@@ -448,38 +421,61 @@ class FormasiSelection:
             },
         )
         self.carry.final_confirmed = True
+        await self._announce_ranking(closed, Phase.FINAL_CONFIRMED, confirmed, confirmed=True)
+
+    async def _rank_final_pages(self, **correcting) -> FinalPages:
+        """The final ranking of the kept entries, by the activity (with the final sanggah's
+        corrections and the ranking before, when `correcting` names them)."""
+        return await run_activity(
+            RANK_FINAL_PAGES,
+            FinalPagesRequest(
+                owner=workflow.info().workflow_id,
+                quota=self.start.formasi.quota,
+                pages=self.carry.entry_pages,
+                page_items=self._page_items(),
+                **correcting,
+            ),
+            **self._ranking_options(),
+        )
+
+    async def _announce_ranking(
+        self, closed: Announcement, phase: Phase, ranking: FinalPages, confirmed: bool = False
+    ) -> None:
+        """Tell the ranking's applicants their result a page at a time (one time for every page,
+        kept across continue-as-new), then the round."""
         if self.carry.result_at is None:
             self.carry.result_at = workflow.now()
         result = Announcement(
-            announcement_id=f"{closed.announcement_id}/result",
-            phase=Phase.FINAL_CONFIRMED,
-            at=self.carry.result_at,
+            announcement_id=f"{closed.announcement_id}/result", phase=phase, at=self.carry.result_at
         )
         await self._deliver_pages(
-            result, [*confirmed.winners, *confirmed.others], winner_pages=len(confirmed.winners)
+            result, [*ranking.winners, *ranking.others], winner_pages=len(ranking.winners)
         )
-        await self._tell_round_pages(confirmed, confirmed=True)
+        await self._tell_round_pages(ranking, confirmed=confirmed)
         self.carry.result_at = None
 
     async def _tell_round_pages(self, ranking: FinalPages, confirmed: bool = False) -> None:
         """The round's result of this formasi as references: the winners' and the candidates'
         pages, which the round reads when optimalisasi needs them."""
+        await self._send_result(
+            FormasiResult(
+                formasi_code=self.start.formasi.code,
+                vacancies=self.start.formasi.quota - ranking.n_winners,
+                candidates=[],
+                winners=[],
+                confirmed=confirmed,
+                winner_pages=ranking.winners,
+                candidate_pages=ranking.candidates,
+                winners_count=ranking.n_winners,
+                candidates_count=ranking.n_others,
+            )
+        )
+
+    async def _send_result(self, result: FormasiResult) -> None:
+        """Seal this formasi's result and signal it to the round."""
         await FORMASI_RESULT.send(
             workflow_handle(round_workflow_id(self.start.round_id)),
-            sealed(
-                FormasiResult(
-                    formasi_code=self.start.formasi.code,
-                    vacancies=self.start.formasi.quota - ranking.n_winners,
-                    candidates=[],
-                    winners=[],
-                    confirmed=confirmed,
-                    winner_pages=ranking.winners,
-                    candidate_pages=ranking.candidates,
-                    winners_count=ranking.n_winners,
-                    candidates_count=ranking.n_others,
-                ),
-                self.start.secret,
-            ),
+            sealed(result, self.start.secret),
         )
 
     async def _deliver_pages(
@@ -511,9 +507,6 @@ class FormasiSelection:
         self.carry.paging = None
         return paging.delivered
 
-    def _owner(self) -> str:
-        return formasi_workflow_id(self.start.round_id, self.start.formasi.code)
-
     def _page_items(self) -> int:
         return max(1, min(self.start.page_size or MAX_PAGE_ITEMS, MAX_PAGE_ITEMS))
 
@@ -529,23 +522,17 @@ class FormasiSelection:
     ) -> None:
         """The round's result of this formasi: empty seats, the winners, and those who lost on
         rank with what optimalisasi's pool needs of them (confirmed: after the final sanggah)."""
-        await FORMASI_RESULT.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
-            sealed(
-                FormasiResult(
-                    formasi_code=self.start.formasi.code,
-                    vacancies=self.start.formasi.quota - len(ranking.winners),
-                    candidates=[by_id[a] for a in ranking.others],
-                    winners=ranking.winners,
-                    profiles={
-                        a: self.carry.profiles[a]
-                        for a in ranking.others
-                        if a in self.carry.profiles
-                    },
-                    confirmed=confirmed,
-                ),
-                self.start.secret,
-            ),
+        await self._send_result(
+            FormasiResult(
+                formasi_code=self.start.formasi.code,
+                vacancies=self.start.formasi.quota - len(ranking.winners),
+                candidates=[by_id[a] for a in ranking.others],
+                winners=ranking.winners,
+                profiles={
+                    a: self.carry.profiles[a] for a in ranking.others if a in self.carry.profiles
+                },
+                confirmed=confirmed,
+            )
         )
 
     def _barrier(self, closed: Announcement) -> Barrier:
