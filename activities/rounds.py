@@ -1,17 +1,26 @@
-"""Read a round's own answer for a journey that starts (its rules and registration window)."""
+"""Read a round's own answer for a journey that starts (its rules and registration window).
+
+A round that keeps a board (patch round-view-board) writes its view to PostgreSQL before it
+acknowledges any change of it; a journey reads the board, so a registration burst costs the round
+nothing: its workflow task is no longer on the path of every journey's first task (issue 17
+item 3). A round without a board row (started before the board, or with no database) is asked by
+query, as before.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
+import asyncpg
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.messages import RoundView, RoundViewRequest
-from domain.protocol import READ_ROUND, ROUND_VIEW
+from domain.messages import RoundBoard, RoundBoardWrite, RoundView, RoundViewRequest
+from domain.protocol import PUBLISH_ROUND_BOARD, READ_ROUND, ROUND_VIEW
+from runtime.sealed import ColumnCipher
 
 QUERY_TIMEOUT = timedelta(seconds=10)  # within the local activity's 15 s
 # The server holds a query to a workflow whose task is in progress in a buffer of one (dynamic
@@ -21,11 +30,59 @@ BUSY_PAUSE = 0.05  # seconds, doubled up to BUSY_PAUSE_MAX
 BUSY_PAUSE_MAX = 0.5
 
 
-class RoundReader:
-    """Asks the round workflow (by query: no event in its history) what a journey is judged by."""
+def _row(workflow_id: str, version: int) -> str:
+    # Bound to the version too: an older sealed board cannot be put back under a newer version.
+    return f"round-boards/{workflow_id}/{version}"
 
-    def __init__(self, client: Client) -> None:
+
+class RoundBoards:
+    """The rounds' boards in PostgreSQL (migration 011), sealed with the payload keys: a board
+    holds the round's seal secret. One row per round workflow; a write only ever moves it forward."""
+
+    def __init__(self, pool: asyncpg.Pool, cipher: ColumnCipher) -> None:
+        self.pool = pool
+        self.cipher = cipher
+        self._opened: dict[str, tuple[int, RoundBoard]] = {}  # workflow id -> (version, board)
+
+    async def put(self, write: RoundBoardWrite) -> None:
+        body = self.cipher.seal(
+            write.board.model_dump_json().encode(), _row(write.workflow_id, write.version)
+        )
+        await self.pool.execute(
+            "INSERT INTO round_boards (workflow_id, version, body) VALUES ($1, $2, $3) "
+            "ON CONFLICT (workflow_id) DO UPDATE "
+            "SET version = EXCLUDED.version, body = EXCLUDED.body, written_at = now() "
+            "WHERE round_boards.version < EXCLUDED.version",
+            write.workflow_id,
+            write.version,
+            body,
+        )
+
+    async def get(self, workflow_id: str) -> RoundBoard | None:
+        """The round's board as last written; None when it has none. A body that does not open
+        (keys, or a row put back or moved) raises: nobody is admitted by a board that fails."""
+        row = await self.pool.fetchrow(
+            "SELECT version, body FROM round_boards WHERE workflow_id = $1", workflow_id
+        )
+        if row is None:
+            return None
+        version = row["version"]
+        opened = self._opened.get(workflow_id)
+        if opened is not None and opened[0] == version:
+            return opened[1]
+        plain = self.cipher.open(bytes(row["body"]), _row(workflow_id, version))
+        board = RoundBoard.model_validate_json(plain)
+        self._opened[workflow_id] = (version, board)
+        return board
+
+
+class RoundReader:
+    """Reads a round's board, or asks the round workflow (by query: no event in its history), what
+    a journey is judged by."""
+
+    def __init__(self, client: Client, boards: RoundBoards | None = None) -> None:
         self.client = client
+        self.boards = boards
         # (round workflow, formasi) -> the callers waiting for the next query to be sent
         self._waiting: dict[tuple[str, str], asyncio.Future[RoundView]] = {}
         self._sending: dict[str, asyncio.Lock] = {}  # round workflow -> its query in flight
@@ -44,7 +101,18 @@ class RoundReader:
                 type="WorkerStopping",
                 non_retryable=True,
             )
+        if self.boards is not None:
+            board = await self.boards.get(req.workflow_id)
+            if board is not None:
+                return board.view_for(req.formasi_code)
         return await self._next_answer(req)
+
+    @activity.defn(name=PUBLISH_ROUND_BOARD.name)
+    async def publish_round_board(self, write: RoundBoardWrite) -> None:
+        """Write a round's board (a local activity of the round). Without a database there is no
+        board to write, and journeys ask the round by query."""
+        if self.boards is not None:
+            await self.boards.put(write)
 
     async def _next_answer(self, req: RoundViewRequest) -> RoundView:
         """The answer of a query sent after this call began, shared with every caller that asked

@@ -22,7 +22,7 @@ from activities.notify import FileTransport, deliver_pending
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
 from activities.revocations import RevocationWriter
-from activities.rounds import RoundReader
+from activities.rounds import RoundBoards, RoundReader
 from domain.notices import Language
 from runtime.app import open_app
 from runtime.db import open_pool
@@ -46,7 +46,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     readmodel = ReadModel(pool, cipher)
     pages = PageStore(pool, cipher)
     broadcaster = Broadcaster(client, readmodel.write_rows, pages)
-    rounds = RoundReader(client)
+    rounds = RoundReader(client, RoundBoards(pool, cipher))
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -56,6 +56,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             readmodel.issue_nip,
             broadcaster.broadcast,
             rounds.read_round,
+            rounds.publish_round_board,
             JourneyReader(client).read_journey_end,
             RevocationWriter(pool).project_revocations,
             pages.read_page,

@@ -38,7 +38,7 @@ async def count_workflows(client: Client, workflow_ids: Iterable[str]) -> list[R
                 handle = client.get_workflow_handle(workflow_id, run_id=wf.run_id)
                 history = await handle.fetch_history()
                 recorded = RecordedHistory(history=history, workflow_type=wf.workflow_type)
-                c = count_run(recorded, 0)
+                c = count_run(recorded, 0, client.data_converter.payload_codec)
                 c.kind = KINDS_OF_TYPE.get(wf.workflow_type, wf.workflow_type)
                 found.append(c)
             if not found:

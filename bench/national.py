@@ -308,7 +308,8 @@ async def actions_per_applicant(
         )
         for wid, into in ((claim, claims), (journey_workflow_id(round_id, applicant_id), journeys)):
             history = await api.client.get_workflow_handle(wid).fetch_history()
-            into.append(count_run(recorded(history), 0).billable)
+            codec = api.client.data_converter.payload_codec
+            into.append(count_run(recorded(history), 0, codec).billable)
     return sum(claims) / len(claims), sum(journeys) / len(journeys)
 
 

@@ -245,6 +245,32 @@ class RoundView(BaseModel, frozen=True):
     # The round takes the sanggah against the final result and confirms the ranking after it
     # (patch final-sanggah); False from rounds started before.
     final_sanggah: bool = False
+    # Read from the board the round wrote (patch round-view-board) rather than by asking the round
+    # workflow; False in every answer recorded before the board existed: they asked.
+    from_board: bool = False
+
+
+class RoundBoard(BaseModel, frozen=True):
+    """What a round publishes for its journeys to read without asking it (patch round-view-board):
+    the round-wide part of every RoundView, and its formasi. Written before the change it shows is
+    acknowledged, so no journey started after an acknowledged close reads an older board."""
+
+    view: RoundView  # formasi None
+    formasi: list[Formasi]
+
+    def view_for(self, formasi_code: str) -> RoundView:
+        """The view a journey of `formasi_code` is judged by, as the round's query would give it."""
+        formasi = next((f for f in self.formasi if f.code == formasi_code), None)
+        return self.view.model_copy(update={"formasi": formasi, "from_board": True})
+
+
+class RoundBoardWrite(BaseModel, frozen=True):
+    """One publication of a round's board; a later `version` replaces an earlier one, never the
+    other way round (a retried or overtaken write changes nothing)."""
+
+    workflow_id: str
+    version: int = Field(ge=0)
+    board: RoundBoard
 
 
 class Decision(BaseModel, frozen=True):

@@ -57,6 +57,7 @@ from domain.messages import (
     PanelReview,
     PanelScoreReport,
     Report,
+    RoundBoardWrite,
     RoundStart,
     RoundState,
     RoundView,
@@ -235,6 +236,7 @@ PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
 READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
+PUBLISH_ROUND_BOARD = Activity("publish_round_board", RoundBoardWrite, type(None))
 READ_JOURNEY_END = Activity("read_journey_end", JourneyEndRequest, JourneyEnd)
 PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None))
 # The page store (domain/pages.py, issue 17 item 1): rankings of lists kept as pages.

@@ -130,6 +130,11 @@ class AesGcmCodec(PayloadCodec, WithSerializationContext):
         """Unwrap encrypted payloads; refuse anything else (module docstring)."""
         return [self._decode_one(p) for p in payloads]
 
+    def decode_now(self, payload: Payload) -> Payload:
+        """`decode` of one payload, outside an event loop (scripts/count_actions.py reads what a
+        local activity answered)."""
+        return self._decode_one(payload)
+
     def refuse(self, reason: str) -> Payload:
         """Refuse a payload: quietly (a `binary/refused` payload) or by raising."""
         if self._quiet and current_command_info.get() is None:

@@ -24,7 +24,7 @@ read 2026-12-02):
 | a timer started | 1 |
 | an activity scheduled, and each retry (ActivityTaskStarted attempt - 1) | 1 |
 | the markers of one workflow task together (local activities; the page says all RecordMarkers, so a patch marker too) | 1, plus each local-activity retry in the task's metering metadata |
-| a query (none is in a history) | 1: here only the round queries the journeys' `read_round` local activities make |
+| a query (none is in a history) | 1: here only the round queries the journeys' `read_round` local activities make; a `read_round` answered from the round's board (patch round-view-board: `from_board` in its result, read with the set's payload key) made none |
 
 Queries from outside (the portal's status page asks the journey) are not in any history; the
 capacity plan adds them by assumption. `--replay-cost N` replays each journey N times and prints the
@@ -52,6 +52,7 @@ from temporalio.api.history.v1 import History  # noqa: E402
 
 from auditing.bundle import load_histories  # noqa: E402
 from auditing.history import RecordedHistory, replay  # noqa: E402
+from runtime.codec import AesGcmCodec  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
 
@@ -85,6 +86,7 @@ class RunCount:
     patch_markers: int = 0
     queries: int = 0
     query_retries: int = 0  # of `queries`: attempts after a first that failed (load, not design)
+    board_reads: int = 0  # `read_round`s answered from the round's board: no query
     children: int = 0
     continued_as_new: int = 0
     upserts: int = 0
@@ -110,8 +112,21 @@ class RunCount:
         )
 
 
-def count_run(recorded: RecordedHistory, json_bytes: int) -> RunCount:
-    """Count one run's events (protobuf, as loaded by auditing.bundle.load_histories)."""
+def _from_board(marker, codec: AesGcmCodec | None) -> bool:
+    """Whether a `read_round` marker's answer came from the round's board. Without the payload
+    key the answer cannot be read, and the read counts as a query (an upper bound)."""
+    result = marker.details.get("result")
+    if codec is None or result is None or not result.payloads:
+        return False
+    answer = json.loads(codec.decode_now(result.payloads[0]).data)
+    return bool(answer.get("from_board"))
+
+
+def count_run(
+    recorded: RecordedHistory, json_bytes: int, codec: AesGcmCodec | None = None
+) -> RunCount:
+    """Count one run's events (protobuf, as loaded by auditing.bundle.load_histories); `codec`
+    reads the local activities' answers (which `read_round` asked no query)."""
     history = recorded.history
     c = RunCount(recorded.kind, recorded.workflow_id, recorded.run_id, json_bytes=json_bytes)
     c.events = len(history.events)
@@ -164,7 +179,11 @@ def count_run(recorded: RecordedHistory, json_bytes: int) -> RunCount:
                 c.local_activities += 1
                 meta = json.loads(marker.details["data"].payloads[0].data)
                 c.local_activity_types[meta.get("activity_type", "?")] += 1
-                if meta.get("activity_type") in ROUND_QUERYING_ACTIVITIES:
+                if meta.get("activity_type") in ROUND_QUERYING_ACTIVITIES and _from_board(
+                    marker, codec
+                ):
+                    c.board_reads += 1
+                elif meta.get("activity_type") in ROUND_QUERYING_ACTIVITIES:
                     attempts = int(meta.get("attempt") or 1)
                     c.queries += attempts
                     c.query_retries += attempts - 1
@@ -190,6 +209,14 @@ async def outcomes_by_replay(directory: Path, histories: list[RecordedHistory]) 
     return found
 
 
+def set_codec(directory: Path) -> AesGcmCodec | None:
+    """The codec of a recorded set's payload key, if the set has one."""
+    key_file = directory / "payload_key.b64"
+    if not key_file.is_file():
+        return None
+    return AesGcmCodec(base64.b64decode(key_file.read_text().strip()))
+
+
 def count_set(directory: Path) -> list[RunCount]:
     """Every run of a recorded set, journeys with their outcome."""
     histories = load_histories(directory)
@@ -199,9 +226,10 @@ def count_set(directory: Path) -> list[RunCount]:
         if len(stem) == 2:
             sizes[stem[1]] = path.stat().st_size
     outcomes = asyncio.run(outcomes_by_replay(directory, histories))
+    codec = set_codec(directory)
     counts = []
     for h in histories:
-        c = count_run(h, sizes.get(h.run_id, 0))
+        c = count_run(h, sizes.get(h.run_id, 0), codec)
         c.outcome = outcomes.get(h.run_id, "")
         counts.append(c)
     return counts

@@ -14,7 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.codes import WINDOWS, Phase, RoundPhase
-    from domain.config import ReportKind, RoundConfig, parse_round_config
+    from domain.config import Formasi, ReportKind, RoundConfig, parse_round_config
     from domain.digest import canonical_json
     from domain.messages import (
         Ack,
@@ -30,6 +30,8 @@ with workflow.unsafe.imports_passed_through():
         OfferReply,
         OptimalisasiOffer,
         Report,
+        RoundBoard,
+        RoundBoardWrite,
         RoundStart,
         RoundState,
         RoundView,
@@ -43,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         local_date,
     )
     from domain.pages import CANDIDATES, LINES, Candidate, PageRead, PageRef, ids_of
-    from domain.protocol import FORMASI_PHASE, OFFER_SEAT, READ_PAGE
+    from domain.protocol import FORMASI_PHASE, OFFER_SEAT, PUBLISH_ROUND_BOARD, READ_PAGE
     from domain.ranking import FinalEntry
     from domain.seal import sealed
     from domain.signing import SigningKeyError, public_key, signature_problem
@@ -56,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         FINAL_SANGGAH,
         OPTIMALISASI_POOL,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
+        ROUND_VIEW_BOARD,
     )
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
@@ -70,6 +73,7 @@ SELECTION_WINDOWS = {
 # After the final sanggah's window and answer time: time for the corrections that journeys send
 # on their last accepted answers to reach their formasi before it confirms its ranking.
 CORRECTION_MARGIN = timedelta(seconds=2)
+BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -127,6 +131,11 @@ class RecruitmentRound:
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
+        # Patch round-view-board: the view journeys are judged by, written where they read it.
+        self.keeps_board = False
+        self.board: RoundBoard | None = None  # as last published
+        self.board_version = 0
+        self.board_written = 0  # the highest version known written
         self.created_by = start.created_by
 
     @workflow.run
@@ -136,12 +145,14 @@ class RecruitmentRound:
             self.secret = f"{workflow.random().getrandbits(256):064x}"
         # Decided before the formasi start and before any journey asks the round for its view.
         self.final_sanggah = workflow.patched(FINAL_SANGGAH)
+        self.keeps_board = workflow.patched(ROUND_VIEW_BOARD)
         self._decide(
             RoundPhase.REGISTRATION,
             "round opened",
             self.created_by,
             {"rules_digest": self.config.digest()},
         )
+        await self._publish_board()
         await self._start_formasi()
         for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
@@ -149,6 +160,8 @@ class RecruitmentRound:
             self.closed.append(phase)
             self.closed_at[phase] = workflow.now()
             self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
+            if phase == RoundPhase.REGISTRATION:
+                await self._publish_board()
             if told is not None:
                 await self._tell_formasi(told)
         self._enter(RoundPhase.FINAL_APPEAL)
@@ -433,9 +446,11 @@ class RecruitmentRound:
     # --- operator commands (updates with validators) -----------------------------------------
 
     @workflow.update
-    def extend_window(self, command: ExtendWindow) -> Ack:
+    async def extend_window(self, command: ExtendWindow) -> Ack:
         """Extend an open window; the extension and its reason are recorded."""
-        return self._accept(command, lambda: self._extend(command), f"{command.window} extended")
+        ack = self._accept(command, lambda: self._extend(command), f"{command.window} extended")
+        await self._publish_board()
+        return ack
 
     @extend_window.validator
     def validate_extend_window(self, command: ExtendWindow) -> None:
@@ -457,13 +472,18 @@ class RecruitmentRound:
             )
 
     @workflow.update
-    def close_window(self, command: CloseWindow) -> Ack:
-        """Close an open window early, with a recorded reason."""
-        return self._accept(
+    async def close_window(self, command: CloseWindow) -> Ack:
+        """Close an open window early, with a recorded reason. Registration's close is on the
+        board before it is acknowledged: no journey started after the acknowledgement is let in."""
+        ack = self._accept(
             command,
             lambda: self.early.__setitem__(command.window, command.reason),
             f"{command.window} closed early",
         )
+        if self.keeps_board and command.window == RoundPhase.REGISTRATION:
+            await workflow.wait_condition(lambda: RoundPhase.REGISTRATION in self.closed_at)
+            await self._publish_board()
+        return ack
 
     @close_window.validator
     def validate_close_window(self, command: CloseWindow) -> None:
@@ -478,6 +498,7 @@ class RecruitmentRound:
         ack = self._accept(
             command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}"
         )
+        await self._publish_board()  # before the journeys hear it: a NIP reads the TMT there
         if not repeat:
             await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
         return ack
@@ -501,6 +522,7 @@ class RecruitmentRound:
             lambda: self.identities.update(command.identities),
             f"keys changed for {', '.join(sorted(command.identities))}",
         )
+        await self._publish_board()
         if not repeat:
             await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities))
         return ack
@@ -683,9 +705,12 @@ class RecruitmentRound:
     def rules_view(self, formasi_code: str) -> RoundView:
         """What a starting journey is judged by: the round's rules, the formasi, the registration
         window and the TMT, as they stand."""
+        return self._view(self.config.formasi_by_code(formasi_code))
+
+    def _view(self, formasi: Formasi | None) -> RoundView:
         return RoundView(
             rules=self.journey_rules.model_copy(update={"identities": self.identities}),
-            formasi=self.config.formasi_by_code(formasi_code),
+            formasi=formasi,
             tmt=self.schedule.tmt,
             registration_closes=self.schedule.registration.closes,
             registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
@@ -694,6 +719,28 @@ class RecruitmentRound:
         )
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    async def _publish_board(self) -> None:
+        """Write the view journeys are judged by, if it changed since it was last written, and
+        return once the view as it stands is written (patch round-view-board; a local activity,
+        retried until done). Every change of the view calls this before it is acknowledged."""
+        if not self.keeps_board:
+            return
+        board = RoundBoard(view=self._view(None), formasi=list(self.config.formasi))
+        if board == self.board:
+            version = self.board_version
+            await workflow.wait_condition(lambda: self.board_written >= version)
+            return
+        self.board = board
+        # Grows with the workflow's clock, so a reset run's boards replace the old run's too.
+        now_us = int(workflow.now().timestamp() * 1_000_000)
+        self.board_version = version = max(self.board_version + 1, now_us)
+        await run_local_activity_until_done(
+            PUBLISH_ROUND_BOARD,
+            RoundBoardWrite(workflow_id=workflow.info().workflow_id, version=version, board=board),
+            BOARD_WRITE_TIMEOUT,
+        )
+        self.board_written = max(self.board_written, version)
 
     def _extend(self, command: ExtendWindow) -> None:
         window = getattr(self.schedule, command.window)

@@ -71,3 +71,9 @@ TMT_MOVE_WRITTEN = "tmt-move-written"
 # to pages instead of its candidates and winners. Formasi (and rounds) recorded before it carry
 # the lists in their state and payloads.
 PAGED_RANKING = "paged-ranking"
+
+# A round's board (issue 17 item 3): the round writes the view its journeys are judged by (rules,
+# formasi, registration window, TMT, seal secret) to the read-model database before it
+# acknowledges any change of it, and a journey's admission reads it there instead of asking the
+# round by query (activities/rounds.py). Rounds recorded before it are asked by query.
+ROUND_VIEW_BOARD = "round-view-board"

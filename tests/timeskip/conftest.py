@@ -41,7 +41,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.pages import PageStore
-from activities.rounds import RoundReader
+from activities.rounds import RoundBoards, RoundReader
 from client.api import RecruitmentApi
 from domain.appointment import format_nip
 from domain.config import RoundConfig
@@ -53,7 +53,7 @@ from domain.contracts import (
     NipIssued,
     NipRequest,
 )
-from domain.messages import JourneyState, RoundState
+from domain.messages import JourneyState, RoundBoard, RoundBoardWrite, RoundState
 from domain.pages import REPLIES, PageRef, page_items, page_ref
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
@@ -80,6 +80,22 @@ class MemoryPageStore(PageStore):
         return page_items(kind, ref, body)
 
 
+class MemoryRoundBoards(RoundBoards):
+    """The rounds' boards over a dict: the same forward-only versions, no sealing."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[int, RoundBoard]] = {}
+
+    async def put(self, write: RoundBoardWrite) -> None:
+        held = self.rows.get(write.workflow_id)
+        if held is None or held[0] < write.version:
+            self.rows[write.workflow_id] = (write.version, write.board)
+
+    async def get(self, workflow_id: str) -> RoundBoard | None:
+        held = self.rows.get(workflow_id)
+        return None if held is None else held[1]
+
+
 class StandInActivities:
     """The registry-backed broadcast and in-memory read model (see the module docstring)."""
 
@@ -93,6 +109,7 @@ class StandInActivities:
         self.close_rows: list[JourneyProjection] = []  # rows journeys answered a close with
         self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
         self.pages = MemoryPageStore()
+        self.boards = MemoryRoundBoards()
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
         self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
@@ -237,6 +254,7 @@ async def kit(test_server_path, keys, tmp_path):
             )
         )
         acts = StandInActivities(env.client)
+        rounds = RoundReader(env.client, acts.boards)
         task_queue = f"timeskip-{uuid.uuid4().hex[:8]}"
         async with Worker(
             env.client,
@@ -246,7 +264,8 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.broadcast,
                 acts.project_journey,
                 acts.issue_nip,
-                RoundReader(env.client).read_round,
+                rounds.read_round,
+                rounds.publish_round_board,
                 acts.pages.read_page,
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,

@@ -1,0 +1,202 @@
+"""A round's board (patch round-view-board) on the real dev server and PostgreSQL.
+
+The round writes the view its journeys are judged by before it acknowledges any change of it;
+a starting journey reads that board instead of asking the round. These tests hold the board to
+the round's own query after every kind of change, with no wait between the acknowledgement and
+the read, show that journeys are judged by the board (a board that says registration closed
+refuses a start the round would let in), that a round without a board row is asked by query,
+and that a sealed board moved to another version does not open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import tomli_w
+
+from activities.rounds import RoundBoards
+from client.api import RecruitmentApi
+from domain.messages import (
+    CloseWindow,
+    ExtendWindow,
+    JourneyState,
+    MoveTmt,
+    RoundBoard,
+    RoundBoardWrite,
+)
+from domain.protocol import ROUND_VIEW
+from runtime.codec import PayloadDecryptionError
+from runtime.sealed import ColumnCipher
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id, round_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _until(probe, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def _decided(client, round_id: str, applicant_id: str) -> JourneyState | None:
+    """The journey's state once its admission is decided (registered or not admitted)."""
+    handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
+    state = await handle.query("state", result_type=JourneyState)
+    outcomes = {d.outcome for d in state.decisions}
+    return state if outcomes & {"registered", "not admitted"} else None
+
+
+async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
+    client, keys, running_worker, tmp_path
+):
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"board-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1), formasi("F2", 1)],
+        {
+            "registration": (-60, 600),
+            "administration": (700, 800),
+            "skd": (800, 900),
+            "skb": (900, 1000),
+            "filing": (1000, 1100),
+            "latsar": (1100, 1200),
+        },
+        t0=t0,
+    )
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    wf = round_workflow_id(round_id)
+    handle = client.get_workflow_handle(wf)
+    boards = RoundBoards(pool, ColumnCipher.from_keys(keys))
+
+    async def board_now() -> RoundBoard:
+        """The board as stored now, read fresh (no cache), and held to the round's query."""
+        board = await RoundBoards(pool, boards.cipher).get(wf)
+        assert board is not None
+        for code in ("F1", "F2", "F9"):
+            asked = await ROUND_VIEW.ask(handle, code)
+            assert board.view_for(code) == asked.model_copy(update={"from_board": True}), code
+        return board
+
+    try:
+        await _until(lambda: RoundBoards(pool, boards.cipher).get(wf), "the round's first board")
+        board = await board_now()
+        assert board.view.secret and board.view.registration_closed_at is None
+        assert board.view_for("F9").formasi is None
+        row = await pool.fetchrow(
+            "SELECT version, body FROM round_boards WHERE workflow_id = $1", wf
+        )
+        # sealed: neither the seal secret nor the formasi's text is readable in the row
+        assert board.view.secret.encode() not in bytes(row["body"])
+        assert b"Pranata Komputer" not in bytes(row["body"])
+
+        first = await api.register(config, registration(1, "F1"), "sscasn")
+        assert first.status == "registered", first.refusals
+        state = await _until(lambda: _decided(client, round_id, first.applicant_id), "admission")
+        assert state.terminal is None
+
+        # --- every acknowledged change is on the board when its acknowledgement arrives -------
+        new_closes = t0 + timedelta(seconds=650)
+        await api.command(
+            round_id,
+            ExtendWindow(
+                report_id="ext-1",
+                reported_by=OPERATOR,
+                window="registration",
+                new_closes=new_closes,
+                reason="portal outage",
+            ),
+        )
+        assert (await board_now()).view.registration_closes == new_closes
+        await api.command(
+            round_id,
+            MoveTmt(
+                report_id="tmt-1", reported_by=OPERATOR, new_tmt=date(2027, 9, 1), reason="moved"
+            ),
+        )
+        board = await board_now()
+        assert board.view.tmt == date(2027, 9, 1)
+        version = (
+            await pool.fetchrow("SELECT version FROM round_boards WHERE workflow_id = $1", wf)
+        )[0]
+        assert version > row["version"]
+
+        # --- a write of an older version changes nothing ----------------------------------------
+        stale = board.view.model_copy(update={"tmt": date(2030, 1, 1)})
+        await boards.put(
+            RoundBoardWrite(
+                workflow_id=wf, version=version - 1, board=board.model_copy(update={"view": stale})
+            )
+        )
+        assert (await board_now()).view.tmt == date(2027, 9, 1)
+
+        # --- journeys are judged by the board: one that says registration closed an hour ago
+        # refuses a start that the round itself (still open) would let in --------------------
+        closed_view = board.view.model_copy(
+            update={"registration_closed_at": datetime.now(UTC) - timedelta(hours=1)}
+        )
+        await boards.put(
+            RoundBoardWrite(
+                workflow_id=wf,
+                version=version + 1,
+                board=board.model_copy(update={"view": closed_view}),
+            )
+        )
+        second = await api.register(config, registration(2, "F1"), "sscasn")
+        assert second.status == "registered", second.refusals  # the client does not read boards
+        state = await _until(lambda: _decided(client, round_id, second.applicant_id), "admission")
+        refused = [d for d in state.decisions if d.outcome == "not admitted"]
+        assert refused and "after registration closed" in refused[0].input["reason"]
+        assert state.terminal is not None
+
+        # --- a round with no board row is asked by query --------------------------------------
+        await pool.execute("DELETE FROM round_boards WHERE workflow_id = $1", wf)
+        third = await api.register(config, registration(3, "F2"), "sscasn")
+        assert third.status == "registered", third.refusals
+        state = await _until(lambda: _decided(client, round_id, third.applicant_id), "admission")
+        assert state.terminal is None, [d.input for d in state.decisions]
+
+        # --- registration closed early: on the board, closed_at set, before the ack returns ----
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id="close-1", reported_by=OPERATOR, window="registration", reason="quota met"
+            ),
+        )
+        board = await board_now()
+        assert board.view.registration_closed_at is not None
+        assert board.view.registration_closed_at <= datetime.now(UTC)
+
+        # --- a sealed board does not open under another version (or another round's id) -------
+        await pool.execute(
+            "UPDATE round_boards SET version = version + 1 WHERE workflow_id = $1", wf
+        )
+        with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+            await RoundBoards(pool, boards.cipher).get(wf)
+        await pool.execute(
+            "UPDATE round_boards SET version = version - 1, workflow_id = $2 WHERE workflow_id = $1",
+            wf,
+            wf + "-other",
+        )
+        with pytest.raises(PayloadDecryptionError, match="failed authentication"):
+            await RoundBoards(pool, boards.cipher).get(wf + "-other")
+    finally:
+        await pool.execute("DELETE FROM round_boards WHERE workflow_id LIKE $1", wf + "%")
+        async for w in client.list_workflows(
+            f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
+        ):
+            await client.get_workflow_handle(w.id).terminate("test finished")
