@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from auditing.bundle import load_histories
-from scripts.count_actions import count_run
+from scripts.count_actions import count_run, set_codec
 
 SET = Path(__file__).parent / "histories" / "v5-full"
 
@@ -119,3 +119,35 @@ def _local_activity_type(event: dict) -> str | None:
         return None
     payload = attributes["details"]["data"]["payloads"][0]["data"]
     return json.loads(base64.b64decode(payload)).get("activity_type")
+
+
+def test_an_admission_read_from_the_round_board_asks_no_query():
+    """v10-full's journeys read their round's board (patch round-view-board): with the set's key
+    each `read_round` answer is seen to come from the board and counts no query; without the key
+    the answer cannot be read, and each counts as a query (the upper bound)."""
+    board_set = SET.parent / "v10-full"
+    codec = set_codec(board_set)
+    assert codec is not None
+    journeys = [h for h in load_histories(board_set) if h.kind == "journey"]
+    assert journeys
+    board_reads = queries = 0
+    for recorded in journeys:
+        with_key = count_run(recorded, 0, codec)
+        without = count_run(recorded, 0)
+        reads = with_key.local_activity_types["read_round"]
+        assert reads >= 1, recorded.workflow_id
+        assert with_key.board_reads + with_key.queries == reads, recorded.workflow_id
+        assert without.queries == reads and without.board_reads == 0
+        assert without.billable - with_key.billable == with_key.board_reads
+        board_reads += with_key.board_reads
+        queries += with_key.queries
+    # The first registration came before the round's first board was written and was asked by
+    # query (the fallback); every other read came from the board.
+    assert (board_reads, queries) == (15, 1)
+    # a set recorded before the board: its answers say they were asked by query
+    older = SET.parent / "v9-full"
+    for recorded in load_histories(older):
+        if recorded.kind == "journey":
+            counted = count_run(recorded, 0, set_codec(older))
+            assert counted.board_reads == 0
+            assert counted.queries == counted.local_activity_types["read_round"] >= 1

@@ -117,15 +117,15 @@ class JourneyInbox:
     close_waiting: CloseReply | None  # a close's answer, waiting for the row at the next rest
     resting: bool  # the run waits for something to arrive (ApplicantJourney._wait)
     run_done: bool  # the run has written its last row: a close now gets no row
+    # (payload, report) of the report update just validated, for its handler (_report_of)
+    _validated: tuple[object, Report] | None
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
     @workflow.update(dynamic=True)
     def report(self, name: str, args: Sequence[RawValue]) -> Ack:
         """Any report of the protocol's journey table (report_skd, file_appeal, withdraw, ...)."""
-        report: Report = decode(
-            JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
-        )
+        report = self._report_of(name, args)
         rule = rule_for(report)
         refused = conflict_refusal(self.sheet, report, self.rules)
 
@@ -154,9 +154,13 @@ class JourneyInbox:
 
     @report.validator
     def validate_report(self, name: str, args: Sequence[RawValue]) -> None:
+        self._validated = None
         report: Report = decode(
             JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}"
         )
+        if len(args) == 1:
+            # The handler that follows in this activation gets the same payload: decoded once.
+            self._validated = (args[0].payload, report)
         problem = signature_problem(report, self.rules.identities, workflow.info().workflow_id)
         if problem:
             self.ledger.refuse(report, problem)
@@ -165,6 +169,14 @@ class JourneyInbox:
         problem = refusal(self.sheet, report, self.rules, workflow.now())
         if problem:
             self.ledger.refuse(report, problem)
+
+    def _report_of(self, name: str, args: Sequence[RawValue]) -> Report:
+        """The report in `args`: as its validator decoded it just before, when it did (replay
+        runs no validator, and decodes here; the result is the same)."""
+        held, self._validated = getattr(self, "_validated", None), None
+        if held is not None and len(args) == 1 and held[0] == args[0].payload:
+            return held[1]
+        return decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")
 
     # --- from the formasi and the round -------------------------------------------------------
 

@@ -76,7 +76,8 @@ SIGNING_KEY = bytes(range(32))
 # (issue 17 item 5): they answer the SKD and SKB closes with their read-model row and write none of
 # their own at the close (patch close-answered-with-row, folded into engine 3: no marker). v7-full
 # has the formasi keeping answers and rankings as pages (patch paged-ranking, engine-2 journeys);
-# v9-full both (issue 17 merged). All must replay with the current code.
+# v9-full both (issue 17 merged); v10-full adds the round's board (patch round-view-board): the
+# journeys' admissions read it instead of asking the round. All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -88,6 +89,7 @@ RECORDED_SETS = [
     RECORDED / "v7-full",
     RECORDED / "v8-full",
     RECORDED / "v9-full",
+    RECORDED / "v10-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -168,6 +170,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v5-full",
         RECORDED / "v7-full",
         RECORDED / "v9-full",
+        RECORDED / "v10-full",
     ],
     ids=lambda p: p.name,
 )
