@@ -136,6 +136,7 @@ class RecruitmentRound:
         self.board: RoundBoard | None = None  # as last published
         self.board_version = 0
         self.board_written = 0  # the highest version known written
+        self.board_writes: list[asyncio.Task] = []  # written meanwhile (_publish_board_meanwhile)
         self.created_by = start.created_by
 
     @workflow.run
@@ -152,7 +153,7 @@ class RecruitmentRound:
             self.created_by,
             {"rules_digest": self.config.digest()},
         )
-        await self._publish_board()
+        self._publish_board_meanwhile()
         await self._start_formasi()
         for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
@@ -161,7 +162,7 @@ class RecruitmentRound:
             self.closed_at[phase] = workflow.now()
             self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
             if phase == RoundPhase.REGISTRATION:
-                await self._publish_board()
+                self._publish_board_meanwhile()
             if told is not None:
                 await self._tell_formasi(told)
         self._enter(RoundPhase.FINAL_APPEAL)
@@ -719,6 +720,13 @@ class RecruitmentRound:
         )
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    def _publish_board_meanwhile(self) -> None:
+        """Write the board without holding up the round (its schedule goes on while the database
+        is down). A journey that finds no board asks the round; a close on the schedule is on the
+        board already, as the window's `closes`."""
+        if self.keeps_board:
+            self.board_writes.append(asyncio.create_task(self._publish_board()))
 
     async def _publish_board(self) -> None:
         """Write the view journeys are judged by, if it changed since it was last written, and
