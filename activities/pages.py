@@ -16,10 +16,13 @@ import asyncpg
 from temporalio import activity
 
 from domain.messages import CloseReply, fraction_text
+from domain.optimalisasi import OptimalisasiCandidate, allocate, impossible_entry
 from domain.pages import (
     CANDIDATES,
     LINES,
     REPLIES,
+    AllocationRequest,
+    AllocationResult,
     Candidate,
     FinalPages,
     FinalPagesRequest,
@@ -33,9 +36,12 @@ from domain.pages import (
     page_items,
     page_ref,
 )
-from domain.protocol import RANK_FINAL_PAGES, RANK_SKD_PAGES, READ_PAGE
+from domain.protocol import ALLOCATE_PAGES, RANK_FINAL_PAGES, RANK_SKD_PAGES, READ_PAGE
 from domain.ranking import FinalEntry, SkdCutTracker, rank_final
+from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
+
+log = get_logger("pages")
 
 
 def _row(digest: str) -> str:
@@ -153,3 +159,52 @@ class PageStore:
             changed=changed,
             scores_before=before,
         )
+
+    @activity.defn(name=ALLOCATE_PAGES.name)
+    async def allocate_pages(self, req: AllocationRequest) -> AllocationResult:
+        """An optimalisasi allocation (domain.optimalisasi.allocate) over the candidates' pages of
+        every result, each page checked against its digest; a candidate who is another formasi's,
+        impossible, or also a winner is left out, as the round left them out when it read the
+        pages itself."""
+        by_code = {f.code: f for f in req.formasi}
+        candidates: list[OptimalisasiCandidate] = []
+        ignored = 0
+        for result in req.results:
+            formasi = by_code.get(result.formasi_code)
+            if formasi is None:
+                raise ValueError(
+                    f"round {req.round_id}: formasi {result.formasi_code} is not the round's"
+                )
+            winners: set[str] = set()
+            for ref in result.winner_pages:
+                winners.update(ids_of(await self.get(LINES, ref)))
+            for ref in result.candidate_pages:
+                for item in await self.get(CANDIDATES, ref):
+                    candidate = Candidate.model_validate(item)
+                    entry = candidate.entry
+                    if impossible_entry(entry, formasi.code) or entry.applicant_id in winners:
+                        ignored += 1
+                        continue
+                    candidates.append(
+                        OptimalisasiCandidate(
+                            entry=entry,
+                            jabatan=formasi.jabatan,
+                            education_level=formasi.education_level,
+                            profile=candidate.profile if req.pool else None,
+                        )
+                    )
+                activity.heartbeat(ref.digest)
+        if ignored:
+            log.warning(
+                "optimalisasi candidates ignored: another formasi's, impossible, or also a winner",
+                round_id=req.round_id,
+                ignored=ignored,
+            )
+        placed = set(req.placed)
+        offers = allocate(
+            req.vacancies,
+            [c for c in candidates if c.entry.applicant_id not in placed],
+            req.declined,
+            req.judged_on,
+        )
+        return AllocationResult(offers=offers, candidates=len(candidates), ignored=ignored)

@@ -62,6 +62,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             pages.read_page,
             pages.rank_skd_pages,
             pages.rank_final_pages,
+            pages.allocate_pages,
         ],
         max_cached_workflows=settings.worker_max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(

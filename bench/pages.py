@@ -22,14 +22,17 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.pages import PageStore
 from domain.codes import Phase
+from domain.config import Formasi
 from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import Announcement, CloseReply, FormasiResult
-from domain.optimalisasi import CandidateProfile
+from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
 from domain.pages import (
     LINES,
     REPLIES,
+    AllocationRequest,
     FinalPagesRequest,
     PageRead,
+    ResultPages,
     SkdPagesRequest,
     chunks,
     ids_of,
@@ -236,8 +239,64 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
     await row("rank_final_pages result", None, ranked)
     await row("read_page result: a page of ranking lines", None, lines_page)
     await row(
-        "read_page result: a page of candidates (the round reads these)", None, candidates_page
+        "read_page result: a page of candidates (rounds before allocation-over-pages read these)",
+        None,
+        candidates_page,
     )
+
+    # Optimalisasi with 1% of the seats given up: the allocation over pages (patch
+    # allocation-over-pages) against the same allocation over the candidates in memory.
+    formasi = Formasi(
+        code=code,
+        jabatan="Ahli Pertama - Pranata Komputer",
+        unit="Bench",
+        education_level="S1",
+        majors=["S-1 Teknik Informatika"],
+        quota=quota,
+    )
+    seats = max(1, quota // 100)
+    vacancies = [
+        Vacancy(
+            formasi_code=code,
+            jabatan=formasi.jabatan,
+            education_level=formasi.education_level,
+            seats=seats,
+        )
+    ]
+    request = AllocationRequest(
+        round_id=round_id,
+        formasi=[formasi],
+        results=[
+            ResultPages(
+                formasi_code=code, winner_pages=ranked.winners, candidate_pages=ranked.candidates
+            )
+        ],
+        vacancies=vacancies,
+        placed=[],
+        declined=reference.others[: seats // 2],  # half as many declines as seats, the best
+        judged_on=None,
+        pool=False,
+    )
+    t = time.monotonic()
+    allocated = await env.run(store.allocate_pages, request)
+    allocate_s = time.monotonic() - t
+    in_memory = allocate(
+        vacancies,
+        [
+            OptimalisasiCandidate(
+                entry=entries[a], jabatan=formasi.jabatan, education_level=formasi.education_level
+            )
+            for a in reference.others
+        ],
+        request.declined,
+    )
+    assert allocated.offers == in_memory, "the allocation over pages differs from allocate's"
+    await row(
+        f"allocate_pages input ({len(ranked.candidates)} candidate pages, {seats} seats)",
+        None,
+        request,
+    )
+    await row("allocate_pages result (the offers)", None, allocated)
 
     largest = max(after for _, _, after in rows)
     return {
@@ -247,6 +306,10 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         "build + keep SKD pages": f"{build_skd:.1f} s",
         "rank_skd_pages": f"{rank_skd:.2f} s (cut {cut.cut_key}, equal to the tracker's)",
         "rank_final_pages": f"{rank_final_s:.2f} s (winners equal to rank_final's)",
+        "allocate_pages": (
+            f"{allocate_s:.2f} s over {allocated.candidates:,} candidates: "
+            f"{len(allocated.offers)} offers, equal to allocate's in memory"
+        ),
         "rows": rows,
         "largest paged payload": largest,
         "under 256 KiB": largest < LIMIT,

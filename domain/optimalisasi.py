@@ -12,6 +12,7 @@ education, major and age), and are written down here as that choice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -63,6 +64,16 @@ class Offer(BaseModel, frozen=True):
     applicant_id: str
     from_formasi: str
     to_formasi: str
+
+
+def impossible_entry(e: FinalEntry, formasi_code: str) -> bool:
+    """An entry a formasi's result cannot hold: another formasi's, or with an impossible GPA or
+    SKD score (ignored, with a warning, wherever a result's candidates are taken)."""
+    return (
+        e.formasi_code != formasi_code
+        or not (math.isfinite(e.gpa) and 0 <= e.gpa <= 4)
+        or min(e.skd.twk, e.skd.tiu, e.skd.tkp) < 0
+    )
 
 
 def local_date(at: datetime, timezone: str) -> date:

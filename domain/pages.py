@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from domain.optimalisasi import CandidateProfile
+from domain.config import Formasi
+from domain.optimalisasi import CandidateProfile, Offer, Vacancy
 from domain.ranking import FinalEntry
 from domain.skd import SkdKey
 
@@ -148,6 +150,34 @@ class FinalPages(BaseModel, frozen=True):
     changed: bool = False  # the winners differ from `previous_winners`
     # each corrected applicant's final score before its correction (None: not in the pages)
     scores_before: dict[str, str | None] = {}
+
+
+class ResultPages(BaseModel, frozen=True):
+    """A formasi's result as pages, as the round holds it: its winners' and candidates' pages."""
+
+    formasi_code: str
+    winner_pages: list[PageRef]
+    candidate_pages: list[PageRef]
+
+
+class AllocationRequest(BaseModel, frozen=True):
+    """One optimalisasi allocation over results kept as pages (patch allocation-over-pages): the
+    round's state in, offers out; the candidates never enter the round's history."""
+
+    round_id: str
+    formasi: list[Formasi]
+    results: list[ResultPages]  # in the order the round took them
+    vacancies: list[Vacancy]
+    placed: list[str]  # holding or given an offer: not offered again
+    declined: list[str]
+    judged_on: date | None = None
+    pool: bool = True  # patch optimalisasi-pool: majors and ages judged, profiles used
+
+
+class AllocationResult(BaseModel, frozen=True):
+    offers: list[Offer]
+    candidates: int  # taken from the pages
+    ignored: int  # another formasi's, impossible, or also a winner (each one warned of)
 
 
 class PageRead(BaseModel, frozen=True):

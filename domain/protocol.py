@@ -68,7 +68,15 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
-from domain.pages import FinalPages, FinalPagesRequest, PageRead, SkdCut, SkdPagesRequest
+from domain.pages import (
+    AllocationRequest,
+    AllocationResult,
+    FinalPages,
+    FinalPagesRequest,
+    PageRead,
+    SkdCut,
+    SkdPagesRequest,
+)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -243,6 +251,7 @@ PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None)
 READ_PAGE = Activity("read_page", PageRead, list)
 RANK_SKD_PAGES = Activity("rank_skd_pages", SkdPagesRequest, SkdCut)
 RANK_FINAL_PAGES = Activity("rank_final_pages", FinalPagesRequest, FinalPages)
+ALLOCATE_PAGES = Activity("allocate_pages", AllocationRequest, AllocationResult)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 

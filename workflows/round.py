@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -42,10 +41,27 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiCandidate,
         Vacancy,
         allocate,
+        impossible_entry,
         local_date,
     )
-    from domain.pages import CANDIDATES, LINES, Candidate, PageRead, PageRef, ids_of
-    from domain.protocol import FORMASI_PHASE, OFFER_SEAT, PUBLISH_ROUND_BOARD, READ_PAGE
+    from domain.pages import (
+        CANDIDATES,
+        LINES,
+        AllocationRequest,
+        AllocationResult,
+        Candidate,
+        PageRead,
+        PageRef,
+        ResultPages,
+        ids_of,
+    )
+    from domain.protocol import (
+        ALLOCATE_PAGES,
+        FORMASI_PHASE,
+        OFFER_SEAT,
+        PUBLISH_ROUND_BOARD,
+        READ_PAGE,
+    )
     from domain.ranking import FinalEntry
     from domain.seal import sealed
     from domain.signing import SigningKeyError, public_key, signature_problem
@@ -55,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
     from workflows.versions import (
+        ALLOCATION_OVER_PAGES,
         FINAL_SANGGAH,
         OPTIMALISASI_POOL,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
@@ -74,6 +91,7 @@ SELECTION_WINDOWS = {
 # on their last accepted answers to reach their formasi before it confirms its ranking.
 CORRECTION_MARGIN = timedelta(seconds=2)
 BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
+ALLOCATION_TIMEOUT = timedelta(minutes=30)  # reads every candidate page of the round
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -88,15 +106,6 @@ def journey_rules(config: RoundConfig) -> JourneyRules:
         reporters=config.reporters,
         withdrawal_sanction_rounds=config.withdrawal_sanction_rounds,
         identities=config.identities,
-    )
-
-
-def _impossible(e: FinalEntry, formasi_code: str) -> bool:
-    """An entry for another formasi, or with an impossible GPA or SKD score."""
-    return (
-        e.formasi_code != formasi_code
-        or not (math.isfinite(e.gpa) and 0 <= e.gpa <= 4)
-        or min(e.skd.twk, e.skd.tiu, e.skd.tkp) < 0
     )
 
 
@@ -235,7 +244,7 @@ class RecruitmentRound:
                 for item in await self._read_page(CANDIDATES, ref):
                     candidate = Candidate.model_validate(item)
                     if (
-                        _impossible(candidate.entry, code)
+                        impossible_entry(candidate.entry, code)
                         or candidate.entry.applicant_id in winners
                     ):
                         workflow.logger.warning(
@@ -340,23 +349,37 @@ class RecruitmentRound:
 
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
-        await self._read_result_pages()
+        # Results kept as pages are allocated over in an activity (patch allocation-over-pages):
+        # the candidates stay in the page store, out of the round's history.
+        over_pages = (
+            bool(self.results)
+            and all(r.paged for r in self.results.values())
+            and workflow.patched(ALLOCATION_OVER_PAGES)
+        )
+        if not over_pages:
+            await self._read_result_pages()
         by_code = {f.code: f for f in self.config.formasi}
         # The pool (patch optimalisasi-pool): a seat's formasi must accept the candidate's major
         # and age as registration would; rounds recorded before compare jabatan and education only.
         pool = workflow.patched(OPTIMALISASI_POOL)
-        candidates = [
-            OptimalisasiCandidate(
-                entry=e,
-                jabatan=by_code[e.formasi_code].jabatan,
-                education_level=by_code[e.formasi_code].education_level,
-                profile=(r.profiles.get(e.applicant_id) or self.page_profiles.get(e.applicant_id))
-                if pool
-                else None,
-            )
-            for code, r in self.results.items()
-            for e in (self.page_candidates.get(code, []) if r.paged else r.candidates)
-        ]
+        candidates = (
+            []
+            if over_pages
+            else [
+                OptimalisasiCandidate(
+                    entry=e,
+                    jabatan=by_code[e.formasi_code].jabatan,
+                    education_level=by_code[e.formasi_code].education_level,
+                    profile=(
+                        r.profiles.get(e.applicant_id) or self.page_profiles.get(e.applicant_id)
+                    )
+                    if pool
+                    else None,
+                )
+                for code, r in self.results.items()
+                for e in (self.page_candidates.get(code, []) if r.paged else r.candidates)
+            ]
+        )
         judged_on = self._registration_closed_on() if pool else None
         while True:
             # Offers accepted or still pending hold their seats and their candidates.
@@ -385,12 +408,18 @@ class RecruitmentRound:
                 for code, f in by_code.items()
                 if (seats := self._vacancies(code) - held.get(code, 0)) > 0
             ]
-            offers = allocate(
-                vacancies,
-                [c for c in candidates if c.entry.applicant_id not in placed],
-                declined,
-                judged_on,
-            )
+            if over_pages:
+                allocated = await self._allocate_over_pages(
+                    vacancies, placed, declined, judged_on, pool
+                )
+                offers = allocated.offers
+            else:
+                offers = allocate(
+                    vacancies,
+                    [c for c in candidates if c.entry.applicant_id not in placed],
+                    declined,
+                    judged_on,
+                )
             if not offers and "pending" not in self.offer_status.values():
                 return
             self._decide(
@@ -432,6 +461,42 @@ class RecruitmentRound:
                     or "pending" not in self.offer_status.values()
                 )
             )
+
+    async def _allocate_over_pages(
+        self,
+        vacancies: list[Vacancy],
+        placed: set[str],
+        declined: set[str],
+        judged_on: date | None,
+        pool: bool,
+    ) -> AllocationResult:
+        """`allocate` over the candidates' pages, in an activity; no seat, no call."""
+        if not vacancies:
+            return AllocationResult(offers=[], candidates=0, ignored=0)
+        return await workflow.execute_activity(
+            ALLOCATE_PAGES.name,
+            AllocationRequest(
+                round_id=self.config.round_id,
+                formasi=list(self.config.formasi),
+                results=[
+                    ResultPages(
+                        formasi_code=code,
+                        winner_pages=r.winner_pages,
+                        candidate_pages=r.candidate_pages,
+                    )
+                    for code, r in self.results.items()
+                ],
+                vacancies=vacancies,
+                placed=sorted(placed),
+                declined=sorted(declined),
+                judged_on=judged_on,
+                pool=pool,
+            ),
+            result_type=AllocationResult,
+            start_to_close_timeout=ALLOCATION_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""
@@ -599,7 +664,7 @@ class RecruitmentRound:
         others = [e.applicant_id for e in result.candidates]
         if len(set(others)) != len(others) or set(others) & set(winners):
             return "a candidate is listed twice, or also as a winner"
-        if any(_impossible(e, result.formasi_code) for e in result.candidates):
+        if any(impossible_entry(e, result.formasi_code) for e in result.candidates):
             return "a candidate's entry is for another formasi, or impossible"
         return None
 

@@ -77,3 +77,9 @@ PAGED_RANKING = "paged-ranking"
 # acknowledges any change of it, and a journey's admission reads it there instead of asking the
 # round by query (activities/rounds.py). Rounds recorded before it are asked by query.
 ROUND_VIEW_BOARD = "round-view-board"
+
+# The allocation over pages (issue 17 item 1): a round whose results are all kept as pages runs
+# each optimalisasi allocation in an activity that reads the candidates' pages, and records the
+# same decision as before; the candidates no longer enter its history. Rounds recorded before it
+# read every candidate into their history (local activity read_page) once a seat was empty.
+ALLOCATION_OVER_PAGES = "allocation-over-pages"

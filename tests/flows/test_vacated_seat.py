@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from domain.messages import (
 )
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -116,3 +118,20 @@ async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_
     first, second = await _state(client, round_id, ids[0]), await _state(client, round_id, ids[1])
     assert (first.terminal.value, first.sanction_rounds) == ("APS", 2)
     assert (second.final_code.value, second.placed_formasi) == ("P/L-2", "F1")
+
+    # The allocation ran over the candidates' pages in an activity (patch allocation-over-pages):
+    # no candidate entered the round's history.
+    history = await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "allocate_pages" in scheduled
+    local = [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert "read_page" not in {m.get("activity_type") for m in local}

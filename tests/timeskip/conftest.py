@@ -269,6 +269,7 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.pages.read_page,
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,
+                acts.pages.allocate_pages,
             ],
         ):
             yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)
