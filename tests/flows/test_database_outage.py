@@ -1,7 +1,9 @@
 """The read-model database down for a while: reports are still taken, nothing is lost or doubled.
 
 The journeys' histories are the source of truth; their projections into PostgreSQL are local
-activities that retry until the database is back, then the read model equals the workflows.
+activities that retry until the database is back, then the read model equals the workflows. The
+round keeps its schedule; an early close of registration is taken at once but acknowledged only
+once the round's board (docs/ARCHITECTURE.md) is written, when the database is back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tomli_w
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
+from activities.rounds import RoundBoards
 from apps.fleet import build_worker
 from client.api import RecruitmentApi
 from domain.codes import Stage
@@ -26,11 +29,13 @@ from runtime.connection import data_converter
 from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
+from runtime.sealed import ColumnCipher
 from runtime.settings import LogFormat
 from runtime.telemetry import core_logging
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from tests.test_logs import captured_logs
+from workflows.ids import round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -89,8 +94,14 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
 
             with captured_logs(settings) as log_lines:
                 assert _stop_postgres(settings.data_dir.resolve()) is not None
-                states = await _outage(api, client, ids)
+                states, close_reg = await _outage(api, client, ids)
                 await ensure_stack(settings)  # PostgreSQL back (the Temporal server is reused)
+                ack = await asyncio.wait_for(close_reg, timeout=60)
+                assert ack.effect == "registration closed early"
+                board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(
+                    round_workflow_id("outage")
+                )
+                assert board is not None and board.view.registration_closed_at is not None
                 deadline = time.monotonic() + 60
                 while True:
                     rows = await _rows(info.database_url, ids)
@@ -117,22 +128,27 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             await client.get_workflow_handle(f"outage/applicant/{a}").terminate("test over")
 
 
-async def _outage(api, client, ids: list[str]) -> list[JourneyState]:
-    """With the database down the engine still takes the results and decides."""
+async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyncio.Task]:
+    """With the database down the engine still takes the results and decides; the early close
+    of registration is taken (the round moves on) but waits for the board to be acknowledged."""
     for i, a in enumerate(ids):
         await api.report(
             "outage", a, AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator")
         )
-    await api.command(
-        "outage",
-        CloseWindow(
-            report_id="close-reg",
-            reported_by=OPERATOR,
-            window="registration",
-            reason="test",
-        ),
+    close_reg = asyncio.create_task(
+        api.command(
+            "outage",
+            CloseWindow(
+                report_id="close-reg",
+                reported_by=OPERATOR,
+                window="registration",
+                reason="test",
+            ),
+        )
     )
     await _wait_phase(api, "outage", "administration")
+    await asyncio.sleep(1)
+    assert not close_reg.done(), "acknowledged before the board could be written"
     await api.command(
         "outage",
         CloseWindow(
@@ -144,7 +160,8 @@ async def _outage(api, client, ids: list[str]) -> list[JourneyState]:
     )
     states = [await _wait_decision(client, a, "MS") for a in ids]
     await asyncio.sleep(OUTAGE_S)  # the projections fail and retry meanwhile
-    return states
+    assert not close_reg.done()
+    return states, close_reg
 
 
 async def _wait_decision(
