@@ -883,6 +883,9 @@ def national(
     ),
     concurrency: int = 32,
     seed: int = 17,
+    registration_only: bool = typer.Option(
+        False, help="stop once every registered journey has its read-model row"
+    ),
     keep_stack: bool = KEEP,
 ):
     """A national round at reduced scale (issue 17 item 2): instansi rounds join one national
@@ -911,6 +914,7 @@ def national(
                     concurrency,
                     seed,
                     cpu.totals,
+                    registration_only,
                 )
             rate = fig.pop("_registered") / fig.pop("_registration_s")
             if control_rate:
