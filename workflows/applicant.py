@@ -98,6 +98,7 @@ class ApplicantJourney(JourneyInbox):
         self.close_waiting: CloseReply | None = None
         self.resting = False  # the run waits in _wait: a close can have the row at once
         self.run_done = False
+        self._validated = None  # the report update just validated, for its handler (inbox)
 
     # --- the process -----------------------------------------------------------------------
 

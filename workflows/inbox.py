@@ -173,7 +173,7 @@ class JourneyInbox:
     def _report_of(self, name: str, args: Sequence[RawValue]) -> Report:
         """The report in `args`: as its validator decoded it just before, when it did (replay
         runs no validator, and decodes here; the result is the same)."""
-        held, self._validated = getattr(self, "_validated", None), None
+        held, self._validated = self._validated, None
         if held is not None and len(args) == 1 and held[0] == args[0].payload:
             return held[1]
         return decode(JOURNEY_REPORTS, name, args, f"for applicant {self.start.applicant_id}")

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.optimalisasi import (
         CandidateProfile,
+        Offer,
         OptimalisasiCandidate,
         Vacancy,
         allocate,
@@ -409,10 +410,9 @@ class RecruitmentRound:
                 if (seats := self._vacancies(code) - held.get(code, 0)) > 0
             ]
             if over_pages:
-                allocated = await self._allocate_over_pages(
+                offers = await self._allocate_over_pages(
                     vacancies, placed, declined, judged_on, pool
                 )
-                offers = allocated.offers
             else:
                 offers = allocate(
                     vacancies,
@@ -469,11 +469,11 @@ class RecruitmentRound:
         declined: set[str],
         judged_on: date | None,
         pool: bool,
-    ) -> AllocationResult:
+    ) -> list[Offer]:
         """`allocate` over the candidates' pages, in an activity; no seat, no call."""
         if not vacancies:
-            return AllocationResult(offers=[], candidates=0, ignored=0)
-        return await workflow.execute_activity(
+            return []
+        allocated = await workflow.execute_activity(
             ALLOCATE_PAGES.name,
             AllocationRequest(
                 round_id=self.config.round_id,
@@ -497,6 +497,7 @@ class RecruitmentRound:
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
+        return allocated.offers
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""

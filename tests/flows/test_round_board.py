@@ -10,8 +10,6 @@ and that a sealed board moved to another version does not open.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,21 +29,11 @@ from domain.messages import (
 from domain.protocol import ROUND_VIEW
 from runtime.codec import PayloadDecryptionError
 from runtime.sealed import ColumnCipher
+from tests.flows.test_operator_commands import _terminate_round, _until
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-async def _until(probe, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def _decided(client, round_id: str, applicant_id: str) -> JourneyState | None:
@@ -196,7 +184,4 @@ async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
             await RoundBoards(pool, boards.cipher).get(wf + "-other")
     finally:
         await pool.execute("DELETE FROM round_boards WHERE workflow_id LIKE $1", wf + "%")
-        async for w in client.list_workflows(
-            f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
-        ):
-            await client.get_workflow_handle(w.id).terminate("test finished")
+        await _terminate_round(client, round_id)
