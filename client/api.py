@@ -46,6 +46,8 @@ from domain.messages import (
     Disqualification,
     JourneyRules,
     JourneyStart,
+    RegistrationConfirm,
+    RegistrationOutcome,
     Report,
     RoundStart,
     RoundState,
@@ -53,6 +55,7 @@ from domain.messages import (
 from domain.protocol import (
     AFTERMATH_REPORTS,
     CONFIG_DIGEST,
+    CONFIRM_REGISTRATION,
     JOURNEY_STATE,
     REGISTRATION_DIGEST,
     ROUND_STATE,
@@ -102,6 +105,9 @@ class RegistrationResult:
     status: str  # registered | repeat | refused
     applicant_id: str | None = None
     refusals: list[Refusal] = field(default_factory=list)
+    # Registered, but the journey's confirmation (its first row) did not come within
+    # RecruitmentApi.confirm_within: the applicant's page shows it once the journey writes it.
+    pending: bool = False
 
 
 @dataclass
@@ -124,6 +130,14 @@ class RecruitmentApi:
     # the first task does not wait behind a backlog. Without such a worker with a free slot the
     # SDK sends a plain start (issue 17 item 3).
     eager_start: bool = True
+    # Start each journey with its confirm_registration update (update-with-start) and answer the
+    # registration only when the journey has judged its admission and written its first row: the
+    # applicant hears the journey's own answer, and a burst of registrations cannot run ahead of
+    # the journeys' first tasks (back-pressure; issue 17 item 3). One more action per journey,
+    # and no eager start. False: a plain start, answered as soon as the server has it.
+    confirm_registrations: bool = True
+    # How long a registration waits for its confirmation before it is answered `pending`.
+    confirm_within: float = 60.0
     # Updates this client waits on at once. Each waiting update is a long poll, and the server
     # refuses long polls past 1,200 per namespace ("namespace concurrent poller limit exceeded",
     # pollers of the workers included): at an overload the refused updates were retried with
@@ -346,23 +360,26 @@ class RecruitmentApi:
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(ROUND_ID, config.round_id),
+                SearchAttributePair(FORMASI_CODE, formasi.code),
+                SearchAttributePair(WORKFLOW_KIND, "journey"),
+            ]
+        )
         try:
-            await self.client.start_workflow(
-                ApplicantJourney.run,
-                start,
-                id=workflow_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                request_eager_start=self.eager_start,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(ROUND_ID, config.round_id),
-                        SearchAttributePair(FORMASI_CODE, formasi.code),
-                        SearchAttributePair(WORKFLOW_KIND, "journey"),
-                    ]
-                ),
-            )
-            return RegistrationResult("registered", applicant_id)
+            if not self.confirm_registrations:
+                await self.client.start_workflow(
+                    ApplicantJourney.run,
+                    start,
+                    id=workflow_id,
+                    task_queue=self.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    request_eager_start=self.eager_start,
+                    search_attributes=attributes,
+                )
+                return RegistrationResult("registered", applicant_id)
+            return await self._start_confirmed(start, workflow_id, reg, attributes)
         except WorkflowAlreadyStartedError:
             existing = await REGISTRATION_DIGEST.ask(self.client.get_workflow_handle(workflow_id))
             if existing == registration_digest(reg):
@@ -379,6 +396,65 @@ class RecruitmentApi:
                     )
                 ],
             )
+
+    async def _start_confirmed(
+        self,
+        start: JourneyStart,
+        workflow_id: str,
+        reg: Registration,
+        attributes: TypedSearchAttributes,
+    ) -> RegistrationResult:
+        """Start the journey with confirm_registration (update-with-start) and answer with what
+        the journey made of it once its first row is written. The start fails, as a plain start
+        does, when the journey exists: the caller reads it (a repeat, or another person's data)."""
+        applicant_id = start.applicant_id
+        operation = WithStartWorkflowOperation(
+            ApplicantJourney.run,
+            start,
+            id=workflow_id,
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=attributes,
+        )
+        confirm = RegistrationConfirm(registration_digest=registration_digest(reg))
+        try:
+            async with self._update_slots(), asyncio.timeout(self.confirm_within):
+                try:
+                    outcome = await self.client.execute_update_with_start_workflow(
+                        CONFIRM_REGISTRATION.name,
+                        confirm,
+                        start_workflow_operation=operation,
+                        result_type=RegistrationOutcome,
+                    )
+                except BaseException:
+                    # The SDK keeps the start's failure for workflow_handle() (always settled by
+                    # now): read it, or asyncio logs it as an exception never retrieved.
+                    with contextlib.suppress(BaseException):
+                        await operation.workflow_handle()
+                    raise
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise RefusedError(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # Not answered in time (a backlog, or the read model down): the start may have been
+            # taken. The journey exists or it does not; either way the caller is told which.
+            try:
+                await self.client.get_workflow_handle(workflow_id).describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                raise RefusedError(
+                    f"registration {applicant_id} was not taken within {self.confirm_within:.0f} s"
+                    " (the engine is busy); send it again"
+                ) from None
+            return RegistrationResult("registered", applicant_id, pending=True)
+        if outcome.refused:
+            refusal = Refusal(field="registration", value=applicant_id, reason=outcome.refused)
+            return RegistrationResult("refused", applicant_id, [refusal])
+        return RegistrationResult("registered", applicant_id)
 
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
@@ -477,19 +553,23 @@ class RecruitmentApi:
                 raise
             raise UnknownError(f"{subject}: no such applicant in this round") from None
 
-    async def _update(
-        self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
-    ) -> Ack:
-        """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
+    def _update_slots(self) -> asyncio.Semaphore:
+        """The slots of max_updates_in_flight: every update this client waits on takes one."""
         if self._updates_in_flight is None:
             if self.max_updates_in_flight < 1:
                 raise ValueError(
                     f"max_updates_in_flight {self.max_updates_in_flight} must be at least 1"
                 )
             self._updates_in_flight = asyncio.Semaphore(self.max_updates_in_flight)
+        return self._updates_in_flight
+
+    async def _update(
+        self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
+    ) -> Ack:
+        """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
-                async with self._updates_in_flight:
+                async with self._update_slots():
                     ack = await update.execute(handle, message)
                 if ack.refused:  # taken into the record as refused (a conflict of interest)
                     raise RefusedError(f"{subject}: {ack.effect} (the refusal is recorded)")

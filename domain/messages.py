@@ -220,6 +220,24 @@ class JourneyStart(BaseModel, frozen=True):
     signature: str = Field(default="", max_length=1000)
 
 
+class RegistrationConfirm(BaseModel, frozen=True):
+    """Sent with a journey's start (update-with-start): answered once the journey has judged its
+    admission and written its first read-model row, so that a registration is answered with what
+    the applicant will see, and a burst cannot run ahead of the journeys' first tasks."""
+
+    # The digest of the registration the sender started the journey with (canonical_digest).
+    registration_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RegistrationOutcome(BaseModel, frozen=True):
+    """The journey's answer to RegistrationConfirm: its stage once its first row is written, and
+    the reason when the journey refused the registration (it has then ended)."""
+
+    applicant_id: str
+    stage: str
+    refused: str = ""  # why the journey refused the registration; empty when it took it
+
+
 class RoundViewRequest(BaseModel, frozen=True):
     """Ask the round what a journey of it must be judged by."""
 

@@ -56,6 +56,8 @@ from domain.messages import (
     OptimalisasiOffer,
     PanelReview,
     PanelScoreReport,
+    RegistrationConfirm,
+    RegistrationOutcome,
     Report,
     RoundBoardWrite,
     RoundStart,
@@ -197,6 +199,9 @@ ANNOUNCE = Signal("announce", Announcement)
 OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)
 REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
+# Sent by RecruitmentApi.register with the journey's start (update-with-start): the answer waits
+# for the journey's first read-model row. Taken once per journey; later ones are refused unrecorded.
+CONFIRM_REGISTRATION = Update("confirm_registration", RegistrationConfirm, RegistrationOutcome)
 
 # --- ApplicantAftermath: DIS or dismissal after the journey ended (domain/aftermath.py) ---------
 
@@ -264,6 +269,7 @@ WORKFLOWS: tuple[Workflow[Any, Any], ...] = (
 UPDATES: tuple[Update[Any, Any], ...] = (
     *JOURNEY_REPORTS.values(),
     CLOSE_STAGE,
+    CONFIRM_REGISTRATION,
     EXTEND_WINDOW,
     CLOSE_WINDOW,
     MOVE_TMT,

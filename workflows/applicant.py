@@ -99,6 +99,7 @@ class ApplicantJourney(JourneyInbox):
         self.resting = False  # the run waits in _wait: a close can have the row at once
         self.run_done = False
         self._validated = None  # the report update just validated, for its handler (inbox)
+        self.registration_confirmed = False
 
     # --- the process -----------------------------------------------------------------------
 

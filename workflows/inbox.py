@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiOffer,
         PanelReview,
         PanelScoreReport,
+        RegistrationConfirm,
+        RegistrationOutcome,
         Report,
         SkdEntryReply,
     )
@@ -119,6 +121,7 @@ class JourneyInbox:
     run_done: bool  # the run has written its last row: a close now gets no row
     # (payload, report) of the report update just validated, for its handler (_report_of)
     _validated: tuple[object, Report] | None
+    registration_confirmed: bool  # confirm_registration answered: later ones are refused
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -356,6 +359,38 @@ class JourneyInbox:
         workflow.logger.warning(
             "signal %s to %s ignored: %s", signal, workflow.info().workflow_id, problem
         )
+
+    # --- from RecruitmentApi.register, with the start -------------------------------------------
+
+    @workflow.update
+    async def confirm_registration(self, confirm: RegistrationConfirm) -> RegistrationOutcome:
+        """Answered once the journey has judged its admission and written its first row (or
+        refused the registration and ended): the registration is answered with what the
+        applicant will see, and a burst of starts waits for the journeys' first tasks.
+
+        Reads the journey's state and changes nothing of it."""
+        await workflow.wait_condition(lambda: self.outbox.rows_written > 0)
+        self.registration_confirmed = True
+        # A refused registration ends before its Registered decision (ApplicantJourney.registration).
+        registered = any(ev.Registered.matches(d) for d in self.decisions)
+        refused = "" if registered else (self.sheet.terminal_reason or "registration refused")
+        return RegistrationOutcome(
+            applicant_id=self.start.applicant_id, stage=self.sheet.stage, refused=refused
+        )
+
+    @confirm_registration.validator
+    def validate_confirm_registration(self, confirm: RegistrationConfirm) -> None:
+        problem = None
+        if self.registration_confirmed:
+            problem = "the registration was confirmed already; ask registration_digest"
+        elif confirm.registration_digest != canonical_digest(self.start.registration):
+            problem = "the digest is not that of the registration this journey was started with"
+        if problem:
+            raise ApplicationError(
+                f"confirm_registration for applicant {self.start.applicant_id}: {problem}",
+                type="ReportRefused",
+                non_retryable=True,
+            )
 
     @workflow.query
     def registration_digest(self) -> str:

@@ -37,6 +37,7 @@ class ReadModelOutbox:
         self.reports: list[tuple[str, str, dict]] = []
         self.at_rest = False  # write when the journey comes to rest, not after every step
         self.unwritten = False
+        self.rows_written = 0  # rows this journey wrote itself (a close's row is the broadcast's)
 
     def notify(self, key: str, notice: Notice) -> None:
         """A message to the applicant, sent with the next write (`key`: unique per applicant)."""
@@ -97,3 +98,4 @@ class ReadModelOutbox:
         self.projected_decisions = len(decisions)
         self.notifications = []
         self.reports = []
+        self.rows_written += 1

@@ -334,7 +334,10 @@ async def test_audit_of_a_live_round(audit_stack, live_round, tmp_path):
 
     c1 = next(h for h in histories if h.workflow_id.endswith(ids["C1"]))
     inputs = [m for m in await messages(c1.history, converter) if m.kind == "update"]
-    assert [(m.name, m.reporter, m.report_id) for m in inputs][:2] == [
+    # The registration's confirmation (update-with-start, by the registering client) comes
+    # first, then the services' reports.
+    assert [(m.name, m.reporter, m.report_id) for m in inputs][:3] == [
+        ("confirm_registration", client.identity, ""),
         ("report_admin", "bkpsdm-verifikator", "adm-C1"),
         ("report_skd", "cat-bkn", "skd-C1"),
     ]

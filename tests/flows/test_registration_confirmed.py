@@ -1,0 +1,157 @@
+"""A registration is answered by its journey (update-with-start), on the real dev server and
+PostgreSQL (issue 17 item 3).
+
+RecruitmentApi.register starts the journey together with its confirm_registration update and
+answers only when the journey has judged its admission and written its first read-model row:
+the row is there when the answer arrives, a burst cannot run ahead of the journeys' first tasks,
+and what the journey refuses is refused to the applicant. The update is taken once per journey;
+any later one, from anyone who reaches Temporal, is refused and leaves no trace in the history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import tomli_w
+from temporalio.client import WorkflowUpdateFailedError
+
+from client.api import RecruitmentApi, registration_digest
+from domain.messages import RegistrationConfirm
+from domain.protocol import CONFIRM_REGISTRATION
+from tests.flows.test_operator_commands import _terminate_round
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+WINDOWS = {
+    "registration": (-60, 600),
+    "administration": (700, 800),
+    "skd": (800, 900),
+    "skb": (900, 1000),
+    "filing": (1000, 1100),
+    "latsar": (1100, 1200),
+}
+
+
+async def _round(api: RecruitmentApi, tmp_path, prefix: str):
+    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 2)], WINDOWS, t0=datetime.now(UTC))
+    path = tmp_path / f"{round_id}.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    return config
+
+
+async def _updates(handle) -> list[str]:
+    """The names of the updates a history accepted, in order."""
+    names = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            attrs = event.workflow_execution_update_accepted_event_attributes
+            names.append(attrs.accepted_request.input.name)
+    return names
+
+
+async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
+    client, keys, running_worker, tmp_path
+):
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "confirm")
+    try:
+        reg = registration(1, "F1")
+        first = await api.register(config, reg, "sscasn")
+        assert (first.status, first.pending) == ("registered", False), first
+        # No wait: the answer came after the journey wrote its row.
+        row = await pool.fetchrow(
+            "SELECT stage FROM applicants WHERE round_id = $1 AND applicant_id = $2",
+            config.round_id,
+            first.applicant_id,
+        )
+        assert row is not None and row["stage"] == "admin_check", row
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, first.applicant_id)
+        )
+        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+
+        # The same registration again is a repeat; the same NIK with other data is refused.
+        assert (await api.register(config, reg, "sscasn")).status == "repeat"
+        other = reg.model_copy(update={"name": "Nama Lain"})
+        changed = await api.register(config, other, "sscasn")
+        assert changed.status == "refused" and "once per round" in changed.refusals[0].reason
+
+        # A second confirmation sent straight to Temporal is refused and not recorded.
+        length = (await handle.describe()).raw_description.workflow_execution_info.history_length
+        confirm = RegistrationConfirm(registration_digest=registration_digest(reg))
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await CONFIRM_REGISTRATION.execute(handle, confirm)
+        assert "confirmed already" in refused.value.cause.message
+        after = (await handle.describe()).raw_description.workflow_execution_info.history_length
+        assert after == length
+        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+async def test_a_plain_start_takes_one_confirmation_of_its_own_registration_only(
+    client, keys, running_worker, tmp_path
+):
+    settings, pool = running_worker
+    api = RecruitmentApi(
+        client,
+        settings.task_queue,
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_registrations=False,
+    )
+    config = await _round(api, tmp_path, "plain")
+    try:
+        reg = registration(2, "F1")
+        result = await api.register(config, reg, "sscasn")
+        assert result.status == "registered"
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, result.applicant_id)
+        )
+        other = registration(3, "F1")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await CONFIRM_REGISTRATION.execute(
+                handle, RegistrationConfirm(registration_digest=registration_digest(other))
+            )
+        assert "not that of the registration" in refused.value.cause.message
+        outcome = await CONFIRM_REGISTRATION.execute(
+            handle, RegistrationConfirm(registration_digest=registration_digest(reg))
+        )
+        assert (outcome.applicant_id, outcome.refused) == (result.applicant_id, "")
+        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+async def test_an_unanswered_registration_is_pending_not_lost(
+    client, keys, running_worker, tmp_path
+):
+    """No worker polls the journey's task queue: the confirmation cannot come, the registration is
+    answered `pending` after confirm_within, and the journey it started exists."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "pending")
+    idle = RecruitmentApi(
+        client,
+        f"{settings.task_queue}-nobody",
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_within=2.0,
+    )
+    try:
+        result = await idle.register(config, registration(4, "F1"), "sscasn")
+        assert (result.status, result.pending) == ("registered", True), result
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, result.applicant_id)
+        )
+        assert (await handle.describe()).status is not None
+        await handle.terminate("test over")
+    finally:
+        await _terminate_round(client, config.round_id)
