@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -182,6 +183,7 @@ class NationalRegister:
                 claim,
                 id=workflow_id,
                 task_queue=self.task_queue,
+                start_delay=claim_start_delay(claim.holds_until, workflow_id, datetime.now(UTC)),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(
                     [
@@ -218,6 +220,20 @@ class NationalRegister:
 
 
 # --- the national view -----------------------------------------------------------------------
+
+
+# Claims end within this time after the national SKD closes, spread by their ids.
+CLAIM_END_SPREAD = timedelta(hours=24)
+
+
+def claim_start_delay(holds_until: datetime, workflow_id: str, now: datetime) -> timedelta | None:
+    """How long a claim's start is delayed: it holds its id from the start, and its one workflow
+    task (its run finds the hold over and ends) comes after the hold. A registration burst costs
+    the claims no workflow task and no timer. Spread over CLAIM_END_SPREAD after the national SKD
+    closes, so that millions of claims do not fall due at the moment the SKD's closes run."""
+    spread = int.from_bytes(hashlib.sha256(workflow_id.encode()).digest()[:4], "big")
+    end = holds_until + CLAIM_END_SPREAD * (spread / 2**32)
+    return max(end - now, timedelta(0)) or None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from rich.console import Console
+from temporalio.api.enums.v1 import EventType
 
 from client.api import RecruitmentApi, RefusedError
 from domain.config import RoundConfig
@@ -154,6 +155,12 @@ async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
     assert result.status == "registered"
     assert reg.nik not in claim_id and reg.nik[-6:] not in claim_id
     assert description.status is not None and description.status.name == "RUNNING"
+    # Its start is delayed to the end of the hold: the burst costs it no workflow task and no
+    # timer, only the started event (the one task comes when the hold ends).
+    events = [e async for e in client.get_workflow_handle(claim_id).fetch_history_events()]
+    assert [e.event_type for e in events] == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+    backoff = events[0].workflow_execution_started_event_attributes.first_workflow_task_backoff
+    assert backoff.ToTimedelta() > timedelta(seconds=30)
 
 
 async def test_a_round_outside_the_national_windows_or_a_second_for_one_instansi_is_refused(
