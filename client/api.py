@@ -37,6 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.national import NationalRefusal, NationalRegister, national_applicant_id
 from client.sanctions import SanctionRegister, sanction_subject
+from domain.admission import registration_refusal
 from domain.aftermath import AftermathStart
 from domain.config import RoundConfig, load_round_config
 from domain.digest import canonical_digest
@@ -381,8 +382,14 @@ class RecruitmentApi:
                 return RegistrationResult("registered", applicant_id)
             return await self._start_confirmed(start, workflow_id, reg, attributes)
         except WorkflowAlreadyStartedError:
-            existing = await REGISTRATION_DIGEST.ask(self.client.get_workflow_handle(workflow_id))
+            handle = self.client.get_workflow_handle(workflow_id)
+            existing = await REGISTRATION_DIGEST.ask(handle)
             if existing == registration_digest(reg):
+                # A repeat of a registration the journey refused is refused again, as it was.
+                refused = registration_refusal(await JOURNEY_STATE.ask(handle))
+                if refused:
+                    refusal = Refusal(field="registration", value=applicant_id, reason=refused)
+                    return RegistrationResult("refused", applicant_id, [refusal])
                 return RegistrationResult("repeat", applicant_id)
             return RegistrationResult(
                 "refused",

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.config import ReportKind
-from domain.messages import JourneyStart, RoundView
+from domain.events import Registered
+from domain.messages import JourneyStart, JourneyState, RoundView
 from domain.signing import signature_problem
 
 
@@ -48,3 +49,11 @@ def admission_problem(
     if rules.identities and start.registered_by not in registrars:
         return f"{start.registered_by} may not register applicants in this round"
     return signature_problem(start, rules.identities, workflow_id)
+
+
+def registration_refusal(state: JourneyState) -> str:
+    """Why a journey refused its registration, from its state; "" when it took it. A refused
+    registration (not admitted, or not eligible on its date) ends before its Registered decision."""
+    if state.terminal is None or any(Registered.matches(d) for d in state.decisions):
+        return ""
+    return state.terminal_reason or "registration refused"

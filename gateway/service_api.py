@@ -232,6 +232,11 @@ class RegistrationAnswer(BaseModel):
     status: str = Field(description="registered | repeat")
     applicant_id: str = Field(description="the registration number")
     registered_at: datetime
+    pending: bool = Field(
+        default=False,
+        description="registered, but the journey had not written its first row within the "
+        "engine's confirm_within: the applicant's page shows it once it does",
+    )
 
 
 @router.post(
@@ -277,4 +282,5 @@ async def post_registration(
         status=result.status,
         applicant_id=result.applicant_id or "",
         registered_at=datetime.now(UTC),
+        pending=result.pending,
     )

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
     from domain import notices
+    from domain.admission import registration_refusal
     from domain.codes import Phase, Stage
     from domain.digest import canonical_digest
     from domain.messages import (
@@ -371,11 +372,10 @@ class JourneyInbox:
         Reads the journey's state and changes nothing of it."""
         await workflow.wait_condition(lambda: self.outbox.rows_written > 0)
         self.registration_confirmed = True
-        # A refused registration ends before its Registered decision (ApplicantJourney.registration).
-        registered = any(ev.Registered.matches(d) for d in self.decisions)
-        refused = "" if registered else (self.sheet.terminal_reason or "registration refused")
         return RegistrationOutcome(
-            applicant_id=self.start.applicant_id, stage=self.sheet.stage, refused=refused
+            applicant_id=self.start.applicant_id,
+            stage=self.sheet.stage,
+            refused=registration_refusal(self.state()),
         )
 
     @confirm_registration.validator

@@ -149,6 +149,9 @@ async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
         # confirmation (update-with-start) carries the refusal back to the registration.
         assert second.status == "refused", second
         assert "after registration closed" in second.refusals[0].reason
+        again = await api.register(config, registration(2, "F1"), "sscasn")
+        assert again.status == "refused", again  # a repeat of it is refused again, not a repeat
+        assert again.refusals == second.refusals
         state = await _until(lambda: _decided(client, round_id, second.applicant_id), "admission")
         refused = [d for d in state.decisions if d.outcome == "not admitted"]
         assert refused and "after registration closed" in refused[0].input["reason"]
