@@ -77,7 +77,9 @@ SIGNING_KEY = bytes(range(32))
 # their own at the close (patch close-answered-with-row, folded into engine 3: no marker). v7-full
 # has the formasi keeping answers and rankings as pages (patch paged-ranking, engine-2 journeys);
 # v9-full both (issue 17 merged); v10-full adds the round's board (patch round-view-board): the
-# journeys' admissions read it instead of asking the round. All must replay with the current code.
+# journeys' admissions read it instead of asking the round. v11-full: every journey started with
+# its registration's confirmation (update-with-start, confirm_registration). All must replay with
+# the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -90,6 +92,7 @@ RECORDED_SETS = [
     RECORDED / "v8-full",
     RECORDED / "v9-full",
     RECORDED / "v10-full",
+    RECORDED / "v11-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -141,6 +144,20 @@ async def test_recorded_histories_replay_with_the_current_code(recorded_set):
     assert all(decisions_of([o]) or o.run_id in continued for o in outcomes)
 
 
+async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():
+    """v11-full: each journey's first update is the confirmation sent with its start, and the
+    audit reads it as the registering client's (no report id, nothing decided by it)."""
+    recorded = RECORDED / "v11-full"
+    converter = recorded_converter(recorded)
+    journeys = [h for h in load_histories(recorded) if h.kind == "journey"]
+    assert len(journeys) == 14
+    for h in journeys:
+        updates = [m for m in await messages(h.history, converter) if m.kind == "update"]
+        names = [m.name for m in updates]
+        assert names[0] == "confirm_registration" and names.count("confirm_registration") == 1
+        assert updates[0].report_id == ""
+
+
 async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
     outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
@@ -171,6 +188,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v7-full",
         RECORDED / "v9-full",
         RECORDED / "v10-full",
+        RECORDED / "v11-full",
     ],
     ids=lambda p: p.name,
 )
