@@ -152,7 +152,15 @@ class CrashingApi(RecruitmentApi):
     """An API whose process 'dies' on the n-th registration."""
 
     def __init__(self, inner: RecruitmentApi, survive: int) -> None:
-        super().__init__(inner.client, inner.task_queue, inner.pseudonym_key)
+        # The same keys as the API it stands for: a registration it starts unsigned would be
+        # refused by its journey (and a repeat of it refused again), not registered.
+        super().__init__(
+            inner.client,
+            inner.task_queue,
+            inner.pseudonym_key,
+            keyring=inner.keyring,
+            sanctions=inner.sanctions,
+        )
         self.left = survive
 
     async def register(self, *args, **kwargs):
