@@ -20,6 +20,8 @@ from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     PayloadConverter,
+    SerializationContext,
+    WithSerializationContext,
 )
 
 # Private to the SDK, and exactly what it checks before any codec runs (test_poison pins it).
@@ -129,6 +131,32 @@ class ProjectDataConverter(DataConverter):
                 for p in payloads
             ]
         return await super()._decode_reference_payload_sequence(payloads)
+
+    def with_context(self, context: SerializationContext) -> ProjectDataConverter:
+        """The converter for `context`, made once per codec it can differ by.
+
+        Only the codec depends on the context here (its quiet twin in a workflow's context,
+        runtime/codec.py). The SDK asks for a context's converter over and over (for each
+        activation's payloads and each command's), and its clone of a frozen data converter runs
+        `__post_init__`, which builds a whole new payload converter every time: a tenth of the
+        worker's activation handling at 150 reports/s (py-spy, BENCHMARKS.md). The clone for the
+        quiet codec is therefore kept; any other difference takes the SDK's path."""
+        codec = self.payload_codec
+        if not isinstance(codec, WithSerializationContext) or self.external_storage is not None:
+            return super().with_context(context)
+        for part in (self.payload_converter, self.failure_converter):
+            if (
+                isinstance(part, WithSerializationContext)
+                and part.with_context(context) is not part
+            ):
+                return super().with_context(context)
+        twin = codec.with_context(context)
+        if twin is codec:
+            return self
+        made: dict[int, ProjectDataConverter] = self.__dict__.setdefault("_made_for_codec", {})
+        if id(twin) not in made:  # the clone holds the twin: its id stays its own
+            made[id(twin)] = super().with_context(context)
+        return made[id(twin)]
 
 
 def data_converter(keys: Keys) -> DataConverter:

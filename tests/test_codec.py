@@ -262,3 +262,25 @@ def test_configured_key_wins_and_a_bad_one_is_named(tmp_path):
     assert load_or_create_keys(settings).payload_key == key
     with pytest.raises(InvalidKeyError, match="CASN_PAYLOAD_KEY holds 3 bytes"):
         load_or_create_keys(load_settings(data_dir=tmp_path, payload_key="YWJj"))
+
+
+async def test_the_converter_for_a_workflows_context_is_made_once_and_refuses_quietly():
+    """The SDK asks for a context's converter for every activation; the project's converter keeps
+    the one for the quiet codec instead of building a payload converter each time."""
+    keys = Keys(payload_key=os.urandom(32), pseudonym_key=b"", signing_key=b"")
+    converter = data_converter(keys)
+    in_workflow = converter.with_context(WORKFLOW)
+    other_workflow = WorkflowSerializationContext(namespace="default", workflow_id="r/applicant/B")
+
+    assert in_workflow is not converter
+    assert converter.with_context(WORKFLOW) is in_workflow
+    assert converter.with_context(other_workflow) is in_workflow  # the codec is all that differs
+    assert in_workflow.with_context(other_workflow) is in_workflow
+    assert converter.with_context(ACTIVITY) is converter  # strict, as before
+    assert in_workflow.payload_converter is converter.payload_converter
+
+    [foreign] = await AesGcmCodec(os.urandom(32)).encode([_payload(NIK)])
+    [quiet] = await in_workflow.payload_codec.decode([foreign])
+    assert is_refused(quiet)
+    with pytest.raises(PayloadDecryptionError):
+        await converter.payload_codec.decode([foreign])
