@@ -369,7 +369,7 @@ class JourneyInbox:
         refused the registration and ended): the registration is answered with what the
         applicant will see, and a burst of starts waits for the journeys' first tasks.
 
-        Reads the journey's state and changes nothing of it."""
+        Changes nothing the run reads: only the flag by which its validator refuses a second one."""
         await workflow.wait_condition(lambda: self.outbox.rows_written > 0)
         self.registration_confirmed = True
         return RegistrationOutcome(
