@@ -361,26 +361,26 @@ class RecruitmentApi:
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys
-        attributes = TypedSearchAttributes(
-            [
-                SearchAttributePair(ROUND_ID, config.round_id),
-                SearchAttributePair(FORMASI_CODE, formasi.code),
-                SearchAttributePair(WORKFLOW_KIND, "journey"),
-            ]
-        )
+        # The journey's start, the same whether it is confirmed or plain.
+        options: dict[str, Any] = {
+            "id": workflow_id,
+            "task_queue": self.task_queue,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "search_attributes": TypedSearchAttributes(
+                [
+                    SearchAttributePair(ROUND_ID, config.round_id),
+                    SearchAttributePair(FORMASI_CODE, formasi.code),
+                    SearchAttributePair(WORKFLOW_KIND, "journey"),
+                ]
+            ),
+        }
         try:
             if not self.confirm_registrations:
                 await self.client.start_workflow(
-                    ApplicantJourney.run,
-                    start,
-                    id=workflow_id,
-                    task_queue=self.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    request_eager_start=self.eager_start,
-                    search_attributes=attributes,
+                    ApplicantJourney.run, start, request_eager_start=self.eager_start, **options
                 )
                 return RegistrationResult("registered", applicant_id)
-            return await self._start_confirmed(start, workflow_id, reg, attributes)
+            return await self._start_confirmed(start, reg, options)
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle(workflow_id)
             existing = await REGISTRATION_DIGEST.ask(handle)
@@ -405,24 +405,14 @@ class RecruitmentApi:
             )
 
     async def _start_confirmed(
-        self,
-        start: JourneyStart,
-        workflow_id: str,
-        reg: Registration,
-        attributes: TypedSearchAttributes,
+        self, start: JourneyStart, reg: Registration, options: dict[str, Any]
     ) -> RegistrationResult:
         """Start the journey with confirm_registration (update-with-start) and answer with what
         the journey made of it once its first row is written. The start fails, as a plain start
         does, when the journey exists: the caller reads it (a repeat, or another person's data)."""
-        applicant_id = start.applicant_id
+        applicant_id, workflow_id = start.applicant_id, options["id"]
         operation = WithStartWorkflowOperation(
-            ApplicantJourney.run,
-            start,
-            id=workflow_id,
-            task_queue=self.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=attributes,
+            ApplicantJourney.run, start, id_conflict_policy=WorkflowIDConflictPolicy.FAIL, **options
         )
         confirm = RegistrationConfirm(registration_digest=registration_digest(reg))
         try:

@@ -154,6 +154,18 @@ CLOSED_BY_COMMITTEE = {
 }
 
 
+# Registration open for ten minutes, the later windows after it: rounds whose tests register
+# and read, and never leave registration.
+REGISTRATION_OPEN = {
+    "registration": (-60, 600),
+    "administration": (700, 800),
+    "skd": (800, 900),
+    "skb": (900, 1000),
+    "filing": (1000, 1100),
+    "latsar": (1100, 1200),
+}
+
+
 async def create_round_file(api, config: RoundConfig, folder) -> None:
     """Write `config` as the round file in `folder` and create the round from it."""
     import tomli_w

@@ -14,34 +14,29 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-import tomli_w
 from temporalio.client import WorkflowUpdateFailedError
 
 from client.api import RecruitmentApi, registration_digest
 from domain.messages import RegistrationConfirm
 from domain.protocol import CONFIRM_REGISTRATION
 from tests.flows.test_operator_commands import _terminate_round
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    REGISTRATION_OPEN,
+    TEST_KEYRING,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-WINDOWS = {
-    "registration": (-60, 600),
-    "administration": (700, 800),
-    "skd": (800, 900),
-    "skb": (900, 1000),
-    "filing": (1000, 1100),
-    "latsar": (1100, 1200),
-}
-
 
 async def _round(api: RecruitmentApi, tmp_path, prefix: str):
     round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 2)], WINDOWS, t0=datetime.now(UTC))
-    path = tmp_path / f"{round_id}.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    config = compressed_round(round_id, [formasi("F1", 2)], REGISTRATION_OPEN, t0=datetime.now(UTC))
+    await create_round_file(api, config, tmp_path)
     return config
 
 

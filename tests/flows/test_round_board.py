@@ -30,7 +30,14 @@ from domain.protocol import ROUND_VIEW
 from runtime.codec import PayloadDecryptionError
 from runtime.sealed import ColumnCipher
 from tests.flows.test_operator_commands import _terminate_round, _until
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    REGISTRATION_OPEN,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -54,14 +61,7 @@ async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
     config = compressed_round(
         round_id,
         [formasi("F1", 1), formasi("F2", 1)],
-        {
-            "registration": (-60, 600),
-            "administration": (700, 800),
-            "skd": (800, 900),
-            "skb": (900, 1000),
-            "filing": (1000, 1100),
-            "latsar": (1100, 1200),
-        },
+        REGISTRATION_OPEN,
         t0=t0,
     )
     path = tmp_path / "round.toml"
