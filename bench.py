@@ -1440,6 +1440,16 @@ def fleet(
     asyncio.run(main())
 
 
+# The same-run controls of `cache-memory`: (label, no-op activities before the first update, runner
+# of bench.fleet.BARE_RUNNERS). The naive journey is `all`'s bare baseline; the two that only wait
+# are what the SDK holds for a cached run, with its sandbox as the worker runs it and with none.
+CACHE_CONTROLS = (
+    ("naive journey, SDK sandbox", JOURNEY_SIDE_EFFECTS, "stock"),
+    ("a run that only waits, the worker's sandbox", 0, "project"),
+    ("a run that only waits, no sandbox", 0, "none"),
+)
+
+
 @app.command("cache-memory")
 def cache_memory(
     size: int = typer.Option(900, min=30, help="journeys held in the worker's cache"),
@@ -1448,16 +1458,20 @@ def cache_memory(
     ),
     seed: int = 2027,
     concurrency: int = typer.Option(8, min=1, help="registrations and reports in flight"),
+    control: bool = typer.Option(
+        True, "--control/--no-control", help="the naive design's journeys, measured the same way"
+    ),
     keep_stack: bool = KEEP,
 ):
-    """Memory of one worker process per journey in its sticky cache (RSS, and tracemalloc)."""
-    from bench.fleet import run_cache_memory
+    """Memory of one worker process per journey in its sticky cache (RSS, and tracemalloc), and
+    the same for the naive design's journey in the same run."""
+    from bench.fleet import run_bare_cache_memory, run_cache_memory
 
     m = show_machine()
 
     async def main():
         async with bare_stack(keep_stack) as (ctx, pool):
-            return await run_cache_memory(
+            ours = await run_cache_memory(
                 ctx.client,
                 pool,
                 ctx.keys.pseudonym_key,
@@ -1468,6 +1482,19 @@ def cache_memory(
                 concurrency,
                 trace,
             )
+            controls = {}
+            for label, activities, runner in CACHE_CONTROLS if control else ():
+                controls[label] = await run_bare_cache_memory(
+                    ctx.client,
+                    ctx.settings,
+                    OUT,
+                    ours["journeys"],
+                    concurrency,
+                    activities,
+                    JOURNEY_UPDATES,
+                    runner,
+                )
+            return ours | {"controls": controls}
 
     r = asyncio.run(main())
     p, parts, n = r["points"], r["parts"], r["journeys"]
@@ -1477,15 +1504,20 @@ def cache_memory(
             f"RSS {point['rss'] / 2**20:.1f} MiB, cached {point['cached_workflows']}"
             + (f", traced heap {point['traced'] / 2**20:.2f} MiB" if "traced" in point else "")
         )
-    rows["RSS per cached journey at admin_check (second third, untraced)"] = (
-        f"{(p[2]['rss'] - p[1]['rss']) / (parts[1] - parts[0]) / 1024:.1f} KB"
-    )
+    ours_kb = (p[2]["rss"] - p[1]["rss"]) / (parts[1] - parts[0]) / 1024
+    rows["RSS per cached journey at admin_check (second third, untraced)"] = f"{ours_kb:.1f} KB"
     if r["traced"]:
         rows["Python heap per cached journey at admin_check (last third)"] = (
             f"{(p[3]['traced'] - p[2]['traced']) / (parts[2] - parts[1]) / 1024:.1f} KB"
         )
         rows["Python heap added per journey by its SKD report (all journeys)"] = (
             f"{(p[4]['traced'] - p[3]['traced']) / n / 1024:.1f} KB"
+        )
+    for label, c in r["controls"].items():
+        cp, cparts = c["points"], c["parts"]
+        kb = (cp[2]["rss"] - cp[1]["rss"]) / (cparts[1] - cparts[0]) / 1024
+        rows[f"{label}: RSS per cached run (second third of {c['workflows']})"] = (
+            f"{kb:.1f} KB; ours {ours_kb / kb:.2f} x, {ours_kb - kb:+.1f} KB"
         )
     rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
     print_table(f"memory of one worker per cached journey ({n} journeys)", rows)

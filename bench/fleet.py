@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -348,15 +349,8 @@ async def run_cache_memory(
     fleet.start(1)
     proc = fleet.procs[0]
 
-    async def snapshot(label: str) -> dict:
-        report.unlink(missing_ok=True)
-        os.kill(proc.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 120
-        while not report.exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"bench memory: no report from the worker ({label})")
-            await asyncio.sleep(0.2)
-        return json.loads(report.read_text()) | {"label": label}
+    def snapshot(label: str):
+        return memory_snapshot(proc, report, label)
 
     try:
         await fleet.polling(client, 1)
@@ -391,16 +385,126 @@ async def run_cache_memory(
     return {"journeys": n, "parts": sizes, "traced": trace, "points": points}
 
 
+async def memory_snapshot(proc: subprocess.Popen, report: Path, label: str) -> dict:
+    """Ask the memory worker `proc` for its memory (SIGUSR1) and read what it wrote to `report`."""
+    report.unlink(missing_ok=True)
+    os.kill(proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 120
+    while not report.exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"bench memory: no report from the worker ({label})")
+        await asyncio.sleep(0.2)
+    return json.loads(report.read_text()) | {"label": label}
+
+
+async def run_bare_cache_memory(
+    client: Client,
+    settings: Settings,
+    out: Path,
+    size: int,
+    concurrency: int,
+    activities: int,
+    updates: int,
+    runner: str = "stock",
+) -> dict:
+    """The same-run control of `run_cache_memory`: the naive design's journey (bench/baseline_wf.py,
+    the bare engine of `all`) held in the cache of a worker process of its own, measured the same
+    way (RSS over the second third of `size` workflows). `runner` is one of BARE_RUNNERS: "stock"
+    (the SDK's default sandbox, as `all`'s bare baseline), "project" (the worker's runner) or
+    "none" (no sandbox); with `activities` 0 the workflow only waits: what the SDK itself holds
+    for a cached run.
+
+    Each workflow is started and left at rest where the naive journey waits for its first report:
+    its first activities done, nothing pending. What a cached run costs the SDK (its Python workflow
+    instance, the core's state for the run) with next to no state of its own."""
+    queue = f"{settings.task_queue}-bare-memory-{uuid.uuid4().hex[:4]}"
+    report = out / f"memory-{queue}.json"
+    fleet = Fleet(
+        settings,
+        queue,
+        out / "fleet-logs",
+        command=[sys.executable, "-m", "bench.fleet", "memory-worker", str(report), runner],
+        extra_env={"CASN_WORKER_MAX_CACHED_WORKFLOWS": str(size + 100)},
+    )
+    fleet.start(1)
+    proc = fleet.procs[0]
+    run = uuid.uuid4().hex[:6]
+    handles: list[WorkflowHandle] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def start(i: int) -> WorkflowHandle:
+        async with gate:
+            return await client.start_workflow(
+                "BaselineJourney",
+                args=[activities, updates],
+                id=f"bench-bare-memory-{run}-{i}",
+                task_queue=queue,
+            )
+
+    try:
+        await fleet.polling(client, 1)
+        third = size // 3
+        points = [await memory_snapshot(proc, report, "worker started, no workflow")]
+        sizes = []
+        for lo, hi in [(0, third), (third, 2 * third), (2 * third, size)]:
+            part = await asyncio.gather(*(start(i) for i in range(lo, hi)))
+            handles.extend(part)
+            await at_rest(part)
+            sizes.append(len(handles))
+            points.append(
+                await memory_snapshot(proc, report, f"{len(handles)} naive journeys at rest")
+            )
+    finally:
+        for h in handles:
+            with contextlib.suppress(Exception):
+                await h.terminate("bench: measured")
+        fleet.stop()
+    return {"workflows": len(handles), "parts": sizes, "points": points}
+
+
+async def at_rest(handles: list[WorkflowHandle], timeout: float = 300.0) -> None:
+    """Wait until each workflow has no workflow task and no activity pending (it waits)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(handles)
+    while waiting:
+        still = []
+        for h in waiting:
+            raw = (await h.describe()).raw_description
+            if raw.pending_activities or raw.HasField("pending_workflow_task"):
+                still.append(h)
+        waiting = still
+        if waiting:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench memory: {len(waiting)} workflows never came to rest")
+            await asyncio.sleep(0.5)
+
+
+def protobuf_census(objects: list) -> dict[str, int]:
+    """Live protobuf messages the collector tracks, by type (most first): with upb a message that is
+    part of a larger one keeps that whole message's memory, outside the Python heap, alive."""
+    from google.protobuf.message import Message
+
+    seen: dict[str, int] = {}
+    for o in objects:
+        if isinstance(o, Message):
+            name = type(o).DESCRIPTOR.full_name
+            seen[name] = seen.get(name, 0) + 1
+    return dict(sorted(seen.items(), key=lambda kv: -kv[1])[:15])
+
+
 def memory_report(path: Path, worker: Any, baseline: list) -> None:
     """Write the worker's memory, after a full collection, to `path` (then renamed into place)."""
     gc.collect()
     rss = psutil.Process().memory_info().rss
     cached = len(getattr(getattr(worker, "_workflow_worker", None), "_running_workflows", {}) or {})
+    objects = gc.get_objects()
     doc: dict[str, Any] = {
         "rss": rss,
         "cached_workflows": cached,
-        "gc_objects": len(gc.get_objects()),
+        "gc_objects": len(objects),
+        "protobuf_messages": protobuf_census(objects),
     }
+    del objects
     if tracemalloc.is_tracing():
         snap = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__)]
@@ -453,10 +557,62 @@ async def memory_worker(report: Path) -> None:
     await pool.close()
 
 
+def bare_runner(name: str) -> Any:
+    """The workflow runner of a bare memory worker, by its name in BARE_RUNNERS."""
+    from temporalio.worker import UnsandboxedWorkflowRunner
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from runtime.sandbox import worker_runner
+
+    return {
+        "stock": SandboxedWorkflowRunner,
+        "project": worker_runner,
+        "none": UnsandboxedWorkflowRunner,
+    }[name]()
+
+
+async def bare_memory_worker(report: Path, runner: str) -> None:
+    """The naive design's worker with the named runner, reporting its memory to `report` on
+    SIGUSR1."""
+    from temporalio.worker import Worker
+
+    from bench.baseline_wf import BaselineJourney, noop
+    from runtime.app import open_app
+
+    ctx = await open_app()
+    worker = Worker(
+        ctx.client,
+        task_queue=ctx.settings.task_queue,
+        workflows=[BaselineJourney],
+        activities=[noop],
+        workflow_runner=bare_runner(runner),
+        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: memory_report(report, worker, []))
+    async with worker:
+        await stop.wait()
+
+
+BARE_RUNNERS = ("stock", "project", "none")
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) != 3 or argv[1] != "memory-worker":
-        raise SystemExit("usage: python -m bench.fleet memory-worker REPORT_PATH")
-    asyncio.run(memory_worker(Path(argv[2])))
+    if (
+        len(argv) not in (3, 4)
+        or argv[1] != "memory-worker"
+        or argv[3:4] not in [[]] + [[r] for r in BARE_RUNNERS]
+    ):
+        raise SystemExit(
+            "usage: python -m bench.fleet memory-worker REPORT_PATH [BARE_RUNNER]\n"
+            f"  BARE_RUNNER (the naive journey's worker): one of {', '.join(BARE_RUNNERS)}"
+        )
+    if len(argv) == 4:
+        asyncio.run(bare_memory_worker(Path(argv[2]), argv[3]))
+    else:
+        asyncio.run(memory_worker(Path(argv[2])))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,13 @@ codec, so every payload goes through the context lookups the runner short-cuts).
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import uuid
+from collections import Counter
 from datetime import timedelta
 
+from google.protobuf.message import Message
 from temporalio import activity, workflow
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
@@ -16,7 +20,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxRestrictions
 
 from runtime.connection import data_converter
-from runtime.sandbox import CompiledSandboxRunner, _compiled
+from runtime.sandbox import CompiledSandboxRunner, _compiled, worker_runner
 
 
 @activity.defn(name="sandbox_echo")
@@ -60,9 +64,7 @@ class SandboxBreaker:
 
 
 async def test_compiled_runner_keeps_restrictions_and_round_trips_payloads(test_server_path, keys):
-    runner = CompiledSandboxRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-    )
+    runner = worker_runner()
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
     )
@@ -102,3 +104,78 @@ async def test_compiled_runner_keeps_restrictions_and_round_trips_payloads(test_
             history = await handle.fetch_history()
             raw = b"".join(e.SerializeToString() for e in history.events)
             assert b"secret" not in raw
+
+
+# What a cached workflow must not keep once its activation is handled: with upb, any part of one of
+# these keeps the whole message (the start's input, every job's payloads) in memory.
+ACTIVATION_MESSAGES = (
+    "coresdk.workflow_activation.WorkflowActivation",
+    "coresdk.workflow_activation.WorkflowActivationJob",
+    "coresdk.workflow_activation.InitializeWorkflow",
+)
+
+
+PROBES = 3
+
+
+async def _held_while_cached(test_server_path, keys, runner) -> Counter:
+    """Protobuf messages alive while PROBES SandboxProbes wait in the worker's cache, each after its
+    start, an activity, a local activity, each its own activation."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
+    )
+    async with env:
+        queue = f"sandbox-{uuid.uuid4().hex[:8]}"
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[SandboxProbe],
+            activities=[echo],
+            workflow_runner=runner,
+        ):
+            handles = [
+                await env.client.start_workflow(
+                    SandboxProbe.run,
+                    "x" * 4000,
+                    id=f"rest-{uuid.uuid4().hex[:6]}",
+                    task_queue=queue,
+                )
+                for _ in range(PROBES)
+            ]
+            for handle in handles:
+                await _at_rest(handle)
+            gc.collect()
+            held = Counter(
+                type(o).DESCRIPTOR.full_name for o in gc.get_objects() if isinstance(o, Message)
+            )
+            for handle in handles:
+                await handle.terminate("measured")
+    return held
+
+
+async def _at_rest(handle) -> None:
+    """Until the probe waits for its signal: its local activity done, nothing pending."""
+    for _ in range(200):
+        raw = (await handle.describe()).raw_description
+        history = await handle.fetch_history()
+        done = any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+        if done and not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the probe never came to rest")
+
+
+async def test_cached_workflows_hold_no_part_of_their_activations(test_server_path, keys):
+    held = await _held_while_cached(test_server_path, keys, worker_runner())
+    # The SDK's worker loop keeps the last activation it handled (one, however many are cached);
+    # no cached workflow keeps one of its own, nor any job or start of one.
+    assert held["coresdk.workflow_activation.WorkflowActivation"] <= 1
+    assert held["coresdk.workflow_activation.WorkflowActivationJob"] == 0
+    assert held["coresdk.workflow_activation.InitializeWorkflow"] == 0
+    # The same probes on the SDK's own instance each keep their first activation (through the
+    # start's headers): what this census sees if the worker's runner loses its inner runner.
+    stock = CompiledSandboxRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+    )
+    held = await _held_while_cached(test_server_path, keys, stock)
+    assert held["coresdk.workflow_activation.InitializeWorkflow"] >= PROBES
