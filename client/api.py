@@ -332,15 +332,15 @@ class RecruitmentApi:
         if refusals:
             return RegistrationResult("refused", applicant_id, refusals)
         assert formasi is not None
+        national_applicant = None
         if config.national_round is not None:
             # One NIK, one formasi nationwide: claimed before the journey starts (client/national.py).
+            national_applicant = national_applicant_id(
+                self.pseudonym_key, config.national_round, reg.nik
+            )
             try:
                 problem = await self.national.claim(
-                    config,
-                    applicant_id,
-                    formasi.code,
-                    national_applicant_id(self.pseudonym_key, config.national_round, reg.nik),
-                    registration_digest(reg),
+                    config, applicant_id, formasi.code, national_applicant, registration_digest(reg)
                 )
             except NationalRefusal as exc:
                 raise RefusedError(str(exc)) from None
@@ -380,14 +380,21 @@ class RecruitmentApi:
                     ApplicantJourney.run, start, request_eager_start=self.eager_start, **options
                 )
                 return RegistrationResult("registered", applicant_id)
-            return await self._start_confirmed(start, reg, options)
+            result = await self._start_confirmed(start, reg, options)
+            if result.status == "refused" and national_applicant is not None:
+                # Refused by its journey: the NIK's national claim goes (client/national.py).
+                await self.national.release(config, applicant_id, national_applicant)
+            return result
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle(workflow_id)
             existing = await REGISTRATION_DIGEST.ask(handle)
             if existing == registration_digest(reg):
-                # A repeat of a registration the journey refused is refused again, as it was.
+                # A repeat of a registration the journey refused is refused again, as it was,
+                # and releases the claim a lost answer may have left (release is idempotent).
                 refused = registration_refusal(await JOURNEY_STATE.ask(handle))
                 if refused:
+                    if national_applicant is not None:
+                        await self.national.release(config, applicant_id, national_applicant)
                     refusal = Refusal(field="registration", value=applicant_id, reason=refused)
                     return RegistrationResult("refused", applicant_id, [refusal])
                 return RegistrationResult("repeat", applicant_id)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -184,7 +184,9 @@ class NationalRegister:
                 id=workflow_id,
                 task_queue=self.task_queue,
                 start_delay=claim_start_delay(claim.holds_until, workflow_id, datetime.now(UTC)),
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A claim released (terminated, `release`) lets the NIK claim again; one that
+                # held to its end does not.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=TypedSearchAttributes(
                     [
                         SearchAttributePair(ROUND_ID, national_id),
@@ -203,9 +205,49 @@ class NationalRegister:
             f"(formasi {first.formasi_code}); one NIK may register for one formasi nationwide"
         )
 
-    async def _start_input(self, workflow_id: str, model: type, missing: str):
-        """A workflow's start input as recorded (its history's first event)."""
-        handle = self.client.get_workflow_handle(workflow_id)
+    async def release(
+        self, config: RoundConfig, applicant_id: str, national_applicant: str
+    ) -> bool:
+        """Release the NIK's claim when it is this registration's and its journey refused the
+        registration (a round that closed registration early, on its board): the NIK may then
+        register in another instansi. True when a claim was released.
+
+        The claim is ended by termination, with the round in the reason, so its history says who
+        held it and why it ended; the NIK's next claim is a new run of the same id. A claim of
+        another round or registration, or one already ended, is left as it is."""
+        national_id = config.national_round
+        assert national_id is not None
+        workflow_id = claim_workflow_id(national_id, national_applicant)
+        try:
+            description = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return False
+        run = self.client.get_workflow_handle(workflow_id, run_id=description.run_id)
+        held = await self._start_input(
+            workflow_id, ClaimStart, "the NIK's claim cannot be read", run_id=description.run_id
+        )
+        if held.round_id != config.round_id or held.applicant_id != applicant_id:
+            return False
+        try:
+            await run.terminate(
+                reason=f"released: round {config.round_id} refused registration {applicant_id}"
+            )
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return False  # it ended meanwhile
+        return True
+
+    async def _start_input(
+        self, workflow_id: str, model: type, missing: str, run_id: str | None = None
+    ):
+        """A workflow's start input as recorded (its history's first event); the latest run's
+        unless `run_id` names one."""
+        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
         try:
             first = await anext(aiter(handle.fetch_history_events(page_size=1)), None)
         except RPCError as exc:

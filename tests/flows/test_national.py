@@ -16,6 +16,7 @@ from temporalio.api.enums.v1 import EventType
 
 from client.api import RecruitmentApi, RefusedError
 from domain.config import RoundConfig
+from domain.messages import CloseWindow
 from starter import Context, show_national_funnel
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import claim_workflow_id
@@ -132,6 +133,63 @@ async def test_a_nik_registers_for_one_formasi_nationwide_and_the_funnel_counts_
     assert [(f.formasi, f.seats) for f in lines] == [(2, 3)] * 3
     printed = console.file.getvalue()
     assert "Pemerintah Kabupaten Beta" in printed and "3 rounds" in printed
+
+
+async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_instansi(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    a, b, c = [
+        await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah Kota {n}")
+        for n in ("Alpha", "Beta", "Gamma")
+    ]
+    # Round a closes its registration early (quota met): the client still sees the window open
+    # in the round's file, the journey refuses the start (it reads the round's board).
+    await api.command(
+        a.round_id,
+        CloseWindow(
+            report_id="close-early", reported_by=OPERATOR, window="registration", reason="kuota"
+        ),
+    )
+    reg = registration(11, "F1")
+
+    refused = await api.register(a, reg, "sscasn")
+    assert refused.status == "refused", refused
+    assert "after registration closed" in refused.refusals[0].reason
+    from client.national import national_applicant_id
+
+    claim_id = claim_workflow_id(
+        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
+    )
+    released = await client.get_workflow_handle(claim_id).describe()
+    assert released.status is not None and released.status.name == "TERMINATED"
+
+    # The NIK registers in another instansi, and holds it there: a third instansi is refused by
+    # the claim, and so is the refused registration sent again to a (it releases nothing of b's).
+    elsewhere = await api.register(b, registration(11, "F2"), "sscasn")
+    assert elsewhere.status == "registered", elsewhere.refusals
+    held = await client.get_workflow_handle(claim_id).describe()
+    assert held.status is not None and held.status.name == "RUNNING"
+    assert held.run_id != released.run_id
+    for config, reg_again in ((c, registration(11, "F1")), (a, reg)):
+        again = await api.register(config, reg_again, "sscasn")
+        assert again.status == "refused"
+        assert f"through round {b.round_id} (formasi F2)" in again.refusals[0].reason
+    still = await client.get_workflow_handle(claim_id).describe()
+    assert (still.run_id, still.status) == (held.run_id, held.status)
+    # The released run's history says which round refused which registration.
+    events = [
+        e
+        async for e in client.get_workflow_handle(
+            claim_id, run_id=released.run_id
+        ).fetch_history_events()
+    ]
+    reason = events[-1].workflow_execution_terminated_event_attributes.reason
+    assert f"round {a.round_id} refused registration {refused.applicant_id}" in reason
+    assert reg.nik not in reason
 
 
 async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
