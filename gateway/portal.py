@@ -700,11 +700,18 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     log.info("registration", round_id=round_id, applicant_id=applicant_id, status=result.status)
     token, v.session = await accounts.open_session(round_id, applicant_id)
     formasi = config.formasi_by_code(reg.formasi_code)
+    # Pending: the engine took the registration but its journey has not answered within the
+    # client's wait (a backlog); it is recorded, and its status appears once the journey has run.
     response = page(
         v,
         "registered.html",
-        {"config": config, "applicant_id": applicant_id, "formasi": formasi},
-        201 if result.status == "registered" else 200,
+        {
+            "config": config,
+            "applicant_id": applicant_id,
+            "formasi": formasi,
+            "pending": result.pending,
+        },
+        202 if result.pending else 201 if result.status == "registered" else 200,
     )
     _cookie(response, v, SESSION_COOKIE, token, int(accounts.session_ttl.total_seconds()))
     return response

@@ -32,6 +32,7 @@ from gateway.app import create_app
 from gateway.portal import Portal
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -97,7 +98,13 @@ async def open_round(api: RecruitmentApi, tmp_path, prefix: str, **kwargs) -> st
     path = tmp_path / f"{round_id}.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     await api.create_round(path, OPERATOR)
-    return round_id
+    # The front page lists rounds from Temporal's visibility, which takes the start a moment later.
+    query = f"CasnKind = 'round' AND WorkflowId = '{round_id}/round'"
+    for _ in range(100):
+        if [wf async for wf in api.client.list_workflows(query)]:
+            return round_id
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"round {round_id} never became visible")
 
 
 def tokens(page: str) -> dict[str, list[str]]:
@@ -190,6 +197,7 @@ async def test_an_applicant_registers_online_and_gets_an_account_and_a_number(
         done = await submit_registration(browser, round_id, form_of(reg))
 
     assert done.status_code == 201, text_of(done.text)
+    assert "sedang-diproses" not in done.text  # answered by its journey: nothing pending
     number = registration_number(done.text)
     assert number == applicant_id_for(operator_api.pseudonym_key, round_id, reg.nik)
     journey = await _state(client, round_id, number)
@@ -207,6 +215,38 @@ async def test_an_applicant_registers_online_and_gets_an_account_and_a_number(
     status = await browser.get("/status")
     assert status.status_code == 200
     assert number in status.text and "Pendaftaran" in text_of(status.text)
+
+
+async def test_a_registration_its_journey_has_not_answered_yet_says_it_is_being_processed(
+    operator_api, gateway_state, client, keys, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-pending")
+    # The portal's engine client on a task queue no worker polls: the journey is started and
+    # recorded, but it cannot answer the registration's confirmation within the second allowed.
+    idle = dataclasses.replace(
+        gateway_state,
+        api=RecruitmentApi(
+            client,
+            f"idle-{uuid.uuid4().hex[:6]}",
+            keys.pseudonym_key,
+            keyring=gateway_state.api.keyring,
+            confirm_within=1.0,
+        ),
+    )
+    reg = registration(2, "F1")
+    async with client_for(idle) as b:
+        done = await submit_registration(b, round_id, form_of(reg))
+    number = applicant_id_for(operator_api.pseudonym_key, round_id, reg.nik)
+    try:
+        assert done.status_code == 202, text_of(done.text)
+        assert registration_number(done.text) == number
+        assert "sudah tercatat dan sedang diproses" in text_of(done.text)
+        assert "tidak perlu mendaftar ulang" in text_of(done.text)
+        # Recorded: the journey exists, waiting for a worker.
+        handle = client.get_workflow_handle(journey_workflow_id(round_id, number))
+        assert (await handle.describe()).status.name == "RUNNING"
+    finally:
+        await client.get_workflow_handle(journey_workflow_id(round_id, number)).terminate("test")
 
 
 async def test_a_refused_registration_shows_every_reason_next_to_its_field(
