@@ -62,7 +62,9 @@ async def test_wrong_key_cannot_decode():
 async def test_tampered_ciphertext_is_refused():
     codec = AesGcmCodec(os.urandom(32))
     [encoded] = await codec.encode([_payload(NIK)])
-    tampered = Payload(metadata=encoded.metadata, data=encoded.data[:-1] + b"\x00")
+    tampered = Payload(
+        metadata=encoded.metadata, data=encoded.data[:-1] + bytes([encoded.data[-1] ^ 1])
+    )
 
     with pytest.raises(PayloadDecryptionError, match="altered"):
         await codec.decode([tampered])
@@ -105,7 +107,7 @@ async def test_a_workflows_own_context_refuses_quietly_naming_the_reason():
     codec = AesGcmCodec(key, refuse_quietly=True)
     [ours] = await codec.encode([_payload(NIK)])
     [theirs] = await AesGcmCodec(other).encode([_payload(NIK)])
-    tampered = Payload(metadata=ours.metadata, data=ours.data[:-1] + b"\x00")
+    tampered = Payload(metadata=ours.metadata, data=ours.data[:-1] + bytes([ours.data[-1] ^ 1]))
     truncated = Payload(metadata=ours.metadata, data=ours.data[:5])
     quiet = codec.with_context(WORKFLOW)
 
