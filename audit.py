@@ -1,7 +1,7 @@
 """The auditor's tool: read trails, replay histories, export and verify signed bundles, recompute rankings.
 
     python audit.py trail ROUND_ID APPLICANT_ID [--json]
-    python audit.py replay ROUND_ID [--kind journey|formasi|round]
+    python audit.py replay ROUND_ID [--kind journey|formasi|round|aftermath|national|national-claim]
     python audit.py export ROUND_ID --out BUNDLE_DIR
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
@@ -165,9 +165,16 @@ async def _replay_with_progress(
 
 def _report_replay(outcomes: list[ReplayOutcome]) -> bool:
     failures = [o for o in outcomes if not o.ok]
+    waiting = sum(o.unstarted for o in outcomes)
+    if waiting:
+        console.print(
+            f"{waiting} of {len(outcomes)} histories have run no workflow task yet (a delayed "
+            "start): nothing of theirs to replay"
+        )
     if not failures:
         console.print(
-            f"[green]{len(outcomes)} histories replayed against the current code: no divergence[/green]"
+            f"[green]{len(outcomes) - waiting} histories replayed against the current code: "
+            "no divergence[/green]"
         )
         return True
     table = Table(
@@ -271,7 +278,11 @@ def trail(
 @app.command("replay")
 def replay_command(
     round_id: str,
-    kind: str = typer.Option(None, help="only this kind of workflow: journey, formasi or round"),
+    kind: str = typer.Option(
+        None,
+        help="only this kind of workflow: journey, formasi, round, aftermath, national or "
+        "national-claim",
+    ),
 ) -> None:
     """Replay every history of the round against the current code; exit 1 on any divergence."""
 

@@ -6,6 +6,7 @@ bundle can also carry offline.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,11 @@ from domain.messages import (
 )
 from workflows.registry import WORKFLOWS
 
-KINDS = ("journey", "formasi", "round", "aftermath")
+# The CasnKind of every workflow the engine starts (runtime/attributes.py): an instansi round's own,
+# then the national round's (its RoundId is the national id).
+KINDS = ("journey", "formasi", "round", "aftermath", "national", "national-claim")
+# What a round id or a national id can be (domain.config.Code): the query quotes nothing else.
+ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 # A decision's time is workflow.now(): replay takes it from the WorkflowTaskStarted event, and a
 # live run was seen to read a clock some milliseconds earlier for the same task. Within this
@@ -155,6 +160,11 @@ async def aftermath_histories(client: Client, workflow_id: str) -> list[Recorded
 
 def round_query(round_id: str, kind: str | None = None) -> str:
     """The visibility query for a round's workflows, optionally of one kind."""
+    if not ROUND_ID.fullmatch(round_id):
+        raise AuditError(
+            f"round id {round_id!r} is not a round or national id (a letter or digit, then "
+            "letters, digits, '.', '_' or '-'; at most 40)"
+        )
     query = f"RoundId = '{round_id}'"
     if kind:
         if kind not in KINDS:
@@ -250,10 +260,18 @@ class ReplayOutcome:
     failure: Exception | None = None
     state: Any = None  # the workflow's `state()` after replay, re-derived by the current code
     drift: str = ""  # re-derived decisions that differ from those the history recorded
+    unstarted: bool = False  # no workflow task has run yet (a delayed start): nothing to replay
 
     @property
     def ok(self) -> bool:
         return self.failure is None and not self.drift
+
+
+def unstarted(history: WorkflowHistory) -> bool:
+    """A run none of whose workflow tasks has started: a start delayed (a national claim holds
+    its id until the national SKD closes) has only its started event. Its code has decided nothing,
+    and the SDK's replayer would wait for ever for the task that is not in the history."""
+    return not any(e.HasField("workflow_task_started_event_attributes") for e in history.events)
 
 
 @dataclass
@@ -299,12 +317,18 @@ async def replay(
         **replayer_options,
     )
     items = list(histories)
+    results: list[ReplayOutcome] = []
+    for h in items:
+        if unstarted(h):
+            results.append(ReplayOutcome(h.workflow_id, h.run_id, unstarted=True))
+            if on_result:
+                on_result(results[-1])
 
     async def iterate():
         for h in items:
-            yield h
+            if not unstarted(h):
+                yield h
 
-    results: list[ReplayOutcome] = []
     async with replayer.workflow_replay_iterator(iterate()) as replay_iterator:
         async for result in replay_iterator:
             h = result.history

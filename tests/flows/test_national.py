@@ -14,9 +14,11 @@ import tomli_w
 from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 
+from auditing.history import replay, round_histories
 from client.api import RecruitmentApi, RefusedError
 from domain.config import RoundConfig
 from domain.messages import CloseWindow
+from runtime.connection import data_converter
 from starter import Context, show_national_funnel
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import claim_workflow_id
@@ -190,6 +192,13 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
     reason = events[-1].workflow_execution_terminated_event_attributes.reason
     assert f"round {a.round_id} refused registration {refused.applicant_id}" in reason
     assert reg.nik not in reason
+    # The auditor finds both runs of the claim under the national id. Neither has run a workflow
+    # task (their starts are delayed past the national SKD): replay says so, and does not wait for
+    # a task that is not in the history.
+    claims = await round_histories(client, national_id, "national-claim")
+    assert sorted(h.history.run_id for h in claims) == sorted([released.run_id, held.run_id])
+    outcomes = await asyncio.wait_for(replay([h.history for h in claims], data_converter(keys)), 30)
+    assert [(o.ok, o.unstarted) for o in outcomes] == [(True, True), (True, True)]
 
 
 async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
