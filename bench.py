@@ -17,6 +17,7 @@
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
+    python3 run.py bench status-views --size 500     # status reads: queries against the status cache
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
 35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
@@ -1448,6 +1449,58 @@ CACHE_CONTROLS = (
     ("a run that only waits, the worker's sandbox", 0, "project"),
     ("a run that only waits, no sandbox", 0, "none"),
 )
+
+
+@app.command("status-views")
+def status_views(
+    size: int = typer.Option(500, min=10, help="applicants whose status is read"),
+    reads: int = typer.Option(3, min=1, help="reads of each applicant's status per phase"),
+    concurrency: int = typer.Option(32, min=1, help="reads in flight"),
+    seed: int = 2027,
+    keep_stack: bool = KEEP,
+):
+    """Status reads per second and CPU per read: queries against the status cache, for running
+    journeys and for ended ones, in the same run."""
+    from bench.status_views import run_status_views
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            return await run_status_views(ctx, OUT / "rounds", size, reads, concurrency, seed)
+
+    r = asyncio.run(main())
+    rows: dict[str, str] = {"applicants / reads per phase": f"{r['applicants']} / {r['reads']}"}
+    base: dict[str, float] = {}
+    for name, ph in r["phases"].items():
+        cpu, n = ph["cpu"], r["reads"]
+        per = {k: 1000 * v / n for k, v in cpu.items()}
+        total = per["worker"] + per["temporal"] + per["postgres"]
+        kind = name.split(",")[0]
+        base.setdefault(kind, total)  # the query phase of the same journeys comes first
+        cache = ph["cache"]
+        rows[name] = (
+            f"{n / ph['elapsed']:.0f} reads/s; CPU per read worker+driver {per['worker']:.2f} / "
+            f"server {per['temporal']:.2f} / PostgreSQL {per['postgres']:.2f} ms"
+            + (
+                f" ({total / base[kind]:.2f} x the queries'); cache hits {cache.hits}, "
+                f"queries {cache.asked}"
+                if cache is not None
+                else ""
+            )
+        )
+    rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+    print_table("applicants' status reads, with and without the status cache", rows)
+    save(
+        "status-views",
+        {
+            "machine": m,
+            "round": r["round"],
+            "phases": {
+                k: {"elapsed": v["elapsed"], "cpu": v["cpu"]} for k, v in r["phases"].items()
+            },
+        },
+    )
 
 
 @app.command("cache-memory")

@@ -12,9 +12,10 @@ it; the journey still decides when the form is sent.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -26,7 +27,8 @@ from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
 from domain.config import RoundConfig
 from domain.messages import Decision, JourneyState, RoundState
-from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE
+from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE, Query
+from runtime.metrics import record_status_read
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
 
 WIB = ZoneInfo("Asia/Jakarta")
@@ -715,10 +717,62 @@ def build_applicant_view(
     )
 
 
-async def journey_state(api: RecruitmentApi, round_id: str, applicant_id: str) -> JourneyState:
-    """The journey's own state query; UnknownError when there is no such applicant."""
+class StateCache:
+    """The last state each workflow answered, kept with the run and the history length it had
+    then: answered again while the history has not grown, asked again once it has.
+
+    A workflow's state changes only through events in its history, so an unchanged history
+    length (a describe, which the server answers from the execution's record, no worker and no
+    replay) means the state the workflow last answered still holds; any signal, update, timer or
+    activity adds events and the next read asks the workflow again. A journey that has ended never
+    changes: every later read is a describe, where a query would make a worker replay the whole
+    history. Holds at most `size` workflows (the least recently read go first); 0 keeps none."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"status cache size {size} is below 0")
+        self.size = size
+        self.hits = 0
+        self.asked = 0
+        self._entries: OrderedDict[str, tuple[tuple[str, int], Any]] = OrderedDict()
+
+    async def ask(self, handle: Any, query: Query) -> Any:
+        """`query`'s answer from the workflow of `handle`, or the one it gave at this length of
+        its history. RPCError (NOT_FOUND for no such workflow) as the query would raise it."""
+        if self.size == 0:
+            self.asked += 1
+            return await query.ask(handle)
+        description = await handle.describe()
+        mark = (
+            description.run_id,
+            description.raw_description.workflow_execution_info.history_length,
+        )
+        key = f"{query.name}:{handle.id}"
+        cached = self._entries.get(key)
+        if cached is not None and cached[0] == mark:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            record_status_read("cache")
+            return cached[1]
+        answer = await query.ask(handle)
+        self.asked += 1
+        record_status_read("engine")
+        self._entries[key] = (mark, answer)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return answer
+
+
+async def journey_state(
+    api: RecruitmentApi, round_id: str, applicant_id: str, cache: StateCache | None = None
+) -> JourneyState:
+    """The journey's own state query (through `cache` when given); UnknownError when there is no
+    such applicant."""
     handle = api.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
     try:
+        if cache is not None:
+            return await cache.ask(handle, JOURNEY_STATE)
         return await JOURNEY_STATE.ask(handle)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
@@ -729,12 +783,14 @@ async def journey_state(api: RecruitmentApi, round_id: str, applicant_id: str) -
 
 
 async def aftermath_state(
-    api: RecruitmentApi, round_id: str, applicant_id: str
+    api: RecruitmentApi, round_id: str, applicant_id: str, cache: StateCache | None = None
 ) -> AftermathState | None:
     """The applicant's aftermath (a DIS or dismissal after the journey ended); None when nothing
     was reported after the journey ended."""
     handle = api.client.get_workflow_handle(aftermath_workflow_id(round_id, applicant_id))
     try:
+        if cache is not None:
+            return await cache.ask(handle, AFTERMATH_STATE)
         return await AFTERMATH_STATE.ask(handle)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
@@ -750,15 +806,17 @@ async def applicant_view(
     config: RoundConfig | None = None,
     state: RoundState | None = None,
     now: datetime | None = None,
+    cache: StateCache | None = None,
 ) -> ApplicantView:
     """The applicant's status as they read it. UnknownError for an unknown round or applicant.
 
     A caller that keeps the round's configuration and state (the gateway's RoundDirectory) passes
-    them, so that a status page costs one query."""
+    them, so that a status page costs one query; with a `cache` (the gateway's) a page whose
+    journey has not changed since it was last read costs a describe and no query."""
     config = config or await api.round_config(round_id)
-    journey = await journey_state(api, round_id, applicant_id)
+    journey = await journey_state(api, round_id, applicant_id, cache)
     state = state or await api.round_state(round_id)
     now = now or datetime.now(WIB)
     # Only a journey that has ended can have an aftermath: one more query, for those only.
-    after = await aftermath_state(api, round_id, applicant_id) if journey.terminal else None
+    after = await aftermath_state(api, round_id, applicant_id, cache) if journey.terminal else None
     return build_applicant_view(journey, config, build_round_view(config, state, now), now, after)

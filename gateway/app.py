@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from client.api import RecruitmentApi
 from client.sanctions import SanctionRegister
+from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
@@ -121,4 +122,5 @@ async def open_gateway(ctx) -> Gateway:
         api_keys=api_keys,
         portal=portal_signer,
         rounds=RoundDirectory(api),
+        states=StateCache(settings.status_cache_size),
     )

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from temporalio.client import WorkflowExecutionStatus
 
 from client.api import RecruitmentApi
+from client.status import StateCache
 from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
@@ -153,6 +154,8 @@ class Gateway:
     api_keys: ApiKeys
     portal: Signer | None
     rounds: RoundDirectory
+    # The journeys' last states, for the status page (client/status.py); none kept by default.
+    states: StateCache = field(default_factory=lambda: StateCache(0))
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )

@@ -812,6 +812,21 @@ async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
 # --- status and what the applicant may send -----------------------------------------------------
 
 
+async def _status_of(
+    v: Visit, round_id: str, applicant_id: str, config: RoundConfig
+) -> ApplicantView:
+    """The applicant's status: the round from the gateway's directory, the journey through its
+    status cache (a journey unchanged since its last read costs a describe, no query)."""
+    return await applicant_view(
+        v.gw.api,
+        round_id,
+        applicant_id,
+        config=config,
+        state=await v.gw.rounds.state(round_id),
+        cache=v.gw.states,
+    )
+
+
 @router.get("/status", response_class=HTMLResponse)
 async def status(v: Visit = Depends(visit)) -> Response:
     """The applicant's stage, every decision with its reasons, the deadlines in WIB, and the
@@ -821,9 +836,7 @@ async def status(v: Visit = Depends(visit)) -> Response:
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await applicant_view(
-            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
-        )
+        view = await _status_of(v, round_id, applicant_id, config)
     except UnknownError:
         return message(
             v,
@@ -954,9 +967,7 @@ async def _withdrawal_form(v: Visit, error: str = "", status: int = 200) -> Resp
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await applicant_view(
-            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
-        )
+        view = await _status_of(v, round_id, applicant_id, config)
     except (RPCError, RefusedError) as exc:
         return unavailable(v, "withdrawal page", exc)
     return page(
@@ -1018,9 +1029,7 @@ async def _survey_subject(
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await applicant_view(
-            v.gw.api, round_id, applicant_id, config=config, state=await v.gw.rounds.state(round_id)
-        )
+        view = await _status_of(v, round_id, applicant_id, config)
     except UnknownError:
         return message(
             v, 404, "Pendaftaran tidak ditemukan", f"Tidak ada pendaftaran {applicant_id}."

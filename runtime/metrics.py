@@ -62,7 +62,19 @@ READ_MODEL_UP = Gauge(
     "casn_read_model_up", "1 when the last read of casn_journeys and the outbox succeeded"
 )
 
+STATUS_READS = Counter(
+    "casn_status_reads",
+    "Applicants' status reads by where the journey's state came from: cache (its history had not "
+    "grown since it was last asked: a describe, no worker) or engine (a query to the journey)",
+    ["source"],
+)
+
 RESULTS = ("accepted", "refused", "failed")
+
+
+def record_status_read(source: str) -> None:
+    """Count one read of a journey's (or aftermath's) state through the status cache."""
+    STATUS_READS.labels(source).inc()
 
 
 def record_report(kind: str, result: str, seconds: float) -> None:

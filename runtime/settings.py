@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     portal_rate_per_minute: int = Field(
         default=20, ge=1, description="registrations and logins per client address per minute"
     )
+    status_cache_size: int = Field(
+        default=10_000,
+        ge=0,
+        le=1_000_000,
+        description="journeys whose last state the portal keeps, answered again while their "
+        "history has not grown (a describe instead of a query); 0 asks every time",
+    )
     notification_language: Literal["id", "en"] = Field(
         default="id",
         description="language of the notifications delivered to applicants: id (Indonesian) "

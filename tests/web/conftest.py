@@ -10,6 +10,7 @@ import httpx
 import pytest_asyncio
 
 from client.api import RecruitmentApi
+from client.status import StateCache
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory, api_key_digest
@@ -46,6 +47,9 @@ async def gateway_state(client, keys, running_worker):
         rounds=RoundDirectory(
             RecruitmentApi(client, settings.task_queue, keys.pseudonym_key), state_ttl=0.0
         ),
+        # As the gateway runs: every status page of the web tests goes through the cache, so
+        # each test that reads a status after a change holds the cache to answering the new state.
+        states=StateCache(1_000),
     )
 
 
