@@ -526,6 +526,23 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         re.compile(r"formasi (\S+) is a general \(umum\) formasi"),
         lambda m: f"formasi {m[1]} adalah formasi umum; pilih kategori Umum",
     ),
+    # One NIK, one formasi nationwide (client/national.py): the NIK holds a formasi of another
+    # instansi's round; logging in here would not find it.
+    (
+        re.compile(
+            r"already registered in national round (\S+) through round (\S+) \(formasi (\S+)\)"
+        ),
+        lambda m: (
+            f"sudah terdaftar pada seleksi nasional {m[1]} melalui seleksi {m[2]} "
+            f"(formasi {m[3]}); satu NIK hanya dapat mendaftar pada satu formasi secara nasional"
+        ),
+    ),
+    # The journey's own refusal: the round closed registration (early, when its quota was met)
+    # while the form was on its way (domain/admission.py).
+    (
+        re.compile(r"after registration closed at (\S+)"),
+        lambda m: f"pendaftaran sudah ditutup pada {wib(datetime.fromisoformat(m[1]))}",
+    ),
     (
         re.compile(r"registration is open (\S+) to (\S+)"),
         lambda m: (
@@ -612,8 +629,11 @@ def _refusal_errors(refusals: list[Refusal]) -> dict[str, list[str]]:
 
 
 def _is_repeat_nik(refusals: list[Refusal]) -> bool:
-    """The engine's refusal of a NIK already registered in the round with other data."""
-    return any(r.field == "nik" and r.reason.startswith("already registered") for r in refusals)
+    """The engine's refusal of a NIK already registered in this round with other data (not in
+    another instansi's round of a national round: that one is shown at the NIK field)."""
+    return any(
+        r.field == "nik" and r.reason.startswith("already registered in round ") for r in refusals
+    )
 
 
 @router.post("/daftar", response_class=HTMLResponse)

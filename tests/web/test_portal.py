@@ -29,7 +29,7 @@ from domain.messages import AdminReport, CloseWindow
 from domain.registration import Registration
 from gateway.accounts import Accounts
 from gateway.app import create_app
-from gateway.portal import Portal
+from gateway.portal import Portal, indonesian
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
@@ -247,6 +247,40 @@ async def test_a_registration_its_journey_has_not_answered_yet_says_it_is_being_
         assert (await handle.describe()).status.name == "RUNNING"
     finally:
         await client.get_workflow_handle(journey_workflow_id(round_id, number)).terminate("test")
+
+
+async def test_a_nik_registered_in_another_instansi_is_refused_at_its_field_not_sent_to_log_in(
+    browser, operator_api, gateway_state, tmp_path
+):
+    from tests.flows.test_national import _instansi_round, _national
+
+    t0 = datetime.now(UTC)
+    national_id = await _national(operator_api, tmp_path, t0)
+    a, b = [
+        await _instansi_round(operator_api, tmp_path, t0, national_id, f"Pemerintah Kota {n}")
+        for n in ("Alpha", "Beta")
+    ]
+    assert (await operator_api.register(a, registration(41, "F1"), "sscasn")).status == "registered"
+
+    page = await submit_registration(browser, b.round_id, form_of(registration(41, "F2")))
+
+    # Not "already registered in this round, log in": the NIK holds a formasi of round a.
+    assert page.status_code == 422, text_of(page.text)
+    assert field_errors(page.text)["nik"] == [
+        f"NIK: sudah terdaftar pada seleksi nasional {national_id} melalui seleksi "
+        f"{a.round_id} (formasi F1); satu NIK hanya dapat mendaftar pada satu formasi secara "
+        "nasional"
+    ]
+    assert "Silakan masuk" not in text_of(page.text)
+    assert await portal_rows(gateway_state.pool, b.round_id) == []  # no account is left in b
+
+
+async def test_the_journeys_refusal_of_a_start_after_registration_closed_reads_in_indonesian():
+    reason = (
+        "registration refused: started at 2026-12-03T07:15:37.243128+00:00, after registration "
+        "closed at 2026-12-03T07:15:37.184549+00:00"
+    )
+    assert indonesian(reason) == "pendaftaran sudah ditutup pada 3 Des 2026 14.15 WIB"
 
 
 async def test_a_refused_registration_shows_every_reason_next_to_its_field(
