@@ -127,14 +127,15 @@ def _converter(keys: Keys) -> DataConverter:
 
 
 def _run(coro) -> Any:
-    """Run a command; an AuditError, or a stack that cannot be reached securely, is printed and
-    exits 1."""
+    """Run a command; an AuditError, a key missing or malformed, or a stack that cannot be reached
+    securely, is printed and exits 1."""
     from runtime.embedded import StackError
+    from runtime.keys import InvalidKeyError
     from runtime.transport import TransportError
 
     try:
         return asyncio.run(coro)
-    except (AuditError, StackError, TransportError) as exc:
+    except (AuditError, StackError, TransportError, InvalidKeyError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
 
@@ -306,6 +307,7 @@ def export(
         if (out / "histories").is_dir() and any((out / "histories").iterdir()):
             raise AuditError(f"{out} already holds a bundle: export into a new directory")
         client, keys = await _client()
+        keys.require("signing_key")  # before fetching thousands of histories, not after
         histories = await round_histories(client, round_id)
         manifest = write_bundle(histories, round_id, out, keys.signing_key)
         console.print(f"{len(histories)} histories exported; manifest {manifest} signed")

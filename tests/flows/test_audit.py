@@ -480,3 +480,33 @@ async def test_a_forged_signal_in_a_history_is_listed_as_refused_not_a_stop(
     refused = [m for m in listed if isinstance(m.content, RefusedSignal)]
     assert [m.name for m in refused] == ["announce"]
     assert "cannot decode" in refused[0].content.reason
+
+
+def test_export_without_the_signing_key_stops_before_fetching_and_names_the_setting(
+    stack, keys, tmp_path
+):
+    # A deployment (CASN_TEMPORAL_ADDRESS set) never generates keys; this one has no signing key.
+    env = {k: v for k, v in os.environ.items() if k != "CASN_SIGNING_KEY"}
+    env.update(
+        CASN_TEMPORAL_ADDRESS=stack.temporal_address,
+        CASN_DATABASE_URL=stack.database_url,
+        CASN_DATA_DIR=str(tmp_path / "data"),
+        CASN_PAYLOAD_KEY=base64.b64encode(keys.payload_key).decode(),
+        CASN_PSEUDONYM_KEY=base64.b64encode(keys.pseudonym_key).decode(),
+    )
+    bundle = tmp_path / "bundle"
+    result = subprocess.run(
+        [sys.executable, "audit.py", "export", "NO-SUCH-ROUND", "--out", str(bundle)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    # The key is asked for first: fetched first, the unknown round would have been the error.
+    assert "CASN_SIGNING_KEY is not set" in result.stderr
+    assert "no workflows found" not in result.stderr
+    assert not bundle.exists()
