@@ -6,6 +6,9 @@ signs as `sscasn`, the test rounds' portal identity.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import httpx
 import pytest_asyncio
 
@@ -66,23 +69,19 @@ async def http(gateway_state):
 SERVICES = TEST_KEYRING
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def live_url(gateway_state):
-    """The app on a real TCP port (uvicorn, in the session's event loop), for the browser."""
-    import asyncio
-    import contextlib
+@contextlib.asynccontextmanager
+async def serving(gateway: Gateway):
+    """The gateway's app on a real TCP port (uvicorn, in the running event loop): its URL."""
     import socket
 
     import uvicorn
-
-    from gateway.app import create_app as make
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            make(gateway_state),
+            create_app(gateway),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -90,14 +89,21 @@ async def live_url(gateway_state):
         )
     )
     server.capture_signals = contextlib.nullcontext  # pytest keeps its own signal handling
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
-        if serving.done():
-            serving.result()
+        if task.done():
+            task.result()
         await asyncio.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await serving
+        await task
         sock.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live_url(gateway_state):
+    """The app on a real TCP port, for the browser."""
+    async with serving(gateway_state) as url:
+        yield url

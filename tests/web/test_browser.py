@@ -12,6 +12,7 @@ Without /usr/bin/chromium this test fails: `python3 run.py test` installs it wit
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
+from domain.registration import Registration
 from runtime.sealed import ColumnCipher
 from tests import roundkit
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
@@ -43,6 +45,7 @@ from tests.roundkit import (
     formasi,
     registration,
 )
+from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,6 +63,23 @@ SHOTS = Path(
     os.environ.get("CASN_SCREENSHOTS", Path(__file__).resolve().parents[2] / "out" / "screenshots")
 )
 PASSWORD = "kata-sandi-yang-panjang-42"
+
+
+async def fill_and_send(page, me: Registration, gpa: str, major: str) -> None:
+    """Fill in the portal's registration form as `me` (formasi F1, umum) and send it."""
+    await page.fill("input[name=nik]", me.nik)
+    await page.fill("input[name=name]", me.name)
+    await page.fill("input[name=birth_date]", me.birth_date.isoformat())
+    await page.select_option("select[name=gender]", me.gender.value)
+    await page.check("input[name=citizen]")
+    await page.select_option("select[name=education_level]", "S1")
+    await page.fill("input[name=major]", major)
+    await page.fill("input[name=gpa]", gpa)
+    await page.select_option("select[name=formasi_code]", "F1")
+    await page.select_option("select[name=category]", "umum")
+    await page.fill("input[name=password]", PASSWORD)
+    await page.fill("input[name=password_again]", PASSWORD)
+    await page.click("form[action='/daftar'] button[type=submit]")
 
 
 async def test_applicant_journey_in_a_browser(client, keys, running_worker, live_url, tmp_path):
@@ -115,19 +135,7 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             await page.wait_for_selector("form[action='/daftar']")
 
             async def fill_registration(gpa: str, major: str) -> None:
-                await page.fill("input[name=nik]", me.nik)
-                await page.fill("input[name=name]", me.name)
-                await page.fill("input[name=birth_date]", me.birth_date.isoformat())
-                await page.select_option("select[name=gender]", "P")
-                await page.check("input[name=citizen]")
-                await page.select_option("select[name=education_level]", "S1")
-                await page.fill("input[name=major]", major)
-                await page.fill("input[name=gpa]", gpa)
-                await page.select_option("select[name=formasi_code]", "F1")
-                await page.select_option("select[name=category]", "umum")
-                await page.fill("input[name=password]", PASSWORD)
-                await page.fill("input[name=password_again]", PASSWORD)
-                await page.click("form[action='/daftar'] button[type=submit]")
+                await fill_and_send(page, me, gpa, major)
 
             # A refused attempt: every reason is shown, each by its field.
             await fill_registration("2,10", "Sastra Jawa")
@@ -257,3 +265,52 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             await public.screenshot(path=str(SHOTS / "06-pengumuman-akhir.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_a_registration_not_yet_answered_says_in_the_browser_that_it_is_being_processed(
+    client, keys, running_worker, gateway_state, tmp_path
+):
+    from playwright.async_api import async_playwright
+
+    from tests.web.conftest import serving
+    from tests.web.test_portal import open_round
+
+    settings, _ = running_worker
+    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = await open_round(operator, tmp_path, "web-pending")
+    # The portal's engine client on a queue no worker polls: the journey is started and recorded,
+    # and cannot answer within the second allowed (a backlog on a deadline day).
+    idle = dataclasses.replace(
+        gateway_state,
+        api=RecruitmentApi(
+            client,
+            f"idle-{uuid.uuid4().hex[:6]}",
+            keys.pseudonym_key,
+            keyring=gateway_state.api.keyring,
+            confirm_within=1.0,
+        ),
+    )
+    me = registration(8, "F1", gpa=3.3, name="Dewi Lestari", female=True)
+    number = ""
+    try:
+        async with serving(idle) as url, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 390, "height": 844})
+                await page.goto(f"{url}/daftar?round={round_id}")
+                await fill_and_send(page, me, "3,30", "Teknik Informatika")
+                notice = await page.inner_text("#sedang-diproses")
+                number = (await page.inner_text("#nomor-pendaftaran")).strip()
+                assert "sudah tercatat dan sedang diproses" in notice
+                assert "tidak perlu mendaftar ulang" in notice
+                assert len(number) == 16, number
+                await page.screenshot(
+                    path=str(SHOTS / "10-pendaftaran-diproses.png"), full_page=True
+                )
+            finally:
+                await browser.close()
+    finally:
+        if number:
+            await client.get_workflow_handle(journey_workflow_id(round_id, number)).terminate(
+                "test"
+            )
