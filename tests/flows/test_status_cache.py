@@ -81,6 +81,6 @@ async def test_an_unchanged_journey_is_answered_from_the_cache_and_a_changed_one
         await _terminate_round(client, round_id)
 
 
-def test_a_cache_size_below_zero_is_refused_naming_it():
+async def test_a_cache_size_below_zero_is_refused_naming_it():
     with pytest.raises(ValueError, match="status cache size -1 is below 0"):
         StateCache(-1)
