@@ -166,6 +166,18 @@ REGISTRATION_OPEN = {
 }
 
 
+async def open_registration_round(api, folder, prefix: str) -> RoundConfig:
+    """A new round `prefix-xxxxxx` with formasi F1 (quota 2), registration open for ten minutes
+    (REGISTRATION_OPEN), created from its file in `folder`."""
+    import uuid
+    from datetime import UTC, datetime
+
+    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 2)], REGISTRATION_OPEN, t0=datetime.now(UTC))
+    await create_round_file(api, config, folder)
+    return config
+
+
 async def create_round_file(api, config: RoundConfig, folder) -> None:
     """Write `config` as the round file in `folder` and create the round from it."""
     import tomli_w

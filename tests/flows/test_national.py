@@ -79,6 +79,19 @@ async def _instansi_round(
     return config
 
 
+async def _national_with_rounds(
+    api: RecruitmentApi, tmp_path: Path, kind: str, names: tuple[str, ...]
+) -> tuple[str, list[RoundConfig]]:
+    """A national round and an instansi round per name (`Pemerintah {kind} {name}`) joined to it."""
+    t0 = datetime.now(UTC)
+    national_id = await _national(api, tmp_path, t0)
+    rounds = [
+        await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah {kind} {n}")
+        for n in names
+    ]
+    return national_id, rounds
+
+
 async def _rows(pool, round_ids: list[str], expected: int) -> None:
     """Wait (bounded) until the read model has a row for each registered journey."""
     for _ in range(150):
@@ -96,12 +109,9 @@ async def test_a_nik_registers_for_one_formasi_nationwide_and_the_funnel_counts_
 ):
     settings, pool = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    t0 = datetime.now(UTC)
-    national_id = await _national(api, tmp_path, t0)
-    a, b, c = [
-        await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah Kabupaten {n}")
-        for n in ("Alpha", "Beta", "Gamma")
-    ]
+    national_id, (a, b, c) = await _national_with_rounds(
+        api, tmp_path, "Kabupaten", ("Alpha", "Beta", "Gamma")
+    )
 
     first = await api.register(a, registration(1, "F1"), "sscasn")
     repeat = await api.register(a, registration(1, "F1"), "sscasn")
@@ -142,12 +152,9 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
 ):
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    t0 = datetime.now(UTC)
-    national_id = await _national(api, tmp_path, t0)
-    a, b, c = [
-        await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah Kota {n}")
-        for n in ("Alpha", "Beta", "Gamma")
-    ]
+    national_id, (a, b, c) = await _national_with_rounds(
+        api, tmp_path, "Kota", ("Alpha", "Beta", "Gamma")
+    )
     # Round a closes its registration early (quota met): the client still sees the window open
     # in the round's file, the journey refuses the start (it reads the round's board).
     await api.command(

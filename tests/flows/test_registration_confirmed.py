@@ -10,9 +10,6 @@ any later one, from anyone who reaches Temporal, is refused and leaves no trace 
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
@@ -20,24 +17,14 @@ from client.api import RecruitmentApi, registration_digest
 from domain.messages import RegistrationConfirm
 from domain.protocol import CONFIRM_REGISTRATION
 from tests.flows.test_operator_commands import _terminate_round
-from tests.roundkit import (
-    REGISTRATION_OPEN,
-    TEST_KEYRING,
-    compressed_round,
-    create_round_file,
-    formasi,
-    registration,
-)
+from tests.roundkit import TEST_KEYRING, open_registration_round, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _round(api: RecruitmentApi, tmp_path, prefix: str):
-    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 2)], REGISTRATION_OPEN, t0=datetime.now(UTC))
-    await create_round_file(api, config, tmp_path)
-    return config
+    return await open_registration_round(api, tmp_path, prefix)
 
 
 async def _updates(handle) -> list[str]:

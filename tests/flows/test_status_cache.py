@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -16,14 +14,7 @@ from client.status import StateCache, journey_state
 from domain.messages import Withdrawal
 from domain.protocol import JOURNEY_STATE
 from tests.flows.test_operator_commands import _terminate_round
-from tests.roundkit import (
-    REGISTRATION_OPEN,
-    TEST_KEYRING,
-    compressed_round,
-    create_round_file,
-    formasi,
-    registration,
-)
+from tests.roundkit import TEST_KEYRING, open_registration_round, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -34,9 +25,8 @@ async def test_an_unchanged_journey_is_answered_from_the_cache_and_a_changed_one
 ):
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    round_id = f"cache-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 2)], REGISTRATION_OPEN, t0=datetime.now(UTC))
-    await create_round_file(api, config, tmp_path)
+    config = await open_registration_round(api, tmp_path, "cache")
+    round_id = config.round_id
     try:
         a = (await api.register(config, registration(1, "F1"), "sscasn")).applicant_id
         b = (await api.register(config, registration(2, "F1"), "sscasn")).applicant_id

@@ -69,6 +69,23 @@ async def http(gateway_state):
 SERVICES = TEST_KEYRING
 
 
+def idle_gateway(gateway: Gateway, client, keys) -> Gateway:
+    """`gateway` with an engine client on a task queue no worker polls, waiting one second for a
+    registration's answer: the journey is started and recorded but cannot answer in time (a
+    deadline-day backlog), so the registration is pending."""
+    import dataclasses
+    import uuid
+
+    api = RecruitmentApi(
+        client,
+        f"idle-{uuid.uuid4().hex[:6]}",
+        keys.pseudonym_key,
+        keyring=gateway.api.keyring,
+        confirm_within=1.0,
+    )
+    return dataclasses.replace(gateway, api=api)
+
+
 @contextlib.asynccontextmanager
 async def serving(gateway: Gateway):
     """The gateway's app on a real TCP port (uvicorn, in the running event loop): its URL."""

@@ -12,7 +12,6 @@ Without /usr/bin/chromium this test fails: `python3 run.py test` installs it wit
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import uuid
 from datetime import UTC, datetime
@@ -272,7 +271,7 @@ async def test_a_registration_not_yet_answered_says_in_the_browser_that_it_is_be
 ):
     from playwright.async_api import async_playwright
 
-    from tests.web.conftest import serving
+    from tests.web.conftest import idle_gateway, serving
     from tests.web.test_portal import open_round
 
     settings, _ = running_worker
@@ -280,16 +279,7 @@ async def test_a_registration_not_yet_answered_says_in_the_browser_that_it_is_be
     round_id = await open_round(operator, tmp_path, "web-pending")
     # The portal's engine client on a queue no worker polls: the journey is started and recorded,
     # and cannot answer within the second allowed (a backlog on a deadline day).
-    idle = dataclasses.replace(
-        gateway_state,
-        api=RecruitmentApi(
-            client,
-            f"idle-{uuid.uuid4().hex[:6]}",
-            keys.pseudonym_key,
-            keyring=gateway_state.api.keyring,
-            confirm_within=1.0,
-        ),
-    )
+    idle = idle_gateway(gateway_state, client, keys)
     me = registration(8, "F1", gpa=3.3, name="Dewi Lestari", female=True)
     number = ""
     try:

@@ -32,6 +32,7 @@ from gateway.app import create_app
 from gateway.portal import Portal, indonesian
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.web.conftest import idle_gateway
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -223,16 +224,7 @@ async def test_a_registration_its_journey_has_not_answered_yet_says_it_is_being_
     round_id = await open_round(operator_api, tmp_path, "portal-pending")
     # The portal's engine client on a task queue no worker polls: the journey is started and
     # recorded, but it cannot answer the registration's confirmation within the second allowed.
-    idle = dataclasses.replace(
-        gateway_state,
-        api=RecruitmentApi(
-            client,
-            f"idle-{uuid.uuid4().hex[:6]}",
-            keys.pseudonym_key,
-            keyring=gateway_state.api.keyring,
-            confirm_within=1.0,
-        ),
-    )
+    idle = idle_gateway(gateway_state, client, keys)
     reg = registration(2, "F1")
     async with client_for(idle) as b:
         done = await submit_registration(b, round_id, form_of(reg))
@@ -252,14 +244,11 @@ async def test_a_registration_its_journey_has_not_answered_yet_says_it_is_being_
 async def test_a_nik_registered_in_another_instansi_is_refused_at_its_field_not_sent_to_log_in(
     browser, operator_api, gateway_state, tmp_path
 ):
-    from tests.flows.test_national import _instansi_round, _national
+    from tests.flows.test_national import _national_with_rounds
 
-    t0 = datetime.now(UTC)
-    national_id = await _national(operator_api, tmp_path, t0)
-    a, b = [
-        await _instansi_round(operator_api, tmp_path, t0, national_id, f"Pemerintah Kota {n}")
-        for n in ("Alpha", "Beta")
-    ]
+    national_id, (a, b) = await _national_with_rounds(
+        operator_api, tmp_path, "Kota", ("Alpha", "Beta")
+    )
     assert (await operator_api.register(a, registration(41, "F1"), "sscasn")).status == "registered"
 
     page = await submit_registration(browser, b.round_id, form_of(registration(41, "F2")))
