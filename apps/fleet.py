@@ -17,12 +17,14 @@ from temporalio.worker import (
 )
 
 from activities.broadcast import Broadcaster
+from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
 from activities.notify import FileTransport, deliver_pending
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
 from activities.revocations import RevocationWriter
 from activities.rounds import RoundBoards, RoundReader
+from activities.sanctions import SanctionChecker
 from domain.notices import Language
 from runtime.app import open_app
 from runtime.db import open_pool
@@ -47,6 +49,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     pages = PageStore(pool, cipher)
     broadcaster = Broadcaster(client, readmodel.write_rows, pages)
     rounds = RoundReader(client, RoundBoards(pool, cipher))
+    claims = ClaimReader(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -57,6 +60,9 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             broadcaster.broadcast,
             rounds.read_round,
             rounds.publish_round_board,
+            SanctionChecker(pool).check_sanctions,
+            claims.check_claim,
+            claims.release_claim,
             JourneyReader(client).read_journey_end,
             RevocationWriter(pool).project_revocations,
             pages.read_page,

@@ -72,7 +72,12 @@ from runtime.keys import pseudonym_key_id
 from runtime.metrics import record_report
 from workflows.aftermath import NOT_READY, ApplicantAftermath
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
-from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
+from workflows.ids import (
+    aftermath_workflow_id,
+    claim_workflow_id,
+    journey_workflow_id,
+    round_workflow_id,
+)
 from workflows.round import RecruitmentRound, journey_rules
 
 UPDATE_ATTEMPTS = 5
@@ -124,7 +129,8 @@ class RecruitmentApi:
     pseudonym_key: bytes
     keyring: Keyring = field(default_factory=Keyring)
     # The sanctions register (client/sanctions.py) every registration is checked against; the
-    # entry points give it (starter.py, the gateway). Without one, nothing is checked.
+    # entry points give it (starter.py, the gateway). Without one, only each journey checks it
+    # (patch sanctions-in-journey), which refuses after the journey has started.
     sanctions: SanctionRegister | None = None
     # Ask the server to hand a new journey's first workflow task straight back to a worker that
     # runs in this process with this client (eager start): no trip through the task queue, so
@@ -333,6 +339,7 @@ class RecruitmentApi:
             return RegistrationResult("refused", applicant_id, refusals)
         assert formasi is not None
         national_applicant = None
+        national_claim = ""  # the claim's workflow id, which the journey checks
         if config.national_round is not None:
             # One NIK, one formasi nationwide: claimed before the journey starts (client/national.py).
             national_applicant = national_applicant_id(
@@ -347,6 +354,7 @@ class RecruitmentApi:
             if problem is not None:
                 refusal = Refusal(field="nik", value=mask_nik(reg.nik), reason=problem)
                 return RegistrationResult("refused", applicant_id, [refusal])
+            national_claim = claim_workflow_id(config.national_round, national_applicant)
         start = JourneyStart(
             round_id=config.round_id,
             applicant_id=applicant_id,
@@ -358,6 +366,7 @@ class RecruitmentApi:
             engine_version=ENGINE_VERSION,
             applied_on=applied_on,
             sanction_key=subject,
+            national_claim=national_claim,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys

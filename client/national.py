@@ -16,17 +16,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
+from activities.claims import first_input, release_claim
 from domain.config import RoundConfig
 from domain.national import (
     JOIN_ROUND,
@@ -37,11 +39,14 @@ from domain.national import (
     NationalStart,
     NationalState,
     RoundJoin,
+    held_elsewhere,
     load_national_config,
 )
 from runtime.attributes import ROUND_ID, WORKFLOW_KIND
 from workflows.ids import claim_workflow_id, national_workflow_id
 from workflows.national import NationalClaim, NationalRound
+
+M = TypeVar("M")
 
 
 class NationalRefusal(Exception):
@@ -200,64 +205,27 @@ class NationalRegister:
         first = await self._start_input(workflow_id, ClaimStart, "the NIK's claim cannot be read")
         if first.round_id == config.round_id and first.applicant_id == applicant_id:
             return None  # this round's own claim: the journey's start tells a repeat from a change
-        return (
-            f"already registered in national round {national_id} through round {first.round_id} "
-            f"(formasi {first.formasi_code}); one NIK may register for one formasi nationwide"
-        )
+        return held_elsewhere(first)
 
     async def release(
         self, config: RoundConfig, applicant_id: str, national_applicant: str
     ) -> bool:
         """Release the NIK's claim when it is this registration's and its journey refused the
-        registration (a round that closed registration early, on its board): the NIK may then
-        register in another instansi. True when a claim was released.
-
-        The claim is ended by termination, with the round in the reason, so its history says who
-        held it and why it ended; the NIK's next claim is a new run of the same id. A claim of
-        another round or registration, or one already ended, is left as it is."""
+        registration (activities/claims.py `release_claim`). A journey of engine 4 releases it
+        itself; this covers older journeys and a lost answer. True when a claim was released."""
         national_id = config.national_round
         assert national_id is not None
         workflow_id = claim_workflow_id(national_id, national_applicant)
-        try:
-            description = await self.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return False
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            return False
-        run = self.client.get_workflow_handle(workflow_id, run_id=description.run_id)
-        held = await self._start_input(
-            workflow_id, ClaimStart, "the NIK's claim cannot be read", run_id=description.run_id
-        )
-        if held.round_id != config.round_id or held.applicant_id != applicant_id:
-            return False
-        try:
-            await run.terminate(
-                reason=f"released: round {config.round_id} refused registration {applicant_id}"
-            )
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            return False  # it ended meanwhile
-        return True
+        return await release_claim(self.client, workflow_id, config.round_id, applicant_id)
 
     async def _start_input(
-        self, workflow_id: str, model: type, missing: str, run_id: str | None = None
-    ):
+        self, workflow_id: str, model: type[M], missing: str, run_id: str | None = None
+    ) -> M:
         """A workflow's start input as recorded (its history's first event); the latest run's
-        unless `run_id` names one."""
-        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
-        try:
-            first = await anext(aiter(handle.fetch_history_events(page_size=1)), None)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            first = None
-        if first is None:
+        unless `run_id` names one. NationalRefusal(`missing`) when there is none."""
+        value = await first_input(self.client, workflow_id, model, run_id)
+        if value is None:
             raise NationalRefusal(missing)
-        payloads = list(first.workflow_execution_started_event_attributes.input.payloads)
-        [value] = await self.client.data_converter.decode(payloads[:1], [model])
         return value
 
 

@@ -26,6 +26,9 @@ The rules (written down here, because DOMAIN.md is silent on them):
   before that date.
 - A registration is refused when any entry bars it; the refusal names the sanctioning round (or
   the list) and until when, with the NIK masked.
+
+The register is read by `activities/sanctions.py`, for this module and for the journey, which asks
+it again in its first workflow task (patch sanctions-in-journey, docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -36,21 +39,18 @@ import hmac
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from activities.sanctions import Bar, Entry, entry_of, find_bars, record_round
 from domain.config import RoundConfig
 from domain.registration import Refusal, mask_nik, normalise_nik
 from runtime.db import open_pool
 
 SUBJECT_LABEL = b"casn-sanction-subject\x00"
-APS = "APS"
-NATIONAL_LIST = "national_list"
 MAX_ROUNDS = 10
-WIB = ZoneInfo("Asia/Jakarta")
 
 LIST_COLUMNS = ("nik", "barred_until", "rounds", "reason", "source")
 LIST_REQUIRED = ("nik", "reason", "source")
@@ -60,70 +60,6 @@ def sanction_subject(pseudonym_key: bytes, nik: str) -> str:
     """The register's key of a NIK: the same in every round of the deployment (64 hex digits)."""
     return hmac.new(pseudonym_key, SUBJECT_LABEL + nik.encode(), hashlib.sha256).hexdigest()
 
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One entry of the register, as `sanctions list` shows it (no NIK)."""
-
-    subject: str
-    kind: str
-    origin: str
-    imposed_by: str
-    imposed_at: datetime
-    rounds: int | None
-    barred_until: date | None
-    reason: str
-
-    @property
-    def term(self) -> str:
-        """How long the entry bars: `2 rounds` or `until 2027-12-31`."""
-        if self.barred_until is not None:
-            return f"until {self.barred_until.isoformat()}"
-        return f"{self.rounds} round{'s' if self.rounds != 1 else ''}"
-
-
-@dataclass(frozen=True)
-class Bar:
-    """An entry that bars one registration, with where the registering round stands in it."""
-
-    entry: Entry
-    since: datetime  # the registration opening (or import) the rounds are counted after
-    nth: int  # which of the counted rounds the registering round is (0: not one of them)
-
-    def reason(self, round_id: str) -> str:
-        """Why the registration is refused: until when, and by which round or list."""
-        e = self.entry
-        if e.kind == APS:
-            by = f"by round {e.imposed_by} (APS)"
-            after = f"round {e.imposed_by}"
-        else:
-            by = f"by national list {e.imposed_by} ({e.reason})"
-            after = f"{self.since.astimezone(WIB).date().isoformat()} (the list's import)"
-        if e.barred_until is not None:
-            return f"barred until {e.barred_until.isoformat()} {by}"
-        assert e.rounds is not None
-        return (
-            f"barred until the {_ordinal(e.rounds)} round opening after {after} is over "
-            f"(round {round_id} is the {_ordinal(self.nth)}) {by}"
-        )
-
-
-_BARS_SQL = """
-SELECT s.subject, s.kind, s.origin, s.imposed_by, s.imposed_at, s.rounds, s.barred_until, s.reason,
-    since.at AS since,
-    (SELECT count(*) FROM sanction_calendar k
-        WHERE k.registration_opens > since.at AND k.registration_opens <= $2) AS nth
-FROM sanctions s
-LEFT JOIN sanction_calendar c ON s.kind = 'APS' AND c.round_id = s.imposed_by
-CROSS JOIN LATERAL (SELECT COALESCE(c.registration_opens, s.imposed_at) AS at) since
-WHERE s.subject = $1
-ORDER BY s.imposed_at, s.kind, s.origin
-"""
 
 _IMPORT_SQL = """
 INSERT INTO sanctions AS s (subject, kind, origin, imposed_by, rounds, barred_until, reason)
@@ -136,19 +72,6 @@ WHERE (s.rounds, s.barred_until, s.reason)
     IS DISTINCT FROM (EXCLUDED.rounds, EXCLUDED.barred_until, EXCLUDED.reason)
 RETURNING (xmax = 0) AS inserted
 """
-
-
-def _entry(row) -> Entry:
-    return Entry(
-        subject=row["subject"],
-        kind=row["kind"],
-        origin=row["origin"],
-        imposed_by=row["imposed_by"],
-        imposed_at=row["imposed_at"],
-        rounds=row["rounds"],
-        barred_until=row["barred_until"],
-        reason=row["reason"],
-    )
 
 
 class SanctionRegister:
@@ -178,29 +101,19 @@ class SanctionRegister:
         """Put the round on the calendar the next N rounds are counted over (once per process)."""
         if config.round_id in self._calendar:
             return
-        await (await self.pool()).execute(
-            "INSERT INTO sanction_calendar (round_id, registration_opens) VALUES ($1, $2) "
-            "ON CONFLICT (round_id) DO NOTHING",
-            config.round_id,
-            config.schedule.registration.opens,
-        )
+        await record_round(await self.pool(), config.round_id, config.schedule.registration.opens)
         self._calendar.add(config.round_id)
 
     async def bars(self, config: RoundConfig, subject: str, applied_on: date) -> list[Bar]:
         """The entries that bar `subject` from registering in round `config` on `applied_on`."""
         await self.record_round(config)
-        rows = await (await self.pool()).fetch(
-            _BARS_SQL, subject, config.schedule.registration.opens
+        return await find_bars(
+            await self.pool(),
+            config.round_id,
+            config.schedule.registration.opens,
+            subject,
+            applied_on,
         )
-        found = []
-        for row in rows:
-            bar = Bar(_entry(row), row["since"], int(row["nth"]))
-            e = bar.entry
-            if e.barred_until is not None and applied_on <= e.barred_until:
-                found.append(bar)
-            elif e.rounds is not None and 1 <= bar.nth <= e.rounds:
-                found.append(bar)
-        return found
 
     async def refusal(
         self, config: RoundConfig, subject: str, nik: str, applied_on: date
@@ -223,7 +136,7 @@ class SanctionRegister:
             "ORDER BY imposed_at, kind, origin, subject",
             subject,
         )
-        return [_entry(row) for row in rows]
+        return [entry_of(row) for row in rows]
 
     async def import_list(self, rows: list[ListRow], pseudonym_key: bytes) -> dict[str, int]:
         """Write a national list's rows (validated by `read_national_list`) in one transaction;

@@ -216,6 +216,9 @@ class JourneyStart(BaseModel, frozen=True):
     # sanction this journey ends in finds the person in the next. Left out of the dump while
     # empty, so that start inputs recorded before it keep their signatures.
     sanction_key: str = Field(default="", max_length=64, exclude_if=lambda key: not key)
+    # The NIK's claim in the national round the round joined (its workflow id, client/national.py):
+    # the journey checks it is this registration's. Left out of the dump while empty.
+    national_claim: str = Field(default="", max_length=300, exclude_if=lambda claim: not claim)
     # The registering identity's signature over the rest (domain/signing.py), in a round with keys.
     signature: str = Field(default="", max_length=1000)
 
@@ -258,6 +261,11 @@ class RoundView(BaseModel, frozen=True):
     formasi: Formasi | None = None  # the round's formasi of that code, if it has one
     tmt: date | None = None  # the TMT as it stands (moves included)
     registration_closes: datetime | None = None  # the close as it stands (extensions included)
+    # The round's registration opening: the sanctions register counts "the next N rounds" by it.
+    # None in answers recorded before the journey checked the register itself.
+    registration_opens: datetime | None = None
+    # The national round the round joined (its national_id), whose claim a journey checks.
+    national_round: str | None = None
     registration_closed_at: datetime | None = None  # when the round closed it, if it has
     secret: str = ""  # the round's seal secret (domain/seal.py), for the journey's messages
     # The round takes the sanggah against the final result and confirms the ranking after it
@@ -266,6 +274,21 @@ class RoundView(BaseModel, frozen=True):
     # Read from the board the round wrote (patch round-view-board) rather than by asking the round
     # workflow; False in every answer recorded before the board existed: they asked.
     from_board: bool = False
+
+
+class SanctionCheck(BaseModel, frozen=True):
+    """Ask the sanctions register whether it bars a registration (activities/sanctions.py)."""
+
+    round_id: str
+    registration_opens: datetime | None  # None: the round's entry on the register's calendar
+    subject: str = Field(min_length=1, max_length=64)  # the NIK's key in the register
+    applied_on: date
+
+
+class SanctionVerdict(BaseModel, frozen=True):
+    """The register's answer: why the registration is barred, one reason per entry (none: not)."""
+
+    reasons: list[str] = []
 
 
 class RoundBoard(BaseModel, frozen=True):

@@ -26,7 +26,7 @@ from domain.config import (
     Window,
     _as_written,
 )
-from domain.protocol import Query, Update, Workflow
+from domain.protocol import Activity, Query, Update, Workflow
 
 # The windows a national schedule may set, in their order in a round's schedule.
 NATIONAL_WINDOWS = ("registration", "administration", "skd", "skb")
@@ -187,7 +187,46 @@ class ClaimStart(BaseModel, frozen=True):
     holds_until: datetime  # the national SKD's close: no instansi registers after it
 
 
+def held_elsewhere(claim: ClaimStart) -> str:
+    """Why a registration is refused when the NIK's claim is another registration's."""
+    return (
+        f"already registered in national round {claim.national_id} through round "
+        f"{claim.round_id} (formasi {claim.formasi_code}); one NIK may register for one formasi "
+        "nationwide"
+    )
+
+
+class ClaimCheck(BaseModel, frozen=True):
+    """A journey of an instansi round asks whether the NIK's claim it was started with is its own
+    (activities/claims.py, patch national-claim-in-journey)."""
+
+    workflow_id: str  # the claim's (from the signed start; its prefix checked by the journey)
+    national_id: str  # the national round the journey's round joined (from the round's view)
+    round_id: str
+    applicant_id: str
+    registration_digest: str
+
+
+class ClaimVerdict(BaseModel, frozen=True):
+    """What the claim says: nothing when it is this registration's; `refusal` when the NIK is
+    another registration's nationwide (the registration is refused, as RecruitmentApi would);
+    `problem` when there is no such claim of this registration (the start is not admitted)."""
+
+    refusal: str = ""
+    problem: str = ""
+
+
+class ClaimRelease(BaseModel, frozen=True):
+    """A journey that refused its registration lets its NIK's claim go (activities/claims.py)."""
+
+    workflow_id: str
+    round_id: str
+    applicant_id: str
+
+
 NATIONAL_ROUND = Workflow("NationalRound", NationalStart, NationalState)
 NATIONAL_CLAIM = Workflow("NationalClaim", ClaimStart, ClaimStart)
 JOIN_ROUND = Update("join_round", RoundJoin, JoinAck)
 NATIONAL_STATE: Query[None, NationalState] = Query("state", None, NationalState)
+CHECK_CLAIM = Activity("check_claim", ClaimCheck, ClaimVerdict)
+RELEASE_CLAIM = Activity("release_claim", ClaimRelease, bool)

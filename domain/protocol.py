@@ -64,6 +64,8 @@ from domain.messages import (
     RoundState,
     RoundView,
     RoundViewRequest,
+    SanctionCheck,
+    SanctionVerdict,
     SeatVacated,
     SkbScoreReport,
     SkdEntryReply,
@@ -249,6 +251,7 @@ PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
 READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
+CHECK_SANCTIONS = Activity("check_sanctions", SanctionCheck, SanctionVerdict)
 PUBLISH_ROUND_BOARD = Activity("publish_round_board", RoundBoardWrite, type(None))
 READ_JOURNEY_END = Activity("read_journey_end", JourneyEndRequest, JourneyEnd)
 PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None))

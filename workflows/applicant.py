@@ -8,7 +8,7 @@ is one frozen record, `domain.sheet.ApplicantSheet`, and every decision is a pas
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 
@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.appointment import probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import CloseAnswer, NipRequest
+    from domain.digest import canonical_digest
     from domain.messages import (
         Announcement,
         CloseReply,
@@ -28,11 +29,15 @@ with workflow.unsafe.imports_passed_through():
         JourneyStart,
         JourneyState,
         OfferReply,
+        RoundView,
         RoundViewRequest,
+        SanctionCheck,
         SeatVacated,
         fraction_text,
     )
+    from domain.national import CHECK_CLAIM, RELEASE_CLAIM, ClaimCheck, ClaimRelease
     from domain.protocol import (
+        CHECK_SANCTIONS,
         ENTRY_CORRECTED,
         ISSUE_NIP,
         OFFER_REPLY,
@@ -40,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         SEAT_VACATED,
     )
     from domain.ranking import skd_code
-    from domain.registration import check_registration
+    from domain.registration import Refusal, check_registration, mask_nik
     from domain.seal import sealed
     from domain.sheet import (
         ApplicantSheet,
@@ -53,15 +58,21 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.skd import passes_threshold, skd_rank_key
     from workflows.calls import run_local_activity_until_done, workflow_handle
-    from workflows.ids import formasi_workflow_id, round_workflow_id
+    from workflows.ids import claim_workflow_id, formasi_workflow_id, round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
-    from workflows.versions import CLOSE_ANSWERED_WITH_ROW, NIP_FROM_ROUND_TMT
+    from workflows.versions import (
+        CLAIM_RELEASED_BY_JOURNEY,
+        CLOSE_ANSWERED_WITH_ROW,
+        NATIONAL_CLAIM_IN_JOURNEY,
+        NIP_FROM_ROUND_TMT,
+        SANCTIONS_IN_JOURNEY,
+    )
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
-ENGINE_VERSION = 3  # what RecruitmentApi starts new journeys with (workflows/versions.py)
+ENGINE_VERSION = 4  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -132,22 +143,102 @@ class ApplicantJourney(JourneyInbox):
 
         RecruitmentApi refuses an ineligible registration before any journey starts; this keeps a
         journey started some other way (after registration closed, with rules, a formasi or a
-        signature of its own) from carrying one forward: a refusal ends the journey.
+        signature of its own) from carrying one forward: a refusal ends the journey. So do the
+        sanctions register and, in a national round, the NIK's national claim, asked again here:
+        a registrar that skipped them gets no further (engine 4). A refused registration lets
+        the NIK's national claim go (patch claim-released-by-journey).
         """
-        start = self.start
-        if workflow.patched("admitted-by-round"):
-            await self._admission()
-        if start.applied_on is not None:
-            refusals = check_registration(start.registration, start.formasi, start.applied_on)
-            if refusals:
-                self._decide(ev.RegistrationRefused(applied_on=start.applied_on, refusals=refusals))
-                self._end(
-                    Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals)
+        try:
+            await self._judge_registration()
+        except JourneyEnded:
+            if self.start.national_claim and self._patched(CLAIM_RELEASED_BY_JOURNEY):
+                release = ClaimRelease(
+                    workflow_id=self.start.national_claim,
+                    round_id=self.start.round_id,
+                    applicant_id=self.start.applicant_id,
                 )
+                await run_local_activity_until_done(RELEASE_CLAIM, release, ROUND_READ_TIMEOUT)
+            raise
+        start = self.start
         self._decide(ev.Registered(formasi=start.formasi.code, registered_by=start.registered_by))
         self.outbox.notify("registered", notices.registered(start.applicant_id, start.formasi.code))
 
-    async def _admission(self) -> None:
+    async def _judge_registration(self) -> None:
+        start = self.start
+        view = None
+        if workflow.patched("admitted-by-round"):
+            view = await self._admission()
+        if start.applied_on is not None:
+            refusals = check_registration(start.registration, start.formasi, start.applied_on)
+            if refusals:
+                self._refuse_registration(start.applied_on, refusals)
+        if view is not None and self._patched(SANCTIONS_IN_JOURNEY):
+            await self._sanctions(view)
+        if view is not None and self._patched(NATIONAL_CLAIM_IN_JOURNEY):
+            await self._national_claim(view)
+
+    def _not_admitted(self, problem: str) -> None:
+        self._decide(ev.NotAdmitted(reason=problem))
+        self._end(Terminal.TMS, f"registration refused: {problem}")
+
+    def _refuse_registration(self, applied_on: date, refusals: list[Refusal]) -> None:
+        self._decide(ev.RegistrationRefused(applied_on=applied_on, refusals=refusals))
+        self._end(Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals))
+
+    async def _sanctions(self, view: RoundView) -> None:
+        """The sanctions register, asked by the journey itself (patch sanctions-in-journey): what
+        RecruitmentApi checked, again where the decision is made. In the task that read the round,
+        so it costs no engine action."""
+        start = self.start
+        if not start.sanction_key or start.applied_on is None:
+            missing = "sanctions register key" if not start.sanction_key else "application date"
+            problem = f"the start carries no {missing}: the sanctions register cannot be asked"
+            self._not_admitted(problem)
+        applied_on = start.applied_on
+        assert applied_on is not None  # the journey ended above without it
+        check = SanctionCheck(
+            round_id=start.round_id,
+            registration_opens=view.registration_opens,
+            subject=start.sanction_key,
+            applied_on=applied_on,
+        )
+        verdict = await run_local_activity_until_done(CHECK_SANCTIONS, check, ROUND_READ_TIMEOUT)
+        if verdict.reasons:
+            nik = mask_nik(start.registration.nik)
+            reason = "; ".join(verdict.reasons)
+            self._refuse_registration(applied_on, [Refusal(field="nik", value=nik, reason=reason)])
+
+    async def _national_claim(self, view: RoundView) -> None:
+        """The NIK's national claim, checked by the journey itself (patch
+        national-claim-in-journey) when its round joined a national round: the claim must be this
+        registration's. In the task that read the round: no engine action."""
+        national = view.national_round
+        if national is None:
+            return
+        start = self.start
+        prefix = claim_workflow_id(national, "")
+        claim = start.national_claim
+        if not claim.startswith(prefix) or len(claim) == len(prefix):
+            problem = f"the start carries no claim of national round {national}"
+            self._not_admitted(problem)
+        check = ClaimCheck(
+            workflow_id=claim,
+            national_id=national,
+            round_id=start.round_id,
+            applicant_id=start.applicant_id,
+            registration_digest=canonical_digest(start.registration),
+        )
+        verdict = await run_local_activity_until_done(CHECK_CLAIM, check, ROUND_READ_TIMEOUT)
+        if verdict.problem:
+            self._not_admitted(verdict.problem)
+        if verdict.refusal:
+            assert start.applied_on is not None  # checked with the sanctions, before this
+            nik = mask_nik(start.registration.nik)
+            self._refuse_registration(
+                start.applied_on, [Refusal(field="nik", value=nik, reason=verdict.refusal)]
+            )
+
+    async def _admission(self) -> RoundView:
         """Ask the round (a local activity: one marker) and judge this start by its answer."""
         request = RoundViewRequest(
             round_id=self.start.round_id,
@@ -160,13 +251,13 @@ class ApplicantJourney(JourneyInbox):
         info = workflow.info()
         problem = admission_problem(self.start, view, info.workflow_start_time, info.workflow_id)
         if problem:
-            self._decide(ev.NotAdmitted(reason=problem))
-            self._end(Terminal.TMS, f"registration refused: {problem}")
+            self._not_admitted(problem)
         assert view.rules is not None and view.tmt is not None
         self.rules = view.rules  # the round's, with the round's keys
         self.secret = view.secret  # checks the seals of what the round and the formasi send
         self.final_sanggah = view.final_sanggah
         self._set(tmt=view.tmt)
+        return view
 
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""

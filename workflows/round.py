@@ -780,6 +780,8 @@ class RecruitmentRound:
             formasi=formasi,
             tmt=self.schedule.tmt,
             registration_closes=self.schedule.registration.closes,
+            registration_opens=self.schedule.registration.opens,
+            national_round=self.config.national_round,
             registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
             secret=self.secret,
             final_sanggah=self.final_sanggah,

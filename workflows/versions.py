@@ -30,12 +30,41 @@ CLOSE_ANSWERED_WITH_ROW = "close-answered-with-row"
 ENGINE_3_PATCHES = ENGINE_2_PATCHES | {CLOSE_ANSWERED_WITH_ROW}
 
 
+# The journey checks the sanctions register itself (activities/sanctions.py), in the first workflow
+# task after its round admitted it: a registrar that skipped the register, or had none, cannot
+# carry a barred NIK into the round, and a start without the NIK's register key is not admitted.
+# Journeys recorded before it rely on RecruitmentApi's check alone.
+SANCTIONS_IN_JOURNEY = "sanctions-in-journey"
+
+# A journey of a round that joined a national round checks the NIK's national claim it was started
+# with (activities/claims.py), in the same task: one NIK, one formasi nationwide is decided in the
+# journey too, and a start without its claim is not admitted. Journeys recorded before it rely on
+# RecruitmentApi's claim alone.
+NATIONAL_CLAIM_IN_JOURNEY = "national-claim-in-journey"
+
+# A journey that refuses its registration (not admitted, ineligible, barred) releases the NIK's
+# national claim it was started with, if the claim is this registration's (activities/claims.py):
+# the NIK may register in another instansi however the registration was started (a plain start, a
+# confirmation that went unanswered). Journeys recorded before it leave that to RecruitmentApi.
+CLAIM_RELEASED_BY_JOURNEY = "claim-released-by-journey"
+
+# Folded into engine 4: what RecruitmentApi starts new journeys with since the journey's own checks.
+ENGINE_4_PATCHES = ENGINE_3_PATCHES | {
+    SANCTIONS_IN_JOURNEY,
+    NATIONAL_CLAIM_IN_JOURNEY,
+    CLAIM_RELEASED_BY_JOURNEY,
+}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that a journey of engine 2 or 3 has every patch its engine folds
-    in without a marker."""
+    """`workflow.patched`, except that a journey of engine 2, 3 or 4 has every patch its engine
+    folds in without a marker. A journey that claims an engine earlier than it is gains nothing:
+    a new execution takes every patch, by its marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
         return True
     if engine_version >= 3 and patch in ENGINE_3_PATCHES:
+        return True
+    if engine_version >= 4 and patch in ENGINE_4_PATCHES:
         return True
     return workflow.patched(patch)
 

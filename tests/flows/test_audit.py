@@ -78,8 +78,9 @@ SIGNING_KEY = bytes(range(32))
 # has the formasi keeping answers and rankings as pages (patch paged-ranking, engine-2 journeys);
 # v9-full both (issue 17 merged); v10-full adds the round's board (patch round-view-board): the
 # journeys' admissions read it instead of asking the round. v11-full: every journey started with
-# its registration's confirmation (update-with-start, confirm_registration). All must replay with
-# the current code.
+# its registration's confirmation (update-with-start, confirm_registration). v12-full: engine-4
+# journeys, which ask the sanctions register themselves in their first task (patch
+# sanctions-in-journey, folded: no marker). All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -93,6 +94,7 @@ RECORDED_SETS = [
     RECORDED / "v9-full",
     RECORDED / "v10-full",
     RECORDED / "v11-full",
+    RECORDED / "v12-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -158,6 +160,37 @@ async def test_every_journey_of_v11_took_its_registration_confirmation_first_and
         assert updates[0].report_id == ""
 
 
+def _local_activities_of_first_task(history) -> list[str]:
+    """The local activities a journey ran in its first workflow task, in order (marker data is
+    the SDK core's own, not a payload: readable without the key)."""
+    names, tasks = [], 0
+    for e in history.events:
+        if e.HasField("workflow_task_completed_event_attributes"):
+            tasks += 1
+            if tasks == 2:
+                break
+        elif (
+            tasks == 1
+            and e.HasField("marker_recorded_event_attributes")
+            and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+        ):
+            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
+            names.append(json.loads(data)["activity_type"])
+    return names
+
+
+async def test_every_journey_of_v12_asked_the_sanctions_register_in_the_task_that_read_its_round():
+    """v12-full (engine 4): the register's check rides in the admission's workflow task (no
+    action more), right after the round's view; v11-full's journeys never asked it."""
+    for name, expected in (("v11-full", []), ("v12-full", ["check_sanctions"])):
+        journeys = [h for h in load_histories(RECORDED / name) if h.kind == "journey"]
+        assert len(journeys) == 14
+        for h in journeys:
+            first = _local_activities_of_first_task(h.history)
+            assert first[:1] == ["read_round"], (name, first)
+            assert [n for n in first if n == "check_sanctions"] == expected, (name, first)
+
+
 async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
     outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
@@ -189,6 +222,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v9-full",
         RECORDED / "v10-full",
         RECORDED / "v11-full",
+        RECORDED / "v12-full",
     ],
     ids=lambda p: p.name,
 )

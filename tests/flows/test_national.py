@@ -14,14 +14,17 @@ import tomli_w
 from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 
+import client.api as client_api
 from auditing.history import replay, round_histories
 from client.api import RecruitmentApi, RefusedError
+from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow
+from domain.protocol import JOURNEY_STATE
 from runtime.connection import data_converter
 from starter import Context, show_national_funnel
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
-from workflows.ids import claim_workflow_id
+from workflows.ids import claim_workflow_id, journey_workflow_id
 
 # The national windows, in seconds from the test's start; every instansi round below keeps within.
 NATIONAL = {"registration": (-120, 900), "administration": (900, 950), "skd": (1000, 2000)}
@@ -206,6 +209,106 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
     assert sorted(h.history.run_id for h in claims) == sorted([released.run_id, held.run_id])
     outcomes = await asyncio.wait_for(replay([h.history for h in claims], data_converter(keys)), 30)
     assert [(o.ok, o.unstarted) for o in outcomes] == [(True, True), (True, True)]
+
+
+async def test_a_journey_that_refuses_a_plain_start_releases_the_claim_itself(
+    client, keys, running_worker, stack, tmp_path
+):
+    """No confirmation to answer (a plain start): the journey lets the NIK's claim go itself when
+    it refuses the registration (engine 4), and the NIK can register in another instansi."""
+    settings, _ = running_worker
+    plain = RecruitmentApi(
+        client,
+        settings.task_queue,
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_registrations=False,
+    )
+    national_id, (a, b) = await _national_with_rounds(plain, tmp_path, "Kota", ("Delta", "Epsilon"))
+    await plain.command(
+        a.round_id,
+        CloseWindow(
+            report_id="close-early", reported_by=OPERATOR, window="registration", reason="kuota"
+        ),
+    )
+    reg = registration(31, "F1")
+    started = await plain.register(a, reg, "sscasn")
+    assert started.status == "registered"  # a plain start is answered before the journey judges it
+    from client.national import national_applicant_id
+
+    claim_id = claim_workflow_id(
+        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
+    )
+    for _ in range(150):
+        claim = await client.get_workflow_handle(claim_id).describe()
+        if claim.status is not None and claim.status.name != "RUNNING":
+            break
+        await asyncio.sleep(0.1)
+    assert claim.status is not None and claim.status.name == "TERMINATED"
+    journey = await JOURNEY_STATE.ask(
+        client.get_workflow_handle(journey_workflow_id(a.round_id, started.applicant_id))
+    )
+    assert journey.terminal == Terminal.TMS
+    assert "after registration closed at" in (journey.terminal_reason or "")
+
+    elsewhere = await plain.register(b, registration(31, "F2"), "sscasn")
+    assert elsewhere.status == "registered", elsewhere.refusals
+
+
+async def test_a_registrar_that_skips_the_national_claim_is_stopped_by_the_journey(
+    client, keys, running_worker, stack, tmp_path, monkeypatch
+):
+    """The journey checks the claim it was started with (engine 4): a registrar that never
+    claims gets neither a NIK held by another instansi nor an unclaimed one into its round."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Provinsi", ("Alpha", "Beta"))
+    held = await api.register(a, registration(21, "F1"), "sscasn")
+    assert held.status == "registered", held.refusals
+
+    careless = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    skipped: list[str] = []
+
+    async def no_claim(config, applicant_id, *rest):
+        skipped.append(applicant_id)
+        return None  # "claimed": nothing was started
+
+    monkeypatch.setattr(careless.national, "claim", no_claim)
+    taken = await careless.register(b, registration(21, "F2"), "sscasn")
+    unclaimed = await careless.register(b, registration(22, "F2"), "sscasn")
+
+    assert skipped == [taken.applicant_id, unclaimed.applicant_id]
+    assert taken.status == unclaimed.status == "refused"
+    assert f"through round {a.round_id} (formasi F1)" in taken.refusals[0].reason
+    assert "one NIK may register for one formasi nationwide" in taken.refusals[0].reason
+    assert "no national claim" in unclaimed.refusals[0].reason
+    # Nor can it leave the claim out of the start.
+    monkeypatch.setattr(client_api, "claim_workflow_id", lambda national, applicant: "")
+    no_claim_named = await careless.register(b, registration(23, "F2"), "sscasn")
+    assert no_claim_named.status == "refused"
+    assert no_claim_named.refusals[0].reason == (
+        f"registration refused: the start carries no claim of national round {national_id}"
+    )
+    states = {
+        r.applicant_id: await JOURNEY_STATE.ask(
+            client.get_workflow_handle(journey_workflow_id(b.round_id, r.applicant_id))
+        )
+        for r in (taken, unclaimed)
+    }
+    decided = {a_id: (s.decisions[0].outcome, s.terminal) for a_id, s in states.items()}
+    assert decided == {
+        taken.applicant_id: ("refused", Terminal.TMS),
+        unclaimed.applicant_id: ("not admitted", Terminal.TMS),
+    }
+    # Round a's claim is untouched: the NIK is still a's.
+    from client.national import national_applicant_id
+
+    claim_id = claim_workflow_id(
+        national_id,
+        national_applicant_id(keys.pseudonym_key, national_id, registration(21, "F1").nik),
+    )
+    still = await client.get_workflow_handle(claim_id).describe()
+    assert still.status is not None and still.status.name == "RUNNING"
 
 
 async def test_the_claim_holds_the_national_pseudonym_not_the_nik(

@@ -17,13 +17,15 @@ import tomli_w
 from rich.console import Console
 from typer.testing import CliRunner
 
+from activities.sanctions import SanctionChecker, record_round
 from client.api import RecruitmentApi
-from client.sanctions import SanctionRegister, sanction_subject
+from client.sanctions import ListRow, SanctionRegister, sanction_subject
 from domain.codes import Stage
 from domain.messages import (
     AdminReport,
     CloseWindow,
     GateReport,
+    SanctionCheck,
     SkbScoreReport,
     SkdReport,
     Withdrawal,
@@ -224,6 +226,20 @@ async def test_a_national_list_bars_by_date_and_by_rounds_counted_from_its_impor
         f"Anda tidak dapat mendaftar sampai 31 Des 2099 menurut daftar sanksi nasional {source} "
         "(pemalsuan ijazah)"
     )
+    # A registrar that never asks the register (given none here) gets no further: each journey
+    # asks it itself and refuses, with the same reason, which the portal shows in Indonesian.
+    unchecked = RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING
+    )
+    for person, by_api in ((by_date, first), (by_rounds, second)):
+        result = await unchecked.register(config, person, "sscasn", now=applying)
+        assert result.status == "refused", result
+        [refusal] = result.refusals
+        assert refusal.field == "registration"
+        assert refusal.reason == (
+            f"registration refused: nik={mask_nik(person.nik)!r}: {by_api.refusals[0].reason}"
+        )
+    assert indonesian(refusal.reason) == indonesian(second.refusals[0].reason)
     clear = await pool.fetchval(
         "SELECT count(*) FROM sanctions s WHERE s::text LIKE '%' || $1 || '%' "
         "OR s::text LIKE '%' || $2 || '%'",
@@ -231,6 +247,59 @@ async def test_a_national_list_bars_by_date_and_by_rounds_counted_from_its_impor
         by_rounds.nik,
     )
     assert clear == 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_journey_s_check_counts_rounds_by_the_calendar_when_the_view_has_no_opening(
+    keys, running_worker
+):
+    """A board written before `registration_opens` existed gives the journey's check no opening:
+    the register then counts the round by its opening on the calendar, and a round on neither is
+    no counted round (an entry with an end date still bars)."""
+    _, pool = running_worker
+    register = SanctionRegister(pool)
+    by_rounds, by_date = _person(date(1994, 6, 12)), _person(date(1995, 7, 13))
+    source = f"BKN-{uuid.uuid4().hex[:6]}"
+    await register.import_list(
+        [ListRow(3, by_date.nik, None, date(2099, 12, 31), "pemalsuan", source)],
+        keys.pseudonym_key,
+    )
+    # An entry imposed far ahead, so that no other test's round opens between it and the round
+    # put on the calendar just after it.
+    imposed = datetime(2090, 1, 1, tzinfo=UTC)
+    await pool.execute(
+        "INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason) "
+        "VALUES ($1, 'national_list', $2, $2, $3, 1, 'mengundurkan diri')",
+        sanction_subject(keys.pseudonym_key, by_rounds.nik),
+        source,
+        imposed,
+    )
+    on_calendar, unknown = f"cal-{uuid.uuid4().hex[:6]}", f"unk-{uuid.uuid4().hex[:6]}"
+    await record_round(pool, on_calendar, imposed + timedelta(days=1))
+    checker = SanctionChecker(pool)
+
+    async def reasons(round_id: str, reg) -> list[str]:
+        check = SanctionCheck(
+            round_id=round_id,
+            registration_opens=None,
+            subject=sanction_subject(keys.pseudonym_key, reg.nik),
+            applied_on=date.today(),
+        )
+        return (await checker.check_sanctions(check)).reasons
+
+    assert await reasons(on_calendar, by_rounds) == [
+        f"barred until the 1st round opening after 2090-01-01 (the list's import) is over "
+        f"(round {on_calendar} is the 1st) by national list {source} (mengundurkan diri)"
+    ]
+    assert await reasons(unknown, by_rounds) == []
+    assert await reasons(unknown, by_date) == [
+        f"barred until 2099-12-31 by national list {source} (pemalsuan)"
+    ]
+    # Nothing about the unknown round was written to the calendar (no opening to write).
+    assert (
+        await pool.fetchval("SELECT count(*) FROM sanction_calendar WHERE round_id = $1", unknown)
+        == 0
+    )
 
 
 def test_a_national_list_with_bad_rows_names_each_and_imports_nothing(tmp_path):

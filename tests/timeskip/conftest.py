@@ -53,7 +53,14 @@ from domain.contracts import (
     NipIssued,
     NipRequest,
 )
-from domain.messages import JourneyState, RoundBoard, RoundBoardWrite, RoundState
+from domain.messages import (
+    JourneyState,
+    RoundBoard,
+    RoundBoardWrite,
+    RoundState,
+    SanctionCheck,
+    SanctionVerdict,
+)
 from domain.pages import REPLIES, PageRef, page_items, page_ref
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
@@ -110,6 +117,8 @@ class StandInActivities:
         self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
         self.pages = MemoryPageStore()
         self.boards = MemoryRoundBoards()
+        self.sanctions: dict[str, list[str]] = {}  # register key -> the reasons it is barred for
+        self.sanction_checks: list[SanctionCheck] = []
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
         self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
@@ -155,6 +164,12 @@ class StandInActivities:
         old = self.projections.get(key)
         if old is None or old.version < p.version:
             self.projections[key] = p
+
+    @activity.defn(name="check_sanctions")
+    async def check_sanctions(self, check: SanctionCheck) -> SanctionVerdict:
+        """The register as a dict (its rules are tested on PostgreSQL in tests/flows)."""
+        self.sanction_checks.append(check)
+        return SanctionVerdict(reasons=self.sanctions.get(check.subject, []))
 
     @activity.defn(name="issue_nip")
     async def issue_nip(self, req: NipRequest) -> NipIssued:
@@ -266,6 +281,7 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.issue_nip,
                 rounds.read_round,
                 rounds.publish_round_board,
+                acts.check_sanctions,
                 acts.pages.read_page,
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,

@@ -14,6 +14,7 @@ import pytest
 
 from domain.codes import Stage, Terminal
 from domain.messages import ExtendWindow, JourneyStart, JourneyState
+from domain.registration import mask_nik
 from domain.signing import Keyring, Signer
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
@@ -51,6 +52,8 @@ def _start(config, applicant_id: str, serial: int, **changes) -> JourneyStart:
         registered_by="sscasn",
         tmt=config.schedule.tmt,
         engine_version=ENGINE_VERSION,
+        applied_on=config.schedule.registration.opens.date(),
+        sanction_key=f"key-of-{applicant_id}",
     )
     return start.model_copy(update=changes)
 
@@ -157,3 +160,40 @@ async def test_a_start_registered_by_an_identity_that_may_not_register_is_refuse
     )
 
     assert _refusal(state) == "cat-bkn may not register applicants in this round"
+
+
+async def test_a_start_without_the_nik_s_sanctions_key_is_refused(kit):
+    _, config = await _round(kit)
+
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "NOKEY-1", 1, sanction_key="")))
+
+    assert _refusal(state) == (
+        "the start carries no sanctions register key: the sanctions register cannot be asked"
+    )
+    assert not kit.acts.sanction_checks
+
+
+async def test_a_barred_nik_is_refused_by_the_journey_though_its_registrar_let_it_through(kit):
+    """A signed start from a registrar that never asked the register: the journey asks it."""
+    _, config = await _round(kit)
+    barred = "barred until 2099-12-31 by national list BKN-9 (pemalsuan ijazah)"
+    kit.acts.sanctions["key-of-BARRED-1"] = [barred]
+
+    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "BARRED-1", 1)))
+    passed = await _run(kit, _signed(TEST_KEYRING, _start(config, "CLEAR-1", 2)))
+
+    assert state.terminal == Terminal.TMS
+    first = state.decisions[0]
+    assert (first.stage, first.outcome, first.actor) == ("registered", "refused", "system")
+    [refusal] = first.input["refusals"]
+    assert refusal == {
+        "field": "nik",
+        "value": mask_nik(registration(1, "F1").nik),
+        "reason": barred,
+    }
+    assert not any(d.outcome == "registered" for d in state.decisions)
+    assert passed.stage == Stage.ADMIN_CHECK and passed.terminal is None
+    # Asked with the round's own registration opening (from the round, not the start).
+    asked = {c.subject: c for c in kit.acts.sanction_checks}
+    assert asked["key-of-BARRED-1"].registration_opens == config.schedule.registration.opens
+    assert asked["key-of-CLEAR-1"].applied_on == config.schedule.registration.opens.date()

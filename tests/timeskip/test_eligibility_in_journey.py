@@ -51,6 +51,7 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
             tmt=config.schedule.tmt,
             engine_version=ENGINE_VERSION,
             applied_on=t0.date(),
+            sanction_key=f"key-of-{applicant_id}",
         )
         await kit.client.start_workflow(
             ApplicantJourney.run,

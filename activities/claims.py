@@ -1,0 +1,127 @@
+"""A journey of an instansi round checks the NIK's national claim it was started with (patch
+national-claim-in-journey): "one NIK, one formasi nationwide" decided where the journey is, not
+only by the registrar that claimed (client/national.py).
+
+The claim is read from Temporal: its status (a released claim is terminated) and its start input,
+the first event of its history, which nobody can change once recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.national import (
+    CHECK_CLAIM,
+    RELEASE_CLAIM,
+    ClaimCheck,
+    ClaimRelease,
+    ClaimStart,
+    ClaimVerdict,
+    held_elsewhere,
+)
+
+RPC_TIMEOUT = timedelta(seconds=10)  # within the local activity's 15 s
+M = TypeVar("M")
+
+# A claim that is held, or held to its end (the national SKD closed: nobody registers after it).
+HELD = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+
+
+async def first_input(
+    client: Client, workflow_id: str, model: type[M], run_id: str | None = None
+) -> M | None:
+    """A workflow's start input as recorded (its history's first event), decoded with the client's
+    codec; the latest run's unless `run_id` names one. None when there is no such workflow."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    try:
+        events = handle.fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT)
+        first = await anext(aiter(events), None)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+    if first is None:
+        return None
+    payloads = list(first.workflow_execution_started_event_attributes.input.payloads)
+    decoded: list[Any] = await client.data_converter.decode(payloads[:1], [model])
+    return decoded[0]
+
+
+async def release_claim(client: Client, workflow_id: str, round_id: str, applicant_id: str) -> bool:
+    """Release a NIK's claim when it is this round's registration `applicant_id`, which was
+    refused: the NIK may then register in another instansi. True when a claim was released.
+
+    The claim is ended by termination, with the round in the reason, so its history says who
+    held it and why it ended; the NIK's next claim is a new run of the same id. A claim of
+    another round or registration, or one already ended, is left as it is."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return False
+    held = await first_input(client, workflow_id, ClaimStart, description.run_id)
+    if held is None or held.round_id != round_id or held.applicant_id != applicant_id:
+        return False
+    try:
+        await client.get_workflow_handle(workflow_id, run_id=description.run_id).terminate(
+            reason=f"released: round {round_id} refused registration {applicant_id}",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False  # it ended meanwhile
+    return True
+
+
+class ClaimReader:
+    """The journey's look at its NIK's national claim (local activities of its first task): is it
+    this registration's, and its release when the journey refuses the registration."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name=CHECK_CLAIM.name)
+    async def check_claim(self, check: ClaimCheck) -> ClaimVerdict:
+        """Whether the claim is this registration's (an empty verdict), another registration's
+        (`refusal`), or neither (`problem`). Safe to repeat."""
+        handle = self.client.get_workflow_handle(check.workflow_id)
+        try:
+            description = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return ClaimVerdict(problem=f"no national claim {check.workflow_id} exists")
+        status = description.status
+        claim = await first_input(self.client, check.workflow_id, ClaimStart, description.run_id)
+        if claim is None or claim.national_id != check.national_id:
+            return ClaimVerdict(
+                problem=f"{check.workflow_id} is no claim of national round {check.national_id}"
+            )
+        if (claim.round_id, claim.applicant_id) != (check.round_id, check.applicant_id):
+            return ClaimVerdict(refusal=held_elsewhere(claim))
+        if status not in HELD:
+            name = status.name.lower() if status is not None else "unknown"
+            return ClaimVerdict(problem=f"the national claim {check.workflow_id} ended ({name})")
+        if claim.registration_digest != check.registration_digest:
+            return ClaimVerdict(
+                problem=f"the national claim {check.workflow_id} is for other registration data"
+            )
+        return ClaimVerdict()
+
+    @activity.defn(name=RELEASE_CLAIM.name)
+    async def release_claim(self, release: ClaimRelease) -> bool:
+        """Release the claim if it is still this registration's and held (safe to repeat)."""
+        return await release_claim(
+            self.client, release.workflow_id, release.round_id, release.applicant_id
+        )
