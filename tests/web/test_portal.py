@@ -625,7 +625,11 @@ async def test_a_withdrawal_is_sent_only_from_the_page_that_states_its_sanction(
         operator_api, tmp_path, "portal-aps", extra={"withdrawal_sanction_rounds": 3}
     )
     number = registration_number(
-        (await submit_registration(browser, round_id, form_of(registration(20, "F1")))).text
+        (
+            await submit_registration(
+                browser, round_id, form_of(registration(20, "F1", birth=date(1994, 12, 5)))
+            )
+        ).text
     )
     status = await browser.get("/status")
     assert 'href="/mundur"' in status.text and "/mundur" not in tokens(status.text)
