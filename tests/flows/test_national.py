@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 import client.api as client_api
 from auditing.history import replay, round_histories
 from client.api import RecruitmentApi, RefusedError
+from client.national import national_applicant_id
 from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow
@@ -95,6 +97,24 @@ async def _national_with_rounds(
     return national_id, rounds
 
 
+def _claim_id(keys, national_id: str, reg) -> str:
+    """The id of the NIK's claim in the national round (as RecruitmentApi names it)."""
+    return claim_workflow_id(
+        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
+    )
+
+
+async def _close_registration_early(api: RecruitmentApi, config: RoundConfig) -> None:
+    """The round closes registration early (quota met): the client still sees the window open in
+    the round's file; the journey refuses a start by the round's board."""
+    await api.command(
+        config.round_id,
+        CloseWindow(
+            report_id="close-early", reported_by=OPERATOR, window="registration", reason="kuota"
+        ),
+    )
+
+
 async def _rows(pool, round_ids: list[str], expected: int) -> None:
     """Wait (bounded) until the read model has a row for each registered journey."""
     for _ in range(150):
@@ -160,22 +180,13 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
     )
     # Round a closes its registration early (quota met): the client still sees the window open
     # in the round's file, the journey refuses the start (it reads the round's board).
-    await api.command(
-        a.round_id,
-        CloseWindow(
-            report_id="close-early", reported_by=OPERATOR, window="registration", reason="kuota"
-        ),
-    )
+    await _close_registration_early(api, a)
     reg = registration(11, "F1")
 
     refused = await api.register(a, reg, "sscasn")
     assert refused.status == "refused", refused
     assert "after registration closed" in refused.refusals[0].reason
-    from client.national import national_applicant_id
-
-    claim_id = claim_workflow_id(
-        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
-    )
+    claim_id = _claim_id(keys, national_id, reg)
     released = await client.get_workflow_handle(claim_id).describe()
     assert released.status is not None and released.status.name == "TERMINATED"
 
@@ -225,24 +236,17 @@ async def test_a_journey_that_refuses_a_plain_start_releases_the_claim_itself(
         confirm_registrations=False,
     )
     national_id, (a, b) = await _national_with_rounds(plain, tmp_path, "Kota", ("Delta", "Epsilon"))
-    await plain.command(
-        a.round_id,
-        CloseWindow(
-            report_id="close-early", reported_by=OPERATOR, window="registration", reason="kuota"
-        ),
-    )
+    await _close_registration_early(plain, a)
     reg = registration(31, "F1")
     started = await plain.register(a, reg, "sscasn")
     assert started.status == "registered"  # a plain start is answered before the journey judges it
-    from client.national import national_applicant_id
-
-    claim_id = claim_workflow_id(
-        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
-    )
-    for _ in range(150):
+    claim_id = _claim_id(keys, national_id, reg)
+    deadline = time.monotonic() + 60  # the journey's first task, on a machine that may be busy
+    while True:
         claim = await client.get_workflow_handle(claim_id).describe()
         if claim.status is not None and claim.status.name != "RUNNING":
             break
+        assert time.monotonic() < deadline, "the refused journey's claim is still held"
         await asyncio.sleep(0.1)
     assert claim.status is not None and claim.status.name == "TERMINATED"
     journey = await JOURNEY_STATE.ask(
@@ -301,12 +305,7 @@ async def test_a_registrar_that_skips_the_national_claim_is_stopped_by_the_journ
         unclaimed.applicant_id: ("not admitted", Terminal.TMS),
     }
     # Round a's claim is untouched: the NIK is still a's.
-    from client.national import national_applicant_id
-
-    claim_id = claim_workflow_id(
-        national_id,
-        national_applicant_id(keys.pseudonym_key, national_id, registration(21, "F1").nik),
-    )
+    claim_id = _claim_id(keys, national_id, registration(21, "F1"))
     still = await client.get_workflow_handle(claim_id).describe()
     assert still.status is not None and still.status.name == "RUNNING"
 
@@ -323,11 +322,7 @@ async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
 
     result = await api.register(a, reg, "sscasn")
 
-    from client.national import national_applicant_id
-
-    claim_id = claim_workflow_id(
-        national_id, national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
-    )
+    claim_id = _claim_id(keys, national_id, reg)
     description = await client.get_workflow_handle(claim_id).describe()
     assert result.status == "registered"
     assert reg.nik not in claim_id and reg.nik[-6:] not in claim_id
