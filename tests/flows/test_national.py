@@ -16,12 +16,14 @@ from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 
 import client.api as client_api
+from activities.claims import ClaimReader
 from auditing.history import replay, round_histories
-from client.api import RecruitmentApi, RefusedError
+from client.api import RecruitmentApi, RefusedError, registration_digest
 from client.national import national_applicant_id
 from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow
+from domain.national import ClaimCheck, ClaimVerdict
 from domain.protocol import JOURNEY_STATE
 from runtime.connection import data_converter
 from starter import Context, show_national_funnel
@@ -308,6 +310,38 @@ async def test_a_registrar_that_skips_the_national_claim_is_stopped_by_the_journ
     claim_id = _claim_id(keys, national_id, registration(21, "F1"))
     still = await client.get_workflow_handle(claim_id).describe()
     assert still.status is not None and still.status.name == "RUNNING"
+
+
+async def test_the_journey_s_claim_check_names_what_does_not_agree(
+    client, keys, running_worker, stack, tmp_path
+):
+    """check_claim (the journey's local activity) against a real claim: this registration's, a
+    claim read under another national round, another registration's data, and no claim."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a,) = await _national_with_rounds(api, tmp_path, "Kabupaten", ("Zeta",))
+    reg = registration(51, "F1")
+    held = await api.register(a, reg, "sscasn")
+    assert held.status == "registered", held.refusals
+    claim_id = _claim_id(keys, national_id, reg)
+    mine = ClaimCheck(
+        workflow_id=claim_id,
+        national_id=national_id,
+        round_id=a.round_id,
+        applicant_id=held.applicant_id,
+        registration_digest=registration_digest(reg),
+    )
+    reader = ClaimReader(client)
+
+    assert await reader.check_claim(mine) == ClaimVerdict()
+    other_national = await reader.check_claim(mine.model_copy(update={"national_id": "NAT-X"}))
+    assert other_national.problem == f"{claim_id} is no claim of national round NAT-X"
+    other_data = registration_digest(registration(52, "F1"))
+    changed = await reader.check_claim(mine.model_copy(update={"registration_digest": other_data}))
+    assert changed.problem == f"the national claim {claim_id} is for other registration data"
+    missing = await reader.check_claim(mine.model_copy(update={"workflow_id": claim_id + "X"}))
+    assert missing.problem == f"no national claim {claim_id}X exists"
+    assert not (other_national.refusal or changed.refusal or missing.refusal)
 
 
 async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
