@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 
@@ -177,11 +178,11 @@ class ApplicantJourney(JourneyInbox):
         if view is not None and self._patched(NATIONAL_CLAIM_IN_JOURNEY):
             await self._national_claim(view)
 
-    def _not_admitted(self, problem: str) -> None:
+    def _not_admitted(self, problem: str) -> NoReturn:
         self._decide(ev.NotAdmitted(reason=problem))
         self._end(Terminal.TMS, f"registration refused: {problem}")
 
-    def _refuse_registration(self, applied_on: date, refusals: list[Refusal]) -> None:
+    def _refuse_registration(self, applied_on: date, refusals: list[Refusal]) -> NoReturn:
         self._decide(ev.RegistrationRefused(applied_on=applied_on, refusals=refusals))
         self._end(Terminal.TMS, "registration refused: " + "; ".join(str(r) for r in refusals))
 
@@ -194,19 +195,19 @@ class ApplicantJourney(JourneyInbox):
             missing = "sanctions register key" if not start.sanction_key else "application date"
             problem = f"the start carries no {missing}: the sanctions register cannot be asked"
             self._not_admitted(problem)
-        applied_on = start.applied_on
-        assert applied_on is not None  # the journey ended above without it
         check = SanctionCheck(
             round_id=start.round_id,
             registration_opens=view.registration_opens,
             subject=start.sanction_key,
-            applied_on=applied_on,
+            applied_on=start.applied_on,
         )
         verdict = await run_local_activity_until_done(CHECK_SANCTIONS, check, ROUND_READ_TIMEOUT)
         if verdict.reasons:
             nik = mask_nik(start.registration.nik)
             reason = "; ".join(verdict.reasons)
-            self._refuse_registration(applied_on, [Refusal(field="nik", value=nik, reason=reason)])
+            self._refuse_registration(
+                start.applied_on, [Refusal(field="nik", value=nik, reason=reason)]
+            )
 
     async def _national_claim(self, view: RoundView) -> None:
         """The NIK's national claim, checked by the journey itself (patch
@@ -638,7 +639,7 @@ class ApplicantJourney(JourneyInbox):
         self._decide(event)
         self._end(terminal, reason)
 
-    def _end(self, terminal: Terminal, reason: str) -> None:
+    def _end(self, terminal: Terminal, reason: str) -> NoReturn:
         self._set(terminal=terminal, terminal_reason=reason)
         last = self.decisions[-1] if self.decisions else None
         caused_by_last = last is not None and last.outcome == terminal.value
