@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -78,15 +78,22 @@ class Ctx:
 
 
 @asynccontextmanager
-async def stack(keep: bool):
-
+async def stack(
+    keep: bool, data_dir: Path = DATA_DIR, task_queue: str | None = None, fresh: bool = True
+):
+    """The embedded stack and a worker in this process. `fresh` starts the Temporal server on an
+    empty SQLite file; a resumed run (`big-formasi --resume`) keeps its file and polls the task
+    queue its workflows were started on."""
     from apps.fleet import build_worker
     from client.api import RecruitmentApi
     from runtime.app import open_app
     from runtime.embedded import stop_stack
 
-    settings = bench_settings(DATA_DIR, task_queue=f"casn-bench-{uuid.uuid4().hex[:6]}")
-    fresh_temporal(settings)
+    settings = bench_settings(
+        data_dir, task_queue=task_queue or f"casn-bench-{uuid.uuid4().hex[:6]}"
+    )
+    if fresh:
+        fresh_temporal(settings)
     t = time.monotonic()
     ctx = await open_app(settings)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -475,29 +482,155 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
 # --- big formasi -----------------------------------------------------------------------------------
 
 
-async def run_big_formasi(
-    ctx: Ctx, size: int, quota: int, seed: int, concurrency: int, to_end: bool
-) -> dict:
-    import random
+BIG_FORMASI_RUNS = ROOT / "out" / "bench-rounds"  # one data dir per resumable big-formasi run
 
-    from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
-    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+
+def big_formasi_state(round_id: str) -> Path:
+    return BIG_FORMASI_RUNS / round_id / "run.json"
+
+
+def new_big_formasi_run(size: int, quota: int, seed: int, to_end: bool, window_days: float) -> dict:
+    """What a big-formasi run keeps between its sittings (run.json in its own data dir)."""
+    from bench.rounds import new_round_id
 
     round_id = new_round_id("F")
-    config, path = bench_config(
-        round_id, datetime.now(UTC), quota=quota, single_formasi=True, out_dir=OUT / "rounds"
-    )
-    await ctx.api.create_round(path, config.reporters["operator"][0])
+    return {
+        "round_id": round_id,
+        "data_dir": str(BIG_FORMASI_RUNS / round_id / "data"),
+        "task_queue": f"casn-bench-{uuid.uuid4().hex[:6]}",
+        "size": size,
+        "quota": quota,
+        "seed": seed,
+        "to_end": to_end,
+        "window_days": window_days,
+        "config": None,  # the round's TOML, written when the round is created
+        "done": [],  # steps played to their end (bench.rounds.STEPS)
+        "phases": {},  # step -> wall seconds
+        "phase_cpu": {},  # step -> process -> CPU seconds
+        "cpu": {"worker": 0.0, "temporal": 0.0, "postgres": 0.0},
+        "registration": None,
+        "skd_counts": None,
+        "gc": {"longest": 0.0, "long_pauses": 0, "threshold": 0.5},
+        "peak_rss_mib": 0.0,
+        "sittings": [],
+    }
+
+
+def load_big_formasi_run(round_id: str) -> dict:
+    path = big_formasi_state(round_id)
+    if not path.exists():
+        known = sorted(p.parent.name for p in BIG_FORMASI_RUNS.glob("*/run.json"))
+        raise typer.BadParameter(
+            f"no big-formasi run {round_id!r} under {BIG_FORMASI_RUNS} "
+            f"(resumable runs: {', '.join(known) or 'none'})",
+            param_hint="--resume",
+        )
+    return json.loads(path.read_text())
+
+
+def save_big_formasi_run(run: dict) -> None:
+    path = big_formasi_state(run["round_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(run, indent=2, default=str))
+    tmp.replace(path)  # a sitting killed mid-write leaves the last whole state
+
+
+async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str | None) -> dict:
+    """Play a big-formasi run's remaining steps, saving its state after each; the figures once
+    the last step is played, or None when it stopped after `stop_after`."""
+    import gc
+    import random
+
+    from bench.rounds import STEPS, RoundDriver, applicants, bench_config
+    from domain.config import load_round_config
+
+    round_id, size, seed = run["round_id"], run["size"], run["seed"]
+    steps = list(STEPS if run["to_end"] else STEPS[: STEPS.index("skd ranking") + 1])
+    regs = None
+    if run["config"] is None:
+        config, path = bench_config(
+            round_id,
+            datetime.now(UTC),
+            quota=run["quota"],
+            single_formasi=True,
+            out_dir=Path(run["data_dir"]).parent,
+            window=timedelta(days=run["window_days"]),
+        )
+        await ctx.api.create_round(path, config.reporters["operator"][0])
+        run["config"] = str(path)
+        save_big_formasi_run(run)
+    else:
+        config = load_round_config(Path(run["config"]))
     driver = RoundDriver(ctx.api, ctx.pool, config, random.Random(seed), concurrency)
-    regs = applicants(config, size, seed)
+    driver.step_seed = str(seed)  # a step played again sends the same reports
+    driver.timeout = max(600.0, size * 0.1)
+    if "registration" in run["done"]:
+        rows = await ctx.pool.fetch(
+            "SELECT applicant_id FROM applicants WHERE round_id = $1 ORDER BY applicant_id",
+            round_id,
+        )
+        driver.ids = {r["applicant_id"]: None for r in rows}
+    else:
+        regs = applicants(config, size, seed)
+        # The driver's 100,000 applicants live the whole run and hold no cycles: left in the
+        # collector's generations, every full collection walks them too, and its pause stops the
+        # worker in this process (each pause over 0.5 s is logged). Frozen, they are not walked.
+        gc.freeze()
     ctx.gc_watch.reset()
-    with CpuMeter(ctx.settings) as cpu:
-        driver.cpu_sample = cpu.totals
-        counts = await driver.play_to_skd_ranking(regs, strong=False)
-        skd_elapsed = time.monotonic() - cpu.started
-        final = await driver.play_after_skd() if to_end else None
+    sitting = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "steps": []}
+    run["sittings"].append(sitting)
+    for step in [s for s in steps if s not in run["done"]]:
+        with CpuMeter(ctx.settings) as cpu:
+            driver.cpu_sample = cpu.totals
+            counts = await driver.run_steps([step], regs if step == "registration" else None)
+        for k, v in cpu.deltas().items():
+            run["cpu"][k] += v
+        run["phases"][step] = run["phases"].get(step, 0.0) + driver.phases.pop(step)
+        spent = run["phase_cpu"].setdefault(step, {})
+        for k, v in driver.phase_cpu.pop(step, {}).items():
+            spent[k] = spent.get(k, 0.0) + v
+        if step == "registration" and driver.registration:
+            reg = driver.registration
+            run["registration"] = {
+                "accepted": reg["accepted"],
+                "refused": reg["refused"],
+                "elapsed": reg["elapsed"],
+                "p95_s": pct(reg["latencies"], 95),
+            }
+            regs = None
+        if step == "skd ranking":
+            run["skd_counts"] = dict(counts)
+        run["done"].append(step)
+        sitting["steps"].append(step)
+        sitting["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
+        run["gc"]["longest"] = max(run["gc"]["longest"], ctx.gc_watch.longest)
+        run["gc"]["long_pauses"] += ctx.gc_watch.long_pauses
+        run["gc"]["threshold"] = ctx.gc_watch.threshold
+        ctx.gc_watch.reset()
+        run["peak_rss_mib"] = max(run["peak_rss_mib"], peak_rss_mib())
+        save_big_formasi_run(run)
+        console.print(
+            f"[green]{step}[/] played in {run['phases'][step]:.1f} s "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'window closed'})"
+        )
+        if step == stop_after and step != steps[-1]:
+            console.print(
+                f"stopped after {step}; the round waits. Resume with:\n"
+                f"  python3 run.py bench big-formasi --resume {round_id}"
+            )
+            return None
+    return await big_formasi_figures(ctx, run, driver)
+
+
+async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
+    """The finished run's figures: its phases summed over every sitting, and the largest event of
+    the formasi's and the round's histories, read from the server."""
+    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+
+    round_id, size, quota = run["round_id"], run["size"], run["quota"]
     client = ctx.app.client
-    fid = formasi_workflow_id(round_id, config.formasi[0].code)
+    fid = formasi_workflow_id(round_id, driver.config.formasi[0].code)
     runs = []
     largest_event = 0
     async for wf in client.list_workflows(f"WorkflowId = '{fid}'"):
@@ -508,25 +641,46 @@ async def run_big_formasi(
     round_history = await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()
     round_events = len(round_history.events)
     largest_event = max(largest_event, max_event_bytes(round_history))
-    ids = [journey_workflow_id(round_id, a) for a in driver.ids]
-    jevents, _ = await history_sample(client, ids, 30)
+    ids = [journey_workflow_id(round_id, a) for a in sorted(driver.ids)]
+    jevents, _ = await history_sample(client, ids[:: max(1, len(ids) // 30)], 30)
     largest = max([r[1] for r in runs] + [round_events] + jevents)
+    reg = run["registration"] or {}
+    elapsed = sum(run["phases"].values())
+    cpu = run["cpu"]
     fig = {
         "round": round_id,
-        "applicants in the formasi (registered)": len(driver.ids),
+        "applicants (registered / refused by the rules)": (
+            f"{len(driver.ids)} / {reg.get('refused', '?')}"
+        ),
+        "registration: per second, p95 answer": (
+            f"{reg['accepted'] / reg['elapsed']:.1f}/s, {reg['p95_s']:.2f} s" if reg else "?"
+        ),
         "quota / SKD cut (3 x quota)": f"{quota} / {3 * quota}",
-        "outcome after SKD ranking": ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
-        "elapsed (registration to SKD announcement)": f"{skd_elapsed:.1f} s",
+        "outcome after SKD ranking": ", ".join(
+            f"{k} {v}" for k, v in sorted((run["skd_counts"] or {}).items())
+        ),
         **(
             {
-                "journeys ended (of registered)": f"{final['ended']} of {len(driver.ids)}",
+                "journeys ended (of registered)": (
+                    f"{(await driver.stage_counts())['ended']} of {len(driver.ids)}"
+                ),
                 "terminal codes": await terminal_counts(ctx.pool, round_id),
-                "elapsed (registration to the last journey's end)": f"{cpu.elapsed:.1f} s",
             }
-            if final
+            if run["to_end"]
             else {}
         ),
-        **phase_rows(driver),
+        "elapsed, the steps' sum": f"{elapsed:.1f} s",
+        "sittings (the stack stopped and started again between them)": "; ".join(
+            f"{s['started']} to {s.get('ended', '?')}: {', '.join(s['steps'])}"
+            for s in run["sittings"]
+        ),
+        **{
+            f"  phase {name}": (
+                f"{seconds:.1f} s (worker {run['phase_cpu'][name].get('worker', 0):.1f} s, "
+                f"server {run['phase_cpu'][name].get('temporal', 0):.1f} s CPU)"
+            )
+            for name, seconds in run["phases"].items()
+        },
         "formasi runs (continue-as-new)": len(runs),
         "events per formasi run": ", ".join(str(r[1]) for r in runs),
         "round history events": round_events,
@@ -536,12 +690,18 @@ async def run_big_formasi(
         "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096)
         + (round_events > 4096)
         + sum(1 for e in jevents if e > 4096),
-        **cpu.figures(),
-        "worker+driver peak RSS": f"{peak_rss_mib():.0f} MiB",
-        **gc_rows(ctx),
+        "CPU worker+driver / server / PostgreSQL": (
+            f"{cpu['worker']:.0f} / {cpu['temporal']:.0f} / {cpu['postgres']:.0f} s"
+        ),
+        "worker+driver peak RSS (largest of the sittings)": f"{run['peak_rss_mib']:.0f} MiB",
+        "longest GC pause (worker+driver)": (
+            f"{run['gc']['longest']:.2f} s ({run['gc']['long_pauses']} over "
+            f"{run['gc']['threshold']:g} s)"
+        ),
     }
     print_table(
-        f"one formasi with {size} applicants, {'end to end' if to_end else 'through SKD ranking'}",
+        f"one formasi with {size} applicants, "
+        f"{'end to end' if run['to_end'] else 'through SKD ranking'}",
         fig,
     )
     return {"largest": largest, **fig}
@@ -1165,31 +1325,56 @@ def recompute_round(
 
 @app.command("big-formasi")
 def big_formasi(
-    size: int = typer.Option(5000, help="applicants (the issue asks 50,000)"),
-    quota: int = typer.Option(0, help="quota; 0 = size // 40"),
+    size: int = typer.Option(5000, min=1, help="applicants (the issue asks 100,000)"),
+    quota: int = typer.Option(0, min=0, help="quota; 0 = size // 40"),
     seed: int = 5,
-    concurrency: int = 32,
+    concurrency: int = typer.Option(32, min=1),
     to_end: bool = typer.Option(
         True,
         "--to-end/--to-skd",
         help="play every stage to the last journey's end, or stop at SKD ranking",
     ),
+    stop_after: str = typer.Option(
+        "",
+        help="stop once this step is played (registration, administration, skd, skd ranking, "
+        "skb, final ranking, filing, nip + appointment); --resume ROUND plays on",
+    ),
+    resume: str = typer.Option("", help="play on a run that stopped (its round id)"),
+    window_days: float = typer.Option(
+        14.0, min=0.05, max=60.0, help="each window's length on the round's calendar"
+    ),
     keep_stack: bool = KEEP,
 ):
-    """One formasi with many applicants, end to end; the largest history of any run."""
+    """One formasi with many applicants, end to end; the largest history of any run.
+
+    A run too long for one sitting stops after a step (--stop-after) and plays on later
+    (--resume): each run keeps its own data dir under out/bench-rounds/ROUND, and its windows
+    stay open for --window-days each, so the stack can be stopped in between.
+    """
+    from bench.rounds import STEPS
+
+    if stop_after and stop_after not in STEPS[:-1]:
+        raise typer.BadParameter(
+            f"{stop_after!r} is not a step to stop after (one of {', '.join(STEPS[:-1])})",
+            param_hint="--stop-after",
+        )
+    if resume:
+        run = load_big_formasi_run(resume)
+    else:
+        run = new_big_formasi_run(size, quota or max(1, size // 40), seed, to_end, window_days)
+        save_big_formasi_run(run)
     m = show_machine()
 
     async def main():
-        async with stack(keep_stack) as ctx:
-            save(
-                "big-formasi",
-                {
-                    "machine": m,
-                    **await run_big_formasi(
-                        ctx, size, quota or max(1, size // 40), seed, concurrency, to_end
-                    ),
-                },
-            )
+        async with stack(
+            keep_stack,
+            data_dir=Path(run["data_dir"]),
+            task_queue=run["task_queue"],
+            fresh=not run["done"] and run["config"] is None,
+        ) as ctx:
+            fig = await run_big_formasi(ctx, run, concurrency, stop_after or None)
+        if fig is not None:
+            save("big-formasi", {"machine": m, **fig})
 
     asyncio.run(main())
 

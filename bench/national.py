@@ -127,20 +127,7 @@ async def play_after_registration(driver: RoundDriver) -> Counter:
     As RoundDriver.play_to_skd_ranking after its registrations, with the demo's spread of SKD
     scores: some fail their threshold and most fall outside the 3 x quota cut, as in a real round.
     """
-    n = len(driver.ids)
-    await driver._phase("registration", driver.wait(lambda c: c["admin_check"] == n, "rows"))
-    await driver.close("registration")
-    await driver._phase("administration", driver.send_all(driver.admin_jobs()))
-    await driver.close("administration")
-    await driver._phase(
-        "administration", driver.wait(lambda c: c["skd"] == n, "administration announcement")
-    )
-    await driver._phase("skd", driver.send_all(driver.skd_jobs(list(driver.ids), strong=False)))
-    await driver.close("skd")
-    await driver._phase(
-        "skd ranking", driver.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "ranking")
-    )
-    return await driver.play_after_skd()
+    return await driver.run_steps(rounds.STEPS)
 
 
 async def run_national(

@@ -32,6 +32,18 @@ POLL = (
     0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
 )
 WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]
+# What the committee and the services do, in order (RoundDriver.run_steps); each is a phase.
+STEPS = (
+    "registration",
+    "administration",
+    "skd",
+    "skd ranking",
+    "skb",
+    "final ranking",
+    "filing",
+    "nip + appointment",
+    "latsar",
+)
 
 
 def bench_config(
@@ -41,19 +53,22 @@ def bench_config(
     quota: int | None = None,
     single_formasi: bool = False,
     out_dir: Path,
+    window: timedelta = timedelta(hours=1),
 ) -> tuple[RoundConfig, Path]:
     """The example regency round, windows opening now (closed early by the driver).
 
     quota=None keeps the example's quotas; a number sets every formasi's quota.
     single_formasi keeps only the first (general) formasi.
+    window is each window's length on the calendar: a run that stops between steps and resumes
+    later needs windows that are still open when it comes back.
     """
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
     start = now - timedelta(minutes=1)
     for i, name in enumerate(WINDOWS):
         doc["schedule"][name] = {
-            "opens": start + timedelta(hours=i),
-            "closes": start + timedelta(hours=i + 1),
+            "opens": start + i * window,
+            "closes": start + (i + 1) * window,
         }
     doc["appeal"] = {"window": "PT0.2S", "answer_within": "PT5S"}
     doc["offer_answer_within"] = "PT5S"
@@ -90,6 +105,8 @@ class RoundDriver:
         self.phase_cpu: dict[str, dict[str, float]] = {}  # phase -> process -> CPU seconds
         self.cpu_sample = None  # set by the harness: () -> {process: CPU seconds so far}
         self.timeout = 600.0  # per wait; raised with the round's size (see play_to_skd_ranking)
+        self.step_seed: str | None = None  # see run_steps
+        self.registration: dict | None = None  # register()'s figures, once registration ran
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -273,28 +290,106 @@ class RoundDriver:
 
     # --- whole plays ---------------------------------------------------------------------------------
 
+    # --- the round, step by step ----------------------------------------------------------------------
+
+    async def run_steps(
+        self, steps, regs: list[Registration] | None = None, strong: bool = False
+    ) -> Counter:
+        """Play the named steps of STEPS in order, each timed as a phase; return the last counts.
+
+        Each step ends where the round waits for the committee (a window closed, an announcement
+        read in the read model), so a run stopped between two steps resumes at the next with
+        nothing half done. With `step_seed` set, each step draws its scores from its own seeded
+        generator: a step played again sends the same reports, which the journeys take as repeats.
+        """
+        counts: Counter = Counter()
+        for name in steps:
+            if self.step_seed is not None:
+                self.rng = random.Random(f"{self.step_seed}/{name}")
+            play = getattr(self, "_step_" + name.replace(" + ", "_").replace(" ", "_"))
+            counts = await self._phase(name, play(regs, strong))
+        return counts
+
+    async def _step_registration(self, regs, strong) -> Counter:
+        if regs is not None:  # a national round registers across its instansi itself
+            self.registration = await self.register(regs)
+        n = len(self.ids)
+        counts = await self.wait(lambda c: c["admin_check"] == n, "registrations")
+        await self.close("registration")
+        return counts
+
+    async def _step_administration(self, regs, strong) -> Counter:
+        await self.send_all(self.admin_jobs())
+        await self.close("administration")
+        n = len(self.ids)
+        return await self.wait(lambda c: c["skd"] == n, "administration announcement")
+
+    async def _step_skd(self, regs, strong) -> Counter:
+        await self.send_all(self.skd_jobs(list(self.ids), strong))
+        await self.close("skd")
+        return Counter()
+
+    async def _step_skd_ranking(self, regs, strong) -> Counter:
+        return await self.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking")
+
+    async def _step_skb(self, regs, strong) -> Counter:
+        await self.send_all(self.skb_jobs(await self.at_stage("skb")))
+        await self.close("skb")
+        return Counter()
+
+    async def _step_final_ranking(self, regs, strong) -> Counter:
+        counts = await self.wait(
+            lambda c: c["skb"] == 0 and c["final_ranking"] == 0 and c["final_appeal"] == 0,
+            "final ranking and its sanggah",
+        )
+        # Those who lost on rank wait in optimalisasi until filing closes (a seat given up during
+        # filing still goes to the next of them); the winners file meanwhile.
+        await self.wait_phase("filing")
+        return counts
+
+    async def _step_filing(self, regs, strong) -> Counter:
+        jobs = [
+            (
+                a,
+                FilingReport(
+                    report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True
+                ),
+            )
+            for a in await self.at_stage("filing")
+        ]
+        await self.send_all(jobs)
+        await self.close("filing")
+        return Counter()
+
+    async def _step_nip_appointment(self, regs, strong) -> Counter:
+        counts = await self.wait(
+            lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"
+        )
+        await self.wait_phase("latsar")
+        return counts
+
+    async def _step_latsar(self, regs, strong) -> Counter:
+        jobs = [
+            (
+                a,
+                LatsarReport(
+                    report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True
+                ),
+            )
+            for a in await self.at_stage("latsar")
+        ]
+        await self.send_all(jobs)
+        await self.close("latsar")
+        return await self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end")
+
+    async def at_stage(self, stage: str) -> list[str]:
+        """The applicants whose read-model row is at `stage`, in a stable order."""
+        return sorted(a for a, s in (await self.stages()).items() if s == stage)
+
     async def play_to_skd_ranking(self, regs: list[Registration], strong: bool) -> Counter:
         """Registration, administrative check and SKD, up to the SKD announcement."""
         self.timeout = max(600.0, len(regs) * 0.1)
-        n_regs = await self._phase("registration", self.register(regs))
-        n = len(self.ids)
-        await self._phase(
-            "registration", self.wait(lambda c: c["admin_check"] == n, "registrations")
-        )
-        await self.close("registration")
-        await self._phase("administration", self.send_all(self.admin_jobs()))
-        await self.close("administration")
-        await self._phase(
-            "administration", self.wait(lambda c: c["skd"] == n, "administration announcement")
-        )
-        await self._phase("skd", self.send_all(self.skd_jobs(list(self.ids), strong)))
-        await self.close("skd")
-        counts = await self._phase(
-            "skd ranking",
-            self.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking"),
-        )
-        self.registration = n_regs
-        return counts
+        return await self.run_steps(STEPS[: STEPS.index("skd ranking") + 1], regs, strong)
 
     async def play_full(self, regs: list[Registration]) -> Counter:
         """Every applicant through every stage to PNS (quotas wide enough for all)."""
@@ -305,64 +400,7 @@ class RoundDriver:
 
     async def play_after_skd(self) -> Counter:
         """SKB for those in the cut, the final ranking, optimalisasi, filing, NIP and Latsar, to the end."""
-        skb = sorted(a for a, s in (await self.stages()).items() if s == "skb")
-        await self._phase("skb", self.send_all(self.skb_jobs(skb)))
-        await self.close("skb")
-        await self._phase(
-            "final ranking",
-            self.wait(
-                lambda c: c["skb"] == 0 and c["final_ranking"] == 0 and c["final_appeal"] == 0,
-                "final ranking and its sanggah",
-            ),
-        )
-        # Those who lost on rank wait in optimalisasi until filing closes (a seat given up during
-        # filing still goes to the next of them); the winners file meanwhile.
-        await self._phase("final ranking", self.wait_phase("filing"))
-        filing = sorted(a for a, s in (await self.stages()).items() if s == "filing")
-        await self._phase(
-            "filing",
-            self.send_all(
-                [
-                    (
-                        a,
-                        FilingReport(
-                            report_id=f"drh-{a}",
-                            reported_by=self.reporters["filing"],
-                            complete=True,
-                        ),
-                    )
-                    for a in filing
-                ]
-            ),
-        )
-        await self.close("filing")
-        await self._phase(
-            "nip + appointment",
-            self.wait(
-                lambda c: c["filing"] + c["nip"] + c["appointment"] == 0, "NIP and appointment"
-            ),
-        )
-        await self._phase("nip + appointment", self.wait_phase("latsar"))
-        await self._phase(
-            "latsar",
-            self.send_all(
-                [
-                    (
-                        a,
-                        LatsarReport(
-                            report_id=f"latsar-{a}",
-                            reported_by=self.reporters["latsar"],
-                            passed=True,
-                        ),
-                    )
-                    for a in filing
-                ]
-            ),
-        )
-        await self.close("latsar")
-        return await self._phase(
-            "latsar", self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end")
-        )
+        return await self.run_steps(STEPS[STEPS.index("skb") :])
 
 
 def new_round_id(kind: str) -> str:
