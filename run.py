@@ -101,7 +101,13 @@ def main(argv: list[str]) -> int:
     if argv[0] == "test":
         ensure_chromium()
     os.chdir(ROOT)
-    return subprocess.run(commands[argv[0]] + argv[1:]).returncode
+    # The command takes this process's place, so a signal sent to it (Ctrl-C, `timeout`, a
+    # supervisor's SIGTERM) reaches the program that runs the servers and stops them, and its
+    # exit status is the command's.
+    command = commands[argv[0]] + argv[1:]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
 
 
 if __name__ == "__main__":
