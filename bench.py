@@ -12,6 +12,7 @@
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
     python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
+    python3 run.py bench big-formasi --size 100000 --quota 10000 --stop-after skd   # then --resume ROUND
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench national --instansi 50 --size 2000   # issue 17: a national round, reduced
     python3 run.py bench profile --size 200          # journeys under py-spy
@@ -1360,6 +1361,11 @@ def big_formasi(
         )
     if resume:
         run = load_big_formasi_run(resume)
+        console.print(
+            f"resuming {resume}: {run['size']} applicants, quota {run['quota']}, seed {run['seed']}, "
+            f"{'to the end' if run['to_end'] else 'to SKD ranking'}; played: "
+            f"{', '.join(run['done']) or 'nothing yet'} (its options, not this command's)"
+        )
     else:
         run = new_big_formasi_run(size, quota or max(1, size // 40), seed, to_end, window_days)
         save_big_formasi_run(run)
