@@ -18,6 +18,7 @@
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
+    python3 run.py bench cache-walk                  # what each cached run costs the others' tasks
     python3 run.py bench status-views --size 500     # status reads: queries against the status cache
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
@@ -1381,6 +1382,41 @@ def big_formasi(
             fig = await run_big_formasi(ctx, run, concurrency, stop_after or None)
         if fig is not None:
             save("big-formasi", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command("cache-walk")
+def cache_walk(
+    levels: str = typer.Option(
+        "0,2000,5000,10000",
+        help="idle runs in the worker's cache, in rising order, comma-separated",
+    ),
+    size: int = typer.Option(300, min=10, help="naive journeys played at each level"),
+    concurrency: int = typer.Option(32, min=1),
+    keep_stack: bool = KEEP,
+):
+    """What each cached run costs the others' workflow tasks (the SDK core walks its cache)."""
+    from bench.cache_walk import run_cache_walk
+
+    try:
+        counts = [int(x) for x in levels.split(",")]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{levels!r} is not a comma-separated list of whole numbers", param_hint="--levels"
+        ) from None
+    if not counts or any(c < 0 for c in counts) or counts != sorted(counts):
+        raise typer.BadParameter(
+            f"{levels!r}: the levels must be whole numbers >= 0 in rising order",
+            param_hint="--levels",
+        )
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            save(
+                "cache-walk", {"machine": m, **await run_cache_walk(ctx, counts, size, concurrency)}
+            )
 
     asyncio.run(main())
 

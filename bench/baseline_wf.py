@@ -55,3 +55,24 @@ class BaselineRegistration:
         await workflow.execute_local_activity(
             "bench_write_row", row_id, start_to_close_timeout=timedelta(seconds=30)
         )
+
+
+@workflow.defn
+class CacheFiller:
+    """Started with an update it answers at once, then waits for nothing: it stays in the worker's
+    sticky cache and takes no task more (bench cache-walk)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.done)
+
+    @workflow.update
+    def ready(self) -> int:
+        return 1
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.done = True

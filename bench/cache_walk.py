@@ -1,0 +1,128 @@
+"""`bench cache-walk`: what every cached run costs the workflow tasks of the others.
+
+The SDK core's workflow stream (temporalio 1.35.0, sdk-core `workflow_stream.rs`,
+`reconcile_buffered`) counts the runs it is evicting after every input it handles (a new task, a
+completion, a local activity's result) by walking its whole LRU list of cached runs, even with no
+task waiting for a slot. All of a worker's workflow tasks pass through that one thread. So a run that
+sits in the cache doing nothing still costs every other run's task a step of that walk.
+
+The command measures it in one worker and one invocation: the naive design's journeys
+(bench/baseline_wf.py, 12 no-op activities and 7 updates each) played with nothing else cached, then
+again after `CacheFiller` runs (each answered one update and now waits) fill the cache to each level.
+It reports each level's journeys/s against the first level's, and the CPU per journey of the core's
+workflow thread, of this process and of the Temporal server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from bench.baseline_wf import BaselineJourney, CacheFiller, noop
+from bench.common import CpuMeter, print_table
+from runtime.sandbox import worker_runner
+
+JOURNEY_ACTIVITIES = 12
+JOURNEY_UPDATES = 7
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def workflow_thread_cpu() -> float:
+    """CPU seconds so far of this process's SDK-core workflow threads ("workflow-processing")."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if not (task / "comm").read_text().startswith("workflow-"):
+                continue
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICKS
+
+
+async def run_cache_walk(ctx, levels: list[int], journeys: int, concurrency: int) -> dict:
+    client = ctx.app.client
+    queue = f"{ctx.settings.task_queue}-walk"
+    tag = uuid.uuid4().hex[:6]
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[BaselineJourney, CacheFiller],
+        activities=[noop],
+        workflow_runner=worker_runner(),
+        max_cached_workflows=max(levels) + 4 * concurrency + 100,
+        max_concurrent_activities=ctx.settings.worker_max_concurrent_activities,
+    )
+    gate = asyncio.Semaphore(concurrency)
+    filled = 0
+
+    async def fill(i: int) -> None:
+        async with gate:
+            start = WithStartWorkflowOperation(
+                CacheFiller.run,
+                id=f"bench-walk-{tag}-filler-{i}",
+                task_queue=queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            await client.execute_update_with_start_workflow(
+                CacheFiller.ready, start_workflow_operation=start
+            )
+
+    async def journey(level: int, i: int) -> None:
+        async with gate:
+            h = await client.start_workflow(
+                BaselineJourney.run,
+                args=[JOURNEY_ACTIVITIES, JOURNEY_UPDATES],
+                id=f"bench-walk-{tag}-{level}-{i}",
+                task_queue=queue,
+            )
+            for u in range(JOURNEY_UPDATES):
+                await h.execute_update(BaselineJourney.report, f"r{u}")
+            await h.result()
+
+    rows = []
+    async with worker:
+        await asyncio.gather(*(journey(-1, i) for i in range(20)))  # warm-up, not counted
+        for level in sorted(set(levels)):
+            t = time.monotonic()
+            await asyncio.gather(*(fill(i) for i in range(filled, level)))
+            fill_s = time.monotonic() - t
+            filled = max(filled, level)
+            wf0 = workflow_thread_cpu()
+            with CpuMeter(ctx.settings) as cpu:
+                await asyncio.gather(*(journey(level, i) for i in range(journeys)))
+            wf = workflow_thread_cpu() - wf0
+            d = cpu.deltas()
+            rows.append(
+                {
+                    "cached runs waiting": level,
+                    "filled in": fill_s,
+                    "journeys/s": journeys / cpu.elapsed,
+                    "core workflow thread ms/journey": 1000 * wf / journeys,
+                    "process ms/journey": 1000 * d["worker"] / journeys,
+                    "server ms/journey": 1000 * d["temporal"] / journeys,
+                }
+            )
+    base = rows[0]
+    table = {}
+    for r in rows:
+        table[f"{r['cached runs waiting']:,} cached"] = (
+            f"{r['journeys/s']:.2f} journeys/s ({r['journeys/s'] / base['journeys/s']:.2f} x); "
+            f"core workflow thread {r['core workflow thread ms/journey']:.1f} ms, "
+            f"process {r['process ms/journey']:.1f} ms, server {r['server ms/journey']:.1f} ms "
+            f"a journey (cache filled in {r['filled in']:.0f} s)"
+        )
+    print_table(
+        f"naive journeys ({JOURNEY_ACTIVITIES} activities, {JOURNEY_UPDATES} updates), "
+        f"{journeys} a level, {concurrency} in flight, beside idle cached runs",
+        table,
+    )
+    return {"levels": rows, "journeys": journeys, "concurrency": concurrency}
