@@ -1394,9 +1394,13 @@ def cache_walk(
     ),
     size: int = typer.Option(300, min=10, help="naive journeys played at each level"),
     concurrency: int = typer.Option(32, min=1),
+    thrash_cache: int = typer.Option(
+        8, min=1, help="the last row's cache: fewer runs than are in flight, so tasks replay"
+    ),
     keep_stack: bool = KEEP,
 ):
-    """What each cached run costs the others' workflow tasks (the SDK core walks its cache)."""
+    """What each cached run costs the others' workflow tasks (the SDK core walks its cache), and
+    what a cache too small for the runs in flight costs."""
     from bench.cache_walk import run_cache_walk
 
     try:
@@ -1415,7 +1419,11 @@ def cache_walk(
     async def main():
         async with stack(keep_stack) as ctx:
             save(
-                "cache-walk", {"machine": m, **await run_cache_walk(ctx, counts, size, concurrency)}
+                "cache-walk",
+                {
+                    "machine": m,
+                    **await run_cache_walk(ctx, counts, size, concurrency, thrash_cache),
+                },
             )
 
     asyncio.run(main())

@@ -10,7 +10,9 @@ The command measures it in one worker and one invocation: the naive design's jou
 (bench/baseline_wf.py, 12 no-op activities and 7 updates each) played with nothing else cached, then
 again after `CacheFiller` runs (each answered one update and now waits) fill the cache to each level.
 It reports each level's journeys/s against the first level's, and the CPU per journey of the core's
-workflow thread, of this process and of the Temporal server.
+workflow thread, of this process and of the Temporal server. The last row is the other side of the
+trade: the same journeys on a worker whose cache holds fewer runs than are in flight, so that most
+of their tasks replay the history from the start (what a cache too small for the active set costs).
 """
 
 from __future__ import annotations
@@ -48,73 +50,84 @@ def workflow_thread_cpu() -> float:
     return total / CLOCK_TICKS
 
 
-async def run_cache_walk(ctx, levels: list[int], journeys: int, concurrency: int) -> dict:
+async def run_cache_walk(
+    ctx, levels: list[int], journeys: int, concurrency: int, thrash_cache: int
+) -> dict:
     client = ctx.app.client
-    queue = f"{ctx.settings.task_queue}-walk"
     tag = uuid.uuid4().hex[:6]
-    worker = Worker(
-        client,
-        task_queue=queue,
-        workflows=[BaselineJourney, CacheFiller],
-        activities=[noop],
-        workflow_runner=worker_runner(),
-        max_cached_workflows=max(levels) + 4 * concurrency + 100,
-        max_concurrent_activities=ctx.settings.worker_max_concurrent_activities,
-    )
+
+    def worker(queue: str, cache: int) -> Worker:
+        return Worker(
+            client,
+            task_queue=queue,
+            workflows=[BaselineJourney, CacheFiller],
+            activities=[noop],
+            workflow_runner=worker_runner(),
+            max_cached_workflows=cache,
+            max_concurrent_activities=ctx.settings.worker_max_concurrent_activities,
+        )
+
     gate = asyncio.Semaphore(concurrency)
     filled = 0
+    walk, thrash = f"walk-{tag}", f"thrash-{tag}"
 
     async def fill(i: int) -> None:
         async with gate:
             start = WithStartWorkflowOperation(
                 CacheFiller.run,
-                id=f"bench-walk-{tag}-filler-{i}",
-                task_queue=queue,
+                id=f"bench-{walk}-filler-{i}",
+                task_queue=walk,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             )
             await client.execute_update_with_start_workflow(
                 CacheFiller.ready, start_workflow_operation=start
             )
 
-    async def journey(level: int, i: int) -> None:
+    async def journey(level: int, i: int, queue: str) -> None:
         async with gate:
             h = await client.start_workflow(
                 BaselineJourney.run,
                 args=[JOURNEY_ACTIVITIES, JOURNEY_UPDATES],
-                id=f"bench-walk-{tag}-{level}-{i}",
+                id=f"bench-{queue}-{level}-{i}",
                 task_queue=queue,
             )
             for u in range(JOURNEY_UPDATES):
                 await h.execute_update(BaselineJourney.report, f"r{u}")
             await h.result()
 
+    async def measure(label: str, level: int, queue: str, fill_s: float) -> dict:
+        wf0 = workflow_thread_cpu()
+        with CpuMeter(ctx.settings) as cpu:
+            await asyncio.gather(*(journey(level, i, queue) for i in range(journeys)))
+        wf = workflow_thread_cpu() - wf0
+        d = cpu.deltas()
+        return {
+            "label": label,
+            "filled in": fill_s,
+            "journeys/s": journeys / cpu.elapsed,
+            "core workflow thread ms/journey": 1000 * wf / journeys,
+            "process ms/journey": 1000 * d["worker"] / journeys,
+            "server ms/journey": 1000 * d["temporal"] / journeys,
+        }
+
     rows = []
-    async with worker:
-        await asyncio.gather(*(journey(-1, i) for i in range(20)))  # warm-up, not counted
-        for level in sorted(set(levels)):
+    async with worker(walk, max(levels) + 4 * concurrency + 100):
+        await asyncio.gather(*(journey(-1, i, walk) for i in range(20)))  # warm-up
+        for level in levels:
             t = time.monotonic()
             await asyncio.gather(*(fill(i) for i in range(filled, level)))
-            fill_s = time.monotonic() - t
             filled = max(filled, level)
-            wf0 = workflow_thread_cpu()
-            with CpuMeter(ctx.settings) as cpu:
-                await asyncio.gather(*(journey(level, i) for i in range(journeys)))
-            wf = workflow_thread_cpu() - wf0
-            d = cpu.deltas()
-            rows.append(
-                {
-                    "cached runs waiting": level,
-                    "filled in": fill_s,
-                    "journeys/s": journeys / cpu.elapsed,
-                    "core workflow thread ms/journey": 1000 * wf / journeys,
-                    "process ms/journey": 1000 * d["worker"] / journeys,
-                    "server ms/journey": 1000 * d["temporal"] / journeys,
-                }
-            )
+            rows.append(await measure(f"{level:,} cached", level, walk, time.monotonic() - t))
+    # The fillers' worker is gone with its cache; this one holds fewer runs than are in flight.
+    async with worker(thrash, thrash_cache):
+        await asyncio.gather(*(journey(-1, i, thrash) for i in range(20)))  # warm-up
+        rows.append(
+            await measure(f"cache of {thrash_cache}, {concurrency} in flight", 0, thrash, 0.0)
+        )
     base = rows[0]
     table = {}
     for r in rows:
-        table[f"{r['cached runs waiting']:,} cached"] = (
+        table[r["label"]] = (
             f"{r['journeys/s']:.2f} journeys/s ({r['journeys/s'] / base['journeys/s']:.2f} x); "
             f"core workflow thread {r['core workflow thread ms/journey']:.1f} ms, "
             f"process {r['process ms/journey']:.1f} ms, server {r['server ms/journey']:.1f} ms "
