@@ -1397,6 +1397,9 @@ def cache_walk(
     thrash_cache: int = typer.Option(
         8, min=1, help="the last row's cache: fewer runs than are in flight, so tasks replay"
     ),
+    full: str = typer.Option(
+        "2000,10000", help="caches played full of idle runs (comma-separated; empty for none)"
+    ),
     keep_stack: bool = KEEP,
 ):
     """What each cached run costs the others' workflow tasks (the SDK core walks its cache), and
@@ -1414,6 +1417,14 @@ def cache_walk(
             f"{levels!r}: the levels must be whole numbers >= 0 in rising order",
             param_hint="--levels",
         )
+    try:
+        fulls = [int(x) for x in full.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"{full!r} is not a comma-separated list of whole numbers", param_hint="--full"
+        ) from None
+    if any(c < 1 for c in fulls):
+        raise typer.BadParameter(f"{full!r}: each cache holds at least 1 run", param_hint="--full")
     m = show_machine()
 
     async def main():
@@ -1422,7 +1433,7 @@ def cache_walk(
                 "cache-walk",
                 {
                     "machine": m,
-                    **await run_cache_walk(ctx, counts, size, concurrency, thrash_cache),
+                    **await run_cache_walk(ctx, counts, size, concurrency, thrash_cache, fulls),
                 },
             )
 

@@ -1,18 +1,20 @@
-"""`bench cache-walk`: what every cached run costs the workflow tasks of the others.
+"""`bench cache-walk`: what the runs a worker keeps cached cost the tasks of the others.
 
 The SDK core's workflow stream (temporalio 1.35.0, sdk-core `workflow_stream.rs`,
 `reconcile_buffered`) counts the runs it is evicting after every input it handles (a new task, a
-completion, a local activity's result) by walking its whole LRU list of cached runs, even with no
-task waiting for a slot. All of a worker's workflow tasks pass through that one thread. So a run that
-sits in the cache doing nothing still costs every other run's task a step of that walk.
+completion, a local activity's result) by walking its whole LRU list of cached runs, and all of a
+worker's workflow tasks pass through that one thread. The 100,000-applicant registration
+(BENCHMARKS.md) slowed once its cache of 10,000 was full, with that thread at 65% of a core.
 
-The command measures it in one worker and one invocation: the naive design's journeys
-(bench/baseline_wf.py, 12 no-op activities and 7 updates each) played with nothing else cached, then
-again after `CacheFiller` runs (each answered one update and now waits) fill the cache to each level.
-It reports each level's journeys/s against the first level's, and the CPU per journey of the core's
-workflow thread, of this process and of the Temporal server. The last row is the other side of the
-trade: the same journeys on a worker whose cache holds fewer runs than are in flight, so that most
-of their tasks replay the history from the start (what a cache too small for the active set costs).
+This command measures the cache's part apart, in one worker and one invocation: the naive design's
+journeys (bench/baseline_wf.py, 12 no-op activities and 7 updates each) played with nothing else
+cached, then after `CacheFiller` runs (each answered one update and now waits) fill the cache to
+each level. Then, at each size of `full`, a worker whose cache is full of idle runs, so that every
+journey's first task waits for the core to evict one (a formasi larger than the cache is in that
+state all through a broadcast). The last row is the other side of the trade: a cache that holds
+fewer runs than are in flight, so most tasks replay their history from the start. Each row gives
+journeys/s against the first row's, and the CPU per journey of the core's workflow thread, of this
+process and of the Temporal server.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def workflow_thread_cpu() -> float:
 
 
 async def run_cache_walk(
-    ctx, levels: list[int], journeys: int, concurrency: int, thrash_cache: int
+    ctx, levels: list[int], journeys: int, concurrency: int, thrash_cache: int, full: list[int]
 ) -> dict:
     client = ctx.app.client
     tag = uuid.uuid4().hex[:6]
@@ -71,12 +73,12 @@ async def run_cache_walk(
     filled = 0
     walk, thrash = f"walk-{tag}", f"thrash-{tag}"
 
-    async def fill(i: int) -> None:
+    async def fill(i: int, queue: str) -> None:
         async with gate:
             start = WithStartWorkflowOperation(
                 CacheFiller.run,
-                id=f"bench-{walk}-filler-{i}",
-                task_queue=walk,
+                id=f"bench-{queue}-filler-{i}",
+                task_queue=queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             )
             await client.execute_update_with_start_workflow(
@@ -115,9 +117,17 @@ async def run_cache_walk(
         await asyncio.gather(*(journey(-1, i, walk) for i in range(20)))  # warm-up
         for level in levels:
             t = time.monotonic()
-            await asyncio.gather(*(fill(i) for i in range(filled, level)))
+            await asyncio.gather(*(fill(i, walk) for i in range(filled, level)))
             filled = max(filled, level)
             rows.append(await measure(f"{level:,} cached", level, walk, time.monotonic() - t))
+    # A full cache: each journey's start takes a slot from an idle run, which is evicted first
+    # (as in a formasi larger than the cache), at each size.
+    for n, size in enumerate(full):
+        queue = f"full-{n}-{size}-{tag}"
+        async with worker(queue, size):
+            t = time.monotonic()
+            await asyncio.gather(*(fill(i, queue) for i in range(size)))
+            rows.append(await measure(f"full cache of {size:,}", size, queue, time.monotonic() - t))
     # The fillers' worker is gone with its cache; this one holds fewer runs than are in flight.
     async with worker(thrash, thrash_cache):
         await asyncio.gather(*(journey(-1, i, thrash) for i in range(20)))  # warm-up
