@@ -580,7 +580,11 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
         # worker in this process (each pause over 0.5 s is logged). Frozen, they are not walked.
         gc.freeze()
     ctx.gc_watch.reset()
-    sitting = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "steps": []}
+    sitting = {
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "steps": [],
+        "max_cached_workflows": ctx.settings.worker_max_cached_workflows,
+    }
     run["sittings"].append(sitting)
     for step in [s for s in steps if s not in run["done"]]:
         with CpuMeter(ctx.settings) as cpu:
@@ -674,6 +678,7 @@ async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
         "elapsed, the steps' sum": f"{elapsed:.1f} s",
         "sittings (the stack stopped and started again between them)": "; ".join(
             f"{s['started']} to {s.get('ended', '?')}: {', '.join(s['steps'])}"
+            f" (cache {s.get('max_cached_workflows', '?')})"
             for s in run["sittings"]
         ),
         **{
