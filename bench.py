@@ -157,6 +157,7 @@ async def run_baseline(
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     from bench.baseline_wf import BaselineJourney, noop
+    from bench.cache_walk import play_naive_journey
     from runtime.sandbox import worker_runner
 
     queue = f"{ctx.settings.task_queue}-baseline"
@@ -178,15 +179,13 @@ async def run_baseline(
 
     async def journey(i: int) -> None:
         async with gate:
-            h = await client.start_workflow(
-                BaselineJourney.run,
-                args=[side_effects, JOURNEY_UPDATES],
-                id=f"bench-baseline-{run}-{side_effects}-{i}",
-                task_queue=queue,
+            await play_naive_journey(
+                client,
+                f"bench-baseline-{run}-{side_effects}-{i}",
+                queue,
+                side_effects,
+                JOURNEY_UPDATES,
             )
-            for u in range(JOURNEY_UPDATES):
-                await h.execute_update(BaselineJourney.report, f"r{u}")
-            await h.result()
 
     async with worker:
         await asyncio.gather(*(journey(i) for i in range(min(10, size))))  # warm-up, not counted

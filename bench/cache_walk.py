@@ -38,6 +38,19 @@ JOURNEY_UPDATES = 7
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+async def play_naive_journey(
+    client, workflow_id: str, queue: str, activities: int, updates: int
+) -> None:
+    """One naive journey (bench/baseline_wf.py), start to end: started, each update sent once the
+    one before is answered, then its result."""
+    handle = await client.start_workflow(
+        BaselineJourney.run, args=[activities, updates], id=workflow_id, task_queue=queue
+    )
+    for u in range(updates):
+        await handle.execute_update(BaselineJourney.report, f"r{u}")
+    await handle.result()
+
+
 def workflow_thread_cpu() -> float:
     """CPU seconds so far of this process's SDK-core workflow threads ("workflow-processing")."""
     total = 0
@@ -87,15 +100,9 @@ async def run_cache_walk(
 
     async def journey(level: int, i: int, queue: str) -> None:
         async with gate:
-            h = await client.start_workflow(
-                BaselineJourney.run,
-                args=[JOURNEY_ACTIVITIES, JOURNEY_UPDATES],
-                id=f"bench-{queue}-{level}-{i}",
-                task_queue=queue,
+            await play_naive_journey(
+                client, f"bench-{queue}-{level}-{i}", queue, JOURNEY_ACTIVITIES, JOURNEY_UPDATES
             )
-            for u in range(JOURNEY_UPDATES):
-                await h.execute_update(BaselineJourney.report, f"r{u}")
-            await h.result()
 
     async def measure(label: str, level: int, queue: str, fill_s: float) -> dict:
         wf0 = workflow_thread_cpu()
