@@ -615,6 +615,8 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
         ctx.gc_watch.reset()
         run["peak_rss_mib"] = max(run["peak_rss_mib"], peak_rss_mib())
         save_big_formasi_run(run)
+        if step in driver.found_closed:
+            console.print(f"{step}: its window was closed already; its reports were not sent again")
         console.print(
             f"[green]{step}[/] played in {run['phases'][step]:.1f} s "
             f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items())) or 'window closed'})"

@@ -32,6 +32,18 @@ POLL = (
     0.05  # seconds between looks at the read model or the round's phase: the operator acts at once
 )
 WINDOWS = ["registration", "administration", "skd", "skb", "filing", "latsar"]
+# The round's phases in the order it goes through them (workflows/round.py).
+PHASE_ORDER = [
+    "registration",
+    "administration",
+    "skd",
+    "skb",
+    "final_appeal",
+    "optimalisasi",
+    "filing",
+    "latsar",
+    "closed",
+]
 # What the committee and the services do, in order (RoundDriver.run_steps); each is a phase.
 STEPS = (
     "registration",
@@ -106,6 +118,7 @@ class RoundDriver:
         self.cpu_sample = None  # set by the harness: () -> {process: CPU seconds so far}
         self.timeout = 600.0  # per wait; raised with the round's size (see play_to_skd_ranking)
         self.step_seed: str | None = None  # see run_steps
+        self.found_closed: list[str] = []  # windows a step found closed already (see closed)
         self.registration: dict | None = None  # register()'s figures, once registration ran
 
     # --- registration ---------------------------------------------------------------------------
@@ -173,8 +186,10 @@ class RoundDriver:
             await asyncio.sleep(POLL)
 
     async def wait_phase(self, phase: str) -> None:
+        """Until the round is in `phase` or past it (a step played again may find it later)."""
         deadline = time.monotonic() + self.timeout
-        while (await self.api.round_state(self.round_id)).phase != phase:
+        target = PHASE_ORDER.index(phase)
+        while PHASE_ORDER.index((await self.api.round_state(self.round_id)).phase) < target:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"bench: round never reached phase {phase}")
             await asyncio.sleep(POLL)
@@ -307,8 +322,10 @@ class RoundDriver:
 
         Each step ends where the round waits for the committee (a window closed, an announcement
         read in the read model), so a run stopped between two steps resumes at the next with
-        nothing half done. With `step_seed` set, each step draws its scores from its own seeded
-        generator: a step played again sends the same reports, which the journeys take as repeats.
+        nothing half done. A step stopped part way is played again: before its window closed, it
+        sends its reports again, and with `step_seed` set (each step draws its scores from its own
+        seeded generator) they are the same reports, which the journeys take as repeats; after
+        its window closed, it only waits for what follows (`closed`).
         """
         counts: Counter = Counter()
         for name in steps:
@@ -327,22 +344,25 @@ class RoundDriver:
         return counts
 
     async def _step_administration(self, regs, strong) -> Counter:
-        await self.send_all(self.admin_jobs())
-        await self.close("administration")
+        if not await self.closed("administration"):
+            await self.send_all(self.admin_jobs())
+            await self.close("administration")
         n = len(self.ids)
         return await self.wait(lambda c: c["skd"] == n, "administration announcement")
 
     async def _step_skd(self, regs, strong) -> Counter:
-        await self.send_all(self.skd_jobs(list(self.ids), strong))
-        await self.close("skd")
+        if not await self.closed("skd"):
+            await self.send_all(self.skd_jobs(list(self.ids), strong))
+            await self.close("skd")
         return Counter()
 
     async def _step_skd_ranking(self, regs, strong) -> Counter:
         return await self.wait(lambda c: c["skd"] == 0 and c["skd_ranking"] == 0, "SKD ranking")
 
     async def _step_skb(self, regs, strong) -> Counter:
-        await self.send_all(self.skb_jobs(await self.at_stage("skb")))
-        await self.close("skb")
+        if not await self.closed("skb"):
+            await self.send_all(self.skb_jobs(await self.at_stage("skb")))
+            await self.close("skb")
         return Counter()
 
     async def _step_final_ranking(self, regs, strong) -> Counter:
@@ -365,8 +385,9 @@ class RoundDriver:
             )
             for a in await self.at_stage("filing")
         ]
-        await self.send_all(jobs)
-        await self.close("filing")
+        if not await self.closed("filing"):
+            await self.send_all(jobs)
+            await self.close("filing")
         return Counter()
 
     async def _step_nip_appointment(self, regs, strong) -> Counter:
@@ -386,9 +407,22 @@ class RoundDriver:
             )
             for a in await self.at_stage("latsar")
         ]
-        await self.send_all(jobs)
-        await self.close("latsar")
+        if not await self.closed("latsar"):
+            await self.send_all(jobs)
+            await self.close("latsar")
         return await self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end")
+
+    async def closed(self, window: str) -> bool:
+        """True once the round has closed `window`: a step played again after its close (a run
+        stopped while the round announced) only waits for what follows; its reports would come
+        too late anyway."""
+        state = await self.api.round_state(self.round_id)
+        # The round lists the selection windows it closed; filing and latsar are over once it
+        # has moved past them.
+        if window in state.closed or PHASE_ORDER.index(state.phase) > PHASE_ORDER.index(window):
+            self.found_closed.append(window)
+            return True
+        return False
 
     async def at_stage(self, stage: str) -> list[str]:
         """The applicants whose read-model row is at `stage`, in a stable order."""
