@@ -376,18 +376,12 @@ class RoundDriver:
         return counts
 
     async def _step_filing(self, regs, strong) -> Counter:
-        jobs = [
-            (
-                a,
-                FilingReport(
-                    report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True
-                ),
-            )
-            for a in await self.at_stage("filing")
-        ]
-        if not await self.closed("filing"):
-            await self.send_all(jobs)
-            await self.close("filing")
+        await self._report_stage(
+            "filing",
+            lambda a: FilingReport(
+                report_id=f"drh-{a}", reported_by=self.reporters["filing"], complete=True
+            ),
+        )
         return Counter()
 
     async def _step_nip_appointment(self, regs, strong) -> Counter:
@@ -398,19 +392,20 @@ class RoundDriver:
         return counts
 
     async def _step_latsar(self, regs, strong) -> Counter:
-        jobs = [
-            (
-                a,
-                LatsarReport(
-                    report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True
-                ),
-            )
-            for a in await self.at_stage("latsar")
-        ]
-        if not await self.closed("latsar"):
-            await self.send_all(jobs)
-            await self.close("latsar")
+        await self._report_stage(
+            "latsar",
+            lambda a: LatsarReport(
+                report_id=f"latsar-{a}", reported_by=self.reporters["latsar"], passed=True
+            ),
+        )
         return await self.wait(lambda c: c["ended"] == len(self.ids), "every journey to end")
+
+    async def _report_stage(self, stage: str, report) -> None:
+        """One report to each applicant at `stage` (whose window has the same name), then the
+        window's close; nothing once the round has closed it."""
+        if not await self.closed(stage):
+            await self.send_all([(a, report(a)) for a in await self.at_stage(stage)])
+            await self.close(stage)
 
     async def closed(self, window: str) -> bool:
         """True once the round has closed `window`: a step played again after its close (a run
