@@ -1485,41 +1485,72 @@ def page_payloads(
 @app.command("history-sizes")
 def history_sizes(
     round_id: str = typer.Argument(..., help="a round the bench played, e.g. BENCH-F-..."),
-    sample: int = typer.Option(30, min=1, help="journey histories to sample"),
+    sample: int = typer.Option(
+        30, min=1, help="journey histories to read for each way a journey ended (and running)"
+    ),
 ):
-    """Events and largest event per history of a round already played (its stack restarted on the same data)."""
+    """Events and largest event per history of a round already played (its stack started again on
+    the same data): every formasi and round run, and a sample of journeys for each terminal code.
+
+    A big-formasi run is found in its own data dir (out/bench-rounds/ROUND); other rounds in the
+    bench's shared one."""
     from runtime.app import open_app
     from runtime.embedded import stop_stack
-    from workflows.ids import round_workflow_id
+    from workflows.ids import journey_workflow_id, round_workflow_id
 
     m = show_machine()
-    settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+    if big_formasi_state(round_id).exists():
+        run = load_big_formasi_run(round_id)
+        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
+    else:
+        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
 
     async def main():
         app_ = await open_app(settings)
+        pool = await open_pool(app_.stack.database_url, max_size=2)
         try:
             client = app_.client
-            sizes: dict[str, list[tuple[int, int]]] = {"formasi": [], "round": [], "journey": []}
-            query = f"RoundId = '{round_id}' OR WorkflowId = '{round_workflow_id(round_id)}'"
+            sizes: dict[str, list[tuple[int, int]]] = {}
+            query = (
+                f"(RoundId = '{round_id}' AND CasnKind != 'journey') "
+                f"OR WorkflowId = '{round_workflow_id(round_id)}'"
+            )
             async for wf in client.list_workflows(query):
                 kind = (wf.search_attributes.get("CasnKind") or ["round"])[0]
-                if kind == "journey" and len(sizes["journey"]) >= sample:
-                    continue
                 hist = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
                 sizes.setdefault(kind, []).append((len(hist.events), max_event_bytes(hist)))
+            # Journeys: a sample of each terminal code (the read model knows how each ended), so
+            # that the longest journeys (PNS) are read, not only the many that end at SKD.
+            rows = await pool.fetch(
+                "SELECT applicant_id, coalesce(terminal, 'running') AS t FROM ("
+                " SELECT applicant_id, terminal, row_number() OVER"
+                " (PARTITION BY terminal ORDER BY md5(applicant_id)) AS n"
+                " FROM applicants WHERE round_id = $1) s WHERE n <= $2",
+                round_id,
+                sample,
+            )
+            for row in rows:
+                wid = journey_workflow_id(round_id, row["applicant_id"])
+                hist = await client.get_workflow_handle(wid).fetch_history()
+                key = f"journey {row['t']}"
+                sizes.setdefault(key, []).append((len(hist.events), max_event_bytes(hist)))
             if not any(sizes.values()):
                 raise typer.BadParameter(
                     f"no workflow of round {round_id!r} on the bench stack", param_hint="ROUND_ID"
                 )
             fig = {}
-            for kind, rows in sizes.items():
-                if rows:
-                    fig[f"{kind} runs{' (sample)' if kind == 'journey' else ''}"] = len(rows)
-                    fig[f"{kind}: most events in a run"] = max(r[0] for r in rows)
-                    fig[f"{kind}: largest event"] = f"{max(r[1] for r in rows) / 1024:.1f} KiB"
+            for kind, rows in sorted(sizes.items()):
+                fig[f"{kind}: runs read"] = len(rows)
+                fig[f"{kind}: most events in a run"] = max(r[0] for r in rows)
+                fig[f"{kind}: largest event"] = f"{max(r[1] for r in rows) / 1024:.1f} KiB"
+            every = [r for rows in sizes.values() for r in rows]
+            fig["largest event of every history read"] = (
+                f"{max(r[1] for r in every) / 1024:.1f} KiB (the aim: under 256 KiB)"
+            )
             print_table(f"histories of {round_id}", fig)
             save("history-sizes", {"machine": m, "round": round_id, **fig})
         finally:
+            await pool.close()
             for line in stop_stack(settings):
                 console.print(f"[dim]{line}[/]")
 
