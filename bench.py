@@ -1489,11 +1489,13 @@ def history_sizes(
         30, min=1, help="journey histories to read for each way a journey ended (and running)"
     ),
 ):
-    """Events and largest event per history of a round already played (its stack started again on
-    the same data): every formasi and round run, and a sample of journeys for each terminal code.
+    """Events and largest event per history of a round: every formasi and round run, and a sample
+    of journeys for each terminal code (and of those still running).
 
     A big-formasi run is found in its own data dir (out/bench-rounds/ROUND); other rounds in the
-    bench's shared one."""
+    bench's shared one. A stack that is running (a bench still playing the round, with the same
+    CASN_BENCH_PORT_OFFSET) is read as it is and left running; one this command had to start is
+    stopped again."""
     from runtime.app import open_app
     from runtime.embedded import stop_stack
     from workflows.ids import journey_workflow_id, round_workflow_id
@@ -1551,8 +1553,9 @@ def history_sizes(
             save("history-sizes", {"machine": m, "round": round_id, **fig})
         finally:
             await pool.close()
-            for line in stop_stack(settings):
-                console.print(f"[dim]{line}[/]")
+            if app_.stack.started_temporal or app_.stack.started_postgres:
+                for line in stop_stack(settings):
+                    console.print(f"[dim]{line}[/]")
 
     asyncio.run(main())
 
