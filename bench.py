@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -1870,4 +1871,7 @@ def cache_memory(
 
 
 if __name__ == "__main__":
+    # SIGTERM (timeout, a supervisor) stops a bench the way Ctrl-C does, so that the stack's
+    # `finally` stops the servers it started; by default it would end the process at once.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app()
