@@ -163,17 +163,21 @@ async def ensure_stack(settings: Settings) -> StackInfo:
     return info
 
 
-def stop_stack(settings: Settings) -> list[str]:
-    """Stop the servers this project started under data_dir; return what was stopped."""
+def stop_stack(settings: Settings, only: StackInfo | None = None) -> list[str]:
+    """Stop the servers this project started under data_dir; return what was stopped.
+
+    With `only` (what an `ensure_stack` call returned), stop just the servers that call started
+    and leave those it found running (another process's, say a bench still playing) alone.
+    """
     data_dir = settings.data_dir.resolve()
     if not data_dir.exists():
         return []
     stopped: list[str] = []
     with _locked(data_dir):
-        line = _stop_temporal(data_dir)
+        line = _stop_temporal(data_dir) if only is None or only.started_temporal else None
         if line:
             stopped.append(line)
-        line = _stop_postgres(data_dir)
+        line = _stop_postgres(data_dir) if only is None or only.started_postgres else None
         if line:
             stopped.append(line)
     for line in stopped:

@@ -106,6 +106,16 @@ async def test_second_call_reuses_the_same_servers(own_stack, own_settings):
     assert again.migrations_applied == []
 
 
+async def test_stopping_only_what_a_call_started_leaves_reused_servers(own_stack, own_settings):
+    pids = (_temporal_pid(own_settings), _postgres_pid(own_settings))
+    again = await ensure_stack(own_settings)  # finds both running: started neither
+
+    stopped = stop_stack(own_settings, only=again)
+
+    assert stopped == []
+    assert all(_running(pid) for pid in pids)
+
+
 async def test_concurrent_calls_start_nothing_twice(own_stack, own_settings):
     results = await asyncio.gather(*(ensure_stack(own_settings) for _ in range(3)))
 
