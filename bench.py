@@ -631,26 +631,53 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
     return await big_formasi_figures(ctx, run, driver)
 
 
-async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
-    """The finished run's figures: its phases summed over every sitting, and the largest event of
-    the formasi's and the round's histories, read from the server."""
-    from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+async def round_history_sizes(client, pool, round_id: str, sample: int) -> dict[str, list]:
+    """(start time, events, largest event in bytes) of every formasi and round run of a round, and
+    of up to `sample` journeys for each terminal code and of those still running (the read model
+    knows how each ended), so the longest journeys (PNS) are read, not only the many that end at
+    SKD. Keys: the CasnKind ("formasi", "round", ...) or "journey <code>"."""
+    from workflows.ids import journey_workflow_id, round_workflow_id
 
+    sizes: dict[str, list] = {}
+
+    async def read(key: str, handle, started) -> None:
+        hist = await handle.fetch_history()
+        sizes.setdefault(key, []).append((started, len(hist.events), max_event_bytes(hist)))
+
+    query = (
+        f"(RoundId = '{round_id}' AND CasnKind != 'journey') "
+        f"OR WorkflowId = '{round_workflow_id(round_id)}'"
+    )
+    async for wf in client.list_workflows(query):
+        kind = (wf.search_attributes.get("CasnKind") or ["round"])[0]
+        await read(kind, client.get_workflow_handle(wf.id, run_id=wf.run_id), wf.start_time)
+    rows = await pool.fetch(
+        "SELECT applicant_id, coalesce(terminal, 'running') AS t FROM ("
+        " SELECT applicant_id, terminal, row_number() OVER"
+        " (PARTITION BY terminal ORDER BY md5(applicant_id)) AS n"
+        " FROM applicants WHERE round_id = $1) s WHERE n <= $2",
+        round_id,
+        sample,
+    )
+    for row in rows:
+        wid = journey_workflow_id(round_id, row["applicant_id"])
+        await read(f"journey {row['t']}", client.get_workflow_handle(wid), None)
+    for runs in sizes.values():
+        runs.sort(key=lambda r: (r[0] is None, r[0]))
+    return sizes
+
+
+def largest_event_kib(sizes: dict[str, list]) -> str:
+    return f"{max(r[2] for runs in sizes.values() for r in runs) / 1024:.1f} KiB"
+
+
+async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
+    """The finished run's figures: its phases summed over every sitting, and the sizes of the
+    formasi's, the round's and a sample of the journeys' histories, read from the server."""
     round_id, size, quota = run["round_id"], run["size"], run["quota"]
-    client = ctx.app.client
-    fid = formasi_workflow_id(round_id, driver.config.formasi[0].code)
-    runs = []
-    largest_event = 0
-    async for wf in client.list_workflows(f"WorkflowId = '{fid}'"):
-        hist = await client.get_workflow_handle(fid, run_id=wf.run_id).fetch_history()
-        runs.append((wf.start_time, len(hist.events), wf.status.name if wf.status else "?"))
-        largest_event = max(largest_event, max_event_bytes(hist))
-    runs.sort()
-    round_history = await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()
-    round_events = len(round_history.events)
-    largest_event = max(largest_event, max_event_bytes(round_history))
-    ids = [journey_workflow_id(round_id, a) for a in sorted(driver.ids)]
-    jevents, _ = await history_sample(client, ids[:: max(1, len(ids) // 30)], 30)
+    sizes = await round_history_sizes(ctx.app.client, ctx.pool, round_id, 10)
+    runs, round_events = sizes["formasi"], sizes["round"][0][1]
+    jevents = [r[1] for key, rows in sizes.items() if key.startswith("journey") for r in rows]
     largest = max([r[1] for r in runs] + [round_events] + jevents)
     reg = run["registration"] or {}
     elapsed = sum(run["phases"].values())
@@ -693,9 +720,9 @@ async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
         "formasi runs (continue-as-new)": len(runs),
         "events per formasi run": ", ".join(str(r[1]) for r in runs),
         "round history events": round_events,
-        "journey history events (sample of 30, max)": max(jevents),
+        "journey history events (10 of each ending, max)": max(jevents),
         "largest history of any run": largest,
-        "largest event of the formasi and round histories": f"{largest_event / 1024:.0f} KiB",
+        "largest event of every history read": largest_event_kib(sizes),
         "runs over 4,096 events": sum(1 for r in runs if r[1] > 4096)
         + (round_events > 4096)
         + sum(1 for e in jevents if e > 4096),
@@ -1499,7 +1526,6 @@ def history_sizes(
     stopped again."""
     from runtime.app import open_app
     from runtime.embedded import stop_stack
-    from workflows.ids import journey_workflow_id, round_workflow_id
 
     m = show_machine()
     if big_formasi_state(round_id).exists():
@@ -1512,51 +1538,25 @@ def history_sizes(
         app_ = await open_app(settings)
         pool = await open_pool(app_.stack.database_url, max_size=2)
         try:
-            client = app_.client
-            sizes: dict[str, list[tuple[int, int]]] = {}
-            query = (
-                f"(RoundId = '{round_id}' AND CasnKind != 'journey') "
-                f"OR WorkflowId = '{round_workflow_id(round_id)}'"
-            )
-            async for wf in client.list_workflows(query):
-                kind = (wf.search_attributes.get("CasnKind") or ["round"])[0]
-                hist = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
-                sizes.setdefault(kind, []).append((len(hist.events), max_event_bytes(hist)))
-            # Journeys: a sample of each terminal code (the read model knows how each ended), so
-            # that the longest journeys (PNS) are read, not only the many that end at SKD.
-            rows = await pool.fetch(
-                "SELECT applicant_id, coalesce(terminal, 'running') AS t FROM ("
-                " SELECT applicant_id, terminal, row_number() OVER"
-                " (PARTITION BY terminal ORDER BY md5(applicant_id)) AS n"
-                " FROM applicants WHERE round_id = $1) s WHERE n <= $2",
-                round_id,
-                sample,
-            )
-            for row in rows:
-                wid = journey_workflow_id(round_id, row["applicant_id"])
-                hist = await client.get_workflow_handle(wid).fetch_history()
-                key = f"journey {row['t']}"
-                sizes.setdefault(key, []).append((len(hist.events), max_event_bytes(hist)))
-            if not any(sizes.values()):
+            sizes = await round_history_sizes(app_.client, pool, round_id, sample)
+            if not sizes:
                 raise typer.BadParameter(
                     f"no workflow of round {round_id!r} on the bench stack", param_hint="ROUND_ID"
                 )
             fig = {}
-            for kind, rows in sorted(sizes.items()):
-                fig[f"{kind}: runs read"] = len(rows)
-                fig[f"{kind}: most events in a run"] = max(r[0] for r in rows)
-                fig[f"{kind}: largest event"] = f"{max(r[1] for r in rows) / 1024:.1f} KiB"
-            every = [r for rows in sizes.values() for r in rows]
+            for kind, runs in sorted(sizes.items()):
+                fig[f"{kind}: runs read"] = len(runs)
+                fig[f"{kind}: most events in a run"] = max(r[1] for r in runs)
+                fig[f"{kind}: largest event"] = f"{max(r[2] for r in runs) / 1024:.1f} KiB"
             fig["largest event of every history read"] = (
-                f"{max(r[1] for r in every) / 1024:.1f} KiB (the aim: under 256 KiB)"
+                f"{largest_event_kib(sizes)} (the aim: under 256 KiB)"
             )
             print_table(f"histories of {round_id}", fig)
             save("history-sizes", {"machine": m, "round": round_id, **fig})
         finally:
             await pool.close()
-            if app_.stack.started_temporal or app_.stack.started_postgres:
-                for line in stop_stack(settings):
-                    console.print(f"[dim]{line}[/]")
+            for line in stop_stack(settings, only=app_.stack):
+                console.print(f"[dim]{line}[/]")
 
     asyncio.run(main())
 
