@@ -134,7 +134,11 @@ class CpuMeter:
         if pid:
             try:
                 root = psutil.Process(pid)
-                for p in [root, *root.children(recursive=True)]:
+                # Backends come and go: the postmaster's own times count those it has reaped, so
+                # the sum never falls when one exits.
+                t = root.cpu_times()
+                pg[root.pid] = t.user + t.system + t.children_user + t.children_system
+                for p in root.children(recursive=True):
                     try:
                         pg[p.pid] = _cpu(p)
                     except psutil.Error:
