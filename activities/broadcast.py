@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -30,6 +34,14 @@ HEARTBEAT_EVERY = 1.0
 # A page longer than this (only the unpaged broadcast of executions from before paging) heartbeats
 # its count alone: its listing would pass the 2 MB payload limit. Its retry lists again.
 RESUMABLE_PAGE = 2_000
+# Signals are fire-and-forget: sent faster than the workers run the journeys, the journeys' tasks
+# pile up in the server's persisted backlog, where each costs a write, a read and a delete and
+# is handed out slower than a task given straight to a waiting poller (BENCHMARKS.md, "An
+# announcement's backlog"). The signals wait while the queue holds more than the limit
+# (CASN_BROADCAST_BACKLOG_LIMIT), read at most twice a second, and at most BACKLOG_WAIT_MAX
+# seconds each: the gate slows an announcement down to the workers' pace, never stops it.
+BACKLOG_CHECK_EVERY = 0.5
+BACKLOG_WAIT_MAX = 60.0
 
 
 @dataclass
@@ -60,6 +72,82 @@ class PageProgress:
 
 
 WriteRows = Callable[[list[JourneyProjection]], Awaitable[None]]
+ReadBacklog = Callable[[str], Awaitable[int]]
+
+
+class BacklogGate:
+    """Holds an announcement's signals back while the journeys' task queue has a backlog.
+
+    `read_backlog(task_queue)` gives the server's approximate count of workflow tasks waiting
+    in the queue. One reading serves every delivery for BACKLOG_CHECK_EVERY seconds. A server
+    that cannot tell (an older release, a test server) turns the gate off for this worker, with
+    one warning: the broadcast then signals as fast as before.
+    """
+
+    def __init__(
+        self,
+        read_backlog: ReadBacklog,
+        limit: int,
+        check_every: float = BACKLOG_CHECK_EVERY,
+        wait_max: float = BACKLOG_WAIT_MAX,
+    ) -> None:
+        self.read_backlog = read_backlog
+        self.limit = limit
+        self.check_every = check_every
+        self.wait_max = wait_max
+        self.enabled = limit > 0
+        self._lock = asyncio.Lock()
+        self._read_at: dict[str, float] = {}
+        self._backlog: dict[str, int] = {}
+
+    async def _current(self, task_queue: str) -> int | None:
+        async with self._lock:
+            if not self.enabled:
+                return None
+            now = time.monotonic()
+            if now - self._read_at.get(task_queue, float("-inf")) >= self.check_every:
+                try:
+                    self._backlog[task_queue] = await self.read_backlog(task_queue)
+                except RPCError as exc:
+                    self.enabled = False
+                    activity.logger.warning(
+                        "broadcast: the server does not tell the task queue's backlog (%s); "
+                        "announcements are signalled without waiting for it",
+                        exc.message,
+                    )
+                    return None
+                self._read_at[task_queue] = time.monotonic()
+            return self._backlog[task_queue]
+
+    async def wait(self, task_queue: str) -> float:
+        """Wait until the queue's backlog is at most the limit, or `wait_max` seconds; return
+        the seconds waited."""
+        started = time.monotonic()
+        while True:
+            backlog = await self._current(task_queue)
+            if backlog is None or backlog <= self.limit:
+                break
+            if time.monotonic() - started >= self.wait_max:
+                break
+            await asyncio.sleep(self.check_every)
+        return time.monotonic() - started
+
+
+def task_queue_backlog(client: Client) -> ReadBacklog:
+    """Reads the approximate number of workflow tasks waiting in a task queue (DescribeTaskQueue)."""
+
+    async def read(task_queue: str) -> int:
+        reply = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                report_stats=True,
+            )
+        )
+        return int(reply.stats.approximate_backlog_count)
+
+    return read
 
 
 class Broadcaster:
@@ -70,9 +158,16 @@ class Broadcaster:
     """
 
     def __init__(
-        self, client: Client, write_rows: WriteRows | None = None, pages: PageStore | None = None
+        self,
+        client: Client,
+        write_rows: WriteRows | None = None,
+        pages: PageStore | None = None,
+        backlog_limit: int = 0,
+        read_backlog: ReadBacklog | None = None,
     ) -> None:
         self.client = client
+        # Signals only: a close is an update, answered once the journey has run it.
+        self.gate = BacklogGate(read_backlog or task_queue_backlog(client), backlog_limit)
         self.write_rows = write_rows  # the read model's batch write (ReadModel.write_rows)
         self.pages = pages  # where a close keeps its answers (keep_replies)
 
@@ -101,6 +196,8 @@ class Broadcaster:
             )
         gate = asyncio.Semaphore(CONCURRENCY)
         replies: dict[str, CloseAnswer] = {}
+        task_queue = activity.info().task_queue  # the journeys run where their formasi runs
+        held: list[float] = []  # seconds each delivery held back by the gate waited
 
         async def deliver(position: int, workflow_id: str) -> None:
             async with gate:
@@ -112,6 +209,7 @@ class Broadcaster:
                             return
                         replies[workflow_id] = reply
                     else:
+                        held.append(await self.gate.wait(task_queue))
                         await ANNOUNCE.send(handle, req.announcement)
                     progress.done.add(position)
                 except RPCError as exc:
@@ -128,6 +226,15 @@ class Broadcaster:
             with contextlib.suppress(asyncio.CancelledError):
                 await beating
         delivered, token = len(progress.done), progress.next_page_token
+        held = [h for h in held if h >= self.gate.check_every]
+        if held:
+            activity.logger.info(
+                "broadcast held %d of %d signals back for the task queue's backlog (longest "
+                "%.1f s)",
+                len(held),
+                len(pending),
+                max(held),
+            )
         answers = await self._write_close_rows([replies[i] for i in progress.ids if i in replies])
         if req.keep_replies:
             return await self._kept(req, delivered, token, answers)

@@ -47,7 +47,9 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
     cipher = ColumnCipher.from_keys(load_or_create_keys(settings))
     readmodel = ReadModel(pool, cipher)
     pages = PageStore(pool, cipher)
-    broadcaster = Broadcaster(client, readmodel.write_rows, pages)
+    broadcaster = Broadcaster(
+        client, readmodel.write_rows, pages, backlog_limit=settings.broadcast_backlog_limit
+    )
     rounds = RoundReader(client, RoundBoards(pool, cipher))
     claims = ClaimReader(client)
     return Worker(

@@ -217,6 +217,13 @@ class Settings(BaseSettings):
         "journey's first task waits on (runtime/slots.py); below "
         "CASN_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS",
     )
+    broadcast_backlog_limit: int = Field(
+        default=1_000,
+        ge=0,
+        le=1_000_000,
+        description="workflow tasks waiting in the task queue above which an announcement's "
+        "broadcast holds its signals back until the workers catch up (0: never)",
+    )
     worker_max_concurrent_local_activities: int = Field(
         default=100,
         ge=1,
