@@ -1870,8 +1870,19 @@ def cache_memory(
     save("cache-memory", {"machine": m, **r})
 
 
+def _stop_once(signum: int, frame: object) -> None:
+    """The first SIGTERM stops the bench the way Ctrl-C does: as a SIGINT, which asyncio turns
+    into cancelling the main task, so every `finally` runs on a working event loop (a
+    KeyboardInterrupt raised here instead lands anywhere, and the bench hung while asyncio
+    cancelled its tasks, its servers still running). Later SIGTERMs are ignored: `timeout`
+    passes its own on to a bench that was just sent one, and a second SIGINT would interrupt
+    the stop itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 if __name__ == "__main__":
     # SIGTERM (timeout, a supervisor) stops a bench the way Ctrl-C does, so that the stack's
     # `finally` stops the servers it started; by default it would end the process at once.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _stop_once)
     app()
