@@ -344,7 +344,7 @@ async def run_journeys(ctx: Ctx, size: int, seed: int, concurrency: int) -> dict
     regs = applicants(config, size, seed)
     ctx.gc_watch.reset()
     with CpuMeter(ctx.settings) as cpu:
-        driver.cpu_sample = cpu.totals
+        driver.cpu_sample = cpu.snapshot
         counts = await driver.play_full(regs)
     n = len(driver.ids)
     ids = [journey_workflow_id(round_id, a) for a in driver.ids]
@@ -588,7 +588,7 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
     run["sittings"].append(sitting)
     for step in [s for s in steps if s not in run["done"]]:
         with CpuMeter(ctx.settings) as cpu:
-            driver.cpu_sample = cpu.totals
+            driver.cpu_sample = cpu.snapshot
             counts = await driver.run_steps([step], regs if step == "registration" else None)
         for k, v in cpu.deltas().items():
             run["cpu"][k] += v
@@ -1110,7 +1110,7 @@ def national(
                     again,
                     concurrency,
                     seed,
-                    cpu.totals,
+                    cpu.snapshot,
                     registration_only,
                 )
             rate = fig.pop("_registered") / fig.pop("_registration_s")

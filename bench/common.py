@@ -148,14 +148,9 @@ class CpuMeter:
         out["postgres"] = pg
         return out
 
-    def totals(self) -> dict[str, float]:
-        """CPU seconds so far of the worker+driver process, the Temporal server and PostgreSQL."""
-        s = self._sample()
-        return {
-            "worker": s["self"],
-            "temporal": s["temporal"] or 0.0,
-            "postgres": sum(s["postgres"].values()),
-        }
+    def snapshot(self) -> dict:
+        """CPU seconds so far, per process (PostgreSQL per backend): the start of a `between`."""
+        return self._sample()
 
     def __enter__(self) -> CpuMeter:
         self.start = self._sample()
@@ -168,11 +163,17 @@ class CpuMeter:
 
     def deltas(self) -> dict[str, float]:
         """CPU seconds spent between enter and exit, per process."""
-        pg = sum(v - self.start["postgres"].get(k, 0.0) for k, v in self.end["postgres"].items())
+        return self.between(self.start, self.end)
+
+    @staticmethod
+    def between(start: dict, end: dict) -> dict[str, float]:
+        """CPU seconds of the worker+driver process, the Temporal server and PostgreSQL from one
+        snapshot to a later one. PostgreSQL's are summed backend by backend, so a backend that
+        ends or a postmaster that cannot be read between the two takes nothing away."""
         return {
-            "worker": self.end["self"] - self.start["self"],
-            "temporal": (self.end["temporal"] or 0.0) - (self.start["temporal"] or 0.0),
-            "postgres": pg,
+            "worker": end["self"] - start["self"],
+            "temporal": (end["temporal"] or 0.0) - (start["temporal"] or 0.0),
+            "postgres": sum(v - start["postgres"].get(k, 0.0) for k, v in end["postgres"].items()),
         }
 
     def figures(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 import bench.rounds as rounds
 from auditing.history import recorded
-from bench.common import pct
+from bench.common import CpuMeter, pct
 from bench.rounds import WINDOWS, RoundDriver, applicants, bench_config
 from client.api import RecruitmentApi, RefusedError
 from client.national import national_applicant_id, national_funnel
@@ -201,9 +201,7 @@ async def run_national(
     # The second tries after the first registrations: each finds its NIK claimed.
     await asyncio.gather(*(register(c, r, True) for c, r in elsewhere))
     registration_s = time.monotonic() - t
-    registration_cpu = (
-        {k: v - before.get(k, 0.0) for k, v in cpu_sample().items()} if cpu_sample else {}
-    )
+    registration_cpu = CpuMeter.between(before, cpu_sample()) if cpu_sample else {}
     registered = sum(len(d.ids) for d in drivers.values())
     # Printed now as well: a run that the machine's load stops later still shows its burst.
     print(

@@ -14,6 +14,7 @@ import asyncpg
 import tomli_w
 
 from apps.demo import EXAMPLE, _score, synthetic_applicants
+from bench.common import CpuMeter
 from client.api import RecruitmentApi, RefusedError
 from domain.codes import AdminDecision
 from domain.config import RoundConfig, parse_round_config
@@ -115,7 +116,7 @@ class RoundDriver:
         self.refused: list[str] = []
         self.phases: dict[str, float] = {}
         self.phase_cpu: dict[str, dict[str, float]] = {}  # phase -> process -> CPU seconds
-        self.cpu_sample = None  # set by the harness: () -> {process: CPU seconds so far}
+        self.cpu_sample = None  # set by the harness: a CpuMeter's snapshot
         self.timeout = 600.0  # per wait; raised with the round's size (see play_to_skd_ranking)
         self.step_seed: str | None = None  # see run_steps
         self.found_closed: list[str] = []  # windows a step found closed already (see closed)
@@ -307,8 +308,8 @@ class RoundDriver:
         self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t
         if self.cpu_sample:
             spent = self.phase_cpu.setdefault(name, {})
-            for proc, seconds in self.cpu_sample().items():
-                spent[proc] = spent.get(proc, 0.0) + seconds - before.get(proc, 0.0)
+            for proc, seconds in CpuMeter.between(before, self.cpu_sample()).items():
+                spent[proc] = spent.get(proc, 0.0) + seconds
         return result
 
     # --- whole plays ---------------------------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""The benches' CPU accounting: a step's CPU is the difference of two snapshots, process by process."""
+
+from __future__ import annotations
+
+import time
+
+from bench.common import CpuMeter
+from runtime.settings import Settings
+
+
+def test_a_backend_that_ends_between_two_snapshots_takes_nothing_away() -> None:
+    # PostgreSQL's backends come and go: one that used 280 s and ended before the second
+    # snapshot must not turn the step's PostgreSQL CPU negative (a resumed 100,000 run's SKD step
+    # printed -280 s when the totals were summed before they were subtracted).
+    start = {"self": 10.0, "temporal": 50.0, "postgres": {100: 5.0, 200: 280.0}}
+    end = {"self": 12.5, "temporal": 53.0, "postgres": {100: 7.0, 300: 1.5}}
+    spent = CpuMeter.between(start, end)
+    assert spent == {"worker": 2.5, "temporal": 3.0, "postgres": 3.5}
+
+
+def test_a_server_that_cannot_be_read_counts_as_none_spent() -> None:
+    start = {"self": 1.0, "temporal": None, "postgres": {}}
+    end = {"self": 1.0, "temporal": None, "postgres": {}}
+    assert CpuMeter.between(start, end) == {"worker": 0.0, "temporal": 0.0, "postgres": 0.0}
+
+
+def test_snapshots_of_this_process_see_its_work(tmp_path) -> None:
+    meter = CpuMeter(Settings(data_dir=tmp_path))
+    before = meter.snapshot()
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    spent = CpuMeter.between(before, meter.snapshot())
+    assert spent["worker"] >= 0.15
+    assert spent["temporal"] == 0.0 and spent["postgres"] == 0.0  # no servers in tmp_path
