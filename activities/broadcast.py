@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
@@ -42,6 +43,13 @@ RESUMABLE_PAGE = 2_000
 # seconds each: the gate slows an announcement down to the workers' pace, never stops it.
 BACKLOG_CHECK_EVERY = 0.5
 BACKLOG_WAIT_MAX = 60.0
+BACKLOG_READ_TIMEOUT = timedelta(seconds=5)
+# Answers that mean the server cannot tell a backlog at all (an older release, a test server):
+# the gate turns off for this worker. Any other failure (the 100,000 run's "operation was
+# canceled" under load) skips one reading, and the gate reads again at the next interval.
+UNSUPPORTED = frozenset(
+    {RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.PERMISSION_DENIED}
+)
 
 
 @dataclass
@@ -99,6 +107,7 @@ class BacklogGate:
         self._lock = asyncio.Lock()
         self._read_at: dict[str, float] = {}
         self._backlog: dict[str, int] = {}
+        self.failed_readings = 0
 
     async def _current(self, task_queue: str) -> int | None:
         async with self._lock:
@@ -109,15 +118,29 @@ class BacklogGate:
                 try:
                     self._backlog[task_queue] = await self.read_backlog(task_queue)
                 except RPCError as exc:
-                    self.enabled = False
-                    activity.logger.warning(
-                        "broadcast: the server does not tell the task queue's backlog (%s); "
-                        "announcements are signalled without waiting for it",
-                        exc.message,
-                    )
+                    if exc.status in UNSUPPORTED:
+                        self.enabled = False
+                        activity.logger.warning(
+                            "broadcast: the server does not tell the task queue's backlog (%s); "
+                            "announcements are signalled without waiting for it",
+                            exc.message,
+                        )
+                        return None
+                    # A passing failure (a busy server, a call cut short): this interval's
+                    # deliveries go without a reading, and the next interval reads again.
+                    self.failed_readings += 1
+                    if self.failed_readings == 1 or self.failed_readings % 100 == 0:
+                        activity.logger.warning(
+                            "broadcast: reading the task queue's backlog failed (%s, %d so far); "
+                            "signals go on without it until a reading succeeds",
+                            exc.message,
+                            self.failed_readings,
+                        )
+                    self._read_at[task_queue] = time.monotonic()
+                    self._backlog.pop(task_queue, None)
                     return None
                 self._read_at[task_queue] = time.monotonic()
-            return self._backlog[task_queue]
+            return self._backlog.get(task_queue)
 
     async def wait(self, task_queue: str) -> float:
         """Wait until the queue's backlog is at most the limit, or `wait_max` seconds; return
@@ -143,7 +166,8 @@ def task_queue_backlog(client: Client) -> ReadBacklog:
                 task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
                 report_stats=True,
-            )
+            ),
+            timeout=BACKLOG_READ_TIMEOUT,
         )
         return int(reply.stats.approximate_backlog_count)
 

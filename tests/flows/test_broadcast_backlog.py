@@ -23,7 +23,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 class Backlog:
     """A task queue's backlog as the server would tell it, one value per reading."""
 
-    def __init__(self, *readings: int, fail: bool = False) -> None:
+    def __init__(self, *readings: int | RPCStatusCode, fail: bool = False) -> None:
         self.readings = list(readings)
         self.fail = fail
         self.reads = 0
@@ -32,7 +32,10 @@ class Backlog:
         self.reads += 1
         if self.fail:
             raise RPCError("unknown method DescribeTaskQueue", RPCStatusCode.UNIMPLEMENTED, b"")
-        return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        reading = self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        if isinstance(reading, RPCStatusCode):
+            raise RPCError(f"failed with {reading.name}", reading, b"")
+        return reading
 
 
 async def test_signals_wait_until_the_backlog_is_down_to_the_limit():
@@ -70,6 +73,31 @@ async def test_a_server_that_cannot_tell_turns_the_gate_off():
     assert not gate.enabled
     await gate.wait("q")
     assert backlog.reads == 1  # not asked again
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE],
+)
+async def test_a_passing_failure_skips_one_reading_and_the_gate_stays_on(failure):
+    # The 100,000 run: one DescribeTaskQueue cut short under load ("operation was canceled")
+    # turned the gate off for the rest of the worker's life, and the backlog came back.
+    backlog = Backlog(failure, 5_000, 100)
+    gate = BacklogGate(backlog, limit=200, check_every=0.05, wait_max=5.0)
+    assert await gate.wait("q") < 0.05  # no reading: this delivery goes on
+    assert gate.enabled and gate.failed_readings == 1
+    await asyncio.sleep(0.06)
+    waited = await gate.wait("q")  # read again: 5,000 waits, then 100 lets it go
+    assert waited >= 0.05
+    assert backlog.reads == 3
+    assert gate.enabled
+
+
+async def test_a_failed_reading_is_not_read_again_within_its_interval():
+    backlog = Backlog(RPCStatusCode.UNAVAILABLE, 5_000)
+    gate = BacklogGate(backlog, limit=200, check_every=10.0)
+    await asyncio.gather(*(gate.wait("q") for _ in range(32)))
+    assert backlog.reads == 1  # a struggling server is asked once an interval, not 32 times
 
 
 async def test_limit_zero_never_reads():
