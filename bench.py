@@ -122,10 +122,27 @@ async def stack(
             )
     finally:
         gc_watch.remove()
+        await _settle_other_tasks()
         await pool.close()
         if not keep:
             for line in stop_stack(settings):
                 console.print(f"[dim]{line}[/]")
+
+
+async def _settle_other_tasks(wait: float = 15.0) -> None:
+    """Cancel the driver's tasks still running (a bench stopped by Ctrl-C or SIGTERM) and wait
+    for them while the servers are up: cancelled later, by asyncio.run after the stack stopped,
+    their calls fail against the stopped servers and each is logged as an "unhandled exception
+    during asyncio.run() shutdown"."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for t in others:
+        t.cancel()
+    if others:
+        await asyncio.wait(others, timeout=wait)
+    for t in others:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: a failure while cancelled is not news when stopping
 
 
 def show_machine() -> dict:

@@ -20,7 +20,7 @@ import bench.rounds as rounds
 from auditing.history import recorded
 from bench.common import CpuMeter, pct
 from bench.rounds import WINDOWS, RoundDriver, applicants, bench_config
-from client.api import RecruitmentApi, RefusedError
+from client.api import RecruitmentApi, RefusedError, raise_if_cancelled
 from client.national import national_applicant_id, national_funnel
 from domain.config import RoundConfig, parse_round_config
 from domain.messages import CloseWindow
@@ -81,7 +81,8 @@ class Committee(RoundDriver):
             try:
                 await send()
                 return
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                raise_if_cancelled(exc)
                 self.timeouts += 1
                 await asyncio.sleep(1.0)
         await send()

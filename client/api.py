@@ -116,6 +116,16 @@ class RegistrationResult:
     pending: bool = False
 
 
+def raise_if_cancelled(exc: BaseException) -> None:
+    """Raise CancelledError when the calling task is being cancelled. The SDK turns a cancelled
+    update call into WorkflowUpdateRPCTimeoutOrCancelledError, which this client takes for a
+    timeout: without this, a cancelled caller (a stopped gateway request, a bench stopped with
+    Ctrl-C) would go on asking the server, sending again or describing the journey."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from exc
+
+
 @dataclass
 class RecruitmentApi:
     """Operations on one Temporal namespace and task queue.
@@ -451,7 +461,8 @@ class RecruitmentApi:
             raise RefusedError(
                 cause.message if isinstance(cause, ApplicationError) else str(cause)
             ) from None
-        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+            raise_if_cancelled(exc)
             # Not answered in time (a backlog, or the read model down): the start may have been
             # taken. The journey exists or it does not; either way the caller is told which.
             try:
@@ -592,7 +603,8 @@ class RecruitmentApi:
                 raise RefusedError(
                     cause.message if isinstance(cause, ApplicationError) else str(cause)
                 ) from None
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
+            except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+                raise_if_cancelled(exc)
                 # The call timed out (a busy server or worker at a deadline peak): the update may
                 # or may not have been taken. The same message again is safe, since its report_id
                 # makes it idempotent; after the last attempt the caller hears that it timed out.

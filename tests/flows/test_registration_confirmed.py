@@ -10,12 +10,14 @@ any later one, from anyone who reaches Temporal, is refused and leaves no trace 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from client.api import RecruitmentApi, registration_digest
-from domain.messages import RegistrationConfirm
-from domain.protocol import CONFIRM_REGISTRATION
+from domain.messages import AdminReport, RegistrationConfirm
+from domain.protocol import CONFIRM_REGISTRATION, REPORT_ADMIN
 from tests.flows.test_operator_commands import _terminate_round
 from tests.roundkit import TEST_KEYRING, open_registration_round, registration
 from workflows.ids import journey_workflow_id
@@ -134,6 +136,75 @@ async def test_an_unanswered_registration_is_pending_not_lost(
             journey_workflow_id(config.round_id, result.applicant_id)
         )
         assert (await handle.describe()).status is not None
+        await handle.terminate("test over")
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+async def test_a_cancelled_registration_is_cancelled_not_answered(
+    client, keys, running_worker, tmp_path
+):
+    """The caller goes away (a gateway request dropped, a bench stopped with Ctrl-C) while the
+    confirmation waits: the call ends with its cancellation at once. The SDK reports a cancelled
+    update call as WorkflowUpdateRPCTimeoutOrCancelledError, which the client took for a timeout:
+    it described the journey and answered `pending` to nobody, or, with the servers stopped, kept
+    asking them."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "cancel")
+    idle = RecruitmentApi(
+        client,
+        f"{settings.task_queue}-nobody",
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_within=30.0,
+    )
+    try:
+        call = asyncio.ensure_future(idle.register(config, registration(5, "F1"), "sscasn"))
+        await asyncio.sleep(1.5)  # the update-with-start is waiting for a worker
+        call.cancel()
+        done, _ = await asyncio.wait([call], timeout=5)
+        assert done, "the cancelled registration was still running 5 s later"
+        assert call.cancelled(), call.result()
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+async def test_a_cancelled_report_is_not_sent_again(client, keys, running_worker, tmp_path):
+    """Same for a report: a cancelled update call is not taken for a timeout and sent again."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "cancel-report")
+    idle = RecruitmentApi(
+        client,
+        f"{settings.task_queue}-nobody",
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_within=1.0,
+    )
+    sent = []
+
+    class Counted:
+        async def execute(self, handle, message):
+            sent.append(message.report_id)
+            return await REPORT_ADMIN.execute(handle, message)
+
+    try:
+        result = await idle.register(config, registration(6, "F1"), "sscasn")
+        assert result.pending, result  # the journey exists; nobody runs it
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, result.applicant_id)
+        )
+        report = AdminReport(report_id="admin-6", reported_by="instansi")
+        call = asyncio.ensure_future(
+            idle._update(handle, Counted(), report, journey=True, subject="applicant")
+        )
+        await asyncio.sleep(1.5)
+        call.cancel()
+        done, _ = await asyncio.wait([call], timeout=5)
+        assert done, "the cancelled report was still running 5 s later"
+        assert call.cancelled(), call.result()
+        assert sent == ["admin-6"]
         await handle.terminate("test over")
     finally:
         await _terminate_round(client, config.round_id)
