@@ -29,6 +29,17 @@ async def _round(api: RecruitmentApi, tmp_path, prefix: str):
     return await open_registration_round(api, tmp_path, prefix)
 
 
+def _idle(client, settings, keys, confirm_within: float) -> RecruitmentApi:
+    """A client whose journeys start on a task queue that no worker polls."""
+    return RecruitmentApi(
+        client,
+        f"{settings.task_queue}-nobody",
+        keys.pseudonym_key,
+        keyring=TEST_KEYRING,
+        confirm_within=confirm_within,
+    )
+
+
 async def _updates(handle) -> list[str]:
     """The names of the updates a history accepted, in order."""
     names = []
@@ -122,13 +133,7 @@ async def test_an_unanswered_registration_is_pending_not_lost(
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     config = await _round(api, tmp_path, "pending")
-    idle = RecruitmentApi(
-        client,
-        f"{settings.task_queue}-nobody",
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_within=2.0,
-    )
+    idle = _idle(client, settings, keys, confirm_within=2.0)
     try:
         result = await idle.register(config, registration(4, "F1"), "sscasn")
         assert (result.status, result.pending) == ("registered", True), result
@@ -152,13 +157,7 @@ async def test_a_cancelled_registration_is_cancelled_not_answered(
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     config = await _round(api, tmp_path, "cancel")
-    idle = RecruitmentApi(
-        client,
-        f"{settings.task_queue}-nobody",
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_within=30.0,
-    )
+    idle = _idle(client, settings, keys, confirm_within=30.0)
     try:
         call = asyncio.ensure_future(idle.register(config, registration(5, "F1"), "sscasn"))
         await asyncio.sleep(1.5)  # the update-with-start is waiting for a worker
@@ -175,13 +174,7 @@ async def test_a_cancelled_report_is_not_sent_again(client, keys, running_worker
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     config = await _round(api, tmp_path, "cancel-report")
-    idle = RecruitmentApi(
-        client,
-        f"{settings.task_queue}-nobody",
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_within=1.0,
-    )
+    idle = _idle(client, settings, keys, confirm_within=1.0)
     sent = []
 
     class Counted:
