@@ -10,8 +10,10 @@ from runtime.settings import Settings
 
 def test_a_backend_that_ends_between_two_snapshots_takes_nothing_away() -> None:
     # PostgreSQL's backends come and go: one that used 280 s and ended before the second
-    # snapshot must not turn the step's PostgreSQL CPU negative (a resumed 100,000 run's SKD step
-    # printed -280 s when the totals were summed before they were subtracted).
+    # snapshot must not turn the step's PostgreSQL CPU negative. The 100,000 run's first sitting
+    # recorded -280 s for SKD when the totals were summed before they were subtracted (and the
+    # postmaster's reaped children were not counted yet); summed totals still drop whenever one
+    # sample misses the postmaster.
     start = {"self": 10.0, "temporal": 50.0, "postgres": {100: 5.0, 200: 280.0}}
     end = {"self": 12.5, "temporal": 53.0, "postgres": {100: 7.0, 300: 1.5}}
     spent = CpuMeter.between(start, end)
