@@ -649,7 +649,7 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
 
 
 async def round_history_sizes(client, pool, round_id: str, sample: int) -> dict[str, list]:
-    """(start time, events, largest event in bytes) of every formasi and round run of a round, and
+    """(start time, events, largest event in bytes, its kind) of every formasi and round run of a round, and
     of up to `sample` journeys for each terminal code and of those still running (the read model
     knows how each ended), so the longest journeys (PNS) are read, not only the many that end at
     SKD. Keys: the CasnKind ("formasi", "round", ...) or "journey <code>"."""
@@ -659,7 +659,7 @@ async def round_history_sizes(client, pool, round_id: str, sample: int) -> dict[
 
     async def read(key: str, handle, started) -> None:
         hist = await handle.fetch_history()
-        sizes.setdefault(key, []).append((started, len(hist.events), max_event_bytes(hist)))
+        sizes.setdefault(key, []).append((started, len(hist.events), *largest_event(hist)))
 
     query = (
         f"(RoundId = '{round_id}' AND CasnKind != 'journey') "
@@ -685,7 +685,8 @@ async def round_history_sizes(client, pool, round_id: str, sample: int) -> dict[
 
 
 def largest_event_kib(sizes: dict[str, list]) -> str:
-    return f"{max(r[2] for runs in sizes.values() for r in runs) / 1024:.1f} KiB"
+    kind, run = max(((k, r) for k, runs in sizes.items() for r in runs), key=lambda kr: kr[1][2])
+    return f"{run[2] / 1024:.1f} KiB ({kind}: {run[3]})"
 
 
 async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
@@ -760,10 +761,17 @@ async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
     return {"largest": largest, **fig}
 
 
-def max_event_bytes(history) -> int:
-    """Size of the largest event of a history (its payloads are most of it; encrypted, so about
-    the size of the plaintext plus 28 bytes each)."""
-    return max((e.ByteSize() for e in history.events), default=0)
+def largest_event(history) -> tuple[int, str]:
+    """Size and kind of the largest event of a history (its payloads are most of it; encrypted,
+    so about the size of the plaintext plus 28 bytes each), e.g. (50_864, "activity task
+    completed, event 2,417")."""
+    from temporalio.api.enums.v1 import EventType
+
+    event = max(history.events, key=lambda e: e.ByteSize(), default=None)
+    if event is None:
+        return 0, ""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").replace("_", " ").lower()
+    return event.ByteSize(), f"{kind}, event {event.event_id:,}"
 
 
 async def terminal_counts(pool, round_id: str) -> str:
@@ -1564,7 +1572,8 @@ def history_sizes(
             for kind, runs in sorted(sizes.items()):
                 fig[f"{kind}: runs read"] = len(runs)
                 fig[f"{kind}: most events in a run"] = max(r[1] for r in runs)
-                fig[f"{kind}: largest event"] = f"{max(r[2] for r in runs) / 1024:.1f} KiB"
+                biggest = max(runs, key=lambda r: r[2])
+                fig[f"{kind}: largest event"] = f"{biggest[2] / 1024:.1f} KiB ({biggest[3]})"
             fig["largest event of every history read"] = (
                 f"{largest_event_kib(sizes)} (the aim: under 256 KiB)"
             )
