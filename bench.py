@@ -52,6 +52,7 @@ from bench.common import (
     bench_settings,
     console,
     fresh_temporal,
+    largest_event,
     machine,
     pct,
     peak_rss_mib,
@@ -759,19 +760,6 @@ async def big_formasi_figures(ctx: Ctx, run: dict, driver) -> dict:
         fig,
     )
     return {"largest": largest, **fig}
-
-
-def largest_event(history) -> tuple[int, str]:
-    """Size and kind of the largest event of a history (its payloads are most of it; encrypted,
-    so about the size of the plaintext plus 28 bytes each), e.g. (50_864, "activity task
-    completed, event 2,417")."""
-    from temporalio.api.enums.v1 import EventType
-
-    event = max(history.events, key=lambda e: e.ByteSize(), default=None)
-    if event is None:
-        return 0, ""
-    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").replace("_", " ").lower()
-    return event.ByteSize(), f"{kind}, event {event.event_id:,}"
 
 
 async def terminal_counts(pool, round_id: str) -> str:

@@ -192,6 +192,19 @@ class CpuMeter:
         return out
 
 
+def largest_event(history) -> tuple[int, str]:
+    """Size and kind of the largest event of a history (its payloads are most of it; encrypted,
+    so about the size of the plaintext plus 28 bytes each), e.g. (50_864, "activity task
+    completed, event 2,417")."""
+    from temporalio.api.enums.v1 import EventType
+
+    event = max(history.events, key=lambda e: e.ByteSize(), default=None)
+    if event is None:
+        return 0, ""
+    kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").replace("_", " ").lower()
+    return event.ByteSize(), f"{kind}, event {event.event_id:,}"
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process (worker and driver share it)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

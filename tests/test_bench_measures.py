@@ -1,10 +1,13 @@
-"""The benches' CPU accounting: a step's CPU is the difference of two snapshots, process by process."""
+"""The benches' measuring helpers: a step's CPU is the difference of two snapshots, process by
+process; a history's largest event is named by its kind and number."""
 
 from __future__ import annotations
 
 import time
 
-from bench.common import CpuMeter
+from temporalio.client import WorkflowHistory
+
+from bench.common import ROOT, CpuMeter, largest_event
 from runtime.settings import Settings
 
 
@@ -35,3 +38,25 @@ def test_snapshots_of_this_process_see_its_work(tmp_path) -> None:
     spent = CpuMeter.between(before, meter.snapshot())
     assert spent["worker"] >= 0.15
     assert spent["temporal"] == 0.0 and spent["postgres"] == 0.0  # no servers in tmp_path
+
+
+def test_the_largest_event_of_a_recorded_history_is_named_by_kind_and_number() -> None:
+    # A recorded formasi history (tests/histories): its largest event is found among all, and
+    # named the way `bench history-sizes` prints it.
+    path = next((ROOT / "tests" / "histories" / "v11-full").glob("recorded__formasi__*.json"))
+    history = WorkflowHistory.from_json("formasi", path.read_text())
+    size, kind = largest_event(history)
+    assert size == max(e.ByteSize() for e in history.events) > 0
+    biggest = next(e for e in history.events if e.ByteSize() == size)
+    assert kind.endswith(f", event {biggest.event_id:,}")
+    assert kind.split(",")[0] in {
+        "workflow execution started",
+        "activity task completed",
+        "activity task scheduled",
+        "workflow execution signaled",
+        "workflow execution update accepted",
+        "workflow execution update completed",
+        "marker recorded",
+        "workflow execution completed",
+        "workflow execution continued as new",
+    }
