@@ -9,7 +9,7 @@ quota.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,7 @@ from domain.messages import CloseReply, fraction_text
 from domain.optimalisasi import OptimalisasiCandidate, allocate, impossible_entry
 from domain.pages import (
     CANDIDATES,
+    INDEX,
     LINES,
     REPLIES,
     AllocationRequest,
@@ -26,6 +27,7 @@ from domain.pages import (
     Candidate,
     FinalPages,
     FinalPagesRequest,
+    PageFold,
     PageRead,
     PageRef,
     SkdCut,
@@ -36,7 +38,13 @@ from domain.pages import (
     page_items,
     page_ref,
 )
-from domain.protocol import ALLOCATE_PAGES, RANK_FINAL_PAGES, RANK_SKD_PAGES, READ_PAGE
+from domain.protocol import (
+    ALLOCATE_PAGES,
+    FOLD_PAGES,
+    RANK_FINAL_PAGES,
+    RANK_SKD_PAGES,
+    READ_PAGE,
+)
 from domain.ranking import FinalEntry, SkdCutTracker, rank_final
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
@@ -74,27 +82,56 @@ class PageStore:
     ) -> list[PageRef]:
         return [await self.put(kind, owner, chunk) for chunk in chunks(items, size)]
 
-    async def get(self, kind: str, ref: PageRef) -> list[Any]:
-        """The items of a page, checked against its digest; LookupError when the store lacks it."""
+    async def fetch(self, ref: PageRef) -> tuple[str, bytes]:
+        """A page's kind and body as kept (not yet checked); LookupError when the store lacks it."""
         row = await self.pool.fetchrow("SELECT kind, body FROM pages WHERE digest = $1", ref.digest)
         if row is None:
-            raise LookupError(f"page {ref.digest} ({kind}) is not in the page store")
-        if row["kind"] != kind:
-            raise ValueError(f"page {ref.digest} is a {row['kind']} page, not {kind}")
-        return page_items(kind, ref, self.cipher.open(bytes(row["body"]), _row(ref.digest)))
+            raise LookupError(f"page {ref.digest} is not in the page store")
+        return row["kind"], self.cipher.open(bytes(row["body"]), _row(ref.digest))
+
+    async def missing(self, digests: Sequence[str]) -> list[str]:
+        """Those of `digests` the store does not hold, in their order."""
+        rows = await self.pool.fetch(
+            "SELECT digest FROM pages WHERE digest = ANY($1::text[])", list(digests)
+        )
+        held = {r["digest"] for r in rows}
+        return [d for d in digests if d not in held]
+
+    async def get(self, kind: str, ref: PageRef) -> list[Any]:
+        """The items of a page, checked against its digest; LookupError when the store lacks it."""
+        stored, body = await self.fetch(ref)
+        if stored != kind:
+            raise ValueError(f"page {ref.digest} is a {stored} page, not {kind}")
+        return page_items(kind, ref, body)
+
+    async def leaves(self, kind: str, pages: Sequence[PageRef]) -> AsyncIterator[list[Any]]:
+        """The items of every `kind` page in `pages`, in order, each index page (PageFold)
+        expanded where it stands; every page checked against its digest. An index's kind is
+        proved by its digest (the digest is over the kind), so a page cannot pass for one."""
+        todo: list[PageRef] = list(reversed(pages))
+        while todo:
+            ref = todo.pop()
+            stored, body = await self.fetch(ref)
+            if stored == INDEX:
+                children = [PageRef.model_validate(i) for i in page_items(INDEX, ref, body)]
+                todo.extend(reversed(children))
+                continue
+            if stored != kind:
+                raise ValueError(f"page {ref.digest} is a {stored} page, not {kind}")
+            yield page_items(kind, ref, body)
+            activity.heartbeat(ref.digest)
 
     async def replies(self, pages: Sequence[PageRef]) -> list[CloseReply]:
         """The answers in `pages`, each applicant once (a retried broadcast page answers again
         with the same reply), in the order they were kept."""
         seen: set[str] = set()
         out: list[CloseReply] = []
-        for ref in pages:
-            for item in await self.get(REPLIES, ref):
+        async for items in self.leaves(REPLIES, pages):
+            for item in items:
                 reply = CloseReply.model_validate(item)
                 if reply.applicant_id not in seen:
                     seen.add(reply.applicant_id)
                     out.append(reply)
-            activity.heartbeat(ref.digest)
         return out
 
     # --- activities ---------------------------------------------------------------------------
@@ -103,6 +140,18 @@ class PageStore:
     async def read_page(self, req: PageRead) -> list[Any]:
         """One page's items, checked against its digest."""
         return await self.get(req.kind, req.page)
+
+    @activity.defn(name=FOLD_PAGES.name)
+    async def fold_pages(self, req: PageFold) -> PageRef:
+        """Keep a list of references as one index page (domain.pages.PageFold); every page it
+        names must be in the store already, so an index never points at nothing."""
+        absent = await self.missing([ref.digest for ref in req.pages])
+        if absent:
+            raise LookupError(
+                f"{req.owner}: cannot fold {len(req.pages)} pages, {len(absent)} are not in the "
+                f"page store (first {absent[0]})"
+            )
+        return await self.put(INDEX, req.owner, req.pages)
 
     @activity.defn(name=RANK_SKD_PAGES.name)
     async def rank_skd_pages(self, req: SkdPagesRequest) -> SkdCut:

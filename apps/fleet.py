@@ -68,6 +68,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             JourneyReader(client).read_journey_end,
             RevocationWriter(pool).project_revocations,
             pages.read_page,
+            pages.fold_pages,
             pages.rank_skd_pages,
             pages.rank_final_pages,
             pages.allocate_pages,

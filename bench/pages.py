@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.pages import PageStore
 from domain.codes import Phase
-from domain.config import Formasi
+from domain.config import FOLD_PAGES_AT, Formasi
 from domain.contracts import BroadcastRequest, BroadcastResult
 from domain.messages import Announcement, CloseReply, FormasiResult
 from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
@@ -31,7 +31,9 @@ from domain.pages import (
     REPLIES,
     AllocationRequest,
     FinalPagesRequest,
+    PageFold,
     PageRead,
+    PageRef,
     ResultPages,
     SkdPagesRequest,
     chunks,
@@ -43,6 +45,19 @@ from domain.skd import SkdScores, skd_rank_key
 from runtime.sealed import ColumnCipher
 
 LIMIT = 256 * 1024  # DESIGN.md: aim under 256 KB (the server warns there, fails at 2 MB)
+
+
+async def _folded(
+    env: ActivityEnvironment, store: PageStore, owner: str, pages: list[PageRef]
+) -> list[PageRef]:
+    """`pages` as a formasi carries them: each appended, the list folded into an index page
+    whenever it reaches FOLD_PAGES_AT (workflows/formasi.py, `_keep`)."""
+    carried: list[PageRef] = []
+    for ref in pages:
+        carried.append(ref)
+        if len(carried) >= FOLD_PAGES_AT:
+            carried = [await env.run(store.fold_pages, PageFold(owner=owner, pages=carried))]
+    return carried
 
 
 def _ids(n: int, rng: random.Random) -> list[str]:
@@ -88,11 +103,18 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         for chunk in chunks(skd_replies, page)
     ]
     build_skd = time.monotonic() - t
+    # What the formasi carries of them (patch folded-page-references): folded into an index page
+    # whenever the list reaches FOLD_PAGES_AT, as FormasiSelection._keep does.
+    skd_folded = await _folded(env, store, owner, skd_pages)
     t = time.monotonic()
     cut = await env.run(
-        store.rank_skd_pages, SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_pages)
+        store.rank_skd_pages, SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_folded)
     )
     rank_skd = time.monotonic() - t
+    flat_cut = await env.run(
+        store.rank_skd_pages, SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_pages)
+    )
+    assert flat_cut == cut, "the cut over folded pages differs from the cut over every page"
     tracker = SkdCutTracker(capacity=capacity)
     for r in skd_replies:
         if r.key is not None:
@@ -118,10 +140,11 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         for a, e in entries.items()
     ]
     entry_pages = [await store.put(REPLIES, owner, chunk) for chunk in chunks(skb_replies, page)]
+    entry_folded = await _folded(env, store, owner, entry_pages)
     t = time.monotonic()
     ranked = await env.run(
         store.rank_final_pages,
-        FinalPagesRequest(owner=owner, quota=quota, pages=entry_pages, page_items=min(page, 1000)),
+        FinalPagesRequest(owner=owner, quota=quota, pages=entry_folded, page_items=min(page, 1000)),
     )
     rank_final_s = time.monotonic() - t
     reference = rank_final(list(entries.values()), quota)
@@ -206,6 +229,17 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         ),
     )
     await row(
+        "the formasi's state carried across continue-as-new (during the SKD close), every page's "
+        "reference (before: paged-ranking without folding)",
+        {"skd_pages": [p.model_dump() for p in skd_pages]},
+        {"skd_pages": [p.model_dump() for p in skd_folded]},
+    )
+    await row(
+        "the SKD cut's decision: its pages' digests (before: paged-ranking without folding)",
+        {"pages": [p.digest for p in skd_pages]},
+        {"pages": [p.digest for p in skd_folded]},
+    )
+    await row(
         "the formasi's state carried across continue-as-new (after SKB closed)",
         {
             "tracker": tracker.model_dump(mode="json"),
@@ -214,7 +248,7 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         },
         {
             "skd_cut": cut.model_dump(mode="json"),
-            "entry_pages": [p.model_dump() for p in entry_pages],
+            "entry_pages": [p.model_dump() for p in entry_folded],
             "ranked": ranked.model_dump(mode="json"),
         },
     )
@@ -232,9 +266,9 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         },
     )
     await row(
-        "rank_skd_pages input (every page of SKD answers)",
-        None,
+        "rank_skd_pages input (the pages of SKD answers; before: every page's reference)",
         SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_pages),
+        SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_folded),
     )
     await row("rank_final_pages result", None, ranked)
     await row("read_page result: a page of ranking lines", None, lines_page)
@@ -301,8 +335,14 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
     largest = max(after for _, _, after in rows)
     return {
         "quota / applicants / page": f"{quota:,} / {size:,} / {page}",
-        "SKD answers kept": f"{sum(p.count for p in skd_pages):,} in {len(skd_pages)} pages",
-        "final entries kept": f"{len(skb_replies):,} in {len(entry_pages)} pages",
+        "SKD answers kept": (
+            f"{sum(p.count for p in skd_pages):,} in {len(skd_pages)} pages, carried as "
+            f"{len(skd_folded)} references"
+        ),
+        "final entries kept": (
+            f"{len(skb_replies):,} in {len(entry_pages)} pages, carried as "
+            f"{len(entry_folded)} references"
+        ),
         "build + keep SKD pages": f"{build_skd:.1f} s",
         "rank_skd_pages": f"{rank_skd:.2f} s (cut {cut.cut_key}, equal to the tracker's)",
         "rank_final_pages": f"{rank_final_s:.2f} s (winners equal to rank_final's)",

@@ -49,6 +49,11 @@ MAX_APPEAL_WINDOW = timedelta(days=30)
 MAX_APPEAL_ANSWER = timedelta(days=30)
 MAX_OFFER_ANSWER = timedelta(days=30)
 
+# A formasi folds a list of page references it carries into one index page (domain/pages.py,
+# PageFold) when the list reaches this many: what it carries and records then stays under this
+# many references (about 6 KB), however many applicants answered.
+FOLD_PAGES_AT = 64
+
 
 def _no_number(example: str) -> Callable[[object], object]:
     """A before-validator refusing a bare number or true/false where text like `example` is due."""
@@ -447,6 +452,15 @@ class RoundConfig(BaseModel, frozen=True):
         ge=1,
         le=10_000,
         description="engine tuning: journeys told per step of an announcement (bounds formasi histories)",
+    )
+    # Left out of the dump at its default, so rounds from before it keep their rules' digests.
+    fold_pages_at: StrictInt = Field(
+        default=FOLD_PAGES_AT,
+        ge=2,
+        le=1000,
+        exclude_if=lambda n: n == FOLD_PAGES_AT,
+        description="engine tuning: page references a formasi carries before it folds them into "
+        "one index page (bounds its continue-as-new input however many applicants answer)",
     )
     timezone: str = Field(
         default="Asia/Jakarta",

@@ -14,7 +14,15 @@ from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_seri
 
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
-from domain.config import AppealRules, Formasi, IntegrationRules, Schedule, SkbRules, SkdRules
+from domain.config import (
+    FOLD_PAGES_AT,
+    AppealRules,
+    Formasi,
+    IntegrationRules,
+    Schedule,
+    SkbRules,
+    SkdRules,
+)
 from domain.digest import canonical_digest
 from domain.optimalisasi import CandidateProfile
 from domain.pages import PageRef
@@ -564,6 +572,8 @@ class FormasiStart(BaseModel, frozen=True):
     continue_after_events: int = (
         3000  # continue-as-new at this history length (before the 4,096 suggestion)
     )
+    # references a formasi carries before it folds them into an index page (domain.pages.PageFold)
+    fold_pages_at: int = Field(default=FOLD_PAGES_AT, ge=2, le=1000)
     secret: str = ""  # the round's seal secret (domain/seal.py); empty in rounds before seals
     # The round takes the final sanggah (patch final-sanggah): the formasi confirms its ranking
     # when the round closes it, ranking again with the scores accepted sanggah corrected.

@@ -32,11 +32,13 @@ from domain.ranking import FinalEntry
 from domain.skd import SkdKey
 
 # What a page holds: the answers to a close; a ranking's lines ([applicant id, final score]); the
-# optimalisasi candidates ({entry, profile}) of those who lost on rank.
+# optimalisasi candidates ({entry, profile}) of those who lost on rank; references to other pages
+# (an index: a list of references folded into one, see `PageFold`).
 REPLIES = "close-replies"
 LINES = "ranking-lines"
 CANDIDATES = "candidates"
-KINDS = (REPLIES, LINES, CANDIDATES)
+INDEX = "page-index"
+KINDS = (REPLIES, LINES, CANDIDATES, INDEX)
 
 # At most this many items per page: a page of candidates (about 235 bytes each, encoded) is then
 # about 120 KB, half the 256 KB a payload should stay under; a smaller broadcast page size sets the size.
@@ -178,6 +180,20 @@ class AllocationResult(BaseModel, frozen=True):
     offers: list[Offer]
     candidates: int  # taken from the pages
     ignored: int  # another formasi's, impossible, or also a winner (each one warned of)
+
+
+class PageFold(BaseModel, frozen=True):
+    """Keep `pages` as one index page (kind INDEX) and answer its reference.
+
+    The index may list other indexes (a list folded before, then grown again), so a list of any
+    length is carried as at most `FOLD_PAGES_AT` references. The index's digest is over its
+    children's digests, which are over their bodies: one digest commits to every page under it,
+    in order, as a Merkle tree does. Whoever reads a list of references expands the indexes in
+    it depth-first (activities/pages.py, `PageStore.leaves`) and gets the pages in the order they
+    were kept."""
+
+    owner: str
+    pages: list[PageRef] = Field(min_length=1, max_length=1000)
 
 
 class PageRead(BaseModel, frozen=True):

@@ -200,6 +200,7 @@ FULL_APPEAL_WINDOW = 10  # s: the sanggah windows (administration and final resu
 FULL_ANSWER_WITHIN = 5  # s: an appeal not answered by then leaves TMS
 FULL_OFFER_WITHIN = 30  # s: how long an optimalisasi offer waits
 FULL_PAGE_SIZE = 2  # journeys per broadcast page: several pages per announcement
+FULL_FOLD_AT = 2  # page references a formasi carries before it folds them into an index page
 # The full round's own Temporal dev server suggests continue-as-new at this history length, so the
 # formasi runs continue-as-new between pages (carrying their barriers, paging and decisions).
 # Not lower: a formasi run that continued before its first decision would re-derive none.
@@ -536,7 +537,7 @@ async def run_full_round(
         answer_within=FULL_ANSWER_WITHIN,
         offer_within=FULL_OFFER_WITHIN,
         t0=datetime.now(UTC),
-        extra={"broadcast_page_size": FULL_PAGE_SIZE},
+        extra={"broadcast_page_size": FULL_PAGE_SIZE, "fold_pages_at": FULL_FOLD_AT},
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "round.toml"

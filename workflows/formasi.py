@@ -8,7 +8,7 @@ the seats; it continues-as-new before the history grows long, carrying that stat
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import TypeVar
 
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         MAX_PAGE_ITEMS,
         FinalPages,
         FinalPagesRequest,
+        PageFold,
         PageRead,
         PageRef,
         SkdCut,
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import (
         BROADCAST,
+        FOLD_PAGES,
         FORMASI_RESULT,
         RANK_FINAL_PAGES,
         RANK_SKD_PAGES,
@@ -60,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
-    from workflows.versions import PAGED_RANKING
+    from workflows.versions import FOLDED_PAGES, PAGED_RANKING
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
 RANKING_TIMEOUT = timedelta(
@@ -151,6 +153,11 @@ class FormasiCarry(BaseModel):
     paged: bool = False
     skd_pages: list[PageRef] = []
     entry_pages: list[PageRef] = []
+    # Patch folded-page-references (decided by the first run, carried): skd_pages and entry_pages
+    # are folded into an index page (domain.pages.PageFold) when they reach the start's
+    # fold_pages_at, so they may hold index pages; entries_kept counts the entries under them.
+    folded: bool = False
+    entries_kept: int = 0
     skd_cut: SkdCut | None = None
     ranked: FinalPages | None = None  # the final ranking
     confirmed: FinalPages | None = None  # the ranking after the final sanggah
@@ -179,6 +186,7 @@ class FormasiSelection:
         self.own_limit = workflow.patched("continue-as-new-on-own-count")
         if not start.carry:
             self.carry.paged = workflow.patched(PAGED_RANKING)
+            self.carry.folded = self.carry.paged and workflow.patched(FOLDED_PAGES)
         if self.carry.skd_barrier is not None:
             await self._skd_ranking(self.carry.skd_barrier.announcement)
         if self.carry.final_barrier is not None:
@@ -556,16 +564,17 @@ class FormasiSelection:
                 return
             self._continue_as_new()
 
-    def _absorb(self, barrier: Barrier, page: BroadcastResult) -> None:
+    async def _absorb(self, barrier: Barrier, page: BroadcastResult) -> None:
         """Take one page's answers to a close: SKD keys into the cut tracker, final entries kept
         (paged: the reference of the page of answers the broadcast kept)."""
         if self.carry.paged:
             barrier.replies += page.replied
             if page.kept is not None:
                 if barrier.announcement.phase == Phase.SKD_CLOSED:
-                    self.carry.skd_pages.append(page.kept)
+                    await self._keep(self.carry.skd_pages, page.kept)
                 else:
-                    self.carry.entry_pages.append(page.kept)
+                    self.carry.entries_kept += page.kept.count
+                    await self._keep(self.carry.entry_pages, page.kept)
             return
         for reply in page.replies:
             barrier.replies += 1
@@ -578,11 +587,23 @@ class FormasiSelection:
                 if reply.profile is not None:
                     self.carry.profiles[reply.applicant_id] = reply.profile
 
+    async def _keep(self, pages: list[PageRef], ref: PageRef) -> None:
+        """Add a kept page's reference to a carried list; folded (patch folded-page-references),
+        a list that reaches fold_pages_at becomes the one reference of an index page of them."""
+        pages.append(ref)
+        if self.carry.folded and len(pages) >= self.start.fold_pages_at:
+            index = await run_local_activity_until_done(
+                FOLD_PAGES,
+                PageFold(owner=workflow.info().workflow_id, pages=list(pages)),
+                timedelta(seconds=30),
+            )
+            pages[:] = [index]
+
     async def _deliver(
         self,
         announcement: Announcement,
         mode: str = "signal",
-        on_page: Callable[[BroadcastResult], None] | None = None,
+        on_page: Callable[[BroadcastResult], Awaitable[None]] | None = None,
     ) -> int:
         """Tell every running journey, a page at a time, continuing-as-new between pages if asked.
 
@@ -602,7 +623,7 @@ class FormasiSelection:
                 announcement, self.start.page_size, paging.page_token, mode
             )
             if on_page is not None:
-                on_page(page)
+                await on_page(page)
             paging.delivered += page.delivered
             paging.page_token = page.next_page_token
             if page.next_page_token is None:
@@ -850,6 +871,8 @@ class FormasiSelection:
             final_entries=(
                 self.carry.ranked.entries
                 if self.carry.ranked
+                else self.carry.entries_kept
+                if self.carry.folded
                 else sum(p.count for p in self.carry.entry_pages) or len(self.carry.final_entries)
             ),
             decisions=list(self.carry.decisions),

@@ -282,6 +282,7 @@ class RecruitmentRound:
                     formasi=f,
                     rules=rules,
                     page_size=self.config.broadcast_page_size,
+                    fold_pages_at=self.config.fold_pages_at,
                     secret=self.secret,
                     final_sanggah=self.final_sanggah,
                 ),

@@ -101,6 +101,13 @@ TMT_MOVE_WRITTEN = "tmt-move-written"
 # the lists in their state and payloads.
 PAGED_RANKING = "paged-ranking"
 
+# Folded page references (issue 17 item 1): a formasi that keeps its answers as pages folds the
+# references it carries (the SKD answers' pages, the final entries' pages) into an index page
+# (domain.pages.PageFold) when they reach FormasiStart.fold_pages_at (64), so its continue-as-new
+# input and the SKD ranking's decision no longer grow with its applicants (about 0.19 B each
+# before: 18.6 KB at 100,000). Formasi recorded before it carry every reference.
+FOLDED_PAGES = "folded-page-references"
+
 # A round's board (issue 17 item 3): the round writes the view its journeys are judged by (rules,
 # formasi, registration window, TMT, seal secret) to the read-model database before it
 # acknowledges any change of it, and a journey's admission reads it there instead of asking the

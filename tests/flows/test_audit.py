@@ -80,7 +80,9 @@ SIGNING_KEY = bytes(range(32))
 # journeys' admissions read it instead of asking the round. v11-full: every journey started with
 # its registration's confirmation (update-with-start, confirm_registration). v12-full: engine-4
 # journeys, which ask the sanctions register themselves in their first task (patch
-# sanctions-in-journey, folded: no marker). All must replay with the current code.
+# sanctions-in-journey, folded: no marker). v13-full: the formasi fold the page references they
+# carry into index pages every 2 (patch folded-page-references, local activity fold_pages). All
+# must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -95,6 +97,7 @@ RECORDED_SETS = [
     RECORDED / "v10-full",
     RECORDED / "v11-full",
     RECORDED / "v12-full",
+    RECORDED / "v13-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -223,6 +226,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v10-full",
         RECORDED / "v11-full",
         RECORDED / "v12-full",
+        RECORDED / "v13-full",
     ],
     ids=lambda p: p.name,
 )

@@ -76,9 +76,9 @@ async def start_round(
             "latsar": (1000, 1100),
         },
         t0=datetime.now(UTC),
-        extra={
-            "broadcast_page_size": 8
-        },  # small pages: the formasi may continue-as-new between them
+        # Small pages: the formasi may continue-as-new between them; it folds every 3 references
+        # it carries into an index page (patch folded-page-references).
+        extra={"broadcast_page_size": 8, "fold_pages_at": 3},
     )
     path = tmp_path / f"{round_id}.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
@@ -321,6 +321,16 @@ async def test_formasi_continues_as_new_and_ranks_correctly(
                 )
                 twk, tiu, tkp = scores[cut_serial]
                 assert cuts[0].input["cut_key"] == [twk + tiu + tkp, tkp, tiu, twk]
+                # 80 answers in pages of 8 (a page where nobody passed keeps nothing), folded
+                # every 3 references: the decision records at most 2 (an index and what came after
+                # it), and the store holds one index for the first 3 pages and one per 2 after.
+                assert 1 <= len(cuts[0].input["pages"]) < 3, cuts[0].input["pages"]
+                rows = await pool.fetch(
+                    "SELECT kind, count(*) AS n FROM pages WHERE owner = $1 GROUP BY kind", fid
+                )
+                kinds = {r["kind"]: r["n"] for r in rows}
+                assert kinds["close-replies"] >= 8, kinds
+                assert kinds["page-index"] == (kinds["close-replies"] - 1) // 2, kinds
             finally:
                 await terminate_round(client, round_id)
     finally:

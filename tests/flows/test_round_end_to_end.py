@@ -19,6 +19,7 @@ from domain.messages import (
     CloseWindow,
     Disqualification,
     FilingReport,
+    FormasiState,
     GateReport,
     JourneyState,
     LatsarReport,
@@ -28,7 +29,7 @@ from domain.messages import (
     Withdrawal,
 )
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
-from workflows.ids import journey_workflow_id
+from workflows.ids import formasi_workflow_id, journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -121,6 +122,9 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
             "latsar": (2400, 3000),
         },
         t0=t0,
+        # One journey per broadcast page and every 2 page references folded into an index page:
+        # every expected code below also checks the rankings read through index pages.
+        extra={"broadcast_page_size": 1, "fold_pages_at": 2},
     )
     path = tmp_path / "round.toml"
     import tomli_w
@@ -323,6 +327,22 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
             ids[name],
         )
         assert count == len(s.decisions)
+
+    # The formasi's answers to the SKD close and to the SKB close were both read through index
+    # pages (the expected codes above came out of rankings over them).
+    f1 = await client.get_workflow_handle(formasi_workflow_id(round_id, "F1")).query(
+        "state", result_type=FormasiState
+    )
+    (cut,) = [d for d in f1.decisions if d.outcome == "cut"]
+    kinds = dict(
+        await pool.fetch(
+            "SELECT digest, kind FROM pages WHERE owner = $1", formasi_workflow_id(round_id, "F1")
+        )
+    )
+    # The SKD ranking's decision records the one reference it carried: an index page.
+    assert [kinds.get(d) for d in cut.input["pages"]] == ["page-index"]
+    assert list(kinds.values()).count("page-index") >= 2
+    assert f1.final_entries == 3  # A1, A2 and A3 completed SKB (the count kept beside the index)
 
     # A cheating finding after appointment (DOMAIN.md: DIS "even after appointment"): the journey
     # stays PNS and the applicant's aftermath records the DIS (tests/flows/test_revocation.py).

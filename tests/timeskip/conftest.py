@@ -61,7 +61,7 @@ from domain.messages import (
     SanctionCheck,
     SanctionVerdict,
 )
-from domain.pages import REPLIES, PageRef, page_items, page_ref
+from domain.pages import REPLIES, PageRef, page_ref
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
@@ -81,10 +81,13 @@ class MemoryPageStore(PageStore):
         self.bodies.setdefault(ref.digest, (kind, body))
         return ref
 
-    async def get(self, kind, ref):
-        stored_kind, body = self.bodies[ref.digest]
-        assert stored_kind == kind
-        return page_items(kind, ref, body)
+    async def fetch(self, ref):
+        if ref.digest not in self.bodies:
+            raise LookupError(f"page {ref.digest} is not in the page store")
+        return self.bodies[ref.digest]
+
+    async def missing(self, digests):
+        return [d for d in digests if d not in self.bodies]
 
 
 class MemoryRoundBoards(RoundBoards):
@@ -283,6 +286,7 @@ async def kit(test_server_path, keys, tmp_path):
                 rounds.publish_round_board,
                 acts.check_sanctions,
                 acts.pages.read_page,
+                acts.pages.fold_pages,
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,
                 acts.pages.allocate_pages,

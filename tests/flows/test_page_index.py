@@ -1,0 +1,115 @@
+"""Index pages (domain.pages.PageFold) in the page store on the session's real PostgreSQL: a list
+of references folded, folded again and read back in the order its pages were kept."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.pages import PageStore
+from domain.messages import CloseReply
+from domain.pages import INDEX, LINES, REPLIES, PageFold, PageRef, SkdPagesRequest
+from domain.ranking import SkdCutTracker
+from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
+
+# The store's methods heartbeat: they run as activities would, in the SDK's activity environment.
+ENV = ActivityEnvironment()
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CIPHER = ColumnCipher(b"p" * 32)
+
+
+def reply(serial: int) -> CloseReply:
+    # Keys that are not in serial order: the cut depends on which replies the store hands back.
+    total = 300 + (serial * 37) % 101
+    return CloseReply(
+        applicant_id=f"A{serial:04d}", phase="skd_closed", key=(total, 150, 90, total - 240)
+    )
+
+
+async def leaves(store: PageStore, kind: str, pages: list[PageRef]) -> list[list]:
+    async def read() -> list[list]:
+        return [items async for items in store.leaves(kind, pages)]
+
+    return await ENV.run(read)
+
+
+async def keep_folded(
+    store: PageStore, owner: str, pages: list[list[CloseReply]], fold_at: int
+) -> list[PageRef]:
+    """What FormasiSelection._keep carries: each page's reference appended, the list folded into
+    one index page whenever it reaches `fold_at`."""
+    carried: list[PageRef] = []
+    for items in pages:
+        carried.append(await store.put(REPLIES, owner, items))
+        if len(carried) >= fold_at:
+            carried = [await ENV.run(store.fold_pages, PageFold(owner=owner, pages=carried))]
+    return carried
+
+
+async def test_a_folded_list_reads_back_in_order_and_ranks_as_the_flat_one(stack):
+    pool = await open_pool(stack.database_url, max_size=4)
+    store = PageStore(pool, CIPHER)
+    owner = f"formasi-{uuid.uuid4().hex[:8]}"
+    try:
+        pages = [[reply(p * 3 + i) for i in range(3)] for p in range(23)]
+        flat = [await store.put(REPLIES, owner, items) for items in pages]
+        carried = await keep_folded(store, owner, pages, fold_at=4)
+        # 23 pages folded at 4: an index of indexes, never more than 3 references carried.
+        assert len(carried) < 4
+        kinds = await pool.fetch(
+            "SELECT kind, count(*) AS n FROM pages WHERE owner = $1 GROUP BY kind", owner
+        )
+        assert {r["kind"]: r["n"] for r in kinds} == {REPLIES: 23, INDEX: 7}
+
+        read = [i["applicant_id"] for items in await leaves(store, REPLIES, carried) for i in items]
+        assert read == [r.applicant_id for items in pages for r in items]
+
+        tracker = SkdCutTracker(capacity=10)
+        for items in pages:
+            for r in items:
+                tracker.add(r.applicant_id, tuple(r.key))
+        folded_cut = await ENV.run(
+            store.rank_skd_pages, SkdPagesRequest(owner=owner, capacity=10, pages=carried)
+        )
+        flat_cut = await ENV.run(
+            store.rank_skd_pages, SkdPagesRequest(owner=owner, capacity=10, pages=flat)
+        )
+        assert folded_cut == flat_cut
+        assert folded_cut.cut_key == tracker.cut_key() and folded_cut.replies == 69
+    finally:
+        await pool.execute("DELETE FROM pages WHERE owner = $1", owner)
+        await pool.close()
+
+
+async def test_an_index_never_passes_for_another_kind_nor_points_at_nothing(stack):
+    pool = await open_pool(stack.database_url, max_size=4)
+    store = PageStore(pool, CIPHER)
+    owner = f"formasi-{uuid.uuid4().hex[:8]}"
+    try:
+        a = await store.put(REPLIES, owner, [reply(1)])
+        index = await ENV.run(store.fold_pages, PageFold(owner=owner, pages=[a]))
+        # A reader that wants lines is not handed replies through an index.
+        with pytest.raises(ValueError, match="close-replies page, not ranking-lines"):
+            await leaves(store, LINES, [index])
+        # read_page (what a workflow reads) takes one page of the kind it asks, never an index.
+        with pytest.raises(ValueError, match="page-index page, not close-replies"):
+            await store.get(REPLIES, index)
+
+        absent = PageRef(digest="0" * 64, count=1)
+        before = await pool.fetchval("SELECT count(*) FROM pages WHERE owner = $1", owner)
+        with pytest.raises(LookupError, match=f"1 are not in the page store \\(first {'0' * 64}"):
+            await ENV.run(store.fold_pages, PageFold(owner=owner, pages=[a, absent]))
+        assert await pool.fetchval("SELECT count(*) FROM pages WHERE owner = $1", owner) == before
+
+        # An index whose count lies about its children is refused when read.
+        lying = PageRef(digest=index.digest, count=index.count + 1)
+        with pytest.raises(ValueError, match="holds 1 items, not 2"):
+            await leaves(store, REPLIES, [lying])
+    finally:
+        await pool.execute("DELETE FROM pages WHERE owner = $1", owner)
+        await pool.close()
