@@ -412,6 +412,9 @@ def recompute_command(
         for a, r in result.pairs:
             announced = (
                 f"{a.winners_count} in {len(a.winner_pages)} page(s), by digest"
+                if a.winner_pages is not None and a.fold_at is None
+                else f"{a.winners_count} under {len(a.winner_pages)} reference(s) folded at "
+                f"{a.fold_at}, by digest"
                 if a.winner_pages is not None
                 else _short(a.winners)
             )

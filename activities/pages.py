@@ -27,12 +27,14 @@ from domain.pages import (
     Candidate,
     FinalPages,
     FinalPagesRequest,
+    LeafRead,
     PageFold,
     PageRead,
     PageRef,
     SkdCut,
     SkdPagesRequest,
     chunks,
+    fold_refs,
     ids_of,
     lines_of,
     page_items,
@@ -43,6 +45,7 @@ from domain.protocol import (
     FOLD_PAGES,
     RANK_FINAL_PAGES,
     RANK_SKD_PAGES,
+    READ_LEAF,
     READ_PAGE,
 )
 from domain.ranking import FinalEntry, SkdCutTracker, rank_final
@@ -66,6 +69,11 @@ class PageStore:
     async def put(self, kind: str, owner: str, items: Sequence[Any]) -> PageRef:
         """Keep a page of `items`; the same page twice is kept once."""
         ref, body = page_ref(kind, items)
+        await self.keep(kind, owner, ref, body)
+        return ref
+
+    async def keep(self, kind: str, owner: str, ref: PageRef, body: bytes) -> None:
+        """Keep a page made by `page_ref` (its digest is the row's key)."""
         await self.pool.execute(
             "INSERT INTO pages (digest, kind, owner, items, body) VALUES ($1, $2, $3, $4, $5) "
             "ON CONFLICT (digest) DO NOTHING",
@@ -75,7 +83,6 @@ class PageStore:
             ref.count,
             self.cipher.seal(body, _row(ref.digest)),
         )
-        return ref
 
     async def put_all(
         self, kind: str, owner: str, items: Sequence[Any], size: int
@@ -89,13 +96,49 @@ class PageStore:
             raise LookupError(f"page {ref.digest} is not in the page store")
         return row["kind"], self.cipher.open(bytes(row["body"]), _row(ref.digest))
 
-    async def missing(self, digests: Sequence[str]) -> list[str]:
-        """Those of `digests` the store does not hold, in their order."""
+    async def kinds(self, digests: Sequence[str]) -> dict[str, str]:
+        """The kind of each of `digests` the store holds (not checked: a kind read here only
+        decides how a page is then read, and that read checks it against the digest)."""
         rows = await self.pool.fetch(
-            "SELECT digest FROM pages WHERE digest = ANY($1::text[])", list(digests)
+            "SELECT digest, kind FROM pages WHERE digest = ANY($1::text[])", list(digests)
         )
-        held = {r["digest"] for r in rows}
-        return [d for d in digests if d not in held]
+        return {r["digest"]: r["kind"] for r in rows}
+
+    async def leaf_refs(self, kind: str, pages: Sequence[PageRef]) -> list[PageRef]:
+        """The references of the `kind` pages under `pages`, in order: each index page is read
+        (and checked) and replaced by its children; the `kind` pages themselves are not read."""
+        refs = list(pages)
+        while True:
+            kinds = await self.kinds([r.digest for r in refs])
+            absent = [r.digest for r in refs if r.digest not in kinds]
+            if absent:
+                raise LookupError(f"page {absent[0]} is not in the page store")
+            if all(kinds[r.digest] != INDEX for r in refs):
+                break
+            expanded: list[PageRef] = []
+            for ref in refs:
+                if kinds[ref.digest] == INDEX:
+                    _, body = await self.fetch(ref)
+                    expanded.extend(PageRef.model_validate(i) for i in page_items(INDEX, ref, body))
+                else:
+                    expanded.append(ref)
+            refs = expanded
+        wrong = next((r for r in refs if kinds[r.digest] != kind), None)
+        if wrong is not None:
+            raise ValueError(f"page {wrong.digest} is a {kinds[wrong.digest]} page, not {kind}")
+        return refs
+
+    async def fold(
+        self, kind: str, owner: str, refs: list[PageRef], fanout: int | None
+    ) -> list[PageRef]:
+        """`refs` (pages of `kind` just kept) folded at `fanout` (domain.pages.fold_refs), the
+        index pages kept; as they are when `fanout` is None."""
+        if fanout is None:
+            return refs
+        top, indexes = fold_refs(refs, fanout)
+        for ref, body in indexes:
+            await self.keep(INDEX, owner, ref, body)
+        return top
 
     async def get(self, kind: str, ref: PageRef) -> list[Any]:
         """The items of a page, checked against its digest; LookupError when the store lacks it."""
@@ -141,11 +184,24 @@ class PageStore:
         """One page's items, checked against its digest."""
         return await self.get(req.kind, req.page)
 
+    @activity.defn(name=READ_LEAF.name)
+    async def read_leaf(self, req: LeafRead) -> list[Any]:
+        """The items of the `offset`th `kind` page under a list of references that may hold index
+        pages (a folded ranking), every page on the way checked against its digest."""
+        leaves = await self.leaf_refs(req.kind, req.pages)
+        if req.offset >= len(leaves):
+            raise ValueError(
+                f"page {req.offset} asked of {len(leaves)} {req.kind} pages under "
+                f"{len(req.pages)} references"
+            )
+        return await self.get(req.kind, leaves[req.offset])
+
     @activity.defn(name=FOLD_PAGES.name)
     async def fold_pages(self, req: PageFold) -> PageRef:
         """Keep a list of references as one index page (domain.pages.PageFold); every page it
         names must be in the store already, so an index never points at nothing."""
-        absent = await self.missing([ref.digest for ref in req.pages])
+        held = await self.kinds([ref.digest for ref in req.pages])
+        absent = [ref.digest for ref in req.pages if ref.digest not in held]
         if absent:
             raise LookupError(
                 f"{req.owner}: cannot fold {len(req.pages)} pages, {len(absent)} are not in the "
@@ -183,26 +239,27 @@ class PageStore:
         ranking = rank_final(entries, req.quota)
         by_id = {e.applicant_id: e for e in entries}
         scores = {a: fraction_text(e.final_score) for a, e in by_id.items()}
-        size = req.page_items
-        winners = await self.put_all(LINES, req.owner, lines_of(ranking.winners, scores), size)
-        others = await self.put_all(LINES, req.owner, lines_of(ranking.others, scores), size)
+        size, owner, fanout = req.page_items, req.owner, req.fold_at
+        winners = await self.put_all(LINES, owner, lines_of(ranking.winners, scores), size)
+        others = await self.put_all(LINES, owner, lines_of(ranking.others, scores), size)
         candidates = await self.put_all(
             CANDIDATES,
-            req.owner,
+            owner,
             [Candidate(entry=by_id[a], profile=profiles.get(a)) for a in ranking.others],
             size,
         )
         changed = False
         if req.previous_winners:
             winners_before: list[str] = []
-            for ref in req.previous_winners:
-                winners_before.extend(ids_of(await self.get(LINES, ref)))
+            async for items in self.leaves(LINES, req.previous_winners):
+                winners_before.extend(ids_of(items))
             changed = winners_before != ranking.winners
         return FinalPages(
             entries=len(entries),
-            winners=winners,
-            others=others,
-            candidates=candidates,
+            winners=await self.fold(LINES, owner, winners, fanout),
+            others=await self.fold(LINES, owner, others, fanout),
+            candidates=await self.fold(CANDIDATES, owner, candidates, fanout),
+            fold_at=fanout,
             n_winners=len(ranking.winners),
             n_others=len(ranking.others),
             changed=changed,
@@ -225,10 +282,10 @@ class PageStore:
                     f"round {req.round_id}: formasi {result.formasi_code} is not the round's"
                 )
             winners: set[str] = set()
-            for ref in result.winner_pages:
-                winners.update(ids_of(await self.get(LINES, ref)))
-            for ref in result.candidate_pages:
-                for item in await self.get(CANDIDATES, ref):
+            async for items in self.leaves(LINES, result.winner_pages):
+                winners.update(ids_of(items))
+            async for items in self.leaves(CANDIDATES, result.candidate_pages):
+                for item in items:
                     candidate = Candidate.model_validate(item)
                     entry = candidate.entry
                     if impossible_entry(entry, formasi.code) or entry.applicant_id in winners:
@@ -242,7 +299,6 @@ class PageStore:
                             profile=candidate.profile if req.pool else None,
                         )
                     )
-                activity.heartbeat(ref.digest)
         if ignored:
             log.warning(
                 "optimalisasi candidates ignored: another formasi's, impossible, or also a winner",

@@ -69,6 +69,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             RevocationWriter(pool).project_revocations,
             pages.read_page,
             pages.fold_pages,
+            pages.read_leaf,
             pages.rank_skd_pages,
             pages.rank_final_pages,
             pages.allocate_pages,

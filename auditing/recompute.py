@@ -70,6 +70,7 @@ class FormasiFigures:
     winner_pages: list[str] | None = None
     other_pages: list[str] | None = None
     page_items: int = 0
+    fold_at: int | None = None  # the lists were folded into index pages at this many
     winners_count: int = 0
     other_entries: list[FinalEntry] = field(default_factory=list)  # recomputed: lost on rank
     # recomputed: the whole SKD listing as columns (skd_listing.lines(skd_columns.ids) lists it)
@@ -177,6 +178,8 @@ def announced_figures(start: FormasiStart, decisions: list[Decision]) -> Formasi
                 figures.winner_pages = list(d.input["winner_pages"])
                 figures.other_pages = list(d.input.get("other_pages", []))
                 figures.page_items = int(d.input.get("page_items", 0))
+                fold_at = d.input.get("fold_at")
+                figures.fold_at = None if fold_at is None else int(fold_at)
                 figures.winners_count = int(d.input.get("winners_count", 0))
                 figures.winners, figures.others = [], []
             else:
@@ -388,7 +391,8 @@ def write_skd_listing(recomputed: list[FormasiFigures], path: Path) -> int:
 
 def _page_differences(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
     """A ranking recorded as pages against the recomputed one: the recompute builds the same
-    pages (domain/pages.py) from its own lines and compares their digests, page by page."""
+    pages (domain/pages.py) from its own lines, folds them as the formasi did when it did, and
+    compares their digests, reference by reference."""
     code = announced.formasi_code
     out = []
     for name, pages, lines in (
@@ -397,7 +401,9 @@ def _page_differences(announced: FormasiFigures, recomputed: FormasiFigures) -> 
     ):
         mine = [
             ref.digest
-            for ref in line_pages([a for a, _ in lines], dict(lines), announced.page_items)
+            for ref in line_pages(
+                [a for a, _ in lines], dict(lines), announced.page_items, announced.fold_at
+            )
         ]
         if mine != pages:
             first = next(
@@ -405,8 +411,8 @@ def _page_differences(announced: FormasiFigures, recomputed: FormasiFigures) -> 
                 min(len(mine), len(pages)),
             )
             out.append(
-                f"formasi {code}: {name} announced as {len(pages)} pages, recomputed "
-                f"{len(lines)} lines in {len(mine)} pages; they differ from page {first + 1}"
+                f"formasi {code}: {name} announced as {len(pages)} page references, recomputed "
+                f"{len(lines)} lines in {len(mine)}; they differ from reference {first + 1}"
             )
     return out
 

@@ -144,20 +144,28 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
     t = time.monotonic()
     ranked = await env.run(
         store.rank_final_pages,
-        FinalPagesRequest(owner=owner, quota=quota, pages=entry_folded, page_items=min(page, 1000)),
+        FinalPagesRequest(
+            owner=owner,
+            quota=quota,
+            pages=entry_folded,
+            page_items=min(page, 1000),
+            fold_at=FOLD_PAGES_AT,
+        ),
     )
     rank_final_s = time.monotonic() - t
     reference = rank_final(list(entries.values()), quota)
+    winner_leaves = await env.run(store.leaf_refs, LINES, ranked.winners)
     winners: list[str] = []
-    for ref in ranked.winners:
+    for ref in winner_leaves:
         winners.extend(ids_of(await env.run(store.read_page, PageRead(kind=LINES, page=ref))))
     assert winners == reference.winners, "the paged ranking differs from rank_final"
 
     now = datetime.now(UTC)
     result_id = f"{round_id}/skb_closed/9/result"
-    biggest_winner_page = max(ranked.winners, key=lambda r: r.count)
+    biggest_winner_page = max(winner_leaves, key=lambda r: r.count)
     lines_page = await env.run(store.read_page, PageRead(kind=LINES, page=biggest_winner_page))
-    candidates_page = await store.get("candidates", max(ranked.candidates, key=lambda r: r.count))
+    candidate_leaves = await env.run(store.leaf_refs, "candidates", ranked.candidates)
+    candidates_page = await store.get("candidates", max(candidate_leaves, key=lambda r: r.count))
     profiles = {a: profile for a in reference.others}
     rows: list[tuple[str, int | None, int]] = []
 
@@ -224,6 +232,7 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
                 candidate_pages=ranked.candidates,
                 winners_count=ranked.n_winners,
                 candidates_count=ranked.n_others,
+                fold_at=ranked.fold_at,
             ),
             secret,
         ),
@@ -270,7 +279,18 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
         SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_pages),
         SkdPagesRequest(owner=owner, capacity=capacity, pages=skd_folded),
     )
-    await row("rank_final_pages result", None, ranked)
+    await row(
+        "rank_final_pages result (before: every page's reference, unfolded)",
+        ranked.model_copy(
+            update={
+                "winners": winner_leaves,
+                "others": await env.run(store.leaf_refs, LINES, ranked.others),
+                "candidates": candidate_leaves,
+                "fold_at": None,
+            }
+        ),
+        ranked,
+    )
     await row("read_page result: a page of ranking lines", None, lines_page)
     await row(
         "read_page result: a page of candidates (rounds before allocation-over-pages read these)",
@@ -326,7 +346,8 @@ async def run_page_payloads(ctx: Any, quota: int, size: int, page: int, seed: in
     )
     assert allocated.offers == in_memory, "the allocation over pages differs from allocate's"
     await row(
-        f"allocate_pages input ({len(ranked.candidates)} candidate pages, {seats} seats)",
+        f"allocate_pages input ({len(candidate_leaves)} candidate pages under "
+        f"{len(ranked.candidates)} references, {seats} seats)",
         None,
         request,
     )

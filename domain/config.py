@@ -457,7 +457,7 @@ class RoundConfig(BaseModel, frozen=True):
     fold_pages_at: StrictInt = Field(
         default=FOLD_PAGES_AT,
         ge=2,
-        le=1000,
+        le=500,  # an index page holds at most domain.pages.MAX_PAGE_ITEMS references
         exclude_if=lambda n: n == FOLD_PAGES_AT,
         description="engine tuning: page references a formasi carries before it folds them into "
         "one index page (bounds its continue-as-new input however many applicants answer)",

@@ -25,7 +25,7 @@ from domain.config import (
 )
 from domain.digest import canonical_digest
 from domain.optimalisasi import CandidateProfile
-from domain.pages import PageRef
+from domain.pages import MAX_PAGE_ITEMS, PageRef
 from domain.panels import ConflictKind
 from domain.ranking import FinalEntry
 from domain.registration import Registration
@@ -464,6 +464,9 @@ class FormasiResult(BaseModel, frozen=True):
     candidate_pages: list[PageRef] = []
     winners_count: int = 0
     candidates_count: int = 0
+    # Patch folded-page-references: the page lists are folded into index pages at this many
+    # (domain.pages.fold_refs), so their counts are children, not lines.
+    fold_at: int | None = Field(default=None, ge=2, le=MAX_PAGE_ITEMS)
 
     @model_serializer(mode="wrap")
     def _without_empty_profiles(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -476,12 +479,20 @@ class FormasiResult(BaseModel, frozen=True):
         if not self.paged:
             for name in ("winner_pages", "candidate_pages", "winners_count", "candidates_count"):
                 data.pop(name, None)
+        if self.fold_at is None:
+            data.pop("fold_at", None)
         return data
 
     @property
     def paged(self) -> bool:
-        """Whether the lists are in the page store (patch paged-ranking)."""
-        return bool(self.winner_pages or self.candidate_pages or self.winners_count)
+        """Whether the lists are in the page store (patch paged-ranking). A folded result is,
+        even when its formasi ranked nobody (an empty result said nothing of it before)."""
+        return bool(
+            self.winner_pages
+            or self.candidate_pages
+            or self.winners_count
+            or self.fold_at is not None
+        )
 
     @property
     def n_winners(self) -> int:
@@ -573,7 +584,7 @@ class FormasiStart(BaseModel, frozen=True):
         3000  # continue-as-new at this history length (before the 4,096 suggestion)
     )
     # references a formasi carries before it folds them into an index page (domain.pages.PageFold)
-    fold_pages_at: int = Field(default=FOLD_PAGES_AT, ge=2, le=1000)
+    fold_pages_at: int = Field(default=FOLD_PAGES_AT, ge=2, le=MAX_PAGE_ITEMS)
     secret: str = ""  # the round's seal secret (domain/seal.py); empty in rounds before seals
     # The round takes the final sanggah (patch final-sanggah): the formasi confirms its ranking
     # when the round closes it, ranking again with the scores accepted sanggah corrected.

@@ -97,15 +97,43 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def fold_refs(
+    refs: Sequence[PageRef], fanout: int
+) -> tuple[list[PageRef], list[tuple[PageRef, bytes]]]:
+    """A list of references folded into a tree of index pages, `fanout` children each, level by
+    level until at most `fanout` remain: the references that remain and the bodies of the index
+    pages (kind INDEX) to keep. A list of `fanout` or fewer stays as it is. Pure, so the ranking
+    activity and the auditor's recompute build the same tree from the same pages."""
+    if fanout < 2:
+        raise ValueError(f"fanout {fanout}: an index page needs at least 2 children")
+    top = list(refs)
+    indexes: list[tuple[PageRef, bytes]] = []
+    while len(top) > fanout:
+        level = [page_ref(INDEX, top[i : i + fanout]) for i in range(0, len(top), fanout)]
+        indexes.extend(level)
+        top = [ref for ref, _ in level]
+    return top, indexes
+
+
+def leaf_pages(items: int, page_items: int) -> int:
+    """How many pages `chunks` makes of `items` items at `page_items` a page."""
+    size = max(1, min(page_items, MAX_PAGE_ITEMS))
+    return -(-items // size)
+
+
 def lines_of(order: Sequence[str], scores: dict[str, str | None]) -> list[list[str | None]]:
     """A ranking's lines, best first: [applicant id, final score as the decisions write it]."""
     return [[a, scores.get(a)] for a in order]
 
 
-def line_pages(order: Sequence[str], scores: dict[str, str | None], size: int) -> list[PageRef]:
+def line_pages(
+    order: Sequence[str], scores: dict[str, str | None], size: int, fanout: int | None = None
+) -> list[PageRef]:
     """The references of a ranking's line pages: what a decision records of a long list, and what
-    the recompute builds again from its own ranking to compare."""
-    return [page_ref(LINES, chunk)[0] for chunk in chunks(lines_of(order, scores), size)]
+    the recompute builds again from its own ranking to compare (folded at `fanout` when the
+    ranking was, `fold_refs`)."""
+    refs = [page_ref(LINES, chunk)[0] for chunk in chunks(lines_of(order, scores), size)]
+    return refs if fanout is None else fold_refs(refs, fanout)[0]
 
 
 # --- what the activities that work on pages take and give ---------------------------------------
@@ -137,6 +165,9 @@ class FinalPagesRequest(BaseModel, frozen=True):
     # applicant id -> its corrected entry (None: the correction failed a gate and it no longer ranks)
     corrections: dict[str, FinalEntry | None] = {}
     previous_winners: list[PageRef] = []  # the ranking before: `changed` compares with it
+    # Patch folded-page-references: each list of pages the ranking makes is folded into index
+    # pages of this many children until at most this many references remain (`fold_refs`).
+    fold_at: int | None = Field(default=None, ge=2, le=MAX_PAGE_ITEMS)
 
 
 class FinalPages(BaseModel, frozen=True):
@@ -150,6 +181,7 @@ class FinalPages(BaseModel, frozen=True):
     n_winners: int
     n_others: int
     changed: bool = False  # the winners differ from `previous_winners`
+    fold_at: int | None = None  # the lists are folded at this many (FinalPagesRequest.fold_at)
     # each corrected applicant's final score before its correction (None: not in the pages)
     scores_before: dict[str, str | None] = {}
 
@@ -193,7 +225,7 @@ class PageFold(BaseModel, frozen=True):
     were kept."""
 
     owner: str
-    pages: list[PageRef] = Field(min_length=1, max_length=1000)
+    pages: list[PageRef] = Field(min_length=1, max_length=MAX_PAGE_ITEMS)
 
 
 class PageRead(BaseModel, frozen=True):
@@ -201,6 +233,14 @@ class PageRead(BaseModel, frozen=True):
 
     kind: str
     page: PageRef
+
+
+class LeafRead(BaseModel, frozen=True):
+    """Read the `offset`th page of `kind` under references that may hold index pages."""
+
+    kind: str
+    pages: list[PageRef] = Field(max_length=MAX_PAGE_ITEMS)
+    offset: int = Field(ge=0)
 
 
 def ids_of(items: list[Any]) -> list[str]:

@@ -77,6 +77,7 @@ from domain.pages import (
     AllocationResult,
     FinalPages,
     FinalPagesRequest,
+    LeafRead,
     PageFold,
     PageRead,
     PageRef,
@@ -259,6 +260,7 @@ READ_JOURNEY_END = Activity("read_journey_end", JourneyEndRequest, JourneyEnd)
 PROJECT_REVOCATIONS = Activity("project_revocations", RevocationRows, type(None))
 # The page store (domain/pages.py, issue 17 item 1): rankings of lists kept as pages.
 READ_PAGE = Activity("read_page", PageRead, list)
+READ_LEAF = Activity("read_leaf", LeafRead, list)
 FOLD_PAGES = Activity("fold_pages", PageFold, PageRef)
 RANK_SKD_PAGES = Activity("rank_skd_pages", SkdPagesRequest, SkdCut)
 RANK_FINAL_PAGES = Activity("rank_final_pages", FinalPagesRequest, FinalPages)

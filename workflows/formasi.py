@@ -36,12 +36,14 @@ with workflow.unsafe.imports_passed_through():
         MAX_PAGE_ITEMS,
         FinalPages,
         FinalPagesRequest,
+        LeafRead,
         PageFold,
         PageRead,
         PageRef,
         SkdCut,
         SkdPagesRequest,
         ids_of,
+        leaf_pages,
     )
     from domain.protocol import (
         BROADCAST,
@@ -49,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         FORMASI_RESULT,
         RANK_FINAL_PAGES,
         RANK_SKD_PAGES,
+        READ_LEAF,
         READ_PAGE,
     )
     from domain.ranking import FinalEntry, FinalRanking, SkdCutTracker, rank_final, skd_cut_size
@@ -213,9 +216,12 @@ class FormasiSelection:
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     if self.carry.paged:
                         ranking = self.carry.confirmed or self.carry.ranked
-                        await self._deliver_pages(
-                            announcement, [] if ranking is None else ranking.others
-                        )
+                        if ranking is not None and ranking.fold_at is not None:
+                            await self._deliver_leaves(announcement, ranking, [False])
+                        else:
+                            await self._deliver_pages(
+                                announcement, [] if ranking is None else ranking.others
+                            )
                     else:
                         others = rank_final(
                             self.carry.final_entries, self.start.formasi.quota
@@ -339,13 +345,16 @@ class FormasiSelection:
     def _pages_record(self, ranking: FinalPages) -> dict:
         """What a decision records of a ranking kept as pages: counts and page digests (the
         recompute builds the same pages from its own ranking and compares the digests)."""
-        return {
+        record = {
             "page_items": self._page_items(),
             "winners_count": ranking.n_winners,
             "others_count": ranking.n_others,
             "winner_pages": [p.digest for p in ranking.winners],
             "other_pages": [p.digest for p in ranking.others],
         }
+        if ranking.fold_at is not None:  # the digests are the roots of folded lists
+            record["fold_at"] = ranking.fold_at
+        return record
 
     async def _confirm_final(self, closed: Announcement) -> None:
         """The final sanggah is over: rank again with the corrected entries, record the ranking,
@@ -441,6 +450,7 @@ class FormasiSelection:
                 quota=self.start.formasi.quota,
                 pages=self.carry.entry_pages,
                 page_items=self._page_items(),
+                fold_at=self.start.fold_pages_at if self.carry.folded else None,
                 **correcting,
             ),
             **self._ranking_options(),
@@ -456,9 +466,12 @@ class FormasiSelection:
         result = Announcement(
             announcement_id=f"{closed.announcement_id}/result", phase=phase, at=self.carry.result_at
         )
-        await self._deliver_pages(
-            result, [*ranking.winners, *ranking.others], winner_pages=len(ranking.winners)
-        )
+        if ranking.fold_at is not None:
+            await self._deliver_leaves(result, ranking, [True, False], result=True)
+        else:
+            await self._deliver_pages(
+                result, [*ranking.winners, *ranking.others], winner_pages=len(ranking.winners)
+            )
         await self._tell_round_pages(ranking, confirmed=confirmed)
         self.carry.result_at = None
 
@@ -476,6 +489,7 @@ class FormasiSelection:
                 candidate_pages=ranking.candidates,
                 winners_count=ranking.n_winners,
                 candidates_count=ranking.n_others,
+                fold_at=ranking.fold_at,
             )
         )
 
@@ -511,6 +525,55 @@ class FormasiSelection:
             paging.delivered += page.delivered
             paging.offset += 1
             if paging.offset < len(pages) and self._should_continue():
+                self._continue_as_new()
+        self.carry.paging = None
+        return paging.delivered
+
+    async def _deliver_leaves(
+        self,
+        announcement: Announcement,
+        ranking: FinalPages,
+        parts: list[bool],
+        result: bool = False,
+    ) -> int:
+        """`_deliver_pages` over a ranking's folded line lists (patch folded-page-references):
+        `parts` names them in order, True for the winners', False for the others'. A `result`
+        names a winners' page's applicants as its winners, and none otherwise, sealed page by
+        page. The pages are counted from the lines the ranking kept; each is read by its place
+        under its list's roots (local activity read_leaf), so nothing the formasi holds grows
+        with the list."""
+        size = self._page_items()
+        counted = [
+            (ranking.winners, leaf_pages(ranking.n_winners, size), True)
+            if winners
+            else (ranking.others, leaf_pages(ranking.n_others, size), False)
+            for winners in parts
+        ]
+        paging = self._paging(announcement)
+        total = sum(n for _, n, _ in counted)
+        while paging.offset < total:
+            part, offset = 0, paging.offset
+            while offset >= counted[part][1]:
+                offset -= counted[part][1]
+                part += 1
+            roots, _, winners = counted[part]
+            ids = ids_of(
+                await run_local_activity_until_done(
+                    READ_LEAF,
+                    LeafRead(kind=LINES, pages=roots, offset=offset),
+                    timedelta(seconds=30),
+                )
+            )
+            told = announcement
+            if result:
+                told = sealed(
+                    announcement.model_copy(update={"winners": ids if winners else []}),
+                    self.start.secret,
+                )
+            page = await self._broadcast(told, len(ids), None, applicant_ids=ids)
+            paging.delivered += page.delivered
+            paging.offset += 1
+            if paging.offset < total and self._should_continue():
                 self._continue_as_new()
         self.carry.paging = None
         return paging.delivered

@@ -648,9 +648,19 @@ class RecruitmentRound:
         if result.paged:
             if result.winners or result.candidates or result.profiles:
                 return "a result kept as pages lists winners or candidates too"
+            if result.fold_at is None:
+                counted = (
+                    sum(p.count for p in result.winner_pages) == result.winners_count
+                    and sum(p.count for p in result.candidate_pages) == result.candidates_count
+                )
+            else:  # folded: at most fold_at references each, their counts are index children
+                counted = (
+                    max(len(result.winner_pages), len(result.candidate_pages)) <= result.fold_at
+                    and bool(result.winner_pages) == bool(result.winners_count)
+                    and bool(result.candidate_pages) == bool(result.candidates_count)
+                )
             if (
-                sum(p.count for p in result.winner_pages) != result.winners_count
-                or sum(p.count for p in result.candidate_pages) != result.candidates_count
+                not counted
                 or result.winners_count > formasi.quota
                 or result.vacancies != formasi.quota - result.winners_count
             ):

@@ -103,9 +103,13 @@ PAGED_RANKING = "paged-ranking"
 
 # Folded page references (issue 17 item 1): a formasi that keeps its answers as pages folds the
 # references it carries (the SKD answers' pages, the final entries' pages) into an index page
-# (domain.pages.PageFold) when they reach FormasiStart.fold_pages_at (64), so its continue-as-new
-# input and the SKD ranking's decision no longer grow with its applicants (about 0.19 B each
-# before: 18.6 KB at 100,000). Formasi recorded before it carry every reference.
+# (domain.pages.PageFold) when they reach FormasiStart.fold_pages_at (64), and its rankings fold
+# their lists of pages (winners, others, candidates) level by level into index pages of 64
+# (domain.pages.fold_refs); it then tells a ranking's applicants page by page through the index
+# (local activity read_leaf). So neither its continue-as-new input, nor its decisions, nor its
+# result to the round grow with its applicants or its quota (about 0.19 B per applicant and 3 B
+# per seat before: 18.6 KB of references at 100,000 applicants). Formasi recorded before it
+# carry every reference.
 FOLDED_PAGES = "folded-page-references"
 
 # A round's board (issue 17 item 3): the round writes the view its journeys are judged by (rules,

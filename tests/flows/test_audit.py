@@ -81,8 +81,8 @@ SIGNING_KEY = bytes(range(32))
 # its registration's confirmation (update-with-start, confirm_registration). v12-full: engine-4
 # journeys, which ask the sanctions register themselves in their first task (patch
 # sanctions-in-journey, folded: no marker). v13-full: the formasi fold the page references they
-# carry into index pages every 2 (patch folded-page-references, local activity fold_pages). All
-# must replay with the current code.
+# carry into index pages every 2 (patch folded-page-references, local activity fold_pages) and
+# tell their rankings page by page through read_leaf. All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",

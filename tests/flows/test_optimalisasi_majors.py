@@ -85,6 +85,10 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         appeal_window=3,
         offer_within=60,
         t0=t0,
+        # One journey per broadcast page, folded every 2 references (patch
+        # folded-page-references): SOURCE's 5 others and their candidates are kept as index
+        # pages of index pages, which the results, the allocations and recompute read through.
+        extra={"broadcast_page_size": 1, "fold_pages_at": 2},
     )
     await create_round_file(api, config, tmp_path)
 
@@ -185,6 +189,10 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
     histories = await round_histories(client, round_id)
     result = await recompute(histories, data_converter(keys))
     assert (result.allocations, result.differences()) == (4, [])
+    # SOURCE's 5 others, a page each, folded at 2 twice: 2 references recorded, and recompute
+    # built the same index pages from its own ranking (differences() compared them).
+    source_announced = next(a for a, _ in result.pairs if a.formasi_code == "SOURCE")
+    assert source_announced.fold_at == 2 and len(source_announced.other_pages or []) == 2
     recomputed = {r.formasi_code: r for _, r in result.pairs}
     planted = [
         d.model_copy(update={"input": {**d.input, "offers": [[ids["ilkom"], "TARGET"]]}})

@@ -10,7 +10,21 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.pages import PageStore
 from domain.messages import CloseReply
-from domain.pages import INDEX, LINES, REPLIES, PageFold, PageRef, SkdPagesRequest
+from domain.pages import (
+    INDEX,
+    LINES,
+    REPLIES,
+    LeafRead,
+    PageFold,
+    PageRef,
+    SkdPagesRequest,
+    chunks,
+    fold_refs,
+    ids_of,
+    leaf_pages,
+    line_pages,
+    lines_of,
+)
 from domain.ranking import SkdCutTracker
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
@@ -113,3 +127,40 @@ async def test_an_index_never_passes_for_another_kind_nor_points_at_nothing(stac
     finally:
         await pool.execute("DELETE FROM pages WHERE owner = $1", owner)
         await pool.close()
+
+
+async def test_a_ranking_folded_level_by_level_is_read_page_by_page_in_its_order(stack):
+    pool = await open_pool(stack.database_url, max_size=4)
+    store = PageStore(pool, CIPHER)
+    owner = f"formasi-{uuid.uuid4().hex[:8]}"
+    try:
+        order = [f"A{i:03d}" for i in range(11)]
+        scores = {a: f"{90 - i}" for i, a in enumerate(order)}
+        lines = lines_of(order, scores)
+        flat = await store.put_all(LINES, owner, lines, 2)  # 6 pages of lines
+        top = await store.fold(LINES, owner, flat, 2)
+        # 6 -> 3 -> 2 references; the recompute's pure fold names the same two.
+        assert top == line_pages(order, scores, 2, fanout=2)
+        assert len(top) == 2 and len(fold_refs(flat, 2)[1]) == 5
+        assert await ENV.run(store.leaf_refs, LINES, top) == flat
+        for offset, ref in enumerate(flat):
+            leaf = await ENV.run(store.read_leaf, LeafRead(kind=LINES, pages=top, offset=offset))
+            assert leaf == lines[2 * offset : 2 * offset + 2], offset
+            assert ids_of(leaf) == ids_of(await store.get(LINES, ref))
+        with pytest.raises(ValueError, match="page 6 asked of 6 ranking-lines pages"):
+            await ENV.run(store.read_leaf, LeafRead(kind=LINES, pages=top, offset=6))
+        # A list of 2 or fewer stays as it is.
+        assert await store.fold(LINES, owner, flat[:2], 2) == flat[:2]
+        assert await store.fold(LINES, owner, flat, None) == flat
+    finally:
+        await pool.execute("DELETE FROM pages WHERE owner = $1", owner)
+        await pool.close()
+
+
+async def test_fold_refs_needs_two_children_and_counts_leaf_pages_as_chunks_does():
+    refs = [PageRef(digest=f"{i:064x}", count=1) for i in range(3)]
+    with pytest.raises(ValueError, match="fanout 1"):
+        fold_refs(refs, 1)
+    assert [leaf_pages(n, 500) for n in (0, 1, 500, 501, 10_000)] == [0, 1, 1, 2, 20]
+    assert leaf_pages(7, 10_000) == 1  # at most MAX_PAGE_ITEMS a page, as chunks makes them
+    assert leaf_pages(1001, 10_000) == len(list(chunks(list(range(1001)), 10_000)))

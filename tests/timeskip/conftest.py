@@ -61,7 +61,7 @@ from domain.messages import (
     SanctionCheck,
     SanctionVerdict,
 )
-from domain.pages import REPLIES, PageRef, page_ref
+from domain.pages import REPLIES
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
@@ -76,18 +76,16 @@ class MemoryPageStore(PageStore):
     def __init__(self) -> None:
         self.bodies: dict[str, tuple[str, bytes]] = {}
 
-    async def put(self, kind, owner, items) -> PageRef:
-        ref, body = page_ref(kind, items)
+    async def keep(self, kind, owner, ref, body) -> None:
         self.bodies.setdefault(ref.digest, (kind, body))
-        return ref
 
     async def fetch(self, ref):
         if ref.digest not in self.bodies:
             raise LookupError(f"page {ref.digest} is not in the page store")
         return self.bodies[ref.digest]
 
-    async def missing(self, digests):
-        return [d for d in digests if d not in self.bodies]
+    async def kinds(self, digests):
+        return {d: self.bodies[d][0] for d in digests if d in self.bodies}
 
 
 class MemoryRoundBoards(RoundBoards):
@@ -287,6 +285,7 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.check_sanctions,
                 acts.pages.read_page,
                 acts.pages.fold_pages,
+                acts.pages.read_leaf,
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,
                 acts.pages.allocate_pages,
