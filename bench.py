@@ -13,6 +13,7 @@
     python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench big-formasi --size 100000 --quota 10000 --stop-after skd   # then --resume ROUND
+    python3 run.py bench big-formasi --size 3000 --page-size 20 --fold-at 4   # folding played small
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench national --instansi 50 --size 2000   # issue 17: a national round, reduced
     python3 run.py bench profile --size 200          # journeys under py-spy
@@ -509,7 +510,14 @@ def big_formasi_state(round_id: str) -> Path:
     return BIG_FORMASI_RUNS / round_id / "run.json"
 
 
-def new_big_formasi_run(size: int, quota: int, seed: int, to_end: bool, window_days: float) -> dict:
+def new_big_formasi_run(
+    size: int,
+    quota: int,
+    seed: int,
+    to_end: bool,
+    window_days: float,
+    engine: dict[str, int] | None = None,
+) -> dict:
     """What a big-formasi run keeps between its sittings (run.json in its own data dir)."""
     from bench.rounds import new_round_id
 
@@ -523,6 +531,7 @@ def new_big_formasi_run(size: int, quota: int, seed: int, to_end: bool, window_d
         "seed": seed,
         "to_end": to_end,
         "window_days": window_days,
+        "engine": engine or {},  # the round file's engine tuning, where the command set it
         "config": None,  # the round's TOML, written when the round is created
         "done": [],  # steps played to their end (bench.rounds.STEPS)
         "phases": {},  # step -> wall seconds
@@ -576,6 +585,7 @@ async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str
             single_formasi=True,
             out_dir=Path(run["data_dir"]).parent,
             window=timedelta(days=run["window_days"]),
+            engine=run.get("engine"),
         )
         await ctx.api.create_round(path, config.reporters["operator"][0])
         run["config"] = str(path)
@@ -1327,20 +1337,36 @@ def columnar_ranking(
 def recompute_round(
     round_id: str = typer.Argument(..., help="a round played on the kept bench stack"),
 ):
-    """`audit.py recompute` of a round on the bench stack left by `--keep-stack` (e.g. after
-    `big-formasi --size 4000 --keep-stack`), timed: fetching every history, then the recompute
-    (replay of every run, reading the journeys' inputs, the rankings); the stack is left as is."""
+    """`audit.py recompute` of a round a bench played, timed: fetching every history, then the
+    recompute (replay of every run, reading the journeys' inputs, the rankings).
+
+    A big-formasi run is found in its own data dir (out/bench-rounds/ROUND); other rounds on the
+    bench stack left by `--keep-stack`. A stack that is running is left running; one this command
+    had to start is stopped again."""
     from auditing.history import round_histories
     from auditing.recompute import recompute
     from domain.columnar import rank_skd_columns
     from domain.config import SkdRules
     from runtime.app import open_app
     from runtime.connection import data_converter
+    from runtime.embedded import stop_stack
 
     m = show_machine()
+    if big_formasi_state(round_id).exists():
+        run = load_big_formasi_run(round_id)
+        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
+    else:
+        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
 
     async def main() -> dict:
-        ctx = await open_app(bench_settings(DATA_DIR))
+        ctx = await open_app(settings)
+        try:
+            return await measure(ctx)
+        finally:
+            for line in stop_stack(settings, only=ctx.stack):
+                console.print(f"[dim]{line}[/]")
+
+    async def measure(ctx) -> dict:
         t = time.perf_counter()
         histories = await round_histories(ctx.client, round_id)
         fetched = time.perf_counter() - t
@@ -1364,6 +1390,13 @@ def recompute_round(
             "of which the SKD listings (columnar)": f"{listing * 1000:.1f} ms",
             "per journey run": f"{(fetched + recomputed) / max(journeys, 1) * 1000:.1f} ms",
             "differences found": len(result.differences()),
+            "final rankings recorded as pages": "; ".join(
+                f"{a.formasi_code}: {a.winners_count} winners under {len(a.winner_pages)} "
+                f"references{'' if a.fold_at is None else f' (folded at {a.fold_at})'}"
+                for a, _ in result.pairs
+                if a.winner_pages is not None
+            )
+            or "none",
             "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
         }
 
@@ -1392,6 +1425,16 @@ def big_formasi(
     window_days: float = typer.Option(
         14.0, min=0.05, max=60.0, help="each window's length on the round's calendar"
     ),
+    page_size: int = typer.Option(
+        0, min=0, max=10_000, help="journeys per broadcast page (round file); 0: its default, 500"
+    ),
+    fold_at: int = typer.Option(
+        0,
+        min=0,
+        max=500,
+        help="page references a formasi carries before it folds them (round file); 0: its "
+        "default, 64; small values play the folding at small sizes",
+    ),
     keep_stack: bool = KEEP,
 ):
     """One formasi with many applicants, end to end; the largest history of any run.
@@ -1415,7 +1458,18 @@ def big_formasi(
             f"{', '.join(run['done']) or 'nothing yet'} (its options, not this command's)"
         )
     else:
-        run = new_big_formasi_run(size, quota or max(1, size // 40), seed, to_end, window_days)
+        if fold_at == 1:
+            raise typer.BadParameter(
+                "an index page needs at least 2 references", param_hint="--fold-at"
+            )
+        engine = {
+            name: value
+            for name, value in (("broadcast_page_size", page_size), ("fold_pages_at", fold_at))
+            if value
+        }
+        run = new_big_formasi_run(
+            size, quota or max(1, size // 40), seed, to_end, window_days, engine
+        )
         save_big_formasi_run(run)
     m = show_machine()
 

@@ -67,6 +67,7 @@ def bench_config(
     single_formasi: bool = False,
     out_dir: Path,
     window: timedelta = timedelta(hours=1),
+    engine: dict[str, int] | None = None,
 ) -> tuple[RoundConfig, Path]:
     """The example regency round, windows opening now (closed early by the driver).
 
@@ -74,6 +75,8 @@ def bench_config(
     single_formasi keeps only the first (general) formasi.
     window is each window's length on the calendar: a run that stops between steps and resumes
     later needs windows that are still open when it comes back.
+    engine sets the round file's engine tuning (broadcast_page_size, fold_pages_at); the round
+    file validates them.
     """
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
@@ -90,6 +93,7 @@ def bench_config(
     if quota is not None:
         for f in doc["formasi"]:
             f["quota"] = quota
+    doc.update(engine or {})
     text = tomli_w.dumps(doc)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{round_id}.toml"
