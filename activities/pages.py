@@ -118,8 +118,7 @@ class PageStore:
             expanded: list[PageRef] = []
             for ref in refs:
                 if kinds[ref.digest] == INDEX:
-                    _, body = await self.fetch(ref)
-                    expanded.extend(PageRef.model_validate(i) for i in page_items(INDEX, ref, body))
+                    expanded.extend(PageRef.model_validate(i) for i in await self.get(INDEX, ref))
                 else:
                     expanded.append(ref)
             refs = expanded
@@ -148,20 +147,11 @@ class PageStore:
         return page_items(kind, ref, body)
 
     async def leaves(self, kind: str, pages: Sequence[PageRef]) -> AsyncIterator[list[Any]]:
-        """The items of every `kind` page in `pages`, in order, each index page (PageFold)
-        expanded where it stands; every page checked against its digest. An index's kind is
-        proved by its digest (the digest is over the kind), so a page cannot pass for one."""
-        todo: list[PageRef] = list(reversed(pages))
-        while todo:
-            ref = todo.pop()
-            stored, body = await self.fetch(ref)
-            if stored == INDEX:
-                children = [PageRef.model_validate(i) for i in page_items(INDEX, ref, body)]
-                todo.extend(reversed(children))
-                continue
-            if stored != kind:
-                raise ValueError(f"page {ref.digest} is a {stored} page, not {kind}")
-            yield page_items(kind, ref, body)
+        """The items of every `kind` page under `pages` (`leaf_refs`), in order, each checked
+        against its digest. An index's kind is proved by its digest (the digest is over the
+        kind), so a page cannot pass for one."""
+        for ref in await self.leaf_refs(kind, pages):
+            yield await self.get(kind, ref)
             activity.heartbeat(ref.digest)
 
     async def replies(self, pages: Sequence[PageRef]) -> list[CloseReply]:

@@ -88,9 +88,14 @@ def page_items(kind: str, ref: PageRef, body: bytes) -> list[Any]:
     return items
 
 
+def page_size(size: int) -> int:
+    """Items a page holds when `size` are asked: at least 1, at most MAX_PAGE_ITEMS."""
+    return max(1, min(size, MAX_PAGE_ITEMS))
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     """`items` in pages of at most `size` (at least one page, empty when there is nothing)."""
-    size = max(1, min(size, MAX_PAGE_ITEMS))
+    size = page_size(size)
     if not items:
         return
     for start in range(0, len(items), size):
@@ -117,8 +122,7 @@ def fold_refs(
 
 def leaf_pages(items: int, page_items: int) -> int:
     """How many pages `chunks` makes of `items` items at `page_items` a page."""
-    size = max(1, min(page_items, MAX_PAGE_ITEMS))
-    return -(-items // size)
+    return -(-items // page_size(page_items))
 
 
 def lines_of(order: Sequence[str], scores: dict[str, str | None]) -> list[list[str | None]]:

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SkdPagesRequest,
         ids_of,
         leaf_pages,
+        page_size,
     )
     from domain.protocol import (
         BROADCAST,
@@ -68,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import FOLDED_PAGES, PAGED_RANKING
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
+PAGE_TIMEOUT = timedelta(seconds=30)  # a local activity that reads or writes one page
 RANKING_TIMEOUT = timedelta(
     hours=1
 )  # an activity that ranks from pages (a few seconds per 100,000)
@@ -216,12 +218,8 @@ class FormasiSelection:
                     # ignore it. The carried entries rank the same as they did at the final ranking.
                     if self.carry.paged:
                         ranking = self.carry.confirmed or self.carry.ranked
-                        if ranking is not None and ranking.fold_at is not None:
-                            await self._deliver_leaves(announcement, ranking, [False])
-                        else:
-                            await self._deliver_pages(
-                                announcement, [] if ranking is None else ranking.others
-                            )
+                        if ranking is not None:
+                            await self._deliver_pages(announcement, ranking, [False])
                     else:
                         others = rank_final(
                             self.carry.final_entries, self.start.formasi.quota
@@ -466,12 +464,7 @@ class FormasiSelection:
         result = Announcement(
             announcement_id=f"{closed.announcement_id}/result", phase=phase, at=self.carry.result_at
         )
-        if ranking.fold_at is not None:
-            await self._deliver_leaves(result, ranking, [True, False], result=True)
-        else:
-            await self._deliver_pages(
-                result, [*ranking.winners, *ranking.others], winner_pages=len(ranking.winners)
-            )
+        await self._deliver_pages(result, ranking, [True, False], result=True)
         await self._tell_round_pages(ranking, confirmed=confirmed)
         self.carry.result_at = None
 
@@ -501,69 +494,48 @@ class FormasiSelection:
         )
 
     async def _deliver_pages(
-        self, announcement: Announcement, pages: list[PageRef], winner_pages: int | None = None
-    ) -> int:
-        """Tell the applicants listed in line pages, a page at a time. A result (`winner_pages`
-        set) names the page's applicants as its winners when the page is one of the first
-        `winner_pages`, and none otherwise, sealed page by page: each journey hears only its own
-        page's winners, and no signal grows with the quota."""
-        paging = self._paging(announcement)
-        while paging.offset < len(pages):
-            ref = pages[paging.offset]
-            ids = ids_of(
-                await run_local_activity_until_done(
-                    READ_PAGE, PageRead(kind=LINES, page=ref), timedelta(seconds=30)
-                )
-            )
-            told = announcement
-            if winner_pages is not None:
-                winners = ids if paging.offset < winner_pages else []
-                told = sealed(
-                    announcement.model_copy(update={"winners": winners}), self.start.secret
-                )
-            page = await self._broadcast(told, len(ids), None, applicant_ids=ids)
-            paging.delivered += page.delivered
-            paging.offset += 1
-            if paging.offset < len(pages) and self._should_continue():
-                self._continue_as_new()
-        self.carry.paging = None
-        return paging.delivered
-
-    async def _deliver_leaves(
         self,
         announcement: Announcement,
         ranking: FinalPages,
         parts: list[bool],
         result: bool = False,
     ) -> int:
-        """`_deliver_pages` over a ranking's folded line lists (patch folded-page-references):
-        `parts` names them in order, True for the winners', False for the others'. A `result`
-        names a winners' page's applicants as its winners, and none otherwise, sealed page by
-        page. The pages are counted from the lines the ranking kept; each is read by its place
-        under its list's roots (local activity read_leaf), so nothing the formasi holds grows
-        with the list."""
+        """Tell the applicants listed in a ranking's line pages, a page at a time. `parts` names
+        the lists in order, True for the winners', False for the others'. A `result` names a
+        winners' page's applicants as its winners, and none otherwise, sealed page by page: each
+        journey hears only its own page's winners, and no signal grows with the quota.
+
+        Folded lists (patch folded-page-references) are counted from the lines the ranking kept,
+        and each page is read at its place under the list's roots (local activity read_leaf);
+        others hold every page's reference (read_page)."""
+        folded = ranking.fold_at is not None
         size = self._page_items()
         counted = [
-            (ranking.winners, leaf_pages(ranking.n_winners, size), True)
-            if winners
-            else (ranking.others, leaf_pages(ranking.n_others, size), False)
-            for winners in parts
+            (refs, leaf_pages(lines, size) if folded else len(refs), winners)
+            for refs, lines, winners in (
+                (ranking.winners, ranking.n_winners, True)
+                if winners
+                else (ranking.others, ranking.n_others, False)
+                for winners in parts
+            )
         ]
-        paging = self._paging(announcement)
         total = sum(n for _, n, _ in counted)
+        paging = self._paging(announcement)
         while paging.offset < total:
             part, offset = 0, paging.offset
             while offset >= counted[part][1]:
                 offset -= counted[part][1]
                 part += 1
-            roots, _, winners = counted[part]
-            ids = ids_of(
-                await run_local_activity_until_done(
-                    READ_LEAF,
-                    LeafRead(kind=LINES, pages=roots, offset=offset),
-                    timedelta(seconds=30),
+            refs, _, winners = counted[part]
+            if folded:
+                read = run_local_activity_until_done(
+                    READ_LEAF, LeafRead(kind=LINES, pages=refs, offset=offset), PAGE_TIMEOUT
                 )
-            )
+            else:
+                read = run_local_activity_until_done(
+                    READ_PAGE, PageRead(kind=LINES, page=refs[offset]), PAGE_TIMEOUT
+                )
+            ids = ids_of(await read)
             told = announcement
             if result:
                 told = sealed(
@@ -579,7 +551,7 @@ class FormasiSelection:
         return paging.delivered
 
     def _page_items(self) -> int:
-        return max(1, min(self.start.page_size or MAX_PAGE_ITEMS, MAX_PAGE_ITEMS))
+        return page_size(self.start.page_size or MAX_PAGE_ITEMS)
 
     def _ranking_options(self) -> dict:
         return {
@@ -658,7 +630,7 @@ class FormasiSelection:
             index = await run_local_activity_until_done(
                 FOLD_PAGES,
                 PageFold(owner=workflow.info().workflow_id, pages=list(pages)),
-                timedelta(seconds=30),
+                PAGE_TIMEOUT,
             )
             pages[:] = [index]
 
