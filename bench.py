@@ -16,6 +16,7 @@
     python3 run.py bench big-formasi --size 3000 --page-size 20 --fold-at 4   # folding played small
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench national --instansi 50 --size 2000   # issue 17: a national round, reduced
+    python3 run.py bench optimalisasi --seats 300 --accept 0.8   # the round's cost per offer
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
@@ -1573,6 +1574,38 @@ def page_payloads(
             )
         console.print(table)
         save("page-payloads", {"machine": m, **fig, "rows": rows})
+
+    asyncio.run(main())
+
+
+@app.command()
+def optimalisasi(
+    seats: int = typer.Option(300, min=2, max=20_000, help="empty seats offered in optimalisasi"),
+    accept: float = typer.Option(
+        0.8, min=0.0, max=1.0, help="share of offers accepted; the rest are declined"
+    ),
+    answer_rate: float = typer.Option(20.0, min=0.1, help="answers per second"),
+    concurrency: int = 32,
+    seed: int = 23,
+    keep_stack: bool = KEEP,
+):
+    """Optimalisasi with many empty seats: the round's events, allocations, decisions and state
+    per offer (what grows with the seats a round offers)."""
+    from bench.optimalisasi import run_optimalisasi
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            with CpuMeter(ctx.settings) as cpu:
+                fig = await run_optimalisasi(
+                    ctx, OUT / "rounds", seats, accept, answer_rate, seed, concurrency
+                )
+            fig.pop("_offers")
+            fig.update({"elapsed in all": f"{cpu.elapsed:.1f} s", **cpu.figures()})
+            fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+            print_table("optimalisasi", fig)
+            save("optimalisasi", {"machine": m, **fig})
 
     asyncio.run(main())
 

@@ -68,6 +68,7 @@ def bench_config(
     out_dir: Path,
     window: timedelta = timedelta(hours=1),
     engine: dict[str, int] | None = None,
+    quotas: dict[str, int] | None = None,
 ) -> tuple[RoundConfig, Path]:
     """The example regency round, windows opening now (closed early by the driver).
 
@@ -77,6 +78,7 @@ def bench_config(
     later needs windows that are still open when it comes back.
     engine sets the round file's engine tuning (broadcast_page_size, fold_pages_at); the round
     file validates them.
+    quotas sets the named formasi's quotas (after `quota`).
     """
     doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
@@ -93,6 +95,8 @@ def bench_config(
     if quota is not None:
         for f in doc["formasi"]:
             f["quota"] = quota
+    for f in doc["formasi"]:
+        f["quota"] = (quotas or {}).get(f["code"], f["quota"])
     doc.update(engine or {})
     text = tomli_w.dumps(doc)
     out_dir.mkdir(parents=True, exist_ok=True)

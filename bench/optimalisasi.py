@@ -1,0 +1,145 @@
+"""Optimalisasi with many empty seats: what the round's history and state hold per offer.
+
+`python3 run.py bench optimalisasi --seats 300 --accept 0.8`. One regency round, played on the
+real stack through RecruitmentApi: every applicant registers for the source formasi
+(PK-AP-DISKOMINFO), whose quota is the number of seats, so its SKB cut (3 x quota) sends 3 x
+seats to SKB and the final ranking leaves twice the seats lost on rank. PK-AP-BAPPEDA (the
+same jabatan, education and majors) has `--seats` seats and no applicant, so every one of them
+goes to optimalisasi; the example's other three formasi keep their one seat each, which no
+candidate can take (other jabatan), as a real round has seats nobody qualifies for. The bench then answers each offer as it arrives, one
+answer every 1/`--answer-rate` s as applicants answer over days (accept with probability
+`--accept`, else decline: the seat passes to the next in rank), until no offer is pending and no
+new one comes, and reads the round's history and state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import console, largest_event
+from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
+from client.api import RefusedError
+from domain.messages import OfferAnswer
+from workflows.ids import round_workflow_id
+
+SOURCE, TARGET = "PK-AP-DISKOMINFO", "PK-AP-BAPPEDA"
+QUIET = 6  # polls with nothing pending and no new offer: optimalisasi has settled
+
+
+async def run_optimalisasi(
+    ctx, out_dir: Path, seats: int, accept: float, rate: float, seed: int, concurrency: int
+) -> dict:
+    from datetime import UTC, datetime
+
+    rng = random.Random(seed)
+    round_id = new_round_id("O")
+    source_quota = seats  # 2 x seats lose on rank: a declined seat passes to the next
+    config, path = bench_config(
+        round_id,
+        datetime.now(UTC),
+        out_dir=out_dir,
+        quotas={SOURCE: source_quota, TARGET: seats},
+        engine={"offer_answer_within": "PT120S"},
+    )
+    await ctx.api.create_round(path, config.reporters["operator"][0])
+    source = next(f for f in config.formasi if f.code == SOURCE)
+    regs = [
+        r.model_copy(
+            update={
+                "formasi_code": SOURCE,
+                "major": source.majors[0],  # one PK-AP-BAPPEDA's pool takes too
+                "education_level": source.education_level,
+                "category": source.category,
+                "gpa": max(r.gpa, source.min_gpa),
+            }
+        )
+        for r in applicants(config, 3 * source_quota, seed)
+    ]
+    driver = RoundDriver(ctx.api, ctx.pool, config, rng, concurrency)
+    t0 = time.monotonic()
+    counts = await driver.play_to_skd_ranking(regs, strong=True)
+    await driver.run_steps(["skb"])  # the offers come with the final ranking: answered below
+    played = time.monotonic() - t0
+    console.print(f"to the SKB close in {played:.1f} s: {dict(counts)}")
+
+    # Answer every offer as it comes, until optimalisasi settles.
+    t1 = time.monotonic()
+    answered: dict[str, bool] = {}
+    quiet, seen = 0, 0
+    sem = asyncio.Semaphore(concurrency)
+
+    async def answer(offer_id: str) -> None:
+        applicant = offer_id.split("/offer/")[1].split("/")[0]
+        yes = rng.random() < accept
+        async with sem:
+            try:
+                await ctx.api.report(
+                    round_id,
+                    applicant,
+                    OfferAnswer(
+                        report_id=f"offer-{applicant}",
+                        reported_by=config.reporters["portal"][0],
+                        accept=yes,
+                    ),
+                )
+                answered[offer_id] = yes
+            except RefusedError:
+                pass  # the journey has not taken the offer yet: answered at a later poll
+
+    while quiet < QUIET:
+        state = await ctx.api.round_state(round_id)
+        pending = [o for o, s in state.offers.items() if s == "pending" and o not in answered]
+        quiet = quiet + 1 if state.offers and not pending and len(state.offers) == seen else 0
+        seen = len(state.offers)
+        tasks = []
+        for o in pending:
+            tasks.append(asyncio.create_task(answer(o)))
+            await asyncio.sleep(1.0 / rate)
+        await asyncio.gather(*tasks)
+        await asyncio.sleep(1.0)
+    settled = time.monotonic() - t1 - QUIET * 1.0
+
+    state = await ctx.api.round_state(round_id)
+    handle = ctx.api.client.get_workflow_handle(round_workflow_id(round_id))
+    history = await handle.fetch_history()
+    kinds = Counter(e.event_type for e in history.events)
+    activities = Counter(
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    )
+    size, which = largest_event(history)
+    converter = ctx.api.client.data_converter
+    state_bytes = len((await converter.encode([state]))[0].SerializeToString())
+    allocated = [
+        d for d in state.decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
+    ]
+    statuses = Counter(state.offers.values())
+    offers = len(state.offers)
+    from temporalio.api.enums.v1 import EventType
+
+    signalled = kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]
+    tasks = kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+    return {
+        "round": round_id,
+        "applicants registered / to SKB": f"{len(driver.ids):,} / {3 * source_quota:,}",
+        "empty seats (+3 nobody can take)": f"{seats:,}",
+        "registration to the SKB close": f"{played:.1f} s",
+        "offers made": f"{offers:,} (accepted {statuses['accepted']:,}, declined "
+        f"{statuses['declined']:,}, pending {statuses['pending']:,})",
+        "SKB close to optimalisasi settled": f"{settled:.1f} s",
+        "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
+        "'allocated' decisions": f"{len(allocated):,}",
+        "round history: events": f"{len(history.events):,}",
+        "round history: events per offer": f"{len(history.events) / max(offers, 1):.2f}",
+        "round history: workflow tasks": f"{tasks:,}",
+        "round history: signals sent": f"{signalled:,}",
+        "largest event of the round": f"{size / 1024:.1f} KiB ({which})",
+        "round's state (query, and its result at the end)": f"{state_bytes / 1024:.1f} KiB",
+        "round's decisions, encoded JSON": f"{sum(len(d.model_dump_json()) for d in state.decisions) / 1024:.1f} KiB",
+        "_offers": offers,
+    }
