@@ -273,6 +273,7 @@ def recompute_optimalisasi(
     made: list[tuple[str, str]] = []  # (applicant id, formasi) of every offer made so far
     out: list[str] = []
     allocation = 0
+    declined_so_far: set[str] = set()
     for d in round_decisions:
         if d.outcome == SEAT_VACATED:
             vacated[d.input.get("formasi_code", "")] += 1
@@ -281,10 +282,17 @@ def recompute_optimalisasi(
         if not (d.stage == "optimalisasi" and d.outcome == "allocated"):
             continue
         allocation += 1
-        declined = set(d.input.get("declined", []))
-        # Rounds with optimalisasi until filing closes (the allocation records "given_up"): an
-        # accepted seat given up no longer holds it.
-        released = given_up if "given_up" in d.input else set()
+        # An allocation records every decline so far ("declined"), or, from patch
+        # optimalisasi-by-change, those since the previous one ("declined_since").
+        if "declined_since" in d.input:
+            declined = declined_so_far | set(d.input["declined_since"])
+        else:
+            declined = set(d.input.get("declined", []))
+        declined_so_far = declined
+        # Rounds with optimalisasi until filing closes (the allocation records "given_up" or
+        # "given_up_since"): an accepted seat given up no longer holds it.
+        refills = "given_up" in d.input or "given_up_since" in d.input
+        released = given_up if refills else set()
         held: dict[str, int] = defaultdict(int)
         for applicant_id, code in made:
             if applicant_id not in declined and applicant_id not in released:

@@ -29,7 +29,9 @@ with workflow.unsafe.imports_passed_through():
         EntryCorrection,
         JourneyStart,
         JourneyState,
+        OfferAnswer,
         OfferReply,
+        OptimalisasiOffer,
         RoundView,
         RoundViewRequest,
         SanctionCheck,
@@ -68,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         CLOSE_ANSWERED_WITH_ROW,
         NATIONAL_CLAIM_IN_JOURNEY,
         NIP_FROM_ROUND_TMT,
+        OFFER_KEPT_UNTIL_OPTIMALISASI,
         SANCTIONS_IN_JOURNEY,
     )
 
@@ -112,6 +115,7 @@ class ApplicantJourney(JourneyInbox):
         self.run_done = False
         self._validated = None  # the report update just validated, for its handler (inbox)
         self.registration_confirmed = False
+        self.offer_replied = False  # the round has this journey's answer to its offer
 
     # --- the process -----------------------------------------------------------------------
 
@@ -392,6 +396,10 @@ class ApplicantJourney(JourneyInbox):
             won = await self._final_sanggah(result, won)
         await self._changed()
         if won:
+            if self.sheet.offer is not None and not self.offer_replied:
+                # An offer taken before the result was heard (patch offer-kept-until-optimalisasi)
+                # while this journey's own ranking gives it a seat: the offer goes back.
+                await self._reply_to_offer(self.sheet.offer, False, None, False)
             return
         self._move_to(Stage.OPTIMALISASI)
         await self._wait(
@@ -406,24 +414,7 @@ class ApplicantJourney(JourneyInbox):
         )
         answer = self.sheet.offer_answer
         accepted = bool(answered and answer and answer.accept)
-        await OFFER_REPLY.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
-            sealed(
-                OfferReply(
-                    offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
-                ),
-                self.secret,
-            ),
-        )
-        self._decide(
-            ev.OfferAnswered(
-                accepted=accepted,
-                answered_by=answer.reported_by if answer else "system",
-                offer_id=offer.offer_id,
-                to_formasi=offer.to_formasi,
-                answered=bool(answered),
-            )
-        )
+        await self._reply_to_offer(offer, accepted, answer, bool(answered))
         if not accepted:
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
@@ -620,7 +611,39 @@ class ApplicantJourney(JourneyInbox):
             await self._finish_ending()
         return True
 
+    async def _reply_to_offer(
+        self, offer: OptimalisasiOffer, accepted: bool, answer: OfferAnswer | None, answered: bool
+    ) -> None:
+        """Tell the round the answer to its offer (declined when nobody answered), and record it."""
+        await OFFER_REPLY.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
+            sealed(
+                OfferReply(
+                    offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
+                ),
+                self.secret,
+            ),
+        )
+        self.offer_replied = True
+        self._decide(
+            ev.OfferAnswered(
+                accepted=accepted,
+                answered_by=answer.reported_by if answer else "system",
+                offer_id=offer.offer_id,
+                to_formasi=offer.to_formasi,
+                answered=answered,
+            )
+        )
+
     async def _finish_ending(self) -> None:
+        if (
+            self.sheet.offer is not None
+            and not self.offer_replied
+            and self._patched(OFFER_KEPT_UNTIL_OPTIMALISASI)
+        ):
+            # Ended (withdrew, disqualified) while an offer waited for its answer: declined, so
+            # the round passes the seat to the next in rank instead of holding it for nobody.
+            await self._reply_to_offer(self.sheet.offer, False, None, False)
         if self.sheet.placed_formasi is not None and self.sheet.nip is None:
             # A seat won but not yet taken up goes back to the round for optimalisasi.
             await SEAT_VACATED.send(

@@ -65,7 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
-    from workflows.versions import TMT_MOVE_WRITTEN, patched
+    from workflows.versions import OFFER_KEPT_UNTIL_OPTIMALISASI, TMT_MOVE_WRITTEN, patched
 
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
 PHASES = frozenset(p.value for p in Phase)
@@ -294,7 +294,12 @@ class JourneyInbox:
             self._ignored("offer_seat", offer)
             return
         problem = None
-        if self.sheet.stage != Stage.OPTIMALISASI:
+        if self.sheet.stage != Stage.OPTIMALISASI and not (
+            # Not yet told its final result (the round offers as soon as every result is in):
+            # kept until the journey is in optimalisasi (patch offer-kept-until-optimalisasi).
+            self.sheet.stage in (Stage.FINAL_RANKING, Stage.FINAL_APPEAL)
+            and self._patched(OFFER_KEPT_UNTIL_OPTIMALISASI)
+        ):
             problem = f"the journey is not in optimalisasi (it is in {self.sheet.stage})"
         elif self.sheet.offer is not None:
             problem = "the journey already holds an offer"

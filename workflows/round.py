@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
         FINAL_SANGGAH,
+        OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_POOL,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
         ROUND_VIEW_BOARD,
@@ -137,6 +138,12 @@ class RecruitmentRound:
         self.offers: dict[str, OptimalisasiOffer] = {}
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
+        self.offers_answered = 0  # offers no longer pending: counted, not summed at every wake
+        # Patch optimalisasi-by-change: the declines and seats given up counted at the last
+        # allocation, and those its decisions have recorded.
+        self.allocated_after: tuple[int, int] | None = None
+        self.recorded_declined: set[str] = set()
+        self.recorded_given_up: set[str] = set()
         self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
@@ -383,6 +390,7 @@ class RecruitmentRound:
             ]
         )
         judged_on = self._registration_closed_on() if pool else None
+        by_change = workflow.patched(OPTIMALISASI_BY_CHANGE)
         while True:
             # Offers accepted or still pending hold their seats and their candidates.
             held: dict[str, int] = {}
@@ -399,6 +407,14 @@ class RecruitmentRound:
                         held.get(self.offers[offer_id].to_formasi, 0) + 1
                     )
                     placed.add(self.offer_targets[offer_id])
+            changes = (len(declined), len(self.vacated))
+            if by_change and changes == self.allocated_after:
+                # Only acceptances since the last allocation: it would offer nothing again.
+                if self.offers_answered == len(self.offer_status):
+                    return
+                await self._await_answer()
+                continue
+            self.allocated_after = changes
             vacancies = [
                 Vacancy(
                     formasi_code=code,
@@ -423,19 +439,27 @@ class RecruitmentRound:
                 )
             if not offers and "pending" not in self.offer_status.values():
                 return
-            self._decide(
-                "optimalisasi",
-                "allocated",
-                "round",
-                {
-                    "vacancies": {v.formasi_code: v.seats for v in vacancies},
-                    "offers": [[o.applicant_id, o.to_formasi] for o in offers],
-                    "declined": sorted(declined),
-                    # What auditing/recompute.py needs to allocate again from these inputs.
-                    **({"pool": OPTIMALISASI_POOL, "judged_on": str(judged_on)} if pool else {}),
-                    **({"given_up": sorted(self.vacated)} if self.refill_in_filing else {}),
-                },
-            )
+            # What auditing/recompute.py needs to allocate again from these inputs.
+            inputs: dict = {
+                "vacancies": {v.formasi_code: v.seats for v in vacancies},
+                "offers": [[o.applicant_id, o.to_formasi] for o in offers],
+            }
+            if by_change:
+                # Only the declines and seats given up since the previous allocation: recompute
+                # adds them up.
+                inputs["declined_since"] = sorted(declined - self.recorded_declined)
+                self.recorded_declined |= declined
+            else:
+                inputs["declined"] = sorted(declined)
+            if pool:
+                inputs.update(pool=OPTIMALISASI_POOL, judged_on=str(judged_on))
+            if self.refill_in_filing and by_change:
+                inputs["given_up_since"] = sorted(set(self.vacated) - self.recorded_given_up)
+                self.recorded_given_up |= set(self.vacated)
+            elif self.refill_in_filing:
+                inputs["given_up"] = sorted(self.vacated)
+            self._decide("optimalisasi", "allocated", "round", inputs)
+            sends = []
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
                 offer = sealed(
@@ -449,19 +473,25 @@ class RecruitmentRound:
                 self.offers[offer_id] = offer
                 self.offer_targets[offer_id] = o.applicant_id
                 self.offer_status[offer_id] = "pending"
-                await OFFER_SEAT.send(
-                    workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id)),
-                    offer,
-                )
-            answered = sum(s != "pending" for s in self.offer_status.values())
-            vacated = len(self.vacated)
-            await workflow.wait_condition(
-                lambda answered=answered, vacated=vacated: (
-                    sum(s != "pending" for s in self.offer_status.values()) > answered
-                    or len(self.vacated) > vacated
-                    or "pending" not in self.offer_status.values()
-                )
+                handle = workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id))
+                if by_change:
+                    sends.append(OFFER_SEAT.send(handle, offer))
+                else:
+                    await OFFER_SEAT.send(handle, offer)
+            if sends:  # every offer of the allocation leaves in one workflow task
+                await asyncio.gather(*sends)
+            await self._await_answer()
+
+    async def _await_answer(self) -> None:
+        """Until an offer is answered, a seat given up, or no offer is pending."""
+        answered, vacated = self.offers_answered, len(self.vacated)
+        await workflow.wait_condition(
+            lambda: (
+                self.offers_answered > answered
+                or len(self.vacated) > vacated
+                or self.offers_answered == len(self.offer_status)
             )
+        )
 
     async def _allocate_over_pages(
         self,
@@ -751,6 +781,7 @@ class RecruitmentRound:
             self._ignored("offer_reply", "no offer with that id is pending to that applicant")
             return
         self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
+        self.offers_answered += 1
 
     def _signal_message(self, model: type[M], args: tuple[object, ...]) -> M | str:
         return signal_message(model, args, self.secret)

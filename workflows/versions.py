@@ -123,3 +123,22 @@ ROUND_VIEW_BOARD = "round-view-board"
 # same decision as before; the candidates no longer enter its history. Rounds recorded before it
 # read every candidate into their history (local activity read_page) once a seat was empty.
 ALLOCATION_OVER_PAGES = "allocation-over-pages"
+
+# Optimalisasi by change (issue 17 item 1): a round allocates again only when a seat was declined
+# or given up since its last allocation. An accepted offer changes nothing an allocation reads,
+# so allocating after it could offer nothing (domain.optimalisasi.allocate is greedy: a seat left
+# empty had no candidate left who fits it); before, every answer ran the allocation (an activity
+# reading every candidate's page while any seat stayed empty) and recorded an empty "allocated"
+# decision. The offers of one allocation leave in one workflow task instead of one task each, and
+# an allocation records the declines and given-up seats new since the previous one
+# ("declined_since", "given_up_since") instead of every one so far, so the round's decisions grow
+# with its declines, not with their square. Rounds recorded before it do as they did.
+OPTIMALISASI_BY_CHANGE = "optimalisasi-by-change"
+
+# An offer kept until optimalisasi (issue 17): the round allocates as soon as every formasi's
+# confirmed result is in, while a formasi may still be telling its applicants that result (at
+# national size, for minutes). A journey that has not yet heard it (final ranking, final sanggah)
+# keeps the offer and answers it once it is in optimalisasi; before, it ignored the offer, which
+# the round then held as pending for nobody. A journey that ends while an offer waits for its
+# answer declines it, so the seat passes on. Journeys recorded before it do as they did.
+OFFER_KEPT_UNTIL_OPTIMALISASI = "offer-kept-until-optimalisasi"

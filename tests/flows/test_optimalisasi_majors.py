@@ -183,7 +183,10 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         [[ids["last"], "TARGET"]],
         [[ids["ilkom"], "SOURCE"]],
     ]
-    assert allocations[2]["declined"] == sorted([ids["ti"], ids["si"]])
+    # Each allocation records the declines and seats given up since the one before (patch
+    # optimalisasi-by-change); recompute adds them up.
+    assert [a["declined_since"] for a in allocations] == [[], [ids["ti"]], [ids["si"]], []]
+    assert [a["given_up_since"] for a in allocations] == [[], [], [], [ids["winner"]]]
 
     # recompute allocates the same from the histories, and names an allocation it would not make.
     histories = await round_histories(client, round_id)

@@ -1,0 +1,185 @@
+"""An optimalisasi offer is never lost to timing (patch offer-kept-until-optimalisasi), on the
+real stack.
+
+The round allocates as soon as every formasi's confirmed result is in, while a large formasi may
+still be telling its applicants that result: `bench optimalisasi --seats 300` found 18 to 51 of
+380 offers reaching journeys still in the final sanggah, which ignored them, and the round then
+held each of those seats for nobody. A journey that has not yet heard its final result now keeps
+the offer and answers it in optimalisasi; and a journey that ends while an offer waits for its
+answer declines it, so the seat passes to the next in rank."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from client.api import RecruitmentApi
+from domain.codes import Stage, Terminal
+from domain.messages import (
+    AdminReport,
+    GateReport,
+    OfferAnswer,
+    OptimalisasiOffer,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
+from domain.protocol import ROUND_VIEW
+from domain.seal import sealed
+from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
+from workflows.ids import journey_workflow_id, round_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+JABATAN = "Pranata Komputer Ahli Pertama"
+
+
+async def _to_final_ranking(api, client, config, people) -> list[str]:
+    """Register `people` (registrations) in SOURCE and play them through the SKB close, best
+    final score first; return their applicant ids."""
+    round_id = config.round_id
+    ids = []
+    for reg in people:
+        result = await api.register(config, reg, "sscasn", now=datetime.now(UTC))
+        assert result.status == "registered", result.refusals
+        ids.append(result.applicant_id)
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    await close_window(api, round_id, "administration")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKD})
+        await api.report(
+            round_id,
+            a,
+            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+        )
+    await close_window(api, round_id, "skd")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKB})
+        for comp, who, score in (
+            ("cat", "cat-bkn", 480 - 20 * i),
+            ("praktik", "panel-praktik", 90),
+        ):
+            await api.report(
+                round_id,
+                a,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            a,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close_window(api, round_id, "skb")
+    return ids
+
+
+async def test_an_offer_that_comes_before_the_final_result_is_kept(
+    client, keys, running_worker, tmp_path
+):
+    """The round's offer reaches a journey still in the final sanggah (as it does when the
+    formasi is slower telling its result than the round is allocating): kept, then answered."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"early-offer-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=20,  # the final sanggah's window: the journeys wait in final_appeal
+        offer_within=60,
+    )
+    await create_round_file(api, config, tmp_path)
+    ids = await _to_final_ranking(
+        api, client, config, [registration(1, "SOURCE"), registration(2, "SOURCE")]
+    )
+    loser = ids[1]
+    await _wait_stage(client, round_id, loser, {Stage.FINAL_APPEAL}, timeout=30)
+
+    # The offer as the round seals it, delivered before the journey is in optimalisasi.
+    view = await ROUND_VIEW.ask(client.get_workflow_handle(round_workflow_id(round_id)), "SOURCE")
+    offer_id = f"{round_id}/offer/{loser}/SOURCE"
+    early = sealed(
+        OptimalisasiOffer(
+            offer_id=offer_id,
+            to_formasi="SOURCE",
+            answer_by=datetime.now(UTC) + timedelta(hours=1),
+        ),
+        view.secret,
+    )
+    await client.get_workflow_handle(journey_workflow_id(round_id, loser)).signal(
+        "offer_seat", early
+    )
+    waiting = await _state(client, round_id, loser)
+    assert waiting.stage == Stage.FINAL_APPEAL and waiting.offer is not None
+    assert waiting.offer.offer_id == offer_id
+
+    # Once the sanggah is over the journey is in optimalisasi with that offer, and can answer it.
+    in_optimalisasi = await _wait_stage(client, round_id, loser, {Stage.OPTIMALISASI}, timeout=60)
+    assert in_optimalisasi.offer is not None and in_optimalisasi.offer.offer_id == offer_id
+    await api.report(
+        round_id, loser, OfferAnswer(report_id="no-thanks", reported_by="sscasn", accept=False)
+    )
+    ended = await _wait_stage(client, round_id, loser, {Stage.ENDED}, timeout=30)
+    assert ended.terminal.value == "TL"
+    answered = [d for d in ended.decisions if d.input.get("offer_id") == offer_id]
+    assert answered and answered[-1].input["answered"] is True
+
+
+async def test_a_journey_that_ends_holding_an_offer_declines_it(
+    client, keys, running_worker, tmp_path
+):
+    """Offered a seat, the applicant withdraws without answering: the seat goes to the next."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"ended-offer-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=3,
+        offer_within=600,
+    )
+    await create_round_file(api, config, tmp_path)
+    # The second withdraws, and the sanctions register then bars the NIK from the next rounds:
+    # a NIK no other test registers.
+    people = [
+        registration(1, "SOURCE"),
+        registration(2, "SOURCE", birth=date(1995, 11, 23)),
+        registration(3, "SOURCE"),
+    ]
+    ids = await _to_final_ranking(api, client, config, people)
+    second, third = ids[1], ids[2]
+    await _wait_offer(client, round_id, second)
+    await api.report(
+        round_id,
+        second,
+        Withdrawal(report_id="aps", reported_by="sscasn", reason="took a private-sector job"),
+    )
+    ended = await _wait_stage(client, round_id, second, {Stage.ENDED}, timeout=30)
+    assert ended.terminal == Terminal.WITHDRAWN
+    declined = [d for d in ended.decisions if d.input.get("offer_id")]
+    assert [(d.outcome, d.actor, d.input["answered"]) for d in declined] == [
+        ("declined", "system", False)
+    ]
+    # Before, the round held TARGET's seat for the second until filing closed.
+    offered = await _wait_offer(client, round_id, third)
+    assert offered.offer is not None and offered.offer.to_formasi == "TARGET"
+    state = await api.round_state(round_id)
+    assert state.offers[f"{round_id}/offer/{second}/TARGET"] == "declined"

@@ -1,0 +1,148 @@
+"""Optimalisasi allocates again only when a seat is declined or given up (patch
+optimalisasi-by-change), on the real stack.
+
+SOURCE (quota 1) has five applicants, so four lose on rank; TARGET (same jabatan, three seats)
+has none, and ELSEWHERE (another jabatan, one seat) has none that fit, as a real round has seats
+nobody qualifies for. The first allocation offers TARGET's three seats to the three best; two
+accept and one declines, which passes that seat to the fourth, who accepts. An acceptance changes
+nothing an allocation reads, so the round allocates twice in all (before the patch: once per
+answer while ELSEWHERE stayed empty, each reading every candidate's page and recording an empty
+decision), sends an allocation's offers in one workflow task, and records only the declines new
+since the allocation before. `recompute` allocates the same again from the histories."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from auditing.history import round_histories
+from auditing.recompute import recompute
+from client.api import RecruitmentApi
+from domain.codes import Stage
+from domain.messages import AdminReport, GateReport, OfferAnswer, SkbScoreReport, SkdReport
+from runtime.connection import data_converter
+from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
+from tests.roundkit import (
+    CLOSED_BY_COMMITTEE,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
+from workflows.ids import round_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+JABATAN = "Pranata Komputer Ahli Pertama"
+
+
+async def test_allocations_follow_declines_not_answers(client, keys, running_worker, tmp_path):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"bychange-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id,
+        [
+            formasi("SOURCE", 1, jabatan=JABATAN),
+            formasi("TARGET", 3, jabatan=JABATAN),
+            formasi("ELSEWHERE", 1, jabatan="Analis Keuangan Ahli Pertama"),
+        ],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=3,
+        offer_within=60,
+        t0=t0,
+    )
+    await create_round_file(api, config, tmp_path)
+
+    ids: list[str] = []  # best final score first
+    for serial in range(1, 6):
+        result = await api.register(config, registration(serial, "SOURCE"), "sscasn", now=t0)
+        assert result.status == "registered", result.refusals
+        ids.append(result.applicant_id)
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    await close_window(api, round_id, "administration")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKD})
+        await api.report(
+            round_id,
+            a,
+            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+        )
+    await close_window(api, round_id, "skd")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKB})
+        for comp, who, score in (
+            ("cat", "cat-bkn", 480 - 20 * i),
+            ("praktik", "panel-praktik", 90),
+        ):
+            await api.report(
+                round_id,
+                a,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            a,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close_window(api, round_id, "skb")
+
+    # ids[0] wins SOURCE; ids[1..3] are offered TARGET; ids[2] declines, so ids[4] gets its seat.
+    for a, accept in ((ids[1], True), (ids[2], False), (ids[3], True), (ids[4], True)):
+        await _wait_offer(client, round_id, a)
+        await api.report(
+            round_id, a, OfferAnswer(report_id=f"answer-{a}", reported_by="sscasn", accept=accept)
+        )
+    await _wait_phase(api, round_id, "filing")
+    for a in (ids[1], ids[3], ids[4]):
+        placed = await _wait_stage(client, round_id, a, {Stage.FILING}, timeout=30)
+        assert (placed.final_code.value, placed.placed_formasi) == ("P/L-2", "TARGET")
+
+    state = await api.round_state(round_id)
+    allocations = [
+        d.input for d in state.decisions if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    assert [a["offers"] for a in allocations] == [
+        [[ids[1], "TARGET"], [ids[2], "TARGET"], [ids[3], "TARGET"]],
+        [[ids[4], "TARGET"]],
+    ]
+    assert [a["declined_since"] for a in allocations] == [[], [ids[2]]]
+    assert [a["vacancies"] for a in allocations] == [
+        {"ELSEWHERE": 1, "TARGET": 3},
+        {"ELSEWHERE": 1, "TARGET": 1},
+    ]
+    assert sorted(state.offers.values()) == ["accepted"] * 3 + ["declined"]
+
+    history = await client.get_workflow_handle(round_workflow_id(round_id)).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    # Four answers and an empty seat the whole time: one allocation for the start, one for the
+    # decline, none for the three acceptances.
+    assert scheduled.count("allocate_pages") == 2
+    offered_in = [
+        e.signal_external_workflow_execution_initiated_event_attributes.workflow_task_completed_event_id
+        for e in history.events
+        if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+        and e.signal_external_workflow_execution_initiated_event_attributes.signal_name
+        == "offer_seat"
+    ]
+    assert len(offered_in) == 4
+    assert len(set(offered_in[:3])) == 1, "the first allocation's offers left in several tasks"
+
+    histories = await round_histories(client, round_id)
+    result = await recompute(histories, data_converter(keys))
+    assert (result.allocations, result.differences()) == (2, [])
