@@ -28,6 +28,7 @@ from workflows.ids import round_workflow_id
 
 SOURCE, TARGET = "PK-AP-DISKOMINFO", "PK-AP-BAPPEDA"
 QUIET = 6  # polls with nothing pending and no new offer: optimalisasi has settled
+LOST_AFTER = 60.0  # s an offer's answer is refused before it counts as never taken
 
 
 async def run_optimalisasi(
@@ -69,6 +70,7 @@ async def run_optimalisasi(
     # Answer every offer as it comes, until optimalisasi settles.
     t1 = time.monotonic()
     answered: dict[str, bool] = {}
+    refused_since: dict[str, float] = {}
     quiet, seen = 0, 0
     sem = asyncio.Semaphore(concurrency)
 
@@ -88,11 +90,18 @@ async def run_optimalisasi(
                 )
                 answered[offer_id] = yes
             except RefusedError:
-                pass  # the journey has not taken the offer yet: answered at a later poll
+                # The journey has not taken the offer yet: answered at a later poll, or, refused
+                # for LOST_AFTER, counted as an offer the journey never took.
+                refused_since.setdefault(offer_id, time.monotonic())
 
     while quiet < QUIET:
         state = await ctx.api.round_state(round_id)
-        pending = [o for o, s in state.offers.items() if s == "pending" and o not in answered]
+        now = time.monotonic()
+        pending = [
+            o
+            for o, s in state.offers.items()
+            if s == "pending" and o not in answered and now - refused_since.get(o, now) < LOST_AFTER
+        ]
         quiet = quiet + 1 if state.offers and not pending and len(state.offers) == seen else 0
         seen = len(state.offers)
         tasks = []
@@ -131,6 +140,7 @@ async def run_optimalisasi(
         "registration to the SKB close": f"{played:.1f} s",
         "offers made": f"{offers:,} (accepted {statuses['accepted']:,}, declined "
         f"{statuses['declined']:,}, pending {statuses['pending']:,})",
+        "offers the journey never took (pending for nobody)": f"{statuses['pending']:,}",
         "SKB close to optimalisasi settled": f"{settled:.1f} s",
         "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
         "'allocated' decisions": f"{len(allocated):,}",
