@@ -9,6 +9,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -475,12 +476,31 @@ class RecruitmentRound:
                 self.offer_status[offer_id] = "pending"
                 handle = workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id))
                 if by_change:
-                    sends.append(OFFER_SEAT.send(handle, offer))
+                    sends.append(self._send_offer(handle, offer_id, offer))
                 else:
                     await OFFER_SEAT.send(handle, offer)
             if sends:  # every offer of the allocation leaves in one workflow task
                 await asyncio.gather(*sends)
             await self._await_answer()
+
+    async def _send_offer(
+        self, handle: workflow.ExternalWorkflowHandle, offer_id: str, offer: OptimalisasiOffer
+    ) -> None:
+        """Send an offer; one to a journey that has ended counts as declined, and its seat passes
+        on (before patch optimalisasi-by-change the failed signal failed the round)."""
+        try:
+            await OFFER_SEAT.send(handle, offer)
+        except ApplicationError as exc:
+            if exc.type != "ExternalWorkflowExecutionNotFound":
+                raise
+            self.offer_status[offer_id] = "declined"
+            self.offers_answered += 1
+            self._decide(
+                "optimalisasi",
+                "offer not delivered",
+                "round",
+                {"offer_id": offer_id, "reason": "the journey has ended: counted as declined"},
+            )
 
     async def _await_answer(self) -> None:
         """Until an offer is answered, a seat given up, or no offer is pending."""

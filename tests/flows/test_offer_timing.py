@@ -5,8 +5,9 @@ The round allocates as soon as every formasi's confirmed result is in, while a l
 still be telling its applicants that result: `bench optimalisasi --seats 300` found 18 to 51 of
 380 offers reaching journeys still in the final sanggah, which ignored them, and the round then
 held each of those seats for nobody. A journey that has not yet heard its final result now keeps
-the offer and answers it in optimalisasi; and a journey that ends while an offer waits for its
-answer declines it, so the seat passes to the next in rank."""
+the offer and answers it in optimalisasi; a journey that ends while an offer waits for its
+answer declines it, so the seat passes to the next in rank; and an offer to a journey that has
+already ended counts as declined. Before, that offer's failed signal failed the whole round."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from auditing.history import round_histories
+from auditing.recompute import recompute
 from client.api import RecruitmentApi
 from domain.codes import Stage, Terminal
 from domain.messages import (
@@ -28,6 +31,7 @@ from domain.messages import (
 )
 from domain.protocol import ROUND_VIEW
 from domain.seal import sealed
+from runtime.connection import data_converter
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -183,3 +187,47 @@ async def test_a_journey_that_ends_holding_an_offer_declines_it(
     assert offered.offer is not None and offered.offer.to_formasi == "TARGET"
     state = await api.round_state(round_id)
     assert state.offers[f"{round_id}/offer/{second}/TARGET"] == "declined"
+
+
+async def test_an_offer_to_a_journey_that_has_ended_passes_on(
+    client, keys, running_worker, tmp_path
+):
+    """A candidate withdraws before optimalisasi: the round's offer finds the journey closed.
+    The round goes on, and the seat goes to the next in rank."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"closed-offer-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=15,  # the final sanggah: the second withdraws meanwhile
+        offer_within=600,
+    )
+    await create_round_file(api, config, tmp_path)
+    people = [
+        registration(1, "SOURCE"),
+        registration(2, "SOURCE", birth=date(1994, 7, 9)),
+        registration(3, "SOURCE"),
+    ]
+    ids = await _to_final_ranking(api, client, config, people)
+    second, third = ids[1], ids[2]
+    await _wait_stage(client, round_id, second, {Stage.FINAL_APPEAL}, timeout=30)
+    await api.report(
+        round_id,
+        second,
+        Withdrawal(report_id="mundur", reported_by="sscasn", reason="moved abroad"),
+    )
+    ended = await _wait_stage(client, round_id, second, {Stage.ENDED}, timeout=30)
+    assert ended.terminal == Terminal.WITHDRAWN
+    offered = await _wait_offer(client, round_id, third, timeout=60)
+    assert offered.offer is not None and offered.offer.to_formasi == "TARGET"
+    described = await client.get_workflow_handle(round_workflow_id(round_id)).describe()
+    assert described.status.name == "RUNNING"
+    state = await api.round_state(round_id)
+    assert state.offers[f"{round_id}/offer/{second}/TARGET"] == "declined"
+    undelivered = [d for d in state.decisions if d.outcome == "offer not delivered"]
+    assert [d.input["offer_id"] for d in undelivered] == [f"{round_id}/offer/{second}/TARGET"]
+    # recompute allocates the same: the undelivered offer is a decline in the next allocation.
+    result = await recompute(await round_histories(client, round_id), data_converter(keys))
+    assert (result.allocations, result.differences()) == (2, [])
