@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
+OFFERS_PER_TASK = 500  # optimalisasi offers sent together (patch optimalisasi-by-change)
 
 # The windows before the final ranking, and what the formasi are told when each closes.
 SELECTION_WINDOWS = {
@@ -479,8 +480,11 @@ class RecruitmentRound:
                     sends.append(self._send_offer(handle, offer_id, offer))
                 else:
                     await OFFER_SEAT.send(handle, offer)
-            if sends:  # every offer of the allocation leaves in one workflow task
-                await asyncio.gather(*sends)
+            # The offers leave OFFERS_PER_TASK to a workflow task: the server refuses a task that
+            # would leave more than 2,000 signals pending (NumPendingSignalsLimit) and retries it
+            # for ever.
+            for first in range(0, len(sends), OFFERS_PER_TASK):
+                await asyncio.gather(*sends[first : first + OFFERS_PER_TASK])
             await self._await_answer()
 
     async def _send_offer(
