@@ -82,7 +82,9 @@ SIGNING_KEY = bytes(range(32))
 # journeys, which ask the sanctions register themselves in their first task (patch
 # sanctions-in-journey, folded: no marker). v13-full: the formasi fold the page references they
 # carry into index pages every 2 (patch folded-page-references, local activity fold_pages) and
-# tell their rankings page by page through read_leaf. All must replay with the current code.
+# tell their rankings page by page through read_leaf. v14-full: the round allocates only when a
+# seat is freed and records the declines since its last allocation (patch optimalisasi-by-change).
+# All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -98,6 +100,7 @@ RECORDED_SETS = [
     RECORDED / "v11-full",
     RECORDED / "v12-full",
     RECORDED / "v13-full",
+    RECORDED / "v14-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -227,6 +230,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v11-full",
         RECORDED / "v12-full",
         RECORDED / "v13-full",
+        RECORDED / "v14-full",
     ],
     ids=lambda p: p.name,
 )
