@@ -116,6 +116,7 @@ class ApplicantJourney(JourneyInbox):
         self._validated = None  # the report update just validated, for its handler (inbox)
         self.registration_confirmed = False
         self.offer_replied = False  # the round has this journey's answer to its offer
+        self.offer_after_end: OptimalisasiOffer | None = None  # came once the journey had ended
 
     # --- the process -----------------------------------------------------------------------
 
@@ -139,6 +140,10 @@ class ApplicantJourney(JourneyInbox):
         self._move_to(Stage.ENDED)
         # The last row is the journey's own write: nothing after it would repeat what it holds.
         await self._write()
+        if self.offer_after_end is not None:
+            # An offer that came while the last row was written: declined, so the seat passes on.
+            await self._reply_to_offer(self.offer_after_end, False, None, False)
+            await self._write()
         self.run_done = True  # a close that arrives now is answered without a row
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.state()

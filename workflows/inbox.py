@@ -296,8 +296,9 @@ class JourneyInbox:
         problem = None
         if self.sheet.stage != Stage.OPTIMALISASI and not (
             # Not yet told its final result (the round offers as soon as every result is in):
-            # kept until the journey is in optimalisasi (patch offer-kept-until-optimalisasi).
-            self.sheet.stage in (Stage.FINAL_RANKING, Stage.FINAL_APPEAL)
+            # kept until the journey is in optimalisasi; or ended, still writing its last row:
+            # declined when the run ends (patch offer-kept-until-optimalisasi).
+            self.sheet.stage in (Stage.FINAL_RANKING, Stage.FINAL_APPEAL, Stage.ENDED)
             and self._patched(OFFER_KEPT_UNTIL_OPTIMALISASI)
         ):
             problem = f"the journey is not in optimalisasi (it is in {self.sheet.stage})"
@@ -311,6 +312,9 @@ class JourneyInbox:
             problem = "answer_by is not a time with a zone within a year from now"
         if problem:
             self._ignored("offer_seat", problem)
+            return
+        if self.sheet.stage == Stage.ENDED:
+            self.offer_after_end = offer
             return
         self._set(offer=offer)
 
