@@ -106,7 +106,7 @@ async def test_an_offer_that_comes_before_the_final_result_is_kept(
         round_id,
         [formasi("SOURCE", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
-        appeal_window=20,  # the final sanggah's window: the journeys wait in final_appeal
+        appeal_window=8,  # the final sanggah's window: the journeys wait in final_appeal
         offer_within=60,
     )
     await create_round_file(api, config, tmp_path)
@@ -201,7 +201,7 @@ async def test_an_offer_to_a_journey_that_has_ended_passes_on(
         round_id,
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
-        appeal_window=15,  # the final sanggah: the second withdraws meanwhile
+        appeal_window=10,  # the final sanggah: the second withdraws meanwhile
         offer_within=600,
     )
     await create_round_file(api, config, tmp_path)
