@@ -141,6 +141,7 @@ class RecruitmentRound:
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
         self.offers_answered = 0  # offers no longer pending: counted, not summed at every wake
+        self.offers_declined = 0  # of which declined (or not delivered)
         # Patch optimalisasi-by-change: the declines and seats given up counted at the last
         # allocation, and those its decisions have recorded.
         self.allocated_after: tuple[int, int] | None = None
@@ -394,6 +395,14 @@ class RecruitmentRound:
         judged_on = self._registration_closed_on() if pool else None
         by_change = workflow.patched(OPTIMALISASI_BY_CHANGE)
         while True:
+            changes = (self.offers_declined, len(self.vacated))
+            if by_change and changes == self.allocated_after:
+                # Only acceptances since the last allocation: it would offer nothing again.
+                if self.offers_answered == len(self.offer_status):
+                    return
+                await self._await_answer()
+                continue
+            self.allocated_after = changes
             # Offers accepted or still pending hold their seats and their candidates.
             held: dict[str, int] = {}
             placed: set[str] = set()
@@ -409,14 +418,6 @@ class RecruitmentRound:
                         held.get(self.offers[offer_id].to_formasi, 0) + 1
                     )
                     placed.add(self.offer_targets[offer_id])
-            changes = (len(declined), len(self.vacated))
-            if by_change and changes == self.allocated_after:
-                # Only acceptances since the last allocation: it would offer nothing again.
-                if self.offers_answered == len(self.offer_status):
-                    return
-                await self._await_answer()
-                continue
-            self.allocated_after = changes
             vacancies = [
                 Vacancy(
                     formasi_code=code,
@@ -499,6 +500,7 @@ class RecruitmentRound:
                 raise
             self.offer_status[offer_id] = "declined"
             self.offers_answered += 1
+            self.offers_declined += 1
             self._decide(
                 "optimalisasi",
                 "offer not delivered",
@@ -806,6 +808,7 @@ class RecruitmentRound:
             return
         self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
         self.offers_answered += 1
+        self.offers_declined += not reply.accepted
 
     def _signal_message(self, model: type[M], args: tuple[object, ...]) -> M | str:
         return signal_message(model, args, self.secret)

@@ -21,13 +21,13 @@ from auditing.history import round_histories
 from auditing.recompute import recompute
 from client.api import RecruitmentApi
 from domain.codes import Stage
-from domain.messages import AdminReport, GateReport, OfferAnswer, SkbScoreReport, SkdReport
+from domain.messages import OfferAnswer
 from runtime.connection import data_converter
+from tests.flows.test_offer_timing import _to_final_ranking
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
     TEST_KEYRING,
-    close_window,
     compressed_round,
     create_round_file,
     formasi,
@@ -59,44 +59,10 @@ async def test_allocations_follow_declines_not_answers(client, keys, running_wor
     )
     await create_round_file(api, config, tmp_path)
 
-    ids: list[str] = []  # best final score first
-    for serial in range(1, 6):
-        result = await api.register(config, registration(serial, "SOURCE"), "sscasn", now=t0)
-        assert result.status == "registered", result.refusals
-        ids.append(result.applicant_id)
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close_window(api, round_id, "administration")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKD})
-        await api.report(
-            round_id,
-            a,
-            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close_window(api, round_id, "skd")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKB})
-        for comp, who, score in (
-            ("cat", "cat-bkn", 480 - 20 * i),
-            ("praktik", "panel-praktik", 90),
-        ):
-            await api.report(
-                round_id,
-                a,
-                SkbScoreReport(
-                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                ),
-            )
-        await api.report(
-            round_id,
-            a,
-            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
-        )
-    await close_window(api, round_id, "skb")
+    # Best final score first.
+    ids = await _to_final_ranking(
+        api, client, config, [registration(serial, "SOURCE") for serial in range(1, 6)]
+    )
 
     # ids[0] wins SOURCE; ids[1..3] are offered TARGET; ids[2] declines, so ids[4] gets its seat.
     for a, accept in ((ids[1], True), (ids[2], False), (ids[3], True), (ids[4], True)):
