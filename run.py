@@ -4,7 +4,7 @@
     python3 run.py demo      # a sample round end to end on the embedded stack
     python3 run.py serve     # the gateway (portal, service API, announcements) and the auditors'
                              # codec server for the Temporal Web UI, on the embedded stack
-    python3 run.py test      # the whole test suite (what CI runs)
+    python3 run.py test      # the whole test suite (what CI runs), in CASN_TEST_WORKERS processes
     python3 run.py lint      # ruff check, ruff format --check, and mypy on domain/
     python3 run.py stop      # stop the embedded servers this project started
     python3 run.py bench     # the benchmark harness (long; not part of the tests)
@@ -79,10 +79,33 @@ def ensure_chromium() -> None:
         print(f"cannot install chromium: {exc}; the browser tests will fail", flush=True)
 
 
+# The suite waits on workflow timers and windows far more than it computes (one process keeps a
+# 2-core machine under a load of 1), so it runs in 3 pytest-xdist workers, each with an embedded
+# stack of its own (tests/ports.py); a module stays on one worker, with its module fixtures.
+TEST_WORKERS = "CASN_TEST_WORKERS"
+DEFAULT_TEST_WORKERS = 3
+
+
+def suite_workers(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """The number of test processes: CASN_TEST_WORKERS, a whole number from 1 to 8 (default 3)."""
+    given = environ.get(TEST_WORKERS, "").strip()
+    if not given:
+        return DEFAULT_TEST_WORKERS
+    if not given.isdigit() or not 1 <= int(given) <= 8:
+        sys.exit(f"{TEST_WORKERS}: expected a whole number from 1 to 8, got {given!r}")
+    return int(given)
+
+
+def suite_command(workers: int) -> list[str]:
+    """pytest, in `workers` processes (one runs the suite in this process, as plain pytest does)."""
+    parallel = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
+    return [str(PY), "-m", "pytest", "-q", *parallel]
+
+
 def main(argv: list[str]) -> int:
     commands = {
         "demo": [str(PY), "starter.py", "demo"],
-        "test": [str(PY), "-m", "pytest", "-q"],
+        "test": [],  # suite_command, once CASN_TEST_WORKERS is read
         "lint": [
             str(PY),
             "-c",
@@ -97,6 +120,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
+    if argv[0] == "test":
+        commands["test"] = suite_command(suite_workers())  # a bad setting stops before any set-up
     ensure_venv()
     if argv[0] == "test":
         ensure_chromium()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import shutil
 import sys
 import tempfile
@@ -19,12 +18,14 @@ from apps.fleet import build_worker
 from runtime.connection import connect
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
+from runtime.guard import guard_stack
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
+from tests.ports import OFFSET
 
-# Not the defaults, so the tests never touch a developer's running demo stack.
-# CASN_TEST_PORT_OFFSET lets two test sessions run side by side on one machine.
-_OFFSET = int(os.environ.get("CASN_TEST_PORT_OFFSET", "0"))
+# Not the defaults, so the tests never touch a developer's running demo stack. Each xdist worker
+# has a stack of its own, on its own ports (tests/ports.py).
+_OFFSET = OFFSET
 TEST_TEMPORAL_PORT = 17233 + _OFFSET
 TEST_TEMPORAL_UI_PORT = 18233 + _OFFSET
 TEST_POSTGRES_PORT = 15432 + _OFFSET
@@ -64,12 +65,15 @@ def stack_settings(server_dir):
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(stack_settings):
-    """The embedded Temporal server and PostgreSQL, started once and stopped at the end."""
+    """The embedded Temporal server and PostgreSQL, started once and stopped at the end (or by
+    their guard, when this process is killed before its end: runtime/guard.py)."""
     info = await ensure_stack(stack_settings)
+    guard = guard_stack(stack_settings.data_dir)
     try:
         yield info
     finally:
         stop_stack(stack_settings)
+        guard.release()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import psutil
@@ -19,11 +22,18 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from runtime.embedded import StackError, ensure_stack, isolated_settings, stop_stack
+from runtime.guard import guard_stack
 from runtime.settings import LogFormat, load_settings
+from tests.ports import OFFSET
 
 pytestmark = pytest.mark.stack
 
-PORTS = {"temporal_port": 27233, "temporal_ui_port": 28233, "postgres_port": 25432}
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {
+    "temporal_port": 27233 + OFFSET,
+    "temporal_ui_port": 28233 + OFFSET,
+    "postgres_port": 25432 + OFFSET,
+}
 
 
 def _settings(data_dir, **overrides):
@@ -49,8 +59,10 @@ def own_settings(server_dir):
 async def own_stack(own_settings):
     """This module's stack, started once; whatever runs at the end is stopped."""
     info = await ensure_stack(own_settings)
+    guard = guard_stack(own_settings.data_dir)
     yield info
     stop_stack(own_settings)
+    guard.release()
 
 
 def _temporal_pid(settings) -> int:
@@ -218,3 +230,66 @@ async def test_a_failed_start_leaves_no_server_of_ours_running(server_dir):
     assert stop_stack(settings) == []  # nothing of ours is left to stop
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", temporal_port)) != 0  # the Temporal server is gone
+
+
+OWNER = """
+import asyncio, sys, time
+from pathlib import Path
+from runtime.embedded import ensure_stack, isolated_settings
+from runtime.guard import guard_stack
+settings = isolated_settings(Path(sys.argv[1]))
+asyncio.run(ensure_stack(settings))
+guard_stack(settings.data_dir)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def _until_ready(owner: subprocess.Popen) -> list[str]:
+    """The owner's output (its log lines, then "ready") up to "ready" or its end."""
+    lines: list[str] = []
+    while line := owner.stdout.readline():
+        lines.append(line.strip())
+        if lines[-1] == "ready":
+            break
+    return lines
+
+
+async def test_a_stack_whose_owner_is_killed_is_stopped_by_its_guard(server_dir):
+    """The owner dies without its teardown (SIGKILL): its guard stops both servers, by their pids."""
+    data_dir = server_dir("guarded")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(data_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        lines = await asyncio.wait_for(asyncio.to_thread(_until_ready, owner), 120)
+        assert lines[-1:] == ["ready"], f"the owner did not start its stack: {lines}"
+        settings = isolated_settings(data_dir)
+        pids = (_temporal_pid(settings), _postgres_pid(settings))
+        assert all(_running(pid) for pid in pids)
+
+        owner.kill()
+        owner.wait(10)
+        deadline = asyncio.get_running_loop().time() + 60
+        while any(_running(pid) for pid in pids):
+            assert asyncio.get_running_loop().time() < deadline, "the guard left a server running"
+            await asyncio.sleep(0.2)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        stop_stack(isolated_settings(data_dir))  # whatever the guard did not stop
+
+
+async def test_a_released_guard_leaves_the_servers_running(own_stack, own_settings):
+    await ensure_stack(own_settings)
+    pids = (_temporal_pid(own_settings), _postgres_pid(own_settings))
+    guard = guard_stack(own_settings.data_dir)
+
+    guard.release()
+
+    assert guard.process.returncode == 0
+    assert all(_running(pid) for pid in pids)

@@ -29,12 +29,13 @@ from domain.skd import SkdScores
 from runtime import attributes
 from runtime.connection import data_converter
 from runtime.db import open_pool
+from tests.ports import OFFSET
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import formasi_workflow_id, journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CAN_TEMPORAL_PORT = 27333
+CAN_TEMPORAL_PORT = 27263 + OFFSET
 SUGGEST_CONTINUE_AS_NEW_AT = 40
 
 

@@ -1,0 +1,58 @@
+"""run.py's test command: how many pytest processes, and each one's ports (tests/ports.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import run
+from tests.ports import STEP, session_offset
+
+
+def test_the_suite_runs_in_three_processes_unless_told():
+    command = run.suite_command(run.suite_workers({}))
+    assert command[-4:] == ["-n", "3", "--dist", "loadscope"]
+    assert run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": " 5 "}))[-4:-2] == ["-n", "5"]
+
+
+def test_one_worker_is_plain_pytest():
+    assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
+
+
+@pytest.mark.parametrize("given", ["0", "9", "-2", "three", "2.5"])
+def test_a_bad_worker_count_stops_naming_the_setting_and_value(given):
+    with pytest.raises(SystemExit) as stopped:
+        run.suite_workers({"CASN_TEST_WORKERS": given})
+    assert str(stopped.value) == (
+        f"CASN_TEST_WORKERS: expected a whole number from 1 to 8, got {given!r}"
+    )
+
+
+def test_each_worker_has_ports_of_its_own():
+    offsets = [session_offset({"PYTEST_XDIST_WORKER": f"gw{i}"}) for i in range(8)]
+    assert offsets == [STEP * i for i in range(8)]
+    assert session_offset({}) == 0
+    assert session_offset({"CASN_TEST_PORT_OFFSET": "7", "PYTEST_XDIST_WORKER": "gw2"}) == 207
+    # No worker's fixed port is another's: the session stack's Temporal, UI, PostgreSQL and codec
+    # ports (tests/conftest.py), test_embedded_stack's and test_formasi_continue_as_new's.
+    bases = (17233, 18233, 15432, 18088, 27233, 28233, 25432, 27263)
+    ports = [base + o for o in offsets for base in bases]
+    assert len(ports) == len(set(ports))
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        (
+            {"CASN_TEST_PORT_OFFSET": "ten"},
+            "CASN_TEST_PORT_OFFSET: expected a whole number, got 'ten'",
+        ),
+        (
+            {"PYTEST_XDIST_WORKER": "worker-1"},
+            "PYTEST_XDIST_WORKER: expected gw<number>, got 'worker-1'",
+        ),
+    ],
+)
+def test_a_bad_offset_setting_is_named(environ, named):
+    with pytest.raises(ValueError) as refused:
+        session_offset(environ)
+    assert str(refused.value) == named
