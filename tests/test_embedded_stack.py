@@ -105,7 +105,7 @@ class CollectingWorkflow:
 async def test_first_call_starts_both_servers_and_migrates(own_stack):
     assert own_stack.started_temporal and own_stack.started_postgres
     assert "001_schema_migrations" in own_stack.migrations_applied
-    assert own_stack.ui_url == "http://127.0.0.1:28233"
+    assert own_stack.ui_url == f"http://127.0.0.1:{PORTS['temporal_ui_port']}"
 
 
 async def test_second_call_reuses_the_same_servers(own_stack, own_settings):
