@@ -351,11 +351,7 @@ def test_a_bad_header_exits_2_before_anything_starts(tmp_path):
     )
 
     output = result.output.replace("\n", "")  # the console wraps a long temporary path
-    assert (
-        result.exit_code == 2
-        and "skd.csv:1" in output
-        and "missing column(s) tkp" in output
-    )
+    assert result.exit_code == 2 and "skd.csv:1" in output and "missing column(s) tkp" in output
 
 
 # --- an import never crashes mid-file, and says what it sent when it stops (issue 12) -----------
