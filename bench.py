@@ -1585,6 +1585,12 @@ def optimalisasi(
         0.8, min=0.0, max=1.0, help="share of offers accepted; the rest are declined"
     ),
     answer_rate: float = typer.Option(20.0, min=0.1, help="answers per second"),
+    history_budget: int = typer.Option(
+        None,
+        min=1,
+        max=45_000,
+        help="the round's optimalisasi_history_budget (default: the round file's default, 40,000)",
+    ),
     concurrency: int = 32,
     seed: int = 23,
     keep_stack: bool = KEEP,
@@ -1599,7 +1605,14 @@ def optimalisasi(
         async with stack(keep_stack) as ctx:
             with CpuMeter(ctx.settings) as cpu:
                 fig = await run_optimalisasi(
-                    ctx, OUT / "rounds", seats, accept, answer_rate, seed, concurrency
+                    ctx,
+                    OUT / "rounds",
+                    seats,
+                    accept,
+                    answer_rate,
+                    seed,
+                    concurrency,
+                    history_budget,
                 )
             fig.pop("_offers")
             fig.update({"elapsed in all": f"{cpu.elapsed:.1f} s", **cpu.figures()})

@@ -42,7 +42,13 @@ from domain.messages import (
     SkdReport,
     fraction_text,
 )
-from domain.optimalisasi import CandidateProfile, OptimalisasiCandidate, Vacancy, allocate
+from domain.optimalisasi import (
+    CandidateProfile,
+    OptimalisasiCandidate,
+    Vacancy,
+    allocate,
+    offer_room,
+)
 from domain.pages import line_pages
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
 from domain.ranking import FinalEntry, rank_final
@@ -274,14 +280,23 @@ def recompute_optimalisasi(
     out: list[str] = []
     allocation = 0
     declined_so_far: set[str] = set()
+    cut_at: int | None = None  # the last allocation's cut (patch optimalisasi-budget)
+    stopped = False
     for d in round_decisions:
         if d.outcome == SEAT_VACATED:
             vacated[d.input.get("formasi_code", "")] += 1
             given_up.add(d.input.get("applicant_id", ""))
             continue
+        if d.stage == "optimalisasi" and d.outcome == OFFERS_STOPPED:
+            out += _stop_differences(config, d, cut_at, allocation)
+            stopped = True
+            continue
         if not (d.stage == "optimalisasi" and d.outcome == "allocated"):
             continue
         allocation += 1
+        if stopped:
+            out.append(f"optimalisasi allocation {allocation}: made after offers stopped")
+        cut_at = d.input.get("cut_at")
         # An allocation records every decline so far ("declined"), or, from patch
         # optimalisasi-by-change, those since the previous one ("declined_since").
         if "declined_since" in d.input:
@@ -319,6 +334,9 @@ def recompute_optimalisasi(
         )
         seats = {v.formasi_code: v.seats for v in vacancies}
         again = [[o.applicant_id, o.to_formasi] for o in offers]
+        if "cut_at" in d.input:
+            # Patch optimalisasi-budget: the allocation stopped after this many offers, best first.
+            again = again[: d.input["cut_at"]]
         recorded = [list(o) for o in d.input.get("offers", [])]
         where = f"optimalisasi allocation {allocation} ({d.at.isoformat()})"
         if seats != d.input.get("vacancies"):
@@ -329,6 +347,34 @@ def recompute_optimalisasi(
             out.append(f"{where}: offers recorded {recorded}, recomputed {again}")
         made += [(a, code) for a, code in recorded]
     return out
+
+
+OFFERS_STOPPED = "offers stopped"  # the round's decision (workflows/round.py, _stop_offers)
+
+
+def _stop_differences(
+    config: RoundConfig, d: Decision, cut_at: int | None, allocation: int
+) -> list[str]:
+    """Whether the allocation before "offers stopped" was cut where the budget says: the offers
+    whose answers fit the history budget and the signals left, from the figures it recorded."""
+    where = f"optimalisasi offers stopped after allocation {allocation} ({d.at.isoformat()})"
+    budget = d.input.get("history_budget")
+    if budget != config.optimalisasi_history_budget:
+        return [
+            f"{where}: history budget recorded {budget}, the rules' {config.optimalisasi_history_budget}"
+        ]
+    try:
+        room = offer_room(
+            budget,
+            int(d.input["history_length"]),
+            int(d.input["signals_received"]),
+            int(d.input["pending_before"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"{where}: its figures cannot be read ({exc!r})"]
+    if cut_at != room:
+        return [f"{where}: the allocation was cut at {cut_at} offers, the budget allows {room}"]
+    return []
 
 
 def skd_code_differences(recomputed: FormasiFigures) -> list[str]:

@@ -32,7 +32,14 @@ LOST_AFTER = 60.0  # s an offer's answer is refused before it counts as never ta
 
 
 async def run_optimalisasi(
-    ctx, out_dir: Path, seats: int, accept: float, rate: float, seed: int, concurrency: int
+    ctx,
+    out_dir: Path,
+    seats: int,
+    accept: float,
+    rate: float,
+    seed: int,
+    concurrency: int,
+    history_budget: int | None = None,
 ) -> dict:
     from datetime import UTC, datetime
 
@@ -44,7 +51,10 @@ async def run_optimalisasi(
         datetime.now(UTC),
         out_dir=out_dir,
         quotas={SOURCE: source_quota, TARGET: seats},
-        engine={"offer_answer_within": "PT120S"},
+        engine={
+            "offer_answer_within": "PT120S",
+            **({} if history_budget is None else {"optimalisasi_history_budget": history_budget}),
+        },
     )
     await ctx.api.create_round(path, config.reporters["operator"][0])
     source = next(f for f in config.formasi if f.code == SOURCE)
@@ -128,6 +138,20 @@ async def run_optimalisasi(
         d for d in state.decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
     ]
     statuses = Counter(state.offers.values())
+    stopped = next(
+        (
+            d.input
+            for d in state.decisions
+            if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")
+        ),
+        None,
+    )
+    stop = (
+        "no (within the budget)"
+        if stopped is None
+        else f"at {stopped['history_length']:,} events, {stopped['offers_made']:,} offers made, "
+        f"{sum(stopped['seats_not_offered'].values()):,} seats not offered"
+    )
     offers = len(state.offers)
     from temporalio.api.enums.v1 import EventType
 
@@ -142,6 +166,8 @@ async def run_optimalisasi(
         f"{statuses['declined']:,}, pending {statuses['pending']:,})",
         "offers the journey never took (pending for nobody)": f"{statuses['pending']:,}",
         "SKB close to optimalisasi settled": f"{settled:.1f} s",
+        "optimalisasi history budget": f"{config.optimalisasi_history_budget:,} events",
+        "offers stopped (patch optimalisasi-budget)": stop,
         "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
         "'allocated' decisions": f"{len(allocated):,}",
         "round history: events": f"{len(history.events):,}",

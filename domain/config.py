@@ -54,6 +54,13 @@ MAX_OFFER_ANSWER = timedelta(days=30)
 # many references (about 6 KB), however many applicants answered.
 FOLD_PAGES_AT = 64
 
+# Temporal terminates a workflow run at 51,200 history events (../TEMPORAL.md). A round's
+# optimalisasi makes offers while its history stays under this budget, keeping room for each
+# offer's answer (domain/optimalisasi.py, offer_room) and, above the budget, for the windows that
+# follow: telling every formasi three more phases costs about 6 events per formasi.
+OPTIMALISASI_HISTORY_BUDGET = 40_000
+MAX_OPTIMALISASI_HISTORY_BUDGET = 45_000
+
 
 def _no_number(example: str) -> Callable[[object], object]:
     """A before-validator refusing a bare number or true/false where text like `example` is due."""
@@ -461,6 +468,16 @@ class RoundConfig(BaseModel, frozen=True):
         exclude_if=lambda n: n == FOLD_PAGES_AT,
         description="engine tuning: page references a formasi carries before it folds them into "
         "one index page (bounds its continue-as-new input however many applicants answer)",
+    )
+    # Left out of the dump at its default, so rounds from before it keep their rules' digests.
+    optimalisasi_history_budget: StrictInt = Field(
+        default=OPTIMALISASI_HISTORY_BUDGET,
+        ge=1,
+        le=MAX_OPTIMALISASI_HISTORY_BUDGET,
+        exclude_if=lambda n: n == OPTIMALISASI_HISTORY_BUDGET,
+        description="engine tuning: the round's history length (events) within which "
+        "optimalisasi makes offers, each offer's answer counted in; past it the round stops "
+        "offering and records why (Temporal terminates a run at 51,200 events)",
     )
     timezone: str = Field(
         default="Asia/Jakarta",

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         allocate,
         impossible_entry,
         local_date,
+        offer_room,
     )
     from domain.pages import (
         CANDIDATES,
@@ -75,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
         FINAL_SANGGAH,
+        OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_POOL,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
@@ -148,6 +150,10 @@ class RecruitmentRound:
         self.recorded_declined: set[str] = set()
         self.recorded_given_up: set[str] = set()
         self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
+        # Patch optimalisasi-budget: signals received (Temporal refuses a run's 10,001st), and
+        # whether an allocation was cut to the history budget, after which no offer is made.
+        self.signals_received = 0
+        self.offers_stopped = False
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
@@ -395,6 +401,12 @@ class RecruitmentRound:
         judged_on = self._registration_closed_on() if pool else None
         by_change = workflow.patched(OPTIMALISASI_BY_CHANGE)
         while True:
+            if self.offers_stopped:
+                # Past the history budget: the offers made are answered, no more are made.
+                if self.offers_answered == len(self.offer_status):
+                    return
+                await self._await_answer()
+                continue
             changes = (self.offers_declined, len(self.vacated))
             if by_change and changes == self.allocated_after:
                 # Only acceptances since the last allocation: it would offer nothing again.
@@ -442,11 +454,25 @@ class RecruitmentRound:
                 )
             if not offers and "pending" not in self.offer_status.values():
                 return
+            pending = len(self.offer_status) - self.offers_answered
+            room = offer_room(
+                self.config.optimalisasi_history_budget,
+                workflow.info().get_current_history_length(),
+                self.signals_received,
+                pending,
+            )
+            cut = offers[room:] if len(offers) > room else []
+            if cut and workflow.patched(OPTIMALISASI_BUDGET):
+                offers = offers[:room]  # best first: the allocation stopped after `room` offers
+            else:
+                cut = []
             # What auditing/recompute.py needs to allocate again from these inputs.
             inputs: dict = {
                 "vacancies": {v.formasi_code: v.seats for v in vacancies},
                 "offers": [[o.applicant_id, o.to_formasi] for o in offers],
             }
+            if cut:
+                inputs["cut_at"] = room
             if by_change:
                 # Only the declines and seats given up since the previous allocation: recompute
                 # adds them up.
@@ -462,6 +488,8 @@ class RecruitmentRound:
             elif self.refill_in_filing:
                 inputs["given_up"] = sorted(self.vacated)
             self._decide("optimalisasi", "allocated", "round", inputs)
+            if cut:
+                self._stop_offers(cut, pending)
             sends = []
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
@@ -487,6 +515,36 @@ class RecruitmentRound:
             for first in range(0, len(sends), OFFERS_PER_TASK):
                 await asyncio.gather(*sends[first : first + OFFERS_PER_TASK])
             await self._await_answer()
+
+    def _stop_offers(self, cut: list[Offer], pending: int) -> None:
+        """Record that optimalisasi stops offering at the history budget, and what it leaves."""
+        self.offers_stopped = True
+        left: dict[str, int] = {}
+        for o in cut:
+            left[o.to_formasi] = left.get(o.to_formasi, 0) + 1
+        history_length = workflow.info().get_current_history_length()
+        self._decide(
+            "optimalisasi",
+            "offers stopped",
+            "round",
+            {
+                "reason": "the round's history budget: no more offers are made in this round",
+                "history_length": history_length,
+                "history_budget": self.config.optimalisasi_history_budget,
+                "signals_received": self.signals_received,
+                "offers_made": len(self.offer_status),
+                "pending_before": pending,
+                "seats_not_offered": dict(sorted(left.items())),
+            },
+        )
+        workflow.logger.warning(
+            "round %s: optimalisasi stops offering at %d history events (budget %d): %d seats "
+            "with a candidate are not offered",
+            self.config.round_id,
+            history_length,
+            self.config.optimalisasi_history_budget,
+            len(cut),
+        )
 
     async def _send_offer(
         self, handle: workflow.ExternalWorkflowHandle, offer_id: str, offer: OptimalisasiOffer
@@ -677,6 +735,7 @@ class RecruitmentRound:
         is ignored with a warning (the argument is decoded here, so that no argument count or
         content can fail the workflow task).
         """
+        self.signals_received += 1
         result = self._signal_message(FormasiResult, args)
         problem = result if isinstance(result, str) else self._result_problem(result)
         if problem:
@@ -739,6 +798,7 @@ class RecruitmentRound:
     @workflow.signal
     def seat_vacated(self, *args: object) -> None:
         """A winner withdrew or was disqualified before the NIP: the seat goes to optimalisasi."""
+        self.signals_received += 1
         vacated = self._signal_message(SeatVacated, args)
         problem = vacated if isinstance(vacated, str) else self._vacated_problem(vacated)
         if problem:
@@ -796,6 +856,7 @@ class RecruitmentRound:
     @workflow.signal
     def offer_reply(self, *args: object) -> None:
         """A journey's answer to an optimalisasi offer (to no offer pending to it: ignored)."""
+        self.signals_received += 1
         reply = self._signal_message(OfferReply, args)
         if isinstance(reply, str):
             self._ignored("offer_reply", reply)

@@ -142,3 +142,13 @@ OPTIMALISASI_BY_CHANGE = "optimalisasi-by-change"
 # the round then held as pending for nobody. A journey that ends while an offer waits for its
 # answer declines it, so the seat passes on. Journeys recorded before it do as they did.
 OFFER_KEPT_UNTIL_OPTIMALISASI = "offer-kept-until-optimalisasi"
+
+# Optimalisasi within the history budget (issue 17 item 1): a round's history grows with the offers
+# it makes, and Temporal terminates a run at 51,200 events, which stopped a round near 5,500 offers
+# with every journey still waiting for its filing and Latsar windows. An allocation now makes only
+# the offers whose answers fit the round's `optimalisasi_history_budget` and Temporal's 10,000
+# signals (domain.optimalisasi.offer_room), best first; once it cuts one, the round records
+# "offers stopped" with what it left and makes no more offers, and the windows that follow run as
+# before. Decided only when an allocation is cut, so rounds recorded before it, none of which came
+# near the budget, replay as they ran.
+OPTIMALISASI_BUDGET = "optimalisasi-budget"

@@ -16,6 +16,7 @@ from domain.optimalisasi import (
     OptimalisasiCandidate,
     Vacancy,
     allocate,
+    offer_room,
     pool_refusals,
 )
 from domain.ranking import FinalEntry
@@ -315,3 +316,23 @@ def test_the_pool_refuses_exactly_what_check_registration_refuses(major, born):
     c = profiled("c", Fraction(80), major, born=born)
     assert {r.field for r in pool_refusals(c, BAPPEDA)} == registration_says
     assert bool(allocate([seat_in(BAPPEDA)], [c])) is (not registration_says)
+
+
+# --- the history budget (patch optimalisasi-budget) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("budget", "length", "signals", "pending", "room"),
+    [
+        (40_000, 1_000, 10, 0, 3_250),  # (40,000 - 1,000) // 12
+        (40_000, 1_000, 10, 250, 3_000),  # the pending offers' answers are kept room for
+        (40_000, 39_990, 10, 0, 0),  # less than one offer's events left
+        (1, 500, 0, 0, 0),  # spent before it starts: never below 0
+        (45_000, 100, 8_990, 0, 10),  # Temporal's signals run out first
+        (45_000, 100, 8_000, 995, 5),  # each pending offer still brings its answer
+    ],
+)
+def test_offer_room_keeps_each_answer_within_the_history_and_the_signals(
+    budget, length, signals, pending, room
+):
+    assert offer_room(budget, length, signals, pending) == room
