@@ -10,7 +10,7 @@ decisions as the current code re-derives them by replay. The ranking itself is t
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -280,15 +280,13 @@ def recompute_optimalisasi(
     out: list[str] = []
     allocation = 0
     declined_so_far: set[str] = set()
-    cut_at: int | None = None  # the last allocation's cut (patch optimalisasi-budget)
-    stopped = False
+    stopped = False  # offers stopped at the history budget (patch optimalisasi-budget)
     for d in round_decisions:
         if d.outcome == SEAT_VACATED:
             vacated[d.input.get("formasi_code", "")] += 1
             given_up.add(d.input.get("applicant_id", ""))
             continue
         if d.stage == "optimalisasi" and d.outcome == OFFERS_STOPPED:
-            out += _stop_differences(config, d, cut_at, allocation)
             stopped = True
             continue
         if not (d.stage == "optimalisasi" and d.outcome == "allocated"):
@@ -296,7 +294,6 @@ def recompute_optimalisasi(
         allocation += 1
         if stopped:
             out.append(f"optimalisasi allocation {allocation}: made after offers stopped")
-        cut_at = d.input.get("cut_at")
         # An allocation records every decline so far ("declined"), or, from patch
         # optimalisasi-by-change, those since the previous one ("declined_since").
         if "declined_since" in d.input:
@@ -334,11 +331,19 @@ def recompute_optimalisasi(
         )
         seats = {v.formasi_code: v.seats for v in vacancies}
         again = [[o.applicant_id, o.to_formasi] for o in offers]
+        where = f"optimalisasi allocation {allocation} ({d.at.isoformat()})"
         if "cut_at" in d.input:
-            # Patch optimalisasi-budget: the allocation stopped after this many offers, best first.
+            # Patch optimalisasi-budget: the allocation stopped after this many offers, best first,
+            # where the figures it recorded put the room.
+            out += _cut_differences(config, d, allocation)
+            left = Counter(code for _, code in again[d.input["cut_at"] :])
+            if dict(sorted(left.items())) != d.input.get("not_offered"):
+                out.append(
+                    f"{where}: seats not offered recorded {d.input.get('not_offered')}, "
+                    f"recomputed {dict(sorted(left.items()))}"
+                )
             again = again[: d.input["cut_at"]]
         recorded = [list(o) for o in d.input.get("offers", [])]
-        where = f"optimalisasi allocation {allocation} ({d.at.isoformat()})"
         if seats != d.input.get("vacancies"):
             out.append(
                 f"{where}: empty seats recorded {d.input.get('vacancies')}, recomputed {seats}"
@@ -352,28 +357,28 @@ def recompute_optimalisasi(
 OFFERS_STOPPED = "offers stopped"  # the round's decision (workflows/round.py, _stop_offers)
 
 
-def _stop_differences(
-    config: RoundConfig, d: Decision, cut_at: int | None, allocation: int
-) -> list[str]:
-    """Whether the allocation before "offers stopped" was cut where the budget says: the offers
-    whose answers fit the history budget and the signals left, from the figures it recorded."""
-    where = f"optimalisasi offers stopped after allocation {allocation} ({d.at.isoformat()})"
-    budget = d.input.get("history_budget")
+def _cut_differences(config: RoundConfig, d: Decision, allocation: int) -> list[str]:
+    """Whether an allocation was cut where the budget puts it: the offers whose answers fit the
+    rules' history budget and the signals left, from the figures the allocation recorded."""
+    where = f"optimalisasi allocation {allocation} ({d.at.isoformat()})"
+    figures = d.input.get("budget") or {}
+    budget = figures.get("history_budget")
     if budget != config.optimalisasi_history_budget:
         return [
-            f"{where}: history budget recorded {budget}, the rules' {config.optimalisasi_history_budget}"
+            f"{where}: history budget recorded {budget}, "
+            f"the rules' {config.optimalisasi_history_budget}"
         ]
     try:
         room = offer_room(
             budget,
-            int(d.input["history_length"]),
-            int(d.input["signals_received"]),
-            int(d.input["pending_before"]),
+            int(figures["history_length"]),
+            int(figures["signals_received"]),
+            int(figures["pending"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        return [f"{where}: its figures cannot be read ({exc!r})"]
-    if cut_at != room:
-        return [f"{where}: the allocation was cut at {cut_at} offers, the budget allows {room}"]
+        return [f"{where}: the figures of its cut cannot be read ({exc!r})"]
+    if d.input["cut_at"] != room:
+        return [f"{where}: cut at {d.input['cut_at']} offers, the budget allows {room}"]
     return []
 
 

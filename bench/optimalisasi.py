@@ -157,6 +157,16 @@ async def run_optimalisasi(
 
     signalled = kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]
     tasks = kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
+    # The auditor's check of the allocations, cuts included (audit.py recompute).
+    from auditing.history import round_histories
+    from auditing.recompute import recompute
+
+    t2 = time.monotonic()
+    checked = await recompute(await round_histories(ctx.api.client, round_id), converter)
+    differences = checked.differences()
+    for line in differences[:5]:
+        console.print(f"recompute: {line}")
+    cuts = [d.input for d in allocated if "cut_at" in d.input]
     return {
         "round": round_id,
         "applicants registered / to SKB": f"{len(driver.ids):,} / {3 * source_quota:,}",
@@ -168,6 +178,10 @@ async def run_optimalisasi(
         "SKB close to optimalisasi settled": f"{settled:.1f} s",
         "optimalisasi history budget": f"{config.optimalisasi_history_budget:,} events",
         "offers stopped (patch optimalisasi-budget)": stop,
+        "allocations cut to the budget (offers kept / found)": ", ".join(
+            f"{c['cut_at']}/{c['cut_at'] + sum(c['not_offered'].values())}" for c in cuts
+        )
+        or "none",
         "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
         "'allocated' decisions": f"{len(allocated):,}",
         "round history: events": f"{len(history.events):,}",
@@ -176,6 +190,8 @@ async def run_optimalisasi(
         "round history: signals sent": f"{signalled:,}",
         "largest event of the round": f"{size / 1024:.1f} KiB ({which})",
         "round's state (query, and its result at the end)": f"{state_bytes / 1024:.1f} KiB",
+        "recompute (audit.py) of the round": f"{checked.allocations} allocations, "
+        f"{len(differences)} differences, {time.monotonic() - t2:.1f} s",
         "round's decisions, encoded JSON": f"{sum(len(d.model_dump_json()) for d in state.decisions) / 1024:.1f} KiB",
         "_offers": offers,
     }

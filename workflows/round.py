@@ -100,6 +100,14 @@ BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
 ALLOCATION_TIMEOUT = timedelta(minutes=30)  # reads every candidate page of the round
 
 
+def _seats_by_formasi(offers: list[Offer]) -> dict[str, int]:
+    """How many of `offers` go to each formasi, by code."""
+    seats: dict[str, int] = {}
+    for o in offers:
+        seats[o.to_formasi] = seats.get(o.to_formasi, 0) + 1
+    return dict(sorted(seats.items()))
+
+
 def journey_rules(config: RoundConfig) -> JourneyRules:
     """The rules every journey of the round is judged by, with their digest."""
     return JourneyRules(
@@ -150,9 +158,11 @@ class RecruitmentRound:
         self.recorded_declined: set[str] = set()
         self.recorded_given_up: set[str] = set()
         self.vacated: dict[str, str] = {}  # applicant id -> formasi whose seat it gave up
-        # Patch optimalisasi-budget: signals received (Temporal refuses a run's 10,001st), and
-        # whether an allocation was cut to the history budget, after which no offer is made.
+        # Patch optimalisasi-budget: signals received (Temporal refuses a run's 10,001st); an
+        # allocation cut to the history budget (allocate again once its offers are answered);
+        # and the stop, once nothing is pending and no offer fits.
         self.signals_received = 0
+        self.offers_cut = False
         self.offers_stopped = False
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
@@ -408,13 +418,30 @@ class RecruitmentRound:
                 await self._await_answer()
                 continue
             changes = (self.offers_declined, len(self.vacated))
-            if by_change and changes == self.allocated_after:
+            all_answered = self.offers_answered == len(self.offer_status)
+            # After a cut, the room its pending offers held is free once every one is answered.
+            again = self.offers_cut and all_answered
+            if by_change and changes == self.allocated_after and not again:
                 # Only acceptances since the last allocation: it would offer nothing again.
-                if self.offers_answered == len(self.offer_status):
+                if all_answered:
                     return
                 await self._await_answer()
                 continue
             self.allocated_after = changes
+            self.offers_cut = False
+            pending = len(self.offer_status) - self.offers_answered
+            history_length = workflow.info().get_current_history_length()
+            room = offer_room(
+                self.config.optimalisasi_history_budget,
+                history_length,
+                self.signals_received,
+                pending,
+            )
+            if room == 0 and pending and workflow.patched(OPTIMALISASI_BUDGET):
+                # No offer fits until the pending ones are answered: allocate then.
+                self.offers_cut = True
+                await self._await_answer()
+                continue
             # Offers accepted or still pending hold their seats and their candidates.
             held: dict[str, int] = {}
             placed: set[str] = set()
@@ -454,13 +481,6 @@ class RecruitmentRound:
                 )
             if not offers and "pending" not in self.offer_status.values():
                 return
-            pending = len(self.offer_status) - self.offers_answered
-            room = offer_room(
-                self.config.optimalisasi_history_budget,
-                workflow.info().get_current_history_length(),
-                self.signals_received,
-                pending,
-            )
             cut = offers[room:] if len(offers) > room else []
             if cut and workflow.patched(OPTIMALISASI_BUDGET):
                 offers = offers[:room]  # best first: the allocation stopped after `room` offers
@@ -472,7 +492,15 @@ class RecruitmentRound:
                 "offers": [[o.applicant_id, o.to_formasi] for o in offers],
             }
             if cut:
+                # What offer_room read: recompute checks the cut against it.
                 inputs["cut_at"] = room
+                inputs["not_offered"] = _seats_by_formasi(cut)
+                inputs["budget"] = {
+                    "history_budget": self.config.optimalisasi_history_budget,
+                    "history_length": history_length,
+                    "signals_received": self.signals_received,
+                    "pending": pending,
+                }
             if by_change:
                 # Only the declines and seats given up since the previous allocation: recompute
                 # adds them up.
@@ -488,8 +516,10 @@ class RecruitmentRound:
             elif self.refill_in_filing:
                 inputs["given_up"] = sorted(self.vacated)
             self._decide("optimalisasi", "allocated", "round", inputs)
-            if cut:
-                self._stop_offers(cut, pending)
+            if cut and room == 0:
+                self._stop_offers(cut, history_length)  # nothing pending, and no offer fits
+            elif cut:
+                self.offers_cut = True
             sends = []
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
@@ -516,13 +546,12 @@ class RecruitmentRound:
                 await asyncio.gather(*sends[first : first + OFFERS_PER_TASK])
             await self._await_answer()
 
-    def _stop_offers(self, cut: list[Offer], pending: int) -> None:
-        """Record that optimalisasi stops offering at the history budget, and what it leaves."""
+    def _stop_offers(self, cut: list[Offer], history_length: int) -> None:
+        """Record that optimalisasi stops offering at the history budget, and what it leaves.
+
+        Only once no offer is pending: a history and a count of signals only grow, so no offer
+        will fit again."""
         self.offers_stopped = True
-        left: dict[str, int] = {}
-        for o in cut:
-            left[o.to_formasi] = left.get(o.to_formasi, 0) + 1
-        history_length = workflow.info().get_current_history_length()
         self._decide(
             "optimalisasi",
             "offers stopped",
@@ -533,8 +562,7 @@ class RecruitmentRound:
                 "history_budget": self.config.optimalisasi_history_budget,
                 "signals_received": self.signals_received,
                 "offers_made": len(self.offer_status),
-                "pending_before": pending,
-                "seats_not_offered": dict(sorted(left.items())),
+                "seats_not_offered": _seats_by_formasi(cut),
             },
         )
         workflow.logger.warning(

@@ -147,8 +147,9 @@ OFFER_KEPT_UNTIL_OPTIMALISASI = "offer-kept-until-optimalisasi"
 # it makes, and Temporal terminates a run at 51,200 events, which stopped a round near 5,500 offers
 # with every journey still waiting for its filing and Latsar windows. An allocation now makes only
 # the offers whose answers fit the round's `optimalisasi_history_budget` and Temporal's 10,000
-# signals (domain.optimalisasi.offer_room), best first; once it cuts one, the round records
-# "offers stopped" with what it left and makes no more offers, and the windows that follow run as
-# before. Decided only when an allocation is cut, so rounds recorded before it, none of which came
-# near the budget, replay as they ran.
+# signals (domain.optimalisasi.offer_room), best first, and records the cut; it allocates again
+# once the offers it made are answered. When none is pending and none fits, the round records
+# "offers stopped" and makes no more; the windows that follow run as before. Decided only when an
+# allocation is cut or waits for room, so rounds recorded before it, none of which came near the
+# budget, replay as they ran.
 OPTIMALISASI_BUDGET = "optimalisasi-budget"

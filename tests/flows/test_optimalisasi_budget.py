@@ -71,9 +71,11 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
         [],
         0,
     )
+    assert allocated["not_offered"] == {"TARGET": 3}
+    assert allocated["budget"]["history_length"] > 1
+    assert (allocated["budget"]["history_budget"], allocated["budget"]["pending"]) == (1, 0)
     assert stopped["seats_not_offered"] == {"TARGET": 3}
     assert (stopped["history_budget"], stopped["offers_made"]) == (1, 0)
-    assert stopped["history_length"] > 1
     assert state.offers == {}
 
     await close_window(api, round_id, "filing")
@@ -114,7 +116,7 @@ def _decision(outcome: str, inputs: dict, config) -> Decision:
     )
 
 
-def test_recompute_checks_the_cut_against_the_recorded_figures():
+def test_recompute_checks_each_cut_against_its_recorded_figures():
     """An allocation cut anywhere but where its figures put it, an allocation after the stop, or
     another budget than the rules' is a difference (no stack: the decisions are written here)."""
     config = compressed_round(
@@ -123,22 +125,31 @@ def test_recompute_checks_the_cut_against_the_recorded_figures():
         CLOSED_BY_COMMITTEE,
         extra={"optimalisasi_history_budget": 1_000},
     )
-    figures = {"history_length": 700, "signals_received": 3, "pending_before": 0}
-    stopped = {"history_budget": 1_000, **figures}  # room: (1,000 - 700) // 12 = 25
+    # (1,000 - 700) // 12 - 5 pending = 20 offers fit.
+    figures = {"history_budget": 1_000, "history_length": 700, "signals_received": 3, "pending": 5}
 
-    def allocated(cut_at=None) -> Decision:
-        cut = {} if cut_at is None else {"cut_at": cut_at}
+    def allocated(cut_at=None, **changed) -> Decision:
+        cut = (
+            {}
+            if cut_at is None
+            else {"cut_at": cut_at, "not_offered": {}, "budget": {**figures, **changed}}
+        )
         return _decision("allocated", {"vacancies": {}, "offers": [], **cut}, config)
 
     def differences(*decisions: Decision) -> list[str]:
         return recompute_optimalisasi(config, list(decisions), {}, {})
 
-    assert differences(allocated(25), _decision("offers stopped", stopped, config)) == []
-    [wrong_cut] = differences(allocated(26), _decision("offers stopped", stopped, config))
-    assert wrong_cut.endswith("the allocation was cut at 26 offers, the budget allows 25")
-    [after] = differences(allocated(25), _decision("offers stopped", stopped, config), allocated())
-    assert after == "optimalisasi allocation 2: made after offers stopped"
-    [budget] = differences(
-        allocated(25), _decision("offers stopped", {**stopped, "history_budget": 40_000}, config)
-    )
+    assert differences(allocated(20)) == []
+    [wrong_cut] = differences(allocated(21))
+    assert wrong_cut.endswith("cut at 21 offers, the budget allows 20")
+    [fewer_pending] = differences(allocated(20, pending=0))  # then 25 fit
+    assert fewer_pending.endswith("cut at 20 offers, the budget allows 25")
+    [budget] = differences(allocated(20, history_budget=40_000))
     assert budget.endswith("history budget recorded 40000, the rules' 1000")
+    claimed = allocated(20)
+    claimed.input["not_offered"] = {"SOURCE": 2}  # the allocation found nobody more to offer
+    [not_offered] = differences(claimed)
+    assert not_offered.endswith("seats not offered recorded {'SOURCE': 2}, recomputed {}")
+    spent = allocated(0, history_length=990, pending=0)  # no offer fits: the round stops
+    [after] = differences(spent, _decision("offers stopped", {}, config), allocated())
+    assert after.startswith("optimalisasi allocation 2: made after offers stopped")
