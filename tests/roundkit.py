@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 from domain.config import RoundConfig, parse_round_config
@@ -199,3 +200,61 @@ async def close_window(api, round_id: str, window: str, reason: str = "done") ->
             report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason=reason
         ),
     )
+
+
+def _default_twk(i: int) -> int:
+    return 120
+
+
+def _default_cat(i: int) -> int:
+    return 480 - 20 * i  # best final score first
+
+
+async def play_to_skb_close(
+    api,
+    client,
+    round_id: str,
+    ids: list[str],
+    *,
+    twk: Callable[[int], int] = _default_twk,
+    cat: Callable[[int], int] = _default_cat,
+    praktik: int = 90,
+) -> None:
+    """Play the registered `ids` through the administration, SKD and SKB windows as the services
+    and the committee do: each MS, SKD with TWK `twk(i)` (TIU 140, TKP 190), SKB CAT `cat(i)`,
+    praktik `praktik` and health MS; each window closed early once its results are in. The
+    defaults rank `ids` best first by their SKB CAT score."""
+    from domain.codes import Stage
+    from domain.messages import AdminReport, GateReport, SkbScoreReport, SkdReport
+    from tests.flows.test_round_end_to_end import _wait_stage
+
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
+        )
+    await close_window(api, round_id, "administration")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKD})
+        await api.report(
+            round_id,
+            a,
+            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=twk(i), tiu=140, tkp=190),
+        )
+    await close_window(api, round_id, "skd")
+    for i, a in enumerate(ids):
+        await _wait_stage(client, round_id, a, {Stage.SKB})
+        for comp, who, score in (("cat", "cat-bkn", cat(i)), ("praktik", "panel-praktik", praktik)):
+            await api.report(
+                round_id,
+                a,
+                SkbScoreReport(
+                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                ),
+            )
+        await api.report(
+            round_id,
+            a,
+            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
+        )
+    await close_window(api, round_id, "skb")

@@ -21,14 +21,10 @@ from auditing.recompute import recompute
 from client.api import RecruitmentApi, RefusedError
 from domain.codes import Stage
 from domain.messages import (
-    AdminReport,
     AppealAnswer,
     AppealFiling,
     FilingReport,
-    GateReport,
     MoveTmt,
-    SkbScoreReport,
-    SkdReport,
 )
 from domain.pages import LINES, PageRef, ids_of
 from runtime.connection import data_converter
@@ -42,6 +38,7 @@ from tests.roundkit import (
     compressed_round,
     create_round_file,
     formasi,
+    play_to_skb_close,
     registration,
 )
 from workflows.ids import formasi_workflow_id
@@ -75,36 +72,9 @@ async def test_an_accepted_final_sanggah_ranks_again_and_tmt_moves_follow_the_ru
     ]
     assert config.schedule.tmt == date(2027, 3, 1)
 
-    for i, a in enumerate((first, second)):
-        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close_window(api, round_id, "administration")
-    for i, a in enumerate((first, second)):
-        await _wait_stage(client, round_id, a, {Stage.SKD})
-        await api.report(
-            round_id,
-            a,
-            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close_window(api, round_id, "skd")
-    for i, (a, cat) in enumerate(((first, 450), (second, 400))):
-        await _wait_stage(client, round_id, a, {Stage.SKB})
-        for comp, who, score in (("cat", "cat-bkn", cat), ("praktik", "panel-praktik", 80)):
-            await api.report(
-                round_id,
-                a,
-                SkbScoreReport(
-                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                ),
-            )
-        await api.report(
-            round_id,
-            a,
-            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
-        )
-    await close_window(api, round_id, "skb")
+    await play_to_skb_close(
+        api, client, round_id, [first, second], cat=lambda i: (450, 400)[i], praktik=80
+    )
 
     # The first ranking: `first` wins. Both wait in the final sanggah, nobody files yet.
     runner_up = await _wait_stage(client, round_id, second, {Stage.FINAL_APPEAL}, timeout=30)

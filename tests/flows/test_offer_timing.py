@@ -21,12 +21,8 @@ from auditing.recompute import recompute
 from client.api import RecruitmentApi
 from domain.codes import Stage, Terminal
 from domain.messages import (
-    AdminReport,
-    GateReport,
     OfferAnswer,
     OptimalisasiOffer,
-    SkbScoreReport,
-    SkdReport,
     Withdrawal,
 )
 from domain.protocol import ROUND_VIEW
@@ -36,10 +32,10 @@ from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
     TEST_KEYRING,
-    close_window,
     compressed_round,
     create_round_file,
     formasi,
+    play_to_skb_close,
     registration,
 )
 from workflows.ids import journey_workflow_id, round_workflow_id
@@ -58,39 +54,7 @@ async def _to_final_ranking(api, client, config, people) -> list[str]:
         result = await api.register(config, reg, "sscasn", now=datetime.now(UTC))
         assert result.status == "registered", result.refusals
         ids.append(result.applicant_id)
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close_window(api, round_id, "administration")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKD})
-        await api.report(
-            round_id,
-            a,
-            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close_window(api, round_id, "skd")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKB})
-        for comp, who, score in (
-            ("cat", "cat-bkn", 480 - 20 * i),
-            ("praktik", "panel-praktik", 90),
-        ):
-            await api.report(
-                round_id,
-                a,
-                SkbScoreReport(
-                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                ),
-            )
-        await api.report(
-            round_id,
-            a,
-            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
-        )
-    await close_window(api, round_id, "skb")
+    await play_to_skb_close(api, client, round_id, ids)
     return ids
 
 

@@ -17,11 +17,7 @@ from auditing.recompute import recompute, recompute_optimalisasi
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import (
-    AdminReport,
-    GateReport,
     OfferAnswer,
-    SkbScoreReport,
-    SkdReport,
     Withdrawal,
 )
 from runtime.connection import data_converter
@@ -33,6 +29,7 @@ from tests.roundkit import (
     compressed_round,
     create_round_file,
     formasi,
+    play_to_skb_close,
     registration,
 )
 from workflows.ids import journey_workflow_id
@@ -92,9 +89,6 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
     )
     await create_round_file(api, config, tmp_path)
 
-    async def close(window):
-        await close_window(api, round_id, window)
-
     ids: dict[str, str] = {}
     for serial, (name, major, born) in enumerate(PEOPLE, start=1):
         reg = registration(serial, "SOURCE", birth=born).model_copy(update={"major": major})
@@ -102,39 +96,7 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         assert result.status == "registered", result.refusals
         ids[name] = result.applicant_id
 
-    for i, (name, _, _) in enumerate(PEOPLE):
-        await _wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, ids[name], AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close("administration")
-    for i, (name, _, _) in enumerate(PEOPLE):
-        await _wait_stage(client, round_id, ids[name], {Stage.SKD})
-        await api.report(
-            round_id,
-            ids[name],
-            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close("skd")
-    for i, (name, _, _) in enumerate(PEOPLE):
-        await _wait_stage(client, round_id, ids[name], {Stage.SKB})
-        for comp, who, score in (
-            ("cat", "cat-bkn", 480 - 20 * i),
-            ("praktik", "panel-praktik", 90),
-        ):
-            await api.report(
-                round_id,
-                ids[name],
-                SkbScoreReport(
-                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                ),
-            )
-        await api.report(
-            round_id,
-            ids[name],
-            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
-        )
-    await close("skb")
+    await play_to_skb_close(api, client, round_id, [ids[name] for name, _, _ in PEOPLE])
 
     # The chain: ti declines, si declines, last accepts; ilkom and old are not asked for TARGET.
     for name, accept in (("ti", False), ("si", False), ("last", True)):
@@ -163,7 +125,7 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
     )
     moved = await _wait_stage(client, round_id, ids["ilkom"], {Stage.FILING}, timeout=30)
     assert (moved.final_code.value, moved.placed_formasi) == ("P/L-2", "SOURCE")
-    await close("filing")
+    await close_window(api, round_id, "filing")
 
     ended = await _wait_stage(client, round_id, ids["old"], {Stage.ENDED}, timeout=30)
     assert ended.terminal.value == "TL"

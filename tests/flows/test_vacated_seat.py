@@ -12,16 +12,18 @@ import tomli_w
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import (
-    AdminReport,
-    CloseWindow,
-    GateReport,
     OfferAnswer,
-    SkbScoreReport,
-    SkdReport,
     Withdrawal,
 )
-from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    play_to_skb_close,
+    registration,
+)
 from workflows.ids import round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -50,18 +52,6 @@ async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     await api.create_round(path, OPERATOR)
 
-    async def close(window):
-        await _wait_phase(api, round_id, window)
-        await api.command(
-            round_id,
-            CloseWindow(
-                report_id=f"close-{window}",
-                reported_by=OPERATOR,
-                window=window,
-                reason="all results are in",
-            ),
-        )
-
     # The winner withdraws after passing: the sanctions register bars the NIK from the next rounds,
     # so it is a NIK no other test registers (every journey asks the register).
     winner = registration(1, "F1", birth=date(1996, 8, 14))
@@ -70,42 +60,9 @@ async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_
         (await api.register(config, r, "sscasn", now=t0)).applicant_id for r in (winner, runner_up)
     ]
 
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, a, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close("administration")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKD})
-        await api.report(
-            round_id,
-            a,
-            SkdReport(
-                report_id=f"skd{i}", reported_by="cat-bkn", twk=120 - 10 * i, tiu=140, tkp=190
-            ),
-        )
-    await close("skd")
-    for i, a in enumerate(ids):
-        await _wait_stage(client, round_id, a, {Stage.SKB})
-        for comp, who, score in (
-            ("cat", "cat-bkn", 450 - 50 * i),
-            ("praktik", "panel-praktik", 90),
-        ):
-            await api.report(
-                round_id,
-                a,
-                SkbScoreReport(
-                    report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                ),
-            )
-        await api.report(
-            round_id,
-            a,
-            GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
-        )
-
-    await close("skb")
+    await play_to_skb_close(
+        api, client, round_id, ids, twk=lambda i: 120 - 10 * i, cat=lambda i: 450 - 50 * i
+    )
     await _wait_stage(client, round_id, ids[0], {Stage.FILING}, timeout=30)
     await api.report(
         round_id,
