@@ -1,21 +1,23 @@
-"""Stop an embedded stack when the process that started it is gone without stopping it.
+"""Stop embedded stacks when the process that started them is gone without stopping them.
 
-A test session or a benchmark that starts a stack of its own stops it when it finishes. Killed
+A test session or a benchmark that starts stacks of its own stops them when it finishes. Killed
 on the way (`timeout`'s SIGTERM, a SIGKILL, a crash, a pytest-xdist worker torn down by its
 controller) it never gets there, and its servers would run on, detached, holding their ports.
 
-`guard_stack` starts a small process, in a session of its own, that waits on the read end of a
+`guard_stacks` starts a small process, in a session of its own, that waits on the read end of a
 pipe whose write end only the owner holds. However the owner ends, the system closes that end:
-the guard then stops the servers recorded under the data dir (stop_stack: by the pids they
-wrote, nothing else) unless the owner released it first, which it does once it has stopped them
-itself or chosen to leave them running.
+the guard then stops the servers recorded under the directory, and under each folder in it
+(stop_stack: by the pids they wrote, nothing else), and with `remove` deletes the directory,
+unless the owner released it first, which it does once it has stopped them itself or chosen to
+leave them running.
 
-    python -m runtime.guard DATA_DIR     # what guard_stack runs; stdin is the owner's pipe
+    python -m runtime.guard DIRECTORY [--remove]   # what guard_stacks runs; stdin is the owner's pipe
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASED = b"released"  # what the owner writes when the guard has nothing left to do
+REMOVE = "--remove"
 
 
 @dataclass
@@ -44,22 +47,23 @@ class StackGuard:
         self.process.wait(timeout)
 
 
-def guard_stack(data_dir: Path) -> StackGuard:
-    """Start the guard of the stack under `data_dir`; keep the result and `release` it at the end."""
-    data_dir = data_dir.resolve()
-    if not data_dir.is_dir():
-        raise ValueError(f"guard_stack: data_dir {str(data_dir)!r} is not a directory")
+def guard_stacks(directory: Path, remove: bool = False) -> StackGuard:
+    """Start the guard of the stacks under `directory` (its own, and its folders'); keep the
+    result and `release` it at the end. With `remove`, the guard deletes `directory` after
+    stopping them."""
+    directory = directory.resolve()
+    if not directory.is_dir():
+        raise ValueError(f"guard_stacks: {str(directory)!r} is not a directory")
     read_end, write_end = os.pipe()  # neither end is inherited by later children (PEP 446)
     try:
-        with open(data_dir / "guard.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "runtime.guard", str(data_dir)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                cwd=ROOT,
-                start_new_session=True,  # neither a terminal's Ctrl-C nor a group kill reaches it
-            )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runtime.guard", str(directory), *([REMOVE] if remove else [])],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # its owner, and whatever read its output, may be gone
+            cwd=ROOT,
+            start_new_session=True,  # neither a terminal's Ctrl-C nor a group kill reaches it
+        )
     except BaseException:
         os.close(write_end)
         raise
@@ -68,20 +72,31 @@ def guard_stack(data_dir: Path) -> StackGuard:
     return StackGuard(process, write_end)
 
 
+def stack_dirs(directory: Path) -> list[Path]:
+    """`directory` and each folder in it that holds an embedded stack's servers."""
+    candidates = [directory, *sorted(p for p in directory.iterdir() if p.is_dir())]
+    return [p for p in candidates if (p / "temporal").is_dir() or (p / "postgres").is_dir()]
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if not argv or len(argv) > 2 or argv[1:] not in ([], [REMOVE]):
         print(__doc__, file=sys.stderr)
         return 2
-    data_dir = Path(argv[0])
+    directory = Path(argv[0])
     said = b""
     while chunk := os.read(0, 64):  # until the owner writes RELEASED and closes, or is gone
         said += chunk
-    if said == RELEASED:
+    if said == RELEASED or not directory.is_dir():
         return 0
     from runtime.embedded import isolated_settings, stop_stack  # only when there is work to do
 
-    if data_dir.is_dir():
-        stop_stack(isolated_settings(data_dir))  # stop_stack reads the data dir alone
+    for data_dir in stack_dirs(directory):
+        try:
+            stop_stack(isolated_settings(data_dir))  # stop_stack reads the data dir alone
+        except Exception as exc:  # the others are still stopped
+            print(f"guard: {data_dir}: {exc!r}", file=sys.stderr)
+    if argv[1:] == [REMOVE]:
+        shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

@@ -18,7 +18,7 @@ from apps.fleet import build_worker
 from runtime.connection import connect
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
-from runtime.guard import guard_stack
+from runtime.guard import guard_stacks
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat
 from tests.ports import OFFSET
@@ -42,6 +42,8 @@ def server_dir():
     root = Path(tempfile.mkdtemp(prefix="casn-tests-"))
     root.chmod(0o755)
     counter = itertools.count()
+    # Killed before its end, the session leaves no server and no data behind (runtime/guard.py).
+    guard = guard_stacks(root, remove=True)
 
     def make(name: str) -> Path:
         path = root / f"{name}-{next(counter)}"
@@ -50,6 +52,7 @@ def server_dir():
 
     yield make
     shutil.rmtree(root, ignore_errors=True)
+    guard.release()
 
 
 @pytest.fixture(scope="session")
@@ -66,14 +69,12 @@ def stack_settings(server_dir):
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack(stack_settings):
     """The embedded Temporal server and PostgreSQL, started once and stopped at the end (or by
-    their guard, when this process is killed before its end: runtime/guard.py)."""
+    server_dir's guard, when this process is killed before its end)."""
     info = await ensure_stack(stack_settings)
-    guard = guard_stack(stack_settings.data_dir)
     try:
         yield info
     finally:
         stop_stack(stack_settings)
-        guard.release()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from runtime.embedded import StackError, ensure_stack, isolated_settings, stop_stack
-from runtime.guard import guard_stack
+from runtime.guard import guard_stacks
 from runtime.settings import LogFormat, load_settings
 from tests.ports import OFFSET
 
@@ -59,10 +59,8 @@ def own_settings(server_dir):
 async def own_stack(own_settings):
     """This module's stack, started once; whatever runs at the end is stopped."""
     info = await ensure_stack(own_settings)
-    guard = guard_stack(own_settings.data_dir)
     yield info
     stop_stack(own_settings)
-    guard.release()
 
 
 def _temporal_pid(settings) -> int:
@@ -236,10 +234,12 @@ OWNER = """
 import asyncio, sys, time
 from pathlib import Path
 from runtime.embedded import ensure_stack, isolated_settings
-from runtime.guard import guard_stack
-settings = isolated_settings(Path(sys.argv[1]))
-asyncio.run(ensure_stack(settings))
-guard_stack(settings.data_dir)
+from runtime.guard import guard_stacks
+root = Path(sys.argv[1])
+for name in ("one", "two"):
+    (root / name).mkdir()
+    asyncio.run(ensure_stack(isolated_settings(root / name)))
+guard_stacks(root, remove=True)
 print("ready", flush=True)
 time.sleep(600)
 """
@@ -255,39 +255,45 @@ def _until_ready(owner: subprocess.Popen) -> list[str]:
     return lines
 
 
-async def test_a_stack_whose_owner_is_killed_is_stopped_by_its_guard(server_dir):
-    """The owner dies without its teardown (SIGKILL): its guard stops both servers, by their pids."""
-    data_dir = server_dir("guarded")
+async def test_stacks_whose_owner_is_killed_are_stopped_and_removed_by_their_guard(server_dir):
+    """The owner of two stacks dies without its teardown (SIGKILL): its guard stops all four
+    servers, by their pids, and removes the directory they ran under."""
+    root = server_dir("guarded")
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(data_dir)],
+        [sys.executable, "-c", OWNER, str(root)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    stacks = [isolated_settings(root / name) for name in ("one", "two")]
     try:
-        lines = await asyncio.wait_for(asyncio.to_thread(_until_ready, owner), 120)
-        assert lines[-1:] == ["ready"], f"the owner did not start its stack: {lines}"
-        settings = isolated_settings(data_dir)
-        pids = (_temporal_pid(settings), _postgres_pid(settings))
+        lines = await asyncio.wait_for(asyncio.to_thread(_until_ready, owner), 180)
+        assert lines[-1:] == ["ready"], f"the owner did not start its stacks: {lines}"
+        pids = [f(s) for s in stacks for f in (_temporal_pid, _postgres_pid)]
         assert all(_running(pid) for pid in pids)
 
         owner.kill()
         owner.wait(10)
         deadline = asyncio.get_running_loop().time() + 60
-        while any(_running(pid) for pid in pids):
-            assert asyncio.get_running_loop().time() < deadline, "the guard left a server running"
+        while any(_running(pid) for pid in pids) or root.exists():
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"the guard left servers running or the directory: "
+                f"{[pid for pid in pids if _running(pid)]}, {root.exists()}"
+            )
             await asyncio.sleep(0.2)
     finally:
         if owner.poll() is None:
             owner.kill()
-        stop_stack(isolated_settings(data_dir))  # whatever the guard did not stop
+        for settings in stacks:  # whatever the guard did not stop
+            if settings.data_dir.exists():
+                stop_stack(settings)
 
 
 async def test_a_released_guard_leaves_the_servers_running(own_stack, own_settings):
     await ensure_stack(own_settings)
     pids = (_temporal_pid(own_settings), _postgres_pid(own_settings))
-    guard = guard_stack(own_settings.data_dir)
+    guard = guard_stacks(own_settings.data_dir)
 
     guard.release()
 
