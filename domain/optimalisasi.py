@@ -124,10 +124,14 @@ def pool_refusals(
     return problems
 
 
-# What one offer may cost the round's history at most: its signal and the signal's completion
-# (2), its answer's signal and the workflow task that takes it (4), and, for a decline, the
-# allocation that passes the seat on (an activity and the task that takes its result, 6).
-EVENTS_PER_OFFER = 12
+# What one offer may cost the round's history at most: its signal (1), the signal's completion
+# and the workflow task it wakes (4), its answer's signal and the task that takes it (4), and, for
+# a decline, the allocation that passes the seat on (an activity and the task that takes its
+# result, 6).
+EVENTS_PER_OFFER = 15
+# What the allocation itself costs before its offers: its activity and the task that takes its
+# result.
+ALLOCATION_EVENTS = 6
 # Temporal refuses a run's 10,001st signal (../TEMPORAL.md); each offer brings one answer, and
 # the rest of a round's signals (formasi results, seats given up) stay under the last thousand.
 SIGNAL_BUDGET = 9_000
@@ -136,9 +140,10 @@ SIGNAL_BUDGET = 9_000
 def offer_room(
     history_budget: int, history_length: int, signals_received: int, pending: int
 ) -> int:
-    """How many more offers a round can make with each answer, those of the `pending` offers
-    included, still taken within its history budget and Temporal's limit on signals."""
-    by_history = (history_budget - history_length) // EVENTS_PER_OFFER - pending
+    """How many offers an allocation may make, with its own events and each answer, those of the
+    `pending` offers included, still taken within the history budget and Temporal's limit on
+    signals. So the history is within the budget whenever an allocation begins."""
+    by_history = (history_budget - history_length - ALLOCATION_EVENTS) // EVENTS_PER_OFFER - pending
     by_signals = SIGNAL_BUDGET - signals_received - pending
     return max(0, min(by_history, by_signals))
 

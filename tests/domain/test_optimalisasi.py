@@ -324,9 +324,9 @@ def test_the_pool_refuses_exactly_what_check_registration_refuses(major, born):
 @pytest.mark.parametrize(
     ("budget", "length", "signals", "pending", "room"),
     [
-        (40_000, 1_000, 10, 0, 3_250),  # (40,000 - 1,000) // 12
-        (40_000, 1_000, 10, 250, 3_000),  # the pending offers' answers are kept room for
-        (40_000, 39_990, 10, 0, 0),  # less than one offer's events left
+        (40_000, 1_000, 10, 0, 2_599),  # (40,000 - 1,000 - 6) // 15
+        (40_000, 1_000, 10, 250, 2_349),  # the pending offers' answers are kept room for
+        (40_000, 39_980, 10, 0, 0),  # less than the allocation and one offer left
         (1, 500, 0, 0, 0),  # spent before it starts: never below 0
         (45_000, 100, 8_990, 0, 10),  # Temporal's signals run out first
         (45_000, 100, 8_000, 995, 5),  # each pending offer still brings its answer

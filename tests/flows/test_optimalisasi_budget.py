@@ -12,7 +12,9 @@ end as lost on rank. `recompute` finds the cut where the recorded figures put it
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -22,10 +24,10 @@ from auditing.history import round_histories
 from auditing.recompute import recompute, recompute_optimalisasi
 from client.api import RecruitmentApi
 from domain.codes import Stage
-from domain.messages import Decision
+from domain.messages import Decision, OfferAnswer
 from runtime.connection import data_converter
 from tests.flows.test_offer_timing import _to_final_ranking
-from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
+from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
     TEST_KEYRING,
@@ -104,6 +106,89 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
     assert (result.allocations, result.differences()) == (1, [])
 
 
+# A budget that, at the history a round of this shape has when optimalisasi starts (105 events
+# here, more or fewer with the batching of its workflow tasks), leaves room for one or two of the
+# three offers: (138 - 105 - 6) // 15 = 1, and 2 from 101 events down to 87.
+WAVE_BUDGET = 138
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_cut_allocation_is_followed_by_another_once_its_offers_are_answered(
+    client, keys, running_worker, tmp_path
+):
+    """TARGET's three seats, four candidates, room for fewer offers than that: the first
+    allocation is cut; once its offers are accepted the round allocates again within what is
+    left, and stops when nothing is pending and nothing fits. Every cut is where its figures put
+    it, and the history stays within the budget until the stop."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"waves-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 3, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=3,
+        offer_within=60,
+        extra={"optimalisasi_history_budget": WAVE_BUDGET},
+    )
+    await create_round_file(api, config, tmp_path)
+    ids = await _to_final_ranking(
+        api, client, config, [registration(serial, "SOURCE") for serial in range(1, 6)]
+    )
+
+    # Accept every offer as it comes, until the round stops offering or fills TARGET.
+    answered: set[str] = set()
+    deadline = time.monotonic() + 90
+    while True:
+        state = await api.round_state(round_id)
+        outcomes = [d.outcome for d in state.decisions if d.stage == "optimalisasi"]
+        pending = [o for o, status in state.offers.items() if status == "pending"]
+        if not pending and ("offers stopped" in outcomes or len(state.offers) == 3):
+            break
+        assert time.monotonic() < deadline, (
+            f"optimalisasi never settled: {outcomes}, {state.offers}"
+        )
+        for offer_id in pending:
+            applicant = offer_id.split("/offer/")[1].split("/")[0]
+            if offer_id not in answered:
+                await _wait_offer(client, round_id, applicant)
+                await api.report(
+                    round_id,
+                    applicant,
+                    OfferAnswer(report_id=f"yes-{applicant}", reported_by="sscasn", accept=True),
+                )
+                answered.add(offer_id)
+        await asyncio.sleep(0.3)
+
+    allocations = [
+        d.input for d in state.decisions if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    first = allocations[0]
+    assert "cut_at" in first and 1 <= first["cut_at"] <= 2, (
+        f"the first allocation should be cut to 1 or 2 of 3 offers; the history was at "
+        f"{first.get('budget', {}).get('history_length')} events: {first}"
+    )
+    assert first["not_offered"] == {"TARGET": 3 - first["cut_at"]}
+    # Accepting frees nothing a decline would, yet the round allocated again: the room the
+    # answered offers held.
+    assert len(allocations) >= 2
+    assert [o for a in allocations for o in a["offers"]] == [
+        [a, "TARGET"] for a in ids[1 : 1 + len(state.offers)]
+    ], "offers best first, each once"
+    assert sorted(set(state.offers.values())) == ["accepted"]
+    stopped = [
+        d.input
+        for d in state.decisions
+        if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")
+    ]
+    if stopped:
+        assert stopped[0]["history_length"] <= WAVE_BUDGET
+
+    histories = await round_histories(client, round_id)
+    result = await recompute(histories, data_converter(keys))
+    assert (result.allocations, result.differences()) == (len(allocations), [])
+
+
 def _decision(outcome: str, inputs: dict, config) -> Decision:
     return Decision(
         at=datetime(2027, 1, 4, tzinfo=UTC),
@@ -125,7 +210,7 @@ def test_recompute_checks_each_cut_against_its_recorded_figures():
         CLOSED_BY_COMMITTEE,
         extra={"optimalisasi_history_budget": 1_000},
     )
-    # (1,000 - 700) // 12 - 5 pending = 20 offers fit.
+    # (1,000 - 700 - 6) // 15 - 5 pending = 14 offers fit.
     figures = {"history_budget": 1_000, "history_length": 700, "signals_received": 3, "pending": 5}
 
     def allocated(cut_at=None, **changed) -> Decision:
@@ -139,14 +224,14 @@ def test_recompute_checks_each_cut_against_its_recorded_figures():
     def differences(*decisions: Decision) -> list[str]:
         return recompute_optimalisasi(config, list(decisions), {}, {})
 
-    assert differences(allocated(20)) == []
-    [wrong_cut] = differences(allocated(21))
-    assert wrong_cut.endswith("cut at 21 offers, the budget allows 20")
-    [fewer_pending] = differences(allocated(20, pending=0))  # then 25 fit
-    assert fewer_pending.endswith("cut at 20 offers, the budget allows 25")
-    [budget] = differences(allocated(20, history_budget=40_000))
+    assert differences(allocated(14)) == []
+    [wrong_cut] = differences(allocated(15))
+    assert wrong_cut.endswith("cut at 15 offers, the budget allows 14")
+    [fewer_pending] = differences(allocated(14, pending=0))  # then 19 fit
+    assert fewer_pending.endswith("cut at 14 offers, the budget allows 19")
+    [budget] = differences(allocated(14, history_budget=40_000))
     assert budget.endswith("history budget recorded 40000, the rules' 1000")
-    claimed = allocated(20)
+    claimed = allocated(14)
     claimed.input["not_offered"] = {"SOURCE": 2}  # the allocation found nobody more to offer
     [not_offered] = differences(claimed)
     assert not_offered.endswith("seats not offered recorded {'SOURCE': 2}, recomputed {}")
