@@ -782,6 +782,14 @@ def _show_round(ctx: Context, view: RoundView) -> None:
             f"{m.reason}",
             highlight=False,
         )
+    if (stop := view.offers_stopped) is not None:
+        left = ", ".join(f"{code} {n}" for code, n in stop.seats_not_offered.items())
+        ctx.console.print(
+            f"[bold red]optimalisasi stopped[/] {wib(stop.at)} at {stop.history_length:,} history "
+            f"events (budget {stop.history_budget:,}) after {stop.offers_made:,} offers; seats "
+            f"not offered, empty in this round: {left or 'none'} (docs/OPERATIONS.md 6.10)",
+            highlight=False,
+        )
 
 
 async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str, Counter]:

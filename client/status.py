@@ -256,6 +256,17 @@ class FormasiInfo(BaseModel, frozen=True):
     quota: int
 
 
+class OffersStopped(BaseModel, frozen=True):
+    """Optimalisasi stopped at the round's history budget (patch optimalisasi-budget): the seats
+    it did not offer, by formasi, stay empty in this round (docs/OPERATIONS.md 6.10)."""
+
+    at: datetime
+    history_length: int
+    history_budget: int
+    offers_made: int
+    seats_not_offered: dict[str, int]
+
+
 class RoundView(BaseModel, frozen=True):
     """A round as people read it: every window, its extensions and closes, and the TMT's moves."""
 
@@ -268,6 +279,7 @@ class RoundView(BaseModel, frozen=True):
     original_tmt: date
     tmt_moves: list[TmtMove] = []
     formasi: list[FormasiInfo] = []
+    offers_stopped: OffersStopped | None = None
     as_of: datetime
 
     def window(self, name: str) -> WindowView | None:
@@ -344,6 +356,21 @@ def _tmt_moves(config: RoundConfig, decisions: Sequence[Decision]) -> list[TmtMo
     return moves
 
 
+def _offers_stopped(decisions: Sequence[Decision]) -> OffersStopped | None:
+    stop = next(
+        (d for d in decisions if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")), None
+    )
+    if stop is None:
+        return None
+    return OffersStopped(
+        at=stop.at,
+        history_length=stop.input.get("history_length", 0),
+        history_budget=stop.input.get("history_budget", 0),
+        offers_made=stop.input.get("offers_made", 0),
+        seats_not_offered=stop.input.get("seats_not_offered", {}),
+    )
+
+
 def build_round_view(config: RoundConfig, state: RoundState, now: datetime) -> RoundView:
     """The round as people read it, from its rules as created and its state as it stands."""
     return RoundView(
@@ -365,6 +392,7 @@ def build_round_view(config: RoundConfig, state: RoundState, now: datetime) -> R
             )
             for f in config.formasi
         ],
+        offers_stopped=_offers_stopped(state.decisions),
         as_of=now,
     )
 

@@ -97,6 +97,30 @@ def test_a_window_shows_its_extension_and_one_closed_early_says_so():
     assert skd.state == "dibuka" and skb.state == "belum dibuka"
 
 
+def test_a_round_that_stopped_offering_says_so_with_the_seats_it_left():
+    stop = decided(
+        410,
+        "optimalisasi",
+        "offers stopped",
+        "round",
+        reason="the round's history budget: no more offers are made in this round",
+        history_length=39_990,
+        history_budget=40_000,
+        signals_received=4_100,
+        offers_made=4_020,
+        seats_not_offered={"F1": 7, "F2": 2},
+    )
+    state = round_state(RoundPhase.FILING, [], [stop])
+    stopped = build_round_view(CONFIG, state, at(450)).offers_stopped
+    assert stopped is not None
+    assert (stopped.at, stopped.history_length, stopped.offers_made) == (at(410), 39_990, 4_020)
+    assert stopped.seats_not_offered == {"F1": 7, "F2": 2}
+    assert (
+        build_round_view(CONFIG, round_state(RoundPhase.FILING, [], []), at(450)).offers_stopped
+        is None
+    )
+
+
 def test_tmt_moves_chain_from_the_original_tmt():
     state = round_state(
         RoundPhase.FILING,

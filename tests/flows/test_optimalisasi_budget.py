@@ -13,12 +13,14 @@ end as lost on rank. `recompute` finds the cut where the recorded figures put it
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from rich.console import Console
 
 from auditing.history import round_histories
 from auditing.recompute import recompute, recompute_optimalisasi
@@ -26,6 +28,7 @@ from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import Decision, OfferAnswer
 from runtime.connection import data_converter
+from starter import Context, status
 from tests.flows.test_offer_timing import _to_final_ranking
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
@@ -45,7 +48,7 @@ JABATAN = "Pranata Komputer Ahli Pertama"
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_on(
-    client, keys, running_worker, tmp_path
+    client, keys, stack, running_worker, tmp_path
 ):
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
@@ -79,6 +82,13 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
     assert stopped["seats_not_offered"] == {"TARGET": 3}
     assert (stopped["history_budget"], stopped["offers_made"]) == (1, 0)
     assert state.offers == {}
+
+    # The committee's status shows the stop and the seats it leaves (starter.py status).
+    ctx = Context(api, stack.database_url, Console(file=io.StringIO(), width=250))
+    await status(ctx, round_id)
+    shown = ctx.console.file.getvalue()
+    assert "optimalisasi stopped" in shown
+    assert "seats not offered, empty in this round: TARGET 3" in shown
 
     await close_window(api, round_id, "filing")
     for a in ids[1:]:
