@@ -29,7 +29,7 @@ _OFFSET = OFFSET
 TEST_TEMPORAL_PORT = 17233 + _OFFSET
 TEST_TEMPORAL_UI_PORT = 18233 + _OFFSET
 TEST_POSTGRES_PORT = 15432 + _OFFSET
-TEST_CODEC_PORT = 18088 + _OFFSET  # the session UI's codec endpoint (tests/web/test_codec_ui.py)
+TEST_CODEC_PORT = 20088 + _OFFSET  # the session UI's codec endpoint (tests/web/test_codec_ui.py)
 
 
 @pytest.fixture(scope="session")

@@ -34,9 +34,18 @@ def test_each_worker_has_ports_of_its_own():
     assert session_offset({"CASN_TEST_PORT_OFFSET": "7", "PYTEST_XDIST_WORKER": "gw2"}) == 207
     # No worker's fixed port is another's: the session stack's Temporal, UI, PostgreSQL and codec
     # ports (tests/conftest.py), test_embedded_stack's and test_formasi_continue_as_new's.
-    bases = (17233, 18233, 15432, 18088, 27233, 28233, 25432, 27263)
+    bases = (17233, 18233, 15432, 20088, 27233, 28233, 25432, 29233)
     ports = [base + o for o in offsets for base in bases]
     assert len(ports) == len(set(ports))
+    # Nor another session's, whatever offset from 0 to 99 each was given.
+    for other in range(1, 100):
+        theirs = {
+            base
+            + session_offset({"CASN_TEST_PORT_OFFSET": str(other), "PYTEST_XDIST_WORKER": f"gw{i}"})
+            for i in range(8)
+            for base in bases
+        }
+        assert not theirs & set(ports), other
 
 
 @pytest.mark.parametrize(
@@ -44,7 +53,11 @@ def test_each_worker_has_ports_of_its_own():
     [
         (
             {"CASN_TEST_PORT_OFFSET": "ten"},
-            "CASN_TEST_PORT_OFFSET: expected a whole number, got 'ten'",
+            "CASN_TEST_PORT_OFFSET: expected a whole number from 0 to 99, got 'ten'",
+        ),
+        (
+            {"CASN_TEST_PORT_OFFSET": "1000"},
+            "CASN_TEST_PORT_OFFSET: expected a whole number from 0 to 99, got '1000'",
         ),
         (
             {"PYTEST_XDIST_WORKER": "worker-1"},

@@ -35,7 +35,7 @@ from workflows.ids import formasi_workflow_id, journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CAN_TEMPORAL_PORT = 27263 + OFFSET
+CAN_TEMPORAL_PORT = 29233 + OFFSET
 SUGGEST_CONTINUE_AS_NEW_AT = 40
 
 
