@@ -8,14 +8,15 @@ import run
 from tests.ports import STEP, session_offset
 
 
-def test_the_suite_runs_in_three_processes_unless_told():
-    command = run.suite_command(run.suite_workers({}))
+def test_the_suite_runs_in_one_process_unless_told():
+    assert "-n" not in run.suite_command(run.suite_workers({}))
+    assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
+
+
+def test_workers_run_modules_whole():
+    command = run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "3"}))
     assert command[-4:] == ["-n", "3", "--dist", "loadscope"]
     assert run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": " 5 "}))[-4:-2] == ["-n", "5"]
-
-
-def test_one_worker_is_plain_pytest():
-    assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
 
 
 @pytest.mark.parametrize("given", ["0", "9", "-2", "three", "2.5"])
