@@ -82,7 +82,7 @@ def ensure_chromium() -> None:
 # The suite waits on workflow timers and windows far more than it computes (one process keeps a
 # 2-core machine under a load of 1): CASN_TEST_WORKERS=3 runs it in 3 pytest-xdist workers, each
 # with an embedded stack of its own (tests/ports.py), a module on one worker with its module
-# fixtures, in 5½ minutes instead of 13. It stays opt-in: in 2 of 6 such runs
+# fixtures, in 5½ minutes instead of 13. It stays opt-in: in 2 of 7 such runs
 # tests/flows/test_database_outage.py hung (its round's update never delivered while the
 # database was down; cause not found), which it never did in one process.
 TEST_WORKERS = "CASN_TEST_WORKERS"
