@@ -10,7 +10,7 @@ decisions as the current code re-derives them by replay. The ranking itself is t
 from __future__ import annotations
 
 import csv
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -48,6 +48,7 @@ from domain.optimalisasi import (
     Vacancy,
     allocate,
     offer_room,
+    seats_by_formasi,
 )
 from domain.pages import line_pages
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
@@ -336,11 +337,11 @@ def recompute_optimalisasi(
             # Patch optimalisasi-budget: the allocation stopped after this many offers, best first,
             # where the figures it recorded put the room.
             out += _cut_differences(config, d, allocation)
-            left = Counter(code for _, code in again[d.input["cut_at"] :])
-            if dict(sorted(left.items())) != d.input.get("not_offered"):
+            left = seats_by_formasi(code for _, code in again[d.input["cut_at"] :])
+            if left != d.input.get("not_offered"):
                 out.append(
                     f"{where}: seats not offered recorded {d.input.get('not_offered')}, "
-                    f"recomputed {dict(sorted(left.items()))}"
+                    f"recomputed {left}"
                 )
             again = again[: d.input["cut_at"]]
         recorded = [list(o) for o in d.input.get("offers", [])]

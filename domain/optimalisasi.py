@@ -137,6 +137,15 @@ ALLOCATION_EVENTS = 6
 SIGNAL_BUDGET = 9_000
 
 
+def seats_by_formasi(formasi_codes: Iterable[str]) -> dict[str, int]:
+    """How many seats go to each formasi, by code: the seats an allocation cut leaves without an
+    offer, as the round records them and recompute counts them again."""
+    seats: dict[str, int] = {}
+    for code in formasi_codes:
+        seats[code] = seats.get(code, 0) + 1
+    return dict(sorted(seats.items()))
+
+
 def offer_room(
     history_budget: int, history_length: int, signals_received: int, pending: int
 ) -> int:

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         impossible_entry,
         local_date,
         offer_room,
+        seats_by_formasi,
     )
     from domain.pages import (
         CANDIDATES,
@@ -98,14 +99,6 @@ SELECTION_WINDOWS = {
 CORRECTION_MARGIN = timedelta(seconds=2)
 BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
 ALLOCATION_TIMEOUT = timedelta(minutes=30)  # reads every candidate page of the round
-
-
-def _seats_by_formasi(offers: list[Offer]) -> dict[str, int]:
-    """How many of `offers` go to each formasi, by code."""
-    seats: dict[str, int] = {}
-    for o in offers:
-        seats[o.to_formasi] = seats.get(o.to_formasi, 0) + 1
-    return dict(sorted(seats.items()))
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -494,7 +487,7 @@ class RecruitmentRound:
             if cut:
                 # What offer_room read: recompute checks the cut against it.
                 inputs["cut_at"] = room
-                inputs["not_offered"] = _seats_by_formasi(cut)
+                inputs["not_offered"] = seats_by_formasi(o.to_formasi for o in cut)
                 inputs["budget"] = {
                     "history_budget": self.config.optimalisasi_history_budget,
                     "history_length": history_length,
@@ -562,7 +555,7 @@ class RecruitmentRound:
                 "history_budget": self.config.optimalisasi_history_budget,
                 "signals_received": self.signals_received,
                 "offers_made": len(self.offer_status),
-                "seats_not_offered": _seats_by_formasi(cut),
+                "seats_not_offered": seats_by_formasi(o.to_formasi for o in cut),
             },
         )
         workflow.logger.warning(

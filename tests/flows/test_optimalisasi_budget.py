@@ -46,6 +46,23 @@ from workflows.versions import OPTIMALISASI_BUDGET
 JABATAN = "Pranata Komputer Ahli Pertama"
 
 
+async def _lost_on_rank(api, client, tmp_path, round_id: str, budget: int) -> list[str]:
+    """SOURCE (quota 1) and TARGET (three seats, same jabatan), five applicants in SOURCE played
+    to the SKB close with `budget` as the round's history budget; their ids, best first."""
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 3, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=3,
+        offer_within=60,
+        extra={"optimalisasi_history_budget": budget},
+    )
+    await create_round_file(api, config, tmp_path)
+    return await _to_final_ranking(
+        api, client, config, [registration(serial, "SOURCE") for serial in range(1, 6)]
+    )
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_on(
     client, keys, stack, running_worker, tmp_path
@@ -53,18 +70,7 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"budget-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(
-        round_id,
-        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 3, jabatan=JABATAN)],
-        CLOSED_BY_COMMITTEE,
-        appeal_window=3,
-        offer_within=60,
-        extra={"optimalisasi_history_budget": 1},
-    )
-    await create_round_file(api, config, tmp_path)
-    ids = await _to_final_ranking(
-        api, client, config, [registration(serial, "SOURCE") for serial in range(1, 6)]
-    )
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, 1)
 
     await _wait_phase(api, round_id, "filing")
     state = await api.round_state(round_id)
@@ -133,18 +139,7 @@ async def test_a_cut_allocation_is_followed_by_another_once_its_offers_are_answe
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"waves-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(
-        round_id,
-        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 3, jabatan=JABATAN)],
-        CLOSED_BY_COMMITTEE,
-        appeal_window=3,
-        offer_within=60,
-        extra={"optimalisasi_history_budget": WAVE_BUDGET},
-    )
-    await create_round_file(api, config, tmp_path)
-    ids = await _to_final_ranking(
-        api, client, config, [registration(serial, "SOURCE") for serial in range(1, 6)]
-    )
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, WAVE_BUDGET)
 
     # Accept every offer as it comes, until the round stops offering or fills TARGET.
     answered: set[str] = set()
