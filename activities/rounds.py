@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.messages import RoundBoard, RoundBoardWrite, RoundView, RoundViewRequest
-from domain.protocol import PUBLISH_ROUND_BOARD, READ_ROUND, ROUND_VIEW
+from domain.protocol import PUBLISH_ROUND_BOARD, READ_ROUND, ROUND_VIEW, WORKER_STOPPING
 from runtime.sealed import ColumnCipher
 
 QUERY_TIMEOUT = timedelta(seconds=10)  # within the local activity's 15 s
@@ -98,7 +98,7 @@ class RoundReader:
         if activity.is_worker_shutdown():
             raise ApplicationError(
                 "the worker is stopping; the round is asked again after a pause",
-                type="WorkerStopping",
+                type=WORKER_STOPPING,
                 non_retryable=True,
             )
         if self.boards is not None:

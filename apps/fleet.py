@@ -36,6 +36,7 @@ from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings, load_settings
 from runtime.slots import StickyReserveSlots
+from runtime.stopping import LocalActivitiesEndWhenStopping
 from workflows.registry import WORKFLOWS
 
 log = get_logger("worker")
@@ -80,6 +81,8 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
         ),
         workflow_runner=worker_runner(),
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # A stopping worker's local activities end instead of retrying (runtime/stopping.py).
+        interceptors=[LocalActivitiesEndWhenStopping()],
         # issue 17: registration bursts and deadline peaks (docs/OPERATIONS.md, "Worker tuning")
         **worker_tuning(settings),
     )

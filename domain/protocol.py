@@ -253,6 +253,10 @@ CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)
 PROJECT_JOURNEY = Activity("project_journey", JourneyProjection, type(None))
 ISSUE_NIP = Activity("issue_nip", NipRequest, NipIssued)
 BROADCAST = Activity("broadcast", BroadcastRequest, BroadcastResult)
+# The failure type of a local activity ended because its worker stops (runtime/stopping.py); the
+# workflow pauses on a timer and asks again (workflows/calls.py: run_local_activity_until_done).
+WORKER_STOPPING = "WorkerStopping"
+
 READ_ROUND = Activity("read_round", RoundViewRequest, RoundView)
 CHECK_SANCTIONS = Activity("check_sanctions", SanctionCheck, SanctionVerdict)
 PUBLISH_ROUND_BOARD = Activity("publish_round_board", RoundBoardWrite, type(None))

@@ -15,8 +15,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as RecordedTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from domain.protocol import Activity, Update
+    from domain.protocol import WORKER_STOPPING, Activity, Update
     from domain.seal import seal_problem
+    from workflows.versions import LOCAL_ACTIVITY_STOPPING_PAUSE
 
 In = TypeVar("In")
 M = TypeVar("M", bound=BaseModel)
@@ -65,6 +66,13 @@ async def run_local_activity_until_done(
             # recorded timeout itself (temporalio.exceptions.TimeoutError): both pause alike, or a
             # journey replayed during its pause fails every task as non-deterministic.
             workflow.logger.warning("%s did not succeed (%s); again in a minute", ref.name, exc)
+            await workflow.sleep(LOCAL_PAUSE)
+        except ApplicationError as exc:
+            # Its worker stopped (runtime/stopping.py): the failure arrives as itself, live and
+            # replayed. Patch local-activity-stopping-pause; before it, it escaped.
+            if exc.type != WORKER_STOPPING or not workflow.patched(LOCAL_ACTIVITY_STOPPING_PAUSE):
+                raise
+            workflow.logger.warning("%s ended as its worker stopped; again in a minute", ref.name)
             await workflow.sleep(LOCAL_PAUSE)
 
 

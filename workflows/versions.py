@@ -153,3 +153,12 @@ OFFER_KEPT_UNTIL_OPTIMALISASI = "offer-kept-until-optimalisasi"
 # allocation is cut or waits for room, so rounds recorded before it, none of which came near the
 # budget, replay as they ran.
 OPTIMALISASI_BUDGET = "optimalisasi-budget"
+
+# A stopping worker's local activity pauses the workflow (runtime/stopping.py): a local activity
+# that fails or is retried while its worker stops now ends with a non-retryable "WorkerStopping"
+# failure, which reaches the workflow as the ApplicationError itself, not as an ActivityError.
+# run_local_activity_until_done takes it as an exhausted local activity: a pause on a durable
+# timer, then again. Before, it escaped and failed the workflow or, in the round's board write,
+# left the board unwritten and every later write waiting for it. Decided only when that failure
+# arrives, so no recorded history (none holds one) is affected.
+LOCAL_ACTIVITY_STOPPING_PAUSE = "local-activity-stopping-pause"

@@ -1,0 +1,143 @@
+"""A worker asked to stop while the read model is down stops, and nothing it left is lost.
+
+Before runtime/stopping.py the shutdown never ended: the SDK's core kept retrying the round's
+board write and the journeys' projections every 10 s while the worker stopped, past their 60 s
+schedule-to-close, and the workflow tasks they belonged to stayed open (a probe waited 240 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+import tomli_w
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from activities.rounds import RoundBoards
+from apps.fleet import build_worker
+from client.api import RecruitmentApi
+from domain.codes import Stage
+from runtime.connection import data_converter
+from runtime.db import open_pool
+from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
+from runtime.keys import load_or_create_keys
+from runtime.sealed import ColumnCipher
+from tests.flows.test_database_outage import _outage, _rows
+from tests.flows.test_round_end_to_end import _wait_stage
+from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.calls import LOCAL_PAUSE
+from workflows.ids import journey_workflow_id, round_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ROUND = "outage"  # the name test_database_outage's helpers use (a server of its own)
+STOP_WITHIN_S = 60  # a liveness bound, not a speed target: before the fix it never stopped
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_stack(server_dir):
+    """A stack of this test's own: its PostgreSQL is stopped."""
+    settings = isolated_settings(server_dir("stopping"), task_queue="stopping-test")
+    info = await ensure_stack(settings)
+    try:
+        yield settings, info
+    finally:
+        stop_stack(settings)
+
+
+async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
+    settings, info = own_stack
+    keys = load_or_create_keys(settings)
+    client = await Client.connect(info.temporal_address, data_converter=data_converter(keys))
+    pool = await open_pool(info.database_url, max_size=4)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = compressed_round(
+        ROUND,
+        [formasi("F1", 1)],
+        {
+            "registration": (-60, 600),
+            "administration": (600, 1200),
+            "skd": (1200, 1800),
+            "skb": (1800, 2400),
+            "filing": (2400, 3000),
+            "latsar": (3000, 3600),
+        },
+        t0=datetime.now(UTC),
+    )
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    ids: list[str] = []
+    try:
+        worker = await build_worker(client, settings, pool)
+        running = asyncio.create_task(worker.run())
+        await api.create_round(path, OPERATOR)
+        ids = [
+            (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
+            for i in (1, 2, 3)
+        ]
+        for a in ids:
+            await _wait_stage(client, ROUND, a, {Stage.ADMIN_CHECK})
+
+        assert _stop_postgres(settings.data_dir.resolve()) is not None
+        # Decided with the database down (as in test_database_outage): the journeys' projections
+        # and the round's board write fail and retry; the early close of registration waits.
+        _, close_reg = await _outage(api, client, ids)
+
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(worker.shutdown(), STOP_WITHIN_S)
+        except TimeoutError:
+            raise AssertionError(
+                f"the worker did not stop within {STOP_WITHIN_S} s with the read model down"
+            ) from None
+        stopped_in = time.monotonic() - began
+        await running
+
+        # Nothing failed: the workflows wait (on the pause's timer), the command is still open.
+        for wid in [round_workflow_id(ROUND), *(journey_workflow_id(ROUND, a) for a in ids)]:
+            description = await client.get_workflow_handle(wid).describe()
+            assert description.status == WorkflowExecutionStatus.RUNNING, (wid, stopped_in)
+        assert not close_reg.done(), "the command was answered by a worker that was stopping"
+
+        # The database and a new worker back: the board is written once the pause is over,
+        # the command acknowledged, and each report projected once.
+        await ensure_stack(settings)
+        async with await build_worker(client, settings, pool):
+            wait_s = LOCAL_PAUSE.total_seconds() + 60
+            ack = await asyncio.wait_for(close_reg, timeout=wait_s)
+            assert ack.effect == "registration closed early"
+            board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(
+                round_workflow_id(ROUND)
+            )
+            assert board is not None and board.view.registration_closed_at is not None
+            deadline = time.monotonic() + wait_s
+            while True:
+                rows = await _rows(info.database_url, ids)
+                if all(r is not None and r["admin"] == "MS" for r in rows.values()):
+                    break
+                assert time.monotonic() < deadline, rows
+                await asyncio.sleep(0.5)
+            assert all(r["reports"] == 1 for r in rows.values()), rows  # once, however retried
+        # The round's history shows the path: no failed workflow task, and the pause's timer.
+        history = await client.get_workflow_handle(round_workflow_id(ROUND)).fetch_history()
+        kinds = [e.event_type for e in history.events]
+        assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds
+        pauses = [
+            e
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+            and e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
+            == LOCAL_PAUSE.total_seconds()
+        ]
+        assert pauses, "the board write was not ended by the stop (no pause on a timer)"
+    finally:
+        await pool.close()
+        for wid in [round_workflow_id(ROUND), *(journey_workflow_id(ROUND, a) for a in ids)]:
+            try:
+                await client.get_workflow_handle(wid).terminate("test over")
+            except Exception:  # noqa: BLE001 - already ended
+                pass
