@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/record_histories.py [--out tests/histories]
     .venv/bin/python scripts/record_histories.py --full --out tests/histories/v4-full
+    .venv/bin/python scripts/record_histories.py --full --history-budget 1 --out tests/histories/v15-full-cut
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -21,6 +22,11 @@ passed (PNS) and failed (DIBERHENTIKAN); a window extended, every window closed 
 reason. Its Temporal dev server suggests continue-as-new early, so the formasi runs continue-as-new
 between broadcast pages. It waits until every workflow of the round has completed.
 
+--history-budget N (with --full) gives the round that `optimalisasi_history_budget`. With a budget
+below the round's history when optimalisasi begins (1, say), the allocation for the withdrawn
+seat is cut to no offer and the round records `offers stopped` (patch optimalisasi-budget): the
+two candidates the seat would have been offered to end TL, and nobody is dismissed after Latsar.
+
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
 
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import sys
@@ -53,6 +60,7 @@ from auditing.history import RecordedHistory, replay, round_histories  # noqa: E
 from client.api import RecruitmentApi, RefusedError  # noqa: E402
 from domain.administration import DocumentFinding  # noqa: E402
 from domain.codes import AdminDecision, Stage  # noqa: E402
+from domain.config import MAX_OPTIMALISASI_HISTORY_BUDGET  # noqa: E402
 from domain.messages import (  # noqa: E402
     AdminReport,
     AppealAnswer,
@@ -251,13 +259,31 @@ FULL_ROLES = [
 ]
 
 
+# With --history-budget below the round's history at optimalisasi, the withdrawn seat is offered
+# to nobody: who would have taken it (P/L-2) ends TL instead.
+STOPPED_OFFERS_EXPECTED = {"appeal-won-pl2-dismissed": "TL"}
+
+
+def full_roles(offers_stopped: bool = False) -> list[Role]:
+    """FULL_ROLES, with the outcomes expected when optimalisasi stops before its first offer."""
+    if not offers_stopped:
+        return list(FULL_ROLES)
+    return [
+        dataclasses.replace(r, expected=STOPPED_OFFERS_EXPECTED.get(r.name, r.expected))
+        for r in FULL_ROLES
+    ]
+
+
 class FullRound:
     """Plays every service of a small round to its end, through the API a real service uses."""
 
-    def __init__(self, client: Client, api: RecruitmentApi, round_id: str) -> None:
+    def __init__(
+        self, client: Client, api: RecruitmentApi, round_id: str, offers_stopped: bool = False
+    ) -> None:
         self.client, self.api, self.round_id = client, api, round_id
+        self.offers_stopped = offers_stopped
         self.ids: dict[str, str] = {}  # role name -> applicant id
-        self.roles = {r.name: r for r in FULL_ROLES}
+        self.roles = {r.name: r for r in full_roles(offers_stopped)}
 
     async def send(self, role: str, message, attempts: int = 1) -> None:
         """One report; retried when the journey has not yet taken in what makes it acceptable."""
@@ -447,6 +473,9 @@ class FullRound:
         state = await self.api.round_state(self.round_id)
         assert state.phase == "final_appeal", f"the withdrawal came late: {state.phase}"
         answers = {"declines-offer": False, "appeal-won-pl2-dismissed": True}
+        if self.offers_stopped:
+            await self.stopped()
+            answers = {}
         for name, accept in answers.items():
             offer_id = await self.offer_for(name)
             await self.send(
@@ -460,6 +489,8 @@ class FullRound:
         # Filing: the TMT moves first (before any NIP); one winner never files (TMS-DRH).
         await self.phase("filing")
         filers = ["pns", "appeal-won-pl2-dismissed", "filing-incomplete"]
+        if self.offers_stopped:
+            filers.remove("appeal-won-pl2-dismissed")
         await self.at(filers, {Stage.FILING})
         await self.command(
             MoveTmt(
@@ -476,20 +507,25 @@ class FullRound:
             ):
                 assert time.monotonic() < deadline, f"{name} never heard of the TMT move"
                 await asyncio.sleep(0.3)
-        for name in filers[:2]:
+        for name in filers[:-1]:  # all but filing-incomplete
             await self.send(
                 name,
                 FilingReport(
                     report_id=f"drh-{name}", reported_by="bkpsdm-verifikator", complete=True
                 ),
             )
-        await self.at(filers[:2], {Stage.LATSAR})
+        await self.at(filers[:-1], {Stage.LATSAR})
         await self.close("filing", "record-histories: the DRH of every filer verified")
-        await self.at(["filing-incomplete", "lost-on-rank", "declines-offer"], {Stage.ENDED})
+        waiting_tl = ["lost-on-rank", "declines-offer"]
+        if self.offers_stopped:
+            waiting_tl.append("appeal-won-pl2-dismissed")
+        await self.at(["filing-incomplete", *waiting_tl], {Stage.ENDED})
 
         # Latsar: one passes (PNS), one does not (DIBERHENTIKAN).
         await self.phase("latsar")
         for name, passed in (("pns", True), ("appeal-won-pl2-dismissed", False)):
+            if name not in filers:
+                continue
             await self.send(
                 name,
                 LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=passed),
@@ -497,6 +533,19 @@ class FullRound:
         await self.close("latsar", "record-histories: the Latsar cohort is complete")
         await self.at(everyone, {Stage.ENDED})
         await self.phase("closed")
+
+    async def stopped(self, timeout: float = 60.0) -> None:
+        """Wait for the round to record that optimalisasi stopped at its history budget."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = await self.api.round_state(self.round_id)
+            if any(d.outcome == "offers stopped" for d in state.decisions):
+                assert not state.offers, f"offers made past the budget: {state.offers}"
+                return
+            if time.monotonic() > deadline:
+                last = [(d.stage, d.outcome) for d in state.decisions[-6:]]
+                raise AssertionError(f"optimalisasi never stopped; last decisions {last}")
+            await asyncio.sleep(0.3)
 
     async def offer_for(self, role: str, timeout: float = 60.0) -> str:
         """The pending optimalisasi offer made to `role` (waits for it)."""
@@ -523,7 +572,11 @@ class FullRound:
 
 
 async def run_full_round(
-    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str
+    client: Client,
+    task_queue: str,
+    pseudonym_key: bytes,
+    round_id: str,
+    history_budget: int | None = None,
 ) -> FullRound:
     """Drive the full round to its close and wait until every workflow of it has completed."""
     import tomli_w
@@ -537,13 +590,17 @@ async def run_full_round(
         answer_within=FULL_ANSWER_WITHIN,
         offer_within=FULL_OFFER_WITHIN,
         t0=datetime.now(UTC),
-        extra={"broadcast_page_size": FULL_PAGE_SIZE, "fold_pages_at": FULL_FOLD_AT},
+        extra={
+            "broadcast_page_size": FULL_PAGE_SIZE,
+            "fold_pages_at": FULL_FOLD_AT,
+            **({} if history_budget is None else {"optimalisasi_history_budget": history_budget}),
+        },
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "round.toml"
         path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
         await api.create_round(path, OPERATOR)
-    driver = FullRound(client, api, round_id)
+    driver = FullRound(client, api, round_id, offers_stopped=history_budget is not None)
     await driver.play(config)
     deadline = time.monotonic() + 60
     query = f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
@@ -565,7 +622,7 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     return paths
 
 
-async def record(out: Path, full: bool = False) -> None:
+async def record(out: Path, full: bool = False, history_budget: int | None = None) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
 
@@ -610,7 +667,11 @@ async def record(out: Path, full: bool = False) -> None:
                     async with await build_worker(client, settings, pool):
                         if full:
                             driver = await run_full_round(
-                                client, settings.task_queue, keys.pseudonym_key, "recorded"
+                                client,
+                                settings.task_queue,
+                                keys.pseudonym_key,
+                                "recorded",
+                                history_budget,
                             )
                             round_id = driver.round_id
                         else:
@@ -637,7 +698,7 @@ async def record(out: Path, full: bool = False) -> None:
     print(f"wrote {len(paths)} histories ({total / 1024:.0f} KiB) and payload_key.b64 to {out}")
     if driver is not None:
         wrong = []
-        for role in FULL_ROLES:
+        for role in full_roles(driver.offers_stopped):
             state = live[role.name]
             reached = state.terminal.value if state.terminal else state.stage.value
             if reached != role.expected:
@@ -743,16 +804,31 @@ def main() -> None:
         "--full", action="store_true", help="play a whole round to its close (FULL_ROLES)"
     )
     parser.add_argument(
+        "--history-budget",
+        type=int,
+        metavar="N",
+        help="with --full: the round's optimalisasi_history_budget (1 stops optimalisasi before "
+        "its first offer)",
+    )
+    parser.add_argument(
         "--summary",
         type=Path,
         metavar="DIR",
         help="record nothing: print what the recorded set in DIR covers",
     )
     args = parser.parse_args()
+    if args.history_budget is not None:
+        if not args.full:
+            parser.error("--history-budget needs --full")
+        if not 1 <= args.history_budget <= MAX_OPTIMALISASI_HISTORY_BUDGET:
+            parser.error(
+                f"--history-budget {args.history_budget} is outside 1.."
+                f"{MAX_OPTIMALISASI_HISTORY_BUDGET}"
+            )
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        asyncio.run(record(args.out, args.full))
+        asyncio.run(record(args.out, args.full, args.history_budget))
 
 
 if __name__ == "__main__":

@@ -34,9 +34,10 @@ from auditing.history import (
     round_histories,
 )
 from auditing.provenance import check_provenance
-from auditing.recompute import NO_CODE, compare, recompute
+from auditing.recompute import NO_CODE, compare, recompute, recompute_optimalisasi
 from domain.codes import SkdCode
 from domain.columnar import CODES
+from domain.config import parse_round_config
 from domain.messages import JourneyStart, JourneyState, SkdReport
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
@@ -84,6 +85,9 @@ SIGNING_KEY = bytes(range(32))
 # carry into index pages every 2 (patch folded-page-references, local activity fold_pages) and
 # tell their rankings page by page through read_leaf. v14-full: the round allocates only when a
 # seat is freed and records the declines since its last allocation (patch optimalisasi-by-change).
+# v15-full-cut: the full round with an optimalisasi history budget of 1 (`--history-budget 1`):
+# the allocation for the withdrawn seat is cut to no offer, the round records "offers stopped"
+# (patch optimalisasi-budget), and the two it would have offered the seat to end TL.
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -101,6 +105,7 @@ RECORDED_SETS = [
     RECORDED / "v12-full",
     RECORDED / "v13-full",
     RECORDED / "v14-full",
+    RECORDED / "v15-full-cut",
     RECORDED / "v4-full-markers",
 ]
 
@@ -231,6 +236,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v12-full",
         RECORDED / "v13-full",
         RECORDED / "v14-full",
+        RECORDED / "v15-full-cut",
     ],
     ids=lambda p: p.name,
 )
@@ -243,6 +249,40 @@ async def test_recompute_of_a_round_closed_by_update_matches(recorded_set):
         assert announced.winners == recomputed.winners
     else:  # v7-full: recorded as pages, equal by digest (differences() compared them)
         assert announced.winners_count == len(recomputed.winners) > 0
+
+
+async def test_the_recorded_cut_replays_and_a_moved_cut_is_named():
+    """v15-full-cut was recorded with a history budget of 1: the one allocation is cut to no offer
+    and the round stops offering. Recompute agrees with the cut the code of its day recorded, and
+    names a cut moved by one offer."""
+    directory = RECORDED / "v15-full-cut"
+    histories = load_histories(directory)
+    converter = recorded_converter(directory)
+    result = await recompute(histories, converter)
+    assert result.differences() == [] and result.allocations == 1
+    [round_history] = [h for h in histories if h.kind == "round"]
+    [outcome] = await replay([round_history.history], converter)
+    decisions = outcome.state.decisions
+    [allocated] = [d for d in decisions if d.outcome == "allocated"]
+    assert allocated.input["cut_at"] == 0 and allocated.input["offers"] == []
+    assert allocated.input["not_offered"] == {"F2": 1}
+    assert allocated.input["budget"]["history_budget"] == 1
+    assert [d.outcome for d in decisions].count("offers stopped") == 1
+    start = (await messages(round_history.history, converter))[0].content
+    moved = allocated.model_copy(update={"input": {**allocated.input, "cut_at": 1}})
+    recomputed = {r.formasi_code: r for _, r in result.pairs}
+    differences = recompute_optimalisasi(
+        parse_round_config(start.config, "round configuration"),
+        [moved if d is allocated else d for d in decisions],
+        recomputed,
+        result.profiles,
+    )
+    found = [d.split("): ", 1)[1] for d in differences]
+    assert found[:2] == [
+        "cut at 1 offers, the budget allows 0",
+        "seats not offered recorded {'F2': 1}, recomputed {}",
+    ], differences
+    assert len(found) == 3 and found[2].startswith("offers recorded [], recomputed [['"), found
 
 
 async def test_recompute_of_the_recorded_round_matches_and_a_planted_difference_is_named():
