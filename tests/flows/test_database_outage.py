@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import asyncpg
@@ -19,6 +21,7 @@ import pytest_asyncio
 import tomli_w
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.rounds import RoundBoards
 from apps.fleet import build_worker
@@ -29,10 +32,11 @@ from runtime.connection import data_converter
 from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
+from runtime.logs import REPEAT_WINDOW_S
 from runtime.sealed import ColumnCipher
 from runtime.settings import LogFormat
 from runtime.telemetry import core_logging
-from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
+from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from tests.test_logs import captured_logs
 from workflows.ids import round_workflow_id
@@ -92,6 +96,7 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             for a in ids:
                 await _wait_stage(client, "outage", a, {Stage.ADMIN_CHECK})
 
+            began = time.monotonic()
             with captured_logs(settings) as log_lines:
                 assert _stop_postgres(settings.data_dir.resolve()) is not None
                 states, close_reg = await _outage(api, client, ids)
@@ -112,10 +117,14 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
                         break
                     await asyncio.sleep(0.5)
             # Every projection retried against the same refused connection: each cause is written
-            # once, then once more with the count of its repeats (35 lines without, 6 with).
+            # once per window, then once more with the count of its repeats (35 lines without, 6
+            # with). Which causes appear depends on timing (a pool's reconnect may meet the
+            # database shutting down, or refused), so the bound is per cause, not in all.
+            windows = 1 + int((time.monotonic() - began) // REPEAT_WINDOW_S)
             records = [json.loads(line) for line in log_lines.getvalue().splitlines()]
             failures = [r for r in records if r["level"] in ("warning", "error")]
-            assert len(failures) <= 8, [r["event"][:80] for r in failures]
+            causes = Counter(_cause(r) for r in failures)
+            assert max(causes.values()) <= 2 * windows, (windows, causes)
             assert sum(r.get("repeated", 0) for r in failures) > 0, failures
             for a, state in zip(ids, states, strict=True):
                 now = await _state(client, "outage", a)
@@ -146,9 +155,15 @@ async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyn
             ),
         )
     )
-    await _wait_phase(api, "outage", "administration")
+    await _until(
+        lambda: api.round_state("outage"),
+        lambda state: state.phase == "administration",
+        "the round never reached administration",
+    )
     await asyncio.sleep(1)
-    assert not close_reg.done(), "acknowledged before the board could be written"
+    assert not close_reg.done(), (
+        f"answered before the board could be written: {_outcome(close_reg)}"
+    )
     await api.command(
         "outage",
         CloseWindow(
@@ -160,20 +175,51 @@ async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyn
     )
     states = [await _wait_decision(client, a, "MS") for a in ids]
     await asyncio.sleep(OUTAGE_S)  # the projections fail and retry meanwhile
-    assert not close_reg.done()
+    assert not close_reg.done(), f"answered with the database down: {_outcome(close_reg)}"
     return states, close_reg
 
 
-async def _wait_decision(
-    client, applicant_id: str, outcome: str, timeout: float = 30
-) -> JourneyState:
+def _outcome(task: asyncio.Task) -> str:
+    """What a finished command task gave: its acknowledgement or its exception."""
+    error = task.exception()
+    return repr(error) if error is not None else repr(task.result())
+
+
+async def _wait_decision(client, applicant_id: str, outcome: str) -> JourneyState:
+    return await _until(
+        lambda: _state(client, "outage", applicant_id),
+        lambda state: any(d.outcome == outcome for d in state.decisions),
+        f"{applicant_id}: no {outcome} decision while the database was down",
+    )
+
+
+async def _until(ask, done, failure: str, timeout: float = 40):
+    """The first answer to `ask` (a query) that is `done`. A query that times out is asked again:
+    with the database down a workflow's task stays open while its local activity retries, and a
+    query waits for that task, on a loaded machine longer than the server waits for a query."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = await _state(client, "outage", applicant_id)
-        if any(d.outcome == outcome for d in state.decisions):
-            return state
+    while True:
+        try:
+            answer = await ask()
+            if done(answer):
+                return answer
+        except RPCError as err:
+            if "Timeout expired" not in err.message and err.status not in (
+                RPCStatusCode.CANCELLED,
+                RPCStatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(failure)
         await asyncio.sleep(0.3)
-    raise AssertionError(f"{applicant_id}: no {outcome} decision while the database was down")
+
+
+def _cause(record: dict) -> tuple[str, str]:
+    """A written warning's logger and cause (the exception's last line, else the event), with
+    numbers and ids left out, as runtime.logs.cause_of groups the lines it holds back."""
+    trace = (record.get("exception") or "").strip().splitlines()
+    what = trace[-1] if trace else record["event"]
+    return record.get("logger", ""), re.sub(r"[0-9a-f]{8,}|\d+", "#", what)[:160]
 
 
 async def _rows(database_url: str, ids: list[str]) -> dict:
