@@ -8,8 +8,8 @@ import run
 from tests.ports import STEP, session_offset
 
 
-def test_the_suite_runs_in_one_process_unless_told():
-    assert "-n" not in run.suite_command(run.suite_workers({}))
+def test_the_suite_runs_in_three_processes_unless_told():
+    assert run.suite_command(run.suite_workers({}))[-4:] == ["-n", "3", "--dist", "loadscope"]
     assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
 
 
