@@ -81,7 +81,7 @@ def ensure_chromium() -> None:
 
 # The suite waits on workflow timers and windows far more than it computes (one process keeps a
 # 2-core machine under a load of 1): it runs in 3 pytest-xdist workers, each with an embedded
-# stack of its own (tests/ports.py), a module on one worker with its module fixtures, in about 6
+# stack of its own (tests/ports.py), a module on one worker with its module fixtures, in about 7
 # minutes instead of 15. CASN_TEST_WORKERS=1 runs it in this process, as plain pytest. (Until
 # stop 33 one process was the default: the database-outage test failed under the load of three,
 # on a query timed out, and then hung because a worker could not stop with the database down.)

@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.rounds import RoundBoards
 from apps.fleet import build_worker
+from auditing.history import replay
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from runtime.connection import data_converter
@@ -26,11 +27,13 @@ from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.sealed import ColumnCipher
+from scripts.record_histories import patch_markers
 from tests.flows.test_database_outage import _outage, _rows
 from tests.flows.test_round_end_to_end import _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.calls import LOCAL_PAUSE
 from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.versions import LOCAL_ACTIVITY_STOPPING_PAUSE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -134,6 +137,16 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
             == LOCAL_PAUSE.total_seconds()
         ]
         assert pauses, "the board write was not ended by the stop (no pause on a timer)"
+        # Patch local-activity-stopping-pause is in the histories, and they replay as they ran.
+        histories = [
+            await client.get_workflow_handle(wid).fetch_history()
+            for wid in [round_workflow_id(ROUND), *(journey_workflow_id(ROUND, a) for a in ids)]
+        ]
+        assert LOCAL_ACTIVITY_STOPPING_PAUSE in patch_markers(histories[0])
+        outcomes = await replay(histories, client.data_converter)
+        assert all(o.ok for o in outcomes), [
+            (o.workflow_id, o.failure or o.drift) for o in outcomes
+        ]
     finally:
         await pool.close()
         for wid in [round_workflow_id(ROUND), *(journey_workflow_id(ROUND, a) for a in ids)]:
