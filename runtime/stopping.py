@@ -13,10 +13,10 @@ So, for a local activity on a worker that is stopping:
 - a retry is refused before it runs (an attempt cancelled by the shutdown is retried at once by
   the core, sdk-rust issue 709).
 The workflow takes the failure as an exhausted local activity (patch
-local-activity-stopping-pause: its pause on a durable timer, which holds no worker) and the work is
-done again on a worker that runs. A first attempt that
-starts during the shutdown still runs: when it succeeds, nothing waits. Activities on the task
-queue are not touched: the server retries them on another worker.
+local-activity-stopping-pause: its pause on a durable timer, which holds no worker) and the work
+is done again on a worker that runs. A first attempt that starts during the shutdown still runs:
+when it succeeds, nothing waits. Activities on the task queue are not touched: the server retries
+them on another worker.
 """
 
 from __future__ import annotations
