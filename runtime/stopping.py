@@ -7,6 +7,7 @@ stop never stopped (measured with temporalio 1.35.0, tests/flows/test_worker_sto
 core kept dispatching the failing attempt every 10 s, past the 60 s, so the workflow task it
 belonged to stayed open (heartbeating) and the shutdown waited for it without end. A rolling
 restart during a database outage would hang until the orchestrator killed the process.
+scripts/local_activity_shutdown.py shows the SDK's part alone (one workflow, one activity).
 
 So, for a local activity on a worker that is stopping:
 - an attempt that fails ends the local activity, not retryable (the failure is the cause);

