@@ -13,6 +13,13 @@ close): its core keeps retrying the local activity during the shutdown, and the 
 it belongs to stays open. The second stops in about a second. When the first stops too, the SDK
 holds the schedule-to-close during a shutdown, and the interceptor may no longer be needed.
 The process exits when done, taking any worker that did not stop with it.
+
+    .venv/bin/python scripts/local_activity_shutdown.py --bound
+
+The same activity without a shutdown: bounded by its schedule-to-close alone, then also by 4
+attempts. With temporalio 1.35.0 the first never ends (the core retries past the 4 s, and the
+workflow task stays open, heartbeating); the second ends after its 4th attempt. That is why
+workflows/calls.py bounds its local activities by a count of attempts (LOCAL_ATTEMPTS).
 """
 
 from __future__ import annotations
@@ -54,13 +61,16 @@ async def always_fails() -> None:
 @workflow.defn(name="LocalActivityAtShutdown", sandboxed=False)
 class LocalActivityAtShutdown:
     @workflow.run
-    async def run(self) -> str:
+    async def run(self, attempts: int = 0) -> str:
+        """`attempts` 0: bounded by the schedule-to-close alone; else also by that many attempts."""
         try:
             await workflow.execute_local_activity(
                 always_fails,
                 start_to_close_timeout=timedelta(seconds=1),
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=1)),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=1), maximum_attempts=attempts
+                ),
             )
         except (ActivityError, ApplicationError) as exc:
             return type(exc).__name__
@@ -98,6 +108,58 @@ async def one_worker(env: WorkflowEnvironment, interceptors: list, wait: float) 
     return stopped, took, before, len(ATTEMPTS) - before
 
 
+async def bounded(env: WorkflowEnvironment, attempts: int, wait: float) -> tuple:
+    """--bound, no shutdown: (ended, seconds, attempts run) for a failing local activity bounded
+    by its schedule-to-close alone (attempts 0) or also by a count of attempts."""
+    queue = f"la-bound-{uuid.uuid4().hex[:8]}"
+    ATTEMPTS.clear()
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[LocalActivityAtShutdown],
+        activities=[always_fails],
+        graceful_shutdown_timeout=timedelta(seconds=1),
+    ):
+        handle = await env.client.start_workflow(
+            LocalActivityAtShutdown.run, attempts, id=queue, task_queue=queue
+        )
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(handle.result(), wait)
+            ended = True
+        except TimeoutError:
+            ended = False
+            await handle.terminate("gave up")  # ends the open task, so the worker can stop
+        return ended, time.monotonic() - began, len(ATTEMPTS)
+
+
+async def main_bound(wait: float) -> int:
+    env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_executable()))
+    try:
+        alone = await bounded(env, 0, wait)
+        counted = await bounded(env, 4, wait)
+    finally:
+        await asyncio.wait_for(env.shutdown(), 30)
+    table = Table(
+        title=f"A failing local activity, no shutdown (schedule-to-close "
+        f"{SCHEDULE_TO_CLOSE.total_seconds():.0f} s; temporalio {temporalio.__version__})"
+    )
+    for name in ("bounded by", "ended", "seconds", "attempts"):
+        table.add_column(name, justify="left" if name == "bounded by" else "right")
+    for name, (ended, took, attempts) in (
+        ("schedule-to-close alone", alone),
+        ("schedule-to-close and 4 attempts", counted),
+    ):
+        table.add_row(
+            name,
+            "yes" if ended else f"no (gave up after {wait:.0f} s)",
+            f"{took:.1f}",
+            str(attempts),
+        )
+    Console(width=120).print(table)
+    return 0
+
+
 async def main(wait: float) -> int:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=str(temporal_executable()))
     try:
@@ -132,6 +194,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--wait", type=float, default=20.0, help="seconds each shutdown is given (default 20)"
     )
+    parser.add_argument(
+        "--bound",
+        action="store_true",
+        help="no shutdown: does the schedule-to-close end the failing activity at all?",
+    )
     args = parser.parse_args()
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # each failed attempt
     if not 1 <= args.wait <= 600:
@@ -139,6 +206,6 @@ if __name__ == "__main__":
     # os._exit: a worker that did not stop must not hold the process.
     import os
 
-    code = asyncio.run(main(args.wait))
+    code = asyncio.run(main_bound(args.wait) if args.bound else main(args.wait))
     sys.stdout.flush()
     os._exit(code)

@@ -17,7 +17,7 @@ from temporalio.exceptions import TimeoutError as RecordedTimeout
 with workflow.unsafe.imports_passed_through():
     from domain.protocol import WORKER_STOPPING, Activity, Update
     from domain.seal import seal_problem
-    from workflows.versions import LOCAL_ACTIVITY_STOPPING_PAUSE
+    from workflows.versions import LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_STOPPING_PAUSE
 
 In = TypeVar("In")
 M = TypeVar("M", bound=BaseModel)
@@ -39,14 +39,18 @@ async def run_local_activity(ref: Activity[In, Out], arg: In, **options: Any) ->
 
 
 LOCAL_ATTEMPTS_FOR = timedelta(seconds=60)  # one local activity's retries, in all
+# ... and at most this many attempts (1 + 2 + 4 + 8 + 4 × 10 = 55 s of back-off between them):
+# the SDK's core does not end a local activity whose attempts keep failing at its
+# schedule-to-close (scripts/local_activity_shutdown.py --bound), only at its attempt count.
+LOCAL_ATTEMPTS = 9
 LOCAL_PAUSE = timedelta(minutes=1)  # then the workflow waits this long, on a timer, and asks again
 
 
 async def run_local_activity_until_done(
     ref: Activity[In, Out], arg: In, start_to_close_timeout: timedelta
 ) -> Out:
-    """A local activity that must succeed: its retries bounded (60 s), then a durable timer, then
-    again, for as long as it takes.
+    """A local activity that must succeed: its retries bounded (9 attempts, about a minute), then a
+    durable timer, then again, for as long as it takes.
 
     Never an endless retry inside one workflow task: a worker that is asked to stop cancels its
     local activities and the SDK's core retries them at once, so unbounded retries would keep the
@@ -59,7 +63,9 @@ async def run_local_activity_until_done(
                 arg,
                 start_to_close_timeout=start_to_close_timeout,
                 schedule_to_close_timeout=LOCAL_ATTEMPTS_FOR,
-                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(seconds=10), maximum_attempts=LOCAL_ATTEMPTS
+                ),
             )
         except (ActivityError, RecordedTimeout) as exc:
             # Live, the exhausted budget arrives as ActivityError; replayed from history, as the
@@ -68,11 +74,22 @@ async def run_local_activity_until_done(
             workflow.logger.warning("%s did not succeed (%s); again in a minute", ref.name, exc)
             await workflow.sleep(LOCAL_PAUSE)
         except ApplicationError as exc:
-            # Its worker stopped (runtime/stopping.py): the failure arrives as itself, live and
-            # replayed. Patch local-activity-stopping-pause; before it, it escaped.
-            if exc.type != WORKER_STOPPING or not workflow.patched(LOCAL_ACTIVITY_STOPPING_PAUSE):
+            # A local activity's own failure arrives as itself, live and replayed, not wrapped in
+            # an ActivityError: its worker stopped (runtime/stopping.py, patch
+            # local-activity-stopping-pause), or its attempts ran out (patch
+            # local-activity-attempts). Before those patches it escaped.
+            if exc.type == WORKER_STOPPING:
+                if not workflow.patched(LOCAL_ACTIVITY_STOPPING_PAUSE):
+                    raise
+                workflow.logger.warning(
+                    "%s ended as its worker stopped; again in a minute", ref.name
+                )
+            elif workflow.patched(LOCAL_ACTIVITY_ATTEMPTS):
+                workflow.logger.warning(
+                    "%s failed %d times (%s); again in a minute", ref.name, LOCAL_ATTEMPTS, exc
+                )
+            else:
                 raise
-            workflow.logger.warning("%s ended as its worker stopped; again in a minute", ref.name)
             await workflow.sleep(LOCAL_PAUSE)
 
 

@@ -162,3 +162,13 @@ OPTIMALISASI_BUDGET = "optimalisasi-budget"
 # left the board unwritten and every later write waiting for it. Decided only when that failure
 # arrives, so no recorded history (none holds one) is affected.
 LOCAL_ACTIVITY_STOPPING_PAUSE = "local-activity-stopping-pause"
+
+# A local activity's attempts bounded by count (workflows/calls.py, LOCAL_ATTEMPTS): the SDK's core
+# (temporalio 1.35.0) does not end a local activity at its schedule-to-close while its attempts
+# keep failing (scripts/local_activity_shutdown.py --bound). With the read model down, each journey
+# with a row to write kept its workflow task open, heartbeating every 8 s (3 events each, about
+# 1,350 an hour) for as long as the outage lasted, instead of pausing on its timer after a
+# minute. The exhausted attempts arrive as the activity's ApplicationError; under this patch the
+# workflow pauses as for an exhausted budget. Decided only when that failure arrives, so no
+# recorded history (none holds one) is affected.
+LOCAL_ACTIVITY_ATTEMPTS = "local-activity-attempts"
