@@ -39,6 +39,7 @@ from runtime.telemetry import core_logging
 from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from tests.test_logs import captured_logs
+from workflows.calls import LOCAL_PAUSE
 from workflows.ids import round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -101,13 +102,16 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
                 assert _stop_postgres(settings.data_dir.resolve()) is not None
                 states, close_reg = await _outage(api, client, ids)
                 await ensure_stack(settings)  # PostgreSQL back (the Temporal server is reused)
-                ack = await asyncio.wait_for(close_reg, timeout=60)
+                # An outage longer than a local activity's attempts (about a minute, on a loaded
+                # machine) adds the workflow's pause on its timer before the write is made.
+                back_within = LOCAL_PAUSE.total_seconds() + 60
+                ack = await asyncio.wait_for(close_reg, timeout=back_within)
                 assert ack.effect == "registration closed early"
                 board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(
                     round_workflow_id("outage")
                 )
                 assert board is not None and board.view.registration_closed_at is not None
-                deadline = time.monotonic() + 60
+                deadline = time.monotonic() + back_within
                 while True:
                     rows = await _rows(info.database_url, ids)
                     if (
