@@ -1,12 +1,13 @@
 """A stopping worker's local activities end instead of retrying, so the worker can stop.
 
 Every local activity runs through `workflows.calls.run_local_activity_until_done`: its retries are
-bounded by a 60 s schedule-to-close, then the workflow waits on a durable timer and asks again.
-That bound does not hold while the worker shuts down. With the read model down, a worker asked to
-stop never stopped (measured with temporalio 1.35.0, tests/flows/test_worker_stop.py): the SDK's
-core kept dispatching the failing attempt every 10 s, past the 60 s, so the workflow task it
-belonged to stayed open (heartbeating) and the shutdown waited for it without end. A rolling
-restart during a database outage would hang until the orchestrator killed the process.
+bounded (a 60 s schedule-to-close and, since patch local-activity-attempts, 9 attempts), then the
+workflow waits on a durable timer and asks again. With the read model down, a worker asked to stop
+never stopped (measured with temporalio 1.35.0 before the attempts bound, tests/flows/
+test_worker_stop.py): the SDK's core kept dispatching the failing attempt every 10 s, past the
+60 s, so the workflow task it belonged to stayed open (heartbeating) and the shutdown waited for
+it without end. The attempts bound alone should end that after about a minute (not measured); a
+rolling restart should not wait a minute per worker either.
 scripts/local_activity_shutdown.py shows the SDK's part alone (one workflow, one activity).
 
 So, for a local activity on a worker that is stopping:
