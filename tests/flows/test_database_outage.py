@@ -72,30 +72,10 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
     )
     pool = await open_pool(info.database_url, max_size=4)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    config = compressed_round(
-        "outage",
-        [formasi("F1", 1)],
-        {
-            "registration": (-60, 600),
-            "administration": (600, 1200),
-            "skd": (1200, 1800),
-            "skb": (1800, 2400),
-            "filing": (2400, 3000),
-            "latsar": (3000, 3600),
-        },
-        t0=datetime.now(UTC),
-    )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    ids: list[str] = []
     try:
         async with await build_worker(client, settings, pool):
-            await api.create_round(path, OPERATOR)
-            ids = [
-                (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
-                for i in (1, 2, 3)
-            ]
-            for a in ids:
-                await _wait_stage(client, "outage", a, {Stage.ADMIN_CHECK})
+            ids = await start_outage_round(api, client, tmp_path)
 
             began = time.monotonic()
             with captured_logs(settings) as log_lines:
@@ -139,6 +119,34 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
         await pool.close()
         for a in ids:
             await client.get_workflow_handle(f"outage/applicant/{a}").terminate("test over")
+
+
+async def start_outage_round(api, client, tmp_path) -> list[str]:
+    """The one-formasi round "outage" (long windows: the committee closes them), three applicants
+    registered and at the administrative check; their applicant ids."""
+    config = compressed_round(
+        "outage",
+        [formasi("F1", 1)],
+        {
+            "registration": (-60, 600),
+            "administration": (600, 1200),
+            "skd": (1200, 1800),
+            "skb": (1800, 2400),
+            "filing": (2400, 3000),
+            "latsar": (3000, 3600),
+        },
+        t0=datetime.now(UTC),
+    )
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    ids = [
+        (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
+        for i in (1, 2, 3)
+    ]
+    for a in ids:
+        await _wait_stage(client, "outage", a, {Stage.ADMIN_CHECK})
+    return ids
 
 
 async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyncio.Task]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 import pytest
 import pytest_asyncio
-import tomli_w
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 
@@ -21,16 +19,14 @@ from activities.rounds import RoundBoards
 from apps.fleet import build_worker
 from auditing.history import replay
 from client.api import RecruitmentApi
-from domain.codes import Stage
 from runtime.connection import data_converter
 from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import patch_markers
-from tests.flows.test_database_outage import _outage, _rows
-from tests.flows.test_round_end_to_end import _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.flows.test_database_outage import _outage, _rows, start_outage_round
+from tests.roundkit import TEST_KEYRING
 from workflows.calls import LOCAL_PAUSE
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.versions import LOCAL_ACTIVITY_STOPPING_PAUSE
@@ -58,32 +54,11 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
     client = await Client.connect(info.temporal_address, data_converter=data_converter(keys))
     pool = await open_pool(info.database_url, max_size=4)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    config = compressed_round(
-        ROUND,
-        [formasi("F1", 1)],
-        {
-            "registration": (-60, 600),
-            "administration": (600, 1200),
-            "skd": (1200, 1800),
-            "skb": (1800, 2400),
-            "filing": (2400, 3000),
-            "latsar": (3000, 3600),
-        },
-        t0=datetime.now(UTC),
-    )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     ids: list[str] = []
     try:
         worker = await build_worker(client, settings, pool)
         running = asyncio.create_task(worker.run())
-        await api.create_round(path, OPERATOR)
-        ids = [
-            (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
-            for i in (1, 2, 3)
-        ]
-        for a in ids:
-            await _wait_stage(client, ROUND, a, {Stage.ADMIN_CHECK})
+        ids = await start_outage_round(api, client, tmp_path)
 
         assert _stop_postgres(settings.data_dir.resolve()) is not None
         # Decided with the database down (as in test_database_outage): the journeys' projections
