@@ -17,6 +17,7 @@
     python3 run.py bench page-payloads --quota 10000 --size 100000   # issue 17 item 1
     python3 run.py bench national --instansi 50 --size 2000   # issue 17: a national round, reduced
     python3 run.py bench optimalisasi --seats 300 --accept 0.8   # the round's cost per offer
+    python3 run.py bench outage --size 30 --down 900   # a read-model outage: histories, queries
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
@@ -1619,6 +1620,31 @@ def optimalisasi(
             fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
             print_table("optimalisasi", fig)
             save("optimalisasi", {"machine": m, **fig})
+
+    asyncio.run(main())
+
+
+@app.command()
+def outage(
+    size: int = typer.Option(30, min=1, max=2_000, help="applicants registered"),
+    down: float = typer.Option(
+        900.0, min=10.0, max=6 * 3600.0, help="seconds PostgreSQL stays down"
+    ),
+    seed: int = 23,
+    keep_stack: bool = KEEP,
+):
+    """A read-model outage: the events it adds to each journey's history, the time queries take
+    meanwhile, and how soon every row is written once PostgreSQL is back."""
+    from bench.outage import run_outage
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            fig = await run_outage(ctx, OUT / "rounds", size, down, seed)
+            fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+            print_table("outage", fig)
+            save("outage", {"machine": m, **fig})
 
     asyncio.run(main())
 

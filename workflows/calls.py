@@ -17,7 +17,11 @@ from temporalio.exceptions import TimeoutError as RecordedTimeout
 with workflow.unsafe.imports_passed_through():
     from domain.protocol import WORKER_STOPPING, Activity, Update
     from domain.seal import seal_problem
-    from workflows.versions import LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_STOPPING_PAUSE
+    from workflows.versions import (
+        LOCAL_ACTIVITY_ATTEMPTS,
+        LOCAL_ACTIVITY_GROWING_PAUSE,
+        LOCAL_ACTIVITY_STOPPING_PAUSE,
+    )
 
 In = TypeVar("In")
 M = TypeVar("M", bound=BaseModel)
@@ -44,19 +48,42 @@ LOCAL_ATTEMPTS_FOR = timedelta(seconds=60)  # one local activity's retries, in a
 # schedule-to-close (scripts/local_activity_shutdown.py --bound), only at its attempt count.
 LOCAL_ATTEMPTS = 9
 LOCAL_PAUSE = timedelta(minutes=1)  # then the workflow waits this long, on a timer, and asks again
+# Patch local-activity-growing-pause: each further pause twice the one before, up to
+# LOCAL_PAUSE_MOST, each shortened at random by up to PAUSE_JITTER of it; and after a pause, a
+# series of LOCAL_ATTEMPTS_AFTER_PAUSE attempts (1 + 2 s of back-off: no heartbeat, so the task
+# is not held open and a query is answered at once).
+LOCAL_PAUSE_MOST = timedelta(minutes=10)
+PAUSE_JITTER = 0.25
+LOCAL_ATTEMPTS_AFTER_PAUSE = 3
+
+
+def local_pause(paused: int, draw: float) -> timedelta:
+    """The pause after `paused` earlier pauses, `draw` in [0, 1) from the workflow's random: 1, 2, 4,
+    8, then 10 minutes, each between three quarters of that and all of it, in whole seconds."""
+    whole = min(LOCAL_PAUSE * 2 ** min(paused, 8), LOCAL_PAUSE_MOST)
+    return timedelta(seconds=round(whole.total_seconds() * (1 - PAUSE_JITTER * draw)))
+
+
+def local_pause_bounds(paused: int) -> tuple[timedelta, timedelta]:
+    """The shortest and longest pause `local_pause` gives after `paused` earlier pauses."""
+    return local_pause(paused, 1.0), local_pause(paused, 0.0)
 
 
 async def run_local_activity_until_done(
     ref: Activity[In, Out], arg: In, start_to_close_timeout: timedelta
 ) -> Out:
     """A local activity that must succeed: its retries bounded (9 attempts, about a minute), then a
-    durable timer, then again, for as long as it takes.
+    durable timer, then again, for as long as it takes; the pause grows to 10 minutes while it
+    keeps failing (patch local-activity-growing-pause).
 
     Never an endless retry inside one workflow task: a worker that is asked to stop cancels its
     local activities and the SDK's core retries them at once, so unbounded retries would keep the
     worker from ever stopping (sdk-rust issue 709). A timer holds no worker.
     """
+    paused = 0
+    growing = False
     while True:
+        attempts = LOCAL_ATTEMPTS_AFTER_PAUSE if growing else LOCAL_ATTEMPTS
         try:
             return await run_local_activity(
                 ref,
@@ -64,15 +91,14 @@ async def run_local_activity_until_done(
                 start_to_close_timeout=start_to_close_timeout,
                 schedule_to_close_timeout=LOCAL_ATTEMPTS_FOR,
                 retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(seconds=10), maximum_attempts=LOCAL_ATTEMPTS
+                    maximum_interval=timedelta(seconds=10), maximum_attempts=attempts
                 ),
             )
         except (ActivityError, RecordedTimeout) as exc:
             # Live, the exhausted budget arrives as ActivityError; replayed from history, as the
             # recorded timeout itself (temporalio.exceptions.TimeoutError): both pause alike, or a
             # journey replayed during its pause fails every task as non-deterministic.
-            workflow.logger.warning("%s did not succeed (%s); again in a minute", ref.name, exc)
-            await workflow.sleep(LOCAL_PAUSE)
+            why = f"did not succeed ({exc})"
         except ApplicationError as exc:
             # A local activity's own failure arrives as itself, live and replayed, not wrapped in
             # an ActivityError: its worker stopped (runtime/stopping.py, patch
@@ -81,16 +107,19 @@ async def run_local_activity_until_done(
             if exc.type == WORKER_STOPPING:
                 if not workflow.patched(LOCAL_ACTIVITY_STOPPING_PAUSE):
                     raise
-                workflow.logger.warning(
-                    "%s ended as its worker stopped; again in a minute", ref.name
-                )
+                why = "ended as its worker stopped"
             elif workflow.patched(LOCAL_ACTIVITY_ATTEMPTS):
-                workflow.logger.warning(
-                    "%s failed %d times (%s); again in a minute", ref.name, LOCAL_ATTEMPTS, exc
-                )
+                why = f"failed {attempts} times ({exc})"
             else:
                 raise
-            await workflow.sleep(LOCAL_PAUSE)
+        if paused == 0:
+            growing = workflow.patched(LOCAL_ACTIVITY_GROWING_PAUSE)
+        pause = local_pause(paused, workflow.random().random()) if growing else LOCAL_PAUSE
+        paused += 1
+        workflow.logger.warning(
+            "%s %s; again in %d s (pause %d)", ref.name, why, pause.total_seconds(), paused
+        )
+        await workflow.sleep(pause)
 
 
 def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -> M | str:

@@ -172,3 +172,12 @@ LOCAL_ACTIVITY_STOPPING_PAUSE = "local-activity-stopping-pause"
 # workflow pauses as for an exhausted budget. Decided only when that failure arrives, so no
 # recorded history (none holds one) is affected.
 LOCAL_ACTIVITY_ATTEMPTS = "local-activity-attempts"
+
+# A pause that grows while a local activity keeps failing (workflows/calls.py, local_pause): 1, 2,
+# 4, 8, then every 10 minutes, each shortened at random by up to a quarter so that the journeys
+# an outage stopped together do not all ask again in the same second; after the first pause, 3
+# attempts a series instead of 9. Before, every series was a minute of attempts (the task open,
+# heartbeating) and a minute's pause: about 30 events every two minutes for as long as the read
+# model was down, and queries answered only between heartbeats. Decided when the first series
+# fails, so no recorded history (none holds one) is affected.
+LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"

@@ -1,15 +1,20 @@
 """A local activity whose attempts keep failing ends after LOCAL_ATTEMPTS, and its workflow pauses
-on a timer (patch local-activity-attempts), instead of holding its workflow task open.
+on a timer (patch local-activity-attempts) instead of holding its workflow task open; while it
+keeps failing the pause grows to LOCAL_PAUSE_MOST and each series is short (patch
+local-activity-growing-pause).
 
 The SDK's core (temporalio 1.35.0) does not end such a local activity at its schedule-to-close:
 with the read model down a journey kept its task open, heartbeating every 8 s, for as long as the
-outage lasted (about 1,350 history events an hour).
+outage lasted (about 1,350 history events an hour). With a pause of a minute after every series,
+it still grew about 30 events every two minutes.
+
+On the time-skipping test server: the pauses are skipped, the attempts (the SDK core's own
+back-off, about a minute in the first series) run in real time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import timedelta
 
@@ -17,14 +22,24 @@ import pytest
 from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.worker import Worker
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
 
 from domain.protocol import Activity
+from runtime.connection import data_converter
 from scripts.record_histories import patch_markers
-from workflows.calls import LOCAL_ATTEMPTS, LOCAL_PAUSE, run_local_activity_until_done
-from workflows.versions import LOCAL_ACTIVITY_ATTEMPTS
+from workflows.calls import (
+    LOCAL_ATTEMPTS,
+    LOCAL_ATTEMPTS_AFTER_PAUSE,
+    LOCAL_PAUSE_MOST,
+    local_pause,
+    local_pause_bounds,
+    run_local_activity_until_done,
+)
+from workflows.versions import LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_GROWING_PAUSE
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+FAILED_SERIES = 6  # the read model is down for this many series of attempts, then back
+DOWN_FOR = LOCAL_ATTEMPTS + (FAILED_SERIES - 1) * LOCAL_ATTEMPTS_AFTER_PAUSE  # attempts that fail
 
 
 class Write(BaseModel):
@@ -38,7 +53,8 @@ WRITE = Activity("write_while_down", Write, type(None))
 @activity.defn(name=WRITE.name)
 async def write_while_down(write: Write) -> None:
     ATTEMPTS.append(activity.info().attempt)
-    raise ConnectionRefusedError(111, "the read model is down")
+    if len(ATTEMPTS) <= DOWN_FOR:
+        raise ConnectionRefusedError(111, "the read model is down")
 
 
 @workflow.defn(name="WritesWhileDown", sandboxed=False)
@@ -48,38 +64,77 @@ class WritesWhileDown:
         await run_local_activity_until_done(WRITE, write, timedelta(seconds=5))
 
 
-async def test_failing_attempts_end_in_a_pause_not_an_open_task(client):
-    queue = f"attempts-{uuid.uuid4().hex[:8]}"
+def test_the_pause_doubles_to_its_most_and_is_shortened_by_at_most_a_quarter():
+    minutes = [local_pause_bounds(n)[1] / timedelta(minutes=1) for n in range(7)]
+    assert minutes == [1, 2, 4, 8, 10, 10, 10]
+    for n in range(7):
+        shortest, longest = local_pause_bounds(n)
+        assert shortest == longest * 0.75
+        assert shortest <= local_pause(n, 0.5) <= longest
+    assert local_pause(60, 0.0) == LOCAL_PAUSE_MOST  # no overflow however long the outage
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_server_path, keys):
     ATTEMPTS.clear()
-    async with Worker(
-        client, task_queue=queue, workflows=[WritesWhileDown], activities=[write_while_down]
-    ):
-        handle = await client.start_workflow(
-            WritesWhileDown.run, Write(row="r"), id=queue, task_queue=queue
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
+    converter = data_converter(keys)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path), data_converter=converter
+    )
+    async with env:
+        queue = f"attempts-{uuid.uuid4().hex[:8]}"
+        async with Worker(
+            env.client, task_queue=queue, workflows=[WritesWhileDown], activities=[write_while_down]
+        ):
+            handle = await env.client.start_workflow(
+                WritesWhileDown.run, Write(row="r"), id=queue, task_queue=queue
+            )
+            try:
+                # Without the bound on attempts the first series never ends (the task stays open).
+                await asyncio.wait_for(handle.result(), timeout=150)
+            except TimeoutError:
                 history = await handle.fetch_history()
-                timers = [
-                    e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
-                    for e in history.events
-                    if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-                ]
-                if timers or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(1)
-            assert timers == [LOCAL_PAUSE.total_seconds()], (len(history.events), ATTEMPTS)
-            assert ATTEMPTS == list(range(1, LOCAL_ATTEMPTS + 1))
-            markers = [
-                e.marker_recorded_event_attributes.marker_name
-                for e in history.events
-                if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-            ]
-            assert markers.count("core_local_activity") == 1
-            assert LOCAL_ACTIVITY_ATTEMPTS in patch_markers(history)  # decided at the failure
-            # The task was held open only while the attempts ran (about a minute of heartbeats
-            # every 8 s, 3 events each), not for as long as the activity fails.
-            assert len(history.events) < 40, len(history.events)
-        finally:
-            await handle.terminate("test over")
+                raise AssertionError(
+                    f"still running after 150 s: {len(history.events)} events, attempts {ATTEMPTS}"
+                ) from None
+            history = await handle.fetch_history()
+
+    events = list(history.events)
+    # Nine attempts, then three after each pause, then the one that succeeds.
+    assert ATTEMPTS == (
+        list(range(1, LOCAL_ATTEMPTS + 1))
+        + list(range(1, LOCAL_ATTEMPTS_AFTER_PAUSE + 1)) * (FAILED_SERIES - 1)
+        + [1]
+    )
+    timers = [
+        timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert len(timers) == FAILED_SERIES, timers
+    for n, pause in enumerate(timers):
+        shortest, longest = local_pause_bounds(n)
+        assert shortest <= pause <= longest, (n, timers)
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers.count("core_local_activity") == FAILED_SERIES + 1  # one per series
+    assert {LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_GROWING_PAUSE} <= set(patch_markers(history))
+
+    # The first series held the task open about a minute (heartbeats every 8 s, 3 events each);
+    # each later one is a single task: the timer fired, the task, the marker, the next timer.
+    first_timer = next(
+        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    )
+    assert first_timer < 40, first_timer
+    fired = [i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+    started = [
+        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    per_series = [nxt - at for at, nxt in zip(fired, started[1:], strict=False)]
+    assert per_series and max(per_series) <= 6, per_series
+
+    # The history replays as it ran, the pauses drawn from the workflow's random alike.
+    await Replayer(workflows=[WritesWhileDown], data_converter=converter).replay_workflow(history)
