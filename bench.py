@@ -1631,22 +1631,44 @@ def outage(
         900.0, min=10.0, max=6 * 3600.0, help="seconds PostgreSQL stays down"
     ),
     seed: int = 23,
+    record: Path = typer.Option(
+        None,
+        help="write the round's histories, and the payload key that decodes them, into this "
+        "directory (for tests/histories: the run gets a data directory and keys of its own)",
+    ),
     keep_stack: bool = KEEP,
 ):
     """A read-model outage: the events it adds to each journey's history, the time queries take
     meanwhile, and how soon every row is written once PostgreSQL is back."""
+    import shutil
+    import tempfile
+
     from bench.outage import run_outage
 
     m = show_machine()
+    data_dir = Path(tempfile.mkdtemp(prefix="casn-outage-")) if record else DATA_DIR
 
     async def main():
-        async with stack(keep_stack) as ctx:
+        async with stack(keep_stack, data_dir=data_dir) as ctx:
             fig = await run_outage(ctx, OUT / "rounds", size, down, seed)
+            round_id = fig.pop("_round_id")
+            if record:
+                from auditing.history import round_histories
+                from scripts.record_histories import write_histories
+
+                record.mkdir(parents=True, exist_ok=True)
+                paths = write_histories(await round_histories(ctx.api.client, round_id), record)
+                shutil.copy(data_dir / "keys" / "payload_key.b64", record / "payload_key.b64")
+                console.print(f"wrote {len(paths)} histories and payload_key.b64 to {record}")
             fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
             print_table("outage", fig)
             save("outage", {"machine": m, **fig})
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if record and not keep_stack:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @app.command("history-sizes")

@@ -107,7 +107,8 @@ async def run_outage(ctx, out_dir: Path, size: int, down: float, seed: int) -> d
         console.print(f"  down {time.monotonic() - stopped:.0f} s, {left:.0f} s to go")
         if after_first is None and time.monotonic() - stopped >= FIRST_SERIES:
             after_first = await _lengths(client, round_id, ids)
-        await asyncio.sleep(min(60.0, left, max(1.0, FIRST_SERIES - (time.monotonic() - stopped))))
+        until_first = FIRST_SERIES - (time.monotonic() - stopped)
+        await asyncio.sleep(min(60.0, left, until_first if until_first > 0 else 60.0))
     stop_asking.set()
     asked = await asking
     at_restart = await _lengths(client, round_id, ids)
@@ -144,6 +145,7 @@ async def run_outage(ctx, out_dir: Path, size: int, down: float, seed: int) -> d
         )
     during = [at_restart[a] - before[a] for a in ids]
     figures = {
+        "_round_id": round_id,
         "journeys": len(ids),
         "read model down": f"{down:.0f} s",
         "events added during the outage, per journey (median / max)": (
