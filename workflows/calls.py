@@ -4,7 +4,7 @@ protocol reference."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -70,11 +70,18 @@ def local_pause_bounds(paused: int) -> tuple[timedelta, timedelta]:
 
 
 async def run_local_activity_until_done(
-    ref: Activity[In, Out], arg: In, start_to_close_timeout: timedelta
+    ref: Activity[In, Out],
+    arg: In,
+    start_to_close_timeout: timedelta,
+    woken_by: Callable[[], int] | None = None,
 ) -> Out:
     """A local activity that must succeed: its retries bounded (9 attempts, about a minute), then a
     durable timer, then again, for as long as it takes; the pause grows to 10 minutes while it
     keeps failing (patch local-activity-growing-pause).
+
+    `woken_by`, a count that grows with what the workflow is sent (the round's commands), ends
+    such a pause early: an operator who sends a command again once the database is back has it
+    tried at once, not when the pause ends.
 
     Never an endless retry inside one workflow task: a worker that is asked to stop cancels its
     local activities and the SDK's core retries them at once, so unbounded retries would keep the
@@ -119,7 +126,17 @@ async def run_local_activity_until_done(
         workflow.logger.warning(
             "%s %s; again in %d s (pause %d)", ref.name, why, pause.total_seconds(), paused
         )
-        await workflow.sleep(pause)
+        if growing and woken_by is not None:
+            count, seen = woken_by, woken_by()
+            try:
+                await workflow.wait_condition(
+                    lambda count=count, seen=seen: count() != seen, timeout=pause
+                )
+            except TimeoutError:
+                continue
+            workflow.logger.warning("%s tried again before its pause ended: woken", ref.name)
+        else:
+            await workflow.sleep(pause)
 
 
 def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -> M | str:

@@ -155,6 +155,10 @@ class RecruitmentRound:
         # allocation cut to the history budget (allocate again once its offers are answered);
         # and the stop, once nothing is pending and no offer fits.
         self.signals_received = 0
+        # Commands taken, repeats included: one ends the pause of a board write that waits out a
+        # read-model outage (patch local-activity-growing-pause), so a command sent again once the
+        # database is back is acknowledged at once.
+        self.commands_taken = 0
         self.offers_cut = False
         self.offers_stopped = False
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
@@ -966,6 +970,7 @@ class RecruitmentRound:
             PUBLISH_ROUND_BOARD,
             RoundBoardWrite(workflow_id=workflow.info().workflow_id, version=version, board=board),
             BOARD_WRITE_TIMEOUT,
+            woken_by=lambda: self.commands_taken,
         )
         self.board_written = max(self.board_written, version)
 
@@ -1015,6 +1020,8 @@ class RecruitmentRound:
         return self.ledger.is_repeat(command)
 
     def _accept(self, command: Report, apply, effect: str) -> Ack:
+        self.commands_taken += 1
+
         def answer() -> Ack:
             self._decide(self.phase, effect, command.reported_by, command.record())
             return Ack(

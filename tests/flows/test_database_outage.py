@@ -45,6 +45,9 @@ from workflows.ids import round_workflow_id
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 OUTAGE_S = 3  # the database stays down this long after the decisions
+CLOSE_REGISTRATION = CloseWindow(
+    report_id="close-reg", reported_by=OPERATOR, window="registration", reason="test"
+)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -156,17 +159,7 @@ async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyn
         await api.report(
             "outage", a, AdminReport(report_id=f"adm-{i}", reported_by="bkpsdm-verifikator")
         )
-    close_reg = asyncio.create_task(
-        api.command(
-            "outage",
-            CloseWindow(
-                report_id="close-reg",
-                reported_by=OPERATOR,
-                window="registration",
-                reason="test",
-            ),
-        )
-    )
+    close_reg = asyncio.create_task(api.command("outage", CLOSE_REGISTRATION))
     await _until(
         lambda: api.round_state("outage"),
         lambda state: state.phase == "administration",

@@ -1,7 +1,7 @@
 """A local activity whose attempts keep failing ends after LOCAL_ATTEMPTS, and its workflow pauses
 on a timer (patch local-activity-attempts) instead of holding its workflow task open; while it
-keeps failing the pause grows to LOCAL_PAUSE_MOST and each series is short (patch
-local-activity-growing-pause).
+keeps failing the pause grows to LOCAL_PAUSE_MOST and each series is short, and a command to the
+workflow ends a pause early (patch local-activity-growing-pause).
 
 The SDK's core (temporalio 1.35.0) does not end such a local activity at its schedule-to-close:
 with the read model down a journey kept its task open, heartbeating every 8 s, for as long as the
@@ -15,6 +15,7 @@ back-off, about a minute in the first series) run in real time.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 
@@ -59,9 +60,30 @@ async def write_while_down(write: Write) -> None:
 
 @workflow.defn(name="WritesWhileDown", sandboxed=False)
 class WritesWhileDown:
+    def __init__(self) -> None:
+        self.commands = 0  # as the round counts its commands: each ends a pause
+
     @workflow.run
     async def run(self, write: Write) -> None:
-        await run_local_activity_until_done(WRITE, write, timedelta(seconds=5))
+        await run_local_activity_until_done(
+            WRITE, write, timedelta(seconds=5), woken_by=lambda: self.commands
+        )
+
+    @workflow.signal
+    def command(self) -> None:
+        self.commands += 1
+
+
+async def _first_timer(handle, within: float) -> int:
+    """The event id of the workflow's first timer, once it has started."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        history = await handle.fetch_history()
+        for e in history.events:
+            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+                return e.event_id
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no pause within {within} s: attempts {ATTEMPTS}")
 
 
 def test_the_pause_doubles_to_its_most_and_is_shortened_by_at_most_a_quarter():
@@ -89,6 +111,10 @@ async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_ser
             handle = await env.client.start_workflow(
                 WritesWhileDown.run, Write(row="r"), id=queue, task_queue=queue
             )
+            # The first pause is in real time (nothing skips it until the result is awaited): a
+            # command sent during it ends it.
+            first_pause = await _first_timer(handle, within=120)
+            await handle.signal(WritesWhileDown.command)
             try:
                 # Without the bound on attempts the first series never ends (the task stays open).
                 await asyncio.wait_for(handle.result(), timeout=150)
@@ -123,18 +149,22 @@ async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_ser
     assert markers.count("core_local_activity") == FAILED_SERIES + 1  # one per series
     assert {LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_GROWING_PAUSE} <= set(patch_markers(history))
 
+    # The command ended the first pause: its timer was cancelled, not fired.
+    kinds = [e.event_type for e in events]
+    assert kinds.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1, first_pause
+    assert kinds.count(EventType.EVENT_TYPE_TIMER_FIRED) == FAILED_SERIES - 1
     # The first series held the task open about a minute (heartbeats every 8 s, 3 events each);
-    # each later one is a single task: the timer fired, the task, the marker, the next timer.
-    first_timer = next(
-        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    )
-    assert first_timer < 40, first_timer
-    fired = [i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
-    started = [
-        i for i, e in enumerate(events) if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    # each later one is a single task: the timer's end, the task, the marker, the next timer
+    # (and the command's signal, after the first pause).
+    started = [i for i, kind in enumerate(kinds) if kind == EventType.EVENT_TYPE_TIMER_STARTED]
+    ended = [
+        i
+        for i, kind in enumerate(kinds)
+        if kind in (EventType.EVENT_TYPE_TIMER_FIRED, EventType.EVENT_TYPE_TIMER_CANCELED)
     ]
-    per_series = [nxt - at for at, nxt in zip(fired, started[1:], strict=False)]
-    assert per_series and max(per_series) <= 6, per_series
+    assert started[0] < 40, started[0]
+    per_series = [nxt - end for end, nxt in zip(ended, started[1:], strict=False)]
+    assert per_series[0] <= 7 and max(per_series[1:]) <= 6, per_series
 
     # The history replays as it ran, the pauses drawn from the workflow's random alike.
     await Replayer(workflows=[WritesWhileDown], data_converter=converter).replay_workflow(history)

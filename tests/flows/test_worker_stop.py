@@ -26,7 +26,12 @@ from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, st
 from runtime.keys import load_or_create_keys
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import patch_markers
-from tests.flows.test_database_outage import _outage, _rows, start_outage_round
+from tests.flows.test_database_outage import (
+    CLOSE_REGISTRATION,
+    _outage,
+    _rows,
+    start_outage_round,
+)
 from tests.roundkit import TEST_KEYRING
 from workflows.calls import LOCAL_PAUSE, local_pause_bounds
 from workflows.ids import journey_workflow_id, round_workflow_id
@@ -87,6 +92,10 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
         await ensure_stack(settings)
         async with await build_worker(client, settings, pool):
             wait_s = LOCAL_PAUSE.total_seconds() + 60
+            # The operator sends the close again: the round's board write, in its pause, is tried
+            # at once (patch local-activity-growing-pause), and both are acknowledged.
+            again = await asyncio.wait_for(api.command(ROUND, CLOSE_REGISTRATION), timeout=wait_s)
+            assert again.effect == "registration closed early"
             ack = await asyncio.wait_for(close_reg, timeout=wait_s)
             assert ack.effect == "registration closed early"
             board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(
@@ -115,6 +124,8 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
             <= longest
         ]
         assert pauses, "the board write was not ended by the stop (no pause on a timer)"
+        # The command sent again ended the pause: its timer was cancelled, not fired.
+        assert EventType.EVENT_TYPE_TIMER_CANCELED in kinds, "the command did not end the pause"
         # Patch local-activity-stopping-pause is in the histories, and they replay as they ran.
         histories = [
             await client.get_workflow_handle(wid).fetch_history()
