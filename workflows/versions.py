@@ -178,6 +178,8 @@ LOCAL_ACTIVITY_ATTEMPTS = "local-activity-attempts"
 # an outage stopped together do not all ask again in the same second; after the first pause, 3
 # attempts a series instead of 9. Before, every series was a minute of attempts (the task open,
 # heartbeating) and a minute's pause: about 30 events every two minutes for as long as the read
-# model was down, and queries answered only between heartbeats. Decided when the first series
-# fails, so no recorded history (none holds one) is affected.
+# model was down, and queries answered only between heartbeats. A caller may give a count that
+# ends a pause early (`woken_by`: the round's commands taken, for its board write). Decided when
+# the first series fails, so no history recorded before it (none holds a failed series) is
+# affected; tests/histories/local-activity-growing-pause holds it.
 LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"
