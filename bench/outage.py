@@ -1,13 +1,15 @@
 """A long read-model outage: what it adds to the journeys' histories, how they answer queries
 meanwhile, and how soon the read model catches up once PostgreSQL is back.
 
-`python3 run.py bench outage --size 30 --down 900`. One regency round on the real stack, played
+`python3 run.py bench outage --size 30 --down 1800`. One regency round on the real stack, played
 through RecruitmentApi: `--size` applicants register (their rows written), registration is closed
 (the round's board written), then PostgreSQL is stopped, every journey is given its
-administration result and the administration window is closed. Each journey decides MS and its projection, a local activity, fails for as
-long as the database is down (workflows/calls.py, run_local_activity_until_done). Meanwhile one
-journey a second is asked for its state (a query) and timed. After `--down` seconds PostgreSQL is
-started again and the bench waits until every row shows MS, then reads every journey's history.
+administration result and the administration window is closed. Each journey decides MS, and its
+projection, a local activity, fails for as long as the database is down (workflows/calls.py,
+run_local_activity_until_done). Meanwhile one journey a second is asked for its state (a query)
+and timed. After `--down` seconds PostgreSQL is started again and the bench waits until every row
+shows MS, then reads every journey's history. `--record DIR` also writes the round's histories
+and their payload key (tests/histories/local-activity-growing-pause was recorded so).
 """
 
 from __future__ import annotations
