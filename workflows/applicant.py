@@ -68,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         CLAIM_RELEASED_BY_JOURNEY,
         CLOSE_ANSWERED_WITH_ROW,
+        LOCAL_ACTIVITY_BACKOFF_TIMERS,
         NATIONAL_CLAIM_IN_JOURNEY,
         NIP_FROM_ROUND_TMT,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
@@ -76,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
-ENGINE_VERSION = 4  # what RecruitmentApi starts new journeys with (workflows/versions.py)
+ENGINE_VERSION = 5  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -110,6 +111,7 @@ class ApplicantJourney(JourneyInbox):
         self.row_to_write = False
         self.final_answer_applied = False
         self.close_with_row = False  # patch close-answered-with-row, decided when the run starts
+        self.backoff_timers = False  # patch local-activity-backoff-timers, decided likewise
         self.close_waiting: CloseReply | None = None
         self.resting = False  # the run waits in _wait: a close can have the row at once
         self.run_done = False
@@ -126,6 +128,8 @@ class ApplicantJourney(JourneyInbox):
         # activities per journey). Older histories write eagerly.
         self.outbox.at_rest = self._patched("project-at-rest")
         self.close_with_row = self._patched(CLOSE_ANSWERED_WITH_ROW)
+        self.backoff_timers = self._patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
+        self.outbox.backoff_timers = self.backoff_timers
         try:
             await self.registration()
             await self.administrative_check()
@@ -167,7 +171,9 @@ class ApplicantJourney(JourneyInbox):
                     round_id=self.start.round_id,
                     applicant_id=self.start.applicant_id,
                 )
-                await run_local_activity_until_done(RELEASE_CLAIM, release, ROUND_READ_TIMEOUT)
+                await run_local_activity_until_done(
+                    RELEASE_CLAIM, release, ROUND_READ_TIMEOUT, backoff_timers=self.backoff_timers
+                )
             raise
         start = self.start
         self._decide(ev.Registered(formasi=start.formasi.code, registered_by=start.registered_by))
@@ -210,7 +216,9 @@ class ApplicantJourney(JourneyInbox):
             subject=start.sanction_key,
             applied_on=start.applied_on,
         )
-        verdict = await run_local_activity_until_done(CHECK_SANCTIONS, check, ROUND_READ_TIMEOUT)
+        verdict = await run_local_activity_until_done(
+            CHECK_SANCTIONS, check, ROUND_READ_TIMEOUT, backoff_timers=self.backoff_timers
+        )
         if verdict.reasons:
             nik = mask_nik(start.registration.nik)
             reason = "; ".join(verdict.reasons)
@@ -238,7 +246,9 @@ class ApplicantJourney(JourneyInbox):
             applicant_id=start.applicant_id,
             registration_digest=canonical_digest(start.registration),
         )
-        verdict = await run_local_activity_until_done(CHECK_CLAIM, check, ROUND_READ_TIMEOUT)
+        verdict = await run_local_activity_until_done(
+            CHECK_CLAIM, check, ROUND_READ_TIMEOUT, backoff_timers=self.backoff_timers
+        )
         if verdict.problem:
             self._not_admitted(verdict.problem)
         if verdict.refusal:
@@ -257,7 +267,9 @@ class ApplicantJourney(JourneyInbox):
         )
         # Bounded retries, then a durable timer: a round that does not answer (its worker busy or
         # restarting) holds no worker.
-        view = await run_local_activity_until_done(READ_ROUND, request, ROUND_READ_TIMEOUT)
+        view = await run_local_activity_until_done(
+            READ_ROUND, request, ROUND_READ_TIMEOUT, backoff_timers=self.backoff_timers
+        )
         info = workflow.info()
         problem = admission_problem(self.start, view, info.workflow_start_time, info.workflow_id)
         if problem:
@@ -538,7 +550,9 @@ class ApplicantJourney(JourneyInbox):
         )
         # The NIP service is idempotent per person, so a local activity (one marker, no task) is as
         # safe as an activity and cheaper.
-        issued = await run_local_activity_until_done(ISSUE_NIP, request, NIP_TIMEOUT)
+        issued = await run_local_activity_until_done(
+            ISSUE_NIP, request, NIP_TIMEOUT, backoff_timers=self.backoff_timers
+        )
         self._set(nip=issued.nip)
         self._decide(ev.NipIssued(nip=issued.nip))
         self._move_to(Stage.APPOINTMENT)
@@ -556,6 +570,7 @@ class ApplicantJourney(JourneyInbox):
                 formasi_code=self.start.formasi.code,
             ),
             ROUND_READ_TIMEOUT,
+            backoff_timers=self.backoff_timers,
         )
         if view.found and view.tmt is not None and view.tmt != self.sheet.tmt:
             self._decide(

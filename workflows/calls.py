@@ -55,6 +55,9 @@ LOCAL_PAUSE = timedelta(minutes=1)  # then the workflow waits this long, on a ti
 LOCAL_PAUSE_MOST = timedelta(minutes=10)
 PAUSE_JITTER = 0.25
 LOCAL_ATTEMPTS_AFTER_PAUSE = 3
+# Patch local-activity-backoff-timers: in the first series, a back-off longer than this is a
+# timer in the history (the SDK's local_retry_threshold), the workflow task closed meanwhile.
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=5)
 
 
 def local_pause(paused: int, draw: float) -> timedelta:
@@ -74,6 +77,7 @@ async def run_local_activity_until_done(
     arg: In,
     start_to_close_timeout: timedelta,
     woken_by: Callable[[], int] | None = None,
+    backoff_timers: bool = False,
 ) -> Out:
     """A local activity that must succeed: its retries bounded (9 attempts, about a minute), then a
     durable timer, then again, for as long as it takes; the pause grows to 10 minutes while it
@@ -82,6 +86,10 @@ async def run_local_activity_until_done(
     `woken_by`, a count that grows with what the workflow is sent (the round's commands), ends
     such a pause early: an operator who sends a command again once the database is back has it
     tried at once, not when the pause ends.
+
+    `backoff_timers` (patch local-activity-backoff-timers, decided by the caller when its
+    workflow starts): the first series' back-offs longer than LOCAL_RETRY_THRESHOLD are timers,
+    so the workflow answers queries and updates between its attempts.
 
     Never an endless retry inside one workflow task: a worker that is asked to stop cancels its
     local activities and the SDK's core retries them at once, so unbounded retries would keep the
@@ -99,6 +107,9 @@ async def run_local_activity_until_done(
                 schedule_to_close_timeout=LOCAL_ATTEMPTS_FOR,
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=10), maximum_attempts=attempts
+                ),
+                local_retry_threshold=(
+                    LOCAL_RETRY_THRESHOLD if backoff_timers and not growing else None
                 ),
             )
         except (ActivityError, RecordedTimeout) as exc:

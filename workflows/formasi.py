@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
-    from workflows.versions import FOLDED_PAGES, PAGED_RANKING
+    from workflows.versions import FOLDED_PAGES, LOCAL_ACTIVITY_BACKOFF_TIMERS, PAGED_RANKING
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
 PAGE_TIMEOUT = timedelta(seconds=30)  # a local activity that reads or writes one page
@@ -181,6 +181,7 @@ class FormasiSelection:
         self.start = start
         self.carry = FormasiCarry.model_validate(start.carry) if start.carry else FormasiCarry()
         self.own_limit = False
+        self.backoff_timers = False  # patch local-activity-backoff-timers, decided at each run
         if self.carry.tracker is None:
             self.carry.tracker = SkdCutTracker(
                 capacity=skd_cut_size(start.formasi.quota, start.rules.skd)
@@ -189,6 +190,7 @@ class FormasiSelection:
     @workflow.run
     async def run(self, start: FormasiStart) -> FormasiState:
         self.own_limit = workflow.patched("continue-as-new-on-own-count")
+        self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
         if not start.carry:
             self.carry.paged = workflow.patched(PAGED_RANKING)
             self.carry.folded = self.carry.paged and workflow.patched(FOLDED_PAGES)
@@ -529,11 +531,17 @@ class FormasiSelection:
             refs, _, winners = counted[part]
             if folded:
                 read = run_local_activity_until_done(
-                    READ_LEAF, LeafRead(kind=LINES, pages=refs, offset=offset), PAGE_TIMEOUT
+                    READ_LEAF,
+                    LeafRead(kind=LINES, pages=refs, offset=offset),
+                    PAGE_TIMEOUT,
+                    backoff_timers=self.backoff_timers,
                 )
             else:
                 read = run_local_activity_until_done(
-                    READ_PAGE, PageRead(kind=LINES, page=refs[offset]), PAGE_TIMEOUT
+                    READ_PAGE,
+                    PageRead(kind=LINES, page=refs[offset]),
+                    PAGE_TIMEOUT,
+                    backoff_timers=self.backoff_timers,
                 )
             ids = ids_of(await read)
             told = announcement
@@ -631,6 +639,7 @@ class FormasiSelection:
                 FOLD_PAGES,
                 PageFold(owner=workflow.info().workflow_id, pages=list(pages)),
                 PAGE_TIMEOUT,
+                backoff_timers=self.backoff_timers,
             )
             pages[:] = [index]
 

@@ -38,6 +38,7 @@ class ReadModelOutbox:
         self.at_rest = False  # write when the journey comes to rest, not after every step
         self.unwritten = False
         self.rows_written = 0  # rows this journey wrote itself (a close's row is the broadcast's)
+        self.backoff_timers = False  # patch local-activity-backoff-timers (the journey decides)
 
     def notify(self, key: str, notice: Notice) -> None:
         """A message to the applicant, sent with the next write (`key`: unique per applicant)."""
@@ -94,7 +95,9 @@ class ReadModelOutbox:
         self.unwritten = False
         self.version += 1
         projection = self._projection(state, name, category, decisions)
-        await run_local_activity_until_done(PROJECT_JOURNEY, projection, PROJECT_TIMEOUT)
+        await run_local_activity_until_done(
+            PROJECT_JOURNEY, projection, PROJECT_TIMEOUT, backoff_timers=self.backoff_timers
+        )
         self.projected_decisions = len(decisions)
         self.notifications = []
         self.reports = []

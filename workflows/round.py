@@ -77,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
         FINAL_SANGGAH,
+        LOCAL_ACTIVITY_BACKOFF_TIMERS,
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_POOL,
@@ -159,6 +160,7 @@ class RecruitmentRound:
         # read-model outage (patch local-activity-growing-pause), so a command sent again once the
         # database is back is acknowledged at once.
         self.commands_taken = 0
+        self.backoff_timers = False  # patch local-activity-backoff-timers, decided when run starts
         self.offers_cut = False
         self.offers_stopped = False
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
@@ -180,6 +182,7 @@ class RecruitmentRound:
         # Decided before the formasi start and before any journey asks the round for its view.
         self.final_sanggah = workflow.patched(FINAL_SANGGAH)
         self.keeps_board = workflow.patched(ROUND_VIEW_BOARD)
+        self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
         self._decide(
             RoundPhase.REGISTRATION,
             "round opened",
@@ -286,7 +289,10 @@ class RecruitmentRound:
 
     async def _read_page(self, kind: str, ref: PageRef) -> list:
         return await run_local_activity_until_done(
-            READ_PAGE, PageRead(kind=kind, page=ref), timedelta(seconds=30)
+            READ_PAGE,
+            PageRead(kind=kind, page=ref),
+            timedelta(seconds=30),
+            backoff_timers=self.backoff_timers,
         )
 
     def _enter(self, phase: RoundPhase) -> None:
@@ -971,6 +977,7 @@ class RecruitmentRound:
             RoundBoardWrite(workflow_id=workflow.info().workflow_id, version=version, board=board),
             BOARD_WRITE_TIMEOUT,
             woken_by=lambda: self.commands_taken,
+            backoff_timers=self.backoff_timers,
         )
         self.board_written = max(self.board_written, version)
 

@@ -56,8 +56,24 @@ ENGINE_4_PATCHES = ENGINE_3_PATCHES | {
 }
 
 
+# A local activity's first series of attempts leaves its workflow task between the longer
+# back-offs (workflows/calls.py, LOCAL_RETRY_THRESHOLD: the SDK's local_retry_threshold at 5 s):
+# attempts 1 to 4 within 7 s, then the back-offs of 8, 10, 10 and 10 s as timers, the task closed
+# meanwhile. Before, for the first minute of a read-model outage, the task was held open and
+# heartbeating: a query or an update (a report's acknowledgement) to the workflow waited for a
+# heartbeat, every 8 s (queries' p95 6.9 s, BENCHMARKS.md "A read-model outage"). Decided when the
+# workflow starts, never at a failure: `workflow.patched` is memoized per run, and a decision at
+# the first failure could not change how the first series runs. Journeys take it with engine 5;
+# the round and the formasi at the start of each run. Histories recorded before it replay as they
+# ran.
+LOCAL_ACTIVITY_BACKOFF_TIMERS = "local-activity-backoff-timers"
+
+# Folded into engine 5: what RecruitmentApi starts new journeys with since the back-off timers.
+ENGINE_5_PATCHES = ENGINE_4_PATCHES | {LOCAL_ACTIVITY_BACKOFF_TIMERS}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that a journey of engine 2, 3 or 4 has every patch its engine
+    """`workflow.patched`, except that a journey of engine 2 to 5 has every patch its engine
     folds in without a marker. A journey that claims an engine earlier than it is gains nothing:
     a new execution takes every patch, by its marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
@@ -65,6 +81,8 @@ def patched(patch: str, engine_version: int) -> bool:
     if engine_version >= 3 and patch in ENGINE_3_PATCHES:
         return True
     if engine_version >= 4 and patch in ENGINE_4_PATCHES:
+        return True
+    if engine_version >= 5 and patch in ENGINE_5_PATCHES:
         return True
     return workflow.patched(patch)
 

@@ -44,11 +44,12 @@ from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
-from scripts.record_histories import run_small_round
+from scripts.record_histories import patch_markers, run_small_round
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
+from workflows.versions import LOCAL_ACTIVITY_BACKOFF_TIMERS
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RECORDED = ROOT / "tests" / "histories"
@@ -87,7 +88,9 @@ SIGNING_KEY = bytes(range(32))
 # seat is freed and records the declines since its last allocation (patch optimalisasi-by-change).
 # v15-full-cut: the full round with an optimalisasi history budget of 1 (`--history-budget 1`):
 # the allocation for the withdrawn seat is cut to no offer, the round records "offers stopped"
-# (patch optimalisasi-budget), and the two it would have offered the seat to end TL.
+# (patch optimalisasi-budget), and the two it would have offered the seat to end TL. v16-full:
+# engine-5 journeys (patch local-activity-backoff-timers, folded: no marker), and the round and
+# the formasi runs with that patch's marker.
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -106,6 +109,7 @@ RECORDED_SETS = [
     RECORDED / "v13-full",
     RECORDED / "v14-full",
     RECORDED / "v15-full-cut",
+    RECORDED / "v16-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -202,6 +206,23 @@ async def test_every_journey_of_v12_asked_the_sanctions_register_in_the_task_tha
             assert [n for n in first if n == "check_sanctions"] == expected, (name, first)
 
 
+async def test_v16_journeys_take_the_backoff_timers_by_engine_and_the_round_by_marker():
+    """v16-full: engine-5 journeys take patch local-activity-backoff-timers without a marker
+    (folded); the round and every formasi run decide it when they start, by its marker. v15's
+    round, recorded before the patch, holds none."""
+    v16 = load_histories(RECORDED / "v16-full")
+    journeys = [h for h in v16 if h.kind == "journey"]
+    assert len(journeys) == 14
+    for h in journeys:
+        assert LOCAL_ACTIVITY_BACKOFF_TIMERS not in patch_markers(h.history), h.workflow_id
+    others = [h for h in v16 if h.kind in ("round", "formasi")]
+    assert others and all(
+        LOCAL_ACTIVITY_BACKOFF_TIMERS in patch_markers(h.history) for h in others
+    ), [h.workflow_id for h in others]
+    v15_round = [h for h in load_histories(RECORDED / "v15-full-cut") if h.kind == "round"]
+    assert v15_round and LOCAL_ACTIVITY_BACKOFF_TIMERS not in patch_markers(v15_round[0].history)
+
+
 async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
     outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
@@ -237,6 +258,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v13-full",
         RECORDED / "v14-full",
         RECORDED / "v15-full-cut",
+        RECORDED / "v16-full",
     ],
     ids=lambda p: p.name,
 )

@@ -168,3 +168,81 @@ async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_ser
 
     # The history replays as it ran, the pauses drawn from the workflow's random alike.
     await Replayer(workflows=[WritesWhileDown], data_converter=converter).replay_workflow(history)
+
+
+FIRST_SERIES_FAILS: list[int] = []
+
+
+@activity.defn(name="write_after_a_blip")
+async def write_after_a_blip(write: Write) -> None:
+    FIRST_SERIES_FAILS.append(activity.info().attempt)
+    if len(FIRST_SERIES_FAILS) <= LOCAL_ATTEMPTS:
+        raise ConnectionRefusedError(111, "the read model is down")
+
+
+BLIP = Activity("write_after_a_blip", Write, type(None))
+
+
+@workflow.defn(name="WritesWithBackoffTimers", sandboxed=False)
+class WritesWithBackoffTimers:
+    @workflow.run
+    async def run(self, write: Write) -> None:
+        await run_local_activity_until_done(BLIP, write, timedelta(seconds=5), backoff_timers=True)
+
+    @workflow.query
+    def where(self) -> int:
+        return 1
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_first_series_answers_queries_between_its_attempts(test_server_path, keys):
+    """Patch local-activity-backoff-timers: the first series' back-offs of 8 and 10 s are timers,
+    the workflow task closed meanwhile, so a query is answered at once. Before, the task stayed
+    open for the whole series and a query waited for its heartbeat (every 8 s)."""
+    FIRST_SERIES_FAILS.clear()
+    converter = data_converter(keys)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_path), data_converter=converter
+    )
+    async with env:
+        queue = f"blip-{uuid.uuid4().hex[:8]}"
+        async with Worker(
+            env.client,
+            task_queue=queue,
+            workflows=[WritesWithBackoffTimers],
+            activities=[write_after_a_blip],
+        ):
+            handle = await env.client.start_workflow(
+                WritesWithBackoffTimers.run, Write(row="r"), id=queue, task_queue=queue
+            )
+            # Attempts 1 to 4 run within 7 s; from then on the back-offs are timers (real time:
+            # nothing skips them until the result is awaited). Ask four times, 3 s apart.
+            deadline = time.monotonic() + 60
+            while len(FIRST_SERIES_FAILS) < 5:
+                assert time.monotonic() < deadline, FIRST_SERIES_FAILS
+                await asyncio.sleep(0.2)
+            took = []
+            for _ in range(4):
+                began = time.monotonic()
+                await handle.query(WritesWithBackoffTimers.where)
+                took.append(time.monotonic() - began)
+                await asyncio.sleep(3)
+            await asyncio.wait_for(handle.result(), timeout=150)
+            history = await handle.fetch_history()
+
+    # With the task open, a query waits for the next heartbeat: up to 8 s.
+    assert max(took) < 2.0, took
+    assert FIRST_SERIES_FAILS == list(range(1, LOCAL_ATTEMPTS + 1)) + [1]
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    # The back-offs after attempts 4 to 8 (8, 10, 10, 10, 10 s; 1, 2 and 4 s ran in the task),
+    # then the pause after the series.
+    assert timers[:-1] == [8, 10, 10, 10, 10], timers
+    shortest, longest = local_pause_bounds(0)
+    assert shortest.total_seconds() <= timers[-1] <= longest.total_seconds(), timers
+    await Replayer(workflows=[WritesWithBackoffTimers], data_converter=converter).replay_workflow(
+        history
+    )

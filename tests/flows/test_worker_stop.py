@@ -1,8 +1,13 @@
-"""A worker asked to stop while the read model is down stops, and nothing it left is lost.
+"""A worker asked to stop while the read model is down stops, and nothing it left is lost; a
+command sent again once the database is back ends the round's pause.
 
 Before runtime/stopping.py the shutdown never ended: the SDK's core kept retrying the round's
 board write and the journeys' projections every 10 s while the worker stopped, past their 60 s
 schedule-to-close, and the workflow tasks they belonged to stayed open (a probe waited 240 s).
+Since patch local-activity-backoff-timers a new workflow holds a failing local activity in its
+task for at most 7 s (its longer back-offs are timers), so this stop no longer depends on the
+interceptor, which remains for workflows started before it (tests/test_stopping.py checks it,
+and scripts/local_activity_shutdown.py shows the SDK's part).
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ from tests.flows.test_database_outage import (
     start_outage_round,
 )
 from tests.roundkit import TEST_KEYRING
-from workflows.calls import LOCAL_PAUSE, local_pause_bounds
+from workflows.calls import LOCAL_ATTEMPTS_FOR, LOCAL_PAUSE, local_pause_bounds
 from workflows.ids import journey_workflow_id, round_workflow_id
-from workflows.versions import LOCAL_ACTIVITY_GROWING_PAUSE, LOCAL_ACTIVITY_STOPPING_PAUSE
+from workflows.versions import LOCAL_ACTIVITY_GROWING_PAUSE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -52,6 +57,19 @@ async def own_stack(server_dir):
         yield settings, info
     finally:
         stop_stack(settings)
+
+
+async def _pauses(handle, shortest: timedelta, longest: timedelta) -> int:
+    """How many timers of the workflow are pauses within these bounds."""
+    history = await handle.fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+        and shortest
+        <= timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
+        <= longest
+    )
 
 
 async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
@@ -87,13 +105,19 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
             assert description.status == WorkflowExecutionStatus.RUNNING, (wid, stopped_in)
         assert not close_reg.done(), "the command was answered by a worker that was stopping"
 
-        # The database and a new worker back: the board is written once the pause is over,
-        # the command acknowledged, and each report projected once.
-        await ensure_stack(settings)
+        # A new worker while the database is still down: the round's board write runs out of its
+        # first series (or was ended by the stop) and pauses (patch local-activity-growing-pause).
+        shortest, longest = local_pause_bounds(0)  # the first pause
+        round_handle = client.get_workflow_handle(round_workflow_id(ROUND))
         async with await build_worker(client, settings, pool):
+            deadline = time.monotonic() + LOCAL_ATTEMPTS_FOR.total_seconds() + 60
+            while not await _pauses(round_handle, shortest, longest):
+                assert time.monotonic() < deadline, "the round's board write never paused"
+                await asyncio.sleep(1)
+            # The database back; the operator sends the close again: the round's pause ends at
+            # once, the board is written and both commands are acknowledged.
+            await ensure_stack(settings)
             wait_s = LOCAL_PAUSE.total_seconds() + 60
-            # The operator sends the close again: the round's board write, in its pause, is tried
-            # at once (patch local-activity-growing-pause), and both are acknowledged.
             again = await asyncio.wait_for(api.command(ROUND, CLOSE_REGISTRATION), timeout=wait_s)
             assert again.effect == "registration closed early"
             ack = await asyncio.wait_for(close_reg, timeout=wait_s)
@@ -102,7 +126,8 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
                 round_workflow_id(ROUND)
             )
             assert board is not None and board.view.registration_closed_at is not None
-            deadline = time.monotonic() + wait_s
+            # Each journey writes its row when its own pause ends (its first or second).
+            deadline = time.monotonic() + local_pause_bounds(1)[1].total_seconds() + 60
             while True:
                 rows = await _rows(info.database_url, ids)
                 if all(r is not None and r["admin"] == "MS" for r in rows.values()):
@@ -110,30 +135,19 @@ async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
                 assert time.monotonic() < deadline, rows
                 await asyncio.sleep(0.5)
             assert all(r["reports"] == 1 for r in rows.values()), rows  # once, however retried
-        # The round's history shows the path: no failed workflow task, and the pause's timer.
-        history = await client.get_workflow_handle(round_workflow_id(ROUND)).fetch_history()
+        # The round's history shows the path: no failed workflow task, its pause, and the pause's
+        # timer cancelled by the command sent again (not fired).
+        history = await round_handle.fetch_history()
         kinds = [e.event_type for e in history.events]
         assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds
-        shortest, longest = local_pause_bounds(0)  # the first pause
-        pauses = [
-            e
-            for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-            and shortest
-            <= timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
-            <= longest
-        ]
-        assert pauses, "the board write was not ended by the stop (no pause on a timer)"
-        # The command sent again ended the pause: its timer was cancelled, not fired.
+        assert await _pauses(round_handle, shortest, longest)
         assert EventType.EVENT_TYPE_TIMER_CANCELED in kinds, "the command did not end the pause"
-        # Patch local-activity-stopping-pause is in the histories, and they replay as they ran.
+        # The patch is in the histories, and they replay as they ran.
         histories = [
             await client.get_workflow_handle(wid).fetch_history()
             for wid in [round_workflow_id(ROUND), *(journey_workflow_id(ROUND, a) for a in ids)]
         ]
-        assert {LOCAL_ACTIVITY_STOPPING_PAUSE, LOCAL_ACTIVITY_GROWING_PAUSE} <= set(
-            patch_markers(histories[0])
-        )
+        assert LOCAL_ACTIVITY_GROWING_PAUSE in patch_markers(histories[0])
         outcomes = await replay(histories, client.data_converter)
         assert all(o.ok for o in outcomes), [
             (o.workflow_id, o.failure or o.drift) for o in outcomes
