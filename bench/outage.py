@@ -134,7 +134,7 @@ async def run_outage(ctx, out_dir: Path, size: int, down: float, seed: int) -> d
     caught_up = time.monotonic() - back
     after = await _lengths(client, round_id, ids)
 
-    # The pauses each journey took, from its history.
+    # The timers each journey set during the outage (back-offs and pauses), from its history.
     pauses: list[list[float]] = []
     for a in ids:
         history = await client.get_workflow_handle(journey_workflow_id(round_id, a)).fetch_history()
@@ -167,8 +167,10 @@ async def run_outage(ctx, out_dir: Path, size: int, down: float, seed: int) -> d
             "events added by the catch-up (median)": (
                 f"{statistics.median(after[a] - at_restart[a] for a in ids):.0f}"
             ),
-            "pauses per journey (median)": f"{statistics.median(len(p) for p in pauses):.0f}",
-            "one journey's pauses (s)": ", ".join(f"{s:.0f}" for s in pauses[0]),
+            "timers per journey, back-offs and pauses (median)": (
+                f"{statistics.median(len(p) for p in pauses):.0f}"
+            ),
+            "one journey's timers (s)": ", ".join(f"{s:.0f}" for s in pauses[0]),
             "queries in the first 120 s: answered / unanswered; p50 / p95 / max": _times(
                 [q for q in asked if q[0] < FIRST_SERIES]
             ),
