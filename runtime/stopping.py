@@ -9,6 +9,9 @@ test_worker_stop.py): the SDK's core kept dispatching the failing attempt every 
 it without end. The attempts bound alone should end that after about a minute (not measured); a
 rolling restart should not wait a minute per worker either.
 scripts/local_activity_shutdown.py shows the SDK's part alone (one workflow, one activity).
+Since patch local-activity-backoff-timers a new workflow holds at most 7 s of attempts in its task
+(the longer back-offs are timers), so the shutdown no longer hangs on it; this interceptor stays
+for workflows started before that patch, and to end those 7 s at once.
 
 So, for a local activity on a worker that is stopping:
 - an attempt that fails ends the local activity, not retryable (the failure is the cause);
