@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError
 
 from bench.common import console
 from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
 from domain.messages import JourneyState
 from runtime.embedded import _stop_postgres, ensure_stack
+from scripts.record_histories import timers_started
 from workflows.ids import journey_workflow_id
 
 QUERY_EVERY = 1.0  # s between two queries to a journey during the outage
@@ -138,13 +138,7 @@ async def run_outage(ctx, out_dir: Path, size: int, down: float, seed: int) -> d
     pauses: list[list[float]] = []
     for a in ids:
         history = await client.get_workflow_handle(journey_workflow_id(round_id, a)).fetch_history()
-        pauses.append(
-            [
-                e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
-                for e in history.events
-                if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED and e.event_id > before[a]
-            ]
-        )
+        pauses.append([t.total_seconds() for t in timers_started(history, after_event=before[a])])
     during = [at_restart[a] - before[a] for a in ids]
     figures = {
         "_round_id": round_id,

@@ -726,6 +726,16 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
     return out
 
 
+def timers_started(history: WorkflowHistory, after_event: int = 0) -> list[timedelta]:
+    """How long each timer the history started after event `after_event` was set for (durable
+    sleeps, pauses, back-offs), in order."""
+    return [
+        timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
+        for e in history.events
+        if e.event_id > after_event and e.HasField("timer_started_event_attributes")
+    ]
+
+
 async def summarise(directory: Path, names: dict[str, str] | None = None) -> int:
     """Print each journey's outcome (re-derived by replay) and each history's patch markers.
 

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import pytest_asyncio
-import tomli_w
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -37,7 +36,14 @@ from runtime.sealed import ColumnCipher
 from runtime.settings import LogFormat
 from runtime.telemetry import core_logging
 from tests.flows.test_round_end_to_end import _state, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    compressed_round,
+    create_round_file,
+    formasi,
+    registration,
+)
 from tests.test_logs import captured_logs
 from workflows.calls import LOCAL_PAUSE
 from workflows.ids import round_workflow_id
@@ -140,9 +146,7 @@ async def start_outage_round(api, client, tmp_path) -> list[str]:
         },
         t0=datetime.now(UTC),
     )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    await create_round_file(api, config, tmp_path)
     ids = [
         (await api.register(config, registration(i, "F1"), "sscasn")).applicant_id
         for i in (1, 2, 3)

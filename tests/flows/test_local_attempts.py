@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -28,7 +29,7 @@ from temporalio.worker import Replayer, Worker
 
 from domain.protocol import Activity
 from runtime.connection import data_converter
-from scripts.record_histories import patch_markers
+from scripts.record_histories import patch_markers, timers_started
 from workflows.calls import (
     LOCAL_ATTEMPTS,
     LOCAL_ATTEMPTS_AFTER_PAUSE,
@@ -96,34 +97,47 @@ def test_the_pause_doubles_to_its_most_and_is_shortened_by_at_most_a_quarter():
     assert local_pause(60, 0.0) == LOCAL_PAUSE_MOST  # no overflow however long the outage
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_server_path, keys):
-    ATTEMPTS.clear()
-    converter = data_converter(keys)
+@asynccontextmanager
+async def _started(test_server_path, keys, workflow_cls, activity_fn):
+    """A time-skipping server of its own, a worker of `workflow_cls` and `activity_fn`, and the
+    workflow started: its handle."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(test_server_path), data_converter=converter
+        test_server_existing_path=str(test_server_path), data_converter=data_converter(keys)
     )
     async with env:
         queue = f"attempts-{uuid.uuid4().hex[:8]}"
         async with Worker(
-            env.client, task_queue=queue, workflows=[WritesWhileDown], activities=[write_while_down]
+            env.client, task_queue=queue, workflows=[workflow_cls], activities=[activity_fn]
         ):
-            handle = await env.client.start_workflow(
-                WritesWhileDown.run, Write(row="r"), id=queue, task_queue=queue
+            yield await env.client.start_workflow(
+                workflow_cls.run, Write(row="r"), id=queue, task_queue=queue
             )
-            # The first pause is in real time (nothing skips it until the result is awaited): a
-            # command sent during it ends it.
-            first_pause = await _first_timer(handle, within=120)
-            await handle.signal(WritesWhileDown.command)
-            try:
-                # Without the bound on attempts the first series never ends (the task stays open).
-                await asyncio.wait_for(handle.result(), timeout=150)
-            except TimeoutError:
-                history = await handle.fetch_history()
-                raise AssertionError(
-                    f"still running after 150 s: {len(history.events)} events, attempts {ATTEMPTS}"
-                ) from None
+
+
+async def _replays(workflow_cls, keys, history) -> None:
+    """The history replays as it ran (the pauses drawn from the workflow's random alike)."""
+    await Replayer(workflows=[workflow_cls], data_converter=data_converter(keys)).replay_workflow(
+        history
+    )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_server_path, keys):
+    ATTEMPTS.clear()
+    async with _started(test_server_path, keys, WritesWhileDown, write_while_down) as handle:
+        # The first pause is in real time (nothing skips it until the result is awaited): a
+        # command sent during it ends it.
+        first_pause = await _first_timer(handle, within=120)
+        await handle.signal(WritesWhileDown.command)
+        try:
+            # Without the bound on attempts the first series never ends (the task stays open).
+            await asyncio.wait_for(handle.result(), timeout=150)
+        except TimeoutError:
             history = await handle.fetch_history()
+            raise AssertionError(
+                f"still running after 150 s: {len(history.events)} events, attempts {ATTEMPTS}"
+            ) from None
+        history = await handle.fetch_history()
 
     events = list(history.events)
     # Nine attempts, then three after each pause, then the one that succeeds.
@@ -132,11 +146,7 @@ async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_ser
         + list(range(1, LOCAL_ATTEMPTS_AFTER_PAUSE + 1)) * (FAILED_SERIES - 1)
         + [1]
     )
-    timers = [
-        timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
+    timers = timers_started(history)
     assert len(timers) == FAILED_SERIES, timers
     for n, pause in enumerate(timers):
         shortest, longest = local_pause_bounds(n)
@@ -166,8 +176,7 @@ async def test_failing_attempts_end_in_a_growing_pause_not_an_open_task(test_ser
     per_series = [nxt - end for end, nxt in zip(ended, started[1:], strict=False)]
     assert per_series[0] <= 7 and max(per_series[1:]) <= 6, per_series
 
-    # The history replays as it ran, the pauses drawn from the workflow's random alike.
-    await Replayer(workflows=[WritesWhileDown], data_converter=converter).replay_workflow(history)
+    await _replays(WritesWhileDown, keys, history)
 
 
 FIRST_SERIES_FAILS: list[int] = []
@@ -200,49 +209,31 @@ async def test_the_first_series_answers_queries_between_its_attempts(test_server
     the workflow task closed meanwhile, so a query is answered at once. Before, the task stayed
     open for the whole series and a query waited for its heartbeat (every 8 s)."""
     FIRST_SERIES_FAILS.clear()
-    converter = data_converter(keys)
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(test_server_path), data_converter=converter
-    )
-    async with env:
-        queue = f"blip-{uuid.uuid4().hex[:8]}"
-        async with Worker(
-            env.client,
-            task_queue=queue,
-            workflows=[WritesWithBackoffTimers],
-            activities=[write_after_a_blip],
-        ):
-            handle = await env.client.start_workflow(
-                WritesWithBackoffTimers.run, Write(row="r"), id=queue, task_queue=queue
-            )
-            # Attempts 1 to 4 run within 7 s; from then on the back-offs are timers (real time:
-            # nothing skips them until the result is awaited). Ask four times, 3 s apart.
-            deadline = time.monotonic() + 60
-            while len(FIRST_SERIES_FAILS) < 5:
-                assert time.monotonic() < deadline, FIRST_SERIES_FAILS
-                await asyncio.sleep(0.2)
-            took = []
-            for _ in range(4):
-                began = time.monotonic()
-                await handle.query(WritesWithBackoffTimers.where)
-                took.append(time.monotonic() - began)
-                await asyncio.sleep(3)
-            await asyncio.wait_for(handle.result(), timeout=150)
-            history = await handle.fetch_history()
+    async with _started(
+        test_server_path, keys, WritesWithBackoffTimers, write_after_a_blip
+    ) as handle:
+        # Attempts 1 to 4 run within 7 s; from then on the back-offs are timers (real time:
+        # nothing skips them until the result is awaited). Ask four times, 3 s apart.
+        deadline = time.monotonic() + 60
+        while len(FIRST_SERIES_FAILS) < 5:
+            assert time.monotonic() < deadline, FIRST_SERIES_FAILS
+            await asyncio.sleep(0.2)
+        took = []
+        for _ in range(4):
+            began = time.monotonic()
+            await handle.query(WritesWithBackoffTimers.where)
+            took.append(time.monotonic() - began)
+            await asyncio.sleep(3)
+        await asyncio.wait_for(handle.result(), timeout=150)
+        history = await handle.fetch_history()
 
     # With the task open, a query waits for the next heartbeat: up to 8 s.
     assert max(took) < 2.0, took
     assert FIRST_SERIES_FAILS == list(range(1, LOCAL_ATTEMPTS + 1)) + [1]
-    timers = [
-        e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-    ]
+    timers = [t.total_seconds() for t in timers_started(history)]
     # The back-offs after attempts 4 to 8 (8, 10, 10, 10, 10 s; 1, 2 and 4 s ran in the task),
     # then the pause after the series.
     assert timers[:-1] == [8, 10, 10, 10, 10], timers
     shortest, longest = local_pause_bounds(0)
     assert shortest.total_seconds() <= timers[-1] <= longest.total_seconds(), timers
-    await Replayer(workflows=[WritesWithBackoffTimers], data_converter=converter).replay_workflow(
-        history
-    )
+    await _replays(WritesWithBackoffTimers, keys, history)

@@ -8,16 +8,14 @@ later task of such a journey fails as non-deterministic and the journey is stuck
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
 from auditing.bundle import load_histories
 from auditing.history import replay
-from scripts.record_histories import patch_markers
+from scripts.record_histories import patch_markers, timers_started
 from tests.flows.test_audit import recorded_converter
 from workflows.calls import local_pause_bounds
 from workflows.versions import LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_GROWING_PAUSE
@@ -55,11 +53,7 @@ async def test_journeys_paused_through_a_read_model_outage_replay():
         assert {LOCAL_ACTIVITY_ATTEMPTS, LOCAL_ACTIVITY_GROWING_PAUSE} <= set(
             patch_markers(history)
         ), history.workflow_id
-        pauses = [
-            timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
-            for e in history.events
-            if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-        ]
+        pauses = timers_started(history)
         # What the set was recorded for: at least three pauses, of 1, 2 and 4 minutes less their
         # jitter (a journey sets no timer of its own while it waits for its SKD).
         assert len(pauses) >= 3, (history.workflow_id, pauses)

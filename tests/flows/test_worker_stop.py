@@ -30,7 +30,7 @@ from runtime.db import open_pool
 from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.sealed import ColumnCipher
-from scripts.record_histories import patch_markers
+from scripts.record_histories import patch_markers, timers_started
 from tests.flows.test_database_outage import (
     CLOSE_REGISTRATION,
     _outage,
@@ -62,14 +62,7 @@ async def own_stack(server_dir):
 async def _pauses(handle, shortest: timedelta, longest: timedelta) -> int:
     """How many timers of the workflow are pauses within these bounds."""
     history = await handle.fetch_history()
-    return sum(
-        1
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
-        and shortest
-        <= timedelta(seconds=e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds())
-        <= longest
-    )
+    return sum(1 for t in timers_started(history) if shortest <= t <= longest)
 
 
 async def test_a_worker_stops_while_the_read_model_is_down(own_stack, tmp_path):
