@@ -108,9 +108,8 @@ async def run_local_activity_until_done(
                 retry_policy=RetryPolicy(
                     maximum_interval=timedelta(seconds=10), maximum_attempts=attempts
                 ),
-                local_retry_threshold=(
-                    LOCAL_RETRY_THRESHOLD if backoff_timers and not growing else None
-                ),
+                # Only the first series has back-offs above it: after a pause, 1 and 2 s.
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD if backoff_timers else None,
             )
         except (ActivityError, RecordedTimeout) as exc:
             # Live, the exhausted budget arrives as ActivityError; replayed from history, as the
