@@ -795,7 +795,11 @@ def _show_round(ctx: Context, view: RoundView) -> None:
 async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str, Counter]:
     """Print the round (every window with its extensions and early close, the TMT and its moves)
     and its funnel per formasi, as tables or one JSON document; return the funnel. An unknown
-    round still shows what the read model holds of it."""
+    round still shows what the read model holds of it.
+
+    The round comes from its workflow, the funnel from the read model. With the read model down
+    the round is still shown, with why the funnel is not (`funnel_problem` in JSON); then the
+    database's error is raised again, so that the command exits 3 ("stopped")."""
     view: RoundView | None = None
     problem = None
     try:
@@ -803,7 +807,16 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
         view = await round_view(ctx.api, round_id)
     except RefusedError as exc:  # show the read model even when the round is gone
         problem = str(exc)
-    counts = await funnel(ctx, round_id)
+    counts: dict[str, Counter] = {}
+    funnel_problem = None
+    down: Exception | None = None
+    try:
+        counts = await funnel(ctx, round_id)
+    except Exception as exc:
+        funnel_problem = unreachable(exc)
+        if funnel_problem is None:
+            raise
+        down = exc
     if as_json:
         _print_json(
             ctx,
@@ -811,14 +824,30 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
                 "round_id": round_id,
                 "round": view.model_dump(mode="json") if view else None,
                 "round_problem": problem,
-                "funnel": {f: dict(sorted(per.items())) for f, per in sorted(counts.items())},
+                "funnel": None
+                if down
+                else {f: dict(sorted(per.items())) for f, per in sorted(counts.items())},
+                "funnel_problem": funnel_problem,
             },
         )
-        return counts
-    if view is not None:
-        _show_round(ctx, view)
     else:
-        ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
+        if view is not None:
+            _show_round(ctx, view)
+        else:
+            ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
+        if down is None:
+            _show_funnel(ctx, round_id, counts)
+        else:
+            ctx.console.print(
+                f"funnel of round {round_id}: not shown: {funnel_problem}", highlight=False
+            )
+    if down is not None:
+        raise down
+    return counts
+
+
+def _show_funnel(ctx: Context, round_id: str, counts: dict[str, Counter]) -> None:
+    """The funnel per formasi: stage or result code counts, with a total row."""
     codes = sorted({c for per in counts.values() for c in per})
     table = Table(title=f"Funnel of round {round_id}")
     table.add_column("formasi")
@@ -836,7 +865,6 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
         end_section=True,
     )
     ctx.console.print(table)
-    return counts
 
 
 def _yes(flag: bool) -> str:

@@ -9,6 +9,7 @@ once the round's board (docs/ARCHITECTURE.md) is written, when the database is b
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import time
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 import pytest_asyncio
+from rich.console import Console
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -35,6 +37,7 @@ from runtime.logs import REPEAT_WINDOW_S
 from runtime.sealed import ColumnCipher
 from runtime.settings import LogFormat
 from runtime.telemetry import core_logging
+from starter import Context, status, unreachable
 from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import (
     OPERATOR,
@@ -90,6 +93,7 @@ async def test_reports_survive_a_read_model_outage(private_stack, tmp_path):
             with captured_logs(settings) as log_lines:
                 assert _stop_postgres(settings.data_dir.resolve()) is not None
                 states, close_reg = await _outage(api, client, ids)
+                await _status_without_read_model(api, info.database_url)
                 await ensure_stack(settings)  # PostgreSQL back (the Temporal server is reused)
                 # An outage longer than a local activity's attempts (about a minute, on a loaded
                 # machine) adds the workflow's pause on its timer before the write is made.
@@ -186,6 +190,26 @@ async def _outage(api, client, ids: list[str]) -> tuple[list[JourneyState], asyn
     await asyncio.sleep(OUTAGE_S)  # the projections fail and retry meanwhile
     assert not close_reg.done(), f"answered with the database down: {_outcome(close_reg)}"
     return states, close_reg
+
+
+async def _status_without_read_model(api, database_url: str) -> None:
+    """`starter.py status` with the database down shows the round from its workflow, says why
+    the funnel is missing, and ends with the database's error (the command exits 3)."""
+    for as_json in (True, False):
+        out = io.StringIO()
+        ctx = Context(api, database_url, Console(file=out, width=250))
+        with pytest.raises(Exception) as raised:  # refused, or asyncpg.CannotConnectNowError
+            await status(ctx, "outage", as_json=as_json)
+        assert unreachable(raised.value) is not None, raised.value
+        if as_json:
+            document = json.loads(out.getvalue())
+            assert document["round"]["phase"] == "skd", document["round"]
+            assert document["funnel"] is None
+            assert document["funnel_problem"].startswith("the database cannot be reached")
+        else:
+            shown = out.getvalue()
+            assert "Windows of round outage" in shown, shown
+            assert "funnel of round outage: not shown: the database cannot be reached" in shown
 
 
 def _outcome(task: asyncio.Task) -> str:
