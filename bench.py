@@ -32,6 +32,7 @@ It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 382
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -41,11 +42,13 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -446,11 +449,32 @@ async def run_registrations(
     return driver, fig
 
 
-async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
+async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int, baseline: bool = True) -> dict:
+    """Our acknowledgements (an administration result to a journey at admin_check, through
+    RecruitmentApi) at a fixed offered rate, open loop. With `baseline`, first the bare engine's at
+    the same rate in the same run: an update answered at once by a workflow that stays open
+    (bench/baseline_wf.py AckTarget), from the same client, on a worker of its own with the SDK's
+    sandbox and the same cache size. Each phase has only its own workflows cached in this
+    process: the bare worker (and its cache) is stopped before the journeys register, so neither
+    phase's garbage collections walk the other's workflows."""
     from client.api import RefusedError
     from domain.messages import AdminReport
 
     total = int(rate * duration)
+    figures: dict = {}
+    bare_fig = None
+    if baseline:
+        async with _ack_targets(ctx, total) as (handles, refs):
+            bare_fig = await _open_loop(
+                ctx,
+                list(range(len(handles))),
+                rate,
+                duration,
+                lambda i: handles[i].execute_update("report", refs[i]),
+                (Exception,),
+            )
+        print_table("bare engine: an update answered at once", _shown(bare_fig))
+        gc.collect()
     # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)
     driver, _ = await run_registrations(
         ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run"
@@ -458,36 +482,77 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
     n = len(driver.ids)
     await driver.wait(lambda c: c["admin_check"] == n, "registrations")
     targets = list(driver.ids)[:total]
+
+    async def ours(a: str) -> None:
+        await ctx.api.report(
+            driver.round_id,
+            a,
+            AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]),
+        )
+
+    fig = await _open_loop(ctx, targets, rate, duration, ours, (RefusedError, Exception))
+    print_table("stage-result acknowledgement latency", _shown(fig))
+    figures.update({"p95_ms": fig["p95"], **fig})
+    if bare_fig is not None:
+        ratio = {
+            "p95, ours ÷ bare": f"{fig['p95'] / bare_fig['p95']:.2f}",
+            "worker+driver CPU per ack, ours / bare": (
+                f"{fig['cpu_per_ack']['worker']:.2f} / {bare_fig['cpu_per_ack']['worker']:.2f} ms"
+            ),
+            "Temporal server CPU per ack, ours / bare": (
+                f"{fig['cpu_per_ack']['temporal']:.2f} / "
+                f"{bare_fig['cpu_per_ack']['temporal']:.2f} ms"
+            ),
+        }
+        print_table("ours against the bare engine, same run", ratio)
+        figures["bare"] = {"p95_ms": bare_fig["p95"], **bare_fig}
+        figures["against bare"] = ratio
+    return figures
+
+
+def _shown(fig: dict) -> dict:
+    """A phase's figures as printed: without the raw numbers kept for the ratios."""
+    return {k: v for k, v in fig.items() if k not in ("p95", "cpu_per_ack")}
+
+
+async def _open_loop(
+    ctx: Ctx,
+    items: list,
+    rate: float,
+    duration: float,
+    send: Callable[[Any], Awaitable[Any]],
+    counted: tuple[type[BaseException], ...],
+) -> dict:
+    """Send one item every 1/rate s whatever the answers (open loop); the latency of each from
+    the moment it was due, the errors counted, and the CPU of each process over the phase."""
     latencies: list[float] = []
     errors: list[str] = []
     lag: list[float] = []
 
-    async def send(i: int, when: float, a: str) -> None:
+    async def one(item: Any, when: float) -> None:
         lag.append(time.monotonic() - when)
         try:
-            await ctx.api.report(
-                driver.round_id,
-                a,
-                AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]),
-            )
+            await send(item)
             latencies.append((time.monotonic() - when) * 1000)
-        except (RefusedError, Exception) as exc:  # noqa: BLE001 - counted, shown below
+        except counted as exc:  # counted, shown below
             errors.append(str(exc))
 
     tasks = []
+    ctx.gc_watch.reset()  # the collections' pauses stop the worker and the sender alike
     with CpuMeter(ctx.settings) as cpu:
         t0 = time.monotonic() + 0.5
-        for i, a in enumerate(targets):
+        for i, item in enumerate(items):
             when = t0 + i / rate
             delay = when - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(
-                asyncio.create_task(send(i, when, a))
-            )  # open loop: never waits for an answer
+            tasks.append(asyncio.create_task(one(item, when)))  # never waits for an answer
         await asyncio.gather(*tasks)
-    fig = {
-        "offered rate": f"{rate:g} reports/s for {duration:g} s ({len(targets)} reports, open loop)",
+    if errors:
+        console.print(f"[yellow]first error: {errors[0]}[/]")
+    per_ack = {k: 1000 * v / max(len(latencies), 1) for k, v in cpu.deltas().items()}
+    return {
+        "offered rate": f"{rate:g}/s for {duration:g} s ({len(items)} sent, open loop)",
         "acknowledged": len(latencies),
         "errors": len(errors),
         "p50 / p95 / p99": f"{pct(latencies, 50):.0f} / {pct(latencies, 95):.0f} / {pct(latencies, 99):.0f} ms",
@@ -495,11 +560,55 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int) -> dict:
         "sender lag p99 (client scheduling)": f"{pct([x * 1000 for x in lag], 99):.1f} ms",
         "achieved ack rate": f"{len(latencies) / cpu.elapsed:.1f}/s",
         **cpu.figures(),
+        "garbage collection in this process: longest pause / pauses ≥ 0.5 s": (
+            f"{ctx.gc_watch.longest * 1000:.0f} ms / {ctx.gc_watch.long_pauses}"
+        ),
+        "CPU per ack, worker+driver / Temporal": (
+            f"{per_ack['worker']:.2f} / {per_ack['temporal']:.2f} ms"
+        ),
+        "p95": pct(latencies, 95),
+        "cpu_per_ack": per_ack,
     }
-    print_table("stage-result acknowledgement latency", fig)
-    if errors:
-        console.print(f"[yellow]first error: {errors[0]}[/]")
-    return {"p95_ms": pct(latencies, 95), **fig}
+
+
+@asynccontextmanager
+async def _ack_targets(ctx: Ctx, count: int):
+    """`count` bare AckTarget workflows, started and past their first workflow task, with a worker
+    of their own (the SDK's sandbox, our worker's cache size) running until the block ends. The
+    stack is the bench's own and discarded after the run: the targets are left open."""
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from activities.broadcast import task_queue_backlog
+    from bench.baseline_wf import AckTarget
+
+    queue = f"{ctx.settings.task_queue}-ack-bare"
+    client = ctx.app.client
+    run = uuid.uuid4().hex[:6]
+    gate = asyncio.Semaphore(32)
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[AckTarget],
+        workflow_runner=SandboxedWorkflowRunner(),
+        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+    )
+
+    async def start(i: int):
+        async with gate:
+            return await client.start_workflow(
+                AckTarget.run, id=f"bench-ack-bare-{run}-{i}", task_queue=queue
+            )
+
+    async with worker:
+        t = time.monotonic()
+        handles = await asyncio.gather(*(start(i) for i in range(count)))
+        backlog = task_queue_backlog(client)
+        while await backlog(queue) > 0 and time.monotonic() - t < 600:
+            await asyncio.sleep(1)
+        await asyncio.sleep(2)  # the last first tasks handed out complete
+        console.print(f"{count} bare targets started and at rest in {time.monotonic() - t:.1f} s")
+        yield handles, [f"r-{run}-{i}" for i in range(count)]
 
 
 # --- big formasi -----------------------------------------------------------------------------------
@@ -570,7 +679,6 @@ def save_big_formasi_run(run: dict) -> None:
 async def run_big_formasi(ctx: Ctx, run: dict, concurrency: int, stop_after: str | None) -> dict:
     """Play a big-formasi run's remaining steps, saving its state after each; the figures once
     the last step is played, or None when it stopped after `stop_after`."""
-    import gc
     import random
 
     from bench.rounds import STEPS, RoundDriver, applicants, bench_config
@@ -1022,13 +1130,23 @@ def actions_per_journey(
 
 
 @app.command("ack-latency")
-def ack_latency(rate: float = 50.0, duration: float = 30.0, seed: int = 7, keep_stack: bool = KEEP):
-    """Acknowledgement latency of stage results at a fixed offered rate (open loop)."""
+def ack_latency(
+    rate: float = 50.0,
+    duration: float = 30.0,
+    seed: int = 7,
+    baseline: bool = typer.Option(
+        True, help="then the bare engine's updates at the same rate, in the same run"
+    ),
+    keep_stack: bool = KEEP,
+):
+    """Acknowledgement latency of stage results at a fixed offered rate (open loop), against the
+    bare engine's at the same rate in the same run."""
     m = show_machine()
 
     async def main():
         async with stack(keep_stack) as ctx:
-            save("ack-latency", {"machine": m, **await run_ack(ctx, rate, duration, seed)})
+            figures = await run_ack(ctx, rate, duration, seed, baseline)
+            save("ack-latency", {"machine": m, **figures})
 
     asyncio.run(main())
 

@@ -58,6 +58,24 @@ class BaselineRegistration:
 
 
 @workflow.defn
+class AckTarget:
+    """The bare engine's acknowledgement (bench ack-latency): a workflow that takes one update and
+    answers it at once, and stays open as a journey does after a report."""
+
+    def __init__(self) -> None:
+        self.reports = 0
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.reports < 0)  # open until terminated
+
+    @workflow.update
+    def report(self, report_id: str) -> str:
+        self.reports += 1
+        return report_id
+
+
+@workflow.defn
 class CacheFiller:
     """Started with an update it answers at once, then waits for nothing: it stays in the worker's
     sticky cache and takes no task more (bench cache-walk)."""
