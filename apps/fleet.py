@@ -20,6 +20,7 @@ from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
 from activities.notify import FileTransport, deliver_pending
+from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
 from activities.revocations import RevocationWriter
@@ -63,6 +64,7 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
             broadcaster.broadcast,
             rounds.read_round,
             rounds.publish_round_board,
+            OfferSender(client).send_offers,
             SanctionChecker(pool).check_sanctions,
             claims.check_claim,
             claims.release_claim,

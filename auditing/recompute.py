@@ -43,6 +43,8 @@ from domain.messages import (
     fraction_text,
 )
 from domain.optimalisasi import (
+    OFFERS_BY_LOCAL_ACTIVITY_COSTS,
+    SIGNAL_COSTS,
     CandidateProfile,
     OptimalisasiCandidate,
     Vacancy,
@@ -369,12 +371,18 @@ def _cut_differences(config: RoundConfig, d: Decision, allocation: int) -> list[
             f"{where}: history budget recorded {budget}, "
             f"the rules' {config.optimalisasi_history_budget}"
         ]
+    # The costs the round counted: those of offers sent by a local activity when it recorded them
+    # (patch offers-by-local-activity), those of offers sent as signals when it did not.
+    costs = {k: figures[k] for k in OFFERS_BY_LOCAL_ACTIVITY_COSTS if k in figures} or SIGNAL_COSTS
+    if costs not in (SIGNAL_COSTS, OFFERS_BY_LOCAL_ACTIVITY_COSTS):
+        return [f"{where}: costs recorded {costs}, not those of any way the round sends offers"]
     try:
         room = offer_room(
             budget,
             int(figures["history_length"]),
             int(figures["signals_received"]),
             int(figures["pending"]),
+            **costs,
         )
     except (KeyError, TypeError, ValueError) as exc:
         return [f"{where}: the figures of its cut cannot be read ({exc!r})"]

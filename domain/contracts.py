@@ -6,7 +6,13 @@ from datetime import date
 
 from pydantic import BaseModel
 
-from domain.messages import Announcement, CloseReply, Decision, JourneyState
+from domain.messages import (
+    Announcement,
+    CloseReply,
+    Decision,
+    JourneyState,
+    OptimalisasiOffer,
+)
 from domain.notices import Notice
 from domain.pages import PageRef
 from domain.registration import Gender
@@ -66,6 +72,25 @@ class NipIssued(BaseModel, frozen=True):
 
     nip: str
     newly_issued: bool
+
+
+class OfferSend(BaseModel, frozen=True):
+    """One optimalisasi offer, sealed by the round, and the journey it goes to."""
+
+    workflow_id: str
+    offer: OptimalisasiOffer
+
+
+class OfferSends(BaseModel, frozen=True):
+    """The offers of one allocation (at most 500), sent by the round's local activity."""
+
+    offers: list[OfferSend]
+
+
+class OffersSent(BaseModel, frozen=True):
+    """Which offers could not be delivered: their journey has ended (or never ran)."""
+
+    not_delivered: list[str] = []  # offer ids
 
 
 class BroadcastRequest(BaseModel, frozen=True):

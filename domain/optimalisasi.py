@@ -146,13 +146,30 @@ def seats_by_formasi(formasi_codes: Iterable[str]) -> dict[str, int]:
     return dict(sorted(seats.items()))
 
 
+# Offers sent by a local activity (patch offers-by-local-activity): an offer costs the round no
+# event of its own; its answer's signal and task (4), the allocation a decline causes (6) and that
+# allocation's local-activity marker (1) remain: 11, with no slack. So an allocation counts what
+# the signals' 15 had room for: its activity and task (6), the marker of the local activity that
+# sends its offers (1; one for up to 500 offers), the completion of the task that reads the
+# history (1), and the markers and search-attribute upserts of patches first decided in that task
+# (at most 12; the first allocation decides up to six).
+OFFERS_BY_LOCAL_ACTIVITY_COSTS = {"events_per_offer": 11, "allocation_events": 20}
+SIGNAL_COSTS = {"events_per_offer": EVENTS_PER_OFFER, "allocation_events": ALLOCATION_EVENTS}
+
+
 def offer_room(
-    history_budget: int, history_length: int, signals_received: int, pending: int
+    history_budget: int,
+    history_length: int,
+    signals_received: int,
+    pending: int,
+    events_per_offer: int = EVENTS_PER_OFFER,
+    allocation_events: int = ALLOCATION_EVENTS,
 ) -> int:
     """How many offers an allocation may make, with its own events and each answer, those of the
     `pending` offers included, still taken within the history budget and Temporal's limit on
-    signals. So the history is within the budget whenever an allocation begins."""
-    by_history = (history_budget - history_length - ALLOCATION_EVENTS) // EVENTS_PER_OFFER - pending
+    signals. So the history is within the budget whenever an allocation begins. The costs are
+    those of how the round sends its offers (SIGNAL_COSTS, OFFERS_BY_LOCAL_ACTIVITY_COSTS)."""
+    by_history = (history_budget - history_length - allocation_events) // events_per_offer - pending
     by_signals = SIGNAL_BUDGET - signals_received - pending
     return max(0, min(by_history, by_signals))
 

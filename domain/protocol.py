@@ -27,6 +27,8 @@ from domain.contracts import (
     JourneyProjection,
     NipIssued,
     NipRequest,
+    OfferSends,
+    OffersSent,
 )
 from domain.messages import (
     Ack,
@@ -269,6 +271,8 @@ FOLD_PAGES = Activity("fold_pages", PageFold, PageRef)
 RANK_SKD_PAGES = Activity("rank_skd_pages", SkdPagesRequest, SkdCut)
 RANK_FINAL_PAGES = Activity("rank_final_pages", FinalPagesRequest, FinalPages)
 ALLOCATE_PAGES = Activity("allocate_pages", AllocationRequest, AllocationResult)
+# The round's optimalisasi offers, sent as `offer_seat` signals (patch offers-by-local-activity).
+SEND_OFFERS = Activity("send_offers", OfferSends, OffersSent)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 

@@ -726,6 +726,21 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
     return out
 
 
+def local_activities(history: WorkflowHistory) -> list[tuple[int, str]]:
+    """Each local activity the history records (core_local_activity markers), in order: the
+    workflow task that ran it (its completed event's id) and the activity's type."""
+    out = []
+    for event in history.events:
+        if not event.HasField("marker_recorded_event_attributes"):
+            continue
+        attrs = event.marker_recorded_event_attributes
+        if attrs.marker_name != "core_local_activity":
+            continue
+        meta = json.loads(attrs.details["data"].payloads[0].data)
+        out.append((attrs.workflow_task_completed_event_id, meta.get("activity_type", "?")))
+    return out
+
+
 def timers_started(history: WorkflowHistory, after_event: int = 0) -> list[timedelta]:
     """How long each timer the history started after event `after_event` was set for (durable
     sleeps, pauses, back-offs), in order."""

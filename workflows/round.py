@@ -15,6 +15,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from domain.codes import WINDOWS, Phase, RoundPhase
     from domain.config import Formasi, ReportKind, RoundConfig, parse_round_config
+    from domain.contracts import OfferSend, OfferSends
     from domain.digest import canonical_json
     from domain.messages import (
         Ack,
@@ -38,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         SeatVacated,
     )
     from domain.optimalisasi import (
+        OFFERS_BY_LOCAL_ACTIVITY_COSTS,
+        SIGNAL_COSTS,
         CandidateProfile,
         Offer,
         OptimalisasiCandidate,
@@ -65,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         OFFER_SEAT,
         PUBLISH_ROUND_BOARD,
         READ_PAGE,
+        SEND_OFFERS,
     )
     from domain.ranking import FinalEntry
     from domain.seal import sealed
@@ -78,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         ALLOCATION_OVER_PAGES,
         FINAL_SANGGAH,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
+        OFFERS_BY_LOCAL_ACTIVITY,
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_POOL,
@@ -100,6 +105,7 @@ SELECTION_WINDOWS = {
 CORRECTION_MARGIN = timedelta(seconds=2)
 BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
 ALLOCATION_TIMEOUT = timedelta(minutes=30)  # reads every candidate page of the round
+SEND_OFFERS_TIMEOUT = timedelta(seconds=60)  # up to OFFERS_PER_TASK signals, 32 at a time
 
 
 def journey_rules(config: RoundConfig) -> JourneyRules:
@@ -413,6 +419,10 @@ class RecruitmentRound:
         )
         judged_on = self._registration_closed_on() if pool else None
         by_change = workflow.patched(OPTIMALISASI_BY_CHANGE)
+        # Patch offers-by-local-activity: the offers leave in a local activity, which the budget
+        # counts at its own costs.
+        by_local = by_change and workflow.patched(OFFERS_BY_LOCAL_ACTIVITY)
+        costs = OFFERS_BY_LOCAL_ACTIVITY_COSTS if by_local else SIGNAL_COSTS
         while True:
             if self.offers_stopped:
                 # Past the history budget: the offers made are answered, no more are made.
@@ -439,6 +449,7 @@ class RecruitmentRound:
                 history_length,
                 self.signals_received,
                 pending,
+                **costs,
             )
             if room == 0 and pending and workflow.patched(OPTIMALISASI_BUDGET):
                 # No offer fits until the pending ones are answered: allocate then.
@@ -503,6 +514,7 @@ class RecruitmentRound:
                     "history_length": history_length,
                     "signals_received": self.signals_received,
                     "pending": pending,
+                    **(costs if by_local else {}),
                 }
             if by_change:
                 # Only the declines and seats given up since the previous allocation: recompute
@@ -524,6 +536,7 @@ class RecruitmentRound:
             elif cut:
                 self.offers_cut = True
             sends = []
+            local: list[OfferSend] = []
             for o in offers:
                 offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
                 offer = sealed(
@@ -537,16 +550,27 @@ class RecruitmentRound:
                 self.offers[offer_id] = offer
                 self.offer_targets[offer_id] = o.applicant_id
                 self.offer_status[offer_id] = "pending"
-                handle = workflow_handle(journey_workflow_id(self.config.round_id, o.applicant_id))
-                if by_change:
-                    sends.append(self._send_offer(handle, offer_id, offer))
+                journey = journey_workflow_id(self.config.round_id, o.applicant_id)
+                if by_local:
+                    local.append(OfferSend(workflow_id=journey, offer=offer))
+                elif by_change:
+                    sends.append(self._send_offer(workflow_handle(journey), offer_id, offer))
                 else:
-                    await OFFER_SEAT.send(handle, offer)
+                    await OFFER_SEAT.send(workflow_handle(journey), offer)
             # The offers leave OFFERS_PER_TASK to a workflow task: the server refuses a task that
             # would leave more than 2,000 signals pending (NumPendingSignalsLimit) and retries it
             # for ever.
             for first in range(0, len(sends), OFFERS_PER_TASK):
                 await asyncio.gather(*sends[first : first + OFFERS_PER_TASK])
+            for first in range(0, len(local), OFFERS_PER_TASK):
+                sent = await run_local_activity_until_done(
+                    SEND_OFFERS,
+                    OfferSends(offers=local[first : first + OFFERS_PER_TASK]),
+                    SEND_OFFERS_TIMEOUT,
+                    backoff_timers=self.backoff_timers,
+                )
+                for offer_id in sent.not_delivered:
+                    self._not_delivered(offer_id)
             await self._await_answer()
 
     def _stop_offers(self, cut: list[Offer], history_length: int) -> None:
@@ -587,15 +611,21 @@ class RecruitmentRound:
         except ApplicationError as exc:
             if exc.type != "ExternalWorkflowExecutionNotFound":
                 raise
-            self.offer_status[offer_id] = "declined"
-            self.offers_answered += 1
-            self.offers_declined += 1
-            self._decide(
-                "optimalisasi",
-                "offer not delivered",
-                "round",
-                {"offer_id": offer_id, "reason": "the journey has ended: counted as declined"},
-            )
+            self._not_delivered(offer_id)
+
+    def _not_delivered(self, offer_id: str) -> None:
+        """An offer whose journey has ended: declined, and its seat passes on."""
+        if self.offer_status.get(offer_id) != "pending":
+            return  # answered meanwhile (a repeated send of an offer already taken)
+        self.offer_status[offer_id] = "declined"
+        self.offers_answered += 1
+        self.offers_declined += 1
+        self._decide(
+            "optimalisasi",
+            "offer not delivered",
+            "round",
+            {"offer_id": offer_id, "reason": "the journey has ended: counted as declined"},
+        )
 
     async def _await_answer(self) -> None:
         """Until an offer is answered, a seat given up, or no offer is pending."""

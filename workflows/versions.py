@@ -172,6 +172,17 @@ OFFER_KEPT_UNTIL_OPTIMALISASI = "offer-kept-until-optimalisasi"
 # budget, replay as they ran.
 OPTIMALISASI_BUDGET = "optimalisasi-budget"
 
+# Offers sent by a local activity (issue 17 item 1): a round's offer left as a signal to the journey,
+# which cost the round's history the signal's two events and the workflow task its completion
+# woke (5 of the 9 an offer cost when answered one by one). The offers of an allocation now leave
+# in a local activity (activities/offers.py) run in the task that takes the allocation: one
+# marker for up to OFFERS_PER_TASK offers, the same sealed offer to the same `offer_seat`
+# signal. The budget counts 11 events an offer and 20 an allocation instead of 15 and 6
+# (domain.optimalisasi.OFFERS_BY_LOCAL_ACTIVITY_COSTS), and an allocation cut to it records the
+# two, which recompute checks. Decided when optimalisasi begins, so rounds recorded before it
+# replay as they ran.
+OFFERS_BY_LOCAL_ACTIVITY = "offers-by-local-activity"
+
 # A stopping worker's local activity pauses the workflow (runtime/stopping.py): a local activity
 # that fails or is retried while its worker stops now ends with a non-retryable "WorkerStopping"
 # failure, which reaches the workflow as the ApplicationError itself, not as an ActivityError.

@@ -27,7 +27,9 @@ from auditing.recompute import recompute, recompute_optimalisasi
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import Decision, OfferAnswer
+from domain.protocol import SEND_OFFERS
 from runtime.connection import data_converter
+from scripts.record_histories import local_activities
 from starter import Context, status
 from tests.flows.test_offer_timing import _to_final_ranking
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
@@ -109,6 +111,7 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
         if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
     ]
     assert "offer_seat" not in signals
+    assert SEND_OFFERS.name not in {kind for _, kind in local_activities(history)}
     patches = [
         json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
         for e in history.events
@@ -122,10 +125,11 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
     assert (result.allocations, result.differences()) == (1, [])
 
 
-# A budget that, at the history a round of this shape has when optimalisasi starts (105 events
+# A budget that, at the history a round of this shape has when optimalisasi starts (107 events
 # here, more or fewer with the batching of its workflow tasks), leaves room for one or two of the
-# three offers: (138 - 105 - 6) // 15 = 1, and 2 from 101 events down to 87.
-WAVE_BUDGET = 138
+# three offers at the costs of offers sent by a local activity (11 an offer, 20 an allocation):
+# (148 - 107 - 20) // 11 = 1, from 117 events down to 107, and 2 from 106 down to 96.
+WAVE_BUDGET = 148
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -169,6 +173,8 @@ async def test_a_cut_allocation_is_followed_by_another_once_its_offers_are_answe
         d.input for d in state.decisions if (d.stage, d.outcome) == ("optimalisasi", "allocated")
     ]
     first = allocations[0]
+    # Counted at the costs of offers sent by a local activity (patch offers-by-local-activity).
+    assert (first["budget"]["events_per_offer"], first["budget"]["allocation_events"]) == (11, 20)
     assert "cut_at" in first and 1 <= first["cut_at"] <= 2, (
         f"the first allocation should be cut to 1 or 2 of 3 offers; the history was at "
         f"{first.get('budget', {}).get('history_length')} events: {first}"
@@ -230,6 +236,14 @@ def test_recompute_checks_each_cut_against_its_recorded_figures():
         return recompute_optimalisasi(config, list(decisions), {}, {})
 
     assert differences(allocated(14)) == []
+    # Offers sent by a local activity (patch offers-by-local-activity), recorded with their costs:
+    # (1,000 - 700 - 20) // 11 - 5 = 20.
+    local = {"events_per_offer": 11, "allocation_events": 20}
+    assert differences(allocated(20, **local)) == []
+    [at_signal_costs] = differences(allocated(14, **local))
+    assert at_signal_costs.endswith("cut at 14 offers, the budget allows 20")
+    [unknown_costs] = differences(allocated(14, events_per_offer=1, allocation_events=20))
+    assert "not those of any way the round sends offers" in unknown_costs
     [wrong_cut] = differences(allocated(15))
     assert wrong_cut.endswith("cut at 15 offers, the budget allows 14")
     [fewer_pending] = differences(allocated(14, pending=0))  # then 19 fit

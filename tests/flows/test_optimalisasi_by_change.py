@@ -22,7 +22,9 @@ from auditing.recompute import recompute
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import OfferAnswer
+from domain.protocol import SEND_OFFERS
 from runtime.connection import data_converter
+from scripts.record_histories import local_activities, patch_markers
 from tests.flows.test_offer_timing import _to_final_ranking
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
@@ -34,6 +36,7 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import round_workflow_id
+from workflows.versions import OFFERS_BY_LOCAL_ACTIVITY
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -99,15 +102,17 @@ async def test_allocations_follow_declines_not_answers(client, keys, running_wor
     # Four answers and an empty seat the whole time: one allocation for the start, one for the
     # decline, none for the three acceptances.
     assert scheduled.count("allocate_pages") == 2
-    offered_in = [
-        e.signal_external_workflow_execution_initiated_event_attributes.workflow_task_completed_event_id
-        for e in history.events
-        if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+    # The offers leave in a local activity, one for each allocation (patch
+    # offers-by-local-activity): no signal of the round's own, no task to take its completion.
+    assert not any(
+        e.HasField("signal_external_workflow_execution_initiated_event_attributes")
         and e.signal_external_workflow_execution_initiated_event_attributes.signal_name
         == "offer_seat"
-    ]
-    assert len(offered_in) == 4
-    assert len(set(offered_in[:3])) == 1, "the first allocation's offers left in several tasks"
+        for e in history.events
+    )
+    sent_in = [task for task, kind in local_activities(history) if kind == SEND_OFFERS.name]
+    assert len(sent_in) == 2, "one local activity for each allocation's offers"
+    assert OFFERS_BY_LOCAL_ACTIVITY in patch_markers(history)
 
     histories = await round_histories(client, round_id)
     result = await recompute(histories, data_converter(keys))

@@ -40,6 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.rounds import RoundBoards, RoundReader
 from client.api import RecruitmentApi
@@ -282,6 +283,7 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.issue_nip,
                 rounds.read_round,
                 rounds.publish_round_board,
+                OfferSender(env.client).send_offers,
                 acts.check_sanctions,
                 acts.pages.read_page,
                 acts.pages.fold_pages,
