@@ -39,17 +39,18 @@ from domain.codes import SkdCode
 from domain.columnar import CODES
 from domain.config import parse_round_config
 from domain.messages import JourneyStart, JourneyState, SkdReport
+from domain.protocol import OFFER_SEAT, SEND_OFFERS
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
-from scripts.record_histories import patch_markers, run_small_round
+from scripts.record_histories import local_activities, patch_markers, run_small_round
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
-from workflows.versions import LOCAL_ACTIVITY_BACKOFF_TIMERS
+from workflows.versions import LOCAL_ACTIVITY_BACKOFF_TIMERS, OFFERS_BY_LOCAL_ACTIVITY
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RECORDED = ROOT / "tests" / "histories"
@@ -90,7 +91,8 @@ SIGNING_KEY = bytes(range(32))
 # the allocation for the withdrawn seat is cut to no offer, the round records "offers stopped"
 # (patch optimalisasi-budget), and the two it would have offered the seat to end TL. v16-full:
 # engine-5 journeys (patch local-activity-backoff-timers, folded: no marker), and the round and
-# the formasi runs with that patch's marker.
+# the formasi runs with that patch's marker. v17-full: the round sends its optimalisasi offers in
+# a local activity (patch offers-by-local-activity), one for each allocation.
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -110,6 +112,7 @@ RECORDED_SETS = [
     RECORDED / "v14-full",
     RECORDED / "v15-full-cut",
     RECORDED / "v16-full",
+    RECORDED / "v17-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -223,6 +226,44 @@ async def test_v16_journeys_take_the_backoff_timers_by_engine_and_the_round_by_m
     assert v15_round and LOCAL_ACTIVITY_BACKOFF_TIMERS not in patch_markers(v15_round[0].history)
 
 
+async def test_v17_round_sends_its_offers_in_a_local_activity_and_v16_as_signals():
+    """v17-full: the round decides patch offers-by-local-activity when optimalisasi begins and
+    sends each allocation's offers in one send_offers local activity, no offer_seat signal of its
+    own; each offered journey holds the signal, sent by the worker's client. v16's round, recorded
+    before the patch, signalled them itself."""
+
+    def offer_signals(history) -> int:
+        return sum(
+            1
+            for e in history.events
+            if e.HasField("signal_external_workflow_execution_initiated_event_attributes")
+            and e.signal_external_workflow_execution_initiated_event_attributes.signal_name
+            == OFFER_SEAT.name
+        )
+
+    v17 = load_histories(RECORDED / "v17-full")
+    [round_] = [h for h in v17 if h.kind == "round"]
+    assert OFFERS_BY_LOCAL_ACTIVITY in patch_markers(round_.history)
+    sends = [t for t, kind in local_activities(round_.history) if kind == SEND_OFFERS.name]
+    result = await recompute(v17, recorded_converter(RECORDED / "v17-full"))
+    assert len(sends) == result.allocations == 2
+    assert offer_signals(round_.history) == 0
+    offered = [
+        h
+        for h in v17
+        if h.kind == "journey"
+        and any(
+            e.HasField("workflow_execution_signaled_event_attributes")
+            and e.workflow_execution_signaled_event_attributes.signal_name == OFFER_SEAT.name
+            for e in h.history.events
+        )
+    ]
+    assert len(offered) == 2
+    [v16_round] = [h for h in load_histories(RECORDED / "v16-full") if h.kind == "round"]
+    assert OFFERS_BY_LOCAL_ACTIVITY not in patch_markers(v16_round.history)
+    assert offer_signals(v16_round.history) == 2
+
+
 async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
     outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
@@ -259,6 +300,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v14-full",
         RECORDED / "v15-full-cut",
         RECORDED / "v16-full",
+        RECORDED / "v17-full",
     ],
     ids=lambda p: p.name,
 )
