@@ -156,6 +156,10 @@ async def run_optimalisasi(
     from temporalio.api.enums.v1 import EventType
 
     signalled = kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]
+    from domain.protocol import SEND_OFFERS
+    from scripts.record_histories import local_activities
+
+    senders = [task for task, kind in local_activities(history) if kind == SEND_OFFERS.name]
     tasks = kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
     # The auditor's check of the allocations, cuts included (audit.py recompute).
     from auditing.history import round_histories
@@ -188,6 +192,9 @@ async def run_optimalisasi(
         "round history: events per offer": f"{len(history.events) / max(offers, 1):.2f}",
         "round history: workflow tasks": f"{tasks:,}",
         "round history: signals sent": f"{signalled:,}",
+        "offers sent by local activity (patch offers-by-local-activity): markers / tasks": (
+            f"{len(senders):,} / {len(set(senders)):,}"
+        ),
         "largest event of the round": f"{size / 1024:.1f} KiB ({which})",
         "round's state (query, and its result at the end)": f"{state_bytes / 1024:.1f} KiB",
         "recompute (audit.py) of the round": f"{checked.allocations} allocations, "
