@@ -152,7 +152,9 @@ def seats_by_formasi(formasi_codes: Iterable[str]) -> dict[str, int]:
 # the signals' 15 had room for: its activity and task (6), the marker of the local activity that
 # sends its offers (1; one for up to 500 offers), the completion of the task that reads the
 # history (1), and the markers and search-attribute upserts of patches first decided in that task
-# (at most 12; the first allocation decides up to six).
+# (at most 12; the first allocation decides up to six). Not counted: a marker for each further 500
+# offers of one allocation, and a workflow task's heartbeat (3) for each 8 s a send takes on a slow
+# server; the budget's distance to Temporal's 51,200 holds them.
 OFFERS_BY_LOCAL_ACTIVITY_COSTS = {"events_per_offer": 11, "allocation_events": 20}
 SIGNAL_COSTS = {"events_per_offer": EVENTS_PER_OFFER, "allocation_events": ALLOCATION_EVENTS}
 

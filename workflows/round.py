@@ -562,6 +562,8 @@ class RecruitmentRound:
             # for ever.
             for first in range(0, len(sends), OFFERS_PER_TASK):
                 await asyncio.gather(*sends[first : first + OFFERS_PER_TASK])
+            # Patch offers-by-local-activity: OFFERS_PER_TASK offers to a local activity, one
+            # marker each, run one after the other in this workflow task.
             for first in range(0, len(local), OFFERS_PER_TASK):
                 sent = await run_local_activity_until_done(
                     SEND_OFFERS,
