@@ -12,11 +12,10 @@ import asyncio
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts import OfferSend, OfferSends, OffersSent
-from domain.protocol import OFFER_SEAT, SEND_OFFERS, WORKER_STOPPING
+from domain.protocol import OFFER_SEAT, SEND_OFFERS
 
 CONCURRENCY = 32
 
@@ -33,13 +32,9 @@ class OfferSender:
         holds changes nothing), so an attempt after a failed one may send some offers again.
 
         An offer whose journey has ended is not delivered, and the round passes its seat on.
-        Any other failure fails the attempt, and the round asks again (workflows/calls.py)."""
-        if activity.is_worker_shutdown():
-            raise ApplicationError(
-                "the worker is stopping; the offers are sent again after a pause",
-                type=WORKER_STOPPING,
-                non_retryable=True,
-            )
+        Any other failure fails the attempt, and the round asks again (workflows/calls.py); on a
+        worker that is stopping, the worker's interceptor ends it instead (runtime/stopping.py).
+        A first attempt during a shutdown still sends: a signal needs nothing of the worker."""
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def send(item: OfferSend) -> str | None:

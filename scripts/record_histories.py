@@ -712,33 +712,34 @@ async def record(out: Path, full: bool = False, history_budget: int | None = Non
 # --- what a recorded set covers -----------------------------------------------------------------
 
 
+def _markers(history: WorkflowHistory, name: str):
+    """The attributes of the history's markers named `name`, in order."""
+    for event in history.events:
+        if event.HasField("marker_recorded_event_attributes"):
+            attrs = event.marker_recorded_event_attributes
+            if attrs.marker_name == name:
+                yield attrs
+
+
 def patch_markers(history: WorkflowHistory) -> list[str]:
     """The patch ids of the history's `workflow.patched` markers (core_patch), in order."""
-    out = []
-    for event in history.events:
-        if not event.HasField("marker_recorded_event_attributes"):
-            continue
-        attrs = event.marker_recorded_event_attributes
-        if attrs.marker_name != "core_patch":
-            continue
-        for payload in attrs.details["patch-data"].payloads:
-            out.append(json.loads(payload.data)["id"])
-    return out
+    return [
+        json.loads(payload.data)["id"]
+        for attrs in _markers(history, "core_patch")
+        for payload in attrs.details["patch-data"].payloads
+    ]
 
 
 def local_activities(history: WorkflowHistory) -> list[tuple[int, str]]:
     """Each local activity the history records (core_local_activity markers), in order: the
     workflow task that ran it (its completed event's id) and the activity's type."""
-    out = []
-    for event in history.events:
-        if not event.HasField("marker_recorded_event_attributes"):
-            continue
-        attrs = event.marker_recorded_event_attributes
-        if attrs.marker_name != "core_local_activity":
-            continue
-        meta = json.loads(attrs.details["data"].payloads[0].data)
-        out.append((attrs.workflow_task_completed_event_id, meta.get("activity_type", "?")))
-    return out
+    return [
+        (
+            attrs.workflow_task_completed_event_id,
+            json.loads(attrs.details["data"].payloads[0].data).get("activity_type", "?"),
+        )
+        for attrs in _markers(history, "core_local_activity")
+    ]
 
 
 def timers_started(history: WorkflowHistory, after_event: int = 0) -> list[timedelta]:
