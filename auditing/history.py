@@ -341,13 +341,20 @@ async def replay(
             ):
                 outcome.state = instance.state()
                 recorded_decisions = await decisions_recorded(h, converter)
-                outcome.drift = decision_drift(
-                    recorded_decisions, getattr(outcome.state, "decisions", None)
-                )
+                derived = getattr(outcome.state, "decisions", None)
+                if _continued(h) and hasattr(instance, "decisions_handed_on"):
+                    # A round hands on only some of its decisions (domain.optimalisasi.handed_on):
+                    # the rest stay in this run, derived by this replay and recorded nowhere else.
+                    derived = instance.decisions_handed_on()
+                outcome.drift = decision_drift(recorded_decisions, derived)
             results.append(outcome)
             if on_result:
                 on_result(outcome)
     return results
+
+
+def _continued(history: WorkflowHistory) -> bool:
+    return history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
 
 
 async def decisions_recorded(

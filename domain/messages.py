@@ -600,3 +600,48 @@ class RoundStart(BaseModel, frozen=True):
     # Public fingerprints of the keys the round was created with ("payload", "pseudonym"): a
     # client holding other keys is refused (client/api.py). Empty in rounds created before.
     key_ids: dict[str, str] = {}
+    # A continued run's state (RoundCarry, patch optimalisasi-continues); absent in the first run.
+    carry: dict | None = Field(default=None, exclude_if=lambda carry: carry is None)
+
+
+class PendingOffer(BaseModel, frozen=True):
+    """An optimalisasi offer not yet answered when the round continued: to whom, as sealed."""
+
+    applicant_id: str
+    offer: OptimalisasiOffer
+
+
+class RoundCarry(BaseModel, frozen=True):
+    """What a RecruitmentRound hands to its next run when it continues-as-new in optimalisasi
+    (patch optimalisasi-continues): the state later allocations, signals, commands and queries
+    read, without what grows with the offers made but nothing later reads.
+
+    Left in the run that made them: its allocations, its offers not delivered and the seats given
+    up during it (`handed_on` says which decisions); the auditor reads them from that run's
+    replay. Offers answered are kept as applicant -> formasi, which is what the allocations read.
+    """
+
+    runs: int = Field(ge=1)  # runs before this one
+    phase: str
+    schedule: Schedule
+    closed: list[str]
+    closed_at: dict[str, datetime]
+    early: dict[str, str]
+    identities: dict[str, str]
+    secret: str
+    created_by: str
+    decisions: list[Decision]  # those handed on (domain.optimalisasi.handed_on)
+    decisions_left: int = Field(ge=0)  # decided in earlier runs and left in their histories
+    commands: dict[str, tuple[str, Ack]]  # the ledger: command id -> (content digest, answer)
+    commands_taken: int = Field(ge=0)
+    results: dict[str, FormasiResult]
+    vacated: dict[str, str]  # applicant id -> formasi whose seat it gave up
+    given_up_since: list[str]  # of those, not yet recorded by an allocation
+    accepted: dict[str, str]  # applicant id -> formasi of the offer it accepted
+    declined: dict[str, str]  # applicant id -> formasi of the offer it declined (or not delivered)
+    declined_since: list[str]  # of those, not yet recorded by an allocation
+    pending: list[PendingOffer]
+    final_sanggah: bool
+    keeps_board: bool
+    backoff_timers: bool
+    board_version: int = Field(ge=0)  # the board as last written; the next run writes above it

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -174,6 +175,36 @@ def offer_room(
     by_history = (history_budget - history_length - allocation_events) // events_per_offer - pending
     by_signals = SIGNAL_BUDGET - signals_received - pending
     return max(0, min(by_history, by_signals))
+
+
+# The decisions a round leaves in the run that made them when it continues-as-new in optimalisasi
+# (patch optimalisasi-continues, domain.messages.RoundCarry): its allocations, its offers not
+# delivered and the seats given up. They grow with the offers made and the seats given up; nothing
+# the next run does reads them (it carries what they decided as state), and the auditor reads
+# each from the replay of the run that made it.
+LEFT_IN_THEIR_RUN = frozenset(
+    {("optimalisasi", "allocated"), ("optimalisasi", "offer not delivered")}
+)
+SEAT_VACATED = "seat vacated"
+
+
+class _Decided(Protocol):
+    @property
+    def stage(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+
+
+D = TypeVar("D", bound=_Decided)
+
+
+def handed_on(decisions: Iterable[D]) -> list[D]:
+    """The decisions a continued round hands to its next run, in order."""
+    return [
+        d
+        for d in decisions
+        if (d.stage, d.outcome) not in LEFT_IN_THEIR_RUN and d.outcome != SEAT_VACATED
+    ]
 
 
 def _matches(c: OptimalisasiCandidate, v: Vacancy, judged_on: date | None) -> bool:

@@ -3,6 +3,7 @@
     .venv/bin/python scripts/record_histories.py [--out tests/histories]
     .venv/bin/python scripts/record_histories.py --full --out tests/histories/v4-full
     .venv/bin/python scripts/record_histories.py --full --history-budget 1 --out tests/histories/v15-full-cut
+    .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v18-full-continued
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -26,6 +27,9 @@ between broadcast pages. It waits until every workflow of the round has complete
 below the round's history when optimalisasi begins (1, say), the allocation for the withdrawn
 seat is cut to no offer and the round records `offers stopped` (patch optimalisasi-budget): the
 two candidates the seat would have been offered to end TL, and nobody is dismissed after Latsar.
+With --continued, the budget leaves room for the first offer of the withdrawn seat but not for
+the second: the round continues as a new run (patch optimalisasi-continues) and the new run makes
+it, so every outcome is the full round's. The script checks that the round ran twice or more.
 
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
@@ -577,6 +581,7 @@ async def run_full_round(
     pseudonym_key: bytes,
     round_id: str,
     history_budget: int | None = None,
+    continued: bool = False,
 ) -> FullRound:
     """Drive the full round to its close and wait until every workflow of it has completed."""
     import tomli_w
@@ -600,7 +605,8 @@ async def run_full_round(
         path = Path(tmp) / "round.toml"
         path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
         await api.create_round(path, OPERATOR)
-    driver = FullRound(client, api, round_id, offers_stopped=history_budget is not None)
+    stopped = history_budget is not None and not continued
+    driver = FullRound(client, api, round_id, offers_stopped=stopped)
     await driver.play(config)
     deadline = time.monotonic() + 60
     query = f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
@@ -622,7 +628,9 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
     return paths
 
 
-async def record(out: Path, full: bool = False, history_budget: int | None = None) -> None:
+async def record(
+    out: Path, full: bool = False, history_budget: int | None = None, continued: bool = False
+) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
 
@@ -672,6 +680,7 @@ async def record(out: Path, full: bool = False, history_budget: int | None = Non
                                 keys.pseudonym_key,
                                 "recorded",
                                 history_budget,
+                                continued,
                             )
                             round_id = driver.round_id
                         else:
@@ -689,6 +698,12 @@ async def record(out: Path, full: bool = False, history_budget: int | None = Non
         finally:
             if server is not None:
                 await server.shutdown()
+    round_runs = sum(1 for h in histories if h.kind == "round")
+    if continued and round_runs < 2:
+        raise SystemExit(
+            f"the round ran once: --history-budget {history_budget} left room for every offer "
+            "(or none) in its first run; nothing written"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()
@@ -837,6 +852,12 @@ def main() -> None:
         "its first offer)",
     )
     parser.add_argument(
+        "--continued",
+        action="store_true",
+        help="with --history-budget: expect the round to continue as new in optimalisasi rather "
+        "than stop offering (fails, writing nothing, when it ran once)",
+    )
+    parser.add_argument(
         "--summary",
         type=Path,
         metavar="DIR",
@@ -851,10 +872,12 @@ def main() -> None:
                 f"--history-budget {args.history_budget} is outside 1.."
                 f"{MAX_OPTIMALISASI_HISTORY_BUDGET}"
             )
+    if args.continued and args.history_budget is None:
+        parser.error("--continued needs --history-budget")
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        asyncio.run(record(args.out, args.full, args.history_budget))
+        asyncio.run(record(args.out, args.full, args.history_budget, args.continued))
 
 
 if __name__ == "__main__":

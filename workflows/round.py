@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime, timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -30,9 +30,11 @@ with workflow.unsafe.imports_passed_through():
         MoveTmt,
         OfferReply,
         OptimalisasiOffer,
+        PendingOffer,
         Report,
         RoundBoard,
         RoundBoardWrite,
+        RoundCarry,
         RoundStart,
         RoundState,
         RoundView,
@@ -46,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         OptimalisasiCandidate,
         Vacancy,
         allocate,
+        handed_on,
         impossible_entry,
         local_date,
         offer_room,
@@ -85,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
         OFFERS_BY_LOCAL_ACTIVITY,
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
+        OPTIMALISASI_CONTINUES,
         OPTIMALISASI_POOL,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
         ROUND_VIEW_BOARD,
@@ -179,9 +183,23 @@ class RecruitmentRound:
         self.board_written = 0  # the highest version known written
         self.board_writes: list[asyncio.Task] = []  # written meanwhile (_publish_board_meanwhile)
         self.created_by = start.created_by
+        self.offer_formasi: dict[str, str] = {}  # offer id -> the formasi it offers a seat in
+        # Patch optimalisasi-continues: decided when optimalisasi begins; the runs before this one,
+        # the decisions they left in their histories, and the allocations this run recorded.
+        self.start = start
+        self.continues: bool | None = None
+        self.runs = 0
+        self.decisions_left = 0
+        self.allocations_in_run = 0
+        if start.carry is not None:
+            self._resume(RoundCarry.model_validate(start.carry))
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
+        if start.carry is not None:
+            # Continued in optimalisasi or filing (patch optimalisasi-continues): on from there.
+            await self._optimalisasi_until_filing_closes()
+            return await self._to_the_close()
         if workflow.patched("sealed-messages"):
             # Drawn from the workflow's deterministic random, so replay draws the same.
             self.secret = f"{workflow.random().getrandbits(256):064x}"
@@ -218,17 +236,27 @@ class RecruitmentRound:
             # A seat given up before the filing window closes still goes to the next in the pool:
             # those who lost on rank wait in optimalisasi until filing closes.
             self.refill_in_filing = True
-            await self._optimalisasi()
-            self._enter(RoundPhase.FILING)
-            # Every seat given up before filing closes goes to the next in the pool; offers made
-            # before the close are answered before it takes effect.
-            await self._until_closed(RoundPhase.FILING, each_wake=self._optimalisasi)
-            await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+            await self._optimalisasi_until_filing_closes()
         else:
             await self._optimalisasi()
             await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
             self._enter(RoundPhase.FILING)
             await self._until_closed(RoundPhase.FILING)
+        return await self._to_the_close()
+
+    async def _optimalisasi_until_filing_closes(self) -> None:
+        """Optimalisasi, then filing, during which a seat given up still goes to the next in the
+        pool (patch optimalisasi-until-filing-closes); a continued run starts in either."""
+        if self.phase == RoundPhase.OPTIMALISASI:
+            await self._optimalisasi()
+            self._enter(RoundPhase.FILING)
+        # Every seat given up before filing closes goes to the next in the pool; offers made
+        # before the close are answered before it takes effect.
+        await self._until_closed(RoundPhase.FILING, each_wake=self._optimalisasi)
+        await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+
+    async def _to_the_close(self) -> RoundState:
+        """From filing's close to the round's: Latsar, then closed."""
         await self._tell_formasi(Phase.FILING_CLOSED)
         self._enter(RoundPhase.LATSAR)
         await self._until_closed(RoundPhase.LATSAR)
@@ -366,7 +394,11 @@ class RecruitmentRound:
     async def _tell_formasi(self, phase: Phase, note: str = "") -> None:
         announcement = sealed(
             Announcement(
-                announcement_id=f"{self.config.round_id}/{phase.value}/{len(self.decisions)}",
+                # Counted over every run: a continued run's announcement ids stay new.
+                announcement_id=(
+                    f"{self.config.round_id}/{phase.value}/"
+                    f"{self.decisions_left + len(self.decisions)}"
+                ),
                 phase=phase,
                 at=workflow.now(),
                 note=note,
@@ -423,6 +455,16 @@ class RecruitmentRound:
         # counts at its own costs.
         by_local = by_change and workflow.patched(OFFERS_BY_LOCAL_ACTIVITY)
         costs = OFFERS_BY_LOCAL_ACTIVITY_COSTS if by_local else SIGNAL_COSTS
+        if self.continues is None:
+            # Patch optimalisasi-continues, for rounds that allocate over pages, pool their
+            # candidates, send offers by a local activity and refill during filing.
+            self.continues = (
+                over_pages
+                and pool
+                and by_local
+                and self.refill_in_filing
+                and workflow.patched(OPTIMALISASI_CONTINUES)
+            )
         while True:
             if self.offers_stopped:
                 # Past the history budget: the offers made are answered, no more are made.
@@ -451,6 +493,8 @@ class RecruitmentRound:
                 pending,
                 **costs,
             )
+            if room == 0 and pending and self._may_continue():
+                await self._continue_as_new()  # the pending offers' answers reach the next run
             if room == 0 and pending and workflow.patched(OPTIMALISASI_BUDGET):
                 # No offer fits until the pending ones are answered: allocate then.
                 self.offers_cut = True
@@ -467,8 +511,8 @@ class RecruitmentRound:
                     # Accepted, then given up: the seat is counted in the vacated seats again.
                     placed.add(self.offer_targets[offer_id])
                 else:
-                    held[self.offers[offer_id].to_formasi] = (
-                        held.get(self.offers[offer_id].to_formasi, 0) + 1
+                    held[self.offer_formasi[offer_id]] = (
+                        held.get(self.offer_formasi[offer_id], 0) + 1
                     )
                     placed.add(self.offer_targets[offer_id])
             vacancies = [
@@ -495,6 +539,9 @@ class RecruitmentRound:
                 )
             if not offers and "pending" not in self.offer_status.values():
                 return
+            if len(offers) > room and self._may_continue():
+                # The next run allocates again from the same state, with its whole budget.
+                await self._continue_as_new()
             cut = offers[room:] if len(offers) > room else []
             if cut and workflow.patched(OPTIMALISASI_BUDGET):
                 offers = offers[:room]  # best first: the allocation stopped after `room` offers
@@ -531,6 +578,7 @@ class RecruitmentRound:
             elif self.refill_in_filing:
                 inputs["given_up"] = sorted(self.vacated)
             self._decide("optimalisasi", "allocated", "round", inputs)
+            self.allocations_in_run += 1
             if cut and room == 0:
                 self._stop_offers(cut, history_length)  # nothing pending, and no offer fits
             elif cut:
@@ -538,7 +586,7 @@ class RecruitmentRound:
             sends = []
             local: list[OfferSend] = []
             for o in offers:
-                offer_id = f"{self.config.round_id}/offer/{o.applicant_id}/{o.to_formasi}"
+                offer_id = self._offer_id(o.applicant_id, o.to_formasi)
                 offer = sealed(
                     OptimalisasiOffer(
                         offer_id=offer_id,
@@ -548,8 +596,7 @@ class RecruitmentRound:
                     self.secret,
                 )
                 self.offers[offer_id] = offer
-                self.offer_targets[offer_id] = o.applicant_id
-                self.offer_status[offer_id] = "pending"
+                self._track_offer(offer_id, o.applicant_id, o.to_formasi, "pending")
                 journey = journey_workflow_id(self.config.round_id, o.applicant_id)
                 if by_local:
                     local.append(OfferSend(workflow_id=journey, offer=offer))
@@ -574,6 +621,121 @@ class RecruitmentRound:
                 for offer_id in sent.not_delivered:
                     self._not_delivered(offer_id)
             await self._await_answer()
+
+    def _offer_id(self, applicant_id: str, formasi_code: str) -> str:
+        return f"{self.config.round_id}/offer/{applicant_id}/{formasi_code}"
+
+    def _track_offer(
+        self, offer_id: str, applicant_id: str, formasi_code: str, status: str
+    ) -> None:
+        self.offer_targets[offer_id] = applicant_id
+        self.offer_formasi[offer_id] = formasi_code
+        self.offer_status[offer_id] = status
+
+    def _may_continue(self) -> bool:
+        """Continue-as-new rather than cut or wait (patch optimalisasi-continues): only once this
+        run has recorded an allocation, so every run makes offers and none continues at once."""
+        return bool(self.continues) and self.allocations_in_run > 0
+
+    async def _continue_as_new(self) -> NoReturn:
+        """Continue the round as a new run with its history's whole budget, carrying its state.
+
+        Commands in flight finish here first (their answers are in the carried ledger), and the
+        board as it stands is written. Offers pending stay pending: their answers are signals to
+        the round's workflow id, which the new run receives."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and self.board_written >= self.board_version
+        )
+        carry = self._carry()
+        workflow.logger.info(
+            "round %s continues as new in %s: run %d, %d events, %d offers pending",
+            self.config.round_id,
+            self.phase,
+            carry.runs + 1,
+            workflow.info().get_current_history_length(),
+            len(carry.pending),
+        )
+        workflow.continue_as_new(
+            self.start.model_copy(update={"carry": carry.model_dump(mode="json")})
+        )
+
+    def _carry(self) -> RoundCarry:
+        answered: dict[str, dict[str, str]] = {"accepted": {}, "declined": {}}
+        pending: list[PendingOffer] = []
+        for offer_id, status in self.offer_status.items():
+            applicant = self.offer_targets[offer_id]
+            if status == "pending":
+                pending.append(PendingOffer(applicant_id=applicant, offer=self.offers[offer_id]))
+            else:
+                answered[status][applicant] = self.offer_formasi[offer_id]
+        kept = handed_on(self.decisions)
+        return RoundCarry(
+            runs=self.runs + 1,
+            phase=self.phase,
+            schedule=self.schedule,
+            closed=self.closed,
+            closed_at=self.closed_at,
+            early=self.early,
+            identities=self.identities,
+            secret=self.secret,
+            created_by=self.created_by,
+            decisions=kept,
+            decisions_left=self.decisions_left + len(self.decisions) - len(kept),
+            commands=self.ledger.answers,
+            commands_taken=self.commands_taken,
+            results=self.results,
+            vacated=self.vacated,
+            given_up_since=sorted(set(self.vacated) - self.recorded_given_up),
+            accepted=answered["accepted"],
+            declined=answered["declined"],
+            declined_since=sorted(set(answered["declined"]) - self.recorded_declined),
+            pending=pending,
+            final_sanggah=self.final_sanggah,
+            keeps_board=self.keeps_board,
+            backoff_timers=self.backoff_timers,
+            board_version=self.board_version,
+        )
+
+    def _resume(self, carry: RoundCarry) -> None:
+        """The state a continued run starts from (patch optimalisasi-continues)."""
+        self.runs = carry.runs
+        self.phase = RoundPhase(carry.phase)
+        self.schedule = carry.schedule
+        self.closed = list(carry.closed)
+        self.closed_at = dict(carry.closed_at)
+        self.early = dict(carry.early)
+        self.identities = dict(carry.identities)
+        self.secret = carry.secret
+        self.created_by = carry.created_by
+        self.decisions = list(carry.decisions)
+        self.decisions_left = carry.decisions_left
+        self.ledger.answers = dict(carry.commands)
+        self.commands_taken = carry.commands_taken
+        self.results = dict(carry.results)
+        self.vacated = dict(carry.vacated)
+        self.recorded_given_up = set(carry.vacated) - set(carry.given_up_since)
+        for status, answered in (("accepted", carry.accepted), ("declined", carry.declined)):
+            for applicant, formasi_code in answered.items():
+                offer_id = self._offer_id(applicant, formasi_code)
+                self._track_offer(offer_id, applicant, formasi_code, status)
+        self.offers_answered = len(carry.accepted) + len(carry.declined)
+        self.offers_declined = len(carry.declined)
+        self.recorded_declined = set(carry.declined) - set(carry.declined_since)
+        for p in carry.pending:
+            self.offers[p.offer.offer_id] = p.offer
+            self._track_offer(p.offer.offer_id, p.applicant_id, p.offer.to_formasi, "pending")
+        self.refill_in_filing = True
+        self.continues = True
+        self.final_sanggah = carry.final_sanggah
+        self.keeps_board = carry.keeps_board
+        self.backoff_timers = carry.backoff_timers
+        # The board as the previous run last wrote it: a change writes a higher version.
+        self.board_version = self.board_written = carry.board_version
+        self.board = RoundBoard(view=self._view(None), formasi=list(self.config.formasi))
+
+    def decisions_handed_on(self) -> list[Decision]:
+        """What this run hands on if it continues: the auditor compares it with the carry."""
+        return handed_on(self.decisions)
 
     def _stop_offers(self, cut: list[Offer], history_length: int) -> None:
         """Record that optimalisasi stops offering at the history budget, and what it leaves.
@@ -903,7 +1065,7 @@ class RecruitmentRound:
         placed = {
             self.offer_targets[offer_id]
             for offer_id, status in self.offer_status.items()
-            if status == "accepted" and self.offers[offer_id].to_formasi == vacated.formasi_code
+            if status == "accepted" and self.offer_formasi[offer_id] == vacated.formasi_code
         }
         winners = (
             self.page_winners.get(vacated.formasi_code)

@@ -17,24 +17,25 @@ import io
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from rich.console import Console
 
-from auditing.history import round_histories
+from auditing.history import decisions_of, replay, round_histories
 from auditing.recompute import recompute, recompute_optimalisasi
 from client.api import RecruitmentApi
 from domain.codes import Stage
-from domain.messages import Decision, OfferAnswer
+from domain.messages import Decision, MoveTmt, OfferAnswer, RoundCarry, RoundStart
 from domain.protocol import SEND_OFFERS
 from runtime.connection import data_converter
-from scripts.record_histories import local_activities
+from scripts.record_histories import local_activities, patch_markers
 from starter import Context, status
 from tests.flows.test_offer_timing import _to_final_ranking
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
+    OPERATOR,
     TEST_KEYRING,
     close_window,
     compressed_round,
@@ -43,7 +44,7 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import round_workflow_id
-from workflows.versions import OPTIMALISASI_BUDGET
+from workflows.versions import OPTIMALISASI_BUDGET, OPTIMALISASI_CONTINUES
 
 JABATAN = "Pranata Komputer Ahli Pertama"
 
@@ -128,49 +129,109 @@ async def test_an_allocation_past_the_budget_makes_no_offer_and_the_round_goes_o
 # A budget that, at the history a round of this shape has when optimalisasi starts (107 events
 # here, more or fewer with the batching of its workflow tasks), leaves room for one or two of the
 # three offers at the costs of offers sent by a local activity (11 an offer, 20 an allocation):
-# (148 - 107 - 20) // 11 = 1, from 117 events down to 107, and 2 from 106 down to 96.
+# (148 - 107 - 20) // 11 = 1, from 117 events down to 107, and 2 from 106 down to 96. A continued
+# run starts with a few dozen events, room for all.
 WAVE_BUDGET = 148
 
 
-@pytest.mark.asyncio(loop_scope="session")
-async def test_a_cut_allocation_is_followed_by_another_once_its_offers_are_answered(
-    client, keys, running_worker, tmp_path
-):
-    """TARGET's three seats, four candidates, room for fewer offers than that: the first
-    allocation is cut; once its offers are accepted the round allocates again within what is
-    left, and stops when nothing is pending and nothing fits. Every cut is where its figures put
-    it, and the history stays within the budget until the stop."""
-    settings, _ = running_worker
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    round_id = f"waves-{uuid.uuid4().hex[:6]}"
-    ids = await _lost_on_rank(api, client, tmp_path, round_id, WAVE_BUDGET)
-
-    # Accept every offer as it comes, until the round stops offering or fills TARGET.
+async def _answer_offers(api, client, round_id: str, answers: dict[str, bool]) -> None:
+    """Answer each offer as it comes (`answers`: applicant -> accept), until every applicant named
+    has answered and no offer is pending."""
     answered: set[str] = set()
     deadline = time.monotonic() + 90
     while True:
         state = await api.round_state(round_id)
-        outcomes = [d.outcome for d in state.decisions if d.stage == "optimalisasi"]
         pending = [o for o, status in state.offers.items() if status == "pending"]
-        if not pending and ("offers stopped" in outcomes or len(state.offers) == 3):
-            break
-        assert time.monotonic() < deadline, (
-            f"optimalisasi never settled: {outcomes}, {state.offers}"
-        )
+        if not pending and answered == set(answers):
+            return
+        assert time.monotonic() < deadline, f"optimalisasi never settled: {state.offers}"
         for offer_id in pending:
             applicant = offer_id.split("/offer/")[1].split("/")[0]
-            if offer_id not in answered:
+            if applicant not in answered:
                 await _wait_offer(client, round_id, applicant)
                 await api.report(
                     round_id,
                     applicant,
-                    OfferAnswer(report_id=f"yes-{applicant}", reported_by="sscasn", accept=True),
+                    OfferAnswer(
+                        report_id=f"answer-{applicant}",
+                        reported_by="sscasn",
+                        accept=answers[applicant],
+                    ),
                 )
-                answered.add(offer_id)
+                answered.add(applicant)
         await asyncio.sleep(0.3)
 
+
+async def _round_runs(client, round_id: str, at_least: int) -> list:
+    """The round's runs as visibility lists them, once it lists `at_least`."""
+    deadline = time.monotonic() + 30
+    while True:
+        runs = await round_histories(client, round_id, "round")
+        if len(runs) >= at_least or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.5)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
+    client, keys, running_worker, tmp_path
+):
+    """TARGET's three seats, four candidates, room for one or two offers: the first allocation
+    is cut. The best declines; the next allocation would be cut again, so the round continues as
+    a new run (patch optimalisasi-continues) carrying its offers, its commands and the decline,
+    and the new run offers every seat left. No seat with a candidate stays empty, nothing is
+    offered twice, a command repeated after the continuation gets its first answer, and the
+    auditor finds every allocation, of both runs, where the rules put it."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"waves-{uuid.uuid4().hex[:6]}"
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, WAVE_BUDGET)
+    await _wait_phase(api, round_id, "optimalisasi")
+    move = MoveTmt(
+        report_id="tmt-before",
+        reported_by=OPERATOR,
+        new_tmt=date(2027, 4, 1),
+        reason="keputusan pemerintah",
+    )
+    first_ack = await api.command(round_id, move)
+
+    await _answer_offers(api, client, round_id, {ids[1]: False} | dict.fromkeys(ids[2:5], True))
+    runs = await _round_runs(client, round_id, 2)
+    assert len(runs) == 2, f"the round should have continued once: {len(runs)} runs"
+    first_run, second_run = (r.history for r in runs)
+    assert OPTIMALISASI_CONTINUES in patch_markers(first_run)
+    ended = first_run.events[-1]
+    assert ended.HasField("workflow_execution_continued_as_new_event_attributes")
+    [start] = await data_converter(keys).decode(
+        ended.workflow_execution_continued_as_new_event_attributes.input.payloads,
+        [RoundStart],
+    )
+    carry = RoundCarry.model_validate(start.carry)
+    # What the first run decided stays in it: the carry holds the decline as state, no allocation.
+    assert carry.runs == 1 and carry.phase == "optimalisasi"
+    assert carry.declined == {ids[1]: "TARGET"} and carry.declined_since == [ids[1]]
+    assert not any(d.outcome == "allocated" for d in carry.decisions)
+    assert carry.decisions_left >= 1
+    assert "tmt-before" in carry.commands
+
+    # The repeated command gets the first run's answer, and the TMT moved once.
+    assert await api.command(round_id, move) == first_ack
+    state = await api.round_state(round_id)
+    assert state.schedule.tmt == date(2027, 4, 1)
+    assert state.offers == {
+        f"{round_id}/offer/{ids[1]}/TARGET": "declined",
+        **{f"{round_id}/offer/{a}/TARGET": "accepted" for a in ids[2:5]},
+    }
+    assert "offers stopped" not in [d.outcome for d in state.decisions]
+    assert [d.outcome for d in state.decisions].count("TMT moved to 2027-04-01") == 1
+
+    # Every allocation of both runs, read from their replays.
+    outcomes = await replay([r.history for r in runs], data_converter(keys))
+    assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
     allocations = [
-        d.input for d in state.decisions if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+        d.input
+        for d in decisions_of(outcomes)
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
     ]
     first = allocations[0]
     # Counted at the costs of offers sent by a local activity (patch offers-by-local-activity).
@@ -179,25 +240,21 @@ async def test_a_cut_allocation_is_followed_by_another_once_its_offers_are_answe
         f"the first allocation should be cut to 1 or 2 of 3 offers; the history was at "
         f"{first.get('budget', {}).get('history_length')} events: {first}"
     )
-    assert first["not_offered"] == {"TARGET": 3 - first["cut_at"]}
-    # Accepting frees nothing a decline would, yet the round allocated again: the room the
-    # answered offers held.
-    assert len(allocations) >= 2
-    assert [o for a in allocations for o in a["offers"]] == [
-        [a, "TARGET"] for a in ids[1 : 1 + len(state.offers)]
-    ], "offers best first, each once"
-    assert sorted(set(state.offers.values())) == ["accepted"]
-    stopped = [
-        d.input
-        for d in state.decisions
-        if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")
-    ]
-    if stopped:
-        assert stopped[0]["history_length"] <= WAVE_BUDGET
+    assert not any("cut_at" in a for a in allocations[1:]), "the new run had room for every offer"
+    assert [o for a in allocations for o in a["offers"]] == [[a, "TARGET"] for a in ids[1:5]], (
+        "offers best first, each once"
+    )
+    # The second run's first allocation names the decline the first run took after its last.
+    assert allocations[-1]["declined_since"] == [ids[1]]
 
     histories = await round_histories(client, round_id)
     result = await recompute(histories, data_converter(keys))
     assert (result.allocations, result.differences()) == (len(allocations), [])
+
+    await _wait_phase(api, round_id, "filing")
+    for a in ids[2:5]:
+        placed = await _wait_stage(client, round_id, a, {Stage.FILING}, timeout=30)
+        assert (placed.final_code.value, placed.placed_formasi) == ("P/L-2", "TARGET")
 
 
 def _decision(outcome: str, inputs: dict, config) -> Decision:
