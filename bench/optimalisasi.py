@@ -123,27 +123,30 @@ async def run_optimalisasi(
     settled = time.monotonic() - t1 - QUIET * 1.0
 
     state = await ctx.api.round_state(round_id)
-    handle = ctx.api.client.get_workflow_handle(round_workflow_id(round_id))
-    history = await handle.fetch_history()
-    kinds = Counter(e.event_type for e in history.events)
+    # Every run of the round (patch optimalisasi-continues), its decisions re-derived by replay.
+    from auditing.history import decisions_of, replay, round_histories
+
+    converter = ctx.api.client.data_converter
+    runs = [r.history for r in await _round_runs(ctx.api.client, round_id)]
+    events = [e for h in runs for e in h.events]
+    kinds = Counter(e.event_type for e in events)
     activities = Counter(
         e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
+        for e in events
         if e.HasField("activity_task_scheduled_event_attributes")
     )
-    size, which = largest_event(history)
-    converter = ctx.api.client.data_converter
-    state_bytes = len((await converter.encode([state]))[0].SerializeToString())
-    allocated = [
-        d for d in state.decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
+    size, which = max(largest_event(h) for h in runs)
+    carries = [
+        h.events[-1].workflow_execution_continued_as_new_event_attributes.input.ByteSize()
+        for h in runs
+        if h.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     ]
+    state_bytes = len((await converter.encode([state]))[0].SerializeToString())
+    decisions = decisions_of(await replay(runs, converter))
+    allocated = [d for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"]
     statuses = Counter(state.offers.values())
     stopped = next(
-        (
-            d.input
-            for d in state.decisions
-            if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")
-        ),
+        (d.input for d in decisions if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")),
         None,
     )
     stop = (
@@ -159,10 +162,14 @@ async def run_optimalisasi(
     from domain.protocol import SEND_OFFERS
     from scripts.record_histories import local_activities
 
-    senders = [task for task, kind in local_activities(history) if kind == SEND_OFFERS.name]
+    senders = [
+        (run, task)
+        for run, h in enumerate(runs)
+        for task, kind in local_activities(h)
+        if kind == SEND_OFFERS.name
+    ]
     tasks = kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED]
     # The auditor's check of the allocations, cuts included (audit.py recompute).
-    from auditing.history import round_histories
     from auditing.recompute import recompute
 
     t2 = time.monotonic()
@@ -188,17 +195,40 @@ async def run_optimalisasi(
         or "none",
         "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
         "'allocated' decisions": f"{len(allocated):,}",
-        "round history: events": f"{len(history.events):,}",
-        "round history: events per offer": f"{len(history.events) / max(offers, 1):.2f}",
+        "round runs (continued as new: patch optimalisasi-continues)": f"{len(runs)}",
+        "round history: events, every run (the longest run)": (
+            f"{len(events):,} ({max(len(h.events) for h in runs):,})"
+        ),
+        "round history: events per offer": f"{len(events) / max(offers, 1):.2f}",
         "round history: workflow tasks": f"{tasks:,}",
         "round history: signals sent": f"{signalled:,}",
         "offers sent by local activity (patch offers-by-local-activity): markers / tasks": (
             f"{len(senders):,} / {len(set(senders)):,}"
         ),
         "largest event of the round": f"{size / 1024:.1f} KiB ({which})",
+        "carried to the next run (continue-as-new input), each": (
+            ", ".join(f"{b / 1024:.1f} KiB" for b in carries) or "none"
+        ),
         "round's state (query, and its result at the end)": f"{state_bytes / 1024:.1f} KiB",
         "recompute (audit.py) of the round": f"{checked.allocations} allocations, "
         f"{len(differences)} differences, {time.monotonic() - t2:.1f} s",
-        "round's decisions, encoded JSON": f"{sum(len(d.model_dump_json()) for d in state.decisions) / 1024:.1f} KiB",
+        "round's decisions, encoded JSON (all runs / the last run's state)": (
+            f"{sum(len(d.model_dump_json()) for d in decisions) / 1024:.1f} / "
+            f"{sum(len(d.model_dump_json()) for d in state.decisions) / 1024:.1f} KiB"
+        ),
         "_offers": offers,
     }
+
+
+async def _round_runs(client, round_id: str) -> list:
+    """The round's runs, once visibility lists the one running now (the last to start)."""
+    from auditing.history import round_histories
+
+    handle = client.get_workflow_handle(round_workflow_id(round_id))
+    current = (await handle.describe()).run_id
+    deadline = time.monotonic() + 30
+    while True:
+        runs = await round_histories(client, round_id, "round")
+        if any(r.run_id == current for r in runs) or time.monotonic() > deadline:
+            return runs
+        await asyncio.sleep(0.5)

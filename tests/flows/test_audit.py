@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
@@ -38,7 +38,7 @@ from auditing.recompute import NO_CODE, compare, recompute, recompute_optimalisa
 from domain.codes import SkdCode
 from domain.columnar import CODES
 from domain.config import parse_round_config
-from domain.messages import JourneyStart, JourneyState, SkdReport
+from domain.messages import JourneyStart, JourneyState, RoundCarry, RoundStart, SkdReport
 from domain.protocol import OFFER_SEAT, SEND_OFFERS
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
@@ -50,7 +50,11 @@ from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
-from workflows.versions import LOCAL_ACTIVITY_BACKOFF_TIMERS, OFFERS_BY_LOCAL_ACTIVITY
+from workflows.versions import (
+    LOCAL_ACTIVITY_BACKOFF_TIMERS,
+    OFFERS_BY_LOCAL_ACTIVITY,
+    OPTIMALISASI_CONTINUES,
+)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RECORDED = ROOT / "tests" / "histories"
@@ -92,7 +96,10 @@ SIGNING_KEY = bytes(range(32))
 # (patch optimalisasi-budget), and the two it would have offered the seat to end TL. v16-full:
 # engine-5 journeys (patch local-activity-backoff-timers, folded: no marker), and the round and
 # the formasi runs with that patch's marker. v17-full: the round sends its optimalisasi offers in
-# a local activity (patch offers-by-local-activity), one for each allocation.
+# a local activity (patch offers-by-local-activity), one for each allocation. v18-full-continued:
+# the full round with a history budget of 164 (`--history-budget 164 --continued`): the second
+# allocation for the withdrawn seat would not fit, so the round continues as a new run (patch
+# optimalisasi-continues), which makes the offer and runs filing, the TMT move, Latsar and the close.
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -113,6 +120,7 @@ RECORDED_SETS = [
     RECORDED / "v15-full-cut",
     RECORDED / "v16-full",
     RECORDED / "v17-full",
+    RECORDED / "v18-full-continued",
     RECORDED / "v4-full-markers",
 ]
 
@@ -264,6 +272,57 @@ async def test_v17_round_sends_its_offers_in_a_local_activity_and_v16_as_signals
     assert offer_signals(v16_round.history) == 2
 
 
+async def test_v18_round_continues_in_optimalisasi_and_hands_on_what_the_next_run_reads():
+    """v18-full-continued: the round's first run makes the first offer for the withdrawn seat;
+    after its decline the next would not fit the budget, so the run continues as new. Its carry
+    holds the decline and the seat given up as state, not the allocation; the second run offers
+    the seat, takes the TMT move and closes the round. The auditor reads both runs' allocations,
+    and a carry that does not match what the run's replay hands on is drift."""
+    recorded = RECORDED / "v18-full-continued"
+    converter = recorded_converter(recorded)
+    histories = load_histories(recorded)
+    first, second = [h for h in histories if h.kind == "round"]
+    assert OPTIMALISASI_CONTINUES in patch_markers(first.history)
+    end = first.history.events[-1]
+    assert end.HasField("workflow_execution_continued_as_new_event_attributes")
+    [start] = await converter.decode(
+        end.workflow_execution_continued_as_new_event_attributes.input.payloads, [RoundStart]
+    )
+    carry = RoundCarry.model_validate(start.carry)
+    [declined] = carry.declined
+    assert carry.declined_since == [declined] and not carry.pending and not carry.accepted
+    assert len(carry.vacated) == 1 and carry.given_up_since == []
+    assert carry.decisions_left == 2  # the seat given up and the first allocation
+    assert {d.outcome for d in carry.decisions}.isdisjoint({"allocated", "seat vacated"})
+
+    outcomes = await replay([first.history, second.history], converter)
+    assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+    allocations = [
+        d.input["offers"]
+        for d in decisions_of(outcomes)
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    assert len(allocations) == 2 and allocations[0][0][0] == declined
+    assert allocations[1][0][0] != declined
+    result = await recompute(histories, converter)
+    assert result.allocations == 2 and result.differences() == []
+
+    # A carry that lost a decision the run hands on is drift, named as such.
+    lost = RoundCarry.model_validate(start.carry).model_copy(
+        update={"decisions": carry.decisions[:-1]}
+    )
+    edited = RoundStart.model_validate(start.model_dump()).model_copy(
+        update={"carry": lost.model_dump(mode="json")}
+    )
+    tampered = WorkflowHistory.from_json(first.workflow_id, first.history.to_json())
+    payloads = await converter.encode([edited])
+    attrs = tampered.events[-1].workflow_execution_continued_as_new_event_attributes
+    del attrs.input.payloads[:]
+    attrs.input.payloads.extend(payloads)
+    [drifted] = await replay([tampered], converter)
+    assert drifted.failure is None and "decisions recorded" in drifted.drift
+
+
 async def test_a_new_command_in_the_journey_is_caught_as_non_determinism():
     journeys = [h.history for h in load_histories(RECORDED) if h.kind == "journey"]
     outcomes = await replay(journeys, recorded_converter(), workflows=[JourneyWithAnExtraStep])
@@ -301,6 +360,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v15-full-cut",
         RECORDED / "v16-full",
         RECORDED / "v17-full",
+        RECORDED / "v18-full-continued",
     ],
     ids=lambda p: p.name,
 )
