@@ -241,6 +241,9 @@ def journey_profiles(journeys: list[JourneyInputs]) -> dict[str, CandidateProfil
 # The pool's patch name as the round records it in its allocation decisions (workflows/versions.py
 # OPTIMALISASI_POOL; auditing may not import workflows' code).
 POOL_RULE = "optimalisasi-pool"
+# A seat given up by its optimalisasi taker counted once (OPTIMALISASI_SEAT_GIVEN_UP_ONCE), as the
+# allocations that follow it record it in `seat_given_up`.
+SEAT_GIVEN_UP_ONCE = "optimalisasi-seat-given-up-once"
 SEAT_VACATED = "seat vacated"
 
 
@@ -305,9 +308,11 @@ def recompute_optimalisasi(
             declined = set(d.input.get("declined", []))
         declined_so_far = declined
         # Rounds with optimalisasi until filing closes (the allocation records "given_up" or
-        # "given_up_since"): an accepted seat given up no longer holds it.
+        # "given_up_since"): an accepted seat given up no longer holds it, until the allocation
+        # records `seat_given_up`: then it holds it, and the seat given up frees it once.
         refills = "given_up" in d.input or "given_up_since" in d.input
-        released = given_up if refills else set()
+        once = d.input.get("seat_given_up") == SEAT_GIVEN_UP_ONCE
+        released = given_up if refills and not once else set()
         held: dict[str, int] = defaultdict(int)
         for applicant_id, code in made:
             if applicant_id not in declined and applicant_id not in released:

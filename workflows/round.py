@@ -90,6 +90,7 @@ with workflow.unsafe.imports_passed_through():
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_CONTINUES,
         OPTIMALISASI_POOL,
+        OPTIMALISASI_SEAT_GIVEN_UP_ONCE,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
         ROUND_VIEW_BOARD,
     )
@@ -175,6 +176,8 @@ class RecruitmentRound:
         self.offers_stopped = False
         # Patch optimalisasi-until-filing-closes: seats given up during filing are offered again.
         self.refill_in_filing = False
+        # Patch optimalisasi-seat-given-up-once, decided when a seat's optimalisasi taker gives it up.
+        self.given_up_once = False
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
@@ -507,8 +510,13 @@ class RecruitmentRound:
             for offer_id, status in self.offer_status.items():
                 if status == "declined":
                     declined.add(self.offer_targets[offer_id])
-                elif self.refill_in_filing and self.offer_targets[offer_id] in self.vacated:
-                    # Accepted, then given up: the seat is counted in the vacated seats again.
+                elif (
+                    self.refill_in_filing
+                    and self.offer_targets[offer_id] in self.vacated
+                    and not self._seat_given_up_once()
+                ):
+                    # Accepted, then given up, before patch optimalisasi-seat-given-up-once: the
+                    # seat no longer held, and counted in the seats given up too (twice).
                     placed.add(self.offer_targets[offer_id])
                 else:
                     held[self.offer_formasi[offer_id]] = (
@@ -572,6 +580,8 @@ class RecruitmentRound:
                 inputs["declined"] = sorted(declined)
             if pool:
                 inputs.update(pool=OPTIMALISASI_POOL, judged_on=str(judged_on))
+            if self.given_up_once:
+                inputs["seat_given_up"] = OPTIMALISASI_SEAT_GIVEN_UP_ONCE
             if self.refill_in_filing and by_change:
                 inputs["given_up_since"] = sorted(set(self.vacated) - self.recorded_given_up)
                 self.recorded_given_up |= set(self.vacated)
@@ -631,6 +641,13 @@ class RecruitmentRound:
         self.offer_targets[offer_id] = applicant_id
         self.offer_formasi[offer_id] = formasi_code
         self.offer_status[offer_id] = status
+
+    def _seat_given_up_once(self) -> bool:
+        """Patch optimalisasi-seat-given-up-once: an accepted offer whose taker gave the seat up
+        still holds it, so the seat is freed once, by being given up."""
+        if not self.given_up_once:
+            self.given_up_once = workflow.patched(OPTIMALISASI_SEAT_GIVEN_UP_ONCE)
+        return self.given_up_once
 
     def _may_continue(self) -> bool:
         """Continue-as-new rather than cut or wait (patch optimalisasi-continues): only once this

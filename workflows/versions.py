@@ -195,6 +195,15 @@ OFFERS_BY_LOCAL_ACTIVITY = "offers-by-local-activity"
 # local activity and optimalisasi until filing closes; rounds recorded before it replay as they ran.
 OPTIMALISASI_CONTINUES = "optimalisasi-continues"
 
+# A seat given up by the one optimalisasi placed in it is offered once (selection integrity): since
+# patch optimalisasi-until-filing-closes an accepted offer whose taker gave the seat up no longer
+# held it, while the seat also counted among those given up, so the seat was offered twice and
+# the formasi could end a seat over its quota. Such an offer now keeps holding its seat; the seat
+# given up frees it, once. Decided the first time an allocation finds a seat given up by an
+# optimalisasi taker (no recorded round holds one), and recorded in that allocation and every
+# later one (`seat_given_up`), which audit.py recompute follows.
+OPTIMALISASI_SEAT_GIVEN_UP_ONCE = "optimalisasi-seat-given-up-once"
+
 # A stopping worker's local activity pauses the workflow (runtime/stopping.py): a local activity
 # that fails or is retried while its worker stops now ends with a non-retryable "WorkerStopping"
 # failure, which reaches the workflow as the ApplicationError itself, not as an ActivityError.
