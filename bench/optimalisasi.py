@@ -136,6 +136,12 @@ async def run_optimalisasi(
         if e.HasField("activity_task_scheduled_event_attributes")
     )
     size, which = max(largest_event(h) for h in runs)
+    allocation_inputs = [
+        e.activity_task_scheduled_event_attributes.input.ByteSize()
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "allocate_pages"
+    ]
     carries = [
         h.events[-1].workflow_execution_continued_as_new_event_attributes.input.ByteSize()
         for h in runs
@@ -200,6 +206,11 @@ async def run_optimalisasi(
             f"{len(events):,} ({max(len(h.events) for h in runs):,})"
         ),
         "round history: events per offer": f"{len(events) / max(offers, 1):.2f}",
+        "round history: bytes, every run (the largest run)": (
+            f"{sum(e.ByteSize() for e in events) / 2**20:.2f} MiB "
+            f"({max(sum(e.ByteSize() for e in h.events) for h in runs) / 2**20:.2f} MiB)"
+        ),
+        "largest allocation input (allocate_pages)": f"{max(allocation_inputs, default=0) / 1024:.1f} KiB",
         "round history: workflow tasks": f"{tasks:,}",
         "round history: signals sent": f"{signalled:,}",
         "offers sent by local activity (patch offers-by-local-activity): markers / tasks": (
