@@ -21,6 +21,7 @@ from domain.pages import (
     CANDIDATES,
     INDEX,
     LINES,
+    OFFERED,
     REPLIES,
     AllocationRequest,
     AllocationResult,
@@ -29,6 +30,7 @@ from domain.pages import (
     FinalPagesRequest,
     LeafRead,
     PageFold,
+    PageKeep,
     PageRead,
     PageRef,
     SkdCut,
@@ -43,6 +45,7 @@ from domain.pages import (
 from domain.protocol import (
     ALLOCATE_PAGES,
     FOLD_PAGES,
+    KEEP_PAGE,
     RANK_FINAL_PAGES,
     RANK_SKD_PAGES,
     READ_LEAF,
@@ -199,6 +202,12 @@ class PageStore:
             )
         return await self.put(INDEX, req.owner, req.pages)
 
+    @activity.defn(name=KEEP_PAGE.name)
+    async def keep_page(self, req: PageKeep) -> PageRef:
+        """Keep the applicant ids a round has offered as one page (kind OFFERED): the only page a
+        workflow writes itself, so the only kind this takes."""
+        return await self.put(OFFERED, req.owner, req.items)
+
     @activity.defn(name=RANK_SKD_PAGES.name)
     async def rank_skd_pages(self, req: SkdPagesRequest) -> SkdCut:
         """The SKD cut from the pages of answers to the SKD close (domain.ranking.SkdCutTracker)."""
@@ -295,7 +304,10 @@ class PageStore:
                 round_id=req.round_id,
                 ignored=ignored,
             )
-        placed = set(req.placed)
+        # Everyone holding or given an offer, and (patch optimalisasi-continues) everyone offered.
+        placed = set(req.placed) | set(req.offered)
+        async for items in self.leaves(OFFERED, req.offered_pages):
+            placed.update(items)
         offers = allocate(
             req.vacancies,
             [c for c in candidates if c.entry.applicant_id not in placed],

@@ -27,6 +27,7 @@ from auditing.history import (
     ReplayOutcome,
     decisions_of,
     messages,
+    offers_of,
     replay,
     round_histories,
 )
@@ -121,6 +122,8 @@ async def round_facts(client: Client, round_id: str) -> RoundFacts:
                 start.config if isinstance(start, RoundStart) else start["config"]
             )
             state = last if isinstance(last, RoundState) else None
+            if state is not None:  # the offers of every run (patch optimalisasi-continues)
+                state = state.model_copy(update={"offers": offers_of(o for _, o in runs)})
             round_decisions = decisions_of(o for _, o in runs)
         elif kind == "journey":
             start = next(m for m in found if m.kind == "start")

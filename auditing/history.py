@@ -406,6 +406,16 @@ def _brief(d: dict) -> str:
     return f"{d['stage']}/{d['outcome']} by {d['actor']} (rules {d['rule_version']})"
 
 
+def offers_of(outcomes: Iterable[ReplayOutcome]) -> dict[str, str]:
+    """A round's optimalisasi offers over its runs, in order, each with its last status. A run that
+    continued-as-new in optimalisasi (patch optimalisasi-continues) lists its own offers and those
+    pending when it began; the runs before it list the rest."""
+    offers: dict[str, str] = {}
+    for o in outcomes:
+        offers.update(getattr(o.state, "offers", None) or {})
+    return offers
+
+
 def decisions_of(outcomes: Iterable[ReplayOutcome]) -> list[Decision]:
     """The decisions re-derived by replay, across runs, without repeats (a carry repeats them)."""
     seen: set[str] = set()

@@ -124,7 +124,7 @@ async def run_optimalisasi(
 
     state = await ctx.api.round_state(round_id)
     # Every run of the round (patch optimalisasi-continues), its decisions re-derived by replay.
-    from auditing.history import decisions_of, replay, round_histories
+    from auditing.history import decisions_of, offers_of, replay, round_histories
 
     converter = ctx.api.client.data_converter
     runs = [r.history for r in await _round_runs(ctx.api.client, round_id)]
@@ -148,9 +148,11 @@ async def run_optimalisasi(
         if h.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     ]
     state_bytes = len((await converter.encode([state]))[0].SerializeToString())
-    decisions = decisions_of(await replay(runs, converter))
+    outcomes = await replay(runs, converter)
+    decisions = decisions_of(outcomes)
+    every_offer = offers_of(outcomes)  # a continued run lists only its own and those pending
     allocated = [d for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"]
-    statuses = Counter(state.offers.values())
+    statuses = Counter(every_offer.values())
     stopped = next(
         (d.input for d in decisions if (d.stage, d.outcome) == ("optimalisasi", "offers stopped")),
         None,
@@ -161,7 +163,7 @@ async def run_optimalisasi(
         else f"at {stopped['history_length']:,} events, {stopped['offers_made']:,} offers made, "
         f"{sum(stopped['seats_not_offered'].values()):,} seats not offered"
     )
-    offers = len(state.offers)
+    offers = len(every_offer)
     from temporalio.api.enums.v1 import EventType
 
     signalled = kinds[EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED]

@@ -604,21 +604,18 @@ class RoundStart(BaseModel, frozen=True):
     carry: dict | None = Field(default=None, exclude_if=lambda carry: carry is None)
 
 
-class PendingOffer(BaseModel, frozen=True):
-    """An optimalisasi offer not yet answered when the round continued: to whom, as sealed."""
-
-    applicant_id: str
-    offer: OptimalisasiOffer
-
-
 class RoundCarry(BaseModel, frozen=True):
     """What a RecruitmentRound hands to its next run when it continues-as-new in optimalisasi
     (patch optimalisasi-continues): the state later allocations, signals, commands and queries
     read, without what grows with the offers made but nothing later reads.
 
     Left in the run that made them: its allocations, its offers not delivered and the seats given
-    up during it (`handed_on` says which decisions); the auditor reads them from that run's
-    replay. Offers answered are kept as applicant -> formasi, which is what the allocations read.
+    up during it (`handed_on` says which decisions), and its offers' answers, which its state
+    lists; the auditor reads them from that run's replay. Of the offers answered the next run
+    needs only who was offered (never offered again: in pages), how many accepted seats each
+    formasi holds, and the declines no allocation has recorded yet. So nothing carried grows with
+    the offers made but the page references (one for each 500 offered) and the offers pending,
+    which the history budget bounds.
     """
 
     runs: int = Field(ge=1)  # runs before this one
@@ -637,10 +634,12 @@ class RoundCarry(BaseModel, frozen=True):
     results: dict[str, FormasiResult]
     vacated: dict[str, str]  # applicant id -> formasi whose seat it gave up
     given_up_since: list[str]  # of those, not yet recorded by an allocation
-    accepted: dict[str, str]  # applicant id -> formasi of the offer it accepted
-    declined: dict[str, str]  # applicant id -> formasi of the offer it declined (or not delivered)
-    declined_since: list[str]  # of those, not yet recorded by an allocation
-    pending: list[PendingOffer]
+    offered_pages: list[PageRef]  # applicants offered a seat, in pages of 500 (kind OFFERED)
+    offered_tail: list[str] = Field(max_length=MAX_PAGE_ITEMS)  # offered since the last page
+    accepted_by_formasi: dict[str, int]  # offers accepted, by the formasi they hold a seat in
+    offers_declined: int = Field(ge=0)  # declined or not delivered, every run
+    declined_since: list[str]  # declines not yet recorded by an allocation
+    pending: dict[str, str]  # offers not yet answered: applicant id -> formasi
     final_sanggah: bool
     keeps_board: bool
     backoff_timers: bool

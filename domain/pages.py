@@ -33,12 +33,14 @@ from domain.skd import SkdKey
 
 # What a page holds: the answers to a close; a ranking's lines ([applicant id, final score]); the
 # optimalisasi candidates ({entry, profile}) of those who lost on rank; references to other pages
-# (an index: a list of references folded into one, see `PageFold`).
+# (an index: a list of references folded into one, see `PageFold`); the applicant ids a round has
+# offered a seat in optimalisasi, in the order offered (patch optimalisasi-continues).
 REPLIES = "close-replies"
 LINES = "ranking-lines"
 CANDIDATES = "candidates"
 INDEX = "page-index"
-KINDS = (REPLIES, LINES, CANDIDATES, INDEX)
+OFFERED = "offered-applicants"
+KINDS = (REPLIES, LINES, CANDIDATES, INDEX, OFFERED)
 
 # At most this many items per page: a page of candidates (about 235 bytes each, encoded) is then
 # about 120 KB, half the 256 KB a payload should stay under; a smaller broadcast page size sets the size.
@@ -210,6 +212,19 @@ class AllocationRequest(BaseModel, frozen=True):
     declined: list[str]
     judged_on: date | None = None
     pool: bool = True  # patch optimalisasi-pool: majors and ages judged, profiles used
+    # Patch optimalisasi-continues: everyone offered a seat so far, none offered again, whatever
+    # the answer: the first in pages of MAX_PAGE_ITEMS (kind OFFERED), the rest listed here; then
+    # `placed` and `declined` are empty. So the request stays bounded however many were offered.
+    offered_pages: list[PageRef] = []
+    offered: list[str] = Field(default=[], max_length=MAX_PAGE_ITEMS)
+
+
+class PageKeep(BaseModel, frozen=True):
+    """Keep applicant ids the round has offered as one page of kind OFFERED (patch
+    optimalisasi-continues); answers its reference."""
+
+    owner: str = Field(min_length=1, max_length=300)
+    items: list[str] = Field(min_length=1, max_length=MAX_PAGE_ITEMS)
 
 
 class AllocationResult(BaseModel, frozen=True):

@@ -81,6 +81,7 @@ from domain.pages import (
     FinalPagesRequest,
     LeafRead,
     PageFold,
+    PageKeep,
     PageRead,
     PageRef,
     SkdCut,
@@ -271,6 +272,8 @@ FOLD_PAGES = Activity("fold_pages", PageFold, PageRef)
 RANK_SKD_PAGES = Activity("rank_skd_pages", SkdPagesRequest, SkdCut)
 RANK_FINAL_PAGES = Activity("rank_final_pages", FinalPagesRequest, FinalPages)
 ALLOCATE_PAGES = Activity("allocate_pages", AllocationRequest, AllocationResult)
+# The applicants a round has offered, kept as pages (patch optimalisasi-continues).
+KEEP_PAGE = Activity("keep_page", PageKeep, PageRef)
 # The round's optimalisasi offers, sent as `offer_seat` signals (patch offers-by-local-activity).
 SEND_OFFERS = Activity("send_offers", OfferSends, OffersSent)
 

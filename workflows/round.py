@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         MoveTmt,
         OfferReply,
         OptimalisasiOffer,
-        PendingOffer,
         Report,
         RoundBoard,
         RoundBoardWrite,
@@ -57,9 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.pages import (
         CANDIDATES,
         LINES,
+        MAX_PAGE_ITEMS,
         AllocationRequest,
         AllocationResult,
         Candidate,
+        PageKeep,
         PageRead,
         PageRef,
         ResultPages,
@@ -68,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.protocol import (
         ALLOCATE_PAGES,
         FORMASI_PHASE,
+        KEEP_PAGE,
         OFFER_SEAT,
         PUBLISH_ROUND_BOARD,
         READ_PAGE,
@@ -194,13 +196,22 @@ class RecruitmentRound:
         self.runs = 0
         self.decisions_left = 0
         self.allocations_in_run = 0
+        # What this run knows of the offers of the runs before it: the applicants offered, as
+        # pages and the rest (also kept by this run for its own offers), the offers accepted by
+        # formasi, and the declines no allocation has recorded yet.
+        self.offered_pages: list[PageRef] = []
+        self.offered_tail: list[str] = []
+        self.accepted_before: dict[str, int] = {}
+        self.declined_before: set[str] = set()
         if start.carry is not None:
             self._resume(RoundCarry.model_validate(start.carry))
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
         if start.carry is not None:
-            # Continued in optimalisasi or filing (patch optimalisasi-continues): on from there.
+            # Continued in optimalisasi or filing (patch optimalisasi-continues): on from there. The
+            # offers carried are counted by formasi, so a seat given up is counted once.
+            self._seat_given_up_once()
             await self._optimalisasi_until_filing_closes()
             return await self._to_the_close()
         if workflow.patched("sealed-messages"):
@@ -523,6 +534,9 @@ class RecruitmentRound:
                         held.get(self.offer_formasi[offer_id], 0) + 1
                     )
                     placed.add(self.offer_targets[offer_id])
+            for code, accepted in self.accepted_before.items():
+                held[code] = held.get(code, 0) + accepted
+            declined |= self.declined_before
             vacancies = [
                 Vacancy(
                     formasi_code=code,
@@ -607,6 +621,8 @@ class RecruitmentRound:
                 )
                 self.offers[offer_id] = offer
                 self._track_offer(offer_id, o.applicant_id, o.to_formasi, "pending")
+                if self.continues:
+                    self.offered_tail.append(o.applicant_id)
                 journey = journey_workflow_id(self.config.round_id, o.applicant_id)
                 if by_local:
                     local.append(OfferSend(workflow_id=journey, offer=offer))
@@ -650,9 +666,17 @@ class RecruitmentRound:
         return self.given_up_once
 
     def _may_continue(self) -> bool:
-        """Continue-as-new rather than cut or wait (patch optimalisasi-continues): only once this
-        run has recorded an allocation, so every run makes offers and none continues at once."""
-        return bool(self.continues) and self.allocations_in_run > 0
+        """Continue-as-new rather than cut or wait (patch optimalisasi-continues): once this run
+        has recorded an allocation, so every run makes offers and none continues at once, and its
+        history has taken half the budget. Offers pending take a new run's room as they take this
+        one's: while they, not the history, leave no room, a new run would be no roomier, and the
+        allocation is cut (or waits for their answers) as before."""
+        return (
+            bool(self.continues)
+            and self.allocations_in_run > 0
+            and 2 * workflow.info().get_current_history_length()
+            >= self.config.optimalisasi_history_budget
+        )
 
     async def _continue_as_new(self) -> NoReturn:
         """Continue the round as a new run with its history's whole budget, carrying its state.
@@ -677,14 +701,17 @@ class RecruitmentRound:
         )
 
     def _carry(self) -> RoundCarry:
-        answered: dict[str, dict[str, str]] = {"accepted": {}, "declined": {}}
-        pending: list[PendingOffer] = []
+        accepted = dict(self.accepted_before)
+        declined = set(self.declined_before)
+        pending: dict[str, str] = {}
         for offer_id, status in self.offer_status.items():
-            applicant = self.offer_targets[offer_id]
+            applicant, code = self.offer_targets[offer_id], self.offer_formasi[offer_id]
             if status == "pending":
-                pending.append(PendingOffer(applicant_id=applicant, offer=self.offers[offer_id]))
+                pending[applicant] = code
+            elif status == "accepted":
+                accepted[code] = accepted.get(code, 0) + 1
             else:
-                answered[status][applicant] = self.offer_formasi[offer_id]
+                declined.add(applicant)
         kept = handed_on(self.decisions)
         return RoundCarry(
             runs=self.runs + 1,
@@ -703,9 +730,11 @@ class RecruitmentRound:
             results=self.results,
             vacated=self.vacated,
             given_up_since=sorted(set(self.vacated) - self.recorded_given_up),
-            accepted=answered["accepted"],
-            declined=answered["declined"],
-            declined_since=sorted(set(answered["declined"]) - self.recorded_declined),
+            offered_pages=self.offered_pages,
+            offered_tail=self.offered_tail,
+            accepted_by_formasi=dict(sorted(accepted.items())),
+            offers_declined=self.offers_declined,
+            declined_since=sorted(declined - self.recorded_declined),
             pending=pending,
             final_sanggah=self.final_sanggah,
             keeps_board=self.keeps_board,
@@ -731,16 +760,14 @@ class RecruitmentRound:
         self.results = dict(carry.results)
         self.vacated = dict(carry.vacated)
         self.recorded_given_up = set(carry.vacated) - set(carry.given_up_since)
-        for status, answered in (("accepted", carry.accepted), ("declined", carry.declined)):
-            for applicant, formasi_code in answered.items():
-                offer_id = self._offer_id(applicant, formasi_code)
-                self._track_offer(offer_id, applicant, formasi_code, status)
-        self.offers_answered = len(carry.accepted) + len(carry.declined)
-        self.offers_declined = len(carry.declined)
-        self.recorded_declined = set(carry.declined) - set(carry.declined_since)
-        for p in carry.pending:
-            self.offers[p.offer.offer_id] = p.offer
-            self._track_offer(p.offer.offer_id, p.applicant_id, p.offer.to_formasi, "pending")
+        self.offered_pages = list(carry.offered_pages)
+        self.offered_tail = list(carry.offered_tail)
+        self.accepted_before = dict(carry.accepted_by_formasi)
+        self.declined_before = set(carry.declined_since)
+        self.offers_declined = carry.offers_declined
+        for applicant, formasi_code in carry.pending.items():
+            offer_id = self._offer_id(applicant, formasi_code)
+            self._track_offer(offer_id, applicant, formasi_code, "pending")
         self.refill_in_filing = True
         self.continues = True
         self.final_sanggah = carry.final_sanggah
@@ -830,6 +857,11 @@ class RecruitmentRound:
         """`allocate` over the candidates' pages, in an activity; no seat, no call."""
         if not vacancies:
             return []
+        if self.continues:
+            # Everyone offered, whatever the answer, in pages and the rest listed (patch
+            # optimalisasi-continues): the request does not grow with the offers made.
+            await self._keep_offered_pages()
+            placed, declined = set(), set()
         allocated = await workflow.execute_activity(
             ALLOCATE_PAGES.name,
             AllocationRequest(
@@ -848,6 +880,8 @@ class RecruitmentRound:
                 declined=sorted(declined),
                 judged_on=judged_on,
                 pool=pool,
+                offered_pages=self.offered_pages,
+                offered=self.offered_tail,
             ),
             result_type=AllocationResult,
             start_to_close_timeout=ALLOCATION_TIMEOUT,
@@ -855,6 +889,21 @@ class RecruitmentRound:
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
         return allocated.offers
+
+    async def _keep_offered_pages(self) -> None:
+        """Keep the applicants offered since the last page as pages of MAX_PAGE_ITEMS, in the
+        order offered (a local activity each, its reference recorded in its marker)."""
+        while len(self.offered_tail) >= MAX_PAGE_ITEMS:
+            ref = await run_local_activity_until_done(
+                KEEP_PAGE,
+                PageKeep(
+                    owner=workflow.info().workflow_id, items=self.offered_tail[:MAX_PAGE_ITEMS]
+                ),
+                timedelta(seconds=30),
+                backoff_timers=self.backoff_timers,
+            )
+            self.offered_pages.append(ref)
+            del self.offered_tail[:MAX_PAGE_ITEMS]
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""

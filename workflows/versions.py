@@ -186,11 +186,13 @@ OFFERS_BY_LOCAL_ACTIVITY = "offers-by-local-activity"
 # A round that continues-as-new in optimalisasi (issue 17 item 1): the round's history grows with
 # the offers it makes, and within its budget it stopped offering near 6,700 (at least 3,600
 # whatever the answers cost), leaving seats with a candidate empty. Once a run has made an
-# allocation, an allocation that would be cut to the budget, or that finds no room while offers
-# are pending, continues the round as a new run instead (domain.messages.RoundCarry: the offers
-# pending and answered, the seats given up, the windows, commands, keys, results and the board's
-# version); the new run allocates again with its history's whole budget. The allocations, offers
-# not delivered and seats given up stay in the run that decided them (domain.optimalisasi.handed_on).
+# allocation and its history has taken half the budget, an allocation that would be cut to the
+# budget, or that finds no room while offers are pending, continues the round as a new run instead
+# (domain.messages.RoundCarry: the offers pending, the seats accepted offers hold, who was offered
+# as pages, the seats given up, the windows, commands, keys, results and the board's version); the
+# new run allocates again with its history's whole budget. The allocations, offers not delivered,
+# seats given up and answers stay in the run that decided them (domain.optimalisasi.handed_on).
+# An allocation's input names who was offered as pages (AllocationRequest.offered_pages).
 # Decided when optimalisasi begins, for rounds whose results are kept as pages, with offers sent by a
 # local activity and optimalisasi until filing closes; rounds recorded before it replay as they ran.
 OPTIMALISASI_CONTINUES = "optimalisasi-continues"

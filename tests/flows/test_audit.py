@@ -30,6 +30,7 @@ from auditing.history import (
     decision_drift,
     decisions_of,
     messages,
+    offers_of,
     replay,
     round_histories,
 )
@@ -275,7 +276,8 @@ async def test_v17_round_sends_its_offers_in_a_local_activity_and_v16_as_signals
 async def test_v18_round_continues_in_optimalisasi_and_hands_on_what_the_next_run_reads():
     """v18-full-continued: the round's first run makes the first offer for the withdrawn seat;
     after its decline the next would not fit the budget, so the run continues as new. Its carry
-    holds the decline and the seat given up as state, not the allocation; the second run offers
+    holds who was offered, the decline and the seat given up as state, not the allocation or the
+    offer's answer, which stay in the first run; the second run offers
     the seat, takes the TMT move and closes the round. The auditor reads both runs' allocations,
     and a carry that does not match what the run's replay hands on is drift."""
     recorded = RECORDED / "v18-full-continued"
@@ -289,14 +291,18 @@ async def test_v18_round_continues_in_optimalisasi_and_hands_on_what_the_next_ru
         end.workflow_execution_continued_as_new_event_attributes.input.payloads, [RoundStart]
     )
     carry = RoundCarry.model_validate(start.carry)
-    [declined] = carry.declined
-    assert carry.declined_since == [declined] and not carry.pending and not carry.accepted
+    [declined] = carry.declined_since
+    assert carry.offered_tail == [declined] and not carry.offered_pages and not carry.pending
+    assert carry.accepted_by_formasi == {} and carry.offers_declined == 1
     assert len(carry.vacated) == 1 and carry.given_up_since == []
     assert carry.decisions_left == 2  # the seat given up and the first allocation
     assert {d.outcome for d in carry.decisions}.isdisjoint({"allocated", "seat vacated"})
 
     outcomes = await replay([first.history, second.history], converter)
     assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+    # The answers: the decline in the first run's state, the acceptance in the second's.
+    assert sorted(offers_of(outcomes).values()) == ["accepted", "declined"]
+    assert list(offers_of(outcomes[:1]).values()) == ["declined"]
     allocations = [
         d.input["offers"]
         for d in decisions_of(outcomes)

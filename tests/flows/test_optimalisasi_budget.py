@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 import pytest
 from rich.console import Console
 
-from auditing.history import decisions_of, replay, round_histories
+from auditing.history import decisions_of, offers_of, replay, round_histories
 from auditing.recompute import recompute, recompute_optimalisasi
 from client.api import RecruitmentApi
 from domain.codes import Stage
@@ -209,7 +209,13 @@ async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
     carry = RoundCarry.model_validate(start.carry)
     # What the first run decided stays in it: the carry holds the decline as state, no allocation.
     assert carry.runs == 1 and carry.phase == "optimalisasi"
-    assert carry.declined == {ids[1]: "TARGET"} and carry.declined_since == [ids[1]]
+    # Who was offered (never offered again), the decline no allocation has recorded, the offers
+    # pending; the accepted ones only as seats held in TARGET.
+    assert carry.declined_since == [ids[1]] and carry.offers_declined == 1
+    assert carry.offered_tail == ids[1 : 1 + len(carry.offered_tail)] and not carry.offered_pages
+    assert len(carry.offered_tail) == 1 + carry.accepted_by_formasi.get("TARGET", 0) + len(
+        carry.pending
+    )
     assert not any(d.outcome == "allocated" for d in carry.decisions)
     assert carry.decisions_left >= 1
     assert "tmt-before" in carry.commands
@@ -218,16 +224,17 @@ async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
     assert await api.command(round_id, move) == first_ack
     state = await api.round_state(round_id)
     assert state.schedule.tmt == date(2027, 4, 1)
-    assert state.offers == {
-        f"{round_id}/offer/{ids[1]}/TARGET": "declined",
-        **{f"{round_id}/offer/{a}/TARGET": "accepted" for a in ids[2:5]},
-    }
     assert "offers stopped" not in [d.outcome for d in state.decisions]
     assert [d.outcome for d in state.decisions].count("TMT moved to 2027-04-01") == 1
 
-    # Every allocation of both runs, read from their replays.
+    # Every offer and allocation of both runs, read from their replays.
+    runs = await _round_runs(client, round_id, 2)
     outcomes = await replay([r.history for r in runs], data_converter(keys))
     assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+    assert offers_of(outcomes) == {
+        f"{round_id}/offer/{ids[1]}/TARGET": "declined",
+        **{f"{round_id}/offer/{a}/TARGET": "accepted" for a in ids[2:5]},
+    }
     allocations = [
         d.input
         for d in decisions_of(outcomes)

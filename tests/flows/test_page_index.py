@@ -159,3 +159,88 @@ async def test_fold_refs_needs_two_children_and_counts_leaf_pages_as_chunks_does
     assert [leaf_pages(n, 500) for n in (0, 1, 500, 501, 10_000)] == [0, 1, 1, 2, 20]
     assert leaf_pages(7, 10_000) == 1  # at most MAX_PAGE_ITEMS a page, as chunks makes them
     assert leaf_pages(1001, 10_000) == len(list(chunks(list(range(1001)), 10_000)))
+
+
+async def test_applicants_offered_are_kept_as_pages_and_never_offered_again(kit):
+    """The round keeps everyone it has offered a seat as pages of kind OFFERED (patch
+    optimalisasi-continues) and lists the rest; the allocation over pages offers none of them
+    again, in pages or listed, and a page of offered ids cannot pass for a page of another kind."""
+    from datetime import date
+    from fractions import Fraction
+
+    from domain.config import Formasi
+    from domain.optimalisasi import Vacancy
+    from domain.pages import (
+        CANDIDATES,
+        MAX_PAGE_ITEMS,
+        OFFERED,
+        AllocationRequest,
+        Candidate,
+        PageKeep,
+        ResultPages,
+    )
+    from domain.ranking import FinalEntry
+    from domain.skd import SkdScores
+
+    pool, store, owner = kit
+    formasi = Formasi(
+        code="TARGET",
+        jabatan="Pranata Komputer Ahli Pertama",
+        unit="Dinas",
+        education_level="S1",
+        majors=["S-1 Teknik Informatika"],
+        quota=1_200,
+    )
+    # 1,100 who lost on rank in SOURCE, best first (A0000 is the best).
+    entries = [
+        FinalEntry(
+            applicant_id=f"A{n:04d}",
+            formasi_code="SOURCE",
+            final_score=Fraction(10_000 - n, 100),
+            skd=SkdScores(twk=100, tiu=100, tkp=150),
+            gpa=3.5,
+            birth_date=date(1998, 1, 1),
+        )
+        for n in range(1_100)
+    ]
+    candidate_pages = [
+        await store.put(CANDIDATES, owner, [Candidate(entry=e) for e in chunk])
+        for chunk in chunks(entries, MAX_PAGE_ITEMS)
+    ]
+    # The first 1,050 were offered: two pages of 500 and 50 listed.
+    offered = [e.applicant_id for e in entries[:1_050]]
+    pages = [
+        await ENV.run(store.keep_page, PageKeep(owner=owner, items=offered[i : i + MAX_PAGE_ITEMS]))
+        for i in (0, MAX_PAGE_ITEMS)
+    ]
+    assert [p.count for p in pages] == [MAX_PAGE_ITEMS, MAX_PAGE_ITEMS]
+    assert await store.get(OFFERED, pages[1]) == offered[MAX_PAGE_ITEMS : 2 * MAX_PAGE_ITEMS]
+    with pytest.raises(ValueError, match="is a offered-applicants page, not ranking-lines"):
+        await store.get(LINES, pages[0])
+
+    request = AllocationRequest(
+        round_id="offered-pages",
+        formasi=[formasi.model_copy(update={"code": "SOURCE"}), formasi],
+        results=[
+            ResultPages(formasi_code="SOURCE", winner_pages=[], candidate_pages=candidate_pages)
+        ],
+        vacancies=[
+            Vacancy(
+                formasi_code="TARGET",
+                jabatan=formasi.jabatan,
+                education_level=formasi.education_level,
+                seats=100,
+            )
+        ],
+        placed=[],
+        declined=[],
+        pool=False,
+        offered_pages=pages,
+        offered=offered[2 * MAX_PAGE_ITEMS :],
+    )
+    allocated = await ENV.run(store.allocate_pages, request)
+    assert allocated.candidates == 1_100
+    assert [o.applicant_id for o in allocated.offers] == [e.applicant_id for e in entries[1_050:]]
+    # Without the pages, those in them would be offered again.
+    again = await ENV.run(store.allocate_pages, request.model_copy(update={"offered_pages": []}))
+    assert again.offers[0].applicant_id == "A0000"
