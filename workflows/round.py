@@ -684,6 +684,8 @@ class RecruitmentRound:
         Commands in flight finish here first (their answers are in the carried ledger), and the
         board as it stands is written. Offers pending stay pending: their answers are signals to
         the round's workflow id, which the new run receives."""
+        await self._keep_offered_pages()  # fewer than MAX_PAGE_ITEMS listed in the carry
+        # Nothing is awaited between this wait and the continue-as-new: no command starts after it.
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and self.board_written >= self.board_version
         )
