@@ -21,7 +21,9 @@ from domain.pages import (
     CANDIDATES,
     INDEX,
     LINES,
+    MAX_PAGE_ITEMS,
     OFFERED,
+    OFFERS,
     REPLIES,
     AllocationRequest,
     AllocationResult,
@@ -314,4 +316,9 @@ class PageStore:
             req.declined,
             req.judged_on,
         )
+        if req.offers_in_pages and len(offers) > MAX_PAGE_ITEMS:
+            pages = await self.put_all(OFFERS, req.round_id, offers, MAX_PAGE_ITEMS)
+            return AllocationResult(
+                offers=[], offer_pages=pages, candidates=len(candidates), ignored=ignored
+            )
         return AllocationResult(offers=offers, candidates=len(candidates), ignored=ignored)

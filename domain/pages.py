@@ -34,13 +34,15 @@ from domain.skd import SkdKey
 # What a page holds: the answers to a close; a ranking's lines ([applicant id, final score]); the
 # optimalisasi candidates ({entry, profile}) of those who lost on rank; references to other pages
 # (an index: a list of references folded into one, see `PageFold`); the applicant ids a round has
-# offered a seat in optimalisasi, in the order offered (patch optimalisasi-continues).
+# offered a seat in optimalisasi, in the order offered, and the offers of one allocation past
+# MAX_PAGE_ITEMS (patch optimalisasi-continues).
 REPLIES = "close-replies"
 LINES = "ranking-lines"
 CANDIDATES = "candidates"
 INDEX = "page-index"
 OFFERED = "offered-applicants"
-KINDS = (REPLIES, LINES, CANDIDATES, INDEX, OFFERED)
+OFFERS = "allocated-offers"
+KINDS = (REPLIES, LINES, CANDIDATES, INDEX, OFFERED, OFFERS)
 
 # At most this many items per page: a page of candidates (about 235 bytes each, encoded) is then
 # about 120 KB, half the 256 KB a payload should stay under; a smaller broadcast page size sets the size.
@@ -217,6 +219,9 @@ class AllocationRequest(BaseModel, frozen=True):
     # `placed` and `declined` are empty. So the request stays bounded however many were offered.
     offered_pages: list[PageRef] = []
     offered: list[str] = Field(default=[], max_length=MAX_PAGE_ITEMS)
+    # The caller reads offers from pages: more than MAX_PAGE_ITEMS come back as pages (kind OFFERS),
+    # so the result stays bounded however many seats one allocation fills.
+    offers_in_pages: bool = False
 
 
 class PageKeep(BaseModel, frozen=True):
@@ -228,7 +233,8 @@ class PageKeep(BaseModel, frozen=True):
 
 
 class AllocationResult(BaseModel, frozen=True):
-    offers: list[Offer]
+    offers: list[Offer]  # empty when they are in `offer_pages`
+    offer_pages: list[PageRef] = []  # with `offers_in_pages`, past MAX_PAGE_ITEMS offers, in order
     candidates: int  # taken from the pages
     ignored: int  # another formasi's, impossible, or also a winner (each one warned of)
 

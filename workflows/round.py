@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         CANDIDATES,
         LINES,
         MAX_PAGE_ITEMS,
+        OFFERS,
         AllocationRequest,
         AllocationResult,
         Candidate,
@@ -884,13 +885,21 @@ class RecruitmentRound:
                 pool=pool,
                 offered_pages=self.offered_pages,
                 offered=self.offered_tail,
+                offers_in_pages=bool(self.continues),
             ),
             result_type=AllocationResult,
             start_to_close_timeout=ALLOCATION_TIMEOUT,
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
-        return allocated.offers
+        if not allocated.offer_pages:
+            return allocated.offers
+        # More than MAX_PAGE_ITEMS offers (patch optimalisasi-continues): read page by page, each
+        # checked against its digest, one marker each.
+        offers: list[Offer] = []
+        for ref in allocated.offer_pages:
+            offers += [Offer.model_validate(o) for o in await self._read_page(OFFERS, ref)]
+        return offers
 
     async def _keep_offered_pages(self) -> None:
         """Keep the applicants offered since the last page as pages of MAX_PAGE_ITEMS, in the

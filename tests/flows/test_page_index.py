@@ -174,6 +174,7 @@ async def test_applicants_offered_are_kept_as_pages_and_never_offered_again(kit)
         CANDIDATES,
         MAX_PAGE_ITEMS,
         OFFERED,
+        OFFERS,
         AllocationRequest,
         Candidate,
         PageKeep,
@@ -244,3 +245,18 @@ async def test_applicants_offered_are_kept_as_pages_and_never_offered_again(kit)
     # Without the pages, those in them would be offered again.
     again = await ENV.run(store.allocate_pages, request.model_copy(update={"offered_pages": []}))
     assert again.offers[0].applicant_id == "A0000"
+
+    # More than MAX_PAGE_ITEMS offers come back as pages of offers when the round reads them so.
+    many = request.model_copy(
+        update={
+            "offered_pages": [],
+            "offered": [],
+            "vacancies": [request.vacancies[0].model_copy(update={"seats": 700})],
+        }
+    )
+    inline = await ENV.run(store.allocate_pages, many)
+    paged = await ENV.run(store.allocate_pages, many.model_copy(update={"offers_in_pages": True}))
+    assert len(inline.offers) == 700 and not inline.offer_pages
+    assert paged.offers == [] and [p.count for p in paged.offer_pages] == [MAX_PAGE_ITEMS, 200]
+    read = [o for ref in paged.offer_pages for o in await store.get(OFFERS, ref)]
+    assert read == [o.model_dump(mode="json") for o in inline.offers]
