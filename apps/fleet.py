@@ -45,38 +45,11 @@ log = get_logger("worker")
 
 async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -> Worker:
     """A worker for the project's task queue with every workflow and activity registered."""
-    # The read model seals the notifications with the payload keys the client's codec holds.
-    cipher = ColumnCipher.from_keys(load_or_create_keys(settings))
-    readmodel = ReadModel(pool, cipher)
-    pages = PageStore(pool, cipher)
-    broadcaster = Broadcaster(
-        client, readmodel.write_rows, pages, backlog_limit=settings.broadcast_backlog_limit
-    )
-    rounds = RoundReader(client, RoundBoards(pool, cipher))
-    claims = ClaimReader(client)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[
-            readmodel.project_journey,
-            readmodel.issue_nip,
-            broadcaster.broadcast,
-            rounds.read_round,
-            rounds.publish_round_board,
-            OfferSender(client).send_offers,
-            SanctionChecker(pool).check_sanctions,
-            claims.check_claim,
-            claims.release_claim,
-            JourneyReader(client).read_journey_end,
-            RevocationWriter(pool).project_revocations,
-            pages.read_page,
-            pages.fold_pages,
-            pages.read_leaf,
-            pages.rank_skd_pages,
-            pages.rank_final_pages,
-            pages.allocate_pages,
-        ],
+        activities=fleet_activities(client, settings, pool),
         max_cached_workflows=settings.worker_max_cached_workflows,
         sticky_queue_schedule_to_start_timeout=timedelta(
             seconds=settings.worker_sticky_schedule_to_start_seconds
@@ -88,6 +61,40 @@ async def build_worker(client: Client, settings: Settings, pool: asyncpg.Pool) -
         # issue 17: registration bursts and deadline peaks (docs/OPERATIONS.md, "Worker tuning")
         **worker_tuning(settings),
     )
+
+
+def fleet_activities(client: Client, settings: Settings, pool: asyncpg.Pool) -> list:
+    """Every activity the workflows ask for (domain.protocol.ACTIVITIES and the claims'), bound
+    to the read model, the page store and the client."""
+    # The read model seals the notifications with the payload keys the client's codec holds.
+    cipher = ColumnCipher.from_keys(load_or_create_keys(settings))
+    readmodel = ReadModel(pool, cipher)
+    pages = PageStore(pool, cipher)
+    broadcaster = Broadcaster(
+        client, readmodel.write_rows, pages, backlog_limit=settings.broadcast_backlog_limit
+    )
+    rounds = RoundReader(client, RoundBoards(pool, cipher))
+    claims = ClaimReader(client)
+    return [
+        readmodel.project_journey,
+        readmodel.issue_nip,
+        broadcaster.broadcast,
+        rounds.read_round,
+        rounds.publish_round_board,
+        OfferSender(client).send_offers,
+        SanctionChecker(pool).check_sanctions,
+        claims.check_claim,
+        claims.release_claim,
+        JourneyReader(client).read_journey_end,
+        RevocationWriter(pool).project_revocations,
+        pages.read_page,
+        pages.fold_pages,
+        pages.read_leaf,
+        pages.rank_skd_pages,
+        pages.rank_final_pages,
+        pages.allocate_pages,
+        pages.keep_page,
+    ]
 
 
 def worker_tuning(settings: Settings) -> dict:

@@ -295,6 +295,25 @@ UPDATES: tuple[Update[Any, Any], ...] = (
     CHANGE_KEYS,
     DISMISS,
 )
+# Every activity a workflow asks for by name (the national claims' are in domain/national.py).
+ACTIVITIES: tuple[Activity[Any, Any], ...] = (
+    PROJECT_JOURNEY,
+    ISSUE_NIP,
+    BROADCAST,
+    READ_ROUND,
+    CHECK_SANCTIONS,
+    PUBLISH_ROUND_BOARD,
+    READ_JOURNEY_END,
+    PROJECT_REVOCATIONS,
+    READ_PAGE,
+    READ_LEAF,
+    FOLD_PAGES,
+    RANK_SKD_PAGES,
+    RANK_FINAL_PAGES,
+    ALLOCATE_PAGES,
+    KEEP_PAGE,
+    SEND_OFFERS,
+)
 SIGNALS: tuple[Signal[Any], ...] = (
     ANNOUNCE,
     OFFER_SEAT,

@@ -291,6 +291,7 @@ async def kit(test_server_path, keys, tmp_path):
                 acts.pages.rank_skd_pages,
                 acts.pages.rank_final_pages,
                 acts.pages.allocate_pages,
+                acts.pages.keep_page,
             ],
         ):
             yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)
