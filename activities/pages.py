@@ -16,7 +16,12 @@ import asyncpg
 from temporalio import activity
 
 from domain.messages import CloseReply, fraction_text
-from domain.optimalisasi import OptimalisasiCandidate, allocate, impossible_entry
+from domain.optimalisasi import (
+    OptimalisasiCandidate,
+    allocate,
+    impossible_entry,
+    seats_by_formasi,
+)
 from domain.pages import (
     CANDIDATES,
     INDEX,
@@ -316,9 +321,19 @@ class PageStore:
             req.declined,
             req.judged_on,
         )
+        beyond: dict[str, int] = {}
+        if req.limit is not None and len(offers) > req.limit:
+            beyond = seats_by_formasi(o.to_formasi for o in offers[req.limit :])
+            offers = offers[: req.limit]
         if req.offers_in_pages and len(offers) > MAX_PAGE_ITEMS:
             pages = await self.put_all(OFFERS, req.round_id, offers, MAX_PAGE_ITEMS)
             return AllocationResult(
-                offers=[], offer_pages=pages, candidates=len(candidates), ignored=ignored
+                offers=[],
+                offer_pages=pages,
+                not_offered=beyond,
+                candidates=len(candidates),
+                ignored=ignored,
             )
-        return AllocationResult(offers=offers, candidates=len(candidates), ignored=ignored)
+        return AllocationResult(
+            offers=offers, not_offered=beyond, candidates=len(candidates), ignored=ignored
+        )

@@ -222,6 +222,9 @@ class AllocationRequest(BaseModel, frozen=True):
     # The caller reads offers from pages: more than MAX_PAGE_ITEMS come back as pages (kind OFFERS),
     # so the result stays bounded however many seats one allocation fills.
     offers_in_pages: bool = False
+    # At most this many offers back, best first; the seats of the rest are counted by formasi in
+    # the result's `not_offered` (the round's room within its history budget).
+    limit: int | None = Field(default=None, ge=0)
 
 
 class PageKeep(BaseModel, frozen=True):
@@ -235,6 +238,7 @@ class PageKeep(BaseModel, frozen=True):
 class AllocationResult(BaseModel, frozen=True):
     offers: list[Offer]  # empty when they are in `offer_pages`
     offer_pages: list[PageRef] = []  # with `offers_in_pages`, past MAX_PAGE_ITEMS offers, in order
+    not_offered: dict[str, int] = {}  # past the request's `limit`: their seats, by formasi
     candidates: int  # taken from the pages
     ignored: int  # another formasi's, impossible, or also a winner (each one warned of)
 

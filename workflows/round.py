@@ -549,9 +549,10 @@ class RecruitmentRound:
                 for code, f in by_code.items()
                 if (seats := self._vacancies(code) - held.get(code, 0)) > 0
             ]
+            beyond: dict[str, int] = {}  # found past the room the allocation was asked for
             if over_pages:
-                offers = await self._allocate_over_pages(
-                    vacancies, placed, declined, judged_on, pool
+                offers, beyond = await self._allocate_over_pages(
+                    vacancies, placed, declined, judged_on, pool, room
                 )
             else:
                 offers = allocate(
@@ -560,25 +561,29 @@ class RecruitmentRound:
                     declined,
                     judged_on,
                 )
-            if not offers and "pending" not in self.offer_status.values():
+            found = len(offers) + sum(beyond.values())
+            if not found and "pending" not in self.offer_status.values():
                 return
-            if len(offers) > room and self._may_continue():
+            if found > room and self._may_continue():
                 # The next run allocates again from the same state, with its whole budget.
                 await self._continue_as_new()
             cut = offers[room:] if len(offers) > room else []
-            if cut and workflow.patched(OPTIMALISASI_BUDGET):
+            not_offered: dict[str, int] = {}
+            if (cut or beyond) and workflow.patched(OPTIMALISASI_BUDGET):
                 offers = offers[:room]  # best first: the allocation stopped after `room` offers
-            else:
-                cut = []
+                not_offered = seats_by_formasi(o.to_formasi for o in cut)
+                for code, seats in beyond.items():
+                    not_offered[code] = not_offered.get(code, 0) + seats
+                not_offered = dict(sorted(not_offered.items()))
             # What auditing/recompute.py needs to allocate again from these inputs.
             inputs: dict = {
                 "vacancies": {v.formasi_code: v.seats for v in vacancies},
                 "offers": [[o.applicant_id, o.to_formasi] for o in offers],
             }
-            if cut:
+            if not_offered:
                 # What offer_room read: recompute checks the cut against it.
                 inputs["cut_at"] = room
-                inputs["not_offered"] = seats_by_formasi(o.to_formasi for o in cut)
+                inputs["not_offered"] = not_offered
                 inputs["budget"] = {
                     "history_budget": self.config.optimalisasi_history_budget,
                     "history_length": history_length,
@@ -604,9 +609,9 @@ class RecruitmentRound:
                 inputs["given_up"] = sorted(self.vacated)
             self._decide("optimalisasi", "allocated", "round", inputs)
             self.allocations_in_run += 1
-            if cut and room == 0:
-                self._stop_offers(cut, history_length)  # nothing pending, and no offer fits
-            elif cut:
+            if not_offered and room == 0:
+                self._stop_offers(not_offered, history_length)  # nothing pending, none fits
+            elif not_offered:
                 self.offers_cut = True
             sends = []
             local: list[OfferSend] = []
@@ -784,7 +789,7 @@ class RecruitmentRound:
         """What this run hands on if it continues: the auditor compares it with the carry."""
         return handed_on(self.decisions)
 
-    def _stop_offers(self, cut: list[Offer], history_length: int) -> None:
+    def _stop_offers(self, not_offered: dict[str, int], history_length: int) -> None:
         """Record that optimalisasi stops offering at the history budget, and what it leaves.
 
         Only once no offer is pending: a history and a count of signals only grow, so no offer
@@ -800,7 +805,7 @@ class RecruitmentRound:
                 "history_budget": self.config.optimalisasi_history_budget,
                 "signals_received": self.signals_received,
                 "offers_made": len(self.offer_status),
-                "seats_not_offered": seats_by_formasi(o.to_formasi for o in cut),
+                "seats_not_offered": not_offered,
             },
         )
         workflow.logger.warning(
@@ -809,7 +814,7 @@ class RecruitmentRound:
             self.config.round_id,
             history_length,
             self.config.optimalisasi_history_budget,
-            len(cut),
+            sum(not_offered.values()),
         )
 
     async def _send_offer(
@@ -856,10 +861,13 @@ class RecruitmentRound:
         declined: set[str],
         judged_on: date | None,
         pool: bool,
-    ) -> list[Offer]:
-        """`allocate` over the candidates' pages, in an activity; no seat, no call."""
+        room: int,
+    ) -> tuple[list[Offer], dict[str, int]]:
+        """`allocate` over the candidates' pages, in an activity; no seat, no call. With patch
+        optimalisasi-continues at most `room` offers come back, and the seats of the rest by
+        formasi: the result is bounded by what the round can offer, not by the seats found."""
         if not vacancies:
-            return []
+            return [], {}
         if self.continues:
             # Everyone offered, whatever the answer, in pages and the rest listed (patch
             # optimalisasi-continues): the request does not grow with the offers made.
@@ -886,6 +894,7 @@ class RecruitmentRound:
                 offered_pages=self.offered_pages,
                 offered=self.offered_tail,
                 offers_in_pages=bool(self.continues),
+                limit=room if self.continues else None,
             ),
             result_type=AllocationResult,
             start_to_close_timeout=ALLOCATION_TIMEOUT,
@@ -893,13 +902,13 @@ class RecruitmentRound:
             retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
         )
         if not allocated.offer_pages:
-            return allocated.offers
+            return allocated.offers, allocated.not_offered
         # More than MAX_PAGE_ITEMS offers (patch optimalisasi-continues): read page by page, each
         # checked against its digest, one marker each.
         offers: list[Offer] = []
         for ref in allocated.offer_pages:
             offers += [Offer.model_validate(o) for o in await self._read_page(OFFERS, ref)]
-        return offers
+        return offers, allocated.not_offered
 
     async def _keep_offered_pages(self) -> None:
         """Keep the applicants offered since the last page as pages of MAX_PAGE_ITEMS, in the

@@ -260,3 +260,11 @@ async def test_applicants_offered_are_kept_as_pages_and_never_offered_again(kit)
     assert paged.offers == [] and [p.count for p in paged.offer_pages] == [MAX_PAGE_ITEMS, 200]
     read = [o for ref in paged.offer_pages for o in await store.get(OFFERS, ref)]
     assert read == [o.model_dump(mode="json") for o in inline.offers]
+    # With the round's room as the limit: the best 650 back, the other 50 seats counted.
+    limited = await ENV.run(
+        store.allocate_pages, many.model_copy(update={"offers_in_pages": True, "limit": 650})
+    )
+    assert [p.count for p in limited.offer_pages] == [MAX_PAGE_ITEMS, 150]
+    assert limited.not_offered == {"TARGET": 50} and inline.not_offered == {}
+    read = [o for ref in limited.offer_pages for o in await store.get(OFFERS, ref)]
+    assert read == [o.model_dump(mode="json") for o in inline.offers[:650]]
