@@ -533,7 +533,11 @@ class RoundState(BaseModel):
     schedule: Schedule
     closed: list[str]
     formasi_results: dict[str, FormasiResult]
-    offers: dict[str, str]  # offer id -> "pending" | "accepted" | "declined"
+    # offer id -> "pending" | "accepted" | "declined". A run continued in optimalisasi (patch
+    # optimalisasi-continues) lists its own offers and those pending when it began, and its
+    # decisions are those handed on plus its own: auditing.history.offers_of and decisions_of
+    # join the runs.
+    offers: dict[str, str]
     decisions: list[Decision]
 
 
