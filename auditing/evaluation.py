@@ -816,14 +816,18 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
                 f.quota - filled[f.code],
             )
         )
-    empty = sum(r[-1] for r in rows)
+    # A formasi holding more than its seats is said by name: it is never netted against another's
+    # empty seats (a seat given up was once offered twice: patch optimalisasi-seat-given-up-once).
+    empty = sum(max(0, r[-1]) for r in rows)
+    over = [f"{r[0]} holds {r[-2]} for {r[1]} seats" for r in rows if r[-1] < 0]
     return Section(
         "optimalisasi",
         "Optimalisasi and seats left empty",
         f"Optimalisasi offers: {sum(offered.values())}; accepted: "
         f"{sum(a['accepted'] for a in answered.values())} (P/L-2: {sum(p_l2.values())}); "
         f"declined: {sum(a['declined'] for a in answered.values())}. Seats left empty: {empty} "
-        f"of {sum(f.quota for f in facts.config.formasi)}.",
+        f"of {sum(f.quota for f in facts.config.formasi)}."
+        + (f" OVER QUOTA: {'; '.join(over)}." if over else ""),
         [
             Table(
                 "optimalisasi",

@@ -428,3 +428,26 @@ def test_a_sanggah_left_unanswered_or_still_open_is_counted_so():
     # could file, filed, rate, accepted, rejected, not answered, pending
     assert table[("admin sanggah", ALL)] == (2, 2, 1.0, 0, 0, 1, 1)
     assert table[("final sanggah", ALL)] == (1, 1, 1.0, 0, 0, 1, 0)
+
+
+def test_a_formasi_over_its_quota_is_named_not_netted_against_empty_seats():
+    """Two placed by optimalisasi in F2's one seat (what a seat given up offered twice made
+    possible before patch optimalisasi-seat-given-up-once): said by name, and F1's empty seat is
+    not cancelled by F2's extra one."""
+    placed = [
+        JourneyFacts(
+            name,
+            "F1",
+            T0,
+            [d(T0, "registered", "registered", "sscasn")],
+            state(name, "F1", final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi="F2"),
+        )
+        for name in ("X1", "X2")
+    ]
+    section = evaluation(
+        RoundFacts(CONFIG, ROUND_STATE, ROUND_DECISIONS, placed), READ, outlier_margin=25
+    ).section("optimalisasi")
+    table = {r[0]: r[1:] for r in section.tables[0].rows}
+    assert (table["F2"][-2], table["F2"][-1]) == (2, -1)
+    assert "OVER QUOTA: F2 holds 2 for 1 seats." in section.summary
+    assert "Seats left empty: 2 of 3." in section.summary  # F1's two, not 2 - 1
