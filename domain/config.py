@@ -59,6 +59,9 @@ FOLD_PAGES_AT = 64
 # offer's answer (domain/optimalisasi.py, offer_room) and, above the budget, for the windows that
 # follow: telling every formasi three more phases costs about 6 events per formasi.
 OPTIMALISASI_HISTORY_BUDGET = 40_000
+# Offers one run of a round makes before it continues-as-new (patch optimalisasi-continues): a
+# run's state query lists its own offers and decisions, so it stays near 200 KiB.
+OPTIMALISASI_OFFERS_PER_RUN = 1_000
 MAX_OPTIMALISASI_HISTORY_BUDGET = 45_000
 
 
@@ -478,6 +481,14 @@ class RoundConfig(BaseModel, frozen=True):
         description="engine tuning: the round's history length (events) within which "
         "optimalisasi makes offers, each offer's answer counted in; past it the round stops "
         "offering and records why (Temporal terminates a run at 51,200 events)",
+    )
+    optimalisasi_offers_per_run: StrictInt = Field(
+        default=OPTIMALISASI_OFFERS_PER_RUN,
+        ge=1,
+        le=100_000,
+        exclude_if=lambda n: n == OPTIMALISASI_OFFERS_PER_RUN,
+        description="engine tuning: offers one run of the round makes in optimalisasi before "
+        "the round continues as a new run (bounds the run's state query and result)",
     )
     timezone: str = Field(
         default="Asia/Jakarta",

@@ -497,6 +497,13 @@ class RecruitmentRound:
                     return
                 await self._await_answer()
                 continue
+            if (
+                self._may_continue(by_count=True)
+                and len(self.offers) >= self.config.optimalisasi_offers_per_run
+            ):
+                # This run has made its share of offers: its state lists them (patch
+                # optimalisasi-continues); the next run allocates from here.
+                await self._continue_as_new()
             self.allocated_after = changes
             self.offers_cut = False
             pending = len(self.offer_status) - self.offers_answered
@@ -671,16 +678,18 @@ class RecruitmentRound:
             self.given_up_once = workflow.patched(OPTIMALISASI_SEAT_GIVEN_UP_ONCE)
         return self.given_up_once
 
-    def _may_continue(self) -> bool:
+    def _may_continue(self, by_count: bool = False) -> bool:
         """Continue-as-new rather than cut or wait (patch optimalisasi-continues): once this run
         has recorded an allocation, so every run makes offers and none continues at once, and its
         history has taken half the budget. Offers pending take a new run's room as they take this
         one's: while they, not the history, leave no room, a new run would be no roomier, and the
         allocation is cut (or waits for their answers) as before."""
+        if not self.continues or self.allocations_in_run == 0:
+            return False
+        # Past its share of offers (`by_count`) a run continues whatever its history's length.
         return (
-            bool(self.continues)
-            and self.allocations_in_run > 0
-            and 2 * workflow.info().get_current_history_length()
+            by_count
+            or 2 * workflow.info().get_current_history_length()
             >= self.config.optimalisasi_history_budget
         )
 

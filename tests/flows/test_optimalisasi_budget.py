@@ -49,7 +49,9 @@ from workflows.versions import OPTIMALISASI_BUDGET, OPTIMALISASI_CONTINUES
 JABATAN = "Pranata Komputer Ahli Pertama"
 
 
-async def _lost_on_rank(api, client, tmp_path, round_id: str, budget: int) -> list[str]:
+async def _lost_on_rank(
+    api, client, tmp_path, round_id: str, budget: int | None, **engine
+) -> list[str]:
     """SOURCE (quota 1) and TARGET (three seats, same jabatan), five applicants in SOURCE played
     to the SKB close with `budget` as the round's history budget; their ids, best first."""
     config = compressed_round(
@@ -58,7 +60,10 @@ async def _lost_on_rank(api, client, tmp_path, round_id: str, budget: int) -> li
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
         offer_within=60,
-        extra={"optimalisasi_history_budget": budget},
+        extra={
+            **({} if budget is None else {"optimalisasi_history_budget": budget}),
+            **engine,
+        },
     )
     await create_round_file(api, config, tmp_path)
     return await _to_final_ranking(
@@ -262,6 +267,44 @@ async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
     for a in ids[2:5]:
         placed = await _wait_stage(client, round_id, a, {Stage.FILING}, timeout=30)
         assert (placed.final_code.value, placed.placed_formasi) == ("P/L-2", "TARGET")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_run_past_its_share_of_offers_continues_as_new(
+    client, keys, running_worker, tmp_path
+):
+    """`optimalisasi_offers_per_run` 1 at the default budget: the first run offers TARGET's three
+    seats in one allocation; after the best declines, the next allocation would be that run's
+    second, so the round continues and the new run offers the seat declined. A run's state lists
+    its own offers, so none grows with the round's."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"per-run-{uuid.uuid4().hex[:6]}"
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, None, optimalisasi_offers_per_run=1)
+    await _answer_offers(api, client, round_id, {ids[1]: False} | dict.fromkeys(ids[2:5], True))
+
+    runs = await _round_runs(client, round_id, 2)
+    assert len(runs) == 2, f"the round should have continued once: {len(runs)} runs"
+    outcomes = await replay([r.history for r in runs], data_converter(keys))
+    assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+    first, second = (o.state.offers for o in outcomes)
+    assert len(first) == 3 and set(second) == {
+        f"{round_id}/offer/{ids[4]}/TARGET",
+        # pending when the first run continued, answered in the second
+        *(o for o, status in first.items() if status == "pending"),
+    }
+    allocations = [
+        d.input
+        for d in decisions_of(outcomes)
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    assert [a["offers"] for a in allocations] == [
+        [[a, "TARGET"] for a in ids[1:4]],
+        [[ids[4], "TARGET"]],
+    ]
+    assert not any("cut_at" in a for a in allocations)  # the default budget holds every offer
+    result = await recompute(await round_histories(client, round_id), data_converter(keys))
+    assert (result.allocations, result.differences()) == (2, [])
 
 
 def _decision(outcome: str, inputs: dict, config) -> Decision:
