@@ -44,6 +44,7 @@ from domain.messages import (
 )
 from domain.optimalisasi import (
     OFFERS_BY_LOCAL_ACTIVITY_COSTS,
+    SEAT_VACATED,
     SIGNAL_COSTS,
     CandidateProfile,
     OptimalisasiCandidate,
@@ -244,7 +245,6 @@ POOL_RULE = "optimalisasi-pool"
 # A seat given up by its optimalisasi taker counted once (OPTIMALISASI_SEAT_GIVEN_UP_ONCE), as the
 # allocations that follow it record it in `seat_given_up`.
 SEAT_GIVEN_UP_ONCE = "optimalisasi-seat-given-up-once"
-SEAT_VACATED = "seat vacated"
 
 
 def recompute_optimalisasi(

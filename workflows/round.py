@@ -155,7 +155,7 @@ class RecruitmentRound:
         self.page_candidates: dict[str, list[FinalEntry]] = {}
         self.page_profiles: dict[str, CandidateProfile] = {}
         self.page_winners: dict[str, set[str]] = {}
-        self.offers: dict[str, OptimalisasiOffer] = {}
+        self.offers_in_run = 0  # offers this run made (optimalisasi_offers_per_run)
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
         self.offers_answered = 0  # offers no longer pending: counted, not summed at every wake
@@ -499,7 +499,7 @@ class RecruitmentRound:
                 continue
             if (
                 self._may_continue(by_count=True)
-                and len(self.offers) >= self.config.optimalisasi_offers_per_run
+                and self.offers_in_run >= self.config.optimalisasi_offers_per_run
             ):
                 # This run has made its share of offers: its state lists them (patch
                 # optimalisasi-continues); the next run allocates from here.
@@ -632,7 +632,7 @@ class RecruitmentRound:
                     ),
                     self.secret,
                 )
-                self.offers[offer_id] = offer
+                self.offers_in_run += 1
                 self._track_offer(offer_id, o.applicant_id, o.to_formasi, "pending")
                 if self.continues:
                     self.offered_tail.append(o.applicant_id)

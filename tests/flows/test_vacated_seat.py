@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pytest
-import tomli_w
 
 from auditing.history import round_histories
 from auditing.recompute import recompute
@@ -20,9 +19,9 @@ from domain.messages import (
 from runtime.connection import data_converter
 from tests.flows.test_round_end_to_end import _state, _wait_offer, _wait_stage
 from tests.roundkit import (
-    OPERATOR,
     TEST_KEYRING,
     compressed_round,
+    create_round_file,
     formasi,
     play_to_skb_close,
     registration,
@@ -33,14 +32,12 @@ from workflows.versions import OPTIMALISASI_SEAT_GIVEN_UP_ONCE
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_worker, tmp_path):
-    settings, _ = running_worker
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    round_id = f"vacated-{uuid.uuid4().hex[:6]}"
-    t0 = datetime.now(UTC)
+async def _f1_round(api, tmp_path, round_id: str, seats: int, t0: datetime):
+    """A round with formasi F1 of `seats` seats, windows long enough that filing stays open while
+    winners withdraw in it; created, its configuration returned."""
     config = compressed_round(
         round_id,
-        [formasi("F1", 1)],
+        [formasi("F1", seats)],
         {
             "registration": (-60, 3),
             "administration": (3, 600),
@@ -52,9 +49,16 @@ async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_
         appeal_window=10,
         t0=t0,
     )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    await create_round_file(api, config, tmp_path)
+    return config
+
+
+async def test_withdrawn_winner_seat_goes_to_next_in_rank(client, keys, running_worker, tmp_path):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"vacated-{uuid.uuid4().hex[:6]}"
+    t0 = datetime.now(UTC)
+    config = await _f1_round(api, tmp_path, round_id, 1, t0)
 
     # The winner withdraws after passing: the sanctions register bars the NIK from the next rounds,
     # so it is a NIK no other test registers (every journey asks the register).
@@ -112,23 +116,7 @@ async def test_a_seat_given_up_by_its_optimalisasi_taker_is_offered_once(
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"given-up-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
-    config = compressed_round(
-        round_id,
-        [formasi("F1", 2)],
-        {
-            "registration": (-60, 3),
-            "administration": (3, 600),
-            "skd": (600, 1200),
-            "skb": (1200, 1800),
-            "filing": (1800, 2400),
-            "latsar": (2400, 3000),
-        },
-        appeal_window=10,
-        t0=t0,
-    )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
+    config = await _f1_round(api, tmp_path, round_id, 2, t0)
     # Both who withdraw are barred from later rounds by NIK: NIKs no other test registers.
     people = [
         registration(1, "F1", birth=date(1995, 3, 21)),
