@@ -243,17 +243,28 @@ async def test_a_journey_that_refuses_a_plain_start_releases_the_claim_itself(
     started = await plain.register(a, reg, "sscasn")
     assert started.status == "registered"  # a plain start is answered before the journey judges it
     claim_id = _claim_id(keys, national_id, reg)
-    deadline = time.monotonic() + 60  # the journey's first task, on a machine that may be busy
+    journey_handle = client.get_workflow_handle(
+        journey_workflow_id(a.round_id, started.applicant_id)
+    )
+    # The journey's first task, on a machine that may be busy (the suite's three stacks and a
+    # browser on two cores): 120 s, and a failure says what the journey had done by then.
+    deadline = time.monotonic() + 120
     while True:
         claim = await client.get_workflow_handle(claim_id).describe()
         if claim.status is not None and claim.status.name != "RUNNING":
             break
-        assert time.monotonic() < deadline, "the refused journey's claim is still held"
+        if time.monotonic() > deadline:
+            events = [
+                f"{EventType.Name(e.event_type)} at {e.event_time.ToDatetime():%H:%M:%S.%f}"
+                async for e in journey_handle.fetch_history_events()
+            ]
+            raise AssertionError(
+                f"the refused journey's claim is still held after 120 s; the journey's history: "
+                f"{events}"
+            )
         await asyncio.sleep(0.1)
     assert claim.status is not None and claim.status.name == "TERMINATED"
-    journey = await JOURNEY_STATE.ask(
-        client.get_workflow_handle(journey_workflow_id(a.round_id, started.applicant_id))
-    )
+    journey = await JOURNEY_STATE.ask(journey_handle)
     assert journey.terminal == Terminal.TMS
     assert "after registration closed at" in (journey.terminal_reason or "")
 
