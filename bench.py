@@ -1710,6 +1710,12 @@ def optimalisasi(
         max=45_000,
         help="the round's optimalisasi_history_budget (default: the round file's default, 40,000)",
     ),
+    offers_per_run: int = typer.Option(
+        None,
+        min=1,
+        max=100_000,
+        help="the round's optimalisasi_offers_per_run (default: the round file's default, 1,000)",
+    ),
     concurrency: int = 32,
     seed: int = 23,
     keep_stack: bool = KEEP,
@@ -1732,6 +1738,7 @@ def optimalisasi(
                     seed,
                     concurrency,
                     history_budget,
+                    offers_per_run,
                 )
             fig.pop("_offers")
             fig.update({"elapsed in all": f"{cpu.elapsed:.1f} s", **cpu.figures()})

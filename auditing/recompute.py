@@ -391,8 +391,29 @@ def _cut_differences(config: RoundConfig, d: Decision, allocation: int) -> list[
         )
     except (KeyError, TypeError, ValueError) as exc:
         return [f"{where}: the figures of its cut cannot be read ({exc!r})"]
-    if d.input["cut_at"] != room:
-        return [f"{where}: cut at {d.input['cut_at']} offers, the budget allows {room}"]
+    share = d.input.get("share")
+    if share is None:
+        if d.input["cut_at"] != room:
+            return [f"{where}: cut at {d.input['cut_at']} offers, the budget allows {room}"]
+        return []
+    # Patch optimalisasi-share-per-run: cut at the run's share left when it is smaller.
+    try:
+        per_run, in_run = int(share["offers_per_run"]), int(share["offers_in_run"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"{where}: the run's share recorded cannot be read ({exc!r})"]
+    if per_run != config.optimalisasi_offers_per_run:
+        return [
+            f"{where}: offers per run recorded {per_run}, "
+            f"the rules' {config.optimalisasi_offers_per_run}"
+        ]
+    if in_run < 0:
+        return [f"{where}: offers made in the run recorded {in_run}"]
+    left = max(0, per_run - in_run)
+    if d.input["cut_at"] != min(room, left):
+        return [
+            f"{where}: cut at {d.input['cut_at']} offers, the budget allows {room} and the "
+            f"run's share {left}"
+        ]
     return []
 
 

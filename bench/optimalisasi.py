@@ -40,6 +40,7 @@ async def run_optimalisasi(
     seed: int,
     concurrency: int,
     history_budget: int | None = None,
+    offers_per_run: int | None = None,
 ) -> dict:
     from datetime import UTC, datetime
 
@@ -54,6 +55,7 @@ async def run_optimalisasi(
         engine={
             "offer_answer_within": "PT120S",
             **({} if history_budget is None else {"optimalisasi_history_budget": history_budget}),
+            **({} if offers_per_run is None else {"optimalisasi_offers_per_run": offers_per_run}),
         },
     )
     await ctx.api.create_round(path, config.reporters["operator"][0])
@@ -149,6 +151,12 @@ async def run_optimalisasi(
     ]
     state_bytes = len((await converter.encode([state]))[0].SerializeToString())
     outcomes = await replay(runs, converter)
+    # Each run's state as it ended, replayed: what its state query answered at its largest.
+    run_states = [
+        (len((await converter.encode([o.state]))[0].SerializeToString()), len(o.state.offers))
+        for o in outcomes
+        if o.state is not None
+    ]
     decisions = decisions_of(outcomes)
     every_offer = offers_of(outcomes)  # a continued run lists only its own and those pending
     allocated = [d for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"]
@@ -197,10 +205,17 @@ async def run_optimalisasi(
         "SKB close to optimalisasi settled": f"{settled:.1f} s",
         "optimalisasi history budget": f"{config.optimalisasi_history_budget:,} events",
         "offers stopped (patch optimalisasi-budget)": stop,
-        "allocations cut to the budget (offers kept / found)": ", ".join(
-            f"{c['cut_at']}/{c['cut_at'] + sum(c['not_offered'].values())}" for c in cuts
+        "allocations cut (offers kept / found; 'share': at the run's share)": ", ".join(
+            f"{c['cut_at']}/{c['cut_at'] + sum(c['not_offered'].values())}"
+            + (" share" if "share" in c else "")
+            for c in cuts
         )
         or "none",
+        "optimalisasi offers per run (the rules')": f"{config.optimalisasi_offers_per_run:,}",
+        "each run's offers in its state, at its end": ", ".join(f"{n:,}" for _, n in run_states),
+        "each run's state at its end (replayed), largest": (
+            f"{max((b for b, _ in run_states), default=0) / 1024:.1f} KiB"
+        ),
         "allocations (allocate_pages activities)": f"{activities['allocate_pages']:,}",
         "'allocated' decisions": f"{len(allocated):,}",
         "round runs (continued as new: patch optimalisasi-continues)": f"{len(runs)}",

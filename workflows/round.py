@@ -94,6 +94,7 @@ with workflow.unsafe.imports_passed_through():
         OPTIMALISASI_CONTINUES,
         OPTIMALISASI_POOL,
         OPTIMALISASI_SEAT_GIVEN_UP_ONCE,
+        OPTIMALISASI_SHARE_PER_RUN,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
         ROUND_VIEW_BOARD,
     )
@@ -181,6 +182,9 @@ class RecruitmentRound:
         self.refill_in_filing = False
         # Patch optimalisasi-seat-given-up-once, decided when a seat's optimalisasi taker gives it up.
         self.given_up_once = False
+        # Patch optimalisasi-share-per-run, decided in each run the first time its share would be
+        # passed (None: not yet).
+        self.share_per_run: bool | None = None
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
@@ -574,10 +578,14 @@ class RecruitmentRound:
             if found > room and self._may_continue():
                 # The next run allocates again from the same state, with its whole budget.
                 await self._continue_as_new()
-            cut = offers[room:] if len(offers) > room else []
+            share = self._share_left(found)
+            if share is not None and self._may_continue(by_count=True):
+                await self._continue_as_new()  # the next run allocates with its whole share
+            cut_at = room if share is None else min(room, share)
+            cut = offers[cut_at:] if len(offers) > cut_at else []
             not_offered: dict[str, int] = {}
             if (cut or beyond) and workflow.patched(OPTIMALISASI_BUDGET):
-                offers = offers[:room]  # best first: the allocation stopped after `room` offers
+                offers = offers[:cut_at]  # best first: the allocation stopped after `cut_at` offers
                 not_offered = seats_by_formasi(o.to_formasi for o in cut)
                 for code, seats in beyond.items():
                     not_offered[code] = not_offered.get(code, 0) + seats
@@ -589,8 +597,15 @@ class RecruitmentRound:
             }
             if not_offered:
                 # What offer_room read: recompute checks the cut against it.
-                inputs["cut_at"] = room
+                inputs["cut_at"] = cut_at
                 inputs["not_offered"] = not_offered
+                if share is not None:
+                    # The run's share left (patch optimalisasi-share-per-run): recompute checks
+                    # the cut at the smaller of it and the budget's room.
+                    inputs["share"] = {
+                        "offers_per_run": self.config.optimalisasi_offers_per_run,
+                        "offers_in_run": self.offers_in_run,
+                    }
                 inputs["budget"] = {
                     "history_budget": self.config.optimalisasi_history_budget,
                     "history_length": history_length,
@@ -659,6 +674,9 @@ class RecruitmentRound:
                 )
                 for offer_id in sent.not_delivered:
                     self._not_delivered(offer_id)
+            if share is not None and cut_at == share and not_offered:
+                # Cut to the run's share: the next run offers the rest now, not after an answer.
+                await self._continue_as_new()
             await self._await_answer()
 
     def _offer_id(self, applicant_id: str, formasi_code: str) -> str:
@@ -670,6 +688,19 @@ class RecruitmentRound:
         self.offer_targets[offer_id] = applicant_id
         self.offer_formasi[offer_id] = formasi_code
         self.offer_status[offer_id] = status
+
+    def _share_left(self, found: int) -> int | None:
+        """The offers this run may still make when an allocation finds more (patch
+        optimalisasi-share-per-run, decided the first time a run's share would be passed), None
+        when it finds no more, or in a round that does not continue."""
+        if not self.continues:
+            return None
+        left = max(0, self.config.optimalisasi_offers_per_run - self.offers_in_run)
+        if found <= left:
+            return None
+        if self.share_per_run is None:
+            self.share_per_run = workflow.patched(OPTIMALISASI_SHARE_PER_RUN)
+        return left if self.share_per_run else None
 
     def _seat_given_up_once(self) -> bool:
         """Patch optimalisasi-seat-given-up-once: an accepted offer whose taker gave the seat up

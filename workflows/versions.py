@@ -197,6 +197,16 @@ OFFERS_BY_LOCAL_ACTIVITY = "offers-by-local-activity"
 # local activity and optimalisasi until filing closes; rounds recorded before it replay as they ran.
 OPTIMALISASI_CONTINUES = "optimalisasi-continues"
 
+# A continuing round's run makes at most its share of offers (optimalisasi_offers_per_run) in
+# optimalisasi, its first allocation included: before, a run continued once it had made its share,
+# but only before an allocation that was not its first, so a first allocation that found thousands
+# of seats offered them all in one run, whose state query lists them. An allocation that finds more
+# than the run's share left is cut to it (recorded as `share` with the cut, which audit.py
+# recompute checks), and the run continues at once after sending those offers; an allocation after
+# a run's first that finds more than its share left continues the round before allocating, as the
+# budget's cut does. Decided the first time the share would be passed in a run.
+OPTIMALISASI_SHARE_PER_RUN = "optimalisasi-share-per-run"
+
 # A seat given up by the one optimalisasi placed in it is offered once (selection integrity): since
 # patch optimalisasi-until-filing-closes an accepted offer whose taker gave the seat up no longer
 # held it, while the seat also counted among those given up, so the seat was offered twice and

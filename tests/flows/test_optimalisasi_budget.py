@@ -44,7 +44,11 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import round_workflow_id
-from workflows.versions import OPTIMALISASI_BUDGET, OPTIMALISASI_CONTINUES
+from workflows.versions import (
+    OPTIMALISASI_BUDGET,
+    OPTIMALISASI_CONTINUES,
+    OPTIMALISASI_SHARE_PER_RUN,
+)
 
 JABATAN = "Pranata Komputer Ahli Pertama"
 
@@ -273,14 +277,14 @@ async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
 async def test_a_run_past_its_share_of_offers_continues_as_new(
     client, keys, running_worker, tmp_path
 ):
-    """`optimalisasi_offers_per_run` 1 at the default budget: the first run offers TARGET's three
-    seats in one allocation; after the best declines, the next allocation would be that run's
-    second, so the round continues and the new run offers the seat declined. A run's state lists
-    its own offers, so none grows with the round's."""
+    """`optimalisasi_offers_per_run` 3 at the default budget: the first run offers TARGET's three
+    seats in one allocation, its whole share; after the best declines, the next allocation would
+    be that run's second, so the round continues and the new run offers the seat declined. A
+    run's state lists its own offers, so none grows with the round's."""
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"per-run-{uuid.uuid4().hex[:6]}"
-    ids = await _lost_on_rank(api, client, tmp_path, round_id, None, optimalisasi_offers_per_run=1)
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, None, optimalisasi_offers_per_run=3)
     await _answer_offers(api, client, round_id, {ids[1]: False} | dict.fromkeys(ids[2:5], True))
 
     runs = await _round_runs(client, round_id, 2)
@@ -305,6 +309,49 @@ async def test_a_run_past_its_share_of_offers_continues_as_new(
     assert not any("cut_at" in a for a in allocations)  # the default budget holds every offer
     result = await recompute(await round_histories(client, round_id), data_converter(keys))
     assert (result.allocations, result.differences()) == (2, [])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_first_allocation_past_the_runs_share_is_cut_to_it_and_the_round_continues(
+    client, keys, running_worker, tmp_path
+):
+    """`optimalisasi_offers_per_run` 2: the first allocation finds TARGET's three seats, more
+    than the run's share. It offers the best two, records the cut at its share, and the round
+    continues at once (patch optimalisasi-share-per-run): the new run offers the third seat
+    without waiting for an answer, then the seat the best declines. No run holds more than its
+    share of offers, and the auditor finds the cut where the rules put it."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"share-{uuid.uuid4().hex[:6]}"
+    ids = await _lost_on_rank(api, client, tmp_path, round_id, None, optimalisasi_offers_per_run=2)
+    await _answer_offers(api, client, round_id, {ids[1]: False} | dict.fromkeys(ids[2:5], True))
+
+    runs = await _round_runs(client, round_id, 2)
+    assert len(runs) == 2, f"the round should have continued once: {len(runs)} runs"
+    assert OPTIMALISASI_SHARE_PER_RUN in patch_markers(runs[0].history)
+    outcomes = await replay([r.history for r in runs], data_converter(keys))
+    assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+    first_offers = outcomes[0].state.offers
+    assert sorted(first_offers) == sorted(f"{round_id}/offer/{a}/TARGET" for a in ids[1:3])
+    allocations = [
+        d.input
+        for d in decisions_of(outcomes)
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+    first = allocations[0]
+    assert first["offers"] == [[a, "TARGET"] for a in ids[1:3]]
+    assert (first["cut_at"], first["not_offered"]) == (2, {"TARGET": 1})
+    assert first["share"] == {"offers_per_run": 2, "offers_in_run": 0}
+    # The new run offers the third seat, then the declined one (in one allocation or two, as the
+    # decline reaches it): every seat, best first, each candidate once.
+    assert [o for a in allocations[1:] for o in a["offers"]] == [[a, "TARGET"] for a in ids[3:5]]
+    assert not any("cut_at" in a for a in allocations[1:])
+    assert offers_of(outcomes) == {
+        f"{round_id}/offer/{ids[1]}/TARGET": "declined",
+        **{f"{round_id}/offer/{a}/TARGET": "accepted" for a in ids[2:5]},
+    }
+    result = await recompute(await round_histories(client, round_id), data_converter(keys))
+    assert (result.allocations, result.differences()) == (len(allocations), [])
 
 
 def _decision(outcome: str, inputs: dict, config) -> Decision:
@@ -364,3 +411,44 @@ def test_recompute_checks_each_cut_against_its_recorded_figures():
     spent = allocated(0, history_length=990, pending=0)  # no offer fits: the round stops
     [after] = differences(spent, _decision("offers stopped", {}, config), allocated())
     assert after.startswith("optimalisasi allocation 2: made after offers stopped")
+
+
+def test_recompute_checks_a_cut_at_the_runs_share():
+    """A cut at the run's share left (patch optimalisasi-share-per-run) is where the smaller of
+    the share and the budget's room puts it; another share than the rules', or a cut elsewhere,
+    is a difference (no stack: the decisions are written here)."""
+    config = compressed_round(
+        "share-check",
+        [formasi("SOURCE", 1, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        extra={"optimalisasi_history_budget": 1_000, "optimalisasi_offers_per_run": 10},
+    )
+    # (1,000 - 700 - 6) // 15 - 5 pending = 14 offers fit the budget.
+    figures = {"history_budget": 1_000, "history_length": 700, "signals_received": 3, "pending": 5}
+
+    def allocated(cut_at: int, share, **changed) -> Decision:
+        inputs = {
+            "vacancies": {},
+            "offers": [],
+            "cut_at": cut_at,
+            "not_offered": {},
+            "budget": {**figures, **changed},
+            "share": share,
+        }
+        return _decision("allocated", inputs, config)
+
+    def differences(d: Decision) -> list[str]:
+        return recompute_optimalisasi(config, [d], {}, {})
+
+    assert differences(allocated(10, {"offers_per_run": 10, "offers_in_run": 0})) == []
+    assert differences(allocated(4, {"offers_per_run": 10, "offers_in_run": 6})) == []
+    # The budget's room (14 - 10 pending = 4) is the smaller: the cut is there.
+    assert differences(allocated(4, {"offers_per_run": 10, "offers_in_run": 0}, pending=15)) == []
+    [past_share] = differences(allocated(14, {"offers_per_run": 10, "offers_in_run": 0}))
+    assert past_share.endswith("cut at 14 offers, the budget allows 14 and the run's share 10")
+    [other_rules] = differences(allocated(10, {"offers_per_run": 20, "offers_in_run": 10}))
+    assert other_rules.endswith("offers per run recorded 20, the rules' 10")
+    [unreadable] = differences(allocated(10, {"offers_per_run": "ten", "offers_in_run": 0}))
+    assert "the run's share recorded cannot be read" in unreadable
+    [negative] = differences(allocated(10, {"offers_per_run": 10, "offers_in_run": -1}))
+    assert negative.endswith("offers made in the run recorded -1")
