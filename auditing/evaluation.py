@@ -36,6 +36,7 @@ from domain.codes import AdminDecision, FinalCode, Stage, Terminal
 from domain.config import ComponentKind, RoundConfig
 from domain.messages import Decision, JourneyState, PanelScoreReport, RoundStart, RoundState
 from domain.objectivity import agreement, outlier, panellist_bias
+from domain.optimalisasi import over_quota, seats_held
 from domain.skm import STAGES as SKM_STAGES
 from domain.skm import ikm_of_totals
 
@@ -788,15 +789,11 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
         if d.outcome.startswith("seat vacated"):
             given_up[str(d.input.get("formasi_code", ""))] += 1
     p_l2: Counter = Counter()
-    filled: Counter = Counter()
     for j in facts.journeys:
         s = j.state
-        if s is None:
-            continue
-        if s.final_code == FinalCode.PASSED_OPTIMALISASI and s.placed_formasi:
+        if s is not None and s.final_code == FinalCode.PASSED_OPTIMALISASI and s.placed_formasi:
             p_l2[s.placed_formasi] += 1
-        if s.placed_formasi and s.terminal in (None, Terminal.PNS):
-            filled[s.placed_formasi] += 1
+    filled = seats_held(j.state for j in facts.journeys)
     rows = []
     for f in sorted(facts.config.formasi, key=lambda f: f.code):
         result = results.get(f.code)
@@ -819,7 +816,7 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
     # A formasi holding more than its seats is said by name: it is never netted against another's
     # empty seats (a seat given up was once offered twice: patch optimalisasi-seat-given-up-once).
     empty = sum(max(0, r[-1]) for r in rows)
-    over = [f"{r[0]} holds {r[-2]} for {r[1]} seats" for r in rows if r[-1] < 0]
+    over = over_quota(sorted(facts.config.formasi, key=lambda f: f.code), filled)
     return Section(
         "optimalisasi",
         "Optimalisasi and seats left empty",

@@ -51,7 +51,9 @@ from domain.optimalisasi import (
     Vacancy,
     allocate,
     offer_room,
+    over_quota,
     seats_by_formasi,
+    seats_held,
 )
 from domain.pages import line_pages
 from domain.protocol import ANNOUNCE, CLOSE_STAGE, DISQUALIFY, REPORT_SKD, WITHDRAW
@@ -545,12 +547,18 @@ class Recomputation:
     pairs: list[tuple[FormasiFigures, FormasiFigures]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     optimalisasi: list[str] = field(default_factory=list)  # allocation differences
+    over_quota: list[str] = field(default_factory=list)  # formasi whose journeys hold too many
     allocations: int = 0  # optimalisasi allocations recomputed
     profiles: dict[str, CandidateProfile] = field(default_factory=dict)  # their recorded inputs
 
     def differences(self) -> list[str]:
         """Problems plus every announced/recomputed difference, the optimalisasi's included."""
-        return self.problems + [d for a, r in self.pairs for d in compare(a, r)] + self.optimalisasi
+        return (
+            self.problems
+            + [d for a, r in self.pairs for d in compare(a, r)]
+            + self.optimalisasi
+            + self.over_quota
+        )
 
 
 async def recompute(histories: list[RecordedHistory], converter: DataConverter) -> Recomputation:
@@ -570,6 +578,7 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
     journeys: list[JourneyInputs] = []
     formasi: list[tuple[FormasiStart, list[Decision]]] = []
     rounds: list[tuple[RoundStart, list[Decision]]] = []
+    placed: dict[str, list] = defaultdict(list)  # round -> its journeys' states, replayed
     for runs in by_workflow.values():
         runs.sort(key=lambda h: h.start_time)
         kind = runs[0].kind
@@ -580,6 +589,8 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         start = msgs[0].content
         if kind == "journey":
             journeys.append(JourneyInputs(start, [m for m in msgs if m.kind != "start"], decisions))
+            last = by_run.get(runs[-1].run_id)
+            placed[start.round_id].append(last.state if last is not None else None)
         elif kind == "round":
             rounds.append((start, decisions))
         else:
@@ -599,4 +610,11 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
             1 for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
         )
         out.optimalisasi += recompute_optimalisasi(config, decisions, recomputed, out.profiles)
+        # No formasi may hold more seats than its quota, whatever placed them (selection
+        # integrity: a seat once offered twice, before patch optimalisasi-seat-given-up-once).
+        held = seats_held(placed[config.round_id])
+        out.over_quota += [
+            f"round {config.round_id}: formasi {line} (journeys placed there, running or PNS)"
+            for line in over_quota(config.formasi, held)
+        ]
     return out

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 import bench.rounds as rounds
-from auditing.history import recorded
+from auditing.history import offers_of, recorded, replay, round_histories
 from bench.common import CpuMeter, pct
 from bench.rounds import WINDOWS, RoundDriver, applicants, bench_config
 from client.api import RecruitmentApi, RefusedError, raise_if_cancelled
@@ -259,9 +259,8 @@ async def run_national(
     # applicants, for one of its own formasi.
     offers = outside = 0
     for config in configs:
-        state = await _again(lambda config=config: api.round_state(config.round_id))
         own = {f.code for f in config.formasi}
-        for offer_id in state.offers:
+        for offer_id in await _round_offers(api, config.round_id):
             _, _, applicant, to_formasi = offer_id.rsplit("/", 3)
             offers += 1
             outside += to_formasi not in own or applicant not in drivers[config.round_id].ids
@@ -333,6 +332,18 @@ async def actions_per_applicant(
             codec = api.client.data_converter.payload_codec
             into.append(count_run(recorded(history), 0, codec).billable)
     return sum(claims) / len(claims), sum(journeys) / len(journeys)
+
+
+async def _round_offers(api: RecruitmentApi, round_id: str) -> list[str]:
+    """Every optimalisasi offer of the round, over its runs: a round that continued as new in
+    optimalisasi (patch optimalisasi-continues) lists only its last run's offers, so its runs are
+    replayed (auditing.history.offers_of); a round of one run answers its state query."""
+    runs = await round_histories(api.client, round_id, "round")
+    if len(runs) == 1:
+        state = await _again(lambda: api.round_state(round_id))
+        return list(state.offers)
+    outcomes = await replay([r.history for r in runs], api.client.data_converter)
+    return list(offers_of(outcomes))
 
 
 async def _again(ask):

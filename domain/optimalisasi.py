@@ -13,6 +13,7 @@ education, major and age), and are written down here as that choice.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Protocol, TypeVar
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 
+from domain.codes import Terminal
 from domain.config import Formasi
 from domain.ranking import FinalEntry, final_rank_key
 from domain.registration import Gender, Refusal, Registration, check_registration
@@ -204,6 +206,33 @@ def handed_on(decisions: Iterable[D]) -> list[D]:
         d
         for d in decisions
         if (d.stage, d.outcome) not in LEFT_IN_THEIR_RUN and d.outcome != SEAT_VACATED
+    ]
+
+
+class _Placed(Protocol):
+    @property
+    def placed_formasi(self) -> str | None: ...
+    @property
+    def terminal(self) -> Terminal | None: ...
+
+
+def seats_held(journeys: Iterable[_Placed | None]) -> Counter[str]:
+    """Seats held, by formasi: a journey placed in a formasi holds its seat while it runs and once
+    appointed (PNS); one that ended otherwise (withdrew, gave the seat up) holds none."""
+    held: Counter[str] = Counter()
+    for j in journeys:
+        if j is not None and j.placed_formasi and j.terminal in (None, Terminal.PNS):
+            held[j.placed_formasi] += 1
+    return held
+
+
+def over_quota(formasi: Iterable[Formasi], held: Counter[str]) -> list[str]:
+    """Each formasi holding more seats than its quota, said as such (a seat can be held once: an
+    extra one is never netted against another formasi's empty seats)."""
+    return [
+        f"{f.code} holds {held[f.code]} for {f.quota} seats"
+        for f in formasi
+        if held[f.code] > f.quota
     ]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
 
 import pytest
 
+from domain.codes import Terminal
 from domain.config import Formasi
 from domain.optimalisasi import (
     POOL_FIELDS,
@@ -17,7 +19,9 @@ from domain.optimalisasi import (
     Vacancy,
     allocate,
     offer_room,
+    over_quota,
     pool_refusals,
+    seats_held,
 )
 from domain.ranking import FinalEntry
 from domain.registration import Gender, Registration, check_registration
@@ -336,3 +340,32 @@ def test_offer_room_keeps_each_answer_within_the_history_and_the_signals(
     budget, length, signals, pending, room
 ):
     assert offer_room(budget, length, signals, pending) == room
+
+
+# --- seats held and a formasi over its quota (audit.py recompute, the evaluation report) ------
+
+
+@dataclass
+class Placed:
+    placed_formasi: str | None
+    terminal: Terminal | None = None
+
+
+def test_a_seat_is_held_while_its_journey_runs_and_once_appointed_never_after_it_ends_otherwise():
+    journeys = [
+        Placed("F1"),  # running: holds it
+        Placed("F1", Terminal.PNS),
+        Placed("F1", Terminal.WITHDRAWN),  # gave it up
+        Placed("F2", Terminal.TMS),
+        Placed(None),  # not placed
+        None,  # a journey whose replay gave no state
+    ]
+    assert seats_held(journeys) == {"F1": 2}
+
+
+def test_a_formasi_over_its_quota_is_named_and_none_at_or_under_it():
+    f1 = formasi("F1", ["Teknik Informatika"]).model_copy(update={"quota": 2})
+    f2 = formasi("F2", ["Teknik Informatika"])  # quota 1
+    held = seats_held([Placed("F1"), Placed("F1", Terminal.PNS), Placed("F2"), Placed("F2")])
+    assert over_quota([f1, f2], held) == ["F2 holds 2 for 1 seats"]
+    assert over_quota([f1, f2], seats_held([Placed("F1"), Placed("F2")])) == []
