@@ -19,7 +19,14 @@ import numpy as np
 import numpy.typing as npt
 from temporalio.converter import DataConverter
 
-from auditing.history import Message, RecordedHistory, decisions_of, messages, replay
+from auditing.history import (
+    Message,
+    RecordedHistory,
+    decisions_of,
+    messages,
+    offers_of,
+    replay,
+)
 from domain.codes import AdminDecision, Phase, Stage
 from domain.columnar import (
     CODES,
@@ -547,7 +554,9 @@ class Recomputation:
     pairs: list[tuple[FormasiFigures, FormasiFigures]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     optimalisasi: list[str] = field(default_factory=list)  # allocation differences
-    over_quota: list[str] = field(default_factory=list)  # formasi whose journeys hold too many
+    # Seats no rule explains: a formasi whose journeys hold more than its quota, a journey placed
+    # by an optimalisasi offer its round never made.
+    seats: list[str] = field(default_factory=list)
     allocations: int = 0  # optimalisasi allocations recomputed
     profiles: dict[str, CandidateProfile] = field(default_factory=dict)  # their recorded inputs
 
@@ -557,7 +566,7 @@ class Recomputation:
             self.problems
             + [d for a, r in self.pairs for d in compare(a, r)]
             + self.optimalisasi
-            + self.over_quota
+            + self.seats
         )
 
 
@@ -577,7 +586,7 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         by_workflow[h.workflow_id].append(h)
     journeys: list[JourneyInputs] = []
     formasi: list[tuple[FormasiStart, list[Decision]]] = []
-    rounds: list[tuple[RoundStart, list[Decision]]] = []
+    rounds: list[tuple[RoundStart, list[Decision], dict[str, str]]] = []
     placed: dict[str, list] = defaultdict(list)  # round -> its journeys' states, replayed
     for runs in by_workflow.values():
         runs.sort(key=lambda h: h.start_time)
@@ -592,7 +601,8 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
             last = by_run.get(runs[-1].run_id)
             placed[start.round_id].append(last.state if last is not None else None)
         elif kind == "round":
-            rounds.append((start, decisions))
+            made = offers_of(by_run[h.run_id] for h in runs if h.run_id in by_run)
+            rounds.append((start, decisions, made))
         else:
             formasi.append((start, decisions))
     if not formasi:
@@ -604,7 +614,7 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         out.pairs.append((announced, recomputed_figures(start, journeys, final=announced.ranked)))
     recomputed = {r.formasi_code: r for _, r in out.pairs}
     out.profiles = journey_profiles(journeys)
-    for round_start, decisions in rounds:
+    for round_start, decisions, made in rounds:
         config = parse_round_config(round_start.config, "round configuration")
         out.allocations += sum(
             1 for d in decisions if d.stage == "optimalisasi" and d.outcome == "allocated"
@@ -613,8 +623,24 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         # No formasi may hold more seats than its quota, whatever placed them (selection
         # integrity: a seat once offered twice, before patch optimalisasi-seat-given-up-once).
         held = seats_held(placed[config.round_id])
-        out.over_quota += [
+        out.seats += [
             f"round {config.round_id}: formasi {line} (journeys placed there, running or PNS)"
             for line in over_quota(config.formasi, held)
         ]
+        # Every optimalisasi seat a journey accepted was offered by its round (a journey takes an
+        # offer sealed with the round's secret: one the round never made means that secret left
+        # the engine, or a bug).
+        for j in journeys:
+            if j.start.round_id != config.round_id:
+                continue
+            for d in j.decisions:
+                if (d.stage, d.outcome) != ("optimalisasi", "accepted"):
+                    continue
+                offer_id = str(d.input.get("offer_id", ""))
+                if offer_id not in made:
+                    out.seats.append(
+                        f"round {config.round_id}: applicant {j.start.applicant_id} accepted "
+                        f"optimalisasi offer {offer_id} ({d.input.get('to_formasi')}), which the "
+                        "round never made"
+                    )
     return out
