@@ -86,6 +86,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
+        CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
         OFFERS_BY_LOCAL_ACTIVITY,
@@ -114,6 +115,7 @@ SELECTION_WINDOWS = {
 CORRECTION_MARGIN = timedelta(seconds=2)
 BOARD_WRITE_TIMEOUT = timedelta(seconds=15)
 ALLOCATION_TIMEOUT = timedelta(minutes=30)  # reads every candidate page of the round
+CONTINUE_AFTER = timedelta(milliseconds=10)  # patch continue-in-its-own-task: a task boundary
 SEND_OFFERS_TIMEOUT = timedelta(seconds=60)  # up to OFFERS_PER_TASK signals, 32 at a time
 
 
@@ -731,6 +733,11 @@ class RecruitmentRound:
         board as it stands is written. Offers pending stay pending: their answers are signals to
         the round's workflow id, which the new run receives."""
         await self._keep_offered_pages()  # fewer than MAX_PAGE_ITEMS listed in the carry
+        if workflow.patched(CONTINUE_IN_ITS_OWN_TASK):
+            # End this task on a timer, so what its local activities did (offers sent, pages
+            # kept) is recorded before the continuation: a task that continues is refused when a
+            # signal arrives while it runs, and its retry would run them all again.
+            await workflow.sleep(CONTINUE_AFTER)
         # Nothing is awaited between this wait and the continue-as-new: no command starts after it.
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and self.board_written >= self.board_version

@@ -207,6 +207,16 @@ OPTIMALISASI_CONTINUES = "optimalisasi-continues"
 # budget's cut does. Decided the first time the share would be passed in a run.
 OPTIMALISASI_SHARE_PER_RUN = "optimalisasi-share-per-run"
 
+# A round continues-as-new in a workflow task of its own (bench optimalisasi, 12-05): a task that
+# sent offers by a local activity and then continued the round failed as "UnhandledCommand" when
+# an answer arrived while it ran (the server refuses to close a run with signals it has not
+# handed over), and its retry ran the local activities again, so 1,000 journeys were sent their
+# offer twice (each ignored the repeat; nothing was offered twice). The round now first lets its
+# task end on a short durable timer, which records what the task did, and continues in the next
+# task, which runs no local activity of its own unless a command arrives. Decided at each
+# continuation; continuations recorded before it replay as they ran.
+CONTINUE_IN_ITS_OWN_TASK = "continue-in-its-own-task"
+
 # A seat given up by the one optimalisasi placed in it is offered once (selection integrity): since
 # patch optimalisasi-until-filing-closes an accepted offer whose taker gave the seat up no longer
 # held it, while the seat also counted among those given up, so the seat was offered twice and

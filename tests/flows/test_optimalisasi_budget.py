@@ -45,6 +45,7 @@ from tests.roundkit import (
 )
 from workflows.ids import round_workflow_id
 from workflows.versions import (
+    CONTINUE_IN_ITS_OWN_TASK,
     OPTIMALISASI_BUDGET,
     OPTIMALISASI_CONTINUES,
     OPTIMALISASI_SHARE_PER_RUN,
@@ -329,6 +330,21 @@ async def test_a_first_allocation_past_the_runs_share_is_cut_to_it_and_the_round
     runs = await _round_runs(client, round_id, 2)
     assert len(runs) == 2, f"the round should have continued once: {len(runs)} runs"
     assert OPTIMALISASI_SHARE_PER_RUN in patch_markers(runs[0].history)
+    # The run continued in a task of its own (patch continue-in-its-own-task): the offers' local
+    # activities were recorded in a task that ended on a timer, and the task that continued ran
+    # none, so a signal arriving while it ran could not make them run again.
+    first_run = runs[0].history.events
+    assert CONTINUE_IN_ITS_OWN_TASK in patch_markers(runs[0].history)
+    fired = max(i for i, e in enumerate(first_run) if e.HasField("timer_fired_event_attributes"))
+    assert first_run[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    assert not [
+        e
+        for e in first_run[fired:]
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    sent = [i for i, kind in local_activities(runs[0].history) if kind == SEND_OFFERS.name]
+    assert sent, "the first run sent its offers by a local activity"
     outcomes = await replay([r.history for r in runs], data_converter(keys))
     assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
     first_offers = outcomes[0].state.offers
