@@ -23,6 +23,7 @@ from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -638,7 +639,13 @@ class RecruitmentApi:
                 "no such applicant in this round" if journey else "no such round"
             ) from None
         if description.status == WorkflowExecutionStatus.COMPLETED and journey:
-            state = await JOURNEY_STATE.ask(handle)
+            try:
+                state = await JOURNEY_STATE.ask(handle)
+            except (WorkflowQueryFailedError, RPCError):
+                # An ended journey's outcome is read by replaying it on a worker: none running,
+                # or one past the SDK's deadlock limit under load, cannot answer now. That it
+                # ended is known: the sender hears that, not the query's failure.
+                return "the journey has ended"
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
             return f"the workflow is {description.status.name.lower()}"

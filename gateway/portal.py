@@ -586,6 +586,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         re.compile(r"the journey has ended \((.*)\)"),
         lambda m: f"proses seleksi Anda sudah berakhir ({m[1]})",
     ),
+    (re.compile(r"the journey has ended$"), "proses seleksi Anda sudah berakhir"),
     (
         re.compile(r"there is no optimalisasi offer"),
         "tidak ada tawaran optimalisasi yang dapat dijawab",
