@@ -293,6 +293,10 @@ class JourneyInbox:
         if isinstance(offer, str):
             self._ignored("offer_seat", offer)
             return
+        if offer in (self.sheet.offer, self.offer_after_end):
+            # The offer held, again: its sender delivers at least once (send_offers retried
+            # after a worker stopped mid-way). Nothing to change, and nothing to warn about.
+            return
         problem = None
         if self.sheet.stage != Stage.OPTIMALISASI and not (
             # Not yet told its final result (the round offers as soon as every result is in):

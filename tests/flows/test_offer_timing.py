@@ -11,6 +11,9 @@ already ended counts as declined. Before, that offer's failed signal failed the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -58,8 +61,28 @@ async def _to_final_ranking(api, client, config, people) -> list[str]:
     return ids
 
 
+async def _handled(handle, signals: int) -> None:
+    """Wait (bounded) until the journey has `signals` offer_seat signals and a workflow task
+    completed after the last of them."""
+    deadline = time.monotonic() + 30
+    while True:
+        events = [e async for e in handle.fetch_history_events()]
+        at = [
+            i
+            for i, e in enumerate(events)
+            if e.HasField("workflow_execution_signaled_event_attributes")
+            and e.workflow_execution_signaled_event_attributes.signal_name == "offer_seat"
+        ]
+        if len(at) >= signals and any(
+            e.HasField("workflow_task_completed_event_attributes") for e in events[at[-1] :]
+        ):
+            return
+        assert time.monotonic() < deadline, f"offer_seat signals handled: {len(at)} of {signals}"
+        await asyncio.sleep(0.2)
+
+
 async def test_an_offer_that_comes_before_the_final_result_is_kept(
-    client, keys, running_worker, tmp_path
+    client, keys, running_worker, tmp_path, caplog
 ):
     """The round's offer reaches a journey still in the final sanggah (as it does when the
     formasi is slower telling its result than the round is allocating): kept, then answered."""
@@ -91,9 +114,25 @@ async def test_an_offer_that_comes_before_the_final_result_is_kept(
         ),
         view.secret,
     )
-    await client.get_workflow_handle(journey_workflow_id(round_id, loser)).signal(
-        "offer_seat", early
+    journey = client.get_workflow_handle(journey_workflow_id(round_id, loser))
+    await journey.signal("offer_seat", early)
+    # Delivered again (send_offers retried after its worker stopped): the same offer held, no
+    # warning; another offer while one is held is ignored with a warning.
+    caplog.set_level(logging.WARNING, logger="temporalio.workflow")
+    await journey.signal("offer_seat", early)
+    await _handled(journey, 2)
+    assert not [r for r in caplog.records if "already holds an offer" in r.getMessage()]
+    other = sealed(
+        OptimalisasiOffer(
+            offer_id=f"{round_id}/offer/{loser}/OTHER",
+            to_formasi="OTHER",
+            answer_by=datetime.now(UTC) + timedelta(hours=1),
+        ),
+        view.secret,
     )
+    await journey.signal("offer_seat", other)
+    await _handled(journey, 3)
+    assert [r for r in caplog.records if "already holds an offer" in r.getMessage()]
     waiting = await _state(client, round_id, loser)
     assert waiting.stage == Stage.FINAL_APPEAL and waiting.offer is not None
     assert waiting.offer.offer_id == offer_id
