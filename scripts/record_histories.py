@@ -4,6 +4,7 @@
     .venv/bin/python scripts/record_histories.py --full --out tests/histories/v4-full
     .venv/bin/python scripts/record_histories.py --full --history-budget 1 --out tests/histories/v15-full-cut
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v18-full-continued
+    .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v19-full-continued
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,

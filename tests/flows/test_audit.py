@@ -52,6 +52,7 @@ from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
 from workflows.versions import (
+    CONTINUE_IN_ITS_OWN_TASK,
     LOCAL_ACTIVITY_BACKOFF_TIMERS,
     OFFERS_BY_LOCAL_ACTIVITY,
     OPTIMALISASI_CONTINUES,
@@ -101,6 +102,8 @@ SIGNING_KEY = bytes(range(32))
 # the full round with a history budget of 164 (`--history-budget 164 --continued`): the second
 # allocation for the withdrawn seat would not fit, so the round continues as a new run (patch
 # optimalisasi-continues), which makes the offer and runs filing, the TMT move, Latsar and the close.
+# v19-full-continued: the same, recorded after patch continue-in-its-own-task (the run ends the task
+# that recorded its local activities on a timer before it continues).
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -122,6 +125,7 @@ RECORDED_SETS = [
     RECORDED / "v16-full",
     RECORDED / "v17-full",
     RECORDED / "v18-full-continued",
+    RECORDED / "v19-full-continued",
     RECORDED / "v4-full-markers",
 ]
 
@@ -273,6 +277,27 @@ async def test_v17_round_sends_its_offers_in_a_local_activity_and_v16_as_signals
     assert offer_signals(v16_round.history) == 2
 
 
+async def test_v19_round_continues_in_a_task_of_its_own():
+    """v19-full-continued: the round's first run ends the task that recorded its local activities
+    on a timer, and continues in the next task, which records none (patch
+    continue-in-its-own-task); both runs replay without drift and recompute finds no difference."""
+    recorded = RECORDED / "v19-full-continued"
+    histories = load_histories(recorded)
+    first, second = [h for h in histories if h.kind == "round"]
+    assert CONTINUE_IN_ITS_OWN_TASK in patch_markers(first.history)
+    events = first.history.events
+    assert events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    fired = max(i for i, e in enumerate(events) if e.HasField("timer_fired_event_attributes"))
+    assert not [
+        e
+        for e in events[fired:]
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    outcomes = await replay([first.history, second.history], recorded_converter(recorded))
+    assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
+
+
 async def test_v18_round_continues_in_optimalisasi_and_hands_on_what_the_next_run_reads():
     """v18-full-continued: the round's first run makes the first offer for the withdrawn seat;
     after its decline the next would not fit the budget, so the run continues as new. Its carry
@@ -367,6 +392,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v16-full",
         RECORDED / "v17-full",
         RECORDED / "v18-full-continued",
+        RECORDED / "v19-full-continued",
     ],
     ids=lambda p: p.name,
 )
