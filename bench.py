@@ -1716,6 +1716,12 @@ def optimalisasi(
         max=100_000,
         help="the round's optimalisasi_offers_per_run (default: the round file's default, 1,000)",
     ),
+    fold_pages_at: int = typer.Option(
+        None,
+        min=2,
+        max=500,
+        help="the round's fold_pages_at (default: the round file's default, 64)",
+    ),
     concurrency: int = 32,
     seed: int = 23,
     keep_stack: bool = KEEP,
@@ -1739,6 +1745,7 @@ def optimalisasi(
                     concurrency,
                     history_budget,
                     offers_per_run,
+                    fold_pages_at,
                 )
             fig.pop("_offers")
             fig.update({"elapsed in all": f"{cpu.elapsed:.1f} s", **cpu.figures()})

@@ -41,6 +41,7 @@ async def run_optimalisasi(
     concurrency: int,
     history_budget: int | None = None,
     offers_per_run: int | None = None,
+    fold_pages_at: int | None = None,
 ) -> dict:
     from datetime import UTC, datetime
 
@@ -56,6 +57,7 @@ async def run_optimalisasi(
             "offer_answer_within": "PT120S",
             **({} if history_budget is None else {"optimalisasi_history_budget": history_budget}),
             **({} if offers_per_run is None else {"optimalisasi_offers_per_run": offers_per_run}),
+            **({} if fold_pages_at is None else {"fold_pages_at": fold_pages_at}),
         },
     )
     await ctx.api.create_round(path, config.reporters["operator"][0])
@@ -144,6 +146,16 @@ async def run_optimalisasi(
         if e.HasField("activity_task_scheduled_event_attributes")
         and e.activity_task_scheduled_event_attributes.activity_type.name == "allocate_pages"
     ]
+    # Who was offered, as the last run's start carried it (folded past fold_pages_at references).
+    last_carry = None
+    if len(runs) > 1:
+        from domain.messages import RoundCarry, RoundStart
+
+        [last_start] = await converter.decode(
+            runs[-1].events[0].workflow_execution_started_event_attributes.input.payloads,
+            [RoundStart],
+        )
+        last_carry = RoundCarry.model_validate(last_start.carry)
     carries = [
         h.events[-1].workflow_execution_continued_as_new_event_attributes.input.ByteSize()
         for h in runs
@@ -212,6 +224,12 @@ async def run_optimalisasi(
         )
         or "none",
         "optimalisasi offers per run (the rules')": f"{config.optimalisasi_offers_per_run:,}",
+        "offered pages carried to the last run (references; offered listed)": (
+            "none (one run)"
+            if last_carry is None
+            else f"{len(last_carry.offered_pages)}; {len(last_carry.offered_tail)} "
+            f"(fold_pages_at {config.fold_pages_at})"
+        ),
         "each run's offers in its state, at its end": ", ".join(f"{n:,}" for _, n in run_states),
         "each run's state at its end (replayed), largest": (
             f"{max((b for b, _ in run_states), default=0) / 1024:.1f} KiB"

@@ -469,8 +469,9 @@ class RoundConfig(BaseModel, frozen=True):
         ge=2,
         le=500,  # an index page holds at most domain.pages.MAX_PAGE_ITEMS references
         exclude_if=lambda n: n == FOLD_PAGES_AT,
-        description="engine tuning: page references a formasi carries before it folds them into "
-        "one index page (bounds its continue-as-new input however many applicants answer)",
+        description="engine tuning: page references a formasi carries (and a round, of the "
+        "applicants it offered a seat) before it folds them into one index page (bounds its "
+        "continue-as-new input however many applicants answer or are offered)",
     )
     # Left out of the dump at its default, so rounds from before it keep their rules' digests.
     optimalisasi_history_budget: StrictInt = Field(

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         AllocationRequest,
         AllocationResult,
         Candidate,
+        PageFold,
         PageKeep,
         PageRead,
         PageRef,
@@ -69,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import (
         ALLOCATE_PAGES,
+        FOLD_PAGES,
         FORMASI_PHASE,
         KEEP_PAGE,
         OFFER_SEAT,
@@ -89,6 +91,7 @@ with workflow.unsafe.imports_passed_through():
         CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
+        OFFERED_PAGES_FOLDED,
         OFFERS_BY_LOCAL_ACTIVITY,
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
@@ -187,6 +190,9 @@ class RecruitmentRound:
         # Patch optimalisasi-share-per-run, decided in each run the first time its share would be
         # passed (None: not yet).
         self.share_per_run: bool | None = None
+        # Patch offered-pages-folded, decided in each run the first time its list of offered pages
+        # reaches fold_pages_at (None: not yet).
+        self.folds_offered: bool | None = None
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
@@ -971,6 +977,18 @@ class RecruitmentRound:
             )
             self.offered_pages.append(ref)
             del self.offered_tail[:MAX_PAGE_ITEMS]
+            if len(self.offered_pages) >= self.config.fold_pages_at:
+                if self.folds_offered is None:
+                    self.folds_offered = workflow.patched(OFFERED_PAGES_FOLDED)
+                if self.folds_offered:
+                    # The list becomes the one reference of an index page of it.
+                    index = await run_local_activity_until_done(
+                        FOLD_PAGES,
+                        PageFold(owner=workflow.info().workflow_id, pages=list(self.offered_pages)),
+                        timedelta(seconds=30),
+                        backoff_timers=self.backoff_timers,
+                    )
+                    self.offered_pages = [index]
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""

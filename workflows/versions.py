@@ -217,6 +217,14 @@ OPTIMALISASI_SHARE_PER_RUN = "optimalisasi-share-per-run"
 # continuation; continuations recorded before it replay as they ran.
 CONTINUE_IN_ITS_OWN_TASK = "continue-in-its-own-task"
 
+# Who a continuing round offered, folded (issue 17 item 1): the round keeps its offered applicants
+# as pages of 500 (patch optimalisasi-continues) and carried one reference per page, sent in every
+# allocation's input: about 16 KiB at 100,000 offers, growing with the offers made. Once the list
+# reaches the round's fold_pages_at (64) references it becomes the one reference of an index page
+# of them (domain.pages.PageFold, as the formasi folds its rankings); the allocation reads the
+# pages under it (activities/pages.py `leaves`). Decided the first time a run's list reaches it.
+OFFERED_PAGES_FOLDED = "offered-pages-folded"
+
 # A seat given up by the one optimalisasi placed in it is offered once (selection integrity): since
 # patch optimalisasi-until-filing-closes an accepted offer whose taker gave the seat up no longer
 # held it, while the seat also counted among those given up, so the seat was offered twice and

@@ -245,6 +245,15 @@ async def test_applicants_offered_are_kept_as_pages_and_never_offered_again(kit)
     # Without the pages, those in them would be offered again.
     again = await ENV.run(store.allocate_pages, request.model_copy(update={"offered_pages": []}))
     assert again.offers[0].applicant_id == "A0000"
+    # Folded into one index page (patch offered-pages-folded), and that index folded again with
+    # a page kept after it: the allocation reads the pages under them, in order.
+    index = await ENV.run(store.fold_pages, PageFold(owner=owner, pages=pages[:1]))
+    outer = await ENV.run(store.fold_pages, PageFold(owner=owner, pages=[index, pages[1]]))
+    folded = await ENV.run(
+        store.allocate_pages, request.model_copy(update={"offered_pages": [outer]})
+    )
+    assert folded.offers == allocated.offers
+    assert [r.digest for r in await store.leaf_refs(OFFERED, [outer])] == [p.digest for p in pages]
 
     # More than MAX_PAGE_ITEMS offers come back as pages of offers when the round reads them so.
     many = request.model_copy(
