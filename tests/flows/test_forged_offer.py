@@ -8,7 +8,6 @@ the journey placed by an offer its round never made."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,11 +15,9 @@ from auditing.history import round_histories
 from auditing.recompute import recompute
 from client.api import RecruitmentApi
 from domain.codes import Stage
-from domain.messages import OfferAnswer, OptimalisasiOffer
-from domain.protocol import ROUND_VIEW
-from domain.seal import sealed
+from domain.messages import OfferAnswer
 from runtime.connection import data_converter
-from tests.flows.test_offer_timing import _to_final_ranking
+from tests.flows.test_offer_timing import _to_final_ranking, sealed_offer
 from tests.flows.test_round_end_to_end import _wait_offer, _wait_phase, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -30,7 +27,7 @@ from tests.roundkit import (
     formasi,
     registration,
 )
-from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -66,16 +63,8 @@ async def test_a_seat_taken_by_an_offer_the_round_never_made_is_named_by_recompu
     await _wait_stage(client, round_id, third, {Stage.OPTIMALISASI}, timeout=60)
 
     # Sealed as the round seals its offers, sent straight to the journey.
-    view = await ROUND_VIEW.ask(client.get_workflow_handle(round_workflow_id(round_id)), "TARGET")
     forged_id = f"{round_id}/offer/{third}/TARGET"
-    forged = sealed(
-        OptimalisasiOffer(
-            offer_id=forged_id,
-            to_formasi="TARGET",
-            answer_by=datetime.now(UTC) + timedelta(hours=1),
-        ),
-        view.secret,
-    )
+    forged = await sealed_offer(client, round_id, third, "TARGET")
     await client.get_workflow_handle(journey_workflow_id(round_id, third)).signal(
         "offer_seat", forged
     )

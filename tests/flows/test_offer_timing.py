@@ -61,6 +61,20 @@ async def _to_final_ranking(api, client, config, people) -> list[str]:
     return ids
 
 
+async def sealed_offer(client, round_id: str, applicant_id: str, to_formasi: str) -> dict:
+    """An offer of a seat in `to_formasi` to `applicant_id`, sealed with the round's secret as the
+    round seals its offers (read from the round's view), answerable within the hour."""
+    view = await ROUND_VIEW.ask(client.get_workflow_handle(round_workflow_id(round_id)), to_formasi)
+    return sealed(
+        OptimalisasiOffer(
+            offer_id=f"{round_id}/offer/{applicant_id}/{to_formasi}",
+            to_formasi=to_formasi,
+            answer_by=datetime.now(UTC) + timedelta(hours=1),
+        ),
+        view.secret,
+    )
+
+
 async def _handled(handle, signals: int) -> None:
     """Wait (bounded) until the journey has `signals` offer_seat signals and a workflow task
     completed after the last of them."""
@@ -104,16 +118,8 @@ async def test_an_offer_that_comes_before_the_final_result_is_kept(
     await _wait_stage(client, round_id, loser, {Stage.FINAL_APPEAL}, timeout=30)
 
     # The offer as the round seals it, delivered before the journey is in optimalisasi.
-    view = await ROUND_VIEW.ask(client.get_workflow_handle(round_workflow_id(round_id)), "SOURCE")
     offer_id = f"{round_id}/offer/{loser}/SOURCE"
-    early = sealed(
-        OptimalisasiOffer(
-            offer_id=offer_id,
-            to_formasi="SOURCE",
-            answer_by=datetime.now(UTC) + timedelta(hours=1),
-        ),
-        view.secret,
-    )
+    early = await sealed_offer(client, round_id, loser, "SOURCE")
     journey = client.get_workflow_handle(journey_workflow_id(round_id, loser))
     await journey.signal("offer_seat", early)
     # Delivered again (send_offers retried after its worker stopped): the same offer held, no
@@ -122,14 +128,7 @@ async def test_an_offer_that_comes_before_the_final_result_is_kept(
     await journey.signal("offer_seat", early)
     await _handled(journey, 2)
     assert not [r for r in caplog.records if "already holds an offer" in r.getMessage()]
-    other = sealed(
-        OptimalisasiOffer(
-            offer_id=f"{round_id}/offer/{loser}/OTHER",
-            to_formasi="OTHER",
-            answer_by=datetime.now(UTC) + timedelta(hours=1),
-        ),
-        view.secret,
-    )
+    other = await sealed_offer(client, round_id, loser, "OTHER")
     await journey.signal("offer_seat", other)
     await _handled(journey, 3)
     assert [r for r in caplog.records if "already holds an offer" in r.getMessage()]

@@ -172,6 +172,15 @@ async def _answer_offers(api, client, round_id: str, answers: dict[str, bool]) -
         await asyncio.sleep(0.3)
 
 
+def _allocations(outcomes) -> list[dict]:
+    """The inputs of every optimalisasi allocation the round's runs recorded, in order."""
+    return [
+        d.input
+        for d in decisions_of(outcomes)
+        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
+    ]
+
+
 async def _round_runs(client, round_id: str, at_least: int) -> list:
     """The round's runs as visibility lists them, once it lists `at_least`."""
     deadline = time.monotonic() + 30
@@ -245,11 +254,7 @@ async def test_a_round_past_its_budget_continues_as_new_and_offers_every_seat(
         f"{round_id}/offer/{ids[1]}/TARGET": "declined",
         **{f"{round_id}/offer/{a}/TARGET": "accepted" for a in ids[2:5]},
     }
-    allocations = [
-        d.input
-        for d in decisions_of(outcomes)
-        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
-    ]
+    allocations = _allocations(outcomes)
     first = allocations[0]
     # Counted at the costs of offers sent by a local activity (patch offers-by-local-activity).
     assert (first["budget"]["events_per_offer"], first["budget"]["allocation_events"]) == (11, 20)
@@ -298,11 +303,7 @@ async def test_a_run_past_its_share_of_offers_continues_as_new(
         # pending when the first run continued, answered in the second
         *(o for o, status in first.items() if status == "pending"),
     }
-    allocations = [
-        d.input
-        for d in decisions_of(outcomes)
-        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
-    ]
+    allocations = _allocations(outcomes)
     assert [a["offers"] for a in allocations] == [
         [[a, "TARGET"] for a in ids[1:4]],
         [[ids[4], "TARGET"]],
@@ -349,11 +350,7 @@ async def test_a_first_allocation_past_the_runs_share_is_cut_to_it_and_the_round
     assert [(o.failure, o.drift) for o in outcomes] == [(None, "")] * 2
     first_offers = outcomes[0].state.offers
     assert sorted(first_offers) == sorted(f"{round_id}/offer/{a}/TARGET" for a in ids[1:3])
-    allocations = [
-        d.input
-        for d in decisions_of(outcomes)
-        if (d.stage, d.outcome) == ("optimalisasi", "allocated")
-    ]
+    allocations = _allocations(outcomes)
     first = allocations[0]
     assert first["offers"] == [[a, "TARGET"] for a in ids[1:3]]
     assert (first["cut_at"], first["not_offered"]) == (2, {"TARGET": 1})
