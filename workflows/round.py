@@ -88,6 +88,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
+        COMMANDS_AFTER_RUN_BEGINS,
         CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
@@ -196,6 +197,9 @@ class RecruitmentRound:
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
+        # Whether run has decided the patches above (a continued run: carried); a command that
+        # comes first waits for it (patch commands-after-run-begins).
+        self.run_began = start.carry is not None
         self.board: RoundBoard | None = None  # as last published
         self.board_version = 0
         self.board_written = 0  # the highest version known written
@@ -218,6 +222,15 @@ class RecruitmentRound:
         self.declined_before: set[str] = set()
         if start.carry is not None:
             self._resume(RoundCarry.model_validate(start.carry))
+        else:
+            # Here, not in run: a command that reaches the round in its first task is handled
+            # before run begins, and is still recorded after the round opened.
+            self._decide(
+                RoundPhase.REGISTRATION,
+                "round opened",
+                self.created_by,
+                {"rules_digest": self.config.digest()},
+            )
 
     @workflow.run
     async def run(self, start: RoundStart) -> RoundState:
@@ -234,12 +247,7 @@ class RecruitmentRound:
         self.final_sanggah = workflow.patched(FINAL_SANGGAH)
         self.keeps_board = workflow.patched(ROUND_VIEW_BOARD)
         self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
-        self._decide(
-            RoundPhase.REGISTRATION,
-            "round opened",
-            self.created_by,
-            {"rules_digest": self.config.digest()},
-        )
+        self.run_began = True
         self._publish_board_meanwhile()
         await self._start_formasi()
         for phase, told in SELECTION_WINDOWS.items():
@@ -1038,6 +1046,7 @@ class RecruitmentRound:
             lambda: self.early.__setitem__(command.window, command.reason),
             f"{command.window} closed early",
         )
+        await self._until_run_began()
         if self.keeps_board and command.window == RoundPhase.REGISTRATION:
             await workflow.wait_condition(lambda: RoundPhase.REGISTRATION in self.closed_at)
             await self._publish_board()
@@ -1302,10 +1311,18 @@ class RecruitmentRound:
         if self.keeps_board:
             self.board_writes.append(asyncio.create_task(self._publish_board()))
 
+    async def _until_run_began(self) -> None:
+        """A command that reaches the round in its first workflow task is handled before `run`
+        has decided whether the round keeps its board: wait until it has (patch
+        commands-after-run-begins; asked only then, so later commands write no marker)."""
+        if not self.run_began and workflow.patched(COMMANDS_AFTER_RUN_BEGINS):
+            await workflow.wait_condition(lambda: self.run_began)
+
     async def _publish_board(self) -> None:
         """Write the view journeys are judged by, if it changed since it was last written, and
         return once the view as it stands is written (patch round-view-board; a local activity,
         retried until done). Every change of the view calls this before it is acknowledged."""
+        await self._until_run_began()
         if not self.keeps_board:
             return
         board = RoundBoard(view=self._view(None), formasi=list(self.config.formasi))

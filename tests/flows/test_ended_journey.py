@@ -55,9 +55,6 @@ async def test_a_report_to_an_ended_journey_is_refused_as_such_even_when_its_sta
     config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN)
     await create_round_file(api, config, tmp_path)
     # The round closes registration; a plain start after it is refused by its journey, which ends.
-    # Once the round has run its first task (tests/flows/test_national.py
-    # `_close_registration_early` says why).
-    await api.round_state(round_id)
     await api.command(
         round_id,
         CloseWindow(report_id="close", reported_by=OPERATOR, window="registration", reason="kuota"),

@@ -108,13 +108,7 @@ def _claim_id(keys, national_id: str, reg) -> str:
 
 async def _close_registration_early(api: RecruitmentApi, config: RoundConfig) -> None:
     """The round closes registration early (quota met): the client still sees the window open in
-    the round's file; the journey refuses a start by the round's board.
-
-    Once the round has run its first task (its state answered): a close that reaches a round in
-    its very first task is acknowledged before the round has decided to keep its board, so the
-    board is not written before the acknowledgement and a journey started right after is
-    admitted (found 12-05 under load; not fixed, the closing note of stop 37 says so)."""
-    await api.round_state(config.round_id)
+    the round's file; the journey refuses a start by the round's board."""
     await api.command(
         config.round_id,
         CloseWindow(

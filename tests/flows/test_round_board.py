@@ -10,13 +10,16 @@ and that a sealed board moved to another version does not open.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import tomli_w
+from temporalio.api.enums.v1 import EventType
 
 from activities.rounds import RoundBoards
+from apps.fleet import build_worker
 from client.api import RecruitmentApi
 from domain.messages import (
     CloseWindow,
@@ -25,10 +28,13 @@ from domain.messages import (
     MoveTmt,
     RoundBoard,
     RoundBoardWrite,
+    RoundState,
 )
 from domain.protocol import ROUND_VIEW
 from runtime.codec import PayloadDecryptionError
+from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
+from scripts.record_histories import patch_markers
 from tests.flows.test_operator_commands import _terminate_round, _until
 from tests.roundkit import (
     OPERATOR,
@@ -39,6 +45,7 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.versions import COMMANDS_AFTER_RUN_BEGINS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -191,3 +198,72 @@ async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
     finally:
         await pool.execute("DELETE FROM round_boards WHERE workflow_id LIKE $1", wf + "%")
         await _terminate_round(client, round_id)
+
+
+async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_before_its_ack(
+    client, keys, stack, stack_settings, tmp_path
+):
+    """An early close of registration sent before any worker has run the round's first task is
+    handled in that task, before `run` has decided that the round keeps a board. It is still on
+    the board when acknowledged, so a registration started right after is refused (patch
+    commands-after-run-begins; before it, the close was acknowledged at once and the start was
+    admitted: found 12-05 under load, stop 36's CI failure)."""
+    pool = await open_pool(stack.database_url, max_size=4)
+    settings = stack_settings.model_copy(update={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"first-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN)
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    handle = client.get_workflow_handle(round_workflow_id(round_id))
+    try:
+        # No worker polls the round's task queue yet: its first task waits, and the close reaches
+        # the server before any worker takes that task.
+        await api.create_round(path, OPERATOR)
+        close = asyncio.create_task(
+            api.command(
+                round_id,
+                CloseWindow(
+                    report_id="close-at-once",
+                    reported_by=OPERATOR,
+                    window="registration",
+                    reason="kuota",
+                ),
+            )
+        )
+        await asyncio.sleep(2)
+        assert not close.done(), close
+        async with await build_worker(client, settings, pool):
+            ack = await asyncio.wait_for(close, 60)
+            assert ack.effect == "registration closed early"
+            # On the board when acknowledged, with no wait between the two.
+            board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(handle.id)
+            assert board is not None and board.view.registration_closed_at is not None, board
+            started = await api.register(config, registration(1, "F1"), "sscasn")
+            assert started.status == "refused", started
+            assert "after registration closed" in started.refusals[0].reason
+
+            # The premise: the close was taken in the round's first workflow task, and answered
+            # only in a later one, after the round had closed registration (without the patch, the
+            # first task answered it; whether the start was then admitted was a race).
+            history = await handle.fetch_history()
+            kinds = [EventType.Name(e.event_type) for e in history.events]
+            first_done = kinds.index("EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
+            accepted = kinds.index("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED")
+            answered = kinds.index("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED")
+            assert "EVENT_TYPE_WORKFLOW_TASK_STARTED" not in kinds[first_done:accepted], kinds
+            assert "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds[accepted:answered], kinds
+            assert COMMANDS_AFTER_RUN_BEGINS in patch_markers(history)
+            # The round opened before it took the close, whatever order they arrived in.
+            state = await handle.query("state", result_type=RoundState)
+            outcomes = [d.outcome for d in state.decisions]
+            assert outcomes[:3] == [
+                "round opened",
+                "registration closed early",
+                "window closed",
+            ], outcomes
+            await handle.terminate("test finished")
+    finally:
+        await pool.execute("DELETE FROM round_boards WHERE workflow_id = $1", handle.id)
+        await _terminate_round(client, round_id)
+        await pool.close()
