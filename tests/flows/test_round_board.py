@@ -20,6 +20,7 @@ from temporalio.api.enums.v1 import EventType
 
 from activities.rounds import RoundBoards
 from apps.fleet import build_worker
+from auditing.history import replay
 from client.api import RecruitmentApi
 from domain.messages import (
     CloseWindow,
@@ -32,6 +33,7 @@ from domain.messages import (
 )
 from domain.protocol import ROUND_VIEW
 from runtime.codec import PayloadDecryptionError
+from runtime.connection import data_converter
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import patch_markers
@@ -254,6 +256,8 @@ async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_
             assert "EVENT_TYPE_WORKFLOW_TASK_STARTED" not in kinds[first_done:accepted], kinds
             assert "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds[accepted:answered], kinds
             assert COMMANDS_AFTER_RUN_BEGINS in patch_markers(history)
+            [replayed] = await replay([history], data_converter(keys))
+            assert (replayed.failure, replayed.drift) == (None, ""), replayed
             # The round opened before it took the close, whatever order they arrived in.
             state = await handle.query("state", result_type=RoundState)
             outcomes = [d.outcome for d in state.decisions]
