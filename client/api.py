@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from temporalio.api.errordetails.v1 import (
+    MultiOperationExecutionFailure,
+    WorkflowNotReadyFailure,
+)
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -451,12 +455,17 @@ class RecruitmentApi:
                         start_workflow_operation=operation,
                         result_type=RegistrationOutcome,
                     )
-                except BaseException:
+                except BaseException as exc:
                     # The SDK keeps the start's failure for workflow_handle() (always settled by
                     # now): read it, or asyncio logs it as an exception never retrieved.
                     with contextlib.suppress(BaseException):
                         await operation.workflow_handle()
-                    raise
+                    if not (isinstance(exc, RPCError) and _first_task_failed(exc)):
+                        raise
+                    # The journey started, but the server dropped the confirmation with its
+                    # first workflow task, which failed: a message arrived while the journey
+                    # ended in that task (UnhandledCommand; the worker runs the task again).
+                    outcome = await self._confirm_again(workflow_id, confirm)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             raise RefusedError(
@@ -480,6 +489,29 @@ class RecruitmentApi:
             refusal = Refusal(field="registration", value=applicant_id, reason=outcome.refused)
             return RegistrationResult("refused", applicant_id, [refusal])
         return RegistrationResult("registered", applicant_id)
+
+    async def _confirm_again(
+        self, workflow_id: str, confirm: RegistrationConfirm
+    ) -> RegistrationOutcome:
+        """Ask a started journey for its registration's confirmation again; one that has ended
+        meanwhile (refused, its first task run again) answers by its state."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            try:
+                return await CONFIRM_REGISTRATION.execute(handle, confirm)
+            except RPCError:
+                status = (await handle.describe()).status
+                if status == WorkflowExecutionStatus.COMPLETED:
+                    state = await JOURNEY_STATE.ask(handle)
+                    return RegistrationOutcome(
+                        applicant_id=state.applicant_id,
+                        stage=state.stage,
+                        refused=registration_refusal(state),
+                    )
+                if attempt == UPDATE_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
@@ -664,6 +696,20 @@ class RecruitmentApi:
                 journey=False,
                 subject=f"command {message.report_id} to round {round_id}",
             )
+
+
+def _first_task_failed(exc: RPCError) -> bool:
+    """Whether an update-with-start failed because the workflow's first task failed (the
+    server's WorkflowNotReadyFailure): the workflow was started, its update was not taken."""
+    failure = MultiOperationExecutionFailure()
+    details = exc.grpc_status.details
+    if not details or not details[0].Unpack(failure):
+        return False
+    return any(
+        detail.Is(WorkflowNotReadyFailure.DESCRIPTOR)
+        for status in failure.statuses
+        for detail in status.details
+    )
 
 
 @contextlib.asynccontextmanager

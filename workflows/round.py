@@ -197,8 +197,8 @@ class RecruitmentRound:
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
-        # Whether run has decided the patches above (a continued run: carried); a command that
-        # comes first waits for it (patch commands-after-run-begins).
+        # Whether run has decided the patches above and started every formasi (a continued run:
+        # it had); a command that comes first waits for it (patch commands-after-run-begins).
         self.run_began = start.carry is not None
         self.board: RoundBoard | None = None  # as last published
         self.board_version = 0
@@ -247,9 +247,9 @@ class RecruitmentRound:
         self.final_sanggah = workflow.patched(FINAL_SANGGAH)
         self.keeps_board = workflow.patched(ROUND_VIEW_BOARD)
         self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
-        self.run_began = True
         self._publish_board_meanwhile()
         await self._start_formasi()
+        self.run_began = True
         for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
             await self._until_closed(phase)
@@ -1015,6 +1015,7 @@ class RecruitmentRound:
     async def extend_window(self, command: ExtendWindow) -> Ack:
         """Extend an open window; the extension and its reason are recorded."""
         ack = self._accept(command, lambda: self._extend(command), f"{command.window} extended")
+        await self._until_run_began()
         await self._publish_board()
         return ack
 
@@ -1065,6 +1066,7 @@ class RecruitmentRound:
         ack = self._accept(
             command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}"
         )
+        await self._until_run_began()
         await self._publish_board()  # before the journeys hear it: a NIP reads the TMT there
         if not repeat:
             await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
@@ -1089,6 +1091,7 @@ class RecruitmentRound:
             lambda: self.identities.update(command.identities),
             f"keys changed for {', '.join(sorted(command.identities))}",
         )
+        await self._until_run_began()
         await self._publish_board()
         if not repeat:
             await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities))
@@ -1312,9 +1315,11 @@ class RecruitmentRound:
             self.board_writes.append(asyncio.create_task(self._publish_board()))
 
     async def _until_run_began(self) -> None:
-        """A command that reaches the round in its first workflow task is handled before `run`
-        has decided whether the round keeps its board: wait until it has (patch
-        commands-after-run-begins; asked only then, so later commands write no marker)."""
+        """A command that reaches the round before it has begun (in its first workflow tasks,
+        before `run` has decided whether the round keeps its board and started every formasi)
+        waits until it has: its change is then written to the board and told to every formasi as
+        a later command's is (patch commands-after-run-begins; asked only then, so later commands
+        write no marker)."""
         if not self.run_began and workflow.patched(COMMANDS_AFTER_RUN_BEGINS):
             await workflow.wait_condition(lambda: self.run_began)
 
@@ -1322,7 +1327,6 @@ class RecruitmentRound:
         """Write the view journeys are judged by, if it changed since it was last written, and
         return once the view as it stands is written (patch round-view-board; a local activity,
         retried until done). Every change of the view calls this before it is acknowledged."""
-        await self._until_run_began()
         if not self.keeps_board:
             return
         board = RoundBoard(view=self._view(None), formasi=list(self.config.formasi))

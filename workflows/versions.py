@@ -136,14 +136,16 @@ FOLDED_PAGES = "folded-page-references"
 # round by query (activities/rounds.py). Rounds recorded before it are asked by query.
 ROUND_VIEW_BOARD = "round-view-board"
 
-# A command waits for the round to begin before it touches the board: a command that reaches a
-# round in its very first workflow task is handled before `run` has decided whether the round keeps
-# its board (patch round-view-board), so an early close of registration was acknowledged without
-# waiting for the close or writing it to the board, and a journey started right after it was
-# admitted (found 12-05 under load; stop 36's CI failure). Such a command now waits until `run`
-# has decided, and registration's close is on the board before it is acknowledged, as for a later
-# command. Decided only by a command that arrives before `run` began, so no recorded history (in
-# which every command came later) is affected.
+# A command waits for the round to begin: a command that reaches a round in its first workflow
+# tasks is handled before `run` has decided whether the round keeps its board (patch
+# round-view-board) and started its formasi. An early close of registration was acknowledged
+# without waiting for the close or writing it to the board, so a journey started right after it
+# was admitted (found 12-05 under load; stop 36's CI failure); a TMT move or a key change was
+# recorded, then its signal to a formasi not yet started failed, and the operator was told the
+# command failed (a repeat of it was then acknowledged as taken, and the formasi never heard of
+# it). Such a command now waits until `run` has begun: its change is on the board and told to
+# every formasi as a later command's is. Decided only by a command that arrives before `run` has
+# begun, so no recorded history (in which every command came later) is affected.
 COMMANDS_AFTER_RUN_BEGINS = "commands-after-run-begins"
 
 # The allocation over pages (issue 17 item 1): a round whose results are all kept as pages runs

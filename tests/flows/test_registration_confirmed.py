@@ -11,16 +11,28 @@ any later one, from anyone who reaches Temporal, is refused and leaves no trace 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
+from apps.fleet import fleet_activities
 from client.api import RecruitmentApi, registration_digest
-from domain.messages import AdminReport, RegistrationConfirm
+from domain.messages import AdminReport, CloseWindow, RegistrationConfirm
 from domain.protocol import CONFIRM_REGISTRATION, REPORT_ADMIN
+from runtime.sandbox import worker_runner
+from runtime.stopping import LocalActivitiesEndWhenStopping
 from tests.flows.test_operator_commands import _terminate_round
-from tests.roundkit import TEST_KEYRING, open_registration_round, registration
+from tests.roundkit import OPERATOR, TEST_KEYRING, open_registration_round, registration
 from workflows.ids import journey_workflow_id
+from workflows.registry import WORKFLOWS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -199,5 +211,75 @@ async def test_a_cancelled_report_is_not_sent_again(client, keys, running_worker
         assert call.cancelled(), call.result()
         assert sent == ["admin-6"]
         await handle.terminate("test over")
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+class _SignalDuringAdmission(Interceptor):
+    """Sends each journey a message while its first workflow task runs (from its admission's
+    read of the round): a journey that ends in that task then has its completion refused by the
+    server (UnhandledCommand) and the task runs again."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.signalled: list[str] = []
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        outer = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                info = activity.info()
+                if info.activity_type == "read_round" and info.workflow_id not in outer.signalled:
+                    outer.signalled.append(info.workflow_id)
+                    handle = outer.client.get_workflow_handle(info.workflow_id)
+                    await handle.signal("announce", "not an announcement")
+                return await super().execute_activity(input)
+
+        return Inbound(next)
+
+
+async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
+    client, keys, running_worker, tmp_path
+):
+    """The server drops a registration's confirmation when the journey's first workflow task
+    fails, as it does when a message (here a stray signal; in a round, a TMT move's broadcast)
+    arrives while a refused journey ends in that task. The registration is asked again and
+    answered with the refusal, not failed with the server's error."""
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "again")
+    queue = f"{settings.task_queue}-again"
+    journeys = RecruitmentApi(client, queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    spy = _SignalDuringAdmission(client)
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=WORKFLOWS,
+        activities=fleet_activities(client, settings, pool),
+        workflow_runner=worker_runner(),
+        interceptors=[LocalActivitiesEndWhenStopping(), spy],
+    )
+    try:
+        await api.command(
+            config.round_id,
+            CloseWindow(report_id="close", reported_by=OPERATOR, window="registration", reason="x"),
+        )
+        async with worker:
+            result = await journeys.register(config, registration(1, "F1"), "sscasn")
+        assert result.status == "refused", result
+        assert "after registration closed" in result.refusals[0].reason
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, result.applicant_id)
+        )
+        assert spy.signalled == [handle.id]
+        # The premise: the journey's first task failed as UnhandledCommand, and was run again.
+        failed = [
+            e.workflow_task_failed_event_attributes.failure.message
+            async for e in handle.fetch_history_events()
+            if e.HasField("workflow_task_failed_event_attributes")
+        ]
+        assert failed == ["UnhandledCommand"], failed
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
     finally:
         await _terminate_round(client, config.round_id)

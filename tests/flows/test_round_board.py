@@ -25,6 +25,7 @@ from client.api import RecruitmentApi
 from domain.messages import (
     CloseWindow,
     ExtendWindow,
+    FormasiState,
     JourneyState,
     MoveTmt,
     RoundBoard,
@@ -46,7 +47,7 @@ from tests.roundkit import (
     formasi,
     registration,
 )
-from workflows.ids import journey_workflow_id, round_workflow_id
+from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
 from workflows.versions import COMMANDS_AFTER_RUN_BEGINS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -202,24 +203,27 @@ async def test_the_board_is_the_round_view_and_journeys_are_judged_by_it(
         await _terminate_round(client, round_id)
 
 
-async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_before_its_ack(
+async def test_commands_that_reach_the_round_before_it_has_begun_are_on_the_board_and_told(
     client, keys, stack, stack_settings, tmp_path
 ):
-    """An early close of registration sent before any worker has run the round's first task is
-    handled in that task, before `run` has decided that the round keeps a board. It is still on
-    the board when acknowledged, so a registration started right after is refused (patch
+    """An early close of registration and a TMT move sent before any worker has run the round's
+    first task are handled in that task, before `run` has decided that the round keeps a board or
+    started its formasi. The close is still on the board when acknowledged, so a registration
+    started right after is refused, and every formasi hears of the move (patch
     commands-after-run-begins; before it, the close was acknowledged at once and the start was
     admitted: found 12-05 under load, stop 36's CI failure)."""
     pool = await open_pool(stack.database_url, max_size=4)
     settings = stack_settings.model_copy(update={"task_queue": f"test-{uuid.uuid4().hex[:8]}"})
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"first-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN)
+    config = compressed_round(round_id, [formasi("F1", 1), formasi("F2", 1)], REGISTRATION_OPEN)
     path = tmp_path / "round.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     handle = client.get_workflow_handle(round_workflow_id(round_id))
+    new_tmt = date(2027, 9, 1)
+    assert config.schedule.tmt != new_tmt
     try:
-        # No worker polls the round's task queue yet: its first task waits, and the close reaches
+        # No worker polls the round's task queue yet: its first task waits, and the commands reach
         # the server before any worker takes that task.
         await api.create_round(path, OPERATOR)
         close = asyncio.create_task(
@@ -233,8 +237,14 @@ async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_
                 ),
             )
         )
+        move = asyncio.create_task(
+            api.command(
+                round_id,
+                MoveTmt(report_id="tmt-at-once", reported_by=OPERATOR, new_tmt=new_tmt, reason="x"),
+            )
+        )
         await asyncio.sleep(2)
-        assert not close.done(), close
+        assert not close.done() and not move.done(), (close, move)
         async with await build_worker(client, settings, pool):
             ack = await asyncio.wait_for(close, 60)
             assert ack.effect == "registration closed early"
@@ -244,6 +254,19 @@ async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_
             started = await api.register(config, registration(1, "F1"), "sscasn")
             assert started.status == "refused", started
             assert "after registration closed" in started.refusals[0].reason
+            assert (await asyncio.wait_for(move, 60)).effect == f"TMT moved to {new_tmt}"
+            board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(handle.id)
+            assert board is not None and board.view.tmt == new_tmt
+
+            async def told() -> bool:
+                for code in ("F1", "F2"):
+                    f = client.get_workflow_handle(formasi_workflow_id(round_id, code))
+                    state = await f.query("state", result_type=FormasiState)
+                    if not any("/tmt_moved/" in a for a in state.processed):
+                        return False
+                return True
+
+            await _until(told, "every formasi told of the TMT move")
 
             # The premise: the close was taken in the round's first workflow task, and answered
             # only in a later one, after the round had closed registration (without the patch, the
@@ -251,21 +274,20 @@ async def test_a_close_that_reaches_the_round_in_its_first_task_is_on_the_board_
             history = await handle.fetch_history()
             kinds = [EventType.Name(e.event_type) for e in history.events]
             first_done = kinds.index("EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
-            accepted = kinds.index("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED")
-            answered = kinds.index("EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED")
-            assert "EVENT_TYPE_WORKFLOW_TASK_STARTED" not in kinds[first_done:accepted], kinds
-            assert "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds[accepted:answered], kinds
+            accepted = [i for i, k in enumerate(kinds) if k.endswith("_UPDATE_ACCEPTED")]
+            answered = [i for i, k in enumerate(kinds) if k.endswith("_UPDATE_COMPLETED")]
+            assert len(accepted) == len(answered) == 2, kinds
+            assert "EVENT_TYPE_WORKFLOW_TASK_STARTED" not in kinds[first_done : accepted[1]], kinds
+            assert "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds[accepted[1] : answered[0]], kinds
             assert COMMANDS_AFTER_RUN_BEGINS in patch_markers(history)
             [replayed] = await replay([history], data_converter(keys))
             assert (replayed.failure, replayed.drift) == (None, ""), replayed
-            # The round opened before it took the close, whatever order they arrived in.
+            # The round opened before it took the commands, whatever order they arrived in.
             state = await handle.query("state", result_type=RoundState)
             outcomes = [d.outcome for d in state.decisions]
-            assert outcomes[:3] == [
-                "round opened",
-                "registration closed early",
-                "window closed",
-            ], outcomes
+            assert outcomes[0] == "round opened", outcomes
+            assert set(outcomes[1:3]) == {"registration closed early", f"TMT moved to {new_tmt}"}
+            assert outcomes[3] == "window closed", outcomes
             await handle.terminate("test finished")
     finally:
         await pool.execute("DELETE FROM round_boards WHERE workflow_id = $1", handle.id)
