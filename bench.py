@@ -2025,8 +2025,13 @@ def fleet(
 # The same-run controls of `cache-memory`: (label, no-op activities before the first update, runner
 # of bench.fleet.BARE_RUNNERS). The naive journey is `all`'s bare baseline; the two that only wait
 # are what the SDK holds for a cached run, with its sandbox as the worker runs it and with none.
+# The naive journey waits for its first report with the first of its activities done (2 of 12:
+# bench/baseline_wf.py `spread`); the same workflow with 16 and 64 activities has 2 and 8 done.
+# Together they part what a cached run costs by sandbox and by the commands its history holds.
 CACHE_CONTROLS = (
     ("naive journey, SDK sandbox", JOURNEY_SIDE_EFFECTS, "stock"),
+    ("a run with 2 activities done, the worker's sandbox", 2 * (JOURNEY_UPDATES + 1), "project"),
+    ("a run with 8 activities done, the worker's sandbox", 8 * (JOURNEY_UPDATES + 1), "project"),
     ("a run that only waits, the worker's sandbox", 0, "project"),
     ("a run that only waits, no sandbox", 0, "none"),
 )
