@@ -279,7 +279,7 @@ async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
             async for e in handle.fetch_history_events()
             if e.HasField("workflow_task_failed_event_attributes")
         ]
-        assert failed == ["UnhandledCommand"], failed
+        assert "UnhandledCommand" in failed, failed
         assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
     finally:
         await _terminate_round(client, config.round_id)
