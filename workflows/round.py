@@ -91,6 +91,7 @@ with workflow.unsafe.imports_passed_through():
         COMMANDS_AFTER_RUN_BEGINS,
         CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
+        FORMASI_STARTED_TOGETHER,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
         OFFERED_PAGES_FOLDED,
         OFFERS_BY_LOCAL_ACTIVITY,
@@ -371,30 +372,38 @@ class RecruitmentRound:
             workflow.upsert_search_attributes([RECRUITMENT_STAGE.value_set(phase.value)])
 
     async def _start_formasi(self) -> None:
+        """Start every formasi: together, in one workflow task (patch formasi-started-together),
+        or one task per formasi, as rounds recorded before it did."""
+        if workflow.patched(FORMASI_STARTED_TOGETHER):
+            await asyncio.gather(*(self._start_one_formasi(f) for f in self.config.formasi))
+        else:
+            for f in self.config.formasi:
+                await self._start_one_formasi(f)
+
+    async def _start_one_formasi(self, f: Formasi) -> None:
         rules = self.journey_rules
-        for f in self.config.formasi:
-            handle = await workflow.start_child_workflow(
-                FormasiSelection.run,
-                FormasiStart(
-                    round_id=self.config.round_id,
-                    formasi=f,
-                    rules=rules,
-                    page_size=self.config.broadcast_page_size,
-                    fold_pages_at=self.config.fold_pages_at,
-                    secret=self.secret,
-                    final_sanggah=self.final_sanggah,
-                ),
-                id=formasi_workflow_id(self.config.round_id, f.code),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(ROUND_ID, self.config.round_id),
-                        SearchAttributePair(FORMASI_CODE, f.code),
-                        SearchAttributePair(WORKFLOW_KIND, "formasi"),
-                    ]
-                ),
-            )
-            handle.add_done_callback(self._formasi_ended)
+        handle = await workflow.start_child_workflow(
+            FormasiSelection.run,
+            FormasiStart(
+                round_id=self.config.round_id,
+                formasi=f,
+                rules=rules,
+                page_size=self.config.broadcast_page_size,
+                fold_pages_at=self.config.fold_pages_at,
+                secret=self.secret,
+                final_sanggah=self.final_sanggah,
+            ),
+            id=formasi_workflow_id(self.config.round_id, f.code),
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(ROUND_ID, self.config.round_id),
+                    SearchAttributePair(FORMASI_CODE, f.code),
+                    SearchAttributePair(WORKFLOW_KIND, "formasi"),
+                ]
+            ),
+        )
+        handle.add_done_callback(self._formasi_ended)
 
     def _formasi_ended(self, ended) -> None:
         """A formasi that fails or is terminated is worth a warning; its history says why."""

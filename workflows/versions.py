@@ -148,6 +148,12 @@ ROUND_VIEW_BOARD = "round-view-board"
 # begun, so no recorded history (in which every command came later) is affected.
 COMMANDS_AFTER_RUN_BEGINS = "commands-after-run-begins"
 
+# A round starts its formasi together, in one workflow task: before, one child start was awaited
+# after another, one task per formasi, so a round with hundreds of formasi took as many round trips
+# before it had begun (and, since patch commands-after-run-begins, before it answered a command sent
+# in its first seconds). Decided when the round starts; rounds recorded before it replay one by one.
+FORMASI_STARTED_TOGETHER = "formasi-started-together"
+
 # The allocation over pages (issue 17 item 1): a round whose results are all kept as pages runs
 # each optimalisasi allocation in an activity that reads the candidates' pages, and records the
 # same decision as before; the candidates no longer enter its history. Rounds recorded before it

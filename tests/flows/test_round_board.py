@@ -48,7 +48,7 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
-from workflows.versions import COMMANDS_AFTER_RUN_BEGINS
+from workflows.versions import COMMANDS_AFTER_RUN_BEGINS, FORMASI_STARTED_TOGETHER
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -280,6 +280,14 @@ async def test_commands_that_reach_the_round_before_it_has_begun_are_on_the_boar
             assert "EVENT_TYPE_WORKFLOW_TASK_STARTED" not in kinds[first_done : accepted[1]], kinds
             assert "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" in kinds[accepted[1] : answered[0]], kinds
             assert COMMANDS_AFTER_RUN_BEGINS in patch_markers(history)
+            # Both formasi started in the round's first task (patch formasi-started-together).
+            assert FORMASI_STARTED_TOGETHER in patch_markers(history)
+            starts = [
+                i for i, k in enumerate(kinds) if k.endswith("CHILD_WORKFLOW_EXECUTION_INITIATED")
+            ]
+            assert len(starts) == 2 and starts[1] < kinds.index(
+                "EVENT_TYPE_WORKFLOW_TASK_STARTED", first_done
+            ), kinds
             [replayed] = await replay([history], data_converter(keys))
             assert (replayed.failure, replayed.drift) == (None, ""), replayed
             # The round opened before it took the commands, whatever order they arrived in.
