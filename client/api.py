@@ -465,7 +465,7 @@ class RecruitmentApi:
                     # The journey started, but the server dropped the confirmation with its
                     # first workflow task, which failed: a message arrived while the journey
                     # ended in that task (UnhandledCommand; the worker runs the task again).
-                    outcome = await self._confirm_again(workflow_id, confirm)
+                    outcome = await self._confirm_again(workflow_id, applicant_id, confirm)
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             raise RefusedError(
@@ -491,10 +491,11 @@ class RecruitmentApi:
         return RegistrationResult("registered", applicant_id)
 
     async def _confirm_again(
-        self, workflow_id: str, confirm: RegistrationConfirm
+        self, workflow_id: str, confirm_for: str, confirm: RegistrationConfirm
     ) -> RegistrationOutcome:
-        """Ask a started journey for its registration's confirmation again; one that has ended
-        meanwhile (refused, its first task run again) answers by its state."""
+        """Ask applicant `confirm_for`'s started journey for its registration's confirmation
+        again; one that has ended meanwhile (refused, its first task run again) answers by its
+        state."""
         handle = self.client.get_workflow_handle(workflow_id)
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
@@ -502,7 +503,15 @@ class RecruitmentApi:
             except RPCError:
                 status = (await handle.describe()).status
                 if status == WorkflowExecutionStatus.COMPLETED:
-                    state = await JOURNEY_STATE.ask(handle)
+                    try:
+                        state = await JOURNEY_STATE.ask(handle)
+                    except (WorkflowQueryFailedError, RPCError):
+                        # Read by replaying the journey on a worker, which may not answer now
+                        # (none running, or past the SDK's deadlock limit under load).
+                        raise RefusedError(
+                            f"registration {confirm_for} was taken and its journey has ended, but "
+                            "its outcome cannot be read now; send it again to be told"
+                        ) from None
                     return RegistrationOutcome(
                         applicant_id=state.applicant_id,
                         stage=state.stage,

@@ -23,12 +23,14 @@ from temporalio.worker import (
     Worker,
 )
 
+import client.api as client_api
 from apps.fleet import fleet_activities
-from client.api import RecruitmentApi, registration_digest
+from client.api import RecruitmentApi, RefusedError, registration_digest
 from domain.messages import AdminReport, CloseWindow, RegistrationConfirm
 from domain.protocol import CONFIRM_REGISTRATION, REPORT_ADMIN
 from runtime.sandbox import worker_runner
 from runtime.stopping import LocalActivitiesEndWhenStopping
+from tests.flows.test_ended_journey import _UnreadableState
 from tests.flows.test_operator_commands import _terminate_round
 from tests.roundkit import OPERATOR, TEST_KEYRING, open_registration_round, registration
 from workflows.ids import journey_workflow_id
@@ -240,7 +242,7 @@ class _SignalDuringAdmission(Interceptor):
 
 
 async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
-    client, keys, running_worker, tmp_path
+    client, keys, running_worker, tmp_path, monkeypatch
 ):
     """The server drops a registration's confirmation when the journey's first workflow task
     fails, as it does when a message (here a stray signal; in a round, a TMT move's broadcast)
@@ -252,6 +254,7 @@ async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
     queue = f"{settings.task_queue}-again"
     journeys = RecruitmentApi(client, queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     spy = _SignalDuringAdmission(client)
+    reg = registration(1, "F1")
     worker = Worker(
         client,
         task_queue=queue,
@@ -266,20 +269,30 @@ async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
             CloseWindow(report_id="close", reported_by=OPERATOR, window="registration", reason="x"),
         )
         async with worker:
-            result = await journeys.register(config, registration(1, "F1"), "sscasn")
-        assert result.status == "refused", result
-        assert "after registration closed" in result.refusals[0].reason
-        handle = client.get_workflow_handle(
-            journey_workflow_id(config.round_id, result.applicant_id)
-        )
-        assert spy.signalled == [handle.id]
-        # The premise: the journey's first task failed as UnhandledCommand, and was run again.
-        failed = [
-            e.workflow_task_failed_event_attributes.failure.message
-            async for e in handle.fetch_history_events()
-            if e.HasField("workflow_task_failed_event_attributes")
-        ]
-        assert "UnhandledCommand" in failed, failed
-        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+            result = await journeys.register(config, reg, "sscasn")
+            assert result.status == "refused", result
+            assert "after registration closed" in result.refusals[0].reason
+            handle = client.get_workflow_handle(
+                journey_workflow_id(config.round_id, result.applicant_id)
+            )
+            assert spy.signalled == [handle.id]
+            # The premise: the journey's first task failed as UnhandledCommand, and was run again.
+            failed = [
+                e.workflow_task_failed_event_attributes.failure.message
+                async for e in handle.fetch_history_events()
+                if e.HasField("workflow_task_failed_event_attributes")
+            ]
+            assert "UnhandledCommand" in failed, failed
+            assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+            # Asked again once the journey has ended, the answer is read from its state (replayed
+            # on the worker); a state that cannot be read now is said so, not raised as the
+            # query's failure.
+            confirm = RegistrationConfirm(registration_digest=registration_digest(reg))
+            again = await journeys._confirm_again(handle.id, result.applicant_id, confirm)
+            assert "after registration closed" in again.refused
+            monkeypatch.setattr(client_api, "JOURNEY_STATE", _UnreadableState())
+            with pytest.raises(RefusedError, match="its outcome cannot be read now"):
+                await journeys._confirm_again(handle.id, result.applicant_id, confirm)
     finally:
         await _terminate_round(client, config.round_id)
