@@ -15,13 +15,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as RecordedTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from domain.protocol import WORKER_STOPPING, Activity, Update
+    from domain.pages import PageFold, PageRef
+    from domain.protocol import FOLD_PAGES, WORKER_STOPPING, Activity, Update
     from domain.seal import seal_problem
     from workflows.versions import (
         LOCAL_ACTIVITY_ATTEMPTS,
         LOCAL_ACTIVITY_GROWING_PAUSE,
         LOCAL_ACTIVITY_STOPPING_PAUSE,
     )
+
+PAGE_TIMEOUT = timedelta(seconds=30)  # a local activity that reads or writes one page
 
 In = TypeVar("In")
 M = TypeVar("M", bound=BaseModel)
@@ -147,6 +150,19 @@ async def run_local_activity_until_done(
             workflow.logger.warning("%s tried again before its pause ended: woken", ref.name)
         else:
             await workflow.sleep(pause)
+
+
+async def fold_pages(pages: list[PageRef], *, backoff_timers: bool) -> None:
+    """Replace a carried list of page references by the one reference of an index page of them
+    (FOLD_PAGES, retried until done): the formasi's rankings (patch folded-page-references) and
+    the round's offered applicants (patch offered-pages-folded) stay bounded however many."""
+    index = await run_local_activity_until_done(
+        FOLD_PAGES,
+        PageFold(owner=workflow.info().workflow_id, pages=list(pages)),
+        PAGE_TIMEOUT,
+        backoff_timers=backoff_timers,
+    )
+    pages[:] = [index]
 
 
 def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -> M | str:

@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         FinalPages,
         FinalPagesRequest,
         LeafRead,
-        PageFold,
         PageRead,
         PageRef,
         SkdCut,
@@ -48,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import (
         BROADCAST,
-        FOLD_PAGES,
         FORMASI_RESULT,
         RANK_FINAL_PAGES,
         RANK_SKD_PAGES,
@@ -58,7 +56,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.ranking import FinalEntry, FinalRanking, SkdCutTracker, rank_final, skd_cut_size
     from domain.seal import sealed
     from workflows.calls import (
+        PAGE_TIMEOUT,
         changed_keys,
+        fold_pages,
         run_activity,
         run_local_activity_until_done,
         signal_message,
@@ -69,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import FOLDED_PAGES, LOCAL_ACTIVITY_BACKOFF_TIMERS, PAGED_RANKING
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
-PAGE_TIMEOUT = timedelta(seconds=30)  # a local activity that reads or writes one page
 RANKING_TIMEOUT = timedelta(
     hours=1
 )  # an activity that ranks from pages (a few seconds per 100,000)
@@ -635,13 +634,7 @@ class FormasiSelection:
         a list that reaches fold_pages_at becomes the one reference of an index page of them."""
         pages.append(ref)
         if self.carry.folded and len(pages) >= self.start.fold_pages_at:
-            index = await run_local_activity_until_done(
-                FOLD_PAGES,
-                PageFold(owner=workflow.info().workflow_id, pages=list(pages)),
-                PAGE_TIMEOUT,
-                backoff_timers=self.backoff_timers,
-            )
-            pages[:] = [index]
+            await fold_pages(pages, backoff_timers=self.backoff_timers)
 
     async def _deliver(
         self,

@@ -61,7 +61,6 @@ with workflow.unsafe.imports_passed_through():
         AllocationRequest,
         AllocationResult,
         Candidate,
-        PageFold,
         PageKeep,
         PageRead,
         PageRef,
@@ -70,7 +69,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import (
         ALLOCATE_PAGES,
-        FOLD_PAGES,
         FORMASI_PHASE,
         KEEP_PAGE,
         OFFER_SEAT,
@@ -82,7 +80,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.seal import sealed
     from domain.signing import SigningKeyError, public_key, signature_problem
     from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFLOW_KIND
-    from workflows.calls import run_local_activity_until_done, signal_message, workflow_handle
+    from workflows.calls import (
+        PAGE_TIMEOUT,
+        fold_pages,
+        run_local_activity_until_done,
+        signal_message,
+        workflow_handle,
+    )
     from workflows.formasi import FormasiSelection
     from workflows.ids import formasi_workflow_id, journey_workflow_id
     from workflows.ledger import Ledger, decision
@@ -361,7 +365,7 @@ class RecruitmentRound:
         return await run_local_activity_until_done(
             READ_PAGE,
             PageRead(kind=kind, page=ref),
-            timedelta(seconds=30),
+            PAGE_TIMEOUT,
             backoff_timers=self.backoff_timers,
         )
 
@@ -381,13 +385,12 @@ class RecruitmentRound:
                 await self._start_one_formasi(f)
 
     async def _start_one_formasi(self, f: Formasi) -> None:
-        rules = self.journey_rules
         handle = await workflow.start_child_workflow(
             FormasiSelection.run,
             FormasiStart(
                 round_id=self.config.round_id,
                 formasi=f,
-                rules=rules,
+                rules=self.journey_rules,
                 page_size=self.config.broadcast_page_size,
                 fold_pages_at=self.config.fold_pages_at,
                 secret=self.secret,
@@ -989,7 +992,7 @@ class RecruitmentRound:
                 PageKeep(
                     owner=workflow.info().workflow_id, items=self.offered_tail[:MAX_PAGE_ITEMS]
                 ),
-                timedelta(seconds=30),
+                PAGE_TIMEOUT,
                 backoff_timers=self.backoff_timers,
             )
             self.offered_pages.append(ref)
@@ -998,14 +1001,7 @@ class RecruitmentRound:
                 if self.folds_offered is None:
                     self.folds_offered = workflow.patched(OFFERED_PAGES_FOLDED)
                 if self.folds_offered:
-                    # The list becomes the one reference of an index page of it.
-                    index = await run_local_activity_until_done(
-                        FOLD_PAGES,
-                        PageFold(owner=workflow.info().workflow_id, pages=list(self.offered_pages)),
-                        timedelta(seconds=30),
-                        backoff_timers=self.backoff_timers,
-                    )
-                    self.offered_pages = [index]
+                    await fold_pages(self.offered_pages, backoff_timers=self.backoff_timers)
 
     def _registration_closed_on(self) -> date:
         """The local date registration closed: ages of candidates without an application date."""
@@ -1023,8 +1019,9 @@ class RecruitmentRound:
     @workflow.update
     async def extend_window(self, command: ExtendWindow) -> Ack:
         """Extend an open window; the extension and its reason are recorded."""
-        ack = self._accept(command, lambda: self._extend(command), f"{command.window} extended")
-        await self._until_run_began()
+        ack = await self._accept(
+            command, lambda: self._extend(command), f"{command.window} extended"
+        )
         await self._publish_board()
         return ack
 
@@ -1051,12 +1048,11 @@ class RecruitmentRound:
     async def close_window(self, command: CloseWindow) -> Ack:
         """Close an open window early, with a recorded reason. Registration's close is on the
         board before it is acknowledged: no journey started after the acknowledgement is let in."""
-        ack = self._accept(
+        ack = await self._accept(
             command,
             lambda: self.early.__setitem__(command.window, command.reason),
             f"{command.window} closed early",
         )
-        await self._until_run_began()
         if self.keeps_board and command.window == RoundPhase.REGISTRATION:
             await workflow.wait_condition(lambda: RoundPhase.REGISTRATION in self.closed_at)
             await self._publish_board()
@@ -1072,10 +1068,9 @@ class RecruitmentRound:
     async def move_tmt(self, command: MoveTmt) -> Ack:
         """Move the TMT; every applicant's journey still running records the move."""
         repeat = self.ledger.seen(command)
-        ack = self._accept(
+        ack = await self._accept(
             command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}"
         )
-        await self._until_run_began()
         await self._publish_board()  # before the journeys hear it: a NIP reads the TMT there
         if not repeat:
             await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
@@ -1095,12 +1090,11 @@ class RecruitmentRound:
     async def change_keys(self, command: ChangeKeys) -> Ack:
         """New public keys for identities of the round; every running journey takes them."""
         repeat = self.ledger.seen(command)
-        ack = self._accept(
+        ack = await self._accept(
             command,
             lambda: self.identities.update(command.identities),
             f"keys changed for {', '.join(sorted(command.identities))}",
         )
-        await self._until_run_began()
         await self._publish_board()
         if not repeat:
             await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities))
@@ -1323,15 +1317,6 @@ class RecruitmentRound:
         if self.keeps_board:
             self.board_writes.append(asyncio.create_task(self._publish_board()))
 
-    async def _until_run_began(self) -> None:
-        """A command that reaches the round before it has begun (in its first workflow tasks,
-        before `run` has decided whether the round keeps its board and started every formasi)
-        waits until it has: its change is then written to the board and told to every formasi as
-        a later command's is (patch commands-after-run-begins; asked only then, so later commands
-        write no marker)."""
-        if not self.run_began and workflow.patched(COMMANDS_AFTER_RUN_BEGINS):
-            await workflow.wait_condition(lambda: self.run_began)
-
     async def _publish_board(self) -> None:
         """Write the view journeys are judged by, if it changed since it was last written, and
         return once the view as it stands is written (patch round-view-board; a local activity,
@@ -1401,7 +1386,13 @@ class RecruitmentRound:
             self._refuse(command, problem)
         return self.ledger.is_repeat(command)
 
-    def _accept(self, command: Report, apply, effect: str) -> Ack:
+    async def _accept(self, command: Report, apply, effect: str) -> Ack:
+        """Take an operator command into the record (a repeat gets its first answer), then, for
+        a command that reached the round before it had begun (in its first workflow tasks, before
+        `run` decided whether the round keeps its board and started every formasi), wait until it
+        has: its change is then written to the board and told to every formasi as a later
+        command's is (patch commands-after-run-begins; asked only then, so later commands write
+        no marker)."""
         self.commands_taken += 1
 
         def answer() -> Ack:
@@ -1414,7 +1405,10 @@ class RecruitmentRound:
                 recorded_at=workflow.now(),
             )
 
-        return self.ledger.accept(command, apply, answer)
+        ack = self.ledger.accept(command, apply, answer)
+        if not self.run_began and workflow.patched(COMMANDS_AFTER_RUN_BEGINS):
+            await workflow.wait_condition(lambda: self.run_began)
+        return ack
 
     def _decide(self, phase: str, outcome: str, actor: str, inputs: dict) -> None:
         self.decisions.append(
