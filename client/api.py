@@ -52,6 +52,7 @@ from domain.messages import (
     Disqualification,
     JourneyRules,
     JourneyStart,
+    JourneyState,
     RegistrationConfirm,
     RegistrationOutcome,
     Report,
@@ -503,11 +504,8 @@ class RecruitmentApi:
             except RPCError:
                 status = (await handle.describe()).status
                 if status == WorkflowExecutionStatus.COMPLETED:
-                    try:
-                        state = await JOURNEY_STATE.ask(handle)
-                    except (WorkflowQueryFailedError, RPCError):
-                        # Read by replaying the journey on a worker, which may not answer now
-                        # (none running, or past the SDK's deadlock limit under load).
+                    state = await _ended_state(handle)
+                    if state is None:
                         raise RefusedError(
                             f"registration {confirm_for} was taken and its journey has ended, but "
                             "its outcome cannot be read now; send it again to be told"
@@ -680,12 +678,9 @@ class RecruitmentApi:
                 "no such applicant in this round" if journey else "no such round"
             ) from None
         if description.status == WorkflowExecutionStatus.COMPLETED and journey:
-            try:
-                state = await JOURNEY_STATE.ask(handle)
-            except (WorkflowQueryFailedError, RPCError):
-                # An ended journey's outcome is read by replaying it on a worker: none running,
-                # or one past the SDK's deadlock limit under load, cannot answer now. That it
-                # ended is known: the sender hears that, not the query's failure.
+            state = await _ended_state(handle)
+            if state is None:
+                # That it ended is known: the sender hears that, not the query's failure.
                 return "the journey has ended"
             return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
@@ -705,6 +700,16 @@ class RecruitmentApi:
                 journey=False,
                 subject=f"command {message.report_id} to round {round_id}",
             )
+
+
+async def _ended_state(handle) -> JourneyState | None:
+    """An ended journey's state, or None when it cannot be read now: the query replays the
+    journey on a worker, and none may be running, or one past the SDK's deadlock limit under load
+    cannot answer."""
+    try:
+        return await JOURNEY_STATE.ask(handle)
+    except (WorkflowQueryFailedError, RPCError):
+        return None
 
 
 def _first_task_failed(exc: RPCError) -> bool:

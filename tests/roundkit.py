@@ -167,6 +167,16 @@ REGISTRATION_OPEN = {
 }
 
 
+def plain_start_api(client, task_queue: str, keys):
+    """A RecruitmentApi that starts journeys plainly (confirm_registrations=False): a
+    registration is answered once the journey starts, before it judges its admission."""
+    from client.api import RecruitmentApi
+
+    return RecruitmentApi(
+        client, task_queue, keys.pseudonym_key, keyring=TEST_KEYRING, confirm_registrations=False
+    )
+
+
 async def open_registration_round(api, folder, prefix: str) -> RoundConfig:
     """A new round `prefix-xxxxxx` with formasi F1 (quota 2), registration open for ten minutes
     (REGISTRATION_OPEN), created from its file in `folder`."""

@@ -16,16 +16,16 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
 
 import client.api as client_api
-from client.api import RecruitmentApi, RefusedError
+from client.api import RefusedError
 from domain.messages import CloseWindow, OfferAnswer
 from gateway.portal import indonesian
 from tests.roundkit import (
     OPERATOR,
     REGISTRATION_OPEN,
-    TEST_KEYRING,
     compressed_round,
     create_round_file,
     formasi,
+    plain_start_api,
     registration,
 )
 from workflows.ids import journey_workflow_id
@@ -44,13 +44,7 @@ async def test_a_report_to_an_ended_journey_is_refused_as_such_even_when_its_sta
     client, keys, running_worker, tmp_path, monkeypatch
 ):
     settings, _ = running_worker
-    api = RecruitmentApi(
-        client,
-        settings.task_queue,
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_registrations=False,
-    )
+    api = plain_start_api(client, settings.task_queue, keys)
     round_id = f"ended-{uuid.uuid4().hex[:6]}"
     config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN)
     await create_round_file(api, config, tmp_path)

@@ -27,7 +27,14 @@ from domain.national import ClaimCheck, ClaimVerdict
 from domain.protocol import JOURNEY_STATE
 from runtime.connection import data_converter
 from starter import Context, show_national_funnel
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    plain_start_api,
+    registration,
+)
 from workflows.ids import claim_workflow_id, journey_workflow_id
 
 # The national windows, in seconds from the test's start; every instansi round below keeps within.
@@ -230,13 +237,7 @@ async def test_a_journey_that_refuses_a_plain_start_releases_the_claim_itself(
     """No confirmation to answer (a plain start): the journey lets the NIK's claim go itself when
     it refuses the registration (engine 4), and the NIK can register in another instansi."""
     settings, _ = running_worker
-    plain = RecruitmentApi(
-        client,
-        settings.task_queue,
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_registrations=False,
-    )
+    plain = plain_start_api(client, settings.task_queue, keys)
     national_id, (a, b) = await _national_with_rounds(plain, tmp_path, "Kota", ("Delta", "Epsilon"))
     await _close_registration_early(plain, a)
     reg = registration(31, "F1")

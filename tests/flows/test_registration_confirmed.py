@@ -32,7 +32,13 @@ from runtime.sandbox import worker_runner
 from runtime.stopping import LocalActivitiesEndWhenStopping
 from tests.flows.test_ended_journey import _UnreadableState
 from tests.flows.test_operator_commands import _terminate_round
-from tests.roundkit import OPERATOR, TEST_KEYRING, open_registration_round, registration
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    open_registration_round,
+    plain_start_api,
+    registration,
+)
 from workflows.ids import journey_workflow_id
 from workflows.registry import WORKFLOWS
 
@@ -109,13 +115,7 @@ async def test_a_plain_start_takes_one_confirmation_of_its_own_registration_only
     client, keys, running_worker, tmp_path
 ):
     settings, pool = running_worker
-    api = RecruitmentApi(
-        client,
-        settings.task_queue,
-        keys.pseudonym_key,
-        keyring=TEST_KEYRING,
-        confirm_registrations=False,
-    )
+    api = plain_start_api(client, settings.task_queue, keys)
     config = await _round(api, tmp_path, "plain")
     try:
         reg = registration(2, "F1")

@@ -220,6 +220,7 @@ async def test_commands_that_reach_the_round_before_it_has_begun_are_on_the_boar
     path = tmp_path / "round.toml"
     path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
     handle = client.get_workflow_handle(round_workflow_id(round_id))
+    boards = RoundBoards(pool, ColumnCipher.from_keys(keys))  # each get reads the row
     new_tmt = date(2027, 9, 1)
     assert config.schedule.tmt != new_tmt
     try:
@@ -249,13 +250,13 @@ async def test_commands_that_reach_the_round_before_it_has_begun_are_on_the_boar
             ack = await asyncio.wait_for(close, 60)
             assert ack.effect == "registration closed early"
             # On the board when acknowledged, with no wait between the two.
-            board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(handle.id)
+            board = await boards.get(handle.id)
             assert board is not None and board.view.registration_closed_at is not None, board
             started = await api.register(config, registration(1, "F1"), "sscasn")
             assert started.status == "refused", started
             assert "after registration closed" in started.refusals[0].reason
             assert (await asyncio.wait_for(move, 60)).effect == f"TMT moved to {new_tmt}"
-            board = await RoundBoards(pool, ColumnCipher.from_keys(keys)).get(handle.id)
+            board = await boards.get(handle.id)
             assert board is not None and board.view.tmt == new_tmt
 
             async def told() -> bool:
