@@ -32,6 +32,8 @@ It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 382
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import json
 import logging
@@ -449,22 +451,33 @@ async def run_registrations(
     return driver, fig
 
 
-async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int, baseline: bool = True) -> dict:
+async def run_ack(
+    ctx: Ctx,
+    rate: float,
+    duration: float,
+    seed: int,
+    baseline: bool = True,
+    worker_process: bool = False,
+) -> dict:
     """Our acknowledgements (an administration result to a journey at admin_check, through
     RecruitmentApi) at a fixed offered rate, open loop. With `baseline`, first the bare engine's at
     the same rate in the same run: an update answered at once by a workflow that stays open
     (bench/baseline_wf.py AckTarget), from the same client, on a worker of its own with the SDK's
-    sandbox and the same cache size. Each phase has only its own workflows cached in this
-    process: the bare worker (and its cache) is stopped before the journeys register, so neither
-    phase's garbage collections walk the other's workflows."""
-    from client.api import RefusedError
+    sandbox and the same cache size. Each phase has only its own workflows cached: the bare worker
+    (and its cache) is stopped before the journeys register, so neither phase's garbage
+    collections walk the other's workflows.
+
+    With `worker_process` each phase's worker is a process of its own (ours: `worker.py run`, as
+    production runs it; the bare engine's: `python -m bench.fleet ack-worker`) and this process
+    only sends; otherwise both workers run in this process beside the sender."""
+    from client.api import RecruitmentApi, RefusedError
     from domain.messages import AdminReport
 
     total = int(rate * duration)
-    figures: dict = {}
+    figures: dict = {"worker": "a process of its own" if worker_process else "in the sender's process"}
     bare_fig = None
     if baseline:
-        async with _ack_targets(ctx, total) as (handles, refs):
+        async with _ack_targets(ctx, total, worker_process) as (handles, refs, fleet):
             bare_fig = await _open_loop(
                 ctx,
                 list(range(len(handles))),
@@ -472,25 +485,29 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int, baseline: b
                 duration,
                 lambda i: handles[i].execute_update("report", refs[i]),
                 (Exception,),
+                fleet,
             )
         print_table("bare engine: an update answered at once", _shown(bare_fig))
         gc.collect()
-    # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the rules refuse)
-    driver, _ = await run_registrations(
-        ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run"
-    )
-    n = len(driver.ids)
-    await driver.wait(lambda c: c["admin_check"] == n, "registrations")
-    targets = list(driver.ids)[:total]
-
-    async def ours(a: str) -> None:
-        await ctx.api.report(
-            driver.round_id,
-            a,
-            AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]),
+    async with _our_worker(ctx, worker_process) as (ours_ctx, fleet):
+        # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the
+        # rules refuse)
+        driver, _ = await run_registrations(
+            ours_ctx, int(total * 1.06) + 5, seed, 32, "registrations for the latency run"
         )
+        n = len(driver.ids)
+        await driver.wait(lambda c: c["admin_check"] == n, "registrations")
+        targets = list(driver.ids)[:total]
+        api: RecruitmentApi = ours_ctx.api  # type: ignore[assignment]
 
-    fig = await _open_loop(ctx, targets, rate, duration, ours, (RefusedError, Exception))
+        async def ours(a: str) -> None:
+            await api.report(
+                driver.round_id,
+                a,
+                AdminReport(report_id=f"adm-{a}", reported_by=driver.reporters["admin"]),
+            )
+
+        fig = await _open_loop(ctx, targets, rate, duration, ours, (RefusedError, Exception), fleet)
     print_table("stage-result acknowledgement latency", _shown(fig))
     figures.update({"p95_ms": fig["p95"], **fig})
     if bare_fig is not None:
@@ -510,6 +527,34 @@ async def run_ack(ctx: Ctx, rate: float, duration: float, seed: int, baseline: b
     return figures
 
 
+QUIET_SERVER = 0.10  # of one core: the Temporal server is done with what came before a phase
+QUIET_LONGEST = 120.0  # seconds a phase waits for it at most
+
+
+async def _server_quiet(ctx: Ctx) -> str:
+    """Wait until the Temporal server spends under QUIET_SERVER of a core over a second (the work
+    the phase's setup left it: visibility and transfer tasks of thousands of starts), at most
+    QUIET_LONGEST s; how long that took, as shown with the phase's figures."""
+    import psutil
+
+    from bench.common import _cpu, temporal_pid
+
+    pid = temporal_pid(ctx.settings)
+    if pid is None:
+        return "not measured (no embedded server)"
+    server = psutil.Process(pid)
+    t0 = time.monotonic()
+    while True:
+        before = _cpu(server)
+        await asyncio.sleep(1.0)
+        used = _cpu(server) - before
+        waited = time.monotonic() - t0
+        if used < QUIET_SERVER:
+            return f"{waited:.0f} s (server at {100 * used:.0f}% of a core)"
+        if waited >= QUIET_LONGEST:
+            return f"{waited:.0f} s, still at {100 * used:.0f}% of a core: measured anyway"
+
+
 def _shown(fig: dict) -> dict:
     """A phase's figures as printed: without the raw numbers kept for the ratios."""
     return {k: v for k, v in fig.items() if k not in ("p95", "cpu_per_ack")}
@@ -522,9 +567,11 @@ async def _open_loop(
     duration: float,
     send: Callable[[Any], Awaitable[Any]],
     counted: tuple[type[BaseException], ...],
+    fleet: Any = None,
 ) -> dict:
     """Send one item every 1/rate s whatever the answers (open loop); the latency of each from
-    the moment it was due, the errors counted, and the CPU of each process over the phase."""
+    the moment it was due, the errors counted, and the CPU of each process over the phase (with
+    `fleet`, a bench.fleet.Fleet, its worker processes' too, counted with this one's)."""
     latencies: list[float] = []
     errors: list[str] = []
     lag: list[float] = []
@@ -538,7 +585,9 @@ async def _open_loop(
             errors.append(str(exc))
 
     tasks = []
+    settled = await _server_quiet(ctx)
     ctx.gc_watch.reset()  # the collections' pauses stop the worker and the sender alike
+    fleet_before = fleet.cpu() if fleet is not None else 0.0
     with CpuMeter(ctx.settings) as cpu:
         t0 = time.monotonic() + 0.5
         for i, item in enumerate(items):
@@ -550,16 +599,36 @@ async def _open_loop(
         await asyncio.gather(*tasks)
     if errors:
         console.print(f"[yellow]first error: {errors[0]}[/]")
-    per_ack = {k: 1000 * v / max(len(latencies), 1) for k, v in cpu.deltas().items()}
+    deltas = cpu.deltas()
+    shares = {}
+    if fleet is not None:
+        sent = deltas["worker"]
+        worker = fleet.cpu() - fleet_before
+        deltas["worker"] = sent + worker
+        shares = {
+            "of which the sender (this process) / the worker process": (
+                f"{sent:.1f} / {worker:.1f} s ({100 * sent / cpu.elapsed:.0f}% / "
+                f"{100 * worker / cpu.elapsed:.0f}% of one core)"
+            )
+        }
+    per_ack = {k: 1000 * v / max(len(latencies), 1) for k, v in deltas.items()}
+    figures = cpu.figures()
+    if fleet is not None:
+        e = cpu.elapsed
+        figures["worker+driver process CPU"] = (
+            f"{deltas['worker']:.1f} s ({100 * deltas['worker'] / e:.0f}% of one core)"
+        )
     return {
         "offered rate": f"{rate:g}/s for {duration:g} s ({len(items)} sent, open loop)",
+        "waited before, for the server to be quiet": settled,
         "acknowledged": len(latencies),
         "errors": len(errors),
         "p50 / p95 / p99": f"{pct(latencies, 50):.0f} / {pct(latencies, 95):.0f} / {pct(latencies, 99):.0f} ms",
         "max": f"{max(latencies):.0f} ms" if latencies else "-",
         "sender lag p99 (client scheduling)": f"{pct([x * 1000 for x in lag], 99):.1f} ms",
         "achieved ack rate": f"{len(latencies) / cpu.elapsed:.1f}/s",
-        **cpu.figures(),
+        **figures,
+        **shares,
         "garbage collection in this process: longest pause / pauses ≥ 0.5 s": (
             f"{ctx.gc_watch.longest * 1000:.0f} ms / {ctx.gc_watch.long_pauses}"
         ),
@@ -572,27 +641,23 @@ async def _open_loop(
 
 
 @asynccontextmanager
-async def _ack_targets(ctx: Ctx, count: int):
+async def _ack_targets(ctx: Ctx, count: int, worker_process: bool = False):
     """`count` bare AckTarget workflows, started and past their first workflow task, with a worker
-    of their own (the SDK's sandbox, our worker's cache size) running until the block ends. The
-    stack is the bench's own and discarded after the run: the targets are left open."""
+    of their own (the SDK's sandbox, our worker's cache size) running until the block ends: in
+    this process, or with `worker_process` a process of its own (yielded as a bench.fleet.Fleet,
+    else None). The stack is the bench's own and discarded after the run: the targets are left
+    open."""
     from temporalio.worker import Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
     from activities.broadcast import task_queue_backlog
     from bench.baseline_wf import AckTarget
+    from bench.fleet import Fleet
 
     queue = f"{ctx.settings.task_queue}-ack-bare"
     client = ctx.app.client
     run = uuid.uuid4().hex[:6]
     gate = asyncio.Semaphore(32)
-    worker = Worker(
-        client,
-        task_queue=queue,
-        workflows=[AckTarget],
-        workflow_runner=SandboxedWorkflowRunner(),
-        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
-    )
 
     async def start(i: int):
         async with gate:
@@ -600,7 +665,28 @@ async def _ack_targets(ctx: Ctx, count: int):
                 AckTarget.run, id=f"bench-ack-bare-{run}-{i}", task_queue=queue
             )
 
-    async with worker:
+    async with contextlib.AsyncExitStack() as stack:
+        fleet = None
+        if worker_process:
+            fleet = Fleet(
+                ctx.settings,
+                queue,
+                OUT / "ack-logs",
+                command=[sys.executable, "-m", "bench.fleet", "ack-worker"],
+            )
+            stack.callback(fleet.stop)
+            fleet.start(1)
+            await fleet.polling(client, 1)
+        else:
+            await stack.enter_async_context(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    workflows=[AckTarget],
+                    workflow_runner=SandboxedWorkflowRunner(),
+                    max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+                )
+            )
         t = time.monotonic()
         handles = await asyncio.gather(*(start(i) for i in range(count)))
         backlog = task_queue_backlog(client)
@@ -608,7 +694,29 @@ async def _ack_targets(ctx: Ctx, count: int):
             await asyncio.sleep(1)
         await asyncio.sleep(2)  # the last first tasks handed out complete
         console.print(f"{count} bare targets started and at rest in {time.monotonic() - t:.1f} s")
-        yield handles, [f"r-{run}-{i}" for i in range(count)]
+        yield handles, [f"r-{run}-{i}" for i in range(count)], fleet
+
+
+@asynccontextmanager
+async def _our_worker(ctx: Ctx, worker_process: bool):
+    """The context our acknowledgements run in, and the worker process (a bench.fleet.Fleet) or
+    None: the stack's own worker in this process, or `worker.py run` in a process of its own on a
+    task queue of its own, with a RecruitmentApi for that queue."""
+    from bench.fleet import Fleet
+    from client.api import RecruitmentApi
+
+    if not worker_process:
+        yield ctx, None
+        return
+    queue = f"{ctx.settings.task_queue}-ack-ours"
+    fleet = Fleet(ctx.settings, queue, OUT / "ack-logs")
+    try:
+        fleet.start(1)
+        await fleet.polling(ctx.app.client, 1)
+        api = RecruitmentApi(ctx.app.client, queue, ctx.app.keys.pseudonym_key)
+        yield dataclasses.replace(ctx, api=api), fleet
+    finally:
+        fleet.stop()
 
 
 # --- big formasi -----------------------------------------------------------------------------------
@@ -1137,6 +1245,11 @@ def ack_latency(
     baseline: bool = typer.Option(
         True, help="then the bare engine's updates at the same rate, in the same run"
     ),
+    worker_process: bool = typer.Option(
+        False,
+        help="each phase's worker in a process of its own, as production runs it (ours: worker.py "
+        "run), this process only sending; without it both run in the sending process",
+    ),
     keep_stack: bool = KEEP,
 ):
     """Acknowledgement latency of stage results at a fixed offered rate (open loop), against the
@@ -1145,7 +1258,7 @@ def ack_latency(
 
     async def main():
         async with stack(keep_stack) as ctx:
-            figures = await run_ack(ctx, rate, duration, seed, baseline)
+            figures = await run_ack(ctx, rate, duration, seed, baseline, worker_process)
             save("ack-latency", {"machine": m, **figures})
 
     asyncio.run(main())

@@ -599,7 +599,34 @@ async def bare_memory_worker(report: Path, runner: str) -> None:
 BARE_RUNNERS = ("stock", "project", "none")
 
 
+async def ack_worker() -> None:
+    """The bare engine's acknowledgements (bench ack-latency --worker-process): AckTarget on the
+    task queue of CASN_TASK_QUEUE, with the SDK's sandbox and our worker's cache size, in a process
+    of its own as our worker is, until SIGTERM."""
+    from temporalio.worker import Worker
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from bench.baseline_wf import AckTarget
+    from runtime.app import open_app
+
+    ctx = await open_app()
+    worker = Worker(
+        ctx.client,
+        task_queue=ctx.settings.task_queue,
+        workflows=[AckTarget],
+        workflow_runner=SandboxedWorkflowRunner(),
+        max_cached_workflows=ctx.settings.worker_max_cached_workflows,
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with worker:
+        await stop.wait()
+
+
 def main(argv: list[str]) -> None:
+    if argv[1:] == ["ack-worker"]:
+        asyncio.run(ack_worker())
+        return
     if (
         len(argv) not in (3, 4)
         or argv[1] != "memory-worker"
@@ -607,6 +634,7 @@ def main(argv: list[str]) -> None:
     ):
         raise SystemExit(
             "usage: python -m bench.fleet memory-worker REPORT_PATH [BARE_RUNNER]\n"
+            "       python -m bench.fleet ack-worker\n"
             f"  BARE_RUNNER (the naive journey's worker): one of {', '.join(BARE_RUNNERS)}"
         )
     if len(argv) == 4:
