@@ -474,7 +474,9 @@ async def run_ack(
     from domain.messages import AdminReport
 
     total = int(rate * duration)
-    figures: dict = {"worker": "a process of its own" if worker_process else "in the sender's process"}
+    figures: dict = {
+        "worker": "a process of its own" if worker_process else "in the sender's process"
+    }
     bare_fig = None
     if baseline:
         async with _ack_targets(ctx, total, worker_process) as (handles, refs, fleet):
