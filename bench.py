@@ -557,6 +557,15 @@ async def _server_quiet(ctx: Ctx) -> str:
             return f"{waited:.0f} s, still at {100 * used:.0f}% of a core: measured anyway"
 
 
+def _slow_seconds(by_second: dict[int, list[float]]) -> str:
+    """Whether the slow acknowledgements were spread over the run or came in a few seconds."""
+    p95s = {t: pct(v, 95) for t, v in by_second.items() if v}
+    slow = sum(1 for v in p95s.values() if v > 50)
+    worst = sorted(p95s.items(), key=lambda kv: -kv[1])[:3]
+    shown = ", ".join(f"{t}: {v:.0f} ms" for t, v in worst)
+    return f"{slow} of {len(p95s)}; {shown}"
+
+
 def _shown(fig: dict) -> dict:
     """A phase's figures as printed: without the raw numbers kept for the ratios."""
     return {k: v for k, v in fig.items() if k not in ("p95", "cpu_per_ack")}
@@ -578,11 +587,14 @@ async def _open_loop(
     errors: list[str] = []
     lag: list[float] = []
 
+    by_second: dict[int, list[float]] = {}  # the latencies of what was due in each second
+
     async def one(item: Any, when: float) -> None:
         lag.append(time.monotonic() - when)
         try:
             await send(item)
             latencies.append((time.monotonic() - when) * 1000)
+            by_second.setdefault(int(when - t0), []).append(latencies[-1])
         except counted as exc:  # counted, shown below
             errors.append(str(exc))
 
@@ -627,6 +639,9 @@ async def _open_loop(
         "errors": len(errors),
         "p50 / p95 / p99": f"{pct(latencies, 50):.0f} / {pct(latencies, 95):.0f} / {pct(latencies, 99):.0f} ms",
         "max": f"{max(latencies):.0f} ms" if latencies else "-",
+        "seconds whose p95 passed 50 ms; the slowest three (s from the start: p95)": _slow_seconds(
+            by_second
+        ),
         "sender lag p99 (client scheduling)": f"{pct([x * 1000 for x in lag], 99):.1f} ms",
         "achieved ack rate": f"{len(latencies) / cpu.elapsed:.1f}/s",
         **figures,
