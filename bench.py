@@ -5,6 +5,7 @@
     python3 run.py bench baseline --size 200
     python3 run.py bench journeys --size 200
     python3 run.py bench ack-latency --rate 50 --duration 30
+    python3 run.py bench ack-latency --rate 200 --duration 20 --worker-process   # workers as processes
     python3 run.py bench registrations --size 500
     python3 run.py bench registrations-e2e --size 20000   # end to end, against the bare engine
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
