@@ -412,11 +412,22 @@ class RecruitmentApi:
             return result
         except WorkflowAlreadyStartedError:
             handle = self.client.get_workflow_handle(workflow_id)
-            existing = await REGISTRATION_DIGEST.ask(handle)
-            if existing == registration_digest(reg):
+            try:
+                existing = await REGISTRATION_DIGEST.ask(handle)
+                repeat = existing == registration_digest(reg)
+                state = await JOURNEY_STATE.ask(handle) if repeat else None
+            except WorkflowQueryFailedError:
+                # The worker could not answer for the journey (it could not replay it): which of
+                # the two answers below is true cannot be told now. Nothing was recorded.
+                raise RefusedError(
+                    f"registration {applicant_id} in round {config.round_id}: this NIK already has "
+                    "a journey in the round, which cannot be read now to tell a repeat of its "
+                    "registration from another; send the same registration again later"
+                ) from None
+            if state is not None:
                 # A repeat of a registration the journey refused is refused again, as it was,
                 # and releases the claim a lost answer may have left (release is idempotent).
-                refused = registration_refusal(await JOURNEY_STATE.ask(handle))
+                refused = registration_refusal(state)
                 if refused:
                     if national_applicant is not None:
                         await self.national.release(config, applicant_id, national_applicant)

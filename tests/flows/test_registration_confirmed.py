@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
@@ -107,6 +111,53 @@ async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
         after = (await handle.describe()).raw_description.workflow_execution_info.history_length
         assert after == length
         assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+    finally:
+        await _terminate_round(client, config.round_id)
+
+
+class _UnreadableDigest:
+    """REGISTRATION_DIGEST whose query fails as the SDK reports a replay that failed on the
+    worker."""
+
+    async def ask(self, handle):
+        raise WorkflowQueryFailedError("the worker could not replay the journey")
+
+
+async def test_a_second_registration_whose_journey_cannot_be_read_is_told_so_and_records_nothing(
+    client, keys, running_worker, tmp_path, monkeypatch
+):
+    """The same NIK again, while the worker cannot answer for its journey: whether it is a repeat
+    cannot be told, and the sender hears that instead of the query's failure (the gateway answered
+    it with a bare 500). Nothing is recorded, and once the journey can be read the same
+    registration is a repeat again."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await _round(api, tmp_path, "unread")
+    try:
+        reg = registration(6, "F1")
+        first = await api.register(config, reg, "sscasn")
+        assert first.status == "registered", first
+        handle = client.get_workflow_handle(
+            journey_workflow_id(config.round_id, first.applicant_id)
+        )
+        length = (await handle.describe()).raw_description.workflow_execution_info.history_length
+        with monkeypatch.context() as patched:
+            patched.setattr(client_api, "REGISTRATION_DIGEST", _UnreadableDigest())
+            with pytest.raises(RefusedError, match="cannot be read now") as digest:
+                await api.register(config, reg, "sscasn")
+        with monkeypatch.context() as patched:
+            patched.setattr(client_api, "JOURNEY_STATE", _UnreadableState())
+            with pytest.raises(RefusedError, match="cannot be read now") as state:
+                await api.register(config, reg, "sscasn")
+            # Another person's data under the same NIK needs only the digest: refused as before.
+            other = reg.model_copy(update={"name": "Nama Lain"})
+            changed = await api.register(config, other, "sscasn")
+            assert changed.status == "refused" and "once per round" in changed.refusals[0].reason
+        for told in (digest, state):
+            assert first.applicant_id in str(told.value) and reg.nik not in str(told.value)
+        after = (await handle.describe()).raw_description.workflow_execution_info.history_length
+        assert after == length
+        assert (await api.register(config, reg, "sscasn")).status == "repeat"
     finally:
         await _terminate_round(client, config.round_id)
 
