@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from temporalio.client import WorkflowQueryFailedError
 
 from client.api import RecruitmentApi
 from client.sanctions import SanctionRegister
@@ -40,6 +41,27 @@ def create_app(gw: Gateway) -> FastAPI:
     )
     app.state.gateway = gw
     problems.install(app)
+
+    @app.exception_handler(WorkflowQueryFailedError)
+    async def _unreadable(request: Request, exc: WorkflowQueryFailedError) -> Response:
+        """A workflow's query that its worker could not answer (it could not replay the workflow:
+        a non-deterministic deployment, a bug): 503, nothing changed, and an error in the log for
+        the operators. A bare 500 before."""
+        log.error(
+            "a query the worker could not answer", path=request.url.path, error=str(exc)[:300]
+        )
+        if request.url.path.startswith("/api/"):
+            return problems.problem_response(
+                request,
+                problems.Problem(
+                    503,
+                    "the engine cannot read this record now (its worker could not answer for "
+                    "it); nothing was changed; send the same request again later",
+                    headers={"Retry-After": "30"},
+                ),
+            )
+        return portal.unavailable(await portal.visit(request, gw), request.url.path, exc)
+
     app.include_router(service_api.router)
     app.include_router(portal.router)
     app.include_router(public.router)

@@ -21,7 +21,11 @@ import pytest_asyncio
 import structlog
 import tomli_w
 from argon2 import PasswordHasher
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
+import client.api as client_api
+import client.status as client_status
 from client.api import RecruitmentApi, applicant_id_for
 from domain.administration import DocumentFinding
 from domain.codes import Stage
@@ -32,7 +36,7 @@ from gateway.app import create_app
 from gateway.portal import Portal, indonesian
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
-from tests.web.conftest import idle_gateway
+from tests.web.conftest import auth, idle_gateway
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -366,6 +370,50 @@ async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouc
 
 
 # --- login, sessions, cookies -----------------------------------------------------------------
+
+
+class _Unreadable:
+    """A query whose answer fails as the SDK reports a workflow its worker could not replay."""
+
+    async def ask(self, handle):
+        raise WorkflowQueryFailedError("the worker could not replay the workflow")
+
+
+async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bare_500(
+    browser, operator_api, gateway_state, client, tmp_path, monkeypatch
+):
+    """A status page or an API call whose query the worker cannot answer (a journey it cannot
+    replay): the portal's page that says the service is unavailable and the API's problem+json,
+    each 503 with Retry-After, and an error in the log. Starlette's bare 500 before."""
+    round_id = await open_round(operator_api, tmp_path, "portal-unread")
+    done = await submit_registration(browser, round_id, form_of(registration(9, "F1")))
+    assert done.status_code == 201, text_of(done.text)
+    with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
+        patched.setattr(client_status, "JOURNEY_STATE", _Unreadable())
+        patched.setattr(client_api, "ROUND_STATE", _Unreadable())
+        page = await browser.get("/status")
+        api = await browser.post(
+            f"/api/v1/rounds/{round_id}/registrations",
+            json=registration(10, "F1").model_dump(mode="json"),
+            headers=auth(OPERATOR),
+        )
+    assert (page.status_code, page.headers.get("retry-after")) == (503, "30"), page.text
+    assert "Layanan sedang tidak tersedia" in text_of(page.text)
+    assert (api.status_code, api.headers.get("retry-after")) == (503, "30"), api.text
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert "cannot read this record now" in api.json()["detail"]
+    failed = [e for e in logs if e["event"] == "a query the worker could not answer"]
+    assert [(e["log_level"], e["path"]) for e in failed] == [
+        ("error", "/status"),
+        ("error", f"/api/v1/rounds/{round_id}/registrations"),
+    ]
+    # Nothing was registered by the refused call, and the page reads again once the worker can.
+    refused = applicant_id_for(operator_api.pseudonym_key, round_id, registration(10, "F1").nik)
+    with pytest.raises(RPCError) as none:
+        await client.get_workflow_handle(journey_workflow_id(round_id, refused)).describe()
+    assert none.value.status == RPCStatusCode.NOT_FOUND
+    assert (await browser.get("/status")).status_code == 200
+    assert registration(10, "F1").nik not in repr(logs)
 
 
 async def test_login_by_number_or_nik_and_the_same_answer_for_unknown_and_wrong(
