@@ -3,11 +3,12 @@ pages, built from a `Gateway` (its connections) so that tests can hand it their 
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import WorkflowQueryFailedError
 
@@ -24,6 +25,15 @@ from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 from runtime.probes import ready_response
 
 log = get_logger("gateway")
+
+ERROR_PAGE = """<!doctype html>
+<html lang="id"><head><meta charset="utf-8"><title>Terjadi kesalahan</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main><h1>Terjadi kesalahan</h1>
+<p>Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat lagi. Jika masalah
+berlanjut, sampaikan kode permintaan ini kepada panitia: <code>{request_id}</code>.</p>
+<p><a href="/">Halaman depan</a></p></main></body></html>
+"""
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -61,6 +71,25 @@ def create_app(gw: Gateway) -> FastAPI:
                 ),
             )
         return portal.unavailable(await portal.visit(request, gw), request.url.path, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        """Whatever no other handler answers: a 500 that carries the request id (the log line
+        with the traceback has it too), as problem+json on the API; the portal and the public
+        pages get a page that asks nothing of the database or the engine."""
+        log.error("unexpected error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+        request_id = getattr(request.state, "request_id", "")
+        if request.url.path.startswith("/api/"):
+            return problems.problem_response(
+                request,
+                problems.Problem(
+                    500,
+                    f"the gateway failed to answer (request {request_id}); nothing is known to "
+                    "have changed: send the same message again, and give the request id to the "
+                    "operators if it fails again",
+                ),
+            )
+        return HTMLResponse(ERROR_PAGE.format(request_id=html.escape(request_id)), status_code=500)
 
     app.include_router(service_api.router)
     app.include_router(portal.router)

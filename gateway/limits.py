@@ -110,6 +110,11 @@ class RequestLimits:
             except _BodyTooLarge:
                 if status["code"] == 0:
                     await refuse_too_large()
+            except Exception:
+                # Answered outside, by the app's handler of unexpected errors: a 500, not the
+                # 413 the log line would otherwise say.
+                status["code"] = status["code"] or 500
+                raise
         finally:
             log.info(
                 "request",

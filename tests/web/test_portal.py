@@ -416,6 +416,51 @@ async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bar
     assert registration(10, "F1").nik not in repr(logs)
 
 
+class _Broken:
+    """A query that fails in a way nothing expects."""
+
+    async def ask(self, handle):
+        raise RuntimeError("nothing expected this")
+
+
+async def test_an_unexpected_error_is_a_500_with_its_request_id_and_logged_as_500(
+    operator_api, gateway_state, tmp_path, monkeypatch
+):
+    """Whatever no handler answers: problem+json with the request id on the API, a page that
+    needs neither database nor engine in the portal, and the access log's status 500 (it said 413:
+    no response had started when the error left the app). Starlette's plain text before."""
+    round_id = await open_round(operator_api, tmp_path, "portal-broken")
+    app = app_for(gateway_state)
+    # As uvicorn does: the app's error answer is sent, and the exception goes on to the server.
+    transport = httpx.ASGITransport(app=app, client=CLIENT, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
+            patched.setattr(client_api, "ROUND_STATE", _Broken())
+            api = await http.post(
+                f"/api/v1/rounds/{round_id}/registrations",
+                json=registration(11, "F1").model_dump(mode="json"),
+                headers={**auth(OPERATOR), "X-Request-Id": "req-0123456789"},
+            )
+            page = await http.get(
+                "/daftar", params={"round": round_id}, headers={"X-Request-Id": "req-9876543210"}
+            )
+    assert api.status_code == 500, api.text
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert api.json()["request_id"] == "req-0123456789"
+    assert "req-0123456789" in api.json()["detail"]
+    assert page.status_code == 500 and "Terjadi kesalahan" in page.text, page.text
+    assert "req-9876543210" in text_of(page.text)
+    assert [
+        (e["event"], e["log_level"], e.get("error"))
+        for e in logs
+        if e["event"] == "unexpected error"
+    ] == [
+        ("unexpected error", "error", "RuntimeError"),
+        ("unexpected error", "error", "RuntimeError"),
+    ]
+    assert sorted(e["status"] for e in logs if e["event"] == "request") == [500, 500]
+
+
 async def test_login_by_number_or_nik_and_the_same_answer_for_unknown_and_wrong(
     browser, operator_api, gateway_state, tmp_path
 ):
