@@ -3,12 +3,11 @@ pages, built from a `Gateway` (its connections) so that tests can hand it their 
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import WorkflowQueryFailedError
 
@@ -25,15 +24,6 @@ from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 from runtime.probes import ready_response
 
 log = get_logger("gateway")
-
-ERROR_PAGE = """<!doctype html>
-<html lang="id"><head><meta charset="utf-8"><title>Terjadi kesalahan</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>Terjadi kesalahan</h1>
-<p>Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat lagi. Jika masalah
-berlanjut, sampaikan kode permintaan ini kepada panitia: <code>{request_id}</code>.</p>
-<p><a href="/">Halaman depan</a></p></main></body></html>
-"""
 
 
 def create_app(gw: Gateway) -> FastAPI:
@@ -89,7 +79,20 @@ def create_app(gw: Gateway) -> FastAPI:
                     "operators if it fails again",
                 ),
             )
-        return HTMLResponse(ERROR_PAGE.format(request_id=html.escape(request_id)), status_code=500)
+        return gw.templates.TemplateResponse(
+            request,
+            "portal/message.html",
+            {
+                "account": None,
+                "title": "Terjadi kesalahan",
+                "text": "Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat "
+                "lagi. Jika masalah berlanjut, sampaikan kode permintaan ini kepada panitia: "
+                f"{request_id}.",
+                "kind": "errors",
+                "back": ("/", "Halaman depan"),
+            },
+            status_code=500,
+        )
 
     app.include_router(service_api.router)
     app.include_router(portal.router)

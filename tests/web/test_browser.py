@@ -304,3 +304,40 @@ async def test_a_registration_not_yet_answered_says_in_the_browser_that_it_is_be
             await client.get_workflow_handle(journey_workflow_id(round_id, number)).terminate(
                 "test"
             )
+
+
+async def test_an_unexpected_error_shows_its_request_id_in_the_browser(
+    client, keys, running_worker, gateway_state, tmp_path, monkeypatch
+):
+    """An error nothing expected, on a real uvicorn port: the portal's own page, in Indonesian,
+    with the request id the applicant gives the committee (and the gateway's log holds)."""
+    import re
+
+    from playwright.async_api import async_playwright
+
+    import client.api as client_api
+    from tests.web.conftest import serving
+    from tests.web.test_portal import open_round
+
+    class Broken:
+        async def ask(self, handle):
+            raise RuntimeError("nothing expected this")
+
+    settings, _ = running_worker
+    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = await open_round(operator, tmp_path, "web-broken")
+    monkeypatch.setattr(client_api, "ROUND_STATE", Broken())
+    async with serving(gateway_state) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            response = await page.goto(f"{url}/daftar?round={round_id}")
+            assert response is not None and response.status == 500
+            assert await page.inner_text("h1") == "Terjadi kesalahan"
+            text = await page.inner_text("main")
+            found = re.search(r"kepada panitia: ([0-9a-f]{32})\.", text)
+            assert found, text
+            assert response.headers.get("content-type", "").startswith("text/html")
+            await page.screenshot(path=str(SHOTS / "11-kesalahan.png"), full_page=True)
+        finally:
+            await browser.close()
