@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from temporalio.client import WorkflowQueryFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 
 from client.api import RecruitmentApi
 from client.sanctions import SanctionRegister
@@ -42,6 +42,14 @@ def create_app(gw: Gateway) -> FastAPI:
     app.state.gateway = gw
     problems.install(app)
 
+    async def engine_unavailable(request: Request, detail: str, exc: Exception) -> Response:
+        """503 with Retry-After: problem+json on the API, the portal's unavailable page."""
+        if request.url.path.startswith("/api/"):
+            return problems.problem_response(
+                request, problems.Problem(503, detail, headers={"Retry-After": "30"})
+            )
+        return portal.unavailable(await portal.visit(request, gw), request.url.path, exc)
+
     @app.exception_handler(WorkflowQueryFailedError)
     async def _unreadable(request: Request, exc: WorkflowQueryFailedError) -> Response:
         """A workflow's query that its worker could not answer (it could not replay the workflow:
@@ -50,17 +58,25 @@ def create_app(gw: Gateway) -> FastAPI:
         log.error(
             "a query the worker could not answer", path=request.url.path, error=str(exc)[:300]
         )
-        if request.url.path.startswith("/api/"):
-            return problems.problem_response(
-                request,
-                problems.Problem(
-                    503,
-                    "the engine cannot read this record now (its worker could not answer for "
-                    "it); nothing was changed; send the same request again later",
-                    headers={"Retry-After": "30"},
-                ),
-            )
-        return portal.unavailable(await portal.visit(request, gw), request.url.path, exc)
+        return await engine_unavailable(
+            request,
+            "the engine cannot read this record now (its worker could not answer for it); "
+            "nothing was changed; send the same request again later",
+            exc,
+        )
+
+    @app.exception_handler(RPCTimeoutOrCancelledError)
+    async def _late(request: Request, exc: RPCTimeoutOrCancelledError) -> Response:
+        """The engine did not answer within the client's attempts (a deadline peak: the client
+        already sent the same message again, RecruitmentApi._update): whether it was taken is not
+        known, and a repeat is safe. 503, not a bare 500."""
+        log.warning("the engine did not answer in time", path=request.url.path)
+        return await engine_unavailable(
+            request,
+            "the engine did not answer in time; the message may or may not have been taken: send "
+            "the same message again (its report_id makes a repeat safe)",
+            exc,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -514,3 +514,39 @@ async def test_every_report_and_command_kind_through_its_route(
         "ended",
     )
     assert acknowledged == set(JOURNEY_PATHS) | set(COMMAND_PATHS)  # every kind, none left out
+
+
+async def test_a_report_the_engine_does_not_answer_in_time_is_503_to_send_again(
+    client, keys, running_worker, http, gateway_state, tmp_path, monkeypatch
+):
+    """The engine's answer did not come within the client's attempts (a deadline peak): whether
+    the report was taken is not known, and the same report again is safe. The service hears 503
+    with Retry-After and what to do, not a bare 500; the report, sent again once the engine
+    answers, is taken once."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from tests.roundkit import open_registration_round
+
+    settings, _ = running_worker
+    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await open_registration_round(operator, tmp_path, "api-late")
+    applicant = (await operator.register(config, registration(12, "F1"), "sscasn")).applicant_id
+    assert applicant is not None
+    report = AdminReport(report_id="adm-late", reported_by=VERIFIER)
+
+    async def late(*args, **kwargs):
+        raise WorkflowUpdateRPCTimeoutOrCancelledError()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway_state.api, "report", late)
+        r = await send(http, config.round_id, "admin", report, applicant)
+    assert "send the same message again" in refusal(r, 503)
+    assert r.headers["retry-after"] == "30"
+    first = await send(http, config.round_id, "admin", report, applicant)
+    again = await send(http, config.round_id, "admin", report, applicant)
+    ack(first)
+    # A repeat is answered with the first answer (the same time of record): taken once.
+    assert again.json() == first.json()
+    history = client.get_workflow_handle(journey_workflow_id(config.round_id, applicant))
+    await history.terminate("test over")
+    await client.get_workflow_handle(round_workflow_id(config.round_id)).terminate("test over")
