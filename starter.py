@@ -7,7 +7,7 @@ see a round and an applicant, and publish announcements.
 Exit codes: 0 ok, everything accepted.
 1 refused: some rows or the command refused by the engine, or no such round or applicant.
 2 bad input: a bad file, argument or key; nothing was sent.
-3 stopped: Ctrl-C, or the Temporal server or the database cannot be reached or was lost (an import says how many rows were sent and where to resume).
+3 stopped: Ctrl-C, or the Temporal server or the database cannot be reached or was lost, or the engine cannot answer (no worker) (an import says how many rows were sent and where to resume).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
@@ -799,14 +800,24 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
 
     The round comes from its workflow, the funnel from the read model. With the read model down
     the round is still shown, with why the funnel is not (`funnel_problem` in JSON); then the
-    database's error is raised again, so that the command exits 3 ("stopped")."""
+    database's error is raised again, so that the command exits 3 ("stopped"). With no worker to
+    answer for the round, the funnel is shown and why the round is not (`round_problem`), and the
+    command exits 3 too."""
     view: RoundView | None = None
     problem = None
+    silent: Exception | None = None
     try:
         await ctx.api.check_round_keys(round_id)
         view = await round_view(ctx.api, round_id)
     except RefusedError as exc:  # show the read model even when the round is gone
         problem = str(exc)
+    except Exception as exc:
+        # The round cannot answer now (no worker): the read model is shown all the same, then
+        # the error goes on, so that the command stops with exit 3 and says why.
+        problem = engine_silent(exc)
+        if problem is None:
+            raise
+        silent = exc
     counts: dict[str, Counter] = {}
     funnel_problem = None
     down: Exception | None = None
@@ -843,6 +854,8 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
             )
     if down is not None:
         raise down
+    if silent is not None:
+        raise silent
     return counts
 
 
@@ -1181,6 +1194,28 @@ def unreachable(exc: BaseException, settings=None) -> str | None:
     return None
 
 
+def engine_silent(exc: BaseException) -> str | None:
+    """Why the engine, reached, could not answer, when `exc` says so: no worker polls the
+    workflow's task queue (the server's "no poller seen"), a worker that could not replay it, an
+    answer that did not come in time. None for any other error."""
+    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.FAILED_PRECONDITION:
+        return (
+            f"the engine could not answer: {exc.message} (is a worker running? python3 worker.py "
+            "run)"
+        )
+    if isinstance(exc, WorkflowQueryFailedError):
+        return f"the worker could not answer for the workflow: {' '.join(str(exc).split())[:200]}"
+    late = isinstance(exc, RPCError) and (
+        exc.status == RPCStatusCode.DEADLINE_EXCEEDED
+        or (exc.status == RPCStatusCode.CANCELLED and "Timeout" in exc.message)
+    )
+    if late or isinstance(exc, RPCTimeoutOrCancelledError):
+        # A query waits for the workflow's task: with no worker at all it waits until the call's
+        # own deadline.
+        return "the engine did not answer in time (is a worker running? python3 worker.py run)"
+    return None
+
+
 def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
     """Open the app, run one command's core, and turn its outcome into an exit code."""
     opened: dict = {}  # the settings, once read: to say which server cannot be reached
@@ -1237,6 +1272,13 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
             err_console.print(
                 f"[red]stopped[/]: {down}; start it or fix the setting, then run the same command "
                 "again",
+                highlight=False,
+                soft_wrap=True,
+            )
+            code = EXIT_STOPPED
+        elif silent := engine_silent(exc):
+            err_console.print(
+                f"[red]stopped[/]: {silent}; run the same command again once it answers",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -1962,7 +2004,8 @@ def demo_cmd(size: Annotated[int | None, typer.Option("--size", min=1, help="App
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 refused by the engine (some rows, the command, no such round or "
     "applicant); 2 bad input (a file, an argument or a key: nothing was sent); 3 stopped (Ctrl-C, "
-    "or the Temporal server or the database cannot be reached or was lost)."
+    "or the Temporal server or the database cannot be reached or was lost, or the engine "
+    "cannot answer: no worker)."
 )
 for _command in [*cli.registered_commands, *sanctions_cli.registered_commands]:
     _command.epilog = _command.epilog or EXIT_CODES_HELP  # every command's --help ends with them

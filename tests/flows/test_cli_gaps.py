@@ -406,3 +406,43 @@ def test_an_unreachable_temporal_server_stops_with_one_line_and_exit_3(stack, ke
         f"stopped: the Temporal server at {address} (CASN_TEMPORAL_ADDRESS) cannot be reached: "
         "Connection refused; start it or fix the setting, then run the same command again"
     )
+
+
+async def test_status_of_a_round_no_worker_answers_for_shows_the_read_model_and_stops_with_exit_3(
+    client, keys, stack, tmp_path
+):
+    """The operator asks while no worker polls the round's task queue: the server says "no poller
+    seen" after its wait. The command printed a traceback; it shows the funnel, says why the round
+    is not shown and what to do, and exits 3 ("stopped")."""
+    from tests.roundkit import open_registration_round
+    from workflows.ids import round_workflow_id
+
+    nobody = RecruitmentApi(
+        client, f"nobody-{uuid.uuid4().hex[:6]}", keys.pseudonym_key, keyring=TEST_KEYRING
+    )
+    config = await open_registration_round(nobody, tmp_path, "cli-no-worker")
+    try:
+        result = await asyncio.to_thread(
+            _starter,
+            tmp_path,
+            keys,
+            stack.temporal_address,
+            stack.database_url,
+            "status",
+            config.round_id,
+        )
+    finally:
+        await client.get_workflow_handle(round_workflow_id(config.round_id)).terminate("test")
+
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
+    # The server's "no poller seen" or, for a round whose first task no worker ever took, the
+    # call's own deadline: either way the operator is told to look at the worker.
+    assert line.startswith("stopped: the engine "), line
+    assert line.endswith(
+        "(is a worker running? python3 worker.py run); run the same command again once it answers"
+    ), line
+    shown = " ".join(result.stdout.split())
+    assert f"round {config.round_id}: phase unknown (the engine " in shown
+    assert "Funnel of round" in shown and "formasi" in shown  # the title wraps at 80 columns
