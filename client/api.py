@@ -645,7 +645,7 @@ class RecruitmentApi:
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
                 async with self._update_slots():
-                    ack = await update.execute(handle, message)
+                    ack = await update.execute(handle, message, id=update_id(message))
                 if ack.refused:  # taken into the record as refused (a conflict of interest)
                     raise RefusedError(f"{subject}: {ack.effect} (the refusal is recorded)")
                 return ack
@@ -711,6 +711,16 @@ class RecruitmentApi:
                 journey=False,
                 subject=f"command {message.report_id} to round {round_id}",
             )
+
+
+def update_id(message: Report) -> str:
+    """The id a report's update travels under: its report_id and a digest of its content.
+
+    The same report sent again (this client's retry after a time-out, a service sending twice) is
+    the same update, which the server answers with its first outcome: no second pair of events in
+    the history, no second engine action, no second validation. The same report_id with other
+    content is another update, which the journey's ledger refuses as a conflict, as before."""
+    return f"{message.report_id}#{message.content_digest()[:32]}"
 
 
 async def _ended_state(handle) -> JourneyState | None:

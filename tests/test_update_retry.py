@@ -9,8 +9,8 @@ import pytest
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 import client.api as api_module
-from client.api import RecruitmentApi
-from domain.messages import Ack
+from client.api import RecruitmentApi, update_id
+from domain.messages import Ack, AdminReport
 
 
 class TimingOutUpdate:
@@ -19,13 +19,15 @@ class TimingOutUpdate:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.calls = 0
+        self.ids: list[str] = []
 
-    async def execute(self, handle, message) -> Ack:
+    async def execute(self, handle, message, *, id: str) -> Ack:
         self.calls += 1
+        self.ids.append(id)
         if self.calls <= self.failures:
             raise WorkflowUpdateRPCTimeoutOrCancelledError()
         return Ack(
-            report_id=message,
+            report_id=message.report_id,
             applicant_id="A",
             stage="skd",
             effect="recorded",
@@ -45,14 +47,26 @@ def _api() -> RecruitmentApi:
     return RecruitmentApi(None, "queue", b"k" * 32)  # type: ignore[arg-type]
 
 
-async def test_a_timed_out_update_is_sent_again_until_acknowledged():
+def _report(report_id: str) -> AdminReport:
+    return AdminReport(report_id=report_id, reported_by="bkpsdm-verifikator")
+
+
+async def test_a_timed_out_update_is_sent_again_until_acknowledged_under_one_update_id():
     update = TimingOutUpdate(failures=2)
-    ack = await _api()._update(None, update, "r-1", journey=True, subject="applicant A")
+    ack = await _api()._update(None, update, _report("r-1"), journey=True, subject="applicant A")
     assert (ack.report_id, update.calls) == ("r-1", 3)
+    # Each attempt is the same update to the server: a retry of one still in flight or taken
+    # attaches to it instead of being taken a second time.
+    assert update.ids == [update_id(_report("r-1"))] * 3
+    assert update.ids[0].startswith("r-1#")
+    changed = _report("r-1").model_copy(update={"findings": []}, deep=True)
+    assert update_id(changed) == update.ids[0]  # the same content, the same id
+    other = AdminReport(report_id="r-1", reported_by="bkpsdm-verifikator", signature="x")
+    assert update_id(other) != update.ids[0]  # other content: another update (a conflict)
 
 
 async def test_the_timeout_reaches_the_caller_after_the_last_attempt():
     update = TimingOutUpdate(failures=api_module.UPDATE_ATTEMPTS)
     with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError):
-        await _api()._update(None, update, "r-2", journey=True, subject="applicant A")
+        await _api()._update(None, update, _report("r-2"), journey=True, subject="applicant A")
     assert update.calls == api_module.UPDATE_ATTEMPTS

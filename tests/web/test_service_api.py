@@ -545,8 +545,24 @@ async def test_a_report_the_engine_does_not_answer_in_time_is_503_to_send_again(
     first = await send(http, config.round_id, "admin", report, applicant)
     again = await send(http, config.round_id, "admin", report, applicant)
     ack(first)
-    # A repeat is answered with the first answer (the same time of record): taken once.
+    # A repeat is answered with the first answer (the same time of record): taken once. It is the
+    # same update to the server (client.api.update_id), so the history holds it once.
     assert again.json() == first.json()
     history = client.get_workflow_handle(journey_workflow_id(config.round_id, applicant))
+    taken = [
+        e
+        async for e in history.fetch_history_events()
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+        and e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        == "report_admin"
+    ]
+    assert len(taken) == 1
+    # The same report_id with other content is another update, refused as a conflict.
+    changed = report.model_copy(
+        update={"findings": [DocumentFinding(document="ijazah", reason="x")]}
+    )
+    assert "different content" in refusal(
+        await send(http, config.round_id, "admin", changed, applicant), 409
+    )
     await history.terminate("test over")
     await client.get_workflow_handle(round_workflow_id(config.round_id)).terminate("test over")
