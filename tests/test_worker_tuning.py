@@ -199,7 +199,7 @@ class SlowUpdate:
         self.waiting = 0
         self.most = 0
 
-    async def execute(self, handle, message):
+    async def execute(self, handle, message, **options):
         self.waiting += 1
         self.most = max(self.most, self.waiting)
         await asyncio.sleep(0.01)
@@ -209,10 +209,12 @@ class SlowUpdate:
 
 async def test_a_client_waits_on_no_more_updates_at_once_than_its_limit():
     from client.api import RecruitmentApi
+    from domain.messages import AdminReport
 
     api = RecruitmentApi(client=None, task_queue="q", pseudonym_key=b"k", max_updates_in_flight=3)  # type: ignore[arg-type]
     update = SlowUpdate()
+    reports = [AdminReport(report_id=f"r-{i}", reported_by="bkpsdm-verifikator") for i in range(10)]
     await asyncio.gather(
-        *(api._update(None, update, None, journey=True, subject="r") for _ in range(10))  # type: ignore[arg-type]
+        *(api._update(None, update, r, journey=True, subject="r") for r in reports)  # type: ignore[arg-type]
     )
     assert update.most == 3

@@ -243,9 +243,9 @@ async def test_a_cancelled_report_is_not_sent_again(client, keys, running_worker
     sent = []
 
     class Counted:
-        async def execute(self, handle, message):
+        async def execute(self, handle, message, **options):
             sent.append(message.report_id)
-            return await REPORT_ADMIN.execute(handle, message)
+            return await REPORT_ADMIN.execute(handle, message, **options)
 
     try:
         result = await idle.register(config, registration(6, "F1"), "sscasn")
