@@ -645,7 +645,9 @@ class RecruitmentApi:
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             try:
                 async with self._update_slots():
-                    ack = await update.execute(handle, message, id=update_id(message))
+                    ack = await update.execute(
+                        handle, message, id=update_id(message, self.pseudonym_key)
+                    )
                 if ack.refused:  # taken into the record as refused (a conflict of interest)
                     raise RefusedError(f"{subject}: {ack.effect} (the refusal is recorded)")
                 return ack
@@ -713,14 +715,18 @@ class RecruitmentApi:
             )
 
 
-def update_id(message: Report) -> str:
-    """The id a report's update travels under: its report_id and a digest of its content.
+def update_id(message: Report, key: bytes) -> str:
+    """The id a report's update travels under: a keyed digest of its content (the report_id, the
+    fields and the signature).
 
     The same report sent again (this client's retry after a time-out, a service sending twice) is
     the same update, which the server answers with its first outcome: no second pair of events in
     the history, no second engine action, no second validation. The same report_id with other
-    content is another update, which the journey's ledger refuses as a conflict, as before."""
-    return f"{message.report_id}#{message.content_digest()[:32]}"
+    content is another update, which the journey's ledger refuses as a conflict, as before. The
+    id is in clear on the server (the payloads are not): keyed with the client's pseudonym key, it
+    says nothing of a report_id a service may have built from personal data."""
+    mac = hmac.new(key, message.content_digest().encode(), hashlib.sha256)
+    return f"report-{mac.hexdigest()[:40]}"
 
 
 async def _ended_state(handle) -> JourneyState | None:

@@ -57,12 +57,16 @@ async def test_a_timed_out_update_is_sent_again_until_acknowledged_under_one_upd
     assert (ack.report_id, update.calls) == ("r-1", 3)
     # Each attempt is the same update to the server: a retry of one still in flight or taken
     # attaches to it instead of being taken a second time.
-    assert update.ids == [update_id(_report("r-1"))] * 3
-    assert update.ids[0].startswith("r-1#")
-    changed = _report("r-1").model_copy(update={"findings": []}, deep=True)
-    assert update_id(changed) == update.ids[0]  # the same content, the same id
+    key = _api().pseudonym_key
+    assert update.ids == [update_id(_report("r-1"), key)] * 3
+    same = _report("r-1").model_copy(update={"findings": []}, deep=True)
+    assert update_id(same, key) == update.ids[0]  # the same content, the same id
     other = AdminReport(report_id="r-1", reported_by="bkpsdm-verifikator", signature="x")
-    assert update_id(other) != update.ids[0]  # other content: another update (a conflict)
+    assert update_id(other, key) != update.ids[0]  # other content: another update (a conflict)
+    # In clear on the server: nothing of the report_id, and unguessable without the key.
+    nik_id = AdminReport(report_id="adm-3273011705980001", reported_by="bkpsdm-verifikator")
+    assert "3273011705980001" not in update_id(nik_id, key)
+    assert update_id(nik_id, key) != update_id(nik_id, b"another key" * 3)
 
 
 async def test_the_timeout_reaches_the_caller_after_the_last_attempt():

@@ -557,6 +557,10 @@ async def test_a_report_the_engine_does_not_answer_in_time_is_503_to_send_again(
         == "report_admin"
     ]
     assert len(taken) == 1
+    # The update id is in clear on the server: nothing of the report_id in it.
+    recorded_id = taken[0].workflow_execution_update_accepted_event_attributes.accepted_request
+    assert recorded_id.meta.update_id.startswith("report-")
+    assert report.report_id not in recorded_id.meta.update_id
     # The same report_id with other content is another update, refused as a conflict.
     changed = report.model_copy(
         update={"findings": [DocumentFinding(document="ijazah", reason="x")]}
