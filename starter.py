@@ -1205,13 +1205,17 @@ def engine_silent(exc: BaseException) -> str | None:
         )
     if isinstance(exc, WorkflowQueryFailedError):
         return f"the worker could not answer for the workflow: {' '.join(str(exc).split())[:200]}"
-    late = isinstance(exc, RPCError) and (
-        exc.status == RPCStatusCode.DEADLINE_EXCEEDED
-        or (exc.status == RPCStatusCode.CANCELLED and "Timeout" in exc.message)
-    )
-    if late or isinstance(exc, RPCTimeoutOrCancelledError):
-        # A query waits for the workflow's task: with no worker at all it waits until the call's
-        # own deadline.
+    if isinstance(exc, RPCError) and exc.status in (
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+    ):
+        # A query waits for the workflow's task: with no worker at all the call ends at its own
+        # deadline ("Timeout expired") or with the connection's long poll cut ("h2 protocol
+        # error"), both seen here. Ctrl-C is a KeyboardInterrupt, not this.
+        return (
+            f"the engine did not answer: {exc.message} (is a worker running? python3 worker.py run)"
+        )
+    if isinstance(exc, RPCTimeoutOrCancelledError):
         return "the engine did not answer in time (is a worker running? python3 worker.py run)"
     return None
 
