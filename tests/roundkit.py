@@ -268,3 +268,20 @@ async def play_to_skb_close(
             GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
         )
     await close_window(api, round_id, "skb")
+
+
+class UnreadableQuery:
+    """Stands for a protocol query (JOURNEY_STATE, ROUND_STATE, ...) whose answer fails as the SDK
+    reports a workflow its worker could not replay: monkeypatch it over the query's name."""
+
+    async def ask(self, handle, *args, **options):
+        from temporalio.client import WorkflowQueryFailedError
+
+        raise WorkflowQueryFailedError("the worker could not replay the workflow")
+
+
+class BrokenQuery:
+    """Stands for a protocol query that fails in a way nothing expects."""
+
+    async def ask(self, handle, *args, **options):
+        raise RuntimeError("nothing expected this")

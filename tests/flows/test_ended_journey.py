@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowQueryFailedError
+from temporalio.client import WorkflowExecutionStatus
 
 import client.api as client_api
 from client.api import RefusedError
@@ -22,6 +22,7 @@ from gateway.portal import indonesian
 from tests.roundkit import (
     OPERATOR,
     REGISTRATION_OPEN,
+    UnreadableQuery,
     compressed_round,
     create_round_file,
     formasi,
@@ -31,13 +32,6 @@ from tests.roundkit import (
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-class _UnreadableState:
-    """JOURNEY_STATE whose query fails as the SDK reports a replay that failed on the worker."""
-
-    async def ask(self, handle):
-        raise WorkflowQueryFailedError("the worker could not replay the journey")
 
 
 async def test_a_report_to_an_ended_journey_is_refused_as_such_even_when_its_state_cannot_be_read(
@@ -65,7 +59,7 @@ async def test_a_report_to_an_ended_journey_is_refused_as_such_even_when_its_sta
         await api.report(round_id, started.applicant_id, answer)
     assert "the journey has ended (TMS: registration refused" in str(read.value)
 
-    monkeypatch.setattr(client_api, "JOURNEY_STATE", _UnreadableState())
+    monkeypatch.setattr(client_api, "JOURNEY_STATE", UnreadableQuery())
     with pytest.raises(RefusedError) as unread:
         await api.report(round_id, started.applicant_id, answer)
     assert str(unread.value).endswith("the journey has ended")

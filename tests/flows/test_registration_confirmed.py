@@ -17,7 +17,6 @@ import pytest
 from temporalio import activity
 from temporalio.client import (
     WorkflowExecutionStatus,
-    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.worker import (
@@ -34,11 +33,11 @@ from domain.messages import AdminReport, CloseWindow, RegistrationConfirm
 from domain.protocol import CONFIRM_REGISTRATION, REPORT_ADMIN
 from runtime.sandbox import worker_runner
 from runtime.stopping import LocalActivitiesEndWhenStopping
-from tests.flows.test_ended_journey import _UnreadableState
 from tests.flows.test_operator_commands import _terminate_round
 from tests.roundkit import (
     OPERATOR,
     TEST_KEYRING,
+    UnreadableQuery,
     open_registration_round,
     plain_start_api,
     registration,
@@ -115,14 +114,6 @@ async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
         await _terminate_round(client, config.round_id)
 
 
-class _UnreadableDigest:
-    """REGISTRATION_DIGEST whose query fails as the SDK reports a replay that failed on the
-    worker."""
-
-    async def ask(self, handle):
-        raise WorkflowQueryFailedError("the worker could not replay the journey")
-
-
 async def test_a_second_registration_whose_journey_cannot_be_read_is_told_so_and_records_nothing(
     client, keys, running_worker, tmp_path, monkeypatch
 ):
@@ -142,11 +133,11 @@ async def test_a_second_registration_whose_journey_cannot_be_read_is_told_so_and
         )
         length = (await handle.describe()).raw_description.workflow_execution_info.history_length
         with monkeypatch.context() as patched:
-            patched.setattr(client_api, "REGISTRATION_DIGEST", _UnreadableDigest())
+            patched.setattr(client_api, "REGISTRATION_DIGEST", UnreadableQuery())
             with pytest.raises(RefusedError, match="cannot be read now") as digest:
                 await api.register(config, reg, "sscasn")
         with monkeypatch.context() as patched:
-            patched.setattr(client_api, "JOURNEY_STATE", _UnreadableState())
+            patched.setattr(client_api, "JOURNEY_STATE", UnreadableQuery())
             with pytest.raises(RefusedError, match="cannot be read now") as state:
                 await api.register(config, reg, "sscasn")
             # Another person's data under the same NIK needs only the digest: refused as before.
@@ -342,7 +333,7 @@ async def test_a_refusal_whose_first_task_ran_again_is_answered_not_lost(
             confirm = RegistrationConfirm(registration_digest=registration_digest(reg))
             again = await journeys._confirm_again(handle.id, result.applicant_id, confirm)
             assert "after registration closed" in again.refused
-            monkeypatch.setattr(client_api, "JOURNEY_STATE", _UnreadableState())
+            monkeypatch.setattr(client_api, "JOURNEY_STATE", UnreadableQuery())
             with pytest.raises(RefusedError, match="its outcome cannot be read now"):
                 await journeys._confirm_again(handle.id, result.applicant_id, confirm)
     finally:

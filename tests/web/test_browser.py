@@ -316,17 +316,14 @@ async def test_an_unexpected_error_shows_its_request_id_in_the_browser(
     from playwright.async_api import async_playwright
 
     import client.api as client_api
+    from tests.roundkit import BrokenQuery
     from tests.web.conftest import serving
     from tests.web.test_portal import open_round
-
-    class Broken:
-        async def ask(self, handle):
-            raise RuntimeError("nothing expected this")
 
     settings, _ = running_worker
     operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = await open_round(operator, tmp_path, "web-broken")
-    monkeypatch.setattr(client_api, "ROUND_STATE", Broken())
+    monkeypatch.setattr(client_api, "ROUND_STATE", BrokenQuery())
     async with serving(gateway_state) as url, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

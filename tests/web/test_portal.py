@@ -21,7 +21,6 @@ import pytest_asyncio
 import structlog
 import tomli_w
 from argon2 import PasswordHasher
-from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import client.api as client_api
@@ -35,7 +34,15 @@ from gateway.accounts import Accounts
 from gateway.app import create_app
 from gateway.portal import Portal, indonesian
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    BrokenQuery,
+    UnreadableQuery,
+    compressed_round,
+    formasi,
+    registration,
+)
 from tests.web.conftest import auth, idle_gateway
 from workflows.ids import journey_workflow_id
 
@@ -372,13 +379,6 @@ async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouc
 # --- login, sessions, cookies -----------------------------------------------------------------
 
 
-class _Unreadable:
-    """A query whose answer fails as the SDK reports a workflow its worker could not replay."""
-
-    async def ask(self, handle):
-        raise WorkflowQueryFailedError("the worker could not replay the workflow")
-
-
 async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bare_500(
     browser, operator_api, gateway_state, client, tmp_path, monkeypatch
 ):
@@ -389,8 +389,8 @@ async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bar
     done = await submit_registration(browser, round_id, form_of(registration(9, "F1")))
     assert done.status_code == 201, text_of(done.text)
     with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
-        patched.setattr(client_status, "JOURNEY_STATE", _Unreadable())
-        patched.setattr(client_api, "ROUND_STATE", _Unreadable())
+        patched.setattr(client_status, "JOURNEY_STATE", UnreadableQuery())
+        patched.setattr(client_api, "ROUND_STATE", UnreadableQuery())
         page = await browser.get("/status")
         api = await browser.post(
             f"/api/v1/rounds/{round_id}/registrations",
@@ -416,13 +416,6 @@ async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bar
     assert registration(10, "F1").nik not in repr(logs)
 
 
-class _Broken:
-    """A query that fails in a way nothing expects."""
-
-    async def ask(self, handle):
-        raise RuntimeError("nothing expected this")
-
-
 async def test_an_unexpected_error_is_a_500_with_its_request_id_and_logged_as_500(
     operator_api, gateway_state, tmp_path, monkeypatch
 ):
@@ -435,7 +428,7 @@ async def test_an_unexpected_error_is_a_500_with_its_request_id_and_logged_as_50
     transport = httpx.ASGITransport(app=app, client=CLIENT, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
         with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
-            patched.setattr(client_api, "ROUND_STATE", _Broken())
+            patched.setattr(client_api, "ROUND_STATE", BrokenQuery())
             api = await http.post(
                 f"/api/v1/rounds/{round_id}/registrations",
                 json=registration(11, "F1").model_dump(mode="json"),
