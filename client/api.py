@@ -725,7 +725,8 @@ def update_id(message: Report, key: bytes) -> str:
     content is another update, which the journey's ledger refuses as a conflict, as before. The
     id is in clear on the server (the payloads are not): keyed with the client's pseudonym key, it
     says nothing of a report_id a service may have built from personal data."""
-    mac = hmac.new(key, message.content_digest().encode(), hashlib.sha256)
+    # Under a label of its own, as the key's other uses (a NIK's number, the key's fingerprint).
+    mac = hmac.new(key, b"casn-update-id\x00" + message.content_digest().encode(), hashlib.sha256)
     return f"report-{mac.hexdigest()[:40]}"
 
 
