@@ -8,17 +8,16 @@ cross-origin credentials (the UI's own Codec Server setting: the dev server cann
 journey's history and reads the verifier's report in plain JSON. Before logging in, the same
 page shows ciphertext only.
 
-Screenshots go to out/screenshots/ (CASN_SCREENSHOTS overrides) and docs/screenshots/.
+Screenshots go to out/screenshots/ (CASN_SCREENSHOTS overrides); docs/screenshots/ holds the ones
+the docs show, copied from there by hand when a page changes (a test run leaves tracked files alone).
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import tomllib
 import uuid
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -45,7 +44,6 @@ from tests.roundkit import (
 from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 from workflows.ids import journey_workflow_id
 
-DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 REASON = "legalisir ijazah tidak terbaca"  # what the verifier wrote: only the decoded report has it
 
 
@@ -145,5 +143,3 @@ async def test_an_auditor_reads_a_decoded_report_in_the_web_ui(
     finally:
         server.should_exit = True
         await serving
-    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, DOCS_SHOTS / shot.name)

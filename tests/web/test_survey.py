@@ -11,11 +11,9 @@ import asyncio
 import hashlib
 import json
 import re
-import shutil
 import time
 import uuid
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -46,7 +44,6 @@ from tests.web.test_portal import (
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 INSTANSI = "Pemerintah Kabupaten Contoh"
 
 
@@ -340,8 +337,6 @@ async def test_the_survey_in_a_browser(gateway_state, operator_api, live_url, po
                 await page.check(f"#jawab-{e.code}-{3 + i % 2}")  # 3, 4, 3, 4, ...
             shot = SHOTS / "08-survei-kepuasan.png"
             await page.screenshot(path=str(shot), full_page=True)
-            DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, DOCS_SHOTS / shot.name)
             await page.click("form.skm button[type=submit]")
             await page.wait_for_selector("h1:has-text('Terima kasih')")
             await page.click("a[href='/status']")
