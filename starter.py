@@ -21,9 +21,9 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -32,7 +32,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    QueryWorkflowInput,
+    RPCTimeoutOrCancelledError,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
@@ -86,6 +93,10 @@ from runtime.sealed import ColumnCipher
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
+# How long a command waits for a workflow to answer a query. A query is answered by a worker, after
+# the workflow's current task: with no worker, or none that can replay the workflow, the server
+# answers late and in more than one way; past this the command says the engine did not answer.
+QUERY_DEADLINE = timedelta(seconds=15)
 
 log = get_logger("starter")
 
@@ -1220,6 +1231,34 @@ def engine_silent(exc: BaseException) -> str | None:
     return None
 
 
+class _QueryDeadline(Interceptor):
+    """Gives every query a client sends without a deadline of its own `deadline`."""
+
+    def __init__(self, deadline: timedelta) -> None:
+        self.deadline = deadline
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _QueryDeadlineOutbound(next, self.deadline)
+
+
+class _QueryDeadlineOutbound(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, deadline: timedelta) -> None:
+        super().__init__(next)
+        self.deadline = deadline
+
+    async def query_workflow(self, input: QueryWorkflowInput) -> Any:
+        if input.rpc_timeout is None:
+            input.rpc_timeout = self.deadline
+        return await super().query_workflow(input)
+
+
+def with_query_deadline(client: Client, deadline: timedelta = QUERY_DEADLINE) -> Client:
+    """`client` on the same connection, its queries ending after `deadline` at the latest."""
+    config = client.config()
+    config["interceptors"] = [*config["interceptors"], _QueryDeadline(deadline)]
+    return Client(**config)
+
+
 def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
     """Open the app, run one command's core, and turn its outcome into an exit code."""
     opened: dict = {}  # the settings, once read: to say which server cannot be reached
@@ -1233,7 +1272,7 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
         sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
         ctx = Context(
             RecruitmentApi(
-                app.client,
+                with_query_deadline(app.client),
                 app.settings.task_queue,
                 app.keys.pseudonym_key,
                 keyring=Keyring([signer] if signer else []),

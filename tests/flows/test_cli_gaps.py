@@ -437,9 +437,9 @@ async def test_status_of_a_round_no_worker_answers_for_shows_the_read_model_and_
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
-    # The server's "no poller seen", or for a round whose first task no worker ever took the
-    # call's own deadline or its long poll cut (each seen in one run or another): whichever, the
-    # operator is told to look at the worker.
+    # The command's own deadline on queries (starter.QUERY_DEADLINE, 15 s) ends the wait before
+    # the server's "no poller seen" (about 20 s) or a long poll cut by the connection (both seen
+    # before the deadline): whichever, the operator is told to look at the worker.
     assert line.startswith("stopped: the engine "), line
     assert line.endswith(
         "(is a worker running? python3 worker.py run); run the same command again once it answers"
@@ -447,3 +447,49 @@ async def test_status_of_a_round_no_worker_answers_for_shows_the_read_model_and_
     shown = " ".join(result.stdout.split())
     assert f"round {config.round_id}: phase unknown (the engine " in shown
     assert "Funnel of round" in shown and "formasi" in shown  # the title wraps at 80 columns
+
+
+async def test_the_cli_gives_a_query_without_a_deadline_its_own_and_leaves_one_that_has_one(client):
+    """starter.with_query_deadline: the operator's client on the same connection, whose queries
+    end after QUERY_DEADLINE unless the caller set a deadline of its own; nothing else changes."""
+    from datetime import timedelta
+
+    from temporalio.client import OutboundInterceptor, QueryWorkflowInput
+
+    from starter import QUERY_DEADLINE, _QueryDeadline, with_query_deadline
+
+    seen: list[timedelta | None] = []
+
+    class Last(OutboundInterceptor):
+        def __init__(self) -> None:  # the end of the chain: records what would be sent
+            pass
+
+        async def query_workflow(self, input: QueryWorkflowInput):
+            seen.append(input.rpc_timeout)
+            return "answer"
+
+    outbound = _QueryDeadline(QUERY_DEADLINE).intercept_client(Last())
+
+    def asked(rpc_timeout):
+        return QueryWorkflowInput(
+            id="w",
+            run_id=None,
+            query="state",
+            args=[],
+            reject_condition=None,
+            headers={},
+            ret_type=None,
+            rpc_metadata={},
+            rpc_timeout=rpc_timeout,
+        )
+
+    assert await outbound.query_workflow(asked(None)) == "answer"
+    assert await outbound.query_workflow(asked(timedelta(seconds=2))) == "answer"
+    assert seen == [QUERY_DEADLINE, timedelta(seconds=2)]
+
+    cli = with_query_deadline(client)
+    assert cli.service_client is client.service_client
+    assert cli.namespace == client.namespace and cli.data_converter is client.data_converter
+    mine = cli.config()["interceptors"]
+    assert mine[:-1] == client.config()["interceptors"]
+    assert isinstance(mine[-1], _QueryDeadline)
