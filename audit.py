@@ -5,6 +5,7 @@
     python audit.py export ROUND_ID --out BUNDLE_DIR
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
+    python audit.py check-read-model ROUND_ID [--repair]
     python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
     python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
@@ -428,6 +429,96 @@ def recompute_command(
         if not differences:
             console.print("[green]every formasi's announcement matches its recomputation[/green]")
         return not differences
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+@app.command("check-read-model")
+def check_read_model_command(
+    round_id: str,
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="make good what can be: write what is missing or behind, overwrite what was altered "
+        "(needs write access to the read model); what no history explains is only listed",
+    ),
+    show: int = typer.Option(50, min=0, help="list at most this many differences"),
+) -> None:
+    """The round's read model (applicant rows, decisions, reports, notifications, APS sanctions)
+    against what its journeys' histories say they wrote, derived by replaying them; exit 1 on a
+    difference, and with --repair on one left."""
+    from activities.readmodel import ReadModel
+    from auditing.readmodel import KINDS, check, projected
+    from auditing.readmodel import repair as repair_read_model
+    from runtime.db import open_pool
+    from runtime.sealed import ColumnCipher
+
+    async def main() -> bool:
+        from runtime.app import open_app
+
+        opened = await open_app()
+        histories = await round_histories(opened.client, round_id, "journey")
+        try:
+            histories += await round_histories(opened.client, round_id, "aftermath")
+        except AuditError:  # nothing reported after any journey ended
+            pass
+        converter = _converter(opened.keys)
+        with Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=errors,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=len(histories))
+            derived = await projected(
+                round_id,
+                histories,
+                converter,
+                on_result=lambda _: progress.update(task, advance=1),
+            )
+        try:
+            pool = await open_pool(opened.stack.database_url, max_size=2)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise AuditError(f"the read model cannot be reached: {exc}") from None
+        try:
+            if repair:
+                cipher = ColumnCipher.from_keys(opened.keys)
+                result = await repair_read_model(pool, ReadModel(pool, cipher), derived)
+            else:
+                result = await check(pool, derived)
+        finally:
+            await pool.close()
+        for o in result.replay_failures:
+            console.print(
+                f"[red]✗[/red] {o.workflow_id} (run {o.run_id}) does not replay, so what it wrote "
+                f"is not checked: {type(o.failure).__name__}: {o.failure}",
+                highlight=False,
+            )
+        if repair:
+            console.print(f"{result.repaired} differences made good from the histories")
+        if not result.differences:
+            if not result.replay_failures:
+                console.print(
+                    f"[green]the read model of round {round_id} holds what the histories of its "
+                    f"{result.applicants} applicants wrote[/green]"
+                )
+            return result.ok
+        counts = Table(title=f"Round {round_id}: read model against {result.applicants} histories")
+        for col in ("difference", "count", "--repair"):
+            counts.add_column(col, overflow="fold")
+        for kind, n in result.counts().items():
+            counts.add_row(kind, str(n), KINDS[kind])
+        console.print(counts)
+        listed = Table(title=f"the first {min(show, len(result.differences))}")
+        for col in ("applicant", "difference", "detail"):
+            listed.add_column(col, overflow="fold")
+        for d in result.differences[:show]:
+            listed.add_row(d.applicant_id, d.kind, d.detail)
+        if show:
+            console.print(listed)
+        return False
 
     if not _run(main()):
         raise typer.Exit(1)

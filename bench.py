@@ -11,7 +11,7 @@
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
-    python3 run.py bench recompute-round ROUND   # audit recompute of a round on a --keep-stack stack
+    python3 run.py bench recompute-round ROUND   # audit recompute and check-read-model of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench big-formasi --size 100000 --quota 10000 --stop-after skd   # then --resume ROUND
     python3 run.py bench big-formasi --size 3000 --page-size 20 --fold-at 4   # folding played small
@@ -1648,11 +1648,38 @@ def recompute_round(
                 if a.winner_pages is not None
             )
             or "none",
+            **await read_model_check(ctx, histories, journeys),
             "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
         }
 
+    async def read_model_check(ctx, histories, journeys: int) -> dict:
+        """`audit.py check-read-model` of the same round, on the histories fetched above."""
+        from auditing.readmodel import check, projected
+        from runtime.db import open_pool
+
+        t = time.perf_counter()
+        derived = await projected(round_id, histories, data_converter(ctx.keys))
+        replayed = time.perf_counter() - t
+        pool = await open_pool(ctx.stack.database_url, max_size=2)
+        try:
+            t = time.perf_counter()
+            result = await check(pool, derived)
+            compared = time.perf_counter() - t
+        finally:
+            await pool.close()
+        runs = sum(h.kind in ("journey", "aftermath") for h in histories)
+        return {
+            "check-read-model: replay of the journeys' and aftermaths' runs": f"{replayed:.1f} s "
+            f"({runs} runs, {replayed / max(runs, 1) * 1000:.1f} ms a run)",
+            "check-read-model: compare with the read model": f"{compared:.2f} s "
+            f"({result.applicants} applicants, {compared / max(result.applicants, 1) * 1000:.2f} "
+            "ms each)",
+            "check-read-model: differences, replay failures": f"{len(result.differences)}, "
+            f"{len(result.replay_failures)}",
+        }
+
     fig = asyncio.run(main())
-    print_table(f"audit recompute of round {round_id}", fig)
+    print_table(f"audit recompute and check-read-model of round {round_id}", fig)
     save("recompute-round", {"machine": m, **fig})
 
 

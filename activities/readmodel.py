@@ -78,7 +78,7 @@ def _enum(value) -> str | None:
     return value.value if value is not None else None
 
 
-def _sanction_rows(p: JourneyProjection) -> list[dict]:
+def sanction_rows(p: JourneyProjection) -> list[dict]:
     """The sanctions-register entry of a journey that ended in APS with a sanction (client/sanctions.py):
     keyed by the start's sanction key, never the NIK; none for journeys started without one."""
     s = p.state
@@ -133,14 +133,13 @@ def _sealed(cipher: ColumnCipher, s: JourneyState, n: Notification) -> str:
     return base64.b64encode(sealed).decode()
 
 
-def _projection_rows(
-    p: JourneyProjection, cipher: ColumnCipher
-) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """The applicant row and the new decision, report and notification rows of one projection."""
+def applicant_row(p: JourneyProjection) -> dict:
+    """The applicants row of one projection, as the upsert takes it (auditing/readmodel.py
+    compares the read model with these)."""
     s = p.state
-    key = {"round_id": s.round_id, "applicant_id": s.applicant_id}
-    row = {
-        **key,
+    return {
+        "round_id": s.round_id,
+        "applicant_id": s.applicant_id,
         "formasi_code": s.formasi_code,
         "name": announced_name(p),
         "stage": s.stage.value,
@@ -156,6 +155,11 @@ def _projection_rows(
         "tmt": s.tmt.isoformat() if s.tmt else None,
         "version": p.version,
     }
+
+
+def trail_rows(p: JourneyProjection) -> tuple[list[dict], list[dict]]:
+    """The decision and report rows a projection adds."""
+    key = {"round_id": p.state.round_id, "applicant_id": p.state.applicant_id}
     decisions = [
         {
             **key,
@@ -173,8 +177,18 @@ def _projection_rows(
         {**key, "report_id": rid, "kind": kind, "content": published_part(kind, content)}
         for rid, kind, content in p.reports
     ]
+    return decisions, reports
+
+
+def _projection_rows(
+    p: JourneyProjection, cipher: ColumnCipher
+) -> tuple[dict, list[dict], list[dict], list[dict]]:
+    """The applicant row and the new decision, report and notification rows of one projection."""
+    s = p.state
+    key = {"round_id": s.round_id, "applicant_id": s.applicant_id}
+    decisions, reports = trail_rows(p)
     notes = [{**key, "key": n.key, "sealed": _sealed(cipher, s, n)} for n in p.notifications]
-    return row, decisions, reports, notes
+    return applicant_row(p), decisions, reports, notes
 
 
 class ReadModel:
@@ -268,7 +282,7 @@ class ReadModel:
         notes: list[dict] = []
         sanctions: list[dict] = []
         for p in projections:
-            sanctions += _sanction_rows(p)
+            sanctions += sanction_rows(p)
             row, d, r, n = _projection_rows(p, self.cipher)
             key = (row["round_id"], row["applicant_id"])
             if key not in rows or rows[key]["version"] < row["version"]:

@@ -7,7 +7,7 @@ bundle can also carry offline.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -306,14 +306,16 @@ async def replay(
     converter: DataConverter,
     workflows: list[type] | None = None,
     on_result: Callable[[ReplayOutcome], None] | None = None,
+    interceptors: Sequence[Interceptor] = (),
     **replayer_options: Any,
 ) -> list[ReplayOutcome]:
-    """Replay every history against `workflows` (default: the current code); never raises on divergence."""
+    """Replay every history against `workflows` (default: the current code); never raises on
+    divergence. `interceptors` see the replayed code's calls too (auditing/readmodel.py)."""
     capture = _Capture()
     replayer = Replayer(
         workflows=workflows or default_workflows(),
         data_converter=converter,
-        interceptors=[_capturing_interceptor(capture)],
+        interceptors=[_capturing_interceptor(capture), *interceptors],
         **replayer_options,
     )
     items = list(histories)

@@ -23,6 +23,8 @@ import pytest
 from auditing.bundle import load_histories
 from auditing.history import decisions_of, replay, round_histories
 from auditing.provenance import check_provenance
+from auditing.readmodel import check as check_read_model
+from auditing.readmodel import projected
 from client.announcements import read_results
 from client.api import RecruitmentApi, RefusedError
 from client.publication import late_endings, revocations
@@ -278,6 +280,13 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     assert {h.kind for h in histories} >= {"journey", "round", "aftermath"}
     check = await check_provenance(histories, data_converter(keys))
     assert check.problems == []
+    # The read model holds what the journeys and the aftermaths wrote, derived from their
+    # histories alone (audit.py check-read-model): the aftermaths' decisions after the journeys'.
+    derived = await projected(round_id, histories, data_converter(keys))
+    assert sorted(derived.projections) == sorted(ids)
+    assert len(derived.projections[a]) > len(derived.projections[c])  # a's aftermath wrote too
+    read_model = await check_read_model(pool, derived)
+    assert read_model.ok and read_model.applicants == 4, read_model.differences
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v1
         _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
 

@@ -1,0 +1,383 @@
+"""The read model checked against the histories it projects, and made good from them.
+
+Every row the journeys write (their applicant row, decisions, accepted reports' published part,
+notifications, APS sanctions) is the input of a `project_journey` local activity, or a row a
+journey handed over with its answer to a close. Neither input is in the history (a local
+activity's marker holds only its result), but replaying the history runs the same code, which
+hands the same projections to the same calls: replay captures them here, in the order they were
+written. So the read model a round should have is derived from its histories alone, and compared
+with the one it has, column by column, in PostgreSQL's own types.
+
+What this does not cover, because no history holds it: portal accounts, publications, the
+notification delivery state, NIP serials, the page store, revocations and the national lists
+(docs/OPERATIONS.md, section 4).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from temporalio import workflow
+from temporalio.converter import DataConverter
+from temporalio.worker import (
+    HandleUpdateInput,
+    Interceptor,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+from activities.readmodel import ReadModel, applicant_row, sanction_rows, trail_rows
+from auditing.history import RecordedHistory, ReplayOutcome, replay
+from domain.contracts import JourneyProjection
+from domain.protocol import PROJECT_JOURNEY
+
+# The applicants columns a projection writes; `version` is compared apart (behind, ahead).
+ROW_COLUMNS = (
+    ("formasi_code", "text"),
+    ("name", "text"),
+    ("stage", "text"),
+    ("admin", "text"),
+    ("skd_code", "text"),
+    ("skd_total", "integer"),
+    ("skb_score", "numeric"),
+    ("final_score", "numeric"),
+    ("final_code", "text"),
+    ("placed_formasi", "text"),
+    ("terminal", "text"),
+    ("sanction_rounds", "integer"),
+    ("tmt", "date"),
+)
+DECISION_COLUMNS = (
+    ("at", "timestamptz"),
+    ("stage", "text"),
+    ("outcome", "text"),
+    ("actor", "text"),
+    ("rule_version", "text"),
+    ("rules_digest", "text"),
+)
+CHUNK = 500  # applicants compared (and repaired) per statement
+
+# What a difference is, and whether --repair makes it good.
+KINDS = {
+    "row missing": "written",
+    "row behind": "written (the histories' newer version)",
+    "row altered": "overwritten with the histories' content, same version",
+    "row ahead": "left: the read model holds a version the histories do not reach (a Temporal "
+    "database restored to an earlier instant?); re-send what was acknowledged after it",
+    "row without history": "left: no journey of the round wrote it",
+    "decision missing": "written",
+    "decision altered": "overwritten with the histories' content",
+    "decision without history": "left: no history holds a decision at that place",
+    "report missing": "written",
+    "report altered": "overwritten with the histories' published part",
+    "notification missing": "written, to be delivered (again: whether it was is not known)",
+    "sanction missing": "written",
+}
+REPAIRED = {k for k, v in KINDS.items() if not v.startswith("left")}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place where the read model is not what the histories say."""
+
+    kind: str  # a key of KINDS
+    applicant_id: str
+    detail: str = ""
+    place: int | str | None = None  # a decision's seq, a report's id
+
+    @property
+    def repairable(self) -> bool:
+        return self.kind in REPAIRED
+
+
+@dataclass
+class Projected:
+    """What the histories say the read model holds for one round."""
+
+    round_id: str
+    # per applicant, every projection its journey and aftermath wrote, in the order written
+    projections: dict[str, list[JourneyProjection]] = field(default_factory=dict)
+    replay_failures: list[ReplayOutcome] = field(default_factory=list)
+
+    def row(self, applicant_id: str) -> dict | None:
+        """The applicant's row: the newest version written (an aftermath's rows have version 0)."""
+        written = self.projections.get(applicant_id, [])
+        return applicant_row(max(written, key=lambda p: p.version)) if written else None
+
+
+class _Capture(Interceptor):
+    """Keeps, by run, each projection the replayed code hands to `project_journey` and each row a
+    journey hands over with a close's answer."""
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[JourneyProjection]] = defaultdict(list)
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        by_run = self.by_run
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_local_activity(self, input: StartLocalActivityInput):
+                if input.activity == PROJECT_JOURNEY.name and input.args:
+                    by_run[workflow.info().run_id].append(input.args[0])
+                return super().start_local_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+            async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+                result = await super().handle_update_handler(input)
+                row = getattr(result, "row", None)
+                if isinstance(row, JourneyProjection):
+                    by_run[workflow.info().run_id].append(row)
+                return result
+
+        return Inbound
+
+
+async def projected(
+    round_id: str,
+    histories: Iterable[RecordedHistory],
+    converter: DataConverter,
+    on_result: Callable[[ReplayOutcome], None] | None = None,
+) -> Projected:
+    """Replay the round's journeys and aftermaths and keep what each wrote to the read model."""
+    runs = [h for h in histories if h.kind in ("journey", "aftermath")]
+    capture = _Capture()
+    outcomes = await replay(
+        [h.history for h in runs], converter, interceptors=[capture], on_result=on_result
+    )
+    failed = {o.run_id for o in outcomes if o.failure is not None}
+    result = Projected(round_id, replay_failures=[o for o in outcomes if o.failure is not None])
+    for h in runs:  # journey before its aftermath: their ids sort so (auditing.history)
+        if h.run_id in failed:
+            continue
+        for p in capture.by_run.get(h.run_id, []):
+            if p.state.round_id == round_id:
+                result.projections.setdefault(p.state.applicant_id, []).append(p)
+    return result
+
+
+def _typed(columns: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"{name} {kind}" for name, kind in columns)
+
+
+def _differing(columns: tuple[tuple[str, str], ...], a: str, b: str) -> str:
+    cases = ", ".join(
+        f"CASE WHEN {a}.{name} IS DISTINCT FROM {b}.{name} THEN '{name}' END" for name, _ in columns
+    )
+    return f"array_remove(ARRAY[{cases}]::text[], NULL)"
+
+
+_ROWS_SQL = f"""
+SELECT x.applicant_id, x.version, a.version AS stored_version,
+    {_differing(ROW_COLUMNS, "a", "x")} AS differing
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
+LEFT JOIN applicants a ON a.round_id = $1 AND a.applicant_id = x.applicant_id
+"""
+_DECISIONS_SQL = f"""
+SELECT x.applicant_id, x.seq, d.seq IS NULL AS missing,
+    {_differing(DECISION_COLUMNS, "d", "x")} AS differing
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
+LEFT JOIN decisions d ON d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
+"""
+_EXTRA_DECISIONS_SQL = """
+SELECT d.applicant_id, d.seq FROM decisions d
+WHERE d.round_id = $1 AND d.applicant_id = ANY($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($3::jsonb) AS x(applicant_id text, seq integer)
+                  WHERE x.applicant_id = d.applicant_id AND x.seq = d.seq)
+ORDER BY d.applicant_id, d.seq
+"""
+_REPORTS_SQL = """
+SELECT x.applicant_id, x.report_id, r.report_id IS NULL AS missing,
+    (r.kind IS DISTINCT FROM x.kind OR r.content IS DISTINCT FROM x.content) AS altered
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, report_id text, kind text, content jsonb)
+LEFT JOIN stage_reports r
+    ON r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.report_id = x.report_id
+"""
+_NOTIFICATIONS_SQL = """
+SELECT x.applicant_id, x.key
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, key text)
+WHERE NOT EXISTS (SELECT 1 FROM notifications n
+                  WHERE n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key)
+"""
+_SANCTIONS_SQL = """
+SELECT x.origin FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin text)
+WHERE NOT EXISTS (SELECT 1 FROM sanctions s
+                  WHERE s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject)
+"""
+_WITHOUT_HISTORY_SQL = """
+SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
+ORDER BY applicant_id
+"""
+# Repair of what the upsert leaves alone: content altered at the version the histories reach.
+_OVERWRITE_ROWS_SQL = f"""
+UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUMNS)},
+    updated_at = now()
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
+WHERE a.round_id = $1 AND a.applicant_id = x.applicant_id AND a.version = x.version
+"""
+_OVERWRITE_DECISIONS_SQL = f"""
+UPDATE decisions d SET {", ".join(f"{name} = x.{name}" for name, _ in DECISION_COLUMNS)}
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
+WHERE d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
+"""
+_OVERWRITE_REPORTS_SQL = """
+UPDATE stage_reports r SET kind = x.kind, content = x.content
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, report_id text, kind text, content jsonb)
+WHERE r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.report_id = x.report_id
+"""
+
+
+@dataclass
+class _Expected:
+    """The rows the histories say a chunk of applicants has."""
+
+    rows: list[dict] = field(default_factory=list)
+    decisions: dict[tuple[str, int], dict] = field(default_factory=dict)
+    reports: dict[tuple[str, str], dict] = field(default_factory=dict)
+    notifications: set[tuple[str, str]] = field(default_factory=set)
+    sanctions: dict[str, dict] = field(default_factory=dict)  # by origin
+
+    @classmethod
+    def of(cls, projected: Projected, applicants: list[str]) -> _Expected:
+        out = cls()
+        for applicant_id in applicants:
+            row = projected.row(applicant_id)
+            if row is not None:
+                out.rows.append(row)
+            for p in projected.projections[applicant_id]:
+                decisions, reports = trail_rows(p)
+                for d in decisions:  # a retried write repeats a place: the first one holds
+                    out.decisions.setdefault((applicant_id, d["seq"]), d)
+                for r in reports:
+                    out.reports.setdefault((applicant_id, r["report_id"]), r)
+                out.notifications.update((applicant_id, n.key) for n in p.notifications)
+                for s in sanction_rows(p):
+                    out.sanctions.setdefault(s["origin"], s)
+        return out
+
+
+async def _compare_chunk(
+    conn: asyncpg.Connection, round_id: str, expected: _Expected, applicants: list[str]
+) -> list[Difference]:
+    out: list[Difference] = []
+    for r in await conn.fetch(_ROWS_SQL, round_id, json.dumps(expected.rows)):
+        who, version, stored = r["applicant_id"], r["version"], r["stored_version"]
+        if stored is None:
+            out.append(Difference("row missing", who, f"version {version}"))
+        elif stored < version:
+            out.append(Difference("row behind", who, f"version {stored}, the histories' {version}"))
+        elif stored > version:
+            out.append(Difference("row ahead", who, f"version {stored}, the histories' {version}"))
+        elif r["differing"]:
+            out.append(Difference("row altered", who, ", ".join(r["differing"])))
+    decisions = list(expected.decisions.values())
+    for r in await conn.fetch(_DECISIONS_SQL, round_id, json.dumps(decisions)):
+        if r["missing"]:
+            out.append(
+                Difference("decision missing", r["applicant_id"], f"seq {r['seq']}", r["seq"])
+            )
+        elif r["differing"]:
+            detail = f"seq {r['seq']}: {', '.join(r['differing'])}"
+            out.append(Difference("decision altered", r["applicant_id"], detail, r["seq"]))
+    places = [{"applicant_id": a, "seq": s} for a, s in expected.decisions]
+    for r in await conn.fetch(_EXTRA_DECISIONS_SQL, round_id, applicants, json.dumps(places)):
+        out.append(Difference("decision without history", r["applicant_id"], f"seq {r['seq']}"))
+    reports = list(expected.reports.values())
+    for r in await conn.fetch(_REPORTS_SQL, round_id, json.dumps(reports)):
+        if r["missing"]:
+            out.append(Difference("report missing", r["applicant_id"], r["report_id"]))
+        elif r["altered"]:
+            out.append(
+                Difference("report altered", r["applicant_id"], r["report_id"], r["report_id"])
+            )
+    keys = [{"applicant_id": a, "key": k} for a, k in sorted(expected.notifications)]
+    for r in await conn.fetch(_NOTIFICATIONS_SQL, round_id, json.dumps(keys)):
+        out.append(Difference("notification missing", r["applicant_id"], r["key"]))
+    sanctions = list(expected.sanctions.values())
+    for r in await conn.fetch(_SANCTIONS_SQL, json.dumps(sanctions)):
+        out.append(Difference("sanction missing", r["origin"].rsplit("/", 1)[-1], "APS"))
+    return out
+
+
+@dataclass
+class ReadModelCheck:
+    """The outcome of a check (and of a repair, when one was made)."""
+
+    round_id: str
+    applicants: int  # applicants the histories wrote rows for
+    differences: list[Difference]
+    replay_failures: list[ReplayOutcome]
+    repaired: int = 0  # differences made good by the repair, counted by checking again
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and not self.replay_failures
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = defaultdict(int)
+        for d in self.differences:
+            counts[d.kind] += 1
+        return dict(sorted(counts.items()))
+
+
+async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
+    """Compare the read model with what the histories say, chunk by chunk; change nothing."""
+    applicants = sorted(projected.projections)
+    differences: list[Difference] = []
+    async with pool.acquire() as conn:
+        for first in range(0, len(applicants), CHUNK):
+            chunk = applicants[first : first + CHUNK]
+            expected = _Expected.of(projected, chunk)
+            differences += await _compare_chunk(conn, projected.round_id, expected, chunk)
+        for r in await conn.fetch(_WITHOUT_HISTORY_SQL, projected.round_id, applicants):
+            differences.append(Difference("row without history", r["applicant_id"]))
+    return ReadModelCheck(
+        projected.round_id, len(applicants), differences, projected.replay_failures
+    )
+
+
+async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected) -> ReadModelCheck:
+    """Make good what `check` finds and can be made good, then check again.
+
+    Each applicant with a difference has every projection of its histories written again through
+    the read model's own write (`ReadModel.write_rows`): what is missing is added, a row behind is
+    brought to the histories' version, nothing already there is written twice. Then what that
+    write leaves alone by design (a row at the histories' version, a decision or a report whose
+    content differs) is overwritten with the histories' content. What no history explains (a row
+    ahead of its histories, a row or decision without one) is left for a person, and stays in
+    the result. Missing notifications are written as undelivered, so they are delivered (again)."""
+    before = await check(pool, projected)
+    touched = sorted({d.applicant_id for d in before.differences if d.repairable})
+    round_id = projected.round_id
+    for first in range(0, len(touched), CHUNK):
+        chunk = [a for a in touched[first : first + CHUNK] if a in projected.projections]
+        await read_model.write_rows([p for a in chunk for p in projected.projections[a]])
+        expected = _Expected.of(projected, chunk)
+        altered = {(d.kind, d.applicant_id, d.place) for d in before.differences}
+        rows = [r for r in expected.rows if ("row altered", r["applicant_id"], None) in altered]
+        decisions = [
+            d for (who, seq), d in expected.decisions.items()
+            if ("decision altered", who, seq) in altered
+        ]  # fmt: skip
+        reports = [
+            r for (who, rid), r in expected.reports.items()
+            if ("report altered", who, rid) in altered
+        ]  # fmt: skip
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
+            await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
+            await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
+    after = await check(pool, projected)
+    after.repaired = len(before.differences) - len(after.differences)
+    return after

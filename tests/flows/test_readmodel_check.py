@@ -1,0 +1,166 @@
+"""The read model checked against the histories, and repaired from them (auditing/readmodel.py,
+`audit.py check-read-model`), on the session's real stack: a small round played to its final
+ranking, its read model damaged in every way the check names, then made good."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from activities.readmodel import ReadModel
+from auditing.history import round_histories
+from auditing.readmodel import check, projected, repair
+from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
+from scripts.record_histories import run_small_round
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
+
+# Every column the round's rows hold, but for the write times (updated_at, created_at,
+# delivered_at) and the sealed notification, whose nonce differs at each write.
+TABLES = {
+    "applicants": "SELECT * FROM applicants WHERE round_id = $1 ORDER BY applicant_id",
+    "decisions": "SELECT * FROM decisions WHERE round_id = $1 ORDER BY applicant_id, seq",
+    "stage_reports": "SELECT * FROM stage_reports WHERE round_id = $1 "
+    "ORDER BY applicant_id, report_id",
+    "notifications": "SELECT applicant_id, key, delivered_at IS NULL AS pending FROM notifications "
+    "WHERE round_id = $1 ORDER BY applicant_id, key",
+}
+WRITE_TIMES = {"updated_at", "created_at", "delivered_at"}
+
+
+async def snapshot(pool, round_id: str) -> dict[str, list[dict]]:
+    return {
+        table: [
+            {k: v for k, v in r.items() if k not in WRITE_TIMES}
+            for r in await pool.fetch(sql, round_id)
+        ]
+        for table, sql in TABLES.items()
+    }
+
+
+async def derived(client, keys, round_id: str):
+    histories = await round_histories(client, round_id, "journey")
+    return await projected(round_id, histories, data_converter(keys))
+
+
+async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_good(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, pool = running_worker
+    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    await asyncio.sleep(1.0)  # visibility lists the last starts
+
+    # As the journeys wrote it, the read model is what replaying their histories derives:
+    # every projection (the local activities' and the rows handed over with the closes) found.
+    found = await derived(client, keys, round_id)
+    assert sorted(found.projections) == sorted(ids.values())
+    clean = await check(pool, found)
+    assert clean.replay_failures == [] and clean.differences == [], clean.differences
+    assert clean.applicants == 3
+    before = await snapshot(pool, round_id)
+    assert before["decisions"] and before["stage_reports"] and before["notifications"]
+
+    c1, c2, c3 = ids["C1"], ids["C2"], ids["C3"]
+    top = {
+        a: max(r["seq"] for r in before["decisions"] if r["applicant_id"] == a) for a in (c2, c3)
+    }
+    report = next(r["report_id"] for r in before["stage_reports"] if r["applicant_id"] == c3)
+    skd = next(r["report_id"] for r in before["stage_reports"] if r["report_id"].startswith("skd"))
+    skd_of = next(r["applicant_id"] for r in before["stage_reports"] if r["report_id"] == skd)
+    note = next(r for r in before["notifications"] if r["applicant_id"] == c1)
+    version = {r["applicant_id"]: r["version"] for r in before["applicants"]}
+    async with pool.acquire() as conn, conn.transaction():
+        # c1: its row and one notification lost
+        await conn.execute("DELETE FROM applicants WHERE round_id = $1 AND applicant_id = $2", round_id, c1)  # fmt: skip
+        await conn.execute("DELETE FROM notifications WHERE round_id = $1 AND applicant_id = $2 AND key = $3", round_id, c1, note["key"])  # fmt: skip
+        # c2: its row altered in place, its last decision lost, its first one altered
+        await conn.execute("UPDATE applicants SET stage = 'pns', skd_total = 999 WHERE round_id = $1 AND applicant_id = $2", round_id, c2)  # fmt: skip
+        await conn.execute("DELETE FROM decisions WHERE round_id = $1 AND applicant_id = $2 AND seq = $3", round_id, c2, top[c2])  # fmt: skip
+        await conn.execute("UPDATE decisions SET outcome = 'ALTERED' WHERE round_id = $1 AND applicant_id = $2 AND seq = 0", round_id, c2)  # fmt: skip
+        # c3: its row one version behind, a report lost, a decision the histories never made
+        await conn.execute("UPDATE applicants SET version = version - 1 WHERE round_id = $1 AND applicant_id = $2", round_id, c3)  # fmt: skip
+        await conn.execute("DELETE FROM stage_reports WHERE round_id = $1 AND applicant_id = $2 AND report_id = $3", round_id, c3, report)  # fmt: skip
+        await conn.execute("INSERT INTO decisions SELECT round_id, applicant_id, $3, at, stage, 'P', actor, rule_version, rules_digest FROM decisions WHERE round_id = $1 AND applicant_id = $2 AND seq = 0", round_id, c3, top[c3] + 50)  # fmt: skip
+        # an SKD report's published scores changed
+        await conn.execute("""UPDATE stage_reports SET content = jsonb_set(content, '{twk}', '1') WHERE round_id = $1 AND report_id = $2""", round_id, skd)  # fmt: skip
+        # a row no journey wrote
+        await conn.execute("INSERT INTO applicants (round_id, applicant_id, formasi_code, name, stage, version) VALUES ($1, 'R-FORGED', 'F1', '', 'pns', 1)", round_id)  # fmt: skip
+
+    damaged = await check(pool, found)
+    named = sorted((d.kind, d.applicant_id, d.detail) for d in damaged.differences)
+    assert named == sorted(
+        [
+            ("row missing", c1, f"version {version[c1]}"),
+            ("notification missing", c1, note["key"]),
+            ("row altered", c2, "stage, skd_total"),
+            ("decision missing", c2, f"seq {top[c2]}"),
+            ("decision altered", c2, "seq 0: outcome"),
+            ("row behind", c3, f"version {version[c3] - 1}, the histories' {version[c3]}"),
+            ("report missing", c3, report),
+            ("decision without history", c3, f"seq {top[c3] + 50}"),
+            ("report altered", skd_of, skd),
+            ("row without history", "R-FORGED", ""),
+        ]
+    ), named
+    assert not damaged.ok
+
+    # The auditor's command says the same, and exits 1; it changes nothing.
+    env = {
+        **os.environ,
+        "CASN_TEMPORAL_ADDRESS": stack.temporal_address,
+        "CASN_DATABASE_URL": stack.database_url,
+        "CASN_DATA_DIR": str(tmp_path / "data"),
+        "CASN_LOG_FORMAT": "json",
+        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
+        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
+        "COLUMNS": "200",
+    }
+
+    def audit(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(ROOT / "audit.py"), "check-read-model", round_id, *arguments],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    shown = await asyncio.to_thread(audit)
+    assert shown.returncode == 1, shown.stderr
+    for kind in ("row missing", "row altered", "row behind", "decision without history"):
+        assert kind in shown.stdout, shown.stdout
+    assert "R-FORGED" in shown.stdout and c1 in shown.stdout
+    assert len((await check(pool, found)).differences) == len(damaged.differences)
+
+    # Repaired: every difference the histories explain is made good, through the read model's
+    # own write; what they do not explain stays, named.
+    fixed = await repair(pool, ReadModel(pool, ColumnCipher.from_keys(keys)), found)
+    assert sorted((d.kind, d.applicant_id) for d in fixed.differences) == [
+        ("decision without history", c3),
+        ("row without history", "R-FORGED"),
+    ]
+    assert fixed.repaired == len(damaged.differences) - 2
+    after = await snapshot(pool, round_id)
+    after["applicants"] = [r for r in after["applicants"] if r["applicant_id"] != "R-FORGED"]
+    after["decisions"] = [
+        r for r in after["decisions"] if (r["applicant_id"], r["seq"]) != (c3, top[c3] + 50)
+    ]
+    # The lost notification is back, to be delivered; everything else as the journeys wrote it.
+    assert after == before
+
+    # What is left is for a person; once they removed it, the command finds nothing, exit 0.
+    await pool.execute("DELETE FROM applicants WHERE round_id = $1 AND applicant_id = 'R-FORGED'", round_id)  # fmt: skip
+    await pool.execute("DELETE FROM decisions WHERE round_id = $1 AND applicant_id = $2 AND seq = $3", round_id, c3, top[c3] + 50)  # fmt: skip
+    good = await asyncio.to_thread(audit, "--repair")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "0 differences made good" in good.stdout
+    assert "holds what the histories of its 3 applicants wrote" in " ".join(good.stdout.split())
