@@ -5,7 +5,11 @@ notifications, APS sanctions) is the input of a `project_journey` local activity
 journey handed over with its answer to a close. Neither input is in the history (a local
 activity's marker holds only its result), but replaying the history runs the same code, which
 hands the same projections to the same calls: replay captures them here, in the order they were
-written. So the read model a round should have is derived from its histories alone, and compared
+written, each local activity's once its marker shows it done.
+
+On a round that is running, a journey in the middle of a workflow task has written what its
+history does not show yet: it can show as a row ahead of (or behind) its history until the task
+completes. Check again; a difference that stays is one. So the read model a round should have is derived from its histories alone, and compared
 with the one it has, column by column, in PostgreSQL's own types.
 
 What this does not cover, because no history holds it: portal accounts, publications, the
@@ -126,9 +130,18 @@ class _Capture(Interceptor):
 
         class Outbound(WorkflowOutboundInterceptor):
             def start_local_activity(self, input: StartLocalActivityInput):
+                handle = super().start_local_activity(input)
                 if input.activity == PROJECT_JOURNEY.name and input.args:
-                    by_run[workflow.info().run_id].append(input.args[0])
-                return super().start_local_activity(input)
+                    # Kept once the history shows it done: a write whose marker is not (yet)
+                    # recorded, at the end of an open run's history, never resolves in replay.
+                    written, run_id = input.args[0], workflow.info().run_id
+
+                    def done(task) -> None:
+                        if not task.cancelled() and task.exception() is None:
+                            by_run[run_id].append(written)
+
+                    handle.add_done_callback(done)
+                return handle
 
         class Inbound(WorkflowInboundInterceptor):
             def init(self, outbound: WorkflowOutboundInterceptor) -> None:
