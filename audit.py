@@ -449,8 +449,7 @@ def check_read_model_command(
     against what its journeys' histories say they wrote, derived by replaying them; exit 1 on a
     difference, and with --repair on one left."""
     from activities.readmodel import ReadModel
-    from auditing.readmodel import KINDS, check, projected
-    from auditing.readmodel import repair as repair_read_model
+    from auditing.readmodel import KINDS, check_round
     from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
@@ -458,36 +457,28 @@ def check_read_model_command(
         from runtime.app import open_app
 
         opened = await open_app()
-        histories = await round_histories(opened.client, round_id, "journey")
-        try:
-            histories += await round_histories(opened.client, round_id, "aftermath")
-        except AuditError:  # nothing reported after any journey ended
-            pass
-        converter = _converter(opened.keys)
-        with Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=errors,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("", total=len(histories))
-            derived = await projected(
-                round_id,
-                histories,
-                converter,
-                on_result=lambda _: progress.update(task, advance=1),
-            )
         try:
             pool = await open_pool(opened.stack.database_url, max_size=2)
         except (OSError, asyncpg.PostgresError) as exc:
             raise AuditError(f"the read model cannot be reached: {exc}") from None
         try:
-            if repair:
-                cipher = ColumnCipher.from_keys(opened.keys)
-                result = await repair_read_model(pool, ReadModel(pool, cipher), derived)
-            else:
-                result = await check(pool, derived)
+            with Progress(
+                TextColumn("replaying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=errors,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("", total=None)
+                result = await check_round(
+                    opened.client,
+                    pool,
+                    round_id,
+                    _converter(opened.keys),
+                    ReadModel(pool, ColumnCipher.from_keys(opened.keys)) if repair else None,
+                    on_result=lambda _: progress.update(task, advance=1),
+                    on_listed=lambda n: progress.update(task, total=n),
+                )
         finally:
             await pool.close()
         for o in result.replay_failures:

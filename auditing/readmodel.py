@@ -23,10 +23,12 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from temporalio import workflow
+from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.worker import (
     HandleUpdateInput,
@@ -38,9 +40,17 @@ from temporalio.worker import (
 )
 
 from activities.readmodel import ReadModel, applicant_row, sanction_rows, trail_rows
-from auditing.history import RecordedHistory, ReplayOutcome, replay
+from auditing.history import (
+    AuditError,
+    RecordedHistory,
+    ReplayOutcome,
+    recorded,
+    replay,
+    round_query,
+)
 from domain.contracts import JourneyProjection
 from domain.protocol import PROJECT_JOURNEY
+from workflows.ids import aftermath_of, journey_workflow_id
 
 # The applicants columns a projection writes; `version` is compared apart (behind, ahead).
 ROW_COLUMNS = (
@@ -344,8 +354,8 @@ class ReadModelCheck:
         return dict(sorted(counts.items()))
 
 
-async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
-    """Compare the read model with what the histories say, chunk by chunk; change nothing."""
+async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Difference]:
+    """What differs for the applicants `projected` holds, chunk by chunk."""
     applicants = sorted(projected.projections)
     differences: list[Difference] = []
     async with pool.acquire() as conn:
@@ -353,31 +363,38 @@ async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
             chunk = applicants[first : first + CHUNK]
             expected = _Expected.of(projected, chunk)
             differences += await _compare_chunk(conn, projected.round_id, expected, chunk)
-        for r in await conn.fetch(_WITHOUT_HISTORY_SQL, projected.round_id, applicants):
-            differences.append(Difference("row without history", r["applicant_id"]))
+    return differences
+
+
+async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) -> list[Difference]:
+    return [
+        Difference("row without history", r["applicant_id"])
+        for r in await pool.fetch(_WITHOUT_HISTORY_SQL, round_id, known)
+    ]
+
+
+async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
+    """Compare the read model with what the histories say; change nothing."""
+    differences = await _differences(pool, projected)
+    differences += await _without_history(pool, projected.round_id, sorted(projected.projections))
     return ReadModelCheck(
-        projected.round_id, len(applicants), differences, projected.replay_failures
+        projected.round_id, len(projected.projections), differences, projected.replay_failures
     )
 
 
-async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected) -> ReadModelCheck:
-    """Make good what `check` finds and can be made good, then check again.
-
-    Each applicant with a difference has every projection of its histories written again through
-    the read model's own write (`ReadModel.write_rows`): what is missing is added, a row behind is
-    brought to the histories' version, nothing already there is written twice. Then what that
-    write leaves alone by design (a row at the histories' version, a decision or a report whose
-    content differs) is overwritten with the histories' content. What no history explains (a row
-    ahead of its histories, a row or decision without one) is left for a person, and stays in
-    the result. Missing notifications are written as undelivered, so they are delivered (again)."""
-    before = await check(pool, projected)
-    touched = sorted({d.applicant_id for d in before.differences if d.repairable})
+async def _repair(
+    pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
+) -> tuple[list[Difference], int]:
+    """Make good the differences of the applicants `projected` holds: (what is left, how many
+    were made good)."""
+    before = await _differences(pool, projected)
+    touched = sorted({d.applicant_id for d in before if d.repairable})
     round_id = projected.round_id
+    altered = {(d.kind, d.applicant_id, d.place) for d in before}
     for first in range(0, len(touched), CHUNK):
         chunk = [a for a in touched[first : first + CHUNK] if a in projected.projections]
         await read_model.write_rows([p for a in chunk for p in projected.projections[a]])
         expected = _Expected.of(projected, chunk)
-        altered = {(d.kind, d.applicant_id, d.place) for d in before.differences}
         rows = [r for r in expected.rows if ("row altered", r["applicant_id"], None) in altered]
         decisions = [
             d for (who, seq), d in expected.decisions.items()
@@ -391,6 +408,82 @@ async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
-    after = await check(pool, projected)
-    after.repaired = len(before.differences) - len(after.differences)
-    return after
+    after = await _differences(pool, projected) if touched else before
+    return after, len(before) - len(after)
+
+
+async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected) -> ReadModelCheck:
+    """Make good what `check` finds and can be made good, then check again.
+
+    Each applicant with a difference has every projection of its histories written again through
+    the read model's own write (`ReadModel.write_rows`): what is missing is added, a row behind is
+    brought to the histories' version, nothing already there is written twice. Then what that
+    write leaves alone by design (a row at the histories' version, a decision or a report whose
+    content differs) is overwritten with the histories' content. What no history explains (a row
+    ahead of its histories, a row or decision without one) is left for a person, and stays in
+    the result. Missing notifications are written as undelivered, so they are delivered (again)."""
+    left, made_good = await _repair(pool, read_model, projected)
+    left += await _without_history(pool, projected.round_id, sorted(projected.projections))
+    result = ReadModelCheck(
+        projected.round_id, len(projected.projections), left, projected.replay_failures
+    )
+    result.repaired = made_good
+    return result
+
+
+async def _runs(client: Client, round_id: str) -> dict[str, list[tuple[str, str, datetime]]]:
+    """Every journey and aftermath run of the round, by journey id: (workflow id, run id, start)."""
+    runs: dict[str, list[tuple[str, str, datetime]]] = defaultdict(list)
+    for kind in ("journey", "aftermath"):
+        async for e in client.list_workflows(round_query(round_id, kind)):
+            after = aftermath_of(e.id) if kind == "aftermath" else None
+            journey = journey_workflow_id(*after) if after else e.id
+            runs[journey].append((e.id, e.run_id, e.start_time))
+    return runs
+
+
+async def check_round(
+    client: Client,
+    pool: asyncpg.Pool,
+    round_id: str,
+    converter: DataConverter,
+    read_model: ReadModel | None = None,
+    on_result: Callable[[ReplayOutcome], None] | None = None,
+    on_listed: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> ReadModelCheck:
+    """`check` (or with `read_model`, `repair`) of a whole round, `chunk` journeys at a time:
+    their histories fetched, replayed, compared (and made good), then let go, so that what is
+    held at once does not grow with the round. `on_listed` hears how many runs there are."""
+    runs = await _runs(client, round_id)
+    if not runs:
+        raise AuditError(
+            f"no journeys found for round {round_id!r} (query {round_query(round_id, 'journey')!r})"
+        )
+    if on_listed:
+        on_listed(sum(len(r) for r in runs.values()))
+    journeys = sorted(runs)
+    result = ReadModelCheck(round_id, 0, [], [])
+    known: list[str] = []
+    for first in range(0, len(journeys), chunk):
+        listed = sorted(
+            (r for j in journeys[first : first + chunk] for r in runs[j]),
+            key=lambda r: (r[0], r[2]),  # a journey's runs, then its aftermath's, oldest first
+        )
+        histories = [
+            recorded(await client.get_workflow_handle(wid, run_id=rid).fetch_history())
+            for wid, rid, _ in listed
+        ]
+        found = await projected(round_id, histories, converter, on_result)
+        del histories
+        if read_model is None:
+            result.differences += await _differences(pool, found)
+        else:
+            left, made_good = await _repair(pool, read_model, found)
+            result.differences += left
+            result.repaired += made_good
+        result.replay_failures += found.replay_failures
+        result.applicants += len(found.projections)
+        known += found.projections
+    result.differences += await _without_history(pool, round_id, sorted(known))
+    return result

@@ -15,7 +15,7 @@ import pytest
 
 from activities.readmodel import ReadModel
 from auditing.history import round_histories
-from auditing.readmodel import check, projected, repair
+from auditing.readmodel import check, check_round, projected, repair
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
@@ -111,6 +111,10 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
         ]
     ), named
     assert not damaged.ok
+    # The same, a round at a time in chunks (what the command runs: nothing held grows with it).
+    streamed = await check_round(client, pool, round_id, data_converter(keys), chunk=2)
+    assert sorted((d.kind, d.applicant_id, d.detail) for d in streamed.differences) == named
+    assert streamed.applicants == 3
 
     # The auditor's command says the same, and exits 1; it changes nothing.
     env = {

@@ -24,7 +24,7 @@ from auditing.bundle import load_histories
 from auditing.history import decisions_of, replay, round_histories
 from auditing.provenance import check_provenance
 from auditing.readmodel import check as check_read_model
-from auditing.readmodel import projected
+from auditing.readmodel import check_round, projected
 from client.announcements import read_results
 from client.api import RecruitmentApi, RefusedError
 from client.publication import late_endings, revocations
@@ -287,6 +287,9 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     assert len(derived.projections[a]) > len(derived.projections[c])  # a's aftermath wrote too
     read_model = await check_read_model(pool, derived)
     assert read_model.ok and read_model.applicants == 4, read_model.differences
+    # A journey at a time: its aftermath replayed with it, after it.
+    streamed = await check_round(client, pool, round_id, data_converter(keys), chunk=1)
+    assert streamed.ok and streamed.applicants == 4, streamed.differences
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v1
         _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
 
