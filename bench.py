@@ -1668,7 +1668,22 @@ def recompute_round(
         finally:
             await pool.close()
         runs = sum(h.kind in ("journey", "aftermath") for h in histories)
+        # The same replay in the SDK's stock sandbox, as every audit replay ran before it took the
+        # worker's runner: the baseline, in the same run, on the same histories.
+        from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+        from auditing.history import replay
+
+        journeys_only = [h.history for h in histories if h.kind in ("journey", "aftermath")]
+        t = time.perf_counter()
+        await replay(
+            journeys_only, data_converter(ctx.keys), workflow_runner=SandboxedWorkflowRunner()
+        )
+        stock = time.perf_counter() - t
         return {
+            "replay of the same runs in the SDK's stock sandbox (before)": f"{stock:.1f} s "
+            f"({stock / max(runs, 1) * 1000:.1f} ms a run; the worker's runner "
+            f"{stock / max(replayed, 1e-9):.2f} x as fast)",
             "check-read-model: replay of the journeys' and aftermaths' runs": f"{replayed:.1f} s "
             f"({runs} runs, {replayed / max(runs, 1) * 1000:.1f} ms a run)",
             "check-read-model: compare with the read model": f"{compared:.2f} s "

@@ -28,6 +28,7 @@ from domain import protocol
 from domain.messages import (
     Decision,
 )
+from runtime.sandbox import worker_runner
 from workflows.registry import WORKFLOWS
 
 # The CasnKind of every workflow the engine starts (runtime/attributes.py): an instansi round's own,
@@ -310,7 +311,12 @@ async def replay(
     **replayer_options: Any,
 ) -> list[ReplayOutcome]:
     """Replay every history against `workflows` (default: the current code); never raises on
-    divergence. `interceptors` see the replayed code's calls too (auditing/readmodel.py)."""
+    divergence. `interceptors` see the replayed code's calls too (auditing/readmodel.py).
+
+    The histories replay in the sandbox the worker runs them in (runtime/sandbox.py), unless a
+    `workflow_runner` is given: the same restrictions on workflow code, without re-importing every
+    module for each history."""
+    replayer_options.setdefault("workflow_runner", worker_runner())
     capture = _Capture()
     replayer = Replayer(
         workflows=workflows or default_workflows(),
