@@ -51,7 +51,14 @@ WITH src AS (
         x.rules_digest
     FROM jsonb_to_recordset($2::jsonb) AS x(round_id text, applicant_id text, seq integer, at timestamptz,
         stage text, outcome text, actor text, rule_version text, rules_digest text)
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (round_id, applicant_id, seq) DO UPDATE SET
+        at = EXCLUDED.at, stage = EXCLUDED.stage, outcome = EXCLUDED.outcome,
+        actor = EXCLUDED.actor, rule_version = EXCLUDED.rule_version,
+        rules_digest = EXCLUDED.rules_digest
+    WHERE (decisions.at, decisions.stage, decisions.outcome, decisions.actor,
+           decisions.rule_version, decisions.rules_digest)
+        IS DISTINCT FROM (EXCLUDED.at, EXCLUDED.stage, EXCLUDED.outcome, EXCLUDED.actor,
+           EXCLUDED.rule_version, EXCLUDED.rules_digest)
 ), new_sanctions AS (
     INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason)
     SELECT x.subject, 'APS', x.origin, x.imposed_by, COALESCE(x.imposed_at, now()), x.rounds, x.reason
@@ -277,7 +284,11 @@ class ReadModel:
         # activity may meet its first attempt here: keep the newest version of each applicant,
         # since one statement cannot update a row twice. Both activities' rows are kept anyway.
         rows: dict[tuple[str, str], dict] = {}
-        decisions: list[dict] = []
+        # A decision's place is written again by the attempt of a workflow task that follows one
+        # which failed after writing (a GC pause, a worker lost): the later write is the one the
+        # history records (its workflow.now() is the later task's), so it wins; one statement
+        # cannot update a place twice, so within it the last one is kept.
+        decisions: dict[tuple[str, str, int], dict] = {}
         reports: list[dict] = []
         notes: list[dict] = []
         sanctions: list[dict] = []
@@ -287,14 +298,14 @@ class ReadModel:
             key = (row["round_id"], row["applicant_id"])
             if key not in rows or rows[key]["version"] < row["version"]:
                 rows[key] = row
-            decisions += d
+            decisions.update(((x["round_id"], x["applicant_id"], x["seq"]), x) for x in d)
             reports += r
             notes += n
         self.statements += 1
         await self.pool.execute(
             _UPSERT_SQL,
             json.dumps(list(rows.values())),
-            json.dumps(decisions),
+            json.dumps(list(decisions.values())),
             json.dumps(reports),
             json.dumps(notes),
             json.dumps(sanctions),

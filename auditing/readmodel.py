@@ -209,7 +209,8 @@ LEFT JOIN applicants a ON a.round_id = $1 AND a.applicant_id = x.applicant_id
 """
 _DECISIONS_SQL = f"""
 SELECT x.applicant_id, x.seq, d.seq IS NULL AS missing,
-    {_differing(DECISION_COLUMNS, "d", "x")} AS differing
+    {_differing(DECISION_COLUMNS, "d", "x")} AS differing,
+    extract(epoch FROM d.at - x.at)::float8 AS at_offset
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
 LEFT JOIN decisions d ON d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
 """
@@ -242,17 +243,13 @@ _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id
 """
-# Repair of what the upsert leaves alone: content altered at the version the histories reach.
+# Repair of what the upsert leaves alone: content altered at the version the histories reach, and
+# a report's (the upsert writes a report once; a decision it writes again when it differs).
 _OVERWRITE_ROWS_SQL = f"""
 UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUMNS)},
     updated_at = now()
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
 WHERE a.round_id = $1 AND a.applicant_id = x.applicant_id AND a.version = x.version
-"""
-_OVERWRITE_DECISIONS_SQL = f"""
-UPDATE decisions d SET {", ".join(f"{name} = x.{name}" for name, _ in DECISION_COLUMNS)}
-FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
-WHERE d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
 """
 _OVERWRITE_REPORTS_SQL = """
 UPDATE stage_reports r SET kind = x.kind, content = x.content
@@ -312,6 +309,9 @@ async def _compare_chunk(
             )
         elif r["differing"]:
             detail = f"seq {r['seq']}: {', '.join(r['differing'])}"
+            if r["at_offset"]:  # a task that wrote, then failed: the history has its retry's time
+                side = "earlier" if r["at_offset"] < 0 else "later"
+                detail += f" (the read model's {abs(r['at_offset']):.3f} s {side})"
             out.append(Difference("decision altered", r["applicant_id"], detail, r["seq"]))
     places = [{"applicant_id": a, "seq": s} for a, s in expected.decisions]
     for r in await conn.fetch(_EXTRA_DECISIONS_SQL, round_id, applicants, json.dumps(places)):
@@ -396,17 +396,12 @@ async def _repair(
         await read_model.write_rows([p for a in chunk for p in projected.projections[a]])
         expected = _Expected.of(projected, chunk)
         rows = [r for r in expected.rows if ("row altered", r["applicant_id"], None) in altered]
-        decisions = [
-            d for (who, seq), d in expected.decisions.items()
-            if ("decision altered", who, seq) in altered
-        ]  # fmt: skip
         reports = [
             r for (who, rid), r in expected.reports.items()
             if ("report altered", who, rid) in altered
         ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
-            await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
@@ -417,9 +412,10 @@ async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
 
     Each applicant with a difference has every projection of its histories written again through
     the read model's own write (`ReadModel.write_rows`): what is missing is added, a row behind is
-    brought to the histories' version, nothing already there is written twice. Then what that
-    write leaves alone by design (a row at the histories' version, a decision or a report whose
-    content differs) is overwritten with the histories' content. What no history explains (a row
+    brought to the histories' version, a decision that differs takes the histories' content,
+    nothing already there is written twice. Then what that write leaves alone by design (a row at
+    the histories' version, a report whose content differs) is overwritten with the histories'
+    content. What no history explains (a row
     ahead of its histories, a row or decision without one) is left for a person, and stays in
     the result. Missing notifications are written as undelivered, so they are delivered (again)."""
     left, made_good = await _repair(pool, read_model, projected)

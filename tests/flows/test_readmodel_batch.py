@@ -183,3 +183,38 @@ async def test_rows_answered_to_a_close_land_in_one_statement_and_the_formasi_ge
         assert tuple(counts) == (40, 40, 40)
     finally:
         await pool.close()
+
+
+async def test_a_decision_written_again_by_a_later_attempt_takes_its_content(stack, round_id):
+    """A workflow task that wrote its projection and then failed (a GC pause past the deadlock
+    detector, a worker lost) is attempted again, and the attempt the history records writes the
+    same decision place with its own time: that write wins, in its own statement or in one with
+    the first; the same write again changes nothing."""
+    pool = await open_pool(stack.database_url, max_size=4)
+    try:
+        rm = ReadModel(pool, CIPHER)
+        first = projection(round_id, "A", 1, Stage.ADMIN_CHECK)
+        decision = first.new_decisions[0]
+        later_at = decision.at.replace(second=4)
+        later = first.model_copy(
+            update={"new_decisions": [decision.model_copy(update={"at": later_at})]}
+        )
+
+        async def recorded():
+            return await pool.fetchrow(
+                "SELECT at, outcome, xmin::text AS xmin FROM decisions "
+                "WHERE round_id = $1 AND applicant_id = 'A' AND seq = 0",
+                round_id,
+            )
+
+        await rm.project_journey(first)
+        assert (await recorded())["at"] == decision.at
+        await rm.project_journey(later)
+        assert (await recorded())["at"] == later_at
+        await rm.write_rows([first, later])  # both in one statement: the last one is kept
+        kept = await recorded()
+        assert (kept["at"], kept["outcome"]) == (later_at, decision.outcome)
+        await rm.write_rows([later])  # the same again: the row is not even rewritten
+        assert (await recorded())["xmin"] == kept["xmin"]
+    finally:
+        await pool.close()
