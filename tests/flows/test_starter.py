@@ -581,6 +581,7 @@ def test_an_interrupted_import_exits_3_and_prints_the_rows_sent(tmp_path, monkey
 
     monkeypatch.setattr(runtime.app, "open_app", open_app)
     monkeypatch.setattr(starter, "RecruitmentApi", lambda *args, **kwargs: api)
+    monkeypatch.setattr(starter, "with_query_deadline", lambda client: client)  # no client here
     path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 11)])
 
     result = CliRunner().invoke(
