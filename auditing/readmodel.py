@@ -2,7 +2,8 @@
 
 Every row the journeys write (their applicant row, decisions, accepted reports' published part,
 notifications, APS sanctions) is the input of a `project_journey` local activity, or a row a
-journey handed over with its answer to a close. Neither input is in the history (a local
+journey handed over with its answer to a close; an aftermath's revocations (a DIS or dismissal
+after the journey ended) are the input of `project_revocations`. Neither input is in the history (a local
 activity's marker holds only its result), but replaying the history runs the same code, which
 hands the same projections to the same calls: replay captures them here, in the order they were
 written, each local activity's once its marker shows it done.
@@ -13,7 +14,7 @@ completes. Check again; a difference that stays is one. So the read model a roun
 with the one it has, column by column, in PostgreSQL's own types.
 
 What this does not cover, because no history holds it: portal accounts, publications, the
-notification delivery state, NIP serials, the page store, revocations and the national lists
+notification delivery state, NIP serials, the page store and the national lists
 (docs/OPERATIONS.md, section 4).
 """
 
@@ -40,6 +41,7 @@ from temporalio.worker import (
 )
 
 from activities.readmodel import ReadModel, applicant_row, sanction_rows, trail_rows
+from activities.revocations import RevocationWriter
 from auditing.history import (
     AuditError,
     RecordedHistory,
@@ -48,8 +50,10 @@ from auditing.history import (
     replay,
     round_query,
 )
+from domain.aftermath import RevocationRows
+from domain.aftermath import row as revocation_row
 from domain.contracts import JourneyProjection
-from domain.protocol import PROJECT_JOURNEY
+from domain.protocol import PROJECT_JOURNEY, PROJECT_REVOCATIONS
 from workflows.ids import aftermath_of, journey_workflow_id
 
 # The applicants columns a projection writes; `version` is compared apart (behind, ahead).
@@ -76,6 +80,14 @@ DECISION_COLUMNS = (
     ("rule_version", "text"),
     ("rules_digest", "text"),
 )
+REVOCATION_COLUMNS = (
+    ("code", "text"),
+    ("at", "timestamptz"),
+    ("journey_terminal", "text"),
+    ("decree_no", "text"),
+    ("reported_by", "text"),
+    ("report_id", "text"),
+)
 CHUNK = 500  # applicants compared (and repaired) per statement
 
 # What a difference is, and whether --repair makes it good.
@@ -93,6 +105,9 @@ KINDS = {
     "report altered": "overwritten with the histories' published part",
     "notification missing": "written, to be delivered (again: whether it was is not known)",
     "sanction missing": "written",
+    "revocation missing": "written",
+    "revocation altered": "overwritten with the histories' content",
+    "revocation without history": "left: no aftermath holds a revocation at that place",
 }
 REPAIRED = {k for k, v in KINDS.items() if not v.startswith("left")}
 
@@ -118,6 +133,8 @@ class Projected:
     round_id: str
     # per applicant, every projection its journey and aftermath wrote, in the order written
     projections: dict[str, list[JourneyProjection]] = field(default_factory=dict)
+    # per applicant, what its aftermath handed to `project_revocations`, in the order written
+    revocations: dict[str, list[RevocationRows]] = field(default_factory=dict)
     replay_failures: list[ReplayOutcome] = field(default_factory=list)
 
     def row(self, applicant_id: str) -> dict | None:
@@ -127,21 +144,25 @@ class Projected:
 
 
 class _Capture(Interceptor):
-    """Keeps, by run, each projection the replayed code hands to `project_journey` and each row a
-    journey hands over with a close's answer."""
+    """Keeps, by run, what the replayed code hands to the read model's local activities
+    (`project_journey`, `project_revocations`) and each row a journey hands over with a close's
+    answer."""
+
+    KEPT = (PROJECT_JOURNEY.name, PROJECT_REVOCATIONS.name)
 
     def __init__(self) -> None:
-        self.by_run: dict[str, list[JourneyProjection]] = defaultdict(list)
+        self.by_run: dict[str, list[JourneyProjection | RevocationRows]] = defaultdict(list)
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor]:
         by_run = self.by_run
+        kept = self.KEPT
 
         class Outbound(WorkflowOutboundInterceptor):
             def start_local_activity(self, input: StartLocalActivityInput):
                 handle = super().start_local_activity(input)
-                if input.activity == PROJECT_JOURNEY.name and input.args:
+                if input.activity in kept and input.args:
                     # Kept once the history shows it done: a write whose marker is not (yet)
                     # recorded, at the end of an open run's history, never resolves in replay.
                     written, run_id = input.args[0], workflow.info().run_id
@@ -185,7 +206,10 @@ async def projected(
         if h.run_id in failed:
             continue
         for p in capture.by_run.get(h.run_id, []):
-            if p.state.round_id == round_id:
+            if isinstance(p, RevocationRows):
+                if p.round_id == round_id:
+                    result.revocations.setdefault(p.applicant_id, []).append(p)
+            elif p.state.round_id == round_id:
                 result.projections.setdefault(p.state.applicant_id, []).append(p)
     return result
 
@@ -239,6 +263,29 @@ SELECT x.origin FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin tex
 WHERE NOT EXISTS (SELECT 1 FROM sanctions s
                   WHERE s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject)
 """
+_REVOCATIONS_SQL = f"""
+SELECT x.applicant_id, x.seq, r.seq IS NULL AS missing,
+    {_differing(REVOCATION_COLUMNS, "r", "x")} AS differing
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(REVOCATION_COLUMNS)})
+LEFT JOIN revocations r ON r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.seq = x.seq
+"""
+_EXTRA_REVOCATIONS_SQL = """
+SELECT r.applicant_id, r.seq FROM revocations r
+WHERE r.round_id = $1
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer)
+                  WHERE x.applicant_id = r.applicant_id AND x.seq = r.seq)
+  AND r.applicant_id = ANY($3::text[])
+ORDER BY r.applicant_id, r.seq
+"""
+_OVERWRITE_REVOCATIONS_SQL = f"""
+UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATION_COLUMNS)}
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(REVOCATION_COLUMNS)})
+WHERE r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.seq = x.seq
+"""
+_REVOCATIONS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id, seq FROM revocations WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
+ORDER BY applicant_id, seq
+"""
 _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id
@@ -267,6 +314,7 @@ class _Expected:
     reports: dict[tuple[str, str], dict] = field(default_factory=dict)
     notifications: set[tuple[str, str]] = field(default_factory=set)
     sanctions: dict[str, dict] = field(default_factory=dict)  # by origin
+    revocations: dict[tuple[str, int], dict] = field(default_factory=dict)
 
     @classmethod
     def of(cls, projected: Projected, applicants: list[str]) -> _Expected:
@@ -284,6 +332,12 @@ class _Expected:
                 out.notifications.update((applicant_id, n.key) for n in p.notifications)
                 for s in sanction_rows(p):
                     out.sanctions.setdefault(s["origin"], s)
+            for rows in projected.revocations.get(applicant_id, []):
+                for i, r in enumerate(rows.revocations):
+                    seq = rows.first_seq + i
+                    out.revocations[(applicant_id, seq)] = revocation_row(
+                        r, rows.round_id, applicant_id, seq
+                    )  # a later write of a place is the one recorded (its task's attempt)
         return out
 
 
@@ -330,6 +384,17 @@ async def _compare_chunk(
     sanctions = list(expected.sanctions.values())
     for r in await conn.fetch(_SANCTIONS_SQL, json.dumps(sanctions)):
         out.append(Difference("sanction missing", r["origin"].rsplit("/", 1)[-1], "APS"))
+    revocations = list(expected.revocations.values())
+    for r in await conn.fetch(_REVOCATIONS_SQL, round_id, json.dumps(revocations)):
+        who, seq = r["applicant_id"], r["seq"]
+        if r["missing"]:
+            out.append(Difference("revocation missing", who, f"seq {seq}", seq))
+        elif r["differing"]:
+            detail = f"seq {seq}: {', '.join(r['differing'])}"
+            out.append(Difference("revocation altered", who, detail, seq))
+    places = [{"applicant_id": a, "seq": q} for a, q in expected.revocations]
+    for r in await conn.fetch(_EXTRA_REVOCATIONS_SQL, round_id, json.dumps(places), applicants):
+        out.append(Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}"))
     return out
 
 
@@ -367,9 +432,13 @@ async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Differe
 
 
 async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) -> list[Difference]:
+    """Rows and revocations of applicants no journey of the round wrote."""
     return [
         Difference("row without history", r["applicant_id"])
         for r in await pool.fetch(_WITHOUT_HISTORY_SQL, round_id, known)
+    ] + [
+        Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}")
+        for r in await pool.fetch(_REVOCATIONS_WITHOUT_JOURNEY_SQL, round_id, known)
     ]
 
 
@@ -394,15 +463,23 @@ async def _repair(
     for first in range(0, len(touched), CHUNK):
         chunk = [a for a in touched[first : first + CHUNK] if a in projected.projections]
         await read_model.write_rows([p for a in chunk for p in projected.projections[a]])
+        revocations = RevocationWriter(read_model.pool)
+        for rows in (r for a in chunk for r in projected.revocations.get(a, [])):
+            await revocations.project_revocations(rows)
         expected = _Expected.of(projected, chunk)
         rows = [r for r in expected.rows if ("row altered", r["applicant_id"], None) in altered]
         reports = [
             r for (who, rid), r in expected.reports.items()
             if ("report altered", who, rid) in altered
         ]  # fmt: skip
+        revoked = [
+            r for (who, seq), r in expected.revocations.items()
+            if ("revocation altered", who, seq) in altered
+        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
+            await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 

@@ -218,3 +218,44 @@ async def test_a_decision_written_again_by_a_later_attempt_takes_its_content(sta
         assert (await recorded())["xmin"] == kept["xmin"]
     finally:
         await pool.close()
+
+
+async def test_a_revocation_written_again_by_a_later_attempt_takes_its_time(stack, round_id):
+    """The same for an aftermath's revocations (activities/revocations.py)."""
+    from activities.revocations import RevocationWriter
+    from domain.aftermath import Revocation, RevocationRows
+    from domain.codes import Terminal
+
+    pool = await open_pool(stack.database_url, max_size=2)
+    try:
+        writer = RevocationWriter(pool)
+        first_at = datetime(2027, 6, 1, 9, 0, 0, tzinfo=UTC)
+        revocation = Revocation(
+            code="DIS",
+            at=first_at,
+            journey_terminal=Terminal.PNS,
+            reported_by="bkn",
+            report_id="dis-1",
+            reason="forged diploma",
+        )
+
+        def rows(r: Revocation) -> RevocationRows:
+            return RevocationRows(round_id=round_id, applicant_id="A", first_seq=0, revocations=[r])
+
+        async def recorded():
+            return await pool.fetchrow(
+                "SELECT at, code, xmin::text AS xmin FROM revocations "
+                "WHERE round_id = $1 AND applicant_id = 'A' AND seq = 0",
+                round_id,
+            )
+
+        await writer.project_revocations(rows(revocation))
+        assert (await recorded())["at"] == first_at
+        later = revocation.model_copy(update={"at": first_at.replace(second=5)})
+        await writer.project_revocations(rows(later))
+        kept = await recorded()
+        assert (kept["at"], kept["code"]) == (later.at, "DIS")
+        await writer.project_revocations(rows(later))
+        assert (await recorded())["xmin"] == kept["xmin"]
+    finally:
+        await pool.close()

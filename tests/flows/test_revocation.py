@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from activities.readmodel import ReadModel
 from auditing.bundle import load_histories
 from auditing.history import decisions_of, replay, round_histories
 from auditing.provenance import check_provenance
@@ -43,6 +44,7 @@ from domain.messages import (
 from domain.protocol import AFTERMATH_STATE
 from runtime.connection import data_converter
 from runtime.keys import Keys
+from runtime.sealed import ColumnCipher
 from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -62,6 +64,7 @@ from workflows.ids import aftermath_workflow_id
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "tests" / "histories" / "aftermath-v1"
+REVOCATIONS_OF = "SELECT * FROM revocations WHERE round_id = $1 ORDER BY applicant_id, seq"
 
 
 def _env(settings) -> dict[str, str]:
@@ -290,6 +293,29 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     # A journey at a time: its aftermath replayed with it, after it.
     streamed = await check_round(client, pool, round_id, data_converter(keys), chunk=1)
     assert streamed.ok and streamed.applicants == 4, streamed.differences
+    # The revocations, which the announcements and the portal read, are checked and made good too.
+    assert sorted(derived.revocations) == sorted([a, b])
+    before = [dict(r) for r in await pool.fetch(REVOCATIONS_OF, round_id)]
+    await pool.execute("DELETE FROM revocations WHERE round_id = $1 AND applicant_id = $2", round_id, a)  # fmt: skip
+    await pool.execute("UPDATE revocations SET decree_no = 'KEP/0/FORGED' WHERE round_id = $1 AND applicant_id = $2", round_id, b)  # fmt: skip
+    await pool.execute("INSERT INTO revocations SELECT round_id, $2, seq, code, at, journey_terminal, decree_no, reported_by, report_id FROM revocations WHERE round_id = $1 AND applicant_id = $3", round_id, "R-NOBODY", b)  # fmt: skip
+    damaged = await check_read_model(pool, derived)
+    assert sorted((d.kind, d.applicant_id, d.detail) for d in damaged.differences) == sorted(
+        [
+            ("revocation missing", a, "seq 0"),
+            ("revocation altered", b, "seq 0: decree_no"),
+            ("revocation without history", "R-NOBODY", "seq 0"),
+        ]
+    )
+    fixed = await check_round(
+        client, pool, round_id, data_converter(keys), ReadModel(pool, ColumnCipher.from_keys(keys))
+    )
+    assert [(d.kind, d.applicant_id) for d in fixed.differences] == [
+        ("revocation without history", "R-NOBODY")
+    ]
+    assert fixed.repaired == 2
+    await pool.execute("DELETE FROM revocations WHERE round_id = $1 AND applicant_id = 'R-NOBODY'", round_id)  # fmt: skip
+    assert [dict(r) for r in await pool.fetch(REVOCATIONS_OF, round_id)] == before
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v1
         _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
 
