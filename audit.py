@@ -5,7 +5,7 @@
     python audit.py export ROUND_ID --out BUNDLE_DIR
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
-    python audit.py check-read-model ROUND_ID [--repair]
+    python audit.py check-read-model ROUND_ID [--repair] [--processes N]
     python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
     python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
@@ -444,12 +444,25 @@ def check_read_model_command(
         "(needs write access to the read model); what no history explains is only listed",
     ),
     show: int = typer.Option(50, min=0, help="list at most this many differences"),
+    processes: int = typer.Option(
+        1,
+        min=1,
+        max=64,
+        help="replay in this many processes, a chunk at a time each (a round of many "
+        "thousands on a machine with cores to spare)",
+    ),
+    chunk: int = typer.Option(
+        500,
+        min=1,
+        max=10_000,
+        help="journeys fetched and replayed at a time (memory grows with it)",
+    ),
 ) -> None:
     """The round's read model (applicant rows, decisions, reports, notifications, APS sanctions)
     against what its journeys' histories say they wrote, derived by replaying them; exit 1 on a
     difference, and with --repair on one left."""
     from activities.readmodel import ReadModel
-    from auditing.readmodel import KINDS, check_round
+    from auditing.readmodel import KINDS, check_round, check_round_in_processes
     from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
@@ -470,15 +483,28 @@ def check_read_model_command(
                 transient=True,
             ) as progress:
                 task = progress.add_task("", total=None)
-                result = await check_round(
-                    opened.client,
-                    pool,
-                    round_id,
-                    _converter(opened.keys),
-                    ReadModel(pool, ColumnCipher.from_keys(opened.keys)) if repair else None,
-                    on_result=lambda _: progress.update(task, advance=1),
-                    on_listed=lambda n: progress.update(task, total=n),
-                )
+                if processes > 1:
+                    result = await check_round_in_processes(
+                        opened.client,
+                        pool,
+                        round_id,
+                        processes,
+                        repair,
+                        on_chunk=lambda n: progress.update(task, advance=n),
+                        on_listed=lambda n: progress.update(task, total=n),
+                        chunk=chunk,
+                    )
+                else:
+                    result = await check_round(
+                        opened.client,
+                        pool,
+                        round_id,
+                        _converter(opened.keys),
+                        ReadModel(pool, ColumnCipher.from_keys(opened.keys)) if repair else None,
+                        on_result=lambda _: progress.update(task, advance=1),
+                        on_listed=lambda n: progress.update(task, total=n),
+                        chunk=chunk,
+                    )
         finally:
             await pool.close()
         for o in result.replay_failures:

@@ -125,6 +125,10 @@ class Difference:
     def repairable(self) -> bool:
         return self.kind in REPAIRED
 
+    def order(self) -> tuple:
+        """Listed by applicant, then by kind and place: the same however the work was split."""
+        return (self.applicant_id, self.kind, str(self.place), self.detail)
+
 
 @dataclass
 class Projected:
@@ -446,6 +450,7 @@ async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
     """Compare the read model with what the histories say; change nothing."""
     differences = await _differences(pool, projected)
     differences += await _without_history(pool, projected.round_id, sorted(projected.projections))
+    differences.sort(key=Difference.order)
     return ReadModelCheck(
         projected.round_id, len(projected.projections), differences, projected.replay_failures
     )
@@ -497,6 +502,7 @@ async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
     the result. Missing notifications are written as undelivered, so they are delivered (again)."""
     left, made_good = await _repair(pool, read_model, projected)
     left += await _without_history(pool, projected.round_id, sorted(projected.projections))
+    left.sort(key=Difference.order)
     result = ReadModelCheck(
         projected.round_id, len(projected.projections), left, projected.replay_failures
     )
@@ -515,6 +521,74 @@ async def _runs(client: Client, round_id: str) -> dict[str, list[tuple[str, str,
     return runs
 
 
+@dataclass
+class _Chunk:
+    """What one chunk of journeys gave (picklable: it crosses processes)."""
+
+    differences: list[Difference]
+    repaired: int
+    failures: list[tuple[str, str, str]]  # (workflow id, run id, the failure)
+    applicants: list[str]
+    runs: int  # the journey and aftermath runs it replayed
+
+
+async def _check_chunk(
+    client: Client,
+    pool: asyncpg.Pool,
+    round_id: str,
+    converter: DataConverter,
+    read_model: ReadModel | None,
+    listed: list[tuple[str, str, datetime]],
+    on_result: Callable[[ReplayOutcome], None] | None = None,
+) -> _Chunk:
+    """Fetch, replay, compare (and make good) the runs of some journeys, then let them go."""
+    listed = sorted(listed, key=lambda r: (r[0], r[2]))  # a journey's runs, then its aftermath's
+    histories = [
+        recorded(await client.get_workflow_handle(wid, run_id=rid).fetch_history())
+        for wid, rid, _ in listed
+    ]
+    found = await projected(round_id, histories, converter, on_result)
+    del histories
+    if read_model is None:
+        differences, repaired = await _differences(pool, found), 0
+    else:
+        differences, repaired = await _repair(pool, read_model, found)
+    failures = [
+        (o.workflow_id, o.run_id, f"{type(o.failure).__name__}: {o.failure}")
+        for o in found.replay_failures
+    ]
+    return _Chunk(differences, repaired, failures, sorted(found.projections), len(listed))
+
+
+def _chunks(runs: dict[str, list[tuple[str, str, datetime]]], size: int):
+    journeys = sorted(runs)
+    for first in range(0, len(journeys), size):
+        yield [r for j in journeys[first : first + size] for r in runs[j]]
+
+
+def _gather(round_id: str, chunks: list[_Chunk]) -> tuple[ReadModelCheck, list[str]]:
+    result = ReadModelCheck(round_id, 0, [], [])
+    known: list[str] = []
+    for c in sorted(chunks, key=lambda c: c.applicants[:1]):  # as one process would list them
+        result.differences += c.differences
+        result.repaired += c.repaired
+        result.replay_failures += [
+            ReplayOutcome(wid, rid, failure=RuntimeError(text)) for wid, rid, text in c.failures
+        ]
+        result.applicants += len(c.applicants)
+        known += c.applicants
+    return result, known
+
+
+async def _listed_runs(client: Client, round_id: str) -> dict[str, list[tuple[str, str, datetime]]]:
+    runs = await _runs(client, round_id)
+    if not runs:
+        raise AuditError(
+            f"no journeys found for round {round_id!r} (query {round_query(round_id, 'journey')!r})"
+        )
+    return runs
+
+
 async def check_round(
     client: Client,
     pool: asyncpg.Pool,
@@ -528,35 +602,89 @@ async def check_round(
     """`check` (or with `read_model`, `repair`) of a whole round, `chunk` journeys at a time:
     their histories fetched, replayed, compared (and made good), then let go, so that what is
     held at once does not grow with the round. `on_listed` hears how many runs there are."""
-    runs = await _runs(client, round_id)
-    if not runs:
-        raise AuditError(
-            f"no journeys found for round {round_id!r} (query {round_query(round_id, 'journey')!r})"
-        )
+    runs = await _listed_runs(client, round_id)
     if on_listed:
         on_listed(sum(len(r) for r in runs.values()))
-    journeys = sorted(runs)
-    result = ReadModelCheck(round_id, 0, [], [])
-    known: list[str] = []
-    for first in range(0, len(journeys), chunk):
-        listed = sorted(
-            (r for j in journeys[first : first + chunk] for r in runs[j]),
-            key=lambda r: (r[0], r[2]),  # a journey's runs, then its aftermath's, oldest first
-        )
-        histories = [
-            recorded(await client.get_workflow_handle(wid, run_id=rid).fetch_history())
-            for wid, rid, _ in listed
-        ]
-        found = await projected(round_id, histories, converter, on_result)
-        del histories
-        if read_model is None:
-            result.differences += await _differences(pool, found)
-        else:
-            left, made_good = await _repair(pool, read_model, found)
-            result.differences += left
-            result.repaired += made_good
-        result.replay_failures += found.replay_failures
-        result.applicants += len(found.projections)
-        known += found.projections
+    done = [
+        await _check_chunk(client, pool, round_id, converter, read_model, listed, on_result)
+        for listed in _chunks(runs, chunk)
+    ]
+    result, known = _gather(round_id, done)
     result.differences += await _without_history(pool, round_id, sorted(known))
+    result.differences.sort(key=Difference.order)
+    return result
+
+
+# --- the same in several processes (audit.py check-read-model --processes N) ---------------------
+
+_process: dict[str, Any] = {}  # a pool process's own loop, app, read-model pool and converter
+
+
+def _process_start(repair: bool) -> None:
+    import asyncio
+
+    from runtime.app import open_app
+    from runtime.connection import data_converter
+    from runtime.db import open_pool
+    from runtime.sealed import ColumnCipher
+
+    async def opened():
+        app = await open_app()
+        pool = await open_pool(app.stack.database_url, max_size=2)
+        read_model = ReadModel(pool, ColumnCipher.from_keys(app.keys)) if repair else None
+        return app.client, pool, data_converter(app.keys), read_model
+
+    loop = asyncio.new_event_loop()
+    _process.update(loop=loop, opened=loop.run_until_complete(opened()))
+
+
+def _process_chunk(task: tuple[str, list[tuple[str, str, datetime]]]) -> _Chunk:
+    round_id, listed = task
+    client, pool, converter, read_model = _process["opened"]
+    return _process["loop"].run_until_complete(
+        _check_chunk(client, pool, round_id, converter, read_model, listed)
+    )
+
+
+async def check_round_in_processes(
+    client: Client,
+    pool: asyncpg.Pool,
+    round_id: str,
+    processes: int,
+    repair: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
+    on_listed: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> ReadModelCheck:
+    """`check_round` with its chunks shared out among `processes` processes, each with its own
+    connections (opened from the same settings). `on_chunk` hears how many runs each chunk had,
+    as each is done, in any order; rows without history are looked for here, once, at the end."""
+    import asyncio
+    import multiprocessing
+
+    runs = await _listed_runs(client, round_id)
+    if on_listed:
+        on_listed(sum(len(r) for r in runs.values()))
+    tasks = [(round_id, listed) for listed in _chunks(runs, chunk)]
+    context = multiprocessing.get_context("spawn")  # no copy of this process's loop or sockets
+    done: list[_Chunk] = []
+    with context.Pool(processes, initializer=_process_start, initargs=(repair,)) as shared:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[_Chunk | BaseException] = asyncio.Queue()
+
+        def deliver(item) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        for task in tasks:
+            shared.apply_async(_process_chunk, (task,), callback=deliver, error_callback=deliver)
+        for _ in tasks:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            done.append(item)
+            if on_chunk:
+                on_chunk(item.runs)
+    result, known = _gather(round_id, done)
+    result.differences += await _without_history(pool, round_id, sorted(known))
+    result.differences.sort(key=Difference.order)
     return result

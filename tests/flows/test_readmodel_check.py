@@ -143,6 +143,10 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
     for kind in ("row missing", "row altered", "row behind", "decision without history"):
         assert kind in shown.stdout, shown.stdout
     assert "R-FORGED" in shown.stdout and c1 in shown.stdout
+    # In two processes, a journey a chunk: the same differences, listed in the same order.
+    shared = await asyncio.to_thread(audit, "--processes", "2", "--chunk", "1")
+    assert shared.returncode == 1, shared.stderr
+    assert shared.stdout == shown.stdout
     assert len((await check(pool, found)).differences) == len(damaged.differences)
 
     # Repaired: every difference the histories explain is made good, through the read model's
