@@ -3,15 +3,16 @@
 Every row the journeys write (their applicant row, decisions, accepted reports' published part,
 notifications, APS sanctions) is the input of a `project_journey` local activity, or a row a
 journey handed over with its answer to a close; an aftermath's revocations (a DIS or dismissal
-after the journey ended) are the input of `project_revocations`. Neither input is in the history (a local
-activity's marker holds only its result), but replaying the history runs the same code, which
-hands the same projections to the same calls: replay captures them here, in the order they were
-written, each local activity's once its marker shows it done.
+after the journey ended) are the input of `project_revocations`. Neither input is in the history
+(a local activity's marker holds only its result), but replaying the history runs the same code,
+which hands the same projections to the same calls: replay captures them here, in the order they
+were written, each local activity's once its marker shows it done. So the read model a round
+should have is derived from its histories alone, and compared with the one it has, column by
+column, in PostgreSQL's own types.
 
 On a round that is running, a journey in the middle of a workflow task has written what its
 history does not show yet: it can show as a row ahead of (or behind) its history until the task
-completes. Check again; a difference that stays is one. So the read model a round should have is derived from its histories alone, and compared
-with the one it has, column by column, in PostgreSQL's own types.
+completes. Check again; a difference that stays is one.
 
 What this does not cover, because no history holds it: portal accounts, publications, the
 notification delivery state, NIP serials, the page store and the national lists
