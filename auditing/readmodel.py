@@ -282,11 +282,6 @@ WHERE r.round_id = $1
   AND r.applicant_id = ANY($3::text[])
 ORDER BY r.applicant_id, r.seq
 """
-_OVERWRITE_REVOCATIONS_SQL = f"""
-UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATION_COLUMNS)}
-FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(REVOCATION_COLUMNS)})
-WHERE r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.seq = x.seq
-"""
 _REVOCATIONS_WITHOUT_JOURNEY_SQL = """
 SELECT applicant_id, seq FROM revocations WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id, seq
@@ -295,8 +290,8 @@ _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id
 """
-# Repair of what the upsert leaves alone: content altered at the version the histories reach, and
-# a report's (the upsert writes a report once; a decision it writes again when it differs).
+# Repair of what the writes leave alone: a row's content altered at the version the histories
+# reach, and a report's (written once; a decision or a revocation is written again if it differs).
 _OVERWRITE_ROWS_SQL = f"""
 UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUMNS)},
     updated_at = now()
@@ -330,8 +325,8 @@ class _Expected:
                 out.rows.append(row)
             for p in projected.projections[applicant_id]:
                 decisions, reports = trail_rows(p)
-                for d in decisions:  # a retried write repeats a place: the first one holds
-                    out.decisions.setdefault((applicant_id, d["seq"]), d)
+                for d in decisions:  # a place written again: the later write holds, as in
+                    out.decisions[(applicant_id, d["seq"])] = d  # the read model's own write
                 for r in reports:
                     out.reports.setdefault((applicant_id, r["report_id"]), r)
                 out.notifications.update((applicant_id, n.key) for n in p.notifications)
@@ -478,14 +473,9 @@ async def _repair(
             r for (who, rid), r in expected.reports.items()
             if ("report altered", who, rid) in altered
         ]  # fmt: skip
-        revoked = [
-            r for (who, seq), r in expected.revocations.items()
-            if ("revocation altered", who, seq) in altered
-        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
-            await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 
