@@ -93,9 +93,10 @@ from runtime.sealed import ColumnCipher
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-# How long a command waits for a workflow to answer a query. A query is answered by a worker, after
-# the workflow's current task: with no worker, or none that can replay the workflow, the server
-# answers late and in more than one way; past this the command says the engine did not answer.
+# How long a command waits for a workflow to answer a query (CASN_CLI_QUERY_SECONDS, 15 s). A query
+# is answered by a worker, after the workflow's current task: with no worker, or none that can
+# replay the workflow, the server answers late and in more than one way; past this the command
+# says the engine did not answer.
 QUERY_DEADLINE = timedelta(seconds=15)
 
 log = get_logger("starter")
@@ -1272,7 +1273,7 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
         sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
         ctx = Context(
             RecruitmentApi(
-                with_query_deadline(app.client),
+                with_query_deadline(app.client, timedelta(seconds=app.settings.cli_query_seconds)),
                 app.settings.task_queue,
                 app.keys.pseudonym_key,
                 keyring=Keyring([signer] if signer else []),
