@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -32,14 +32,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from temporalio.client import (
-    Client,
-    Interceptor,
-    OutboundInterceptor,
-    QueryWorkflowInput,
-    RPCTimeoutOrCancelledError,
-    WorkflowQueryFailedError,
-)
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
@@ -55,6 +48,7 @@ from client.csvio import (
     parse_registration,
     parse_report,
 )
+from client.deadlines import with_query_deadline
 from client.national import InstansiFunnel, NationalRefusal, national_funnel
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Published, publish_announcement, write_files
@@ -93,11 +87,6 @@ from runtime.sealed import ColumnCipher
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
-# How long a command waits for a workflow to answer a query (CASN_CLI_QUERY_SECONDS, 15 s). A query
-# is answered by a worker, after the workflow's current task: with no worker, or none that can
-# replay the workflow, the server answers late and in more than one way; past this the command
-# says the engine did not answer.
-QUERY_DEADLINE = timedelta(seconds=15)
 
 log = get_logger("starter")
 
@@ -1232,34 +1221,6 @@ def engine_silent(exc: BaseException) -> str | None:
     return None
 
 
-class _QueryDeadline(Interceptor):
-    """Gives every query a client sends without a deadline of its own `deadline`."""
-
-    def __init__(self, deadline: timedelta) -> None:
-        self.deadline = deadline
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _QueryDeadlineOutbound(next, self.deadline)
-
-
-class _QueryDeadlineOutbound(OutboundInterceptor):
-    def __init__(self, next: OutboundInterceptor, deadline: timedelta) -> None:
-        super().__init__(next)
-        self.deadline = deadline
-
-    async def query_workflow(self, input: QueryWorkflowInput) -> Any:
-        if input.rpc_timeout is None:
-            input.rpc_timeout = self.deadline
-        return await super().query_workflow(input)
-
-
-def with_query_deadline(client: Client, deadline: timedelta = QUERY_DEADLINE) -> Client:
-    """`client` on the same connection, its queries ending after `deadline` at the latest."""
-    config = client.config()
-    config["interceptors"] = [*config["interceptors"], _QueryDeadline(deadline)]
-    return Client(**config)
-
-
 def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
     """Open the app, run one command's core, and turn its outcome into an exit code."""
     opened: dict = {}  # the settings, once read: to say which server cannot be reached
@@ -1273,7 +1234,7 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
         sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
         ctx = Context(
             RecruitmentApi(
-                with_query_deadline(app.client, timedelta(seconds=app.settings.cli_query_seconds)),
+                with_query_deadline(app.client, timedelta(seconds=app.settings.query_seconds)),
                 app.settings.task_queue,
                 app.keys.pseudonym_key,
                 keyring=Keyring([signer] if signer else []),

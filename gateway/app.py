@@ -4,6 +4,7 @@ pages, built from a `Gateway` (its connections) so that tests can hand it their 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 
 from client.api import RecruitmentApi
+from client.deadlines import with_query_deadline
 from client.sanctions import SanctionRegister
 from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
@@ -174,7 +176,8 @@ async def open_gateway(ctx) -> Gateway:
     )
     pool = await open_pool(ctx.stack.database_url, max_size=20)
     api = RecruitmentApi(
-        ctx.client,
+        # A status page whose journey no worker answers for is a 503 after this, not a wait.
+        with_query_deadline(ctx.client, timedelta(seconds=settings.query_seconds)),
         settings.task_queue,
         ctx.keys.pseudonym_key,
         keyring=Keyring([portal_signer] if portal_signer else []),

@@ -139,7 +139,9 @@ async def _engine(call, subject: str) -> Any:
     except RPCError as exc:
         log.warning("engine unreachable", subject=subject, error=type(exc).__name__)
         raise Problem(
-            503, "the engine cannot be reached; send the same message again later"
+            503,
+            "the engine cannot be reached; send the same message again later",
+            headers={"Retry-After": "30"},
         ) from None
 
 

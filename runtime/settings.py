@@ -108,12 +108,12 @@ class Settings(BaseSettings):
         description="journeys whose last state the portal keeps, answered again while their "
         "history has not grown (a describe instead of a query); 0 asks every time",
     )
-    cli_query_seconds: float = Field(
+    query_seconds: float = Field(
         default=15.0,
         ge=1.0,
         le=600.0,
-        description="how long an operator command waits for a workflow to answer a query before "
-        "it says the engine did not answer (exit 3)",
+        description="how long an operator command or the gateway waits for a workflow to answer "
+        "a query before it says the engine did not answer (exit 3, or HTTP 503)",
     )
     notification_language: Literal["id", "en"] = Field(
         default="id",

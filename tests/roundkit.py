@@ -280,6 +280,17 @@ class UnreadableQuery:
         raise WorkflowQueryFailedError("the worker could not replay the workflow")
 
 
+class SilentQuery:
+    """Stands for a protocol query no worker answers before the client's deadline
+    (CASN_QUERY_SECONDS): the SDK raises what the operator CLI's test meets for real
+    (tests/flows/test_cli_gaps.py), an RPCError CANCELLED "Timeout expired"."""
+
+    async def ask(self, handle, *args, **options):
+        from temporalio.service import RPCError, RPCStatusCode
+
+        raise RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")
+
+
 class BrokenQuery:
     """Stands for a protocol query that fails in a way nothing expects."""
 

@@ -437,7 +437,7 @@ async def test_status_of_a_round_no_worker_answers_for_shows_the_read_model_and_
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     [line] = [x for x in result.stderr.splitlines() if x.startswith("stopped")]
-    # The command's own deadline on queries (starter.QUERY_DEADLINE, 15 s) ends the wait before
+    # The command's own deadline on queries (CASN_QUERY_SECONDS, 15 s) ends the wait before
     # the server's "no poller seen" (about 20 s) or a long poll cut by the connection (both seen
     # before the deadline): whichever, the operator is told to look at the worker.
     assert line.startswith("stopped: the engine "), line
@@ -450,13 +450,16 @@ async def test_status_of_a_round_no_worker_answers_for_shows_the_read_model_and_
 
 
 async def test_the_cli_gives_a_query_without_a_deadline_its_own_and_leaves_one_that_has_one(client):
-    """starter.with_query_deadline: the operator's client on the same connection, whose queries
-    end after QUERY_DEADLINE unless the caller set a deadline of its own; nothing else changes."""
+    """client.deadlines.with_query_deadline: the operator's (and the gateway's) client on the same
+    connection, whose queries end after the deadline unless the caller set one of its own;
+    nothing else changes."""
     from datetime import timedelta
 
     from temporalio.client import OutboundInterceptor, QueryWorkflowInput
 
-    from starter import QUERY_DEADLINE, _QueryDeadline, with_query_deadline
+    from client.deadlines import QueryDeadline, with_query_deadline
+
+    deadline = timedelta(seconds=15)
 
     seen: list[timedelta | None] = []
 
@@ -468,7 +471,7 @@ async def test_the_cli_gives_a_query_without_a_deadline_its_own_and_leaves_one_t
             seen.append(input.rpc_timeout)
             return "answer"
 
-    outbound = _QueryDeadline(QUERY_DEADLINE).intercept_client(Last())
+    outbound = QueryDeadline(deadline).intercept_client(Last())
 
     def asked(rpc_timeout):
         return QueryWorkflowInput(
@@ -485,11 +488,11 @@ async def test_the_cli_gives_a_query_without_a_deadline_its_own_and_leaves_one_t
 
     assert await outbound.query_workflow(asked(None)) == "answer"
     assert await outbound.query_workflow(asked(timedelta(seconds=2))) == "answer"
-    assert seen == [QUERY_DEADLINE, timedelta(seconds=2)]
+    assert seen == [deadline, timedelta(seconds=2)]
 
-    cli = with_query_deadline(client)
+    cli = with_query_deadline(client, deadline)
     assert cli.service_client is client.service_client
     assert cli.namespace == client.namespace and cli.data_converter is client.data_converter
     mine = cli.config()["interceptors"]
     assert mine[:-1] == client.config()["interceptors"]
-    assert isinstance(mine[-1], _QueryDeadline)
+    assert isinstance(mine[-1], QueryDeadline) and mine[-1].deadline == deadline

@@ -571,7 +571,7 @@ def test_an_interrupted_import_exits_3_and_prints_the_rows_sent(tmp_path, monkey
     _, config_path = _stub_context(api, tmp_path)
     app = SimpleNamespace(
         client=None,
-        settings=SimpleNamespace(task_queue="stub"),
+        settings=SimpleNamespace(task_queue="stub", query_seconds=15.0),
         keys=SimpleNamespace(pseudonym_key=b"k" * 32),
         stack=SimpleNamespace(database_url=""),
     )
@@ -581,7 +581,7 @@ def test_an_interrupted_import_exits_3_and_prints_the_rows_sent(tmp_path, monkey
 
     monkeypatch.setattr(runtime.app, "open_app", open_app)
     monkeypatch.setattr(starter, "RecruitmentApi", lambda *args, **kwargs: api)
-    monkeypatch.setattr(starter, "with_query_deadline", lambda client: client)  # no client here
+    monkeypatch.setattr(starter, "with_query_deadline", lambda client, _: client)  # no client
     path = _write_csv(tmp_path / "sscasn.csv", [_row(i) for i in range(1, 11)])
 
     result = CliRunner().invoke(

@@ -38,6 +38,7 @@ from tests.roundkit import (
     OPERATOR,
     TEST_KEYRING,
     BrokenQuery,
+    SilentQuery,
     UnreadableQuery,
     compressed_round,
     formasi,
@@ -414,6 +415,37 @@ async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bar
     assert none.value.status == RPCStatusCode.NOT_FOUND
     assert (await browser.get("/status")).status_code == 200
     assert registration(10, "F1").nik not in repr(logs)
+
+
+async def test_a_query_no_worker_answers_in_time_is_503_with_retry_after_and_nothing_is_started(
+    browser, operator_api, gateway_state, client, tmp_path, monkeypatch
+):
+    """The journey's or the round's query ends at the gateway's deadline (CASN_QUERY_SECONDS: no
+    worker polls, or none in time): the portal's unavailable page and the API's problem+json,
+    each 503 with Retry-After (the API's had none), and a warning in the log."""
+    round_id = await open_round(operator_api, tmp_path, "portal-silent")
+    done = await submit_registration(browser, round_id, form_of(registration(12, "F1")))
+    assert done.status_code == 201, text_of(done.text)
+    with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
+        patched.setattr(client_status, "JOURNEY_STATE", SilentQuery())
+        patched.setattr(client_api, "ROUND_STATE", SilentQuery())
+        page = await browser.get("/status")
+        api = await browser.post(
+            f"/api/v1/rounds/{round_id}/registrations",
+            json=registration(13, "F1").model_dump(mode="json"),
+            headers=auth(OPERATOR),
+        )
+    assert (page.status_code, page.headers.get("retry-after")) == (503, "30"), page.text
+    assert "Layanan sedang tidak tersedia" in text_of(page.text)
+    assert (api.status_code, api.headers.get("retry-after")) == (503, "30"), api.text
+    assert api.headers["content-type"].startswith("application/problem+json")
+    assert "send the same message again later" in api.json()["detail"]
+    assert [e["log_level"] for e in logs if e["event"] == "engine unreachable"] == ["warning"]
+    refused = applicant_id_for(operator_api.pseudonym_key, round_id, registration(13, "F1").nik)
+    with pytest.raises(RPCError) as none:
+        await client.get_workflow_handle(journey_workflow_id(round_id, refused)).describe()
+    assert none.value.status == RPCStatusCode.NOT_FOUND
+    assert (await browser.get("/status")).status_code == 200
 
 
 async def test_an_unexpected_error_is_a_500_with_its_request_id_and_logged_as_500(
