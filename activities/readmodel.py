@@ -64,7 +64,10 @@ WITH src AS (
     SELECT x.subject, 'APS', x.origin, x.imposed_by, COALESCE(x.imposed_at, now()), x.rounds, x.reason
     FROM jsonb_to_recordset($5::jsonb) AS x(subject text, origin text, imposed_by text,
         imposed_at timestamptz, rounds integer, reason text)
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (kind, origin, subject) DO UPDATE SET
+        imposed_by = EXCLUDED.imposed_by, rounds = EXCLUDED.rounds, reason = EXCLUDED.reason
+    WHERE (sanctions.imposed_by, sanctions.rounds, sanctions.reason)
+        IS DISTINCT FROM (EXCLUDED.imposed_by, EXCLUDED.rounds, EXCLUDED.reason)
 ), new_reports AS (
     INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
     SELECT x.round_id, x.applicant_id, x.report_id, x.kind, x.content

@@ -89,6 +89,9 @@ REVOCATION_COLUMNS = (
     ("reported_by", "text"),
     ("report_id", "text"),
 )
+# An APS sanction's columns that follow from the journey; its imposed_at is the write's (now(),
+# when the projection did not carry the withdrawal), so it is not compared.
+SANCTION_COLUMNS = (("imposed_by", "text"), ("rounds", "integer"), ("reason", "text"))
 CHUNK = 500  # applicants compared (and repaired) per statement
 
 # What a difference is, and whether --repair makes it good.
@@ -106,6 +109,7 @@ KINDS = {
     "report altered": "overwritten with the histories' published part",
     "notification missing": "written, to be delivered (again: whether it was is not known)",
     "sanction missing": "written",
+    "sanction altered": "overwritten with the histories' content (the rounds barred, the reason)",
     "revocation missing": "written",
     "revocation altered": "overwritten with the histories' content",
     "revocation without history": "left: no aftermath holds a revocation at that place",
@@ -263,10 +267,10 @@ FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, key text)
 WHERE NOT EXISTS (SELECT 1 FROM notifications n
                   WHERE n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key)
 """
-_SANCTIONS_SQL = """
-SELECT x.origin FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin text)
-WHERE NOT EXISTS (SELECT 1 FROM sanctions s
-                  WHERE s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject)
+_SANCTIONS_SQL = f"""
+SELECT x.origin, s.origin IS NULL AS missing, {_differing(SANCTION_COLUMNS, "s", "x")} AS differing
+FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin text, {_typed(SANCTION_COLUMNS)})
+LEFT JOIN sanctions s ON s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject
 """
 _REVOCATIONS_SQL = f"""
 SELECT x.applicant_id, x.seq, r.seq IS NULL AS missing,
@@ -383,7 +387,11 @@ async def _compare_chunk(
         out.append(Difference("notification missing", r["applicant_id"], r["key"]))
     sanctions = list(expected.sanctions.values())
     for r in await conn.fetch(_SANCTIONS_SQL, json.dumps(sanctions)):
-        out.append(Difference("sanction missing", r["origin"].rsplit("/", 1)[-1], "APS"))
+        who = r["origin"].rsplit("/", 1)[-1]
+        if r["missing"]:
+            out.append(Difference("sanction missing", who, "APS"))
+        elif r["differing"]:
+            out.append(Difference("sanction altered", who, f"APS: {', '.join(r['differing'])}"))
     revocations = list(expected.revocations.values())
     for r in await conn.fetch(_REVOCATIONS_SQL, round_id, json.dumps(revocations)):
         who, seq = r["applicant_id"], r["seq"]

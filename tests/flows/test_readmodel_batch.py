@@ -259,3 +259,44 @@ async def test_a_revocation_written_again_by_a_later_attempt_takes_its_time(stac
         assert (await recorded())["xmin"] == kept["xmin"]
     finally:
         await pool.close()
+
+
+async def test_an_aps_sanction_altered_in_the_register_is_named_and_made_good(stack, round_id):
+    """The sanctions register's APS entry follows from the journey that ended in APS: a ban
+    shortened in the register (rounds 3 to 1) is a difference check-read-model names, and its
+    repair writes the journey's entry back (the write now updates an entry that differs)."""
+    from auditing.readmodel import Projected, check, repair
+    from domain.codes import Terminal
+
+    written = projection(round_id, "A", 2, Stage.ENDED)
+    withdrawn = written.new_decisions[0].model_copy(update={"outcome": Terminal.WITHDRAWN.value})
+    aps = written.model_copy(
+        update={
+            "state": written.state.model_copy(
+                update={
+                    "terminal": Terminal.WITHDRAWN,
+                    "terminal_reason": "withdrew after the final announcement",
+                    "sanction_rounds": 3,
+                }
+            ),
+            "new_decisions": [withdrawn],
+            "sanction_key": "a" * 64,
+        }
+    )
+    pool = await open_pool(stack.database_url, max_size=4)
+    try:
+        rm = ReadModel(pool, CIPHER)
+        await rm.write_rows([aps])
+        projected = Projected(round_id, projections={"A": [aps]})
+        assert (await check(pool, projected)).differences == []
+        origin = f"{round_id}/A"
+        await pool.execute("UPDATE sanctions SET rounds = 1 WHERE origin = $1", origin)
+        found = await check(pool, projected)
+        assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
+            ("sanction altered", "A", "APS: rounds")
+        ]
+        fixed = await repair(pool, rm, projected)
+        assert fixed.differences == [] and fixed.repaired == 1
+        assert await pool.fetchval("SELECT rounds FROM sanctions WHERE origin = $1", origin) == 3
+    finally:
+        await pool.close()
