@@ -371,6 +371,7 @@ async def run_demo(
             if d.panels
         )
         + f"  an applicant      .venv/bin/python audit.py trail {first} <registration-no>\n"
+        f"  the read model    .venv/bin/python audit.py check-read-model {first}\n"
         f"  stop the servers  python3 run.py stop",
         highlight=False,
     )
