@@ -135,6 +135,11 @@ def recorded(history: WorkflowHistory) -> RecordedHistory:
     )
 
 
+async def fetched(client: Client, workflow_id: str, run_id: str) -> RecordedHistory:
+    """One run's whole history, from the server."""
+    return recorded(await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history())
+
+
 async def run_histories(client: Client, workflow_id: str) -> list[RecordedHistory]:
     """Every run of one workflow id, oldest first (continue-as-new makes a chain of runs)."""
     runs = [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
@@ -143,11 +148,7 @@ async def run_histories(client: Client, workflow_id: str) -> list[RecordedHistor
             f"no workflow with id {workflow_id!r} on this server (check the round and applicant ids)"
         )
     runs.sort(key=lambda e: e.start_time)
-    out = []
-    for e in runs:
-        history = await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()
-        out.append(recorded(history))
-    return out
+    return [await fetched(client, e.id, e.run_id) for e in runs]
 
 
 async def aftermath_histories(client: Client, workflow_id: str) -> list[RecordedHistory]:
@@ -184,12 +185,7 @@ async def round_histories(
             f"no workflows found for round {round_id!r} (query {round_query(round_id, kind)!r})"
         )
     runs.sort(key=lambda e: (e.id, e.start_time))
-    out = []
-    for e in runs:
-        out.append(
-            recorded(await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history())
-        )
-    return out
+    return [await fetched(client, e.id, e.run_id) for e in runs]
 
 
 async def _decode(

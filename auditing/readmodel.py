@@ -21,7 +21,9 @@ notification delivery state, NIP serials, the page store and the national lists
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -47,7 +49,7 @@ from auditing.history import (
     AuditError,
     RecordedHistory,
     ReplayOutcome,
-    recorded,
+    fetched,
     replay,
     round_query,
 )
@@ -450,14 +452,22 @@ async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) 
     ]
 
 
+async def _finished(pool: asyncpg.Pool, result: ReadModelCheck, known: list[str]) -> ReadModelCheck:
+    """`result` with the rows of applicants no history wrote, every difference in its order."""
+    result.differences += await _without_history(pool, result.round_id, sorted(known))
+    result.differences.sort(key=Difference.order)
+    return result
+
+
 async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
     """Compare the read model with what the histories say; change nothing."""
-    differences = await _differences(pool, projected)
-    differences += await _without_history(pool, projected.round_id, sorted(projected.projections))
-    differences.sort(key=Difference.order)
-    return ReadModelCheck(
-        projected.round_id, len(projected.projections), differences, projected.replay_failures
+    result = ReadModelCheck(
+        projected.round_id,
+        len(projected.projections),
+        await _differences(pool, projected),
+        projected.replay_failures,
     )
+    return await _finished(pool, result, list(projected.projections))
 
 
 async def _repair(
@@ -500,13 +510,10 @@ async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
     ahead of its histories, a row or decision without one) is left for a person, and stays in
     the result. Missing notifications are written as undelivered, so they are delivered (again)."""
     left, made_good = await _repair(pool, read_model, projected)
-    left += await _without_history(pool, projected.round_id, sorted(projected.projections))
-    left.sort(key=Difference.order)
     result = ReadModelCheck(
-        projected.round_id, len(projected.projections), left, projected.replay_failures
+        projected.round_id, len(projected.projections), left, projected.replay_failures, made_good
     )
-    result.repaired = made_good
-    return result
+    return await _finished(pool, result, list(projected.projections))
 
 
 async def _runs(client: Client, round_id: str) -> dict[str, list[tuple[str, str, datetime]]]:
@@ -542,10 +549,7 @@ async def _check_chunk(
 ) -> _Chunk:
     """Fetch, replay, compare (and make good) the runs of some journeys, then let them go."""
     listed = sorted(listed, key=lambda r: (r[0], r[2]))  # a journey's runs, then its aftermath's
-    histories = [
-        recorded(await client.get_workflow_handle(wid, run_id=rid).fetch_history())
-        for wid, rid, _ in listed
-    ]
+    histories = [await fetched(client, wid, rid) for wid, rid, _ in listed]
     found = await projected(round_id, histories, converter, on_result)
     del histories
     if read_model is None:
@@ -608,10 +612,7 @@ async def check_round(
         await _check_chunk(client, pool, round_id, converter, read_model, listed, on_result)
         for listed in _chunks(runs, chunk)
     ]
-    result, known = _gather(round_id, done)
-    result.differences += await _without_history(pool, round_id, sorted(known))
-    result.differences.sort(key=Difference.order)
-    return result
+    return await _finished(pool, *_gather(round_id, done))
 
 
 # --- the same in several processes (audit.py check-read-model --processes N) ---------------------
@@ -620,8 +621,6 @@ _process: dict[str, Any] = {}  # a pool process's own loop, app, read-model pool
 
 
 def _process_start(repair: bool) -> None:
-    import asyncio
-
     from runtime.app import open_app
     from runtime.connection import data_converter
     from runtime.db import open_pool
@@ -658,9 +657,6 @@ async def check_round_in_processes(
     """`check_round` with its chunks shared out among `processes` processes, each with its own
     connections (opened from the same settings). `on_chunk` hears how many runs each chunk had,
     as each is done, in any order; rows without history are looked for here, once, at the end."""
-    import asyncio
-    import multiprocessing
-
     runs = await _listed_runs(client, round_id)
     if on_listed:
         on_listed(sum(len(r) for r in runs.values()))
@@ -683,7 +679,4 @@ async def check_round_in_processes(
             done.append(item)
             if on_chunk:
                 on_chunk(item.runs)
-    result, known = _gather(round_id, done)
-    result.differences += await _without_history(pool, round_id, sorted(known))
-    result.differences.sort(key=Difference.order)
-    return result
+    return await _finished(pool, *_gather(round_id, done))
