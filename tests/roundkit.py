@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from domain.config import RoundConfig, parse_round_config
 from domain.registration import Gender, Registration
@@ -296,3 +299,18 @@ class BrokenQuery:
 
     async def ask(self, handle, *args, **options):
         raise RuntimeError("nothing expected this")
+
+
+def command_env(temporal: str, database: str, keys, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of `starter.py` or `audit.py` run as a process against a deployment's
+    servers (CASN_TEMPORAL_ADDRESS, CASN_DATABASE_URL) with the test session's keys."""
+    return {
+        **os.environ,
+        "CASN_TEMPORAL_ADDRESS": temporal,
+        "CASN_DATABASE_URL": database,
+        "CASN_DATA_DIR": str(data_dir),
+        "CASN_LOG_FORMAT": "json",
+        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
+        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
+        **extra,
+    }

@@ -4,11 +4,9 @@ every window, --json, and a clear exit 3 when the server or the database cannot 
 from __future__ import annotations
 
 import asyncio
-import base64
 import csv
 import io
 import json
-import os
 import socket
 import stat
 import subprocess
@@ -36,7 +34,14 @@ from domain.messages import (
     MoveTmt,
 )
 from starter import Context, cli, import_registrations, lookup, status
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    command_env,
+    compressed_round,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,15 +295,7 @@ async def test_lookup_by_nik_shows_each_failing_document_and_the_sanggah_deadlin
         await lookup(ctx, round_id, applicant_id="NOPE")
 
     # The command itself, as an operator runs it: JSON on stdout, the NIK never printed whole.
-    env = {
-        **os.environ,
-        "CASN_TEMPORAL_ADDRESS": stack.temporal_address,
-        "CASN_DATABASE_URL": stack.database_url,
-        "CASN_DATA_DIR": str(tmp_path / "data"),
-        "CASN_LOG_FORMAT": "json",
-        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
-        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
-    }
+    env = command_env(stack.temporal_address, stack.database_url, keys, tmp_path / "data")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "starter.py"),
@@ -356,15 +353,7 @@ def _closed_port() -> int:
 
 
 def _starter(tmp_path: Path, keys, temporal: str, database: str, *arguments: str):
-    env = {
-        **os.environ,
-        "CASN_TEMPORAL_ADDRESS": temporal,
-        "CASN_DATABASE_URL": database,
-        "CASN_DATA_DIR": str(tmp_path / "data"),
-        "CASN_LOG_FORMAT": "json",
-        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
-        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
-    }
+    env = command_env(temporal, database, keys, tmp_path / "data")
     return subprocess.run(
         [sys.executable, str(ROOT / "starter.py"), *arguments],
         env=env,

@@ -5,8 +5,6 @@ ranking, its read model damaged in every way the check names, then made good."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from auditing.readmodel import check, check_round, projected, repair
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
+from tests.roundkit import command_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,16 +116,8 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
     assert streamed.applicants == 3
 
     # The auditor's command says the same, and exits 1; it changes nothing.
-    env = {
-        **os.environ,
-        "CASN_TEMPORAL_ADDRESS": stack.temporal_address,
-        "CASN_DATABASE_URL": stack.database_url,
-        "CASN_DATA_DIR": str(tmp_path / "data"),
-        "CASN_LOG_FORMAT": "json",
-        "CASN_PAYLOAD_KEY": base64.b64encode(keys.payload_key).decode(),
-        "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
-        "COLUMNS": "200",
-    }
+    data = tmp_path / "data"
+    env = command_env(stack.temporal_address, stack.database_url, keys, data, COLUMNS="200")
 
     def audit(*arguments: str) -> subprocess.CompletedProcess:
         return subprocess.run(

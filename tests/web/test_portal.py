@@ -380,41 +380,51 @@ async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouc
 # --- login, sessions, cookies -----------------------------------------------------------------
 
 
-async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bare_500(
-    browser, operator_api, gateway_state, client, tmp_path, monkeypatch
-):
-    """A status page or an API call whose query the worker cannot answer (a journey it cannot
-    replay): the portal's page that says the service is unavailable and the API's problem+json,
-    each 503 with Retry-After, and an error in the log. Starlette's bare 500 before."""
-    round_id = await open_round(operator_api, tmp_path, "portal-unread")
-    done = await submit_registration(browser, round_id, form_of(registration(9, "F1")))
+async def _with_engine_failing(browser, operator_api, client, tmp_path, monkeypatch, query, n):
+    """A registered applicant's status page and an API registration of another, while every
+    journey and round query fails as `query` makes it fail. The refused registration started
+    nothing, and the page reads again once the queries are answered. (page, api, logs, nik)"""
+    round_id = await open_round(operator_api, tmp_path, f"portal-{n}")
+    done = await submit_registration(browser, round_id, form_of(registration(n, "F1")))
     assert done.status_code == 201, text_of(done.text)
+    refused = registration(n + 1, "F1")
     with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
-        patched.setattr(client_status, "JOURNEY_STATE", UnreadableQuery())
-        patched.setattr(client_api, "ROUND_STATE", UnreadableQuery())
+        patched.setattr(client_status, "JOURNEY_STATE", query)
+        patched.setattr(client_api, "ROUND_STATE", query)
         page = await browser.get("/status")
         api = await browser.post(
             f"/api/v1/rounds/{round_id}/registrations",
-            json=registration(10, "F1").model_dump(mode="json"),
+            json=refused.model_dump(mode="json"),
             headers=auth(OPERATOR),
         )
     assert (page.status_code, page.headers.get("retry-after")) == (503, "30"), page.text
     assert "Layanan sedang tidak tersedia" in text_of(page.text)
     assert (api.status_code, api.headers.get("retry-after")) == (503, "30"), api.text
     assert api.headers["content-type"].startswith("application/problem+json")
+    unstarted = applicant_id_for(operator_api.pseudonym_key, round_id, refused.nik)
+    with pytest.raises(RPCError) as none:
+        await client.get_workflow_handle(journey_workflow_id(round_id, unstarted)).describe()
+    assert none.value.status == RPCStatusCode.NOT_FOUND
+    assert (await browser.get("/status")).status_code == 200
+    return round_id, api, logs, refused.nik
+
+
+async def test_a_record_the_worker_cannot_answer_for_is_503_and_logged_not_a_bare_500(
+    browser, operator_api, gateway_state, client, tmp_path, monkeypatch
+):
+    """A status page or an API call whose query the worker cannot answer (a journey it cannot
+    replay): the portal's page that says the service is unavailable and the API's problem+json,
+    each 503 with Retry-After, and an error in the log. Starlette's bare 500 before."""
+    round_id, api, logs, nik = await _with_engine_failing(
+        browser, operator_api, client, tmp_path, monkeypatch, UnreadableQuery(), 9
+    )
     assert "cannot read this record now" in api.json()["detail"]
     failed = [e for e in logs if e["event"] == "a query the worker could not answer"]
     assert [(e["log_level"], e["path"]) for e in failed] == [
         ("error", "/status"),
         ("error", f"/api/v1/rounds/{round_id}/registrations"),
     ]
-    # Nothing was registered by the refused call, and the page reads again once the worker can.
-    refused = applicant_id_for(operator_api.pseudonym_key, round_id, registration(10, "F1").nik)
-    with pytest.raises(RPCError) as none:
-        await client.get_workflow_handle(journey_workflow_id(round_id, refused)).describe()
-    assert none.value.status == RPCStatusCode.NOT_FOUND
-    assert (await browser.get("/status")).status_code == 200
-    assert registration(10, "F1").nik not in repr(logs)
+    assert nik not in repr(logs)
 
 
 async def test_a_query_no_worker_answers_in_time_is_503_with_retry_after_and_nothing_is_started(
@@ -423,29 +433,11 @@ async def test_a_query_no_worker_answers_in_time_is_503_with_retry_after_and_not
     """The journey's or the round's query ends at the gateway's deadline (CASN_QUERY_SECONDS: no
     worker polls, or none in time): the portal's unavailable page and the API's problem+json,
     each 503 with Retry-After (the API's had none), and a warning in the log."""
-    round_id = await open_round(operator_api, tmp_path, "portal-silent")
-    done = await submit_registration(browser, round_id, form_of(registration(12, "F1")))
-    assert done.status_code == 201, text_of(done.text)
-    with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
-        patched.setattr(client_status, "JOURNEY_STATE", SilentQuery())
-        patched.setattr(client_api, "ROUND_STATE", SilentQuery())
-        page = await browser.get("/status")
-        api = await browser.post(
-            f"/api/v1/rounds/{round_id}/registrations",
-            json=registration(13, "F1").model_dump(mode="json"),
-            headers=auth(OPERATOR),
-        )
-    assert (page.status_code, page.headers.get("retry-after")) == (503, "30"), page.text
-    assert "Layanan sedang tidak tersedia" in text_of(page.text)
-    assert (api.status_code, api.headers.get("retry-after")) == (503, "30"), api.text
-    assert api.headers["content-type"].startswith("application/problem+json")
+    _, api, logs, _ = await _with_engine_failing(
+        browser, operator_api, client, tmp_path, monkeypatch, SilentQuery(), 12
+    )
     assert "send the same message again later" in api.json()["detail"]
     assert [e["log_level"] for e in logs if e["event"] == "engine unreachable"] == ["warning"]
-    refused = applicant_id_for(operator_api.pseudonym_key, round_id, registration(13, "F1").nik)
-    with pytest.raises(RPCError) as none:
-        await client.get_workflow_handle(journey_workflow_id(round_id, refused)).describe()
-    assert none.value.status == RPCStatusCode.NOT_FOUND
-    assert (await browser.get("/status")).status_code == 200
 
 
 async def test_an_unexpected_error_is_a_500_with_its_request_id_and_logged_as_500(
