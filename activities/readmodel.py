@@ -61,13 +61,16 @@ WITH src AS (
            EXCLUDED.rule_version, EXCLUDED.rules_digest)
 ), new_sanctions AS (
     INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason)
-    SELECT x.subject, 'APS', x.origin, x.imposed_by, COALESCE(x.imposed_at, now()), x.rounds, x.reason
+    SELECT x.subject, 'APS', x.origin, x.imposed_by, COALESCE(x.imposed_at, s.imposed_at, now()),
+        x.rounds, x.reason
     FROM jsonb_to_recordset($5::jsonb) AS x(subject text, origin text, imposed_by text,
         imposed_at timestamptz, rounds integer, reason text)
+    LEFT JOIN sanctions s ON s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject
     ON CONFLICT (kind, origin, subject) DO UPDATE SET
-        imposed_by = EXCLUDED.imposed_by, rounds = EXCLUDED.rounds, reason = EXCLUDED.reason
-    WHERE (sanctions.imposed_by, sanctions.rounds, sanctions.reason)
-        IS DISTINCT FROM (EXCLUDED.imposed_by, EXCLUDED.rounds, EXCLUDED.reason)
+        imposed_by = EXCLUDED.imposed_by, imposed_at = EXCLUDED.imposed_at,
+        rounds = EXCLUDED.rounds, reason = EXCLUDED.reason
+    WHERE (sanctions.imposed_by, sanctions.imposed_at, sanctions.rounds, sanctions.reason)
+        IS DISTINCT FROM (EXCLUDED.imposed_by, EXCLUDED.imposed_at, EXCLUDED.rounds, EXCLUDED.reason)
 ), new_reports AS (
     INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)
     SELECT x.round_id, x.applicant_id, x.report_id, x.kind, x.content
@@ -90,7 +93,10 @@ def _enum(value) -> str | None:
 
 def sanction_rows(p: JourneyProjection) -> list[dict]:
     """The sanctions-register entry of a journey that ended in APS with a sanction (client/sanctions.py):
-    keyed by the start's sanction key, never the NIK; none for journeys started without one."""
+    keyed by the start's sanction key, never the NIK; none for journeys started without one.
+
+    Its imposed_at is the journey's Withdrew decision's time, in the projection that carries that
+    decision; a later projection has none (None), and its write keeps the time the entry has."""
     s = p.state
     if not (p.sanction_key and s.terminal == Terminal.WITHDRAWN and s.sanction_rounds > 0):
         return []
@@ -294,9 +300,15 @@ class ReadModel:
         decisions: dict[tuple[str, str, int], dict] = {}
         reports: list[dict] = []
         notes: list[dict] = []
-        sanctions: list[dict] = []
+        # A journey's APS entry, once: the last write's content, and the withdrawal's time of the
+        # last projection that carries it (a later attempt's, as for its decision).
+        sanctions: dict[tuple[str, str], dict] = {}
         for p in projections:
-            sanctions += sanction_rows(p)
+            for s in sanction_rows(p):
+                key = (s["subject"], s["origin"])
+                if s["imposed_at"] is None and key in sanctions:
+                    s = {**s, "imposed_at": sanctions[key]["imposed_at"]}
+                sanctions[key] = s
             row, d, r, n = _projection_rows(p, self.cipher)
             key = (row["round_id"], row["applicant_id"])
             if key not in rows or rows[key]["version"] < row["version"]:
@@ -311,7 +323,7 @@ class ReadModel:
             json.dumps(list(decisions.values())),
             json.dumps(reports),
             json.dumps(notes),
-            json.dumps(sanctions),
+            json.dumps(list(sanctions.values())),
         )
 
     @activity.defn(name=ISSUE_NIP.name)

@@ -55,6 +55,7 @@ from auditing.history import (
 )
 from domain.aftermath import RevocationRows
 from domain.aftermath import row as revocation_row
+from domain.codes import Terminal
 from domain.contracts import JourneyProjection
 from domain.protocol import PROJECT_JOURNEY, PROJECT_REVOCATIONS
 from workflows.ids import aftermath_of, journey_workflow_id
@@ -91,9 +92,15 @@ REVOCATION_COLUMNS = (
     ("reported_by", "text"),
     ("report_id", "text"),
 )
-# An APS sanction's columns that follow from the journey; its imposed_at is the write's (now(),
-# when the projection did not carry the withdrawal), so it is not compared.
-SANCTION_COLUMNS = (("imposed_by", "text"), ("rounds", "integer"), ("reason", "text"))
+# An APS sanction's columns that follow from the journey; its imposed_at is the time of the
+# journey's Withdrew decision as the history records it.
+SANCTION_COLUMNS = (
+    ("imposed_by", "text"),
+    ("imposed_at", "timestamptz"),
+    ("rounds", "integer"),
+    ("reason", "text"),
+)
+WITHDREW = Terminal.WITHDRAWN.value  # the outcome of the decision an APS sanction is imposed by
 CHUNK = 500  # applicants compared (and repaired) per statement
 
 # What a difference is, and whether --repair makes it good.
@@ -111,7 +118,8 @@ KINDS = {
     "report altered": "overwritten with the histories' published part",
     "notification missing": "written, to be delivered (again: whether it was is not known)",
     "sanction missing": "written",
-    "sanction altered": "overwritten with the histories' content (the rounds barred, the reason)",
+    "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
+    "the withdrawal, the rounds barred, the reason)",
     "revocation missing": "written",
     "revocation altered": "overwritten with the histories' content",
     "revocation without history": "left: no aftermath holds a revocation at that place",
@@ -329,15 +337,25 @@ class _Expected:
             row = projected.row(applicant_id)
             if row is not None:
                 out.rows.append(row)
+            trail: dict[int, dict] = {}  # this applicant's decisions by place
             for p in projected.projections[applicant_id]:
                 decisions, reports = trail_rows(p)
                 for d in decisions:  # a place written again: the later write holds, as in
                     out.decisions[(applicant_id, d["seq"])] = d  # the read model's own write
+                    trail[d["seq"]] = d
                 for r in reports:
                     out.reports.setdefault((applicant_id, r["report_id"]), r)
                 out.notifications.update((applicant_id, n.key) for n in p.notifications)
-                for s in sanction_rows(p):
-                    out.sanctions.setdefault(s["origin"], s)
+                for s in sanction_rows(p):  # the last write's content, as the write keeps it
+                    out.sanctions[s["origin"]] = s
+            origin = f"{projected.round_id}/{applicant_id}"
+            if origin in out.sanctions:  # imposed when the journey decided Withdrew, at the time
+                out.sanctions[origin] = {  # recorded (a place written again: the later write)
+                    **out.sanctions[origin],
+                    "imposed_at": next(
+                        (d["at"] for d in trail.values() if d["outcome"] == WITHDREW), None
+                    ),
+                }
             for rows in projected.revocations.get(applicant_id, []):
                 for i, r in enumerate(rows.revocations):
                     seq = rows.first_seq + i

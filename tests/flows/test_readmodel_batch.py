@@ -300,3 +300,71 @@ async def test_an_aps_sanction_altered_in_the_register_is_named_and_made_good(st
         assert await pool.fetchval("SELECT rounds FROM sanctions WHERE origin = $1", origin) == 3
     finally:
         await pool.close()
+
+
+async def test_an_aps_sanction_takes_its_withdrawal_time_from_the_attempt_the_history_records(
+    stack, round_id
+):
+    """The register's imposed_at is the time of the journey's Withdrew decision, as its history
+    records it: a later attempt of the task that decided it writes its own time over the first's;
+    a projection after it (no withdrawal decision of its own) leaves the time alone, also in one
+    statement with the first (one statement cannot update a row twice); and a time altered in the
+    register is named by check-read-model and written back by its repair."""
+    from auditing.readmodel import Projected, check, repair
+    from domain.codes import Terminal
+
+    ended = projection(round_id, "A", 2, Stage.ENDED)
+    first_at = datetime(2027, 5, 3, 8, 0, 0, tzinfo=UTC)
+    withdrew = ended.new_decisions[0].model_copy(
+        update={"outcome": Terminal.WITHDRAWN.value, "at": first_at}
+    )
+    state = ended.state.model_copy(
+        update={
+            "terminal": Terminal.WITHDRAWN,
+            "terminal_reason": "APS: withdrew; barred from the next 2 rounds",
+            "sanction_rounds": 2,
+        }
+    )
+    decided = ended.model_copy(
+        update={"state": state, "new_decisions": [withdrew], "sanction_key": "b" * 64}
+    )
+    after = decided.model_copy(
+        update={
+            "version": 3,
+            "first_seq": 1,
+            "new_decisions": [],
+            "notifications": [Notification(key="k-after", text="t")],
+            "reports": [],
+        }
+    )
+    origin = f"{round_id}/A"
+    pool = await open_pool(stack.database_url, max_size=4)
+    try:
+        rm = ReadModel(pool, CIPHER)
+
+        async def imposed_at():
+            return await pool.fetchval("SELECT imposed_at FROM sanctions WHERE origin = $1", origin)
+
+        await rm.write_rows([decided, after])
+        assert await imposed_at() == first_at
+        later_at = first_at.replace(second=6)
+        retried = decided.model_copy(
+            update={"new_decisions": [withdrew.model_copy(update={"at": later_at})]}
+        )
+        await rm.project_journey(retried)
+        assert await imposed_at() == later_at
+        await rm.project_journey(after)
+        assert await imposed_at() == later_at
+
+        projected = Projected(round_id, projections={"A": [retried, after]})
+        assert (await check(pool, projected)).differences == []
+        await pool.execute("UPDATE sanctions SET imposed_at = now() WHERE origin = $1", origin)
+        found = await check(pool, projected)
+        assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
+            ("sanction altered", "A", "APS: imposed_at")
+        ]
+        fixed = await repair(pool, rm, projected)
+        assert fixed.differences == [] and fixed.repaired == 1
+        assert await imposed_at() == later_at
+    finally:
+        await pool.close()

@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from activities.sanctions import SanctionChecker, record_round
+from auditing.readmodel import check_round
 from client.api import RecruitmentApi
 from client.sanctions import ListRow, SanctionRegister, sanction_subject
 from domain.codes import Stage
@@ -25,6 +26,7 @@ from domain.messages import (
     AdminReport,
     CloseWindow,
     GateReport,
+    JourneyState,
     SanctionCheck,
     SkbScoreReport,
     SkdReport,
@@ -32,6 +34,7 @@ from domain.messages import (
 )
 from domain.registration import mask_nik
 from gateway.portal import indonesian
+from runtime.connection import data_converter
 from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
@@ -69,8 +72,11 @@ async def _until(check, what: str, timeout: float = 30.0):
     return result
 
 
-async def _win_then_withdraw(api: RecruitmentApi, client, tmp_path: Path, reg) -> str:
-    """Round 1: the applicant wins the formasi's only seat, then withdraws (APS): the round id."""
+async def _win_then_withdraw(
+    api: RecruitmentApi, client, tmp_path: Path, reg
+) -> tuple[str, JourneyState]:
+    """Round 1: the applicant wins the formasi's only seat, then withdraws (APS): the round id and
+    the journey's state at its end."""
     seconds = {**OPEN_NOW, "registration": (-60, 3), "administration": (3, 600)}
     config, _ = await _round(api, tmp_path, "sanction-r1", seconds)
     round_id = config.round_id
@@ -119,7 +125,7 @@ async def _win_then_withdraw(api: RecruitmentApi, client, tmp_path: Path, reg) -
     )
     ended = await _wait_stage(client, round_id, applicant, {Stage.ENDED})
     assert (ended.terminal.value, ended.sanction_rounds) == ("APS", 2)
-    return round_id
+    return round_id, ended
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -134,9 +140,15 @@ async def test_aps_after_passing_bars_the_nik_from_the_next_two_rounds_only(
     reg = _person(date(1991, 3, 9))
     subject = sanction_subject(keys.pseudonym_key, reg.nik)
 
-    r1 = await _win_then_withdraw(api, client, tmp_path, reg)
+    r1, ended = await _win_then_withdraw(api, client, tmp_path, reg)
     [entry] = await _until(lambda: register.entries(subject), "an entry in the register")
     assert (entry.kind, entry.imposed_by, entry.rounds) == ("APS", r1, 2)
+    # Imposed at the time the journey decided its withdrawal, as its history records it; and
+    # check-read-model, which compares that time too, finds the register as the history says.
+    [withdrew] = [d for d in ended.decisions if d.outcome == "APS"]
+    assert entry.imposed_at == withdrew.at
+    checked = await check_round(client, pool, r1, data_converter(keys))
+    assert (checked.applicants, checked.differences) == (1, [])
 
     # Round 2, through starter.py's import: the row refused at field nik, exit 1.
     config2, path2 = await _round(api, tmp_path, "sanction-r2")
