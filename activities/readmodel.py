@@ -55,7 +55,8 @@ WITH src AS (
         at = EXCLUDED.at, stage = EXCLUDED.stage, outcome = EXCLUDED.outcome,
         actor = EXCLUDED.actor, rule_version = EXCLUDED.rule_version,
         rules_digest = EXCLUDED.rules_digest
-    WHERE (decisions.at, decisions.stage, decisions.outcome, decisions.actor,
+    WHERE EXCLUDED.at >= decisions.at  -- a late first attempt never undoes its retry's write
+      AND (decisions.at, decisions.stage, decisions.outcome, decisions.actor,
            decisions.rule_version, decisions.rules_digest)
         IS DISTINCT FROM (EXCLUDED.at, EXCLUDED.stage, EXCLUDED.outcome, EXCLUDED.actor,
            EXCLUDED.rule_version, EXCLUDED.rules_digest)

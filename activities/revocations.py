@@ -21,7 +21,8 @@ ON CONFLICT (round_id, applicant_id, seq) DO UPDATE SET
     code = EXCLUDED.code, at = EXCLUDED.at, journey_terminal = EXCLUDED.journey_terminal,
     decree_no = EXCLUDED.decree_no, reported_by = EXCLUDED.reported_by,
     report_id = EXCLUDED.report_id
-WHERE (revocations.code, revocations.at, revocations.journey_terminal, revocations.decree_no,
+WHERE EXCLUDED.at >= revocations.at  -- a late first attempt never undoes its retry's write
+  AND (revocations.code, revocations.at, revocations.journey_terminal, revocations.decree_no,
        revocations.reported_by, revocations.report_id)
     IS DISTINCT FROM (EXCLUDED.code, EXCLUDED.at, EXCLUDED.journey_terminal, EXCLUDED.decree_no,
        EXCLUDED.reported_by, EXCLUDED.report_id)

@@ -112,7 +112,7 @@ KINDS = {
     "database restored to an earlier instant?); re-send what was acknowledged after it",
     "row without history": "left: no journey of the round wrote it",
     "decision missing": "written",
-    "decision altered": "overwritten with the histories' content",
+    "decision altered": "overwritten with the histories' content (a later time too)",
     "decision without history": "left: no history holds a decision at that place",
     "report missing": "written",
     "report altered": "overwritten with the histories' published part",
@@ -121,7 +121,7 @@ KINDS = {
     "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
     "the withdrawal, the rounds barred, the reason)",
     "revocation missing": "written",
-    "revocation altered": "overwritten with the histories' content",
+    "revocation altered": "overwritten with the histories' content (a later time too)",
     "revocation without history": "left: no aftermath holds a revocation at that place",
 }
 REPAIRED = {k for k, v in KINDS.items() if not v.startswith("left")}
@@ -311,6 +311,18 @@ UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUM
     updated_at = now()
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
 WHERE a.round_id = $1 AND a.applicant_id = x.applicant_id AND a.version = x.version
+"""
+# A decision or revocation whose stored time is later than the histories' (the write never lets
+# an earlier time replace a later one: a late first attempt must not undo its retry's write).
+_OVERWRITE_DECISIONS_SQL = f"""
+UPDATE decisions d SET {", ".join(f"{name} = x.{name}" for name, _ in DECISION_COLUMNS)}
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
+WHERE d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
+"""
+_OVERWRITE_REVOCATIONS_SQL = f"""
+UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATION_COLUMNS)}
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(REVOCATION_COLUMNS)})
+WHERE r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.seq = x.seq
 """
 _OVERWRITE_REPORTS_SQL = """
 UPDATE stage_reports r SET kind = x.kind, content = x.content
@@ -509,9 +521,19 @@ async def _repair(
             r for (who, rid), r in expected.reports.items()
             if ("report altered", who, rid) in altered
         ]  # fmt: skip
+        decisions = [
+            d for (who, seq), d in expected.decisions.items()
+            if ("decision altered", who, seq) in altered
+        ]  # fmt: skip
+        revoked = [
+            r for (who, seq), r in expected.revocations.items()
+            if ("revocation altered", who, seq) in altered
+        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
+            await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
+            await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 
@@ -523,8 +545,8 @@ async def repair(pool: asyncpg.Pool, read_model: ReadModel, projected: Projected
     the read model's own write (`ReadModel.write_rows`): what is missing is added, a row behind is
     brought to the histories' version, a decision that differs takes the histories' content,
     nothing already there is written twice. Then what that write leaves alone by design (a row at
-    the histories' version, a report whose content differs) is overwritten with the histories'
-    content. What no history explains (a row
+    the histories' version, a report whose content differs, a decision or revocation stored with
+    a later time) is overwritten with the histories' content. What no history explains (a row
     ahead of its histories, a row or decision without one) is left for a person, and stays in
     the result. Missing notifications are written as undelivered, so they are delivered (again)."""
     left, made_good = await _repair(pool, read_model, projected)

@@ -216,6 +216,25 @@ async def test_a_decision_written_again_by_a_later_attempt_takes_its_content(sta
         assert (kept["at"], kept["outcome"]) == (later_at, decision.outcome)
         await rm.write_rows([later])  # the same again: the row is not even rewritten
         assert (await recorded())["xmin"] == kept["xmin"]
+        await rm.project_journey(first)  # the first attempt's write, landing late: no effect
+        assert (await recorded())["xmin"] == kept["xmin"]
+
+        # A time later than the history's (which no write lets an earlier one replace) is named
+        # by check-read-model, and its repair puts the history's back.
+        from auditing.readmodel import Projected, check, repair
+
+        projected = Projected(round_id, projections={"A": [later]})
+        assert (await check(pool, projected)).differences == []
+        await pool.execute(
+            "UPDATE decisions SET at = at + interval '1 hour' WHERE round_id = $1", round_id
+        )
+        found = await check(pool, projected)
+        assert [(d.kind, d.detail) for d in found.differences] == [
+            ("decision altered", "seq 0: at (the read model's 3600.000 s later)")
+        ]
+        fixed = await repair(pool, rm, projected)
+        assert (fixed.differences, fixed.repaired) == ([], 1)
+        assert (await recorded())["at"] == later_at
     finally:
         await pool.close()
 
@@ -257,6 +276,24 @@ async def test_a_revocation_written_again_by_a_later_attempt_takes_its_time(stac
         assert (kept["at"], kept["code"]) == (later.at, "DIS")
         await writer.project_revocations(rows(later))
         assert (await recorded())["xmin"] == kept["xmin"]
+        await writer.project_revocations(rows(revocation))  # the first attempt's, landing late
+        assert (await recorded())["xmin"] == kept["xmin"]
+
+        # Stored later than the history's time: named, and put back by the repair.
+        from auditing.readmodel import Projected, check, repair
+
+        projected = Projected(round_id, projections={"A": []}, revocations={"A": [rows(later)]})
+        assert (await check(pool, projected)).differences == []
+        await pool.execute(
+            "UPDATE revocations SET at = at + interval '1 day' WHERE round_id = $1", round_id
+        )
+        found = await check(pool, projected)
+        assert [(d.kind, d.detail) for d in found.differences] == [
+            ("revocation altered", "seq 0: at")
+        ]
+        fixed = await repair(pool, ReadModel(pool, CIPHER), projected)
+        assert (fixed.differences, fixed.repaired) == ([], 1)
+        assert (await recorded())["at"] == later.at
     finally:
         await pool.close()
 
