@@ -6,6 +6,7 @@
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
     python audit.py check-read-model ROUND_ID [--repair] [--processes N]
+    python audit.py check-pages ROUND_ID  # the page store against the formasi's histories
     python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
     python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
@@ -533,6 +534,82 @@ def check_read_model_command(
             listed.add_column(col, overflow="fold")
         for d in result.differences[:show]:
             listed.add_row(d.applicant_id, d.kind, d.detail)
+        if show:
+            console.print(listed)
+        return False
+
+    if not _run(main()):
+        raise typer.Exit(1)
+
+
+@app.command("check-pages")
+def check_pages_command(
+    round_id: str,
+    show: int = typer.Option(50, min=0, help="list at most this many problems"),
+) -> None:
+    """The page store against the round's formasi and round histories: every page they reference
+    (and every page under an index page among them) is there, opens with the payload keys and
+    matches its digest and count. Exit 1 on a page missing or altered: the formasi's next ranking
+    would stop on it. Nothing is written."""
+    from auditing.pagestore import check_pages
+    from runtime.db import open_pool
+    from runtime.sealed import ColumnCipher
+
+    async def main() -> bool:
+        from runtime.app import open_app
+
+        opened = await open_app()
+        # The formasi first: a page is named with its owner's event that references it.
+        histories: list[RecordedHistory] = []
+        for kind in ("formasi", "round"):
+            try:
+                histories += await round_histories(opened.client, round_id, kind)
+            except AuditError:
+                if kind == "round":
+                    raise
+        try:
+            pool = await open_pool(opened.stack.database_url, max_size=2)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise AuditError(f"the page store cannot be reached: {exc}") from None
+        try:
+            with Progress(
+                TextColumn("reading pages"), MofNCompleteColumn(), console=errors, transient=True
+            ) as progress:
+                task = progress.add_task("", total=None)
+                result = await check_pages(
+                    pool,
+                    ColumnCipher.from_keys(opened.keys),
+                    round_id,
+                    histories,
+                    _converter(opened.keys),
+                    on_read=lambda n: progress.update(task, advance=n),
+                )
+        finally:
+            await pool.close()
+        for where in result.undecodable:
+            console.print(f"[red]✗[/red] not decoded, so not searched for pages: {where}")
+        for where in result.refused:
+            console.print(f"a message the workflow refused, not searched: {where}")
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items())) or "none"
+        summary = (
+            f"{result.referenced} pages referenced by {result.histories} histories, "
+            f"{result.under_indexes} more under their index pages; {result.read} read back whole "
+            f"({kinds}); {result.unreferenced} kept by the round's workflows and referenced by "
+            "no history (left alone)"
+        )
+        if not result.problems:
+            if result.ok:
+                console.print(f"[green]round {round_id}'s pages are whole: {summary}[/green]")
+            return result.ok
+        console.print(summary, highlight=False)
+        listed = Table(
+            title=f"Round {round_id}: {len(result.problems)} pages not as their histories say "
+            "(restore the database to an instant when they were whole: docs/OPERATIONS.md, 4)"
+        )
+        for col in ("page", "problem", "detail", "referenced by"):
+            listed.add_column(col, overflow="fold")
+        for p in result.problems[:show]:
+            listed.add_row(p.digest, p.problem, p.detail, p.where)
         if show:
             console.print(listed)
         return False

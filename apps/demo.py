@@ -372,6 +372,7 @@ async def run_demo(
         )
         + f"  an applicant      .venv/bin/python audit.py trail {first} <registration-no>\n"
         f"  the read model    .venv/bin/python audit.py check-read-model {first}\n"
+        f"  the page store    .venv/bin/python audit.py check-pages {first}\n"
         f"  stop the servers  python3 run.py stop",
         highlight=False,
     )

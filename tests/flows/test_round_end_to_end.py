@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from auditing.history import round_histories
+from auditing.pagestore import check_pages
 from client.api import RecruitmentApi, RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import Stage
@@ -28,6 +30,8 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
+from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from workflows.ids import formasi_workflow_id, journey_workflow_id
 
@@ -360,6 +364,25 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
         )
         == "DIS"
     )
+
+    # `audit.py check-pages`: the page store holds every page the round's histories reference,
+    # the index pages read and their children checked too; a page lost is named with the first
+    # history event that references it (tests/flows/test_page_check.py: a page reached only
+    # through an index).
+    histories = await round_histories(client, round_id, "formasi")
+    histories += await round_histories(client, round_id, "round")
+    cipher, converter = ColumnCipher.from_keys(keys), data_converter(keys)
+    whole = await check_pages(pool, cipher, round_id, histories, converter)
+    assert (whole.ok, whole.problems) == (True, [])
+    assert whole.kinds.get("page-index", 0) >= 2
+    assert whole.read == len(await pool.fetch(
+        "SELECT 1 FROM pages WHERE owner = ANY($1::text[])", [h.workflow_id for h in histories]
+    )) - whole.unreferenced  # fmt: skip
+    replies = next(d for d, kind in kinds.items() if kind == "close-replies")
+    await pool.execute("DELETE FROM pages WHERE digest = $1", replies)
+    [lost] = (await check_pages(pool, cipher, round_id, histories, converter)).problems
+    assert (lost.digest, lost.problem) == (replies, "missing")
+    assert lost.where.startswith(f"{round_id}/formasi/F1 event ")
 
 
 async def _wait_phase(api, round_id, phase, timeout=40.0) -> None:

@@ -1,0 +1,228 @@
+"""The page store (activities/pages.py) against the round's histories (`audit.py check-pages`).
+
+A formasi keeps its closes' answers and its rankings as pages in PostgreSQL and records only their
+references (digest and count) in its history: in its activities' inputs and results, its local
+activities' markers, the carry it continues as new with, its result to the round. A page the store
+no longer holds, or holds altered, stops the formasi's next ranking (or the telling of a folded one)
+when it is read, which may be weeks after the loss. This check finds it before that:
+
+- every page reference in the round's formasi and round histories is collected (their payloads
+  decoded with the round's payload keys; a reference is a value with exactly a 64-hex `digest` and
+  a `count`);
+- each page is read back, opened with the payload keys and checked against its digest and count,
+  as the activities that use it do; an index page's children are checked the same way, level by
+  level;
+- pages the round's formasi and round own that no history references are counted (a retried
+  broadcast's first attempt keeps one; they are harmless, and never deleted here).
+
+Nothing is written. A page cannot be made again from the histories: which journeys' answers made
+up a page is not in them (docs/OPERATIONS.md, section 4). What is missing or altered needs the
+database restored to an instant when it was whole.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.enums.v1 import EventType
+from temporalio.converter import DataConverter
+
+from auditing.history import RecordedHistory
+from domain.pages import INDEX, PageRef, page_items
+from runtime.codec import ENCODING
+from runtime.sealed import ColumnCipher
+
+DIGEST = re.compile(r"[0-9a-f]{64}")
+# Payloads that never hold a page reference, or are not the codec's to decode.
+_SKIPPED_FIELDS = frozenset({"header", "memo", "search_attributes"})
+# Where a message from outside the round's workflows is recorded.
+_FROM_OUTSIDE = frozenset(
+    {
+        "workflow_execution_signaled_event_attributes",
+        "workflow_execution_update_accepted_event_attributes",
+        "workflow_execution_update_admitted_event_attributes",
+    }
+)
+READ_AT_ONCE = 200  # pages read per statement
+
+
+@dataclass(frozen=True)
+class PageProblem:
+    """A referenced page the store does not hold as its history says."""
+
+    digest: str
+    problem: str  # missing | unreadable | altered
+    detail: str
+    where: str  # the first history event (or index page) that references it
+
+
+@dataclass
+class PageCheck:
+    """What `check_pages` found for one round."""
+
+    round_id: str
+    histories: int
+    referenced: int = 0  # pages the histories reference themselves
+    under_indexes: int = 0  # pages found under the index pages among them
+    read: int = 0  # pages read back whole
+    kinds: dict[str, int] = field(default_factory=dict)  # pages read back, by kind
+    unreferenced: int = 0  # pages the round's workflows own that no history reaches
+    undecodable: list[str] = field(default_factory=list)  # the workers' payloads not decoded
+    refused: list[str] = field(default_factory=list)  # messages from outside not decoded
+    problems: list[PageProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.undecodable
+
+
+def _payload_messages(message: Message) -> Iterator[list[Payload]]:
+    """Every list of payloads under `message` (a history event's attributes), but for headers,
+    memos and search attributes."""
+    for fd, value in message.ListFields():
+        if fd.name in _SKIPPED_FIELDS or fd.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        if fd.message_type.GetOptions().map_entry:
+            if fd.message_type.fields_by_name["value"].type != FieldDescriptor.TYPE_MESSAGE:
+                continue
+            items = list(value.values())
+        elif fd.is_repeated:
+            items = list(value)
+        else:
+            items = [value]
+        for item in items:
+            if isinstance(item, Payloads):
+                yield list(item.payloads)
+            elif isinstance(item, Payload):
+                yield [item]
+            else:
+                yield from _payload_messages(item)
+
+
+def page_refs(value: Any) -> Iterator[PageRef]:
+    """The page references within a decoded payload: every value that is exactly a PageRef."""
+    if isinstance(value, dict):
+        if value.keys() == {"digest", "count"}:
+            digest, count = value["digest"], value["count"]
+            if isinstance(digest, str) and DIGEST.fullmatch(digest) and isinstance(count, int):
+                yield PageRef(digest=digest, count=count)
+                return
+        for v in value.values():
+            yield from page_refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from page_refs(v)
+
+
+async def referenced_pages(
+    histories: list[RecordedHistory],
+    converter: DataConverter,
+    undecodable: list[str],
+    refused: list[str] | None = None,
+) -> dict[str, tuple[PageRef, str]]:
+    """Every page reference the histories record, by digest, with the first event that holds it.
+
+    Events whose payloads cannot be decoded are added to `undecodable` (the round's own workers
+    wrote them: a payload key missing here?), or to `refused` for a message from outside (a
+    signal or update: anyone who reaches Temporal can send one, and the workflow refused it too)."""
+    found: dict[str, tuple[PageRef, str]] = {}
+    for h in histories:
+        for event in h.history.events:
+            attributes = event.WhichOneof("attributes")
+            if attributes is None:
+                continue
+            where = (
+                f"{h.workflow_id} event {event.event_id} ({EventType.Name(event.event_type)[11:]})"
+            )
+            for payloads in _payload_messages(getattr(event, attributes)):
+                # Only what went through the payload codec: everything the round's own workflows
+                # and activities record does. What did not is the SDK core's (a local activity's
+                # or a patch's marker data) or a message the workflow refused to read.
+                payloads = [p for p in payloads if p.metadata.get("encoding") == ENCODING]
+                if not payloads:
+                    continue
+                try:
+                    values = await converter.decode(payloads)
+                except Exception as exc:  # noqa: BLE001 - named
+                    named = refused if attributes in _FROM_OUTSIDE else undecodable
+                    if named is not None:
+                        named.append(f"{where}: {type(exc).__name__}: {exc}")
+                    continue
+                for ref in page_refs(values):
+                    found.setdefault(ref.digest, (ref, where))
+    return found
+
+
+async def check_pages(
+    pool: asyncpg.Pool,
+    cipher: ColumnCipher,
+    round_id: str,
+    histories: list[RecordedHistory],
+    converter: DataConverter,
+    on_read: Callable[[int], None] | None = None,
+) -> PageCheck:
+    """Check every page the round's formasi and round histories reference (and every page under
+    the index pages among them) against the store; change nothing."""
+    result = PageCheck(round_id, len(histories))
+    found = await referenced_pages(histories, converter, result.undecodable, result.refused)
+    result.referenced = len(found)
+    queue = list(found.values())
+    seen = set(found)
+    while queue:
+        batch, queue = queue[:READ_AT_ONCE], queue[READ_AT_ONCE:]
+        rows = await pool.fetch(
+            "SELECT digest, kind, body FROM pages WHERE digest = ANY($1::text[])",
+            [ref.digest for ref, _ in batch],
+        )
+        stored = {r["digest"]: r for r in rows}
+        for ref, where in batch:
+            row = stored.get(ref.digest)
+            if row is None:
+                result.problems.append(
+                    PageProblem(ref.digest, "missing", "not in the page store", where)
+                )
+                continue
+            try:
+                body = cipher.open(bytes(row["body"]), f"pages/{ref.digest}")
+            except Exception as exc:  # noqa: BLE001 - a body that does not open is named
+                result.problems.append(
+                    PageProblem(
+                        ref.digest,
+                        "unreadable",
+                        f"{row['kind']} page: its seal does not open with the payload keys "
+                        f"({type(exc).__name__})",
+                        where,
+                    )
+                )
+                continue
+            try:
+                items = page_items(row["kind"], ref, body)  # an unknown kind is refused too
+            except ValueError as exc:
+                result.problems.append(
+                    PageProblem(ref.digest, "altered", f"{row['kind']} page: {exc}", where)
+                )
+                continue
+            result.read += 1
+            result.kinds[row["kind"]] = result.kinds.get(row["kind"], 0) + 1
+            if row["kind"] == INDEX:
+                for child in (PageRef.model_validate(i) for i in items):
+                    if child.digest not in seen:
+                        seen.add(child.digest)
+                        result.under_indexes += 1
+                        queue.append((child, f"under index page {ref.digest[:12]}…, {where}"))
+        if on_read:
+            on_read(len(batch))
+    owners = sorted({h.workflow_id for h in histories})
+    result.unreferenced = await pool.fetchval(
+        "SELECT count(*) FROM pages WHERE owner = ANY($1::text[]) AND digest <> ALL($2::text[])",
+        owners,
+        sorted(seen),
+    )
+    return result

@@ -1,0 +1,158 @@
+"""The page store checked against the round's histories (auditing/pagestore.py, `audit.py
+check-pages`), on the session's real stack: a small round played to its final ranking, whose
+formasi kept its answers and rankings as pages; then pages lost and altered, each named. And a
+history whose only reference is an index page: the pages under it checked, a lost one named."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+
+from activities.pages import PageStore
+from auditing.history import RecordedHistory, round_histories
+from auditing.pagestore import check_pages
+from domain.pages import INDEX, LINES
+from runtime.codec import AesGcmCodec
+from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
+from scripts.record_histories import run_small_round
+from tests.roundkit import command_env
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_every_page_the_formasi_recorded_is_checked_and_a_lost_or_altered_one_is_named(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, pool = running_worker
+    round_id, _ = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    await asyncio.sleep(1.0)  # visibility lists the last starts
+    histories = await round_histories(client, round_id, "formasi")
+    histories += await round_histories(client, round_id, "round")
+    cipher, converter = ColumnCipher.from_keys(keys), data_converter(keys)
+
+    whole = await check_pages(pool, cipher, round_id, histories, converter)
+    assert (whole.ok, whole.problems, whole.undecodable) == (True, [], [])
+    owned = await pool.fetch(
+        "SELECT digest, kind FROM pages WHERE owner = ANY($1::text[]) ORDER BY digest",
+        sorted({h.workflow_id for h in histories}),
+    )
+    # The answers to both closes and the final ranking's lines and candidates, each read back.
+    assert {"close-replies", "ranking-lines", "candidates"} <= set(whole.kinds)
+    assert whole.read == whole.referenced + whole.under_indexes == len(owned) - whole.unreferenced
+
+    # One page lost, another's sealed body altered by a byte, a third sealed again with other
+    # content: each named, with the history event that references it.
+    lost, altered, rewritten = (r["digest"] for r in owned[:3])
+    await pool.execute("DELETE FROM pages WHERE digest = $1", lost)
+    await pool.execute(
+        "UPDATE pages SET body = overlay(body placing '\\xff'::bytea from length(body) for 1) "
+        "WHERE digest = $1",
+        altered,
+    )
+    await pool.execute(
+        "UPDATE pages SET body = $2 WHERE digest = $1",
+        rewritten,
+        cipher.seal(b"[]", f"pages/{rewritten}"),
+    )
+    damaged = await check_pages(pool, cipher, round_id, histories, converter)
+    assert sorted((p.digest, p.problem) for p in damaged.problems) == sorted(
+        [(lost, "missing"), (altered, "unreadable"), (rewritten, "altered")]
+    )
+    named = {p.digest: p for p in damaged.problems}
+    assert "does not match its digest" in named[rewritten].detail
+    # Each named with the first event of its owner (the formasi) that references it.
+    assert all(p.where.startswith(f"{round_id}/formasi/F1 event ") for p in damaged.problems)
+    assert not damaged.ok and damaged.read == whole.read - 3
+
+    # The CLI says the same, and exits 1.
+    done = subprocess.run(
+        [sys.executable, "audit.py", "check-pages", round_id],
+        cwd=ROOT,
+        env=command_env(
+            stack.temporal_address, stack.database_url, keys, tmp_path / "data", COLUMNS="250"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    flat = "".join(done.stdout.split()).replace("│", "")
+    for digest in (lost, altered, rewritten):
+        assert digest in flat, done.stdout
+
+
+def _history(workflow_id: str, *results) -> RecordedHistory:
+    """A history of activity completions with these (already encoded) results."""
+    events = []
+    for n, payloads in enumerate(results, start=1):
+        event = HistoryEvent(event_id=n, event_type=EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)
+        event.activity_task_completed_event_attributes.result.payloads.extend(payloads)
+        events.append(event)
+    return RecordedHistory(WorkflowHistory(workflow_id, events))
+
+
+async def test_pages_reached_only_through_index_pages_are_checked_and_named(keys, stack):
+    """A ranking whose line pages are folded inside the ranking activity records only the index
+    pages' references: the pages under them are checked through them, and a lost one is named
+    with the index it was reached through. A payload under another key is named (and the check
+    fails); one that never went through the codec (a marker's own data) is not searched."""
+    from runtime.db import open_pool
+
+    owner = f"pc-{uuid.uuid4().hex[:6]}/formasi/F1"
+    converter = data_converter(keys)
+    pool = await open_pool(stack.database_url, max_size=2)
+    try:
+        cipher = ColumnCipher.from_keys(keys)
+        store = PageStore(pool, cipher)
+        leaves = [await store.put(LINES, owner, [[f"A{i}", "80.5"]]) for i in range(5)]
+        top = await store.fold(LINES, owner, leaves, 2)  # 5 leaves -> 3 -> 2 index pages
+        result = await converter.encode([{"winner_pages": [r.model_dump() for r in top]}])
+        # A value shaped as a page reference, but in the clear: not the round's, not searched.
+        plain = DataConverter.default.payload_converter.to_payloads(
+            [{"digest": "0" * 64, "count": 1}]
+        )
+        foreign = await AesGcmCodec(b"\x07" * 32).encode(
+            DataConverter.default.payload_converter.to_payloads(["x"])
+        )
+        history = _history(owner, result, plain)
+
+        whole = await check_pages(pool, cipher, owner.split("/")[0], [history], converter)
+        assert (whole.ok, whole.problems) == (True, [])
+        # 5 leaves folded by 2: 3 index pages over them, 2 over those; the history holds the 2.
+        assert (whole.referenced, whole.under_indexes) == (2, 3 + 5)
+        assert whole.kinds == {INDEX: 5, LINES: 5}
+
+        await pool.execute("DELETE FROM pages WHERE digest = $1", leaves[4].digest)
+        [lost] = (await check_pages(pool, cipher, "pc", [history], converter)).problems
+        assert (lost.digest, lost.problem) == (leaves[4].digest, "missing")
+        assert lost.where.startswith("under index page ") and f"{owner} event 1" in lost.where
+
+        with_foreign = _history(owner, result, foreign)
+        named = await check_pages(pool, cipher, "pc", [with_foreign], converter)
+        assert not named.ok and len(named.undecodable) == 1
+        assert named.undecodable[0].startswith(f"{owner} event 2 (ACTIVITY_TASK_COMPLETED)")
+        # The same payload in a signal (anyone can send one; the workflow refused it): listed
+        # apart, and the check does not fail on it.
+        signal = HistoryEvent(
+            event_id=3, event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        )
+        signal.workflow_execution_signaled_event_attributes.input.payloads.extend(foreign)
+        with_foreign.history.events.append(signal)
+        named = await check_pages(pool, cipher, "pc", [with_foreign], converter)
+        assert (len(named.undecodable), len(named.refused)) == (1, 1)
+        assert named.refused[0].startswith(f"{owner} event 3 (WORKFLOW_EXECUTION_SIGNALED)")
+        alone = RecordedHistory(WorkflowHistory(owner, [signal]))
+        assert (await check_pages(pool, cipher, "pc", [alone], converter)).ok
+    finally:
+        await pool.close()
