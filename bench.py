@@ -12,6 +12,7 @@
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
     python3 run.py bench recompute-round ROUND   # audit recompute and check-read-model of a round on a --keep-stack stack
+    python3 run.py bench page-check ROUND        # audit check-pages of a round on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench big-formasi --size 100000 --quota 10000 --stop-after skd   # then --resume ROUND
     python3 run.py bench big-formasi --size 3000 --page-size 20 --fold-at 4   # folding played small
@@ -1696,6 +1697,77 @@ def recompute_round(
     fig = asyncio.run(main())
     print_table(f"audit recompute and check-read-model of round {round_id}", fig)
     save("recompute-round", {"machine": m, **fig})
+
+
+@app.command("page-check")
+def page_check(
+    round_id: str = typer.Argument(..., help="a round played on the kept bench stack"),
+):
+    """`audit.py check-pages` of a round a bench played, timed: fetching the formasi's and the
+    round's histories, finding every page reference in them, reading every page back and checking
+    it against its digest. Found and started like `recompute-round`."""
+    from auditing.history import round_histories
+    from auditing.pagestore import check_pages
+    from runtime.app import open_app
+    from runtime.connection import data_converter
+    from runtime.db import open_pool
+    from runtime.embedded import stop_stack
+    from runtime.sealed import ColumnCipher
+
+    m = show_machine()
+    if big_formasi_state(round_id).exists():
+        run = load_big_formasi_run(round_id)
+        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
+    else:
+        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+
+    async def main() -> dict:
+        ctx = await open_app(settings)
+        try:
+            t = time.perf_counter()
+            histories = await round_histories(ctx.client, round_id, "formasi")
+            histories += await round_histories(ctx.client, round_id, "round")
+            fetched = time.perf_counter() - t
+            pool = await open_pool(ctx.stack.database_url, max_size=2)
+            try:
+                t = time.perf_counter()
+                result = await check_pages(
+                    pool,
+                    ColumnCipher.from_keys(ctx.keys),
+                    round_id,
+                    histories,
+                    data_converter(ctx.keys),
+                )
+                checked = time.perf_counter() - t
+                items = await pool.fetchval(
+                    "SELECT coalesce(sum(items), 0) FROM pages WHERE owner = ANY($1::text[])",
+                    sorted({h.workflow_id for h in histories}),
+                )
+            finally:
+                await pool.close()
+        finally:
+            for line in stop_stack(settings, only=ctx.stack):
+                console.print(f"[dim]{line}[/]")
+        return {
+            "round": round_id,
+            "formasi and round runs, events": f"{len(histories)}, "
+            f"{sum(len(h.history.events) for h in histories):,}",
+            "fetch those histories": f"{fetched:.2f} s",
+            "pages referenced, under index pages, read whole": f"{result.referenced}, "
+            f"{result.under_indexes}, {result.read}",
+            "pages by kind": ", ".join(f"{k} {n}" for k, n in sorted(result.kinds.items())),
+            "items in the round's pages": f"{items:,}",
+            "check (find references, read, open, digest)": f"{checked:.2f} s "
+            f"({checked / max(result.read, 1) * 1000:.1f} ms a page)",
+            "problems, undecodable, unreferenced": f"{len(result.problems)}, "
+            f"{len(result.undecodable)}, {result.unreferenced}",
+            "peak RSS of this process": f"{peak_rss_mib():.0f} MiB",
+            "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
+        }
+
+    fig = asyncio.run(main())
+    print_table(f"audit.py check-pages of round {round_id}", fig)
+    save("page-check", {"machine": m, **fig})
 
 
 @app.command("big-formasi")
