@@ -6,7 +6,7 @@
     python audit.py verify BUNDLE_DIR [--public-key FILE] [--payload-key-file FILE]
     python audit.py recompute ROUND_ID [--bundle DIR]
     python audit.py check-read-model ROUND_ID [--repair] [--processes N]
-    python audit.py check-pages ROUND_ID  # the page store against the formasi's histories
+    python audit.py check-pages ROUND_ID [--rebuild]  # the page store against the histories
     python audit.py verify-announcements [FILE...] (--round ROUND_TOML | --round-id ROUND_ID)
     python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
@@ -545,13 +545,19 @@ def check_read_model_command(
 @app.command("check-pages")
 def check_pages_command(
     round_id: str,
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="make each page of answers that is missing or altered again from the journeys' "
+        "histories, and check again (needs write access to the page store)",
+    ),
     show: int = typer.Option(50, min=0, help="list at most this many problems"),
 ) -> None:
     """The page store against the round's formasi and round histories: every page they reference
     (and every page under an index page among them) is there, opens with the payload keys and
     matches its digest and count. Exit 1 on a page missing or altered: the formasi's next ranking
-    would stop on it. Nothing is written."""
-    from auditing.pagestore import check_pages
+    would stop on it. Without --rebuild nothing is written."""
+    from auditing.pagestore import check_pages, rebuild_replies
     from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
@@ -576,14 +582,38 @@ def check_pages_command(
                 TextColumn("reading pages"), MofNCompleteColumn(), console=errors, transient=True
             ) as progress:
                 task = progress.add_task("", total=None)
+                cipher, converter = ColumnCipher.from_keys(opened.keys), _converter(opened.keys)
                 result = await check_pages(
                     pool,
-                    ColumnCipher.from_keys(opened.keys),
+                    cipher,
                     round_id,
                     histories,
-                    _converter(opened.keys),
+                    converter,
                     on_read=lambda n: progress.update(task, advance=n),
                 )
+            if rebuild and result.problems:
+                with Progress(
+                    TextColumn("reading the journeys' answers"),
+                    MofNCompleteColumn(),
+                    console=errors,
+                    transient=True,
+                ) as progress:
+                    task = progress.add_task("", total=None)
+                    rebuilt = await rebuild_replies(
+                        opened.client,
+                        pool,
+                        cipher,
+                        round_id,
+                        result.problems,
+                        converter,
+                        on_journeys=lambda n: progress.update(task, advance=n),
+                    )
+                console.print(
+                    f"{len(rebuilt.made)} of {len(result.problems)} pages made again from the "
+                    f"histories of {rebuilt.journey_runs} journey runs",
+                    highlight=False,
+                )
+                result = await check_pages(pool, cipher, round_id, histories, converter)
         finally:
             await pool.close()
         for where in result.undecodable:
@@ -602,9 +632,16 @@ def check_pages_command(
                 console.print(f"[green]round {round_id}'s pages are whole: {summary}[/green]")
             return result.ok
         console.print(summary, highlight=False)
+        advice = (
+            "what is left cannot be made from the histories: restore the database to an instant "
+            "when it was whole"
+            if rebuild
+            else "--rebuild makes pages of answers again from the journeys' histories; for the "
+            "rest, restore the database to an instant when it was whole"
+        )
         listed = Table(
             title=f"Round {round_id}: {len(result.problems)} pages not as their histories say "
-            "(restore the database to an instant when they were whole: docs/OPERATIONS.md, 4)"
+            f"({advice}: docs/OPERATIONS.md, 4)"
         )
         for col in ("page", "problem", "detail", "referenced by"):
             listed.add_column(col, overflow="fold")

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domain.contracts import BroadcastRequest, BroadcastResult, CloseAnswer, JourneyProjection
 from domain.messages import CloseReply
 from domain.pages import REPLIES
-from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE
+from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE, close_update_id, listing_digest
 
 if TYPE_CHECKING:
     from activities.pages import PageStore
@@ -223,12 +223,17 @@ class Broadcaster:
         task_queue = activity.info().task_queue  # the journeys run where their formasi runs
         held: list[float] = []  # seconds each delivery held back by the gate waited
 
+        listing = listing_digest(progress.ids)
+
         async def deliver(position: int, workflow_id: str) -> None:
             async with gate:
                 handle = self.client.get_workflow_handle(workflow_id)
                 try:
                     if req.mode == "close":
-                        reply = await self._close(handle, req)
+                        update_id = close_update_id(
+                            req.announcement.announcement_id, listing, position
+                        )
+                        reply = await self._close(handle, req, update_id)
                         if reply is None:
                             return
                         replies[workflow_id] = reply
@@ -318,11 +323,13 @@ class Broadcaster:
         )
         return ids, token
 
-    async def _close(self, handle: WorkflowHandle, req: BroadcastRequest) -> CloseAnswer | None:
+    async def _close(
+        self, handle: WorkflowHandle, req: BroadcastRequest, update_id: str
+    ) -> CloseAnswer | None:
         """The journey's answer to the close; None when it has ended (it no longer ranks)."""
-        # One update id per close and journey: a repeat (a retried attempt, or the loop below) is
-        # answered by the server from the journey's history when the first one completed.
-        update_id = f"{CLOSE_STAGE.name}-{req.announcement.announcement_id}"
+        # One update id per close, listing and journey (domain.protocol.close_update_id): a repeat
+        # (a retried attempt resuming the listing, or the loop below) is answered by the server
+        # from the journey's history when the first one completed.
         for attempt in range(1, CLOSE_ATTEMPTS + 1):
             try:
                 return await CLOSE_STAGE.execute(handle, req.announcement, id=update_id)

@@ -94,6 +94,20 @@ class PageStore:
             self.cipher.seal(body, _row(ref.digest)),
         )
 
+    async def replace(self, kind: str, owner: str, ref: PageRef, body: bytes) -> None:
+        """Keep a page made again from the histories (auditing/pagestore.py), over a row of that
+        digest whose body was lost or altered: the caller has checked `body` against `ref`."""
+        await self.pool.execute(
+            "INSERT INTO pages (digest, kind, owner, items, body) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (digest) DO UPDATE SET kind = EXCLUDED.kind, owner = EXCLUDED.owner, "
+            "items = EXCLUDED.items, body = EXCLUDED.body",
+            ref.digest,
+            kind,
+            owner[:300],
+            ref.count,
+            self.cipher.seal(body, _row(ref.digest)),
+        )
+
     async def put_all(
         self, kind: str, owner: str, items: Sequence[Any], size: int
     ) -> list[PageRef]:

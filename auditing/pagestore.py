@@ -15,14 +15,19 @@ when it is read, which may be weeks after the loss. This check finds it before t
 - pages the round's formasi and round own that no history references are counted (a retried
   broadcast's first attempt keeps one; they are harmless, and never deleted here).
 
-Nothing is written. A page cannot be made again from the histories: which journeys' answers made
-up a page is not in them (docs/OPERATIONS.md, section 4). What is missing or altered needs the
-database restored to an instant when it was whole.
+The check writes nothing. `rebuild_replies` (`check-pages --rebuild`) makes pages of answers to a
+close again: since each close's update id names its page (the listing's digest and the journey's
+place in it, domain.protocol.close_update_id), the journeys' histories hold which answers made up
+each page, in which order. A page so made is written only when its digest is one the histories
+reference. Every other page (rankings, index pages, the round's offered and offer pages, and
+pages of answers to closes sent before the update id named the page) needs the database restored
+to an instant when it was whole (docs/OPERATIONS.md, section 4).
 """
 
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,10 +37,15 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from auditing.history import RecordedHistory
-from domain.pages import INDEX, PageRef, page_items
+from activities.pages import PageStore
+from auditing.history import RecordedHistory, fetched, round_query
+from domain.contracts import CloseAnswer
+from domain.messages import CloseReply
+from domain.pages import INDEX, REPLIES, PageRef, page_items, page_ref
+from domain.protocol import close_page_of
 from runtime.codec import ENCODING
 from runtime.sealed import ColumnCipher
 
@@ -61,6 +71,7 @@ class PageProblem:
     problem: str  # missing | unreadable | altered
     detail: str
     where: str  # the first history event (or index page) that references it
+    referenced_in: str = ""  # the workflow whose history references it (or the index's)
 
 
 @dataclass
@@ -126,13 +137,13 @@ async def referenced_pages(
     converter: DataConverter,
     undecodable: list[str],
     refused: list[str] | None = None,
-) -> dict[str, tuple[PageRef, str]]:
+) -> dict[str, tuple[PageRef, str, str]]:
     """Every page reference the histories record, by digest, with the first event that holds it.
 
     Events whose payloads cannot be decoded are added to `undecodable` (the round's own workers
     wrote them: a payload key missing here?), or to `refused` for a message from outside (a
     signal or update: anyone who reaches Temporal can send one, and the workflow refused it too)."""
-    found: dict[str, tuple[PageRef, str]] = {}
+    found: dict[str, tuple[PageRef, str, str]] = {}  # digest: (reference, where, workflow id)
     for h in histories:
         for event in h.history.events:
             attributes = event.WhichOneof("attributes")
@@ -156,7 +167,7 @@ async def referenced_pages(
                         named.append(f"{where}: {type(exc).__name__}: {exc}")
                     continue
                 for ref in page_refs(values):
-                    found.setdefault(ref.digest, (ref, where))
+                    found.setdefault(ref.digest, (ref, where, h.workflow_id))
     return found
 
 
@@ -179,14 +190,14 @@ async def check_pages(
         batch, queue = queue[:READ_AT_ONCE], queue[READ_AT_ONCE:]
         rows = await pool.fetch(
             "SELECT digest, kind, body FROM pages WHERE digest = ANY($1::text[])",
-            [ref.digest for ref, _ in batch],
+            [ref.digest for ref, _, _ in batch],
         )
         stored = {r["digest"]: r for r in rows}
-        for ref, where in batch:
+        for ref, where, owner in batch:
             row = stored.get(ref.digest)
             if row is None:
                 result.problems.append(
-                    PageProblem(ref.digest, "missing", "not in the page store", where)
+                    PageProblem(ref.digest, "missing", "not in the page store", where, owner)
                 )
                 continue
             try:
@@ -199,6 +210,7 @@ async def check_pages(
                         f"{row['kind']} page: its seal does not open with the payload keys "
                         f"({type(exc).__name__})",
                         where,
+                        owner,
                     )
                 )
                 continue
@@ -206,7 +218,7 @@ async def check_pages(
                 items = page_items(row["kind"], ref, body)  # an unknown kind is refused too
             except ValueError as exc:
                 result.problems.append(
-                    PageProblem(ref.digest, "altered", f"{row['kind']} page: {exc}", where)
+                    PageProblem(ref.digest, "altered", f"{row['kind']} page: {exc}", where, owner)
                 )
                 continue
             result.read += 1
@@ -216,7 +228,9 @@ async def check_pages(
                     if child.digest not in seen:
                         seen.add(child.digest)
                         result.under_indexes += 1
-                        queue.append((child, f"under index page {ref.digest[:12]}…, {where}"))
+                        queue.append(
+                            (child, f"under index page {ref.digest[:12]}…, {where}", owner)
+                        )
         if on_read:
             on_read(len(batch))
     owners = sorted({h.workflow_id for h in histories})
@@ -225,4 +239,84 @@ async def check_pages(
         owners,
         sorted(seen),
     )
+    return result
+
+
+# --- making pages of answers again --------------------------------------------------------------
+
+FORMASI_WORKFLOW = re.compile(r"(?P<round>[^/]+)/formasi/(?P<code>[A-Za-z0-9][A-Za-z0-9._-]{0,39})")
+
+
+@dataclass
+class Rebuilt:
+    """What `rebuild_replies` made again, and from how many journeys' histories."""
+
+    made: set[str] = field(default_factory=set)  # digests of the pages written again
+    journey_runs: int = 0  # journey runs whose histories were read
+
+
+async def close_answers(
+    history: RecordedHistory, converter: DataConverter
+) -> list[tuple[tuple[str, str, int], CloseAnswer]]:
+    """The journey's recorded answers to closes whose update id names their page
+    (domain.protocol.close_update_id): ((announcement id, listing, position), answer)."""
+    out = []
+    for event in history.history.events:
+        if not event.HasField("workflow_execution_update_completed_event_attributes"):
+            continue
+        done = event.workflow_execution_update_completed_event_attributes
+        place = close_page_of(done.meta.update_id)
+        if place is None or not done.outcome.HasField("success"):
+            continue
+        [answer] = await converter.decode(list(done.outcome.success.payloads), [CloseAnswer])
+        out.append((place, answer))
+    return out
+
+
+async def rebuild_replies(
+    client: Client,
+    pool: asyncpg.Pool,
+    cipher: ColumnCipher,
+    round_id: str,
+    problems: list[PageProblem],
+    converter: DataConverter,
+    chunk: int = 500,
+    on_journeys: Callable[[int], None] | None = None,
+) -> Rebuilt:
+    """Make again, from the journeys' histories, each page of answers among `problems`.
+
+    A page of answers to a close is the answers that rank (an SKD key or a final entry) of one
+    listing of journeys, in its order (activities/broadcast.py); each journey's history records
+    its answer under an update id naming the listing and its place in it. The journeys of each
+    formasi that references a page among `problems` are read, a chunk at a time; their answers
+    are grouped by close and listing, and a page so made whose digest is one of `problems` is
+    written over what the store holds. Any other page is left: one whose journeys answered before
+    the update id named the page, and every page that is not a page of answers."""
+    wanted = {p.digest for p in problems}
+    store = PageStore(pool, cipher)
+    result = Rebuilt()
+    for owner in sorted({p.referenced_in for p in problems}):
+        formasi = FORMASI_WORKFLOW.fullmatch(owner)
+        if formasi is None or formasi["round"] != round_id:
+            continue
+        query = f"{round_query(round_id, 'journey')} AND FormasiCode = '{formasi['code']}'"
+        runs = [(e.id, e.run_id) async for e in client.list_workflows(query)]
+        pages: dict[tuple[str, str], dict[int, CloseReply]] = defaultdict(dict)
+        for first in range(0, len(runs), chunk):
+            for workflow_id, run_id in runs[first : first + chunk]:
+                history = await fetched(client, workflow_id, run_id)
+                for (announcement, listing, position), answer in await close_answers(
+                    history, converter
+                ):
+                    reply = answer.reply()
+                    if reply.key is not None or reply.entry is not None:
+                        pages[(announcement, listing)][position] = reply
+            result.journey_runs += len(runs[first : first + chunk])
+            if on_journeys:
+                on_journeys(len(runs[first : first + chunk]))
+        for by_place in pages.values():
+            ref, body = page_ref(REPLIES, [by_place[p] for p in sorted(by_place)])
+            if ref.digest in wanted and ref.digest not in result.made:
+                await store.replace(REPLIES, owner, ref, body)
+                result.made.add(ref.digest)
     return result

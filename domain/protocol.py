@@ -10,6 +10,9 @@ with every recorded history: renaming one breaks replay.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -203,6 +206,35 @@ def report_update(report: Report) -> Update[Any, Ack]:
 # The answer is a CloseAnswer: a CloseReply, with the journey's read-model row since the patch
 # close-answered-with-row (decoding a journey's older answer gives row=None).
 CLOSE_STAGE = Update("close_stage", Announcement, CloseAnswer)
+
+
+# A close's update id names the page of journeys it was sent with: the listing's digest and the
+# journey's place in it. So each journey's history records which page its answer went into, and
+# a page of answers lost from the page store can be made again from the journeys' histories
+# (auditing/pagestore.py). One id per close, listing and journey: a retry that resumes the same
+# listing sends the same id, answered by the server from the journey's record.
+_CLOSE_UPDATE_ID = re.compile(
+    r"close_stage-(?P<announcement>.+)@(?P<listing>[0-9a-f]{16})\.(?P<at>\d+)"
+)
+
+
+def listing_digest(workflow_ids: Sequence[str]) -> str:
+    """16 hex digits naming one listing of journeys (their ids, in order)."""
+    return hashlib.sha256("\n".join(workflow_ids).encode()).hexdigest()[:16]
+
+
+def close_update_id(announcement_id: str, listing: str, position: int) -> str:
+    """The update id of a close sent to the journey at `position` of the listing `listing`."""
+    return f"{CLOSE_STAGE.name}-{announcement_id}@{listing}.{position}"
+
+
+def close_page_of(update_id: str) -> tuple[str, str, int] | None:
+    """(announcement id, listing, position) of a close's update id; None for any other id (a
+    close sent before the id named its page: `close_stage-<announcement id>`)."""
+    m = _CLOSE_UPDATE_ID.fullmatch(update_id)
+    return (m["announcement"], m["listing"], int(m["at"])) if m else None
+
+
 ANNOUNCE = Signal("announce", Announcement)
 OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)

@@ -19,8 +19,8 @@ from temporalio.converter import DataConverter
 
 from activities.pages import PageStore
 from auditing.history import RecordedHistory, round_histories
-from auditing.pagestore import check_pages
-from domain.pages import INDEX, LINES
+from auditing.pagestore import check_pages, rebuild_replies
+from domain.pages import INDEX, LINES, PageRef
 from runtime.codec import AesGcmCodec
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
@@ -31,65 +31,94 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_every_page_the_formasi_recorded_is_checked_and_a_lost_or_altered_one_is_named(
+async def test_every_page_the_formasi_recorded_is_checked_and_pages_of_answers_made_again(
     client, keys, running_worker, stack, tmp_path
 ):
     settings, pool = running_worker
-    round_id, _ = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
     await asyncio.sleep(1.0)  # visibility lists the last starts
     histories = await round_histories(client, round_id, "formasi")
     histories += await round_histories(client, round_id, "round")
     cipher, converter = ColumnCipher.from_keys(keys), data_converter(keys)
+    store = PageStore(pool, cipher)
 
     whole = await check_pages(pool, cipher, round_id, histories, converter)
     assert (whole.ok, whole.problems, whole.undecodable) == (True, [], [])
     owned = await pool.fetch(
-        "SELECT digest, kind FROM pages WHERE owner = ANY($1::text[]) ORDER BY digest",
+        "SELECT digest, kind, items FROM pages WHERE owner = ANY($1::text[]) ORDER BY created_at",
         sorted({h.workflow_id for h in histories}),
     )
     # The answers to both closes and the final ranking's lines and candidates, each read back.
     assert {"close-replies", "ranking-lines", "candidates"} <= set(whole.kinds)
     assert whole.read == whole.referenced + whole.under_indexes == len(owned) - whole.unreferenced
+    kept = {r["digest"]: await store.fetch(PageRef(digest=r["digest"], count=0)) for r in owned}
 
-    # One page lost, another's sealed body altered by a byte, a third sealed again with other
-    # content: each named, with the history event that references it.
-    lost, altered, rewritten = (r["digest"] for r in owned[:3])
-    await pool.execute("DELETE FROM pages WHERE digest = $1", lost)
+    # The page of answers to the SKD close lost, the SKB close's sealed body altered by a byte, a
+    # page of the final ranking's lines sealed again with other content: each named, with the
+    # first event of the formasi's history that references it.
+    skd, skb = (r["digest"] for r in owned if r["kind"] == "close-replies")
+    lines, lines_count = next(
+        (r["digest"], r["items"]) for r in owned if r["kind"] == "ranking-lines"
+    )
+    await pool.execute("DELETE FROM pages WHERE digest = $1", skd)
     await pool.execute(
         "UPDATE pages SET body = overlay(body placing '\\xff'::bytea from length(body) for 1) "
         "WHERE digest = $1",
-        altered,
+        skb,
     )
     await pool.execute(
-        "UPDATE pages SET body = $2 WHERE digest = $1",
-        rewritten,
-        cipher.seal(b"[]", f"pages/{rewritten}"),
+        "UPDATE pages SET body = $2 WHERE digest = $1", lines, cipher.seal(b"[]", f"pages/{lines}")
     )
     damaged = await check_pages(pool, cipher, round_id, histories, converter)
     assert sorted((p.digest, p.problem) for p in damaged.problems) == sorted(
-        [(lost, "missing"), (altered, "unreadable"), (rewritten, "altered")]
+        [(skd, "missing"), (skb, "unreadable"), (lines, "altered")]
     )
     named = {p.digest: p for p in damaged.problems}
-    assert "does not match its digest" in named[rewritten].detail
-    # Each named with the first event of its owner (the formasi) that references it.
-    assert all(p.where.startswith(f"{round_id}/formasi/F1 event ") for p in damaged.problems)
+    assert "does not match its digest" in named[lines].detail
+    formasi = f"{round_id}/formasi/F1"
+    assert all(p.where.startswith(f"{formasi} event ") for p in damaged.problems)
+    assert {p.referenced_in for p in damaged.problems} == {formasi}
     assert not damaged.ok and damaged.read == whole.read - 3
 
-    # The CLI says the same, and exits 1.
-    done = subprocess.run(
-        [sys.executable, "audit.py", "check-pages", round_id],
-        cwd=ROOT,
-        env=command_env(
-            stack.temporal_address, stack.database_url, keys, tmp_path / "data", COLUMNS="250"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    # Made again from the journeys' histories: the two pages of answers, byte for byte as they
+    # were kept; the lines page is not a page of answers and is left.
+    rebuilt = await rebuild_replies(client, pool, cipher, round_id, damaged.problems, converter)
+    assert rebuilt.made == {skd, skb}
+    assert rebuilt.journey_runs >= len(ids)
+    for digest in (skd, skb):
+        assert await store.fetch(PageRef(digest=digest, count=0)) == kept[digest]
+    [left] = (await check_pages(pool, cipher, round_id, histories, converter)).problems
+    assert (left.digest, left.problem) == (lines, "altered")
+
+    # The CLI: check-pages names the page and exits 1; --rebuild makes the answers' page lost
+    # meanwhile again, and still exits 1 for the lines page, which only a restore brings back.
+    env = command_env(
+        stack.temporal_address, stack.database_url, keys, tmp_path / "data", COLUMNS="250"
     )
+
+    def audit(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "audit.py", "check-pages", round_id, *arguments],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = audit()
     assert done.returncode == 1, done.stdout + done.stderr
-    flat = "".join(done.stdout.split()).replace("│", "")
-    for digest in (lost, altered, rewritten):
-        assert digest in flat, done.stdout
+    assert lines in "".join(done.stdout.split()).replace("│", ""), done.stdout
+    await pool.execute("DELETE FROM pages WHERE digest = $1", skb)
+    done = audit("--rebuild")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 of 2 pages made again from the histories of" in done.stdout, done.stdout
+    assert await store.fetch(PageRef(digest=skb, count=0)) == kept[skb]
+    kind, body = kept[lines]
+    await store.replace(kind, formasi, PageRef(digest=lines, count=lines_count), body)  # restored
+    done = audit()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"round {round_id}'s pages are whole" in done.stdout
 
 
 def _history(workflow_id: str, *results) -> RecordedHistory:
