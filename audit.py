@@ -548,8 +548,9 @@ def check_pages_command(
     rebuild: bool = typer.Option(
         False,
         "--rebuild",
-        help="make each page of answers that is missing or altered again from the journeys' "
-        "histories, and check again (needs write access to the page store)",
+        help="make every page that is missing or altered and that the histories can give again "
+        "(pages of answers from the journeys' histories; index, ranking, offered and offer pages "
+        "by running again the calls that kept them), and check again (needs write access)",
     ),
     show: int = typer.Option(50, min=0, help="list at most this many problems"),
 ) -> None:
@@ -557,7 +558,8 @@ def check_pages_command(
     (and every page under an index page among them) is there, opens with the payload keys and
     matches its digest and count. Exit 1 on a page missing or altered: the formasi's next ranking
     would stop on it. Without --rebuild nothing is written."""
-    from auditing.pagestore import check_pages, rebuild_replies
+    from auditing.pagestore import check_pages
+    from auditing.pagestore import rebuild as rebuild_pages
     from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
@@ -599,21 +601,28 @@ def check_pages_command(
                     transient=True,
                 ) as progress:
                     task = progress.add_task("", total=None)
-                    rebuilt = await rebuild_replies(
+                    rebuilt = await rebuild_pages(
                         opened.client,
                         pool,
                         cipher,
                         round_id,
-                        result.problems,
+                        histories,
                         converter,
+                        result,
                         on_journeys=lambda n: progress.update(task, advance=n),
                     )
+                for failure in rebuilt.replay_failures:
+                    console.print(
+                        f"[red]✗[/red] does not replay, so the pages it kept are not made "
+                        f"again: {failure}",
+                        highlight=False,
+                    )
                 console.print(
-                    f"{len(rebuilt.made)} of {len(result.problems)} pages made again from the "
-                    f"histories of {rebuilt.journey_runs} journey runs",
+                    f"{len(rebuilt.made)} pages made again from the histories (the answers' "
+                    f"from those of {rebuilt.journey_runs} journey runs)",
                     highlight=False,
                 )
-                result = await check_pages(pool, cipher, round_id, histories, converter)
+                result = rebuilt.check
         finally:
             await pool.close()
         for where in result.undecodable:
@@ -636,8 +645,8 @@ def check_pages_command(
             "what is left cannot be made from the histories: restore the database to an instant "
             "when it was whole"
             if rebuild
-            else "--rebuild makes pages of answers again from the journeys' histories; for the "
-            "rest, restore the database to an instant when it was whole"
+            else "--rebuild makes again what the histories can give; for the rest, restore the "
+            "database to an instant when it was whole"
         )
         listed = Table(
             title=f"Round {round_id}: {len(result.problems)} pages not as their histories say "

@@ -176,7 +176,8 @@ class PageStore:
         kind), so a page cannot pass for one."""
         for ref in await self.leaf_refs(kind, pages):
             yield await self.get(kind, ref)
-            activity.heartbeat(ref.digest)
+            if activity.in_activity():  # also run outside a worker: audit.py check-pages --rebuild
+                activity.heartbeat(ref.digest)
 
     async def replies(self, pages: Sequence[PageRef]) -> list[CloseReply]:
         """The answers in `pages`, each applicant once (a retried broadcast page answers again

@@ -15,37 +15,57 @@ when it is read, which may be weeks after the loss. This check finds it before t
 - pages the round's formasi and round own that no history references are counted (a retried
   broadcast's first attempt keeps one; they are harmless, and never deleted here).
 
-The check writes nothing. `rebuild_replies` (`check-pages --rebuild`) makes pages of answers to a
-close again: since each close's update id names its page (the listing's digest and the journey's
-place in it, domain.protocol.close_update_id), the journeys' histories hold which answers made up
-each page, in which order. A page so made is written only when its digest is one the histories
-reference. Every other page (rankings, index pages, the round's offered and offer pages, and
-pages of answers to closes sent before the update id named the page) needs the database restored
-to an instant when it was whole (docs/OPERATIONS.md, section 4).
+The check writes nothing. `rebuild` (`check-pages --rebuild`) makes the pages it names again:
+- pages of answers to a close (`rebuild_replies`): since each close's update id names its page
+  (the listing's digest and the journey's place in it, domain.protocol.close_update_id), the
+  journeys' histories hold which answers made up each page, in which order;
+- every other page by running again, on the pages made so far, the call that kept it: an index
+  page or the round's page of offered applicants from its local activity's input, which replaying
+  the workflow gives again; a ranking's pages or the round's offer pages from their activity's
+  input, which the history holds. Pages are content-addressed, so the same call keeps the same
+  pages.
+A page is written only when its digest is one the check names. What is left (pages of answers to
+closes sent before the update id named the page, and what was kept from them) needs the database
+restored to an instant when it was whole (docs/OPERATIONS.md, section 4).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.converter import DataConverter
+from temporalio.worker import (
+    Interceptor,
+    StartActivityInput,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 
 from activities.pages import PageStore
-from auditing.history import RecordedHistory, fetched, round_query
+from auditing.history import RecordedHistory, fetched, replay, round_query
 from domain.contracts import CloseAnswer
 from domain.messages import CloseReply
-from domain.pages import INDEX, REPLIES, PageRef, page_items, page_ref
-from domain.protocol import close_page_of
+from domain.pages import INDEX, OFFERED, REPLIES, PageRef, page_items, page_ref
+from domain.protocol import (
+    ALLOCATE_PAGES,
+    FOLD_PAGES,
+    KEEP_PAGE,
+    RANK_FINAL_PAGES,
+    close_page_of,
+)
 from runtime.codec import ENCODING
 from runtime.sealed import ColumnCipher
 
@@ -320,3 +340,139 @@ async def rebuild_replies(
                 await store.replace(REPLIES, owner, ref, body)
                 result.made.add(ref.digest)
     return result
+
+
+# --- making every page again ---------------------------------------------------------------------
+
+# What keeps pages, besides the broadcast's pages of answers: a local activity whose input is not
+# in the history (replaying the workflow gives it again), or an activity whose input is.
+_LOCAL_PRODUCERS = (FOLD_PAGES.name, KEEP_PAGE.name)
+_PRODUCERS = (RANK_FINAL_PAGES.name, ALLOCATE_PAGES.name)
+MAX_PASSES = 8  # an index page made again shows the pages under it, which the next pass makes
+
+
+class _PageCalls(Interceptor):
+    """Keeps, in the order they complete in the replayed histories, the calls that keep pages."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []  # (workflow id, activity name, its input)
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        calls = self.calls
+
+        def kept(name: str, args: Sequence[Any], handle: Any) -> None:
+            if not args:
+                return
+            workflow_id, request = workflow.info().workflow_id, args[0]
+
+            def done(task) -> None:  # only calls the history shows done
+                if not task.cancelled() and task.exception() is None:
+                    calls.append((workflow_id, name, request))
+
+            handle.add_done_callback(done)
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_local_activity(self, input: StartLocalActivityInput):
+                handle = super().start_local_activity(input)
+                if input.activity in _LOCAL_PRODUCERS:
+                    kept(input.activity, input.args, handle)
+                return handle
+
+            def start_activity(self, input: StartActivityInput):
+                handle = super().start_activity(input)
+                if input.activity in _PRODUCERS:
+                    kept(input.activity, input.args, handle)
+                return handle
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+class _Remaking(PageStore):
+    """The page store as the rebuild writes it: a page whose digest is among `wanted` is written
+    over what the store holds (its digest proves its content); any other is kept as the activities
+    keep pages (never over a row already there)."""
+
+    def __init__(self, pool: asyncpg.Pool, cipher: ColumnCipher, wanted: set[str]) -> None:
+        super().__init__(pool, cipher)
+        self.wanted = wanted
+        self.made: set[str] = set()
+
+    async def keep(self, kind: str, owner: str, ref: PageRef, body: bytes) -> None:
+        if ref.digest in self.wanted:
+            await self.replace(kind, owner, ref, body)
+            self.wanted.discard(ref.digest)
+            self.made.add(ref.digest)
+        else:
+            await super().keep(kind, owner, ref, body)
+
+
+async def _call(store: _Remaking, name: str, request: Any) -> None:
+    """One call that keeps pages, run again: its pages are the same (content-addressed)."""
+    if name == FOLD_PAGES.name:
+        ref, body = page_ref(INDEX, request.pages)
+        await store.keep(INDEX, request.owner, ref, body)
+    elif name == KEEP_PAGE.name:
+        ref, body = page_ref(OFFERED, request.items)
+        await store.keep(OFFERED, request.owner, ref, body)
+    elif name == RANK_FINAL_PAGES.name:
+        await store.rank_final_pages(request)
+    elif name == ALLOCATE_PAGES.name and request.offers_in_pages:
+        await store.allocate_pages(request)
+
+
+@dataclass
+class RebuildResult:
+    """What `rebuild` made again, and the check after it."""
+
+    made: set[str]
+    journey_runs: int
+    check: PageCheck
+    replay_failures: list[str] = field(default_factory=list)
+
+
+async def rebuild(
+    client: Client,
+    pool: asyncpg.Pool,
+    cipher: ColumnCipher,
+    round_id: str,
+    histories: list[RecordedHistory],
+    converter: DataConverter,
+    found: PageCheck,
+    on_journeys: Callable[[int], None] | None = None,
+) -> RebuildResult:
+    """Make again every page `found` names that the histories can give: pages of answers from the
+    journeys' histories (`rebuild_replies`); index pages, a ranking's pages and the round's offered
+    and offer pages by running again, on the pages made so far, the calls that kept them (their
+    inputs from the histories, or from replaying them). A page is written only when its digest is
+    one the check names; then the store is checked again, and once more for the pages an index
+    made again shows under it, until nothing more is made."""
+    replies = await rebuild_replies(
+        client, pool, cipher, round_id, found.problems, converter, on_journeys=on_journeys
+    )
+    capture = _PageCalls()
+    outcomes = await replay([h.history for h in histories], converter, interceptors=[capture])
+    failures = [
+        f"{o.workflow_id} (run {o.run_id}): {o.failure}" for o in outcomes if o.failure is not None
+    ]
+    made = set(replies.made)
+    check = await check_pages(pool, cipher, round_id, histories, converter)
+    for _ in range(MAX_PASSES):
+        if not check.problems:
+            break
+        store = _Remaking(pool, cipher, {p.digest for p in check.problems})
+        for _, name, request in capture.calls:
+            try:
+                await _call(store, name, request)
+            except (LookupError, ValueError):  # reads a page not (yet) made again
+                continue
+        if not store.made:
+            break
+        made |= store.made
+        check = await check_pages(pool, cipher, round_id, histories, converter)
+    return RebuildResult(made, replies.journey_runs, check, failures)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from activities.pages import PageStore
 from auditing.history import round_histories
-from auditing.pagestore import check_pages
+from auditing.pagestore import check_pages, rebuild
 from client.api import RecruitmentApi, RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import Stage
@@ -30,6 +31,7 @@ from domain.messages import (
     SkdReport,
     Withdrawal,
 )
+from domain.pages import PageRef
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
@@ -378,11 +380,30 @@ async def test_round_end_to_end(client, keys, running_worker, tmp_path):
     assert whole.read == len(await pool.fetch(
         "SELECT 1 FROM pages WHERE owner = ANY($1::text[])", [h.workflow_id for h in histories]
     )) - whole.unreferenced  # fmt: skip
+    owners = sorted({h.workflow_id for h in histories})
+    store = PageStore(pool, cipher)  # each page's kind and body, as kept
+    bodies = {
+        r["digest"]: await store.fetch(PageRef(digest=r["digest"], count=0))
+        for r in await pool.fetch("SELECT digest FROM pages WHERE owner = ANY($1::text[])", owners)
+    }
     replies = next(d for d, kind in kinds.items() if kind == "close-replies")
     await pool.execute("DELETE FROM pages WHERE digest = $1", replies)
     [lost] = (await check_pages(pool, cipher, round_id, histories, converter)).problems
     assert (lost.digest, lost.problem) == (replies, "missing")
     assert lost.where.startswith(f"{round_id}/formasi/F1 event ")
+
+    # Every page of the round lost: `check-pages --rebuild` makes each one again from the
+    # histories, byte for byte: the answers from the journeys' histories, the index pages over
+    # them and the rankings' pages by running again what kept them.
+    await pool.execute("DELETE FROM pages WHERE owner = ANY($1::text[])", owners)
+    lost = await check_pages(pool, cipher, round_id, histories, converter)
+    assert lost.problems and lost.read == 0
+    rebuilt = await rebuild(client, pool, cipher, round_id, histories, converter, lost)
+    assert (rebuilt.check.ok, rebuilt.check.problems, rebuilt.replay_failures) == (True, [], [])
+    # Each page the histories reach is made again (one no history references is not).
+    assert rebuilt.made <= set(bodies) and len(rebuilt.made) == whole.read == rebuilt.check.read
+    for digest in rebuilt.made:
+        assert await store.fetch(PageRef(digest=digest, count=0)) == bodies[digest]
 
 
 async def _wait_phase(api, round_id, phase, timeout=40.0) -> None:
