@@ -12,7 +12,7 @@
     python3 run.py bench ranking --sizes 1000000,4000000
     python3 run.py bench columnar-ranking --sizes 1000000,4000000
     python3 run.py bench recompute-round ROUND   # audit recompute and check-read-model of a round on a --keep-stack stack
-    python3 run.py bench page-check ROUND        # audit check-pages of a round on a --keep-stack stack
+    python3 run.py bench page-check ROUND [--lose-all]  # audit check-pages (and --rebuild) on a --keep-stack stack
     python3 run.py bench big-formasi --size 5000
     python3 run.py bench big-formasi --size 100000 --quota 10000 --stop-after skd   # then --resume ROUND
     python3 run.py bench big-formasi --size 3000 --page-size 20 --fold-at 4   # folding played small
@@ -1702,12 +1702,21 @@ def recompute_round(
 @app.command("page-check")
 def page_check(
     round_id: str = typer.Argument(..., help="a round played on the kept bench stack"),
+    lose_all: bool = typer.Option(
+        False,
+        "--lose-all",
+        help="then delete every page of the round and time `check-pages --rebuild` making them "
+        "again (the bench stack's pages are lost for good if it cannot)",
+    ),
 ):
     """`audit.py check-pages` of a round a bench played, timed: fetching the formasi's and the
     round's histories, finding every page reference in them, reading every page back and checking
-    it against its digest. Found and started like `recompute-round`."""
+    it against its digest; with --lose-all, the rebuild of the whole page store. Found and
+    started like `recompute-round`."""
+    from activities.pages import PageStore
     from auditing.history import round_histories
-    from auditing.pagestore import check_pages
+    from auditing.pagestore import check_pages, rebuild
+    from domain.pages import PageRef
     from runtime.app import open_app
     from runtime.connection import data_converter
     from runtime.db import open_pool
@@ -1739,10 +1748,12 @@ def page_check(
                     data_converter(ctx.keys),
                 )
                 checked = time.perf_counter() - t
+                owners = sorted({h.workflow_id for h in histories})
                 items = await pool.fetchval(
                     "SELECT coalesce(sum(items), 0) FROM pages WHERE owner = ANY($1::text[])",
-                    sorted({h.workflow_id for h in histories}),
+                    owners,
                 )
+                lost = await lose_and_rebuild(ctx, pool, histories, owners) if lose_all else {}
             finally:
                 await pool.close()
         finally:
@@ -1761,8 +1772,35 @@ def page_check(
             f"({checked / max(result.read, 1) * 1000:.1f} ms a page)",
             "problems, undecodable, unreferenced": f"{len(result.problems)}, "
             f"{len(result.undecodable)}, {result.unreferenced}",
+            **lost,
             "peak RSS of this process": f"{peak_rss_mib():.0f} MiB",
             "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
+        }
+
+    async def lose_and_rebuild(ctx, pool, histories, owners: list[str]) -> dict:
+        """Every page of the round deleted, then made again; each compared with what was kept."""
+        cipher, converter = ColumnCipher.from_keys(ctx.keys), data_converter(ctx.keys)
+        store = PageStore(pool, cipher)
+        digests = [
+            r["digest"]
+            for r in await pool.fetch("SELECT digest FROM pages WHERE owner = ANY($1)", owners)
+        ]
+        bodies = {d: await store.fetch(PageRef(digest=d, count=0)) for d in digests}
+        await pool.execute("DELETE FROM pages WHERE owner = ANY($1::text[])", owners)
+        found = await check_pages(pool, cipher, round_id, histories, converter)
+        t = time.perf_counter()
+        done = await rebuild(ctx.client, pool, cipher, round_id, histories, converter, found)
+        took = time.perf_counter() - t
+        same = [d for d in done.made if await store.fetch(PageRef(digest=d, count=0)) == bodies[d]]
+        return {
+            "pages deleted (the round's), of them the histories reach": f"{len(bodies)}, "
+            f"{len(found.problems)} named at first",
+            "rebuild: made again, byte for byte as kept": f"{len(done.made)}, {len(same)}",
+            "rebuild: journey runs read for the answers": f"{done.journey_runs:,}",
+            "rebuild: took (read journeys, replay, run again, check)": f"{took:.1f} s "
+            f"({took / max(done.journey_runs, 1) * 1000:.1f} ms a journey run)",
+            "after it: problems, replay failures": f"{len(done.check.problems)}, "
+            f"{len(done.replay_failures)}",
         }
 
     fig = asyncio.run(main())
