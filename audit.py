@@ -627,8 +627,6 @@ def check_pages_command(
             await pool.close()
         for where in result.undecodable:
             console.print(f"[red]✗[/red] not decoded, so not searched for pages: {where}")
-        for where in result.refused:
-            console.print(f"a message the workflow refused, not searched: {where}")
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items())) or "none"
         summary = (
             f"{result.referenced} pages referenced by {result.histories} histories, "

@@ -72,7 +72,9 @@ from runtime.sealed import ColumnCipher
 DIGEST = re.compile(r"[0-9a-f]{64}")
 # Payloads that never hold a page reference, or are not the codec's to decode.
 _SKIPPED_FIELDS = frozenset({"header", "memo", "search_attributes"})
-# Where a message from outside the round's workflows is recorded.
+# Where a message from outside is recorded: anyone who reaches Temporal can send one, so no page
+# reference is taken from them (what the round's own workflows send each other is recorded by the
+# sender too: a formasi's result to the round is its ranking activity's result).
 _FROM_OUTSIDE = frozenset(
     {
         "workflow_execution_signaled_event_attributes",
@@ -106,7 +108,6 @@ class PageCheck:
     kinds: dict[str, int] = field(default_factory=dict)  # pages read back, by kind
     unreferenced: int = 0  # pages the round's workflows own that no history reaches
     undecodable: list[str] = field(default_factory=list)  # the workers' payloads not decoded
-    refused: list[str] = field(default_factory=list)  # messages from outside not decoded
     problems: list[PageProblem] = field(default_factory=list)
 
     @property
@@ -153,38 +154,31 @@ def page_refs(value: Any) -> Iterator[PageRef]:
 
 
 async def referenced_pages(
-    histories: list[RecordedHistory],
-    converter: DataConverter,
-    undecodable: list[str],
-    refused: list[str] | None = None,
+    histories: list[RecordedHistory], converter: DataConverter, undecodable: list[str]
 ) -> dict[str, tuple[PageRef, str, str]]:
-    """Every page reference the histories record, by digest, with the first event that holds it.
-
-    Events whose payloads cannot be decoded are added to `undecodable` (the round's own workers
-    wrote them: a payload key missing here?), or to `refused` for a message from outside (a
-    signal or update: anyone who reaches Temporal can send one, and the workflow refused it too)."""
+    """Every page reference the histories' own workflows and activities recorded, by digest, with
+    the first event that holds it and its workflow. Events whose payloads cannot be decoded are
+    added to `undecodable` (a payload key missing here?)."""
     found: dict[str, tuple[PageRef, str, str]] = {}  # digest: (reference, where, workflow id)
     for h in histories:
         for event in h.history.events:
             attributes = event.WhichOneof("attributes")
-            if attributes is None:
+            if attributes is None or attributes in _FROM_OUTSIDE:
                 continue
             where = (
                 f"{h.workflow_id} event {event.event_id} ({EventType.Name(event.event_type)[11:]})"
             )
             for payloads in _payload_messages(getattr(event, attributes)):
                 # Only what went through the payload codec: everything the round's own workflows
-                # and activities record does. What did not is the SDK core's (a local activity's
-                # or a patch's marker data) or a message the workflow refused to read.
+                # and activities record does. What did not is the SDK core's own (a local
+                # activity's or a patch's marker data).
                 payloads = [p for p in payloads if p.metadata.get("encoding") == ENCODING]
                 if not payloads:
                     continue
                 try:
                     values = await converter.decode(payloads)
-                except Exception as exc:  # noqa: BLE001 - named
-                    named = refused if attributes in _FROM_OUTSIDE else undecodable
-                    if named is not None:
-                        named.append(f"{where}: {type(exc).__name__}: {exc}")
+                except Exception as exc:  # noqa: BLE001 - named, and the check fails
+                    undecodable.append(f"{where}: {type(exc).__name__}: {exc}")
                     continue
                 for ref in page_refs(values):
                     found.setdefault(ref.digest, (ref, where, h.workflow_id))
@@ -202,7 +196,7 @@ async def check_pages(
     """Check every page the round's formasi and round histories reference (and every page under
     the index pages among them) against the store; change nothing."""
     result = PageCheck(round_id, len(histories))
-    found = await referenced_pages(histories, converter, result.undecodable, result.refused)
+    found = await referenced_pages(histories, converter, result.undecodable)
     result.referenced = len(found)
     queue = list(found.values())
     seen = set(found)

@@ -131,7 +131,8 @@ async def test_pages_reached_only_through_index_pages_are_checked_and_named(keys
     """A ranking whose line pages are folded inside the ranking activity records only the index
     pages' references: the pages under them are checked through them, and a lost one is named
     with the index it was reached through. A payload under another key is named (and the check
-    fails); one that never went through the codec (a marker's own data) is not searched."""
+    fails); one that never went through the codec (a marker's own data) is not searched, nor is a
+    signal (anyone can send one)."""
     from runtime.db import open_pool
 
     owner = f"pc-{uuid.uuid4().hex[:6]}/formasi/F1"
@@ -167,17 +168,15 @@ async def test_pages_reached_only_through_index_pages_are_checked_and_named(keys
         named = await check_pages(pool, cipher, "pc", [with_foreign], converter)
         assert not named.ok and len(named.undecodable) == 1
         assert named.undecodable[0].startswith(f"{owner} event 2 (ACTIVITY_TASK_COMPLETED)")
-        # The same payload in a signal (anyone can send one; the workflow refused it): listed
-        # apart, and the check does not fail on it.
+        # A page reference in a signal (anyone who reaches Temporal can send one) is not taken:
+        # not even one under the payload key, nor a payload under another key.
         signal = HistoryEvent(
             event_id=3, event_type=EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         )
-        signal.workflow_execution_signaled_event_attributes.input.payloads.extend(foreign)
-        with_foreign.history.events.append(signal)
-        named = await check_pages(pool, cipher, "pc", [with_foreign], converter)
-        assert (len(named.undecodable), len(named.refused)) == (1, 1)
-        assert named.refused[0].startswith(f"{owner} event 3 (WORKFLOW_EXECUTION_SIGNALED)")
+        forged = await converter.encode([{"digest": "1" * 64, "count": 1}])
+        signal.workflow_execution_signaled_event_attributes.input.payloads.extend(forged + foreign)
         alone = RecordedHistory(WorkflowHistory(owner, [signal]))
+        assert (await check_pages(pool, cipher, "pc", [alone], converter)).referenced == 0
         assert (await check_pages(pool, cipher, "pc", [alone], converter)).ok
     finally:
         await pool.close()
