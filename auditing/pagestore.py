@@ -287,29 +287,25 @@ async def close_answers(
     return out
 
 
-async def rebuild_replies(
+async def answer_pages(
     client: Client,
-    pool: asyncpg.Pool,
-    cipher: ColumnCipher,
     round_id: str,
-    problems: list[PageProblem],
+    owners: set[str],
     converter: DataConverter,
     chunk: int = 500,
     on_journeys: Callable[[int], None] | None = None,
-) -> Rebuilt:
-    """Make again, from the journeys' histories, each page of answers among `problems`.
+) -> tuple[dict[str, tuple[str, PageRef, bytes]], int]:
+    """Every page of answers the journeys of the formasi among `owners` (workflow ids) give, by
+    digest: (owner, reference, body); and how many journey runs were read.
 
     A page of answers to a close is the answers that rank (an SKD key or a final entry) of one
     listing of journeys, in its order (activities/broadcast.py); each journey's history records
-    its answer under an update id naming the listing and its place in it. The journeys of each
-    formasi that references a page among `problems` are read, a chunk at a time; their answers
-    are grouped by close and listing, and a page so made whose digest is one of `problems` is
-    written over what the store holds. Any other page is left: one whose journeys answered before
-    the update id named the page, and every page that is not a page of answers."""
-    wanted = {p.digest for p in problems}
-    store = PageStore(pool, cipher)
-    result = Rebuilt()
-    for owner in sorted({p.referenced_in for p in problems}):
+    its answer under an update id naming the listing and its place in it. The journeys are read
+    a chunk at a time and their answers grouped by close and listing. A close sent before the
+    update id named the page gives none."""
+    out: dict[str, tuple[str, PageRef, bytes]] = {}
+    read = 0
+    for owner in sorted(owners):
         formasi = FORMASI_WORKFLOW.fullmatch(owner)
         if formasi is None or formasi["round"] != round_id:
             continue
@@ -325,14 +321,35 @@ async def rebuild_replies(
                     reply = answer.reply()
                     if reply.key is not None or reply.entry is not None:
                         pages[(announcement, listing)][position] = reply
-            result.journey_runs += len(runs[first : first + chunk])
+            read += len(runs[first : first + chunk])
             if on_journeys:
                 on_journeys(len(runs[first : first + chunk]))
         for by_place in pages.values():
             ref, body = page_ref(REPLIES, [by_place[p] for p in sorted(by_place)])
-            if ref.digest in wanted and ref.digest not in result.made:
-                await store.replace(REPLIES, owner, ref, body)
-                result.made.add(ref.digest)
+            out.setdefault(ref.digest, (owner, ref, body))
+    return out, read
+
+
+async def rebuild_replies(
+    client: Client,
+    pool: asyncpg.Pool,
+    cipher: ColumnCipher,
+    round_id: str,
+    problems: list[PageProblem],
+    converter: DataConverter,
+) -> Rebuilt:
+    """Make again, from the journeys' histories (`answer_pages`), each page of answers among
+    `problems`, written over what the store holds; leave every other page."""
+    wanted = {p.digest for p in problems}
+    pages, read = await answer_pages(
+        client, round_id, {p.referenced_in for p in problems}, converter
+    )
+    result = Rebuilt(journey_runs=read)
+    store = PageStore(pool, cipher)
+    for digest in sorted(wanted & pages.keys()):
+        owner, ref, body = pages[digest]
+        await store.replace(REPLIES, owner, ref, body)
+        result.made.add(digest)
     return result
 
 
@@ -446,20 +463,27 @@ async def rebuild(
     inputs from the histories, or from replaying them). A page is written only when its digest is
     one the check names; then the store is checked again, and once more for the pages an index
     made again shows under it, until nothing more is made."""
-    replies = await rebuild_replies(
-        client, pool, cipher, round_id, found.problems, converter, on_journeys=on_journeys
+    answers, read = await answer_pages(
+        client,
+        round_id,
+        {p.referenced_in for p in found.problems},
+        converter,
+        on_journeys=on_journeys,
     )
     capture = _PageCalls()
     outcomes = await replay([h.history for h in histories], converter, interceptors=[capture])
     failures = [
         f"{o.workflow_id} (run {o.run_id}): {o.failure}" for o in outcomes if o.failure is not None
     ]
-    made = set(replies.made)
-    check = await check_pages(pool, cipher, round_id, histories, converter)
+    made: set[str] = set()
+    check = found
     for _ in range(MAX_PASSES):
         if not check.problems:
             break
         store = _Remaking(pool, cipher, {p.digest for p in check.problems})
+        for digest in sorted(store.wanted & answers.keys()):
+            owner, ref, body = answers[digest]
+            await store.keep(REPLIES, owner, ref, body)
         for _, name, request in capture.calls:
             try:
                 await _call(store, name, request)
@@ -469,4 +493,4 @@ async def rebuild(
             break
         made |= store.made
         check = await check_pages(pool, cipher, round_id, histories, converter)
-    return RebuildResult(made, replies.journey_runs, check, failures)
+    return RebuildResult(made, read, check, failures)
