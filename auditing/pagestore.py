@@ -58,7 +58,7 @@ from activities.pages import PageStore
 from auditing.history import RecordedHistory, fetched, replay, round_query
 from domain.contracts import CloseAnswer
 from domain.messages import CloseReply
-from domain.pages import INDEX, OFFERED, REPLIES, PageRef, page_items, page_ref
+from domain.pages import INDEX, REPLIES, PageRef, page_items, page_ref
 from domain.protocol import (
     ALLOCATE_PAGES,
     FOLD_PAGES,
@@ -424,13 +424,14 @@ class _Remaking(PageStore):
 
 
 async def _call(store: _Remaking, name: str, request: Any) -> None:
-    """One call that keeps pages, run again: its pages are the same (content-addressed)."""
+    """One call that keeps pages, run again through the activity's own code: its pages are the
+    same (content-addressed). An index page is kept even while pages under it are still missing
+    (`fold_pages` refuses that), so that the next check finds them."""
     if name == FOLD_PAGES.name:
         ref, body = page_ref(INDEX, request.pages)
         await store.keep(INDEX, request.owner, ref, body)
     elif name == KEEP_PAGE.name:
-        ref, body = page_ref(OFFERED, request.items)
-        await store.keep(OFFERED, request.owner, ref, body)
+        await store.keep_page(request)
     elif name == RANK_FINAL_PAGES.name:
         await store.rank_final_pages(request)
     elif name == ALLOCATE_PAGES.name and request.offers_in_pages:

@@ -180,3 +180,45 @@ async def test_pages_reached_only_through_index_pages_are_checked_and_named(keys
         assert (await check_pages(pool, cipher, "pc", [alone], converter)).ok
     finally:
         await pool.close()
+
+
+async def test_the_round_s_offered_pages_and_their_index_are_made_again_as_the_activities_kept_them(
+    keys, stack
+):
+    """The round keeps who it offered as pages (`keep_page`) and folds their references into an
+    index (`fold_pages`), both local activities whose inputs only a replay gives again. Run again
+    by the rebuild on those inputs, each page comes out with the digest and body the activity
+    kept, and is written over the lost or altered row."""
+    from auditing.pagestore import _call, _Remaking
+    from domain.pages import OFFERED, PageFold, PageKeep
+    from domain.protocol import FOLD_PAGES, KEEP_PAGE
+    from runtime.db import open_pool
+
+    owner = f"pc-{uuid.uuid4().hex[:6]}/round"
+    pool = await open_pool(stack.database_url, max_size=2)
+    try:
+        cipher = ColumnCipher.from_keys(keys)
+        store = PageStore(pool, cipher)
+        keeps = [PageKeep(owner=owner, items=[f"A{i}{j}" for j in range(3)]) for i in range(3)]
+        offered = [await store.keep_page(k) for k in keeps]
+        fold = PageFold(owner=owner, pages=offered)
+        index = await store.fold_pages(fold)
+        kept = {r.digest: await store.fetch(r) for r in (*offered, index)}
+
+        await pool.execute(
+            "DELETE FROM pages WHERE digest = ANY($1::text[])", [offered[0].digest, index.digest]
+        )
+        await pool.execute(
+            "UPDATE pages SET body = $2 WHERE digest = $1",
+            offered[1].digest,
+            cipher.seal(b'["forged"]', f"pages/{offered[1].digest}"),
+        )
+        remaking = _Remaking(pool, cipher, {offered[0].digest, offered[1].digest, index.digest})
+        await _call(remaking, FOLD_PAGES.name, fold)  # before the pages under it, as replayed
+        for k in keeps:
+            await _call(remaking, KEEP_PAGE.name, k)
+        assert remaking.made == {offered[0].digest, offered[1].digest, index.digest}
+        assert {r.digest: await store.fetch(r) for r in (*offered, index)} == kept
+        assert kept[offered[0].digest][0] == OFFERED and kept[index.digest][0] == INDEX
+    finally:
+        await pool.close()
