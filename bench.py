@@ -1708,6 +1708,11 @@ def page_check(
         help="then delete every page of the round and time `check-pages --rebuild` making them "
         "again (the bench stack's pages are lost for good if it cannot)",
     ),
+    concurrency: str = typer.Option(
+        "8",
+        help="with --lose-all: journeys' histories fetched at once, comma-separated to lose and "
+        "rebuild once for each, in this order (e.g. 1,8)",
+    ),
 ):
     """`audit.py check-pages` of a round a bench played, timed: fetching the formasi's and the
     round's histories, finding every page reference in them, reading every page back and checking
@@ -1723,6 +1728,15 @@ def page_check(
     from runtime.embedded import stop_stack
     from runtime.sealed import ColumnCipher
 
+    try:
+        fetches = [int(n) for n in concurrency.split(",")]
+        if any(not 1 <= n <= 64 for n in fetches):
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(
+            f"{concurrency!r}: whole numbers from 1 to 64, comma-separated",
+            param_hint="--concurrency",
+        ) from None
     m = show_machine()
     if big_formasi_state(round_id).exists():
         run = load_big_formasi_run(round_id)
@@ -1753,7 +1767,9 @@ def page_check(
                     "SELECT coalesce(sum(items), 0) FROM pages WHERE owner = ANY($1::text[])",
                     owners,
                 )
-                lost = await lose_and_rebuild(ctx, pool, histories, owners) if lose_all else {}
+                lost: dict = {}
+                for n in fetches if lose_all else []:
+                    lost.update(await lose_and_rebuild(ctx, pool, histories, owners, n))
             finally:
                 await pool.close()
         finally:
@@ -1777,7 +1793,7 @@ def page_check(
             "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
         }
 
-    async def lose_and_rebuild(ctx, pool, histories, owners: list[str]) -> dict:
+    async def lose_and_rebuild(ctx, pool, histories, owners: list[str], fetches: int) -> dict:
         """Every page of the round deleted, then made again; each compared with what was kept."""
         cipher, converter = ColumnCipher.from_keys(ctx.keys), data_converter(ctx.keys)
         store = PageStore(pool, cipher)
@@ -1789,17 +1805,20 @@ def page_check(
         await pool.execute("DELETE FROM pages WHERE owner = ANY($1::text[])", owners)
         found = await check_pages(pool, cipher, round_id, histories, converter)
         t = time.perf_counter()
-        done = await rebuild(ctx.client, pool, cipher, round_id, histories, converter, found)
+        done = await rebuild(
+            ctx.client, pool, cipher, round_id, histories, converter, found, concurrency=fetches
+        )
         took = time.perf_counter() - t
         same = [d for d in done.made if await store.fetch(PageRef(digest=d, count=0)) == bodies[d]]
+        at = f"rebuild, {fetches} fetches at once"
         return {
             "pages deleted (the round's), of them the histories reach": f"{len(bodies)}, "
             f"{len(found.problems)} named at first",
-            "rebuild: made again, byte for byte as kept": f"{len(done.made)}, {len(same)}",
-            "rebuild: journey runs read for the answers": f"{done.journey_runs:,}",
-            "rebuild: took (read journeys, replay, run again, check)": f"{took:.1f} s "
+            f"{at}: made again, byte for byte as kept": f"{len(done.made)}, {len(same)}",
+            f"{at}: journey runs read for the answers": f"{done.journey_runs:,}",
+            f"{at}: took (read journeys, replay, run again, check)": f"{took:.1f} s "
             f"({took / max(done.journey_runs, 1) * 1000:.1f} ms a journey run)",
-            "after it: problems, replay failures": f"{len(done.check.problems)}, "
+            f"{at}: problems, replay failures after it": f"{len(done.check.problems)}, "
             f"{len(done.replay_failures)}",
         }
 

@@ -31,6 +31,7 @@ restored to an instant when it was whole (docs/OPERATIONS.md, section 4).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -83,6 +84,7 @@ _FROM_OUTSIDE = frozenset(
     }
 )
 READ_AT_ONCE = 200  # pages read per statement
+FETCHES = 8  # journeys' histories fetched at once by the rebuild
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ async def answer_pages(
     converter: DataConverter,
     chunk: int = 500,
     on_journeys: Callable[[int], None] | None = None,
+    concurrency: int = FETCHES,
 ) -> tuple[dict[str, tuple[str, PageRef, bytes]], int]:
     """Every page of answers the journeys of the formasi among `owners` (workflow ids) give, by
     digest: (owner, reference, body); and how many journey runs were read.
@@ -301,10 +304,16 @@ async def answer_pages(
     A page of answers to a close is the answers that rank (an SKD key or a final entry) of one
     listing of journeys, in its order (activities/broadcast.py); each journey's history records
     its answer under an update id naming the listing and its place in it. The journeys are read
-    a chunk at a time and their answers grouped by close and listing. A close sent before the
-    update id named the page gives none."""
+    a chunk at a time (`concurrency` histories fetched at once) and their answers grouped by close
+    and listing. A close sent before the update id named the page gives none."""
     out: dict[str, tuple[str, PageRef, bytes]] = {}
     read = 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def fetch(workflow_id: str, run_id: str) -> RecordedHistory:
+        async with gate:
+            return await fetched(client, workflow_id, run_id)
+
     for owner in sorted(owners):
         formasi = FORMASI_WORKFLOW.fullmatch(owner)
         if formasi is None or formasi["round"] != round_id:
@@ -313,8 +322,8 @@ async def answer_pages(
         runs = [(e.id, e.run_id) async for e in client.list_workflows(query)]
         pages: dict[tuple[str, str], dict[int, CloseReply]] = defaultdict(dict)
         for first in range(0, len(runs), chunk):
-            for workflow_id, run_id in runs[first : first + chunk]:
-                history = await fetched(client, workflow_id, run_id)
+            histories = await asyncio.gather(*(fetch(*r) for r in runs[first : first + chunk]))
+            for history in histories:
                 for (announcement, listing, position), answer in await close_answers(
                     history, converter
                 ):
@@ -457,6 +466,7 @@ async def rebuild(
     converter: DataConverter,
     found: PageCheck,
     on_journeys: Callable[[int], None] | None = None,
+    concurrency: int = FETCHES,
 ) -> RebuildResult:
     """Make again every page `found` names that the histories can give: pages of answers from the
     journeys' histories (`rebuild_replies`); index pages, a ranking's pages and the round's offered
@@ -470,6 +480,7 @@ async def rebuild(
         {p.referenced_in for p in found.problems},
         converter,
         on_journeys=on_journeys,
+        concurrency=concurrency,
     )
     capture = _PageCalls()
     outcomes = await replay([h.history for h in histories], converter, interceptors=[capture])
