@@ -1768,8 +1768,8 @@ def page_check(
                     owners,
                 )
                 lost: dict = {}
-                for n in fetches if lose_all else []:
-                    lost.update(await lose_and_rebuild(ctx, pool, histories, owners, n))
+                for i, n in enumerate(fetches if lose_all else [], start=1):
+                    lost.update(await lose_and_rebuild(ctx, pool, histories, owners, n, i))
             finally:
                 await pool.close()
         finally:
@@ -1793,7 +1793,9 @@ def page_check(
             "load average at end (1 min)": f"{os.getloadavg()[0]:.2f}",
         }
 
-    async def lose_and_rebuild(ctx, pool, histories, owners: list[str], fetches: int) -> dict:
+    async def lose_and_rebuild(
+        ctx, pool, histories, owners: list[str], fetches: int, nth: int
+    ) -> dict:
         """Every page of the round deleted, then made again; each compared with what was kept."""
         cipher, converter = ColumnCipher.from_keys(ctx.keys), data_converter(ctx.keys)
         store = PageStore(pool, cipher)
@@ -1810,7 +1812,7 @@ def page_check(
         )
         took = time.perf_counter() - t
         same = [d for d in done.made if await store.fetch(PageRef(digest=d, count=0)) == bodies[d]]
-        at = f"rebuild, {fetches} fetches at once"
+        at = f"rebuild {nth}, {fetches} fetches at once"
         return {
             "pages deleted (the round's), of them the histories reach": f"{len(bodies)}, "
             f"{len(found.problems)} named at first",
