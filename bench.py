@@ -1585,6 +1585,15 @@ def columnar_ranking(
     save("columnar-ranking", {"machine": m, "rows": rows})
 
 
+def inspect_settings(round_id: str):
+    """The settings of the stack a bench played `round_id` on, to read it: a big-formasi run's own
+    data dir (out/bench-rounds/ROUND), or the bench's shared one."""
+    if big_formasi_state(round_id).exists():
+        run = load_big_formasi_run(round_id)
+        return bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
+    return bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+
+
 @app.command("recompute-round")
 def recompute_round(
     round_id: str = typer.Argument(..., help="a round played on the kept bench stack"),
@@ -1604,11 +1613,7 @@ def recompute_round(
     from runtime.embedded import stop_stack
 
     m = show_machine()
-    if big_formasi_state(round_id).exists():
-        run = load_big_formasi_run(round_id)
-        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
-    else:
-        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+    settings = inspect_settings(round_id)
 
     async def main() -> dict:
         ctx = await open_app(settings)
@@ -1738,11 +1743,7 @@ def page_check(
             param_hint="--concurrency",
         ) from None
     m = show_machine()
-    if big_formasi_state(round_id).exists():
-        run = load_big_formasi_run(round_id)
-        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
-    else:
-        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+    settings = inspect_settings(round_id)
 
     async def main() -> dict:
         ctx = await open_app(settings)
@@ -2125,11 +2126,7 @@ def history_sizes(
     from runtime.embedded import stop_stack
 
     m = show_machine()
-    if big_formasi_state(round_id).exists():
-        run = load_big_formasi_run(round_id)
-        settings = bench_settings(Path(run["data_dir"]), task_queue="casn-bench-inspect")
-    else:
-        settings = bench_settings(DATA_DIR, task_queue="casn-bench-inspect")
+    settings = inspect_settings(round_id)
 
     async def main():
         app_ = await open_app(settings)
