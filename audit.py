@@ -20,6 +20,8 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +128,24 @@ def _converter(keys: Keys) -> DataConverter:
     from runtime.connection import data_converter
 
     return data_converter(keys)
+
+
+async def _database(opened, what: str) -> asyncpg.Pool:
+    """A small pool on the deployment's read-model database (`what` names it in the error)."""
+    from runtime.db import open_pool
+
+    try:
+        return await open_pool(opened.stack.database_url, max_size=2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise AuditError(f"{what} cannot be reached: {exc}") from None
+
+
+@contextmanager
+def _counting(label: str) -> Iterator[Callable[[int], None]]:
+    """A transient counter on stderr; yields the callback that advances it."""
+    with Progress(TextColumn(label), MofNCompleteColumn(), console=errors, transient=True) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda n: bar.update(task, advance=n)
 
 
 def _run(coro) -> Any:
@@ -464,17 +484,13 @@ def check_read_model_command(
     difference, and with --repair on one left."""
     from activities.readmodel import ReadModel
     from auditing.readmodel import KINDS, check_round, check_round_in_processes
-    from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
     async def main() -> bool:
         from runtime.app import open_app
 
         opened = await open_app()
-        try:
-            pool = await open_pool(opened.stack.database_url, max_size=2)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise AuditError(f"the read model cannot be reached: {exc}") from None
+        pool = await _database(opened, "the read model")
         try:
             with Progress(
                 TextColumn("replaying"),
@@ -560,7 +576,6 @@ def check_pages_command(
     would stop on it. Without --rebuild nothing is written."""
     from auditing.pagestore import check_pages
     from auditing.pagestore import rebuild as rebuild_pages
-    from runtime.db import open_pool
     from runtime.sealed import ColumnCipher
 
     async def main() -> bool:
@@ -575,32 +590,15 @@ def check_pages_command(
             except AuditError:
                 if kind == "round":
                     raise
+        pool = await _database(opened, "the page store")
+        cipher, converter = ColumnCipher.from_keys(opened.keys), _converter(opened.keys)
         try:
-            pool = await open_pool(opened.stack.database_url, max_size=2)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise AuditError(f"the page store cannot be reached: {exc}") from None
-        try:
-            with Progress(
-                TextColumn("reading pages"), MofNCompleteColumn(), console=errors, transient=True
-            ) as progress:
-                task = progress.add_task("", total=None)
-                cipher, converter = ColumnCipher.from_keys(opened.keys), _converter(opened.keys)
+            with _counting("reading pages") as advance:
                 result = await check_pages(
-                    pool,
-                    cipher,
-                    round_id,
-                    histories,
-                    converter,
-                    on_read=lambda n: progress.update(task, advance=n),
+                    pool, cipher, round_id, histories, converter, on_read=advance
                 )
             if rebuild and result.problems:
-                with Progress(
-                    TextColumn("reading the journeys' answers"),
-                    MofNCompleteColumn(),
-                    console=errors,
-                    transient=True,
-                ) as progress:
-                    task = progress.add_task("", total=None)
+                with _counting("reading the journeys' answers") as advance:
                     rebuilt = await rebuild_pages(
                         opened.client,
                         pool,
@@ -609,7 +607,7 @@ def check_pages_command(
                         histories,
                         converter,
                         result,
-                        on_journeys=lambda n: progress.update(task, advance=n),
+                        on_journeys=advance,
                     )
                 for failure in rebuilt.replay_failures:
                     console.print(
