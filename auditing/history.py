@@ -276,6 +276,18 @@ class _Capture:
     instances: dict[str, Any] = field(default_factory=dict)
 
 
+def when_done(handle: Any, action: Callable[[], None]) -> None:
+    """Run `action` once an activity or local activity started in a replay has completed as its
+    history records. One whose completion is not (yet) recorded, at the end of an open run's
+    history, never resolves in replay; one that failed is not counted."""
+
+    def done(task) -> None:
+        if not task.cancelled() and task.exception() is None:
+            action()
+
+    handle.add_done_callback(done)
+
+
 def _capturing_interceptor(capture: _Capture) -> Interceptor:
     """An interceptor that keeps each replayed workflow object, so its state can be read after replay."""
 

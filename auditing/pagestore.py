@@ -16,7 +16,7 @@ when it is read, which may be weeks after the loss. This check finds it before t
   broadcast's first attempt keeps one; they are harmless, and never deleted here).
 
 The check writes nothing. `rebuild` (`check-pages --rebuild`) makes the pages it names again:
-- pages of answers to a close (`rebuild_replies`): since each close's update id names its page
+- pages of answers to a close (`answer_pages`): since each close's update id names its page
   (the listing's digest and the journey's place in it, domain.protocol.close_update_id), the
   journeys' histories hold which answers made up each page, in which order;
 - every other page by running again, on the pages made so far, the call that kept it: an index
@@ -36,6 +36,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -56,7 +57,7 @@ from temporalio.worker import (
 )
 
 from activities.pages import PageStore
-from auditing.history import RecordedHistory, fetched, replay, round_query
+from auditing.history import RecordedHistory, fetched, replay, round_query, when_done
 from domain.contracts import CloseAnswer
 from domain.messages import CloseReply
 from domain.pages import INDEX, REPLIES, PageRef, page_items, page_ref
@@ -263,14 +264,6 @@ async def check_pages(
 FORMASI_WORKFLOW = re.compile(r"(?P<round>[^/]+)/formasi/(?P<code>[A-Za-z0-9][A-Za-z0-9._-]{0,39})")
 
 
-@dataclass
-class Rebuilt:
-    """What `rebuild_replies` made again, and from how many journeys' histories."""
-
-    made: set[str] = field(default_factory=set)  # digests of the pages written again
-    journey_runs: int = 0  # journey runs whose histories were read
-
-
 async def close_answers(
     history: RecordedHistory, converter: DataConverter
 ) -> list[tuple[tuple[str, str, int], CloseAnswer]]:
@@ -339,29 +332,6 @@ async def answer_pages(
     return out, read
 
 
-async def rebuild_replies(
-    client: Client,
-    pool: asyncpg.Pool,
-    cipher: ColumnCipher,
-    round_id: str,
-    problems: list[PageProblem],
-    converter: DataConverter,
-) -> Rebuilt:
-    """Make again, from the journeys' histories (`answer_pages`), each page of answers among
-    `problems`, written over what the store holds; leave every other page."""
-    wanted = {p.digest for p in problems}
-    pages, read = await answer_pages(
-        client, round_id, {p.referenced_in for p in problems}, converter
-    )
-    result = Rebuilt(journey_runs=read)
-    store = PageStore(pool, cipher)
-    for digest in sorted(wanted & pages.keys()):
-        owner, ref, body = pages[digest]
-        await store.replace(REPLIES, owner, ref, body)
-        result.made.add(digest)
-    return result
-
-
 # --- making every page again ---------------------------------------------------------------------
 
 # What keeps pages, besides the broadcast's pages of answers: a local activity whose input is not
@@ -383,15 +353,10 @@ class _PageCalls(Interceptor):
         calls = self.calls
 
         def kept(name: str, args: Sequence[Any], handle: Any) -> None:
-            if not args:
-                return
-            workflow_id, request = workflow.info().workflow_id, args[0]
-
-            def done(task) -> None:  # only calls the history shows done
-                if not task.cancelled() and task.exception() is None:
-                    calls.append((workflow_id, name, request))
-
-            handle.add_done_callback(done)
+            if args:  # only calls the history shows done
+                when_done(
+                    handle, partial(calls.append, (workflow.info().workflow_id, name, args[0]))
+                )
 
         class Outbound(WorkflowOutboundInterceptor):
             def start_local_activity(self, input: StartLocalActivityInput):
@@ -469,7 +434,7 @@ async def rebuild(
     concurrency: int = FETCHES,
 ) -> RebuildResult:
     """Make again every page `found` names that the histories can give: pages of answers from the
-    journeys' histories (`rebuild_replies`); index pages, a ranking's pages and the round's offered
+    journeys' histories (`answer_pages`); index pages, a ranking's pages and the round's offered
     and offer pages by running again, on the pages made so far, the calls that kept them (their
     inputs from the histories, or from replaying them). A page is written only when its digest is
     one the check names; then the store is checked again, and once more for the pages an index

@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -52,6 +53,7 @@ from auditing.history import (
     fetched,
     replay,
     round_query,
+    when_done,
 )
 from domain.aftermath import RevocationRows
 from domain.aftermath import row as revocation_row
@@ -182,15 +184,9 @@ class _Capture(Interceptor):
             def start_local_activity(self, input: StartLocalActivityInput):
                 handle = super().start_local_activity(input)
                 if input.activity in kept and input.args:
-                    # Kept once the history shows it done: a write whose marker is not (yet)
-                    # recorded, at the end of an open run's history, never resolves in replay.
-                    written, run_id = input.args[0], workflow.info().run_id
-
-                    def done(task) -> None:
-                        if not task.cancelled() and task.exception() is None:
-                            by_run[run_id].append(written)
-
-                    handle.add_done_callback(done)
+                    # Kept once the history shows it done (a write whose marker is not recorded
+                    # yet, at the end of an open run, is not).
+                    when_done(handle, partial(by_run[workflow.info().run_id].append, input.args[0]))
                 return handle
 
         class Inbound(WorkflowInboundInterceptor):
