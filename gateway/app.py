@@ -4,6 +4,7 @@ pages, built from a `Gateway` (its connections) so that tests can hand it their 
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -60,12 +61,7 @@ def create_app(gw: Gateway) -> FastAPI:
         log.error(
             "a query the worker could not answer", path=request.url.path, error=str(exc)[:300]
         )
-        return await engine_unavailable(
-            request,
-            "the engine cannot read this record now (its worker could not answer for it); "
-            "nothing was changed; send the same request again later",
-            exc,
-        )
+        return await engine_unavailable(request, problems.ENGINE_UNREADABLE, exc)
 
     @app.exception_handler(RPCTimeoutOrCancelledError)
     async def _late(request: Request, exc: RPCTimeoutOrCancelledError) -> Response:
@@ -73,12 +69,7 @@ def create_app(gw: Gateway) -> FastAPI:
         already sent the same message again, RecruitmentApi._update): whether it was taken is not
         known, and a repeat is safe. 503, not a bare 500."""
         log.warning("the engine did not answer in time", path=request.url.path)
-        return await engine_unavailable(
-            request,
-            "the engine did not answer in time; the message may or may not have been taken: send "
-            "the same message again (its report_id makes a repeat safe)",
-            exc,
-        )
+        return await engine_unavailable(request, problems.ENGINE_LATE, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -135,7 +126,12 @@ def create_app(gw: Gateway) -> FastAPI:
         """Prometheus: the gateway's metrics and its SDK core's (runtime/metrics.py)."""
         return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)
 
-    app.add_middleware(RequestLimits, max_body=gw.settings.http_max_body_bytes)
+    batches = re.compile(re.escape(service_api.router.prefix) + r"/rounds/[^/]+/reports")
+    app.add_middleware(
+        RequestLimits,
+        max_body=gw.settings.http_max_body_bytes,
+        wider=(batches, gw.settings.http_max_batch_bytes),
+    )
     return app
 
 

@@ -3,6 +3,7 @@ per-client rate limits on the endpoints that attract floods (registration, login
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -36,12 +37,21 @@ def _problem_bytes(status: int, title: str, detail: str, path: str, request_id: 
 class RequestLimits:
     """ASGI middleware: gives each request an id (kept from a well-formed `X-Request-Id`, else
     new), binds it to every log line written while the request runs, answers it in the
-    response, logs one line per request, and refuses a body over `max_body` bytes with 413
-    (by Content-Length up front, or while reading a chunked body)."""
+    response, logs one line per request, and refuses a body over `max_body` bytes (`wider`'s
+    limit on its paths) with 413 (by Content-Length up front, or while reading a chunked body)."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, wider: tuple[re.Pattern[str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.wider = wider  # (paths, their larger limit): the batch route's
+
+    def limit(self, path: str) -> int:
+        """The largest body a request to `path` may carry."""
+        if self.wider is not None and self.wider[0].fullmatch(path):
+            return self.wider[1]
+        return self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +65,7 @@ class RequestLimits:
             else uuid.uuid4().hex
         )
         scope.setdefault("state", {})["request_id"] = request_id
+        max_body = self.limit(scope.get("path", ""))
         started = time.perf_counter()
         status = {"code": 0}
 
@@ -69,7 +80,7 @@ class RequestLimits:
             body = _problem_bytes(
                 413,
                 "Request body too large",
-                f"the body is larger than {self.max_body} bytes",
+                f"the body is larger than {max_body} bytes",
                 scope.get("path", ""),
                 request_id,
             )
@@ -89,7 +100,7 @@ class RequestLimits:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             length = headers.get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            if length is not None and (not length.isdigit() or int(length) > max_body):
                 await refuse_too_large()
                 return
             received = 0
@@ -100,9 +111,9 @@ class RequestLimits:
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
-                    if received > self.max_body:
+                    if received > max_body:
                         too_large = True
-                        raise _BodyTooLarge(self.max_body)
+                        raise _BodyTooLarge(max_body)
                 return message
 
             try:

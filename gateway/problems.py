@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -78,12 +79,27 @@ def _shown(value: Any) -> Any:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+# What a report the engine could not take now is answered with (503, a repeat is safe): one
+# request's, or one item's of a batch (gateway/service_api.py).
+ENGINE_LATE = (
+    "the engine did not answer in time; the message may or may not have been taken: send the same "
+    "message again (its report_id makes a repeat safe)"
+)
+ENGINE_UNREADABLE = (
+    "the engine cannot read this record now (its worker could not answer for it); nothing was "
+    "changed; send the same request again later"
+)
+
+
+def validation_errors(
+    exc: RequestValidationError | ValidationError, prefix: tuple[str | int, ...] = ()
+) -> list[dict[str, Any]]:
     """pydantic's errors as `{"field", "value", "reason"}`, the field as a dotted path in the
-    message (the `body.` prefix dropped)."""
+    message (the `body.` prefix dropped); `prefix` goes before each error's own path (an item of
+    a batch validated on its own)."""
     out = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
+        loc = [str(p) for p in (*prefix, *err.get("loc", ()))]
         if loc and loc[0] in {"body", "query", "path", "header"}:
             where, loc = loc[0], loc[1:]
         else:

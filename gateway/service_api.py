@@ -9,11 +9,13 @@ No `from __future__ import annotations` here: FastAPI reads the body types of th
 a loop below from their live annotations.
 """
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError
@@ -29,7 +31,13 @@ from domain.protocol import (
 )
 from domain.registration import Registration
 from gateway.deps import Gateway, gateway
-from gateway.problems import PROBLEM_JSON, Problem
+from gateway.problems import (
+    ENGINE_LATE,
+    ENGINE_UNREADABLE,
+    PROBLEM_JSON,
+    Problem,
+    validation_errors,
+)
 from runtime.logs import get_logger
 
 log = get_logger("gateway.api")
@@ -226,6 +234,201 @@ for _path, _update in JOURNEY_PATHS.items():
     _journey_route(_path, _update)
 for _path, _update in COMMAND_PATHS.items():
     _command_route(_path, _update)
+
+
+# --- batches: a test session's results in one request --------------------------------------------
+
+MAX_BATCH = 500  # items in one batch: a CAT session's results, or a page of a larger file
+# Items of different applicants in flight at once, per batch (the CSV route sends 32): a batch of
+# 500 is answered in a few seconds while other callers still get their share of the engine.
+BATCH_CONCURRENCY = 16
+BATCH_PATH = "/rounds/{round_id}/reports"
+
+
+class BatchItem(BaseModel):
+    """One report of a batch: the applicant, the kind (as in the single route's path) and the
+    signed message, exactly as the single route takes it."""
+
+    applicant_id: str = Field(min_length=1, max_length=100, description="the registration number")
+    kind: str = Field(description="one of the report kinds: " + ", ".join(JOURNEY_PATHS))
+    message: dict[str, Any] = Field(description="the signed message of that kind")
+
+
+class ReportBatch(BaseModel):
+    """Up to MAX_BATCH reports about applicants of one round."""
+
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ItemProblem(BaseModel):
+    """Why one item was not acknowledged: the single route's problem, without its envelope."""
+
+    type: str
+    title: str
+    detail: str
+
+
+class BatchItemResult(BaseModel):
+    """What became of one item: the status the single route would have answered, with its
+    acknowledgement (200) or its problem."""
+
+    index: int
+    applicant_id: str
+    kind: str
+    report_id: str
+    status: int
+    ack: Ack | None = None
+    problem: ItemProblem | None = None
+
+
+class BatchAnswer(BaseModel):
+    """Every item's outcome, in the order sent."""
+
+    round_id: str
+    acknowledged: int = Field(description="items answered 200 (repeats of earlier ones included)")
+    refused: int = Field(
+        description="items the engine refused (404, 409): sending them again changes nothing"
+    )
+    unavailable: int = Field(
+        description="items the engine did not take now (503, 500): send the batch again"
+    )
+    results: list[BatchItemResult]
+
+
+def _parsed(batch: ReportBatch) -> list[Report]:
+    """Each item's message as its kind's model; a 422 naming every bad field if any is wrong, so
+    that a batch that does not parse sends nothing."""
+    messages: list[Report] = []
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(batch.items):
+        update = JOURNEY_PATHS.get(item.kind)
+        if update is None:
+            errors.append(
+                {
+                    "field": f"items.{i}.kind",
+                    "value": item.kind[:80],
+                    "reason": "not a report kind: " + ", ".join(JOURNEY_PATHS),
+                }
+            )
+            continue
+        try:
+            messages.append(update.input.model_validate(item.message))
+        except ValidationError as exc:
+            errors.extend(validation_errors(exc, ("items", i, "message")))
+    if errors:
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:5])
+        raise Problem(422, detail, errors=errors)
+    return messages
+
+
+async def _door(gw: Gateway, identity: str, round_id: str, messages: list[Report]) -> None:
+    """The single route's checks before the engine, for every item at once: one message that
+    fails them refuses the whole batch (with the fields of every one that failed), before any is
+    sent."""
+    failed: list[Problem] = []
+    errors: list[dict[str, Any]] = []
+    for i, message in enumerate(messages):
+        try:
+            _check_sender(identity, message, None)
+            await _check_signed(gw, round_id, message)
+        except Problem as problem:
+            failed.append(problem)
+            errors += [{**e, "field": f"items.{i}.message.{e['field']}"} for e in problem.errors]
+    if failed:
+        raise Problem(
+            failed[0].status,
+            f"{len(failed)} of {len(messages)} items refused before anything was sent; the "
+            f"first: {failed[0].detail}",
+            type_=failed[0].type,
+            errors=errors,
+        )
+
+
+async def _item(
+    gw: Gateway, identity: str, round_id: str, index: int, item: BatchItem, message: Report
+) -> BatchItemResult:
+    """One item through the engine, every way it can end turned into its result."""
+    result = BatchItemResult(
+        index=index,
+        applicant_id=item.applicant_id,
+        kind=item.kind,
+        report_id=message.report_id,
+        status=200,
+    )
+    problem: Problem | None = None
+    try:
+        ack = await _engine(
+            gw.api.report(round_id, item.applicant_id, message),
+            f"{item.kind} {message.report_id}",
+        )
+        log.info(
+            "accepted", kind=item.kind, report_id=message.report_id, by=identity, effect=ack.effect
+        )
+        return result.model_copy(update={"ack": ack})
+    except Problem as exc:
+        problem = exc
+    except RPCTimeoutOrCancelledError:
+        log.warning("the engine did not answer in time", report_id=message.report_id)
+        problem = Problem(503, ENGINE_LATE)
+    except WorkflowQueryFailedError as exc:
+        log.error("a query the worker could not answer", error=str(exc)[:300])
+        problem = Problem(503, ENGINE_UNREADABLE)
+    except Exception as exc:  # one item's failure is its own, never the batch's
+        log.error("unexpected error", report_id=message.report_id, exc_info=exc)
+        problem = Problem(500, "the gateway failed to take this item: send it again")
+    body = problem.body("", "")
+    return result.model_copy(
+        update={
+            "status": problem.status,
+            "problem": ItemProblem(type=body["type"], title=body["title"], detail=body["detail"]),
+        }
+    )
+
+
+@router.post(
+    BATCH_PATH,
+    summary=f"Up to {MAX_BATCH} reports about applicants of the round, each answered as the "
+    "single route would answer it",
+    responses=RESPONSES,
+    response_model=BatchAnswer,
+)
+async def post_reports(
+    round_id: str,
+    batch: ReportBatch,
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> BatchAnswer:
+    """Each item is the message its single route takes, and is judged by its journey as that
+    route's would be; the answer lists each item's status with its acknowledgement or problem.
+    Items about one applicant go in the order sent, one after another; other applicants' at the
+    same time. A batch that does not parse, or whose messages are not all the caller's and (in a
+    round with keys) signed, is refused whole, before any item is sent."""
+    await _engine(gw.rounds.config(round_id), f"a batch to {round_id}")  # 404 if no such round
+    messages = _parsed(batch)
+    await _door(gw, identity, round_id, messages)
+    gate = asyncio.Semaphore(BATCH_CONCURRENCY)
+    results: list[BatchItemResult | None] = [None] * len(messages)
+    applicants: dict[str, list[int]] = {}
+    for i, item in enumerate(batch.items):
+        applicants.setdefault(item.applicant_id, []).append(i)
+
+    async def one_applicant(indexes: list[int]) -> None:
+        async with gate:
+            for i in indexes:
+                results[i] = await _item(gw, identity, round_id, i, batch.items[i], messages[i])
+
+    await asyncio.gather(*(one_applicant(ix) for ix in applicants.values()))
+    done = [r for r in results if r is not None]
+    counts = {
+        "acknowledged": sum(r.status == 200 for r in done),
+        "refused": sum(r.status in (404, 409) for r in done),
+        "unavailable": sum(r.status >= 500 for r in done),
+    }
+    if counts["unavailable"]:
+        response.headers["Retry-After"] = "30"
+    log.info("batch", round_id=round_id, items=len(done), by=identity, **counts)
+    return BatchAnswer(round_id=round_id, results=done, **counts)
 
 
 class RegistrationAnswer(BaseModel):

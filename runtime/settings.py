@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, description="largest request body; larger gets 413"
     )
+    http_max_batch_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="largest body of a batch of reports (POST /api/v1/rounds/{round}/reports, "
+        "up to 500 signed reports of about 1 KB); larger gets 413",
+    )
     gateway_api_keys_file: Path | None = Field(
         default=None,
         description='TOML file: identity = "sha256:<hex of the API key>" for each service '
