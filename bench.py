@@ -1446,6 +1446,39 @@ def gateway(
     asyncio.run(main())
 
 
+@app.command("gateway-batch")
+def gateway_batch(
+    size: int = typer.Option(2000, min=1, help="reports per leg"),
+    clients: int = typer.Option(32, min=1, help="clients sending one report per request"),
+    batch: int = typer.Option(100, min=1, help="reports per batch (at most 500)"),
+    repeat: int = typer.Option(2, min=1, help="pairs of legs, ABBA (2: one, batch, batch, one)"),
+    seed: int = 17,
+    gateway_log_level: str = typer.Option("INFO", help="the gateway process's log level"),
+    keep_stack: bool = KEEP,
+):
+    """Signed reports through the HTTP gateway one per request and in batches
+    (POST /api/v1/rounds/{round}/reports), in one run: reports/s and CPU per report."""
+    from bench.gateway_batch import run_gateway_batch
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_gateway_batch(
+                ctx,
+                size,
+                clients,
+                batch,
+                repeat,
+                seed,
+                lambda: _server_quiet(ctx),
+                gateway_log_level,
+            )
+            save("gateway-batch", {"machine": m, **figures})
+
+    asyncio.run(main())
+
+
 @app.command()
 def ranking(
     sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),

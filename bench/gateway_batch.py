@@ -1,0 +1,264 @@
+"""What a batch of reports saves through the HTTP gateway: the same signed administrative results
+sent one per request and in batches (`POST /api/v1/rounds/{round}/reports`), in one run, legs in
+ABBA order (one per request, batches, batches, one per request) so that a drift in the machine's
+load weighs on both.
+
+The gateway is `serve.py` in a process of its own, as in `bench gateway`; the worker runs in the
+bench process. One keyed round of the example regency; its applicants are registered straight to
+the engine, registration is closed, and each leg sends the verifier's results of its own share of
+applicants (each message signed by the verifier for its journey beforehand: signing is the
+sender's, alike in both ways). One per request: `clients` clients, each posting one report after
+another. Batches: enough clients that as many reports are in flight (the route sends 16 of a
+batch at once). Between legs the Temporal server is let go quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from apps.demo import EXAMPLE
+from bench.common import CpuMeter, console, pct, print_table
+from bench.gateway import GatewayProcess, _process_cpu, keyed_round, wait_admitted
+from bench.rounds import applicants
+from client.api import RecruitmentApi
+from domain.messages import AdminReport, CloseWindow
+from domain.signing import Keyring, Signer
+from gateway.service_api import BATCH_CONCURRENCY, MAX_BATCH
+from workflows.ids import journey_workflow_id
+
+REGISTER_CONCURRENCY = 32
+
+
+async def _register(api: RecruitmentApi, config, regs, portal: str) -> list[str]:
+    """The registration numbers of those registered (the rules refuse a few)."""
+    gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+    async def one(reg) -> str | None:
+        async with gate:
+            result = await api.register(config, reg, portal)
+        return result.applicant_id if result.status == "registered" else None
+
+    return [a for a in await asyncio.gather(*(one(r) for r in regs)) if a]
+
+
+class Leg:
+    """One leg's outcome: reports acknowledged, statuses, latencies (per request), CPU."""
+
+    def __init__(self, way: str, reports: int) -> None:
+        self.way = way
+        self.reports = reports
+        self.statuses: Counter = Counter()
+        self.latencies_ms: list[float] = []
+        self.elapsed = 0.0
+        self.cpu: dict[str, float] = {}
+        self.quiet = ""
+
+    @property
+    def rate(self) -> float:
+        return self.statuses[200] / self.elapsed if self.elapsed else 0.0
+
+
+async def _one_by_one(http: list[httpx.AsyncClient], path, items: list[dict], leg: Leg) -> None:
+    queue: asyncio.Queue[dict] = asyncio.Queue()
+    for it in items:
+        queue.put_nowait(it)
+
+    async def client(c: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            it = queue.get_nowait()
+            t = time.perf_counter()
+            r = await c.post(
+                path(it["applicant_id"]),
+                json=it["message"],
+                headers={"Idempotency-Key": it["message"]["report_id"]},
+            )
+            leg.latencies_ms.append((time.perf_counter() - t) * 1000)
+            leg.statuses[r.status_code] += 1
+
+    await asyncio.gather(*(client(c) for c in http))
+
+
+async def _batched(
+    http: list[httpx.AsyncClient], url: str, items: list[dict], size: int, leg: Leg
+) -> None:
+    queue: asyncio.Queue[list[dict]] = asyncio.Queue()
+    for i in range(0, len(items), size):
+        queue.put_nowait(items[i : i + size])
+
+    async def client(c: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            t = time.perf_counter()
+            r = await c.post(url, json={"items": batch})
+            leg.latencies_ms.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                leg.statuses[r.status_code] += len(batch)
+                continue
+            leg.statuses.update(item["status"] for item in r.json()["results"])
+
+    await asyncio.gather(*(client(c) for c in http))
+
+
+async def run_gateway_batch(
+    ctx,
+    size: int,
+    clients: int,
+    batch: int,
+    repeat: int,
+    seed: int,
+    quiet: Callable[[], Awaitable[str]],
+    gateway_log_level: str = "INFO",
+) -> dict:
+    """Every leg, then the comparison; `ctx` is bench.py's stack context, `quiet` its wait for a
+    quiet server."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"--batch {batch} is not between 1 and {MAX_BATCH}")
+    client, settings, pool = ctx.app.client, ctx.settings, ctx.pool
+    reporters = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["reporters"]
+    keyring = Keyring(
+        [Signer.generate(i) for i in sorted({i for v in reporters.values() for i in v})]
+    )
+    config, path = keyed_round("GR", keyring)
+    round_id = config.round_id
+    operator = config.reporters["operator"][0]
+    verifier = config.reporters["admin"][0]
+    portal = keyring.signers[config.reporters["portal"][0]]
+    api = RecruitmentApi(client, settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring)
+    await api.create_round(path, operator)
+
+    legs = [
+        w for i in range(repeat) for w in (("one", "batch") if i % 2 == 0 else ("batch", "one"))
+    ]
+    wanted = size * len(legs)
+    # About 3% of the example's applicants are refused by the rules: register a few more.
+    regs = applicants(config, math.ceil(wanted * 1.08) + 10, seed)
+    console.print(f"registering {len(regs)} applicants straight to the engine ...")
+    ids = await _register(api, config, regs, portal.identity)
+    if len(ids) < wanted:
+        raise RuntimeError(f"only {len(ids)} of the {wanted} applicants needed were registered")
+    await wait_admitted(pool, round_id, len(ids))
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id="bench-close-registration",
+            reported_by=operator,
+            window="registration",
+            reason="bench: every applicant registered",
+        ),
+    )
+    deadline = time.monotonic() + 120
+    while (await api.round_state(round_id)).phase != "administration":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"round {round_id} never reached its administration phase")
+        await asyncio.sleep(0.5)
+    items = []
+    for aid in ids[:wanted]:
+        message = AdminReport(report_id=f"adm-{aid}", reported_by=verifier)
+        signed = keyring.sign(message, journey_workflow_id(round_id, aid))
+        items.append(
+            {"applicant_id": aid, "kind": "admin", "message": signed.model_dump(mode="json")}
+        )
+
+    api_key = secrets.token_urlsafe(32)
+    batch_clients = max(1, math.ceil(clients / BATCH_CONCURRENCY))
+    results: list[Leg] = []
+    async with GatewayProcess(settings, portal, verifier, api_key, gateway_log_level) as gw:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        http = [
+            httpx.AsyncClient(base_url=gw.url, timeout=300, limits=limits, headers=headers)
+            for _ in range(clients)
+        ]
+        try:
+            single = f"/api/v1/rounds/{round_id}/applicants/{{}}/admin".format
+            url = f"/api/v1/rounds/{round_id}/reports"
+            for k, way in enumerate(legs):
+                share = items[k * size : (k + 1) * size]
+                leg = Leg(way, len(share))
+                leg.quiet = await quiet()
+                with CpuMeter(settings) as cpu:
+                    gw0 = _process_cpu(gw.pid())
+                    t0 = time.perf_counter()
+                    if way == "one":
+                        await _one_by_one(http, single, share, leg)
+                    else:
+                        await _batched(http[:batch_clients], url, share, batch, leg)
+                    leg.elapsed = time.perf_counter() - t0
+                    gw_cpu = _process_cpu(gw.pid()) - gw0
+                deltas = cpu.deltas()
+                leg.cpu = {
+                    "gateway process": gw_cpu,
+                    "worker + load process": deltas["worker"],
+                    "Temporal server": deltas["temporal"],
+                    "PostgreSQL": deltas["postgres"],
+                }
+                results.append(leg)
+                console.print(
+                    f"leg {k + 1} ({way}): {leg.statuses[200]} of {leg.reports} acknowledged in "
+                    f"{leg.elapsed:.1f} s, {leg.rate:.1f}/s"
+                )
+        finally:
+            for c in http:
+                await c.aclose()
+
+    def summed(way: str) -> dict:
+        mine = [r for r in results if r.way == way]
+        acked = sum(r.statuses[200] for r in mine)
+        elapsed = sum(r.elapsed for r in mine)
+        cpu: Counter = Counter()
+        for r in mine:
+            cpu.update(r.cpu)
+        statuses: Counter = Counter()
+        for r in mine:
+            statuses.update(r.statuses)
+        lat = [x for r in mine for x in r.latencies_ms]
+        return {
+            "acked": acked,
+            "rate": acked / elapsed if elapsed else 0.0,
+            "elapsed": elapsed,
+            "cpu": dict(cpu),
+            "statuses": dict(statuses),
+            "latency": (pct(lat, 50), pct(lat, 95)),
+            "rates": [f"{r.rate:.1f}" for r in mine],
+            "quiet": [r.quiet for r in mine],
+        }
+
+    one, many = summed("one"), summed("batch")
+    rows = {}
+    for label, s in (("one per request", one), (f"batches of {batch}", many)):
+        per = {k: 1000 * v / max(s["acked"], 1) for k, v in s["cpu"].items()}
+        rows[f"{label}: acknowledged / statuses"] = f"{s['acked']} / {s['statuses']}"
+        rows[f"{label}: reports/s (each leg)"] = f"{s['rate']:.1f} ({', '.join(s['rates'])})"
+        rows[f"{label}: request latency p50 / p95"] = (
+            f"{s['latency'][0]:.0f} / {s['latency'][1]:.0f} ms"
+        )
+        rows[f"{label}: CPU per report, gateway / worker+load / Temporal / PostgreSQL"] = (
+            " / ".join(f"{per.get(k, 0.0):.2f}" for k in s["cpu"]) + " ms"
+        )
+        rows[f"{label}: CPU per report, all processes"] = f"{sum(per.values()):.2f} ms"
+        rows[f"{label}: wait for a quiet server before each leg"] = "; ".join(s["quiet"])
+    gw_one = one["cpu"]["gateway process"] / max(one["acked"], 1)
+    gw_many = many["cpu"]["gateway process"] / max(many["acked"], 1)
+    all_one = sum(one["cpu"].values()) / max(one["acked"], 1)
+    all_many = sum(many["cpu"].values()) / max(many["acked"], 1)
+    rows["batches ÷ one per request: reports/s"] = (
+        f"{many['rate'] / one['rate']:.2f}" if one["rate"] else "n/a"
+    )
+    rows["batches ÷ one per request: gateway CPU per report"] = (
+        f"{gw_many / gw_one:.2f}" if gw_one else "n/a"
+    )
+    rows["batches ÷ one per request: CPU per report, all processes"] = (
+        f"{all_many / all_one:.2f}" if all_one else "n/a"
+    )
+    rows["clients: one per request / batches"] = f"{clients} / {batch_clients}"
+    rows["order"] = ", ".join(legs)
+    print_table(f"{size} reports a leg through the gateway: one per request and in batches", rows)
+    return {"size": size, "batch": batch, "one": one, "batches": many, **rows}
