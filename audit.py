@@ -27,7 +27,6 @@ from typing import Any
 
 import asyncpg
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from temporalio.client import Client
@@ -59,6 +58,7 @@ from client.publication import (
 from domain.config import ConfigError, load_round_config, parse_round_config
 from domain.messages import ChangeKeys, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
+from runtime.terminal import console as console_for
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 
 app = typer.Typer(
@@ -67,8 +67,8 @@ app = typer.Typer(
     help="The auditor's tool: applicant trails, replay against the current code, signed bundles, "
     "recomputed rankings. Every command exits 1 on a problem and names it. See docs/AUDIT.md.",
 )
-console = Console()
-errors = Console(stderr=True)
+console = console_for()
+errors = console_for(stderr=True)
 
 
 # --- wiring ---------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
+from runtime.terminal import console as console_for
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
@@ -101,7 +102,7 @@ class Context:
 
     api: RecruitmentApi
     database_url: str
-    console: Console = field(default_factory=lambda: Console(stderr=False))
+    console: Console = field(default_factory=console_for)
     # Opens what the read model and the page store keep sealed (the payload keys).
     cipher: ColumnCipher | None = None
 
@@ -1122,8 +1123,8 @@ async def show_national_funnel(
 cli = typer.Typer(
     help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
 )
-console = Console()
-err_console = Console(stderr=True)
+console = console_for()
+err_console = console_for(stderr=True)
 
 
 def load_signer(path: Path, identity: str) -> Signer:

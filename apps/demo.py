@@ -55,6 +55,7 @@ from domain.signing import Keyring, Signer
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
+from runtime.terminal import console as console_for
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "round-kabupaten.toml"
 CENTRAL_EXAMPLE = EXAMPLE.with_name("round-kementerian.toml")
@@ -292,7 +293,7 @@ async def run_demo(
     from apps.fleet import build_worker
     from runtime.app import open_app
 
-    console = Console()
+    console = console_for()
     app = await open_app(settings)
     console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
     pool = await open_pool(app.stack.database_url, max_size=10)

@@ -6,7 +6,6 @@ import os
 import platform
 import resource
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,13 +13,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 import psutil
-from rich.console import Console
 from rich.table import Table
 
 from runtime.settings import Settings
+from runtime.terminal import console as console_for
 
 ROOT = Path(__file__).resolve().parent.parent
-console = Console(width=None if sys.stdout.isatty() else 130)
+console = console_for()
 
 
 def bench_settings(data_dir: Path, task_queue: str = "casn-bench") -> Settings:
