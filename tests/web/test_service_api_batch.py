@@ -243,3 +243,54 @@ async def test_a_batch_is_judged_item_by_item_and_sends_nothing_when_it_is_refus
     last = (await post(http, round_id, [item(round_id, ids["A3"], "admin", admin["A3"])])).json()
     assert last["results"][0]["status"] == 200
     assert "report_admin" in await accepted_updates(client, round_id, ids["A3"])
+
+
+async def test_items_the_engine_did_not_take_are_503_or_500_and_the_batch_can_be_sent_again(
+    client, keys, running_worker, http, gateway_state, tmp_path, monkeypatch
+):
+    """One item late at the engine (a deadline peak), one failing in a way nothing expected: each
+    is its own result, the others are taken, and the answer says to send again (Retry-After).
+    Sent again, every item is taken once."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    from tests.roundkit import open_registration_round
+
+    settings, _ = running_worker
+    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config = await open_registration_round(operator, tmp_path, "batch-late")
+    round_id = config.round_id
+    ids = []
+    for serial in (81, 82, 83):
+        reg = registration(serial, "F1", birth=date(1996, 2, 12))
+        ids.append((await operator.register(config, reg, "sscasn")).applicant_id)
+    items = [
+        item(round_id, aid, "admin", AdminReport(report_id=f"adm-{aid}", reported_by=VERIFIER))
+        for aid in ids
+    ]
+    real = gateway_state.api.report
+
+    async def flaky(round_, applicant_id, message):
+        if applicant_id == ids[1]:
+            raise WorkflowUpdateRPCTimeoutOrCancelledError()
+        if applicant_id == ids[2]:
+            raise RuntimeError("boom")
+        return await real(round_, applicant_id, message)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway_state.api, "report", flaky)
+        r = await post(http, round_id, items)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [x["status"] for x in body["results"]] == [200, 503, 500]
+    assert (body["acknowledged"], body["refused"], body["unavailable"]) == (1, 0, 2)
+    assert r.headers["retry-after"] == "30"
+    assert "send the same message again" in body["results"][1]["problem"]["detail"]
+    assert "boom" not in r.text  # what failed inside stays in the gateway's log
+    for aid in ids[1:]:
+        assert "report_admin" not in await accepted_updates(client, round_id, aid)
+
+    again = (await post(http, round_id, items)).json()
+    assert [x["status"] for x in again["results"]] == [200, 200, 200]
+    assert again["results"][0]["ack"] == body["results"][0]["ack"]
+    for aid in ids:
+        assert (await accepted_updates(client, round_id, aid)).count("report_admin") == 1
