@@ -49,6 +49,7 @@ from client.csvio import (
     parse_report,
 )
 from client.deadlines import with_query_deadline
+from client.gateway_client import GatewayError, GatewayReports
 from client.national import InstansiFunnel, NationalRefusal, national_funnel
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Published, publish_announcement, write_files
@@ -269,10 +270,11 @@ def _count_rows(path: Path) -> int:
 
 def stops_the_run(exc: BaseException) -> bool:
     """True for what ends a whole run rather than one row: Ctrl-C (the task cancelled), the
-    connection to Temporal lost, a file that can no longer be written."""
+    connection to Temporal lost, a file that can no longer be written, a batch the gateway
+    refused whole (the next would be too) or a gateway not reached."""
     if isinstance(exc, RPCError):
         return exc.status == RPCStatusCode.UNAVAILABLE
-    return isinstance(exc, OSError) or not isinstance(exc, Exception)
+    return isinstance(exc, OSError | GatewayError) or not isinstance(exc, Exception)
 
 
 def _failure(row, exc: Exception) -> RowRefusal:
@@ -627,6 +629,17 @@ async def send_reports(
             return
         if parsed.applicant_id.startswith(CODE_PREFIX):
             # A blind panel sheet names candidates by code: the committee's key resolves them.
+            if not isinstance(ctx.api, RecruitmentApi):
+                refusal = RowRefusal(
+                    row.line,
+                    "applicant_id",
+                    parsed.applicant_id,
+                    "a candidate code is resolved with the committee's key, which --gateway does "
+                    "not hold: send the sheet without --gateway",
+                    parsed.message.report_id,
+                )
+                summary.refuse([refusal], errors)
+                return
             if not codes:
                 codes.update(await candidate_codes(ctx.api, round_id))
             if parsed.applicant_id not in codes:
@@ -1222,14 +1235,27 @@ def engine_silent(exc: BaseException) -> str | None:
     return None
 
 
-def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = None) -> None:
-    """Open the app, run one command's core, and turn its outcome into an exit code."""
+def _run(
+    body: Callable[[Context], Awaitable[object]],
+    signer: Signer | None = None,
+    gateway: tuple[str, str] | None = None,
+) -> None:
+    """Open the app (or, given `gateway` as (URL, API key), only a client of the HTTP gateway:
+    no Temporal, no payload key), run one command's core, and turn its outcome into an exit
+    code."""
     opened: dict = {}  # the settings, once read: to say which server cannot be reached
+
+    async def through_gateway(url: str, api_key: str) -> int:
+        async with GatewayReports(url, api_key, Keyring([signer] if signer else [])) as api:
+            result = await body(Context(api, "", console))  # type: ignore[arg-type]
+        return result.exit_code if isinstance(result, Summary) else EXIT_OK
 
     async def main() -> int:
         from runtime.app import open_app
         from runtime.settings import load_settings
 
+        if gateway is not None:
+            return await through_gateway(*gateway)
         opened["settings"] = load_settings()
         app = await open_app()
         sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
@@ -1269,6 +1295,9 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
     except StackError as exc:  # a server that cannot be started, or refuses TLS or the login
         err_console.print(f"[red]stopped[/]: {exc}", highlight=False, soft_wrap=True)
         code = EXIT_STOPPED
+    except GatewayError as exc:  # a whole batch refused, or the gateway not reached
+        kind, code = _gateway_outcome(exc)
+        err_console.print(f"[red]{kind}[/]: {exc}", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         err_console.print("[red]stopped[/]: interrupted", highlight=False)
         code = EXIT_STOPPED
@@ -1295,6 +1324,54 @@ def _run(body: Callable[[Context], Awaitable[object]], signer: Signer | None = N
         else:
             raise
     raise typer.Exit(code)
+
+
+def _gateway_outcome(exc: GatewayError) -> tuple[str, int]:
+    """What a batch the gateway refused whole says about the run, and its exit code."""
+    if exc.status in (401, 403, 409, 413, 422):  # the API key, --as, --key or the file
+        return "bad input", EXIT_BAD_INPUT
+    if exc.status == 404:
+        return "refused", EXIT_REFUSED
+    return "stopped", EXIT_STOPPED
+
+
+def gateway_target(url: str | None, api_key_file: Path | None) -> tuple[str, str] | None:
+    """--gateway and --api-key-file, checked: None without --gateway. The key travels in every
+    request, so only https, or http to this machine."""
+    if url is None:
+        if api_key_file is not None:
+            raise BadInput("--api-key-file is for --gateway: give the gateway's URL too")
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise BadInput(f"--gateway {url!r}: not an http(s) URL such as https://gateway.example")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise BadInput(
+            f"--gateway {url!r}: plain http would send the API key in the clear; use https "
+            "(http only to this machine)"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise BadInput(f"--gateway {url!r}: give the gateway's base URL, without a path")
+    if api_key_file is None:
+        raise BadInput("--gateway needs --api-key-file: the file holding your API key")
+    try:
+        mode = api_key_file.stat().st_mode
+        key = api_key_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise BadInput(f"--api-key-file {api_key_file}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"--api-key-file {api_key_file}: cannot be read ({exc})") from None
+    if mode & 0o077:
+        raise BadInput(
+            f"--api-key-file {api_key_file}: others can read it (mode {mode & 0o777:o}); "
+            f"chmod 600 {api_key_file}"
+        )
+    if not key or any(c.isspace() or not c.isprintable() for c in key) or len(key) > 512:
+        raise BadInput(
+            f"--api-key-file {api_key_file}: not one API key (one line, no spaces, at most 512 "
+            "characters)"
+        )
+    return url.rstrip("/"), key
 
 
 def _precheck(check: Callable[[], object]) -> None:
@@ -1333,6 +1410,24 @@ KeyFile = Annotated[
 ]
 Concurrency = Annotated[
     int, typer.Option("--concurrency", min=1, max=512, help="Rows in flight at once.")
+]
+GatewayUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--gateway",
+        envvar="CASN_GATEWAY_URL",
+        help="Send through the HTTP gateway at this base URL (https://...), in batches, instead of "
+        "to Temporal: for an operator with an API key and a signing key but no access to the "
+        "cluster (docs/GATEWAY.md).",
+    ),
+]
+ApiKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--api-key-file",
+        envvar="CASN_GATEWAY_API_KEY_FILE",
+        help="With --gateway: the file holding your API key (one line, mode 600).",
+    ),
 ]
 CheckpointOpt = Annotated[
     Path | None,
@@ -1395,19 +1490,25 @@ def report_cmd(
     concurrency: Concurrency = 16,
     checkpoint: CheckpointOpt = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
-    """Send a file of reports (one per row) to the applicants' journeys."""
+    """Send a file of reports (one per row) to the applicants' journeys; with --gateway, through
+    the HTTP gateway in batches, needing no access to Temporal."""
     if kind not in REPORT_KINDS:
         err_console.print(
             f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}"
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
+    target: list[tuple[str, str] | None] = []
+    _precheck(lambda: target.append(gateway_target(gateway, api_key_file)))
     _run(
         lambda ctx: send_reports(
             ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint
         ),
         _signer(key, reporter),
+        target[0],
     )
 
 

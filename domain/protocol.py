@@ -252,6 +252,22 @@ DISMISS = Update("dismiss", Dismissal, Ack)
 AFTERMATH_REPORTS: dict[str, Update[Any, Ack]] = {u.name: u for u in (DISQUALIFY, DISMISS)}
 AFTERMATH_STATE: Query[None, AftermathState] = Query("state", None, AftermathState)
 
+# The kind each report about an applicant is sent as over HTTP: the gateway's path
+# (/api/v1/rounds/{round}/applicants/{no}/{kind}) and a batch item's `kind`. Its update's name
+# without the report_ prefix the journey's updates share; a dismissal is the applicant's too
+# (its aftermath takes it, as it takes a DIS after the journey ended).
+SERVICE_KINDS: dict[str, Update[Any, Ack]] = {
+    **{name.removeprefix("report_"): u for name, u in JOURNEY_REPORTS.items()},
+    DISMISS.name: DISMISS,
+}
+_SERVICE_KIND = {u.input: kind for kind, u in SERVICE_KINDS.items()}
+
+
+def service_kind(report: Report) -> str:
+    """The kind `report` is sent as over HTTP (SERVICE_KINDS)."""
+    return _SERVICE_KIND[type(report)]
+
+
 # --- FormasiSelection ---------------------------------------------------------------------------
 
 FORMASI_PHASE = Signal("phase", Announcement)

@@ -23,10 +23,9 @@ from domain.messages import Ack, Report
 from domain.protocol import (
     CHANGE_KEYS,
     CLOSE_WINDOW,
-    DISMISS,
     EXTEND_WINDOW,
-    JOURNEY_REPORTS,
     MOVE_TMT,
+    SERVICE_KINDS,
     Update,
 )
 from domain.registration import Registration
@@ -47,11 +46,9 @@ _PROBLEM = {"description": "RFC 9457 problem details", "content": {PROBLEM_JSON:
 RESPONSES: dict[int | str, dict[str, Any]] = {
     code: _PROBLEM for code in (401, 403, 404, 409, 413, 422, 429, 503)
 }
-# What each report kind is called in the path: the journey's update name, without the
-# report_ prefix the updates share. A dismissal is of the applicant too, after the journey ended
-# (the applicant's aftermath takes it, as it takes a DIS after the end: client/api.py).
-JOURNEY_PATHS = {name.removeprefix("report_"): update for name, update in JOURNEY_REPORTS.items()}
-JOURNEY_PATHS[DISMISS.name] = DISMISS
+# What each report kind is called in the path (domain.protocol.SERVICE_KINDS): the journey's
+# update name without the report_ prefix; a dismissal goes to the applicant's aftermath.
+JOURNEY_PATHS = SERVICE_KINDS
 COMMAND_PATHS = {
     "extend-window": EXTEND_WINDOW,
     "close-window": CLOSE_WINDOW,

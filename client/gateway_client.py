@@ -1,0 +1,204 @@
+"""Reports through the HTTP gateway, for an operator who holds a signing key and an API key but
+no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`.
+
+`GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
+RefusedError with the engine's reason. Reports in flight at the same moment go together in one
+batch (`POST /api/v1/rounds/{round}/reports`): each waits at most LINGER seconds for others to
+join it, and a batch holds at most BATCH_SIZE. An item the engine did not take now (503, 500) goes
+into a later batch after the gateway's Retry-After, at most ATTEMPTS times in all: a repeat is
+safe, by its report_id. What refuses a whole batch (no such round, an API key the gateway does not
+know or that is not the reporter's, an unsigned message in a round with keys) would refuse every
+batch, so it stops the run: GatewayError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import httpx
+
+from client.api import RefusedError, UnknownError
+from domain.messages import Ack, Report
+from domain.protocol import service_kind
+from domain.signing import Keyring
+from workflows.ids import journey_workflow_id
+
+BATCH_SIZE = 100  # items per batch: about 120 KB of signed reports, well under the gateway's 1 MiB
+LINGER = 0.05  # seconds a report waits for others to share its batch
+ATTEMPTS = 5  # tries of an item the engine did not take now (503 or 500)
+RETRY_AFTER_MOST = 60.0  # seconds waited at most before a retry, whatever Retry-After says
+TIMEOUT = 300.0  # seconds for one batch's answer: 100 items take a few here
+
+
+class NotTaken(Exception):
+    """One report the engine did not take in ATTEMPTS tries (503, 500): whether an earlier try
+    reached it is not known; sending the same report again later is safe."""
+
+
+class GatewayError(Exception):
+    """The gateway refused a whole batch, or could not be reached: nothing of that batch was
+    taken, and the next would fare the same. `status` is the HTTP status (0: not reached)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+@dataclass
+class _Pending:
+    round_id: str
+    applicant_id: str
+    message: Report  # signed
+    answer: asyncio.Future[Ack]
+    attempts: int = 0
+
+
+@dataclass
+class GatewayReports:
+    """Sends signed reports to the gateway in batches; one instance per run."""
+
+    url: str  # the gateway's base URL, e.g. https://gateway.example.go.id
+    api_key: str
+    keyring: Keyring = field(default_factory=lambda: Keyring([]))
+    batch_size: int = BATCH_SIZE
+    linger: float = LINGER
+    wait_most: float = RETRY_AFTER_MOST  # seconds waited at most before a retry
+    transport: httpx.AsyncBaseTransport | None = None  # tests: an app in-process
+    _queue: list[_Pending] = field(default_factory=list)
+    _flusher: asyncio.Task | None = None
+    _http: httpx.AsyncClient | None = None
+    _sending: set[asyncio.Task] = field(default_factory=set)
+
+    async def __aenter__(self) -> GatewayReports:
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=TIMEOUT,
+            transport=self.transport,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in [self._flusher, *self._sending]:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def check_round_keys(self, round_id: str) -> None:
+        """Nothing to match: this client holds no payload or pseudonym key (the gateway's do the
+        work); a round that does not exist refuses the first batch."""
+
+    async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+        """Send one report (in a batch with whatever else is in flight); its acknowledgement, or
+        RefusedError with the engine's reason (UnknownError: no such applicant)."""
+        signed = self.keyring.sign(message, journey_workflow_id(round_id, applicant_id))
+        answer: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._add(_Pending(round_id, applicant_id, signed, answer))
+        return await answer
+
+    def _add(self, item: _Pending) -> None:
+        self._queue.append(item)
+        if len(self._queue) >= self.batch_size:
+            self._flush_now()
+        elif self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.linger)
+        self._flush_now()
+
+    def _flush_now(self) -> None:
+        while self._queue:
+            # One batch per round: the route is the round's.
+            round_id = self._queue[0].round_id
+            batch = [p for p in self._queue if p.round_id == round_id][: self.batch_size]
+            taken = {id(p) for p in batch}
+            self._queue = [p for p in self._queue if id(p) not in taken]
+            task = asyncio.create_task(self._send(round_id, batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, round_id: str, batch: list[_Pending]) -> None:
+        try:
+            again, wait = await self._post(round_id, batch)
+        except GatewayError as exc:
+            for p in batch:
+                if not p.answer.done():
+                    p.answer.set_exception(exc)
+            return
+        if again:
+            await asyncio.sleep(wait)
+            for p in again:
+                self._add(p)
+
+    async def _post(self, round_id: str, batch: list[_Pending]) -> tuple[list[_Pending], float]:
+        """POST one batch and settle each item's answer; the items to send again, and after how
+        many seconds."""
+        assert self._http is not None, "use GatewayReports as an async context manager"
+        body = {
+            "items": [
+                {
+                    "applicant_id": p.applicant_id,
+                    "kind": service_kind(p.message),
+                    "message": p.message.model_dump(mode="json"),
+                }
+                for p in batch
+            ]
+        }
+        try:
+            response = await self._http.post(f"/api/v1/rounds/{round_id}/reports", json=body)
+        except httpx.TransportError as exc:
+            raise GatewayError(0, f"the gateway at {self.url} cannot be reached: {exc}") from None
+        wait = _retry_after(response, self.wait_most)
+        if response.status_code in (502, 503, 504):
+            # The gateway could not read the round now: the whole batch, later.
+            return self._later(batch, f"the gateway answered {response.status_code}"), wait
+        if response.status_code != 200:
+            raise GatewayError(response.status_code, _detail(response))
+        again: list[_Pending] = []
+        for p, result in zip(batch, response.json()["results"], strict=True):
+            status = result["status"]
+            if status == 200:
+                p.answer.set_result(Ack.model_validate(result["ack"]))
+            elif status == 404:
+                p.answer.set_exception(UnknownError(result["problem"]["detail"]))
+            elif status == 409:
+                p.answer.set_exception(RefusedError(result["problem"]["detail"]))
+            else:
+                again += self._later([p], result["problem"]["detail"])
+        return again, wait
+
+    def _later(self, items: list[_Pending], why: str) -> list[_Pending]:
+        """The items that may be tried again; the others get GatewayError."""
+        again = []
+        for p in items:
+            p.attempts += 1
+            if p.attempts < ATTEMPTS:
+                again.append(p)
+            else:
+                p.answer.set_exception(NotTaken(f"not taken in {ATTEMPTS} attempts: {why}"))
+        return again
+
+
+def _retry_after(response: httpx.Response, most: float) -> float:
+    """Seconds the gateway asks to wait before trying again (1 when it does not say), at most
+    `most`."""
+    try:
+        return min(max(float(response.headers.get("retry-after", "1")), 0.0), most)
+    except ValueError:
+        return min(1.0, most)
+
+
+def _detail(response: httpx.Response) -> str:
+    """The problem's detail (RFC 9457), or the start of whatever else came back."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    detail = body.get("detail") if isinstance(body, dict) else None
+    return f"HTTP {response.status_code}: {detail or str(body)[:200]}"
