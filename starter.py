@@ -49,7 +49,7 @@ from client.csvio import (
     parse_report,
 )
 from client.deadlines import with_query_deadline
-from client.gateway_client import GatewayError, GatewayReports
+from client.gateway_client import GatewayError, GatewayReports, NotTaken
 from client.national import InstansiFunnel, NationalRefusal, national_funnel
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Published, publish_announcement, write_files
@@ -1252,11 +1252,13 @@ def _run(
 
     async def main() -> int:
         from runtime.app import open_app
+        from runtime.logs import configure_logging
         from runtime.settings import load_settings
 
-        if gateway is not None:
-            return await through_gateway(*gateway)
         opened["settings"] = load_settings()
+        if gateway is not None:
+            configure_logging(opened["settings"])  # to stderr, as open_app does
+            return await through_gateway(*gateway)
         app = await open_app()
         sanctions = SanctionRegister(database_url=app.stack.database_url)  # connects when used
         ctx = Context(
@@ -1298,6 +1300,13 @@ def _run(
     except GatewayError as exc:  # a whole batch refused, or the gateway not reached
         kind, code = _gateway_outcome(exc)
         err_console.print(f"[red]{kind}[/]: {exc}", highlight=False, soft_wrap=True)
+    except NotTaken as exc:  # a command the engine did not take in time, through the gateway
+        err_console.print(
+            f"[red]stopped[/]: {exc}; send the same command again (a repeat is safe)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        code = EXIT_STOPPED
     except KeyboardInterrupt:
         err_console.print("[red]stopped[/]: interrupted", highlight=False)
         code = EXIT_STOPPED
@@ -1374,6 +1383,13 @@ def gateway_target(url: str | None, api_key_file: Path | None) -> tuple[str, str
     return url.rstrip("/"), key
 
 
+def _through(url: str | None, api_key_file: Path | None) -> tuple[str, str] | None:
+    """--gateway and --api-key-file as `_run` takes them; a bad one exits 2 before anything."""
+    target: list[tuple[str, str] | None] = []
+    _precheck(lambda: target.append(gateway_target(url, api_key_file)))
+    return target[0]
+
+
 def _precheck(check: Callable[[], object]) -> None:
     """Check the input files before starting anything: a bad file exits 2 without a stack."""
     try:
@@ -1416,9 +1432,9 @@ GatewayUrl = Annotated[
     typer.Option(
         "--gateway",
         envvar="CASN_GATEWAY_URL",
-        help="Send through the HTTP gateway at this base URL (https://...), in batches, instead of "
-        "to Temporal: for an operator with an API key and a signing key but no access to the "
-        "cluster (docs/GATEWAY.md).",
+        help="Send through the HTTP gateway at this base URL (https://...) instead of to "
+        "Temporal (a report file in batches): for an operator with an API key and a signing key "
+        "but no access to the cluster (docs/GATEWAY.md).",
     ),
 ]
 ApiKeyFile = Annotated[
@@ -1501,14 +1517,12 @@ def report_cmd(
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
-    target: list[tuple[str, str] | None] = []
-    _precheck(lambda: target.append(gateway_target(gateway, api_key_file)))
     _run(
         lambda ctx: send_reports(
             ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint
         ),
         _signer(key, reporter),
-        target[0],
+        _through(gateway, api_key_file),
     )
 
 
@@ -1533,6 +1547,8 @@ def extend_window_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
@@ -1547,7 +1563,7 @@ def extend_window_cmd(
             ),
         )
 
-    _run(body, _signer(key, operator))
+    _run(body, _signer(key, operator), _through(gateway, api_key_file))
 
 
 @cli.command("close-window")
@@ -1558,6 +1574,8 @@ def close_window_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Close an open window early, with a recorded reason."""
     rid = report_id or derived_report_id("close", round_id, window, reason)
@@ -1568,6 +1586,7 @@ def close_window_cmd(
             CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason),
         ),
         _signer(key, operator),
+        _through(gateway, api_key_file),
     )
 
 
@@ -1579,6 +1598,8 @@ def move_tmt_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Move the TMT of the SK CPNS (a government decision)."""
 
@@ -1592,7 +1613,7 @@ def move_tmt_cmd(
             ctx, round_id, MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
         )
 
-    _run(body, _signer(key, operator))
+    _run(body, _signer(key, operator), _through(gateway, api_key_file))
 
 
 @cli.command("disqualify")
@@ -1603,6 +1624,8 @@ def disqualify_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Disqualify (DIS) an applicant at any stage, even after the NIP."""
     rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
@@ -1614,6 +1637,7 @@ def disqualify_cmd(
             Disqualification(report_id=rid, reported_by=operator, reason=reason),
         ),
         _signer(key, operator),
+        _through(gateway, api_key_file),
     )
 
 
@@ -1628,6 +1652,8 @@ def dismiss_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Dismiss (DIBERHENTIKAN) a PNS by decree, after the journey ended as PNS (recorded in the
     applicant's aftermath)."""
@@ -1640,6 +1666,7 @@ def dismiss_cmd(
             Dismissal(report_id=rid, reported_by=operator, decree_no=decree, reason=reason),
         ),
         _signer(key, operator),
+        _through(gateway, api_key_file),
     )
 
 
@@ -1651,6 +1678,8 @@ def withdraw_cmd(
     reason: Annotated[str, typer.Option("--reason")] = "",
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
     rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
@@ -1662,6 +1691,7 @@ def withdraw_cmd(
             Withdrawal(report_id=rid, reported_by=portal, reason=reason),
         ),
         _signer(key, portal),
+        _through(gateway, api_key_file),
     )
 
 

@@ -1,5 +1,6 @@
-"""Reports through the HTTP gateway, for an operator who holds a signing key and an API key but
-no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`.
+"""Reports and commands through the HTTP gateway, for an operator who holds a signing key and an
+API key but no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`,
+and the operator's commands with the same option.
 
 `GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
 RefusedError with the engine's reason. Reports in flight at the same moment go together in one
@@ -21,9 +22,9 @@ import httpx
 
 from client.api import RefusedError, UnknownError
 from domain.messages import Ack, Report
-from domain.protocol import service_kind
+from domain.protocol import command_kind, service_kind
 from domain.signing import Keyring
-from workflows.ids import journey_workflow_id
+from workflows.ids import journey_workflow_id, round_workflow_id
 
 BATCH_SIZE = 100  # items per batch: about 120 KB of signed reports, well under the gateway's 1 MiB
 LINGER = 0.05  # seconds a report waits for others to share its batch
@@ -100,6 +101,35 @@ class GatewayReports:
         answer: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._add(_Pending(round_id, applicant_id, signed, answer))
         return await answer
+
+    async def command(self, round_id: str, message: Report) -> Ack:
+        """Send one operator command to the round (one request: commands take no batches); its
+        acknowledgement, or RefusedError with the round's reason."""
+        assert self._http is not None, "use GatewayReports as an async context manager"
+        signed = self.keyring.sign(message, round_workflow_id(round_id))
+        path = f"/api/v1/rounds/{round_id}/commands/{command_kind(message)}"
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = await self._http.post(
+                    path,
+                    json=signed.model_dump(mode="json"),
+                    headers={"Idempotency-Key": signed.report_id},
+                )
+            except httpx.TransportError as exc:
+                raise GatewayError(
+                    0, f"the gateway at {self.url} cannot be reached: {exc}"
+                ) from None
+            if response.status_code == 200:
+                return Ack.model_validate(response.json())
+            if response.status_code == 404:
+                raise UnknownError(_detail(response))
+            if response.status_code == 409:
+                raise RefusedError(_detail(response))
+            if response.status_code not in (500, 502, 503, 504):
+                raise GatewayError(response.status_code, _detail(response))
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(_retry_after(response, self.wait_most))
+        raise NotTaken(f"not taken in {ATTEMPTS} attempts: {_detail(response)}")
 
     def _add(self, item: _Pending) -> None:
         self._queue.append(item)

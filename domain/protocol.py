@@ -295,6 +295,22 @@ def command_update(command: Report) -> Update[Any, Ack]:
     return _COMMAND_UPDATE[type(command)]
 
 
+# The kind each operator command is sent as over HTTP: the gateway's path
+# (/api/v1/rounds/{round}/commands/{kind}).
+COMMAND_KINDS: dict[str, Update[Any, Ack]] = {
+    "extend-window": EXTEND_WINDOW,
+    "close-window": CLOSE_WINDOW,
+    "move-tmt": MOVE_TMT,
+    "change-keys": CHANGE_KEYS,
+}
+_COMMAND_KIND = {u.input: kind for kind, u in COMMAND_KINDS.items()}
+
+
+def command_kind(command: Report) -> str:
+    """The kind `command` is sent as over HTTP (COMMAND_KINDS)."""
+    return _COMMAND_KIND[type(command)]
+
+
 ROUND_VIEW: Query[str, RoundView] = Query("rules_view", str, RoundView)
 ROUND_STATE: Query[None, RoundState] = Query("state", None, RoundState)
 CONFIG_DIGEST: Query[None, str] = Query("config_digest", None, str)

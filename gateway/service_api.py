@@ -21,10 +21,7 @@ from temporalio.service import RPCError
 from client.api import RefusedError, UnknownError
 from domain.messages import Ack, Report
 from domain.protocol import (
-    CHANGE_KEYS,
-    CLOSE_WINDOW,
-    EXTEND_WINDOW,
-    MOVE_TMT,
+    COMMAND_KINDS,
     SERVICE_KINDS,
     Update,
 )
@@ -49,12 +46,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 # What each report kind is called in the path (domain.protocol.SERVICE_KINDS): the journey's
 # update name without the report_ prefix; a dismissal goes to the applicant's aftermath.
 JOURNEY_PATHS = SERVICE_KINDS
-COMMAND_PATHS = {
-    "extend-window": EXTEND_WINDOW,
-    "close-window": CLOSE_WINDOW,
-    "move-tmt": MOVE_TMT,
-    "change-keys": CHANGE_KEYS,
-}
+COMMAND_PATHS = COMMAND_KINDS  # the operator commands, by path
 
 
 async def caller(

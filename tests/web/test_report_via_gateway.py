@@ -215,3 +215,38 @@ async def test_reports_in_flight_share_a_batch_and_an_item_not_taken_goes_in_a_l
         ) as by_cat:
             with pytest.raises(RefusedError, match="not skd"):
                 await by_cat.report(round_id, ids[1], early)
+
+
+async def test_operator_commands_go_through_the_gateway_too(
+    client, keys, running_worker, gateway_state, tmp_path
+):
+    """A window closed, a DIS, the same close again (a repeat) and an extension the round refuses,
+    each by the operator's CLI through the gateway, with no access to the cluster."""
+    from tests.roundkit import OPERATOR
+
+    round_id, ids = await _round_with(
+        client, keys, running_worker, tmp_path, "cmd-gw", [111], date(1996, 2, 15)
+    )
+    key = _private(tmp_path / "op.key.json", json.dumps(TEST_KEYRING.signers[OPERATOR].jwk()))
+    op_key = _private(tmp_path / "op-api-key", api_key(OPERATOR))
+    data_dir = tmp_path / "operator-data"
+    async with serving(gateway_state) as url:
+        through = ["--as", OPERATOR, "--key", str(key), "--gateway", url]
+        through += ["--api-key-file", str(op_key)]
+        close = ["close-window", round_id, "registration", "--reason", "all in", *through]
+        code, out, err = await _starter(*close, data_dir=data_dir)
+        assert code == 0, (out, err)
+        assert "close_window: registration closed early" in out
+        again = await _starter(*close, data_dir=data_dir)
+        assert again[0] == 0 and again[1] == out  # the first acknowledgement, time included
+        dis = ["disqualify", round_id, ids[0], "--reason", "forged ijazah", *through]
+        code, out, err = await _starter(*dis, data_dir=data_dir)
+        assert code == 0, (out, err)
+        assert f"disqualify {ids[0]}: disqualified" in out
+        extend = ["extend-window", round_id, "registration", "2030-01-01T00:00:00+07:00"]
+        code, out, err = await _starter(*extend, "--reason", "late", *through, data_dir=data_dir)
+        assert code == 1, (out, err)
+        assert "refused" in err
+    assert not data_dir.exists()
+    phase = await RecruitmentApi(client, "unused", keys.pseudonym_key).round_state(round_id)
+    assert phase.phase != "registration"
