@@ -1748,6 +1748,8 @@ def change_keys_cmd(
     operator: As,
     report_id: ReportId = None,
     key: KeyFile = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Give an identity of the round a new public key (a lost or retired key); signatures made
     before stay valid, reports signed with the old key are refused from then on."""
@@ -1764,6 +1766,7 @@ def change_keys_cmd(
             ),
         ),
         _signer(key, operator),
+        _through(gateway, api_key_file),
     )
 
 
