@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 
@@ -107,7 +108,7 @@ class GatewayReports:
         acknowledgement, or RefusedError with the round's reason."""
         assert self._http is not None, "use GatewayReports as an async context manager"
         signed = self.keyring.sign(message, round_workflow_id(round_id))
-        path = f"/api/v1/rounds/{round_id}/commands/{command_kind(message)}"
+        path = f"/api/v1/rounds/{quote(round_id, safe='')}/commands/{command_kind(message)}"
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 response = await self._http.post(
@@ -122,9 +123,9 @@ class GatewayReports:
             if response.status_code == 200:
                 return Ack.model_validate(response.json())
             if response.status_code == 404:
-                raise UnknownError(_detail(response))
+                raise UnknownError(_problem(response))
             if response.status_code == 409:
-                raise RefusedError(_detail(response))
+                raise RefusedError(_problem(response))
             if response.status_code not in (500, 502, 503, 504):
                 raise GatewayError(response.status_code, _detail(response))
             if attempt < ATTEMPTS:
@@ -156,7 +157,9 @@ class GatewayReports:
     async def _send(self, round_id: str, batch: list[_Pending]) -> None:
         try:
             again, wait = await self._post(round_id, batch)
-        except GatewayError as exc:
+        except Exception as exc:  # noqa: BLE001 - every report of the batch is told, none waits on
+            if not isinstance(exc, GatewayError):
+                exc = GatewayError(0, f"the gateway's answer could not be read: {exc!r}")
             for p in batch:
                 if not p.answer.done():
                     p.answer.set_exception(exc)
@@ -181,7 +184,9 @@ class GatewayReports:
             ]
         }
         try:
-            response = await self._http.post(f"/api/v1/rounds/{round_id}/reports", json=body)
+            response = await self._http.post(
+                f"/api/v1/rounds/{quote(round_id, safe='')}/reports", json=body
+            )
         except httpx.TransportError as exc:
             raise GatewayError(0, f"the gateway at {self.url} cannot be reached: {exc}") from None
         wait = _retry_after(response, self.wait_most)
@@ -224,11 +229,16 @@ def _retry_after(response: httpx.Response, most: float) -> float:
         return min(1.0, most)
 
 
-def _detail(response: httpx.Response) -> str:
+def _problem(response: httpx.Response) -> str:
     """The problem's detail (RFC 9457), or the start of whatever else came back."""
     try:
         body = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        return response.text[:200]
     detail = body.get("detail") if isinstance(body, dict) else None
-    return f"HTTP {response.status_code}: {detail or str(body)[:200]}"
+    return str(detail or str(body)[:200])
+
+
+def _detail(response: httpx.Response) -> str:
+    """The problem's detail with the status it came with."""
+    return f"HTTP {response.status_code}: {_problem(response)}"
