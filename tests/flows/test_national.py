@@ -225,7 +225,13 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
     # The auditor finds both runs of the claim under the national id. Neither has run a workflow
     # task (their starts are delayed past the national SKD): replay says so, and does not wait for
     # a task that is not in the history.
-    claims = await round_histories(client, national_id, "national-claim")
+    # Visibility takes a moment to list a run just started (a CI run once listed only one).
+    deadline = time.monotonic() + 15
+    while True:
+        claims = await round_histories(client, national_id, "national-claim")
+        if len(claims) >= 2 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert sorted(h.history.run_id for h in claims) == sorted([released.run_id, held.run_id])
     outcomes = await asyncio.wait_for(replay([h.history for h in claims], data_converter(keys)), 30)
     assert [(o.ok, o.unstarted) for o in outcomes] == [(True, True), (True, True)]
