@@ -1452,6 +1452,9 @@ def gateway_batch(
     clients: int = typer.Option(32, min=1, help="clients sending one report per request"),
     batch: int = typer.Option(100, min=1, help="reports per batch (at most 500)"),
     repeat: int = typer.Option(2, min=1, help="pairs of legs, ABBA (2: one, batch, batch, one)"),
+    cli: bool = typer.Option(
+        False, "--cli", help="a third way each time: the file by starter.py report --gateway"
+    ),
     seed: int = 17,
     gateway_log_level: str = typer.Option("INFO", help="the gateway process's log level"),
     keep_stack: bool = KEEP,
@@ -1473,6 +1476,7 @@ def gateway_batch(
                 seed,
                 lambda: _server_quiet(ctx),
                 gateway_log_level,
+                cli,
             )
             save("gateway-batch", {"machine": m, **figures})
 

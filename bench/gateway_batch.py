@@ -15,8 +15,12 @@ batch at once). Between legs the Temporal server is let go quiet.
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
 import math
+import os
 import secrets
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -25,8 +29,8 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from apps.demo import EXAMPLE
-from bench.common import CpuMeter, console, pct, print_table
-from bench.gateway import GatewayProcess, _process_cpu, keyed_round, wait_admitted
+from bench.common import ROOT, CpuMeter, console, pct, print_table
+from bench.gateway import OUT, GatewayProcess, _process_cpu, keyed_round, wait_admitted
 from bench.rounds import applicants
 from client.api import RecruitmentApi
 from domain.messages import AdminReport, CloseWindow
@@ -107,6 +111,53 @@ async def _batched(
     await asyncio.gather(*(client(c) for c in http))
 
 
+CLI_CONCURRENCY = 100  # rows in flight of the operator's CLI: fills its batches of 100
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the CLI's run, once it ends)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _through_cli(
+    url: str, round_id: str, verifier: str, keyring: Keyring, api_key: str, items, k: int, leg: Leg
+) -> None:
+    """The operator's way: the leg's reports as a CSV file, sent by `starter.py report admin
+    --gateway` in a process of its own (it signs each row itself, as an operator's run does)."""
+    folder = OUT / "gateway" / f"cli-leg-{k}"
+    folder.mkdir(parents=True, exist_ok=True)
+    sheet = folder / "admin.csv"
+    with sheet.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["report_id", "applicant_id", "findings"])
+        writer.writerows([it["message"]["report_id"], it["applicant_id"], ""] for it in items)
+    key_file = folder / "verifier.key.json"
+    key_file.write_text(json.dumps(keyring.signers[verifier].jwk()), encoding="utf-8")
+    key_file.chmod(0o600)
+    api_key_file = folder / "api-key"
+    api_key_file.write_text(api_key, encoding="utf-8")
+    api_key_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASN_")}
+    env |= {"CASN_DATA_DIR": str(folder / "data"), "CASN_LOG_LEVEL": "WARNING"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "starter.py"), "report", "admin", round_id, str(sheet),
+        "--as", verifier, "--key", str(key_file), "--errors", str(folder / "refused.csv"),
+        "--gateway", url, "--api-key-file", str(api_key_file),
+        "--concurrency", str(CLI_CONCURRENCY),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"starter.py report --gateway exited {proc.returncode}:\n{out.decode()[-2000:]}\n"
+            f"{err.decode()[-2000:]}"
+        )
+    leg.statuses[200] += len(items)  # exit 0: every row accepted (a refusal exits 1)
+
+
 async def run_gateway_batch(
     ctx,
     size: int,
@@ -116,6 +167,7 @@ async def run_gateway_batch(
     seed: int,
     quiet: Callable[[], Awaitable[str]],
     gateway_log_level: str = "INFO",
+    cli: bool = False,
 ) -> dict:
     """Every leg, then the comparison; `ctx` is bench.py's stack context, `quiet` its wait for a
     quiet server."""
@@ -134,9 +186,8 @@ async def run_gateway_batch(
     api = RecruitmentApi(client, settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring)
     await api.create_round(path, operator)
 
-    legs = [
-        w for i in range(repeat) for w in (("one", "batch") if i % 2 == 0 else ("batch", "one"))
-    ]
+    ways = ("one", "batch", "cli") if cli else ("one", "batch")
+    legs = [w for i in range(repeat) for w in (ways if i % 2 == 0 else ways[::-1])]
     wanted = size * len(legs)
     # About 3% of the example's applicants are refused by the rules: register a few more.
     regs = applicants(config, math.ceil(wanted * 1.08) + 10, seed)
@@ -187,16 +238,22 @@ async def run_gateway_batch(
                 with CpuMeter(settings) as cpu:
                     gw0 = _process_cpu(gw.pid())
                     t0 = time.perf_counter()
+                    cli0 = _children_cpu()
                     if way == "one":
                         await _one_by_one(http, single, share, leg)
-                    else:
+                    elif way == "batch":
                         await _batched(http[:batch_clients], url, share, batch, leg)
+                    else:
+                        await _through_cli(
+                            gw.url, round_id, verifier, keyring, api_key, share, k, leg
+                        )
                     leg.elapsed = time.perf_counter() - t0
                     gw_cpu = _process_cpu(gw.pid()) - gw0
+                    cli_cpu = _children_cpu() - cli0
                 deltas = cpu.deltas()
                 leg.cpu = {
                     "gateway process": gw_cpu,
-                    "worker + load process": deltas["worker"],
+                    "worker + load process": deltas["worker"] + cli_cpu,
                     "Temporal server": deltas["temporal"],
                     "PostgreSQL": deltas["postgres"],
                 }
@@ -233,7 +290,12 @@ async def run_gateway_batch(
 
     one, many = summed("one"), summed("batch")
     rows = {}
-    for label, s in (("one per request", one), (f"batches of {batch}", many)):
+    labelled = [("one per request", one), (f"batches of {batch}", many)]
+    if cli:
+        labelled.append(
+            (f"starter.py report --gateway, --concurrency {CLI_CONCURRENCY}", summed("cli"))
+        )
+    for label, s in labelled:
         per = {k: 1000 * v / max(s["acked"], 1) for k, v in s["cpu"].items()}
         rows[f"{label}: acknowledged / statuses"] = f"{s['acked']} / {s['statuses']}"
         rows[f"{label}: reports/s (each leg)"] = f"{s['rate']:.1f} ({', '.join(s['rates'])})"
@@ -258,6 +320,11 @@ async def run_gateway_batch(
     rows["batches ÷ one per request: CPU per report, all processes"] = (
         f"{all_many / all_one:.2f}" if all_one else "n/a"
     )
+    if cli:
+        by_cli = summed("cli")
+        rows["starter.py --gateway ÷ one per request: reports/s"] = (
+            f"{by_cli['rate'] / one['rate']:.2f}" if one["rate"] else "n/a"
+        )
     rows["clients: one per request / batches"] = f"{clients} / {batch_clients}"
     rows["order"] = ", ".join(legs)
     print_table(f"{size} reports a leg through the gateway: one per request and in batches", rows)
