@@ -283,7 +283,8 @@ async def run_gateway_batch(
             "elapsed": elapsed,
             "cpu": dict(cpu),
             "statuses": dict(statuses),
-            "latency": (pct(lat, 50), pct(lat, 95)),
+            "latency": (pct(lat, 50), pct(lat, 95)) if lat else (0.0, 0.0),
+            "requests": len(lat),
             "rates": [f"{r.rate:.1f}" for r in mine],
             "quiet": [r.quiet for r in mine],
         }
@@ -301,6 +302,8 @@ async def run_gateway_batch(
         rows[f"{label}: reports/s (each leg)"] = f"{s['rate']:.1f} ({', '.join(s['rates'])})"
         rows[f"{label}: request latency p50 / p95"] = (
             f"{s['latency'][0]:.0f} / {s['latency'][1]:.0f} ms"
+            if s["requests"]
+            else "not timed (the CLI's own requests)"
         )
         rows[f"{label}: CPU per report, gateway / worker+load / Temporal / PostgreSQL"] = (
             " / ".join(f"{per.get(k, 0.0):.2f}" for k in s["cpu"]) + " ms"
