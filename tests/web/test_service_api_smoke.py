@@ -14,6 +14,12 @@ async def test_openapi_lists_every_report_kind(http):
     paths = spec["paths"]
     assert "/api/v1/rounds/{round_id}/applicants/{applicant_id}/admin" in paths
     assert "/api/v1/rounds/{round_id}/commands/close-window" in paths
+    batch = paths["/api/v1/rounds/{round_id}/reports"]["post"]
+    assert batch["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BatchAnswer"
+    }
+    item = spec["components"]["schemas"]["BatchItem"]
+    assert "skd" in item["properties"]["kind"]["description"]
 
 
 async def test_missing_and_unknown_keys_are_401(http):
