@@ -146,6 +146,11 @@ async def _accept(gw: Gateway, identity: str, round_id: str, message: Report, ke
     """The checks every report and command passes before the engine, then the engine's answer."""
     _check_sender(identity, message, key)
     await _check_signed(gw, round_id, message)
+    return await _taken(identity, message, send, what)
+
+
+async def _taken(identity: str, message: Report, send, what: str) -> Ack:
+    """The engine's acknowledgement of a message that passed the door (its refusals problems)."""
     ack = await _engine(send(message), f"{what} {message.report_id}")
     log.info("accepted", kind=what, report_id=message.report_id, by=identity, effect=ack.effect)
     return ack
@@ -346,13 +351,8 @@ async def _item(
     )
     problem: Problem | None = None
     try:
-        ack = await _engine(
-            gw.api.report(round_id, item.applicant_id, message),
-            f"{item.kind} {message.report_id}",
-        )
-        log.info(
-            "accepted", kind=item.kind, report_id=message.report_id, by=identity, effect=ack.effect
-        )
+        send = lambda m: gw.api.report(round_id, item.applicant_id, m)  # noqa: E731
+        ack = await _taken(identity, message, send, item.kind)
         return result.model_copy(update={"ack": ack})
     except Problem as exc:
         problem = exc
