@@ -10,6 +10,7 @@ a loop below from their live annotations.
 """
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ from gateway.problems import (
     validation_errors,
 )
 from runtime.logs import get_logger
+from runtime.metrics import record_batch
 
 log = get_logger("gateway.api")
 router = APIRouter(prefix="/api/v1", tags=["service API"])
@@ -393,6 +395,7 @@ async def post_reports(
     Items about one applicant go in the order sent, one after another; other applicants' at the
     same time. A batch that does not parse, or whose messages are not all the caller's and (in a
     round with keys) signed, is refused whole, before any item is sent."""
+    started = time.perf_counter()
     await _engine(gw.rounds.config(round_id), f"a batch to {round_id}")  # 404 if no such round
     messages = _parsed(batch)
     await _door(gw, identity, round_id, messages)
@@ -416,6 +419,7 @@ async def post_reports(
     }
     if counts["unavailable"]:
         response.headers["Retry-After"] = "30"
+    record_batch(len(done), time.perf_counter() - started)
     log.info("batch", round_id=round_id, items=len(done), by=identity, **counts)
     return BatchAnswer(round_id=round_id, results=done, **counts)
 

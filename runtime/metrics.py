@@ -49,6 +49,17 @@ ACK_SECONDS = Histogram(
     ["kind"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+BATCH_ITEMS = Histogram(
+    "casn_report_batch_items",
+    "Reports per batch taken by the gateway's batch route (POST /api/v1/rounds/{round}/reports); "
+    "each report is counted in casn_reports_total too",
+    buckets=(1, 10, 25, 50, 100, 200, 350, 500),
+)
+BATCH_SECONDS = Histogram(
+    "casn_report_batch_seconds",
+    "Seconds from a batch's arrival at the gateway to its answer (every item judged)",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
 JOURNEYS = Gauge(
     "casn_journeys",
     "Journeys per stage in the read model (ended: every terminal outcome); deployment-wide",
@@ -81,6 +92,12 @@ def record_report(kind: str, result: str, seconds: float) -> None:
     """Count one submitted report or command and observe its acknowledgement latency."""
     REPORTS.labels(kind, result).inc()
     ACK_SECONDS.labels(kind).observe(seconds)
+
+
+def record_batch(items: int, seconds: float) -> None:
+    """Observe one batch of reports the gateway answered: its size and how long it took."""
+    BATCH_ITEMS.observe(items)
+    BATCH_SECONDS.observe(seconds)
 
 
 class ReadModelGauges:

@@ -183,7 +183,25 @@ async def test_worker_and_gateway_serve_metrics_and_health(
             refused = await http.post(path, json=other.model_dump(mode="json"), headers=headers)
             assert refused.status_code == 409, refused.text
 
+            # The same report again in a batch: a repeat, counted per report and per batch.
+            batch = {
+                "items": [
+                    {
+                        "applicant_id": applicant,
+                        "kind": "admin",
+                        "message": sent.model_dump(mode="json"),
+                    }
+                ]
+            }
+            again = await http.post(
+                f"/api/v1/rounds/{round_id}/reports", json=batch, headers=auth(VERIFIER)
+            )
+            assert again.json()["results"][0]["status"] == 200, again.text
+
             page = (await http.get("/metrics")).text
+            assert _sample(page, "casn_report_batch_items_count") >= 1
+            assert _sample(page, "casn_report_batch_items_bucket", le="1.0") >= 1
+            assert _sample(page, "casn_report_batch_seconds_count") >= 1
             assert _sample(page, "casn_reports_total", kind="admin", result="accepted") >= 1
             assert _sample(page, "casn_reports_total", kind="admin", result="refused") >= 1
             assert _sample(page, "casn_report_ack_seconds_count", kind="admin") >= 2
