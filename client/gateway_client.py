@@ -27,7 +27,7 @@ from domain.protocol import command_kind, service_kind
 from domain.signing import Keyring
 from workflows.ids import journey_workflow_id, round_workflow_id
 
-BATCH_SIZE = 100  # items per batch: about 120 KB of signed reports, well under the gateway's 1 MiB
+BATCH_SIZE = 100  # items per batch: about 35 KB of signed SKD scores, well under the 1 MiB limit
 LINGER = 0.05  # seconds a report waits for others to share its batch
 ATTEMPTS = 5  # tries of an item the engine did not take now (503 or 500)
 RETRY_AFTER_MOST = 60.0  # seconds waited at most before a retry, whatever Retry-After says

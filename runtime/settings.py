@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         ge=1024,
         le=16 * 1024 * 1024,
         description="largest body of a batch of reports (POST /api/v1/rounds/{round}/reports, "
-        "up to 500 signed reports of about 1 KB); larger gets 413",
+        "up to 500 signed reports of a few hundred bytes each); larger gets 413",
     )
     gateway_api_keys_file: Path | None = Field(
         default=None,
