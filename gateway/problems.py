@@ -47,10 +47,15 @@ class Problem(Exception):
         self.errors = errors or []
         self.headers = headers or {}
 
+    @property
+    def title(self) -> str:
+        """The status's short title (RFC 9457 `title`)."""
+        return _TITLES.get(self.status, "Error")
+
     def body(self, instance: str, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": self.type,
-            "title": _TITLES.get(self.status, "Error"),
+            "title": self.title,
             "status": self.status,
             "detail": self.detail,
             "instance": instance,

@@ -20,6 +20,7 @@ from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedErr
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError
+from domain.config import RoundConfig
 from domain.messages import Ack, Report
 from domain.protocol import (
     COMMAND_KINDS,
@@ -112,11 +113,16 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
         )
 
 
-async def _check_signed(gw: Gateway, round_id: str, message: Report) -> None:
+async def _round_config(gw: Gateway, round_id: str, subject: str) -> RoundConfig:
+    """The round's rules (cached by the gateway); 404 when there is no such round."""
+    return await _engine(gw.rounds.config(round_id), subject)
+
+
+def _check_signed(config: RoundConfig, message: Report) -> None:
     """Refuse an unsigned message in a round with keys here, before the engine: the gateway's
     client holds the portal's key and would sign a portal-reported message itself, so a
     service could otherwise have the gateway sign in its name."""
-    config = await _engine(gw.rounds.config(round_id), f"{message.report_id} to {round_id}")
+    round_id = config.round_id
     if config.identities and not message.signature:
         raise Problem(
             409,
@@ -147,7 +153,7 @@ async def _engine(call, subject: str) -> Any:
 async def _accept(gw: Gateway, identity: str, round_id: str, message: Report, key, send, what):
     """The checks every report and command passes before the engine, then the engine's answer."""
     _check_sender(identity, message, key)
-    await _check_signed(gw, round_id, message)
+    _check_signed(await _round_config(gw, round_id, f"{message.report_id} to {round_id}"), message)
     return await _taken(identity, message, send, what)
 
 
@@ -317,7 +323,7 @@ def _parsed(batch: ReportBatch) -> list[Report]:
     return messages
 
 
-async def _door(gw: Gateway, identity: str, round_id: str, messages: list[Report]) -> None:
+def _door(config: RoundConfig, identity: str, messages: list[Report]) -> None:
     """The single route's checks before the engine, for every item at once: one message that
     fails them refuses the whole batch (with the fields of every one that failed), before any is
     sent."""
@@ -326,7 +332,7 @@ async def _door(gw: Gateway, identity: str, round_id: str, messages: list[Report
     for i, message in enumerate(messages):
         try:
             _check_sender(identity, message, None)
-            await _check_signed(gw, round_id, message)
+            _check_signed(config, message)
         except Problem as problem:
             failed.append(problem)
             errors += [{**e, "field": f"items.{i}.message.{e['field']}"} for e in problem.errors]
@@ -344,18 +350,11 @@ async def _item(
     gw: Gateway, identity: str, round_id: str, index: int, item: BatchItem, message: Report
 ) -> BatchItemResult:
     """One item through the engine, every way it can end turned into its result."""
-    result = BatchItemResult(
-        index=index,
-        applicant_id=item.applicant_id,
-        kind=item.kind,
-        report_id=message.report_id,
-        status=200,
-    )
+    ack: Ack | None = None
     problem: Problem | None = None
     try:
         send = lambda m: gw.api.report(round_id, item.applicant_id, m)  # noqa: E731
         ack = await _taken(identity, message, send, item.kind)
-        return result.model_copy(update={"ack": ack})
     except Problem as exc:
         problem = exc
     except RPCTimeoutOrCancelledError:
@@ -367,12 +366,16 @@ async def _item(
     except Exception as exc:  # one item's failure is its own, never the batch's
         log.error("unexpected error", report_id=message.report_id, exc_info=exc)
         problem = Problem(500, "the gateway failed to take this item: send it again")
-    body = problem.body("", "")
-    return result.model_copy(
-        update={
-            "status": problem.status,
-            "problem": ItemProblem(type=body["type"], title=body["title"], detail=body["detail"]),
-        }
+    return BatchItemResult(
+        index=index,
+        applicant_id=item.applicant_id,
+        kind=item.kind,
+        report_id=message.report_id,
+        status=200 if problem is None else problem.status,
+        ack=ack,
+        problem=None
+        if problem is None
+        else ItemProblem(type=problem.type, title=problem.title, detail=problem.detail),
     )
 
 
@@ -396,9 +399,9 @@ async def post_reports(
     same time. A batch that does not parse, or whose messages are not all the caller's and (in a
     round with keys) signed, is refused whole, before any item is sent."""
     started = time.perf_counter()
-    await _engine(gw.rounds.config(round_id), f"a batch to {round_id}")  # 404 if no such round
+    config = await _round_config(gw, round_id, f"a batch to {round_id}")
     messages = _parsed(batch)
-    await _door(gw, identity, round_id, messages)
+    _door(config, identity, messages)
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
     results: list[BatchItemResult | None] = [None] * len(messages)
     applicants: dict[str, list[int]] = {}
@@ -448,7 +451,7 @@ async def post_registration(
     identity: Caller,
     gw: Gateway = Depends(gateway),
 ) -> RegistrationAnswer:
-    config = await _engine(gw.rounds.config(round_id), f"registration in {round_id}")
+    config = await _round_config(gw, round_id, f"registration in {round_id}")
     allowed = {*config.reporters.get("operator", []), *config.reporters.get("portal", [])}
     if identity not in allowed:
         raise Problem(403, f"{identity} may not register applicants in round {round_id}")
