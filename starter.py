@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -95,6 +95,9 @@ log = get_logger("starter")
 
 class BadInput(Exception):
     """An argument that cannot be used; nothing was sent."""
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -1235,6 +1238,11 @@ def engine_silent(exc: BaseException) -> str | None:
     return None
 
 
+def _exit_code(result: object) -> int:
+    """A command core's outcome as its exit code: a file's summary says, anything else is ok."""
+    return result.exit_code if isinstance(result, Summary) else EXIT_OK
+
+
 def _run(
     body: Callable[[Context], Awaitable[object]],
     signer: Signer | None = None,
@@ -1248,7 +1256,7 @@ def _run(
     async def through_gateway(url: str, api_key: str) -> int:
         async with GatewayReports(url, api_key, Keyring([signer] if signer else [])) as api:
             result = await body(Context(api, "", console))  # type: ignore[arg-type]
-        return result.exit_code if isinstance(result, Summary) else EXIT_OK
+        return _exit_code(result)
 
     async def main() -> int:
         from runtime.app import open_app
@@ -1278,7 +1286,7 @@ def _run(
             result = await body(ctx)
         finally:
             await sanctions.close()
-        return result.exit_code if isinstance(result, Summary) else EXIT_OK
+        return _exit_code(result)
 
     try:
         code = asyncio.run(main())
@@ -1385,15 +1393,14 @@ def gateway_target(url: str | None, api_key_file: Path | None) -> tuple[str, str
 
 def _through(url: str | None, api_key_file: Path | None) -> tuple[str, str] | None:
     """--gateway and --api-key-file as `_run` takes them; a bad one exits 2 before anything."""
-    target: list[tuple[str, str] | None] = []
-    _precheck(lambda: target.append(gateway_target(url, api_key_file)))
-    return target[0]
+    return _precheck(lambda: gateway_target(url, api_key_file))
 
 
-def _precheck(check: Callable[[], object]) -> None:
-    """Check the input files before starting anything: a bad file exits 2 without a stack."""
+def _precheck(check: Callable[[], T]) -> T:
+    """Check the input files (or arguments) before starting anything, and give what the check
+    read: a bad one exits 2 without a stack."""
     try:
-        check()
+        return check()
     except (ConfigError, CsvFileError, BadInput) as exc:
         err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None

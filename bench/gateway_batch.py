@@ -30,7 +30,14 @@ import httpx
 
 from apps.demo import EXAMPLE
 from bench.common import ROOT, CpuMeter, console, pct, print_table
-from bench.gateway import OUT, GatewayProcess, _process_cpu, keyed_round, wait_admitted
+from bench.gateway import (
+    OUT,
+    GatewayProcess,
+    _process_cpu,
+    _write_private,
+    keyed_round,
+    wait_admitted,
+)
 from bench.rounds import applicants
 from client.api import RecruitmentApi
 from domain.messages import AdminReport, CloseWindow
@@ -135,11 +142,9 @@ async def _through_cli(
         writer.writerow(["report_id", "applicant_id", "findings"])
         writer.writerows([it["message"]["report_id"], it["applicant_id"], ""] for it in items)
     key_file = folder / "verifier.key.json"
-    key_file.write_text(json.dumps(keyring.signers[verifier].jwk()), encoding="utf-8")
-    key_file.chmod(0o600)
+    _write_private(key_file, json.dumps(keyring.signers[verifier].jwk()))
     api_key_file = folder / "api-key"
-    api_key_file.write_text(api_key, encoding="utf-8")
-    api_key_file.chmod(0o600)
+    _write_private(api_key_file, api_key)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CASN_")}
     env |= {"CASN_DATA_DIR": str(folder / "data"), "CASN_LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(

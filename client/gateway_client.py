@@ -62,16 +62,18 @@ class GatewayReports:
     """Sends signed reports to the gateway in batches; one instance per run."""
 
     url: str  # the gateway's base URL, e.g. https://gateway.example.go.id
-    api_key: str
+    api_key: str = field(repr=False)  # never in a log line or a traceback's repr
     keyring: Keyring = field(default_factory=lambda: Keyring([]))
     batch_size: int = BATCH_SIZE
     linger: float = LINGER
     wait_most: float = RETRY_AFTER_MOST  # seconds waited at most before a retry
     transport: httpx.AsyncBaseTransport | None = None  # tests: an app in-process
-    _queue: list[_Pending] = field(default_factory=list)
-    _flusher: asyncio.Task | None = None
-    _http: httpx.AsyncClient | None = None
-    _sending: set[asyncio.Task] = field(default_factory=set)
+    # The run's own state: reports waiting for a batch, the timer that sends them, the batches in
+    # flight and the connection (opened by `async with`).
+    _queue: list[_Pending] = field(default_factory=list, init=False, repr=False)
+    _flusher: asyncio.Task | None = field(default=None, init=False, repr=False)
+    _http: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
+    _sending: set[asyncio.Task] = field(default_factory=set, init=False, repr=False)
 
     async def __aenter__(self) -> GatewayReports:
         self._http = httpx.AsyncClient(
