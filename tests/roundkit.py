@@ -192,6 +192,31 @@ async def open_registration_round(api, folder, prefix: str) -> RoundConfig:
     return config
 
 
+async def registered_round(
+    api, folder, prefix: str, serials, birth
+) -> tuple[RoundConfig, list[str]]:
+    """`open_registration_round`, with one applicant of formasi F1 registered per serial (born on
+    `birth`, so that no other test's NIK is met): the round and their registration numbers."""
+    config = await open_registration_round(api, folder, prefix)
+    ids = []
+    for serial in serials:
+        result = await api.register(config, registration(serial, "F1", birth=birth), "sscasn")
+        assert result.status == "registered", result
+        ids.append(result.applicant_id)
+    return config, ids
+
+
+async def accepted_updates(handle) -> list[str]:
+    """The names of the updates a workflow's history accepted, in order (a refused update leaves
+    no trace)."""
+    names = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            attrs = event.workflow_execution_update_accepted_event_attributes
+            names.append(attrs.accepted_request.input.name)
+    return names
+
+
 async def create_round_file(api, config: RoundConfig, folder) -> None:
     """Write `config` as the round file in `folder` and create the round from it."""
     import tomli_w

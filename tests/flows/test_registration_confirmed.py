@@ -38,6 +38,7 @@ from tests.roundkit import (
     OPERATOR,
     TEST_KEYRING,
     UnreadableQuery,
+    accepted_updates,
     open_registration_round,
     plain_start_api,
     registration,
@@ -63,16 +64,6 @@ def _idle(client, settings, keys, confirm_within: float) -> RecruitmentApi:
     )
 
 
-async def _updates(handle) -> list[str]:
-    """The names of the updates a history accepted, in order."""
-    names = []
-    async for event in handle.fetch_history_events():
-        if event.HasField("workflow_execution_update_accepted_event_attributes"):
-            attrs = event.workflow_execution_update_accepted_event_attributes
-            names.append(attrs.accepted_request.input.name)
-    return names
-
-
 async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
     client, keys, running_worker, tmp_path
 ):
@@ -93,7 +84,7 @@ async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
         handle = client.get_workflow_handle(
             journey_workflow_id(config.round_id, first.applicant_id)
         )
-        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+        assert await accepted_updates(handle) == [CONFIRM_REGISTRATION.name]
 
         # The same registration again is a repeat; the same NIK with other data is refused.
         assert (await api.register(config, reg, "sscasn")).status == "repeat"
@@ -109,7 +100,7 @@ async def test_the_answer_waits_for_the_first_row_and_is_taken_once(
         assert "confirmed already" in refused.value.cause.message
         after = (await handle.describe()).raw_description.workflow_execution_info.history_length
         assert after == length
-        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+        assert await accepted_updates(handle) == [CONFIRM_REGISTRATION.name]
     finally:
         await _terminate_round(client, config.round_id)
 
@@ -176,7 +167,7 @@ async def test_a_plain_start_takes_one_confirmation_of_its_own_registration_only
             handle, RegistrationConfirm(registration_digest=registration_digest(reg))
         )
         assert (outcome.applicant_id, outcome.refused) == (result.applicant_id, "")
-        assert await _updates(handle) == [CONFIRM_REGISTRATION.name]
+        assert await accepted_updates(handle) == [CONFIRM_REGISTRATION.name]
     finally:
         await _terminate_round(client, config.round_id)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from client.api import RecruitmentApi
-from tests.roundkit import TEST_KEYRING, open_registration_round, registration
+from tests.roundkit import TEST_KEYRING, registered_round
 from tests.web.conftest import api_key, serving
 from tests.web.test_service_api import VERIFIER
 from tests.web.test_service_api_batch import accepted_updates
@@ -51,6 +51,14 @@ async def _starter(*args: str, data_dir: Path) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+async def _registered(client, keys, running_worker, folder, prefix, serials, birth):
+    """A round open for registration with one applicant per serial: its id and their numbers."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config, ids = await registered_round(api, folder, prefix, serials, birth)
+    return config.round_id, ids
+
+
 def _counts(out: str) -> dict[str, int]:
     """The run's summary table: each column's count."""
     lines = out.splitlines()
@@ -60,25 +68,10 @@ def _counts(out: str) -> dict[str, int]:
     return dict(zip(names, (int(c) for c in row.strip().strip("│").split("│")), strict=True))
 
 
-async def _round_with(
-    client, keys, running_worker, folder: Path, prefix: str, serials, birth: date
-) -> tuple[str, list[str]]:
-    """A round open for registration, with one applicant registered per serial: its id and
-    their registration numbers."""
-    settings, _ = running_worker
-    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    config = await open_registration_round(operator, folder, prefix)
-    ids = []
-    for n in serials:
-        result = await operator.register(config, registration(n, "F1", birth=birth), "sscasn")
-        ids.append(result.applicant_id)
-    return config.round_id, ids
-
-
 async def test_a_file_of_reports_goes_through_the_gateway_with_no_access_to_the_cluster(
     client, keys, running_worker, gateway_state, tmp_path
 ):
-    round_id, ids = await _round_with(
+    round_id, ids = await _registered(
         client, keys, running_worker, tmp_path, "via-gw", [91, 92, 93], date(1996, 2, 13)
     )
     rows = [
@@ -162,7 +155,7 @@ async def test_reports_in_flight_share_a_batch_and_an_item_not_taken_goes_in_a_l
     from gateway.app import create_app
     from tests.web.test_service_api import CAT
 
-    round_id, ids = await _round_with(
+    round_id, ids = await _registered(
         client, keys, running_worker, tmp_path, "gw-client", range(101, 107), date(1996, 2, 14)
     )
     posted: list[list[str]] = []
@@ -224,7 +217,7 @@ async def test_operator_commands_go_through_the_gateway_too(
     each by the operator's CLI through the gateway, with no access to the cluster."""
     from tests.roundkit import OPERATOR
 
-    round_id, ids = await _round_with(
+    round_id, ids = await _registered(
         client, keys, running_worker, tmp_path, "cmd-gw", [111], date(1996, 2, 15)
     )
     key = _private(tmp_path / "op.key.json", json.dumps(TEST_KEYRING.signers[OPERATOR].jwk()))

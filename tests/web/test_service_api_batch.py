@@ -8,27 +8,27 @@ results of its applicants in batches, as a CAT centre would send a session's sco
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 
 import httpx
 import pytest
-import tomli_w
 
 from client.api import RecruitmentApi
 from domain.administration import DocumentFinding
 from domain.codes import Stage
-from domain.messages import AdminReport, CloseWindow, Report, SkdReport
+from domain.messages import AdminReport, Report, SkdReport
 from gateway.service_api import MAX_BATCH
-from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.flows.test_round_end_to_end import _wait_stage
+from tests.roundkit import TEST_KEYRING, registered_round
+from tests.roundkit import accepted_updates as updates_of
 from tests.web.conftest import auth
-from tests.web.test_service_api import CAT, VERIFIER, ack, refusal, send, signed
+from tests.web.test_service_api import CAT, VERIFIER, refusal, send, signed
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 NO_SUCH_ROUND = "batch-no-such-round"
+BIRTH = date(1996, 2, 11)  # the batch tests' applicants: NIKs no other test registers
 NOBODY = "NOSUCHAPPLICANT1"
 
 
@@ -45,14 +45,9 @@ async def post(http: httpx.AsyncClient, round_id: str, items: list, identity: st
 
 
 async def accepted_updates(client, round_id: str, applicant_id: str) -> list[str]:
-    """The names of the updates the journey's history accepted (a refused one leaves no trace)."""
+    """The updates the applicant's journey accepted (a refused one leaves no trace)."""
     handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-    names = []
-    async for event in handle.fetch_history_events():
-        if event.HasField("workflow_execution_update_accepted_event_attributes"):
-            attrs = event.workflow_execution_update_accepted_event_attributes
-            names.append(attrs.accepted_request.input.name)
-    return names
+    return await updates_of(handle)
 
 
 # --- the envelope: refused whole, before the engine ----------------------------------------------
@@ -113,42 +108,9 @@ async def test_a_batch_is_judged_item_by_item_and_sends_nothing_when_it_is_refus
 ):
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    round_id = f"batch-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(
-        round_id,
-        [formasi("F1", 1)],
-        {
-            "registration": (-60, 250),
-            "administration": (300, 600),
-            "skd": (600, 900),
-            "skb": (900, 1200),
-            "filing": (1200, 1500),
-            "latsar": (1500, 1800),
-        },
-        appeal_window=8,
-        answer_within=10,
-        offer_within=20,
-        t0=datetime.now(UTC),
-    )
-    path = tmp_path / "round.toml"
-    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-    await api.create_round(path, OPERATOR)
-
-    ids = {}
-    for serial, name in enumerate(("A1", "A2", "A3"), 71):
-        reg = registration(serial, "F1", birth=date(1996, 2, 11))
-        r = await http.post(
-            f"/api/v1/rounds/{round_id}/registrations",
-            json=reg.model_dump(mode="json"),
-            headers=auth(OPERATOR),
-        )
-        assert r.status_code == 200, r.text
-        ids[name] = r.json()["applicant_id"]
-    close = CloseWindow(
-        report_id="close-registration", reported_by=OPERATOR, window="registration", reason="in"
-    )
-    assert ack(await send(http, round_id, "close-window", close))[1] == "registration"
-    await _wait_phase(api, round_id, "administration")
+    config, registered = await registered_round(api, tmp_path, "batch", (71, 72, 73), BIRTH)
+    round_id = config.round_id
+    ids = dict(zip(("A1", "A2", "A3"), registered, strict=True))
     for applicant_id in ids.values():
         await _wait_stage(client, round_id, applicant_id, {Stage.ADMIN_CHECK})
 
@@ -253,16 +215,12 @@ async def test_items_the_engine_did_not_take_are_503_or_500_and_the_batch_can_be
     Sent again, every item is taken once."""
     from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
-    from tests.roundkit import open_registration_round
-
     settings, _ = running_worker
     operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    config = await open_registration_round(operator, tmp_path, "batch-late")
+    config, ids = await registered_round(
+        operator, tmp_path, "batch-late", (81, 82, 83), date(1996, 2, 12)
+    )
     round_id = config.round_id
-    ids = []
-    for serial in (81, 82, 83):
-        reg = registration(serial, "F1", birth=date(1996, 2, 12))
-        ids.append((await operator.register(config, reg, "sscasn")).applicant_id)
     items = [
         item(round_id, aid, "admin", AdminReport(report_id=f"adm-{aid}", reported_by=VERIFIER))
         for aid in ids
