@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
@@ -29,6 +33,36 @@ from runtime.probes import ready_response
 log = get_logger("gateway")
 
 
+def _serve_openapi(app: FastAPI) -> None:
+    """Have `app` serve its OpenAPI document with what FastAPI cannot read from the models added
+    (service_api.describe_batch_items): FastAPI's documented way to edit the document, built once
+    and kept in `app.openapi_schema`."""
+    from gateway import service_api
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            service_api.describe_batch_items(spec)
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+@asynccontextmanager
+async def _documented(app: FastAPI) -> AsyncIterator[None]:
+    """Build the OpenAPI document as the server starts: a document that would refer to a schema
+    it lacks stops the start, instead of reaching an integrator's code generator."""
+    app.openapi()
+    yield
+
+
 def create_app(gw: Gateway) -> FastAPI:
     """The ASGI app serving `gw`."""
     from gateway import portal, public, service_api
@@ -41,7 +75,9 @@ def create_app(gw: Gateway) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        lifespan=_documented,
     )
+    _serve_openapi(app)
     app.state.gateway = gw
     problems.install(app)
 

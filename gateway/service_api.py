@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -295,6 +296,61 @@ class BatchAnswer(BaseModel):
         description="items the engine did not take now (503, 500): send the batch again"
     )
     results: list[BatchItemResult]
+
+
+SCHEMAS = "#/components/schemas/"  # where a reference in an OpenAPI document points
+
+
+def describe_batch_items(spec: dict[str, Any]) -> None:
+    """Describe, in the app's OpenAPI document `spec`, a batch item's `kind` as one of the report
+    kinds and its `message` as the report model that kind's single route takes (one `if kind is
+    K then message is M` rule per kind; `message` itself any of them). BatchItem declares the
+    message a bare object because the route parses it by its kind (_parsed), which leaves an
+    integrator's code generator nothing to go on; only the document changes, never what a request
+    must be. Not `oneOf`: the report models take fields they do not know, so a message matches
+    several of them (an AdminReport is a valid Withdrawal), and `oneOf` would refuse it."""
+    schemas = spec["components"]["schemas"]
+    item_ref = schemas[_body_schema(spec, ReportBatch)]["properties"]["items"]["items"]["$ref"]
+    item = schemas[item_ref.removeprefix(SCHEMAS)]
+    fields = item["properties"]
+    by_kind = {kind: _body_schema(spec, update.input) for kind, update in JOURNEY_PATHS.items()}
+    fields["kind"] = {**fields["kind"], "enum": list(by_kind)}
+    fields["message"] = {
+        **{k: v for k, v in fields["message"].items() if k in ("title", "description")},
+        "anyOf": [{"$ref": SCHEMAS + name} for name in dict.fromkeys(by_kind.values())],
+    }
+    item["allOf"] = [
+        {
+            "if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+            "then": {"properties": {"message": {"$ref": SCHEMAS + name}}},
+        }
+        for kind, name in by_kind.items()
+    ]
+
+
+def _body_schema(spec: dict[str, Any], model: type[BaseModel]) -> str:
+    """The name in `spec`'s components.schemas of `model`, read where a route of this router takes
+    it as its body: FastAPI names a schema after its class, but qualifies the name when two classes
+    share it and suffixes it when input and output schemas differ, so the name is read, never
+    assumed. A model that no route in the document takes is an error, not a reference to nothing."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        if route.body_field.field_info.annotation is not model:
+            continue
+        for method in route.methods:
+            try:
+                body = spec["paths"][route.path][method.lower()]["requestBody"]
+                name = body["content"]["application/json"]["schema"]["$ref"].removeprefix(SCHEMAS)
+            except KeyError:
+                continue  # not in this document as its body: the error below names the model
+            if name in spec["components"]["schemas"]:
+                return name
+    raise RuntimeError(
+        f"the OpenAPI document has no schema of {model.__name__}: no route of {router.prefix} in "
+        "it takes the model as its body, so a batch item cannot be described by reference to it; "
+        "serve the route that takes it (JOURNEY_PATHS) before describing the batch items"
+    )
 
 
 def _parsed(batch: ReportBatch) -> list[Report]:
