@@ -59,7 +59,15 @@ from client.sanctions import (
     read_national_list,
     sanction_subject,
 )
-from client.status import ApplicantView, RoundView, applicant_view, round_view, tanggal, wib
+from client.status import (
+    ApplicantView,
+    RoundView,
+    applicant_view,
+    funnel_counts,
+    round_view,
+    tanggal,
+    wib,
+)
 from client.survey import ALL as SURVEY_ALL
 from client.survey import FEW_RESPONDENTS, SurveyRow, mix_answers, survey_rows
 from domain.config import ConfigError, RoundConfig, load_round_config
@@ -740,17 +748,9 @@ async def funnel(ctx: Context, round_id: str) -> dict[str, Counter]:
     """Counts per formasi of each applicant's stage, or terminal code once the journey ended."""
     conn = await asyncpg.connect(ctx.database_url)
     try:
-        rows = await conn.fetch(
-            """SELECT formasi_code, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
-               WHERE round_id = $1 GROUP BY 1, 2""",
-            round_id,
-        )
+        return await funnel_counts(conn, round_id)
     finally:
         await conn.close()
-    result: dict[str, Counter] = {}
-    for r in rows:
-        result.setdefault(r["formasi_code"], Counter())[r["code"]] = r["n"]
-    return result
 
 
 def _print_json(ctx: Context, document: object) -> None:
@@ -820,7 +820,9 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
     the round is still shown, with why the funnel is not (`funnel_problem` in JSON); then the
     database's error is raised again, so that the command exits 3 ("stopped"). With no worker to
     answer for the round, the funnel is shown and why the round is not (`round_problem`), and the
-    command exits 3 too."""
+    command exits 3 too. Through the gateway the gateway reads both halves and says the same."""
+    if isinstance(ctx.api, GatewayReports):
+        return await _status_through_gateway(ctx, round_id, as_json)
     view: RoundView | None = None
     problem = None
     silent: Exception | None = None
@@ -846,6 +848,39 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
         if funnel_problem is None:
             raise
         down = exc
+    _show_status(ctx, round_id, view, problem, None if down else counts, funnel_problem, as_json)
+    if down is not None:
+        raise down
+    if silent is not None:
+        raise silent
+    return counts
+
+
+async def _status_through_gateway(ctx: Context, round_id: str, as_json: bool) -> dict[str, Counter]:
+    """`status --gateway`: the gateway reads the round and the funnel (`GET /api/v1/rounds/...`,
+    for the round's operators); shown as without it. A half it could not read exits 3."""
+    document = await ctx.api.round_status(round_id)
+    view = RoundView.model_validate(document["round"]) if document.get("round") else None
+    found = document.get("funnel")
+    counts = None if found is None else {f: Counter(per) for f, per in found.items()}
+    problems = [document.get("round_problem"), document.get("funnel_problem")]
+    _show_status(ctx, round_id, view, problems[0], counts, problems[1], as_json)
+    if any(problems):
+        raise GatewayError(503, "; ".join(p for p in problems if p))
+    return counts or {}
+
+
+def _show_status(
+    ctx: Context,
+    round_id: str,
+    view: RoundView | None,
+    problem: str | None,
+    counts: dict[str, Counter] | None,
+    funnel_problem: str | None,
+    as_json: bool,
+) -> None:
+    """The round and its funnel as tables, or as one JSON document; a half that could not be
+    read (None) is said with its problem."""
     if as_json:
         _print_json(
             ctx,
@@ -854,27 +889,22 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
                 "round": view.model_dump(mode="json") if view else None,
                 "round_problem": problem,
                 "funnel": None
-                if down
+                if counts is None
                 else {f: dict(sorted(per.items())) for f, per in sorted(counts.items())},
                 "funnel_problem": funnel_problem,
             },
         )
+        return
+    if view is not None:
+        _show_round(ctx, view)
     else:
-        if view is not None:
-            _show_round(ctx, view)
-        else:
-            ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
-        if down is None:
-            _show_funnel(ctx, round_id, counts)
-        else:
-            ctx.console.print(
-                f"funnel of round {round_id}: not shown: {funnel_problem}", highlight=False
-            )
-    if down is not None:
-        raise down
-    if silent is not None:
-        raise silent
-    return counts
+        ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
+    if counts is not None:
+        _show_funnel(ctx, round_id, counts)
+    else:
+        ctx.console.print(
+            f"funnel of round {round_id}: not shown: {funnel_problem}", highlight=False
+        )
 
 
 def _show_funnel(ctx: Context, round_id: str, counts: dict[str, Counter]) -> None:
@@ -1439,9 +1469,9 @@ GatewayUrl = Annotated[
     typer.Option(
         "--gateway",
         envvar="CASN_GATEWAY_URL",
-        help="Send through the HTTP gateway at this base URL (https://...) instead of to "
-        "Temporal (a report file in batches): for an operator with an API key and a signing key "
-        "but no access to the cluster (docs/GATEWAY.md).",
+        help="Send (status: read) through the HTTP gateway at this base URL (https://...) "
+        "instead of to Temporal (a report file in batches): for an operator with an API key and "
+        "a signing key but no access to the cluster (docs/GATEWAY.md).",
     ),
 ]
 ApiKeyFile = Annotated[
@@ -1802,10 +1832,16 @@ def national_funnel_cmd(national_id: str, as_json: JsonOpt = False):
 
 
 @cli.command("status")
-def status_cmd(round_id: str, as_json: JsonOpt = False):
+def status_cmd(
+    round_id: str,
+    as_json: JsonOpt = False,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
+):
     """The round: its phase, every window (closed ones too) with its extensions and early close,
-    the TMT and its moves, and the funnel per formasi (stage or result code counts)."""
-    _run(lambda ctx: status(ctx, round_id, as_json))
+    the TMT and its moves, and the funnel per formasi (stage or result code counts). With
+    --gateway, read through the HTTP gateway by an operator of the round."""
+    _run(lambda ctx: status(ctx, round_id, as_json), gateway=_through(gateway, api_key_file))
 
 
 async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> list[SurveyRow]:

@@ -1,6 +1,6 @@
 """Reports and commands through the HTTP gateway, for an operator who holds a signing key and an
 API key but no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`,
-and the operator's commands with the same option.
+the operator's commands with the same option, and the round's status (`status --gateway`).
 
 `GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
 RefusedError with the engine's reason. Reports in flight at the same moment go together in one
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -133,6 +134,29 @@ class GatewayReports:
             if attempt < ATTEMPTS:
                 await asyncio.sleep(_retry_after(response, self.wait_most))
         raise NotTaken(f"not taken in {ATTEMPTS} attempts: {_detail(response)}")
+
+    async def round_status(self, round_id: str) -> dict[str, Any]:
+        """The round's status as `starter.py status --json` prints it (the gateway's
+        `GET /api/v1/rounds/{round}`, for the round's operators): `round` and `funnel`, either
+        null with `round_problem` or `funnel_problem` saying why. UnknownError: no such round."""
+        assert self._http is not None, "use GatewayReports as an async context manager"
+        try:
+            response = await self._http.get(f"/api/v1/rounds/{quote(round_id, safe='')}")
+        except httpx.TransportError as exc:
+            raise GatewayError(0, f"the gateway at {self.url} cannot be reached: {exc}") from None
+        if response.status_code == 404:
+            raise UnknownError(_problem(response))
+        if response.status_code != 200:
+            raise GatewayError(response.status_code, _detail(response))
+        try:
+            document = response.json()
+        except ValueError:
+            document = None
+        if not isinstance(document, dict) or document.get("round_id") != round_id:
+            raise GatewayError(
+                response.status_code, f"not a round's status: {response.text[:200]!r}"
+            )
+        return document
 
     def _add(self, item: _Pending) -> None:
         self._queue.append(item)

@@ -12,7 +12,7 @@ it; the journey still decides when the form is sent.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
@@ -402,6 +402,20 @@ async def round_view(api: RecruitmentApi, round_id: str, now: datetime | None = 
     config = await api.round_config(round_id)
     state = await api.round_state(round_id)
     return build_round_view(config, state, now or datetime.now(WIB))
+
+
+async def funnel_counts(db: Any, round_id: str) -> dict[str, Counter]:
+    """The round's funnel from the read model (`db`: an asyncpg connection or pool): per formasi,
+    how many applicants stand at each stage, or at their result code once their journey ended."""
+    rows = await db.fetch(
+        """SELECT formasi_code, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
+           WHERE round_id = $1 GROUP BY 1, 2""",
+        round_id,
+    )
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        counts.setdefault(r["formasi_code"], Counter())[r["code"]] = r["n"]
+    return counts
 
 
 # --- the applicant -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The service API: each report and command is a POST carrying the sender's signed message.
+"""The service API: each report and command is a POST carrying the sender's signed message, and
+the round's status is a GET for its operators.
 
 Two checks stand in front of the engine's own: the caller proves who it is with its API key
 (`Authorization: Bearer <key>`), and the message must be reported by that same identity. The
@@ -14,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
@@ -21,6 +23,7 @@ from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedErr
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError
+from client.status import WIB, RoundView, build_round_view, funnel_counts
 from domain.config import RoundConfig
 from domain.messages import Ack, Report
 from domain.protocol import (
@@ -540,4 +543,86 @@ async def post_registration(
         applicant_id=result.applicant_id or "",
         registered_at=datetime.now(UTC),
         pending=result.pending,
+    )
+
+
+# --- the round's status, for its operators -------------------------------------------------------
+
+ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
+
+
+class RoundStatus(BaseModel):
+    """The round as its operators read it (`starter.py status`): every window with its extensions
+    and early close, the TMT and its moves, and the funnel per formasi. A half that cannot be read
+    now is null, with why beside it; the other half is still given."""
+
+    round_id: str
+    round: RoundView | None = Field(description="the round's workflow's view; null: see why")
+    round_problem: str | None = Field(default=None, description="why `round` is null")
+    funnel: dict[str, dict[str, int]] | None = Field(
+        description="per formasi, applicants at each stage or result code (the read model's)"
+    )
+    funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
+
+
+async def _round_now(gw: Gateway, config: RoundConfig) -> tuple[RoundView | None, str | None]:
+    """The round's view, or why it cannot be had now: a read that fails says so, it changes
+    nothing, and the funnel is still shown beside it."""
+    round_id = config.round_id
+    try:
+        state = await gw.rounds.state(round_id, timeout=ROUND_STATE_TIMEOUT)
+    except WorkflowQueryFailedError as exc:
+        log.error("a query the worker could not answer", round_id=round_id, error=str(exc)[:300])
+        return None, ENGINE_UNREADABLE
+    except (TimeoutError, RPCTimeoutOrCancelledError, RPCError) as exc:
+        log.warning("the round did not answer", round_id=round_id, error=type(exc).__name__)
+        return None, (
+            f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later"
+        )
+    return build_round_view(config, state, datetime.now(WIB)), None
+
+
+async def _funnel_now(gw: Gateway, round_id: str) -> tuple[dict | None, str | None]:
+    """The funnel from the read model, or why it cannot be had now (the database's own words stay
+    in the gateway's log: they may name its host)."""
+    try:
+        counts = await funnel_counts(gw.pool, round_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("the read model did not answer", round_id=round_id, error=type(exc).__name__)
+        return None, "the read model cannot be read now; ask again later"
+    return {code: dict(sorted(per.items())) for code, per in sorted(counts.items())}, None
+
+
+@router.get(
+    "/rounds/{round_id}",
+    summary="The round's windows, TMT and funnel per formasi, for the round's operators",
+    responses=RESPONSES,
+)
+async def get_round(
+    round_id: str,
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> RoundStatus:
+    """What `starter.py status` shows, for an operator of the round (its `operator` reporters)
+    who has no access to Temporal or the database. Answered 200 even when one half cannot be read
+    now, with `Retry-After`; counts only, no applicant's data."""
+    config = await _round_config(gw, round_id, f"status of {round_id}")
+    if identity not in config.reporters.get("operator", []):
+        raise Problem(
+            403,
+            f"{identity} is not an operator of round {round_id}: only its operators read its "
+            "status here",
+        )
+    (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
+        _round_now(gw, config), _funnel_now(gw, round_id)
+    )
+    if round_problem or funnel_problem:
+        response.headers["Retry-After"] = "30"
+    return RoundStatus(
+        round_id=round_id,
+        round=view,
+        round_problem=round_problem,
+        funnel=funnel,
+        funnel_problem=funnel_problem,
     )

@@ -1,0 +1,145 @@
+"""`GET /api/v1/rounds/{round}` and `starter.py status --gateway`: the round's windows, TMT and
+funnel for an operator of the round who has no access to Temporal or the database. Only the
+round's operators read it; a half that cannot be read now is said, and the other still shown."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import asyncpg
+import pytest
+
+from client.gateway_client import GatewayReports
+from domain.messages import CloseWindow
+from domain.signing import Keyring
+from gateway import service_api
+from tests.roundkit import OPERATOR, TEST_KEYRING
+from tests.web.conftest import api_key, auth, serving
+from tests.web.test_report_via_gateway import _private, _registered, _starter
+from tests.web.test_service_api import VERIFIER
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _path(round_id: str) -> str:
+    return f"/api/v1/rounds/{round_id}"
+
+
+async def _closed_round(client, keys, running_worker, gateway_state, http, folder, prefix):
+    """A round with three applicants registered, whose registration its operator closed early
+    through the gateway: its id."""
+    round_id, ids = await _registered(
+        client, keys, running_worker, folder, prefix, [121, 122, 123], date(1996, 3, 1)
+    )
+    operator = Keyring([TEST_KEYRING.signers[OPERATOR]])
+    async with GatewayReports(
+        "http://gateway.test", api_key(OPERATOR), operator, transport=http._transport
+    ) as gateway:
+        close = CloseWindow(
+            report_id=f"close-{prefix}", reported_by=OPERATOR, window="registration",
+            reason="kuota pelamar terpenuhi",
+        )  # fmt: skip
+        await gateway.command(round_id, close)
+    return round_id, ids
+
+
+async def test_the_round_s_operator_reads_its_windows_and_funnel_and_no_one_else_does(
+    client, keys, running_worker, gateway_state, http, tmp_path
+):
+    round_id, ids = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "status-api"
+    )
+    r = await http.get(_path(round_id), headers=auth(OPERATOR))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert "retry-after" not in r.headers
+    assert (body["round_problem"], body["funnel_problem"]) == (None, None)
+    registration = next(w for w in body["round"]["windows"] if w["name"] == "registration")
+    assert registration["state"] == "ditutup"
+    assert registration["closed_early"] is True
+    assert registration["closed_early_reason"] == "kuota pelamar terpenuhi"
+    # The three registered journeys, counted from the read model's rows: all in formasi F1.
+    assert list(body["funnel"]) == ["F1"]
+    assert sum(body["funnel"]["F1"].values()) == len(ids) == 3
+    assert not any(applicant in r.text for applicant in ids)  # counts only, no applicant
+
+    # Another reporter of the round (the verifier), no key, an unknown round.
+    other = await http.get(_path(round_id), headers=auth(VERIFIER))
+    assert other.status_code == 403, other.text
+    assert "not an operator of round" in other.json()["detail"]
+    assert (await http.get(_path(round_id))).status_code == 401
+    missing = await http.get(_path("status-no-such-round"), headers=auth(OPERATOR))
+    assert missing.status_code == 404, missing.text
+
+
+async def test_a_half_that_cannot_be_read_is_said_and_the_other_still_shown(
+    client, keys, running_worker, gateway_state, http, tmp_path, monkeypatch
+):
+    round_id, _ = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "status-half"
+    )
+    # The round's worker too slow to answer (a real query, given no time): the funnel still comes.
+    with monkeypatch.context() as m:
+        m.setattr(service_api, "ROUND_STATE_TIMEOUT", 1e-6)
+        r = await http.get(_path(round_id), headers=auth(OPERATOR))
+    assert r.status_code == 200, r.text
+    assert r.headers["retry-after"] == "30"
+    body = r.json()
+    assert body["round"] is None
+    assert "did not answer" in body["round_problem"]
+    assert sum(body["funnel"]["F1"].values()) == 3
+
+    # The read model unreachable (a real pool to a port nothing listens on): the round still comes,
+    # and the answer does not name the database's address.
+    dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(gateway_state, "pool", dead)
+            r = await http.get(_path(round_id), headers=auth(OPERATOR))
+    finally:
+        await dead.close()
+    assert r.status_code == 200, r.text
+    assert r.headers["retry-after"] == "30"
+    body = r.json()
+    assert body["funnel"] is None
+    assert body["funnel_problem"] == "the read model cannot be read now; ask again later"
+    assert "127.0.0.1" not in r.text
+    assert body["round"]["round_id"] == round_id
+
+
+async def test_starter_status_through_the_gateway_needs_nothing_of_the_cluster(
+    client, keys, running_worker, gateway_state, http, tmp_path
+):
+    round_id, _ = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "status-cli"
+    )
+    op_key = _private(tmp_path / "op-api-key", api_key(OPERATOR))
+    verifier_key = _private(tmp_path / "verifier-api-key", api_key(VERIFIER))
+    data_dir = tmp_path / "operator-data"
+    async with serving(gateway_state) as url:
+        through = ["--gateway", url, "--api-key-file", str(op_key)]
+        code, out, err = await _starter("status", round_id, "--json", *through, data_dir=data_dir)
+        assert code == 0, (out, err)
+        printed = json.loads(out)
+        answered = (await http.get(_path(round_id), headers=auth(OPERATOR))).json()
+        for document in (printed, answered):  # the view's moment differs between the two reads
+            document["round"].pop("as_of")
+        assert printed == answered
+
+        code, out, err = await _starter("status", round_id, *through, data_dir=data_dir)
+        assert code == 0, (out, err)
+        assert "ditutup lebih awal" in out and "kuota pelamar terpenuhi" in out
+        assert f"Funnel of round {round_id}" in out
+
+        # Not the round's operator: bad input (exit 2) with the gateway's reason.
+        code, out, err = await _starter(
+            "status", round_id, "--gateway", url, "--api-key-file", str(verifier_key),
+            data_dir=data_dir,
+        )  # fmt: skip
+        assert code == 2, (out, err)
+        assert "not an operator of round" in err
+        # No such round: refused (exit 1).
+        code, out, err = await _starter("status", "status-no-such", *through, data_dir=data_dir)
+        assert code == 1, (out, err)
+    assert not data_dir.exists()
