@@ -1,6 +1,7 @@
 """Reports and commands through the HTTP gateway, for an operator who holds a signing key and an
 API key but no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`,
-the operator's commands with the same option, and the round's status (`status --gateway`).
+the operator's commands with the same option, and the round's and one applicant's status
+(`status --gateway`, `lookup --gateway`).
 
 `GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
 RefusedError with the engine's reason. Reports in flight at the same moment go together in one
@@ -139,13 +140,31 @@ class GatewayReports:
         """The round's status as `starter.py status --json` prints it (the gateway's
         `GET /api/v1/rounds/{round}`, for the round's operators): `round` and `funnel`, either
         null with `round_problem` or `funnel_problem` saying why. UnknownError: no such round."""
+        return await self._read("GET", f"/api/v1/rounds/{quote(round_id, safe='')}", round_id)
+
+    async def lookup(
+        self, round_id: str, applicant_id: str | None = None, nik: str | None = None
+    ) -> dict[str, Any]:
+        """One applicant's status as `starter.py lookup --json` prints it (the gateway's
+        `POST /api/v1/rounds/{round}/lookups`, for the round's operators; the NIK goes in the
+        body, never in the URL). UnknownError: no such round or applicant."""
+        path = f"/api/v1/rounds/{quote(round_id, safe='')}/lookups"
+        whom = {"applicant_id": applicant_id} if nik is None else {"nik": nik}
+        return await self._read("POST", path, round_id, whom)
+
+    async def _read(
+        self, method: str, path: str, round_id: str, body: dict | None = None
+    ) -> dict[str, Any]:
+        """One read of the round's: its JSON document, checked to be the round's."""
         assert self._http is not None, "use GatewayReports as an async context manager"
         try:
-            response = await self._http.get(f"/api/v1/rounds/{quote(round_id, safe='')}")
+            response = await self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
             raise GatewayError(0, f"the gateway at {self.url} cannot be reached: {exc}") from None
         if response.status_code == 404:
             raise UnknownError(_problem(response))
+        if response.status_code == 409:
+            raise RefusedError(_problem(response))
         if response.status_code != 200:
             raise GatewayError(response.status_code, _detail(response))
         try:
@@ -153,9 +172,7 @@ class GatewayReports:
         except ValueError:
             document = None
         if not isinstance(document, dict) or document.get("round_id") != round_id:
-            raise GatewayError(
-                response.status_code, f"not a round's status: {response.text[:200]!r}"
-            )
+            raise GatewayError(200, f"not an answer about {round_id}: {response.text[:200]!r}")
         return document
 
     def _add(self, item: _Pending) -> None:

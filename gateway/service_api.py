@@ -1,5 +1,5 @@
-"""The service API: each report and command is a POST carrying the sender's signed message, and
-the round's status is a GET for its operators.
+"""The service API: each report and command is a POST carrying the sender's signed message; the
+round's status and one applicant's are read by the round's operators.
 
 Two checks stand in front of the engine's own: the caller proves who it is with its API key
 (`Authorization: Bearer <key>`), and the message must be reported by that same identity. The
@@ -22,8 +22,15 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from client.api import RefusedError, UnknownError
-from client.status import WIB, RoundView, build_round_view, funnel_counts
+from client.api import RefusedError, UnknownError, applicant_id_for
+from client.status import (
+    WIB,
+    ApplicantView,
+    RoundView,
+    applicant_view,
+    build_round_view,
+    funnel_counts,
+)
 from domain.config import RoundConfig
 from domain.messages import Ack, Report
 from domain.protocol import (
@@ -31,7 +38,7 @@ from domain.protocol import (
     SERVICE_KINDS,
     Update,
 )
-from domain.registration import Registration
+from domain.registration import Registration, normalise_nik
 from gateway.deps import Gateway, gateway
 from gateway.problems import (
     ENGINE_LATE,
@@ -565,6 +572,16 @@ class RoundStatus(BaseModel):
     funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
 
 
+def _operator(config: RoundConfig, identity: str, what: str) -> None:
+    """Only the round's operators (its `operator` reporters) read its status and applicants."""
+    if identity not in config.reporters.get("operator", []):
+        raise Problem(
+            403,
+            f"{identity} is not an operator of round {config.round_id}: only its operators read "
+            f"{what} here",
+        )
+
+
 async def _round_now(gw: Gateway, config: RoundConfig) -> tuple[RoundView | None, str | None]:
     """The round's view, or why it cannot be had now: a read that fails says so, it changes
     nothing, and the funnel is still shown beside it."""
@@ -608,12 +625,7 @@ async def get_round(
     who has no access to Temporal or the database. Answered 200 even when one half cannot be read
     now, with `Retry-After`; counts only, no applicant's data."""
     config = await _round_config(gw, round_id, f"status of {round_id}")
-    if identity not in config.reporters.get("operator", []):
-        raise Problem(
-            403,
-            f"{identity} is not an operator of round {round_id}: only its operators read its "
-            "status here",
-        )
+    _operator(config, identity, "its status")
     (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
         _round_now(gw, config), _funnel_now(gw, round_id)
     )
@@ -626,3 +638,71 @@ async def get_round(
         funnel=funnel,
         funnel_problem=funnel_problem,
     )
+
+
+# --- one applicant, for the round's operators ----------------------------------------------------
+
+
+class Lookup(BaseModel):
+    """Whom to look up: the registration number, or the NIK. The NIK travels in the body, never in
+    a URL (where access logs and proxies keep it), and is never logged or echoed back."""
+
+    applicant_id: str | None = Field(
+        default=None, pattern=r"^[A-Z2-7]{16}$", description="the registration number"
+    )
+    # Checked by normalise_nik in the route, whose refusal masks it (a length limit here would
+    # echo the value back in its 422).
+    nik: str | None = Field(default=None, description="the NIK (16 digits)")
+
+
+def _whom(gw: Gateway, round_id: str, lookup: Lookup) -> str:
+    """The registration number looked up: given, or the round's pseudonym of the NIK."""
+    if (lookup.applicant_id is None) == (lookup.nik is None):
+        raise Problem(
+            422,
+            "give exactly one of applicant_id and nik",
+            errors=[{"field": "applicant_id", "value": None, "reason": "exactly one with nik"}],
+        )
+    if lookup.applicant_id is not None:
+        return lookup.applicant_id
+    try:
+        nik = normalise_nik(lookup.nik or "")
+    except ValueError as exc:  # the reason names the character, never the whole NIK
+        raise Problem(
+            422, f"nik: {exc}", errors=[{"field": "nik", "value": None, "reason": str(exc)}]
+        ) from None
+    return applicant_id_for(gw.api.pseudonym_key, round_id, nik)
+
+
+@router.post(
+    "/rounds/{round_id}/lookups",
+    summary="One applicant's status (by registration number or NIK), for the round's operators",
+    responses=RESPONSES,
+)
+async def post_lookup(
+    round_id: str,
+    lookup: Lookup,
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> ApplicantView:
+    """What `starter.py lookup` shows: the applicant's stage, codes, every decision with its
+    reason, the deadlines that apply now and what they may do now. 404 for no such applicant.
+    Each lookup is logged with the registration number and who asked, never the NIK."""
+    subject = f"lookup in {round_id}"
+    config = await _round_config(gw, round_id, subject)
+    _operator(config, identity, "its applicants")
+    if lookup.nik is not None:
+        # Another pseudonym key would find another number: the round's must be the gateway's.
+        await _engine(gw.api.check_round_keys(round_id), subject)
+    applicant_id = _whom(gw, round_id, lookup)
+    state = await _engine(gw.rounds.state(round_id), subject)
+    view = await _engine(
+        applicant_view(gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states),
+        subject,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    log.info(
+        "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)
+    )
+    return view

@@ -1,6 +1,8 @@
-"""`GET /api/v1/rounds/{round}` and `starter.py status --gateway`: the round's windows, TMT and
-funnel for an operator of the round who has no access to Temporal or the database. Only the
-round's operators read it; a half that cannot be read now is said, and the other still shown."""
+"""What the round's operators read through the gateway, with no access to Temporal or the
+database: the round's windows, TMT and funnel (`GET /api/v1/rounds/{round}`, `starter.py status
+--gateway`) and one applicant's status (`POST /api/v1/rounds/{round}/lookups`, `starter.py lookup
+--gateway`). Only the round's operators read them; a half of the status that cannot be read now is
+said, and the other still shown; a NIK is never in a URL, a log line or an answer."""
 
 from __future__ import annotations
 
@@ -9,17 +11,21 @@ from datetime import date
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from client.gateway_client import GatewayReports
 from domain.messages import CloseWindow
 from domain.signing import Keyring
 from gateway import service_api
-from tests.roundkit import OPERATOR, TEST_KEYRING
+from tests.roundkit import OPERATOR, TEST_KEYRING, registration
 from tests.web.conftest import api_key, auth, serving
 from tests.web.test_report_via_gateway import _private, _registered, _starter
 from tests.web.test_service_api import VERIFIER
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+SERIALS, BIRTH = [121, 122, 123], date(1996, 3, 1)
 
 
 def _path(round_id: str) -> str:
@@ -29,9 +35,7 @@ def _path(round_id: str) -> str:
 async def _closed_round(client, keys, running_worker, gateway_state, http, folder, prefix):
     """A round with three applicants registered, whose registration its operator closed early
     through the gateway: its id."""
-    round_id, ids = await _registered(
-        client, keys, running_worker, folder, prefix, [121, 122, 123], date(1996, 3, 1)
-    )
+    round_id, ids = await _registered(client, keys, running_worker, folder, prefix, SERIALS, BIRTH)
     operator = Keyring([TEST_KEYRING.signers[OPERATOR]])
     async with GatewayReports(
         "http://gateway.test", api_key(OPERATOR), operator, transport=http._transport
@@ -141,5 +145,87 @@ async def test_starter_status_through_the_gateway_needs_nothing_of_the_cluster(
         assert "not an operator of round" in err
         # No such round: refused (exit 1).
         code, out, err = await _starter("status", "status-no-such", *through, data_dir=data_dir)
+        assert code == 1, (out, err)
+    assert not data_dir.exists()
+
+
+async def test_an_operator_looks_up_an_applicant_by_number_or_nik_and_no_nik_is_kept(
+    client, keys, running_worker, gateway_state, http, tmp_path
+):
+    round_id, ids = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "lookup-api"
+    )
+    lookups = f"{_path(round_id)}/lookups"
+    nik = registration(SERIALS[1], "F1", birth=BIRTH).nik
+    with capture_logs() as logs:
+        by_number = await http.post(lookups, json={"applicant_id": ids[1]}, headers=auth(OPERATOR))
+        by_nik = await http.post(lookups, json={"nik": nik}, headers=auth(OPERATOR))
+    assert by_number.status_code == 200, by_number.text
+    assert by_number.headers["cache-control"] == "no-store"
+    view = by_number.json()
+    assert (view["round_id"], view["applicant_id"], view["formasi_code"]) == (
+        round_id,
+        ids[1],
+        "F1",
+    )
+    assert view["terminal"] is None
+    # The NIK finds the same journey: the gateway's pseudonym of it is the round's.
+    assert by_nik.status_code == 200, by_nik.text
+    assert {k: v for k, v in by_nik.json().items() if k != "as_of"} == {
+        k: v for k, v in view.items() if k != "as_of"
+    }
+    assert nik not in by_nik.text
+    looked = [e for e in logs if e.get("event") == "lookup"]
+    assert [(e["applicant_id"], e["by"], e["by_nik"]) for e in looked] == [
+        (ids[1], OPERATOR, False),
+        (ids[1], OPERATOR, True),
+    ]
+    assert nik not in repr(logs)
+
+    # What is refused: a NIK that is not one (its value never echoed whole), both or neither, a
+    # number of the wrong form, no such applicant, another reporter of the round.
+    bad_nik = "3273011203960I22"
+    r = await http.post(lookups, json={"nik": bad_nik}, headers=auth(OPERATOR))
+    assert r.status_code == 422 and bad_nik not in r.text, r.text
+    assert f"character {bad_nik.index('I') + 1} " in r.json()["detail"]
+    both = {"applicant_id": ids[0], "nik": nik}
+    for body in (both, {}):
+        r = await http.post(lookups, json=body, headers=auth(OPERATOR))
+        assert r.status_code == 422 and "exactly one" in r.json()["detail"], r.text
+    r = await http.post(lookups, json={"applicant_id": "not-a-number"}, headers=auth(OPERATOR))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "applicant_id", r.text
+    r = await http.post(lookups, json={"applicant_id": "A" * 16}, headers=auth(OPERATOR))
+    assert r.status_code == 404, r.text
+    r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(VERIFIER))
+    assert r.status_code == 403 and "not an operator" in r.text, r.text
+
+
+async def test_starter_lookup_through_the_gateway(
+    client, keys, running_worker, gateway_state, http, tmp_path
+):
+    round_id, ids = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "lookup-cli"
+    )
+    nik = registration(SERIALS[2], "F1", birth=BIRTH).nik
+    op_key = _private(tmp_path / "op-api-key", api_key(OPERATOR))
+    data_dir = tmp_path / "operator-data"
+    async with serving(gateway_state) as url:
+        through = ["--gateway", url, "--api-key-file", str(op_key)]
+        code, out, err = await _starter(
+            "lookup", round_id, "--nik", nik, "--json", *through, data_dir=data_dir
+        )
+        assert code == 0, (out, err)
+        printed = json.loads(out)
+        assert printed["applicant_id"] == ids[2]
+
+        code, out, err = await _starter(
+            "lookup", round_id, "--nik", nik, *through, data_dir=data_dir
+        )
+        assert code == 0, (out, err)
+        assert f"Applicant {ids[2]} (NIK {nik[:4]}" in out and nik not in out + err
+
+        code, out, err = await _starter(
+            "lookup", round_id, "--applicant", "A" * 16, *through, data_dir=data_dir
+        )
         assert code == 1, (out, err)
     assert not data_dir.exists()
