@@ -1035,18 +1035,22 @@ async def announce(
     """Publish the stage's announcement from the read model: signed by `signer` (an operator of
     the round), chained to the round's earlier publications and stored for the public pages;
     then written to `out_dir` as CSV, printable HTML and the signed JSON document. Refused
-    (RefusedError: exit 1, naming what is missing) while the stage has no result for everyone."""
-    conn = await asyncpg.connect(ctx.database_url)
-    try:
-        published = await publish_announcement(
-            ctx.api, conn, round_id, stage, signer, corrects, ctx.cipher
-        )
-    finally:
-        await conn.close()
-    p = published.publication
-    csv_path, html_path, json_path = write_files(p, published.config, out_dir)
+    (RefusedError: exit 1, naming what is missing) while the stage has no result for everyone.
+    Through the gateway, the gateway drafts it and the signature is made here."""
+    if isinstance(ctx.api, GatewayReports):
+        published = await ctx.api.announce(round_id, stage.value, signer.identity, corrects)
+    else:
+        conn = await asyncpg.connect(ctx.database_url)
+        try:
+            published = await publish_announcement(
+                ctx.api, conn, round_id, stage, signer, corrects, ctx.cipher
+            )
+        finally:
+            await conn.close()
+    p, new = published.publication, published.new
+    csv_path, html_path, json_path = write_files(p, published.cut_multiplier, out_dir)
     rows = sum(len(f.rows) for f in p.formasi)
-    if published.new:
+    if new:
         ctx.console.print(
             f"publication {p.seq} of round {round_id} ({stage.value}, {rows} rows) signed by "
             f"{p.reported_by}, sha256 {p.body_sha256()}"
@@ -1058,7 +1062,7 @@ async def announce(
         )
     ctx.console.print(f"files: {csv_path}, {html_path} and {json_path}")
     log.info(
-        "announcement published" if published.new else "announcement unchanged",
+        "announcement published" if new else "announcement unchanged",
         round_id=round_id,
         stage=stage.value,
         seq=p.seq,
@@ -2026,9 +2030,12 @@ def announce_cmd(
         int | None,
         typer.Option("--corrects", min=1, help="The number of the publication this corrects."),
     ] = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """Publish an announcement (admin, skd or final): signed with --key, chained to the round's
-    earlier ones, shown on the public pages, and written as CSV, printable HTML and JSON."""
+    earlier ones, shown on the public pages, and written as CSV, printable HTML and JSON. With
+    --gateway, the gateway drafts it and the key signs it here (docs/GATEWAY.md)."""
     try:
         signer = Signer.from_jwk(json.loads(key.read_text(encoding="utf-8")))
     except FileNotFoundError:
@@ -2040,7 +2047,13 @@ def announce_cmd(
             highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    _run(lambda ctx: announce(ctx, round_id, stage, out, signer, corrects))
+    through = _through(gateway, api_key_file)
+    # Through the gateway the client signs the draft with the operator's key (its keyring).
+    _run(
+        lambda ctx: announce(ctx, round_id, stage, out, signer, corrects),
+        signer if through else None,
+        through,
+    )
 
 
 async def evaluate_round(

@@ -409,7 +409,7 @@ async def _publish(demo: Demo, app) -> bool:
                 demo.say(f"[red]announcement {stage.value} not published[/]: {exc}")
                 ok = False
                 continue
-            write_files(published.publication, demo.config, out_dir)
+            write_files(published.publication, demo.config.skd.cut_multiplier, out_dir)
     finally:
         await conn.close()
     sent = await deliver_pending(

@@ -1,7 +1,7 @@
 """Reports and commands through the HTTP gateway, for an operator who holds a signing key and an
 API key but no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`,
-the operator's commands with the same option, and the round's and one applicant's status
-(`status --gateway`, `lookup --gateway`).
+the operator's commands with the same option, the round's and one applicant's status
+(`status --gateway`, `lookup --gateway`), and announcements signed here (`announce --gateway`).
 
 `GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
 RefusedError with the engine's reason. Reports in flight at the same moment go together in one
@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from client.api import RefusedError, UnknownError
+from client.publication import Published, SignedDraft, audience, from_document
 from domain.messages import Ack, Report
 from domain.protocol import command_kind, service_kind
 from domain.signing import Keyring
@@ -152,10 +153,30 @@ class GatewayReports:
         whom = {"applicant_id": applicant_id} if nik is None else {"nik": nik}
         return await self._read("POST", path, round_id, whom)
 
+    async def announce(
+        self, round_id: str, stage: str, identity: str, corrects: int | None = None
+    ) -> Published:
+        """Publish the stage's announcement through the gateway, signed here by `identity`'s key
+        (the gateway never holds it): draft it, sign the draft, send the signature.
+        RefusedError with the gateway's reason (not ready, results changed since the draft, not
+        an operator)."""
+        base = f"/api/v1/rounds/{quote(round_id, safe='')}/announcements/{quote(stage, safe='')}"
+        drafted = await self._read("POST", f"{base}/drafts", round_id, {"corrects": corrects})
+        draft = from_document(drafted["publication"])
+        if not drafted["new"]:
+            return Published(draft, False, drafted["cut_multiplier"])
+        if (draft.round_id, draft.stage.value, draft.reported_by) != (round_id, stage, identity):
+            raise GatewayError(200, f"the gateway drafted another announcement: {draft.body()}")
+        signed = SignedDraft.of(self.keyring.sign(draft, audience(round_id)))
+        answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
+        return Published(
+            from_document(answer["publication"]), answer["stored"], answer["cut_multiplier"]
+        )
+
     async def _read(
         self, method: str, path: str, round_id: str, body: dict | None = None
     ) -> dict[str, Any]:
-        """One read of the round's: its JSON document, checked to be the round's."""
+        """One request about the round: its JSON answer, checked to be about the round."""
         assert self._http is not None, "use GatewayReports as an async context manager"
         try:
             response = await self._http.request(method, path, json=body)

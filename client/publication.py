@@ -23,7 +23,7 @@ import html
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,7 +50,7 @@ from client.standings import full_results, page_store
 from domain.codes import FinalCode
 from domain.config import ReportKind, RoundConfig
 from domain.digest import canonical_json
-from domain.messages import ChangeKeys, Decision
+from domain.messages import ChangeKeys, Decision, RoundState
 from domain.signing import Signer, verify
 from runtime.sealed import ColumnCipher
 
@@ -229,12 +229,12 @@ _LOCK_CLASS = 0x43415350  # "CASP": one publisher at a time per round (with hash
 
 @dataclass(frozen=True)
 class Published:
-    """The outcome of publishing: the publication, whether it is new or a repeat, and the
-    round's rules it was made under."""
+    """The outcome of publishing: the publication, whether it is new or a repeat, and the round's
+    SKD cut multiplier, which its printable file states (write_files)."""
 
     publication: Publication
     new: bool
-    config: RoundConfig
+    cut_multiplier: int
 
 
 async def publish_announcement(
@@ -253,69 +253,227 @@ async def publish_announcement(
     stage was published already with other content and `corrects` does not name that
     publication. Publishing the same content again stores nothing and returns the publication
     that already says it."""
-    config = await api.round_config(round_id)
-    problem = publisher_problem(config, signer.identity)
-    if problem:
-        raise RefusedError(problem)
-    state = await api.round_state(round_id)
-    held = keys_in_force(config, state.decisions).get(signer.identity)
-    if held != signer.public:
+    config, state = await _publisher(api, round_id, signer.identity)
+    keys = keys_in_force(config, state.decisions)
+    if keys.get(signer.identity) != signer.public:
         raise RefusedError(
             f"the key given is not the key round {round_id} holds for {signer.identity} "
-            f"(the round's: {held}); sign with the current key of {signer.identity}"
+            f"(the round's: {keys.get(signer.identity)}); sign with the current key of "
+            f"{signer.identity}"
         )
+    formasi = await _formasi_now(conn, config, state, stage, cipher)
+    async with conn.transaction():
+        head = await _chain_head(conn, round_id, stage, formasi, corrects)
+        if isinstance(head, Publication):
+            return Published(head, False, config.skd.cut_multiplier)
+        signed = signer.sign(
+            _publication(config, stage, signer.identity, head, corrects, formasi),
+            audience(round_id),
+        )
+        await _insert(conn, signed)
+    return Published(signed, True, config.skd.cut_multiplier)
+
+
+async def draft_announcement(
+    api: RecruitmentApi,
+    conn: asyncpg.Connection,
+    round_id: str,
+    stage: AnnouncementStage,
+    identity: str,
+    corrects: int | None = None,
+    cipher: ColumnCipher | None = None,
+) -> Published:
+    """What publish_announcement would sign now for `identity`, unsigned and stored nowhere: for
+    an operator who signs with a key kept away from this process (the gateway's announcements).
+    Refused as publish_announcement refuses; the same content published already is that
+    publication (`new` False), signed."""
+    config, state = await _publisher(api, round_id, identity)
+    formasi = await _formasi_now(conn, config, state, stage, cipher)
+    async with conn.transaction():
+        head = await _chain_head(conn, round_id, stage, formasi, corrects)
+    if isinstance(head, Publication):
+        return Published(head, False, config.skd.cut_multiplier)
+    draft = _publication(config, stage, identity, head, corrects, formasi)
+    return Published(draft, True, config.skd.cut_multiplier)
+
+
+SIGNED_WITHIN = timedelta(minutes=30)  # a draft's published_at: at most this old when it is stored
+
+
+class SignedDraft(BaseModel, frozen=True):
+    """An operator's signature of a draft (draft_announcement), with the draft's own fields that
+    say which draft it signed: the body itself is not sent back, because whoever stores it
+    builds it again and stores it only if it hashes to `body_sha256`, the hash signed."""
+
+    reported_by: str = Field(min_length=1, max_length=100)
+    seq: int = Field(ge=1)
+    prev_sha256: Sha256
+    published_at: AwareDatetime
+    corrects: int | None = Field(default=None, ge=1)
+    body_sha256: Sha256
+    signature: str = Field(min_length=1, max_length=2000)
+
+    @classmethod
+    def of(cls, signed: Publication) -> SignedDraft:
+        """What an operator sends back for a draft it signed."""
+        return cls(
+            reported_by=signed.reported_by,
+            seq=signed.seq,
+            prev_sha256=signed.prev_sha256,
+            published_at=signed.published_at,
+            corrects=signed.corrects,
+            body_sha256=signed.body_sha256(),
+            signature=signed.signature,
+        )
+
+
+async def publish_signed(
+    api: RecruitmentApi,
+    conn: asyncpg.Connection,
+    round_id: str,
+    stage: AnnouncementStage,
+    signed: SignedDraft,
+    cipher: ColumnCipher | None = None,
+    now: datetime | None = None,
+) -> Published:
+    """Store the publication an operator signed elsewhere from a draft (draft_announcement). It
+    is built again here, and stored only if it is, to the byte, what the operator signed and what
+    would be published now: the rows the read model gives now, the round's rules, the next link
+    of the chain, drafted within SIGNED_WITHIN, and signed by an operator of the round with the
+    key the round holds. Otherwise RefusedError, nothing stored, saying what to do (most often:
+    draft again). The same signature sent again is a repeat (`new` False)."""
+    config, state = await _publisher(api, round_id, signed.reported_by)
+    now = now or datetime.now(UTC)
+    if not now - SIGNED_WITHIN <= signed.published_at <= now + timedelta(minutes=1):
+        raise RefusedError(
+            f"the draft of publication {signed.seq} of round {round_id} was made at "
+            f"{signed.published_at.isoformat()}, not within {SIGNED_WITHIN} of now: draft it "
+            "again and sign the new draft"
+        )
+    formasi = await _formasi_now(conn, config, state, stage, cipher)
+    async with conn.transaction():
+        head = await _chain_head(conn, round_id, stage, formasi, signed.corrects)
+        if isinstance(head, Publication):
+            if (head.body_sha256(), head.signature) == (signed.body_sha256, signed.signature):
+                return Published(
+                    head, False, config.skd.cut_multiplier
+                )  # this very publication, stored before
+            raise RefusedError(
+                f"publication {head.seq} of round {round_id} already announces these "
+                f"{stage.value} results: nothing new to publish"
+            )
+        if head != (signed.seq, signed.prev_sha256):
+            raise RefusedError(
+                f"the draft is of publication {signed.seq} of round {round_id}, but publication "
+                f"{head[0] - 1} came before it was stored: draft it again and sign the new draft"
+            )
+        publication = _publication(
+            config, stage, signed.reported_by, head, signed.corrects, formasi
+        ).model_copy(update={"published_at": signed.published_at, "signature": signed.signature})
+        if publication.body_sha256() != signed.body_sha256:
+            raise RefusedError(
+                f"publication {signed.seq} of round {round_id} would not be what was signed: the "
+                f"{stage.value} results changed since the draft (or the draft was changed before "
+                "it was signed); draft it again and sign the new draft"
+            )
+        problem = verify(publication, keys_in_force(config, state.decisions), audience(round_id))
+        if problem:
+            raise RefusedError(f"publication {signed.seq} of round {round_id}: {problem}")
+        await _insert(conn, publication)
+    return Published(publication, True, config.skd.cut_multiplier)
+
+
+async def _publisher(
+    api: RecruitmentApi, round_id: str, identity: str
+) -> tuple[RoundConfig, RoundState]:
+    """The round's rules and its state now, once `identity` is known to be a publisher of the
+    round; RefusedError otherwise."""
+    config = await api.round_config(round_id)
+    problem = publisher_problem(config, identity)
+    if problem:
+        raise RefusedError(problem)
+    return config, await api.round_state(round_id)
+
+
+async def _formasi_now(
+    conn: asyncpg.Connection,
+    config: RoundConfig,
+    state: RoundState,
+    stage: AnnouncementStage,
+    cipher: ColumnCipher | None,
+) -> list[PublishedFormasi]:
+    """The stage's formasi and rows as the read model and the round's results give them now;
+    AnnouncementNotReady while the stage has no result for everyone."""
+    round_id = config.round_id
     results = await read_results(conn, round_id)
     problem = readiness_problem(stage, round_id, results)
     if problem:
         raise AnnouncementNotReady(problem)
     # Results kept as pages (patch paged-ranking) are read from the page store with the payload keys.
     standings = await full_results(page_store(conn, cipher), state.formasi_results)
-    formasi = published_formasi(stage, config, sections(stage, config, results, standings))
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
-        last = await conn.fetchrow(
-            "SELECT seq, body_sha256 FROM publications WHERE round_id = $1 ORDER BY seq DESC LIMIT 1",
-            round_id,
-        )
-        latest = await conn.fetchrow(
-            "SELECT seq, body, signature FROM publications WHERE round_id = $1 AND stage = $2 "
-            "ORDER BY seq DESC LIMIT 1",
-            round_id,
-            stage.value,
-        )
-        if latest is not None:
-            before = Publication.model_validate_json(latest["body"])
-            if [f.model_dump() for f in before.formasi] == [f.model_dump() for f in formasi]:
-                return Published(
-                    before.model_copy(update={"signature": latest["signature"]}), False, config
-                )
-            if corrects != latest["seq"]:
-                raise RefusedError(
-                    f"the {stage.value} announcement of round {round_id} was published as "
-                    f"number {latest['seq']} and the results changed since: publish a correction "
-                    f"of it (--corrects {latest['seq']})"
-                )
-        elif corrects is not None:
+    return published_formasi(stage, config, sections(stage, config, results, standings))
+
+
+async def _chain_head(
+    conn: asyncpg.Connection,
+    round_id: str,
+    stage: AnnouncementStage,
+    formasi: list[PublishedFormasi],
+    corrects: int | None,
+) -> Publication | tuple[int, str]:
+    """Within a transaction, one publisher of the round at a time: the stage's publication that
+    already says `formasi` (signed), or the next link's (seq, prev_sha256). RefusedError when the
+    stage was published with other content and `corrects` does not name it, or names nothing."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
+    last = await conn.fetchrow(
+        "SELECT seq, body_sha256 FROM publications WHERE round_id = $1 ORDER BY seq DESC LIMIT 1",
+        round_id,
+    )
+    latest = await conn.fetchrow(
+        "SELECT seq, body, signature FROM publications WHERE round_id = $1 AND stage = $2 "
+        "ORDER BY seq DESC LIMIT 1",
+        round_id,
+        stage.value,
+    )
+    if latest is not None:
+        before = Publication.model_validate_json(latest["body"])
+        if [f.model_dump() for f in before.formasi] == [f.model_dump() for f in formasi]:
+            return before.model_copy(update={"signature": latest["signature"]})
+        if corrects != latest["seq"]:
             raise RefusedError(
-                f"corrects={corrects}: round {round_id} has no {stage.value} announcement to correct"
+                f"the {stage.value} announcement of round {round_id} was published as "
+                f"number {latest['seq']} and the results changed since: publish a correction "
+                f"of it (--corrects {latest['seq']})"
             )
-        seq = last["seq"] + 1 if last else 1
-        publication = Publication(
-            format=FORMAT,
-            round_id=round_id,
-            seq=seq,
-            stage=stage,
-            instansi=config.instansi,
-            rules_digest=config.digest(),
-            published_at=datetime.now(UTC),
-            reported_by=signer.identity,
-            prev_sha256=last["body_sha256"] if last else ZERO_SHA256,
-            corrects=corrects,
-            formasi=formasi,
+    elif corrects is not None:
+        raise RefusedError(
+            f"corrects={corrects}: round {round_id} has no {stage.value} announcement to correct"
         )
-        signed = signer.sign(publication, audience(round_id))
-        await _insert(conn, signed)
-    return Published(signed, True, config)
+    return (last["seq"] + 1, last["body_sha256"]) if last else (1, ZERO_SHA256)
+
+
+def _publication(
+    config: RoundConfig,
+    stage: AnnouncementStage,
+    identity: str,
+    link: tuple[int, str],
+    corrects: int | None,
+    formasi: list[PublishedFormasi],
+) -> Publication:
+    """The unsigned publication of `formasi` as the chain's next link, `link` (seq, prev)."""
+    return Publication(
+        format=FORMAT,
+        round_id=config.round_id,
+        seq=link[0],
+        stage=stage,
+        instansi=config.instansi,
+        rules_digest=config.digest(),
+        published_at=datetime.now(UTC),
+        reported_by=identity,
+        prev_sha256=link[1],
+        corrects=corrects,
+        formasi=formasi,
+    )
 
 
 async def _insert(conn: asyncpg.Connection, p: Publication) -> None:
@@ -734,7 +892,7 @@ def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
     return "\n".join(parts)
 
 
-def write_files(p: Publication, config: RoundConfig, out_dir: Path) -> tuple[Path, Path, Path]:
+def write_files(p: Publication, cut_multiplier: int, out_dir: Path) -> tuple[Path, Path, Path]:
     """The publication as CSV, printable HTML and its signed JSON document, in `out_dir`:
     `<round>-<stage>.csv|html` (the stage's latest) and `<round>-<seq>.json`.
 
@@ -746,9 +904,22 @@ def write_files(p: Publication, config: RoundConfig, out_dir: Path) -> tuple[Pat
     csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
     json_path = out_dir / f"{p.round_id}-{p.seq}.json"
     csv_path.write_text(publication_csv(p), encoding="utf-8", newline="")
-    html_path.write_text(publication_html(p, config.skd.cut_multiplier), encoding="utf-8")
+    html_path.write_text(publication_html(p, cut_multiplier), encoding="utf-8")
     json_path.write_text(document_text(p), encoding="utf-8")
     return csv_path, html_path, json_path
+
+
+def from_document(doc: Mapping[str, Any]) -> Publication:
+    """A publication from its document (a draft's signature is empty), as JSON gives it back;
+    its declared `body_sha256`, when there is one, must be its body's."""
+    body = {k: v for k, v in doc.items() if k != "body_sha256"}
+    publication = Publication.model_validate_json(json.dumps(body))
+    declared = doc.get("body_sha256")
+    if declared is not None and declared != publication.body_sha256():
+        raise ValueError(
+            f"publication {publication.seq}: its content does not hash to its body_sha256"
+        )
+    return publication
 
 
 def document_text(p: Publication) -> str:

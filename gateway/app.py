@@ -29,6 +29,7 @@ from runtime.db import open_pool
 from runtime.logs import get_logger
 from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 from runtime.probes import ready_response
+from runtime.sealed import ColumnCipher
 
 log = get_logger("gateway")
 
@@ -228,4 +229,5 @@ async def open_gateway(ctx) -> Gateway:
         portal=portal_signer,
         rounds=RoundDirectory(api),
         states=StateCache(settings.status_cache_size),
+        cipher=ColumnCipher.from_keys(ctx.keys),
     )

@@ -22,6 +22,7 @@ from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
 from runtime.attributes import RECRUITMENT_STAGE
+from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -156,6 +157,9 @@ class Gateway:
     rounds: RoundDirectory
     # The journeys' last states, for the status page (client/status.py); none kept by default.
     states: StateCache = field(default_factory=lambda: StateCache(0))
+    # The payload keys' cipher, to read results kept as pages when an announcement is drafted
+    # (client/standings.py); None: a round whose results are pages cannot be announced here.
+    cipher: ColumnCipher | None = None
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )

@@ -1,5 +1,6 @@
 """The service API: each report and command is a POST carrying the sender's signed message; the
-round's status and one applicant's are read by the round's operators.
+round's status and one applicant's are read by the round's operators, who also draft and sign
+its announcements here.
 
 Two checks stand in front of the engine's own: the caller proves who it is with its API key
 (`Authorization: Bearer <key>`), and the message must be reported by that same identity. The
@@ -22,7 +23,9 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from client.announcements import AnnouncementStage
 from client.api import RefusedError, UnknownError, applicant_id_for
+from client.publication import SignedDraft, draft_announcement, publish_signed
 from client.status import (
     WIB,
     ApplicantView,
@@ -573,11 +576,12 @@ class RoundStatus(BaseModel):
 
 
 def _operator(config: RoundConfig, identity: str, what: str) -> None:
-    """Only the round's operators (its `operator` reporters) read its status and applicants."""
+    """Only the round's operators (its `operator` reporters) read its status and applicants and
+    announce its results here; `what` they do, for the 403's words."""
     if identity not in config.reporters.get("operator", []):
         raise Problem(
             403,
-            f"{identity} is not an operator of round {config.round_id}: only its operators read "
+            f"{identity} is not an operator of round {config.round_id}: only its operators "
             f"{what} here",
         )
 
@@ -625,7 +629,7 @@ async def get_round(
     who has no access to Temporal or the database. Answered 200 even when one half cannot be read
     now, with `Retry-After`; counts only, no applicant's data."""
     config = await _round_config(gw, round_id, f"status of {round_id}")
-    _operator(config, identity, "its status")
+    _operator(config, identity, "read its status")
     (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
         _round_now(gw, config), _funnel_now(gw, round_id)
     )
@@ -691,7 +695,7 @@ async def post_lookup(
     Each lookup is logged with the registration number and who asked, never the NIK."""
     subject = f"lookup in {round_id}"
     config = await _round_config(gw, round_id, subject)
-    _operator(config, identity, "its applicants")
+    _operator(config, identity, "look up its applicants")
     if lookup.nik is not None:
         # Another pseudonym key would find another number: the round's must be the gateway's.
         await _engine(gw.api.check_round_keys(round_id), subject)
@@ -706,3 +710,117 @@ async def post_lookup(
         "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)
     )
     return view
+
+
+# --- announcements, signed by the round's operator with a key the gateway never holds -------------
+
+
+class DraftRequest(BaseModel):
+    """Which announcement to draft: the stage's first, or a correction of an earlier one."""
+
+    corrects: int | None = Field(
+        default=None, ge=1, description="the publication this one corrects (its seq), if any"
+    )
+
+
+class AnnouncementAnswer(BaseModel):
+    """A draft to sign (`new`: its body, unsigned), or a publication stored (`stored`), or the one
+    that already announces these results (neither: signed, as it was published)."""
+
+    round_id: str
+    new: bool = Field(description="a draft not yet published, or a publication just stored")
+    stored: bool = Field(description="this request stored the publication")
+    publication: dict[str, Any] = Field(
+        description="the document: its body, `signature` (empty in a draft) and `body_sha256`"
+    )
+    cut_multiplier: int = Field(
+        description="the round's SKD cut multiplier, which the printable announcement states"
+    )
+
+
+async def _announcing(gw: Gateway, round_id: str, identity: str) -> None:
+    """Only the round's operators announce; 404 for no such round."""
+    config = await _round_config(gw, round_id, f"announcement of {round_id}")
+    _operator(config, identity, "announce its results")
+
+
+@router.post(
+    "/rounds/{round_id}/announcements/{stage}/drafts",
+    summary="Draft the stage's announcement for the calling operator to sign",
+    responses=RESPONSES,
+)
+async def post_announcement_draft(
+    round_id: str,
+    stage: AnnouncementStage,
+    request: DraftRequest,
+    identity: Caller,
+    gw: Gateway = Depends(gateway),
+) -> AnnouncementAnswer:
+    """The stage's announcement as it would be published now, signed by the caller: the rows
+    the read model gives, the next link of the round's chain. Nothing is stored. The operator
+    checks it, signs it with its own key and sends the signature (the next route) within 30
+    minutes. The same results published already answer with that publication (`new` false);
+    409 while the stage has no result for everyone."""
+    await _announcing(gw, round_id, identity)
+    async with gw.pool.acquire() as conn:
+        drafted = await _engine(
+            draft_announcement(
+                gw.api, conn, round_id, stage, identity, request.corrects, gw.cipher
+            ),
+            f"draft of {round_id} {stage.value}",
+        )
+    return AnnouncementAnswer(
+        round_id=round_id,
+        new=drafted.new,
+        stored=False,
+        publication=drafted.publication.document(),
+        cut_multiplier=drafted.cut_multiplier,
+    )
+
+
+@router.post(
+    "/rounds/{round_id}/announcements/{stage}",
+    summary="Publish a drafted announcement with the calling operator's signature",
+    responses=RESPONSES,
+)
+async def post_announcement(
+    round_id: str,
+    stage: AnnouncementStage,
+    signed: SignedDraft,
+    identity: Caller,
+    gw: Gateway = Depends(gateway),
+) -> AnnouncementAnswer:
+    """The draft is built again and stored only if it hashes to the signed `body_sha256` and the
+    signature verifies under the round's key of `reported_by`, the caller: a gateway that holds
+    no operator's key cannot publish in an operator's name, nor change what the operator signed.
+    409, nothing stored, when the results or the chain moved since the draft (draft again)."""
+    if signed.reported_by != identity:
+        raise Problem(
+            403,
+            f"the API key is {identity}'s, but the draft is signed by {signed.reported_by}",
+            errors=[
+                {"field": "reported_by", "value": signed.reported_by, "reason": "not the caller"}
+            ],
+        )
+    await _announcing(gw, round_id, identity)
+    async with gw.pool.acquire() as conn:
+        published = await _engine(
+            publish_signed(gw.api, conn, round_id, stage, signed, gw.cipher),
+            f"publication of {round_id} {stage.value}",
+        )
+    p = published.publication
+    log.info(
+        "announcement published" if published.new else "announcement unchanged",
+        round_id=round_id,
+        stage=stage.value,
+        seq=p.seq,
+        rows=sum(len(f.rows) for f in p.formasi),
+        by=identity,
+    )
+    return AnnouncementAnswer(
+        round_id=round_id,
+        new=published.new,
+        stored=published.new,
+        publication=p.document(),
+        cut_multiplier=published.cut_multiplier,
+    )
