@@ -52,7 +52,7 @@ from client.deadlines import with_query_deadline
 from client.gateway_client import GatewayError, GatewayReports, NotTaken
 from client.national import InstansiFunnel, NationalRefusal, national_funnel
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
-from client.publication import Published, publish_announcement, write_files
+from client.publication import Publication, Published, publish_announcement, write_files
 from client.sanctions import (
     NationalListError,
     SanctionRegister,
@@ -1038,7 +1038,9 @@ async def announce(
     (RefusedError: exit 1, naming what is missing) while the stage has no result for everyone.
     Through the gateway, the gateway drafts it and the signature is made here."""
     if isinstance(ctx.api, GatewayReports):
-        published = await ctx.api.announce(round_id, stage.value, signer.identity, corrects)
+        published = await ctx.api.announce(
+            round_id, stage.value, signer.identity, corrects, lambda d: _show_draft(ctx, d)
+        )
     else:
         conn = await asyncpg.connect(ctx.database_url)
         try:
@@ -1069,6 +1071,24 @@ async def announce(
         rows=rows,
     )
     return published
+
+
+def _show_draft(ctx: Context, draft: Publication) -> None:
+    """What the operator's key is about to sign, drafted by the gateway: per formasi, how many
+    rows carry each code (the files written after it hold every row)."""
+    ctx.console.print(
+        f"Signing publication {draft.seq} of round {draft.round_id} ({draft.stage.value}), "
+        "drafted by the gateway:",
+        highlight=False,
+    )
+    table = Table()
+    codes = sorted({r.code for _, r in draft.rows()})
+    for column in ("formasi", *codes, "rows"):
+        table.add_column(column, justify="left" if column == "formasi" else "right")
+    for f in draft.formasi:
+        tally = Counter(r.code for r in f.rows)
+        table.add_row(f.code, *(str(tally.get(c, 0)) for c in codes), str(len(f.rows)))
+    ctx.console.print(table)
 
 
 # --- the national round (issue 17) --------------------------------------------------------------

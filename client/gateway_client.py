@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from client.api import RefusedError, UnknownError
-from client.publication import Published, SignedDraft, audience, from_document
+from client.publication import Publication, Published, SignedDraft, audience, from_document
 from domain.messages import Ack, Report
 from domain.protocol import command_kind, service_kind
 from domain.signing import Keyring
@@ -154,12 +155,17 @@ class GatewayReports:
         return await self._read("POST", path, round_id, whom)
 
     async def announce(
-        self, round_id: str, stage: str, identity: str, corrects: int | None = None
+        self,
+        round_id: str,
+        stage: str,
+        identity: str,
+        corrects: int | None = None,
+        review: Callable[[Publication], None] = lambda draft: None,
     ) -> Published:
         """Publish the stage's announcement through the gateway, signed here by `identity`'s key
-        (the gateway never holds it): draft it, sign the draft, send the signature.
-        RefusedError with the gateway's reason (not ready, results changed since the draft, not
-        an operator)."""
+        (the gateway never holds it): draft it, show the draft to `review` (which may raise to
+        stop), sign it, send the signature. RefusedError with the gateway's reason (not ready,
+        results changed since the draft, not an operator)."""
         base = f"/api/v1/rounds/{quote(round_id, safe='')}/announcements/{quote(stage, safe='')}"
         drafted = await self._read("POST", f"{base}/drafts", round_id, {"corrects": corrects})
         draft = from_document(drafted["publication"])
@@ -167,6 +173,7 @@ class GatewayReports:
             return Published(draft, False, drafted["cut_multiplier"])
         if (draft.round_id, draft.stage.value, draft.reported_by) != (round_id, stage, identity):
             raise GatewayError(200, f"the gateway drafted another announcement: {draft.body()}")
+        review(draft)
         signed = SignedDraft.of(self.keyring.sign(draft, audience(round_id)))
         answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
         return Published(

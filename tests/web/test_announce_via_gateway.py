@@ -186,6 +186,10 @@ async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
         code, printed, err = await _starter(*announce, data_dir=data_dir)
         assert code == 0, (printed, err)
         assert f"publication 1 of round {round_id} (admin, 2 rows) signed by {OPERATOR}" in printed
+        # What the key signed was shown first: the draft's codes per formasi.
+        assert f"Signing publication 1 of round {round_id} (admin)" in printed
+        shown = next(line for line in printed.splitlines() if line.strip("│ ").startswith("F1"))
+        assert [c.strip() for c in shown.strip().strip("│").split("│")] == ["F1", "2", "2"]
         document = json.loads((out / f"{round_id}-1.json").read_text(encoding="utf-8"))
         written = from_document(document)
         operator = TEST_KEYRING.signers[OPERATOR]
