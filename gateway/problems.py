@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from domain.registration import mask_nik
+
 PROBLEM_JSON = "application/problem+json"
 _TITLES = {
     400: "Bad request",
@@ -112,13 +114,10 @@ def validation_errors(
         field = ".".join(loc) or "(body)"
         if where == "header":
             field = f"header {field}"
-        out.append(
-            {
-                "field": field,
-                "value": None if err.get("type") == "missing" else _shown(err.get("input")),
-                "reason": err.get("msg", ""),
-            }
-        )
+        value = None if err.get("type") == "missing" else _shown(err.get("input"))
+        if loc and loc[-1] == "nik" and value is not None:
+            value = mask_nik(str(value))  # a NIK is never echoed whole, not even to its sender
+        out.append({"field": field, "value": value, "reason": err.get("msg", "")})
     return out
 
 

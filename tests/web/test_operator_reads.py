@@ -188,6 +188,15 @@ async def test_an_operator_looks_up_an_applicant_by_number_or_nik_and_no_nik_is_
     r = await http.post(lookups, json={"nik": bad_nik}, headers=auth(OPERATOR))
     assert r.status_code == 422 and bad_nik not in r.text, r.text
     assert f"character {bad_nik.index('I') + 1} " in r.json()["detail"]
+    # Not even a NIK sent as a number comes back whole, here or in a registration.
+    r = await http.post(lookups, json={"nik": int(nik)}, headers=auth(OPERATOR))
+    assert r.status_code == 422 and nik not in r.text, r.text
+    assert r.json()["errors"][0]["value"] == nik[:4] + "*" * 8 + nik[-4:]
+    sent = registration(SERIALS[0], "F1", birth=BIRTH).model_dump(mode="json")
+    r = await http.post(
+        f"{_path(round_id)}/registrations", json={**sent, "nik": int(nik)}, headers=auth(OPERATOR)
+    )
+    assert r.status_code == 422 and nik not in r.text, r.text
     both = {"applicant_id": ids[0], "nik": nik}
     for body in (both, {}):
         r = await http.post(lookups, json=body, headers=auth(OPERATOR))
