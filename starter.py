@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -1780,24 +1781,62 @@ def keygen_cmd(
 ):
     """Make an Ed25519 key pair: the private key file (readable by you alone) and the public key
     line for the round file's identities table."""
+    signer = Signer.generate(_identity(identity))
+    path = _new_secret_file(out / f"{identity}.key.json", json.dumps(signer.jwk()))
+    console.print(f"private key: {path} (keep it secret; sign with --key {path})")
+    console.print("add to the round file:")
+    console.print(
+        f"[identities]\n{json.dumps(identity)} = {json.dumps(signer.public)}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _identity(identity: str) -> str:
+    """IDENTITY as a file name and a reporter's name take it; a bad one exits 2."""
     if not 1 <= len(identity) <= 100 or not identity.isprintable() or "/" in identity:
         err_console.print(
             f"[red]bad arguments[/]: IDENTITY={identity!r}: 1-100 printable characters, no /"
         )
         raise typer.Exit(EXIT_BAD_INPUT)
-    path = out / f"{identity}.key.json"
+    return identity
+
+
+def _new_secret_file(path: Path, text: str) -> Path:
+    """Write a new secret, readable by its owner alone from its first byte (never over a file
+    that exists: exit 1)."""
     if path.exists():
         err_console.print(f"[red]refused[/]: {path} exists; keys are never overwritten")
         raise typer.Exit(EXIT_REFUSED)
-    out.mkdir(parents=True, exist_ok=True)
-    signer = Signer.generate(identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(signer.jwk(), f)
-    console.print(f"private key: {path} (keep it secret; sign with --key {path})")
-    console.print("add to the round file:")
+        f.write(text)
+    return path
+
+
+@cli.command("api-key")
+def api_key_cmd(
+    identity: Annotated[
+        str, typer.Argument(help="The identity, as the round's reporters list it.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the API key file.")] = Path("."),
+):
+    """Make an API key for the gateway: the key file (readable by you alone; give it to the
+    service or operator, who uses it with --api-key-file) and the line of its digest for the
+    gateway's api-keys file (CASN_GATEWAY_API_KEYS_FILE), which never holds the key itself."""
+    from gateway.deps import api_key_digest  # the gateway's form; imported only for this
+
+    key = secrets.token_urlsafe(32)
+    path = _new_secret_file(out / f"{_identity(identity)}.api-key", key + "\n")
+    console.print(f"API key: {path} (keep it secret; send with --api-key-file {path})")
+    console.print("add to the gateway's api-keys file, then restart the gateways one by one:")
     console.print(
-        f"[identities]\n{json.dumps(identity)} = {json.dumps(signer.public)}",
+        f"{json.dumps(identity)} = {json.dumps(api_key_digest(key))}", markup=False, highlight=False
+    )
+    console.print(
+        "(while a key is replaced, list both digests: "
+        f'{json.dumps(identity)} = ["sha256:<old>", "sha256:<new>"])',
         markup=False,
         highlight=False,
     )

@@ -75,3 +75,39 @@ def test_import_registrations_takes_the_registering_identitys_key_only(tmp_path)
 
     assert result.exit_code == 2
     assert "is cat-bkn's key, but --as says sscasn-portal" in _said(result)
+
+
+def test_api_key_writes_a_key_only_its_owner_reads_and_the_digest_line_the_gateway_loads(tmp_path):
+    from gateway.deps import ApiKeys
+    from starter import gateway_target
+
+    result = CliRunner().invoke(cli, ["api-key", "bkpsdm-kab-uji", "--out", str(tmp_path)])
+
+    path = tmp_path / "bkpsdm-kab-uji.api-key"
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    line = next(x for x in result.output.splitlines() if x.startswith('"bkpsdm-kab-uji" = '))
+    keys_file = tmp_path / "api-keys.toml"
+    keys_file.write_text(line + "\n")
+    key = path.read_text().strip()
+    assert key not in result.output  # only its digest is printed
+    loaded = ApiKeys.load(keys_file)
+    assert loaded.identity_of(key) == "bkpsdm-kab-uji"
+    assert loaded.identity_of(key + "x") is None
+    # The file is what --api-key-file takes.
+    assert gateway_target("http://127.0.0.1:8000", path) == ("http://127.0.0.1:8000", key)
+    assert CliRunner().invoke(cli, ["api-key", "rsud", "--out", str(tmp_path)]).exit_code == 0
+    assert (tmp_path / "rsud.api-key").read_text().strip() != key
+
+
+def test_api_key_never_overwrites_a_key_and_refuses_a_bad_identity(tmp_path):
+    runner = CliRunner()
+    runner.invoke(cli, ["api-key", "cat-bkn", "--out", str(tmp_path)])
+    before = (tmp_path / "cat-bkn.api-key").read_text()
+
+    again = runner.invoke(cli, ["api-key", "cat-bkn", "--out", str(tmp_path)])
+    bad = runner.invoke(cli, ["api-key", "../cat-bkn", "--out", str(tmp_path)])
+
+    assert again.exit_code == 1 and "never overwritten" in _said(again)
+    assert (tmp_path / "cat-bkn.api-key").read_text() == before
+    assert bad.exit_code == 2 and "no /" in _said(bad)
