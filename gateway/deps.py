@@ -21,6 +21,7 @@ from client.status import StateCache
 from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
+from gateway.limits import RateLimiter
 from runtime.attributes import RECRUITMENT_STAGE
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
@@ -160,6 +161,8 @@ class Gateway:
     # The payload keys' cipher, to read results kept as pages when an announcement is drafted
     # (client/standings.py); None: a round whose results are pages cannot be announced here.
     cipher: ColumnCipher | None = None
+    # Applicant lookups per operator identity (gateway/service_api.py; CASN_LOOKUP_RATE_PER_MINUTE).
+    lookup_limit: RateLimiter = field(default_factory=lambda: RateLimiter(60))
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )

@@ -12,6 +12,7 @@ a loop below from their live annotations.
 """
 
 import asyncio
+import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -696,6 +697,16 @@ async def post_lookup(
     subject = f"lookup in {round_id}"
     config = await _round_config(gw, round_id, subject)
     _operator(config, identity, "look up its applicants")
+    wait = gw.lookup_limit.retry_after(identity)
+    if wait > 0:  # a stolen operator key must not sweep NIKs to learn which registered
+        seconds = max(1, math.ceil(wait))
+        log.warning("rate limited", what="lookup", by=identity, retry_after=seconds)
+        raise Problem(
+            429,
+            f"too many lookups by {identity}: at most {gw.settings.lookup_rate_per_minute} a "
+            f"minute; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
     if lookup.nik is not None:
         # Another pseudonym key would find another number: the round's must be the gateway's.
         await _engine(gw.api.check_round_keys(round_id), subject)

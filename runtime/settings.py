@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     portal_rate_per_minute: int = Field(
         default=20, ge=1, description="registrations and logins per client address per minute"
     )
+    lookup_rate_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        description="applicant lookups per operator identity per minute and gateway process "
+        "(POST /api/v1/rounds/{round}/lookups): a lookup by NIK tells whether a NIK registered",
+    )
     status_cache_size: int = Field(
         default=10_000,
         ge=0,

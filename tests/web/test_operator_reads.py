@@ -238,3 +238,26 @@ async def test_starter_lookup_through_the_gateway(
         )
         assert code == 1, (out, err)
     assert not data_dir.exists()
+
+
+async def test_lookups_are_limited_per_operator_so_a_stolen_key_cannot_sweep_niks(
+    client, keys, running_worker, gateway_state, http, tmp_path, monkeypatch
+):
+    from gateway.limits import RateLimiter
+
+    round_id, ids = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "lookup-rate"
+    )
+    monkeypatch.setattr(gateway_state, "lookup_limit", RateLimiter(2))
+    lookups = f"{_path(round_id)}/lookups"
+    guesses = [registration(s, "F1", birth=BIRTH).nik for s in (901, 902, 903)]
+    answers = [
+        await http.post(lookups, json={"nik": nik}, headers=auth(OPERATOR)) for nik in guesses
+    ]
+    assert [a.status_code for a in answers] == [404, 404, 429], [a.text for a in answers]
+    assert int(answers[2].headers["retry-after"]) >= 1
+    assert "too many lookups by" in answers[2].json()["detail"]
+    assert all(nik not in a.text for a, nik in zip(answers, guesses, strict=True))
+    # The limit is the identity's, whatever it looks up by.
+    r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(OPERATOR))
+    assert r.status_code == 429
