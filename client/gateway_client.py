@@ -168,7 +168,7 @@ class GatewayReports:
         results changed since the draft, not an operator)."""
         base = f"/api/v1/rounds/{quote(round_id, safe='')}/announcements/{quote(stage, safe='')}"
         drafted = await self._read("POST", f"{base}/drafts", round_id, {"corrects": corrects})
-        draft = from_document(drafted["publication"])
+        draft = _publication_in(drafted)
         if not drafted["new"]:
             return Published(draft, False, drafted["cut_multiplier"])
         if (draft.round_id, draft.stage.value, draft.reported_by) != (round_id, stage, identity):
@@ -176,9 +176,7 @@ class GatewayReports:
         review(draft)
         signed = SignedDraft.of(self.keyring.sign(draft, audience(round_id)))
         answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
-        return Published(
-            from_document(answer["publication"]), answer["stored"], answer["cut_multiplier"]
-        )
+        return Published(_publication_in(answer), answer["stored"], answer["cut_multiplier"])
 
     async def _read(
         self, method: str, path: str, round_id: str, body: dict | None = None
@@ -289,6 +287,15 @@ class GatewayReports:
             else:
                 p.answer.set_exception(NotTaken(f"not taken in {ATTEMPTS} attempts: {why}"))
         return again
+
+
+def _publication_in(answer: dict[str, Any]) -> Publication:
+    """The publication an announcement's answer carries; GatewayError when it carries none, or
+    one whose content does not hash to its body_sha256."""
+    try:
+        return from_document(answer["publication"])
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise GatewayError(200, f"the gateway's answer holds no publication: {exc}") from None
 
 
 def _retry_after(response: httpx.Response, most: float) -> float:

@@ -66,7 +66,7 @@ async def _documented(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(gw: Gateway) -> FastAPI:
     """The ASGI app serving `gw`."""
-    from gateway import portal, public, service_api
+    from gateway import operator_api, portal, public, service_api
 
     app = FastAPI(
         title="CASN recruitment gateway",
@@ -141,6 +141,7 @@ def create_app(gw: Gateway) -> FastAPI:
         )
 
     app.include_router(service_api.router)
+    app.include_router(operator_api.router)
     app.include_router(portal.router)
     app.include_router(public.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -1,6 +1,5 @@
-"""The service API: each report and command is a POST carrying the sender's signed message; the
-round's status and one applicant's are read by the round's operators, who also draft and sign
-its announcements here.
+"""The service API: each report and command is a POST carrying the sender's signed message
+(gateway/operator_api.py has what the round's operators read and announce).
 
 Two checks stand in front of the engine's own: the caller proves who it is with its API key
 (`Authorization: Bearer <key>`), and the message must be reported by that same identity. The
@@ -12,29 +11,17 @@ a loop below from their live annotations.
 """
 
 import asyncio
-import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from client.announcements import AnnouncementStage
-from client.api import RefusedError, UnknownError, applicant_id_for
-from client.publication import SignedDraft, draft_announcement, publish_signed
-from client.status import (
-    WIB,
-    ApplicantView,
-    RoundView,
-    applicant_view,
-    build_round_view,
-    funnel_counts,
-)
+from client.api import RefusedError, UnknownError
 from domain.config import RoundConfig
 from domain.messages import Ack, Report
 from domain.protocol import (
@@ -42,7 +29,7 @@ from domain.protocol import (
     SERVICE_KINDS,
     Update,
 )
-from domain.registration import Registration, normalise_nik
+from domain.registration import Registration
 from gateway.deps import Gateway, gateway
 from gateway.problems import (
     ENGINE_LATE,
@@ -128,9 +115,9 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
         )
 
 
-async def _round_config(gw: Gateway, round_id: str, subject: str) -> RoundConfig:
+async def round_config(gw: Gateway, round_id: str, subject: str) -> RoundConfig:
     """The round's rules (cached by the gateway); 404 when there is no such round."""
-    return await _engine(gw.rounds.config(round_id), subject)
+    return await engine_answer(gw.rounds.config(round_id), subject)
 
 
 def _check_signed(config: RoundConfig, message: Report) -> None:
@@ -148,7 +135,7 @@ def _check_signed(config: RoundConfig, message: Report) -> None:
         )
 
 
-async def _engine(call, subject: str) -> Any:
+async def engine_answer(call, subject: str) -> Any:
     """Run one call into the engine, its refusals turned into problems."""
     try:
         return await call
@@ -168,13 +155,13 @@ async def _engine(call, subject: str) -> Any:
 async def _accept(gw: Gateway, identity: str, round_id: str, message: Report, key, send, what):
     """The checks every report and command passes before the engine, then the engine's answer."""
     _check_sender(identity, message, key)
-    _check_signed(await _round_config(gw, round_id, f"{message.report_id} to {round_id}"), message)
+    _check_signed(await round_config(gw, round_id, f"{message.report_id} to {round_id}"), message)
     return await _taken(identity, message, send, what)
 
 
 async def _taken(identity: str, message: Report, send, what: str) -> Ack:
     """The engine's acknowledgement of a message that passed the door (its refusals problems)."""
-    ack = await _engine(send(message), f"{what} {message.report_id}")
+    ack = await engine_answer(send(message), f"{what} {message.report_id}")
     log.info("accepted", kind=what, report_id=message.report_id, by=identity, effect=ack.effect)
     return ack
 
@@ -469,7 +456,7 @@ async def post_reports(
     same time. A batch that does not parse, or whose messages are not all the caller's and (in a
     round with keys) signed, is refused whole, before any item is sent."""
     started = time.perf_counter()
-    config = await _round_config(gw, round_id, f"a batch to {round_id}")
+    config = await round_config(gw, round_id, f"a batch to {round_id}")
     messages = _parsed(batch)
     _door(config, identity, messages)
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
@@ -521,14 +508,14 @@ async def post_registration(
     identity: Caller,
     gw: Gateway = Depends(gateway),
 ) -> RegistrationAnswer:
-    config = await _round_config(gw, round_id, f"registration in {round_id}")
+    config = await round_config(gw, round_id, f"registration in {round_id}")
     allowed = {*config.reporters.get("operator", []), *config.reporters.get("portal", [])}
     if identity not in allowed:
         raise Problem(403, f"{identity} may not register applicants in round {round_id}")
     if gw.portal is None:
         raise Problem(503, "this gateway holds no portal key, so it cannot sign registrations")
-    state = await _engine(gw.rounds.state(round_id), f"registration in {round_id}")
-    result = await _engine(
+    state = await engine_answer(gw.rounds.state(round_id), f"registration in {round_id}")
+    result = await engine_answer(
         gw.api.register(
             config,
             registration,
@@ -554,284 +541,4 @@ async def post_registration(
         applicant_id=result.applicant_id or "",
         registered_at=datetime.now(UTC),
         pending=result.pending,
-    )
-
-
-# --- the round's status, for its operators -------------------------------------------------------
-
-ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
-
-
-class RoundStatus(BaseModel):
-    """The round as its operators read it (`starter.py status`): every window with its extensions
-    and early close, the TMT and its moves, and the funnel per formasi. A half that cannot be read
-    now is null, with why beside it; the other half is still given."""
-
-    round_id: str
-    round: RoundView | None = Field(description="the round's workflow's view; null: see why")
-    round_problem: str | None = Field(default=None, description="why `round` is null")
-    funnel: dict[str, dict[str, int]] | None = Field(
-        description="per formasi, applicants at each stage or result code (the read model's)"
-    )
-    funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
-
-
-def _operator(config: RoundConfig, identity: str, what: str) -> None:
-    """Only the round's operators (its `operator` reporters) read its status and applicants and
-    announce its results here; `what` they do, for the 403's words."""
-    if identity not in config.reporters.get("operator", []):
-        raise Problem(
-            403,
-            f"{identity} is not an operator of round {config.round_id}: only its operators "
-            f"{what} here",
-        )
-
-
-async def _round_now(gw: Gateway, config: RoundConfig) -> tuple[RoundView | None, str | None]:
-    """The round's view, or why it cannot be had now: a read that fails says so, it changes
-    nothing, and the funnel is still shown beside it."""
-    round_id = config.round_id
-    try:
-        state = await gw.rounds.state(round_id, timeout=ROUND_STATE_TIMEOUT)
-    except WorkflowQueryFailedError as exc:
-        log.error("a query the worker could not answer", round_id=round_id, error=str(exc)[:300])
-        return None, ENGINE_UNREADABLE
-    except (TimeoutError, RPCTimeoutOrCancelledError, RPCError) as exc:
-        log.warning("the round did not answer", round_id=round_id, error=type(exc).__name__)
-        return None, (
-            f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later"
-        )
-    return build_round_view(config, state, datetime.now(WIB)), None
-
-
-async def _funnel_now(gw: Gateway, round_id: str) -> tuple[dict | None, str | None]:
-    """The funnel from the read model, or why it cannot be had now (the database's own words stay
-    in the gateway's log: they may name its host)."""
-    try:
-        counts = await funnel_counts(gw.pool, round_id)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("the read model did not answer", round_id=round_id, error=type(exc).__name__)
-        return None, "the read model cannot be read now; ask again later"
-    return {code: dict(sorted(per.items())) for code, per in sorted(counts.items())}, None
-
-
-@router.get(
-    "/rounds/{round_id}",
-    summary="The round's windows, TMT and funnel per formasi, for the round's operators",
-    responses=RESPONSES,
-)
-async def get_round(
-    round_id: str,
-    identity: Caller,
-    response: Response,
-    gw: Gateway = Depends(gateway),
-) -> RoundStatus:
-    """What `starter.py status` shows, for an operator of the round (its `operator` reporters)
-    who has no access to Temporal or the database. Answered 200 even when one half cannot be read
-    now, with `Retry-After`; counts only, no applicant's data."""
-    config = await _round_config(gw, round_id, f"status of {round_id}")
-    _operator(config, identity, "read its status")
-    (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
-        _round_now(gw, config), _funnel_now(gw, round_id)
-    )
-    if round_problem or funnel_problem:
-        response.headers["Retry-After"] = "30"
-    return RoundStatus(
-        round_id=round_id,
-        round=view,
-        round_problem=round_problem,
-        funnel=funnel,
-        funnel_problem=funnel_problem,
-    )
-
-
-# --- one applicant, for the round's operators ----------------------------------------------------
-
-
-class Lookup(BaseModel):
-    """Whom to look up: the registration number, or the NIK. The NIK travels in the body, never in
-    a URL (where access logs and proxies keep it), and is never logged or echoed back."""
-
-    applicant_id: str | None = Field(
-        default=None, pattern=r"^[A-Z2-7]{16}$", description="the registration number"
-    )
-    # Checked by normalise_nik in the route, whose refusal masks it (a length limit here would
-    # echo the value back in its 422).
-    nik: str | None = Field(default=None, description="the NIK (16 digits)")
-
-
-def _whom(gw: Gateway, round_id: str, lookup: Lookup) -> str:
-    """The registration number looked up: given, or the round's pseudonym of the NIK."""
-    if (lookup.applicant_id is None) == (lookup.nik is None):
-        raise Problem(
-            422,
-            "give exactly one of applicant_id and nik",
-            errors=[{"field": "applicant_id", "value": None, "reason": "exactly one with nik"}],
-        )
-    if lookup.applicant_id is not None:
-        return lookup.applicant_id
-    try:
-        nik = normalise_nik(lookup.nik or "")
-    except ValueError as exc:  # the reason names the character, never the whole NIK
-        raise Problem(
-            422, f"nik: {exc}", errors=[{"field": "nik", "value": None, "reason": str(exc)}]
-        ) from None
-    return applicant_id_for(gw.api.pseudonym_key, round_id, nik)
-
-
-@router.post(
-    "/rounds/{round_id}/lookups",
-    summary="One applicant's status (by registration number or NIK), for the round's operators",
-    responses=RESPONSES,
-)
-async def post_lookup(
-    round_id: str,
-    lookup: Lookup,
-    identity: Caller,
-    response: Response,
-    gw: Gateway = Depends(gateway),
-) -> ApplicantView:
-    """What `starter.py lookup` shows: the applicant's stage, codes, every decision with its
-    reason, the deadlines that apply now and what they may do now. 404 for no such applicant.
-    Each lookup is logged with the registration number and who asked, never the NIK."""
-    subject = f"lookup in {round_id}"
-    config = await _round_config(gw, round_id, subject)
-    _operator(config, identity, "look up its applicants")
-    wait = gw.lookup_limit.retry_after(identity)
-    if wait > 0:  # a stolen operator key must not sweep NIKs to learn which registered
-        seconds = max(1, math.ceil(wait))
-        log.warning("rate limited", what="lookup", by=identity, retry_after=seconds)
-        raise Problem(
-            429,
-            f"too many lookups by {identity}: at most {gw.settings.lookup_rate_per_minute} a "
-            f"minute; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
-    if lookup.nik is not None:
-        # Another pseudonym key would find another number: the round's must be the gateway's.
-        await _engine(gw.api.check_round_keys(round_id), subject)
-    applicant_id = _whom(gw, round_id, lookup)
-    state = await _engine(gw.rounds.state(round_id), subject)
-    view = await _engine(
-        applicant_view(gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states),
-        subject,
-    )
-    response.headers["Cache-Control"] = "no-store"
-    log.info(
-        "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)
-    )
-    return view
-
-
-# --- announcements, signed by the round's operator with a key the gateway never holds -------------
-
-
-class DraftRequest(BaseModel):
-    """Which announcement to draft: the stage's first, or a correction of an earlier one."""
-
-    corrects: int | None = Field(
-        default=None, ge=1, description="the publication this one corrects (its seq), if any"
-    )
-
-
-class AnnouncementAnswer(BaseModel):
-    """A draft to sign (`new`: its body, unsigned), or a publication stored (`stored`), or the one
-    that already announces these results (neither: signed, as it was published)."""
-
-    round_id: str
-    new: bool = Field(description="a draft not yet published, or a publication just stored")
-    stored: bool = Field(description="this request stored the publication")
-    publication: dict[str, Any] = Field(
-        description="the document: its body, `signature` (empty in a draft) and `body_sha256`"
-    )
-    cut_multiplier: int = Field(
-        description="the round's SKD cut multiplier, which the printable announcement states"
-    )
-
-
-async def _announcing(gw: Gateway, round_id: str, identity: str) -> None:
-    """Only the round's operators announce; 404 for no such round."""
-    config = await _round_config(gw, round_id, f"announcement of {round_id}")
-    _operator(config, identity, "announce its results")
-
-
-@router.post(
-    "/rounds/{round_id}/announcements/{stage}/drafts",
-    summary="Draft the stage's announcement for the calling operator to sign",
-    responses=RESPONSES,
-)
-async def post_announcement_draft(
-    round_id: str,
-    stage: AnnouncementStage,
-    request: DraftRequest,
-    identity: Caller,
-    gw: Gateway = Depends(gateway),
-) -> AnnouncementAnswer:
-    """The stage's announcement as it would be published now, signed by the caller: the rows
-    the read model gives, the next link of the round's chain. Nothing is stored. The operator
-    checks it, signs it with its own key and sends the signature (the next route) within 30
-    minutes. The same results published already answer with that publication (`new` false);
-    409 while the stage has no result for everyone."""
-    await _announcing(gw, round_id, identity)
-    async with gw.pool.acquire() as conn:
-        drafted = await _engine(
-            draft_announcement(
-                gw.api, conn, round_id, stage, identity, request.corrects, gw.cipher
-            ),
-            f"draft of {round_id} {stage.value}",
-        )
-    return AnnouncementAnswer(
-        round_id=round_id,
-        new=drafted.new,
-        stored=False,
-        publication=drafted.publication.document(),
-        cut_multiplier=drafted.cut_multiplier,
-    )
-
-
-@router.post(
-    "/rounds/{round_id}/announcements/{stage}",
-    summary="Publish a drafted announcement with the calling operator's signature",
-    responses=RESPONSES,
-)
-async def post_announcement(
-    round_id: str,
-    stage: AnnouncementStage,
-    signed: SignedDraft,
-    identity: Caller,
-    gw: Gateway = Depends(gateway),
-) -> AnnouncementAnswer:
-    """The draft is built again and stored only if it hashes to the signed `body_sha256` and the
-    signature verifies under the round's key of `reported_by`, the caller: a gateway that holds
-    no operator's key cannot publish in an operator's name, nor change what the operator signed.
-    409, nothing stored, when the results or the chain moved since the draft (draft again)."""
-    if signed.reported_by != identity:
-        raise Problem(
-            403,
-            f"the API key is {identity}'s, but the draft is signed by {signed.reported_by}",
-            errors=[
-                {"field": "reported_by", "value": signed.reported_by, "reason": "not the caller"}
-            ],
-        )
-    await _announcing(gw, round_id, identity)
-    async with gw.pool.acquire() as conn:
-        published = await _engine(
-            publish_signed(gw.api, conn, round_id, stage, signed, gw.cipher),
-            f"publication of {round_id} {stage.value}",
-        )
-    p = published.publication
-    log.info(
-        "announcement published" if published.new else "announcement unchanged",
-        round_id=round_id,
-        stage=stage.value,
-        seq=p.seq,
-        rows=sum(len(f.rows) for f in p.formasi),
-        by=identity,
-    )
-    return AnnouncementAnswer(
-        round_id=round_id,
-        new=published.new,
-        stored=published.new,
-        publication=p.document(),
-        cut_multiplier=published.cut_multiplier,
     )

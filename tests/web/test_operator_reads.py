@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from client.gateway_client import GatewayReports
 from domain.messages import CloseWindow
 from domain.signing import Keyring
-from gateway import service_api
+from gateway import operator_api
 from tests.roundkit import OPERATOR, TEST_KEYRING, registration
 from tests.web.conftest import api_key, auth, serving
 from tests.web.test_report_via_gateway import _private, _registered, _starter
@@ -85,7 +85,7 @@ async def test_a_half_that_cannot_be_read_is_said_and_the_other_still_shown(
     )
     # The round's worker too slow to answer (a real query, given no time): the funnel still comes.
     with monkeypatch.context() as m:
-        m.setattr(service_api, "ROUND_STATE_TIMEOUT", 1e-6)
+        m.setattr(operator_api, "ROUND_STATE_TIMEOUT", 1e-6)
         r = await http.get(_path(round_id), headers=auth(OPERATOR))
     assert r.status_code == 200, r.text
     assert r.headers["retry-after"] == "30"

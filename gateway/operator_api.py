@@ -1,0 +1,320 @@
+"""What the round's operators read and announce through the gateway, with an API key and their
+own signing key but no access to the cluster: the round's status (`starter.py status --gateway`),
+one applicant's (`lookup --gateway`), and announcements drafted here and signed on the operator's
+machine (`announce --gateway`). Only the round's `operator` reporters: 403 for anyone else.
+
+Like gateway/service_api.py, no `from __future__ import annotations`: FastAPI reads the routes'
+annotations live.
+"""
+
+import asyncio
+import math
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+from temporalio.service import RPCError
+
+from client.announcements import AnnouncementStage
+from client.api import applicant_id_for
+from client.publication import SignedDraft, draft_announcement, publish_signed
+from client.status import (
+    WIB,
+    ApplicantView,
+    RoundView,
+    applicant_view,
+    build_round_view,
+    funnel_counts,
+)
+from domain.config import RoundConfig
+from domain.registration import normalise_nik
+from gateway.deps import Gateway, gateway
+from gateway.problems import ENGINE_UNREADABLE, Problem
+from gateway.service_api import RESPONSES, Caller, engine_answer, round_config
+from runtime.logs import get_logger
+
+log = get_logger("gateway.operators")
+router = APIRouter(prefix="/api/v1", tags=["operators"])
+
+
+# --- the round's status, for its operators -------------------------------------------------------
+
+ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
+
+
+class RoundStatus(BaseModel):
+    """The round as its operators read it (`starter.py status`): every window with its extensions
+    and early close, the TMT and its moves, and the funnel per formasi. A half that cannot be read
+    now is null, with why beside it; the other half is still given."""
+
+    round_id: str
+    round: RoundView | None = Field(description="the round's workflow's view; null: see why")
+    round_problem: str | None = Field(default=None, description="why `round` is null")
+    funnel: dict[str, dict[str, int]] | None = Field(
+        description="per formasi, applicants at each stage or result code (the read model's)"
+    )
+    funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
+
+
+def _operator(config: RoundConfig, identity: str, what: str) -> None:
+    """Only the round's operators (its `operator` reporters) read its status and applicants and
+    announce its results here; `what` they do, for the 403's words."""
+    if identity not in config.reporters.get("operator", []):
+        raise Problem(
+            403,
+            f"{identity} is not an operator of round {config.round_id}: only its operators "
+            f"{what} here",
+        )
+
+
+async def _round_now(gw: Gateway, config: RoundConfig) -> tuple[RoundView | None, str | None]:
+    """The round's view, or why it cannot be had now: a read that fails says so, it changes
+    nothing, and the funnel is still shown beside it."""
+    round_id = config.round_id
+    try:
+        state = await gw.rounds.state(round_id, timeout=ROUND_STATE_TIMEOUT)
+    except WorkflowQueryFailedError as exc:
+        log.error("a query the worker could not answer", round_id=round_id, error=str(exc)[:300])
+        return None, ENGINE_UNREADABLE
+    except (TimeoutError, RPCTimeoutOrCancelledError, RPCError) as exc:
+        log.warning("the round did not answer", round_id=round_id, error=type(exc).__name__)
+        return None, (
+            f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later"
+        )
+    return build_round_view(config, state, datetime.now(WIB)), None
+
+
+async def _funnel_now(gw: Gateway, round_id: str) -> tuple[dict | None, str | None]:
+    """The funnel from the read model, or why it cannot be had now (the database's own words stay
+    in the gateway's log: they may name its host)."""
+    try:
+        counts = await funnel_counts(gw.pool, round_id)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("the read model did not answer", round_id=round_id, error=type(exc).__name__)
+        return None, "the read model cannot be read now; ask again later"
+    return {code: dict(sorted(per.items())) for code, per in sorted(counts.items())}, None
+
+
+@router.get(
+    "/rounds/{round_id}",
+    summary="The round's windows, TMT and funnel per formasi, for the round's operators",
+    responses=RESPONSES,
+)
+async def get_round(
+    round_id: str,
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> RoundStatus:
+    """What `starter.py status` shows, for an operator of the round (its `operator` reporters)
+    who has no access to Temporal or the database. Answered 200 even when one half cannot be read
+    now, with `Retry-After`; counts only, no applicant's data."""
+    config = await round_config(gw, round_id, f"status of {round_id}")
+    _operator(config, identity, "read its status")
+    (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
+        _round_now(gw, config), _funnel_now(gw, round_id)
+    )
+    if round_problem or funnel_problem:
+        response.headers["Retry-After"] = "30"
+    return RoundStatus(
+        round_id=round_id,
+        round=view,
+        round_problem=round_problem,
+        funnel=funnel,
+        funnel_problem=funnel_problem,
+    )
+
+
+# --- one applicant, for the round's operators ----------------------------------------------------
+
+
+class Lookup(BaseModel):
+    """Whom to look up: the registration number, or the NIK. The NIK travels in the body, never in
+    a URL (where access logs and proxies keep it), and is never logged or echoed back."""
+
+    applicant_id: str | None = Field(
+        default=None, pattern=r"^[A-Z2-7]{16}$", description="the registration number"
+    )
+    # Checked by normalise_nik in the route, whose refusal masks it (a length limit here would
+    # echo the value back in its 422).
+    nik: str | None = Field(default=None, description="the NIK (16 digits)")
+
+
+def _whom(gw: Gateway, round_id: str, lookup: Lookup) -> str:
+    """The registration number looked up: given, or the round's pseudonym of the NIK."""
+    if (lookup.applicant_id is None) == (lookup.nik is None):
+        raise Problem(
+            422,
+            "give exactly one of applicant_id and nik",
+            errors=[{"field": "applicant_id", "value": None, "reason": "exactly one with nik"}],
+        )
+    if lookup.applicant_id is not None:
+        return lookup.applicant_id
+    try:
+        nik = normalise_nik(lookup.nik or "")
+    except ValueError as exc:  # the reason names the character, never the whole NIK
+        raise Problem(
+            422, f"nik: {exc}", errors=[{"field": "nik", "value": None, "reason": str(exc)}]
+        ) from None
+    return applicant_id_for(gw.api.pseudonym_key, round_id, nik)
+
+
+@router.post(
+    "/rounds/{round_id}/lookups",
+    summary="One applicant's status (by registration number or NIK), for the round's operators",
+    responses=RESPONSES,
+)
+async def post_lookup(
+    round_id: str,
+    lookup: Lookup,
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> ApplicantView:
+    """What `starter.py lookup` shows: the applicant's stage, codes, every decision with its
+    reason, the deadlines that apply now and what they may do now. 404 for no such applicant.
+    Each lookup is logged with the registration number and who asked, never the NIK."""
+    subject = f"lookup in {round_id}"
+    config = await round_config(gw, round_id, subject)
+    _operator(config, identity, "look up its applicants")
+    wait = gw.lookup_limit.retry_after(identity)
+    if wait > 0:  # a stolen operator key must not sweep NIKs to learn which registered
+        seconds = max(1, math.ceil(wait))
+        log.warning("rate limited", what="lookup", by=identity, retry_after=seconds)
+        raise Problem(
+            429,
+            f"too many lookups by {identity}: at most {gw.settings.lookup_rate_per_minute} a "
+            f"minute; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )
+    if lookup.nik is not None:
+        # Another pseudonym key would find another number: the round's must be the gateway's.
+        await engine_answer(gw.api.check_round_keys(round_id), subject)
+    applicant_id = _whom(gw, round_id, lookup)
+    state = await engine_answer(gw.rounds.state(round_id), subject)
+    view = await engine_answer(
+        applicant_view(gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states),
+        subject,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    log.info(
+        "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)
+    )
+    return view
+
+
+# --- announcements, signed by the round's operator with a key the gateway never holds -------------
+
+
+class DraftRequest(BaseModel):
+    """Which announcement to draft: the stage's first, or a correction of an earlier one."""
+
+    corrects: int | None = Field(
+        default=None, ge=1, description="the publication this one corrects (its seq), if any"
+    )
+
+
+class AnnouncementAnswer(BaseModel):
+    """A draft to sign (`new`: its body, unsigned), or a publication stored (`stored`), or the one
+    that already announces these results (neither: signed, as it was published)."""
+
+    round_id: str
+    new: bool = Field(description="a draft not yet published, or a publication just stored")
+    stored: bool = Field(description="this request stored the publication")
+    publication: dict[str, Any] = Field(
+        description="the document: its body, `signature` (empty in a draft) and `body_sha256`"
+    )
+    cut_multiplier: int = Field(
+        description="the round's SKD cut multiplier, which the printable announcement states"
+    )
+
+
+async def _announcing(gw: Gateway, round_id: str, identity: str) -> None:
+    """Only the round's operators announce; 404 for no such round."""
+    config = await round_config(gw, round_id, f"announcement of {round_id}")
+    _operator(config, identity, "announce its results")
+
+
+@router.post(
+    "/rounds/{round_id}/announcements/{stage}/drafts",
+    summary="Draft the stage's announcement for the calling operator to sign",
+    responses=RESPONSES,
+)
+async def post_announcement_draft(
+    round_id: str,
+    stage: AnnouncementStage,
+    request: DraftRequest,
+    identity: Caller,
+    gw: Gateway = Depends(gateway),
+) -> AnnouncementAnswer:
+    """The stage's announcement as it would be published now, signed by the caller: the rows
+    the read model gives, the next link of the round's chain. Nothing is stored. The operator
+    checks it, signs it with its own key and sends the signature (the next route) within 30
+    minutes. The same results published already answer with that publication (`new` false);
+    409 while the stage has no result for everyone."""
+    await _announcing(gw, round_id, identity)
+    async with gw.pool.acquire() as conn:
+        drafted = await engine_answer(
+            draft_announcement(
+                gw.api, conn, round_id, stage, identity, request.corrects, gw.cipher
+            ),
+            f"draft of {round_id} {stage.value}",
+        )
+    return AnnouncementAnswer(
+        round_id=round_id,
+        new=drafted.new,
+        stored=False,
+        publication=drafted.publication.document(),
+        cut_multiplier=drafted.cut_multiplier,
+    )
+
+
+@router.post(
+    "/rounds/{round_id}/announcements/{stage}",
+    summary="Publish a drafted announcement with the calling operator's signature",
+    responses=RESPONSES,
+)
+async def post_announcement(
+    round_id: str,
+    stage: AnnouncementStage,
+    signed: SignedDraft,
+    identity: Caller,
+    gw: Gateway = Depends(gateway),
+) -> AnnouncementAnswer:
+    """The draft is built again and stored only if it hashes to the signed `body_sha256` and the
+    signature verifies under the round's key of `reported_by`, the caller: a gateway that holds
+    no operator's key cannot publish in an operator's name, nor change what the operator signed.
+    409, nothing stored, when the results or the chain moved since the draft (draft again)."""
+    if signed.reported_by != identity:
+        raise Problem(
+            403,
+            f"the API key is {identity}'s, but the draft is signed by {signed.reported_by}",
+            errors=[
+                {"field": "reported_by", "value": signed.reported_by, "reason": "not the caller"}
+            ],
+        )
+    await _announcing(gw, round_id, identity)
+    async with gw.pool.acquire() as conn:
+        published = await engine_answer(
+            publish_signed(gw.api, conn, round_id, stage, signed, gw.cipher),
+            f"publication of {round_id} {stage.value}",
+        )
+    p = published.publication
+    log.info(
+        "announcement published" if published.new else "announcement unchanged",
+        round_id=round_id,
+        stage=stage.value,
+        seq=p.seq,
+        rows=sum(len(f.rows) for f in p.formasi),
+        by=identity,
+    )
+    return AnnouncementAnswer(
+        round_id=round_id,
+        new=published.new,
+        stored=published.new,
+        publication=p.document(),
+        cut_multiplier=published.cut_multiplier,
+    )
