@@ -1789,6 +1789,7 @@ def keygen_cmd(
         f"[identities]\n{json.dumps(identity)} = {json.dumps(signer.public)}",
         markup=False,
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -1831,8 +1832,12 @@ def api_key_cmd(
     path = _new_secret_file(out / f"{_identity(identity)}.api-key", key + "\n")
     console.print(f"API key: {path} (keep it secret; send with --api-key-file {path})")
     console.print("add to the gateway's api-keys file, then restart the gateways one by one:")
+    # Never wrapped, whatever the terminal's width: the line is pasted into a TOML file whole.
     console.print(
-        f"{json.dumps(identity)} = {json.dumps(api_key_digest(key))}", markup=False, highlight=False
+        f"{json.dumps(identity)} = {json.dumps(api_key_digest(key))}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
     )
     console.print(
         "(while a key is replaced, list both digests: "
