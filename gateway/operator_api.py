@@ -35,6 +35,7 @@ from gateway.deps import Gateway, gateway
 from gateway.problems import ENGINE_UNREADABLE, Problem
 from gateway.service_api import RESPONSES, Caller, engine_answer, round_config
 from runtime.logs import get_logger
+from runtime.metrics import record_announcement, record_lookup
 
 log = get_logger("gateway.operators")
 router = APIRouter(prefix="/api/v1", tags=["operators"])
@@ -180,13 +181,15 @@ async def post_lookup(
     subject = f"lookup in {round_id}"
     config = await round_config(gw, round_id, subject)
     _operator(config, identity, "look up its applicants")
+    by = "number" if lookup.nik is None else "nik"
     wait = gw.lookup_limit.retry_after(identity)
     if wait > 0:  # a stolen operator key must not sweep NIKs to learn which registered
         seconds = max(1, math.ceil(wait))
         log.warning("rate limited", what="lookup", by=identity, retry_after=seconds)
+        record_lookup(by, "limited")
         raise Problem(
             429,
-            f"too many lookups by {identity}: at most {gw.settings.lookup_rate_per_minute} a "
+            f"too many lookups by {identity}: at most {round(gw.lookup_limit.rate * 60)} a "
             f"minute; try again in {seconds} s",
             headers={"Retry-After": str(seconds)},
         )
@@ -195,10 +198,18 @@ async def post_lookup(
         await engine_answer(gw.api.check_round_keys(round_id), subject)
     applicant_id = _whom(gw, round_id, lookup)
     state = await engine_answer(gw.rounds.state(round_id), subject)
-    view = await engine_answer(
-        applicant_view(gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states),
-        subject,
-    )
+    try:
+        view = await engine_answer(
+            applicant_view(
+                gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states
+            ),
+            subject,
+        )
+    except Problem as problem:
+        if problem.status == 404:
+            record_lookup(by, "unknown")
+        raise
+    record_lookup(by, "found")
     response.headers["Cache-Control"] = "no-store"
     log.info(
         "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)
@@ -263,6 +274,7 @@ async def post_announcement_draft(
             ),
             f"draft of {round_id} {stage.value}",
         )
+    record_announcement(stage.value, "drafted" if drafted.new else "unchanged")
     return AnnouncementAnswer(
         round_id=round_id,
         new=drafted.new,
@@ -298,10 +310,19 @@ async def post_announcement(
         )
     await _announcing(gw, round_id, identity)
     async with gw.pool.acquire() as conn:
-        published = await engine_answer(
-            publish_signed(gw.api, conn, round_id, stage, signed, gw.cipher),
-            f"publication of {round_id} {stage.value}",
-        )
+        try:
+            published = await engine_answer(
+                publish_signed(gw.api, conn, round_id, stage, signed, gw.cipher),
+                f"publication of {round_id} {stage.value}",
+            )
+        except Problem as problem:
+            if problem.status == 409:
+                log.warning(
+                    "announcement refused", round_id=round_id, stage=stage.value, by=identity
+                )
+                record_announcement(stage.value, "refused")
+            raise
+    record_announcement(stage.value, "published" if published.new else "unchanged")
     p = published.publication
     log.info(
         "announcement published" if published.new else "announcement unchanged",

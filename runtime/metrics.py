@@ -80,6 +80,21 @@ STATUS_READS = Counter(
     ["source"],
 )
 
+LOOKUPS = Counter(
+    "casn_lookups",
+    "Operators' applicant lookups through the gateway, by what they gave (nik, number) and the "
+    "result (found, unknown, limited: over CASN_LOOKUP_RATE_PER_MINUTE); many limited lookups "
+    "by NIK are a stolen operator key sweeping NIKs (the log's `rate limited` names whose)",
+    ["by", "result"],
+)
+ANNOUNCEMENTS = Counter(
+    "casn_announcements",
+    "Announcements through the gateway, by stage and step (drafted, or unchanged when the stage "
+    "already announces these results; published, unchanged or refused when the operator's "
+    "signature came back)",
+    ["stage", "step"],
+)
+
 RESULTS = ("accepted", "refused", "failed")
 
 
@@ -92,6 +107,16 @@ def record_report(kind: str, result: str, seconds: float) -> None:
     """Count one submitted report or command and observe its acknowledgement latency."""
     REPORTS.labels(kind, result).inc()
     ACK_SECONDS.labels(kind).observe(seconds)
+
+
+def record_lookup(by: str, result: str) -> None:
+    """Count one operator's applicant lookup through the gateway."""
+    LOOKUPS.labels(by, result).inc()
+
+
+def record_announcement(stage: str, step: str) -> None:
+    """Count one step of an announcement through the gateway."""
+    ANNOUNCEMENTS.labels(stage, step).inc()
 
 
 def record_batch(items: int, seconds: float) -> None:

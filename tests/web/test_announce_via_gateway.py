@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import tomli_w
+from prometheus_client import REGISTRY
 
 from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi, RefusedError
@@ -84,6 +85,12 @@ async def _admin_ready(client, keys, running_worker, folder, prefix, serials, bi
     return round_id, ids
 
 
+def _announcements(stage: str, step: str) -> float:
+    """casn_announcements_total{stage, step} in this process's registry (the gateway's)."""
+    value = REGISTRY.get_sample_value("casn_announcements_total", {"stage": stage, "step": step})
+    return value or 0.0
+
+
 async def _stored(pool, round_id: str) -> int:
     return await pool.fetchval("SELECT count(*) FROM publications WHERE round_id = $1", round_id)
 
@@ -106,6 +113,8 @@ async def test_the_gateway_stores_only_what_the_operator_signed_and_would_publis
     )
     base = f"/api/v1/rounds/{round_id}/announcements/admin"
     operator = TEST_KEYRING.signers[OPERATOR]
+    steps = ("drafted", "refused", "published", "unchanged")
+    before = {step: _announcements("admin", step) for step in steps}
 
     # Only the round's operator drafts; a draft is stored nowhere.
     r = await http.post(f"{base}/drafts", json={}, headers=auth(VERIFIER))
@@ -168,6 +177,11 @@ async def test_the_gateway_stores_only_what_the_operator_signed_and_would_publis
     now = (await http.post(f"{base}/drafts", json={}, headers=auth(OPERATOR))).json()
     assert (now["new"], now["publication"]["signature"]) == (False, good["signature"])
     assert await _stored(pool, round_id) == 1
+    # Each step counted: 2 drafts, 3 signatures refused (changed, another key, announced
+    # already), 1 published, and the repeat and the last draft unchanged. (The other refusals
+    # were the door's, 403 and the stale draft called directly, not a signature judged.)
+    counted = {step: _announcements("admin", step) - n for step, n in before.items()}
+    assert counted == {"drafted": 2, "refused": 3, "published": 1, "unchanged": 2}
 
 
 async def test_starter_announce_through_the_gateway_signs_where_the_key_is(

@@ -11,6 +11,7 @@ from datetime import date
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from client.gateway_client import GatewayReports
@@ -26,6 +27,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 SERIALS, BIRTH = [121, 122, 123], date(1996, 3, 1)
+
+
+def _lookups(by: str, result: str) -> float:
+    """casn_lookups_total{by, result} in this process's registry (the gateway's, in-process)."""
+    value = REGISTRY.get_sample_value("casn_lookups_total", {"by": by, "result": result})
+    return value or 0.0
 
 
 def _path(round_id: str) -> str:
@@ -250,6 +257,7 @@ async def test_lookups_are_limited_per_operator_so_a_stolen_key_cannot_sweep_nik
     )
     monkeypatch.setattr(gateway_state, "lookup_limit", RateLimiter(2))
     lookups = f"{_path(round_id)}/lookups"
+    before = {r: _lookups("nik", r) for r in ("unknown", "limited")}
     guesses = [registration(s, "F1", birth=BIRTH).nik for s in (901, 902, 903)]
     answers = [
         await http.post(lookups, json={"nik": nik}, headers=auth(OPERATOR)) for nik in guesses
@@ -257,6 +265,9 @@ async def test_lookups_are_limited_per_operator_so_a_stolen_key_cannot_sweep_nik
     assert [a.status_code for a in answers] == [404, 404, 429], [a.text for a in answers]
     assert int(answers[2].headers["retry-after"]) >= 1
     assert "too many lookups by" in answers[2].json()["detail"]
+    assert "at most 2 a minute" in answers[2].json()["detail"]
+    # Counted for the operators' dashboards: two unknown NIKs, one held back.
+    assert {r: _lookups("nik", r) - n for r, n in before.items()} == {"unknown": 2, "limited": 1}
     assert all(nik not in a.text for a, nik in zip(answers, guesses, strict=True))
     # The limit is the identity's, whatever it looks up by.
     r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(OPERATOR))
