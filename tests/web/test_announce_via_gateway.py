@@ -2,7 +2,7 @@
 holds: the gateway drafts the stage's announcement from the read model, the operator signs the
 draft where its key is, and the gateway stores it only if it builds the very body that was signed
 and the signature holds under the round's key. `starter.py announce --gateway` does the three
-steps with no access to the cluster."""
+steps with no access to the cluster, corrections included."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
     client, keys, running_worker, gateway_state, http, tmp_path
 ):
     _, pool = running_worker
-    round_id, _ = await _admin_ready(
+    round_id, ids = await _admin_ready(
         client, keys, running_worker, tmp_path, "ann-cli", [141, 142], date(1996, 4, 2)
     )
     key = _private(tmp_path / "op.key.json", json.dumps(TEST_KEYRING.signers[OPERATOR].jwk()))
@@ -221,5 +221,32 @@ async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
             "--gateway", url, "--api-key-file", str(op_key), data_dir=data_dir,
         )  # fmt: skip
         assert code == 1 and "has no skd result yet" in err, (printed, err)
+
+        # A DIS after the announcement, through the gateway too: its results changed, so the
+        # announcement is published again only as a correction of number 1.
+        through = ["--as", OPERATOR, "--key", str(key), "--gateway", url]
+        through += ["--api-key-file", str(op_key)]
+        dis = ["disqualify", round_id, ids[0], "--reason", "ijazah palsu", *through]
+        code, printed, err = await _starter(*dis, data_dir=data_dir)
+        assert code == 0, (printed, err)
+
+        async def dis_written():
+            return await pool.fetchval(
+                "SELECT terminal = 'DIS' FROM applicants WHERE round_id = $1 AND applicant_id = $2",
+                round_id,
+                ids[0],
+            )
+
+        await _until("the DIS in the read model", dis_written)
+        code, printed, err = await _starter(*announce, data_dir=data_dir)
+        assert code == 1 and "--corrects 1" in err, (printed, err)
+        code, printed, err = await _starter(*announce, "--corrects", "1", data_dir=data_dir)
+        assert code == 0, (printed, err)
+        assert f"publication 2 of round {round_id} (admin, 2 rows)" in printed
+        correction = from_document(json.loads((out / f"{round_id}-2.json").read_text()))
+        assert (correction.corrects, correction.prev_sha256) == (1, written.body_sha256())
+        assert {r.applicant_id: r.code for _, r in correction.rows()}[ids[0]] == "DIS"
+        assert verify(correction, {OPERATOR: operator.public}, audience(round_id)) is None
+    assert "dikoreksi oleh" in (await http.get(f"/pengumuman/{round_id}/1")).text
     assert not data_dir.exists()
-    assert await _stored(pool, round_id) == 1
+    assert await _stored(pool, round_id) == 2
