@@ -639,19 +639,10 @@ async def send_reports(
         except RowError as exc:
             summary.refuse(exc.refusals, errors)
             return
-        if parsed.applicant_id.startswith(CODE_PREFIX):
+        if parsed.applicant_id.startswith(CODE_PREFIX) and isinstance(ctx.api, RecruitmentApi):
             # A blind panel sheet names candidates by code: the committee's key resolves them.
-            if not isinstance(ctx.api, RecruitmentApi):
-                refusal = RowRefusal(
-                    row.line,
-                    "applicant_id",
-                    parsed.applicant_id,
-                    "a candidate code is resolved with the committee's key, which --gateway does "
-                    "not hold: send the sheet without --gateway",
-                    parsed.message.report_id,
-                )
-                summary.refuse([refusal], errors)
-                return
+            # (Through the gateway the code travels as it is, signed for the code, and the
+            # gateway's key finds the journey.)
             if not codes:
                 codes.update(await candidate_codes(ctx.api, round_id))
             if parsed.applicant_id not in codes:
@@ -2009,8 +2000,12 @@ def survey_mix_cmd():
 async def panel_sheet_cmd_core(
     ctx: Context, round_id: str, panellist: str, formasi: str | None, out: Path | None
 ) -> list[PanelSheetRow]:
-    """A panellist's blind sheet: candidate codes only; with --out, a score file to fill in."""
-    rows = await panel_sheet(ctx.api, round_id, panellist, formasi)
+    """A panellist's blind sheet: candidate codes only; with --out, a score file to fill in.
+    Through the gateway, the sheet of the API key's panellist."""
+    if isinstance(ctx.api, GatewayReports):
+        rows = await ctx.api.panel_sheet(round_id, panellist, formasi)
+    else:
+        rows = await panel_sheet(ctx.api, round_id, panellist, formasi)
     table = Table(title=f"Lembar penilaian {panellist}, {round_id} (kode peserta, tanpa nama)")
     for column in ("kode peserta", "formasi", "komponen"):
         table.add_column(column)
@@ -2036,11 +2031,17 @@ def panel_sheet_cmd(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write a score file to fill in (mode 0600).")
     ] = None,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
 ):
     """A panellist's blind sheet: the applicants they are drawn for, by candidate code (never a
-    name or registration number). `report panel` takes the filled-in file as it is: the codes
-    are resolved with the committee's key."""
-    _run(lambda ctx: panel_sheet_cmd_core(ctx, round_id, panellist, formasi, out))
+    name or registration number). `report panel` takes the filled-in file as it is: the
+    codes are resolved with the committee's key, or, with --gateway, by the gateway (the
+    panellist's own API key: the sheet is theirs, and they sign each score for its code)."""
+    _run(
+        lambda ctx: panel_sheet_cmd_core(ctx, round_id, panellist, formasi, out),
+        gateway=_through(gateway, api_key_file),
+    )
 
 
 @cli.command("lookup")

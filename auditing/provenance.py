@@ -16,7 +16,8 @@ from temporalio.converter import DataConverter
 
 from auditing.history import RecordedHistory, messages, replay
 from domain.config import parse_round_config
-from domain.messages import ChangeKeys, JourneyStart, Report, RoundStart
+from domain.messages import BLIND_REPORTS, ChangeKeys, JourneyStart, Report, RoundStart
+from domain.panels import report_audiences
 from domain.signing import signer_of, verify
 from workflows.ids import aftermath_of, journey_workflow_id
 
@@ -113,7 +114,14 @@ async def check_provenance(
             )
             if not signed:
                 continue
-            problem = timeline.verify(m.content, m.at, audience)
+            # A panellist's blind report may be signed for the candidate's code, which the
+            # journey's start carries (domain/panels.py), instead of for the journey.
+            code = start.candidate_code if isinstance(start, JourneyStart) else ""
+            audiences = report_audiences(
+                audience, round_id, code, isinstance(m.content, BLIND_REPORTS)
+            )
+            problems = [timeline.verify(m.content, m.at, a) for a in audiences]
+            problem = problems[0] if all(problems) else None
             if problem:
                 what = getattr(m.content, "report_id", "registration")
                 check.problems.append(

@@ -59,6 +59,7 @@ from domain.messages import (
     RoundStart,
     RoundState,
 )
+from domain.panels import candidate_code
 from domain.protocol import (
     AFTERMATH_REPORTS,
     CONFIG_DIGEST,
@@ -383,6 +384,7 @@ class RecruitmentApi:
             applied_on=applied_on,
             sanction_key=subject,
             national_claim=national_claim,
+            candidate_code=candidate_code(self.pseudonym_key, config.round_id, applicant_id),
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys

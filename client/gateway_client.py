@@ -25,8 +25,10 @@ from urllib.parse import quote
 import httpx
 
 from client.api import RefusedError, UnknownError
+from client.panels import CODE_PREFIX, PanelSheetRow
 from client.publication import Publication, Published, SignedDraft, audience, from_document
-from domain.messages import Ack, Report
+from domain.messages import BLIND_REPORTS, Ack, Report
+from domain.panels import candidate_audience
 from domain.protocol import command_kind, service_kind
 from domain.signing import Keyring
 from workflows.ids import journey_workflow_id, round_workflow_id
@@ -103,8 +105,16 @@ class GatewayReports:
 
     async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
         """Send one report (in a batch with whatever else is in flight); its acknowledgement, or
-        RefusedError with the engine's reason (UnknownError: no such applicant)."""
-        signed = self.keyring.sign(message, journey_workflow_id(round_id, applicant_id))
+        RefusedError with the engine's reason (UnknownError: no such applicant). A panellist's
+        blind report may name the candidate by code (K-...): it is signed for that code, and the
+        gateway finds the journey (its acknowledgement names the code, never the number)."""
+        blind = applicant_id.startswith(CODE_PREFIX) and isinstance(message, BLIND_REPORTS)
+        audience = (
+            candidate_audience(round_id, applicant_id)
+            if blind
+            else journey_workflow_id(round_id, applicant_id)
+        )
+        signed = self.keyring.sign(message, audience)
         answer: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
         self._add(_Pending(round_id, applicant_id, signed, answer))
         return await answer
@@ -153,6 +163,24 @@ class GatewayReports:
         path = f"/api/v1/rounds/{quote(round_id, safe='')}/lookups"
         whom = {"applicant_id": applicant_id} if nik is None else {"nik": nik}
         return await self._read("POST", path, round_id, whom)
+
+    async def panel_sheet(
+        self, round_id: str, panellist: str, formasi: str | None = None
+    ) -> list[PanelSheetRow]:
+        """`panellist`'s blind sheet (the gateway's `GET .../panel-sheet`, which gives the API
+        key's panellist theirs): the applicants they are drawn for, by candidate code.
+        GatewayError when the API key is another identity's."""
+        path = f"/api/v1/rounds/{quote(round_id, safe='')}/panel-sheet"
+        if formasi:
+            path += f"?formasi={quote(formasi, safe='')}"
+        sheet = await self._read("GET", path, round_id)
+        if sheet.get("panellist") != panellist:
+            raise GatewayError(
+                403, f"the API key is {sheet.get('panellist')}'s, not panellist {panellist}'s"
+            )
+        return [
+            PanelSheetRow(r["candidate"], r["formasi_code"], r["component"]) for r in sheet["rows"]
+        ]
 
     async def announce(
         self,

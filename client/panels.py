@@ -9,7 +9,9 @@ nothing about who the applicant is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from dataclasses import dataclass, field
 
 from client.api import RecruitmentApi
 from domain.events import PanelAssigned, PanelChanged
@@ -60,6 +62,31 @@ async def candidate_codes(api: RecruitmentApi, round_id: str) -> dict[str, str]:
         candidate_code(api.pseudonym_key, round_id, a): a
         for a in await _journeys(api, round_id, None)
     }
+
+
+@dataclass
+class CandidateDirectory:
+    """Which applicant each candidate code of a round stands for, for the gateway, which holds
+    the pseudonym key and takes a panellist's blind reports by code: each round's codes are
+    listed once, and again when a code is not among them, at most every `refresh_every` seconds
+    (a code unknown now may be an applicant registered since)."""
+
+    api: RecruitmentApi
+    refresh_every: float = 10.0
+    _codes: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict, repr=False)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    async def applicant_of(self, round_id: str, code: str) -> str | None:
+        """The registration number of `code` in the round, or None."""
+        at, codes = self._codes.get(round_id, (None, {}))
+        if code in codes:
+            return codes[code]
+        async with self._locks.setdefault(round_id, asyncio.Lock()):
+            at, codes = self._codes.get(round_id, (at, codes))
+            if code not in codes and (at is None or time.monotonic() - at >= self.refresh_every):
+                codes = await candidate_codes(self.api, round_id)
+                self._codes[round_id] = (time.monotonic(), codes)
+        return codes.get(code)
 
 
 async def panel_sheet(

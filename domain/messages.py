@@ -114,6 +114,12 @@ class ConflictDeclaration(Report, frozen=True):
     note: str = Field(default="", max_length=2000)
 
 
+# The reports a panellist sends about a candidate they know by code only (issue 16): signed for
+# the candidate's code instead of the journey when sent through the gateway by code
+# (domain.panels.report_audiences).
+BLIND_REPORTS = (PanelScoreReport, ConflictDeclaration)
+
+
 class PanelReview(Report, frozen=True):
     """The committee's review of a flagged panel score: kept as it is, or struck and scored again
     by the next panellist of the applicant's order."""
@@ -227,6 +233,11 @@ class JourneyStart(BaseModel, frozen=True):
     # The NIK's claim in the national round the round joined (its workflow id, client/national.py):
     # the journey checks it is this registration's. Left out of the dump while empty.
     national_claim: str = Field(default="", max_length=300, exclude_if=lambda claim: not claim)
+    # The applicant's candidate code on panel sheets (domain.panels.candidate_code, keyed with the
+    # pseudonym key the journey never holds), for checking a panellist's report signed for that
+    # code. Left out of the dump while empty, so that start inputs recorded before it keep their
+    # signatures; a journey started without it takes panellists' reports signed for itself only.
+    candidate_code: str = Field(default="", max_length=20, exclude_if=lambda code: not code)
     # The registering identity's signature over the rest (domain/signing.py), in a round with keys.
     signature: str = Field(default="", max_length=1000)
 

@@ -48,3 +48,18 @@ def candidate_code(key: bytes, round_id: str, applicant_id: str) -> str:
     list that next to the name), but a keyed code only the committee's tools can resolve."""
     digest = hmac.new(key, f"panel-code|{round_id}|{applicant_id}".encode(), hashlib.sha256)
     return "K-" + digest.hexdigest()[:10].upper()
+
+
+def candidate_audience(round_id: str, code: str) -> str:
+    """What a panellist who knows the candidate by code only signs a report for: the code in its
+    round. Never the journey, whose id carries the registration number (and so the name)."""
+    return f"{round_id}/candidate/{code}"
+
+
+def report_audiences(journey_id: str, round_id: str, code: str, blind: bool) -> tuple[str, ...]:
+    """What a report to a journey may be signed for: the journey; and, for a report a panellist
+    sends about a candidate known by code (`blind`), that code, when the journey's start carries
+    it. A signature for another code, or for another journey, holds for neither."""
+    if blind and code:
+        return (journey_id, candidate_audience(round_id, code))
+    return (journey_id,)

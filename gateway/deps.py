@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from temporalio.client import WorkflowExecutionStatus
 
 from client.api import RecruitmentApi
+from client.panels import CandidateDirectory
 from client.status import StateCache
 from domain.config import RoundConfig
 from domain.messages import RoundState
@@ -163,6 +164,15 @@ class Gateway:
     cipher: ColumnCipher | None = None
     # Applicant lookups per operator identity (gateway/service_api.py; CASN_LOOKUP_RATE_PER_MINUTE).
     lookup_limit: RateLimiter = field(default_factory=lambda: RateLimiter(60))
+    # Panellists' blind reports name the candidate by code (client/panels.py): made on first use.
+    candidates: CandidateDirectory | None = None
+
+    def candidate_directory(self) -> CandidateDirectory:
+        """The candidate codes of the rounds this gateway serves, resolved with its pseudonym key."""
+        if self.candidates is None:
+            self.candidates = CandidateDirectory(self.api)
+        return self.candidates
+
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )

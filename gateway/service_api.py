@@ -15,15 +15,16 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError
-from domain.config import RoundConfig
-from domain.messages import Ack, Report
+from client.panels import CODE_PREFIX, panel_sheet
+from domain.config import ComponentKind, RoundConfig
+from domain.messages import BLIND_REPORTS, Ack, Report
 from domain.protocol import (
     COMMAND_KINDS,
     SERVICE_KINDS,
@@ -166,6 +167,37 @@ async def _taken(identity: str, message: Report, send, what: str) -> Ack:
     return ack
 
 
+# The kinds a panellist sends about a candidate known by code only: these may name the candidate
+# by code in place of the registration number (domain.messages.BLIND_REPORTS).
+BLIND_KINDS = frozenset(k for k, u in JOURNEY_PATHS.items() if u.input in BLIND_REPORTS)
+
+
+async def send_report(
+    gw: Gateway, round_id: str, applicant: str, kind: str, message: Report
+) -> Ack:
+    """Send one report to its applicant's journey. A panellist's blind report may name the
+    candidate by code (K-...), signed for that code: the gateway finds the journey with its
+    pseudonym key and answers with the code in place of the registration number, which the
+    panellist must not learn (the announcements print it beside the name)."""
+    if not applicant.startswith(CODE_PREFIX):
+        return await gw.api.report(round_id, applicant, message)
+    if kind not in BLIND_KINDS:
+        raise Problem(
+            422,
+            f"{applicant} is a candidate code: only {', '.join(sorted(BLIND_KINDS))} name a "
+            "candidate by code; give the registration number",
+            errors=[{"field": "applicant_id", "value": applicant, "reason": "a candidate code"}],
+        )
+    registration_no = await gw.candidate_directory().applicant_of(round_id, applicant)
+    if registration_no is None:
+        raise UnknownError(f"no candidate {applicant} in round {round_id}")
+    try:
+        ack = await gw.api.report(round_id, registration_no, message)
+    except RefusedError as exc:  # its reason may name the journey: never to the panellist
+        raise type(exc)(str(exc).replace(registration_no, applicant)) from None
+    return ack.model_copy(update={"applicant_id": applicant})
+
+
 def _route(url: str, name: str, model: type, endpoint) -> None:
     """Register one POST whose body is `model`, answered by the acknowledgement."""
     endpoint.__name__ = name
@@ -194,7 +226,7 @@ def _journey_route(path: str, update: Update[Any, Ack]) -> None:
             round_id,
             message,
             idempotency_key,
-            lambda m: gw.api.report(round_id, applicant_id, m),
+            lambda m: send_report(gw, round_id, applicant_id, path, m),
             path,
         )
 
@@ -410,7 +442,7 @@ async def _item(
     ack: Ack | None = None
     problem: Problem | None = None
     try:
-        send = lambda m: gw.api.report(round_id, item.applicant_id, m)  # noqa: E731
+        send = lambda m: send_report(gw, round_id, item.applicant_id, item.kind, m)  # noqa: E731
         ack = await _taken(identity, message, send, item.kind)
     except Problem as exc:
         problem = exc
@@ -541,4 +573,62 @@ async def post_registration(
         applicant_id=result.applicant_id or "",
         registered_at=datetime.now(UTC),
         pending=result.pending,
+    )
+
+
+# --- a panellist's blind sheet -------------------------------------------------------------------
+
+
+class SheetRow(BaseModel):
+    """One applicant on a panellist's sheet, by candidate code: never a name or number."""
+
+    candidate: str
+    formasi_code: str
+    component: str
+
+
+class PanelSheet(BaseModel):
+    """The applicants the calling panellist is drawn for now (every conflict and review taken
+    into account), in code order."""
+
+    round_id: str
+    panellist: str
+    rows: list[SheetRow]
+
+
+@router.get(
+    "/rounds/{round_id}/panel-sheet",
+    summary="The calling panellist's blind sheet: candidate codes, never names or numbers",
+    responses=RESPONSES,
+)
+async def get_panel_sheet(
+    round_id: str,
+    identity: Caller,
+    response: Response,
+    formasi: Annotated[str | None, Query(max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+    gw: Gateway = Depends(gateway),
+) -> PanelSheet:
+    """What `starter.py panel-sheet` shows, for the panellist whose API key calls: each applicant
+    whose panel they sit on, by candidate code. They score by that code (a report signed for the
+    code, `panel_score` or `conflict` with the code in place of the registration number). Only a
+    panellist of one of the round's panel components; it asks every running journey of the round
+    (or of `formasi`) for its panel, so it is not a page to poll."""
+    config = await round_config(gw, round_id, f"panel sheet of {round_id}")
+    pools = [c.panellists for c in config.skb.components if c.kind == ComponentKind.PANEL]
+    if not any(identity in pool for pool in pools):
+        raise Problem(
+            403, f"{identity} is not a panellist of round {round_id}: there is no sheet of theirs"
+        )
+    rows = await engine_answer(
+        panel_sheet(gw.api, round_id, identity, formasi), f"panel sheet of {round_id}"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    log.info("panel sheet", round_id=round_id, by=identity, rows=len(rows))
+    return PanelSheet(
+        round_id=round_id,
+        panellist=identity,
+        rows=[
+            SheetRow(candidate=r.candidate, formasi_code=r.formasi_code, component=r.component)
+            for r in rows
+        ],
     )

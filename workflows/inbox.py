@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.codes import Phase, Stage
     from domain.digest import canonical_digest
     from domain.messages import (
+        BLIND_REPORTS,
         Ack,
         Announcement,
         CloseReply,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SkdEntryReply,
     )
     from domain.optimalisasi import CandidateProfile
+    from domain.panels import report_audiences
     from domain.protocol import FINAL_ENTRY, JOURNEY_REPORTS, SKD_ENTRY
     from domain.ranking import FinalEntry
     from domain.seal import seal_problem
@@ -165,9 +167,16 @@ class JourneyInbox:
         if len(args) == 1:
             # The handler that follows in this activation gets the same payload: decoded once.
             self._validated = (args[0].payload, report)
-        problem = signature_problem(report, self.rules.identities, workflow.info().workflow_id)
-        if problem:
-            self.ledger.refuse(report, problem)
+        start = self.start
+        audiences = report_audiences(
+            workflow.info().workflow_id,
+            start.round_id,
+            start.candidate_code,
+            isinstance(report, BLIND_REPORTS),
+        )
+        problems = [signature_problem(report, self.rules.identities, a) for a in audiences]
+        if all(problems):
+            self.ledger.refuse(report, problems[0])
         if self.ledger.is_repeat(report):
             return
         problem = refusal(self.sheet, report, self.rules, workflow.now())

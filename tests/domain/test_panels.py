@@ -196,3 +196,48 @@ def test_every_panellist_of_the_pool_must_be_a_reporter_of_the_panel():
                 "identities": {},
             },
         )
+
+
+def test_a_blind_report_may_be_signed_for_the_candidates_code_only_when_the_journey_knows_it():
+    """The audiences a report to a journey may be signed for: the journey always; the candidate's
+    code only for a panellist's report and only when the journey's start carries the code."""
+    from domain.messages import BLIND_REPORTS, AdminReport
+    from domain.panels import candidate_audience, report_audiences
+
+    journey, code = "R/applicant/A", "K-0123456789"
+    assert report_audiences(journey, "R", code, blind=True) == (journey, "R/candidate/" + code)
+    assert candidate_audience("R", code) == "R/candidate/" + code
+    assert report_audiences(journey, "R", "", blind=True) == (journey,)  # an older start
+    assert report_audiences(journey, "R", code, blind=False) == (journey,)
+    assert set(BLIND_REPORTS) == {PanelScoreReport, ConflictDeclaration}
+    assert AdminReport not in BLIND_REPORTS and PanelReview not in BLIND_REPORTS
+
+
+def test_a_start_without_a_candidate_code_dumps_as_before_so_recorded_signatures_hold():
+    """A journey's start signed before the code was carried must still verify: the field is left
+    out of the dump while empty, and is in it, signed, when set."""
+    from datetime import date
+
+    from domain.messages import JourneyStart
+    from domain.signing import verify
+    from tests.roundkit import OPERATOR, REGISTRATION_OPEN, TEST_KEYRING, registration
+    from workflows.round import journey_rules
+
+    config = compressed_round("R1", [formasi("F1", 1)], REGISTRATION_OPEN)
+    start = JourneyStart(
+        round_id="R1",
+        applicant_id="A1",
+        registration=registration(1, "F1"),
+        formasi=config.formasi_by_code("F1"),
+        rules=journey_rules(config),
+        registered_by=OPERATOR,
+        tmt=date(2027, 3, 1),
+    )
+    assert "candidate_code" not in start.model_dump(mode="json")
+    coded = start.model_copy(update={"candidate_code": "K-0123456789"})
+    assert coded.model_dump(mode="json")["candidate_code"] == "K-0123456789"
+    signed = TEST_KEYRING.sign(coded, "R1/applicant/A1")
+    keys = TEST_KEYRING.public_keys()
+    assert verify(signed, keys, "R1/applicant/A1") is None
+    tampered = signed.model_copy(update={"candidate_code": "K-9999999999"})
+    assert verify(tampered, keys, "R1/applicant/A1") is not None
