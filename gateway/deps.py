@@ -164,6 +164,8 @@ class Gateway:
     cipher: ColumnCipher | None = None
     # Applicant lookups per operator identity (gateway/service_api.py; CASN_LOOKUP_RATE_PER_MINUTE).
     lookup_limit: RateLimiter = field(default_factory=lambda: RateLimiter(60))
+    # Panel sheets per panellist: each asks every running journey of the round for its panel.
+    sheet_limit: RateLimiter = field(default_factory=lambda: RateLimiter(6))
     # Panellists' blind reports name the candidate by code (client/panels.py): made on first use.
     candidates: CandidateDirectory | None = None
 

@@ -11,6 +11,7 @@ a loop below from their live annotations.
 """
 
 import asyncio
+import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -612,12 +613,23 @@ async def get_panel_sheet(
     whose panel they sit on, by candidate code. They score by that code (a report signed for the
     code, `panel_score` or `conflict` with the code in place of the registration number). Only a
     panellist of one of the round's panel components; it asks every running journey of the round
-    (or of `formasi`) for its panel, so it is not a page to poll."""
+    (or of `formasi`) for its panel, so it is not a page to poll: 6 a minute per panellist, 429
+    beyond."""
     config = await round_config(gw, round_id, f"panel sheet of {round_id}")
     pools = [c.panellists for c in config.skb.components if c.kind == ComponentKind.PANEL]
     if not any(identity in pool for pool in pools):
         raise Problem(
             403, f"{identity} is not a panellist of round {round_id}: there is no sheet of theirs"
+        )
+    wait = gw.sheet_limit.retry_after(identity)
+    if wait > 0:  # each sheet asks every running journey: not a page to poll
+        seconds = max(1, math.ceil(wait))
+        log.warning("rate limited", what="panel sheet", by=identity, retry_after=seconds)
+        raise Problem(
+            429,
+            f"too many panel sheets for {identity}: at most {round(gw.sheet_limit.rate * 60)} a "
+            f"minute; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
         )
     rows = await engine_answer(
         panel_sheet(gw.api, round_id, identity, formasi), f"panel sheet of {round_id}"

@@ -24,6 +24,7 @@ from domain.panels import candidate_audience, candidate_code
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, api_key_digest
+from gateway.limits import RateLimiter
 from runtime.connection import data_converter
 from tests.flows.test_panels import KEYRING, POOL, SKB, _last_panel
 from tests.flows.test_round_end_to_end import _state, _wait_stage
@@ -162,6 +163,14 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
             f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth("bkpsdm-verifikator")
         )
         assert r.status_code == 403, r.text
+        # A sheet asks every running journey: at most a few a minute per panellist.
+        gw.sheet_limit = RateLimiter(2)
+        sheets = [
+            await http.get(f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth(who))
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in sheets] == [200, 200, 429], [r.text for r in sheets]
+        assert "too many panel sheets" in sheets[2].json()["detail"]
 
     # The auditor verifies the blind score's signature as the journey did: for a's code.
     from auditing.provenance import check_provenance
