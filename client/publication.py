@@ -355,9 +355,8 @@ async def publish_signed(
         head = await _chain_head(conn, round_id, stage, formasi, signed.corrects)
         if isinstance(head, Publication):
             if (head.body_sha256(), head.signature) == (signed.body_sha256, signed.signature):
-                return Published(
-                    head, False, config.skd.cut_multiplier
-                )  # this very publication, stored before
+                # This very publication, stored before (the answer to its first sending lost).
+                return Published(head, False, config.skd.cut_multiplier)
             raise RefusedError(
                 f"publication {head.seq} of round {round_id} already announces these "
                 f"{stage.value} results: nothing new to publish"
