@@ -1910,11 +1910,14 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
     """Print the satisfaction survey's results of a round: per instansi and stage, and over every
     stage, the respondents, each element's NRR and the IKM with its band; as a table or one JSON
     document. The answers are anonymous: only these sums are read."""
-    conn = await asyncpg.connect(ctx.database_url)
-    try:
-        rows = await survey_rows(conn, round_id)
-    finally:
-        await conn.close()
+    if isinstance(ctx.api, GatewayReports):  # the gateway reads the same sums
+        rows = await ctx.api.survey(round_id)
+    else:
+        conn = await asyncpg.connect(ctx.database_url)
+        try:
+            rows = await survey_rows(conn, round_id)
+        finally:
+            await conn.close()
     if as_json:
         _print_json(
             ctx,
@@ -1972,10 +1975,18 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
 
 
 @cli.command("survey-results")
-def survey_results_cmd(round_id: str, as_json: JsonOpt = False):
+def survey_results_cmd(
+    round_id: str,
+    as_json: JsonOpt = False,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
+):
     """The satisfaction survey (SKM) of a round: respondents, each element's NRR and the IKM with
-    its band, per instansi and stage (after registration, after SKD, at the end) and overall."""
-    _run(lambda ctx: survey_results(ctx, round_id, as_json))
+    its band, per instansi and stage (after registration, after SKD, at the end) and overall.
+    With --gateway, read through the HTTP gateway by an operator of the round."""
+    _run(
+        lambda ctx: survey_results(ctx, round_id, as_json), gateway=_through(gateway, api_key_file)
+    )
 
 
 async def survey_mix(ctx: Context) -> int:

@@ -27,6 +27,7 @@ import httpx
 from client.api import RefusedError, UnknownError
 from client.panels import CODE_PREFIX, PanelSheetRow
 from client.publication import Publication, Published, SignedDraft, audience, from_document
+from client.survey import SurveyRow
 from domain.messages import BLIND_REPORTS, Ack, Report
 from domain.panels import candidate_audience
 from domain.protocol import command_kind, service_kind
@@ -163,6 +164,18 @@ class GatewayReports:
         path = f"/api/v1/rounds/{quote(round_id, safe='')}/lookups"
         whom = {"applicant_id": applicant_id} if nik is None else {"nik": nik}
         return await self._read("POST", path, round_id, whom)
+
+    async def survey(self, round_id: str) -> list[SurveyRow]:
+        """The satisfaction survey's results of the round (the gateway's `GET .../survey`, for
+        the round's operators), as survey_rows gives them."""
+        path = f"/api/v1/rounds/{quote(round_id, safe='')}/survey"
+        answer = await self._read("GET", path, round_id)
+        try:
+            return [SurveyRow.model_validate(r) for r in answer["results"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayError(
+                200, f"the gateway's answer holds no survey results: {exc}"
+            ) from None
 
     async def panel_sheet(
         self, round_id: str, panellist: str, formasi: str | None = None

@@ -1,7 +1,8 @@
 """What the round's operators read and announce through the gateway, with an API key and their
 own signing key but no access to the cluster: the round's status (`starter.py status --gateway`),
-one applicant's (`lookup --gateway`), and announcements drafted here and signed on the operator's
-machine (`announce --gateway`). Only the round's `operator` reporters: 403 for anyone else.
+one applicant's (`lookup --gateway`), the satisfaction survey's results (`survey-results
+--gateway`), and announcements drafted here and signed on the operator's machine (`announce
+--gateway`). Only the round's `operator` reporters: 403 for anyone else.
 
 Like gateway/service_api.py, no `from __future__ import annotations`: FastAPI reads the routes'
 annotations live.
@@ -29,6 +30,7 @@ from client.status import (
     build_round_view,
     funnel_counts,
 )
+from client.survey import FEW_RESPONDENTS, SurveyRow, survey_rows
 from domain.config import RoundConfig
 from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
@@ -338,4 +340,34 @@ async def post_announcement(
         stored=published.new,
         publication=p.document(),
         cut_multiplier=published.cut_multiplier,
+    )
+
+
+# --- the satisfaction survey's results ----------------------------------------------------------
+
+
+class SurveyResults(BaseModel):
+    """The IKM per instansi and stage, and over every stage (`stage` "all"), as `starter.py
+    survey-results --json` prints it. Sums of anonymous answers only; a result of fewer than
+    `few_below` respondents is marked, not for publication."""
+
+    round_id: str
+    few_below: int
+    results: list[SurveyRow]
+
+
+@router.get(
+    "/rounds/{round_id}/survey",
+    summary="The satisfaction survey's IKM per instansi and stage, for the round's operators",
+    responses=RESPONSES,
+)
+async def get_survey(
+    round_id: str, identity: Caller, gw: Gateway = Depends(gateway)
+) -> SurveyResults:
+    """What `starter.py survey-results` shows: respondents, each element's NRR and the IKM with
+    its band (PermenPANRB 14/2017), read from the sums of the answers, never an answer itself."""
+    config = await round_config(gw, round_id, f"survey of {round_id}")
+    _operator(config, identity, "read its survey")
+    return SurveyResults(
+        round_id=round_id, few_below=FEW_RESPONDENTS, results=await survey_rows(gw.pool, round_id)
     )

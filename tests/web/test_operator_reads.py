@@ -272,3 +272,61 @@ async def test_lookups_are_limited_per_operator_so_a_stolen_key_cannot_sweep_nik
     # The limit is the identity's, whatever it looks up by.
     r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(OPERATOR))
     assert r.status_code == 429
+
+
+async def test_an_operator_reads_the_survey_through_the_gateway_as_the_committee_does(
+    client, keys, running_worker, gateway_state, http, stack, tmp_path
+):
+    """The satisfaction survey's IKM through the gateway: the figures the domain's own formula
+    gives for the answers stored; the CLI through the gateway prints what it prints with the
+    database."""
+    import io
+
+    from rich.console import Console
+
+    import starter
+    from client.survey import record_answers
+    from domain.skm import ikm
+
+    _, pool = running_worker
+    round_id, ids = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "survey-api"
+    )
+    instansi = (await gateway_state.rounds.config(round_id)).instansi
+    answers = {ids[0]: [4, 4, 3, 4, 4, 3, 4, 4, 4], ids[1]: [3, 3, 3, 2, 4, 3, 3, 3, 1]}
+    async with pool.acquire() as conn:
+        for applicant, given in answers.items():
+            assert await record_answers(
+                conn,
+                round_id=round_id,
+                instansi=instansi,
+                applicant_id=applicant,
+                stage="registration",
+                answers=given,
+            )
+    r = await http.get(f"{_path(round_id)}/survey", headers=auth(OPERATOR))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [(x["stage"], x["result"]["respondents"]) for x in body["results"]] == [
+        ("registration", 2),
+        ("all", 2),
+    ]
+    expected = ikm(list(answers.values()))
+    assert body["results"][-1]["result"]["value"] == expected.value
+    assert body["results"][-1]["result"]["band"] == expected.band
+    assert not any(a in r.text for a in ids)  # sums only
+    other = await http.get(f"{_path(round_id)}/survey", headers=auth(VERIFIER))
+    assert other.status_code == 403, other.text
+
+    console = Console(file=io.StringIO(), record=True, width=200)
+    ctx = starter.Context(api=None, database_url=stack.database_url, console=console)
+    await starter.survey_results(ctx, round_id, as_json=True)
+    direct = json.loads(console.export_text().strip().splitlines()[-1])
+    op_key = _private(tmp_path / "op-api-key", api_key(OPERATOR))
+    async with serving(gateway_state) as url:
+        code, out, err = await _starter(
+            "survey-results", round_id, "--json", "--gateway", url, "--api-key-file", str(op_key),
+            data_dir=tmp_path / "operator-data",
+        )  # fmt: skip
+    assert code == 0, (out, err)
+    assert json.loads(out) == direct
