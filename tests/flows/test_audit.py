@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,7 +104,8 @@ SIGNING_KEY = bytes(range(32))
 # allocation for the withdrawn seat would not fit, so the round continues as a new run (patch
 # optimalisasi-continues), which makes the offer and runs filing, the TMT move, Latsar and the close.
 # v19-full-continued: the same, recorded after patch continue-in-its-own-task (the run ends the task
-# that recorded its local activities on a timer before it continues).
+# that recorded its local activities on a timer before it continues). v20-full: every journey's
+# start carries its candidate code (blind panel reports by code, docs/ARCHITECTURE.md).
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -126,6 +128,7 @@ RECORDED_SETS = [
     RECORDED / "v17-full",
     RECORDED / "v18-full-continued",
     RECORDED / "v19-full-continued",
+    RECORDED / "v20-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -393,6 +396,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v17-full",
         RECORDED / "v18-full-continued",
         RECORDED / "v19-full-continued",
+        RECORDED / "v20-full",
     ],
     ids=lambda p: p.name,
 )
@@ -690,6 +694,27 @@ def test_verify_names_journeys_started_with_other_rules_than_their_round(tmp_pat
     out = result.output.replace("\n", "")
     assert result.exit_code == 1
     assert out.count("started with rules 26a26b562642, not the round's 071cd2bfe390") == 3
+
+
+async def test_starts_that_carry_their_candidate_code_keep_their_signatures():
+    """v20-full's journeys were registered with their candidate codes in their starts, which the
+    registrar signed: each code is the applicant's (a keyed code, never the number), and every
+    start and report of the set verifies under the round's keys."""
+    directory = RECORDED / "v20-full"
+    histories, converter = load_histories(directory), recorded_converter(directory)
+    codes = []
+    for h in histories:
+        if h.kind == "journey":
+            [start] = await converter.decode(
+                h.history.events[0].workflow_execution_started_event_attributes.input.payloads,
+                [JourneyStart],
+            )
+            codes.append(start.candidate_code)
+            assert start.applicant_id not in start.candidate_code
+    assert len(codes) == 14 and all(re.fullmatch(r"K-[0-9A-F]{10}", c) for c in codes), codes
+    assert len(set(codes)) == len(codes)
+    check = await check_provenance(histories, converter)
+    assert check.problems == [] and check.verified > 14
 
 
 async def test_a_round_recorded_before_signing_is_named_as_unsigned():
