@@ -19,7 +19,7 @@ from auditing.history import round_histories
 from client.api import RecruitmentApi, UnknownError
 from client.gateway_client import GatewayReports
 from domain.codes import Stage
-from domain.messages import AdminReport, PanelScoreReport, SkdReport
+from domain.messages import AdminReport, ConflictDeclaration, PanelScoreReport, SkdReport
 from domain.panels import candidate_audience, candidate_code
 from domain.signing import Keyring
 from gateway.app import create_app
@@ -134,6 +134,21 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
             await gateway.report(round_id, "K-0000000000", _score(who, 70, "2"))
         journey = client.get_workflow_handle(journey_workflow_id(round_id, a))
         assert (await accepted_updates(journey)).count("report_panel_score") == 1
+
+    # Another of a's panel declares a conflict by code, the other blind report: taken, and the
+    # next of the order takes the seat.
+    second = panel_a[1]
+    async with GatewayReports(
+        "http://gateway.test", api_key(second), Keyring([KEYRING.signers[second]]),
+        transport=transport,
+    ) as gateway:  # fmt: skip
+        conflict = ConflictDeclaration(
+            report_id=f"coi-{second}", reported_by=second, component="wawancara",
+            panellist=second, kind="family", note="sepupu",
+        )  # fmt: skip
+        ack = await gateway.report(round_id, code_a, conflict)
+        assert ack.applicant_id == code_a
+    assert second not in _last_panel(await _state(client, round_id, a))
 
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
         single = f"/api/v1/rounds/{round_id}/applicants/{{}}/panel_score"
