@@ -717,6 +717,51 @@ def verify_announcements(
         raise typer.Exit(1)
 
 
+@app.command("access-log")
+def access_log_command(
+    round_id: str,
+    applicant: str = typer.Option(None, "--applicant", help="one applicant's registration number"),
+    reader: str = typer.Option(None, "--reader", help="one reader's identity"),
+    limit: int = typer.Option(1000, min=1, max=1_000_000, help="at most this many, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document instead of a table"),
+) -> None:
+    """Who read an applicant's record through the gateway, and how: each operator's lookup (by
+    registration number or by NIK, found or not), newest first, from the read model's access log.
+    The NIK is never kept; a lookup by NIK is listed under the number the round's key gives it."""
+    from client.access_log import accesses
+
+    async def main() -> None:
+        from runtime.app import open_app
+
+        opened = await open_app()
+        pool = await _database(opened, "the read model")
+        try:
+            found = await accesses(pool, round_id, applicant, reader, limit)
+        finally:
+            await pool.close()
+        if as_json:
+            print(json.dumps([a.model_dump(mode="json") for a in found], ensure_ascii=False))
+            return
+        table = Table(title=f"Access log of round {round_id} (newest first)")
+        for column in ("at (WIB)", "reader", "applicant", "by", "found", "request"):
+            table.add_column(column)
+        for a in found:
+            table.add_row(
+                wib(a.at),
+                a.reader,
+                a.applicant_id,
+                "NIK" if a.by_nik else "number",
+                "yes" if a.found else "no",
+                a.request_id,
+            )
+        console.print(table)
+        console.print(
+            f"{len(found)} entries" + (f" (at most {limit})" if len(found) == limit else "")
+        )
+
+    _run(main())
+
+
 def _json_file(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

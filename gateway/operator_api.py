@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from client.access_log import record_access
 from client.announcements import AnnouncementStage
 from client.api import applicant_id_for
 from client.publication import SignedDraft, draft_announcement, publish_signed
@@ -165,6 +166,36 @@ def _whom(gw: Gateway, round_id: str, lookup: Lookup) -> str:
     return applicant_id_for(gw.api.pseudonym_key, round_id, nik)
 
 
+async def _accounted(
+    gw: Gateway,
+    request: Request,
+    round_id: str,
+    applicant_id: str,
+    identity: str,
+    lookup: Lookup,
+    found: bool,
+) -> None:
+    """Record the lookup in the access log (client/access_log.py); 503 when it cannot be."""
+    try:
+        await record_access(
+            gw.pool,
+            round_id=round_id,
+            applicant_id=applicant_id,
+            reader=identity,
+            by_nik=lookup.nik is not None,
+            found=found,
+            request_id=getattr(request.state, "request_id", ""),
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error("access not recorded", round_id=round_id, by=identity, error=type(exc).__name__)
+        raise Problem(
+            503,
+            "the lookup could not be recorded in the access log, so nothing is shown; ask again "
+            "later",
+            headers={"Retry-After": "30"},
+        ) from None
+
+
 @router.post(
     "/rounds/{round_id}/lookups",
     summary="One applicant's status (by registration number or NIK), for the round's operators",
@@ -174,12 +205,14 @@ async def post_lookup(
     round_id: str,
     lookup: Lookup,
     identity: Caller,
+    request: Request,
     response: Response,
     gw: Gateway = Depends(gateway),
 ) -> ApplicantView:
     """What `starter.py lookup` shows: the applicant's stage, codes, every decision with its
     reason, the deadlines that apply now and what they may do now. 404 for no such applicant.
-    Each lookup is logged with the registration number and who asked, never the NIK."""
+    Each lookup is recorded in the access log (and the gateway's log) with the registration
+    number and who asked, never the NIK, before it is answered."""
     subject = f"lookup in {round_id}"
     config = await round_config(gw, round_id, subject)
     _operator(config, identity, "look up its applicants")
@@ -210,7 +243,11 @@ async def post_lookup(
     except Problem as problem:
         if problem.status == 404:
             record_lookup(by, "unknown")
+            await _accounted(gw, request, round_id, applicant_id, identity, lookup, found=False)
         raise
+    # Recorded before it is answered: a read of personal data that cannot be accounted for is
+    # not answered.
+    await _accounted(gw, request, round_id, applicant_id, identity, lookup, found=True)
     record_lookup(by, "found")
     response.headers["Cache-Control"] = "no-store"
     log.info(

@@ -6,7 +6,11 @@ said, and the other still shown; a NIK is never in a URL, a log line or an answe
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 from datetime import date
 
 import asyncpg
@@ -14,19 +18,30 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from client.access_log import accesses
 from client.gateway_client import GatewayReports
 from domain.messages import CloseWindow
 from domain.signing import Keyring
 from gateway import operator_api
 from tests.roundkit import OPERATOR, TEST_KEYRING, registration
 from tests.web.conftest import api_key, auth, serving
-from tests.web.test_report_via_gateway import _private, _registered, _starter
+from tests.web.test_report_via_gateway import ROOT, _private, _registered, _starter
 from tests.web.test_service_api import VERIFIER
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 SERIALS, BIRTH = [121, 122, 123], date(1996, 3, 1)
+
+
+def _stack_env(settings) -> dict[str, str]:
+    """The settings a command run against the test session's stack needs."""
+    return {
+        "CASN_DATA_DIR": str(settings.data_dir),
+        "CASN_TEMPORAL_PORT": str(settings.temporal_port),
+        "CASN_TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "CASN_POSTGRES_PORT": str(settings.postgres_port),
+    }
 
 
 def _lookups(by: str, result: str) -> float:
@@ -157,7 +172,7 @@ async def test_starter_status_through_the_gateway_needs_nothing_of_the_cluster(
 
 
 async def test_an_operator_looks_up_an_applicant_by_number_or_nik_and_no_nik_is_kept(
-    client, keys, running_worker, gateway_state, http, tmp_path
+    client, keys, running_worker, gateway_state, http, stack_settings, tmp_path, monkeypatch
 ):
     round_id, ids = await _closed_round(
         client, keys, running_worker, gateway_state, http, tmp_path, "lookup-api"
@@ -214,6 +229,46 @@ async def test_an_operator_looks_up_an_applicant_by_number_or_nik_and_no_nik_is_
     assert r.status_code == 404, r.text
     r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(VERIFIER))
     assert r.status_code == 403 and "not an operator" in r.text, r.text
+
+    # The access log holds every lookup that reached the journeys, newest first, never a NIK;
+    # what the door refused (malformed, both, neither, another reporter) read nothing.
+    _, pool = running_worker
+    logged = await accesses(pool, round_id)
+    assert [(a.applicant_id, a.reader, a.by_nik, a.found) for a in logged] == [
+        ("A" * 16, OPERATOR, False, False),
+        (ids[1], OPERATOR, True, True),
+        (ids[1], OPERATOR, False, True),
+    ]
+    assert all(a.request_id for a in logged)
+    assert nik not in repr(logged)
+    with pytest.raises(asyncpg.PostgresError, match="append-only"):
+        await pool.execute("DELETE FROM access_log WHERE round_id = $1", round_id)
+    # The inspector's command lists the same.
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "audit.py", "access-log", round_id, "--applicant", ids[1], "--json"],
+        env={**os.environ, **_stack_env(stack_settings)},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert [(e["reader"], e["by_nik"]) for e in json.loads(listed.stdout)] == [
+        (OPERATOR, True),
+        (OPERATOR, False),
+    ]
+
+    # A lookup that cannot be recorded is not answered.
+    dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
+    try:
+        monkeypatch.setattr(gateway_state, "pool", dead)
+        r = await http.post(lookups, json={"applicant_id": ids[0]}, headers=auth(OPERATOR))
+    finally:
+        monkeypatch.undo()
+        await dead.close()
+    assert r.status_code == 503 and "access log" in r.text, r.text
+    assert "formasi_code" not in r.text
 
 
 async def test_starter_lookup_through_the_gateway(
