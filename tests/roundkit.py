@@ -248,22 +248,14 @@ def _default_cat(i: int) -> int:
     return 480 - 20 * i  # best final score first
 
 
-async def play_to_skb_close(
-    api,
-    client,
-    round_id: str,
-    ids: list[str],
-    *,
-    twk: Callable[[int], int] = _default_twk,
-    cat: Callable[[int], int] = _default_cat,
-    praktik: int = 90,
+async def play_to_skb(
+    api, client, round_id: str, ids: list[str], *, twk: Callable[[int], int] = _default_twk
 ) -> None:
-    """Play the registered `ids` through the administration, SKD and SKB windows as the services
-    and the committee do: each MS, SKD with TWK `twk(i)` (TIU 140, TKP 190), SKB CAT `cat(i)`,
-    praktik `praktik` and health MS; each window closed early once its results are in. The
-    defaults rank `ids` best first by their SKB CAT score."""
+    """Play the registered `ids` through the administration and SKD windows as the services and
+    the committee do (each MS, SKD with TWK `twk(i)`, TIU 140, TKP 190; each window closed early
+    once its results are in), until each is at the SKB."""
     from domain.codes import Stage
-    from domain.messages import AdminReport, GateReport, SkbScoreReport, SkdReport
+    from domain.messages import AdminReport, SkdReport
     from tests.flows.test_round_end_to_end import _wait_stage
 
     for i, a in enumerate(ids):
@@ -280,8 +272,28 @@ async def play_to_skb_close(
             SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=twk(i), tiu=140, tkp=190),
         )
     await close_window(api, round_id, "skd")
-    for i, a in enumerate(ids):
+    for a in ids:
         await _wait_stage(client, round_id, a, {Stage.SKB})
+
+
+async def play_to_skb_close(
+    api,
+    client,
+    round_id: str,
+    ids: list[str],
+    *,
+    twk: Callable[[int], int] = _default_twk,
+    cat: Callable[[int], int] = _default_cat,
+    praktik: int = 90,
+) -> None:
+    """Play the registered `ids` through the administration, SKD and SKB windows as the services
+    and the committee do: each MS, SKD with TWK `twk(i)` (TIU 140, TKP 190), SKB CAT `cat(i)`,
+    praktik `praktik` and health MS; each window closed early once its results are in. The
+    defaults rank `ids` best first by their SKB CAT score."""
+    from domain.messages import GateReport, SkbScoreReport
+
+    await play_to_skb(api, client, round_id, ids, twk=twk)
+    for i, a in enumerate(ids):
         for comp, who, score in (("cat", "cat-bkn", cat(i)), ("praktik", "panel-praktik", praktik)):
             await api.report(
                 round_id,

@@ -60,6 +60,26 @@ SKB = [
 ]
 
 
+async def create_panel_round(api, folder, prefix: str):
+    """A new round `prefix-xxxxxx` of one formasi whose SKB has the interview panel `wawancara`
+    (three drawn from POOL): its configuration and the moment its schedule counts from."""
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        f"{prefix}-{uuid.uuid4().hex[:6]}",
+        [formasi("F1", 1)],
+        CLOSED_BY_COMMITTEE,
+        t0=t0,
+        skb=SKB,
+        extra={
+            "instansi_kind": "pusat",
+            "reporters": {**REPORTERS, "wawancara": POOL},
+            "identities": KEYRING.public_keys(),
+        },
+    )
+    await create_round_file(api, config, folder)
+    return config, t0
+
+
 def _panel_score(who: str, score: float, n: int = 0) -> PanelScoreReport:
     return PanelScoreReport(
         report_id=f"w-{who}-{n}",
@@ -85,21 +105,8 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
 ):
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
-    round_id = f"panel-{uuid.uuid4().hex[:6]}"
-    t0 = datetime.now(UTC)
-    config = compressed_round(
-        round_id,
-        [formasi("F1", 1)],
-        CLOSED_BY_COMMITTEE,
-        t0=t0,
-        skb=SKB,
-        extra={
-            "instansi_kind": "pusat",
-            "reporters": {**REPORTERS, "wawancara": POOL},
-            "identities": KEYRING.public_keys(),
-        },
-    )
-    await create_round_file(api, config, tmp_path)
+    config, t0 = await create_panel_round(api, tmp_path, "panel")
+    round_id = config.round_id
     a, b = [
         (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
         for n in (1, 2)

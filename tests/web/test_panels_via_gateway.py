@@ -9,8 +9,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,26 +16,16 @@ import pytest
 from auditing.history import round_histories
 from client.api import RecruitmentApi, UnknownError
 from client.gateway_client import GatewayReports
-from domain.codes import Stage
-from domain.messages import AdminReport, ConflictDeclaration, PanelScoreReport, SkdReport
+from domain.messages import AdminReport, ConflictDeclaration, PanelScoreReport
 from domain.panels import candidate_audience, candidate_code
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, api_key_digest
 from gateway.limits import RateLimiter
 from runtime.connection import data_converter
-from tests.flows.test_panels import KEYRING, POOL, SKB, _last_panel
-from tests.flows.test_round_end_to_end import _state, _wait_stage
-from tests.roundkit import (
-    CLOSED_BY_COMMITTEE,
-    REPORTERS,
-    accepted_updates,
-    close_window,
-    compressed_round,
-    create_round_file,
-    formasi,
-    registration,
-)
+from tests.flows.test_panels import KEYRING, POOL, _last_panel, create_panel_round
+from tests.flows.test_round_end_to_end import _state
+from tests.roundkit import accepted_updates, play_to_skb, registration
 from tests.web.conftest import IDENTITIES, api_key, auth, serving
 from tests.web.test_report_via_gateway import _private, _starter
 from workflows.ids import journey_workflow_id
@@ -50,42 +38,13 @@ async def _at_skb(client, keys, running_worker, folder):
     applicants' numbers, and an API on it holding every identity's key."""
     settings, _ = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
-    round_id = f"blind-{uuid.uuid4().hex[:6]}"
-    t0 = datetime.now(UTC)
-    config = compressed_round(
-        round_id,
-        [formasi("F1", 1)],
-        CLOSED_BY_COMMITTEE,
-        t0=t0,
-        skb=SKB,
-        extra={
-            "instansi_kind": "pusat",
-            "reporters": {**REPORTERS, "wawancara": POOL},
-            "identities": KEYRING.public_keys(),
-        },
-    )
-    await create_round_file(api, config, folder)
+    config, t0 = await create_panel_round(api, folder, "blind")
     ids = [
         (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
         for n in (61, 62)
     ]
-    for i, x in enumerate(ids):
-        await _wait_stage(client, round_id, x, {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id, x, AdminReport(report_id=f"adm{i}", reported_by="bkpsdm-verifikator")
-        )
-    await close_window(api, round_id, "administration")
-    for i, x in enumerate(ids):
-        await _wait_stage(client, round_id, x, {Stage.SKD})
-        await api.report(
-            round_id,
-            x,
-            SkdReport(report_id=f"skd{i}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close_window(api, round_id, "skd")
-    for x in ids:
-        await _wait_stage(client, round_id, x, {Stage.SKB})
-    return round_id, ids, api
+    await play_to_skb(api, client, config.round_id, ids)
+    return config.round_id, ids, api
 
 
 def _with_panellists(gateway_state):
