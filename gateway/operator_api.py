@@ -9,7 +9,6 @@ annotations live.
 """
 
 import asyncio
-import math
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +35,7 @@ from domain.config import RoundConfig
 from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
 from gateway.problems import ENGINE_UNREADABLE, Problem
-from gateway.service_api import RESPONSES, Caller, engine_answer, round_config
+from gateway.service_api import RESPONSES, Caller, engine_answer, hold_back, round_config
 from runtime.logs import get_logger
 from runtime.metrics import record_announcement, record_lookup
 
@@ -217,17 +216,11 @@ async def post_lookup(
     config = await round_config(gw, round_id, subject)
     _operator(config, identity, "look up its applicants")
     by = "number" if lookup.nik is None else "nik"
-    wait = gw.lookup_limit.retry_after(identity)
-    if wait > 0:  # a stolen operator key must not sweep NIKs to learn which registered
-        seconds = max(1, math.ceil(wait))
-        log.warning("rate limited", what="lookup", by=identity, retry_after=seconds)
+    try:  # a stolen operator key must not sweep NIKs to learn which registered
+        hold_back(gw.lookup_limit, identity, "lookups")
+    except Problem:
         record_lookup(by, "limited")
-        raise Problem(
-            429,
-            f"too many lookups by {identity}: at most {round(gw.lookup_limit.rate * 60)} a "
-            f"minute; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+        raise
     if lookup.nik is not None:
         # Another pseudonym key would find another number: the round's must be the gateway's.
         await engine_answer(gw.api.check_round_keys(round_id), subject)

@@ -33,6 +33,7 @@ from domain.protocol import (
 )
 from domain.registration import Registration
 from gateway.deps import Gateway, gateway
+from gateway.limits import RateLimiter
 from gateway.problems import (
     ENGINE_LATE,
     ENGINE_UNREADABLE,
@@ -115,6 +116,22 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
                 }
             ],
         )
+
+
+def hold_back(limiter: RateLimiter, identity: str, what: str) -> None:
+    """429, with Retry-After and a warning in the log naming who, when `identity` has had its
+    share of `what` this minute from `limiter`."""
+    wait = limiter.retry_after(identity)
+    if wait <= 0:
+        return
+    seconds = max(1, math.ceil(wait))
+    log.warning("rate limited", what=what, by=identity, retry_after=seconds)
+    raise Problem(
+        429,
+        f"too many {what} for {identity}: at most {round(limiter.rate * 60)} a minute; try "
+        f"again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 async def round_config(gw: Gateway, round_id: str, subject: str) -> RoundConfig:
@@ -621,16 +638,7 @@ async def get_panel_sheet(
         raise Problem(
             403, f"{identity} is not a panellist of round {round_id}: there is no sheet of theirs"
         )
-    wait = gw.sheet_limit.retry_after(identity)
-    if wait > 0:  # each sheet asks every running journey: not a page to poll
-        seconds = max(1, math.ceil(wait))
-        log.warning("rate limited", what="panel sheet", by=identity, retry_after=seconds)
-        raise Problem(
-            429,
-            f"too many panel sheets for {identity}: at most {round(gw.sheet_limit.rate * 60)} a "
-            f"minute; try again in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+    hold_back(gw.sheet_limit, identity, "panel sheets")  # each asks every running journey
     rows = await engine_answer(
         panel_sheet(gw.api, round_id, identity, formasi), f"panel sheet of {round_id}"
     )
