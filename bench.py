@@ -1483,6 +1483,27 @@ def gateway_batch(
     asyncio.run(main())
 
 
+@app.command("announce-gateway")
+def announce_gateway(
+    size: int = typer.Option(2000, min=1, help="applicants registered (a few are refused)"),
+    builds: int = typer.Option(3, min=1, help="in-process builds timed before and after"),
+    seed: int = 17,
+    keep_stack: bool = KEEP,
+):
+    """An announcement drafted by the gateway, signed here and stored through it
+    (docs/ANNOUNCEMENTS.md), against the same announcement built in-process, in one run."""
+    from bench.announce_gateway import run_announce_gateway
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_announce_gateway(ctx, size, seed, builds)
+            save("announce-gateway", {"machine": m, **figures})
+
+    asyncio.run(main())
+
+
 @app.command()
 def ranking(
     sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),

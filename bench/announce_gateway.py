@@ -1,0 +1,155 @@
+"""`bench announce-gateway`: an announcement of a round of SIZE applicants published through the
+HTTP gateway, drafted there and signed here (docs/ANNOUNCEMENTS.md), against the same
+announcement built in-process by the code `starter.py announce` runs, in the same run.
+
+What it measures: the draft's request time and size, the signature's time here, the signed
+publication's request time (the gateway builds the announcement again to check it), and the
+in-process build of the same announcement (`draft_announcement`, the build `publish_announcement`
+does before it signs), each a few times. The gateway is `serve.py` in its own process, as a
+deployment runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import time
+import tomllib
+
+import httpx
+
+from apps.demo import EXAMPLE
+from bench.common import console, print_table
+from bench.gateway import GatewayProcess, keyed_round, wait_admitted
+from bench.gateway_batch import _register
+from bench.rounds import applicants
+from client.announcements import AnnouncementStage
+from client.api import RecruitmentApi
+from client.publication import SignedDraft, audience, draft_announcement, from_document
+from domain.messages import AdminReport, CloseWindow
+from domain.signing import Keyring, Signer
+
+REPORT_CONCURRENCY = 32
+
+
+async def _phase(api: RecruitmentApi, round_id: str, phase: str) -> None:
+    deadline = time.monotonic() + 180
+    while (await api.round_state(round_id)).phase != phase:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"round {round_id} never reached its {phase} phase")
+        await asyncio.sleep(0.5)
+
+
+async def _close(api: RecruitmentApi, round_id: str, operator: str, window: str) -> None:
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id=f"bench-close-{window}",
+            reported_by=operator,
+            window=window,
+            reason=f"bench: every {window} result in",
+        ),
+    )
+
+
+async def _admin_ready(ctx, size: int, seed: int) -> tuple[RecruitmentApi, Keyring, str, str, str]:
+    """A keyed round of `size` applicants (about), every administrative result in the read
+    model: the API, the keyring, the round, its operator and its portal identity."""
+    client, settings, pool = ctx.app.client, ctx.settings, ctx.pool
+    reporters = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["reporters"]
+    keyring = Keyring(
+        [Signer.generate(i) for i in sorted({i for v in reporters.values() for i in v})]
+    )
+    config, path = keyed_round("GA", keyring)
+    round_id = config.round_id
+    operator = config.reporters["operator"][0]
+    verifier = config.reporters["admin"][0]
+    portal = config.reporters["portal"][0]
+    api = RecruitmentApi(client, settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring)
+    await api.create_round(path, operator)
+    regs = applicants(config, size, seed)
+    console.print(f"registering {len(regs)} applicants ...")
+    ids = await _register(api, config, regs, portal)
+    await wait_admitted(pool, round_id, len(ids))
+    await _close(api, round_id, operator, "registration")
+    await _phase(api, round_id, "administration")
+    console.print(f"{len(ids)} administrative results ...")
+    gate = asyncio.Semaphore(REPORT_CONCURRENCY)
+
+    async def one(aid: str) -> None:
+        async with gate:
+            await api.report(
+                round_id, aid, AdminReport(report_id=f"adm-{aid}", reported_by=verifier)
+            )
+
+    await asyncio.gather(*(one(a) for a in ids))
+    await _close(api, round_id, operator, "administration")
+    deadline = time.monotonic() + 300
+    while await pool.fetchval(
+        "SELECT count(*) FROM applicants WHERE round_id = $1 AND admin IS NULL AND terminal IS NULL",
+        round_id,
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the administrative results never all reached the read model")
+        await asyncio.sleep(1)
+    return api, keyring, round_id, operator, portal
+
+
+async def run_announce_gateway(ctx, size: int, seed: int, builds: int) -> dict:
+    """The figures of one run (see the module's docstring)."""
+    api, keyring, round_id, operator, portal_identity = await _admin_ready(ctx, size, seed)
+    signer = keyring.signers[operator]
+    stage = AnnouncementStage.ADMIN
+
+    async def build_here() -> float:
+        async with ctx.pool.acquire() as conn:
+            t0 = time.perf_counter()
+            await draft_announcement(api, conn, round_id, stage, operator)
+            return time.perf_counter() - t0
+
+    here_before = [await build_here() for _ in range(builds)]
+    api_key = secrets.token_urlsafe(32)
+    portal = keyring.signers[portal_identity]
+    async with GatewayProcess(ctx.settings, portal, operator, api_key, "WARNING") as gw:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        base = f"/api/v1/rounds/{round_id}/announcements/{stage.value}"
+        async with httpx.AsyncClient(base_url=gw.url, timeout=600, headers=headers) as http:
+            t0 = time.perf_counter()
+            drafted = await http.post(f"{base}/drafts", json={})
+            draft_s = time.perf_counter() - t0
+            drafted.raise_for_status()
+            draft_bytes = len(drafted.content)
+            t0 = time.perf_counter()
+            draft = from_document(drafted.json()["publication"])
+            signed = SignedDraft.of(signer.sign(draft, audience(round_id)))
+            sign_s = time.perf_counter() - t0
+            body = signed.model_dump(mode="json")
+            t0 = time.perf_counter()
+            stored = await http.post(base, json=body)
+            publish_s = time.perf_counter() - t0
+            stored.raise_for_status()
+            if not stored.json()["stored"]:
+                raise RuntimeError(f"the signed draft was not stored: {stored.text[:300]}")
+            t0 = time.perf_counter()
+            again = await http.post(f"{base}/drafts", json={})
+            again_s = time.perf_counter() - t0
+            again.raise_for_status()
+    here_after = [await build_here() for _ in range(builds)]
+    rows_published = sum(len(f.rows) for f in draft.formasi)
+    here = statistics.median(here_before + here_after)
+    through = draft_s + sign_s + publish_s
+    rows = {
+        "applicants with an administrative result (rows published)": f"{rows_published:,}",
+        "draft: request time / answer size": f"{draft_s:.2f} s / {draft_bytes / 1024:.0f} KiB",
+        "signature here (parse the draft, sign, hash)": f"{sign_s * 1000:.0f} ms",
+        "signed publication: request (built again, checked, stored)": f"{publish_s:.2f} s",
+        "a draft once published (answers the stored publication)": f"{again_s:.2f} s",
+        "through the gateway, draft + sign + publish": f"{through:.2f} s",
+        f"in-process build (draft_announcement), median of {len(here_before + here_after)}": (
+            f"{here:.2f} s ({', '.join(f'{x:.2f}' for x in here_before + here_after)})"
+        ),
+        "through the gateway ÷ one in-process build": f"{through / here:.2f}" if here else "n/a",
+    }
+    print_table(f"The admin announcement of {rows_published:,} rows through the gateway", rows)
+    return {"size": size, "rows": rows_published, **rows}
