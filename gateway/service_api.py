@@ -303,7 +303,12 @@ class BatchItem(BaseModel):
     """One report of a batch: the applicant, the kind (as in the single route's path) and the
     signed message, exactly as the single route takes it."""
 
-    applicant_id: str = Field(min_length=1, max_length=100, description="the registration number")
+    applicant_id: str = Field(
+        min_length=1,
+        max_length=100,
+        description="the registration number; for a panel score or a conflict declaration, the "
+        "candidate code (K-...) instead, the message signed for it",
+    )
     kind: str = Field(description="one of the report kinds: " + ", ".join(JOURNEY_PATHS))
     message: dict[str, Any] = Field(description="the signed message of that kind")
 
