@@ -312,7 +312,7 @@ class GatewayReports:
                 p.answer.set_result(Ack.model_validate(result["ack"]))
             elif status == 404:
                 p.answer.set_exception(UnknownError(result["problem"]["detail"]))
-            elif status == 409:
+            elif 400 <= status < 500:  # 409, or 422: a candidate code where none is taken
                 p.answer.set_exception(RefusedError(result["problem"]["detail"]))
             else:
                 again += self._later([p], result["problem"]["detail"])

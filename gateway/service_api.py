@@ -346,7 +346,8 @@ class BatchAnswer(BaseModel):
     round_id: str
     acknowledged: int = Field(description="items answered 200 (repeats of earlier ones included)")
     refused: int = Field(
-        description="items the engine refused (404, 409): sending them again changes nothing"
+        description="items refused (404, 409; 422 for a candidate code in a kind that takes "
+        "none): sending them again changes nothing"
     )
     unavailable: int = Field(
         description="items the engine did not take now (503, 500): send the batch again"
@@ -529,7 +530,7 @@ async def post_reports(
     done = [r for r in results if r is not None]
     counts = {
         "acknowledged": sum(r.status == 200 for r in done),
-        "refused": sum(r.status in (404, 409) for r in done),
+        "refused": sum(400 <= r.status < 500 for r in done),
         "unavailable": sum(r.status >= 500 for r in done),
     }
     if counts["unavailable"]:
@@ -633,10 +634,10 @@ async def get_panel_sheet(
 ) -> PanelSheet:
     """What `starter.py panel-sheet` shows, for the panellist whose API key calls: each applicant
     whose panel they sit on, by candidate code. They score by that code (a report signed for the
-    code, `panel_score` or `conflict` with the code in place of the registration number). Only a
-    panellist of one of the round's panel components; it asks every running journey of the round
-    (or of `formasi`) for its panel, so it is not a page to poll: 6 a minute per panellist, 429
-    beyond."""
+    code, `panel_score` or `declare_conflict` with the code in place of the registration number).
+    Only a panellist of one of the round's panel components; it asks every running journey of the
+    round (or of `formasi`) for its panel, so it is not a page to poll: 6 a minute per panellist,
+    429 beyond."""
     config = await round_config(gw, round_id, f"panel sheet of {round_id}")
     pools = [c.panellists for c in config.skb.components if c.kind == ComponentKind.PANEL]
     if not any(identity in pool for pool in pools):

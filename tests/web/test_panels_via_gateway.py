@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from auditing.history import round_histories
-from client.api import RecruitmentApi, UnknownError
+from client.api import RecruitmentApi, RefusedError, UnknownError
 from client.gateway_client import GatewayReports
 from domain.messages import AdminReport, ConflictDeclaration, PanelScoreReport
 from domain.panels import candidate_audience, candidate_code
@@ -91,6 +91,10 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         assert again.recorded_at == ack.recorded_at
         with pytest.raises(UnknownError, match="no candidate K-0000000000"):
             await gateway.report(round_id, "K-0000000000", _score(who, 70, "2"))
+        # A code for a report that is not a panellist's: refused at once, never sent again.
+        wrong = AdminReport(report_id=f"adm-by-{who}", reported_by=who)
+        with pytest.raises(RefusedError, match="is a candidate code"):
+            await gateway.report(round_id, code_a, wrong)
         journey = client.get_workflow_handle(journey_workflow_id(round_id, a))
         assert (await accepted_updates(journey)).count("report_panel_score") == 1
 
@@ -132,6 +136,19 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
             admin, json=late.model_dump(mode="json"), headers=auth("bkpsdm-verifikator")
         )
         assert r.status_code == 422 and "candidate code" in r.text, r.text
+        # The same in a batch: that item refused, and counted so.
+        batch = {
+            "items": [
+                {"applicant_id": code_a, "kind": "admin", "message": late.model_dump(mode="json")}
+            ]
+        }
+        r = await http.post(
+            f"/api/v1/rounds/{round_id}/reports", json=batch, headers=auth("bkpsdm-verifikator")
+        )
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert [x["status"] for x in answer["results"]] == [422]
+        assert (answer["acknowledged"], answer["refused"], answer["unavailable"]) == (0, 1, 0)
         # A sheet for somebody who sits on no panel.
         r = await http.get(
             f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth("bkpsdm-verifikator")
