@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from pydantic import BaseModel
 from temporalio.converter import DataConverter
@@ -18,7 +19,7 @@ from auditing.history import RecordedHistory, messages, replay
 from domain.config import parse_round_config
 from domain.messages import BLIND_REPORTS, ChangeKeys, JourneyStart, Report, RoundStart
 from domain.panels import report_audiences
-from domain.signing import signer_of, verify
+from domain.signing import problem_for_every, signer_of, verify
 from workflows.ids import aftermath_of, journey_workflow_id
 
 
@@ -120,8 +121,7 @@ async def check_provenance(
             audiences = report_audiences(
                 audience, round_id, code, isinstance(m.content, BLIND_REPORTS)
             )
-            problems = [timeline.verify(m.content, m.at, a) for a in audiences]
-            problem = problems[0] if all(problems) else None
+            problem = problem_for_every(partial(timeline.verify, m.content, m.at), audiences)
             if problem:
                 what = getattr(m.content, "report_id", "registration")
                 check.problems.append(

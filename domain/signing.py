@@ -17,6 +17,7 @@ the auditor's offline `verify`. JOSE handling is joserfc's, the curve arithmetic
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -98,6 +99,20 @@ def signature_problem(message: BaseModel, identities: dict[str, str], audience: 
     """Why a message for `audience` cannot count in a round with these keys (None in a round
     without keys)."""
     return verify(message, identities, audience) if identities else None
+
+
+def problem_for_every(check: Callable[[str], str | None], audiences: Iterable[str]) -> str | None:
+    """None as soon as a signature holds for one of `audiences` (`check` gives why it does not
+    for one), tried in order, each only when those before failed; else why it failed for the
+    first. A message may be signed for more than one audience (domain/panels.py
+    report_audiences), never for none."""
+    first = None
+    for audience in audiences:
+        problem = check(audience)
+        if problem is None:
+            return None
+        first = first or problem
+    return first
 
 
 @dataclass(frozen=True)

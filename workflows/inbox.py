@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -61,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         rule_for,
         unreviewed_flags,
     )
-    from domain.signing import signature_problem
+    from domain.signing import problem_for_every, signature_problem
     from domain.skd import SkdKey
     from workflows.calls import changed_keys, decode, signal_message, workflow_handle
     from workflows.ids import formasi_workflow_id
@@ -174,9 +175,11 @@ class JourneyInbox:
             start.candidate_code,
             isinstance(report, BLIND_REPORTS),
         )
-        problems = [signature_problem(report, self.rules.identities, a) for a in audiences]
-        if all(problems):
-            self.ledger.refuse(report, problems[0])
+        problem = problem_for_every(
+            partial(signature_problem, report, self.rules.identities), audiences
+        )
+        if problem:
+            self.ledger.refuse(report, problem)
         if self.ledger.is_repeat(report):
             return
         problem = refusal(self.sheet, report, self.rules, workflow.now())

@@ -241,3 +241,20 @@ def test_a_start_without_a_candidate_code_dumps_as_before_so_recorded_signatures
     assert verify(signed, keys, "R1/applicant/A1") is None
     tampered = signed.model_copy(update={"candidate_code": "K-9999999999"})
     assert verify(tampered, keys, "R1/applicant/A1") is not None
+
+
+def test_a_signature_is_tried_for_each_audience_in_turn_until_one_holds():
+    """The journey's own id first: a report signed for it is checked once; the code only when the
+    id failed; the first failure is the one named."""
+    from domain.signing import problem_for_every
+
+    asked: list[str] = []
+
+    def check(audience: str) -> str | None:
+        asked.append(audience)
+        return None if audience == "holds" else f"not for {audience}"
+
+    assert problem_for_every(check, ["holds", "never asked"]) is None
+    assert asked == ["holds"]
+    assert problem_for_every(check, ["first", "holds"]) is None
+    assert problem_for_every(check, ["first", "second"]) == "not for first"
