@@ -24,7 +24,7 @@ from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
-from gateway.limits import RateLimiter, RequestLimits
+from gateway.limits import RequestLimits
 from runtime.db import open_pool
 from runtime.logs import get_logger
 from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
@@ -231,5 +231,4 @@ async def open_gateway(ctx) -> Gateway:
         rounds=RoundDirectory(api),
         states=StateCache(settings.status_cache_size),
         cipher=ColumnCipher.from_keys(ctx.keys),
-        lookup_limit=RateLimiter(settings.lookup_rate_per_minute),
     )

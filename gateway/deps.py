@@ -18,7 +18,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from client.api import RecruitmentApi
 from client.panels import CandidateDirectory
-from client.status import StateCache
+from client.status import ApplicantView, StateCache, applicant_view
 from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
@@ -30,6 +30,7 @@ from runtime.settings import Settings
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 API_KEY_PREFIX = "sha256:"
+SHEETS_PER_MINUTE = 6  # panel sheets per panellist and gateway process
 
 
 class GatewayConfigError(ValueError):
@@ -162,22 +163,36 @@ class Gateway:
     # The payload keys' cipher, to read results kept as pages when an announcement is drafted
     # (client/standings.py); None: a round whose results are pages cannot be announced here.
     cipher: ColumnCipher | None = None
-    # Applicant lookups per operator identity (gateway/service_api.py; CASN_LOOKUP_RATE_PER_MINUTE).
-    lookup_limit: RateLimiter = field(default_factory=lambda: RateLimiter(60))
-    # Panel sheets per panellist: each asks every running journey of the round for its panel.
-    sheet_limit: RateLimiter = field(default_factory=lambda: RateLimiter(6))
-    # Panellists' blind reports name the candidate by code (client/panels.py): made on first use.
-    candidates: CandidateDirectory | None = None
-
-    def candidate_directory(self) -> CandidateDirectory:
-        """The candidate codes of the rounds this gateway serves, resolved with its pseudonym key."""
-        if self.candidates is None:
-            self.candidates = CandidateDirectory(self.api)
-        return self.candidates
-
     templates: Jinja2Templates = field(
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
+    # Made from the rest (__post_init__): applicant lookups per operator identity
+    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist (each asks every running journey
+    # of the round for its panel), and the candidate codes of blind panel reports, resolved with
+    # this gateway's pseudonym key (client/panels.py).
+    lookup_limit: RateLimiter = field(init=False)
+    sheet_limit: RateLimiter = field(init=False)
+    candidates: CandidateDirectory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
+        self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
+        self.candidates = CandidateDirectory(self.api)
+
+    async def applicant_status(
+        self, round_id: str, applicant_id: str, config: RoundConfig
+    ) -> ApplicantView:
+        """An applicant's status, as the portal shows it and an operator looks it up: the round
+        from the directory, the journey through the status cache (a journey unchanged since it was
+        last read costs a describe, no query). UnknownError for no such applicant."""
+        return await applicant_view(
+            self.api,
+            round_id,
+            applicant_id,
+            config=config,
+            state=await self.rounds.state(round_id),
+            cache=self.states,
+        )
 
 
 async def gateway(request: Request) -> Gateway:

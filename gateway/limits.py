@@ -3,6 +3,7 @@ per-client rate limits on the endpoints that attract floods (registration, login
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import uuid
@@ -12,7 +13,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.problems import PROBLEM_JSON
+from gateway.problems import PROBLEM_JSON, Problem
 from runtime.logs import get_logger
 
 log = get_logger("gateway")
@@ -178,3 +179,19 @@ class RateLimiter:
         while len(self._buckets) > self.max_clients:
             self._buckets.popitem(last=False)
         return wait
+
+
+def hold_back(limiter: RateLimiter, identity: str, what: str) -> None:
+    """429, with Retry-After and a warning in the log naming who, when `identity` has had its
+    share of `what` this minute from `limiter`."""
+    wait = limiter.retry_after(identity)
+    if wait <= 0:
+        return
+    seconds = max(1, math.ceil(wait))
+    log.warning("rate limited", what=what, by=identity, retry_after=seconds)
+    raise Problem(
+        429,
+        f"too many {what} for {identity}: at most {round(limiter.rate * 60)} a minute; try "
+        f"again in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )

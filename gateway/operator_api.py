@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
@@ -26,7 +26,6 @@ from client.status import (
     WIB,
     ApplicantView,
     RoundView,
-    applicant_view,
     build_round_view,
     funnel_counts,
 )
@@ -34,8 +33,9 @@ from client.survey import FEW_RESPONDENTS, SurveyRow, survey_rows
 from domain.config import RoundConfig
 from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
+from gateway.limits import hold_back
 from gateway.problems import ENGINE_UNREADABLE, Problem
-from gateway.service_api import RESPONSES, Caller, engine_answer, hold_back, round_config
+from gateway.service_api import RESPONSES, Caller, engine_answer, round_config
 from runtime.logs import get_logger
 from runtime.metrics import record_announcement, record_lookup
 
@@ -46,6 +46,8 @@ router = APIRouter(prefix="/api/v1", tags=["operators"])
 # --- the round's status, for its operators -------------------------------------------------------
 
 ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
+# What the read model raises when it cannot be reached or used now (its words stay in the log).
+READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class RoundStatus(BaseModel):
@@ -95,7 +97,7 @@ async def _funnel_now(gw: Gateway, round_id: str) -> tuple[dict | None, str | No
     in the gateway's log: they may name its host)."""
     try:
         counts = await funnel_counts(gw.pool, round_id)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except READ_MODEL_DOWN as exc:
         log.warning("the read model did not answer", round_id=round_id, error=type(exc).__name__)
         return None, "the read model cannot be read now; ask again later"
     return {code: dict(sorted(per.items())) for code, per in sorted(counts.items())}, None
@@ -145,15 +147,15 @@ class Lookup(BaseModel):
     # echo the value back in its 422).
     nik: str | None = Field(default=None, description="the NIK (16 digits)")
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Lookup":
+        if (self.applicant_id is None) == (self.nik is None):
+            raise ValueError("give exactly one of applicant_id and nik")
+        return self
+
 
 def _whom(gw: Gateway, round_id: str, lookup: Lookup) -> str:
     """The registration number looked up: given, or the round's pseudonym of the NIK."""
-    if (lookup.applicant_id is None) == (lookup.nik is None):
-        raise Problem(
-            422,
-            "give exactly one of applicant_id and nik",
-            errors=[{"field": "applicant_id", "value": None, "reason": "exactly one with nik"}],
-        )
     if lookup.applicant_id is not None:
         return lookup.applicant_id
     try:
@@ -174,7 +176,8 @@ async def _accounted(
     lookup: Lookup,
     found: bool,
 ) -> None:
-    """Record the lookup in the access log (client/access_log.py); 503 when it cannot be."""
+    """Record the lookup in the access log (client/access_log.py) and count it; 503 when it
+    cannot be recorded."""
     try:
         await record_access(
             gw.pool,
@@ -185,7 +188,7 @@ async def _accounted(
             found=found,
             request_id=getattr(request.state, "request_id", ""),
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except READ_MODEL_DOWN as exc:
         log.error("access not recorded", round_id=round_id, by=identity, error=type(exc).__name__)
         raise Problem(
             503,
@@ -193,6 +196,7 @@ async def _accounted(
             "later",
             headers={"Retry-After": "30"},
         ) from None
+    record_lookup("nik" if lookup.nik is not None else "number", "found" if found else "unknown")
 
 
 @router.post(
@@ -215,33 +219,24 @@ async def post_lookup(
     subject = f"lookup in {round_id}"
     config = await round_config(gw, round_id, subject)
     _operator(config, identity, "look up its applicants")
-    by = "number" if lookup.nik is None else "nik"
     try:  # a stolen operator key must not sweep NIKs to learn which registered
         hold_back(gw.lookup_limit, identity, "lookups")
     except Problem:
-        record_lookup(by, "limited")
+        record_lookup("number" if lookup.nik is None else "nik", "limited")
         raise
     if lookup.nik is not None:
         # Another pseudonym key would find another number: the round's must be the gateway's.
         await engine_answer(gw.api.check_round_keys(round_id), subject)
     applicant_id = _whom(gw, round_id, lookup)
-    state = await engine_answer(gw.rounds.state(round_id), subject)
     try:
-        view = await engine_answer(
-            applicant_view(
-                gw.api, round_id, applicant_id, config=config, state=state, cache=gw.states
-            ),
-            subject,
-        )
+        view = await engine_answer(gw.applicant_status(round_id, applicant_id, config), subject)
     except Problem as problem:
         if problem.status == 404:
-            record_lookup(by, "unknown")
             await _accounted(gw, request, round_id, applicant_id, identity, lookup, found=False)
         raise
     # Recorded before it is answered: a read of personal data that cannot be accounted for is
     # not answered.
     await _accounted(gw, request, round_id, applicant_id, identity, lookup, found=True)
-    record_lookup(by, "found")
     response.headers["Cache-Control"] = "no-store"
     log.info(
         "lookup", round_id=round_id, applicant_id=applicant_id, by=identity, by_nik=bool(lookup.nik)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for
-from client.status import ApplicantView, applicant_view, reason_text, tanggal, wib
+from client.status import ApplicantView, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
@@ -833,21 +833,6 @@ async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
 # --- status and what the applicant may send -----------------------------------------------------
 
 
-async def _status_of(
-    v: Visit, round_id: str, applicant_id: str, config: RoundConfig
-) -> ApplicantView:
-    """The applicant's status: the round from the gateway's directory, the journey through its
-    status cache (a journey unchanged since its last read costs a describe, no query)."""
-    return await applicant_view(
-        v.gw.api,
-        round_id,
-        applicant_id,
-        config=config,
-        state=await v.gw.rounds.state(round_id),
-        cache=v.gw.states,
-    )
-
-
 @router.get("/status", response_class=HTMLResponse)
 async def status(v: Visit = Depends(visit)) -> Response:
     """The applicant's stage, every decision with its reasons, the deadlines in WIB, and the
@@ -857,7 +842,7 @@ async def status(v: Visit = Depends(visit)) -> Response:
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await _status_of(v, round_id, applicant_id, config)
+        view = await v.gw.applicant_status(round_id, applicant_id, config)
     except UnknownError:
         return message(
             v,
@@ -988,7 +973,7 @@ async def _withdrawal_form(v: Visit, error: str = "", status: int = 200) -> Resp
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await _status_of(v, round_id, applicant_id, config)
+        view = await v.gw.applicant_status(round_id, applicant_id, config)
     except (RPCError, RefusedError) as exc:
         return unavailable(v, "withdrawal page", exc)
     return page(
@@ -1050,7 +1035,7 @@ async def _survey_subject(
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
-        view = await _status_of(v, round_id, applicant_id, config)
+        view = await v.gw.applicant_status(round_id, applicant_id, config)
     except UnknownError:
         return message(
             v, 404, "Pendaftaran tidak ditemukan", f"Tidak ada pendaftaran {applicant_id}."

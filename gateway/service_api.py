@@ -11,7 +11,6 @@ a loop below from their live annotations.
 """
 
 import asyncio
-import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -33,7 +32,7 @@ from domain.protocol import (
 )
 from domain.registration import Registration
 from gateway.deps import Gateway, gateway
-from gateway.limits import RateLimiter
+from gateway.limits import hold_back
 from gateway.problems import (
     ENGINE_LATE,
     ENGINE_UNREADABLE,
@@ -118,22 +117,6 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
         )
 
 
-def hold_back(limiter: RateLimiter, identity: str, what: str) -> None:
-    """429, with Retry-After and a warning in the log naming who, when `identity` has had its
-    share of `what` this minute from `limiter`."""
-    wait = limiter.retry_after(identity)
-    if wait <= 0:
-        return
-    seconds = max(1, math.ceil(wait))
-    log.warning("rate limited", what=what, by=identity, retry_after=seconds)
-    raise Problem(
-        429,
-        f"too many {what} for {identity}: at most {round(limiter.rate * 60)} a minute; try "
-        f"again in {seconds} s",
-        headers={"Retry-After": str(seconds)},
-    )
-
-
 async def round_config(gw: Gateway, round_id: str, subject: str) -> RoundConfig:
     """The round's rules (cached by the gateway); 404 when there is no such round."""
     return await engine_answer(gw.rounds.config(round_id), subject)
@@ -206,7 +189,7 @@ async def send_report(
             "candidate by code; give the registration number",
             errors=[{"field": "applicant_id", "value": applicant, "reason": "a candidate code"}],
         )
-    registration_no = await gw.candidate_directory().applicant_of(round_id, applicant)
+    registration_no = await gw.candidates.applicant_of(round_id, applicant)
     if registration_no is None:
         raise UnknownError(f"no candidate {applicant} in round {round_id}")
     try:

@@ -50,7 +50,7 @@ async def _at_skb(client, keys, running_worker, folder):
 def _with_panellists(gateway_state):
     """The test gateway, knowing the panellists' API keys too."""
     known = {api_key_digest(api_key(i)): i for i in [*IDENTITIES, *POOL]}
-    return dataclasses.replace(gateway_state, api_keys=ApiKeys(known), candidates=None)
+    return dataclasses.replace(gateway_state, api_keys=ApiKeys(known))
 
 
 def _score(who: str, score: float, tag: str) -> PanelScoreReport:
