@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -62,6 +62,7 @@ from client.sanctions import (
 )
 from client.status import (
     ApplicantView,
+    RoundStatus,
     RoundView,
     applicant_view,
     funnel_counts,
@@ -840,7 +841,8 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
         if funnel_problem is None:
             raise
         down = exc
-    _show_status(ctx, round_id, view, problem, None if down else counts, funnel_problem, as_json)
+    shown = RoundStatus.of(round_id, view, problem, None if down else counts, funnel_problem)
+    _show_status(ctx, shown, as_json)
     if down is not None:
         raise down
     if silent is not None:
@@ -851,55 +853,36 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
 async def _status_through_gateway(ctx: Context, round_id: str, as_json: bool) -> dict[str, Counter]:
     """`status --gateway`: the gateway reads the round and the funnel (`GET /api/v1/rounds/...`,
     for the round's operators); shown as without it. A half it could not read exits 3."""
-    document = await ctx.api.round_status(round_id)
-    view = RoundView.model_validate(document["round"]) if document.get("round") else None
-    found = document.get("funnel")
-    counts = None if found is None else {f: Counter(per) for f, per in found.items()}
-    problems = [document.get("round_problem"), document.get("funnel_problem")]
-    _show_status(ctx, round_id, view, problems[0], counts, problems[1], as_json)
-    if any(problems):
-        raise GatewayError(503, "; ".join(p for p in problems if p))
-    return counts or {}
+    shown = RoundStatus.model_validate(await ctx.api.round_status(round_id))
+    _show_status(ctx, shown, as_json)
+    problems = [p for p in (shown.round_problem, shown.funnel_problem) if p]
+    if problems:
+        raise GatewayError(503, "; ".join(problems))
+    return {f: Counter(per) for f, per in (shown.funnel or {}).items()}
 
 
-def _show_status(
-    ctx: Context,
-    round_id: str,
-    view: RoundView | None,
-    problem: str | None,
-    counts: dict[str, Counter] | None,
-    funnel_problem: str | None,
-    as_json: bool,
-) -> None:
+def _show_status(ctx: Context, shown: RoundStatus, as_json: bool) -> None:
     """The round and its funnel as tables, or as one JSON document; a half that could not be
-    read (None) is said with its problem."""
+    read is said with its problem."""
     if as_json:
-        _print_json(
-            ctx,
-            {
-                "round_id": round_id,
-                "round": view.model_dump(mode="json") if view else None,
-                "round_problem": problem,
-                "funnel": None
-                if counts is None
-                else {f: dict(sorted(per.items())) for f, per in sorted(counts.items())},
-                "funnel_problem": funnel_problem,
-            },
-        )
+        _print_json(ctx, shown.model_dump(mode="json"))
         return
-    if view is not None:
-        _show_round(ctx, view)
-    else:
-        ctx.console.print(f"round {round_id}: phase unknown ({problem})", highlight=False)
-    if counts is not None:
-        _show_funnel(ctx, round_id, counts)
+    round_id = shown.round_id
+    if shown.round is not None:
+        _show_round(ctx, shown.round)
     else:
         ctx.console.print(
-            f"funnel of round {round_id}: not shown: {funnel_problem}", highlight=False
+            f"round {round_id}: phase unknown ({shown.round_problem})", highlight=False
+        )
+    if shown.funnel is not None:
+        _show_funnel(ctx, round_id, shown.funnel)
+    else:
+        ctx.console.print(
+            f"funnel of round {round_id}: not shown: {shown.funnel_problem}", highlight=False
         )
 
 
-def _show_funnel(ctx: Context, round_id: str, counts: dict[str, Counter]) -> None:
+def _show_funnel(ctx: Context, round_id: str, counts: Mapping[str, Mapping[str, int]]) -> None:
     """The funnel per formasi: stage or result code counts, with a total row."""
     codes = sorted({c for per in counts.values() for c in per})
     table = Table(title=f"Funnel of round {round_id}")

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import RecruitmentApi, UnknownError
@@ -402,6 +402,44 @@ async def round_view(api: RecruitmentApi, round_id: str, now: datetime | None = 
     config = await api.round_config(round_id)
     state = await api.round_state(round_id)
     return build_round_view(config, state, now or datetime.now(WIB))
+
+
+class RoundStatus(BaseModel, frozen=True):
+    """The round as its operators read it (`starter.py status`, directly or through the gateway):
+    every window with its extensions and early close, the TMT and its moves, and the funnel per
+    formasi. A half that cannot be read now is null, with why beside it; the other half is still
+    given."""
+
+    round_id: str
+    round: RoundView | None = Field(description="the round's workflow's view; null: see why")
+    round_problem: str | None = Field(default=None, description="why `round` is null")
+    funnel: dict[str, dict[str, int]] | None = Field(
+        description="per formasi, applicants at each stage or result code (the read model's)"
+    )
+    funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
+
+    @classmethod
+    def of(
+        cls,
+        round_id: str,
+        view: RoundView | None,
+        round_problem: str | None,
+        counts: dict[str, Counter] | None,
+        funnel_problem: str | None,
+    ) -> RoundStatus:
+        """The status of what was read: the funnel sorted by formasi, then code."""
+        funnel = (
+            None
+            if counts is None
+            else {f: dict(sorted(per.items())) for f, per in sorted(counts.items())}
+        )
+        return cls(
+            round_id=round_id,
+            round=view,
+            round_problem=round_problem,
+            funnel=funnel,
+            funnel_problem=funnel_problem,
+        )
 
 
 async def funnel_counts(db: Any, round_id: str) -> dict[str, Counter]:

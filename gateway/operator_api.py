@@ -25,6 +25,7 @@ from client.publication import SignedDraft, draft_announcement, publish_signed
 from client.status import (
     WIB,
     ApplicantView,
+    RoundStatus,
     RoundView,
     build_round_view,
     funnel_counts,
@@ -48,20 +49,6 @@ router = APIRouter(prefix="/api/v1", tags=["operators"])
 ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
 # What the read model raises when it cannot be reached or used now (its words stay in the log).
 READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-class RoundStatus(BaseModel):
-    """The round as its operators read it (`starter.py status`): every window with its extensions
-    and early close, the TMT and its moves, and the funnel per formasi. A half that cannot be read
-    now is null, with why beside it; the other half is still given."""
-
-    round_id: str
-    round: RoundView | None = Field(description="the round's workflow's view; null: see why")
-    round_problem: str | None = Field(default=None, description="why `round` is null")
-    funnel: dict[str, dict[str, int]] | None = Field(
-        description="per formasi, applicants at each stage or result code (the read model's)"
-    )
-    funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
 
 
 def _operator(config: RoundConfig, identity: str, what: str) -> None:
@@ -96,11 +83,10 @@ async def _funnel_now(gw: Gateway, round_id: str) -> tuple[dict | None, str | No
     """The funnel from the read model, or why it cannot be had now (the database's own words stay
     in the gateway's log: they may name its host)."""
     try:
-        counts = await funnel_counts(gw.pool, round_id)
+        return await funnel_counts(gw.pool, round_id), None
     except READ_MODEL_DOWN as exc:
         log.warning("the read model did not answer", round_id=round_id, error=type(exc).__name__)
         return None, "the read model cannot be read now; ask again later"
-    return {code: dict(sorted(per.items())) for code, per in sorted(counts.items())}, None
 
 
 @router.get(
@@ -124,13 +110,7 @@ async def get_round(
     )
     if round_problem or funnel_problem:
         response.headers["Retry-After"] = "30"
-    return RoundStatus(
-        round_id=round_id,
-        round=view,
-        round_problem=round_problem,
-        funnel=funnel,
-        funnel_problem=funnel_problem,
-    )
+    return RoundStatus.of(round_id, view, round_problem, funnel, funnel_problem)
 
 
 # --- one applicant, for the round's operators ----------------------------------------------------
