@@ -263,6 +263,7 @@ async def publish_announcement(
         )
     formasi = await _formasi_now(conn, config, state, stage, cipher)
     async with conn.transaction():
+        await _one_publisher(conn, round_id)
         head = await _chain_head(conn, round_id, stage, formasi, corrects)
         if isinstance(head, Publication):
             return Published(head, False, config.skd.cut_multiplier)
@@ -289,8 +290,9 @@ async def draft_announcement(
     publication (`new` False), signed."""
     config, state = await _publisher(api, round_id, identity)
     formasi = await _formasi_now(conn, config, state, stage, cipher)
-    async with conn.transaction():
-        head = await _chain_head(conn, round_id, stage, formasi, corrects)
+    # A draft stores nothing: it reads the chain's head without taking the publishers' lock,
+    # and the signed draft is checked against the head again, under the lock (publish_signed).
+    head = await _chain_head(conn, round_id, stage, formasi, corrects)
     if isinstance(head, Publication):
         return Published(head, False, config.skd.cut_multiplier)
     draft = _publication(config, stage, identity, head, corrects, formasi)
@@ -352,6 +354,7 @@ async def publish_signed(
         )
     formasi = await _formasi_now(conn, config, state, stage, cipher)
     async with conn.transaction():
+        await _one_publisher(conn, round_id)
         head = await _chain_head(conn, round_id, stage, formasi, signed.corrects)
         if isinstance(head, Publication):
             if (head.body_sha256(), head.signature) == (signed.body_sha256, signed.signature):
@@ -413,6 +416,11 @@ async def _formasi_now(
     return published_formasi(stage, config, sections(stage, config, results, standings))
 
 
+async def _one_publisher(conn: asyncpg.Connection, round_id: str) -> None:
+    """Within a transaction: one publisher of the round at a time, until it commits."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
+
+
 async def _chain_head(
     conn: asyncpg.Connection,
     round_id: str,
@@ -420,10 +428,9 @@ async def _chain_head(
     formasi: list[PublishedFormasi],
     corrects: int | None,
 ) -> Publication | tuple[int, str]:
-    """Within a transaction, one publisher of the round at a time: the stage's publication that
-    already says `formasi` (signed), or the next link's (seq, prev_sha256). RefusedError when the
-    stage was published with other content and `corrects` does not name it, or names nothing."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, round_id)
+    """The stage's publication that already says `formasi` (signed), or the next link's (seq,
+    prev_sha256). RefusedError when the stage was published with other content and `corrects`
+    does not name it, or names nothing. A publisher calls it under _one_publisher."""
     last = await conn.fetchrow(
         "SELECT seq, body_sha256 FROM publications WHERE round_id = $1 ORDER BY seq DESC LIMIT 1",
         round_id,
