@@ -19,85 +19,57 @@ import statistics
 import subprocess
 import sys
 import time
-import tomllib
 
 import httpx
 
-from apps.demo import EXAMPLE
 from bench.common import ROOT, console, print_table
-from bench.gateway import OUT, GatewayProcess, _write_private, keyed_round, wait_admitted
-from bench.gateway_batch import _register
-from bench.rounds import applicants
+from bench.gateway import (
+    OUT,
+    GatewayProcess,
+    RoundInAdministration,
+    _write_private,
+    round_in_administration,
+)
 from client.announcements import AnnouncementStage
-from client.api import RecruitmentApi
 from client.publication import draft_announcement, from_document
 from domain.messages import AdminReport, CloseWindow
-from domain.signing import Keyring, Signer
+from domain.signing import Signer
 
 REPORT_CONCURRENCY = 32
 
 
-async def _phase(api: RecruitmentApi, round_id: str, phase: str) -> None:
-    deadline = time.monotonic() + 180
-    while (await api.round_state(round_id)).phase != phase:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"round {round_id} never reached its {phase} phase")
-        await asyncio.sleep(0.5)
-
-
-async def _close(api: RecruitmentApi, round_id: str, operator: str, window: str) -> None:
-    await api.command(
-        round_id,
-        CloseWindow(
-            report_id=f"bench-close-{window}",
-            reported_by=operator,
-            window=window,
-            reason=f"bench: every {window} result in",
-        ),
-    )
-
-
-async def _admin_ready(ctx, size: int, seed: int) -> tuple[RecruitmentApi, Keyring, str, str, str]:
+async def _admin_ready(ctx, size: int, seed: int) -> RoundInAdministration:
     """A keyed round of `size` applicants (about), every administrative result in the read
-    model: the API, the keyring, the round, its operator and its portal identity."""
-    client, settings, pool = ctx.app.client, ctx.settings, ctx.pool
-    reporters = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["reporters"]
-    keyring = Keyring(
-        [Signer.generate(i) for i in sorted({i for v in reporters.values() for i in v})]
-    )
-    config, path = keyed_round("GA", keyring)
-    round_id = config.round_id
-    operator = config.reporters["operator"][0]
-    verifier = config.reporters["admin"][0]
-    portal = config.reporters["portal"][0]
-    api = RecruitmentApi(client, settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring)
-    await api.create_round(path, operator)
-    regs = applicants(config, size, seed)
-    console.print(f"registering {len(regs)} applicants ...")
-    ids = await _register(api, config, regs, portal)
-    await wait_admitted(pool, round_id, len(ids))
-    await _close(api, round_id, operator, "registration")
-    await _phase(api, round_id, "administration")
-    console.print(f"{len(ids)} administrative results ...")
+    model and the administration closed."""
+    opened = await round_in_administration(ctx, "GA", size, seed)
+    api, round_id = opened.api, opened.config.round_id
+    console.print(f"{len(opened.ids)} administrative results ...")
     gate = asyncio.Semaphore(REPORT_CONCURRENCY)
 
     async def one(aid: str) -> None:
+        report = AdminReport(report_id=f"adm-{aid}", reported_by=opened.verifier)
         async with gate:
-            await api.report(
-                round_id, aid, AdminReport(report_id=f"adm-{aid}", reported_by=verifier)
-            )
+            await api.report(round_id, aid, report)
 
-    await asyncio.gather(*(one(a) for a in ids))
-    await _close(api, round_id, operator, "administration")
+    await asyncio.gather(*(one(a) for a in opened.ids))
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id="bench-close-administration",
+            reported_by=opened.operator,
+            window="administration",
+            reason="bench: every administrative result in",
+        ),
+    )
     deadline = time.monotonic() + 300
-    while await pool.fetchval(
+    while await ctx.pool.fetchval(
         "SELECT count(*) FROM applicants WHERE round_id = $1 AND admin IS NULL AND terminal IS NULL",
         round_id,
     ):
         if time.monotonic() > deadline:
             raise RuntimeError("the administrative results never all reached the read model")
         await asyncio.sleep(1)
-    return api, keyring, round_id, operator, portal
+    return opened
 
 
 async def _signed_elsewhere(document: dict, signer: Signer) -> tuple[float, dict]:
@@ -125,8 +97,9 @@ async def _signed_elsewhere(document: dict, signer: Signer) -> tuple[float, dict
 
 async def run_announce_gateway(ctx, size: int, seed: int, builds: int) -> dict:
     """The figures of one run (see the module's docstring)."""
-    api, keyring, round_id, operator, portal_identity = await _admin_ready(ctx, size, seed)
-    signer = keyring.signers[operator]
+    opened = await _admin_ready(ctx, size, seed)
+    api, round_id, operator = opened.api, opened.config.round_id, opened.operator
+    signer = opened.keyring.signers[operator]
     stage = AnnouncementStage.ADMIN
 
     async def build_here() -> float:
@@ -137,8 +110,7 @@ async def run_announce_gateway(ctx, size: int, seed: int, builds: int) -> dict:
 
     here_before = [await build_here() for _ in range(builds)]
     api_key = secrets.token_urlsafe(32)
-    portal = keyring.signers[portal_identity]
-    async with GatewayProcess(ctx.settings, portal, operator, api_key, "WARNING") as gw:
+    async with GatewayProcess(ctx.settings, opened.portal, operator, api_key, "WARNING") as gw:
         headers = {"Authorization": f"Bearer {api_key}"}
         base = f"/api/v1/rounds/{round_id}/announcements/{stage.value}"
         async with httpx.AsyncClient(base_url=gw.url, timeout=600, headers=headers) as http:

@@ -44,6 +44,7 @@ from bench.common import ROOT, CpuMeter, console, pct, print_table
 from bench.rounds import applicants, bench_config, new_round_id
 from client.api import RecruitmentApi
 from domain.config import RoundConfig, parse_round_config
+from domain.messages import CloseWindow
 from domain.protocol import JOURNEY_STATE
 from domain.registration import Registration
 from domain.signing import Keyring, Signer
@@ -290,6 +291,69 @@ async def wait_admitted(pool, round_id: str, count: int, timeout: float = 600) -
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"round {round_id}: {n} of {count} journeys admitted in {timeout} s")
         await asyncio.sleep(0.1)
+
+
+REGISTER_CONCURRENCY = 32
+
+
+@dataclass
+class RoundInAdministration:
+    """A keyed round of the example regency in its administration phase, its applicants admitted
+    (gateway-batch and announce-gateway)."""
+
+    api: RecruitmentApi  # holds every identity's key
+    keyring: Keyring
+    config: RoundConfig
+    ids: list[str]  # the registration numbers of those registered
+    operator: str
+    verifier: str
+    portal: Signer
+
+
+async def round_in_administration(ctx, kind: str, count: int, seed: int) -> RoundInAdministration:
+    """A fresh keyed round (`kind` in its id) with `count` applicants registered straight to the
+    engine (the rules refuse a few), every one admitted, and registration closed by its operator:
+    the round's administration phase has begun. `ctx` is bench.py's stack context."""
+    reporters = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["reporters"]
+    keyring = Keyring(
+        [Signer.generate(i) for i in sorted({i for v in reporters.values() for i in v})]
+    )
+    config, path = keyed_round(kind, keyring)
+    round_id = config.round_id
+    operator = config.reporters["operator"][0]
+    portal = keyring.signers[config.reporters["portal"][0]]
+    api = RecruitmentApi(
+        ctx.app.client, ctx.settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring
+    )
+    await api.create_round(path, operator)
+    console.print(f"registering {count} applicants straight to the engine ...")
+    gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
+
+    async def one(reg) -> str | None:
+        async with gate:
+            result = await api.register(config, reg, portal.identity)
+        return result.applicant_id if result.status == "registered" else None
+
+    found = await asyncio.gather(*(one(r) for r in applicants(config, count, seed)))
+    ids = [a for a in found if a]
+    await wait_admitted(ctx.pool, round_id, len(ids))
+    await api.command(
+        round_id,
+        CloseWindow(
+            report_id="bench-close-registration",
+            reported_by=operator,
+            window="registration",
+            reason="bench: every applicant registered",
+        ),
+    )
+    deadline = time.monotonic() + 180
+    while (await api.round_state(round_id)).phase != "administration":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"round {round_id} never reached its administration phase")
+        await asyncio.sleep(0.5)
+    return RoundInAdministration(
+        api, keyring, config, ids, operator, config.reporters["admin"][0], portal
+    )
 
 
 # --- the status page under load -----------------------------------------------------------------

@@ -22,42 +22,23 @@ import os
 import secrets
 import sys
 import time
-import tomllib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import httpx
 
-from apps.demo import EXAMPLE
 from bench.common import ROOT, CpuMeter, console, pct, print_table
 from bench.gateway import (
     OUT,
     GatewayProcess,
     _process_cpu,
     _write_private,
-    keyed_round,
-    wait_admitted,
+    round_in_administration,
 )
-from bench.rounds import applicants
-from client.api import RecruitmentApi
-from domain.messages import AdminReport, CloseWindow
-from domain.signing import Keyring, Signer
+from domain.messages import AdminReport
+from domain.signing import Keyring
 from gateway.service_api import BATCH_CONCURRENCY, MAX_BATCH
 from workflows.ids import journey_workflow_id
-
-REGISTER_CONCURRENCY = 32
-
-
-async def _register(api: RecruitmentApi, config, regs, portal: str) -> list[str]:
-    """The registration numbers of those registered (the rules refuse a few)."""
-    gate = asyncio.Semaphore(REGISTER_CONCURRENCY)
-
-    async def one(reg) -> str | None:
-        async with gate:
-            result = await api.register(config, reg, portal)
-        return result.applicant_id if result.status == "registered" else None
-
-    return [a for a in await asyncio.gather(*(one(r) for r in regs)) if a]
 
 
 class Leg:
@@ -178,43 +159,16 @@ async def run_gateway_batch(
     quiet server."""
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"--batch {batch} is not between 1 and {MAX_BATCH}")
-    client, settings, pool = ctx.app.client, ctx.settings, ctx.pool
-    reporters = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["reporters"]
-    keyring = Keyring(
-        [Signer.generate(i) for i in sorted({i for v in reporters.values() for i in v})]
-    )
-    config, path = keyed_round("GR", keyring)
-    round_id = config.round_id
-    operator = config.reporters["operator"][0]
-    verifier = config.reporters["admin"][0]
-    portal = keyring.signers[config.reporters["portal"][0]]
-    api = RecruitmentApi(client, settings.task_queue, ctx.app.keys.pseudonym_key, keyring=keyring)
-    await api.create_round(path, operator)
-
+    settings = ctx.settings
     ways = ("one", "batch", "cli") if cli else ("one", "batch")
     legs = [w for i in range(repeat) for w in (ways if i % 2 == 0 else ways[::-1])]
     wanted = size * len(legs)
     # About 3% of the example's applicants are refused by the rules: register a few more.
-    regs = applicants(config, math.ceil(wanted * 1.08) + 10, seed)
-    console.print(f"registering {len(regs)} applicants straight to the engine ...")
-    ids = await _register(api, config, regs, portal.identity)
+    opened = await round_in_administration(ctx, "GR", math.ceil(wanted * 1.08) + 10, seed)
+    keyring, round_id, ids = opened.keyring, opened.config.round_id, opened.ids
+    verifier, portal = opened.verifier, opened.portal
     if len(ids) < wanted:
         raise RuntimeError(f"only {len(ids)} of the {wanted} applicants needed were registered")
-    await wait_admitted(pool, round_id, len(ids))
-    await api.command(
-        round_id,
-        CloseWindow(
-            report_id="bench-close-registration",
-            reported_by=operator,
-            window="registration",
-            reason="bench: every applicant registered",
-        ),
-    )
-    deadline = time.monotonic() + 120
-    while (await api.round_state(round_id)).phase != "administration":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"round {round_id} never reached its administration phase")
-        await asyncio.sleep(0.5)
     items = []
     for aid in ids[:wanted]:
         message = AdminReport(report_id=f"adm-{aid}", reported_by=verifier)
