@@ -1999,7 +1999,11 @@ async def panel_sheet_cmd_core(
     if isinstance(ctx.api, GatewayReports):
         rows = await ctx.api.panel_sheet(round_id, panellist, formasi)
     else:
-        rows = await panel_sheet(ctx.api, round_id, panellist, formasi)
+        conn = await asyncpg.connect(ctx.database_url)
+        try:
+            rows = await panel_sheet(conn, ctx.api.pseudonym_key, round_id, panellist, formasi)
+        finally:
+            await conn.close()
     table = Table(title=f"Lembar penilaian {panellist}, {round_id} (kode peserta, tanpa nama)")
     for column in ("kode peserta", "formasi", "komponen"):
         table.add_column(column)

@@ -1,4 +1,4 @@
-"""The PostgreSQL read model: applicants, decisions, reports, notifications and NIPs.
+"""The PostgreSQL read model: applicants, decisions, reports, notifications, panels and NIPs.
 
 It keeps only what its readers need (docs/ARCHITECTURE.md, "What the read model keeps, and for
 whom"): no NIK, names only for the announcements, no decision inputs, and of a report only what
@@ -18,6 +18,7 @@ from temporalio import activity
 from domain.appointment import format_nip
 from domain.codes import Terminal
 from domain.contracts import JourneyProjection, NipIssued, NipRequest, Notification
+from domain.events import PanelAssigned, PanelChanged
 from domain.messages import JourneyState
 from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
 from runtime.sealed import ColumnCipher
@@ -78,6 +79,14 @@ WITH src AS (
     FROM jsonb_to_recordset($3::jsonb) AS x(round_id text, applicant_id text, report_id text, kind text,
         content jsonb)
     ON CONFLICT DO NOTHING
+), new_panels AS (
+    INSERT INTO panel_seats (round_id, applicant_id, component, panellists, version)
+    SELECT x.round_id, x.applicant_id, x.component, x.panellists, x.version
+    FROM jsonb_to_recordset($6::jsonb) AS x(round_id text, applicant_id text, component text,
+        panellists text[], version integer)
+    ON CONFLICT (round_id, applicant_id, component) DO UPDATE SET
+        panellists = EXCLUDED.panellists, version = EXCLUDED.version
+    WHERE panel_seats.version < EXCLUDED.version
 )
 INSERT INTO notifications (round_id, applicant_id, key, text, sealed)
 SELECT x.round_id, x.applicant_id, x.key, '', decode(x.sealed, 'base64')
@@ -172,6 +181,22 @@ def applicant_row(p: JourneyProjection) -> dict:
         "tmt": s.tmt.isoformat() if s.tmt else None,
         "version": p.version,
     }
+
+
+def panel_rows(p: JourneyProjection) -> list[dict]:
+    """The panels a projection's new decisions drew or changed, each component's as it stands
+    after them (the panel_seats rows, migration 016)."""
+    panels: dict[str, list[str]] = {}
+    for d in p.new_decisions:
+        if PanelAssigned.matches(d):
+            panels[str(d.input["component"])] = [str(x) for x in d.input["panellists"]]
+        elif PanelChanged.matches(d):
+            panels[str(d.input["component"])] = [str(x) for x in d.input["panel"]]
+    key = {"round_id": p.state.round_id, "applicant_id": p.state.applicant_id}
+    return [
+        {**key, "component": c, "panellists": members, "version": p.version}
+        for c, members in sorted(panels.items())
+    ]
 
 
 def trail_rows(p: JourneyProjection) -> tuple[list[dict], list[dict]]:
@@ -301,6 +326,8 @@ class ReadModel:
         decisions: dict[tuple[str, str, int], dict] = {}
         reports: list[dict] = []
         notes: list[dict] = []
+        # A panel as its newest projection left it (one statement cannot update a row twice).
+        panels: dict[tuple[str, str, str], dict] = {}
         # A journey's APS entry, once: the last write's content, and the withdrawal's time of the
         # last projection that carries it (a later attempt's, as for its decision).
         sanctions: dict[tuple[str, str], dict] = {}
@@ -317,6 +344,10 @@ class ReadModel:
             decisions.update(((x["round_id"], x["applicant_id"], x["seq"]), x) for x in d)
             reports += r
             notes += n
+            for x in panel_rows(p):
+                place = (x["round_id"], x["applicant_id"], x["component"])
+                if place not in panels or panels[place]["version"] < x["version"]:
+                    panels[place] = x
         self.statements += 1
         await self.pool.execute(
             _UPSERT_SQL,
@@ -325,6 +356,7 @@ class ReadModel:
             json.dumps(reports),
             json.dumps(notes),
             json.dumps(list(sanctions.values())),
+            json.dumps(list(panels.values())),
         )
 
     @activity.defn(name=ISSUE_NIP.name)

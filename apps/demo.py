@@ -571,6 +571,7 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
     for component in panel_components(cfg):  # the interviews first: a TMS health result ends
         play = PanelPlay(  # the journey, and its panel with it
             demo.api,
+            demo.pool,
             cfg,
             component,
             demo.reporters["operator"],

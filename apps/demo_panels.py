@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.service import RPCError
+import asyncpg
 
 from client.api import RecruitmentApi, RefusedError
 from client.panels import PanelSheetRow, candidate_codes, panel_sheet
@@ -76,6 +76,7 @@ class PanelPlay:
     def __init__(
         self,
         api: RecruitmentApi,
+        pool: asyncpg.Pool,
         config: RoundConfig,
         component: SkbComponent,
         operator: str,
@@ -83,7 +84,7 @@ class PanelPlay:
         sheets_dir: Path,
         say: Callable[[str], None],
     ) -> None:
-        self.api, self.config, self.component = api, config, component
+        self.api, self.pool, self.config, self.component = api, pool, config, component
         self.round_id, self.operator, self.seed = config.round_id, operator, seed
         self.sheets_dir, self.say = sheets_dir, say
         self.story = PanelStory(component.name)
@@ -224,17 +225,9 @@ class PanelPlay:
         )
         return self.story
 
-    async def sheet(self, panellist: str, attempts: int = 3) -> list[PanelSheetRow]:
-        """The panellist's blind sheet; it queries every journey of the round, and a query that
-        times out on a busy machine is asked again."""
-        for attempt in range(attempts):
-            try:
-                return await panel_sheet(self.api, self.round_id, panellist)
-            except RPCError:
-                if attempt + 1 == attempts:
-                    raise
-                await asyncio.sleep(1)
-        return []
+    async def sheet(self, panellist: str) -> list[PanelSheetRow]:
+        """The panellist's blind sheet, read from the read model's panels."""
+        return await panel_sheet(self.pool, self.api.pseudonym_key, self.round_id, panellist)
 
     async def panel_of(self, applicant: str) -> list[str]:
         return current_panel(await self.state(applicant), self.component.name)

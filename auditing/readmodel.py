@@ -1,7 +1,7 @@
 """The read model checked against the histories it projects, and made good from them.
 
 Every row the journeys write (their applicant row, decisions, accepted reports' published part,
-notifications, APS sanctions) is the input of a `project_journey` local activity, or a row a
+notifications, APS sanctions, interview panels) is the input of a `project_journey` local activity, or a row a
 journey handed over with its answer to a close; an aftermath's revocations (a DIS or dismissal
 after the journey ended) are the input of `project_revocations`. Neither input is in the history
 (a local activity's marker holds only its result), but replaying the history runs the same code,
@@ -44,7 +44,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from activities.readmodel import ReadModel, applicant_row, sanction_rows, trail_rows
+from activities.readmodel import ReadModel, applicant_row, panel_rows, sanction_rows, trail_rows
 from activities.revocations import RevocationWriter
 from auditing.history import (
     AuditError,
@@ -125,6 +125,10 @@ KINDS = {
     "revocation missing": "written",
     "revocation altered": "overwritten with the histories' content (a later time too)",
     "revocation without history": "left: no aftermath holds a revocation at that place",
+    "panel missing": "written",
+    "panel altered": "overwritten with the histories' panel (its members, or a version behind)",
+    "panel ahead": "left: the read model holds a version of the panel the histories do not reach",
+    "panel without history": "left: no draw or change of the journey holds that panel",
 }
 REPAIRED = {k for k, v in KINDS.items() if not v.startswith("left")}
 
@@ -296,6 +300,25 @@ _REVOCATIONS_WITHOUT_JOURNEY_SQL = """
 SELECT applicant_id, seq FROM revocations WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id, seq
 """
+_PANELS_SQL = """
+SELECT x.applicant_id, x.component, x.version, s.version AS stored_version,
+    s.panellists IS DISTINCT FROM x.panellists AS members_differ
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, component text, panellists text[],
+    version integer)
+LEFT JOIN panel_seats s
+    ON s.round_id = $1 AND s.applicant_id = x.applicant_id AND s.component = x.component
+"""
+_EXTRA_PANELS_SQL = """
+SELECT s.applicant_id, s.component FROM panel_seats s
+WHERE s.round_id = $1 AND s.applicant_id = ANY($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($3::jsonb) AS x(applicant_id text, component text)
+                  WHERE x.applicant_id = s.applicant_id AND x.component = s.component)
+ORDER BY s.applicant_id, s.component
+"""
+_PANELS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id, component FROM panel_seats WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
+ORDER BY applicant_id, component
+"""
 _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id
@@ -320,6 +343,12 @@ UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATI
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(REVOCATION_COLUMNS)})
 WHERE r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.seq = x.seq
 """
+_OVERWRITE_PANELS_SQL = """
+UPDATE panel_seats s SET panellists = x.panellists, version = x.version
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, component text, panellists text[],
+    version integer)
+WHERE s.round_id = $1 AND s.applicant_id = x.applicant_id AND s.component = x.component
+"""
 _OVERWRITE_REPORTS_SQL = """
 UPDATE stage_reports r SET kind = x.kind, content = x.content
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, report_id text, kind text, content jsonb)
@@ -337,6 +366,7 @@ class _Expected:
     notifications: set[tuple[str, str]] = field(default_factory=set)
     sanctions: dict[str, dict] = field(default_factory=dict)  # by origin
     revocations: dict[tuple[str, int], dict] = field(default_factory=dict)
+    panels: dict[tuple[str, str], dict] = field(default_factory=dict)  # by applicant, component
 
     @classmethod
     def of(cls, projected: Projected, applicants: list[str]) -> _Expected:
@@ -356,6 +386,10 @@ class _Expected:
                 out.notifications.update((applicant_id, n.key) for n in p.notifications)
                 for s in sanction_rows(p):  # the last write's content, as the write keeps it
                     out.sanctions[s["origin"]] = s
+                for x in panel_rows(p):  # the newest version, as the write keeps it
+                    place = (applicant_id, x["component"])
+                    if place not in out.panels or out.panels[place]["version"] <= x["version"]:
+                        out.panels[place] = x
             origin = f"{projected.round_id}/{applicant_id}"
             if origin in out.sanctions:  # imposed when the journey decided Withdrew, at the time
                 out.sanctions[origin] = {  # recorded (a place written again: the later write)
@@ -431,6 +465,32 @@ async def _compare_chunk(
     places = [{"applicant_id": a, "seq": q} for a, q in expected.revocations]
     for r in await conn.fetch(_EXTRA_REVOCATIONS_SQL, round_id, json.dumps(places), applicants):
         out.append(Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}"))
+    return out + await _compare_panels(conn, round_id, expected, applicants)
+
+
+async def _compare_panels(
+    conn: asyncpg.Connection, round_id: str, expected: _Expected, applicants: list[str]
+) -> list[Difference]:
+    out: list[Difference] = []
+    panels = list(expected.panels.values())
+    for r in await conn.fetch(_PANELS_SQL, round_id, json.dumps(panels)):
+        who, component, version = r["applicant_id"], r["component"], r["version"]
+        stored = r["stored_version"]
+        if stored is None:
+            out.append(Difference("panel missing", who, component, component))
+        elif stored > version:
+            detail = f"{component}: version {stored}, the histories' {version}"
+            out.append(Difference("panel ahead", who, detail, component))
+        elif stored < version or r["members_differ"]:
+            detail = f"{component}: " + (
+                f"version {stored}, the histories' {version}" if stored < version else "members"
+            )
+            out.append(Difference("panel altered", who, detail, component))
+    places = [{"applicant_id": a, "component": c} for a, c in expected.panels]
+    for r in await conn.fetch(_EXTRA_PANELS_SQL, round_id, applicants, json.dumps(places)):
+        out.append(
+            Difference("panel without history", r["applicant_id"], r["component"], r["component"])
+        )
     return out
 
 
@@ -469,13 +529,20 @@ async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Differe
 
 async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) -> list[Difference]:
     """Rows and revocations of applicants no journey of the round wrote."""
-    return [
-        Difference("row without history", r["applicant_id"])
-        for r in await pool.fetch(_WITHOUT_HISTORY_SQL, round_id, known)
-    ] + [
-        Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}")
-        for r in await pool.fetch(_REVOCATIONS_WITHOUT_JOURNEY_SQL, round_id, known)
-    ]
+    return (
+        [
+            Difference("row without history", r["applicant_id"])
+            for r in await pool.fetch(_WITHOUT_HISTORY_SQL, round_id, known)
+        ]
+        + [
+            Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}")
+            for r in await pool.fetch(_REVOCATIONS_WITHOUT_JOURNEY_SQL, round_id, known)
+        ]
+        + [
+            Difference("panel without history", r["applicant_id"], r["component"], r["component"])
+            for r in await pool.fetch(_PANELS_WITHOUT_JOURNEY_SQL, round_id, known)
+        ]
+    )
 
 
 async def _finished(pool: asyncpg.Pool, result: ReadModelCheck, known: list[str]) -> ReadModelCheck:
@@ -525,11 +592,16 @@ async def _repair(
             r for (who, seq), r in expected.revocations.items()
             if ("revocation altered", who, seq) in altered
         ]  # fmt: skip
+        panels = [
+            x for (who, component), x in expected.panels.items()
+            if ("panel altered", who, component) in altered
+        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
             await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
             await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
+            await conn.execute(_OVERWRITE_PANELS_SQL, round_id, json.dumps(panels))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 

@@ -30,7 +30,7 @@ from runtime.settings import Settings
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 API_KEY_PREFIX = "sha256:"
-SHEETS_PER_MINUTE = 6  # panel sheets per panellist and gateway process
+SHEETS_PER_MINUTE = 30  # panel sheets per panellist and gateway process
 
 
 class GatewayConfigError(ValueError):
@@ -167,9 +167,9 @@ class Gateway:
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
     # Made from the rest (__post_init__): applicant lookups per operator identity
-    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist (each asks every running journey
-    # of the round for its panel), and the candidate codes of blind panel reports, resolved with
-    # this gateway's pseudonym key (client/panels.py).
+    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist, and the candidate codes of blind
+    # panel reports, resolved with this gateway's pseudonym key from the read model's panels
+    # (client/panels.py).
     lookup_limit: RateLimiter = field(init=False)
     sheet_limit: RateLimiter = field(init=False)
     candidates: CandidateDirectory = field(init=False)
@@ -177,7 +177,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
-        self.candidates = CandidateDirectory(self.api)
+        self.candidates = CandidateDirectory(self.pool, self.api.pseudonym_key)
 
     async def applicant_status(
         self, round_id: str, applicant_id: str, config: RoundConfig

@@ -12,7 +12,6 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, model_validator
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
@@ -36,7 +35,7 @@ from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
 from gateway.limits import hold_back
 from gateway.problems import ENGINE_UNREADABLE, Problem
-from gateway.service_api import RESPONSES, Caller, engine_answer, round_config
+from gateway.service_api import READ_MODEL_DOWN, RESPONSES, Caller, engine_answer, round_config
 from runtime.logs import get_logger
 from runtime.metrics import record_announcement, record_lookup
 
@@ -47,8 +46,6 @@ router = APIRouter(prefix="/api/v1", tags=["operators"])
 # --- the round's status, for its operators -------------------------------------------------------
 
 ROUND_STATE_TIMEOUT = 10.0  # seconds the status waits for the round's worker to answer
-# What the read model raises when it cannot be reached or used now (its words stay in the log).
-READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def _operator(config: RoundConfig, identity: str, what: str) -> None:

@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
@@ -137,20 +138,28 @@ def _check_signed(config: RoundConfig, message: Report) -> None:
         )
 
 
+# What the read model raises when it cannot be reached or used now (its words stay in the log).
+READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def engine_answer(call, subject: str) -> Any:
-    """Run one call into the engine, its refusals turned into problems."""
+    """Run one call into the engine (or the read model beside it: a candidate code's journey, a
+    panel sheet), its refusals turned into problems."""
     try:
         return await call
     except UnknownError as exc:
         raise Problem(404, str(exc)) from None
     except RefusedError as exc:
         raise Problem(409, str(exc), type_="/problems/refused") from None
-    except RPCError as exc:
-        log.warning("engine unreachable", subject=subject, error=type(exc).__name__)
+    except (RPCError, *READ_MODEL_DOWN) as exc:
+        what, again = (
+            ("engine", "send the same message again later")
+            if isinstance(exc, RPCError)
+            else ("read model", "ask, or send the same message, again later")
+        )
+        log.warning(f"{what} unreachable", subject=subject, error=type(exc).__name__)
         raise Problem(
-            503,
-            "the engine cannot be reached; send the same message again later",
-            headers={"Retry-After": "30"},
+            503, f"the {what} cannot be reached; {again}", headers={"Retry-After": "30"}
         ) from None
 
 
@@ -618,18 +627,20 @@ async def get_panel_sheet(
     """What `starter.py panel-sheet` shows, for the panellist whose API key calls: each applicant
     whose panel they sit on, by candidate code. They score by that code (a report signed for the
     code, `panel_score` or `declare_conflict` with the code in place of the registration number).
-    Only a panellist of one of the round's panel components; it asks every running journey of the
-    round (or of `formasi`) for its panel, so it is not a page to poll: 6 a minute per panellist,
-    429 beyond."""
+    Only a panellist of one of the round's panel components. It is one read of the read model's
+    panels (each journey writes its panel when drawn and when a conflict or review changes it);
+    SHEETS_PER_MINUTE a minute per panellist, 429 beyond: a sheet changes only at such a draw or
+    change, and a loop of requests is not a panellist at work."""
     config = await round_config(gw, round_id, f"panel sheet of {round_id}")
     pools = [c.panellists for c in config.skb.components if c.kind == ComponentKind.PANEL]
     if not any(identity in pool for pool in pools):
         raise Problem(
             403, f"{identity} is not a panellist of round {round_id}: there is no sheet of theirs"
         )
-    hold_back(gw.sheet_limit, identity, "panel sheets")  # each asks every running journey
+    hold_back(gw.sheet_limit, identity, "panel sheets")
     rows = await engine_answer(
-        panel_sheet(gw.api, round_id, identity, formasi), f"panel sheet of {round_id}"
+        panel_sheet(gw.pool, gw.api.pseudonym_key, round_id, identity, formasi),
+        f"panel sheet of {round_id}",
     )
     response.headers["Cache-Control"] = "no-store"
     log.info("panel sheet", round_id=round_id, by=identity, rows=len(rows))

@@ -68,7 +68,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
-    from workflows.versions import OFFER_KEPT_UNTIL_OPTIMALISASI, TMT_MOVE_WRITTEN, patched
+    from workflows.versions import (
+        OFFER_KEPT_UNTIL_OPTIMALISASI,
+        PANEL_CHANGE_WRITTEN,
+        TMT_MOVE_WRITTEN,
+        patched,
+    )
 
 CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
 PHASES = frozenset(p.value for p in Phase)
@@ -355,6 +360,8 @@ class JourneyInbox:
                     struck=struck.score if gone and struck is not None else None,
                 )
             )
+            if workflow.patched(PANEL_CHANGE_WRITTEN):
+                self.row_to_write = True  # the sheets read the panel from the read model
         flagged = flag_scores(self.sheet, self.rules)
         known = self.sheet.flags.get(report.component, {})
         for panellist, reason in flagged.flags.get(report.component, {}).items():

@@ -281,3 +281,11 @@ LOCAL_ACTIVITY_ATTEMPTS = "local-activity-attempts"
 # the first series fails, so no history recorded before it (none holds a failed series) is
 # affected; tests/histories/local-activity-growing-pause holds it.
 LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"
+
+# A panel changed by a conflict declaration or a review reaches the read model at once (the
+# panel_seats table, migration 016): the journey writes its row when the change is recorded, not
+# at its next step, so the panellist drawn in the conflicting one's place finds the applicant on
+# their sheet (client/panels.py reads the sheet from the table) before the SKB closes. Before it,
+# the change was written at the close. One local activity in the task of the change, which is
+# rare. Histories recorded before it replay as they ran.
+PANEL_CHANGE_WRITTEN = "panel-change-written"

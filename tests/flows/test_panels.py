@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from activities.readmodel import ReadModel
+from auditing.history import round_histories
+from auditing.readmodel import check, projected, repair
 from client.api import RecruitmentApi, RefusedError
 from client.panels import candidate_codes, panel_sheet
 from domain.codes import Stage
@@ -25,6 +28,8 @@ from domain.messages import (
 )
 from domain.panels import assigned_panel, panel_order
 from domain.signing import Keyring
+from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
 from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -103,7 +108,7 @@ def _last_panel(state) -> list[str]:
 async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     client, keys, running_worker, tmp_path
 ):
-    settings, _ = running_worker
+    settings, pool = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
     config, t0 = await create_panel_round(api, tmp_path, "panel")
     round_id = config.round_id
@@ -132,6 +137,17 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     seed = assigned.input["seed"]
     order = panel_order(POOL, seed)
     assert assigned.input["panellists"] == assigned_panel(POOL, seed, 3, ()) == order[:3]
+    codes = await candidate_codes(api, round_id)
+
+    async def sheet_of(panellist: str) -> set[str]:
+        """Who is on the panellist's sheet now, as registration numbers."""
+        rows = await panel_sheet(pool, api.pseudonym_key, round_id, panellist)
+        assert all(r.component == "wawancara" for r in rows)
+        return {codes[r.candidate] for r in rows}
+
+    # The sheets are read from the read model: the draw is there as soon as the journey waits.
+    on_sheets = [a in await sheet_of(p) for p in order]
+    assert on_sheets == [True, True, True, False, False]
 
     # A conflict declared before scoring: the next of the order takes the seat ...
     await api.report(
@@ -148,6 +164,10 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     )
     panel = _last_panel(await _state(client, round_id, a))
     assert panel == [order[1], order[2], order[3]]
+    # The change is on the sheets at once, before the SKB closes (patch panel-change-written):
+    # the one who declared no longer sees the candidate, the one drawn in their place does.
+    assert a not in await sheet_of(order[0])
+    assert a in await sheet_of(order[3])
     # ... and a score sent anyway is refused, and the refusal is in the history.
     with pytest.raises(RefusedError, match="conflict of interest.*recorded"):
         await api.report(round_id, a, _panel_score(order[0], 95))
@@ -156,8 +176,7 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
         await api.report(round_id, a, _panel_score(order[4], 60))
 
     # The blind sheet: candidate codes, never the registration number.
-    sheet = await panel_sheet(api, round_id, order[1])
-    codes = await candidate_codes(api, round_id)
+    sheet = await panel_sheet(pool, api.pseudonym_key, round_id, order[1])
     on_b = order[1] in _last_panel(await _state(client, round_id, b))
     assert sorted(codes[r.candidate] for r in sheet) == sorted([a, *([b] if on_b else [])])
     assert all(r.candidate.startswith("K-") and r.candidate not in (a, b) for r in sheet)
@@ -187,6 +206,7 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
         [order[1], order[2], order[4]],
         20.0,
     )
+    assert a in await sheet_of(order[4]) and a not in await sheet_of(order[3])
     await api.report(round_id, a, _panel_score(order[4], 75))
 
     # B's panel scores without incident; both complete SKB.
@@ -220,3 +240,36 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     }
     refused = [d for d in done.decisions if d.outcome == "score refused"]
     assert [d.input["panellist"] for d in refused] == [order[0]]
+
+    # The read model's panels are what the histories drew and changed. Damaged, each difference
+    # is named; the repair writes them again from the histories, and leaves what none explains.
+    histories = await round_histories(client, round_id, "journey")
+    found = await projected(round_id, histories, data_converter(keys))
+    assert (await check(pool, found)).differences == []
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "DELETE FROM panel_seats WHERE round_id = $1 AND applicant_id = $2", round_id, b
+        )
+        await conn.execute(
+            "UPDATE panel_seats SET panellists = $3 WHERE round_id = $1 AND applicant_id = $2",
+            round_id,
+            a,
+            [order[0], order[1], order[2]],
+        )
+        await conn.execute(
+            "INSERT INTO panel_seats VALUES ($1, 'P-nobody', 'wawancara', ARRAY[$2], 1)",
+            round_id,
+            order[0],
+        )
+    assert a in await sheet_of(order[0]) and b not in await sheet_of(order[1])
+    damaged = await check(pool, found)
+    assert sorted((d.kind, d.applicant_id) for d in damaged.differences) == sorted(
+        [("panel missing", b), ("panel altered", a), ("panel without history", "P-nobody")]
+    )
+    fixed = await repair(pool, ReadModel(pool, ColumnCipher.from_keys(keys)), found)
+    assert fixed.repaired == 2
+    assert [(d.kind, d.applicant_id) for d in fixed.differences] == [
+        ("panel without history", "P-nobody")
+    ]
+    assert a not in await sheet_of(order[0]) and a in await sheet_of(order[4])
+    assert b in await sheet_of(_last_panel(b_state)[0])

@@ -10,12 +10,14 @@ import csv
 import dataclasses
 import json
 
+import asyncpg
 import httpx
 import pytest
 
 from auditing.history import round_histories
 from client.api import RecruitmentApi, RefusedError, UnknownError
 from client.gateway_client import GatewayReports
+from client.panels import CandidateDirectory
 from domain.messages import AdminReport, ConflictDeclaration, PanelScoreReport
 from domain.panels import candidate_audience, candidate_code
 from domain.signing import Keyring
@@ -111,6 +113,8 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         )  # fmt: skip
         ack = await gateway.report(round_id, code_a, conflict)
         assert ack.applicant_id == code_a
+        # Their sheet no longer holds a: the change was written with the conflict.
+        assert code_a not in {r.candidate for r in await gateway.panel_sheet(round_id, second)}
     assert second not in _last_panel(await _state(client, round_id, a))
 
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
@@ -154,7 +158,7 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
             f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth("bkpsdm-verifikator")
         )
         assert r.status_code == 403, r.text
-        # A sheet asks every running journey: at most a few a minute per panellist.
+        # A sheet is a read of the read model, but not a page to poll: a few a minute.
         gw.sheet_limit = RateLimiter(2)
         sheets = [
             await http.get(f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth(who))
@@ -162,6 +166,28 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         ]
         assert [r.status_code for r in sheets] == [200, 200, 429], [r.text for r in sheets]
         assert "too many panel sheets" in sheets[2].json()["detail"]
+
+        # The read model out of reach (a real pool to a port nothing listens on): the sheet, and a
+        # code the gateway has not met yet, are 503s to ask again, never naming the database.
+        gw.sheet_limit = RateLimiter(10)
+        live = gw.pool
+        dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
+        gw.pool, gw.candidates = dead, CandidateDirectory(dead, keys.pseudonym_key)
+        try:
+            sheet = await http.get(f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth(who))
+            by_code = await http.post(
+                single.format(code_b),
+                json=KEYRING.signers[who]
+                .sign(_score(who, 90, "4"), candidate_audience(round_id, code_b))
+                .model_dump(mode="json"),
+                headers=auth(who),
+            )
+        finally:
+            gw.pool = live
+            await dead.close()
+        for r in (sheet, by_code):
+            assert r.status_code == 503 and r.headers["retry-after"] == "30", r.text
+            assert "read model" in r.json()["detail"] and "127.0.0.1" not in r.text
 
     # The auditor verifies the blind score's signature as the journey did: for a's code.
     from auditing.provenance import check_provenance
