@@ -71,7 +71,7 @@ class CandidateDirectory:
     `refresh_every` seconds (a code unknown now may be of a panel drawn since)."""
 
     db: asyncpg.Pool
-    pseudonym_key: bytes
+    api: RecruitmentApi  # its pseudonym key makes the codes
     refresh_every: float = 10.0
     _codes: dict[str, tuple[float, dict[str, str]]] = field(default_factory=dict, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
@@ -85,7 +85,7 @@ class CandidateDirectory:
             at, codes = self._codes.get(round_id, (at, codes))
             if code not in codes and (at is None or time.monotonic() - at >= self.refresh_every):
                 codes = {
-                    candidate_code(self.pseudonym_key, round_id, r["applicant_id"]): r[
+                    candidate_code(self.api.pseudonym_key, round_id, r["applicant_id"]): r[
                         "applicant_id"
                     ]
                     for r in await self.db.fetch(_SEATED_SQL, round_id)

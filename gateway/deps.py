@@ -177,7 +177,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
-        self.candidates = CandidateDirectory(self.pool, self.api.pseudonym_key)
+        self.candidates = CandidateDirectory(self.pool, self.api)
 
     async def applicant_status(
         self, round_id: str, applicant_id: str, config: RoundConfig

@@ -5,6 +5,7 @@
     .venv/bin/python scripts/record_histories.py --full --history-budget 1 --out tests/histories/v15-full-cut
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v18-full-continued
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v19-full-continued
+    .venv/bin/python scripts/record_histories.py --panels --out tests/histories/v21-panels
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -71,6 +72,7 @@ from domain.messages import (  # noqa: E402
     AppealAnswer,
     AppealFiling,
     CloseWindow,
+    ConflictDeclaration,
     Disqualification,
     ExtendWindow,
     FilingReport,
@@ -79,16 +81,29 @@ from domain.messages import (  # noqa: E402
     LatsarReport,
     MoveTmt,
     OfferAnswer,
+    PanelReview,
+    PanelScoreReport,
     RoundState,
     SkbScoreReport,
     SkdReport,
     Withdrawal,
 )
 from domain.protocol import JOURNEY_STATE  # noqa: E402
+from domain.signing import Keyring  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration  # noqa: E402
+from tests.roundkit import (  # noqa: E402
+    CLOSED_BY_COMMITTEE,
+    OPERATOR,
+    REPORTERS,
+    TEST_KEYRING,
+    close_window,
+    compressed_round,
+    formasi,
+    registration,
+    test_signer,
+)
 from workflows.ids import journey_workflow_id  # noqa: E402
 
 SKD = {"C1": (120, 140, 190), "C2": (110, 130, 185), "C3": (60, 70, 150)}  # twk, tiu, tkp; C3 fails
@@ -193,6 +208,163 @@ async def run_small_round(
     for name in SKB:
         await wait_stage(client, round_id, ids[name], after_ranking)
     await wait_stage(client, round_id, ids["C3"], {Stage.ENDED})
+    return round_id, ids
+
+
+# --- the interview panels (--panels) -------------------------------------------------------------
+
+PANEL_POOL = ["pw-ani", "pw-budi", "pw-citra", "pw-dewi", "pw-eko"]
+PANEL_SKB = [
+    {"name": "cat", "kind": "score", "weight": 60, "max_score": 500},
+    {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
+    {
+        "name": "wawancara",
+        "kind": "panel",
+        "weight": 10,
+        "max_score": 100,
+        "panellists": PANEL_POOL,
+        "assign": 3,
+        "outlier_margin": 25,
+    },
+    {"name": "health", "kind": "gate"},
+]
+
+
+def _current_panel(state: JourneyState) -> list[str]:
+    panel: list[str] = []
+    for d in state.decisions:
+        if d.outcome == "panel assigned":
+            panel = list(d.input["panellists"])
+        elif d.outcome == "panel changed":
+            panel = list(d.input["panel"])
+    return panel
+
+
+async def run_panel_round(
+    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str
+) -> tuple[str, dict[str, str]]:
+    """A round of one formasi whose SKB has an interview panel drawn from a pool of five, the
+    committee closing every window: two applicants reach SKB; on A's panel one panellist declares
+    a conflict before scoring (the next of the draw takes the seat, patch panel-change-written),
+    sends a score anyway (refused into the record), a score far from the rest is flagged and struck
+    on review (the next scores again); B's panel scores without incident. Stops once the final
+    ranking is out."""
+    import tomli_w
+
+    keyring = Keyring(
+        [test_signer(i) for i in sorted({*PANEL_POOL, *(i for v in REPORTERS.values() for i in v)})]
+    )
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=keyring)
+    t0 = datetime.now(UTC)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1)],
+        CLOSED_BY_COMMITTEE,
+        t0=t0,
+        skb=PANEL_SKB,
+        extra={
+            "instansi_kind": "pusat",
+            "reporters": {**REPORTERS, "wawancara": PANEL_POOL},
+            "identities": keyring.public_keys(),
+        },
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "round.toml"
+        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+        await api.create_round(path, OPERATOR)
+    ids = {}
+    for serial, name in enumerate(("A", "B"), start=1):
+        result = await api.register(config, registration(serial, "F1"), "sscasn", now=t0)
+        assert result.status == "registered", result.refusals
+        ids[name] = result.applicant_id
+    for name in ids:
+        await wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
+        await api.report(
+            round_id,
+            ids[name],
+            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
+        )
+    await close_window(api, round_id, "administration")
+    for name in ids:
+        await wait_stage(client, round_id, ids[name], {Stage.SKD})
+        await api.report(
+            round_id,
+            ids[name],
+            SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
+        )
+    await close_window(api, round_id, "skd")
+
+    def score(who: str, value: float, name: str) -> PanelScoreReport:
+        return PanelScoreReport(
+            report_id=f"w-{who}-{name}",
+            reported_by=who,
+            component="wawancara",
+            panellist=who,
+            score=value,
+        )
+
+    a, b = ids["A"], ids["B"]
+    drawn = _current_panel(await wait_stage(client, round_id, a, {Stage.SKB}))
+    await api.report(
+        round_id,
+        a,
+        ConflictDeclaration(
+            report_id="coi-A",
+            reported_by=drawn[0],
+            component="wawancara",
+            panellist=drawn[0],
+            kind="family",
+            note="sepupu",
+        ),
+    )
+    try:
+        await api.report(round_id, a, score(drawn[0], 95, "A"))
+    except RefusedError:
+        pass  # refused into the record (PanelScoreRefused): what the set is to hold
+    panel = _current_panel(await journey_state(client, round_id, a))
+    for who, value in zip(panel, (83, 71, 20), strict=True):
+        await api.report(round_id, a, score(who, value, "A"))
+    await api.report(
+        round_id,
+        a,
+        PanelReview(
+            report_id="review-A",
+            reported_by=OPERATOR,
+            component="wawancara",
+            panellist=panel[2],
+            keep=False,
+            note="jauh dari panel",
+        ),
+    )
+    [replacement] = set(_current_panel(await journey_state(client, round_id, a))) - set(panel)
+    await api.report(round_id, a, score(replacement, 75, "A"))
+    b_panel = _current_panel(await wait_stage(client, round_id, b, {Stage.SKB}))
+    for who, value in zip(b_panel, (70, 72, 74), strict=True):
+        await api.report(round_id, b, score(who, value, "B"))
+    for name, x in ids.items():
+        for component, who, value in (("cat", "cat-bkn", 400), ("praktik", "panel-praktik", 80)):
+            await api.report(
+                round_id,
+                x,
+                SkbScoreReport(
+                    report_id=f"{component}-{name}",
+                    reported_by=who,
+                    component=component,
+                    score=value,
+                ),
+            )
+        await api.report(
+            round_id,
+            x,
+            GateReport(
+                report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
+            ),
+        )
+    await close_window(api, round_id, "skb")
+    for x in (a, b):
+        await wait_stage(
+            client, round_id, x, {Stage.FINAL_APPEAL, Stage.FILING, Stage.OPTIMALISASI}
+        )
     return round_id, ids
 
 
@@ -630,7 +802,11 @@ def write_histories(histories: list[RecordedHistory], out: Path) -> list[Path]:
 
 
 async def record(
-    out: Path, full: bool = False, history_budget: int | None = None, continued: bool = False
+    out: Path,
+    full: bool = False,
+    history_budget: int | None = None,
+    continued: bool = False,
+    panels: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -684,6 +860,10 @@ async def record(
                                 continued,
                             )
                             round_id = driver.round_id
+                        elif panels:
+                            round_id, _ = await run_panel_round(
+                                client, settings.task_queue, keys.pseudonym_key, "recorded"
+                            )
                         else:
                             round_id, _ = await run_small_round(
                                 client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
@@ -846,6 +1026,12 @@ def main() -> None:
         "--full", action="store_true", help="play a whole round to its close (FULL_ROLES)"
     )
     parser.add_argument(
+        "--panels",
+        action="store_true",
+        help="play interview panels drawn from a pool: a conflict, a refused score, a flag struck "
+        "on review (run_panel_round)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -878,7 +1064,9 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        asyncio.run(record(args.out, args.full, args.history_budget, args.continued))
+        if args.panels and args.full:
+            parser.error("--panels and --full are different rounds: give one")
+        asyncio.run(record(args.out, args.full, args.history_budget, args.continued, args.panels))
 
 
 if __name__ == "__main__":

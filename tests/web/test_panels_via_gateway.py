@@ -172,7 +172,7 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         gw.sheet_limit = RateLimiter(10)
         live = gw.pool
         dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
-        gw.pool, gw.candidates = dead, CandidateDirectory(dead, keys.pseudonym_key)
+        gw.pool, gw.candidates = dead, CandidateDirectory(dead, gw.api)
         try:
             sheet = await http.get(f"/api/v1/rounds/{round_id}/panel-sheet", headers=auth(who))
             by_code = await http.post(
