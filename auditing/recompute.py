@@ -39,10 +39,12 @@ from domain.config import Category, RoundConfig, parse_round_config
 from domain.events import FinalAppealDecided, ReportAfterClose, SkbCompleted
 from domain.messages import (
     AppealAnswer,
+    ConflictDeclaration,
     Decision,
     FormasiStart,
     GateReport,
     JourneyStart,
+    PanelReview,
     PanelScoreReport,
     RoundStart,
     SkbScoreReport,
@@ -71,7 +73,17 @@ ENDINGS = (DISQUALIFY.name, WITHDRAW.name)
 NO_CODE = 255
 CODE_INDEX = {c.value: i for i, c in enumerate(CODES)}
 SHOWN = 20  # differing SKD codes named one by one; the rest are counted
-SKB_INPUTS = (SkdReport, SkbScoreReport, PanelScoreReport, GateReport)
+# What a journey's SKB result is composed from: the scores and gates, and what changes a panel (a
+# conflict refuses or strikes its panellist's score, a review not kept strikes one), in the order
+# the journey took them.
+SKB_INPUTS = (
+    SkdReport,
+    SkbScoreReport,
+    PanelScoreReport,
+    GateReport,
+    ConflictDeclaration,
+    PanelReview,
+)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from typer.testing import CliRunner
 
 import audit
+from activities.readmodel import panel_rows
 from apps.fleet import build_worker
 from auditing.bundle import MANIFEST, check_bundle, load_histories, write_bundle
 from auditing.history import (
@@ -36,6 +37,7 @@ from auditing.history import (
     round_histories,
 )
 from auditing.provenance import check_provenance
+from auditing.readmodel import projected
 from auditing.recompute import NO_CODE, compare, recompute, recompute_optimalisasi
 from domain.codes import SkdCode
 from domain.columnar import CODES
@@ -105,7 +107,9 @@ SIGNING_KEY = bytes(range(32))
 # optimalisasi-continues), which makes the offer and runs filing, the TMT move, Latsar and the close.
 # v19-full-continued: the same, recorded after patch continue-in-its-own-task (the run ends the task
 # that recorded its local activities on a timer before it continues). v20-full: every journey's
-# start carries its candidate code (blind panel reports by code, docs/ARCHITECTURE.md).
+# start carries its candidate code (blind panel reports by code, docs/ARCHITECTURE.md). v21-panels:
+# an interview panel drawn from a pool (`--panels`): a conflict declared (the change written at
+# once, patch panel-change-written), a score refused, a flag struck on review.
 # All must replay with the current code.
 RECORDED_SETS = [
     RECORDED,
@@ -129,6 +133,7 @@ RECORDED_SETS = [
     RECORDED / "v18-full-continued",
     RECORDED / "v19-full-continued",
     RECORDED / "v20-full",
+    RECORDED / "v21-panels",
     RECORDED / "v4-full-markers",
 ]
 
@@ -397,6 +402,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v18-full-continued",
         RECORDED / "v19-full-continued",
         RECORDED / "v20-full",
+        RECORDED / "v21-panels",
     ],
     ids=lambda p: p.name,
 )
@@ -715,6 +721,36 @@ async def test_starts_that_carry_their_candidate_code_keep_their_signatures():
     assert len(set(codes)) == len(codes)
     check = await check_provenance(histories, converter)
     assert check.problems == [] and check.verified > 14
+
+
+async def test_the_recorded_panels_reach_the_read_model_when_they_change():
+    """v21-panels, replayed: what each journey handed the read model's panel_seats (panel_rows of
+    its projections). A's panel is written when drawn, again by the task that took the conflict
+    declaration (before the score its panellist sent anyway was refused: patch
+    panel-change-written), and again after the review; the last is the panel whose scores the
+    SKB counted. B's, drawn once, is written once."""
+    directory = RECORDED / "v21-panels"
+    histories = load_histories(directory)
+    found = await projected("recorded", histories, recorded_converter(directory))
+    written = {
+        a: [(p, x["panellists"]) for p in ps for x in panel_rows(p)]
+        for a, ps in found.projections.items()
+    }
+    changed, once = sorted(written.values(), key=len, reverse=True)
+    assert [len(changed), len(once)] == [3, 1]
+    (drawn_at, drawn), (conflict_at, after_conflict), (_, after_review) = changed
+    assert [d.outcome for d in drawn_at.new_decisions if d.stage == "skb"] == ["panel assigned"]
+    assert [d.outcome for d in conflict_at.new_decisions] == ["panel changed"]
+    assert len(set(drawn) - set(after_conflict)) == len(set(after_conflict) - set(drawn)) == 1
+    assert len(set(after_conflict) - set(after_review)) == 1
+    completed = [
+        d
+        for p in found.projections[next(a for a, w in written.items() if len(w) == 3)]
+        for d in p.new_decisions
+        if d.outcome == "completed"
+    ]
+    assert sorted(completed[-1].input["components"]["panel"]["wawancara"]) == sorted(after_review)
+    assert len(once[0][1]) == 3
 
 
 async def test_a_round_recorded_before_signing_is_named_as_unsigned():
