@@ -1504,6 +1504,27 @@ def announce_gateway(
     asyncio.run(main())
 
 
+@app.command("panel-sheets")
+def panel_sheets(
+    size: int = typer.Option(1000, min=10, help="applicants registered (all go on to SKB)"),
+    reads: int = typer.Option(5, min=1, help="reads of each sheet from the read model"),
+    seed: int = 17,
+    keep_stack: bool = KEEP,
+):
+    """A panellist's blind sheet read from the read model's panel_seats against the read before
+    it (a query to every running journey of the round), in one run, sheet by sheet compared."""
+    from bench.panel_sheets import run_panel_sheets
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_panel_sheets(ctx, size, seed, reads)
+            save("panel-sheets", {"machine": m, **figures})
+
+    asyncio.run(main())
+
+
 @app.command()
 def ranking(
     sizes: str = typer.Option("1000000,4000000", help="comma-separated entry counts"),

@@ -69,8 +69,9 @@ def bench_config(
     window: timedelta = timedelta(hours=1),
     engine: dict[str, int] | None = None,
     quotas: dict[str, int] | None = None,
+    example: Path = EXAMPLE,
 ) -> tuple[RoundConfig, Path]:
-    """The example regency round, windows opening now (closed early by the driver).
+    """The example regency round (or `example`), windows opening now (closed early by the driver).
 
     quota=None keeps the example's quotas; a number sets every formasi's quota.
     single_formasi keeps only the first (general) formasi.
@@ -80,7 +81,7 @@ def bench_config(
     file validates them.
     quotas sets the named formasi's quotas (after `quota`).
     """
-    doc = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    doc = tomllib.loads(example.read_text(encoding="utf-8"))
     doc["round_id"] = round_id
     start = now - timedelta(minutes=1)
     for i, name in enumerate(WINDOWS):
