@@ -209,8 +209,17 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     assert a in await sheet_of(order[4]) and a not in await sheet_of(order[3])
     await api.report(round_id, a, _panel_score(order[4], 75))
 
-    # B's panel scores without incident; both complete SKB.
+    # A sheet changed in the read model seats nobody: the journey checks its own recorded draw.
     b_state = await _state(client, round_id, b)
+    outsider = next(p for p in POOL if p not in _last_panel(b_state))
+    seat = "UPDATE panel_seats SET panellists = {} WHERE round_id = $1 AND applicant_id = $2"
+    await pool.execute(seat.format("panellists || $3::text"), round_id, b, outsider)
+    assert b in await sheet_of(outsider)
+    with pytest.raises(RefusedError, match="not on this applicant's wawancara panel"):
+        await api.report(round_id, b, _panel_score(outsider, 60, 9))
+    await pool.execute(seat.format("array_remove(panellists, $3::text)"), round_id, b, outsider)
+
+    # B's panel scores without incident; both complete SKB.
     for who, score in zip(_last_panel(b_state), (70, 72, 74), strict=True):
         await api.report(round_id, b, _panel_score(who, score, 1))
     for i, x in enumerate((a, b)):
