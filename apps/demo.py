@@ -289,7 +289,8 @@ async def run_demo(
 ) -> int:
     """Run the demo rounds at the same time (`size` applicants in the regency's, `central_size`
     in the ministry's), then evaluate them; 0 only when every applicant of both reached a
-    terminal outcome and every announcement was published."""
+    terminal outcome, every announcement was published and the auditor's recompute of each round
+    matches what it announced."""
     from apps.fleet import build_worker
     from runtime.app import open_app
 
@@ -381,10 +382,30 @@ async def run_demo(
 
 
 async def _round(demo: Demo, app, applicants: list[Registration]) -> bool:
-    """One round end to end: played, published, evaluated."""
+    """One round end to end: played, published, evaluated, and recomputed as an auditor would."""
     ok = await _play(demo, applicants)
     ok = await _publish(demo, app) and ok
-    return await _evaluate(demo, app) and ok
+    ok = await _evaluate(demo, app) and ok
+    return await _recompute(demo, app) and ok
+
+
+async def _recompute(demo: Demo, app) -> bool:
+    """`audit.py recompute` of the round: every formasi's SKD cut and final ranking worked out
+    again from its applicants' histories alone, against what it announced (docs/AUDIT.md)."""
+    from auditing.history import round_histories
+    from auditing.recompute import recompute
+    from runtime.connection import data_converter
+
+    histories = await round_histories(app.client, demo.round_id)
+    differences = (await recompute(histories, data_converter(app.keys))).differences()
+    for d in differences:
+        demo.say(f"[red]recompute: {d}[/]")
+    if not differences:
+        demo.say(
+            f"recomputed from {len(histories)} histories (audit.py recompute): every formasi's "
+            "SKD cut and final ranking match what it announced"
+        )
+    return not differences
 
 
 async def _publish(demo: Demo, app) -> bool:
