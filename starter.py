@@ -51,7 +51,13 @@ from client.csvio import (
 )
 from client.deadlines import with_query_deadline
 from client.gateway_client import GatewayError, GatewayReports, NotTaken
-from client.national import InstansiFunnel, NationalRefusal, national_funnel
+from client.national import (
+    InstansiFunnel,
+    NationalRefusal,
+    funnel_document,
+    funnel_from_document,
+    national_funnel,
+)
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
 from client.publication import Publication, Published, publish_announcement, write_files
 from client.sanctions import (
@@ -1093,33 +1099,26 @@ async def show_national_funnel(
     ctx: Context, national_id: str, as_json: bool = False
 ) -> tuple[NationalState, list[InstansiFunnel]]:
     """Print the national round's schedule and, per instansi round in the order they joined, its
-    applicants by stage or result code and its announcements (from the read model)."""
-    conn = await asyncpg.connect(ctx.database_url)
-    try:
-        state, lines = await national_funnel(ctx.api.national, conn, national_id)
-    except NationalRefusal as exc:
-        raise RefusedError(str(exc)) from None
-    finally:
-        await conn.close()
+    applicants by stage or result code and its announcements (from the read model). Through the
+    gateway, for an identity its file names among its `readers`."""
+    if isinstance(ctx.api, GatewayReports):
+        document = await ctx.api.national_funnel(national_id)
+        try:
+            state, lines = funnel_from_document(document)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayError(
+                200, f"the gateway's answer holds no national funnel: {exc}"
+            ) from None
+    else:
+        conn = await asyncpg.connect(ctx.database_url)
+        try:
+            state, lines = await national_funnel(ctx.api.national, conn, national_id)
+        except NationalRefusal as exc:
+            raise RefusedError(str(exc)) from None
+        finally:
+            await conn.close()
     if as_json:
-        _print_json(
-            ctx,
-            {
-                "national_id": national_id,
-                "national": state.model_dump(mode="json"),
-                "instansi": [
-                    {
-                        "round_id": f.round_id,
-                        "instansi": f.instansi,
-                        "formasi": f.formasi,
-                        "seats": f.seats,
-                        "funnel": dict(sorted(f.codes.items())),
-                        "publications": dict(sorted(f.publications.items())),
-                    }
-                    for f in lines
-                ],
-            },
-        )
+        _print_json(ctx, funnel_document(national_id, state, lines))
         return state, lines
     ctx.console.print(
         f"national round {national_id} ({state.name}): {state.phase}, "
@@ -1869,11 +1868,20 @@ def create_national_cmd(
 
 
 @cli.command("national-funnel")
-def national_funnel_cmd(national_id: str, as_json: JsonOpt = False):
+def national_funnel_cmd(
+    national_id: str,
+    as_json: JsonOpt = False,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
+):
     """The national round: its windows and, per instansi round that joined, the applicants by
     stage or result code and the announcements published (each instansi announces its own round
-    with starter.py announce ROUND_ID)."""
-    _run(lambda ctx: show_national_funnel(ctx, national_id, as_json))
+    with starter.py announce ROUND_ID). With --gateway, read through the HTTP gateway by one of
+    the `readers` the national file names."""
+    _run(
+        lambda ctx: show_national_funnel(ctx, national_id, as_json),
+        gateway=_through(gateway, api_key_file),
+    )
 
 
 @cli.command("status")

@@ -219,10 +219,23 @@ class GatewayReports:
         answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
         return Published(_publication_in(answer), answer["stored"], answer["cut_multiplier"])
 
+    async def national_funnel(self, national_id: str) -> dict[str, Any]:
+        """The national round's funnel document (client.national.funnel_document; the gateway's
+        `GET /api/v1/national/{id}`, for the readers its file names). UnknownError: no such
+        national round."""
+        path = f"/api/v1/national/{quote(national_id, safe='')}"
+        return await self._read("GET", path, national_id, about="national_id")
+
     async def _read(
-        self, method: str, path: str, round_id: str, body: dict | None = None
+        self,
+        method: str,
+        path: str,
+        round_id: str,
+        body: dict | None = None,
+        about: str = "round_id",
     ) -> dict[str, Any]:
-        """One request about the round: its JSON answer, checked to be about the round."""
+        """One request about the round (or the national round, `about` its id's field): its JSON
+        answer, checked to be about it."""
         assert self._http is not None, "use GatewayReports as an async context manager"
         try:
             response = await self._http.request(method, path, json=body)
@@ -238,7 +251,7 @@ class GatewayReports:
             document = response.json()
         except ValueError:
             document = None
-        if not isinstance(document, dict) or document.get("round_id") != round_id:
+        if not isinstance(document, dict) or document.get(about) != round_id:
             raise GatewayError(200, f"not an answer about {round_id}: {response.text[:200]!r}")
         return document
 

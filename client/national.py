@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -291,4 +291,42 @@ async def national_funnel(
             publications=announced[r.round_id],
         )
         for r in state.rounds
+    ]
+
+
+def funnel_document(
+    national_id: str, state: NationalState, lines: list[InstansiFunnel]
+) -> dict[str, Any]:
+    """The national funnel as one JSON document: what `starter.py national-funnel --json` prints
+    and the gateway's `GET /api/v1/national/{id}` answers."""
+    return {
+        "national_id": national_id,
+        "national": state.model_dump(mode="json"),
+        "instansi": [
+            {
+                "round_id": f.round_id,
+                "instansi": f.instansi,
+                "formasi": f.formasi,
+                "seats": f.seats,
+                "funnel": dict(sorted(f.codes.items())),
+                "publications": dict(sorted(f.publications.items())),
+            }
+            for f in lines
+        ],
+    }
+
+
+def funnel_from_document(document: dict[str, Any]) -> tuple[NationalState, list[InstansiFunnel]]:
+    """The state and lines of a funnel_document (as the gateway answered it); ValueError,
+    KeyError or TypeError when it is not one."""
+    return NationalState.model_validate(document["national"]), [
+        InstansiFunnel(
+            round_id=str(f["round_id"]),
+            instansi=str(f["instansi"]),
+            formasi=int(f["formasi"]),
+            seats=int(f["seats"]),
+            codes=Counter({str(k): int(v) for k, v in f["funnel"].items()}),
+            publications={str(k): int(v) for k, v in f["publications"].items()},
+        )
+        for f in document["instansi"]
     ]

@@ -62,12 +62,16 @@ class NationalSchedule(BaseModel, frozen=True):
 
 
 class NationalConfig(BaseModel, frozen=True):
-    """A national round: its id, name and shared schedule."""
+    """A national round: its id, name and shared schedule, and who may read its funnel."""
 
     national_id: Code
     name: str = Field(min_length=1, max_length=200)
     rule_version: str = Field(min_length=1, max_length=40)
     schedule: NationalSchedule
+    # Identities (their API keys in the gateways' file) who may read the national funnel through
+    # the gateway: the national committee, an inspector. None: nobody reads it there, only
+    # `starter.py national-funnel` with access to the cluster.
+    readers: list[Code] = Field(default=[], max_length=200)
 
 
 def schedule_disagreement(national: NationalSchedule, schedule: Schedule) -> list[str]:

@@ -2,7 +2,8 @@
 own signing key but no access to the cluster: the round's status (`starter.py status --gateway`),
 one applicant's (`lookup --gateway`), the satisfaction survey's results (`survey-results
 --gateway`), and announcements drafted here and signed on the operator's machine (`announce
---gateway`). Only the round's `operator` reporters: 403 for anyone else.
+--gateway`). Only the round's `operator` reporters: 403 for anyone else. And a national round's
+funnel (`national-funnel --gateway`), for the `readers` its file names.
 
 Like gateway/service_api.py, no `from __future__ import annotations`: FastAPI reads the routes'
 annotations live.
@@ -10,16 +11,17 @@ annotations live.
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field, model_validator
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
 from client.access_log import record_access
 from client.announcements import AnnouncementStage
-from client.api import applicant_id_for
+from client.api import UnknownError, applicant_id_for
+from client.national import NationalRefusal, funnel_document, national_funnel
 from client.publication import SignedDraft, draft_announcement, publish_signed
 from client.status import (
     WIB,
@@ -31,6 +33,7 @@ from client.status import (
 )
 from client.survey import FEW_RESPONDENTS, SurveyRow, survey_rows
 from domain.config import RoundConfig
+from domain.national import NationalConfig, NationalState
 from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
 from gateway.limits import hold_back
@@ -373,3 +376,70 @@ async def get_survey(
     return SurveyResults(
         round_id=round_id, few_below=FEW_RESPONDENTS, results=await survey_rows(gw.pool, round_id)
     )
+
+
+# --- the national funnel, for the readers the national file names ---------------------------------
+
+
+class InstansiLine(BaseModel):
+    """One instansi round of the national round: its applicants by stage or result code and its
+    announcements signed, by stage."""
+
+    round_id: str
+    instansi: str
+    formasi: int
+    seats: int
+    funnel: dict[str, int]
+    publications: dict[str, int]
+
+
+class NationalFunnel(BaseModel):
+    """What `starter.py national-funnel --json` prints: the national windows and register, and a
+    line per instansi round in the order they joined. Counts only, no applicant."""
+
+    national_id: str
+    national: NationalState
+    instansi: list[InstansiLine]
+
+
+@router.get(
+    "/national/{national_id}",
+    summary="A national round's windows and funnel per instansi, for the readers its file names",
+    responses=RESPONSES,
+)
+async def get_national(
+    national_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")],
+    identity: Caller,
+    response: Response,
+    gw: Gateway = Depends(gateway),
+) -> NationalFunnel:
+    """What `starter.py national-funnel` shows, for an identity the national round's file lists
+    among its `readers` (the national committee, an inspector): 403 for anyone else, the rounds'
+    own operators included (a national round's file that names no readers is read with access to
+    the cluster only)."""
+
+    async def config() -> NationalConfig:
+        try:
+            return await gw.api.national.config(national_id)
+        except NationalRefusal as exc:
+            raise UnknownError(str(exc)) from None
+
+    found = await engine_answer(config(), f"national round {national_id}")
+    if identity not in found.readers:
+        raise Problem(
+            403,
+            f"{identity} is not a reader of national round {national_id}: its file names who "
+            "may read its funnel here (readers)",
+        )
+
+    async def funnel() -> dict:
+        async with gw.pool.acquire() as conn:
+            state, lines = await national_funnel(gw.api.national, conn, national_id)
+        return funnel_document(national_id, state, lines)
+
+    document = await engine_answer(funnel(), f"national funnel of {national_id}")
+    response.headers["Cache-Control"] = "no-store"
+    log.info(
+        "national funnel", national_id=national_id, by=identity, rounds=len(document["instansi"])
+    )
+    return NationalFunnel.model_validate(document)

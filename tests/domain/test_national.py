@@ -77,6 +77,15 @@ def test_a_national_file_without_the_skd_window_is_refused_naming_it():
     assert "schedule.skd" in str(caught.value)
 
 
+def test_a_national_file_names_its_funnel_s_readers_and_a_bad_one_is_refused_by_its_place():
+    assert load_national_config(EXAMPLES / "national-2027.toml").readers == ["panselnas-pemantau"]
+    assert parse_national_config(_national(registration=(0, 20), skd=(45, 80))).readers == []
+    bad = {**_national(registration=(0, 20), skd=(45, 80)), "readers": ["ok", "bad id!"]}
+    with pytest.raises(ConfigError) as caught:
+        parse_national_config(bad)
+    assert "readers.1" in str(caught.value) and "bad id!" in str(caught.value)
+
+
 def test_a_round_without_a_national_round_keeps_its_digest():
     config = load_round_config(EXAMPLES / "round-kabupaten.toml")
     joined = config.model_copy(update={"national_round": "CPNS-2027"})

@@ -56,15 +56,19 @@ def _window(t0: datetime, span: tuple[int, int]) -> dict:
     }
 
 
-async def _national(api: RecruitmentApi, tmp_path: Path, t0: datetime) -> str:
+async def _national(
+    api: RecruitmentApi, tmp_path: Path, t0: datetime, readers: list[str] | None = None
+) -> str:
     national_id = f"nat-{uuid.uuid4().hex[:6]}"
     path = tmp_path / f"{national_id}.toml"
-    doc = {
+    doc: dict = {
         "national_id": national_id,
         "name": "Seleksi CPNS Nasional Uji",
         "rule_version": "2024.1",
         "schedule": {name: _window(t0, span) for name, span in NATIONAL.items()},
     }
+    if readers is not None:
+        doc["readers"] = readers
     path.write_text(tomli_w.dumps(doc))
     _, created = await api.national.create(path, OPERATOR)
     assert created
@@ -94,11 +98,16 @@ async def _instansi_round(
 
 
 async def _national_with_rounds(
-    api: RecruitmentApi, tmp_path: Path, kind: str, names: tuple[str, ...]
+    api: RecruitmentApi,
+    tmp_path: Path,
+    kind: str,
+    names: tuple[str, ...],
+    readers: list[str] | None = None,
 ) -> tuple[str, list[RoundConfig]]:
-    """A national round and an instansi round per name (`Pemerintah {kind} {name}`) joined to it."""
+    """A national round (whose funnel `readers` may read through the gateway) and an instansi
+    round per name (`Pemerintah {kind} {name}`) joined to it."""
     t0 = datetime.now(UTC)
-    national_id = await _national(api, tmp_path, t0)
+    national_id = await _national(api, tmp_path, t0, readers)
     rounds = [
         await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah {kind} {n}")
         for n in names

@@ -7,22 +7,28 @@ said, and the other still shown; a NIK is never in a URL, a log line or an answe
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+from rich.console import Console
 from structlog.testing import capture_logs
 
 from client.access_log import accesses
+from client.api import RecruitmentApi
 from client.gateway_client import GatewayReports
+from client.national import funnel_document
 from domain.messages import CloseWindow
 from domain.signing import Keyring
 from gateway import operator_api
+from starter import Context, show_national_funnel
+from tests.flows.test_national import _national, _national_with_rounds, _rows
 from tests.roundkit import OPERATOR, TEST_KEYRING, registration
 from tests.web.conftest import api_key, auth, serving
 from tests.web.test_report_via_gateway import ROOT, _private, _registered, _starter
@@ -385,3 +391,61 @@ async def test_an_operator_reads_the_survey_through_the_gateway_as_the_committee
         )  # fmt: skip
     assert code == 0, (out, err)
     assert json.loads(out) == direct
+
+
+async def test_the_national_funnel_is_read_through_the_gateway_by_the_readers_its_file_names(
+    client, keys, running_worker, stack, gateway_state, http, tmp_path
+):
+    """A national round's file names who reads its funnel through the gateway (`readers`): they
+    get what `national-funnel --json` prints, by route and by the CLI with nothing of the cluster;
+    anyone else, a round's operator included, gets 403; a national round that names no readers
+    is read by nobody there."""
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(
+        api, tmp_path, "Kota", ("Alpha", "Beta"), readers=[VERIFIER]
+    )
+    for config, serial in ((a, 131), (b, 132)):
+        registered = await api.register(config, registration(serial, "F1"), "sscasn")
+        assert registered.status == "registered", registered
+    await _rows(pool, [a.round_id, b.round_id], 2)
+    path = f"/api/v1/national/{national_id}"
+
+    r = await http.get(path, headers=auth(VERIFIER))
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    ctx = Context(api, stack.database_url, Console(file=io.StringIO(), width=250))
+    assert r.json() == funnel_document(national_id, *await show_national_funnel(ctx, national_id))
+    assert [(x["round_id"], sum(x["funnel"].values())) for x in r.json()["instansi"]] == [
+        (a.round_id, 1),
+        (b.round_id, 1),
+    ]
+    # The rounds' own operator is not a reader of the national round.
+    r = await http.get(path, headers=auth(OPERATOR))
+    assert r.status_code == 403 and "not a reader of national round" in r.text, r.text
+    # A national round whose file names no readers: nobody reads it here.
+    unread = await _national(api, tmp_path, datetime.now(UTC))
+    r = await http.get(f"/api/v1/national/{unread}", headers=auth(VERIFIER))
+    assert r.status_code == 403, r.text
+    r = await http.get("/api/v1/national/nat-no-such", headers=auth(VERIFIER))
+    assert r.status_code == 404, r.text
+    r = await http.get("/api/v1/national/bad%20id", headers=auth(VERIFIER))
+    assert r.status_code == 422, r.text
+
+    reader_key = _private(tmp_path / "reader-api-key", api_key(VERIFIER))
+    data_dir = tmp_path / "reader-data"
+    async with serving(gateway_state) as url:
+        through = ["--gateway", url, "--api-key-file", str(reader_key)]
+        code, out, err = await _starter(
+            "national-funnel", national_id, "--json", *through, data_dir=data_dir
+        )
+        assert code == 0, (out, err)
+        assert json.loads(out) == funnel_document(
+            national_id, *await show_national_funnel(ctx, national_id)
+        )
+        code, out, err = await _starter("national-funnel", national_id, *through, data_dir=data_dir)
+        assert code == 0, (out, err)
+        assert "Pemerintah Kota Alpha" in out and "2 instansi rounds joined" in out
+        code, out, err = await _starter("national-funnel", unread, *through, data_dir=data_dir)
+        assert code == 2 and "not a reader of national round" in err, (out, err)
+    assert not data_dir.exists()
