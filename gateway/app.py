@@ -25,6 +25,7 @@ from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
 from gateway.limits import RequestLimits
+from gateway.service_api import READ_MODEL_DOWN
 from runtime.db import open_pool
 from runtime.logs import get_logger
 from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
@@ -108,6 +109,50 @@ def create_app(gw: Gateway) -> FastAPI:
         log.warning("the engine did not answer in time", path=request.url.path)
         return await engine_unavailable(request, problems.ENGINE_LATE, exc)
 
+    def plain_page(
+        request: Request, status: int, title: str, text: str, **headers: str
+    ) -> Response:
+        """A page of the portal's look that asks nothing of the database or the engine."""
+        return gw.templates.TemplateResponse(
+            request,
+            "portal/message.html",
+            {
+                "account": None,
+                "title": title,
+                "text": text,
+                "kind": "errors",
+                "back": ("/", "Halaman depan"),
+            },
+            status_code=status,
+            headers=headers or None,
+        )
+
+    async def _read_model_down(request: Request, exc: Exception) -> Response:
+        """The read model could not be reached or used (a page or a route that reads it without
+        its own answer for that): 503 with Retry-After, its own words only in the log (they may
+        name a host). On the portal and the public pages, a page that does not ask the database
+        for the visitor's session. A bare 500 before."""
+        log.warning("read model unreachable", path=request.url.path, error=type(exc).__name__)
+        if request.url.path.startswith("/api/"):
+            return problems.problem_response(
+                request,
+                problems.Problem(
+                    503,
+                    "the read model cannot be reached; ask again later",
+                    headers={"Retry-After": "30"},
+                ),
+            )
+        return plain_page(
+            request,
+            503,
+            "Layanan sedang tidak tersedia",
+            "Data seleksi sedang tidak dapat dibaca. Silakan coba lagi beberapa saat lagi.",
+            **{"Retry-After": "30"},
+        )
+
+    for kind in READ_MODEL_DOWN:
+        app.add_exception_handler(kind, _read_model_down)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         """Whatever no other handler answers: a 500 that carries the request id (the log line
@@ -125,19 +170,12 @@ def create_app(gw: Gateway) -> FastAPI:
                     "operators if it fails again",
                 ),
             )
-        return gw.templates.TemplateResponse(
+        return plain_page(
             request,
-            "portal/message.html",
-            {
-                "account": None,
-                "title": "Terjadi kesalahan",
-                "text": "Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat "
-                "lagi. Jika masalah berlanjut, sampaikan kode permintaan ini kepada panitia: "
-                f"{request_id}.",
-                "kind": "errors",
-                "back": ("/", "Halaman depan"),
-            },
-            status_code=500,
+            500,
+            "Terjadi kesalahan",
+            "Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat lagi. Jika "
+            f"masalah berlanjut, sampaikan kode permintaan ini kepada panitia: {request_id}.",
         )
 
     app.include_router(service_api.router)

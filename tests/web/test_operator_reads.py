@@ -449,3 +449,35 @@ async def test_the_national_funnel_is_read_through_the_gateway_by_the_readers_it
         code, out, err = await _starter("national-funnel", unread, *through, data_dir=data_dir)
         assert code == 2 and "not a reader of national round" in err, (out, err)
     assert not data_dir.exists()
+
+
+async def test_a_read_model_out_of_reach_is_a_503_to_ask_again_never_a_500(
+    client, keys, running_worker, gateway_state, http, tmp_path, monkeypatch
+):
+    """A route or page that reads the read model with no answer of its own for its loss (the
+    survey's sums, the public announcements) answers 503 with Retry-After, and its page asks the
+    database for nothing; the database's words stay in the log."""
+    round_id, _ = await _closed_round(
+        client, keys, running_worker, gateway_state, http, tmp_path, "rm-down"
+    )
+    dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
+    try:
+        monkeypatch.setattr(gateway_state, "pool", dead)
+        with capture_logs() as logs:
+            survey = await http.get(f"{_path(round_id)}/survey", headers=auth(OPERATOR))
+            page = await http.get("/pengumuman")
+    finally:
+        monkeypatch.undo()
+        await dead.close()
+    assert survey.status_code == 503 and survey.headers["retry-after"] == "30", survey.text
+    assert survey.headers["content-type"].startswith("application/problem+json")
+    assert "read model cannot be reached" in survey.json()["detail"]
+    assert page.status_code == 503 and page.headers["retry-after"] == "30", page.text
+    assert "Layanan sedang tidak tersedia" in page.text
+    for r in (survey, page):
+        assert "127.0.0.1" not in r.text and "Connect call failed" not in r.text
+    assert [e["path"] for e in logs if e["event"] == "read model unreachable"] == [
+        f"{_path(round_id)}/survey",
+        "/pengumuman",
+    ]
+    assert (await http.get("/pengumuman")).status_code == 200
