@@ -1,9 +1,9 @@
 """The read model checked against the histories it projects, and made good from them.
 
 Every row the journeys write (their applicant row, decisions, accepted reports' published part,
-notifications, APS sanctions, interview panels) is the input of a `project_journey` local activity, or a row a
-journey handed over with its answer to a close; an aftermath's revocations (a DIS or dismissal
-after the journey ended) are the input of `project_revocations`. Neither input is in the history
+notifications, APS sanctions, interview panels) is the input of a `project_journey` local
+activity, or a row a journey handed over with its answer to a close; an aftermath's revocations
+(a DIS or dismissal after the journey ended) are the input of `project_revocations`. Neither input is in the history
 (a local activity's marker holds only its result), but replaying the history runs the same code,
 which hands the same projections to the same calls: replay captures them here, in the order they
 were written, each local activity's once its marker shows it done. So the read model a round
