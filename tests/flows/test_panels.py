@@ -148,6 +148,10 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     # The sheets are read from the read model: the draw is there as soon as the journey waits.
     on_sheets = [a in await sheet_of(p) for p in order]
     assert on_sheets == [True, True, True, False, False]
+    # One formasi's part of a sheet: the round's only formasi gives it all, another none.
+    whole = await panel_sheet(pool, api.pseudonym_key, round_id, order[0])
+    assert await panel_sheet(pool, api.pseudonym_key, round_id, order[0], "F1") == whole
+    assert await panel_sheet(pool, api.pseudonym_key, round_id, order[0], "F9") == []
 
     # A conflict declared before scoring: the next of the order takes the seat ...
     await api.report(

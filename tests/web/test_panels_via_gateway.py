@@ -82,6 +82,8 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         sheet = await gateway.panel_sheet(round_id, who)
         assert code_a in {r.candidate for r in sheet}
         assert all(r.component == "wawancara" for r in sheet)
+        assert await gateway.panel_sheet(round_id, who, sheet[0].formasi_code) == sheet
+        assert await gateway.panel_sheet(round_id, who, "F9") == []
         # A score by code: taken by a's journey, answered with the code.
         ack = await gateway.report(round_id, code_a, _score(who, 81, "1"))
         assert (ack.applicant_id, ack.effect) == (
