@@ -6,6 +6,7 @@
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v18-full-continued
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v19-full-continued
     .venv/bin/python scripts/record_histories.py --panels --out tests/histories/v21-panels
+    .venv/bin/python scripts/record_histories.py --national --out tests/histories/v22-national
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -366,6 +367,40 @@ async def run_panel_round(
             client, round_id, x, {Stage.FINAL_APPEAL, Stage.FILING, Stage.OPTIMALISASI}
         )
     return round_id, ids
+
+
+# --- a national round (--national) -----------------------------------------------------------------
+
+
+async def run_national_round(
+    client: Client, task_queue: str, pseudonym_key: bytes
+) -> tuple[str, list[str]]:
+    """A national round with two instansi rounds joined to it (the live test's, from
+    tests/flows/test_national.py): one NIK registers in the first and is refused in the second
+    (one NIK, one formasi nationwide), two more register, one in each. Stops once every journey
+    waits for its administrative check. The national id, and the ids of every round to record
+    (the national round's own, with its claims, and each instansi round's)."""
+    from tests.flows.test_national import _national_with_rounds
+
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
+    with tempfile.TemporaryDirectory() as tmp:
+        national_id, (a, b) = await _national_with_rounds(
+            api, Path(tmp), "Kota", ("Alpha", "Beta"), readers=[OPERATOR]
+        )
+    registered = []
+    for config, serial, code, expected in (
+        (a, 1, "F1", "registered"),
+        (b, 1, "F2", "refused"),  # the same NIK in another instansi
+        (a, 2, "F2", "registered"),
+        (b, 3, "F1", "registered"),
+    ):
+        result = await api.register(config, registration(serial, code), "sscasn")
+        assert result.status == expected, (serial, config.round_id, result)
+        if result.status == "registered":
+            registered.append((config.round_id, result.applicant_id))
+    for round_id, applicant_id in registered:
+        await wait_stage(client, round_id, applicant_id, {Stage.ADMIN_CHECK})
+    return national_id, [national_id, a.round_id, b.round_id]
 
 
 # --- the full round (--full) ---------------------------------------------------------------------
@@ -807,6 +842,7 @@ async def record(
     history_budget: int | None = None,
     continued: bool = False,
     panels: bool = False,
+    national: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -860,6 +896,10 @@ async def record(
                                 continued,
                             )
                             round_id = driver.round_id
+                        elif national:
+                            round_id, recorded_ids = await run_national_round(
+                                client, settings.task_queue, keys.pseudonym_key
+                            )
                         elif panels:
                             round_id, _ = await run_panel_round(
                                 client, settings.task_queue, keys.pseudonym_key, "recorded"
@@ -869,7 +909,12 @@ async def record(
                                 client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
                             )
                         await asyncio.sleep(1.0)  # visibility catches up
-                        histories = await round_histories(client, round_id)
+                        if national:
+                            histories = [
+                                h for i in recorded_ids for h in await round_histories(client, i)
+                            ]
+                        else:
+                            histories = await round_histories(client, round_id)
                         if driver is not None:
                             live = await driver.outcomes()
                 finally:
@@ -1032,6 +1077,11 @@ def main() -> None:
         "on review (run_panel_round)",
     )
     parser.add_argument(
+        "--national",
+        action="store_true",
+        help="play a national round with two instansi rounds joined to it (run_national_round)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -1064,9 +1114,13 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        if args.panels and args.full:
-            parser.error("--panels and --full are different rounds: give one")
-        asyncio.run(record(args.out, args.full, args.history_budget, args.continued, args.panels))
+        if sum((args.panels, args.full, args.national)) > 1:
+            parser.error("--panels, --full and --national are different rounds: give one")
+        asyncio.run(
+            record(
+                args.out, args.full, args.history_budget, args.continued, args.panels, args.national
+            )
+        )
 
 
 if __name__ == "__main__":

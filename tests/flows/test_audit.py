@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -110,7 +111,8 @@ SIGNING_KEY = bytes(range(32))
 # start carries its candidate code (blind panel reports by code, docs/ARCHITECTURE.md). v21-panels:
 # an interview panel drawn from a pool (`--panels`): a conflict declared (the change written at
 # once, patch panel-change-written), a score refused, a flag struck on review.
-# All must replay with the current code.
+# All must replay with the current code. (v22-national, a national round with its claims and two
+# instansi rounds, holds other kinds of workflow: its own test below.)
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -183,6 +185,30 @@ async def test_recorded_histories_replay_with_the_current_code(recorded_set):
         if h.history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
     }
     assert all(decisions_of([o]) or o.run_id in continued for o in outcomes)
+
+
+async def test_the_recorded_national_round_replays_with_the_current_code():
+    """v22-national (`record_histories.py --national`): a national round, the claims of its NIKs
+    (each held, unstarted, until the national SKD closes) and two instansi rounds joined to it,
+    whose journeys checked their NIK's national claim at admission and were registered. Every one
+    replays with the current code: three claims for three NIKs, though one NIK tried twice."""
+    directory = RECORDED / "v22-national"
+    histories = load_histories(directory)
+    kinds = Counter(h.kind for h in histories)
+    assert kinds == {
+        "NationalRound": 1,
+        "NationalClaim": 3,
+        "round": 2,
+        "formasi": 4,
+        "journey": 3,
+    }, kinds
+    outcomes = await replay([h.history for h in histories], recorded_converter(directory))
+    assert [(o.workflow_id, o.failure, o.drift) for o in outcomes if not o.ok] == []
+    assert sum(o.unstarted for o in outcomes) == 3  # the claims wait for the national SKD
+    journeys = [o for o in outcomes if "/applicant/" in o.workflow_id]
+    assert [[(d.stage, d.outcome) for d in decisions_of([o])] for o in journeys] == [
+        [("registered", "registered")]
+    ] * 3
 
 
 async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():
