@@ -338,3 +338,37 @@ async def test_an_unexpected_error_shows_its_request_id_in_the_browser(
             await page.screenshot(path=str(SHOTS / "11-kesalahan.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_the_read_model_out_of_reach_shows_the_unavailable_page_in_the_browser(
+    gateway_state, monkeypatch
+):
+    """The public announcements with the read model out of reach, on a real uvicorn port: the
+    portal's page saying the service is unavailable (503, Retry-After), in Indonesian, nothing of
+    the database's own words."""
+    import asyncpg
+    from playwright.async_api import async_playwright
+
+    from tests.web.conftest import serving
+
+    dead = await asyncpg.create_pool("postgresql://casn@127.0.0.1:9/casn", min_size=0)
+    monkeypatch.setattr(gateway_state, "pool", dead)
+    try:
+        async with serving(gateway_state) as url, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 390, "height": 844})
+                response = await page.goto(f"{url}/pengumuman")
+                assert response is not None and response.status == 503
+                assert response.headers.get("retry-after") == "30"
+                assert await page.inner_text("h1") == "Layanan sedang tidak tersedia"
+                text = await page.inner_text("main")
+                assert "coba lagi" in text and "127.0.0.1" not in text
+                await page.screenshot(
+                    path=str(SHOTS / "12-data-tidak-tersedia.png"), full_page=True
+                )
+            finally:
+                await browser.close()
+    finally:
+        monkeypatch.undo()
+        await dead.close()
