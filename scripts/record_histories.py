@@ -377,10 +377,11 @@ async def run_national_round(
 ) -> tuple[str, list[str]]:
     """A national round with two instansi rounds joined to it (the live test's, from
     tests/flows/test_national.py): one NIK registers in the first and is refused in the second
-    (one NIK, one formasi nationwide), two more register, one in each. Stops once every journey
-    waits for its administrative check. The national id, and the ids of every round to record
+    (one NIK, one formasi nationwide), two more register, one in each; then the first closes its
+    registration early and a fourth NIK's journey there refuses its start and releases its claim.
+    Stops once every journey admitted waits for its administrative check. The national id, and the ids of every round to record
     (the national round's own, with its claims, and each instansi round's)."""
-    from tests.flows.test_national import _national_with_rounds
+    from tests.flows.test_national import _close_registration_early, _national_with_rounds
 
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -400,6 +401,11 @@ async def run_national_round(
             registered.append((config.round_id, result.applicant_id))
     for round_id, applicant_id in registered:
         await wait_stage(client, round_id, applicant_id, {Stage.ADMIN_CHECK})
+    # The first instansi closes its registration early (its quota met); a registration started
+    # after that is refused by its journey, which releases the NIK's national claim.
+    await _close_registration_early(api, a)
+    late = await api.register(a, registration(4, "F1"), "sscasn")
+    assert late.status == "refused", late
     return national_id, [national_id, a.round_id, b.round_id]
 
 

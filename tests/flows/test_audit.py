@@ -190,25 +190,33 @@ async def test_recorded_histories_replay_with_the_current_code(recorded_set):
 async def test_the_recorded_national_round_replays_with_the_current_code():
     """v22-national (`record_histories.py --national`): a national round, the claims of its NIKs
     (each held, unstarted, until the national SKD closes) and two instansi rounds joined to it,
-    whose journeys checked their NIK's national claim at admission and were registered. Every one
-    replays with the current code: three claims for three NIKs, though one NIK tried twice."""
+    whose journeys checked their NIK's national claim at admission. One NIK tried a second
+    instansi and was refused there; one journey started after its round closed registration
+    early, refused its start and released its NIK's claim (terminated). Every one replays with
+    the current code."""
     directory = RECORDED / "v22-national"
     histories = load_histories(directory)
     kinds = Counter(h.kind for h in histories)
     assert kinds == {
         "NationalRound": 1,
-        "NationalClaim": 3,
+        "NationalClaim": 4,
         "round": 2,
         "formasi": 4,
-        "journey": 3,
+        "journey": 4,
     }, kinds
     outcomes = await replay([h.history for h in histories], recorded_converter(directory))
     assert [(o.workflow_id, o.failure, o.drift) for o in outcomes if not o.ok] == []
-    assert sum(o.unstarted for o in outcomes) == 3  # the claims wait for the national SKD
+    assert sum(o.unstarted for o in outcomes) == 4  # the claims wait for the national SKD
+    released = [
+        h
+        for h in histories
+        if h.kind == "NationalClaim"
+        and h.history.events[-1].HasField("workflow_execution_terminated_event_attributes")
+    ]
+    assert len(released) == 1
     journeys = [o for o in outcomes if "/applicant/" in o.workflow_id]
-    assert [[(d.stage, d.outcome) for d in decisions_of([o])] for o in journeys] == [
-        [("registered", "registered")]
-    ] * 3
+    outcomes_of = sorted([d.outcome for d in decisions_of([o])] for o in journeys)
+    assert outcomes_of == [["not admitted", "TMS"], ["registered"], ["registered"], ["registered"]]
 
 
 async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():
