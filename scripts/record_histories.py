@@ -83,27 +83,23 @@ from domain.messages import (  # noqa: E402
     MoveTmt,
     OfferAnswer,
     PanelReview,
-    PanelScoreReport,
     RoundState,
     SkbScoreReport,
     SkdReport,
     Withdrawal,
 )
 from domain.protocol import JOURNEY_STATE  # noqa: E402
-from domain.signing import Keyring  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
 from tests.roundkit import (  # noqa: E402
-    CLOSED_BY_COMMITTEE,
     OPERATOR,
-    REPORTERS,
     TEST_KEYRING,
     close_window,
     compressed_round,
     formasi,
+    play_to_skb,
     registration,
-    test_signer,
 )
 from workflows.ids import journey_workflow_id  # noqa: E402
 
@@ -214,98 +210,31 @@ async def run_small_round(
 
 # --- the interview panels (--panels) -------------------------------------------------------------
 
-PANEL_POOL = ["pw-ani", "pw-budi", "pw-citra", "pw-dewi", "pw-eko"]
-PANEL_SKB = [
-    {"name": "cat", "kind": "score", "weight": 60, "max_score": 500},
-    {"name": "praktik", "kind": "score", "weight": 30, "max_score": 100},
-    {
-        "name": "wawancara",
-        "kind": "panel",
-        "weight": 10,
-        "max_score": 100,
-        "panellists": PANEL_POOL,
-        "assign": 3,
-        "outlier_margin": 25,
-    },
-    {"name": "health", "kind": "gate"},
-]
-
-
-def _current_panel(state: JourneyState) -> list[str]:
-    panel: list[str] = []
-    for d in state.decisions:
-        if d.outcome == "panel assigned":
-            panel = list(d.input["panellists"])
-        elif d.outcome == "panel changed":
-            panel = list(d.input["panel"])
-    return panel
-
 
 async def run_panel_round(
-    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str
+    client: Client, task_queue: str, pseudonym_key: bytes, prefix: str
 ) -> tuple[str, dict[str, str]]:
-    """A round of one formasi whose SKB has an interview panel drawn from a pool of five, the
-    committee closing every window: two applicants reach SKB; on A's panel one panellist declares
-    a conflict before scoring (the next of the draw takes the seat, patch panel-change-written),
-    sends a score anyway (refused into the record), a score far from the rest is flagged and struck
-    on review (the next scores again); B's panel scores without incident. Stops once the final
-    ranking is out."""
-    import tomli_w
+    """The round of tests/flows/test_panels.py (one formasi, an interview panel of 3 drawn from a
+    pool of 5, the committee closing every window): two applicants reach SKB; on A's panel one
+    panellist declares a conflict before scoring (the next of the draw takes the seat, patch
+    panel-change-written), sends a score anyway (refused into the record), a score far from the
+    rest is flagged and struck on review (the next scores again); B's panel scores without
+    incident. Stops once the final ranking is out."""
+    from tests.flows.test_panels import KEYRING, _last_panel, _panel_score, create_panel_round
 
-    keyring = Keyring(
-        [test_signer(i) for i in sorted({*PANEL_POOL, *(i for v in REPORTERS.values() for i in v)})]
-    )
-    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=keyring)
-    t0 = datetime.now(UTC)
-    config = compressed_round(
-        round_id,
-        [formasi("F1", 1)],
-        CLOSED_BY_COMMITTEE,
-        t0=t0,
-        skb=PANEL_SKB,
-        extra={
-            "instansi_kind": "pusat",
-            "reporters": {**REPORTERS, "wawancara": PANEL_POOL},
-            "identities": keyring.public_keys(),
-        },
-    )
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=KEYRING)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "round.toml"
-        path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
-        await api.create_round(path, OPERATOR)
-    ids = {}
-    for serial, name in enumerate(("A", "B"), start=1):
-        result = await api.register(config, registration(serial, "F1"), "sscasn", now=t0)
-        assert result.status == "registered", result.refusals
-        ids[name] = result.applicant_id
-    for name in ids:
-        await wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
-        await api.report(
-            round_id,
-            ids[name],
-            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
-        )
-    await close_window(api, round_id, "administration")
-    for name in ids:
-        await wait_stage(client, round_id, ids[name], {Stage.SKD})
-        await api.report(
-            round_id,
-            ids[name],
-            SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=120, tiu=140, tkp=190),
-        )
-    await close_window(api, round_id, "skd")
-
-    def score(who: str, value: float, name: str) -> PanelScoreReport:
-        return PanelScoreReport(
-            report_id=f"w-{who}-{name}",
-            reported_by=who,
-            component="wawancara",
-            panellist=who,
-            score=value,
-        )
-
+        config, t0 = await create_panel_round(api, Path(tmp), prefix)
+    round_id = config.round_id
+    ids = {
+        name: (
+            await api.register(config, registration(serial, "F1"), "sscasn", now=t0)
+        ).applicant_id
+        for serial, name in enumerate(("A", "B"), start=1)
+    }
+    await play_to_skb(api, client, round_id, list(ids.values()), twk=lambda _: 120)
     a, b = ids["A"], ids["B"]
-    drawn = _current_panel(await wait_stage(client, round_id, a, {Stage.SKB}))
+    drawn = _last_panel(await journey_state(client, round_id, a))
     await api.report(
         round_id,
         a,
@@ -319,12 +248,12 @@ async def run_panel_round(
         ),
     )
     try:
-        await api.report(round_id, a, score(drawn[0], 95, "A"))
+        await api.report(round_id, a, _panel_score(drawn[0], 95, 1))
     except RefusedError:
         pass  # refused into the record (PanelScoreRefused): what the set is to hold
-    panel = _current_panel(await journey_state(client, round_id, a))
+    panel = _last_panel(await journey_state(client, round_id, a))
     for who, value in zip(panel, (83, 71, 20), strict=True):
-        await api.report(round_id, a, score(who, value, "A"))
+        await api.report(round_id, a, _panel_score(who, value))
     await api.report(
         round_id,
         a,
@@ -337,11 +266,12 @@ async def run_panel_round(
             note="jauh dari panel",
         ),
     )
-    [replacement] = set(_current_panel(await journey_state(client, round_id, a))) - set(panel)
-    await api.report(round_id, a, score(replacement, 75, "A"))
-    b_panel = _current_panel(await wait_stage(client, round_id, b, {Stage.SKB}))
-    for who, value in zip(b_panel, (70, 72, 74), strict=True):
-        await api.report(round_id, b, score(who, value, "B"))
+    [replacement] = set(_last_panel(await journey_state(client, round_id, a))) - set(panel)
+    await api.report(round_id, a, _panel_score(replacement, 75))
+    for who, value in zip(
+        _last_panel(await journey_state(client, round_id, b)), (70, 72, 74), strict=True
+    ):
+        await api.report(round_id, b, _panel_score(who, value, 2))
     for name, x in ids.items():
         for component, who, value in (("cat", "cat-bkn", 400), ("praktik", "panel-praktik", 80)):
             await api.report(
