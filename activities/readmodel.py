@@ -18,7 +18,7 @@ from temporalio import activity
 from domain.appointment import format_nip
 from domain.codes import Terminal
 from domain.contracts import JourneyProjection, NipIssued, NipRequest, Notification
-from domain.events import PanelAssigned, PanelChanged
+from domain.events import recorded_panels
 from domain.messages import JourneyState
 from domain.protocol import ISSUE_NIP, PROJECT_JOURNEY
 from runtime.sealed import ColumnCipher
@@ -186,16 +186,10 @@ def applicant_row(p: JourneyProjection) -> dict:
 def panel_rows(p: JourneyProjection) -> list[dict]:
     """The panels a projection's new decisions drew or changed, each component's as it stands
     after them (the panel_seats rows, migration 016)."""
-    panels: dict[str, list[str]] = {}
-    for d in p.new_decisions:
-        if PanelAssigned.matches(d):
-            panels[str(d.input["component"])] = [str(x) for x in d.input["panellists"]]
-        elif PanelChanged.matches(d):
-            panels[str(d.input["component"])] = [str(x) for x in d.input["panel"]]
     key = {"round_id": p.state.round_id, "applicant_id": p.state.applicant_id}
     return [
         {**key, "component": c, "panellists": members, "version": p.version}
-        for c, members in sorted(panels.items())
+        for c, members in sorted(recorded_panels(p.new_decisions).items())
     ]
 
 

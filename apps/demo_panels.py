@@ -24,7 +24,7 @@ import asyncpg
 from client.api import RecruitmentApi, RefusedError
 from client.panels import PanelSheetRow, candidate_codes, panel_sheet
 from domain.config import ComponentKind, RoundConfig, SkbComponent
-from domain.events import PanelAssigned, PanelChanged, PanelScoreFlagged
+from domain.events import PanelScoreFlagged, recorded_panels
 from domain.messages import (
     ConflictDeclaration,
     JourneyState,
@@ -46,15 +46,7 @@ def panel_components(config: RoundConfig) -> list[SkbComponent]:
 
 def current_panel(state: JourneyState, component: str) -> list[str]:
     """The applicant's panel for `component` as the journey last recorded it."""
-    panel: list[str] = []
-    for d in state.decisions:
-        if d.input.get("component") != component:
-            continue
-        if PanelAssigned.matches(d):
-            panel = list(d.input["panellists"])
-        elif PanelChanged.matches(d):
-            panel = list(d.input["panel"])
-    return panel
+    return recorded_panels(state.decisions).get(component, [])
 
 
 @dataclass

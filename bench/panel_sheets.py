@@ -23,7 +23,7 @@ from bench.gateway import OUT
 from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
 from client.panels import PanelSheetRow, panel_sheet
 from domain.config import ComponentKind
-from domain.events import PanelAssigned, PanelChanged
+from domain.events import recorded_panels
 from domain.panels import candidate_code
 from domain.protocol import JOURNEY_STATE
 from workflows.ids import journey_workflow_id
@@ -44,12 +44,7 @@ async def sheet_by_queries(api, round_id: str, panellist: str) -> list[PanelShee
     async def one(workflow_id: str) -> list[PanelSheetRow]:
         async with gate:
             state = await JOURNEY_STATE.ask(api.client.get_workflow_handle(workflow_id))
-        panels: dict[str, list[str]] = {}
-        for d in state.decisions:
-            if PanelAssigned.matches(d):
-                panels[str(d.input["component"])] = list(d.input["panellists"])
-            elif PanelChanged.matches(d):
-                panels[str(d.input["component"])] = list(d.input["panel"])
+        panels = recorded_panels(state.decisions)
         code = candidate_code(api.pseudonym_key, round_id, workflow_id.removeprefix(prefix))
         return [
             PanelSheetRow(candidate=code, formasi_code=state.formasi_code, component=c)

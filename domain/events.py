@@ -8,6 +8,7 @@ records with `Event.matches(decision)` instead of comparing free text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -274,6 +275,18 @@ class PanelChanged(JourneyEvent, frozen=True):
             "panel": self.panellists,
             "struck_score": self.struck,
         }
+
+
+def recorded_panels(decisions: Iterable[Decision]) -> dict[str, list[str]]:
+    """Each panel component's panel as `decisions` (a journey's trail, or part of it) leave it: the
+    last draw or change of each, in the order recorded."""
+    panels: dict[str, list[str]] = {}
+    for d in decisions:
+        if PanelAssigned.matches(d):
+            panels[str(d.input["component"])] = [str(p) for p in d.input["panellists"]]
+        elif PanelChanged.matches(d):
+            panels[str(d.input["component"])] = [str(p) for p in d.input["panel"]]
+    return panels
 
 
 class PanelScoreRefused(JourneyEvent, frozen=True):
