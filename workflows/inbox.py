@@ -360,7 +360,7 @@ class JourneyInbox:
                     struck=struck.score if gone and struck is not None else None,
                 )
             )
-            if workflow.patched(PANEL_CHANGE_WRITTEN):
+            if self._patched(PANEL_CHANGE_WRITTEN):
                 self.row_to_write = True  # the sheets read the panel from the read model
         flagged = flag_scores(self.sheet, self.rules)
         known = self.sheet.flags.get(report.component, {})
