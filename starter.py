@@ -96,6 +96,7 @@ from domain.registration import mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
+from runtime.db import raised_by_database
 from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
@@ -1188,16 +1189,6 @@ def load_signer(path: Path, identity: str) -> Signer:
     return signer
 
 
-def _from_database(exc: BaseException) -> bool:
-    """Whether `exc` was raised inside asyncpg: a socket error there is the database's."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if f"{os.sep}asyncpg{os.sep}" in tb.tb_frame.f_code.co_filename:
-            return True
-        tb = tb.tb_next
-    return False
-
-
 def _without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -1232,7 +1223,7 @@ def unreachable(exc: BaseException, settings=None) -> str | None:
             where = f"the embedded Temporal server on port {settings.temporal_port}"
         return f"{where} cannot be reached: {_cause(exc)}"
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError) or (
-        isinstance(exc, OSError) and _from_database(exc)
+        isinstance(exc, OSError) and raised_by_database(exc)
     ):
         where = "the database"
         if settings is not None and settings.database_url:

@@ -26,7 +26,7 @@ from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
 from gateway.limits import RequestLimits
 from gateway.service_api import READ_MODEL_DOWN
-from runtime.db import open_pool
+from runtime.db import open_pool, raised_by_database
 from runtime.logs import get_logger
 from runtime.metrics import CONTENT_TYPE, metrics_page, read_model_gauges
 from runtime.probes import ready_response
@@ -131,7 +131,10 @@ def create_app(gw: Gateway) -> FastAPI:
         """The read model could not be reached or used (a page or a route that reads it without
         its own answer for that): 503 with Retry-After, its own words only in the log (they may
         name a host). On the portal and the public pages, a page that does not ask the database
-        for the visitor's session. A bare 500 before."""
+        for the visitor's session. A bare 500 before. An OSError raised anywhere but in asyncpg is
+        not the read model's: it is answered as unexpected."""
+        if isinstance(exc, OSError) and not raised_by_database(exc):
+            return await _unexpected(request, exc)  # a file, a socket of its own: not the database
         log.warning("read model unreachable", path=request.url.path, error=type(exc).__name__)
         if request.url.path.startswith("/api/"):
             return problems.problem_response(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncpg
 
 
@@ -22,3 +24,14 @@ async def open_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+def raised_by_database(exc: BaseException) -> bool:
+    """Whether `exc` was raised inside asyncpg: an OSError there (a refused or lost connection) is
+    the database's, one elsewhere is not."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if f"{os.sep}asyncpg{os.sep}" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False

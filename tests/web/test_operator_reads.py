@@ -481,3 +481,20 @@ async def test_a_read_model_out_of_reach_is_a_503_to_ask_again_never_a_500(
         "/pengumuman",
     ]
     assert (await http.get("/pengumuman")).status_code == 200
+
+
+async def test_an_os_error_outside_the_database_is_not_taken_for_the_read_model(http, monkeypatch):
+    """A file or a socket of the gateway's own failing is an unexpected error (500, its request
+    id, logged with the traceback), not "the read model cannot be reached": an operator reading
+    the log must not go looking at the database."""
+    from gateway import public
+
+    async def no_file(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/srv/templates/missing.html")
+
+    monkeypatch.setattr(public, "list_publications", no_file)
+    with capture_logs() as logs:
+        page = await http.get("/pengumuman")
+    assert page.status_code == 500, page.text
+    events = [e["event"] for e in logs]
+    assert "unexpected error" in events and "read model unreachable" not in events
