@@ -481,11 +481,11 @@ async def _compare_panels(
         elif stored > version:
             detail = f"{component}: version {stored}, the histories' {version}"
             out.append(Difference("panel ahead", who, detail, component))
-        elif stored < version or r["members_differ"]:
-            detail = f"{component}: " + (
-                f"version {stored}, the histories' {version}" if stored < version else "members"
-            )
+        elif stored < version:
+            detail = f"{component}: version {stored}, the histories' {version}"
             out.append(Difference("panel altered", who, detail, component))
+        elif r["members_differ"]:
+            out.append(Difference("panel altered", who, f"{component}: members", component))
     places = [{"applicant_id": a, "component": c} for a, c in expected.panels]
     for r in await conn.fetch(_EXTRA_PANELS_SQL, round_id, applicants, json.dumps(places)):
         out.append(

@@ -20,7 +20,7 @@ from temporalio.service import RPCError
 
 from client.access_log import record_access
 from client.announcements import AnnouncementStage
-from client.api import UnknownError, applicant_id_for
+from client.api import applicant_id_for
 from client.national import NationalRefusal, funnel_document, national_funnel
 from client.publication import SignedDraft, draft_announcement, publish_signed
 from client.status import (
@@ -33,7 +33,7 @@ from client.status import (
 )
 from client.survey import FEW_RESPONDENTS, SurveyRow, survey_rows
 from domain.config import RoundConfig
-from domain.national import NationalConfig, NationalState
+from domain.national import NationalState
 from domain.registration import normalise_nik
 from gateway.deps import Gateway, gateway
 from gateway.limits import hold_back
@@ -418,13 +418,11 @@ async def get_national(
     own operators included (a national round's file that names no readers is read with access to
     the cluster only)."""
 
-    async def config() -> NationalConfig:
-        try:
-            return await gw.api.national.config(national_id)
-        except NationalRefusal as exc:
-            raise UnknownError(str(exc)) from None
-
-    found = await engine_answer(config(), f"national round {national_id}")
+    subject = f"national funnel of {national_id}"
+    try:
+        found = await engine_answer(gw.api.national.config(national_id), subject)
+    except NationalRefusal as exc:  # no such national round
+        raise Problem(404, str(exc)) from None
     if identity not in found.readers:
         raise Problem(
             403,
@@ -432,12 +430,11 @@ async def get_national(
             "may read its funnel here (readers)",
         )
 
-    async def funnel() -> dict:
-        async with gw.pool.acquire() as conn:
-            state, lines = await national_funnel(gw.api.national, conn, national_id)
-        return funnel_document(national_id, state, lines)
-
-    document = await engine_answer(funnel(), f"national funnel of {national_id}")
+    async with gw.pool.acquire() as conn:
+        state, lines = await engine_answer(
+            national_funnel(gw.api.national, conn, national_id), subject
+        )
+    document = funnel_document(national_id, state, lines)
     response.headers["Cache-Control"] = "no-store"
     log.info(
         "national funnel", national_id=national_id, by=identity, rounds=len(document["instansi"])
