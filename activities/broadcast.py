@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 
 CONCURRENCY = 32
 CLOSE_ATTEMPTS = 5
+# A close's update ids name the page's listing (domain.protocol.close_update_id), so a page listed
+# afresh is delivered only once the server holds the listing in the attempt's heartbeat: a worker
+# lost mid-page is then always resumed from the same listing, and the journeys it had closed get
+# the same update ids, answered by the server. Without that wait, a worker lost in the moment
+# between its first closes and its first heartbeat left the retry to list again, and a journey
+# ended by the close shifted every later place: the journeys already closed were sent a second
+# close under a new id (answered from their record, but an update their history holds twice).
+# Past LISTING_WAIT_MAX seconds unconfirmed, the page goes on and says so in the log.
+LISTING_CHECK_EVERY = 0.05
+LISTING_WAIT_MAX = 10.0
 # Seconds between heartbeats while a page is delivered, whatever the deliveries are doing: a worker
 # killed mid-page is noticed when the formasi's heartbeat timeout (workflows/formasi.py) passes
 # since the last one that reached the server (the SDK sends at most one per 0.8 x that timeout).
@@ -208,6 +218,7 @@ class Broadcaster:
             raise ValueError(f"broadcast: mode {req.mode!r} is not one of signal, close")
         details = activity.info().heartbeat_details
         progress = PageProgress.resumed(details[0] if details else None)
+        listed = progress is None and not req.workflow_ids  # a fresh listing of the visibility
         if progress is None:
             progress = PageProgress(*await self._list(req))
         elif req.mode == "close":
@@ -249,6 +260,8 @@ class Broadcaster:
         pending = [(p, i) for p, i in enumerate(progress.ids) if p not in progress.done]
         beating = asyncio.create_task(_heartbeat(progress))
         try:
+            if req.mode == "close" and listed and pending:
+                await self._listing_recorded()
             await asyncio.gather(*(deliver(p, i) for p, i in pending))
         finally:
             beating.cancel()
@@ -268,6 +281,29 @@ class Broadcaster:
         if req.keep_replies:
             return await self._kept(req, delivered, token, answers)
         return BroadcastResult(delivered=delivered, next_page_token=token, replies=answers)
+
+    async def _listing_recorded(self) -> bool:
+        """Wait until the server holds a heartbeat of this attempt (the page's listing, heartbeated
+        as the page starts); False, with a warning, when it has not within LISTING_WAIT_MAX."""
+        info = activity.info()
+        handle = self.client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
+        deadline = time.monotonic() + LISTING_WAIT_MAX
+        while True:
+            description = await handle.describe()
+            for pending in description.raw_description.pending_activities:
+                if pending.activity_id != info.activity_id:
+                    continue
+                beat = pending.last_heartbeat_time
+                if beat.seconds and beat.ToDatetime(tzinfo=UTC) >= info.started_time:
+                    return True
+            if time.monotonic() >= deadline:
+                activity.logger.warning(
+                    "broadcast: the server did not show this page's listing in a heartbeat within "
+                    "%g s; the page is closed without it, and a retry will list the page again",
+                    LISTING_WAIT_MAX,
+                )
+                return False
+            await asyncio.sleep(LISTING_CHECK_EVERY)
 
     async def _kept(
         self, req: BroadcastRequest, delivered: int, token: str | None, answers: list[CloseReply]
