@@ -56,7 +56,7 @@ from client.publication import (
     stored_documents,
 )
 from domain.config import ConfigError, load_round_config, parse_round_config
-from domain.messages import ChangeKeys, RoundStart
+from domain.messages import ChangeKeys, JourneyStart, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
@@ -236,15 +236,27 @@ def trail(
         outcomes = await replay([r.history for r in runs], converter)
         diverged = [o for o in outcomes if not o.ok]
         decisions = decisions_of(outcomes)
-        inputs = [
-            m for r in runs for m in await messages(r.history, converter) if m.kind != "start"
-        ]
+        recorded = [m for r in runs for m in await messages(r.history, converter)]
+        inputs = [m for m in recorded if m.kind != "start"]
+        # Who registered the applicant, and who asked them to (the gateway's caller, when its
+        # portal key signed the start): from the signed start, without its personal data.
+        starts = [m for m in recorded if m.kind == "start" and isinstance(m.content, JourneyStart)]
+        registered = (
+            {
+                "at": starts[0].at.isoformat(),
+                "registered_by": starts[0].content.registered_by,
+                "submitted_by": starts[0].content.submitted_by or None,
+            }
+            if starts
+            else None
+        )
         if as_json:
             print(
                 json.dumps(
                     {
                         "workflow_id": journey_workflow_id(round_id, applicant_id),
                         "runs": [r.run_id for r in runs],
+                        "registered": registered,
                         "decisions": [d.model_dump(mode="json") for d in decisions],
                         "inputs": [
                             {
@@ -278,6 +290,13 @@ def trail(
                     _short(d.input),
                 )
             console.print(table)
+            if registered is not None:
+                asked = registered["submitted_by"]
+                console.print(
+                    f"registered {registered['at']} by {registered['registered_by']}"
+                    + (f", on the request of {asked} (through the gateway)" if asked else ""),
+                    highlight=False,
+                )
             table = Table(title="Accepted updates and signals, decoded from the history")
             for col in ("time", "kind", "name", "reporter", "report id", "content"):
                 table.add_column(col, overflow="fold")

@@ -329,8 +329,11 @@ class RecruitmentApi:
         registered_by: str,
         now: datetime | None = None,
         schedule_closes: datetime | None = None,
+        submitted_by: str = "",
     ) -> RegistrationResult:
-        """Check and register one applicant; a repeat of the same data is not a second registration."""
+        """Check and register one applicant; a repeat of the same data is not a second registration.
+        `submitted_by`: who asked `registered_by` to register it (the gateway's caller), recorded
+        in the signed start."""
         await self.check_round_keys(config.round_id)
         now = now or datetime.now(UTC)
         opens = config.schedule.registration.opens
@@ -385,6 +388,7 @@ class RecruitmentApi:
             sanction_key=subject,
             national_claim=national_claim,
             candidate_code=candidate_code(self.pseudonym_key, config.round_id, applicant_id),
+            submitted_by=submitted_by,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
         start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys

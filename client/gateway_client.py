@@ -1,7 +1,9 @@
 """Reports and commands through the HTTP gateway, for an operator who holds a signing key and an
 API key but no access to Temporal (and so no payload key): `starter.py report ... --gateway URL`,
 the operator's commands with the same option, the round's and one applicant's status
-(`status --gateway`, `lookup --gateway`), and announcements signed here (`announce --gateway`).
+(`status --gateway`, `lookup --gateway`), announcements signed here (`announce --gateway`), and
+a file of registrations (`import-registrations --gateway`), one request each, signed by the
+gateway's portal key on this API key's request.
 
 `GatewayReports.report` is `RecruitmentApi.report`'s contract: the acknowledgement, or
 RefusedError with the engine's reason. Reports in flight at the same moment go together in one
@@ -19,18 +21,21 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from client.api import RefusedError, UnknownError
+from client.api import RefusedError, RegistrationResult, UnknownError
 from client.panels import CODE_PREFIX, PanelSheetRow
 from client.publication import Publication, Published, SignedDraft, audience, from_document
 from client.survey import SurveyRow
+from domain.config import RoundConfig
 from domain.messages import BLIND_REPORTS, Ack, Report
 from domain.panels import candidate_audience
 from domain.protocol import command_kind, service_kind
+from domain.registration import Refusal, Registration
 from domain.signing import Keyring
 from workflows.ids import journey_workflow_id, round_workflow_id
 
@@ -145,6 +150,58 @@ class GatewayReports:
                 raise RefusedError(_problem(response))
             if response.status_code not in (500, 502, 503, 504):
                 raise GatewayError(response.status_code, _detail(response))
+            if attempt < ATTEMPTS:
+                await asyncio.sleep(_retry_after(response, self.wait_most))
+        raise NotTaken(f"not taken in {ATTEMPTS} attempts: {_detail(response)}")
+
+    async def rules_digest(self, round_id: str) -> str:
+        """The digest of the rules the round was created with (its status's `round.rules_digest`);
+        GatewayError when the gateway cannot read the round now, UnknownError when there is none."""
+        status = await self.round_status(round_id)
+        view = status.get("round") or {}
+        digest = view.get("rules_digest") if isinstance(view, dict) else None
+        if not digest:
+            problem = status.get("round_problem") or "the gateway's answer names no rules digest"
+            raise GatewayError(503, f"round {round_id} cannot be read now: {problem}")
+        return str(digest)
+
+    async def register(
+        self,
+        config: RoundConfig,
+        registration: Registration,
+        registered_by: str = "",
+        now: datetime | None = None,
+        schedule_closes: datetime | None = None,
+    ) -> RegistrationResult:
+        """Register one applicant through the gateway (`POST /api/v1/rounds/{round}/registrations`,
+        for the round's operators): `RecruitmentApi.register`'s contract. The gateway judges it
+        at its own time against the round's windows as they stand, and its portal key signs the
+        start, which names this API key's identity as the one who asked: `registered_by`, `now`
+        and `schedule_closes` are the direct path's and are not sent. A refusal comes back as
+        "refused" with the gateway's reasons; a registration the engine did not take now (503,
+        500, 429) is tried again after Retry-After, ATTEMPTS times in all (a repeat of the same
+        data is answered "repeat"), then NotTaken."""
+        assert self._http is not None, "use GatewayReports as an async context manager"
+        path = f"/api/v1/rounds/{quote(config.round_id, safe='')}/registrations"
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = await self._http.post(path, json=registration.model_dump(mode="json"))
+            except httpx.TransportError as exc:
+                raise GatewayError(
+                    0, f"the gateway at {self.url} cannot be reached: {exc}"
+                ) from None
+            status = response.status_code
+            if status == 200:
+                answer = response.json()
+                return RegistrationResult(
+                    answer["status"], answer["applicant_id"], pending=bool(answer.get("pending"))
+                )
+            if status in (409, 422):
+                return RegistrationResult("refused", None, _refusals(response))
+            if status == 404:
+                raise UnknownError(_problem(response))
+            if status not in (429, 500, 502, 503, 504):
+                raise GatewayError(status, _detail(response))
             if attempt < ATTEMPTS:
                 await asyncio.sleep(_retry_after(response, self.wait_most))
         raise NotTaken(f"not taken in {ATTEMPTS} attempts: {_detail(response)}")
@@ -359,6 +416,19 @@ def _retry_after(response: httpx.Response, most: float) -> float:
         return min(max(float(response.headers.get("retry-after", "1")), 0.0), most)
     except ValueError:
         return min(1.0, most)
+
+
+def _refusals(response: httpx.Response) -> list[Refusal]:
+    """A refused registration's reasons, field by field as the gateway gives them (its problem's
+    `errors`), or the problem's detail as one reason."""
+    try:
+        errors = response.json().get("errors") or []
+        return [
+            Refusal(field=str(e["field"]), value=str(e.get("value") or ""), reason=str(e["reason"]))
+            for e in errors
+        ] or [Refusal(field="registration", value="", reason=_problem(response))]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return [Refusal(field="registration", value="", reason=_problem(response))]
 
 
 def _problem(response: httpx.Response) -> str:

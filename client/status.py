@@ -280,6 +280,9 @@ class RoundView(BaseModel, frozen=True):
     tmt_moves: list[TmtMove] = []
     formasi: list[FormasiInfo] = []
     offers_stopped: OffersStopped | None = None
+    # The digest of the rules the round was created with (RoundConfig.digest): a copy of the
+    # round's file is the round's when it digests the same.
+    rules_digest: str = ""
     as_of: datetime
 
     def window(self, name: str) -> WindowView | None:
@@ -376,6 +379,7 @@ def build_round_view(config: RoundConfig, state: RoundState, now: datetime) -> R
     return RoundView(
         round_id=config.round_id,
         instansi=config.instansi,
+        rules_digest=config.digest(),
         phase=state.phase,
         phase_label=PHASE_LABELS.get(state.phase, state.phase),
         windows=[_window_view(w, config, state, now) for w in WINDOWS],

@@ -238,6 +238,11 @@ class JourneyStart(BaseModel, frozen=True):
     # code. Left out of the dump while empty, so that start inputs recorded before it keep their
     # signatures; a journey started without it takes panellists' reports signed for itself only.
     candidate_code: str = Field(default="", max_length=20, exclude_if=lambda code: not code)
+    # Who asked for the registration, when it is not `registered_by` itself: the gateway's caller
+    # (an operator's API key) on whose request the gateway's portal key signed it. The signature
+    # covers it. Left out of the dump while empty, so that start inputs recorded before it keep
+    # their signatures.
+    submitted_by: str = Field(default="", max_length=100, exclude_if=lambda who: not who)
     # The registering identity's signature over the rest (domain/signing.py), in a round with keys.
     signature: str = Field(default="", max_length=1000)
 

@@ -569,6 +569,7 @@ async def post_registration(
             registration,
             gw.portal.identity,
             schedule_closes=state.schedule.registration.closes,
+            submitted_by="" if identity == gw.portal.identity else identity,
         ),
         f"registration in {round_id}",
     )

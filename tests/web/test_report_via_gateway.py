@@ -59,10 +59,10 @@ async def _registered(client, keys, running_worker, folder, prefix, serials, bir
     return config.round_id, ids
 
 
-def _counts(out: str) -> dict[str, int]:
-    """The run's summary table: each column's count."""
+def _counts(out: str, column: str = "accepted") -> dict[str, int]:
+    """The run's summary table (the one with `column`): each column's count."""
     lines = out.splitlines()
-    header = next(line for line in lines if "┃" in line and "accepted" in line)
+    header = next(line for line in lines if "┃" in line and column in line)
     names = [c.strip() for c in header.strip().strip("┃").split("┃")]
     row = next(line for line in lines if line.strip().startswith("│"))
     return dict(zip(names, (int(c) for c in row.strip().strip("│").split("│")), strict=True))
