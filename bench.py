@@ -1504,6 +1504,30 @@ def announce_gateway(
     asyncio.run(main())
 
 
+@app.command("import-gateway")
+def import_gateway(
+    size: int = typer.Option(1000, min=10, help="rows of each file"),
+    repeat: int = typer.Option(
+        2, min=1, help="pairs of legs, ABBA (2: direct, gateway, gateway, direct)"
+    ),
+    seed: int = 17,
+    gateway_log_level: str = typer.Option("WARNING", help="the gateway process's log level"),
+    keep_stack: bool = KEEP,
+):
+    """An SSCASN export registered by starter.py import-registrations straight to the engine and
+    through the HTTP gateway (--gateway), in one run: registered/s and CPU per registration."""
+    from bench.import_gateway import run_import_gateway
+
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            figures = await run_import_gateway(ctx, size, repeat, seed, gateway_log_level)
+            save("import-gateway", {"machine": m, **figures})
+
+    asyncio.run(main())
+
+
 @app.command("panel-sheets")
 def panel_sheets(
     size: int = typer.Option(1000, min=10, help="applicants registered (all go on to SKB)"),
