@@ -29,6 +29,7 @@ import asyncpg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
@@ -59,6 +60,7 @@ from domain.config import ConfigError, load_round_config, parse_round_config
 from domain.messages import ChangeKeys, JourneyStart, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
+from runtime.terminal import flagged
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 
 app = typer.Typer(
@@ -143,7 +145,9 @@ async def _database(opened, what: str) -> asyncpg.Pool:
 @contextmanager
 def _counting(label: str) -> Iterator[Callable[[int], None]]:
     """A transient counter on stderr; yields the callback that advances it."""
-    with Progress(TextColumn(label), MofNCompleteColumn(), console=errors, transient=True) as bar:
+    with Progress(
+        TextColumn(label, markup=False), MofNCompleteColumn(), console=errors, transient=True
+    ) as bar:
         task = bar.add_task("", total=None)
         yield lambda n: bar.update(task, advance=n)
 
@@ -158,7 +162,7 @@ def _run(coro) -> Any:
     try:
         return asyncio.run(coro)
     except (AuditError, StackError, TransportError, InvalidKeyError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        errors.print(flagged("error:", f" {exc}"))
         raise typer.Exit(1) from None
 
 
@@ -174,7 +178,7 @@ async def _replay_with_progress(
         TextColumn("replaying"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         console=errors,
         transient=True,
     ) as progress:
@@ -196,8 +200,11 @@ def _report_replay(outcomes: list[ReplayOutcome]) -> bool:
         )
     if not failures:
         console.print(
-            f"[green]{len(outcomes) - waiting} histories replayed against the current code: "
-            "no divergence[/green]"
+            Text(
+                f"{len(outcomes) - waiting} histories replayed against the current code: "
+                "no divergence",
+                "green",
+            )
         )
         return True
     table = Table(
@@ -372,24 +379,32 @@ def verify(
     async def main() -> bool:
         check = check_bundle(bundle, public_key)
         for problem in check.problems:
-            console.print(f"[red]✗[/red] {problem}")
+            console.print(flagged("✗", f" {problem}"))
         if check.problems:
             return False
-        console.print(f"[green]✓[/green] signature and {len(check.histories)} hashes match")
+        console.print(flagged("✓", f" signature and {len(check.histories)} hashes match", "green"))
         converter = _converter(_offline_keys(payload_key_file))
         provenance = await check_provenance(check.histories, converter)
         for problem in provenance.problems:
-            console.print(f"[red]✗[/red] {problem}", highlight=False)
+            console.print(flagged("✗", f" {problem}"), highlight=False)
         for round_id in provenance.unsigned_rounds:
             console.print(
-                f"[yellow]![/yellow] round {round_id} lists no identities: it took unsigned reports, "
-                "whose authorship rests on who could reach Temporal",
+                flagged(
+                    "!",
+                    f" round {round_id} lists no identities: it took unsigned reports, whose "
+                    "authorship rests on who could reach Temporal",
+                    "yellow",
+                ),
                 highlight=False,
             )
         if provenance.verified:
             console.print(
-                f"[green]✓[/green] {provenance.verified} report and command signatures verify "
-                "under the round's keys"
+                flagged(
+                    "✓",
+                    f" {provenance.verified} report and command signatures verify under the "
+                    "round's keys",
+                    "green",
+                )
             )
         outcomes = await _replay_with_progress(check.histories, converter)
         return _report_replay(outcomes) and not provenance.problems
@@ -419,12 +434,15 @@ def recompute_command(
             check = check_bundle(bundle)
             if check.problems:
                 for problem in check.problems:
-                    console.print(f"[red]✗[/red] {problem}")
+                    console.print(flagged("✗", f" {problem}"))
                 return False
             if check.round_id != round_id:
                 console.print(
-                    f"[red]✗[/red] {bundle / 'manifest.json'}: the bundle is of round "
-                    f"{check.round_id!r}, not {round_id!r}"
+                    flagged(
+                        "✗",
+                        f" {bundle / 'manifest.json'}: the bundle is of round "
+                        f"{check.round_id!r}, not {round_id!r}",
+                    )
                 )
                 return False
             histories = check.histories
@@ -438,7 +456,7 @@ def recompute_command(
             try:
                 lines = write_skd_listing([r for _, r in result.pairs], skd_listing)
             except OSError as exc:
-                console.print(f"[red]✗[/red] --skd-listing {skd_listing}: {exc.strerror or exc}")
+                console.print(flagged("✗", f" --skd-listing {skd_listing}: {exc.strerror or exc}"))
                 return False
             console.print(f"{lines:,} SKD listing lines written to {skd_listing}")
         table = Table(title=f"Round {round_id}: announced against recomputed")
@@ -465,9 +483,9 @@ def recompute_command(
         console.print(table)
         differences = result.differences()
         for d in differences:
-            console.print(f"[red]✗[/red] {d}")
+            console.print(flagged("✗", f" {d}"))
         if not differences:
-            console.print("[green]every formasi's announcement matches its recomputation[/green]")
+            console.print(Text("every formasi's announcement matches its recomputation", "green"))
         return not differences
 
     if not _run(main()):
@@ -545,8 +563,11 @@ def check_read_model_command(
             await pool.close()
         for o in result.replay_failures:
             console.print(
-                f"[red]✗[/red] {o.workflow_id} (run {o.run_id}) does not replay, so what it wrote "
-                f"is not checked: {type(o.failure).__name__}: {o.failure}",
+                flagged(
+                    "✗",
+                    f" {o.workflow_id} (run {o.run_id}) does not replay, so what it wrote is not "
+                    f"checked: {type(o.failure).__name__}: {o.failure}",
+                ),
                 highlight=False,
             )
         if repair:
@@ -554,8 +575,11 @@ def check_read_model_command(
         if not result.differences:
             if not result.replay_failures:
                 console.print(
-                    f"[green]the read model of round {round_id} holds what the histories of its "
-                    f"{result.applicants} applicants wrote[/green]"
+                    Text(
+                        f"the read model of round {round_id} holds what the histories of its "
+                        f"{result.applicants} applicants wrote",
+                        "green",
+                    )
                 )
             return result.ok
         counts = Table(title=f"Round {round_id}: read model against {result.applicants} histories")
@@ -630,8 +654,10 @@ def check_pages_command(
                     )
                 for failure in rebuilt.replay_failures:
                     console.print(
-                        f"[red]✗[/red] does not replay, so the pages it kept are not made "
-                        f"again: {failure}",
+                        flagged(
+                            "✗",
+                            f" does not replay, so the pages it kept are not made again: {failure}",
+                        ),
                         highlight=False,
                     )
                 console.print(
@@ -643,7 +669,7 @@ def check_pages_command(
         finally:
             await pool.close()
         for where in result.undecodable:
-            console.print(f"[red]✗[/red] not decoded, so not searched for pages: {where}")
+            console.print(flagged("✗", f" not decoded, so not searched for pages: {where}"))
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items())) or "none"
         summary = (
             f"{result.referenced} pages referenced by {result.histories} histories, "
@@ -653,7 +679,7 @@ def check_pages_command(
         )
         if not result.problems:
             if result.ok:
-                console.print(f"[green]round {round_id}'s pages are whole: {summary}[/green]")
+                console.print(Text(f"round {round_id}'s pages are whole: {summary}", "green"))
             return result.ok
         console.print(summary, highlight=False)
         advice = (
@@ -819,7 +845,7 @@ def _report_announcements(result: ChainCheck, round_id: str) -> None:
         "chain",
     ):
         table.add_column(col, overflow="fold")
-    mark = {True: "[green]✓[/green]", False: "[red]✗[/red]"}
+    mark = {True: Text("✓", "green"), False: Text("✗", "red")}
     for c in sorted(result.documents, key=lambda c: c.publication.seq if c.publication else 0):
         p: Publication | None = c.publication
         table.add_row(
@@ -835,13 +861,16 @@ def _report_announcements(result: ChainCheck, round_id: str) -> None:
         )
     console.print(table)
     for note in result.notes:
-        console.print(f"[yellow]![/yellow] {note}", highlight=False)
+        console.print(flagged("!", f" {note}", "yellow"), highlight=False)
     for problem in result.problems:
-        console.print(f"[red]✗[/red] {problem}", highlight=False)
+        console.print(flagged("✗", f" {problem}"), highlight=False)
     if result.ok:
         console.print(
-            f"[green]✓[/green] {len(result.documents)} announcements: every signature, hash and "
-            "link holds",
+            flagged(
+                "✓",
+                f" {len(result.documents)} announcements: every signature, hash and link holds",
+                "green",
+            ),
             highlight=False,
         )
 
@@ -869,7 +898,7 @@ def serve_codec() -> None:
         keys.require("payload_key")
         codec = build_codec_server(settings, keys)
     except (GatewayConfigError, InvalidKeyError) as exc:
-        errors.print(f"[red]bad configuration:[/red] {exc}")
+        errors.print(flagged("bad configuration:", f" {exc}"))
         raise typer.Exit(2) from None
     server = uvicorn_server(create_codec_app(codec), settings.codec_host, settings.codec_port)
 

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -103,6 +104,7 @@ from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
 from runtime.terminal import console as console_for
+from runtime.terminal import flagged
 from runtime.transport import TransportError
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
@@ -274,7 +276,7 @@ class Checkpoint:
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -391,7 +393,8 @@ def _summary_table(title: str, summary: Summary, columns: tuple[str, ...]) -> Ta
 def _show_refusals(ctx: Context, path: Path, summary: Summary, errors: Path) -> None:
     for r in summary.refusals[:10]:
         ctx.console.print(
-            f"[red]refused[/] {path}:{r.line}: {r.field}={r.value!r}: {r.reason}", highlight=False
+            flagged("refused", f" {path}:{r.line}: {r.field}={r.value!r}: {r.reason}"),
+            highlight=False,
         )
     if len(summary.refusals) > 10:
         ctx.console.print(f"... and {len(summary.refusals) - 10} more")
@@ -416,10 +419,13 @@ def _show_stopped(
     why = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "interrupted"
     count = sum(summary.counts[k] for k in sent)
     ctx.console.print(
-        f"[red]stopped[/] before the end of {path} ({why}): "
-        f"{_rows(count)} {'was' if count == 1 else 'were'} sent before it stopped "
-        f"({', '.join(f'{summary.counts[k]} {k}' for k in sent)}); "
-        f"{summary.counts['refused']} refused, {summary.counts['failed']} failed",
+        flagged(
+            "stopped",
+            f" before the end of {path} ({why}): "
+            f"{_rows(count)} {'was' if count == 1 else 'were'} sent before it stopped "
+            f"({', '.join(f'{summary.counts[k]} {k}' for k in sent)}); "
+            f"{summary.counts['refused']} refused, {summary.counts['failed']} failed",
+        ),
         highlight=False,
     )
     if summary.unfinished:
@@ -796,8 +802,11 @@ def _windows_table(view: RoundView) -> Table:
 def _show_round(ctx: Context, view: RoundView) -> None:
     closed = [w.name for w in view.windows if w.state == "ditutup"]
     ctx.console.print(
-        f"round {view.round_id} ({view.instansi}): phase [bold]{view.phase}[/] "
-        f"({view.phase_label}), closed windows: {', '.join(closed) or 'none'}",
+        Text.assemble(
+            f"round {view.round_id} ({view.instansi}): phase ",
+            (view.phase, "bold"),
+            f" ({view.phase_label}), closed windows: {', '.join(closed) or 'none'}",
+        ),
         highlight=False,
     )
     ctx.console.print(_windows_table(view))
@@ -813,9 +822,13 @@ def _show_round(ctx: Context, view: RoundView) -> None:
     if (stop := view.offers_stopped) is not None:
         left = ", ".join(f"{code} {n}" for code, n in stop.seats_not_offered.items())
         ctx.console.print(
-            f"[bold red]optimalisasi stopped[/] {wib(stop.at)} at {stop.history_length:,} history "
-            f"events (budget {stop.history_budget:,}) after {stop.offers_made:,} offers; seats "
-            f"not offered, empty in this round: {left or 'none'} (docs/OPERATIONS.md 6.10)",
+            flagged(
+                "optimalisasi stopped",
+                f" {wib(stop.at)} at {stop.history_length:,} history events (budget "
+                f"{stop.history_budget:,}) after {stop.offers_made:,} offers; seats not offered, "
+                f"empty in this round: {left or 'none'} (docs/OPERATIONS.md 6.10)",
+                "bold red",
+            ),
             highlight=False,
         )
 
@@ -911,7 +924,7 @@ def _show_funnel(ctx: Context, round_id: str, counts: Mapping[str, Mapping[str, 
         totals.update(per)
         table.add_row(code_, *(str(per.get(c, 0)) for c in codes), str(sum(per.values())))
     table.add_row(
-        "[bold]total[/]",
+        Text("total", "bold"),
         *(str(totals.get(c, 0)) for c in codes),
         str(sum(totals.values())),
         end_section=True,
@@ -1162,7 +1175,7 @@ async def show_national_funnel(
             ", ".join(f"{stage} {n}" for stage, n in sorted(f.publications.items())) or "none",
         )
     table.add_row(
-        "[bold]all[/]",
+        Text("all", "bold"),
         f"{len(lines)} rounds",
         str(sum(f.formasi for f in lines)),
         str(sum(f.seats for f in lines)),
@@ -1322,52 +1335,54 @@ def _run(
     try:
         code = asyncio.run(main())
     except (ConfigError, CsvFileError, BadInput, NationalListError) as exc:
-        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        err_console.print(flagged("bad input", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except ValidationError as exc:
-        err_console.print(f"[red]bad arguments[/]: {exc}", highlight=False)
+        err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except RefusedError as exc:
-        err_console.print(f"[red]refused[/]: {exc}", highlight=False)
+        err_console.print(flagged("refused", f": {exc}"), highlight=False)
         code = EXIT_REFUSED
     except (InvalidKeyError, TransportError) as exc:  # a key, TLS or password file not usable
-        err_console.print(f"[red]bad configuration[/]: {exc}", highlight=False)
+        err_console.print(flagged("bad configuration", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except StackError as exc:  # a server that cannot be started, or refuses TLS or the login
-        err_console.print(f"[red]stopped[/]: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(flagged("stopped", f": {exc}"), highlight=False, soft_wrap=True)
         code = EXIT_STOPPED
     except GatewayError as exc:  # a whole batch refused, or the gateway not reached
         kind, code = _gateway_outcome(exc)
-        err_console.print(f"[red]{kind}[/]: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(flagged(kind, f": {exc}"), highlight=False, soft_wrap=True)
     except NotTaken as exc:  # a command the engine did not take in time, through the gateway
         err_console.print(
-            f"[red]stopped[/]: {exc}; send the same command again (a repeat is safe)",
+            flagged("stopped", f": {exc}; send the same command again (a repeat is safe)"),
             highlight=False,
             soft_wrap=True,
         )
         code = EXIT_STOPPED
     except KeyboardInterrupt:
-        err_console.print("[red]stopped[/]: interrupted", highlight=False)
+        err_console.print(flagged("stopped", ": interrupted"), highlight=False)
         code = EXIT_STOPPED
     except Exception as exc:
         down = unreachable(exc, opened.get("settings"))
         if down:
             err_console.print(
-                f"[red]stopped[/]: {down}; start it or fix the setting, then run the same command "
-                "again",
+                flagged(
+                    "stopped",
+                    f": {down}; start it or fix the setting, then run the same command again",
+                ),
                 highlight=False,
                 soft_wrap=True,
             )
             code = EXIT_STOPPED
         elif silent := engine_silent(exc):
             err_console.print(
-                f"[red]stopped[/]: {silent}; run the same command again once it answers",
+                flagged("stopped", f": {silent}; run the same command again once it answers"),
                 highlight=False,
                 soft_wrap=True,
             )
             code = EXIT_STOPPED
         elif stops_the_run(exc):
-            err_console.print(f"[red]stopped[/]: {type(exc).__name__}: {exc}", highlight=False)
+            err_console.print(flagged("stopped", f": {type(exc).__name__}: {exc}"), highlight=False)
             code = EXIT_STOPPED
         else:
             raise
@@ -1433,7 +1448,7 @@ def _precheck(check: Callable[[], T]) -> T:
     try:
         return check()
     except (ConfigError, CsvFileError, BadInput) as exc:
-        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        err_console.print(flagged("bad input", f": {exc}"), highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -1571,7 +1586,8 @@ def report_cmd(
     the HTTP gateway in batches, needing no access to Temporal."""
     if kind not in REPORT_KINDS:
         err_console.print(
-            f"[red]bad arguments[/]: KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}"
+            flagged("bad arguments", f": KIND={kind!r}: expected one of {', '.join(REPORT_KINDS)}"),
+            highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
@@ -1759,7 +1775,7 @@ def _signer(key: Path | None, identity: str) -> Signer | None:
     try:
         return load_signer(key, identity)
     except BadInput as exc:
-        err_console.print(f"[red]bad input[/]: {exc}", highlight=False)
+        err_console.print(flagged("bad input", f": {exc}"), highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -1790,7 +1806,8 @@ def _identity(identity: str) -> str:
     """IDENTITY as a file name and a reporter's name take it; a bad one exits 2."""
     if not 1 <= len(identity) <= 100 or not identity.isprintable() or "/" in identity:
         err_console.print(
-            f"[red]bad arguments[/]: IDENTITY={identity!r}: 1-100 printable characters, no /"
+            flagged("bad arguments", f": IDENTITY={identity!r}: 1-100 printable characters, no /"),
+            highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
     return identity
@@ -1800,7 +1817,7 @@ def _new_secret_file(path: Path, text: str) -> Path:
     """Write a new secret, readable by its owner alone from its first byte (never over a file
     that exists: exit 1)."""
     if path.exists():
-        err_console.print(f"[red]refused[/]: {path} exists; keys are never overwritten")
+        err_console.print(flagged("refused", f": {path} exists; keys are never overwritten"))
         raise typer.Exit(EXIT_REFUSED)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -1965,7 +1982,8 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
                 end_section=i == len(SKM_ELEMENTS) - 1,
             )
         table.add_row(
-            "[bold]IKM[/] (mean NRR x 25)", *(f"[bold]{r.result.value:.2f}[/]" for r in mine)
+            Text.assemble(("IKM", "bold"), " (mean NRR x 25)"),
+            *(Text(f"{r.result.value:.2f}", "bold") for r in mine),
         )
         table.add_row("band", *(f"{r.result.band} {r.result.label}" for r in mine))
         ctx.console.print(table)
@@ -2088,13 +2106,13 @@ def lookup_cmd(
     and what they may do now. Give --applicant or --nik (never printed whole). With --gateway,
     read through the HTTP gateway by an operator of the round."""
     if (applicant is None) == (nik is None):
-        err_console.print("[red]bad arguments[/]: give exactly one of --applicant and --nik")
+        err_console.print(flagged("bad arguments", ": give exactly one of --applicant and --nik"))
         raise typer.Exit(EXIT_BAD_INPUT)
     if nik is not None:
         try:
             nik = normalise_nik(nik)
         except ValueError as exc:
-            err_console.print(f"[red]bad arguments[/]: --nik: {exc}", highlight=False)
+            err_console.print(flagged("bad arguments", f": --nik: {exc}"), highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     _run(
         lambda ctx: lookup(ctx, round_id, applicant, nik, as_json),
@@ -2130,11 +2148,13 @@ def announce_cmd(
     try:
         signer = Signer.from_jwk(json.loads(key.read_text(encoding="utf-8")))
     except FileNotFoundError:
-        err_console.print(f"[red]bad input[/]: --key {key}: no such file", highlight=False)
+        err_console.print(flagged("bad input", f": --key {key}: no such file"), highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except (ValueError, TypeError, SigningKeyError) as exc:
         err_console.print(
-            f"[red]bad input[/]: --key {key}: not a key file made by starter.py keygen ({exc})",
+            flagged(
+                "bad input", f": --key {key}: not a key file made by starter.py keygen ({exc})"
+            ),
             highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -2264,7 +2284,7 @@ def sanctions_import_cmd(
     try:
         read_national_list(file)  # a bad list exits 2 before anything is started
     except NationalListError as exc:
-        err_console.print(f"[red]bad input[/]: {exc}", highlight=False, soft_wrap=True)
+        err_console.print(flagged("bad input", f": {exc}"), highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     _run(lambda ctx: import_sanctions(ctx, file))
 
@@ -2282,7 +2302,7 @@ def sanctions_list_cmd(
         try:
             nik = normalise_nik(nik)
         except ValueError as exc:
-            err_console.print(f"[red]bad arguments[/]: --nik: {exc}", highlight=False)
+            err_console.print(flagged("bad arguments", f": --nik: {exc}"), highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     _run(lambda ctx: list_sanctions(ctx, nik, as_json))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import asyncpg
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -294,7 +295,7 @@ async def run_demo(
     from apps.fleet import build_worker
     from runtime.app import open_app
 
-    console = console_for()
+    console = console_for(markup=True)  # the story's own words are styled; outside text is escaped
     app = await open_app(settings)
     console.print(f"Temporal: {app.stack.temporal_address}   Web UI: {app.stack.ui_url}")
     pool = await open_pool(app.stack.database_url, max_size=10)
@@ -399,7 +400,7 @@ async def _recompute(demo: Demo, app) -> bool:
     histories = await round_histories(app.client, demo.round_id)
     differences = (await recompute(histories, data_converter(app.keys))).differences()
     for d in differences:
-        demo.say(f"[red]recompute: {d}[/]")
+        demo.say(f"[red]recompute: {escape(str(d))}[/]")
     if not differences:
         demo.say(
             f"recomputed from {len(histories)} histories (audit.py recompute): every formasi's "
@@ -427,7 +428,7 @@ async def _publish(demo: Demo, app) -> bool:
                     cipher=ColumnCipher.from_keys(app.keys),
                 )
             except RefusedError as exc:
-                demo.say(f"[red]announcement {stage.value} not published[/]: {exc}")
+                demo.say(f"[red]announcement {stage.value} not published[/]: {escape(str(exc))}")
                 ok = False
                 continue
             write_files(published.publication, demo.config.skd.cut_multiplier, out_dir)
@@ -752,11 +753,12 @@ async def _play(demo: Demo, applicants: list[Registration]) -> bool:
             lambda s: all(v == "ended" for v in s.values()), "every journey to end", timeout=120
         )
     except TimeoutError as exc:
-        demo.say(f"[red]{exc}[/]")
+        demo.say(f"[red]{escape(str(exc))}[/]")
         return False
     if demo.refused:
         demo.say(
-            f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. {demo.refused[0]}[/]"
+            f"[yellow]{len(demo.refused)} reports refused by the engine, e.g. "
+            f"{escape(str(demo.refused[0]))}[/]"
         )
     return True
 

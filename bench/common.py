@@ -19,7 +19,7 @@ from runtime.settings import Settings
 from runtime.terminal import console as console_for
 
 ROOT = Path(__file__).resolve().parent.parent
-console = console_for()
+console = console_for(markup=True)  # the bench's own lines, styled
 
 
 def bench_settings(data_dir: Path, task_queue: str = "casn-bench") -> Settings:
