@@ -46,6 +46,7 @@ from client.csvio import (
     ReportKind,
     RowError,
     RowRefusal,
+    csv_cell,
     open_rows,
     parse_registration,
     parse_report,
@@ -178,8 +179,11 @@ class ErrorsFile:
             self.writer.writerow(self.COLUMNS)
 
     def write(self, refusals: list[RowRefusal]) -> None:
+        # The values and reasons are the input file's words (an applicant's, through SSCASN's
+        # export): a spreadsheet opening this file must not run one as a formula.
         for r in refusals:
-            self.writer.writerow((r.line, r.row_id, r.field, r.value, r.reason))
+            cells = (r.row_id, r.field, r.value, r.reason)
+            self.writer.writerow((r.line, *(csv_cell(c) for c in cells)))
         self.handle.flush()
 
     def close(self) -> None:

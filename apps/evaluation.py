@@ -32,7 +32,7 @@ from auditing.evaluation import (
     read_model_facts,
     round_facts,
 )
-from client.announcements import csv_cell
+from client.csvio import csv_cell
 from domain.skm import STAGE_LABELS
 
 # No display: the charts are only written as SVG (the figures are drawn without pyplot, so no

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from client.api import RefusedError
+from client.csvio import csv_cell
 from domain.codes import AdminDecision, FinalCode, SkdCode, Terminal
 from domain.config import RoundConfig
 from domain.messages import FormasiResult
@@ -468,15 +469,6 @@ def wib(moment: datetime) -> str:
     """A moment as the public reads it: `2 Desember 2026, 14.05 WIB`."""
     local = moment.astimezone(WIB)
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H.%M} WIB"
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (a leading apostrophe when it could)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:

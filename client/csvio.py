@@ -46,6 +46,18 @@ class CsvFileError(Exception):
         super().__init__(f"{self.path}:{line}: {field}={value!r}: {reason}")
 
 
+# What a spreadsheet reads as the start of a formula (and runs when the file is opened).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (a leading apostrophe when it could):
+    for every file we write that holds text from outside (announcements, evaluations, the
+    refused rows of an import or a report file)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 @dataclass(frozen=True)
 class RowRefusal:
     """Why one row was refused: its line, the field and value at fault, and the reason."""

@@ -1,9 +1,12 @@
-"""What the command lines print is shown as it is: a value from a file, a service or the engine
-that looks like rich's markup (`[/b]`, `[tidak]`) is printed whole, never read as markup, which
-either stopped the command with a MarkupError or dropped the bracketed words without a trace."""
+"""Text from outside stays text: on the command lines, a value from a file, a service or the
+engine that looks like rich's markup (`[/b]`, `[tidak]`) is printed whole, never read as markup,
+which either stopped the command with a MarkupError or dropped the bracketed words without a
+trace; in the refused rows' file, a value that a spreadsheet would run as a formula is written as
+text."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from rich.table import Table
@@ -11,7 +14,7 @@ from typer.testing import CliRunner
 
 from client.csvio import RowRefusal
 from runtime.terminal import console, flagged
-from starter import Context, Summary, _show_refusals, cli
+from starter import Context, ErrorsFile, Summary, _show_refusals, cli
 
 
 def _recording():
@@ -56,3 +59,26 @@ def test_a_bad_argument_that_looks_like_markup_is_named_not_a_crash(tmp_path):
 
     assert result.exit_code == 2, result.output
     assert "KIND='[/b]': expected one of" in " ".join(result.output.split())
+
+
+def test_the_refused_rows_file_runs_no_formula_in_a_spreadsheet(tmp_path):
+    """An applicant's major of "=HYPERLINK(...)" is refused, and written to the operator's
+    errors file as text: a spreadsheet opening it must not run it."""
+    path = tmp_path / "refused.csv"
+    errors = ErrorsFile(path)
+    errors.write(
+        [
+            RowRefusal(2, "major", '=HYPERLINK("http://x.example","klik")', "not a major", "@r2"),
+            RowRefusal(3, "gpa", "-1", "=must be 0 to 4"),
+            RowRefusal(4, "birth_date", "17/05/1998", "not a date"),
+        ]
+    )
+    errors.close()
+
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["id"], r["value"], r["reason"]) for r in rows] == [
+        ("'@r2", '\'=HYPERLINK("http://x.example","klik")', "not a major"),
+        ("", "'-1", "'=must be 0 to 4"),
+        ("", "17/05/1998", "not a date"),
+    ]
