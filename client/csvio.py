@@ -10,6 +10,7 @@ still read.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,12 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     reader = csv.reader(handle)
     try:
         header = next(reader)
+        if _semicolons(header, columns):
+            # Saved by a spreadsheet in the Indonesian locale: the list separator is ";" (and the
+            # decimal separator ",", which the numeric fields take). Read the file that way.
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter=";")
+            header = next(reader)
     except StopIteration:
         handle.close()
         raise CsvFileError(
@@ -148,6 +155,14 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
             + (f" and optionally {', '.join(columns.optional)}" if columns.optional else ""),
         )
     return _rows(path, handle, reader, names)
+
+
+def _semicolons(header: list[str], columns: Columns) -> bool:
+    """True when the header is one cell that holds the required columns separated by ";"."""
+    if len(header) != 1 or ";" not in header[0]:
+        return False
+    names = {n.strip() for n in header[0].split(";")}
+    return set(columns.required) <= names
 
 
 _UNREADABLE = "__unreadable__"  # the cell of a Row that could not be read: why
@@ -226,6 +241,7 @@ def parse_registration(row: Row) -> Registration:
     """A registration row as the domain's Registration; RowError names each bad field."""
     _check_readable(row)
     data = {k: v for k, v in row.cells.items() if not (k == "category" and v == "")}
+    data["gpa"] = decimal(data.get("gpa", ""))
     try:
         return Registration.model_validate(data)
     except ValidationError as exc:
@@ -260,6 +276,15 @@ def _list(text: str) -> list[str]:
     return [p.strip() for p in text.split("|") if p.strip()]
 
 
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
+def decimal(text: str) -> str:
+    """A number as Python reads it: "3,45", as a spreadsheet in the Indonesian locale writes it
+    (and the portal's form takes it), is 3.45. Anything else is left for the field's own check."""
+    return text.replace(",", ".") if _DECIMAL_COMMA.fullmatch(text) else text
+
+
 def _scores(text: str) -> dict[str, str]:
     """`component:score|component:score` (a final sanggah's corrections) as a dict."""
     scores = {}
@@ -267,7 +292,7 @@ def _scores(text: str) -> dict[str, str]:
         component, sep, score = item.partition(":")
         if not sep or not component.strip() or not score.strip():
             raise ValueError(f"corrected_scores: {item!r} is not component:score")
-        scores[component.strip()] = score.strip()
+        scores[component.strip()] = decimal(score.strip())
     return scores
 
 
@@ -295,12 +320,17 @@ REPORT_KINDS: dict[str, ReportKind] = {
         ReportKind(
             "skd", SkdReport, Columns((*IDS, "twk", "tiu", "tkp"), ("session_id",)), lambda c: c
         ),
-        ReportKind("skb-score", SkbScoreReport, Columns((*IDS, "component", "score")), lambda c: c),
+        ReportKind(
+            "skb-score",
+            SkbScoreReport,
+            Columns((*IDS, "component", "score")),
+            lambda c: {**c, "score": decimal(c["score"])},
+        ),
         ReportKind(
             "panel",
             PanelScoreReport,
             Columns((*IDS, "component", "panellist", "score")),
-            lambda c: c,
+            lambda c: {**c, "score": decimal(c["score"])},
         ),
         ReportKind(
             "conflict",

@@ -48,3 +48,49 @@ def test_conflicts_and_reviews_read_as_their_messages():
             REPORT_KINDS["conflict"], _row(component="wawancara", panellist="x", kind="cousin"), "x"
         )
     assert [r.field for r in caught.value.refusals] == ["kind"]
+
+
+def _saved_by_indonesian_excel(path, header: list[str], rows: list[list[str]]):
+    """A file as a spreadsheet in the Indonesian locale saves it: a byte-order mark, ";" between
+    cells, "," in decimals."""
+    text = "\r\n".join(";".join(cells) for cells in [header, *rows]) + "\r\n"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    return path
+
+
+def test_a_file_saved_with_semicolons_and_decimal_commas_is_read_as_the_commas_one(tmp_path):
+    from client.csvio import REGISTRATION_COLUMNS, open_rows, parse_registration
+
+    path = _saved_by_indonesian_excel(
+        tmp_path / "sscasn.csv",
+        list(REGISTRATION_COLUMNS.required),
+        [
+            ["3273011705980001", "Budi, S.Kom", "1998-05-17", "L", "S1", "Teknik Informatika",
+             "3,45", "F1"],
+            ["3273011705980002", "Ani", "1998-05-17", "L", "S1", "Teknik Informatika",
+             "3,4,5", "F1"],
+        ],
+    )  # fmt: skip
+    first, second = list(open_rows(path, REGISTRATION_COLUMNS))
+    reg = parse_registration(first)
+    assert (reg.name, reg.gpa, reg.formasi_code) == ("Budi, S.Kom", 3.45, "F1")
+    with pytest.raises(RowError) as caught:
+        parse_registration(second)  # not a number either way: named, as before
+    assert [(r.line, r.field, r.value) for r in caught.value.refusals] == [(3, "gpa", "3,4,5")]
+
+    scores = _saved_by_indonesian_excel(
+        tmp_path / "panel.csv",
+        ["report_id", "applicant_id", "component", "panellist", "score"],
+        [["p1", "A1", "wawancara", "pw-ani", "82,5"]],
+    )
+    [row] = list(open_rows(scores, REPORT_KINDS["panel"].columns))
+    assert parse_report(REPORT_KINDS["panel"], row, "pw-ani").message.score == 82.5
+
+
+def test_a_semicolon_header_without_the_columns_is_still_named_whole(tmp_path):
+    from client.csvio import REGISTRATION_COLUMNS, CsvFileError, open_rows
+
+    path = _saved_by_indonesian_excel(tmp_path / "x.csv", ["nik", "nama"], [["1", "2"]])
+    with pytest.raises(CsvFileError) as caught:
+        open_rows(path, REGISTRATION_COLUMNS)
+    assert "missing column(s) nik, name" in str(caught.value)
