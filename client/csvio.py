@@ -242,6 +242,19 @@ def parse_registration(row: Row) -> Registration:
     _check_readable(row)
     data = {k: v for k, v in row.cells.items() if not (k == "category" and v == "")}
     data["gpa"] = decimal(data.get("gpa", ""))
+    if _E_NOTATION.fullmatch(data.get("nik", "")):
+        raise RowError(
+            [
+                RowRefusal(
+                    row.line,
+                    "nik",
+                    mask_nik(data["nik"]),
+                    "a spreadsheet wrote this NIK as a number in E notation, which keeps 15 of its "
+                    "16 digits: format the nik column as text in the spreadsheet and export again "
+                    "(a NIK it showed whole may have lost its last digit too)",
+                )
+            ]
+        )
     try:
         return Registration.model_validate(data)
     except ValidationError as exc:
@@ -276,6 +289,7 @@ def _list(text: str) -> list[str]:
     return [p.strip() for p in text.split("|") if p.strip()]
 
 
+_E_NOTATION = re.compile(r"\d[.,]\d+[eE]\+?\d+")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
 
 

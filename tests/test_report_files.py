@@ -94,3 +94,27 @@ def test_a_semicolon_header_without_the_columns_is_still_named_whole(tmp_path):
     with pytest.raises(CsvFileError) as caught:
         open_rows(path, REGISTRATION_COLUMNS)
     assert "missing column(s) nik, name" in str(caught.value)
+
+
+def test_a_nik_a_spreadsheet_turned_into_e_notation_is_refused_saying_so():
+    from client.csvio import parse_registration
+
+    row = Row(
+        4,
+        {
+            "nik": "3,27301E+15",
+            "name": "Ani",
+            "birth_date": "1998-05-17",
+            "gender": "P",
+            "education_level": "S1",
+            "major": "Teknik Informatika",
+            "gpa": "3.2",
+            "formasi_code": "F1",
+        },
+    )
+    with pytest.raises(RowError) as caught:
+        parse_registration(row)
+    [refusal] = caught.value.refusals
+    assert (refusal.line, refusal.field) == (4, "nik")
+    assert "E notation" in refusal.reason and "format the nik column as text" in refusal.reason
+    assert refusal.value != "3,27301E+15"  # masked, as every NIK in a refusal
