@@ -1460,6 +1460,32 @@ def _header_ok(path: Path, columns) -> None:
     open_rows(path, columns).close()
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _separate_files(inputs: dict[str, Path | None], outputs: dict[str, Path | None]) -> None:
+    """BadInput when a file the command writes is a file it reads, or another it writes: an
+    errors file given the export's name would have emptied the export (written from its first
+    byte), a checkpoint given the round file's would have replaced the round file."""
+    seen = [(name, path) for name, path in inputs.items() if path is not None]
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        for other, known in seen:
+            if _same_file(path, known):
+                raise BadInput(
+                    f"{name} {path} is the file of {other}: writing it would overwrite that "
+                    f"file; give {name} a file of its own"
+                )
+        seen.append((name, path))
+
+
 As = Annotated[
     str, typer.Option("--as", help="Your identity, as listed in the round's reporters table.")
 ]
@@ -1556,6 +1582,19 @@ def import_cmd(
     def checked() -> None:
         load_round_config(round_config)
         _header_ok(file, REGISTRATION_COLUMNS)
+        _separate_files(
+            {
+                "ROUND_CONFIG": round_config,
+                "FILE": file,
+                "--key": key,
+                "--api-key-file": api_key_file,
+            },
+            {
+                "--errors": errors,
+                "--numbers": numbers or numbers_path_for(file, errors),
+                "--checkpoint": checkpoint,
+            },
+        )
         if gateway is not None and (key is not None or registered_by is not None):
             raise BadInput(
                 "--gateway: the gateway's portal key signs registrations sent through it, on "
@@ -1594,7 +1633,15 @@ def report_cmd(
             highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
-    _precheck(lambda: _header_ok(file, REPORT_KINDS[kind].columns))
+    _precheck(
+        lambda: (
+            _header_ok(file, REPORT_KINDS[kind].columns),
+            _separate_files(
+                {"FILE": file, "--key": key, "--api-key-file": api_key_file},
+                {"--errors": errors, "--checkpoint": checkpoint},
+            ),
+        )
+    )
     _run(
         lambda ctx: send_reports(
             ctx, REPORT_KINDS[kind], round_id, file, errors, reporter, concurrency, checkpoint

@@ -1,8 +1,10 @@
-"""Text from outside stays text: on the command lines, a value from a file, a service or the
-engine that looks like rich's markup (`[/b]`, `[tidak]`) is printed whole, never read as markup,
-which either stopped the command with a MarkupError or dropped the bracketed words without a
-trace; in the refused rows' file, a value that a spreadsheet would run as a formula is written as
-text."""
+"""What an operator's files and terminal get from the command lines.
+
+Text from outside stays text: a value from a file, a service or the engine that looks like rich's
+markup (`[/b]`, `[tidak]`) is printed whole, never read as markup, which either stopped the
+command with a MarkupError or dropped the bracketed words without a trace; in the refused rows'
+file, a value that a spreadsheet would run as a formula is written as text. And a file the
+command writes is never a file it reads."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 from typer.testing import CliRunner
 
-from client.csvio import RowRefusal
+from client.csvio import REGISTRATION_COLUMNS, RowRefusal
 from runtime.terminal import console, flagged
 from starter import Context, ErrorsFile, Summary, _show_refusals, cli
 
@@ -82,3 +84,38 @@ def test_the_refused_rows_file_runs_no_formula_in_a_spreadsheet(tmp_path):
         ("", "'-1", "'=must be 0 to 4"),
         ("", "17/05/1998", "not a date"),
     ]
+
+
+def test_an_output_given_an_input_files_name_is_refused_and_the_input_kept(tmp_path):
+    """--errors, --numbers or --checkpoint naming the export, the round file or one another
+    would have overwritten it from its first byte: refused before anything, every file as it was."""
+    export = tmp_path / "sscasn.csv"
+    export.write_text(",".join(REGISTRATION_COLUMNS.all) + "\n", encoding="utf-8")
+    before = export.read_bytes()
+    base = ["import-registrations", "examples/round-kabupaten.toml", str(export)]
+    runner = CliRunner()
+
+    cases = [
+        (["--errors", str(export)], "--errors"),
+        (["--errors", str(tmp_path / "e.csv"), "--numbers", str(export)], "--numbers"),
+        (
+            ["--errors", str(tmp_path / "e.csv"), "--checkpoint", str(tmp_path / "e.csv")],
+            "--checkpoint",
+        ),
+        (["--errors", "examples/round-kabupaten.toml"], "--errors"),
+    ]
+    for extra, named in cases:
+        result = runner.invoke(cli, [*base, *extra])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, (extra, said)
+        assert f"{named} " in said and "would overwrite that file" in said, said
+    assert export.read_bytes() == before
+    assert not (tmp_path / "e.csv").exists()
+
+    reports = tmp_path / "admin.csv"
+    reports.write_text("report_id,applicant_id,findings\n", encoding="utf-8")
+    result = runner.invoke(
+        cli, ["report", "admin", "R1", str(reports), "--as", "v", "--errors", str(reports)]
+    )
+    assert result.exit_code == 2 and "is the file of FILE" in " ".join(result.output.split())
+    assert reports.read_text(encoding="utf-8") == "report_id,applicant_id,findings\n"
