@@ -197,7 +197,7 @@ class GatewayReports:
                     answer["status"], answer["applicant_id"], pending=bool(answer.get("pending"))
                 )
             if status in (409, 422):
-                return RegistrationResult("refused", None, _refusals(response))
+                return RegistrationResult("refused", _refused_number(response), _refusals(response))
             if status == 404:
                 raise UnknownError(_problem(response))
             if status not in (429, 500, 502, 503, 504):
@@ -429,6 +429,15 @@ def _refusals(response: httpx.Response) -> list[Refusal]:
         ] or [Refusal(field="registration", value="", reason=_problem(response))]
     except (AttributeError, KeyError, TypeError, ValueError):
         return [Refusal(field="registration", value="", reason=_problem(response))]
+
+
+def _refused_number(response: httpx.Response) -> str | None:
+    """The registration number a refused registration's problem names, if it names one."""
+    try:
+        number = response.json().get("applicant_id")
+    except (AttributeError, ValueError):
+        return None
+    return number if isinstance(number, str) and number else None
 
 
 def _problem(response: httpx.Response) -> str:

@@ -31,7 +31,9 @@ _TITLES = {
 class Problem(Exception):
     """An answer other than success: raised anywhere in a request, rendered as problem+json.
 
-    `errors` lists the fields at fault, each `{"field", "value", "reason"}`."""
+    `errors` lists the fields at fault, each `{"field", "value", "reason"}`; `members` are
+    further members of the problem (RFC 9457 extensions), such as the registration number of a
+    refused registration."""
 
     def __init__(
         self,
@@ -41,8 +43,10 @@ class Problem(Exception):
         type_: str = "about:blank",
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        members: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.members = members or {}
         self.status = status
         self.detail = detail
         self.type = type_
@@ -65,7 +69,7 @@ class Problem(Exception):
         }
         if self.errors:
             body["errors"] = self.errors
-        return body
+        return {**self.members, **body}  # the standard members win
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:

@@ -583,6 +583,8 @@ async def post_registration(
             "; ".join(f"{e['field']}: {e['reason']}" for e in errors),
             type_="/problems/refused",
             errors=errors,
+            # The registration number the refusal is about, for the caller's numbers file.
+            members={"applicant_id": result.applicant_id} if result.applicant_id else None,
         )
     log.info("registration", status=result.status, applicant_id=result.applicant_id, by=identity)
     return RegistrationAnswer(
