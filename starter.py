@@ -60,7 +60,7 @@ from client.national import (
     funnel_from_document,
     national_funnel,
 )
-from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet
+from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet, seated_codes
 from client.publication import Publication, Published, publish_announcement, write_files
 from client.sanctions import (
     NationalListError,
@@ -658,6 +658,31 @@ async def send_reports(
     summary = Summary()
     locks: dict[str, asyncio.Lock] = {}
     codes: dict[str, str] = {}  # a panel sheet's candidate codes (client/panels.py), when used
+    looked: set[str] = set()  # where codes were looked for: "seated", then "every journey"
+    looking = asyncio.Lock()
+
+    async def applicant_of(code: str) -> str | None:
+        """The applicant a candidate code stands for: first among the applicants with a panel
+        (the read model's panel_seats, one read), then, for a code not there (a panel the read
+        model does not show yet, or the read model out of reach), among every journey of the
+        round, listed once."""
+        async with looking:
+            if code not in codes and "seated" not in looked:
+                looked.add("seated")
+                try:
+                    conn = await asyncpg.connect(ctx.database_url)
+                    try:
+                        codes.update(await seated_codes(conn, ctx.api.pseudonym_key, round_id))
+                    finally:
+                        await conn.close()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning(
+                        "panel_seats not read; listing the round's journeys", error=str(exc)
+                    )
+            if code not in codes and "every journey" not in looked:
+                looked.add("every journey")
+                codes.update(await candidate_codes(ctx.api, round_id))
+        return codes.get(code)
 
     async def handle(row) -> None:
         try:
@@ -669,9 +694,8 @@ async def send_reports(
             # A blind panel sheet names candidates by code: the committee's key resolves them.
             # (Through the gateway the code travels as it is, signed for the code, and the
             # gateway's key finds the journey.)
-            if not codes:
-                codes.update(await candidate_codes(ctx.api, round_id))
-            if parsed.applicant_id not in codes:
+            applicant = await applicant_of(parsed.applicant_id)
+            if applicant is None:
                 refusal = RowRefusal(
                     row.line,
                     "applicant_id",
@@ -681,7 +705,7 @@ async def send_reports(
                 )
                 summary.refuse([refusal], errors)
                 return
-            parsed = replace(parsed, applicant_id=codes[parsed.applicant_id])
+            parsed = replace(parsed, applicant_id=applicant)
         # One report at a time per journey: a workflow takes at most 10 updates in flight.
         lock = locks.setdefault(parsed.applicant_id, asyncio.Lock())
         try:

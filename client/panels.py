@@ -62,6 +62,17 @@ async def candidate_codes(api: RecruitmentApi, round_id: str) -> dict[str, str]:
 _SEATED_SQL = "SELECT DISTINCT applicant_id FROM panel_seats WHERE round_id = $1"
 
 
+async def seated_codes(
+    db: asyncpg.Pool | asyncpg.Connection, pseudonym_key: bytes, round_id: str
+) -> dict[str, str]:
+    """The candidate code of every applicant of the round that has a panel (the read model's
+    panel_seats) -> the applicant's registration number: one read, whatever the round's size."""
+    return {
+        candidate_code(pseudonym_key, round_id, r["applicant_id"]): r["applicant_id"]
+        for r in await db.fetch(_SEATED_SQL, round_id)
+    }
+
+
 @dataclass
 class CandidateDirectory:
     """Which applicant each candidate code of a round stands for, for the gateway, which holds
@@ -84,12 +95,7 @@ class CandidateDirectory:
         async with self._locks.setdefault(round_id, asyncio.Lock()):
             at, codes = self._codes.get(round_id, (at, codes))
             if code not in codes and (at is None or time.monotonic() - at >= self.refresh_every):
-                codes = {
-                    candidate_code(self.api.pseudonym_key, round_id, r["applicant_id"]): r[
-                        "applicant_id"
-                    ]
-                    for r in await self.db.fetch(_SEATED_SQL, round_id)
-                }
+                codes = await seated_codes(self.db, self.api.pseudonym_key, round_id)
                 self._codes[round_id] = (time.monotonic(), codes)
         return codes.get(code)
 

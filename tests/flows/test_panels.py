@@ -6,15 +6,18 @@ the scores that stand, every one of them kept in the history."""
 
 from __future__ import annotations
 
+import csv
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
+import starter
 from activities.readmodel import ReadModel
 from auditing.history import round_histories
 from auditing.readmodel import check, projected, repair
 from client.api import RecruitmentApi, RefusedError
+from client.csvio import REPORT_KINDS
 from client.panels import candidate_codes, panel_sheet
 from domain.codes import Stage
 from domain.messages import (
@@ -106,7 +109,7 @@ def _last_panel(state) -> list[str]:
 
 
 async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
-    client, keys, running_worker, tmp_path
+    client, keys, running_worker, stack, tmp_path, monkeypatch
 ):
     settings, pool = running_worker
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
@@ -223,9 +226,33 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
         await api.report(round_id, b, _panel_score(outsider, 60, 9))
     await pool.execute(seat.format("array_remove(panellists, $3::text)"), round_id, b, outsider)
 
-    # B's panel scores without incident; both complete SKB.
-    for who, score in zip(_last_panel(b_state), (70, 72, 74), strict=True):
-        await api.report(round_id, b, _panel_score(who, score, 1))
+    # B's panel scores without incident, each panellist's sheet sent by code as the committee
+    # sends them (starter.py report panel, direct): the codes come from panel_seats, one read a
+    # file; a code of nobody is looked for once among every journey of the round, then refused.
+    listed: list[str] = []
+
+    async def listing(api_: RecruitmentApi, round_: str) -> dict[str, str]:
+        listed.append(round_)
+        return await candidate_codes(api_, round_)
+
+    monkeypatch.setattr(starter, "candidate_codes", listing)
+    ctx = starter.Context(api, stack.database_url)
+    b_code = next(c for c, x in codes.items() if x == b)
+    for i, (who, score) in enumerate(zip(_last_panel(b_state), (70, 72, 74), strict=True)):
+        rows = [[f"b-{who}", b_code, "wawancara", who, str(score)]]
+        rows += [[f"x-{who}", "K-AAAAAAAAAA", "wawancara", who, "50"]] if i == 0 else []
+        sheet = tmp_path / f"sheet-{who}.csv"
+        with sheet.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(
+                [["report_id", "applicant_id", "component", "panellist", "score"], *rows]
+            )
+        sent = await starter.send_reports(
+            ctx, REPORT_KINDS["panel"], round_id, sheet, tmp_path / f"refused-{who}.csv", who
+        )
+        assert (sent.counts["accepted"], sent.counts["refused"]) == (1, 1 if i == 0 else 0)
+        assert [r.reason for r in sent.refusals] == (["no such candidate code"] if i == 0 else [])
+    assert listed == [round_id]
+    # both complete SKB
     for i, x in enumerate((a, b)):
         for comp, who, score in (("cat", "cat-bkn", 400), ("praktik", "panel-praktik", 80)):
             await api.report(
