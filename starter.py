@@ -1501,6 +1501,8 @@ def _separate_files(inputs: dict[str, Path | None], outputs: dict[str, Path | No
     for name, path in outputs.items():
         if path is None:
             continue
+        if path.is_dir():
+            raise BadInput(f"{name} {path} is a directory: give the file to write")
         for other, known in seen:
             if _same_file(path, known):
                 raise BadInput(

@@ -95,20 +95,23 @@ def test_an_output_given_an_input_files_name_is_refused_and_the_input_kept(tmp_p
     base = ["import-registrations", "examples/round-kabupaten.toml", str(export)]
     runner = CliRunner()
 
+    overwrite = "would overwrite that file"
     cases = [
-        (["--errors", str(export)], "--errors"),
-        (["--errors", str(tmp_path / "e.csv"), "--numbers", str(export)], "--numbers"),
+        (["--errors", str(export)], "--errors", overwrite),
+        (["--errors", str(tmp_path / "e.csv"), "--numbers", str(export)], "--numbers", overwrite),
         (
             ["--errors", str(tmp_path / "e.csv"), "--checkpoint", str(tmp_path / "e.csv")],
             "--checkpoint",
+            overwrite,
         ),
-        (["--errors", "examples/round-kabupaten.toml"], "--errors"),
+        (["--errors", "examples/round-kabupaten.toml"], "--errors", overwrite),
+        (["--errors", str(tmp_path)], "--errors", "is a directory"),
     ]
-    for extra, named in cases:
+    for extra, named, why in cases:
         result = runner.invoke(cli, [*base, *extra])
         said = " ".join(result.output.split())
         assert result.exit_code == 2, (extra, said)
-        assert f"{named} " in said and "would overwrite that file" in said, said
+        assert f"{named} " in said and why in said, said
     assert export.read_bytes() == before
     assert not (tmp_path / "e.csv").exists()
 
