@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import typer
@@ -94,7 +95,7 @@ from domain.messages import (
 )
 from domain.national import NationalState, load_national_config
 from domain.protocol import DISMISS, command_update, report_update
-from domain.registration import mask_nik, normalise_nik
+from domain.registration import Refusal, check_registration, mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
@@ -506,6 +507,65 @@ async def _rules_of_the_round(ctx: Context, local: RoundConfig, path: Path) -> R
             "rule_version"
         )
     return recorded
+
+
+def check_registrations(
+    console: Console, config_path: Path, csv_path: Path, errors_path: Path
+) -> Summary:
+    """`import-registrations --dry-run`: judge every row of an export by the round file's rules,
+    here, sending nothing and needing nothing of the cluster: what the engine would refuse by the
+    rules (a malformed row, an ineligible one, a formasi the round does not have) and a NIK the
+    file holds twice, written to the errors file as an import writes them. Ages are judged as of
+    today in the round's time zone. What only the engine knows is not judged: the window as it
+    stands, the sanctions register, a NIK registered already or claimed in the national round."""
+    config = load_round_config(config_path)
+    applied_on = datetime.now(UTC).astimezone(ZoneInfo(config.timezone)).date()
+    errors = ErrorsFile(errors_path)
+    summary = Summary()
+    first_line: dict[str, int] = {}  # NIK -> the line it first came on
+    try:
+        for row in open_rows(csv_path, REGISTRATION_COLUMNS):
+            try:
+                reg = parse_registration(row)
+            except RowError as exc:
+                summary.refuse(exc.refusals, errors)
+                continue
+            refusals = check_registration(reg, config.formasi_by_code(reg.formasi_code), applied_on)
+            if reg.nik in first_line:
+                refusals.append(
+                    Refusal(
+                        field="nik",
+                        value=mask_nik(reg.nik),
+                        reason=f"the same NIK as line {first_line[reg.nik]}: one NIK registers "
+                        "once per round",
+                    )
+                )
+            first_line.setdefault(reg.nik, row.line)
+            if refusals:
+                summary.refuse(
+                    [
+                        RowRefusal(
+                            row.line, r.field, r.value if r.field != "name" else "", r.reason
+                        )
+                        for r in refusals
+                    ],
+                    errors,
+                )
+            else:
+                summary.counts["would register"] += 1
+    finally:
+        errors.close()
+    console.print(
+        _summary_table(f"{csv_path.name}, dry run", summary, ("would register", "refused"))
+    )
+    console.print(
+        f"judged by the rules of {config_path} as of {applied_on.isoformat()}; nothing was sent. "
+        "Not judged here: the window as it stands, the sanctions register, a NIK registered "
+        "already or claimed nationally.",
+        highlight=False,
+    )
+    _show_refusals(Context(None, "", console), csv_path, summary, errors_path)  # type: ignore[arg-type]
+    return summary
 
 
 async def import_registrations(
@@ -1597,6 +1657,14 @@ def import_cmd(
     ] = None,
     gateway: GatewayUrl = None,
     api_key_file: ApiKeyFile = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Judge every row by the round file's rules here and send nothing (no cluster, no "
+            "gateway): the refusals go to --errors.",
+        ),
+    ] = False,
 ):
     """Register every row of a CSV export. Idempotent and resumable: re-run the same file.
     In a round with identities, sign with the registering identity's --key. Each NIK's
@@ -1628,6 +1696,9 @@ def import_cmd(
             )
 
     _precheck(checked)
+    if dry_run:
+        summary = _precheck(lambda: check_registrations(console, round_config, file, errors))
+        raise typer.Exit(summary.exit_code)
     registrar = registered_by or "sscasn"
     _run(
         lambda ctx: import_registrations(

@@ -122,3 +122,50 @@ def test_an_output_given_an_input_files_name_is_refused_and_the_input_kept(tmp_p
     )
     assert result.exit_code == 2 and "is the file of FILE" in " ".join(result.output.split())
     assert reports.read_text(encoding="utf-8") == "report_id,applicant_id,findings\n"
+
+
+def _export_row(serial: int, formasi: str = "PK-AP-DISKOMINFO", **changes: str) -> dict[str, str]:
+    from tests.roundkit import registration
+
+    data = registration(serial, formasi).model_dump(mode="json")
+    return {**{c: str(data[c]) for c in REGISTRATION_COLUMNS.all}, **changes}
+
+
+def test_a_dry_run_judges_the_export_by_the_round_files_rules_and_sends_nothing(tmp_path):
+    rows = [
+        _export_row(1),
+        _export_row(2, gpa="2,50"),  # line 3: below the formasi's 2.75 (a decimal comma)
+        _export_row(3, formasi_code="NO-SUCH"),  # line 4
+        _export_row(1),  # line 5: line 2's NIK again
+        _export_row(4, birth_date="17/05/1998"),  # line 6: not a date
+        _export_row(
+            5, formasi="ANKEU-CUMLAUDE", major="Akuntansi", gpa="3.80", category="cumlaude"
+        ),
+    ]
+    export = tmp_path / "sscasn.csv"
+    with export.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(REGISTRATION_COLUMNS.all))
+        writer.writeheader()
+        writer.writerows(rows)
+    errors = tmp_path / "out" / "refused.csv"
+    data_dir = tmp_path / "data"
+    args = ["import-registrations", "examples/round-kabupaten.toml", str(export)]
+    args += ["--errors", str(errors), "--dry-run"]
+
+    result = CliRunner(env={"CASN_DATA_DIR": str(data_dir)}).invoke(cli, args)
+
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said  # some rows would be refused
+    assert "nothing was sent" in said
+    with errors.open(encoding="utf-8", newline="") as f:
+        refused = [(r["line"], r["field"]) for r in csv.DictReader(f)]
+    assert sorted(refused) == [
+        ("3", "gpa"),
+        ("4", "formasi_code"),
+        ("5", "nik"),
+        ("6", "birth_date"),
+    ]
+    assert "the same NIK as line 2" in said
+    assert not data_dir.exists()  # no stack was started, no key made
+    for row in rows:
+        assert row["nik"] not in said
