@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +115,7 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     reader = csv.reader(handle)
     try:
         header = next(reader)
-        if _semicolons(header, columns):
+        if semicolon_header(header, columns.required):
             # Saved by a spreadsheet in the Indonesian locale: the list separator is ";" (and the
             # decimal separator ",", which the numeric fields take). Read the file that way.
             handle.seek(0)
@@ -157,12 +157,13 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
     return _rows(path, handle, reader, names)
 
 
-def _semicolons(header: list[str], columns: Columns) -> bool:
-    """True when the header is one cell that holds the required columns separated by ";"."""
+def semicolon_header(header: list[str], required: Iterable[str]) -> bool:
+    """True when a header read with commas is one cell holding every required column separated
+    by ";": a file saved by a spreadsheet in the Indonesian locale, to be read with ";"."""
     if len(header) != 1 or ";" not in header[0]:
         return False
     names = {n.strip() for n in header[0].split(";")}
-    return set(columns.required) <= names
+    return set(required) <= names
 
 
 _UNREADABLE = "__unreadable__"  # the cell of a Row that could not be read: why

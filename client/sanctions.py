@@ -45,6 +45,7 @@ from pathlib import Path
 import asyncpg
 
 from activities.sanctions import Bar, Entry, entry_of, find_bars, record_round
+from client.csvio import semicolon_header
 from domain.config import RoundConfig
 from domain.registration import Refusal, mask_nik, normalise_nik
 from runtime.db import open_pool
@@ -267,6 +268,8 @@ def read_national_list(path: Path) -> list[ListRow]:
             path, [ListProblem(0, "file", str(path), f"not UTF-8 text ({exc.reason})")]
         ) from None
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    if semicolon_header(list(reader.fieldnames or []), LIST_REQUIRED):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
     header = [h.strip() for h in reader.fieldnames or []]
     reader.fieldnames = header
     missing = [c for c in LIST_REQUIRED if c not in header]

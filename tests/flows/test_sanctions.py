@@ -342,3 +342,20 @@ def test_a_national_list_with_bad_rows_names_each_and_imports_nothing(tmp_path):
     ):
         assert expected in out, expected
     assert "3273011705980006" not in out
+
+
+def test_a_national_list_saved_with_semicolons_is_read_as_the_commas_one(tmp_path):
+    from client.sanctions import read_national_list
+
+    commas = tmp_path / "commas.csv"
+    commas.write_text(
+        "nik,barred_until,rounds,reason,source\n"
+        "3273011705980001,2027-06-30,,pemalsuan dokumen,BKN-1\n"
+        "3273011705980002,,2,mengundurkan diri,BKN-1\n"
+    )
+    semicolons = tmp_path / "semicolons.csv"
+    semicolons.write_bytes(
+        b"\xef\xbb\xbf" + commas.read_text().replace(",", ";").replace("\n", "\r\n").encode("utf-8")
+    )
+    assert read_national_list(semicolons) == read_national_list(commas)
+    assert len(read_national_list(commas)) == 2
