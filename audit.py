@@ -762,6 +762,65 @@ def verify_announcements(
         raise typer.Exit(1)
 
 
+@app.command("registrations")
+def registrations_command(
+    round_id: str,
+    submitted_by: str = typer.Option(
+        None, "--submitted-by", help="only those registered on this identity's request"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="one JSON document instead of tables"),
+    show: int = typer.Option(50, min=0, help="list at most this many applicants of each table"),
+) -> None:
+    """Who registered the round's applicants, and on whose request, from each journey's signed
+    start: counts per registering identity and gateway caller, and the applicants an operator
+    had the gateway register (import-registrations --gateway). No NIK and no name: registration
+    numbers only."""
+    from auditing.history import registrations
+
+    async def main() -> None:
+        client, keys = await _client()
+        with _counting("reading the journeys' starts") as advance:
+            found = await registrations(client, _converter(keys), round_id, on_read=advance)
+        if submitted_by is not None:
+            found = [r for r in found if r.submitted_by == submitted_by]
+        groups: dict[tuple[str, str], list[str]] = {}
+        for r in found:
+            groups.setdefault((r.registered_by, r.submitted_by), []).append(r.applicant_id)
+        if as_json:
+            document = {
+                "round_id": round_id,
+                "groups": [
+                    {
+                        "registered_by": by,
+                        "submitted_by": asked or None,
+                        "count": len(ids),
+                        "applicants": ids,
+                    }
+                    for (by, asked), ids in sorted(groups.items())
+                ],
+            }
+            print(json.dumps(document, ensure_ascii=False))
+            return
+        table = Table(title=f"Registrations of round {round_id}, by who registered them")
+        for column in ("registered by", "on the request of", "applicants"):
+            table.add_column(column)
+        for (by, asked), ids in sorted(groups.items()):
+            table.add_row(by, asked or "(themselves: SSCASN or the portal)", f"{len(ids):,}")
+        console.print(table)
+        asked_for = [r for r in found if r.submitted_by]
+        if asked_for:
+            listed = Table(title="Registered on an operator's request through the gateway")
+            for column in ("registration", "at (WIB)", "registered by", "on the request of"):
+                listed.add_column(column)
+            for r in asked_for[:show]:
+                listed.add_row(r.applicant_id, wib(r.at), r.registered_by, r.submitted_by)
+            console.print(listed)
+            if len(asked_for) > show:
+                console.print(f"... and {len(asked_for) - show} more (--show, or --json)")
+
+    _run(main())
+
+
 @app.command("access-log")
 def access_log_command(
     round_id: str,

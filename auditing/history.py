@@ -6,6 +6,7 @@ bundle can also carry offline.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from temporalio.worker import (
 from domain import protocol
 from domain.messages import (
     Decision,
+    JourneyStart,
 )
 from runtime.sandbox import worker_runner
 from workflows.registry import WORKFLOWS
@@ -444,3 +446,58 @@ def decisions_of(outcomes: Iterable[ReplayOutcome]) -> list[Decision]:
                 out.append(d)
     out.sort(key=lambda d: d.at)
     return out
+
+
+# --- who registered each applicant ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Who registered one applicant, and on whose request: from the journey's signed start."""
+
+    applicant_id: str
+    at: datetime
+    registered_by: str
+    submitted_by: str  # the gateway caller who asked the portal to register it; "" for none
+
+
+async def registrations(
+    client: Client,
+    converter: DataConverter,
+    round_id: str,
+    concurrency: int = 16,
+    on_read: Callable[[int], None] | None = None,
+) -> list[Registered]:
+    """Every applicant of the round with who registered them, by registration number: the first
+    event of each journey's first run (one small read each, `concurrency` at a time), decoded with
+    the round's payload key. Nothing else of the registration (no NIK, no name) is kept."""
+    first: dict[str, Any] = {}
+    async for execution in client.list_workflows(round_query(round_id, "journey")):
+        known = first.get(execution.id)
+        if known is None or execution.start_time < known.start_time:
+            first[execution.id] = execution
+    if not first:
+        raise AuditError(f"no journeys found for round {round_id!r}")
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(execution: Any) -> Registered:
+        async with gate:
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            events = handle.fetch_history_events(page_size=1)
+            event = await anext(aiter(events))
+        where = f"the start of {execution.id} (run {execution.run_id})"
+        attrs = event.workflow_execution_started_event_attributes
+        start = await _decode(converter, attrs.input, JourneyStart, where)
+        if not isinstance(start, JourneyStart):
+            raise AuditError(f"{where} is not a journey's start")
+        if on_read:
+            on_read(1)
+        return Registered(
+            start.applicant_id,
+            event.event_time.ToDatetime(tzinfo=UTC),
+            start.registered_by,
+            start.submitted_by,
+        )
+
+    found = await asyncio.gather(*(one(e) for e in first.values()))
+    return sorted(found, key=lambda r: r.applicant_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +155,41 @@ async def test_an_export_is_registered_through_the_gateway_signed_by_its_portal_
         )
         assert trail.returncode == 0, trail.stderr
         assert f"by {PORTAL}, on the request of {OPERATOR} (through the gateway)" in trail.stdout
+        # The inspector's tally of the round: who registered each applicant, and on whose request.
+        direct = await api.register(config, registration(68, "F1", birth=BIRTH), PORTAL)
+        assert direct.status == "registered", direct
+
+        def tallied(*options: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "audit.py", "registrations", config.round_id, *options],
+                env={**os.environ, **_stack_env(stack_settings), "COLUMNS": "200"},
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=120,
+            )
+
+        tally, table = await asyncio.gather(
+            asyncio.to_thread(tallied, "--json"), asyncio.to_thread(tallied)
+        )
+        assert tally.returncode == table.returncode == 0, tally.stderr + table.stderr
+        assert "Registered on an operator's request through the gateway" in table.stdout
+        assert all(n["applicant_id"] in table.stdout for n in registered.values())
+        assert direct.applicant_id not in table.stdout  # counted, not listed
+        assert json.loads(tally.stdout)["groups"] == [
+            {
+                "registered_by": PORTAL,
+                "submitted_by": None,
+                "count": 1,
+                "applicants": [direct.applicant_id],
+            },
+            {
+                "registered_by": PORTAL,
+                "submitted_by": OPERATOR,
+                "count": 4,  # a refused registration starts no journey
+                "applicants": sorted(n["applicant_id"] for n in registered.values()),
+            },
+        ]
 
         # The same file again: every registered row is a repeat, nothing started twice.
         code, out, err = await _starter(*imported(), data_dir=data_dir)
