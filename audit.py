@@ -37,6 +37,7 @@ from auditing.bundle import check_bundle, write_bundle
 from auditing.history import (
     AuditError,
     RecordedHistory,
+    Registered,
     ReplayOutcome,
     aftermath_histories,
     decisions_of,
@@ -247,23 +248,23 @@ def trail(
         inputs = [m for m in recorded if m.kind != "start"]
         # Who registered the applicant, and who asked them to (the gateway's caller, when its
         # portal key signed the start): from the signed start, without its personal data.
-        starts = [m for m in recorded if m.kind == "start" and isinstance(m.content, JourneyStart)]
-        registered = (
-            {
-                "at": starts[0].at.isoformat(),
-                "registered_by": starts[0].content.registered_by,
-                "submitted_by": starts[0].content.submitted_by or None,
-            }
-            if starts
-            else None
+        start = next(
+            (m for m in recorded if m.kind == "start" and isinstance(m.content, JourneyStart)), None
         )
+        registered = Registered.of(start.content, start.at) if start else None
         if as_json:
             print(
                 json.dumps(
                     {
                         "workflow_id": journey_workflow_id(round_id, applicant_id),
                         "runs": [r.run_id for r in runs],
-                        "registered": registered,
+                        "registered": None
+                        if registered is None
+                        else {
+                            "at": registered.at.isoformat(),
+                            "registered_by": registered.registered_by,
+                            "submitted_by": registered.submitted_by or None,
+                        },
                         "decisions": [d.model_dump(mode="json") for d in decisions],
                         "inputs": [
                             {
@@ -298,9 +299,9 @@ def trail(
                 )
             console.print(table)
             if registered is not None:
-                asked = registered["submitted_by"]
+                asked = registered.submitted_by
                 console.print(
-                    f"registered {registered['at']} by {registered['registered_by']}"
+                    f"registered {registered.at.isoformat()} by {registered.registered_by}"
                     + (f", on the request of {asked} (through the gateway)" if asked else ""),
                     highlight=False,
                 )

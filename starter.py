@@ -395,16 +395,16 @@ def _summary_table(title: str, summary: Summary, columns: tuple[str, ...]) -> Ta
     return table
 
 
-def _show_refusals(ctx: Context, path: Path, summary: Summary, errors: Path) -> None:
+def _show_refusals(console: Console, path: Path, summary: Summary, errors: Path) -> None:
     for r in summary.refusals[:10]:
-        ctx.console.print(
+        console.print(
             flagged("refused", f" {path}:{r.line}: {r.field}={r.value!r}: {r.reason}"),
             highlight=False,
         )
     if len(summary.refusals) > 10:
-        ctx.console.print(f"... and {len(summary.refusals) - 10} more")
+        console.print(f"... and {len(summary.refusals) - 10} more")
     if summary.refusals:
-        ctx.console.print(f"every refused row is in {errors}")
+        console.print(f"every refused row is in {errors}")
 
 
 def _rows(count: int) -> str:
@@ -509,6 +509,19 @@ async def _rules_of_the_round(ctx: Context, local: RoundConfig, path: Path) -> R
     return recorded
 
 
+def _row_refusals(
+    line: int, refusals: list[Refusal], applicant_id: str | None = None
+) -> list[RowRefusal]:
+    """A registration's refusals as its row's, for the errors file: a name's value is left out
+    (names stay out of errors files; a NIK's value comes masked already)."""
+    return [
+        RowRefusal(
+            line, r.field, r.value if r.field != "name" else "", r.reason, applicant_id or ""
+        )
+        for r in refusals
+    ]
+
+
 def check_registrations(
     console: Console, config_path: Path, csv_path: Path, errors_path: Path
 ) -> Summary:
@@ -542,15 +555,7 @@ def check_registrations(
                 )
             first_line.setdefault(reg.nik, row.line)
             if refusals:
-                summary.refuse(
-                    [
-                        RowRefusal(
-                            row.line, r.field, r.value if r.field != "name" else "", r.reason
-                        )
-                        for r in refusals
-                    ],
-                    errors,
-                )
+                summary.refuse(_row_refusals(row.line, refusals), errors)
             else:
                 summary.counts["would register"] += 1
     finally:
@@ -564,7 +569,7 @@ def check_registrations(
         "already or claimed nationally.",
         highlight=False,
     )
-    _show_refusals(Context(None, "", console), csv_path, summary, errors_path)  # type: ignore[arg-type]
+    _show_refusals(console, csv_path, summary, errors_path)
     return summary
 
 
@@ -611,19 +616,7 @@ async def import_registrations(
         if result.applicant_id:
             numbers.write(row.line, result.applicant_id, result.status)
         if result.status == "refused":
-            summary.refuse(
-                [
-                    RowRefusal(
-                        row.line,
-                        r.field,
-                        r.value if r.field != "name" else "",
-                        r.reason,
-                        result.applicant_id or "",
-                    )
-                    for r in result.refusals
-                ],
-                errors,
-            )
+            summary.refuse(_row_refusals(row.line, result.refusals, result.applicant_id), errors)
         else:
             summary.counts[result.status] += 1
 
@@ -679,7 +672,7 @@ async def _send_file(
     except BaseException as exc:
         errors.close()
         ctx.console.print(_summary_table(title, summary, columns))
-        _show_refusals(ctx, csv_path, summary, errors_path)
+        _show_refusals(ctx.console, csv_path, summary, errors_path)
         _show_stopped(ctx, csv_path, summary, checkpoint, exc, sent)
         log.warning(
             "file stopped before the end",
@@ -691,7 +684,7 @@ async def _send_file(
         raise
     errors.close()
     ctx.console.print(_summary_table(title, summary, columns))
-    _show_refusals(ctx, csv_path, summary, errors_path)
+    _show_refusals(ctx.console, csv_path, summary, errors_path)
 
 
 def _is_repeat(ack: Ack, sent_at: datetime) -> bool:

@@ -460,6 +460,10 @@ class Registered:
     registered_by: str
     submitted_by: str  # the gateway caller who asked the portal to register it; "" for none
 
+    @classmethod
+    def of(cls, start: JourneyStart, at: datetime) -> Registered:
+        return cls(start.applicant_id, at, start.registered_by, start.submitted_by)
+
 
 async def registrations(
     client: Client,
@@ -492,12 +496,7 @@ async def registrations(
             raise AuditError(f"{where} is not a journey's start")
         if on_read:
             on_read(1)
-        return Registered(
-            start.applicant_id,
-            event.event_time.ToDatetime(tzinfo=UTC),
-            start.registered_by,
-            start.submitted_by,
-        )
+        return Registered.of(start, event.event_time.ToDatetime(tzinfo=UTC))
 
     found = await asyncio.gather(*(one(e) for e in first.values()))
     return sorted(found, key=lambda r: r.applicant_id)

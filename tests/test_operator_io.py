@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from client.csvio import REGISTRATION_COLUMNS, RowRefusal
 from runtime.terminal import console, flagged
-from starter import Context, ErrorsFile, Summary, _show_refusals, cli
+from starter import ErrorsFile, Summary, _show_refusals, cli
 
 
 def _recording():
@@ -31,7 +31,7 @@ def test_refused_rows_are_listed_with_their_values_and_reasons_whole():
         RowRefusal(3, "major", "Teknik [Sipil]", "formasi F1 accepts [Teknik Informatika]"),
     ]
 
-    _show_refusals(Context(None, "", out), Path("sscasn.csv"), summary, Path("refused.csv"))  # type: ignore[arg-type]
+    _show_refusals(out, Path("sscasn.csv"), summary, Path("refused.csv"))
 
     text = out.export_text()
     assert "sscasn.csv:2: gpa='[/b]': Input should be a valid number" in text
