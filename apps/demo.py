@@ -133,6 +133,7 @@ def demo_config(
             "closes": start + timedelta(hours=i + 1),
         }
     doc["appeal"] = {"window": "PT10S", "answer_within": "PT20S"}
+    doc["min_registration_days"] = 1  # a registration of an hour, not the rules' 15 days
     doc["offer_answer_within"] = "PT20S"
     import tomli_w
 

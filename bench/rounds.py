@@ -90,6 +90,7 @@ def bench_config(
             "closes": start + (i + 1) * window,
         }
     doc["appeal"] = {"window": "PT0.2S", "answer_within": "PT5S"}
+    doc["min_registration_days"] = 1  # a registration of minutes, not the rules' 15 days
     doc["offer_answer_within"] = "PT5S"
     if single_formasi:
         doc["formasi"] = doc["formasi"][:1]

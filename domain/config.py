@@ -63,6 +63,8 @@ OPTIMALISASI_HISTORY_BUDGET = 40_000
 # run's state query lists its own offers and decisions, so it stays near 200 KiB.
 OPTIMALISASI_OFFERS_PER_RUN = 1_000
 MAX_OPTIMALISASI_HISTORY_BUDGET = 45_000
+# Registration is open at least 15 calendar days (DOMAIN.md, stage 2).
+MIN_REGISTRATION_DAYS = 15
 
 
 def _no_number(example: str) -> Callable[[object], object]:
@@ -323,6 +325,14 @@ class SkbRules(BaseModel, frozen=True):
         names = [c.name for c in self.components]
         if "cat" not in names:
             raise ValueError("the SKB CAT component named 'cat' is mandatory")
+        cat = next(c for c in self.components if c.name == "cat")
+        if cat.kind != ComponentKind.SCORE:
+            # As a panel it would be an interview of any weight, past the limits on interviews,
+            # and the CAT system's score reports for it would be refused.
+            raise ValueError(
+                f"component cat: the SKB CAT test is a score component (the CAT system reports "
+                f"it), not {cat.kind.value}"
+            )
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"component names repeated: {dupes}")
@@ -503,6 +513,16 @@ class RoundConfig(BaseModel, frozen=True):
         le=MAX_OFFER_ANSWER,
         description="how long an optimalisasi offer waits for an answer; above 0, at most 30 days",
     )
+    # Left out of the dump at its default, so rounds from before it keep their rules' digests.
+    min_registration_days: StrictInt = Field(
+        default=MIN_REGISTRATION_DAYS,
+        ge=1,
+        le=366,
+        exclude_if=lambda n: n == MIN_REGISTRATION_DAYS,
+        description="calendar days, in the round's time zone, that registration stays open at "
+        "the least (15): the round file's registration window and an early close are held to "
+        "it; a schedule compressed to minutes (the demo, the tests) sets 1",
+    )
     # The national round this instansi round joins (domain/national.py; issue 17): its windows
     # must lie within the national ones, and one NIK registers once nationwide. Left out of the
     # dump while unset, so rounds without one keep their digests.
@@ -676,6 +696,45 @@ def _as_written(value: object) -> object:
     return value
 
 
+def calendar_days(opens: datetime, closes: datetime, zone: str) -> int:
+    """The local dates in `zone` that a window from `opens` to `closes` (exclusive) touches: an
+    hour within one day is 1, from the 1st at 08:00 to the 15th at 23:59:59 is 15."""
+    tz = ZoneInfo(zone)
+    last = (closes - timedelta(microseconds=1)).astimezone(tz).date()
+    return (last - opens.astimezone(tz).date()).days + 1
+
+
+def registration_too_short(config: RoundConfig) -> tuple[str, object, str] | None:
+    """The round file's registration window, if it is open fewer calendar days than the round's
+    `min_registration_days`: as a ConfigError problem. Checked when a round file is read, not
+    by `RoundConfig` itself, so that rounds recorded before the minimum still decode."""
+    window = config.schedule.registration
+    days = calendar_days(window.opens, window.closes, config.timezone)
+    if days >= config.min_registration_days:
+        return None
+    return (
+        "schedule.registration",
+        f"opens {window.opens.isoformat()}, closes {window.closes.isoformat()}",
+        f"open on {days} calendar day{'s' if days != 1 else ''} ({config.timezone}); registration "
+        f"is open at least {config.min_registration_days} (min_registration_days)",
+    )
+
+
+def early_close_refusal(config: RoundConfig, opens: datetime, now: datetime) -> str | None:
+    """Why registration, open since `opens`, may not close early at `now`: it would have been open
+    fewer calendar days than the round's minimum. None when it may."""
+    days = calendar_days(opens, now, config.timezone)
+    if days >= config.min_registration_days:
+        return None
+    first = opens.astimezone(ZoneInfo(config.timezone)).date()
+    return (
+        f"registration opened {opens.isoformat()} and is open at least "
+        f"{config.min_registration_days} calendar days (min_registration_days); this is day "
+        f"{days}: it may close early from "
+        f"{(first + timedelta(days=config.min_registration_days - 1)).isoformat()} on"
+    )
+
+
 def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConfig:
     """Validate a parsed round document; raise ConfigError naming each bad field."""
     try:
@@ -702,4 +761,8 @@ def load_round_config(path: Path | str) -> RoundConfig:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
-    return parse_round_config(data, path)
+    config = parse_round_config(data, path)
+    short = registration_too_short(config)
+    if short is not None:
+        raise ConfigError(path, [short])
+    return config

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
@@ -32,6 +38,20 @@ from domain.registration import Registration
 from domain.skd import SkdKey
 
 Id = Field(min_length=1, max_length=100)
+
+
+def _not_true_or_false(value: object) -> object:
+    """A score is a number: pydantic would read true as 1 and false as 0, so that a service's bug
+    that sends a flag where a score is due would be recorded as a score."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a score: send the number")
+    return value
+
+
+# A score as a report carries it: a number, or text of one (a row of a report file), never
+# true or false. Its range is the rules' to judge (domain/skd.py, domain/skb.py).
+WholeScore = Annotated[int, BeforeValidator(_not_true_or_false)]
+Score = Annotated[float, BeforeValidator(_not_true_or_false)]
 
 
 class Report(BaseModel, frozen=True):
@@ -74,7 +94,7 @@ class AppealAnswer(Report, frozen=True):
 
     accepted: bool
     note: str = Field(default="", max_length=2000)
-    corrected_scores: dict[str, float] = Field(
+    corrected_scores: dict[str, Score] = Field(
         default_factory=dict, max_length=20, exclude_if=lambda scores: not scores
     )
 
@@ -82,9 +102,9 @@ class AppealAnswer(Report, frozen=True):
 class SkdReport(Report, frozen=True):
     """Scores of one SKD sitting from the CAT system."""
 
-    twk: int
-    tiu: int
-    tkp: int
+    twk: WholeScore
+    tiu: WholeScore
+    tkp: WholeScore
     session_id: str = Field(default="", max_length=100)
 
 
@@ -92,7 +112,7 @@ class SkbScoreReport(Report, frozen=True):
     """A score of one SKB component (CAT, practical, psychology, ...), on the component's scale."""
 
     component: str = Id
-    score: float
+    score: Score
 
 
 class PanelScoreReport(Report, frozen=True):
@@ -100,7 +120,7 @@ class PanelScoreReport(Report, frozen=True):
 
     component: str = Id
     panellist: str = Id
-    score: float
+    score: Score
 
 
 class ConflictDeclaration(Report, frozen=True):

@@ -80,6 +80,8 @@ def compressed_round(
         "instansi": "Pemerintah Kabupaten Uji",
         "instansi_kind": "daerah",
         "rule_version": "2024.1",
+        # Windows of seconds: registration is held to one calendar day, not the rules' 15.
+        "min_registration_days": 1,
         "schedule": {
             **{
                 n: window(n)

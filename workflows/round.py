@@ -14,7 +14,13 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.codes import WINDOWS, Phase, RoundPhase
-    from domain.config import Formasi, ReportKind, RoundConfig, parse_round_config
+    from domain.config import (
+        Formasi,
+        ReportKind,
+        RoundConfig,
+        early_close_refusal,
+        parse_round_config,
+    )
     from domain.contracts import OfferSend, OfferSends
     from domain.digest import canonical_json
     from domain.messages import (
@@ -106,6 +112,7 @@ with workflow.unsafe.imports_passed_through():
         OPTIMALISASI_SEAT_GIVEN_UP_ONCE,
         OPTIMALISASI_SHARE_PER_RUN,
         OPTIMALISASI_UNTIL_FILING_CLOSES,
+        REGISTRATION_MINIMUM,
         ROUND_VIEW_BOARD,
     )
 
@@ -202,6 +209,7 @@ class RecruitmentRound:
         self.final_sanggah = False  # patch final-sanggah: the sanggah against the final result
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
+        self.keeps_registration_open = False  # patch registration-minimum, decided when run starts
         # Whether run has decided the patches above and started every formasi (a continued run:
         # it had); a command that comes first waits for it (patch commands-after-run-begins).
         self.run_began = start.carry is not None
@@ -252,6 +260,7 @@ class RecruitmentRound:
         self.final_sanggah = workflow.patched(FINAL_SANGGAH)
         self.keeps_board = workflow.patched(ROUND_VIEW_BOARD)
         self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
+        self.keeps_registration_open = workflow.patched(REGISTRATION_MINIMUM)
         self._publish_board_meanwhile()
         await self._start_formasi()
         self.run_began = True
@@ -1062,7 +1071,13 @@ class RecruitmentRound:
     def validate_close_window(self, command: CloseWindow) -> None:
         if self._check_repeat(command):
             return
-        self._open_window(command, command.window)
+        window = self._open_window(command, command.window)
+        # Before the run begins only a new round can be here, and it takes the patch.
+        minimum = self.keeps_registration_open or not self.run_began
+        if command.window == RoundPhase.REGISTRATION and minimum:
+            problem = early_close_refusal(self.config, window.opens, workflow.now())
+            if problem:
+                self._refuse(command, problem)
 
     @workflow.update
     async def move_tmt(self, command: MoveTmt) -> Ack:

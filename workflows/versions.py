@@ -136,6 +136,11 @@ FOLDED_PAGES = "folded-page-references"
 # round by query (activities/rounds.py). Rounds recorded before it are asked by query.
 ROUND_VIEW_BOARD = "round-view-board"
 
+# Registration stays open at least the round's `min_registration_days` calendar days (DOMAIN.md:
+# at least 15): the round refuses to close it early before then. Rounds recorded before it took
+# any early close of an open registration.
+REGISTRATION_MINIMUM = "registration-minimum"
+
 # A command waits for the round to begin: a command that reaches a round in its first workflow
 # tasks is handled before `run` has decided whether the round keeps its board (patch
 # round-view-board) and started its formasi. An early close of registration was acknowledged

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from domain.config import (
     InstansiKind,
     SkdRules,
     SkdThreshold,
+    early_close_refusal,
     load_round_config,
     parse_round_config,
 )
@@ -124,6 +125,13 @@ BAD_FILES = [
         "90",
     ),
     ("SKB without cat", 'name = "cat"', 'name = "cbt"', "skb", "'cat'"),
+    (
+        "SKB CAT as a panel (an interview of 60%)",
+        'name = "cat"\nkind = "score"',
+        'name = "cat"\nkind = "panel"\npanellists = ["p1", "p2", "p3"]',
+        "skb",
+        "cat",
+    ),
     (
         "regional instansi with an interview",
         'name = "praktik"\nkind = "score"',
@@ -264,6 +272,27 @@ OUT_OF_BOUNDS = [
         "a round spans at most 1826 days",
     ),
     (
+        "registration open on 14 calendar days",
+        "closes = 2027-08-20T23:59:59+07:00",
+        "closes = 2027-08-14T23:59:59+07:00",
+        "schedule.registration",
+        "open on 14 calendar days (Asia/Jakarta); registration is open at least 15",
+    ),
+    (
+        "registration of one hour",
+        "closes = 2027-08-20T23:59:59+07:00",
+        "closes = 2027-08-01T09:00:00+07:00",
+        "schedule.registration",
+        "open on 1 calendar day (Asia/Jakarta)",
+    ),
+    (
+        "a registration minimum of 0 days",
+        TOP_LEVEL,
+        TOP_LEVEL + "\nmin_registration_days = 0",
+        "min_registration_days",
+        "greater than or equal to 1",
+    ),
+    (
         "SKD step 0",
         "cut_multiplier = 3",
         "cut_multiplier = 3\nstep = 0",
@@ -398,6 +427,11 @@ AT_THE_LIMIT = [
     ("WIT", TOP_LEVEL, 'timezone = "Asia/Jayapura"'),
     ("a fixed offset zone", TOP_LEVEL, 'timezone = "Etc/GMT-7"'),
     ("a whole number where a fraction may be", "min_gpa = 3.50", "min_gpa = 3"),
+    (
+        "registration open on 15 calendar days, the last to its end",
+        "closes = 2027-08-20T23:59:59+07:00",
+        "closes = 2027-08-16T00:00:00+07:00",
+    ),
     ("a portal-less round (recorded before the portal)", 'portal = ["sscasn-portal"]', ""),
 ]
 
@@ -407,6 +441,52 @@ AT_THE_LIMIT = [
 )
 def test_a_value_at_its_limit_is_accepted(tmp_path, old, new):
     load_round_config(write_variant(tmp_path, old, new))
+
+
+def test_registration_days_are_counted_on_the_round_s_calendar(tmp_path):
+    # 2027-08-01T22:30 WIB is already 2 August in Jayapura (WIT, UTC+9): the same window touches
+    # 15 dates in Jakarta and 14 in Jayapura.
+    text = EXAMPLE_TEXT.replace(
+        "opens = 2027-08-01T08:00:00+07:00\ncloses = 2027-08-20T23:59:59+07:00",
+        "opens = 2027-08-01T22:30:00+07:00\ncloses = 2027-08-15T20:00:00+07:00",
+    )
+    assert text != EXAMPLE_TEXT
+    path = tmp_path / "round.toml"
+    path.write_text(text, encoding="utf-8")
+    assert load_round_config(path).schedule.registration.closes.day == 15
+    path.write_text(text.replace(TOP_LEVEL, 'timezone = "Asia/Jayapura"'), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    assert err.value.problems[0][0] == "schedule.registration"
+    assert "open on 14 calendar days (Asia/Jayapura)" in err.value.problems[0][2]
+
+
+def test_a_round_may_ask_for_a_shorter_registration_and_the_digest_says_so(tmp_path):
+    short = write_variant(
+        tmp_path, "closes = 2027-08-20T23:59:59+07:00", "closes = 2027-08-01T09:00:00+07:00"
+    )
+    with pytest.raises(ConfigError):
+        load_round_config(short)
+    text = short.read_text(encoding="utf-8").replace(
+        TOP_LEVEL, TOP_LEVEL + "\nmin_registration_days = 1"
+    )
+    short.write_text(text, encoding="utf-8")
+    config = load_round_config(short)
+    assert config.min_registration_days == 1
+    assert config.model_dump(mode="json")["min_registration_days"] == 1
+    # At its default the figure is left out of the dump, so rounds from before it keep digests.
+    assert "min_registration_days" not in load_round_config(EXAMPLE).model_dump(mode="json")
+
+
+def test_an_early_close_of_registration_waits_for_its_fifteenth_calendar_day():
+    config = load_round_config(EXAMPLE)
+    opens = config.schedule.registration.opens  # 2027-08-01T08:00 WIB
+    day_14_end = datetime.fromisoformat("2027-08-14T23:59:59+07:00")
+    day_15 = datetime.fromisoformat("2027-08-15T00:00:01+07:00")
+    problem = early_close_refusal(config, opens, day_14_end)
+    assert problem is not None
+    assert "this is day 14" in problem and "from 2027-08-15 on" in problem
+    assert early_close_refusal(config, opens, day_15) is None
 
 
 def test_a_threshold_above_the_maximum_score_is_refused():

@@ -1,4 +1,5 @@
-"""A registration extension on the round's durable timer: 15 days, extended by 4 while open."""
+"""A registration extension on the round's durable timer: 15 days, extended by 4 while open; and
+registration closed early only once it has been open its 15 calendar days."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from client.api import RefusedError
 from domain.codes import Stage
-from domain.messages import ExtendWindow
+from domain.messages import CloseWindow, ExtendWindow
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -92,3 +93,45 @@ async def test_extension_moves_the_registration_close(kit):
     # Both registrations are in the round: the one before and the one during the extension.
     for applicant in (first, late):
         assert (await kit.journey(round_id, applicant)).stage == Stage.ADMIN_CHECK
+
+
+async def test_registration_closes_early_only_after_its_fifteenth_calendar_day(kit):
+    t0 = await kit.now()
+    day = timedelta(days=1)
+    round_id = f"ts-min-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 2)],
+        {
+            "registration": (0, 20 * DAY),
+            "administration": (20 * DAY, 25 * DAY),
+            "skd": (30 * DAY, 50 * DAY),
+            "skb": (51 * DAY, 65 * DAY),
+            "filing": (75 * DAY, 90 * DAY),
+            "latsar": (90 * DAY, 455 * DAY),
+        },
+        t0=t0,
+        extra={"min_registration_days": 15},  # the rules' figure, not the test kit's 1
+    )
+    await kit.create_round(config)
+    close = CloseWindow(
+        report_id="close-1", reported_by=OPERATOR, window="registration", reason="kuota terpenuhi"
+    )
+    # Day 14 (same hour as the opening, so 14 calendar dates whatever the hour): refused.
+    await kit.advance_to(t0 + 13 * day)
+    with pytest.raises(RefusedError, match=r"open at least 15 calendar days .* this is day 14"):
+        await kit.api.command(round_id, close)
+    state = await kit.round_state(round_id)
+    assert state.phase == "registration" and not state.closed
+    assert not [d for d in state.decisions if d.outcome == "registration closed early"]
+
+    # Day 15: the committee may close it early, and the round moves on.
+    await kit.advance_to(t0 + 14 * day + timedelta(minutes=1))
+    ack = await kit.api.command(round_id, close.model_copy(update={"report_id": "close-2"}))
+    assert ack.effect == "registration closed early"
+
+    async def moved_on():
+        s = await kit.round_state(round_id)
+        return s if "registration" in s.closed else None
+
+    assert (await kit.until(moved_on, "the early close")).phase == "administration"
