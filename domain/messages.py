@@ -318,6 +318,12 @@ class RoundView(BaseModel, frozen=True):
     # Read from the board the round wrote (patch round-view-board) rather than by asking the round
     # workflow; False in every answer recorded before the board existed: they asked.
     from_board: bool = False
+    # When the round last changed keys and moved the TMT, as this view has them (its announcements'
+    # `at` are no earlier): a journey admitted with this view takes no change announced before
+    # them, which a sealed announcement copied from an older history would be. None: no change
+    # (and in every answer recorded before these were kept).
+    keys_changed_at: datetime | None = None
+    tmt_moved_at: datetime | None = None
 
 
 class SanctionCheck(BaseModel, frozen=True):
@@ -416,6 +422,11 @@ class Announcement(BaseModel, frozen=True):
     winners: list[str] = []
     note: str = ""
     seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
+    # The formasi whose result this is (patch results-name-formasi), under the seal: every formasi
+    # of a round seals with the round's secret and numbers its results alike, so without it one
+    # formasi's result, copied from a history, would be taken by another's journeys. Left out of
+    # the dump while empty, so results sealed before it keep their seals.
+    formasi_code: str = Field(default="", max_length=100, exclude_if=lambda code: not code)
 
 
 class SkdEntryReply(BaseModel, frozen=True):

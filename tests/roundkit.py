@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from domain.config import RoundConfig, parse_round_config
+from domain.messages import JourneyStart
 from domain.registration import Gender, Registration
 from domain.signing import Keyring, Signer
 
@@ -353,3 +354,24 @@ def command_env(temporal: str, database: str, keys, data_dir: Path, **extra: str
         "CASN_PSEUDONYM_KEY": base64.b64encode(keys.pseudonym_key).decode(),
         **extra,
     }
+
+
+def journey_start(config: RoundConfig, applicant_id: str, serial: int, **changes) -> JourneyStart:
+    """A journey's start input for formasi F1, as RecruitmentApi makes it (unsigned), with
+    `changes`: for tests that start a journey themselves."""
+    from workflows.applicant import ENGINE_VERSION  # noqa: PLC0415 - the workflows import late
+    from workflows.round import journey_rules  # noqa: PLC0415
+
+    start = JourneyStart(
+        round_id=config.round_id,
+        applicant_id=applicant_id,
+        registration=registration(serial, "F1"),
+        formasi=config.formasi_by_code("F1"),
+        rules=journey_rules(config),
+        registered_by="sscasn",
+        tmt=config.schedule.tmt,
+        engine_version=ENGINE_VERSION,
+        applied_on=config.schedule.registration.opens.date(),
+        sanction_key=f"key-of-{applicant_id}",
+    )
+    return start.model_copy(update=changes)

@@ -117,6 +117,10 @@ class ApplicantJourney(JourneyInbox):
         self.run_done = False
         self._validated = None  # the report update just validated, for its handler (inbox)
         self.registration_confirmed = False
+        self.admitted = False  # set when the round's answer is in (or by a journey before it)
+        self.held: list[tuple[object, ...]] = []
+        self.keys_current_at: datetime | None = None
+        self.tmt_current_at: datetime | None = None
         self.offer_replied = False  # the round has this journey's answer to its offer
         self.offer_after_end: OptimalisasiOffer | None = None  # came once the journey had ended
 
@@ -192,6 +196,7 @@ class ApplicantJourney(JourneyInbox):
             await self._sanctions(view)
         if view is not None and self._patched(NATIONAL_CLAIM_IN_JOURNEY):
             await self._national_claim(view)
+        self.admitted = True  # journeys recorded before admitted-by-round: no answer to wait for
 
     def _not_admitted(self, problem: str) -> NoReturn:
         self._decide(ev.NotAdmitted(reason=problem))
@@ -278,7 +283,11 @@ class ApplicantJourney(JourneyInbox):
         self.rules = view.rules  # the round's, with the round's keys
         self.secret = view.secret  # checks the seals of what the round and the formasi send
         self.final_sanggah = view.final_sanggah
+        self.keys_current_at = view.keys_changed_at
+        self.tmt_current_at = view.tmt_moved_at
         self._set(tmt=view.tmt)
+        self.admitted = True
+        await self._take_held()
         return view
 
     async def administrative_check(self) -> None:

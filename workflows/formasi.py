@@ -66,7 +66,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
-    from workflows.versions import FOLDED_PAGES, LOCAL_ACTIVITY_BACKOFF_TIMERS, PAGED_RANKING
+    from workflows.versions import (
+        FOLDED_PAGES,
+        LOCAL_ACTIVITY_BACKOFF_TIMERS,
+        PAGED_RANKING,
+        RESULTS_NAME_FORMASI,
+    )
 
 BROADCAST_TIMEOUT = timedelta(hours=2)
 RANKING_TIMEOUT = timedelta(
@@ -181,6 +186,7 @@ class FormasiSelection:
         self.carry = FormasiCarry.model_validate(start.carry) if start.carry else FormasiCarry()
         self.own_limit = False
         self.backoff_timers = False  # patch local-activity-backoff-timers, decided at each run
+        self.names_itself = False  # patch results-name-formasi, decided at each run
         if self.carry.tracker is None:
             self.carry.tracker = SkdCutTracker(
                 capacity=skd_cut_size(start.formasi.quota, start.rules.skd)
@@ -190,6 +196,7 @@ class FormasiSelection:
     async def run(self, start: FormasiStart) -> FormasiState:
         self.own_limit = workflow.patched("continue-as-new-on-own-count")
         self.backoff_timers = workflow.patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
+        self.names_itself = workflow.patched(RESULTS_NAME_FORMASI)
         if not start.carry:
             self.carry.paged = workflow.patched(PAGED_RANKING)
             self.carry.folded = self.carry.paged and workflow.patched(FOLDED_PAGES)
@@ -276,6 +283,7 @@ class FormasiSelection:
                 phase=Phase.SKD_RESULT,
                 at=workflow.now(),
                 cut_key=cut_key,
+                formasi_code=self._result_name(),
             ),
             self.start.secret,
         )
@@ -311,6 +319,7 @@ class FormasiSelection:
                 phase=Phase.FINAL_RESULT,
                 at=workflow.now(),
                 winners=ranking.winners,
+                formasi_code=self._result_name(),
             ),
             self.start.secret,
         )
@@ -400,6 +409,7 @@ class FormasiSelection:
                 phase=Phase.FINAL_CONFIRMED,
                 at=workflow.now(),
                 winners=ranking.winners,
+                formasi_code=self._result_name(),
             ),
             self.start.secret,
         )
@@ -463,7 +473,10 @@ class FormasiSelection:
         if self.carry.result_at is None:
             self.carry.result_at = workflow.now()
         result = Announcement(
-            announcement_id=f"{closed.announcement_id}/result", phase=phase, at=self.carry.result_at
+            announcement_id=f"{closed.announcement_id}/result",
+            phase=phase,
+            at=self.carry.result_at,
+            formasi_code=self._result_name(),
         )
         await self._deliver_pages(result, ranking, [True, False], result=True)
         await self._tell_round_pages(ranking, confirmed=confirmed)
@@ -556,6 +569,10 @@ class FormasiSelection:
                 self._continue_as_new()
         self.carry.paging = None
         return paging.delivered
+
+    def _result_name(self) -> str:
+        """The formasi code a result carries under its seal (patch results-name-formasi)."""
+        return self.start.formasi.code if self.names_itself else ""
 
     def _page_items(self) -> int:
         return page_size(self.start.page_size or MAX_PAGE_ITEMS)

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         OFFER_KEPT_UNTIL_OPTIMALISASI,
         PANEL_CHANGE_WRITTEN,
+        SEALED_BEFORE_ADMISSION,
         TMT_MOVE_WRITTEN,
         patched,
     )
@@ -79,12 +80,21 @@ CLOSES = (Phase.SKD_CLOSED, Phase.SKB_CLOSED)
 PHASES = frozenset(p.value for p in Phase)
 ANSWER_BY_AHEAD = timedelta(days=366)  # an offer's answer_by: never later than this from now
 SKEW = timedelta(days=1)  # a sender's clock: never more than this ahead of the receiver's
+# Announcements kept until the journey is admitted and knows its round's secret: the round and
+# its formasi send none before, in practice; past this many, more are ignored (an attacker's).
+HELD_BEFORE_ADMISSION = 16
 M = TypeVar("M", bound=BaseModel)
 
 
 def _plausible_time(at: datetime, ahead: timedelta = SKEW) -> bool:
     """A time with a zone, not later than `ahead` from now (later ones overflow the arithmetic)."""
     return at.tzinfo is not None and at.utcoffset() is not None and at <= workflow.now() + ahead
+
+
+def _before(a: Announcement, current: datetime | None) -> bool:
+    """True when `a` was announced no later than the change the journey's view already holds
+    (None: the journey was admitted by a round that does not say, or before it said)."""
+    return current is not None and a.at <= current
 
 
 def _iso_date(text: str) -> date | None:
@@ -131,6 +141,10 @@ class JourneyInbox:
     # (payload, report) of the report update just validated, for its handler (_report_of)
     _validated: tuple[object, Report] | None
     registration_confirmed: bool  # confirm_registration answered: later ones are refused
+    admitted: bool  # the round's answer is in: its secret, rules and keys are this journey's
+    held: list[tuple[object, ...]]  # announcements that came before admission (patch below)
+    keys_current_at: datetime | None  # the latest key change this journey's keys include
+    tmt_current_at: datetime | None  # the latest TMT move this journey's TMT includes
 
     # --- reports from services and the portal: one path for every kind ----------------------
 
@@ -238,7 +252,11 @@ class JourneyInbox:
     @close_stage.validator
     def validate_close_stage(self, announcement: Announcement) -> None:
         problem = None
-        if announcement.phase not in CLOSES:
+        if not self.admitted:
+            # Before its admission the journey cannot tell its round's seal from none. The
+            # formasi's page fails and is tried again, by when the journey has been admitted.
+            problem = "the journey is not admitted by its round yet: it takes no close before"
+        elif announcement.phase not in CLOSES:
             problem = f"phase {announcement.phase!r} is not one of {', '.join(CLOSES)}"
         elif announcement.phase not in self.close_replies:  # a repeat gets its first answer
             problem = seal_problem(announcement, self.secret)
@@ -257,6 +275,24 @@ class JourneyInbox:
         is ignored with a warning (the argument is decoded here, so that no argument count or
         content can fail the workflow task).
         """
+        if not self.admitted and self._patched(SEALED_BEFORE_ADMISSION):
+            # Before its admission the journey does not know its round's secret, and an unsealed
+            # announcement would pass as one of a round without seals (a forged administration
+            # result 30 days old made a TMS): kept, and judged once the round has answered.
+            if len(self.held) < HELD_BEFORE_ADMISSION:
+                self.held.append(args)
+            else:
+                self._ignored("announce", "more announcements before admission than are kept")
+            return
+        await self._announced(args)
+
+    async def _take_held(self) -> None:
+        """The announcements that came before admission, judged now that the secret is known."""
+        held, self.held = self.held, []
+        for args in held:
+            await self._announced(args)
+
+    async def _announced(self, args: tuple[object, ...]) -> None:
         announcement = signal_message(Announcement, args, self.secret)
         problem = (
             announcement if isinstance(announcement, str) else _announcement_problem(announcement)
@@ -265,6 +301,10 @@ class JourneyInbox:
             self._ignored("announce", problem)
             return
         assert isinstance(announcement, Announcement)
+        if announcement.formasi_code and announcement.formasi_code != self.start.formasi.code:
+            # A result of another formasi of the round (sealed with the same secret): copied.
+            self._ignored("announce", "a result of another formasi, not of this journey's")
+            return
         if announcement.announcement_id in {a.announcement_id for a in self.announcements.values()}:
             return
         if announcement.phase == Phase.KEYS_CHANGED:
@@ -273,7 +313,12 @@ class JourneyInbox:
         if announcement.phase == Phase.TMT_MOVED:
             # The TMT can move more than once: each move is its own announcement.
             if announcement.announcement_id not in self.tmt_moves_seen:
+                if _before(announcement, self.tmt_current_at):
+                    self._ignored("announce", "a TMT move older than the TMT this journey has")
+                    return
                 self.tmt_moves_seen.append(announcement.announcement_id)
+                if self.tmt_current_at is not None:
+                    self.tmt_current_at = announcement.at
                 if self.sheet.terminal is None and announcement.note:
                     self._move_tmt(announcement)
             return
@@ -384,7 +429,14 @@ class JourneyInbox:
             return
         if announcement.announcement_id in self.key_changes_seen:
             return
+        if _before(announcement, self.keys_current_at):
+            # Announced before the keys the journey was admitted with, or took since: an old key
+            # change, copied from another journey's history, would switch a revoked key back on.
+            self._ignored("announce", "a key change older than the keys this journey has")
+            return
         self.key_changes_seen.append(announcement.announcement_id)
+        if self.keys_current_at is not None:
+            self.keys_current_at = announcement.at
         self.rules = self.rules.model_copy(update={"identities": {**self.rules.identities, **keys}})
 
     def _ignored(self, signal: str, problem: str) -> None:

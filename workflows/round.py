@@ -210,6 +210,10 @@ class RecruitmentRound:
         # Patch round-view-board: the view journeys are judged by, written where they read it.
         self.keeps_board = False
         self.keeps_registration_open = False  # patch registration-minimum, decided when run starts
+        # When this run last changed keys or moved the TMT: the view says so (RoundView), and a
+        # journey admitted with it takes no change announced earlier.
+        self.keys_changed_at: datetime | None = None
+        self.tmt_moved_at: datetime | None = None
         # Whether run has decided the patches above and started every formasi (a continued run:
         # it had); a command that comes first waits for it (patch commands-after-run-begins).
         self.run_began = start.carry is not None
@@ -1107,7 +1111,7 @@ class RecruitmentRound:
         repeat = self.ledger.seen(command)
         ack = await self._accept(
             command,
-            lambda: self.identities.update(command.identities),
+            lambda: self._change_keys(command),
             f"keys changed for {', '.join(sorted(command.identities))}",
         )
         await self._publish_board()
@@ -1321,6 +1325,8 @@ class RecruitmentRound:
             registration_closed_at=self.closed_at.get(RoundPhase.REGISTRATION),
             secret=self.secret,
             final_sanggah=self.final_sanggah,
+            keys_changed_at=self.keys_changed_at,
+            tmt_moved_at=self.tmt_moved_at,
         )
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -1365,6 +1371,11 @@ class RecruitmentRound:
 
     def _move(self, command: MoveTmt) -> None:
         self.schedule = self.schedule.model_copy(update={"tmt": command.new_tmt})
+        self.tmt_moved_at = workflow.now()  # its announcement's `at` is no earlier
+
+    def _change_keys(self, command: ChangeKeys) -> None:
+        self.identities.update(command.identities)
+        self.keys_changed_at = workflow.now()  # its announcement's `at` is no earlier
 
     def _operator(self, command: Report) -> None:
         if command.reported_by not in self.config.reporters.get(ReportKind.OPERATOR, []):

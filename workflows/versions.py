@@ -136,6 +136,22 @@ FOLDED_PAGES = "folded-page-references"
 # round by query (activities/rounds.py). Rounds recorded before it are asked by query.
 ROUND_VIEW_BOARD = "round-view-board"
 
+# A journey not yet admitted keeps the announcements that reach it (workflows/inbox.py), and
+# judges them once its round has answered: before, it checked their seals against the secret it did
+# not know yet (""), which took an unsealed announcement as one of a round without seals (a forged
+# administration result dated 30 days back ended the journey TMS). Decided only by an announcement
+# that arrives before admission, which the round and its formasi do not send, so no recorded
+# history is affected.
+SEALED_BEFORE_ADMISSION = "sealed-before-admission"
+
+# A formasi's results (the SKD cut, the final ranking and its confirmation) name the formasi under
+# their seal (Announcement.formasi_code), and a journey takes no result of another formasi. Every
+# formasi of a round seals with the round's one secret and numbers its results after the round's
+# close, so before it a result copied from one formasi's history and signalled to another's
+# journey decided that applicant's SKD or final code. Decided when each run of a formasi starts;
+# formasi recorded before it send results without the name, which journeys still take.
+RESULTS_NAME_FORMASI = "results-name-formasi"
+
 # Registration stays open at least the round's `min_registration_days` calendar days (DOMAIN.md:
 # at least 15): the round refuses to close it early before then. Rounds recorded before it took
 # any early close of an open registration.

@@ -120,6 +120,8 @@ class StandInActivities:
         self.pages = MemoryPageStore()
         self.boards = MemoryRoundBoards()
         self.sanctions: dict[str, list[str]] = {}  # register key -> the reasons it is barred for
+        # (formasi, phase) -> release: that formasi's announcement of that phase waits for it
+        self.hold_announcement: dict[tuple[str, str], asyncio.Event] = {}
         self.sanction_checks: list[SanctionCheck] = []
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
@@ -129,6 +131,9 @@ class StandInActivities:
     async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
         """Signal `announce` to the formasi's running journeys (from the registry, not visibility)."""
         self.broadcasts.append(req)
+        release = self.hold_announcement.get((req.formasi_code, req.announcement.phase))
+        if release is not None:
+            await release.wait()  # a formasi slow to tell its applicants
         delivered = 0
         replies = []
         for workflow_id in req.workflow_ids or self.journeys[(req.round_id, req.formasi_code)]:
@@ -189,14 +194,28 @@ class TimeSkipKit:
     """One test's environment: the clock, the round, the journeys and the stand-in activities."""
 
     def __init__(
-        self, env: WorkflowEnvironment, acts: StandInActivities, task_queue: str, keys, tmp: Path
+        self,
+        env: WorkflowEnvironment,
+        acts: StandInActivities,
+        task_queue: str,
+        keys,
+        tmp: Path,
+        activities: list,
     ) -> None:
         self.env = env
+        self.activities = activities
         self.client = env.client
         self.acts = acts
         self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
         self.task_queue = task_queue
         self.tmp = tmp
+
+    def worker_on(self, task_queue: str) -> Worker:
+        """Another worker of the same workflows and activities, on a queue of its own: for a test
+        that queues messages for a workflow before any worker has taken its first task."""
+        return Worker(
+            self.client, task_queue=task_queue, workflows=WORKFLOWS, activities=self.activities
+        )
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()
@@ -273,25 +292,23 @@ async def kit(test_server_path, keys, tmp_path):
         acts = StandInActivities(env.client)
         rounds = RoundReader(env.client, acts.boards)
         task_queue = f"timeskip-{uuid.uuid4().hex[:8]}"
+        activities = [
+            acts.broadcast,
+            acts.project_journey,
+            acts.issue_nip,
+            rounds.read_round,
+            rounds.publish_round_board,
+            OfferSender(env.client).send_offers,
+            acts.check_sanctions,
+            acts.pages.read_page,
+            acts.pages.fold_pages,
+            acts.pages.read_leaf,
+            acts.pages.rank_skd_pages,
+            acts.pages.rank_final_pages,
+            acts.pages.allocate_pages,
+            acts.pages.keep_page,
+        ]
         async with Worker(
-            env.client,
-            task_queue=task_queue,
-            workflows=WORKFLOWS,
-            activities=[
-                acts.broadcast,
-                acts.project_journey,
-                acts.issue_nip,
-                rounds.read_round,
-                rounds.publish_round_board,
-                OfferSender(env.client).send_offers,
-                acts.check_sanctions,
-                acts.pages.read_page,
-                acts.pages.fold_pages,
-                acts.pages.read_leaf,
-                acts.pages.rank_skd_pages,
-                acts.pages.rank_final_pages,
-                acts.pages.allocate_pages,
-                acts.pages.keep_page,
-            ],
+            env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities
         ):
-            yield TimeSkipKit(env, acts, task_queue, keys, tmp_path)
+            yield TimeSkipKit(env, acts, task_queue, keys, tmp_path, activities)

@@ -16,8 +16,15 @@ from domain.codes import Stage, Terminal
 from domain.messages import ExtendWindow, JourneyStart, JourneyState
 from domain.registration import mask_nik
 from domain.signing import Keyring, Signer
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
-from workflows.applicant import ENGINE_VERSION, ApplicantJourney
+from tests.roundkit import (
+    OPERATOR,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    journey_start,
+    registration,
+)
+from workflows.applicant import ApplicantJourney
 from workflows.ids import journey_workflow_id
 from workflows.round import journey_rules
 
@@ -40,22 +47,6 @@ async def _round(kit, **changes):
     config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0, **changes)
     await kit.create_round(config)
     return t0, config
-
-
-def _start(config, applicant_id: str, serial: int, **changes) -> JourneyStart:
-    start = JourneyStart(
-        round_id=config.round_id,
-        applicant_id=applicant_id,
-        registration=registration(serial, "F1"),
-        formasi=config.formasi_by_code("F1"),
-        rules=journey_rules(config),
-        registered_by="sscasn",
-        tmt=config.schedule.tmt,
-        engine_version=ENGINE_VERSION,
-        applied_on=config.schedule.registration.opens.date(),
-        sanction_key=f"key-of-{applicant_id}",
-    )
-    return start.model_copy(update=changes)
 
 
 def _signed(keyring: Keyring, start: JourneyStart) -> JourneyStart:
@@ -83,7 +74,7 @@ def _refusal(state: JourneyState) -> str:
 async def test_a_signed_start_inside_the_window_is_admitted(kit):
     _, config = await _round(kit)
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "OK-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "OK-1", 1)))
 
     assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
 
@@ -92,7 +83,7 @@ async def test_a_journey_started_after_registration_closed_is_refused(kit):
     t0, config = await _round(kit)
     await kit.advance_to(t0 + timedelta(days=16))
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "LATE-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "LATE-1", 1)))
 
     assert "after registration closed at" in _refusal(state)
 
@@ -109,7 +100,7 @@ async def test_an_extension_recorded_by_the_round_admits_a_start_inside_it(kit):
     await kit.api.command(config.round_id, extend)
     await kit.advance_to(t0 + timedelta(days=16))
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "EXT-1", 1)))
+    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "EXT-1", 1)))
 
     assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
 
@@ -117,7 +108,7 @@ async def test_an_extension_recorded_by_the_round_admits_a_start_inside_it(kit):
 async def test_an_unsigned_start_is_refused(kit):
     _, config = await _round(kit)
 
-    state = await _run(kit, _start(config, "UNSIGNED-1", 1))
+    state = await _run(kit, journey_start(config, "UNSIGNED-1", 1))
 
     assert _refusal(state).startswith("unsigned")
 
@@ -126,7 +117,7 @@ async def test_a_start_carrying_keys_of_its_own_is_refused(kit):
     _, config = await _round(kit)
     attacker = Keyring([Signer.generate("sscasn")])
     rules = journey_rules(config).model_copy(update={"identities": attacker.public_keys()})
-    forged = _signed(attacker, _start(config, "OWNKEYS-1", 1, rules=rules))
+    forged = _signed(attacker, journey_start(config, "OWNKEYS-1", 1, rules=rules))
 
     state = await _run(kit, forged)
 
@@ -138,7 +129,7 @@ async def test_a_start_with_rules_other_than_the_rounds_is_refused(kit):
     _, config = await _round(kit)
     lax = journey_rules(config).model_copy(update={"rules_digest": "f" * 64})
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "RULES-1", 1, rules=lax)))
+    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "RULES-1", 1, rules=lax)))
 
     assert "started with rules ffffffffffff, not round" in _refusal(state)
 
@@ -147,7 +138,9 @@ async def test_a_start_with_a_formasi_of_its_own_is_refused(kit):
     _, config = await _round(kit)
     lax = config.formasi_by_code("F1").model_copy(update={"min_gpa": 0.0, "max_age": 60})
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "FORMASI-1", 1, formasi=lax)))
+    state = await _run(
+        kit, _signed(TEST_KEYRING, journey_start(config, "FORMASI-1", 1, formasi=lax))
+    )
 
     assert "is not round" in _refusal(state) and "formasi F1" in _refusal(state)
 
@@ -156,7 +149,7 @@ async def test_a_start_registered_by_an_identity_that_may_not_register_is_refuse
     _, config = await _round(kit)
 
     state = await _run(
-        kit, _signed(TEST_KEYRING, _start(config, "CAT-1", 1, registered_by="cat-bkn"))
+        kit, _signed(TEST_KEYRING, journey_start(config, "CAT-1", 1, registered_by="cat-bkn"))
     )
 
     assert _refusal(state) == "cat-bkn may not register applicants in this round"
@@ -165,7 +158,9 @@ async def test_a_start_registered_by_an_identity_that_may_not_register_is_refuse
 async def test_a_start_without_the_nik_s_sanctions_key_is_refused(kit):
     _, config = await _round(kit)
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "NOKEY-1", 1, sanction_key="")))
+    state = await _run(
+        kit, _signed(TEST_KEYRING, journey_start(config, "NOKEY-1", 1, sanction_key=""))
+    )
 
     assert _refusal(state) == (
         "the start carries no sanctions register key: the sanctions register cannot be asked"
@@ -179,8 +174,8 @@ async def test_a_barred_nik_is_refused_by_the_journey_though_its_registrar_let_i
     barred = "barred until 2099-12-31 by national list BKN-9 (pemalsuan ijazah)"
     kit.acts.sanctions["key-of-BARRED-1"] = [barred]
 
-    state = await _run(kit, _signed(TEST_KEYRING, _start(config, "BARRED-1", 1)))
-    passed = await _run(kit, _signed(TEST_KEYRING, _start(config, "CLEAR-1", 2)))
+    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "BARRED-1", 1)))
+    passed = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "CLEAR-1", 2)))
 
     assert state.terminal == Terminal.TMS
     first = state.decisions[0]
