@@ -26,7 +26,10 @@ class FinalCode(StrEnum):
     """Result codes of the final announcement."""
 
     PASSED = "P/L"  # within the formasi's seats
-    PASSED_OPTIMALISASI = "P/L-2"  # given a seat in another formasi by optimalisasi
+    # Given a seat by optimalisasi: one left empty in another formasi of the same jabatan and
+    # education, or in its own formasi when a winner there failed a gate or withdrew (the pool
+    # is every formasi's TL applicants the seat's formasi would accept: domain/optimalisasi.py).
+    PASSED_OPTIMALISASI = "P/L-2"
     NOT_PASSED = "TL"  # completed SKB, lost on rank (may still get an optimalisasi seat)
     GATE_FAILED = "TMS-SKB"  # failed a knock-out gate of SKB (health TMS, score floor)
     ABSENT = "TH"

@@ -8,6 +8,13 @@ date the round's registration window closed. National practice (PermenPANRB on C
 optimalisasi) moves only those who would have been accepted had they applied to that formasi;
 the GPA minimum and the formasi's category are not part of the pool (the issue names jabatan,
 education, major and age), and are written down here as that choice.
+
+DOMAIN.md speaks of applicants who "lost on rank in another formasi". The pool here also holds
+the seat's own formasi's TL applicants: a seat its winner left (a gate failed, a withdrawal) goes
+to the next in that formasi's rank when they are the best final score of the pool (national
+practice fills a withdrawn winner's seat from the next in the same formasi's rank; here they
+compete with the other formasi's TL applicants on the final tie-break chain). Written down as
+that choice; they are coded P/L-2 like the others.
 """
 
 from __future__ import annotations
