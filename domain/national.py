@@ -25,6 +25,7 @@ from domain.config import (
     Schedule,
     Window,
     _as_written,
+    unknown_keys,
 )
 from domain.protocol import Activity, Query, Update, Workflow
 
@@ -102,7 +103,7 @@ def parse_national_config(data: dict, source: Path | str = "<memory>") -> Nation
 
 
 def load_national_config(path: Path | str) -> NationalConfig:
-    """Read and validate a national round file (TOML)."""
+    """Read and validate a national round file (TOML): a key it does not know is refused."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
@@ -112,7 +113,14 @@ def load_national_config(path: Path | str) -> NationalConfig:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, [("(syntax)", "<missing>", str(exc))]) from None
-    return parse_national_config(data, path)
+    unknown = unknown_keys(NationalConfig, data)
+    try:
+        config = parse_national_config(data, path)
+    except ConfigError as exc:
+        raise ConfigError(path, unknown + exc.problems) from None
+    if unknown:
+        raise ConfigError(path, unknown)
+    return config
 
 
 # --- messages ------------------------------------------------------------------------------------
