@@ -17,7 +17,6 @@ import csv
 import hashlib
 import json
 import os
-import re
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -35,7 +34,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
@@ -99,12 +97,13 @@ from domain.registration import Refusal, check_registration, mask_nik, normalise
 from domain.signing import Keyring, Signer, SigningKeyError
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
-from runtime.db import raised_by_database
 from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
+from runtime.outage import engine_silent, unreachable
 from runtime.sealed import ColumnCipher
+from runtime.settings import describe_settings_error, is_settings_error
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from runtime.transport import TransportError
@@ -1292,77 +1291,6 @@ def load_signer(path: Path, identity: str) -> Signer:
     return signer
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _cause(exc: BaseException) -> str:
-    """The short reason of a connection failure: `Connection refused`, not a transport dump."""
-    text = str(exc)
-    quoted = re.search(r'message: "([^"]+)"', text)
-    if quoted:
-        return quoted.group(1)
-    if isinstance(exc, ConnectionError) and exc.errno:
-        return os.strerror(exc.errno)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return " ".join(text.split())[:200] or type(exc).__name__
-
-
-def unreachable(exc: BaseException, settings=None) -> str | None:
-    """What cannot be reached, when `exc` says that the Temporal server or the database does not
-    answer (at the start or lost during the command); None for any other error."""
-    if (isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNAVAILABLE) or (
-        isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
-    ):
-        where = "the Temporal server"
-        if settings is not None and settings.temporal_address:
-            where += f" at {settings.temporal_address} (CASN_TEMPORAL_ADDRESS)"
-        elif settings is not None:
-            where = f"the embedded Temporal server on port {settings.temporal_port}"
-        return f"{where} cannot be reached: {_cause(exc)}"
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError) or (
-        isinstance(exc, OSError) and raised_by_database(exc)
-    ):
-        where = "the database"
-        if settings is not None and settings.database_url:
-            where += f" at {_without_password(str(settings.database_url))} (CASN_DATABASE_URL)"
-        elif settings is not None:
-            where = f"the embedded database on port {settings.postgres_port}"
-        return f"{where} cannot be reached: {_cause(exc)}"
-    return None
-
-
-def engine_silent(exc: BaseException) -> str | None:
-    """Why the engine, reached, could not answer, when `exc` says so: no worker polls the
-    workflow's task queue (the server's "no poller seen"), a worker that could not replay it, an
-    answer that did not come in time. None for any other error."""
-    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.FAILED_PRECONDITION:
-        return (
-            f"the engine could not answer: {exc.message} (is a worker running? python3 worker.py "
-            "run)"
-        )
-    if isinstance(exc, WorkflowQueryFailedError):
-        return f"the worker could not answer for the workflow: {' '.join(str(exc).split())[:200]}"
-    if isinstance(exc, RPCError) and exc.status in (
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.CANCELLED,
-    ):
-        # A query waits for the workflow's task: with no worker at all the call ends at its own
-        # deadline ("Timeout expired") or with the connection's long poll cut ("h2 protocol
-        # error"), both seen here. Ctrl-C is a KeyboardInterrupt, not this.
-        return (
-            f"the engine did not answer: {exc.message} (is a worker running? python3 worker.py run)"
-        )
-    if isinstance(exc, RPCTimeoutOrCancelledError):
-        return "the engine did not answer in time (is a worker running? python3 worker.py run)"
-    return None
-
-
 def _exit_code(result: object) -> int:
     """A command core's outcome as its exit code: a file's summary says, anything else is ok."""
     return result.exit_code if isinstance(result, Summary) else EXIT_OK
@@ -1419,7 +1347,12 @@ def _run(
         err_console.print(flagged("bad input", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except ValidationError as exc:
-        err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
+        if is_settings_error(exc):  # a CASN_ variable, not an argument
+            err_console.print(
+                flagged("bad configuration", f": {describe_settings_error(exc)}"), highlight=False
+            )
+        else:
+            err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except RefusedError as exc:
         err_console.print(flagged("refused", f": {exc}"), highlight=False)
