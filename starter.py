@@ -13,6 +13,7 @@ Exit codes: 0 ok, everything accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import json
@@ -167,13 +168,17 @@ class ErrorsFile:
     COLUMNS = ("line", "id", "field", "value", "reason")
 
     def __init__(self, path: Path, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not append or not path.exists() or path.stat().st_size == 0
-        # A value read from bytes that were not UTF-8 is written escaped, never crashing the run.
-        # It holds rejected values (birth dates among them): readable by the operator alone.
-        self.handle = open_private(
-            path, append, encoding="utf-8", errors="backslashreplace", newline=""
-        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not append or not path.exists() or path.stat().st_size == 0
+            # A value read from bytes that were not UTF-8 is written escaped, never crashing the
+            # run. It holds rejected values (birth dates among them): readable by the operator
+            # alone.
+            self.handle = open_private(
+                path, append, encoding="utf-8", errors="backslashreplace", newline=""
+            )
+        except OSError as exc:
+            raise BadInput(f"--errors {path}: cannot be written ({_why(exc)})") from None
         self.writer = csv.writer(self.handle)
         if fresh:
             self.writer.writerow(self.COLUMNS)
@@ -203,7 +208,7 @@ class NumbersFile:
         try:
             self.handle = open_private(path, append, encoding="utf-8", newline="")
         except OSError as exc:
-            raise BadInput(f"--numbers {path}: cannot be written ({exc.strerror})") from None
+            raise BadInput(f"--numbers {path}: cannot be written ({_why(exc)})") from None
         self.path = path
         fresh = os.fstat(self.handle.fileno()).st_size == 0
         if not fresh and _first_line(path) != ",".join(self.COLUMNS):
@@ -222,6 +227,11 @@ class NumbersFile:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _why(exc: OSError) -> str:
+    """An OSError's reason without its path: "Not a directory", "Permission denied"."""
+    return exc.strerror or type(exc).__name__
 
 
 def _first_line(path: Path) -> str:
@@ -1284,6 +1294,10 @@ def load_signer(path: Path, identity: str) -> Signer:
         signer = Signer.from_jwk(document)
     except FileNotFoundError:
         raise BadInput(f"--key {path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInput(f"--key {path}: a directory; give the key file made by keygen") from None
+    except OSError as exc:
+        raise BadInput(f"--key {path}: cannot be read ({_why(exc)})") from None
     except (ValueError, TypeError, SigningKeyError) as exc:
         raise BadInput(f"--key {path}: not a key file made by starter.py keygen ({exc})") from None
     if signer.identity != identity:
@@ -1496,6 +1510,36 @@ def _separate_files(inputs: dict[str, Path | None], outputs: dict[str, Path | No
                     f"file; give {name} a file of its own"
                 )
         seen.append((name, path))
+    for name, path in outputs.items():
+        if path is not None:
+            _can_write(name, path)
+
+
+def _can_write(name: str, path: Path) -> None:
+    """BadInput when `path` cannot be created or written (under a file, in /proc, no permission),
+    found out before anything connects or is sent: it is created (with any missing folders) and
+    removed again, and a file that was there is opened for appending, not changed."""
+    made: list[Path] = []
+    folder = path.parent
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"{name} {path}: cannot be written ({folder} is a file, not a folder)")
+    existed = path.exists()
+    try:
+        for missing in reversed(made):
+            missing.mkdir()
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{name} {path}: cannot be written ({_why(exc)})") from None
+    finally:
+        if not existed:
+            path.unlink(missing_ok=True)
+        for missing in made:
+            with contextlib.suppress(OSError):
+                missing.rmdir()
 
 
 As = Annotated[
@@ -1893,8 +1937,21 @@ def _new_secret_file(path: Path, text: str) -> Path:
     if path.exists():
         err_console.print(flagged("refused", f": {path} exists; keys are never overwritten"))
         raise typer.Exit(EXIT_REFUSED)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if path.parent.exists() and not path.parent.is_dir():
+        err_console.print(
+            flagged("bad input", f": --out {path.parent} is a file; give a directory"),
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err_console.print(
+            flagged("bad input", f": --out {path.parent}: cannot be written ({_why(exc)})"),
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     return path
