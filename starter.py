@@ -18,6 +18,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -1730,6 +1731,30 @@ def _datetime(text: str, name: str) -> datetime:
     return value
 
 
+# The windows of a round's schedule an operator may extend or close (domain/config.py, Schedule).
+WINDOWS = ("registration", "administration", "skd", "skb", "filing", "latsar")
+
+
+def _window_name(window: str) -> None:
+    if window not in WINDOWS:
+        raise BadInput(f"WINDOW={window!r}: not a window; the windows are {', '.join(WINDOWS)}")
+
+
+def _arguments(build: Callable[[], T]) -> T:
+    """The command's message built from its arguments before anything connects: a bad argument
+    exits 2 naming it, with nothing sent."""
+    try:
+        return build()
+    except BadInput as exc:
+        err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        err_console.print(flagged("bad arguments", f": {problems}"), highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
 @cli.command("extend-window")
 def extend_window_cmd(
     round_id: str,
@@ -1744,18 +1769,20 @@ def extend_window_cmd(
 ):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
-    async def body(ctx: Context):
+    def message() -> ExtendWindow:
+        _window_name(window)
         closes = _datetime(new_closes, "NEW_CLOSES")
         rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
-        return await round_command(
-            ctx,
-            round_id,
-            ExtendWindow(
-                report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
-            ),
+        return ExtendWindow(
+            report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
         )
 
-    _run(body, _signer(key, operator), _through(gateway, api_key_file))
+    extend = _arguments(message)
+    _run(
+        lambda ctx: round_command(ctx, round_id, extend),
+        _signer(key, operator),
+        _through(gateway, api_key_file),
+    )
 
 
 @cli.command("close-window")
@@ -1770,13 +1797,15 @@ def close_window_cmd(
     api_key_file: ApiKeyFile = None,
 ):
     """Close an open window early, with a recorded reason."""
-    rid = report_id or derived_report_id("close", round_id, window, reason)
+
+    def message() -> CloseWindow:
+        _window_name(window)
+        rid = report_id or derived_report_id("close", round_id, window, reason)
+        return CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason)
+
+    close = _arguments(message)
     _run(
-        lambda ctx: round_command(
-            ctx,
-            round_id,
-            CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason),
-        ),
+        lambda ctx: round_command(ctx, round_id, close),
         _signer(key, operator),
         _through(gateway, api_key_file),
     )
@@ -1795,17 +1824,22 @@ def move_tmt_cmd(
 ):
     """Move the TMT of the SK CPNS (a government decision)."""
 
-    async def body(ctx: Context):
+    def message() -> MoveTmt:
         try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", new_tmt):
+                raise ValueError
             tmt = date.fromisoformat(new_tmt)
         except ValueError:
             raise BadInput(f"NEW_TMT={new_tmt!r}: not a date YYYY-MM-DD") from None
         rid = report_id or derived_report_id("tmt", round_id, tmt.isoformat(), reason)
-        return await round_command(
-            ctx, round_id, MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
-        )
+        return MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
 
-    _run(body, _signer(key, operator), _through(gateway, api_key_file))
+    move = _arguments(message)
+    _run(
+        lambda ctx: round_command(ctx, round_id, move),
+        _signer(key, operator),
+        _through(gateway, api_key_file),
+    )
 
 
 @cli.command("disqualify")

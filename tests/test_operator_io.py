@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from rich.table import Table
 from typer.testing import CliRunner
 
@@ -211,3 +212,29 @@ def test_keygen_into_a_file_or_where_nothing_can_be_made_is_refused_naming_out(t
         said = " ".join(result.output.split())
         assert result.exit_code == 2 and said.startswith("bad input: --out ") and why in said, said
     assert a_file.read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["extend-window", "R1", "registration", "notadate"], "NEW_CLOSES='notadate': not an ISO"),
+        (
+            ["extend-window", "R1", "registration", "2027-08-30T10:00:00"],
+            "NEW_CLOSES='2027-08-30T10:00:00': give the time zone",
+        ),
+        (
+            ["extend-window", "R1", "registraton", "2027-08-30T10:00:00+07:00"],
+            "WINDOW='registraton': not a window; the windows are registration,",
+        ),
+        (["close-window", "R1", "tmt"], "WINDOW='tmt': not a window"),
+        (["move-tmt", "R1", "2028-13-01"], "NEW_TMT='2028-13-01': not a date YYYY-MM-DD"),
+        (["move-tmt", "R1", "20280301"], "NEW_TMT='20280301': not a date YYYY-MM-DD"),
+    ],
+)
+def test_an_operator_command_s_bad_argument_is_named_before_anything_connects(tmp_path, args, said):
+    env = {"CASN_TEMPORAL_ADDRESS": "127.0.0.1:1", "CASN_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner(env=env).invoke(cli, [*args, "--reason", "surat 12", "--as", "panitia"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, out
+    assert out.startswith("bad arguments: ") and said in out, out
+    assert not (tmp_path / "data").exists()  # nothing started, no key made
