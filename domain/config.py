@@ -795,6 +795,27 @@ def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConf
         raise ConfigError(source, problems) from None
 
 
+def parse_toml(raw: bytes, path: Path | str) -> dict:
+    """A round or national file's TOML, or ConfigError saying why not. A byte-order mark is
+    refused rather than skipped: the file is recorded as written, and read again from there."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(
+            path,
+            [
+                (
+                    "(file)",
+                    str(path),
+                    "starts with a byte-order mark (saved as 'UTF-8 with BOM'), which TOML does "
+                    "not allow: save it as UTF-8 without one",
+                )
+            ],
+        )
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
+
+
 def load_round_config(path: Path | str) -> RoundConfig:
     """Read and validate a round configuration file (TOML): a key it does not know is refused."""
     path = Path(path)
@@ -804,10 +825,7 @@ def load_round_config(path: Path | str) -> RoundConfig:
         raise ConfigError(
             path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
         ) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
+    data = parse_toml(raw, path)
     unknown = unknown_keys(RoundConfig, data)
     try:
         config = parse_round_config(data, path)

@@ -268,6 +268,15 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level {value!r} is not one of {sorted(levels)}")
         return value.upper()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(
+                "is a file, not a folder: give the folder the engine keeps its data in"
+            )
+        return value
+
     @field_validator("temporal_address")
     @classmethod
     def _host_and_port(cls, value: str | None) -> str | None:

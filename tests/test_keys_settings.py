@@ -231,3 +231,14 @@ def test_a_check_across_settings_shows_its_own_message_not_every_setting(tmp_pat
     assert result.returncode == 2, result.stderr
     assert said.startswith("bad configuration: CASN_WORKER_STICKY_RESERVED_WORKFLOW_SLOTS=500")
     assert KEY[:8] not in said and "hunter2" not in said
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    a_file = tmp_path / "data"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(ValidationError) as caught:
+        load_settings(data_dir=a_file)
+    assert describe_settings_error(caught.value) == (
+        f"CASN_DATA_DIR={str(a_file)!r}: is a file, not a folder: give the folder the engine "
+        "keeps its data in"
+    )

@@ -587,3 +587,11 @@ def test_a_recorded_round_document_with_a_key_it_no_longer_knows_still_decodes()
     document = load_round_config(EXAMPLE).model_dump(mode="json")
     document["formasi"][0]["retired_field"] = 1
     assert parse_round_config(document).formasi[0].code == document["formasi"][0]["code"]
+
+
+def test_a_round_file_saved_with_a_byte_order_mark_is_refused_saying_so(tmp_path):
+    path = tmp_path / "round.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.read_bytes())
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    assert "starts with a byte-order mark" in str(err.value)

@@ -127,3 +127,11 @@ def test_a_misspelt_key_in_a_national_file_is_refused_by_its_dotted_path(tmp_pat
     assert fields == ["raeders", "schedule.adminstration"]
     # The same document handed to the workflow (its recorded start input) still decodes.
     assert parse_national_config(_national(registration=(0, 20), skd=(45, 80)) | {"x": 1})
+
+
+def test_a_national_file_saved_with_a_byte_order_mark_is_refused_saying_so(tmp_path):
+    path = tmp_path / "national.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (EXAMPLES / "national-2027.toml").read_bytes())
+    with pytest.raises(ConfigError) as caught:
+        load_national_config(path)
+    assert "starts with a byte-order mark" in str(caught.value)
