@@ -165,8 +165,8 @@ def _run(coro) -> Any:
     (the Temporal server, the database, the engine) stops it with one line and exit 3."""
     from runtime.embedded import StackError
     from runtime.keys import InvalidKeyError
-    from runtime.outage import stopped_line
-    from runtime.settings import describe_settings_error, is_settings_error, load_settings
+    from runtime.outage import read_settings_or_none, stopped_line
+    from runtime.settings import describe_settings_error, is_settings_error
     from runtime.transport import TransportError
 
     try:
@@ -178,10 +178,7 @@ def _run(coro) -> Any:
         if is_settings_error(exc):
             errors.print(flagged("bad configuration:", f" {describe_settings_error(exc)}"))
             raise typer.Exit(2) from None
-        try:
-            settings = load_settings()
-        except Exception:  # only to name the server: its absence says less, not nothing
-            settings = None
+        settings = read_settings_or_none()
         stopped = stopped_line(exc, settings)
         if stopped is None:
             raise

@@ -30,9 +30,9 @@ def _outcome(body: Callable[[], T]) -> T:
     reached stops it with one line and exit 3, never a traceback."""
     from runtime.embedded import StackError
     from runtime.keys import InvalidKeyError
-    from runtime.outage import stopped_line
+    from runtime.outage import read_settings_or_none, stopped_line
     from runtime.probes import ProbePortError
-    from runtime.settings import describe_settings_error, is_settings_error, load_settings
+    from runtime.settings import describe_settings_error, is_settings_error
     from runtime.transport import TransportError
 
     try:
@@ -47,10 +47,7 @@ def _outcome(body: Callable[[], T]) -> T:
         if is_settings_error(exc):
             typer.echo(f"bad configuration: {describe_settings_error(exc)}", err=True)
             raise typer.Exit(2) from None
-        try:
-            settings = load_settings()
-        except Exception:  # only to name the server
-            settings = None
+        settings = read_settings_or_none()
         stopped = stopped_line(exc, settings)
         if stopped is None:
             raise

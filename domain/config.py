@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -816,9 +816,12 @@ def parse_toml(raw: bytes, path: Path | str) -> dict:
         raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
 
 
-def load_round_config(path: Path | str) -> RoundConfig:
-    """Read and validate a round configuration file (TOML): a key it does not know is refused."""
-    path = Path(path)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_config_file(path: Path, model: type[Model], parse: Callable[[dict, Path], Model]) -> Model:
+    """A round or national file read with `parse`, or one ConfigError naming every key of it
+    that `model` does not know (unknown_keys) and every bad field."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -826,13 +829,20 @@ def load_round_config(path: Path | str) -> RoundConfig:
             path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
         ) from None
     data = parse_toml(raw, path)
-    unknown = unknown_keys(RoundConfig, data)
+    unknown = unknown_keys(model, data)
     try:
-        config = parse_round_config(data, path)
+        config = parse(data, path)
     except ConfigError as exc:
         raise ConfigError(path, unknown + exc.problems) from None
     if unknown:
         raise ConfigError(path, unknown)
+    return config
+
+
+def load_round_config(path: Path | str) -> RoundConfig:
+    """Read and validate a round configuration file (TOML): a key it does not know is refused."""
+    path = Path(path)
+    config = read_config_file(path, RoundConfig, parse_round_config)
     short = registration_too_short(config)
     if short is not None:
         raise ConfigError(path, [short])

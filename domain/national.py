@@ -24,8 +24,7 @@ from domain.config import (
     Schedule,
     Window,
     _as_written,
-    parse_toml,
-    unknown_keys,
+    read_config_file,
 )
 from domain.protocol import Activity, Query, Update, Workflow
 
@@ -104,22 +103,7 @@ def parse_national_config(data: dict, source: Path | str = "<memory>") -> Nation
 
 def load_national_config(path: Path | str) -> NationalConfig:
     """Read and validate a national round file (TOML): a key it does not know is refused."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
-        ) from None
-    data = parse_toml(raw, path)
-    unknown = unknown_keys(NationalConfig, data)
-    try:
-        config = parse_national_config(data, path)
-    except ConfigError as exc:
-        raise ConfigError(path, unknown + exc.problems) from None
-    if unknown:
-        raise ConfigError(path, unknown)
-    return config
+    return read_config_file(Path(path), NationalConfig, parse_national_config)
 
 
 # --- messages ------------------------------------------------------------------------------------

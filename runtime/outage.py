@@ -96,3 +96,14 @@ def stopped_line(exc: BaseException, settings=None) -> str | None:
     if silent:
         return f"{silent}; run the same command again once it answers"
     return None
+
+
+def read_settings_or_none():
+    """The settings, to name the server that did not answer; None when they cannot be read
+    (the line then says less, not nothing)."""
+    from runtime.settings import load_settings
+
+    try:
+        return load_settings()
+    except Exception:
+        return None
