@@ -92,7 +92,13 @@ def _payload_key(payload_key_file: Path | None) -> bytes:
     from runtime.settings import load_settings
 
     if payload_key_file is not None:
-        text, source = payload_key_file.read_text().strip(), str(payload_key_file)
+        try:
+            text, source = payload_key_file.read_text().strip(), str(payload_key_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not a text file"
+            raise AuditError(
+                f"--payload-key-file {payload_key_file}: cannot be read ({why})"
+            ) from None
     else:
         settings = load_settings()
         path = Path(settings.data_dir) / "keys" / "payload_key.b64"
@@ -155,9 +161,12 @@ def _counting(label: str) -> Iterator[Callable[[int], None]]:
 
 def _run(coro) -> Any:
     """Run a command; an AuditError, a key missing or malformed, or a stack that cannot be reached
-    securely, is printed and exits 1."""
+    securely, is printed and exits 1; a bad setting exits 2, and a server that does not answer
+    (the Temporal server, the database, the engine) stops it with one line and exit 3."""
     from runtime.embedded import StackError
     from runtime.keys import InvalidKeyError
+    from runtime.outage import read_settings_or_none, stopped_line
+    from runtime.settings import describe_settings_error, is_settings_error
     from runtime.transport import TransportError
 
     try:
@@ -165,6 +174,16 @@ def _run(coro) -> Any:
     except (AuditError, StackError, TransportError, InvalidKeyError) as exc:
         errors.print(flagged("error:", f" {exc}"))
         raise typer.Exit(1) from None
+    except Exception as exc:
+        if is_settings_error(exc):
+            errors.print(flagged("bad configuration:", f" {describe_settings_error(exc)}"))
+            raise typer.Exit(2) from None
+        settings = read_settings_or_none()
+        stopped = stopped_line(exc, settings)
+        if stopped is None:
+            raise
+        errors.print(flagged("stopped:", f" {stopped}"), soft_wrap=True)
+        raise typer.Exit(3) from None
 
 
 def _short(value: Any, width: int = 80) -> str:
@@ -945,13 +964,21 @@ def serve_codec() -> None:
     """
     import signal
 
+    from pydantic import ValidationError
+
     from gateway.codec_server import build_codec_server, create_codec_app, usage, uvicorn_server
     from gateway.deps import GatewayConfigError
     from runtime.keys import load_or_create_keys
     from runtime.logs import configure_logging
-    from runtime.settings import load_settings
+    from runtime.settings import describe_settings_error, is_settings_error, load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        if not is_settings_error(exc):
+            raise
+        errors.print(flagged("bad configuration:", f" {describe_settings_error(exc)}"))
+        raise typer.Exit(2) from None
     configure_logging(settings)
     try:
         keys = load_or_create_keys(settings)

@@ -94,7 +94,7 @@ def suite_workers(environ: dict[str, str] | os._Environ[str] = os.environ) -> in
     given = environ.get(TEST_WORKERS, "").strip()
     if not given:
         return DEFAULT_TEST_WORKERS
-    if not given.isdigit() or not 1 <= int(given) <= 8:
+    if not (given.isascii() and given.isdigit()) or not 1 <= int(given) <= 8:
         sys.exit(f"{TEST_WORKERS}: expected a whole number from 1 to 8, got {given!r}")
     return int(given)
 

@@ -13,6 +13,7 @@ Exit codes: 0 ok, everything accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import json
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -35,7 +36,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
-from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
@@ -99,12 +99,13 @@ from domain.registration import Refusal, check_registration, mask_nik, normalise
 from domain.signing import Keyring, Signer, SigningKeyError
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
-from runtime.db import raised_by_database
 from runtime.embedded import StackError
 from runtime.files import open_private
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
+from runtime.outage import engine_silent, unreachable
 from runtime.sealed import ColumnCipher
+from runtime.settings import describe_settings_error, is_settings_error
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from runtime.transport import TransportError
@@ -168,13 +169,17 @@ class ErrorsFile:
     COLUMNS = ("line", "id", "field", "value", "reason")
 
     def __init__(self, path: Path, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not append or not path.exists() or path.stat().st_size == 0
-        # A value read from bytes that were not UTF-8 is written escaped, never crashing the run.
-        # It holds rejected values (birth dates among them): readable by the operator alone.
-        self.handle = open_private(
-            path, append, encoding="utf-8", errors="backslashreplace", newline=""
-        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not append or not path.exists() or path.stat().st_size == 0
+            # A value read from bytes that were not UTF-8 is written escaped, never crashing the
+            # run. It holds rejected values (birth dates among them): readable by the operator
+            # alone.
+            self.handle = open_private(
+                path, append, encoding="utf-8", errors="backslashreplace", newline=""
+            )
+        except OSError as exc:
+            raise BadInput(f"--errors {path}: cannot be written ({_why(exc)})") from None
         self.writer = csv.writer(self.handle)
         if fresh:
             self.writer.writerow(self.COLUMNS)
@@ -204,7 +209,7 @@ class NumbersFile:
         try:
             self.handle = open_private(path, append, encoding="utf-8", newline="")
         except OSError as exc:
-            raise BadInput(f"--numbers {path}: cannot be written ({exc.strerror})") from None
+            raise BadInput(f"--numbers {path}: cannot be written ({_why(exc)})") from None
         self.path = path
         fresh = os.fstat(self.handle.fileno()).st_size == 0
         if not fresh and _first_line(path) != ",".join(self.COLUMNS):
@@ -223,6 +228,11 @@ class NumbersFile:
 
     def close(self) -> None:
         self.handle.close()
+
+
+def _why(exc: OSError) -> str:
+    """An OSError's reason without its path: "Not a directory", "Permission denied"."""
+    return exc.strerror or type(exc).__name__
 
 
 def _first_line(path: Path) -> str:
@@ -1285,82 +1295,15 @@ def load_signer(path: Path, identity: str) -> Signer:
         signer = Signer.from_jwk(document)
     except FileNotFoundError:
         raise BadInput(f"--key {path}: no such file") from None
+    except IsADirectoryError:
+        raise BadInput(f"--key {path}: a directory; give the key file made by keygen") from None
+    except OSError as exc:
+        raise BadInput(f"--key {path}: cannot be read ({_why(exc)})") from None
     except (ValueError, TypeError, SigningKeyError) as exc:
         raise BadInput(f"--key {path}: not a key file made by starter.py keygen ({exc})") from None
     if signer.identity != identity:
         raise BadInput(f"--key {path} is {signer.identity}'s key, but --as says {identity}")
     return signer
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _cause(exc: BaseException) -> str:
-    """The short reason of a connection failure: `Connection refused`, not a transport dump."""
-    text = str(exc)
-    quoted = re.search(r'message: "([^"]+)"', text)
-    if quoted:
-        return quoted.group(1)
-    if isinstance(exc, ConnectionError) and exc.errno:
-        return os.strerror(exc.errno)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return " ".join(text.split())[:200] or type(exc).__name__
-
-
-def unreachable(exc: BaseException, settings=None) -> str | None:
-    """What cannot be reached, when `exc` says that the Temporal server or the database does not
-    answer (at the start or lost during the command); None for any other error."""
-    if (isinstance(exc, RPCError) and exc.status == RPCStatusCode.UNAVAILABLE) or (
-        isinstance(exc, RuntimeError) and str(exc).startswith("Failed client connect")
-    ):
-        where = "the Temporal server"
-        if settings is not None and settings.temporal_address:
-            where += f" at {settings.temporal_address} (CASN_TEMPORAL_ADDRESS)"
-        elif settings is not None:
-            where = f"the embedded Temporal server on port {settings.temporal_port}"
-        return f"{where} cannot be reached: {_cause(exc)}"
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError) or (
-        isinstance(exc, OSError) and raised_by_database(exc)
-    ):
-        where = "the database"
-        if settings is not None and settings.database_url:
-            where += f" at {_without_password(str(settings.database_url))} (CASN_DATABASE_URL)"
-        elif settings is not None:
-            where = f"the embedded database on port {settings.postgres_port}"
-        return f"{where} cannot be reached: {_cause(exc)}"
-    return None
-
-
-def engine_silent(exc: BaseException) -> str | None:
-    """Why the engine, reached, could not answer, when `exc` says so: no worker polls the
-    workflow's task queue (the server's "no poller seen"), a worker that could not replay it, an
-    answer that did not come in time. None for any other error."""
-    if isinstance(exc, RPCError) and exc.status == RPCStatusCode.FAILED_PRECONDITION:
-        return (
-            f"the engine could not answer: {exc.message} (is a worker running? python3 worker.py "
-            "run)"
-        )
-    if isinstance(exc, WorkflowQueryFailedError):
-        return f"the worker could not answer for the workflow: {' '.join(str(exc).split())[:200]}"
-    if isinstance(exc, RPCError) and exc.status in (
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.CANCELLED,
-    ):
-        # A query waits for the workflow's task: with no worker at all the call ends at its own
-        # deadline ("Timeout expired") or with the connection's long poll cut ("h2 protocol
-        # error"), both seen here. Ctrl-C is a KeyboardInterrupt, not this.
-        return (
-            f"the engine did not answer: {exc.message} (is a worker running? python3 worker.py run)"
-        )
-    if isinstance(exc, RPCTimeoutOrCancelledError):
-        return "the engine did not answer in time (is a worker running? python3 worker.py run)"
-    return None
 
 
 def _exit_code(result: object) -> int:
@@ -1419,7 +1362,12 @@ def _run(
         err_console.print(flagged("bad input", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except ValidationError as exc:
-        err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
+        if is_settings_error(exc):  # a CASN_ variable, not an argument
+            err_console.print(
+                flagged("bad configuration", f": {describe_settings_error(exc)}"), highlight=False
+            )
+        else:
+            err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
         code = EXIT_BAD_INPUT
     except RefusedError as exc:
         err_console.print(flagged("refused", f": {exc}"), highlight=False)
@@ -1563,6 +1511,36 @@ def _separate_files(inputs: dict[str, Path | None], outputs: dict[str, Path | No
                     f"file; give {name} a file of its own"
                 )
         seen.append((name, path))
+    for name, path in outputs.items():
+        if path is not None:
+            _can_write(name, path)
+
+
+def _can_write(name: str, path: Path) -> None:
+    """BadInput when `path` cannot be created or written (under a file, in /proc, no permission),
+    found out before anything connects or is sent: it is created (with any missing folders) and
+    removed again, and a file that was there is opened for appending, not changed."""
+    made: list[Path] = []
+    folder = path.parent
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInput(f"{name} {path}: cannot be written ({folder} is a file, not a folder)")
+    existed = path.exists()
+    try:
+        for missing in reversed(made):
+            missing.mkdir()
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise BadInput(f"{name} {path}: cannot be written ({_why(exc)})") from None
+    finally:
+        if not existed:
+            path.unlink(missing_ok=True)
+        for missing in made:
+            with contextlib.suppress(OSError):
+                missing.rmdir()
 
 
 As = Annotated[
@@ -1753,6 +1731,30 @@ def _datetime(text: str, name: str) -> datetime:
     return value
 
 
+# The windows of a round's schedule an operator may extend or close (domain/config.py, Schedule).
+WINDOWS = ("registration", "administration", "skd", "skb", "filing", "latsar")
+
+
+def _window_name(window: str) -> None:
+    if window not in WINDOWS:
+        raise BadInput(f"WINDOW={window!r}: not a window; the windows are {', '.join(WINDOWS)}")
+
+
+def _arguments(build: Callable[[], T]) -> T:
+    """The command's message built from its arguments before anything connects: a bad argument
+    exits 2 naming it, with nothing sent."""
+    try:
+        return build()
+    except BadInput as exc:
+        err_console.print(flagged("bad arguments", f": {exc}"), highlight=False)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        err_console.print(flagged("bad arguments", f": {problems}"), highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
 @cli.command("extend-window")
 def extend_window_cmd(
     round_id: str,
@@ -1767,18 +1769,20 @@ def extend_window_cmd(
 ):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
-    async def body(ctx: Context):
+    def message() -> ExtendWindow:
+        _window_name(window)
         closes = _datetime(new_closes, "NEW_CLOSES")
         rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
-        return await round_command(
-            ctx,
-            round_id,
-            ExtendWindow(
-                report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
-            ),
+        return ExtendWindow(
+            report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
         )
 
-    _run(body, _signer(key, operator), _through(gateway, api_key_file))
+    extend = _arguments(message)
+    _run(
+        lambda ctx: round_command(ctx, round_id, extend),
+        _signer(key, operator),
+        _through(gateway, api_key_file),
+    )
 
 
 @cli.command("close-window")
@@ -1793,13 +1797,15 @@ def close_window_cmd(
     api_key_file: ApiKeyFile = None,
 ):
     """Close an open window early, with a recorded reason."""
-    rid = report_id or derived_report_id("close", round_id, window, reason)
+
+    def message() -> CloseWindow:
+        _window_name(window)
+        rid = report_id or derived_report_id("close", round_id, window, reason)
+        return CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason)
+
+    close = _arguments(message)
     _run(
-        lambda ctx: round_command(
-            ctx,
-            round_id,
-            CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason),
-        ),
+        lambda ctx: round_command(ctx, round_id, close),
         _signer(key, operator),
         _through(gateway, api_key_file),
     )
@@ -1818,17 +1824,22 @@ def move_tmt_cmd(
 ):
     """Move the TMT of the SK CPNS (a government decision)."""
 
-    async def body(ctx: Context):
+    def message() -> MoveTmt:
         try:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", new_tmt):
+                raise ValueError
             tmt = date.fromisoformat(new_tmt)
         except ValueError:
             raise BadInput(f"NEW_TMT={new_tmt!r}: not a date YYYY-MM-DD") from None
         rid = report_id or derived_report_id("tmt", round_id, tmt.isoformat(), reason)
-        return await round_command(
-            ctx, round_id, MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
-        )
+        return MoveTmt(report_id=rid, reported_by=operator, new_tmt=tmt, reason=reason)
 
-    _run(body, _signer(key, operator), _through(gateway, api_key_file))
+    move = _arguments(message)
+    _run(
+        lambda ctx: round_command(ctx, round_id, move),
+        _signer(key, operator),
+        _through(gateway, api_key_file),
+    )
 
 
 @cli.command("disqualify")
@@ -1960,8 +1971,21 @@ def _new_secret_file(path: Path, text: str) -> Path:
     if path.exists():
         err_console.print(flagged("refused", f": {path} exists; keys are never overwritten"))
         raise typer.Exit(EXIT_REFUSED)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if path.parent.exists() and not path.parent.is_dir():
+        err_console.print(
+            flagged("bad input", f": --out {path.parent} is a file; give a directory"),
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err_console.print(
+            flagged("bad input", f": --out {path.parent}: cannot be written ({_why(exc)})"),
+            highlight=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     return path

@@ -7,10 +7,14 @@ python worker.py stop-stack   # stop the embedded servers this project started
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 
 from apps.fleet import deliver_notifications, run_worker
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -18,19 +22,36 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 @app.command("run")
 def run_command() -> None:
     """Run the worker until SIGTERM or SIGINT."""
-    from pydantic import ValidationError
+    _outcome(lambda: asyncio.run(run_worker()))
 
+
+def _outcome(body: Callable[[], T]) -> T:
+    """Run a command: a bad setting or file exits 2 naming it, a server that cannot be started or
+    reached stops it with one line and exit 3, never a traceback."""
     from runtime.embedded import StackError
+    from runtime.keys import InvalidKeyError
+    from runtime.outage import read_settings_or_none, stopped_line
     from runtime.probes import ProbePortError
+    from runtime.settings import describe_settings_error, is_settings_error
     from runtime.transport import TransportError
 
     try:
-        asyncio.run(run_worker())
-    except (ProbePortError, TransportError, ValidationError) as exc:  # ValidationError: settings
+        return body()
+    except (ProbePortError, TransportError, InvalidKeyError) as exc:
         typer.echo(f"bad configuration: {exc}", err=True)
         raise typer.Exit(2) from None
     except StackError as exc:  # a server that cannot start, or refuses TLS or the login
         typer.echo(f"stopped: {exc}", err=True)
+        raise typer.Exit(3) from None
+    except Exception as exc:
+        if is_settings_error(exc):
+            typer.echo(f"bad configuration: {describe_settings_error(exc)}", err=True)
+            raise typer.Exit(2) from None
+        settings = read_settings_or_none()
+        stopped = stopped_line(exc, settings)
+        if stopped is None:
+            raise
+        typer.echo(f"stopped: {stopped}", err=True)
         raise typer.Exit(3) from None
 
 
@@ -41,7 +62,7 @@ def deliver_notifications_command(
     ),
 ) -> None:
     """Hand undelivered notifications to the transport (a JSON-lines file under the data dir)."""
-    asyncio.run(deliver_notifications(once))
+    _outcome(lambda: asyncio.run(deliver_notifications(once)))
 
 
 @app.command("stop-stack")
@@ -50,7 +71,7 @@ def stop_stack_command() -> None:
     from runtime.embedded import stop_stack
     from runtime.settings import load_settings
 
-    lines = stop_stack(load_settings())
+    lines = _outcome(lambda: stop_stack(load_settings()))
     for line in lines or ["nothing of ours was running"]:
         typer.echo(line)
 

@@ -130,19 +130,12 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
         handle.close()
         raise CsvFileError(path, 1, "(header)", "", f"not a readable UTF-8 CSV: {exc}") from None
     names = [h.strip() for h in header]
-    problems = []
     if any(_not_utf8(n) for n in names):
         handle.close()
         raise CsvFileError(path, 1, "(header)", "", "not valid UTF-8: save the file as UTF-8")
-    missing = [c for c in columns.required if c not in names]
-    unknown = [n for n in names if n not in columns.all]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
-    if missing:
-        problems.append(f"missing column(s) {', '.join(missing)}")
-    if unknown:
-        problems.append(f"unknown column(s) {', '.join(unknown)}")
-    if duplicated:
-        problems.append(f"repeated column(s) {', '.join(duplicated)}")
+    problems = header_problems(names, columns)
+    if reader.line_num > 1:
+        problems.append(f"the header spans lines 1–{reader.line_num}: an unclosed quote?")
     if problems:
         handle.close()
         raise CsvFileError(
@@ -155,6 +148,54 @@ def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
             + (f" and optionally {', '.join(columns.optional)}" if columns.optional else ""),
         )
     return _rows(path, handle, reader, names)
+
+
+def header_problems(names: list[str], columns: Columns) -> list[str]:
+    """What is wrong with a header's column `names` (stripped) for `columns`: missing, unknown,
+    repeated (a repeated column would silently take one of its cells) or unnamed ones."""
+    problems = []
+    missing = [c for c in columns.required if c not in names]
+    unknown = [n for n in names if n and n not in columns.all]
+    duplicated = sorted({n for n in names if n and names.count(n) > 1})
+    unnamed = [str(i) for i, n in enumerate(names, 1) if not n]
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    if duplicated:
+        problems.append(f"repeated column(s) {', '.join(duplicated)}")
+    if unnamed:
+        problems.append(
+            f"a column with no name at position {', '.join(unnamed)} (a trailing comma?)"
+        )
+    return problems
+
+
+def records(reader) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Each record of a csv `reader` after its header as (the physical line it starts on, its
+    cells, ""), or (line, None, why) for one that cannot be read. A record spanning several lines
+    is refused whole: an unclosed quote makes one record of the lines up to the next quote, and
+    taken as a row it would carry one applicant's NIK with another's cells, and the rows it
+    swallowed would vanish. The reader goes on with the line after it."""
+    while True:
+        first = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+            yield first, None, f"not readable as CSV: {exc}"
+            continue
+        if reader.line_num > first:
+            yield (
+                first,
+                None,
+                f"one record spans lines {first}–{reader.line_num}: an unclosed quote? A cell "
+                'holding a quote is written in quotes with the quote doubled (""); every row '
+                "is one line",
+            )
+            continue
+        yield first, cells, ""
 
 
 def semicolon_header(header: list[str], required: Iterable[str]) -> bool:
@@ -176,30 +217,23 @@ def _not_utf8(text: str) -> bool:
 
 def _rows(path: Path, handle, reader, names: list[str]) -> Iterator[Row]:
     with handle:
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:  # the reader goes on with the next line
-                yield Row(reader.line_num, {_UNREADABLE: f"not readable as CSV: {exc}"})
+        for line, cells, problem in records(reader):
+            if cells is None:
+                yield Row(line, {_UNREADABLE: problem})
                 continue
             if not cells or all(not c.strip() for c in cells):
                 continue  # a blank line, common at the end of exports
             if len(cells) != len(names):
-                yield Row(
-                    reader.line_num,
-                    {_UNREADABLE: f"{len(cells)} cells, the header has {len(names)}"},
-                )
+                yield Row(line, {_UNREADABLE: f"{len(cells)} cells, the header has {len(names)}"})
                 continue
             bad = [n for n, c in zip(names, cells, strict=True) if _not_utf8(c)]
             if bad:
                 yield Row(
-                    reader.line_num,
+                    line,
                     {_UNREADABLE: f"not valid UTF-8 (in {', '.join(bad)}): save the file as UTF-8"},
                 )
                 continue
-            yield Row(reader.line_num, {n: c.strip() for n, c in zip(names, cells, strict=True)})
+            yield Row(line, {n: c.strip() for n, c in zip(names, cells, strict=True)})
 
 
 def _check_readable(row: Row) -> None:

@@ -45,7 +45,7 @@ from pathlib import Path
 import asyncpg
 
 from activities.sanctions import Bar, Entry, entry_of, find_bars, record_round
-from client.csvio import semicolon_header
+from client.csvio import Columns, header_problems, records, semicolon_header
 from domain.config import RoundConfig
 from domain.registration import Refusal, mask_nik, normalise_nik
 from runtime.db import open_pool
@@ -257,58 +257,69 @@ def _parse_row(line: int, row: dict[str, str], problems: list[ListProblem]) -> L
 
 def read_national_list(path: Path) -> list[ListRow]:
     """Every row of a national list, or NationalListError naming every bad row (and nothing is
-    imported): the header needs nik, reason, source and barred_until or rounds; each row exactly
-    one of barred_until and rounds; a NIK at most once per source."""
+    imported): the header needs nik, reason, source and barred_until or rounds, each once; each
+    row exactly one of barred_until and rounds, on one line; a NIK at most once per source."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise NationalListError(path, [ListProblem(0, "file", str(path), "no such file")]) from None
+    except IsADirectoryError:
+        raise NationalListError(
+            path, [ListProblem(0, "file", str(path), "a directory, not the list's CSV file")]
+        ) from None
+    except OSError as exc:
+        raise NationalListError(
+            path, [ListProblem(0, "file", str(path), f"cannot be read: {exc.strerror}")]
+        ) from None
     except UnicodeDecodeError as exc:
         raise NationalListError(
             path, [ListProblem(0, "file", str(path), f"not UTF-8 text ({exc.reason})")]
         ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if semicolon_header(list(reader.fieldnames or []), LIST_REQUIRED):
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    missing = [c for c in LIST_REQUIRED if c not in header]
-    unknown = [c for c in header if c not in LIST_COLUMNS]
-    header_problems = []
-    if missing or not ({"barred_until", "rounds"} & set(header)):
-        need = missing + (
-            [] if {"barred_until", "rounds"} & set(header) else ["barred_until or rounds"]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        first = next(reader, [])
+        if semicolon_header(first, LIST_REQUIRED):
+            reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
+            first = next(reader, [])
+    except csv.Error as exc:
+        raise NationalListError(
+            path, [ListProblem(1, "header", "", f"not readable as CSV: {exc}")]
+        ) from None
+    header = [h.strip() for h in first]
+    problems_of_header = header_problems(header, Columns(LIST_REQUIRED, ("barred_until", "rounds")))
+    if not {"barred_until", "rounds"} & set(header):
+        problems_of_header.append("missing column(s) barred_until or rounds")
+    if reader.line_num > 1:
+        problems_of_header.append(f"the header spans lines 1–{reader.line_num}: an unclosed quote?")
+    if problems_of_header:
+        raise NationalListError(
+            path, [ListProblem(1, "header", ",".join(header), p) for p in problems_of_header]
         )
-        header_problems.append(
-            ListProblem(1, "header", ",".join(header), f"missing column(s): {', '.join(need)}")
-        )
-    if unknown:
-        header_problems.append(
-            ListProblem(1, "header", ",".join(header), f"unknown column(s): {', '.join(unknown)}")
-        )
-    if header_problems:
-        raise NationalListError(path, header_problems)
     problems: list[ListProblem] = []
     rows: list[ListRow] = []
     seen: dict[tuple[str, str], int] = {}
-    for row in reader:
-        line = reader.line_num
-        if None in row:
+    for line, cells, why in records(reader):
+        if cells is None:
+            problems.append(ListProblem(line, "row", "", why))
+            continue
+        if not cells or all(not c.strip() for c in cells):
+            continue  # a blank line
+        if len(cells) != len(header):
             problems.append(
-                ListProblem(line, "row", "", f"more cells than the {len(header)} columns")
+                ListProblem(line, "row", "", f"{len(cells)} cells, the header has {len(header)}")
             )
             continue
-        parsed = _parse_row(line, row, problems)
+        parsed = _parse_row(line, dict(zip(header, cells, strict=True)), problems)
         if parsed is None:
             continue
-        first = seen.setdefault((parsed.source, parsed.nik), line)
-        if first != line:
+        first_line = seen.setdefault((parsed.source, parsed.nik), line)
+        if first_line != line:
             problems.append(
                 ListProblem(
                     line,
                     "nik",
                     mask_nik(parsed.nik),
-                    f"listed again for source {parsed.source} (first on line {first})",
+                    f"listed again for source {parsed.source} (first on line {first_line})",
                 )
             )
             continue

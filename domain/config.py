@@ -10,13 +10,15 @@ Every number, moment and duration is bounded, and read strictly: `true` is not 1
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+import types
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -735,6 +737,51 @@ def early_close_refusal(config: RoundConfig, opens: datetime, now: datetime) -> 
     )
 
 
+def _unknown_in(annotation: Any, value: object, where: str) -> list[tuple[str, object, str]]:
+    """The unknown keys of `value` read as `annotation`: a model, a list or dict of them, an
+    optional one. Anything else holds no keys of a model."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unknown_in(get_args(annotation)[0], value, where)
+    if origin in (Union, types.UnionType):
+        models = [
+            a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        # Only `Model | None` occurs in the files; a union of models would need its tag.
+        return _unknown_in(models[0], value, where) if len(models) == 1 else []
+    if origin is list and isinstance(value, list):
+        (item,) = get_args(annotation)
+        return [p for i, v in enumerate(value) for p in _unknown_in(item, v, f"{where}.{i}")]
+    if origin is dict and isinstance(value, dict):
+        _, item = get_args(annotation)
+        return [p for k, v in value.items() for p in _unknown_in(item, v, f"{where}.{k}")]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return unknown_keys(annotation, value, where)
+    return []
+
+
+def unknown_keys(
+    model: type[BaseModel], data: object, where: str = ""
+) -> list[tuple[str, object, str]]:
+    """Every key of a file's table `data` that `model` (and the models within it) has no field
+    for, as ConfigError problems naming its dotted path: `maks_age = 40` would leave max_age at its
+    default unnoticed. Checked when a file is read, not by the models, so that recorded inputs
+    keep decoding whatever they carry."""
+    if not isinstance(data, dict):
+        return []  # not a table: the model's own validation says so
+    problems: list[tuple[str, object, str]] = []
+    fields = model.model_fields
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key in fields:
+            problems.extend(_unknown_in(fields[key].annotation, value, path))
+            continue
+        close = difflib.get_close_matches(str(key), list(fields), n=1)
+        hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(fields)}"
+        problems.append((path, _as_written(value), "unknown key" + hint))
+    return problems
+
+
 def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConfig:
     """Validate a parsed round document; raise ConfigError naming each bad field."""
     try:
@@ -748,20 +795,54 @@ def parse_round_config(data: dict, source: Path | str = "<memory>") -> RoundConf
         raise ConfigError(source, problems) from None
 
 
-def load_round_config(path: Path | str) -> RoundConfig:
-    """Read and validate a round configuration file (TOML)."""
-    path = Path(path)
+def parse_toml(raw: bytes, path: Path | str) -> dict:
+    """A round or national file's TOML, or ConfigError saying why not. A byte-order mark is
+    refused rather than skipped: the file is recorded as written, and read again from there."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(
+            path,
+            [
+                (
+                    "(file)",
+                    str(path),
+                    "starts with a byte-order mark (saved as 'UTF-8 with BOM'), which TOML does "
+                    "not allow: save it as UTF-8 without one",
+                )
+            ],
+        )
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def read_config_file(path: Path, model: type[Model], parse: Callable[[dict, Path], Model]) -> Model:
+    """A round or national file read with `parse`, or one ConfigError naming every key of it
+    that `model` does not know (unknown_keys) and every bad field."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
         ) from None
+    data = parse_toml(raw, path)
+    unknown = unknown_keys(model, data)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [("(syntax)", _MISSING, str(exc))]) from None
-    config = parse_round_config(data, path)
+        config = parse(data, path)
+    except ConfigError as exc:
+        raise ConfigError(path, unknown + exc.problems) from None
+    if unknown:
+        raise ConfigError(path, unknown)
+    return config
+
+
+def load_round_config(path: Path | str) -> RoundConfig:
+    """Read and validate a round configuration file (TOML): a key it does not know is refused."""
+    path = Path(path)
+    config = read_config_file(path, RoundConfig, parse_round_config)
     short = registration_too_short(config)
     if short is not None:
         raise ConfigError(path, [short])

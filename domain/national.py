@@ -11,7 +11,6 @@ registration claims the NIK's national pseudonym (`ClaimStart`) before the insta
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +24,7 @@ from domain.config import (
     Schedule,
     Window,
     _as_written,
+    read_config_file,
 )
 from domain.protocol import Activity, Query, Update, Workflow
 
@@ -102,17 +102,8 @@ def parse_national_config(data: dict, source: Path | str = "<memory>") -> Nation
 
 
 def load_national_config(path: Path | str) -> NationalConfig:
-    """Read and validate a national round file (TOML)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [("(syntax)", "<missing>", str(exc))]) from None
-    return parse_national_config(data, path)
+    """Read and validate a national round file (TOML): a key it does not know is refused."""
+    return read_config_file(Path(path), NationalConfig, parse_national_config)
 
 
 # --- messages ------------------------------------------------------------------------------------

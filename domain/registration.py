@@ -54,6 +54,33 @@ def normalise_nik(raw: str) -> str:
     return nik
 
 
+# Unicode categories that are not text one reads: controls (NUL, newline, ESC), format
+# characters (the bidi overrides U+202A-U+202E and isolates U+2066-U+2069 that make a name read
+# backwards, zero-width ones), surrogates, private use, unassigned, line and paragraph
+# separators. PostgreSQL refuses NUL in text; the others hide or rearrange what a console, an
+# errors file or an announcement shows. Spaces, the no-break one too, are text.
+_NOT_TEXT = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+_UNNAMED = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate: bytes that were not UTF-8",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+}
+
+
+def unprintable(text: str) -> str | None:
+    """Why `text` is not printable text (naming the first offending character by its position
+    and code point, never the text around it), or None when it is."""
+    for position, char in enumerate(text, start=1):
+        if unicodedata.category(char) in _NOT_TEXT:
+            name = unicodedata.name(char, "") or _UNNAMED.get(unicodedata.category(char), "")
+            return (
+                f"character {position} is U+{ord(char):04X} ({name}), which is not printable "
+                "text: remove it and export again"
+            )
+    return None
+
+
 class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
     """What an applicant submits when registering (an SSCASN export row).
 
@@ -79,6 +106,15 @@ class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
     def _one_form(cls, nik: str) -> str:
         # One stored form, so two spellings of one NIK can never be two applicants.
         return normalise_nik(nik)
+
+    @field_validator("name", "education_level", "major", "formasi_code")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        # The message names the character, not the text: a name stays out of errors and logs.
+        problem = unprintable(text)
+        if problem is not None:
+            raise ValueError(problem)
+        return text
 
 
 class Refusal(BaseModel, frozen=True):

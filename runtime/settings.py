@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +38,13 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="CASN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CASN_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # pydantic's own message would repeat the value: a key's first characters among them.
+        # describe_settings_error says which variable, with its value when it is no secret.
+        hide_input_in_errors=True,
     )
 
     temporal_address: str | None = Field(
@@ -260,6 +268,58 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level {value!r} is not one of {sorted(levels)}")
         return value.upper()
 
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(
+                "is a file, not a folder: give the folder the engine keeps its data in"
+            )
+        return value
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        if "://" in value:
+            raise ValueError(
+                "give host:port, without a scheme: e.g. temporal.example.internal:7233"
+            )
+        if any(c.isspace() for c in value):
+            raise ValueError("holds a space: give host:port, e.g. temporal.example.internal:7233")
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or host == "[]":
+            raise ValueError("give host:port, e.g. temporal.example.internal:7233")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"port {port!r} is not a number 1-65535")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        if any(c.isspace() for c in value):
+            raise ValueError("holds a space: give postgresql://user@host:port/database")
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ValueError(
+                f"scheme {parts.scheme or '(none)'!r} is not postgresql: give "
+                "postgresql://user@host:port/database"
+            )
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number 0-65535
+        except ValueError:
+            raise ValueError(
+                "the port is not a number 1-65535: give postgresql://user@host:port/database"
+            ) from None
+        if not parts.hostname and "host" not in parse_qs(parts.query):
+            raise ValueError("names no host: give postgresql://user@host:port/database")
+        if parts.port == 0:
+            raise ValueError("port 0: give postgresql://user@host:port/database")
+        return value
+
     @field_validator("temporal_sqlite_synchronous")
     @classmethod
     def _known_sync(cls, value: str) -> str:
@@ -368,6 +428,47 @@ def _importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a parent package is missing
         return False
+
+
+# Settings whose values are secrets: their errors name the variable, never the value.
+_SECRET = re.compile(r"(_key|_keys|password)$")
+
+
+def _shown(field: str, value: object) -> str:
+    """A setting's value as an error may show it: a key or password not at all, a database URL
+    without its password."""
+    if _SECRET.search(field):
+        return "<hidden>"
+    text = str(value)
+    if field == "database_url":
+        # user:password@host -> user:***@host; whatever stands before the last @ of the
+        # authority is credentials.
+        text = re.sub(r"^([^:/]*://[^:@/]*):[^@/]*@", r"\1:***@", text)
+    return repr(text)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """A settings ValidationError as one line per problem, `CASN_<FIELD>=<value>: <message>`,
+    never the value of a key or password (for every entry point: starter.py, audit.py,
+    worker.py, serve.py)."""
+    lines = []
+    for err in exc.errors():
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings: its message names them
+            lines.append(message)
+            continue
+        field = str(err["loc"][0])
+        variable = f"CASN_{field.upper()}"
+        if err["type"] == "missing":
+            lines.append(f"{variable}: {message}")
+        else:
+            lines.append(f"{variable}={_shown(field, err.get('input'))}: {message}")
+    return "\n".join(lines)
+
+
+def is_settings_error(exc: BaseException) -> bool:
+    """Whether `exc` is the settings' ValidationError (not a message's)."""
+    return isinstance(exc, ValidationError) and exc.title == Settings.__name__
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -21,7 +21,7 @@ def worker_index(name: str | None) -> int:
     """The worker's number in PYTEST_XDIST_WORKER ("gw3" is 3); 0 without xdist."""
     if not name:
         return 0
-    if not (name.startswith("gw") and name[2:].isdigit()):
+    if not (name.startswith("gw") and name[2:].isascii() and name[2:].isdigit()):
         raise ValueError(f"PYTEST_XDIST_WORKER: expected gw<number>, got {name!r}")
     return int(name[2:])
 
@@ -29,7 +29,7 @@ def worker_index(name: str | None) -> int:
 def session_offset(environ: os._Environ[str] | dict[str, str] = os.environ) -> int:
     """This test session's port offset."""
     base = environ.get("CASN_TEST_PORT_OFFSET", "0")
-    if not (base.isdigit() and int(base) < STEP):
+    if not (base.isascii() and base.isdigit() and int(base) < STEP):
         raise ValueError(
             f"CASN_TEST_PORT_OFFSET: expected a whole number from 0 to 99, got {base!r}"
         )

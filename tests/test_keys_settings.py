@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from runtime.app import open_app
 from runtime.keys import MissingKeyError, load_or_create_keys, payload_key_id, pseudonym_key_id
-from runtime.settings import LogFormat, load_settings
+from runtime.settings import LogFormat, describe_settings_error, load_settings
 
 DEPLOYMENT = "temporal.example.internal:7233"
 KEY_VARIABLES = {
@@ -113,3 +117,128 @@ def test_a_logged_keys_object_shows_no_key_material(tmp_path):
 
     material = (keys.payload_key, keys.pseudonym_key, keys.signing_key)
     assert not any(_b64(key) in shown or key.hex() in shown for key in material)
+
+
+# --- settings read from the environment: named, never a key's value -----------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def _command(tmp_path, script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """One command of `script` against a cluster nobody answers at (port 1), with `env` added."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CASN_")},
+        "CASN_DATA_DIR": str(tmp_path / "data"),
+        "CASN_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "CASN_DATABASE_URL": "postgresql://casn:hunter2@127.0.0.1:1/casn",
+        "CASN_PAYLOAD_KEY": KEY,
+        "CASN_PSEUDONYM_KEY": KEY,
+        "CASN_SIGNING_KEY": KEY,
+        "CASN_METRICS_PORT": "0",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("CASN_TEMPORAL_ADDRESS", "http://temporal:7233", "without a scheme"),
+        ("CASN_TEMPORAL_ADDRESS", "temporal", "give host:port"),
+        ("CASN_TEMPORAL_ADDRESS", "temporal:70000", "port '70000' is not a number 1-65535"),
+        ("CASN_TEMPORAL_ADDRESS", "temporal: 7233", "holds a space"),
+        ("CASN_DATABASE_URL", "mysql://casn@db:5432/casn", "scheme 'mysql' is not postgresql"),
+        ("CASN_DATABASE_URL", "postgresql://casn@db:port/casn", "the port is not a number"),
+        ("CASN_DATABASE_URL", "postgresql://casn@:5432/casn", "names no host"),
+    ],
+)
+def test_a_server_address_that_cannot_be_one_is_refused_naming_the_variable(variable, value, said):
+    with pytest.raises(ValidationError) as caught:
+        load_settings(**{variable.removeprefix("CASN_").lower(): value})
+    described = describe_settings_error(caught.value)
+    assert described.startswith(f"{variable}=") and said in described, described
+
+
+def test_addresses_of_every_usual_form_are_taken():
+    settings = load_settings(
+        temporal_address="[::1]:7233", database_url="postgresql:///casn?host=/run/postgresql"
+    )
+    assert settings.temporal_address == "[::1]:7233"
+    assert load_settings(database_url="postgres://casn:pw@db.internal:5432/casn").database_url
+
+
+@pytest.mark.parametrize("script", ["starter.py", "audit.py", "worker.py"])
+def test_a_bad_setting_is_one_line_naming_it_never_a_key_and_exits_2(tmp_path, script):
+    args = {
+        "starter.py": ["status", "R1"],
+        "audit.py": ["trail", "R1", "A1"],
+        "worker.py": ["deliver-notifications", "--once"],
+    }[script]
+    result = _command(
+        tmp_path,
+        script,
+        *args,
+        CASN_QUERY_SECONDS="often",
+        CASN_DATABASE_URL="mysql://casn:hunter2@db/casn",
+        CASN_WORKER_STICKY_RESERVED_WORKFLOW_SLOTS="500",
+    )
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert "bad configuration" in said and "Traceback" not in said
+    assert "CASN_QUERY_SECONDS='often': Input should be a valid number" in said
+    assert "CASN_DATABASE_URL='mysql://casn:***@db/casn': scheme 'mysql'" in said
+    assert "hunter2" not in said and KEY[:8] not in said
+
+
+def test_a_key_s_value_is_never_shown_in_a_settings_error():
+    with pytest.raises(ValidationError) as caught:
+        load_settings(payload_key=12345678, pseudonym_key=None, signing_key=None)
+    assert str(caught.value).count("12345678") == 0
+    assert describe_settings_error(caught.value) == (
+        "CASN_PAYLOAD_KEY=<hidden>: Input should be a valid string"
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("audit.py", ["trail", "R1", "A1"]),
+        ("audit.py", ["check-read-model", "R1"]),
+        ("worker.py", ["deliver-notifications", "--once"]),
+    ],
+)
+def test_a_cluster_that_does_not_answer_stops_the_command_in_one_line(tmp_path, script, args):
+    result = _command(tmp_path, script, *args)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 3, result.stderr
+    assert said.startswith("stopped: ") and "cannot be reached" in said, said
+    assert "Traceback" not in said and "hunter2" not in said
+
+
+def test_a_check_across_settings_shows_its_own_message_not_every_setting(tmp_path):
+    result = _command(
+        tmp_path, "starter.py", "status", "R1", CASN_WORKER_STICKY_RESERVED_WORKFLOW_SLOTS="500"
+    )
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 2, result.stderr
+    assert said.startswith("bad configuration: CASN_WORKER_STICKY_RESERVED_WORKFLOW_SLOTS=500")
+    assert KEY[:8] not in said and "hunter2" not in said
+
+
+def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    a_file = tmp_path / "data"
+    a_file.write_text("x", encoding="utf-8")
+    with pytest.raises(ValidationError) as caught:
+        load_settings(data_dir=a_file)
+    assert describe_settings_error(caught.value) == (
+        f"CASN_DATA_DIR={str(a_file)!r}: is a file, not a folder: give the folder the engine "
+        "keeps its data in"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from rich.table import Table
 from typer.testing import CliRunner
 
@@ -169,3 +170,71 @@ def test_a_dry_run_judges_the_export_by_the_round_files_rules_and_sends_nothing(
     assert not data_dir.exists()  # no stack was started, no key made
     for row in rows:
         assert row["nik"] not in said
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_anything_is_sent(tmp_path):
+    """--errors or --numbers under a file, or where nothing can be created, and a --key that is a
+    directory: exit 2 naming the option, before anything connects; no file or folder left."""
+    export = tmp_path / "sscasn.csv"
+    export.write_text(",".join(REGISTRATION_COLUMNS.all) + "\n", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    base = ["import-registrations", "examples/round-kabupaten.toml", str(export)]
+    fine = str(tmp_path / "new" / "errors.csv")
+    cases = [
+        (["--errors", str(a_file / "e.csv")], "--errors", "is a file, not a folder"),
+        (["--errors", "/proc/casn-errors.csv"], "--errors", "cannot be written"),
+        (
+            ["--errors", fine, "--numbers", "/proc/casn-numbers.csv"],
+            "--numbers",
+            "cannot be written",
+        ),
+        (["--errors", fine, "--key", str(tmp_path)], "--key", "a directory"),
+    ]
+    runner = CliRunner(env={"CASN_TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    for extra, named, why in cases:
+        result = runner.invoke(cli, [*base, *extra])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, (extra, said)
+        assert said.startswith(f"bad input: {named} ") and why in said, said
+        assert "cannot be reached" not in said
+    assert not (tmp_path / "new").exists()
+
+
+def test_keygen_into_a_file_or_where_nothing_can_be_made_is_refused_naming_out(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    for out, why in (
+        (a_file, "is a file; give a directory"),
+        ("/proc/casn-keys", "cannot be written"),
+    ):
+        result = CliRunner().invoke(cli, ["keygen", "sscasn", "--out", str(out)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and said.startswith("bad input: --out ") and why in said, said
+    assert a_file.read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["extend-window", "R1", "registration", "notadate"], "NEW_CLOSES='notadate': not an ISO"),
+        (
+            ["extend-window", "R1", "registration", "2027-08-30T10:00:00"],
+            "NEW_CLOSES='2027-08-30T10:00:00': give the time zone",
+        ),
+        (
+            ["extend-window", "R1", "registraton", "2027-08-30T10:00:00+07:00"],
+            "WINDOW='registraton': not a window; the windows are registration,",
+        ),
+        (["close-window", "R1", "tmt"], "WINDOW='tmt': not a window"),
+        (["move-tmt", "R1", "2028-13-01"], "NEW_TMT='2028-13-01': not a date YYYY-MM-DD"),
+        (["move-tmt", "R1", "20280301"], "NEW_TMT='20280301': not a date YYYY-MM-DD"),
+    ],
+)
+def test_an_operator_command_s_bad_argument_is_named_before_anything_connects(tmp_path, args, said):
+    env = {"CASN_TEMPORAL_ADDRESS": "127.0.0.1:1", "CASN_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner(env=env).invoke(cli, [*args, "--reason", "surat 12", "--as", "panitia"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 2, out
+    assert out.startswith("bad arguments: ") and said in out, out
+    assert not (tmp_path / "data").exists()  # nothing started, no key made

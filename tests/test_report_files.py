@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.csvio import REPORT_KINDS, Row, RowError, parse_report
+from client.csvio import REPORT_KINDS, Row, RowError, parse_registration, parse_report
 
 
 def _row(**cells: str) -> Row:
@@ -118,3 +118,90 @@ def test_a_nik_a_spreadsheet_turned_into_e_notation_is_refused_saying_so():
     assert (refusal.line, refusal.field) == (4, "nik")
     assert "E notation" in refusal.reason and "format the nik column as text" in refusal.reason
     assert refusal.value != "3,27301E+15"  # masked, as every NIK in a refusal
+
+
+def test_an_unclosed_quote_refuses_the_record_it_makes_at_its_first_line_and_the_rest_is_read(
+    tmp_path,
+):
+    """A stray quote made one record of lines 2 and 3: one applicant's NIK with the next one's
+    cells, the second applicant gone. Refused, naming both lines; the rows after it are read,
+    each at its own line (the numbers file is joined to the export by line)."""
+    from client.csvio import REGISTRATION_COLUMNS, open_rows
+
+    row = "32730117059800{:02d},{},1998-05-17,L,S1,Teknik Informatika,3.2,F1\n"
+    path = tmp_path / "sscasn.csv"
+    path.write_text(
+        ",".join(REGISTRATION_COLUMNS.required)
+        + "\n"
+        + row.format(1, '"Ucok Satu')
+        + row.format(2, 'Dua"')
+        + row.format(3, "Tiga")
+        + row.format(4, "Empat"),
+        encoding="utf-8",
+    )
+    merged, third, fourth = list(open_rows(path, REGISTRATION_COLUMNS))
+    with pytest.raises(RowError) as caught:
+        parse_registration(merged)
+    [refusal] = caught.value.refusals
+    assert refusal.line == 2 and "spans lines 2–3: an unclosed quote?" in refusal.reason
+    assert (third.line, third.cells["name"]) == (4, "Tiga")
+    assert (fourth.line, fourth.cells["name"]) == (5, "Empat")
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        ("report_id,applicant_id,findings,findings", "repeated column(s) findings"),
+        ("report_id,applicant_id,findings,", "a column with no name at position 4"),
+    ],
+)
+def test_a_header_with_a_column_twice_or_unnamed_stops_the_file(tmp_path, header, problem):
+    from client.csvio import CsvFileError, open_rows
+
+    path = tmp_path / "admin.csv"
+    path.write_text(header + "\nr1,A1,ijazah:buram,\n", encoding="utf-8")
+    with pytest.raises(CsvFileError) as caught:
+        open_rows(path, REPORT_KINDS["admin"].columns)
+    assert problem in str(caught.value)
+
+
+def _national_list(tmp_path, text: str):
+    from client.sanctions import NationalListError, read_national_list
+
+    path = tmp_path / "list.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(NationalListError) as caught:
+        read_national_list(path)
+    return [(p.line, p.reason) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "nik,rounds,reason,source,nik\n3273011705980001,2,r,BKN,3273011705980002\n",
+            [(1, "repeated column(s) nik")],
+        ),
+        (
+            "nik,rounds,reason,source,\n3273011705980001,2,r,BKN,\n",
+            [(1, "a column with no name at position 5 (a trailing comma?)")],
+        ),
+        (
+            'nik,rounds,reason,source\n3273011705980001,2,"r,BKN\n3273011705980002,2,r",BKN\n'
+            "3273011705980003,2,r,BKN\n",
+            [(2, "one record spans lines 2–3: an unclosed quote?")],
+        ),
+        (
+            "nik,rounds,reason,source\n3273011705980001,2," + "x" * 140_000 + ",BKN\n",
+            [(2, "not readable as CSV: field larger than field limit (131072)")],
+        ),
+    ],
+    ids=["repeated", "unnamed", "unclosed-quote", "huge-field"],
+)
+def test_a_national_list_s_bad_header_or_record_is_named_and_nothing_imported(
+    tmp_path, text, expected
+):
+    problems = _national_list(tmp_path, text)
+    assert len(problems) == len(expected)
+    for (line, reason), (expected_line, why) in zip(problems, expected, strict=True):
+        assert line == expected_line and reason.startswith(why), reason

@@ -19,7 +19,7 @@ def test_workers_run_modules_whole():
     assert run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": " 5 "}))[-4:-2] == ["-n", "5"]
 
 
-@pytest.mark.parametrize("given", ["0", "9", "-2", "three", "2.5"])
+@pytest.mark.parametrize("given", ["0", "9", "-2", "three", "2.5", "²", "３", "٣"])
 def test_a_bad_worker_count_stops_naming_the_setting_and_value(given):
     with pytest.raises(SystemExit) as stopped:
         run.suite_workers({"CASN_TEST_WORKERS": given})
@@ -59,6 +59,14 @@ def test_each_worker_has_ports_of_its_own():
         (
             {"CASN_TEST_PORT_OFFSET": "1000"},
             "CASN_TEST_PORT_OFFSET: expected a whole number from 0 to 99, got '1000'",
+        ),
+        (
+            {"CASN_TEST_PORT_OFFSET": "²"},
+            "CASN_TEST_PORT_OFFSET: expected a whole number from 0 to 99, got '²'",
+        ),
+        (
+            {"PYTEST_XDIST_WORKER": "gw²"},
+            "PYTEST_XDIST_WORKER: expected gw<number>, got 'gw²'",
         ),
         (
             {"PYTEST_XDIST_WORKER": "worker-1"},

@@ -559,3 +559,39 @@ def test_parse_names_the_source_given():
     with pytest.raises(ConfigError) as err:
         parse_round_config({}, "from-api")
     assert str(err.value).startswith("from-api: ")
+
+
+def test_a_misspelt_key_in_a_round_file_is_refused_by_its_dotted_path_every_one_of_them(tmp_path):
+    path = write_variant(
+        tmp_path,
+        "max_age = 40          # specialist doctors may apply up to 40\n",
+        "maks_age = 40\n",
+    )
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("[integration]", "[integraton]").replace("floor = 40", "flor = 40")
+    path.write_text(text.replace("cut_multiplier = 3", "cut_multiplyer = 3"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    problems = {field: problem for field, _, problem in err.value.problems}
+    assert set(problems) == {
+        "formasi.4.maks_age",
+        "skd.cut_multiplyer",
+        "skb.components.1.flor",
+        "integraton",
+    }
+    assert problems["formasi.4.maks_age"] == "unknown key; did you mean max_age?"
+
+
+def test_a_recorded_round_document_with_a_key_it_no_longer_knows_still_decodes():
+    # A workflow re-reads its recorded start input with parse_round_config: it stays lenient.
+    document = load_round_config(EXAMPLE).model_dump(mode="json")
+    document["formasi"][0]["retired_field"] = 1
+    assert parse_round_config(document).formasi[0].code == document["formasi"][0]["code"]
+
+
+def test_a_round_file_saved_with_a_byte_order_mark_is_refused_saying_so(tmp_path):
+    path = tmp_path / "round.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.read_bytes())
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    assert "starts with a byte-order mark" in str(err.value)

@@ -114,3 +114,24 @@ def test_the_register_at_its_largest_stays_under_256_kib():
         rounds=rounds,
     )
     assert len(canonical_json(state).encode()) < 256 * 1024
+
+
+def test_a_misspelt_key_in_a_national_file_is_refused_by_its_dotted_path(tmp_path):
+    text = (EXAMPLES / "national-2027.toml").read_text(encoding="utf-8")
+    text = text.replace("readers = ", "raeders = ")
+    path = tmp_path / "national.toml"
+    path.write_text(text.replace("[schedule.administration]", "[schedule.adminstration]"))
+    with pytest.raises(ConfigError) as caught:
+        load_national_config(path)
+    fields = [field for field, _, _ in caught.value.problems]
+    assert fields == ["raeders", "schedule.adminstration"]
+    # The same document handed to the workflow (its recorded start input) still decodes.
+    assert parse_national_config(_national(registration=(0, 20), skd=(45, 80)) | {"x": 1})
+
+
+def test_a_national_file_saved_with_a_byte_order_mark_is_refused_saying_so(tmp_path):
+    path = tmp_path / "national.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (EXAMPLES / "national-2027.toml").read_bytes())
+    with pytest.raises(ConfigError) as caught:
+        load_national_config(path)
+    assert "starts with a byte-order mark" in str(caught.value)

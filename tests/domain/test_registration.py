@@ -168,6 +168,36 @@ def test_a_refused_nik_is_shown_masked_never_whole(submitted):
     assert "****" in message
 
 
+@pytest.mark.parametrize(
+    ("field", "text", "character"),
+    [
+        ("name", "Budi\x00Santoso", "U+0000"),
+        ("name", "Budi\nSantoso", "U+000A"),
+        ("name", "Budi\rSantoso", "U+000D"),
+        ("name", "Budi \x1b[31mSantoso", "U+001B"),
+        ("name", "Budi \u202eosotnaS", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("name", "Budi \u2066Santoso", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+        ("major", "Teknik\tInformatika", "U+0009"),
+        ("education_level", "S1\u200b", "U+200B (ZERO WIDTH SPACE)"),
+        ("formasi_code", "PK-AP\u2028", "U+2028"),
+    ],
+)
+def test_text_that_is_not_printable_is_refused_naming_the_field_and_character_not_the_text(
+    field, text, character
+):
+    with pytest.raises(ValidationError) as err:
+        registration(**{field: text})
+    [problem] = err.value.errors()
+    assert problem["loc"] == (field,)
+    assert character in problem["msg"] and "not printable" in problem["msg"]
+    assert "Budi" not in problem["msg"] and "Budi" not in str(err.value)
+
+
+def test_a_name_with_a_no_break_space_or_letters_of_any_script_is_text():
+    assert registration(name="Budi\u00a0Santoso").name == "Budi\u00a0Santoso"
+    assert registration(name="Ni Luh Putu Ayu Ṣāliḥah").name == "Ni Luh Putu Ayu Ṣāliḥah"
+
+
 def test_a_mask_keeps_the_first_and_last_four_only():
     assert mask_nik(NIK) == "3273********0001"
 

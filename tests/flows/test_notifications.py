@@ -30,7 +30,7 @@ from domain.messages import (
 )
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
-from runtime.settings import load_settings
+from runtime.settings import describe_settings_error, load_settings
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
     OPERATOR,
@@ -292,7 +292,7 @@ async def test_the_notification_language_setting_is_validated(monkeypatch):
     monkeypatch.setenv("CASN_NOTIFICATION_LANGUAGE", "jv")
     with pytest.raises(ValidationError) as refused:
         load_settings()
-    assert "notification_language" in str(refused.value) and "jv" in str(refused.value)
+    assert describe_settings_error(refused.value).startswith("CASN_NOTIFICATION_LANGUAGE='jv': ")
     monkeypatch.setenv("CASN_NOTIFICATION_LANGUAGE", "en")
     assert load_settings().notification_language == "en"
 
