@@ -154,7 +154,7 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
             port=settings.http_port,
             log_config=None,
             access_log=False,
-            proxy_headers=False,
+            proxy_headers=False,  # the portal finds the client itself: gateway/clients.py
             server_header=False,
             timeout_graceful_shutdown=10,
         )
@@ -227,13 +227,15 @@ def main(
     ] = False,
 ) -> None:
     """Run the gateway until Ctrl-C or SIGTERM."""
+    from pydantic import ValidationError
+
     from gateway.deps import GatewayConfigError
     from runtime.keys import InvalidKeyError
     from runtime.transport import TransportError
 
     try:
         code = asyncio.run(serve(with_worker, sample_round, with_codec))
-    except (GatewayConfigError, InvalidKeyError, TransportError) as exc:
+    except (GatewayConfigError, InvalidKeyError, TransportError, ValidationError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         code = 2
     except (OSError, RuntimeError) as exc:

@@ -262,6 +262,7 @@ async def open_gateway(ctx) -> Gateway:
         "gateway ready",
         api_identities=len(set(api_keys.by_digest.values())),
         portal_signs=portal_signer is not None,
+        trusted_proxies=settings.gateway_trusted_proxies or "none",
     )
     return Gateway(
         settings=settings,

@@ -12,6 +12,8 @@ NIK, a name or a password.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import math
 import re
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ from gateway.accounts import (
     new_browser_id,
     report_id_for,
 )
+from gateway.clients import Network, client_address, rate_key
 from gateway.deps import Gateway, gateway
 from gateway.limits import RateLimiter
 from runtime.logs import get_logger
@@ -93,6 +96,11 @@ REGISTRATION_FIELDS = (
     "citizen",
 )
 LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
+# Failed logins per account (round and registration number), from any address: ten, then one
+# every six minutes. Rotating addresses buys an attacker nothing against one account; the price
+# is that someone who knows a number (announcements print them) can keep its login slow.
+ACCOUNT_FAILURES_BURST = 10
+ACCOUNT_FAILURES_PER_MINUTE = 10 / 60
 _TO_STATUS = ("/status", "Kembali ke status")
 
 
@@ -101,12 +109,15 @@ _TO_STATUS = ("/status", "Kembali ke status")
 
 @dataclass
 class Portal:
-    """What the portal keeps per app: accounts and sessions, form tokens, rate limiters."""
+    """What the portal keeps per app: accounts and sessions, form tokens, rate limiters, and the
+    balancers whose X-Forwarded-For it believes."""
 
     accounts: Accounts
     tokens: FormTokens
     register_limit: RateLimiter
     login_limit: RateLimiter
+    account_limit: RateLimiter
+    trusted_proxies: tuple[Network, ...]
 
     @classmethod
     def of(cls, gw: Gateway) -> Portal:
@@ -118,6 +129,8 @@ class Portal:
             tokens=FormTokens.derived_from(gw.api.pseudonym_key),
             register_limit=RateLimiter(per_minute),
             login_limit=RateLimiter(per_minute),
+            account_limit=RateLimiter(ACCOUNT_FAILURES_PER_MINUTE, burst=ACCOUNT_FAILURES_BURST),
+            trusted_proxies=gw.settings.trusted_proxy_networks,
         )
 
 
@@ -162,8 +175,18 @@ class Visit:
 
     @property
     def client_key(self) -> str:
-        """The client address the rate limits count by."""
-        return self.request.client.host if self.request.client else "unknown"
+        """What the rate limits count the client by: its address through the trusted balancers
+        (gateway/clients.py), an IPv6 address by its /64."""
+        peer = self.request.client.host if self.request.client else None
+        forwarded = self.request.headers.getlist("x-forwarded-for")
+        return rate_key(client_address(peer, forwarded, self.portal.trusted_proxies))
+
+    @property
+    def source(self) -> str:
+        """A pseudonym of `client_key` for log lines: the same client gives the same one, and
+        the log holds no address."""
+        mac = hmac.new(self.portal.tokens.key, self.client_key.encode(), hashlib.sha256)
+        return mac.hexdigest()[:12]
 
 
 async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
@@ -255,18 +278,24 @@ def unavailable(visit: Visit, subject: str, exc: BaseException) -> HTMLResponse:
     )
 
 
-def limited(visit: Visit, limiter: RateLimiter, what: str) -> HTMLResponse | None:
-    """429 when the client address has sent too many `what` requests this minute."""
-    wait = limiter.retry_after(f"{what}:{visit.client_key}")
+def limited(
+    visit: Visit, limiter: RateLimiter, what: str, key: str | None = None, **logged: str
+) -> HTMLResponse | None:
+    """429 when the client address (or `key`: an account) has sent too many `what` requests
+    this minute; the log line names `logged` (a registration number at most, never a NIK)."""
+    wait = limiter.retry_after(key or f"{what}:{visit.client_key}")
     if wait <= 0:
         return None
     seconds = max(1, math.ceil(wait))
-    log.warning("rate limited", what=what, retry_after=seconds)
+    log.warning("rate limited", what=what, retry_after=seconds, source=visit.source, **logged)
     return message(
         visit,
         429,
         "Terlalu banyak permintaan",
-        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik.",
+        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik."
+        if key is None
+        else "Terlalu banyak percobaan masuk yang gagal untuk akun ini. Silakan coba lagi dalam "
+        f"{seconds} detik.",
         headers={"Retry-After": str(seconds)},
     )
 
@@ -639,13 +668,14 @@ def _is_repeat_nik(refusals: list[Refusal]) -> bool:
 
 @router.post("/daftar", response_class=HTMLResponse)
 async def register(request: Request, v: Visit = Depends(visit)) -> Response:
-    """Register: the journey checks eligibility and starts; the account is made with it."""
-    if (slow := limited(v, v.portal.register_limit, "daftar")) is not None:
-        return slow
+    """Register: the journey checks eligibility and starts; the account is made with it. A form
+    without its valid token spends no allowance (login's docstring says why)."""
     form = await request.form()
     round_id = str(form.get("round", ""))
     if v.nonce(form, "daftar") is None:
         return forbidden(v)
+    if (slow := limited(v, v.portal.register_limit, "daftar")) is not None:
+        return slow
     found = await _round(v, round_id)
     if isinstance(found, HTMLResponse):
         return found
@@ -784,12 +814,14 @@ def _applicant_id(v: Visit, round_id: str, number: str) -> str | None:
 
 @router.post("/masuk", response_class=HTMLResponse)
 async def login(request: Request, v: Visit = Depends(visit)) -> Response:
-    """Log in; the same answer for an unknown number and a wrong password."""
-    if (slow := limited(v, v.portal.login_limit, "masuk")) is not None:
-        return slow
+    """Log in; the same answer for an unknown number and a wrong password. Limited per client
+    address and, for failures, per account; a form without its token costs no allowance (it
+    costs the gateway no more than a page), so nobody spends the applicants' by sending none."""
     form = await request.form()
     if v.nonce(form, "masuk") is None:
         return forbidden(v)
+    if (slow := limited(v, v.portal.login_limit, "masuk")) is not None:
+        return slow
     round_id = str(form.get("round", ""))
     number = str(form.get("number", ""))[:64]
     password = str(form.get("password", ""))[: MAX_PASSWORD + 1]
@@ -797,11 +829,24 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         return await _login_form(v, "", "", "Pilih seleksi.", 422)
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
+    account = f"masuk-akun:{round_id}/{applicant_id}"
+    if applicant_id is not None and (
+        slow := limited(
+            v,
+            v.portal.account_limit,
+            "masuk-akun",
+            account,
+            round_id=round_id,
+            applicant_id=applicant_id,
+        )
+    ):
+        return slow
     if applicant_id is None or not await v.portal.accounts.check_password(
         round_id, applicant_id, password
     ):
-        log.info("login refused", round_id=round_id)
+        log.info("login refused", round_id=round_id, applicant_id=applicant_id)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
+    v.portal.account_limit.refund(account)  # only failures count
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
     log.info("login", round_id=round_id, applicant_id=applicant_id)
     response = RedirectResponse("/status", 303)
