@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from client.api import RefusedError, UnknownError, applicant_id_for
+from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
 from client.status import ApplicantView, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
@@ -424,6 +424,21 @@ def _registration_form(
     )
 
 
+def _registration_closed(
+    v: Visit, config: RoundConfig, state: RoundState, status: int = 200
+) -> HTMLResponse:
+    """The page saying when the round takes registrations, with the way to log in."""
+    window = state.schedule.registration
+    return message(
+        v,
+        status,
+        "Pendaftaran tidak dibuka",
+        f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
+        kind="notice",
+        back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
+    )
+
+
 @router.get("/daftar", response_class=HTMLResponse)
 async def registration_page(round: str = "", v: Visit = Depends(visit)) -> Response:
     """The registration form of a round, while its registration is open."""
@@ -434,15 +449,7 @@ async def registration_page(round: str = "", v: Visit = Depends(visit)) -> Respo
         return found
     config, state = found
     if not _registration_open(state, datetime.now(UTC)):
-        window = state.schedule.registration
-        return message(
-            v,
-            200,
-            "Pendaftaran tidak dibuka",
-            f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
-            kind="notice",
-            back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
-        )
+        return _registration_closed(v, config, state)
     return _registration_form(v, config, state, {"citizen": "ya", "category": "umum"}, {})
 
 
@@ -668,8 +675,13 @@ def _is_repeat_nik(refusals: list[Refusal]) -> bool:
 
 @router.post("/daftar", response_class=HTMLResponse)
 async def register(request: Request, v: Visit = Depends(visit)) -> Response:
-    """Register: the journey checks eligibility and starts; the account is made with it. A form
-    without its valid token spends no allowance (login's docstring says why)."""
+    """Register: the journey checks eligibility and starts; the account is made with it.
+
+    Whether a NIK has registered is said only to a form the round would otherwise take, while
+    its registration is open: the form is judged by the round's rules here first, before the
+    NIK's account is looked at, so a form made up around someone's NIK learns nothing. Anyone
+    can still make up a form the rules take (the birth date and gender are in the NIK): such
+    answers are logged with the registration number, and the address's allowance bounds them."""
     form = await request.form()
     round_id = str(form.get("round", ""))
     if v.nonce(form, "daftar") is None:
@@ -680,6 +692,9 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     if isinstance(found, HTMLResponse):
         return found
     config, state = found
+    now = datetime.now(UTC)
+    if not _registration_open(state, now):
+        return _registration_closed(v, config, state, 409)
     values = {f: str(form.get(f, "")).strip() for f in REGISTRATION_FIELDS}
     values["citizen"] = "ya" if form.get("citizen") == "ya" else "tidak"
     password, again = str(form.get("password", "")), str(form.get("password_again", ""))
@@ -700,6 +715,10 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         errors.setdefault(field, []).extend(texts)
     if errors or reg is None:
         return _registration_form(v, config, state, values, errors, 422)
+    refusals = registration_refusals(config, reg, now, state.schedule.registration.closes)
+    if refusals:
+        log.info("registration refused", round_id=round_id, reasons=len(refusals))
+        return _registration_form(v, config, state, values, _refusal_errors(refusals), 422)
     if v.gw.portal is None:
         return message(
             v,
@@ -711,7 +730,13 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     accounts = v.portal.accounts
 
     def already(status: int = 409) -> HTMLResponse:
-        log.info("registration refused: NIK already registered", round_id=round_id)
+        # Logged so that a sweep of NIKs shows: many of these, from one source.
+        log.warning(
+            "registration refused: NIK already registered",
+            round_id=round_id,
+            applicant_id=applicant_id,
+            source=v.source,
+        )
         return _registration_form(
             v,
             config,

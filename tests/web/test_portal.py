@@ -379,6 +379,72 @@ async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouc
     assert twice.status_code == 200 and registration_number(twice.text) == number
 
 
+async def test_whether_a_nik_registered_is_said_only_to_a_form_the_round_would_take(
+    browser, operator_api, gateway_state, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-oracle")
+    victim = registration(5, "F1")
+    number = registration_number(
+        (await submit_registration(browser, round_id, form_of(victim))).text
+    )
+    fresh = registration(6, "F1")
+
+    async def probe(prober, reg: Registration, **changes) -> httpx.Response:
+        made_up = reg.model_copy(update={"name": "Coba Coba", **changes})
+        return await submit_registration(
+            prober, round_id, form_of(made_up, password="probe-pass-1")
+        )
+
+    async with client_for(gateway_state, ("198.51.100.30", 1)) as prober:
+        # A form the rules refuse (a birth date the NIK does not hold) is refused alike whether
+        # the NIK registered or not, and nothing is made.
+        answers = [await probe(prober, r, birth_date=date(2001, 1, 1)) for r in (victim, fresh)]
+        for r in answers:
+            assert r.status_code == 422, text_of(r.text)
+            assert "sudah terdaftar" not in text_of(r.text)
+        assert field_errors(answers[0].text) == field_errors(answers[1].text)
+        assert [r["applicant_id"] for r in await portal_rows(gateway_state.pool, round_id)] == [
+            number,
+            number,
+        ]
+        # A form the round would take: told, and logged by registration number, never the NIK.
+        with structlog.testing.capture_logs() as logs:
+            told = await probe(prober, victim)
+        assert told.status_code == 409 and "NIK ini sudah terdaftar" in text_of(told.text)
+        [line] = [e for e in logs if e["event"] == "registration refused: NIK already registered"]
+        assert (line["round_id"], line["applicant_id"], line["log_level"]) == (
+            round_id,
+            number,
+            "warning",
+        )
+        assert len(line["source"]) == 12  # the client's pseudonym, not its address
+        assert victim.nik not in repr(logs) and "198.51.100.30" not in repr(logs)
+
+        # Once registration has closed, the same form is told that, and no more.
+        page = await prober.get("/daftar", params={"round": round_id})
+        [token] = tokens(page.text)["/daftar"]
+        await operator_api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{round_id}",
+                reported_by=OPERATOR,
+                window="registration",
+                reason="kuota terpenuhi",
+            ),
+        )
+        late = await prober.post(
+            "/daftar",
+            data={
+                **form_of(victim, password="probe-pass-1"),
+                "round": round_id,
+                "csrf_token": token,
+            },
+        )
+        assert late.status_code == 409, text_of(late.text)
+        assert "Pendaftaran tidak dibuka" in text_of(late.text)
+        assert "sudah terdaftar" not in text_of(late.text)
+
+
 # --- login, sessions, cookies -----------------------------------------------------------------
 
 
