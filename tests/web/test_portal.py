@@ -963,3 +963,50 @@ async def test_failed_logins_to_one_account_are_limited_from_any_address_and_log
     assert reg.nik not in repr(logs)
     # Another account is not held back.
     assert (await attempt(201, "AAAAAAAAAAAAAAAA", "guess-0")).status_code == 401
+
+
+# --- headers --------------------------------------------------------------------------------------
+
+FRAMING = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+async def test_no_page_can_be_framed_and_no_page_with_a_session_or_a_form_is_cached(
+    browser, operator_api, gateway_state, http, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-headers")
+    pages = {
+        "login": await browser.get("/masuk", params={"round": round_id}),
+        "form": await browser.get("/daftar", params={"round": round_id}),
+        "registered": await submit_registration(browser, round_id, form_of(registration(22, "F1"))),
+        "status": await browser.get("/status"),
+        "withdrawal": await browser.get("/mundur"),
+        "front": await browser.get("/"),
+        "api": await http.get(f"/api/v1/rounds/{round_id}", headers=auth(OPERATOR)),
+    }
+    for name, r in pages.items():
+        assert r.status_code < 300, (name, r.status_code)
+        assert FRAMING.items() <= r.headers.items(), name
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], name
+        assert r.headers["cache-control"] == "no-store", name
+    # Announcements and the style sheet are the same for everyone: caches may keep them.
+    for path in ("/pengumuman", "/static/site.css"):
+        r = await browser.get(path)
+        assert FRAMING.items() <= r.headers.items(), path
+        assert "cache-control" not in r.headers, path
+
+
+async def test_the_pages_policy_allows_their_own_style_sheet_and_nothing_inline(browser):
+    from gateway.deps import TEMPLATES
+
+    policy = (await browser.get("/masuk")).headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "style-src 'self'" in policy
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"<script|<style|\sstyle=|\son[a-z]+=", text), template
+    # The OpenAPI page loads Swagger UI from its CDN: only framing is refused there.
+    docs = await browser.get("/api/docs")
+    assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
