@@ -154,7 +154,7 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
             port=settings.http_port,
             log_config=None,
             access_log=False,
-            proxy_headers=False,
+            proxy_headers=False,  # the portal finds the client itself: gateway/clients.py
             server_header=False,
             timeout_graceful_shutdown=10,
         )
@@ -227,14 +227,19 @@ def main(
     ] = False,
 ) -> None:
     """Run the gateway until Ctrl-C or SIGTERM."""
+    from pydantic import ValidationError
+
     from gateway.deps import GatewayConfigError
     from runtime.keys import InvalidKeyError
+    from runtime.settings import describe_settings_error, is_settings_error
     from runtime.transport import TransportError
 
     try:
         code = asyncio.run(serve(with_worker, sample_round, with_codec))
-    except (GatewayConfigError, InvalidKeyError, TransportError) as exc:
-        print(f"bad configuration: {exc}", file=sys.stderr)
+    except (GatewayConfigError, InvalidKeyError, TransportError, ValidationError) as exc:
+        # A settings error names each variable and hides keys and passwords.
+        text = describe_settings_error(exc) if is_settings_error(exc) else str(exc)
+        print(f"bad configuration: {text}", file=sys.stderr)
         code = 2
     except (OSError, RuntimeError) as exc:
         print(f"stopped: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -106,6 +106,29 @@ def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:
     return base64.b32encode(digest[:10]).decode().rstrip("=")
 
 
+def registration_refusals(
+    config: RoundConfig, reg: Registration, now: datetime, closes: datetime | None = None
+) -> list[Refusal]:
+    """Every reason the round's own rules refuse `reg` at `now`, as far as they are judged
+    without the engine or the read model: the registration rules (domain/registration.py) on
+    the day in the round's time zone, and the window (until `closes`, the schedule in force,
+    when given). The sanctions register and a national round's claim come after."""
+    opens = config.schedule.registration.opens
+    closes = closes or config.schedule.registration.closes
+    formasi = config.formasi_by_code(reg.formasi_code)
+    applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
+    refusals = check_registration(reg, formasi, applied_on)
+    if not opens <= now < closes:
+        refusals.append(
+            Refusal(
+                field="registered_at",
+                value=now.isoformat(),
+                reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}",
+            )
+        )
+    return refusals
+
+
 def registration_digest(reg: Registration) -> str:
     """The digest of a registration's content, to tell a repeat from a different person's data."""
     return canonical_digest(reg)
@@ -336,19 +359,9 @@ class RecruitmentApi:
         in the signed start."""
         await self.check_round_keys(config.round_id)
         now = now or datetime.now(UTC)
-        opens = config.schedule.registration.opens
-        closes = schedule_closes or config.schedule.registration.closes
         formasi = config.formasi_by_code(reg.formasi_code)
         applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
-        refusals = check_registration(reg, formasi, applied_on)
-        if not opens <= now < closes:
-            refusals.append(
-                Refusal(
-                    field="registered_at",
-                    value=now.isoformat(),
-                    reason=f"registration is open {opens.isoformat()} to {closes.isoformat()}",
-                )
-            )
+        refusals = registration_refusals(config, reg, now, schedule_closes)
         applicant_id = applicant_id_for(self.pseudonym_key, config.round_id, reg.nik)
         subject = sanction_subject(self.pseudonym_key, reg.nik)
         if self.sanctions is not None:

@@ -24,6 +24,7 @@ from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
 from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
+from gateway.headers import SecurityHeaders, add_security_headers
 from gateway.limits import RequestLimits
 from gateway.service_api import READ_MODEL_DOWN
 from runtime.db import open_pool, raised_by_database
@@ -160,11 +161,13 @@ def create_app(gw: Gateway) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         """Whatever no other handler answers: a 500 that carries the request id (the log line
         with the traceback has it too), as problem+json on the API; the portal and the public
-        pages get a page that asks nothing of the database or the engine."""
+        pages get a page that asks nothing of the database or the engine. Starlette answers it
+        outside every middleware, so it gets the security headers here."""
         log.error("unexpected error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
         request_id = getattr(request.state, "request_id", "")
+        response: Response
         if request.url.path.startswith("/api/"):
-            return problems.problem_response(
+            response = problems.problem_response(
                 request,
                 problems.Problem(
                     500,
@@ -173,13 +176,17 @@ def create_app(gw: Gateway) -> FastAPI:
                     "operators if it fails again",
                 ),
             )
-        return plain_page(
-            request,
-            500,
-            "Terjadi kesalahan",
-            "Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat lagi. Jika "
-            f"masalah berlanjut, sampaikan kode permintaan ini kepada panitia: {request_id}.",
-        )
+        else:
+            response = plain_page(
+                request,
+                500,
+                "Terjadi kesalahan",
+                "Permintaan Anda tidak dapat diselesaikan. Silakan coba lagi beberapa saat lagi. "
+                "Jika masalah berlanjut, sampaikan kode permintaan ini kepada panitia: "
+                f"{request_id}.",
+            )
+        add_security_headers(response, request.url.path)
+        return response
 
     app.include_router(service_api.router)
     app.include_router(operator_api.router)
@@ -211,6 +218,7 @@ def create_app(gw: Gateway) -> FastAPI:
         max_body=gw.settings.http_max_body_bytes,
         wider=(batches, gw.settings.http_max_batch_bytes),
     )
+    app.add_middleware(SecurityHeaders)  # the outermost: on every answer, a 413 included
     return app
 
 

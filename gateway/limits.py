@@ -154,16 +154,26 @@ def _loggable_path(path: str) -> str:
 
 
 class RateLimiter:
-    """A token bucket per client key: `per_minute` requests a minute, bursts up to the same.
+    """A token bucket per client key: `per_minute` requests a minute, bursts up to `burst`
+    (the same as `per_minute` unless given).
 
     Per process: with several gateway processes behind a balancer each keeps its own buckets,
     so the effective limit is per process (docs/GATEWAY.md)."""
 
-    def __init__(self, per_minute: int, max_clients: int = 100_000) -> None:
+    def __init__(
+        self, per_minute: float, max_clients: int = 100_000, burst: float | None = None
+    ) -> None:
         self.rate = per_minute / 60.0
-        self.burst = float(per_minute)
+        self.burst = float(per_minute if burst is None else burst)
         self.max_clients = max_clients
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def refund(self, key: str) -> None:
+        """Give back the token a request took (a login that succeeded counts no failure). Taken
+        first and given back after, so concurrent requests cannot all pass one check."""
+        if key in self._buckets:
+            tokens, at = self._buckets[key]
+            self._buckets[key] = (min(self.burst, tokens + 1), at)
 
     def retry_after(self, key: str, now: float | None = None) -> float:
         """0 when the request may go ahead (and takes a token), else seconds to wait."""

@@ -12,6 +12,8 @@ NIK, a name or a password.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import math
 import re
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from client.api import RefusedError, UnknownError, applicant_id_for
+from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
 from client.status import ApplicantView, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
@@ -43,6 +45,7 @@ from gateway.accounts import (
     new_browser_id,
     report_id_for,
 )
+from gateway.clients import Network, client_address, rate_key
 from gateway.deps import Gateway, gateway
 from gateway.limits import RateLimiter
 from runtime.logs import get_logger
@@ -93,6 +96,11 @@ REGISTRATION_FIELDS = (
     "citizen",
 )
 LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
+# Failed logins per account (round and registration number), from any address: ten, then one
+# every six minutes. Rotating addresses buys an attacker nothing against one account; the price
+# is that someone who knows a number (announcements print them) can keep its login slow.
+ACCOUNT_FAILURES_BURST = 10
+ACCOUNT_FAILURES_PER_MINUTE = 10 / 60
 _TO_STATUS = ("/status", "Kembali ke status")
 
 
@@ -101,12 +109,15 @@ _TO_STATUS = ("/status", "Kembali ke status")
 
 @dataclass
 class Portal:
-    """What the portal keeps per app: accounts and sessions, form tokens, rate limiters."""
+    """What the portal keeps per app: accounts and sessions, form tokens, rate limiters, and the
+    balancers whose X-Forwarded-For it believes."""
 
     accounts: Accounts
     tokens: FormTokens
     register_limit: RateLimiter
     login_limit: RateLimiter
+    account_limit: RateLimiter
+    trusted_proxies: tuple[Network, ...]
 
     @classmethod
     def of(cls, gw: Gateway) -> Portal:
@@ -118,6 +129,8 @@ class Portal:
             tokens=FormTokens.derived_from(gw.api.pseudonym_key),
             register_limit=RateLimiter(per_minute),
             login_limit=RateLimiter(per_minute),
+            account_limit=RateLimiter(ACCOUNT_FAILURES_PER_MINUTE, burst=ACCOUNT_FAILURES_BURST),
+            trusted_proxies=gw.settings.trusted_proxy_networks,
         )
 
 
@@ -162,8 +175,18 @@ class Visit:
 
     @property
     def client_key(self) -> str:
-        """The client address the rate limits count by."""
-        return self.request.client.host if self.request.client else "unknown"
+        """What the rate limits count the client by: its address through the trusted balancers
+        (gateway/clients.py), an IPv6 address by its /64."""
+        peer = self.request.client.host if self.request.client else None
+        forwarded = self.request.headers.getlist("x-forwarded-for")
+        return rate_key(client_address(peer, forwarded, self.portal.trusted_proxies))
+
+    @property
+    def source(self) -> str:
+        """A pseudonym of `client_key` for log lines: the same client gives the same one, and
+        the log holds no address."""
+        mac = hmac.new(self.portal.tokens.key, self.client_key.encode(), hashlib.sha256)
+        return mac.hexdigest()[:12]
 
 
 async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
@@ -255,18 +278,24 @@ def unavailable(visit: Visit, subject: str, exc: BaseException) -> HTMLResponse:
     )
 
 
-def limited(visit: Visit, limiter: RateLimiter, what: str) -> HTMLResponse | None:
-    """429 when the client address has sent too many `what` requests this minute."""
-    wait = limiter.retry_after(f"{what}:{visit.client_key}")
+def limited(
+    visit: Visit, limiter: RateLimiter, what: str, key: str | None = None, **logged: str
+) -> HTMLResponse | None:
+    """429 when the client address (or `key`: an account) has sent too many `what` requests
+    this minute; the log line names `logged` (a registration number at most, never a NIK)."""
+    wait = limiter.retry_after(key or f"{what}:{visit.client_key}")
     if wait <= 0:
         return None
     seconds = max(1, math.ceil(wait))
-    log.warning("rate limited", what=what, retry_after=seconds)
+    log.warning("rate limited", what=what, retry_after=seconds, source=visit.source, **logged)
     return message(
         visit,
         429,
         "Terlalu banyak permintaan",
-        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik.",
+        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik."
+        if key is None
+        else "Terlalu banyak percobaan masuk yang gagal untuk akun ini. Silakan coba lagi dalam "
+        f"{seconds} detik.",
         headers={"Retry-After": str(seconds)},
     )
 
@@ -395,6 +424,21 @@ def _registration_form(
     )
 
 
+def _registration_closed(
+    v: Visit, config: RoundConfig, state: RoundState, status: int = 200
+) -> HTMLResponse:
+    """The page saying when the round takes registrations, with the way to log in."""
+    window = state.schedule.registration
+    return message(
+        v,
+        status,
+        "Pendaftaran tidak dibuka",
+        f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
+        kind="notice",
+        back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
+    )
+
+
 @router.get("/daftar", response_class=HTMLResponse)
 async def registration_page(round: str = "", v: Visit = Depends(visit)) -> Response:
     """The registration form of a round, while its registration is open."""
@@ -405,15 +449,7 @@ async def registration_page(round: str = "", v: Visit = Depends(visit)) -> Respo
         return found
     config, state = found
     if not _registration_open(state, datetime.now(UTC)):
-        window = state.schedule.registration
-        return message(
-            v,
-            200,
-            "Pendaftaran tidak dibuka",
-            f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
-            kind="notice",
-            back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
-        )
+        return _registration_closed(v, config, state)
     return _registration_form(v, config, state, {"citizen": "ya", "category": "umum"}, {})
 
 
@@ -639,17 +675,26 @@ def _is_repeat_nik(refusals: list[Refusal]) -> bool:
 
 @router.post("/daftar", response_class=HTMLResponse)
 async def register(request: Request, v: Visit = Depends(visit)) -> Response:
-    """Register: the journey checks eligibility and starts; the account is made with it."""
-    if (slow := limited(v, v.portal.register_limit, "daftar")) is not None:
-        return slow
+    """Register: the journey checks eligibility and starts; the account is made with it.
+
+    Whether a NIK has registered is said only to a form the round would otherwise take, while
+    its registration is open: the form is judged by the round's rules here first, before the
+    NIK's account is looked at, so a form made up around someone's NIK learns nothing. Anyone
+    can still make up a form the rules take (the birth date and gender are in the NIK): such
+    answers are logged with the registration number, and the address's allowance bounds them."""
     form = await request.form()
     round_id = str(form.get("round", ""))
     if v.nonce(form, "daftar") is None:
         return forbidden(v)
+    if (slow := limited(v, v.portal.register_limit, "daftar")) is not None:
+        return slow
     found = await _round(v, round_id)
     if isinstance(found, HTMLResponse):
         return found
     config, state = found
+    now = datetime.now(UTC)
+    if not _registration_open(state, now):
+        return _registration_closed(v, config, state, 409)
     values = {f: str(form.get(f, "")).strip() for f in REGISTRATION_FIELDS}
     values["citizen"] = "ya" if form.get("citizen") == "ya" else "tidak"
     password, again = str(form.get("password", "")), str(form.get("password_again", ""))
@@ -670,6 +715,10 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         errors.setdefault(field, []).extend(texts)
     if errors or reg is None:
         return _registration_form(v, config, state, values, errors, 422)
+    refusals = registration_refusals(config, reg, now, state.schedule.registration.closes)
+    if refusals:
+        log.info("registration refused", round_id=round_id, reasons=len(refusals))
+        return _registration_form(v, config, state, values, _refusal_errors(refusals), 422)
     if v.gw.portal is None:
         return message(
             v,
@@ -681,7 +730,13 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     accounts = v.portal.accounts
 
     def already(status: int = 409) -> HTMLResponse:
-        log.info("registration refused: NIK already registered", round_id=round_id)
+        # Logged so that a sweep of NIKs shows: many of these, from one source.
+        log.warning(
+            "registration refused: NIK already registered",
+            round_id=round_id,
+            applicant_id=applicant_id,
+            source=v.source,
+        )
         return _registration_form(
             v,
             config,
@@ -784,12 +839,14 @@ def _applicant_id(v: Visit, round_id: str, number: str) -> str | None:
 
 @router.post("/masuk", response_class=HTMLResponse)
 async def login(request: Request, v: Visit = Depends(visit)) -> Response:
-    """Log in; the same answer for an unknown number and a wrong password."""
-    if (slow := limited(v, v.portal.login_limit, "masuk")) is not None:
-        return slow
+    """Log in; the same answer for an unknown number and a wrong password. Limited per client
+    address and, for failures, per account; a form without its token costs no allowance (it
+    costs the gateway no more than a page), so nobody spends the applicants' by sending none."""
     form = await request.form()
     if v.nonce(form, "masuk") is None:
         return forbidden(v)
+    if (slow := limited(v, v.portal.login_limit, "masuk")) is not None:
+        return slow
     round_id = str(form.get("round", ""))
     number = str(form.get("number", ""))[:64]
     password = str(form.get("password", ""))[: MAX_PASSWORD + 1]
@@ -797,11 +854,24 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         return await _login_form(v, "", "", "Pilih seleksi.", 422)
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
+    account = f"masuk-akun:{round_id}/{applicant_id}"
+    if applicant_id is not None and (
+        slow := limited(
+            v,
+            v.portal.account_limit,
+            "masuk-akun",
+            account,
+            round_id=round_id,
+            applicant_id=applicant_id,
+        )
+    ):
+        return slow
     if applicant_id is None or not await v.portal.accounts.check_password(
         round_id, applicant_id, password
     ):
-        log.info("login refused", round_id=round_id)
+        log.info("login refused", round_id=round_id, applicant_id=applicant_id)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
+    v.portal.account_limit.refund(account)  # only failures count
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
     log.info("login", round_id=round_id, applicant_id=applicant_id)
     response = RedirectResponse("/status", 303)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
@@ -115,6 +116,12 @@ class Settings(BaseSettings):
     )
     portal_rate_per_minute: int = Field(
         default=20, ge=1, description="registrations and logins per client address per minute"
+    )
+    gateway_trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks (CIDR) of the balancers in front of "
+        "the gateway: from a peer among them, the client is the right-most X-Forwarded-For entry "
+        "outside them; unset = trust none (the client is the TCP peer)",
     )
     lookup_rate_per_minute: int = Field(
         default=60,
@@ -320,6 +327,18 @@ class Settings(BaseSettings):
             raise ValueError("port 0: give postgresql://user@host:port/database")
         return value
 
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        """Every entry an address or a network: a typo is refused by name when the settings are
+        read, rather than trusting nobody (or, worse, too many) from the first request on."""
+        return ",".join(str(n) for n in proxy_networks(value))
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """The balancers CASN_GATEWAY_TRUSTED_PROXIES names (gateway/clients.py)."""
+        return proxy_networks(self.gateway_trusted_proxies)
+
     @field_validator("temporal_sqlite_synchronous")
     @classmethod
     def _known_sync(cls, value: str) -> str:
@@ -420,6 +439,25 @@ class Settings(BaseSettings):
     def embedded_postgres(self) -> bool:
         """True when the project runs its own PostgreSQL."""
         return not self.database_url
+
+
+def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """The networks of a comma-separated list of addresses and CIDR networks; ValueError naming
+    CASN_GATEWAY_TRUSTED_PROXIES and the entry at fault. `*` is refused: trusting every peer
+    would let any client choose the address its requests are counted by."""
+    networks = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry, strict=True))
+        except ValueError as exc:
+            raise ValueError(
+                f"CASN_GATEWAY_TRUSTED_PROXIES={text!r}: {entry!r} is not an IP address or a "
+                f"network ({exc}); list the balancers' addresses or networks, e.g. "
+                "10.0.0.5,10.1.0.0/16,fd00::/64"
+            ) from None
+    return tuple(networks)
 
 
 def _importable(module: str) -> bool:

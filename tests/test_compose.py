@@ -288,6 +288,8 @@ def test_gateway_runs_apart_with_its_secrets_as_files(compose, services):
     assert PYPROJECT["project"]["scripts"][gateway["command"][0]] == "serve:cli"
     assert env["CASN_GATEWAY_API_KEYS_FILE"].startswith("/run/secrets/")
     assert env["CASN_PORTAL_KEY_FILE"].startswith("/run/secrets/")
+    # Behind the TLS balancer: the portal's limits count the client it names (docs/GATEWAY.md).
+    assert env["CASN_GATEWAY_TRUSTED_PROXIES"] == "${CASN_GATEWAY_TRUSTED_PROXIES:-}"
     assert set(gateway["secrets"]) <= set(compose["secrets"])
     assert len(_published(gateway, 8000)) >= gateway["deploy"]["replicas"]
 

@@ -21,6 +21,7 @@ import pytest_asyncio
 import structlog
 import tomli_w
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import client.api as client_api
@@ -33,6 +34,7 @@ from domain.registration import Registration
 from gateway.accounts import Accounts
 from gateway.app import create_app
 from gateway.portal import Portal, indonesian
+from runtime.settings import Settings
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import (
     OPERATOR,
@@ -375,6 +377,72 @@ async def test_a_second_registration_of_a_nik_is_refused_and_the_first_is_untouc
     # The same form sent twice by its own applicant is one registration, not a refusal.
     twice = await submit_registration(browser, round_id, form_of(first))
     assert twice.status_code == 200 and registration_number(twice.text) == number
+
+
+async def test_whether_a_nik_registered_is_said_only_to_a_form_the_round_would_take(
+    browser, operator_api, gateway_state, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-oracle")
+    victim = registration(5, "F1")
+    number = registration_number(
+        (await submit_registration(browser, round_id, form_of(victim))).text
+    )
+    fresh = registration(6, "F1")
+
+    async def probe(prober, reg: Registration, **changes) -> httpx.Response:
+        made_up = reg.model_copy(update={"name": "Coba Coba", **changes})
+        return await submit_registration(
+            prober, round_id, form_of(made_up, password="probe-pass-1")
+        )
+
+    async with client_for(gateway_state, ("198.51.100.30", 1)) as prober:
+        # A form the rules refuse (a birth date the NIK does not hold) is refused alike whether
+        # the NIK registered or not, and nothing is made.
+        answers = [await probe(prober, r, birth_date=date(2001, 1, 1)) for r in (victim, fresh)]
+        for r in answers:
+            assert r.status_code == 422, text_of(r.text)
+            assert "sudah terdaftar" not in text_of(r.text)
+        assert field_errors(answers[0].text) == field_errors(answers[1].text)
+        assert [r["applicant_id"] for r in await portal_rows(gateway_state.pool, round_id)] == [
+            number,
+            number,
+        ]
+        # A form the round would take: told, and logged by registration number, never the NIK.
+        with structlog.testing.capture_logs() as logs:
+            told = await probe(prober, victim)
+        assert told.status_code == 409 and "NIK ini sudah terdaftar" in text_of(told.text)
+        [line] = [e for e in logs if e["event"] == "registration refused: NIK already registered"]
+        assert (line["round_id"], line["applicant_id"], line["log_level"]) == (
+            round_id,
+            number,
+            "warning",
+        )
+        assert len(line["source"]) == 12  # the client's pseudonym, not its address
+        assert victim.nik not in repr(logs) and "198.51.100.30" not in repr(logs)
+
+        # Once registration has closed, the same form is told that, and no more.
+        page = await prober.get("/daftar", params={"round": round_id})
+        [token] = tokens(page.text)["/daftar"]
+        await operator_api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{round_id}",
+                reported_by=OPERATOR,
+                window="registration",
+                reason="kuota terpenuhi",
+            ),
+        )
+        late = await prober.post(
+            "/daftar",
+            data={
+                **form_of(victim, password="probe-pass-1"),
+                "round": round_id,
+                "csrf_token": token,
+            },
+        )
+        assert late.status_code == 409, text_of(late.text)
+        assert "Pendaftaran tidak dibuka" in text_of(late.text)
+        assert "sudah terdaftar" not in text_of(late.text)
 
 
 # --- login, sessions, cookies -----------------------------------------------------------------
@@ -767,19 +835,178 @@ async def test_a_withdrawal_is_sent_only_from_the_page_that_states_its_sanction(
 # --- limits ---------------------------------------------------------------------------------------
 
 
+async def _token(browser: httpx.AsyncClient, path: str, round_id: str) -> str:
+    [token] = tokens((await browser.get(path, params={"round": round_id})).text)[path]
+    return token
+
+
 async def test_registration_and_login_posts_are_rate_limited_per_client_address(
     gateway_state, operator_api, tmp_path
 ):
+    round_id = await open_round(operator_api, tmp_path, "portal-limits")
     app = app_for(gateway_state, portal_rate_per_minute=3)
     async with client_on(app) as flood:
-        for path in ("/masuk", "/daftar"):
-            answers = [(await flood.post(path, data={})).status_code for _ in range(4)]
-            assert answers == [403, 403, 403, 429], path
-            limited = await flood.post(path, data={})
+        for path, refused in (("/masuk", 401), ("/daftar", 422)):
+            data = {"round": round_id, "number": "AAAAAAAAAAAAAAAA", "password": "x" * 9}
+            data["csrf_token"] = await _token(flood, path, round_id)
+            answers = [(await flood.post(path, data=data)).status_code for _ in range(4)]
+            assert answers == [refused] * 3 + [429], path
+            limited = await flood.post(path, data=data)
             assert limited.status_code == 429
             assert 1 <= int(limited.headers["retry-after"]) <= 20
             assert "Terlalu banyak permintaan" in text_of(limited.text)
         # Pages are not limited; another address has its own allowance.
         assert (await flood.get("/masuk")).status_code == 200
     async with client_on(app, ("198.51.100.77", 1)) as other:
-        assert (await other.post("/masuk", data={})).status_code == 403
+        data = {"round": round_id, "number": "AAAAAAAAAAAAAAAA", "password": "x" * 9}
+        data["csrf_token"] = await _token(other, "/masuk", round_id)
+        assert (await other.post("/masuk", data=data)).status_code == 401
+
+
+async def test_a_form_without_a_valid_token_spends_no_allowance(
+    gateway_state, operator_api, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-free")
+    app = app_for(gateway_state, portal_rate_per_minute=3)
+    async with client_on(app) as anyone:
+        for path in ("/masuk", "/daftar"):
+            assert {(await anyone.post(path, data={})).status_code for _ in range(10)} == {403}
+        data = {"round": round_id, "number": "AAAAAAAAAAAAAAAA", "password": "x" * 9}
+        data["csrf_token"] = await _token(anyone, "/masuk", round_id)
+        assert (await anyone.post("/masuk", data=data)).status_code == 401
+
+
+async def _logins(app, round_id: str, peers_and_forwarded, password: str = "x" * 9) -> list[int]:
+    """One failed login (a made-up number) from each (peer, X-Forwarded-For or None)."""
+    answers = []
+    for peer, forwarded in peers_and_forwarded:
+        headers = {} if forwarded is None else {"X-Forwarded-For": forwarded}
+        async with client_on(app, (peer, 1)) as b:
+            token = await _token(b, "/masuk", round_id)
+            data = {"round": round_id, "number": "AAAAAAAAAAAAAAAA", "password": password}
+            r = await b.post("/masuk", data={**data, "csrf_token": token}, headers=headers)
+            answers.append(r.status_code)
+    return answers
+
+
+async def test_behind_a_trusted_balancer_each_applicant_has_their_own_allowance(
+    gateway_state, operator_api, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-proxy")
+    balancer = "10.20.0.5"
+    app = app_for(
+        gateway_state, portal_rate_per_minute=2, gateway_trusted_proxies="10.20.0.0/16,fd00::/8"
+    )
+    one, two = "198.51.100.1", "198.51.100.2"
+    # Two through the balancer: one's third login is limited, the other's first is not, and a
+    # made-up address written in front of the balancer's entry changes nothing.
+    assert await _logins(
+        app,
+        round_id,
+        [(balancer, one), (balancer, f"6.6.6.6, {one}"), (balancer, f"7.7.7.7,{one}, 10.20.0.9")],
+    ) == [401, 401, 429]
+    assert await _logins(app, round_id, [(balancer, two)]) == [401]
+    # From a peer that is no balancer, X-Forwarded-For is the client's own writing: ignored.
+    assert await _logins(app, round_id, [("203.0.113.50", f"192.0.2.{i}") for i in range(3)]) == [
+        401,
+        401,
+        429,
+    ]
+
+
+async def test_a_setting_of_trusted_proxies_that_is_no_address_is_refused_by_name():
+    for bad in ("10.0.0.300", "10.0.0.1/8", "*", "balancer.internal"):
+        with pytest.raises(
+            ValidationError, match=re.escape(f"CASN_GATEWAY_TRUSTED_PROXIES={bad!r}")
+        ):
+            Settings(gateway_trusted_proxies=bad)
+    settings = Settings(gateway_trusted_proxies=" 10.0.0.5, 10.1.0.0/16 ,fd00::/64")
+    assert settings.gateway_trusted_proxies == "10.0.0.5/32,10.1.0.0/16,fd00::/64"
+
+
+async def test_an_ipv6_client_is_counted_by_its_64(gateway_state, operator_api, tmp_path):
+    round_id = await open_round(operator_api, tmp_path, "portal-v6")
+    app = app_for(gateway_state, portal_rate_per_minute=2)
+    rotating = [(f"2001:db8:1:2::{i:x}", None) for i in range(1, 4)]
+    assert await _logins(app, round_id, rotating) == [401, 401, 429]
+    assert await _logins(app, round_id, [("2001:db8:1:3::1", None)]) == [401]
+
+
+async def test_failed_logins_to_one_account_are_limited_from_any_address_and_logged_by_number(
+    browser, gateway_state, operator_api, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-account")
+    reg = registration(21, "F1")
+    number = registration_number((await submit_registration(browser, round_id, form_of(reg))).text)
+    app = app_for(gateway_state)
+    answers = []
+
+    async def attempt(i: int, number: str, password: str) -> httpx.Response:
+        async with client_on(app, (f"192.0.2.{i}", 1)) as b:  # a new address every time
+            return await log_in(b, round_id, number, password)
+
+    # Logins that succeed spend nothing; ten failures, from ten addresses, spend it all.
+    for i in range(12):
+        assert (await attempt(i, number, PASSWORD)).status_code == 303
+    for i in range(10):
+        answers.append((await attempt(100 + i, number, f"guess-{i:05d}")).status_code)
+    with structlog.testing.capture_logs() as logs:
+        held = await attempt(200, reg.nik, "guess-99999")  # the same account, named by NIK
+    assert answers == [401] * 10 and held.status_code == 429
+    assert "akun ini" in text_of(held.text)
+    [line] = [e for e in logs if e["event"] == "rate limited"]
+    assert (line["what"], line["round_id"], line["applicant_id"]) == (
+        "masuk-akun",
+        round_id,
+        number,
+    )
+    assert reg.nik not in repr(logs)
+    # Another account is not held back.
+    assert (await attempt(201, "AAAAAAAAAAAAAAAA", "guess-0")).status_code == 401
+
+
+# --- headers --------------------------------------------------------------------------------------
+
+FRAMING = {
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+async def test_no_page_can_be_framed_and_no_page_with_a_session_or_a_form_is_cached(
+    browser, operator_api, gateway_state, http, tmp_path
+):
+    round_id = await open_round(operator_api, tmp_path, "portal-headers")
+    pages = {
+        "login": await browser.get("/masuk", params={"round": round_id}),
+        "form": await browser.get("/daftar", params={"round": round_id}),
+        "registered": await submit_registration(browser, round_id, form_of(registration(22, "F1"))),
+        "status": await browser.get("/status"),
+        "withdrawal": await browser.get("/mundur"),
+        "front": await browser.get("/"),
+        "api": await http.get(f"/api/v1/rounds/{round_id}", headers=auth(OPERATOR)),
+    }
+    for name, r in pages.items():
+        assert r.status_code < 300, (name, r.status_code)
+        assert FRAMING.items() <= r.headers.items(), name
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], name
+        assert r.headers["cache-control"] == "no-store", name
+    # Announcements and the style sheet are the same for everyone: caches may keep them.
+    for path in ("/pengumuman", "/static/site.css"):
+        r = await browser.get(path)
+        assert FRAMING.items() <= r.headers.items(), path
+        assert "cache-control" not in r.headers, path
+
+
+async def test_the_pages_policy_allows_their_own_style_sheet_and_nothing_inline(browser):
+    from gateway.deps import TEMPLATES
+
+    policy = (await browser.get("/masuk")).headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "style-src 'self'" in policy
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text(encoding="utf-8")
+        assert not re.search(r"<script|<style|\sstyle=|\son[a-z]+=", text), template
+    # The OpenAPI page loads Swagger UI from its CDN: only framing is refused there.
+    docs = await browser.get("/api/docs")
+    assert docs.headers["content-security-policy"] == "frame-ancestors 'none'"
