@@ -7,7 +7,7 @@ import unicodedata
 from datetime import date
 from enum import StrEnum
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from domain.config import Category, Formasi
 
@@ -68,6 +68,14 @@ _UNNAMED = {
 }
 
 
+# The validation context key under which a recorded message is read: runtime/connection.py reads
+# every payload Temporal gives back with it. A rule on what comes from outside that is newer than a
+# running workflow's start is not applied there, or the workflow could no longer decode its start
+# (and would fail every task from then on): the rule is the entry points' (the portal, the API, a
+# registration file), which validate without it.
+RECORDED = "recorded"
+
+
 def unprintable(text: str) -> str | None:
     """Why `text` is not printable text (naming the first offending character by its position
     and code point, never the text around it), or None when it is."""
@@ -109,7 +117,10 @@ class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
 
     @field_validator("name", "education_level", "major", "formasi_code")
     @classmethod
-    def _printable(cls, text: str) -> str:
+    def _printable(cls, text: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get(RECORDED):
+            # A journey started before this rule still decodes its start (and replays).
+            return text
         # The message names the character, not the text: a name stays out of errors and logs.
         problem = unprintable(text)
         if problem is not None:

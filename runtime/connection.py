@@ -29,6 +29,7 @@ from temporalio.converter._data_converter import _has_reference_marker, _is_refe
 
 from domain.config import Formasi
 from domain.messages import JourneyRules
+from domain.registration import RECORDED
 from runtime.codec import AesGcmCodec, RefusedPayloadConverter, is_refused, refusal_reason
 from runtime.embedded import StackInfo
 from runtime.keys import Keys
@@ -43,6 +44,8 @@ NOT_A_REFERENCE = b"external-storage-reference"  # what the codec is shown inste
 # for each workflow instance, each with a cache of its own that every new instance filled again.
 # An adapter only validates (no state, safe across threads), so one cache serves them all.
 _TYPE_ADAPTERS = functools.lru_cache(maxsize=1024)(TypeAdapter)
+
+READ_AS_RECORDED = {RECORDED: True}
 
 # Parts of a decoded message that are the same in every journey of a formasi: the round's rules
 # and the formasi. Each journey's start input and its read of the round carried a copy of its own,
@@ -81,6 +84,20 @@ def share_parts(value: Any) -> Any:
     return value.model_copy(update=updates) if updates else value
 
 
+class RecordedJSONConverter(PydanticJSONPlainPayloadConverter):
+    """Pydantic JSON read as recorded: with the validation context `domain.registration.RECORDED`,
+    so that a rule added for what comes from outside does not refuse what a running workflow was
+    started with (a start decoded again after a worker restart, or in a replay)."""
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        hint = type_hint if type_hint is not None else Any
+        try:
+            adapter = self._type_adapter(hint)
+        except TypeError:  # an unhashable hint: not cached (a TypeError building it raises again)
+            adapter = TypeAdapter(hint)
+        return adapter.validate_json(payload.data, context=READ_AS_RECORDED)
+
+
 class ProjectPayloadConverter(PydanticPayloadConverter):
     """Pydantic JSON; a payload the codec refused converts to no value (PayloadRefusedError).
 
@@ -88,10 +105,14 @@ class ProjectPayloadConverter(PydanticPayloadConverter):
 
     def __init__(self) -> None:
         super().__init__(max_cached_type_adapters=0)  # the shared cache below replaces its own
-        for converter in self.converters.values():
-            if isinstance(converter, PydanticJSONPlainPayloadConverter):
+        converters = [
+            RecordedJSONConverter() if isinstance(c, PydanticJSONPlainPayloadConverter) else c
+            for c in self.converters.values()
+        ]
+        for converter in converters:
+            if isinstance(converter, RecordedJSONConverter):
                 converter._type_adapter = _TYPE_ADAPTERS
-        self._set_converters(*self.converters.values(), RefusedPayloadConverter())
+        self._set_converters(*converters, RefusedPayloadConverter())
 
     def from_payloads(
         self, payloads: Sequence[Payload], type_hints: list[type] | None = None

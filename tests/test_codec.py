@@ -7,6 +7,7 @@ import os
 import uuid
 
 import pytest
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import CommandType
@@ -17,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker._command_aware_visitor import CommandInfo, current_command_info
 
+from domain.registration import Registration
 from runtime.codec import (
     AesGcmCodec,
     PayloadDecryptionError,
@@ -286,3 +288,26 @@ async def test_the_converter_for_a_workflows_context_is_made_once_and_refuses_qu
     assert is_refused(quiet)
     with pytest.raises(PayloadDecryptionError):
         await converter.payload_codec.decode([foreign])
+
+
+async def test_a_start_recorded_before_a_rule_on_outside_input_still_decodes():
+    # A journey started before names had to be printable text: a worker that reads its start
+    # again (after a restart, or in a replay) must not fail every task from then on. What comes
+    # from outside (the portal, the API, a file) is still refused (tests/domain/test_registration).
+    keys = Keys(payload_key=os.urandom(32), pseudonym_key=b"p" * 32, signing_key=b"s" * 32)
+    converter = data_converter(keys)
+    recorded = {
+        "nik": "3273011705980001",
+        "name": "Budi\tSantoso",
+        "birth_date": "1998-05-17",
+        "gender": "L",
+        "education_level": "S1",
+        "major": "Teknik Informatika",
+        "gpa": 3.2,
+        "formasi_code": "F1",
+    }
+    with pytest.raises(ValidationError, match="not printable"):
+        Registration.model_validate(recorded)
+    payloads = await converter.with_context(WORKFLOW).encode([recorded])
+    [decoded] = await converter.with_context(WORKFLOW).decode(payloads, [Registration])
+    assert decoded.name == "Budi\tSantoso"
