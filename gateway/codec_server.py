@@ -36,12 +36,14 @@ from urllib.parse import urlsplit
 import uvicorn
 from google.protobuf import json_format
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload
 
 from gateway.deps import ApiKeys, GatewayConfigError, api_key_digest
+from gateway.headers import SecurityHeaders
 from runtime.codec import ENCODING, AesGcmCodec, PayloadDecryptionError
 from runtime.files import open_private
 from runtime.keys import Keys
@@ -403,6 +405,9 @@ def create_codec_app(server: CodecServer) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
+        # Decoded payloads are applicants' data: no cache keeps an answer, no other site frames
+        # the login page, as the gateway's own answers (gateway/headers.py).
+        middleware=[Middleware(SecurityHeaders)],
         routes=[
             Route("/decode", decode, methods=["POST"]),
             Route("/decode", preflight, methods=["OPTIONS"]),

@@ -274,3 +274,16 @@ async def test_a_body_over_the_limit_is_refused_unread(codec):
     )
 
     assert response.status_code == 413
+
+
+async def test_decoded_answers_are_kept_by_no_cache_and_the_login_page_in_no_frame(codec):
+    body = {"payloads": [await encrypted(REPORT, keys())]}
+    decoded = await codec.post("/decode", json=body, headers=bearer())
+    page = await codec.get("/login")
+
+    assert decoded.status_code == 200 and decoded.json()["payloads"]
+    for response in (decoded, page):
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-content-type-options"] == "nosniff"
