@@ -1,0 +1,147 @@
+"""A command line's arguments are judged before anything connects: a round id, a registration
+number, a formasi code, a message's field, a key file or a folder to write into that cannot be
+used exits 2 naming the argument and its value. Each command here is run as an operator or an
+auditor runs it, against a cluster nobody answers at: a check made only after connecting would
+stop with `stopped:` (exit 3) instead, and in the embedded mode would have started the servers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from domain.signing import Signer
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = base64.b64encode(bytes(range(32))).decode()
+NUMBER = "A" * 16  # a registration number no round gave
+
+
+def _command(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """One command of `script`, in `tmp_path`, against a cluster and a database at port 1."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CASN_")},
+        "CASN_DATA_DIR": str(tmp_path / "data"),
+        "CASN_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "CASN_DATABASE_URL": "postgresql://casn@127.0.0.1:1/casn",
+        "CASN_PAYLOAD_KEY": KEY,
+        "CASN_PSEUDONYM_KEY": KEY,
+        "CASN_SIGNING_KEY": KEY,
+        "CASN_METRICS_PORT": "0",
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _files(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
+
+
+def _refused_before_connecting(tmp_path: Path, script: str, args: list[str], said: str) -> None:
+    """`args` exit 2 with one line that starts with `said`, and nothing was written."""
+    before = _files(tmp_path)
+    result = _command(tmp_path, script, *args)
+    out = " ".join(result.stderr.split())
+    assert result.returncode == 2, out
+    assert out.startswith(said), out
+    assert "stopped" not in out and "Traceback" not in out, out
+    assert _files(tmp_path) == before  # no data dir, no key, no output file
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    """A report file, a signing key and a plain file, the inputs the commands below are given."""
+    (tmp_path / "admin.csv").write_text("report_id,applicant_id,findings\n", encoding="utf-8")
+    (tmp_path / "op.key.json").write_text(json.dumps(Signer.generate("op").jwk()))
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    return tmp_path
+
+
+AS = ["--reason", "surat 12", "--as", "panitia"]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["status", "KAB BDG"], "bad arguments: ROUND_ID='KAB BDG': not a round id (a letter"),
+        (["survey-results", "kab/2024"], "bad arguments: ROUND_ID='kab/2024': not a round id"),
+        (
+            ["national-funnel", "CASN 2026"],
+            "bad arguments: NATIONAL_ID='CASN 2026': not a national id",
+        ),
+        (
+            ["report", "admin", "R 1", "admin.csv", "--as", "v", "--errors", "e.csv"],
+            "bad arguments: ROUND_ID='R 1': not a round id",
+        ),
+        (
+            ["extend-window", "R 1", "skd", "2027-08-30T10:00:00+07:00", *AS],
+            "bad arguments: ROUND_ID='R 1'",
+        ),
+        (["close-window", "R/1", "skd", *AS], "bad arguments: ROUND_ID='R/1'"),
+        (["move-tmt", "R/1", "2028-03-01", *AS], "bad arguments: ROUND_ID='R/1'"),
+        (
+            ["disqualify", "R1", "C1", *AS],
+            "bad arguments: APPLICANT_ID='C1': not a registration number (16 capital letters",
+        ),
+        (
+            ["disqualify", "R1", NUMBER, "--reason", "", "--as", "panitia"],
+            "bad arguments: reason: String should have at least 1 character",
+        ),
+        (
+            ["dismiss", "R1", NUMBER, "--decree", "", *AS],
+            "bad arguments: decree_no: String should have at least 1 character",
+        ),
+        (
+            ["withdraw", "R1", NUMBER.lower(), "--as", "portal"],
+            f"bad arguments: APPLICANT_ID='{NUMBER.lower()}': not a registration number",
+        ),
+        (["withdraw", "R 1", NUMBER, "--as", "portal"], "bad arguments: ROUND_ID='R 1'"),
+        (
+            ["change-keys", "R1", "sscasn", "not-a-key", *AS],
+            "bad arguments: PUBLIC_KEY='not-a-key': not a public key as keygen prints it",
+        ),
+        (
+            ["lookup", "R1", "--applicant", "A1"],
+            "bad arguments: --applicant='A1': not a registration number",
+        ),
+        (["lookup", "R 1", "--applicant", NUMBER], "bad arguments: ROUND_ID='R 1'"),
+        (
+            ["panel-sheet", "R1", "--panellist", "p1", "--formasi", "F 1"],
+            "bad arguments: --formasi='F 1': not a formasi code",
+        ),
+        (
+            ["panel-sheet", "R1", "--panellist", "p1", "--out", "a-file/sheet.csv"],
+            "bad input: --out a-file/sheet.csv: cannot be written (a-file is a file, not a folder)",
+        ),
+        (
+            ["announce", "R1", "admin", "--key", "."],
+            "bad input: --key .: a directory; give the key file made by keygen",
+        ),
+        (
+            ["announce", "R1", "admin", "--key", "op.key.json", "--out", "a-file"],
+            "bad input: --out a-file: cannot be written (it is a file: give a directory)",
+        ),
+        (["announce", "R 1", "admin", "--key", "op.key.json"], "bad arguments: ROUND_ID='R 1'"),
+        (
+            ["evaluate", "R1", "--out", "/proc/casn-evaluation"],
+            "bad input: --out /proc/casn-evaluation: cannot be written",
+        ),
+        (
+            ["evaluate", "R1", "--outlier-margin", "inf"],
+            "bad arguments: --outlier-margin=inf: give a number of points",
+        ),
+    ],
+)
+def test_an_operator_command_s_bad_argument_is_named_before_anything_connects(inputs, args, said):
+    _refused_before_connecting(inputs, "starter.py", args, said)
