@@ -145,3 +145,64 @@ AS = ["--reason", "surat 12", "--as", "panitia"]
 )
 def test_an_operator_command_s_bad_argument_is_named_before_anything_connects(inputs, args, said):
     _refused_before_connecting(inputs, "starter.py", args, said)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["trail", "R1", "C1"],
+            "bad arguments: APPLICANT_ID='C1': not a registration number (16 capital letters",
+        ),
+        (["trail", "R 1", NUMBER], "bad arguments: ROUND_ID='R 1': not a round or national id"),
+        (["replay", "x' OR RoundId != '"], "bad arguments: ROUND_ID=\"x' OR RoundId != '\""),
+        (
+            ["replay", "R1", "--kind", "claims"],
+            "bad arguments: --kind='claims': not one of journey, formasi,",
+        ),
+        (["export", "R1", "--out", "a-file"], "bad input: --out a-file: cannot be written"),
+        (
+            ["export", "R1", "--out", "/proc/casn-bundle"],
+            "bad input: --out /proc/casn-bundle: cannot be written",
+        ),
+        (
+            ["recompute", "R1", "--skd-listing", "a-file/skd.csv"],
+            "bad input: --skd-listing a-file/skd.csv: cannot be written (no folder a-file)",
+        ),
+        (
+            ["recompute", "R1", "--skd-listing", "/proc/skd.csv"],
+            "bad input: --skd-listing /proc/skd.csv: cannot be written",
+        ),
+        (["recompute", "R1", "--bundle", "nowhere"], "bad input: --bundle nowhere: no such folder"),
+        (["check-read-model", "kab/1"], "bad arguments: ROUND_ID='kab/1'"),
+        (["check-pages", "R.1/x"], "bad arguments: ROUND_ID='R.1/x'"),
+        (["registrations", "R 1"], "bad arguments: ROUND_ID='R 1'"),
+        (
+            ["access-log", "R1", "--applicant", "c1"],
+            "bad arguments: --applicant='c1': not a registration number",
+        ),
+        (["verify-announcements", "--round-id", "R 1"], "bad arguments: --round-id='R 1'"),
+        (
+            ["verify-announcements", "--round-id", "R1", "nowhere.json"],
+            "bad input: FILE nowhere.json: no such file",
+        ),
+    ],
+)
+def test_an_audit_command_s_bad_argument_is_named_before_anything_connects(inputs, args, said):
+    _refused_before_connecting(inputs, "audit.py", args, said)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["verify", "nowhere"], "bad input: BUNDLE nowhere: no such folder"),
+        (["verify", "a-file"], "bad input: BUNDLE a-file: not a folder"),
+        (
+            ["verify", ".", "--payload-key-file", "nowhere.b64"],
+            "bad input: --payload-key-file nowhere.b64: no such file",
+        ),
+        (["verify", ".", "--public-key", "."], "bad input: --public-key .: a directory"),
+    ],
+)
+def test_an_offline_audit_command_s_bad_file_is_named_before_anything_is_read(inputs, args, said):
+    _refused_before_connecting(inputs, "audit.py", args, said)
