@@ -6,42 +6,15 @@ stop with `stopped:` (exit 3) instead, and in the embedded mode would have start
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from domain.signing import Signer
+from tests.test_keys_settings import _command  # against a cluster and a database at port 1
 
-ROOT = Path(__file__).resolve().parent.parent
-KEY = base64.b64encode(bytes(range(32))).decode()
 NUMBER = "A" * 16  # a registration number no round gave
-
-
-def _command(tmp_path: Path, script: str, *args: str) -> subprocess.CompletedProcess:
-    """One command of `script`, in `tmp_path`, against a cluster and a database at port 1."""
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CASN_")},
-        "CASN_DATA_DIR": str(tmp_path / "data"),
-        "CASN_TEMPORAL_ADDRESS": "127.0.0.1:1",
-        "CASN_DATABASE_URL": "postgresql://casn@127.0.0.1:1/casn",
-        "CASN_PAYLOAD_KEY": KEY,
-        "CASN_PSEUDONYM_KEY": KEY,
-        "CASN_SIGNING_KEY": KEY,
-        "CASN_METRICS_PORT": "0",
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        env=environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _files(folder: Path) -> set[Path]:
