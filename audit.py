@@ -11,7 +11,8 @@
     python audit.py serve-codec           # decode-only codec server for the Temporal Web UI
 
 Every command exits 1 when it finds a problem (a divergence, a bad hash or signature, a ranking
-that differs) and names what is wrong. See docs/AUDIT.md.
+that differs) and names what is wrong; a bad argument (an id, a file) exits 2 naming it, before
+anything connects. See docs/AUDIT.md.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from temporalio.converter import DataConverter
 
 from auditing.bundle import check_bundle, write_bundle
 from auditing.history import (
+    KINDS,
+    ROUND_ID,
     AuditError,
     RecordedHistory,
     Registered,
@@ -49,6 +52,7 @@ from auditing.history import (
 from auditing.provenance import KeyTimeline, check_provenance
 from auditing.recompute import recompute, write_skd_listing
 from client.announcements import wib
+from client.api import REGISTRATION_NUMBER
 from client.publication import (
     ChainCheck,
     Publication,
@@ -57,11 +61,13 @@ from client.publication import (
     signature_check,
     stored_documents,
 )
-from domain.config import ConfigError, load_round_config, parse_round_config
+from domain.config import CODE_RULE, ConfigError, load_round_config, parse_round_config
 from domain.messages import ChangeKeys, JourneyStart, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
+from runtime.writable import cannot_write, cannot_write_in
+from runtime.writable import why as _why
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 
 app = typer.Typer(
@@ -186,6 +192,52 @@ def _run(coro) -> Any:
         raise typer.Exit(3) from None
 
 
+class BadArgument(Exception):
+    """An argument that cannot be used, found before anything connects: exit 2."""
+
+
+def _before_connecting(check: Callable[[], object], label: str = "bad arguments") -> None:
+    """Judge the command's arguments (`label` "bad input" for its files) before it connects to
+    anything, which in the embedded mode starts the servers: a bad one exits 2 naming it."""
+    try:
+        check()
+    except BadArgument as exc:
+        errors.print(flagged(f"{label}:", f" {exc}"), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def _round_id(value: str, name: str = "ROUND_ID") -> None:
+    if not ROUND_ID.fullmatch(value):
+        raise BadArgument(f"{name}={value!r}: not a round or national id ({CODE_RULE})")
+
+
+def _registration_number(value: str | None, name: str = "APPLICANT_ID") -> None:
+    if value is not None and not REGISTRATION_NUMBER.fullmatch(value):
+        raise BadArgument(
+            f"{name}={value!r}: not a registration number (16 capital letters A-Z and digits 2-7)"
+        )
+
+
+def _readable(name: str, path: Path | None) -> None:
+    """A file the command reads: there, a file, and readable."""
+    if path is None:
+        return
+    try:
+        path.open("rb").close()
+    except FileNotFoundError:
+        raise BadArgument(f"{name} {path}: no such file") from None
+    except IsADirectoryError:
+        raise BadArgument(f"{name} {path}: a directory; give the file") from None
+    except OSError as exc:
+        raise BadArgument(f"{name} {path}: cannot be read ({_why(exc)})") from None
+
+
+def _bundle_folder(name: str, path: Path | None) -> None:
+    if path is not None and not path.is_dir():
+        why = "not a folder" if path.exists() else "no such folder"
+        raise BadArgument(f"{name} {path}: {why}; give the bundle's folder (audit.py export)")
+
+
 def _short(value: Any, width: int = 80) -> str:
     text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -254,6 +306,7 @@ def trail(
 ) -> None:
     """An applicant's decision trail, re-derived from its history (every run) by replay, and its inputs;
     then what was decided after the journey ended (its aftermath: a DIS or a dismissal)."""
+    _before_connecting(lambda: (_round_id(round_id), _registration_number(applicant_id)))
 
     async def main() -> None:
         client, keys = await _client()
@@ -355,6 +408,13 @@ def replay_command(
 ) -> None:
     """Replay every history of the round against the current code; exit 1 on any divergence."""
 
+    def arguments() -> None:
+        _round_id(round_id)
+        if kind is not None and kind not in KINDS:
+            raise BadArgument(f"--kind={kind!r}: not one of {', '.join(KINDS)}")
+
+    _before_connecting(arguments)
+
     async def main() -> bool:
         client, keys = await _client()
         histories = await round_histories(client, round_id, kind)
@@ -370,6 +430,8 @@ def export(
     out: Path = typer.Option(..., "--out", help="bundle directory to write (created if missing)"),
 ) -> None:
     """Every history of the round as JSON, a SHA-256 manifest, signed with the signing key."""
+    _before_connecting(lambda: _round_id(round_id))
+    _before_connecting(lambda: _writable_in("--out", out), "bad input")
 
     async def main() -> None:
         if (out / "histories").is_dir() and any((out / "histories").iterdir()):
@@ -395,6 +457,14 @@ def verify(
 ) -> None:
     """Offline: the manifest's signature, every file's hash, every report's signature under the
     round's keys, and a replay of every history."""
+    _before_connecting(
+        lambda: (
+            _bundle_folder("BUNDLE", bundle),
+            _readable("--public-key", public_key),
+            _readable("--payload-key-file", payload_key_file),
+        ),
+        "bad input",
+    )
 
     async def main() -> bool:
         check = check_bundle(bundle, public_key)
@@ -448,6 +518,15 @@ def recompute_command(
 ) -> None:
     """Each formasi's SKD cut and final ranking recomputed from its applicants' histories, and
     each applicant's SKD code checked against the recomputed listing; exit 1 on a difference."""
+    _before_connecting(lambda: _round_id(round_id))
+    _before_connecting(
+        lambda: (
+            _bundle_folder("--bundle", bundle),
+            _readable("--payload-key-file", payload_key_file),
+            _writable("--skd-listing", skd_listing),
+        ),
+        "bad input",
+    )
 
     async def main() -> bool:
         if bundle is not None:
@@ -542,6 +621,8 @@ def check_read_model_command(
     from activities.readmodel import ReadModel
     from auditing.readmodel import KINDS, check_round, check_round_in_processes
     from runtime.sealed import ColumnCipher
+
+    _before_connecting(lambda: _round_id(round_id))
 
     async def main() -> bool:
         from runtime.app import open_app
@@ -640,6 +721,8 @@ def check_pages_command(
     from auditing.pagestore import check_pages
     from auditing.pagestore import rebuild as rebuild_pages
     from runtime.sealed import ColumnCipher
+
+    _before_connecting(lambda: _round_id(round_id))
 
     async def main() -> bool:
         from runtime.app import open_app
@@ -743,9 +826,21 @@ def verify_announcements(
     """Published announcements: each one's body hash and operator signature, and the chain they
     make (numbers from 1, each prev_sha256 the hash of the one before); exit 1 on any problem."""
 
-    async def main() -> bool:
+    def arguments() -> None:
         if (round_file is None) == (round_id is None):
-            raise AuditError("give the round: --round ROUND_TOML or --round-id ROUND_ID (one)")
+            raise BadArgument("give the round: --round ROUND_TOML or --round-id ROUND_ID (one)")
+        if round_id is not None:
+            _round_id(round_id, "--round-id")
+
+    def inputs() -> None:
+        _readable("--round", round_file)
+        for file in files or []:
+            _readable("FILE", file)
+
+    _before_connecting(arguments)
+    _before_connecting(inputs, "bad input")
+
+    async def main() -> bool:
         documents = [(str(f), _json_file(f)) for f in files or []]
         complete = False
         if round_file is not None:
@@ -796,6 +891,8 @@ def registrations_command(
     had the gateway register (import-registrations --gateway). No NIK and no name: registration
     numbers only."""
     from auditing.history import registrations
+
+    _before_connecting(lambda: _round_id(round_id))
 
     async def main() -> None:
         client, keys = await _client()
@@ -854,6 +951,10 @@ def access_log_command(
     The NIK is never kept; a lookup by NIK is listed under the number the round's key gives it."""
     from client.access_log import accesses
 
+    _before_connecting(
+        lambda: (_round_id(round_id), _registration_number(applicant, "--applicant"))
+    )
+
     async def main() -> None:
         from runtime.app import open_app
 
@@ -884,6 +985,23 @@ def access_log_command(
         )
 
     _run(main())
+
+
+def _writable(name: str, path: Path | None) -> None:
+    """A file the command writes once it has done its work: its folder there, and the file can
+    be made (tried, and removed again: runtime/writable.py)."""
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise BadArgument(f"{name} {path}: cannot be written (no folder {path.parent})")
+    if problem := cannot_write(path):
+        raise BadArgument(f"{name} {path}: cannot be written ({problem})")
+
+
+def _writable_in(name: str, folder: Path) -> None:
+    """A folder the command writes files into (made if missing)."""
+    if problem := cannot_write_in(folder):
+        raise BadArgument(f"{name} {folder}: cannot be written ({problem})")
 
 
 def _json_file(path: Path) -> Any:

@@ -13,10 +13,10 @@ Exit codes: 0 ok, everything accepted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -39,7 +39,7 @@ from rich.text import Text
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.announcements import AnnouncementStage
-from client.api import RecruitmentApi, RefusedError, applicant_id_for
+from client.api import REGISTRATION_NUMBER, RecruitmentApi, RefusedError, applicant_id_for
 from client.csvio import (
     REGISTRATION_COLUMNS,
     REPORT_KINDS,
@@ -81,7 +81,7 @@ from client.status import (
 )
 from client.survey import ALL as SURVEY_ALL
 from client.survey import FEW_RESPONDENTS, SurveyRow, mix_answers, survey_rows
-from domain.config import ConfigError, RoundConfig, load_round_config
+from domain.config import CODE, CODE_RULE, ConfigError, RoundConfig, load_round_config
 from domain.messages import (
     Ack,
     ChangeKeys,
@@ -97,6 +97,7 @@ from domain.national import NationalState, load_national_config
 from domain.protocol import DISMISS, command_update, report_update
 from domain.registration import Refusal, check_registration, mask_nik, normalise_nik
 from domain.signing import Keyring, Signer, SigningKeyError
+from domain.signing import public_key as signing_public_key
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
 from runtime.embedded import StackError
@@ -109,6 +110,8 @@ from runtime.settings import describe_settings_error, is_settings_error
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from runtime.transport import TransportError
+from runtime.writable import cannot_write, cannot_write_in
+from runtime.writable import why as _why
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_STOPPED = 0, 1, 2, 3
 
@@ -228,11 +231,6 @@ class NumbersFile:
 
     def close(self) -> None:
         self.handle.close()
-
-
-def _why(exc: OSError) -> str:
-    """An OSError's reason without its path: "Not a directory", "Permission denied"."""
-    return exc.strerror or type(exc).__name__
 
 
 def _first_line(path: Path) -> str:
@@ -1290,6 +1288,14 @@ err_console = console_for(stderr=True)
 
 def load_signer(path: Path, identity: str) -> Signer:
     """The signing key in `path` (made by `starter.py keygen`), which must be `identity`'s."""
+    signer = read_signer(path)
+    if signer.identity != identity:
+        raise BadInput(f"--key {path} is {signer.identity}'s key, but --as says {identity}")
+    return signer
+
+
+def read_signer(path: Path) -> Signer:
+    """The signing key in `path` (made by `starter.py keygen`), whoever's it is."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         signer = Signer.from_jwk(document)
@@ -1301,8 +1307,6 @@ def load_signer(path: Path, identity: str) -> Signer:
         raise BadInput(f"--key {path}: cannot be read ({_why(exc)})") from None
     except (ValueError, TypeError, SigningKeyError) as exc:
         raise BadInput(f"--key {path}: not a key file made by starter.py keygen ({exc})") from None
-    if signer.identity != identity:
-        raise BadInput(f"--key {path} is {signer.identity}'s key, but --as says {identity}")
     return signer
 
 
@@ -1518,29 +1522,16 @@ def _separate_files(inputs: dict[str, Path | None], outputs: dict[str, Path | No
 
 def _can_write(name: str, path: Path) -> None:
     """BadInput when `path` cannot be created or written (under a file, in /proc, no permission),
-    found out before anything connects or is sent: it is created (with any missing folders) and
-    removed again, and a file that was there is opened for appending, not changed."""
-    made: list[Path] = []
-    folder = path.parent
-    while not folder.exists():
-        made.append(folder)
-        folder = folder.parent
-    if not folder.is_dir():
-        raise BadInput(f"{name} {path}: cannot be written ({folder} is a file, not a folder)")
-    existed = path.exists()
-    try:
-        for missing in reversed(made):
-            missing.mkdir()
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        raise BadInput(f"{name} {path}: cannot be written ({_why(exc)})") from None
-    finally:
-        if not existed:
-            path.unlink(missing_ok=True)
-        for missing in made:
-            with contextlib.suppress(OSError):
-                missing.rmdir()
+    found out before anything connects or is sent (runtime/writable.py)."""
+    if problem := cannot_write(path):
+        raise BadInput(f"{name} {path}: cannot be written ({problem})")
+
+
+def _can_write_in(name: str, folder: Path) -> None:
+    """BadInput when files cannot be written in `folder`, found out before anything connects or
+    is sent: the announcement's or the report's files, written after the round was reached."""
+    if problem := cannot_write_in(folder):
+        raise BadInput(f"{name} {folder}: cannot be written ({problem})")
 
 
 As = Annotated[
@@ -1701,6 +1692,7 @@ def report_cmd(
             highlight=False,
         )
         raise typer.Exit(EXIT_BAD_INPUT)
+    _arguments(lambda: _code(round_id))
     _precheck(
         lambda: (
             _header_ok(file, REPORT_KINDS[kind].columns),
@@ -1740,6 +1732,24 @@ def _window_name(window: str) -> None:
         raise BadInput(f"WINDOW={window!r}: not a window; the windows are {', '.join(WINDOWS)}")
 
 
+def _code(value: str, name: str = "ROUND_ID", what: str = "a round id") -> str:
+    """A round id, national id or formasi code given on the command line (domain.config.Code):
+    one that cannot be one names no round, and is refused before anything is asked."""
+    if not CODE.fullmatch(value):
+        raise BadInput(f"{name}={value!r}: not {what} ({CODE_RULE})")
+    return value
+
+
+def _registration_number(value: str, name: str = "APPLICANT_ID") -> str:
+    """A registration number given on the command line (client.api.applicant_id_for's form)."""
+    if not REGISTRATION_NUMBER.fullmatch(value):
+        raise BadInput(
+            f"{name}={value!r}: not a registration number (16 capital letters A-Z and digits "
+            "2-7, as import-registrations wrote it to its numbers file)"
+        )
+    return value
+
+
 def _arguments(build: Callable[[], T]) -> T:
     """The command's message built from its arguments before anything connects: a bad argument
     exits 2 naming it, with nothing sent."""
@@ -1770,6 +1780,7 @@ def extend_window_cmd(
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
     def message() -> ExtendWindow:
+        _code(round_id)
         _window_name(window)
         closes = _datetime(new_closes, "NEW_CLOSES")
         rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
@@ -1799,6 +1810,7 @@ def close_window_cmd(
     """Close an open window early, with a recorded reason."""
 
     def message() -> CloseWindow:
+        _code(round_id)
         _window_name(window)
         rid = report_id or derived_report_id("close", round_id, window, reason)
         return CloseWindow(report_id=rid, reported_by=operator, window=window, reason=reason)
@@ -1825,6 +1837,7 @@ def move_tmt_cmd(
     """Move the TMT of the SK CPNS (a government decision)."""
 
     def message() -> MoveTmt:
+        _code(round_id)
         try:
             if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", new_tmt):
                 raise ValueError
@@ -1854,14 +1867,16 @@ def disqualify_cmd(
     api_key_file: ApiKeyFile = None,
 ):
     """Disqualify (DIS) an applicant at any stage, even after the NIP."""
-    rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
+
+    def message() -> Disqualification:
+        _code(round_id)
+        _registration_number(applicant_id)
+        rid = report_id or derived_report_id("dis", round_id, applicant_id, reason)
+        return Disqualification(report_id=rid, reported_by=operator, reason=reason)
+
+    dis = _arguments(message)
     _run(
-        lambda ctx: journey_command(
-            ctx,
-            round_id,
-            applicant_id,
-            Disqualification(report_id=rid, reported_by=operator, reason=reason),
-        ),
+        lambda ctx: journey_command(ctx, round_id, applicant_id, dis),
         _signer(key, operator),
         _through(gateway, api_key_file),
     )
@@ -1883,14 +1898,16 @@ def dismiss_cmd(
 ):
     """Dismiss (DIBERHENTIKAN) a PNS by decree, after the journey ended as PNS (recorded in the
     applicant's aftermath)."""
-    rid = report_id or derived_report_id("dismiss", round_id, applicant_id, decree, reason)
+
+    def message() -> Dismissal:
+        _code(round_id)
+        _registration_number(applicant_id)
+        rid = report_id or derived_report_id("dismiss", round_id, applicant_id, decree, reason)
+        return Dismissal(report_id=rid, reported_by=operator, decree_no=decree, reason=reason)
+
+    dismissal = _arguments(message)
     _run(
-        lambda ctx: journey_command(
-            ctx,
-            round_id,
-            applicant_id,
-            Dismissal(report_id=rid, reported_by=operator, decree_no=decree, reason=reason),
-        ),
+        lambda ctx: journey_command(ctx, round_id, applicant_id, dismissal),
         _signer(key, operator),
         _through(gateway, api_key_file),
     )
@@ -1908,14 +1925,16 @@ def withdraw_cmd(
     api_key_file: ApiKeyFile = None,
 ):
     """Record an applicant's withdrawal (mengundurkan diri), sent by the portal."""
-    rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
+
+    def message() -> Withdrawal:
+        _code(round_id)
+        _registration_number(applicant_id)
+        rid = report_id or derived_report_id("withdraw", round_id, applicant_id, reason)
+        return Withdrawal(report_id=rid, reported_by=portal, reason=reason)
+
+    withdrawal = _arguments(message)
     _run(
-        lambda ctx: journey_command(
-            ctx,
-            round_id,
-            applicant_id,
-            Withdrawal(report_id=rid, reported_by=portal, reason=reason),
-        ),
+        lambda ctx: journey_command(ctx, round_id, applicant_id, withdrawal),
         _signer(key, portal),
         _through(gateway, api_key_file),
     )
@@ -2036,18 +2055,23 @@ def change_keys_cmd(
 ):
     """Give an identity of the round a new public key (a lost or retired key); signatures made
     before stay valid, reports signed with the old key are refused from then on."""
-    rid = report_id or derived_report_id("keys", round_id, identity, public_key, reason)
+
+    def message() -> ChangeKeys:
+        _code(round_id)
+        try:
+            signing_public_key(public_key)
+        except SigningKeyError as exc:
+            raise BadInput(
+                f"PUBLIC_KEY={public_key!r}: not a public key as keygen prints it ({exc})"
+            ) from None
+        rid = report_id or derived_report_id("keys", round_id, identity, public_key, reason)
+        return ChangeKeys(
+            report_id=rid, reported_by=operator, identities={identity: public_key}, reason=reason
+        )
+
+    change = _arguments(message)
     _run(
-        lambda ctx: round_command(
-            ctx,
-            round_id,
-            ChangeKeys(
-                report_id=rid,
-                reported_by=operator,
-                identities={identity: public_key},
-                reason=reason,
-            ),
-        ),
+        lambda ctx: round_command(ctx, round_id, change),
         _signer(key, operator),
         _through(gateway, api_key_file),
     )
@@ -2080,6 +2104,7 @@ def national_funnel_cmd(
     stage or result code and the announcements published (each instansi announces its own round
     with starter.py announce ROUND_ID). With --gateway, read through the HTTP gateway by one of
     the `readers` the national file names."""
+    _arguments(lambda: _code(national_id, "NATIONAL_ID", "a national id"))
     _run(
         lambda ctx: show_national_funnel(ctx, national_id, as_json),
         gateway=_through(gateway, api_key_file),
@@ -2096,6 +2121,7 @@ def status_cmd(
     """The round: its phase, every window (closed ones too) with its extensions and early close,
     the TMT and its moves, and the funnel per formasi (stage or result code counts). With
     --gateway, read through the HTTP gateway by an operator of the round."""
+    _arguments(lambda: _code(round_id))
     _run(lambda ctx: status(ctx, round_id, as_json), gateway=_through(gateway, api_key_file))
 
 
@@ -2178,6 +2204,7 @@ def survey_results_cmd(
     """The satisfaction survey (SKM) of a round: respondents, each element's NRR and the IKM with
     its band, per instansi and stage (after registration, after SKD, at the end) and overall.
     With --gateway, read through the HTTP gateway by an operator of the round."""
+    _arguments(lambda: _code(round_id))
     _run(
         lambda ctx: survey_results(ctx, round_id, as_json), gateway=_through(gateway, api_key_file)
     )
@@ -2247,6 +2274,14 @@ def panel_sheet_cmd(
     name or registration number). `report panel` takes the filled-in file as it is: the
     codes are resolved with the committee's key, or, with --gateway, by the gateway (the
     panellist's own API key: the sheet is theirs, and they sign each score for its code)."""
+
+    def arguments() -> None:
+        _code(round_id)
+        if formasi is not None:
+            _code(formasi, "--formasi", "a formasi code")
+
+    _arguments(arguments)
+    _precheck(lambda: _separate_files({"--api-key-file": api_key_file}, {"--out": out}))
     _run(
         lambda ctx: panel_sheet_cmd_core(ctx, round_id, panellist, formasi, out),
         gateway=_through(gateway, api_key_file),
@@ -2279,6 +2314,13 @@ def lookup_cmd(
         except ValueError as exc:
             err_console.print(flagged("bad arguments", f": --nik: {exc}"), highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    def arguments() -> None:
+        _code(round_id)
+        if applicant is not None:
+            _registration_number(applicant, "--applicant")
+
+    _arguments(arguments)
     _run(
         lambda ctx: lookup(ctx, round_id, applicant, nik, as_json),
         gateway=_through(gateway, api_key_file),
@@ -2310,19 +2352,9 @@ def announce_cmd(
     """Publish an announcement (admin, skd or final): signed with --key, chained to the round's
     earlier ones, shown on the public pages, and written as CSV, printable HTML and JSON. With
     --gateway, the gateway drafts it and the key signs it here (docs/GATEWAY.md)."""
-    try:
-        signer = Signer.from_jwk(json.loads(key.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        err_console.print(flagged("bad input", f": --key {key}: no such file"), highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except (ValueError, TypeError, SigningKeyError) as exc:
-        err_console.print(
-            flagged(
-                "bad input", f": --key {key}: not a key file made by starter.py keygen ({exc})"
-            ),
-            highlight=False,
-        )
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _arguments(lambda: _code(round_id))
+    signer = _precheck(lambda: read_signer(key))
+    _precheck(lambda: _can_write_in("--out", out))
     through = _through(gateway, api_key_file)
     # Through the gateway the client signs the draft with the operator's key (its keyring).
     _run(
@@ -2376,6 +2408,14 @@ def evaluate_cmd(
     their reasons, registrations per hour with the peak, panel agreement and flags, the IKM per
     stage, optimalisasi and seats left empty. Writes OUT/index.html (SVG charts) and CSVs; the
     same round gives the same bytes."""
+
+    def arguments() -> None:
+        _code(round_id)
+        if outlier_margin is not None and not math.isfinite(outlier_margin):
+            raise BadInput(f"--outlier-margin={outlier_margin!r}: give a number of points")
+
+    _arguments(arguments)
+    _precheck(lambda: _can_write_in("--out", out))
     _run(lambda ctx: evaluate_round(ctx, round_id, out, outlier_margin))
 
 

@@ -7,7 +7,6 @@ bundle can also carry offline.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from temporalio.worker import (
 )
 
 from domain import protocol
+from domain.config import CODE, CODE_RULE
 from domain.messages import (
     Decision,
     JourneyStart,
@@ -37,7 +37,7 @@ from workflows.registry import WORKFLOWS
 # then the national round's (its RoundId is the national id).
 KINDS = ("journey", "formasi", "round", "aftermath", "national", "national-claim")
 # What a round id or a national id can be (domain.config.Code): the query quotes nothing else.
-ROUND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+ROUND_ID = CODE
 
 # A decision's time is workflow.now(): replay takes it from the WorkflowTaskStarted event, and a
 # live run was seen to read a clock some milliseconds earlier for the same task. Within this
@@ -165,10 +165,7 @@ async def aftermath_histories(client: Client, workflow_id: str) -> list[Recorded
 def round_query(round_id: str, kind: str | None = None) -> str:
     """The visibility query for a round's workflows, optionally of one kind."""
     if not ROUND_ID.fullmatch(round_id):
-        raise AuditError(
-            f"round id {round_id!r} is not a round or national id (a letter or digit, then "
-            "letters, digits, '.', '_' or '-'; at most 40)"
-        )
+        raise AuditError(f"round id {round_id!r} is not a round or national id ({CODE_RULE})")
     query = f"RoundId = '{round_id}'"
     if kind:
         if kind not in KINDS:

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -98,6 +99,11 @@ class RefusedError(Exception):
 
 class UnknownError(RefusedError):
     """The round or applicant a message is for does not exist."""
+
+
+# What applicant_id_for makes: a registration number, for checking one given outside (a command
+# line, a lookup) before it is looked up or sent.
+REGISTRATION_NUMBER = re.compile(r"[A-Z2-7]{16}")
 
 
 def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:

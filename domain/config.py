@@ -38,6 +38,10 @@ from domain.digest import canonical_digest
 from domain.signing import SigningKeyError, public_key
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+# What a Code can be, for one given outside a file (a command line's round id, national id or
+# formasi code), and the rule in words for the message that refuses one.
+CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
+CODE_RULE = "a letter or digit, then letters, digits, '.', '_' or '-'; at most 40"
 
 # One window may last up to two years: Latsar runs within the one-year probation, and an
 # extended registration or SKB window is weeks. Anything longer is a typo in a year.

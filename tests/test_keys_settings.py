@@ -179,7 +179,7 @@ def test_addresses_of_every_usual_form_are_taken():
 def test_a_bad_setting_is_one_line_naming_it_never_a_key_and_exits_2(tmp_path, script):
     args = {
         "starter.py": ["status", "R1"],
-        "audit.py": ["trail", "R1", "A1"],
+        "audit.py": ["trail", "R1", "A" * 16],
         "worker.py": ["deliver-notifications", "--once"],
     }[script]
     result = _command(
@@ -210,7 +210,7 @@ def test_a_key_s_value_is_never_shown_in_a_settings_error():
 @pytest.mark.parametrize(
     ("script", "args"),
     [
-        ("audit.py", ["trail", "R1", "A1"]),
+        ("audit.py", ["trail", "R1", "A" * 16]),
         ("audit.py", ["check-read-model", "R1"]),
         ("worker.py", ["deliver-notifications", "--once"]),
     ],

@@ -385,7 +385,7 @@ def test_an_unreachable_temporal_server_stops_with_one_line_and_exit_3(stack, ke
     address = f"127.0.0.1:{_closed_port()}"
 
     result = _starter(
-        tmp_path, keys, address, stack.database_url, "lookup", "R1", "--applicant", "A1"
+        tmp_path, keys, address, stack.database_url, "lookup", "R1", "--applicant", "A" * 16
     )
 
     assert result.returncode == 3, result.stderr
