@@ -23,6 +23,7 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,12 @@ from client.publication import (
     Publication,
     audience,
     check_publications,
+    check_records,
     signature_check,
     stored_documents,
 )
 from domain.config import CODE_RULE, ConfigError, load_round_config, parse_round_config
-from domain.messages import ChangeKeys, JourneyStart, RoundStart
+from domain.messages import ChangeKeys, JourneyStart, RecordPublication, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
@@ -853,7 +855,9 @@ def verify_announcements(
             from runtime.app import open_app
 
             ctx = await open_app()
-            config, timeline = await _round_keys(ctx.client, _converter(ctx.keys), round_id)
+            config, timeline, recorded = await _round_record(
+                ctx.client, _converter(ctx.keys), round_id
+            )
             check = signature_check(
                 config, lambda p: timeline.verify(p, p.published_at, audience(p.round_id))
             )
@@ -870,6 +874,8 @@ def verify_announcements(
                 + ("" if round_file is not None else f" (the server stores none for {round_id})")
             )
         result = check_publications(documents, config.round_id, check, complete=complete)
+        if round_id is not None:
+            check_records(result, recorded, stored=complete)
         _report_announcements(result, config.round_id)
         return result.ok
 
@@ -1013,9 +1019,11 @@ def _json_file(path: Path) -> Any:
         raise AuditError(f"{path}: not a JSON document ({exc})") from None
 
 
-async def _round_keys(client: Client, converter: DataConverter, round_id: str):
-    """The round's configuration and the keys its identities held over time, from its history."""
+async def _round_record(client: Client, converter: DataConverter, round_id: str):
+    """The round's configuration, the keys its identities held over time, and the publications
+    of its announcements it has on record (seq -> body hash, by, when), from its history."""
     config, timeline = None, None
+    recorded: dict[int, tuple[str, str, datetime]] = {}
     for run in await run_histories(client, round_workflow_id(round_id)):
         for m in await messages(run.history, converter):
             if m.kind == "start" and isinstance(m.content, RoundStart) and config is None:
@@ -1023,9 +1031,11 @@ async def _round_keys(client: Client, converter: DataConverter, round_id: str):
                 timeline = KeyTimeline(config.identities)
             elif m.kind == "update" and isinstance(m.content, ChangeKeys) and timeline:
                 timeline.change(m.at, m.content.identities)
+            elif m.kind == "update" and isinstance(m.content, RecordPublication):
+                recorded[m.content.seq] = (m.content.body_sha256, m.content.reported_by, m.at)
     if config is None or timeline is None:
         raise AuditError(f"round {round_id}: its history holds no start input to take keys from")
-    return config, timeline
+    return config, timeline, recorded
 
 
 def _report_announcements(result: ChainCheck, round_id: str) -> None:

@@ -29,7 +29,14 @@ import httpx
 
 from client.api import RefusedError, RegistrationResult, UnknownError
 from client.panels import CODE_PREFIX, PanelSheetRow
-from client.publication import Publication, Published, SignedDraft, audience, from_document
+from client.publication import (
+    Publication,
+    Published,
+    SignedDraft,
+    anchor_of,
+    audience,
+    from_document,
+)
 from client.survey import SurveyRow
 from domain.config import RoundConfig
 from domain.messages import BLIND_REPORTS, Ack, Report
@@ -272,7 +279,10 @@ class GatewayReports:
         if (draft.round_id, draft.stage.value, draft.reported_by) != (round_id, stage, identity):
             raise GatewayError(200, f"the gateway drafted another announcement: {draft.body()}")
         review(draft)
-        signed = SignedDraft.of(self.keyring.sign(draft, audience(round_id)))
+        publication = self.keyring.sign(draft, audience(round_id))
+        # Its record in the round's history too, which the gateway sends (client.publication).
+        record = self.keyring.sign(anchor_of(publication), round_workflow_id(round_id))
+        signed = SignedDraft.of(publication, record)
         answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
         return Published(_publication_in(answer), answer["stored"], answer["cut_multiplier"])
 

@@ -50,9 +50,13 @@ from client.standings import full_results, page_store
 from domain.codes import FinalCode
 from domain.config import ReportKind, RoundConfig
 from domain.digest import canonical_json
-from domain.messages import ChangeKeys, Decision, RoundState
+from domain.messages import ChangeKeys, Decision, RecordPublication, RoundState
 from domain.signing import Signer, verify
+from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
+from workflows.ids import round_workflow_id
+
+log = get_logger(__name__)
 
 FORMAT = "casn-pengumuman/1"
 ZERO_SHA256 = "0" * 64
@@ -266,13 +270,18 @@ async def publish_announcement(
         await _one_publisher(conn, round_id)
         head = await _chain_head(conn, round_id, stage, formasi, corrects)
         if isinstance(head, Publication):
-            return Published(head, False, config.skd.cut_multiplier)
-        signed = signer.sign(
-            _publication(config, stage, signer.identity, head, corrects, formasi),
-            audience(round_id),
-        )
-        await _insert(conn, signed)
-    return Published(signed, True, config.skd.cut_multiplier)
+            published = Published(head, False, config.skd.cut_multiplier)
+        else:
+            signed = signer.sign(
+                _publication(config, stage, signer.identity, head, corrects, formasi),
+                audience(round_id),
+            )
+            await _insert(conn, signed)
+            published = Published(signed, True, config.skd.cut_multiplier)
+    # On record in the round's history, with any stored before it that is not (published again:
+    # the record that failed the first time is made now).
+    await record_publications(api, conn, round_id, signer)
+    return published
 
 
 async def draft_announcement(
@@ -314,10 +323,14 @@ class SignedDraft(BaseModel, frozen=True):
     corrects: int | None = Field(default=None, ge=1)
     body_sha256: Sha256
     signature: str = Field(min_length=1, max_length=2000)
+    # The operator's signature of the publication's record in the round (`anchor_of`): with it
+    # the gateway records the publication in the round's history; without it (a client from
+    # before), the publication is stored unrecorded, and `audit.py verify-announcements` says so.
+    anchor_signature: str = Field(default="", max_length=2000)
 
     @classmethod
-    def of(cls, signed: Publication) -> SignedDraft:
-        """What an operator sends back for a draft it signed."""
+    def of(cls, signed: Publication, anchor: RecordPublication | None = None) -> SignedDraft:
+        """What an operator sends back for a draft it signed (and the record it signed)."""
         return cls(
             reported_by=signed.reported_by,
             seq=signed.seq,
@@ -326,6 +339,7 @@ class SignedDraft(BaseModel, frozen=True):
             corrects=signed.corrects,
             body_sha256=signed.body_sha256(),
             signature=signed.signature,
+            anchor_signature=anchor.signature if anchor is not None else "",
         )
 
 
@@ -382,7 +396,105 @@ async def publish_signed(
         if problem:
             raise RefusedError(f"publication {signed.seq} of round {round_id}: {problem}")
         await _insert(conn, publication)
+    if signed.anchor_signature:
+        anchor = anchor_of(publication).model_copy(update={"signature": signed.anchor_signature})
+        try:
+            await api.command(round_id, anchor)
+        except RefusedError as exc:
+            # Stored and signed, but not on record in the round: verify-announcements says so,
+            # and the next publication sent directly (starter.py announce) records it.
+            log.warning(
+                "publication not recorded in the round", round_id=round_id, problem=str(exc)
+            )
     return Published(publication, True, config.skd.cut_multiplier)
+
+
+PUBLICATION_RECORDED = "publication recorded"  # the round's decision (workflows/round.py)
+
+
+def anchor_of(p: Publication) -> RecordPublication:
+    """The record of publication `p` in its round's history, unsigned: the same message for the
+    operator who signs it and for the gateway that sends it."""
+    sha = p.body_sha256()
+    return RecordPublication(
+        report_id=f"publication-{p.seq}-{sha[:16]}",
+        reported_by=p.reported_by,
+        seq=p.seq,
+        stage=p.stage.value,
+        body_sha256=sha,
+        prev_sha256=p.prev_sha256,
+    )
+
+
+def recorded_publications(decisions: Iterable[Decision]) -> dict[int, tuple[str, str, datetime]]:
+    """The publications the round has on record: seq -> (body hash, who recorded it, when)."""
+    found: dict[int, tuple[str, str, datetime]] = {}
+    for d in decisions:
+        if d.outcome.startswith(PUBLICATION_RECORDED):
+            try:
+                record = RecordPublication.model_validate(d.input)
+            except ValidationError:
+                continue
+            found[record.seq] = (record.body_sha256, record.reported_by, d.at)
+    return found
+
+
+async def record_publications(
+    api: RecruitmentApi, conn: asyncpg.Connection, round_id: str, signer: Signer
+) -> int:
+    """Put every stored publication of the round that its history does not hold yet on record
+    there, in order, signed by `signer` (an operator): how many. A record that the round refuses
+    (another publisher recording the same one meanwhile) is left to the next publication."""
+    recorded = recorded_publications((await api.round_state(round_id)).decisions)
+    last = max(recorded, default=0)
+    made = 0
+    for seq in [s.seq for s in await list_publications(conn, round_id) if s.seq > last]:
+        p = await load_publication(conn, round_id, seq)
+        if p is None:
+            break
+        record = signer.sign(
+            anchor_of(p).model_copy(update={"reported_by": signer.identity}),
+            round_workflow_id(round_id),
+        )
+        try:
+            await api.command(round_id, record)
+        except RefusedError as exc:
+            log.warning(
+                "publication not recorded in the round", round_id=round_id, problem=str(exc)
+            )
+            break
+        made += 1
+    return made
+
+
+def check_records(
+    result: ChainCheck, recorded: Mapping[int, tuple[str, str, datetime]], stored: bool
+) -> None:
+    """Hold the chain checked (`result`: every publication the server stores when `stored`, else
+    the documents given) to what the round's history has on record: a recorded publication
+    missing or different is a problem (removed from the database's end or left out of the
+    files, or replaced); one checked but not on record, a note."""
+    checked = {
+        c.publication.seq: c.computed_sha256 for c in result.documents if c.publication is not None
+    }
+    missing = "is not stored: removed" if stored else "is not among the documents checked"
+    for seq, (sha, by, at) in sorted(recorded.items()):
+        if seq not in checked:
+            result.problems.append(
+                f"publication {seq} ({sha[:16]}…), on record in the round's history since "
+                f"{at.isoformat()} (by {by}), {missing}"
+            )
+        elif checked[seq] != sha:
+            result.problems.append(
+                f"publication {seq} hashes to {checked[seq][:16]}…, but the round's history has "
+                f"{sha[:16]}… on record for it: replaced"
+            )
+    unrecorded = sorted(set(checked) - set(recorded))
+    if unrecorded:
+        result.notes.append(
+            f"publication(s) {', '.join(map(str, unrecorded))} not on record in the round's "
+            "history (published before records, or the record failed): their tail is not checked"
+        )
 
 
 async def _publisher(

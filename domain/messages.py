@@ -621,6 +621,18 @@ class ChangeKeys(Report, frozen=True):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class RecordPublication(Report, frozen=True):
+    """An operator records in the round's history that publication `seq` of its announcements
+    (client/publication.py) is stored, with its body hash: the chain's tail, which the chain
+    itself cannot show, is then on record where the database's owner cannot remove it. Each
+    follows the one before (`prev_sha256` its body hash, 64 zeros for the first)."""
+
+    seq: int = Field(ge=1, le=100_000)
+    stage: str = Field(min_length=1, max_length=20)
+    body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    prev_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class FormasiStart(BaseModel, frozen=True):
     """Input of a FormasiSelection run; `carry` continues a previous run's state."""
 

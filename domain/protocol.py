@@ -61,6 +61,7 @@ from domain.messages import (
     OptimalisasiOffer,
     PanelReview,
     PanelScoreReport,
+    RecordPublication,
     RegistrationConfirm,
     RegistrationOutcome,
     Report,
@@ -282,11 +283,12 @@ EXTEND_WINDOW = Update("extend_window", ExtendWindow, Ack)
 CLOSE_WINDOW = Update("close_window", CloseWindow, Ack)
 MOVE_TMT = Update("move_tmt", MoveTmt, Ack)
 CHANGE_KEYS = Update("change_keys", ChangeKeys, Ack)
+RECORD_PUBLICATION = Update("record_publication", RecordPublication, Ack)
 FORMASI_RESULT = Signal("formasi_result", FormasiResult)
 SEAT_VACATED = Signal("seat_vacated", SeatVacated)
 OFFER_REPLY = Signal("offer_reply", OfferReply)
 _COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {
-    u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT, CHANGE_KEYS)
+    u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT, CHANGE_KEYS, RECORD_PUBLICATION)
 }
 
 
@@ -357,6 +359,7 @@ UPDATES: tuple[Update[Any, Any], ...] = (
     CLOSE_WINDOW,
     MOVE_TMT,
     CHANGE_KEYS,
+    RECORD_PUBLICATION,
     DISMISS,
 )
 # Every activity a workflow asks for by name (the national claims' are in domain/national.py).

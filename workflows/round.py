@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         MoveTmt,
         OfferReply,
         OptimalisasiOffer,
+        RecordPublication,
         Report,
         RoundBoard,
         RoundBoardWrite,
@@ -117,6 +118,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
+PUBLICATION_RECORDED = "publication recorded"  # the decision of record_publication: "... 3 (final)"
+ZERO_SHA256 = "0" * 64  # the link before a round's first publication
 OFFERS_PER_TASK = 500  # optimalisasi offers sent together (patch optimalisasi-by-change)
 
 # The windows before the final ranking, and what the formasi are told when each closes.
@@ -1104,6 +1107,32 @@ class RecruitmentRound:
             self._refuse(command, f"the TMT is already {command.new_tmt.isoformat()}")
         if self.phase == RoundPhase.CLOSED:
             self._refuse(command, "the round is closed")
+
+    @workflow.update
+    async def record_publication(self, command: RecordPublication) -> Ack:
+        """Record that publication `seq` of the round's announcements is stored, with its body
+        hash (client/publication.py anchors each publication so): `audit.py verify-announcements
+        --round-id` holds the stored chain to it, so a publication removed from the database's
+        end shows. Changes nothing else."""
+        return await self._accept(
+            command, lambda: None, f"{PUBLICATION_RECORDED} {command.seq} ({command.stage})"
+        )
+
+    @record_publication.validator
+    def validate_record_publication(self, command: RecordPublication) -> None:
+        if self._check_repeat(command):
+            return
+        self._operator(command)
+        seq, sha = 0, ZERO_SHA256
+        for d in self.decisions:
+            if d.outcome.startswith(PUBLICATION_RECORDED):
+                seq, sha = d.input.get("seq", seq), d.input.get("body_sha256", sha)
+        if (command.seq, command.prev_sha256) != (seq + 1, sha):
+            self._refuse(
+                command,
+                f"publication {command.seq} (after {command.prev_sha256[:16]}…) does not follow "
+                f"the last one recorded, {seq} ({sha[:16]}…): record {seq + 1} first",
+            )
 
     @workflow.update
     async def change_keys(self, command: ChangeKeys) -> Ack:

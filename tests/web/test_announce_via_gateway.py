@@ -22,9 +22,11 @@ from client.publication import (
     audience,
     from_document,
     publish_signed,
+    recorded_publications,
 )
 from domain.codes import Stage
-from domain.messages import AdminReport, CloseWindow
+from domain.messages import AdminReport, CloseWindow, RoundState
+from domain.protocol import ROUND_STATE
 from domain.signing import Signer, verify
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
@@ -32,6 +34,7 @@ from tests.web.conftest import api_key, auth, serving
 from tests.web.test_public import _until
 from tests.web.test_report_via_gateway import _private, _starter
 from tests.web.test_service_api import VERIFIER
+from workflows.ids import round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -250,3 +253,12 @@ async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
     assert "dikoreksi oleh" in (await http.get(f"/pengumuman/{round_id}/1")).text
     assert not data_dir.exists()
     assert await _stored(pool, round_id) == 2
+    # Both on record in the round's history, as the operator signed the records beside them.
+    state = await client.get_workflow_handle(round_workflow_id(round_id)).query(
+        ROUND_STATE.name, result_type=RoundState
+    )
+    on_record = recorded_publications(state.decisions)
+    assert {seq: sha for seq, (sha, by, _) in on_record.items() if by == OPERATOR} == {
+        1: written.body_sha256(),
+        2: correction.body_sha256(),
+    }

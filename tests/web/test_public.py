@@ -30,12 +30,19 @@ from client.publication import (
     Publication,
     audience,
     check_publications,
+    check_records,
     signature_check,
     stored_documents,
 )
 from domain.administration import DocumentFinding
 from domain.codes import Stage
-from domain.messages import AdminReport, CloseWindow, Disqualification, SkdReport
+from domain.messages import (
+    AdminReport,
+    CloseWindow,
+    Disqualification,
+    RecordPublication,
+    SkdReport,
+)
 from starter import Context, announce
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import (
@@ -302,17 +309,43 @@ async def test_public_announcements_in_official_order_signed_and_chained(
     third = (await http.get(f"/pengumuman/{round_id}/3.json")).json()
     assert check_publications([*documents, ("3.json", third)], round_id, check).ok
     # Against the round on the server: its keys from its history, every stored publication.
-    from audit import _round_keys
+    from audit import _round_record
     from runtime.connection import data_converter
 
-    recorded, timeline = await _round_keys(client, data_converter(keys), round_id)
+    config_on_server, timeline, on_record = await _round_record(
+        client, data_converter(keys), round_id
+    )
     on_server = signature_check(
-        recorded, lambda p: timeline.verify(p, p.published_at, audience(p.round_id))
+        config_on_server, lambda p: timeline.verify(p, p.published_at, audience(p.round_id))
     )
-    stored = check_publications(
-        await stored_documents(pool, round_id), round_id, on_server, complete=True
-    )
+    stored_docs = await stored_documents(pool, round_id)
+    stored = check_publications(stored_docs, round_id, on_server, complete=True)
     assert stored.ok and [c.chain for c in stored.documents] == ["ok", "ok", "ok"]
+    # Each publication is on record in the round's history, with its hash.
+    assert {seq: sha for seq, (sha, _, _) in on_record.items()} == {
+        c.publication.seq: c.computed_sha256 for c in stored.documents if c.publication
+    }
+    check_records(stored, on_record, stored=True)
+    assert stored.ok and not stored.notes
+    # The chain's tail removed from the database (its owner can): the chain alone still holds,
+    # the round's record names what is gone.
+    cut = check_publications(stored_docs[:2], round_id, on_server, complete=True)
+    assert cut.ok
+    check_records(cut, on_record, stored=True)
+    assert not cut.ok and "publication 3" in cut.problems[0] and "removed" in cut.problems[0]
+    # A record out of turn is refused by the round.
+    with pytest.raises(RefusedError, match="does not follow the last one recorded, 3"):
+        await api.command(
+            round_id,
+            RecordPublication(
+                report_id="publication-9",
+                reported_by=OPERATOR,
+                seq=9,
+                stage="skd",
+                body_sha256="ab" * 32,
+                prev_sha256="cd" * 32,
+            ),
+        )
 
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         await pool.execute("UPDATE publications SET instansi = 'x' WHERE round_id = $1", round_id)
