@@ -1613,7 +1613,7 @@ def import_cmd(
         Path | None,
         typer.Option(
             "--numbers",
-            help="CSV to write each NIK's registration number to (nik, applicant_id, status), "
+            help="CSV to write each row's registration number to (line, applicant_id, status), "
             "readable by you alone; default <input>.numbers.csv next to --errors.",
         ),
     ] = None,

@@ -147,10 +147,14 @@ class _BodyTooLarge(HTTPException):
         super().__init__(413, f"the body is larger than {max_body} bytes")
 
 
+_DIGIT_RUN = re.compile(r"\d{10,}")
+
+
 def _loggable_path(path: str) -> str:
-    """The path as logged: registration numbers are pseudonyms, so paths carry no personal
-    data; a query string (which could) is never logged."""
-    return path[:200]
+    """The path as logged: registration numbers are pseudonyms, so the gateway's own paths carry
+    no personal data; a query string (which could) is never logged. A caller that puts a NIK
+    where a registration number goes (a run of 10 or more digits) has it logged as its length."""
+    return _DIGIT_RUN.sub(lambda run: f"<{len(run[0])} digits>", path[:200])
 
 
 class RateLimiter:

@@ -665,6 +665,54 @@ def _refusal_errors(refusals: list[Refusal]) -> dict[str, list[str]]:
     return errors
 
 
+# Refusals that would tell whoever filled in the anonymous form about a NIK's other registration
+# (which instansi, which formasi) or its sanction (which list, why): made up around someone's
+# NIK, the form would read them out. It says only that there is one, at the NIK; the applicant
+# asks the committee, and each is logged as a repeat in this round is, so that a sweep shows.
+_PRIVATE_REFUSALS = (
+    (
+        re.compile(r"already registered in national round "),
+        "registered in another instansi",
+        "NIK ini sudah terdaftar pada formasi lain dalam seleksi nasional ini; satu NIK hanya "
+        "dapat mendaftar pada satu formasi secara nasional. Jika itu bukan pendaftaran Anda, "
+        "hubungi panitia seleksi.",
+    ),
+    (
+        re.compile(r"\bbarred until "),
+        "barred by the sanctions register",
+        "NIK ini tercatat dalam daftar sanksi dan tidak dapat mendaftar pada seleksi ini. Hubungi "
+        "panitia seleksi atau BKN untuk keterangannya.",
+    ),
+)
+
+
+def _form_refusal_errors(
+    v: Visit, round_id: str, applicant_id: str, refusals: list[Refusal]
+) -> dict[str, list[str]]:
+    """The refusals as the anonymous form shows them: each at its field in Indonesian, but one
+    that tells of the NIK elsewhere only that there is one (_PRIVATE_REFUSALS), logged."""
+    shown: list[Refusal] = []
+    private: dict[str, list[str]] = {}
+    for refusal in refusals:
+        hit = next((p for p in _PRIVATE_REFUSALS if p[0].search(refusal.reason)), None)
+        if hit is None:
+            shown.append(refusal)
+            continue
+        _, kind, text = hit
+        log.warning(
+            f"registration refused: NIK {kind}",
+            round_id=round_id,
+            applicant_id=applicant_id,
+            source=v.source,
+        )
+        if text not in private.get("nik", []):
+            private.setdefault("nik", []).append(text)
+    errors = _refusal_errors(shown)
+    for field_name, texts in private.items():
+        errors.setdefault(field_name, []).extend(texts)
+    return errors
+
+
 def _is_repeat_nik(refusals: list[Refusal]) -> bool:
     """The engine's refusal of a NIK already registered in this round with other data (not in
     another instansi's round of a national round: that one is shown at the NIK field)."""
@@ -772,7 +820,8 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         if result.status == "repeat" or _is_repeat_nik(result.refusals):
             return already()
         log.info("registration refused", round_id=round_id, reasons=len(result.refusals))
-        return _registration_form(v, config, state, values, _refusal_errors(result.refusals), 422)
+        errors = _form_refusal_errors(v, round_id, applicant_id, result.refusals)
+        return _registration_form(v, config, state, values, errors, 422)
     log.info("registration", round_id=round_id, applicant_id=applicant_id, status=result.status)
     token, v.session = await accounts.open_session(round_id, applicant_id)
     formasi = config.formasi_by_code(reg.formasi_code)

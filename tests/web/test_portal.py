@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import client.api as client_api
 import client.status as client_status
 from client.api import RecruitmentApi, applicant_id_for
+from client.sanctions import SanctionRegister, read_national_list
 from domain.administration import DocumentFinding
 from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow
@@ -265,17 +266,59 @@ async def test_a_nik_registered_in_another_instansi_is_refused_at_its_field_not_
     )
     assert (await operator_api.register(a, registration(41, "F1"), "sscasn")).status == "registered"
 
-    page = await submit_registration(browser, b.round_id, form_of(registration(41, "F2")))
+    with structlog.testing.capture_logs() as logs:
+        page = await submit_registration(browser, b.round_id, form_of(registration(41, "F2")))
 
-    # Not "already registered in this round, log in": the NIK holds a formasi of round a.
+    # Not "already registered in this round, log in": the NIK holds a formasi of round a. Which
+    # instansi and formasi is not said: anyone can fill in a form around someone's NIK.
     assert page.status_code == 422, text_of(page.text)
     assert field_errors(page.text)["nik"] == [
-        f"NIK: sudah terdaftar pada seleksi nasional {national_id} melalui seleksi "
-        f"{a.round_id} (formasi F1); satu NIK hanya dapat mendaftar pada satu formasi secara "
-        "nasional"
+        "NIK: NIK ini sudah terdaftar pada formasi lain dalam seleksi nasional ini; satu NIK "
+        "hanya dapat mendaftar pada satu formasi secara nasional. Jika itu bukan pendaftaran "
+        "Anda, hubungi panitia seleksi."
     ]
-    assert "Silakan masuk" not in text_of(page.text)
+    shown = text_of(page.text)
+    assert a.round_id not in shown and "F1" not in field_errors(page.text)["nik"][0]
+    assert "Silakan masuk" not in shown
     assert await portal_rows(gateway_state.pool, b.round_id) == []  # no account is left in b
+    # Logged as a repeat in this round is, so that a sweep of NIKs shows.
+    [warned] = [
+        e for e in logs if e["event"] == "registration refused: NIK registered in another instansi"
+    ]
+    assert warned["log_level"] == "warning" and warned["source"] and warned["applicant_id"]
+    assert registration(41, "F2").nik not in str(logs)
+
+
+async def test_a_barred_nik_is_told_so_without_the_list_s_reason(
+    browser, operator_api, gateway_state, tmp_path
+):
+    # The gateway's engine client asks no register; the journey does, and refuses the start.
+    person = registration(44, "F1")
+    listed = tmp_path / "national.csv"
+    listed.write_text(
+        "nik,barred_until,rounds,reason,source\n"
+        f"{person.nik},2099-12-31,,ijazah palsu (putusan PN Bandung 12/Pid.B/2025),BKN-2025-07\n"
+    )
+    register = SanctionRegister(gateway_state.pool)
+    await register.import_list(read_national_list(listed), operator_api.pseudonym_key)
+    round_id = await open_round(operator_api, tmp_path, "portal-barred")
+
+    with structlog.testing.capture_logs() as logs:
+        page = await submit_registration(browser, round_id, form_of(person))
+
+    assert page.status_code == 422, text_of(page.text)
+    errors = [e for texts in field_errors(page.text).values() for e in texts]
+    assert errors == [
+        "NIK: NIK ini tercatat dalam daftar sanksi dan tidak dapat mendaftar pada seleksi ini. "
+        "Hubungi panitia seleksi atau BKN untuk keterangannya."
+    ], errors
+    assert "putusan" not in page.text and "BKN-2025-07" not in page.text
+    warned = [
+        e
+        for e in logs
+        if e["event"] == "registration refused: NIK barred by the sanctions register"
+    ]
+    assert warned and warned[0]["log_level"] == "warning" and person.nik not in str(logs)
 
 
 async def test_the_journeys_refusal_of_a_start_after_registration_closed_reads_in_indonesian():
