@@ -417,6 +417,15 @@ def verify(
                 ),
                 highlight=False,
             )
+        for refused in provenance.refused_starts:
+            console.print(
+                flagged(
+                    "!",
+                    f" a start no registrar signed, which the journey refused: {refused}",
+                    "yellow",
+                ),
+                highlight=False,
+            )
         if provenance.verified:
             console.print(
                 flagged(

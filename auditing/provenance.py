@@ -4,6 +4,10 @@ A round with `identities` took only signed reports and commands; their signed me
 histories' update events. This check verifies each one again with the public keys the round's own
 start input lists (not the keys a journey was started with: a journey started outside the API
 could carry keys of its own), and names every journey whose rules are not the round's.
+
+Replay does not run update validators, and an insider holding the payload key can re-encrypt
+anything into a history: these checks, not the replay, show that every start, report and command
+came from an identity that could sign it and was allowed to send it.
 """
 
 from __future__ import annotations
@@ -16,11 +20,20 @@ from pydantic import BaseModel
 from temporalio.converter import DataConverter
 
 from auditing.history import RecordedHistory, messages, replay
+from domain.admission import registrar_problem, registration_refusal
 from domain.config import parse_round_config
-from domain.messages import BLIND_REPORTS, ChangeKeys, JourneyStart, Report, RoundStart
+from domain.messages import (
+    BLIND_REPORTS,
+    ChangeKeys,
+    JourneyRules,
+    JourneyStart,
+    Report,
+    RoundStart,
+)
 from domain.panels import report_audiences
 from domain.signing import problem_for_every, signer_of, verify
 from workflows.ids import aftermath_of, journey_workflow_id
+from workflows.round import journey_rules
 
 
 @dataclass
@@ -30,6 +43,9 @@ class ProvenanceCheck:
     verified: int = 0
     problems: list[str] = field(default_factory=list)
     unsigned_rounds: list[str] = field(default_factory=list)
+    # Journeys whose start no registrar signed, and which refused it themselves (their replay
+    # ends in the refusal): someone who reached Temporal tried, and nothing was decided on it.
+    refused_starts: list[str] = field(default_factory=list)
 
 
 class KeyTimeline:
@@ -66,13 +82,31 @@ async def _recorded_digest(round_history: RecordedHistory, converter: DataConver
     return str(opened.input.get("rules_digest", "")) if opened else ""
 
 
+@dataclass
+class RoundKeys:
+    """What a round's own history says its messages are judged by: its rules (reporters and the
+    first keys), the keys over time, and the rules' digest it recorded when it opened."""
+
+    rules: JourneyRules
+    timeline: KeyTimeline
+    digest: str
+
+
+async def _refused_itself(h: RecordedHistory, converter: DataConverter) -> bool:
+    """Whether the journey, replayed by the current code, refused its registration (and so
+    decided nothing on it)."""
+    [outcome] = await replay([h.history], converter)
+    return outcome.ok and outcome.state is not None and bool(registration_refusal(outcome.state))
+
+
 async def check_provenance(
     histories: list[RecordedHistory], converter: DataConverter
 ) -> ProvenanceCheck:
-    """Verify every accepted report's and command's signature against its round's keys."""
+    """Verify every journey's start, every accepted report's and every command's signature
+    against its round's keys, and that its signer may send it."""
     check = ProvenanceCheck()
     decoded = [(h, await messages(h.history, converter)) for h in histories]
-    rounds: dict[str, tuple[KeyTimeline, str]] = {}  # round id -> (its keys, rules digest)
+    rounds: dict[str, RoundKeys] = {}
     for h, msgs in decoded:
         if h.kind == "round" and msgs and isinstance(msgs[0].content, RoundStart):
             config = parse_round_config(msgs[0].content.config, f"{h.workflow_id} start input")
@@ -80,9 +114,11 @@ async def check_provenance(
             for m in msgs:
                 if m.kind == "update" and isinstance(m.content, ChangeKeys):
                     timeline.change(m.at, m.content.identities)
-            rounds[config.round_id] = (timeline, await _recorded_digest(h, converter))
-    for round_id, (timeline, _) in sorted(rounds.items()):
-        if not timeline.initial:
+            rounds[config.round_id] = RoundKeys(
+                journey_rules(config), timeline, await _recorded_digest(h, converter)
+            )
+    for round_id, keys in sorted(rounds.items()):
+        if not keys.timeline.initial:
             check.unsigned_rounds.append(round_id)
     for h, msgs in decoded:
         if h.kind not in ("journey", "round", "aftermath") or not msgs:
@@ -102,7 +138,8 @@ async def check_provenance(
                 f"{h.workflow_id}: the history of round {round_id} is missing; its keys are unknown"
             )
             continue
-        timeline, digest = rounds[round_id]
+        keys = rounds[round_id]
+        timeline, digest = keys.timeline, keys.digest
         if isinstance(start, JourneyStart) and digest and start.rules.rules_digest != digest:
             check.problems.append(
                 f"{h.workflow_id}: started with rules {start.rules.rules_digest[:12]}, not the round's {digest[:12]}"
@@ -110,18 +147,25 @@ async def check_provenance(
         if not timeline.initial:
             continue
         for m in msgs:
-            signed = (m.kind == "update" and isinstance(m.content, Report)) or (
-                m.kind == "start" and isinstance(m.content, JourneyStart) and m.content.signature
-            )
-            if not signed:
+            if m.kind == "start" and isinstance(m.content, JourneyStart):
+                # Every start, signed or not: a start without a signature is one no registrar
+                # made, as the journey's admission judges it (domain/admission.py).
+                problem = registrar_problem(m.content, keys.rules) or timeline.verify(
+                    m.content, m.at, audience
+                )
+                if problem and await _refused_itself(h, converter):
+                    check.refused_starts.append(f"{h.workflow_id} (run {h.run_id}): {problem}")
+                    continue
+            elif m.kind == "update" and isinstance(m.content, Report):
+                # A panellist's blind report may be signed for the candidate's code, which the
+                # journey's start carries (domain/panels.py), instead of for the journey.
+                code = start.candidate_code if isinstance(start, JourneyStart) else ""
+                audiences = report_audiences(
+                    audience, round_id, code, isinstance(m.content, BLIND_REPORTS)
+                )
+                problem = problem_for_every(partial(timeline.verify, m.content, m.at), audiences)
+            else:
                 continue
-            # A panellist's blind report may be signed for the candidate's code, which the
-            # journey's start carries (domain/panels.py), instead of for the journey.
-            code = start.candidate_code if isinstance(start, JourneyStart) else ""
-            audiences = report_audiences(
-                audience, round_id, code, isinstance(m.content, BLIND_REPORTS)
-            )
-            problem = problem_for_every(partial(timeline.verify, m.content, m.at), audiences)
             if problem:
                 what = getattr(m.content, "report_id", "registration")
                 check.problems.append(
