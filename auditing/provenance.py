@@ -31,6 +31,7 @@ from domain.messages import (
     RoundStart,
 )
 from domain.panels import report_audiences
+from domain.sheet import sender_refusal
 from domain.signing import problem_for_every, signer_of, verify
 from workflows.ids import aftermath_of, journey_workflow_id
 from workflows.round import journey_rules
@@ -103,7 +104,7 @@ async def check_provenance(
     histories: list[RecordedHistory], converter: DataConverter
 ) -> ProvenanceCheck:
     """Verify every journey's start, every accepted report's and every command's signature
-    against its round's keys, and that its signer may send it."""
+    against its round's keys, and that its signer may send it (the round's reporters)."""
     check = ProvenanceCheck()
     decoded = [(h, await messages(h.history, converter)) for h in histories]
     rounds: dict[str, RoundKeys] = {}
@@ -163,7 +164,12 @@ async def check_provenance(
                 audiences = report_audiences(
                     audience, round_id, code, isinstance(m.content, BLIND_REPORTS)
                 )
-                problem = problem_for_every(partial(timeline.verify, m.content, m.at), audiences)
+                # Who may send it, by the round's reporters, as the workflow that took it checked
+                # (domain.sheet.sender_refusal): a real key of the round signs only what its
+                # identity may send.
+                problem = sender_refusal(m.content, keys.rules) or problem_for_every(
+                    partial(timeline.verify, m.content, m.at), audiences
+                )
             else:
                 continue
             if problem:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from auditing.bundle import load_histories
 from auditing.history import RecordedHistory
 from auditing.provenance import check_provenance
-from domain.messages import JourneyStart
+from domain.messages import JourneyStart, LatsarReport, MoveTmt
 from runtime.connection import data_converter
 from runtime.keys import Keys
 from tests import roundkit
@@ -90,6 +90,69 @@ async def test_an_unsigned_start_the_journey_refused_is_listed_not_a_problem():
 
     assert check.problems == []
     assert [r.split(" ")[0] for r in check.refused_starts] == [late.workflow_id]
+
+
+# --- who may send what ------------------------------------------------------------------------
+
+
+async def rewrite_updates(
+    h: RecordedHistory, converter, name: str, kind: type[BaseModel], change: Callable
+) -> int:
+    """Re-encrypt every accepted `name` update of the history as `change` makes it."""
+    changed = 0
+    for event in h.history.events:
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            request = event.workflow_execution_update_accepted_event_attributes.accepted_request
+            if request.input.name == name:
+                [message] = await converter.decode(list(request.input.args.payloads), [kind])
+                [payload] = await converter.encode([change(message)])
+                request.input.args.payloads[0].CopyFrom(payload)
+                changed += 1
+    return changed
+
+
+def signed_by(identity: str, audience: str, **changes) -> Callable:
+    """A message changed, and signed with the real key of another identity of the round."""
+    signer = roundkit.test_signer(identity)
+    return lambda m: signer.sign(
+        m.model_copy(update={**changes, "reported_by": identity, "signature": ""}), audience
+    )
+
+
+async def test_a_report_signed_by_an_identity_not_allowed_to_send_it_is_named():
+    """The reviewer's case: the operator's key signs a Latsar result (LAN's to report) that fails
+    the applicant."""
+    histories, converter = load_histories(SIGNED), converter_of(SIGNED)
+    latsar = next(
+        h
+        for h in histories
+        if h.kind == "journey" and b"report_latsar" in h.history.to_json().encode()
+    )
+    forged = signed_by("panitia-test", latsar.workflow_id, passed=False)
+    assert await rewrite_updates(latsar, converter, "report_latsar", LatsarReport, forged) == 1
+
+    check = await check_provenance(histories, converter)
+
+    assert len(check.problems) == 1, check.problems
+    assert "report_latsar" in check.problems[0]
+    assert "panitia-test is not allowed to report latsar" in check.problems[0]
+
+
+async def test_a_round_command_from_an_identity_not_an_operator_is_named():
+    histories, converter = load_histories(SIGNED), converter_of(SIGNED)
+    round_history = next(h for h in histories if h.kind == "round")
+    forged = signed_by(
+        "sscasn", round_history.workflow_id
+    )  # the portal's key, which the gateway holds
+    assert await rewrite_updates(round_history, converter, "move_tmt", MoveTmt, forged) == 1
+
+    check = await check_provenance(histories, converter)
+
+    assert len(check.problems) == 1, check.problems
+    assert (
+        "move_tmt" in check.problems[0]
+        and "sscasn is not allowed to report operator" in (check.problems[0])
+    )
 
 
 # The recorded rounds since v2 (the first set's journeys carry other rules than their round's,
