@@ -46,7 +46,7 @@ from auditing.history import (
     round_histories,
     run_histories,
 )
-from auditing.provenance import KeyTimeline, check_provenance
+from auditing.provenance import check_provenance, key_timeline
 from auditing.recompute import recompute, write_skd_listing
 from client.announcements import wib
 from client.publication import (
@@ -58,11 +58,12 @@ from client.publication import (
     stored_documents,
 )
 from domain.config import ConfigError, load_round_config, parse_round_config
-from domain.messages import ChangeKeys, JourneyStart, RoundStart
+from domain.messages import JourneyStart, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
+from workflows.round import journey_rules
 
 app = typer.Typer(
     add_completion=False,
@@ -906,16 +907,21 @@ def _json_file(path: Path) -> Any:
 
 async def _round_keys(client: Client, converter: DataConverter, round_id: str):
     """The round's configuration and the keys its identities held over time, from its history."""
-    config, timeline = None, None
-    for run in await run_histories(client, round_workflow_id(round_id)):
-        for m in await messages(run.history, converter):
-            if m.kind == "start" and isinstance(m.content, RoundStart) and config is None:
-                config = parse_round_config(m.content.config, f"{round_id} start input")
-                timeline = KeyTimeline(config.identities)
-            elif m.kind == "update" and isinstance(m.content, ChangeKeys) and timeline:
-                timeline.change(m.at, m.content.identities)
-    if config is None or timeline is None:
+    workflow_id = round_workflow_id(round_id)
+    recorded = [
+        m
+        for run in await run_histories(client, workflow_id)
+        for m in await messages(run.history, converter)
+    ]
+    start = next(
+        (m for m in recorded if m.kind == "start" and isinstance(m.content, RoundStart)), None
+    )
+    if start is None:
         raise AuditError(f"round {round_id}: its history holds no start input to take keys from")
+    config = parse_round_config(start.content.config, f"{round_id} start input")
+    timeline = key_timeline(journey_rules(config), workflow_id, recorded)
+    if timeline.refused:
+        raise AuditError("; ".join(timeline.refused))
     return config, timeline
 
 

@@ -12,14 +12,16 @@ came from an identity that could sign it and was allowed to send it.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 
 from pydantic import BaseModel
 from temporalio.converter import DataConverter
 
-from auditing.history import RecordedHistory, messages, replay
+from auditing.history import Message, RecordedHistory, messages, replay
 from domain.admission import registrar_problem, registration_refusal
 from domain.config import parse_round_config
 from domain.messages import (
@@ -53,14 +55,23 @@ class KeyTimeline:
     """The keys a round's identities held over time: the first, and each recorded change.
 
     A signature counts when it verifies under a key its identity held at the time the message
-    was recorded, or before: signatures made before a key was changed stay valid."""
+    was recorded, or before: signatures made before a key was changed stay valid. Build it with
+    `key_timeline`, which applies only the changes an operator signed under the keys in force."""
 
     def __init__(self, initial: dict[str, str]) -> None:
         self.initial = dict(initial)
         self.changes: list[tuple[datetime, dict[str, str]]] = []
+        self.refused: list[str] = []  # recorded changes that did not verify: not applied
 
     def change(self, at: datetime, keys: dict[str, str]) -> None:
         self.changes.append((at, dict(keys)))
+
+    def in_force(self) -> dict[str, str]:
+        """The keys after every change applied so far: what the round checks a command by."""
+        keys = dict(self.initial)
+        for _, changed in self.changes:
+            keys.update(changed)
+        return keys
 
     def verify(self, message: BaseModel, at: datetime, audience: str) -> str | None:
         identity = signer_of(message)
@@ -74,6 +85,30 @@ class KeyTimeline:
                 return None
             first_problem = first_problem or problem
         return first_problem
+
+
+def key_timeline(rules: JourneyRules, workflow_id: str, recorded: Iterable[Message]) -> KeyTimeline:
+    """The keys of the round `workflow_id` over time, from its runs' messages in event order.
+
+    Each recorded key change is checked as the round checked it before taking it: sent by an
+    operator of the round, signed under the keys in force just before it (never under the keys
+    it brings, so no change certifies itself). One that is not is named in `refused` and not
+    applied: what it would have let sign does not verify."""
+    timeline = KeyTimeline(rules.identities)
+    for m in recorded:
+        if m.kind != "update" or not isinstance(m.content, ChangeKeys):
+            continue
+        problem = sender_refusal(m.content, rules) or verify(
+            m.content, timeline.in_force(), workflow_id
+        )
+        if problem:
+            timeline.refused.append(
+                f"{workflow_id} {m.name} {m.content.report_id} by {signer_of(m.content)} at "
+                f"{m.at.isoformat()}: {problem}; its keys are not taken"
+            )
+        else:
+            timeline.change(m.at, m.content.identities)
+    return timeline
 
 
 async def _recorded_digest(round_history: RecordedHistory, converter: DataConverter) -> str:
@@ -108,16 +143,23 @@ async def check_provenance(
     check = ProvenanceCheck()
     decoded = [(h, await messages(h.history, converter)) for h in histories]
     rounds: dict[str, RoundKeys] = {}
-    for h, msgs in decoded:
+    # A round's runs (it may continue as new), oldest first: its key changes in the order taken.
+    runs: dict[str, list[tuple[RecordedHistory, list[Message]]]] = defaultdict(list)
+    for h, msgs in sorted(
+        decoded, key=lambda d: d[0].start_time or datetime.min.replace(tzinfo=UTC)
+    ):
         if h.kind == "round" and msgs and isinstance(msgs[0].content, RoundStart):
-            config = parse_round_config(msgs[0].content.config, f"{h.workflow_id} start input")
-            timeline = KeyTimeline(config.identities)
-            for m in msgs:
-                if m.kind == "update" and isinstance(m.content, ChangeKeys):
-                    timeline.change(m.at, m.content.identities)
-            rounds[config.round_id] = RoundKeys(
-                journey_rules(config), timeline, await _recorded_digest(h, converter)
-            )
+            runs[h.workflow_id].append((h, msgs))
+    for workflow_id, chain in runs.items():
+        first, first_msgs = chain[0]
+        config = parse_round_config(first_msgs[0].content.config, f"{workflow_id} start input")
+        rules = journey_rules(config)
+        timeline = key_timeline(rules, workflow_id, [m for _, msgs in chain for m in msgs])
+        check.problems.extend(timeline.refused)
+        check.verified += len(timeline.changes)
+        rounds[config.round_id] = RoundKeys(
+            rules, timeline, await _recorded_digest(first, converter)
+        )
     for round_id, keys in sorted(rounds.items()):
         if not keys.timeline.initial:
             check.unsigned_rounds.append(round_id)
@@ -157,6 +199,8 @@ async def check_provenance(
                 if problem and await _refused_itself(h, converter):
                     check.refused_starts.append(f"{h.workflow_id} (run {h.run_id}): {problem}")
                     continue
+            elif m.kind == "update" and isinstance(m.content, ChangeKeys):
+                continue  # checked, in order, as the keys were built (key_timeline)
             elif m.kind == "update" and isinstance(m.content, Report):
                 # A panellist's blind report may be signed for the candidate's code, which the
                 # journey's start carries (domain/panels.py), instead of for the journey.

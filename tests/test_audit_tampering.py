@@ -7,18 +7,29 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
 from auditing.bundle import load_histories
-from auditing.history import RecordedHistory
-from auditing.provenance import check_provenance
-from domain.messages import JourneyStart, LatsarReport, MoveTmt
+from auditing.history import Message, RecordedHistory, messages
+from auditing.provenance import check_provenance, key_timeline
+from domain.config import parse_round_config
+from domain.messages import (
+    ChangeKeys,
+    JourneyRules,
+    JourneyStart,
+    LatsarReport,
+    MoveTmt,
+    SkdReport,
+)
+from domain.signing import Signer
 from runtime.connection import data_converter
 from runtime.keys import Keys
 from tests import roundkit
+from workflows.round import journey_rules
 
 RECORDED = Path(__file__).resolve().parent / "histories"
 SIGNED = RECORDED / "v20-full"  # a round with keys: every start and report signed
@@ -153,6 +164,90 @@ async def test_a_round_command_from_an_identity_not_an_operator_is_named():
         "move_tmt" in check.problems[0]
         and "sscasn is not allowed to report operator" in (check.problems[0])
     )
+
+
+# --- key changes ------------------------------------------------------------------------------
+
+
+async def signed_round() -> tuple[JourneyRules, str, datetime]:
+    """v20-full's round: its rules, its workflow id and the time of its last message."""
+    [round_history] = [h for h in load_histories(SIGNED) if h.kind == "round"]
+    recorded = await messages(round_history.history, converter_of(SIGNED))
+    config = parse_round_config(recorded[0].content.config, "v20-full round")
+    return journey_rules(config), round_history.workflow_id, recorded[-1].at
+
+
+def key_change(signer: Signer, round_id: str, **identities: str) -> ChangeKeys:
+    change = ChangeKeys(
+        report_id=f"keys-{signer.identity}",
+        reported_by=signer.identity,
+        identities=identities,
+        reason="a key lost",
+    )
+    return signer.sign(change, round_id)
+
+
+def as_recorded(at: datetime, *changes: ChangeKeys) -> list[Message]:
+    return [
+        Message(at + timedelta(seconds=i), "update", "change_keys", c)
+        for i, c in enumerate(changes)
+    ]
+
+
+async def test_a_key_change_signed_by_the_key_it_brings_is_named_and_not_taken():
+    rules, round_id, at = await signed_round()
+    mallory = Signer.generate("panitia-test")  # the operator's name, a key of the insider's own
+    cat = Signer.generate("cat-bkn")
+    change = key_change(
+        mallory, round_id, **{"panitia-test": mallory.public, "cat-bkn": cat.public}
+    )
+    journey_id = "recorded/applicant/H35FTZZAS737LQQ4"
+    score = cat.sign(
+        SkdReport(report_id="skd-x", reported_by="cat-bkn", twk=150, tiu=175, tkp=225), journey_id
+    )
+
+    timeline = key_timeline(rules, round_id, as_recorded(at, change))
+
+    assert len(timeline.refused) == 1 and "keys-panitia-test" in timeline.refused[0]
+    assert "does not verify under panitia-test's key" in timeline.refused[0]
+    assert timeline.changes == []
+    assert "does not verify" in (timeline.verify(score, at + timedelta(hours=1), journey_id) or "")
+
+
+async def test_a_key_change_from_an_identity_not_an_operator_is_named_and_not_taken():
+    rules, round_id, at = await signed_round()
+    cat = Signer.generate("cat-bkn")
+    portal = roundkit.test_signer("sscasn")  # a real key of the round: the gateway holds it
+
+    timeline = key_timeline(
+        rules, round_id, as_recorded(at, key_change(portal, round_id, **{"cat-bkn": cat.public}))
+    )
+
+    assert len(timeline.refused) == 1
+    assert "sscasn is not allowed to report operator" in timeline.refused[0]
+    assert timeline.in_force()["cat-bkn"] == rules.identities["cat-bkn"]
+
+
+async def test_key_changes_are_checked_in_order_under_the_keys_in_force_before_each():
+    """The operator's real change is taken; a later change signed with the key it replaced is not,
+    nor one signed with a key it brings before it is taken."""
+    rules, round_id, at = await signed_round()
+    operator = roundkit.test_signer("panitia-test")
+    renewed = Signer.from_seed("panitia-test", bytes(range(1, 33)))
+    cat = Signer.generate("cat-bkn")
+    changes = [
+        key_change(operator, round_id, **{"panitia-test": renewed.public}),
+        key_change(operator, round_id, **{"cat-bkn": cat.public}),  # the retired key
+        key_change(renewed, round_id, **{"lan": cat.public}),  # the key now in force: taken
+    ]
+
+    timeline = key_timeline(rules, round_id, as_recorded(at, *changes))
+
+    assert [keys for _, keys in timeline.changes] == [
+        {"panitia-test": renewed.public},
+        {"lan": cat.public},
+    ]
+    assert len(timeline.refused) == 1 and "does not verify" in timeline.refused[0]
 
 
 # The recorded rounds since v2 (the first set's journeys carry other rules than their round's,
