@@ -25,6 +25,7 @@ from temporalio.client import WorkflowHistory
 
 from auditing.history import RecordedHistory, recorded
 from runtime.files import open_private
+from workflows.ids import national_workflow_id, round_workflow_id
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -175,7 +176,29 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
     for path in sorted((bundle / HISTORIES).glob("*")) if (bundle / HISTORIES).is_dir() else []:
         if f"{HISTORIES}/{path.name}" not in listed:
             check.problems.append(f"{path}: not listed in the manifest")
+    check.problems.extend(completeness_problems(check.round_id, check.histories))
     return check
+
+
+def completeness_problems(round_id: str, histories: list[RecordedHistory]) -> list[str]:
+    """What shows the histories are not one whole round's: none at all, none of the round's own
+    workflow (whose start input holds the keys and rules everything else is checked by), or a
+    history of another round. A journey left out of a round that holds others is not seen here."""
+    if not histories:
+        return [f"the bundle holds no history (of round {round_id!r})"]
+    problems = [
+        f"{h.workflow_id} (run {h.run_id}): a history of round {h.workflow_id.split('/')[0]!r}, "
+        f"not of the bundle's round {round_id!r}"
+        for h in histories
+        if h.workflow_id.split("/")[0] != round_id
+    ]
+    own = (round_workflow_id(round_id), national_workflow_id(round_id))
+    if not any(h.workflow_id in own for h in histories):
+        problems.append(
+            f"the bundle holds no history of the round's own workflow ({own[0]}, or {own[1]} "
+            "for a national round): its keys and rules are unknown"
+        )
+    return problems
 
 
 def load_histories(directory: Path) -> list[RecordedHistory]:

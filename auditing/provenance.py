@@ -35,7 +35,7 @@ from domain.messages import (
 from domain.panels import report_audiences
 from domain.sheet import sender_refusal
 from domain.signing import problem_for_every, signer_of, verify
-from workflows.ids import aftermath_of, journey_workflow_id
+from workflows.ids import aftermath_of, journey_workflow_id, round_workflow_id
 from workflows.round import journey_rules
 
 
@@ -153,6 +153,11 @@ async def check_provenance(
     for workflow_id, chain in runs.items():
         first, first_msgs = chain[0]
         config = parse_round_config(first_msgs[0].content.config, f"{workflow_id} start input")
+        if workflow_id != round_workflow_id(config.round_id):
+            check.problems.append(
+                f"{workflow_id}: runs the configuration of round {config.round_id}, not its own"
+            )
+            continue
         rules = journey_rules(config)
         timeline = key_timeline(rules, workflow_id, [m for _, msgs in chain for m in msgs])
         check.problems.extend(timeline.refused)

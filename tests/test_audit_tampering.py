@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
-from auditing.bundle import load_histories
+import audit
+from auditing.bundle import load_histories, write_bundle
 from auditing.history import Message, RecordedHistory, messages
 from auditing.provenance import check_provenance, key_timeline
 from domain.config import parse_round_config
@@ -33,6 +35,7 @@ from workflows.round import journey_rules
 
 RECORDED = Path(__file__).resolve().parent / "histories"
 SIGNED = RECORDED / "v20-full"  # a round with keys: every start and report signed
+SIGNING_KEY = bytes(range(32))  # the bundle's, which the insider holds
 
 
 def converter_of(directory: Path):
@@ -248,6 +251,49 @@ async def test_key_changes_are_checked_in_order_under_the_keys_in_force_before_e
         {"lan": cat.public},
     ]
     assert len(timeline.refused) == 1 and "does not verify" in timeline.refused[0]
+
+
+# --- a whole round ----------------------------------------------------------------------------
+
+
+def bundle_of(tmp_path: Path, histories: list[RecordedHistory], round_id: str = "recorded") -> Path:
+    bundle = tmp_path / "bundle"
+    write_bundle(histories, round_id, bundle, SIGNING_KEY)
+    return bundle
+
+
+def verify(bundle: Path, directory: Path = SIGNED):
+    key_file = str(directory / "payload_key.b64")
+    result = CliRunner().invoke(audit.app, ["verify", str(bundle), "--payload-key-file", key_file])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_an_intact_signed_bundle_verifies(tmp_path):
+    code, out = verify(bundle_of(tmp_path, load_histories(SIGNED)))
+
+    assert code == 0, out
+    assert "report and command signatures verify" in out
+
+
+@pytest.mark.parametrize(
+    "keep, round_id, named",
+    [
+        (lambda h: False, "recorded", "holds no history"),
+        (
+            lambda h: h.kind == "formasi",
+            "recorded",
+            "no history of the round's own workflow (recorded/round",
+        ),
+        (lambda h: True, "another", "a history of round 'recorded', not of the bundle's round"),
+    ],
+    ids=["empty", "without the round", "of another round"],
+)
+def test_a_bundle_that_is_not_one_whole_round_fails(tmp_path, keep, round_id, named):
+    bundle = bundle_of(tmp_path, [h for h in load_histories(SIGNED) if keep(h)], round_id)
+
+    code, out = verify(bundle)
+
+    assert code == 1 and named in out, out
 
 
 # The recorded rounds since v2 (the first set's journeys carry other rules than their round's,
