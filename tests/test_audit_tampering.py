@@ -6,16 +6,20 @@ recorded sets under tests/histories; no server."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
 import audit
-from auditing.bundle import load_histories, write_bundle
+from auditing.bundle import MANIFEST, load_histories, write_bundle
 from auditing.history import Message, RecordedHistory, messages
 from auditing.provenance import check_provenance, key_timeline
 from domain.config import parse_round_config
@@ -262,9 +266,11 @@ def bundle_of(tmp_path: Path, histories: list[RecordedHistory], round_id: str = 
     return bundle
 
 
-def verify(bundle: Path, directory: Path = SIGNED):
+def verify(bundle: Path, directory: Path = SIGNED) -> tuple[int, str]:
+    """`audit.py verify` of the bundle: its exit code and output; never a traceback."""
     key_file = str(directory / "payload_key.b64")
     result = CliRunner().invoke(audit.app, ["verify", str(bundle), "--payload-key-file", key_file])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -294,6 +300,108 @@ def test_a_bundle_that_is_not_one_whole_round_fails(tmp_path, keep, round_id, na
     code, out = verify(bundle)
 
     assert code == 1 and named in out, out
+
+
+# --- the manifest ---------------------------------------------------------------------------
+
+
+def resign(bundle: Path, manifest: object = None, raw: bytes | None = None) -> None:
+    """Write the manifest (or these bytes) and sign it with the bundle's key, as the insider can."""
+    if raw is None:
+        raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    (bundle / MANIFEST).write_bytes(raw)
+    signature = Ed25519PrivateKey.from_private_bytes(SIGNING_KEY).sign(hashlib.sha256(raw).digest())
+    (bundle / "manifest.sig").write_text(base64.b64encode(signature).decode() + "\n")
+
+
+def manifest_of(bundle: Path) -> dict:
+    return json.loads((bundle / MANIFEST).read_text())
+
+
+def moved_outside(bundle: Path, entry: dict, where: Path) -> Path:
+    where.mkdir(exist_ok=True)
+    return shutil.move(bundle / entry["file"], where / Path(entry["file"]).name)
+
+
+def absolute_path(bundle: Path, manifest: dict) -> None:
+    entry = manifest["files"][0]
+    entry["file"] = str(moved_outside(bundle, entry, bundle.parent / "outside"))
+
+
+def dot_dot_path(bundle: Path, manifest: dict) -> None:
+    entry = manifest["files"][0]
+    entry["file"] = f"../sibling/{moved_outside(bundle, entry, bundle.parent / 'sibling').name}"
+
+
+def symlink_outside(bundle: Path, manifest: dict) -> None:
+    entry = manifest["files"][0]
+    (bundle / entry["file"]).symlink_to(moved_outside(bundle, entry, bundle.parent / "outside"))
+
+
+def same_entry_twice(bundle: Path, manifest: dict) -> None:
+    manifest["files"].append(dict(manifest["files"][0]))
+
+
+def same_run_in_another_file(bundle: Path, manifest: dict) -> None:
+    entry = dict(manifest["files"][0], file="histories/copy.json")
+    shutil.copy(bundle / manifest["files"][0]["file"], bundle / entry["file"])
+    manifest["files"].append(entry)
+
+
+@pytest.mark.parametrize(
+    "tamper, named",
+    [
+        (absolute_path, "is not a file directly under histories/"),
+        (dot_dot_path, "is not a file directly under histories/"),
+        (symlink_outside, "leads outside the bundle's histories/"),
+        (same_entry_twice, "is listed more than once"),
+        (same_run_in_another_file, "is listed more than once"),
+    ],
+    ids=["absolute path", "path with ..", "symlink out", "entry twice", "run twice"],
+)
+def test_a_manifest_entry_outside_the_bundle_or_listed_twice_fails(tmp_path, tamper, named):
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    manifest = manifest_of(bundle)
+    tamper(bundle, manifest)
+    resign(bundle, manifest)
+
+    code, out = verify(bundle)
+
+    assert code == 1 and named in out, out
+
+
+@pytest.mark.parametrize(
+    "raw, named",
+    [
+        (
+            b'{"round_id": "recorded", "files": [{"file": "histories/x.json"}]}',
+            "needs file, workflow_id, run_id, sha256",
+        ),
+        (b'["recorded"]', "not a manifest: an object with a round_id and a list of files"),
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deep"),
+        (b"{not json", "not JSON"),
+    ],
+    ids=["entry without sha256", "not an object", "100k deep", "not JSON"],
+)
+def test_a_malformed_manifest_is_named_without_a_traceback(tmp_path, raw, named):
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    for history in (bundle / "histories").iterdir():
+        history.unlink()  # so that only the manifest's own problem is left
+    resign(bundle, raw=raw)
+
+    code, out = verify(bundle)
+
+    assert code == 1 and named in out, out
+
+
+def test_after_a_bad_manifest_signature_nothing_more_is_read(tmp_path):
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    (bundle / MANIFEST).write_bytes(b'{"round_id": "recorded", "files": [{"file": "/etc/passwd"}]}')
+
+    code, out = verify(bundle)
+
+    assert code == 1 and "signature does not match" in out and "not read further" in out
+    assert "/etc/passwd" not in out and "entry 1" not in out
 
 
 # The recorded rounds since v2 (the first set's journeys carry other rules than their round's,
