@@ -23,7 +23,6 @@ import binascii
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from auditing.history import (
     round_histories,
     run_histories,
 )
-from auditing.provenance import KeyTimeline, check_provenance
+from auditing.provenance import check_provenance, key_timeline
 from auditing.recompute import recompute, write_skd_listing
 from client.announcements import wib
 from client.api import REGISTRATION_NUMBER
@@ -64,13 +63,14 @@ from client.publication import (
     stored_documents,
 )
 from domain.config import CODE_RULE, ConfigError, load_round_config, parse_round_config
-from domain.messages import ChangeKeys, JourneyStart, RecordPublication, RoundStart
+from domain.messages import JourneyStart, RecordPublication, RoundStart
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from runtime.writable import cannot_write, cannot_write_in
 from runtime.writable import why as _why
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
+from workflows.round import journey_rules
 
 app = typer.Typer(
     add_completion=False,
@@ -485,6 +485,15 @@ def verify(
                     "!",
                     f" round {round_id} lists no identities: it took unsigned reports, whose "
                     "authorship rests on who could reach Temporal",
+                    "yellow",
+                ),
+                highlight=False,
+            )
+        for refused in provenance.refused_starts:
+            console.print(
+                flagged(
+                    "!",
+                    f" a start no registrar signed, which the journey refused: {refused}",
                     "yellow",
                 ),
                 highlight=False,
@@ -1020,22 +1029,30 @@ def _json_file(path: Path) -> Any:
 
 
 async def _round_record(client: Client, converter: DataConverter, round_id: str):
-    """The round's configuration, the keys its identities held over time, and the publications
-    of its announcements it has on record (seq -> body hash, by, when), from its history."""
-    config, timeline = None, None
-    recorded: dict[int, tuple[str, str, datetime]] = {}
-    for run in await run_histories(client, round_workflow_id(round_id)):
-        for m in await messages(run.history, converter):
-            if m.kind == "start" and isinstance(m.content, RoundStart) and config is None:
-                config = parse_round_config(m.content.config, f"{round_id} start input")
-                timeline = KeyTimeline(config.identities)
-            elif m.kind == "update" and isinstance(m.content, ChangeKeys) and timeline:
-                timeline.change(m.at, m.content.identities)
-            elif m.kind == "update" and isinstance(m.content, RecordPublication):
-                recorded[m.content.seq] = (m.content.body_sha256, m.content.reported_by, m.at)
-    if config is None or timeline is None:
+    """The round's configuration, the keys its identities held over time (each change taken
+    only if an operator signed it under the keys before it), and the publications of its
+    announcements it has on record (seq -> body hash, by, when), from its history."""
+    workflow_id = round_workflow_id(round_id)
+    recorded = [
+        m
+        for run in await run_histories(client, workflow_id)
+        for m in await messages(run.history, converter)
+    ]
+    start = next(
+        (m for m in recorded if m.kind == "start" and isinstance(m.content, RoundStart)), None
+    )
+    if start is None:
         raise AuditError(f"round {round_id}: its history holds no start input to take keys from")
-    return config, timeline, recorded
+    config = parse_round_config(start.content.config, f"{round_id} start input")
+    timeline = key_timeline(journey_rules(config), workflow_id, recorded)
+    if timeline.refused:
+        raise AuditError("; ".join(timeline.refused))
+    published = {
+        m.content.seq: (m.content.body_sha256, m.content.reported_by, m.at)
+        for m in recorded
+        if m.kind == "update" and isinstance(m.content, RecordPublication)
+    }
+    return config, timeline, published
 
 
 def _report_announcements(result: ChainCheck, round_id: str) -> None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -25,6 +26,7 @@ from temporalio.client import WorkflowHistory
 
 from auditing.history import RecordedHistory, recorded
 from runtime.files import open_private
+from workflows.ids import national_workflow_id, round_workflow_id
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
@@ -119,10 +121,12 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleCheck:
-    """Signature of the manifest, the hash of every history file, and no unlisted file.
+    """Signature of the manifest, then its entries, the hash of every history file, and no
+    unlisted file.
 
     Offline: needs no server. Without `public_key_file` the key inside the bundle is used,
     which proves integrity but not who signed: pass the instansi's published key for that.
+    A manifest whose signature does not hold is not read further: nothing in it can be trusted.
     """
     check = BundleCheck()
     manifest_path = bundle / MANIFEST
@@ -142,19 +146,22 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
         )
     except ValueError as exc:
         check.problems.append(f"{bundle / SIGNATURE}: {exc}")
-    try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        check.problems.append(f"{manifest_path}: not JSON: {exc}")
+    if check.problems:
+        check.problems.append(
+            f"{manifest_path}: not read further, since its signature does not hold"
+        )
         return check
-    check.round_id = manifest.get("round_id", "")
+    entries = _manifest_entries(raw, manifest_path, check)
     listed = set()
-    for entry in manifest.get("files", []):
+    for entry in entries:
         name = entry["file"]
         listed.add(name)
         path = bundle / name
         if not path.is_file():
             check.problems.append(f"{path}: listed in the manifest but missing")
+            continue
+        if not path.resolve().is_relative_to((bundle / HISTORIES).resolve()):
+            check.problems.append(f"{path}: leads outside the bundle's {HISTORIES}/")
             continue
         actual = sha256_file(path)
         if actual != entry["sha256"]:
@@ -165,7 +172,9 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
         try:
             history = WorkflowHistory.from_json(entry["workflow_id"], path.read_text())
         except Exception as exc:  # noqa: BLE001 - a signed but unreadable file is still a problem
-            check.problems.append(f"{path}: not a workflow history: {exc}")
+            check.problems.append(
+                f"{path}: not a workflow history: {type(exc).__name__}: {str(exc)[:200]}"
+            )
             continue
         if history.run_id != entry["run_id"]:
             check.problems.append(
@@ -175,7 +184,88 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
     for path in sorted((bundle / HISTORIES).glob("*")) if (bundle / HISTORIES).is_dir() else []:
         if f"{HISTORIES}/{path.name}" not in listed:
             check.problems.append(f"{path}: not listed in the manifest")
+    if check.round_id:
+        check.problems.extend(completeness_problems(check.round_id, check.histories))
     return check
+
+
+_ENTRY_FIELDS = ("file", "workflow_id", "run_id", "sha256")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _manifest_entries(raw: bytes, manifest_path: Path, check: BundleCheck) -> list[dict[str, str]]:
+    """The manifest's file entries that can be checked; sets the round id and names every other
+    problem of the manifest (not JSON, not the shape `write_bundle` writes, a path that leaves
+    the bundle's histories/, the same file or run listed twice)."""
+    try:
+        manifest = json.loads(raw)
+    except RecursionError:
+        check.problems.append(f"{manifest_path}: not a manifest: JSON nested too deep")
+        return []
+    except ValueError as exc:
+        check.problems.append(f"{manifest_path}: not JSON: {exc}")
+        return []
+    round_id = manifest.get("round_id") if isinstance(manifest, dict) else None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(round_id, str) or not round_id or not isinstance(files, list):
+        check.problems.append(
+            f"{manifest_path}: not a manifest: an object with a round_id and a list of files"
+        )
+        return []
+    check.round_id = round_id
+    entries, files_seen, runs_seen = [], set(), set()
+    for number, entry in enumerate(files, 1):
+        where = f"{manifest_path}: entry {number}"
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(f), str) and entry[f] for f in _ENTRY_FIELDS
+        ):
+            check.problems.append(f"{where}: needs {', '.join(_ENTRY_FIELDS)} (each a text)")
+            continue
+        parts = PurePosixPath(entry["file"]).parts
+        if (
+            len(parts) != 2
+            or parts[0] != HISTORIES
+            or parts[1] in (".", "..")
+            or "\\" in entry["file"]
+            or f"{HISTORIES}/{parts[1]}" != entry["file"]
+        ):
+            check.problems.append(
+                f"{where}: file {entry['file']!r} is not a file directly under {HISTORIES}/"
+            )
+            continue
+        if not _SHA256.fullmatch(entry["sha256"]):
+            check.problems.append(f"{where}: sha256 {entry['sha256']!r} is not 64 hex digits")
+            continue
+        if entry["file"] in files_seen or entry["run_id"] in runs_seen:
+            check.problems.append(
+                f"{where}: {entry['file']} (run {entry['run_id']}) is listed more than once"
+            )
+            continue
+        files_seen.add(entry["file"])
+        runs_seen.add(entry["run_id"])
+        entries.append(entry)
+    return entries
+
+
+def completeness_problems(round_id: str, histories: list[RecordedHistory]) -> list[str]:
+    """What shows the histories are not one whole round's: none at all, none of the round's own
+    workflow (whose start input holds the keys and rules everything else is checked by), or a
+    history of another round. A journey left out of a round that holds others is not seen here."""
+    if not histories:
+        return [f"the bundle holds no history (of round {round_id!r})"]
+    problems = [
+        f"{h.workflow_id} (run {h.run_id}): a history of round {h.workflow_id.split('/')[0]!r}, "
+        f"not of the bundle's round {round_id!r}"
+        for h in histories
+        if h.workflow_id.split("/")[0] != round_id
+    ]
+    own = (round_workflow_id(round_id), national_workflow_id(round_id))
+    if not any(h.workflow_id in own for h in histories):
+        problems.append(
+            f"the bundle holds no history of the round's own workflow ({own[0]}, or {own[1]} "
+            "for a national round): its keys and rules are unknown"
+        )
+    return problems
 
 
 def load_histories(directory: Path) -> list[RecordedHistory]:

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from domain.config import ReportKind
 from domain.events import Registered
-from domain.messages import JourneyStart, JourneyState, RoundView
+from domain.messages import JourneyRules, JourneyStart, JourneyState, RoundView
 from domain.signing import signature_problem
 
 
@@ -42,13 +42,21 @@ def admission_problem(
             f"started at {started_at.isoformat()}, after registration closed at "
             f"{view.registration_closes.isoformat()}"
         )
+    return registrar_problem(start, rules) or signature_problem(
+        start, rules.identities, workflow_id
+    )
+
+
+def registrar_problem(start: JourneyStart, rules: JourneyRules) -> str | None:
+    """Why the start's `registered_by` may not register applicants under the round's rules (None
+    when it may): in a round with keys, only its portal and its operators register."""
     registrars = {
         *rules.reporters.get(ReportKind.PORTAL, []),
         *rules.reporters.get(ReportKind.OPERATOR, []),
     }
     if rules.identities and start.registered_by not in registrars:
         return f"{start.registered_by} may not register applicants in this round"
-    return signature_problem(start, rules.identities, workflow_id)
+    return None
 
 
 def registration_refusal(state: JourneyState) -> str:

@@ -28,18 +28,24 @@ from domain.messages import (
     AdminReport,
     AppealAnswer,
     AppealFiling,
+    ChangeKeys,
+    CloseWindow,
     ConflictDeclaration,
     Decision,
+    Dismissal,
     Disqualification,
+    ExtendWindow,
     FilingReport,
     GateReport,
     JourneyRules,
     JourneyState,
     LatsarReport,
+    MoveTmt,
     OfferAnswer,
     OptimalisasiOffer,
     PanelReview,
     PanelScoreReport,
+    RecordPublication,
     Report,
     SkbScoreReport,
     SkdReport,
@@ -380,13 +386,27 @@ def _refuse_panel(
     if problem is None and component is not None and component.assign:
         panel = panel_of(sheet, component)
         if r.reported_by != r.panellist:
-            problem = f"panellist {r.panellist} scores with their own key, not {r.reported_by}'s"
+            problem = _not_own_key(r)
         elif r.panellist in sheet.conflicts.get(r.component, {}):
             problem = None  # taken, and recorded as refused (conflict_refusal)
         elif r.panellist in sheet.reviews.get(r.component, {}):
             problem = f"panellist {r.panellist} was replaced on this panel after a review"
         elif panel is None or r.panellist not in panel:
             problem = f"panellist {r.panellist} is not on this applicant's {r.component} panel"
+    return problem
+
+
+def _not_own_key(r: PanelScoreReport) -> str:
+    return f"panellist {r.panellist} scores with their own key, not {r.reported_by}'s"
+
+
+def _panel_sender(r: PanelScoreReport, rules: JourneyRules) -> str | None:
+    """A panel score comes from a reporter of its component; on a panel drawn from a pool, from
+    the panellist it names."""
+    problem = _not_allowed(r, rules, r.component)
+    component = rules.skb.component(r.component)
+    if problem is None and component is not None and component.assign:
+        problem = None if r.reported_by == r.panellist else _not_own_key(r)
     return problem
 
 
@@ -438,11 +458,7 @@ def _refuse_conflict(
 ) -> str | None:
     _, problem = _panel_component(sheet, r, rules)
     committee = r.reported_by in rules.reporters.get(ReportKind.OPERATOR, [])
-    if problem is None and r.reported_by != r.panellist and not committee:
-        problem = (
-            f"{r.reported_by} may not declare a conflict for {r.panellist}: the panellist "
-            "declares their own, the committee records one it finds"
-        )
+    problem = problem or _conflict_sender(r, rules)
     if problem is None and r.panellist in sheet.conflicts.get(r.component, {}):
         problem = f"a conflict of {r.panellist} with this applicant is already recorded"
     if problem is None and not committee and r.panellist in sheet.panel.get(r.component, {}):
@@ -451,6 +467,17 @@ def _refuse_conflict(
             "before scoring; one found after it is recorded by the committee"
         )
     return problem
+
+
+def _conflict_sender(r: ConflictDeclaration, rules: JourneyRules) -> str | None:
+    """A conflict is declared by the panellist themselves, or recorded by the committee."""
+    committee = r.reported_by in rules.reporters.get(ReportKind.OPERATOR, [])
+    if r.reported_by != r.panellist and not committee:
+        return (
+            f"{r.reported_by} may not declare a conflict for {r.panellist}: the panellist "
+            "declares their own, the committee records one it finds"
+        )
+    return None
 
 
 def _fold_conflict(sheet: ApplicantSheet, r: ConflictDeclaration) -> ApplicantSheet:
@@ -646,6 +673,51 @@ def refusal(
 def with_report(sheet: ApplicantSheet, report: Report) -> ApplicantSheet:
     """The sheet with an accepted report added."""
     return rule_for(report).fold(sheet, report)
+
+
+def _from(*kinds: str) -> Callable[[Report, JourneyRules], str | None]:
+    return lambda report, rules: _not_allowed(report, rules, *kinds)
+
+
+def _from_component(report: Any, rules: JourneyRules) -> str | None:
+    return _not_allowed(report, rules, report.component)
+
+
+# Who may send each kind of report: the reporter kinds the refusals above check (an SKB report's
+# kind is its component). The round's commands and the aftermath's reports are an operator's, as
+# workflows/round.py and domain/aftermath.py check them.
+SENDERS: dict[type[Report], Callable[[Any, JourneyRules], str | None]] = {
+    AdminReport: _from(ReportKind.ADMIN),
+    AppealFiling: _from(ReportKind.PORTAL),
+    AppealAnswer: _from(ReportKind.APPEAL_ANSWER),
+    SkdReport: _from(ReportKind.SKD),
+    SkbScoreReport: _from_component,
+    PanelScoreReport: _panel_sender,
+    ConflictDeclaration: _conflict_sender,
+    PanelReview: _from(ReportKind.OPERATOR),
+    GateReport: _from_component,
+    OfferAnswer: _from(ReportKind.PORTAL),
+    FilingReport: _from(ReportKind.FILING),
+    LatsarReport: _from(ReportKind.LATSAR),
+    Disqualification: _from(ReportKind.OPERATOR),
+    Withdrawal: _from(ReportKind.PORTAL, ReportKind.OPERATOR),
+    Dismissal: _from(ReportKind.OPERATOR),
+    ExtendWindow: _from(ReportKind.OPERATOR),
+    CloseWindow: _from(ReportKind.OPERATOR),
+    MoveTmt: _from(ReportKind.OPERATOR),
+    ChangeKeys: _from(ReportKind.OPERATOR),
+    RecordPublication: _from(ReportKind.OPERATOR),
+}
+
+
+def sender_refusal(report: Report, rules: JourneyRules) -> str | None:
+    """Why the identity that sent `report` may not send that kind of report under the rules
+    (None when it may): the part of a report's refusal about who sent it, without the stage, the
+    window or the content. The auditor checks every recorded report and command with it."""
+    senders = SENDERS.get(type(report))
+    if senders is None:
+        return f"a {type(report).__name__} is no kind of report the round takes"
+    return senders(report, rules)
 
 
 # --- what the formasi ranks by -------------------------------------------------------------------

@@ -21,14 +21,17 @@ from domain.messages import (
     Withdrawal,
 )
 from domain.sheet import (
+    REPORT_RULES,
+    SENDERS,
     ApplicantSheet,
     close_skb,
     close_skd,
     refusal,
+    sender_refusal,
     skb_result,
     with_report,
 )
-from tests.roundkit import compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, compressed_round, formasi, registration
 from workflows.round import journey_rules
 
 T0 = datetime(2027, 9, 1, 8, tzinfo=UTC)
@@ -43,6 +46,7 @@ CONFIG = compressed_round(
 )
 RULES = journey_rules(CONFIG)
 VERIFIER, CAT, RSUD = "bkpsdm-verifikator", "cat-bkn", "rsud"
+PORTAL = "sscasn"
 
 
 def sheet(stage: Stage = Stage.ADMIN_CHECK, **facts) -> ApplicantSheet:
@@ -183,3 +187,30 @@ def test_an_skb_component_accepted_after_the_close_is_left_out_of_the_compositio
 
 def test_skb_without_its_cat_score_is_absent():
     assert skb_result(sheet(Stage.SKB, skd=skd()), RULES).failure == Terminal.ABSENT
+
+
+def test_every_report_the_journey_takes_has_its_senders():
+    assert set(REPORT_RULES) <= set(SENDERS)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        AdminReport(report_id="a", reported_by=VERIFIER, findings=[]),
+        skd(),
+        SkbScoreReport(report_id="s", reported_by=CAT, component="cat", score=400),
+        GateReport(report_id="g", reported_by=RSUD, component="health", decision=AdminDecision.MS),
+        Disqualification(report_id="d", reported_by=OPERATOR, reason="fraud"),
+        Withdrawal(report_id="w", reported_by=PORTAL),
+    ],
+    ids=lambda r: type(r).__name__,
+)
+def test_who_may_send_a_report_is_what_its_refusal_checks(report):
+    """The sender rule the auditor applies is the refusal's: the allowed sender passes both (its
+    refusal, if any, is about something else); another identity of the round is refused by both."""
+    stranger = report.model_copy(update={"reported_by": "lan"})  # the training agency
+    at = sheet(Stage.SKB if isinstance(report, (SkbScoreReport, GateReport)) else Stage.SKD)
+
+    assert sender_refusal(report, RULES) is None
+    assert sender_refusal(stranger, RULES) == refusal(at, stranger, RULES, T0)
+    assert "lan is not allowed to report" in (sender_refusal(stranger, RULES) or "")
