@@ -268,6 +268,9 @@ class Checkpoint:
         self.done: set[int] = set()
         self.line = self.start_after
         self.completed = 0
+        # Lines after start_after that a run before this one answered already (the output files
+        # say so): skipped, so that they are neither sent nor written twice (answered_lines).
+        self.answered: set[int] = set()
 
     def started(self, line: int) -> None:
         self.pending.append(line)
@@ -298,6 +301,39 @@ def _progress(console: Console) -> Progress:
     )
 
 
+NOT_PROCESSED = "not processed: "  # how _failure's reason starts: a row to try again
+
+
+def answered_lines(path: Path, failures: bool = False) -> set[int]:
+    """The input lines an output file of an earlier run holds (its `line` column): a numbers file,
+    or an errors file without the rows that failed (`failures` False), which a resumed run tries
+    again. Nothing when the file is not there or not one of ours."""
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            found = set()
+            for record in csv.DictReader(f):
+                line = (record.get("line") or "").strip()
+                if not line.isdigit():
+                    continue
+                if not failures and (record.get("reason") or "").startswith(NOT_PROCESSED):
+                    continue
+                found.add(int(line))
+            return found
+    except OSError:
+        return set()
+
+
+def _resuming(ctx: Context, checkpoint: Checkpoint, path: Path | None) -> None:
+    """Say where a resumed run takes up the file."""
+    if not checkpoint.start_after:
+        return
+    later = sorted(line for line in checkpoint.answered if line > checkpoint.start_after)
+    ctx.console.print(
+        f"resuming after line {checkpoint.start_after} (checkpoint {path})"
+        + (f"; {_rows(len(later))} after it answered already, skipped" if later else "")
+    )
+
+
 def _count_rows(path: Path) -> int:
     with path.open(encoding="utf-8-sig", errors="replace") as f:
         return max(0, sum(1 for line in f if line.strip()) - 1)
@@ -319,7 +355,7 @@ def _failure(row, exc: Exception) -> RowRefusal:
         row.line,
         "(row)",
         "",
-        f"not processed: {type(exc).__name__}: {text}; it may or may not have reached the "
+        f"{NOT_PROCESSED}{type(exc).__name__}: {text}; it may or may not have reached the "
         "engine: run the same file again to retry it (a row already recorded comes back as a "
         "repeat)",
         row.cells.get("report_id", ""),
@@ -339,10 +375,12 @@ async def _process_rows(
 ) -> None:
     """Run handle_row over the rows with at most `concurrency` in flight, tracking the checkpoint.
 
-    A row that fails with an error is written to the errors file and the next rows go on. What
-    stops the whole run (stops_the_run) starts no further row; it is raised once the rows in
-    flight have ended, with the checkpoint saved and the lines never finished in
-    `summary.unfinished`.
+    A row that fails with an error is written to the errors file and the next rows go on; the
+    checkpoint stays before it, so that the same command run again tries it again (before, the
+    checkpoint went past it, and a second run skipped it and exited 0). What stops the whole run
+    (stops_the_run) starts no further row; it is raised once the rows in flight have ended, with
+    the checkpoint saved and the lines never finished in `summary.unfinished`. Lines a run before
+    answered already (`checkpoint.answered`) are skipped.
     """
     gate = asyncio.Semaphore(max(1, concurrency))
     tasks: set[asyncio.Task] = set()
@@ -352,6 +390,7 @@ async def _process_rows(
         bar = progress.add_task(description, total=_count_rows(path))
 
         async def one(row) -> None:
+            failed = False
             try:
                 await handle_row(row)
             except Exception as exc:  # noqa: BLE001 - one row's failure is that row's, not the run's
@@ -359,10 +398,12 @@ async def _process_rows(
                     stopped.append(exc)
                     return
                 summary.fail(_failure(row, exc), errors)
+                failed = True
             finally:
                 gate.release()
             in_flight.discard(row.line)
-            checkpoint.finished(row.line)
+            if not failed:  # a failed row holds the checkpoint before it: run again, it is retried
+                checkpoint.finished(row.line)
             progress.advance(bar)
             checkpoint.completed += 1
             if checkpoint.completed % 50 == 0:
@@ -372,7 +413,7 @@ async def _process_rows(
             for row in rows:
                 if stopped:
                     break
-                if row.line <= checkpoint.start_after:
+                if row.line <= checkpoint.start_after or row.line in checkpoint.answered:
                     progress.advance(bar)
                     continue
                 await gate.acquire()
@@ -604,13 +645,12 @@ async def import_registrations(
     rows = open_rows(csv_path, REGISTRATION_COLUMNS)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
     numbers_path = numbers_path or numbers_path_for(csv_path, errors_path)
+    if checkpoint.start_after:
+        checkpoint.answered = answered_lines(numbers_path) | answered_lines(errors_path)
     numbers = NumbersFile(numbers_path, append=checkpoint.start_after > 0)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
-    if checkpoint.start_after:
-        ctx.console.print(
-            f"resuming after line {checkpoint.start_after} (checkpoint {checkpoint_path})"
-        )
+    _resuming(ctx, checkpoint, checkpoint_path)
 
     async def handle(row) -> None:
         try:
@@ -715,8 +755,11 @@ async def send_reports(
     await ctx.api.check_round_keys(round_id)
     rows = open_rows(csv_path, kind.columns)
     checkpoint = Checkpoint(checkpoint_path, csv_path)
+    if checkpoint.start_after:
+        checkpoint.answered = answered_lines(errors_path)
     errors = ErrorsFile(errors_path, append=checkpoint.start_after > 0)
     summary = Summary()
+    _resuming(ctx, checkpoint, checkpoint_path)
     locks: dict[str, asyncio.Lock] = {}
     codes: dict[str, str] = {}  # a panel sheet's candidate codes (client/panels.py), when used
     looked: set[str] = set()  # where codes were looked for: "seated", then "every journey"
@@ -1580,7 +1623,8 @@ CheckpointOpt = Annotated[
     Path | None,
     typer.Option(
         "--checkpoint",
-        help="File recording the last fully processed line; a re-run skips up to it.",
+        help="File recording the last line up to which every row is answered (a failed row "
+        "holds it); a re-run skips up to it, and past lines the numbers or errors file answers.",
     ),
 ]
 

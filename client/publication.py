@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from temporalio.service import RPCError
 
 from client.announcements import (
     COLUMNS,
@@ -372,7 +373,12 @@ async def publish_signed(
         head = await _chain_head(conn, round_id, stage, formasi, signed.corrects)
         if isinstance(head, Publication):
             if (head.body_sha256(), head.signature) == (signed.body_sha256, signed.signature):
-                # This very publication, stored before (the answer to its first sending lost).
+                # This very publication, stored before (the answer to its first sending lost):
+                # its record too, if that was what failed.
+                if signed.anchor_signature and head.seq not in recorded_publications(
+                    state.decisions
+                ):
+                    await _record(api, round_id, _signed_record(head, signed))
                 return Published(head, False, config.skd.cut_multiplier)
             raise RefusedError(
                 f"publication {head.seq} of round {round_id} already announces these "
@@ -397,15 +403,9 @@ async def publish_signed(
             raise RefusedError(f"publication {signed.seq} of round {round_id}: {problem}")
         await _insert(conn, publication)
     if signed.anchor_signature:
-        anchor = anchor_of(publication).model_copy(update={"signature": signed.anchor_signature})
-        try:
-            await api.command(round_id, anchor)
-        except RefusedError as exc:
-            # Stored and signed, but not on record in the round: verify-announcements says so,
-            # and the next publication sent directly (starter.py announce) records it.
-            log.warning(
-                "publication not recorded in the round", round_id=round_id, problem=str(exc)
-            )
+        # Stored and signed; a record that does not reach the round is made when the same
+        # signature is sent again, or by the next publication sent directly (starter.py announce).
+        await _record(api, round_id, _signed_record(publication, signed))
     return Published(publication, True, config.skd.cut_multiplier)
 
 
@@ -443,28 +443,37 @@ async def record_publications(
     api: RecruitmentApi, conn: asyncpg.Connection, round_id: str, signer: Signer
 ) -> int:
     """Put every stored publication of the round that its history does not hold yet on record
-    there, in order, signed by `signer` (an operator): how many. A record that the round refuses
-    (another publisher recording the same one meanwhile) is left to the next publication."""
+    there, in order, signed by `signer` (an operator): how many. One the round refuses, or that
+    does not reach it, is logged and left to the next publication."""
     recorded = recorded_publications((await api.round_state(round_id)).decisions)
-    last = max(recorded, default=0)
     made = 0
-    for seq in [s.seq for s in await list_publications(conn, round_id) if s.seq > last]:
+    for seq in [s.seq for s in await list_publications(conn, round_id) if s.seq not in recorded]:
         p = await load_publication(conn, round_id, seq)
         if p is None:
-            break
+            continue
         record = signer.sign(
             anchor_of(p).model_copy(update={"reported_by": signer.identity}),
             round_workflow_id(round_id),
         )
-        try:
-            await api.command(round_id, record)
-        except RefusedError as exc:
-            log.warning(
-                "publication not recorded in the round", round_id=round_id, problem=str(exc)
-            )
-            break
-        made += 1
+        if await _record(api, round_id, record):
+            made += 1
     return made
+
+
+async def _record(api: RecruitmentApi, round_id: str, record: RecordPublication) -> bool:
+    """Send a publication's record to its round; False (logged) when it is not taken: the
+    publication stays stored, and `verify-announcements --round-id` notes it as not on record."""
+    try:
+        await api.command(round_id, record)
+        return True
+    except (RefusedError, RPCError) as exc:
+        log.warning(
+            "publication not recorded in the round",
+            round_id=round_id,
+            seq=record.seq,
+            problem=str(exc),
+        )
+        return False
 
 
 def check_records(
@@ -495,6 +504,11 @@ def check_records(
             f"publication(s) {', '.join(map(str, unrecorded))} not on record in the round's "
             "history (published before records, or the record failed): their tail is not checked"
         )
+
+
+def _signed_record(p: Publication, signed: SignedDraft) -> RecordPublication:
+    """The record of `p` with the signature the operator sent beside the draft."""
+    return anchor_of(p).model_copy(update={"signature": signed.anchor_signature})
 
 
 async def _publisher(

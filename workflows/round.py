@@ -1111,7 +1111,7 @@ class RecruitmentRound:
     @workflow.update
     async def record_publication(self, command: RecordPublication) -> Ack:
         """Record that publication `seq` of the round's announcements is stored, with its body
-        hash (client/publication.py anchors each publication so): `audit.py verify-announcements
+        hash (client/publication.py records each publication so): `audit.py verify-announcements
         --round-id` holds the stored chain to it, so a publication removed from the database's
         end shows. Changes nothing else."""
         return await self._accept(
@@ -1123,15 +1123,25 @@ class RecruitmentRound:
         if self._check_repeat(command):
             return
         self._operator(command)
-        seq, sha = 0, ZERO_SHA256
+        # Any order (a record that failed must not hold up the ones after it), but one hash per
+        # number, and each after the hash of the one before when that one is on record.
+        recorded = {0: ZERO_SHA256}
         for d in self.decisions:
             if d.outcome.startswith(PUBLICATION_RECORDED):
-                seq, sha = d.input.get("seq", seq), d.input.get("body_sha256", sha)
-        if (command.seq, command.prev_sha256) != (seq + 1, sha):
+                recorded[d.input.get("seq", -1)] = d.input.get("body_sha256", "")
+        known = recorded.get(command.seq)
+        before = recorded.get(command.seq - 1)
+        if known is not None and known != command.body_sha256:
+            self._refuse(
+                command,
+                f"publication {command.seq} is on record with another hash ({known[:16]}…), "
+                f"not {command.body_sha256[:16]}…",
+            )
+        if before is not None and before != command.prev_sha256:
             self._refuse(
                 command,
                 f"publication {command.seq} (after {command.prev_sha256[:16]}…) does not follow "
-                f"the last one recorded, {seq} ({sha[:16]}…): record {seq + 1} first",
+                f"publication {command.seq - 1} on record ({before[:16]}…)",
             )
 
     @workflow.update

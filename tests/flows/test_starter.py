@@ -209,6 +209,57 @@ async def test_an_interrupted_import_resumes_and_ends_with_each_applicant_regist
     )
 
 
+class FlakyApi(RecruitmentApi):
+    """An API whose registration of one NIK fails once with an engine's error: that row fails,
+    the run goes on."""
+
+    def __init__(self, inner: RecruitmentApi, nik: str) -> None:
+        super().__init__(
+            inner.client,
+            inner.task_queue,
+            inner.pseudonym_key,
+            keyring=inner.keyring,
+            sanctions=inner.sanctions,
+        )
+        self.nik, self.failed = nik, False
+
+    async def register(self, config, reg, *args, **kwargs):
+        if reg.nik == self.nik and not self.failed:
+            self.failed = True
+            raise RuntimeError("the engine answered INTERNAL")
+        return await super().register(config, reg, *args, **kwargs)
+
+
+async def test_the_same_command_run_again_tries_a_failed_row_and_writes_no_line_twice(
+    client, keys, running_worker, stack, tmp_path
+):
+    settings, _ = running_worker
+    ctx = _context(client, keys, settings, stack)
+    _, config_path = await _round(ctx, tmp_path, {"registration": (-60, 300), **LATER})
+    rows = [_row(i) for i in range(1, 13)]  # lines 2 to 13
+    path = _write_csv(tmp_path / "sscasn.csv", rows)
+    checkpoint, errors, numbers = (tmp_path / n for n in ("cp.json", "err.csv", "numbers.csv"))
+    flaky = _context(client, keys, settings, stack, FlakyApi(ctx.api, rows[4]["nik"]))
+
+    def run():
+        return import_registrations(
+            flaky, config_path, path, errors, 4, checkpoint_path=checkpoint, numbers_path=numbers
+        )
+
+    first = await run()
+    assert (first.counts["registered"], first.counts["failed"], first.exit_code) == (11, 1, 1)
+    [failed] = _errors(errors)
+    assert failed["line"] == "6" and failed["reason"].startswith("not processed: RuntimeError")
+
+    second = await run()  # the same command: line 6 again, and only line 6
+
+    assert (second.counts["registered"], second.counts["repeat"]) == (1, 0), second.counts
+    assert second.exit_code == 0
+    with numbers.open(encoding="utf-8") as f:
+        lines = [r["line"] for r in csv.DictReader(f)]
+    assert sorted(lines, key=int) == [str(n) for n in range(2, 14)]  # each line once
+
+
 async def _wait_stage(client, round_id, applicant_id, stages, timeout=30.0) -> JourneyState:
     deadline = time.monotonic() + timeout
     while True:

@@ -19,6 +19,7 @@ from client.api import RecruitmentApi, RefusedError
 from client.publication import (
     ZERO_SHA256,
     SignedDraft,
+    anchor_of,
     audience,
     from_document,
     publish_signed,
@@ -92,6 +93,14 @@ def _announcements(stage: str, step: str) -> float:
     """casn_announcements_total{stage, step} in this process's registry (the gateway's)."""
     value = REGISTRY.get_sample_value("casn_announcements_total", {"stage": stage, "step": step})
     return value or 0.0
+
+
+async def _on_record(client, round_id: str) -> dict[int, str]:
+    """The publications the round's history has on record: seq -> body hash."""
+    state = await client.get_workflow_handle(round_workflow_id(round_id)).query(
+        ROUND_STATE.name, result_type=RoundState
+    )
+    return {seq: sha for seq, (sha, _, _) in recorded_publications(state.decisions).items()}
 
 
 async def _stored(pool, round_id: str) -> int:
@@ -173,6 +182,15 @@ async def test_the_gateway_stores_only_what_the_operator_signed_and_would_publis
     assert (await http.get(f"/pengumuman/{round_id}/1")).status_code == 200
     again = await http.post(base, json=good, headers=auth(OPERATOR))
     assert again.status_code == 200 and again.json()["stored"] is False, again.text
+    # Sent without its record in the round (a client from before records): not on record. The
+    # same signature sent again with the record's signature (as after a record that failed to
+    # reach the round): on record now.
+    assert await _on_record(client, round_id) == {}
+    record = operator.sign(anchor_of(published), round_workflow_id(round_id))
+    with_record = {**good, "anchor_signature": record.signature}
+    again = await http.post(base, json=with_record, headers=auth(OPERATOR))
+    assert again.status_code == 200 and again.json()["stored"] is False, again.text
+    assert await _on_record(client, round_id) == {1: published.body_sha256()}
     # The later draft, signed after the first was stored: these results are announced already.
     r = await http.post(base, json=_signed(later["publication"], operator), headers=auth(OPERATOR))
     assert r.status_code == 409 and "already announces" in r.text, r.text
@@ -181,10 +199,10 @@ async def test_the_gateway_stores_only_what_the_operator_signed_and_would_publis
     assert (now["new"], now["publication"]["signature"]) == (False, good["signature"])
     assert await _stored(pool, round_id) == 1
     # Each step counted: 2 drafts, 3 signatures refused (changed, another key, announced
-    # already), 1 published, and the repeat and the last draft unchanged. (The other refusals
-    # were the door's, 403 and the stale draft called directly, not a signature judged.)
+    # already), 1 published, and the two repeats and the last draft unchanged. (The other
+    # refusals were the door's, 403 and the stale draft called directly, not a signature judged.)
     counted = {step: _announcements("admin", step) - n for step, n in before.items()}
-    assert counted == {"drafted": 2, "refused": 3, "published": 1, "unchanged": 2}
+    assert counted == {"drafted": 2, "refused": 3, "published": 1, "unchanged": 3}
 
 
 async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
@@ -254,11 +272,7 @@ async def test_starter_announce_through_the_gateway_signs_where_the_key_is(
     assert not data_dir.exists()
     assert await _stored(pool, round_id) == 2
     # Both on record in the round's history, as the operator signed the records beside them.
-    state = await client.get_workflow_handle(round_workflow_id(round_id)).query(
-        ROUND_STATE.name, result_type=RoundState
-    )
-    on_record = recorded_publications(state.decisions)
-    assert {seq: sha for seq, (sha, by, _) in on_record.items() if by == OPERATOR} == {
+    assert await _on_record(client, round_id) == {
         1: written.body_sha256(),
         2: correction.body_sha256(),
     }

@@ -333,19 +333,24 @@ async def test_public_announcements_in_official_order_signed_and_chained(
     assert cut.ok
     check_records(cut, on_record, stored=True)
     assert not cut.ok and "publication 3" in cut.problems[0] and "removed" in cut.problems[0]
-    # A record out of turn is refused by the round.
-    with pytest.raises(RefusedError, match="does not follow the last one recorded, 3"):
-        await api.command(
-            round_id,
-            RecordPublication(
-                report_id="publication-9",
-                reported_by=OPERATOR,
-                seq=9,
-                stage="skd",
-                body_sha256="ab" * 32,
-                prev_sha256="cd" * 32,
-            ),
+    # The round takes one hash per number, each after the hash of the one before on record.
+    third_sha = on_record[3][0]
+
+    def record(seq: int, body: str, prev: str) -> RecordPublication:
+        return RecordPublication(
+            report_id=f"publication-{seq}-x",
+            reported_by=OPERATOR,
+            seq=seq,
+            stage="skd",
+            body_sha256=body,
+            prev_sha256=prev,
         )
+
+    with pytest.raises(RefusedError, match="publication 3 is on record with another hash"):
+        await api.command(round_id, record(3, "ab" * 32, on_record[2][0]))
+    with pytest.raises(RefusedError, match="does not follow publication 3 on record"):
+        await api.command(round_id, record(4, "ab" * 32, "cd" * 32))
+    assert third_sha == stored.documents[2].computed_sha256
 
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         await pool.execute("UPDATE publications SET instansi = 'x' WHERE round_id = $1", round_id)
