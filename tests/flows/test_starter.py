@@ -209,27 +209,6 @@ async def test_an_interrupted_import_resumes_and_ends_with_each_applicant_regist
     )
 
 
-class FlakyApi(RecruitmentApi):
-    """An API whose registration of one NIK fails once with an engine's error: that row fails,
-    the run goes on."""
-
-    def __init__(self, inner: RecruitmentApi, nik: str) -> None:
-        super().__init__(
-            inner.client,
-            inner.task_queue,
-            inner.pseudonym_key,
-            keyring=inner.keyring,
-            sanctions=inner.sanctions,
-        )
-        self.nik, self.failed = nik, False
-
-    async def register(self, config, reg, *args, **kwargs):
-        if reg.nik == self.nik and not self.failed:
-            self.failed = True
-            raise RuntimeError("the engine answered INTERNAL")
-        return await super().register(config, reg, *args, **kwargs)
-
-
 async def test_the_same_command_run_again_tries_a_failed_row_and_writes_no_line_twice(
     client, keys, running_worker, stack, tmp_path
 ):
@@ -239,7 +218,8 @@ async def test_the_same_command_run_again_tries_a_failed_row_and_writes_no_line_
     rows = [_row(i) for i in range(1, 13)]  # lines 2 to 13
     path = _write_csv(tmp_path / "sscasn.csv", rows)
     checkpoint, errors, numbers = (tmp_path / n for n in ("cp.json", "err.csv", "numbers.csv"))
-    flaky = _context(client, keys, settings, stack, FlakyApi(ctx.api, rows[4]["nik"]))
+    once = FailingRowApi(ctx.api, rows[4]["nik"], times=1)
+    flaky = _context(client, keys, settings, stack, once)
 
     def run():
         return import_registrations(
@@ -249,7 +229,7 @@ async def test_the_same_command_run_again_tries_a_failed_row_and_writes_no_line_
     first = await run()
     assert (first.counts["registered"], first.counts["failed"], first.exit_code) == (11, 1, 1)
     [failed] = _errors(errors)
-    assert failed["line"] == "6" and failed["reason"].startswith("not processed: RuntimeError")
+    assert failed["line"] == "6" and failed["reason"].startswith("not processed: RPCError")
 
     second = await run()  # the same command: line 6 again, and only line 6
 
@@ -445,12 +425,14 @@ async def test_a_file_with_odd_digits_bad_dates_and_a_non_utf8_row_in_the_middle
 class FailingRowApi(RecruitmentApi):
     """The real API, but the engine fails on one NIK with an error (not a refusal)."""
 
-    def __init__(self, inner: RecruitmentApi, nik: str) -> None:
+    def __init__(self, inner: RecruitmentApi, nik: str, times: int | None = None) -> None:
         super().__init__(inner.client, inner.task_queue, inner.pseudonym_key, keyring=TEST_KEYRING)
         self.nik = nik
+        self.left = times  # how many times it fails (None: every time)
 
     async def register(self, config, reg, *args, **kwargs):
-        if reg.nik == self.nik:
+        if reg.nik == self.nik and self.left != 0:
+            self.left = None if self.left is None else self.left - 1
             raise RPCError("internal error while starting the journey", RPCStatusCode.INTERNAL, b"")
         return await super().register(config, reg, *args, **kwargs)
 
