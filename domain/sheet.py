@@ -543,6 +543,12 @@ def _refuse_offer_answer(
         problem = "there is no optimalisasi offer to answer"
     if problem is None and sheet.offer_answer is not None:
         problem = "the offer is already answered"
+    if problem is None and sheet.offer is not None and now >= sheet.offer.answer_by:
+        # Past its time the journey declines the offer, whatever comes after: an answer then
+        # would be acknowledged as taken and not be (a review found it).
+        problem = (
+            f"the offer had to be answered by {sheet.offer.answer_by.isoformat()}: it is declined"
+        )
     return problem
 
 

@@ -16,6 +16,8 @@ from domain.messages import (
     AppealFiling,
     Disqualification,
     GateReport,
+    OfferAnswer,
+    OptimalisasiOffer,
     SkbScoreReport,
     SkdReport,
     Withdrawal,
@@ -214,3 +216,14 @@ def test_who_may_send_a_report_is_what_its_refusal_checks(report):
     assert sender_refusal(report, RULES) is None
     assert sender_refusal(stranger, RULES) == refusal(at, stranger, RULES, T0)
     assert "lan is not allowed to report" in (sender_refusal(stranger, RULES) or "")
+
+
+def test_an_offer_answered_after_its_time_is_refused_and_one_in_time_taken():
+    due = T0 + timedelta(days=2)
+    offer = OptimalisasiOffer(offer_id="R/offer/A1/F2", to_formasi="F2", answer_by=due)
+    waiting = sheet(Stage.OPTIMALISASI, offer=offer)
+    answer = OfferAnswer(report_id="ans-1", reported_by=PORTAL, accept=True)
+
+    assert refusal(waiting, answer, RULES, due - timedelta(seconds=1)) is None
+    late = refusal(waiting, answer, RULES, due)
+    assert late is not None and "had to be answered by" in late and "declined" in late
