@@ -17,6 +17,7 @@ payload key set. A row from before, in clear, is delivered as it is and emptied 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Protocol
@@ -75,6 +76,21 @@ def _row_text(r: asyncpg.Record, cipher: ColumnCipher | None, language: Language
     )
 
 
+_DUE = """
+SELECT round_id, applicant_id, key FROM notifications
+WHERE delivered_at IS NULL AND ($2::text IS NULL OR round_id = $2)
+ORDER BY created_at LIMIT $1
+"""
+
+# The row again, locked for its hand-over: skipped when another deliverer holds it or has
+# delivered it since it was listed.
+_CLAIM = """
+SELECT round_id, applicant_id, key, text, notice, sealed FROM notifications
+WHERE round_id = $1 AND applicant_id = $2 AND key = $3 AND delivered_at IS NULL
+FOR UPDATE SKIP LOCKED
+"""
+
+
 async def deliver_pending(
     pool: asyncpg.Pool,
     transport: Transport,
@@ -82,43 +98,46 @@ async def deliver_pending(
     round_id: str | None = None,
     language: Language = Language.ID,
     cipher: ColumnCipher | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Deliver up to `batch` undelivered notifications (of one round, or all); returns the count.
 
-    Rows are locked with SKIP LOCKED, so several deliverers can run side by side. Each text is
-    rendered in `language`; sealed rows are opened with `cipher` (without it they stay undelivered).
+    Each row is claimed, handed over and marked delivered in a transaction of its own, so an
+    interruption sends again at most the one notification in flight. The claim is a row lock
+    taken with SKIP LOCKED and held through the send: another deliverer passes over the row, and
+    a deliverer that dies releases it with its connection (no lease to expire). Each text is
+    rendered in `language`; sealed rows are opened with `cipher` (without it they stay
+    undelivered). Once `stop` is set, the pass ends after the row in flight.
     """
     delivered = 0
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """
-            SELECT round_id, applicant_id, key, text, notice, sealed FROM notifications
-            WHERE delivered_at IS NULL AND ($2::text IS NULL OR round_id = $2)
-            ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
-            """,
-            batch,
-            round_id,
-        )
-        for r in rows:
-            try:
-                text = _row_text(r, cipher, language)
-                await transport.send(r["round_id"], r["applicant_id"], r["key"], text)
-            except Exception as exc:  # noqa: BLE001 - left undelivered for the next pass
-                log.warning(
-                    "notification not delivered",
-                    round_id=r["round_id"],
-                    applicant_id=r["applicant_id"],
-                    key=r["key"],
-                    error=f"{type(exc).__name__}: {exc}"[:300],
+    async with pool.acquire() as conn:
+        due = await conn.fetch(_DUE, batch, round_id)
+        for row in due:
+            if stop is not None and stop.is_set():
+                break
+            async with conn.transaction():
+                r = await conn.fetchrow(_CLAIM, row["round_id"], row["applicant_id"], row["key"])
+                if r is None:
+                    continue
+                try:
+                    text = _row_text(r, cipher, language)
+                    await transport.send(r["round_id"], r["applicant_id"], r["key"], text)
+                except Exception as exc:  # noqa: BLE001 - left undelivered for the next pass
+                    log.warning(
+                        "notification not delivered",
+                        round_id=r["round_id"],
+                        applicant_id=r["applicant_id"],
+                        key=r["key"],
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                    )
+                    continue
+                await conn.execute(
+                    # A row from before in clear is emptied; a sealed row keeps its sealed value.
+                    "UPDATE notifications SET delivered_at = now(), text = '', notice = NULL "
+                    "WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
+                    r["round_id"],
+                    r["applicant_id"],
+                    r["key"],
                 )
-                continue
-            await conn.execute(
-                # A row from before in clear is emptied; a sealed row keeps its sealed value.
-                "UPDATE notifications SET delivered_at = now(), text = '', notice = NULL "
-                "WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
-                r["round_id"],
-                r["applicant_id"],
-                r["key"],
-            )
-            delivered += 1
+                delivered += 1
     return delivered
