@@ -19,7 +19,7 @@ from temporalio.worker import (
 from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
-from activities.notify import FileTransport, deliver_pending
+from activities.notify import FileTransport, deliver_pass
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
@@ -172,14 +172,21 @@ async def deliver_notifications(once: bool = False) -> None:
     pool = await open_pool(ctx.stack.database_url, max_size=2)
     try:
         while not stop.is_set():
-            count = await deliver_pending(
+            done = await deliver_pass(
                 pool,
                 transport,
                 language=Language(ctx.settings.notification_language),
                 cipher=ColumnCipher.from_keys(ctx.keys),
                 stop=stop,
             )
-            log.info("notifications delivered", count=count, transport=str(transport.path))
+            log.info(
+                "notifications delivered",
+                count=done.delivered,
+                failed=done.failed,
+                given_up=done.given_up,
+                waiting=done.waiting,
+                transport=str(transport.path),
+            )
             if once:
                 return
             with contextlib.suppress(TimeoutError):

@@ -1,5 +1,7 @@
-"""The outbox's delivery under interruption: each notification is marked delivered as soon as it
-is handed over, so a deliverer stopped or killed mid-pass sends again at most the one in flight."""
+"""The outbox's delivery under interruption and failure: each notification is marked delivered as
+soon as it is handed over, so a deliverer stopped or killed mid-pass sends again at most the one
+in flight; a row that fails waits for its next attempt, so failing rows never hold back the rest,
+and is given up (kept) after its last attempt."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
-from activities.notify import FileTransport, deliver_pending
+from activities.notify import FileTransport, deliver_pass, deliver_pending
 from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
 from tests.roundkit import command_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -120,3 +124,70 @@ async def test_sigterm_stops_the_deliverer_cleanly(stack, keys, tmp_path):
 
     assert process.returncode == 0, "".join(said)
     assert "notification deliverer stopped" in "".join(said)
+
+
+async def test_failing_rows_ahead_wait_their_turn_and_are_given_up_after_the_last_attempt(
+    stack, keys, tmp_path
+):
+    # 501 rows sealed under a key this deliverer does not hold, older than everything else.
+    stuck, good = f"stuck-{uuid.uuid4().hex[:6]}", f"good-{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "notifications.jsonl"
+    cipher = ColumnCipher.from_keys(keys)
+    pool = await open_pool(stack.database_url, max_size=2)
+    try:
+        await pool.executemany(
+            "INSERT INTO notifications (round_id, applicant_id, key, text, sealed, created_at) "
+            "VALUES ($1, $2, 'registered', '', $3, now() - interval '1 day')",
+            [(stuck, f"P{i:04d}", b"\x00" * 48) for i in range(501)],
+        )
+        await pool.execute(
+            "INSERT INTO notifications (round_id, applicant_id, key, text) "
+            "VALUES ($1, 'G1', 'registered', 'hai')",
+            good,
+        )
+        passes = [await deliver_pass(pool, FileTransport(out), cipher=cipher) for _ in range(2)]
+        assert passes[0].failed == 500 and passes[1].failed == 1
+        assert f'"round_id": "{good}"' in out.read_text()  # delivered in the second pass
+        assert passes[1].waiting >= 501
+
+        waiting = await pool.fetchrow(
+            "SELECT count(*) AS n, min(attempts) AS least, max(attempts) AS most, "
+            "min(next_attempt_at - now()) AS soonest, max(next_attempt_at - now()) AS latest "
+            "FROM notifications WHERE round_id = $1 AND delivered_at IS NULL",
+            stuck,
+        )
+        assert (waiting["n"], waiting["least"], waiting["most"]) == (501, 1, 1)
+        assert 50 <= waiting["soonest"].total_seconds() <= waiting["latest"].total_seconds() <= 60
+
+        with capture_logs() as logs:
+            for _ in range(2):  # their next attempts are due: the 2nd, then the 3rd and last
+                await pool.execute(
+                    "UPDATE notifications SET next_attempt_at = now() WHERE round_id = $1", stuck
+                )
+                last = await deliver_pass(
+                    pool,
+                    FileTransport(out),
+                    batch=1000,
+                    round_id=stuck,
+                    cipher=cipher,
+                    max_attempts=3,
+                )
+        assert (last.failed, last.given_up, last.waiting) == (501, 501, 0)
+        given_up = [e for e in logs if e["log_level"] == "warning"]
+        assert sorted(e["applicant_id"] for e in given_up) == [f"P{i:04d}" for i in range(501)]
+        assert {(e["event"], e["round_id"], e["attempts"]) for e in given_up} == {
+            ("notification given up", stuck, 3)
+        }
+
+        await pool.execute(
+            "UPDATE notifications SET next_attempt_at = now() WHERE round_id = $1", stuck
+        )
+        after = await deliver_pass(pool, FileTransport(out), round_id=stuck, cipher=cipher)
+        kept = await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE round_id = $1 AND given_up_at IS NOT NULL "
+            "AND delivered_at IS NULL AND attempts = 3",
+            stuck,
+        )
+        assert (after.failed, kept) == (0, 501)  # kept, and not tried again
+    finally:
+        await pool.close()
