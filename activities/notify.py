@@ -2,8 +2,10 @@
 
 Journeys record a notification with every outcome (in the same statement as their read-model
 row). A deliverer takes undelivered rows, hands each to the configured transport (SMS, e-mail,
-the portal's inbox; here a JSON-lines file) and marks it delivered. A transport failure leaves
-the row for the next pass: delivery is at least once, and each row carries a stable key.
+the portal's inbox; here a JSON-lines file) and marks it delivered at once. A failure (the
+transport refused, the row cannot be opened) is tried again after a growing back-off, and after
+10 attempts the row is given up and kept (migration 017). Delivery is at least once, and each row
+carries a stable key.
 
 The text is rendered here, from the row's notice (domain/notices.py), in the language the
 deliverer is given (`CASN_NOTIFICATION_LANGUAGE`: Indonesian by default, English by the setting).
@@ -17,9 +19,12 @@ payload key set. A row from before, in clear, is delivered as it is and emptied 
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -75,50 +80,130 @@ def _row_text(r: asyncpg.Record, cipher: ColumnCipher | None, language: Language
     )
 
 
-async def deliver_pending(
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_LONGEST = timedelta(hours=4)
+MAX_ATTEMPTS = 10
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long a row waits after its `attempts`-th failed hand-over: 1 minute after the first,
+    doubling, at most 4 hours (10 attempts span about 8 hours)."""
+    return min(RETRY_FIRST * 2 ** min(attempts - 1, 16), RETRY_LONGEST)
+
+
+@dataclass(frozen=True)
+class DeliveryPass:
+    """What one pass did: rows delivered, failed (to be tried again), given up; and the rows
+    (of its round, or all) that wait for their next attempt after it."""
+
+    delivered: int = 0
+    failed: int = 0
+    given_up: int = 0
+    waiting: int = 0
+
+
+# Rows due: never tried first (a head of failing rows cannot hold them back), then by when due.
+_DUE = """
+SELECT round_id, applicant_id, key FROM notifications
+WHERE delivered_at IS NULL AND given_up_at IS NULL
+  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+  AND ($2::text IS NULL OR round_id = $2)
+ORDER BY next_attempt_at NULLS FIRST, created_at LIMIT $1
+"""
+
+# The row again, locked for its hand-over: skipped when another deliverer holds it, or has
+# delivered it or failed it since it was listed.
+_CLAIM = """
+SELECT round_id, applicant_id, key, text, notice, sealed, attempts FROM notifications
+WHERE round_id = $1 AND applicant_id = $2 AND key = $3
+  AND delivered_at IS NULL AND given_up_at IS NULL
+  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+FOR UPDATE SKIP LOCKED
+"""
+
+# A row from before in clear is emptied; a sealed row keeps its sealed value.
+_DELIVERED = """
+UPDATE notifications SET delivered_at = now(), text = '', notice = NULL
+WHERE round_id = $1 AND applicant_id = $2 AND key = $3
+"""
+
+_FAILED = """
+UPDATE notifications SET attempts = $4, next_attempt_at = now() + $5::interval,
+    given_up_at = CASE WHEN $6 THEN now() END
+WHERE round_id = $1 AND applicant_id = $2 AND key = $3
+"""
+
+_WAITING = """
+SELECT count(*) FROM notifications
+WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_attempt_at > now()
+  AND ($1::text IS NULL OR round_id = $1)
+"""
+
+
+async def deliver_pass(
     pool: asyncpg.Pool,
     transport: Transport,
     batch: int = 500,
     round_id: str | None = None,
     language: Language = Language.ID,
     cipher: ColumnCipher | None = None,
-) -> int:
-    """Deliver up to `batch` undelivered notifications (of one round, or all); returns the count.
+    stop: asyncio.Event | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> DeliveryPass:
+    """Deliver up to `batch` notifications that are due (of one round, or all).
 
-    Rows are locked with SKIP LOCKED, so several deliverers can run side by side. Each text is
-    rendered in `language`; sealed rows are opened with `cipher` (without it they stay undelivered).
+    Each row is claimed, handed over and marked in a transaction of its own, so an interruption
+    sends again at most the one notification in flight. The claim is a row lock taken with SKIP
+    LOCKED and held through the send: another deliverer passes over the row, and a deliverer that
+    dies releases it with its connection (no lease to expire). A row that fails waits
+    `retry_delay(attempts)` before it is due again; after `max_attempts` it is given up (kept,
+    never deleted) and logged once as a warning. Each text is rendered in `language`; sealed rows
+    are opened with `cipher` (a row that cannot be opened fails). Once `stop` is set, the pass
+    ends after the row in flight.
     """
-    delivered = 0
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """
-            SELECT round_id, applicant_id, key, text, notice, sealed FROM notifications
-            WHERE delivered_at IS NULL AND ($2::text IS NULL OR round_id = $2)
-            ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED
-            """,
-            batch,
-            round_id,
-        )
-        for r in rows:
-            try:
-                text = _row_text(r, cipher, language)
-                await transport.send(r["round_id"], r["applicant_id"], r["key"], text)
-            except Exception as exc:  # noqa: BLE001 - left undelivered for the next pass
-                log.warning(
-                    "notification not delivered",
-                    round_id=r["round_id"],
-                    applicant_id=r["applicant_id"],
-                    key=r["key"],
-                    error=f"{type(exc).__name__}: {exc}"[:300],
-                )
-                continue
-            await conn.execute(
-                # A row from before in clear is emptied; a sealed row keeps its sealed value.
-                "UPDATE notifications SET delivered_at = now(), text = '', notice = NULL "
-                "WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
-                r["round_id"],
-                r["applicant_id"],
-                r["key"],
-            )
-            delivered += 1
-    return delivered
+    delivered = failed = given_up = 0
+    async with pool.acquire() as conn:
+        for row in await conn.fetch(_DUE, batch, round_id):
+            if stop is not None and stop.is_set():
+                break
+            async with conn.transaction():
+                r = await conn.fetchrow(_CLAIM, row["round_id"], row["applicant_id"], row["key"])
+                if r is None:
+                    continue
+                where = (r["round_id"], r["applicant_id"], r["key"])
+                try:
+                    text = _row_text(r, cipher, language)
+                    await transport.send(*where, text)
+                except Exception as exc:  # noqa: BLE001 - tried again after its back-off
+                    attempts = r["attempts"] + 1
+                    giving_up = attempts >= max_attempts
+                    await conn.execute(_FAILED, *where, attempts, retry_delay(attempts), giving_up)
+                    _log_failure(r, attempts, giving_up, exc)
+                    failed += 1
+                    given_up += giving_up
+                    continue
+                await conn.execute(_DELIVERED, *where)
+                delivered += 1
+        waiting = await conn.fetchval(_WAITING, round_id)
+    return DeliveryPass(delivered, failed, given_up, waiting)
+
+
+def _log_failure(r: asyncpg.Record, attempts: int, giving_up: bool, exc: Exception) -> None:
+    """A failed attempt as info, with the error; the last one, once, as a warning naming the row
+    and the error's kind only (a transport's message may name the recipient)."""
+    where = {"round_id": r["round_id"], "applicant_id": r["applicant_id"], "key": r["key"]}
+    if giving_up:
+        log.warning("notification given up", **where, attempts=attempts, error=type(exc).__name__)
+        return
+    log.info(
+        "notification not delivered",
+        **where,
+        attempts=attempts,
+        retry_in_s=int(retry_delay(attempts).total_seconds()),
+        error=f"{type(exc).__name__}: {exc}"[:300],
+    )
+
+
+async def deliver_pending(pool: asyncpg.Pool, transport: Transport, **options: Any) -> int:
+    """`deliver_pass` (same options) for callers that want only the count delivered."""
+    return (await deliver_pass(pool, transport, **options)).delivered

@@ -19,7 +19,7 @@ from temporalio.worker import (
 from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
-from activities.notify import FileTransport, deliver_pending
+from activities.notify import FileTransport, deliver_pass
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
@@ -162,21 +162,51 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
 
 
 async def deliver_notifications(once: bool = False) -> None:
-    """Hand undelivered notifications to the transport (a JSON-lines file under the data dir)."""
+    """Hand undelivered notifications to the transport (a JSON-lines file under the data dir).
+
+    SIGTERM or Ctrl-C ends the pass after the notification in flight and exits; a second one
+    ends the process at once (the notification in flight is then sent again by the next pass)."""
     ctx = await open_app()
     transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
+    stop = _stop_on_signals()
     pool = await open_pool(ctx.stack.database_url, max_size=2)
     try:
-        while True:
-            count = await deliver_pending(
+        while not stop.is_set():
+            done = await deliver_pass(
                 pool,
                 transport,
                 language=Language(ctx.settings.notification_language),
                 cipher=ColumnCipher.from_keys(ctx.keys),
+                stop=stop,
             )
-            log.info("notifications delivered", count=count, transport=str(transport.path))
+            log.info(
+                "notifications delivered",
+                count=done.delivered,
+                failed=done.failed,
+                given_up=done.given_up,
+                waiting=done.waiting,
+                transport=str(transport.path),
+            )
             if once:
                 return
-            await asyncio.sleep(5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5)
+        log.info("notification deliverer stopped")
     finally:
         await pool.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by the first SIGTERM or SIGINT; a second one acts as it would have without."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def stopping() -> None:
+        stop.set()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    for sig in signals:
+        loop.add_signal_handler(sig, stopping)
+    return stop

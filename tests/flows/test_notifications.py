@@ -1,4 +1,4 @@
-"""Notifications leave through the outbox: each once, a failed hand-over retried on the next pass;
+"""Notifications leave through the outbox: each once, a failed hand-over retried after its back-off;
 they say what happened in the applicant's language, with every failing document's reason."""
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
         await deliver_pending(pool, transport)
         assert sorted(transport.sent) == ["registered", "skd-P/L"]
         await deliver_pending(pool, transport)
+        assert sorted(transport.sent) == ["registered", "skd-P/L"]  # admin-MS waits its minute
+        await pool.execute(
+            "UPDATE notifications SET next_attempt_at = now() WHERE round_id = $1", round_id
+        )
         await deliver_pending(pool, transport)
         assert sorted(transport.sent) == ["admin-MS", "registered", "skd-P/L"]  # each once
         undelivered = await pool.fetchval(
