@@ -97,6 +97,11 @@ class RefusedError(Exception):
     """A report, command or registration that the engine refused, with the reason."""
 
 
+class NotTaken(RefusedError):
+    """A registration the engine did not take in time, and no journey of it exists: send it
+    again."""
+
+
 class UnknownError(RefusedError):
     """The round or applicant a message is for does not exist."""
 
@@ -425,12 +430,21 @@ class RecruitmentApi:
             ),
         }
         try:
-            if not self.confirm_registrations:
-                await self.client.start_workflow(
-                    ApplicantJourney.run, start, request_eager_start=self.eager_start, **options
-                )
-                return RegistrationResult("registered", applicant_id)
-            result = await self._start_confirmed(start, reg, options)
+            try:
+                if not self.confirm_registrations:
+                    await self.client.start_workflow(
+                        ApplicantJourney.run, start, request_eager_start=self.eager_start, **options
+                    )
+                    return RegistrationResult("registered", applicant_id)
+                result = await self._start_confirmed(start, reg, options)
+            except (NotTaken, RPCError):
+                # No journey took the claim (none was started): the NIK's national claim goes, or
+                # the NIK would be held nationwide by a registration that is nowhere.
+                if national_applicant is not None:
+                    with contextlib.suppress(RPCError):
+                        if await self._not_started(workflow_id):
+                            await self.national.release(config, applicant_id, national_applicant)
+                raise
             if result.status == "refused" and national_applicant is not None:
                 # Refused by its journey: the NIK's national claim goes (client/national.py).
                 await self.national.release(config, applicant_id, national_applicant)
@@ -512,12 +526,8 @@ class RecruitmentApi:
             raise_if_cancelled(exc)
             # Not answered in time (a backlog, or the read model down): the start may have been
             # taken. The journey exists or it does not; either way the caller is told which.
-            try:
-                await self.client.get_workflow_handle(workflow_id).describe()
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                raise RefusedError(
+            if await self._not_started(workflow_id):
+                raise NotTaken(
                     f"registration {applicant_id} was not taken within {self.confirm_within:.0f} s"
                     " (the engine is busy); send it again"
                 ) from None
@@ -526,6 +536,16 @@ class RecruitmentApi:
             refusal = Refusal(field="registration", value=applicant_id, reason=outcome.refused)
             return RegistrationResult("refused", applicant_id, [refusal])
         return RegistrationResult("registered", applicant_id)
+
+    async def _not_started(self, workflow_id: str) -> bool:
+        """Whether no journey of that id exists (the server says NOT_FOUND); an RPCError else."""
+        try:
+            await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return True
+        return False
 
     async def _confirm_again(
         self, workflow_id: str, confirm_for: str, confirm: RegistrationConfirm

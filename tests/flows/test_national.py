@@ -14,6 +14,7 @@ import pytest
 import tomli_w
 from rich.console import Console
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 import client.api as client_api
 from activities.claims import ClaimReader
@@ -244,6 +245,36 @@ async def test_a_registration_its_journey_refuses_releases_the_nik_for_another_i
     assert sorted(h.history.run_id for h in claims) == sorted([released.run_id, held.run_id])
     outcomes = await asyncio.wait_for(replay([h.history for h in claims], data_converter(keys)), 30)
     assert [(o.ok, o.unstarted) for o in outcomes] == [(True, True), (True, True)]
+
+
+async def test_a_registration_no_journey_took_releases_the_nik_for_another_instansi(
+    client, keys, running_worker, stack, tmp_path, monkeypatch
+):
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Kota", ("Sigma", "Tau"))
+    busy = RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING, confirm_within=1.0
+    )
+
+    async def not_taken(*args, start_workflow_operation, **kwargs):
+        # The update-with-start that the server never took before the client stopped waiting.
+        start_workflow_operation._workflow_handle.set_exception(
+            WorkflowUpdateRPCTimeoutOrCancelledError()
+        )
+        raise WorkflowUpdateRPCTimeoutOrCancelledError()
+
+    monkeypatch.setattr(busy.client, "execute_update_with_start_workflow", not_taken)
+    reg = registration(62, "F1")
+    with pytest.raises(RefusedError, match="was not taken within 1 s"):
+        await busy.register(a, reg, "sscasn")
+    monkeypatch.undo()
+
+    # No journey holds the claim: it went (before, it held the NIK nationwide for nothing).
+    claim = await client.get_workflow_handle(_claim_id(keys, national_id, reg)).describe()
+    assert claim.status is not None and claim.status.name == "TERMINATED"
+    elsewhere = await api.register(b, registration(62, "F2"), "sscasn")
+    assert elsewhere.status == "registered", elsewhere.refusals
 
 
 async def test_a_journey_that_refuses_a_plain_start_releases_the_claim_itself(
