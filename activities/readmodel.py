@@ -355,15 +355,13 @@ class ReadModel:
 
     @activity.defn(name=ISSUE_NIP.name)
     async def issue_nip(self, req: NipRequest) -> NipIssued:
-        """The person's NIP: issued once; any retry gets the same number back."""
+        """The person's NIP: issued once; any retry gets the same number back, and so does the
+        same person appointed in another round (`req.person`, the NIK's round-independent
+        pseudonym): a person holds one NIP, never two."""
         async with self.pool.acquire() as conn:
-            existing = await conn.fetchval(
-                "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2",
-                req.round_id,
-                req.applicant_id,
-            )
-            if existing:
-                return NipIssued(nip=existing, newly_issued=False)
+            held = await self._nip_held(conn, req)
+            if held is not None:
+                return held
             prefix = format_nip(req.birth_date, req.tmt, req.gender, 1)[:15]
             try:
                 async with conn.transaction():
@@ -377,23 +375,51 @@ class ReadModel:
                     )
                     nip = format_nip(req.birth_date, req.tmt, req.gender, serial)
                     await conn.execute(
-                        "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, $2, $3)",
+                        "INSERT INTO nips (round_id, applicant_id, nip, person) "
+                        "VALUES ($1, $2, $3, $4)",
                         req.round_id,
                         req.applicant_id,
                         nip,
+                        req.person or None,
                     )
             except asyncpg.UniqueViolationError:
-                # A concurrent attempt for the same person won; its NIP is the person's NIP.
-                nip = await conn.fetchval(
-                    "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2",
-                    req.round_id,
-                    req.applicant_id,
-                )
-                if nip is None:
+                # A concurrent attempt for the same person won (in this round or another): its
+                # NIP is the person's NIP.
+                held = await self._nip_held(conn, req)
+                if held is None:
                     raise
-                return NipIssued(nip=nip, newly_issued=False)
+                return held
             activity.logger.info("nip issued", extra={"applicant": req.applicant_id})
             return NipIssued(nip=nip, newly_issued=True)
+
+    @staticmethod
+    async def _nip_held(conn: asyncpg.Connection, req: NipRequest) -> NipIssued | None:
+        """The NIP this registration was given, or the one the person holds from another round."""
+        existing = await conn.fetchval(
+            "SELECT nip FROM nips WHERE round_id = $1 AND applicant_id = $2",
+            req.round_id,
+            req.applicant_id,
+        )
+        if existing:
+            return NipIssued(nip=existing, newly_issued=False)
+        if not req.person:
+            return None
+        row = await conn.fetchrow(
+            "SELECT round_id, applicant_id, nip FROM nips WHERE person = $1", req.person
+        )
+        if row is None:
+            return None
+        # Appointed again: the person keeps the NIP they hold. Said, by registration numbers.
+        activity.logger.warning(
+            "nip held from another round",
+            extra={
+                "applicant": req.applicant_id,
+                "round": req.round_id,
+                "held_by": row["applicant_id"],
+                "held_in": row["round_id"],
+            },
+        )
+        return NipIssued(nip=row["nip"], newly_issued=False, held_from_round=row["round_id"])
 
 
 def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.messages import (
     Announcement,
@@ -65,13 +65,19 @@ class NipRequest(BaseModel, frozen=True):
     birth_date: date
     tmt: date
     gender: Gender
+    # The NIK's round-independent keyed pseudonym (the journey's sanction_key): the person, across
+    # rounds. Left out while empty (journeys that sent none are asked by round and number only).
+    person: str = Field(default="", max_length=64, exclude_if=lambda p: not p)
 
 
 class NipIssued(BaseModel, frozen=True):
-    """The person's NIP: the same on every retry."""
+    """The person's NIP: the same on every retry, and in every round."""
 
     nip: str
     newly_issued: bool
+    # The round in which the person was given it, when another: a person appointed again keeps
+    # the NIP they hold. Left out while empty.
+    held_from_round: str = Field(default="", exclude_if=lambda r: not r)
 
 
 class OfferSend(BaseModel, frozen=True):

@@ -556,6 +556,7 @@ class ApplicantJourney(JourneyInbox):
             birth_date=reg.birth_date,
             tmt=self.sheet.tmt,
             gender=reg.gender,
+            person=self.start.sanction_key,  # the person across rounds: one NIP, never two
         )
         # The NIP service is idempotent per person, so a local activity (one marker, no task) is as
         # safe as an activity and cheaper.

@@ -1,0 +1,87 @@
+"""A person holds one NIP, whatever the round (DOMAIN.md: issued once per person, never twice).
+
+A registration number is a pseudonym of the NIK within one round, so keying NIPs by round and
+number let a person appointed in two rounds be given two. The request names the person by the
+NIK's round-independent pseudonym; a second round's request is given the NIP the person holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import date
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import ActivityEnvironment
+
+from activities.readmodel import ReadModel
+from domain.contracts import NipRequest
+from domain.registration import Gender
+from runtime.db import open_pool
+from runtime.sealed import ColumnCipher
+
+ENV = ActivityEnvironment()
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def nips(stack):
+    """The read model's NIP activity on a pool of this test's own, and the rounds it issued in."""
+    pool = await open_pool(stack.database_url, max_size=4)
+    rounds: list[str] = []
+    try:
+        yield ReadModel(pool, ColumnCipher(b"n" * 32)), pool, rounds
+    finally:
+        await pool.execute("DELETE FROM nips WHERE round_id = ANY($1)", rounds)
+        await pool.close()
+
+
+def _request(round_id: str, applicant_id: str, person: str, tmt: date) -> NipRequest:
+    return NipRequest(
+        round_id=round_id,
+        applicant_id=applicant_id,
+        birth_date=date(1996, 4, 2),
+        tmt=tmt,
+        gender=Gender.MALE,
+        person=person,
+    )
+
+
+async def test_a_person_appointed_in_a_second_round_keeps_the_nip_they_hold(nips):
+    model, pool, rounds = nips
+    first, second = (f"nip-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    rounds += [first, second]
+    person = uuid.uuid4().hex  # the NIK's keyed pseudonym, the same in every round
+
+    given = await ENV.run(model.issue_nip, _request(first, "AAAA", person, date(2027, 3, 1)))
+    again = await ENV.run(model.issue_nip, _request(first, "AAAA", person, date(2027, 3, 1)))
+    later = await ENV.run(model.issue_nip, _request(second, "BBBB", person, date(2028, 3, 1)))
+
+    assert given.newly_issued and not again.newly_issued and again.nip == given.nip
+    assert (later.nip, later.newly_issued, later.held_from_round) == (given.nip, False, first)
+    held = await pool.fetchval("SELECT count(*) FROM nips WHERE person = $1", person)
+    assert held == 1  # one row: the second round's registration holds no NIP of its own
+
+
+async def test_two_rounds_asking_at_once_give_the_person_one_nip(nips):
+    model, _, rounds = nips
+    a, b = (f"nip-{uuid.uuid4().hex[:6]}" for _ in range(2))
+    rounds += [a, b]
+    person = uuid.uuid4().hex
+    answers = await asyncio.gather(
+        ENV.run(model.issue_nip, _request(a, "CCCC", person, date(2027, 3, 1))),
+        ENV.run(model.issue_nip, _request(b, "DDDD", person, date(2027, 3, 1))),
+    )
+    assert answers[0].nip == answers[1].nip
+    assert sorted(x.newly_issued for x in answers) == [False, True]
+
+
+async def test_a_request_without_the_person_is_judged_by_round_and_number_as_before(nips):
+    model, _, rounds = nips
+    r = f"nip-{uuid.uuid4().hex[:6]}"
+    rounds.append(r)
+    one = await ENV.run(model.issue_nip, _request(r, "EEEE", "", date(2027, 3, 1)))
+    two = await ENV.run(model.issue_nip, _request(r, "FFFF", "", date(2027, 3, 1)))
+    assert one.newly_issued and two.newly_issued and one.nip != two.nip
