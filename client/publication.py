@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1035,10 +1036,21 @@ def write_files(p: Publication, cut_multiplier: int, out_dir: Path) -> tuple[Pat
     base = out_dir / f"{p.round_id}-{p.stage.value}"
     csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
     json_path = out_dir / f"{p.round_id}-{p.seq}.json"
-    csv_path.write_text(publication_csv(p), encoding="utf-8", newline="")
-    html_path.write_text(publication_html(p, cut_multiplier), encoding="utf-8")
-    json_path.write_text(document_text(p), encoding="utf-8")
+    _replace(csv_path, publication_csv(p))
+    _replace(html_path, publication_html(p, cut_multiplier))
+    _replace(json_path, document_text(p))
     return csv_path, html_path, json_path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: a process stopped mid-write leaves the file it replaces
+    (the stage's previous announcement), never a truncated one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def from_document(doc: Mapping[str, Any]) -> Publication:

@@ -227,7 +227,7 @@ class JourneyRules(BaseModel, frozen=True):
     identities: dict[str, str] = {}  # identity -> public key; when set, reports must be signed
 
 
-class JourneyStart(BaseModel, frozen=True):
+class JourneyStart(BaseModel, frozen=True, hide_input_in_errors=True):
     """Input of an ApplicantJourney: the accepted registration and the rules it is judged by."""
 
     round_id: str

@@ -60,7 +60,7 @@ from domain.skb import PanelScore, aggregate_panel, skb_outcome, validate_compon
 from domain.skd import SkdKey, SkdScores, passes_threshold, skd_rank_key, validate_skd_scores
 
 
-class ApplicantSheet(BaseModel, frozen=True):
+class ApplicantSheet(BaseModel, frozen=True, hide_input_in_errors=True):
     """What is known about one applicant: the registration, every accepted report, every code."""
 
     applicant_id: str

@@ -358,3 +358,16 @@ def test_non_citizen_is_refused():
 def test_unknown_formasi_is_refused_with_its_code():
     problems = check_registration(registration(formasi_code="NOPE"), None, APPLIED_ON)
     assert [(p.field, p.value) for p in problems] == [("formasi_code", "NOPE")]
+
+
+def test_a_start_or_sheet_that_does_not_validate_shows_none_of_the_registration():
+    # Registration hides its input in errors, but not when it is a part of another model: the
+    # models that carry one hide theirs too (an error may reach a log: a decode's failure).
+    from domain.messages import JourneyStart
+    from domain.sheet import ApplicantSheet
+
+    reg = registration(name="Budi Santoso").model_dump(mode="json")
+    for model in (JourneyStart, ApplicantSheet):
+        with pytest.raises(ValidationError) as err:
+            model.model_validate({"registration": {**reg, "gpa": "tiga"}})
+        assert "Budi" not in str(err.value) and reg["nik"] not in str(err.value), model
