@@ -367,7 +367,8 @@ def test_a_start_or_sheet_that_does_not_validate_shows_none_of_the_registration(
     from domain.sheet import ApplicantSheet
 
     reg = registration(name="Budi Santoso").model_dump(mode="json")
+    del reg["gender"]  # a field missing: pydantic's error shows the whole registration as input
     for model in (JourneyStart, ApplicantSheet):
         with pytest.raises(ValidationError) as err:
-            model.model_validate({"registration": {**reg, "gpa": "tiga"}})
+            model.model_validate({"registration": reg})
         assert "Budi" not in str(err.value) and reg["nik"] not in str(err.value), model
