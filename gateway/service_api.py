@@ -484,6 +484,24 @@ async def _item(
     )
 
 
+def _not_sent(index: int, item, message: Report, before: BatchItemResult) -> BatchItemResult:
+    """An item held back because item `before.index` of the same applicant was not taken."""
+    problem = Problem(
+        503,
+        f"not sent: item {before.index} of the same applicant was not taken before it; "
+        "send both again",
+    )
+    return BatchItemResult(
+        index=index,
+        applicant_id=item.applicant_id,
+        kind=item.kind,
+        report_id=message.report_id,
+        status=503,
+        ack=None,
+        problem=ItemProblem(type=problem.type, title=problem.title, detail=problem.detail),
+    )
+
+
 @router.post(
     BATCH_PATH,
     summary=f"Up to {MAX_BATCH} reports about applicants of the round, each answered as the "
@@ -515,8 +533,18 @@ async def post_reports(
 
     async def one_applicant(indexes: list[int]) -> None:
         async with gate:
+            held: BatchItemResult | None = None
             for i in indexes:
+                if held is not None:
+                    # An earlier item of this applicant was not taken (503, 500): the later ones
+                    # are not sent either, so no item is taken before one sent ahead of it (a
+                    # panellist's conflict declaration before their score). Sent again, the batch
+                    # takes them in order.
+                    results[i] = _not_sent(i, batch.items[i], messages[i], held)
+                    continue
                 results[i] = await _item(gw, identity, round_id, i, batch.items[i], messages[i])
+                if results[i].status >= 500:
+                    held = results[i]
 
     await asyncio.gather(*(one_applicant(ix) for ix in applicants.values()))
     done = [r for r in results if r is not None]

@@ -252,3 +252,40 @@ async def test_items_the_engine_did_not_take_are_503_or_500_and_the_batch_can_be
     assert again["results"][0]["ack"] == body["results"][0]["ack"]
     for aid in ids:
         assert (await accepted_updates(client, round_id, aid)).count("report_admin") == 1
+
+
+async def test_an_applicant_s_items_after_one_not_taken_are_not_sent(
+    client, keys, running_worker, http, gateway_state, tmp_path, monkeypatch
+):
+    """Items about one applicant go in the order sent: once one is not taken (503), the later
+    ones are held back, not sent ahead of it. Sent again, the batch takes them in order."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+
+    settings, _ = running_worker
+    operator = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config, ids = await registered_round(
+        operator, tmp_path, "batch-order", (84, 85), date(1996, 2, 13)
+    )
+    round_id, (first, other) = config.round_id, ids
+    items = [
+        item(round_id, first, "admin", AdminReport(report_id="adm-a", reported_by=VERIFIER)),
+        item(round_id, first, "admin", AdminReport(report_id="adm-b", reported_by=VERIFIER)),
+        item(round_id, other, "admin", AdminReport(report_id="adm-c", reported_by=VERIFIER)),
+    ]
+    real = gateway_state.api.report
+
+    async def late_once(round_, applicant_id, message):
+        if message.report_id == "adm-a":
+            raise WorkflowUpdateRPCTimeoutOrCancelledError()
+        return await real(round_, applicant_id, message)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(gateway_state.api, "report", late_once)
+        body = (await post(http, round_id, items)).json()
+
+    assert [x["status"] for x in body["results"]] == [503, 503, 200]
+    assert "not sent: item 0 of the same applicant" in body["results"][1]["problem"]["detail"]
+    assert "report_admin" not in await accepted_updates(client, round_id, first)
+    # Sent again: the first taken, the second refused after it as the journey judges it.
+    again = (await post(http, round_id, items)).json()
+    assert [x["status"] for x in again["results"]] == [200, 409, 200]
