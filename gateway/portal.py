@@ -573,6 +573,14 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
             f"(formasi {m[3]}); satu NIK hanya dapat mendaftar pada satu formasi secara nasional"
         ),
     ),
+    # An optimalisasi offer answered after its time (domain/sheet.py).
+    (
+        re.compile(r"the offer had to be answered by (\S+): it is declined"),
+        lambda m: (
+            f"penawaran ini harus dijawab paling lambat {wib(datetime.fromisoformat(m[1]))}; "
+            "karena lewat waktu, penawaran dianggap ditolak"
+        ),
+    ),
     # The journey's own refusal: the round closed registration (early, when its quota was met)
     # while the form was on its way (domain/admission.py).
     (

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway import limits
 from gateway.limits import RequestLimits
 
 
@@ -20,7 +21,10 @@ async def _not_found(request: Request) -> JSONResponse:
     return JSONResponse({"detail": "no such applicant"}, 404)
 
 
-async def test_a_nik_in_a_path_is_logged_as_its_length():
+async def test_a_nik_in_a_path_is_logged_as_its_length(monkeypatch):
+    # A logger of its own: the module's may have cached its processors in an earlier test of the
+    # session (cache_logger_on_first_use), which capture_logs could then not see.
+    monkeypatch.setattr(limits, "log", structlog.get_logger("gateway.limits"))
     app = Starlette(
         routes=[Route("/api/v1/rounds/{r}/applicants/{a}/skd", _not_found, methods=["POST"])]
     )
