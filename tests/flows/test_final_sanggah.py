@@ -66,8 +66,9 @@ async def test_an_accepted_final_sanggah_ranks_again_and_tmt_moves_follow_the_ru
         round_id, [formasi("F1", 1)], CLOSED_BY_COMMITTEE, appeal_window=4, answer_within=4, t0=t0
     )
     await create_round_file(api, config, tmp_path)
+    base = uuid.uuid4().int % 8000 + 1000  # people of its own: a NIP holds its first TMT
     first, second = [
-        (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
+        (await api.register(config, registration(base + n, "F1"), "sscasn", now=t0)).applicant_id
         for n in (1, 2)
     ]
     assert config.schedule.tmt == date(2027, 3, 1)
