@@ -53,7 +53,14 @@ from client.standings import full_results, page_store
 from domain.codes import FinalCode
 from domain.config import ReportKind, RoundConfig
 from domain.digest import canonical_json
-from domain.messages import ChangeKeys, Decision, RecordPublication, RoundState
+from domain.messages import (
+    ZERO_SHA256,
+    ChangeKeys,
+    Decision,
+    RecordPublication,
+    RoundState,
+    recorded_publications,
+)
 from domain.signing import Signer, verify
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
@@ -62,7 +69,6 @@ from workflows.ids import round_workflow_id
 log = get_logger(__name__)
 
 FORMAT = "casn-pengumuman/1"
-ZERO_SHA256 = "0" * 64
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -411,9 +417,6 @@ async def publish_signed(
     return Published(publication, True, config.skd.cut_multiplier)
 
 
-PUBLICATION_RECORDED = "publication recorded"  # the round's decision (workflows/round.py)
-
-
 def anchor_of(p: Publication) -> RecordPublication:
     """The record of publication `p` in its round's history, unsigned: the same message for the
     operator who signs it and for the gateway that sends it."""
@@ -426,19 +429,6 @@ def anchor_of(p: Publication) -> RecordPublication:
         body_sha256=sha,
         prev_sha256=p.prev_sha256,
     )
-
-
-def recorded_publications(decisions: Iterable[Decision]) -> dict[int, tuple[str, str, datetime]]:
-    """The publications the round has on record: seq -> (body hash, who recorded it, when)."""
-    found: dict[int, tuple[str, str, datetime]] = {}
-    for d in decisions:
-        if d.outcome.startswith(PUBLICATION_RECORDED):
-            try:
-                record = RecordPublication.model_validate(d.input)
-            except ValidationError:
-                continue
-            found[record.seq] = (record.body_sha256, record.reported_by, d.at)
-    return found
 
 
 async def record_publications(

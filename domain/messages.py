@@ -6,6 +6,7 @@ later need defaults, so that recorded histories still decode.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from fractions import Fraction
 from typing import Annotated, Any
@@ -631,6 +632,45 @@ class RecordPublication(Report, frozen=True):
     stage: str = Field(min_length=1, max_length=20)
     body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     prev_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+ZERO_SHA256 = "0" * 64  # the link before a round's first publication
+PUBLICATION_RECORDED = "publication recorded"  # the round's decision: "... 3 (final)"
+
+
+def recorded_publications(decisions: Iterable[Decision]) -> dict[int, tuple[str, str, datetime]]:
+    """The publications a round has on record, from its decisions: seq -> (body hash, who
+    recorded it, when)."""
+    found: dict[int, tuple[str, str, datetime]] = {}
+    for d in decisions:
+        if d.outcome.startswith(PUBLICATION_RECORDED):
+            try:
+                record = RecordPublication.model_validate(d.input)
+            except ValueError:
+                continue
+            found[record.seq] = (record.body_sha256, record.reported_by, d.at)
+    return found
+
+
+def record_refusal(
+    recorded: dict[int, tuple[str, str, datetime]], record: RecordPublication
+) -> str | None:
+    """Why a round with these publications on record refuses `record`: one hash per number, and
+    each after the hash of the one before when that one is on record (in any order otherwise, so
+    that a record that failed holds up none after it). None when it takes it."""
+    known = recorded.get(record.seq)
+    before = ZERO_SHA256 if record.seq == 1 else recorded.get(record.seq - 1, (None,))[0]
+    if known is not None and known[0] != record.body_sha256:
+        return (
+            f"publication {record.seq} is on record with another hash ({known[0][:16]}…), "
+            f"not {record.body_sha256[:16]}…"
+        )
+    if before is not None and before != record.prev_sha256:
+        return (
+            f"publication {record.seq} (after {record.prev_sha256[:16]}…) does not follow "
+            f"publication {record.seq - 1} on record ({before[:16]}…)"
+        )
+    return None
 
 
 class FormasiStart(BaseModel, frozen=True):

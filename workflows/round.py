@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.contracts import OfferSend, OfferSends
     from domain.digest import canonical_json
     from domain.messages import (
+        PUBLICATION_RECORDED,
         Ack,
         Announcement,
         ChangeKeys,
@@ -45,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         RoundState,
         RoundView,
         SeatVacated,
+        record_refusal,
+        recorded_publications,
     )
     from domain.optimalisasi import (
         OFFERS_BY_LOCAL_ACTIVITY_COSTS,
@@ -118,8 +121,6 @@ with workflow.unsafe.imports_passed_through():
     )
 
 M = TypeVar("M", bound=BaseModel)  # a signal's message (RecruitmentRound._signal_message)
-PUBLICATION_RECORDED = "publication recorded"  # the decision of record_publication: "... 3 (final)"
-ZERO_SHA256 = "0" * 64  # the link before a round's first publication
 OFFERS_PER_TASK = 500  # optimalisasi offers sent together (patch optimalisasi-by-change)
 
 # The windows before the final ranking, and what the formasi are told when each closes.
@@ -1123,26 +1124,9 @@ class RecruitmentRound:
         if self._check_repeat(command):
             return
         self._operator(command)
-        # Any order (a record that failed must not hold up the ones after it), but one hash per
-        # number, and each after the hash of the one before when that one is on record.
-        recorded = {0: ZERO_SHA256}
-        for d in self.decisions:
-            if d.outcome.startswith(PUBLICATION_RECORDED):
-                recorded[d.input.get("seq", -1)] = d.input.get("body_sha256", "")
-        known = recorded.get(command.seq)
-        before = recorded.get(command.seq - 1)
-        if known is not None and known != command.body_sha256:
-            self._refuse(
-                command,
-                f"publication {command.seq} is on record with another hash ({known[:16]}…), "
-                f"not {command.body_sha256[:16]}…",
-            )
-        if before is not None and before != command.prev_sha256:
-            self._refuse(
-                command,
-                f"publication {command.seq} (after {command.prev_sha256[:16]}…) does not follow "
-                f"publication {command.seq - 1} on record ({before[:16]}…)",
-            )
+        problem = record_refusal(recorded_publications(self.decisions), command)
+        if problem:
+            self._refuse(command, problem)
 
     @workflow.update
     async def change_keys(self, command: ChangeKeys) -> Ack:
