@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 from rich.console import Console
+from temporalio.client import WorkflowExecutionStatus
 from typer.testing import CliRunner
 
 from activities.sanctions import SanctionChecker, record_round
@@ -38,6 +39,7 @@ from runtime.connection import data_converter
 from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from workflows.ids import journey_workflow_id
 
 # Registration open now; the later windows far enough away that only the committee closes them.
 OPEN_NOW = {
@@ -125,6 +127,15 @@ async def _win_then_withdraw(
     )
     ended = await _wait_stage(client, round_id, applicant, {Stage.ENDED})
     assert (ended.terminal.value, ended.sanction_rounds) == ("APS", 2)
+    # Its run completed: the task that wrote its last row is in its history. A query answers
+    # ENDED while that task's local activity is still running, and a check of the read model
+    # against the history then found the row a version ahead of it (a fresh clone's run did).
+    handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant))
+
+    async def completed() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    await _until(completed, "the journey's run completed")
     return round_id, ended
 
 
