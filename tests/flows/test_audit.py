@@ -111,6 +111,9 @@ SIGNING_KEY = bytes(range(32))
 # start carries its candidate code (blind panel reports by code, docs/ARCHITECTURE.md). v21-panels:
 # an interview panel drawn from a pool (`--panels`): a conflict declared (the change written at
 # once, patch panel-change-written), a score refused, a flag struck on review.
+# v23-full: the full round after the round's registration-minimum (an early close of registration
+# judged against min_registration_days) and the formasi's results-name-formasi (every result
+# names its formasi under its seal) patches, with their markers.
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, holds other kinds of workflow: its own test below.)
 RECORDED_SETS = [
@@ -136,6 +139,7 @@ RECORDED_SETS = [
     RECORDED / "v19-full-continued",
     RECORDED / "v20-full",
     RECORDED / "v21-panels",
+    RECORDED / "v23-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -437,6 +441,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v19-full-continued",
         RECORDED / "v20-full",
         RECORDED / "v21-panels",
+        RECORDED / "v23-full",
     ],
     ids=lambda p: p.name,
 )
