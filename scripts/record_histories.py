@@ -7,6 +7,7 @@
     .venv/bin/python scripts/record_histories.py --full --history-budget 164 --continued --out tests/histories/v19-full-continued
     .venv/bin/python scripts/record_histories.py --panels --out tests/histories/v21-panels
     .venv/bin/python scripts/record_histories.py --national --out tests/histories/v22-national
+    .venv/bin/python scripts/record_histories.py --sealed --out tests/histories/v24-sealed
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -34,6 +35,15 @@ With --continued, the budget leaves room for the first offer of the withdrawn se
 the second: the round continues as a new run (patch optimalisasi-continues) and the new run makes
 it, so every outcome is the full round's. The script checks that the round ran twice or more.
 
+--sealed plays the small round with one journey (C3's) that hears an announcement before its
+round has admitted it (patch sealed-before-admission): it is registered through the API on a task
+queue of its own that no worker polls yet, sent an unsealed administration result dated 30 days
+back (as anyone who reaches Temporal could send it), and only then handed to a worker of that
+queue, so the announcement is in its history before its first workflow task. The journey keeps it
+until its round has answered, judges it then under the round's seal and ignores it; it goes on to
+its SKD result as C3 does in the small round. The script checks that the journey's history holds
+the signal before its first workflow task and the patch's marker, and that it was not TMS.
+
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
 
@@ -46,6 +56,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 import os
@@ -54,6 +65,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -61,15 +73,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
 
 from auditing.bundle import history_file_name, load_histories  # noqa: E402
 from auditing.history import RecordedHistory, replay, round_histories  # noqa: E402
 from client.api import RecruitmentApi, RefusedError  # noqa: E402
 from domain.administration import DocumentFinding  # noqa: E402
-from domain.codes import AdminDecision, Stage  # noqa: E402
-from domain.config import MAX_OPTIMALISASI_HISTORY_BUDGET  # noqa: E402
+from domain.codes import AdminDecision, Phase, Stage  # noqa: E402
+from domain.config import MAX_OPTIMALISASI_HISTORY_BUDGET, RoundConfig  # noqa: E402
 from domain.messages import (  # noqa: E402
     AdminReport,
+    Announcement,
     AppealAnswer,
     AppealFiling,
     CloseWindow,
@@ -88,7 +102,7 @@ from domain.messages import (  # noqa: E402
     SkdReport,
     Withdrawal,
 )
-from domain.protocol import JOURNEY_STATE  # noqa: E402
+from domain.protocol import ANNOUNCE, JOURNEY_STATE  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
@@ -136,9 +150,14 @@ async def wait_stage(
 
 
 async def run_small_round(
-    client: Client, task_queue: str, pseudonym_key: bytes, round_id: str | None = None
+    client: Client,
+    task_queue: str,
+    pseudonym_key: bytes,
+    round_id: str | None = None,
+    early: AnnouncedBeforeAdmission | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """Drive a compressed round until its final ranking is out; return the round id and applicant ids."""
+    """Drive a compressed round until its final ranking is out; return the round id and applicant
+    ids. With `early`, its applicant is registered by it (--sealed)."""
     import tomli_w
 
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
@@ -151,6 +170,9 @@ async def run_small_round(
         await api.create_round(path, OPERATOR)
     ids = {}
     for serial, name in enumerate(SKD, start=1):
+        if early is not None and name == early.name:
+            ids[name] = await early.register(client, pseudonym_key, config, serial)
+            continue
         result = await api.register(config, registration(serial, "F1"), "sscasn")
         assert result.status == "registered", result.refusals
         ids[name] = result.applicant_id
@@ -206,6 +228,73 @@ async def run_small_round(
         await wait_stage(client, round_id, ids[name], after_ranking)
     await wait_stage(client, round_id, ids["C3"], {Stage.ENDED})
     return round_id, ids
+
+
+# --- an announcement before admission (--sealed) ------------------------------------------------
+
+
+@dataclass
+class AnnouncedBeforeAdmission:
+    """The small round's applicant `name`, whose journey hears an announcement before its round
+    has admitted it: started through the API on a task queue no worker polls, signalled, then
+    handed to a worker of that queue (`worker`, entered into `workers` and kept for the round)."""
+
+    name: str
+    worker: Callable[[str], Awaitable[Worker]]
+    workers: contextlib.AsyncExitStack
+    applicant_id: str = ""
+
+    async def register(
+        self, client: Client, pseudonym_key: bytes, config: RoundConfig, serial: int
+    ) -> str:
+        queue = f"{config.round_id}-queued"
+        api = RecruitmentApi(
+            client,
+            queue,
+            pseudonym_key,
+            keyring=TEST_KEYRING,
+            eager_start=False,
+            confirm_registrations=False,  # answered once started: no worker polls the queue yet
+        )
+        result = await api.register(config, registration(serial, "F1"), PORTAL)
+        assert result.status == "registered" and result.applicant_id, result.refusals
+        self.applicant_id = result.applicant_id
+        handle = client.get_workflow_handle(journey_workflow_id(config.round_id, self.applicant_id))
+        # An administration result 30 days old, unsealed: taken before the patch, it made the
+        # journey TMS with its appeal window long past.
+        forged = Announcement(
+            announcement_id=f"{config.round_id}/administration/9",
+            phase=Phase.ADMINISTRATION,
+            at=datetime.now(UTC) - timedelta(days=30),
+        )
+        await ANNOUNCE.send(handle, forged)
+        events = [e async for e in handle.fetch_history_events()]
+        assert any(e.HasField("workflow_execution_signaled_event_attributes") for e in events)
+        assert not any(e.HasField("workflow_task_started_event_attributes") for e in events), (
+            "the journey had a workflow task before its announcement"
+        )
+        await self.workers.enter_async_context(await self.worker(queue))
+        return self.applicant_id
+
+
+def check_sealed(
+    histories: list[RecordedHistory], applicant_id: str, state: JourneyState
+) -> list[str]:
+    """What --sealed must have recorded: the journey's announcement before its first workflow
+    task, the patch's marker, and the journey's end (`state`) at its SKD (T/L, as C3's in the
+    small round), not TMS. Problems, as sentences."""
+    [h] = [h for h in histories if h.workflow_id.endswith(f"/{applicant_id}")]
+    kinds = [e.WhichOneof("attributes") or "" for e in h.history.events]
+    signal = kinds.index("workflow_execution_signaled_event_attributes")
+    first_task = kinds.index("workflow_task_started_event_attributes")
+    problems = []
+    if signal > first_task:
+        problems.append("the announcement came after the journey's first workflow task")
+    if "sealed-before-admission" not in patch_markers(h.history):
+        problems.append("the journey holds no sealed-before-admission marker")
+    if state.terminal is None or state.terminal.value != "T/L":
+        problems.append(f"the journey ended {state.terminal}, not T/L at its SKD")
+    return problems
 
 
 # --- the interview panels (--panels) -------------------------------------------------------------
@@ -779,6 +868,7 @@ async def record(
     continued: bool = False,
     panels: bool = False,
     national: bool = False,
+    sealed: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -820,8 +910,12 @@ async def record(
                 keys = load_or_create_keys(settings)
                 client = await connect(settings, stack, keys)
                 pool = await open_pool(stack.database_url, max_size=8)
+                early = None
                 try:
-                    async with await build_worker(client, settings, pool):
+                    async with (
+                        await build_worker(client, settings, pool),
+                        contextlib.AsyncExitStack() as workers,
+                    ):
                         if full:
                             driver = await run_full_round(
                                 client,
@@ -841,8 +935,22 @@ async def record(
                                 client, settings.task_queue, keys.pseudonym_key, "recorded"
                             )
                         else:
+                            if sealed:
+                                early = AnnouncedBeforeAdmission(
+                                    "C3",
+                                    lambda queue: build_worker(
+                                        client,
+                                        settings.model_copy(update={"task_queue": queue}),
+                                        pool,
+                                    ),
+                                    workers,
+                                )
                             round_id, _ = await run_small_round(
-                                client, settings.task_queue, keys.pseudonym_key, round_id="recorded"
+                                client,
+                                settings.task_queue,
+                                keys.pseudonym_key,
+                                round_id="recorded",
+                                early=early,
                             )
                         await asyncio.sleep(1.0)  # visibility catches up
                         if national:
@@ -853,6 +961,8 @@ async def record(
                             histories = await round_histories(client, round_id)
                         if driver is not None:
                             live = await driver.outcomes()
+                        if early is not None:
+                            early_state = await journey_state(client, round_id, early.applicant_id)
                 finally:
                     await pool.close()
             finally:
@@ -866,6 +976,8 @@ async def record(
             f"the round ran once: --history-budget {history_budget} left room for every offer "
             "(or none) in its first run; nothing written"
         )
+    if early is not None and (problems := check_sealed(histories, early.applicant_id, early_state)):
+        raise SystemExit("; ".join(problems) + "; nothing written")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()
@@ -884,6 +996,10 @@ async def record(
         names = {driver.ids[r.name]: r.name for r in FULL_ROLES}
         if await summarise(out, names):
             raise SystemExit("the recorded set has problems (above)")
+    elif early is not None and await summarise(
+        out, {early.applicant_id: "announced-before-admission"}
+    ):
+        raise SystemExit("the recorded set has problems (above)")
 
 
 # --- what a recorded set covers -----------------------------------------------------------------
@@ -1018,6 +1134,12 @@ def main() -> None:
         help="play a national round with two instansi rounds joined to it (run_national_round)",
     )
     parser.add_argument(
+        "--sealed",
+        action="store_true",
+        help="the small round, one journey of which hears an unsealed announcement before its "
+        "admission (AnnouncedBeforeAdmission)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -1050,11 +1172,17 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        if sum((args.panels, args.full, args.national)) > 1:
-            parser.error("--panels, --full and --national are different rounds: give one")
+        if sum((args.panels, args.full, args.national, args.sealed)) > 1:
+            parser.error("--panels, --full, --national and --sealed are different rounds: give one")
         asyncio.run(
             record(
-                args.out, args.full, args.history_budget, args.continued, args.panels, args.national
+                args.out,
+                args.full,
+                args.history_budget,
+                args.continued,
+                args.panels,
+                args.national,
+                args.sealed,
             )
         )
 

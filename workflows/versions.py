@@ -140,8 +140,8 @@ ROUND_VIEW_BOARD = "round-view-board"
 # judges them once its round has answered: before, it checked their seals against the secret it did
 # not know yet (""), which took an unsealed announcement as one of a round without seals (a forged
 # administration result dated 30 days back ended the journey TMS). Decided only by an announcement
-# that arrives before admission, which the round and its formasi do not send, so no recorded
-# history is affected.
+# that arrives before admission, which the round and its formasi do not send, so no history
+# recorded before it is affected; tests/histories/v24-sealed holds it.
 SEALED_BEFORE_ADMISSION = "sealed-before-admission"
 
 # A formasi's results (the SKD cut, the final ranking and its confirmation) name the formasi under

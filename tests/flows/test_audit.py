@@ -60,6 +60,7 @@ from workflows.versions import (
     LOCAL_ACTIVITY_BACKOFF_TIMERS,
     OFFERS_BY_LOCAL_ACTIVITY,
     OPTIMALISASI_CONTINUES,
+    SEALED_BEFORE_ADMISSION,
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -113,7 +114,9 @@ SIGNING_KEY = bytes(range(32))
 # once, patch panel-change-written), a score refused, a flag struck on review.
 # v23-full: the full round after the round's registration-minimum (an early close of registration
 # judged against min_registration_days) and the formasi's results-name-formasi (every result
-# names its formasi under its seal) patches, with their markers.
+# names its formasi under its seal) patches, with their markers. v24-sealed: the small round, one
+# journey of which was sent an unsealed announcement before its first workflow task (`--sealed`):
+# it kept it until its admission (patch sealed-before-admission), then ignored it.
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, holds other kinds of workflow: its own test below.)
 RECORDED_SETS = [
@@ -140,6 +143,7 @@ RECORDED_SETS = [
     RECORDED / "v20-full",
     RECORDED / "v21-panels",
     RECORDED / "v23-full",
+    RECORDED / "v24-sealed",
     RECORDED / "v4-full-markers",
 ]
 
@@ -442,6 +446,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v20-full",
         RECORDED / "v21-panels",
         RECORDED / "v23-full",
+        RECORDED / "v24-sealed",
     ],
     ids=lambda p: p.name,
 )
@@ -791,6 +796,52 @@ async def test_the_recorded_panels_reach_the_read_model_when_they_change():
     ]
     assert sorted(completed[-1].input["components"]["panel"]["wawancara"]) == sorted(after_review)
     assert len(once[0][1]) == 3
+
+
+@workflow.defn(name="ApplicantJourney", sandboxed=False)
+class JourneyJudgingBeforeAdmission(ApplicantJourney):
+    """Patch sealed-before-admission's branch taken out, its marker still written: an announcement
+    that arrives before the journey's admission is judged at once, without its round's secret."""
+
+    @workflow.run
+    async def run(self, start: JourneyStart) -> JourneyState:
+        return await super().run(start)
+
+    def _patched(self, patch: str) -> bool:
+        return super()._patched(patch) and patch != SEALED_BEFORE_ADMISSION
+
+
+async def test_an_announcement_held_until_admission_is_caught_when_judged_at_once():
+    """v24-sealed (`record_histories.py --sealed`): one journey was sent an unsealed administration
+    result 30 days old before its first workflow task (started on a queue no worker polled yet).
+    It kept it until its round had admitted it (patch sealed-before-admission), ignored it then,
+    and went on to its own administration and SKD (MS, then T/L). Replayed with the branch taken
+    out, that journey takes the forgery (TMS, and it ends): non-determinism; the others replay."""
+    directory = RECORDED / "v24-sealed"
+    histories, converter = load_histories(directory), recorded_converter(directory)
+    [early] = [h for h in histories if SEALED_BEFORE_ADMISSION in patch_markers(h.history)]
+    kinds = [e.WhichOneof("attributes") for e in early.history.events]
+    assert kinds.index("workflow_execution_signaled_event_attributes") < kinds.index(
+        "workflow_task_started_event_attributes"
+    )
+    # The forgery, then the round's own administration result (sealed), which the journey took.
+    forged, told = [m for m in await messages(early.history, converter) if m.kind == "signal"][:2]
+    assert forged.name == told.name == "announce"
+    assert forged.content.phase == told.content.phase == "administration"
+    assert not forged.content.seal and told.content.seal
+    [outcome] = await replay([early.history], converter)
+    assert outcome.ok, (outcome.failure, outcome.drift)
+    trail = [(d.stage, d.outcome) for d in outcome.state.decisions if d.stage != "registered"]
+    assert trail == [("admin_check", "MS"), ("skd_ranking", "T/L")]
+    journeys = [h for h in histories if h.kind == "journey"]
+    assert len(journeys) == 3
+    outcomes = await replay(
+        [h.history for h in journeys], converter, workflows=[JourneyJudgingBeforeAdmission]
+    )
+    assert [o.workflow_id for o in outcomes if o.failure is not None] == [early.workflow_id]
+    assert all(o.ok for o in outcomes if o.workflow_id != early.workflow_id)
+    [failed] = [o for o in outcomes if o.failure is not None]
+    assert "nondetermin" in str(failed.failure).lower()
 
 
 async def test_a_round_recorded_before_signing_is_named_as_unsigned():
