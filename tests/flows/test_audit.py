@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +22,13 @@ import pytest_asyncio
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import (
+    Interceptor,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
 from typer.testing import CliRunner
 
 import audit
@@ -40,11 +47,12 @@ from auditing.history import (
 from auditing.provenance import check_provenance
 from auditing.readmodel import projected
 from auditing.recompute import NO_CODE, compare, recompute, recompute_optimalisasi
-from domain.codes import SkdCode
+from domain.codes import Phase, SkdCode
 from domain.columnar import CODES
 from domain.config import parse_round_config
+from domain.contracts import BroadcastRequest
 from domain.messages import JourneyStart, JourneyState, RoundCarry, RoundStart, SkdReport
-from domain.protocol import OFFER_SEAT, SEND_OFFERS
+from domain.protocol import BROADCAST, OFFER_SEAT, SEND_OFFERS
 from runtime.connection import connect, data_converter
 from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
@@ -842,6 +850,65 @@ async def test_an_announcement_held_until_admission_is_caught_when_judged_at_onc
     assert all(o.ok for o in outcomes if o.workflow_id != early.workflow_id)
     [failed] = [o for o in outcomes if o.failure is not None]
     assert "nondetermin" in str(failed.failure).lower()
+
+
+class _Broadcasts(Interceptor):
+    """Keeps, by run, the broadcast requests the replayed code schedules: replay compares an
+    activity's type with the history's, never its input."""
+
+    def __init__(self) -> None:
+        self.by_run: dict[str, list[BroadcastRequest]] = defaultdict(list)
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        by_run = self.by_run
+
+        class Outbound(WorkflowOutboundInterceptor):
+            def start_activity(self, input: StartActivityInput):
+                if input.activity == BROADCAST.name:
+                    by_run[workflow.info().run_id].append(input.args[0])
+                return super().start_activity(input)
+
+        class Inbound(WorkflowInboundInterceptor):
+            def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+                super().init(Outbound(outbound))
+
+        return Inbound
+
+
+@pytest.mark.parametrize(
+    "recorded_set", [RECORDED / "v20-full", RECORDED / "v23-full"], ids=lambda p: p.name
+)
+async def test_the_formasi_broadcast_what_they_recorded(recorded_set):
+    """Each formasi run, replayed, schedules the broadcasts its history scheduled, announcement
+    for announcement. v23-full's results name their formasi under the seal (patch
+    results-name-formasi), v20-full's do not: a branch whose only effect is what it sends."""
+    histories, converter = load_histories(recorded_set), recorded_converter(recorded_set)
+    runs = [h for h in histories if h.kind == "formasi"]
+    capture = _Broadcasts()
+    outcomes = await replay([h.history for h in runs], converter, interceptors=[capture])
+    assert all(o.ok for o in outcomes)
+    named, compared = set(), 0
+    for h in runs:
+        recorded = [
+            (await converter.decode(attrs.input.payloads, [BroadcastRequest]))[0]
+            for e in h.history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+            and (attrs := e.activity_task_scheduled_event_attributes).activity_type.name
+            == BROADCAST.name
+        ]
+        # An open run's last broadcast may be scheduled by replay and not yet by its history.
+        replayed = capture.by_run[h.run_id][: len(recorded)]
+        assert replayed == recorded, h.workflow_id
+        compared += len(recorded)
+        named |= {
+            r.announcement.formasi_code
+            for r in recorded
+            if r.announcement.phase in (Phase.SKD_RESULT, Phase.FINAL_RESULT, Phase.FINAL_CONFIRMED)
+        }
+    assert compared > 20
+    assert named == ({"F1", "F2"} if recorded_set.name == "v23-full" else {""}), named
 
 
 async def test_a_round_recorded_before_signing_is_named_as_unsigned():
