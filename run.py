@@ -36,11 +36,20 @@ def ensure_venv() -> None:
     digest = hashlib.sha256(b"".join(lock.read_bytes() for lock in LOCKS)).hexdigest()
     if PY.exists() and STAMP.exists() and STAMP.read_text() == digest:
         return
-    if not PY.exists():
+    if not has_pip(PY):
+        # A .venv without pip is what a python3 without ensurepip (Debian's python3 without
+        # python3-venv) leaves behind: made again from scratch, not reused for ever.
         print(f"creating virtual environment in {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
+        try:
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            sys.exit(
+                f"cannot create the virtual environment {VENV}: {exc}. This python3 cannot "
+                "make one with pip (on Debian or Ubuntu: apt-get install python3-venv); "
+                "then run the same command again"
+            )
     print("installing locked dependencies (requirements.lock, requirements-dev.lock)", flush=True)
-    subprocess.run(
+    installed = subprocess.run(
         [
             str(PY),
             "-m",
@@ -49,10 +58,26 @@ def ensure_venv() -> None:
             "--quiet",
             "--disable-pip-version-check",
             *(arg for lock in LOCKS for arg in ("-r", str(lock))),
-        ],
-        check=True,
+        ]
     )
+    if installed.returncode != 0:
+        sys.exit(
+            f"installing the locked dependencies into {VENV} failed (pip's message above); "
+            "run the same command again once its cause is fixed"
+        )
     STAMP.write_text(digest)
+
+
+def has_pip(python: Path) -> bool:
+    """Whether `python` exists and runs pip."""
+    if not python.exists():
+        return False
+    ran = subprocess.run(
+        [str(python), "-m", "pip", "--version"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return ran.returncode == 0
 
 
 CHROMIUM = Path("/usr/bin/chromium")

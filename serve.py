@@ -242,7 +242,12 @@ def main(
         print(f"bad configuration: {text}", file=sys.stderr)
         code = 2
     except (OSError, RuntimeError) as exc:
-        print(f"stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # A server that does not answer is named with its variable, as the other commands do
+        # (runtime/outage.py); anything else keeps its type and message.
+        from runtime.outage import read_settings_or_none, stopped_line
+
+        line = stopped_line(exc, read_settings_or_none())
+        print(f"stopped: {line or f'{type(exc).__name__}: {exc}'}", file=sys.stderr)
         code = 3
     raise typer.Exit(code)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
@@ -12,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "CASN_"
 
 
 class LogFormat(StrEnum):
@@ -267,6 +272,19 @@ class Settings(BaseSettings):
         description="local activities (read-model writes, the round's view) running at once",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variable(cls, data: object) -> object:
+        """A CASN_* variable that nothing reads is refused, naming it and the nearest known one:
+        ignored, a misspelt payload key's variable would leave the key unset, or generated."""
+        env_file = cls.model_config.get("env_file")
+        problems = unknown_variables(
+            os.environ, Path(env_file) if isinstance(env_file, str) else None
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return data
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -460,6 +478,71 @@ def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
     return tuple(networks)
 
 
+# CASN_* variables that are read elsewhere than in Settings, and by what. Every other CASN_*
+# variable in the environment or .env is refused (Settings._no_unknown_variable); a variable read
+# anywhere in the project must be a setting or listed here (tests/test_settings_variables.py).
+OTHER_VARIABLES = {
+    "CASN_KEY_FILE": "starter.py: --key, the operator's signing key",
+    "CASN_GATEWAY_URL": "starter.py: --gateway",
+    "CASN_GATEWAY_API_KEY_FILE": "starter.py: --api-key-file, the caller's API key",
+    "CASN_TEST_WORKERS": "run.py test: the number of test processes",
+    "CASN_TEST_PORT_OFFSET": "tests/ports.py: the test session's port offset",
+    "CASN_BENCH_PORT_OFFSET": "bench/common.py: the benchmark stack's port offset",
+    "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py: records tests/histories/aftermath-v1",
+    "CASN_SCREENSHOTS": "tests/web: where the browser tests write their screenshots",
+}
+
+
+def known_variables() -> frozenset[str]:
+    """Every CASN_* variable the project reads: the settings' and OTHER_VARIABLES."""
+    return frozenset(f"{PREFIX}{name.upper()}" for name in Settings.model_fields) | frozenset(
+        OTHER_VARIABLES
+    )
+
+
+def unknown_variables(environ: Mapping[str, str], env_file: Path | None = None) -> list[str]:
+    """One line per CASN_* variable of `environ` (and of `env_file`, a .env file, when it exists)
+    that the project does not read, in the settings' error style: `CASN_<NAME>=<value>: <message>`, the
+    value hidden when it may be a secret, and the nearest known variable when one is near.
+    Names are compared without regard to case, as the settings read them."""
+    given = [(name, value, "") for name, value in environ.items()]
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        given += [
+            (name, value or "", f" (in {env_file})")
+            for name, value in dotenv_values(env_file).items()
+        ]
+    known = known_variables()
+    lines = []
+    for name, value, where in sorted(given):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known:
+            continue
+        near = difflib.get_close_matches(
+            upper.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], n=1, cutoff=0.6
+        )
+        suggestion = f"{PREFIX}{near[0]}" if near else None
+        secret = any(_MAY_BE_SECRET.search(n) for n in (upper, suggestion or ""))
+        shown = "<hidden>" if secret else repr(_without_password(value))
+        advice = (
+            f"did you mean {suggestion}?"
+            if suggestion
+            else 'see README.md, "Configuration", for the variables'
+        )
+        lines.append(f"{name}={shown}{where}: not a variable this engine reads; {advice}")
+    return lines
+
+
+# Names of an unknown variable, or of the known one it is near, whose value is not shown.
+_MAY_BE_SECRET = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|PWD")
+
+
+def _without_password(text: str) -> str:
+    """A URL's password replaced by ***: whatever stands before the last @ of the authority."""
+    return re.sub(r"^([^:/]*://[^:@/]*):[^@/]*@", r"\1:***@", text)
+
+
 def _importable(module: str) -> bool:
     """Whether `module` can be imported, without importing it."""
     try:
@@ -479,9 +562,7 @@ def _shown(field: str, value: object) -> str:
         return "<hidden>"
     text = str(value)
     if field == "database_url":
-        # user:password@host -> user:***@host; whatever stands before the last @ of the
-        # authority is credentials.
-        text = re.sub(r"^([^:/]*://[^:@/]*):[^@/]*@", r"\1:***@", text)
+        text = _without_password(text)  # user:password@host -> user:***@host
     return repr(text)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from runtime.db import open_pool
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.guard import guard_stacks
 from runtime.keys import load_or_create_keys
-from runtime.settings import LogFormat
+from runtime.settings import LogFormat, unknown_variables
 from tests.ports import OFFSET
 
 # Not the defaults, so the tests never touch a developer's running demo stack. Each xdist worker
@@ -30,6 +31,14 @@ TEST_TEMPORAL_PORT = 17233 + _OFFSET
 TEST_TEMPORAL_UI_PORT = 18233 + _OFFSET
 TEST_POSTGRES_PORT = 15432 + _OFFSET
 TEST_CODEC_PORT = 20088 + _OFFSET  # the session UI's codec endpoint (tests/web/test_codec_ui.py)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A misspelt CASN_* variable (the port offset's, say) stops the session
+    at once with one message, not every test that reads the settings with the same error."""
+    problems = unknown_variables(os.environ, Path(".env"))
+    if problems:
+        pytest.exit("bad configuration: " + "\n".join(problems), returncode=2)
 
 
 @pytest.fixture(scope="session")

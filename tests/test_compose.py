@@ -1,20 +1,30 @@
 """docker-compose.yml, read against the code (no Docker engine runs here): every project command
 runs, every CASN_* variable is a setting, images are pinned, long-running services have
 healthchecks, secrets come from files or the environment, the Web UI is read-only and decodes
-through the codec service, and Prometheus scrapes every worker and gateway replica."""
+through the codec service, and Prometheus scrapes every worker and gateway replica. The worker,
+gateway and codec are run with the environment the file gives them until each answers its own
+healthcheck, and a gateway whose servers do not answer names the one that did not."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import json
+import os
 import re
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 
+from domain.signing import Signer
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,3 +338,149 @@ def test_prometheus_scrapes_every_worker_and_gateway_replica(services):
         "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
         in services["prometheus"]["volumes"]
     )
+
+
+# What the operator exports before `docker compose up` (the file's header): a key of 32 random
+# bytes each. A variable the file requires that is not here fails the test below, naming it.
+OPERATOR_VARIABLES = {
+    name: base64.b64encode(os.urandom(32)).decode()
+    for name in ("CASN_PAYLOAD_KEY", "CASN_PSEUDONYM_KEY", "CASN_SIGNING_KEY")
+}
+REQUIRED = re.compile(r"^\$\{([A-Z_]+):\?[^}]*\}$")
+
+
+def _secret_text(name: str) -> str:
+    """A file of the kind each compose secret is (the file's header and docs/OPERATIONS.md)."""
+    digest = f'"sha256:{hashlib.sha256(b"token").hexdigest()}"'
+    texts = {
+        "readmodel_db_password": "a-password\n",
+        "gateway_api_keys": f"cat-centre = {digest}\n",
+        "codec_auditors": f"auditor = {digest}\n",
+    }
+    if name == "portal_key":
+        return json.dumps(Signer.generate("sscasn-portal").jwk())
+    assert name in texts, f"secret {name}: say here what kind of file it is"
+    return texts[name]
+
+
+def _container_environment(compose: dict, name: str, folder: Path) -> dict[str, str]:
+    """The environment compose gives the service's container, as this machine can give it: the
+    operator's variables interpolated, each /run/secrets/NAME a file of its kind under `folder`,
+    the data dir (the image's /var/lib/casn) under `folder`, and nothing of this shell's CASN_*."""
+    service = compose["services"][name]
+    secrets_dir, data_dir = folder / "run-secrets", folder / "var-lib-casn"
+    secrets_dir.mkdir(exist_ok=True)
+    data_dir.mkdir(exist_ok=True)
+    for secret in service.get("secrets", []):
+        (secrets_dir / secret).write_text(_secret_text(secret), encoding="utf-8")
+    env = {}
+    for variable, value in _environment(service).items():
+        required = REQUIRED.match(value)
+        if required:
+            assert required.group(1) in OPERATOR_VARIABLES, f"{name}: {variable}={value}"
+            value = OPERATOR_VARIABLES[required.group(1)]
+        value = _value(value).replace("/run/secrets/", f"{secrets_dir}/")
+        env[variable] = str(data_dir) if value == "/var/lib/casn" else value
+    return {
+        **{k: v for k, v in os.environ.items() if not k.upper().startswith("CASN_")},
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+
+
+def _console_command(service: dict) -> list[str]:
+    """The service's command as the image's console script runs it, from this checkout."""
+    command, *arguments = service["command"]
+    module, function = PYPROJECT["project"]["scripts"][command].split(":")
+    code = f"import sys; from {module} import {function} as main; sys.argv[0] = {command!r}; main()"
+    return [sys.executable, "-c", code, *arguments]
+
+
+@pytest.mark.parametrize("name", ["worker", "gateway"])
+def test_worker_and_gateway_take_the_environment_compose_gives_them(compose, name, tmp_path):
+    """Every setting they need is given, and every one given is read and valid: they get as far
+    as connecting (to hosts that are not here: exit 3, naming the server), never exit 2 for a
+    missing, unknown or bad setting."""
+    ran = subprocess.run(
+        _console_command(compose["services"][name]),
+        env=_container_environment(compose, name, tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    said = " ".join(ran.stderr.split())
+    assert ran.returncode == 3, f"{name}: {said[-1200:]}"
+    assert "stopped: the " in said and "cannot be reached" in said, said[-1200:]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers_its_healthcheck(service: dict, env: dict[str, str], port_setting: str, cwd: Path):
+    """Run the service's command with `env`, on a free port in place of its own, until its
+    healthcheck's own command (the same port replaced) succeeds; then stop it."""
+    port = _free_port()
+    compose_port, env[port_setting] = env[port_setting], str(port)
+    check = [
+        sys.executable if part == "python" else part.replace(f":{compose_port}/", f":{port}/")
+        for part in service["healthcheck"]["test"][1:]
+    ]
+    process = subprocess.Popen(
+        _console_command(service),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"it stopped: {process.stderr.read()[-1200:]}"
+            if subprocess.run(check, capture_output=True, timeout=30).returncode == 0:
+                return
+            assert time.monotonic() < deadline, "it never answered its healthcheck"
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_the_codec_service_serves_what_its_healthcheck_asks(compose, services, tmp_path):
+    """The codec needs no server: with its compose environment it answers its healthcheck."""
+    env = _container_environment(compose, "codec", tmp_path)
+
+    _answers_its_healthcheck(services["codec"], env, "CASN_CODEC_PORT", tmp_path)
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize(
+    ("name", "port_setting"), [("worker", "CASN_METRICS_PORT"), ("gateway", "CASN_HTTP_PORT")]
+)
+async def test_worker_and_gateway_serve_what_their_healthchecks_ask(
+    compose, services, stack, name, port_setting, tmp_path
+):
+    """With their compose environment, the session's stack in place of the temporal and
+    readmodel-db hosts and its read-model password as the secret, worker and gateway start (a
+    setting they need and compose does not give stops them first) and answer their
+    healthchecks."""
+    env = _container_environment(compose, name, tmp_path)
+    database = urlsplit(stack.database_url)
+    passfile = Path(parse_qs(database.query)["passfile"][0])
+    password = passfile.read_text(encoding="utf-8").strip().rsplit(":", 1)[1]
+    (tmp_path / "run-secrets" / "readmodel_db_password").write_text(password + "\n")
+    assert env["CASN_DATABASE_URL"].startswith("postgresql://casn@readmodel-db:5432/")
+    env["CASN_DATABASE_URL"] = env["CASN_DATABASE_URL"].replace(
+        "readmodel-db:5432", f"{database.hostname}:{database.port}"
+    )
+    assert env["CASN_TEMPORAL_ADDRESS"] == "temporal:7233"
+    env["CASN_TEMPORAL_ADDRESS"] = stack.temporal_address
+    # The operator's own choice of queue, so that this worker takes no other test's tasks.
+    env["CASN_TASK_QUEUE"] = f"compose-{name}-{os.getpid()}"
+
+    await asyncio.to_thread(_answers_its_healthcheck, services[name], env, port_setting, tmp_path)

@@ -1,6 +1,11 @@
-"""run.py's test command: how many pytest processes, and each one's ports (tests/ports.py)."""
+"""run.py: how many pytest processes the test command runs, each one's ports (tests/ports.py), and
+the virtual environment it makes on a fresh machine."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +83,13 @@ def test_a_bad_offset_setting_is_named(environ, named):
     with pytest.raises(ValueError) as refused:
         session_offset(environ)
     assert str(refused.value) == named
+
+
+def test_a_virtual_environment_without_pip_is_not_taken_as_made(tmp_path):
+    """What a python3 without ensurepip leaves behind (Debian's without python3-venv) is made
+    again by the next command, where before every command stopped on `No module named pip`."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path)], check=True)
+
+    assert not run.has_pip(tmp_path / "bin" / "python")
+    assert not run.has_pip(tmp_path / "no-such-python")
+    assert run.has_pip(Path(sys.executable))
