@@ -317,12 +317,12 @@ def test_registration_load_per_hour_in_the_instansi_zone_with_the_peak(report):
 
 
 def test_panel_agreement_bias_and_the_flagged_score(report):
-    # One applicant: alpha = 0 (a single unit's disagreement is all the variation there is).
-    # Values 83 71 20 around 58: deviations 25 13 -38, sum of squares 2238; D_o = D_e = 2238.
+    # One applicant: no alpha. Values 83 71 20 around 58: deviations 25 13 -38, sum of squares
+    # 2238; D_o = D_e = 2238, as for any single unit, so the formula's 0 would say nothing.
     f1, f2 = rows(report, "panels", 0)
     # formasi, component, applicants, scores, alpha, margin, flagged, reviews, conflicts, struck
-    assert f1 == ("F1", "wawancara", 1, 3, 0.0, 25.0, 1, 0, 0, 0)
-    assert f2 == ("F2", "wawancara", 1, 4, 0.0, 25.0, 1, 1, 0, 1)  # q3's struck score still counts
+    assert f1 == ("F1", "wawancara", 1, 3, None, 25.0, 1, 0, 0, 0)
+    assert f2 == ("F2", "wawancara", 1, 4, None, 25.0, 1, 1, 0, 1)  # q3's struck score counts
     # p3: 20 - (83+71)/2 = -57; p1: 83 - 45.5 = 37.5; p2: 71 - 51.5 = 19.5.
     bias = {r[2]: r[4] for r in rows(report, "panels", 1) if r[0] == "F1"}
     assert bias == {"p1": 37.5, "p2": 19.5, "p3": -57.0}
