@@ -2442,7 +2442,7 @@ def evaluate_cmd(
         typer.Option(
             "--outlier-margin",
             min=0,
-            help="Flag a panel score this far from the mean of the rest of its panel, for panel "
+            help="Flag a panel score more than this far from the mean of the rest of its panel, for panel "
             "components whose round sets no outlier_margin (default: a quarter of the scale).",
         ),
     ] = None,

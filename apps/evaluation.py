@@ -197,18 +197,22 @@ def panels_chart(section: Section) -> str:
 
 
 def bias_chart(section: Section) -> str:
-    rows = section.tables[1].rows
+    """Each panellist's bias in score points (a z-score is often undefined: fewer than 3
+    panellists); red where |z| >= 2. A panellist who never sat with another has no bar."""
+    rows = [r for r in section.tables[1].rows if r[4] is not None]
 
     def draw(fig: Figure) -> None:
         ax = fig.add_subplot()
-        zs = [float(r[5]) if r[5] is not None else 0.0 for r in rows]
         ax.barh(
             [f"{r[0]} {r[1]} {r[2]}" for r in rows],
-            zs,
-            color=[COLOURS[3] if abs(z) >= 2 else COLOURS[0] for z in zs],
+            [float(r[4]) for r in rows],
+            color=[
+                COLOURS[3] if r[5] is not None and abs(float(r[5])) >= 2 else COLOURS[0]
+                for r in rows
+            ],
         )
         ax.axvline(0, color="#333333", linewidth=0.8)
-        ax.set_xlabel("bias z-score across panellists")
+        ax.set_xlabel("bias: points from the co-panellists' mean (red: |z| of 2 or more)")
 
     return svg("bias", draw, height=max(2.0, 0.3 * len(rows) + 1))
 
@@ -324,6 +328,7 @@ figure.chart { margin: .5rem 0; }
 figure.chart svg { max-width: 100%; height: auto; }
 p.note { background: #fff6e0; border-left: 4px solid #e0a030; padding: .4rem .8rem; }
 .meta { color: #555; font-size: .9rem; }
+p.explains { color: #444; font-size: .85rem; }
 a.csv { font-size: .8rem; }
 </style>
 </head>
@@ -335,6 +340,7 @@ a.csv { font-size: .8rem; }
 <section id="{{ s.key }}">
 <h2>{{ s.heading }}</h2>
 <p class="summary">{{ s.summary }}</p>
+{% if s.explains %}<p class="explains">{{ s.explains }}</p>{% endif %}
 {% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}
 {% for chart in charts[s.key] %}<figure class="chart">{{ chart | safe }}</figure>
 {% endfor %}

@@ -15,7 +15,8 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,9 @@ from domain import protocol
 from domain.codes import AdminDecision, FinalCode, Stage, Terminal
 from domain.config import ComponentKind, RoundConfig
 from domain.messages import Decision, JourneyState, PanelScoreReport, RoundStart, RoundState
-from domain.objectivity import agreement, outlier, panellist_bias
+from domain.objectivity import agreement, outlier_flags, panellist_bias
 from domain.optimalisasi import over_quota, seats_held
+from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
 from domain.skm import STAGES as SKM_STAGES
 from domain.skm import ikm_of_totals
 
@@ -195,6 +197,7 @@ class Section:
     summary: str
     tables: list[Table]
     note: str = ""  # e.g. "no answers yet": said instead of inventing figures
+    explains: str = ""  # what each figure is: how it is computed and how to read it
 
 
 @dataclass
@@ -224,6 +227,68 @@ FUNNEL_STEPS = (
 )
 
 FINAL_STAGES = {Stage.FINAL_RANKING.value, Stage.FINAL_APPEAL.value}
+
+# What each section's figures are, printed under its heading (Section.explains).
+EXPLAINS = {
+    "funnel": (
+        "Each step counts the applicants whose replayed history reached it, per formasi and for "
+        "the whole round ((all)); an applicant counts once per step, and MS is the result after "
+        "the sanggah. The second table is each applicant's current stage or result code in the "
+        "read model."
+    ),
+    "durations": (
+        "Seconds from an applicant's previous decision (or the start of its journey) to its first"
+        " decision at the stage. p50 and p95 are nearest-rank percentiles: the shortest time with"
+        " at least 50% (95%) of the applicants at or under it, always one of the times measured, "
+        "never interpolated; with one applicant both are its time, with two the p50 is the "
+        "shorter and the p95 the longer."
+    ),
+    "appeals": (
+        "could file: applicants found TMS in the administrative check (admin sanggah) or given a "
+        "final result (final sanggah); rate: filed / could file, empty when nobody could. "
+        "Outcomes: accepted, rejected, not answered in its time, pending (the journey still "
+        "waits)."
+    ),
+    "extensions": (
+        "Every window extended or closed early and every TMT moved, from the round's history: "
+        "when (UTC), by whom, the new close or TMT, and the reason recorded with the command."
+    ),
+    "registration": (
+        "Registrations decided per hour, each hour shown in the round's time zone; refused: "
+        "registrations the journey refused (not admitted, ineligible, barred). Hours with none "
+        "are shown with 0. The peak is the busiest hour, the earliest of equally busy ones."
+    ),
+    "panels": (
+        "alpha: Krippendorff's alpha with the interval metric over the panel's scores (1 - "
+        "observed disagreement / disagreement expected by chance); every applicant with at least "
+        "2 scores counts, whoever scored and however many. 1 is perfect agreement, 0 no better "
+        "than chance, below 0 systematic disagreement; empty when fewer than 2 applicants have 2 "
+        "scores (with one applicant the formula gives 0 whatever the scores) or every score is "
+        "the same. bias: a panellist's mean of (own score - the mean of the co-panellists' scores"
+        " for the same applicant), in score points, over the applicants counted. z: (bias - the "
+        "mean of the panellists' biases) / their sample standard deviation; empty with fewer than"
+        " 3 panellists. With k panellists |z| is at most (k - 1)/sqrt(k), so a |z| of 2 (drawn "
+        "red) needs at least 6; z ranks panellists, it is not a test of significance. Flags: a "
+        "score more than the margin (exactly the margin is not) from the mean of the rest of its "
+        "panel, the farthest set aside first; others' mean is the mean it was judged against. A "
+        "score refused for a conflict is left out; a struck score is counted (it is what was "
+        "given)."
+    ),
+    "ikm": (
+        "IKM (PermenPANRB 14/2017): each element's NRR is the mean of its answers (1..4); the IKM"
+        " is 25 x the mean of the nine NRRs (each weighted 1/9), 25..100, rounded to 2 decimals "
+        "half up and then banded: A 88.31-100 Sangat Baik, B 76.61-88.30 Baik, C 65.00-76.60 "
+        "Kurang Baik, D 25.00-64.99 Tidak Baik. U1..U9: the nine NRRs. (all): every instansi's "
+        "answers together, not the mean of their IKMs. Under 5 respondents the figures come close"
+        " to the answers themselves: not for publication."
+    ),
+    "optimalisasi": (
+        "seats filled: people holding a seat of the formasi now (P/L or P/L-2, not given up); "
+        "seats left empty: seats - seats filled, negative when a formasi holds more than its "
+        "seats (named OVER QUOTA, never netted against another formasi's empty seats). Offers are"
+        " counted in the formasi they offer a seat in."
+    ),
+}
 
 
 def _reached(j: JourneyFacts) -> set[str]:
@@ -287,9 +352,16 @@ def funnel_section(facts: RoundFacts, read: ReadModelFacts) -> Section:
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least p% of values at or below it."""
+    """The nearest-rank percentile: the smallest value with at least p% of values at or below it.
+    The rank, ceil(p/100 x n), is computed exactly (in floating point 7/100 x 100 is
+    7.000000000000001, and the 7th percentile of 1..100 came out 8). ValueError for no values or
+    a p outside 0..100."""
+    if not values:
+        raise ValueError("percentile of no values: there is nothing to rank")
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 100:
+        raise ValueError(f"percentile p={p!r}: a percentile lies in 0..100")
     ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    rank = max(1, math.ceil(Fraction(repr(float(p))) * len(ordered) / 100))
     return ordered[rank - 1]
 
 
@@ -476,15 +548,19 @@ def registration_section(facts: RoundFacts) -> Section:
         for d in j.decisions:
             if d.stage != Stage.REGISTERED:
                 continue
-            hour = d.at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+            # The local hour's start, kept as an instant: a zone with summer time has an hour
+            # twice in autumn (02:00 +02:00 and 02:00 +01:00), and local arithmetic ran them
+            # together and stepped over the second.
+            local = d.at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+            hour = local.astimezone(UTC)
             (registered if d.outcome == "registered" else refused)[hour] += 1
     hours = sorted({*registered, *refused})
     rows = []
     if hours:
         hour = hours[0]
         while hour <= hours[-1]:
-            rows.append((hour.isoformat(), registered[hour], refused[hour]))
-            hour = (hour + timedelta(hours=1)).astimezone(zone)
+            rows.append((hour.astimezone(zone).isoformat(), registered[hour], refused[hour]))
+            hour += timedelta(hours=1)
     # The busiest hour; the earliest of equally busy ones.
     peak = max(rows, key=lambda r: (r[1], -rows.index(r)), default=None)
     return Section(
@@ -573,6 +649,21 @@ def _panel_until(r: PanelRecord, change: datetime | None) -> dict[str, float]:
     return {q: s for q, s in r.scores.items() if change is None or r.given_at[q] < change}
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    """`value` rounded, never -0.0 (a bias of -0.0004 is 0.0 at 3 decimals, not "-0.0")."""
+    return None if value is None else round(value, digits) + 0.0
+
+
+def _judged_against(panellist: str, panel: dict[str, float], margin: float) -> float | None:
+    """The mean of the rest of `panel` that `panellist`'s score was flagged against: by the rule
+    (`outlier_flags`: the scores set aside before it left out), else the mean of every other."""
+    for f in outlier_flags(panel, margin):
+        if f.panellist == panellist:
+            return f.others_mean
+    others = [s for q, s in panel.items() if q != panellist]
+    return math.fsum(others) / len(others) if others else None
+
+
 def _review_text(r: PanelRecord, panellist: str) -> str:
     if panellist in r.reviews:
         return "kept as it is" if r.reviews[panellist] else "struck, scored again"
@@ -608,15 +699,21 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
                 flagged = [
                     (
                         p,
-                        _panel_until(r, min((c for c in r.changes if c >= at), default=None)),
+                        _judged_against(
+                            p,
+                            _panel_until(r, min((c for c in r.changes if c >= at), default=None)),
+                            margin,
+                        ),
                         "recorded",
                     )
                     for at, p in sorted(r.flags)
                 ]
             else:
-                flagged = [(p, r.scores, "computed") for p in outlier(r.scores, margin)]
-            for p, panel, source in flagged:
-                others = [s for q, s in panel.items() if q != p]
+                flagged = [
+                    (f.panellist, f.others_mean, "computed")
+                    for f in outlier_flags(r.scores, margin)
+                ]
+            for p, others_mean, source in flagged:
                 counts[key]["flagged"] += 1
                 flag_rows.append(
                     (
@@ -625,7 +722,7 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
                         j.applicant_id,
                         p,
                         r.scores.get(p),
-                        round(math.fsum(others) / len(others), 3) if others else None,
+                        _rounded(others_mean, 3),
                         margin,
                         source,
                         _review_text(r, p),
@@ -642,7 +739,7 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
                 component,
                 len(table),
                 sum(len(s) for s in table.values()),
-                None if a.alpha is None else round(a.alpha, 4),
+                _rounded(a.alpha, 4),
                 margins.get(component, default_margin if default_margin is not None else 25.0),
                 n["flagged"],
                 n["reviews"],
@@ -656,8 +753,8 @@ def panels_section(facts: RoundFacts, default_margin: float | None) -> Section:
                 component,
                 b.panellist,
                 b.applicants,
-                None if b.bias is None else round(b.bias, 3),
-                None if b.z is None else round(b.z, 3),
+                _rounded(b.bias, 3),
+                _rounded(b.z, 3),
             )
             for b in panellist_bias(table)
         ]
@@ -755,7 +852,14 @@ def ikm_section(read: ReadModelFacts) -> Section:
                     *(round(x, 3) for x in r.per_element),
                 )
             )
-    note = "" if rows else f"No answers yet{f' ({read.skm_problem})' if read.skm_problem else ''}."
+    silent = [f"{s} ({SKM_STAGE_LABELS[s]})" for s in SKM_STAGES if s not in by_stage]
+    if not rows:
+        note = f"No answers yet{f' ({read.skm_problem})' if read.skm_problem else ''}."
+    elif silent:
+        them = "it" if len(silent) == 1 else "them"
+        note = f"No answers yet at {', '.join(silent)}: no IKM for {them}."
+    else:
+        note = ""
     return Section(
         "ikm",
         "Satisfaction survey (IKM) per stage",
@@ -851,8 +955,8 @@ def optimalisasi_section(facts: RoundFacts) -> Section:
 def evaluation(
     facts: RoundFacts, read: ReadModelFacts, outlier_margin: float | None = None
 ) -> Evaluation:
-    """Every section of the report, in the report's order."""
-    return Evaluation(
+    """Every section of the report, in the report's order, each with what its figures are."""
+    e = Evaluation(
         round_id=facts.config.round_id,
         instansi=facts.config.instansi,
         timezone=facts.config.timezone,
@@ -867,3 +971,6 @@ def evaluation(
             optimalisasi_section(facts),
         ],
     )
+    for section in e.sections:
+        section.explains = EXPLAINS[section.key]
+    return e

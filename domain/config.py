@@ -285,8 +285,8 @@ class SkbComponent(BaseModel, frozen=True):
         default=None,
         gt=0,
         exclude_if=lambda m: m is None,
-        description="a panellist's score this far from the mean of the rest of the panel is "
-        "flagged for the committee's review",
+        description="a panellist's score more than this far from the mean of the rest of the "
+        "panel is flagged for the committee's review (exactly this far is not)",
     )
 
     @model_validator(mode="after")

@@ -20,22 +20,34 @@ tables it comes close to ICC(1). With the interval metric (squared differences) 
 
 where only units with at least 2 scores count (m_u scores in unit u, n = the sum of the m_u).
 alpha = 1 is perfect agreement, 0 is agreement no better than chance, below 0 systematic
-disagreement. It is undefined (None) when no unit has 2 scores, or when every pairable score
-is the same (D_e = 0: nothing to disagree about).
+disagreement. It is undefined (None) when fewer than 2 units have 2 scores, or when every
+pairable score is the same (D_e = 0: nothing to disagree about). One unit is not enough: its
+D_e is computed from the very scores D_o is, and the two are then equal whatever the scores, so
+alpha would be 0 for 80, 80 and 79 as for 90 and 10.
 
 **Bias.** A panellist's deviation on one applicant is their score minus the mean of the other
 panellists' scores for that applicant; their bias is the mean of those deviations over the
 applicants they scored with at least one co-panellist. The z-score places a bias among the
 panellists' biases: (bias - mean of the biases) / their sample standard deviation (n - 1);
-None with fewer than 2 panellists or when every bias is the same.
+None with fewer than 3 panellists with a bias, or when every bias is the same. With k biases
+no |z| can exceed (k - 1) / sqrt(k) (0.71 for 2, 1.15 for 3, 1.5 for 4, 1.79 for 5): two
+panellists are always +-0.71 however far apart they score, which says nothing, and a |z| of 2
+needs at least 6 panellists. The z-score ranks panellists against each other; it is not a test
+of significance, and a bias over few applicants rests on few scores.
 
 **Outliers.** `outlier` flags, among one applicant's panel, the scores that differ from the
-mean of the other panellists' scores by more than the margin, one at a time: the score that
+mean of the other panellists' scores by more than the margin (a score exactly the margin away
+is not flagged), one at a time: the score that
 lies farthest from the mean of the others is flagged when beyond the margin, set aside, and
 the rest are looked at again. So with 83, 71 and 20 and a margin of 25, the 20 (57 from the
 mean 77 of the others) is flagged, and then 83 and 71 (12 apart) agree; the 83, which is also
 37.5 from the mean 45.5 that the 20 drags down, is not flagged for the 20's sake. Scores
-equally far (a panel of 2 always is) are flagged together: nothing tells them apart.
+equally far (a panel of 2 always is) are flagged together: nothing tells them apart. The scores
+and the margin are read as the decimals they were written as (32.2 is 161/5, not the binary
+32.20000000000000284...) and the distances computed exactly, so "more than the margin" and
+"equally far" are decided on the figures people see: 7.2 and 32.2 are 25 apart, not 25.000000000000004, and
+with a margin of 25 neither is flagged. `outlier_flags` also gives, for each flagged score, the
+mean of the others it was judged against (those not set aside before it).
 
 Sums are `math.fsum` over values in sorted order, so the same table gives the same figures to
 the last bit, whatever order it arrived in.
@@ -45,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from fractions import Fraction
 
 from pydantic import BaseModel
 
@@ -113,7 +126,8 @@ def agreement(table: PanelTable) -> Agreement:
     # The sum over ordered pairs of all values is 2n * the sum of squared deviations from the mean.
     mean = math.fsum(pairable) / n
     expected = 2 * math.fsum((v - mean) ** 2 for v in pairable) / (n - 1)
-    alpha = None if expected <= _TIE else 1 - observed / expected
+    # One unit: D_o = D_e by construction (see the module), an alpha of 0 that says nothing.
+    alpha = None if expected <= _TIE or len(units) < 2 else 1 - observed / expected
     return Agreement(alpha=alpha, units=len(units), values=n, observed=observed, expected=expected)
 
 
@@ -129,7 +143,7 @@ def panellist_bias(table: PanelTable) -> list[PanellistBias]:
     biases = {p: (math.fsum(d) / len(d) if d else None) for p, d in sorted(deviations.items())}
     known = sorted(b for b in biases.values() if b is not None)
     spread = None
-    if len(known) >= 2:
+    if len(known) >= 3:  # with 2, the z-scores are +-1/sqrt(2) whatever the biases
         mean = math.fsum(known) / len(known)
         spread = math.sqrt(math.fsum((b - mean) ** 2 for b in known) / (len(known) - 1))
     return [
@@ -143,14 +157,68 @@ def panellist_bias(table: PanelTable) -> list[PanellistBias]:
     ]
 
 
-def outlier(scores: dict[str, float], margin: float) -> list[str]:
-    """The panellists of one applicant's panel whose score differs from the mean of the other
-    panellists' scores by more than `margin`, flagged farthest first and set aside one at a time
-    (see the module); sorted by panellist. A panel of one has nothing to differ from."""
+class OutlierFlag(BaseModel, frozen=True):
+    """One score flagged beyond the margin, with the mean of the rest of the panel it was judged
+    against (the scores not set aside before it)."""
+
+    panellist: str
+    score: float
+    others_mean: float
+    distance: float  # |score - others_mean|, more than the margin
+
+
+def _margin(margin: float) -> float:
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not margin >= 0:
         raise RuleViolation("margin", margin, "must be a number of 0 or more")
     if not math.isfinite(margin):
         raise RuleViolation("margin", margin, "must be finite")
+    return float(margin)
+
+
+def _decimal(value: float) -> Fraction:
+    """A score or margin as the decimal it was written as (its shortest form): 32.2 is 161/5."""
+    return Fraction(repr(float(value)))
+
+
+def outlier_flags(scores: Mapping[str, float], margin: float) -> list[OutlierFlag]:
+    """The scores of one applicant's panel that differ from the mean of the other panellists'
+    scores by more than `margin`, flagged farthest first and set aside one at a time, computed
+    exactly on the decimals (see the module); sorted by panellist."""
+    limit = _decimal(_margin(margin))
+    rest = {p: _decimal(s) for p, s in _checked({"panel": scores})["panel"].items()}
+    flagged: list[OutlierFlag] = []
+    while len(rest) >= 2:
+        total = sum(rest.values(), Fraction(0))
+        others = {p: (total - s) / (len(rest) - 1) for p, s in rest.items()}
+        distance = {p: abs(s - others[p]) for p, s in rest.items()}
+        farthest = max(distance.values())
+        if farthest <= limit:
+            break
+        out = [p for p, d in distance.items() if d == farthest]
+        flagged.extend(
+            OutlierFlag(
+                panellist=p,
+                score=float(rest[p]),
+                others_mean=float(others[p]),
+                distance=float(farthest),
+            )
+            for p in out
+        )
+        rest = {p: s for p, s in rest.items() if p not in out}
+    return sorted(flagged, key=lambda f: f.panellist)
+
+
+def outlier(scores: Mapping[str, float], margin: float, *, exact: bool = True) -> list[str]:
+    """The panellists of one applicant's panel whose score differs from the mean of the other
+    panellists' scores by more than `margin` (`outlier_flags`); sorted by panellist. A panel of
+    one has nothing to differ from.
+
+    `exact=False` is the rule in binary floating point that journeys recorded before the patch
+    panel-margin-decimal flagged by (workflows/versions.py): a score a decimal margin away could
+    come out 25.000000000000004 away and be flagged."""
+    if exact:
+        return [f.panellist for f in outlier_flags(scores, margin)]
+    margin = _margin(margin)
     rest = _checked({"panel": scores})["panel"]
     flagged: list[str] = []
     while len(rest) >= 2:

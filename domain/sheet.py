@@ -418,9 +418,13 @@ def _fold_panel(sheet: ApplicantSheet, r: PanelScoreReport) -> ApplicantSheet:
     return sheet.but(panel={**sheet.panel, r.component: panel})
 
 
-def flag_scores(sheet: ApplicantSheet, rules: JourneyRules) -> ApplicantSheet:
+def flag_scores(
+    sheet: ApplicantSheet, rules: JourneyRules, *, exact: bool = True
+) -> ApplicantSheet:
     """Flag the panel scores that differ from the rest of their panel by more than the component's
-    margin; a flag stays until reviewed, a score once flagged is not flagged again."""
+    margin; a flag stays until reviewed, a score once flagged is not flagged again. `exact=False`:
+    in binary floating point, as journeys recorded before patch panel-margin-decimal did
+    (domain.objectivity.outlier)."""
     flags = dict(sheet.flags)
     for component in rules.skb.components:
         margin = component.outlier_margin
@@ -429,7 +433,7 @@ def flag_scores(sheet: ApplicantSheet, rules: JourneyRules) -> ApplicantSheet:
             continue
         known = dict(flags.get(component.name, {}))
         values = {p: r.score for p, r in scores.items()}
-        for p in outlier(values, margin):
+        for p in outlier(values, margin, exact=exact):
             if p not in known:
                 rest = ", ".join(f"{v:g}" for q, v in values.items() if q != p)
                 known[p] = (

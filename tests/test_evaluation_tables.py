@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from markupsafe import escape
 
 from apps.evaluation import write_report
 from auditing.evaluation import (
@@ -317,12 +318,12 @@ def test_registration_load_per_hour_in_the_instansi_zone_with_the_peak(report):
 
 
 def test_panel_agreement_bias_and_the_flagged_score(report):
-    # One applicant: alpha = 0 (a single unit's disagreement is all the variation there is).
-    # Values 83 71 20 around 58: deviations 25 13 -38, sum of squares 2238; D_o = D_e = 2238.
+    # One applicant: no alpha. Values 83 71 20 around 58: deviations 25 13 -38, sum of squares
+    # 2238; D_o = D_e = 2238, as for any single unit, so the formula's 0 would say nothing.
     f1, f2 = rows(report, "panels", 0)
     # formasi, component, applicants, scores, alpha, margin, flagged, reviews, conflicts, struck
-    assert f1 == ("F1", "wawancara", 1, 3, 0.0, 25.0, 1, 0, 0, 0)
-    assert f2 == ("F2", "wawancara", 1, 4, 0.0, 25.0, 1, 1, 0, 1)  # q3's struck score still counts
+    assert f1 == ("F1", "wawancara", 1, 3, None, 25.0, 1, 0, 0, 0)
+    assert f2 == ("F2", "wawancara", 1, 4, None, 25.0, 1, 1, 0, 1)  # q3's struck score counts
     # p3: 20 - (83+71)/2 = -57; p1: 83 - 45.5 = 37.5; p2: 71 - 51.5 = 19.5.
     bias = {r[2]: r[4] for r in rows(report, "panels", 1) if r[0] == "F1"}
     assert bias == {"p1": 37.5, "p2": 19.5, "p3": -57.0}
@@ -451,3 +452,101 @@ def test_a_formasi_over_its_quota_is_named_not_netted_against_empty_seats():
     assert (table["F2"][-2], table["F2"][-1]) == (2, -1)
     assert "OVER QUOTA: F2 holds 2 for 1 seats." in section.summary
     assert "Seats left empty: 2 of 3." in section.summary  # F1's two, not 2 - 1
+
+
+def _panel_journey(name: str, scores: dict[str, float], flags: list[str] = ()) -> JourneyFacts:
+    at = T0 + 4 * DAY
+    return JourneyFacts(
+        name,
+        "F1",
+        T0,
+        [d(T0, "registered", "registered", "sscasn")]
+        + [d(at + MIN, "skb", "score flagged", component="wawancara", panellist=p) for p in flags],
+        state(name, "F1"),
+        [panel(at, p, score) for p, score in scores.items()],
+    )
+
+
+@pytest.mark.parametrize("flags", [[], ["p3", "p4"]], ids=["computed", "recorded"])
+def test_a_flag_shows_the_mean_it_was_judged_against(flags):
+    # 0 is flagged first, 78.33 from the mean of 100, 95 and 40; then 40, 57.5 from 97.5 (the
+    # mean of 100 and 95). From 65, the mean of all three others, 40 is only the margin away.
+    facts = RoundFacts(
+        CONFIG, None, [], [_panel_journey("A", {"p1": 100, "p2": 95, "p3": 40, "p4": 0}, flags)]
+    )
+
+    flagged = {r[3]: r[5] for r in rows(evaluation(facts, READ, 25), "panels", 2)}
+
+    assert flagged == {"p3": 97.5, "p4": 78.333}
+
+
+def test_panel_figures_of_two_applicants_and_no_negative_zero():
+    # a1: 80, 70; a2: 60, 50 (alpha 0.7 by hand in tests/domain/test_objectivity.py). Two
+    # panellists: no z-score (it would be +-0.71 whatever the biases).
+    # a3 adds R beside P and Q: R's bias -0.0002 is 0.0 at 3 decimals, never "-0.0".
+    two = RoundFacts(
+        CONFIG,
+        None,
+        [],
+        [_panel_journey("A", {"p1": 80, "p2": 70}), _panel_journey("B", {"p1": 60, "p2": 50})],
+    )
+    e = evaluation(two, READ, 25)
+    assert rows(e, "panels", 0)[0][4] == 0.7
+    assert [(r[2], r[4], r[5]) for r in rows(e, "panels", 1)] == [
+        ("p1", 10.0, None),
+        ("p2", -10.0, None),
+    ]
+    near_zero = RoundFacts(
+        CONFIG,
+        None,
+        [],
+        [
+            _panel_journey("A", {"p1": 80, "p2": 70, "p3": 74.9998}),
+            _panel_journey("B", {"p1": 60, "p2": 50}),
+        ],
+    )
+    bias = {r[2]: r[4] for r in rows(evaluation(near_zero, READ, 25), "panels", 1)}
+    assert str(bias["p3"]) == "0.0"
+
+
+def test_a_survey_stage_without_answers_is_named():
+    section = evaluation(FACTS, READ).section("ikm")
+
+    assert section.note == (
+        "No answers yet at skd (Setelah SKD), end (Akhir seleksi): no IKM for them."
+    )
+
+
+def test_every_section_says_what_its_figures_are(tmp_path):
+    written = write_report(evaluation(FACTS, READ, 25), tmp_path, "basis")
+    html = written.index.read_text()
+
+    assert all(s.explains and str(escape(s.explains)) in html for s in written.evaluation.sections)
+    assert "Krippendorff&#39;s alpha with the interval metric" in html
+    assert "nearest-rank" in html and "25 x the mean of the nine NRRs" in html
+
+
+def test_nearest_rank_percentiles_of_one_two_and_a_hundred_values():
+    assert (percentile([7], 50), percentile([7], 95)) == (7, 7)
+    assert (percentile([9, 3], 50), percentile([9, 3], 95)) == (3, 9)
+    # ceil(7/100 x 100) = 7 exactly; in floating point it was 7.000000000000001, giving 8.
+    assert percentile(list(range(1, 101)), 7) == 7
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_registration_hours_are_counted_as_instants_across_a_summer_time_change():
+    # Europe/Amsterdam falls back on 2026-10-25 at 01:00 UTC: 02:00-03:00 local happens twice.
+    config = CONFIG.model_copy(update={"timezone": "Europe/Amsterdam"})
+    fall = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 +02:00
+    journeys = [
+        JourneyFacts(n, "F1", at, [d(at, "registered", "registered", "sscasn")], state(n, "F1"))
+        for n, at in (("A", fall), ("B", fall + HOUR), ("C", fall + 2 * HOUR))
+    ]
+    facts = RoundFacts(config, None, [], journeys)
+
+    assert rows(evaluation(facts, READ), "registration") == [
+        ("2026-10-25T02:00:00+02:00", 1, 0),
+        ("2026-10-25T02:00:00+01:00", 1, 0),
+        ("2026-10-25T03:00:00+01:00", 1, 0),
+    ]

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.versions import (
         OFFER_KEPT_UNTIL_OPTIMALISASI,
         PANEL_CHANGE_WRITTEN,
+        PANEL_MARGIN_DECIMAL,
         SEALED_BEFORE_ADMISSION,
         TMT_MOVE_WRITTEN,
         patched,
@@ -408,6 +409,9 @@ class JourneyInbox:
             if self._patched(PANEL_CHANGE_WRITTEN):
                 self.row_to_write = True  # the sheets read the panel from the read model
         flagged = flag_scores(self.sheet, self.rules)
+        in_floats = flag_scores(self.sheet, self.rules, exact=False)
+        if flagged.flags != in_floats.flags and not self._patched(PANEL_MARGIN_DECIMAL):
+            flagged = in_floats  # a tie on the margin, recorded before the decimal rule
         known = self.sheet.flags.get(report.component, {})
         for panellist, reason in flagged.flags.get(report.component, {}).items():
             if panellist not in known:

@@ -310,3 +310,12 @@ LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"
 # the change was written at the close. One local activity in the task of the change, which is
 # rare. Histories recorded before it replay as they ran.
 PANEL_CHANGE_WRITTEN = "panel-change-written"
+
+# Panel scores are flagged on their decimals (domain/objectivity.py, issue 16 review): a score
+# exactly the component's outlier_margin away from the mean of the rest of its panel is not
+# flagged, as the rule says ("more than the margin"). Before, the distance was computed in binary
+# floating point, and 7.2 and 32.2 came out 25.000000000000004 apart and were flagged with a
+# margin of 25. Asked only when the two rules flag differently for the panel at hand (a tie on
+# the margin in decimals, which no recorded history set holds), so other journeys write no
+# marker; journeys recorded before it flag as they did.
+PANEL_MARGIN_DECIMAL = "panel-margin-decimal"

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from domain.errors import RuleViolation
-from domain.objectivity import agreement, outlier, panellist_bias
+from domain.objectivity import agreement, outlier, outlier_flags, panellist_bias
 
 # Three panellists from a pool; R did not sit on a1, Q and R not on a4 (missing cells).
 #          P    Q    R
@@ -79,11 +79,29 @@ def test_a_panel_of_two_on_two_applicants():
     table = {"a1": {"P": 80, "Q": 70}, "a2": {"P": 60, "Q": 50}}
 
     assert agreement(table).alpha == pytest.approx(0.7)
-    # P is always 10 above Q: biases +10 and -10, mean 0, sample sd sqrt(200), z = +-1/sqrt(2).
+    # P is always 10 above Q: biases +10 and -10. Their z-scores would be +-1/sqrt(2) whatever
+    # the biases (10 or 50 apart alike), so none is given: the biases say it.
     assert [(b.panellist, b.bias, b.z) for b in panellist_bias(table)] == [
-        ("P", pytest.approx(10), pytest.approx(1 / math.sqrt(2))),
-        ("Q", pytest.approx(-10), pytest.approx(-1 / math.sqrt(2))),
+        ("P", pytest.approx(10), None),
+        ("Q", pytest.approx(-10), None),
     ]
+
+
+def test_two_panellists_have_no_z_score_however_far_apart_they_score():
+    close = panellist_bias({"a1": {"P": 71, "Q": 70}})
+    apart = panellist_bias({"a1": {"P": 95, "Q": 20}})
+
+    assert [b.z for b in close] == [b.z for b in apart] == [None, None]
+
+
+def test_one_applicant_gives_no_alpha_however_close_its_panel_scores():
+    # One unit: D_e is computed from the same scores as D_o and equals it (here both 2/3), so the
+    # formula gives 0, "no better than chance", for 80, 80 and 79 as for 90, 50 and 10.
+    close = agreement({"a1": {"P": 80, "Q": 80, "R": 79}})
+    apart = agreement({"a1": {"P": 90, "Q": 50, "R": 10}, "a2": {"P": 70}})
+
+    assert close.observed == pytest.approx(close.expected) == pytest.approx(2 / 3)
+    assert (close.alpha, close.units, apart.alpha, apart.units) == (None, 1, None, 1)
 
 
 def test_all_equal_scores_leave_alpha_undefined_and_no_bias():
@@ -138,6 +156,11 @@ def test_the_order_the_table_arrives_in_changes_no_figure():
         ({"p1": 80, "p2": 54}, 25, ["p1", "p2"]),  # a panel of 2: nothing tells them apart
         ({"p1": 90, "p2": 50, "p3": 10}, 25, ["p1", "p3"]),  # 60 each side of 50: both flagged
         ({"p1": 70}, 0, []),  # a panel of one has nobody to differ from
+        # Exactly the margin apart in decimals (25.000000000000004 in binary floating point).
+        ({"p1": 32.2, "p2": 7.2}, 25, []),
+        ({"p1": 0.2, "p2": 20.6, "p3": 19.8}, 20, []),  # 0.2 is 20 from the others' mean 20.2
+        ({"p1": 0.2, "p2": 20.6, "p3": 19.9}, 20, ["p1"]),  # 20.05 from 20.25
+        ({"p1": 7.2, "p2": 32.2}, 24.9, ["p1", "p2"]),
         ({}, 10, []),
     ],
 )
@@ -156,3 +179,19 @@ def test_outlier_refuses_a_margin_that_is_not_a_finite_non_negative_number(margi
 def test_a_score_that_is_not_a_number_is_refused_naming_the_panellist():
     with pytest.raises(RuleViolation, match="by Q"):
         agreement({"a1": {"P": 70, "Q": math.nan}})
+
+
+def test_a_flag_names_the_mean_it_was_judged_against():
+    # 0 is flagged first: 78.33 from 78.33, the mean of 100, 95 and 40. With it set aside, 40 is
+    # 57.5 from 97.5, the mean of 100 and 95. (From 65, the mean of all three others, 40 is
+    # exactly the margin away: that mean is not the one that flagged it.)
+    flags = outlier_flags({"p1": 100, "p2": 95, "p3": 40, "p4": 0}, 25)
+
+    assert [(f.panellist, f.others_mean, f.distance) for f in flags] == [
+        ("p3", 97.5, 57.5),
+        ("p4", pytest.approx(235 / 3), pytest.approx(235 / 3)),
+    ]
+
+
+def test_the_floating_point_rule_of_older_journeys_is_kept_for_their_replay():
+    assert outlier({"p1": 32.2, "p2": 7.2}, 25, exact=False) == ["p1", "p2"]

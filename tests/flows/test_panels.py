@@ -33,6 +33,7 @@ from domain.panels import assigned_panel, panel_order
 from domain.signing import Keyring
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
+from scripts.record_histories import patch_markers
 from tests.flows.test_round_end_to_end import _state, _wait_stage
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
@@ -45,6 +46,7 @@ from tests.roundkit import (
     registration,
 )
 from tests.roundkit import test_signer as signer_of
+from workflows.versions import PANEL_MARGIN_DECIMAL
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -226,9 +228,11 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
         await api.report(round_id, b, _panel_score(outsider, 60, 9))
     await pool.execute(seat.format("array_remove(panellists, $3::text)"), round_id, b, outsider)
 
-    # B's panel scores without incident, each panellist's sheet sent by code as the committee
+    # B's panel scores without a flag, each panellist's sheet sent by code as the committee
     # sends them (starter.py report panel, direct): the codes come from panel_seats, one read a
     # file; a code of nobody is looked for once among every journey of the round, then refused.
+    # The last, 7.2, is exactly the margin (25) from 32.2, the mean of 32.4 and 32.0: not more
+    # than it, so not flagged (patch panel-margin-decimal; in floating point it was 25.0000...04).
     listed: list[str] = []
 
     async def listing(api_: RecruitmentApi, round_: str) -> dict[str, str]:
@@ -238,7 +242,7 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
     monkeypatch.setattr(starter, "candidate_codes", listing)
     ctx = starter.Context(api, stack.database_url)
     b_code = next(c for c, x in codes.items() if x == b)
-    for i, (who, score) in enumerate(zip(_last_panel(b_state), (70, 72, 74), strict=True)):
+    for i, (who, score) in enumerate(zip(_last_panel(b_state), (32.4, 32.0, 7.2), strict=True)):
         rows = [[f"b-{who}", b_code, "wawancara", who, str(score)]]
         rows += [[f"x-{who}", "K-AAAAAAAAAA", "wawancara", who, "50"]] if i == 0 else []
         sheet = tmp_path / f"sheet-{who}.csv"
@@ -252,6 +256,12 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
         assert (sent.counts["accepted"], sent.counts["refused"]) == (1, 1 if i == 0 else 0)
         assert [r.reason for r in sent.refusals] == (["no such candidate code"] if i == 0 else [])
     assert listed == [round_id]
+    b_scored = await _state(client, round_id, b)
+    assert [d for d in b_scored.decisions if d.outcome == "score flagged"] == []
+    [b_history] = [
+        h for h in await round_histories(client, round_id, "journey") if h.workflow_id.endswith(b)
+    ]
+    assert PANEL_MARGIN_DECIMAL in patch_markers(b_history.history)
     # both complete SKB
     for i, x in enumerate((a, b)):
         for comp, who, score in (("cat", "cat-bkn", 400), ("praktik", "panel-praktik", 80)):
