@@ -553,7 +553,11 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         re.compile(r"formasi (\S+) accepts \[(.*)\]"),
         lambda m: f"formasi {m[1]} hanya menerima program studi {m[2].replace(chr(39), '')}",
     ),
-    (re.compile(r"below the minimum (\S+)"), lambda m: f"di bawah IPK minimum {m[1]}"),
+    # An IPK is written with a decimal comma in Indonesian, as the form's own hint asks for it.
+    (
+        re.compile(r"below the minimum (\S+)"),
+        lambda m: f"di bawah IPK minimum {m[1].replace('.', ',')}",
+    ),
     (
         re.compile(r"formasi (\S+) is reserved for (\S+)"),
         lambda m: f"formasi {m[1]} khusus untuk kategori {_category_label(m[2])}",
