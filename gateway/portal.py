@@ -858,8 +858,14 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
 
 
 async def _login_form(
-    v: Visit, round_id: str, number: str, error: str = "", status: int = 200
+    v: Visit,
+    round_id: str,
+    number: str,
+    error: str = "",
+    status: int = 200,
+    error_fields: tuple[str, ...] = ("number", "password"),
 ) -> HTMLResponse:
+    """The login form; an `error` is shown first and tied to `error_fields`."""
     try:
         round_ids = await v.gw.rounds.round_ids()
     except RPCError as exc:
@@ -872,6 +878,7 @@ async def _login_form(
             "round_ids": round_ids,
             "number": number,
             "error": error,
+            "error_fields": error_fields,
             "csrf_token": v.token("masuk"),
         },
         status,
@@ -912,7 +919,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     number = str(form.get("number", ""))[:64]
     password = str(form.get("password", ""))[: MAX_PASSWORD + 1]
     if not _ROUND_ID.fullmatch(round_id):
-        return await _login_form(v, "", "", "Pilih seleksi.", 422)
+        return await _login_form(v, "", "", "Pilih seleksi.", 422, ("round",))
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
     account = f"masuk-akun:{round_id}/{applicant_id}"

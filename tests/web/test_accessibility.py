@@ -9,11 +9,22 @@ Without /usr/bin/chromium these tests fail: `python3 run.py test` installs it wi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from datetime import timedelta
 
 import pytest
 
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS
+from client.announcements import AnnouncementStage
+from client.publication import publish_announcement
+from domain.codes import Stage
+from domain.messages import AdminReport, CloseWindow
+from runtime.sealed import ColumnCipher
+from tests import roundkit
+from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
+from tests.roundkit import OPERATOR, registration
+from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, fill_and_send
 from tests.web.test_portal import open_round, operator_api  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -101,3 +112,152 @@ async def test_an_address_no_page_serves_answers_a_page_in_indonesian_not_json(l
         api = await page.goto(f"{live_url}/api/v1/tidak-ada")
         assert api is not None and api.status == 404
         assert api.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_registration_form_ties_every_error_to_its_field_and_focuses_the_first(
+    operator_api,  # noqa: F811 - the fixture imported above
+    live_url,
+    tmp_path,
+):
+    """Two reasons against the NIK (its birth-date part, its serial 0000): each has an id of its
+    own, the NIK field names both; the page opens with focus on the error summary, and its
+    first link moves focus to the NIK field."""
+    round_id = await open_round(operator_api, tmp_path, "a11y-form")
+    me = registration(0, "F1")  # serial 0000
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=PHONE)
+        await page.goto(f"{live_url}/daftar?round={round_id}")
+        wrong_birth = me.model_copy(update={"birth_date": me.birth_date + timedelta(days=1)})
+        await fill_and_send(page, wrong_birth, "3,40", "Teknik Informatika")
+        await page.wait_for_selector(".errors")
+        facts = await _facts(page)
+        assert facts["duplicate_ids"] == [], facts
+        [nik] = [f for f in facts["invalid"] if f["name"] == "nik"]
+        assert len(nik["described"]) == 2 and None not in nik["described"], facts
+        assert any("tanggal lahir" in text for text in nik["described"]), facts
+        assert any("nomor urut" in text for text in nik["described"]), facts
+        assert facts["focused"] == "galat-ringkasan", facts
+        assert "Pendaftaran belum dapat diterima" in facts["focused_text"]
+        assert not facts["too_wide"], facts
+
+        await page.keyboard.press("Tab")  # the summary's first link
+        await page.keyboard.press("Enter")
+        assert await page.evaluate("document.activeElement.id") == "isian-nik"
+
+
+async def test_a_refused_login_withdrawal_and_survey_name_their_fields_and_take_focus(
+    operator_api,  # noqa: F811 - the fixture imported above
+    live_url,
+    tmp_path,
+):
+    round_id = await open_round(operator_api, tmp_path, "a11y-login")
+    me = registration(9103, "F1", gpa=3.4)
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=PHONE)
+        await page.goto(f"{live_url}/daftar?round={round_id}")
+        await fill_and_send(page, me, "3,40", "Teknik Informatika")
+        number = (await page.inner_text("#nomor-pendaftaran")).strip()
+
+        # The confirmation box left unticked: the box is invalid, named by the reason.
+        await page.goto(f"{live_url}/mundur")
+        await page.click("form[action='/mundur'] button[type=submit]")
+        await page.wait_for_selector("#galat-konfirmasi")
+        facts = await _facts(page)
+        reason = "Centang pernyataan bahwa Anda memahami akibatnya, lalu kirim lagi."
+        assert facts["invalid"] == [{"name": "confirm", "described": [reason]}], facts
+        assert facts["focused"] == "galat-konfirmasi", facts
+
+        # The survey sent with nothing chosen (by a browser that does not check `required`):
+        # focus at the summary, each question named by its reason.
+        await page.goto(f"{live_url}/survei/registration")
+        async with page.expect_navigation():
+            await page.evaluate("document.querySelector('form.skm').submit()")
+        facts = await _facts(page)
+        assert facts["focused"] == "galat-survei", facts
+        assert len(facts["invalid"]) == 9, facts
+        assert all("pilih salah satu jawaban" in f["described"][0] for f in facts["invalid"])
+
+        # A wrong password, in another browser: both fields point at the one reason.
+        stranger = await browser.new_page(viewport=PHONE)
+        await stranger.goto(f"{live_url}/masuk?round={round_id}")
+        await stranger.fill("input[name=number]", number)
+        await stranger.fill("input[name=password]", PASSWORD + "-salah")
+        await stranger.click("form[action='/masuk'] button[type=submit]")
+        await stranger.wait_for_selector("#galat-masuk")
+        facts = await _facts(stranger)
+        refused = "Nomor pendaftaran/NIK atau kata sandi salah."
+        assert facts["invalid"] == [
+            {"name": "number", "described": [refused]},
+            {"name": "password", "described": [refused]},
+        ], facts
+        assert facts["focused"] == "galat-masuk", facts
+
+
+async def _until(what: str, probe, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not (value := await probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        await asyncio.sleep(0.3)
+    return value
+
+
+async def test_the_public_lookup_ties_its_refusal_to_the_number_and_focuses_it(
+    operator_api,  # noqa: F811 - the fixture imported above
+    running_worker,
+    keys,
+    client,
+    live_url,
+    tmp_path,
+):
+    """A malformed number on the announcements' lookup: the field is invalid and described by
+    the reason, which takes focus (it stands below the form, where a reader would not look)."""
+    _, pool = running_worker
+    api = operator_api
+    round_id = await open_round(api, tmp_path, "a11y-cari")
+    config = await api.round_config(round_id)
+    result = await api.register(config, registration(9104, "F1"), "sscasn")
+    assert result.status == "registered", result.refusals
+    number = result.applicant_id
+    for window in ("registration", "administration"):
+        await _wait_phase(api, round_id, window)
+        if window == "administration":
+            await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
+            await api.report(
+                round_id,
+                number,
+                AdminReport(report_id="adm", reported_by="bkpsdm-verifikator", findings=[]),
+            )
+        await api.command(
+            round_id,
+            CloseWindow(
+                report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="uji"
+            ),
+        )
+
+    async def admin_written():
+        return await pool.fetchval(
+            "SELECT admin IS NOT NULL FROM applicants WHERE round_id = $1 AND applicant_id = $2",
+            round_id,
+            number,
+        )
+
+    await _until("the administrative result in the read model", admin_written)
+    async with pool.acquire() as conn:
+        await publish_announcement(
+            api,
+            conn,
+            round_id,
+            AnnouncementStage.ADMIN,
+            roundkit.test_signer(OPERATOR),
+            cipher=ColumnCipher.from_keys(keys),
+        )
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=PHONE)
+        response = await page.goto(f"{live_url}/pengumuman/{round_id}/cari?nomor=12x")
+        assert response is not None and response.status == 422
+        facts = await _facts(page)
+        [field] = facts["invalid"]
+        assert field["name"] == "nomor" and "tidak valid" in field["described"][0], facts
+        assert facts["focused"] == "galat-nomor", facts
+        assert not facts["too_wide"], facts
