@@ -261,3 +261,41 @@ async def test_the_public_lookup_ties_its_refusal_to_the_number_and_focuses_it(
         assert field["name"] == "nomor" and "tidak valid" in field["described"][0], facts
         assert facts["focused"] == "galat-nomor", facts
         assert not facts["too_wide"], facts
+
+
+async def test_fields_show_their_edges_links_are_thumb_sized_and_focus_is_drawn_on_a_phone(
+    operator_api,  # noqa: F811 - the fixture imported above
+    live_url,
+    tmp_path,
+):
+    """At 360 px: every field's border stands out 3:1 from the page (WCAG 1.4.11), every link of
+    the header is 44 px high, a checkbox is at least 20 px, a focused field is drawn with an
+    outline of 3 px, and nothing is wider than the screen."""
+    round_id = await open_round(operator_api, tmp_path, "a11y-css")
+    async with chromium() as browser:
+        page = await browser.new_page(viewport=PHONE)
+        await page.goto(f"{live_url}/daftar?round={round_id}")
+        borders = await page.evaluate(
+            """() => [...document.querySelectorAll('form input:not([type=hidden]):not([type=checkbox]), form select, form textarea')]
+                .map(e => [e.name, getComputedStyle(e).borderTopColor])"""
+        )
+        background = [255, 255, 255]
+        for name, colour in borders:
+            rgb = [float(v) for v in colour[colour.index("(") + 1 : -1].split(",")[:3]]
+            assert _contrast(rgb, background) >= 3, (name, colour)
+        targets = await page.evaluate(
+            """() => [...document.querySelectorAll('header.top a, header.top button')]
+                .map(e => [e.innerText.trim(), e.getBoundingClientRect().height])"""
+        )
+        assert targets and all(height >= 44 for _, height in targets), targets
+        box = await page.locator("#isian-citizen").bounding_box()
+        assert box and box["width"] >= 20 and box["height"] >= 20, box
+        await page.focus("#isian-nik")
+        await page.keyboard.press("Shift+Tab")
+        await page.keyboard.press("Tab")  # focus by keyboard, as :focus-visible wants
+        outline = await page.evaluate(
+            """() => { const s = getComputedStyle(document.activeElement);
+                       return [document.activeElement.id, s.outlineStyle, parseFloat(s.outlineWidth)]; }"""
+        )
+        assert outline[0] == "isian-nik" and outline[1] == "solid" and outline[2] >= 3, outline
+        assert not (await _facts(page))["too_wide"]
