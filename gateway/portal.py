@@ -227,7 +227,7 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
     response = visit.gw.templates.TemplateResponse(
         visit.request,
         f"portal/{template}",
-        {"account": account, "wib": wib, "labels": FIELD_LABELS, **context},
+        {"account": account, "wib": wib, "tanggal": tanggal, "labels": FIELD_LABELS, **context},
         status_code=status,
     )
     if visit.new_browser and visit.browser_id is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from datetime import timedelta
 
@@ -157,6 +158,10 @@ async def test_a_refused_login_withdrawal_and_survey_name_their_fields_and_take_
         await page.goto(f"{live_url}/daftar?round={round_id}")
         await fill_and_send(page, me, "3,40", "Teknik Informatika")
         number = (await page.inner_text("#nomor-pendaftaran")).strip()
+
+        # The status page writes the TMT as it writes every date, not as ISO's 2027-03-01.
+        await page.goto(f"{live_url}/status")
+        assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} \d{4}", await page.inner_text("#tmt"))
 
         # The confirmation box left unticked: the box is invalid, named by the reason.
         await page.goto(f"{live_url}/mundur")
