@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
-from client.status import ApplicantView, reason_text, tanggal, wib
+from client.status import ApplicantView, angka, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
@@ -227,7 +227,14 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
     response = visit.gw.templates.TemplateResponse(
         visit.request,
         f"portal/{template}",
-        {"account": account, "wib": wib, "tanggal": tanggal, "labels": FIELD_LABELS, **context},
+        {
+            "account": account,
+            "wib": wib,
+            "tanggal": tanggal,
+            "angka": angka,
+            "labels": FIELD_LABELS,
+            **context,
+        },
         status_code=status,
     )
     if visit.new_browser and visit.browser_id is not None:

@@ -27,6 +27,7 @@ from client.publication import (
     publication_csv,
     revocations,
 )
+from client.status import angka
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
 from runtime.logs import get_logger
@@ -50,6 +51,7 @@ def _page(
         {
             "account": None,
             "wib": wib,
+            "angka": angka,
             "titles": STAGE_TITLES,
             "columns": COLUMNS,
             "numeric": NUMERIC_COLUMNS,
