@@ -50,6 +50,12 @@ def tanggal(day: date | None) -> str:
     return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
 
 
+def angka(value: object) -> str:
+    """A score as applicants read it: with a decimal comma (`81,500`). A point is the thousands
+    separator in Indonesian, so `81.500` reads as eighty-one thousand five hundred."""
+    return str(value).replace(".", ",")
+
+
 # --- words ---------------------------------------------------------------------------------------
 
 WINDOW_LABELS: dict[str, str] = {
@@ -624,15 +630,17 @@ def _explain(d: Decision) -> tuple[str, list[DecisionDetail]]:
     if stage == Stage.SKB:
         if outcome == "completed":
             return (
-                f"SKB selesai. Nilai SKB {i.get('skb_score')}, nilai akhir {i.get('final_score')}.",
+                f"SKB selesai. Nilai SKB {angka(i.get('skb_score'))}, "
+                f"nilai akhir {angka(i.get('final_score'))}.",
                 [],
             )
         return reason_text(str(i.get("reason", ""))), []
     if stage == Stage.FINAL_RANKING:
         if outcome == FinalCode.PASSED:
-            return f"Lulus (P/L) dengan nilai akhir {i.get('final_score')}.", []
+            return f"Lulus (P/L) dengan nilai akhir {angka(i.get('final_score'))}.", []
         return (
-            f"Tidak lulus (TL) dengan nilai akhir {i.get('final_score')}: di luar kuota formasi; "
+            f"Tidak lulus (TL) dengan nilai akhir {angka(i.get('final_score'))}: di luar kuota "
+            "formasi; "
             "dapat ditawari formasi lain melalui optimalisasi.",
             [],
         )

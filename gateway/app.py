@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 
 from client.api import RecruitmentApi
@@ -34,6 +35,29 @@ from runtime.probes import ready_response
 from runtime.sealed import ColumnCipher
 
 log = get_logger("gateway")
+
+# What a visitor's browser shows for an HTTP error outside the API (title, text), by status.
+HTTP_PAGES = {
+    400: (
+        "Permintaan tidak dapat diproses",
+        "Permintaan ini tidak dapat diproses. Tidak ada yang diubah. Mulai lagi dari halaman depan.",
+    ),
+    404: (
+        "Halaman tidak ditemukan",
+        "Halaman yang Anda buka tidak ada. Periksa kembali alamatnya, atau mulai dari halaman "
+        "depan.",
+    ),
+    405: (
+        "Halaman tidak dapat dibuka langsung",
+        "Alamat ini hanya menerima formulir yang dikirim dari halaman portal. Tidak ada yang "
+        "diubah. Buka kembali halaman asalnya, atau mulai dari halaman depan.",
+    ),
+    413: (
+        "Isian terlalu panjang",
+        "Formulir yang dikirim terlalu besar untuk diterima. Tidak ada yang diubah. Persingkat "
+        "isiannya, lalu kirim ulang.",
+    ),
+}
 
 
 def _serve_openapi(app: FastAPI) -> None:
@@ -127,6 +151,20 @@ def create_app(gw: Gateway) -> FastAPI:
             status_code=status,
             headers=headers or None,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """An address no route serves (404), or one opened with a method it does not take (405:
+        a bookmarked /keluar, a form's address typed in): problem+json on the API, a page in
+        Indonesian on the portal and the public pages, where a visitor's browser shows it.
+        Starlette's own words ("Not Found") never reach an applicant."""
+        if request.url.path.startswith("/api/"):
+            return problems.problem_response(
+                request,
+                problems.Problem(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})),
+            )
+        title, text = HTTP_PAGES.get(exc.status_code, HTTP_PAGES[400])
+        return plain_page(request, exc.status_code, title, text, **dict(exc.headers or {}))
 
     async def _read_model_down(request: Request, exc: Exception) -> Response:
         """The read model could not be reached or used (a page or a route that reads it without

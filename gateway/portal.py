@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
-from client.status import ApplicantView, reason_text, tanggal, wib
+from client.status import ApplicantView, angka, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
@@ -227,7 +227,14 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
     response = visit.gw.templates.TemplateResponse(
         visit.request,
         f"portal/{template}",
-        {"account": account, "wib": wib, "labels": FIELD_LABELS, **context},
+        {
+            "account": account,
+            "wib": wib,
+            "tanggal": tanggal,
+            "angka": angka,
+            "labels": FIELD_LABELS,
+            **context,
+        },
         status_code=status,
     )
     if visit.new_browser and visit.browser_id is not None:
@@ -553,7 +560,11 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         re.compile(r"formasi (\S+) accepts \[(.*)\]"),
         lambda m: f"formasi {m[1]} hanya menerima program studi {m[2].replace(chr(39), '')}",
     ),
-    (re.compile(r"below the minimum (\S+)"), lambda m: f"di bawah IPK minimum {m[1]}"),
+    # An IPK is written with a decimal comma in Indonesian, as the form's own hint asks for it.
+    (
+        re.compile(r"below the minimum (\S+)"),
+        lambda m: f"di bawah IPK minimum {m[1].replace('.', ',')}",
+    ),
     (
         re.compile(r"formasi (\S+) is reserved for (\S+)"),
         lambda m: f"formasi {m[1]} khusus untuk kategori {_category_label(m[2])}",
@@ -854,8 +865,14 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
 
 
 async def _login_form(
-    v: Visit, round_id: str, number: str, error: str = "", status: int = 200
+    v: Visit,
+    round_id: str,
+    number: str,
+    error: str = "",
+    status: int = 200,
+    error_fields: tuple[str, ...] = ("number", "password"),
 ) -> HTMLResponse:
+    """The login form; an `error` is shown first and tied to `error_fields`."""
     try:
         round_ids = await v.gw.rounds.round_ids()
     except RPCError as exc:
@@ -868,6 +885,7 @@ async def _login_form(
             "round_ids": round_ids,
             "number": number,
             "error": error,
+            "error_fields": error_fields,
             "csrf_token": v.token("masuk"),
         },
         status,
@@ -908,7 +926,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     number = str(form.get("number", ""))[:64]
     password = str(form.get("password", ""))[: MAX_PASSWORD + 1]
     if not _ROUND_ID.fullmatch(round_id):
-        return await _login_form(v, "", "", "Pilih seleksi.", 422)
+        return await _login_form(v, "", "", "Pilih seleksi.", 422, ("round",))
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
     account = f"masuk-akun:{round_id}/{applicant_id}"

@@ -27,6 +27,7 @@ from client.publication import (
     publication_csv,
     revocations,
 )
+from client.status import angka
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
 from runtime.logs import get_logger
@@ -50,6 +51,7 @@ def _page(
         {
             "account": None,
             "wib": wib,
+            "angka": angka,
             "titles": STAGE_TITLES,
             "columns": COLUMNS,
             "numeric": NUMERIC_COLUMNS,
@@ -139,12 +141,14 @@ async def lookup_page(
         "nomor": nomor or "",
         "found": None,
         "problem": None,
+        "invalid": False,
     }
     if not nomor or not nomor.strip():
         return _page(gw, request, "lookup.html", context)
     wanted = nomor.strip().upper()
     if not _REGISTRATION_NO.match(wanted):
         shown = nomor if len(nomor) <= 40 else nomor[:37] + "..."
+        context["invalid"] = True
         context["problem"] = (
             f"Nomor peserta {shown!r} tidak valid: nomor peserta terdiri atas 16 karakter, "
             "huruf A–Z dan angka 2–7."

@@ -307,3 +307,12 @@ def test_a_dis_after_pns_shows_as_the_standing_with_its_reason_and_in_the_trail(
         pns, CONFIG, build_round_view(CONFIG, round_state("closed", [], []), now), now
     )
     assert (without.standing, without.revocations) == ("PNS", [])
+
+
+def test_scores_are_written_with_a_decimal_comma_not_a_thousands_point():
+    """In Indonesian a point separates thousands: "81.500" would read as 81 500."""
+    skb = decided(350, Stage.SKB, "completed", "panel", skb_score="81.500", final_score="80.900")
+    assert decision_view(skb).reason == "SKB selesai. Nilai SKB 81,500, nilai akhir 80,900."
+    for outcome in (FinalCode.PASSED, "TL"):
+        final = decided(410, Stage.FINAL_RANKING, outcome, "round", final_score="80.900")
+        assert "nilai akhir 80,900" in decision_view(final).reason, outcome

@@ -13,6 +13,7 @@ Without /usr/bin/chromium this test fails: `python3 run.py test` installs it wit
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,6 +240,9 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             await page.goto(f"{live_url}/status")
             await page.wait_for_selector("h2:has-text('Tawaran optimalisasi')")
             assert "F2" in await page.inner_text("main")
+            # Scores with a decimal comma: "81.500" would read as eighty-one thousand.
+            assert re.fullmatch(r"\d+,\d{3}", await page.inner_text("#nilai-skb"))
+            assert re.match(r"\d+,\d{3} ", await page.inner_text("#nilai-akhir"))
             await page.screenshot(path=str(SHOTS / "05-tawaran.png"), full_page=True)
             await page.click("form[action='/tawaran'] button:has-text('Terima tawaran')")
             await page.wait_for_load_state()
@@ -261,6 +265,8 @@ async def test_applicant_journey_in_a_browser(client, keys, running_worker, live
             await public.click(f"a[href='/pengumuman/{round_id}/{published.publication.seq}']")
             text = await public.inner_text("main")
             assert number in text and "P/L-2" in text and "audit.py verify-announcements" in text
+            row = await public.inner_text(f"#peserta-{number}")
+            assert re.search(r"\b\d+,\d{3}\b", row) and not re.search(r"\d\.\d", row), row
             await public.screenshot(path=str(SHOTS / "06-pengumuman-akhir.png"), full_page=True)
         finally:
             await browser.close()

@@ -386,7 +386,7 @@ async def test_a_refused_registration_shows_every_reason_next_to_its_field(
     assert errors["education_level"] == [
         "Jenjang pendidikan: formasi F1 mensyaratkan jenjang pendidikan S1"
     ]
-    assert errors["gpa"] == ["IPK: di bawah IPK minimum 2.75"]
+    assert errors["gpa"] == ["IPK: di bawah IPK minimum 2,75"]  # a decimal comma
     assert "Pendaftaran belum dapat diterima (7 alasan)" in text_of(r.text)
     # Nothing was made: no account, no journey.
     assert await portal_rows(gateway_state.pool, round_id) == []

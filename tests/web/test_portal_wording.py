@@ -180,3 +180,11 @@ def test_each_refusal_of_what_the_portal_sends_reads_in_indonesian():
     assert len(reasons) == 6, reasons  # a rule added or rewritten here is read too
     for reason in reasons:
         assert not indonesian(reason).startswith(FALLBACK), f"no Indonesian for {reason!r}"
+
+
+def test_a_minimum_ipk_is_written_with_a_decimal_comma_as_the_form_asks():
+    """The form's hint says "misalnya 3,25"; the refusal of an IPK below a formasi's minimum
+    must write the minimum the same way, not as the rule's "2.75"."""
+    [refusal] = _refusals(_umum_formasi(), {"gpa": 0.5})
+    text = indonesian(refusal.reason)
+    assert re.fullmatch(r"di bawah IPK minimum \d,\d\d", text), text

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from client.announcements import wib as public_wib
-from client.status import ApplicantView, RevocationView, wib
+from client.status import ApplicantView, RevocationView, angka, wib
 from gateway.deps import TEMPLATES
 
 PAGES = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape())
@@ -69,6 +69,7 @@ def test_the_lookup_names_a_dis_after_the_end_with_its_date():
         ended="DIS",
         revoked=("DIS", AT),
         wib=public_wib,
+        angka=angka,
         titles={"final": "Pengumuman Hasil Akhir"},
         account=None,
     )
@@ -77,3 +78,4 @@ def test_the_lookup_names_a_dis_after_the_end_with_its_date():
         in html
     )
     assert "<td>P/L (DIS setelah pengumuman)</td>" in html
+    assert "<td>SKD 400, SKB 90,000, akhir 88,500</td>" in html  # decimal commas
