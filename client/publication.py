@@ -752,18 +752,41 @@ async def lookup(
     return out
 
 
+# The codes spelled out in the SQL, not passed as a parameter: migration 019's partial index
+# (applicants_late_endings) is over `terminal IN ('DIS', 'APS')`, and the planner uses it only for
+# a query whose condition it can prove implies that one, which a parameter's value never does.
+_LATE = "terminal IN (" + ", ".join(f"'{code}'" for code in LATE_ENDINGS) + ")"
+_LATE_ENDINGS_SQL = f"SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 AND {_LATE}"
+# One applicant's: the latest revocation, and the journey's ending if it is a late one.
+_APPLICANT_ENDING_SQL = f"""
+SELECT (SELECT terminal FROM applicants WHERE round_id = $1 AND applicant_id = $2 AND {_LATE})
+           AS terminal,
+       v.code, v.at
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT code, at FROM revocations WHERE round_id = $1 AND applicant_id = $2
+                   ORDER BY seq DESC LIMIT 1) v ON true
+"""
+
+
 async def late_endings(db: asyncpg.Pool | asyncpg.Connection, round_id: str) -> dict[str, str]:
     """applicant id -> DIS or APS, for the round's applicants who ended so (the read model now);
-    DIS or DIBERHENTIKAN for those revoked after their journey ended (the latest revocation)."""
-    rows = await db.fetch(
-        "SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 "
-        "AND terminal = ANY($2::text[])",
-        round_id,
-        list(LATE_ENDINGS),
-    )
+    DIS or DIBERHENTIKAN for those revoked after their journey ended (the latest revocation).
+    Reads those applicants' rows only (migration 019), not the round's."""
+    rows = await db.fetch(_LATE_ENDINGS_SQL, round_id)
     endings = {r["applicant_id"]: r["terminal"] for r in rows}
     endings.update({a: code for a, (code, _) in (await revocations(db, round_id)).items()})
     return endings
+
+
+async def applicant_ending(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str, applicant_id: str
+) -> tuple[str | None, tuple[str, datetime] | None]:
+    """One applicant's entry of `late_endings` (or None) and of `revocations` (or None), from
+    that applicant's rows alone: the public lookup's read, whatever the round's size."""
+    row = await db.fetchrow(_APPLICANT_ENDING_SQL, round_id, applicant_id)
+    assert row is not None  # one row, always
+    revoked = (row["code"], row["at"]) if row["code"] is not None else None
+    return (revoked[0] if revoked else row["terminal"]), revoked
 
 
 async def revocations(
