@@ -23,6 +23,7 @@ from client.publication import (
     PublishedFormasi,
     PublishedRow,
     _insert,
+    lookup_row_problems,
 )
 from domain.messages import ZERO_SHA256
 from gateway.app import create_app
@@ -200,3 +201,49 @@ async def test_a_publications_page_reads_the_rounds_late_endings_not_its_applica
     finally:
         await conn.close()
     assert most <= LATE, f"{most:.0f} rows read of a round of {ROUND_SIZE} by:\n{sql}"
+
+
+async def test_a_lookup_row_no_signed_publication_holds_is_named_by_the_audit(stack):
+    """The tables refuse UPDATE and DELETE but take an INSERT into a publication already stored,
+    and their owner can turn the refusal off: the lookup would show what was never published."""
+    round_id = f"rows-{uuid.uuid4().hex[:6]}"
+    a, b, c = _number(1), _number(2), _number(3)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await _publish(conn, round_id, [a, b])
+        untouched = await lookup_row_problems(conn, round_id)
+        forged = _row(3, c, code="MS").model_dump(mode="json")
+        await conn.execute(
+            "INSERT INTO publication_rows (round_id, seq, applicant_id, formasi_code, row) "
+            "VALUES ($1, 1, $2, 'F1', $3::jsonb)",
+            round_id,
+            c,
+            json.dumps(forged),
+        )
+        async with conn.transaction():  # as the tables' owner can
+            await conn.execute("ALTER TABLE publication_rows DISABLE TRIGGER USER")
+            await conn.execute(
+                "UPDATE publication_rows SET row = jsonb_set(row, '{code}', '\"TMS\"') "
+                "WHERE round_id = $1 AND applicant_id = $2",
+                round_id,
+                a,
+            )
+            await conn.execute(
+                "DELETE FROM publication_rows WHERE round_id = $1 AND applicant_id = $2",
+                round_id,
+                b,
+            )
+            await conn.execute("ALTER TABLE publication_rows ENABLE TRIGGER USER")
+        found = await lookup_row_problems(conn, round_id)
+    finally:
+        await conn.close()
+
+    assert untouched == []
+    assert found == [
+        f"publication 1: the lookup's row for {a} differs from the publication's: "
+        "publication_rows was changed after publication",
+        f"publication 1: the lookup shows a row for {c} (formasi F1, code 'MS') that the "
+        "publication does not list: added to publication_rows after publication",
+        f"publication 1: the publication lists {b}, but the lookup has no row for them: "
+        "removed from publication_rows",
+    ]
