@@ -331,12 +331,17 @@ UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUM
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
 WHERE a.round_id = $1 AND a.applicant_id = x.applicant_id AND a.version = x.version
 """
-# A decision or revocation whose stored time is later than the histories' (the write never lets
-# an earlier time replace a later one: a late first attempt must not undo its retry's write).
+# A decision, revocation or APS sanction whose stored time is later than the histories' (the write
+# never lets an earlier time replace a later one: a late first attempt must not undo its retry's).
 _OVERWRITE_DECISIONS_SQL = f"""
 UPDATE decisions d SET {", ".join(f"{name} = x.{name}" for name, _ in DECISION_COLUMNS)}
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
 WHERE d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
+"""
+_OVERWRITE_SANCTIONS_SQL = f"""
+UPDATE sanctions s SET {", ".join(f"{name} = x.{name}" for name, _ in SANCTION_COLUMNS)}
+FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin text, {_typed(SANCTION_COLUMNS)})
+WHERE s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject
 """
 _OVERWRITE_REVOCATIONS_SQL = f"""
 UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATION_COLUMNS)}
@@ -596,12 +601,18 @@ async def _repair(
             x for (who, component), x in expected.panels.items()
             if ("panel altered", who, component) in altered
         ]  # fmt: skip
+        sanctioned = {d.applicant_id for d in before if d.kind == "sanction altered"}
+        sanctions = [
+            x for origin, x in expected.sanctions.items()
+            if origin.rsplit("/", 1)[-1] in sanctioned
+        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
             await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
             await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
             await conn.execute(_OVERWRITE_PANELS_SQL, round_id, json.dumps(panels))
+            await conn.execute(_OVERWRITE_SANCTIONS_SQL, json.dumps(sanctions))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -392,16 +392,23 @@ async def test_an_aps_sanction_takes_its_withdrawal_time_from_the_attempt_the_hi
         assert await imposed_at() == later_at
         await rm.project_journey(after)
         assert await imposed_at() == later_at
+        await rm.project_journey(decided)  # the first attempt's write, landing late: no effect
+        assert await imposed_at() == later_at
 
         projected = Projected(round_id, projections={"A": [retried, after]})
         assert (await check(pool, projected)).differences == []
-        await pool.execute("UPDATE sanctions SET imposed_at = now() WHERE origin = $1", origin)
-        found = await check(pool, projected)
-        assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
-            ("sanction altered", "A", "APS: imposed_at")
-        ]
-        fixed = await repair(pool, rm, projected)
-        assert fixed.differences == [] and fixed.repaired == 1
-        assert await imposed_at() == later_at
+        # Altered to an earlier time, or to a later one (which no write replaces with an
+        # earlier): named, and put back by the repair.
+        for altered in (first_at, later_at + timedelta(hours=1)):
+            await pool.execute(
+                "UPDATE sanctions SET imposed_at = $2 WHERE origin = $1", origin, altered
+            )
+            found = await check(pool, projected)
+            assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
+                ("sanction altered", "A", "APS: imposed_at")
+            ]
+            fixed = await repair(pool, rm, projected)
+            assert fixed.differences == [] and fixed.repaired == 1
+            assert await imposed_at() == later_at
     finally:
         await pool.close()
