@@ -23,7 +23,10 @@ from client.publication import (
     PublishedFormasi,
     PublishedRow,
     _insert,
+    applicant_ending,
+    late_endings,
     lookup_row_problems,
+    revocations,
 )
 from domain.messages import ZERO_SHA256
 from gateway.app import create_app
@@ -201,6 +204,39 @@ async def test_a_publications_page_reads_the_rounds_late_endings_not_its_applica
     finally:
         await conn.close()
     assert most <= LATE, f"{most:.0f} rows read of a round of {ROUND_SIZE} by:\n{sql}"
+
+
+async def test_one_applicants_ending_is_what_the_rounds_endings_say_of_them(big_round, stack):
+    """The lookup's one-applicant read gives what the publication page's round-wide reads give:
+    a late DIS or APS, a revocation after the end over it, nothing for the others."""
+    round_id, _ = big_round
+    late = ROUND_SIZE // LATE
+    dis, aps, plain, dismissed = _number(2 * late), _number(late), _number(2), _number(4)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        await conn.execute(
+            """INSERT INTO revocations (round_id, applicant_id, seq, code, at, journey_terminal,
+                   reported_by, report_id)
+               VALUES ($1, $2, 0, 'DIS', now(), 'PNS', 'operator', 'r-1'),
+                      ($1, $2, 1, 'DIBERHENTIKAN', now(), 'PNS', 'operator', 'r-2'),
+                      ($1, $3, 0, 'DIS', now(), 'APS', 'operator', 'r-3')""",
+            round_id,
+            dismissed,
+            aps,
+        )
+        endings = await late_endings(conn, round_id)
+        revoked = await revocations(conn, round_id)
+        each = {a: await applicant_ending(conn, round_id, a) for a in (dis, aps, plain, dismissed)}
+    finally:
+        await conn.close()
+
+    assert each == {a: (endings.get(a), revoked.get(a)) for a in each}
+    assert {a: e for a, (e, _) in each.items()} == {
+        dis: "DIS",
+        aps: "DIS",
+        plain: None,
+        dismissed: "DIBERHENTIKAN",
+    }
 
 
 async def test_a_lookup_row_no_signed_publication_holds_is_named_by_the_audit(stack):
