@@ -59,6 +59,7 @@ from client.publication import (
     audience,
     check_publications,
     check_records,
+    lookup_row_problems,
     signature_check,
     stored_documents,
 )
@@ -854,6 +855,7 @@ def verify_announcements(
     async def main() -> bool:
         documents = [(str(f), _json_file(f)) for f in files or []]
         complete = False
+        lookup_problems: list[str] = []
         if round_file is not None:
             try:
                 config = load_round_config(round_file)
@@ -874,6 +876,8 @@ def verify_announcements(
                 conn = await asyncpg.connect(ctx.stack.database_url)
                 try:
                     documents = await stored_documents(conn, round_id)
+                    # What the public lookup shows of them (publication_rows), row by row.
+                    lookup_problems = await lookup_row_problems(conn, round_id)
                 finally:
                     await conn.close()
                 complete = True
@@ -885,6 +889,8 @@ def verify_announcements(
         result = check_publications(documents, config.round_id, check, complete=complete)
         if round_id is not None:
             check_records(result, recorded, stored=complete)
+        if complete:
+            result.problems.extend(lookup_problems)
         _report_announcements(result, config.round_id)
         return result.ok
 

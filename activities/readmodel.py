@@ -71,7 +71,8 @@ WITH src AS (
     ON CONFLICT (kind, origin, subject) DO UPDATE SET
         imposed_by = EXCLUDED.imposed_by, imposed_at = EXCLUDED.imposed_at,
         rounds = EXCLUDED.rounds, reason = EXCLUDED.reason
-    WHERE (sanctions.imposed_by, sanctions.imposed_at, sanctions.rounds, sanctions.reason)
+    WHERE EXCLUDED.imposed_at >= sanctions.imposed_at  -- as for decisions: a late first attempt
+      AND (sanctions.imposed_by, sanctions.imposed_at, sanctions.rounds, sanctions.reason)
         IS DISTINCT FROM (EXCLUDED.imposed_by, EXCLUDED.imposed_at, EXCLUDED.rounds, EXCLUDED.reason)
 ), new_reports AS (
     INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content)

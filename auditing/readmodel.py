@@ -8,7 +8,8 @@ activity, or a row a journey handed over with its answer to a close; an aftermat
 which hands the same projections to the same calls: replay captures them here, in the order they
 were written, each local activity's once its marker shows it done. So the read model a round
 should have is derived from its histories alone, and compared with the one it has, column by
-column, in PostgreSQL's own types.
+column, in PostgreSQL's own types. The NIP register (`nips`, written by `issue_nip`) is held to
+the NIP each journey's state records it was given.
 
 On a round that is running, a journey in the middle of a workflow task has written what its
 history does not show yet: it can show as a row ahead of (or behind) its history until the task
@@ -129,6 +130,13 @@ KINDS = {
     "panel altered": "overwritten with the histories' panel (its members, or a version behind)",
     "panel ahead": "left: the read model holds a version of the panel the histories do not reach",
     "panel without history": "left: no draw or change of the journey holds that panel",
+    # The NIP register is where a person appointed again (any round) gets the NIP they hold: a
+    # person checks against BKN's records before putting back the NIP the journey was given.
+    "nip missing": "left: the person's next appointment would be given a second NIP; insert the "
+    "journey's NIP back (with its person) once checked",
+    "nip altered": "left: the person's next appointment would be given the register's; put the "
+    "journey's NIP back once checked",
+    "nip without history": "left: the journey's history holds no NIP",
 }
 REPAIRED = {k for k, v in KINDS.items() if not v.startswith("left")}
 
@@ -166,6 +174,11 @@ class Projected:
         """The applicant's row: the newest version written (an aftermath's rows have version 0)."""
         written = self.projections.get(applicant_id, [])
         return applicant_row(max(written, key=lambda p: p.version)) if written else None
+
+    def nip(self, applicant_id: str) -> str | None:
+        """The NIP the applicant's journey was given, as its newest projection holds it."""
+        written = self.projections.get(applicant_id, [])
+        return max(written, key=lambda p: p.version).state.nip if written else None
 
 
 class _Capture(Interceptor):
@@ -319,6 +332,15 @@ _PANELS_WITHOUT_JOURNEY_SQL = """
 SELECT applicant_id, component FROM panel_seats WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id, component
 """
+# A journey's NIP is its register row, or (appointed again) the row of the round that issued it to
+# the person; the register's row of a journey that was given none is one no history explains.
+_NIPS_SQL = """
+SELECT x.applicant_id, x.nip, n.nip AS stored,
+    x.nip IS NOT NULL AND EXISTS (SELECT 1 FROM nips h WHERE h.nip = x.nip) AS held
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, nip text)
+LEFT JOIN nips n ON n.round_id = $1 AND n.applicant_id = x.applicant_id
+ORDER BY x.applicant_id
+"""
 _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
 ORDER BY applicant_id
@@ -331,12 +353,17 @@ UPDATE applicants a SET {", ".join(f"{name} = x.{name}" for name, _ in ROW_COLUM
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, version integer, {_typed(ROW_COLUMNS)})
 WHERE a.round_id = $1 AND a.applicant_id = x.applicant_id AND a.version = x.version
 """
-# A decision or revocation whose stored time is later than the histories' (the write never lets
-# an earlier time replace a later one: a late first attempt must not undo its retry's write).
+# A decision, revocation or APS sanction whose stored time is later than the histories' (the write
+# never lets an earlier time replace a later one: a late first attempt must not undo its retry's).
 _OVERWRITE_DECISIONS_SQL = f"""
 UPDATE decisions d SET {", ".join(f"{name} = x.{name}" for name, _ in DECISION_COLUMNS)}
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, seq integer, {_typed(DECISION_COLUMNS)})
 WHERE d.round_id = $1 AND d.applicant_id = x.applicant_id AND d.seq = x.seq
+"""
+_OVERWRITE_SANCTIONS_SQL = f"""
+UPDATE sanctions s SET {", ".join(f"{name} = x.{name}" for name, _ in SANCTION_COLUMNS)}
+FROM jsonb_to_recordset($1::jsonb) AS x(subject text, origin text, {_typed(SANCTION_COLUMNS)})
+WHERE s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject
 """
 _OVERWRITE_REVOCATIONS_SQL = f"""
 UPDATE revocations r SET {", ".join(f"{name} = x.{name}" for name, _ in REVOCATION_COLUMNS)}
@@ -367,6 +394,7 @@ class _Expected:
     sanctions: dict[str, dict] = field(default_factory=dict)  # by origin
     revocations: dict[tuple[str, int], dict] = field(default_factory=dict)
     panels: dict[tuple[str, str], dict] = field(default_factory=dict)  # by applicant, component
+    nips: list[dict] = field(default_factory=list)  # every applicant's, None for none given
 
     @classmethod
     def of(cls, projected: Projected, applicants: list[str]) -> _Expected:
@@ -375,6 +403,7 @@ class _Expected:
             row = projected.row(applicant_id)
             if row is not None:
                 out.rows.append(row)
+                out.nips.append({"applicant_id": applicant_id, "nip": projected.nip(applicant_id)})
             trail: dict[int, dict] = {}  # this applicant's decisions by place
             for p in projected.projections[applicant_id]:
                 decisions, reports = trail_rows(p)
@@ -465,6 +494,17 @@ async def _compare_chunk(
     places = [{"applicant_id": a, "seq": q} for a, q in expected.revocations]
     for r in await conn.fetch(_EXTRA_REVOCATIONS_SQL, round_id, json.dumps(places), applicants):
         out.append(Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}"))
+    for r in await conn.fetch(_NIPS_SQL, round_id, json.dumps(expected.nips)):
+        who = r["applicant_id"]
+        if r["nip"] is None:
+            if r["stored"] is not None:
+                out.append(Difference("nip without history", who, "the journey was given none"))
+        elif r["stored"] is None:
+            if not r["held"]:
+                out.append(Difference("nip missing", who, "no row of it in the register"))
+        elif r["stored"] != r["nip"]:
+            detail = "the register's differs from the one the journey was given"
+            out.append(Difference("nip altered", who, detail))
     return out + await _compare_panels(conn, round_id, expected, applicants)
 
 
@@ -596,12 +636,18 @@ async def _repair(
             x for (who, component), x in expected.panels.items()
             if ("panel altered", who, component) in altered
         ]  # fmt: skip
+        sanctioned = {d.applicant_id for d in before if d.kind == "sanction altered"}
+        sanctions = [
+            x for origin, x in expected.sanctions.items()
+            if origin.rsplit("/", 1)[-1] in sanctioned
+        ]  # fmt: skip
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(_OVERWRITE_ROWS_SQL, round_id, json.dumps(rows))
             await conn.execute(_OVERWRITE_REPORTS_SQL, round_id, json.dumps(reports))
             await conn.execute(_OVERWRITE_DECISIONS_SQL, round_id, json.dumps(decisions))
             await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
             await conn.execute(_OVERWRITE_PANELS_SQL, round_id, json.dumps(panels))
+            await conn.execute(_OVERWRITE_SANCTIONS_SQL, json.dumps(sanctions))
     after = await _differences(pool, projected) if touched else before
     return after, len(before) - len(after)
 

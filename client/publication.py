@@ -752,18 +752,91 @@ async def lookup(
     return out
 
 
+async def lookup_row_problems(db: asyncpg.Pool | asyncpg.Connection, round_id: str) -> list[str]:
+    """Where the public lookup's rows (table publication_rows, which the lookup page shows instead
+    of reading every body of the round) are not what the round's stored publications say: a row
+    no publication lists, a row that differs from its publication's, a listed row missing.
+
+    The tables refuse UPDATE and DELETE, but not an INSERT of a row into a publication already
+    stored, and their owner can turn the refusal off: a row the lookup shows beside a real
+    publication's number and hash is proved only by that publication's signed body. One
+    publication at a time (its body and its rows)."""
+    problems: list[str] = []
+    seqs = await db.fetch("SELECT seq FROM publications WHERE round_id = $1 ORDER BY seq", round_id)
+    for seq in (r["seq"] for r in seqs):
+        body = await db.fetchval(
+            "SELECT body FROM publications WHERE round_id = $1 AND seq = $2", round_id, seq
+        )
+        try:
+            publication = Publication.model_validate_json(body)
+        except ValidationError:
+            continue  # not a publication: the chain's check names it
+        listed = {
+            r.applicant_id: (f.code, r.model_dump(mode="json")) for f, r in publication.rows()
+        }
+        stored = await db.fetch(
+            "SELECT applicant_id, formasi_code, row FROM publication_rows "
+            "WHERE round_id = $1 AND seq = $2",
+            round_id,
+            seq,
+        )
+        for r in sorted(stored, key=lambda r: r["applicant_id"]):
+            who = r["applicant_id"]
+            row = json.loads(r["row"]) if isinstance(r["row"], str) else r["row"]
+            if who not in listed:
+                problems.append(
+                    f"publication {seq}: the lookup shows a row for {who} (formasi "
+                    f"{r['formasi_code']}, code {row.get('code')!r}) that the publication does "
+                    "not list: added to publication_rows after publication"
+                )
+            elif listed.pop(who) != (r["formasi_code"], row):
+                problems.append(
+                    f"publication {seq}: the lookup's row for {who} differs from the "
+                    "publication's: publication_rows was changed after publication"
+                )
+        for who in sorted(listed):
+            problems.append(
+                f"publication {seq}: the publication lists {who}, but the lookup has no row for "
+                "them: removed from publication_rows"
+            )
+    return problems
+
+
+# The codes spelled out in the SQL, not passed as a parameter: migration 019's partial index
+# (applicants_late_endings) is over `terminal IN ('DIS', 'APS')`, and the planner uses it only for
+# a query whose condition it can prove implies that one, which a parameter's value never does.
+_LATE = "terminal IN (" + ", ".join(f"'{code}'" for code in LATE_ENDINGS) + ")"
+_LATE_ENDINGS_SQL = f"SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 AND {_LATE}"
+# One applicant's: the latest revocation, and the journey's ending if it is a late one.
+_APPLICANT_ENDING_SQL = f"""
+SELECT (SELECT terminal FROM applicants WHERE round_id = $1 AND applicant_id = $2 AND {_LATE})
+           AS terminal,
+       v.code, v.at
+FROM (SELECT 1) one
+LEFT JOIN LATERAL (SELECT code, at FROM revocations WHERE round_id = $1 AND applicant_id = $2
+                   ORDER BY seq DESC LIMIT 1) v ON true
+"""
+
+
 async def late_endings(db: asyncpg.Pool | asyncpg.Connection, round_id: str) -> dict[str, str]:
     """applicant id -> DIS or APS, for the round's applicants who ended so (the read model now);
-    DIS or DIBERHENTIKAN for those revoked after their journey ended (the latest revocation)."""
-    rows = await db.fetch(
-        "SELECT applicant_id, terminal FROM applicants WHERE round_id = $1 "
-        "AND terminal = ANY($2::text[])",
-        round_id,
-        list(LATE_ENDINGS),
-    )
+    DIS or DIBERHENTIKAN for those revoked after their journey ended (the latest revocation).
+    Reads those applicants' rows only (migration 019), not the round's."""
+    rows = await db.fetch(_LATE_ENDINGS_SQL, round_id)
     endings = {r["applicant_id"]: r["terminal"] for r in rows}
     endings.update({a: code for a, (code, _) in (await revocations(db, round_id)).items()})
     return endings
+
+
+async def applicant_ending(
+    db: asyncpg.Pool | asyncpg.Connection, round_id: str, applicant_id: str
+) -> tuple[str | None, tuple[str, datetime] | None]:
+    """One applicant's entry of `late_endings` (or None) and of `revocations` (or None), from
+    that applicant's rows alone: the public lookup's read, whatever the round's size."""
+    row = await db.fetchrow(_APPLICANT_ENDING_SQL, round_id, applicant_id)
+    assert row is not None  # one row, always
+    revoked = (row["code"], row["at"]) if row["code"] is not None else None
+    return (revoked[0] if revoked else row["terminal"]), revoked
 
 
 async def revocations(

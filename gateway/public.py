@@ -19,6 +19,7 @@ from client.announcements import (
 from client.publication import (
     PublicationSummary,
     after_publication,
+    applicant_ending,
     document_text,
     late_endings,
     list_publications,
@@ -161,10 +162,8 @@ async def lookup_page(
             f"Nomor peserta {wanted} tidak ditemukan dalam pengumuman seleksi {round_id}."
         )
         return _page(gw, request, "lookup.html", context, 404)
-    endings = await late_endings(gw.pool, round_id)
     context["found"] = found
-    context["ended"] = endings.get(wanted)
-    context["revoked"] = (await revocations(gw.pool, round_id)).get(wanted)
+    context["ended"], context["revoked"] = await applicant_ending(gw.pool, round_id, wanted)
     return _page(gw, request, "lookup.html", context)
 
 

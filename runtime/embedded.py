@@ -864,7 +864,21 @@ async def _check_database(dsn: str, settings: Settings) -> None:
         raise StackError(
             f"the read model's database at {masked(dsn)} refused the login ({err}); check {source}"
         ) from err
-    await conn.close()
+    try:
+        role, superuser = await conn.fetchrow(
+            "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user"
+        )
+    finally:
+        await conn.close()
+    if superuser:
+        # Every worker and gateway connects as this role; a superuser's connection holds the
+        # whole server (every database, files and programs on its host through COPY), not
+        # the read model only. PostgreSQL's container image makes its POSTGRES_USER one.
+        raise StackError(
+            f"the read model's role {role!r} at {masked(dsn)} (CASN_DATABASE_URL) is a "
+            "superuser: connect as a role that is no superuser and owns the read model's "
+            "database (docs/OPERATIONS.md, section 1: the read model's role)"
+        )
 
 
 def _stop_postgres(data_dir: Path) -> str | None:

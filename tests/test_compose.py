@@ -484,3 +484,20 @@ async def test_worker_and_gateway_serve_what_their_healthchecks_ask(
     env["CASN_TASK_QUEUE"] = f"compose-{name}-{os.getpid()}"
 
     await asyncio.to_thread(_answers_its_healthcheck, services[name], env, port_setting, tmp_path)
+
+
+def test_the_read_model_role_is_not_the_images_superuser(services):
+    """PostgreSQL's image makes its POSTGRES_USER a superuser: the workers' and gateways' role is
+    made by the init script instead, no superuser, owning its database (they refuse one that is)."""
+    db = services["readmodel-db"]
+    url = urlsplit(_environment(services["worker"])["CASN_DATABASE_URL"])
+    role, database = url.username, url.path.lstrip("/")
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith(".")}
+    script = (ROOT / mounted["/docker-entrypoint-initdb.d/10-casn-role.sql"]).read_text()
+
+    assert _environment(db).get("POSTGRES_USER", "postgres") != role
+    assert re.search(
+        rf"^CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script, re.M
+    )
+    assert f"CREATE DATABASE {database} OWNER {role};" in script
+    assert "POSTGRES_DB" not in _environment(db)  # the image's would be its superuser's

@@ -227,6 +227,27 @@ def _external(stack, stack_settings, tmp_path, **values):
     )
 
 
+async def test_a_read_model_role_that_is_a_superuser_is_refused(stack, stack_settings, tmp_path):
+    """As PostgreSQL's container image makes its POSTGRES_USER: every worker and gateway would
+    connect holding the whole server."""
+    admin = stack_settings.data_dir.resolve() / "keys" / "postgres-postgres.pgpass"
+    password = tmp_path / "db-password"
+    password.write_text(admin.read_text().strip().split(":")[-1] + "\n")
+    settings = isolated_settings(
+        tmp_path / "data",
+        temporal_address=stack.temporal_address,
+        database_url=f"postgresql://postgres@127.0.0.1:{stack_settings.postgres_port}/casn",
+        database_password_file=password,
+    )
+
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings)
+
+    message = str(caught.value)
+    assert message.startswith("the read model's role 'postgres' at postgresql://postgres@")
+    assert "(CASN_DATABASE_URL) is a superuser" in message
+
+
 async def test_sslmode_disable_and_the_password_file_reach_the_pool(
     stack, stack_settings, tmp_path
 ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -392,16 +392,81 @@ async def test_an_aps_sanction_takes_its_withdrawal_time_from_the_attempt_the_hi
         assert await imposed_at() == later_at
         await rm.project_journey(after)
         assert await imposed_at() == later_at
+        await rm.project_journey(decided)  # the first attempt's write, landing late: no effect
+        assert await imposed_at() == later_at
 
         projected = Projected(round_id, projections={"A": [retried, after]})
         assert (await check(pool, projected)).differences == []
-        await pool.execute("UPDATE sanctions SET imposed_at = now() WHERE origin = $1", origin)
-        found = await check(pool, projected)
-        assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
-            ("sanction altered", "A", "APS: imposed_at")
-        ]
-        fixed = await repair(pool, rm, projected)
-        assert fixed.differences == [] and fixed.repaired == 1
-        assert await imposed_at() == later_at
+        # Altered to an earlier time, or to a later one (which no write replaces with an
+        # earlier): named, and put back by the repair.
+        for altered in (first_at, later_at + timedelta(hours=1)):
+            await pool.execute(
+                "UPDATE sanctions SET imposed_at = $2 WHERE origin = $1", origin, altered
+            )
+            found = await check(pool, projected)
+            assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
+                ("sanction altered", "A", "APS: imposed_at")
+            ]
+            fixed = await repair(pool, rm, projected)
+            assert fixed.differences == [] and fixed.repaired == 1
+            assert await imposed_at() == later_at
     finally:
         await pool.close()
+
+
+async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, round_id):
+    """The NIP register (table nips) is where a person appointed again, in any round, gets the NIP
+    they hold: a NIP its owner altered there would be handed on, and one lost would let the person
+    be given a second. The journey's state, as its history records it, holds the NIP it was given
+    and told: check-read-model holds the register to it. Not repaired: a person puts it back."""
+    from auditing.readmodel import Projected, check, repair
+
+    def appointed(applicant: str, nip: str | None) -> JourneyProjection:
+        p = projection(round_id, applicant, 4, Stage.APPOINTMENT)
+        return p.model_copy(update={"state": p.state.model_copy(update={"nip": nip})})
+
+    serial = int(round_id.encode().hex(), 16) % 10**3  # the round's own NIPs (a unique column)
+    nip_a, nip_b = (f"19990101202703{g}{serial:03d}" for g in (1, 2))
+    held = f"19990101202503{1}{serial:03d}"  # C's, held from an earlier round
+    projected = Projected(
+        round_id,
+        projections={
+            "A": [appointed("A", nip_a)],
+            "B": [appointed("B", nip_b)],
+            "C": [appointed("C", held)],
+            "D": [appointed("D", None)],
+        },
+    )
+    pool = await open_pool(stack.database_url, max_size=4)
+    try:
+        rm = ReadModel(pool, CIPHER)
+        await rm.write_rows([p for ps in projected.projections.values() for p in ps])
+        await pool.executemany(
+            "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, $2, $3)",
+            [(round_id, "A", nip_a), (round_id, "B", nip_b), (f"{round_id}-before", "C", held)],
+        )
+        clean = await check(pool, projected)
+        await pool.execute(
+            "UPDATE nips SET nip = $3 WHERE round_id = $1 AND applicant_id = $2",
+            round_id,
+            "A",
+            nip_a[:-3] + f"{(serial + 1) % 1000:03d}",
+        )
+        await pool.execute("DELETE FROM nips WHERE round_id = $1 AND applicant_id = 'B'", round_id)
+        await pool.execute(
+            "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, 'D', $2)",
+            round_id,
+            f"19990101202703{3}{serial:03d}",
+        )
+        found = await check(pool, projected)
+        repaired = await repair(pool, rm, projected)
+    finally:
+        await pool.close()
+
+    assert clean.differences == []
+    assert [(d.kind, d.applicant_id, d.detail) for d in found.differences] == [
+        ("nip altered", "A", "the register's differs from the one the journey was given"),
+        ("nip missing", "B", "no row of it in the register"),
+        ("nip without history", "D", "the journey was given none"),
+    ]
+    assert repaired.differences == found.differences and repaired.repaired == 0

@@ -13,9 +13,12 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -48,6 +51,7 @@ from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import (
     OPERATOR,
     TEST_KEYRING,
+    command_env,
     compressed_round,
     formasi,
     registration,
@@ -57,6 +61,8 @@ from tests.roundkit import (
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FORMASI_OF = {"A": "F1", "B": "F1", "C": "F1", "D": "F1", "E": "F1", "G": "F1", "H": "F2"}
 FORMASI_OF["I"] = "F2"
@@ -354,3 +360,45 @@ async def test_public_announcements_in_official_order_signed_and_chained(
 
     with pytest.raises(asyncpg.PostgresError, match="append-only"):
         await pool.execute("UPDATE publications SET instansi = 'x' WHERE round_id = $1", round_id)
+
+    # The lookup's rows: the table takes an INSERT into a publication already stored, and the
+    # lookup shows it beside the publication's number. The auditor's check of the round on the
+    # server holds every row to its signed body, and names it.
+    env = command_env(stack.temporal_address, stack.database_url, keys, tmp_path / "data")
+
+    def verify() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "audit.py"),
+                "verify-announcements",
+                "--round-id",
+                round_id,
+            ],
+            env={**env, "COLUMNS": "300"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    clean = await asyncio.to_thread(verify)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    stranger = "A" * 16  # no applicant of the round
+    forged = dict(json.loads(await pool.fetchval(
+        "SELECT row FROM publication_rows WHERE round_id = $1 AND seq = 2 AND applicant_id = $2",
+        round_id, ids["C"],
+    )), applicant_id=stranger)  # fmt: skip
+    await pool.execute(
+        "INSERT INTO publication_rows (round_id, seq, applicant_id, formasi_code, row) "
+        "VALUES ($1, 2, $2, 'F1', $3::jsonb)",
+        round_id,
+        stranger,
+        json.dumps(forged),
+    )
+    shown = await http.get(f"/pengumuman/{round_id}/cari", params={"nomor": stranger})
+    assert shown.status_code == 200  # what the lookup reads, until the publication is checked
+    caught = await asyncio.to_thread(verify)
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    said = " ".join(caught.stdout.split())
+    assert f"publication 2: the lookup shows a row for {stranger} (formasi F1, code 'P/L')" in said
