@@ -310,3 +310,14 @@ LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"
 # the change was written at the close. One local activity in the task of the change, which is
 # rare. Histories recorded before it replay as they ran.
 PANEL_CHANGE_WRITTEN = "panel-change-written"
+
+# A NIK's national claim taken since the sweep (ClaimStart.sweep_after, the national round's
+# `claim_grace`) checks, once its grace has passed, that its journey exists and was started with
+# it, and releases itself (fails with ClaimReleased) when none does: a registrar that stopped
+# between the claim and the journey's start no longer holds the NIK nationwide until the national
+# SKD closes. A journey that admitted the registration tells its claim (signal claim_taken), and
+# the claim then holds without asking; it then sleeps to its end (the spread after the national
+# SKD) on a timer instead of a delayed start. Claims without sweep_after (their start delayed to
+# the end of the hold) and histories recorded before it (tests/histories/v22-national) run as
+# they ran.
+CLAIM_SWEPT = "claim-swept"
