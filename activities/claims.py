@@ -2,8 +2,10 @@
 national-claim-in-journey): "one NIK, one formasi nationwide" decided where the journey is, not
 only by the registrar that claimed (client/national.py).
 
-The claim is read from Temporal: its status (a released claim is terminated) and its start input,
-the first event of its history, which nobody can change once recorded.
+The claim is read from Temporal: its status (a released claim is terminated, a swept one failed)
+and its start input, the first event of its history, which nobody can change once recorded. A
+journey that admits its registration tells the claim so (signal claim_taken), and a claim past its
+grace looks for its journey (`find_claimed_journey`, patch claim-swept).
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.messages import JourneyStart
 from domain.national import (
     CHECK_CLAIM,
+    CLAIM_TAKEN,
+    FIND_CLAIMED_JOURNEY,
     RELEASE_CLAIM,
     ClaimCheck,
+    ClaimedJourney,
     ClaimRelease,
     ClaimStart,
+    ClaimTaken,
     ClaimVerdict,
+    JourneyOfClaim,
     held_elsewhere,
 )
 
@@ -117,7 +125,34 @@ class ClaimReader:
             return ClaimVerdict(
                 problem=f"the national claim {check.workflow_id} is for other registration data"
             )
+        if claim.sweep_after is not None and status == WorkflowExecutionStatus.RUNNING:
+            # A claim that sweeps itself is told, in its own run, that its journey took it: the
+            # signal is recorded before that run ends or not at all, so the claim cannot be swept
+            # once this journey is admitted. A run that ended meanwhile (swept) admits nobody.
+            taken = ClaimTaken(round_id=check.round_id, applicant_id=check.applicant_id)
+            try:
+                await self.client.get_workflow_handle(
+                    check.workflow_id, run_id=description.run_id
+                ).signal(CLAIM_TAKEN.name, taken, rpc_timeout=RPC_TIMEOUT)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return ClaimVerdict(
+                    problem=f"the national claim {check.workflow_id} ended (no journey took it "
+                    "in time)"
+                )
         return ClaimVerdict()
+
+    @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
+    async def find_claimed_journey(self, lookup: ClaimedJourney) -> JourneyOfClaim:
+        """Whether the claim's journey exists, in any state, and was started with this claim (its
+        signed start names it): what a claim past its grace asks before it releases itself."""
+        start = await first_input(self.client, lookup.journey_workflow_id, JourneyStart)
+        if start is None:
+            return JourneyOfClaim(found=False, detail="no such journey")
+        if start.national_claim != lookup.claim_workflow_id:
+            return JourneyOfClaim(found=False, detail="its start names another claim")
+        return JourneyOfClaim(found=True)
 
     @activity.defn(name=RELEASE_CLAIM.name)
     async def release_claim(self, release: ClaimRelease) -> bool:

@@ -85,6 +85,7 @@ def fleet_activities(client: Client, settings: Settings, pool: asyncpg.Pool) -> 
         SanctionChecker(pool).check_sanctions,
         claims.check_claim,
         claims.release_claim,
+        claims.find_claimed_journey,
         JourneyReader(client).read_journey_end,
         RevocationWriter(pool).project_revocations,
         pages.read_page,

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -180,6 +179,7 @@ class NationalRegister:
             formasi_code=formasi_code,
             registration_digest=registration_digest,
             holds_until=national.schedule.skd.closes,
+            sweep_after=national.claim_grace,
         )
         workflow_id = claim_workflow_id(national_id, national_applicant)
         try:
@@ -188,9 +188,11 @@ class NationalRegister:
                 claim,
                 id=workflow_id,
                 task_queue=self.task_queue,
-                start_delay=claim_start_delay(claim.holds_until, workflow_id, datetime.now(UTC)),
-                # A claim released (terminated, `release`) lets the NIK claim again; one that
-                # held to its end does not.
+                # Its first workflow task comes when its grace is over: the registration burst
+                # costs the claims none, and the journey's claim_taken waits in the history.
+                start_delay=national.claim_grace,
+                # A claim released (terminated by `release` or a journey, or failed: swept by
+                # itself) lets the NIK claim again; one that held to its end does not.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=TypedSearchAttributes(
                     [
@@ -230,20 +232,6 @@ class NationalRegister:
 
 
 # --- the national view -----------------------------------------------------------------------
-
-
-# Claims end within this time after the national SKD closes, spread by their ids.
-CLAIM_END_SPREAD = timedelta(hours=24)
-
-
-def claim_start_delay(holds_until: datetime, workflow_id: str, now: datetime) -> timedelta | None:
-    """How long a claim's start is delayed: it holds its id from the start, and its one workflow
-    task (its run finds the hold over and ends) comes after the hold. A registration burst costs
-    the claims no workflow task and no timer. Spread over CLAIM_END_SPREAD after the national SKD
-    closes, so that millions of claims do not fall due at the moment the SKD's closes run."""
-    spread = int.from_bytes(hashlib.sha256(workflow_id.encode()).digest()[:4], "big")
-    end = holds_until + CLAIM_END_SPREAD * (spread / 2**32)
-    return max(end - now, timedelta(0)) or None
 
 
 @dataclass

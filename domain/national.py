@@ -11,7 +11,8 @@ registration claims the NIK's national pseudonym (`ClaimStart`) before the insta
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -20,13 +21,14 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validat
 from domain.config import (
     Code,
     ConfigError,
+    Duration,
     InstansiKind,
     Schedule,
     Window,
     _as_written,
     read_config_file,
 )
-from domain.protocol import Activity, Query, Update, Workflow
+from domain.protocol import Activity, Query, Signal, Update, Workflow
 
 # The windows a national schedule may set, in their order in a round's schedule.
 NATIONAL_WINDOWS = ("registration", "administration", "skd", "skb")
@@ -35,6 +37,19 @@ NATIONAL_WINDOWS = ("registration", "administration", "skd", "skb")
 # takes at most 2,000) and one entry of its register, which travels whole in its state: 600 entries
 # at their largest stay under 256 KiB (tests/domain/test_national.py). The 2024 round had 547.
 MAX_ROUNDS = 600
+
+# How long a NIK's claim waits for its journey before it checks that one exists (NationalConfig
+# `claim_grace`). A registrar starts the journey right after the claim, within seconds even when
+# the server is busy (the SDK gives a start up after 10 s of retries); a claim past its grace with
+# no journey is one whose registrar stopped between the two, and it lets the NIK go. A journey
+# started after that is not admitted (its claim ended), so the grace is minutes, not seconds.
+DEFAULT_CLAIM_GRACE = timedelta(minutes=15)
+MIN_CLAIM_GRACE = timedelta(seconds=30)
+MAX_CLAIM_GRACE = timedelta(hours=24)
+
+# Claims end within this time after the national SKD closes, spread by their ids, so that millions
+# of them do not fall due at the moment the SKD's closes run.
+CLAIM_END_SPREAD = timedelta(hours=24)
 
 
 class NationalSchedule(BaseModel, frozen=True):
@@ -72,6 +87,15 @@ class NationalConfig(BaseModel, frozen=True):
     # the gateway: the national committee, an inspector. None: nobody reads it there, only
     # `starter.py national-funnel` with access to the cluster.
     readers: list[Code] = Field(default=[], max_length=200)
+    # A NIK's claim with no journey of its registration this long after it was taken is released
+    # by the claim itself (its registrar stopped between the claim and the journey's start).
+    claim_grace: Duration = Field(
+        default=DEFAULT_CLAIM_GRACE,
+        ge=MIN_CLAIM_GRACE,
+        le=MAX_CLAIM_GRACE,
+        description='how long a claim waits for its journey, e.g. "PT15M" (ISO 8601); at least '
+        "30 seconds and at most 24 hours",
+    )
 
 
 def schedule_disagreement(national: NationalSchedule, schedule: Schedule) -> list[str]:
@@ -180,6 +204,16 @@ class ClaimStart(BaseModel, frozen=True):
     formasi_code: str
     registration_digest: str
     holds_until: datetime  # the national SKD's close: no instansi registers after it
+    # The national round's `claim_grace` (claims taken since the sweep): after it, the claim checks
+    # that its journey exists, and releases itself if none does. None: held to its end (older
+    # claims; their start was delayed to the end of the hold).
+    sweep_after: timedelta | None = None
+
+
+def claim_ends_at(holds_until: datetime, workflow_id: str) -> datetime:
+    """When the claim of `workflow_id` ends: after its hold, spread over CLAIM_END_SPREAD by the id."""
+    spread = int.from_bytes(hashlib.sha256(workflow_id.encode()).digest()[:4], "big")
+    return holds_until + CLAIM_END_SPREAD * (spread / 2**32)
 
 
 def held_elsewhere(claim: ClaimStart) -> str:
@@ -211,6 +245,44 @@ class ClaimVerdict(BaseModel, frozen=True):
     problem: str = ""
 
 
+class ClaimTaken(BaseModel, frozen=True):
+    """A journey tells its NIK's claim that it admitted the registration the claim holds (the
+    journey's `check_claim`): a claim that heard it is never swept. Sent to the claim's run before
+    that run ends or not at all, so a journey admitted by a claim that was then swept cannot be."""
+
+    round_id: str
+    applicant_id: str
+
+
+class ClaimedJourney(BaseModel, frozen=True):
+    """A claim past its grace asks whether its journey exists and was started with this claim."""
+
+    claim_workflow_id: str
+    journey_workflow_id: str
+
+
+class JourneyOfClaim(BaseModel, frozen=True):
+    """The answer: `found`, or what was found instead (`detail`, for the claim's release)."""
+
+    found: bool
+    detail: str = ""
+
+
+# The type of the failure a swept claim ends with (in clear in its history, its message encrypted):
+# an auditor tells it from a claim a journey or a registrar released (terminated, "released: ...").
+CLAIM_RELEASED = "ClaimReleased"
+
+
+def swept(claim: ClaimStart, journey_id: str, detail: str) -> str:
+    """Why a claim past its grace released itself: the round, registration and journey, no NIK."""
+    assert claim.sweep_after is not None
+    minutes = claim.sweep_after.total_seconds() / 60
+    return (
+        f"released: no journey took registration {claim.applicant_id} of round {claim.round_id} "
+        f"within {minutes:g} min of its claim ({journey_id}: {detail}); the NIK may register again"
+    )
+
+
 class ClaimRelease(BaseModel, frozen=True):
     """A journey that refused its registration lets its NIK's claim go (activities/claims.py)."""
 
@@ -225,3 +297,5 @@ JOIN_ROUND = Update("join_round", RoundJoin, JoinAck)
 NATIONAL_STATE: Query[None, NationalState] = Query("state", None, NationalState)
 CHECK_CLAIM = Activity("check_claim", ClaimCheck, ClaimVerdict)
 RELEASE_CLAIM = Activity("release_claim", ClaimRelease, bool)
+CLAIM_TAKEN = Signal("claim_taken", ClaimTaken)
+FIND_CLAIMED_JOURNEY = Activity("find_claimed_journey", ClaimedJourney, JourneyOfClaim)

@@ -8,6 +8,7 @@
     .venv/bin/python scripts/record_histories.py --panels --out tests/histories/v21-panels
     .venv/bin/python scripts/record_histories.py --national --out tests/histories/v22-national
     .venv/bin/python scripts/record_histories.py --sealed --out tests/histories/v24-sealed
+    .venv/bin/python scripts/record_histories.py --claim-sweep --out tests/histories/v25-claim-sweep
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -72,12 +73,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from auditing.bundle import history_file_name, load_histories  # noqa: E402
 from auditing.history import RecordedHistory, replay, round_histories  # noqa: E402
-from client.api import RecruitmentApi, RefusedError  # noqa: E402
+from client.api import (  # noqa: E402
+    RecruitmentApi,
+    RefusedError,
+    applicant_id_for,
+    registration_digest,
+)
+from client.national import national_applicant_id  # noqa: E402
 from domain.administration import DocumentFinding  # noqa: E402
 from domain.codes import AdminDecision, Phase, Stage  # noqa: E402
 from domain.config import MAX_OPTIMALISASI_HISTORY_BUDGET, RoundConfig  # noqa: E402
@@ -115,7 +123,7 @@ from tests.roundkit import (  # noqa: E402
     play_to_skb,
     registration,
 )
-from workflows.ids import journey_workflow_id  # noqa: E402
+from workflows.ids import claim_workflow_id, journey_workflow_id  # noqa: E402
 
 SKD = {"C1": (120, 140, 190), "C2": (110, 130, 185), "C3": (60, 70, 150)}  # twk, tiu, tkp; C3 fails
 SKB = {"C1": (450, 90), "C2": (400, 80)}  # cat /500, praktik /100
@@ -426,6 +434,56 @@ async def run_national_round(
     late = await api.register(a, registration(4, "F1"), "sscasn")
     assert late.status == "refused", late
     return national_id, [national_id, a.round_id, b.round_id]
+
+
+# --- a national round whose claims sweep themselves (--claim-sweep) --------------------------------
+
+SWEEP_GRACE = (
+    "PT30S"  # the national file's claim_grace: its minimum, so the recording takes a minute
+)
+
+
+async def run_claim_sweep_round(
+    client: Client, task_queue: str, pseudonym_key: bytes
+) -> tuple[str, list[str]]:
+    """A national round whose claims wait SWEEP_GRACE for their journey (patch claim-swept), with
+    one instansi round: one NIK's registrar claims it and dies before the journey's start, and the
+    claim releases itself once the grace has passed; another NIK registers, and its claim, told by
+    its journey that it took it, holds on its timer. Stops once both claims have decided. The
+    national id, and the ids of the rounds to record (the national round's own and the instansi's)."""
+    from tests.flows.test_national import _national_with_rounds
+
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
+    with tempfile.TemporaryDirectory() as tmp:
+        national_id, (a,) = await _national_with_rounds(
+            api, Path(tmp), "Kota", ("Sweep",), claim_grace=SWEEP_GRACE
+        )
+    # The registrar that dies: the claim is taken, the journey never started.
+    dead = registration(1, "F1")
+    dead_applicant = applicant_id_for(pseudonym_key, a.round_id, dead.nik)
+    national_applicant = national_applicant_id(pseudonym_key, national_id, dead.nik)
+    held = await api.national.claim(
+        a, dead_applicant, "F1", national_applicant, registration_digest(dead)
+    )
+    assert held is None, held
+    kept = await api.register(a, registration(2, "F1"), "sscasn")
+    assert kept.status == "registered", kept
+    claims = [
+        claim_workflow_id(national_id, national_applicant_id(pseudonym_key, national_id, r.nik))
+        for r in (dead, registration(2, "F1"))
+    ]
+    deadline = time.monotonic() + 180
+    for claim in claims:
+        handle = client.get_workflow_handle(claim)
+        while EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED not in [
+            e.event_type async for e in handle.fetch_history_events()
+        ]:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"claim {claim} ran no workflow task in 180 s")
+            await asyncio.sleep(1.0)
+    swept = await client.get_workflow_handle(claims[0]).describe()
+    assert swept.status == WorkflowExecutionStatus.FAILED, swept.status
+    return national_id, [national_id, a.round_id]
 
 
 # --- the full round (--full) ---------------------------------------------------------------------
@@ -869,6 +927,7 @@ async def record(
     panels: bool = False,
     national: bool = False,
     sealed: bool = False,
+    claim_sweep: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -930,6 +989,10 @@ async def record(
                             round_id, recorded_ids = await run_national_round(
                                 client, settings.task_queue, keys.pseudonym_key
                             )
+                        elif claim_sweep:
+                            round_id, recorded_ids = await run_claim_sweep_round(
+                                client, settings.task_queue, keys.pseudonym_key
+                            )
                         elif panels:
                             round_id, _ = await run_panel_round(
                                 client, settings.task_queue, keys.pseudonym_key, "recorded"
@@ -953,7 +1016,7 @@ async def record(
                                 early=early,
                             )
                         await asyncio.sleep(1.0)  # visibility catches up
-                        if national:
+                        if national or claim_sweep:
                             histories = [
                                 h for i in recorded_ids for h in await round_histories(client, i)
                             ]
@@ -1140,6 +1203,12 @@ def main() -> None:
         "admission (AnnouncedBeforeAdmission)",
     )
     parser.add_argument(
+        "--claim-sweep",
+        action="store_true",
+        help="play a national round whose claims sweep themselves: one released after its grace, "
+        "one held by its journey (run_claim_sweep_round)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -1172,8 +1241,11 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        if sum((args.panels, args.full, args.national, args.sealed)) > 1:
-            parser.error("--panels, --full, --national and --sealed are different rounds: give one")
+        if sum((args.panels, args.full, args.national, args.sealed, args.claim_sweep)) > 1:
+            parser.error(
+                "--panels, --full, --national, --sealed and --claim-sweep are different rounds: "
+                "give one"
+            )
         asyncio.run(
             record(
                 args.out,
@@ -1183,6 +1255,7 @@ def main() -> None:
                 args.panels,
                 args.national,
                 args.sealed,
+                args.claim_sweep,
             )
         )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from apps.fleet import fleet_activities
-from domain.national import CHECK_CLAIM, RELEASE_CLAIM
+from domain.national import CHECK_CLAIM, FIND_CLAIMED_JOURNEY, RELEASE_CLAIM
 from domain.protocol import ACTIVITIES
 from runtime.embedded import isolated_settings
 
@@ -28,4 +28,4 @@ def test_the_fleet_registers_every_activity_of_the_protocol_once(tmp_path):
     assert missing == [], f"declared in domain/protocol.py, registered by no worker: {missing}"
     # The rest are the national claims' (domain/national.py, activities/claims.py).
     others = sorted(set(registered) - {a.name for a in ACTIVITIES})
-    assert others == sorted([CHECK_CLAIM.name, RELEASE_CLAIM.name])
+    assert others == sorted([CHECK_CLAIM.name, RELEASE_CLAIM.name, FIND_CLAIMED_JOURNEY.name])

@@ -5,9 +5,11 @@ instansi rounds that joined; a join is an update, checked in its validator (the 
 the register is open, one round per instansi), so a refused join leaves nothing in the history.
 `NationalClaim` (id `{national}/claim/{national pseudonym}`) is one NIK's registration in one
 instansi round: the engine starts one workflow per id, so a second registration of the NIK in any
-instansi finds the first claim recorded and is refused (client/national.py). It costs two engine
-actions per applicant: its start and the timer that holds it open until the national SKD closes
-(a closed workflow's id could be reused once the namespace's retention has passed).
+instansi finds the first claim recorded and is refused (client/national.py). It holds open until
+the national SKD closes (a closed workflow's id could be reused once the namespace's retention has
+passed), unless no journey took it within the national round's `claim_grace` (patch claim-swept):
+then it releases itself, so a registrar that stopped between the claim and the journey's start
+does not hold the NIK nationwide for nothing.
 """
 
 from __future__ import annotations
@@ -19,18 +21,30 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain.national import (
+        CLAIM_RELEASED,
+        CLAIM_TAKEN,
+        FIND_CLAIMED_JOURNEY,
         MAX_ROUNDS,
+        ClaimedJourney,
         ClaimStart,
+        ClaimTaken,
         JoinAck,
         JoinedRound,
         NationalStart,
         NationalState,
         RoundJoin,
+        claim_ends_at,
         parse_national_config,
         schedule_disagreement,
+        swept,
     )
+    from workflows.calls import run_local_activity_until_done, signal_message
+    from workflows.ids import journey_workflow_id
+    from workflows.versions import CLAIM_SWEPT
 
 JOIN_REFUSED = "JoinRefused"
+# The sweep's look at the journey: two reads of the server, within activities/claims.py's 10 s.
+CLAIM_READ_TIMEOUT = timedelta(seconds=15)
 
 
 @workflow.defn
@@ -126,11 +140,70 @@ class NationalRound:
 @workflow.defn
 class NationalClaim:
     """One NIK's registration in one instansi round of the national round, held open until the
-    national SKD closes (no instansi registers after it)."""
+    national SKD closes (no instansi registers after it), or released by itself when no journey
+    took it within its grace."""
+
+    @workflow.init
+    def __init__(self, claim: ClaimStart) -> None:
+        self.claim = claim
+        self.taken = False  # the journey of this claim's registration said it admitted it
 
     @workflow.run
     async def run(self, claim: ClaimStart) -> ClaimStart:
-        remaining = claim.holds_until - workflow.now()
+        if claim.sweep_after is None or not workflow.patched(CLAIM_SWEPT):
+            # Held to the end; since the start is delayed to the end, no timer in practice.
+            remaining = claim.holds_until - workflow.now()
+            if remaining > timedelta(0):
+                await workflow.sleep(remaining)
+            return claim
+        await self._swept_unless_taken(claim, claim.sweep_after)
+        remaining = claim_ends_at(claim.holds_until, workflow.info().workflow_id) - workflow.now()
         if remaining > timedelta(0):
             await workflow.sleep(remaining)
         return claim
+
+    async def _swept_unless_taken(self, claim: ClaimStart, grace: timedelta) -> None:
+        """After the grace (on the server's clock, from the claim's start), a claim no journey
+        took releases itself: it fails with CLAIM_RELEASED, naming the round, the registration
+        and the journey it looked for. The journey's `claim_taken` can only arrive before the
+        run ends (it is sent to this run): one recorded before the task that decides is in that
+        task, as the engine fails a task that would end the run with a message not yet handled."""
+        due = workflow.info().workflow_start_time + grace
+        remaining = due - workflow.now()
+        if not self.taken and remaining > timedelta(0):
+            # The start is delayed by the grace: this waits only when a client started it earlier.
+            try:
+                await workflow.wait_condition(lambda: self.taken, timeout=remaining)
+            except TimeoutError:
+                pass
+        if self.taken:
+            return
+        journey_id = journey_workflow_id(claim.round_id, claim.applicant_id)
+        lookup = ClaimedJourney(
+            claim_workflow_id=workflow.info().workflow_id, journey_workflow_id=journey_id
+        )
+        journey = await run_local_activity_until_done(
+            FIND_CLAIMED_JOURNEY, lookup, CLAIM_READ_TIMEOUT, backoff_timers=True
+        )
+        if journey.found or self.taken:
+            return
+        raise ApplicationError(
+            swept(claim, journey_id, journey.detail), type=CLAIM_RELEASED, non_retryable=True
+        )
+
+    @workflow.signal(name=CLAIM_TAKEN.name)
+    def claim_taken(self, *args: object) -> None:
+        """The journey of this claim's registration admitted it: the claim is never swept. Anyone
+        else's message is ignored (it could only keep the claim held, never release it)."""
+        message = signal_message(ClaimTaken, args)
+        if not isinstance(message, str) and (message.round_id, message.applicant_id) != (
+            self.claim.round_id,
+            self.claim.applicant_id,
+        ):
+            message = f"from registration {message.applicant_id} of round {message.round_id}"
+        if isinstance(message, str):
+            workflow.logger.warning(
+                "claim %s: claim_taken ignored: %s", workflow.info().workflow_id, message
+            )
+            return
+        self.taken = True

@@ -319,3 +319,14 @@ PANEL_CHANGE_WRITTEN = "panel-change-written"
 # the margin in decimals, which no recorded history set holds), so other journeys write no
 # marker; journeys recorded before it flag as they did.
 PANEL_MARGIN_DECIMAL = "panel-margin-decimal"
+
+# A NIK's national claim taken since the sweep (ClaimStart.sweep_after, the national round's
+# `claim_grace`) checks, once its grace has passed, that its journey exists and was started with
+# it, and releases itself (fails with ClaimReleased) when none does: a registrar that stopped
+# between the claim and the journey's start no longer holds the NIK nationwide until the national
+# SKD closes. A journey that admitted the registration tells its claim (signal claim_taken), and
+# the claim then holds without asking; it then sleeps to its end (the spread after the national
+# SKD) on a timer instead of a delayed start. Claims without sweep_after (their start delayed to
+# the end of the hold) and histories recorded before it (tests/histories/v22-national) run as
+# they ran.
+CLAIM_SWEPT = "claim-swept"

@@ -9,6 +9,7 @@ import pytest
 from domain.config import ConfigError, InstansiKind, load_round_config
 from domain.digest import canonical_json
 from domain.national import (
+    DEFAULT_CLAIM_GRACE,
     MAX_ROUNDS,
     JoinedRound,
     NationalState,
@@ -84,6 +85,28 @@ def test_a_national_file_names_its_funnel_s_readers_and_a_bad_one_is_refused_by_
     with pytest.raises(ConfigError) as caught:
         parse_national_config(bad)
     assert "readers.1" in str(caught.value) and "bad id!" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ("PT29S", "greater than or equal to 30 seconds"),
+        ("P2D", "less than or equal to 1 day"),
+        (900, 'write it like "P3D" or "PT12H"'),
+    ],
+)
+def test_a_claim_grace_outside_30_seconds_to_24_hours_is_refused_naming_it(written, problem):
+    national = _national(registration=(0, 20), skd=(45, 80))
+    assert (
+        parse_national_config(national).claim_grace == DEFAULT_CLAIM_GRACE == timedelta(minutes=15)
+    )
+    assert parse_national_config({**national, "claim_grace": "PT30S"}).claim_grace == timedelta(
+        seconds=30
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_national_config({**national, "claim_grace": written})
+    assert f"claim_grace = {written!r}" in str(caught.value), str(caught.value)
+    assert problem in str(caught.value)
 
 
 def test_a_round_without_a_national_round_keeps_its_digest():

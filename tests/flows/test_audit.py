@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import (
@@ -126,7 +127,8 @@ SIGNING_KEY = bytes(range(32))
 # journey of which was sent an unsealed announcement before its first workflow task (`--sealed`):
 # it kept it until its admission (patch sealed-before-admission), then ignored it.
 # All must replay with the current code. (v22-national, a national round with its claims and two
-# instansi rounds, holds other kinds of workflow: its own test below.)
+# instansi rounds, and v25-claim-sweep, a claim that released itself and one held by its journey,
+# hold other kinds of workflow: their own tests below.)
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -233,6 +235,32 @@ async def test_the_recorded_national_round_replays_with_the_current_code():
     journeys = [o for o in outcomes if "/applicant/" in o.workflow_id]
     outcomes_of = sorted([d.outcome for d in decisions_of([o])] for o in journeys)
     assert outcomes_of == [["not admitted", "TMS"], ["registered"], ["registered"], ["registered"]]
+
+
+async def test_the_recorded_claim_sweep_replays_with_the_current_code():
+    """v25-claim-sweep (`record_histories.py --claim-sweep`): a national round whose claims wait
+    30 s for their journey (patch claim-swept). One NIK's registrar claimed it and died before the
+    journey's start: its claim looked for the journey after the grace and released itself
+    (failed, type ClaimReleased). Another NIK registered: its journey told its claim it took it,
+    and the claim holds on its timer. Both replay with the current code."""
+    directory = RECORDED / "v25-claim-sweep"
+    histories = load_histories(directory)
+    kinds = Counter(h.kind for h in histories)
+    assert kinds == {"NationalRound": 1, "NationalClaim": 2, "round": 1, "formasi": 2, "journey": 1}
+    outcomes = await replay([h.history for h in histories], recorded_converter(directory))
+    assert [(o.workflow_id, o.failure, o.drift) for o in outcomes if not o.ok] == []
+    assert not any(o.unstarted for o in outcomes)
+    claims = {
+        h.history.workflow_id: h.history.events for h in histories if h.kind == "NationalClaim"
+    }
+    ends = sorted(
+        events[-1].workflow_execution_failed_event_attributes.failure.application_failure_info.type
+        or EventType.Name(events[-1].event_type)
+        for events in claims.values()
+    )
+    assert ends == ["ClaimReleased", "EVENT_TYPE_TIMER_STARTED"]
+    held = next(e for e in claims.values() if e[-1].HasField("timer_started_event_attributes"))
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [e.event_type for e in held]
 
 
 async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():

@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 from rich.console import Console
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
 import client.api as client_api
 from activities.claims import ClaimReader
@@ -24,9 +27,18 @@ from client.national import national_applicant_id
 from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow
-from domain.national import ClaimCheck, ClaimVerdict
+from domain.national import (
+    CLAIM_RELEASED,
+    FIND_CLAIMED_JOURNEY,
+    ClaimCheck,
+    ClaimedJourney,
+    ClaimStart,
+    ClaimVerdict,
+    JourneyOfClaim,
+)
 from domain.protocol import JOURNEY_STATE
 from runtime.connection import data_converter
+from runtime.sandbox import worker_runner
 from starter import Context, show_national_funnel
 from tests.roundkit import (
     OPERATOR,
@@ -37,6 +49,7 @@ from tests.roundkit import (
     registration,
 )
 from workflows.ids import claim_workflow_id, journey_workflow_id
+from workflows.national import NationalClaim
 
 # The national windows, in seconds from the test's start; every instansi round below keeps within.
 NATIONAL = {"registration": (-120, 900), "administration": (900, 950), "skd": (1000, 2000)}
@@ -58,7 +71,11 @@ def _window(t0: datetime, span: tuple[int, int]) -> dict:
 
 
 async def _national(
-    api: RecruitmentApi, tmp_path: Path, t0: datetime, readers: list[str] | None = None
+    api: RecruitmentApi,
+    tmp_path: Path,
+    t0: datetime,
+    readers: list[str] | None = None,
+    claim_grace: str | None = None,
 ) -> str:
     national_id = f"nat-{uuid.uuid4().hex[:6]}"
     path = tmp_path / f"{national_id}.toml"
@@ -70,6 +87,8 @@ async def _national(
     }
     if readers is not None:
         doc["readers"] = readers
+    if claim_grace is not None:
+        doc["claim_grace"] = claim_grace
     path.write_text(tomli_w.dumps(doc))
     _, created = await api.national.create(path, OPERATOR)
     assert created
@@ -104,11 +123,13 @@ async def _national_with_rounds(
     kind: str,
     names: tuple[str, ...],
     readers: list[str] | None = None,
+    claim_grace: str | None = None,
 ) -> tuple[str, list[RoundConfig]]:
-    """A national round (whose funnel `readers` may read through the gateway) and an instansi
-    round per name (`Pemerintah {kind} {name}`) joined to it."""
+    """A national round (whose funnel `readers` may read through the gateway, whose claims wait
+    `claim_grace` for their journey) and an instansi round per name (`Pemerintah {kind} {name}`)
+    joined to it."""
     t0 = datetime.now(UTC)
-    national_id = await _national(api, tmp_path, t0, readers)
+    national_id = await _national(api, tmp_path, t0, readers, claim_grace)
     rounds = [
         await _instansi_round(api, tmp_path, t0, national_id, f"Pemerintah {kind} {n}")
         for n in names
@@ -419,12 +440,16 @@ async def test_the_claim_holds_the_national_pseudonym_not_the_nik(
     assert result.status == "registered"
     assert reg.nik not in claim_id and reg.nik[-6:] not in claim_id
     assert description.status is not None and description.status.name == "RUNNING"
-    # Its start is delayed to the end of the hold: the burst costs it no workflow task and no
-    # timer, only the started event (the one task comes when the hold ends).
+    # Its start is delayed by the national round's claim_grace (15 minutes by default): the burst
+    # costs it no workflow task, only the started event and the journey's word that it took it
+    # (the first task comes when the grace is over).
     events = [e async for e in client.get_workflow_handle(claim_id).fetch_history_events()]
-    assert [e.event_type for e in events] == [EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED]
+    assert [e.event_type for e in events] == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED,
+    ]
     backoff = events[0].workflow_execution_started_event_attributes.first_workflow_task_backoff
-    assert backoff.ToTimedelta() > timedelta(seconds=30)
+    assert backoff.ToTimedelta() == timedelta(minutes=15)
 
 
 async def test_a_round_outside_the_national_windows_or_a_second_for_one_instansi_is_refused(
@@ -488,3 +513,214 @@ async def test_create_national_again_creates_nothing_and_a_round_rejoining_with_
     assert again == 0 and "already exists, same file" in console.file.getvalue()
     assert f"round {config.round_id} joining national round {national_id}" in str(refused.value)
     assert "joined already with other rules" in str(refused.value)
+
+
+class RegistrarKilled(BaseException):
+    """The registrar's process dies (SIGKILL, a lost machine): none of its code runs after."""
+
+
+async def _ended(client, workflow_id: str, within: float = 120.0):
+    """The claim's description once its latest run has ended (bounded: a busy machine's sweep)."""
+    deadline = time.monotonic() + within
+    while True:
+        description = await client.get_workflow_handle(workflow_id).describe()
+        if description.status is not None and description.status.name != "RUNNING":
+            return description
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{workflow_id} still runs after {within:.0f} s")
+        await asyncio.sleep(0.5)
+
+
+async def _events_once_run(client, workflow_id: str, within: float = 120.0) -> list[int]:
+    """The claim's event types once its first workflow task has completed (its sweep decided)."""
+    deadline = time.monotonic() + within
+    handle = client.get_workflow_handle(workflow_id)
+    while True:
+        events = [e.event_type async for e in handle.fetch_history_events()]
+        if EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events:
+            return events
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{workflow_id} ran no workflow task in {within:.0f} s: {events}")
+        await asyncio.sleep(0.5)
+
+
+async def test_a_claim_no_journey_took_within_its_grace_releases_itself_for_another_instansi(
+    client, keys, running_worker, stack, tmp_path, monkeypatch
+):
+    """A registrar that dies between the NIK's claim and the journey's start no longer holds the
+    NIK nationwide until the national SKD: once the national round's claim_grace has passed with
+    no journey, the claim releases itself and its history says why. A claim whose journey took it
+    holds; the dead registrar's start, arriving after the release, is not admitted."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(
+        api, tmp_path, "Kota", ("Omega", "Psi"), claim_grace="PT30S"
+    )
+    dying = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    unsent = []
+
+    async def killed(*args, start_workflow_operation, **kwargs):
+        # The journey's start, never sent: the process is gone after the claim.
+        unsent.append(start_workflow_operation._start_workflow_input)
+        start_workflow_operation._workflow_handle.set_exception(RegistrarKilled())
+        raise RegistrarKilled()
+
+    monkeypatch.setattr(dying.client, "execute_update_with_start_workflow", killed)
+    reg = registration(81, "F1")
+    with pytest.raises(RegistrarKilled):
+        await dying.register(a, reg, "sscasn")
+    monkeypatch.undo()
+    kept = await api.register(a, registration(82, "F1"), "sscasn")
+    assert kept.status == "registered", kept.refusals
+    # Within the grace, the NIK is held: another instansi is refused.
+    early = await api.register(b, registration(81, "F2"), "sscasn")
+    assert early.status == "refused"
+    assert f"through round {a.round_id} (formasi F1)" in early.refusals[0].reason
+
+    claim_id = _claim_id(keys, national_id, reg)
+    swept = await _ended(client, claim_id)
+    assert swept.status is not None and swept.status.name == "FAILED"
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.get_workflow_handle(claim_id, run_id=swept.run_id).result()
+    cause = failed.value.cause
+    applicant_id = unsent[0].args[0].applicant_id
+    assert isinstance(cause, ApplicationError) and cause.type == CLAIM_RELEASED
+    assert cause.message == (
+        f"released: no journey took registration {applicant_id} of round {a.round_id} within "
+        f"0.5 min of its claim ({journey_workflow_id(a.round_id, applicant_id)}: no such "
+        "journey); the NIK may register again"
+    )
+    # The auditor replays the swept run: its release is the claim's own decision, re-derived.
+    history = await client.get_workflow_handle(claim_id, run_id=swept.run_id).fetch_history()
+    outcomes = await asyncio.wait_for(replay([history], data_converter(keys)), 30)
+    assert [(o.ok, o.unstarted) for o in outcomes] == [(True, False)]
+
+    # The claim its journey took holds: told by the journey, it asked nothing and sleeps to its end.
+    kept_claim = _claim_id(keys, national_id, registration(82, "F1"))
+    events = await _events_once_run(client, kept_claim)
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in events
+    assert EventType.EVENT_TYPE_TIMER_STARTED in events
+    held = await client.get_workflow_handle(kept_claim).describe()
+    assert held.status is not None and held.status.name == "RUNNING"
+
+    # The dead registrar's start, sent after all (its machine back): not admitted, the claim ended.
+    late = unsent[0]
+    journey = await client.start_workflow(
+        late.workflow,
+        late.args[0],
+        id=late.id,
+        task_queue=late.task_queue,
+        id_reuse_policy=late.id_reuse_policy,
+        search_attributes=late.search_attributes,
+    )
+    deadline = time.monotonic() + 120
+    while (state := await JOURNEY_STATE.ask(journey)).terminal is None:
+        assert time.monotonic() < deadline, "the late journey did not end in 120 s"
+        await asyncio.sleep(0.2)
+    assert state.terminal == Terminal.TMS
+    assert f"the national claim {claim_id} ended" in (state.terminal_reason or "")
+
+    # The NIK registers in another instansi, and is held there.
+    elsewhere = await api.register(b, registration(81, "F2"), "sscasn")
+    assert elsewhere.status == "registered", elsewhere.refusals
+    again = await client.get_workflow_handle(claim_id).describe()
+    assert again.status is not None and again.status.name == "RUNNING"
+    assert again.run_id != swept.run_id
+
+
+async def test_a_journey_admitted_while_its_claim_looks_for_it_keeps_the_claim(
+    client, keys, running_worker, stack
+):
+    """The race at the sweep: the journey's start is made just after the claim found no journey.
+    The journey's claim check tells the claim's run it took it before it admits the registration;
+    the claim, whose look came back empty, holds all the same. A claim that ended first admits no
+    journey. The claims run on a worker whose look for the journey is made at that moment."""
+    national_id = f"nat-{uuid.uuid4().hex[:6]}"
+    reader = ClaimReader(client)
+    queue = f"race-{uuid.uuid4().hex[:8]}"
+    verdicts: dict[str, ClaimVerdict] = {}
+
+    def check_of(claim_id: str, applicant_id: str) -> ClaimCheck:
+        return ClaimCheck(
+            workflow_id=claim_id,
+            national_id=national_id,
+            round_id="R-RACE",
+            applicant_id=applicant_id,
+            registration_digest="d" * 64,
+        )
+
+    @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
+    async def journey_started_meanwhile(lookup: ClaimedJourney) -> JourneyOfClaim:
+        if lookup.claim_workflow_id.endswith("RACED"):
+            # The journey, started after this look, checks its claim while the claim decides.
+            check = check_of(lookup.claim_workflow_id, "RACED")
+            verdicts[lookup.claim_workflow_id] = await reader.check_claim(check)
+        return JourneyOfClaim(found=False, detail="no such journey")
+
+    def start(applicant_id: str) -> ClaimStart:
+        return ClaimStart(
+            national_id=national_id,
+            round_id="R-RACE",
+            applicant_id=applicant_id,
+            formasi_code="F1",
+            registration_digest="d" * 64,
+            holds_until=datetime.now(UTC) + timedelta(hours=1),
+            sweep_after=timedelta(seconds=1),
+        )
+
+    raced, lone = claim_workflow_id(national_id, "RACED"), claim_workflow_id(national_id, "LONE")
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[NationalClaim],
+        activities=[journey_started_meanwhile],
+        workflow_runner=worker_runner(),
+    ):
+        for claim_id in (raced, lone):
+            await client.start_workflow(
+                NationalClaim.run,
+                start(claim_id.rsplit("/", 1)[1]),
+                id=claim_id,
+                task_queue=queue,
+                start_delay=timedelta(seconds=1),
+            )
+        lone_end = await _ended(client, lone, within=60)
+        raced_events = await _events_once_run(client, raced, within=60)
+        late = await reader.check_claim(check_of(lone, "LONE"))
+        raced_now = await client.get_workflow_handle(raced).describe()
+        if raced_now.status is not None and raced_now.status.name == "RUNNING":
+            await client.get_workflow_handle(raced).terminate(reason="test over")
+
+    assert verdicts == {raced: ClaimVerdict()}  # admitted
+    assert raced_now.status is not None and raced_now.status.name == "RUNNING"
+    assert EventType.EVENT_TYPE_TIMER_STARTED in raced_events  # held to its end
+    assert lone_end.status is not None and lone_end.status.name == "FAILED"
+    assert late.problem.startswith(f"the national claim {lone} ended")
+
+
+async def test_a_claim_past_its_grace_finds_its_journey_by_the_claim_its_start_names(
+    client, keys, running_worker, stack, tmp_path
+):
+    """find_claimed_journey (the claim's look, past its grace) against a real journey: found when
+    the journey's signed start names the claim, not when it names another or does not exist."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a,) = await _national_with_rounds(api, tmp_path, "Kabupaten", ("Eta",))
+    reg = registration(91, "F1")
+    held = await api.register(a, reg, "sscasn")
+    assert held.status == "registered", held.refusals
+    assert held.applicant_id is not None
+    claim_id = _claim_id(keys, national_id, reg)
+    journey_id = journey_workflow_id(a.round_id, held.applicant_id)
+    reader = ClaimReader(client)
+
+    mine = ClaimedJourney(claim_workflow_id=claim_id, journey_workflow_id=journey_id)
+    assert await reader.find_claimed_journey(mine) == JourneyOfClaim(found=True)
+    other = mine.model_copy(update={"claim_workflow_id": claim_id + "X"})
+    assert await reader.find_claimed_journey(other) == JourneyOfClaim(
+        found=False, detail="its start names another claim"
+    )
+    missing = mine.model_copy(update={"journey_workflow_id": journey_id + "X"})
+    assert await reader.find_claimed_journey(missing) == JourneyOfClaim(
+        found=False, detail="no such journey"
+    )
