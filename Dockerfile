@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# The engine's image: the worker (casn-worker run), the gateway (casn-gateway), the codec server
-# (casn-audit serve-codec) and the operators' and auditors' commands (casn-starter, casn-audit).
+# The engine's image: the worker (casn-worker run), the notification deliverer (casn-worker
+# deliver-notifications), the gateway (casn-gateway), the codec server (casn-audit serve-codec)
+# and the operators' and auditors' commands (casn-starter, casn-audit).
 #
 #   docker build -t casn-engine:0.1.0 .
 #
@@ -39,8 +40,8 @@ ENV PATH=/opt/casn/bin:$PATH \
     CASN_LOG_FORMAT=json
 USER 10001:10001
 WORKDIR /var/lib/casn
-# gateway, worker /metrics, codec server
-EXPOSE 8000 9464 8088
+# gateway, worker /metrics, notification deliverer /metrics, codec server
+EXPOSE 8000 9464 9465 8088
 # The worker drains its running tasks on SIGTERM (docker stop), then exits.
 STOPSIGNAL SIGTERM
 CMD ["casn-worker", "run"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
@@ -19,7 +21,7 @@ from temporalio.worker import (
 from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
-from activities.notify import FileTransport, deliver_pass
+from activities.notify import FileTransport, Transport, deliver_pass
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
@@ -32,7 +34,7 @@ from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
 from runtime.keys import load_or_create_keys
 from runtime.logs import get_logger
-from runtime.probes import ProbeServer, probe_app
+from runtime.probes import ProbeServer, deliverer_probe_app, probe_app
 from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings, load_settings
@@ -162,37 +164,107 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     log.info("worker stopped", longest_gc_pause_s=round(gc_watch.longest, 3))
 
 
+# How long the deliverer may go without finishing a pass or handing a notification over before
+# its /readyz says so: passes start every 5 s, and a pass that sends hands one over far more often.
+DELIVERER_STALE_AFTER_S = 60.0
+
+
+class DeliveryProgress:
+    """When the deliverer last got on: a pass finished, or one notification handed over (or
+    refused) by the transport. A pass stuck on the database or the transport stops both."""
+
+    def __init__(
+        self,
+        stale_after: float = DELIVERER_STALE_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stale_after = stale_after
+        self._clock = clock
+        self._last: float | None = None
+
+    def moved(self) -> None:
+        """A pass finished, or the transport answered for one notification."""
+        self._last = self._clock()
+
+    def state(self) -> str:
+        """ "ok", or what is wrong, for /readyz."""
+        if self._last is None:
+            return "no pass finished yet"
+        idle = self._clock() - self._last
+        if idle > self.stale_after:
+            return f"no pass finished and no notification handed over for {idle:.0f} s"
+        return "ok"
+
+
+class WatchedTransport:
+    """A transport whose every answer (a send returned or raised) counts as the deliverer's
+    progress."""
+
+    def __init__(self, transport: Transport, progress: DeliveryProgress) -> None:
+        self._transport = transport
+        self._progress = progress
+
+    async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None:
+        try:
+            await self._transport.send(round_id, applicant_id, key, text)
+        finally:
+            self._progress.moved()
+
+
 async def deliver_notifications(once: bool = False) -> None:
     """Hand undelivered notifications to the transport (a JSON-lines file under the data dir).
 
     SIGTERM or Ctrl-C ends the pass after the notification in flight and exits; a second one
-    ends the process at once (the notification in flight is then sent again by the next pass)."""
-    ctx = await open_app()
+    ends the process at once (the notification in flight is then sent again by the next pass).
+    Until then (not with `once`) it serves /metrics, /healthz and /readyz on
+    CASN_METRICS_HOST:CASN_DELIVERER_METRICS_PORT (0 = not served): /readyz answers 503 while
+    PostgreSQL does not answer, before the first pass has finished, and when for
+    DELIVERER_STALE_AFTER_S no pass has finished and the transport has answered for no
+    notification."""
+    settings = load_settings()
+    ctx = await open_app(settings)
     transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
+    progress = DeliveryProgress()
     stop = _stop_on_signals()
-    pool = await open_pool(ctx.stack.database_url, max_size=2)
+    # One connection for the pass, one for /readyz's SELECT 1, one for /metrics' read-model counts.
+    pool = await open_pool(ctx.stack.database_url, max_size=3)
     try:
-        while not stop.is_set():
-            done = await deliver_pass(
-                pool,
-                transport,
-                language=Language(ctx.settings.notification_language),
-                cipher=ColumnCipher.from_keys(ctx.keys),
-                stop=stop,
-            )
-            log.info(
-                "notifications delivered",
-                count=done.delivered,
-                failed=done.failed,
-                given_up=done.given_up,
-                waiting=done.waiting,
-                transport=str(transport.path),
-            )
-            if once:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5)
-        log.info("notification deliverer stopped")
+        async with contextlib.AsyncExitStack() as serving:
+            if settings.deliverer_metrics_port and not once:
+                app = deliverer_probe_app(
+                    pool, progress.state, settings.metrics_read_model_interval
+                )
+                await serving.enter_async_context(
+                    ProbeServer(
+                        app,
+                        settings.metrics_host,
+                        settings.deliverer_metrics_port,
+                        "CASN_DELIVERER_METRICS_PORT",
+                    )
+                )
+            watched = WatchedTransport(transport, progress)
+            while not stop.is_set():
+                done = await deliver_pass(
+                    pool,
+                    watched,
+                    language=Language(ctx.settings.notification_language),
+                    cipher=ColumnCipher.from_keys(ctx.keys),
+                    stop=stop,
+                )
+                progress.moved()
+                log.info(
+                    "notifications delivered",
+                    count=done.delivered,
+                    failed=done.failed,
+                    given_up=done.given_up,
+                    waiting=done.waiting,
+                    transport=str(transport.path),
+                )
+                if once:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 5)
+            log.info("notification deliverer stopped")
     finally:
         await pool.close()
 

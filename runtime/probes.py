@@ -1,9 +1,12 @@
-"""Health and readiness, and the small HTTP server a worker answers them on with /metrics.
+"""Health and readiness, and the small HTTP server a worker or the notification deliverer
+answers them on with /metrics.
 
 `/healthz` says the process serves (liveness: no dependency is asked, so an outage of the
 database does not get every process restarted). `/readyz` says it can do its work now: Temporal's
-frontend answers its health check and PostgreSQL a `SELECT 1`, each within a short timeout;
-503 with what failed otherwise.
+frontend answers its health check and PostgreSQL a `SELECT 1`, each within a short timeout (the
+deliverer, which needs no Temporal once started, asks PostgreSQL only), and the process's own
+state is "ok" (a worker polls its queue; a deliverer's last pass finished recently); 503 with what
+failed otherwise.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ READY_TIMEOUT_S = 2.0
 
 
 async def readiness(
-    client: Client, pool: asyncpg.Pool, timeout: float = READY_TIMEOUT_S
+    client: Client | None, pool: asyncpg.Pool, timeout: float = READY_TIMEOUT_S
 ) -> dict[str, str]:
-    """Ask Temporal and PostgreSQL, concurrently, each within `timeout` seconds: "ok" or why
-    not, by name (`temporal`, `postgres`)."""
+    """Ask Temporal (unless `client` is None) and PostgreSQL, concurrently, each within `timeout`
+    seconds: "ok" or why not, by name (`temporal`, `postgres`)."""
 
     async def temporal() -> str:
         serving = await asyncio.wait_for(
@@ -53,13 +56,15 @@ async def readiness(
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", and says which
             return f"{type(exc).__name__}: {exc}"[:200] if str(exc) else type(exc).__name__
 
-    names = ("temporal", "postgres")
-    results = await asyncio.gather(check(temporal), check(postgres))
-    return dict(zip(names, results, strict=True))
+    probes = (
+        {"postgres": postgres} if client is None else {"temporal": temporal, "postgres": postgres}
+    )
+    results = await asyncio.gather(*(check(probe) for probe in probes.values()))
+    return dict(zip(probes, results, strict=True))
 
 
 async def ready_response(
-    client: Client, pool: asyncpg.Pool, *extra: tuple[str, str]
+    client: Client | None, pool: asyncpg.Pool, *extra: tuple[str, str]
 ) -> JSONResponse:
     """/readyz's answer: 200 when every check (and each `extra` (name, state)) is "ok", else 503."""
     checks = {**await readiness(client, pool), **dict(extra)}
@@ -76,6 +81,27 @@ def probe_app(
     read_model_interval: float = 60.0,
 ) -> Starlette:
     """/metrics, /healthz and /readyz of a worker; `running` says whether it polls its queue."""
+
+    async def readyz(_: Request) -> JSONResponse:
+        return await ready_response(client, pool, ("worker", "ok" if running() else "not polling"))
+
+    return _probe_routes(readyz, pool, read_model_interval)
+
+
+def deliverer_probe_app(
+    pool: asyncpg.Pool, progress: Callable[[], str], read_model_interval: float = 60.0
+) -> Starlette:
+    """/metrics, /healthz and /readyz of the notification deliverer: ready when PostgreSQL
+    answers and `progress` (apps/fleet.py, DeliveryProgress.state) is "ok"."""
+
+    async def readyz(_: Request) -> JSONResponse:
+        return await ready_response(None, pool, ("deliverer", progress()))
+
+    return _probe_routes(readyz, pool, read_model_interval)
+
+
+def _probe_routes(readyz, pool: asyncpg.Pool, read_model_interval: float) -> Starlette:
+    """The three routes, with `readyz` as /readyz."""
     gauges = read_model_gauges(pool, read_model_interval)
 
     async def metrics(_: Request) -> Response:
@@ -83,9 +109,6 @@ def probe_app(
 
     async def healthz(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> JSONResponse:
-        return await ready_response(client, pool, ("worker", "ok" if running() else "not polling"))
 
     return Starlette(
         routes=[
@@ -97,21 +120,24 @@ def probe_app(
 
 
 class ProbePortError(OSError):
-    """The worker's metrics address cannot be bound; names the settings to change."""
+    """The probes' address cannot be bound; names the settings to change."""
 
 
 class ProbeServer:
-    """The probe app on host:port under uvicorn, in the caller's event loop."""
+    """The probe app on host:port under uvicorn, in the caller's event loop; `port_setting` is
+    the variable that gave the port (named when it cannot be bound)."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(
+        self, app: Starlette, host: str, port: int, port_setting: str = "CASN_METRICS_PORT"
+    ) -> None:
         self.address = f"{host}:{port}"
         try:
             self._sock = socket.create_server((host, port), reuse_port=False)
         except OSError as exc:
             raise ProbePortError(
-                f"cannot serve /metrics on CASN_METRICS_HOST:CASN_METRICS_PORT = {self.address} "
-                f"({exc.strerror or exc}): another worker on this host? Give each its own "
-                "CASN_METRICS_PORT, or 0 for none"
+                f"cannot serve /metrics on CASN_METRICS_HOST:{port_setting} = {self.address} "
+                f"({exc.strerror or exc}): another process on this host? Give each its own "
+                f"{port_setting}, or 0 for none"
             ) from None
         self._server = uvicorn.Server(
             uvicorn.Config(

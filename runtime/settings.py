@@ -204,7 +204,8 @@ class Settings(BaseSettings):
     # Observability (runtime/metrics.py, runtime/telemetry.py).
     metrics_host: str = Field(
         default="127.0.0.1",
-        description="address the worker serves /metrics, /healthz and /readyz on",
+        description="address the worker and the notification deliverer serve /metrics, /healthz "
+        "and /readyz on",
     )
     metrics_port: int = Field(
         default=9464,
@@ -212,6 +213,14 @@ class Settings(BaseSettings):
         le=65535,
         description="port of the worker's /metrics, /healthz and /readyz; 0 = not served "
         "(the gateway serves them on CASN_HTTP_PORT)",
+    )
+    deliverer_metrics_port: int = Field(
+        default=9465,
+        ge=0,
+        le=65535,
+        description="port of the notification deliverer's /metrics, /healthz and /readyz "
+        "(worker.py deliver-notifications, on CASN_METRICS_HOST); 0 = not served. Apart from "
+        "CASN_METRICS_PORT so that a worker and a deliverer run side by side on one machine",
     )
     metrics_read_model_interval: float = Field(
         default=60.0,

@@ -1,9 +1,10 @@
 """docker-compose.yml, read against the code (no Docker engine runs here): every project command
 runs, every CASN_* variable is a setting, images are pinned, long-running services have
 healthchecks, secrets come from files or the environment, the Web UI is read-only and decodes
-through the codec service, and Prometheus scrapes every worker and gateway replica. The worker,
-gateway and codec are run with the environment the file gives them until each answers its own
-healthcheck, and a gateway whose servers do not answer names the one that did not."""
+through the codec service, a notification deliverer runs with its file on a volume, and
+Prometheus scrapes every worker, deliverer and gateway replica. The worker, deliverer, gateway and
+codec are run with the environment the file gives them until each answers its own healthcheck,
+and a gateway whose servers do not answer names the one that did not."""
 
 from __future__ import annotations
 
@@ -18,22 +19,27 @@ import subprocess
 import sys
 import time
 import tomllib
+import uuid
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 import yaml
 
 from domain.signing import Signer
+from runtime.embedded import READ_MODEL_ROLE, admin_database_url
+from runtime.migrate import apply_migrations
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-# The names agreed for the stack (issue 15), plus the namespace's one-shot.
+# The names agreed for the stack (issue 15), plus the namespace's one-shot and the notification
+# deliverer (without it the outbox only grows).
 SERVICES = {
     "temporal-db", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "codec",
-    "readmodel-db", "worker", "gateway", "prometheus",
+    "readmodel-db", "worker", "notifier", "gateway", "prometheus",
 }  # fmt: skip
 # name:tag with a version in the tag: 1.32.0, v3.5.0, 18.6, 3.11.14-slim-bookworm.
 PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:v?\d+(\.\d+)+(-[a-z0-9.]+)*$")
@@ -139,7 +145,7 @@ def test_project_services_are_built_from_the_dockerfile_and_run_a_console_comman
     project = _project_services(services)
     version = PYPROJECT["project"]["version"]
 
-    assert set(project) == {"worker", "gateway", "codec"}
+    assert set(project) == {"worker", "notifier", "gateway", "codec"}
     for name, service in project.items():
         assert service["build"] in (".", {"context": "."}), f"{name}: build {service['build']}"
         assert service["image"] == f"casn-engine:{version}", name
@@ -147,7 +153,7 @@ def test_project_services_are_built_from_the_dockerfile_and_run_a_console_comman
     assert (ROOT / "Dockerfile").is_file()
 
 
-@pytest.mark.parametrize("name", ["worker", "gateway", "codec"])
+@pytest.mark.parametrize("name", ["worker", "notifier", "gateway", "codec"])
 def test_every_project_command_answers_help(services, name):
     """The service's console command, as pip installs it, run from this checkout."""
     command, *arguments = services[name]["command"]
@@ -199,16 +205,25 @@ def test_every_long_running_service_has_a_healthcheck(services):
         assert check["test"][0] in ("CMD", "CMD-SHELL") and check["test"][1:] != ["NONE"], name
 
 
+# The deliverer's /healthz answers as long as its event loop runs: only /readyz (its last pass
+# finished recently, PostgreSQL answers) fails when a pass is stuck.
 @pytest.mark.parametrize(
-    "name, port_setting",
-    [("worker", "CASN_METRICS_PORT"), ("gateway", "CASN_HTTP_PORT"), ("codec", "CASN_CODEC_PORT")],
+    ("name", "host_setting", "port_setting", "path"),
+    [
+        ("worker", "CASN_METRICS_HOST", "CASN_METRICS_PORT", "/healthz"),
+        ("notifier", "CASN_METRICS_HOST", "CASN_DELIVERER_METRICS_PORT", "/readyz"),
+        ("gateway", "CASN_HTTP_HOST", "CASN_HTTP_PORT", "/healthz"),
+        ("codec", "CASN_CODEC_HOST", "CASN_CODEC_PORT", "/healthz"),
+    ],
 )
-def test_project_healthchecks_ask_the_port_the_service_listens_on(services, name, port_setting):
+def test_project_healthchecks_ask_the_port_the_service_listens_on(
+    services, name, host_setting, port_setting, path
+):
     env = _environment(services[name])
     probe = " ".join(services[name]["healthcheck"]["test"])
 
-    assert f"127.0.0.1:{env[port_setting]}/healthz" in probe
-    assert env[port_setting.replace("_PORT", "_HOST")] == "0.0.0.0"
+    assert f"127.0.0.1:{env[port_setting]}{path}" in probe
+    assert env[host_setting] == "0.0.0.0"
 
 
 def test_one_shots_set_up_temporal_with_its_admin_tools_on_postgres(services):
@@ -291,6 +306,26 @@ def test_worker_is_replicated_and_shares_the_keys(services):
         assert env[key].startswith(f"${{{key}:?"), f"{key} must be required, not defaulted"
 
 
+def test_one_notifier_delivers_with_the_workers_settings_onto_a_volume(compose, services):
+    """The deliverer reads the outbox as the workers write it (the shared settings and the
+    database's secret), waits for what they wait for, and appends its file to a named volume:
+    a row is marked delivered once appended, so the file must outlive the container."""
+    notifier, worker = services["notifier"], services["worker"]
+    env = _environment(notifier)
+    volumes = dict(volume.split(":")[:2] for volume in notifier.get("volumes", []))
+
+    assert notifier["command"] == ["casn-worker", "deliver-notifications"]
+    assert {k: str(v) for k, v in compose["x-casn-env"].items()}.items() <= env.items()
+    assert notifier["secrets"] == ["readmodel_db_password"]
+    assert notifier["depends_on"] == worker["depends_on"]
+    assert notifier["deploy"]["replicas"] == 1
+    assert notifier["stop_grace_period"] and notifier["restart"] == "unless-stopped"
+    on_data_dir = [name for name, target in volumes.items() if target == env["CASN_DATA_DIR"]]
+    assert on_data_dir and on_data_dir[0] in compose["volumes"], (
+        f"notifier: no named volume at its CASN_DATA_DIR {env['CASN_DATA_DIR']}"
+    )
+
+
 def test_gateway_runs_apart_with_its_secrets_as_files(compose, services):
     gateway = services["gateway"]
     env = _environment(gateway)
@@ -320,7 +355,7 @@ def test_ui_is_read_only_and_decodes_through_the_codec_service(services):
     assert set(codec) & {"CASN_PSEUDONYM_KEY", "CASN_SIGNING_KEY"} == set()  # decode only
 
 
-def test_prometheus_scrapes_every_worker_and_gateway_replica(services):
+def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
         name: sd["port"]
@@ -329,9 +364,11 @@ def test_prometheus_scrapes_every_worker_and_gateway_replica(services):
         for name in sd["names"]
     }
     worker, gateway = _environment(services["worker"]), _environment(services["gateway"])
+    notifier = _environment(services["notifier"])
 
     assert discovered == {
         "worker": int(worker["CASN_METRICS_PORT"]),
+        "notifier": int(notifier["CASN_DELIVERER_METRICS_PORT"]),
         "gateway": int(gateway["CASN_HTTP_PORT"]),
     }
     assert (
@@ -396,8 +433,10 @@ def _console_command(service: dict) -> list[str]:
     return [sys.executable, "-c", code, *arguments]
 
 
-@pytest.mark.parametrize("name", ["worker", "gateway"])
-def test_worker_and_gateway_take_the_environment_compose_gives_them(compose, name, tmp_path):
+@pytest.mark.parametrize("name", ["worker", "notifier", "gateway"])
+def test_worker_notifier_and_gateway_take_the_environment_compose_gives_them(
+    compose, name, tmp_path
+):
     """Every setting they need is given, and every one given is read and valid: they get as far
     as connecting (to hosts that are not here: exit 3, naming the server), never exit 2 for a
     missing, unknown or bad setting."""
@@ -458,6 +497,23 @@ def test_the_codec_service_serves_what_its_healthcheck_asks(compose, services, t
     _answers_its_healthcheck(services["codec"], env, "CASN_CODEC_PORT", tmp_path)
 
 
+def _on_the_stack(compose: dict, name: str, stack, folder: Path) -> dict[str, str]:
+    """The service's compose environment with the session's stack in place of the temporal and
+    readmodel-db hosts and its read-model password as the secret."""
+    env = _container_environment(compose, name, folder)
+    database = urlsplit(stack.database_url)
+    passfile = Path(parse_qs(database.query)["passfile"][0])
+    password = passfile.read_text(encoding="utf-8").strip().rsplit(":", 1)[1]
+    (folder / "run-secrets" / "readmodel_db_password").write_text(password + "\n")
+    assert env["CASN_DATABASE_URL"].startswith("postgresql://casn@readmodel-db:5432/")
+    env["CASN_DATABASE_URL"] = env["CASN_DATABASE_URL"].replace(
+        "readmodel-db:5432", f"{database.hostname}:{database.port}"
+    )
+    assert env["CASN_TEMPORAL_ADDRESS"] == "temporal:7233"
+    env["CASN_TEMPORAL_ADDRESS"] = stack.temporal_address
+    return env
+
+
 @pytest.mark.stack
 @pytest.mark.parametrize(
     ("name", "port_setting"), [("worker", "CASN_METRICS_PORT"), ("gateway", "CASN_HTTP_PORT")]
@@ -469,17 +525,7 @@ async def test_worker_and_gateway_serve_what_their_healthchecks_ask(
     readmodel-db hosts and its read-model password as the secret, worker and gateway start (a
     setting they need and compose does not give stops them first) and answer their
     healthchecks."""
-    env = _container_environment(compose, name, tmp_path)
-    database = urlsplit(stack.database_url)
-    passfile = Path(parse_qs(database.query)["passfile"][0])
-    password = passfile.read_text(encoding="utf-8").strip().rsplit(":", 1)[1]
-    (tmp_path / "run-secrets" / "readmodel_db_password").write_text(password + "\n")
-    assert env["CASN_DATABASE_URL"].startswith("postgresql://casn@readmodel-db:5432/")
-    env["CASN_DATABASE_URL"] = env["CASN_DATABASE_URL"].replace(
-        "readmodel-db:5432", f"{database.hostname}:{database.port}"
-    )
-    assert env["CASN_TEMPORAL_ADDRESS"] == "temporal:7233"
-    env["CASN_TEMPORAL_ADDRESS"] = stack.temporal_address
+    env = _on_the_stack(compose, name, stack, tmp_path)
     # The operator's own choice of queue, so that this worker takes no other test's tasks.
     env["CASN_TASK_QUEUE"] = f"compose-{name}-{os.getpid()}"
 
@@ -501,3 +547,51 @@ def test_the_read_model_role_is_not_the_images_superuser(services):
     )
     assert f"CREATE DATABASE {database} OWNER {role};" in script
     assert "POSTGRES_DB" not in _environment(db)  # the image's would be its superuser's
+
+
+@pytest.fixture
+async def notifier_database(stack, stack_settings):
+    """A read model of its own on the session's PostgreSQL (owned by the read model's role, as
+    the session's is), migrated, with one notification due in it: the deliverer passes over no
+    other test's outbox. Yields its name; dropped after the test."""
+    name = f"compose_notifier_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER {READ_MODEL_ROLE}')
+    try:
+        dsn = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
+        await apply_migrations(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO notifications (round_id, applicant_id, key, text) "
+                "VALUES ('compose', 'A0001', 'registered', 'terdaftar')"
+            )
+        finally:
+            await conn.close()
+        yield name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.mark.stack
+async def test_the_notifier_delivers_into_its_volume_and_serves_what_its_healthcheck_asks(
+    compose, services, stack, notifier_database, tmp_path
+):
+    """With its compose environment on the session's stack, the deliverer starts, finishes a
+    pass (its healthcheck's /readyz answers 503 until then) and appends the notification due to
+    notifications.jsonl in its CASN_DATA_DIR, the directory the compose file gives a volume."""
+    env = _on_the_stack(compose, "notifier", stack, tmp_path)
+    database = urlsplit(env["CASN_DATABASE_URL"])
+    env["CASN_DATABASE_URL"] = urlunsplit(database._replace(path=f"/{notifier_database}"))
+
+    await asyncio.to_thread(
+        _answers_its_healthcheck,
+        services["notifier"],
+        env,
+        "CASN_DELIVERER_METRICS_PORT",
+        tmp_path,
+    )
+
+    written = Path(env["CASN_DATA_DIR"], "notifications.jsonl").read_text(encoding="utf-8")
+    assert [json.loads(line)["applicant_id"] for line in written.splitlines()] == ["A0001"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -98,8 +100,29 @@ async def test_a_stopped_pass_ends_after_the_notification_in_flight(stack, tmp_p
     assert max(_sent(out).values()) == 1
 
 
-async def test_sigterm_stops_the_deliverer_cleanly(stack, keys, tmp_path):
-    env = command_env(stack.temporal_address, stack.database_url, keys, tmp_path / "data")
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(port: int) -> int:
+    """The status of the deliverer's /readyz (urllib raises on a 503)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+        return answer.status
+
+
+async def test_sigterm_stops_the_deliverer_cleanly_and_it_is_ready_after_its_first_pass(
+    stack, keys, tmp_path
+):
+    port = _free_port()
+    env = command_env(
+        stack.temporal_address,
+        stack.database_url,
+        keys,
+        tmp_path / "data",
+        CASN_DELIVERER_METRICS_PORT=str(port),
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "worker.py"),
@@ -116,6 +139,7 @@ async def test_sigterm_stops_the_deliverer_cleanly(stack, keys, tmp_path):
                 line = (await process.stdout.readline()).decode()
                 assert line, "the deliverer ended before its first pass: " + "".join(said)
                 said.append(line)
+        ready = await asyncio.to_thread(_ready, port)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -124,6 +148,7 @@ async def test_sigterm_stops_the_deliverer_cleanly(stack, keys, tmp_path):
 
     assert process.returncode == 0, "".join(said)
     assert "notification deliverer stopped" in "".join(said)
+    assert ready == 200
 
 
 async def test_failing_rows_ahead_wait_their_turn_and_are_given_up_after_the_last_attempt(
