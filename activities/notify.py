@@ -93,13 +93,15 @@ def retry_delay(attempts: int) -> timedelta:
 
 @dataclass(frozen=True)
 class DeliveryPass:
-    """What one pass did: rows delivered, failed (to be tried again), given up; and the rows
-    (of its round, or all) that wait for their next attempt after it."""
+    """What one pass did: rows delivered, failed (to be tried again), given up; the rows
+    (of its round, or all) that wait for their next attempt after it; and the rows it found due
+    (`due`, at most its batch: a full batch says more may be due now)."""
 
     delivered: int = 0
     failed: int = 0
     given_up: int = 0
     waiting: int = 0
+    due: int = 0
 
 
 # Rows due: never tried first (a head of failing rows cannot hold them back), then by when due.
@@ -163,7 +165,8 @@ async def deliver_pass(
     """
     delivered = failed = given_up = 0
     async with pool.acquire() as conn:
-        for row in await conn.fetch(_DUE, batch, round_id):
+        rows = await conn.fetch(_DUE, batch, round_id)
+        for row in rows:
             if stop is not None and stop.is_set():
                 break
             async with conn.transaction():
@@ -185,7 +188,7 @@ async def deliver_pass(
                 await conn.execute(_DELIVERED, *where)
                 delivered += 1
         waiting = await conn.fetchval(_WAITING, round_id)
-    return DeliveryPass(delivered, failed, given_up, waiting)
+    return DeliveryPass(delivered, failed, given_up, waiting, len(rows))
 
 
 def _log_failure(r: asyncpg.Record, attempts: int, giving_up: bool, exc: Exception) -> None:

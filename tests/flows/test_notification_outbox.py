@@ -19,6 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from activities.notify import FileTransport, deliver_pass, deliver_pending
+from apps.fleet import DELIVERY_BATCH, DELIVERY_PAUSE, pause_after
 from runtime.db import open_pool
 from runtime.sealed import ColumnCipher
 from tests.roundkit import command_env
@@ -170,8 +171,13 @@ async def test_failing_rows_ahead_wait_their_turn_and_are_given_up_after_the_las
             "VALUES ($1, 'G1', 'registered', 'hai')",
             good,
         )
-        passes = [await deliver_pass(pool, FileTransport(out), cipher=cipher) for _ in range(2)]
+        passes = [
+            await deliver_pass(pool, FileTransport(out), batch=DELIVERY_BATCH, cipher=cipher)
+            for _ in range(2)
+        ]
         assert passes[0].failed == 500 and passes[1].failed == 1
+        # A full pass is followed by the next at once; the pass that found fewer waits.
+        assert [(p.due, pause_after(p)) for p in passes] == [(500, 0.0), (2, DELIVERY_PAUSE)]
         assert f'"round_id": "{good}"' in out.read_text()  # delivered in the second pass
         assert passes[1].waiting >= 501
 
