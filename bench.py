@@ -25,6 +25,7 @@
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
     python3 run.py bench cache-walk                  # what each cached run costs the others' tasks
     python3 run.py bench status-views --size 500     # status reads: queries against the status cache
+    python3 run.py bench public-pages --rows 10000,100000   # a public announcement per request, cache off/on
 
 It runs its own embedded stack (data dir out/bench-data, Temporal 37233 / UI 38233, PostgreSQL
 35432), starts the Temporal server on an empty SQLite file, and stops it at the end unless
@@ -2491,6 +2492,66 @@ def status_views(
             },
         },
     )
+
+
+@app.command("public-pages")
+def public_pages(
+    rows: str = typer.Option(
+        "10000,100000", help="rows of each publication measured, comma-separated"
+    ),
+    repeat: int = typer.Option(6, min=1, help="requests per median (half above 20,000 rows)"),
+    seed: int = 2027,
+    keep_stack: bool = KEEP,
+):
+    """One request for a public announcement (page, .json, .csv): the body read, parse and render
+    as the route did them inline, and through the gateway with the answer cache off and on."""
+    from bench.public_pages import run_public_pages
+    from bench.rounds import bench_config
+
+    sizes = [int(x) for x in rows.split(",") if x.strip()]
+    m = show_machine()
+
+    async def main():
+        async with stack(keep_stack) as ctx:
+            config, _ = bench_config("BENCH-PUB", datetime.now(UTC), out_dir=OUT / "rounds")
+            return await run_public_pages(ctx, config, sizes, repeat, seed)
+
+    figures = asyncio.run(main())
+    ms = lambda s: f"{1000 * s:,.1f} ms"  # noqa: E731
+    for f in figures:
+        print_table(
+            f"a public announcement of {f['rows']:,} rows (body {f['body_bytes'] / 2**20:.1f} MiB)",
+            {
+                "before: body read from PostgreSQL": ms(f["db_read"]),
+                "before: parse into a Publication": ms(f["parse"]),
+                "before: reads per request (late endings, revocations, list)": ms(
+                    f["per_request_reads"]
+                ),
+                **{
+                    f"before: render {k} ({f[k + '_bytes'] / 2**20:.1f} MiB)": ms(f[f"render_{k}"])
+                    for k in ("page", "json", "csv")
+                },
+                "before: event loop held by one page request (inline)": ms(
+                    f["loop_held_inline_page"]
+                ),
+                **{
+                    f"cache off: {k} per request / event loop held at most": (
+                        f"{ms(f[k + '_cache_off'])} / {ms(f['loop_held_gateway_' + k])}"
+                    )
+                    for k in ("page", "json", "csv")
+                },
+                **{
+                    f"cache on: {k} first / again / 304": (
+                        f"{ms(f[k + '_cache_first'])} / {ms(f[k + '_cache_hit'])} / "
+                        f"{ms(f[k + '_304'])}"
+                    )
+                    for k in ("page", "json", "csv")
+                },
+                "the gateway's answer process started in (once)": ms(f["worker_start"]),
+                "cache on: bytes kept (page + json + csv)": f"{f['cache_bytes'] / 2**20:.1f} MiB",
+            },
+        )
+    save("public-pages", {"machine": m, "sizes": figures})
 
 
 @app.command("cache-memory")

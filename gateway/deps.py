@@ -23,6 +23,7 @@ from domain.config import RoundConfig
 from domain.messages import RoundState
 from domain.signing import Signer
 from gateway.limits import RateLimiter
+from gateway.public_cache import AnswerCache
 from runtime.attributes import RECRUITMENT_STAGE
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
@@ -169,15 +170,17 @@ class Gateway:
     # Made from the rest (__post_init__): applicant lookups per operator identity
     # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist, and the candidate codes of blind
     # panel reports, resolved with this gateway's pseudonym key from the read model's panels
-    # (client/panels.py).
+    # (client/panels.py); and the public announcements' answers (CASN_PUBLICATION_CACHE_MB).
     lookup_limit: RateLimiter = field(init=False)
     sheet_limit: RateLimiter = field(init=False)
     candidates: CandidateDirectory = field(init=False)
+    publications: AnswerCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
         self.candidates = CandidateDirectory(self.pool, self.api)
+        self.publications = AnswerCache(self.settings.publication_cache_mb * 1024 * 1024)
 
     async def applicant_status(
         self, round_id: str, applicant_id: str, config: RoundConfig

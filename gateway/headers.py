@@ -1,5 +1,6 @@
 """The headers every answer of the gateway carries: no page in another site's frame, no type
-guessed from content, no full URL sent to other sites, and no cache keeping a visitor's page.
+guessed from content, no full URL sent to other sites, and no cache keeping a visitor's page;
+the public announcements, the same for everyone, are kept by any cache for a minute.
 
 The pages are the gateway's own templates with one style sheet (/static/site.css) and no script,
 so the policy allows nothing else; the OpenAPI page (/api/docs) loads Swagger UI's script and
@@ -21,10 +22,17 @@ DOCS = "/api/docs"
 # Everything else may be a visitor's own (a session, a form token tied to their cookie, an API
 # caller's answer) and is kept by no cache, unless the route says otherwise.
 SHARED = ("/pengumuman", "/static/")
+ANNOUNCEMENTS = "/pengumuman"
+# An announcement's answer, kept by a CDN or a browser for a minute before it asks again (the
+# publication routes add an ETag, so asking again costs a 304): a later DIS or revocation shows
+# within the minute. An error (a publication not there yet, the database down) is kept by none.
+# The style sheet carries StaticFiles' ETag and Last-Modified only.
+PAGE_CACHE = "public, max-age=60"
 
 
-def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """The headers an answer to `path` carries (each unless the route set its own)."""
+def security_headers(path: str, status: int = 200) -> list[tuple[bytes, bytes]]:
+    """The headers an answer to `path` with `status` carries (each unless the route set its
+    own)."""
     policy = DOCS_POLICY if path == DOCS or path.startswith(DOCS + "/") else PAGE_POLICY
     headers = [
         (b"x-frame-options", b"DENY"),
@@ -32,14 +40,16 @@ def security_headers(path: str) -> list[tuple[bytes, bytes]]:
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"same-origin"),
     ]
-    if not path.startswith(SHARED):
+    if not path.startswith(SHARED) or status >= 400:
         headers.append((b"cache-control", b"no-store"))
+    elif path.startswith(ANNOUNCEMENTS):
+        headers.append((b"cache-control", PAGE_CACHE.encode()))
     return headers
 
 
 def add_security_headers(response: Response, path: str) -> None:
     """Give `response` the headers of `path` it lacks (an answer made outside the middleware)."""
-    for name, value in security_headers(path):
+    for name, value in security_headers(path, response.status_code):
         if name.decode() not in response.headers:
             response.headers[name.decode()] = value.decode()
 
@@ -55,10 +65,11 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = security_headers(scope.get("path", ""))
+        path = scope.get("path", "")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                extra = security_headers(path, message.get("status", 200))
                 given = list(message.get("headers") or [])
                 names = {name.lower() for name, _ in given}
                 message["headers"] = given + [(n, v) for n, v in extra if n not in names]

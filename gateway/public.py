@@ -3,34 +3,28 @@ registration number. No login and no script; every page says how to check it off
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from client.announcements import (
-    COLUMNS,
-    NUMERIC_COLUMNS,
-    STAGE_TITLES,
-    AnnouncementStage,
-    legend,
-    wib,
-)
 from client.publication import (
     PublicationSummary,
-    after_publication,
     applicant_ending,
-    document_text,
     late_endings,
     list_publications,
-    load_publication,
     lookup,
-    publication_csv,
+    publication_head,
     revocations,
+    stored_body,
 )
-from client.status import angka
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
+from gateway.headers import PAGE_CACHE
+from gateway.public_answers import MAKER, PAGE_CONTEXT, RENDERING, AnswerOrder
 from runtime.logs import get_logger
 
 log = get_logger("gateway.public")
@@ -49,15 +43,7 @@ def _page(
     return gw.templates.TemplateResponse(
         request,
         f"public/{template}",
-        {
-            "account": None,
-            "wib": wib,
-            "angka": angka,
-            "titles": STAGE_TITLES,
-            "columns": COLUMNS,
-            "numeric": NUMERIC_COLUMNS,
-            **context,
-        },
+        {**PAGE_CONTEXT, **context},
         status_code=status,
     )
 
@@ -174,15 +160,21 @@ async def publication_page(
     request: Request,
     gw: Gateway = Depends(gateway),
 ) -> Response:
-    """One publication: as a page (`N`), its signed document (`N.json`) or CSV (`N.csv`)."""
+    """One publication: as a page (`N`), its signed document (`N.json`) or CSV (`N.csv`).
+
+    Each answer is made once from the signed body, in the gateway's worker process
+    (gateway/public_answers.py: not on the event loop), and served again from gw.publications
+    while the body and the facts shown beside it (later DIS/APS, revocations, corrections: read
+    here on every request) are unchanged; its ETag names both, so a conditional GET is answered
+    304 without the body being read."""
     match = _DOCUMENT.match(document)
     if not _ROUND_ID.match(round_id) or not match:
         return _message(
             gw, request, 404, "Pengumuman tidak ditemukan", f"Tidak ada pengumuman {document!r}."
         )
-    seq, kind = int(match.group(1)), match.group(2)
-    publication = await load_publication(gw.pool, round_id, seq)
-    if publication is None:
+    seq, kind = int(match.group(1)), match.group(2) or ""
+    head = await publication_head(gw.pool, round_id, seq)
+    if head is None:
         return _message(
             gw,
             request,
@@ -191,36 +183,67 @@ async def publication_page(
             f"Seleksi {round_id} tidak mempunyai pengumuman nomor {seq}.",
         )
     name = f"{round_id}-{seq}"
-    if kind == ".json":
-        return Response(
-            document_text(publication),
-            media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{name}.json"'},
+    endings: dict[str, str] = {}
+    revoked: dict[str, tuple[str, datetime]] = {}
+    corrected_by: list[int] = []
+    instansi, cut = None, 3
+    if kind in ("", ".csv"):
+        endings = await late_endings(gw.pool, round_id)
+    if kind == "":
+        config = await _config(gw, round_id)
+        if config is not None:
+            instansi, cut = config.instansi, config.skd.cut_multiplier
+        corrected_by = [
+            p.seq for p in await list_publications(gw.pool, round_id) if p.corrects == seq
+        ]
+        revoked = await revocations(gw.pool, round_id)
+    facts = [kind, head.signature, RENDERING, endings, revoked, corrected_by, instansi, cut]
+    digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+    headers = {
+        "ETag": f'"{head.body_sha256[:32]}.{digest[:32]}"',
+        "Cache-Control": DOCUMENT_CACHE if kind == ".json" else PAGE_CACHE,
+    }
+    if _not_modified(request, headers["ETag"]):
+        return Response(status_code=304, headers=headers)
+
+    async def make() -> bytes:
+        body = await stored_body(gw.pool, round_id, seq, head)
+        if body is None:
+            raise PublicationChanged(f"publication {seq} of round {round_id} changed while read")
+        order = AnswerOrder(
+            kind, name, body, head.signature, endings, revoked, corrected_by, instansi, cut
         )
-    later = after_publication(publication, await late_endings(gw.pool, round_id))
-    if kind == ".csv":
-        return Response(
-            publication_csv(publication, later),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        return await MAKER.make(order)
+
+    try:
+        content = await gw.publications.get((round_id, seq, kind, head.body_sha256, digest), make)
+    except PublicationChanged as exc:
+        log.warning("publication changed while read", round_id=round_id, seq=seq, error=str(exc))
+        return _message(
+            gw, request, 503, "Pengumuman sedang berubah", "Silakan coba lagi sesaat lagi."
         )
-    config = await _config(gw, round_id)
-    corrected_by = [p.seq for p in await list_publications(gw.pool, round_id) if p.corrects == seq]
-    return _page(
-        gw,
-        request,
-        "publication.html",
-        {
-            "p": publication,
-            "instansi": config.instansi if config else publication.instansi,
-            "legend": legend(
-                AnnouncementStage(publication.stage),
-                config.skd.cut_multiplier if config else 3,
-            ),
-            "later": later,
-            "revoked": await revocations(gw.pool, round_id),
-            "corrected_by": corrected_by,
-            "sha256": publication.body_sha256(),
-            "name": name,
-        },
-    )
+    if kind == "":
+        return Response(content, media_type="text/html; charset=utf-8", headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{name}{kind}"'
+    media = "application/json" if kind == ".json" else "text/csv; charset=utf-8"
+    return Response(content, media_type=media, headers=headers)
+
+
+class PublicationChanged(RuntimeError):
+    """The stored publication is no longer the one its head named a moment ago."""
+
+
+# How long a cache in front (a CDN, a browser) serves an answer before it asks again (a
+# conditional GET, answered 304 while nothing changed): the page and the CSV show later DIS/APS
+# and revocations beside the signed rows, so a minute (gateway/headers.py, as every /pengumuman
+# answer); the signed document never changes once stored.
+DOCUMENT_CACHE = "public, max-age=3600"
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    """Whether the request's If-None-Match names `etag` (RFC 9110: weak comparison)."""
+    asked = request.headers.get("if-none-match")
+    if not asked:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in asked.split(",")}
+    return "*" in tags or etag in tags

@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         description="journeys whose last state the portal keeps, answered again while their "
         "history has not grown (a describe instead of a query); 0 asks every time",
     )
+    publication_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        le=65_536,
+        description="MiB of public announcement answers (page, .json, .csv) each gateway process "
+        "keeps, made once from the signed body and served again while it and the facts shown "
+        "beside it are unchanged; 0 makes every answer again",
+    )
     query_seconds: float = Field(
         default=15.0,
         ge=1.0,
