@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -159,9 +162,31 @@ class AnswerMaker:
 
 
 def _started_pool() -> ProcessPoolExecutor:
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    )
     pool.submit(int).result()  # the process started and answering
     return pool
+
+
+def _end_with_parent(parent: int) -> None:
+    """In the worker process: exit once the gateway process that started it is gone. A gateway
+    that ends normally stops its pool, but one killed (SIGKILL, the OOM killer) would leave the
+    worker running for ever, reparented, holding the memory of its answers and the gateway's
+    standard output."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+PARENT_CHECK_S = 1.0  # how often the worker process looks for its gateway
 
 
 MAKER = AnswerMaker()  # one worker process per gateway process
