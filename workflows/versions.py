@@ -310,3 +310,15 @@ LOCAL_ACTIVITY_GROWING_PAUSE = "local-activity-growing-pause"
 # the change was written at the close. One local activity in the task of the change, which is
 # rare. Histories recorded before it replay as they ran.
 PANEL_CHANGE_WRITTEN = "panel-change-written"
+
+# The round's own deadline for optimalisasi answers: the round waited for every offer's answer with
+# no timer of its own, trusting each journey to answer (or decline at answer_by on its timer). A
+# journey that could not (terminated after its offer was delivered, its workflow task failing on
+# every attempt, its offer signal lost) held its seat pending for ever, and the round with it:
+# every later seat stayed unoffered and filing never closed. Now, once the latest pending offer's
+# answer_by plus the round's `offer_answer_grace` (1 day by default) has passed, the round records
+# each offer still unanswered as declined ("offer unanswered") and passes its seat on; a late
+# answer to it is ignored, as one to any offer no longer pending. One durable timer at a time
+# (not one per wait), so an answer costs no event more. Decided the first time the round waits
+# for an answer in a run; rounds recorded before it replay as they ran.
+OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"
