@@ -186,7 +186,7 @@ class RecruitmentRound:
         self.offers_answered = 0  # offers no longer pending: counted, not summed at every wake
         self.offers_declined = 0  # of which declined (or not delivered, or unanswered)
         # Patch optimalisasi-answer-deadline, decided in each run the first time it waits for an
-        # answer (None: not yet); the answer_by of the latest offer made, and the task that
+        # answer or continues (None: not yet); the answer_by of the latest offer made, and the task that
         # sleeps until it plus the round's grace.
         self.answer_deadline: bool | None = None
         self.last_answer_by: datetime | None = None
@@ -847,9 +847,9 @@ class RecruitmentRound:
             keeps_board=self.keeps_board,
             backoff_timers=self.backoff_timers,
             board_version=self.board_version,
-            # Only from a run that keeps the deadline (patch optimalisasi-answer-deadline); a next
-            # run without it counts from its own start.
-            last_answer_by=self.last_answer_by if self.answer_deadline else None,
+            # Patch optimalisasi-answer-deadline (decided here when the run has not waited for an
+            # answer yet): the next run's deadline for the offers it carries pending.
+            last_answer_by=self.last_answer_by if self._keeps_answer_deadline() else None,
         )
 
     def _resume(self, carry: RoundCarry) -> None:
@@ -962,7 +962,8 @@ class RecruitmentRound:
         )
 
     def _keeps_answer_deadline(self) -> bool:
-        """Patch optimalisasi-answer-deadline, decided the first time a run waits for an answer."""
+        """Patch optimalisasi-answer-deadline, decided the first time a run waits for an answer or
+        hands on its latest answer_by (continue-as-new)."""
         if self.answer_deadline is None:
             self.answer_deadline = workflow.patched(OPTIMALISASI_ANSWER_DEADLINE)
         return self.answer_deadline

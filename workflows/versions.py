@@ -319,6 +319,7 @@ PANEL_CHANGE_WRITTEN = "panel-change-written"
 # answer_by plus the round's `offer_answer_grace` (1 day by default) has passed, the round records
 # each offer still unanswered as declined ("offer unanswered") and passes its seat on; a late
 # answer to it is ignored, as one to any offer no longer pending. One durable timer at a time
-# (not one per wait), so an answer costs no event more. Decided the first time the round waits
-# for an answer in a run; rounds recorded before it replay as they ran.
+# (not one per wait), so an answer costs no event more; a continued run gets the latest answer_by
+# in its carry. Decided the first time a run waits for an answer or continues-as-new; rounds
+# recorded before it replay as they ran.
 OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"

@@ -16,14 +16,14 @@ window and answer time end on day 54, when optimalisasi begins; an offer waits 2
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from domain.codes import FinalCode, Stage
-from domain.messages import AdminReport, GateReport, SkbScoreReport, SkdReport
+from domain.messages import AdminReport, GateReport, OfferAnswer, SkbScoreReport, SkdReport
 from tests.roundkit import compressed_round, formasi, registration
-from workflows.ids import journey_workflow_id
+from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,14 +31,15 @@ DAY = 86400  # seconds
 NAMES = ("X1", "X2", "X3")  # best final score first: X1 wins F1, X2 and X3 lose on rank
 
 
-async def _to_optimalisasi(kit, round_id: str):
-    """Create the round, play X1..X3 through SKB in F1, and skip to optimalisasi's start: the
-    applicant ids by name and when optimalisasi began."""
+async def _to_optimalisasi(kit, round_id: str, target_seats: int = 1, extra: dict | None = None):
+    """Create the round (F2 with `target_seats`, the round file's `extra` settings), play X1..X3
+    through SKB in F1, and skip to optimalisasi's start: the applicant ids by name and when
+    optimalisasi began."""
     t0 = await kit.now()
     day = timedelta(days=1)
     config = compressed_round(
         round_id,
-        [formasi("F1", 1), formasi("F2", 1)],
+        [formasi("F1", 1), formasi("F2", target_seats)],
         {
             "registration": (0, 15 * DAY),
             "administration": (15 * DAY, 18 * DAY),
@@ -51,6 +52,7 @@ async def _to_optimalisasi(kit, round_id: str):
         answer_within=1 * DAY,
         offer_within=2 * DAY,
         t0=t0,
+        extra=extra,
     )
     assert config.offer_answer_grace == day  # the default
     await kit.create_round(config)
@@ -170,3 +172,57 @@ async def test_answered_offers_leave_the_round_no_unanswered_decision(kit):
     state = await kit.round_state(round_id)
     assert set(state.offers.values()) == {"declined"}
     assert not [d for d in state.decisions if d.outcome == "offer unanswered"]
+
+
+async def test_a_continued_run_keeps_the_deadline_of_the_offers_it_carries(kit):
+    """One offer per run (optimalisasi_offers_per_run 1), F2 with two seats: the first run offers
+    X2 and continues; the second offers X3. X2's journey is terminated holding its offer; X3
+    declines a day later, and the round continues again before allocating. The third run
+    allocates nothing (nobody is left) and carries X2's offer pending: its deadline is still X2's
+    answer_by plus a day (RoundCarry.last_answer_by), not a day later than that, as it would be
+    counted from the third run's start."""
+    round_id = f"ts-carried-{uuid.uuid4().hex[:6]}"
+    ids, optimalisasi_at = await _to_optimalisasi(
+        kit, round_id, target_seats=2, extra={"optimalisasi_offers_per_run": 1}
+    )
+    day = timedelta(days=1)
+    offer_x2 = f"{round_id}/offer/{ids['X2']}/F2"
+
+    async def holds_offer(name):
+        async def probe():
+            s = await kit.journey(round_id, ids[name])
+            return s if s.offer is not None and s.stage == Stage.OPTIMALISASI else None
+
+        return await kit.until(probe, f"{name} holding an offer")
+
+    x2 = await holds_offer("X2")
+    answer_by = x2.offer.answer_by
+    await kit.client.get_workflow_handle(journey_workflow_id(round_id, ids["X2"])).terminate(
+        reason="stuck journey"
+    )
+    await holds_offer("X3")
+    await kit.advance_to(optimalisasi_at + day)
+    await kit.api.report(
+        round_id, ids["X3"], OfferAnswer(report_id="no-X3", reported_by="sscasn", accept=False)
+    )
+
+    async def third_run():
+        handle = kit.client.get_workflow_handle(round_workflow_id(round_id))
+        first = await anext(aiter(handle.fetch_history_events()))
+        started = first.workflow_execution_started_event_attributes
+        s = await kit.round_state(round_id)
+        # The third run lists only the offer it carries pending: X2's.
+        return s if started.continued_execution_run_id and list(s.offers) == [offer_x2] else None
+
+    await kit.until(third_run, "the round's third run")
+    await kit.advance_to(answer_by + day + timedelta(minutes=10))
+
+    async def declined():
+        s = await kit.round_state(round_id)
+        return s if s.offers.get(offer_x2) == "declined" else None
+
+    state = await kit.until(declined, "X2's offer declined at its deadline")
+    [unanswered] = [d for d in state.decisions if d.outcome == "offer unanswered"]
+    # The latest answer_by the runs handed on is X3's, made moments after X2's.
+    deadline = datetime.fromisoformat(unanswered.input["deadline"])
+    assert timedelta(0) <= deadline - (answer_by + day) < timedelta(minutes=5)
