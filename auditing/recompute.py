@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from domain.messages import (
     fraction_text,
 )
 from domain.optimalisasi import (
+    OFFER_UNANSWERED,
     OFFERS_BY_LOCAL_ACTIVITY_COSTS,
     SEAT_VACATED,
     SIGNAL_COSTS,
@@ -308,10 +309,14 @@ def recompute_optimalisasi(
     allocation = 0
     declined_so_far: set[str] = set()
     stopped = False  # offers stopped at the history budget (patch optimalisasi-budget)
+    made_at: dict[str, datetime] = {}  # offer id -> when its allocation made it
     for d in round_decisions:
         if d.outcome == SEAT_VACATED:
             vacated[d.input.get("formasi_code", "")] += 1
             given_up.add(d.input.get("applicant_id", ""))
+            continue
+        if d.stage == "optimalisasi" and d.outcome == OFFER_UNANSWERED:
+            out += _unanswered_differences(config, d, made_at)
             continue
         if d.stage == "optimalisasi" and d.outcome == OFFERS_STOPPED:
             stopped = True
@@ -380,7 +385,33 @@ def recompute_optimalisasi(
         if again != recorded:
             out.append(f"{where}: offers recorded {recorded}, recomputed {again}")
         made += [(a, code) for a, code in recorded]
+        for a, code in recorded:
+            made_at.setdefault(_offer_id(config.round_id, a, code), d.at)
     return out
+
+
+def _offer_id(round_id: str, applicant_id: str, formasi_code: str) -> str:
+    """The id the round gives its offer of a seat in `formasi_code` to `applicant_id`
+    (workflows/round.py, RecruitmentRound._offer_id)."""
+    return f"{round_id}/offer/{applicant_id}/{formasi_code}"
+
+
+def _unanswered_differences(
+    config: RoundConfig, d: Decision, made_at: dict[str, datetime]
+) -> list[str]:
+    """Whether an offer the round counted as declined for no answer (patch
+    optimalisasi-answer-deadline) was one it made, and no earlier than its answer_by (its
+    allocation's time plus offer_answer_within) plus the round's offer_answer_grace."""
+    offer = str(d.input.get("offer_id", ""))
+    where = f"optimalisasi offer {offer} recorded unanswered at {d.at.isoformat()}"
+    if offer not in made_at:
+        return [f"{where}: no allocation made it"]
+    earliest = made_at[offer] + config.offer_answer_within + config.offer_answer_grace
+    if d.at < earliest:
+        return [
+            f"{where}: before its answer_by and the round's grace ran out ({earliest.isoformat()})"
+        ]
+    return []
 
 
 OFFERS_STOPPED = "offers stopped"  # the round's decision (workflows/round.py, _stop_offers)

@@ -54,6 +54,12 @@ MAX_SCHEDULE = timedelta(days=5 * 365 + 1)
 MAX_APPEAL_WINDOW = timedelta(days=30)
 MAX_APPEAL_ANSWER = timedelta(days=30)
 MAX_OFFER_ANSWER = timedelta(days=30)
+# After the latest pending offer's answer_by, the round waits this long for its journeys' answers
+# before it counts every offer still unanswered as declined (patch optimalisasi-answer-deadline):
+# a journey answers by its own timer at answer_by, so only one that cannot run (its workflow
+# task failing, terminated, its offer lost) is still silent a day later.
+OFFER_ANSWER_GRACE = timedelta(days=1)
+MAX_OFFER_ANSWER_GRACE = timedelta(days=30)
 
 # A formasi folds a list of page references it carries into one index page (domain/pages.py,
 # PageFold) when the list reaches this many: what it carries and records then stays under this
@@ -518,6 +524,16 @@ class RoundConfig(BaseModel, frozen=True):
         gt=timedelta(0),
         le=MAX_OFFER_ANSWER,
         description="how long an optimalisasi offer waits for an answer; above 0, at most 30 days",
+    )
+    # Left out of the dump at its default, so rounds from before it keep their rules' digests.
+    offer_answer_grace: Duration = Field(
+        default=OFFER_ANSWER_GRACE,
+        gt=timedelta(0),
+        le=MAX_OFFER_ANSWER_GRACE,
+        exclude_if=lambda d: d == OFFER_ANSWER_GRACE,
+        description="how long after the latest pending optimalisasi offer's answer_by the round "
+        "waits for its journeys' answers before it counts each offer still unanswered as "
+        "declined and passes the seat on (1 day); above 0, at most 30 days",
     )
     # Left out of the dump at its default, so rounds from before it keep their rules' digests.
     min_registration_days: StrictInt = Field(

@@ -747,3 +747,7 @@ class RoundCarry(BaseModel, frozen=True):
     keeps_board: bool
     backoff_timers: bool
     board_version: int = Field(ge=0)  # the board as last written; the next run writes above it
+    # The answer_by of the latest offer made (patch optimalisasi-answer-deadline): the next run's
+    # deadline for the offers carried pending. None from a run before the patch: the next run
+    # counts from its own start, later than any answer_by of theirs.
+    last_answer_by: datetime | None = None

@@ -186,13 +186,21 @@ def offer_room(
     return max(0, min(by_history, by_signals))
 
 
+# An offer the round counted as declined because no answer came by the latest pending offer's
+# answer_by plus the round's offer_answer_grace (patch optimalisasi-answer-deadline).
+OFFER_UNANSWERED = "offer unanswered"
+
 # The decisions a round leaves in the run that made them when it continues-as-new in optimalisasi
 # (patch optimalisasi-continues, domain.messages.RoundCarry): its allocations, its offers not
-# delivered and the seats given up. They grow with the offers made and the seats given up; nothing
-# the next run does reads them (it carries what they decided as state), and the auditor reads
-# each from the replay of the run that made it.
+# delivered or unanswered, and the seats given up. They grow with the offers made and the seats
+# given up; nothing the next run does reads them (it carries what they decided as state), and the
+# auditor reads each from the replay of the run that made it.
 LEFT_IN_THEIR_RUN = frozenset(
-    {("optimalisasi", "allocated"), ("optimalisasi", "offer not delivered")}
+    {
+        ("optimalisasi", "allocated"),
+        ("optimalisasi", "offer not delivered"),
+        ("optimalisasi", OFFER_UNANSWERED),
+    }
 )
 SEAT_VACATED = "seat vacated"
 

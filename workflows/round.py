@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         recorded_publications,
     )
     from domain.optimalisasi import (
+        OFFER_UNANSWERED,
         OFFERS_BY_LOCAL_ACTIVITY_COSTS,
         SIGNAL_COSTS,
         CandidateProfile,
@@ -109,6 +110,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
         OFFERED_PAGES_FOLDED,
         OFFERS_BY_LOCAL_ACTIVITY,
+        OPTIMALISASI_ANSWER_DEADLINE,
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_CONTINUES,
@@ -182,7 +184,13 @@ class RecruitmentRound:
         self.offer_targets: dict[str, str] = {}  # offer id -> applicant id
         self.offer_status: dict[str, str] = {}
         self.offers_answered = 0  # offers no longer pending: counted, not summed at every wake
-        self.offers_declined = 0  # of which declined (or not delivered)
+        self.offers_declined = 0  # of which declined (or not delivered, or unanswered)
+        # Patch optimalisasi-answer-deadline, decided in each run the first time it waits for an
+        # answer or continues (None: not yet); the answer_by of the latest offer made, and the task that
+        # sleeps until it plus the round's grace.
+        self.answer_deadline: bool | None = None
+        self.last_answer_by: datetime | None = None
+        self.deadline_watch: asyncio.Task | None = None
         # Patch optimalisasi-by-change: the declines and seats given up counted at the last
         # allocation, and those its decisions have recorded.
         self.allocated_after: tuple[int, int] | None = None
@@ -682,13 +690,14 @@ class RecruitmentRound:
                 self.offers_cut = True
             sends = []
             local: list[OfferSend] = []
+            answer_by = workflow.now() + self.config.offer_answer_within
+            if offers:
+                self.last_answer_by = answer_by
             for o in offers:
                 offer_id = self._offer_id(o.applicant_id, o.to_formasi)
                 offer = sealed(
                     OptimalisasiOffer(
-                        offer_id=offer_id,
-                        to_formasi=o.to_formasi,
-                        answer_by=workflow.now() + self.config.offer_answer_within,
+                        offer_id=offer_id, to_formasi=o.to_formasi, answer_by=answer_by
                     ),
                     self.secret,
                 )
@@ -838,6 +847,9 @@ class RecruitmentRound:
             keeps_board=self.keeps_board,
             backoff_timers=self.backoff_timers,
             board_version=self.board_version,
+            # Patch optimalisasi-answer-deadline (decided here when the run has not waited for an
+            # answer yet): the next run's deadline for the offers it carries pending.
+            last_answer_by=self.last_answer_by if self._keeps_answer_deadline() else None,
         )
 
     def _resume(self, carry: RoundCarry) -> None:
@@ -863,6 +875,7 @@ class RecruitmentRound:
         self.accepted_before = dict(carry.accepted_by_formasi)
         self.declined_before = set(carry.declined_since)
         self.offers_declined = carry.offers_declined
+        self.last_answer_by = carry.last_answer_by
         for applicant, formasi_code in carry.pending.items():
             offer_id = self._offer_id(applicant, formasi_code)
             self._track_offer(offer_id, applicant, formasi_code, "pending")
@@ -934,14 +947,71 @@ class RecruitmentRound:
         )
 
     async def _await_answer(self) -> None:
-        """Until an offer is answered, a seat given up, or no offer is pending."""
+        """Until an offer is answered, a seat given up, or no offer is pending. Since patch
+        optimalisasi-answer-deadline an offer left unanswered past the round's deadline counts as
+        answered (declined)."""
         answered, vacated = self.offers_answered, len(self.vacated)
+        if self.offers_answered < len(self.offer_status) and self._keeps_answer_deadline():
+            self._watch_answer_deadline()
         await workflow.wait_condition(
             lambda: (
                 self.offers_answered > answered
                 or len(self.vacated) > vacated
                 or self.offers_answered == len(self.offer_status)
             )
+        )
+
+    def _keeps_answer_deadline(self) -> bool:
+        """Patch optimalisasi-answer-deadline, decided the first time a run waits for an answer or
+        hands on its latest answer_by (continue-as-new)."""
+        if self.answer_deadline is None:
+            self.answer_deadline = workflow.patched(OPTIMALISASI_ANSWER_DEADLINE)
+        return self.answer_deadline
+
+    def _watch_answer_deadline(self) -> None:
+        """Start the deadline's timer unless one is running: one timer at a time, not one per
+        wait, so an answer that wakes the round costs no timer event."""
+        if self.deadline_watch is None or self.deadline_watch.done():
+            self.deadline_watch = asyncio.create_task(self._answer_deadline())
+
+    async def _answer_deadline(self) -> None:
+        """Sleep until the latest pending offer's answer_by plus the round's grace (later offers
+        move it on); then every offer still pending is declined for no answer."""
+        if self.last_answer_by is None:
+            # Offers carried from a run before the patch: each was made before this run began,
+            # so its answer_by is earlier than this.
+            self.last_answer_by = workflow.now() + self.config.offer_answer_within
+        while self.offers_answered < len(self.offer_status):
+            due = self.last_answer_by + self.config.offer_answer_grace
+            if workflow.now() < due:
+                await workflow.sleep(due - workflow.now())
+                continue
+            self._unanswered(due)
+
+    def _unanswered(self, due: datetime) -> None:
+        """Every offer still pending at the round's deadline: declined, and its seat passes on."""
+        unanswered = [o for o, status in self.offer_status.items() if status == "pending"]
+        for offer_id in unanswered:
+            self.offer_status[offer_id] = "declined"
+            self._decide(
+                "optimalisasi",
+                OFFER_UNANSWERED,
+                "round",
+                {
+                    "offer_id": offer_id,
+                    "deadline": due.isoformat(),
+                    "reason": "no answer from the journey by the latest offer's answer_by and "
+                    "the round's offer_answer_grace: counted as declined",
+                },
+            )
+        self.offers_answered += len(unanswered)
+        self.offers_declined += len(unanswered)
+        workflow.logger.warning(
+            "round %s: %d optimalisasi offers unanswered at the round's deadline %s: counted as "
+            "declined, their seats pass on",
+            self.config.round_id,
+            len(unanswered),
+            due.isoformat(),
         )
 
     async def _allocate_over_pages(

@@ -330,3 +330,16 @@ PANEL_MARGIN_DECIMAL = "panel-margin-decimal"
 # the end of the hold) and histories recorded before it (tests/histories/v22-national) run as
 # they ran.
 CLAIM_SWEPT = "claim-swept"
+
+# The round's own deadline for optimalisasi answers: the round waited for every offer's answer with
+# no timer of its own, trusting each journey to answer (or decline at answer_by on its timer). A
+# journey that could not (terminated after its offer was delivered, its workflow task failing on
+# every attempt, its offer signal lost) held its seat pending for ever, and the round with it:
+# every later seat stayed unoffered and filing never closed. Now, once the latest pending offer's
+# answer_by plus the round's `offer_answer_grace` (1 day by default) has passed, the round records
+# each offer still unanswered as declined ("offer unanswered") and passes its seat on; a late
+# answer to it is ignored, as one to any offer no longer pending. One durable timer at a time
+# (not one per wait), so an answer costs no event more; a continued run gets the latest answer_by
+# in its carry. Decided the first time a run waits for an answer or continues-as-new; rounds
+# recorded before it replay as they ran.
+OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"

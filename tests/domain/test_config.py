@@ -211,6 +211,20 @@ OUT_OF_BOUNDS = [
         "offer_answer_within",
         "greater than 0",
     ),
+    (
+        "offer grace after 31 days",
+        TOP_LEVEL,
+        TOP_LEVEL + '\noffer_answer_grace = "P31D"',
+        "offer_answer_grace",
+        "less than or equal to 30 days",
+    ),
+    (
+        "offer grace of zero",
+        TOP_LEVEL,
+        TOP_LEVEL + '\noffer_answer_grace = "PT0S"',
+        "offer_answer_grace",
+        "greater than 0",
+    ),
     ("time zone typo", TOP_LEVEL, 'timezone = "Asia/Jakata"', "timezone", "no such IANA time zone"),
     (
         "time zone of the host",
@@ -422,6 +436,7 @@ AT_THE_LIMIT = [
     ("appeal window of one second", 'window = "P3D"', 'window = "PT1S"'),
     ("appeal answer in 30 days", 'answer_within = "P7D"', 'answer_within = "P30D"'),
     ("offer answer in 30 days", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_within = "P30D"'),
+    ("offer grace of 30 days", TOP_LEVEL, TOP_LEVEL + '\noffer_answer_grace = "P30D"'),
     ("quota 1", "quota = 3", "quota = 1"),
     ("WITA", TOP_LEVEL, 'timezone = "Asia/Makassar"'),
     ("WIT", TOP_LEVEL, 'timezone = "Asia/Jayapura"'),
@@ -476,6 +491,19 @@ def test_a_round_may_ask_for_a_shorter_registration_and_the_digest_says_so(tmp_p
     assert config.model_dump(mode="json")["min_registration_days"] == 1
     # At its default the figure is left out of the dump, so rounds from before it keep digests.
     assert "min_registration_days" not in load_round_config(EXAMPLE).model_dump(mode="json")
+
+
+def test_the_round_s_grace_for_offer_answers_is_a_day_unless_set_and_then_in_the_digest(tmp_path):
+    example = load_round_config(EXAMPLE)
+    assert example.offer_answer_grace == timedelta(days=1)
+    # At its default the figure is left out of the dump, so rounds from before it keep digests.
+    assert "offer_answer_grace" not in example.model_dump(mode="json")
+    longer = load_round_config(
+        write_variant(tmp_path, TOP_LEVEL, TOP_LEVEL + '\noffer_answer_grace = "P3D"')
+    )
+    assert longer.offer_answer_grace == timedelta(days=3)
+    assert longer.model_dump(mode="json")["offer_answer_grace"] == "P3D"
+    assert longer.digest() != example.digest()
 
 
 def test_an_early_close_of_registration_waits_for_its_fifteenth_calendar_day():

@@ -233,3 +233,44 @@ async def test_an_offer_to_a_journey_that_has_ended_passes_on(
     # recompute allocates the same: the undelivered offer is a decline in the next allocation.
     result = await recompute(await round_histories(client, round_id), data_converter(keys))
     assert (result.allocations, result.differences()) == (2, [])
+
+
+async def test_an_offer_whose_journey_was_terminated_passes_on_at_the_rounds_deadline(
+    client, keys, running_worker, tmp_path
+):
+    """The second's journey is terminated after the offer reached it: it never answers, and
+    nothing tells the round so (the offer was delivered). Before patch
+    optimalisasi-answer-deadline the round waited for that answer for ever, and the third was
+    never offered the seat. Now, the round's grace after answer_by, the offer is recorded as
+    unanswered, counts as declined, and the seat goes to the third; the auditor agrees."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"stuck-offer-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
+        CLOSED_BY_COMMITTEE,
+        appeal_window=3,
+        offer_within=5,
+        extra={"offer_answer_grace": "PT5S"},
+    )
+    await create_round_file(api, config, tmp_path)
+    people = [registration(n, "SOURCE", birth=date(1996, 3, 3)) for n in (1, 2, 3)]
+    ids = await _to_final_ranking(api, client, config, people)
+    second, third = ids[1], ids[2]
+    offered = await _wait_offer(client, round_id, second, timeout=60)
+    assert offered.offer is not None and offered.offer.to_formasi == "TARGET"
+    await client.get_workflow_handle(journey_workflow_id(round_id, second)).terminate(
+        reason="stuck journey"
+    )
+
+    third_offered = await _wait_offer(client, round_id, third, timeout=60)
+    assert third_offered.offer is not None and third_offered.offer.to_formasi == "TARGET"
+    state = await api.round_state(round_id)
+    second_offer = f"{round_id}/offer/{second}/TARGET"
+    assert state.offers[second_offer] == "declined"
+    [unanswered] = [d for d in state.decisions if d.outcome == "offer unanswered"]
+    assert unanswered.input["offer_id"] == second_offer
+    assert unanswered.at >= offered.offer.answer_by + timedelta(seconds=5)
+    result = await recompute(await round_histories(client, round_id), data_converter(keys))
+    assert (result.allocations, result.differences()) == (2, [])
