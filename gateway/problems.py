@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import Request
@@ -58,18 +59,38 @@ class Problem(Exception):
         """The status's short title (RFC 9457 `title`)."""
         return _TITLES.get(self.status, "Error")
 
+    @property
+    def shown_detail(self) -> str:
+        """`detail` as it is answered: a NIK-shaped run in it masked (without_niks)."""
+        return without_niks(self.detail)
+
     def body(self, instance: str, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": self.type,
             "title": self.title,
             "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
+            "detail": self.shown_detail,
+            "instance": without_niks(instance),
             "request_id": request_id,
         }
         if self.errors:
-            body["errors"] = self.errors
+            body["errors"] = [
+                {**e, "value": without_niks(e["value"])} if isinstance(e.get("value"), str) else e
+                for e in self.errors
+            ]
         return {**self.members, **body}  # the standard members win
+
+
+# A NIK's shape: 16 digits standing alone (in a path between slashes, in a sentence, as a value).
+_NIK_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9]{16}(?![0-9A-Za-z])")
+
+
+def without_niks(text: str) -> str:
+    """`text` with every run of 16 digits standing alone masked as `mask_nik` masks a NIK: a
+    caller that puts a NIK where a registration number goes (a path, a lookup's `applicant_id`, a
+    batch item) does not get it back whole in the answer's `detail`, `instance` or `errors`, nor
+    does whatever keeps error answers on the way (a client's log, a proxy's)."""
+    return _NIK_SHAPED.sub(lambda run: mask_nik(run[0]), text)
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
@@ -86,7 +107,7 @@ def _shown(value: Any) -> Any:
     """A rejected value as it may be echoed back: short, and never a whole object."""
     if isinstance(value, dict | list):
         return None
-    text = str(value)
+    text = without_niks(str(value))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -40,6 +40,7 @@ from gateway.problems import (
     PROBLEM_JSON,
     Problem,
     validation_errors,
+    without_niks,
 )
 from runtime.logs import get_logger
 from runtime.metrics import record_batch
@@ -473,14 +474,14 @@ async def _item(
         problem = Problem(500, "the gateway failed to take this item: send it again")
     return BatchItemResult(
         index=index,
-        applicant_id=item.applicant_id,
+        applicant_id=without_niks(item.applicant_id),  # a NIK sent in its place, masked
         kind=item.kind,
         report_id=message.report_id,
         status=200 if problem is None else problem.status,
         ack=ack,
         problem=None
         if problem is None
-        else ItemProblem(type=problem.type, title=problem.title, detail=problem.detail),
+        else ItemProblem(type=problem.type, title=problem.title, detail=problem.shown_detail),
     )
 
 
@@ -493,12 +494,12 @@ def _not_sent(index: int, item, message: Report, before: BatchItemResult) -> Bat
     )
     return BatchItemResult(
         index=index,
-        applicant_id=item.applicant_id,
+        applicant_id=without_niks(item.applicant_id),
         kind=item.kind,
         report_id=message.report_id,
         status=503,
         ack=None,
-        problem=ItemProblem(type=problem.type, title=problem.title, detail=problem.detail),
+        problem=ItemProblem(type=problem.type, title=problem.title, detail=problem.shown_detail),
     )
 
 
