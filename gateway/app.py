@@ -24,7 +24,14 @@ from client.sanctions import SanctionRegister
 from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
-from gateway.deps import STATIC, ApiKeys, Gateway, GatewayConfigError, RoundDirectory
+from gateway.deps import (
+    STATIC,
+    ApiKeyFile,
+    ApiKeys,
+    Gateway,
+    GatewayConfigError,
+    RoundDirectory,
+)
 from gateway.headers import SecurityHeaders, add_security_headers
 from gateway.limits import RequestLimits
 from gateway.service_api import READ_MODEL_DOWN
@@ -289,7 +296,8 @@ async def open_gateway(ctx) -> Gateway:
             "with CASN_TEMPORAL_ADDRESS set, CASN_GATEWAY_API_KEYS_FILE and CASN_PORTAL_KEY_FILE "
             "must be set too"
         )
-    api_keys = ApiKeys.load(api_keys_file) if api_keys_file.exists() else ApiKeys()
+    # Read again whenever the file changes: a revoked key opens nothing without a restart.
+    api_keys = ApiKeyFile(api_keys_file) if api_keys_file.exists() else ApiKeys()
     portal_signer = (
         load_portal_signer(portal_key_file, settings.portal_identity)
         if portal_key_file.exists() or settings.portal_key_file is not None

@@ -25,8 +25,11 @@ from domain.signing import Signer
 from gateway.limits import RateLimiter
 from gateway.public_cache import AnswerCache
 from runtime.attributes import RECRUITMENT_STAGE
+from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
 from runtime.settings import Settings
+
+log = get_logger("gateway")
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -79,6 +82,74 @@ class ApiKeys:
             if hmac.compare_digest(digest, wanted):
                 found = identity
         return found
+
+
+KEYS_CHECK_SECONDS = 1.0  # how often a gateway process looks whether its API keys file changed
+
+
+@dataclass
+class ApiKeyFile:
+    """The API keys of `CASN_GATEWAY_API_KEYS_FILE`, read again whenever the file changes: a key
+    taken out of the file (revoked: lost, stolen, its holder gone) opens nothing from the next
+    request on, and a key added works at once, with no restart of the gateways.
+
+    The file is looked at (one stat) at most every `check_every` seconds per process, and read
+    again when its modification time, size or inode changed. An edit that cannot be read (not
+    TOML, a line that is not a digest, the file gone) leaves the keys read before in force and is
+    logged as an error, naming the file and the line, until the file is mended: a typo must not
+    shut every service out at a deadline, and the error says the revocation has not been made."""
+
+    path: Path
+    check_every: float = KEYS_CHECK_SECONDS
+    _keys: ApiKeys = field(default_factory=ApiKeys, init=False, repr=False)
+    _seen: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _checked: float = field(default=float("-inf"), init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The first read is the start's: a file that cannot be read stops the gateway.
+        self._seen = self._stat()
+        self._keys = ApiKeys.load(self.path)
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int, int]:
+        st = self.path.stat()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def current(self) -> ApiKeys:
+        """The keys in force now (the file read again first, if it changed)."""
+        now = time.monotonic()
+        if now - self._checked < self.check_every:
+            return self._keys
+        self._checked = now
+        try:
+            seen = self._stat()
+            if seen == self._seen:
+                return self._keys
+            keys = ApiKeys.load(self.path)
+        except (OSError, GatewayConfigError) as exc:
+            log.error(
+                "API keys file not read again: the keys read before stay in force",
+                path=str(self.path),
+                error=str(exc),
+            )
+            return self._keys
+        self._keys, self._seen = keys, seen
+        log.info(
+            "API keys file read again",
+            path=str(self.path),
+            identities=len(set(keys.by_digest.values())),
+            keys=len(keys.by_digest),
+        )
+        return keys
+
+    @property
+    def by_digest(self) -> dict[str, str]:
+        """The digests in force now, with their identities."""
+        return self.current().by_digest
+
+    def identity_of(self, api_key: str) -> str | None:
+        """The identity holding `api_key` now, or None (ApiKeys.identity_of)."""
+        return self.current().identity_of(api_key)
 
 
 @dataclass(frozen=True)
@@ -156,7 +227,7 @@ class Gateway:
     settings: Settings
     api: RecruitmentApi  # signs with the portal's key only
     pool: asyncpg.Pool
-    api_keys: ApiKeys
+    api_keys: ApiKeys | ApiKeyFile  # the file's, read again when it changes (ApiKeyFile)
     portal: Signer | None
     rounds: RoundDirectory
     # The journeys' last states, for the status page (client/status.py); none kept by default.
