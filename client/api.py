@@ -214,8 +214,9 @@ class RecruitmentApi:
             self._national = NationalRegister(self.client, self.task_queue)
         return self._national
 
-    def _journey_rules(self, config: RoundConfig) -> JourneyRules:
-        """The rules a journey carries, built once per round configuration, not per registration."""
+    def journey_rules(self, config: RoundConfig) -> JourneyRules:
+        """The rules a journey carries, built once per round configuration, not per registration
+        (and the gateway checks who may send what by them, gateway/service_api.py)."""
         digest = config.digest()
         if digest not in self._rules:
             self._rules[digest] = journey_rules(config)
@@ -404,7 +405,7 @@ class RecruitmentApi:
             applicant_id=applicant_id,
             registration=reg,
             formasi=formasi,
-            rules=self._journey_rules(config),
+            rules=self.journey_rules(config),
             registered_by=registered_by,
             tmt=config.schedule.tmt,
             engine_version=ENGINE_VERSION,

@@ -25,13 +25,21 @@ from temporalio.service import RPCError
 from client.api import RefusedError, UnknownError
 from client.panels import CODE_PREFIX, panel_sheet
 from domain.config import ComponentKind, RoundConfig
-from domain.messages import BLIND_REPORTS, Ack, Report
+from domain.messages import (
+    BLIND_REPORTS,
+    Ack,
+    Dismissal,
+    Disqualification,
+    JourneyRules,
+    Report,
+)
 from domain.protocol import (
     COMMAND_KINDS,
     SERVICE_KINDS,
     Update,
 )
 from domain.registration import Registration
+from domain.sheet import sender_refusal
 from gateway.deps import Gateway, gateway
 from gateway.limits import hold_back
 from gateway.problems import (
@@ -97,6 +105,8 @@ IdempotencyKey = Annotated[
 
 
 def _check_sender(identity: str, message: Report, idempotency_key: str | None) -> None:
+    """The message is the caller's own (its `reported_by` is the API key's identity), and its
+    Idempotency-Key, when sent, is its report_id."""
     if message.reported_by != identity:
         raise Problem(
             403,
@@ -139,6 +149,36 @@ def _check_signed(config: RoundConfig, message: Report) -> None:
         )
 
 
+# What goes to the applicant's aftermath once the journey has ended (a dismissal always): an
+# operator's only, in the journey and the aftermath alike (domain.sheet.SENDERS).
+AFTERMATH_KINDS = (Dismissal, Disqualification)
+
+
+def _check_may_send(rules: JourneyRules, message: Report) -> None:
+    """Refuse here, before the engine, a message from an identity that is none of the round's
+    reporters (another round's hospital, CAT centre or operator, whose API key this gateway also
+    knows), and a dismissal or DIS from anyone but the round's operators (domain.sheet
+    sender_refusal, the rule the journeys, the aftermath and the auditor apply). The round's
+    reporters are fixed when it is created. Before, the engine refused these, but only once the
+    gateway had asked it, and a dismissal of an ended journey from any API key started the
+    applicant's aftermath, which stayed open. Which kind a reporter of the round may send is left
+    to the engine, whose reasons also say what is wrong with the message (a component the round
+    does not have)."""
+    reporters = {i for ids in rules.reporters.values() for i in ids}
+    if message.reported_by not in reporters:
+        why = f"{message.reported_by} is none of the round's reporters"
+    elif isinstance(message, AFTERMATH_KINDS):
+        why = sender_refusal(message, rules)
+    else:
+        why = None
+    if why:
+        raise Problem(
+            403,
+            f"{message.report_id}: {why} (the round's file names who may send each kind)",
+            errors=[{"field": "reported_by", "value": message.reported_by, "reason": why}],
+        )
+
+
 # What the read model raises when it cannot be reached or used now (its words stay in the log).
 READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -167,7 +207,9 @@ async def engine_answer(call, subject: str) -> Any:
 async def _accept(gw: Gateway, identity: str, round_id: str, message: Report, key, send, what):
     """The checks every report and command passes before the engine, then the engine's answer."""
     _check_sender(identity, message, key)
-    _check_signed(await round_config(gw, round_id, f"{message.report_id} to {round_id}"), message)
+    config = await round_config(gw, round_id, f"{message.report_id} to {round_id}")
+    _check_may_send(gw.api.journey_rules(config), message)
+    _check_signed(config, message)
     return await _taken(identity, message, send, what)
 
 
@@ -429,7 +471,7 @@ def _parsed(batch: ReportBatch) -> list[Report]:
     return messages
 
 
-def _door(config: RoundConfig, identity: str, messages: list[Report]) -> None:
+def _door(config: RoundConfig, rules: JourneyRules, identity: str, messages: list[Report]) -> None:
     """The single route's checks before the engine, for every item at once: one message that
     fails them refuses the whole batch (with the fields of every one that failed), before any is
     sent."""
@@ -438,6 +480,7 @@ def _door(config: RoundConfig, identity: str, messages: list[Report]) -> None:
     for i, message in enumerate(messages):
         try:
             _check_sender(identity, message, None)
+            _check_may_send(rules, message)
             _check_signed(config, message)
         except Problem as problem:
             failed.append(problem)
@@ -525,7 +568,7 @@ async def post_reports(
     started = time.perf_counter()
     config = await round_config(gw, round_id, f"a batch to {round_id}")
     messages = _parsed(batch)
-    _door(config, identity, messages)
+    _door(config, gw.api.journey_rules(config), identity, messages)
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
     results: list[BatchItemResult | None] = [None] * len(messages)
     applicants: dict[str, list[int]] = {}
