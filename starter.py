@@ -2738,8 +2738,6 @@ def purge_personal_data_cmd(
         int,
         typer.Option(
             "--retention-days",
-            min=1,
-            max=MAX_RETENTION_DAYS,
             help="Days after the round's end before its personal data may be purged "
             f"(default {DEFAULT_RETENTION_DAYS}: the Temporal namespace's retention, after which "
             "its histories are gone too).",
@@ -2761,7 +2759,7 @@ def purge_personal_data_cmd(
     ] = False,
     batch: Annotated[
         int,
-        typer.Option("--batch", min=1, max=100_000, help="Rows cleared per transaction."),
+        typer.Option("--batch", help="Rows cleared per transaction (1-100,000)."),
     ] = DEFAULT_BATCH,
 ):
     """Delete or clear a round's personal data from the read model once the round has ended and
@@ -2773,6 +2771,13 @@ def purge_personal_data_cmd(
 
     def arguments() -> str:
         _code(round_id)
+        if not 1 <= retention_days <= MAX_RETENTION_DAYS:
+            raise BadInput(
+                f"--retention-days={retention_days}: give a number of days from 1 to "
+                f"{MAX_RETENTION_DAYS} (default {DEFAULT_RETENTION_DAYS}, the namespace's retention)"
+            )
+        if not 1 <= batch <= 100_000:
+            raise BadInput(f"--batch={batch}: give a number of rows from 1 to 100,000")
         identity = purged_by if purged_by is not None else getpass.getuser()
         if (
             not 1 <= len(identity) <= 100
