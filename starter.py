@@ -1192,16 +1192,37 @@ async def lookup(
     if isinstance(ctx.api, GatewayReports):  # the gateway holds the round's pseudonym key
         view = ApplicantView.model_validate(await ctx.api.lookup(round_id, applicant_id, nik))
     else:
-        await ctx.api.check_round_keys(round_id)  # another key would look up another number
-        if nik is not None:
-            applicant_id = applicant_id_for(ctx.api.pseudonym_key, round_id, nik)
-        assert applicant_id is not None
-        view = await applicant_view(ctx.api, round_id, applicant_id)
+        try:
+            await ctx.api.check_round_keys(round_id)  # another key would look up another number
+            if nik is not None:
+                applicant_id = applicant_id_for(ctx.api.pseudonym_key, round_id, nik)
+            assert applicant_id is not None
+            view = await applicant_view(ctx.api, round_id, applicant_id)
+        except UnknownError as exc:
+            await _said_purged(ctx, round_id, exc)
+            raise
     if as_json:
         _print_json(ctx, view.model_dump(mode="json"))
     else:
         _show_applicant(ctx, view, nik)
     return view
+
+
+async def _said_purged(ctx: Context, round_id: str, unknown: UnknownError) -> None:
+    """An unknown round or applicant of a round whose personal data was purged (and whose
+    histories the namespace may have deleted since): UnknownError saying so, with what is kept."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        purged = await purged_on(conn, round_id)
+    finally:
+        await conn.close()
+    if purged is not None:
+        raise UnknownError(
+            f"round {round_id}'s personal data was purged from the read model on {wib(purged)} "
+            f"(docs/OPERATIONS.md 8), and the engine does not know it now ({unknown}); its "
+            f"results are kept in the announcements and the funnel of `starter.py status "
+            f"{round_id}`"
+        ) from None
 
 
 async def announce(

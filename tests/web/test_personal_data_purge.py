@@ -12,6 +12,7 @@ import io
 import json
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,12 +24,12 @@ from rich.console import Console
 from activities.readmodel import ReadModel
 from auditing.history import AuditError, round_histories
 from auditing.readmodel import check_round, projected, repair
-from client.api import RecruitmentApi, RefusedError
+from client.api import RecruitmentApi, RefusedError, UnknownError
 from client.retention import PERSONAL, pending
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
-from starter import Context, purge_personal_data, status
+from starter import Context, lookup, purge_personal_data, status
 from tests.roundkit import TEST_KEYRING, command_env
 from tests.web.test_portal import log_in, text_of
 
@@ -231,3 +232,24 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
     refused = await log_in(http, round_id, c1, PASSWORD)
     assert refused.status_code == 410, text_of(refused.text)
     assert "telah dihapus" in text_of(refused.text) and "UU 27/2022" in text_of(refused.text)
+
+
+async def test_looking_up_an_applicant_of_a_purged_round_gone_from_temporal_says_it_was_purged(
+    client, keys, running_worker, stack
+):
+    settings, pool = running_worker
+    # A round purged long ago: the namespace has deleted its histories, its record is kept.
+    round_id = f"gone-{uuid.uuid4().hex[:6]}"
+    await pool.execute(
+        "INSERT INTO personal_data_purges (run_id, round_id, table_name, action, columns, rows, "
+        "purged_by, os_user, round_ended_at, retention_days) VALUES ($1, $2, 'applicants', "
+        "'cleared', '{name}', 3, 'dpo-test', 'root', now() - interval '500 days', 400)",
+        uuid.uuid4(),
+        round_id,
+    )
+    ctx = _context(client, keys, settings, stack)
+    with pytest.raises(UnknownError, match=f"round {round_id}'s personal data was purged from"):
+        await lookup(ctx, round_id, "A" * 16)
+    with pytest.raises(UnknownError) as other:  # a round never purged: as before
+        await lookup(ctx, f"none-{uuid.uuid4().hex[:6]}", "A" * 16)
+    assert "purged" not in str(other.value)
