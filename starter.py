@@ -2654,6 +2654,14 @@ def _show_purges(ctx: Context, round_id: str, records: list[PurgeRecord]) -> Non
     )
 
 
+def _os_user() -> str:
+    """The operating-system user running the command, as the purge's record names it."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return f"uid {os.getuid()}"
+
+
 async def purge_personal_data(
     ctx: Context,
     round_id: str,
@@ -2668,7 +2676,7 @@ async def purge_personal_data(
     have, the reason logged and recorded. A dry run counts what would be cleared, and says
     whether a run would be refused. RefusedError (exit 1) for a round that runs or is within its
     retention. Returns the rows cleared (or, dry, to clear) per table."""
-    os_user = getpass.getuser()
+    os_user = _os_user()
     conn = await asyncpg.connect(ctx.database_url)
     try:
         try:
@@ -2700,7 +2708,9 @@ async def purge_personal_data(
         raise RefusedError(refused)
     if override is not None:
         allowed = end.ended_at + timedelta(days=retention_days)  # type: ignore[operator]
-        if datetime.now(UTC) < allowed:
+        if datetime.now(UTC) >= allowed:
+            override = None  # not needed: the retention has passed, nothing is overridden
+        else:
             log.warning(
                 "personal data purged before the retention ends",
                 round_id=round_id,
@@ -2799,7 +2809,7 @@ def purge_personal_data_cmd(
             )
         if not 1 <= batch <= 100_000:
             raise BadInput(f"--batch={batch}: give a number of rows from 1 to 100,000")
-        identity = purged_by if purged_by is not None else getpass.getuser()
+        identity = purged_by if purged_by is not None else _os_user()
         if (
             not 1 <= len(identity) <= 100
             or not identity.isprintable()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 from argon2 import PasswordHasher
 from rich.console import Console
 
@@ -158,7 +159,11 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
     assert await pending(pool, round_id) == before and await recorded(pool, round_id) == []
 
     # Purged before its retention ends, with the reason: one transaction and one record per batch.
-    done = await purge_personal_data(ctx, round_id, "dpo-test", 400, OVERRIDE, batch=2)
+    with structlog.testing.capture_logs() as logs:
+        done = await purge_personal_data(ctx, round_id, "dpo-test", 400, OVERRIDE, batch=2)
+    [warned] = [e for e in logs if e["event"] == "personal data purged before the retention ends"]
+    assert warned["log_level"] == "warning" and warned["reason"] == OVERRIDE
+    assert warned["purged_by"] == "dpo-test" and warned["round_id"] == round_id
     assert done == before
     assert set((await pending(pool, round_id)).values()) == {0}
     names = await pool.fetch("SELECT name FROM applicants WHERE round_id = $1", round_id)
