@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import getpass
 import hashlib
 import json
 import math
@@ -38,8 +39,15 @@ from rich.table import Table
 from rich.text import Text
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.purges import purged_on
 from client.announcements import AnnouncementStage
-from client.api import REGISTRATION_NUMBER, RecruitmentApi, RefusedError, applicant_id_for
+from client.api import (
+    REGISTRATION_NUMBER,
+    RecruitmentApi,
+    RefusedError,
+    UnknownError,
+    applicant_id_for,
+)
 from client.csvio import (
     REGISTRATION_COLUMNS,
     REPORT_KINDS,
@@ -63,6 +71,20 @@ from client.national import (
 )
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet, seated_codes
 from client.publication import Publication, Published, publish_announcement, write_files
+from client.retention import (
+    DEFAULT_BATCH,
+    DEFAULT_RETENTION_DAYS,
+    MAX_RETENTION_DAYS,
+    PERSONAL,
+    PurgeRecord,
+    PurgeRefused,
+    PurgeRun,
+    pending,
+    purge,
+    purge_records,
+    refusal,
+    round_end,
+)
 from client.sanctions import (
     NationalListError,
     SanctionRegister,
@@ -892,9 +914,16 @@ async def journey_command(ctx: Context, round_id: str, applicant_id: str, messag
 
 async def funnel(ctx: Context, round_id: str) -> dict[str, Counter]:
     """Counts per formasi of each applicant's stage, or terminal code once the journey ended."""
+    return (await _funnel_and_purge(ctx, round_id))[0]
+
+
+async def _funnel_and_purge(
+    ctx: Context, round_id: str
+) -> tuple[dict[str, Counter], datetime | None]:
+    """The funnel, and when the round's personal data was purged (None: it was not)."""
     conn = await asyncpg.connect(ctx.database_url)
     try:
-        return await funnel_counts(conn, round_id)
+        return await funnel_counts(conn, round_id), await purged_on(conn, round_id)
     finally:
         await conn.close()
 
@@ -993,16 +1022,19 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
             raise
         silent = exc
     counts: dict[str, Counter] = {}
+    purged_at = None
     funnel_problem = None
     down: Exception | None = None
     try:
-        counts = await funnel(ctx, round_id)
+        counts, purged_at = await _funnel_and_purge(ctx, round_id)
     except Exception as exc:
         funnel_problem = unreachable(exc)
         if funnel_problem is None:
             raise
         down = exc
-    shown = RoundStatus.of(round_id, view, problem, None if down else counts, funnel_problem)
+    shown = RoundStatus.of(
+        round_id, view, problem, None if down else counts, funnel_problem, purged_at
+    )
     _show_status(ctx, shown, as_json)
     if down is not None:
         raise down
@@ -1040,6 +1072,18 @@ def _show_status(ctx: Context, shown: RoundStatus, as_json: bool) -> None:
     else:
         ctx.console.print(
             f"funnel of round {round_id}: not shown: {shown.funnel_problem}", highlight=False
+        )
+    if shown.personal_data_purged_at is not None:
+        ctx.console.print(
+            flagged(
+                "personal data purged",
+                f": round {round_id}'s personal data was purged from the read model on "
+                f"{wib(shown.personal_data_purged_at)}; the funnel and the record of the "
+                "selection are kept (docs/OPERATIONS.md 8)",
+                "bold yellow",
+            ),
+            highlight=False,
+            soft_wrap=True,
         )
 
 
@@ -1148,16 +1192,37 @@ async def lookup(
     if isinstance(ctx.api, GatewayReports):  # the gateway holds the round's pseudonym key
         view = ApplicantView.model_validate(await ctx.api.lookup(round_id, applicant_id, nik))
     else:
-        await ctx.api.check_round_keys(round_id)  # another key would look up another number
-        if nik is not None:
-            applicant_id = applicant_id_for(ctx.api.pseudonym_key, round_id, nik)
-        assert applicant_id is not None
-        view = await applicant_view(ctx.api, round_id, applicant_id)
+        try:
+            await ctx.api.check_round_keys(round_id)  # another key would look up another number
+            if nik is not None:
+                applicant_id = applicant_id_for(ctx.api.pseudonym_key, round_id, nik)
+            assert applicant_id is not None
+            view = await applicant_view(ctx.api, round_id, applicant_id)
+        except UnknownError as exc:
+            await _said_purged(ctx, round_id, exc)
+            raise
     if as_json:
         _print_json(ctx, view.model_dump(mode="json"))
     else:
         _show_applicant(ctx, view, nik)
     return view
+
+
+async def _said_purged(ctx: Context, round_id: str, unknown: UnknownError) -> None:
+    """An unknown round or applicant of a round whose personal data was purged (and whose
+    histories the namespace may have deleted since): UnknownError saying so, with what is kept."""
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        purged = await purged_on(conn, round_id)
+    finally:
+        await conn.close()
+    if purged is not None:
+        raise UnknownError(
+            f"round {round_id}'s personal data was purged from the read model on {wib(purged)} "
+            f"(docs/OPERATIONS.md 8), and the engine does not know it now ({unknown}); its "
+            f"results are kept in the announcements and the funnel of `starter.py status "
+            f"{round_id}`"
+        ) from None
 
 
 async def announce(
@@ -2554,6 +2619,221 @@ def sanctions_list_cmd(
             err_console.print(flagged("bad arguments", f": --nik: {exc}"), highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     _run(lambda ctx: list_sanctions(ctx, nik, as_json))
+
+
+# --- personal data after a round (UU 27/2022; docs/OPERATIONS.md 8) -----------------------------
+
+
+def _purge_table(title: str, counts: Mapping[str, int], heading: str) -> Table:
+    """Per table of the inventory: what is done to it, and how many rows."""
+    table = Table(title=title)
+    for column, justify in (("table", "left"), ("what", "left"), (heading, "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for c in PERSONAL:
+        what = f"clear {', '.join(c.columns)}" if c.action == "cleared" else "delete rows"
+        table.add_row(c.table, what, f"{counts.get(c.table, 0):,}")
+    table.add_row(Text("total", "bold"), "", f"{sum(counts.values()):,}", end_section=True)
+    return table
+
+
+def _show_purges(ctx: Context, round_id: str, records: list[PurgeRecord]) -> None:
+    if not records:
+        return
+    first = min(r.first_at for r in records)
+    who = ", ".join(sorted({w for r in records for w in r.purged_by}))
+    ctx.console.print(
+        flagged(
+            "personal data purged",
+            f": round {round_id}'s personal data was purged on {wib(first)} by {who} "
+            f"({', '.join(f'{r.table} {r.rows:,}' for r in records)} rows); the record of the "
+            "selection is kept (docs/OPERATIONS.md 8)",
+            "bold yellow",
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _os_user() -> str:
+    """The operating-system user running the command, as the purge's record names it."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return f"uid {os.getuid()}"
+
+
+async def purge_personal_data(
+    ctx: Context,
+    round_id: str,
+    purged_by: str,
+    retention_days: int,
+    override: str | None = None,
+    dry_run: bool = False,
+    batch: int = DEFAULT_BATCH,
+) -> dict[str, int]:
+    """Clear the round's personal data from the read model (client/retention.py PERSONAL) once
+    the round has ended and `retention_days` have passed since; with `override`, before they
+    have, the reason logged and recorded. A dry run counts what would be cleared, and says
+    whether a run would be refused. RefusedError (exit 1) for a round that runs or is within its
+    retention. Returns the rows cleared (or, dry, to clear) per table."""
+    os_user = _os_user()
+    conn = await asyncpg.connect(ctx.database_url)
+    try:
+        try:
+            end = await round_end(ctx.api.client, conn, round_id)
+        except PurgeRefused as exc:
+            raise UnknownError(str(exc)) from None
+        refused = refusal(end, timedelta(days=retention_days), datetime.now(UTC), override)
+        counts = await pending(conn, round_id)
+        records = await purge_records(conn, round_id)
+    finally:
+        await conn.close()
+    if dry_run:
+        ctx.console.print(
+            _purge_table(
+                f"Personal data of round {round_id} a purge would clear (dry run)",
+                counts,
+                "rows",
+            )
+        )
+        _show_purges(ctx, round_id, records)
+        ctx.console.print(
+            f"a purge now would be refused: {refused}" if refused else "a purge now would run",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return counts
+    if refused:
+        log.info("personal data purge refused", round_id=round_id, reason=refused)
+        raise RefusedError(refused)
+    if override is not None:
+        allowed = end.ended_at + timedelta(days=retention_days)  # type: ignore[operator]
+        if datetime.now(UTC) >= allowed:
+            override = None  # not needed: the retention has passed, nothing is overridden
+        else:
+            log.warning(
+                "personal data purged before the retention ends",
+                round_id=round_id,
+                purged_by=purged_by,
+                os_user=os_user,
+                round_ended_at=end.ended_at.isoformat() if end.ended_at else None,
+                retention_days=retention_days,
+                reason=override,
+            )
+    run = PurgeRun(round_id, purged_by, os_user, retention_days, end.ended_at, override)
+    from runtime.db import open_pool
+
+    pool = await open_pool(ctx.database_url, max_size=2)
+    try:
+        with _progress(ctx.console) as progress:
+            task = progress.add_task(f"purging {round_id}", total=sum(counts.values()) or None)
+            done = await purge(
+                pool, run, batch, on_batch=lambda _, rows: progress.update(task, advance=rows)
+            )
+    finally:
+        await pool.close()
+    log.info(
+        "personal data purged",
+        round_id=round_id,
+        run_id=str(run.run_id),
+        purged_by=purged_by,
+        os_user=os_user,
+        rows=done,
+        override=override is not None,
+    )
+    if not any(done.values()):
+        ctx.console.print(
+            f"round {round_id}: no personal data left to purge; nothing changed, nothing recorded",
+            highlight=False,
+        )
+        _show_purges(ctx, round_id, records)
+        return done
+    ctx.console.print(_purge_table(f"Personal data of round {round_id} purged", done, "rows"))
+    ctx.console.print(
+        f"recorded in personal_data_purges as run {run.run_id} (by {purged_by}, OS user {os_user})",
+        highlight=False,
+    )
+    return done
+
+
+@cli.command("purge-personal-data")
+def purge_personal_data_cmd(
+    round_id: str,
+    purged_by: Annotated[
+        str | None,
+        typer.Option(
+            "--as", help="Your identity, recorded with the purge (default: your OS user name)."
+        ),
+    ] = None,
+    retention_days: Annotated[
+        int,
+        typer.Option(
+            "--retention-days",
+            help="Days after the round's end before its personal data may be purged "
+            f"(default {DEFAULT_RETENTION_DAYS}: the Temporal namespace's retention, after which "
+            "its histories are gone too).",
+        ),
+    ] = DEFAULT_RETENTION_DAYS,
+    before_retention_ends: Annotated[
+        str | None,
+        typer.Option(
+            "--before-retention-ends",
+            help="Purge before the retention has passed, for this reason (at least 10 "
+            "characters, e.g. a decree's number); logged and recorded with the purge.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Show per table how many rows would be cleared; change nothing."
+        ),
+    ] = False,
+    batch: Annotated[
+        int,
+        typer.Option("--batch", help="Rows cleared per transaction (1-100,000)."),
+    ] = DEFAULT_BATCH,
+):
+    """Delete or clear a round's personal data from the read model once the round has ended and
+    its retention has passed (UU 27/2022): names, notification texts, reports' scores, portal
+    accounts and sessions, panel seats, who answered the survey, the round's pages. The record of
+    the selection stays (codes, NIPs, announcements, sanctions, revocations, decisions' outline,
+    the access log). Refused while the round runs; each batch is recorded, append-only, in
+    personal_data_purges; running it again changes nothing (docs/OPERATIONS.md 8)."""
+
+    def arguments() -> str:
+        _code(round_id)
+        if not 1 <= retention_days <= MAX_RETENTION_DAYS:
+            raise BadInput(
+                f"--retention-days={retention_days}: give a number of days from 1 to "
+                f"{MAX_RETENTION_DAYS} (default {DEFAULT_RETENTION_DAYS}, the namespace's retention)"
+            )
+        if not 1 <= batch <= 100_000:
+            raise BadInput(f"--batch={batch}: give a number of rows from 1 to 100,000")
+        identity = purged_by if purged_by is not None else _os_user()
+        if (
+            not 1 <= len(identity) <= 100
+            or not identity.isprintable()
+            or identity.strip() != identity
+        ):
+            raise BadInput(
+                f"--as={identity!r}: 1-100 printable characters, no leading or trailing space"
+            )
+        if before_retention_ends is not None:
+            reason = before_retention_ends.strip()
+            if len(reason) < 10 or len(reason) > 500 or not reason.isprintable():
+                raise BadInput(
+                    f"--before-retention-ends={before_retention_ends!r}: give the reason, 10-500 "
+                    "printable characters (a decree's number, a request's reference)"
+                )
+        return identity
+
+    identity = _arguments(arguments)
+    reason = before_retention_ends.strip() if before_retention_ends is not None else None
+    _run(
+        lambda ctx: purge_personal_data(
+            ctx, round_id, identity, retention_days, reason, dry_run, batch
+        )
+    )
 
 
 @cli.command("demo")

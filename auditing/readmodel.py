@@ -45,6 +45,7 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+from activities.purges import purged_on, purged_tables
 from activities.readmodel import ReadModel, applicant_row, panel_rows, sanction_rows, trail_rows
 from activities.revocations import RevocationWriter
 from auditing.history import (
@@ -397,11 +398,17 @@ class _Expected:
     nips: list[dict] = field(default_factory=list)  # every applicant's, None for none given
 
     @classmethod
-    def of(cls, projected: Projected, applicants: list[str]) -> _Expected:
+    def of(
+        cls, projected: Projected, applicants: list[str], purged: frozenset[str] = frozenset()
+    ) -> _Expected:
+        """What the histories wrote for `applicants`; of a round whose personal data was purged
+        from the tables `purged` (client/retention.py), what the purge left of it."""
         out = cls()
         for applicant_id in applicants:
             row = projected.row(applicant_id)
             if row is not None:
+                if "applicants" in purged:
+                    row = {**row, "name": ""}
                 out.rows.append(row)
                 out.nips.append({"applicant_id": applicant_id, "nip": projected.nip(applicant_id)})
             trail: dict[int, dict] = {}  # this applicant's decisions by place
@@ -411,11 +418,14 @@ class _Expected:
                     out.decisions[(applicant_id, d["seq"])] = d  # the read model's own write
                     trail[d["seq"]] = d
                 for r in reports:
+                    if "stage_reports" in purged:
+                        r = {**r, "content": {}}
                     out.reports.setdefault((applicant_id, r["report_id"]), r)
                 out.notifications.update((applicant_id, n.key) for n in p.notifications)
                 for s in sanction_rows(p):  # the last write's content, as the write keeps it
                     out.sanctions[s["origin"]] = s
-                for x in panel_rows(p):  # the newest version, as the write keeps it
+                for x in panel_rows(p) if "panel_seats" not in purged else ():
+                    # the newest version, as the write keeps it
                     place = (applicant_id, x["component"])
                     if place not in out.panels or out.panels[place]["version"] <= x["version"]:
                         out.panels[place] = x
@@ -556,13 +566,17 @@ class ReadModelCheck:
 
 
 async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Difference]:
-    """What differs for the applicants `projected` holds, chunk by chunk."""
+    """What differs for the applicants `projected` holds, chunk by chunk. Of a round whose
+    personal data was purged, only what the purge keeps is compared: the record
+    (`personal_data_purges`) names the tables, and the histories' values are taken as the purge
+    left them (a name empty, a report's content `{}`, no panel seats)."""
     applicants = sorted(projected.projections)
     differences: list[Difference] = []
     async with pool.acquire() as conn:
+        purged = await purged_tables(conn, projected.round_id)
         for first in range(0, len(applicants), CHUNK):
             chunk = applicants[first : first + CHUNK]
-            expected = _Expected.of(projected, chunk)
+            expected = _Expected.of(projected, chunk, purged)
             differences += await _compare_chunk(conn, projected.round_id, expected, chunk)
     return differences
 
@@ -608,6 +622,13 @@ async def _repair(
 ) -> tuple[list[Difference], int]:
     """Make good the differences of the applicants `projected` holds: (what is left, how many
     were made good)."""
+    async with pool.acquire() as conn:
+        if purged_at := await purged_on(conn, projected.round_id):
+            raise AuditError(
+                f"round {projected.round_id}: its personal data was purged from the read model on "
+                f"{purged_at:%Y-%m-%d %H:%M} UTC (personal_data_purges); a repair would write it "
+                "back from the histories. Check without --repair, and mend by hand what it names"
+            )
     before = await _differences(pool, projected)
     touched = sorted({d.applicant_id for d in before if d.repairable})
     round_id = projected.round_id

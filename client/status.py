@@ -427,6 +427,11 @@ class RoundStatus(BaseModel, frozen=True):
         description="per formasi, applicants at each stage or result code (the read model's)"
     )
     funnel_problem: str | None = Field(default=None, description="why `funnel` is null")
+    personal_data_purged_at: datetime | None = Field(
+        default=None,
+        description="when the round's personal data was purged from the read model "
+        "(`starter.py purge-personal-data`); null: it was not. The funnel is kept.",
+    )
 
     @classmethod
     def of(
@@ -436,6 +441,7 @@ class RoundStatus(BaseModel, frozen=True):
         round_problem: str | None,
         counts: dict[str, Counter] | None,
         funnel_problem: str | None,
+        purged_at: datetime | None = None,
     ) -> RoundStatus:
         """The status of what was read: the funnel sorted by formasi, then code."""
         funnel = (
@@ -449,6 +455,7 @@ class RoundStatus(BaseModel, frozen=True):
             round_problem=round_problem,
             funnel=funnel,
             funnel_problem=funnel_problem,
+            personal_data_purged_at=purged_at,
         )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, model_validator
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
+from activities.purges import purged_on
 from client.access_log import record_access
 from client.announcements import AnnouncementStage
 from client.api import applicant_id_for
@@ -108,9 +109,18 @@ async def get_round(
     (view, round_problem), (funnel, funnel_problem) = await asyncio.gather(
         _round_now(gw, config), _funnel_now(gw, round_id)
     )
+    purged_at = None
+    if funnel is not None:
+        try:
+            purged_at = await purged_on(gw.pool, round_id)
+        except READ_MODEL_DOWN as exc:
+            log.warning(
+                "the read model did not answer", round_id=round_id, error=type(exc).__name__
+            )
+            funnel, funnel_problem = None, "the read model cannot be read now; ask again later"
     if round_problem or funnel_problem:
         response.headers["Retry-After"] = "30"
-    return RoundStatus.of(round_id, view, round_problem, funnel, funnel_problem)
+    return RoundStatus.of(round_id, view, round_problem, funnel, funnel_problem, purged_at)
 
 
 # --- one applicant, for the round's operators ----------------------------------------------------

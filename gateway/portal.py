@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
+from activities.purges import purged_on
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
 from client.status import ApplicantView, angka, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
@@ -96,6 +97,17 @@ REGISTRATION_FIELDS = (
     "citizen",
 )
 LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
+
+
+def purged_text(round_id: str, purged: datetime) -> str:
+    """What the login says once the round's personal data was purged (docs/OPERATIONS.md 8)."""
+    return (
+        f"Data pribadi peserta seleksi {round_id} telah dihapus pada {wib(purged)} sesuai "
+        "UU 27/2022 tentang Pelindungan Data Pribadi, termasuk akun portal. Hasil seleksi tetap "
+        "dapat dilihat pada pengumuman resmi."
+    )
+
+
 # Failed logins per account (round and registration number), from any address: ten, then one
 # every six minutes. Rotating addresses buys an attacker nothing against one account; the price
 # is that someone who knows a number (announcements print them) can keep its login slow.
@@ -945,6 +957,10 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         round_id, applicant_id, password
     ):
         log.info("login refused", round_id=round_id, applicant_id=applicant_id)
+        if (purged := await purged_on(v.gw.pool, round_id)) is not None:
+            # Said of the round, whoever asks: it tells nothing of whether the number had an
+            # account.
+            return await _login_form(v, round_id, shown, purged_text(round_id, purged), 410)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
     v.portal.account_limit.refund(account)  # only failures count
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)

@@ -114,6 +114,27 @@ AS = ["--reason", "surat 12", "--as", "panitia"]
             ["evaluate", "R1", "--outlier-margin", "inf"],
             "bad arguments: --outlier-margin=inf: give a number of points",
         ),
+        (["purge-personal-data", "R 1"], "bad arguments: ROUND_ID='R 1': not a round id"),
+        (
+            ["purge-personal-data", "R1", "--as", " dpo"],
+            "bad arguments: --as=' dpo': 1-100 printable characters, no leading or trailing space",
+        ),
+        (
+            ["purge-personal-data", "R1", "--before-retention-ends", "soon"],
+            "bad arguments: --before-retention-ends='soon': give the reason, 10-500 printable",
+        ),
+        (
+            ["purge-personal-data", "R1", "--retention-days", "0"],
+            "bad arguments: --retention-days=0: give a number of days from 1 to 3650",
+        ),
+        (
+            ["purge-personal-data", "R1", "--retention-days", "3651"],
+            "bad arguments: --retention-days=3651: give a number of days from 1 to 3650",
+        ),
+        (
+            ["purge-personal-data", "R1", "--batch", "0"],
+            "bad arguments: --batch=0: give a number of rows from 1 to 100,000",
+        ),
     ],
 )
 def test_an_operator_command_s_bad_argument_is_named_before_anything_connects(inputs, args, said):
