@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from client.api import RecruitmentApi, UnknownError
 from domain.aftermath import AftermathState
 from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
-from domain.config import RoundConfig
+from domain.config import RoundConfig, days_after
 from domain.messages import Decision, JourneyState, RoundState
 from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE, Query
 from runtime.metrics import record_status_read
@@ -686,6 +686,11 @@ def decision_view(d: Decision) -> DecisionView:
     )
 
 
+def _after(journey: JourneyState, config: RoundConfig, at: datetime, span: timedelta) -> datetime:
+    """A sanggah deadline as the journey counts it (domain/sheet.py, deadlines_by_day)."""
+    return days_after(at, span, config.timezone) if journey.deadlines_by_day else at + span
+
+
 def build_applicant_view(
     journey: JourneyState,
     config: RoundConfig,
@@ -704,7 +709,9 @@ def build_applicant_view(
     can_appeal = False
     if open_ and journey.stage == Stage.ADMIN_APPEAL and journey.admin == AdminDecision.TMS:
         if journey.appeal_filed_at is None and journey.admin_announced_at is not None:
-            appeal_closes = journey.admin_announced_at + config.appeal.window
+            appeal_closes = _after(
+                journey, config, journey.admin_announced_at, config.appeal.window
+            )
             can_appeal = now < appeal_closes
             if can_appeal:
                 deadlines.append(Deadline(label="Batas pengajuan sanggah", at=appeal_closes))
@@ -712,7 +719,9 @@ def build_applicant_view(
             deadlines.append(
                 Deadline(
                     label="Batas jawaban sanggah oleh instansi",
-                    at=journey.appeal_filed_at + config.appeal.answer_within,
+                    at=_after(
+                        journey, config, journey.appeal_filed_at, config.appeal.answer_within
+                    ),
                 )
             )
     elif (
@@ -723,7 +732,9 @@ def build_applicant_view(
     ):
         # The sanggah against the final result (domain/sheet.py _refuse_final_appeal).
         if journey.final_appeal_filed_at is None:
-            appeal_closes = journey.final_announced_at + config.appeal.window
+            appeal_closes = _after(
+                journey, config, journey.final_announced_at, config.appeal.window
+            )
             can_appeal = now < appeal_closes
             if can_appeal:
                 deadlines.append(
@@ -733,7 +744,9 @@ def build_applicant_view(
             deadlines.append(
                 Deadline(
                     label="Batas jawaban sanggah hasil akhir oleh instansi",
-                    at=journey.final_appeal_filed_at + config.appeal.answer_within,
+                    at=_after(
+                        journey, config, journey.final_appeal_filed_at, config.appeal.answer_within
+                    ),
                 )
             )
     pending = None

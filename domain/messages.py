@@ -226,6 +226,11 @@ class JourneyRules(BaseModel, frozen=True):
     reporters: dict[str, list[str]]
     withdrawal_sanction_rounds: int = 2
     identities: dict[str, str] = {}  # identity -> public key; when set, reports must be signed
+    # The round's time zone: sanggah days end at 24:00 there (domain.config.days_after). Left out
+    # of the dump at Asia/Jakarta, so that start inputs recorded before it keep their signatures.
+    timezone: str = Field(
+        default="Asia/Jakarta", max_length=64, exclude_if=lambda zone: zone == "Asia/Jakarta"
+    )
 
 
 class JourneyStart(BaseModel, frozen=True, hide_input_in_errors=True):
@@ -407,6 +412,9 @@ class JourneyState(BaseModel, frozen=True):
     final_appeal_filed_at: datetime | None = None
     final_appeal_answered: bool = False
     final_confirmed: bool = False  # the ranking after the final sanggah is out
+    # Sanggah windows and answer times end at 24:00 of their last calendar day in the round's zone
+    # (domain.sheet.ApplicantSheet.deadlines_by_day); False: they last exactly their duration.
+    deadlines_by_day: bool = False
     ending_pending: bool = False  # a withdrawal or DIS accepted, applied at the journey's next step
 
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from domain.config import RoundConfig, parse_round_config
@@ -53,6 +53,16 @@ def test_signer(identity: str) -> Signer:
 TEST_KEYRING = Keyring(
     [test_signer(i) for i in sorted({i for ids in REPORTERS.values() for i in ids})]
 )
+
+
+def noon_wib_after(moment: datetime) -> datetime:
+    """The first 12:00 WIB at least a minute after `moment`: a round scheduled in whole days from
+    it makes its announcements at noon, so a sanggah window of days ends at 24:00 WIB, 12 hours
+    after the same hour on its last day (domain.config.days_after)."""
+    wib = timezone(timedelta(hours=7))
+    local = (moment + timedelta(minutes=1)).astimezone(wib)
+    noon = datetime.combine(local.date(), time(12), wib)
+    return noon if noon >= local else noon + timedelta(days=1)
 
 
 def compressed_round(

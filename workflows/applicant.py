@@ -53,7 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from domain.sheet import (
         ApplicantSheet,
         SkbResult,
+        admin_appeal_closes,
         admin_result,
+        appeal_answer_due,
         corrected,
         ending,
         panel_of,
@@ -66,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import (
+        APPEAL_DAYS_END_AT_MIDNIGHT,
         CLAIM_RELEASED_BY_JOURNEY,
         CLOSE_ANSWERED_WITH_ROW,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
@@ -77,7 +80,7 @@ with workflow.unsafe.imports_passed_through():
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
-ENGINE_VERSION = 5  # what RecruitmentApi starts new journeys with (workflows/versions.py)
+ENGINE_VERSION = 6  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -134,6 +137,7 @@ class ApplicantJourney(JourneyInbox):
         self.close_with_row = self._patched(CLOSE_ANSWERED_WITH_ROW)
         self.backoff_timers = self._patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
         self.outbox.backoff_timers = self.backoff_timers
+        self._set(deadlines_by_day=self._patched(APPEAL_DAYS_END_AT_MIDNIGHT))
         try:
             await self.registration()
             await self.administrative_check()
@@ -306,7 +310,7 @@ class ApplicantJourney(JourneyInbox):
             notices.admin_result(
                 admin.value,
                 report.findings if report is not None else [],
-                appeal_until=announcement.at + self.rules.appeal.window,
+                appeal_until=admin_appeal_closes(self.sheet, self.rules),
                 not_decided=report is None,
             ),
         )
@@ -316,13 +320,19 @@ class ApplicantJourney(JourneyInbox):
         self._move_to(Stage.ADMIN_APPEAL)
         await self._changed()
         filed = await self._wait(
-            lambda: self.sheet.appeal is not None, until=announcement.at + self.rules.appeal.window
+            lambda: self.sheet.appeal is not None, until=admin_appeal_closes(self.sheet, self.rules)
         )
         if not filed:
             self._end(Terminal.TMS, "TMS; no appeal within the appeal window")
+        # Counted from the filing (as the portal shows it) once days end at 24:00; before, from
+        # when the journey woke to it.
+        appeal = self.sheet.appeal
+        filed = self.sheet.received_at.get(appeal.report_id) if appeal else None
+        if not self.sheet.deadlines_by_day or filed is None:
+            filed = workflow.now()
         answered = await self._wait(
             lambda: self.sheet.appeal_answer is not None,
-            until=workflow.now() + self.rules.appeal.answer_within,
+            until=appeal_answer_due(self.sheet, self.rules, filed),
         )
         answer = self.sheet.appeal_answer
         if not answered or answer is None:

@@ -72,8 +72,22 @@ LOCAL_ACTIVITY_BACKOFF_TIMERS = "local-activity-backoff-timers"
 ENGINE_5_PATCHES = ENGINE_4_PATCHES | {LOCAL_ACTIVITY_BACKOFF_TIMERS}
 
 
+# Sanggah days end at 24:00 (DOMAIN.md stage 4: "within 3 calendar days of the announcement"):
+# a journey counts the sanggah window and the instansi's answer time in calendar days of the
+# round's zone, each ending when its last day ends there (domain.config.days_after), and the
+# round waits out the final sanggah to the same end. Before, a window of 3 days was 72 hours from
+# the announcement: one announced at 16:00 closed at 16:00 on the third day, eight hours before
+# the day an applicant counted to was over. Decided when the journey starts; journeys take it
+# with engine 6, the round when it waits out the final sanggah. Histories recorded before it
+# replay as they ran.
+APPEAL_DAYS_END_AT_MIDNIGHT = "appeal-days-end-at-midnight"
+
+# Folded into engine 6: what RecruitmentApi starts new journeys with since sanggah days end at 24:00.
+ENGINE_6_PATCHES = ENGINE_5_PATCHES | {APPEAL_DAYS_END_AT_MIDNIGHT}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that a journey of engine 2 to 5 has every patch its engine
+    """`workflow.patched`, except that a journey of engine 2 to 6 has every patch its engine
     folds in without a marker. A journey that claims an engine earlier than it is gains nothing:
     a new execution takes every patch, by its marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
@@ -83,6 +97,8 @@ def patched(patch: str, engine_version: int) -> bool:
     if engine_version >= 4 and patch in ENGINE_4_PATCHES:
         return True
     if engine_version >= 5 and patch in ENGINE_5_PATCHES:
+        return True
+    if engine_version >= 6 and patch in ENGINE_6_PATCHES:
         return True
     return workflow.patched(patch)
 
