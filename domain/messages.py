@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
 )
 
@@ -606,6 +607,18 @@ class ExtendWindow(Report, frozen=True):
     window: str
     new_closes: datetime
     reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("new_closes")
+    @classmethod
+    def _aware(cls, moment: datetime) -> datetime:
+        # A moment without an offset is no moment: 23:59 WIB and 23:59 WIT are two hours apart,
+        # and the round's windows, all with offsets, cannot even be compared with it.
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(
+                "needs a time zone offset: +07:00 (WIB), +08:00 (WITA) or +09:00 (WIT), "
+                "e.g. 2027-08-24T23:59:59+07:00"
+            )
+        return moment
 
 
 class CloseWindow(Report, frozen=True):

@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from domain.codes import AdminDecision, Stage
 from domain.config import calendar_days, days_after
-from domain.messages import AppealFiling
+from domain.messages import AppealFiling, ExtendWindow
 from domain.registration import age_on
 from domain.sheet import admin_appeal_closes, appeal_answer_due, final_appeal_closes, refusal
 from tests.domain.test_sheet import RULES, sheet
@@ -212,3 +213,31 @@ AGES = [
 )
 def test_age_in_whole_years_on_the_application_date(born, on, age):
     assert age_on(born, on) == age
+
+
+# --- operators' moments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("new_closes", "taken"),
+    [
+        ("2027-08-24T23:59:59", False),
+        ("2027-08-24T23:59:59+09:00", True),
+        ("2027-08-24T23:59:59Z", True),
+    ],
+)
+def test_an_extension_names_its_time_zone(new_closes, taken):
+    # Without an offset it would reach the round's validator, which cannot compare it with the
+    # windows (TypeError: can't compare offset-naive and offset-aware datetimes).
+    message = {
+        "report_id": "ext-1",
+        "reported_by": "operator",
+        "window": "registration",
+        "new_closes": new_closes,
+        "reason": "gangguan portal",
+    }
+    if taken:
+        assert ExtendWindow.model_validate(message).new_closes.utcoffset() is not None
+    else:
+        with pytest.raises(ValidationError, match=r"\+09:00 \(WIT\)"):
+            ExtendWindow.model_validate(message)
