@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -41,6 +41,18 @@ def wib(moment: datetime | None) -> str:
         return "-"
     local = moment.astimezone(WIB)
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H.%M} WIB"
+
+
+def batas(moment: datetime | None) -> str:
+    """A deadline (the first moment that is too late) as applicants read it: one at exactly 00:00
+    WIB is `23 Agu 2027 24.00 WIB`, the day still in it, not `24 Agu 2027 00.00 WIB`."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone(WIB)
+    if local.time() != time():
+        return wib(moment)
+    day = local.date() - timedelta(days=1)
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year} 24.00 WIB"
 
 
 def tanggal(day: date | None) -> str:

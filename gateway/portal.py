@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError
 
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
-from client.status import ApplicantView, angka, reason_text, tanggal, wib
+from client.status import ApplicantView, angka, batas, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
@@ -230,6 +230,7 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
         {
             "account": account,
             "wib": wib,
+            "batas": batas,
             "tanggal": tanggal,
             "angka": angka,
             "labels": FIELD_LABELS,
