@@ -11,6 +11,7 @@ from pathlib import Path
 
 from domain.config import RoundConfig, parse_round_config
 from domain.messages import JourneyStart
+from domain.optimalisasi import local_date
 from domain.registration import Gender, Registration
 from domain.signing import Keyring, Signer
 
@@ -381,7 +382,9 @@ def journey_start(config: RoundConfig, applicant_id: str, serial: int, **changes
         registered_by="sscasn",
         tmt=config.schedule.tmt,
         engine_version=ENGINE_VERSION,
-        applied_on=config.schedule.registration.opens.date(),
+        # The opening's date in the round's zone, as RecruitmentApi dates a registration made
+        # then: the journey judges on its own start date (patch applied-on-its-start-date).
+        applied_on=local_date(config.schedule.registration.opens, config.timezone),
         sanction_key=f"key-of-{applicant_id}",
     )
     return start.model_copy(update=changes)

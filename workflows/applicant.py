@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.national import CHECK_CLAIM, RELEASE_CLAIM, ClaimCheck, ClaimRelease
+    from domain.optimalisasi import local_date
     from domain.protocol import (
         CHECK_SANCTIONS,
         ENTRY_CORRECTED,
@@ -48,7 +49,12 @@ with workflow.unsafe.imports_passed_through():
         SEAT_VACATED,
     )
     from domain.ranking import skd_code
-    from domain.registration import Refusal, check_registration, mask_nik
+    from domain.registration import (
+        Refusal,
+        application_date_problem,
+        check_registration,
+        mask_nik,
+    )
     from domain.seal import sealed
     from domain.sheet import (
         ApplicantSheet,
@@ -69,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import (
         APPEAL_DAYS_END_AT_MIDNIGHT,
+        APPLIED_ON_ITS_START_DATE,
         CLAIM_RELEASED_BY_JOURNEY,
         CLOSE_ANSWERED_WITH_ROW,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
@@ -192,10 +199,22 @@ class ApplicantJourney(JourneyInbox):
         view = None
         if workflow.patched("admitted-by-round"):
             view = await self._admission()
-        if start.applied_on is not None:
-            refusals = check_registration(start.registration, start.formasi, start.applied_on)
+        applied_on = start.applied_on
+        if view is not None and view.rules is not None and self._patched(APPLIED_ON_ITS_START_DATE):
+            # Judged on the date the journey started in the round's zone, not on whatever date
+            # the registrar wrote: a backdated start made an over-age applicant eligible.
+            started = workflow.info().workflow_start_time
+            zone = view.rules.timezone
+            if applied_on is None:
+                applied_on = local_date(started, zone)
+            problem = application_date_problem(applied_on, started, zone)
+            if problem:
+                refusal = Refusal(field="applied_on", value=applied_on.isoformat(), reason=problem)
+                self._refuse_registration(local_date(started, zone), [refusal])
+        if applied_on is not None:
+            refusals = check_registration(start.registration, start.formasi, applied_on)
             if refusals:
-                self._refuse_registration(start.applied_on, refusals)
+                self._refuse_registration(applied_on, refusals)
         if view is not None and self._patched(SANCTIONS_IN_JOURNEY):
             await self._sanctions(view)
         if view is not None and self._patched(NATIONAL_CLAIM_IN_JOURNEY):

@@ -82,8 +82,17 @@ ENGINE_5_PATCHES = ENGINE_4_PATCHES | {LOCAL_ACTIVITY_BACKOFF_TIMERS}
 # replay as they ran.
 APPEAL_DAYS_END_AT_MIDNIGHT = "appeal-days-end-at-midnight"
 
-# Folded into engine 6: what RecruitmentApi starts new journeys with since sanggah days end at 24:00.
-ENGINE_6_PATCHES = ENGINE_5_PATCHES | {APPEAL_DAYS_END_AT_MIDNIGHT}
+# A journey judges its registration on the date it started, in the round's zone (DOMAIN.md stage 2:
+# "age 18-35 on the application date"), not on the `applied_on` its start carries: a signed start
+# whose registrar wrote a date years back was admitted with an over-age applicant, and one without
+# a date was not judged at all. A date within 3 hours of the start (domain.registration,
+# APPLIED_ON_TOLERANCE) is the registrar's and is kept; another is refused. Journeys take it with
+# engine 6; journeys recorded before it judged the date they carried.
+APPLIED_ON_ITS_START_DATE = "applied-on-its-start-date"
+
+# Folded into engine 6: what RecruitmentApi starts new journeys with since sanggah days end at 24:00
+# and a journey judges its registration on its own start date.
+ENGINE_6_PATCHES = ENGINE_5_PATCHES | {APPEAL_DAYS_END_AT_MIDNIGHT, APPLIED_ON_ITS_START_DATE}
 
 
 def patched(patch: str, engine_version: int) -> bool:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from domain.codes import AdminDecision, Stage
 from domain.config import calendar_days, days_after
 from domain.messages import AppealFiling, ExtendWindow
-from domain.registration import age_on
+from domain.registration import age_on, application_date_problem
 from domain.sheet import admin_appeal_closes, appeal_answer_due, final_appeal_closes, refusal
 from tests.domain.test_sheet import RULES, sheet
 
@@ -241,3 +241,28 @@ def test_an_extension_names_its_time_zone(new_closes, taken):
     else:
         with pytest.raises(ValidationError, match=r"\+09:00 \(WIT\)"):
             ExtendWindow.model_validate(message)
+
+
+# --- the application date a journey judges ages on -----------------------------------------------
+
+STARTED = datetime(2027, 8, 20, 14, 30, tzinfo=UTC)  # 21:30 WIB, 22:30 WITA, 23:30 WIT on the 20th
+
+# (case, applied_on, zone, taken)
+APPLIED_ON = [
+    ("the start's date in WIB", date(2027, 8, 20), "Asia/Jakarta", True),
+    ("the start's date in WIT", date(2027, 8, 20), "Asia/Jayapura", True),
+    ("WIT's next day, 30 minutes on", date(2027, 8, 21), "Asia/Jayapura", True),
+    ("WIB's next day, 2.5 hours on", date(2027, 8, 21), "Asia/Jakarta", True),
+    ("the day before, in WIB", date(2027, 8, 19), "Asia/Jakarta", False),
+    ("three years back", date(2024, 8, 20), "Asia/Jakarta", False),
+    ("none", None, "Asia/Jakarta", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("applied_on", "zone", "taken"),
+    [case[1:] for case in APPLIED_ON],
+    ids=[case[0] for case in APPLIED_ON],
+)
+def test_an_application_date_is_the_start_date_give_or_take_three_hours(applied_on, zone, taken):
+    assert (application_date_problem(applied_on, STARTED, zone) is None) is taken
