@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from client.api import RecruitmentApi, UnknownError
 from domain.aftermath import AftermathState
 from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
-from domain.config import RoundConfig
+from domain.config import RoundConfig, days_after
 from domain.messages import Decision, JourneyState, RoundState
 from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE, Query
 from runtime.metrics import record_status_read
@@ -41,6 +41,18 @@ def wib(moment: datetime | None) -> str:
         return "-"
     local = moment.astimezone(WIB)
     return f"{local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H.%M} WIB"
+
+
+def batas(moment: datetime | None) -> str:
+    """A deadline (the first moment that is too late) as applicants read it: one at exactly 00:00
+    WIB is `23 Agu 2027 24.00 WIB`, the day still in it, not `24 Agu 2027 00.00 WIB`."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone(WIB)
+    if local.time() != time():
+        return wib(moment)
+    day = local.date() - timedelta(days=1)
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year} 24.00 WIB"
 
 
 def tanggal(day: date | None) -> str:
@@ -693,6 +705,11 @@ def decision_view(d: Decision) -> DecisionView:
     )
 
 
+def _after(journey: JourneyState, config: RoundConfig, at: datetime, span: timedelta) -> datetime:
+    """A sanggah deadline as the journey counts it (domain/sheet.py, deadlines_by_day)."""
+    return days_after(at, span, config.timezone) if journey.deadlines_by_day else at + span
+
+
 def build_applicant_view(
     journey: JourneyState,
     config: RoundConfig,
@@ -711,7 +728,9 @@ def build_applicant_view(
     can_appeal = False
     if open_ and journey.stage == Stage.ADMIN_APPEAL and journey.admin == AdminDecision.TMS:
         if journey.appeal_filed_at is None and journey.admin_announced_at is not None:
-            appeal_closes = journey.admin_announced_at + config.appeal.window
+            appeal_closes = _after(
+                journey, config, journey.admin_announced_at, config.appeal.window
+            )
             can_appeal = now < appeal_closes
             if can_appeal:
                 deadlines.append(Deadline(label="Batas pengajuan sanggah", at=appeal_closes))
@@ -719,7 +738,9 @@ def build_applicant_view(
             deadlines.append(
                 Deadline(
                     label="Batas jawaban sanggah oleh instansi",
-                    at=journey.appeal_filed_at + config.appeal.answer_within,
+                    at=_after(
+                        journey, config, journey.appeal_filed_at, config.appeal.answer_within
+                    ),
                 )
             )
     elif (
@@ -730,7 +751,9 @@ def build_applicant_view(
     ):
         # The sanggah against the final result (domain/sheet.py _refuse_final_appeal).
         if journey.final_appeal_filed_at is None:
-            appeal_closes = journey.final_announced_at + config.appeal.window
+            appeal_closes = _after(
+                journey, config, journey.final_announced_at, config.appeal.window
+            )
             can_appeal = now < appeal_closes
             if can_appeal:
                 deadlines.append(
@@ -740,7 +763,9 @@ def build_applicant_view(
             deadlines.append(
                 Deadline(
                     label="Batas jawaban sanggah hasil akhir oleh instansi",
-                    at=journey.final_appeal_filed_at + config.appeal.answer_within,
+                    at=_after(
+                        journey, config, journey.final_appeal_filed_at, config.appeal.answer_within
+                    ),
                 )
             )
     pending = None

@@ -27,16 +27,19 @@ def appeal_refusal(
     now: datetime,
     window: timedelta,
     already_appealed: bool,
+    closes: datetime | None = None,
 ) -> str | None:
-    """Why an appeal cannot be filed now, or None when it can."""
+    """Why an appeal cannot be filed now, or None when it can. The window closes at `closes`
+    when given (calendar days, domain.config.days_after), else `window` after the announcement."""
     if decision != AdminDecision.TMS:
         return "only a TMS result can be appealed"
     if announced_at is None:
         return "the result has not been announced yet"
     if already_appealed:
         return "an appeal may be filed once"
-    if now >= announced_at + window:
-        return f"the appeal window closed at {(announced_at + window).isoformat()}"
+    closes = closes or announced_at + window
+    if now >= closes:
+        return f"the appeal window closed at {closes.isoformat()}"
     return None
 
 

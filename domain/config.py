@@ -15,7 +15,7 @@ import re
 import tomllib
 import types
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -724,6 +724,22 @@ def calendar_days(opens: datetime, closes: datetime, zone: str) -> int:
     tz = ZoneInfo(zone)
     last = (closes - timedelta(microseconds=1)).astimezone(tz).date()
     return (last - opens.astimezone(tz).date()).days + 1
+
+
+def days_after(at: datetime, span: timedelta, zone: str) -> datetime:
+    """The end (exclusive) of a period of `span` from `at`, as DOMAIN.md counts days.
+
+    A whole number of days is counted in calendar days in `zone` (the round's): the period ends
+    when the last of them ends, at 24:00 local time. A sanggah window of 3 days from an
+    announcement made on 20 August at 16:00 WIT is open until 23 August 24:00 WIT, not 16:00,
+    whatever the hour of the announcement; an answer due 7 days after a sanggah filed on
+    28 February is due by 7 March 24:00. A span that is not whole days (a demo's seconds) is
+    exact: `at + span`."""
+    if span.seconds or span.microseconds or span.days <= 0:
+        return at + span
+    tz = ZoneInfo(zone)
+    last = at.astimezone(tz).date() + span
+    return datetime.combine(last + timedelta(days=1), time(), tz)
 
 
 def registration_too_short(config: RoundConfig) -> tuple[str, object, str] | None:

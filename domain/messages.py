@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
 )
 
@@ -226,6 +227,11 @@ class JourneyRules(BaseModel, frozen=True):
     reporters: dict[str, list[str]]
     withdrawal_sanction_rounds: int = 2
     identities: dict[str, str] = {}  # identity -> public key; when set, reports must be signed
+    # The round's time zone: sanggah days end at 24:00 there (domain.config.days_after). Left out
+    # of the dump at Asia/Jakarta, so that start inputs recorded before it keep their signatures.
+    timezone: str = Field(
+        default="Asia/Jakarta", max_length=64, exclude_if=lambda zone: zone == "Asia/Jakarta"
+    )
 
 
 class JourneyStart(BaseModel, frozen=True, hide_input_in_errors=True):
@@ -407,6 +413,9 @@ class JourneyState(BaseModel, frozen=True):
     final_appeal_filed_at: datetime | None = None
     final_appeal_answered: bool = False
     final_confirmed: bool = False  # the ranking after the final sanggah is out
+    # Sanggah windows and answer times end at 24:00 of their last calendar day in the round's zone
+    # (domain.sheet.ApplicantSheet.deadlines_by_day); False: they last exactly their duration.
+    deadlines_by_day: bool = False
     ending_pending: bool = False  # a withdrawal or DIS accepted, applied at the journey's next step
 
 
@@ -598,6 +607,18 @@ class ExtendWindow(Report, frozen=True):
     window: str
     new_closes: datetime
     reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("new_closes")
+    @classmethod
+    def _aware(cls, moment: datetime) -> datetime:
+        # A moment without an offset is no moment: 23:59 WIB and 23:59 WIT are two hours apart,
+        # and the round's windows, all with offsets, cannot even be compared with it.
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError(
+                "needs a time zone offset: +07:00 (WIB), +08:00 (WITA) or +09:00 (WIT), "
+                "e.g. 2027-08-24T23:59:59+07:00"
+            )
+        return moment
 
 
 class CloseWindow(Report, frozen=True):

@@ -21,7 +21,7 @@ written, in whatever language its author used.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 
 from pydantic import BaseModel
@@ -489,7 +489,7 @@ def _admin(notice: Notice, lang: str) -> str:
             else "No decision on your documents was reported before the deadline."
         )
     if notice.appeal_until is not None:
-        until = _moment(notice.appeal_until, lang)
+        until = _moment(notice.appeal_until, lang, deadline=True)
         parts.append(
             f"Sanggah dapat diajukan paling lambat {until}."
             if lang == "id"
@@ -557,7 +557,12 @@ def _day(day: date | None, lang: str) -> str:
     return f"{day.day} {_MONTHS[lang][day.month - 1]} {day.year}"
 
 
-def _moment(moment: datetime, lang: str) -> str:
+def _moment(moment: datetime, lang: str, deadline: bool = False) -> str:
+    """A moment in WIB. A deadline at exactly 00:00 is written as 24.00 of the day before, the day
+    that is still in it: "paling lambat 23 Agu 2027 24.00 WIB", not "24 Agu 2027 00.00"."""
     local = moment.astimezone(WIB)
-    clock = f"{local:%H.%M}" if lang == "id" else f"{local:%H:%M}"
-    return f"{_day(local.date(), lang)} {clock} WIB"
+    day, hour = local.date(), f"{local:%H}"
+    if deadline and local.time() == time():
+        day, hour = day - timedelta(days=1), "24"
+    clock = f"{hour}.{local:%M}" if lang == "id" else f"{hour}:{local:%M}"
+    return f"{_day(day, lang)} {clock} WIB"

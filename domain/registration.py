@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
@@ -216,6 +217,31 @@ def age_on(birth_date: date, on: date) -> int:
     if (on.month, on.day) < (birth_date.month, birth_date.day):
         years -= 1
     return years
+
+
+# How far from a journey's start the registrar's moment of application may be: a registrar's clock
+# and the server's, a resend after a timeout, and a round's board written before it named its zone
+# (read as WIB while the registrar counted in WIT, 2 hours ahead). Only an application within this
+# of a local midnight can carry the day before or after.
+APPLIED_ON_TOLERANCE = timedelta(hours=3)
+
+
+def application_date_problem(
+    applied_on: date | None, started_at: datetime, zone: str
+) -> str | None:
+    """Why `applied_on`, the date a registrar says a registration was made (ages are judged on it),
+    is not the date the journey started on in the round's zone `zone` (give or take
+    APPLIED_ON_TOLERANCE), or None when it is: a backdated start cannot make a 36-year-old 35."""
+    tz = ZoneInfo(zone)
+    earliest = (started_at - APPLIED_ON_TOLERANCE).astimezone(tz).date()
+    latest = (started_at + APPLIED_ON_TOLERANCE).astimezone(tz).date()
+    if applied_on is not None and earliest <= applied_on <= latest:
+        return None
+    said = applied_on.isoformat() if applied_on is not None else "none"
+    return (
+        f"the application date {said} is not the date the registration was started on "
+        f"({started_at.astimezone(tz).date().isoformat()}, {zone}): ages are judged on it"
+    )
 
 
 def check_registration(

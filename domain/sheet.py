@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from domain.administration import admin_decision, appeal_refusal
 from domain.appointment import withdrawal_sanction
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
-from domain.config import ComponentKind, ReportKind, SkbComponent
+from domain.config import ComponentKind, ReportKind, SkbComponent, days_after
 from domain.errors import RuleViolation
 from domain.events import Disqualified, JourneyEvent, Withdrew
 from domain.integration import final_score
@@ -106,6 +106,10 @@ class ApplicantSheet(BaseModel, frozen=True, hide_input_in_errors=True):
     flags: dict[str, dict[str, str]] = {}
     struck: dict[str, dict[str, PanelScoreReport]] = {}
     received_at: dict[str, datetime] = {}  # report id -> when the journey accepted it
+    # Sanggah windows and answer times counted in calendar days of the round's zone, each ending at
+    # 24:00 there (domain.config.days_after; patch appeal-days-end-at-midnight). False in journeys
+    # recorded before it: a window of 3 days was 72 hours from the announcement.
+    deadlines_by_day: bool = False
     terminal: Terminal | None = None
     terminal_reason: str = ""
     sanction_rounds: int = 0
@@ -218,6 +222,32 @@ _refuse_latsar = _recorded_once(
 )
 
 
+def _deadline(
+    sheet: ApplicantSheet, rules: JourneyRules, at: datetime, span: timedelta
+) -> datetime:
+    """The end of `span` from `at`, in calendar days when the journey counts them so."""
+    return days_after(at, span, rules.timezone) if sheet.deadlines_by_day else at + span
+
+
+def admin_appeal_closes(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
+    """When the sanggah window of the administration result closes (None before it is out)."""
+    if sheet.admin_announced_at is None:
+        return None
+    return _deadline(sheet, rules, sheet.admin_announced_at, rules.appeal.window)
+
+
+def appeal_answer_due(sheet: ApplicantSheet, rules: JourneyRules, filed: datetime) -> datetime:
+    """When the instansi's answer to a sanggah filed at `filed` is due."""
+    return _deadline(sheet, rules, filed, rules.appeal.answer_within)
+
+
+def final_appeal_closes(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
+    """When the sanggah window of the final result closes (None before it is out)."""
+    if sheet.final_announced_at is None:
+        return None
+    return _deadline(sheet, rules, sheet.final_announced_at, rules.appeal.window)
+
+
 def _in_final_sanggah(sheet: ApplicantSheet) -> bool:
     """Whether a sanggah now is against the final result (the administration's is long over)."""
     return sheet.final_announced_at is not None
@@ -235,11 +265,10 @@ def _refuse_final_appeal(
         problem = "the round takes no sanggah against the final result now"
     if problem is None and sheet.final_appeal is not None:
         problem = "a sanggah against the final result may be filed once"
-    if problem is None and now >= announced + rules.appeal.window:
-        problem = (
-            "the sanggah window of the final result closed at "
-            f"{(announced + rules.appeal.window).isoformat()}"
-        )
+    closes = final_appeal_closes(sheet, rules)
+    assert closes is not None
+    if problem is None and now >= closes:
+        problem = f"the sanggah window of the final result closed at {closes.isoformat()}"
     return problem
 
 
@@ -248,16 +277,16 @@ def final_answer_due(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | N
     if sheet.final_appeal is None:
         return None
     filed = sheet.received_at.get(sheet.final_appeal.report_id)
-    return None if filed is None else filed + rules.appeal.answer_within
+    return None if filed is None else appeal_answer_due(sheet, rules, filed)
 
 
 def final_sanggah_over(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
     """The last moment anything of this applicant's final sanggah can be accepted: the filing
     window's end, or the answer's due time when one was filed. The round confirms the ranking
     no earlier than this for any applicant (workflows/round.py)."""
-    if sheet.final_announced_at is None:
+    window_end = final_appeal_closes(sheet, rules)
+    if window_end is None:
         return None
-    window_end = sheet.final_announced_at + rules.appeal.window
     due = final_answer_due(sheet, rules)
     return max(window_end, due) if due is not None else window_end
 
@@ -304,6 +333,7 @@ def _refuse_appeal(
             now,
             rules.appeal.window,
             sheet.appeal is not None,
+            admin_appeal_closes(sheet, rules),
         )
     )
 
@@ -928,6 +958,7 @@ def journey_state(sheet: ApplicantSheet, round_id: str, decisions: list[Decision
         ),
         final_appeal_answered=sheet.final_appeal_answer is not None,
         final_confirmed=sheet.final_confirmed,
+        deadlines_by_day=sheet.deadlines_by_day,
     )
 
 

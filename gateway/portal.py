@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 
 from activities.purges import purged_on
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
-from client.status import ApplicantView, angka, reason_text, tanggal, wib
+from client.status import ApplicantView, angka, batas, reason_text, tanggal, wib
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
@@ -242,6 +242,7 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
         {
             "account": account,
             "wib": wib,
+            "batas": batas,
             "tanggal": tanggal,
             "angka": angka,
             "labels": FIELD_LABELS,

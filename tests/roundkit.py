@@ -6,11 +6,12 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 from domain.config import RoundConfig, parse_round_config
 from domain.messages import JourneyStart
+from domain.optimalisasi import local_date
 from domain.registration import Gender, Registration
 from domain.signing import Keyring, Signer
 
@@ -53,6 +54,16 @@ def test_signer(identity: str) -> Signer:
 TEST_KEYRING = Keyring(
     [test_signer(i) for i in sorted({i for ids in REPORTERS.values() for i in ids})]
 )
+
+
+def noon_wib_after(moment: datetime) -> datetime:
+    """The first 12:00 WIB at least a minute after `moment`: a round scheduled in whole days from
+    it makes its announcements at noon, so a sanggah window of days ends at 24:00 WIB, 12 hours
+    after the same hour on its last day (domain.config.days_after)."""
+    wib = timezone(timedelta(hours=7))
+    local = (moment + timedelta(minutes=1)).astimezone(wib)
+    noon = datetime.combine(local.date(), time(12), wib)
+    return noon if noon >= local else noon + timedelta(days=1)
 
 
 def compressed_round(
@@ -371,7 +382,9 @@ def journey_start(config: RoundConfig, applicant_id: str, serial: int, **changes
         registered_by="sscasn",
         tmt=config.schedule.tmt,
         engine_version=ENGINE_VERSION,
-        applied_on=config.schedule.registration.opens.date(),
+        # The opening's date in the round's zone, as RecruitmentApi dates a registration made
+        # then: the journey judges on its own start date (patch applied-on-its-start-date).
+        applied_on=local_date(config.schedule.registration.opens, config.timezone),
         sanction_key=f"key-of-{applicant_id}",
     )
     return start.model_copy(update=changes)

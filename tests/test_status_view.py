@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from client.status import (
+    batas,
     build_applicant_view,
     build_round_view,
     decision_view,
@@ -53,6 +56,19 @@ def round_state(phase: str, closed: list[str], decisions: list[Decision], **chan
         offers={},
         decisions=decisions,
     )
+
+
+@pytest.mark.parametrize(
+    ("deadline", "shown"),
+    [
+        (datetime(2027, 8, 23, 17, tzinfo=UTC), "23 Agu 2027 24.00 WIB"),
+        (datetime(2027, 12, 31, 17, tzinfo=UTC), "31 Des 2027 24.00 WIB"),
+        (datetime(2027, 8, 20, 16, 59, 59, tzinfo=UTC), "20 Agu 2027 23.59 WIB"),
+        (datetime(2027, 8, 23, 15, tzinfo=UTC), "23 Agu 2027 22.00 WIB"),
+    ],
+)
+def test_a_deadline_at_midnight_shows_the_day_still_in_it(deadline, shown):
+    assert batas(deadline) == shown
 
 
 def test_wib_shows_jakarta_time_with_indonesian_month():

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         fraction_text,
     )
     from domain.national import CHECK_CLAIM, RELEASE_CLAIM, ClaimCheck, ClaimRelease
+    from domain.optimalisasi import local_date
     from domain.protocol import (
         CHECK_SANCTIONS,
         ENTRY_CORRECTED,
@@ -48,12 +49,19 @@ with workflow.unsafe.imports_passed_through():
         SEAT_VACATED,
     )
     from domain.ranking import skd_code
-    from domain.registration import Refusal, check_registration, mask_nik
+    from domain.registration import (
+        Refusal,
+        application_date_problem,
+        check_registration,
+        mask_nik,
+    )
     from domain.seal import sealed
     from domain.sheet import (
         ApplicantSheet,
         SkbResult,
+        admin_appeal_closes,
         admin_result,
+        appeal_answer_due,
         corrected,
         ending,
         panel_of,
@@ -66,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import (
+        APPEAL_DAYS_END_AT_MIDNIGHT,
+        APPLIED_ON_ITS_START_DATE,
         CLAIM_RELEASED_BY_JOURNEY,
         CLOSE_ANSWERED_WITH_ROW,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
@@ -77,7 +87,7 @@ with workflow.unsafe.imports_passed_through():
 
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
-ENGINE_VERSION = 5  # what RecruitmentApi starts new journeys with (workflows/versions.py)
+ENGINE_VERSION = 6  # what RecruitmentApi starts new journeys with (workflows/versions.py)
 
 
 class JourneyEnded(Exception):
@@ -134,6 +144,7 @@ class ApplicantJourney(JourneyInbox):
         self.close_with_row = self._patched(CLOSE_ANSWERED_WITH_ROW)
         self.backoff_timers = self._patched(LOCAL_ACTIVITY_BACKOFF_TIMERS)
         self.outbox.backoff_timers = self.backoff_timers
+        self._set(deadlines_by_day=self._patched(APPEAL_DAYS_END_AT_MIDNIGHT))
         try:
             await self.registration()
             await self.administrative_check()
@@ -188,10 +199,22 @@ class ApplicantJourney(JourneyInbox):
         view = None
         if workflow.patched("admitted-by-round"):
             view = await self._admission()
-        if start.applied_on is not None:
-            refusals = check_registration(start.registration, start.formasi, start.applied_on)
+        applied_on = start.applied_on
+        if view is not None and view.rules is not None and self._patched(APPLIED_ON_ITS_START_DATE):
+            # Judged on the date the journey started in the round's zone, not on whatever date
+            # the registrar wrote: a backdated start made an over-age applicant eligible.
+            started = workflow.info().workflow_start_time
+            zone = view.rules.timezone
+            if applied_on is None:
+                applied_on = local_date(started, zone)
+            problem = application_date_problem(applied_on, started, zone)
+            if problem:
+                refusal = Refusal(field="applied_on", value=applied_on.isoformat(), reason=problem)
+                self._refuse_registration(local_date(started, zone), [refusal])
+        if applied_on is not None:
+            refusals = check_registration(start.registration, start.formasi, applied_on)
             if refusals:
-                self._refuse_registration(start.applied_on, refusals)
+                self._refuse_registration(applied_on, refusals)
         if view is not None and self._patched(SANCTIONS_IN_JOURNEY):
             await self._sanctions(view)
         if view is not None and self._patched(NATIONAL_CLAIM_IN_JOURNEY):
@@ -306,7 +329,7 @@ class ApplicantJourney(JourneyInbox):
             notices.admin_result(
                 admin.value,
                 report.findings if report is not None else [],
-                appeal_until=announcement.at + self.rules.appeal.window,
+                appeal_until=admin_appeal_closes(self.sheet, self.rules),
                 not_decided=report is None,
             ),
         )
@@ -316,13 +339,19 @@ class ApplicantJourney(JourneyInbox):
         self._move_to(Stage.ADMIN_APPEAL)
         await self._changed()
         filed = await self._wait(
-            lambda: self.sheet.appeal is not None, until=announcement.at + self.rules.appeal.window
+            lambda: self.sheet.appeal is not None, until=admin_appeal_closes(self.sheet, self.rules)
         )
         if not filed:
             self._end(Terminal.TMS, "TMS; no appeal within the appeal window")
+        # Counted from the filing (as the portal shows it) once days end at 24:00; before, from
+        # when the journey woke to it.
+        appeal = self.sheet.appeal
+        filed = self.sheet.received_at.get(appeal.report_id) if appeal else None
+        if not self.sheet.deadlines_by_day or filed is None:
+            filed = workflow.now()
         answered = await self._wait(
             lambda: self.sheet.appeal_answer is not None,
-            until=workflow.now() + self.rules.appeal.answer_within,
+            until=appeal_answer_due(self.sheet, self.rules, filed),
         )
         answer = self.sheet.appeal_answer
         if not answered or answer is None:

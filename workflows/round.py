@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         Formasi,
         ReportKind,
         RoundConfig,
+        days_after,
         early_close_refusal,
         parse_round_config,
     )
@@ -103,6 +104,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
+        APPEAL_DAYS_END_AT_MIDNIGHT,
         COMMANDS_AFTER_RUN_BEGINS,
         CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
@@ -153,6 +155,7 @@ def journey_rules(config: RoundConfig) -> JourneyRules:
         reporters=config.reporters,
         withdrawal_sanction_rounds=config.withdrawal_sanction_rounds,
         identities=config.identities,
+        timezone=config.timezone,
     )
 
 
@@ -340,7 +343,15 @@ class RecruitmentRound:
         the corrections that journeys send on their last accepted answers reach their formasi.
         """
         appeal = self.config.appeal
-        await workflow.sleep(appeal.window + appeal.answer_within + CORRECTION_MARGIN)
+        if workflow.patched(APPEAL_DAYS_END_AT_MIDNIGHT):
+            # Each window ends at 24:00 of its last day, and so does each answer time counted
+            # from a filing made on that day at the latest (domain/sheet.py, deadlines_by_day).
+            zone = self.config.timezone
+            closes = days_after(workflow.now(), appeal.window, zone)
+            due = days_after(closes - timedelta(microseconds=1), appeal.answer_within, zone)
+            await workflow.sleep(max(closes, due) - workflow.now() + CORRECTION_MARGIN)
+        else:
+            await workflow.sleep(appeal.window + appeal.answer_within + CORRECTION_MARGIN)
         self._decide(RoundPhase.FINAL_APPEAL, "window closed", "schedule", {})
         await self._tell_formasi(Phase.FINAL_APPEAL_CLOSED)
         await workflow.wait_condition(

@@ -72,8 +72,31 @@ LOCAL_ACTIVITY_BACKOFF_TIMERS = "local-activity-backoff-timers"
 ENGINE_5_PATCHES = ENGINE_4_PATCHES | {LOCAL_ACTIVITY_BACKOFF_TIMERS}
 
 
+# Sanggah days end at 24:00 (DOMAIN.md stage 4: "within 3 calendar days of the announcement"):
+# a journey counts the sanggah window and the instansi's answer time in calendar days of the
+# round's zone, each ending when its last day ends there (domain.config.days_after), and the
+# round waits out the final sanggah to the same end. Before, a window of 3 days was 72 hours from
+# the announcement: one announced at 16:00 closed at 16:00 on the third day, eight hours before
+# the day an applicant counted to was over. Decided when the journey starts; journeys take it
+# with engine 6, the round when it waits out the final sanggah. Histories recorded before it
+# replay as they ran.
+APPEAL_DAYS_END_AT_MIDNIGHT = "appeal-days-end-at-midnight"
+
+# A journey judges its registration on the date it started, in the round's zone (DOMAIN.md stage 2:
+# "age 18-35 on the application date"), not on the `applied_on` its start carries: a signed start
+# whose registrar wrote a date years back was admitted with an over-age applicant, and one without
+# a date was not judged at all. A date within 3 hours of the start (domain.registration,
+# APPLIED_ON_TOLERANCE) is the registrar's and is kept; another is refused. Journeys take it with
+# engine 6; journeys recorded before it judged the date they carried.
+APPLIED_ON_ITS_START_DATE = "applied-on-its-start-date"
+
+# Folded into engine 6: what RecruitmentApi starts new journeys with since sanggah days end at 24:00
+# and a journey judges its registration on its own start date.
+ENGINE_6_PATCHES = ENGINE_5_PATCHES | {APPEAL_DAYS_END_AT_MIDNIGHT, APPLIED_ON_ITS_START_DATE}
+
+
 def patched(patch: str, engine_version: int) -> bool:
-    """`workflow.patched`, except that a journey of engine 2 to 5 has every patch its engine
+    """`workflow.patched`, except that a journey of engine 2 to 6 has every patch its engine
     folds in without a marker. A journey that claims an engine earlier than it is gains nothing:
     a new execution takes every patch, by its marker."""
     if engine_version >= 2 and patch in ENGINE_2_PATCHES:
@@ -83,6 +106,8 @@ def patched(patch: str, engine_version: int) -> bool:
     if engine_version >= 4 and patch in ENGINE_4_PATCHES:
         return True
     if engine_version >= 5 and patch in ENGINE_5_PATCHES:
+        return True
+    if engine_version >= 6 and patch in ENGINE_6_PATCHES:
         return True
     return workflow.patched(patch)
 

@@ -59,6 +59,23 @@ def test_a_tms_lists_every_failing_document_with_its_reason(language):
         assert f"{f.document}: {f.reason}" in text
 
 
+@pytest.mark.parametrize(
+    ("until", "id_text", "en_text"),
+    [
+        (datetime(2027, 8, 23, 17, tzinfo=UTC), "23 Agu 2027 24.00 WIB", "23 Aug 2027 24:00 WIB"),
+        (datetime(2027, 8, 31, 17, tzinfo=UTC), "31 Agu 2027 24.00 WIB", "31 Aug 2027 24:00 WIB"),
+        (datetime(2027, 8, 23, 15, tzinfo=UTC), "23 Agu 2027 22.00 WIB", "23 Aug 2027 22:00 WIB"),
+    ],
+    ids=["24:00 WIB", "24:00 WIB at a month's end", "24:00 WIT is 22.00 WIB"],
+)
+def test_a_sanggah_deadline_at_midnight_names_the_day_still_in_it(until, id_text, en_text):
+    # A window ending at 00:00 on the 24th is open all of the 23rd: "24 Agu 00.00" would read as
+    # a day more.
+    notice = admin_result("TMS", FINDINGS, until)
+    assert f"paling lambat {id_text}." in render(notice)
+    assert f"until {en_text}." in render(notice, Language.EN)
+
+
 def test_a_tms_says_until_when_to_appeal_in_wib():
     assert "paling lambat 20 Agu 2027 23.59 WIB" in render(
         admin_result("TMS", FINDINGS, APPEAL_UNTIL)

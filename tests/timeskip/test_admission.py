@@ -14,6 +14,7 @@ import pytest
 
 from domain.codes import Stage, Terminal
 from domain.messages import ExtendWindow, JourneyStart, JourneyState
+from domain.optimalisasi import local_date
 from domain.registration import mask_nik
 from domain.signing import Keyring, Signer
 from tests.roundkit import (
@@ -99,8 +100,11 @@ async def test_an_extension_recorded_by_the_round_admits_a_start_inside_it(kit):
     )
     await kit.api.command(config.round_id, extend)
     await kit.advance_to(t0 + timedelta(days=16))
+    today = local_date(await kit.now(), config.timezone)  # the day the registrar dates it
 
-    state = await _run(kit, _signed(TEST_KEYRING, journey_start(config, "EXT-1", 1)))
+    state = await _run(
+        kit, _signed(TEST_KEYRING, journey_start(config, "EXT-1", 1, applied_on=today))
+    )
 
     assert state.stage == Stage.ADMIN_CHECK and state.terminal is None
 
@@ -191,4 +195,5 @@ async def test_a_barred_nik_is_refused_by_the_journey_though_its_registrar_let_i
     # Asked with the round's own registration opening (from the round, not the start).
     asked = {c.subject: c for c in kit.acts.sanction_checks}
     assert asked["key-of-BARRED-1"].registration_opens == config.schedule.registration.opens
-    assert asked["key-of-CLEAR-1"].applied_on == config.schedule.registration.opens.date()
+    opened_on = local_date(config.schedule.registration.opens, config.timezone)
+    assert asked["key-of-CLEAR-1"].applied_on == opened_on

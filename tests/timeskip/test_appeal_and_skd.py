@@ -1,14 +1,17 @@
 """The administrative appeal (sanggah) deadlines and the SKD close, on a round scheduled in days.
 
-Schedule (days after t0): registration 0-15, administration 15-18 (announced at its close),
-appeal window 3 days from the announcement, answer within 7 days of filing, SKD 25-55.
-Expectations are written from DOMAIN.md, stage 4 and 5.
+Schedule (days after t0, a day at 16:00 WIT): registration 0-15, administration 15-18 (announced at
+its close), appeal window 3 calendar days from the announcement, answer within 7 days of filing,
+SKD 25-55. The round is an instansi in Papua (Asia/Jayapura): each period of days ends at 24:00 WIT
+of its last day (docs/ARCHITECTURE.md, "Time and calendars"). Expectations are written from
+DOMAIN.md, stage 4 and 5.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -38,9 +41,14 @@ async def closed_at(kit, round_id: str, applicant_id: str):
     ).close_time
 
 
+WIT = ZoneInfo("Asia/Jayapura")
+
+
 async def test_appeal_windows_and_absent_at_skd_close(kit):
-    t0 = await kit.now()
+    # t0 is a day at 16:00 WIT, after the test server's now: the announcement is at 16:00 WIT too.
     day = timedelta(days=1)
+    tomorrow = (await kit.now()).astimezone(WIT).date() + day
+    t0 = datetime.combine(tomorrow, time(16), WIT)
     round_id = f"ts-appeal-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
         round_id,
@@ -57,12 +65,14 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
         answer_within=7 * DAY,
         offer_within=2 * DAY,
         t0=t0,
+        extra={"timezone": "Asia/Jayapura"},
     )
     await kit.create_round(config)
     await kit.advance_to(t0 + day)
-    # heard: files on day 2 of the window, accepted; late: tries after 3 days; silent: appeal never
+    # heard: files on day 2 of the window, accepted; last: files at 23:50 WIT on day 3, 72 hours
+    # after the announcement and more; late: tries after day 3 has ended; silent: appeal never
     # answered; rejected: appeal answered "no"; present: MS and sits SKD; absent: MS, never sits SKD.
-    names = ["heard", "late", "silent", "rejected", "present", "absent"]
+    names = ["heard", "last", "late", "silent", "rejected", "present", "absent"]
     ids = {
         n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(names, start=1)
     }
@@ -72,7 +82,7 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
 
     for name in names:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
-        findings = TMS if name in ("heard", "late", "silent", "rejected") else []
+        findings = TMS if name in ("heard", "last", "late", "silent", "rejected") else []
         await report(
             name,
             AdminReport(report_id=f"adm-{name}", reported_by=VERIFIER, findings=findings),
@@ -86,7 +96,7 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
 
     announced = t0 + 18 * day
     await kit.advance_to(announced + timedelta(hours=1))
-    for name in ("heard", "late", "silent", "rejected"):
+    for name in ("heard", "last", "late", "silent", "rejected"):
         s = await kit.journey_at(round_id, ids[name], Stage.ADMIN_APPEAL)
         assert s.admin == AdminDecision.TMS
     for name in ("present", "absent"):
@@ -104,9 +114,19 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
         assert ack.effect == "appeal filed"
     filed_at = await kit.now()
 
-    # Just after 3 days: the window is closed, the appeal is refused and "late" ended TMS at the close.
+    # 23:50 WIT on the third day, 79 hours 50 minutes after the announcement: still in the window.
+    closes = datetime.combine(announced.astimezone(WIT).date() + 4 * day, time(0), WIT)
+    await kit.advance_to(closes - timedelta(minutes=10))
+    ack = await report(
+        "last",
+        AppealFiling(report_id="appeal-last", reported_by="sscasn", reason="ijazah dilegalisir"),
+    )
+    assert ack.effect == "appeal filed"
+
+    # After 24:00 WIT of the third day: the window is closed, the appeal is refused and "late"
+    # ended TMS at the close.
     # (What the refusal says is checked in test_late_appeal_refusal_names_the_closed_window.)
-    await kit.advance_to(announced + 3 * day + timedelta(minutes=10))
+    await kit.advance_to(closes + timedelta(minutes=10))
     with pytest.raises(RefusedError, match="appeal-late"):
         await report(
             "late",
@@ -117,7 +137,7 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     late = await kit.journey_at(round_id, ids["late"], Stage.ENDED)
     assert (late.terminal, late.admin) == (Terminal.TMS, AdminDecision.TMS)
     assert "no appeal within the appeal window" in late.terminal_reason
-    assert near(await closed_at(kit, round_id, ids["late"]), announced + 3 * day)
+    assert near(await closed_at(kit, round_id, ids["late"]), closes)
     assert not any(
         d.stage == Stage.ADMIN_APPEAL and d.outcome == "appeal filed" for d in late.decisions
     )
@@ -143,15 +163,17 @@ async def test_appeal_windows_and_absent_at_skd_close(kit):
     assert rejected.terminal == Terminal.TMS
     assert rejected.terminal_reason == "TMS; appeal rejected: ijazah still not legalised"
 
-    # Six days after filing the silent appeal is still pending; after 7 days it ends with its reason.
-    await kit.advance_to(filed_at + 6 * day)
+    # Seven days after filing (16:00 WIT) the silent appeal is still pending: the instansi has until
+    # 24:00 WIT of the seventh day. After it, it ends with its reason.
+    due = datetime.combine(filed_at.astimezone(WIT).date() + 8 * day, time(0), WIT)
+    await kit.advance_to(filed_at + 7 * day + timedelta(minutes=10))
     silent = await kit.journey(round_id, ids["silent"])
     assert (silent.stage, silent.terminal) == (Stage.ADMIN_APPEAL, None)
-    await kit.advance_to(filed_at + 7 * day + timedelta(minutes=10))
+    await kit.advance_to(due + timedelta(minutes=10))
     silent = await kit.journey_at(round_id, ids["silent"], Stage.ENDED)
     assert silent.terminal == Terminal.TMS
     assert silent.terminal_reason == "TMS; the appeal was not answered within its time"
-    assert near(await closed_at(kit, round_id, ids["silent"]), filed_at + 7 * day)
+    assert near(await closed_at(kit, round_id, ids["silent"]), due)
 
     # SKD (days 25-55): heard and present sit it; absent does not.
     await kit.advance_to(t0 + 30 * day)

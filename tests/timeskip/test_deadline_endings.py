@@ -17,7 +17,7 @@ from client.api import RefusedError
 from domain.administration import DocumentFinding
 from domain.codes import SkdCode, Stage, Terminal
 from domain.messages import AdminReport, AppealFiling, SkdReport, Withdrawal
-from tests.roundkit import compressed_round, formasi, registration
+from tests.roundkit import compressed_round, formasi, noon_wib_after, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,7 +33,7 @@ SCHEDULE = {
 
 
 async def _round(kit, n: int, tms: set[int]):
-    t0 = await kit.now()
+    t0 = noon_wib_after(await kit.now())  # the administration result is out at 12:00 WIB
     round_id = f"ts-gap-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
         round_id,
@@ -45,6 +45,7 @@ async def _round(kit, n: int, tms: set[int]):
         t0=t0,
     )
     await kit.create_round(config)
+    await kit.advance_to(t0 + timedelta(minutes=1))
     ids = [await kit.register(config, registration(i, "F1")) for i in range(1, n + 1)]
     for i, applicant in enumerate(ids, start=1):
         await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
@@ -59,7 +60,8 @@ async def _round(kit, n: int, tms: set[int]):
 
 async def test_late_appeal_is_refused_naming_the_ended_window(kit):
     t0, round_id, (applicant,) = await _round(kit, 1, tms={1})
-    await kit.advance_to(t0 + timedelta(days=21, hours=1))  # announced day 18 + 3 days + 1 hour
+    # Announced on day 18 at 12:00 WIB; the window ends with its third day, at 24:00 WIB.
+    await kit.advance_to(t0 + timedelta(days=21, hours=13))
     with pytest.raises(
         RefusedError, match="journey has ended .*no appeal within the appeal window"
     ):
@@ -72,12 +74,12 @@ async def test_late_appeal_is_refused_naming_the_ended_window(kit):
 
 async def test_trail_records_the_end_after_the_appeal_window(kit):
     t0, round_id, (applicant,) = await _round(kit, 1, tms={1})
-    await kit.advance_to(t0 + timedelta(days=21, hours=1))
+    await kit.advance_to(t0 + timedelta(days=21, hours=13))
     s = await kit.journey_at(round_id, applicant, Stage.ENDED)
     assert s.terminal == Terminal.TMS
     last = s.decisions[-1]
     assert last.input.get("reason") == "TMS; no appeal within the appeal window", last
-    assert abs(last.at - (t0 + timedelta(days=21))) < timedelta(minutes=5), last
+    assert abs(last.at - (t0 + timedelta(days=21, hours=12))) < timedelta(minutes=5), last
 
 
 async def test_a_journey_ending_at_the_skd_close_still_answers_its_formasi(kit):

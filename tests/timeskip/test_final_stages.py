@@ -28,7 +28,7 @@ from domain.messages import (
     SkbScoreReport,
     SkdReport,
 )
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import OPERATOR, compressed_round, formasi, noon_wib_after, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -46,7 +46,7 @@ def near(moment, expected) -> bool:
 
 
 async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
-    t0 = await kit.now()
+    t0 = noon_wib_after(await kit.now())  # SKB closes, and the final result is out, at 12:00 WIB
     day = timedelta(days=1)
     round_id = f"ts-final-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
@@ -142,7 +142,10 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     assert state.phase == "final_appeal" and state.offers == {}  # the sanggah is not over yet
 
     # --- optimalisasi: the offer to X2 goes unanswered and counts as declined after 2 days ------
-    optimalisasi_at = skb_closes + 4 * day
+    # The window ends at 24:00 WIB of its third day and a sanggah filed on it is answered by 24:00
+    # of the next: 4 days and 12 hours after the final result (docs/ARCHITECTURE.md, "Time and
+    # calendars").
+    optimalisasi_at = skb_closes + 4 * day + timedelta(hours=12)
     await kit.advance_to(optimalisasi_at + timedelta(hours=1))
     offer_x2 = f"{round_id}/offer/{ids['X2']}/F2"
     offer_x3 = f"{round_id}/offer/{ids['X3']}/F2"

@@ -22,7 +22,7 @@ import pytest
 
 from domain.codes import FinalCode, Stage
 from domain.messages import AdminReport, GateReport, OfferAnswer, SkbScoreReport, SkdReport
-from tests.roundkit import compressed_round, formasi, registration
+from tests.roundkit import compressed_round, formasi, noon_wib_after, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -35,7 +35,7 @@ async def _to_optimalisasi(kit, round_id: str, target_seats: int = 1, extra: dic
     """Create the round (F2 with `target_seats`, the round file's `extra` settings), play X1..X3
     through SKB in F1, and skip to optimalisasi's start: the applicant ids by name and when
     optimalisasi began."""
-    t0 = await kit.now()
+    t0 = noon_wib_after(await kit.now())  # SKB closes, and the final result is out, at 12:00 WIB
     day = timedelta(days=1)
     config = compressed_round(
         round_id,
@@ -97,7 +97,8 @@ async def _to_optimalisasi(kit, round_id: str, target_seats: int = 1, extra: dic
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),
         )
-    optimalisasi_at = t0 + 54 * day
+    # The final sanggah ends at 24:00 WIB of its third day, its answers at 24:00 of the next.
+    optimalisasi_at = t0 + 54 * day + timedelta(hours=12)
     await kit.advance_to(optimalisasi_at + timedelta(hours=1))
     return ids, optimalisasi_at
 
