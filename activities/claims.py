@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.messages import JourneyStart
@@ -24,6 +24,7 @@ from domain.national import (
     CLAIM_TAKEN,
     FIND_CLAIMED_JOURNEY,
     RELEASE_CLAIM,
+    TAKE_CLAIM,
     ClaimCheck,
     ClaimedJourney,
     ClaimRelease,
@@ -141,18 +142,31 @@ class ClaimReader:
             # signal is recorded before that run ends or not at all, so the claim cannot be swept
             # once this journey is admitted. A run that ended meanwhile (swept) admits nobody.
             taken = ClaimTaken(round_id=check.round_id, applicant_id=check.applicant_id)
+            run = self.client.get_workflow_handle(check.workflow_id, run_id=description.run_id)
             try:
-                await self.client.get_workflow_handle(
-                    check.workflow_id, run_id=description.run_id
-                ).signal(CLAIM_TAKEN.name, taken, rpc_timeout=RPC_TIMEOUT)
+                await run.signal(CLAIM_TAKEN.name, taken, rpc_timeout=RPC_TIMEOUT)
             except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return self._ended(check)
+                if exc.status != RPCStatusCode.INVALID_ARGUMENT:
                     raise
-                return ClaimVerdict(
-                    problem=f"the national claim {check.workflow_id} ended (no journey took it "
-                    "in time)"
-                )
+                # The run takes no more signals (its 10,000 spent, by anyone who reaches
+                # Temporal): the same word as an update, which nobody else can use up.
+                try:
+                    await TAKE_CLAIM.execute(run, taken, rpc_timeout=RPC_TIMEOUT)
+                except RPCError as again:
+                    if again.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    return self._ended(check)
+                except WorkflowUpdateFailedError:
+                    return self._ended(check)  # the run ended before it took the update
         return ClaimVerdict()
+
+    @staticmethod
+    def _ended(check: ClaimCheck) -> ClaimVerdict:
+        return ClaimVerdict(
+            problem=f"the national claim {check.workflow_id} ended (no journey took it in time)"
+        )
 
     @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
     async def find_claimed_journey(self, lookup: ClaimedJourney) -> JourneyOfClaim:

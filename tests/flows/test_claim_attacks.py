@@ -12,8 +12,11 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
-from domain.national import CLAIM_RELEASED, ClaimStart
+from activities.claims import ClaimReader
+from domain.national import CLAIM_RELEASED, ClaimCheck, ClaimStart, ClaimVerdict
+from tests.flows.test_broadcast_recovery import worker_process
 from workflows.ids import claim_workflow_id, journey_workflow_id
 from workflows.national import NationalClaim
 
@@ -84,3 +87,66 @@ async def test_a_workflow_squatting_the_journey_id_does_not_keep_the_claim_held(
     assert status == "FAILED"  # released by itself, not looking for ever
     assert isinstance(cause, ApplicationError) and cause.type == CLAIM_RELEASED
     assert f"({journey_id}: its start " in cause.message
+
+
+async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_journey(
+    client, keys, stack, stack_settings, tmp_path
+):
+    """Anyone who reaches Temporal can spend a claim run's 10,000 signals during its grace (refused
+    payloads count; the claims' ids are listed by their search attributes). The journey's check
+    then cannot signal claim_taken: it tells the claim by an update instead, is admitted, and the
+    claim holds past its grace, though no journey exists for its look to find."""
+    # A worker process as deployed (its logging, not the test session's, handles what the SDK
+    # says of each refused signal).
+    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
+    log = tmp_path / "worker.log"
+    worker = worker_process(settings, log)
+    national_id = f"nat-{uuid.uuid4().hex[:6]}"
+    applicant_id = f"FLOOD{uuid.uuid4().hex[:11].upper()}"
+    claim_id = claim_workflow_id(national_id, applicant_id)
+    grace = timedelta(seconds=60)
+    claim = ClaimStart(
+        national_id=national_id,
+        round_id="R-FLOOD",
+        applicant_id=applicant_id,
+        formasi_code="F1",
+        registration_digest="d" * 64,
+        holds_until=datetime.now(UTC) + timedelta(hours=1),
+        sweep_after=grace,
+    )
+    started = time.monotonic()
+    await client.start_workflow(
+        NationalClaim.run, claim, id=claim_id, task_queue=settings.task_queue, start_delay=grace
+    )
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    spent = outsider.get_workflow_handle(claim_id)
+    try:
+        with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
+            for _ in range(101):
+                await asyncio.gather(*(spent.signal("claim_taken", {"x": 1}) for _ in range(100)))
+        assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow to test"
+
+        verdict = await ClaimReader(client).check_claim(
+            ClaimCheck(
+                workflow_id=claim_id,
+                national_id=national_id,
+                round_id="R-FLOOD",
+                applicant_id=applicant_id,
+                registration_digest="d" * 64,
+            )
+        )
+        # Past the grace, with no journey at its id: held, because it was told it was taken.
+        await asyncio.sleep(max(0.0, grace.total_seconds() + 10 - (time.monotonic() - started)))
+        status = await _status(client, claim_id, within=0)
+    finally:
+        handle = client.get_workflow_handle(claim_id)
+        if (await handle.describe()).status.name == "RUNNING":
+            await handle.terminate(reason="test over")
+        worker.terminate()
+        worker.wait(30)
+
+    assert "Potential deadlock" not in log.read_text(errors="replace")
+    assert verdict == ClaimVerdict()  # admitted
+    assert status == "RUNNING"
