@@ -212,7 +212,8 @@ class NationalClaim:
     @workflow.update(name=TAKE_CLAIM.name)
     def take_claim(self, taken: ClaimTaken) -> bool:
         """`claim_taken` as an update: what a journey sends once the run takes no more signals
-        (another sender spent them). Recorded before the run ends or refused, as the signal."""
+        (another sender spent them). Completed before the run ends, or refused once it has ended
+        (the journey is then not admitted)."""
         self.taken = True
         return True
 

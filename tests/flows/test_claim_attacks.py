@@ -4,18 +4,31 @@ cannot keep the claim from releasing itself."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
+from temporalio.worker import Worker
 
 from activities.claims import ClaimReader
-from domain.national import CLAIM_RELEASED, ClaimCheck, ClaimStart, ClaimVerdict
+from domain.national import (
+    CLAIM_RELEASED,
+    FIND_CLAIMED_JOURNEY,
+    ClaimCheck,
+    ClaimedJourney,
+    ClaimStart,
+    ClaimVerdict,
+    JourneyOfClaim,
+)
+from runtime.sandbox import worker_runner
 from tests.flows.test_broadcast_recovery import worker_process
 from workflows.ids import claim_workflow_id, journey_workflow_id
 from workflows.national import NationalClaim
@@ -150,3 +163,90 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
     assert "Potential deadlock" not in log.read_text(errors="replace")
     assert verdict == ClaimVerdict()  # admitted
     assert status == "RUNNING"
+
+
+async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
+    client, keys, stack
+):
+    """The race at the sweep (tests/flows/test_national.py), with the claim's signals spent: the
+    journey's word goes as the update take_claim while the claim's look comes back empty. Either
+    the claim takes it and holds while the journey is admitted, or it ended first, the update is
+    refused and the journey is not admitted (what the server does here: it ends the run and
+    refuses the update admitted meanwhile); never a journey admitted by a claim that released
+    itself."""
+    national_id = f"nat-{uuid.uuid4().hex[:6]}"
+    queue = f"race-{uuid.uuid4().hex[:8]}"
+    reader = ClaimReader(client)
+    checks: list[asyncio.Task] = []
+    check = ClaimCheck(
+        workflow_id=claim_workflow_id(national_id, "RACED"),
+        national_id=national_id,
+        round_id="R-RACE",
+        applicant_id="RACED",
+        registration_digest="d" * 64,
+    )
+
+    @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
+    async def journey_started_meanwhile(lookup: ClaimedJourney) -> JourneyOfClaim:
+        if not checks:
+            # The journey, started after this look, checks its claim while the claim decides.
+            checks.append(asyncio.create_task(reader.check_claim(check)))
+            await asyncio.sleep(3)  # its update admitted meanwhile
+        return JourneyOfClaim(found=False, detail="no such journey")
+
+    grace = timedelta(seconds=45)
+    claim = ClaimStart(
+        national_id=national_id,
+        round_id="R-RACE",
+        applicant_id="RACED",
+        formasi_code="F1",
+        registration_digest="d" * 64,
+        holds_until=datetime.now(UTC) + timedelta(hours=1),
+        sweep_after=grace,
+    )
+    # What the SDK logs of each refused signal, formatted by the test session's capture, would
+    # take the flood's workflow task past the SDK's 2 s (a deployed worker's logging does not).
+    sdk = logging.getLogger("temporalio.worker._workflow_instance")
+    sdk.disabled = True
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    try:
+        async with Worker(
+            client,
+            task_queue=queue,
+            workflows=[NationalClaim],
+            activities=[journey_started_meanwhile],
+            workflow_runner=worker_runner(),
+        ):
+            started = time.monotonic()
+            await client.start_workflow(
+                NationalClaim.run, claim, id=check.workflow_id, task_queue=queue, start_delay=grace
+            )
+            spent = outsider.get_workflow_handle(check.workflow_id)
+            with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
+                for _ in range(101):
+                    await asyncio.gather(
+                        *(spent.signal("claim_taken", {"x": 1}) for _ in range(100))
+                    )
+            assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow"
+            status = await _status(client, check.workflow_id, within=grace.total_seconds() + 15)
+            assert checks, "the claim did not look for its journey"
+            verdict = await checks[0]
+            status = await _status(client, check.workflow_id, within=0)
+            events = [
+                e.event_type
+                async for e in client.get_workflow_handle(check.workflow_id).fetch_history_events()
+            ]
+    finally:
+        sdk.disabled = False
+        handle = client.get_workflow_handle(check.workflow_id)
+        if (await handle.describe()).status.name == "RUNNING":
+            await handle.terminate(reason="test over")
+
+    if verdict == ClaimVerdict():  # admitted: the claim took the update before it decided
+        assert status == "RUNNING"
+        assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED in events
+    else:  # the claim released itself first: the update refused, the journey not admitted
+        assert verdict.problem.startswith(f"the national claim {check.workflow_id} ended")
+        assert status == "FAILED"
