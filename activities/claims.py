@@ -14,7 +14,8 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.messages import JourneyStart
@@ -23,6 +24,7 @@ from domain.national import (
     CLAIM_TAKEN,
     FIND_CLAIMED_JOURNEY,
     RELEASE_CLAIM,
+    TAKE_CLAIM,
     ClaimCheck,
     ClaimedJourney,
     ClaimRelease,
@@ -40,11 +42,11 @@ M = TypeVar("M")
 HELD = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
 
 
-async def first_input(
-    client: Client, workflow_id: str, model: type[M], run_id: str | None = None
-) -> M | None:
-    """A workflow's start input as recorded (its history's first event), decoded with the client's
-    codec; the latest run's unless `run_id` names one. None when there is no such workflow."""
+async def started_with(
+    client: Client, workflow_id: str, run_id: str | None = None
+) -> list[Payload] | None:
+    """A workflow's start input as recorded (its history's first event), still encoded; the latest
+    run's unless `run_id` names one. None when there is no such workflow."""
     handle = client.get_workflow_handle(workflow_id, run_id=run_id)
     try:
         events = handle.fetch_history_events(page_size=1, rpc_timeout=RPC_TIMEOUT)
@@ -55,7 +57,17 @@ async def first_input(
         return None
     if first is None:
         return None
-    payloads = list(first.workflow_execution_started_event_attributes.input.payloads)
+    return list(first.workflow_execution_started_event_attributes.input.payloads)
+
+
+async def first_input(
+    client: Client, workflow_id: str, model: type[M], run_id: str | None = None
+) -> M | None:
+    """A workflow's start input as recorded (its history's first event), decoded with the client's
+    codec; the latest run's unless `run_id` names one. None when there is no such workflow."""
+    payloads = await started_with(client, workflow_id, run_id)
+    if payloads is None:
+        return None
     decoded: list[Any] = await client.data_converter.decode(payloads[:1], [model])
     return decoded[0]
 
@@ -130,26 +142,54 @@ class ClaimReader:
             # signal is recorded before that run ends or not at all, so the claim cannot be swept
             # once this journey is admitted. A run that ended meanwhile (swept) admits nobody.
             taken = ClaimTaken(round_id=check.round_id, applicant_id=check.applicant_id)
+            run = self.client.get_workflow_handle(check.workflow_id, run_id=description.run_id)
             try:
-                await self.client.get_workflow_handle(
-                    check.workflow_id, run_id=description.run_id
-                ).signal(CLAIM_TAKEN.name, taken, rpc_timeout=RPC_TIMEOUT)
+                await run.signal(CLAIM_TAKEN.name, taken, rpc_timeout=RPC_TIMEOUT)
             except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    return self._ended(check)
+                if exc.status != RPCStatusCode.INVALID_ARGUMENT:
                     raise
-                return ClaimVerdict(
-                    problem=f"the national claim {check.workflow_id} ended (no journey took it "
-                    "in time)"
-                )
+                # The run takes no more signals (its 10,000 spent, by anyone who reaches
+                # Temporal): the same word as an update, which nobody else can use up.
+                try:
+                    await TAKE_CLAIM.execute(run, taken, rpc_timeout=RPC_TIMEOUT)
+                except RPCError as again:
+                    if again.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    return self._ended(check)
+                except WorkflowUpdateFailedError:
+                    return self._ended(check)  # the run ended before it took the update
         return ClaimVerdict()
+
+    @staticmethod
+    def _ended(check: ClaimCheck) -> ClaimVerdict:
+        return ClaimVerdict(
+            problem=f"the national claim {check.workflow_id} ended (no journey took it in time)"
+        )
 
     @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
     async def find_claimed_journey(self, lookup: ClaimedJourney) -> JourneyOfClaim:
         """Whether the claim's journey exists, in any state, and was started with this claim (its
         signed start names it): what a claim past its grace asks before it releases itself."""
-        start = await first_input(self.client, lookup.journey_workflow_id, JourneyStart)
-        if start is None:
+        payloads = await started_with(self.client, lookup.journey_workflow_id)
+        if payloads is None:
             return JourneyOfClaim(found=False, detail="no such journey")
+        # Anyone who reaches Temporal can start a workflow at the journey's id before a registrar
+        # does: a start that does not decode to a journey's start (plaintext, another key, no
+        # input, another value) is no journey of this claim. Raised, it would fail this look on
+        # every attempt and hold the claim, its pauses growing, until the national SKD.
+        if not payloads:
+            return JourneyOfClaim(found=False, detail="its start has no input")
+        try:
+            decoded: list[Any] = await self.client.data_converter.decode(
+                payloads[:1], [JourneyStart]
+            )
+        except ValueError as exc:  # the codec's refusal, or pydantic's: no journey start
+            return JourneyOfClaim(
+                found=False, detail=f"its start is no journey start ({type(exc).__name__})"
+            )
+        start = decoded[0]
         if start.national_claim != lookup.claim_workflow_id:
             return JourneyOfClaim(found=False, detail="its start names another claim")
         return JourneyOfClaim(found=True)

@@ -298,4 +298,8 @@ NATIONAL_STATE: Query[None, NationalState] = Query("state", None, NationalState)
 CHECK_CLAIM = Activity("check_claim", ClaimCheck, ClaimVerdict)
 RELEASE_CLAIM = Activity("release_claim", ClaimRelease, bool)
 CLAIM_TAKEN = Signal("claim_taken", ClaimTaken)
+# The same word as an update, when the claim's run takes no more signals: anyone who reaches
+# Temporal can spend a run's 10,000 signals (refused payloads count), but an update whose payload
+# or validator refuses it leaves nothing in the history and counts toward no limit of the run.
+TAKE_CLAIM = Update("take_claim", ClaimTaken, bool)
 FIND_CLAIMED_JOURNEY = Activity("find_claimed_journey", ClaimedJourney, JourneyOfClaim)

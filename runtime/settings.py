@@ -540,7 +540,9 @@ def unknown_variables(environ: Mapping[str, str], env_file: Path | None = None) 
             upper.removeprefix(PREFIX), [k.removeprefix(PREFIX) for k in known], n=1, cutoff=0.6
         )
         suggestion = f"{PREFIX}{near[0]}" if near else None
-        secret = any(_MAY_BE_SECRET.search(n) for n in (upper, suggestion or ""))
+        # A name near no known one says nothing of what its value is (a database password under a
+        # name of its own): hidden too.
+        secret = suggestion is None or any(_MAY_BE_SECRET.search(n) for n in (upper, suggestion))
         shown = "<hidden>" if secret else repr(_without_password(value))
         advice = (
             f"did you mean {suggestion}?"
@@ -552,12 +554,23 @@ def unknown_variables(environ: Mapping[str, str], env_file: Path | None = None) 
 
 
 # Names of an unknown variable, or of the known one it is near, whose value is not shown.
-_MAY_BE_SECRET = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|PWD")
+_MAY_BE_SECRET = re.compile(r"KEY|PASS|SECRET|TOKEN|PWD|CREDENTIAL|PRIVATE|AUTH")
+# A URL's query parameter that holds a password (libpq and asyncpg take `password=` there).
+_PASSWORD_PARAMETER = re.compile(r"([?&][^=&#]*pass[^=&#]*=)[^&#]*", re.IGNORECASE)
 
 
 def _without_password(text: str) -> str:
-    """A URL's password replaced by ***: whatever stands before the last @ of the authority."""
-    return re.sub(r"^([^:/]*://[^:@/]*):[^@/]*@", r"\1:***@", text)
+    """A URL's passwords replaced by ***: whatever stands between the user's name and the last @
+    (a password may hold an unescaped / or @), and every query parameter named like a password
+    (`?password=`, `sslpassword=`)."""
+    scheme, sep, rest = text.partition("://")
+    if sep:
+        at = rest.rfind("@")
+        user, colon, _ = rest[:at].partition(":") if at >= 0 else ("", "", "")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+        text = f"{scheme}{sep}{rest}"
+    return _PASSWORD_PARAMETER.sub(r"\1***", text)
 
 
 def _importable(module: str) -> bool:

@@ -10,8 +10,15 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from runtime.settings import OTHER_VARIABLES, known_variables, unknown_variables
+from runtime.settings import (
+    OTHER_VARIABLES,
+    describe_settings_error,
+    known_variables,
+    load_settings,
+    unknown_variables,
+)
 from tests.test_keys_settings import KEY, _command  # against a cluster and a database at port 1
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,8 +134,26 @@ def test_every_variable_the_project_reads_outside_the_settings_is_taken(tmp_path
         ),
         (
             {"CASN_WIBBLE": "1"},
-            "CASN_WIBBLE='1': not a variable this engine reads; "
+            "CASN_WIBBLE=<hidden>: not a variable this engine reads; "
             'see README.md, "Configuration", for the variables',
+        ),
+        # Near no known variable: nothing says its value is no secret.
+        (
+            {"CASN_DB_PASS": "hunter2"},
+            "CASN_DB_PASS=<hidden>: not a variable this engine reads; "
+            'see README.md, "Configuration", for the variables',
+        ),
+        # A password in the query string, which libpq and asyncpg read.
+        (
+            {"CASN_DATABSE_URL": "postgresql://casn@db/casn?sslmode=require&password=hunter2"},
+            "CASN_DATABSE_URL='postgresql://casn@db/casn?sslmode=require&password=***': not a "
+            "variable this engine reads; did you mean CASN_DATABASE_URL?",
+        ),
+        # A password holding an unescaped / (urlsplit would end the authority there) or @.
+        (
+            {"CASN_DATABASE_ULR": "postgresql://casn:hun/t@er2@db:5432/casn"},
+            "CASN_DATABASE_ULR='postgresql://casn:***@db:5432/casn': not a variable this engine "
+            "reads; did you mean CASN_DATABASE_URL?",
         ),
     ],
 )
@@ -167,3 +192,22 @@ def test_every_variable_listed_outside_the_settings_is_read_somewhere():
     }
 
     assert set(OTHER_VARIABLES) <= code, sorted(set(OTHER_VARIABLES) - code)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql://casn@db/casn?password=hunter2",
+        "mysql://casn:hun/ter2@db/casn",
+        "mysql://casn:hun@ter2@db/casn",
+    ],
+)
+def test_a_refused_database_url_never_shows_its_password(url, monkeypatch):
+    monkeypatch.setenv("CASN_DATABASE_URL", url)
+
+    with pytest.raises(ValidationError) as refused:
+        load_settings()
+
+    said = describe_settings_error(refused.value)
+    assert "scheme 'mysql' is not postgresql" in said
+    assert "hunter2" not in said and "ter2" not in said, said

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         CLAIM_TAKEN,
         FIND_CLAIMED_JOURNEY,
         MAX_ROUNDS,
+        TAKE_CLAIM,
         ClaimedJourney,
         ClaimStart,
         ClaimTaken,
@@ -207,3 +208,21 @@ class NationalClaim:
             )
             return
         self.taken = True
+
+    @workflow.update(name=TAKE_CLAIM.name)
+    def take_claim(self, taken: ClaimTaken) -> bool:
+        """`claim_taken` as an update: what a journey sends once the run takes no more signals
+        (another sender spent them). Completed before the run ends, or refused once it has ended
+        (the journey is then not admitted)."""
+        self.taken = True
+        return True
+
+    @take_claim.validator
+    def validate_take_claim(self, taken: ClaimTaken) -> None:
+        if (taken.round_id, taken.applicant_id) != (self.claim.round_id, self.claim.applicant_id):
+            raise ApplicationError(
+                f"claim {workflow.info().workflow_id}: registration {taken.applicant_id} of round "
+                f"{taken.round_id} is not the one it holds",
+                type="ClaimNotTaken",
+                non_retryable=True,
+            )
