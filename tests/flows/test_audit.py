@@ -125,7 +125,10 @@ SIGNING_KEY = bytes(range(32))
 # judged against min_registration_days) and the formasi's results-name-formasi (every result
 # names its formasi under its seal) patches, with their markers. v24-sealed: the small round, one
 # journey of which was sent an unsealed announcement before its first workflow task (`--sealed`):
-# it kept it until its admission (patch sealed-before-admission), then ignored it.
+# it kept it until its admission (patch sealed-before-admission), then ignored it. v26-full: the
+# full round at engine 6 (journeys judge ages on the date they started and count whole days of
+# their appeal windows to 24:00 in the round's zone, patches applied-on-its-start-date and
+# appeal-days-end-at-midnight; the round's optimalisasi-answer-deadline marker).
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, and v25-claim-sweep, a claim that released itself and one held by its journey,
 # hold other kinds of workflow: their own tests below.)
@@ -154,6 +157,7 @@ RECORDED_SETS = [
     RECORDED / "v21-panels",
     RECORDED / "v23-full",
     RECORDED / "v24-sealed",
+    RECORDED / "v26-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -483,6 +487,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v21-panels",
         RECORDED / "v23-full",
         RECORDED / "v24-sealed",
+        RECORDED / "v26-full",
     ],
     ids=lambda p: p.name,
 )
