@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -19,17 +18,14 @@ import pytest
 from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi
 from client.publication import (
-    Publication,
-    PublishedFormasi,
     PublishedRow,
-    _insert,
     document_text,
     load_publication,
 )
-from domain.messages import ZERO_SHA256
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory
 from gateway.public_cache import AnswerCache
+from tests.web.publications import listing, store
 
 LISTED = ["AAAAAAAAAAAAAAA2", "AAAAAAAAAAAAAAA3", "AAAAAAAAAAAAAAA4"]
 KINDS = ("", ".json", ".csv")
@@ -65,33 +61,15 @@ def _row(no: int, applicant_id: str) -> PublishedRow:
 async def published(stack):
     """A round (unknown to the engine) with publication 1, a final announcement of LISTED."""
     round_id = f"cache-{uuid.uuid4().hex[:6]}"
-    publication = Publication(
-        format="casn-pengumuman/1",
-        round_id=round_id,
-        seq=1,
-        stage=AnnouncementStage.FINAL,
-        instansi="Instansi Uji",
-        rules_digest="0" * 64,
-        published_at=datetime.now(UTC),
-        reported_by="operator",
-        prev_sha256=ZERO_SHA256,
-        corrects=None,
-        formasi=[
-            PublishedFormasi(
-                code="F1",
-                jabatan="Analis",
-                unit="Pusat",
-                education_level="S1",
-                quota=1,
-                rows=[_row(i, a) for i, a in enumerate(LISTED, 1)],
-            )
-        ],  # fmt: skip
+    publication = listing(
+        round_id,
+        AnnouncementStage.FINAL,
+        [_row(i, a) for i, a in enumerate(LISTED, 1)],
         signature="not.signed.here",
     )
     conn = await asyncpg.connect(stack.database_url)
     try:
-        async with conn.transaction():
-            await _insert(conn, publication)
+        await store(conn, publication)
     finally:
         await conn.close()
     return round_id

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -19,18 +18,15 @@ import pytest
 from client.announcements import AnnouncementStage
 from client.api import RecruitmentApi
 from client.publication import (
-    Publication,
-    PublishedFormasi,
     PublishedRow,
-    _insert,
     applicant_ending,
     late_endings,
     lookup_row_problems,
     revocations,
 )
-from domain.messages import ZERO_SHA256
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory
+from tests.web.publications import listing, store
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="session")]
 
@@ -96,30 +92,8 @@ def _row(no: int, applicant_id: str, code: str = "MS") -> PublishedRow:
 async def _publish(conn: asyncpg.Connection, round_id: str, listed: list[str]) -> None:
     """Store publication 1 of the round listing `listed` (MS) in formasi F1, as a publisher
     stores one (not signed: nothing here checks its signature)."""
-    publication = Publication(
-        format="casn-pengumuman/1",
-        round_id=round_id,
-        seq=1,
-        stage=AnnouncementStage.ADMIN,
-        instansi="Instansi Uji",
-        rules_digest="0" * 64,
-        published_at=datetime.now(UTC),
-        reported_by="operator",
-        prev_sha256=ZERO_SHA256,
-        corrects=None,
-        formasi=[
-            PublishedFormasi(
-                code="F1",
-                jabatan="Analis",
-                unit="Pusat",
-                education_level="S1",
-                quota=1,
-                rows=[_row(i, a) for i, a in enumerate(listed, 1)],
-            )
-        ],  # fmt: skip
-    )
-    async with conn.transaction():
-        await _insert(conn, publication)
+    rows = [_row(i, a) for i, a in enumerate(listed, 1)]
+    await store(conn, listing(round_id, AnnouncementStage.ADMIN, rows))
 
 
 @pytest.fixture
