@@ -785,6 +785,14 @@ def check_pages_command(
             await pool.close()
         for where in result.undecodable:
             console.print(flagged("✗", f" not decoded, so not searched for pages: {where}"))
+        if result.purged_on is not None:
+            console.print(
+                f"round {round_id}'s personal data was purged on "
+                f"{result.purged_on:%Y-%m-%d %H:%M} UTC (personal_data_purges): "
+                f"{result.purged} pages the histories reference went with it, deleted, not "
+                "missing; they are not made again",
+                highlight=False,
+            )
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(result.kinds.items())) or "none"
         summary = (
             f"{result.referenced} pages referenced by {result.histories} histories, "

@@ -36,6 +36,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -57,7 +58,15 @@ from temporalio.worker import (
 )
 
 from activities.pages import PageStore
-from auditing.history import RecordedHistory, fetched, replay, round_query, when_done
+from activities.purges import purged_on, purged_tables
+from auditing.history import (
+    AuditError,
+    RecordedHistory,
+    fetched,
+    replay,
+    round_query,
+    when_done,
+)
 from domain.contracts import CloseAnswer
 from domain.messages import CloseReply
 from domain.pages import INDEX, REPLIES, PageRef, page_items, page_ref
@@ -112,6 +121,10 @@ class PageCheck:
     unreferenced: int = 0  # pages the round's workflows own that no history reaches
     undecodable: list[str] = field(default_factory=list)  # the workers' payloads not decoded
     problems: list[PageProblem] = field(default_factory=list)
+    # When the round's personal data was purged with its pages (personal_data_purges): a page
+    # not in the store is then gone with them, not missing, and counted here.
+    purged_on: datetime | None = None
+    purged: int = 0
 
     @property
     def ok(self) -> bool:
@@ -199,6 +212,8 @@ async def check_pages(
     """Check every page the round's formasi and round histories reference (and every page under
     the index pages among them) against the store; change nothing."""
     result = PageCheck(round_id, len(histories))
+    if "pages" in await purged_tables(pool, round_id):
+        result.purged_on = await purged_on(pool, round_id)
     found = await referenced_pages(histories, converter, result.undecodable)
     result.referenced = len(found)
     queue = list(found.values())
@@ -212,6 +227,9 @@ async def check_pages(
         stored = {r["digest"]: r for r in rows}
         for ref, where, owner in batch:
             row = stored.get(ref.digest)
+            if row is None and result.purged_on is not None:
+                result.purged += 1  # deleted by the purge, with the personal data it held
+                continue
             if row is None:
                 result.problems.append(
                     PageProblem(ref.digest, "missing", "not in the page store", where, owner)
@@ -438,7 +456,13 @@ async def rebuild(
     and offer pages by running again, on the pages made so far, the calls that kept them (their
     inputs from the histories, or from replaying them). A page is written only when its digest is
     one the check names; then the store is checked again, and once more for the pages an index
-    made again shows under it, until nothing more is made."""
+    made again shows under it, until nothing more is made. Refused for a round whose pages a
+    purge of its personal data deleted: it would write that data back."""
+    if found.purged_on is not None:
+        raise AuditError(
+            f"round {round_id}: its personal data was purged on {found.purged_on:%Y-%m-%d %H:%M} "
+            "UTC with its pages (personal_data_purges); making them again would write it back"
+        )
     answers, read = await answer_pages(
         client,
         round_id,

@@ -24,6 +24,8 @@ from rich.console import Console
 
 from activities.readmodel import ReadModel
 from auditing.history import AuditError, round_histories
+from auditing.pagestore import check_pages
+from auditing.pagestore import rebuild as rebuild_pages
 from auditing.readmodel import check_round, projected, repair
 from client.api import RecruitmentApi, RefusedError, UnknownError
 from client.retention import PERSONAL, pending
@@ -223,6 +225,19 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
             ReadModel(pool, ColumnCipher.from_keys(keys)),
             await projected(round_id, histories, data_converter(keys)),
         )
+
+    # The page store: the pages the formasi's and round's histories reference went with the purge
+    # (deleted, not missing), and making them again would write their data back: refused.
+    owners = [
+        *await round_histories(client, round_id, "formasi"),
+        *await round_histories(client, round_id, "round"),
+    ]
+    cipher = ColumnCipher.from_keys(keys)
+    pages = await check_pages(pool, cipher, round_id, owners, data_converter(keys))
+    assert pages.problems == [] and pages.purged_on is not None, pages.problems[:3]
+    assert pages.purged == pages.referenced > 0
+    with pytest.raises(AuditError, match="personal data was purged"):
+        await rebuild_pages(client, pool, cipher, round_id, owners, data_converter(keys), pages)
 
     # The operator's status says so, as a line and in JSON; the funnel is still counted.
     await status(ctx, round_id)
