@@ -980,6 +980,18 @@ def _show_round(ctx: Context, view: RoundView) -> None:
             f"{m.reason}",
             highlight=False,
         )
+    if view.offers_unanswered:
+        ctx.console.print(
+            flagged(
+                "optimalisasi offers unanswered",
+                f" {len(view.offers_unanswered)} counted as declined at the round's deadline "
+                f"(latest answer_by plus offer_answer_grace), their seats passed on: "
+                + ", ".join(f"{u.offer_id} ({wib(u.deadline)})" for u in view.offers_unanswered)
+                + " (docs/OPERATIONS.md 2.6)",
+                "bold yellow",
+            ),
+            highlight=False,
+        )
     if (stop := view.offers_stopped) is not None:
         left = ", ".join(f"{code} {n}" for code, n in stop.seats_not_offered.items())
         ctx.console.print(

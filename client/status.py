@@ -27,6 +27,7 @@ from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
 from domain.config import RoundConfig, days_after
 from domain.messages import Decision, JourneyState, RoundState
+from domain.optimalisasi import OFFER_UNANSWERED
 from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE, Query
 from runtime.metrics import record_status_read
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
@@ -274,6 +275,15 @@ class FormasiInfo(BaseModel, frozen=True):
     quota: int
 
 
+class OfferUnanswered(BaseModel, frozen=True):
+    """An optimalisasi offer the round counted as declined because no answer came by its deadline
+    (the latest pending offer's answer_by plus offer_answer_grace; docs/OPERATIONS.md 2.6)."""
+
+    at: datetime
+    offer_id: str
+    deadline: datetime
+
+
 class OffersStopped(BaseModel, frozen=True):
     """Optimalisasi stopped at the round's history budget (patch optimalisasi-budget): the seats
     it did not offer, by formasi, stay empty in this round (docs/OPERATIONS.md 6.10)."""
@@ -298,6 +308,9 @@ class RoundView(BaseModel, frozen=True):
     tmt_moves: list[TmtMove] = []
     formasi: list[FormasiInfo] = []
     offers_stopped: OffersStopped | None = None
+    # Offers of the round's current run counted as declined for no answer (earlier runs' stay in
+    # their own histories: domain.optimalisasi.LEFT_IN_THEIR_RUN).
+    offers_unanswered: list[OfferUnanswered] = []
     # The digest of the rules the round was created with (RoundConfig.digest): a copy of the
     # round's file is the round's when it digests the same.
     rules_digest: str = ""
@@ -392,6 +405,18 @@ def _offers_stopped(decisions: Sequence[Decision]) -> OffersStopped | None:
     )
 
 
+def _offers_unanswered(decisions: Sequence[Decision]) -> list[OfferUnanswered]:
+    return [
+        OfferUnanswered(
+            at=d.at,
+            offer_id=str(d.input.get("offer_id", "")),
+            deadline=datetime.fromisoformat(str(d.input["deadline"])),
+        )
+        for d in decisions
+        if (d.stage, d.outcome) == ("optimalisasi", OFFER_UNANSWERED)
+    ]
+
+
 def build_round_view(config: RoundConfig, state: RoundState, now: datetime) -> RoundView:
     """The round as people read it, from its rules as created and its state as it stands."""
     return RoundView(
@@ -415,6 +440,7 @@ def build_round_view(config: RoundConfig, state: RoundState, now: datetime) -> R
             for f in config.formasi
         ],
         offers_stopped=_offers_stopped(state.decisions),
+        offers_unanswered=_offers_unanswered(state.decisions),
         as_of=now,
     )
 

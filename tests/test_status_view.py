@@ -137,6 +137,31 @@ def test_a_round_that_stopped_offering_says_so_with_the_seats_it_left():
     )
 
 
+def test_offers_the_round_counted_as_unanswered_are_listed_with_their_deadline():
+    deadline = at(400)
+    unanswered = [
+        decided(
+            401,
+            "optimalisasi",
+            "offer unanswered",
+            "round",
+            offer_id=f"{CONFIG.round_id}/offer/{a}/F2",
+            deadline=deadline.isoformat(),
+            reason="no answer from the journey by the latest offer's answer_by",
+        )
+        for a in ("A0001", "A0002")
+    ]
+    declined = decided(390, "optimalisasi", "allocated", "round", offers=[])
+    state = round_state(RoundPhase.OPTIMALISASI, [], [declined, *unanswered])
+    view = build_round_view(CONFIG, state, at(450))
+    assert [(u.offer_id, u.deadline, u.at) for u in view.offers_unanswered] == [
+        (f"{CONFIG.round_id}/offer/A0001/F2", deadline, at(401)),
+        (f"{CONFIG.round_id}/offer/A0002/F2", deadline, at(401)),
+    ]
+    quiet = round_state(RoundPhase.OPTIMALISASI, [], [declined])
+    assert build_round_view(CONFIG, quiet, at(450)).offers_unanswered == []
+
+
 def test_tmt_moves_chain_from_the_original_tmt():
     state = round_state(
         RoundPhase.FILING,

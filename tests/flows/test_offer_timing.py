@@ -22,6 +22,7 @@ import pytest
 from auditing.history import round_histories
 from auditing.recompute import recompute
 from client.api import RecruitmentApi
+from client.status import build_round_view
 from domain.codes import Stage, Terminal
 from domain.messages import (
     OfferAnswer,
@@ -272,5 +273,9 @@ async def test_an_offer_whose_journey_was_terminated_passes_on_at_the_rounds_dea
     [unanswered] = [d for d in state.decisions if d.outcome == "offer unanswered"]
     assert unanswered.input["offer_id"] == second_offer
     assert unanswered.at >= offered.offer.answer_by + timedelta(seconds=5)
+    # The operator's status lists it, with the deadline it was counted at.
+    view = build_round_view(config, state, datetime.now(UTC))
+    assert [u.offer_id for u in view.offers_unanswered] == [second_offer]
+    assert view.offers_unanswered[0].deadline <= unanswered.at
     result = await recompute(await round_histories(client, round_id), data_converter(keys))
     assert (result.allocations, result.differences()) == (2, [])
