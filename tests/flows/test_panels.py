@@ -6,6 +6,7 @@ the scores that stand, every one of them kept in the history."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import uuid
 from datetime import UTC, datetime
@@ -293,8 +294,19 @@ async def test_panels_are_drawn_without_conflicts_flagged_reviewed_and_blind(
 
     # The read model's panels are what the histories drew and changed. Damaged, each difference
     # is named; the repair writes them again from the histories, and leaves what none explains.
-    histories = await round_histories(client, round_id, "journey")
-    found = await projected(round_id, histories, data_converter(keys))
+    # Both journeys past the final ranking first, and the histories fetched again until they
+    # hold what the journeys wrote: a row is written by a local activity in the workflow task that
+    # decides it, before the task completes and its events reach the history (a fresh clone's run
+    # found b's final-ranking decision in the read model and not yet in the history fetched).
+    await _wait_stage(
+        client, round_id, b, {Stage.FINAL_APPEAL, Stage.FILING, Stage.OPTIMALISASI}, timeout=40
+    )
+    for _ in range(20):
+        histories = await round_histories(client, round_id, "journey")
+        found = await projected(round_id, histories, data_converter(keys))
+        if not (await check(pool, found)).differences:
+            break
+        await asyncio.sleep(0.5)
     assert (await check(pool, found)).differences == []
     async with pool.acquire() as conn:
         await conn.execute(
