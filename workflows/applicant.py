@@ -346,12 +346,12 @@ class ApplicantJourney(JourneyInbox):
         # Counted from the filing (as the portal shows it) once days end at 24:00; before, from
         # when the journey woke to it.
         appeal = self.sheet.appeal
-        filed = self.sheet.received_at.get(appeal.report_id) if appeal else None
-        if not self.sheet.deadlines_by_day or filed is None:
-            filed = workflow.now()
+        filed_at = self.sheet.received_at.get(appeal.report_id) if appeal else None
+        if not self.sheet.deadlines_by_day or filed_at is None:
+            filed_at = workflow.now()
         answered = await self._wait(
             lambda: self.sheet.appeal_answer is not None,
-            until=appeal_answer_due(self.sheet, self.rules, filed),
+            until=appeal_answer_due(self.sheet, self.rules, filed_at),
         )
         answer = self.sheet.appeal_answer
         if not answered or answer is None:

@@ -197,10 +197,7 @@ class NationalClaim:
         """The journey of this claim's registration admitted it: the claim is never swept. Anyone
         else's message is ignored (it could only keep the claim held, never release it)."""
         message = signal_message(ClaimTaken, args)
-        if not isinstance(message, str) and (message.round_id, message.applicant_id) != (
-            self.claim.round_id,
-            self.claim.applicant_id,
-        ):
+        if not isinstance(message, str) and not self._holds(message):
             message = f"from registration {message.applicant_id} of round {message.round_id}"
         if isinstance(message, str):
             workflow.logger.warning(
@@ -219,10 +216,17 @@ class NationalClaim:
 
     @take_claim.validator
     def validate_take_claim(self, taken: ClaimTaken) -> None:
-        if (taken.round_id, taken.applicant_id) != (self.claim.round_id, self.claim.applicant_id):
+        if not self._holds(taken):
             raise ApplicationError(
                 f"claim {workflow.info().workflow_id}: registration {taken.applicant_id} of round "
                 f"{taken.round_id} is not the one it holds",
                 type="ClaimNotTaken",
                 non_retryable=True,
             )
+
+    def _holds(self, taken: ClaimTaken) -> bool:
+        """Whether `taken` speaks of the registration this claim holds (signal and update alike)."""
+        return (taken.round_id, taken.applicant_id) == (
+            self.claim.round_id,
+            self.claim.applicant_id,
+        )
