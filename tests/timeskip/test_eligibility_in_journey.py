@@ -21,6 +21,15 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DAY = 86400
 WIT = ZoneInfo("Asia/Jayapura")
+# A round's windows over a year, in seconds from its start: registration open 15 days.
+A_YEAR = {
+    "registration": (0, 15 * DAY),
+    "administration": (20 * DAY, 25 * DAY),
+    "skd": (30 * DAY, 50 * DAY),
+    "skb": (51 * DAY, 65 * DAY),
+    "filing": (75 * DAY, 90 * DAY),
+    "latsar": (90 * DAY, 455 * DAY),
+}
 
 
 async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit):
@@ -29,14 +38,7 @@ async def test_a_journey_started_directly_refuses_an_ineligible_registration(kit
     config = compressed_round(
         round_id,
         [formasi("F1", 2)],
-        {
-            "registration": (0, 15 * DAY),
-            "administration": (20 * DAY, 25 * DAY),
-            "skd": (30 * DAY, 50 * DAY),
-            "skb": (51 * DAY, 65 * DAY),
-            "filing": (75 * DAY, 90 * DAY),
-            "latsar": (90 * DAY, 455 * DAY),
-        },
+        A_YEAR,
         appeal_window=3 * DAY,
         answer_within=7 * DAY,
         offer_within=2 * DAY,
@@ -88,14 +90,7 @@ async def test_a_journey_judges_ages_on_the_date_it_started(kit):
     config = compressed_round(
         round_id,
         [formasi("F1", 3)],
-        {
-            "registration": (0, 15 * DAY),
-            "administration": (20 * DAY, 25 * DAY),
-            "skd": (30 * DAY, 50 * DAY),
-            "skb": (51 * DAY, 65 * DAY),
-            "filing": (75 * DAY, 90 * DAY),
-            "latsar": (90 * DAY, 455 * DAY),
-        },
+        A_YEAR,
         t0=t0,
         extra={"timezone": "Asia/Jayapura"},
     )
