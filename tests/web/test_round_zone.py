@@ -256,3 +256,31 @@ async def test_a_wit_round_in_a_browser_shows_its_deadline_and_names_its_zone(
             await public.screenshot(path=str(SHOTS / "14-pengumuman-wit.png"), full_page=True)
         finally:
             await browser.close()
+
+
+async def test_the_front_page_reads_each_round_in_its_own_zone_and_says_so():
+    from functools import partial
+
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    from client.status import catatan_waktu, waktu
+    from gateway.deps import TEMPLATES
+
+    midnight_wit = datetime(2027, 8, 23, 15, tzinfo=UTC)  # 24:00 WIT, 23.00 WITA, 22.00 WIB
+    rounds = [
+        {"round_id": z, "instansi": z, "formasi": 1, "opens": midnight_wit, "closes": midnight_wit}
+        for z in ("Asia/Jayapura", "Asia/Makassar", "Asia/Jakarta")
+    ]
+    pages = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape())
+    html = pages.get_template("portal/index.html").render(
+        open=[{**r, "zone": r["round_id"]} for r in rounds],
+        others=[],
+        now=midnight_wit,
+        waktu=partial(waktu, zone="Asia/Jakarta"),
+        batas=partial(batas, zone="Asia/Jakarta"),
+        times_note=catatan_waktu(None, several=True),
+        account=None,
+    )
+    for shown in ("23 Agu 2027 24.00 WIT", "23 Agu 2027 23.00 WITA", "23 Agu 2027 22.00 WIB"):
+        assert f"Pendaftaran dibuka sampai <strong>{shown}</strong>" in html
+    assert "zona waktu seleksi itu (WIB, WITA atau WIT)" in html
