@@ -1263,7 +1263,9 @@ async def announce(
         finally:
             await conn.close()
     p, new = published.publication, published.new
-    csv_path, html_path, json_path = write_files(p, published.cut_multiplier, out_dir)
+    csv_path, html_path, json_path = write_files(
+        p, published.cut_multiplier, out_dir, published.timezone
+    )
     rows = sum(len(f.rows) for f in p.formasi)
     if new:
         ctx.console.print(

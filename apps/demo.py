@@ -432,7 +432,12 @@ async def _publish(demo: Demo, app) -> bool:
                 demo.say(f"[red]announcement {stage.value} not published[/]: {escape(str(exc))}")
                 ok = False
                 continue
-            write_files(published.publication, demo.config.skd.cut_multiplier, out_dir)
+            write_files(
+                published.publication,
+                demo.config.skd.cut_multiplier,
+                out_dir,
+                demo.config.timezone,
+            )
     finally:
         await conn.close()
     sent = await deliver_pending(

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -34,6 +33,7 @@ from client.api import RefusedError
 from client.csvio import csv_cell
 from domain.codes import AdminDecision, FinalCode, SkdCode, Terminal
 from domain.config import RoundConfig
+from domain.local_time import JAKARTA, reading
 from domain.messages import FormasiResult
 from domain.ranking import FinalEntry, final_rank_key
 from domain.skd import SkdScores, skd_rank_key
@@ -446,9 +446,8 @@ def sections(
     ]
 
 
-# --- how it reads: WIB times and spreadsheet-safe CSV --------------------------------------------
+# --- how it reads: times in the round's zone and spreadsheet-safe CSV ---------------------------
 
-WIB = ZoneInfo("Asia/Jakarta")
 _MONTHS = (
     "Januari",
     "Februari",
@@ -465,10 +464,19 @@ _MONTHS = (
 )
 
 
+def waktu(moment: datetime, zone: str = JAKARTA) -> str:
+    """A moment as the public reads it, in the round's zone `zone`: `2 Desember 2026, 14.05 WIT`."""
+    local = reading(moment, zone)
+    day = local.day
+    return (
+        f"{day.day} {_MONTHS[day.month - 1]} {day.year}, {local.hour}.{local.minute} {local.zone}"
+    )
+
+
 def wib(moment: datetime) -> str:
-    """A moment as the public reads it: `2 Desember 2026, 14.05 WIB`."""
-    local = moment.astimezone(WIB)
-    return f"{local.day} {_MONTHS[local.month - 1]} {local.year}, {local:%H.%M} WIB"
+    """A moment in WIB (what is about no one round, the auditor's tables): `2 Desember 2026,
+    14.05 WIB`."""
+    return waktu(moment, JAKARTA)
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:

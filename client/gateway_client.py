@@ -39,6 +39,7 @@ from client.publication import (
 )
 from client.survey import SurveyRow
 from domain.config import RoundConfig
+from domain.local_time import JAKARTA
 from domain.messages import BLIND_REPORTS, Ack, Report
 from domain.panels import candidate_audience
 from domain.protocol import command_kind, service_kind
@@ -275,7 +276,9 @@ class GatewayReports:
         drafted = await self._read("POST", f"{base}/drafts", round_id, {"corrects": corrects})
         draft = _publication_in(drafted)
         if not drafted["new"]:
-            return Published(draft, False, drafted["cut_multiplier"])
+            return Published(
+                draft, False, drafted["cut_multiplier"], drafted.get("timezone", JAKARTA)
+            )
         if (draft.round_id, draft.stage.value, draft.reported_by) != (round_id, stage, identity):
             raise GatewayError(200, f"the gateway drafted another announcement: {draft.body()}")
         review(draft)
@@ -284,7 +287,12 @@ class GatewayReports:
         record = self.keyring.sign(anchor_of(publication), round_workflow_id(round_id))
         signed = SignedDraft.of(publication, record)
         answer = await self._read("POST", base, round_id, signed.model_dump(mode="json"))
-        return Published(_publication_in(answer), answer["stored"], answer["cut_multiplier"])
+        return Published(
+            _publication_in(answer),
+            answer["stored"],
+            answer["cut_multiplier"],
+            answer.get("timezone", JAKARTA),
+        )
 
     async def national_funnel(self, national_id: str) -> dict[str, Any]:
         """The national round's funnel document (client.national.funnel_document; the gateway's

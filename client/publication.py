@@ -46,13 +46,14 @@ from client.announcements import (
     read_results,
     readiness_problem,
     sections,
-    wib,
+    waktu,
 )
 from client.api import RecruitmentApi, RefusedError
 from client.standings import full_results, page_store
 from domain.codes import FinalCode
 from domain.config import ReportKind, RoundConfig
 from domain.digest import canonical_json
+from domain.local_time import JAKARTA
 from domain.messages import (
     ZERO_SHA256,
     ChangeKeys,
@@ -243,11 +244,12 @@ _LOCK_CLASS = 0x43415350  # "CASP": one publisher at a time per round (with hash
 @dataclass(frozen=True)
 class Published:
     """The outcome of publishing: the publication, whether it is new or a repeat, and the round's
-    SKD cut multiplier, which its printable file states (write_files)."""
+    SKD cut multiplier and zone, which its printable file states (write_files)."""
 
     publication: Publication
     new: bool
     cut_multiplier: int
+    timezone: str = JAKARTA
 
 
 async def publish_announcement(
@@ -279,14 +281,14 @@ async def publish_announcement(
         await _one_publisher(conn, round_id)
         head = await _chain_head(conn, round_id, stage, formasi, corrects)
         if isinstance(head, Publication):
-            published = Published(head, False, config.skd.cut_multiplier)
+            published = Published(head, False, config.skd.cut_multiplier, config.timezone)
         else:
             signed = signer.sign(
                 _publication(config, stage, signer.identity, head, corrects, formasi),
                 audience(round_id),
             )
             await _insert(conn, signed)
-            published = Published(signed, True, config.skd.cut_multiplier)
+            published = Published(signed, True, config.skd.cut_multiplier, config.timezone)
     # On record in the round's history, with any stored before it that is not (published again:
     # the record that failed the first time is made now).
     await record_publications(api, conn, round_id, signer)
@@ -312,9 +314,9 @@ async def draft_announcement(
     # and the signed draft is checked against the head again, under the lock (publish_signed).
     head = await _chain_head(conn, round_id, stage, formasi, corrects)
     if isinstance(head, Publication):
-        return Published(head, False, config.skd.cut_multiplier)
+        return Published(head, False, config.skd.cut_multiplier, config.timezone)
     draft = _publication(config, stage, identity, head, corrects, formasi)
-    return Published(draft, True, config.skd.cut_multiplier)
+    return Published(draft, True, config.skd.cut_multiplier, config.timezone)
 
 
 SIGNED_WITHIN = timedelta(minutes=30)  # a draft's published_at: at most this old when it is stored
@@ -387,7 +389,7 @@ async def publish_signed(
                     state.decisions
                 ):
                     await _record(api, round_id, _signed_record(head, signed))
-                return Published(head, False, config.skd.cut_multiplier)
+                return Published(head, False, config.skd.cut_multiplier, config.timezone)
             raise RefusedError(
                 f"publication {head.seq} of round {round_id} already announces these "
                 f"{stage.value} results: nothing new to publish"
@@ -414,7 +416,7 @@ async def publish_signed(
         # Stored and signed; a record that does not reach the round is made when the same
         # signature is sent again, or by the next publication sent directly (starter.py announce).
         await _record(api, round_id, _signed_record(publication, signed))
-    return Published(publication, True, config.skd.cut_multiplier)
+    return Published(publication, True, config.skd.cut_multiplier, config.timezone)
 
 
 def anchor_of(p: Publication) -> RecordPublication:
@@ -1092,8 +1094,9 @@ def publication_csv(p: Publication, later: Mapping[str, str] | None = None) -> s
     return csv_text(header, rows)
 
 
-def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
-    """The publication as one printable HTML file (no script, no outside resources)."""
+def publication_html(p: Publication, cut_multiplier: int = 3, zone: str = JAKARTA) -> str:
+    """The publication as one printable HTML file (no script, no outside resources), its time in
+    the round's zone `zone`."""
     e = html.escape
     columns = COLUMNS[p.stage]
     parts = [
@@ -1105,7 +1108,7 @@ def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
         ".table-wrap{overflow-x:auto}@media print{th{background:#ddd}}</style></head><body>",
         f"<h1>{e(STAGE_TITLES[p.stage])}</h1>",
         f"<p><strong>{e(p.instansi)}</strong><br>Seleksi {e(p.round_id)}, pengumuman nomor "
-        f"{p.seq}, diumumkan {e(wib(p.published_at))}, ditandatangani oleh {e(p.reported_by)}.</p>",
+        f"{p.seq}, diumumkan {e(waktu(p.published_at, zone))}, ditandatangani oleh {e(p.reported_by)}.</p>",
     ]
     if p.corrects:
         parts.append(f"<p>Pengumuman ini mengoreksi pengumuman nomor {p.corrects}.</p>")
@@ -1144,7 +1147,9 @@ def publication_html(p: Publication, cut_multiplier: int = 3) -> str:
     return "\n".join(parts)
 
 
-def write_files(p: Publication, cut_multiplier: int, out_dir: Path) -> tuple[Path, Path, Path]:
+def write_files(
+    p: Publication, cut_multiplier: int, out_dir: Path, zone: str = JAKARTA
+) -> tuple[Path, Path, Path]:
     """The publication as CSV, printable HTML and its signed JSON document, in `out_dir`:
     `<round>-<stage>.csv|html` (the stage's latest) and `<round>-<seq>.json`.
 
@@ -1156,7 +1161,7 @@ def write_files(p: Publication, cut_multiplier: int, out_dir: Path) -> tuple[Pat
     csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
     json_path = out_dir / f"{p.round_id}-{p.seq}.json"
     _replace(csv_path, publication_csv(p))
-    _replace(html_path, publication_html(p, cut_multiplier))
+    _replace(html_path, publication_html(p, cut_multiplier, zone))
     _replace(json_path, document_text(p))
     return csv_path, html_path, json_path
 

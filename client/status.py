@@ -3,7 +3,8 @@
 
 Built from what the engine says, never from a copy: a round from the rules it was created with
 (`RecruitmentApi.round_config`) and its state query (the schedule in force, every decision); an
-applicant from its journey's state query. Words for applicants are Indonesian and times are WIB.
+applicant from its journey's state query. Words for applicants are Indonesian and times are in
+the round's zone (`waktu`, `batas`: WIB, WITA or WIT).
 
 What an applicant may do now (`can_appeal`, `pending_offer`, `can_withdraw`) mirrors the journey's
 own refusals (`domain/sheet.py`), so the portal offers a form only when the journey would take
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -26,34 +27,54 @@ from domain.aftermath import AftermathState
 from domain.appointment import withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
 from domain.config import RoundConfig, days_after
+from domain.local_time import JAKARTA, LocalReading, reading, zone_note
 from domain.messages import Decision, JourneyState, RoundState
 from domain.optimalisasi import OFFER_UNANSWERED
 from domain.protocol import AFTERMATH_STATE, JOURNEY_STATE, Query
 from runtime.metrics import record_status_read
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
 
-WIB = ZoneInfo("Asia/Jakarta")
+WIB = ZoneInfo(JAKARTA)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des")
 
 
+def waktu(moment: datetime | None, zone: str = JAKARTA) -> str:
+    """A moment as applicants read it, in the round's zone `zone`: `20 Agu 2027 23.59 WIT`
+    ("-" for none)."""
+    if moment is None:
+        return "-"
+    return _read(reading(moment, zone))
+
+
 def wib(moment: datetime | None) -> str:
-    """A moment as applicants read it: `20 Agu 2027 23.59 WIB` ("-" for none)."""
-    if moment is None:
-        return "-"
-    local = moment.astimezone(WIB)
-    return f"{local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H.%M} WIB"
+    """A moment in WIB, for what is about no one round (the operator's tables): `20 Agu 2027
+    23.59 WIB`."""
+    return waktu(moment, JAKARTA)
 
 
-def batas(moment: datetime | None) -> str:
-    """A deadline (the first moment that is too late) as applicants read it: one at exactly 00:00
-    WIB is `23 Agu 2027 24.00 WIB`, the day still in it, not `24 Agu 2027 00.00 WIB`."""
+def batas(moment: datetime | None, zone: str = JAKARTA) -> str:
+    """A deadline (the first moment that is too late) as applicants read it, in the round's zone:
+    one at exactly 00:00 is `23 Agu 2027 24.00 WIT`, the day still in it, not `24 Agu 2027 00.00`."""
     if moment is None:
         return "-"
-    local = moment.astimezone(WIB)
-    if local.time() != time():
-        return wib(moment)
-    day = local.date() - timedelta(days=1)
-    return f"{day.day} {_MONTHS[day.month - 1]} {day.year} 24.00 WIB"
+    return _read(reading(moment, zone, deadline=True))
+
+
+def catatan_waktu(zone: str | None, several: bool = False) -> str:
+    """What a page says of its times: in the zone of the round it is about, named (`WIT (UTC+9)`);
+    a page about no round in WIB; a page of `several` rounds each in its own zone."""
+    if several:
+        return (
+            "Waktu setiap seleksi ditampilkan dalam zona waktu seleksi itu (WIB, WITA atau WIT), "
+            "yang disebutkan pada setiap waktu."
+        )
+    if zone is None:
+        return f"Waktu ditampilkan dalam {zone_note(JAKARTA)}."
+    return f"Waktu ditampilkan dalam {zone_note(zone)}, zona waktu seleksi ini."
+
+
+def _read(local: LocalReading) -> str:
+    return f"{tanggal(local.day)} {local.hour}.{local.minute} {local.zone}"
 
 
 def tanggal(day: date | None) -> str:

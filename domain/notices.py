@@ -21,14 +21,14 @@ written, in whatever language its author used.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.administration import DocumentFinding
+from domain.local_time import JAKARTA, reading
 
-WIB = timezone(timedelta(hours=7), "WIB")  # Asia/Jakarta keeps no daylight saving time
 _MONTHS = {
     "id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
     "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
@@ -98,6 +98,9 @@ class Notice(BaseModel, frozen=True):
     cause: EndCause | None = None
     detail: str = ""  # the free text of the cause: a note, a reason, a list, a number
     decree_no: str = ""  # a dismissal's decree (REVOKED)
+    # The round's zone, in which the applicant reads its times (appeal_until): WIB, WITA or WIT.
+    # Left out of the dump at Asia/Jakarta, so that a WIB round's notices read as before.
+    timezone: str = Field(default=JAKARTA, max_length=64, exclude_if=lambda z: z == JAKARTA)
 
 
 # --- what the journey records -------------------------------------------------------------------
@@ -113,14 +116,17 @@ def admin_result(
     findings: list[DocumentFinding],
     appeal_until: datetime | None,
     not_decided: bool = False,
+    timezone: str = JAKARTA,
 ) -> Notice:
-    """MS, or TMS with every failing document and its reason, and until when to appeal."""
+    """MS, or TMS with every failing document and its reason, and until when to appeal (read in
+    the round's zone `timezone`)."""
     return Notice(
         kind=NoticeKind.ADMIN_RESULT,
         outcome=decision,
         findings=list(findings),
         appeal_until=appeal_until if decision == "TMS" else None,
         not_decided=not_decided,
+        timezone=timezone,
     )
 
 
@@ -489,7 +495,7 @@ def _admin(notice: Notice, lang: str) -> str:
             else "No decision on your documents was reported before the deadline."
         )
     if notice.appeal_until is not None:
-        until = _moment(notice.appeal_until, lang, deadline=True)
+        until = _moment(notice.appeal_until, notice.timezone, lang, deadline=True)
         parts.append(
             f"Sanggah dapat diajukan paling lambat {until}."
             if lang == "id"
@@ -557,12 +563,10 @@ def _day(day: date | None, lang: str) -> str:
     return f"{day.day} {_MONTHS[lang][day.month - 1]} {day.year}"
 
 
-def _moment(moment: datetime, lang: str, deadline: bool = False) -> str:
-    """A moment in WIB. A deadline at exactly 00:00 is written as 24.00 of the day before, the day
-    that is still in it: "paling lambat 23 Agu 2027 24.00 WIB", not "24 Agu 2027 00.00"."""
-    local = moment.astimezone(WIB)
-    day, hour = local.date(), f"{local:%H}"
-    if deadline and local.time() == time():
-        day, hour = day - timedelta(days=1), "24"
-    clock = f"{hour}.{local:%M}" if lang == "id" else f"{hour}:{local:%M}"
-    return f"{_day(day, lang)} {clock} WIB"
+def _moment(moment: datetime, zone: str, lang: str, deadline: bool = False) -> str:
+    """A moment in the round's zone, named (WIB, WITA, WIT). A deadline at exactly 00:00 is written
+    as 24.00 of the day before, the day that is still in it: "paling lambat 23 Agu 2027 24.00
+    WIT", not "24 Agu 2027 00.00"."""
+    local = reading(moment, zone, deadline=deadline)
+    sep = "." if lang == "id" else ":"
+    return f"{_day(local.day, lang)} {local.hour}{sep}{local.minute} {local.zone}"

@@ -258,6 +258,10 @@ class AnnouncementAnswer(BaseModel):
     cut_multiplier: int = Field(
         description="the round's SKD cut multiplier, which the printable announcement states"
     )
+    timezone: str = Field(
+        default="Asia/Jakarta",
+        description="the round's IANA zone, in which the printable announcement states its time",
+    )
 
 
 async def _announcing(gw: Gateway, round_id: str, identity: str) -> None:
@@ -298,6 +302,7 @@ async def post_announcement_draft(
         stored=False,
         publication=drafted.publication.document(),
         cut_multiplier=drafted.cut_multiplier,
+        timezone=drafted.timezone,
     )
 
 
@@ -355,6 +360,7 @@ async def post_announcement(
         stored=published.new,
         publication=p.document(),
         cut_multiplier=published.cut_multiplier,
+        timezone=published.timezone,
     )
 
 

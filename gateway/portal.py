@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -27,9 +28,18 @@ from temporalio.service import RPCError
 
 from activities.purges import purged_on
 from client.api import RefusedError, UnknownError, applicant_id_for, registration_refusals
-from client.status import ApplicantView, angka, batas, reason_text, tanggal, wib
+from client.status import (
+    ApplicantView,
+    angka,
+    batas,
+    catatan_waktu,
+    reason_text,
+    tanggal,
+    waktu,
+)
 from client.survey import offered_stages, open_stages, record_answers, taken_stages
 from domain.config import Category, RoundConfig
+from domain.local_time import JAKARTA
 from domain.messages import AppealFiling, OfferAnswer, Report, RoundState, Withdrawal
 from domain.registration import Refusal, Registration, normalise_nik
 from domain.skm import ELEMENTS as SKM_ELEMENTS
@@ -99,10 +109,11 @@ REGISTRATION_FIELDS = (
 LOGIN_FAILED = "Nomor pendaftaran/NIK atau kata sandi salah."
 
 
-def purged_text(round_id: str, purged: datetime) -> str:
-    """What the login says once the round's personal data was purged (docs/OPERATIONS.md 8)."""
+def purged_text(round_id: str, purged: datetime, zone: str = JAKARTA) -> str:
+    """What the login says once the round's personal data was purged (docs/OPERATIONS.md 8), in
+    the round's zone."""
     return (
-        f"Data pribadi peserta seleksi {round_id} telah dihapus pada {wib(purged)} sesuai "
+        f"Data pribadi peserta seleksi {round_id} telah dihapus pada {waktu(purged, zone)} sesuai "
         "UU 27/2022 tentang Pelindungan Data Pribadi, termasuk akun portal. Hasil seleksi tetap "
         "dapat dilihat pada pengumuman resmi."
     )
@@ -226,9 +237,22 @@ def _cookie(response: Response, visit: Visit, name: str, value: str, max_age: in
     )
 
 
-def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+def page(
+    visit: Visit,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+    zone: str | None = None,
+) -> HTMLResponse:
     """A portal page; the header knows who is logged in, and the pre-session cookie is set
-    when a form on the page needed one."""
+    when a form on the page needed one.
+
+    Its times read in the zone of the round it is about (`zone`, else its `config`'s), and its
+    footer names that zone; a page about no round reads in WIB and says so."""
+    config = context.get("config")
+    if zone is None and isinstance(config, RoundConfig):
+        zone = config.timezone
+    shown = zone or JAKARTA
     account = None
     if visit.session is not None:
         account = {
@@ -241,8 +265,9 @@ def page(visit: Visit, template: str, context: dict[str, Any], status: int = 200
         f"portal/{template}",
         {
             "account": account,
-            "wib": wib,
-            "batas": batas,
+            "waktu": partial(waktu, zone=shown),
+            "batas": partial(batas, zone=shown),
+            "times_note": catatan_waktu(zone),
             "tanggal": tanggal,
             "angka": angka,
             "labels": FIELD_LABELS,
@@ -264,10 +289,16 @@ def message(
     kind: str = "errors",
     back: tuple[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    zone: str | None = None,
 ) -> HTMLResponse:
-    """A page that says one thing: an error, a refusal, or a confirmation."""
+    """A page that says one thing: an error, a refusal, or a confirmation (its times in the
+    round's `zone`, when it is about one)."""
     response = page(
-        visit, "message.html", {"title": title, "text": text, "kind": kind, "back": back}, status
+        visit,
+        "message.html",
+        {"title": title, "text": text, "kind": kind, "back": back},
+        status,
+        zone,
     )
     response.headers.update(headers or {})
     return response
@@ -395,6 +426,7 @@ async def index(v: Visit = Depends(visit)) -> HTMLResponse:
             "open": is_open,
             "opens": opens,
             "closes": closes,
+            "zone": config.timezone,
         }
 
     described = await asyncio.gather(*(describe(entry) for entry in listing))
@@ -406,6 +438,8 @@ async def index(v: Visit = Depends(visit)) -> HTMLResponse:
             "now": now,
             "open": [r for r in rounds if r["open"]],
             "others": [r for r in rounds if not r["open"]],
+            # Each round's times in its own zone, each named where it is shown.
+            "times_note": catatan_waktu(None, several=True),
         },
     )
 
@@ -453,9 +487,11 @@ def _registration_closed(
         v,
         status,
         "Pendaftaran tidak dibuka",
-        f"Pendaftaran {config.instansi} dibuka {wib(window.opens)} sampai {wib(window.closes)}.",
+        f"Pendaftaran {config.instansi} dibuka {waktu(window.opens, config.timezone)} sampai "
+        f"{batas(window.closes, config.timezone)}.",
         kind="notice",
         back=(f"/masuk?round={config.round_id}", "Masuk ke akun"),
+        zone=config.timezone,
     )
 
 
@@ -535,7 +571,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     # The sanctions register's refusals (client/sanctions.py Bar.reason).
     (
         re.compile(r"barred until (\d{4}-\d{2}-\d{2}) by national list (.+?) \((.*)\)"),
-        lambda m: (
+        lambda m, z: (
             f"Anda tidak dapat mendaftar sampai {tanggal(date.fromisoformat(m[1]))} menurut daftar sanksi nasional "
             f"{m[2]} ({m[3]})"
         ),
@@ -545,7 +581,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
             r"barred until the (\d+)\w\w round opening after round (\S+) is over "
             r"\(round (\S+) is the (\d+)\w\w\) by round \S+ \(APS\)"
         ),
-        lambda m: (
+        lambda m, z: (
             f"Anda tidak dapat mendaftar pada {m[1]} periode seleksi setelah seleksi {m[2]} "
             f"karena mengundurkan diri setelah dinyatakan lulus (APS) pada seleksi itu; seleksi {m[3]} "
             f"adalah periode ke-{m[4]}"
@@ -556,35 +592,35 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
             r"barred until the (\d+)\w\w round opening after (\S+) \(the list's import\) is "
             r"over \(round (\S+) is the (\d+)\w\w\) by national list (.+?) \((.*)\)"
         ),
-        lambda m: (
+        lambda m, z: (
             f"Anda tidak dapat mendaftar pada {m[1]} periode seleksi setelah {tanggal(date.fromisoformat(m[2]))} menurut "
             f"daftar sanksi nasional {m[5]} ({m[6]}); seleksi {m[3]} adalah periode ke-{m[4]}"
         ),
     ),
     (
         re.compile(r"age (\d+) on (\S+) is outside (\d+)-(\d+)"),
-        lambda m: f"usia Anda {m[1]} tahun pada {m[2]}, di luar batas usia {m[3]}-{m[4]} tahun",
+        lambda m, z: f"usia Anda {m[1]} tahun pada {m[2]}, di luar batas usia {m[3]}-{m[4]} tahun",
     ),
     (
         re.compile(r"formasi (\S+) requires (.+)"),
-        lambda m: f"formasi {m[1]} mensyaratkan jenjang pendidikan {m[2]}",
+        lambda m, z: f"formasi {m[1]} mensyaratkan jenjang pendidikan {m[2]}",
     ),
     (
         re.compile(r"formasi (\S+) accepts \[(.*)\]"),
-        lambda m: f"formasi {m[1]} hanya menerima program studi {m[2].replace(chr(39), '')}",
+        lambda m, z: f"formasi {m[1]} hanya menerima program studi {m[2].replace(chr(39), '')}",
     ),
     # An IPK is written with a decimal comma in Indonesian, as the form's own hint asks for it.
     (
         re.compile(r"below the minimum (\S+)"),
-        lambda m: f"di bawah IPK minimum {m[1].replace('.', ',')}",
+        lambda m, z: f"di bawah IPK minimum {m[1].replace('.', ',')}",
     ),
     (
         re.compile(r"formasi (\S+) is reserved for (\S+)"),
-        lambda m: f"formasi {m[1]} khusus untuk kategori {_category_label(m[2])}",
+        lambda m, z: f"formasi {m[1]} khusus untuk kategori {_category_label(m[2])}",
     ),
     (
         re.compile(r"formasi (\S+) is a general \(umum\) formasi"),
-        lambda m: f"formasi {m[1]} adalah formasi umum; pilih kategori Umum",
+        lambda m, z: f"formasi {m[1]} adalah formasi umum; pilih kategori Umum",
     ),
     # One NIK, one formasi nationwide (client/national.py): the NIK holds a formasi of another
     # instansi's round; logging in here would not find it.
@@ -592,7 +628,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
         re.compile(
             r"already registered in national round (\S+) through round (\S+) \(formasi (\S+)\)"
         ),
-        lambda m: (
+        lambda m, z: (
             f"sudah terdaftar pada seleksi nasional {m[1]} melalui seleksi {m[2]} "
             f"(formasi {m[3]}); satu NIK hanya dapat mendaftar pada satu formasi secara nasional"
         ),
@@ -600,8 +636,8 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     # An optimalisasi offer answered after its time (domain/sheet.py).
     (
         re.compile(r"the offer had to be answered by (\S+): it is declined"),
-        lambda m: (
-            f"penawaran ini harus dijawab paling lambat {wib(datetime.fromisoformat(m[1]))}; "
+        lambda m, z: (
+            f"penawaran ini harus dijawab paling lambat {_deadline(m[1], z)}; "
             "karena lewat waktu, penawaran dianggap ditolak"
         ),
     ),
@@ -609,14 +645,11 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     # while the form was on its way (domain/admission.py).
     (
         re.compile(r"after registration closed at (\S+)"),
-        lambda m: f"pendaftaran sudah ditutup pada {wib(datetime.fromisoformat(m[1]))}",
+        lambda m, z: f"pendaftaran sudah ditutup pada {_deadline(m[1], z)}",
     ),
     (
         re.compile(r"registration is open (\S+) to (\S+)"),
-        lambda m: (
-            "pendaftaran hanya dibuka "
-            f"{wib(datetime.fromisoformat(m[1]))} sampai {wib(datetime.fromisoformat(m[2]))}"
-        ),
+        lambda m, z: f"pendaftaran hanya dibuka {_moment(m[1], z)} sampai {_deadline(m[2], z)}",
     ),
     # What the journey answers to the portal's reports (domain/sheet.py, domain/administration.py).
     (
@@ -634,9 +667,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     ),
     (
         re.compile(r"the sanggah window of the final result closed at (\S+)"),
-        lambda m: (
-            f"masa sanggah hasil akhir sudah berakhir pada {wib(datetime.fromisoformat(m[1]))}"
-        ),
+        lambda m, z: f"masa sanggah hasil akhir sudah berakhir pada {_deadline(m[1], z)}",
     ),
     (
         re.compile(r"the round takes no sanggah against the final result now"),
@@ -644,15 +675,15 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     ),
     (
         re.compile(r"the appeal window closed at (\S+)"),
-        lambda m: f"masa sanggah sudah berakhir pada {wib(datetime.fromisoformat(m[1]))}",
+        lambda m, z: f"masa sanggah sudah berakhir pada {_deadline(m[1], z)}",
     ),
     (
         re.compile(r"the journey has ended \(([^:()]+): (.*)\)$"),
-        lambda m: f"proses seleksi Anda sudah berakhir: {reason_text(m[2])}",
+        lambda m, z: f"proses seleksi Anda sudah berakhir: {reason_text(m[2])}",
     ),
     (
         re.compile(r"the journey has ended \((.*)\)"),
-        lambda m: f"proses seleksi Anda sudah berakhir ({m[1]})",
+        lambda m, z: f"proses seleksi Anda sudah berakhir ({m[1]})",
     ),
     (re.compile(r"the journey has ended$"), "proses seleksi Anda sudah berakhir"),
     (
@@ -674,13 +705,23 @@ def _category_label(value: str) -> str:
         return value
 
 
-def indonesian(reason: str) -> str:
-    """An engine's reason in Indonesian, where its wording is known; else the reason itself,
-    marked as the system's words."""
+def _moment(iso: str, zone: str) -> str:
+    return waktu(datetime.fromisoformat(iso), zone)
+
+
+def _deadline(iso: str, zone: str) -> str:
+    """A close or a deadline the engine names (the first moment too late): 24.00 of the day
+    still in it, as the status page shows it."""
+    return batas(datetime.fromisoformat(iso), zone)
+
+
+def indonesian(reason: str, zone: str = JAKARTA) -> str:
+    """An engine's reason in Indonesian, where its wording is known, its times in the round's zone
+    `zone`; else the reason itself, marked as the system's words."""
     for pattern, text in _REASONS:
         found = pattern.search(reason)
         if found:
-            return text(found) if callable(text) else text
+            return text(found, zone) if callable(text) else text
     return f"ditolak oleh sistem: {reason}"
 
 
@@ -689,11 +730,11 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def _refusal_errors(refusals: list[Refusal]) -> dict[str, list[str]]:
+def _refusal_errors(refusals: list[Refusal], zone: str) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     for refusal in refusals:
         field = refusal.field if refusal.field in FIELD_LABELS else "registered_at"
-        errors.setdefault(field, []).append(indonesian(refusal.reason))
+        errors.setdefault(field, []).append(indonesian(refusal.reason, zone))
     return errors
 
 
@@ -719,7 +760,7 @@ _PRIVATE_REFUSALS = (
 
 
 def _form_refusal_errors(
-    v: Visit, round_id: str, applicant_id: str, refusals: list[Refusal]
+    v: Visit, round_id: str, applicant_id: str, refusals: list[Refusal], zone: str
 ) -> dict[str, list[str]]:
     """The refusals as the anonymous form shows them: each at its field in Indonesian, but one
     that tells of the NIK elsewhere only that there is one (_PRIVATE_REFUSALS), logged."""
@@ -739,7 +780,7 @@ def _form_refusal_errors(
         )
         if text not in private.get("nik", []):
             private.setdefault("nik", []).append(text)
-    errors = _refusal_errors(shown)
+    errors = _refusal_errors(shown, zone)
     for field_name, texts in private.items():
         errors.setdefault(field_name, []).extend(texts)
     return errors
@@ -798,7 +839,9 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     refusals = registration_refusals(config, reg, now, state.schedule.registration.closes)
     if refusals:
         log.info("registration refused", round_id=round_id, reasons=len(refusals))
-        return _registration_form(v, config, state, values, _refusal_errors(refusals), 422)
+        return _registration_form(
+            v, config, state, values, _refusal_errors(refusals, config.timezone), 422
+        )
     if v.gw.portal is None:
         return message(
             v,
@@ -852,7 +895,7 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         if result.status == "repeat" or _is_repeat_nik(result.refusals):
             return already()
         log.info("registration refused", round_id=round_id, reasons=len(result.refusals))
-        errors = _form_refusal_errors(v, round_id, applicant_id, result.refusals)
+        errors = _form_refusal_errors(v, round_id, applicant_id, result.refusals, config.timezone)
         return _registration_form(v, config, state, values, errors, 422)
     log.info("registration", round_id=round_id, applicant_id=applicant_id, status=result.status)
     token, v.session = await accounts.open_session(round_id, applicant_id)
@@ -884,6 +927,7 @@ async def _login_form(
     error: str = "",
     status: int = 200,
     error_fields: tuple[str, ...] = ("number", "password"),
+    zone: str | None = None,
 ) -> HTMLResponse:
     """The login form; an `error` is shown first and tied to `error_fields`."""
     try:
@@ -902,6 +946,7 @@ async def _login_form(
             "csrf_token": v.token("masuk"),
         },
         status,
+        zone,
     )
 
 
@@ -961,7 +1006,9 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         if (purged := await purged_on(v.gw.pool, round_id)) is not None:
             # Said of the round, whoever asks: it tells nothing of whether the number had an
             # account.
-            return await _login_form(v, round_id, shown, purged_text(round_id, purged), 410)
+            zone = await _round_zone(v, round_id)
+            text = purged_text(round_id, purged, zone or JAKARTA)
+            return await _login_form(v, round_id, shown, text, 410, zone=zone)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
     v.portal.account_limit.refund(account)  # only failures count
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
@@ -997,8 +1044,8 @@ async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
 
 @router.get("/status", response_class=HTMLResponse)
 async def status(v: Visit = Depends(visit)) -> Response:
-    """The applicant's stage, every decision with its reasons, the deadlines in WIB, and the
-    forms the journey would take now."""
+    """The applicant's stage, every decision with its reasons, the deadlines in the round's zone,
+    and the forms the journey would take now."""
     if v.session is None:
         return to_login()
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
@@ -1034,6 +1081,7 @@ async def _send(v: Visit, kind: str, build, title: str, done: str) -> HTMLRespon
     assert v.session is not None and v.gw.portal is not None
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     report: Report = build(v.gw.portal.identity)
+    zone = await _round_zone(v, round_id)
     try:
         ack = await v.gw.api.report(round_id, applicant_id, report)
     except UnknownError:
@@ -1050,8 +1098,9 @@ async def _send(v: Visit, kind: str, build, title: str, done: str) -> HTMLRespon
             v,
             409,
             f"{title} tidak dapat diterima",
-            _sentence(indonesian(str(exc))),
+            _sentence(indonesian(str(exc), zone or JAKARTA)),
             back=("/status", "Kembali ke status"),
+            zone=zone,
         )
     except RPCError as exc:
         return unavailable(v, f"{kind} for {applicant_id}", exc)
@@ -1060,10 +1109,22 @@ async def _send(v: Visit, kind: str, build, title: str, done: str) -> HTMLRespon
         v,
         200,
         f"{title} diterima",
-        f"{done} Tercatat pada {wib(ack.recorded_at)} dengan nomor bukti {ack.report_id}.",
+        f"{done} Tercatat pada {waktu(ack.recorded_at, zone or JAKARTA)} dengan nomor bukti "
+        f"{ack.report_id}.",
         kind="notice",
         back=("/status", "Kembali ke status"),
+        zone=zone,
     )
+
+
+async def _round_zone(v: Visit, round_id: str) -> str | None:
+    """The round's zone, or None (the page then reads in WIB, and says so) when its rules cannot
+    be read: a page that only reports what was sent is not refused for the want of it."""
+    try:
+        return (await v.gw.rounds.config(round_id)).timezone
+    except (RPCError, RefusedError) as exc:
+        log.info("round zone unavailable", round_id=round_id, error=type(exc).__name__)
+        return None
 
 
 async def _logged_in_form(request: Request, v: Visit, purpose: str) -> tuple[Any, str] | Response:

@@ -24,7 +24,7 @@ from client.publication import (
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
 from gateway.headers import PAGE_CACHE
-from gateway.public_answers import MAKER, PAGE_CONTEXT, RENDERING, AnswerOrder
+from gateway.public_answers import MAKER, PAGE_CONTEXT, RENDERING, AnswerOrder, in_zone
 from runtime.logs import get_logger
 
 log = get_logger("gateway.public")
@@ -38,12 +38,19 @@ _REGISTRATION_NO = re.compile(r"^[A-Z2-7]{16}$")
 
 
 def _page(
-    gw: Gateway, request: Request, template: str, context: dict, status: int = 200
+    gw: Gateway,
+    request: Request,
+    template: str,
+    context: dict,
+    status: int = 200,
+    round_config: RoundConfig | None = None,
 ) -> HTMLResponse:
+    """A public page; one about a round (`round_config`) reads its times in the round's zone."""
+    zoned = in_zone(round_config.timezone) if round_config is not None else {}
     return gw.templates.TemplateResponse(
         request,
         f"public/{template}",
-        {**PAGE_CONTEXT, **context},
+        {**PAGE_CONTEXT, **zoned, **context},
         status_code=status,
     )
 
@@ -105,6 +112,7 @@ async def round_page(
             "publications": list(reversed(publications)),
             "corrected_by": corrected_by,
         },
+        round_config=config,
     )
 
 
@@ -122,6 +130,7 @@ async def lookup_page(
     publications = await list_publications(gw.pool, round_id)
     if not publications:
         return _no_round(gw, request, round_id)
+    config = await _config(gw, round_id)
     context: dict[str, object] = {
         "round_id": round_id,
         "instansi": publications[-1].instansi,
@@ -131,7 +140,7 @@ async def lookup_page(
         "invalid": False,
     }
     if not nomor or not nomor.strip():
-        return _page(gw, request, "lookup.html", context)
+        return _page(gw, request, "lookup.html", context, round_config=config)
     wanted = nomor.strip().upper()
     if not _REGISTRATION_NO.match(wanted):
         shown = nomor if len(nomor) <= 40 else nomor[:37] + "..."
@@ -140,17 +149,17 @@ async def lookup_page(
             f"Nomor peserta {shown!r} tidak valid: nomor peserta terdiri atas 16 karakter, "
             "huruf A–Z dan angka 2–7."
         )
-        return _page(gw, request, "lookup.html", context, 422)
+        return _page(gw, request, "lookup.html", context, 422, config)
     context["nomor"] = wanted
     found = await lookup(gw.pool, round_id, wanted)
     if not found:
         context["problem"] = (
             f"Nomor peserta {wanted} tidak ditemukan dalam pengumuman seleksi {round_id}."
         )
-        return _page(gw, request, "lookup.html", context, 404)
+        return _page(gw, request, "lookup.html", context, 404, config)
     context["found"] = found
     context["ended"], context["revoked"] = await applicant_ending(gw.pool, round_id, wanted)
-    return _page(gw, request, "lookup.html", context)
+    return _page(gw, request, "lookup.html", context, round_config=config)
 
 
 @router.get("/pengumuman/{round_id}/{document}", response_model=None)
@@ -186,18 +195,18 @@ async def publication_page(
     endings: dict[str, str] = {}
     revoked: dict[str, tuple[str, datetime]] = {}
     corrected_by: list[int] = []
-    instansi, cut = None, 3
+    instansi, cut, zone = None, 3, None
     if kind in ("", ".csv"):
         endings = await late_endings(gw.pool, round_id)
     if kind == "":
         config = await _config(gw, round_id)
         if config is not None:
-            instansi, cut = config.instansi, config.skd.cut_multiplier
+            instansi, cut, zone = config.instansi, config.skd.cut_multiplier, config.timezone
         corrected_by = [
             p.seq for p in await list_publications(gw.pool, round_id) if p.corrects == seq
         ]
         revoked = await revocations(gw.pool, round_id)
-    facts = [kind, head.signature, RENDERING, endings, revoked, corrected_by, instansi, cut]
+    facts = [kind, head.signature, RENDERING, endings, revoked, corrected_by, instansi, cut, zone]
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
     headers = {
         "ETag": f'"{head.body_sha256[:32]}.{digest[:32]}"',
@@ -211,7 +220,7 @@ async def publication_page(
         if body is None:
             raise PublicationChanged(f"publication {seq} of round {round_id} changed while read")
         order = AnswerOrder(
-            kind, name, body, head.signature, endings, revoked, corrected_by, instansi, cut
+            kind, name, body, head.signature, endings, revoked, corrected_by, instansi, cut, zone
         )
         return await MAKER.make(order)
 

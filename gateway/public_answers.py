@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from client.announcements import (
     STAGE_TITLES,
     AnnouncementStage,
     legend,
-    wib,
+    waktu,
 )
 from client.publication import (
     Publication,
@@ -41,14 +42,17 @@ from client.publication import (
     parse_publication,
     publication_csv,
 )
-from client.status import angka
+from client.status import angka, catatan_waktu
+from domain.local_time import JAKARTA
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# What every public page's template is given besides its own context (gateway/public.py `_page`).
+# What every public page's template is given besides its own context (gateway/public.py `_page`):
+# a page about one round reads its times in the round's zone instead (`in_zone`).
 PAGE_CONTEXT: dict[str, Any] = {
     "account": None,
-    "wib": wib,
+    "waktu": waktu,
+    "times_note": catatan_waktu(None),
     "angka": angka,
     "titles": STAGE_TITLES,
     "columns": COLUMNS,
@@ -87,6 +91,13 @@ class AnswerOrder:
     corrected_by: list[int]
     instansi: str | None
     cut_multiplier: int
+    timezone: str | None = None  # the round's, when the round is known; else WIB, said so
+
+
+def in_zone(zone: str | None) -> dict[str, Any]:
+    """What a public page about one round reads its times with: the round's zone, named in the
+    footer; WIB, said so, when the round's rules could not be read."""
+    return {"waktu": partial(waktu, zone=zone or JAKARTA), "times_note": catatan_waktu(zone)}
 
 
 _templates: Any = None
@@ -112,6 +123,7 @@ def answer_of(p: Publication, order: AnswerOrder) -> bytes:
         _templates = Jinja2Templates(directory=str(TEMPLATES))
     context = {
         **PAGE_CONTEXT,
+        **in_zone(order.timezone),
         "request": None,  # the same page for every visitor
         "p": p,
         "instansi": order.instansi or p.instansi,

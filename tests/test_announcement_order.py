@@ -14,6 +14,7 @@ from client.announcements import (
     csv_cell,
     readiness_problem,
     sections,
+    waktu,
     wib,
 )
 from domain.messages import FormasiResult
@@ -229,11 +230,24 @@ def test_times_are_shown_in_wib():
     assert wib(datetime(2026, 12, 31, 17, 5, tzinfo=UTC)) == "1 Januari 2027, 00.05 WIB"
 
 
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Asia/Jakarta", "31 Desember 2026, 22.05 WIB"),
+        ("Asia/Makassar", "31 Desember 2026, 23.05 WITA"),
+        ("Asia/Jayapura", "1 Januari 2027, 00.05 WIT"),
+    ],
+)
+def test_times_are_shown_in_the_rounds_zone(zone, shown):
+    assert waktu(datetime(2026, 12, 31, 15, 5, tzinfo=UTC), zone) == shown
+
+
 def test_the_files_escape_names_and_guard_csv_cells():
     from client.publication import (
         FORMAT,
         ZERO_SHA256,
         Publication,
+        document_text,
         publication_csv,
         publication_html,
         published_formasi,
@@ -269,5 +283,8 @@ def test_the_files_escape_names_and_guard_csv_cells():
     page = publication_html(p)
     assert "&lt;b&gt;Budi&lt;/b&gt; &amp; co" in page and "<b>Budi" not in page
     assert "2 Desember 2026, 10.00 WIB" in page
+    # A round in Papua prints its time in WIT; the signed document keeps ISO 8601 with its offset.
+    assert "2 Desember 2026, 12.00 WIT" in publication_html(p, 3, "Asia/Jayapura")
+    assert '"published_at":"2026-12-02T03:00:00Z"' in document_text(p).replace(" ", "")
     text = publication_csv(p)
     assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text

@@ -11,8 +11,10 @@ from client.status import (
     batas,
     build_applicant_view,
     build_round_view,
+    catatan_waktu,
     decision_view,
     reason_text,
+    waktu,
     wib,
 )
 from domain.codes import AdminDecision, FinalCode, RoundPhase, Stage, Terminal
@@ -71,8 +73,42 @@ def test_a_deadline_at_midnight_shows_the_day_still_in_it(deadline, shown):
     assert batas(deadline) == shown
 
 
+@pytest.mark.parametrize(
+    ("zone", "deadline", "shown"),
+    [
+        ("Asia/Jayapura", datetime(2027, 8, 23, 15, tzinfo=UTC), "23 Agu 2027 24.00 WIT"),
+        ("Asia/Makassar", datetime(2027, 8, 23, 16, tzinfo=UTC), "23 Agu 2027 24.00 WITA"),
+        ("Asia/Jayapura", datetime(2027, 12, 31, 15, tzinfo=UTC), "31 Des 2027 24.00 WIT"),
+        ("Asia/Makassar", datetime(2027, 9, 30, 16, tzinfo=UTC), "30 Sep 2027 24.00 WITA"),
+        ("Asia/Jayapura", datetime(2027, 8, 23, 17, tzinfo=UTC), "24 Agu 2027 02.00 WIT"),
+    ],
+    ids=["WIT", "WITA", "WIT at the year's end", "WITA at a month's end", "24:00 WIB in WIT"],
+)
+def test_a_deadline_reads_in_the_rounds_zone(zone, deadline, shown):
+    assert batas(deadline, zone) == shown
+
+
 def test_wib_shows_jakarta_time_with_indonesian_month():
     assert wib(datetime(2027, 8, 20, 16, 59, tzinfo=UTC)) == "20 Agu 2027 23.59 WIB"
+
+
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Asia/Jakarta", "20 Agu 2027 23.59 WIB"),
+        ("Asia/Makassar", "21 Agu 2027 00.59 WITA"),
+        ("Asia/Jayapura", "21 Agu 2027 01.59 WIT"),
+    ],
+)
+def test_a_moment_reads_in_the_rounds_zone(zone, shown):
+    assert waktu(datetime(2027, 8, 20, 16, 59, tzinfo=UTC), zone) == shown
+
+
+def test_a_page_names_the_zone_of_its_times():
+    assert catatan_waktu("Asia/Jayapura") == (
+        "Waktu ditampilkan dalam WIT (UTC+9), zona waktu seleksi ini."
+    )
+    assert catatan_waktu(None) == "Waktu ditampilkan dalam WIB (UTC+7)."
 
 
 def test_a_window_shows_its_extension_and_one_closed_early_says_so():

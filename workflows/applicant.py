@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import CloseAnswer, NipRequest
     from domain.digest import canonical_digest
+    from domain.local_time import JAKARTA
     from domain.messages import (
         Announcement,
         CloseReply,
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
         NATIONAL_CLAIM_IN_JOURNEY,
         NIP_FROM_ROUND_TMT,
+        NOTICE_IN_ROUND_ZONE,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
         SANCTIONS_IN_JOURNEY,
     )
@@ -313,6 +315,14 @@ class ApplicantJourney(JourneyInbox):
         await self._take_held()
         return view
 
+    def _notice_zone(self) -> str:
+        """The zone the applicant's notices read their times in: the round's (patch
+        notice-in-round-zone, asked only of a round outside WIB), else WIB as before."""
+        zone = self.rules.timezone
+        if zone == JAKARTA or not workflow.patched(NOTICE_IN_ROUND_ZONE):
+            return JAKARTA
+        return zone
+
     async def administrative_check(self) -> None:
         """MS/TMS when the administration announcement is out; a TMS may be appealed once."""
         await self._enter(Stage.ADMIN_CHECK)
@@ -331,6 +341,7 @@ class ApplicantJourney(JourneyInbox):
                 report.findings if report is not None else [],
                 appeal_until=admin_appeal_closes(self.sheet, self.rules),
                 not_decided=report is None,
+                timezone=self._notice_zone(),
             ),
         )
         if admin == AdminDecision.MS:

@@ -368,3 +368,11 @@ CLAIM_SWEPT = "claim-swept"
 # in its carry. Decided the first time a run waits for an answer or continues-as-new; rounds
 # recorded before it replay as they ran.
 OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"
+
+# The administrative result's notice names the sanggah deadline in the round's zone (WITA, WIT:
+# domain/local_time.py), not in WIB: "paling lambat 23 Agu 2027 24.00 WIT" for a round in Papua,
+# where it said "22.00 WIB", two hours off the applicant's clock. The notice (with its Indonesian
+# text) travels only in the read-model write's local activity input, which no history records,
+# but it is what the journey writes: a journey asks only when its round is not in WIB, so WIB
+# journeys write no marker and read as before; journeys recorded before it wrote WIB.
+NOTICE_IN_ROUND_ZONE = "notice-in-round-zone"

@@ -60,20 +60,63 @@ def test_a_tms_lists_every_failing_document_with_its_reason(language):
 
 
 @pytest.mark.parametrize(
-    ("until", "id_text", "en_text"),
+    ("zone", "until", "id_text", "en_text"),
     [
-        (datetime(2027, 8, 23, 17, tzinfo=UTC), "23 Agu 2027 24.00 WIB", "23 Aug 2027 24:00 WIB"),
-        (datetime(2027, 8, 31, 17, tzinfo=UTC), "31 Agu 2027 24.00 WIB", "31 Aug 2027 24:00 WIB"),
-        (datetime(2027, 8, 23, 15, tzinfo=UTC), "23 Agu 2027 22.00 WIB", "23 Aug 2027 22:00 WIB"),
+        (
+            "Asia/Jakarta",
+            datetime(2027, 8, 23, 17, tzinfo=UTC),
+            "23 Agu 2027 24.00 WIB",
+            "23 Aug 2027 24:00 WIB",
+        ),
+        (
+            "Asia/Jakarta",
+            datetime(2027, 8, 31, 17, tzinfo=UTC),
+            "31 Agu 2027 24.00 WIB",
+            "31 Aug 2027 24:00 WIB",
+        ),
+        (
+            "Asia/Jayapura",
+            datetime(2027, 8, 23, 15, tzinfo=UTC),
+            "23 Agu 2027 24.00 WIT",
+            "23 Aug 2027 24:00 WIT",
+        ),
+        (
+            "Asia/Makassar",
+            datetime(2027, 12, 31, 16, tzinfo=UTC),
+            "31 Des 2027 24.00 WITA",
+            "31 Dec 2027 24:00 WITA",
+        ),
+        (
+            "Asia/Jakarta",
+            datetime(2027, 8, 23, 15, tzinfo=UTC),
+            "23 Agu 2027 22.00 WIB",
+            "23 Aug 2027 22:00 WIB",
+        ),
     ],
-    ids=["24:00 WIB", "24:00 WIB at a month's end", "24:00 WIT is 22.00 WIB"],
+    ids=[
+        "24:00 WIB",
+        "24:00 WIB at a month's end",
+        "24:00 WIT in a round in Papua",
+        "24:00 WITA at the year's end",
+        "24:00 WIT read in a WIB round is 22.00 WIB",
+    ],
 )
-def test_a_sanggah_deadline_at_midnight_names_the_day_still_in_it(until, id_text, en_text):
+def test_a_sanggah_deadline_at_midnight_names_the_day_still_in_it(zone, until, id_text, en_text):
     # A window ending at 00:00 on the 24th is open all of the 23rd: "24 Agu 00.00" would read as
-    # a day more.
-    notice = admin_result("TMS", FINDINGS, until)
+    # a day more. The round's zone is the applicant's clock.
+    notice = admin_result("TMS", FINDINGS, until, timezone=zone)
     assert f"paling lambat {id_text}." in render(notice)
     assert f"until {en_text}." in render(notice, Language.EN)
+
+
+def test_a_notice_of_a_wib_round_keeps_the_facts_it_recorded_before_zones():
+    # A WIB round's notice dumps as before (no `timezone`); one recorded before reads in WIB.
+    notice = admin_result("TMS", FINDINGS, APPEAL_UNTIL)
+    assert "timezone" not in notice.model_dump()
+    recorded = Notice.model_validate_json(notice.model_dump_json())
+    assert "paling lambat 20 Agu 2027 23.59 WIB" in render(recorded)
+    wit = admin_result("TMS", FINDINGS, APPEAL_UNTIL, timezone="Asia/Jayapura")
+    assert Notice.model_validate_json(wit.model_dump_json()).timezone == "Asia/Jayapura"
 
 
 def test_a_tms_says_until_when_to_appeal_in_wib():

@@ -144,6 +144,25 @@ def test_each_appeal_refusal_reads_in_indonesian():
     assert indonesian(late) == "masa sanggah sudah berakhir pada 4 Des 2026 15.00 WIB"
 
 
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Asia/Jayapura", "23 Agu 2027 24.00 WIT"),
+        ("Asia/Makassar", "23 Agu 2027 23.00 WITA"),
+        ("Asia/Jakarta", "23 Agu 2027 22.00 WIB"),
+    ],
+)
+def test_a_refusal_names_its_time_in_the_rounds_zone(zone, shown):
+    # The sanggah window of a round in Papua ends at 24:00 WIT (15:00 UTC): its refusal says so
+    # on the applicant's clock, the end of the day still in it.
+    closed = datetime(2027, 8, 23, 15, tzinfo=UTC).isoformat()
+    assert indonesian(f"the appeal window closed at {closed}", zone) == (
+        f"masa sanggah sudah berakhir pada {shown}"
+    )
+    registration = f"registration refused: started at x, after registration closed at {closed}"
+    assert indonesian(registration, zone) == f"pendaftaran sudah ditutup pada {shown}"
+
+
 def _problems_in(function) -> list[str]:
     """Every reason `function` assigns to `problem`, as text: the f-string parts filled with a
     timestamp, the one value the applicant-facing reasons carry."""

@@ -5,19 +5,26 @@ kind of round; here only what the pages make of it)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from types import SimpleNamespace
 
+import pytest
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from client.announcements import wib as public_wib
-from client.status import ApplicantView, RevocationView, angka, wib
+from client.announcements import waktu as public_waktu
+from client.status import ApplicantView, RevocationView, angka, waktu
 from gateway.deps import TEMPLATES
 
 PAGES = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape())
-AT = datetime(2028, 5, 1, 2, 0, tzinfo=UTC)  # 09.00 WIB
+AT = datetime(2028, 5, 1, 2, 0, tzinfo=UTC)  # 09.00 WIB, 11.00 WIT
 
 
-def test_the_status_page_shows_the_dismissal_with_its_decree_date_and_reason():
+@pytest.mark.parametrize(
+    ("zone", "since"),
+    [("Asia/Jakarta", "1 Mei 2028 09.00 WIB"), ("Asia/Jayapura", "1 Mei 2028 11.00 WIT")],
+    ids=["WIB", "WIT: the round's zone"],
+)
+def test_the_status_page_shows_the_dismissal_with_its_decree_date_and_reason(zone, since):
     view = ApplicantView(
         round_id="R",
         applicant_id="ABCDEFGHIJKLMNOP",
@@ -40,16 +47,24 @@ def test_the_status_page_shows_the_dismissal_with_its_decree_date_and_reason():
         as_of=AT,
     )
     html = PAGES.get_template("portal/status.html").render(
-        view=view, config={"instansi": "Pemkab Uji"}, wib=wib, account=None
+        view=view,
+        config={"instansi": "Pemkab Uji"},
+        waktu=partial(waktu, zone=zone),
+        account=None,
     )
     assert (
         '<dt>Setelah seleksi berakhir</dt><dd class="revocation"><strong>Diberhentikan</strong> '
-        "sejak 1 Mei 2028 09.00 WIB · keputusan nomor 800/3/2028<br>"
+        f"sejak {since} · keputusan nomor 800/3/2028<br>"
         "tidak masuk kerja &lt;46 hari&gt;</dd>"
     ) in html
 
 
-def test_the_lookup_names_a_dis_after_the_end_with_its_date():
+@pytest.mark.parametrize(
+    ("zone", "since"),
+    [("Asia/Jakarta", "1 Mei 2028, 09.00 WIB"), ("Asia/Makassar", "1 Mei 2028, 10.00 WITA")],
+    ids=["WIB", "WITA: the round's zone"],
+)
+def test_the_lookup_names_a_dis_after_the_end_with_its_date(zone, since):
     published = SimpleNamespace(seq=3, stage="final", published_at=AT)
     row = SimpleNamespace(
         applicant_id="ABCDEFGHIJKLMNOP",
@@ -68,14 +83,11 @@ def test_the_lookup_names_a_dis_after_the_end_with_its_date():
         found=[(published, "F1", row)],
         ended="DIS",
         revoked=("DIS", AT),
-        wib=public_wib,
+        waktu=partial(public_waktu, zone=zone),
         angka=angka,
         titles={"final": "Pengumuman Hasil Akhir"},
         account=None,
     )
-    assert (
-        "Status terkini: DIS (diskualifikasi, sejak 1 Mei 2028, 09.00 WIB, setelah seleksi berakhir)."
-        in html
-    )
+    assert f"Status terkini: DIS (diskualifikasi, sejak {since}, setelah seleksi berakhir)." in html
     assert "<td>P/L (DIS setelah pengumuman)</td>" in html
     assert "<td>SKD 400, SKB 90,000, akhir 88,500</td>" in html  # decimal commas
