@@ -368,3 +368,14 @@ CLAIM_SWEPT = "claim-swept"
 # in its carry. Decided the first time a run waits for an answer or continues-as-new; rounds
 # recorded before it replay as they ran.
 OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"
+
+# A winner's seat given back when the journey ended before it heard its final result (DOMAIN.md
+# stage 9: a seat the winner withdrew from goes to optimalisasi): the formasi ranks the SKB
+# answers and then tells its applicants, a page at a time (minutes at national size), and a
+# withdrawal or DIS accepted in between ended the journey with no seat to give back, while the
+# formasi's result counted the seat as filled; it stayed empty. Such a journey now waits for its
+# result before it ends, and a winner gives the seat back (SeatVacated, decision "seat given
+# back"), without the sanction of a withdrawal after passing (it was never told it passed). Asked
+# only when an ending meets a journey ranked but not yet told, which no recorded history set
+# holds, so other journeys write no marker; journeys recorded before it ended at once.
+SEAT_GIVEN_BACK_BEFORE_RESULT = "seat-given-back-before-result"
