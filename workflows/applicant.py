@@ -83,6 +83,7 @@ with workflow.unsafe.imports_passed_through():
         NIP_FROM_ROUND_TMT,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
         SANCTIONS_IN_JOURNEY,
+        SEAT_GIVEN_BACK_AT_FILING,
         SEAT_GIVEN_BACK_BEFORE_RESULT,
     )
 
@@ -570,6 +571,13 @@ class ApplicantJourney(JourneyInbox):
                     missing=missing, reported_by=filing.reported_by if filing else "system"
                 )
             )
+            if (
+                filing is not None
+                and self.sheet.placed_formasi is not None
+                and self._patched(SEAT_GIVEN_BACK_AT_FILING)
+            ):
+                # Reported incomplete while the window is open: the round still refills the seat.
+                await self._give_seat_back()
             self._end(Terminal.FILING_INCOMPLETE, f"filing incomplete: {', '.join(missing)}")
         assert filing is not None
         self._decide(ev.FilingCompleted(reported_by=filing.reported_by))
@@ -712,22 +720,26 @@ class ApplicantJourney(JourneyInbox):
         ):
             await self._seat_won_unheard()
         if self.sheet.placed_formasi is not None and self.sheet.nip is None:
-            # A seat won but not yet taken up goes back to the round for optimalisasi.
-            await SEAT_VACATED.send(
-                workflow_handle(round_workflow_id(self.start.round_id)),
-                sealed(
-                    SeatVacated(
-                        applicant_id=self.start.applicant_id,
-                        formasi_code=self.sheet.placed_formasi,
-                    ),
-                    self.secret,
-                ),
-            )
+            await self._give_seat_back()
         event, terminal, reason = ending(self.sheet, self.rules)
         if isinstance(event, ev.Withdrew):
             self._set(sanction_rounds=event.sanction_rounds)
         self._decide(event)
         self._end(terminal, reason)
+
+    async def _give_seat_back(self) -> None:
+        """A seat won but not yet taken up (no NIP) goes back to the round for optimalisasi."""
+        assert self.sheet.placed_formasi is not None
+        await SEAT_VACATED.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
+            sealed(
+                SeatVacated(
+                    applicant_id=self.start.applicant_id,
+                    formasi_code=self.sheet.placed_formasi,
+                ),
+                self.secret,
+            ),
+        )
 
     async def _seat_won_unheard(self) -> None:
         """Ended after its SKB answer was ranked and before the result reached it: wait for the

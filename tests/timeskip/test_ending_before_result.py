@@ -1,9 +1,12 @@
-"""A winner who withdraws between the formasi's final ranking and hearing it gives the seat back.
+"""A winner's seat given back goes to optimalisasi (DOMAIN.md stage 9: seats left empty because
+"the winner failed a gate or withdrew" are offered to the next in the pool).
 
-DOMAIN.md stage 9: a seat left empty because "the winner ... withdrew" goes to optimalisasi. The
-formasi ranks the SKB answers and then tells its applicants, a page at a time (minutes at national
-size); a withdrawal that reaches a winner's journey in between ended it before it knew it had won,
-and no seat was given back: the formasi's result counted the seat as filled, and it stayed empty.
+- A winner who withdraws between the formasi's final ranking and hearing it: the formasi ranks the
+  SKB answers and then tells its applicants, a page at a time (minutes at national size); a
+  withdrawal that reached the winner's journey in between ended it before it knew it had won, and
+  no seat was given back: the formasi's result counted the seat as filled, and it stayed empty.
+- A winner whose filing is reported incomplete (TMS-DRH) while the filing window is open: the round
+  refills seats given up until filing closes, but the journey ended without giving the seat back.
 
 Schedule (days after t0): registration 0-15, administration 15-18, SKD 21-35, SKB 36-50, filing
 60-75, Latsar 75-440; sanggah windows 3 days, answers within 1 day, an offer waits 2 days. F1 has
@@ -19,7 +22,14 @@ from datetime import timedelta
 import pytest
 
 from domain.codes import Phase, Stage, Terminal
-from domain.messages import AdminReport, GateReport, SkbScoreReport, SkdReport, Withdrawal
+from domain.messages import (
+    AdminReport,
+    FilingReport,
+    GateReport,
+    SkbScoreReport,
+    SkdReport,
+    Withdrawal,
+)
 from tests.roundkit import compressed_round, formasi, noon_wib_after, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,10 +39,12 @@ SKD = {"X1": (120, 140, 190), "X2": (110, 130, 185)}  # twk, tiu, tkp
 SKB = {"X1": 450, "X2": 400}  # cat /500; praktik 80 and health MS for both
 
 
-async def test_a_winner_who_withdraws_before_hearing_the_result_gives_the_seat_back(kit):
+async def _to_skb(kit, prefix: str):
+    """F1's round with X1 and X2 through SKB (reported, not closed): its id, the applicants' ids
+    and the moment SKB closes."""
     t0 = noon_wib_after(await kit.now())
     day = timedelta(days=1)
-    round_id = f"ts-early-aps-{uuid.uuid4().hex[:6]}"
+    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
         round_id,
         [formasi("F1", 1)],
@@ -53,17 +65,19 @@ async def test_a_winner_who_withdraws_before_hearing_the_result_gives_the_seat_b
     await kit.advance_to(t0 + timedelta(hours=1))
     ids = {n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(SKD, 1)}
 
-    async def report(name, message):
-        return await kit.api.report(round_id, ids[name], message)
-
     for name in SKD:
         await kit.journey_at(round_id, ids[name], Stage.ADMIN_CHECK)
-        await report(name, AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"))
+        await kit.api.report(
+            round_id,
+            ids[name],
+            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
+        )
     await kit.advance_to(t0 + 22 * day)
     for name, (twk, tiu, tkp) in SKD.items():
         await kit.journey_at(round_id, ids[name], Stage.SKD)
-        await report(
-            name,
+        await kit.api.report(
+            round_id,
+            ids[name],
             SkdReport(report_id=f"skd-{name}", reported_by="cat-bkn", twk=twk, tiu=tiu, tkp=tkp),
         )
     await kit.advance_to(t0 + 40 * day)
@@ -80,12 +94,21 @@ async def test_a_winner_who_withdraws_before_hearing_the_result_gives_the_seat_b
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),
         ):
-            await report(name, message)
+            await kit.api.report(round_id, ids[name], message)
+
+    return round_id, ids, t0 + 50 * day
+
+
+async def test_a_winner_who_withdraws_before_hearing_the_result_gives_the_seat_back(kit):
+    round_id, ids, skb_closes = await _to_skb(kit, "ts-early-aps")
+    day = timedelta(days=1)
+
+    async def report(name, message):
+        return await kit.api.report(round_id, ids[name], message)
 
     # F1 ranks at the SKB close and is slow to tell its applicants: the result is held.
     release = asyncio.Event()
     kit.acts.hold_announcement[("F1", Phase.FINAL_RESULT)] = release
-    skb_closes = t0 + 50 * day
     await kit.advance_to(skb_closes + timedelta(seconds=1))
 
     async def result_ranked():
@@ -121,3 +144,29 @@ async def test_a_winner_who_withdraws_before_hearing_the_result_gives_the_seat_b
 
     x2 = await kit.until(offered, "X2's optimalisasi offer")
     assert x2.offer is not None and x2.offer.to_formasi == "F1", x2
+
+
+async def test_a_winner_whose_filing_is_incomplete_gives_the_seat_back_while_filing_is_open(kit):
+    round_id, ids, skb_closes = await _to_skb(kit, "ts-drh")
+    filing_opens = skb_closes + timedelta(days=10)
+    await kit.advance_to(filing_opens + timedelta(hours=1))
+    await kit.journey_at(round_id, ids["X1"], Stage.FILING)
+    await kit.api.report(
+        round_id,
+        ids["X1"],
+        FilingReport(
+            report_id="drh", reported_by="bkpsdm-verifikator", complete=False, missing=["DRH"]
+        ),
+    )
+    x1 = await kit.journey_at(round_id, ids["X1"], Stage.ENDED)
+    assert x1.terminal == Terminal.FILING_INCOMPLETE, x1
+
+    async def offered():
+        s = await kit.journey(round_id, ids["X2"])
+        return s if s.offer is not None else None
+
+    x2 = await kit.until(offered, "X2's optimalisasi offer")
+    assert x2.offer is not None and x2.offer.to_formasi == "F1", x2
+    state = await kit.round_state(round_id)
+    vacated = [d.input for d in state.decisions if d.outcome == "seat vacated"]
+    assert vacated == [{"applicant_id": ids["X1"], "formasi_code": "F1"}], vacated
