@@ -802,6 +802,29 @@ def registration_too_short(config: RoundConfig) -> tuple[str, object, str] | Non
     )
 
 
+# What a component's name says when it is an interview (DOMAIN.md stage 7): its words in Indonesian
+# and English, found anywhere in the name ("wawancara", "wawancara-teknis", "Interview").
+INTERVIEW_WORDS = ("wawancara", "interview")
+
+
+def interviews_not_panels(config: RoundConfig) -> list[tuple[str, object, str]]:
+    """The round file's SKB components named as an interview but not of kind `panel`, as
+    ConfigError problems. The limits on interviews (skb_limits: at most 10% for a central instansi,
+    none for a regional one) and the panel's mean of at least two panellists hold for panel
+    components; an interview written as a plain score passed them all. Checked when a round file
+    is read, not by `RoundConfig` itself, so that recorded rounds still decode."""
+    return [
+        (
+            f"skb.components.{i}",
+            c.name,
+            f"named as an interview but of kind {c.kind.value}: an interview is scored by a panel "
+            'of at least two panellists (kind = "panel"), within the limits on interviews',
+        )
+        for i, c in enumerate(config.skb.components)
+        if c.kind != ComponentKind.PANEL and any(w in c.name.casefold() for w in INTERVIEW_WORDS)
+    ]
+
+
 def early_close_refusal(config: RoundConfig, opens: datetime, now: datetime) -> str | None:
     """Why registration, open since `opens`, may not close early at `now`: it would have been open
     fewer calendar days than the round's minimum. None when it may."""
@@ -923,7 +946,8 @@ def load_round_config(path: Path | str) -> RoundConfig:
     """Read and validate a round configuration file (TOML): a key it does not know is refused."""
     path = Path(path)
     config = read_config_file(path, RoundConfig, parse_round_config)
-    short = registration_too_short(config)
-    if short is not None:
-        raise ConfigError(path, [short])
+    problems = [p for p in [registration_too_short(config)] if p is not None]
+    problems += interviews_not_panels(config)
+    if problems:
+        raise ConfigError(path, problems)
     return config

@@ -664,3 +664,18 @@ def test_a_central_interview_past_the_rounds_limit_is_refused():
 def test_the_default_skb_limits_leave_the_rules_digest_as_it_was():
     config = parse_round_config(tomllib.loads(EXAMPLE_TEXT))
     assert "skb_limits" not in config.model_dump(mode="json")
+
+
+def test_an_interview_written_as_a_plain_score_is_refused(tmp_path):
+    """A regional round may add no interview, and an interview is scored by a panel: named
+    `wawancara` but of kind score, it passed both (40% of SKB from one reporter)."""
+    text = EXAMPLE_TEXT.replace('name = "praktik"', 'name = "wawancara"').replace(
+        'praktik = ["panitia-praktik"]', 'wawancara = ["panitia-wawancara"]'
+    )
+    path = tmp_path / "round-interview.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    assert "skb.components.1 = 'wawancara': named as an interview but of kind score" in str(
+        err.value
+    )
