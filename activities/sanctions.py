@@ -78,6 +78,8 @@ class Bar:
 
 # $2: the registering round's registration opening, or NULL for the one on the calendar ($3's).
 # A round on neither is no counted round of any entry (nth 0); entries with an end date still bar.
+# Rounds are counted by period (migration 021): the rounds of one national round count once, and
+# those of the sanctioning round's own period not at all; a round of none is a period of its own.
 _BARS_SQL = """
 WITH opening AS (
     SELECT COALESCE($2::timestamptz,
@@ -85,11 +87,15 @@ WITH opening AS (
 )
 SELECT s.subject, s.kind, s.origin, s.imposed_by, s.imposed_at, s.rounds, s.barred_until, s.reason,
     since.at AS since,
-    (SELECT count(*) FROM sanction_calendar k, opening o
-        WHERE k.registration_opens > since.at AND k.registration_opens <= o.at) AS nth
+    (SELECT count(DISTINCT COALESCE(k.period, k.round_id)) FROM sanction_calendar k, opening o
+        WHERE k.registration_opens > since.at AND k.registration_opens <= o.at
+        AND COALESCE(k.period, k.round_id) IS DISTINCT FROM since.period) AS nth
 FROM sanctions s
 LEFT JOIN sanction_calendar c ON s.kind = 'APS' AND c.round_id = s.imposed_by
-CROSS JOIN LATERAL (SELECT COALESCE(c.registration_opens, s.imposed_at) AS at) since
+CROSS JOIN LATERAL (
+    SELECT COALESCE(c.registration_opens, s.imposed_at) AS at,
+        COALESCE(c.period, c.round_id) AS period
+) since
 WHERE s.subject = $1
 ORDER BY s.imposed_at, s.kind, s.origin
 """
@@ -109,13 +115,20 @@ def entry_of(row) -> Entry:
     )
 
 
-async def record_round(pool: asyncpg.Pool, round_id: str, registration_opens: datetime) -> None:
-    """Put a round on the calendar the next N rounds are counted over (the first write stays)."""
+async def record_round(
+    pool: asyncpg.Pool, round_id: str, registration_opens: datetime, period: str | None = None
+) -> None:
+    """Put a round on the calendar the next N rounds are counted over (the first write stays),
+    with its period: the national round it joined, or None (a period of its own). A period
+    learnt after the first write (the journey's check, which does not know it, came first) is
+    added."""
     await pool.execute(
-        "INSERT INTO sanction_calendar (round_id, registration_opens) VALUES ($1, $2) "
-        "ON CONFLICT (round_id) DO NOTHING",
+        "INSERT INTO sanction_calendar (round_id, registration_opens, period) VALUES ($1, $2, $3) "
+        "ON CONFLICT (round_id) DO UPDATE SET period = EXCLUDED.period "
+        "WHERE sanction_calendar.period IS NULL AND EXCLUDED.period IS NOT NULL",
         round_id,
         registration_opens,
+        period,
     )
 
 

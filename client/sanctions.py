@@ -17,7 +17,10 @@ The rules (written down here, because DOMAIN.md is silent on them):
 
 - "The next N rounds" are the first N rounds whose registration opens after the sanctioning
   round's registration opened, in the order of their openings. The sanctioning round itself is
-  not one of them. A round is known to the register by its registration opening, recorded the
+  not one of them. Rounds are counted by period (the portal calls them "periode seleksi"): the
+  instansi rounds that joined one national round are one round of the count, and those of the
+  sanctioning round's own national round are none (migration 021); a round that joined none is
+  a period of its own. A round is known to the register by its registration opening, recorded the
   first time the register checks a registration of it (`sanction_calendar`). A round whose
   registration opens before the sanctioning round's is never barred by it.
 - For a national list's entry given in rounds, the rounds are counted from its import: the first
@@ -102,7 +105,12 @@ class SanctionRegister:
         """Put the round on the calendar the next N rounds are counted over (once per process)."""
         if config.round_id in self._calendar:
             return
-        await record_round(await self.pool(), config.round_id, config.schedule.registration.opens)
+        await record_round(
+            await self.pool(),
+            config.round_id,
+            config.schedule.registration.opens,
+            config.national_round,
+        )
         self._calendar.add(config.round_id)
 
     async def bars(self, config: RoundConfig, subject: str, applied_on: date) -> list[Bar]:

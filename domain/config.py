@@ -358,6 +358,52 @@ class SkbRules(BaseModel, frozen=True):
         return next((c for c in self.components if c.name == name), None)
 
 
+class SkbLimits(BaseModel, frozen=True):
+    """What an instansi may add to the SKB CAT test, by kind of instansi (DOMAIN.md stage 7, the
+    2024 rules): weighted components besides `cat` (gates, weight 0, are not counted), their
+    total weight and the weight of interviews (panel components) among them, in percent of the
+    SKB score. A regulation changes them from year to year; these are the 2024 figures."""
+
+    central_components: StrictInt = Field(default=3, ge=0, le=19)
+    central_weight: StrictFloat = Field(default=50, ge=0, le=100)
+    central_interview_weight: StrictFloat = Field(default=10, ge=0, le=100)
+    regional_components: StrictInt = Field(default=1, ge=0, le=19)
+    regional_weight: StrictFloat = Field(default=40, ge=0, le=100)
+    regional_interview_weight: StrictFloat = Field(
+        default=0, ge=0, le=100, description="0: a regional instansi adds no interview"
+    )
+
+    def problem(self, kind: InstansiKind, skb: SkbRules) -> str | None:
+        """Why `skb` is past these limits for an instansi of `kind`, or None."""
+        extra = [c for c in skb.components if c.name != "cat" and c.kind != ComponentKind.GATE]
+        weight = sum(c.weight for c in extra)
+        interview = sum(c.weight for c in extra if c.kind == ComponentKind.PANEL)
+        if kind == InstansiKind.DAERAH:
+            most, most_weight, most_interview = (
+                self.regional_components,
+                self.regional_weight,
+                self.regional_interview_weight,
+            )
+            who = "a regional instansi"
+        else:
+            most, most_weight, most_interview = (
+                self.central_components,
+                self.central_weight,
+                self.central_interview_weight,
+            )
+            who = "a central instansi"
+        if len(extra) <= most and weight <= most_weight and interview <= most_interview:
+            return None
+        interviews = (
+            f"interview at most {most_interview:g}%" if most_interview > 0 else "no interview"
+        )
+        return (
+            f"{who} may add up to {most} weighted component{'s' if most != 1 else ''}, together "
+            f"at most {most_weight:g}%, {interviews} (skb_limits); got {[c.name for c in extra]} "
+            f"with {weight:g}%"
+        )
+
+
 class IntegrationRules(BaseModel, frozen=True):
     """Final score = skd_weight% x (SKD total / SKD max x 100) + skb_weight% x SKB score."""
 
@@ -457,6 +503,13 @@ class RoundConfig(BaseModel, frozen=True):
     round_id: Code
     instansi: str = Field(min_length=1, max_length=200)
     instansi_kind: InstansiKind = InstansiKind.DAERAH
+    # Left out of the dump at its defaults, so rounds from before it keep their rules' digests.
+    # Declared before skb, which is checked against it.
+    skb_limits: SkbLimits = Field(
+        default_factory=SkbLimits,
+        exclude_if=lambda limits: limits == SkbLimits(),
+        description="what an instansi may add to the SKB CAT test (the 2024 figures)",
+    )
     rule_version: str = Field(min_length=1, max_length=40)
     schedule: Schedule
     formasi: list[Formasi] = Field(min_length=1)
@@ -569,21 +622,12 @@ class RoundConfig(BaseModel, frozen=True):
         # A field check (instansi_kind is declared before skb), so that a reporters problem
         # is reported with it rather than in its place.
         kind = info.data.get("instansi_kind")
-        extra = [c for c in skb.components if c.name != "cat" and c.kind != ComponentKind.GATE]
-        extra_weight = sum(c.weight for c in extra)
-        interview = [c for c in extra if c.kind == ComponentKind.PANEL]
-        if kind == InstansiKind.DAERAH:
-            if len(extra) > 1 or extra_weight > 40 or interview:
-                raise ValueError(
-                    "a regional instansi may add 1 weighted component of at most 40% and no "
-                    f"interview; got {[c.name for c in extra]} with {extra_weight}%"
-                )
-        elif kind == InstansiKind.PUSAT:
-            if len(extra) > 3 or extra_weight > 50 or sum(c.weight for c in interview) > 10:
-                raise ValueError(
-                    "a central instansi may add up to 3 weighted components, together at most "
-                    f"50%, interview at most 10%; got {[c.name for c in extra]} with {extra_weight}%"
-                )
+        limits = info.data.get("skb_limits")
+        if kind is None or limits is None:
+            return skb  # their own errors are reported
+        problem = limits.problem(kind, skb)
+        if problem:
+            raise ValueError(problem)
         return skb
 
     @field_validator("timezone")
@@ -758,6 +802,29 @@ def registration_too_short(config: RoundConfig) -> tuple[str, object, str] | Non
     )
 
 
+# What a component's name says when it is an interview (DOMAIN.md stage 7): its words in Indonesian
+# and English, found anywhere in the name ("wawancara", "wawancara-teknis", "Interview").
+INTERVIEW_WORDS = ("wawancara", "interview")
+
+
+def interviews_not_panels(config: RoundConfig) -> list[tuple[str, object, str]]:
+    """The round file's SKB components named as an interview but not of kind `panel`, as
+    ConfigError problems. The limits on interviews (skb_limits: at most 10% for a central instansi,
+    none for a regional one) and the panel's mean of at least two panellists hold for panel
+    components; an interview written as a plain score passed them all. Checked when a round file
+    is read, not by `RoundConfig` itself, so that recorded rounds still decode."""
+    return [
+        (
+            f"skb.components.{i}",
+            c.name,
+            f"named as an interview but of kind {c.kind.value}: an interview is scored by a panel "
+            'of at least two panellists (kind = "panel"), within the limits on interviews',
+        )
+        for i, c in enumerate(config.skb.components)
+        if c.kind != ComponentKind.PANEL and any(w in c.name.casefold() for w in INTERVIEW_WORDS)
+    ]
+
+
 def early_close_refusal(config: RoundConfig, opens: datetime, now: datetime) -> str | None:
     """Why registration, open since `opens`, may not close early at `now`: it would have been open
     fewer calendar days than the round's minimum. None when it may."""
@@ -879,7 +946,8 @@ def load_round_config(path: Path | str) -> RoundConfig:
     """Read and validate a round configuration file (TOML): a key it does not know is refused."""
     path = Path(path)
     config = read_config_file(path, RoundConfig, parse_round_config)
-    short = registration_too_short(config)
-    if short is not None:
-        raise ConfigError(path, [short])
+    problems = [p for p in [registration_too_short(config)] if p is not None]
+    problems += interviews_not_panels(config)
+    if problems:
+        raise ConfigError(path, problems)
     return config

@@ -529,6 +529,22 @@ class Withdrew(_AtStage, frozen=True):
         return {**self.report.record(), "sanction_rounds": self.sanction_rounds}
 
 
+class SeatGivenBack(_AtStage, frozen=True):
+    """An ending accepted before the final result reached the journey, which then named it a winner:
+    the seat goes back to the round for optimalisasi (DOMAIN.md stage 9). Not a pass: the
+    applicant was never told the result, so a withdrawal is not one after passing."""
+
+    outcome = "seat given back"
+    formasi: str
+    announcement_id: str
+
+    def actor(self) -> str:
+        return "formasi"
+
+    def inputs(self) -> dict[str, Any]:
+        return {"formasi": self.formasi, "announcement_id": self.announcement_id}
+
+
 class SelectionEnded(_AtStage, frozen=True):
     """The journey's terminal outcome, when no decision just made is itself the ending."""
 

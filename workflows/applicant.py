@@ -85,6 +85,8 @@ with workflow.unsafe.imports_passed_through():
         NOTICE_IN_ROUND_ZONE,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
         SANCTIONS_IN_JOURNEY,
+        SEAT_GIVEN_BACK_AT_FILING,
+        SEAT_GIVEN_BACK_BEFORE_RESULT,
     )
 
 NIP_TIMEOUT = timedelta(seconds=30)
@@ -580,6 +582,13 @@ class ApplicantJourney(JourneyInbox):
                     missing=missing, reported_by=filing.reported_by if filing else "system"
                 )
             )
+            if (
+                filing is not None
+                and self.sheet.placed_formasi is not None
+                and self._patched(SEAT_GIVEN_BACK_AT_FILING)
+            ):
+                # Reported incomplete while the window is open: the round still refills the seat.
+                await self._give_seat_back()
             self._end(Terminal.FILING_INCOMPLETE, f"filing incomplete: {', '.join(missing)}")
         assert filing is not None
         self._decide(ev.FilingCompleted(reported_by=filing.reported_by))
@@ -714,23 +723,51 @@ class ApplicantJourney(JourneyInbox):
             # Ended (withdrew, disqualified) while an offer waited for its answer: declined, so
             # the round passes the seat to the next in rank instead of holding it for nobody.
             await self._reply_to_offer(self.sheet.offer, False, None, False)
+        if (
+            self.sheet.placed_formasi is None
+            and self.sheet.final_entry is not None
+            and Phase.FINAL_RESULT not in self.announcements
+            and self._patched(SEAT_GIVEN_BACK_BEFORE_RESULT)
+        ):
+            await self._seat_won_unheard()
         if self.sheet.placed_formasi is not None and self.sheet.nip is None:
-            # A seat won but not yet taken up goes back to the round for optimalisasi.
-            await SEAT_VACATED.send(
-                workflow_handle(round_workflow_id(self.start.round_id)),
-                sealed(
-                    SeatVacated(
-                        applicant_id=self.start.applicant_id,
-                        formasi_code=self.sheet.placed_formasi,
-                    ),
-                    self.secret,
-                ),
-            )
+            await self._give_seat_back()
         event, terminal, reason = ending(self.sheet, self.rules)
         if isinstance(event, ev.Withdrew):
             self._set(sanction_rounds=event.sanction_rounds)
         self._decide(event)
         self._end(terminal, reason)
+
+    async def _give_seat_back(self) -> None:
+        """A seat won but not yet taken up (no NIP) goes back to the round for optimalisasi."""
+        assert self.sheet.placed_formasi is not None
+        await SEAT_VACATED.send(
+            workflow_handle(round_workflow_id(self.start.round_id)),
+            sealed(
+                SeatVacated(
+                    applicant_id=self.start.applicant_id,
+                    formasi_code=self.sheet.placed_formasi,
+                ),
+                self.secret,
+            ),
+        )
+
+    async def _seat_won_unheard(self) -> None:
+        """Ended after its SKB answer was ranked and before the result reached it: wait for the
+        result (the formasi tells every applicant it ranked), and give back a seat it names this
+        applicant a winner of, so that optimalisasi fills it (patch seat-given-back-before-result)."""
+        await workflow.wait_condition(lambda: Phase.FINAL_RESULT in self.announcements)
+        result = self.announcements[Phase.FINAL_RESULT]
+        if self.start.applicant_id not in result.winners:
+            return
+        self._set(placed_formasi=self.start.formasi.code)
+        self._decide(
+            ev.SeatGivenBack(
+                during=self.sheet.stage,
+                formasi=self.start.formasi.code,
+                announcement_id=result.announcement_id,
+            )
+        )
 
     def _end(self, terminal: Terminal, reason: str) -> NoReturn:
         self._set(terminal=terminal, terminal_reason=reason)

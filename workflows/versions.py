@@ -376,3 +376,24 @@ OPTIMALISASI_ANSWER_DEADLINE = "optimalisasi-answer-deadline"
 # but it is what the journey writes: a journey asks only when its round is not in WIB, so WIB
 # journeys write no marker and read as before; journeys recorded before it wrote WIB.
 NOTICE_IN_ROUND_ZONE = "notice-in-round-zone"
+
+# A winner's seat given back when the journey ended before it heard its final result (DOMAIN.md
+# stage 9: a seat the winner withdrew from goes to optimalisasi): the formasi ranks the SKB
+# answers and then tells its applicants, a page at a time (minutes at national size), and a
+# withdrawal or DIS accepted in between ended the journey with no seat to give back, while the
+# formasi's result counted the seat as filled; it stayed empty. Such a journey now waits for its
+# result before it ends, and a winner gives the seat back (SeatVacated, decision "seat given
+# back"), without the sanction of a withdrawal after passing (it was never told it passed). Asked
+# only when an ending meets a journey ranked but not yet told, which no recorded history set
+# holds, so other journeys write no marker; journeys recorded before it ended at once.
+SEAT_GIVEN_BACK_BEFORE_RESULT = "seat-given-back-before-result"
+
+# A winner's seat given back when the filing is reported incomplete (TMS-DRH) while the filing
+# window is open (DOMAIN.md stage 9: seats left empty when the winner failed a gate go to
+# optimalisasi; the round refills seats given up until filing closes, patch
+# optimalisasi-until-filing-closes): the journey ended without telling the round, so the seat
+# stayed empty while those who lost on rank still waited for an offer. It now sends SeatVacated
+# first. A filing missing at the window's close gives nothing back (nothing is refilled then).
+# Asked only when an incomplete filing is reported for a winner, so recorded histories that hold
+# none write no marker, and those that hold one replay as they ran.
+SEAT_GIVEN_BACK_AT_FILING = "seat-given-back-at-filing"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -623,3 +624,58 @@ def test_a_round_file_saved_with_a_byte_order_mark_is_refused_saying_so(tmp_path
     with pytest.raises(ConfigError) as err:
         load_round_config(path)
     assert "starts with a byte-order mark" in str(err.value)
+
+
+def _example_with_praktik(weight: int, limits: dict | None = None) -> dict:
+    """The regional example round with its one extra component (praktik) at `weight`%."""
+    doc = tomllib.loads(EXAMPLE_TEXT)
+    for component in doc["skb"]["components"]:
+        if component["name"] == "cat":
+            component["weight"] = 100 - weight
+        elif component["name"] == "praktik":
+            component["weight"] = weight
+    if limits is not None:
+        doc["skb_limits"] = limits
+    return doc
+
+
+def test_a_regional_extra_component_past_40_percent_is_refused_by_default():
+    with pytest.raises(ConfigError, match=r"regional instansi .* at most 40%"):
+        parse_round_config(_example_with_praktik(45))
+
+
+def test_the_skb_limits_are_the_rounds_figures_when_a_regulation_changes_them():
+    config = parse_round_config(_example_with_praktik(45, {"regional_weight": 45}))
+    assert config.skb_limits.regional_weight == 45
+
+
+def test_a_central_interview_past_the_rounds_limit_is_refused():
+    doc = _example_with_praktik(40, {"central_interview_weight": 5})
+    doc["instansi_kind"] = "pusat"
+    doc["skb"]["components"].append(
+        {"name": "wawancara", "kind": "panel", "weight": 10.0, "min_panellists": 2}
+    )
+    next(c for c in doc["skb"]["components"] if c["name"] == "praktik")["weight"] = 30
+    doc["reporters"]["wawancara"] = ["pewawancara-1"]
+    with pytest.raises(ConfigError, match=r"interview at most 5%"):
+        parse_round_config(doc)
+
+
+def test_the_default_skb_limits_leave_the_rules_digest_as_it_was():
+    config = parse_round_config(tomllib.loads(EXAMPLE_TEXT))
+    assert "skb_limits" not in config.model_dump(mode="json")
+
+
+def test_an_interview_written_as_a_plain_score_is_refused(tmp_path):
+    """A regional round may add no interview, and an interview is scored by a panel: named
+    `wawancara` but of kind score, it passed both (40% of SKB from one reporter)."""
+    text = EXAMPLE_TEXT.replace('name = "praktik"', 'name = "wawancara"').replace(
+        'praktik = ["panitia-praktik"]', 'wawancara = ["panitia-wawancara"]'
+    )
+    path = tmp_path / "round-interview.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    assert "skb.components.1 = 'wawancara': named as an interview but of kind score" in str(
+        err.value
+    )

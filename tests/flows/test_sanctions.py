@@ -325,6 +325,59 @@ async def test_the_journey_s_check_counts_rounds_by_the_calendar_when_the_view_h
     )
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_instansi_rounds_of_one_national_round_count_as_one_round_of_a_sanction(
+    keys, running_worker
+):
+    """DOMAIN.md stage 11: barred from the next 2 rounds, the portal's "2 periode seleksi". The
+    instansi rounds of one national recruitment open on days of their own: counted one by one,
+    two rounds of the sanctioning year opened after its round used the sanction up, and the next
+    year's rounds took the NIK. Counted by period, the two next years' rounds are barred and the
+    third year's is not."""
+    _, pool = running_worker
+    subject = sanction_subject(keys.pseudonym_key, _person(date(1993, 4, 5)).nik)
+    tag = uuid.uuid4().hex[:6]
+    base = datetime(2095, 8, 20, 1, tzinfo=UTC)  # far ahead: no other test's round in between
+    rounds = {  # round -> (days after base, the national round it joined)
+        f"kab-a-95-{tag}": (0, f"N95-{tag}"),
+        f"kab-b-95-{tag}": (1, f"N95-{tag}"),
+        f"kab-c-95-{tag}": (2, f"N95-{tag}"),
+        f"kab-a-96-{tag}": (365, f"N96-{tag}"),
+        f"kab-b-96-{tag}": (366, f"N96-{tag}"),
+        f"kab-a-97-{tag}": (730, f"N97-{tag}"),
+        f"kab-a-98-{tag}": (1095, f"N98-{tag}"),
+    }
+    for round_id, (days, national) in rounds.items():
+        await record_round(pool, round_id, base + timedelta(days=days), national)
+    sanctioning = f"kab-a-95-{tag}"
+    await pool.execute(
+        "INSERT INTO sanctions (subject, kind, origin, imposed_by, imposed_at, rounds, reason) "
+        "VALUES ($1, 'APS', $2, $3, $4, 2, 'mengundurkan diri')",
+        subject,
+        f"{sanctioning}/REGNO",
+        sanctioning,
+        base + timedelta(days=120),
+    )
+    checker = SanctionChecker(pool)
+
+    async def reasons(round_id: str) -> list[str]:
+        check = SanctionCheck(
+            round_id=round_id, registration_opens=None, subject=subject, applied_on=date.today()
+        )
+        return (await checker.check_sanctions(check)).reasons
+
+    def barred(round_id: str, nth: str) -> list[str]:
+        return [
+            f"barred until the 2nd round opening after round {sanctioning} is over "
+            f"(round {round_id} is the {nth}) by round {sanctioning} (APS)"
+        ]
+
+    assert await reasons(f"kab-a-96-{tag}") == barred(f"kab-a-96-{tag}", "1st")
+    assert await reasons(f"kab-b-96-{tag}") == barred(f"kab-b-96-{tag}", "1st")
+    assert await reasons(f"kab-a-97-{tag}") == barred(f"kab-a-97-{tag}", "2nd")
+    assert await reasons(f"kab-a-98-{tag}") == []
+
+
 def test_a_national_list_with_bad_rows_names_each_and_imports_nothing(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text(
