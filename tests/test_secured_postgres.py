@@ -376,6 +376,51 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(
     assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
 
 
+async def _as_before_the_runtime_role(settings) -> None:
+    """Take a stack back to the layout of the versions where every process connected as the
+    owner: no casn_runtime, no grants to it, 021_runtime_role not applied, no password file."""
+    admin = await asyncpg.connect(admin_database_url(settings, embedded.DATABASE))
+    try:
+        await admin.execute(f"DROP OWNED BY {RUNTIME_ROLE}")  # its grants, default ones too
+        await admin.execute(f"DROP ROLE {RUNTIME_ROLE}")
+        await admin.execute("DELETE FROM schema_migrations WHERE version >= $1", RUNTIME_GRANTS)
+    finally:
+        await admin.close()
+    (settings.data_dir.resolve() / "keys" / f"postgres-{RUNTIME_ROLE}.pgpass").unlink()
+
+
+async def test_a_data_dir_where_every_process_was_the_owner_is_upgraded_in_place(stack, server_dir):
+    """The layout every developer's .data had before the runtime role: its next start makes the
+    role, migrates as the owner, and connects the processes as the role, the data kept."""
+    settings = isolated_settings(server_dir("owner-era"), temporal_address=stack.temporal_address)
+    try:
+        first = await ensure_stack(settings)
+        conn = await asyncpg.connect(owner_database_url(settings))
+        try:
+            await conn.execute(
+                "INSERT INTO sanction_calendar (round_id, registration_opens) VALUES ('R', now())"
+            )
+        finally:
+            await conn.close()
+        await _as_before_the_runtime_role(settings)
+        stop_stack(settings, first)
+
+        info = await ensure_stack(settings)
+        conn = await asyncpg.connect(info.database_url)
+        try:
+            user = await conn.fetchval("SELECT current_user")
+            kept = await conn.fetchval("SELECT round_id FROM sanction_calendar")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("TRUNCATE sanction_calendar")
+        finally:
+            await conn.close()
+    finally:
+        stop_stack(settings)
+
+    assert info.started_postgres and info.migrations_applied == ["021_runtime_role"]
+    assert (user, kept) == (RUNTIME_ROLE, "R")
+
+
 # --- the read model's TLS and password settings, against the real server --------------------------
 
 
