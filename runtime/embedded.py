@@ -137,15 +137,19 @@ async def ensure_stack(settings: Settings) -> StackInfo:
             temporal_address, started_temporal = str(settings.temporal_address), False
             ui_url = None
         if settings.embedded_postgres:
+            started_postgres = False
             try:
                 database_url, owner_url, started_postgres = await _ensure_postgres(
                     settings, data_dir
                 )
                 applied = await apply_migrations(owner_url)
             except BaseException:
-                # Leave nothing behind that this call started: the caller gets the error only.
+                # Leave nothing behind that this call started: the caller gets the error only
+                # (a migration that fails stops the PostgreSQL this call started too).
                 if started_temporal:
                     _stop_temporal(data_dir)
+                if started_postgres:
+                    _stop_postgres(data_dir)
                 raise
         else:
             database_url = read_model_dsn(str(settings.database_url), settings)

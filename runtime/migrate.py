@@ -164,7 +164,9 @@ async def check_schema(dsn: str, directory: Path | None = None) -> None:
             try:
                 rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
             except asyncpg.InsufficientPrivilegeError:
-                # A schema from before the runtime role: 021_runtime_role grants it this read.
+                # A schema from before the runtime role (021_runtime_role grants it this read),
+                # or a role that is not the runtime role.
+                await _check_runtime_member(conn)
                 raise SchemaBehindError(
                     _behind([m.label for m in migrations if m.version >= RUNTIME_GRANTS])
                 ) from None
@@ -175,6 +177,7 @@ async def check_schema(dsn: str, directory: Path | None = None) -> None:
             raise SchemaBehindError(_behind(missing))
         if directory is None:
             await _check_grants(conn)
+            await _check_runtime_member(conn)
     finally:
         await conn.close()
 
@@ -201,6 +204,26 @@ async def ungranted_tables(conn: asyncpg.Connection) -> list[str]:
         RUNTIME_ROLE,
     )
     return [row["relname"] for row in rows]
+
+
+async def _check_runtime_member(conn: asyncpg.Connection) -> None:
+    """The connected role is RUNTIME_ROLE or holds its privileges: the migrations grant only it."""
+    user, exists = await conn.fetchrow(
+        "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", RUNTIME_ROLE
+    )
+    if not exists:
+        raise MigrationError(
+            f"the role {RUNTIME_ROLE} does not exist: the processes connect as it (or a role "
+            "granted it); have the database's administrator create it (docs/OPERATIONS.md 1.1), "
+            f"then apply the migrations with {MIGRATE_COMMAND}"
+        )
+    member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", RUNTIME_ROLE)
+    if not member:
+        raise MigrationError(
+            f"the read model's role {user!r} (CASN_DATABASE_URL) is not {RUNTIME_ROLE} and is not "
+            f"granted it: the migrations grant the processes' privileges to {RUNTIME_ROLE} only; "
+            f"connect as it, or have the database's administrator GRANT {RUNTIME_ROLE} TO {user}"
+        )
 
 
 async def _check_grants(conn: asyncpg.Connection) -> None:

@@ -197,3 +197,31 @@ async def test_a_schema_from_before_the_runtime_role_is_refused_naming_its_migra
 
     with pytest.raises(SchemaBehindError, match="lacks migration 021_runtime_role"):
         await check_schema(_as_runtime(stack, scratch_dsn))
+
+
+async def test_a_role_that_does_not_hold_the_runtime_roles_grants_is_refused(
+    stack, stack_settings, scratch_dsn
+):
+    """The migrations grant casn_runtime alone: another login role would fail at its first write,
+    not at its start."""
+    await apply_migrations(scratch_dsn)
+    password = uuid.uuid4().hex
+    stranger = f"stranger_{password[:8]}"
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    await admin.execute(f"CREATE ROLE {stranger} LOGIN PASSWORD '{password}'")
+    try:
+        owner = urlsplit(scratch_dsn)
+        dsn = urlunsplit(
+            owner._replace(
+                netloc=f"{stranger}:{password}@{owner.hostname}:{owner.port}",
+                query="sslmode=disable",
+            )
+        )
+        with pytest.raises(MigrationError) as refused:
+            await check_schema(dsn)
+    finally:
+        await admin.execute(f"DROP ROLE {stranger}")
+        await admin.close()
+
+    assert f"'{stranger}' (CASN_DATABASE_URL) is not {RUNTIME_ROLE}" in str(refused.value)
+    assert f"GRANT {RUNTIME_ROLE} TO {stranger}" in str(refused.value)

@@ -31,7 +31,13 @@ from runtime.embedded import (
     owner_database_url,
     stop_stack,
 )
-from runtime.migrate import RUNTIME_GRANTS, RUNTIME_ROLE, apply_migrations, load_migrations
+from runtime.migrate import (
+    RUNTIME_GRANTS,
+    RUNTIME_ROLE,
+    MigrationError,
+    apply_migrations,
+    load_migrations,
+)
 from tests.pki import issue, write_pem
 
 pytestmark = pytest.mark.stack
@@ -419,6 +425,28 @@ async def test_a_data_dir_where_every_process_was_the_owner_is_upgraded_in_place
 
     assert info.started_postgres and info.migrations_applied == ["021_runtime_role"]
     assert (user, kept) == (RUNTIME_ROLE, "R")
+
+
+async def test_a_failing_migration_leaves_no_server_that_start_started(
+    stack, server_dir, monkeypatch
+):
+    """The caller gets the error only: no PostgreSQL left running, with a data dir a test's
+    clean-up removes under it."""
+    settings = isolated_settings(server_dir("failing"), temporal_address=stack.temporal_address)
+
+    async def failing(dsn: str) -> list[str]:
+        raise MigrationError("migration 999_broken failed")
+
+    monkeypatch.setattr(embedded, "apply_migrations", failing)
+    try:
+        with pytest.raises(MigrationError):
+            await ensure_stack(settings)
+        pid, _ = embedded._postmaster(settings.data_dir.resolve() / "postgres")
+        running = embedded._alive(pid, "postgres")
+    finally:
+        stop_stack(settings)
+
+    assert not running
 
 
 # --- the read model's TLS and password settings, against the real server --------------------------
