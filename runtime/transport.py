@@ -3,8 +3,9 @@
 Temporal: TLS, or mTLS with a client certificate, from the PEM files of CASN_TEMPORAL_TLS_*.
 PostgreSQL: the read model's DSN carries CASN_DATABASE_SSLMODE and CASN_DATABASE_SSLROOTCERT as
 libpq parameters and the password of CASN_DATABASE_PASSWORD_FILE, which asyncpg reads from the DSN;
-every connection and pool of the project is made from that one DSN (StackInfo.database_url), so
-none of them can forget a setting. Runtime/settings.py checks that the files exist; what is in
+every connection and pool of the processes is made from that one DSN (StackInfo.database_url), so
+none of them can forget a setting; the migrations' owner DSN (migration_dsn) carries the same TLS
+settings and its own password file. Runtime/settings.py checks that the files exist; what is in
 them is checked here, when they are used.
 """
 
