@@ -1,6 +1,7 @@
 """The worker: runs the workflows and activities on the embedded stack or a configured cluster.
 
 python worker.py run          # until SIGTERM/SIGINT, then drains and exits
+python worker.py migrate      # apply the read model's migrations as its schema's owner
 python worker.py stop-stack   # stop the embedded servers this project started
 """
 
@@ -53,6 +54,23 @@ def _outcome(body: Callable[[], T]) -> T:
             raise
         typer.echo(f"stopped: {stopped}", err=True)
         raise typer.Exit(3) from None
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the read model's pending migrations as the role that owns its schema.
+
+    With CASN_DATABASE_URL set, the owner is CASN_DATABASE_MIGRATION_URL (its password in
+    CASN_DATABASE_MIGRATION_PASSWORD_FILE); the workers and gateways, connecting as the runtime
+    role, refuse to start on a schema that lacks a migration. Embedded, the stack migrates itself.
+    """
+    from runtime.embedded import migrate_read_model
+    from runtime.settings import load_settings
+
+    applied = _outcome(lambda: asyncio.run(migrate_read_model(load_settings())))
+    typer.echo(
+        f"applied {', '.join(applied)}" if applied else "the read model's schema is up to date"
+    )
 
 
 @app.command("deliver-notifications")

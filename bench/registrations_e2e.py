@@ -21,6 +21,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from bench.baseline_wf import BaselineRegistration
 from bench.common import CpuMeter, console, pct, print_table
 from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
+from runtime.embedded import owner_database_url
 
 BASELINE_TABLE = "bench_e2e_rows"
 POLL = 0.1  # seconds between counts of the rows written
@@ -76,10 +77,16 @@ async def run_baseline(
     client: Client, pool: asyncpg.Pool, task_queue: str, size: int, concurrency: int, settings
 ) -> dict:
     """`size` bare workflows started `concurrency` at a time, each writing one row."""
-    await pool.execute(
-        f"CREATE TABLE IF NOT EXISTS {BASELINE_TABLE} (id text PRIMARY KEY, "
-        "at timestamptz NOT NULL DEFAULT clock_timestamp())"
-    )
+    # The processes' role makes no table (docs/OPERATIONS.md 1.1): the bench's own is made by the
+    # embedded read model's owner, whose default privileges let the workers read and append to it.
+    owner = await asyncpg.connect(owner_database_url(settings))
+    try:
+        await owner.execute(
+            f"CREATE TABLE IF NOT EXISTS {BASELINE_TABLE} (id text PRIMARY KEY, "
+            "at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+    finally:
+        await owner.close()
     queue = f"{task_queue}-e2e-baseline"
     run = uuid.uuid4().hex[:6]
     worker = Worker(

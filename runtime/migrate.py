@@ -1,7 +1,10 @@
 """Versioned SQL migrations for the read model: runtime/migrations/NNN_name.sql, applied in order.
 
 Each file runs in its own transaction together with its row in `schema_migrations`; a
-PostgreSQL advisory lock makes concurrent starters take turns, so each file runs once.
+PostgreSQL advisory lock makes concurrent runs take turns, so each file runs once. They run as the
+role that owns the schema (`casn-worker migrate`, or the embedded stack as its owner role); the
+workers and gateways connect as RUNTIME_ROLE, which owns nothing, and only check that the schema
+holds every migration they know (check_schema).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ log = get_logger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number; it names "the CASN migration lock" among advisory locks.
 ADVISORY_LOCK_ID = 0x4341_534E_4D49_4752  # "CASNMIGR"
+# The role the processes connect as (or a role it is granted to): granted by the migrations
+# (022_runtime_role and after) what the processes do, no more; it owns nothing.
+RUNTIME_ROLE = "casn_runtime"
+MIGRATE_COMMAND = "casn-worker migrate (python worker.py migrate)"
+RUNTIME_GRANTS = 22  # the migration that grants RUNTIME_ROLE its privileges: 022_runtime_role
 _FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 _CREATE_TABLE = """
@@ -34,6 +42,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 class MigrationError(RuntimeError):
     """The migrations on disk and the ones recorded in the database disagree."""
+
+
+class SchemaBehindError(MigrationError):
+    """The read model's schema lacks migrations this code needs: its owner must apply them."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +89,16 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def apply_migrations(dsn: str, directory: Path | None = None) -> list[str]:
-    """Apply the pending migrations in order; return the labels applied (empty if none).
+async def apply_migrations(
+    dsn: str, directory: Path | None = None, *, check_grants: bool | None = None
+) -> list[str]:
+    """Apply the pending migrations in order, as the schema's owner; return the labels applied
+    (empty if none).
 
     Refuses (MigrationError, nothing applied) when an applied migration's file changed or
-    disappeared: the database and the code would otherwise silently disagree.
+    disappeared: the database and the code would otherwise silently disagree. With the project's
+    own migrations (no `directory`; or `check_grants`), refuses too when a table is left that
+    RUNTIME_ROLE cannot read: the processes would fail on it at their first read, not at start.
     """
     migrations = load_migrations(directory)
     conn = await asyncpg.connect(dsn)
@@ -108,6 +125,8 @@ async def apply_migrations(dsn: str, directory: Path | None = None) -> list[str]
                     )
                 log.info("migration applied", migration=migration.label)
                 done.append(migration.label)
+            if directory is None if check_grants is None else check_grants:
+                await _check_grants(conn)
             return done
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", ADVISORY_LOCK_ID)
@@ -131,3 +150,92 @@ def _check_applied(migrations: list[Migration], applied: dict[int, asyncpg.Recor
                 f"{row['checksum'][:12]}… in the database, {migration.checksum[:12]}… on disk): "
                 "restore the file and put the change in a new migration"
             )
+
+
+async def check_schema(dsn: str, directory: Path | None = None) -> None:
+    """Refuse (SchemaBehindError, MigrationError) a read model whose schema lacks a migration of
+    this code, holds one it does not know or a changed one, or has a table RUNTIME_ROLE cannot
+    read. Run by every process at its start, as the role it connects as: no DDL, reads only."""
+    migrations = load_migrations(directory)
+    conn = await asyncpg.connect(dsn)
+    try:
+        applied: dict[int, asyncpg.Record] = {}
+        if await conn.fetchval("SELECT to_regclass('schema_migrations')") is not None:
+            try:
+                rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
+            except asyncpg.InsufficientPrivilegeError:
+                # A schema from before the runtime role (022_runtime_role grants it this read),
+                # or a role that is not the runtime role.
+                await _check_runtime_member(conn)
+                raise SchemaBehindError(
+                    _behind([m.label for m in migrations if m.version >= RUNTIME_GRANTS])
+                ) from None
+            applied = {row["version"]: row for row in rows}
+        _check_applied(migrations, applied)
+        missing = [m.label for m in migrations if m.version not in applied]
+        if missing:
+            raise SchemaBehindError(_behind(missing))
+        if directory is None:
+            await _check_grants(conn)
+            await _check_runtime_member(conn)
+    finally:
+        await conn.close()
+
+
+def _behind(missing: list[str]) -> str:
+    more = f" and {len(missing) - 1} more ({', '.join(missing[1:])})" if len(missing) > 1 else ""
+    return (
+        f"the read model's schema lacks migration {missing[0]}{more}, which this code needs: "
+        f"apply it as the schema's owner with {MIGRATE_COMMAND}, CASN_DATABASE_MIGRATION_URL "
+        "naming the owner (docs/OPERATIONS.md 1.1), then start this process again"
+    )
+
+
+async def ungranted_tables(conn: asyncpg.Connection) -> list[str]:
+    """The read model's tables RUNTIME_ROLE cannot read, and its sequences it cannot use."""
+    rows = await conn.fetch(
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND (
+            (c.relkind IN ('r', 'p', 'v', 'm') AND NOT has_table_privilege($1, c.oid, 'SELECT'))
+            OR (c.relkind = 'S' AND NOT has_sequence_privilege($1, c.oid, 'USAGE')))
+        ORDER BY c.relname
+        """,
+        RUNTIME_ROLE,
+    )
+    return [row["relname"] for row in rows]
+
+
+async def _check_runtime_member(conn: asyncpg.Connection) -> None:
+    """The connected role is RUNTIME_ROLE or holds its privileges: the migrations grant only it."""
+    user, exists = await conn.fetchrow(
+        "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", RUNTIME_ROLE
+    )
+    if not exists:
+        raise MigrationError(
+            f"the role {RUNTIME_ROLE} does not exist: the processes connect as it (or a role "
+            "granted it); have the database's administrator create it (docs/OPERATIONS.md 1.1), "
+            f"then apply the migrations with {MIGRATE_COMMAND}"
+        )
+    member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", RUNTIME_ROLE)
+    if not member:
+        raise MigrationError(
+            f"the read model's role {user!r} (CASN_DATABASE_URL) is not {RUNTIME_ROLE} and is not "
+            f"granted it: the migrations grant the processes' privileges to {RUNTIME_ROLE} only; "
+            f"connect as it, or have the database's administrator GRANT {RUNTIME_ROLE} TO {user}"
+        )
+
+
+async def _check_grants(conn: asyncpg.Connection) -> None:
+    if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", RUNTIME_ROLE) is None:
+        raise MigrationError(
+            f"the role {RUNTIME_ROLE} does not exist: the workers and gateways connect as it; "
+            "create it as the database's administrator (docs/OPERATIONS.md 1.1)"
+        )
+    ungranted = await ungranted_tables(conn)
+    if ungranted:
+        raise MigrationError(
+            f"the read model's {', '.join(ungranted)} cannot be read by {RUNTIME_ROLE}: a "
+            "migration made it without the grants the processes need (or not as the schema's "
+            f"owner, whose default privileges grant them); grant them in a new migration"
+        )

@@ -59,7 +59,14 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "casn-recruitment"
     database_url: str | None = Field(
-        default=None, description="postgresql:// URL of the read model; unset = embedded"
+        default=None,
+        description="postgresql:// URL of the read model, as the runtime role (casn_runtime) "
+        "that owns nothing; unset = embedded",
+    )
+    database_migration_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL of the read model as the role that owns its schema, for "
+        "`casn-worker migrate` only; never given to a worker or gateway",
     )
     data_dir: Path = Path(".data")
     log_format: LogFormat = LogFormat.AUTO
@@ -200,6 +207,11 @@ class Settings(BaseSettings):
         default=None,
         description="file holding the read model's database password (CASN_DATABASE_URL without one)",
     )
+    database_migration_password_file: Path | None = Field(
+        default=None,
+        description="file holding the schema owner's password (CASN_DATABASE_MIGRATION_URL "
+        "without one)",
+    )
     worker_max_cached_workflows: int = Field(default=10_000, ge=0)
     worker_sticky_schedule_to_start_seconds: float = Field(
         default=3.0,
@@ -337,7 +349,7 @@ class Settings(BaseSettings):
             raise ValueError(f"port {port!r} is not a number 1-65535")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_migration_url")
     @classmethod
     def _postgres_url(cls, value: str | None) -> str | None:
         if not value:
@@ -405,6 +417,7 @@ class Settings(BaseSettings):
             "CASN_TEMPORAL_TLS_KEY_FILE": self.temporal_tls_key_file,
             "CASN_DATABASE_SSLROOTCERT": self.database_sslrootcert,
             "CASN_DATABASE_PASSWORD_FILE": self.database_password_file,
+            "CASN_DATABASE_MIGRATION_PASSWORD_FILE": self.database_migration_password_file,
         }
         for variable, path in files.items():
             if path is not None and not path.is_file():
@@ -433,7 +446,43 @@ class Settings(BaseSettings):
                 "database of CASN_DATABASE_URL, which is not set; the embedded PostgreSQL uses "
                 "the password it generated under <data_dir>/keys"
             )
+        self._migration_url_beside_database_url()
         return self
+
+    def _migration_url_beside_database_url(self) -> None:
+        """The owner's URL names the read model's database, and only with CASN_DATABASE_URL: the
+        embedded PostgreSQL migrates as the owner it made itself."""
+        migration, password_file = (
+            self.database_migration_url,
+            self.database_migration_password_file,
+        )
+        if password_file is not None and not migration:
+            raise ValueError(
+                f"CASN_DATABASE_MIGRATION_PASSWORD_FILE={str(password_file)!r} is for the owner "
+                "of CASN_DATABASE_MIGRATION_URL, which is not set"
+            )
+        if not migration:
+            return
+        if not self.database_url:
+            raise ValueError(
+                f"CASN_DATABASE_MIGRATION_URL={_without_password(migration)!r} is for the "
+                "database of CASN_DATABASE_URL, which is not set; the embedded PostgreSQL "
+                "migrates as the owner role it made itself"
+            )
+        runtime_db = urlsplit(self.database_url).path.lstrip("/")
+        owner_db = urlsplit(migration).path.lstrip("/")
+        if runtime_db != owner_db:
+            raise ValueError(
+                f"CASN_DATABASE_MIGRATION_URL={_without_password(migration)!r} names the "
+                f"database {owner_db or '(none)'!r}, but CASN_DATABASE_URL names "
+                f"{runtime_db or '(none)'!r}: give the owner's URL of the read model's database"
+            )
+        if urlsplit(migration).username == urlsplit(self.database_url).username:
+            raise ValueError(
+                f"CASN_DATABASE_MIGRATION_URL={_without_password(migration)!r} names the same "
+                "role as CASN_DATABASE_URL: the migrations run as the schema's owner, the "
+                "processes as the runtime role (docs/OPERATIONS.md 1.1)"
+            )
 
     @model_validator(mode="after")
     def _tracing_installed(self) -> Settings:
@@ -591,7 +640,7 @@ def _shown(field: str, value: object) -> str:
     if _SECRET.search(field):
         return "<hidden>"
     text = str(value)
-    if field == "database_url":
+    if field in ("database_url", "database_migration_url"):
         text = _without_password(text)  # user:password@host -> user:***@host
     return repr(text)
 

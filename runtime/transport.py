@@ -3,8 +3,9 @@
 Temporal: TLS, or mTLS with a client certificate, from the PEM files of CASN_TEMPORAL_TLS_*.
 PostgreSQL: the read model's DSN carries CASN_DATABASE_SSLMODE and CASN_DATABASE_SSLROOTCERT as
 libpq parameters and the password of CASN_DATABASE_PASSWORD_FILE, which asyncpg reads from the DSN;
-every connection and pool of the project is made from that one DSN (StackInfo.database_url), so
-none of them can forget a setting. Runtime/settings.py checks that the files exist; what is in
+every connection and pool of the processes is made from that one DSN (StackInfo.database_url), so
+none of them can forget a setting; the migrations' owner DSN (migration_dsn) carries the same TLS
+settings and its own password file. Runtime/settings.py checks that the files exist; what is in
 them is checked here, when they are used.
 """
 
@@ -50,20 +51,40 @@ def temporal_tls(settings: Settings) -> TLSConfig | None:
 def read_model_dsn(url: str, settings: Settings) -> str:
     """`url` with the read model's TLS settings and, for CASN_DATABASE_URL, the password of
     CASN_DATABASE_PASSWORD_FILE; a setting replaces the same parameter in the URL."""
+    return _with_transport(
+        url, settings, settings.database_password_file, "CASN_DATABASE_URL",
+        "CASN_DATABASE_PASSWORD_FILE",
+    )  # fmt: skip
+
+
+def migration_dsn(settings: Settings) -> str | None:
+    """CASN_DATABASE_MIGRATION_URL (the schema owner's) with the same TLS settings and the
+    password of CASN_DATABASE_MIGRATION_PASSWORD_FILE; None when it is not set."""
+    if not settings.database_migration_url:
+        return None
+    return _with_transport(
+        settings.database_migration_url, settings, settings.database_migration_password_file,
+        "CASN_DATABASE_MIGRATION_URL", "CASN_DATABASE_MIGRATION_PASSWORD_FILE",
+    )  # fmt: skip
+
+
+def _with_transport(
+    url: str, settings: Settings, password_file: Path | None, url_variable: str, file_variable: str
+) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     if settings.database_sslmode is not None:
         query["sslmode"] = settings.database_sslmode
     if settings.database_sslrootcert is not None:
         query["sslrootcert"] = str(settings.database_sslrootcert.resolve())
-    if settings.database_password_file is not None:
+    if password_file is not None:
         if parts.password is not None or "password" in query:
             raise TransportError(
-                f"CASN_DATABASE_URL={masked(url)!r} holds a password and "
-                f"CASN_DATABASE_PASSWORD_FILE={str(settings.database_password_file)!r} is set "
-                "too: keep the password in the file only"
+                f"{url_variable}={masked(url)!r} holds a password and "
+                f"{file_variable}={str(password_file)!r} is set too: keep the password in the "
+                "file only"
             )
-        query["password"] = _password(settings.database_password_file)
+        query["password"] = _password(password_file, file_variable)
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
@@ -124,14 +145,14 @@ def _check_pair(cert: bytes, key: bytes, settings: Settings) -> None:
         )
 
 
-def _password(path: Path) -> str:
+def _password(path: Path, variable: str) -> str:
     try:
-        text = _read(path, "CASN_DATABASE_PASSWORD_FILE").decode("utf-8").strip("\r\n")
+        text = _read(path, variable).decode("utf-8").strip("\r\n")
     except UnicodeDecodeError:
-        raise TransportError(f"CASN_DATABASE_PASSWORD_FILE={str(path)!r} is not UTF-8") from None
+        raise TransportError(f"{variable}={str(path)!r} is not UTF-8") from None
     if not text or "\n" in text:
         raise TransportError(
-            f"CASN_DATABASE_PASSWORD_FILE={str(path)!r} must hold the password on one line "
+            f"{variable}={str(path)!r} must hold the password on one line "
             f"(it holds {len(text.splitlines())} lines)"
         )
     return text

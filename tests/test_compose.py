@@ -28,19 +28,22 @@ import pytest
 import yaml
 
 from domain.signing import Signer
-from runtime.embedded import READ_MODEL_ROLE, admin_database_url
-from runtime.migrate import apply_migrations
+from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
+from runtime.migrate import RUNTIME_ROLE, apply_migrations
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-# The names agreed for the stack (issue 15), plus the namespace's one-shot and the notification
-# deliverer (without it the outbox only grows).
+# The names agreed for the stack (issue 15), plus the namespace's one-shot, the notification
+# deliverer (without it the outbox only grows) and the read model's migrations' one-shot (the
+# processes run no DDL).
 SERVICES = {
     "temporal-db", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "codec",
-    "readmodel-db", "worker", "notifier", "gateway", "prometheus",
+    "readmodel-db", "migrate", "worker", "notifier", "gateway", "prometheus",
 }  # fmt: skip
+# The services that connect to the read model as the runtime role.
+RUNTIME_SERVICES = ("worker", "notifier", "gateway")
 # name:tag with a version in the tag: 1.32.0, v3.5.0, 18.6, 3.11.14-slim-bookworm.
 PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:v?\d+(\.\d+)+(-[a-z0-9.]+)*$")
 SECRET_NAME = re.compile(r"(KEY|KEYS|PASSWORD|PWD|SECRET|TOKEN)$")
@@ -145,7 +148,7 @@ def test_project_services_are_built_from_the_dockerfile_and_run_a_console_comman
     project = _project_services(services)
     version = PYPROJECT["project"]["version"]
 
-    assert set(project) == {"worker", "notifier", "gateway", "codec"}
+    assert set(project) == {"migrate", "worker", "notifier", "gateway", "codec"}
     for name, service in project.items():
         assert service["build"] in (".", {"context": "."}), f"{name}: build {service['build']}"
         assert service["image"] == f"casn-engine:{version}", name
@@ -153,7 +156,7 @@ def test_project_services_are_built_from_the_dockerfile_and_run_a_console_comman
     assert (ROOT / "Dockerfile").is_file()
 
 
-@pytest.mark.parametrize("name", ["worker", "notifier", "gateway", "codec"])
+@pytest.mark.parametrize("name", ["migrate", "worker", "notifier", "gateway", "codec"])
 def test_every_project_command_answers_help(services, name):
     """The service's console command, as pip installs it, run from this checkout."""
     command, *arguments = services[name]["command"]
@@ -198,7 +201,7 @@ def test_temporal_images_are_the_dev_servers_release():
 def test_every_long_running_service_has_a_healthcheck(services):
     long_running = {name for name in services if not _one_shot(name, services)}
 
-    assert {"temporal-schema", "temporal-namespace"} == set(services) - long_running
+    assert {"temporal-schema", "temporal-namespace", "migrate"} == set(services) - long_running
     for name in long_running:
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
@@ -316,7 +319,7 @@ def test_one_notifier_delivers_with_the_workers_settings_onto_a_volume(compose, 
 
     assert notifier["command"] == ["casn-worker", "deliver-notifications"]
     assert {k: str(v) for k, v in compose["x-casn-env"].items()}.items() <= env.items()
-    assert notifier["secrets"] == ["readmodel_db_password"]
+    assert notifier["secrets"] == ["readmodel_db_runtime_password"]
     assert notifier["depends_on"] == worker["depends_on"]
     assert notifier["deploy"]["replicas"] == 1
     assert notifier["stop_grace_period"] and notifier["restart"] == "unless-stopped"
@@ -390,7 +393,8 @@ def _secret_text(name: str) -> str:
     """A file of the kind each compose secret is (the file's header and docs/OPERATIONS.md)."""
     digest = f'"sha256:{hashlib.sha256(b"token").hexdigest()}"'
     texts = {
-        "readmodel_db_password": "a-password\n",
+        "readmodel_db_runtime_password": "a-password\n",
+        "readmodel_db_owner_password": "another-password\n",
         "gateway_api_keys": f"cat-centre = {digest}\n",
         "codec_auditors": f"auditor = {digest}\n",
     }
@@ -433,7 +437,7 @@ def _console_command(service: dict) -> list[str]:
     return [sys.executable, "-c", code, *arguments]
 
 
-@pytest.mark.parametrize("name", ["worker", "notifier", "gateway"])
+@pytest.mark.parametrize("name", ["migrate", "worker", "notifier", "gateway"])
 def test_worker_notifier_and_gateway_take_the_environment_compose_gives_them(
     compose, name, tmp_path
 ):
@@ -497,18 +501,29 @@ def test_the_codec_service_serves_what_its_healthcheck_asks(compose, services, t
     _answers_its_healthcheck(services["codec"], env, "CASN_CODEC_PORT", tmp_path)
 
 
-def _on_the_stack(compose: dict, name: str, stack, folder: Path) -> dict[str, str]:
+def _password_of(url: str) -> str:
+    """The password in the pgpass file an embedded stack's DSN names."""
+    passfile = Path(parse_qs(urlsplit(url).query)["passfile"][0])
+    return passfile.read_text(encoding="utf-8").strip().rsplit(":", 1)[1]
+
+
+def _on_the_stack(
+    compose: dict, name: str, stack, folder: Path, owner_url: str = ""
+) -> dict[str, str]:
     """The service's compose environment with the session's stack in place of the temporal and
-    readmodel-db hosts and its read-model password as the secret."""
+    readmodel-db hosts and its roles' passwords as the secrets (the owner's when `owner_url`)."""
     env = _container_environment(compose, name, folder)
     database = urlsplit(stack.database_url)
-    passfile = Path(parse_qs(database.query)["passfile"][0])
-    password = passfile.read_text(encoding="utf-8").strip().rsplit(":", 1)[1]
-    (folder / "run-secrets" / "readmodel_db_password").write_text(password + "\n")
-    assert env["CASN_DATABASE_URL"].startswith("postgresql://casn@readmodel-db:5432/")
-    env["CASN_DATABASE_URL"] = env["CASN_DATABASE_URL"].replace(
-        "readmodel-db:5432", f"{database.hostname}:{database.port}"
-    )
+    secrets = folder / "run-secrets"
+    (secrets / "readmodel_db_runtime_password").write_text(_password_of(stack.database_url) + "\n")
+    assert env["CASN_DATABASE_URL"].startswith(f"postgresql://{RUNTIME_ROLE}@readmodel-db:5432/")
+    for variable in ("CASN_DATABASE_URL", "CASN_DATABASE_MIGRATION_URL"):
+        if variable in env:
+            env[variable] = env[variable].replace(
+                "readmodel-db:5432", f"{database.hostname}:{database.port}"
+            )
+    if owner_url:
+        (secrets / "readmodel_db_owner_password").write_text(_password_of(owner_url) + "\n")
     assert env["CASN_TEMPORAL_ADDRESS"] == "temporal:7233"
     env["CASN_TEMPORAL_ADDRESS"] = stack.temporal_address
     return env
@@ -532,33 +547,124 @@ async def test_worker_and_gateway_serve_what_their_healthchecks_ask(
     await asyncio.to_thread(_answers_its_healthcheck, services[name], env, port_setting, tmp_path)
 
 
-def test_the_read_model_role_is_not_the_images_superuser(services):
-    """PostgreSQL's image makes its POSTGRES_USER a superuser: the workers' and gateways' role is
-    made by the init script instead, no superuser, owning its database (they refuse one that is)."""
+def test_the_read_model_roles_are_not_the_images_superuser(services):
+    """PostgreSQL's image makes its POSTGRES_USER a superuser: the read model's roles are made by
+    the init script instead, no superuser either; the migrations' owns the database (the
+    processes refuse a superuser, and a role that owns anything)."""
     db = services["readmodel-db"]
-    url = urlsplit(_environment(services["worker"])["CASN_DATABASE_URL"])
-    role, database = url.username, url.path.lstrip("/")
+    runtime = urlsplit(_environment(services["worker"])["CASN_DATABASE_URL"])
+    owner = urlsplit(_environment(services["migrate"])["CASN_DATABASE_MIGRATION_URL"])
     mounted = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith(".")}
     script = (ROOT / mounted["/docker-entrypoint-initdb.d/10-casn-role.sql"]).read_text()
 
-    assert _environment(db).get("POSTGRES_USER", "postgres") != role
-    assert re.search(
-        rf"^CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script, re.M
-    )
-    assert f"CREATE DATABASE {database} OWNER {role};" in script
+    assert (runtime.username, owner.username) == (RUNTIME_ROLE, OWNER_ROLE)
+    assert runtime.path == owner.path
+    for role in (runtime.username, owner.username):
+        assert _environment(db).get("POSTGRES_USER", "postgres") != role
+        assert re.search(
+            rf"^CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script, re.M
+        )
+    assert f"CREATE DATABASE {owner.path.lstrip('/')} OWNER {owner.username};" in script
     assert "POSTGRES_DB" not in _environment(db)  # the image's would be its superuser's
+
+
+def test_only_the_migrate_one_shot_holds_the_schema_owners_secret(compose, services):
+    """The processes connect as the runtime role with its secret alone, and start once the
+    migrations have run: a gateway taken over holds no password that could alter a table."""
+    owner_secrets = {
+        name
+        for name, secret in compose["secrets"].items()
+        if "owner" in name or "admin" in name or "owner" in secret["file"]
+    }
+    migrate = services["migrate"]
+
+    assert _one_shot("migrate", services)
+    assert migrate["command"] == ["casn-worker", "migrate"]
+    assert migrate["depends_on"]["readmodel-db"]["condition"] == "service_healthy"
+    assert "readmodel_db_owner_password" in migrate["secrets"]
+    for name in RUNTIME_SERVICES:
+        service, env = services[name], _environment(services[name])
+        assert urlsplit(env["CASN_DATABASE_URL"]).username == RUNTIME_ROLE, name
+        assert env["CASN_DATABASE_PASSWORD_FILE"] == "/run/secrets/readmodel_db_runtime_password"
+        owners = {"CASN_DATABASE_MIGRATION_URL", "CASN_DATABASE_MIGRATION_PASSWORD_FILE"}
+        assert not owners & set(env), name
+        assert not owner_secrets & set(service["secrets"]), name
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+@pytest.fixture
+async def empty_database(stack, stack_settings):
+    """A database of its own on the session's PostgreSQL, owned by the read model's owner as the
+    session's is, with no migration applied. Yields its name; dropped after the test."""
+    name = f"compose_migrate_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
+    try:
+        yield name
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _run_service(compose: dict, name: str, env: dict[str, str], cwd: Path) -> str:
+    ran = subprocess.run(
+        _console_command(compose["services"][name]),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = " ".join((ran.stdout + ran.stderr).split())
+    assert ran.returncode in (0, 3), f"{name}: exit {ran.returncode}: {said[-1200:]}"
+    return f"exit {ran.returncode}: {said}"
+
+
+def _on_database(env: dict[str, str], database: str) -> dict[str, str]:
+    for variable in ("CASN_DATABASE_URL", "CASN_DATABASE_MIGRATION_URL"):
+        if variable in env:
+            env[variable] = urlunsplit(urlsplit(env[variable])._replace(path=f"/{database}"))
+    return env
+
+
+@pytest.mark.stack
+async def test_the_worker_waits_for_the_migrate_one_shot_which_migrates_as_the_owner(
+    compose, stack, stack_settings, empty_database, tmp_path
+):
+    """On a database with no migration, the worker (as the runtime role) refuses to start and
+    names the command; the migrate one-shot, with its compose environment, applies them all as
+    the owner; then the runtime role can read every table and owns none."""
+    owner_url = owner_database_url(stack_settings)
+    (tmp_path / "worker").mkdir()
+    worker_env = _on_database(
+        _on_the_stack(compose, "worker", stack, tmp_path / "worker"), empty_database
+    )
+    (tmp_path / "migrate").mkdir()
+    migrate_env = _on_database(
+        _on_the_stack(compose, "migrate", stack, tmp_path / "migrate", owner_url), empty_database
+    )
+
+    refused = await asyncio.to_thread(_run_service, compose, "worker", worker_env, tmp_path)
+    migrated = await asyncio.to_thread(_run_service, compose, "migrate", migrate_env, tmp_path)
+    again = await asyncio.to_thread(_run_service, compose, "migrate", migrate_env, tmp_path)
+
+    assert refused.startswith("exit 3") and "lacks migration 001_schema_migrations" in refused
+    assert "casn-worker migrate" in refused
+    assert migrated.startswith("exit 0") and "applied 001_schema_migrations" in migrated
+    assert again.startswith("exit 0") and "up to date" in again
 
 
 @pytest.fixture
 async def notifier_database(stack, stack_settings):
-    """A read model of its own on the session's PostgreSQL (owned by the read model's role, as
+    """A read model of its own on the session's PostgreSQL (owned by the read model's owner, as
     the session's is), migrated, with one notification due in it: the deliverer passes over no
     other test's outbox. Yields its name; dropped after the test."""
     name = f"compose_notifier_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_database_url(stack_settings))
-    await admin.execute(f'CREATE DATABASE "{name}" OWNER {READ_MODEL_ROLE}')
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
     try:
-        dsn = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
+        owner_url = owner_database_url(stack_settings)
+        dsn = urlunsplit(urlsplit(owner_url)._replace(path=f"/{name}"))
         await apply_migrations(dsn)
         conn = await asyncpg.connect(dsn)
         try:

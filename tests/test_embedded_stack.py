@@ -21,7 +21,13 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from runtime.embedded import StackError, ensure_stack, isolated_settings, stop_stack
+from runtime.embedded import (
+    StackError,
+    ensure_stack,
+    isolated_settings,
+    owner_database_url,
+    stop_stack,
+)
 from runtime.guard import guard_stacks
 from runtime.settings import LogFormat, load_settings
 from tests.ports import OFFSET
@@ -135,8 +141,10 @@ async def test_concurrent_calls_start_nothing_twice(own_stack, own_settings):
 async def test_restart_keeps_workflows_and_read_model_rows(own_stack, own_settings):
     task_queue = f"restart-{uuid.uuid4()}"
     workflow_id = f"restart-{uuid.uuid4()}"
+    owner = await asyncpg.connect(owner_database_url(own_settings))  # the processes make no table
+    await owner.execute("CREATE TABLE IF NOT EXISTS restart_probe (id text primary key)")
+    await owner.close()
     conn = await asyncpg.connect(own_stack.database_url)
-    await conn.execute("CREATE TABLE IF NOT EXISTS restart_probe (id text primary key)")
     await conn.execute("INSERT INTO restart_probe VALUES ($1)", workflow_id)
     await conn.close()
     client = await Client.connect(own_stack.temporal_address)

@@ -1,4 +1,5 @@
-"""Versioned migrations: in order, once, and never over a changed file."""
+"""Versioned migrations: in order, once, never over a changed file, as the schema's owner; the
+processes, as the runtime role, only check that the schema holds them."""
 
 from __future__ import annotations
 
@@ -9,21 +10,30 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from runtime.embedded import READ_MODEL_ROLE, admin_database_url
-from runtime.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, load_migrations
+from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
+from runtime.migrate import (
+    MIGRATIONS_DIR,
+    RUNTIME_GRANTS,
+    RUNTIME_ROLE,
+    MigrationError,
+    SchemaBehindError,
+    apply_migrations,
+    check_schema,
+    load_migrations,
+)
 
 pytestmark = pytest.mark.stack
 
 
 @pytest.fixture
 async def scratch_dsn(stack, stack_settings):
-    """A throw-away database on the session's PostgreSQL, owned by the read model's role as the
-    read model's is, dropped after the test."""
+    """A throw-away database on the session's PostgreSQL, owned by the read model's owner as the
+    read model's is, dropped after the test; its DSN is the owner's, who migrates."""
     name = f"migrate_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_database_url(stack_settings))
-    await admin.execute(f'CREATE DATABASE "{name}" OWNER {READ_MODEL_ROLE}')
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER {OWNER_ROLE}')
     try:
-        yield urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
+        yield urlunsplit(urlsplit(owner_database_url(stack_settings))._replace(path=f"/{name}"))
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
@@ -111,3 +121,107 @@ def test_badly_named_file_is_an_error(tmp_path):
 
 def test_project_migrations_start_at_001():
     assert load_migrations(MIGRATIONS_DIR)[0].label == "001_schema_migrations"
+
+
+# --- who migrates: the owner; the processes only check -----------------------------------------
+
+
+def _project_migrations(folder: Path, below: int | None = None, **extra: str) -> Path:
+    """The project's migration files (those below version `below`) and `extra` ones."""
+    folder.mkdir()
+    for migration in load_migrations(MIGRATIONS_DIR):
+        if below is None or migration.version < below:
+            (folder / f"{migration.label}.sql").write_text(migration.sql)
+    return _write(folder, extra)
+
+
+def _as_runtime(stack, owner_dsn: str) -> str:
+    """The runtime role's DSN of the scratch database `owner_dsn` names."""
+    return urlunsplit(urlsplit(stack.database_url)._replace(path=urlsplit(owner_dsn).path))
+
+
+async def test_a_table_the_runtime_role_cannot_read_stops_the_migrations(scratch_dsn, tmp_path):
+    folder = _project_migrations(
+        tmp_path / "m",
+        **{
+            "900_hidden.sql": f"CREATE TABLE hidden (id int); REVOKE ALL ON hidden FROM {RUNTIME_ROLE};"
+        },
+    )
+
+    with pytest.raises(MigrationError, match=f"hidden cannot be read by {RUNTIME_ROLE}"):
+        await apply_migrations(scratch_dsn, folder, check_grants=True)
+
+
+async def test_a_table_made_by_a_later_migration_is_granted_reading_and_appending_only(
+    stack, scratch_dsn, tmp_path
+):
+    folder = _project_migrations(
+        tmp_path / "m", **{"900_later.sql": "CREATE TABLE later (id int);"}
+    )
+    await apply_migrations(scratch_dsn, folder, check_grants=True)
+
+    conn = await asyncpg.connect(_as_runtime(stack, scratch_dsn))
+    try:
+        await conn.execute("INSERT INTO later VALUES (1)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE later SET id = 2")
+    finally:
+        await conn.close()
+
+
+async def test_the_current_schema_passes_the_runtime_roles_check(stack, scratch_dsn):
+    await apply_migrations(scratch_dsn)
+
+    await check_schema(_as_runtime(stack, scratch_dsn))
+
+
+async def test_a_schema_behind_the_code_is_refused_naming_the_migration_and_the_command(
+    stack, scratch_dsn, tmp_path
+):
+    await apply_migrations(scratch_dsn)
+    ahead = _project_migrations(tmp_path / "m", **{"900_next.sql": "SELECT 1;"})
+
+    with pytest.raises(SchemaBehindError) as refused:
+        await check_schema(_as_runtime(stack, scratch_dsn), ahead)
+
+    assert "lacks migration 900_next" in str(refused.value)
+    assert "casn-worker migrate" in str(refused.value)
+
+
+async def test_a_schema_from_before_the_runtime_role_is_refused_naming_its_migration(
+    stack, scratch_dsn, tmp_path
+):
+    """A read model of the versions where every process owned it: its runtime role cannot even
+    read which migrations it holds until 022_runtime_role grants it."""
+    await apply_migrations(scratch_dsn, _project_migrations(tmp_path / "m", below=RUNTIME_GRANTS))
+
+    with pytest.raises(SchemaBehindError, match="lacks migration 022_runtime_role"):
+        await check_schema(_as_runtime(stack, scratch_dsn))
+
+
+async def test_a_role_that_does_not_hold_the_runtime_roles_grants_is_refused(
+    stack, stack_settings, scratch_dsn
+):
+    """The migrations grant casn_runtime alone: another login role would fail at its first write,
+    not at its start."""
+    await apply_migrations(scratch_dsn)
+    password = uuid.uuid4().hex
+    stranger = f"stranger_{password[:8]}"
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    await admin.execute(f"CREATE ROLE {stranger} LOGIN PASSWORD '{password}'")
+    try:
+        owner = urlsplit(scratch_dsn)
+        dsn = urlunsplit(
+            owner._replace(
+                netloc=f"{stranger}:{password}@{owner.hostname}:{owner.port}",
+                query="sslmode=disable",
+            )
+        )
+        with pytest.raises(MigrationError) as refused:
+            await check_schema(dsn)
+    finally:
+        await admin.execute(f"DROP ROLE {stranger}")
+        await admin.close()
+
+    assert f"'{stranger}' (CASN_DATABASE_URL) is not {RUNTIME_ROLE}" in str(refused.value)
+    assert f"GRANT {RUNTIME_ROLE} TO {stranger}" in str(refused.value)

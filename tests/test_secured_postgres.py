@@ -1,6 +1,7 @@
-"""The embedded PostgreSQL asks everyone for a password, the read model is not a superuser, a data
-dir of an older version is upgraded in place, and the read model's TLS and password settings reach
-the connections (a real server each time)."""
+"""The embedded PostgreSQL asks everyone for a password, the read model's roles are no superusers,
+the processes' role owns nothing and cannot alter the published record, a data dir of an older
+version is upgraded in place, and the read model's TLS and password settings reach the connections
+(a real server each time)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,22 @@ import pytest
 from runtime import embedded
 from runtime.db import open_pool
 from runtime.embedded import (
-    READ_MODEL_ROLE,
+    OWNER_ROLE,
     StackError,
     admin_database_url,
     ensure_stack,
     isolated_settings,
+    migrate_read_model,
+    owner_database_url,
     stop_stack,
 )
-from runtime.migrate import apply_migrations
+from runtime.migrate import (
+    RUNTIME_GRANTS,
+    RUNTIME_ROLE,
+    MigrationError,
+    apply_migrations,
+    load_migrations,
+)
 from tests.pki import issue, write_pem
 
 pytestmark = pytest.mark.stack
@@ -42,7 +51,7 @@ async def _refused(**connect) -> str:
     return str(caught.value)
 
 
-@pytest.mark.parametrize("user", ["postgres", READ_MODEL_ROLE])
+@pytest.mark.parametrize("user", ["postgres", OWNER_ROLE, RUNTIME_ROLE])
 async def test_a_connection_without_the_password_is_refused(stack, stack_settings, user):
     port = stack_settings.postgres_port
     socket_dir = embedded._socket_dir(stack_settings.data_dir.resolve(), port)
@@ -55,7 +64,7 @@ async def test_a_connection_without_the_password_is_refused(stack, stack_setting
     assert over_tcp == over_the_socket == f'password authentication failed for user "{user}"'
 
 
-async def test_the_read_model_role_owns_its_database_and_is_no_superuser(stack):
+async def test_the_processes_role_is_no_superuser_and_the_owner_owns_the_database(stack):
     conn = await asyncpg.connect(stack.database_url)
     try:
         role = await conn.fetchrow(
@@ -73,19 +82,169 @@ async def test_the_read_model_role_owns_its_database_and_is_no_superuser(stack):
         await conn.close()
 
     assert dict(role) == {
-        "rolname": READ_MODEL_ROLE,
+        "rolname": RUNTIME_ROLE,
         "rolsuper": False,
         "rolcreaterole": False,
         "rolcreatedb": False,
     }
-    assert owner == READ_MODEL_ROLE
+    assert owner == OWNER_ROLE
+
+
+# --- least privilege: the processes' role owns nothing ----------------------------------------
+
+# What a process connecting as the runtime role must not do to the published record (or any table).
+# Each runs in a transaction that is rolled back: on a role that may, nothing stays changed.
+FORBIDDEN = {
+    "disable the announcements' trigger and rewrite a row": [
+        "ALTER TABLE publication_rows DISABLE TRIGGER USER",
+        'UPDATE publication_rows SET row = row || \'{"code": "P/L"}\'',
+    ],
+    "drop the trigger of the record of purges": [
+        "DROP TRIGGER personal_data_purges_append_only ON personal_data_purges"
+    ],
+    "truncate the access log": ["TRUNCATE access_log"],
+    "drop the publications": ["DROP TABLE publications CASCADE"],
+    "delete a published row": ["DELETE FROM publication_rows"],
+    "rewrite an issued NIP": ["UPDATE nips SET nip = nip"],
+    "truncate a projection": ["TRUNCATE applicants CASCADE"],
+    "alter a projection": ["ALTER TABLE decisions ADD COLUMN forged text"],
+    "make a table": ["CREATE TABLE intruder (id int)"],
+    "forge the migrations applied": ["DELETE FROM schema_migrations"],
+    "take over a table": [f"ALTER TABLE publications OWNER TO {RUNTIME_ROLE}"],
+}
+
+
+class _RolledBack(Exception):
+    pass
+
+
+@pytest.mark.parametrize("statements", FORBIDDEN.values(), ids=FORBIDDEN.keys())
+async def test_the_processes_role_cannot_alter_the_published_record(stack, statements):
+    """A gateway taken over from the internet connects as this role: the append-only tables'
+    triggers, and the tables themselves, are beyond it."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        with pytest.raises(
+            asyncpg.InsufficientPrivilegeError, match="must be owner|permission denied"
+        ):
+            async with conn.transaction():
+                for statement in statements:
+                    await conn.execute(statement)
+                raise _RolledBack  # it was allowed: leave the session's read model as it was
+    finally:
+        await conn.close()
+
+
+# What the processes do to each table (activities/, gateway/, client/, auditing/readmodel.py's
+# repair, client/retention.py's purge). A table of a new migration fails here until its entry
+# says what the processes need of it, and the migration grants that.
+APPEND_ONLY = {"SELECT", "INSERT"}
+REWRITTEN = {"SELECT", "INSERT", "UPDATE", "DELETE"}
+RUNTIME_PRIVILEGES = {
+    "schema_migrations": {"SELECT"},
+    "publications": APPEND_ONLY,
+    "publication_rows": APPEND_ONLY,
+    "access_log": APPEND_ONLY,
+    "personal_data_purges": APPEND_ONLY,
+    "nips": APPEND_ONLY,
+    "sanction_calendar": APPEND_ONLY,
+    "skm_responses": {"SELECT", "INSERT", "UPDATE", "MAINTAIN"},
+    **dict.fromkeys(
+        ["applicants", "decisions", "stage_reports", "notifications", "nip_serials", "sanctions",
+         "revocations", "pages", "round_boards", "panel_seats", "portal_accounts",
+         "portal_sessions", "skm_taken"],
+        REWRITTEN,
+    ),
+}  # fmt: skip
+PRIVILEGES = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "MAINTAIN",
+)
+
+
+async def test_the_processes_role_holds_what_the_processes_do_and_no_more(stack, stack_settings):
+    conn = await asyncpg.connect(owner_database_url(stack_settings))
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, p.privilege FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN unnest($2::text[]) "
+            "AS p(privilege) WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+            "AND has_table_privilege($1, c.oid, p.privilege)",
+            RUNTIME_ROLE,
+            list(PRIVILEGES),
+        )
+        tables = await conn.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+        )
+        sequences = await conn.fetch(
+            "SELECT c.relname, has_sequence_privilege($1, c.oid, 'USAGE') AS usable, "
+            "pg_has_role($1, c.relowner, 'USAGE') AS owned FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'S'",
+            RUNTIME_ROLE,
+        )
+    finally:
+        await conn.close()
+    held: dict[str, set[str]] = {row["relname"]: set() for row in tables}
+    for row in rows:
+        held[row["relname"]].add(row["privilege"])
+
+    assert held == RUNTIME_PRIVILEGES
+    assert sequences and all(s["usable"] and not s["owned"] for s in sequences)
+
+
+async def test_a_process_refuses_to_connect_as_the_owner(stack, stack_settings, tmp_path):
+    """As the versions before the runtime role made every process connect: the owner can disable
+    the triggers the published record relies on."""
+    owner = stack_settings.data_dir.resolve() / "keys" / f"postgres-{OWNER_ROLE}.pgpass"
+    settings = _external(
+        stack, stack_settings, tmp_path, user=OWNER_ROLE,
+        password=owner.read_text().strip().split(":")[-1],
+    )  # fmt: skip
+
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings)
+
+    message = str(caught.value)
+    assert f"the read model's role '{OWNER_ROLE}' at postgresql://{OWNER_ROLE}@" in message
+    assert "owns database casn" in message and f"connect as {RUNTIME_ROLE}" in message
+
+
+async def test_the_migrate_command_migrates_as_the_owner_of_the_migration_url(
+    stack, stack_settings, tmp_path
+):
+    owner = stack_settings.data_dir.resolve() / "keys" / f"postgres-{OWNER_ROLE}.pgpass"
+    owner_password = tmp_path / "owner-password"
+    owner_password.write_text(owner.read_text().strip().split(":")[-1] + "\n")
+    port = stack_settings.postgres_port
+    settings = _external(
+        stack, stack_settings, tmp_path,
+        database_migration_url=f"postgresql://{OWNER_ROLE}@127.0.0.1:{port}/casn",
+        database_migration_password_file=owner_password,
+    )  # fmt: skip
+    without = _external(stack, stack_settings, tmp_path)
+
+    assert await migrate_read_model(settings) == []  # the session's read model is up to date
+    with pytest.raises(StackError, match="CASN_DATABASE_MIGRATION_URL is not set"):
+        await migrate_read_model(without)
 
 
 async def test_the_passwords_and_the_history_store_are_for_their_owner_alone(stack, stack_settings):
     keys = stack_settings.data_dir.resolve() / "keys"
     files = sorted(keys.glob("postgres-*.pgpass"))
 
-    assert [f.name for f in files] == ["postgres-casn.pgpass", "postgres-postgres.pgpass"]
+    assert [f.name for f in files] == [
+        "postgres-casn.pgpass",
+        "postgres-casn_runtime.pgpass",
+        "postgres-postgres.pgpass",
+    ]
     assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     temporal = stack_settings.data_dir.resolve() / "temporal"  # the history store's folder
@@ -99,13 +258,13 @@ async def test_privileges_granted_to_the_read_model_role_by_hand_are_taken_back(
 ):
     admin = await asyncpg.connect(admin_database_url(stack_settings))
     try:
-        await admin.execute(f"ALTER ROLE {READ_MODEL_ROLE} SUPERUSER CREATEROLE")
+        await admin.execute(f"ALTER ROLE {RUNTIME_ROLE} SUPERUSER CREATEROLE")
         await ensure_stack(stack_settings)  # any process's next start
         privileged = await admin.fetchval(
-            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = $1", READ_MODEL_ROLE
+            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = $1", RUNTIME_ROLE
         )
     finally:
-        await admin.execute(f"ALTER ROLE {READ_MODEL_ROLE} NOSUPERUSER NOCREATEROLE")
+        await admin.execute(f"ALTER ROLE {RUNTIME_ROLE} NOSUPERUSER NOCREATEROLE")
         await admin.close()
 
     assert privileged is False
@@ -137,12 +296,21 @@ def _legacy_cluster(data_dir: Path, port: int) -> None:
     )
 
 
-async def _legacy_read_model(port: int) -> None:
+def _legacy_migrations(folder: Path) -> Path:
+    """The migrations of the versions before the runtime role (022_runtime_role)."""
+    folder.mkdir()
+    for migration in load_migrations():
+        if migration.version < RUNTIME_GRANTS:
+            (folder / f"{migration.label}.sql").write_text(migration.sql)
+    return folder
+
+
+async def _legacy_read_model(port: int, migrations: Path) -> None:
     admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres")
     await admin.execute(f'CREATE DATABASE "{embedded.DATABASE}"')
     await admin.close()
     url = f"postgresql://postgres@127.0.0.1:{port}/{embedded.DATABASE}"
-    await apply_migrations(url)
+    await apply_migrations(url, migrations)
     conn = await asyncpg.connect(url)
     await conn.execute("CREATE TABLE legacy_probe (id serial PRIMARY KEY, note text)")
     await conn.execute("INSERT INTO legacy_probe (note) VALUES ('written as superuser')")
@@ -159,13 +327,15 @@ def _stop_legacy(data_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("left", ["stopped", "running"])
-async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server_dir, left):
+async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(
+    stack, server_dir, left, tmp_path
+):
     """Whether the older version stopped its server or left it running, the next start secures it."""
     settings = isolated_settings(server_dir("legacy"), temporal_address=stack.temporal_address)
     data_dir = settings.data_dir.resolve()
     _legacy_cluster(data_dir, settings.postgres_port)
     try:
-        await _legacy_read_model(settings.postgres_port)
+        await _legacy_read_model(settings.postgres_port, _legacy_migrations(tmp_path / "m"))
     finally:
         if left == "stopped":
             _stop_legacy(data_dir)
@@ -180,6 +350,13 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server
         try:
             note = await conn.fetchval("SELECT note FROM legacy_probe")
             await conn.execute("INSERT INTO legacy_probe (note) VALUES ('written by the role')")
+            superuser = await conn.fetchval(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            )
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(owner_database_url(settings))
+        try:
             foreign = await conn.fetch(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) <> current_user "
@@ -187,16 +364,13 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server
                 "ON n.oid = p.pronamespace WHERE n.nspname = 'public' "
                 "AND pg_get_userbyid(p.proowner) <> current_user"
             )
-            superuser = await conn.fetchval(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
-            )
         finally:
             await conn.close()
     finally:
         stop_stack(settings)
 
     assert info.started_postgres == (left == "stopped")
-    assert info.migrations_applied == []  # nothing applied twice
+    assert info.migrations_applied == ["022_runtime_role"]  # nothing applied twice
     assert refusal == 'password authentication failed for user "postgres"'
     assert note == "written as superuser" and superuser is False
     assert [r["relname"] for r in foreign] == []  # tables, sequences and functions handed over
@@ -208,6 +382,73 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(stack, server
     assert rules and {rule[-1] for rule in rules} == {"scram-sha-256"}
 
 
+async def _as_before_the_runtime_role(settings) -> None:
+    """Take a stack back to the layout of the versions where every process connected as the
+    owner: no casn_runtime, no grants to it, 022_runtime_role not applied, no password file."""
+    admin = await asyncpg.connect(admin_database_url(settings, embedded.DATABASE))
+    try:
+        await admin.execute(f"DROP OWNED BY {RUNTIME_ROLE}")  # its grants, default ones too
+        await admin.execute(f"DROP ROLE {RUNTIME_ROLE}")
+        await admin.execute("DELETE FROM schema_migrations WHERE version >= $1", RUNTIME_GRANTS)
+    finally:
+        await admin.close()
+    (settings.data_dir.resolve() / "keys" / f"postgres-{RUNTIME_ROLE}.pgpass").unlink()
+
+
+async def test_a_data_dir_where_every_process_was_the_owner_is_upgraded_in_place(stack, server_dir):
+    """The layout every developer's .data had before the runtime role: its next start makes the
+    role, migrates as the owner, and connects the processes as the role, the data kept."""
+    settings = isolated_settings(server_dir("owner-era"), temporal_address=stack.temporal_address)
+    try:
+        first = await ensure_stack(settings)
+        conn = await asyncpg.connect(owner_database_url(settings))
+        try:
+            await conn.execute(
+                "INSERT INTO sanction_calendar (round_id, registration_opens) VALUES ('R', now())"
+            )
+        finally:
+            await conn.close()
+        await _as_before_the_runtime_role(settings)
+        stop_stack(settings, first)
+
+        info = await ensure_stack(settings)
+        conn = await asyncpg.connect(info.database_url)
+        try:
+            user = await conn.fetchval("SELECT current_user")
+            kept = await conn.fetchval("SELECT round_id FROM sanction_calendar")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("TRUNCATE sanction_calendar")
+        finally:
+            await conn.close()
+    finally:
+        stop_stack(settings)
+
+    assert info.started_postgres and info.migrations_applied == ["022_runtime_role"]
+    assert (user, kept) == (RUNTIME_ROLE, "R")
+
+
+async def test_a_failing_migration_leaves_no_server_that_start_started(
+    stack, server_dir, monkeypatch
+):
+    """The caller gets the error only: no PostgreSQL left running, with a data dir a test's
+    clean-up removes under it."""
+    settings = isolated_settings(server_dir("failing"), temporal_address=stack.temporal_address)
+
+    async def failing(dsn: str) -> list[str]:
+        raise MigrationError("migration 999_broken failed")
+
+    monkeypatch.setattr(embedded, "apply_migrations", failing)
+    try:
+        with pytest.raises(MigrationError):
+            await ensure_stack(settings)
+        pid, _ = embedded._postmaster(settings.data_dir.resolve() / "postgres")
+        running = embedded._alive(pid, "postgres")
+    finally:
+        stop_stack(settings)
+
+    assert not running
+
+
 # --- the read model's TLS and password settings, against the real server --------------------------
 
 
@@ -215,13 +456,14 @@ def _external(stack, stack_settings, tmp_path, **values):
     """Settings that use the session's PostgreSQL as an external database, with the read model
     role's password in a file of its own."""
     password = tmp_path / "db-password"
-    pgpass = stack_settings.data_dir.resolve() / "keys" / f"postgres-{READ_MODEL_ROLE}.pgpass"
+    pgpass = stack_settings.data_dir.resolve() / "keys" / f"postgres-{RUNTIME_ROLE}.pgpass"
     password.write_text(values.pop("password", pgpass.read_text().strip().split(":")[-1]) + "\n")
     port = values.pop("port", stack_settings.postgres_port)
+    user = values.pop("user", RUNTIME_ROLE)
     return isolated_settings(
         tmp_path / "data",
         temporal_address=stack.temporal_address,
-        database_url=f"postgresql://{READ_MODEL_ROLE}@127.0.0.1:{port}/casn",
+        database_url=f"postgresql://{user}@127.0.0.1:{port}/casn",
         database_password_file=password,
         **values,
     )
@@ -262,7 +504,7 @@ async def test_sslmode_disable_and_the_password_file_reach_the_pool(
     finally:
         await pool.close()
 
-    assert (user, encrypted) == (READ_MODEL_ROLE, False)
+    assert (user, encrypted) == (RUNTIME_ROLE, False)
 
 
 async def test_sslmode_require_against_a_server_without_tls_is_a_clear_error(
@@ -290,7 +532,7 @@ async def test_a_wrong_password_file_is_named(stack, stack_settings, tmp_path):
     assert "not-the-password" not in message
 
 
-async def test_the_superuser_dsn_is_for_maintenance_and_both_passwords_are_scram(
+async def test_the_superuser_dsn_is_for_maintenance_and_every_password_is_scram(
     stack, stack_settings
 ):
     conn = await asyncpg.connect(admin_database_url(stack_settings))
@@ -300,15 +542,17 @@ async def test_the_superuser_dsn_is_for_maintenance_and_both_passwords_are_scram
         )
         stored = await conn.fetch(
             "SELECT rolname, split_part(rolpassword, ':', 1) AS method FROM pg_authid "
-            "WHERE rolname IN ('postgres', $1) ORDER BY rolname",
-            READ_MODEL_ROLE,
+            "WHERE rolname IN ('postgres', $1, $2) ORDER BY rolname",
+            OWNER_ROLE,
+            RUNTIME_ROLE,
         )
     finally:
         await conn.close()
 
     assert superuser is True
     assert [tuple(r) for r in stored] == [
-        (READ_MODEL_ROLE, "SCRAM-SHA-256$4096"),
+        (OWNER_ROLE, "SCRAM-SHA-256$4096"),
+        (RUNTIME_ROLE, "SCRAM-SHA-256$4096"),
         ("postgres", "SCRAM-SHA-256$4096"),
     ]
 
@@ -384,7 +628,7 @@ async def test_verify_full_checks_the_server_against_the_sslrootcert(
         with pytest.raises(StackError) as caught:
             await ensure_stack(wrong)
 
-    assert user == READ_MODEL_ROLE and handshakes >= 2  # the start's check, then the pool
+    assert user == RUNTIME_ROLE and handshakes >= 2  # the start's check, then the pool
     message = str(caught.value)
     assert f"CASN_DATABASE_SSLROOTCERT='{front.other_ca}'" in message
     assert "certificate verify failed" in message

@@ -22,7 +22,13 @@ from runtime.connection import connect
 from runtime.embedded import StackInfo
 from runtime.keys import Keys
 from runtime.settings import describe_settings_error, load_settings
-from runtime.transport import TransportError, masked, read_model_dsn, temporal_tls
+from runtime.transport import (
+    TransportError,
+    masked,
+    migration_dsn,
+    read_model_dsn,
+    temporal_tls,
+)
 from tests.pki import issue, write_pem
 
 FRONTEND = "temporal.casn.internal"
@@ -286,6 +292,81 @@ def test_an_empty_password_file_is_named(tmp_path):
     assert f"CASN_DATABASE_PASSWORD_FILE='{password}' must hold the password on one line" in str(
         caught.value
     )
+
+
+# --- the schema owner's URL, for `casn-worker migrate` only ---------------------------------------
+
+RUNTIME_URL = "postgresql://casn_runtime@db:5432/casn"
+OWNER_URL = "postgresql://casn@db:5432/casn"
+
+
+def test_the_owners_dsn_carries_the_tls_settings_and_its_own_password_file(pki, tmp_path):
+    runtime, owner = tmp_path / "runtime", tmp_path / "owner"
+    runtime.write_text("runtime-pw\n")
+    owner.write_text("owner-pw\n")
+    settings = load_settings(
+        database_url=RUNTIME_URL,
+        database_password_file=runtime,
+        database_migration_url=OWNER_URL,
+        database_migration_password_file=owner,
+        database_sslmode="verify-full",
+        database_sslrootcert=pki["ca"],
+    )
+
+    dsn = migration_dsn(settings)
+
+    assert dsn is not None and urlsplit(dsn).username == "casn"
+    assert parse_qs(urlsplit(dsn).query) == {
+        "sslmode": ["verify-full"],
+        "sslrootcert": [str(pki["ca"])],
+        "password": ["owner-pw"],
+    }
+    assert migration_dsn(load_settings(database_url=RUNTIME_URL)) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        (
+            {"database_migration_url": OWNER_URL},
+            f"CASN_DATABASE_MIGRATION_URL='{OWNER_URL}' is for the database of CASN_DATABASE_URL, "
+            "which is not set",
+        ),
+        (
+            {"database_url": RUNTIME_URL, "database_migration_url": "postgresql://casn@db/other"},
+            "names the database 'other', but CASN_DATABASE_URL names 'casn'",
+        ),
+        (
+            {"database_url": OWNER_URL, "database_migration_url": "postgresql://casn:pw@db/casn"},
+            "CASN_DATABASE_MIGRATION_URL='postgresql://casn:***@db/casn' names the same role as "
+            "CASN_DATABASE_URL",
+        ),
+        (
+            {"database_url": RUNTIME_URL, "database_migration_url": "mysql://casn@db/casn"},
+            "CASN_DATABASE_MIGRATION_URL='mysql://casn@db/casn': scheme 'mysql' is not postgresql",
+        ),
+    ],
+)
+def test_a_migration_url_that_cannot_be_the_owners_is_refused_naming_it(values, said):
+    with pytest.raises(ValidationError) as caught:
+        load_settings(**values)
+
+    described = describe_settings_error(caught.value)
+    assert said in described, described
+    assert ":pw@" not in described
+
+
+def test_a_migration_password_file_without_its_url_is_refused(tmp_path):
+    owner = tmp_path / "owner"
+    owner.write_text("owner-pw\n")
+
+    with pytest.raises(ValidationError) as caught:
+        load_settings(database_url=RUNTIME_URL, database_migration_password_file=owner)
+
+    assert (
+        f"CASN_DATABASE_MIGRATION_PASSWORD_FILE='{owner}' is for the owner of "
+        "CASN_DATABASE_MIGRATION_URL, which is not set"
+    ) in describe_settings_error(caught.value)
 
 
 def test_the_worker_stops_on_a_bad_tls_setting_naming_it(pki, tmp_path):

@@ -1,10 +1,20 @@
--- The read model's role, made once, when the readmodel-db volume is first initialised
+-- The read model's roles, made once, when the readmodel-db volume is first initialised
 -- (PostgreSQL's image runs /docker-entrypoint-initdb.d/*.sql with psql, as its superuser).
--- The image makes its POSTGRES_USER a superuser, and every worker and gateway connects as the read
--- model's role: so that role is not the image's user but this one, which owns its database and
--- nothing else, as the embedded PostgreSQL's is (runtime/embedded.py). The workers and gateways
--- refuse a role that is a superuser (docs/OPERATIONS.md, section 1).
-\set password `cat /run/secrets/readmodel_db_password`
+-- The image makes its POSTGRES_USER a superuser; the engine uses two roles of its own instead, as
+-- the embedded PostgreSQL does (runtime/embedded.py), and refuses a superuser (docs/OPERATIONS.md
+-- 1.3):
+--
+-- - casn owns the read model's database and schema and runs the migrations: only the one-shot
+--   `migrate` service logs in as it.
+-- - casn_runtime is what the workers, the notifier and the gateways log in as: it owns nothing,
+--   and the migrations grant it what they do (runtime/migrations/022_runtime_role.sql), so none
+--   of them can disable an append-only table's triggers, truncate or drop a table.
+--
+-- A volume made before casn_runtime existed gets it by hand: docs/OPERATIONS.md 1.1.
+\set owner_password `cat /run/secrets/readmodel_db_owner_password`
+\set runtime_password `cat /run/secrets/readmodel_db_runtime_password`
 CREATE ROLE casn LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
-    PASSWORD :'password';
+    PASSWORD :'owner_password';
+CREATE ROLE casn_runtime LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+    PASSWORD :'runtime_password';
 CREATE DATABASE casn OWNER casn;

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from activities.broadcast import Broadcaster
@@ -14,6 +15,7 @@ from domain.codes import Stage
 from domain.contracts import CloseAnswer, JourneyProjection, Notification
 from domain.messages import CloseReply, Decision, JourneyState
 from runtime.db import open_pool
+from runtime.embedded import owner_database_url
 from runtime.sealed import ColumnCipher
 
 CIPHER = ColumnCipher(b"k" * 32)  # seals the notifications, which these tests do not read
@@ -414,7 +416,7 @@ async def test_an_aps_sanction_takes_its_withdrawal_time_from_the_attempt_the_hi
         await pool.close()
 
 
-async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, round_id):
+async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_settings, round_id):
     """The NIP register (table nips) is where a person appointed again, in any round, gets the NIP
     they hold: a NIP its owner altered there would be handed on, and one lost would let the person
     be given a second. The journey's state, as its history records it, holds the NIP it was given
@@ -446,13 +448,19 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, round_id):
             [(round_id, "A", nip_a), (round_id, "B", nip_b), (f"{round_id}-before", "C", held)],
         )
         clean = await check(pool, projected)
-        await pool.execute(
-            "UPDATE nips SET nip = $3 WHERE round_id = $1 AND applicant_id = $2",
-            round_id,
-            "A",
-            nip_a[:-3] + f"{(serial + 1) % 1000:03d}",
-        )
-        await pool.execute("DELETE FROM nips WHERE round_id = $1 AND applicant_id = 'B'", round_id)
+        owner = await asyncpg.connect(owner_database_url(stack_settings))  # the processes may not
+        try:
+            await owner.execute(
+                "UPDATE nips SET nip = $3 WHERE round_id = $1 AND applicant_id = $2",
+                round_id,
+                "A",
+                nip_a[:-3] + f"{(serial + 1) % 1000:03d}",
+            )
+            await owner.execute(
+                "DELETE FROM nips WHERE round_id = $1 AND applicant_id = 'B'", round_id
+            )
+        finally:
+            await owner.close()
         await pool.execute(
             "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, 'D', $2)",
             round_id,

@@ -30,6 +30,7 @@ from auditing.readmodel import check_round, projected, repair
 from client.api import RecruitmentApi, RefusedError, UnknownError
 from client.retention import PERSONAL, pending
 from runtime.connection import data_converter
+from runtime.embedded import owner_database_url
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
 from starter import Context, lookup, purge_personal_data, status
@@ -95,7 +96,7 @@ async def _end_the_round(client, round_id: str) -> None:
 
 
 async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_so(
-    client, keys, running_worker, stack, http, tmp_path
+    client, keys, running_worker, stack, stack_settings, http, tmp_path
 ):
     settings, pool = running_worker
     round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
@@ -191,15 +192,21 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
     assert await recorded(pool, round_id) == rows
     assert await kept(pool, round_id) == record_before
 
-    # The record cannot be altered, removed or emptied.
-    for sql in (
-        "UPDATE personal_data_purges SET rows = 1 WHERE round_id = $1",
-        "DELETE FROM personal_data_purges WHERE round_id = $1",
-    ):
-        with pytest.raises(asyncpg.RaiseError, match="append-only"):
-            await pool.execute(sql, round_id)
-    with pytest.raises(asyncpg.RaiseError, match="append-only"):
-        await pool.execute("TRUNCATE personal_data_purges")
+    # The record cannot be altered, removed or emptied: the processes' role is granted none of it,
+    # and the tables' owner meets the trigger.
+    owner = await asyncpg.connect(owner_database_url(stack_settings))
+    try:
+        for sql, args in (
+            ("UPDATE personal_data_purges SET rows = 1 WHERE round_id = $1", [round_id]),
+            ("DELETE FROM personal_data_purges WHERE round_id = $1", [round_id]),
+            ("TRUNCATE personal_data_purges", []),
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await pool.execute(sql, *args)
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await owner.execute(sql, *args)
+    finally:
+        await owner.close()
     assert await recorded(pool, round_id) == rows
 
     # The auditor's check compares what the purge kept: the histories' record, no difference.

@@ -26,6 +26,7 @@ from client.publication import (
 )
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory
+from runtime.embedded import owner_database_url
 from tests.web.publications import listing, store
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="session")]
@@ -213,7 +214,9 @@ async def test_one_applicants_ending_is_what_the_rounds_endings_say_of_them(big_
     }
 
 
-async def test_a_lookup_row_no_signed_publication_holds_is_named_by_the_audit(stack):
+async def test_a_lookup_row_no_signed_publication_holds_is_named_by_the_audit(
+    stack, stack_settings
+):
     """The tables refuse UPDATE and DELETE but take an INSERT into a publication already stored,
     and their owner can turn the refusal off: the lookup would show what was never published."""
     round_id = f"rows-{uuid.uuid4().hex[:6]}"
@@ -230,20 +233,24 @@ async def test_a_lookup_row_no_signed_publication_holds_is_named_by_the_audit(st
             c,
             json.dumps(forged),
         )
-        async with conn.transaction():  # as the tables' owner can
-            await conn.execute("ALTER TABLE publication_rows DISABLE TRIGGER USER")
-            await conn.execute(
-                "UPDATE publication_rows SET row = jsonb_set(row, '{code}', '\"TMS\"') "
-                "WHERE round_id = $1 AND applicant_id = $2",
-                round_id,
-                a,
-            )
-            await conn.execute(
-                "DELETE FROM publication_rows WHERE round_id = $1 AND applicant_id = $2",
-                round_id,
-                b,
-            )
-            await conn.execute("ALTER TABLE publication_rows ENABLE TRIGGER USER")
+        owner = await asyncpg.connect(owner_database_url(stack_settings))
+        try:
+            async with owner.transaction():  # as the tables' owner can (the processes cannot)
+                await owner.execute("ALTER TABLE publication_rows DISABLE TRIGGER USER")
+                await owner.execute(
+                    "UPDATE publication_rows SET row = jsonb_set(row, '{code}', '\"TMS\"') "
+                    "WHERE round_id = $1 AND applicant_id = $2",
+                    round_id,
+                    a,
+                )
+                await owner.execute(
+                    "DELETE FROM publication_rows WHERE round_id = $1 AND applicant_id = $2",
+                    round_id,
+                    b,
+                )
+                await owner.execute("ALTER TABLE publication_rows ENABLE TRIGGER USER")
+        finally:
+            await owner.close()
         found = await lookup_row_problems(conn, round_id)
     finally:
         await conn.close()
