@@ -828,28 +828,54 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
             "kali. Silakan masuk dengan NIK atau nomor pendaftaran Anda dan kata sandi Anda.",
         )
 
-    # The account first, then the journey: if the engine answers nothing (unreachable), the
-    # account stays, and sending the same form again finds it and completes the registration.
+    # The account first, then the journey, but only for a NIK whose journey is not there yet: a
+    # journey with no account was registered elsewhere (the committee's import, the service
+    # API), and an account made for it by whoever knows the NIK would log them in as its
+    # applicant. Its form is still judged by the engine (a refusal is shown again, a repeat or
+    # other data are told the NIK is registered), with no account made.
+    elsewhere = False
     created_hash: str | None = None
     if not await accounts.exists(round_id, applicant_id):
-        created_hash = await accounts.hash(password)
-        if not await accounts.create(round_id, applicant_id, created_hash):
-            created_hash = None  # made a moment ago by a second submit of the same form
-    if created_hash is None and not await accounts.check_password(round_id, applicant_id, password):
+        try:
+            elsewhere = await v.gw.api.journey_started(round_id, applicant_id)
+        except RPCError as exc:
+            return unavailable(v, f"registration in {round_id}", exc)
+        if not elsewhere:
+            created_hash = await accounts.hash(password)
+            if not await accounts.create(round_id, applicant_id, created_hash):
+                created_hash = None  # made a moment ago by a second submit of the same form
+    if (
+        not elsewhere
+        and created_hash is None
+        and not await accounts.check_password(round_id, applicant_id, password)
+    ):
         return already()
     try:
-        result = await v.gw.api.register(
-            config, reg, v.gw.portal.identity, schedule_closes=state.schedule.registration.closes
-        )
+        try:
+            result = await v.gw.api.register(
+                config,
+                reg,
+                v.gw.portal.identity,
+                schedule_closes=state.schedule.registration.closes,
+            )
+        except Exception:
+            # No answer: the account stays only if the journey is there (the answer was lost;
+            # sending the same form again finds the account and completes). Left with no
+            # journey, it would be waiting for whoever registers that NIK later (an import).
+            if created_hash is not None:
+                await _discard_unless_started(v, round_id, applicant_id, created_hash)
+            raise
     except (RPCError, RefusedError) as exc:
         return unavailable(v, f"registration in {round_id}", exc)
     # Registered now; or registered a moment ago by the same form, sent twice (the account was
     # there and its password matched).
-    done = result.status == "registered" or (result.status == "repeat" and created_hash is None)
+    done = not elsewhere and (
+        result.status == "registered" or (result.status == "repeat" and created_hash is None)
+    )
     if not done:
         if created_hash is not None:
             await accounts.discard(round_id, applicant_id, created_hash)
-        if result.status == "repeat" or _is_repeat_nik(result.refusals):
+        if result.status != "refused" or _is_repeat_nik(result.refusals):
             return already()
         log.info("registration refused", round_id=round_id, reasons=len(result.refusals))
         errors = _form_refusal_errors(v, round_id, applicant_id, result.refusals)
@@ -872,6 +898,19 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     )
     _cookie(response, v, SESSION_COOKIE, token, int(accounts.session_ttl.total_seconds()))
     return response
+
+
+async def _discard_unless_started(
+    v: Visit, round_id: str, applicant_id: str, password_hash: str
+) -> None:
+    """Remove the account a registration made a moment ago when its journey is not there (the
+    engine failed before starting it); keep it when the journey is, or when nobody can say."""
+    try:
+        started = await v.gw.api.journey_started(round_id, applicant_id)
+    except RPCError:
+        return
+    if not started:
+        await v.portal.accounts.discard(round_id, applicant_id, password_hash)
 
 
 # --- login and logout ---------------------------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Attacks on the portal by a visitor who knows someone else's NIK, each reproduced against the
+real stack and held off (docs/GATEWAY.md, "The portal's limits and headers")."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+import structlog
+from temporalio.service import RPCError, RPCStatusCode
+
+import client.api as client_api
+from client.api import RecruitmentApi, applicant_id_for
+from tests.roundkit import OPERATOR, TEST_KEYRING, SilentQuery, registration
+from tests.web.conftest import auth
+from tests.web.test_portal import (
+    client_for,
+    form_of,
+    log_in,
+    open_round,
+    portal_rows,
+    submit_registration,
+    text_of,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+ATTACKER_PASSWORD = "bukan-milik-korban-9"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def operator_api(client, keys, running_worker):
+    """The operator's client (every test identity's key), to create rounds."""
+    settings, _ = running_worker
+    return RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+
+
+async def test_a_journey_registered_without_the_portal_gets_no_account_from_a_stranger_s_form(
+    operator_api, gateway_state, tmp_path, monkeypatch
+):
+    """An applicant the committee registered through the API (an import) has a journey and no
+    portal account. A stranger who knows their NIK sends the portal's form with a password of
+    their own while the engine is slow to answer whether the journey is a repeat (a query past
+    its deadline, as on a deadline day): the account must not be made, or the stranger logs in
+    as the applicant, reads their status and can withdraw them."""
+    round_id = await open_round(operator_api, tmp_path, "attack-import")
+    victim = registration(31, "F1")
+    async with client_for(gateway_state) as committee:
+        imported = await committee.post(
+            f"/api/v1/rounds/{round_id}/registrations",
+            json=victim.model_dump(mode="json"),
+            headers=auth(OPERATOR),
+        )
+    assert imported.status_code in (200, 201), imported.text
+    number = applicant_id_for(operator_api.pseudonym_key, round_id, victim.nik)
+    assert await portal_rows(gateway_state.pool, round_id) == []
+
+    async with client_for(gateway_state, address=("198.51.100.66", 4444)) as stranger:
+        with monkeypatch.context() as slow, structlog.testing.capture_logs():
+            slow.setattr(client_api, "REGISTRATION_DIGEST", SilentQuery())
+            sent = await submit_registration(
+                stranger, round_id, form_of(victim, password=ATTACKER_PASSWORD)
+            )
+        assert sent.status_code in (409, 503), text_of(sent.text)
+        login = await log_in(stranger, round_id, victim.nik, ATTACKER_PASSWORD)
+        assert login.status_code == 401, (login.status_code, number)
+        assert number not in (await stranger.get("/status")).text
+    assert await portal_rows(gateway_state.pool, round_id) == []
+
+
+async def test_a_form_the_engine_failed_to_register_leaves_no_account_for_a_later_import(
+    operator_api, gateway_state, tmp_path, monkeypatch
+):
+    """A stranger sends the form of someone's NIK while the engine cannot take it (it fails
+    before any journey starts). The account made for the form must go with it: left behind, it
+    would be the account of the journey the committee registers for that NIK later, and its
+    password the stranger's."""
+    round_id = await open_round(operator_api, tmp_path, "attack-dangling")
+    victim = registration(32, "F1")
+
+    async def engine_down(*args, **kwargs):
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+    async with client_for(gateway_state, address=("198.51.100.67", 4444)) as stranger:
+        with monkeypatch.context() as down, structlog.testing.capture_logs():
+            down.setattr(client_api.RecruitmentApi, "register", engine_down)
+            sent = await submit_registration(
+                stranger, round_id, form_of(victim, password=ATTACKER_PASSWORD)
+            )
+        assert sent.status_code == 503, text_of(sent.text)
+        assert await portal_rows(gateway_state.pool, round_id) == []
+
+        async with client_for(gateway_state) as committee:
+            imported = await committee.post(
+                f"/api/v1/rounds/{round_id}/registrations",
+                json=victim.model_dump(mode="json"),
+                headers=auth(OPERATOR),
+            )
+        assert imported.status_code in (200, 201), imported.text
+        login = await log_in(stranger, round_id, victim.nik, ATTACKER_PASSWORD)
+        assert login.status_code == 401, login.status_code
+
+
+async def test_a_journey_registered_elsewhere_still_has_its_form_judged_without_an_account(
+    operator_api, gateway_state, tmp_path
+):
+    """The applicant the committee registered sends the portal's form of the same NIK: told the
+    NIK is registered (as a repeat always was), with no account made for it."""
+    round_id = await open_round(operator_api, tmp_path, "attack-repeat")
+    applicant = registration(33, "F1")
+    async with client_for(gateway_state) as committee:
+        imported = await committee.post(
+            f"/api/v1/rounds/{round_id}/registrations",
+            json=applicant.model_dump(mode="json"),
+            headers=auth(OPERATOR),
+        )
+        assert imported.status_code in (200, 201), imported.text
+        again = await submit_registration(committee, round_id, form_of(applicant))
+    assert again.status_code == 409, text_of(again.text)
+    assert "NIK ini sudah terdaftar pada seleksi ini" in text_of(again.text)
+    assert await portal_rows(gateway_state.pool, round_id) == []
