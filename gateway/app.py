@@ -230,7 +230,7 @@ def create_app(gw: Gateway) -> FastAPI:
                 "Jika masalah berlanjut, sampaikan kode permintaan ini kepada panitia: "
                 f"{request_id}.",
             )
-        add_security_headers(response, request.url.path)
+        add_security_headers(response, request.url.path, hsts=not gw.settings.development)
         return response
 
     app.include_router(service_api.router)
@@ -263,7 +263,8 @@ def create_app(gw: Gateway) -> FastAPI:
         max_body=gw.settings.http_max_body_bytes,
         wider=(batches, gw.settings.http_max_batch_bytes),
     )
-    app.add_middleware(SecurityHeaders)  # the outermost: on every answer, a 413 included
+    # The outermost: on every answer, a 413 included; HSTS outside the embedded mode (HTTPS).
+    app.add_middleware(SecurityHeaders, hsts=not gw.settings.development)
     return app
 
 

@@ -118,3 +118,21 @@ async def test_a_journey_registered_elsewhere_still_has_its_form_judged_without_
     assert again.status_code == 409, text_of(again.text)
     assert "NIK ini sudah terdaftar pada seleksi ini" in text_of(again.text)
     assert await portal_rows(gateway_state.pool, round_id) == []
+
+
+async def test_a_deployment_tells_browsers_to_come_back_over_https_only(gateway_state):
+    """Behind TLS (outside the embedded mode, where the cookies are Secure) every answer says
+    Strict-Transport-Security, so that a browser that has been here once never sends the login
+    form over plain HTTP to whoever sits on its network (an SSL-stripping proxy). The embedded
+    mode serves plain HTTP on the machine itself and says nothing."""
+    paths = ["/", "/masuk", "/pengumuman", "/static/site.css", "/halaman-tidak-ada", "/api/v1/x"]
+    async with client_for(gateway_state, temporal_address="temporal.example:7233") as deployed:
+        for path in paths:
+            r = await deployed.get(path)
+            assert r.headers.get("strict-transport-security") == "max-age=31536000", path
+        too_large = await deployed.post("/masuk", content=b"x" * 70_000)
+        assert too_large.status_code == 413
+        assert "strict-transport-security" in too_large.headers
+    async with client_for(gateway_state) as embedded:
+        for path in paths:
+            assert "strict-transport-security" not in (await embedded.get(path)).headers, path
