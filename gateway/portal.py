@@ -108,11 +108,14 @@ def purged_text(round_id: str, purged: datetime) -> str:
     )
 
 
-# Failed logins per account (round and registration number), from any address: ten, then one
-# every six minutes. Rotating addresses buys an attacker nothing against one account; the price
-# is that someone who knows a number (announcements print them) can keep its login slow.
-ACCOUNT_FAILURES_BURST = 10
-ACCOUNT_FAILURES_PER_MINUTE = 10 / 60
+# Failed logins per account (round and registration number) and way of naming it (the number or
+# the NIK), from any address: five, then one every twelve minutes, each; ten and one every six
+# minutes for the account in all. Rotating addresses buys an attacker nothing against one
+# account. Two allowances, not one: with one, failures by the published number made a login by
+# NIK answer 429, which told a stranger holding a NIK which number (name, results) was its; and
+# someone who knows a number (announcements print them) holds back only the logins that name it.
+ACCOUNT_FAILURES_BURST = 5
+ACCOUNT_FAILURES_PER_MINUTE = 5 / 60
 _TO_STATUS = ("/status", "Kembali ke status")
 
 
@@ -981,7 +984,8 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         return await _login_form(v, "", "", "Pilih seleksi.", 422, ("round",))
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
-    account = f"masuk-akun:{round_id}/{applicant_id}"
+    named_by = "nik" if "".join(number.split()).isdigit() else "nomor"
+    account = f"masuk-akun:{round_id}/{applicant_id}/{named_by}"
     if applicant_id is not None and (
         slow := limited(
             v,
@@ -990,6 +994,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
             account,
             round_id=round_id,
             applicant_id=applicant_id,
+            named_by=named_by,
         )
     ):
         return slow

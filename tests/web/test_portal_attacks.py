@@ -13,11 +13,15 @@ from client.api import RecruitmentApi, applicant_id_for
 from tests.roundkit import OPERATOR, TEST_KEYRING, SilentQuery, registration
 from tests.web.conftest import auth
 from tests.web.test_portal import (
+    PASSWORD,
+    app_for,
     client_for,
+    client_on,
     form_of,
     log_in,
     open_round,
     portal_rows,
+    registration_number,
     submit_registration,
     text_of,
 )
@@ -136,3 +140,37 @@ async def test_a_deployment_tells_browsers_to_come_back_over_https_only(gateway_
     async with client_for(gateway_state) as embedded:
         for path in paths:
             assert "strict-transport-security" not in (await embedded.get(path)).headers, path
+
+
+async def test_failed_logins_by_number_tell_nothing_of_which_nik_it_is(
+    gateway_state, operator_api, tmp_path
+):
+    """A stranger holds a NIK and the announcements' registration numbers (each with a name and
+    results). Ten failed logins to a number, then one by the NIK: a 429 for the NIK said it was
+    that number's (the two shared one allowance), linking the NIK to the name and results. The
+    number and the NIK now have allowances of their own, half each: the same ten failures in
+    all, and the applicant whose published number a stranger holds back still logs in by NIK."""
+    round_id = await open_round(operator_api, tmp_path, "attack-link")
+    applicant, other = registration(34, "F1"), registration(35, "F1")
+    async with client_for(gateway_state) as committee:
+        pages = [
+            await submit_registration(committee, round_id, form_of(r)) for r in (applicant, other)
+        ]
+    number = registration_number(pages[0].text)
+    app = app_for(gateway_state)
+
+    async def attempt(i: int, name: str, password: str) -> int:
+        async with client_on(app, (f"198.51.100.{i}", 1)) as b:
+            return (await log_in(b, round_id, name, password)).status_code
+
+    by_number = [await attempt(10 + i, number, f"tebakan-{i}") for i in range(11)]
+    assert by_number[-1] == 429
+    with structlog.testing.capture_logs():
+        same = await attempt(40, applicant.nik, "tebakan-nik")
+        another = await attempt(41, other.nik, "tebakan-nik")
+    assert (same, another) == (401, 401)
+    assert await attempt(42, applicant.nik, PASSWORD) == 303
+    # Guesses by NIK have their own half: five, then held back, and the number stays held.
+    by_nik = [await attempt(50 + i, applicant.nik, f"tebakan-{i}") for i in range(5)]
+    assert by_nik == [401] * 4 + [429]
+    assert await attempt(60, number, PASSWORD) == 429
