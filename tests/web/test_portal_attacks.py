@@ -174,3 +174,24 @@ async def test_failed_logins_by_number_tell_nothing_of_which_nik_it_is(
     by_nik = [await attempt(50 + i, applicant.nik, f"tebakan-{i}") for i in range(5)]
     assert by_nik == [401] * 4 + [429]
     assert await attempt(60, number, PASSWORD) == 429
+
+
+async def test_the_metrics_are_for_the_scraper_in_the_deployment_s_network_not_for_visitors(
+    gateway_state,
+):
+    """/metrics counted the journeys at each stage (how many went on to SKB before any
+    announcement said so), the reports taken and refused by kind, and the operators who looked
+    applicants up by identity, to any visitor. Now only a peer on loopback or a private network
+    that relays nobody (Prometheus) is answered; a visitor, directly or through the balancer, gets
+    the 404 of an address no page serves."""
+    async with client_for(gateway_state, address=("203.0.113.50", 1)) as visitor:
+        direct = await visitor.get("/metrics")
+    async with client_for(gateway_state, address=("10.0.0.5", 1)) as balancer:
+        relayed = await balancer.get("/metrics", headers={"X-Forwarded-For": "203.0.113.50"})
+    for r in (direct, relayed):
+        assert r.status_code == 404, r.text[:300]
+        assert "casn_" not in r.text
+    for inside in (("10.0.0.9", 1), ("127.0.0.1", 1), ("fd00::9", 1)):
+        async with client_for(gateway_state, address=inside) as prometheus:
+            r = await prometheus.get("/metrics")
+        assert r.status_code == 200 and "casn_journeys" in r.text, inside
