@@ -57,6 +57,20 @@ router = APIRouter(include_in_schema=False)
 
 BROWSER_COOKIE = "casn_pra"  # the pre-session cookie anonymous forms' tokens are tied to
 SESSION_COOKIE = "casn_sesi"
+# Outside the embedded mode each cookie's name has this prefix: a browser takes a `__Host-`
+# cookie only from the portal's own host, over HTTPS, with Path=/ and no Domain, so another host
+# of the same domain (another service of the instansi, taken over or with a script injected)
+# cannot set the visitor's pre-session cookie to one it has a form token for (and have their
+# browser log in to its account) nor plant its own session. The embedded mode serves plain HTTP,
+# where a browser refuses such a cookie, and keeps the plain names.
+HOST_ONLY = "__Host-"
+
+
+def cookie_name(gw: Gateway, name: str) -> str:
+    """The name the portal's cookie `name` has on this gateway (`__Host-` outside development)."""
+    return name if gw.settings.development else HOST_ONLY + name
+
+
 _ROUND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")  # domain.config.Code
 _REGISTRATION_NO = re.compile(r"^[A-Z2-7]{16}$")  # client.api.applicant_id_for
 
@@ -207,8 +221,8 @@ class Visit:
 async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
     """The visitor of `request` (FastAPI dependency)."""
     p = portal(request)
-    session = await p.accounts.session(request.cookies.get(SESSION_COOKIE))
-    browser_id = request.cookies.get(BROWSER_COOKIE)
+    session = await p.accounts.session(request.cookies.get(cookie_name(gw, SESSION_COOKIE)))
+    browser_id = request.cookies.get(cookie_name(gw, BROWSER_COOKIE))
     if browser_id is not None and not 16 <= len(browser_id) <= 64:
         browser_id = None
     return Visit(gw, p, request, session, browser_id)
@@ -219,7 +233,7 @@ async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
 
 def _cookie(response: Response, visit: Visit, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
-        name,
+        cookie_name(visit.gw, name),
         value,
         max_age=max_age,
         path="/",
@@ -1027,7 +1041,7 @@ async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
     log.info("logout", applicant_id=v.session.applicant_id)
     response = RedirectResponse("/", 303)
     response.delete_cookie(
-        SESSION_COOKIE,
+        cookie_name(v.gw, SESSION_COOKIE),
         path="/",
         httponly=True,
         samesite="lax",

@@ -646,10 +646,11 @@ async def test_the_session_cookie_is_httponly_samesite_and_secure_outside_develo
     async with client_for(gateway_state, temporal_address="temporal.example:7233") as deployed:
         page = await deployed.get("/masuk", params={"round": round_id})
         pre = page.headers["set-cookie"]
-        assert pre.startswith("casn_pra=")
+        assert pre.startswith("__Host-casn_pra=")  # only this host sets it (test_portal_attacks)
         [token] = tokens(page.text)["/masuk"]
         number = applicant_id_for(operator_api.pseudonym_key, round_id, registration(6, "F1").nik)
-        deployed.cookies.set("casn_pra", _cookie_value(pre))  # httpx keeps Secure ones to HTTPS
+        # httpx keeps Secure ones to HTTPS
+        deployed.cookies.set("__Host-casn_pra", _cookie_value(pre))
         r = await deployed.post(
             "/masuk",
             data={"round": round_id, "number": number, "password": PASSWORD, "csrf_token": token},

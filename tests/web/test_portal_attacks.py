@@ -24,6 +24,7 @@ from tests.web.test_portal import (
     registration_number,
     submit_registration,
     text_of,
+    tokens,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -195,3 +196,51 @@ async def test_the_metrics_are_for_the_scraper_in_the_deployment_s_network_not_f
         async with client_for(gateway_state, address=inside) as prometheus:
             r = await prometheus.get("/metrics")
         assert r.status_code == 200 and "casn_journeys" in r.text, inside
+
+
+DEPLOYED = {"temporal_address": "temporal.example:7233"}  # not the embedded mode: HTTPS
+
+
+async def test_a_cookie_another_host_of_the_domain_set_opens_no_session_and_binds_no_form(
+    gateway_state, operator_api, tmp_path
+):
+    """A host beside the portal under the same domain (another service of the instansi, taken
+    over or with a script injected) can set cookies for the whole domain. With the plain names
+    it could set the pre-session cookie to a value of its own, fetch a login token tied to it,
+    and have a visitor's browser log in to the stranger's account (everything the visitor then
+    sends goes there), or set the session cookie to the stranger's session. Outside the
+    embedded mode the cookies are `__Host-` ones, which a browser takes only from the portal's
+    own host over HTTPS with Path=/ and no Domain, and the plain names open nothing."""
+    round_id = await open_round(operator_api, tmp_path, "attack-toss")
+    stranger_reg = registration(36, "F1")
+    async with client_for(gateway_state) as s:
+        number = registration_number(
+            (await submit_registration(s, round_id, form_of(stranger_reg))).text
+        )
+    planted = "ditanam-oleh-host-tetangga-0123"
+    async with client_for(gateway_state, **DEPLOYED) as stranger:
+        stranger.cookies.set("casn_pra", planted)
+        stranger.cookies.set("__Host-casn_pra", planted)
+        page = await stranger.get("/masuk", params={"round": round_id})
+        [token] = tokens(page.text)["/masuk"]
+        logged_in = await stranger.post(
+            "/masuk",
+            data={"round": round_id, "number": number, "password": PASSWORD, "csrf_token": token},
+        )
+        assert logged_in.status_code == 303
+        set_cookie = logged_in.headers["set-cookie"]
+        session = set_cookie.split(";", 1)[0].split("=", 1)[1]
+
+    async with client_for(gateway_state, **DEPLOYED) as visitor:
+        visitor.cookies.set("casn_pra", planted)  # what the other host can set
+        forged = await visitor.post(
+            "/masuk",
+            data={"round": round_id, "number": number, "password": PASSWORD, "csrf_token": token},
+        )
+        assert forged.status_code == 403, forged.status_code
+        visitor.cookies.clear()
+        visitor.cookies.set("casn_sesi", session)
+        assert (await visitor.get("/status")).status_code == 303
+    parts = [a.strip().lower() for a in set_cookie.split(";")]
+    assert set_cookie.startswith("__Host-casn_sesi=") and "secure" in parts and "path=/" in parts
+    assert not any(a.startswith("domain=") for a in parts)
