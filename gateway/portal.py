@@ -145,6 +145,7 @@ class Portal:
     tokens: FormTokens
     register_limit: RateLimiter
     login_limit: RateLimiter
+    send_limit: RateLimiter  # a logged-in applicant's forms to the engine, per account
     account_limit: RateLimiter
     trusted_proxies: tuple[Network, ...]
 
@@ -158,6 +159,7 @@ class Portal:
             tokens=FormTokens.derived_from(gw.api.pseudonym_key),
             register_limit=RateLimiter(per_minute),
             login_limit=RateLimiter(per_minute),
+            send_limit=RateLimiter(per_minute),
             account_limit=RateLimiter(ACCOUNT_FAILURES_PER_MINUTE, burst=ACCOUNT_FAILURES_BURST),
             trusted_proxies=gw.settings.trusted_proxy_networks,
         )
@@ -325,14 +327,17 @@ def limited(
         return None
     seconds = max(1, math.ceil(wait))
     log.warning("rate limited", what=what, retry_after=seconds, source=visit.source, **logged)
+    if key is None:
+        text = "Terlalu banyak permintaan dari alamat Anda."
+    elif what == "kirim":
+        text = "Terlalu banyak formulir yang dikirim dari akun ini."
+    else:
+        text = "Terlalu banyak percobaan masuk yang gagal untuk akun ini."
     return message(
         visit,
         429,
         "Terlalu banyak permintaan",
-        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik."
-        if key is None
-        else "Terlalu banyak percobaan masuk yang gagal untuk akun ini. Silakan coba lagi dalam "
-        f"{seconds} detik.",
+        f"{text} Silakan coba lagi dalam {seconds} detik.",
         headers={"Retry-After": str(seconds)},
     )
 
@@ -1131,6 +1136,20 @@ async def _logged_in_form(request: Request, v: Visit, purpose: str) -> tuple[Any
     nonce = v.nonce(form, purpose)
     if nonce is None:
         return forbidden(v)
+    # Each form sent is an update the engine's workers judge: an account's are limited as an
+    # address's registrations and logins are (one account must not keep the shared workers busy).
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    if (
+        slow := limited(
+            v,
+            v.portal.send_limit,
+            "kirim",
+            f"kirim:{round_id}/{applicant_id}",
+            round_id=round_id,
+            applicant_id=applicant_id,
+        )
+    ) is not None:
+        return slow
     if v.gw.portal is None:
         return message(
             v, 503, "Layanan belum tersedia", "Portal ini belum memiliki kunci tanda tangan."

@@ -3,6 +3,8 @@ real stack and held off (docs/GATEWAY.md, "The portal's limits and headers")."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import pytest_asyncio
 import structlog
@@ -244,3 +246,38 @@ async def test_a_cookie_another_host_of_the_domain_set_opens_no_session_and_bind
     parts = [a.strip().lower() for a in set_cookie.split(";")]
     assert set_cookie.startswith("__Host-casn_sesi=") and "secure" in parts and "path=/" in parts
     assert not any(a.startswith("domain=") for a in parts)
+
+
+async def test_an_applicant_s_forms_reach_the_engine_at_a_bounded_rate(
+    gateway_state, operator_api, tmp_path, monkeypatch
+):
+    """Every sanggah, offer answer or withdrawal a logged-in applicant sends is an update the
+    engine's workers judge (a replay of the journey when it is not in a worker's cache), and a
+    form's token may be sent again for hours. Anyone can register, so one account could keep the
+    workers every applicant shares busy. An account's forms to the engine are now limited as an
+    address's registrations and logins are: CASN_PORTAL_RATE_PER_MINUTE (20) a minute."""
+    round_id = await open_round(operator_api, tmp_path, "attack-flood")
+    app = app_for(gateway_state)
+    sent: list[str] = []
+    report = client_api.RecruitmentApi.report
+
+    async def counted(self, round_id, applicant_id, message):
+        sent.append(message.report_id)
+        return await report(self, round_id, applicant_id, message)
+
+    async with client_on(app, ("198.51.100.70", 1)) as applicant:
+        done = await submit_registration(applicant, round_id, form_of(registration(37, "F1")))
+        assert done.status_code == 201, text_of(done.text)
+        cookie = next(v for k, v in applicant.cookies.items() if k.endswith("casn_sesi"))
+        binding = "session:" + hashlib.sha256(cookie.encode()).hexdigest()
+        token = app.state.portal.tokens.issue(binding, "sanggah")
+        answers = []
+        with monkeypatch.context() as patched, structlog.testing.capture_logs() as logs:
+            patched.setattr(client_api.RecruitmentApi, "report", counted)
+            for _ in range(25):
+                r = await applicant.post("/sanggah", data={"csrf_token": token, "reason": "x"})
+                answers.append(r.status_code)
+    assert answers == [409] * 20 + [429] * 5, answers
+    assert len(sent) == 20
+    held = [e for e in logs if e["event"] == "rate limited"]
+    assert held and held[0]["what"] == "kirim" and held[0]["applicant_id"]
