@@ -866,12 +866,16 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
             created_hash = await accounts.hash(password)
             if not await accounts.create(round_id, applicant_id, created_hash):
                 created_hash = None  # made a moment ago by a second submit of the same form
-    if (
-        not elsewhere
-        and created_hash is None
-        and not await accounts.check_password(round_id, applicant_id, password)
-    ):
-        return already()
+    if not elsewhere and created_hash is None:
+        # The NIK's account is there: the form logs in whoever knows its password (the same form
+        # sent twice). A password check like a login's by NIK, so it spends that allowance, or
+        # the form would be a way to guess passwords with no limit per account.
+        held = _account_held(v, round_id, applicant_id, "nik")
+        if held is not None:
+            return held
+        if not await accounts.check_password(round_id, applicant_id, password):
+            return already()
+        v.portal.account_limit.refund(_account_key(round_id, applicant_id, "nik"))
     try:
         try:
             result = await v.gw.api.register(
@@ -986,6 +990,25 @@ def _applicant_id(v: Visit, round_id: str, number: str) -> str | None:
     return compact if _REGISTRATION_NO.fullmatch(compact) else None
 
 
+def _account_key(round_id: str, applicant_id: str, named_by: str) -> str:
+    """The failed-login allowance of an account named by its number or its NIK."""
+    return f"masuk-akun:{round_id}/{applicant_id}/{named_by}"
+
+
+def _account_held(v: Visit, round_id: str, applicant_id: str, named_by: str) -> HTMLResponse | None:
+    """429 when the account, named this way, has had its failed password checks; else None,
+    and one taken (given back by the caller when the password was right)."""
+    return limited(
+        v,
+        v.portal.account_limit,
+        "masuk-akun",
+        _account_key(round_id, applicant_id, named_by),
+        round_id=round_id,
+        applicant_id=applicant_id,
+        named_by=named_by,
+    )
+
+
 @router.post("/masuk", response_class=HTMLResponse)
 async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     """Log in; the same answer for an unknown number and a wrong password. Limited per client
@@ -1004,18 +1027,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
     named_by = "nik" if "".join(number.split()).isdigit() else "nomor"
-    account = f"masuk-akun:{round_id}/{applicant_id}/{named_by}"
-    if applicant_id is not None and (
-        slow := limited(
-            v,
-            v.portal.account_limit,
-            "masuk-akun",
-            account,
-            round_id=round_id,
-            applicant_id=applicant_id,
-            named_by=named_by,
-        )
-    ):
+    if applicant_id is not None and (slow := _account_held(v, round_id, applicant_id, named_by)):
         return slow
     if applicant_id is None or not await v.portal.accounts.check_password(
         round_id, applicant_id, password
@@ -1026,7 +1038,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
             # account.
             return await _login_form(v, round_id, shown, purged_text(round_id, purged), 410)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
-    v.portal.account_limit.refund(account)  # only failures count
+    v.portal.account_limit.refund(_account_key(round_id, applicant_id, named_by))  # failures only
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
     log.info("login", round_id=round_id, applicant_id=applicant_id)
     response = RedirectResponse("/status", 303)

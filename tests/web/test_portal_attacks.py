@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
 import pytest
 import pytest_asyncio
 import structlog
@@ -281,3 +282,30 @@ async def test_an_applicant_s_forms_reach_the_engine_at_a_bounded_rate(
     assert len(sent) == 20
     held = [e for e in logs if e["event"] == "rate limited"]
     assert held and held[0]["what"] == "kirim" and held[0]["applicant_id"]
+
+
+async def test_the_registration_form_is_no_way_around_the_limit_on_password_guesses(
+    gateway_state, operator_api, tmp_path
+):
+    """Sending the registration form again with its NIK checks the password of the account the
+    NIK has (the same form sent twice logs its sender in). That check spent no failed-login
+    allowance: from a fresh address each time, a stranger who knows the applicant's data (the
+    NIK holds the birth date and gender; the announcements print the name and formasi) could
+    guess the password without end, and a right guess logged them in. The form's checks now
+    spend the account's allowance for logins by NIK, as a login by NIK does."""
+    round_id = await open_round(operator_api, tmp_path, "attack-guess")
+    victim = registration(38, "F1")
+    async with client_for(gateway_state) as owner:
+        assert (await submit_registration(owner, round_id, form_of(victim))).status_code == 201
+    app = app_for(gateway_state)
+
+    async def guess(i: int, password: str) -> httpx.Response:
+        async with client_on(app, (f"198.51.100.{100 + i}", 1)) as stranger:
+            return await submit_registration(stranger, round_id, form_of(victim, password))
+
+    with structlog.testing.capture_logs():
+        wrong = [(await guess(i, f"tebakan-{i:04d}")).status_code for i in range(8)]
+        right = await guess(20, PASSWORD)
+    assert wrong == [409] * 5 + [429] * 3, wrong
+    assert right.status_code == 429, right.status_code
+    assert not any(k.endswith("casn_sesi") for k in right.cookies)
