@@ -520,7 +520,21 @@ def _form_errors(exc: ValidationError, values: dict[str, str]) -> dict[str, list
     return errors
 
 
-def _password_errors(password: str, again: str, nik: str) -> dict[str, list[str]]:
+def _birth_date_digits(nik: str, birth_date: date | None) -> set[str]:
+    """The birth date as it is commonly written, in digits (DDMMYYYY, YYYYMMDD, DDMMYY, YYMMDD,
+    MMDDYYYY), and the NIK's own date digits (DDMMYY, a woman's day + 40): anyone who has the
+    NIK reads it there."""
+    found = {nik[6:12]} if len(nik) == 16 else set()
+    if birth_date is not None:
+        found |= {
+            birth_date.strftime(f) for f in ("%d%m%Y", "%Y%m%d", "%d%m%y", "%y%m%d", "%m%d%Y")
+        }
+    return found
+
+
+def _password_errors(
+    password: str, again: str, nik: str, birth_date: date | None = None
+) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if len(password) < MIN_PASSWORD:
         errors.setdefault("password", []).append(f"paling sedikit {MIN_PASSWORD} karakter")
@@ -528,6 +542,10 @@ def _password_errors(password: str, again: str, nik: str) -> dict[str, list[str]
         errors.setdefault("password", []).append(f"paling banyak {MAX_PASSWORD} karakter")
     if nik and len(nik) >= 8 and nik in password:
         errors.setdefault("password", []).append("tidak boleh memuat NIK")
+    # The digits in the order written, so 17-05-1998 and 17/05/1998 are 17051998 too.
+    digits = "".join(c for c in password if c.isdigit())
+    if any(d in digits for d in _birth_date_digits(nik, birth_date)):
+        errors.setdefault("password", []).append("tidak boleh memuat tanggal lahir")
     if password != again:
         errors.setdefault("password_again", []).append("tidak sama dengan kata sandi")
     return errors
@@ -813,7 +831,8 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         )
     except ValidationError as exc:
         errors = _form_errors(exc, values)
-    for field, texts in _password_errors(password, again, reg.nik if reg else "").items():
+    checked = (reg.nik, reg.birth_date) if reg else ("", None)
+    for field, texts in _password_errors(password, again, *checked).items():
         errors.setdefault(field, []).extend(texts)
     if errors or reg is None:
         return _registration_form(v, config, state, values, errors, 422)

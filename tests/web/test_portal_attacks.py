@@ -4,6 +4,7 @@ real stack and held off (docs/GATEWAY.md, "The portal's limits and headers")."""
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from tests.web.test_portal import (
     app_for,
     client_for,
     client_on,
+    field_errors,
     form_of,
     log_in,
     open_round,
@@ -309,3 +311,34 @@ async def test_the_registration_form_is_no_way_around_the_limit_on_password_gues
     assert wrong == [409] * 5 + [429] * 3, wrong
     assert right.status_code == 429, right.status_code
     assert not any(k.endswith("casn_sesi") for k in right.cookies)
+
+
+BIRTH_DATE = "tidak boleh memuat tanggal lahir"
+
+
+def _birth_date_of(nik: str) -> date:
+    """What anyone reads off a NIK: digits 7-12 are the birth date DDMMYY, a woman's day + 40."""
+    day, month, year = int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+    return date(1900 + year if year > 30 else 2000 + year, month, day - 40 if day > 40 else day)
+
+
+async def test_a_password_made_of_the_birth_date_the_nik_holds_is_refused(
+    gateway_state, operator_api, tmp_path
+):
+    """The birth date is what many choose as a password, and the NIK spells it out: a stranger
+    who knows the NIK logged in on the first guess. The form refuses a password that holds the
+    birth date as it is commonly written (or the NIK's own date digits), as it refuses one
+    that holds the NIK."""
+    round_id = await open_round(operator_api, tmp_path, "attack-birth")
+    applicant = registration(39, "F1", birth=date(1998, 5, 17), female=True)
+    born = _birth_date_of(applicant.nik)
+    guess = born.strftime("%d%m%Y")
+    async with client_for(gateway_state) as owner:
+        r = await submit_registration(owner, round_id, form_of(applicant, password=guess))
+        assert r.status_code == 422, r.status_code
+        assert BIRTH_DATE in " ".join(field_errors(r.text)["password"])
+        for other in ("17-05-1998!", "pw19980517", "1998-05-17x", "xx170598yy", "x570598xxxx"):
+            r = await submit_registration(owner, round_id, form_of(applicant, password=other))
+            assert BIRTH_DATE in " ".join(field_errors(r.text)["password"]), other
+    async with client_for(gateway_state, address=("198.51.100.80", 1)) as stranger:
+        assert (await log_in(stranger, round_id, applicant.nik, guess)).status_code == 401
