@@ -538,6 +538,11 @@ class RecruitmentApi:
             return RegistrationResult("refused", applicant_id, [refusal])
         return RegistrationResult("registered", applicant_id)
 
+    async def journey_started(self, round_id: str, applicant_id: str) -> bool:
+        """Whether the applicant's journey exists in the round (asked of the server, no worker);
+        an RPCError when the server cannot say."""
+        return not await self._not_started(journey_workflow_id(round_id, applicant_id))
+
     async def _not_started(self, workflow_id: str) -> bool:
         """Whether no journey of that id exists (the server says NOT_FOUND); an RPCError else."""
         try:

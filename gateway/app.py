@@ -24,6 +24,7 @@ from client.sanctions import SanctionRegister
 from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
+from gateway.clients import from_inside
 from gateway.deps import (
     STATIC,
     ApiKeyFile,
@@ -230,7 +231,7 @@ def create_app(gw: Gateway) -> FastAPI:
                 "Jika masalah berlanjut, sampaikan kode permintaan ini kepada panitia: "
                 f"{request_id}.",
             )
-        add_security_headers(response, request.url.path)
+        add_security_headers(response, request.url.path, hsts=not gw.settings.development)
         return response
 
     app.include_router(service_api.router)
@@ -253,8 +254,14 @@ def create_app(gw: Gateway) -> FastAPI:
         return await ready_response(gw.api.client, gw.pool)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus: the gateway's metrics and its SDK core's (runtime/metrics.py)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus: the gateway's metrics and its SDK core's (runtime/metrics.py), for the
+        scraper in the deployment's own network only: to anyone else, or through the balancer,
+        the 404 of an address no page serves (they count journeys per stage before the
+        announcements, and name the operators who looked applicants up)."""
+        peer = request.client.host if request.client else None
+        if not from_inside(peer, request.headers.keys()):
+            raise StarletteHTTPException(404)
         return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)
 
     batches = re.compile(re.escape(service_api.router.prefix) + r"/rounds/[^/]+/reports")
@@ -263,7 +270,8 @@ def create_app(gw: Gateway) -> FastAPI:
         max_body=gw.settings.http_max_body_bytes,
         wider=(batches, gw.settings.http_max_batch_bytes),
     )
-    app.add_middleware(SecurityHeaders)  # the outermost: on every answer, a 413 included
+    # The outermost: on every answer, a 413 included; HSTS outside the embedded mode (HTTPS).
+    app.add_middleware(SecurityHeaders, hsts=not gw.settings.development)
     return app
 
 

@@ -12,7 +12,7 @@ X-Forwarded-Proto changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 Network = IPv4Network | IPv6Network
 Address = IPv4Address | IPv6Address
@@ -71,3 +71,23 @@ def rate_key(address: str) -> str:
     if isinstance(found, IPv6Address):
         return str(IPv6Network((found, 64), strict=False))
     return str(found) if found is not None else address
+
+
+# The deployment's own networks: loopback and the private ranges (RFC 1918, IPv6 unique local),
+# where the scraper (Prometheus) and the balancer sit; the public comes from anywhere else.
+INTERNAL: tuple[Network, ...] = tuple(
+    ip_network(n)
+    for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
+)
+# Headers a balancer adds to what it relays (X-Forwarded-For is required of it: see above).
+RELAYED = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def from_inside(peer: str | None, header_names: Iterable[str]) -> bool:
+    """Whether a request comes from the deployment's own network itself: a peer on loopback or a
+    private range that relays nothing (a balancer's request for a visitor carries X-Forwarded-For).
+    What only the operators' tools may read (/metrics) is answered to such a request only."""
+    found = _address(peer or "")
+    if found is None or not _trusted(found, INTERNAL):
+        return False
+    return not any(name.lower() in RELAYED for name in header_names)

@@ -1,6 +1,7 @@
 """The headers every answer of the gateway carries: no page in another site's frame, no type
-guessed from content, no full URL sent to other sites, and no cache keeping a visitor's page;
-the public announcements, the same for everyone, are kept by any cache for a minute.
+guessed from content, no full URL sent to other sites, no cache keeping a visitor's page, and
+outside the embedded mode HTTPS only (HSTS); the public announcements, the same for everyone, are
+kept by any cache for a minute.
 
 The pages are the gateway's own templates with one style sheet (/static/site.css) and no script,
 so the policy allows nothing else; the OpenAPI page (/api/docs) loads Swagger UI's script and
@@ -28,11 +29,16 @@ ANNOUNCEMENTS = "/pengumuman"
 # within the minute. An error (a publication not there yet, the database down) is kept by none.
 # The style sheet carries StaticFiles' ETag and Last-Modified only.
 PAGE_CACHE = "public, max-age=60"
+# Outside the embedded mode the gateway is reached over HTTPS (its cookies are Secure): a browser
+# that has seen this goes to HTTPS by itself for a year, so a first `http://` typed or linked is
+# not answered by whoever sits on the visitor's network (an SSL-stripping proxy on a cafe's Wi-Fi)
+# with a page that takes the password. Browsers ignore it on a plain-HTTP answer.
+HSTS = "max-age=31536000"
 
 
-def security_headers(path: str, status: int = 200) -> list[tuple[bytes, bytes]]:
+def security_headers(path: str, status: int = 200, hsts: bool = False) -> list[tuple[bytes, bytes]]:
     """The headers an answer to `path` with `status` carries (each unless the route set its
-    own)."""
+    own); with `hsts`, Strict-Transport-Security too (a deployment behind TLS)."""
     policy = DOCS_POLICY if path == DOCS or path.startswith(DOCS + "/") else PAGE_POLICY
     headers = [
         (b"x-frame-options", b"DENY"),
@@ -40,6 +46,8 @@ def security_headers(path: str, status: int = 200) -> list[tuple[bytes, bytes]]:
         (b"x-content-type-options", b"nosniff"),
         (b"referrer-policy", b"same-origin"),
     ]
+    if hsts:
+        headers.append((b"strict-transport-security", HSTS.encode()))
     if not path.startswith(SHARED) or status >= 400:
         headers.append((b"cache-control", b"no-store"))
     elif path.startswith(ANNOUNCEMENTS):
@@ -47,19 +55,20 @@ def security_headers(path: str, status: int = 200) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def add_security_headers(response: Response, path: str) -> None:
+def add_security_headers(response: Response, path: str, hsts: bool = False) -> None:
     """Give `response` the headers of `path` it lacks (an answer made outside the middleware)."""
-    for name, value in security_headers(path, response.status_code):
+    for name, value in security_headers(path, response.status_code, hsts):
         if name.decode() not in response.headers:
             response.headers[name.decode()] = value.decode()
 
 
 class SecurityHeaders:
     """ASGI middleware: adds `security_headers` to every HTTP answer, keeping a header the
-    route set itself."""
+    route set itself; `hsts` outside the embedded mode (served over HTTPS)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
+        self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,7 +78,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = security_headers(path, message.get("status", 200))
+                extra = security_headers(path, message.get("status", 200), self.hsts)
                 given = list(message.get("headers") or [])
                 names = {name.lower() for name, _ in given}
                 message["headers"] = given + [(n, v) for n, v in extra if n not in names]

@@ -67,6 +67,20 @@ router = APIRouter(include_in_schema=False)
 
 BROWSER_COOKIE = "casn_pra"  # the pre-session cookie anonymous forms' tokens are tied to
 SESSION_COOKIE = "casn_sesi"
+# Outside the embedded mode each cookie's name has this prefix: a browser takes a `__Host-`
+# cookie only from the portal's own host, over HTTPS, with Path=/ and no Domain, so another host
+# of the same domain (another service of the instansi, taken over or with a script injected)
+# cannot set the visitor's pre-session cookie to one it has a form token for (and have their
+# browser log in to its account) nor plant its own session. The embedded mode serves plain HTTP,
+# where a browser refuses such a cookie, and keeps the plain names.
+HOST_ONLY = "__Host-"
+
+
+def cookie_name(gw: Gateway, name: str) -> str:
+    """The name the portal's cookie `name` has on this gateway (`__Host-` outside development)."""
+    return name if gw.settings.development else HOST_ONLY + name
+
+
 _ROUND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")  # domain.config.Code
 _REGISTRATION_NO = re.compile(r"^[A-Z2-7]{16}$")  # client.api.applicant_id_for
 
@@ -119,11 +133,14 @@ def purged_text(round_id: str, purged: datetime, zone: str = JAKARTA) -> str:
     )
 
 
-# Failed logins per account (round and registration number), from any address: ten, then one
-# every six minutes. Rotating addresses buys an attacker nothing against one account; the price
-# is that someone who knows a number (announcements print them) can keep its login slow.
-ACCOUNT_FAILURES_BURST = 10
-ACCOUNT_FAILURES_PER_MINUTE = 10 / 60
+# Failed logins per account (round and registration number) and way of naming it (the number or
+# the NIK), from any address: five, then one every twelve minutes, each; ten and one every six
+# minutes for the account in all. Rotating addresses buys an attacker nothing against one
+# account. Two allowances, not one: with one, failures by the published number made a login by
+# NIK answer 429, which told a stranger holding a NIK which number (name, results) was its; and
+# someone who knows a number (announcements print them) holds back only the logins that name it.
+ACCOUNT_FAILURES_BURST = 5
+ACCOUNT_FAILURES_PER_MINUTE = 5 / 60
 _TO_STATUS = ("/status", "Kembali ke status")
 
 
@@ -139,6 +156,7 @@ class Portal:
     tokens: FormTokens
     register_limit: RateLimiter
     login_limit: RateLimiter
+    send_limit: RateLimiter  # a logged-in applicant's forms to the engine, per account
     account_limit: RateLimiter
     trusted_proxies: tuple[Network, ...]
 
@@ -152,6 +170,7 @@ class Portal:
             tokens=FormTokens.derived_from(gw.api.pseudonym_key),
             register_limit=RateLimiter(per_minute),
             login_limit=RateLimiter(per_minute),
+            send_limit=RateLimiter(per_minute),
             account_limit=RateLimiter(ACCOUNT_FAILURES_PER_MINUTE, burst=ACCOUNT_FAILURES_BURST),
             trusted_proxies=gw.settings.trusted_proxy_networks,
         )
@@ -215,8 +234,8 @@ class Visit:
 async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
     """The visitor of `request` (FastAPI dependency)."""
     p = portal(request)
-    session = await p.accounts.session(request.cookies.get(SESSION_COOKIE))
-    browser_id = request.cookies.get(BROWSER_COOKIE)
+    session = await p.accounts.session(request.cookies.get(cookie_name(gw, SESSION_COOKIE)))
+    browser_id = request.cookies.get(cookie_name(gw, BROWSER_COOKIE))
     if browser_id is not None and not 16 <= len(browser_id) <= 64:
         browser_id = None
     return Visit(gw, p, request, session, browser_id)
@@ -227,7 +246,7 @@ async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:
 
 def _cookie(response: Response, visit: Visit, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(
-        name,
+        cookie_name(visit.gw, name),
         value,
         max_age=max_age,
         path="/",
@@ -339,14 +358,17 @@ def limited(
         return None
     seconds = max(1, math.ceil(wait))
     log.warning("rate limited", what=what, retry_after=seconds, source=visit.source, **logged)
+    if key is None:
+        text = "Terlalu banyak permintaan dari alamat Anda."
+    elif what == "kirim":
+        text = "Terlalu banyak formulir yang dikirim dari akun ini."
+    else:
+        text = "Terlalu banyak percobaan masuk yang gagal untuk akun ini."
     return message(
         visit,
         429,
         "Terlalu banyak permintaan",
-        f"Terlalu banyak permintaan dari alamat Anda. Silakan coba lagi dalam {seconds} detik."
-        if key is None
-        else "Terlalu banyak percobaan masuk yang gagal untuk akun ini. Silakan coba lagi dalam "
-        f"{seconds} detik.",
+        f"{text} Silakan coba lagi dalam {seconds} detik.",
         headers={"Retry-After": str(seconds)},
     )
 
@@ -534,7 +556,21 @@ def _form_errors(exc: ValidationError, values: dict[str, str]) -> dict[str, list
     return errors
 
 
-def _password_errors(password: str, again: str, nik: str) -> dict[str, list[str]]:
+def _birth_date_digits(nik: str, birth_date: date | None) -> set[str]:
+    """The birth date as it is commonly written, in digits (DDMMYYYY, YYYYMMDD, DDMMYY, YYMMDD,
+    MMDDYYYY), and the NIK's own date digits (DDMMYY, a woman's day + 40): anyone who has the
+    NIK reads it there."""
+    found = {nik[6:12]} if len(nik) == 16 else set()
+    if birth_date is not None:
+        found |= {
+            birth_date.strftime(f) for f in ("%d%m%Y", "%Y%m%d", "%d%m%y", "%y%m%d", "%m%d%Y")
+        }
+    return found
+
+
+def _password_errors(
+    password: str, again: str, nik: str, birth_date: date | None = None
+) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if len(password) < MIN_PASSWORD:
         errors.setdefault("password", []).append(f"paling sedikit {MIN_PASSWORD} karakter")
@@ -542,6 +578,10 @@ def _password_errors(password: str, again: str, nik: str) -> dict[str, list[str]
         errors.setdefault("password", []).append(f"paling banyak {MAX_PASSWORD} karakter")
     if nik and len(nik) >= 8 and nik in password:
         errors.setdefault("password", []).append("tidak boleh memuat NIK")
+    # The digits in the order written, so 17-05-1998 and 17/05/1998 are 17051998 too.
+    digits = "".join(c for c in password if c.isdigit())
+    if any(d in digits for d in _birth_date_digits(nik, birth_date)):
+        errors.setdefault("password", []).append("tidak boleh memuat tanggal lahir")
     if password != again:
         errors.setdefault("password_again", []).append("tidak sama dengan kata sandi")
     return errors
@@ -832,7 +872,8 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
         )
     except ValidationError as exc:
         errors = _form_errors(exc, values)
-    for field, texts in _password_errors(password, again, reg.nik if reg else "").items():
+    checked = (reg.nik, reg.birth_date) if reg else ("", None)
+    for field, texts in _password_errors(password, again, *checked).items():
         errors.setdefault(field, []).extend(texts)
     if errors or reg is None:
         return _registration_form(v, config, state, values, errors, 422)
@@ -871,28 +912,58 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
             "kali. Silakan masuk dengan NIK atau nomor pendaftaran Anda dan kata sandi Anda.",
         )
 
-    # The account first, then the journey: if the engine answers nothing (unreachable), the
-    # account stays, and sending the same form again finds it and completes the registration.
+    # The account first, then the journey, but only for a NIK whose journey is not there yet: a
+    # journey with no account was registered elsewhere (the committee's import, the service
+    # API), and an account made for it by whoever knows the NIK would log them in as its
+    # applicant. Its form is still judged by the engine (a refusal is shown again, a repeat or
+    # other data are told the NIK is registered), with no account made.
+    elsewhere = False
     created_hash: str | None = None
     if not await accounts.exists(round_id, applicant_id):
-        created_hash = await accounts.hash(password)
-        if not await accounts.create(round_id, applicant_id, created_hash):
-            created_hash = None  # made a moment ago by a second submit of the same form
-    if created_hash is None and not await accounts.check_password(round_id, applicant_id, password):
-        return already()
+        try:
+            elsewhere = await v.gw.api.journey_started(round_id, applicant_id)
+        except RPCError as exc:
+            return unavailable(v, f"registration in {round_id}", exc)
+        if not elsewhere:
+            created_hash = await accounts.hash(password)
+            if not await accounts.create(round_id, applicant_id, created_hash):
+                created_hash = None  # made a moment ago by a second submit of the same form
+    if not elsewhere and created_hash is None:
+        # The NIK's account is there: the form logs in whoever knows its password (the same form
+        # sent twice). A password check like a login's by NIK, so it spends that allowance, or
+        # the form would be a way to guess passwords with no limit per account.
+        held = _account_held(v, round_id, applicant_id, "nik")
+        if held is not None:
+            return held
+        if not await accounts.check_password(round_id, applicant_id, password):
+            return already()
+        v.portal.account_limit.refund(_account_key(round_id, applicant_id, "nik"))
     try:
-        result = await v.gw.api.register(
-            config, reg, v.gw.portal.identity, schedule_closes=state.schedule.registration.closes
-        )
+        try:
+            result = await v.gw.api.register(
+                config,
+                reg,
+                v.gw.portal.identity,
+                schedule_closes=state.schedule.registration.closes,
+            )
+        except Exception:
+            # No answer: the account stays only if the journey is there (the answer was lost;
+            # sending the same form again finds the account and completes). Left with no
+            # journey, it would be waiting for whoever registers that NIK later (an import).
+            if created_hash is not None:
+                await _discard_unless_started(v, round_id, applicant_id, created_hash)
+            raise
     except (RPCError, RefusedError) as exc:
         return unavailable(v, f"registration in {round_id}", exc)
     # Registered now; or registered a moment ago by the same form, sent twice (the account was
     # there and its password matched).
-    done = result.status == "registered" or (result.status == "repeat" and created_hash is None)
+    done = not elsewhere and (
+        result.status == "registered" or (result.status == "repeat" and created_hash is None)
+    )
     if not done:
         if created_hash is not None:
             await accounts.discard(round_id, applicant_id, created_hash)
-        if result.status == "repeat" or _is_repeat_nik(result.refusals):
+        if result.status != "refused" or _is_repeat_nik(result.refusals):
             return already()
         log.info("registration refused", round_id=round_id, reasons=len(result.refusals))
         errors = _form_refusal_errors(v, round_id, applicant_id, result.refusals, config.timezone)
@@ -915,6 +986,19 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     )
     _cookie(response, v, SESSION_COOKIE, token, int(accounts.session_ttl.total_seconds()))
     return response
+
+
+async def _discard_unless_started(
+    v: Visit, round_id: str, applicant_id: str, password_hash: str
+) -> None:
+    """Remove the account a registration made a moment ago when its journey is not there (the
+    engine failed before starting it); keep it when the journey is, or when nobody can say."""
+    try:
+        started = await v.gw.api.journey_started(round_id, applicant_id)
+    except RPCError:
+        return
+    if not started:
+        await v.portal.accounts.discard(round_id, applicant_id, password_hash)
 
 
 # --- login and logout ---------------------------------------------------------------------------
@@ -970,6 +1054,25 @@ def _applicant_id(v: Visit, round_id: str, number: str) -> str | None:
     return compact if _REGISTRATION_NO.fullmatch(compact) else None
 
 
+def _account_key(round_id: str, applicant_id: str, named_by: str) -> str:
+    """The failed-login allowance of an account named by its number or its NIK."""
+    return f"masuk-akun:{round_id}/{applicant_id}/{named_by}"
+
+
+def _account_held(v: Visit, round_id: str, applicant_id: str, named_by: str) -> HTMLResponse | None:
+    """429 when the account, named this way, has had its failed password checks; else None,
+    and one taken (given back by the caller when the password was right)."""
+    return limited(
+        v,
+        v.portal.account_limit,
+        "masuk-akun",
+        _account_key(round_id, applicant_id, named_by),
+        round_id=round_id,
+        applicant_id=applicant_id,
+        named_by=named_by,
+    )
+
+
 @router.post("/masuk", response_class=HTMLResponse)
 async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     """Log in; the same answer for an unknown number and a wrong password. Limited per client
@@ -987,17 +1090,8 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
         return await _login_form(v, "", "", "Pilih seleksi.", 422, ("round",))
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
-    account = f"masuk-akun:{round_id}/{applicant_id}"
-    if applicant_id is not None and (
-        slow := limited(
-            v,
-            v.portal.account_limit,
-            "masuk-akun",
-            account,
-            round_id=round_id,
-            applicant_id=applicant_id,
-        )
-    ):
+    named_by = "nik" if "".join(number.split()).isdigit() else "nomor"
+    if applicant_id is not None and (slow := _account_held(v, round_id, applicant_id, named_by)):
         return slow
     if applicant_id is None or not await v.portal.accounts.check_password(
         round_id, applicant_id, password
@@ -1010,7 +1104,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
             text = purged_text(round_id, purged, zone or JAKARTA)
             return await _login_form(v, round_id, shown, text, 410, zone=zone)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
-    v.portal.account_limit.refund(account)  # only failures count
+    v.portal.account_limit.refund(_account_key(round_id, applicant_id, named_by))  # failures only
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
     log.info("login", round_id=round_id, applicant_id=applicant_id)
     response = RedirectResponse("/status", 303)
@@ -1030,7 +1124,7 @@ async def logout(request: Request, v: Visit = Depends(visit)) -> Response:
     log.info("logout", applicant_id=v.session.applicant_id)
     response = RedirectResponse("/", 303)
     response.delete_cookie(
-        SESSION_COOKIE,
+        cookie_name(v.gw, SESSION_COOKIE),
         path="/",
         httponly=True,
         samesite="lax",
@@ -1134,6 +1228,20 @@ async def _logged_in_form(request: Request, v: Visit, purpose: str) -> tuple[Any
     nonce = v.nonce(form, purpose)
     if nonce is None:
         return forbidden(v)
+    # Each form sent is an update the engine's workers judge: an account's are limited as an
+    # address's registrations and logins are (one account must not keep the shared workers busy).
+    round_id, applicant_id = v.session.round_id, v.session.applicant_id
+    if (
+        slow := limited(
+            v,
+            v.portal.send_limit,
+            "kirim",
+            f"kirim:{round_id}/{applicant_id}",
+            round_id=round_id,
+            applicant_id=applicant_id,
+        )
+    ) is not None:
+        return slow
     if v.gw.portal is None:
         return message(
             v, 503, "Layanan belum tersedia", "Portal ini belum memiliki kunci tanda tangan."

@@ -127,7 +127,10 @@ class Settings(BaseSettings):
         "<data_dir>/keys/<portal_identity>.key.json (embedded only)",
     )
     portal_rate_per_minute: int = Field(
-        default=20, ge=1, description="registrations and logins per client address per minute"
+        default=20,
+        ge=1,
+        description="registrations and logins per client address, and a logged-in applicant's "
+        "forms to the engine (sanggah, offer answers, withdrawals) per account, per minute",
     )
     gateway_trusted_proxies: str = Field(
         default="",
