@@ -33,7 +33,7 @@ from gateway.deps import (
     GatewayConfigError,
     RoundDirectory,
 )
-from gateway.headers import SecurityHeaders, add_security_headers
+from gateway.headers import HeadAsGet, SecurityHeaders, add_security_headers
 from gateway.limits import RequestLimits
 from gateway.service_api import READ_MODEL_DOWN
 from runtime.db import open_pool, raised_by_database
@@ -270,6 +270,7 @@ def create_app(gw: Gateway) -> FastAPI:
         max_body=gw.settings.http_max_body_bytes,
         wider=(batches, gw.settings.http_max_batch_bytes),
     )
+    app.add_middleware(HeadAsGet)
     # The outermost: on every answer, a 413 included; HSTS outside the embedded mode (HTTPS).
     app.add_middleware(SecurityHeaders, hsts=not gw.settings.development)
     return app
