@@ -2447,6 +2447,9 @@ def chaos(
         "amid acknowledged updates and signals, each looked for after the restart",
     ),
     plays: bool = typer.Option(True, "--plays/--no-plays", help="the two plays of the round"),
+    quota: int = typer.Option(
+        None, min=1, help="every formasi's quota (default: the example's): more NIPs to issue"
+    ),
     seed: int = 31,
     keep_stack: bool = KEEP,
 ):
@@ -2471,7 +2474,7 @@ def chaos(
             if plays:
                 unharmed, killed, supervised = await run_chaos(
                     ctx.client, pool, ctx.keys.pseudonym_key, ctx.settings, OUT, size, plan, down,
-                    seed,
+                    seed, quota=quota,
                 )  # fmt: skip
                 fig |= figures(unharmed, killed, supervised)
             fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])

@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 import psutil
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from bench.common import ROOT, console, temporal_pid
 from bench.fleet import Fleet, worker_env
@@ -206,8 +207,14 @@ class Chaos:
                 await asyncio.sleep(0.2)
 
 
-async def persist(call: Callable[[], Awaitable[Any]], retries: Counter, what: str) -> Any:
-    """`call` until it succeeds, as a client with a retry policy would; a refusal is an answer."""
+async def persist(
+    call: Callable[[], Awaitable[Any]],
+    retries: Counter,
+    what: str,
+    keep_trying: Callable[[Exception], bool] = lambda _: True,
+) -> Any:
+    """`call` until it succeeds, as a client with a retry policy would; a refusal is an answer,
+    and so is an error `keep_trying` says is final."""
     deadline = time.monotonic() + RETRY_FOR
     while True:
         try:
@@ -215,7 +222,7 @@ async def persist(call: Callable[[], Awaitable[Any]], retries: Counter, what: st
         except RefusedError:
             raise
         except Exception as exc:  # noqa: BLE001 - a server down shows in many types
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not keep_trying(exc):
                 raise
             retries[f"{what}: {type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
@@ -521,10 +528,11 @@ async def play(
     chaos: Chaos | None,
     kind: str,
     audited: bool = True,
+    quota: int | None = None,
 ) -> Play:
     """Play one round to its end (with `chaos`' kills if given) and check what it left."""
     round_id = new_round_id(kind)
-    config, path = bench_config(round_id, datetime.now(UTC), out_dir=out_dir)
+    config, path = bench_config(round_id, datetime.now(UTC), out_dir=out_dir, quota=quota)
     if chaos is not None:
         chaos.round_id, chaos.started = round_id, time.monotonic()
     driver = ChaosDriver(api, pool, config, seed, chaos)
@@ -600,6 +608,7 @@ async def run_chaos(
     seed: int,
     workers: int = 2,
     audit_unharmed: bool = True,
+    quota: int | None = None,
 ) -> tuple[Play, Play, Supervised]:
     """The round unharmed, then the same round with the kills of `plan`; both checked (the
     unharmed play's audit only with `audit_unharmed`)."""
@@ -620,10 +629,10 @@ async def run_chaos(
 
         args = (api, client, pool, settings, queue, regs_for, seed, out / "rounds")
         console.print(f"chaos: the round unharmed ({size} applicants)")
-        unharmed = await play(*args, chaos=None, kind="U", audited=audit_unharmed)
+        unharmed = await play(*args, chaos=None, kind="U", audited=audit_unharmed, quota=quota)
         chaos = Chaos(settings, client, pool, supervised, plan, down)
         console.print("chaos: the same round with kills")
-        killed = await play(*args, chaos=chaos, kind="K")
+        killed = await play(*args, chaos=chaos, kind="K", quota=quota)
         return unharmed, killed, supervised
     finally:
         supervised.stop()
@@ -699,8 +708,19 @@ async def _durability_trial(
     before = {n for n, t in acked.items() if t < killed_at}
     await asyncio.gather(*lanes, return_exceptions=True)
     await ensure_stack(settings)
+    try:
+        await persist(handle.describe, Counter(), "describe", keep_trying=_not_lost)
+    except RPCError as err:  # the workflow itself is gone with the server's last writes
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return before, set()
     await persist(lambda: handle.signal(Tally.finish), Counter(), "finish")
     return before, set(await persist(handle.result, Counter(), "result"))
+
+
+def _not_lost(err: Exception) -> bool:
+    """Worth trying again: anything but a workflow the server does not know."""
+    return not (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND)
 
 
 async def durability_probe(
@@ -717,6 +737,7 @@ async def durability_probe(
     queue = f"{settings.task_queue}-durability"
     rng = random.Random(5)
     acked_total = lost_total = 0
+    traffic = 0.0  # s of traffic before the kills
     lost_in: list[int] = []
     async with Worker(client, task_queue=queue, workflows=[Tally]):
         for trial in range(trials):
@@ -728,9 +749,9 @@ async def durability_probe(
                 Counter(),
                 "start",
             )  # fmt: skip
-            before, kept = await _durability_trial(
-                handle, settings, rng.uniform(0.5, 1.5), in_flight
-            )
+            after = rng.uniform(0.5, 1.5)
+            traffic += after
+            before, kept = await _durability_trial(handle, settings, after, in_flight)
             lost = before - kept
             acked_total += len(before)
             lost_total += len(lost)
@@ -744,6 +765,7 @@ async def durability_probe(
         "trials (SIGKILL of the dev server mid-traffic)": trials,
         "updates and signals acknowledged before a kill": acked_total,
         "of them absent after the restart": lost_total,
+        "acknowledged per second before the kills (8 in flight)": f"{acked_total / traffic:.0f}",
         "trials that lost any": lost_in,
         "SQLite synchronous": settings.temporal_sqlite_synchronous,
     }
