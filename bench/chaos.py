@@ -78,6 +78,7 @@ class Supervised:
     fleet: Fleet
     deliverer: subprocess.Popen | None = None
     restarts: Counter = field(default_factory=Counter)
+    replaced: set[int] = field(default_factory=set)  # exited workers already dealt with
 
     def start_deliverer(self) -> None:
         log = (self.fleet.log_dir / "deliverer.log").open("ab")
@@ -91,11 +92,12 @@ class Supervised:
 
     def revive(self) -> None:
         """Start again what has exited (a worker or the deliverer that gave up on a server)."""
-        for i, p in enumerate(list(self.fleet.procs)):
-            if p.poll() is not None and p.returncode != -signal.SIGKILL:
-                self.restarts["worker"] += 1
-                self.fleet.procs.pop(i)
-                self.fleet.start(1)
+        for p in list(self.fleet.procs):
+            if p.poll() is not None and p.pid not in self.replaced:
+                self.replaced.add(p.pid)
+                if p.returncode != -signal.SIGKILL:  # our kills are replaced by Chaos.kill
+                    self.restarts["worker"] += 1
+                    self.fleet.start(1)
         if self.deliverer is not None and self.deliverer.poll() is not None:
             self.restarts["deliverer"] += 1
             self.start_deliverer()
@@ -174,8 +176,7 @@ class Chaos:
             victim = live[0]
             pid = victim.pid
             victim.kill()
-            victim.wait()
-            self.supervised.fleet.procs.remove(victim)
+            victim.wait()  # left in the fleet's list, so its replacement logs to a file of its own
         else:
             raise ValueError(f"chaos: no such kill {what!r}; one of {', '.join(KINDS)}")
         console.print(f"  [red]SIGKILL[/] {what} (pid {pid}) at {point}")
