@@ -22,6 +22,7 @@
     python3 run.py bench outage --size 30 --down 900   # a read-model outage: histories, queries
     python3 run.py bench profile --size 200          # journeys under py-spy
     python3 run.py bench fleet --size 100 --workers 1,2,4   # issue 17: worker processes, and recovery
+    python3 run.py bench chaos --size 200 --kills temporal,postgres,worker   # SIGKILLs mid-round, nothing lost
     python3 run.py bench cache-memory --size 400     # memory per journey in a worker's sticky cache
     python3 run.py bench cache-walk                  # what each cached run costs the others' tasks
     python3 run.py bench status-views --size 500     # status reads: queries against the status cache
@@ -2423,6 +2424,62 @@ def fleet(
                 f"load average at end (1/5 min): {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f}"
             )
             save("fleet", figures)
+
+    asyncio.run(main())
+
+
+@app.command()
+def chaos(
+    size: int = typer.Option(200, min=5, max=5_000, help="applicants registered"),
+    kills: str = typer.Option(
+        "temporal,postgres,worker", help="what to SIGKILL at each point: temporal, postgres, worker"
+    ),
+    points: str = typer.Option(
+        "registration,skd-close,final,nip",
+        help="where: registration (burst), skd-close, final (SKB close: final ranking, "
+        "optimalisasi), nip (filing burst: NIP issuance)",
+    ),
+    down: float = typer.Option(2.0, min=0.0, max=600.0, help="seconds a killed server stays dead"),
+    durability: int = typer.Option(
+        10,
+        min=0,
+        help="trials of the durability probe (0: none): SIGKILL of the dev server "
+        "amid acknowledged updates and signals, each looked for after the restart",
+    ),
+    plays: bool = typer.Option(True, "--plays/--no-plays", help="the two plays of the round"),
+    quota: int = typer.Option(
+        None, min=1, help="every formasi's quota (default: the example's): more NIPs to issue"
+    ),
+    seed: int = 31,
+    keep_stack: bool = KEEP,
+):
+    """The same round twice, the second time with the Temporal server, PostgreSQL and a worker
+    SIGKILLed at chosen points and restarted on the same data: outcomes per applicant compared,
+    the audit run, duplicates and losses counted."""
+    from bench.chaos import durability_probe, environment_facts, figures, parse_plan, run_chaos
+
+    try:
+        plan = parse_plan(kills, points)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    m = show_machine()
+
+    async def main():
+        async with bare_stack(keep_stack) as (ctx, pool):
+            print_table("chaos: the stack", environment_facts(ctx.settings))
+            fig: dict = {}
+            if durability:
+                fig |= await durability_probe(ctx.client, ctx.settings, durability)
+                print_table("chaos: durability of acknowledged writes", fig)
+            if plays:
+                unharmed, killed, supervised = await run_chaos(
+                    ctx.client, pool, ctx.keys.pseudonym_key, ctx.settings, OUT, size, plan, down,
+                    seed, quota=quota,
+                )  # fmt: skip
+                fig |= figures(unharmed, killed, supervised)
+            fig["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
+            print_table(f"chaos ({size} applicants; kills {kills} at {points})", fig)
+            save("chaos", {"machine": m, **fig})
 
     asyncio.run(main())
 
