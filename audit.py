@@ -65,6 +65,7 @@ from client.publication import (
 )
 from domain.config import CODE_RULE, ConfigError, load_round_config, parse_round_config
 from domain.messages import JourneyStart, RecordPublication, RoundStart
+from runtime.files import open_input, read_input
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
@@ -72,6 +73,12 @@ from runtime.writable import cannot_write, cannot_write_in
 from runtime.writable import why as _why
 from workflows.ids import aftermath_workflow_id, journey_workflow_id, round_workflow_id
 from workflows.round import journey_rules
+
+# Files handed to an auditor are read only when regular files, and only up to these sizes
+# (runtime.files.read_input): a key is 44 bytes of base64; a publication's document lists one
+# announcement's rows.
+KEY_FILE_LIMIT = 64 * 1024
+DOCUMENT_FILE_LIMIT = 256 * 1024 * 1024
 
 app = typer.Typer(
     add_completion=False,
@@ -102,7 +109,8 @@ def _payload_key(payload_key_file: Path | None) -> bytes:
 
     if payload_key_file is not None:
         try:
-            text, source = payload_key_file.read_text().strip(), str(payload_key_file)
+            text = read_input(payload_key_file, KEY_FILE_LIMIT).decode().strip()
+            source = str(payload_key_file)
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not a text file"
             raise AuditError(
@@ -226,7 +234,7 @@ def _readable(name: str, path: Path | None) -> None:
     if path is None:
         return
     try:
-        path.open("rb").close()
+        open_input(path, "rb").close()  # a FIFO or a device is refused here, never read
     except FileNotFoundError:
         raise BadArgument(f"{name} {path}: no such file") from None
     except IsADirectoryError:
@@ -1035,9 +1043,11 @@ def _writable_in(name: str, folder: Path) -> None:
 
 def _json_file(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_input(path, DOCUMENT_FILE_LIMIT).decode("utf-8"))
     except FileNotFoundError:
         raise AuditError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise AuditError(f"{path}: cannot be read ({_why(exc)})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AuditError(f"{path}: not a JSON document ({exc})") from None
 

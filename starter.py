@@ -49,8 +49,10 @@ from client.api import (
     applicant_id_for,
 )
 from client.csvio import (
+    LINE_LIMIT,
     REGISTRATION_COLUMNS,
     REPORT_KINDS,
+    BoundedLines,
     CsvFileError,
     ReportKind,
     RowError,
@@ -123,7 +125,7 @@ from domain.signing import public_key as signing_public_key
 from domain.skm import ELEMENTS as SKM_ELEMENTS
 from domain.skm import STAGE_LABELS as SKM_STAGE_LABELS
 from runtime.embedded import StackError
-from runtime.files import open_private
+from runtime.files import open_input, open_private, read_input
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 from runtime.outage import engine_silent, unreachable
@@ -145,6 +147,7 @@ class BadInput(Exception):
 
 
 T = TypeVar("T")
+KEY_FILE_LIMIT = 64 * 1024  # a signing key or an API key file: a few hundred bytes
 
 
 @dataclass
@@ -256,8 +259,8 @@ class NumbersFile:
 
 
 def _first_line(path: Path) -> str:
-    with path.open(encoding="utf-8", errors="replace") as f:
-        return f.readline().strip()
+    with open_input(path, encoding="utf-8", errors="replace") as f:
+        return f.readline(LINE_LIMIT).strip()
 
 
 def numbers_path_for(csv_path: Path, errors_path: Path) -> Path:
@@ -274,7 +277,7 @@ class Checkpoint:
 
     def __init__(self, path: Path | None, source: Path) -> None:
         self.path = path
-        self.digest = hashlib.sha256(source.read_bytes()).hexdigest() if path else ""
+        self.digest = _file_sha256(source) if path else ""
         self.start_after = 0
         if path and path.exists():
             try:
@@ -357,8 +360,17 @@ def _resuming(ctx: Context, checkpoint: Checkpoint, path: Path | None) -> None:
 
 
 def _count_rows(path: Path) -> int:
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        return max(0, sum(1 for line in f if line.strip()) - 1)
+    with open_input(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        return max(0, sum(1 for line in BoundedLines(f) if line.strip()) - 1)
+
+
+def _file_sha256(path: Path) -> str:
+    """A file's SHA-256, read a block at a time (an input file may be gigabytes)."""
+    digest = hashlib.sha256()
+    with open_input(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def stops_the_run(exc: BaseException) -> bool:
@@ -757,11 +769,6 @@ async def _send_file(
     _show_refusals(ctx.console, csv_path, summary, errors_path)
 
 
-def _is_repeat(ack: Ack, sent_at: datetime) -> bool:
-    """A repeat is answered with the original Ack, recorded before this run sent the report."""
-    return ack.recorded_at < sent_at
-
-
 async def send_reports(
     ctx: Context,
     kind: ReportKind,
@@ -836,8 +843,7 @@ async def send_reports(
         lock = locks.setdefault(parsed.applicant_id, asyncio.Lock())
         try:
             async with lock:
-                sent_at = datetime.now(UTC)
-                ack = await ctx.api.report(round_id, parsed.applicant_id, parsed.message)
+                ack = await ctx.api.submit(round_id, parsed.applicant_id, parsed.message)
         except RefusedError as exc:
             summary.refuse(
                 [
@@ -852,7 +858,9 @@ async def send_reports(
                 errors,
             )
             return
-        summary.counts["repeat" if _is_repeat(ack, sent_at) else "accepted"] += 1
+        # Told by what the engine holds (submit), never by comparing this machine's clock with
+        # the server's: minutes apart, that made every new report a "repeat" or the reverse.
+        summary.counts["repeat" if ack.repeat else "accepted"] += 1
 
     await _send_file(
         ctx,
@@ -1419,7 +1427,7 @@ def load_signer(path: Path, identity: str) -> Signer:
 def read_signer(path: Path) -> Signer:
     """The signing key in `path` (made by `starter.py keygen`), whoever's it is."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(read_input(path, KEY_FILE_LIMIT).decode("utf-8"))
         signer = Signer.from_jwk(document)
     except FileNotFoundError:
         raise BadInput(f"--key {path}: no such file") from None
@@ -1574,10 +1582,12 @@ def gateway_target(url: str | None, api_key_file: Path | None) -> tuple[str, str
         raise BadInput("--gateway needs --api-key-file: the file holding your API key")
     try:
         mode = api_key_file.stat().st_mode
-        key = api_key_file.read_text(encoding="utf-8").strip()
+        key = read_input(api_key_file, KEY_FILE_LIMIT).decode("utf-8").strip()
     except FileNotFoundError:
         raise BadInput(f"--api-key-file {api_key_file}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise BadInput(f"--api-key-file {api_key_file}: cannot be read ({_why(exc)})") from None
+    except UnicodeDecodeError as exc:
         raise BadInput(f"--api-key-file {api_key_file}: cannot be read ({exc})") from None
     if mode & 0o077:
         raise BadInput(

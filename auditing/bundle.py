@@ -25,13 +25,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from temporalio.client import WorkflowHistory
 
 from auditing.history import RecordedHistory, recorded
-from runtime.files import open_private
+from runtime.files import open_private, read_input
 from workflows.ids import national_workflow_id, round_workflow_id
 
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 PUBLIC_KEY = "public_key.pem"
 HISTORIES = "histories"
+
+# A bundle is handed to the auditor by whoever exported it: its files are read only when they
+# are regular files, and the small ones only up to these sizes (runtime.files.read_input), so
+# that a FIFO or a link to /dev/zero cannot hang the check or fill the memory. A history is at
+# most 50 MB in Temporal (the server terminates a run there); as JSON with base64 payloads, less
+# than twice that.
+MANIFEST_LIMIT = 64 * 1024 * 1024
+SIGNATURE_LIMIT = 4 * 1024
+PUBLIC_KEY_LIMIT = 64 * 1024
+HISTORY_LIMIT = 256 * 1024 * 1024
 
 
 def sha256_file(path: Path) -> str:
@@ -110,7 +120,7 @@ class BundleCheck:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file (or raw 32 bytes in base64)."""
-    data = path.read_bytes()
+    data = read_input(path, PUBLIC_KEY_LIMIT)
     if b"BEGIN" in data:
         key = serialization.load_pem_public_key(data)
     else:
@@ -130,16 +140,22 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
     """
     check = BundleCheck()
     manifest_path = bundle / MANIFEST
-    if not manifest_path.is_file():
+    try:
+        raw = read_input(manifest_path, MANIFEST_LIMIT)
+    except FileNotFoundError:
         check.problems.append(f"{manifest_path}: missing")
         return check
-    raw = manifest_path.read_bytes()
+    except OSError as exc:
+        check.problems.append(f"{manifest_path}: cannot be read: {exc.strerror}")
+        return check
     try:
         key = load_public_key(public_key_file or bundle / PUBLIC_KEY)
-        signature = base64.b64decode((bundle / SIGNATURE).read_text().strip())
+        signature = base64.b64decode(read_input(bundle / SIGNATURE, SIGNATURE_LIMIT).strip())
         key.verify(signature, hashlib.sha256(raw).digest())
     except FileNotFoundError as exc:
         check.problems.append(f"{exc.filename}: missing")
+    except OSError as exc:
+        check.problems.append(f"{exc.filename}: cannot be read: {exc.strerror}")
     except InvalidSignature:
         check.problems.append(
             f"{manifest_path}: the signature does not match (manifest altered or another key)"
@@ -157,20 +173,25 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
         name = entry["file"]
         listed.add(name)
         path = bundle / name
-        if not path.is_file():
+        if not path.exists():
             check.problems.append(f"{path}: listed in the manifest but missing")
             continue
         if not path.resolve().is_relative_to((bundle / HISTORIES).resolve()):
             check.problems.append(f"{path}: leads outside the bundle's {HISTORIES}/")
             continue
-        actual = sha256_file(path)
+        try:  # read once: the bytes hashed are the bytes parsed
+            data = read_input(path, HISTORY_LIMIT)
+        except OSError as exc:
+            check.problems.append(f"{path}: cannot be read: {exc.strerror}")
+            continue
+        actual = hashlib.sha256(data).hexdigest()
         if actual != entry["sha256"]:
             check.problems.append(
                 f"{path}: sha256 {actual} differs from the manifest's {entry['sha256']}"
             )
             continue
         try:
-            history = WorkflowHistory.from_json(entry["workflow_id"], path.read_text())
+            history = WorkflowHistory.from_json(entry["workflow_id"], data.decode("utf-8"))
         except Exception as exc:  # noqa: BLE001 - a signed but unreadable file is still a problem
             check.problems.append(
                 f"{path}: not a workflow history: {type(exc).__name__}: {str(exc)[:200]}"

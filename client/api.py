@@ -15,15 +15,19 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.errordetails.v1 import (
     MultiOperationExecutionFailure,
     WorkflowNotReadyFailure,
 )
+from temporalio.api.update.v1 import UpdateRef, WaitPolicy
+from temporalio.api.workflowservice.v1 import PollWorkflowExecutionUpdateRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -90,6 +94,7 @@ from workflows.round import RecruitmentRound, journey_rules
 
 UPDATE_ATTEMPTS = 5
 AFTERMATH_ATTEMPTS = 30  # an aftermath reads the journey's end before it takes a report
+EARLIER_ANSWER_TIMEOUT = timedelta(seconds=15)  # asking whether a report was answered before
 _AFTER_END_UPDATE = {u.input: u for u in AFTERMATH_REPORTS.values()}
 
 
@@ -608,6 +613,60 @@ class RecruitmentApi:
                 subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
             )
 
+    async def submit(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+        """`report`, told apart from a repeat by what the engine holds: when the journey (or the
+        applicant's aftermath) already answered this very report (its update id, a digest of
+        the content and signature: `update_id`), its first answer marked `repeat`, and nothing
+        is sent; else the report is sent and its answer is new. No clock is compared: the
+        sender's and the server's may be minutes apart."""
+        earlier = await self._earlier_answer(round_id, applicant_id, message)
+        if earlier is None:
+            return await self.report(round_id, applicant_id, message)
+        if earlier.refused:  # a refusal taken into the record is refused again, as report() does
+            raise RefusedError(
+                f"report {message.report_id} for applicant {applicant_id} in round {round_id}: "
+                f"{earlier.effect} (the refusal is recorded)"
+            )
+        return earlier.model_copy(update={"repeat": True})
+
+    async def _earlier_answer(
+        self, round_id: str, applicant_id: str, message: Report
+    ) -> Ack | None:
+        """The answer the engine gave this very report before, or None (never sent, refused
+        by a validator, still in flight, or the workflow is not there: `report` says which)."""
+        journey = journey_workflow_id(round_id, applicant_id)
+        update = update_id(self.keyring.sign(message, journey), self.pseudonym_key)
+        targets = [journey]
+        if isinstance(message, Disqualification | Dismissal):
+            targets.append(aftermath_workflow_id(round_id, applicant_id))
+        for workflow_id in targets:
+            request = PollWorkflowExecutionUpdateRequest(
+                namespace=self.client.namespace,
+                update_ref=UpdateRef(
+                    workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+                    update_id=update,
+                ),
+                identity=self.client.identity,
+                # Not waiting: an update the server does not know is NOT_FOUND at once.
+                wait_policy=WaitPolicy(
+                    lifecycle_stage=UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_UNSPECIFIED
+                ),
+            )
+            try:
+                answer = await self.client.workflow_service.poll_workflow_execution_update(
+                    request, retry=True, timeout=EARLIER_ANSWER_TIMEOUT
+                )
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    continue  # no such update (or workflow) there
+                raise
+            if answer.HasField("outcome") and answer.outcome.HasField("success"):
+                [ack] = await self.client.data_converter.decode(
+                    answer.outcome.success.payloads, [Ack]
+                )
+                return ack
+        return None
+
     async def report_after_end(
         self, round_id: str, applicant_id: str, message: Disqualification | Dismissal
     ) -> Ack:
@@ -649,7 +708,13 @@ class RecruitmentApi:
             )
             try:
                 return await self.client.execute_update_with_start_workflow(
-                    update.name, signed, start_workflow_operation=start, result_type=Ack
+                    update.name,
+                    signed,
+                    start_workflow_operation=start,
+                    # The same report sent again is the same update (as to a journey), so that
+                    # submit() finds its first answer.
+                    id=update_id(signed, self.pseudonym_key),
+                    result_type=Ack,
                 )
             except WorkflowUpdateFailedError as exc:
                 cause = exc.cause

@@ -31,6 +31,7 @@ from domain.messages import (
     SkdReport,
 )
 from domain.registration import Registration, mask_nik
+from runtime.files import open_input
 
 
 class CsvFileError(Exception):
@@ -101,25 +102,57 @@ class Row:
     cells: dict[str, str]
 
 
+# The longest physical line read whole (characters): a longer one is refused as a row, its rest
+# skipped without being held, so a file of one endless line cannot fill the memory. The csv
+# module itself refuses a field over its limit (131,072), but only after the line is read.
+LINE_LIMIT = 1024 * 1024
+
+
+class BoundedLines:
+    """The lines of a text file for csv.reader, none longer than `limit` characters: a longer
+    line is handed on as one field over the csv module's limit, so the reader refuses it (a row
+    that cannot be read, at its own line) and the rest of it is skipped unread into memory."""
+
+    def __init__(self, handle, limit: int = LINE_LIMIT) -> None:
+        self.handle, self.limit = handle, limit
+        self.overlong = False  # in the middle of an overlong line, whose rest is to be skipped
+
+    def __iter__(self) -> BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        while self.overlong:  # the rest of the overlong line, read and let go piece by piece
+            rest = self.handle.readline(self.limit)
+            self.overlong = bool(rest) and not rest.endswith(("\n", "\r"))
+        line = self.handle.readline(self.limit)
+        if not line:
+            raise StopIteration
+        if len(line) < self.limit or line.endswith(("\n", "\r")):
+            return line
+        self.overlong = True  # skipped when the next line is asked for: a header, never
+        return "x" * (csv.field_size_limit() + 1) + "\n"
+
+
 def open_rows(path: Path | str, columns: Columns) -> Iterator[Row]:
-    """Check the header now and return the data rows lazily; raise CsvFileError for a bad file."""
+    """Check the header now and return the data rows lazily; raise CsvFileError for a bad file
+    (not a regular file, such as a FIFO or /dev/zero, too)."""
     path = Path(path)
     try:
         # Bytes that are not UTF-8 are kept as lone surrogates, so that one bad row is refused
         # as a row (below) instead of stopping the file in the middle.
-        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+        handle = open_input(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise CsvFileError(
             path, 0, "(file)", str(path), f"cannot be read: {exc.strerror}"
         ) from None
-    reader = csv.reader(handle)
+    reader = csv.reader(BoundedLines(handle))
     try:
         header = next(reader)
         if semicolon_header(header, columns.required):
             # Saved by a spreadsheet in the Indonesian locale: the list separator is ";" (and the
             # decimal separator ",", which the numeric fields take). Read the file that way.
             handle.seek(0)
-            reader = csv.reader(handle, delimiter=";")
+            reader = csv.reader(BoundedLines(handle), delimiter=";")
             header = next(reader)
     except StopIteration:
         handle.close()

@@ -133,6 +133,11 @@ class GatewayReports:
         self._add(_Pending(round_id, applicant_id, signed, answer))
         return await answer
 
+    async def submit(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+        """`report`: the gateway tells a repeat itself (RecruitmentApi.submit), its first
+        answer marked `repeat`."""
+        return await self.report(round_id, applicant_id, message)
+
     async def command(self, round_id: str, message: Report) -> Ack:
         """Send one operator command to the round (one request: commands take no batches); its
         acknowledgement, or RefusedError with the round's reason."""

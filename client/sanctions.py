@@ -52,6 +52,7 @@ from client.csvio import Columns, header_problems, records, semicolon_header
 from domain.config import RoundConfig
 from domain.registration import Refusal, mask_nik, normalise_nik
 from runtime.db import open_pool
+from runtime.files import read_input
 
 SUBJECT_LABEL = b"casn-sanction-subject\x00"
 MAX_ROUNDS = 10
@@ -263,12 +264,17 @@ def _parse_row(line: int, row: dict[str, str], problems: list[ListProblem]) -> L
     )
 
 
+# A national list is read whole: a million rows take about 100 MB. A larger file (or a device,
+# a FIFO: runtime.files.read_input) is refused before it fills the memory.
+LIST_FILE_LIMIT = 256 * 1024 * 1024
+
+
 def read_national_list(path: Path) -> list[ListRow]:
     """Every row of a national list, or NationalListError naming every bad row (and nothing is
     imported): the header needs nik, reason, source and barred_until or rounds, each once; each
     row exactly one of barred_until and rounds, on one line; a NIK at most once per source."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_input(path, LIST_FILE_LIMIT).decode("utf-8-sig")
     except FileNotFoundError:
         raise NationalListError(path, [ListProblem(0, "file", str(path), "no such file")]) from None
     except IsADirectoryError:

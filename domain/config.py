@@ -11,7 +11,10 @@ Every number, moment and duration is bounded, and read strictly: `true` is not 1
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import re
+import stat
 import tomllib
 import types
 from collections.abc import Callable
@@ -922,11 +925,28 @@ def parse_toml(raw: bytes, path: Path | str) -> dict:
 Model = TypeVar("Model", bound=BaseModel)
 
 
+CONFIG_FILE_LIMIT = 64 * 1024 * 1024  # bytes: thousands of formasi take a few MB
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """A round or national file's bytes; OSError unless it is a regular file of at most
+    CONFIG_FILE_LIMIT bytes (a FIFO would block for ever, /dev/zero fill the memory), as
+    runtime.files.read_input, which this level cannot import."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a directory, a FIFO or a device)")
+        data = f.read(CONFIG_FILE_LIMIT + 1)
+    if len(data) > CONFIG_FILE_LIMIT:
+        raise OSError(errno.EFBIG, f"it is larger than {CONFIG_FILE_LIMIT:,} bytes")
+    return data
+
+
 def read_config_file(path: Path, model: type[Model], parse: Callable[[dict, Path], Model]) -> Model:
     """A round or national file read with `parse`, or one ConfigError naming every key of it
     that `model` does not know (unknown_keys) and every bad field."""
     try:
-        raw = path.read_bytes()
+        raw = _read_config_bytes(path)
     except OSError as exc:
         raise ConfigError(
             path, [("(file)", str(path), f"cannot be read: {exc.strerror}")]

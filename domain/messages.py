@@ -213,6 +213,10 @@ class Ack(BaseModel, frozen=True):
     # A report taken into the record as refused (a panellist with a conflict of interest scoring
     # anyway, issue 16): the refusal is a decision in the history, and the sender is told so.
     refused: bool = Field(default=False, exclude_if=lambda refused: not refused)
+    # Set by the client that found this very report answered before it sent it (the first
+    # answer, marked: client.api.RecruitmentApi.submit), so a sender counts a repeat without
+    # comparing its clock with the server's. Never set by a workflow, so never in a history.
+    repeat: bool = Field(default=False, exclude_if=lambda repeat: not repeat)
 
 
 class JourneyRules(BaseModel, frozen=True):

@@ -233,7 +233,7 @@ async def send_report(
     pseudonym key and answers with the code in place of the registration number, which the
     panellist must not learn (the announcements print it beside the name)."""
     if not applicant.startswith(CODE_PREFIX):
-        return await gw.api.report(round_id, applicant, message)
+        return await gw.api.submit(round_id, applicant, message)
     if kind not in BLIND_KINDS:
         raise Problem(
             422,
@@ -245,7 +245,7 @@ async def send_report(
     if registration_no is None:
         raise UnknownError(f"no candidate {applicant} in round {round_id}")
     try:
-        ack = await gw.api.report(round_id, registration_no, message)
+        ack = await gw.api.submit(round_id, registration_no, message)
     except RefusedError as exc:  # its reason may name the journey: never to the panellist
         raise type(exc)(str(exc).replace(registration_no, applicant)) from None
     return ack.model_copy(update={"applicant_id": applicant})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from runtime.terminal import FILE_WIDTH, console
+from runtime.terminal import FILE_WIDTH, console, flagged
 
 ROOT = Path(__file__).resolve().parent.parent
 CODES = ["PK-AP-DINAS-KOMINFO-PRANATA-KOMPUTER", "ANKEU-CUTI-BERSAMA-KEUANGAN-DAERAH"]
@@ -69,3 +69,38 @@ def test_the_command_lines_print_whole_tables_into_a_pipe():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert done.stdout.split() == [str(FILE_WIDTH)] * 3
+
+
+# A value recorded with terminal controls: an OSC that retitles the window, a clear screen, a
+# carriage return that writes over what was shown, a C1 CSI, a bidi override.
+HOSTILE = "ijazah\x1b]0;pwned\x07\x1b[2J\rpalsu\x9b31m\u202ebenar"
+
+
+def test_a_value_s_control_characters_never_reach_the_terminal():
+    out = console(file=io.StringIO(), force_terminal=True, width=120)
+    table = Table(title="decisions")
+    table.add_column("reason")
+    table.add_row(HOSTILE)
+    out.print(table)
+    out.print(flagged("refused", f": {HOSTILE}"))
+    out.print(HOSTILE)
+
+    text = out.file.getvalue()
+    for control in ("\x1b]", "\x07", "\x1b[2J", "\r", "\x9b", "\u202e"):
+        assert control not in text, repr(control)
+    assert "ijazah\ufffd]0;pwned\ufffd\ufffd[2J\ufffdpalsu\ufffd31m\ufffdbenar" in text  # the cell
+    assert text.count("pwned") == 3 and text.count("benar") == 3  # nothing of a value is lost
+    assert "\x1b[31mrefused\x1b[0m" in text  # our own styles are still written
+
+
+def test_rich_alone_writes_them_as_they_are():
+    """The control: the same table through rich's own console."""
+    from rich.console import Console
+
+    out = Console(file=io.StringIO(), force_terminal=True, width=120, markup=False)
+    table = Table(title="decisions")
+    table.add_column("reason")
+    table.add_row(HOSTILE)
+    out.print(table)
+
+    assert "\x1b]0;pwned" in out.file.getvalue() and "\x1b[2J" in out.file.getvalue()

@@ -515,8 +515,11 @@ class StubApi(RecruitmentApi):
             applicant_id=applicant_id,
             stage="skd",
             effect="recorded",
-            recorded_at=datetime.now(UTC) + timedelta(seconds=1),
+            recorded_at=datetime.now(UTC),
         )
+
+    async def submit(self, round_id: str, applicant_id: str, message) -> Ack:
+        return await self.report(round_id, applicant_id, message)  # never a repeat here
 
 
 def _stub_context(api: StubApi, tmp_path: Path) -> tuple[Context, Path]:
