@@ -134,8 +134,8 @@ class GatewayReports:
         return await answer
 
     async def submit(self, round_id: str, applicant_id: str, message: Report) -> Ack:
-        """`report`: the gateway tells a repeat itself (RecruitmentApi.submit), its first
-        answer marked `repeat`."""
+        """`report`: the gateway tells a repeat itself (asked by `?tell_repeats=true`:
+        RecruitmentApi.submit), its first answer marked `repeat`."""
         return await self.report(round_id, applicant_id, message)
 
     async def command(self, round_id: str, message: Report) -> Ack:
@@ -387,8 +387,11 @@ class GatewayReports:
             ]
         }
         try:
+            # The operator's run counts repeats (a file sent again): the gateway asks the engine.
             response = await self._http.post(
-                f"/api/v1/rounds/{quote(round_id, safe='')}/reports", json=body
+                f"/api/v1/rounds/{quote(round_id, safe='')}/reports",
+                json=body,
+                params={"tell_repeats": "true"},
             )
         except httpx.TransportError as exc:
             raise GatewayError(0, f"the gateway at {self.url} cannot be reached: {exc}") from None
