@@ -94,6 +94,10 @@ from workflows.round import RecruitmentRound, journey_rules
 
 UPDATE_ATTEMPTS = 5
 AFTERMATH_ATTEMPTS = 30  # an aftermath reads the journey's end before it takes a report
+# How far a client's clock may be from the server's before the client itself refuses a
+# registration by the window (registration_refusals): nearer the window's ends the round judges
+# it, on the server's clock, when it admits the journey.
+CLOCK_MARGIN = timedelta(minutes=5)
 EARLIER_ANSWER_TIMEOUT = timedelta(seconds=15)  # asking whether a report was answered before
 _AFTER_END_UPDATE = {u.input: u for u in AFTERMATH_REPORTS.values()}
 
@@ -123,18 +127,27 @@ def applicant_id_for(pseudonym_key: bytes, round_id: str, nik: str) -> str:
 
 
 def registration_refusals(
-    config: RoundConfig, reg: Registration, now: datetime, closes: datetime | None = None
+    config: RoundConfig,
+    reg: Registration,
+    now: datetime,
+    closes: datetime | None = None,
+    clock_margin: timedelta = timedelta(0),
 ) -> list[Refusal]:
     """Every reason the round's own rules refuse `reg` at `now`, as far as they are judged
     without the engine or the read model: the registration rules (domain/registration.py) on
     the day in the round's time zone, and the window (until `closes`, the schedule in force,
-    when given). The sanctions register and a national round's claim come after."""
+    when given). The sanctions register and a national round's claim come after.
+
+    `clock_margin`: how far `now` (this machine's clock) may be from the server's. Within it of
+    either end the window is not judged here but by the round, on the server's clock, when it
+    admits the journey: an operator's clock five minutes fast refused a whole import made two
+    minutes before the close."""
     opens = config.schedule.registration.opens
     closes = closes or config.schedule.registration.closes
     formasi = config.formasi_by_code(reg.formasi_code)
     applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
     refusals = check_registration(reg, formasi, applied_on)
-    if not opens <= now < closes:
+    if not opens - clock_margin <= now < closes + clock_margin:
         refusals.append(
             Refusal(
                 field="registered_at",
@@ -378,7 +391,9 @@ class RecruitmentApi:
         now = now or datetime.now(UTC)
         formasi = config.formasi_by_code(reg.formasi_code)
         applied_on = now.astimezone(ZoneInfo(config.timezone)).date()
-        refusals = registration_refusals(config, reg, now, schedule_closes)
+        refusals = registration_refusals(
+            config, reg, now, schedule_closes, clock_margin=CLOCK_MARGIN
+        )
         applicant_id = applicant_id_for(self.pseudonym_key, config.round_id, reg.nik)
         subject = sanction_subject(self.pseudonym_key, reg.nik)
         if self.sanctions is not None:
