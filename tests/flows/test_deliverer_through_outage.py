@@ -1,7 +1,7 @@
-"""The notification deliverer rides out PostgreSQL killed mid-pass or between passes: it keeps
-running, /readyz says 503 while the database is down and 200 once delivery resumed, and every
-notification reaches the transport's file once, the one handed over as the connection was lost
-included."""
+"""The notification deliverer rides out PostgreSQL killed or shut down, mid-pass or between
+passes: it keeps running, /readyz says 503 while the database is down and 200 once delivery
+resumed, and every notification reaches the transport's file once, the one handed over as the
+connection was lost included."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from apps.fleet import (
     deliver_until_stopped,
     open_deliverer_pool,
 )
-from runtime.embedded import ensure_stack, isolated_settings, stop_stack
+from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, stop_stack
 from runtime.keys import load_or_create_keys
 from runtime.probes import ProbeServer, deliverer_probe_app
 from runtime.settings import LogFormat, Settings
@@ -67,20 +67,26 @@ def _sigkill_postgres(settings: Settings) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-class KillingTransport(FileTransport):
-    """The file transport, which kills PostgreSQL right after handing over the KILLED_AT-th
-    notification: its row is claimed, its line written, its mark not yet made."""
+def _shut_postgres_down(settings: Settings) -> None:
+    """Stop PostgreSQL as an operator would (`pg_ctl stop -m fast`): its backends end their
+    sessions with "terminating connection due to administrator command"."""
+    _stop_postgres(settings.data_dir.resolve())
 
-    def __init__(self, path: Path, settings: Settings) -> None:
+
+class KillingTransport(FileTransport):
+    """The file transport, which stops PostgreSQL (with `down`) right after handing over the
+    KILLED_AT-th notification: its row is claimed, its line written, its mark not yet made."""
+
+    def __init__(self, path: Path, settings: Settings, down: Callable[[Settings], None]) -> None:
         super().__init__(path)
-        self.settings, self.sent = settings, 0
+        self.settings, self.down, self.sent = settings, down, 0
         self.killed = asyncio.Event()
 
     async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None:
         await super().send(round_id, applicant_id, key, text)
         self.sent += 1
         if self.sent == KILLED_AT:
-            await asyncio.to_thread(_sigkill_postgres, self.settings)
+            await asyncio.to_thread(self.down, self.settings)
             self.killed.set()
 
 
@@ -106,7 +112,12 @@ async def _until(done: Callable[[], object], what: str, within: float = 120.0) -
         await asyncio.sleep(0.1)
 
 
-async def test_the_deliverer_rides_out_postgresql_killed_mid_pass(own_stack, tmp_path, caplog):
+@pytest.mark.parametrize(
+    "down", [_sigkill_postgres, _shut_postgres_down], ids=["sigkill", "fast-shutdown"]
+)
+async def test_the_deliverer_rides_out_postgresql_stopped_mid_pass(
+    down, own_stack, tmp_path, caplog
+):
     settings, info = own_stack
     round_id = f"outage-{uuid.uuid4().hex[:6]}"
     out = tmp_path / "notifications.jsonl"
@@ -117,7 +128,7 @@ async def test_the_deliverer_rides_out_postgresql_killed_mid_pass(own_stack, tmp
         [(round_id, f"A{i:02d}", f"text {i}", i) for i in range(QUEUED)],
     )
     port = _free_port()
-    transport = KillingTransport(out, settings)
+    transport = KillingTransport(out, settings, down)
     progress, stop = DeliveryProgress(), asyncio.Event()
     handed_over: set[tuple[str, str, str]] = set()
 
