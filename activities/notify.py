@@ -5,7 +5,8 @@ row). A deliverer takes undelivered rows, hands each to the configured transport
 the portal's inbox; here a JSON-lines file) and marks it delivered at once. A failure (the
 transport refused, the row cannot be opened) is tried again after a growing back-off, and after
 10 attempts the row is given up and kept (migration 017). Delivery is at least once, and each row
-carries a stable key.
+carries a stable key; a deliverer that loses the database mid-pass and rides the outage out
+remembers the row it had handed over and marks it without sending it again.
 
 The text is rendered here, from the row's notice (domain/notices.py), in the language the
 deliverer is given (`CASN_NOTIFICATION_LANGUAGE`: Indonesian by default, English by the setting).
@@ -151,6 +152,7 @@ async def deliver_pass(
     cipher: ColumnCipher | None = None,
     stop: asyncio.Event | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    handed_over: set[tuple[str, str, str]] | None = None,
 ) -> DeliveryPass:
     """Deliver up to `batch` notifications that are due (of one round, or all).
 
@@ -162,33 +164,78 @@ async def deliver_pass(
     never deleted) and logged once as a warning. Each text is rendered in `language`; sealed rows
     are opened with `cipher` (a row that cannot be opened fails). Once `stop` is set, the pass
     ends after the row in flight.
+
+    `handed_over` is the caller's memory of rows handed over whose mark has not committed: a row
+    is added once the transport took it and removed once its mark committed. A pass cut between
+    the two (the database lost) leaves it there, and the next pass given the same set marks that
+    row without sending it again: a deliverer that rides out an outage sends nothing twice.
     """
     delivered = failed = given_up = 0
+    sent = set() if handed_over is None else handed_over
     async with pool.acquire() as conn:
-        rows = await conn.fetch(_DUE, batch, round_id)
-        for row in rows:
-            if stop is not None and stop.is_set():
-                break
-            async with conn.transaction():
-                r = await conn.fetchrow(_CLAIM, row["round_id"], row["applicant_id"], row["key"])
-                if r is None:
-                    continue
-                where = (r["round_id"], r["applicant_id"], r["key"])
-                try:
-                    text = _row_text(r, cipher, language)
-                    await transport.send(*where, text)
-                except Exception as exc:  # noqa: BLE001 - tried again after its back-off
-                    attempts = r["attempts"] + 1
-                    giving_up = attempts >= max_attempts
-                    await conn.execute(_FAILED, *where, attempts, retry_delay(attempts), giving_up)
-                    _log_failure(r, attempts, giving_up, exc)
-                    failed += 1
-                    given_up += giving_up
-                    continue
-                await conn.execute(_DELIVERED, *where)
-                delivered += 1
-        waiting = await conn.fetchval(_WAITING, round_id)
+        try:
+            rows = await conn.fetch(_DUE, batch, round_id)
+            for row in rows:
+                if stop is not None and stop.is_set():
+                    break
+                async with conn.transaction():
+                    r = await conn.fetchrow(
+                        _CLAIM, row["round_id"], row["applicant_id"], row["key"]
+                    )
+                    if r is None:
+                        continue
+                    where = (r["round_id"], r["applicant_id"], r["key"])
+                    if where in sent:
+                        _log_marked_late(where)
+                    else:
+                        try:
+                            text = _row_text(r, cipher, language)
+                            await transport.send(*where, text)
+                        except Exception as exc:  # noqa: BLE001 - tried again after its back-off
+                            attempts = r["attempts"] + 1
+                            giving_up = attempts >= max_attempts
+                            await conn.execute(
+                                _FAILED, *where, attempts, retry_delay(attempts), giving_up
+                            )
+                            _log_failure(r, attempts, giving_up, exc)
+                            failed += 1
+                            given_up += giving_up
+                            continue
+                        sent.add(where)
+                    await conn.execute(_DELIVERED, *where)
+                    delivered += 1
+                sent.discard(where)  # its mark committed
+            waiting = await conn.fetchval(_WAITING, round_id)
+        except asyncpg.InterfaceError as exc:
+            if not _closed_under_us(conn):
+                raise
+            # Lost between two statements, the connection is taken back by the pool and asyncpg
+            # says "released back to the pool" or "the underlying connection is closed": the
+            # database's outage, said as such (runtime/db.py, database_unavailable).
+            raise asyncpg.ConnectionDoesNotExistError(
+                f"the connection to the database was lost during the pass ({exc})"
+            ) from exc
     return DeliveryPass(delivered, failed, given_up, waiting, len(rows))
+
+
+def _closed_under_us(conn: asyncpg.Connection) -> bool:
+    """Whether the pass's connection was closed (the server gone), which asyncpg's pool answers by
+    taking it back from the pass: asking a connection taken back raises."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
+def _log_marked_late(where: tuple[str, str, str]) -> None:
+    """A row this deliverer handed over before the database was lost, marked now, not sent again."""
+    log.info(
+        "notification marked delivered after the database came back",
+        round_id=where[0],
+        applicant_id=where[1],
+        key=where[2],
+        note="handed over before the connection was lost; not sent again",
+    )
 
 
 def _log_failure(r: asyncpg.Record, attempts: int, giving_up: bool, exc: Exception) -> None:

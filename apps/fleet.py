@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import asyncpg
@@ -30,10 +30,11 @@ from activities.rounds import RoundBoards, RoundReader
 from activities.sanctions import SanctionChecker
 from domain.notices import Language
 from runtime.app import open_app
-from runtime.db import open_pool
+from runtime.db import database_unavailable, open_pool
 from runtime.gcwatch import GcWatch
 from runtime.keys import load_or_create_keys
 from runtime.logs import get_logger
+from runtime.metrics import DELIVERER_DATABASE_DOWN, DELIVERER_OUTAGES
 from runtime.probes import ProbeServer, deliverer_probe_app, probe_app
 from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
@@ -171,7 +172,8 @@ DELIVERER_STALE_AFTER_S = 60.0
 
 class DeliveryProgress:
     """When the deliverer last got on: a pass finished, or one notification handed over (or
-    refused) by the transport. A pass stuck on the database or the transport stops both."""
+    refused) by the transport. A pass stuck on the database or the transport stops both. While
+    the deliverer waits out an outage of the database it is not ready, whatever the clock says."""
 
     def __init__(
         self,
@@ -181,13 +183,28 @@ class DeliveryProgress:
         self.stale_after = stale_after
         self._clock = clock
         self._last: float | None = None
+        self._down_since: float | None = None
+        self._down_cause = ""
 
     def moved(self) -> None:
         """A pass finished, or the transport answered for one notification."""
         self._last = self._clock()
 
+    def database_down(self, cause: str) -> None:
+        """An outage of the database began: passes wait for it."""
+        self._down_since = self._clock()
+        self._down_cause = cause
+
+    def database_back(self) -> float:
+        """The outage ended (a pass finished): its length in seconds."""
+        began, self._down_since = self._down_since, None
+        return 0.0 if began is None else self._clock() - began
+
     def state(self) -> str:
         """ "ok", or what is wrong, for /readyz."""
+        if self._down_since is not None:
+            down = self._clock() - self._down_since
+            return f"database down for {down:.0f} s, delivery paused: {self._down_cause}"
         if self._last is None:
             return "no pass finished yet"
         idle = self._clock() - self._last
@@ -224,23 +241,118 @@ def pause_after(done: DeliveryPass) -> float:
     return 0.0 if done.due >= DELIVERY_BATCH else DELIVERY_PAUSE
 
 
+# While the database is down the deliverer tries a pass again after a pause that doubles from
+# OUTAGE_FIRST_PAUSE_S up to OUTAGE_LONGEST_PAUSE_S: quick after a restart, a few tries a minute
+# through a long outage.
+OUTAGE_FIRST_PAUSE_S = 1.0
+OUTAGE_LONGEST_PAUSE_S = 30.0
+
+
+def outage_pause(tries: int) -> float:
+    """Seconds to wait after the `tries`-th pass in a row that found the database down."""
+    return min(OUTAGE_FIRST_PAUSE_S * 2 ** min(tries - 1, 16), OUTAGE_LONGEST_PAUSE_S)
+
+
+async def open_deliverer_pool(database_url: str) -> asyncpg.Pool:
+    """The deliverer's pool: one connection for the pass, one for /readyz's SELECT 1, one for
+    /metrics' read-model counts; none kept open by the pool itself, so that an outage is told
+    once, by the deliverer, not at every reconnection the pool would try (runtime/db.py)."""
+    return await open_pool(database_url, max_size=3, min_size=0)
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
+
+
+async def deliver_until_stopped(
+    run_pass: Callable[[], Awaitable[DeliveryPass]],
+    stop: asyncio.Event,
+    progress: DeliveryProgress,
+    *,
+    once: bool = False,
+    pause_for: Callable[[int], float] = outage_pause,
+    transport: str = "",
+) -> None:
+    """Run `run_pass` until `stop` is set (with `once`: one pass), pausing between passes.
+
+    A pass that finds the database down (runtime/db.py, `database_unavailable`: a connection
+    refused or lost, its shutdown, its start-up) is an outage, waited out: one warning when it
+    begins, a pass tried again after `pause_for(tries)` seconds, /readyz not ready meanwhile
+    (`progress`), and one line with its length once a pass finishes. Any other error (a bug, a
+    permission denied, a schema behind the code) stops the deliverer, after one error line; so
+    does an outage with `once`.
+    """
+    tries = 0
+    while not stop.is_set():
+        try:
+            done = await run_pass()
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.error(
+                    "notification deliverer stopped: not an outage of the database",
+                    error=_cause(exc),
+                    hint="mend the cause (code, row, permission or migration), then start it again",
+                )
+                raise
+            if once:
+                raise  # one pass, not a wait: the command says the database cannot be reached
+            tries += 1
+            pause = pause_for(tries)
+            if tries == 1:
+                progress.database_down(_cause(exc))
+                DELIVERER_DATABASE_DOWN.set(1)
+                DELIVERER_OUTAGES.inc()
+                log.warning(
+                    "database down: notification delivery paused until it answers",
+                    error=_cause(exc),
+                    retry_every_s=f"{pause:g} to {OUTAGE_LONGEST_PAUSE_S:g}",
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+            continue
+        if tries:
+            down = progress.database_back()
+            DELIVERER_DATABASE_DOWN.set(0)
+            log.info(
+                "database back: notification delivery resumed",
+                down_s=round(down, 1),
+                tries=tries,
+            )
+            tries = 0
+        progress.moved()
+        log.info(
+            "notifications delivered",
+            count=done.delivered,
+            failed=done.failed,
+            given_up=done.given_up,
+            waiting=done.waiting,
+            transport=transport,
+        )
+        if once:
+            return
+        pause = pause_after(done)
+        if pause:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause)
+
+
 async def deliver_notifications(once: bool = False) -> None:
     """Hand undelivered notifications to the transport (a JSON-lines file under the data dir).
 
     SIGTERM or Ctrl-C ends the pass after the notification in flight and exits; a second one
     ends the process at once (the notification in flight is then sent again by the next pass).
-    Until then (not with `once`) it serves /metrics, /healthz and /readyz on
+    An outage of the database is waited out (`deliver_until_stopped`); with `once` it stops the
+    command. Until then (not with `once`) it serves /metrics, /healthz and /readyz on
     CASN_METRICS_HOST:CASN_DELIVERER_METRICS_PORT (0 = not served): /readyz answers 503 while
-    PostgreSQL does not answer, before the first pass has finished, and when for
-    DELIVERER_STALE_AFTER_S no pass has finished and the transport has answered for no
-    notification."""
+    PostgreSQL does not answer or the deliverer waits out its outage, before the first pass has
+    finished, and when for DELIVERER_STALE_AFTER_S no pass has finished and the transport has
+    answered for no notification."""
     settings = load_settings()
     ctx = await open_app(settings)
     transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
     progress = DeliveryProgress()
     stop = _stop_on_signals()
-    # One connection for the pass, one for /readyz's SELECT 1, one for /metrics' read-model counts.
-    pool = await open_pool(ctx.stack.database_url, max_size=3)
+    pool = await open_deliverer_pool(ctx.stack.database_url)
     try:
         async with contextlib.AsyncExitStack() as serving:
             if settings.deliverer_metrics_port and not once:
@@ -256,30 +368,26 @@ async def deliver_notifications(once: bool = False) -> None:
                     )
                 )
             watched = WatchedTransport(transport, progress)
-            while not stop.is_set():
-                done = await deliver_pass(
+            language = Language(ctx.settings.notification_language)
+            cipher = ColumnCipher.from_keys(ctx.keys)
+            handed_over: set[tuple[str, str, str]] = set()  # kept across an outage
+
+            async def run_pass() -> DeliveryPass:
+                return await deliver_pass(
                     pool,
                     watched,
                     batch=DELIVERY_BATCH,
-                    language=Language(ctx.settings.notification_language),
-                    cipher=ColumnCipher.from_keys(ctx.keys),
+                    language=language,
+                    cipher=cipher,
                     stop=stop,
+                    handed_over=handed_over,
                 )
-                progress.moved()
-                log.info(
-                    "notifications delivered",
-                    count=done.delivered,
-                    failed=done.failed,
-                    given_up=done.given_up,
-                    waiting=done.waiting,
-                    transport=str(transport.path),
-                )
-                if once:
-                    return
-                pause = pause_after(done)
-                if pause:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), pause)
+
+            await deliver_until_stopped(
+                run_pass, stop, progress, once=once, transport=str(transport.path)
+            )
+            if once:
+                return
             log.info("notification deliverer stopped")
     finally:
         await pool.close()

@@ -17,10 +17,15 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """
 
 
-async def open_pool(database_url: str, *, max_size: int = 10) -> asyncpg.Pool:
-    """A pool for the read model; connections are handed back without a reset round trip."""
+async def open_pool(database_url: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
+    """A pool for the read model; connections are handed back without a reset round trip.
+
+    With `min_size` above 0, asyncpg reconnects a lost connection in the background and logs a
+    warning with its traceback at every failed try (1 s, doubling to 60 s) while the database is
+    down; with 0 the pool connects only when asked, and a caller that waits out an outage itself
+    says so once."""
     pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=max_size, reset=_keep_session
+        database_url, min_size=min_size, max_size=max_size, reset=_keep_session
     )
     assert pool is not None
     return pool
@@ -34,4 +39,32 @@ def raised_by_database(exc: BaseException) -> bool:
         if f"{os.sep}asyncpg{os.sep}" in tb.tb_frame.f_code.co_filename:
             return True
         tb = tb.tb_next
+    return False
+
+
+# The database gone or not taking connections for now: a connection refused or lost (its server
+# killed, a network cut), its shutdown or crash restart, its start-up or recovery. Not an outage:
+# a bad statement, a permission denied, a missing column or table (a schema behind the code).
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,  # class 08, with ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, in recovery
+    asyncpg.AdminShutdownError,  # 57P01: a fast or smart shutdown, pg_terminate_backend
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server restarts
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (an outage to wait out), not that
+    what was asked of it is wrong. An error raised while handling such an error counts too:
+    asyncpg's `transaction()` answers a lost connection with "the underlying connection is
+    closed" on its way out."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _UNAVAILABLE) or (
+            isinstance(current, OSError) and raised_by_database(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
     return False

@@ -14,6 +14,8 @@ Ours live in prometheus_client's default registry (with its process and Python c
   with max(), not sum(). The count reads every applicant row (0.25-0.35 s per million rows
   measured here, an index on stage does not change it): in a large fleet let a few processes
   report them and set the interval to 0 on the others.
+- `casn_deliverer_database_down` and `casn_deliverer_outages_total`: the notification deliverer
+  (apps/fleet.py) waiting out an outage of the read model now (1), and how many it has met.
 
 The core's metrics (`temporal_*`: workflow and activity tasks, polls, requests to the server,
 slots) come from the SDK's own Prometheus exporter on loopback (runtime/telemetry.py says why)
@@ -71,6 +73,14 @@ OUTBOX = Gauge(
 )
 READ_MODEL_UP = Gauge(
     "casn_read_model_up", "1 when the last read of casn_journeys and the outbox succeeded"
+)
+DELIVERER_DATABASE_DOWN = Gauge(
+    "casn_deliverer_database_down",
+    "1 while the notification deliverer waits out an outage of the read model (its passes paused)",
+)
+DELIVERER_OUTAGES = Counter(
+    "casn_deliverer_outages",
+    "Outages of the read model the notification deliverer has waited out or is waiting out",
 )
 
 STATUS_READS = Counter(
