@@ -10,7 +10,8 @@
     .venv/bin/python scripts/record_histories.py --sealed --out tests/histories/v24-sealed
     .venv/bin/python scripts/record_histories.py --claim-sweep --out tests/histories/v25-claim-sweep
     .venv/bin/python scripts/record_histories.py --zone Asia/Jayapura --out tests/histories/v27-round-zone
-    .venv/bin/python scripts/record_histories.py --seat-given-back --out tests/histories/v27-seat-given-back
+    .venv/bin/python scripts/record_histories.py --seat-given-back before-result --out tests/histories/v27-seat-before-result
+    .venv/bin/python scripts/record_histories.py --seat-given-back at-filing --out tests/histories/v27-seat-at-filing
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -52,13 +53,13 @@ administrative check (its sanggah not filed) instead of failing the SKD, C1 and 
 journey of a round outside WIB asks patch notice-in-round-zone when it records its administrative
 result, MS or TMS; the script checks that each journey holds its marker.
 
---seat-given-back plays the small round twice, its winner C1 giving the seat back each time and C2
-(who lost on rank) offered it by optimalisasi. In `recorded-aps`, the worker's broadcast holds
-F1's final result (HeldBroadcasts, as tests/timeskip/test_ending_before_result.py holds it on the
-time-skipping server) while C1 withdraws: ranked but not told, C1 waits for the result, gives
-the seat back and ends APS (patch seat-given-back-before-result). In `recorded-filing`, C1's
-filing is reported incomplete while the window is open: it gives the seat back and ends TMS-DRH
-(patch seat-given-back-at-filing). The script checks that each C1 holds its patch's marker.
+--seat-given-back WHEN plays the small round whose winner C1 gives the seat back, C2 (who lost on
+rank) then offered it by optimalisasi. `before-result`: the worker's broadcast holds F1's final
+result (HeldBroadcasts, as tests/timeskip/test_ending_before_result.py holds it on the
+time-skipping server) while C1 withdraws: ranked but not told, C1 waits for the result, gives the
+seat back and ends APS (patch seat-given-back-before-result). `at-filing`: C1's filing is reported
+incomplete while the window is open: it gives the seat back and ends TMS-DRH (patch
+seat-given-back-at-filing). The script checks that C1 holds the patch's marker.
 
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
@@ -411,47 +412,55 @@ async def offered(client: Client, round_id: str, applicant_id: str, timeout: flo
     return state
 
 
-async def run_seat_given_back_rounds(
-    client: Client, task_queue: str, pseudonym_key: bytes, held: HeldBroadcasts
-) -> dict[str, dict[str, str]]:
-    """Two small rounds whose winner (C1) gives the seat back and C2, who lost on rank, is offered
-    it: in `recorded-aps` C1 withdraws after F1 ranked the SKB answers and before its final result
-    reached C1 (F1's broadcast of the result held meanwhile: patch seat-given-back-before-result);
-    in `recorded-filing` C1's filing is reported incomplete while the filing window is open (patch
-    seat-given-back-at-filing). The rounds' ids and their applicants' ids."""
+SEATS_GIVEN_BACK = {
+    "before-result": "seat-given-back-before-result",
+    "at-filing": "seat-given-back-at-filing",
+}
+
+
+async def run_seat_given_back_round(
+    client: Client, task_queue: str, pseudonym_key: bytes, held: HeldBroadcasts, when: str
+) -> tuple[str, dict[str, str]]:
+    """The small round whose winner (C1) gives the seat back and C2, who lost on rank, is offered
+    it. `before-result`: C1 withdraws after F1 ranked the SKB answers and before its final result
+    reached C1 (F1's broadcast of the result held meanwhile: patch seat-given-back-before-result).
+    `at-filing`: C1's filing is reported incomplete while the filing window is open (patch
+    seat-given-back-at-filing). The round's id and its applicants' ids."""
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
-    rounds = {}
-
-    reached, release = held.hold("recorded-aps", "F1", Phase.FINAL_RESULT)
-    round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, "recorded-aps")
-    rounds[round_id] = ids
-    await asyncio.wait_for(reached.wait(), 60.0)
-    waiting = await wait_stage(client, round_id, ids["C1"], {Stage.FINAL_RANKING})
-    assert waiting.final_code is None, "C1 heard its final result before it withdrew"
-    await api.report(
-        round_id,
-        ids["C1"],
-        Withdrawal(report_id="aps-before-result", reported_by=PORTAL, reason="another position"),
-    )
-    release.set()
-    c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
-    assert [d.outcome for d in c1.decisions][-2:] == ["seat given back", "APS"], c1.decisions
+    round_id = "recorded"
+    if when == "before-result":
+        reached, release = held.hold(round_id, "F1", Phase.FINAL_RESULT)
+        round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, round_id)
+        await asyncio.wait_for(reached.wait(), 60.0)
+        waiting = await wait_stage(client, round_id, ids["C1"], {Stage.FINAL_RANKING})
+        assert waiting.final_code is None, "C1 heard its final result before it withdrew"
+        await api.report(
+            round_id,
+            ids["C1"],
+            Withdrawal(
+                report_id="aps-before-result", reported_by=PORTAL, reason="another position"
+            ),
+        )
+        release.set()
+        c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
+        assert [d.outcome for d in c1.decisions][-2:] == ["seat given back", "APS"], c1.decisions
+    else:
+        round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, round_id)
+        await wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=60.0)
+        await api.report(
+            round_id,
+            ids["C1"],
+            FilingReport(
+                report_id="drh-C1",
+                reported_by="bkpsdm-verifikator",
+                complete=False,
+                missing=["DRH"],
+            ),
+        )
+        c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
+        assert c1.terminal is not None and c1.terminal.value == "TMS-DRH", c1.terminal
     await offered(client, round_id, ids["C2"])
-
-    round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, "recorded-filing")
-    rounds[round_id] = ids
-    await wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=60.0)
-    await api.report(
-        round_id,
-        ids["C1"],
-        FilingReport(
-            report_id="drh-C1", reported_by="bkpsdm-verifikator", complete=False, missing=["DRH"]
-        ),
-    )
-    c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
-    assert c1.terminal is not None and c1.terminal.value == "TMS-DRH", c1.terminal
-    await offered(client, round_id, ids["C2"])
-    return rounds
+    return round_id, ids
 
 
 def check_markers(histories: list[RecordedHistory], expected: dict[str, str]) -> list[str]:
@@ -1089,7 +1098,7 @@ async def record(
     sealed: bool = False,
     claim_sweep: bool = False,
     zone: str | None = None,
-    seat_given_back: bool = False,
+    seat_given_back: str | None = None,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -1160,16 +1169,17 @@ async def record(
                                 client, settings.task_queue, keys.pseudonym_key
                             )
                         elif seat_given_back:
-                            rounds = await run_seat_given_back_rounds(
-                                client, settings.task_queue, keys.pseudonym_key, held
+                            round_id, ids = await run_seat_given_back_round(
+                                client,
+                                settings.task_queue,
+                                keys.pseudonym_key,
+                                held,
+                                seat_given_back,
                             )
                             expected = {
-                                journey_workflow_id(r, ids["C1"]): patch
-                                for (r, ids), patch in zip(
-                                    rounds.items(),
-                                    ("seat-given-back-before-result", "seat-given-back-at-filing"),
-                                    strict=True,
-                                )
+                                journey_workflow_id(round_id, ids["C1"]): SEATS_GIVEN_BACK[
+                                    seat_given_back
+                                ]
                             }
                         elif zone:
                             round_id, ids = await run_small_round(
@@ -1210,10 +1220,6 @@ async def record(
                         if national or claim_sweep:
                             histories = [
                                 h for i in recorded_ids for h in await round_histories(client, i)
-                            ]
-                        elif seat_given_back:
-                            histories = [
-                                h for i in rounds for h in await round_histories(client, i)
                             ]
                         else:
                             histories = await round_histories(client, round_id)
@@ -1415,9 +1421,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--seat-given-back",
-        action="store_true",
-        help="two small rounds whose winner gives the seat back: withdrawn before the final "
-        "result reached it, filing reported incomplete (run_seat_given_back_rounds)",
+        choices=sorted(SEATS_GIVEN_BACK),
+        help="the small round whose winner gives the seat back: withdrawn before its final "
+        "result reached it, or its filing reported incomplete (run_seat_given_back_round)",
     )
     parser.add_argument(
         "--history-budget",
@@ -1453,7 +1459,7 @@ def main() -> None:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
         rounds = (args.panels, args.full, args.national, args.sealed, args.claim_sweep)
-        if sum((*rounds, bool(args.zone), args.seat_given_back)) > 1:
+        if sum((*rounds, bool(args.zone), bool(args.seat_given_back))) > 1:
             parser.error(
                 "--panels, --full, --national, --sealed, --claim-sweep, --zone and "
                 "--seat-given-back are different rounds: give one"
