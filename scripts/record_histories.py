@@ -9,6 +9,9 @@
     .venv/bin/python scripts/record_histories.py --national --out tests/histories/v22-national
     .venv/bin/python scripts/record_histories.py --sealed --out tests/histories/v24-sealed
     .venv/bin/python scripts/record_histories.py --claim-sweep --out tests/histories/v25-claim-sweep
+    .venv/bin/python scripts/record_histories.py --zone Asia/Jayapura --out tests/histories/v27-round-zone
+    .venv/bin/python scripts/record_histories.py --seat-given-back before-result --out tests/histories/v27-seat-before-result
+    .venv/bin/python scripts/record_histories.py --seat-given-back at-filing --out tests/histories/v27-seat-at-filing
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -44,6 +47,19 @@ queue, so the announcement is in its history before its first workflow task. The
 until its round has answered, judges it then under the round's seal and ignores it; it goes on to
 its SKD result as C3 does in the small round. The script checks that the journey's history holds
 the signal before its first workflow task and the patch's marker, and that it was not TMS.
+
+--zone TZ plays the small round with that `timezone` (Asia/Jayapura: WIT), C3 found TMS at the
+administrative check (its sanggah not filed) instead of failing the SKD, C1 and C2 MS. Every
+journey of a round outside WIB asks patch notice-in-round-zone when it records its administrative
+result, MS or TMS; the script checks that each journey holds its marker.
+
+--seat-given-back WHEN plays the small round whose winner C1 gives the seat back, C2 (who lost on
+rank) then offered it by optimalisasi. `before-result`: the worker's broadcast holds F1's final
+result (HeldBroadcasts, as tests/timeskip/test_ending_before_result.py holds it on the
+time-skipping server) while C1 withdraws: ranked but not told, C1 waits for the result, gives the
+seat back and ends APS (patch seat-given-back-before-result). `at-filing`: C1's filing is reported
+incomplete while the window is open: it gives the seat back and ends TMS-DRH (patch
+seat-given-back-at-filing). The script checks that C1 holds the patch's marker.
 
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
@@ -89,6 +105,7 @@ from client.national import national_applicant_id  # noqa: E402
 from domain.administration import DocumentFinding  # noqa: E402
 from domain.codes import AdminDecision, Phase, Stage  # noqa: E402
 from domain.config import MAX_OPTIMALISASI_HISTORY_BUDGET, RoundConfig  # noqa: E402
+from domain.contracts import BroadcastRequest, BroadcastResult  # noqa: E402
 from domain.messages import (  # noqa: E402
     AdminReport,
     Announcement,
@@ -110,7 +127,7 @@ from domain.messages import (  # noqa: E402
     SkdReport,
     Withdrawal,
 )
-from domain.protocol import ANNOUNCE, JOURNEY_STATE  # noqa: E402
+from domain.protocol import ANNOUNCE, BROADCAST, JOURNEY_STATE  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
@@ -163,15 +180,48 @@ async def run_small_round(
     pseudonym_key: bytes,
     round_id: str | None = None,
     early: AnnouncedBeforeAdmission | None = None,
+    zone: str | None = None,
+    tms: frozenset[str] = frozenset(),
 ) -> tuple[str, dict[str, str]]:
     """Drive a compressed round until its final ranking is out; return the round id and applicant
-    ids. With `early`, its applicant is registered by it (--sealed)."""
+    ids. With `early`, its applicant is registered by it (--sealed); with `zone`, the round keeps
+    that `timezone`, and the applicants named in `tms` are found TMS at the administrative check
+    (their sanggah not filed) instead of sitting the SKD (--zone)."""
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
+    round_id, ids = await play_small_round_to_skb(
+        client, api, pseudonym_key, round_id, early=early, zone=zone, tms=tms
+    )
+    after_ranking = {
+        Stage.FILING,
+        Stage.OPTIMALISASI,
+        Stage.NIP,
+        Stage.APPOINTMENT,
+        Stage.LATSAR,
+        Stage.ENDED,
+    }
+    for name in SKB:
+        await wait_stage(client, round_id, ids[name], after_ranking)
+    await wait_stage(client, round_id, ids["C3"], {Stage.ENDED})
+    return round_id, ids
+
+
+async def play_small_round_to_skb(
+    client: Client,
+    api: RecruitmentApi,
+    pseudonym_key: bytes,
+    round_id: str | None = None,
+    early: AnnouncedBeforeAdmission | None = None,
+    zone: str | None = None,
+    tms: frozenset[str] = frozenset(),
+) -> tuple[str, dict[str, str]]:
+    """The small round until its SKB answers are reported (SKB not closed yet): its id and the
+    applicants' ids. See run_small_round for `early`, `zone` and `tms`."""
     import tomli_w
 
-    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
     round_id = round_id or f"audit-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
-    config = compressed_round(round_id, [formasi("F1", 1)], WINDOWS, t0=t0)
+    extra = {"timezone": zone} if zone else None
+    config = compressed_round(round_id, [formasi("F1", 1)], WINDOWS, t0=t0, extra=extra)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "round.toml"
         path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
@@ -186,12 +236,19 @@ async def run_small_round(
         ids[name] = result.applicant_id
     for name in SKD:
         await wait_stage(client, round_id, ids[name], {Stage.ADMIN_CHECK})
+        findings = (
+            [DocumentFinding(document="ijazah", reason="not legalised")] if name in tms else []
+        )
         await api.report(
             round_id,
             ids[name],
-            AdminReport(report_id=f"adm-{name}", reported_by="bkpsdm-verifikator"),
+            AdminReport(
+                report_id=f"adm-{name}", reported_by="bkpsdm-verifikator", findings=findings
+            ),
         )
     for name, (twk, tiu, tkp) in SKD.items():
+        if name in tms:
+            continue
         await wait_stage(client, round_id, ids[name], {Stage.SKD})
         await api.report(
             round_id,
@@ -224,17 +281,6 @@ async def run_small_round(
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),
         )
-    after_ranking = {
-        Stage.FILING,
-        Stage.OPTIMALISASI,
-        Stage.NIP,
-        Stage.APPOINTMENT,
-        Stage.LATSAR,
-        Stage.ENDED,
-    }
-    for name in SKB:
-        await wait_stage(client, round_id, ids[name], after_ranking)
-    await wait_stage(client, round_id, ids["C3"], {Stage.ENDED})
     return round_id, ids
 
 
@@ -303,6 +349,129 @@ def check_sealed(
     if state.terminal is None or state.terminal.value != "T/L":
         problems.append(f"the journey ended {state.terminal}, not T/L at its SKD")
     return problems
+
+
+# --- seats given back (--seat-given-back) --------------------------------------------------------
+
+
+class HeldBroadcasts:
+    """The worker's broadcast activity, except that an announcement held here (its round, formasi
+    and phase) waits until released: a formasi slow to tell its applicants its final result, as
+    tests/timeskip/test_ending_before_result.py plays it on the time-skipping server."""
+
+    def __init__(self) -> None:
+        self.holds: dict[tuple[str, str, str], tuple[asyncio.Event, asyncio.Event]] = {}
+
+    def hold(self, round_id: str, formasi_code: str, phase: str) -> tuple[asyncio.Event, ...]:
+        """Hold that announcement: (reached, release), set when it is held and to let it go."""
+        events = (asyncio.Event(), asyncio.Event())
+        self.holds[(round_id, formasi_code, phase)] = events
+        return events
+
+    def wrap(self, activities: list) -> list:
+        """The activities, with the broadcast replaced by one that waits for its release."""
+        from temporalio import activity
+
+        [original] = [a for a in activities if getattr(a, "__name__", "") == BROADCAST.name]
+
+        @activity.defn(name=BROADCAST.name)
+        async def broadcast(req: BroadcastRequest) -> BroadcastResult:
+            held = self.holds.get((req.round_id, req.formasi_code, req.announcement.phase))
+            if held is not None:
+                reached, release = held
+                reached.set()
+                while not release.is_set():  # within the broadcast's heartbeat timeout
+                    activity.heartbeat()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(release.wait(), 2.0)
+            return await original(req)
+
+        return [broadcast if a is original else a for a in activities]
+
+
+async def worker_holding_broadcasts(client: Client, settings, pool, held: HeldBroadcasts) -> Worker:
+    """apps.fleet's worker, whose broadcast is `held`'s."""
+    from unittest import mock
+
+    import apps.fleet
+
+    fleet_activities = apps.fleet.fleet_activities
+    with mock.patch.object(
+        apps.fleet, "fleet_activities", lambda *args: held.wrap(fleet_activities(*args))
+    ):
+        return await apps.fleet.build_worker(client, settings, pool)
+
+
+async def offered(client: Client, round_id: str, applicant_id: str, timeout: float = 60.0):
+    """The journey's state once it holds an optimalisasi offer."""
+    deadline = time.monotonic() + timeout
+    while (state := await journey_state(client, round_id, applicant_id)).offer is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{applicant_id} was offered no seat (at {state.stage})")
+        await asyncio.sleep(0.3)
+    return state
+
+
+SEATS_GIVEN_BACK = {
+    "before-result": "seat-given-back-before-result",
+    "at-filing": "seat-given-back-at-filing",
+}
+
+
+async def run_seat_given_back_round(
+    client: Client, task_queue: str, pseudonym_key: bytes, held: HeldBroadcasts, when: str
+) -> tuple[str, dict[str, str]]:
+    """The small round whose winner (C1) gives the seat back and C2, who lost on rank, is offered
+    it. `before-result`: C1 withdraws after F1 ranked the SKB answers and before its final result
+    reached C1 (F1's broadcast of the result held meanwhile: patch seat-given-back-before-result).
+    `at-filing`: C1's filing is reported incomplete while the filing window is open (patch
+    seat-given-back-at-filing). The round's id and its applicants' ids."""
+    api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
+    round_id = "recorded"
+    if when == "before-result":
+        reached, release = held.hold(round_id, "F1", Phase.FINAL_RESULT)
+        round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, round_id)
+        await asyncio.wait_for(reached.wait(), 60.0)
+        waiting = await wait_stage(client, round_id, ids["C1"], {Stage.FINAL_RANKING})
+        assert waiting.final_code is None, "C1 heard its final result before it withdrew"
+        await api.report(
+            round_id,
+            ids["C1"],
+            Withdrawal(
+                report_id="aps-before-result", reported_by=PORTAL, reason="another position"
+            ),
+        )
+        release.set()
+        c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
+        assert [d.outcome for d in c1.decisions][-2:] == ["seat given back", "APS"], c1.decisions
+    else:
+        round_id, ids = await play_small_round_to_skb(client, api, pseudonym_key, round_id)
+        await wait_stage(client, round_id, ids["C1"], {Stage.FILING}, timeout=60.0)
+        await api.report(
+            round_id,
+            ids["C1"],
+            FilingReport(
+                report_id="drh-C1",
+                reported_by="bkpsdm-verifikator",
+                complete=False,
+                missing=["DRH"],
+            ),
+        )
+        c1 = await wait_stage(client, round_id, ids["C1"], {Stage.ENDED})
+        assert c1.terminal is not None and c1.terminal.value == "TMS-DRH", c1.terminal
+    await offered(client, round_id, ids["C2"])
+    return round_id, ids
+
+
+def check_markers(histories: list[RecordedHistory], expected: dict[str, str]) -> list[str]:
+    """Each journey named in `expected` (workflow id: patch) holds that patch's marker: problems,
+    as sentences."""
+    have = {h.workflow_id: patch_markers(h.history) for h in histories}
+    return [
+        f"{workflow_id} holds no {patch} marker"
+        for workflow_id, patch in expected.items()
+        if patch not in have.get(workflow_id, [])
+    ]
 
 
 # --- the interview panels (--panels) -------------------------------------------------------------
@@ -928,6 +1097,8 @@ async def record(
     national: bool = False,
     sealed: bool = False,
     claim_sweep: bool = False,
+    zone: str | None = None,
+    seat_given_back: str | None = None,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -970,9 +1141,13 @@ async def record(
                 client = await connect(settings, stack, keys)
                 pool = await open_pool(stack.database_url, max_size=8)
                 early = None
+                expected: dict[str, str] = {}  # journey's workflow id: the marker it must hold
+                held = HeldBroadcasts()
                 try:
                     async with (
-                        await build_worker(client, settings, pool),
+                        await worker_holding_broadcasts(client, settings, pool, held)
+                        if seat_given_back
+                        else await build_worker(client, settings, pool),
                         contextlib.AsyncExitStack() as workers,
                     ):
                         if full:
@@ -993,6 +1168,32 @@ async def record(
                             round_id, recorded_ids = await run_claim_sweep_round(
                                 client, settings.task_queue, keys.pseudonym_key
                             )
+                        elif seat_given_back:
+                            round_id, ids = await run_seat_given_back_round(
+                                client,
+                                settings.task_queue,
+                                keys.pseudonym_key,
+                                held,
+                                seat_given_back,
+                            )
+                            expected = {
+                                journey_workflow_id(round_id, ids["C1"]): SEATS_GIVEN_BACK[
+                                    seat_given_back
+                                ]
+                            }
+                        elif zone:
+                            round_id, ids = await run_small_round(
+                                client,
+                                settings.task_queue,
+                                keys.pseudonym_key,
+                                round_id="recorded",
+                                zone=zone,
+                                tms=frozenset({"C3"}),
+                            )
+                            expected = {
+                                journey_workflow_id(round_id, i): "notice-in-round-zone"
+                                for i in ids.values()
+                            }
                         elif panels:
                             round_id, _ = await run_panel_round(
                                 client, settings.task_queue, keys.pseudonym_key, "recorded"
@@ -1041,6 +1242,8 @@ async def record(
         )
     if early is not None and (problems := check_sealed(histories, early.applicant_id, early_state)):
         raise SystemExit("; ".join(problems) + "; nothing written")
+    if problems := check_markers(histories, expected):
+        raise SystemExit("; ".join(problems) + "; nothing written")
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()
@@ -1062,6 +1265,8 @@ async def record(
     elif early is not None and await summarise(
         out, {early.applicant_id: "announced-before-admission"}
     ):
+        raise SystemExit("the recorded set has problems (above)")
+    elif expected and await summarise(out):
         raise SystemExit("the recorded set has problems (above)")
 
 
@@ -1209,6 +1414,18 @@ def main() -> None:
         "one held by its journey (run_claim_sweep_round)",
     )
     parser.add_argument(
+        "--zone",
+        metavar="TZ",
+        help="the small round in that timezone (Asia/Jayapura: WIT), C3 found TMS at the "
+        "administrative check",
+    )
+    parser.add_argument(
+        "--seat-given-back",
+        choices=sorted(SEATS_GIVEN_BACK),
+        help="the small round whose winner gives the seat back: withdrawn before its final "
+        "result reached it, or its filing reported incomplete (run_seat_given_back_round)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -1241,10 +1458,11 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        if sum((args.panels, args.full, args.national, args.sealed, args.claim_sweep)) > 1:
+        rounds = (args.panels, args.full, args.national, args.sealed, args.claim_sweep)
+        if sum((*rounds, bool(args.zone), bool(args.seat_given_back))) > 1:
             parser.error(
-                "--panels, --full, --national, --sealed and --claim-sweep are different rounds: "
-                "give one"
+                "--panels, --full, --national, --sealed, --claim-sweep, --zone and "
+                "--seat-given-back are different rounds: give one"
             )
         asyncio.run(
             record(
@@ -1256,6 +1474,8 @@ def main() -> None:
                 args.national,
                 args.sealed,
                 args.claim_sweep,
+                args.zone,
+                args.seat_given_back,
             )
         )
 

@@ -67,9 +67,12 @@ from workflows.round import RecruitmentRound
 from workflows.versions import (
     CONTINUE_IN_ITS_OWN_TASK,
     LOCAL_ACTIVITY_BACKOFF_TIMERS,
+    NOTICE_IN_ROUND_ZONE,
     OFFERS_BY_LOCAL_ACTIVITY,
     OPTIMALISASI_CONTINUES,
     SEALED_BEFORE_ADMISSION,
+    SEAT_GIVEN_BACK_AT_FILING,
+    SEAT_GIVEN_BACK_BEFORE_RESULT,
 )
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -128,7 +131,12 @@ SIGNING_KEY = bytes(range(32))
 # it kept it until its admission (patch sealed-before-admission), then ignored it. v26-full: the
 # full round at engine 6 (journeys judge ages on the date they started and count whole days of
 # their appeal windows to 24:00 in the round's zone, patches applied-on-its-start-date and
-# appeal-days-end-at-midnight; the round's optimalisasi-answer-deadline marker).
+# appeal-days-end-at-midnight; the round's optimalisasi-answer-deadline marker). v27-round-zone: the
+# small round in WIT (`--zone Asia/Jayapura`), one journey TMS: every journey holds patch
+# notice-in-round-zone's marker. v27-seat-before-result and v27-seat-at-filing (`--seat-given-back
+# WHEN`): the small round whose winner gives the seat back, withdrawn before its final result
+# reached it (patch seat-given-back-before-result) or at a filing reported incomplete while the
+# window was open (patch seat-given-back-at-filing). Each v27 set's README says how it was made.
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, and v25-claim-sweep, a claim that released itself and one held by its journey,
 # hold other kinds of workflow: their own tests below.)
@@ -158,6 +166,9 @@ RECORDED_SETS = [
     RECORDED / "v23-full",
     RECORDED / "v24-sealed",
     RECORDED / "v26-full",
+    RECORDED / "v27-round-zone",
+    RECORDED / "v27-seat-before-result",
+    RECORDED / "v27-seat-at-filing",
     RECORDED / "v4-full-markers",
 ]
 
@@ -265,6 +276,59 @@ async def test_the_recorded_claim_sweep_replays_with_the_current_code():
     assert ends == ["ClaimReleased", "EVENT_TYPE_TIMER_STARTED"]
     held = next(e for e in claims.values() if e[-1].HasField("timer_started_event_attributes"))
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [e.event_type for e in held]
+
+
+async def test_every_journey_of_the_wit_round_wrote_its_notice_in_the_rounds_zone():
+    """v27-round-zone (`record_histories.py --zone Asia/Jayapura`): each journey of a round outside
+    WIB asks patch notice-in-round-zone when it records its administrative result, MS or TMS."""
+    histories = load_histories(RECORDED / "v27-round-zone")
+    outcomes = await replay(
+        [h.history for h in histories], recorded_converter(RECORDED / "v27-round-zone")
+    )
+    admin = sorted(
+        next(d.outcome for d in decisions_of([o]) if d.stage == "admin_check")
+        for o in outcomes
+        if "/applicant/" in o.workflow_id
+    )
+    assert admin == ["MS", "MS", "TMS"]
+    marked = {h.kind for h in histories if NOTICE_IN_ROUND_ZONE in patch_markers(h.history)}
+    journeys = [h for h in histories if h.kind == "journey"]
+    assert marked == {"journey"} and all(
+        NOTICE_IN_ROUND_ZONE in patch_markers(h.history) for h in journeys
+    )
+
+
+@pytest.mark.parametrize(
+    ("recorded_set", "patch", "ending"),
+    [
+        ("v27-seat-before-result", SEAT_GIVEN_BACK_BEFORE_RESULT, "APS"),
+        ("v27-seat-at-filing", SEAT_GIVEN_BACK_AT_FILING, "TMS-DRH"),
+    ],
+)
+async def test_a_recorded_seat_given_back_holds_its_patch_in_the_winners_journey_alone(
+    recorded_set, patch, ending
+):
+    """v27-seat-before-result and v27-seat-at-filing (`record_histories.py --seat-given-back
+    WHEN`): the winner who withdrew before its final result reached it (APS), or whose filing was
+    reported incomplete while the window was open (TMS-DRH), holds its patch's marker and no other
+    history does; the round recorded the seat vacated and offered it to the one who lost on rank."""
+    directory = RECORDED / recorded_set
+    histories = load_histories(directory)
+    outcomes = {
+        o.run_id: o
+        for o in await replay([h.history for h in histories], recorded_converter(directory))
+    }
+    markers = {h.run_id: patch_markers(h.history) for h in histories}
+    both = {SEAT_GIVEN_BACK_BEFORE_RESULT, SEAT_GIVEN_BACK_AT_FILING}
+    marked = [
+        (h.kind, held, outcomes[h.run_id].state.terminal.value)
+        for h in histories
+        for held in both & set(markers[h.run_id])
+    ]
+    assert marked == [("journey", patch, ending)]
+    [round_run] = [o for o in outcomes.values() if o.workflow_id.endswith("/round")]
+    assert [d.outcome for d in round_run.state.decisions].count("seat vacated") == 1
+    assert offers_of([round_run]) != []
 
 
 async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():
@@ -488,6 +552,9 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v23-full",
         RECORDED / "v24-sealed",
         RECORDED / "v26-full",
+        RECORDED / "v27-round-zone",
+        RECORDED / "v27-seat-before-result",
+        RECORDED / "v27-seat-at-filing",
     ],
     ids=lambda p: p.name,
 )
