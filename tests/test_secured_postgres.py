@@ -131,6 +131,7 @@ GATEWAY_FORBIDDEN = {
     "lift a sanction": ["DELETE FROM sanctions"],
     "rewrite a ranking page": ["UPDATE pages SET body = body"],
     "clear the outbox": ["DELETE FROM notifications"],
+    "read the outbox's messages": ["SELECT text, sealed FROM notifications"],
     "mark the outbox delivered": ["UPDATE notifications SET delivered_at = now()"],
     "rewrite a survey answer": ["UPDATE skm_responses SET answers = answers"],
     "read the NIPs issued": ["SELECT count(*) FROM nips"],
@@ -214,9 +215,10 @@ GATEWAY_PRIVILEGES = {
     "schema_migrations": {"SELECT"},
     **dict.fromkeys(
         ["applicants", "stage_reports", "revocations", "panel_seats", "pages", "sanctions",
-         "sanction_calendar", "personal_data_purges", "notifications"],
+         "sanction_calendar", "personal_data_purges"],
         {"SELECT"},
     ),
+    "notifications": set(),  # its delivered_at column alone, for /metrics' outbox gauge
     **dict.fromkeys(
         ["publications", "publication_rows", "access_log", "skm_responses", "skm_taken"],
         APPEND_ONLY,
@@ -261,6 +263,9 @@ async def test_each_process_role_holds_what_its_processes_do_and_no_more(
             "WHERE n.nspname = 'public' AND c.relkind = 'S'",
             role,
         )
+        gauge_column = await conn.fetchval(
+            "SELECT has_column_privilege($1, 'notifications', 'delivered_at', 'SELECT')", role
+        )
     finally:
         await conn.close()
     held: dict[str, set[str]] = {row["relname"]: set() for row in tables}
@@ -268,8 +273,25 @@ async def test_each_process_role_holds_what_its_processes_do_and_no_more(
         held[row["relname"]].add(row["privilege"])
 
     assert held == expected
+    if role == GATEWAY_ROLE:  # the outbox gauge's one column (runtime/metrics.py)
+        assert gauge_column is True
     assert {s["relname"] for s in sequences if s["usable"]} == SEQUENCES[role]
     assert not any(s["owned"] for s in sequences)
+
+
+async def test_the_gateways_metrics_read_the_read_model_as_the_gateway_role(stack_settings):
+    """/metrics' read-model gauges (the journeys per stage, the outbox's backlog) are read as the
+    gateway's role: the outbox through its delivered_at column alone."""
+    from runtime.metrics import READ_MODEL_UP, ReadModelGauges
+
+    pool = await open_pool(role_database_url(stack_settings, GATEWAY_ROLE), max_size=1)
+    try:
+        READ_MODEL_UP.set(0)
+        await ReadModelGauges(pool, ttl=0.0).refresh()
+    finally:
+        await pool.close()
+
+    assert READ_MODEL_UP._value.get() == 1
 
 
 async def test_a_gateway_connects_as_the_gateway_role_and_a_worker_does_not(

@@ -28,10 +28,13 @@ GRANT SELECT ON schema_migrations TO casn_gateway;
 -- Read for the portal's status pages, the public pages and the operators' reads: the applicants'
 -- projection and the stage reports an announcement lists, revocations, the panels' seats, the
 -- ranking pages an announcement is drafted from, the sanctions register a registration is checked
--- against (and the calendar its rounds are counted on), which tables a purge cleared, and the
--- outbox's count for /metrics (notifications: read, never written).
+-- against (and the calendar its rounds are counted on), and which tables a purge cleared.
 GRANT SELECT ON applicants, stage_reports, revocations, panel_seats, pages, sanctions,
-    sanction_calendar, personal_data_purges, notifications TO casn_gateway;
+    sanction_calendar, personal_data_purges TO casn_gateway;
+
+-- The outbox's backlog for /metrics (runtime/metrics.py counts the rows not yet delivered): that
+-- column alone, not the messages.
+GRANT SELECT (delivered_at) ON notifications TO casn_gateway;
 
 -- Appended to, never changed (their triggers refuse UPDATE and DELETE too): the announcements the
 -- operator API drafts and publishes, who read an applicant's record; and the survey's answers and
