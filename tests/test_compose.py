@@ -29,7 +29,7 @@ import yaml
 
 from domain.signing import Signer
 from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
-from runtime.migrate import RUNTIME_ROLE, apply_migrations
+from runtime.migrate import GATEWAY_ROLE, RUNTIME_ROLE, apply_migrations
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,12 @@ SERVICES = {
     "readmodel-db", "migrate", "worker", "notifier", "gateway", "prometheus",
 }  # fmt: skip
 # The services that connect to the read model as the runtime role.
-RUNTIME_SERVICES = ("worker", "notifier", "gateway")
+# The read model's role each long-running service connects as, and the secret of its password.
+PROCESS_ROLES = {
+    "worker": (RUNTIME_ROLE, "readmodel_db_runtime_password"),
+    "notifier": (RUNTIME_ROLE, "readmodel_db_runtime_password"),
+    "gateway": (GATEWAY_ROLE, "readmodel_db_gateway_password"),
+}
 # name:tag with a version in the tag: 1.32.0, v3.5.0, 18.6, 3.11.14-slim-bookworm.
 PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:v?\d+(\.\d+)+(-[a-z0-9.]+)*$")
 SECRET_NAME = re.compile(r"(KEY|KEYS|PASSWORD|PWD|SECRET|TOKEN)$")
@@ -394,6 +399,7 @@ def _secret_text(name: str) -> str:
     digest = f'"sha256:{hashlib.sha256(b"token").hexdigest()}"'
     texts = {
         "readmodel_db_runtime_password": "a-password\n",
+        "readmodel_db_gateway_password": "a-third-password\n",
         "readmodel_db_owner_password": "another-password\n",
         "gateway_api_keys": f"cat-centre = {digest}\n",
         "codec_auditors": f"auditor = {digest}\n",
@@ -515,8 +521,12 @@ def _on_the_stack(
     env = _container_environment(compose, name, folder)
     database = urlsplit(stack.database_url)
     secrets = folder / "run-secrets"
-    (secrets / "readmodel_db_runtime_password").write_text(_password_of(stack.database_url) + "\n")
-    assert env["CASN_DATABASE_URL"].startswith(f"postgresql://{RUNTIME_ROLE}@readmodel-db:5432/")
+    role, secret = PROCESS_ROLES.get(name, (RUNTIME_ROLE, "readmodel_db_runtime_password"))
+    # The stack's pgpass files sit side by side, one per role (runtime/embedded.py).
+    passfile = Path(parse_qs(database.query)["passfile"][0]).with_name(f"postgres-{role}.pgpass")
+    (secrets / secret).write_text(passfile.read_text().strip().rsplit(":", 1)[1] + "\n")
+    assert env["CASN_DATABASE_URL"].startswith(f"postgresql://{role}@readmodel-db:5432/")
+    assert env["CASN_DATABASE_PASSWORD_FILE"] == str(secrets / secret)
     for variable in ("CASN_DATABASE_URL", "CASN_DATABASE_MIGRATION_URL"):
         if variable in env:
             env[variable] = env[variable].replace(
@@ -553,13 +563,18 @@ def test_the_read_model_roles_are_not_the_images_superuser(services):
     processes refuse a superuser, and a role that owns anything)."""
     db = services["readmodel-db"]
     runtime = urlsplit(_environment(services["worker"])["CASN_DATABASE_URL"])
+    gateway = urlsplit(_environment(services["gateway"])["CASN_DATABASE_URL"])
     owner = urlsplit(_environment(services["migrate"])["CASN_DATABASE_MIGRATION_URL"])
     mounted = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith(".")}
     script = (ROOT / mounted["/docker-entrypoint-initdb.d/10-casn-role.sql"]).read_text()
 
-    assert (runtime.username, owner.username) == (RUNTIME_ROLE, OWNER_ROLE)
-    assert runtime.path == owner.path
-    for role in (runtime.username, owner.username):
+    assert (runtime.username, gateway.username, owner.username) == (
+        RUNTIME_ROLE,
+        GATEWAY_ROLE,
+        OWNER_ROLE,
+    )
+    assert runtime.path == gateway.path == owner.path
+    for role in (runtime.username, gateway.username, owner.username):
         assert _environment(db).get("POSTGRES_USER", "postgres") != role
         assert re.search(
             rf"^CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE", script, re.M
@@ -569,8 +584,9 @@ def test_the_read_model_roles_are_not_the_images_superuser(services):
 
 
 def test_only_the_migrate_one_shot_holds_the_schema_owners_secret(compose, services):
-    """The processes connect as the runtime role with its secret alone, and start once the
-    migrations have run: a gateway taken over holds no password that could alter a table."""
+    """The processes connect as their role with its secret alone (the gateway as the gateway's
+    role, without the workers' secret), and start once the migrations have run: a gateway taken
+    over holds no password that could alter a table, nor rewrite a projection."""
     owner_secrets = {
         name
         for name, secret in compose["secrets"].items()
@@ -582,10 +598,11 @@ def test_only_the_migrate_one_shot_holds_the_schema_owners_secret(compose, servi
     assert migrate["command"] == ["casn-worker", "migrate"]
     assert migrate["depends_on"]["readmodel-db"]["condition"] == "service_healthy"
     assert "readmodel_db_owner_password" in migrate["secrets"]
-    for name in RUNTIME_SERVICES:
+    for name, (role, secret) in PROCESS_ROLES.items():
         service, env = services[name], _environment(services[name])
-        assert urlsplit(env["CASN_DATABASE_URL"]).username == RUNTIME_ROLE, name
-        assert env["CASN_DATABASE_PASSWORD_FILE"] == "/run/secrets/readmodel_db_runtime_password"
+        assert urlsplit(env["CASN_DATABASE_URL"]).username == role, name
+        assert env["CASN_DATABASE_PASSWORD_FILE"] == f"/run/secrets/{secret}"
+        assert [s for s in service["secrets"] if s.startswith("readmodel_db_")] == [secret], name
         owners = {"CASN_DATABASE_MIGRATION_URL", "CASN_DATABASE_MIGRATION_PASSWORD_FILE"}
         assert not owners & set(env), name
         assert not owner_secrets & set(service["secrets"]), name

@@ -29,9 +29,11 @@ from runtime.embedded import (
     isolated_settings,
     migrate_read_model,
     owner_database_url,
+    role_database_url,
     stop_stack,
 )
 from runtime.migrate import (
+    GATEWAY_ROLE,
     RUNTIME_GRANTS,
     RUNTIME_ROLE,
     MigrationError,
@@ -51,7 +53,7 @@ async def _refused(**connect) -> str:
     return str(caught.value)
 
 
-@pytest.mark.parametrize("user", ["postgres", OWNER_ROLE, RUNTIME_ROLE])
+@pytest.mark.parametrize("user", ["postgres", OWNER_ROLE, RUNTIME_ROLE, GATEWAY_ROLE])
 async def test_a_connection_without_the_password_is_refused(stack, stack_settings, user):
     port = stack_settings.postgres_port
     socket_dir = embedded._socket_dir(stack_settings.data_dir.resolve(), port)
@@ -114,15 +116,52 @@ FORBIDDEN = {
 }
 
 
+# What the workers' role may do and the gateway's may not: a gateway taken over from the internet
+# cannot rewrite or delete what the journeys decided, nor read what no page of it shows.
+GATEWAY_FORBIDDEN = {
+    "rewrite an applicant's projection": ["UPDATE applicants SET terminal = 'P/L'"],
+    "delete an applicant's projection": ["DELETE FROM applicants"],
+    "forge an applicant's projection": ["INSERT INTO applicants DEFAULT VALUES"],
+    "rewrite a decision": ["UPDATE decisions SET outcome = 'P/L'"],
+    "delete the decisions": ["DELETE FROM decisions"],
+    "read the decisions' table": ["SELECT count(*) FROM decisions"],
+    "rewrite a stage report": ["UPDATE stage_reports SET report_id = report_id"],
+    "delete the stage reports": ["DELETE FROM stage_reports"],
+    "withdraw a revocation": ["DELETE FROM revocations"],
+    "lift a sanction": ["DELETE FROM sanctions"],
+    "rewrite a ranking page": ["UPDATE pages SET body = body"],
+    "clear the outbox": ["DELETE FROM notifications"],
+    "read the outbox's messages": ["SELECT text, sealed FROM notifications"],
+    "mark the outbox delivered": ["UPDATE notifications SET delivered_at = now()"],
+    "rewrite a survey answer": ["UPDATE skm_responses SET answers = answers"],
+    "read the NIPs issued": ["SELECT count(*) FROM nips"],
+    "move a NIP serial": ["UPDATE nip_serials SET last_serial = last_serial + 1"],
+    "write a round board": ["DELETE FROM round_boards"],
+    "take over a table": [f"ALTER TABLE applicants OWNER TO {GATEWAY_ROLE}"],
+}
+FORBIDDEN_TO = [
+    *((RUNTIME_ROLE, what, statements) for what, statements in FORBIDDEN.items()),
+    *((GATEWAY_ROLE, what, statements) for what, statements in FORBIDDEN.items()),
+    *((GATEWAY_ROLE, what, statements) for what, statements in GATEWAY_FORBIDDEN.items()),
+]
+
+
 class _RolledBack(Exception):
     pass
 
 
-@pytest.mark.parametrize("statements", FORBIDDEN.values(), ids=FORBIDDEN.keys())
-async def test_the_processes_role_cannot_alter_the_published_record(stack, statements):
-    """A gateway taken over from the internet connects as this role: the append-only tables'
-    triggers, and the tables themselves, are beyond it."""
-    conn = await asyncpg.connect(stack.database_url)
+@pytest.mark.parametrize(
+    ("role", "statements"),
+    [(role, statements) for role, _, statements in FORBIDDEN_TO],
+    ids=[f"{role}: {what}" for role, what, _ in FORBIDDEN_TO],
+)
+async def test_a_process_role_cannot_alter_the_published_record(
+    stack, stack_settings, role, statements
+):
+    """A worker or gateway taken over connects as its role: the append-only tables' triggers,
+    and the tables themselves, are beyond both; the projections and decisions are beyond the
+    gateway's, the process that answers the internet."""
+    conn = await asyncpg.connect(role_database_url(stack_settings, role))
     try:
         with pytest.raises(
             asyncpg.InsufficientPrivilegeError, match="must be owner|permission denied"
@@ -168,7 +207,41 @@ PRIVILEGES = (
 )
 
 
-async def test_the_processes_role_holds_what_the_processes_do_and_no_more(stack, stack_settings):
+# What the gateway does (gateway/, and the client/ and runtime/ code it calls): it reads what its
+# pages and answers show, appends the announcements the operator API drafts, the access log and the
+# survey's answers, and keeps the portal's accounts and sessions. No UPDATE or DELETE of a
+# projection, no read of the NIPs, the decisions' table or the boards.
+GATEWAY_PRIVILEGES = {
+    "schema_migrations": {"SELECT"},
+    **dict.fromkeys(
+        ["applicants", "stage_reports", "revocations", "panel_seats", "pages", "sanctions",
+         "sanction_calendar", "personal_data_purges"],
+        {"SELECT"},
+    ),
+    "notifications": set(),  # its delivered_at column alone, for /metrics' outbox gauge
+    **dict.fromkeys(
+        ["publications", "publication_rows", "access_log", "skm_responses", "skm_taken"],
+        APPEND_ONLY,
+    ),
+    "portal_accounts": REWRITTEN,
+    "portal_sessions": REWRITTEN,
+    **dict.fromkeys(["decisions", "nips", "nip_serials", "round_boards"], set()),
+}  # fmt: skip
+# The sequences each role may use (for the tables it appends to).
+SEQUENCES = {
+    RUNTIME_ROLE: {"access_log_id_seq", "personal_data_purges_id_seq"},
+    GATEWAY_ROLE: {"access_log_id_seq"},
+}
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [(RUNTIME_ROLE, RUNTIME_PRIVILEGES), (GATEWAY_ROLE, GATEWAY_PRIVILEGES)],
+    ids=[RUNTIME_ROLE, GATEWAY_ROLE],
+)
+async def test_each_process_role_holds_what_its_processes_do_and_no_more(
+    stack, stack_settings, role, expected
+):
     conn = await asyncpg.connect(owner_database_url(stack_settings))
     try:
         rows = await conn.fetch(
@@ -176,7 +249,7 @@ async def test_the_processes_role_holds_what_the_processes_do_and_no_more(stack,
             "JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN unnest($2::text[]) "
             "AS p(privilege) WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
             "AND has_table_privilege($1, c.oid, p.privilege)",
-            RUNTIME_ROLE,
+            role,
             list(PRIVILEGES),
         )
         tables = await conn.fetch(
@@ -188,7 +261,10 @@ async def test_the_processes_role_holds_what_the_processes_do_and_no_more(stack,
             "pg_has_role($1, c.relowner, 'USAGE') AS owned FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = 'public' AND c.relkind = 'S'",
-            RUNTIME_ROLE,
+            role,
+        )
+        gauge_column = await conn.fetchval(
+            "SELECT has_column_privilege($1, 'notifications', 'delivered_at', 'SELECT')", role
         )
     finally:
         await conn.close()
@@ -196,8 +272,83 @@ async def test_the_processes_role_holds_what_the_processes_do_and_no_more(stack,
     for row in rows:
         held[row["relname"]].add(row["privilege"])
 
-    assert held == RUNTIME_PRIVILEGES
-    assert sequences and all(s["usable"] and not s["owned"] for s in sequences)
+    assert held == expected
+    if role == GATEWAY_ROLE:  # the outbox gauge's one column (runtime/metrics.py)
+        assert gauge_column is True
+    assert {s["relname"] for s in sequences if s["usable"]} == SEQUENCES[role]
+    assert not any(s["owned"] for s in sequences)
+
+
+async def test_the_gateways_metrics_read_the_read_model_as_the_gateway_role(stack_settings):
+    """/metrics' read-model gauges (the journeys per stage, the outbox's backlog) are read as the
+    gateway's role: the outbox through its delivered_at column alone."""
+    from runtime.metrics import READ_MODEL_UP, ReadModelGauges
+
+    pool = await open_pool(role_database_url(stack_settings, GATEWAY_ROLE), max_size=1)
+    try:
+        READ_MODEL_UP.set(0)
+        await ReadModelGauges(pool, ttl=0.0).refresh()
+    finally:
+        await pool.close()
+
+    assert READ_MODEL_UP._value.get() == 1
+
+
+async def test_a_gateway_connects_as_the_gateway_role_and_a_worker_does_not(
+    stack, stack_settings, tmp_path
+):
+    """CASN_DATABASE_URL names the gateway's role for a gateway: the gateway starts on it, a worker
+    (which the gateway's grants would fail at its first projection) refuses it at start."""
+    pgpass = stack_settings.data_dir.resolve() / "keys" / f"postgres-{GATEWAY_ROLE}.pgpass"
+    settings = _external(
+        stack, stack_settings, tmp_path, user=GATEWAY_ROLE,
+        password=pgpass.read_text().strip().split(":")[-1],
+    )  # fmt: skip
+
+    info = await ensure_stack(settings, role=GATEWAY_ROLE)
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings)
+
+    assert info.database_url.startswith(f"postgresql://{GATEWAY_ROLE}@")
+    assert f"'{GATEWAY_ROLE}' (CASN_DATABASE_URL) is not {RUNTIME_ROLE}" in str(caught.value)
+
+
+async def test_a_gateway_refuses_the_workers_role(stack, stack_settings, tmp_path):
+    """The workers' role may rewrite every projection: a gateway given it (a deployment from before
+    the gateway's role) stops at start, naming the role to connect as."""
+    settings = _external(stack, stack_settings, tmp_path)  # casn_runtime
+
+    with pytest.raises(StackError) as caught:
+        await ensure_stack(settings, role=GATEWAY_ROLE)
+
+    message = str(caught.value)
+    assert f"'{RUNTIME_ROLE}' (CASN_DATABASE_URL) of this gateway holds {RUNTIME_ROLE}'s" in message
+    assert f"connects as {GATEWAY_ROLE} alone" in message
+
+
+async def test_a_gateway_refuses_a_role_granted_the_workers_role_beside_its_own(
+    stack, stack_settings, tmp_path
+):
+    """A login role an administrator granted both roles passes the gateway's membership check,
+    and would still hold every UPDATE and DELETE the workers hold."""
+    admin = await asyncpg.connect(admin_database_url(stack_settings))
+    try:
+        await admin.execute(
+            "CREATE ROLE gateway_and_worker LOGIN PASSWORD 'both-roles' "
+            f"IN ROLE {GATEWAY_ROLE}, {RUNTIME_ROLE}"
+        )
+        settings = _external(
+            stack, stack_settings, tmp_path, user="gateway_and_worker", password="both-roles"
+        )
+        with pytest.raises(StackError) as caught:
+            await ensure_stack(settings, role=GATEWAY_ROLE)
+    finally:
+        await admin.execute("DROP ROLE gateway_and_worker")
+        await admin.close()
+
+    assert f"'gateway_and_worker' (CASN_DATABASE_URL) of this gateway holds {RUNTIME_ROLE}'s" in (
+        str(caught.value)
+    )
 
 
 async def test_a_process_refuses_to_connect_as_the_owner(stack, stack_settings, tmp_path):
@@ -242,6 +393,7 @@ async def test_the_passwords_and_the_history_store_are_for_their_owner_alone(sta
 
     assert [f.name for f in files] == [
         "postgres-casn.pgpass",
+        "postgres-casn_gateway.pgpass",
         "postgres-casn_runtime.pgpass",
         "postgres-postgres.pgpass",
     ]
@@ -370,7 +522,8 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(
         stop_stack(settings)
 
     assert info.started_postgres == (left == "stopped")
-    assert info.migrations_applied == ["022_runtime_role"]  # nothing applied twice
+    # nothing applied twice
+    assert info.migrations_applied == ["022_runtime_role", "023_gateway_role"]
     assert refusal == 'password authentication failed for user "postgres"'
     assert note == "written as superuser" and superuser is False
     assert [r["relname"] for r in foreign] == []  # tables, sequences and functions handed over
@@ -423,7 +576,8 @@ async def test_a_data_dir_where_every_process_was_the_owner_is_upgraded_in_place
     finally:
         stop_stack(settings)
 
-    assert info.started_postgres and info.migrations_applied == ["022_runtime_role"]
+    assert info.started_postgres
+    assert info.migrations_applied == ["022_runtime_role", "023_gateway_role"]
     assert (user, kept) == (RUNTIME_ROLE, "R")
 
 
@@ -542,9 +696,10 @@ async def test_the_superuser_dsn_is_for_maintenance_and_every_password_is_scram(
         )
         stored = await conn.fetch(
             "SELECT rolname, split_part(rolpassword, ':', 1) AS method FROM pg_authid "
-            "WHERE rolname IN ('postgres', $1, $2) ORDER BY rolname",
+            "WHERE rolname IN ('postgres', $1, $2, $3) ORDER BY rolname",
             OWNER_ROLE,
             RUNTIME_ROLE,
+            GATEWAY_ROLE,
         )
     finally:
         await conn.close()
@@ -552,6 +707,7 @@ async def test_the_superuser_dsn_is_for_maintenance_and_every_password_is_scram(
     assert superuser is True
     assert [tuple(r) for r in stored] == [
         (OWNER_ROLE, "SCRAM-SHA-256$4096"),
+        (GATEWAY_ROLE, "SCRAM-SHA-256$4096"),
         (RUNTIME_ROLE, "SCRAM-SHA-256$4096"),
         ("postgres", "SCRAM-SHA-256$4096"),
     ]

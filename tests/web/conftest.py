@@ -1,5 +1,9 @@
 """The gateway's ASGI app on the session's real stack, with a worker, for httpx and the browser.
 
+The gateway connects to the read model as the gateway's role (casn_gateway, migration 023), as
+serve.py's does, so that every web test shows its grants suffice; the worker, and a test's own
+set-up that writes as the workers do, use the worker's pool (casn_runtime).
+
 Every test identity of tests/roundkit.py holds the API key `api-key-<identity>`; the portal
 signs as `sscasn`, the test rounds' portal identity.
 """
@@ -17,6 +21,9 @@ from client.status import StateCache
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, Gateway, RoundDirectory, api_key_digest
+from runtime.db import open_pool
+from runtime.embedded import role_database_url
+from runtime.migrate import GATEWAY_ROLE, check_schema
 from tests.roundkit import REPORTERS, TEST_KEYRING, test_signer
 
 PORTAL = "sscasn"
@@ -33,10 +40,25 @@ def auth(identity: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key(identity)}"}
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def gateway_pool(stack, stack_settings):
+    """The read model as the gateway connects to it: as the gateway's role, checked as serve.py
+    checks it at start."""
+    url = role_database_url(stack_settings, GATEWAY_ROLE)
+    await check_schema(url, role=GATEWAY_ROLE)
+    pool = await open_pool(url, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def gateway_state(client, keys, running_worker):
-    """A Gateway on the running worker's task queue and read model."""
-    settings, pool = running_worker
+async def gateway_state(client, keys, running_worker, gateway_pool):
+    """A Gateway on the running worker's task queue, connected to the read model as the gateway's
+    role."""
+    settings, _ = running_worker
+    pool = gateway_pool
     settings = settings.model_copy(update={"portal_identity": PORTAL})
     portal = test_signer(PORTAL)
     return Gateway(

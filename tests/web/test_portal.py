@@ -290,7 +290,7 @@ async def test_a_nik_registered_in_another_instansi_is_refused_at_its_field_not_
 
 
 async def test_a_barred_nik_is_told_so_without_the_list_s_reason(
-    browser, operator_api, gateway_state, tmp_path
+    browser, operator_api, running_worker, tmp_path
 ):
     # The gateway's engine client asks no register; the journey does, and refuses the start.
     # A NIK no other test uses, and its entry gone after the test: the register outlives a test,
@@ -302,7 +302,8 @@ async def test_a_barred_nik_is_told_so_without_the_list_s_reason(
         "nik,barred_until,rounds,reason,source\n"
         f"{person.nik},2099-12-31,,ijazah palsu (putusan PN Bandung 12/Pid.B/2025),{source}\n"
     )
-    register = SanctionRegister(gateway_state.pool)
+    _, pool = running_worker  # the register is kept by the workers and commands
+    register = SanctionRegister(pool)
     await register.import_list(read_national_list(listed), operator_api.pseudonym_key)
     round_id = await open_round(operator_api, tmp_path, "portal-barred")
 
@@ -310,7 +311,7 @@ async def test_a_barred_nik_is_told_so_without_the_list_s_reason(
         with structlog.testing.capture_logs() as logs:
             page = await submit_registration(browser, round_id, form_of(person))
     finally:
-        await gateway_state.pool.execute("DELETE FROM sanctions WHERE imposed_by = $1", source)
+        await pool.execute("DELETE FROM sanctions WHERE imposed_by = $1", source)
 
     assert page.status_code == 422, text_of(page.text)
     errors = [e for texts in field_errors(page.text).values() for e in texts]

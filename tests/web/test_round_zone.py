@@ -56,6 +56,7 @@ class Recording:
 async def test_a_wit_rounds_sanggah_deadline_reads_24_00_wit_on_every_page(
     operator_api,  # noqa: F811 - the fixture imported above
     gateway_state,
+    running_worker,
     client,
     keys,
     tmp_path,
@@ -109,8 +110,9 @@ async def test_a_wit_rounds_sanggah_deadline_reads_24_00_wit_on_every_page(
         assert f"Batas pengajuan sanggah: {shown}" in status, status
         assert WIT_FOOTER in page and "WIB" not in page
 
-        # The notice the journey recorded says the same, on the same clock.
-        texts = await _delivered(gateway_state.pool, round_id, keys)
+        # The notice the journey recorded says the same, on the same clock (the outbox is the
+        # notifier's, which connects as the workers do).
+        texts = await _delivered(running_worker[1], round_id, keys)
         admin = texts[(number, "admin-TMS")]
         assert f"Sanggah dapat diajukan paling lambat {shown}." in admin, admin
         # Decided by the journey's history (patch notice-in-round-zone), asked only outside WIB.
