@@ -8,11 +8,10 @@ import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from runtime.db import raised_by_database
+from runtime.db import database_unavailable
 
 
 def _without_password(url: str) -> str:
@@ -48,9 +47,7 @@ def unreachable(exc: BaseException, settings=None) -> str | None:
         elif settings is not None:
             where = f"the embedded Temporal server on port {settings.temporal_port}"
         return f"{where} cannot be reached: {_cause(exc)}"
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError) or (
-        isinstance(exc, OSError) and raised_by_database(exc)
-    ):
+    if database_unavailable(exc):  # refused, lost, shutting down or restarting (runtime/db.py)
         where = "the database"
         if settings is not None and settings.database_url:
             where += f" at {_without_password(str(settings.database_url))} (CASN_DATABASE_URL)"
