@@ -12,7 +12,7 @@ import tomli_w
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from client.api import RecruitmentApi, RefusedError
+from client.api import CLOCK_MARGIN, RecruitmentApi, RefusedError
 from domain.codes import Stage
 from domain.messages import Ack, AdminReport, CloseWindow, ExtendWindow, JourneyState, MoveTmt
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
@@ -140,7 +140,10 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
     # --- a registration after the original close, before the extended close -----------------
     await _until(lambda: _past(t0 + timedelta(seconds=6.5)), "the original registration close")
     late = registration(3, "F1")
-    refused = await api.register(config, late, "sscasn")  # judged by the original schedule
+    # Judged by the file's original schedule when further past its close than a clock may be off
+    # (client.api.CLOCK_MARGIN); nearer, the round would judge it, by the schedule in force.
+    beyond = datetime.now(UTC) + CLOCK_MARGIN
+    refused = await api.register(config, late, "sscasn", now=beyond)
     assert refused.status == "refused" and refused.refusals[0].field == "registered_at"
     state = await api.round_state(round_id)
     assert state.phase == "registration"  # the round did not close at the original time
