@@ -190,6 +190,32 @@ def registration_number(page: str) -> str:
     return found[1]
 
 
+async def to_admin_appeal(
+    client, operator_api: RecruitmentApi, round_id: str, numbers, findings
+) -> None:
+    """Close registration, report each of `numbers` TMS with `findings`, close the administration
+    window, and wait until every journey is in its sanggah window."""
+    await _close(operator_api, round_id, "registration")
+    for number in numbers:
+        await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
+        await operator_api.report(
+            round_id,
+            number,
+            AdminReport(report_id=f"adm-{number}", reported_by=VERIFIER, findings=findings),
+        )
+    await _wait_phase(operator_api, round_id, "administration")
+    await _close(operator_api, round_id, "administration")
+    for number in numbers:
+        await _wait_stage(client, round_id, number, {Stage.ADMIN_APPEAL})
+
+
+async def _close(operator_api: RecruitmentApi, round_id: str, window: str) -> None:
+    command = CloseWindow(
+        report_id=f"close-{window}", reported_by=OPERATOR, window=window, reason="uji"
+    )
+    await operator_api.command(round_id, command)
+
+
 async def portal_rows(pool, round_id: str) -> list[dict]:
     async with pool.acquire() as conn:
         accounts = await conn.fetch("SELECT * FROM portal_accounts WHERE round_id = $1", round_id)
@@ -765,38 +791,11 @@ async def test_status_shows_each_failing_document_and_a_sanggah_is_taken_within_
         for name, reg in people.items():
             done = await submit_registration(browsers[name], round_id, form_of(reg))
             numbers[name] = registration_number(done.text)
-        await operator_api.command(
-            round_id,
-            CloseWindow(
-                report_id="close-registration",
-                reported_by=OPERATOR,
-                window="registration",
-                reason="uji",
-            ),
-        )
         findings = [
             DocumentFinding(document="ijazah", reason="ijazah belum dilegalisasi"),
             DocumentFinding(document="transkrip", reason="IPK pada transkrip tidak terbaca"),
         ]
-        for number in numbers.values():
-            await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
-            await operator_api.report(
-                round_id,
-                number,
-                AdminReport(report_id=f"adm-{number}", reported_by=VERIFIER, findings=findings),
-            )
-        await _wait_phase(operator_api, round_id, "administration")
-        await operator_api.command(
-            round_id,
-            CloseWindow(
-                report_id="close-administration",
-                reported_by=OPERATOR,
-                window="administration",
-                reason="uji",
-            ),
-        )
-        for number in numbers.values():
-            await _wait_stage(client, round_id, number, {Stage.ADMIN_APPEAL})
+        await to_admin_appeal(client, operator_api, round_id, numbers.values(), findings)
 
         pages = {name: await browsers[name].get("/status") for name in people}
         status = text_of(pages["A"].text)

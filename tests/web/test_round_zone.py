@@ -16,14 +16,11 @@ from client.announcements import AnnouncementStage
 from client.announcements import waktu as public_waktu
 from client.status import batas
 from domain.administration import DocumentFinding
-from domain.codes import Stage
-from domain.messages import AdminReport, CloseWindow
 from runtime.sealed import ColumnCipher
-from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, registration
+from tests.flows.test_round_end_to_end import _state
+from tests.roundkit import registration
 from tests.web.publications import listing, store
 from tests.web.test_portal import (
-    VERIFIER,
     client_for,
     form_of,
     open_round,
@@ -31,6 +28,7 @@ from tests.web.test_portal import (
     registration_number,
     submit_registration,
     text_of,
+    to_admin_appeal,
 )
 from workflows.ids import journey_workflow_id
 
@@ -72,33 +70,8 @@ async def test_a_wit_rounds_sanggah_deadline_reads_24_00_wit_on_every_page(
 
         done = await submit_registration(browser, round_id, form_of(registration(40, "F1")))
         number = registration_number(done.text)
-        await operator_api.command(
-            round_id,
-            CloseWindow(
-                report_id="close-registration",
-                reported_by=OPERATOR,
-                window="registration",
-                reason="uji",
-            ),
-        )
-        await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
         finding = DocumentFinding(document="ijazah", reason="belum dilegalisasi")
-        await operator_api.report(
-            round_id,
-            number,
-            AdminReport(report_id=f"adm-{number}", reported_by=VERIFIER, findings=[finding]),
-        )
-        await _wait_phase(operator_api, round_id, "administration")
-        await operator_api.command(
-            round_id,
-            CloseWindow(
-                report_id="close-administration",
-                reported_by=OPERATOR,
-                window="administration",
-                reason="uji",
-            ),
-        )
-        await _wait_stage(client, round_id, number, {Stage.ADMIN_APPEAL})
+        await to_admin_appeal(client, operator_api, round_id, [number], [finding])
         journey = await _state(client, round_id, number)
         announced = journey.admin_announced_at.astimezone(UTC)
         # Three calendar days in WIT after the announcement's day there: 24.00 WIT of the third.
@@ -207,33 +180,8 @@ async def test_a_wit_round_in_a_browser_shows_its_deadline_and_names_its_zone(
             await page.goto(f"{live_url}/daftar?round={round_id}")
             await fill_and_send(page, me, "3,40", "Teknik Informatika")
             number = (await page.inner_text("#nomor-pendaftaran")).strip()
-            await operator_api.command(
-                round_id,
-                CloseWindow(
-                    report_id="close-registration",
-                    reported_by=OPERATOR,
-                    window="registration",
-                    reason="uji",
-                ),
-            )
-            await _wait_stage(client, round_id, number, {Stage.ADMIN_CHECK})
             finding = DocumentFinding(document="ijazah", reason="belum dilegalisir")
-            await operator_api.report(
-                round_id,
-                number,
-                AdminReport(report_id=f"adm-{number}", reported_by=VERIFIER, findings=[finding]),
-            )
-            await _wait_phase(operator_api, round_id, "administration")
-            await operator_api.command(
-                round_id,
-                CloseWindow(
-                    report_id="close-administration",
-                    reported_by=OPERATOR,
-                    window="administration",
-                    reason="uji",
-                ),
-            )
-            await _wait_stage(client, round_id, number, {Stage.ADMIN_APPEAL})
+            await to_admin_appeal(client, operator_api, round_id, [number], [finding])
 
             context = await browser.new_context(viewport={"width": 390, "height": 844})
             page = await context.new_page()
