@@ -321,7 +321,7 @@ class ApplicantJourney(JourneyInbox):
         """The zone the applicant's notices read their times in: the round's (patch
         notice-in-round-zone, asked only of a round outside WIB), else WIB as before."""
         zone = self.rules.timezone
-        if zone == JAKARTA or not workflow.patched(NOTICE_IN_ROUND_ZONE):
+        if zone == JAKARTA or not self._patched(NOTICE_IN_ROUND_ZONE):
             return JAKARTA
         return zone
 
