@@ -264,13 +264,14 @@ def create_app(gw: Gateway) -> FastAPI:
             raise StarletteHTTPException(404)
         return Response(await metrics_page(gauges), media_type=CONTENT_TYPE)
 
+    # Inside the request log (RequestLimits), which so names a HEAD as HEAD.
+    app.add_middleware(HeadAsGet)
     batches = re.compile(re.escape(service_api.router.prefix) + r"/rounds/[^/]+/reports")
     app.add_middleware(
         RequestLimits,
         max_body=gw.settings.http_max_body_bytes,
         wider=(batches, gw.settings.http_max_batch_bytes),
     )
-    app.add_middleware(HeadAsGet)
     # The outermost: on every answer, a 413 included; HSTS outside the embedded mode (HTTPS).
     app.add_middleware(SecurityHeaders, hsts=not gw.settings.development)
     return app
