@@ -2,11 +2,11 @@
 route of the gateway's app in docs/GATEWAY.md (or INTEGRATORS.md, ANNOUNCEMENTS.md, the README),
 and every route those docs name is one the app serves; every update a service or an operator
 sends is a row of INTEGRATORS.md's tables, naming each field of its message; every kind of report
-file is a row of its columns table, naming each column; and every setting is a row of the
-README's Configuration table. Found drifting in the review of 2026-12: the panels' conflicts and
+file is a row of its columns table, naming each column; and every setting and every metric of
+the engine's own is a row of the README's tables. Found drifting in the review of 2026-12: the panels' conflicts and
 reviews (their routes, updates and files), the round's key change and announcement record, the
 final sanggah's corrected scores, the portal's pages after the status page, the worker's
-activity slots and the codec server's settings. Built in-process: the app's routes ask neither
+activity slots and the codec server's settings, the status cache's reads. Built in-process: the app's routes ask neither
 Temporal nor PostgreSQL."""
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.routing import APIRoute
+from prometheus_client.metrics import MetricWrapperBase
 
 from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS
 from domain.messages import Report
 from domain.protocol import COMMAND_KINDS, DISMISS, JOURNEY_REPORTS, RECORD_PUBLICATION
 from gateway import operator_api, portal, public, service_api
+from runtime import metrics
 from runtime.settings import Settings
 from tests.web.test_openapi_batch import app_without_engine
 
@@ -217,3 +219,23 @@ def test_every_setting_is_a_row_of_the_readme_configuration_table():
 
     assert sorted(settings - named) == [], "settings the README's table does not list"
     assert sorted(named - settings) == [], "variables the README's table lists that are none"
+
+
+def test_every_metric_of_the_engine_is_a_row_of_the_readme_metrics_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| metric | what |") :].split("\n\n")[0]
+    named = {
+        name
+        for line in table.splitlines()
+        for name in re.findall(r"`(casn_\w+)", line.split(" | ")[0])
+    }
+
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for m in vars(metrics).values()
+        if isinstance(m, MetricWrapperBase)
+        for family in m.describe()
+    }
+
+    assert "casn_reports_total" in exported
+    assert sorted(exported ^ named) == [], "metrics not in the README's table, or not exported"
