@@ -1,13 +1,15 @@
 """What a service, an operator or an applicant can send or open is in the docs they read: every
 route of the gateway's app in docs/GATEWAY.md (or INTEGRATORS.md, ANNOUNCEMENTS.md, the README),
-and every route those docs name is one the app serves; every update a service or an operator
-sends is a row of INTEGRATORS.md's tables, naming each field of its message; every kind of report
-file is a row of its columns table, naming each column; and every setting and every metric of
-the engine's own is a row of the README's tables. Found drifting in the review of 2026-12: the panels' conflicts and
-reviews (their routes, updates and files), the round's key change and announcement record, the
-final sanggah's corrected scores, the portal's pages after the status page, the worker's
-activity slots and the codec server's settings, the status cache's reads. Built in-process: the app's routes ask neither
-Temporal nor PostgreSQL."""
+and every route those docs name is one the app serves; every update a service or an operator sends
+is a row of INTEGRATORS.md's tables, naming each field of its message; every kind of report file is
+a row of its columns table, naming each column; every setting and every metric of the engine's own
+is a row of the README's tables; and every subcommand of worker.py, starter.py and audit.py is
+named in the docs, which name none it lacks, nor an option it does not take. Found drifting in the
+review of 2026-12: the panels' conflicts and reviews (their routes, updates and files), the round's
+key change and announcement record, the final sanggah's corrected scores, the portal's pages after
+the status page, the worker's activity slots and the codec server's settings, the status cache's
+reads, `worker.py stop-stack` and `starter.py sanctions import`. Built in-process: the app's routes
+ask neither Temporal nor PostgreSQL."""
 
 from __future__ import annotations
 
@@ -16,9 +18,13 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+import typer
 from fastapi.routing import APIRoute
 from prometheus_client.metrics import MetricWrapperBase
 
+import audit
+import starter
+import worker
 from client.csvio import REGISTRATION_COLUMNS, REPORT_KINDS
 from domain.messages import Report
 from domain.protocol import COMMAND_KINDS, DISMISS, JOURNEY_REPORTS, RECORD_PUBLICATION
@@ -239,3 +245,80 @@ def test_every_metric_of_the_engine_is_a_row_of_the_readme_metrics_table():
 
     assert "casn_reports_total" in exported
     assert sorted(exported ^ named) == [], "metrics not in the README's table, or not exported"
+
+
+def command_options() -> dict[tuple[str, ...], set[str] | None]:
+    """Every command and subcommand of the three command lines, with its options (None for a
+    group of subcommands, such as `starter.py sanctions`)."""
+    found: dict[tuple[str, ...], set[str] | None] = {}
+
+    def walk(command, path: tuple[str, ...]) -> None:
+        subcommands = getattr(command, "commands", None) or {}
+        options = {o for p in command.params if p.param_type_name == "option" for o in p.opts}
+        options |= {o for p in command.params for o in getattr(p, "secondary_opts", [])}
+        found[path] = None if subcommands else options
+        for name, sub in subcommands.items():
+            walk(sub, (*path, name))
+
+    for script, app in (
+        ("worker.py", worker.app),
+        ("starter.py", starter.cli),
+        ("audit.py", audit.app),
+    ):
+        walk(typer.main.get_command(app), (script,))
+    return found
+
+
+# A command as the docs write it: the script (or its console command) and, after one space or a
+# line break, a subcommand (not the next file name of a list: `audit.py serve.py`).
+COMMAND = re.compile(
+    r"\b(worker\.py|starter\.py|audit\.py|casn-worker|casn-starter|casn-audit)"
+    r"(?: |\n\s*)((?:sanctions )?[a-z][a-z0-9-]*)(?![\w.-])"
+)
+SCRIPTS = {"casn-worker": "worker.py", "casn-starter": "starter.py", "casn-audit": "audit.py"}
+# Where a command's options end in the docs: a code span's end, a sentence's, a clause's.
+OPTIONS_END = re.compile(r"`|\n\n|\.\s|;|\)|\n(?!\s)")
+ALL_DOCS = ["README.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")))]
+
+
+def named_commands() -> list[tuple[str, int, tuple[str, ...], list[str]]]:
+    """Each command the docs name (file, line, command, the options written after it)."""
+    named = []
+    for doc in ALL_DOCS:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        for m in COMMAND.finditer(text):
+            rest = text[m.end() :]
+            ends = [e.start() for e in (OPTIONS_END.search(rest), COMMAND.search(rest)) if e]
+            options = re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest[: min(ends, default=None)])
+            command = (SCRIPTS.get(m[1], m[1]), *m[2].split())
+            named.append((doc, text.count("\n", 0, m.start()) + 1, command, options))
+    return named
+
+
+def test_every_command_the_docs_name_exists_with_the_options_they_give_it():
+    commands = command_options()
+
+    wrong = [
+        f"{doc}:{line}: {' '.join(command)} {' '.join(options)}"
+        for doc, line, command, options in named_commands()
+        if command not in commands or set(options) - (commands[command] or set()) - {"--help"}
+    ]
+
+    assert len(named_commands()) > 100
+    assert wrong == [], "commands or options the docs name that the command lines lack"
+
+
+def test_every_command_is_named_in_the_docs():
+    named = {command for _, _, command, _ in named_commands()}
+    prose = "\n".join((ROOT / doc).read_text(encoding="utf-8") for doc in ALL_DOCS)
+
+    unnamed = sorted(
+        " ".join(command)
+        for command, options in command_options().items()
+        if len(command) > 1
+        and options is not None
+        and command not in named
+        and f"`{' '.join(command[1:])}`" not in prose
+    )
+
+    assert unnamed == [], "subcommands no doc names"
