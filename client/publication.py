@@ -1157,8 +1157,9 @@ def write_files(
     the public by nature, and holds only its public rows (registration number, name, codes, the
     scores the rules publish), never a NIK."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    base = out_dir / f"{p.round_id}-{p.stage.value}"
-    csv_path, html_path = base.with_suffix(".csv"), base.with_suffix(".html")
+    # Named whole, not by with_suffix: a round id may hold a dot, which a suffix would start at.
+    base = f"{p.round_id}-{p.stage.value}"
+    csv_path, html_path = out_dir / f"{base}.csv", out_dir / f"{base}.html"
     json_path = out_dir / f"{p.round_id}-{p.seq}.json"
     _replace(csv_path, publication_csv(p))
     _replace(html_path, publication_html(p, cut_multiplier, zone))
