@@ -21,7 +21,13 @@ from temporalio.worker import (
 from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
-from activities.notify import DeliveryPass, FileTransport, Transport, deliver_pass
+from activities.notify import (
+    STATEMENT_TIMEOUT_S,
+    DeliveryPass,
+    FileTransport,
+    Transport,
+    deliver_pass,
+)
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
@@ -256,8 +262,10 @@ def outage_pause(tries: int) -> float:
 async def open_deliverer_pool(database_url: str) -> asyncpg.Pool:
     """The deliverer's pool: one connection for the pass, one for /readyz's SELECT 1, one for
     /metrics' read-model counts; none kept open by the pool itself, so that an outage is told
-    once, by the deliverer, not at every reconnection the pool would try (runtime/db.py)."""
-    return await open_pool(database_url, max_size=3, min_size=0)
+    once, by the deliverer, not at every reconnection the pool would try (runtime/db.py). Every
+    statement and connection is bounded by STATEMENT_TIMEOUT_S: a database that stops answering
+    is an outage waited out, not a pass hung for ever."""
+    return await open_pool(database_url, max_size=3, min_size=0, timeout=STATEMENT_TIMEOUT_S)
 
 
 def _cause(exc: BaseException) -> str:
