@@ -2,8 +2,9 @@
 """The project's developer commands, with nothing but Python 3.11+ installed.
 
     python3 run.py demo      # a sample round end to end on the embedded stack
-    python3 run.py serve     # the gateway (portal, service API, announcements) and the auditors'
-                             # codec server for the Temporal Web UI, on the embedded stack
+    python3 run.py serve     # the gateway (portal, service API, announcements), a worker, the
+                             # notification deliverer and the auditors' codec server for the
+                             # Temporal Web UI, on the embedded stack
     python3 run.py test      # the whole test suite (what CI runs), in 3 processes; CASN_TEST_WORKERS=1 in one
     python3 run.py lint      # ruff check, ruff format --check, and mypy on domain/
     python3 run.py stop      # stop the embedded servers this project started

@@ -3,8 +3,9 @@
 
     python serve.py                       # the gateway alone (a deployment: workers run apart)
     python serve.py --with-worker --sample-round --with-codec
-                                          # one machine: also a worker, a sample round and
-                                          # the auditors' codec server for the Temporal Web UI
+                                          # one machine: also a worker and the notification
+                                          # deliverer, a sample round and the auditors' codec
+                                          # server for the Temporal Web UI
                                           # (what `python3 run.py serve` runs)
 
 Listens on CASN_HTTP_HOST:CASN_HTTP_PORT (127.0.0.1:8000). Exit codes: 0 stopped by a signal,
@@ -106,9 +107,16 @@ def sample_round(now: datetime, keyring: Keyring) -> tuple[RoundConfig, str]:
 
 
 async def serve(with_worker: bool = False, sample: bool = False, with_codec: bool = False) -> int:
-    """Run the gateway until SIGTERM/SIGINT; with the worker, the sample round and the codec
-    server (audit.py serve-codec's) on one machine."""
-    from apps.fleet import build_worker
+    """Run the gateway until SIGTERM/SIGINT; with the worker and the notification deliverer
+    (worker.py deliver-notifications'), the sample round and the codec server (audit.py
+    serve-codec's) on one machine."""
+    from apps.fleet import (
+        DeliveryProgress,
+        build_worker,
+        notifications_file,
+        open_deliverer_pool,
+        run_deliverer,
+    )
     from runtime.app import open_app
     from runtime.db import open_pool
     from runtime.embedded import role_database_url
@@ -171,15 +179,22 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
     )
     # Our own SIGTERM/SIGINT handling stops the server (uvicorn would take the signals over).
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    worker_pool = (
-        await open_pool(role_database_url(settings, RUNTIME_ROLE), max_size=10)
-        if own_worker_pool
-        else gw.pool
+    # The worker and the deliverer write as the workers' role (the gateway's may not read the
+    # notifications' messages); the deliverer has a pool of its own, its statements bounded.
+    runtime_url = (
+        role_database_url(settings, RUNTIME_ROLE) if own_worker_pool else ctx.stack.database_url
     )
+    worker_pool = await open_pool(runtime_url, max_size=10) if own_worker_pool else gw.pool
     worker = await build_worker(ctx.client, settings, worker_pool) if with_worker else None
+    deliverer_pool = await open_deliverer_pool(runtime_url) if with_worker else None
+    delivering: asyncio.Task | None = None
     try:
         if worker is not None:
             await worker.__aenter__()
+        if deliverer_pool is not None:
+            delivering = asyncio.create_task(
+                run_deliverer(deliverer_pool, settings, ctx.keys, stop, DeliveryProgress())
+            )
         if sample:
             operator = doc["reporters"]["operator"][0]
             _, created = await api.create_round(round_file, operator)
@@ -202,21 +217,38 @@ async def serve(with_worker: bool = False, sample: bool = False, with_codec: boo
                 else ""
             )
             + f"  Temporal Web UI         {ctx.stack.ui_url}\n"
+            + (
+                f"  notifications (file)    {notifications_file(settings)}\n"
+                if delivering is not None
+                else ""
+            )
             + (f"{usage(settings, codec_config, ctx.stack.ui_url)}\n" if codec is not None else "")
             + "Stop with Ctrl-C.",
             flush=True,
         )
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        # The deliverer ends by itself only on an error that is not an outage (it logged it):
+        # everything stops then, as `worker.py deliver-notifications` would.
+        running = {serving, stopping} | ({delivering} if delivering is not None else set())
+        await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # the deliverer ends after the notification in flight
         server.should_exit = True
         await serving
         if decoding is not None and codec is not None:
             codec.should_exit = True
             await decoding
         stopping.cancel()
+        if delivering is not None:
+            await delivering
     finally:
+        if delivering is not None and not delivering.done():
+            stop.set()
+            with contextlib.suppress(Exception):
+                await delivering
         if worker is not None:
             await worker.__aexit__(None, None, None)
+        if deliverer_pool is not None:
+            await deliverer_pool.close()
         if worker_pool is not gw.pool:
             await worker_pool.close()
         await gw.pool.close()

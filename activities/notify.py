@@ -31,6 +31,7 @@ import asyncpg
 
 from activities.readmodel import notification_row
 from domain.notices import Language, Notice, render
+from runtime.db import DatabaseSilentError
 from runtime.files import open_private
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
@@ -80,6 +81,13 @@ def _row_text(r: asyncpg.Record, cipher: ColumnCipher | None, language: Language
         None if notice is None else json.dumps(notice), facts["text"], language
     )
 
+
+# How long the deliverer waits for any one statement or connection (apps/fleet.py,
+# open_deliverer_pool). Its statements take milliseconds; without a bound a server that stopped
+# answering without closing the connection (SIGSTOP, a network partition) held a pass for ever.
+# A pass cut this way ends after at most about twice this (the statement, then its transaction's
+# rollback), and the deliverer waits the outage out.
+STATEMENT_TIMEOUT_S = 10.0
 
 RETRY_FIRST = timedelta(minutes=1)
 RETRY_LONGEST = timedelta(hours=4)
@@ -169,7 +177,33 @@ async def deliver_pass(
     is added once the transport took it and removed once its mark committed. A pass cut between
     the two (the database lost) leaves it there, and the next pass given the same set marks that
     row without sending it again: a deliverer that rides out an outage sends nothing twice.
+
+    A statement or connection that outlasts the pool's bound (open_pool's `timeout`: the
+    deliverer's is STATEMENT_TIMEOUT_S) ends the pass with DatabaseSilentError, an outage of the
+    database (runtime/db.py), and what was handed over stays in `handed_over` as for a lost one.
     """
+    try:
+        return await _deliver_pass(
+            pool, transport, batch, round_id, language, cipher, stop, max_attempts, handed_over
+        )
+    except TimeoutError as exc:  # the transport's own are counted as failures, in the pass
+        raise DatabaseSilentError(
+            "the database did not answer within the pool's timeout (its server stopped or cut "
+            "off without a reset, or a lock held elsewhere)"
+        ) from exc
+
+
+async def _deliver_pass(
+    pool: asyncpg.Pool,
+    transport: Transport,
+    batch: int,
+    round_id: str | None,
+    language: Language,
+    cipher: ColumnCipher | None,
+    stop: asyncio.Event | None,
+    max_attempts: int,
+    handed_over: set[tuple[str, str, str]] | None,
+) -> DeliveryPass:
     delivered = failed = given_up = 0
     sent = set() if handed_over is None else handed_over
     async with pool.acquire() as conn:

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
@@ -21,7 +22,13 @@ from temporalio.worker import (
 from activities.broadcast import Broadcaster
 from activities.claims import ClaimReader
 from activities.journeys import JourneyReader
-from activities.notify import DeliveryPass, FileTransport, Transport, deliver_pass
+from activities.notify import (
+    STATEMENT_TIMEOUT_S,
+    DeliveryPass,
+    FileTransport,
+    Transport,
+    deliver_pass,
+)
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.readmodel import ReadModel
@@ -32,7 +39,7 @@ from domain.notices import Language
 from runtime.app import open_app
 from runtime.db import database_unavailable, open_pool
 from runtime.gcwatch import GcWatch
-from runtime.keys import load_or_create_keys
+from runtime.keys import Keys, load_or_create_keys
 from runtime.logs import get_logger
 from runtime.metrics import DELIVERER_DATABASE_DOWN, DELIVERER_OUTAGES
 from runtime.probes import ProbeServer, deliverer_probe_app, probe_app
@@ -256,8 +263,10 @@ def outage_pause(tries: int) -> float:
 async def open_deliverer_pool(database_url: str) -> asyncpg.Pool:
     """The deliverer's pool: one connection for the pass, one for /readyz's SELECT 1, one for
     /metrics' read-model counts; none kept open by the pool itself, so that an outage is told
-    once, by the deliverer, not at every reconnection the pool would try (runtime/db.py)."""
-    return await open_pool(database_url, max_size=3, min_size=0)
+    once, by the deliverer, not at every reconnection the pool would try (runtime/db.py). Every
+    statement and connection is bounded by STATEMENT_TIMEOUT_S: a database that stops answering
+    is an outage waited out, not a pass hung for ever."""
+    return await open_pool(database_url, max_size=3, min_size=0, timeout=STATEMENT_TIMEOUT_S)
 
 
 def _cause(exc: BaseException) -> str:
@@ -349,7 +358,6 @@ async def deliver_notifications(once: bool = False) -> None:
     answered for no notification."""
     settings = load_settings()
     ctx = await open_app(settings)
-    transport = FileTransport(ctx.settings.data_dir / "notifications.jsonl")
     progress = DeliveryProgress()
     stop = _stop_on_signals()
     pool = await open_deliverer_pool(ctx.stack.database_url)
@@ -367,30 +375,50 @@ async def deliver_notifications(once: bool = False) -> None:
                         "CASN_DELIVERER_METRICS_PORT",
                     )
                 )
-            watched = WatchedTransport(transport, progress)
-            language = Language(ctx.settings.notification_language)
-            cipher = ColumnCipher.from_keys(ctx.keys)
-            handed_over: set[tuple[str, str, str]] = set()  # kept across an outage
-
-            async def run_pass() -> DeliveryPass:
-                return await deliver_pass(
-                    pool,
-                    watched,
-                    batch=DELIVERY_BATCH,
-                    language=language,
-                    cipher=cipher,
-                    stop=stop,
-                    handed_over=handed_over,
-                )
-
-            await deliver_until_stopped(
-                run_pass, stop, progress, once=once, transport=str(transport.path)
-            )
-            if once:
-                return
-            log.info("notification deliverer stopped")
+            await run_deliverer(pool, ctx.settings, ctx.keys, stop, progress, once=once)
     finally:
         await pool.close()
+
+
+def notifications_file(settings: Settings) -> Path:
+    """Where the file transport appends the notifications: notifications.jsonl in the data dir."""
+    return settings.data_dir / "notifications.jsonl"
+
+
+async def run_deliverer(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    keys: Keys,
+    stop: asyncio.Event,
+    progress: DeliveryProgress,
+    *,
+    once: bool = False,
+) -> None:
+    """Deliver notifications through the file transport (`notifications_file`) in passes until
+    `stop` is set (with `once`: one pass), waiting out outages of the database
+    (`deliver_until_stopped`); `pool` is the deliverer's own (`open_deliverer_pool`). What it
+    handed over is remembered across an outage, so nothing is sent twice for one. Run by
+    `worker.py deliver-notifications` and, in the gateway's process, by `serve.py --with-worker`."""
+    transport = FileTransport(notifications_file(settings))
+    watched = WatchedTransport(transport, progress)
+    language = Language(settings.notification_language)
+    cipher = ColumnCipher.from_keys(keys)
+    handed_over: set[tuple[str, str, str]] = set()  # kept across an outage
+
+    async def run_pass() -> DeliveryPass:
+        return await deliver_pass(
+            pool,
+            watched,
+            batch=DELIVERY_BATCH,
+            language=language,
+            cipher=cipher,
+            stop=stop,
+            handed_over=handed_over,
+        )
+
+    await deliver_until_stopped(run_pass, stop, progress, once=once, transport=str(transport.path))
+    if not once:
+        log.info("notification deliverer stopped")
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -8,8 +8,11 @@ import json
 import logging
 from collections.abc import Iterator
 
+import asyncpg
+import pytest
 import structlog
 
+from runtime.db import tell_pool_outages
 from runtime.logs import REPEAT_WINDOW_S, RepeatedFailures, configure_logging, get_logger
 from runtime.settings import LogFormat, Settings
 
@@ -109,3 +112,35 @@ def test_the_count_is_a_json_field_written_at_the_latest_on_close():
         ("read-model metrics not read", None),
         ("read-model metrics not read", 4),
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "written"),
+    [
+        (
+            asyncpg.ConnectionDoesNotExistError("connection was closed"),
+            ("warning", "database down: the pool reconnects until it answers", False),
+        ),
+        (
+            asyncpg.InvalidPasswordError('password authentication failed for user "casn"'),
+            ("warning", "Failed to restore the pool connection floor; retrying", True),
+        ),
+    ],
+    ids=["outage", "password-refused"],
+)
+def test_a_pool_that_cannot_reconnect_tells_an_outage_in_one_line_and_anything_else_in_full(
+    error, written
+):
+    """asyncpg's warning for a pool's failed reconnection (asyncpg/pool.py) is one line without a
+    traceback for an outage (tests/flows/test_database_outage.py has the real one); any other
+    cause is written as asyncpg wrote it, traceback included."""
+    tell_pool_outages()
+    with captured_logs(Settings()) as buffer:
+        try:
+            raise error
+        except asyncpg.PostgresError:
+            logging.getLogger("asyncpg.pool").warning(
+                "Failed to restore the pool connection floor; retrying", exc_info=True
+            )
+    (line,) = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    assert (line["level"], line["event"], "exception" in line) == written, line

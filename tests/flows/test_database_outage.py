@@ -274,3 +274,34 @@ async def _rows(database_url: str, ids: list[str]) -> dict:
         return out
     finally:
         await conn.close()
+
+
+async def test_a_pool_whose_database_is_stopped_says_so_in_one_line_not_a_traceback(
+    private_stack,
+):
+    """A worker's or a gateway's pool keeps a connection open: asyncpg reconnects it in the
+    background while the database is down (1 s, 2, 4, ...), and wrote a warning with its
+    traceback at every try."""
+    settings, info = private_stack
+    pool = await open_pool(info.database_url, max_size=2)
+    try:
+        with captured_logs(settings) as log_lines:
+            assert _stop_postgres(settings.data_dir.resolve()) is not None
+            await asyncio.sleep(8)  # the first tries against the stopped server
+            await ensure_stack(settings)  # PostgreSQL back (the Temporal server is reused)
+            assert pool.get_size() == 0  # its kept connection lost
+            deadline = time.monotonic() + 90
+            while pool.get_size() == 0:  # reconnected by asyncpg, not by a query of ours
+                assert time.monotonic() < deadline, "the pool did not reconnect within 90 s"
+                await asyncio.sleep(0.5)
+            assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+    records = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    from_pool = [r for r in records if r.get("logger") in ("asyncpg.pool", "runtime.db")]
+    assert [(r["level"], r["event"]) for r in from_pool] == [
+        ("warning", "database down: the pool reconnects until it answers"),
+        ("info", "database back: the pool reconnected"),
+    ], from_pool
+    assert not any("exception" in r for r in records), records
+    assert from_pool[1]["tries"] >= 3 and from_pool[1]["down_s"] > 5, from_pool[1]

@@ -6,6 +6,7 @@ connection was lost included."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -25,7 +26,7 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
-from activities.notify import DeliveryPass, FileTransport, deliver_pass
+from activities.notify import STATEMENT_TIMEOUT_S, DeliveryPass, FileTransport, deliver_pass
 from apps.fleet import (
     DeliveryProgress,
     WatchedTransport,
@@ -260,3 +261,93 @@ async def _until_async(done, what: str, within: float = 120.0) -> None:
     while not await done():
         assert time.monotonic() < deadline, f"not within {within:.0f} s: {what}"
         await asyncio.sleep(0.2)
+
+
+class Frozen:
+    """PostgreSQL stopped without closing a connection (SIGSTOP to the postmaster and every
+    backend), as a network partition or a paused machine leaves it; `thaw` lets it go on."""
+
+    def __init__(self) -> None:
+        self.processes: list[psutil.Process] = []
+
+    def freeze(self, settings: Settings) -> None:
+        pid_file = settings.data_dir.resolve() / "postgres" / "postmaster.pid"
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        self.processes = [postmaster, *postmaster.children(recursive=True)]
+        for p in self.processes:
+            p.suspend()
+
+    def thaw(self) -> None:
+        for p in self.processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.resume()
+        self.processes = []
+
+
+async def test_a_pass_on_a_postgresql_that_stops_answering_ends_and_the_deliverer_waits(
+    own_stack, tmp_path
+):
+    settings, info = own_stack
+    round_id = f"frozen-{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "notifications.jsonl"
+    pool = await open_deliverer_pool(info.database_url)
+    await pool.executemany(
+        "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+        "VALUES ($1, $2, 'registered', $3, now() - interval '1 day' + $4 * interval '1 ms')",
+        [(round_id, f"F{i:02d}", f"text {i}", i) for i in range(QUEUED)],
+    )
+    frozen = Frozen()
+    # Stopped right after the KILLED_AT-th hand-over: its mark hangs, on a connection not reset.
+    transport = KillingTransport(out, settings, frozen.freeze)
+    progress, stop = DeliveryProgress(), asyncio.Event()
+    handed_over: set[tuple[str, str, str]] = set()
+
+    async def run_pass() -> DeliveryPass:
+        return await deliver_pass(
+            pool, WatchedTransport(transport, progress), stop=stop, handed_over=handed_over
+        )
+
+    async def undelivered() -> int:
+        return await pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE round_id = $1 AND delivered_at IS NULL",
+            round_id,
+        )
+
+    left = -1
+    with capture_logs() as logs:
+        deliverer = asyncio.create_task(deliver_until_stopped(run_pass, stop, progress))
+        try:
+            await _until(transport.killed.is_set, "PostgreSQL stopped")
+            # The pass's statement, then its rollback, each bounded: the pass ends as an outage.
+            # Without a bound it waited for an answer for ever; this wait only fails the test.
+            await _until(
+                lambda: progress.state().startswith("database down for "),
+                "the hung pass ended as an outage of the database",
+                within=3 * STATEMENT_TIMEOUT_S + 30,
+            )
+            still_running = not deliverer.done()
+            frozen.thaw()
+            await _until(lambda: progress.state() == "ok", "delivery resumed")
+            deadline = time.monotonic() + 60
+            while (left := await undelivered()) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)  # a row still locked by the old backend is skipped
+        finally:
+            frozen.thaw()
+            stop.set()
+            if not deliverer.done():
+                deliverer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliverer
+            await pool.close()
+
+    assert still_running
+    assert left == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert Counter(n["applicant_id"] for n in lines) == Counter(
+        {f"F{i:02d}": 1 for i in range(QUEUED)}
+    )
+    warnings = [e for e in logs if e["log_level"] in ("warning", "error")]
+    assert [e["event"] for e in warnings] == [
+        "database down: notification delivery paused until it answers"
+    ]
+    assert warnings[0]["error"].startswith("DatabaseSilentError: "), warnings[0]
