@@ -24,6 +24,7 @@ from client.sanctions import SanctionRegister
 from client.status import StateCache
 from domain.signing import Keyring, Signer, SigningKeyError
 from gateway import problems
+from gateway.api_docs import serve_api_docs
 from gateway.clients import from_inside
 from gateway.deps import (
     STATIC,
@@ -107,12 +108,13 @@ def create_app(gw: Gateway) -> FastAPI:
         version="1",
         summary="Signed reports and commands from services; the applicant portal; public "
         "announcements.",
-        docs_url="/api/docs",
+        docs_url=None,  # served by api_docs: Swagger UI from the gateway, not a CDN
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=_documented,
     )
     _serve_openapi(app)
+    serve_api_docs(app)
     app.state.gateway = gw
     problems.install(app)
 

@@ -239,17 +239,20 @@ class Gateway:
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
     # Made from the rest (__post_init__): applicant lookups per operator identity
-    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist, and the candidate codes of blind
+    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist, the public lookups per client
+    # address (CASN_PUBLIC_LOOKUP_RATE_PER_MINUTE), and the candidate codes of blind
     # panel reports, resolved with this gateway's pseudonym key from the read model's panels
     # (client/panels.py); and the public announcements' answers (CASN_PUBLICATION_CACHE_MB).
     lookup_limit: RateLimiter = field(init=False)
     sheet_limit: RateLimiter = field(init=False)
+    public_lookup_limit: RateLimiter = field(init=False)
     candidates: CandidateDirectory = field(init=False)
     publications: AnswerCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
+        self.public_lookup_limit = RateLimiter(self.settings.public_lookup_rate_per_minute)
         self.candidates = CandidateDirectory(self.pool, self.api)
         self.publications = AnswerCache(self.settings.publication_cache_mb * 1024 * 1024)
 

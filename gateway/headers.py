@@ -4,8 +4,9 @@ outside the embedded mode HTTPS only (HSTS); the public announcements, the same 
 kept by any cache for a minute.
 
 The pages are the gateway's own templates with one style sheet (/static/site.css) and no script,
-so the policy allows nothing else; the OpenAPI page (/api/docs) loads Swagger UI's script and
-style from its CDN and keeps only the frame rule.
+so the policy allows nothing else; the OpenAPI page (/api/docs, gateway/api_docs.py) runs Swagger
+UI from the gateway's own files, so its policy allows script, and the document's fetch, from the
+gateway's origin only, and the images Swagger UI's style sheet holds inline (data: URLs).
 """
 
 from __future__ import annotations
@@ -17,17 +18,22 @@ PAGE_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "base-uri 'none'; frame-ancestors 'none'"
 )
-DOCS_POLICY = "frame-ancestors 'none'"
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 DOCS = "/api/docs"
-# The same for every visitor, whoever asks: announcements (signed, public) and the style sheet.
-# Everything else may be a visitor's own (a session, a form token tied to their cookie, an API
-# caller's answer) and is kept by no cache, unless the route says otherwise.
-SHARED = ("/pengumuman", "/static/")
+DOCS_ASSETS = DOCS + "/assets"  # Swagger UI's script and style sheet
+# The same for every visitor, whoever asks: announcements (signed, public), the style sheet and
+# the OpenAPI page's Swagger UI files. Everything else may be a visitor's own (a session, a form
+# token tied to their cookie, an API caller's answer) and is kept by no cache, unless the route
+# says otherwise.
+SHARED = ("/pengumuman", "/static/", DOCS_ASSETS + "/")
 ANNOUNCEMENTS = "/pengumuman"
 # An announcement's answer, kept by a CDN or a browser for a minute before it asks again (the
 # publication routes add an ETag, so asking again costs a 304): a later DIS or revocation shows
 # within the minute. An error (a publication not there yet, the database down) is kept by none.
-# The style sheet carries StaticFiles' ETag and Last-Modified only.
+# The style sheet and Swagger UI's files carry StaticFiles' ETag and Last-Modified only.
 PAGE_CACHE = "public, max-age=60"
 # Outside the embedded mode the gateway is reached over HTTPS (its cookies are Secure): a browser
 # that has seen this goes to HTTPS by itself for a year, so a first `http://` typed or linked is

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -165,11 +166,16 @@ class RateLimiter:
     so the effective limit is per process (docs/GATEWAY.md)."""
 
     def __init__(
-        self, per_minute: float, max_clients: int = 100_000, burst: float | None = None
+        self,
+        per_minute: float,
+        max_clients: int = 100_000,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(per_minute if burst is None else burst)
         self.max_clients = max_clients
+        self.clock = clock  # seconds, never going back (a test's own, to pass a window at once)
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def refund(self, key: str) -> None:
@@ -181,7 +187,7 @@ class RateLimiter:
 
     def retry_after(self, key: str, now: float | None = None) -> float:
         """0 when the request may go ahead (and takes a token), else seconds to wait."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         tokens, at = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate)
         if tokens >= 1:

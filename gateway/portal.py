@@ -160,6 +160,18 @@ class Portal:
     account_limit: RateLimiter
     trusted_proxies: tuple[Network, ...]
 
+    def client_key(self, request: Request) -> str:
+        """What the rate limits count the client of `request` by: its address through the
+        trusted balancers (gateway/clients.py), an IPv6 address by its /64."""
+        peer = request.client.host if request.client else None
+        forwarded = request.headers.getlist("x-forwarded-for")
+        return rate_key(client_address(peer, forwarded, self.trusted_proxies))
+
+    def source(self, client_key: str) -> str:
+        """A pseudonym of `client_key` for log lines: the same client gives the same one, and
+        the log holds no address."""
+        return hmac.new(self.tokens.key, client_key.encode(), hashlib.sha256).hexdigest()[:12]
+
     @classmethod
     def of(cls, gw: Gateway) -> Portal:
         """The portal of a gateway: argon2id with the library's parameters, form tokens keyed
@@ -217,18 +229,13 @@ class Visit:
 
     @property
     def client_key(self) -> str:
-        """What the rate limits count the client by: its address through the trusted balancers
-        (gateway/clients.py), an IPv6 address by its /64."""
-        peer = self.request.client.host if self.request.client else None
-        forwarded = self.request.headers.getlist("x-forwarded-for")
-        return rate_key(client_address(peer, forwarded, self.portal.trusted_proxies))
+        """What the rate limits count the client by (Portal.client_key)."""
+        return self.portal.client_key(self.request)
 
     @property
     def source(self) -> str:
-        """A pseudonym of `client_key` for log lines: the same client gives the same one, and
-        the log holds no address."""
-        mac = hmac.new(self.portal.tokens.key, self.client_key.encode(), hashlib.sha256)
-        return mac.hexdigest()[:12]
+        """A pseudonym of `client_key` for log lines (Portal.source)."""
+        return self.portal.source(self.client_key)
 
 
 async def visit(request: Request, gw: Gateway = Depends(gateway)) -> Visit:

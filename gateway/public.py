@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from client.publication import (
 from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
 from gateway.headers import PAGE_CACHE
+from gateway.portal import portal
 from gateway.public_answers import MAKER, PAGE_CONTEXT, RENDERING, AnswerOrder, in_zone
 from runtime.logs import get_logger
 
@@ -124,9 +126,11 @@ async def lookup_page(
     gw: Gateway = Depends(gateway),
 ) -> HTMLResponse:
     """One applicant's published results across the round's publications, by registration
-    number: the public result only."""
+    number: the public result only. A lookup spends one of the client address's allowance."""
     if not _ROUND_ID.match(round_id):
         return _no_round(gw, request, round_id)
+    if nomor and nomor.strip() and (held := _held_back(gw, request)) is not None:
+        return held
     publications = await list_publications(gw.pool, round_id)
     if not publications:
         return _no_round(gw, request, round_id)
@@ -160,6 +164,34 @@ async def lookup_page(
     context["found"] = found
     context["ended"], context["revoked"] = await applicant_ending(gw.pool, round_id, wanted)
     return _page(gw, request, "lookup.html", context, round_config=config)
+
+
+def _held_back(gw: Gateway, request: Request) -> HTMLResponse | None:
+    """429 with Retry-After when the client's address (counted as the portal counts it) has had
+    its CASN_PUBLIC_LOOKUP_RATE_PER_MINUTE lookups this minute; else None, and one is spent.
+
+    A lookup is made on every request (three reads of the read model: the round's publications,
+    the applicant's rows and ending; and the round's rules from the engine until they are known),
+    and each number is a URL of its own, which no cache in front keeps for the next one. The
+    announcements are not counted (answered from what the gateway keeps): they stay open to such
+    a client, and the refusal says so."""
+    p = portal(request)
+    client = p.client_key(request)
+    wait = gw.public_lookup_limit.retry_after(client)
+    if wait <= 0:
+        return None
+    seconds = max(1, math.ceil(wait))
+    log.warning("rate limited", what="cari", retry_after=seconds, source=p.source(client))
+    response = _message(
+        gw,
+        request,
+        429,
+        "Terlalu banyak permintaan",
+        "Terlalu banyak pencarian nomor peserta dari alamat Anda. Silakan coba lagi dalam "
+        f"{seconds} detik. Pengumuman tetap dapat dibuka.",
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @router.get("/pengumuman/{round_id}/{document}", response_model=None)

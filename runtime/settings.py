@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         description="applicant lookups per operator identity per minute and gateway process "
         "(POST /api/v1/rounds/{round}/lookups): a lookup by NIK tells whether a NIK registered",
     )
+    public_lookup_rate_per_minute: int = Field(
+        default=300,
+        ge=1,
+        le=100_000,
+        description="lookups by registration number on the public pages "
+        "(/pengumuman/{round}/cari?nomor=...) per client address (an IPv6 address by its /64) "
+        "per minute and gateway process, 429 beyond; high, because a carrier-grade NAT puts "
+        "many applicants behind one address on announcement day",
+    )
     status_cache_size: int = Field(
         default=10_000,
         ge=0,
