@@ -169,7 +169,9 @@ class RoundDirectory:
 
     api: RecruitmentApi
     state_ttl: float = 5.0
+    unknown_ttl: float = 60.0
     _configs: dict[str, RoundConfig] = field(default_factory=dict)
+    _unknown: dict[str, float] = field(default_factory=dict)  # round id -> when it failed
     _states: dict[str, tuple[float, RoundState]] = field(default_factory=dict)
     _listing: tuple[float, list[RoundListing]] = (0.0, [])
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -179,6 +181,26 @@ class RoundDirectory:
         if round_id not in self._configs:
             self._configs[round_id] = await self.api.round_config(round_id)
         return self._configs[round_id]
+
+    async def config_if_known(self, round_id: str) -> RoundConfig | None:
+        """The round's rules for a page anyone may open, or None when they cannot be read (no
+        such round, or the engine unreachable); a round that could not be read is not asked for
+        again for `unknown_ttl` seconds, so that anonymous requests cannot make the gateway ask
+        the Temporal server for the same missing round at their own rate. Only rounds with
+        publications are asked for (gateway/public.py), so this holds no more than they are."""
+        if round_id in self._configs:
+            return self._configs[round_id]
+        failed_at = self._unknown.get(round_id)
+        if failed_at is not None and time.monotonic() - failed_at < self.unknown_ttl:
+            return None
+        try:
+            config = await self.config(round_id)
+        except Exception as exc:  # noqa: BLE001 - no such round, or the engine is unreachable
+            self._unknown[round_id] = time.monotonic()
+            log.info("round config unavailable", round_id=round_id, error=type(exc).__name__)
+            return None
+        self._unknown.pop(round_id, None)
+        return config
 
     async def state(self, round_id: str, timeout: float | None = None) -> RoundState:
         """The round's phase and schedule with its extensions, at most `state_ttl` seconds old.

@@ -73,12 +73,8 @@ def _no_round(gw: Gateway, request: Request, round_id: str) -> HTMLResponse:
 
 async def _config(gw: Gateway, round_id: str) -> RoundConfig | None:
     """The round's rules, or None when the round cannot be read (the publications name their
-    instansi too)."""
-    try:
-        return await gw.rounds.config(round_id)
-    except Exception as exc:  # noqa: BLE001 - no such round, or the engine is unreachable
-        log.info("round config unavailable", round_id=round_id, error=type(exc).__name__)
-        return None
+    instansi too). Asked only for a round with publications."""
+    return await gw.rounds.config_if_known(round_id)
 
 
 @router.get("/pengumuman", response_class=HTMLResponse)
@@ -99,9 +95,9 @@ async def round_page(
     if not _ROUND_ID.match(round_id):
         return _no_round(gw, request, round_id)
     publications = await list_publications(gw.pool, round_id)
-    config = await _config(gw, round_id)
-    if not publications and config is None:
+    if not publications:  # the engine is not asked about a round with nothing published here
         return _no_round(gw, request, round_id)
+    config = await _config(gw, round_id)
     instansi = config.instansi if config else publications[-1].instansi
     corrected_by = {p.corrects: p.seq for p in publications if p.corrects}
     return _page(

@@ -157,6 +157,37 @@ async def test_behind_a_trusted_balancer_each_client_has_its_own_lookup_allowanc
     assert made_up == [200] * ALLOWANCE + [429]
 
 
+@pytest.mark.asyncio(loop_scope="session")
+async def test_anonymous_pages_do_not_make_the_gateway_ask_the_engine_at_their_rate(
+    published, public
+):
+    """A round page of a round with nothing published is answered from the read model alone, and
+    a round whose rules the engine cannot give (here: unknown to it) is asked for once a minute,
+    not once a request: before, every GET of /pengumuman/<any well-formed id> asked the Temporal
+    server for that round's history, at the rate of whoever sent them."""
+    app, _ = public
+    rounds = app.state.gateway.rounds
+    asked: list[str] = []
+    real = rounds.api.round_config
+
+    async def counted(round_id: str):
+        asked.append(round_id)
+        return await real(round_id)
+
+    rounds.api.round_config = counted
+    async with visitor(app) as crowd:
+        made_up = [f"nothing-{uuid.uuid4().hex[:8]}" for _ in range(5)]
+        assert [(await crowd.get(f"/pengumuman/{r}")).status_code for r in made_up] == [404] * 5
+        assert [(await crowd.get(f"/pengumuman/{published}")).status_code for _ in range(3)] == [
+            200
+        ] * 3
+        assert asked == [published]  # the engine asked once, for the round with publications
+
+        rounds.unknown_ttl = 0.0  # the minute over: asked again
+        assert (await crowd.get(f"/pengumuman/{published}/1")).status_code == 200
+    assert asked == [published, published]
+
+
 @pytest.mark.parametrize(
     ("value", "said"),
     [
