@@ -76,6 +76,8 @@ class Bar:
         )
 
 
+# The entries are read through sanction_entries (migration 024_gateway_columns): the gateway's role
+# may read one subject's entries, not the register whole.
 # $2: the registering round's registration opening, or NULL for the one on the calendar ($3's).
 # A round on neither is no counted round of any entry (nth 0); entries with an end date still bar.
 # Rounds are counted by period (migration 021): the rounds of one national round count once, and
@@ -90,13 +92,12 @@ SELECT s.subject, s.kind, s.origin, s.imposed_by, s.imposed_at, s.rounds, s.barr
     (SELECT count(DISTINCT COALESCE(k.period, k.round_id)) FROM sanction_calendar k, opening o
         WHERE k.registration_opens > since.at AND k.registration_opens <= o.at
         AND COALESCE(k.period, k.round_id) IS DISTINCT FROM since.period) AS nth
-FROM sanctions s
+FROM sanction_entries($1) s
 LEFT JOIN sanction_calendar c ON s.kind = 'APS' AND c.round_id = s.imposed_by
 CROSS JOIN LATERAL (
     SELECT COALESCE(c.registration_opens, s.imposed_at) AS at,
         COALESCE(c.period, c.round_id) AS period
 ) since
-WHERE s.subject = $1
 ORDER BY s.imposed_at, s.kind, s.origin
 """
 

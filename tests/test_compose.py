@@ -718,3 +718,141 @@ async def test_the_notifier_delivers_into_its_volume_and_serves_what_its_healthc
 
     written = Path(env["CASN_DATA_DIR"], "notifications.jsonl").read_text(encoding="utf-8")
     assert [json.loads(line)["applicant_id"] for line in written.splitlines()] == ["A0001"]
+
+
+# --- the read model's roles on a volume of an older release ---------------------------------
+
+
+def _init_script(services) -> Path:
+    """The init script readmodel-db mounts (and an operator runs again by hand, 1.1)."""
+    db = services["readmodel-db"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in db["volumes"] if v.startswith(".")}
+    return ROOT / mounted["/docker-entrypoint-initdb.d/10-casn-role.sql"]
+
+
+def _psql_as_superuser(settings, script: Path, secrets: Path) -> subprocess.CompletedProcess:
+    """`script` run as the image runs its init scripts (psql, ON_ERROR_STOP, the superuser), the
+    secrets read from `secrets`."""
+    from runtime import embedded
+
+    data_dir = settings.data_dir.resolve()
+    return subprocess.run(
+        [str(embedded._pg_bin() / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-v",
+         f"secrets={secrets}", "-h", "127.0.0.1", "-p", str(settings.postgres_port),
+         "-U", "postgres", "-d", "postgres", "-f", str(script)],
+        env={**os.environ, "PGPASSFILE": str(data_dir / "keys" / "postgres-postgres.pgpass"),
+             "PGSSLMODE": "disable"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.stack
+async def test_the_init_script_run_again_makes_the_roles_an_older_volume_lacks(
+    services, stack, server_dir, tmp_path
+):
+    """A volume made before casn_runtime and casn_gateway (every process was casn): the init
+    script, run again as the superuser, makes the two roles with their secrets' passwords, keeps
+    the owner's own password, prints none, and changes nothing the second time; then `migrate`
+    grants them and the gateway logs in with its secret."""
+    from runtime.embedded import (
+        DATABASE,
+        ensure_stack,
+        isolated_settings,
+        role_database_url,
+        stop_stack,
+    )
+    from runtime.migrate import RUNTIME_GRANTS, check_schema, load_migrations
+
+    settings = isolated_settings(server_dir("init-sql"), temporal_address=stack.temporal_address)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    passwords = {
+        "owner": "not-the-owner-roles-own-Yq3",  # casn exists: its password stays its own
+        "runtime": f"runtime-{uuid.uuid4().hex}",
+        "gateway": f"gateway-{uuid.uuid4().hex}",
+    }
+    for name, password in passwords.items():
+        (secrets / f"readmodel_db_{name}_password").write_text(password + "\n")
+    try:
+        await ensure_stack(settings)
+        admin = await asyncpg.connect(admin_database_url(settings, DATABASE))
+        try:  # as an older release left it: the owner alone, the schema before 022
+            for role in (GATEWAY_ROLE, RUNTIME_ROLE):
+                await admin.execute(f"DROP OWNED BY {role}")
+                await admin.execute(f"DROP ROLE {role}")
+            await admin.execute("DELETE FROM schema_migrations WHERE version >= $1", RUNTIME_GRANTS)
+        finally:
+            await admin.close()
+
+        script = _init_script(services)
+        made = await asyncio.to_thread(_psql_as_superuser, settings, script, secrets)
+        again = await asyncio.to_thread(_psql_as_superuser, settings, script, secrets)
+        applied = await apply_migrations(owner_database_url(settings))  # the owner's own password
+        gateway_url = urlunsplit(
+            urlsplit(role_database_url(settings, GATEWAY_ROLE))._replace(
+                netloc=f"{GATEWAY_ROLE}:{passwords['gateway']}@127.0.0.1:{settings.postgres_port}",
+                query="sslmode=disable",
+            )
+        )
+        await check_schema(gateway_url, role=GATEWAY_ROLE)
+    finally:
+        stop_stack(settings)
+
+    said = made.stdout + made.stderr + again.stdout + again.stderr
+    assert (made.returncode, again.returncode) == (0, 0), said
+    assert made.stdout.count("CREATE ROLE") == 2 and "CREATE DATABASE" not in made.stdout
+    assert "CREATE" not in again.stdout
+    assert not any(password in said for password in passwords.values())
+    assert applied == [m.label for m in load_migrations() if m.version >= RUNTIME_GRANTS]
+
+
+@pytest.mark.stack
+async def test_the_init_script_makes_no_role_without_its_password(
+    services, stack, server_dir, tmp_path
+):
+    """A secret file missing or empty stops the script, naming the secret: no role is made with
+    an empty password (which PostgreSQL takes as none)."""
+    from runtime.embedded import DATABASE, ensure_stack, isolated_settings, stop_stack
+
+    settings = isolated_settings(server_dir("init-sql"), temporal_address=stack.temporal_address)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "readmodel_db_gateway_password").write_text("\n")
+    try:
+        await ensure_stack(settings)
+        admin = await asyncpg.connect(admin_database_url(settings, DATABASE))
+        try:
+            await admin.execute(f"DROP OWNED BY {GATEWAY_ROLE}")
+            await admin.execute(f"DROP ROLE {GATEWAY_ROLE}")
+        finally:
+            await admin.close()
+        ran = await asyncio.to_thread(_psql_as_superuser, settings, _init_script(services), secrets)
+        admin = await asyncpg.connect(admin_database_url(settings))
+        try:
+            exists = await admin.fetchval(
+                "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", GATEWAY_ROLE
+            )
+        finally:
+            await admin.close()
+    finally:
+        stop_stack(settings)
+
+    refusal = "role casn_gateway not made: no password in the secret readmodel_db_gateway_password"
+    assert ran.returncode != 0 and exists is False
+    assert refusal in ran.stderr
+
+
+def test_the_operators_upgrade_runs_the_script_the_database_mounts(services):
+    """OPERATIONS 1.1's by-hand step for an older volume runs, inside readmodel-db, the file the
+    compose file mounts there, which has the secrets it reads mounted too."""
+    db = services["readmodel-db"]
+    [path] = [v.split(":")[1] for v in db["volumes"] if v.startswith("./deploy/readmodel-db/")]
+    guide = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    script = _init_script(services).read_text()
+
+    assert (
+        f"docker compose exec -T readmodel-db psql -v ON_ERROR_STOP=1 -U postgres \\\n    -f {path}"
+        in guide
+    )
+    for secret in re.findall(r"readmodel_db_\w+_password", script):
+        assert secret in db["secrets"], secret

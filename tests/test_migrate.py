@@ -10,8 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
+from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url, role_database_url
 from runtime.migrate import (
+    GATEWAY_ROLE,
     MIGRATIONS_DIR,
     RUNTIME_GRANTS,
     RUNTIME_ROLE,
@@ -225,3 +226,71 @@ async def test_a_role_that_does_not_hold_the_runtime_roles_grants_is_refused(
 
     assert f"'{stranger}' (CASN_DATABASE_URL) is not {RUNTIME_ROLE}" in str(refused.value)
     assert f"GRANT {RUNTIME_ROLE} TO {stranger}" in str(refused.value)
+
+
+# --- the gateway's columns (024_gateway_columns) on a read model of 023 ------------------------
+
+GATEWAY_COLUMNS = next(m for m in load_migrations(MIGRATIONS_DIR) if m.name == "gateway_columns")
+TOKEN = bytes(range(32))  # a session token's digest
+
+
+def _as_gateway(stack_settings, owner_dsn: str) -> str:
+    """The gateway role's DSN of the scratch database `owner_dsn` names."""
+    url = role_database_url(stack_settings, GATEWAY_ROLE)
+    return urlunsplit(urlsplit(url)._replace(path=urlsplit(owner_dsn).path))
+
+
+async def test_a_read_model_of_023_is_narrowed_to_the_gateways_columns_its_sessions_kept(
+    stack, stack_settings, scratch_dsn, tmp_path
+):
+    """A read model migrated by the versions whose gateway read whole tables: a gateway of this
+    code refuses it until its owner migrates; then the portal's sessions and the projection's
+    published columns still answer the gateway, an applicant's sanction no longer does."""
+    await apply_migrations(
+        scratch_dsn, _project_migrations(tmp_path / "m", below=GATEWAY_COLUMNS.version)
+    )
+    gateway = _as_gateway(stack_settings, scratch_dsn)
+    runtime = await asyncpg.connect(_as_runtime(stack, scratch_dsn))
+    try:
+        await runtime.execute(
+            "INSERT INTO applicants (round_id, applicant_id, formasi_code, name, stage, version, "
+            "sanction_rounds) VALUES ('R', '0001', 'F1', 'Siti', 'ended', 1, 2)"
+        )
+        await runtime.execute(
+            "INSERT INTO portal_accounts (round_id, applicant_id, password_hash) "
+            "VALUES ('R', '0001', '$argon2id$v=19$stored')"
+        )
+        await runtime.execute(
+            "INSERT INTO portal_sessions (token_sha256, round_id, applicant_id, expires_at) "
+            "VALUES ($1, 'R', '0001', now() + interval '1 hour')",
+            TOKEN,
+        )
+    finally:
+        await runtime.close()
+    conn = await asyncpg.connect(gateway)
+    try:
+        before = await conn.fetchval("SELECT sanction_rounds FROM applicants")
+    finally:
+        await conn.close()
+    with pytest.raises(SchemaBehindError, match=f"lacks migration {GATEWAY_COLUMNS.label}"):
+        await check_schema(gateway, role=GATEWAY_ROLE)
+
+    assert await apply_migrations(scratch_dsn) == [
+        m.label for m in load_migrations(MIGRATIONS_DIR) if m.version >= GATEWAY_COLUMNS.version
+    ]
+    await check_schema(gateway, role=GATEWAY_ROLE)
+    conn = await asyncpg.connect(gateway)
+    try:
+        session = await conn.fetchrow(
+            "SELECT round_id, applicant_id FROM portal_sessions "
+            "WHERE token_sha256 = $1 AND expires_at > now()",
+            TOKEN,
+        )
+        name = await conn.fetchval("SELECT name FROM applicants")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("SELECT sanction_rounds FROM applicants")
+    finally:
+        await conn.close()
+
+    assert before == 2  # the whole table, before
+    assert tuple(session) == ("R", "0001") and name == "Siti"

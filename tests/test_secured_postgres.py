@@ -138,6 +138,14 @@ GATEWAY_FORBIDDEN = {
     "move a NIP serial": ["UPDATE nip_serials SET last_serial = last_serial + 1"],
     "write a round board": ["DELETE FROM round_boards"],
     "take over a table": [f"ALTER TABLE applicants OWNER TO {GATEWAY_ROLE}"],
+    "read who was barred and why": ["SELECT subject, reason FROM sanctions"],
+    "read an applicant's sanction": ["SELECT sanction_rounds FROM applicants"],
+    "read an applicant's TMT": ["SELECT tmt FROM applicants"],
+    "read who looked up whom": ["SELECT reader, applicant_id FROM access_log"],
+    "read who purged what": ["SELECT purged_by, override_reason FROM personal_data_purges"],
+    "read a revocation's decree": ["SELECT decree_no FROM revocations"],
+    "rewrite a session": ["UPDATE portal_sessions SET expires_at = now() + interval '1 year'"],
+    "move a round on the calendar": ["UPDATE sanction_calendar SET registration_opens = now()"],
 }
 FORBIDDEN_TO = [
     *((RUNTIME_ROLE, what, statements) for what, statements in FORBIDDEN.items()),
@@ -207,25 +215,18 @@ PRIVILEGES = (
 )
 
 
-# What the gateway does (gateway/, and the client/ and runtime/ code it calls): it reads what its
-# pages and answers show, appends the announcements the operator API drafts, the access log and the
-# survey's answers, and keeps the portal's accounts and sessions. No UPDATE or DELETE of a
-# projection, no read of the NIPs, the decisions' table or the boards.
+# What the gateway holds by table: DELETE (which PostgreSQL grants by table only) on the portal's
+# accounts and sessions; everything else by column (GATEWAY_COLUMNS, migration 024).
 GATEWAY_PRIVILEGES = {
-    "schema_migrations": {"SELECT"},
     **dict.fromkeys(
-        ["applicants", "stage_reports", "revocations", "panel_seats", "pages", "sanctions",
-         "sanction_calendar", "personal_data_purges"],
-        {"SELECT"},
+        ["schema_migrations", "applicants", "stage_reports", "revocations", "panel_seats", "pages",
+         "sanctions", "sanction_calendar", "personal_data_purges", "notifications", "publications",
+         "publication_rows", "access_log", "skm_responses", "skm_taken", "decisions", "nips",
+         "nip_serials", "round_boards"],
+        set(),
     ),
-    "notifications": set(),  # its delivered_at column alone, for /metrics' outbox gauge
-    **dict.fromkeys(
-        ["publications", "publication_rows", "access_log", "skm_responses", "skm_taken"],
-        APPEND_ONLY,
-    ),
-    "portal_accounts": REWRITTEN,
-    "portal_sessions": REWRITTEN,
-    **dict.fromkeys(["decisions", "nips", "nip_serials", "round_boards"], set()),
+    "portal_accounts": {"DELETE"},
+    "portal_sessions": {"DELETE"},
 }  # fmt: skip
 # The sequences each role may use (for the tables it appends to).
 SEQUENCES = {
@@ -263,9 +264,6 @@ async def test_each_process_role_holds_what_its_processes_do_and_no_more(
             "WHERE n.nspname = 'public' AND c.relkind = 'S'",
             role,
         )
-        gauge_column = await conn.fetchval(
-            "SELECT has_column_privilege($1, 'notifications', 'delivered_at', 'SELECT')", role
-        )
     finally:
         await conn.close()
     held: dict[str, set[str]] = {row["relname"]: set() for row in tables}
@@ -273,10 +271,128 @@ async def test_each_process_role_holds_what_its_processes_do_and_no_more(
         held[row["relname"]].add(row["privilege"])
 
     assert held == expected
-    if role == GATEWAY_ROLE:  # the outbox gauge's one column (runtime/metrics.py)
-        assert gauge_column is True
     assert {s["relname"] for s in sequences if s["usable"]} == SEQUENCES[role]
     assert not any(s["owned"] for s in sequences)
+
+
+# The columns the gateway's queries name, by privilege (gateway/, and what it calls: client/,
+# activities/sanctions.py and pages.py, activities/purges.py, runtime/metrics.py and migrate.py).
+# A column the gateway's code starts to read fails the web tests (they connect as the gateway's
+# role) until a migration grants it and its entry here says so; a grant without an entry fails here.
+GATEWAY_COLUMNS: dict[str, dict[str, set[str]]] = {
+    "schema_migrations": {"SELECT": {"version", "name", "checksum"}},  # check_schema
+    "applicants": {  # announcements' rows, funnels, a panellist's sheet, late endings, /metrics
+        "SELECT": {"round_id", "applicant_id", "formasi_code", "name", "stage", "admin",
+                   "skd_code", "skd_total", "skb_score", "final_score", "final_code",
+                   "placed_formasi", "terminal"},
+    },
+    "stage_reports": {  # an SKD announcement's subtest scores
+        "SELECT": {"round_id", "applicant_id", "report_id", "kind", "content"},
+    },
+    "revocations": {"SELECT": {"round_id", "applicant_id", "seq", "code", "at"}},
+    "panel_seats": {"SELECT": {"round_id", "applicant_id", "component", "panellists"}},
+    "pages": {"SELECT": {"digest", "kind", "body"}},  # PageStore.get
+    "personal_data_purges": {"SELECT": {"round_id", "purged_at"}},  # purged_on
+    "notifications": {"SELECT": {"delivered_at"}},  # the outbox gauge
+    "sanction_calendar": {  # record_round, find_bars
+        "SELECT": {"round_id", "registration_opens", "period"},
+        "INSERT": {"round_id", "registration_opens", "period"},
+        "UPDATE": {"period"},
+    },
+    "publications": {  # draft_announcement, publish_signed, the public pages
+        "SELECT": {"round_id", "seq", "stage", "instansi", "body", "body_sha256", "signature",
+                   "signed_by", "published_at", "corrects", "row_count"},
+        "INSERT": {"round_id", "seq", "stage", "instansi", "body", "body_sha256", "prev_sha256",
+                   "signature", "signed_by", "published_at", "corrects", "row_count"},
+    },
+    "publication_rows": {
+        "SELECT": {"round_id", "seq", "applicant_id", "formasi_code", "row"},
+        "INSERT": {"round_id", "seq", "applicant_id", "formasi_code", "row"},
+    },
+    "access_log": {  # record_access: written, never read back
+        "INSERT": {"round_id", "applicant_id", "reader", "what", "by_nik", "found", "request_id"},
+    },
+    "skm_taken": {
+        "SELECT": {"round_id", "applicant_id", "stage"},
+        "INSERT": {"round_id", "applicant_id", "stage"},
+    },
+    "skm_responses": {
+        "SELECT": {"round_id", "instansi", "stage", "answers"},
+        "INSERT": {"round_id", "instansi", "stage", "answers", "submitted_on"},
+    },
+    "portal_accounts": {
+        "SELECT": {"round_id", "applicant_id", "password_hash"},
+        "INSERT": {"round_id", "applicant_id", "password_hash"},
+        "UPDATE": {"password_hash", "rehashed_at"},
+    },
+    "portal_sessions": {
+        "SELECT": {"token_sha256", "round_id", "applicant_id", "expires_at"},
+        "INSERT": {"token_sha256", "round_id", "applicant_id", "expires_at"},
+    },
+}  # fmt: skip
+COLUMN_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "REFERENCES")
+
+
+async def test_the_gateway_role_holds_the_columns_its_queries_name_and_no_more(stack_settings):
+    """Every column of every table of the read model, by privilege: what casn_gateway may do with
+    it (by a column's grant or the table's) is what GATEWAY_COLUMNS says the gateway's code does."""
+    conn = await asyncpg.connect(owner_database_url(stack_settings))
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname, a.attname, p.privilege FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "CROSS JOIN unnest($2::text[]) AS p(privilege) "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+            "AND has_column_privilege($1, c.oid, a.attnum, p.privilege)",
+            GATEWAY_ROLE,
+            list(COLUMN_PRIVILEGES),
+        )
+    finally:
+        await conn.close()
+    held: dict[str, dict[str, set[str]]] = {}
+    for row in rows:
+        held.setdefault(row["relname"], {}).setdefault(row["privilege"], set()).add(row["attname"])
+
+    assert held == GATEWAY_COLUMNS
+
+
+async def test_the_gateway_role_reads_one_subjects_sanctions_not_the_register(stack_settings):
+    """A registration checked at the gateway (client/sanctions.py, as gateway/app.py gives it the
+    gateway's pool) records its round on the calendar and finds the entries barring its subject;
+    the register itself, whole, is beyond the gateway's role."""
+    from datetime import UTC, date, datetime
+
+    from activities.sanctions import find_bars, record_round
+
+    subject, other = "a" * 64, "b" * 64
+    owner = await asyncpg.connect(owner_database_url(stack_settings))
+    pool = await open_pool(role_database_url(stack_settings, GATEWAY_ROLE), max_size=1)
+    try:
+        for who in (subject, other):
+            await owner.execute(
+                "INSERT INTO sanctions (subject, kind, origin, imposed_by, barred_until, reason) "
+                "VALUES ($1, 'national_list', 'test-list', 'test-list', '2099-12-31', 'fraud') "
+                "ON CONFLICT DO NOTHING",
+                who,
+            )
+        opens = datetime(2031, 1, 5, tzinfo=UTC)
+        await record_round(pool, "gw-sanctions-R1", opens, "gw-sanctions-N1")
+        bars = await find_bars(pool, "gw-sanctions-R1", None, subject, date(2031, 1, 6))
+        calendar = await owner.fetchrow(
+            "SELECT registration_opens, period FROM sanction_calendar WHERE round_id = $1",
+            "gw-sanctions-R1",
+        )
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.fetch("SELECT subject, reason FROM sanctions")
+    finally:
+        await owner.execute("DELETE FROM sanctions WHERE origin = 'test-list'")
+        await owner.execute("DELETE FROM sanction_calendar WHERE round_id = 'gw-sanctions-R1'")
+        await owner.close()
+        await pool.close()
+
+    assert [(b.entry.subject, b.entry.reason) for b in bars] == [(subject, "fraud")]
+    assert tuple(calendar) == (opens, "gw-sanctions-N1")
 
 
 async def test_the_gateways_metrics_read_the_read_model_as_the_gateway_role(stack_settings):
@@ -448,6 +564,10 @@ def _legacy_cluster(data_dir: Path, port: int) -> None:
     )
 
 
+# The project's migrations from 022_runtime_role on: what a data dir of an older version lacks.
+SINCE_THE_RUNTIME_ROLE = [m.label for m in load_migrations() if m.version >= RUNTIME_GRANTS]
+
+
 def _legacy_migrations(folder: Path) -> Path:
     """The migrations of the versions before the runtime role (022_runtime_role)."""
     folder.mkdir()
@@ -523,7 +643,7 @@ async def test_a_data_dir_of_an_older_version_is_upgraded_in_place(
 
     assert info.started_postgres == (left == "stopped")
     # nothing applied twice
-    assert info.migrations_applied == ["022_runtime_role", "023_gateway_role"]
+    assert info.migrations_applied == SINCE_THE_RUNTIME_ROLE
     assert refusal == 'password authentication failed for user "postgres"'
     assert note == "written as superuser" and superuser is False
     assert [r["relname"] for r in foreign] == []  # tables, sequences and functions handed over
@@ -577,7 +697,7 @@ async def test_a_data_dir_where_every_process_was_the_owner_is_upgraded_in_place
         stop_stack(settings)
 
     assert info.started_postgres
-    assert info.migrations_applied == ["022_runtime_role", "023_gateway_role"]
+    assert info.migrations_applied == SINCE_THE_RUNTIME_ROLE
     assert (user, kept) == (RUNTIME_ROLE, "R")
 
 

@@ -1,8 +1,8 @@
 """The gateway's ASGI app on the session's real stack, with a worker, for httpx and the browser.
 
-The gateway connects to the read model as the gateway's role (casn_gateway, migration 023), as
-serve.py's does, so that every web test shows its grants suffice; the worker, and a test's own
-set-up that writes as the workers do, use the worker's pool (casn_runtime).
+The gateway connects to the read model as the gateway's role (casn_gateway, migrations 023 and
+024, by column), as serve.py's does, so that every web test shows its grants suffice; the worker,
+and a test's own set-up that writes as the workers do, use the worker's pool (casn_runtime).
 
 Every test identity of tests/roundkit.py holds the API key `api-key-<identity>`; the portal
 signs as `sscasn`, the test rounds' portal identity.
