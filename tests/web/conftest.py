@@ -17,6 +17,7 @@ import httpx
 import pytest_asyncio
 
 from client.api import RecruitmentApi
+from client.sanctions import SanctionRegister
 from client.status import StateCache
 from domain.signing import Keyring
 from gateway.app import create_app
@@ -56,7 +57,9 @@ async def gateway_pool(stack, stack_settings):
 @pytest_asyncio.fixture(loop_scope="session")
 async def gateway_state(client, keys, running_worker, gateway_pool):
     """A Gateway on the running worker's task queue, connected to the read model as the gateway's
-    role."""
+    role, and checking every registration against the sanctions register on that pool, as
+    gateway/app.py builds it (without it, no web test saw that 023 left the gateway's role unable
+    to put a round on the sanctions calendar: every online registration at a real gateway was 503)."""
     settings, _ = running_worker
     pool = gateway_pool
     settings = settings.model_copy(update={"portal_identity": PORTAL})
@@ -64,7 +67,11 @@ async def gateway_state(client, keys, running_worker, gateway_pool):
     return Gateway(
         settings=settings,
         api=RecruitmentApi(
-            client, settings.task_queue, keys.pseudonym_key, keyring=Keyring([portal])
+            client,
+            settings.task_queue,
+            keys.pseudonym_key,
+            keyring=Keyring([portal]),
+            sanctions=SanctionRegister(pool),
         ),
         pool=pool,
         api_keys=ApiKeys({api_key_digest(api_key(i)): i for i in IDENTITIES}),
