@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.templating import Jinja2Templates
 
 from client.announcements import AnnouncementStage
 from client.publication import PublishedRow
@@ -231,3 +232,22 @@ async def test_no_public_page_has_a_serious_accessibility_violation(running_work
         assert not facts["wider"], (key, facts)
     assert tables["announcement at 320 px"]["scrolling"], "the table fits 320 px: check nothing"
     assert titles["lookup refused at 320 px"].startswith("Kesalahan"), titles
+
+
+async def test_the_engines_english_words_in_a_refusal_are_marked_as_english():
+    """A refusal the portal has no Indonesian for is shown as the engine wrote it, after
+    "ditolak oleh sistem:" (gateway/portal.py `indonesian`): those words are lang="en", so that
+    a screen reader does not read them with Indonesian sounds (WCAG 3.1.2); a page with none has
+    no English part."""
+    from gateway.deps import TEMPLATES
+    from gateway.portal import _sentence, indonesian
+
+    page = Jinja2Templates(directory=str(TEMPLATES)).get_template("portal/message.html")
+    unknown = _sentence(indonesian("offer o-1 is <superseded>"))
+    refused = page.render(title="Jawaban tawaran tidak dapat diterima", text=unknown, kind="errors")
+    assert (
+        'Ditolak oleh sistem: <span lang="en">offer o-1 is &lt;superseded&gt;.</span></p>'
+        in refused
+    ), refused
+    plain = page.render(title="Sanggah diterima", text="Sanggah Anda diterima.", kind="notice")
+    assert 'lang="en"' not in plain
