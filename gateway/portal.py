@@ -1149,6 +1149,15 @@ async def status(v: Visit = Depends(visit)) -> Response:
     and the forms the journey would take now."""
     if v.session is None:
         return to_login()
+    return await _status_page(v)
+
+
+async def _status_page(
+    v: Visit, appeal_error: str = "", reason: str = "", code: int = 200
+) -> Response:
+    """The status page; with `appeal_error`, the sanggah form sent back with the text it held,
+    its field invalid and described by the error, which takes focus (WCAG 3.3.1)."""
+    assert v.session is not None
     round_id, applicant_id = v.session.round_id, v.session.applicant_id
     try:
         config = await v.gw.rounds.config(round_id)
@@ -1173,7 +1182,10 @@ async def status(v: Visit = Depends(visit)) -> Response:
             "surveys": [(s, SKM_STAGE_LABELS[s]) for s in surveys],
             "sanggah_token": v.token("sanggah"),
             "offer_tokens": {"ya": v.token("tawaran"), "tidak": v.token("tawaran")},
+            "appeal_error": appeal_error,
+            "appeal_reason": reason,
         },
+        code,
     )
 
 
@@ -1265,12 +1277,11 @@ async def file_appeal(request: Request, v: Visit = Depends(visit)) -> Response:
     form, nonce = got
     reason = str(form.get("reason", "")).strip()
     if not 1 <= len(reason) <= 2000:
-        return message(
+        return await _status_page(
             v,
+            "Tuliskan alasan sanggah Anda (paling banyak 2000 karakter), lalu kirim lagi.",
+            str(form.get("reason", ""))[:2000],
             422,
-            "Sanggah belum lengkap",
-            "Tuliskan alasan sanggah Anda (paling banyak 2000 karakter).",
-            back=("/status", "Kembali ke status"),
         )
     return await _send(
         v,

@@ -205,12 +205,12 @@ async def test_public_announcements_in_official_order_signed_and_chained(
     assert [(name_of[a], code[0]) for a, code in _rows_of(page, "F1")] == F1_SKD_ORDER
     assert [(name_of[a], code[0]) for a, code in _rows_of(page, "F2")] == [("H", "P/L")]
     for header in ("Peringkat", "Nomor Peserta", "Nama", "TWK", "TIU", "TKP", "Total SKD", "Kode"):
-        assert f"<th>{header}</th>" in page
+        assert f'<th scope="col">{header}</th>' in page
     for code, meaning in (("T/L", "Tidak Lulus"), ("TH", "Tidak Hadir"), ("DIS", "Diskualifikasi")):
         assert f"<dt>{code}</dt><dd>{meaning}" in page
     assert config.instansi in page and "Arsiparis Ahli Pertama" in page
     assert wib(published.published_at) in page and "WIB" in page
-    assert '<div class="table-wrap">' in page and "<script" not in page
+    assert '<div class="table-wrap" role="region" tabindex="0"' in page and "<script" not in page
     assert "Peserta 3" in page and people["C"].nik not in page  # the name, never the NIK
     assert f"verify-announcements {round_id}-2.json --round" in page
 
