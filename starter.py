@@ -2878,6 +2878,8 @@ EXIT_CODES_HELP = (
 )
 for _command in [*cli.registered_commands, *sanctions_cli.registered_commands]:
     _command.epilog = _command.epilog or EXIT_CODES_HELP  # every command's --help ends with them
+for _group in cli.registered_groups:  # and every group's (`sanctions --help`)
+    _group.epilog = _group.epilog or EXIT_CODES_HELP
 
 
 if __name__ == "__main__":

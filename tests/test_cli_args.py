@@ -200,3 +200,27 @@ def test_an_audit_command_s_bad_argument_is_named_before_anything_connects(input
 )
 def test_an_offline_audit_command_s_bad_file_is_named_before_anything_is_read(inputs, args, said):
     _refused_before_connecting(inputs, "audit.py", args, said)
+
+
+def test_every_operator_command_and_group_help_ends_with_the_exit_codes():
+    """README: every `starter.py` command's `--help` ends with the exit codes, the `sanctions`
+    group's and its commands' included (the group's lacked them until 2026-12)."""
+    from typer.testing import CliRunner
+
+    import starter
+
+    runner = CliRunner()
+    paths = [
+        [c.name or c.callback.__name__.replace("_", "-")] for c in starter.cli.registered_commands
+    ]
+    for group in starter.cli.registered_groups:
+        paths.append([group.name])
+        paths += [[group.name, c.name or c.callback.__name__.replace("_", "-")]
+                  for c in group.typer_instance.registered_commands]  # fmt: skip
+    lacking = []
+    for path in paths:
+        shown = runner.invoke(starter.cli, [*path, "--help"], env={"COLUMNS": "400"})
+        assert shown.exit_code == 0, (path, shown.output)
+        if "Exit codes: 0 ok; 1 refused" not in shown.output:
+            lacking.append(" ".join(path))
+    assert len(paths) > 20 and lacking == []
