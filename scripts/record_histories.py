@@ -182,14 +182,23 @@ async def run_small_round(
     early: AnnouncedBeforeAdmission | None = None,
     zone: str | None = None,
     tms: frozenset[str] = frozenset(),
+    answer_within: float = 5,
 ) -> tuple[str, dict[str, str]]:
     """Drive a compressed round until its final ranking is out; return the round id and applicant
     ids. With `early`, its applicant is registered by it (--sealed); with `zone`, the round keeps
     that `timezone`, and the applicants named in `tms` are found TMS at the administrative check
-    (their sanggah not filed) instead of sitting the SKD (--zone)."""
+    (their sanggah not filed) instead of sitting the SKD (--zone). Nobody files a sanggah, so the
+    final one's `answer_within` (seconds) is only waited out: a test may pass less."""
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
     round_id, ids = await play_small_round_to_skb(
-        client, api, pseudonym_key, round_id, early=early, zone=zone, tms=tms
+        client,
+        api,
+        pseudonym_key,
+        round_id,
+        early=early,
+        zone=zone,
+        tms=tms,
+        answer_within=answer_within,
     )
     after_ranking = {
         Stage.FILING,
@@ -213,15 +222,18 @@ async def play_small_round_to_skb(
     early: AnnouncedBeforeAdmission | None = None,
     zone: str | None = None,
     tms: frozenset[str] = frozenset(),
+    answer_within: float = 5,
 ) -> tuple[str, dict[str, str]]:
     """The small round until its SKB answers are reported (SKB not closed yet): its id and the
-    applicants' ids. See run_small_round for `early`, `zone` and `tms`."""
+    applicants' ids. See run_small_round for `early`, `zone`, `tms` and `answer_within`."""
     import tomli_w
 
     round_id = round_id or f"audit-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
     extra = {"timezone": zone} if zone else None
-    config = compressed_round(round_id, [formasi("F1", 1)], WINDOWS, t0=t0, extra=extra)
+    config = compressed_round(
+        round_id, [formasi("F1", 1)], WINDOWS, answer_within=answer_within, t0=t0, extra=extra
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "round.toml"
         path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))

@@ -2,8 +2,8 @@
 heartbeat (temporalio 1.35.0; looked for after `bench chaos`, BENCHMARKS.md "Servers killed
 mid-round").
 
-A local activity still running at 80% of the workflow task timeout (no workflow here sets one:
-the server's 10 s, so 8 s) makes the SDK's core complete the task and take a new one (a
+A local activity still running at 80% of the workflow task timeout (no workflow of the engine
+sets one: the server's 10 s, so 8 s) makes the SDK's core complete the task and take a new one (a
 "heartbeat"), every 8 s until the local activity ends; its marker is recorded by the last of
 those tasks. When the heartbeat completes a task that has recorded nothing yet, replay folds it
 into the next: the code that ran before the local activity sees the next task's start on replay,
@@ -11,14 +11,15 @@ into the next: the code that ran before the local activity sees the next task's 
 time live and replayed (the later of its task's start and the local activity's completion,
 which its marker holds).
 
-A small workflow of the test's own shows it every time, in its first task and in a task a signal
-starts, but not when the task before the signal's accepted an update: then every time replays as
-it ran. The journey's own case of that shape (an announcement's task that decides MS while its
-row's write waits past the heartbeat on a lock, after the task that took its administration
-report by update) replays with the time it was written too, and check-read-model finds nothing
-(docs/AUDIT.md, "A decision's time"). Why an update before makes the difference is not
-established. These tests hold what the SDK and the journey do as they are, so that an upgrade or
-a change that alters it is seen.
+A small workflow of the test's own (started with a 4 s task timeout, so its heartbeat comes at
+3.2 s and each test waits 5 s, not 10; the journey's test keeps the server's 10 s) shows it
+every time, in its first task and in a task a signal starts, but not when the task before the
+signal's accepted an update: then every time replays as it ran. The journey's own case of that
+shape (an announcement's task that decides MS while its row's write waits past the heartbeat on
+a lock, after the task that took its administration report by update) replays with the time it
+was written too, and check-read-model finds nothing (docs/AUDIT.md, "A decision's time"). Why an
+update before makes the difference is not established. These tests hold what the SDK and the
+journey do as they are, so that an upgrade or a change that alters it is seen.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ from workflows.ids import journey_workflow_id
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SEEN: list[tuple[bool, str, datetime, str]] = []  # (replaying, where, workflow.now(), run id)
-HEARTBEAT = timedelta(seconds=8)  # 80% of the server's default 10 s workflow task timeout
+SERVER_HEARTBEAT = timedelta(seconds=8)  # 80% of the server's default 10 s workflow task timeout
+# The small workflow's own task timeout: the same heartbeat (80% of it), sooner.
+TASK_TIMEOUT = timedelta(seconds=4)
+HEARTBEAT = TASK_TIMEOUT * 0.8
 
 
 @activity.defn(name="decision_time_sleep")
@@ -122,6 +126,7 @@ async def _run_and_replay(
             args=[slow, quick_first, poked_first],
             id=queue,
             task_queue=queue,
+            task_timeout=TASK_TIMEOUT,
         )
         if poked_first:
             await asyncio.sleep(0.5)
@@ -229,7 +234,7 @@ async def test_a_journey_deciding_ms_while_its_write_waits_on_a_lock_past_the_he
             reason="done",
         )
         await api.command(round_id, close)
-        await asyncio.sleep(HEARTBEAT.total_seconds() + 3)
+        await asyncio.sleep(SERVER_HEARTBEAT.total_seconds() + 3)
         await locked.rollback()
     await _wait_stage(client, round_id, applicant, {Stage.SKD})
     handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant))

@@ -49,6 +49,7 @@ async def test_a_seat_taken_by_an_offer_the_round_never_made_is_named_by_recompu
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=600,
     )
     await create_round_file(api, config, tmp_path)

@@ -161,6 +161,7 @@ async def test_a_journey_that_ends_holding_an_offer_declines_it(
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=600,
     )
     await create_round_file(api, config, tmp_path)
@@ -205,6 +206,7 @@ async def test_an_offer_to_a_journey_that_has_ended_passes_on(
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
         appeal_window=10,  # the final sanggah: the second withdraws meanwhile
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=600,
     )
     await create_round_file(api, config, tmp_path)
@@ -252,6 +254,7 @@ async def test_an_offer_whose_journey_was_terminated_passes_on_at_the_rounds_dea
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 1, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=5,
         extra={"offer_answer_grace": "PT5S"},
     )

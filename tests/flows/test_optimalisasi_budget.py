@@ -64,6 +64,7 @@ async def _lost_on_rank(
         [formasi("SOURCE", 1, jabatan=JABATAN), formasi("TARGET", 3, jabatan=JABATAN)],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=60,
         extra={
             **({} if budget is None else {"optimalisasi_history_budget": budget}),

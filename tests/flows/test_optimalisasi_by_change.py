@@ -57,6 +57,7 @@ async def test_allocations_follow_declines_not_answers(client, keys, running_wor
         ],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=60,
         t0=t0,
     )

@@ -80,6 +80,7 @@ async def test_the_pool_skips_majors_and_ages_the_seat_does_not_take_and_passes_
         [source, target],
         CLOSED_BY_COMMITTEE,
         appeal_window=3,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         offer_within=60,
         t0=t0,
         # One journey per broadcast page, folded every 2 references (patch

@@ -35,7 +35,9 @@ async def test_every_page_the_formasi_recorded_is_checked_and_pages_of_answers_m
     client, keys, running_worker, stack, tmp_path
 ):
     settings, pool = running_worker
-    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
     await asyncio.sleep(1.0)  # visibility lists the last starts
     histories = await round_histories(client, round_id, "formasi")
     histories += await round_histories(client, round_id, "round")

@@ -54,7 +54,9 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
     client, keys, running_worker, stack, tmp_path
 ):
     settings, pool = running_worker
-    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
     await asyncio.sleep(1.0)  # visibility lists the last starts
 
     # As the journeys wrote it, the read model is what replaying their histories derives:

@@ -145,7 +145,13 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
     round_id = f"revoke-{uuid.uuid4().hex[:6]}"
     t0 = datetime.now(UTC)
-    config = compressed_round(round_id, [formasi("F1", 2)], CLOSED_BY_COMMITTEE, t0=t0)
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 2)],
+        CLOSED_BY_COMMITTEE,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
+        t0=t0,
+    )
     await create_round_file(api, config, tmp_path)
     ids = [
         (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id

@@ -46,7 +46,7 @@ async def _f1_round(api, tmp_path, round_id: str, seats: int, t0: datetime):
             "filing": (1800, 2400),
             "latsar": (2400, 3000),
         },
-        appeal_window=10,
+        answer_within=1,  # no sanggah is filed: the final sanggah's answer time is only waited out
         t0=t0,
     )
     await create_round_file(api, config, tmp_path)

@@ -99,7 +99,9 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
     client, keys, running_worker, stack, stack_settings, http, tmp_path
 ):
     settings, pool = running_worker
-    round_id, ids = await run_small_round(client, settings.task_queue, keys.pseudonym_key)
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
     c1 = ids["C1"]
     # What the small round does not write itself: a portal account (its session opened by a real
     # login below) and a survey answer's mark.
