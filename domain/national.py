@@ -247,8 +247,10 @@ class ClaimVerdict(BaseModel, frozen=True):
 
 class ClaimTaken(BaseModel, frozen=True):
     """A journey tells its NIK's claim that it admitted the registration the claim holds (the
-    journey's `check_claim`): a claim that heard it is never swept. Sent to the claim's run before
-    that run ends or not at all, so a journey admitted by a claim that was then swept cannot be."""
+    journey's `check_claim`): a claim that heard it before it decided looks for the journey again
+    (patch claim-looks-again; before it, the claim held on the word alone), and finds it, since the
+    journey speaks only once started. Sent to the claim's run before that run ends or not at all,
+    so a journey admitted by a claim that was then swept cannot be."""
 
     round_id: str
     applicant_id: str

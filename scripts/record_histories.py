@@ -9,6 +9,7 @@
     .venv/bin/python scripts/record_histories.py --national --out tests/histories/v22-national
     .venv/bin/python scripts/record_histories.py --sealed --out tests/histories/v24-sealed
     .venv/bin/python scripts/record_histories.py --claim-sweep --out tests/histories/v25-claim-sweep
+    .venv/bin/python scripts/record_histories.py --claim-sweep --forged --out tests/histories/v28-claim-looks-again
     .venv/bin/python scripts/record_histories.py --zone Asia/Jayapura --out tests/histories/v27-round-zone
     .venv/bin/python scripts/record_histories.py --seat-given-back before-result --out tests/histories/v27-seat-before-result
     .venv/bin/python scripts/record_histories.py --seat-given-back at-filing --out tests/histories/v27-seat-at-filing
@@ -127,6 +128,7 @@ from domain.messages import (  # noqa: E402
     SkdReport,
     Withdrawal,
 )
+from domain.national import CLAIM_TAKEN, TAKE_CLAIM, ClaimTaken  # noqa: E402
 from domain.protocol import ANNOUNCE, BROADCAST, JOURNEY_STATE  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
@@ -141,6 +143,7 @@ from tests.roundkit import (  # noqa: E402
     registration,
 )
 from workflows.ids import claim_workflow_id, journey_workflow_id  # noqa: E402
+from workflows.versions import CLAIM_LOOKS_AGAIN  # noqa: E402
 
 SKD = {"C1": (120, 140, 190), "C2": (110, 130, 185), "C3": (60, 70, 150)}  # twk, tiu, tkp; C3 fails
 SKB = {"C1": (450, 90), "C2": (400, 80)}  # cat /500, praktik /100
@@ -625,13 +628,17 @@ SWEEP_GRACE = (
 
 
 async def run_claim_sweep_round(
-    client: Client, task_queue: str, pseudonym_key: bytes
+    client: Client, task_queue: str, pseudonym_key: bytes, forged: bool = False
 ) -> tuple[str, list[str]]:
     """A national round whose claims wait SWEEP_GRACE for their journey (patch claim-swept), with
     one instansi round: one NIK's registrar claims it and dies before the journey's start, and the
     claim releases itself once the grace has passed; another NIK registers, and its claim, told by
-    its journey that it took it, holds on its timer. Stops once both claims have decided. The
-    national id, and the ids of the rounds to record (the national round's own and the instansi's)."""
+    its journey that it took it, holds on its timer. With `forged` (patch claim-looks-again), two
+    more registrars die, and two of the three dead registrars' claims are told in the journey's
+    words that their journey took them, one by the signal claim_taken and one by the update
+    take_claim, as anyone holding the payload key can: all three look, find no journey and release
+    themselves. Stops once every claim has decided. The national id, and the ids of the rounds to
+    record (the national round's own and the instansi's)."""
     from tests.flows.test_national import _national_with_rounds
 
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=TEST_KEYRING)
@@ -639,19 +646,30 @@ async def run_claim_sweep_round(
         national_id, (a,) = await _national_with_rounds(
             api, Path(tmp), "Kota", ("Sweep",), claim_grace=SWEEP_GRACE
         )
-    # The registrar that dies: the claim is taken, the journey never started.
-    dead = registration(1, "F1")
-    dead_applicant = applicant_id_for(pseudonym_key, a.round_id, dead.nik)
-    national_applicant = national_applicant_id(pseudonym_key, national_id, dead.nik)
-    held = await api.national.claim(
-        a, dead_applicant, "F1", national_applicant, registration_digest(dead)
-    )
-    assert held is None, held
+    # The registrars that die: the claim is taken, the journey never started.
+    dead = [registration(1, "F1")]
+    words_sent = ["nothing"]
+    if forged:
+        dead += [registration(3, "F1"), registration(4, "F1")]
+        words_sent = ["signal", "update", "nothing"]
+    for reg, word in zip(dead, words_sent, strict=True):
+        applicant = applicant_id_for(pseudonym_key, a.round_id, reg.nik)
+        national_applicant = national_applicant_id(pseudonym_key, national_id, reg.nik)
+        held = await api.national.claim(
+            a, applicant, "F1", national_applicant, registration_digest(reg)
+        )
+        assert held is None, held
+        claim = client.get_workflow_handle(claim_workflow_id(national_id, national_applicant))
+        words = ClaimTaken(round_id=a.round_id, applicant_id=applicant)
+        if word == "signal":
+            await CLAIM_TAKEN.send(claim, words)
+        elif word == "update":
+            assert await TAKE_CLAIM.execute(claim, words) is True
     kept = await api.register(a, registration(2, "F1"), "sscasn")
     assert kept.status == "registered", kept
     claims = [
         claim_workflow_id(national_id, national_applicant_id(pseudonym_key, national_id, r.nik))
-        for r in (dead, registration(2, "F1"))
+        for r in (*dead, registration(2, "F1"))
     ]
     deadline = time.monotonic() + 180
     for claim in claims:
@@ -662,8 +680,11 @@ async def run_claim_sweep_round(
             if time.monotonic() > deadline:
                 raise SystemExit(f"claim {claim} ran no workflow task in 180 s")
             await asyncio.sleep(1.0)
-    swept = await client.get_workflow_handle(claims[0]).describe()
-    assert swept.status == WorkflowExecutionStatus.FAILED, swept.status
+    for claim in claims[:-1]:
+        swept = await client.get_workflow_handle(claim).describe()
+        assert swept.status == WorkflowExecutionStatus.FAILED, (claim, swept.status)
+    held_to_end = await client.get_workflow_handle(claims[-1]).describe()
+    assert held_to_end.status == WorkflowExecutionStatus.RUNNING, held_to_end.status
     return national_id, [national_id, a.round_id]
 
 
@@ -1111,6 +1132,7 @@ async def record(
     claim_sweep: bool = False,
     zone: str | None = None,
     seat_given_back: str | None = None,
+    forged: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -1178,7 +1200,7 @@ async def record(
                             )
                         elif claim_sweep:
                             round_id, recorded_ids = await run_claim_sweep_round(
-                                client, settings.task_queue, keys.pseudonym_key
+                                client, settings.task_queue, keys.pseudonym_key, forged
                             )
                         elif seat_given_back:
                             round_id, ids = await run_seat_given_back_round(
@@ -1233,6 +1255,12 @@ async def record(
                             histories = [
                                 h for i in recorded_ids for h in await round_histories(client, i)
                             ]
+                            if forged:  # every claim, held or released, looked for its journey
+                                expected = {
+                                    h.workflow_id: CLAIM_LOOKS_AGAIN
+                                    for h in histories
+                                    if h.kind == "NationalClaim"
+                                }
                         else:
                             histories = await round_histories(client, round_id)
                         if driver is not None:
@@ -1426,6 +1454,12 @@ def main() -> None:
         "one held by its journey (run_claim_sweep_round)",
     )
     parser.add_argument(
+        "--forged",
+        action="store_true",
+        help="with --claim-sweep: two more claims whose registrar dies; two of the three told in "
+        "the journey's words (claim_taken, take_claim) that their journey took them",
+    )
+    parser.add_argument(
         "--zone",
         metavar="TZ",
         help="the small round in that timezone (Asia/Jayapura: WIT), C3 found TMS at the "
@@ -1467,6 +1501,8 @@ def main() -> None:
             )
     if args.continued and args.history_budget is None:
         parser.error("--continued needs --history-budget")
+    if args.forged and not args.claim_sweep:
+        parser.error("--forged needs --claim-sweep")
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
@@ -1488,6 +1524,7 @@ def main() -> None:
                 args.claim_sweep,
                 args.zone,
                 args.seat_given_back,
+                args.forged,
             )
         )
 

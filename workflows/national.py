@@ -9,7 +9,8 @@ instansi finds the first claim recorded and is refused (client/national.py). It 
 the national SKD closes (a closed workflow's id could be reused once the namespace's retention has
 passed), unless no journey took it within the national round's `claim_grace` (patch claim-swept):
 then it releases itself, so a registrar that stopped between the claim and the journey's start
-does not hold the NIK nationwide for nothing.
+does not hold the NIK nationwide for nothing. Whether a journey took it is decided by looking for
+the journey, not by what the claim is told (patch claim-looks-again).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.calls import run_local_activity_until_done, signal_message
     from workflows.ids import journey_workflow_id
-    from workflows.versions import CLAIM_SWEPT
+    from workflows.versions import CLAIM_LOOKS_AGAIN, CLAIM_SWEPT
 
 JOIN_REFUSED = "JoinRefused"
 # The sweep's look at the journey: two reads of the server, within activities/claims.py's 10 s.
@@ -147,37 +148,77 @@ class NationalClaim:
     @workflow.init
     def __init__(self, claim: ClaimStart) -> None:
         self.claim = claim
-        self.taken = False  # the journey of this claim's registration said it admitted it
+        # Messages heard that say the journey of this claim's registration admitted it (signal
+        # claim_taken, update take_claim). Anyone holding the payload key can send one.
+        self.told = 0
 
     @workflow.run
     async def run(self, claim: ClaimStart) -> ClaimStart:
-        if claim.sweep_after is None or not workflow.patched(CLAIM_SWEPT):
+        if claim.sweep_after is None or not self._patched(CLAIM_SWEPT):
             # Held to the end; since the start is delayed to the end, no timer in practice.
             remaining = claim.holds_until - workflow.now()
             if remaining > timedelta(0):
                 await workflow.sleep(remaining)
             return claim
-        await self._swept_unless_taken(claim, claim.sweep_after)
+        if self._patched(CLAIM_LOOKS_AGAIN):
+            await self._released_unless_found(claim, claim.sweep_after)
+        else:
+            await self._swept_unless_taken(claim, claim.sweep_after)
         remaining = claim_ends_at(claim.holds_until, workflow.info().workflow_id) - workflow.now()
         if remaining > timedelta(0):
             await workflow.sleep(remaining)
         return claim
 
-    async def _swept_unless_taken(self, claim: ClaimStart, grace: timedelta) -> None:
-        """After the grace (on the server's clock, from the claim's start), a claim no journey
-        took releases itself: it fails with CLAIM_RELEASED, naming the round, the registration
-        and the journey it looked for. The journey's `claim_taken` can only arrive before the
-        run ends (it is sent to this run): one recorded before the task that decides is in that
-        task, as the engine fails a task that would end the run with a message not yet handled."""
+    async def _released_unless_found(self, claim: ClaimStart, grace: timedelta) -> None:
+        """After the grace (on the server's clock, from the claim's start), the claim looks for
+        its journey, and releases itself unless it finds it: it fails with CLAIM_RELEASED, naming
+        the round, the registration and the journey it looked for. What it was told decides
+        nothing (anyone holding the payload key can send the journey's words): a word heard
+        while it looked makes it look again, as it may come from a journey started after the
+        look read its id. A journey speaks only once it has started, so a look begun after its
+        word finds it. The word can only arrive before the run ends (it is sent to this run):
+        one recorded before the task that decides is in that task, as the engine fails a task
+        that would end the run with a message not yet handled."""
         due = workflow.info().workflow_start_time + grace
         remaining = due - workflow.now()
-        if not self.taken and remaining > timedelta(0):
+        if remaining > timedelta(0):
             # The start is delayed by the grace: this waits only when a client started it earlier.
+            await workflow.sleep(remaining)
+        journey_id = journey_workflow_id(claim.round_id, claim.applicant_id)
+        lookup = ClaimedJourney(
+            claim_workflow_id=workflow.info().workflow_id, journey_workflow_id=journey_id
+        )
+        while True:
+            told = self.told
+            journey = await run_local_activity_until_done(
+                FIND_CLAIMED_JOURNEY, lookup, CLAIM_READ_TIMEOUT, backoff_timers=True
+            )
+            if journey.found:
+                return
+            if self.told == told:
+                break
+        if self.told:
+            workflow.logger.warning(
+                "claim %s: told %d time(s) that its journey took it, but found none (%s)",
+                workflow.info().workflow_id,
+                self.told,
+                journey.detail,
+            )
+        raise ApplicationError(
+            swept(claim, journey_id, journey.detail), type=CLAIM_RELEASED, non_retryable=True
+        )
+
+    async def _swept_unless_taken(self, claim: ClaimStart, grace: timedelta) -> None:
+        """The sweep before claim-looks-again, kept for the runs that recorded it: a claim told
+        that its journey took it held without looking (a forged word kept it held)."""
+        due = workflow.info().workflow_start_time + grace
+        remaining = due - workflow.now()
+        if not self.told and remaining > timedelta(0):
             try:
-                await workflow.wait_condition(lambda: self.taken, timeout=remaining)
+                await workflow.wait_condition(lambda: self.told > 0, timeout=remaining)
             except TimeoutError:
                 pass
-        if self.taken:
+        if self.told:
             return
         journey_id = journey_workflow_id(claim.round_id, claim.applicant_id)
         lookup = ClaimedJourney(
@@ -186,7 +227,7 @@ class NationalClaim:
         journey = await run_local_activity_until_done(
             FIND_CLAIMED_JOURNEY, lookup, CLAIM_READ_TIMEOUT, backoff_timers=True
         )
-        if journey.found or self.taken:
+        if journey.found or self.told:
             return
         raise ApplicationError(
             swept(claim, journey_id, journey.detail), type=CLAIM_RELEASED, non_retryable=True
@@ -194,8 +235,9 @@ class NationalClaim:
 
     @workflow.signal(name=CLAIM_TAKEN.name)
     def claim_taken(self, *args: object) -> None:
-        """The journey of this claim's registration admitted it: the claim is never swept. Anyone
-        else's message is ignored (it could only keep the claim held, never release it)."""
+        """The journey of this claim's registration says it admitted it: a claim that has not
+        decided yet looks for the journey (again) before it does. A message naming another
+        registration is ignored."""
         message = signal_message(ClaimTaken, args)
         if not isinstance(message, str) and not self._holds(message):
             message = f"from registration {message.applicant_id} of round {message.round_id}"
@@ -204,14 +246,14 @@ class NationalClaim:
                 "claim %s: claim_taken ignored: %s", workflow.info().workflow_id, message
             )
             return
-        self.taken = True
+        self.told += 1
 
     @workflow.update(name=TAKE_CLAIM.name)
     def take_claim(self, taken: ClaimTaken) -> bool:
         """`claim_taken` as an update: what a journey sends once the run takes no more signals
-        (another sender spent them). Completed before the run ends, or refused once it has ended
-        (the journey is then not admitted)."""
-        self.taken = True
+        (another sender spent them). Completed before the run ends (heard, as the signal is), or
+        refused once it has ended (the journey is then not admitted)."""
+        self.told += 1
         return True
 
     @take_claim.validator
@@ -223,6 +265,10 @@ class NationalClaim:
                 type="ClaimNotTaken",
                 non_retryable=True,
             )
+
+    def _patched(self, patch: str) -> bool:
+        """The claim's patches: a claim has no engine version, so each is decided by its marker."""
+        return workflow.patched(patch)
 
     def _holds(self, taken: ClaimTaken) -> bool:
         """Whether `taken` speaks of the registration this claim holds (signal and update alike)."""

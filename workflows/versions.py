@@ -397,3 +397,12 @@ SEAT_GIVEN_BACK_BEFORE_RESULT = "seat-given-back-before-result"
 # Asked only when an incomplete filing is reported for a winner, so recorded histories that hold
 # none write no marker, and those that hold one replay as they ran.
 SEAT_GIVEN_BACK_AT_FILING = "seat-given-back-at-filing"
+
+# A NIK's claim past its grace looks for its journey whatever it was told (patch claim-swept held a
+# claim told claim_taken or take_claim without looking): anyone who holds the payload key and
+# reaches Temporal could send those words, naming the claim's round and registration, and keep an
+# abandoned claim, and the NIK with it, held nationwide until the national SKD. The claim holds only
+# when find_claimed_journey finds its journey; a word heard while it looked makes it look again (a
+# journey speaks only after its start, so the next look finds it). Claims recorded before it
+# (tests/histories/v25-claim-sweep) replay as they ran.
+CLAIM_LOOKS_AGAIN = "claim-looks-again"

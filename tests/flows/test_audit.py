@@ -65,6 +65,7 @@ from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
 from workflows.round import RecruitmentRound
 from workflows.versions import (
+    CLAIM_LOOKS_AGAIN,
     CONTINUE_IN_ITS_OWN_TASK,
     LOCAL_ACTIVITY_BACKOFF_TIMERS,
     NOTICE_IN_ROUND_ZONE,
@@ -138,8 +139,9 @@ SIGNING_KEY = bytes(range(32))
 # reached it (patch seat-given-back-before-result) or at a filing reported incomplete while the
 # window was open (patch seat-given-back-at-filing). Each v27 set's README says how it was made.
 # All must replay with the current code. (v22-national, a national round with its claims and two
-# instansi rounds, and v25-claim-sweep, a claim that released itself and one held by its journey,
-# hold other kinds of workflow: their own tests below.)
+# instansi rounds, v25-claim-sweep, a claim that released itself and one held by its journey, and
+# v28-claim-looks-again, claims told in forged words that released themselves, hold other kinds of
+# workflow: their own tests below.)
 RECORDED_SETS = [
     RECORDED,
     RECORDED / "v2",
@@ -276,6 +278,45 @@ async def test_the_recorded_claim_sweep_replays_with_the_current_code():
     assert ends == ["ClaimReleased", "EVENT_TYPE_TIMER_STARTED"]
     held = next(e for e in claims.values() if e[-1].HasField("timer_started_event_attributes"))
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in [e.event_type for e in held]
+
+
+async def test_the_recorded_claims_told_in_forged_words_released_themselves_on_replay():
+    """v28-claim-looks-again (`record_histories.py --claim-sweep --forged`): v25's play after patch
+    claim-looks-again, with three registrars that died. Two of their claims were told in the
+    journey's words, by someone holding the payload key, that their journey took them (one by the
+    signal claim_taken, one by the update take_claim): like the third, told nothing, each looked,
+    found no journey and released itself. The claim whose journey took it looked, found it and
+    holds on its timer. Every claim holds the patch's marker, and all replay with the current
+    code."""
+    directory = RECORDED / "v28-claim-looks-again"
+    histories = load_histories(directory)
+    kinds = Counter(h.kind for h in histories)
+    assert kinds == {"NationalRound": 1, "NationalClaim": 4, "round": 1, "formasi": 2, "journey": 1}
+    outcomes = await replay([h.history for h in histories], recorded_converter(directory))
+    assert [(o.workflow_id, o.failure, o.drift) for o in outcomes if not o.ok] == []
+    claims = [h.history for h in histories if h.kind == "NationalClaim"]
+    assert all(CLAIM_LOOKS_AGAIN in patch_markers(claim) for claim in claims)
+
+    def told_looked_ended(claim) -> tuple[str, int, str]:
+        events = claim.events
+        types = [e.event_type for e in events]
+        told = (
+            "signal"
+            if EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in types
+            else "update"
+            if EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED in types
+            else "nothing"
+        )
+        looked = [kind for _, kind in local_activities(claim)].count("find_claimed_journey")
+        failed = events[-1].workflow_execution_failed_event_attributes.failure
+        return told, looked, failed.application_failure_info.type or "held"
+
+    assert sorted(told_looked_ended(claim) for claim in claims) == [
+        ("nothing", 1, "ClaimReleased"),
+        ("signal", 1, "ClaimReleased"),  # forged
+        ("signal", 1, "held"),  # its journey's
+        ("update", 1, "ClaimReleased"),  # forged
+    ]
 
 
 async def test_every_journey_of_the_wit_round_wrote_its_notice_in_the_rounds_zone():

@@ -19,17 +19,24 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.claims import ClaimReader
+from client.api import RecruitmentApi, applicant_id_for, registration_digest
+from client.national import national_applicant_id
 from domain.national import (
     CLAIM_RELEASED,
+    CLAIM_TAKEN,
     FIND_CLAIMED_JOURNEY,
+    TAKE_CLAIM,
     ClaimCheck,
     ClaimedJourney,
     ClaimStart,
+    ClaimTaken,
     ClaimVerdict,
     JourneyOfClaim,
 )
 from runtime.sandbox import worker_runner
 from tests.flows.test_broadcast_recovery import worker_process
+from tests.flows.test_national import INSTANSI, _national_with_rounds
+from tests.roundkit import TEST_KEYRING, compressed_round, formasi, journey_start, registration
 from workflows.ids import claim_workflow_id, journey_workflow_id
 from workflows.national import NationalClaim
 
@@ -108,7 +115,8 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
     """Anyone who reaches Temporal can spend a claim run's 10,000 signals during its grace (refused
     payloads count; the claims' ids are listed by their search attributes). The journey's check
     then cannot signal claim_taken: it tells the claim by an update instead, is admitted, and the
-    claim holds past its grace, though no journey exists for its look to find."""
+    claim, finding the journey past its grace, holds. (The journey is started here on a task queue
+    no worker polls: its start is recorded, as a journey's is when it checks its claim.)"""
     # A worker process as deployed (its logging, not the test session's, handles what the SDK
     # says of each refused signal).
     settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
@@ -131,6 +139,14 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
     await client.start_workflow(
         NationalClaim.run, claim, id=claim_id, task_queue=settings.task_queue, start_delay=grace
     )
+    journey_id = journey_workflow_id("R-FLOOD", applicant_id)
+    config = compressed_round("R-FLOOD", [formasi("F1", 1)], INSTANSI)
+    await client.start_workflow(
+        "ApplicantJourney",
+        journey_start(config, applicant_id, 1, national_claim=claim_id),
+        id=journey_id,
+        task_queue=f"nowhere-{uuid.uuid4().hex[:8]}",
+    )
     outsider = await Client.connect(
         client.service_client.config.target_host, data_converter=pydantic_data_converter
     )
@@ -150,13 +166,14 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
                 registration_digest="d" * 64,
             )
         )
-        # Past the grace, with no journey at its id: held, because it was told it was taken.
+        # Past the grace: held, its journey found.
         await asyncio.sleep(max(0.0, grace.total_seconds() + 10 - (time.monotonic() - started)))
         status = await _status(client, claim_id, within=0)
     finally:
-        handle = client.get_workflow_handle(claim_id)
-        if (await handle.describe()).status.name == "RUNNING":
-            await handle.terminate(reason="test over")
+        for workflow_id in (claim_id, journey_id):
+            handle = client.get_workflow_handle(workflow_id)
+            if (await handle.describe()).status.name == "RUNNING":
+                await handle.terminate(reason="test over")
         worker.terminate()
         worker.wait(30)
 
@@ -170,10 +187,10 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
 ):
     """The race at the sweep (tests/flows/test_national.py), with the claim's signals spent: the
     journey's word goes as the update take_claim while the claim's look comes back empty. Either
-    the claim takes it and holds while the journey is admitted, or it ended first, the update is
-    refused and the journey is not admitted (what the server does here: it ends the run and
-    refuses the update admitted meanwhile); never a journey admitted by a claim that released
-    itself."""
+    the claim takes it, looks again, finds the journey (started before it spoke) and holds while
+    the journey is admitted, or it ended first, the update is refused and the journey is not
+    admitted (what the server does here: it ends the run and refuses the update admitted
+    meanwhile); never a journey admitted by a claim that released itself."""
     national_id = f"nat-{uuid.uuid4().hex[:6]}"
     queue = f"race-{uuid.uuid4().hex[:8]}"
     reader = ClaimReader(client)
@@ -188,10 +205,11 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
 
     @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
     async def journey_started_meanwhile(lookup: ClaimedJourney) -> JourneyOfClaim:
-        if not checks:
-            # The journey, started after this look, checks its claim while the claim decides.
-            checks.append(asyncio.create_task(reader.check_claim(check)))
-            await asyncio.sleep(3)  # its update admitted meanwhile
+        if checks:
+            return JourneyOfClaim(found=True)  # the journey that spoke has started
+        # The journey, started after this look, checks its claim while the claim decides.
+        checks.append(asyncio.create_task(reader.check_claim(check)))
+        await asyncio.sleep(3)  # its update admitted meanwhile
         return JourneyOfClaim(found=False, detail="no such journey")
 
     grace = timedelta(seconds=45)
@@ -250,3 +268,50 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
     else:  # the claim released itself first: the update refused, the journey not admitted
         assert verdict.problem.startswith(f"the national claim {check.workflow_id} ended")
         assert status == "FAILED"
+
+
+async def test_a_forged_claim_taken_does_not_keep_an_abandoned_claim_held(
+    client, keys, running_worker, stack, tmp_path
+):
+    """Registrars claim two NIKs in one instansi and stop before the journeys' starts. Someone who
+    holds the payload key and reaches Temporal tells each claim, in the journey's words (the
+    claim's own round and registration), that its journey took it: one by the signal claim_taken,
+    one by the update take_claim. No journey did: once its grace has passed each claim finds none
+    and releases itself, and both NIKs register in another instansi, instead of being held
+    nationwide until the national SKD."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Kota", ("Ditinggal", "Lain"))
+    # A national file's claim_grace is 30 s at least (tests/domain); a few seconds here, given to
+    # the registrar's cached copy of the national round, keep the test short.
+    grace = timedelta(seconds=3)
+    national = await api.national.config(national_id)
+    api.national._configs[national_id] = national.model_copy(update={"claim_grace": grace})
+    words = {71: "signal claim_taken", 72: "update take_claim"}
+    claims = {}
+    for serial, word in words.items():
+        reg = registration(serial, "F1")
+        applicant_id = applicant_id_for(keys.pseudonym_key, a.round_id, reg.nik)
+        national_applicant = national_applicant_id(keys.pseudonym_key, national_id, reg.nik)
+        held = await api.national.claim(
+            a, applicant_id, "F1", national_applicant, registration_digest(reg)
+        )
+        assert held is None, held  # claimed; the journey is never started
+        claims[word] = claim_workflow_id(national_id, national_applicant)
+        forged = ClaimTaken(round_id=a.round_id, applicant_id=applicant_id)
+        claim = client.get_workflow_handle(claims[word])
+        if word == "signal claim_taken":
+            await CLAIM_TAKEN.send(claim, forged)
+        else:
+            assert await TAKE_CLAIM.execute(claim, forged) is True
+    statuses = {
+        word: await _status(client, claim_id, within=grace.total_seconds() + 20)
+        for word, claim_id in claims.items()
+    }
+    elsewhere = {}
+    for serial, word in words.items():
+        result = await api.register(b, registration(serial, "F2"), "sscasn")
+        elsewhere[word] = (result.status, result.refusals)
+
+    assert elsewhere == {word: ("registered", []) for word in claims}
+    assert statuses == {word: "FAILED" for word in claims}  # released by themselves

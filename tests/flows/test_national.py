@@ -531,13 +531,17 @@ async def _ended(client, workflow_id: str, within: float = 120.0):
         await asyncio.sleep(0.5)
 
 
-async def _events_once_run(client, workflow_id: str, within: float = 120.0) -> list[int]:
-    """The claim's event types once its first workflow task has completed (its sweep decided)."""
+async def _events_once_run(
+    client, workflow_id: str, within: float = 120.0, until: frozenset[int] = frozenset()
+) -> list[int]:
+    """The claim's event types once its first workflow task has completed (its sweep decided), or
+    once one of the event types `until` is in its history, when given."""
     deadline = time.monotonic() + within
     handle = client.get_workflow_handle(workflow_id)
+    wanted = until or frozenset({EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED})
     while True:
         events = [e.event_type async for e in handle.fetch_history_events()]
-        if EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in events:
+        if wanted & set(events):
             return events
         if time.monotonic() > deadline:
             raise AssertionError(f"{workflow_id} ran no workflow task in {within:.0f} s: {events}")
@@ -595,7 +599,7 @@ async def test_a_claim_no_journey_took_within_its_grace_releases_itself_for_anot
     outcomes = await asyncio.wait_for(replay([history], data_converter(keys)), 30)
     assert [(o.ok, o.unstarted) for o in outcomes] == [(True, False)]
 
-    # The claim its journey took holds: told by the journey, it asked nothing and sleeps to its end.
+    # The claim its journey took holds: told by the journey, it found it and sleeps to its end.
     kept_claim = _claim_id(keys, national_id, registration(82, "F1"))
     events = await _events_once_run(client, kept_claim)
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED in events
@@ -628,13 +632,17 @@ async def test_a_claim_no_journey_took_within_its_grace_releases_itself_for_anot
     assert again.run_id != swept.run_id
 
 
+@pytest.mark.parametrize("look_ends", [0, 10], ids=["at-once", "after-10-s"])
 async def test_a_journey_admitted_while_its_claim_looks_for_it_keeps_the_claim(
-    client, keys, running_worker, stack
+    client, keys, running_worker, stack, look_ends
 ):
     """The race at the sweep: the journey's start is made just after the claim found no journey.
     The journey's claim check tells the claim's run it took it before it admits the registration;
-    the claim, whose look came back empty, holds all the same. A claim that ended first admits no
-    journey. The claims run on a worker whose look for the journey is made at that moment."""
+    the claim, whose look came back empty, looks again, finds the journey and holds. A claim that
+    ended first admits no journey. The claims run on a worker whose look for the journey is made
+    at that moment (the journey exists from its check on). A look that ends at once is decided in
+    a task the server refuses (a signal came meanwhile), so it is made again; one that takes 10 s
+    (a slow server) outlasts the task, and the claim hears the word while it still looks."""
     national_id = f"nat-{uuid.uuid4().hex[:6]}"
     reader = ClaimReader(client)
     queue = f"race-{uuid.uuid4().hex[:8]}"
@@ -652,9 +660,12 @@ async def test_a_journey_admitted_while_its_claim_looks_for_it_keeps_the_claim(
     @activity.defn(name=FIND_CLAIMED_JOURNEY.name)
     async def journey_started_meanwhile(lookup: ClaimedJourney) -> JourneyOfClaim:
         if lookup.claim_workflow_id.endswith("RACED"):
+            if verdicts:
+                return JourneyOfClaim(found=True)  # the journey that checked its claim started
             # The journey, started after this look, checks its claim while the claim decides.
             check = check_of(lookup.claim_workflow_id, "RACED")
             verdicts[lookup.claim_workflow_id] = await reader.check_claim(check)
+            await asyncio.sleep(look_ends)
         return JourneyOfClaim(found=False, detail="no such journey")
 
     def start(applicant_id: str) -> ClaimStart:
@@ -685,7 +696,12 @@ async def test_a_journey_admitted_while_its_claim_looks_for_it_keeps_the_claim(
                 start_delay=timedelta(seconds=1),
             )
         lone_end = await _ended(client, lone, within=60)
-        raced_events = await _events_once_run(client, raced, within=60)
+        # Decided: held on its timer, or ended (a look of 10 s outlasts a first task that decides
+        # nothing).
+        decided = frozenset(
+            {EventType.EVENT_TYPE_TIMER_STARTED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED}
+        )
+        raced_events = await _events_once_run(client, raced, within=60, until=decided)
         late = await reader.check_claim(check_of(lone, "LONE"))
         raced_now = await client.get_workflow_handle(raced).describe()
         if raced_now.status is not None and raced_now.status.name == "RUNNING":
