@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,7 @@ from auditing.history import (
 from auditing.provenance import check_provenance
 from auditing.readmodel import projected
 from auditing.recompute import NO_CODE, compare, recompute, recompute_optimalisasi
+from client.api import RecruitmentApi
 from domain.codes import Phase, SkdCode
 from domain.columnar import CODES
 from domain.config import parse_round_config
@@ -60,6 +61,8 @@ from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
 from scripts.record_histories import local_activities, patch_markers, run_small_round
+from tests.flows.test_sanctions import _person, _round
+from tests.roundkit import TEST_KEYRING
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
 from workflows.ids import journey_workflow_id
@@ -1062,16 +1065,19 @@ async def test_a_round_recorded_before_signing_is_named_as_unsigned():
     assert check.unsigned_rounds == ["recorded"] and check.problems == [] and check.verified == 0
 
 
-async def test_a_forged_signal_in_a_history_is_listed_as_refused_not_a_stop(
-    audit_stack, live_round
-):
-    client, keys, _ = audit_stack
-    round_id, ids = live_round
+async def test_a_forged_signal_in_a_history_is_listed_as_refused_not_a_stop(audit_stack, tmp_path):
+    client, keys, settings = audit_stack
+    # A journey of a round of its own, registration open for minutes: running whenever this test
+    # comes (the live round's winner ends at its filing's close, 90 s after the round began,
+    # which a loaded machine's run of this module had passed by the time it came here).
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config, _ = await _round(api, tmp_path, "forged-signal")
+    applicant = (await api.register(config, _person(date(1995, 5, 5)), "sscasn")).applicant_id
     # A client without the payload key (no codec): its signal is recorded in plaintext.
     outsider = await Client.connect(
         client.service_client.config.target_host, data_converter=pydantic_data_converter
     )
-    journey = journey_workflow_id(round_id, ids["C1"])  # the winner: still running
+    journey = journey_workflow_id(config.round_id, applicant)
     await outsider.get_workflow_handle(journey).signal("announce", {"phase": "final_result"})
     history = await client.get_workflow_handle(journey).fetch_history()
 
