@@ -858,6 +858,59 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
     return SkbResult(entry, skb_score)
 
 
+def without_late_panel_changes(
+    sheet: ApplicantSheet, closed_at: datetime | None
+) -> tuple[ApplicantSheet, list[ConflictDeclaration | PanelReview]]:
+    """The sheet without the conflict declarations and panel reviews the journey accepted after the
+    round closed the SKB at `closed_at`, and those changes, first received first.
+
+    They arrived after the close, as a score then does, and change nothing: a score one of them
+    struck stands again, unless a change accepted before the close struck it as well."""
+    changes: list[ConflictDeclaration | PanelReview] = [
+        *(r for by in sheet.conflicts.values() for r in by.values()),
+        *(r for by in sheet.reviews.values() for r in by.values()),
+    ]
+    late = sorted(
+        (r for r in changes if _after(sheet, r, closed_at)),
+        key=lambda r: (sheet.received_at[r.report_id], r.report_id),
+    )
+    if not late:
+        return sheet, []
+    dropped = {r.report_id for r in late}
+    conflicts = {
+        c: {p: r for p, r in by.items() if r.report_id not in dropped}
+        for c, by in sheet.conflicts.items()
+    }
+    reviews = {
+        c: {p: r for p, r in by.items() if r.report_id not in dropped}
+        for c, by in sheet.reviews.items()
+    }
+    panel = {c: dict(by) for c, by in sheet.panel.items()}
+    struck = {c: dict(by) for c, by in sheet.struck.items()}
+    for r in late:
+        component, panellist = r.component, r.panellist
+        review = reviews.get(component, {}).get(panellist)
+        still_out = panellist in conflicts.get(component, {}) or (
+            review is not None and not review.keep
+        )
+        score = struck.get(component, {}).pop(panellist, None)
+        if score is None:
+            continue
+        if still_out:
+            struck[component][panellist] = score
+        else:
+            panel.setdefault(component, {})[panellist] = score
+    return (
+        sheet.but(
+            conflicts={c: by for c, by in conflicts.items() if by},
+            reviews={c: by for c, by in reviews.items() if by},
+            panel=panel,
+            struck={c: by for c, by in struck.items() if by},
+        ),
+        late,
+    )
+
+
 def close_skb(
     sheet: ApplicantSheet, rules: JourneyRules, closed_at: datetime | None = None
 ) -> tuple[ApplicantSheet, SkbResult, list[Report]]:

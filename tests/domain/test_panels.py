@@ -4,6 +4,8 @@ domain/sheet.py), without Temporal."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from domain.codes import Stage
@@ -18,6 +20,7 @@ from domain.sheet import (
     refusal,
     unreviewed_flags,
     with_report,
+    without_late_panel_changes,
 )
 from tests.domain.test_sheet import T0, sheet
 from tests.roundkit import REPORTERS, compressed_round, formasi
@@ -271,3 +274,44 @@ def test_a_score_exactly_the_margin_from_the_rest_of_its_panel_is_not_flagged():
 
     assert flag_scores(s, RULES).flags == {}
     assert sorted(flag_scores(s, RULES, exact=False).flags["wawancara"]) == sorted(order[:2])
+
+
+def _received(s, report, at):
+    """`s` with `report` taken at `at`, as the journey records when it accepted a report."""
+    return with_report(s, report).but(received_at={**s.received_at, report.report_id: at})
+
+
+def test_a_conflict_or_review_taken_after_the_skb_closed_strikes_no_score():
+    order = panel_order(POOL, SEED)
+    closed = T0 + timedelta(minutes=10)
+    before, after = closed - timedelta(seconds=1), closed + timedelta(seconds=1)
+    s = _at_skb()
+    for p, score in zip(order[:3], (83, 71, 20), strict=True):
+        s = flag_scores(_received(s, _score(p, score), before), RULES)
+    review = PanelReview(
+        report_id="r", reported_by=OPERATOR, component="wawancara", panellist=order[2], keep=False
+    )
+    late = _received(_received(s, _conflict(order[0], by=OPERATOR), after), review, after)
+    assert set(late.struck["wawancara"]) == {order[0], order[2]}  # as taken, before the close
+    undone, changes = without_late_panel_changes(late, closed)
+    assert [c.report_id for c in changes] == [f"c-{order[0]}", "r"]
+    assert {p: r.score for p, r in undone.panel["wawancara"].items()} == {
+        order[0]: 83,
+        order[1]: 71,
+        order[2]: 20,
+    }
+    assert (undone.conflicts, undone.reviews, undone.struck) == ({}, {}, {})
+    assert unreviewed_flags(undone) == {"wawancara": [order[2]]}  # the flag waits, unreviewed
+
+
+def test_a_score_struck_before_the_close_stays_struck_whatever_comes_after_it():
+    order = panel_order(POOL, SEED)
+    closed = T0 + timedelta(minutes=10)
+    s = _received(_at_skb(), _score(order[0], 80), closed - timedelta(seconds=2))
+    s = _received(s, _conflict(order[0], by=OPERATOR), closed - timedelta(seconds=1))
+    assert without_late_panel_changes(s, closed) == (s, [])
+    s = _received(s, _conflict(order[1]), closed + timedelta(seconds=1))
+    undone, changes = without_late_panel_changes(s, closed)
+    assert [c.panellist for c in changes] == [order[1]]
+    assert order[0] not in undone.panel["wawancara"]
+    assert undone.struck["wawancara"][order[0]].score == 80
