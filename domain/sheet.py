@@ -423,6 +423,13 @@ def _refuse_panel(
             problem = f"panellist {r.panellist} was replaced on this panel after a review"
         elif panel is None or r.panellist not in panel:
             problem = f"panellist {r.panellist} is not on this applicant's {r.component} panel"
+    elif problem is None and component is not None and component.panellists:
+        # A pool and no draw: any of the pool scores, each with their own key (else one key of
+        # the pool would make a panel of two under names of its choosing).
+        if r.reported_by != r.panellist:
+            problem = _not_own_key(r)
+        elif r.panellist not in component.panellists:
+            problem = f"panellist {r.panellist} is not in the {r.component} panel's pool"
     return problem
 
 
@@ -431,11 +438,11 @@ def _not_own_key(r: PanelScoreReport) -> str:
 
 
 def _panel_sender(r: PanelScoreReport, rules: JourneyRules) -> str | None:
-    """A panel score comes from a reporter of its component; on a panel drawn from a pool, from
-    the panellist it names."""
+    """A panel score comes from a reporter of its component; on a panel with a pool (drawn or
+    not), from the panellist it names."""
     problem = _not_allowed(r, rules, r.component)
     component = rules.skb.component(r.component)
-    if problem is None and component is not None and component.assign:
+    if problem is None and component is not None and (component.assign or component.panellists):
         problem = None if r.reported_by == r.panellist else _not_own_key(r)
     return problem
 

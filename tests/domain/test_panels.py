@@ -18,6 +18,7 @@ from domain.sheet import (
     flag_scores,
     panel_of,
     refusal,
+    sender_refusal,
     unreviewed_flags,
     with_report,
     without_late_panel_changes,
@@ -315,3 +316,24 @@ def test_a_score_struck_before_the_close_stays_struck_whatever_comes_after_it():
     assert [c.panellist for c in changes] == [order[1]]
     assert order[0] not in undone.panel["wawancara"]
     assert undone.struck["wawancara"][order[0]].score == 80
+
+
+@pytest.mark.parametrize(
+    ("case", "panellist", "by", "reason"),
+    [
+        ("a name of the sender's choosing", "ghost", "p-ani", "scores with their own key"),
+        ("another of the pool", "p-budi", "p-ani", "scores with their own key"),
+        ("the sender's own score", "p-ani", "p-ani", None),
+    ],
+)
+def test_a_pool_without_a_draw_takes_each_score_from_its_own_panellist(case, panellist, by, reason):
+    # A pool whose `assign` was left out: one key of the pool made a panel of two, scoring as
+    # "ghost-1" and "ghost-2", and the mean of at least two panellists was one person's.
+    rules = journey_rules(_config(assign=0))
+    report = _score(panellist, 90, by=by)
+    problem = refusal(_at_skb(), report, rules, T0)
+    if reason is None:
+        assert problem is None and sender_refusal(report, rules) is None, case
+    else:
+        assert problem is not None and reason in problem, (case, problem)
+        assert sender_refusal(report, rules) is not None, case
