@@ -602,10 +602,15 @@ class RecruitmentApi:
                 await asyncio.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
-    async def report(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+    async def report(
+        self, round_id: str, applicant_id: str, message: Report, *, tell_reason: bool = True
+    ) -> Ack:
         """Send one report to an applicant's journey (the update its kind travels by); raises
         RefusedError with the engine's reason. A DIS for a journey that has ended, and a
-        dismissal, go to the applicant's aftermath instead (report_after_end)."""
+        dismissal, go to the applicant's aftermath instead (report_after_end). A journey that
+        has ended is named with its code, and with the reason it recorded unless `tell_reason`
+        is False (a service's report through the gateway: a DIS's finding or a failed health
+        gate is not every reporter's to read)."""
         if isinstance(message, Dismissal) or (
             isinstance(message, Disqualification)
             and await self._journey_status(
@@ -626,9 +631,12 @@ class RecruitmentApi:
                 self.keyring.sign(message, journey_workflow_id(round_id, applicant_id)),
                 journey=True,
                 subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
+                tell_reason=tell_reason,
             )
 
-    async def submit(self, round_id: str, applicant_id: str, message: Report) -> Ack:
+    async def submit(
+        self, round_id: str, applicant_id: str, message: Report, *, tell_reason: bool = True
+    ) -> Ack:
         """`report`, told apart from a repeat by what the engine holds: when the journey (or the
         applicant's aftermath) already answered this very report (its update id, a digest of
         the content and signature: `update_id`), its first answer marked `repeat`, and nothing
@@ -636,7 +644,7 @@ class RecruitmentApi:
         sender's and the server's may be minutes apart."""
         earlier = await self._earlier_answer(round_id, applicant_id, message)
         if earlier is None:
-            return await self.report(round_id, applicant_id, message)
+            return await self.report(round_id, applicant_id, message, tell_reason=tell_reason)
         if earlier.refused:  # a refusal taken into the record is refused again, as report() does
             raise RefusedError(
                 f"report {message.report_id} for applicant {applicant_id} in round {round_id}: "
@@ -770,7 +778,14 @@ class RecruitmentApi:
         return self._updates_in_flight
 
     async def _update(
-        self, handle, update: Update[Any, Ack], message: Report, *, journey: bool, subject: str
+        self,
+        handle,
+        update: Update[Any, Ack],
+        message: Report,
+        *,
+        journey: bool,
+        subject: str,
+        tell_reason: bool = True,
     ) -> Ack:
         """Execute an update; a refusal raises RefusedError, a lost update is sent again."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
@@ -798,7 +813,7 @@ class RecruitmentApi:
                 raise
             except RPCError as exc:
                 try:
-                    why = await self._why_not_running(handle, journey)
+                    why = await self._why_not_running(handle, journey, tell_reason)
                 except UnknownError as unknown:
                     raise UnknownError(f"{subject}: {unknown}") from None
                 if why is None and attempt < UPDATE_ATTEMPTS:
@@ -810,9 +825,10 @@ class RecruitmentApi:
                 raise RefusedError(f"{subject}: {why or exc.message}") from None
         raise AssertionError("unreachable")
 
-    async def _why_not_running(self, handle, journey: bool) -> str | None:
-        """Why an update could not reach a workflow (ended with its outcome), None if it is
-        running; UnknownError when there is no such workflow."""
+    async def _why_not_running(self, handle, journey: bool, tell_reason: bool = True) -> str | None:
+        """Why an update could not reach a workflow (ended with its outcome: the code, and the
+        recorded reason when `tell_reason`), None if it is running; UnknownError when there is
+        no such workflow."""
         try:
             description = await handle.describe()
         except RPCError as exc:
@@ -826,7 +842,10 @@ class RecruitmentApi:
             if state is None:
                 # That it ended is known: the sender hears that, not the query's failure.
                 return "the journey has ended"
-            return f"the journey has ended ({state.terminal.value if state.terminal else '?'}: {state.terminal_reason})"
+            code = state.terminal.value if state.terminal else "?"
+            if not tell_reason:
+                return f"the journey has ended ({code})"
+            return f"the journey has ended ({code}: {state.terminal_reason})"
         if description.status is not None and description.status != WorkflowExecutionStatus.RUNNING:
             return f"the workflow is {description.status.name.lower()}"
         return None

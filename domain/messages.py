@@ -51,9 +51,11 @@ def _not_true_or_false(value: object) -> object:
 
 
 # A score as a report carries it: a number, or text of one (a row of a report file), never
-# true or false. Its range is the rules' to judge (domain/skd.py, domain/skb.py).
+# true or false, and never NaN or an infinity (JSON as Python writes it may carry them; the
+# payload converter would turn them into null on the way to the journey). Its range is the rules'
+# to judge (domain/skd.py, domain/skb.py).
 WholeScore = Annotated[int, BeforeValidator(_not_true_or_false)]
-Score = Annotated[float, BeforeValidator(_not_true_or_false)]
+Score = Annotated[float, BeforeValidator(_not_true_or_false), Field(allow_inf_nan=False)]
 
 
 class Report(BaseModel, frozen=True):

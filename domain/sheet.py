@@ -423,6 +423,13 @@ def _refuse_panel(
             problem = f"panellist {r.panellist} was replaced on this panel after a review"
         elif panel is None or r.panellist not in panel:
             problem = f"panellist {r.panellist} is not on this applicant's {r.component} panel"
+    elif problem is None and component is not None and component.panellists:
+        # A pool and no draw: any of the pool scores, each with their own key (else one key of
+        # the pool would make a panel of two under names of its choosing).
+        if r.reported_by != r.panellist:
+            problem = _not_own_key(r)
+        elif r.panellist not in component.panellists:
+            problem = f"panellist {r.panellist} is not in the {r.component} panel's pool"
     return problem
 
 
@@ -431,11 +438,11 @@ def _not_own_key(r: PanelScoreReport) -> str:
 
 
 def _panel_sender(r: PanelScoreReport, rules: JourneyRules) -> str | None:
-    """A panel score comes from a reporter of its component; on a panel drawn from a pool, from
-    the panellist it names."""
+    """A panel score comes from a reporter of its component; on a panel with a pool (drawn or
+    not), from the panellist it names."""
     problem = _not_allowed(r, rules, r.component)
     component = rules.skb.component(r.component)
-    if problem is None and component is not None and component.assign:
+    if problem is None and component is not None and (component.assign or component.panellists):
         problem = None if r.reported_by == r.panellist else _not_own_key(r)
     return problem
 
@@ -856,6 +863,59 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
         birth_date=reg.birth_date,
     )
     return SkbResult(entry, skb_score)
+
+
+def without_late_panel_changes(
+    sheet: ApplicantSheet, closed_at: datetime | None
+) -> tuple[ApplicantSheet, list[ConflictDeclaration | PanelReview]]:
+    """The sheet without the conflict declarations and panel reviews the journey accepted after the
+    round closed the SKB at `closed_at`, and those changes, first received first.
+
+    They arrived after the close, as a score then does, and change nothing: a score one of them
+    struck stands again, unless a change accepted before the close struck it as well."""
+    changes: list[ConflictDeclaration | PanelReview] = [
+        *(r for by in sheet.conflicts.values() for r in by.values()),
+        *(r for by in sheet.reviews.values() for r in by.values()),
+    ]
+    late = sorted(
+        (r for r in changes if _after(sheet, r, closed_at)),
+        key=lambda r: (sheet.received_at[r.report_id], r.report_id),
+    )
+    if not late:
+        return sheet, []
+    dropped = {r.report_id for r in late}
+    conflicts = {
+        c: {p: r for p, r in by.items() if r.report_id not in dropped}
+        for c, by in sheet.conflicts.items()
+    }
+    reviews = {
+        c: {p: r for p, r in by.items() if r.report_id not in dropped}
+        for c, by in sheet.reviews.items()
+    }
+    panel = {c: dict(by) for c, by in sheet.panel.items()}
+    struck = {c: dict(by) for c, by in sheet.struck.items()}
+    for r in late:
+        component, panellist = r.component, r.panellist
+        review = reviews.get(component, {}).get(panellist)
+        still_out = panellist in conflicts.get(component, {}) or (
+            review is not None and not review.keep
+        )
+        score = struck.get(component, {}).pop(panellist, None)
+        if score is None:
+            continue
+        if still_out:
+            struck[component][panellist] = score
+        else:
+            panel.setdefault(component, {})[panellist] = score
+    return (
+        sheet.but(
+            conflicts={c: by for c, by in conflicts.items() if by},
+            reviews={c: by for c, by in reviews.items() if by},
+            panel=panel,
+            struck={c: by for c, by in struck.items() if by},
+        ),
+        late,
+    )
 
 
 def close_skb(

@@ -13,6 +13,7 @@ a loop below from their live annotations.
 import asyncio
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 import asyncpg
@@ -250,7 +251,9 @@ async def send_report(
     this very report before (RecruitmentApi.submit), and mark that answer `repeat`. It costs the
     Temporal server a read per report (0.6-0.8 ms of CPU against 6 ms for the update itself, here),
     so only a caller reconciling a resend asks it: a deadline peak's reports do not pay for it."""
-    send = gw.api.submit if tell_repeat else gw.api.report
+    # A journey that has ended is named to the service with its code, not the reason it recorded
+    # (a DIS's finding, a failed health gate): any reporter may name any registration number.
+    send = partial(gw.api.submit if tell_repeat else gw.api.report, tell_reason=False)
     if not applicant.startswith(CODE_PREFIX):
         return await send(round_id, applicant, message)
     if kind not in BLIND_KINDS:

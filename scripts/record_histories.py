@@ -13,6 +13,7 @@
     .venv/bin/python scripts/record_histories.py --zone Asia/Jayapura --out tests/histories/v27-round-zone
     .venv/bin/python scripts/record_histories.py --seat-given-back before-result --out tests/histories/v27-seat-before-result
     .venv/bin/python scripts/record_histories.py --seat-given-back at-filing --out tests/histories/v27-seat-at-filing
+    .venv/bin/python scripts/record_histories.py --panel-after-close --out tests/histories/v28-panel-after-close
     .venv/bin/python scripts/record_histories.py --summary tests/histories/v4-full
 
 Starts an embedded stack of its own (temporary data dir, free ports from the system), a worker,
@@ -61,6 +62,11 @@ time-skipping server) while C1 withdraws: ranked but not told, C1 waits for the 
 seat back and ends APS (patch seat-given-back-before-result). `at-filing`: C1's filing is reported
 incomplete while the window is open: it gives the seat back and ends TMS-DRH (patch
 seat-given-back-at-filing). The script checks that C1 holds the patch's marker.
+
+--panel-after-close plays the round of --panels with F1's word of the SKB close to its journeys
+held (HeldBroadcasts) while the committee records a conflict of the first of B's panellists, who
+had scored: accepted after the round closed the SKB, it strikes nothing (patch
+panel-change-after-close). The script checks that B's journey holds the patch's marker.
 
 --summary prints, for a recorded set, each journey's outcome (re-derived by replay) and the
 `workflow.patched` markers each history holds.
@@ -493,14 +499,20 @@ def check_markers(histories: list[RecordedHistory], expected: dict[str, str]) ->
 
 
 async def run_panel_round(
-    client: Client, task_queue: str, pseudonym_key: bytes, prefix: str
+    client: Client,
+    task_queue: str,
+    pseudonym_key: bytes,
+    prefix: str,
+    held: HeldBroadcasts | None = None,
 ) -> tuple[str, dict[str, str]]:
     """The round of tests/flows/test_panels.py (one formasi, an interview panel of 3 drawn from a
     pool of 5, the committee closing every window): two applicants reach SKB; on A's panel one
     panellist declares a conflict before scoring (the next of the draw takes the seat, patch
     panel-change-written), sends a score anyway (refused into the record), a score far from the
     rest is flagged and struck on review (the next scores again); B's panel scores without
-    incident. Stops once the final ranking is out."""
+    incident. With `held`, F1's word of the SKB close is held while the committee records a
+    conflict of B's first panellist, after their score (--panel-after-close). Stops once the final
+    ranking is out."""
     from tests.flows.test_panels import KEYRING, _last_panel, _panel_score, create_panel_round
 
     api = RecruitmentApi(client, task_queue, pseudonym_key, keyring=KEYRING)
@@ -572,7 +584,24 @@ async def run_panel_round(
                 report_id=f"h-{name}", reported_by="rsud", component="health", decision="MS"
             ),
         )
+    if held is not None:
+        reached, release = held.hold(round_id, "F1", Phase.SKB_CLOSED)
     await close_window(api, round_id, "skb")
+    if held is not None:
+        await asyncio.wait_for(reached.wait(), 60.0)
+        await api.report(
+            round_id,
+            b,
+            ConflictDeclaration(
+                report_id="coi-B-after-close",
+                reported_by=OPERATOR,
+                component="wawancara",
+                panellist=_last_panel(await journey_state(client, round_id, b))[0],
+                kind="other",
+                note="ditemukan setelah penutupan",
+            ),
+        )
+        release.set()
     for x in (a, b):
         await wait_stage(
             client, round_id, x, {Stage.FINAL_APPEAL, Stage.FILING, Stage.OPTIMALISASI}
@@ -1133,6 +1162,7 @@ async def record(
     zone: str | None = None,
     seat_given_back: str | None = None,
     forged: bool = False,
+    panel_after_close: bool = False,
 ) -> None:
     """Start a private stack, run the round, write the histories and the payload key."""
     from temporalio.testing import WorkflowEnvironment
@@ -1180,7 +1210,7 @@ async def record(
                 try:
                     async with (
                         await worker_holding_broadcasts(client, settings, pool, held)
-                        if seat_given_back
+                        if seat_given_back or panel_after_close
                         else await build_worker(client, settings, pool),
                         contextlib.AsyncExitStack() as workers,
                     ):
@@ -1232,6 +1262,13 @@ async def record(
                             round_id, _ = await run_panel_round(
                                 client, settings.task_queue, keys.pseudonym_key, "recorded"
                             )
+                        elif panel_after_close:
+                            round_id, ids = await run_panel_round(
+                                client, settings.task_queue, keys.pseudonym_key, "recorded", held
+                            )
+                            expected = {
+                                journey_workflow_id(round_id, ids["B"]): "panel-change-after-close"
+                            }
                         else:
                             if sealed:
                                 early = AnnouncedBeforeAdmission(
@@ -1472,6 +1509,12 @@ def main() -> None:
         "result reached it, or its filing reported incomplete (run_seat_given_back_round)",
     )
     parser.add_argument(
+        "--panel-after-close",
+        action="store_true",
+        help="the round of --panels, a conflict recorded by the committee after the SKB closed "
+        "and before the close reached B's journey (run_panel_round with held broadcasts)",
+    )
+    parser.add_argument(
         "--history-budget",
         type=int,
         metavar="N",
@@ -1506,11 +1549,18 @@ def main() -> None:
     if args.summary:
         raise SystemExit(1 if asyncio.run(summarise(args.summary)) else 0)
     else:
-        rounds = (args.panels, args.full, args.national, args.sealed, args.claim_sweep)
+        rounds = (
+            args.panels,
+            args.full,
+            args.national,
+            args.sealed,
+            args.claim_sweep,
+            args.panel_after_close,
+        )
         if sum((*rounds, bool(args.zone), bool(args.seat_given_back))) > 1:
             parser.error(
-                "--panels, --full, --national, --sealed, --claim-sweep, --zone and "
-                "--seat-given-back are different rounds: give one"
+                "--panels, --full, --national, --sealed, --claim-sweep, --panel-after-close, "
+                "--zone and --seat-given-back are different rounds: give one"
             )
         asyncio.run(
             record(
@@ -1525,6 +1575,7 @@ def main() -> None:
                 args.zone,
                 args.seat_given_back,
                 args.forged,
+                args.panel_after_close,
             )
         )
 

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         refusal,
         rule_for,
         unreviewed_flags,
+        without_late_panel_changes,
     )
     from domain.signing import problem_for_every, signature_problem
     from domain.skd import SkdKey
@@ -70,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import (
         OFFER_KEPT_UNTIL_OPTIMALISASI,
+        PANEL_CHANGE_AFTER_CLOSE,
         PANEL_CHANGE_WRITTEN,
         PANEL_MARGIN_DECIMAL,
         SEALED_BEFORE_ADMISSION,
@@ -498,6 +500,12 @@ class JourneyInbox:
         return key
 
     def _close_skb(self, closed_at: datetime | None = None) -> FinalEntry | None:
+        # A conflict or review accepted after the round closed the SKB (before its close reached
+        # this journey) counts no more than a score then does: what it struck stands again.
+        undone, late_changes = without_late_panel_changes(self.sheet, closed_at)
+        if late_changes and self._patched(PANEL_CHANGE_AFTER_CLOSE):
+            self.sheet = undone
+            self._record_late(late_changes, closed_at)
         if self.sheet.stage == Stage.SKB and self.sheet.terminal is None:
             for component, panellists in unreviewed_flags(self.sheet).items():
                 for panellist in panellists:
@@ -512,7 +520,7 @@ class JourneyInbox:
             major=self.sheet.registration.major, applied_on=self.start.applied_on
         )
 
-    def _record_late(self, late: list[Report], closed_at: datetime | None) -> None:
+    def _record_late(self, late: Sequence[Report], closed_at: datetime | None) -> None:
         for report in late:
             assert closed_at is not None
             self._decide(

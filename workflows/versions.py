@@ -406,3 +406,12 @@ SEAT_GIVEN_BACK_AT_FILING = "seat-given-back-at-filing"
 # journey speaks only after its start, so the next look finds it). Claims recorded before it
 # (tests/histories/v25-claim-sweep) replay as they ran.
 CLAIM_LOOKS_AGAIN = "claim-looks-again"
+
+# A conflict declaration or a panel review that reaches a journey after its round closed the SKB
+# (in the moments before the formasi's close reaches the journey) does not count, as no score
+# arriving then does (domain.sheet.without_late_panel_changes): the score it struck stands again,
+# and the journey records it "arrived after the close", which the auditor's recompute reads. Before
+# it, the committee could strike a panellist's score after the close, and the SKB was composed
+# without it. Asked only when such a change is found at the close, which no recorded history set
+# before v28-panel-after-close holds, so other journeys write no marker.
+PANEL_CHANGE_AFTER_CLOSE = "panel-change-after-close"

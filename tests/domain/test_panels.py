@@ -4,6 +4,8 @@ domain/sheet.py), without Temporal."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from domain.codes import Stage
@@ -16,8 +18,10 @@ from domain.sheet import (
     flag_scores,
     panel_of,
     refusal,
+    sender_refusal,
     unreviewed_flags,
     with_report,
+    without_late_panel_changes,
 )
 from tests.domain.test_sheet import T0, sheet
 from tests.roundkit import REPORTERS, compressed_round, formasi
@@ -271,3 +275,65 @@ def test_a_score_exactly_the_margin_from_the_rest_of_its_panel_is_not_flagged():
 
     assert flag_scores(s, RULES).flags == {}
     assert sorted(flag_scores(s, RULES, exact=False).flags["wawancara"]) == sorted(order[:2])
+
+
+def _received(s, report, at):
+    """`s` with `report` taken at `at`, as the journey records when it accepted a report."""
+    return with_report(s, report).but(received_at={**s.received_at, report.report_id: at})
+
+
+def test_a_conflict_or_review_taken_after_the_skb_closed_strikes_no_score():
+    order = panel_order(POOL, SEED)
+    closed = T0 + timedelta(minutes=10)
+    before, after = closed - timedelta(seconds=1), closed + timedelta(seconds=1)
+    s = _at_skb()
+    for p, score in zip(order[:3], (83, 71, 20), strict=True):
+        s = flag_scores(_received(s, _score(p, score), before), RULES)
+    review = PanelReview(
+        report_id="r", reported_by=OPERATOR, component="wawancara", panellist=order[2], keep=False
+    )
+    late = _received(_received(s, _conflict(order[0], by=OPERATOR), after), review, after)
+    assert set(late.struck["wawancara"]) == {order[0], order[2]}  # as taken, before the close
+    undone, changes = without_late_panel_changes(late, closed)
+    assert [c.report_id for c in changes] == [f"c-{order[0]}", "r"]
+    assert {p: r.score for p, r in undone.panel["wawancara"].items()} == {
+        order[0]: 83,
+        order[1]: 71,
+        order[2]: 20,
+    }
+    assert (undone.conflicts, undone.reviews, undone.struck) == ({}, {}, {})
+    assert unreviewed_flags(undone) == {"wawancara": [order[2]]}  # the flag waits, unreviewed
+
+
+def test_a_score_struck_before_the_close_stays_struck_whatever_comes_after_it():
+    order = panel_order(POOL, SEED)
+    closed = T0 + timedelta(minutes=10)
+    s = _received(_at_skb(), _score(order[0], 80), closed - timedelta(seconds=2))
+    s = _received(s, _conflict(order[0], by=OPERATOR), closed - timedelta(seconds=1))
+    assert without_late_panel_changes(s, closed) == (s, [])
+    s = _received(s, _conflict(order[1]), closed + timedelta(seconds=1))
+    undone, changes = without_late_panel_changes(s, closed)
+    assert [c.panellist for c in changes] == [order[1]]
+    assert order[0] not in undone.panel["wawancara"]
+    assert undone.struck["wawancara"][order[0]].score == 80
+
+
+@pytest.mark.parametrize(
+    ("case", "panellist", "by", "reason"),
+    [
+        ("a name of the sender's choosing", "ghost", "p-ani", "scores with their own key"),
+        ("another of the pool", "p-budi", "p-ani", "scores with their own key"),
+        ("the sender's own score", "p-ani", "p-ani", None),
+    ],
+)
+def test_a_pool_without_a_draw_takes_each_score_from_its_own_panellist(case, panellist, by, reason):
+    # A pool whose `assign` was left out: one key of the pool made a panel of two, scoring as
+    # "ghost-1" and "ghost-2", and the mean of at least two panellists was one person's.
+    rules = journey_rules(_config(assign=0))
+    report = _score(panellist, 90, by=by)
+    problem = refusal(_at_skb(), report, rules, T0)
+    if reason is None:
+        assert problem is None and sender_refusal(report, rules) is None, case
+    else:
+        assert problem is not None and reason in problem, (case, problem)
+        assert sender_refusal(report, rules) is not None, case

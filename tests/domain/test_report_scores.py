@@ -54,3 +54,30 @@ def test_a_score_written_as_text_in_a_report_file_is_still_read():
     skd = SkdReport.model_validate({**IDS, "twk": "65", "tiu": "80", "tkp": "166"})
     assert (skd.twk, skd.tiu, skd.tkp) == (65, 80, 166)
     assert SkbScoreReport.model_validate({**IDS, "component": "cat", "score": "80.5"}).score == 80.5
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), "nan", "Infinity"])
+@pytest.mark.parametrize(
+    ("model", "fields", "field"),
+    [
+        (SkbScoreReport, {"component": "cat"}, "score"),
+        (PanelScoreReport, {"component": "w", "panellist": "p1"}, "score"),
+        (
+            AppealAnswer,
+            {"accepted": True, "corrected_scores": {"cat": None}},
+            "corrected_scores.cat",
+        ),
+    ],
+    ids=["SKB score", "panel score", "a sanggah's correction"],
+)
+def test_nan_or_an_infinity_is_not_a_score(model, fields, field, value):
+    data = {**IDS, **fields}
+    if "corrected_scores" in data:
+        data["corrected_scores"] = {"cat": value}
+    else:
+        data["score"] = value
+    with pytest.raises(ValidationError) as err:
+        model.model_validate(data)
+    (problem,) = err.value.errors()
+    assert ".".join(map(str, problem["loc"])) == field
+    assert "finite number" in problem["msg"]

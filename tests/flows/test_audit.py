@@ -74,6 +74,7 @@ from workflows.versions import (
     NOTICE_IN_ROUND_ZONE,
     OFFERS_BY_LOCAL_ACTIVITY,
     OPTIMALISASI_CONTINUES,
+    PANEL_CHANGE_AFTER_CLOSE,
     SEALED_BEFORE_ADMISSION,
     SEAT_GIVEN_BACK_AT_FILING,
     SEAT_GIVEN_BACK_BEFORE_RESULT,
@@ -141,6 +142,9 @@ SIGNING_KEY = bytes(range(32))
 # WHEN`): the small round whose winner gives the seat back, withdrawn before its final result
 # reached it (patch seat-given-back-before-result) or at a filing reported incomplete while the
 # window was open (patch seat-given-back-at-filing). Each v27 set's README says how it was made.
+# v28-panel-after-close (`--panel-after-close`): the round of v21-panels, a conflict the committee
+# recorded after the SKB closed and before the close reached B's journey, taken back at the close
+# (patch panel-change-after-close); its README says how it was made.
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, v25-claim-sweep, a claim that released itself and one held by its journey, and
 # v28-claim-looks-again, claims told in forged words that released themselves, hold other kinds of
@@ -174,6 +178,7 @@ RECORDED_SETS = [
     RECORDED / "v27-round-zone",
     RECORDED / "v27-seat-before-result",
     RECORDED / "v27-seat-at-filing",
+    RECORDED / "v28-panel-after-close",
     RECORDED / "v4-full-markers",
 ]
 
@@ -373,6 +378,26 @@ async def test_a_recorded_seat_given_back_holds_its_patch_in_the_winners_journey
     [round_run] = [o for o in outcomes.values() if o.workflow_id.endswith("/round")]
     assert [d.outcome for d in round_run.state.decisions].count("seat vacated") == 1
     assert offers_of([round_run]) != []
+
+
+async def test_a_recorded_conflict_after_the_skb_closed_struck_no_score():
+    """v28-panel-after-close (`record_histories.py --panel-after-close`): the committee recorded a
+    conflict of B's first panellist after the round closed the SKB, before the close reached B's
+    journey. B's journey alone holds patch panel-change-after-close's marker, recorded the conflict
+    as arrived after the close, and composed its SKB with all three of its panel's scores."""
+    directory = RECORDED / "v28-panel-after-close"
+    histories = load_histories(directory)
+    outcomes = {
+        o.run_id: o
+        for o in await replay([h.history for h in histories], recorded_converter(directory))
+    }
+    marked = [h for h in histories if PANEL_CHANGE_AFTER_CLOSE in patch_markers(h.history)]
+    assert [h.kind for h in marked] == ["journey"]
+    decisions = outcomes[marked[0].run_id].state.decisions
+    late = [d.input["report_id"] for d in decisions if d.outcome == "arrived after the close"]
+    assert late == ["coi-B-after-close"]
+    [completed] = [d for d in decisions if d.stage == "skb" and d.outcome == "completed"]
+    assert sorted(completed.input["components"]["panel"]["wawancara"].values()) == [70, 72, 74]
 
 
 async def test_every_journey_of_v11_took_its_registration_confirmation_first_and_once():
@@ -599,6 +624,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v27-round-zone",
         RECORDED / "v27-seat-before-result",
         RECORDED / "v27-seat-at-filing",
+        RECORDED / "v28-panel-after-close",
     ],
     ids=lambda p: p.name,
 )

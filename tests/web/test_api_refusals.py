@@ -17,7 +17,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import RecruitmentApi
-from domain.messages import AdminReport, Dismissal, Withdrawal
+from domain.messages import AdminReport, Dismissal, Disqualification, Withdrawal
 from domain.signing import Keyring
 from gateway.app import create_app
 from gateway.deps import ApiKeys, api_key_digest
@@ -150,3 +150,40 @@ async def test_a_nik_in_a_report_s_path_is_not_echoed(client, keys, running_work
     [result] = batch.json()["results"]
     assert (result["status"], result["applicant_id"]) == (404, MASKED)
     assert NIK not in batch.text
+
+
+async def test_a_report_to_an_ended_journey_tells_the_service_its_end_but_not_the_reason(
+    client, keys, running_worker, gateway_state, tmp_path
+):
+    """A service that reports to an applicant whose journey has ended hears that it ended and its
+    code, not the reason the journey recorded: a DIS's finding, a failed health gate's detail, a
+    withdrawal's sanction are not for every reporter of the round (registration numbers are
+    public: a panellist's key could read every applicant's end). Before, the whole reason came
+    back in the 409's detail."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    config, [applicant] = await registered_round(api, tmp_path, "ended", (82,), BIRTH)
+    finding = "joki: akses jarak jauh saat SKD"
+    await api.report(
+        config.round_id,
+        applicant,
+        Disqualification(report_id="dis-ended", reported_by=OPERATOR, reason=finding),
+    )
+    handle = client.get_workflow_handle(journey_workflow_id(config.round_id, applicant))
+    for _ in range(200):
+        if (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED:
+            break
+        await asyncio.sleep(0.1)
+    late = signed(
+        AdminReport(report_id="adm-ended", reported_by=VERIFIER), config.round_id, applicant
+    )
+    transport = httpx.ASGITransport(app=create_app(gateway_state))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        r = await http.post(
+            f"/api/v1/rounds/{config.round_id}/applicants/{applicant}/admin",
+            json=late.model_dump(mode="json"),
+            headers=auth(VERIFIER),
+        )
+    assert r.status_code == 409, r.text
+    assert "the journey has ended (DIS)" in r.json()["detail"], r.text
+    assert "joki" not in r.text

@@ -172,11 +172,11 @@ async def test_reports_in_flight_share_a_batch_and_an_item_not_taken_goes_in_a_l
     real = gateway_state.api.report
     late = {ids[0]}
 
-    async def once_late(round_, applicant_id, message):
+    async def once_late(round_, applicant_id, message, **options):
         if applicant_id in late:
             late.discard(applicant_id)
             raise WorkflowUpdateRPCTimeoutOrCancelledError()
-        return await real(round_, applicant_id, message)
+        return await real(round_, applicant_id, message, **options)
 
     monkeypatch.setattr(gateway_state.api, "report", once_late)
     transport = Counting(httpx.ASGITransport(app=create_app(gateway_state)))

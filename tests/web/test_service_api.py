@@ -8,6 +8,7 @@ portal and the operator would send their messages over HTTP.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -191,6 +192,31 @@ async def test_a_bad_field_is_422_naming_it(http, kind, body, field):
     detail = refusal(r, 422)
     assert [e["field"] for e in r.json()["errors"]] == [field]
     assert field in detail
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("panel_score", {"component": "wawancara", "panellist": PANEL, "score": 0}),
+        ("skb_score", {"component": "praktik", "score": 0}),
+    ],
+)
+async def test_a_score_that_is_not_a_finite_number_is_422_at_the_door(http, kind, body, number):
+    """JSON as Python writes it may carry NaN and Infinity: refused here, naming the score.
+    Before, they passed the door, reached the journey as null (pydantic's JSON has no NaN) and
+    came back as a 409 "score: Input should be a valid number (got None)"."""
+    text = json.dumps({"report_id": "nan-1", "reported_by": PANEL, **body}).replace(
+        '"score": 0', f'"score": {number}'
+    )
+    r = await http.post(
+        api_path(DOOR_ROUND, kind, "A"),
+        content=text,
+        headers={**auth(PANEL), "Content-Type": "application/json"},
+    )
+    detail = refusal(r, 422)
+    assert [e["field"] for e in r.json()["errors"]] == ["score"], r.text
+    assert "finite number" in detail
 
 
 async def test_an_idempotency_key_other_than_the_report_id_is_422(http):

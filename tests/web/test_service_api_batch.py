@@ -227,12 +227,12 @@ async def test_items_the_engine_did_not_take_are_503_or_500_and_the_batch_can_be
     ]
     real = gateway_state.api.report
 
-    async def flaky(round_, applicant_id, message):
+    async def flaky(round_, applicant_id, message, **options):
         if applicant_id == ids[1]:
             raise WorkflowUpdateRPCTimeoutOrCancelledError()
         if applicant_id == ids[2]:
             raise RuntimeError("boom")
-        return await real(round_, applicant_id, message)
+        return await real(round_, applicant_id, message, **options)
 
     with monkeypatch.context() as patched:
         patched.setattr(gateway_state.api, "report", flaky)
@@ -274,10 +274,10 @@ async def test_an_applicant_s_items_after_one_not_taken_are_not_sent(
     ]
     real = gateway_state.api.report
 
-    async def late_once(round_, applicant_id, message):
+    async def late_once(round_, applicant_id, message, **options):
         if message.report_id == "adm-a":
             raise WorkflowUpdateRPCTimeoutOrCancelledError()
-        return await real(round_, applicant_id, message)
+        return await real(round_, applicant_id, message, **options)
 
     with monkeypatch.context() as patched:
         patched.setattr(gateway_state.api, "report", late_once)
