@@ -186,11 +186,29 @@ async def deliver_pass(
         return await _deliver_pass(
             pool, transport, batch, round_id, language, cipher, stop, max_attempts, handed_over
         )
-    except TimeoutError as exc:  # the transport's own are counted as failures, in the pass
+    except Exception as exc:
+        # The transport's own timeouts are counted as failures, in the pass. A statement past the
+        # pool's timeout raises TimeoutError, or, when asyncpg closed the connection that would
+        # not answer its cancel, whatever the transaction's rollback then met (the connection
+        # closed), with the TimeoutError as its context: either way the database went silent.
+        if not _timed_out(exc):
+            raise
         raise DatabaseSilentError(
             "the database did not answer within the pool's timeout (its server stopped or cut "
             "off without a reset, or a lock held elsewhere)"
         ) from exc
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc` is a TimeoutError, or was raised while one was being handled."""
+    seen: set[int] = set()
+    at: BaseException | None = exc
+    while at is not None and id(at) not in seen:
+        if isinstance(at, TimeoutError):
+            return True
+        seen.add(id(at))
+        at = at.__cause__ or at.__context__
+    return False
 
 
 async def _deliver_pass(

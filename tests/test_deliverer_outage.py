@@ -142,3 +142,52 @@ def test_a_single_pass_does_not_wait_for_the_database():
     with pytest.raises(asyncpg.ConnectionDoesNotExistError):
         asyncio.run(deliver_until_stopped(passes, stop, progress, once=True))
     assert len(passes.states) == 1
+
+
+class _Pool:
+    """A pool whose pass fails with `error` as asyncpg raises it (deliver_pass asks nothing else)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def acquire(self):
+        raise self.error
+
+
+def _closed_while_timing_out() -> BaseException:
+    """What a pass met when a statement outlasted the pool's timeout and asyncpg closed the
+    connection that did not answer its cancel: the transaction's rollback then found the
+    connection closed (InterfaceError, the TimeoutError as its context), which the pass says as
+    a lost connection (ConnectionDoesNotExistError, from it)."""
+    try:
+        try:
+            try:
+                raise TimeoutError
+            except TimeoutError:
+                raise asyncpg.InterfaceError("cannot perform operation: connection is closed")  # noqa: B904 - as asyncpg does
+        except asyncpg.InterfaceError as exc:
+            raise asyncpg.ConnectionDoesNotExistError("lost during the pass") from exc
+    except asyncpg.ConnectionDoesNotExistError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    "error, silent",
+    [
+        (TimeoutError(), True),
+        (_closed_while_timing_out(), True),  # the fresh clone's run of 2026-12-06 met this one
+        (asyncpg.ConnectionDoesNotExistError("the server closed it"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_a_pass_that_timed_out_is_the_database_gone_silent_however_asyncpg_said_it(error, silent):
+    """A pass cut by the pool's timeout is told as DatabaseSilentError whether asyncpg raised the
+    TimeoutError itself or what closing the connection then caused; anything else as it was."""
+    from activities.notify import deliver_pass
+    from runtime.db import DatabaseSilentError
+
+    with pytest.raises(BaseException) as raised:
+        asyncio.run(deliver_pass(_Pool(error), transport=None, batch=1))  # type: ignore[arg-type]
+    assert isinstance(raised.value, DatabaseSilentError) is silent, raised.value
+    if not silent:
+        assert raised.value is error
