@@ -14,7 +14,7 @@ from tests.ports import STEP, session_offset
 
 
 def test_the_suite_runs_in_three_processes_unless_told():
-    assert run.suite_command(run.suite_workers({}))[-4:] == ["-n", "3", "--dist", "loadscope"]
+    assert run.suite_command(run.suite_workers({}))[-4:] == ["-n", "4", "--dist", "loadscope"]
     assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
 
 
