@@ -31,7 +31,7 @@ import asyncpg
 
 from activities.readmodel import notification_row
 from domain.notices import Language, Notice, render
-from runtime.db import DatabaseSilentError
+from runtime.db import DatabaseSilentError, raised_while
 from runtime.files import open_private
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
@@ -191,24 +191,12 @@ async def deliver_pass(
         # pool's timeout raises TimeoutError, or, when asyncpg closed the connection that would
         # not answer its cancel, whatever the transaction's rollback then met (the connection
         # closed), with the TimeoutError as its context: either way the database went silent.
-        if not _timed_out(exc):
+        if not any(isinstance(e, TimeoutError) for e in raised_while(exc)):
             raise
         raise DatabaseSilentError(
             "the database did not answer within the pool's timeout (its server stopped or cut "
             "off without a reset, or a lock held elsewhere)"
         ) from exc
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether `exc` is a TimeoutError, or was raised while one was being handled."""
-    seen: set[int] = set()
-    at: BaseException | None = exc
-    while at is not None and id(at) not in seen:
-        if isinstance(at, TimeoutError):
-            return True
-        seen.add(id(at))
-        at = at.__cause__ or at.__context__
-    return False
 
 
 async def _deliver_pass(

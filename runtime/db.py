@@ -7,6 +7,7 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -182,13 +183,19 @@ def database_unavailable(exc: BaseException) -> bool:
     what was asked of it is wrong. An error raised while handling such an error counts too:
     asyncpg's `transaction()` answers a lost connection with "the underlying connection is
     closed" on its way out."""
+    return any(
+        isinstance(e, (*_UNAVAILABLE, DatabaseSilentError))
+        or (isinstance(e, OSError) and raised_by_database(e))
+        for e in raised_while(exc)
+    )
+
+
+def raised_while(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then the error it was raised from or while handling, and so on down the chain
+    (each once)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (*_UNAVAILABLE, DatabaseSilentError)) or (
-            isinstance(current, OSError) and raised_by_database(current)
-        ):
-            return True
+        yield current
         current = current.__cause__ or current.__context__
-    return False
