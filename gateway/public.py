@@ -71,12 +71,6 @@ def _no_round(gw: Gateway, request: Request, round_id: str) -> HTMLResponse:
     )
 
 
-async def _config(gw: Gateway, round_id: str) -> RoundConfig | None:
-    """The round's rules, or None when the round cannot be read (the publications name their
-    instansi too). Asked only for a round with publications."""
-    return await gw.rounds.config_if_known(round_id)
-
-
 @router.get("/pengumuman", response_class=HTMLResponse)
 async def index(request: Request, gw: Gateway = Depends(gateway)) -> HTMLResponse:
     """Every round with its publications, the latest round first."""
@@ -97,7 +91,7 @@ async def round_page(
     publications = await list_publications(gw.pool, round_id)
     if not publications:  # the engine is not asked about a round with nothing published here
         return _no_round(gw, request, round_id)
-    config = await _config(gw, round_id)
+    config = await gw.rounds.config_if_known(round_id)
     instansi = config.instansi if config else publications[-1].instansi
     corrected_by = {p.corrects: p.seq for p in publications if p.corrects}
     return _page(
@@ -130,7 +124,7 @@ async def lookup_page(
     publications = await list_publications(gw.pool, round_id)
     if not publications:
         return _no_round(gw, request, round_id)
-    config = await _config(gw, round_id)
+    config = await gw.rounds.config_if_known(round_id)
     context: dict[str, object] = {
         "round_id": round_id,
         "instansi": publications[-1].instansi,
@@ -227,7 +221,7 @@ async def publication_page(
     if kind in ("", ".csv"):
         endings = await late_endings(gw.pool, round_id)
     if kind == "":
-        config = await _config(gw, round_id)
+        config = await gw.rounds.config_if_known(round_id)
         if config is not None:
             instansi, cut, zone = config.instansi, config.skd.cut_multiplier, config.timezone
         corrected_by = [
