@@ -250,7 +250,10 @@ async def test_lookup_by_nik_shows_each_failing_document_and_the_sanggah_deadlin
 ):
     settings, _ = running_worker
     ctx = _context(client, keys, settings, stack)
-    config, _ = await _create(ctx, tmp_path, appeal_window=120)
+    # The instansi's answer time outlasts the test: the sanggah is filed, then the command's own
+    # process looks it up (its start took over 5 s, the default answer time, in a loaded run, and
+    # found the journey ended TMS).
+    config, _ = await _create(ctx, tmp_path, appeal_window=120, answer_within=120)
     round_id = config.round_id
     reg = registration(7, "F1")
     registered = await ctx.api.register(config, reg, "sscasn")
