@@ -67,6 +67,7 @@ from domain.config import CODE_RULE, ConfigError, load_round_config, parse_round
 from domain.messages import JourneyStart, RecordPublication, RoundStart
 from runtime.files import open_input, read_input
 from runtime.keys import KEY_BYTES, InvalidKeyError, Keys, previous_payload_keys
+from runtime.process import run_and_end
 from runtime.terminal import console as console_for
 from runtime.terminal import flagged
 from runtime.writable import cannot_write, cannot_write_in
@@ -1175,4 +1176,4 @@ def serve_codec() -> None:
 
 
 if __name__ == "__main__":
-    app()
+    run_and_end(app)

@@ -72,6 +72,7 @@ from bench.common import (
 )
 from runtime.db import open_pool
 from runtime.gcwatch import GcWatch
+from runtime.process import run_and_end
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 DATA_DIR = ROOT / "out" / "bench-data"
@@ -2706,4 +2707,4 @@ if __name__ == "__main__":
     # SIGTERM (timeout, a supervisor) stops a bench the way Ctrl-C does, so that the stack's
     # `finally` stops the servers it started; by default it would end the process at once.
     signal.signal(signal.SIGTERM, _stop_once)
-    app()
+    run_and_end(app)

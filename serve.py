@@ -40,6 +40,7 @@ from gateway.app import create_app, open_gateway
 from gateway.deps import api_key_digest
 from runtime.files import open_private
 from runtime.logs import get_logger
+from runtime.process import run_and_end
 
 log = get_logger("serve")
 SAMPLE_ROUND_ID = "CPNS-CONTOH-PORTAL"
@@ -302,4 +303,4 @@ def main(
 
 
 if __name__ == "__main__":
-    cli()
+    run_and_end(cli)

@@ -129,6 +129,7 @@ from runtime.files import open_input, open_private, read_input
 from runtime.keys import InvalidKeyError
 from runtime.logs import get_logger
 from runtime.outage import engine_silent, unreachable
+from runtime.process import run_and_end
 from runtime.sealed import ColumnCipher
 from runtime.settings import describe_settings_error, is_settings_error
 from runtime.terminal import console as console_for
@@ -2883,4 +2884,4 @@ for _group in cli.registered_groups:  # and every group's (`sanctions --help`)
 
 
 if __name__ == "__main__":
-    cli()
+    run_and_end(cli)

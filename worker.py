@@ -14,6 +14,7 @@ from typing import TypeVar
 import typer
 
 from apps.fleet import deliver_notifications, run_worker
+from runtime.process import run_and_end
 
 T = TypeVar("T")
 
@@ -95,4 +96,4 @@ def stop_stack_command() -> None:
 
 
 if __name__ == "__main__":
-    app()
+    run_and_end(app)

@@ -37,6 +37,7 @@ from bench.common import ROOT, _cpu, temporal_pid
 from bench.rounds import RoundDriver, applicants, bench_config, new_round_id
 from client.api import RecruitmentApi
 from domain.protocol import BROADCAST
+from runtime.process import run_and_end
 from runtime.settings import Settings
 from workflows.ids import formasi_workflow_id
 
@@ -644,4 +645,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    run_and_end(lambda: main(sys.argv))

@@ -55,6 +55,7 @@ from auditing.history import RecordedHistory, replay  # noqa: E402
 from runtime.codec import AesGcmCodec  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
+from runtime.process import run_and_end  # noqa: E402
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent / "tests" / "histories" / "v5-full"
 VERSION_ATTRIBUTE = "TemporalChangeVersion"
@@ -386,4 +387,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_end(main)

@@ -139,6 +139,7 @@ from domain.protocol import ANNOUNCE, BROADCAST, JOURNEY_STATE  # noqa: E402
 from runtime.connection import data_converter  # noqa: E402
 from runtime.db import open_pool  # noqa: E402
 from runtime.keys import Keys  # noqa: E402
+from runtime.process import run_and_end  # noqa: E402
 from tests.roundkit import (  # noqa: E402
     OPERATOR,
     TEST_KEYRING,
@@ -1581,4 +1582,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_and_end(main)
