@@ -40,6 +40,56 @@ from tests.roundkit import TEST_KEYRING, compressed_round, formasi, journey_star
 from workflows.ids import claim_workflow_id, journey_workflow_id
 from workflows.national import NationalClaim
 
+# A run takes 10,000 signals (the server's history.maximumSignalsPerExecution); the 101st batch
+# of 100 is refused.
+FLOOD_BATCHES, FLOOD_BATCH = 101, 100
+PROBE_BATCHES = 5
+
+
+async def _flood(handle) -> None:
+    """Spend the run's signals: refused, as every signal after the 10,000th is."""
+    with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
+        for _ in range(FLOOD_BATCHES):
+            await asyncio.gather(
+                *(handle.signal("claim_taken", {"x": 1}) for _ in range(FLOOD_BATCH))
+            )
+
+
+async def _grace_for_a_flood(client: Client, outsider: Client, floor: float) -> timedelta:
+    """A claim's grace the flood fits in, on this machine as loaded now: the flood must end before
+    the claim's first task, or the claim would decide on signals still arriving. 500 signals to a
+    scratch claim (delayed an hour, then terminated) are timed, the flood's 10,100 estimated from
+    them with a margin; never under `floor`, the test's own grace on an idle machine. (A fresh
+    clone's run of the suite in four processes once took 47 s for a flood given 40.)"""
+    scratch_id = f"claim-flood-probe-{uuid.uuid4().hex[:8]}"
+    await client.start_workflow(
+        NationalClaim.run,
+        ClaimStart(
+            national_id="probe",
+            round_id="R-PROBE",
+            applicant_id="PROBE",
+            formasi_code="F1",
+            registration_digest="d" * 64,
+            holds_until=datetime.now(UTC) + timedelta(hours=2),
+            sweep_after=timedelta(hours=1),
+        ),
+        id=scratch_id,
+        task_queue=f"nowhere-{uuid.uuid4().hex[:8]}",
+        start_delay=timedelta(hours=1),
+    )
+    scratch = outsider.get_workflow_handle(scratch_id)
+    try:
+        began = time.monotonic()
+        for _ in range(PROBE_BATCHES):
+            await asyncio.gather(
+                *(scratch.signal("claim_taken", {"x": 1}) for _ in range(FLOOD_BATCH))
+            )
+        probe = time.monotonic() - began
+    finally:
+        await client.get_workflow_handle(scratch_id).terminate(reason="probe over")
+    flood = probe * FLOOD_BATCHES / PROBE_BATCHES
+    return timedelta(seconds=max(floor, 1.3 * flood + 10))
+
 
 async def _status(client: Client, workflow_id: str, within: float) -> str:
     """The claim's status once it has ended, or RUNNING when it still runs after `within` s."""
@@ -125,7 +175,10 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
     national_id = f"nat-{uuid.uuid4().hex[:6]}"
     applicant_id = f"FLOOD{uuid.uuid4().hex[:11].upper()}"
     claim_id = claim_workflow_id(national_id, applicant_id)
-    grace = timedelta(seconds=60)
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    grace = await _grace_for_a_flood(client, outsider, floor=60)
     claim = ClaimStart(
         national_id=national_id,
         round_id="R-FLOOD",
@@ -147,14 +200,9 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
         id=journey_id,
         task_queue=f"nowhere-{uuid.uuid4().hex[:8]}",
     )
-    outsider = await Client.connect(
-        client.service_client.config.target_host, data_converter=pydantic_data_converter
-    )
     spent = outsider.get_workflow_handle(claim_id)
     try:
-        with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
-            for _ in range(101):
-                await asyncio.gather(*(spent.signal("claim_taken", {"x": 1}) for _ in range(100)))
+        await _flood(spent)
         assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow to test"
 
         verdict = await ClaimReader(client).check_claim(
@@ -212,7 +260,10 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
         await asyncio.sleep(3)  # its update admitted meanwhile
         return JourneyOfClaim(found=False, detail="no such journey")
 
-    grace = timedelta(seconds=45)
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    grace = await _grace_for_a_flood(client, outsider, floor=45)
     claim = ClaimStart(
         national_id=national_id,
         round_id="R-RACE",
@@ -226,9 +277,6 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
     # take the flood's workflow task past the SDK's 2 s (a deployed worker's logging does not).
     sdk = logging.getLogger("temporalio.worker._workflow_instance")
     sdk.disabled = True
-    outsider = await Client.connect(
-        client.service_client.config.target_host, data_converter=pydantic_data_converter
-    )
     try:
         async with Worker(
             client,
@@ -242,11 +290,7 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
                 NationalClaim.run, claim, id=check.workflow_id, task_queue=queue, start_delay=grace
             )
             spent = outsider.get_workflow_handle(check.workflow_id)
-            with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
-                for _ in range(101):
-                    await asyncio.gather(
-                        *(spent.signal("claim_taken", {"x": 1}) for _ in range(100))
-                    )
+            await _flood(spent)
             assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow"
             status = await _status(client, check.workflow_id, within=grace.total_seconds() + 15)
             assert checks, "the claim did not look for its journey"
