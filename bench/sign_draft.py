@@ -15,6 +15,7 @@ from pathlib import Path
 
 from client.publication import SignedDraft, audience, from_document
 from domain.signing import Signer
+from runtime.process import run_and_end
 
 
 def main(draft_path: str, key_path: str, out_path: str) -> None:
@@ -27,4 +28,4 @@ def main(draft_path: str, key_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    run_and_end(lambda: main(*sys.argv[1:4]))

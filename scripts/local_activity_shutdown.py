@@ -46,6 +46,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from runtime.embedded import temporal_executable  # noqa: E402
+from runtime.process import run_and_end  # noqa: E402
 from runtime.stopping import LocalActivitiesEndWhenStopping  # noqa: E402
 
 SCHEDULE_TO_CLOSE = timedelta(seconds=4)
@@ -203,9 +204,5 @@ if __name__ == "__main__":
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)  # each failed attempt
     if not 1 <= args.wait <= 600:
         parser.error(f"--wait {args.wait} is outside 1..600 seconds")
-    # os._exit: a worker that did not stop must not hold the process.
-    import os
-
-    code = asyncio.run(main_bound(args.wait) if args.bound else main(args.wait))
-    sys.stdout.flush()
-    os._exit(code)
+    # run_and_end ends with os._exit: a worker that did not stop must not hold the process.
+    run_and_end(lambda: asyncio.run(main_bound(args.wait) if args.bound else main(args.wait)))

@@ -111,21 +111,47 @@ def test_buffered_output_and_the_exit_functions_are_not_lost(tmp_path):
     assert "logged before the end" in (tmp_path / "command.log").read_text()
 
 
-@pytest.mark.parametrize(
-    "entry_point",
-    [
-        "audit.py",
-        "starter.py",
-        "worker.py",
-        "serve.py",
-        "bench.py",
-        "bench/fleet.py",
-        "scripts/count_actions.py",
-        "scripts/record_histories.py",
-    ],
-)
-def test_every_entry_point_that_can_make_a_client_ends_through_run_and_end(entry_point):
-    source = (ROOT / entry_point).read_text()
-    main_block = source.split('if __name__ == "__main__":', 1)[1]
+def _entry_points() -> list[str]:
+    """Every file of ours with a `__main__` block."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        relative = path.relative_to(ROOT)
+        if relative.parts[0] in {".venv", "tests", "out"} or relative.parts[0].startswith("."):
+            continue
+        if 'if __name__ == "__main__":' in path.read_text():
+            found.append(str(relative))
+    return found
 
-    assert "run_and_end(" in main_block
+
+def _imports_the_temporal_client(entry_point: str) -> bool:
+    """Whether importing the file (its `__main__` block not run) loads the SDK's client."""
+    probe = (
+        "import importlib.util, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"spec = importlib.util.spec_from_file_location('probe', {str(ROOT / entry_point)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules['probe'] = module\n"
+        "spec.loader.exec_module(module)\n"
+        "print('temporalio.client' in sys.modules)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.strip() == "True"
+
+
+def test_the_entry_points_are_found():
+    found = _entry_points()
+    for expected in ("audit.py", "starter.py", "worker.py", "serve.py", "bench.py", "run.py"):
+        assert expected in found
+
+
+@pytest.mark.parametrize("entry_point", _entry_points())
+def test_every_entry_point_that_loads_the_temporal_client_ends_through_run_and_end(entry_point):
+    main_block = (ROOT / entry_point).read_text().split('if __name__ == "__main__":', 1)[1]
+
+    if "run_and_end(" not in main_block:
+        assert not _imports_the_temporal_client(entry_point), (
+            f"{entry_point} loads temporalio.client: its __main__ must end through run_and_end"
+        )
