@@ -170,6 +170,7 @@ class RoundDirectory:
     api: RecruitmentApi
     state_ttl: float = 5.0
     unknown_ttl: float = 60.0
+    relist_after: float = 1.0
     _configs: dict[str, RoundConfig] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)  # round id -> when it failed
     _states: dict[str, tuple[float, RoundState]] = field(default_factory=dict)
@@ -214,14 +215,17 @@ class RoundDirectory:
         self._states[round_id] = (time.monotonic(), state)
         return state
 
-    async def listing(self) -> list[RoundListing]:
+    async def listing(self, max_age: float = 30.0) -> list[RoundListing]:
         """Every round on the namespace, newest first, with its phase as the round last set it
         (its RecruitmentStage search attribute): read from Temporal's visibility store, so
-        listing asks no worker anything. Kept for 30 seconds."""
+        listing asks no worker anything. Kept for `max_age` seconds; callers waiting while one
+        reads it take what that one read."""
         at, rounds = self._listing
-        if time.monotonic() - at < 30 and rounds:
+        if time.monotonic() - at < max_age and rounds:
             return rounds
         async with self._lock:
+            if self._listing[0] > at:  # read by another caller meanwhile
+                return self._listing[1]
             found = []
             async for wf in self.api.client.list_workflows("CasnKind = 'round'"):
                 stage = wf.typed_search_attributes.get(RECRUITMENT_STAGE)
@@ -236,6 +240,23 @@ class RoundDirectory:
             rounds = sorted(found, key=lambda r: r.started, reverse=True)
             self._listing = (time.monotonic(), rounds)
             return rounds
+
+    async def is_listed(self, round_id: str) -> bool:
+        """Whether `round_id` is a round on the namespace, for a page anyone may open with any id:
+        a round whose rules are held, or one on the listing. For an id not on it the listing is
+        read again once it is `relist_after` seconds old, the request waiting until then, and every
+        request waiting meanwhile takes that one reading: made-up ids, however many and however
+        fast, cost the Temporal server one listing per `relist_after` seconds and no question about
+        any of them, and a round created since the last reading is found within that time."""
+        if round_id in self._configs:
+            return True
+        if any(r.round_id == round_id for r in await self.listing()):
+            return True
+        wait = self.relist_after - (time.monotonic() - self._listing[0])
+        if wait > 0:
+            await asyncio.sleep(wait)
+        rounds = await self.listing(max_age=self.relist_after)
+        return any(r.round_id == round_id for r in rounds)
 
     async def round_ids(self) -> list[str]:
         """Every round on the namespace, newest first."""

@@ -396,6 +396,9 @@ async def _round(visit: Visit, round_id: str) -> tuple[RoundConfig, RoundState] 
             back=("/", "Halaman depan"),
         )
     try:
+        # Any visitor can name any id: the engine is asked only about a round it lists.
+        if not await visit.gw.rounds.is_listed(round_id):
+            raise UnknownError(f"no round {round_id}")
         return await visit.gw.rounds.config(round_id), await visit.gw.rounds.state(round_id)
     except UnknownError:
         return message(

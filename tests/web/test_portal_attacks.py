@@ -3,6 +3,7 @@ real stack and held off (docs/GATEWAY.md, "The portal's limits and headers")."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import date
 
@@ -342,3 +343,42 @@ async def test_a_password_made_of_the_birth_date_the_nik_holds_is_refused(
             assert BIRTH_DATE in " ".join(field_errors(r.text)["password"]), other
     async with client_for(gateway_state, address=("198.51.100.80", 1)) as stranger:
         assert (await log_in(stranger, round_id, applicant.nik, guess)).status_code == 401
+
+
+async def test_made_up_round_ids_make_the_portal_ask_the_engine_about_none_of_them(
+    gateway_state, operator_api, tmp_path, monkeypatch
+):
+    """GET /daftar?round=<id> is open to anyone, with no token and no allowance. Before, each id
+    made the gateway ask the Temporal server for that round's rules, at the sender's rate. Now an
+    id is looked for on the rounds' listing, read again at most once a second whatever is asked,
+    and the engine is asked only about a round it lists; a round created meanwhile is found."""
+    rounds = gateway_state.rounds
+    asked: list[str] = []
+    listings: list[str] = []
+    round_config = rounds.api.round_config
+    list_workflows = rounds.api.client.list_workflows
+
+    async def config_counted(round_id: str):
+        asked.append(round_id)
+        return await round_config(round_id)
+
+    def list_counted(query: str, *args, **kwargs):
+        listings.append(query)
+        return list_workflows(query, *args, **kwargs)
+
+    monkeypatch.setattr(rounds.api, "round_config", config_counted)
+    monkeypatch.setattr(rounds.api.client, "list_workflows", list_counted)
+    made_up = [f"karangan-{n:03d}" for n in range(40)]
+    async with client_for(gateway_state, address=("198.51.100.80", 1)) as visitor:
+        answers = await asyncio.gather(
+            *(visitor.get("/daftar", params={"round": r}) for r in made_up)
+        )
+        assert [a.status_code for a in answers] == [404] * len(made_up)
+        assert asked == []
+        assert 1 <= len(listings) <= 4, listings  # a reading, then one a second at most
+
+        # A round created after those readings is found by the next one.
+        round_id = await open_round(operator_api, tmp_path, "relist")
+        page = await visitor.get("/daftar", params={"round": round_id})
+        assert page.status_code == 200, text_of(page.text)
+    assert asked == [round_id]
