@@ -14,6 +14,7 @@ from pathlib import Path
 import hypothesis  # noqa: F401 - imported up front: the hypothesis plugin's late import at session end
 import pytest  # can hit CPython 3.11.7's "AST constructor recursion depth mismatch" in assertion rewriting
 import pytest_asyncio
+import structlog
 
 from apps.fleet import build_worker
 from runtime.connection import connect
@@ -23,6 +24,23 @@ from runtime.guard import guard_stacks
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat, unknown_variables
 from tests.ports import OFFSET
+
+# What the session's own processes log, before or outside runtime.logs.configure_logging (the
+# gateways and workers the tests run in-process), goes through structlog's default configuration,
+# whose console renderer draws an exception with rich, every frame's locals pretty-printed: one
+# error the gateway logged drew 10,000 lines, in the event loop that was also serving the page's
+# files, and a browser test's page load timed out. The deployed processes configure logging
+# (runtime/logs.py), where an exception is a plain traceback, never locals; so does this.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 # Not the defaults, so the tests never touch a developer's running demo stack. Each xdist worker
 # has a stack of its own, on its own ports (tests/ports.py).
