@@ -1,7 +1,7 @@
 """The committee's view of what is still outstanding before a close (`starter.py outstanding`), on
 the real stack: the applicants at SKD without a result, and at SKB each component some still
-lack (a gate nobody reported, a panel with one panellist's score), by registration number; and
-nothing once the missing reports are in."""
+lack (a gate nobody reported, a panel with one panellist's score, a panel whose score the
+committee struck), by registration number; and nothing once the missing reports are in."""
 
 from __future__ import annotations
 
@@ -19,10 +19,16 @@ from rich.console import Console
 import starter
 from client.api import RecruitmentApi, RefusedError, UnknownError
 from domain.codes import Stage
-from domain.messages import AdminReport, GateReport, SkbScoreReport, SkdReport
+from domain.messages import (
+    AdminReport,
+    ConflictDeclaration,
+    GateReport,
+    SkbScoreReport,
+    SkdReport,
+)
 from tests.flows.test_panels import KEYRING, _last_panel, _panel_score, create_panel_round
 from tests.flows.test_round_end_to_end import _state, _wait_stage
-from tests.roundkit import close_window, command_env, registration
+from tests.roundkit import OPERATOR, close_window, command_env, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -182,4 +188,28 @@ async def test_outstanding_names_who_lacks_which_report_until_it_arrives(
     await api.report(round_id, c, _panel_score(panels[c][1], 72))
     done = await _view(ctx, round_id, formasi="F1")
     assert _lacking(done) == {} and done.formasi[0].at_stage == {"skd": 0, "skb": 3}
+
+    # The committee finds a conflict of one of A's panellists: that score is struck, A's panel
+    # stands at one score again, and the panellist drawn in their place is the one to chase.
+    await api.report(
+        round_id,
+        a,
+        ConflictDeclaration(
+            report_id="coi-a",
+            reported_by=OPERATOR,
+            component="wawancara",
+            panellist=panels[a][0],
+            kind="family",
+        ),
+    )
+    redrawn = _last_panel(await _state(client, round_id, a))
+    expected = {"wawancara": [(a, 1, tuple(p for p in redrawn if p != panels[a][1]))]}
+    deadline = time.monotonic() + 60
+    while (struck := _lacking(await _view(ctx, round_id))) != expected:
+        if time.monotonic() > deadline:  # the panel's row is written a moment after the change
+            break
+        await asyncio.sleep(0.5)
+    assert struck == expected and panels[a][0] not in redrawn
+    await api.report(round_id, a, _panel_score(redrawn[-1], 74))
+    assert _lacking(await _view(ctx, round_id)) == {}
     assert (await _state(client, round_id, c)).stage == Stage.SKB
