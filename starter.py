@@ -71,6 +71,7 @@ from client.national import (
     funnel_from_document,
     national_funnel,
 )
+from client.outstanding import Outstanding, formasi_checked, outstanding_view
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet, seated_codes
 from client.publication import Publication, Published, publish_announcement, write_files
 from client.retention import (
@@ -98,6 +99,7 @@ from client.status import (
     RoundStatus,
     RoundView,
     applicant_view,
+    build_round_view,
     funnel_counts,
     round_view,
     tanggal,
@@ -2418,6 +2420,135 @@ def panel_sheet_cmd(
     _precheck(lambda: _separate_files({"--api-key-file": api_key_file}, {"--out": out}))
     _run(
         lambda ctx: panel_sheet_cmd_core(ctx, round_id, panellist, formasi, out),
+        gateway=_through(gateway, api_key_file),
+    )
+
+
+async def outstanding(
+    ctx: Context, round_id: str, formasi: str | None = None, as_json: bool = False
+) -> Outstanding:
+    """Print what the journeys at SKD and SKB still await before their window closes, per formasi
+    and report, with the applicants lacking each (client/outstanding.py), as a table or one JSON
+    document. Through the gateway, the gateway reads the same."""
+    if isinstance(ctx.api, GatewayReports):
+        shown = await ctx.api.outstanding(round_id, formasi)
+    else:
+        config = await ctx.api.round_config(round_id)
+        formasi_checked(config, formasi)  # before the round and the read model are asked
+        now = datetime.now(UTC)
+        view = build_round_view(config, await ctx.api.round_state(round_id), now)
+        conn = await asyncpg.connect(ctx.database_url)
+        try:
+            shown = await outstanding_view(
+                ctx.api.client,
+                conn,
+                config,
+                ctx.api.journey_rules(config),
+                view.windows,
+                formasi,
+                now,
+            )
+        finally:
+            await conn.close()
+    if as_json:
+        _print_json(ctx, shown.model_dump(mode="json"))
+    else:
+        _show_outstanding(ctx, shown)
+    log.info(
+        "outstanding read",
+        round_id=round_id,
+        formasi=formasi,
+        applicants_missing=shown.applicants_missing,
+    )
+    return shown
+
+
+def _left(closes: datetime, now: datetime) -> str:
+    """How long until `closes`, in days, hours and minutes (rounded down)."""
+    minutes = int((closes - now).total_seconds() // 60)
+    if minutes < 0:
+        return "past"
+    days, rest = divmod(minutes, 24 * 60)
+    return (f"{days} d " if days else "") + f"{rest // 60} h {rest % 60} min"
+
+
+def _show_outstanding(ctx: Context, shown: Outstanding) -> None:
+    """The windows' closes, then one table: per formasi and awaited report, how many applicants
+    lack it and which (a panel's: how many scored, and who of the drawn panel has not)."""
+    for w in shown.windows:
+        when = (
+            f"closed ({wib(w.closes)})"
+            if w.state == "ditutup"
+            else f"closes {wib(w.closes)}, {_left(w.closes, shown.read_at)} from now"
+            + (" (not open yet)" if w.state == "belum dibuka" else "")
+        )
+        ctx.console.print(f"{w.name.upper()} window: {when}", highlight=False)
+    table = Table(
+        title=f"Reports outstanding in round {shown.round_id}, read {wib(shown.read_at)} "
+        "(stages from the read model, reports from the journeys' histories)"
+    )
+    for column in ("formasi", "stage", "report", "missing", "applicants (registration no.)"):
+        table.add_column(column, justify="right" if column == "missing" else "left")
+    for f in shown.formasi:
+        at = ", ".join(f"{n} at {s.upper()}" for s, n in f.at_stage.items() if n)
+        if not f.reports:
+            cell = f"{f.formasi_code}\n{at}" if at else f.formasi_code
+            table.add_row(cell, "", "nothing outstanding", "0", "", end_section=True)
+            continue
+        for i, r in enumerate(f.reports):
+            what = f"{r.component} ({r.kind}; missing at the close: {r.ends_as})"
+            if r.kind == "panel":
+                what = (
+                    f"{r.component} (panel of {r.needed} scores at least; missing at the close: "
+                    f"{r.ends_as})"
+                )
+            who = []
+            for a in r.applicants:
+                if a.scored is None:
+                    who.append(a.applicant_id)
+                    continue
+                line = f"{a.applicant_id}: {a.scored} of {r.needed} scored"
+                if a.not_scored:
+                    line += f"; not yet: {', '.join(a.not_scored)}"
+                who.append(line)
+            table.add_row(
+                (f"{f.formasi_code}\n{at}" if at else f.formasi_code) if i == 0 else "",
+                r.stage.upper(),
+                what,
+                str(r.missing),
+                "\n".join(who),
+                end_section=i == len(f.reports) - 1,
+            )
+    ctx.console.print(table)
+    ctx.console.print(
+        f"{shown.applicants_missing} applicants lack a report. The journeys are the authority: "
+        "a report accepted after this read shows at the next run (docs/OPERATIONS.md 2.8).",
+        highlight=False,
+    )
+
+
+@cli.command("outstanding")
+def outstanding_cmd(
+    round_id: str,
+    formasi: Annotated[str | None, typer.Option("--formasi", help="One formasi only.")] = None,
+    as_json: JsonOpt = False,
+    gateway: GatewayUrl = None,
+    api_key_file: ApiKeyFile = None,
+):
+    """What the applicants at SKD and SKB still lack before the window closes: per formasi, each
+    awaited report (the SKD result; each SKB score, gate and panel component) with how many lack
+    it and which, by registration number, and when the window closes. Run it before each close:
+    a report missing then ends the journey TH or TMS-SKB. With --gateway, read through the HTTP
+    gateway by an operator of the round."""
+
+    def arguments() -> None:
+        _code(round_id)
+        if formasi is not None:
+            _code(formasi, "--formasi", "a formasi code")
+
+    _arguments(arguments)
+    _run(
+        lambda ctx: outstanding(ctx, round_id, formasi, as_json),
         gateway=_through(gateway, api_key_file),
     )
 

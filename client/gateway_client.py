@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 
 from client.api import RefusedError, RegistrationResult, UnknownError
+from client.outstanding import Outstanding
 from client.panels import CODE_PREFIX, PanelSheetRow
 from client.publication import (
     Publication,
@@ -246,6 +247,19 @@ class GatewayReports:
             raise GatewayError(
                 200, f"the gateway's answer holds no survey results: {exc}"
             ) from None
+
+    async def outstanding(self, round_id: str, formasi: str | None = None) -> Outstanding:
+        """The reports the round's journeys at SKD and SKB still await (the gateway's
+        `GET .../outstanding`, for the round's operators), as client/outstanding.py reads them.
+        UnknownError: no such round; RefusedError: no such formasi in it."""
+        path = f"/api/v1/rounds/{quote(round_id, safe='')}/outstanding"
+        if formasi:
+            path += f"?formasi={quote(formasi, safe='')}"
+        answer = await self._read("GET", path, round_id)
+        try:
+            return Outstanding.model_validate(answer)
+        except ValueError as exc:
+            raise GatewayError(200, f"the gateway's answer is no outstanding view: {exc}") from None
 
     async def panel_sheet(
         self, round_id: str, panellist: str, formasi: str | None = None

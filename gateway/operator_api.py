@@ -1,7 +1,7 @@
 """What the round's operators read and announce through the gateway, with an API key and their
 own signing key but no access to the cluster: the round's status (`starter.py status --gateway`),
-one applicant's (`lookup --gateway`), the satisfaction survey's results (`survey-results
---gateway`), and announcements drafted here and signed on the operator's machine (`announce
+one applicant's (`lookup --gateway`), the reports the journeys still await before a close
+(`outstanding --gateway`), the satisfaction survey's results (`survey-results --gateway`), and announcements drafted here and signed on the operator's machine (`announce
 --gateway`). Only the round's `operator` reporters: 403 for anyone else. And a national round's
 funnel (`national-funnel --gateway`), for the `readers` its file names.
 
@@ -13,7 +13,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field, model_validator
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -21,8 +21,9 @@ from temporalio.service import RPCError
 from activities.purges import purged_on
 from client.access_log import record_access
 from client.announcements import AnnouncementStage
-from client.api import applicant_id_for
+from client.api import RefusedError, applicant_id_for
 from client.national import NationalRefusal, funnel_document, national_funnel
+from client.outstanding import Outstanding, formasi_checked, outstanding_view
 from client.publication import SignedDraft, draft_announcement, publish_signed
 from client.status import (
     WIB,
@@ -392,6 +393,70 @@ async def get_survey(
     return SurveyResults(
         round_id=round_id, few_below=FEW_RESPONDENTS, results=await survey_rows(gw.pool, round_id)
     )
+
+
+# --- what the journeys still await before a close ---------------------------------------------
+
+
+@router.get(
+    "/rounds/{round_id}/outstanding",
+    summary="The reports the journeys at SKD and SKB still await, for the round's operators",
+    responses=RESPONSES,
+)
+async def get_outstanding(
+    round_id: str,
+    identity: Caller,
+    response: Response,
+    formasi: Annotated[str | None, Query(max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
+    gw: Gateway = Depends(gateway),
+) -> Outstanding:
+    """What `starter.py outstanding` shows: per formasi, each report the applicants at SKD and SKB
+    still lack (the SKD result, each SKB score, gate and panel component), how many lack it and
+    which by registration number, and when each window closes. 404 for no such round or formasi.
+    Stages are read from the read model, reports from each such journey's history
+    (client/outstanding.py): one history read per applicant at the stage."""
+    subject = f"outstanding reports of {round_id}"
+    config = await round_config(gw, round_id, subject)
+    _operator(config, identity, "read what its journeys await")
+    try:
+        formasi_checked(config, formasi)
+    except RefusedError as exc:
+        raise Problem(
+            404,
+            str(exc),
+            errors=[{"field": "formasi", "value": formasi, "reason": "not in the round"}],
+        ) from None
+    try:
+        state = await gw.rounds.state(round_id, timeout=ROUND_STATE_TIMEOUT)
+    except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
+        log.warning("the round did not answer", round_id=round_id, error=type(exc).__name__)
+        raise Problem(
+            503,
+            f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later",
+            headers={"Retry-After": "30"},
+        ) from None
+    now = datetime.now(WIB)
+    shown = await engine_answer(
+        outstanding_view(
+            gw.api.client,
+            gw.pool,
+            config,
+            gw.api.journey_rules(config),
+            build_round_view(config, state, now).windows,
+            formasi,
+            now,
+        ),
+        subject,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    log.info(
+        "outstanding read",
+        round_id=round_id,
+        formasi=formasi,
+        by=identity,
+        applicants_missing=shown.applicants_missing,
+    )
+    return shown
 
 
 # --- the national funnel, for the readers the national file names ---------------------------------

@@ -97,6 +97,15 @@ AS = ["--reason", "surat 12", "--as", "panitia"]
             ["panel-sheet", "R1", "--panellist", "p1", "--out", "a-file/sheet.csv"],
             "bad input: --out a-file/sheet.csv: cannot be written (a-file is a file, not a folder)",
         ),
+        (["outstanding", "KAB BDG"], "bad arguments: ROUND_ID='KAB BDG': not a round id"),
+        (
+            ["outstanding", "R1", "--formasi", "F/1"],
+            "bad arguments: --formasi='F/1': not a formasi code",
+        ),
+        (
+            ["outstanding", "R1", "--gateway", "http://gateway.example"],
+            "bad input: --gateway 'http://gateway.example': plain http would send the API key",
+        ),
         (
             ["announce", "R1", "admin", "--key", "."],
             "bad input: --key .: a directory; give the key file made by keygen",
