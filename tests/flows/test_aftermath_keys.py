@@ -5,20 +5,26 @@ and the new key is taken, as the journeys and the auditor (auditing/provenance.p
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from auditing.history import round_histories
+from auditing.bundle import load_histories
+from auditing.history import decisions_of, messages, replay, round_histories
 from auditing.provenance import check_provenance
 from client.api import RefusedError
 from domain.messages import ChangeKeys, CloseWindow, Dismissal, Disqualification
 from domain.protocol import AFTERMATH_STATE
 from domain.signing import Keyring, Signer
 from runtime.connection import data_converter
+from runtime.keys import Keys
+from scripts.record_histories import patch_markers
 from tests.roundkit import (
     OPERATOR,
     REGISTRATION_OPEN,
@@ -31,8 +37,10 @@ from tests.roundkit import (
 )
 from workflows.aftermath import KEYS_FRESH, READ_ROUND_AGAIN
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
+from workflows.versions import AFTERMATH_READS_KEYS_AGAIN
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+RECORDED = Path(__file__).resolve().parents[1] / "histories" / "aftermath-v2-keys"
 
 
 async def _ended_journey(client, api, tmp_path, prefix: str) -> tuple[str, str]:
@@ -110,3 +118,33 @@ async def test_a_key_changed_after_the_aftermath_began_is_refused_there_and_the_
     # The auditor finds every recorded signature good under the keys in force when it was taken.
     check = await check_provenance(await round_histories(client, round_id), data_converter(keys))
     assert check.problems == []
+    if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v2-keys
+        histories = await round_histories(client, round_id)
+        _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
+
+
+def _record(histories, payload_key: bytes) -> None:
+    """Keep the aftermath's history and its payload key (synthetic data only) for the replay test
+    below: set CASN_RECORD_AFTERMATH=1 and run the test above once, on purpose."""
+    RECORDED.mkdir(parents=True, exist_ok=True)
+    (RECORDED / "payload_key.b64").write_text(base64.b64encode(payload_key).decode() + "\n")
+    for h in histories:
+        name = f"{h.workflow_id.replace('/', '__')}__{h.run_id}.json"
+        (RECORDED / name).write_text(h.history.to_json())
+
+
+async def test_the_recorded_aftermath_that_read_the_keys_again_replays_with_the_current_code():
+    """aftermath-v2-keys, recorded by the test above: the aftermath decided patch
+    aftermath-reads-keys-again by its marker, read the round's keys again once (its one accepted
+    update before the DIS), and replays with no non-determinism, re-deriving the DIS."""
+    histories = load_histories(RECORDED)
+    assert [h.kind for h in histories] == ["aftermath"]
+    [recorded] = histories
+    assert AFTERMATH_READS_KEYS_AGAIN in patch_markers(recorded.history)
+    key = base64.b64decode((RECORDED / "payload_key.b64").read_text().strip())
+    converter = data_converter(Keys(payload_key=key, pseudonym_key=b"", signing_key=b""))
+    updates = [m.name for m in await messages(recorded.history, converter) if m.kind == "update"]
+    assert updates == [READ_ROUND_AGAIN, "disqualify"]
+    outcomes = await replay([recorded.history], converter)
+    assert [(o.workflow_id, o.failure) for o in outcomes if not o.ok] == []
+    assert [d.outcome for d in decisions_of(outcomes)] == ["DIS"]
