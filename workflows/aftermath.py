@@ -186,9 +186,10 @@ class ApplicantAftermath:
             self.ledger.refuse(report, problem)
 
     @workflow.update(name=READ_ROUND_AGAIN)
-    async def read_round_again(self) -> str:
+    async def read_round_again(self, *args: RawValue) -> str:
         """Read the round's keys and reporters again, for a report refused as `AftermathKeysStale`
-        (patch aftermath-reads-keys-again); answers when they were read. Changes no decision."""
+        (patch aftermath-reads-keys-again); answers when they were read. Changes no decision. It
+        takes no input: one sent with any is refused, undecoded, and never reaches the history."""
         assert self.journey is not None
         self.reading_round, self.read_tried_at = True, workflow.now()
         try:
@@ -215,9 +216,11 @@ class ApplicantAftermath:
         return self.keys_read_at.isoformat()
 
     @read_round_again.validator
-    def validate_read_round_again(self) -> None:
+    def validate_read_round_again(self, *args: RawValue) -> None:
         problem = None
-        if self.problem:
+        if args:
+            problem = "it takes no input"
+        elif self.problem:
             problem = self.problem
         elif not self.ready or not self.reads_keys_again:
             problem = "this aftermath reads the round's keys once, when it begins"

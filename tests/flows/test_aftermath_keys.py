@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from auditing.bundle import load_histories
 from auditing.history import decisions_of, messages, replay, round_histories
@@ -94,6 +94,10 @@ async def test_a_key_changed_after_the_aftermath_began_is_refused_there_and_the_
     # A minute on (KEYS_FRESH), whoever holds the old key cannot disqualify in the operator's
     # name: the aftermath reads the round's keys again before it judges the report.
     await asyncio.sleep(KEYS_FRESH.total_seconds() + 5)
+    # The reading takes no input: one sent with any is refused and leaves no trace.
+    with pytest.raises(WorkflowUpdateFailedError) as garbage:
+        await after.execute_update(READ_ROUND_AGAIN, args=[{"identities": {}}], result_type=str)
+    assert "it takes no input" in str(garbage.value.cause)
     with pytest.raises(RefusedError, match="does not verify"):
         await api.report(
             round_id,
