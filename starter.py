@@ -2161,7 +2161,10 @@ def api_key_cmd(
     key = secrets.token_urlsafe(32)
     path = _new_secret_file(out / f"{_identity(identity)}.api-key", key + "\n")
     console.print(f"API key: {path} (keep it secret; send with --api-key-file {path})")
-    console.print("add to the gateway's api-keys file, then restart the gateways one by one:")
+    console.print(
+        "add to the gateways' api-keys file (CASN_GATEWAY_API_KEYS_FILE; each gateway reads it "
+        "again within a second of the change, no restart):"
+    )
     # Never wrapped, whatever the terminal's width: the line is pasted into a TOML file whole.
     console.print(
         f"{json.dumps(identity)} = {json.dumps(api_key_digest(key))}",

@@ -82,7 +82,13 @@ from runtime.attributes import FORMASI_CODE, RECRUITMENT_STAGE, ROUND_ID, WORKFL
 from runtime.codec import KEY_ID, PayloadDecryptionError
 from runtime.keys import pseudonym_key_id
 from runtime.metrics import record_report
-from workflows.aftermath import NOT_READY, ApplicantAftermath
+from workflows.aftermath import (
+    KEYS_STALE,
+    NOT_READY,
+    READ_ROUND_AGAIN,
+    ROUND_UNREADABLE,
+    ApplicantAftermath,
+)
 from workflows.applicant import ENGINE_VERSION, ApplicantJourney
 from workflows.ids import (
     aftermath_workflow_id,
@@ -744,6 +750,9 @@ class RecruitmentApi:
                 if isinstance(cause, ApplicationError) and cause.type == NOT_READY:
                     await asyncio.sleep(min(0.1 * attempt, 1.0))
                     continue
+                if isinstance(cause, ApplicationError) and cause.type == KEYS_STALE:
+                    await self._read_round_again(aftermath_workflow_id(round_id, applicant_id))
+                    continue
                 raise RefusedError(
                     cause.message if isinstance(cause, ApplicationError) else str(cause)
                 ) from None
@@ -754,6 +763,20 @@ class RecruitmentApi:
                     continue
                 raise RefusedError(f"{subject}: {exc.message}") from None
         raise RefusedError(f"{subject}: the applicant's aftermath did not become ready; send again")
+
+    async def _read_round_again(self, workflow_id: str) -> None:
+        """Ask an aftermath whose reading of the round's keys is too old to judge a report by to
+        read them again (workflows/aftermath.py). Its refusal (it is reading them now, or read
+        them a moment ago) is no matter: the report is sent again either way; a round it cannot read
+        now is the report's refusal (RefusedError)."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        try:
+            await handle.execute_update(READ_ROUND_AGAIN, result_type=str)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == ROUND_UNREADABLE:
+                raise RefusedError(cause.message) from None
+            await asyncio.sleep(0.2)
 
     async def _journey_status(
         self, round_id: str, applicant_id: str, subject: str

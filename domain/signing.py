@@ -4,8 +4,13 @@ Every report and operator command carries `signature`: a JWS in compact serializ
 with its payload detached (`header..signature`, RFC 7515 appendix F). The payload is the canonical
 JSON (domain/digest.py) of `{"to": <the workflow id it is for>, "message": <the message without
 its signature>}`, so a signature holds for one journey (or the round) only; the protected header is
-`{"alg": "Ed25519", "kid": <identity>}` (the fully specified algorithm of RFC 9864 for RFC 8037's
-Ed25519 signatures). The round's configuration lists each identity's public key (the JWK `x`
+`{"alg": "Ed25519", "kid": <identity>, "typ": "casn.<kind>"}` (the fully specified algorithm of
+RFC 9864 for RFC 8037's Ed25519 signatures; `typ` the kind of message signed, its class name:
+"casn.Withdrawal"). The payload does not say which kind of message it is, and a Withdrawal, a
+Disqualification and an AppealFiling carry the same fields: without `typ`, an operator's signed
+withdrawal that was refused could be sent again as a DIS by anyone who saw it, and verified. A
+signature with `typ` holds for that kind only (RFC 8725 3.11, explicit typing); one without it,
+made before `typ` was written or by a client that does not write it, still holds for any kind. The round's configuration lists each identity's public key (the JWK `x`
 value, base64url of the 32 raw bytes) under `identities`; a journey or the round checks the
 signature against the key of the message's `reported_by` before anything is recorded, and the
 signed message stays in the history, so an auditor can check it offline years later.
@@ -32,6 +37,7 @@ from domain.digest import canonical_json
 
 ALGORITHM = "Ed25519"
 SIGNATURE_FIELD = "signature"
+TYPE_PREFIX = "casn."  # a signature's `typ`: "casn." and the kind of message (message_type)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -84,10 +90,23 @@ def verify(message: BaseModel, keys: dict[str, str], audience: str) -> str | Non
             f"the signature does not verify under {identity}'s key for {audience} "
             f"({type(exc).__name__})"
         )
-    kid = signed.headers().get("kid")
+    headers = signed.headers()
+    kid = headers.get("kid")
     if kid != identity:
         return f"the signature names {kid!r}, not {identity}"
+    typ = headers.get("typ")
+    if typ is not None and typ != message_type(message):
+        made_for = str(typ).removeprefix(TYPE_PREFIX)[:60]
+        return (
+            f"the signature was made for kind {made_for}, not {type(message).__name__}: "
+            f"{identity} signed another kind of message with these fields"
+        )
     return None
+
+
+def message_type(message: BaseModel) -> str:
+    """The `typ` a signature of `message` names: its kind, as its class is called."""
+    return TYPE_PREFIX + type(message).__name__
 
 
 def signer_of(message: BaseModel) -> str:
@@ -168,7 +187,7 @@ class Signer:
         who = signer_of(message)
         if who != self.identity:
             raise SigningKeyError(f"{self.identity}'s key cannot sign a message reported by {who}")
-        header = {"alg": ALGORITHM, "kid": self.identity}
+        header = {"alg": ALGORITHM, "kid": self.identity, "typ": message_type(message)}
         compact = jws.serialize_compact(
             header, signing_input(message, audience), self.key, algorithms=[ALGORITHM]
         )

@@ -57,9 +57,18 @@ class ApiKeys:
         """The TOML table `identity = "sha256:<hex>"`; a malformed line names itself, and the
         error names `setting` (the codec server's auditors file has the same form)."""
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise GatewayConfigError(f"{setting} {path}: no such file") from None
+        return cls.parse(raw, path, setting)
+
+    @classmethod
+    def parse(cls, raw: bytes, path: Path, setting: str = "gateway_api_keys_file") -> ApiKeys:
+        """The keys of the file `path` whose content is `raw` (ApiKeys.load)."""
+        try:
+            doc = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise GatewayConfigError(f"{setting} {path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise GatewayConfigError(f"{setting} {path}: not TOML ({exc})") from None
         by_digest: dict[str, str] = {}
@@ -93,27 +102,30 @@ class ApiKeyFile:
     taken out of the file (revoked: lost, stolen, its holder gone) opens nothing from the next
     request on, and a key added works at once, with no restart of the gateways.
 
-    The file is looked at (one stat) at most every `check_every` seconds per process, and read
-    again when its modification time, size or inode changed. An edit that cannot be read (not
-    TOML, a line that is not a digest, the file gone) leaves the keys read before in force and is
-    logged as an error, naming the file and the line, until the file is mended: a typo must not
-    shut every service out at a deadline, and the error says the revocation has not been made."""
+    The file is read at most every `check_every` seconds per process, and its keys taken again
+    when its content changed (its SHA-256: the file is a few hundred lines at most). Not by its
+    modification time, size and inode: a copy over it that keeps the time (cp -p, install -p) of a
+    file whose time a build fixed, with one digest replaced by another, changes none of the three,
+    and the revoked key stayed good. An edit that cannot be read (not TOML, a line that is not a
+    digest, the file gone) leaves the keys read before in force and is logged as an error, naming
+    the file and the line, until the file is mended: a typo must not shut every service out at a
+    deadline, and the error says the revocation has not been made."""
 
     path: Path
     check_every: float = KEYS_CHECK_SECONDS
     _keys: ApiKeys = field(default_factory=ApiKeys, init=False, repr=False)
-    _seen: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _seen: bytes = field(default=b"", init=False, repr=False)  # the SHA-256 of the content read
     _checked: float = field(default=float("-inf"), init=False, repr=False)
 
     def __post_init__(self) -> None:
         # The first read is the start's: a file that cannot be read stops the gateway.
-        self._seen = self._stat()
-        self._keys = ApiKeys.load(self.path)
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            raise GatewayConfigError(f"gateway_api_keys_file {self.path}: no such file") from None
+        self._keys = ApiKeys.parse(raw, self.path)
+        self._seen = hashlib.sha256(raw).digest()
         self._checked = time.monotonic()
-
-    def _stat(self) -> tuple[int, int, int]:
-        st = self.path.stat()
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def current(self) -> ApiKeys:
         """The keys in force now (the file read again first, if it changed)."""
@@ -122,10 +134,11 @@ class ApiKeyFile:
             return self._keys
         self._checked = now
         try:
-            seen = self._stat()
+            raw = self.path.read_bytes()
+            seen = hashlib.sha256(raw).digest()
             if seen == self._seen:
                 return self._keys
-            keys = ApiKeys.load(self.path)
+            keys = ApiKeys.parse(raw, self.path)
         except (OSError, GatewayConfigError) as exc:
             log.error(
                 "API keys file not read again: the keys read before stay in force",

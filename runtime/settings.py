@@ -566,7 +566,8 @@ OTHER_VARIABLES = {
     "CASN_TEST_WORKERS": "run.py test: the number of test processes",
     "CASN_TEST_PORT_OFFSET": "tests/ports.py: the test session's port offset",
     "CASN_BENCH_PORT_OFFSET": "bench/common.py: the benchmark stack's port offset",
-    "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py: records tests/histories/aftermath-v1",
+    "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py and test_aftermath_keys.py: record "
+    "tests/histories/aftermath-v1 and aftermath-v2-keys",
     "CASN_SCREENSHOTS": "tests/web: where the browser tests write their screenshots",
 }
 

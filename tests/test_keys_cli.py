@@ -91,6 +91,9 @@ def test_api_key_writes_a_key_only_its_owner_reads_and_the_digest_line_the_gatew
     keys_file.write_text(line + "\n")
     key = path.read_text().strip()
     assert key not in result.output  # only its digest is printed
+    # What to do with the line is what the gateways do (docs/GATEWAY.md): no restart.
+    assert "restart the gateways" not in " ".join(result.output.split())
+    assert "reads it again within a second" in " ".join(result.output.split())
     loaded = ApiKeys.load(keys_file)
     assert loaded.identity_of(key) == "bkpsdm-kab-uji"
     assert loaded.identity_of(key + "x") is None

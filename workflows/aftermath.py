@@ -13,12 +13,20 @@ It reads before it takes anything: a report that arrives before the round and th
 are read is refused with `AftermathNotReady` (nothing recorded) and the client sends it again. An
 aftermath that cannot take reports (no such round, a journey still running) ends at once; the next
 report starts a new one. Otherwise it stays open for what may still come.
+
+An aftermath stays open for years, and the round's keys change meanwhile (`change-keys`: a key
+lost or stolen). Since patch aftermath-reads-keys-again a report is judged only by keys read from
+the round at most KEYS_FRESH ago: an older reading refuses it with `AftermathKeysStale` (nothing
+recorded), and the client asks the aftermath to read the round again (`read_round_again`, an
+update with no input, taken at most once per KEYS_FRESH) before it sends the report again. Before
+the patch the keys read when the aftermath began judged every later report: a key changed since
+was still taken, and its new key refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NoReturn
 
 from temporalio import workflow
@@ -55,10 +63,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import decode, run_local_activity_until_done
     from workflows.ids import aftermath_of, journey_workflow_id, round_workflow_id
     from workflows.ledger import Ledger
+    from workflows.versions import AFTERMATH_READS_KEYS_AGAIN
 
 READ_TIMEOUT = timedelta(seconds=15)
 WRITE_TIMEOUT = timedelta(seconds=30)
 NOT_READY = "AftermathNotReady"  # the error type of a report that came before the reading
+# The error type of a report that came when the round's keys were last read more than KEYS_FRESH
+# ago (patch aftermath-reads-keys-again): the client asks for READ_ROUND_AGAIN and sends it again.
+KEYS_STALE = "AftermathKeysStale"
+KEYS_FRESH = timedelta(seconds=60)
+READ_ROUND_AGAIN = "read_round_again"  # the update that asks it to read them again
+ROUND_UNREADABLE = "AftermathRoundUnreadable"  # read_round_again's failure: the round not found
 
 
 @workflow.defn
@@ -86,6 +101,12 @@ class ApplicantAftermath:
         self.notifications: list[Notification] = []
         self.written_decisions = 0
         self.written_revocations = 0
+        # When the round's keys were last read, and whether reports wait for a fresh reading
+        # (patch aftermath-reads-keys-again, asked once the aftermath is ready).
+        self.keys_read_at: datetime | None = None
+        self.read_tried_at: datetime | None = None  # the last reading asked, found or not
+        self.reads_keys_again = False
+        self.reading_round = False
 
     # --- the process -------------------------------------------------------------------------
 
@@ -99,6 +120,7 @@ class ApplicantAftermath:
             )
             await workflow.wait_condition(workflow.all_handlers_finished)
             return self.state()
+        self.reads_keys_again = self._patched(AFTERMATH_READS_KEYS_AGAIN)
         self.ready = True
         while True:  # the applicant's history after the journey: open for what may still come
             await workflow.wait_condition(self._unwritten)
@@ -126,6 +148,7 @@ class ApplicantAftermath:
         )
         if not self.view.found or self.view.rules is None:
             self.problem = f"round {self.round_id} does not exist"
+        self.keys_read_at = self.read_tried_at = workflow.now()
 
     # --- reports -------------------------------------------------------------------------------
 
@@ -144,6 +167,14 @@ class ApplicantAftermath:
             self.ledger.refuse(report, self.problem)
         if not self.ready:
             self._not_ready(report)
+        if self._keys_stale():
+            raise ApplicationError(
+                f"report {report.report_id} {self._subject()}: the round's keys were read more "
+                f"than {KEYS_FRESH.total_seconds():.0f} s ago; ask read_round_again, then send "
+                "the report again",
+                type=KEYS_STALE,
+                non_retryable=True,
+            )
         assert self.view.rules is not None and self.journey is not None
         problem = signature_problem(report, self.view.rules.identities, self.journey_id)
         if problem:
@@ -153,6 +184,58 @@ class ApplicantAftermath:
         problem = revocation_refusal(report, self.journey, self.revocations, self.view.rules)
         if problem:
             self.ledger.refuse(report, problem)
+
+    @workflow.update(name=READ_ROUND_AGAIN)
+    async def read_round_again(self, *args: RawValue) -> str:
+        """Read the round's keys and reporters again, for a report refused as `AftermathKeysStale`
+        (patch aftermath-reads-keys-again); answers when they were read. Changes no decision. It
+        takes no input: one sent with any is refused, undecoded, and never reaches the history."""
+        assert self.journey is not None
+        self.reading_round, self.read_tried_at = True, workflow.now()
+        try:
+            view = await run_local_activity_until_done(
+                READ_ROUND,
+                RoundViewRequest(
+                    round_id=self.round_id,
+                    workflow_id=round_workflow_id(self.round_id),
+                    formasi_code=self.journey.formasi_code,
+                ),
+                READ_TIMEOUT,
+            )
+        finally:
+            self.reading_round = False
+        if not view.found or view.rules is None:
+            # Not taken, and no reading asked again for a minute: the reports wait.
+            raise ApplicationError(
+                f"{READ_ROUND_AGAIN} {self._subject()}: round {self.round_id} cannot be read now, "
+                "so no report is judged by its keys; send the report again later",
+                type=ROUND_UNREADABLE,
+                non_retryable=True,
+            )
+        self.view, self.keys_read_at = view, workflow.now()
+        return self.keys_read_at.isoformat()
+
+    @read_round_again.validator
+    def validate_read_round_again(self, *args: RawValue) -> None:
+        problem = None
+        if args:
+            problem = "it takes no input"
+        elif self.problem:
+            problem = self.problem
+        elif not self.ready or not self.reads_keys_again:
+            problem = "this aftermath reads the round's keys once, when it begins"
+        elif self.reading_round:
+            problem = "it is reading the round's keys now: send the report again"
+        elif not self._keys_stale():
+            problem = "the round's keys were read less than a minute ago: send the report again"
+        elif self.read_tried_at and workflow.now() - self.read_tried_at <= KEYS_FRESH:
+            problem = "the round could not be read less than a minute ago: send the report later"
+        if problem:
+            raise ApplicationError(
+                f"read_round_again {self._subject()}: {problem}",
+                type="ReportRefused",
+                non_retryable=True,
+            )
 
     @workflow.query
     def state(self) -> AftermathState:
@@ -227,6 +310,17 @@ class ApplicantAftermath:
         )
         self.written_decisions, self.written_revocations = decisions, revocations
         self.notifications = self.notifications[len(notifications) :]
+
+    def _keys_stale(self) -> bool:
+        """Whether the round's keys were read too long ago to judge a report by (patch
+        aftermath-reads-keys-again; never before it)."""
+        return self.reads_keys_again and (
+            self.keys_read_at is None or workflow.now() - self.keys_read_at > KEYS_FRESH
+        )
+
+    def _patched(self, patch: str) -> bool:
+        """The aftermath's patches: it has no engine version, so each is decided by its marker."""
+        return workflow.patched(patch)
 
     def _subject(self) -> str:
         return f"for applicant {self.applicant_id} after the journey"

@@ -415,3 +415,11 @@ CLAIM_LOOKS_AGAIN = "claim-looks-again"
 # without it. Asked only when such a change is found at the close, which no recorded history set
 # before v28-panel-after-close holds, so other journeys write no marker.
 PANEL_CHANGE_AFTER_CLOSE = "panel-change-after-close"
+
+# An applicant's aftermath judges a report only by the round's keys read at most a minute before
+# (workflows/aftermath.py KEYS_FRESH): with an older reading the report is refused unrecorded, the
+# client asks `read_round_again`, and sends it again. Before it the keys read when the aftermath
+# began judged every later report, for years: a key the round replaced by change-keys (stolen) still
+# signed a DIS or a dismissal there, and its new key was refused. Asked when the aftermath is ready;
+# tests/histories/aftermath-v1 holds aftermaths from before, aftermath-v2-keys one that read again.
+AFTERMATH_READS_KEYS_AGAIN = "aftermath-reads-keys-again"
