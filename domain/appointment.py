@@ -17,6 +17,18 @@ def format_nip(birth_date: date, tmt: date, gender: Gender, serial: int) -> str:
     return f"{birth_date:%Y%m%d}{tmt:%Y%m}{sex}{serial:03d}"
 
 
+def tmt_move_problem(new_tmt: date, registration_opened: date) -> str | None:
+    """Why the TMT cannot be moved to `new_tmt`, or None. An SK CPNS takes effect after its
+    selection began: never before the day the round's registration opened (in the round's zone).
+    That also keeps the NIP's TMT a four-digit year and month (`format_nip`)."""
+    if new_tmt < registration_opened:
+        return (
+            f"new_tmt {new_tmt.isoformat()} is before the day the round's registration opened "
+            f"({registration_opened.isoformat()}): an SK CPNS takes effect after its selection began"
+        )
+    return None
+
+
 def withdrawal_sanction(passed: bool, rounds: int) -> int:
     """Rounds an applicant is barred for after withdrawing: `rounds` once they have passed, else 0."""
     return rounds if passed else 0

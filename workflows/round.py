@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from domain.appointment import tmt_move_problem
     from domain.codes import WINDOWS, Phase, RoundPhase
     from domain.config import (
         Formasi,
@@ -1187,6 +1188,10 @@ class RecruitmentRound:
         self._operator(command)
         if command.new_tmt == self.schedule.tmt:
             self._refuse(command, f"the TMT is already {command.new_tmt.isoformat()}")
+        # A validator's check (not run on replay): histories that took a move stay as they are.
+        opened = local_date(self.schedule.registration.opens, self.config.timezone)
+        if problem := tmt_move_problem(command.new_tmt, opened):
+            self._refuse(command, problem)
         if self.phase == RoundPhase.CLOSED:
             self._refuse(command, "the round is closed")
 

@@ -6,7 +6,12 @@ from datetime import date
 
 import pytest
 
-from domain.appointment import format_nip, probation_outcome, withdrawal_sanction
+from domain.appointment import (
+    format_nip,
+    probation_outcome,
+    tmt_move_problem,
+    withdrawal_sanction,
+)
 from domain.codes import Terminal
 from domain.errors import RuleViolation
 from domain.registration import Gender
@@ -54,3 +59,20 @@ def test_withdrawal_is_sanctioned_only_after_passing(passed, rounds, barred):
 )
 def test_probation_ends_in_pns_only_with_latsar_passed_and_healthy(latsar_passed, healthy, outcome):
     assert probation_outcome(latsar_passed, healthy) == outcome
+
+
+@pytest.mark.parametrize(
+    ("new_tmt", "refused"),
+    [
+        (date(2027, 3, 1), False),  # after registration opened
+        (date(2026, 12, 7), False),  # the day it opened
+        (date(2026, 12, 6), True),
+        (date(999, 1, 1), True),  # would make a NIP with a three-digit year
+    ],
+)
+def test_a_tmt_is_not_moved_before_the_round_s_registration_opened(new_tmt, refused):
+    problem = tmt_move_problem(new_tmt, registration_opened=date(2026, 12, 7))
+
+    assert (problem is not None) == refused
+    if refused:
+        assert new_tmt.isoformat() in problem and "2026-12-07" in problem

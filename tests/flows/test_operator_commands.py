@@ -279,6 +279,14 @@ async def _scenario(client, api: RecruitmentApi, config, round_id: str, t0: date
                 report_id="tmt-4", reported_by="stranger", new_tmt=date(2027, 8, 1), reason="x"
             ),
         )
+    # Before the round began (a typo's year 0207): refused in the round, nothing recorded.
+    with pytest.raises(RefusedError, match="before the day the round's registration opened"):
+        await api.command(
+            round_id,
+            MoveTmt(
+                report_id="tmt-5", reported_by=OPERATOR, new_tmt=date(207, 7, 1), reason="typo"
+            ),
+        )
     # the journeys recorded each move exactly once, even with the repeated commands
     await asyncio.sleep(1)
     for applicant_id in ids.values():
