@@ -35,6 +35,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 API_KEY_PREFIX = "sha256:"
 SHEETS_PER_MINUTE = 30  # panel sheets per panellist and gateway process
+# What the journeys still await (client/outstanding.py: a history read per applicant at the stage),
+# per operator and gateway process: the committee reads it before each close, not in a loop.
+OUTSTANDING_PER_MINUTE = 6
 
 
 class GatewayConfigError(ValueError):
@@ -301,6 +304,7 @@ class Gateway:
     # (client/panels.py); and the public announcements' answers (CASN_PUBLICATION_CACHE_MB).
     lookup_limit: RateLimiter = field(init=False)
     sheet_limit: RateLimiter = field(init=False)
+    outstanding_limit: RateLimiter = field(init=False)
     public_lookup_limit: RateLimiter = field(init=False)
     candidates: CandidateDirectory = field(init=False)
     publications: AnswerCache = field(init=False)
@@ -308,6 +312,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
+        self.outstanding_limit = RateLimiter(OUTSTANDING_PER_MINUTE)
         self.public_lookup_limit = RateLimiter(self.settings.public_lookup_rate_per_minute)
         self.candidates = CandidateDirectory(self.pool, self.api)
         self.publications = AnswerCache(self.settings.publication_cache_mb * 1024 * 1024)

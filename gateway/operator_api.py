@@ -414,10 +414,12 @@ async def get_outstanding(
     still lack (the SKD result, each SKB score, gate and panel component), how many lack it and
     which by registration number, and when each window closes. 404 for no such round or formasi.
     Stages are read from the read model, reports from each such journey's history
-    (client/outstanding.py): one history read per applicant at the stage."""
+    (client/outstanding.py): one history read per applicant at the stage, so OUTSTANDING_PER_MINUTE
+    (6) a minute per operator, 429 beyond."""
     subject = f"outstanding reports of {round_id}"
     config = await round_config(gw, round_id, subject)
     _operator(config, identity, "read what its journeys await")
+    hold_back(gw.outstanding_limit, identity, "reads of what is outstanding")
     try:
         formasi_checked(config, formasi)
     except RefusedError as exc:

@@ -10,6 +10,7 @@ import pytest
 
 from client.api import RecruitmentApi
 from client.outstanding import Outstanding
+from gateway.limits import RateLimiter
 from tests.flows.test_outstanding import round_at_skd
 from tests.flows.test_panels import KEYRING
 from tests.roundkit import OPERATOR
@@ -68,3 +69,12 @@ async def test_the_round_s_operator_reads_what_is_outstanding_and_no_one_else_do
         code, out, err = await _starter("outstanding", "no-such-round", *through, data_dir=data_dir)
         assert code == 1, (out, err)
     assert not data_dir.exists()
+
+    # Each read is a history read per applicant at the stage: an operator's reads are counted
+    # (OUTSTANDING_PER_MINUTE), here one a minute.
+    gateway_state.outstanding_limit = RateLimiter(1)
+    assert (await http.get(path, headers=auth(OPERATOR))).status_code == 200
+    held = await http.get(path, headers=auth(OPERATOR))
+    assert held.status_code == 429, held.text
+    assert int(held.headers["retry-after"]) >= 1
+    assert "reads of what is outstanding" in held.json()["detail"]
