@@ -99,7 +99,6 @@ from client.status import (
     RoundStatus,
     RoundView,
     applicant_view,
-    build_round_view,
     funnel_counts,
     round_view,
     tanggal,
@@ -2438,19 +2437,10 @@ async def outstanding(
     else:
         config = await ctx.api.round_config(round_id)
         formasi_checked(config, formasi)  # before the round and the read model are asked
-        now = datetime.now(UTC)
-        view = build_round_view(config, await ctx.api.round_state(round_id), now)
+        state = await ctx.api.round_state(round_id)
         conn = await asyncpg.connect(ctx.database_url)
         try:
-            shown = await outstanding_view(
-                ctx.api.client,
-                conn,
-                config,
-                ctx.api.journey_rules(config),
-                view.windows,
-                formasi,
-                now,
-            )
+            shown = await outstanding_view(ctx.api, conn, config, state, formasi, datetime.now(UTC))
         finally:
             await conn.close()
     if as_json:

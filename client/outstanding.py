@@ -25,20 +25,13 @@ from typing import Any
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from client.api import RefusedError
-from client.status import WindowView
+from client.api import RecruitmentApi, RefusedError
+from client.status import build_round_view
 from domain.codes import Stage
 from domain.config import RoundConfig
-from domain.messages import JourneyRules, JourneyStart
+from domain.messages import JourneyStart, RoundState
 from domain.outstanding import AwaitedReport, awaited_reports
-from domain.protocol import (
-    DECLARE_CONFLICT,
-    REPORT_GATE,
-    REPORT_PANEL_SCORE,
-    REPORT_SKB_SCORE,
-    REPORT_SKD,
-    REVIEW_PANEL_SCORE,
-)
+from domain.protocol import JOURNEY_REPORTS
 from domain.sheet import ApplicantSheet, with_report
 from workflows.ids import journey_workflow_id
 
@@ -46,19 +39,6 @@ HISTORY_READS = 8  # journeys' histories read at once
 
 # The windows whose reports the view awaits, and the journey stage each awaits them at.
 WINDOW_STAGES = {"skd": Stage.SKD, "skb": Stage.SKB}
-
-# The updates that carry a report the SKD or SKB close judges, by their name in a history.
-_AWAITED_UPDATES = {
-    u.name: u.input
-    for u in (
-        REPORT_SKD,
-        REPORT_SKB_SCORE,
-        REPORT_PANEL_SCORE,
-        DECLARE_CONFLICT,
-        REVIEW_PANEL_SCORE,
-        REPORT_GATE,
-    )
-}
 
 _IN_STAGE_SQL = """
 SELECT applicant_id, formasi_code, stage FROM applicants
@@ -159,10 +139,10 @@ async def journey_sheet(client: Client, round_id: str, applicant_id: str) -> App
             )
         elif event.HasField("workflow_execution_update_accepted_event_attributes"):
             request = event.workflow_execution_update_accepted_event_attributes.accepted_request
-            kind = _AWAITED_UPDATES.get(request.input.name)
-            if kind is None or sheet is None:
+            update = JOURNEY_REPORTS.get(request.input.name)
+            if update is None or sheet is None:
                 continue
-            [report] = await converter.decode(list(request.input.args.payloads)[:1], [kind])
+            [report] = await converter.decode(list(request.input.args.payloads)[:1], [update.input])
             sheet = with_report(sheet, report)
     if sheet is None:
         raise RefusedError(f"the journey of {applicant_id} in round {round_id} has no start")
@@ -170,16 +150,15 @@ async def journey_sheet(client: Client, round_id: str, applicant_id: str) -> App
 
 
 async def outstanding_view(
-    client: Client,
+    api: RecruitmentApi,
     db: Any,
     config: RoundConfig,
-    rules: JourneyRules,
-    windows: list[WindowView],
+    state: RoundState,
     formasi: str | None,
     now: datetime,
 ) -> Outstanding:
     """The round's outstanding reports (`db`: an asyncpg connection or pool of the read model;
-    `windows`: the round's windows as they stand, for their close times)."""
+    `state`: the round's state, for its windows' close times as they stand)."""
     formasi_checked(config, formasi)
     round_id = config.round_id
     rows = await db.fetch(
@@ -193,9 +172,10 @@ async def outstanding_view(
 
     async def sheet_of(row) -> ApplicantSheet:
         async with reads:
-            return await journey_sheet(client, round_id, row["applicant_id"])
+            return await journey_sheet(api.client, round_id, row["applicant_id"])
 
     sheets = await asyncio.gather(*(sheet_of(r) for r in rows))
+    rules = api.journey_rules(config)
     at_stage: dict[str, Counter] = {f.code: Counter() for f in config.formasi}
     lacking: dict[tuple[str, str, str], tuple[AwaitedReport, list[MissingApplicant]]] = {}
     for row, sheet in zip(rows, sheets, strict=True):
@@ -222,7 +202,7 @@ async def outstanding_view(
         read_at=now,
         windows=[
             WindowClose(name=w.name, closes=w.closes, state=w.state)
-            for w in windows
+            for w in build_round_view(config, state, now).windows
             if w.name in WINDOW_STAGES
         ],
         formasi=[

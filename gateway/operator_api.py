@@ -437,18 +437,8 @@ async def get_outstanding(
             f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later",
             headers={"Retry-After": "30"},
         ) from None
-    now = datetime.now(WIB)
     shown = await engine_answer(
-        outstanding_view(
-            gw.api.client,
-            gw.pool,
-            config,
-            gw.api.journey_rules(config),
-            build_round_view(config, state, now).windows,
-            formasi,
-            now,
-        ),
-        subject,
+        outstanding_view(gw.api, gw.pool, config, state, formasi, datetime.now(WIB)), subject
     )
     response.headers["Cache-Control"] = "no-store"
     log.info(
