@@ -137,15 +137,7 @@ class ApplicantAftermath:
             return
         assert end.state is not None
         self.journey = end.state
-        self.view = await run_local_activity_until_done(
-            READ_ROUND,
-            RoundViewRequest(
-                round_id=self.round_id,
-                workflow_id=round_workflow_id(self.round_id),
-                formasi_code=end.state.formasi_code,
-            ),
-            READ_TIMEOUT,
-        )
+        self.view = await self._read_round(end.state.formasi_code)
         if not self.view.found or self.view.rules is None:
             self.problem = f"round {self.round_id} does not exist"
         self.keys_read_at = self.read_tried_at = workflow.now()
@@ -185,6 +177,18 @@ class ApplicantAftermath:
         if problem:
             self.ledger.refuse(report, problem)
 
+    async def _read_round(self, formasi_code: str) -> RoundView:
+        """The round's keys and reporters as they stand now (a local activity)."""
+        return await run_local_activity_until_done(
+            READ_ROUND,
+            RoundViewRequest(
+                round_id=self.round_id,
+                workflow_id=round_workflow_id(self.round_id),
+                formasi_code=formasi_code,
+            ),
+            READ_TIMEOUT,
+        )
+
     @workflow.update(name=READ_ROUND_AGAIN)
     async def read_round_again(self, *args: RawValue) -> str:
         """Read the round's keys and reporters again, for a report refused as `AftermathKeysStale`
@@ -193,15 +197,7 @@ class ApplicantAftermath:
         assert self.journey is not None
         self.reading_round, self.read_tried_at = True, workflow.now()
         try:
-            view = await run_local_activity_until_done(
-                READ_ROUND,
-                RoundViewRequest(
-                    round_id=self.round_id,
-                    workflow_id=round_workflow_id(self.round_id),
-                    formasi_code=self.journey.formasi_code,
-                ),
-                READ_TIMEOUT,
-            )
+            view = await self._read_round(self.journey.formasi_code)
         finally:
             self.reading_round = False
         if not view.found or view.rules is None:
