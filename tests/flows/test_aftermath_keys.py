@@ -7,59 +7,33 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 
 from auditing.bundle import load_histories
 from auditing.history import decisions_of, messages, replay, round_histories
 from auditing.provenance import check_provenance
 from client.api import RefusedError
-from domain.messages import ChangeKeys, CloseWindow, Dismissal, Disqualification
+from domain.messages import ChangeKeys, Dismissal, Disqualification
 from domain.protocol import AFTERMATH_STATE
 from domain.signing import Keyring, Signer
 from runtime.connection import data_converter
 from runtime.keys import Keys
 from scripts.record_histories import patch_markers
+from tests.flows.test_ended_journey import ended_journey
 from tests.roundkit import (
     OPERATOR,
-    REGISTRATION_OPEN,
     accepted_updates,
-    compressed_round,
-    create_round_file,
-    formasi,
     plain_start_api,
-    registration,
 )
 from workflows.aftermath import KEYS_FRESH, READ_ROUND_AGAIN
-from workflows.ids import aftermath_workflow_id, journey_workflow_id
+from workflows.ids import aftermath_workflow_id
 from workflows.versions import AFTERMATH_READS_KEYS_AGAIN
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 RECORDED = Path(__file__).resolve().parents[1] / "histories" / "aftermath-v2-keys"
-
-
-async def _ended_journey(client, api, tmp_path, prefix: str) -> tuple[str, str]:
-    """A round whose registration the committee closed, and a journey started after it, which
-    refuses its registration and ends (TMS): the round and the registration number."""
-    round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN)
-    await create_round_file(api, config, tmp_path)
-    await api.command(
-        round_id,
-        CloseWindow(report_id="close", reported_by=OPERATOR, window="registration", reason="kuota"),
-    )
-    started = await api.register(config, registration(8, "F1"), "sscasn", now=datetime.now(UTC))
-    handle = client.get_workflow_handle(journey_workflow_id(round_id, started.applicant_id))
-    deadline = time.monotonic() + 120
-    while (await handle.describe()).status != WorkflowExecutionStatus.COMPLETED:
-        assert time.monotonic() < deadline, "the refused journey did not end"
-        await asyncio.sleep(0.2)
-    return round_id, started.applicant_id
 
 
 async def test_a_key_changed_after_the_aftermath_began_is_refused_there_and_the_new_one_taken(
@@ -67,7 +41,7 @@ async def test_a_key_changed_after_the_aftermath_began_is_refused_there_and_the_
 ):
     settings, _ = running_worker
     api = plain_start_api(client, settings.task_queue, keys)
-    round_id, applicant = await _ended_journey(client, api, tmp_path, "afterkeys")
+    round_id, applicant = await ended_journey(client, api, tmp_path, "afterkeys")
 
     # The aftermath begins with a dismissal it refuses (a TMS is no PNS), and stays open.
     with pytest.raises(RefusedError, match="only an appointed PNS can be dismissed"):
