@@ -99,6 +99,7 @@ from client.status import (
     RoundStatus,
     RoundView,
     applicant_view,
+    build_round_view,
     funnel_counts,
     round_view,
     tanggal,
@@ -2437,10 +2438,11 @@ async def outstanding(
     else:
         config = await ctx.api.round_config(round_id)
         formasi_checked(config, formasi)  # before the round and the read model are asked
-        state = await ctx.api.round_state(round_id)
+        now = datetime.now(UTC)
+        view = build_round_view(config, await ctx.api.round_state(round_id), now)
         conn = await asyncpg.connect(ctx.database_url)
         try:
-            shown = await outstanding_view(ctx.api, conn, config, state, formasi, datetime.now(UTC))
+            shown = await outstanding_view(ctx.api, conn, config, view, formasi, now)
         finally:
             await conn.close()
     if as_json:

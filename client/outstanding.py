@@ -26,10 +26,10 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from client.api import RecruitmentApi, RefusedError
-from client.status import build_round_view
+from client.status import RoundView
 from domain.codes import Stage
 from domain.config import RoundConfig
-from domain.messages import JourneyStart, RoundState
+from domain.messages import JourneyStart
 from domain.outstanding import AwaitedReport, awaited_reports
 from domain.protocol import JOURNEY_REPORTS
 from domain.sheet import ApplicantSheet, with_report
@@ -153,12 +153,12 @@ async def outstanding_view(
     api: RecruitmentApi,
     db: Any,
     config: RoundConfig,
-    state: RoundState,
+    view: RoundView,
     formasi: str | None,
     now: datetime,
 ) -> Outstanding:
     """The round's outstanding reports (`db`: an asyncpg connection or pool of the read model;
-    `state`: the round's state, for its windows' close times as they stand)."""
+    `view`: the round as it stands, for its windows' close times)."""
     formasi_checked(config, formasi)
     round_id = config.round_id
     rows = await db.fetch(
@@ -202,7 +202,7 @@ async def outstanding_view(
         read_at=now,
         windows=[
             WindowClose(name=w.name, closes=w.closes, state=w.state)
-            for w in build_round_view(config, state, now).windows
+            for w in view.windows
             if w.name in WINDOW_STAGES
         ],
         formasi=[

@@ -428,17 +428,11 @@ async def get_outstanding(
             str(exc),
             errors=[{"field": "formasi", "value": formasi, "reason": "not in the round"}],
         ) from None
-    try:
-        state = await gw.rounds.state(round_id, timeout=ROUND_STATE_TIMEOUT)
-    except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
-        log.warning("the round did not answer", round_id=round_id, error=type(exc).__name__)
-        raise Problem(
-            503,
-            f"the round's worker did not answer within {ROUND_STATE_TIMEOUT:.0f} s; ask again later",
-            headers={"Retry-After": "30"},
-        ) from None
+    view, unavailable = await _round_now(gw, config)
+    if view is None:
+        raise Problem(503, str(unavailable), headers={"Retry-After": "30"})
     shown = await engine_answer(
-        outstanding_view(gw.api, gw.pool, config, state, formasi, datetime.now(WIB)), subject
+        outstanding_view(gw.api, gw.pool, config, view, formasi, datetime.now(WIB)), subject
     )
     response.headers["Cache-Control"] = "no-store"
     log.info(
