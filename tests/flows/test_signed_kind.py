@@ -10,7 +10,7 @@ import pytest
 from client.api import RecruitmentApi, RefusedError
 from domain.messages import Disqualification, Withdrawal
 from domain.protocol import AFTERMATH_STATE
-from tests.flows.test_aftermath_keys import _ended_journey
+from tests.flows.test_ended_journey import ended_journey
 from tests.roundkit import OPERATOR, TEST_KEYRING, plain_start_api
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
 
@@ -22,7 +22,7 @@ async def test_a_refused_withdrawal_sent_again_as_a_dis_is_refused_by_the_afterm
 ):
     settings, _ = running_worker
     api = plain_start_api(client, settings.task_queue, keys)
-    round_id, applicant = await _ended_journey(client, api, tmp_path, "kind")
+    round_id, applicant = await ended_journey(client, api, tmp_path, "kind")
     withdrawal = TEST_KEYRING.sign(
         Withdrawal(report_id="w-1", reported_by=OPERATOR, reason="atas permintaan sendiri"),
         journey_workflow_id(round_id, applicant),
