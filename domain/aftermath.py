@@ -22,17 +22,17 @@ from pydantic import BaseModel, Field
 from domain import events as ev
 from domain.codes import Terminal
 from domain.config import ReportKind
-from domain.messages import Decision, Dismissal, Disqualification, JourneyRules, JourneyState
+from domain.messages import (
+    Ack,
+    Decision,
+    Dismissal,
+    Disqualification,
+    JourneyRules,
+    JourneyState,
+    RoundView,
+)
 
 AfterEndReport = Disqualification | Dismissal
-
-
-class AftermathStart(BaseModel, frozen=True):
-    """Input of an ApplicantAftermath. Only for reading its history: the aftermath takes its
-    round and applicant from its own workflow id, and refuses to work when these disagree."""
-
-    round_id: str = Field(min_length=1, max_length=100)
-    applicant_id: str = Field(min_length=1, max_length=100)
 
 
 class JourneyEndRequest(BaseModel, frozen=True):
@@ -61,6 +61,41 @@ class Revocation(BaseModel, frozen=True):
     report_id: str
     reason: str
     decree_no: str = ""  # a dismissal's decree
+
+
+class CarriedAnswer(BaseModel, frozen=True):
+    """One report an earlier run of the aftermath answered: a repeat gets this answer again."""
+
+    report_id: str
+    digest: str  # the content digest it was answered for: other content under its id is refused
+    ack: Ack
+
+
+class AftermathCarry(BaseModel, frozen=True):
+    """What an aftermath's run hands to the next when it continues as new (patch
+    aftermath-continues-as-new): its whole record, every row of it already written. The next run
+    takes it only when the server started it as that run's continuation, never from a client."""
+
+    journey: JourneyState  # how the journey ended, as the first run read it (kept: a closed
+    # journey's history is deleted after the namespace's retention, the aftermath's record is not)
+    view: RoundView  # the round's keys and reporters as last read, and when
+    keys_read_at: datetime | None
+    read_tried_at: datetime | None
+    answers: list[CarriedAnswer] = Field(default_factory=list)
+    revocations: list[Revocation] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    runs: int = Field(ge=1)  # the runs before the one it starts
+
+
+class AftermathStart(BaseModel, frozen=True):
+    """Input of an ApplicantAftermath. Only for reading its history: the aftermath takes its
+    round and applicant from its own workflow id, and refuses to work when these disagree. `carry`
+    is set only by the aftermath itself when it continues as new; a client's start that sets it is
+    refused."""
+
+    round_id: str = Field(min_length=1, max_length=100)
+    applicant_id: str = Field(min_length=1, max_length=100)
+    carry: AftermathCarry | None = None
 
 
 class AftermathState(BaseModel, frozen=True):

@@ -21,6 +21,14 @@ recorded), and the client asks the aftermath to read the round again (`read_roun
 update with no input, taken at most once per KEYS_FRESH) before it sends the report again. Before
 the patch the keys read when the aftermath began judged every later report: a key changed since
 was still taken, and its new key refused.
+
+An aftermath's history grows with every reading of the keys, at most one a minute for as long as
+someone keeps sending reports, and Temporal takes at most 2,000 updates in a run. Since patch
+aftermath-continues-as-new a run whose history reaches CONTINUE_AT_EVENTS continues as new once
+its handlers are done and its rows written, handing its whole record to the next run
+(`AftermathCarry`: how the journey ended, the keys as last read, every answer, revocation and
+decision). The next run takes that record only when the server started it as the continuation;
+a client's start that carries one is refused, as a start that names another applicant is.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ with workflow.unsafe.imports_passed_through():
     from domain import notices
     from domain.aftermath import (
         AfterEndReport,
+        AftermathCarry,
         AftermathStart,
         AftermathState,
+        CarriedAnswer,
         JourneyEndRequest,
         Revocation,
         RevocationRows,
@@ -63,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.calls import decode, run_local_activity_until_done
     from workflows.ids import aftermath_of, journey_workflow_id, round_workflow_id
     from workflows.ledger import Ledger
-    from workflows.versions import AFTERMATH_READS_KEYS_AGAIN
+    from workflows.versions import AFTERMATH_CONTINUES_AS_NEW, AFTERMATH_READS_KEYS_AGAIN
 
 READ_TIMEOUT = timedelta(seconds=15)
 WRITE_TIMEOUT = timedelta(seconds=30)
@@ -74,6 +84,11 @@ KEYS_STALE = "AftermathKeysStale"
 KEYS_FRESH = timedelta(seconds=60)
 READ_ROUND_AGAIN = "read_round_again"  # the update that asks it to read them again
 ROUND_UNREADABLE = "AftermathRoundUnreadable"  # read_round_again's failure: the round not found
+# A run whose history has this many events continues as new (patch aftermath-continues-as-new): a
+# reading of the keys adds 6 events, so a run takes some 80 before it continues, far from Temporal's
+# 2,000 updates and 51,200 events in a run. An aftermath that only records its reports never gets
+# near it.
+CONTINUE_AT_EVENTS = 500
 
 
 @workflow.defn
@@ -90,6 +105,11 @@ class ApplicantAftermath:
             self.problem = "this workflow's id is not an aftermath's (<journey id>/after)"
         elif ids != (start.round_id, start.applicant_id):
             self.problem = "its start names another round or applicant than its id"
+        elif start.carry is not None and workflow.info().continued_run_id is None:
+            self.problem = (
+                "its start carries an earlier run's record, which only the aftermath's own "
+                "continue-as-new hands over"
+            )
         self.ready = False
         self.view = RoundView(found=False)
         self.journey: JourneyState | None = None
@@ -107,12 +127,18 @@ class ApplicantAftermath:
         self.read_tried_at: datetime | None = None  # the last reading asked, found or not
         self.reads_keys_again = False
         self.reading_round = False
+        # Whether this run continues as new when its history is long (patch
+        # aftermath-continues-as-new, asked when it first is): None until asked.
+        self.continues: bool | None = None
+        self.runs_before = 0
+        if start.carry is not None and not self.problem:
+            self._take(start.carry)
 
     # --- the process -------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, start: AftermathStart) -> AftermathState:
-        if not self.problem:
+        if not self.problem and start.carry is None:
             await self.read_journey_end()
         if self.problem:
             workflow.logger.warning(
@@ -123,8 +149,15 @@ class ApplicantAftermath:
         self.reads_keys_again = self._patched(AFTERMATH_READS_KEYS_AGAIN)
         self.ready = True
         while True:  # the applicant's history after the journey: open for what may still come
-            await workflow.wait_condition(self._unwritten)
-            await self._write()
+            await workflow.wait_condition(lambda: self._unwritten() or self._may_continue())
+            if self._unwritten():
+                await self._write()
+            elif self._continues():
+                workflow.continue_as_new(
+                    AftermathStart(
+                        round_id=self.round_id, applicant_id=self.applicant_id, carry=self._carry()
+                    )
+                )
 
     async def read_journey_end(self) -> None:
         """The journey's result and the round's keys and reporters, as they stand now."""
@@ -306,6 +339,54 @@ class ApplicantAftermath:
         )
         self.written_decisions, self.written_revocations = decisions, revocations
         self.notifications = self.notifications[len(notifications) :]
+
+    def _may_continue(self) -> bool:
+        """Whether this run could continue as new now: its history is long, and nothing is under
+        way (no handler running, every row written)."""
+        return (
+            self.continues is not False
+            and workflow.info().get_current_history_length() >= CONTINUE_AT_EVENTS
+            and workflow.all_handlers_finished()
+            and not self.reading_round
+        )
+
+    def _continues(self) -> bool:
+        """Patch aftermath-continues-as-new, asked the first time the run could continue: a run
+        recorded before it, replayed, reached that point without continuing, and goes on so."""
+        if self.continues is None:
+            self.continues = self._patched(AFTERMATH_CONTINUES_AS_NEW)
+        return self.continues
+
+    def _carry(self) -> AftermathCarry:
+        """The whole record, for the next run: every row of it is written by now."""
+        assert self.journey is not None and not self._unwritten()
+        return AftermathCarry(
+            journey=self.journey,
+            view=self.view,
+            keys_read_at=self.keys_read_at,
+            read_tried_at=self.read_tried_at,
+            answers=[
+                CarriedAnswer(report_id=report_id, digest=digest, ack=ack)
+                for report_id, (digest, ack) in self.ledger.answers.items()
+            ],
+            revocations=self.revocations,
+            decisions=self.decisions,
+            runs=self.runs_before + 1,
+        )
+
+    def _take(self, carry: AftermathCarry) -> None:
+        """An earlier run's record, handed over by its continue-as-new: nothing to read again (the
+        journey's closed history may be gone by now), nothing to write again."""
+        self.journey, self.view = carry.journey, carry.view
+        self.keys_read_at, self.read_tried_at = carry.keys_read_at, carry.read_tried_at
+        self.ledger.answers = {a.report_id: (a.digest, a.ack) for a in carry.answers}
+        self.revocations = list(carry.revocations)
+        self.decisions = list(carry.decisions)
+        self.written_decisions, self.written_revocations = (
+            len(self.decisions),
+            len(self.revocations),
+        )
+        self.runs_before = carry.runs
 
     def _keys_stale(self) -> bool:
         """Whether the round's keys were read too long ago to judge a report by (patch

@@ -14,7 +14,7 @@ Two of our own activities are substituted here, under the names the workflows ca
   only; signals, timers and updates are Temporal's own.
 - the page store (activities/pages.py): the real ranking activities over an in-memory store
   (``MemoryPageStore``) instead of PostgreSQL; the broadcast keeps a close's answers there.
-- ``project_journey`` and ``issue_nip``: in-memory versions (the PostgreSQL versions are
+- ``project_journey``, ``project_revocations`` and ``issue_nip``: in-memory versions (the PostgreSQL versions are
   covered by the real-stack tests in tests/flows). issue_nip still issues one NIP per person.
   A test may hold an ended journey's last projection (``hold_final_projection``) to play a
   slow read model.
@@ -40,10 +40,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.journeys import JourneyReader
 from activities.offers import OfferSender
 from activities.pages import PageStore
 from activities.rounds import RoundBoards, RoundReader
 from client.api import RecruitmentApi
+from domain.aftermath import RevocationRows
 from domain.appointment import format_nip
 from domain.config import RoundConfig
 from domain.contracts import (
@@ -123,6 +125,7 @@ class StandInActivities:
         # (formasi, phase) -> release: that formasi's announcement of that phase waits for it
         self.hold_announcement: dict[tuple[str, str], asyncio.Event] = {}
         self.sanction_checks: list[SanctionCheck] = []
+        self.revocation_rows: list[RevocationRows] = []  # what aftermaths wrote, in order
 
     def add_journey(self, round_id: str, formasi_code: str, applicant_id: str) -> None:
         self.journeys[(round_id, formasi_code)].append(journey_workflow_id(round_id, applicant_id))
@@ -171,6 +174,11 @@ class StandInActivities:
         old = self.projections.get(key)
         if old is None or old.version < p.version:
             self.projections[key] = p
+
+    @activity.defn(name="project_revocations")
+    async def project_revocations(self, rows: RevocationRows) -> None:
+        """Keep every write (the PostgreSQL version's keys are tested in tests/flows)."""
+        self.revocation_rows.append(rows)
 
     @activity.defn(name="check_sanctions")
     async def check_sanctions(self, check: SanctionCheck) -> SanctionVerdict:
@@ -295,6 +303,8 @@ async def kit(test_server_path, keys, tmp_path):
         activities = [
             acts.broadcast,
             acts.project_journey,
+            acts.project_revocations,
+            JourneyReader(env.client).read_journey_end,
             acts.issue_nip,
             rounds.read_round,
             rounds.publish_round_board,
