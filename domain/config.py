@@ -962,12 +962,98 @@ def read_config_file(path: Path, model: type[Model], parse: Callable[[dict, Path
     return config
 
 
+# The ages DOMAIN.md allows (stage 2): 18-35 on the application date, up to 40 for the professions
+# it names, set per formasi.
+YOUNGEST_AGE = 18
+OLDEST_AGE = 40
+
+
+def ages_outside_rules(config: RoundConfig) -> list[tuple[str, object, str]]:
+    """The round file's formasi age limits outside what DOMAIN.md allows (at least 18, at most
+    40), as ConfigError problems. `Formasi` itself takes 15-70, so that recorded rounds still
+    decode; a round file is held to the rules."""
+    problems: list[tuple[str, object, str]] = []
+    for i, f in enumerate(config.formasi):
+        if f.min_age < YOUNGEST_AGE:
+            problems.append(
+                (
+                    f"formasi.{i}.min_age",
+                    f.min_age,
+                    f"an applicant is at least {YOUNGEST_AGE} on the application date",
+                )
+            )
+        if f.max_age > OLDEST_AGE:
+            problems.append(
+                (
+                    f"formasi.{i}.max_age",
+                    f.max_age,
+                    f"at most {OLDEST_AGE} (35 in general; up to 40 for specialist doctors, "
+                    "doctorate lecturers, researchers and engineers)",
+                )
+            )
+    return problems
+
+
+def thresholds_in_part(config: RoundConfig) -> list[tuple[str, object, str]]:
+    """The round file's SKD minimums that leave out a part the category's national minimums set,
+    as ConfigError problems. A part left out means no minimum on it, so `umum = {twk = 70}`, meant
+    to raise TWK, took away the TIU and TKP minimums; no minimum on a part is written `= 0`.
+    Checked when a round file is read, so that recorded rounds still decode."""
+    shipped = _default_thresholds()
+    problems: list[tuple[str, object, str]] = []
+    for category, threshold in config.skd.thresholds.items():
+        national = shipped[category]
+        for part in ("twk", "tiu", "tkp", "total"):
+            if getattr(national, part) is not None and getattr(threshold, part) is None:
+                problems.append(
+                    (
+                        f"skd.thresholds.{category.value}.{part}",
+                        "(not given)",
+                        f"the national minimum is {getattr(national, part)}; give every part the "
+                        "category's national minimums set (write 0 for no minimum)",
+                    )
+                )
+    return problems
+
+
+def sanggah_after_skd(config: RoundConfig) -> tuple[str, object, str] | None:
+    """The round file's SKD window, if it closes before an administration sanggah may still be
+    answered, as a ConfigError problem: an applicant made MS by the answer would find SKD over
+    and end TH. The result is announced when the administration closes; the sanggah's window and
+    answer time count from it as the journeys count them (calendar days in the round's zone). A
+    round whose sanggah is not whole days (a compressed demo or test round of seconds, whose
+    windows the operator closes by command) is not held to it."""
+    if any(
+        span.seconds or span.microseconds
+        for span in (config.appeal.window, config.appeal.answer_within)
+    ):
+        return None
+    zone = config.timezone
+    announced = config.schedule.administration.closes
+    window_ends = days_after(announced, config.appeal.window, zone)
+    answered_by = days_after(
+        window_ends - timedelta(microseconds=1), config.appeal.answer_within, zone
+    )
+    skd = config.schedule.skd
+    if answered_by < skd.closes:
+        return None
+    return (
+        "schedule.skd",
+        f"closes {skd.closes.isoformat()}",
+        f"closes before an administration sanggah may still be answered ({answered_by.isoformat()}:"
+        " the window of appeal.window and the answer time of appeal.answer_within from the "
+        "administration's close); an applicant the answer makes MS would miss SKD",
+    )
+
+
 def load_round_config(path: Path | str) -> RoundConfig:
     """Read and validate a round configuration file (TOML): a key it does not know is refused."""
     path = Path(path)
     config = read_config_file(path, RoundConfig, parse_round_config)
-    problems = [p for p in [registration_too_short(config)] if p is not None]
+    problems = [p for p in [registration_too_short(config), sanggah_after_skd(config)] if p]
     problems += interviews_not_panels(config)
+    problems += ages_outside_rules(config)
+    problems += thresholds_in_part(config)
     if problems:
         raise ConfigError(path, problems)
     return config

@@ -679,3 +679,81 @@ def test_an_interview_written_as_a_plain_score_is_refused(tmp_path):
     assert "skb.components.1 = 'wawancara': named as an interview but of kind score" in str(
         err.value
     )
+
+
+# --- a round file held to the rules where RoundConfig, for recorded rounds' sake, is not --------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("max_age = 40 ", "max_age = 45 ", "formasi.4.max_age", "at most 40"),
+        ("max_age = 40 ", "min_age = 16\nmax_age = 40 ", "formasi.4.min_age", "at least 18"),
+        (
+            "closes = 2027-10-15T18:00:00+07:00",
+            "closes = 2027-09-15T18:00:00+07:00",
+            "schedule.skd",
+            "closes before an administration sanggah may still be answered "
+            "(2027-09-16T00:00:00+07:00",
+        ),
+    ],
+    ids=["a formasi for 45-year-olds", "a formasi for 16-year-olds", "SKD over before a sanggah"],
+)
+def test_a_round_file_outside_the_rules_is_refused_naming_the_field(
+    tmp_path, old, new, field, words
+):
+    with pytest.raises(ConfigError) as err:
+        load_round_config(write_variant(tmp_path, old, new))
+    assert any(f == field and words in problem for f, _, problem in err.value.problems), err.value
+
+
+def test_skd_closing_the_day_after_the_last_sanggah_answer_is_taken(tmp_path):
+    """The administration closes 5 September: the sanggah runs to 8 September 24:00, its answer
+    is due by 15 September 24:00; an SKD that closes on 16 September leaves the day after."""
+    config = load_round_config(
+        write_variant(
+            tmp_path, "closes = 2027-10-15T18:00:00+07:00", "closes = 2027-09-16T00:00:01+07:00"
+        )
+    )
+    assert config.schedule.skd.closes.day == 16
+
+
+THRESHOLDS = "\n".join(
+    [
+        "[skd.thresholds.umum]",
+        "twk = 70",
+        "[skd.thresholds.cumlaude]",
+        "total = 311",
+        "tiu = 85",
+        "[skd.thresholds.diaspora]",
+        "total = 311",
+        "tiu = 85",
+        "[skd.thresholds.disabilitas]",
+        "total = 286",
+        "tiu = 0",
+        "[skd.thresholds.putra_putri_papua]",
+        "total = 286",
+        "tiu = 60",
+        "[skd.thresholds.daerah_tertinggal]",
+        "total = 286",
+        "tiu = 60",
+    ]
+)
+
+
+def test_a_category_whose_minimums_are_given_in_part_is_refused(tmp_path):
+    """`umum = {twk = 70}` meant to raise TWK; left alone, TIU and TKP would have no minimum."""
+    path = tmp_path / "round.toml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8") + "\n" + THRESHOLDS + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_round_config(path)
+    refused = {f: problem for f, _, problem in err.value.problems}
+    assert set(refused) == {"skd.thresholds.umum.tiu", "skd.thresholds.umum.tkp"}
+    assert "the national minimum is 80" in refused["skd.thresholds.umum.tiu"]
+    # Every part given, a 0 for no minimum (disabilitas' TIU above): taken.
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("twk = 70", "twk = 70\ntiu = 80\ntkp = 166")
+    )
+    config = load_round_config(path)
+    assert config.skd.thresholds[Category.UMUM].twk == 70
+    assert config.skd.thresholds[Category.DISABILITAS].tiu == 0
