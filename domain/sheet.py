@@ -211,9 +211,30 @@ _refuse_admin = _recorded_once(
     Stage.ADMIN_CHECK,
     Stage.REGISTERED,
 )
-_refuse_filing = _recorded_once(
+_refuse_filing_once = _recorded_once(
     ReportKind.FILING, "filing", "filing is already recorded", Stage.FILING
 )
+
+
+def _refuse_filing(
+    sheet: ApplicantSheet, r: Report, rules: JourneyRules, now: datetime
+) -> str | None:
+    """A filing taken once, at the filing stage, saying one thing: complete with nothing missing,
+    or incomplete naming what is missing (DOMAIN.md stage 10: the DRH and documents, the health
+    and drug-free certificates among them). A filing `complete` that lists a missing certificate
+    went on to the NIP; one incomplete naming nothing ended TMS-DRH with no reason."""
+    assert isinstance(r, FilingReport)
+    problem = _refuse_filing_once(sheet, r, rules, now)
+    if problem is None and r.complete and r.missing:
+        problem = (
+            f"a filing reported complete lists {len(r.missing)} missing document(s) "
+            f"({', '.join(r.missing)}): report complete = false, or leave missing empty"
+        )
+    elif problem is None and not r.complete and not r.missing:
+        problem = "a filing reported incomplete names no missing document (missing is empty)"
+    return problem
+
+
 _refuse_latsar = _recorded_once(
     ReportKind.LATSAR,
     "latsar",

@@ -15,6 +15,7 @@ from domain.messages import (
     AdminReport,
     AppealFiling,
     Disqualification,
+    FilingReport,
     GateReport,
     OfferAnswer,
     OptimalisasiOffer,
@@ -122,6 +123,24 @@ REFUSALS = [
         Withdrawal(report_id="w", reported_by=CAT),
         "cat-bkn is not allowed to report portal in this round",
     ),
+    (
+        "a filing complete without the drug-free certificate",
+        sheet(Stage.FILING),
+        FilingReport(
+            report_id="f",
+            reported_by=VERIFIER,
+            complete=True,
+            missing=["surat keterangan bebas narkoba"],
+        ),
+        "a filing reported complete lists 1 missing document(s) (surat keterangan bebas "
+        "narkoba): report complete = false, or leave missing empty",
+    ),
+    (
+        "a filing incomplete naming nothing missing",
+        sheet(Stage.FILING),
+        FilingReport(report_id="f", reported_by=VERIFIER, complete=False),
+        "a filing reported incomplete names no missing document (missing is empty)",
+    ),
 ]
 
 
@@ -130,6 +149,16 @@ REFUSALS = [
 )
 def test_a_report_is_refused_with_its_reason(case, before, report, reason):
     assert refusal(before, report, RULES, T0) == reason
+
+
+def test_a_filing_that_says_one_thing_is_taken_either_way():
+    complete = FilingReport(report_id="f", reported_by=VERIFIER, complete=True)
+    wanting = FilingReport(report_id="f", reported_by=VERIFIER, complete=False, missing=["DRH"])
+    assert refusal(sheet(Stage.FILING), complete, RULES, T0) is None
+    assert refusal(sheet(Stage.FILING), wanting, RULES, T0) is None
+    assert refusal(sheet(Stage.FILING, filing=complete), wanting, RULES, T0) == (
+        "filing is already recorded"
+    )
 
 
 def test_a_disqualification_is_taken_at_any_stage_even_after_the_nip():
