@@ -1912,6 +1912,14 @@ def extend_window_cmd(
     key: KeyFile = None,
     gateway: GatewayUrl = None,
     api_key_file: ApiKeyFile = None,
+    shift_later: Annotated[
+        bool,
+        typer.Option(
+            "--shift-later",
+            help="Move every later window, opening and close, by as much as this one's close "
+            "(the TMT stays). Refused in a round of a national round.",
+        ),
+    ] = False,
 ):
     """Extend an open window (registration, administration, skd, skb, filing, latsar)."""
 
@@ -1919,9 +1927,15 @@ def extend_window_cmd(
         _code(round_id)
         _window_name(window)
         closes = _datetime(new_closes, "NEW_CLOSES")
-        rid = report_id or derived_report_id("extend", round_id, window, closes.isoformat(), reason)
+        parts = [window, closes.isoformat(), reason] + (["shift-later"] if shift_later else [])
+        rid = report_id or derived_report_id("extend", round_id, *parts)
         return ExtendWindow(
-            report_id=rid, reported_by=operator, window=window, new_closes=closes, reason=reason
+            report_id=rid,
+            reported_by=operator,
+            window=window,
+            new_closes=closes,
+            reason=reason,
+            shift_later=shift_later,
         )
 
     extend = _arguments(message)

@@ -185,6 +185,31 @@ class Schedule(BaseModel, frozen=True):
         return self
 
 
+WINDOW_ORDER = ("registration", "administration", "skd", "skb", "filing", "latsar")
+
+
+def extended(schedule: Schedule, window: str, new_closes: datetime, shift_later: bool) -> Schedule:
+    """The schedule with `window` closing at `new_closes` and, with `shift_later`, every later
+    window's opening and close moved by as much (the TMT stays: it moves by its own decision).
+    ValueError when the schedule that gives is not one a round may have (a window past the
+    round's span, a later window opening before this one closes)."""
+    delta = new_closes - getattr(schedule, window).closes
+    data = schedule.model_dump()
+    data[window]["closes"] = new_closes
+    if shift_later:
+        for later in WINDOW_ORDER[WINDOW_ORDER.index(window) + 1 :]:
+            data[later] = {
+                "opens": data[later]["opens"] + delta,
+                "closes": data[later]["closes"] + delta,
+            }
+    try:
+        return Schedule.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        ) from None
+
+
 class SkdThreshold(BaseModel, frozen=True):
     """Minimum scores of one needs category; None means no minimum on that part."""
 

@@ -613,6 +613,10 @@ class ExtendWindow(Report, frozen=True):
     window: str
     new_closes: datetime
     reason: str = Field(min_length=1, max_length=2000)
+    # Every later window, opening and close, moves by as much as this one's close (the 2024
+    # registration's four days moved the whole schedule). Left out of the message when false, so
+    # commands signed before it was written verify as they were signed.
+    shift_later: bool = Field(default=False, exclude_if=lambda shift: not shift)
 
     @field_validator("new_closes")
     @classmethod

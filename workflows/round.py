@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RoundConfig,
         days_after,
         early_close_refusal,
+        extended,
         parse_round_config,
     )
     from domain.contracts import OfferSend, OfferSends
@@ -1118,9 +1119,11 @@ class RecruitmentRound:
     @workflow.update
     async def extend_window(self, command: ExtendWindow) -> Ack:
         """Extend an open window; the extension and its reason are recorded."""
-        ack = await self._accept(
-            command, lambda: self._extend(command), f"{command.window} extended"
-        )
+        effect = f"{command.window} extended"
+        if command.shift_later:
+            moved = command.new_closes - getattr(self.schedule, command.window).closes
+            effect += f", the later windows moved by {moved}"
+        ack = await self._accept(command, lambda: self._extend(command), effect)
         await self._publish_board()
         return ack
 
@@ -1135,12 +1138,25 @@ class RecruitmentRound:
                 f"new_closes {command.new_closes.isoformat()} is not after the current close "
                 f"{window.closes.isoformat()}",
             )
+        if command.shift_later:
+            if self.config.national_round:
+                self._refuse(
+                    command,
+                    f"the round keeps national round {self.config.national_round}'s schedule: its "
+                    "later windows cannot move on their own",
+                )
+            try:
+                extended(self.schedule, command.window, command.new_closes, shift_later=True)
+            except ValueError as exc:
+                self._refuse(command, f"moving the later windows: {exc}")
+            return
         later = self._next_window(command.window)
         if later is not None and command.new_closes > later.opens:
             self._refuse(
                 command,
                 f"new_closes {command.new_closes.isoformat()} is after the next window opens "
-                f"({later.opens.isoformat()})",
+                f"({later.opens.isoformat()}); with shift_later every later window moves by as "
+                "much (starter.py extend-window --shift-later)",
             )
 
     @workflow.update
@@ -1472,10 +1488,14 @@ class RecruitmentRound:
         self.board_written = max(self.board_written, version)
 
     def _extend(self, command: ExtendWindow) -> None:
-        window = getattr(self.schedule, command.window)
-        self.schedule = self.schedule.model_copy(
-            update={command.window: window.model_copy(update={"closes": command.new_closes})}
-        )
+        if command.shift_later:
+            # Only in commands written since ExtendWindow.shift_later: no recorded history has one.
+            self.schedule = extended(self.schedule, command.window, command.new_closes, True)
+        else:
+            window = getattr(self.schedule, command.window)
+            self.schedule = self.schedule.model_copy(
+                update={command.window: window.model_copy(update={"closes": command.new_closes})}
+            )
         self.schedule_changed = True
 
     def _move(self, command: MoveTmt) -> None:

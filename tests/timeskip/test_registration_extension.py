@@ -135,3 +135,83 @@ async def test_registration_closes_early_only_after_its_fifteenth_calendar_day(k
         return s if "registration" in s.closed else None
 
     assert (await kit.until(moved_on, "the early close")).phase == "administration"
+
+
+async def test_an_extension_that_moves_the_later_windows_keeps_each_of_them_whole(kit):
+    """The example rounds close registration at 23:59:59 and open the administration at 08:00 the
+    next morning: without moving the later windows no extension of days fits. With shift_later
+    every later window moves by as much, the TMT stays, and the round keeps the moved closes."""
+    t0 = await kit.now()
+    day = timedelta(days=1)
+    round_id = f"ts-shift-{uuid.uuid4().hex[:6]}"
+    schedule = {
+        "registration": (0, 15 * DAY),
+        "administration": (15 * DAY + 8 * 3600, 25 * DAY),
+        "skd": (30 * DAY, 50 * DAY),
+        "skb": (51 * DAY, 65 * DAY),
+        "filing": (75 * DAY, 90 * DAY),
+        "latsar": (90 * DAY, 455 * DAY),
+    }
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 2)],
+        schedule,
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        t0=t0,
+    )
+    await kit.create_round(config)
+    await kit.advance_to(t0 + 14 * day)
+    extend = ExtendWindow(
+        report_id="ext-1",
+        reported_by=OPERATOR,
+        window="registration",
+        new_closes=t0 + 19 * day,
+        reason="gangguan portal pada hari terakhir (surat BKN)",
+    )
+    with pytest.raises(RefusedError, match="after the next window opens .* --shift-later"):
+        await kit.api.command(round_id, extend)
+    ack = await kit.api.command(round_id, extend.model_copy(update={"shift_later": True}))
+    assert ack.effect == "registration extended, the later windows moved by 4 days, 0:00:00"
+
+    state = await kit.round_state(round_id)
+    moved = state.schedule
+    assert moved.registration.closes == t0 + 19 * day
+    for name in ("administration", "skd", "skb", "filing", "latsar"):
+        opens, closes = schedule[name]
+        window = getattr(moved, name)
+        assert (window.opens, window.closes) == (
+            t0 + timedelta(seconds=opens) + 4 * day,
+            t0 + timedelta(seconds=closes) + 4 * day,
+        ), name
+    assert moved.tmt == config.schedule.tmt
+    [recorded] = [d for d in state.decisions if d.outcome.startswith("registration extended")]
+    assert recorded.input["shift_later"] is True and recorded.actor == OPERATOR
+
+    # The administration runs to its moved close: past the old one it is still open.
+    await kit.advance_to(t0 + 25 * day + timedelta(hours=1))
+    state = await kit.round_state(round_id)
+    assert state.phase == "administration" and "administration" not in state.closed
+    await kit.advance_to(t0 + 29 * day + timedelta(minutes=10))
+
+    async def administration_closed():
+        s = await kit.round_state(round_id)
+        return s if "administration" in s.closed else None
+
+    state = await kit.until(administration_closed, "the moved administration close")
+    closed = next(
+        d for d in state.decisions if d.stage == "administration" and d.outcome == "window closed"
+    )
+    assert abs(closed.at - (t0 + 29 * day)) < timedelta(minutes=5), closed
+
+    # A shift that would take the round past its span is refused, naming why (SKD is open now).
+    late = ExtendWindow(
+        report_id="ext-2",
+        reported_by=OPERATOR,
+        window="skd",
+        new_closes=t0 + 54 * day + 1500 * day,
+        reason="x",
+        shift_later=True,
+    )
+    with pytest.raises(RefusedError, match="moving the later windows: .*at most"):
+        await kit.api.command(round_id, late)
