@@ -335,6 +335,7 @@ class PageStore:
             [c for c in candidates if c.entry.applicant_id not in placed],
             req.declined,
             req.judged_on,
+            fill_most=req.fill_most,
         )
         beyond: dict[str, int] = {}
         if req.limit is not None and len(offers) > req.limit:

@@ -267,6 +267,8 @@ POOL_RULE = "optimalisasi-pool"
 # A seat given up by its optimalisasi taker counted once (OPTIMALISASI_SEAT_GIVEN_UP_ONCE), as the
 # allocations that follow it record it in `seat_given_up`.
 SEAT_GIVEN_UP_ONCE = "optimalisasi-seat-given-up-once"
+# An allocation that filled the most seats (OPTIMALISASI_FILLS_MOST), as it records it in `fill`.
+FILLS_MOST = "optimalisasi-fills-most"
 
 
 def recompute_optimalisasi(
@@ -362,6 +364,8 @@ def recompute_optimalisasi(
             [c for c in candidates if c.entry.applicant_id not in placed],
             declined,
             judged_on,
+            # Patch optimalisasi-fills-most: the allocation says it filled the most seats.
+            fill_most=d.input.get("fill") == FILLS_MOST,
         )
         seats = {v.formasi_code: v.seats for v in vacancies}
         again = [[o.applicant_id, o.to_formasi] for o in offers]

@@ -265,6 +265,7 @@ def allocate(
     candidates: Sequence[OptimalisasiCandidate],
     declined: Iterable[str] = (),
     judged_on: date | None = None,
+    fill_most: bool = False,
 ) -> list[Offer]:
     """Offers, best final score first (the final tie-break chain), skipping those who declined.
 
@@ -272,7 +273,16 @@ def allocate(
     the one with the lowest code is offered first, so the result never depends on input order.
     Run again with the decliners added to get the seat passed on to the next in rank.
     `judged_on` is the date ages are judged on for candidates without an application date.
+
+    With `fill_most` (patch optimalisasi-fills-most) a candidate whose pools have no seat left
+    may still get one when a better-ranked candidate of this allocation can take a seat of
+    another formasi of their own pools instead (`_fill_most`). Without it a seat could stay
+    empty while a candidate of its pool went without: F1 taking Hukum or Ekonomi and F2 only
+    Hukum, the Hukum candidate ranked first took F1, the lowest code, and the Ekonomi candidate
+    got nothing, F2 staying empty.
     """
+    if fill_most:
+        return _fill_most(vacancies, candidates, set(declined), judged_on)
     out = set(declined)
     seats = {v.formasi_code: v.seats for v in vacancies}
     ordered_vacancies = sorted(vacancies, key=lambda v: v.formasi_code)
@@ -292,3 +302,65 @@ def allocate(
                 )
                 break
     return offers
+
+
+def _fill_most(
+    vacancies: Sequence[Vacancy],
+    candidates: Sequence[OptimalisasiCandidate],
+    out: set[str],
+    judged_on: date | None,
+) -> list[Offer]:
+    """The allocation that fills the most seats without passing over anyone for someone ranked
+    below them. Candidates are taken best first; each takes the lowest-coded formasi of its pools
+    with a seat left, as `allocate` does; one that finds none may still be seated when a candidate
+    already seated in this allocation can move to a seat left in another formasi of its own pools
+    (a chain of such moves: an augmenting path). Who is seated is then the best-ranked set that
+    can be seated at all (the greedy choice on a transversal matroid); only which formasi some of
+    them are offered can differ from the lowest code. Once every seat is taken no later candidate
+    can be seated, and the rest are not examined. Offers are listed best first."""
+    ordered = sorted(vacancies, key=lambda v: v.formasi_code)
+    free = {v.formasi_code: v.seats for v in ordered}
+    left = sum(free.values())
+    holders: dict[str, list[int]] = {v.formasi_code: [] for v in ordered}
+    seated: dict[int, str] = {}
+    pools: list[list[str]] = []
+    ranked = [
+        c
+        for c in sorted(candidates, key=lambda c: final_rank_key(c.entry))
+        if c.entry.applicant_id not in out
+    ]
+
+    def place(i: int, seen: set[str]) -> bool:
+        # A seat left in the lowest-coded formasi of the candidate's pools...
+        for code in pools[i]:
+            if free[code] > 0:
+                free[code] -= 1
+                holders[code].append(i)
+                seated[i] = code
+                return True
+        # ...or one whose holder can move to another formasi of their own pools.
+        for code in pools[i]:
+            if code in seen:
+                continue
+            seen.add(code)
+            for k, holder in enumerate(holders[code]):
+                if place(holder, seen):
+                    holders[code][k] = i
+                    seated[i] = code
+                    return True
+        return False
+
+    for i, c in enumerate(ranked):
+        if left == 0:
+            break
+        pools.append([v.formasi_code for v in ordered if _matches(c, v, judged_on)])
+        if pools[i] and place(i, set()):
+            left -= 1
+    return [
+        Offer(
+            applicant_id=ranked[i].entry.applicant_id,
+            from_formasi=ranked[i].entry.formasi_code,
+            to_formasi=seated[i],
+        )
+        for i in sorted(seated)
+    ]

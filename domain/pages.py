@@ -225,6 +225,8 @@ class AllocationRequest(BaseModel, frozen=True):
     # At most this many offers back, best first; the seats of the rest are counted by formasi in
     # the result's `not_offered` (the round's room within its history budget).
     limit: int | None = Field(default=None, ge=0)
+    # Patch optimalisasi-fills-most: allocate(fill_most=True). Left out when false, as before it.
+    fill_most: bool = Field(default=False, exclude_if=lambda fill: not fill)
 
 
 class PageKeep(BaseModel, frozen=True):

@@ -118,6 +118,7 @@ with workflow.unsafe.imports_passed_through():
         OPTIMALISASI_BUDGET,
         OPTIMALISASI_BY_CHANGE,
         OPTIMALISASI_CONTINUES,
+        OPTIMALISASI_FILLS_MOST,
         OPTIMALISASI_POOL,
         OPTIMALISASI_SEAT_GIVEN_UP_ONCE,
         OPTIMALISASI_SHARE_PER_RUN,
@@ -536,6 +537,7 @@ class RecruitmentRound:
         )
         judged_on = self._registration_closed_on() if pool else None
         by_change = workflow.patched(OPTIMALISASI_BY_CHANGE)
+        fills_most = workflow.patched(OPTIMALISASI_FILLS_MOST)
         # Patch offers-by-local-activity: the offers leave in a local activity, which the budget
         # counts at its own costs.
         by_local = by_change and workflow.patched(OFFERS_BY_LOCAL_ACTIVITY)
@@ -629,7 +631,7 @@ class RecruitmentRound:
             beyond: dict[str, int] = {}  # found past the room the allocation was asked for
             if over_pages:
                 offers, beyond = await self._allocate_over_pages(
-                    vacancies, placed, declined, judged_on, pool, room
+                    vacancies, placed, declined, judged_on, pool, room, fills_most
                 )
             else:
                 offers = allocate(
@@ -637,6 +639,7 @@ class RecruitmentRound:
                     [c for c in candidates if c.entry.applicant_id not in placed],
                     declined,
                     judged_on,
+                    fill_most=fills_most,
                 )
             found = len(offers) + sum(beyond.values())
             if not found and "pending" not in self.offer_status.values():
@@ -688,6 +691,8 @@ class RecruitmentRound:
                 inputs["declined"] = sorted(declined)
             if pool:
                 inputs.update(pool=OPTIMALISASI_POOL, judged_on=str(judged_on))
+            if fills_most:
+                inputs["fill"] = OPTIMALISASI_FILLS_MOST
             if self.given_up_once:
                 inputs["seat_given_up"] = OPTIMALISASI_SEAT_GIVEN_UP_ONCE
             if self.refill_in_filing and by_change:
@@ -1035,6 +1040,7 @@ class RecruitmentRound:
         judged_on: date | None,
         pool: bool,
         room: int,
+        fill_most: bool = False,
     ) -> tuple[list[Offer], dict[str, int]]:
         """`allocate` over the candidates' pages, in an activity; no seat, no call. With patch
         optimalisasi-continues at most `room` offers come back, and the seats of the rest by
@@ -1068,6 +1074,7 @@ class RecruitmentRound:
                 offered=self.offered_tail,
                 offers_in_pages=bool(self.continues),
                 limit=room if self.continues else None,
+                fill_most=fill_most,
             ),
             result_type=AllocationResult,
             start_to_close_timeout=ALLOCATION_TIMEOUT,

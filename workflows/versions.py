@@ -432,3 +432,13 @@ AFTERMATH_READS_KEYS_AGAIN = "aftermath-reads-keys-again"
 # whole record carried. Asked the first time a run could continue, so aftermaths that never grow
 # that long write no marker; tests/histories/aftermath-v3-continues holds one that did.
 AFTERMATH_CONTINUES_AS_NEW = "aftermath-continues-as-new"
+
+# Optimalisasi fills the most seats it can without passing anyone over (domain.optimalisasi
+# allocate(fill_most=True)): a candidate whose pools have no seat left is still seated when a
+# better-ranked one of the same allocation can move to a seat of another formasi of their own
+# pools. Before it, each candidate best first took the lowest-coded formasi of its pools, and a
+# seat could stay empty while a candidate of its pool went without (F1 taking Hukum or Ekonomi,
+# F2 only Hukum: the Hukum candidate took F1, and the Ekonomi candidate and F2 were left). Asked when
+# the round allocates (each run); the allocation's decision records it (`fill`), which the
+# auditor's recompute follows. Rounds recorded before it allocate as they did.
+OPTIMALISASI_FILLS_MOST = "optimalisasi-fills-most"

@@ -369,3 +369,82 @@ def test_a_formasi_over_its_quota_is_named_and_none_at_or_under_it():
     held = seats_held([Placed("F1"), Placed("F1", Terminal.PNS), Placed("F2"), Placed("F2")])
     assert over_quota([f1, f2], held) == ["F2 holds 2 for 1 seats"]
     assert over_quota([f1, f2], seats_held([Placed("F1"), Placed("F2")])) == []
+
+
+# --- the most seats filled, nobody passed over (patch optimalisasi-fills-most) -----------------
+
+MAJORS = ["Hukum", "Ekonomi", "Sastra"]
+
+
+def test_a_seat_left_empty_by_the_lowest_code_goes_to_the_next_in_rank_when_fill_most():
+    """F1 takes Hukum or Ekonomi, F2 only Hukum. The Hukum candidate, ranked first, took F1 and
+    the Ekonomi candidate got nothing: F2 stayed empty. Filling the most, both are seated."""
+    f1, f2 = formasi("F1", ["Hukum", "Ekonomi"]), formasi("F2", ["Hukum"])
+    field = [profiled("hukum", Fraction(85), "Hukum"), profiled("ekonomi", Fraction(80), "Ekonomi")]
+    seats = [seat_in(f1), seat_in(f2)]
+    assert seated(allocate(seats, field)) == {"hukum": "F1"}
+    offers = allocate(seats, field, fill_most=True)
+    assert seated(offers) == {"hukum": "F2", "ekonomi": "F1"}
+    assert [o.applicant_id for o in offers] == ["hukum", "ekonomi"]  # best first
+
+
+def test_filling_the_most_never_seats_someone_over_a_better_ranked_candidate_who_could_be():
+    """Three seats, four candidates: the fourth would fill more only by unseating the third."""
+    f1, f2 = formasi("F1", ["Hukum"]), formasi("F2", ["Ekonomi"])
+    field = [
+        profiled("h1", Fraction(90), "Hukum"),
+        profiled("h2", Fraction(85), "Hukum"),
+        profiled("e1", Fraction(80), "Ekonomi"),
+    ]
+    offers = allocate([seat_in(f1), seat_in(f2)], field, fill_most=True)
+    assert seated(offers) == {"h1": "F1", "e1": "F2"}  # h2 has no seat of its pools left
+
+
+def _matchable(pools: list[list[str]], seats: dict[str, int]) -> bool:
+    """Whether every candidate with these pools can be seated at once (brute force)."""
+    slots = [code for code, n in seats.items() for _ in range(n)]
+    if len(pools) > len(slots):
+        return False
+    return any(
+        all(slots[j] in pool for pool, j in zip(pools, chosen, strict=True))
+        for chosen in itertools.permutations(range(len(slots)), len(pools))
+    )
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_fill_most_seats_the_best_ranked_set_that_can_be_seated_and_never_fewer(seed):
+    """Against brute force on small rounds: candidates taken best first, each kept when the kept
+    set can still all be seated; filling the most seats exactly that set, each within its pools,
+    and never fewer than the lowest-code allocation."""
+    import random
+
+    rng = random.Random(seed)
+    codes = [f"F{i}" for i in range(1, rng.randint(2, 3) + 1)]
+    accepted = {code: rng.sample(MAJORS, rng.randint(1, 2)) for code in codes}
+    seats = {code: rng.randint(1, 2) for code in codes}
+    field = [
+        profiled(f"c{i}", Fraction(100 - i), rng.choice(MAJORS)) for i in range(rng.randint(2, 5))
+    ]
+    vacancies = [seat_in(formasi(code, accepted[code]), seats[code]) for code in codes]
+    pool = {
+        c.entry.applicant_id: [code for code in codes if c.profile.major in accepted[code]]
+        for c in field
+    }
+    kept: list[str] = []
+    for c in field:  # already best first
+        if _matchable([pool[a] for a in [*kept, c.entry.applicant_id]], seats):
+            kept.append(c.entry.applicant_id)
+    offers = allocate(vacancies, field, fill_most=True)
+    assert [o.applicant_id for o in offers] == kept
+    assert all(o.to_formasi in pool[o.applicant_id] for o in offers)
+    assert all(sum(o.to_formasi == code for o in offers) <= seats[code] for code in codes)
+    assert len(offers) >= len(allocate(vacancies, field))
+
+
+def test_fill_most_is_the_lowest_code_allocation_wherever_that_leaves_no_one_out():
+    """The recorded rule's offers, unchanged, in every case of this file that seats everyone it can."""
+    assert allocate(VACANCIES, CANDIDATES, fill_most=True) == allocate(VACANCIES, CANDIDATES)
+    diskominfo = formasi("PK-AP-DISKOMINFO", ["Ilmu Komputer", "Sistem Informasi"])
+    field = [profiled("ilkom", Fraction(90), "Ilmu Komputer")]
+    both = [seat_in(BAPPEDA), seat_in(diskominfo)]
+    assert allocate(both, field, fill_most=True) == allocate(both, field)
