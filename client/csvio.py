@@ -378,10 +378,6 @@ def _scores(text: str) -> dict[str, str]:
     return scores
 
 
-def _drop_empty(cells: dict[str, str], *names: str) -> dict:
-    return {k: v for k, v in cells.items() if not (k in names and v == "")}
-
-
 IDS = ("report_id", "applicant_id")
 
 REPORT_KINDS: dict[str, ReportKind] = {
@@ -441,8 +437,9 @@ REPORT_KINDS: dict[str, ReportKind] = {
         ReportKind(
             "latsar",
             LatsarReport,
-            Columns((*IDS, "passed"), ("healthy",)),
-            lambda c: _drop_empty(c, "healthy"),
+            # healthy is stated on every row: the probation's health finding is never assumed.
+            Columns((*IDS, "passed", "healthy")),
+            lambda c: c,
         ),
     )
 }

@@ -170,10 +170,23 @@ class FilingReport(Report, frozen=True):
 
 
 class LatsarReport(Report, frozen=True):
-    """The training agency's Latsar result and the probation health finding."""
+    """The training agency's Latsar result and the probation health finding.
+
+    DOMAIN.md stage 12: passing Latsar *and being healthy* makes a CPNS a PNS. `healthy` keeps its
+    default so that reports recorded without it decode as they were taken, but a report from
+    outside must state it (`unstated`): a report that left it out counted as healthy."""
 
     passed: bool
     healthy: bool = True
+
+
+def unstated(message: BaseModel) -> list[str]:
+    """The fields a message from outside must state although its model has a default for them
+    (kept for the messages recorded before): checked where the message enters, at the gateway and
+    in the report files, against the fields the sender gave."""
+    if isinstance(message, LatsarReport) and "healthy" not in message.model_fields_set:
+        return ["healthy"]
+    return []
 
 
 class Disqualification(Report, frozen=True):

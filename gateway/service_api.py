@@ -33,6 +33,7 @@ from domain.messages import (
     Disqualification,
     JourneyRules,
     Report,
+    unstated,
 )
 from domain.protocol import (
     COMMAND_KINDS,
@@ -123,6 +124,13 @@ def _check_sender(identity: str, message: Report, idempotency_key: str | None) -
             errors=[
                 {"field": "reported_by", "value": message.reported_by, "reason": "not the caller"}
             ],
+        )
+    missing = unstated(message)
+    if missing:
+        raise Problem(
+            422,
+            f"{', '.join(missing)}: must be stated (true or false); it is never assumed",
+            errors=[{"field": name, "value": None, "reason": "not given"} for name in missing],
         )
     if idempotency_key is not None and idempotency_key != message.report_id:
         raise Problem(

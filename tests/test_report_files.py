@@ -205,3 +205,20 @@ def test_a_national_list_s_bad_header_or_record_is_named_and_nothing_imported(
     assert len(problems) == len(expected)
     for (line, reason), (expected_line, why) in zip(problems, expected, strict=True):
         assert line == expected_line and reason.startswith(why), reason
+
+
+def test_a_latsar_file_states_the_health_finding_on_every_row(tmp_path):
+    """DOMAIN.md stage 12: passing Latsar and being healthy makes a PNS. A file without the
+    `healthy` column, or a row leaving it empty, counted as healthy before; now neither is read."""
+    from client.csvio import CsvFileError, open_rows
+
+    kind = REPORT_KINDS["latsar"]
+    path = tmp_path / "latsar.csv"
+    path.write_text("report_id,applicant_id,passed\nl1,A1,true\n", encoding="utf-8")
+    with pytest.raises(CsvFileError, match=r"missing column\(s\) healthy"):
+        list(open_rows(path, kind.columns))
+    with pytest.raises(RowError) as empty:
+        parse_report(kind, _row(passed="true", healthy=""), "lan")
+    assert "healthy" in str(empty.value)
+    stated = parse_report(kind, _row(passed="true", healthy="false"), "lan").message
+    assert (stated.passed, stated.healthy) == (True, False)

@@ -183,6 +183,8 @@ async def test_the_key_of_another_identity_is_403(http):
             {"report_id": "a1", "reported_by": VERIFIER, "findings": [{"document": "ijazah"}]},
             "findings.0.reason",
         ),
+        # The probation's health finding is stated, never assumed healthy.
+        ("latsar", {"report_id": "l1", "reported_by": LAN, "passed": True}, "healthy"),
     ],
 )
 async def test_a_bad_field_is_422_naming_it(http, kind, body, field):
@@ -510,7 +512,9 @@ async def test_every_report_and_command_kind_through_its_route(
     ) == ("filing recorded", "filing")
     await _wait_stage(client, round_id, ids["A1"], {Stage.LATSAR})
     assert await report(
-        "A1", "latsar", LatsarReport(report_id="latsar-A1", reported_by=LAN, passed=True)
+        "A1",
+        "latsar",
+        LatsarReport(report_id="latsar-A1", reported_by=LAN, passed=True, healthy=True),
     ) == ("Latsar result recorded", "latsar")
 
     await _wait_phase(api, round_id, "filing")
