@@ -388,3 +388,15 @@ def journey_start(config: RoundConfig, applicant_id: str, serial: int, **changes
         sanction_key=f"key-of-{applicant_id}",
     )
     return start.model_copy(update=changes)
+
+
+def keep_histories(directory: Path, histories, payload_key: bytes) -> None:
+    """Keep recorded histories (synthetic data only) and their payload key in `directory`, for a
+    replay test: what the tests that record a set on purpose write (CASN_RECORD_AFTERMATH=1)."""
+    import base64
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "payload_key.b64").write_text(base64.b64encode(payload_key).decode() + "\n")
+    for h in histories:
+        name = f"{h.workflow_id.replace('/', '__')}__{h.run_id}.json"
+        (directory / name).write_text(h.history.to_json())

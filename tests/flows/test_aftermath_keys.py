@@ -26,6 +26,7 @@ from tests.flows.test_ended_journey import ended_journey
 from tests.roundkit import (
     OPERATOR,
     accepted_updates,
+    keep_histories,
     plain_start_api,
 )
 from workflows.aftermath import KEYS_FRESH, READ_ROUND_AGAIN
@@ -98,17 +99,7 @@ async def test_a_key_changed_after_the_aftermath_began_is_refused_there_and_the_
     assert check.problems == []
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v2-keys
         histories = await round_histories(client, round_id)
-        _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
-
-
-def _record(histories, payload_key: bytes) -> None:
-    """Keep the aftermath's history and its payload key (synthetic data only) for the replay test
-    below: set CASN_RECORD_AFTERMATH=1 and run the test above once, on purpose."""
-    RECORDED.mkdir(parents=True, exist_ok=True)
-    (RECORDED / "payload_key.b64").write_text(base64.b64encode(payload_key).decode() + "\n")
-    for h in histories:
-        name = f"{h.workflow_id.replace('/', '__')}__{h.run_id}.json"
-        (RECORDED / name).write_text(h.history.to_json())
+        keep_histories(RECORDED, [h for h in histories if h.kind == "aftermath"], keys.payload_key)
 
 
 async def test_the_recorded_aftermath_that_read_the_keys_again_replays_with_the_current_code():

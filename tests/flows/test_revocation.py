@@ -54,6 +54,7 @@ from tests.roundkit import (
     compressed_round,
     create_round_file,
     formasi,
+    keep_histories,
     registration,
 )
 from tests.roundkit import (
@@ -323,17 +324,7 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     await pool.execute("DELETE FROM revocations WHERE round_id = $1 AND applicant_id = 'R-NOBODY'", round_id)  # fmt: skip
     assert [dict(r) for r in await pool.fetch(REVOCATIONS_OF, round_id)] == before
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record tests/histories/aftermath-v1
-        _record([h for h in histories if h.kind == "aftermath"], keys.payload_key)
-
-
-def _record(histories, payload_key: bytes) -> None:
-    """Keep the aftermath histories and their payload key (synthetic data only) for the replay
-    test below: set CASN_RECORD_AFTERMATH=1 and run this test once, on purpose."""
-    RECORDED.mkdir(parents=True, exist_ok=True)
-    (RECORDED / "payload_key.b64").write_text(base64.b64encode(payload_key).decode() + "\n")
-    for h in histories:
-        name = f"{h.workflow_id.replace('/', '__')}__{h.run_id}.json"
-        (RECORDED / name).write_text(h.history.to_json())
+        keep_histories(RECORDED, [h for h in histories if h.kind == "aftermath"], keys.payload_key)
 
 
 async def test_recorded_aftermath_histories_replay_with_the_current_code():

@@ -28,29 +28,27 @@ from domain.protocol import AFTERMATH_STATE
 from runtime.connection import data_converter
 from runtime.keys import Keys
 from scripts.record_histories import patch_markers
-from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPERATOR,
+    SCHEDULE_IN_DAYS,
+    compressed_round,
+    formasi,
+    keep_histories,
+    registration,
+)
 from workflows.aftermath import CONTINUE_AT_EVENTS, KEYS_FRESH, READ_ROUND_AGAIN, ApplicantAftermath
 from workflows.ids import aftermath_workflow_id, journey_workflow_id
 from workflows.versions import AFTERMATH_CONTINUES_AS_NEW
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 RECORDED = Path(__file__).resolve().parents[1] / "histories" / "aftermath-v3-continues"
-DAY = 86400
-SCHEDULE = {
-    "registration": (0, 15 * DAY),
-    "administration": (20 * DAY, 25 * DAY),
-    "skd": (30 * DAY, 50 * DAY),
-    "skb": (51 * DAY, 65 * DAY),
-    "filing": (75 * DAY, 90 * DAY),
-    "latsar": (90 * DAY, 455 * DAY),
-}
 
 
 async def _ended_journeys(kit, count: int):
     """A round whose registration the committee closed, and `count` journeys started after it,
     each refusing its registration and ending TMS."""
     round_id = f"ts-after-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=await kit.now())
+    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE_IN_DAYS, t0=await kit.now())
     await kit.create_round(config)
     await kit.api.command(
         round_id,
@@ -115,7 +113,7 @@ async def test_an_aftermath_read_again_and_again_continues_as_new_with_its_whole
     assert [(o.run_id, o.failure) for o in outcomes if not o.ok] == []
     assert [d.outcome for d in decisions_of(outcomes)] == ["DIS"]
     if os.environ.get("CASN_RECORD_AFTERMATH"):  # re-record aftermath-v3-continues
-        _record(runs, keys.payload_key)
+        keep_histories(RECORDED, runs, keys.payload_key)
 
     # A client's start that carries a record is refused: only the aftermath's own continue-as-new
     # hands one over. The other applicant's aftermath, started around the API with the record the
@@ -137,16 +135,6 @@ async def test_an_aftermath_read_again_and_again_continues_as_new_with_its_whole
     assert "carries an earlier run's record" in forged.problem
     assert (forged.revocations, forged.decisions, forged.journey_terminal) == ([], [], None)
     assert len(kit.acts.revocation_rows) == 1
-
-
-def _record(runs, payload_key: bytes) -> None:
-    """Keep the aftermath's runs and the payload key (synthetic data only) for the replay test
-    below: set CASN_RECORD_AFTERMATH=1 and run the test above once, on purpose."""
-    RECORDED.mkdir(parents=True, exist_ok=True)
-    (RECORDED / "payload_key.b64").write_text(base64.b64encode(payload_key).decode() + "\n")
-    for r in runs:
-        name = f"{r.workflow_id.replace('/', '__')}__{r.run_id}.json"
-        (RECORDED / name).write_text(r.history.to_json())
 
 
 async def test_the_recorded_aftermath_that_continued_as_new_replays_with_the_current_code():
