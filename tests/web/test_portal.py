@@ -94,21 +94,27 @@ async def operator_api(client, keys, running_worker):
     return RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
 
 
-async def open_round(api: RecruitmentApi, tmp_path, prefix: str, **kwargs) -> str:
+PORTAL_SCHEDULE = {
+    "registration": (-60, 300),
+    "administration": (300, 900),
+    "skd": (900, 1200),
+    "skb": (1200, 1500),
+    "filing": (1500, 1800),
+    "latsar": (1800, 2100),
+}
+
+
+async def open_round(
+    api: RecruitmentApi, tmp_path, prefix: str, seconds: dict | None = None, **kwargs
+) -> str:
     """A round whose registration is open for five minutes, with formasi F1 (S1 Teknik
-    Informatika, quota 1) and F2 (the same, for putra/putri Papua)."""
+    Informatika, quota 1) and F2 (the same, for putra/putri Papua); its windows `seconds` from
+    now (PORTAL_SCHEDULE by default)."""
     round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
         round_id,
         [formasi("F1", 1), formasi("F2", 1, category="putra_putri_papua")],
-        {
-            "registration": (-60, 300),
-            "administration": (300, 900),
-            "skd": (900, 1200),
-            "skb": (1200, 1500),
-            "filing": (1500, 1800),
-            "latsar": (1800, 2100),
-        },
+        seconds or PORTAL_SCHEDULE,
         **kwargs,
     )
     path = tmp_path / f"{round_id}.toml"

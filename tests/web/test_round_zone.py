@@ -38,6 +38,17 @@ JAYAPURA = "Asia/Jayapura"
 # The sanggah runs in calendar days of the round's zone (patch appeal-days-end-at-midnight): a
 # window of 3 days ends at 24:00 WIT, 15:00 UTC.
 IN_PAPUA = {"timezone": JAYAPURA, "appeal": {"window": "P3D", "answer_within": "P7D"}}
+DAY = 86400
+# A round file whose sanggah is counted in days has SKD close after the last day an administration
+# sanggah may be answered (domain.config.sanggah_after_skd): 3 + 7 days and the days' ends.
+WIT_SCHEDULE = {
+    "registration": (-60, 300),
+    "administration": (300, 900),
+    "skd": (900, 12 * DAY),
+    "skb": (12 * DAY, 13 * DAY),
+    "filing": (13 * DAY, 14 * DAY),
+    "latsar": (14 * DAY, 15 * DAY),
+}
 WIT_FOOTER = "Waktu ditampilkan dalam WIT (UTC+9), zona waktu seleksi ini."
 
 
@@ -59,7 +70,9 @@ async def test_a_wit_rounds_sanggah_deadline_reads_24_00_wit_on_every_page(
     keys,
     tmp_path,
 ):
-    round_id = await open_round(operator_api, tmp_path, "zone-wit", extra=IN_PAPUA)
+    round_id = await open_round(
+        operator_api, tmp_path, "zone-wit", seconds=WIT_SCHEDULE, extra=IN_PAPUA
+    )
     config = await operator_api.round_config(round_id)
     browser = client_for(gateway_state, ("192.0.2.90", 1000))
     try:
@@ -100,7 +113,9 @@ async def test_a_wit_rounds_public_pages_show_its_times_in_wit_and_its_json_keep
     http,
     tmp_path,
 ):
-    round_id = await open_round(operator_api, tmp_path, "zone-pub", extra=IN_PAPUA)
+    round_id = await open_round(
+        operator_api, tmp_path, "zone-pub", seconds=WIT_SCHEDULE, extra=IN_PAPUA
+    )
     published = listing(round_id, AnnouncementStage.ADMIN, [])
     await store(gateway_state.pool, published)
     when = public_waktu(published.published_at, JAYAPURA)
@@ -170,7 +185,9 @@ async def test_a_wit_round_in_a_browser_shows_its_deadline_and_names_its_zone(
     from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, SHOTS, fill_and_send
 
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `python3 run.py test` installs it"
-    round_id = await open_round(operator_api, tmp_path, "zone-web", extra=IN_PAPUA)
+    round_id = await open_round(
+        operator_api, tmp_path, "zone-web", seconds=WIT_SCHEDULE, extra=IN_PAPUA
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     me = registration(41, "F1", gpa=3.4, name="Yohana Wenda", female=True)
     async with async_playwright() as pw:
