@@ -2444,9 +2444,9 @@ def panel_sheet_cmd(
 async def outstanding(
     ctx: Context, round_id: str, formasi: str | None = None, as_json: bool = False
 ) -> Outstanding:
-    """Print what the journeys at SKD and SKB still await before their window closes, per formasi
-    and report, with the applicants lacking each (client/outstanding.py), as a table or one JSON
-    document. Through the gateway, the gateway reads the same."""
+    """Print what the journeys at the administrative check, SKD and SKB still await before their
+    window closes, per formasi and report, with the applicants lacking each
+    (client/outstanding.py), as a table or one JSON document. Through the gateway, the gateway reads the same."""
     if isinstance(ctx.api, GatewayReports):
         shown = await ctx.api.outstanding(round_id, formasi)
     else:
@@ -2544,10 +2544,11 @@ def outstanding_cmd(
     gateway: GatewayUrl = None,
     api_key_file: ApiKeyFile = None,
 ):
-    """What the applicants at SKD and SKB still lack before the window closes: per formasi, each
-    awaited report (the SKD result; each SKB score, gate and panel component) with how many lack
-    it and which, by registration number, and when the window closes. Run it before each close:
-    a report missing then ends the journey TH or TMS-SKB. With --gateway, read through the HTTP
+    """What the applicants at the administrative check, SKD and SKB still lack before the window
+    closes: per formasi, each awaited report (the administration and SKD results; each SKB score,
+    gate and panel component) with how many lack it and which, by registration number, and when
+    the window closes. Run it before each close: a report missing then ends the journey TMS, TH or
+    TMS-SKB. With --gateway, read through the HTTP
     gateway by an operator of the round."""
 
     def arguments() -> None:

@@ -1,9 +1,10 @@
-"""The committee's view of what is still outstanding before the SKD or SKB window closes
-(`starter.py outstanding`): per formasi, each report the journeys still await (the SKD result; each
-SKB score, gate and panel component, a panel with fewer standing scores than its
-`min_panellists`), how many applicants lack it and which, by registration number.
+"""The committee's view of what is still outstanding before the administration, SKD or SKB window
+closes (`starter.py outstanding`): per formasi, each report the journeys still await (the
+administration result; the SKD result; each SKB score, gate and panel component, a panel with fewer
+standing scores than its `min_panellists`), how many applicants lack it and which, by registration
+number.
 
-Who stands at SKD or SKB comes from the read model (applicants.stage, written when a journey
+Who stands at the administrative check, SKD or SKB comes from the read model (applicants.stage, written when a journey
 enters the stage), and a drawn panel's members from panel_seats. What each of them has been sent
 does not: a journey writes the reports it accepts to the read model with its next row, which
 during a window is the row written at the close, too late for this view. So the reports are read
@@ -38,7 +39,8 @@ from workflows.ids import journey_workflow_id
 HISTORY_READS = 8  # journeys' histories read at once
 
 # The windows whose reports the view awaits, and the journey stage each awaits them at.
-WINDOW_STAGES = {"skd": Stage.SKD, "skb": Stage.SKB}
+WINDOW_STAGES = {"administration": Stage.ADMIN_CHECK, "skd": Stage.SKD, "skb": Stage.SKB}
+_STAGE_ORDER = {s.value: i for i, s in enumerate(WINDOW_STAGES.values())}
 
 _IN_STAGE_SQL = """
 SELECT applicant_id, formasi_code, stage FROM applicants
@@ -77,8 +79,8 @@ class MissingReport(BaseModel, frozen=True):
 
     stage: str
     component: str
-    kind: str  # "skd", "score", "gate" or "panel"
-    ends_as: str  # TH or TMS-SKB
+    kind: str  # "admin", "skd", "score", "gate" or "panel"
+    ends_as: str  # TMS, TH or TMS-SKB
     needed: int = 0  # a panel: the scores it needs
     missing: int
     applicants: list[MissingApplicant]
@@ -88,7 +90,7 @@ class FormasiOutstanding(BaseModel, frozen=True):
     """A formasi's applicants at each awaited stage, and every report some of them still lack."""
 
     formasi_code: str
-    at_stage: dict[str, int]  # applicants at SKD, at SKB
+    at_stage: dict[str, int]  # applicants at the administrative check, at SKD, at SKB
     reports: list[MissingReport]
 
 
@@ -122,7 +124,8 @@ def formasi_checked(config: RoundConfig, formasi: str | None) -> None:
 
 async def journey_sheet(client: Client, round_id: str, applicant_id: str) -> ApplicantSheet:
     """The applicant's sheet as its journey's history makes it: the start, then every accepted
-    SKD and SKB report, conflict and review, folded in the order accepted. (A refused update
+    report (the administration's, SKD and SKB results, conflicts and reviews), folded in the order
+    accepted. (A refused update
     never reaches a history: its validator rejects it first.)"""
     handle = client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
     converter = client.data_converter
@@ -222,7 +225,8 @@ async def outstanding_view(
                         applicants=who,
                     )
                     for (f, _, _), (a, who) in sorted(
-                        lacking.items(), key=lambda i: (i[0][1] != "skd", order.get(i[0][2], -1))
+                        lacking.items(),
+                        key=lambda i: (_STAGE_ORDER[i[0][1]], order.get(i[0][2], -1)),
                     )
                     if f == code
                 ],

@@ -1,5 +1,6 @@
 """What a journey still awaits before its stage closes: the reports without which the close ends
-it (TH without an SKD result or an SKB CAT score, TMS-SKB without another SKB component).
+it (TMS without an administration result, TH without an SKD result or an SKB CAT score, TMS-SKB
+without another SKB component).
 
 The same rule as the close itself (`domain.sheet.skb_result`): a score or gate component is
 awaited until its report is accepted; a panel component until at least `min_panellists` distinct
@@ -18,14 +19,18 @@ from domain.sheet import ApplicantSheet
 
 # The kind of an awaited SKD result (its component is "skd" too).
 SKD_RESULT = "skd"
+# The kind of an awaited administration result (its component is "admin" too): without it the
+# administration's close ends the journey TMS, naming no document ("no decision before the window
+# closed"), and only a sanggah brings the applicant back.
+ADMIN_RESULT = "admin"
 
 
 class AwaitedReport(BaseModel, frozen=True):
     """One report a journey still awaits, and what its absence at the close ends the journey in."""
 
     stage: Stage
-    component: str  # the SKB component, or "skd" for the SKD result
-    kind: str  # "skd", or the component's kind: "score", "gate", "panel"
+    component: str  # the SKB component, or "admin" / "skd" for that result
+    kind: str  # "admin", "skd", or the component's kind: "score", "gate", "panel"
     ends_as: Terminal  # the code the close gives the journey if the report is still missing
     scored: int = 0  # a panel: the distinct panellists whose scores stand
     needed: int = 0  # a panel: the scores it needs (min_panellists)
@@ -34,8 +39,16 @@ class AwaitedReport(BaseModel, frozen=True):
 def awaited_reports(
     sheet: ApplicantSheet, rules: JourneyRules, stage: Stage
 ) -> list[AwaitedReport]:
-    """The reports the journey of `sheet` still awaits at `stage` (SKD or SKB; none at any other
-    stage), in the order of the round's SKB components."""
+    """The reports the journey of `sheet` still awaits at `stage` (the administrative check, SKD
+    or SKB; none at any other stage), in the order of the round's SKB components."""
+    if stage == Stage.ADMIN_CHECK:
+        if sheet.admin_report is not None:
+            return []
+        return [
+            AwaitedReport(
+                stage=stage, component=ADMIN_RESULT, kind=ADMIN_RESULT, ends_as=Terminal.TMS
+            )
+        ]
     if stage == Stage.SKD:
         if sheet.skd is not None:
             return []

@@ -400,7 +400,7 @@ async def get_survey(
 
 @router.get(
     "/rounds/{round_id}/outstanding",
-    summary="The reports the journeys at SKD and SKB still await, for the round's operators",
+    summary="The reports the journeys at administration, SKD and SKB still await, for operators",
     responses=RESPONSES,
 )
 async def get_outstanding(
@@ -410,8 +410,9 @@ async def get_outstanding(
     formasi: Annotated[str | None, Query(max_length=50, pattern=r"^[A-Za-z0-9_.-]+$")] = None,
     gw: Gateway = Depends(gateway),
 ) -> Outstanding:
-    """What `starter.py outstanding` shows: per formasi, each report the applicants at SKD and SKB
-    still lack (the SKD result, each SKB score, gate and panel component), how many lack it and
+    """What `starter.py outstanding` shows: per formasi, each report the applicants at the
+    administrative check, SKD and SKB still lack (the administration and SKD results, each SKB
+    score, gate and panel component), how many lack it and
     which by registration number, and when each window closes. 404 for no such round or formasi.
     Stages are read from the read model, reports from each such journey's history
     (client/outstanding.py): one history read per applicant at the stage, so OUTSTANDING_PER_MINUTE

@@ -1,15 +1,15 @@
 """What a journey still awaits before its stage closes (domain/outstanding.py): the reports whose
-absence the close turns into TH or TMS-SKB, judged by the same rule as the close."""
+absence the close turns into TMS, TH or TMS-SKB, judged by the same rule as the close."""
 
 from __future__ import annotations
 
 import pytest
 
-from domain.codes import Stage, Terminal
-from domain.messages import GateReport, PanelReview, SkbScoreReport
+from domain.codes import AdminDecision, Stage, Terminal
+from domain.messages import AdminReport, GateReport, PanelReview, SkbScoreReport
 from domain.outstanding import awaited_reports
 from domain.panels import panel_order
-from domain.sheet import skb_result, with_report
+from domain.sheet import admin_result, skb_result, with_report
 from tests.domain.test_panels import OPERATOR, RULES, SEED, _at_skb, _conflict, _score
 from tests.domain.test_sheet import sheet, skd
 
@@ -113,4 +113,15 @@ def test_skd_awaits_its_result_and_other_stages_await_nothing_here():
     [awaited] = awaited_reports(at_skd, RULES, Stage.SKD)
     assert (awaited.component, awaited.ends_as) == ("skd", Terminal.ABSENT)
     assert awaited_reports(with_report(at_skd, skd()), RULES, Stage.SKD) == []
-    assert awaited_reports(at_skd, RULES, Stage.ADMIN_CHECK) == []
+    assert awaited_reports(at_skd, RULES, Stage.FILING) == []
+
+
+def test_the_administrative_check_awaits_its_result_which_the_close_makes_tms_without_it():
+    """The close's own rule (domain.sheet.admin_result): no report, TMS naming no document."""
+    waiting = sheet(Stage.ADMIN_CHECK)
+    [awaited] = awaited_reports(waiting, RULES, Stage.ADMIN_CHECK)
+    assert (awaited.component, awaited.kind, awaited.ends_as) == ("admin", "admin", Terminal.TMS)
+    assert admin_result(waiting) == AdminDecision.TMS
+    checked = with_report(waiting, AdminReport(report_id="a", reported_by="bkpsdm-verifikator"))
+    assert awaited_reports(checked, RULES, Stage.ADMIN_CHECK) == []
+    assert admin_result(checked) == AdminDecision.MS

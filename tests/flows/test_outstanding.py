@@ -1,5 +1,6 @@
 """The committee's view of what is still outstanding before a close (`starter.py outstanding`), on
-the real stack: the applicants at SKD without a result, and at SKB each component some still
+the real stack: the applicants at the administrative check without a result, those at SKD without
+one, and at SKB each component some still
 lack (a gate nobody reported, a panel with one panellist's score, a panel whose score the
 committee struck), by registration number; and nothing once the missing reports are in."""
 
@@ -97,6 +98,41 @@ async def round_at_skd(api, client, folder: Path, prefix: str) -> tuple[str, lis
     return round_id, ids
 
 
+async def test_an_applicant_the_verifiers_have_not_reported_is_named_before_the_administration_closes(
+    client, keys, running_worker, stack, tmp_path
+):
+    """Without an administration result the close makes the applicant TMS, naming no document:
+    the view names who the verifiers have not reported yet, and nobody once they have."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=KEYRING)
+    ctx = starter.Context(api, stack.database_url, Console(file=io.StringIO(), width=200))
+    config, t0 = await create_panel_round(api, tmp_path, "outstanding-admin")
+    round_id = config.round_id
+    checked, waiting = [
+        (await api.register(config, registration(n, "F1"), "sscasn", now=t0)).applicant_id
+        for n in (1, 2)
+    ]
+    for x in (checked, waiting):
+        await _wait_stage(client, round_id, x, {Stage.ADMIN_CHECK})
+    await api.report(
+        round_id, checked, AdminReport(report_id="adm0", reported_by="bkpsdm-verifikator")
+    )
+    shown = await _view_when(ctx, round_id, "admin_check", 2)
+    assert _lacking(shown) == {"admin": [(waiting, None, ())]}
+    [admin] = shown.formasi[0].reports
+    assert (admin.stage, admin.kind, admin.missing, admin.ends_as) == (
+        "admin_check",
+        "admin",
+        1,
+        "TMS",
+    )
+    assert [w.name for w in shown.windows] == ["administration", "skd", "skb"]
+    await api.report(
+        round_id, waiting, AdminReport(report_id="adm1", reported_by="bkpsdm-verifikator")
+    )
+    assert _lacking(await _view(ctx, round_id)) == {}
+
+
 async def test_outstanding_names_who_lacks_which_report_until_it_arrives(
     client, keys, running_worker, stack, tmp_path
 ):
@@ -187,7 +223,11 @@ async def test_outstanding_names_who_lacks_which_report_until_it_arrives(
     )
     await api.report(round_id, c, _panel_score(panels[c][1], 72))
     done = await _view(ctx, round_id, formasi="F1")
-    assert _lacking(done) == {} and done.formasi[0].at_stage == {"skd": 0, "skb": 3}
+    assert _lacking(done) == {} and done.formasi[0].at_stage == {
+        "admin_check": 0,
+        "skd": 0,
+        "skb": 3,
+    }
 
     # The committee finds a conflict of one of A's panellists: that score is struck, A's panel
     # stands at one score again, and the panellist drawn in their place is the one to chase.
