@@ -566,8 +566,8 @@ OTHER_VARIABLES = {
     "CASN_TEST_WORKERS": "run.py test: the number of test processes",
     "CASN_TEST_PORT_OFFSET": "tests/ports.py: the test session's port offset",
     "CASN_BENCH_PORT_OFFSET": "bench/common.py: the benchmark stack's port offset",
-    "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py, test_aftermath_keys.py and "
-    "tests/timeskip/test_aftermath_continues.py: record tests/histories/aftermath-v1, "
+    "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py, tests/timeskip/test_aftermath_keys.py"
+    " and test_aftermath_continues.py: record tests/histories/aftermath-v1, "
     "aftermath-v2-keys and aftermath-v3-continues",
     "CASN_SCREENSHOTS": "tests/web: where the browser tests write their screenshots",
 }

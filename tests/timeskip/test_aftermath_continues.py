@@ -44,7 +44,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 RECORDED = Path(__file__).resolve().parents[1] / "histories" / "aftermath-v3-continues"
 
 
-async def _ended_journeys(kit, count: int):
+async def ended_journeys(kit, count: int):
     """A round whose registration the committee closed, and `count` journeys started after it,
     each refusing its registration and ending TMS."""
     round_id = f"ts-after-{uuid.uuid4().hex[:6]}"
@@ -68,7 +68,7 @@ async def _run_ids(handle) -> str:
 
 
 async def test_an_aftermath_read_again_and_again_continues_as_new_with_its_whole_record(kit, keys):
-    round_id, [applicant, other] = await _ended_journeys(kit, 2)
+    round_id, [applicant, other] = await ended_journeys(kit, 2)
     dis = Disqualification(report_id="dis-1", reported_by=OPERATOR, reason="joki terbukti")
     first = await kit.api.report(round_id, applicant, dis)
     assert first.effect == "disqualified after the journey ended"
