@@ -301,14 +301,16 @@ REGISTRATION_COLUMNS = Columns(
         "gpa",
         "formasi_code",
     ),
-    optional=("category",),
+    # citizen: true or false, refused by the rules when false; an empty cell, or a file without
+    # the column (as every file before it), is taken as a citizen's.
+    optional=("category", "citizen"),
 )
 
 
 def parse_registration(row: Row) -> Registration:
     """A registration row as the domain's Registration; RowError names each bad field."""
     _check_readable(row)
-    data = {k: v for k, v in row.cells.items() if not (k == "category" and v == "")}
+    data = {k: v for k, v in row.cells.items() if not (k in ("category", "citizen") and v == "")}
     data["gpa"] = decimal(data.get("gpa", ""))
     if _E_NOTATION.fullmatch(data.get("nik", "")):
         raise RowError(

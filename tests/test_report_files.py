@@ -222,3 +222,38 @@ def test_a_latsar_file_states_the_health_finding_on_every_row(tmp_path):
     assert "healthy" in str(empty.value)
     stated = parse_report(kind, _row(passed="true", healthy="false"), "lan").message
     assert (stated.passed, stated.healthy) == (True, False)
+
+
+def test_a_registration_row_may_say_the_applicant_is_no_citizen_and_is_refused_for_it(tmp_path):
+    """The citizen column is optional (files without it are taken as citizens', as before); a row
+    that says false is read as such and refused by the rules, naming the field. Before, a file
+    with the column was refused whole ("unknown column(s) citizen")."""
+    from datetime import date
+
+    from client.csvio import REGISTRATION_COLUMNS, open_rows
+    from domain.config import Formasi
+    from domain.registration import check_registration
+
+    person = "3201015708980001,Ani,1998-08-17,P,S1,Teknik Informatika,3.4,F1"
+    path = tmp_path / "sscasn.csv"
+    path.write_text(
+        "nik,name,birth_date,gender,education_level,major,gpa,formasi_code,citizen\n"
+        + "".join(f"{person},{cell}\n" for cell in ("false", "", "true", "mungkin")),
+        encoding="utf-8",
+    )
+    formasi = Formasi(
+        code="F1",
+        jabatan="Pranata Komputer Ahli Pertama",
+        unit="Dinas",
+        education_level="S1",
+        majors=["Teknik Informatika"],
+        quota=1,
+    )
+    applied = date(2027, 8, 10)
+    foreign, unsaid, citizen, unclear = list(open_rows(path, REGISTRATION_COLUMNS))
+    refused = check_registration(parse_registration(foreign), formasi, applied)
+    assert [(r.field, r.value) for r in refused] == [("citizen", "false")]
+    for row in (unsaid, citizen):
+        assert check_registration(parse_registration(row), formasi, applied) == []
+    with pytest.raises(RowError, match="citizen"):
+        parse_registration(unclear)
