@@ -25,6 +25,14 @@ SKD_RESULT = "skd"
 ADMIN_RESULT = "admin"
 
 
+# The stages that await one result: the sheet's field that holds it, its kind (and component),
+# and what the close gives a journey without it.
+_SINGLE_RESULTS = {
+    Stage.ADMIN_CHECK: ("admin_report", ADMIN_RESULT, Terminal.TMS),
+    Stage.SKD: ("skd", SKD_RESULT, Terminal.ABSENT),
+}
+
+
 class AwaitedReport(BaseModel, frozen=True):
     """One report a journey still awaits, and what its absence at the close ends the journey in."""
 
@@ -41,22 +49,12 @@ def awaited_reports(
 ) -> list[AwaitedReport]:
     """The reports the journey of `sheet` still awaits at `stage` (the administrative check, SKD
     or SKB; none at any other stage), in the order of the round's SKB components."""
-    if stage == Stage.ADMIN_CHECK:
-        if sheet.admin_report is not None:
+    single = _SINGLE_RESULTS.get(stage)
+    if single is not None:
+        field, kind, ends_as = single
+        if getattr(sheet, field) is not None:
             return []
-        return [
-            AwaitedReport(
-                stage=stage, component=ADMIN_RESULT, kind=ADMIN_RESULT, ends_as=Terminal.TMS
-            )
-        ]
-    if stage == Stage.SKD:
-        if sheet.skd is not None:
-            return []
-        return [
-            AwaitedReport(
-                stage=stage, component=SKD_RESULT, kind=SKD_RESULT, ends_as=Terminal.ABSENT
-            )
-        ]
+        return [AwaitedReport(stage=stage, component=kind, kind=kind, ends_as=ends_as)]
     if stage != Stage.SKB:
         return []
     awaited: list[AwaitedReport] = []
