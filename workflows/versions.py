@@ -425,11 +425,11 @@ PANEL_CHANGE_AFTER_CLOSE = "panel-change-after-close"
 AFTERMATH_READS_KEYS_AGAIN = "aftermath-reads-keys-again"
 
 # An applicant's aftermath stays open for years, and each reading of the round's keys adds to its
-# history (6 events, at most one a minute: anyone who sends reports for an ended journey
-# through the gateway can ask for one, signed or not). Temporal takes 2,000 updates in a run, so in
-# some 33 hours of that the aftermath could take no DIS or dismissal ever again. Since this patch a
-# run whose history reaches workflows/aftermath.py CONTINUE_AT_EVENTS continues as new with its
-# whole record carried. Asked the first time a run could continue, so aftermaths that never grow
+# history (6 events, at most one a minute, asked by any client whose report finds the keys stale,
+# and by any process that reaches Temporal: it takes no input). Temporal takes 2,000 updates in a
+# run, so in some 33 hours of that the aftermath could take no DIS or dismissal ever again. Since
+# this patch a run whose history reaches workflows/aftermath.py CONTINUE_AT_EVENTS continues as new
+# with its whole record carried. Asked the first time a run could continue, so aftermaths that never grow
 # that long write no marker; tests/histories/aftermath-v3-continues holds one that did.
 AFTERMATH_CONTINUES_AS_NEW = "aftermath-continues-as-new"
 
