@@ -26,7 +26,7 @@ from client.api import RecruitmentApi, RefusedError, registration_digest
 from client.national import national_applicant_id
 from domain.codes import Terminal
 from domain.config import RoundConfig
-from domain.messages import CloseWindow
+from domain.messages import CloseWindow, ExtendWindow
 from domain.national import (
     CLAIM_RELEASED,
     FIND_CLAIMED_JOURNEY,
@@ -463,9 +463,23 @@ async def test_a_round_outside_the_national_windows_or_a_second_for_one_instansi
 
     with pytest.raises(RefusedError) as outside:
         await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Delta", early)
-    await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Epsilon")
+    joined = await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Epsilon")
     with pytest.raises(RefusedError) as twice:
         await _instansi_round(api, tmp_path, t0, national_id, "Pemerintah Kota Epsilon")
+    # A joined round's later windows are the national schedule's: they do not move on their own.
+    closes = joined.schedule.registration.closes
+    with pytest.raises(RefusedError, match=f"keeps national round {national_id}'s schedule"):
+        await api.command(
+            joined.round_id,
+            ExtendWindow(
+                report_id="ext-shift",
+                reported_by=OPERATOR,
+                window="registration",
+                new_closes=closes + timedelta(seconds=60),
+                reason="gangguan portal",
+                shift_later=True,
+            ),
+        )
 
     assert "is not within the national registration window" in str(outside.value)
     assert "instansi 'Pemerintah Kota Epsilon' joined already" in str(twice.value)
