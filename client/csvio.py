@@ -310,7 +310,8 @@ REGISTRATION_COLUMNS = Columns(
 def parse_registration(row: Row) -> Registration:
     """A registration row as the domain's Registration; RowError names each bad field."""
     _check_readable(row)
-    data = {k: v for k, v in row.cells.items() if not (k in ("category", "citizen") and v == "")}
+    optional = REGISTRATION_COLUMNS.optional
+    data = {k: v for k, v in row.cells.items() if not (k in optional and v == "")}
     data["gpa"] = decimal(data.get("gpa", ""))
     if _E_NOTATION.fullmatch(data.get("nik", "")):
         raise RowError(

@@ -814,6 +814,14 @@ def days_after(at: datetime, span: timedelta, zone: str) -> datetime:
     return datetime.combine(last + timedelta(days=1), time(), tz)
 
 
+def sanggah_answered_by(announced: datetime, appeal: AppealRules, zone: str) -> datetime:
+    """The last moment a sanggah against a result announced at `announced` may be answered: its
+    window (`appeal.window`) from the announcement, then the answer time (`appeal.answer_within`)
+    from a filing on the window's last day, each ending at 24:00 in `zone` (`days_after`)."""
+    closes = days_after(announced, appeal.window, zone)
+    return days_after(closes - timedelta(microseconds=1), appeal.answer_within, zone)
+
+
 def registration_too_short(config: RoundConfig) -> tuple[str, object, str] | None:
     """The round file's registration window, if it is open fewer calendar days than the round's
     `min_registration_days`: as a ConfigError problem. Checked when a round file is read, not
@@ -1053,12 +1061,8 @@ def sanggah_after_skd(config: RoundConfig) -> tuple[str, object, str] | None:
         for span in (config.appeal.window, config.appeal.answer_within)
     ):
         return None
-    zone = config.timezone
     announced = config.schedule.administration.closes
-    window_ends = days_after(announced, config.appeal.window, zone)
-    answered_by = days_after(
-        window_ends - timedelta(microseconds=1), config.appeal.answer_within, zone
-    )
+    answered_by = sanggah_answered_by(announced, config.appeal, config.timezone)
     skd = config.schedule.skd
     if answered_by < skd.closes:
         return None

@@ -346,8 +346,7 @@ class ApplicantAftermath:
         return (
             self.continues is not False
             and workflow.info().get_current_history_length() >= CONTINUE_AT_EVENTS
-            and workflow.all_handlers_finished()
-            and not self.reading_round
+            and workflow.all_handlers_finished()  # read_round_again's reading included
         )
 
     def _continues(self) -> bool:

@@ -19,10 +19,10 @@ with workflow.unsafe.imports_passed_through():
         Formasi,
         ReportKind,
         RoundConfig,
-        days_after,
         early_close_refusal,
         extended,
         parse_round_config,
+        sanggah_answered_by,
     )
     from domain.contracts import OfferSend, OfferSends
     from domain.digest import canonical_json
@@ -349,10 +349,9 @@ class RecruitmentRound:
         if workflow.patched(APPEAL_DAYS_END_AT_MIDNIGHT):
             # Each window ends at 24:00 of its last day, and so does each answer time counted
             # from a filing made on that day at the latest (domain/sheet.py, deadlines_by_day).
-            zone = self.config.timezone
-            closes = days_after(workflow.now(), appeal.window, zone)
-            due = days_after(closes - timedelta(microseconds=1), appeal.answer_within, zone)
-            await workflow.sleep(max(closes, due) - workflow.now() + CORRECTION_MARGIN)
+            # (The answer time is above 0, so that is never before the window's close.)
+            due = sanggah_answered_by(workflow.now(), appeal, self.config.timezone)
+            await workflow.sleep(due - workflow.now() + CORRECTION_MARGIN)
         else:
             await workflow.sleep(appeal.window + appeal.answer_within + CORRECTION_MARGIN)
         self._decide(RoundPhase.FINAL_APPEAL, "window closed", "schedule", {})
