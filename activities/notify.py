@@ -246,12 +246,16 @@ async def _deliver_pass(
                     delivered += 1
                 sent.discard(where)  # its mark committed
             waiting = await conn.fetchval(_WAITING, round_id)
-        except asyncpg.InterfaceError as exc:
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
             if not _closed_under_us(conn):
                 raise
             # Lost between two statements, the connection is taken back by the pool and asyncpg
-            # says "released back to the pool" or "the underlying connection is closed": the
-            # database's outage, said as such (runtime/db.py, database_unavailable).
+            # says "released back to the pool" or "the underlying connection is closed"; lost as
+            # a server message was being read (PostgreSQL SIGKILLed), its protocol is left
+            # mid-message and the next statement meets "cannot switch to state ...; another
+            # operation (2) is in progress" (an InternalClientError, found by killing the server
+            # at random points of a pass). Either is the database's outage, said as such
+            # (runtime/db.py, database_unavailable); on a connection still open, a bug, raised.
             raise asyncpg.ConnectionDoesNotExistError(
                 f"the connection to the database was lost during the pass ({exc})"
             ) from exc

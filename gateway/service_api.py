@@ -197,7 +197,12 @@ def _check_may_send(rules: JourneyRules, message: Report) -> None:
 
 
 # What the read model raises when it cannot be reached or used now (its words stay in the log).
-READ_MODEL_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+READ_MODEL_DOWN = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection lost as a message was read (activities/notify.py)
+)
 
 
 async def engine_answer(call, subject: str) -> Any:

@@ -162,7 +162,13 @@ class ReadModelGauges:
                         outbox = await conn.fetchval(
                             "SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
                         )
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # lost as a message was read (activities/notify.py)
+            ) as exc:
                 READ_MODEL_UP.set(0)
                 log.warning("read-model metrics not read", error=f"{type(exc).__name__}: {exc}")
                 return

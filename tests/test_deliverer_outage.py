@@ -191,3 +191,56 @@ def test_a_pass_that_timed_out_is_the_database_gone_silent_however_asyncpg_said_
     assert isinstance(raised.value, DatabaseSilentError) is silent, raised.value
     if not silent:
         assert raised.value is error
+
+
+class _Connection:
+    """A pass's connection whose first statement meets `error`; `closed` is what asyncpg's
+    `is_closed()` then says."""
+
+    def __init__(self, error: BaseException, closed: bool) -> None:
+        self.error, self.closed = error, closed
+
+    async def fetch(self, *_args):
+        raise self.error
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+
+class _PoolOf:
+    """A pool that lends `connection`, as `pool.acquire()` does."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self.connection = connection
+
+    def acquire(self):
+        connection = self.connection
+
+        class _Lent:
+            async def __aenter__(self):
+                return connection
+
+            async def __aexit__(self, *_exc):
+                return None
+
+        return _Lent()
+
+
+# What asyncpg 0.32 raised in a pass whose server was SIGKILLed as a server message was being read
+# (a random-kill run against the embedded PostgreSQL found it; the fresh clone's CI run of
+# 2026-12-07 stopped its deliverer on it, and /readyz then refused connections).
+_MID_MESSAGE = "cannot switch to state 15; another operation (2) is in progress"
+
+
+@pytest.mark.parametrize("closed", [True, False], ids=["connection-lost", "connection-open"])
+def test_a_protocol_left_mid_message_by_a_lost_connection_is_an_outage_and_on_an_open_one_a_bug(
+    closed,
+):
+    from activities.notify import deliver_pass
+
+    error = asyncpg.InternalClientError(_MID_MESSAGE)
+    with pytest.raises(BaseException) as raised:
+        asyncio.run(deliver_pass(_PoolOf(_Connection(error, closed)), transport=None, batch=1))  # type: ignore[arg-type]
+    assert database_unavailable(raised.value) is closed, raised.value
+    if not closed:
+        assert raised.value is error  # a bug of ours or asyncpg's: the deliverer stops on it

@@ -143,7 +143,11 @@ async def test_the_deliverer_rides_out_postgresql_stopped_mid_pass(
             async with ProbeServer(deliverer_probe_app(pool, progress.state), "127.0.0.1", port):
                 deliverer = asyncio.create_task(deliver_until_stopped(run_pass, stop, progress))
                 await _until(transport.killed.is_set, "PostgreSQL killed")
-                await _until(lambda: progress.state() != "no pass finished yet", "outage seen")
+                # The outage itself: the transport's answer for the KILLED_AT-th notification
+                # already made the state "ok", before the pass met the lost connection.
+                await _until(
+                    lambda: progress.state().startswith("database down for "), "outage seen"
+                )
                 during = await asyncio.to_thread(_readyz, port)
                 await asyncio.sleep(2)  # a few tries against the dead server
                 assert not deliverer.done(), deliverer.result()
@@ -191,15 +195,17 @@ async def test_the_deliverer_command_keeps_running_through_a_killed_postgresql(o
         data_dir,
         CASN_DELIVERER_METRICS_PORT=str(port),
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "worker.py"),
-        "deliver-notifications",
-        env=env,
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    said_file = tmp_path / "deliverer.out"  # a file, not a pipe: no buffer to fill, kept on failure
+    with said_file.open("wb") as said_to:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "worker.py"),
+            "deliver-notifications",
+            env=env,
+            cwd=tmp_path,
+            stdout=said_to,
+            stderr=asyncio.subprocess.STDOUT,
+        )
 
     async def insert(applicant_id: str) -> None:
         conn = await asyncpg.connect(info.database_url)
@@ -240,10 +246,18 @@ async def test_the_deliverer_command_keeps_running_through_a_killed_postgresql(o
 
         await _until_async(up_seen, "/readyz ready again")
         running = process.returncode is None
-    finally:
-        if process.returncode is None:
+    except BaseException as failed:
+        # What the deliverer said tells why (it stopped, or never served its port).
+        with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
-    said, _ = await asyncio.wait_for(process.communicate(), 60)
+        await asyncio.wait_for(process.wait(), 60)
+        raise AssertionError(
+            f"{failed!r}; the deliverer (exit {process.returncode}) said:\n"
+            + said_file.read_text(encoding="utf-8", errors="replace")
+        ) from failed
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), 60)
+    said = said_file.read_bytes()
     events = [json.loads(line)["event"] for line in said.decode().splitlines() if line[:1] == "{"]
 
     assert running, said.decode()
