@@ -40,6 +40,7 @@ from activities.notify import FileTransport, deliver_pass  # noqa: E402
 from apps.fleet import open_deliverer_pool  # noqa: E402
 from runtime.db import database_unavailable  # noqa: E402
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack  # noqa: E402
+from runtime.process import run_and_end  # noqa: E402
 from runtime.settings import LogFormat, Settings  # noqa: E402
 
 QUEUED = 30
@@ -143,4 +144,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_end(main)
