@@ -132,6 +132,8 @@ def demo_config(
             "opens": start + timedelta(hours=i),
             "closes": start + timedelta(hours=i + 1),
         }
+    # A demo cannot wait a CPNS's year of probation (its windows are closed early): it has ended.
+    doc["schedule"]["probation_ends"] = start
     doc["appeal"] = {"window": "PT10S", "answer_within": "PT20S"}
     doc["min_registration_days"] = 1  # a registration of an hour, not the rules' 15 days
     doc["offer_answer_within"] = "PT20S"

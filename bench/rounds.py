@@ -89,6 +89,8 @@ def bench_config(
             "opens": start + i * window,
             "closes": start + (i + 1) * window,
         }
+    # A bench round cannot wait a CPNS's year of probation (its windows are closed early): ended.
+    doc["schedule"]["probation_ends"] = start
     doc["appeal"] = {"window": "PT0.2S", "answer_within": "PT5S"}
     doc["min_registration_days"] = 1  # a registration of minutes, not the rules' 15 days
     doc["offer_answer_within"] = "PT5S"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from domain.codes import Terminal
 from domain.errors import RuleViolation
@@ -37,3 +38,22 @@ def withdrawal_sanction(passed: bool, rounds: int) -> int:
 def probation_outcome(latsar_passed: bool, healthy: bool) -> Terminal:
     """Passing Latsar and being healthy makes a CPNS a PNS; otherwise the CPNS is dismissed."""
     return Terminal.PNS if latsar_passed and healthy else Terminal.DISMISSED
+
+
+def probation_ends(tmt: date, zone: str, compressed_end: datetime | None = None) -> datetime:
+    """When the probation of a CPNS appointed with TMT `tmt` ends: one year on, at 00:00 of the
+    TMT's anniversary in the round's zone (`zone`), or of 1 March for a TMT of 29 February
+    (DOMAIN.md 12: one year of probation as CPNS). A compressed round's own end
+    (`Schedule.probation_ends`, `compressed_end`) when it gives one."""
+    if compressed_end is not None:
+        return compressed_end
+    try:
+        anniversary = tmt.replace(year=tmt.year + 1)
+    except ValueError:  # 29 February, and the next year has none
+        anniversary = date(tmt.year + 1, 3, 1)
+    return datetime.combine(anniversary, time(), ZoneInfo(zone))
+
+
+def probation_left(ends: datetime, now: datetime) -> timedelta:
+    """How long a CPNS still serves at `now` (none once `ends` has passed)."""
+    return max(ends - now, timedelta(0))

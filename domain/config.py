@@ -165,6 +165,22 @@ class Schedule(BaseModel, frozen=True):
     filing: Window
     tmt: Day = Field(description="effective start date (TMT) of the SK CPNS; movable by decision")
     latsar: Window
+    # A compressed round's own end of the probation (a demo or test round of seconds cannot wait
+    # a year); load_round_config refuses it in any other round, whose CPNS serve one year from
+    # the TMT (domain.appointment.probation_ends). Left out of the dump when not given, so the
+    # digests of rounds recorded before it stay theirs.
+    probation_ends: Moment | None = Field(
+        default=None,
+        exclude_if=lambda ends: ends is None,
+        description="a compressed round only: when its CPNS's probation ends (else TMT + 1 year)",
+    )
+
+    @field_validator("probation_ends")
+    @classmethod
+    def _aware_end(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+        return moment
 
     @model_validator(mode="after")
     def _in_order(self) -> Schedule:
@@ -1049,17 +1065,19 @@ def thresholds_in_part(config: RoundConfig) -> list[tuple[str, object, str]]:
     return problems
 
 
+def compressed(appeal: AppealRules) -> bool:
+    """Whether a round is a compressed one (a demo or test round of seconds, whose windows the
+    operator closes by command): its sanggah's window or answer time is not whole days."""
+    return any(span.seconds or span.microseconds for span in (appeal.window, appeal.answer_within))
+
+
 def sanggah_after_skd(config: RoundConfig) -> tuple[str, object, str] | None:
     """The round file's SKD window, if it closes before an administration sanggah may still be
     answered, as a ConfigError problem: an applicant made MS by the answer would find SKD over
     and end TH. The result is announced when the administration closes; the sanggah's window and
     answer time count from it as the journeys count them (calendar days in the round's zone). A
-    round whose sanggah is not whole days (a compressed demo or test round of seconds, whose
-    windows the operator closes by command) is not held to it."""
-    if any(
-        span.seconds or span.microseconds
-        for span in (config.appeal.window, config.appeal.answer_within)
-    ):
+    compressed round (`compressed`) is not held to it."""
+    if compressed(config.appeal):
         return None
     announced = config.schedule.administration.closes
     answered_by = sanggah_answered_by(announced, config.appeal, config.timezone)
@@ -1075,11 +1093,34 @@ def sanggah_after_skd(config: RoundConfig) -> tuple[str, object, str] | None:
     )
 
 
+def probation_cut_short(config: RoundConfig) -> tuple[str, object, str] | None:
+    """The round file's `schedule.probation_ends`, given in a round that is not compressed, as a
+    ConfigError problem: a CPNS serves one year of probation from the TMT (DOMAIN.md 12), which
+    no round file shortens."""
+    ends = config.schedule.probation_ends
+    if ends is None or compressed(config.appeal):
+        return None
+    return (
+        "schedule.probation_ends",
+        ends.isoformat(),
+        "a CPNS's probation lasts one year from the TMT: only a compressed round (a sanggah not in "
+        "whole days) may end it sooner; leave it out",
+    )
+
+
 def load_round_config(path: Path | str) -> RoundConfig:
     """Read and validate a round configuration file (TOML): a key it does not know is refused."""
     path = Path(path)
     config = read_config_file(path, RoundConfig, parse_round_config)
-    problems = [p for p in [registration_too_short(config), sanggah_after_skd(config)] if p]
+    problems = [
+        p
+        for p in [
+            registration_too_short(config),
+            sanggah_after_skd(config),
+            probation_cut_short(config),
+        ]
+        if p
+    ]
     problems += interviews_not_panels(config)
     problems += ages_outside_rules(config)
     problems += thresholds_in_part(config)

@@ -251,6 +251,10 @@ class JourneyRules(BaseModel, frozen=True):
     timezone: str = Field(
         default="Asia/Jakarta", max_length=64, exclude_if=lambda zone: zone == "Asia/Jakarta"
     )
+    # A compressed round's own end of the probation (domain.config.Schedule.probation_ends); None
+    # for every other round, whose CPNS serve one year from the TMT. Left out of the dump when
+    # None, so that start inputs recorded before it keep their signatures.
+    probation_ends: datetime | None = Field(default=None, exclude_if=lambda ends: ends is None)
 
 
 class JourneyStart(BaseModel, frozen=True, hide_input_in_errors=True):

@@ -20,6 +20,7 @@ written, in whatever language its author used.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import date, datetime
 from enum import StrEnum
@@ -56,6 +57,7 @@ class NoticeKind(StrEnum):
     REVOKED = "revoked"  # DIS or dismissal after the journey ended (domain/aftermath.py)
     FINAL_APPEAL_ANSWERED = "final_appeal_answered"
     TMT_MOVED = "tmt_moved"
+    LATSAR_PASSED = "latsar_passed"  # judged PNS; appointed once the year of probation ends
 
 
 class EndCause(StrEnum):
@@ -75,6 +77,7 @@ class EndCause(StrEnum):
     OFFER_DECLINED = "offer_declined"
     FILING_INCOMPLETE = "filing_incomplete"
     LATSAR_PASSED = "latsar_passed"
+    PROBATION_SERVED = "probation_served"
     DISMISSED = "dismissed"
     DISQUALIFIED = "disqualified"
     WITHDREW_BARRED = "withdrew_barred"
@@ -166,6 +169,12 @@ def appointed(nip: str, tmt: date) -> Notice:
     return Notice(kind=NoticeKind.APPOINTED, outcome="CPNS", nip=nip, tmt=tmt)
 
 
+def latsar_passed() -> Notice:
+    """Latsar passed and healthy: PNS once the year of probation from the TMT ends (a TMT move
+    moves it, so the notice names no date; the TMT notices do)."""
+    return Notice(kind=NoticeKind.LATSAR_PASSED, outcome="CPNS")
+
+
 def revoked(code: str, reason: str, decree_no: str = "") -> Notice:
     """DIS after the journey ended, or (with its decree) a PNS's dismissal, with the reason."""
     return Notice(kind=NoticeKind.REVOKED, outcome=code, detail=reason, decree_no=decree_no)
@@ -187,6 +196,7 @@ _CAUSES: tuple[tuple[str, EndCause], ...] = (
     ("TL: lost on rank; no optimalisasi seat", EndCause.NOT_PLACED),
     ("TL: declined the optimalisasi offer", EndCause.OFFER_DECLINED),
     ("filing incomplete: ", EndCause.FILING_INCOMPLETE),
+    ("PNS: passed Latsar; probation served to ", EndCause.PROBATION_SERVED),
     ("PNS: passed Latsar", EndCause.LATSAR_PASSED),
     ("dismissed: Latsar or health not passed", EndCause.DISMISSED),
     ("DIS: ", EndCause.DISQUALIFIED),
@@ -336,6 +346,10 @@ _ENDED = {
             "Pemberkasan Anda tidak lengkap (TMS-DRH), kurang: {detail}. Seleksi Anda berakhir."
         ),
         EndCause.LATSAR_PASSED: "Selamat, Anda lulus Latsar dan diangkat menjadi PNS.",
+        EndCause.PROBATION_SERVED: (
+            "Selamat, masa percobaan Anda berakhir pada {detail}; Anda lulus Latsar dan diangkat "
+            "menjadi PNS."
+        ),
         EndCause.DISMISSED: (
             "Anda tidak lulus Latsar atau tidak memenuhi syarat kesehatan, dan diberhentikan "
             "sebagai CPNS."
@@ -390,6 +404,10 @@ _ENDED = {
             "Your filing is incomplete (TMS-DRH), missing: {detail}. Your selection has ended."
         ),
         EndCause.LATSAR_PASSED: "Congratulations: you passed Latsar and are appointed PNS.",
+        EndCause.PROBATION_SERVED: (
+            "Congratulations: your probation ended on {detail}; you passed Latsar and are "
+            "appointed PNS."
+        ),
         EndCause.DISMISSED: (
             "You did not pass Latsar or the health requirement, and are dismissed as CPNS."
         ),
@@ -469,6 +487,16 @@ def render(notice: Notice, language: Language | str = Language.ID) -> str:
         if lang == "id":
             return f"Anda diangkat sebagai CPNS dengan NIP {notice.nip}, TMT {tmt}."
         return f"You are appointed CPNS with NIP {notice.nip}, TMT {tmt}."
+    if k == NoticeKind.LATSAR_PASSED:
+        if lang == "id":
+            return (
+                "Anda lulus Latsar. Anda diangkat menjadi PNS setelah masa percobaan satu tahun "
+                "sejak TMT berakhir."
+            )
+        return (
+            "You passed Latsar. You will be appointed PNS when your year of probation from the "
+            "TMT ends."
+        )
     if k == NoticeKind.REVOKED:
         return _revoked(notice, lang)
     return _ended(notice, lang)
@@ -529,6 +557,9 @@ def _ended(notice: Notice, lang: str) -> str:
     detail = notice.detail
     if cause == EndCause.SKB_GATE_FAILED and lang == "id":
         detail = "; ".join(_gate_id(g) for g in detail.split("; "))
+    elif cause == EndCause.PROBATION_SERVED:
+        with contextlib.suppress(ValueError):  # the recorded ISO day, as the applicant reads days
+            detail = _day(date.fromisoformat(detail), lang)
     template = _ENDED[lang].get(cause)
     if template is None:  # OTHER: the outcome in words, then the reason without its code
         label = _TERMINAL[lang].get(notice.outcome, notice.outcome)

@@ -77,8 +77,13 @@ def compressed_round(
     skb: list[dict] | None = None,
     extra: dict | None = None,
 ) -> RoundConfig:
-    """A round whose windows are seconds long, relative to `t0` (now)."""
+    """A round whose windows are seconds long, relative to `t0` (now). In a compressed round (a
+    sanggah not in whole days) the probation has ended at `t0` (`schedule.probation_ends`): its
+    windows are closed early by command, and a CPNS passing Latsar is PNS at once, as before the
+    probation year. In a round of days it is the rules' year from the TMT, which the time-skipping
+    server skips."""
     t0 = t0 or datetime.now(UTC)
+    in_days = appeal_window % DAY == 0 and answer_within % DAY == 0
 
     def window(name: str) -> dict:
         a, b = seconds[name]
@@ -100,6 +105,7 @@ def compressed_round(
                 for n in ("registration", "administration", "skd", "skb", "filing", "latsar")
             },
             "tmt": "2027-03-01",
+            **({} if in_days else {"probation_ends": t0.isoformat()}),
         },
         "formasi": formasi,
         "skb": {

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import notices
     from domain.administration import appeal_outcome
     from domain.admission import admission_problem
-    from domain.appointment import probation_outcome
+    from domain.appointment import probation_ends, probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import CloseAnswer, NipRequest
     from domain.digest import canonical_digest
@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         NIP_FROM_ROUND_TMT,
         NOTICE_IN_ROUND_ZONE,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
+        PROBATION_YEAR,
         SANCTIONS_IN_JOURNEY,
         SEAT_GIVEN_BACK_AT_FILING,
         SEAT_GIVEN_BACK_BEFORE_RESULT,
@@ -647,12 +648,27 @@ class ApplicantJourney(JourneyInbox):
         assert latsar is not None
         outcome = probation_outcome(latsar.passed, latsar.healthy)
         self._decide(ev.LatsarJudged(result=outcome, report=latsar))
-        self._end(
-            outcome,
-            "PNS: passed Latsar"
-            if outcome == Terminal.PNS
-            else "dismissed: Latsar or health not passed",
-        )
+        if outcome != Terminal.PNS:
+            self._end(outcome, "dismissed: Latsar or health not passed")
+        if not self._patched(PROBATION_YEAR):
+            self._end(outcome, "PNS: passed Latsar")
+        served = await self._serve_probation()
+        self._end(outcome, f"PNS: passed Latsar; probation served to {served}")
+
+    async def _serve_probation(self) -> str:
+        """Wait until the CPNS's year of probation from the TMT ends, following a TMT moved
+        meanwhile (an ending, a withdrawal, still ends the journey); the day it ended, in the
+        round's zone."""
+        rules = self.start.rules
+        if workflow.now() < probation_ends(self.sheet.tmt, rules.timezone, rules.probation_ends):
+            self.outbox.notify("latsar-passed", notices.latsar_passed())
+        while True:
+            tmt = self.sheet.tmt
+            ends = probation_ends(tmt, rules.timezone, rules.probation_ends)
+            if workflow.now() >= ends or not await self._wait(
+                lambda tmt=tmt: self.sheet.tmt != tmt, until=ends
+            ):
+                return local_date(ends, rules.timezone).isoformat()
 
     async def _announcement(self, phase: str) -> Announcement:
         await self._wait(lambda: phase in self.announcements)

@@ -159,6 +159,7 @@ def journey_rules(config: RoundConfig) -> JourneyRules:
         withdrawal_sanction_rounds=config.withdrawal_sanction_rounds,
         identities=config.identities,
         timezone=config.timezone,
+        probation_ends=config.schedule.probation_ends,
     )
 
 

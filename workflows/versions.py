@@ -442,3 +442,11 @@ AFTERMATH_CONTINUES_AS_NEW = "aftermath-continues-as-new"
 # the round allocates (each run); the allocation's decision records it (`fill`), which the
 # auditor's recompute follows. Rounds recorded before it allocate as they did.
 OPTIMALISASI_FILLS_MOST = "optimalisasi-fills-most"
+
+# A CPNS who passed Latsar, healthy, becomes PNS once one year of probation from the TMT is served
+# (DOMAIN.md 12; domain.appointment.probation_ends), not on the day the report arrives: the journey
+# records the judgement (LatsarJudged), waits at the Latsar stage until the year ends (following a
+# TMT moved meanwhile), then ends PNS. A compressed round may end its probation sooner
+# (Schedule.probation_ends). Before it a passing report ended the journey PNS at once. Asked when
+# a report passes; a failing one dismisses at once, as before.
+PROBATION_YEAR = "probation-year"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
 from domain.appointment import (
     format_nip,
+    probation_ends,
+    probation_left,
     probation_outcome,
     tmt_move_problem,
     withdrawal_sanction,
@@ -76,3 +78,32 @@ def test_a_tmt_is_not_moved_before_the_round_s_registration_opened(new_tmt, refu
     assert (problem is not None) == refused
     if refused:
         assert new_tmt.isoformat() in problem and "2026-12-07" in problem
+
+
+WIB = timezone(timedelta(hours=7))
+WIT = timezone(timedelta(hours=9))
+
+
+@pytest.mark.parametrize(
+    ("tmt", "zone", "ends"),
+    [
+        (date(2028, 3, 1), "Asia/Jakarta", datetime(2029, 3, 1, tzinfo=WIB)),
+        (date(2027, 7, 1), "Asia/Jayapura", datetime(2028, 7, 1, tzinfo=WIT)),
+        # No 29 February in 2029: the year ends as 1 March begins.
+        (date(2028, 2, 29), "Asia/Jakarta", datetime(2029, 3, 1, tzinfo=WIB)),
+    ],
+)
+def test_the_probation_ends_a_year_after_the_tmt_at_midnight_in_the_round_s_zone(tmt, zone, ends):
+    got = probation_ends(tmt, zone)
+    assert got == ends and got.utcoffset() == ends.utcoffset()
+
+
+def test_a_compressed_round_s_own_end_of_probation_is_taken_as_given():
+    own = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    assert probation_ends(date(2028, 3, 1), "Asia/Jakarta", own) == own
+
+
+def test_what_is_left_of_the_probation_is_never_negative():
+    ends = datetime(2029, 3, 1, tzinfo=WIB)
+    assert probation_left(ends, ends - timedelta(days=2)) == timedelta(days=2)
+    assert probation_left(ends, ends + timedelta(days=2)) == timedelta(0)

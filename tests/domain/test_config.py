@@ -696,8 +696,19 @@ def test_an_interview_written_as_a_plain_score_is_refused(tmp_path):
             "closes before an administration sanggah may still be answered "
             "(2027-09-16T00:00:00+07:00",
         ),
+        (
+            "tmt = 2028-03-01",
+            "tmt = 2028-03-01\nprobation_ends = 2028-09-01T00:00:00+07:00",
+            "schedule.probation_ends",
+            "a CPNS's probation lasts one year from the TMT",
+        ),
     ],
-    ids=["a formasi for 45-year-olds", "a formasi for 16-year-olds", "SKD over before a sanggah"],
+    ids=[
+        "a formasi for 45-year-olds",
+        "a formasi for 16-year-olds",
+        "SKD over before a sanggah",
+        "a probation cut to six months",
+    ],
 )
 def test_a_round_file_outside_the_rules_is_refused_naming_the_field(
     tmp_path, old, new, field, words
@@ -757,3 +768,22 @@ def test_a_category_whose_minimums_are_given_in_part_is_refused(tmp_path):
     config = load_round_config(path)
     assert config.skd.thresholds[Category.UMUM].twk == 70
     assert config.skd.thresholds[Category.DISABILITAS].tiu == 0
+
+
+def test_a_compressed_round_may_end_its_probation_and_the_example_rounds_leave_it_out(tmp_path):
+    """Only a round whose sanggah is not whole days (a demo or test round of seconds) may say when
+    its probation ends; a round file without it digests as before."""
+    compressed = write_variant(
+        tmp_path,
+        'window = "P3D"',
+        'window = "PT10S"',
+    ).read_text(encoding="utf-8")
+    compressed = compressed.replace('answer_within = "P7D"', 'answer_within = "PT20S"').replace(
+        "tmt = 2028-03-01", "tmt = 2028-03-01\nprobation_ends = 2028-04-01T08:00:00+07:00"
+    )
+    path = tmp_path / "round-compressed.toml"
+    path.write_text(compressed, encoding="utf-8")
+    assert load_round_config(path).schedule.probation_ends == datetime.fromisoformat(
+        "2028-04-01T08:00:00+07:00"
+    )
+    assert "probation_ends" not in load_round_config(EXAMPLE).model_dump(mode="json")["schedule"]

@@ -17,6 +17,7 @@ from domain.notices import (
     appointed,
     ended,
     final_result,
+    latsar_passed,
     render,
     skd_result,
 )
@@ -45,6 +46,7 @@ RECORDED_ENDINGS = [
     (Terminal.NOT_PASSED, "TL: declined the optimalisasi offer", ""),
     (Terminal.FILING_INCOMPLETE, "filing incomplete: DRH, SKCK", "DRH, SKCK"),
     (Terminal.PNS, "PNS: passed Latsar", ""),
+    (Terminal.PNS, "PNS: passed Latsar; probation served to 2029-03-01", "2029"),
     (Terminal.DISMISSED, "dismissed: Latsar or health not passed", ""),
     (Terminal.DISQUALIFIED, "DIS: joki pada SKD", "joki pada SKD"),
     (Terminal.WITHDRAWN, "APS: withdrew; barred from the next 2 rounds", "2"),
@@ -170,6 +172,21 @@ def test_dis_and_pns_are_not_repeated():
     assert render(ended("PNS", "PNS: passed Latsar")) == (
         "Selamat, Anda lulus Latsar dan diangkat menjadi PNS."
     )
+
+
+def test_a_pns_after_the_probation_year_is_told_the_day_it_ended():
+    reason = "PNS: passed Latsar; probation served to 2029-03-01"
+    assert render(ended("PNS", reason)) == (
+        "Selamat, masa percobaan Anda berakhir pada 1 Mar 2029; Anda lulus Latsar dan diangkat "
+        "menjadi PNS."
+    )
+    assert render(ended("PNS", reason), Language.EN) == (
+        "Congratulations: your probation ended on 1 Mar 2029; you passed Latsar and are "
+        "appointed PNS."
+    )
+    # Judged at the report: told that the appointment comes with the year's end, named no date.
+    assert "setelah masa percobaan satu tahun sejak TMT berakhir" in render(latsar_passed())
+    assert latsar_passed().outcome == "CPNS"  # not yet PNS
 
 
 def test_an_unknown_reason_is_kept_without_its_code():

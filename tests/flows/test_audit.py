@@ -145,7 +145,8 @@ SIGNING_KEY = bytes(range(32))
 # v28-panel-after-close (`--panel-after-close`): the round of v21-panels, a conflict the committee
 # recorded after the SKB closed and before the close reached B's journey, taken back at the close
 # (patch panel-change-after-close); its README says how it was made. v29-full: the full round with
-# the round's optimalisasi-fills-most marker (its allocation records `fill`).
+# the round's optimalisasi-fills-most marker (its allocation records `fill`). v30-full: the full
+# round with the probation-year marker in the journey that passed Latsar.
 # All must replay with the current code. (v22-national, a national round with its claims and two
 # instansi rounds, v25-claim-sweep, a claim that released itself and one held by its journey, and
 # v28-claim-looks-again, claims told in forged words that released themselves, hold other kinds of
@@ -181,6 +182,7 @@ RECORDED_SETS = [
     RECORDED / "v27-seat-at-filing",
     RECORDED / "v28-panel-after-close",
     RECORDED / "v29-full",
+    RECORDED / "v30-full",
     RECORDED / "v4-full-markers",
 ]
 
@@ -628,6 +630,7 @@ async def test_a_changed_decision_with_the_same_commands_is_caught_as_drift():
         RECORDED / "v27-seat-at-filing",
         RECORDED / "v28-panel-after-close",
         RECORDED / "v29-full",
+        RECORDED / "v30-full",
     ],
     ids=lambda p: p.name,
 )

@@ -11,7 +11,7 @@ so its seat goes to optimalisasi. Expectations are written from DOMAIN.md, stage
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -255,13 +255,46 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     }
     assert tmt_broadcasts == {"F1", "F2"}
 
-    # --- Latsar: both pass and become PNS -----------------------------------------------------------
+    # --- Latsar: both pass, and serve their year of probation from the TMT ---------------------------
     await kit.advance_to(t0 + 200 * day)
     for name in ("X1", "X3"):
         await report(
             name,
-            LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True),
+            LatsarReport(report_id=f"latsar-{name}", reported_by="lan", passed=True, healthy=True),
         )
+    for name in ("X1", "X3"):
+
+        async def judged(name=name):
+            s = await kit.journey(round_id, ids[name])
+            return s if any(d.outcome == "PNS" for d in s.decisions) else None
+
+        s = await kit.until(judged, f"the Latsar judgement of {name}")
+        # Judged, still a CPNS at Latsar: PNS only once the year from the TMT (2027-07-01) ends.
+        assert (s.stage, s.terminal) == (Stage.LATSAR, None)
+
+    # The TMT moves again during the probation: the year follows it.
+    await kit.advance_to(t0 + 210 * day)
+    later_tmt = date(2027, 8, 1)
+    ack = await kit.api.command(
+        round_id,
+        MoveTmt(
+            report_id="tmt-2", reported_by=OPERATOR, new_tmt=later_tmt, reason="TMT moved again"
+        ),
+    )
+    assert ack.effect == "TMT moved to 2027-08-01"
+    for name in ("X1", "X3"):
+
+        async def moved_again(name=name):
+            s = await kit.journey(round_id, ids[name])
+            return s if s.tmt == later_tmt else None
+
+        await kit.until(moved_again, f"the second TMT move at {name}")
+    wib = timezone(timedelta(hours=7))
+    await kit.advance_to(datetime(2028, 7, 1, 1, 0, tzinfo=wib))  # a year after the old TMT
+    for name in ("X1", "X3"):
+        s = await kit.journey(round_id, ids[name])
+        assert (s.stage, s.terminal) == (Stage.LATSAR, None), (name, s.stage, s.terminal)
+    await kit.advance_to(datetime(2028, 8, 1, 0, 1, tzinfo=wib))  # a year after the TMT
     finals = {}
     for name in names:
         s = await kit.journey_at(round_id, ids[name], Stage.ENDED)
@@ -269,6 +302,11 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         projected = kit.acts.projections[(round_id, ids[name])].state
         assert (projected.stage, projected.terminal, projected.tmt) == (s.stage, s.terminal, s.tmt)
     assert finals == EXPECTED
+    for name in ("X1", "X3"):
+        s = await kit.journey(round_id, ids[name])
+        assert s.terminal_reason == "PNS: passed Latsar; probation served to 2028-08-01"
+        ended = [d for d in s.decisions if d.outcome == "PNS"][-1]
+        assert ended.at >= datetime(2028, 8, 1, tzinfo=wib), ended
     # The journeys at Latsar were told of the filing close too (a signal costs less than asking
     # each one whether it still waits) and went on to PNS regardless.
     closes = [
