@@ -27,7 +27,8 @@ from auditing.history import (
     offers_of,
     replay,
 )
-from domain.codes import AdminDecision, Phase, Stage
+from domain.appointment import PROBATION_SERVED, probation_ends
+from domain.codes import AdminDecision, Phase, Stage, Terminal
 from domain.columnar import (
     CODES,
     ColumnarSkdRanking,
@@ -43,7 +44,9 @@ from domain.messages import (
     Decision,
     FormasiStart,
     GateReport,
+    JourneyRules,
     JourneyStart,
+    JourneyState,
     PanelReview,
     PanelScoreReport,
     RoundStart,
@@ -60,6 +63,7 @@ from domain.optimalisasi import (
     OptimalisasiCandidate,
     Vacancy,
     allocate,
+    local_date,
     offer_room,
     over_quota,
     seats_by_formasi,
@@ -604,6 +608,9 @@ class Recomputation:
     # Seats no rule explains: a formasi whose journeys hold more than its quota, a journey placed
     # by an optimalisasi offer its round never made.
     seats: list[str] = field(default_factory=list)
+    # Journeys ended PNS under the year of probation (patch probation-year) before the year from
+    # their TMT ended, or saying another day than it ended on (`probation_differences`).
+    probation: list[str] = field(default_factory=list)
     allocations: int = 0  # optimalisasi allocations recomputed
     profiles: dict[str, CandidateProfile] = field(default_factory=dict)  # their recorded inputs
 
@@ -614,7 +621,38 @@ class Recomputation:
             + [d for a, r in self.pairs for d in compare(a, r)]
             + self.optimalisasi
             + self.seats
+            + self.probation
         )
+
+
+def probation_differences(applicant_id: str, rules: JourneyRules, state: JourneyState) -> list[str]:
+    """What is wrong with a journey's PNS under the year of probation (its reason begins with
+    PROBATION_SERVED): made before the year from its TMT ended (its ending decision's time against
+    domain.appointment.probation_ends, in the round's zone, or the compressed round's own end),
+    or naming another day than the year ended on. Nothing for any other journey: one ended PNS
+    before the patch was judged by the rule of its day, which replay re-derives."""
+    if state.terminal != Terminal.PNS or not state.terminal_reason.startswith(PROBATION_SERVED):
+        return []
+    if state.tmt is None:
+        return [f"applicant {applicant_id}: PNS after a probation, with no TMT"]
+    ends = probation_ends(state.tmt, rules.timezone, rules.probation_ends)
+    endings = [d for d in state.decisions if d.outcome == Terminal.PNS.value]
+    problems = []
+    if not endings:
+        problems.append(f"applicant {applicant_id}: PNS with no decision that made it")
+    elif endings[-1].at < ends:
+        problems.append(
+            f"applicant {applicant_id}: PNS at {endings[-1].at.isoformat()}, before the year of "
+            f"probation from TMT {state.tmt.isoformat()} ended ({ends.isoformat()})"
+        )
+    said = state.terminal_reason.removeprefix(PROBATION_SERVED)
+    served = local_date(ends, rules.timezone).isoformat()
+    if said != served:
+        problems.append(
+            f"applicant {applicant_id}: PNS says its probation was served to {said}; the year "
+            f"from TMT {state.tmt.isoformat()} ended on {served}"
+        )
+    return problems
 
 
 async def recompute(histories: list[RecordedHistory], converter: DataConverter) -> Recomputation:
@@ -647,6 +685,8 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
             journeys.append(JourneyInputs(start, [m for m in msgs if m.kind != "start"], decisions))
             last = by_run.get(runs[-1].run_id)
             placed[start.round_id].append(last.state if last is not None else None)
+            if last is not None and isinstance(last.state, JourneyState):
+                out.probation += probation_differences(start.applicant_id, start.rules, last.state)
         elif kind == "round":
             made = offers_of(by_run[h.run_id] for h in runs if h.run_id in by_run)
             rounds.append((start, decisions, made))

@@ -40,6 +40,11 @@ def probation_outcome(latsar_passed: bool, healthy: bool) -> Terminal:
     return Terminal.PNS if latsar_passed and healthy else Terminal.DISMISSED
 
 
+# How a journey ended PNS under the year of probation (patch probation-year) begins its reason;
+# the rest is the day the year ended, ISO (the notice and the auditor read it).
+PROBATION_SERVED = "PNS: passed Latsar; probation served to "
+
+
 def probation_ends(tmt: date, zone: str, compressed_end: datetime | None = None) -> datetime:
     """When the probation of a CPNS appointed with TMT `tmt` ends: one year on, at 00:00 of the
     TMT's anniversary in the round's zone (`zone`), or of 1 March for a TMT of 29 February

@@ -28,6 +28,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from domain.administration import DocumentFinding
+from domain.appointment import PROBATION_SERVED
 from domain.local_time import JAKARTA, reading
 
 _MONTHS = {
@@ -196,7 +197,7 @@ _CAUSES: tuple[tuple[str, EndCause], ...] = (
     ("TL: lost on rank; no optimalisasi seat", EndCause.NOT_PLACED),
     ("TL: declined the optimalisasi offer", EndCause.OFFER_DECLINED),
     ("filing incomplete: ", EndCause.FILING_INCOMPLETE),
-    ("PNS: passed Latsar; probation served to ", EndCause.PROBATION_SERVED),
+    (PROBATION_SERVED, EndCause.PROBATION_SERVED),
     ("PNS: passed Latsar", EndCause.LATSAR_PASSED),
     ("dismissed: Latsar or health not passed", EndCause.DISMISSED),
     ("DIS: ", EndCause.DISQUALIFIED),

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import notices
     from domain.administration import appeal_outcome
     from domain.admission import admission_problem
-    from domain.appointment import probation_ends, probation_outcome
+    from domain.appointment import PROBATION_SERVED, probation_ends, probation_outcome
     from domain.codes import AdminDecision, FinalCode, Phase, SkdCode, Stage, Terminal
     from domain.contracts import CloseAnswer, NipRequest
     from domain.digest import canonical_digest
@@ -653,7 +653,7 @@ class ApplicantJourney(JourneyInbox):
         if not self._patched(PROBATION_YEAR):
             self._end(outcome, "PNS: passed Latsar")
         served = await self._serve_probation()
-        self._end(outcome, f"PNS: passed Latsar; probation served to {served}")
+        self._end(outcome, f"{PROBATION_SERVED}{served}")
 
     async def _serve_probation(self) -> str:
         """Wait until the CPNS's year of probation from the TMT ends, following a TMT moved

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from auditing.recompute import probation_differences
 from client.api import RefusedError
 from client.standings import full_result
 from domain.codes import FinalCode, SkdCode, Stage, Terminal
@@ -30,6 +31,7 @@ from domain.messages import (
 )
 from tests.roundkit import OPERATOR, compressed_round, formasi, noon_wib_after, registration
 from workflows.ids import journey_workflow_id
+from workflows.round import journey_rules
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -302,11 +304,27 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         projected = kit.acts.projections[(round_id, ids[name])].state
         assert (projected.stage, projected.terminal, projected.tmt) == (s.stage, s.terminal, s.tmt)
     assert finals == EXPECTED
+    rules = journey_rules(config)
     for name in ("X1", "X3"):
         s = await kit.journey(round_id, ids[name])
         assert s.terminal_reason == "PNS: passed Latsar; probation served to 2028-08-01"
         ended = [d for d in s.decisions if d.outcome == "PNS"][-1]
         assert ended.at >= datetime(2028, 8, 1, tzinfo=wib), ended
+        # The auditor's check (audit.py recompute) finds the year served; a PNS made a day
+        # early, or a reason naming another day, it names.
+        assert probation_differences(ids[name], rules, s) == []
+        early = ended.model_copy(update={"at": ended.at - timedelta(days=1)})
+        forged = s.model_copy(update={"decisions": [*s.decisions[:-1], early]})
+        assert s.decisions[-1] is ended
+        found = probation_differences(ids[name], rules, forged)
+        assert found == [
+            f"applicant {ids[name]}: PNS at {early.at.isoformat()}, before the year of probation "
+            "from TMT 2027-08-01 ended (2028-08-01T00:00:00+07:00)"
+        ]
+        misdated = s.model_copy(
+            update={"terminal_reason": "PNS: passed Latsar; probation served to 2028-07-01"}
+        )
+        assert "ended on 2028-08-01" in " ".join(probation_differences(ids[name], rules, misdated))
     # The journeys at Latsar were told of the filing close too (a signal costs less than asking
     # each one whether it still waits) and went on to PNS regardless.
     closes = [
