@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-from domain.config import RoundConfig, parse_round_config
+from domain.config import RoundConfig, compressed, parse_round_config
 from domain.messages import JourneyStart
 from domain.optimalisasi import local_date
 from domain.registration import Gender, Registration
@@ -83,7 +83,6 @@ def compressed_round(
     probation year. In a round of days it is the rules' year from the TMT, which the time-skipping
     server skips."""
     t0 = t0 or datetime.now(UTC)
-    in_days = appeal_window % DAY == 0 and answer_within % DAY == 0
 
     def window(name: str) -> dict:
         a, b = seconds[name]
@@ -105,7 +104,6 @@ def compressed_round(
                 for n in ("registration", "administration", "skd", "skb", "filing", "latsar")
             },
             "tmt": "2027-03-01",
-            **({} if in_days else {"probation_ends": t0.isoformat()}),
         },
         "formasi": formasi,
         "skb": {
@@ -122,6 +120,10 @@ def compressed_round(
         "identities": TEST_KEYRING.public_keys(),
         **(extra or {}),
     }
+    config = parse_round_config(doc)
+    if not compressed(config.appeal) or config.schedule.probation_ends is not None:
+        return config  # a sanggah in days (`extra` may give one): the rules' year
+    doc["schedule"] = {**doc["schedule"], "probation_ends": t0.isoformat()}
     return parse_round_config(doc)
 
 
