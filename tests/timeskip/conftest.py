@@ -35,6 +35,7 @@ import tomli_w
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -71,6 +72,10 @@ from runtime.connection import data_converter
 from tests.roundkit import OPERATOR, TEST_KEYRING
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.registry import WORKFLOWS
+
+# A deadline for the calls that wait on the workers (a skip of the clock, a query): long enough for
+# a loaded machine, short enough that a stuck worker fails the test.
+RPC_WAIT = timedelta(minutes=2)
 
 
 class MemoryPageStore(PageStore):
@@ -229,10 +234,17 @@ class TimeSkipKit:
         return await self.env.get_current_time()
 
     async def advance_to(self, when: datetime) -> None:
-        """Skip the test server's clock forward to `when` (timers due on the way fire in order)."""
+        """Skip the test server's clock forward to `when` (timers due on the way fire in order).
+        The call returns once every workflow woken on the way is at rest: under a loaded machine
+        that outlasted the client's default deadline ("Timeout expired", once, in a run beside a
+        full suite), so it is given RPC_WAIT."""
         gap = when - await self.now()
         if gap > timedelta(0):
-            await self.env.sleep(gap)
+            request = SleepRequest()
+            request.duration.FromTimedelta(gap)
+            await self.client.test_service.unlock_time_skipping_with_sleep(
+                request, timeout=RPC_WAIT
+            )
 
     async def create_round(self, config: RoundConfig) -> None:
         path = self.tmp / f"{config.round_id}.toml"
@@ -254,7 +266,7 @@ class TimeSkipKit:
 
     async def journey(self, round_id: str, applicant_id: str) -> JourneyState:
         handle = self.client.get_workflow_handle(journey_workflow_id(round_id, applicant_id))
-        return await handle.query("state", result_type=JourneyState)
+        return await handle.query("state", result_type=JourneyState, rpc_timeout=RPC_WAIT)
 
     async def round_state(self, round_id: str) -> RoundState:
         return await self.client.get_workflow_handle(round_workflow_id(round_id)).query(
