@@ -71,7 +71,7 @@ from client.national import (
     funnel_from_document,
     national_funnel,
 )
-from client.outstanding import Outstanding, formasi_checked, outstanding_view
+from client.outstanding import STAYS_CPNS, Outstanding, formasi_checked, outstanding_view
 from client.panels import CODE_PREFIX, PanelSheetRow, candidate_codes, panel_sheet, seated_codes
 from client.publication import Publication, Published, publish_announcement, write_files
 from client.retention import (
@@ -2506,7 +2506,9 @@ def _show_outstanding(ctx: Context, shown: Outstanding) -> None:
             continue
         for i, r in enumerate(f.reports):
             what = f"{r.component} ({r.kind}; missing at the close: {r.ends_as})"
-            if r.kind == "panel":
+            if r.ends_as == STAYS_CPNS:
+                what = f"{r.component} (the close ends nobody: the CPNS stays at Latsar)"
+            elif r.kind == "panel":
                 what = (
                     f"{r.component} (panel of {r.needed} scores at least; missing at the close: "
                     f"{r.ends_as})"
@@ -2544,12 +2546,12 @@ def outstanding_cmd(
     gateway: GatewayUrl = None,
     api_key_file: ApiKeyFile = None,
 ):
-    """What the applicants at the administrative check, SKD and SKB still lack before the window
-    closes: per formasi, each awaited report (the administration and SKD results; each SKB score,
-    gate and panel component) with how many lack it and which, by registration number, and when
-    the window closes. Run it before each close: a report missing then ends the journey TMS, TH or
-    TMS-SKB. With --gateway, read through the HTTP
-    gateway by an operator of the round."""
+    """What the applicants at the administrative check, SKD, SKB and Latsar still lack before the
+    window closes: per formasi, each awaited report (the administration and SKD results; each SKB
+    score, gate and panel component; the Latsar result) with how many lack it and which, by
+    registration number, and when the window closes. Run it before each close: a report missing
+    then ends the journey TMS, TH or TMS-SKB (at Latsar nobody: the CPNS stays CPNS, to chase).
+    With --gateway, read through the HTTP gateway by an operator of the round."""
 
     def arguments() -> None:
         _code(round_id)

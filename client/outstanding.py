@@ -1,10 +1,10 @@
-"""The committee's view of what is still outstanding before the administration, SKD or SKB window
-closes (`starter.py outstanding`): per formasi, each report the journeys still await (the
+"""The committee's view of what is still outstanding before the administration, SKD, SKB or Latsar
+window closes (`starter.py outstanding`): per formasi, each report the journeys still await (the
 administration result; the SKD result; each SKB score, gate and panel component, a panel with fewer
-standing scores than its `min_panellists`), how many applicants lack it and which, by registration
-number.
+standing scores than its `min_panellists`; the Latsar result of each CPNS at Latsar), how many
+applicants lack it and which, by registration number.
 
-Who stands at the administrative check, SKD or SKB comes from the read model (applicants.stage, written when a journey
+Who stands at the administrative check, SKD, SKB or Latsar comes from the read model (applicants.stage, written when a journey
 enters the stage), and a drawn panel's members from panel_seats. What each of them has been sent
 does not: a journey writes the reports it accepts to the read model with its next row, which
 during a window is the row written at the close, too late for this view. So the reports are read
@@ -39,7 +39,14 @@ from workflows.ids import journey_workflow_id
 HISTORY_READS = 8  # journeys' histories read at once
 
 # The windows whose reports the view awaits, and the journey stage each awaits them at.
-WINDOW_STAGES = {"administration": Stage.ADMIN_CHECK, "skd": Stage.SKD, "skb": Stage.SKB}
+WINDOW_STAGES = {
+    "administration": Stage.ADMIN_CHECK,
+    "skd": Stage.SKD,
+    "skb": Stage.SKB,
+    "latsar": Stage.LATSAR,
+}
+# What a missing report's `ends_as` says at Latsar, whose close ends nobody: the CPNS stays CPNS.
+STAYS_CPNS = "CPNS"
 _STAGE_ORDER = {s.value: i for i, s in enumerate(WINDOW_STAGES.values())}
 
 _IN_STAGE_SQL = """
@@ -79,8 +86,8 @@ class MissingReport(BaseModel, frozen=True):
 
     stage: str
     component: str
-    kind: str  # "admin", "skd", "score", "gate" or "panel"
-    ends_as: str  # TMS, TH or TMS-SKB
+    kind: str  # "admin", "skd", "score", "gate", "panel" or "latsar"
+    ends_as: str  # TMS, TH or TMS-SKB; CPNS at Latsar (STAYS_CPNS: the close ends nobody)
     needed: int = 0  # a panel: the scores it needs
     missing: int
     applicants: list[MissingApplicant]
@@ -90,7 +97,7 @@ class FormasiOutstanding(BaseModel, frozen=True):
     """A formasi's applicants at each awaited stage, and every report some of them still lack."""
 
     formasi_code: str
-    at_stage: dict[str, int]  # applicants at the administrative check, at SKD, at SKB
+    at_stage: dict[str, int]  # applicants at the administrative check, SKD, SKB and Latsar
     reports: list[MissingReport]
 
 
@@ -219,7 +226,7 @@ async def outstanding_view(
                         stage=a.stage.value,
                         component=a.component,
                         kind=a.kind,
-                        ends_as=a.ends_as.value,
+                        ends_as=STAYS_CPNS if a.ends_as is None else a.ends_as.value,
                         needed=a.needed,
                         missing=len(who),
                         applicants=who,

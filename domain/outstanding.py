@@ -1,6 +1,7 @@
 """What a journey still awaits before its stage closes: the reports without which the close ends
 it (TMS without an administration result, TH without an SKD result or an SKB CAT score, TMS-SKB
-without another SKB component).
+without another SKB component), and the Latsar result a CPNS still lacks (whose absence ends
+nothing: the committee chases it).
 
 The same rule as the close itself (`domain.sheet.skb_result`): a score or gate component is
 awaited until its report is accepted; a panel component until at least `min_panellists` distinct
@@ -23,13 +24,18 @@ SKD_RESULT = "skd"
 # administration's close ends the journey TMS, naming no document ("no decision before the window
 # closed"), and only a sanggah brings the applicant back.
 ADMIN_RESULT = "admin"
+# The kind of an awaited Latsar result (its component is "latsar" too): the Latsar window's close
+# ends nobody, and a CPNS without it stays CPNS at the Latsar stage, its year of probation served or
+# not, until the training agency reports (README, known limits): the committee chases it.
+LATSAR_RESULT = "latsar"
 
 
 # The stages that await one result: the sheet's field that holds it, its kind (and component),
-# and what the close gives a journey without it.
-_SINGLE_RESULTS = {
+# and what the close gives a journey without it (None: nothing, the journey stays where it is).
+_SINGLE_RESULTS: dict[Stage, tuple[str, str, Terminal | None]] = {
     Stage.ADMIN_CHECK: ("admin_report", ADMIN_RESULT, Terminal.TMS),
     Stage.SKD: ("skd", SKD_RESULT, Terminal.ABSENT),
+    Stage.LATSAR: ("latsar", LATSAR_RESULT, None),
 }
 
 
@@ -39,7 +45,9 @@ class AwaitedReport(BaseModel, frozen=True):
     stage: Stage
     component: str  # the SKB component, or "admin" / "skd" for that result
     kind: str  # "admin", "skd", or the component's kind: "score", "gate", "panel"
-    ends_as: Terminal  # the code the close gives the journey if the report is still missing
+    # The code the close gives the journey if the report is still missing; None at Latsar, whose
+    # close ends nobody (the CPNS stays CPNS).
+    ends_as: Terminal | None
     scored: int = 0  # a panel: the distinct panellists whose scores stand
     needed: int = 0  # a panel: the scores it needs (min_panellists)
 
@@ -47,8 +55,8 @@ class AwaitedReport(BaseModel, frozen=True):
 def awaited_reports(
     sheet: ApplicantSheet, rules: JourneyRules, stage: Stage
 ) -> list[AwaitedReport]:
-    """The reports the journey of `sheet` still awaits at `stage` (the administrative check, SKD
-    or SKB; none at any other stage), in the order of the round's SKB components."""
+    """The reports the journey of `sheet` still awaits at `stage` (the administrative check, SKD,
+    SKB or Latsar; none at any other stage), in the order of the round's SKB components."""
     single = _SINGLE_RESULTS.get(stage)
     if single is not None:
         field, kind, ends_as = single

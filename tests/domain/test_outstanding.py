@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from domain.codes import AdminDecision, Stage, Terminal
-from domain.messages import AdminReport, GateReport, PanelReview, SkbScoreReport
+from domain.messages import AdminReport, GateReport, LatsarReport, PanelReview, SkbScoreReport
 from domain.outstanding import awaited_reports
 from domain.panels import panel_order
 from domain.sheet import admin_result, skb_result, with_report
@@ -125,3 +125,15 @@ def test_the_administrative_check_awaits_its_result_which_the_close_makes_tms_wi
     checked = with_report(waiting, AdminReport(report_id="a", reported_by="bkpsdm-verifikator"))
     assert awaited_reports(checked, RULES, Stage.ADMIN_CHECK) == []
     assert admin_result(checked) == AdminDecision.MS
+
+
+def test_a_cpns_at_latsar_awaits_its_result_whose_absence_ends_nothing():
+    """The Latsar window's close ends nobody: the committee is shown whom to chase, and a CPNS
+    judged (passed, serving the year of probation) awaits nothing more."""
+    cpns = sheet(Stage.LATSAR)
+    [awaited] = awaited_reports(cpns, RULES, Stage.LATSAR)
+    assert (awaited.component, awaited.kind, awaited.ends_as) == ("latsar", "latsar", None)
+    judged = with_report(
+        cpns, LatsarReport(report_id="l", reported_by="lan", passed=True, healthy=True)
+    )
+    assert awaited_reports(judged, RULES, Stage.LATSAR) == []

@@ -126,7 +126,7 @@ async def test_an_applicant_the_verifiers_have_not_reported_is_named_before_the_
         1,
         "TMS",
     )
-    assert [w.name for w in shown.windows] == ["administration", "skd", "skb"]
+    assert [w.name for w in shown.windows] == ["administration", "skd", "skb", "latsar"]
     await api.report(
         round_id, waiting, AdminReport(report_id="adm1", reported_by="bkpsdm-verifikator")
     )
@@ -227,6 +227,7 @@ async def test_outstanding_names_who_lacks_which_report_until_it_arrives(
         "admin_check": 0,
         "skd": 0,
         "skb": 3,
+        "latsar": 0,
     }
 
     # The committee finds a conflict of one of A's panellists: that score is struck, A's panel

@@ -33,7 +33,7 @@ async def test_the_round_s_operator_reads_what_is_outstanding_and_no_one_else_do
     assert r.status_code == 200, r.text
     shown = Outstanding.model_validate(r.json())
     [f1] = shown.formasi
-    assert f1.at_stage == {"admin_check": 0, "skd": 3, "skb": 0}
+    assert f1.at_stage == {"admin_check": 0, "skd": 3, "skb": 0, "latsar": 0}
     assert [(m.component, [x.applicant_id for x in m.applicants]) for m in f1.reports] == [
         ("skd", [c])
     ]
