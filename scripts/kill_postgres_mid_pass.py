@@ -32,7 +32,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -41,18 +40,10 @@ from apps.fleet import open_deliverer_pool  # noqa: E402
 from runtime.db import database_unavailable  # noqa: E402
 from runtime.embedded import ensure_stack, isolated_settings, stop_stack  # noqa: E402
 from runtime.process import run_and_end  # noqa: E402
-from runtime.settings import LogFormat, Settings  # noqa: E402
+from runtime.settings import LogFormat  # noqa: E402
+from tests.roundkit import sigkill_postgres  # noqa: E402
 
 QUEUED = 30
-
-
-def _sigkill_postgres(settings: Settings) -> None:
-    pid_file = settings.data_dir.resolve() / "postgres" / "postmaster.pid"
-    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-    processes = [postmaster, *postmaster.children(recursive=True)]
-    for p in processes:
-        p.kill()
-    psutil.wait_procs(processes, timeout=10)
 
 
 class _Unhurried(FileTransport):
@@ -100,7 +91,7 @@ async def run(kills: int, rng: random.Random, work: Path) -> tuple[Counter, dict
 
                 task = asyncio.create_task(passes())
                 await asyncio.sleep(rng.random() * 0.4)
-                await asyncio.to_thread(_sigkill_postgres, settings)
+                await asyncio.to_thread(sigkill_postgres, settings.data_dir)
                 for error in await task:
                     outage = database_unavailable(error)
                     met[type(error).__name__, outage] += 1

@@ -408,3 +408,17 @@ def keep_histories(directory: Path, histories, payload_key: bytes) -> None:
     for h in histories:
         name = f"{h.workflow_id.replace('/', '__')}__{h.run_id}.json"
         (directory / name).write_text(h.history.to_json())
+
+
+def sigkill_postgres(data_dir: Path) -> None:
+    """SIGKILL the embedded PostgreSQL under `data_dir` (its postmaster and every backend at once,
+    by the pids it recorded): the machine lost, for the outage tests and
+    scripts/kill_postgres_mid_pass.py."""
+    import psutil
+
+    pid_file = data_dir.resolve() / "postgres" / "postmaster.pid"
+    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+    processes = [postmaster, *postmaster.children(recursive=True)]
+    for p in processes:
+        p.kill()
+    psutil.wait_procs(processes, timeout=10)

@@ -37,7 +37,7 @@ from runtime.embedded import _stop_postgres, ensure_stack, isolated_settings, st
 from runtime.keys import load_or_create_keys
 from runtime.probes import ProbeServer, deliverer_probe_app
 from runtime.settings import LogFormat, Settings
-from tests.roundkit import command_env
+from tests.roundkit import command_env, sigkill_postgres
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,12 +60,7 @@ async def own_stack(server_dir):
 
 def _sigkill_postgres(settings: Settings) -> None:
     """SIGKILL the postmaster and every backend at once, by pid: the machine lost."""
-    pid_file = settings.data_dir.resolve() / "postgres" / "postmaster.pid"
-    postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
-    procs = [postmaster, *postmaster.children(recursive=True)]
-    for p in procs:
-        p.kill()
-    psutil.wait_procs(procs, timeout=10)
+    sigkill_postgres(settings.data_dir)
 
 
 def _shut_postgres_down(settings: Settings) -> None:
