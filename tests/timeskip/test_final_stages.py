@@ -1,5 +1,6 @@
 """From SKB to PNS on a round scheduled in days: the final appeal wait, the optimalisasi offer
-deadline, filing, the NIP, a TMT move reaching journeys at Latsar, and the Latsar result.
+deadline, filing, the NIP, a TMT move reaching journeys at Latsar, the Latsar result, and the
+year of probation from the TMT (moved again during it) before PNS, or a DIS during it.
 
 Schedule (days after t0): registration 0-15, administration 15-18, SKD 21-35, SKB 36-50,
 filing 60-75, Latsar 75-440; final appeal window 3 days, answers within 1 day; an optimalisasi
@@ -21,6 +22,7 @@ from client.standings import full_result
 from domain.codes import FinalCode, SkdCode, Stage, Terminal
 from domain.messages import (
     AdminReport,
+    Disqualification,
     FilingReport,
     GateReport,
     LatsarReport,
@@ -39,7 +41,8 @@ DAY = 86400  # seconds
 SKD = {"X1": (120, 140, 190), "X2": (110, 130, 185), "X3": (100, 120, 180)}  # twk, tiu, tkp
 SKB = {"X1": (450, 90), "X2": (400, 80), "X3": (380, 80)}  # cat /500, praktik /100
 # X1 wins F1's seat; X2 is offered F2's empty seat first, never answers (declined after 2 days);
-# X3 is offered it next and accepts (P/L-2). Both appointed go through Latsar to PNS.
+# X3 is offered it next and accepts (P/L-2). Both appointed pass Latsar and serve the year of
+# probation from the TMT (moved twice): X1 to PNS; X3 is disqualified during it (finals below).
 EXPECTED = {"X1": ("PNS", "P/L", "F1"), "X2": ("TL", "TL", None), "X3": ("PNS", "P/L-2", "F2")}
 
 
@@ -296,6 +299,13 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
     for name in ("X1", "X3"):
         s = await kit.journey(round_id, ids[name])
         assert (s.stage, s.terminal) == (Stage.LATSAR, None), (name, s.stage, s.terminal)
+    # A DIS during the probation (cheating found after the NIP) ends X3's wait at once.
+    dis = await report(
+        "X3", Disqualification(report_id="dis-X3", reported_by=OPERATOR, reason="joki terbukti")
+    )
+    assert (dis.effect, dis.stage) == ("disqualified", Stage.LATSAR)
+    x3 = await kit.journey_at(round_id, ids["X3"], Stage.ENDED)
+    assert (x3.terminal, x3.terminal_reason) == (Terminal.DISQUALIFIED, "DIS: joki terbukti")
     await kit.advance_to(datetime(2028, 8, 1, 0, 1, tzinfo=wib))  # a year after the TMT
     finals = {}
     for name in names:
@@ -303,9 +313,9 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
         finals[name] = (s.terminal.value, s.final_code.value, s.placed_formasi)
         projected = kit.acts.projections[(round_id, ids[name])].state
         assert (projected.stage, projected.terminal, projected.tmt) == (s.stage, s.terminal, s.tmt)
-    assert finals == EXPECTED
+    assert finals == {**EXPECTED, "X3": ("DIS", "P/L-2", "F2")}
     rules = journey_rules(config)
-    for name in ("X1", "X3"):
+    for name in ("X1",):
         s = await kit.journey(round_id, ids[name])
         assert s.terminal_reason == "PNS: passed Latsar; probation served to 2028-08-01"
         ended = [d for d in s.decisions if d.outcome == "PNS"][-1]
