@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from client.api import RecruitmentApi, UnknownError
 from domain.aftermath import AftermathState
-from domain.appointment import withdrawal_sanction
+from domain.appointment import PROBATION_SERVED, withdrawal_sanction
 from domain.codes import WINDOWS, AdminDecision, FinalCode, RoundPhase, Stage, Terminal
 from domain.config import RoundConfig, days_after
 from domain.local_time import JAKARTA, LocalReading, reading, zone_note
@@ -211,6 +211,7 @@ _REASONS: dict[str, str] = {
     ),
     "filing incomplete: ": "Pemberkasan tidak lengkap (TMS-DRH): {}",
     "PNS: passed Latsar": "Lulus Latsar; diangkat menjadi PNS.",
+    PROBATION_SERVED: "Masa percobaan satu tahun sejak TMT selesai pada {}; diangkat menjadi PNS.",
     "dismissed: Latsar or health not passed": (
         "Tidak lulus Latsar atau tidak memenuhi syarat kesehatan; diberhentikan."
     ),
@@ -733,7 +734,8 @@ def _explain(d: Decision) -> tuple[str, list[DecisionDetail]]:
         return f"Diangkat sebagai CPNS dengan TMT {i.get('tmt')}.", []
     if stage == Stage.LATSAR:
         if outcome == Terminal.PNS:
-            return "Lulus Latsar; diangkat menjadi PNS.", []
+            # The judgement: PNS at once before patch probation-year, since at the year's end.
+            return "Lulus Latsar dan memenuhi syarat kesehatan untuk diangkat menjadi PNS.", []
         return "Tidak lulus Latsar atau tidak memenuhi syarat kesehatan; diberhentikan.", []
     return reason_text(str(i.get("reason", outcome))), []
 

@@ -332,9 +332,32 @@ def test_every_ending_the_journey_writes_reads_in_indonesian():
         "SKB gate failed: health TMS",
         "filing incomplete: DRH",
         "APS: withdrew; barred from the next 2 rounds",
+        "PNS: passed Latsar; probation served to 2029-03-01",
     ):
         assert reason_text(reason) != reason
     assert reason_text("APS: withdrew; barred from the next 2 rounds").count("2 seleksi") == 1
+    assert reason_text("PNS: passed Latsar; probation served to 2029-03-01") == (
+        "Masa percobaan satu tahun sejak TMT selesai pada 2029-03-01; diangkat menjadi PNS."
+    )
+
+
+def test_a_passing_latsar_judgement_does_not_say_pns_already_and_the_year_s_end_does():
+    """Under the year of probation the judgement comes first and the appointment at the year's
+    end: the trail reads the judgement as meeting the conditions, then the appointment."""
+    judged = decision_view(
+        decided(900, Stage.LATSAR, "PNS", "lan", report_id="l", passed=True, healthy=True)
+    )
+    assert judged.reason == "Lulus Latsar dan memenuhi syarat kesehatan untuk diangkat menjadi PNS."
+    served = decision_view(
+        decided(
+            1000,
+            Stage.LATSAR,
+            "PNS",
+            "system",
+            reason="PNS: passed Latsar; probation served to 2029-03-01",
+        )
+    )
+    assert served.reason.startswith("Masa percobaan satu tahun sejak TMT selesai pada 2029-03-01")
 
 
 def test_a_dis_after_pns_shows_as_the_standing_with_its_reason_and_in_the_trail():
