@@ -9,7 +9,7 @@ in `domain/messages.py`, an entry in `REPORT_RULES` below and a line in `domain/
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from fractions import Fraction
@@ -329,15 +329,23 @@ def _refuse_final_answer(
         if problem is not None:
             break
         component = rules.skb.component(name)
-        if component is None or component.kind != ComponentKind.SCORE:
+        if component is None or component.kind == ComponentKind.GATE:
             problem = f"corrected_scores: {name!r} is not a scored SKB component of this round"
-        elif name not in sheet.skb_scores:
+        elif not _has_score(sheet, component):
             problem = f"corrected_scores: no {name} score was recorded to correct"
         else:
             problem = _score_problem(component, score)
             if problem is not None:
                 problem = f"corrected_scores.{name}: {problem}"
     return problem
+
+
+def _has_score(sheet: ApplicantSheet, component: SkbComponent) -> bool:
+    """Whether the sheet holds a score of `component` to correct: a scored component's report, or
+    a panel whose standing scores make its mean (at least `min_panellists`)."""
+    if component.kind == ComponentKind.SCORE:
+        return component.name in sheet.skb_scores
+    return len(sheet.panel.get(component.name, {})) >= component.min_panellists
 
 
 def _refuse_appeal(
@@ -832,8 +840,12 @@ class SkbResult:
     reason: str = ""
 
 
-def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
-    """Compose SKB from the accepted reports, apply the gates and integrate the final score."""
+def skb_result(
+    sheet: ApplicantSheet, rules: JourneyRules, panels_corrected: Mapping[str, float] | None = None
+) -> SkbResult:
+    """Compose SKB from the accepted reports, apply the gates and integrate the final score; a
+    panel named in `panels_corrected` (an accepted final sanggah, `corrected`) takes that score
+    for its mean."""
     if "cat" not in sheet.skb_scores:
         return SkbResult(None, reason="TH: no SKB CAT score when the SKB window closed")
     scores: dict[str, Fraction | float] = {}
@@ -845,6 +857,8 @@ def skb_result(sheet: ApplicantSheet, rules: JourneyRules) -> SkbResult:
                 scores[c.name] = sheet.skb_scores[c.name].score
             else:
                 missing.append(c.name)
+        elif c.kind == ComponentKind.PANEL and panels_corrected and c.name in panels_corrected:
+            scores[c.name] = Fraction(str(panels_corrected[c.name]))
         elif c.kind == ComponentKind.PANEL:
             panel = list(sheet.panel.get(c.name, {}).values())
             try:
@@ -974,7 +988,9 @@ def corrected(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantShee
     """The sheet with the scores an accepted final sanggah corrected, and its SKB composed again.
 
     The corrected score replaces the recorded one (the answer's record keeps both: the decision
-    records the old and the new). The entry is None when the correction fails a gate or a floor.
+    records the old and the new). A panel's corrected score replaces the panel's mean; each
+    panellist's score stays as recorded, for audit. The entry is None when the correction fails a
+    gate or a floor.
     """
     answer = sheet.final_appeal_answer
     assert answer is not None and answer.accepted and answer.corrected_scores
@@ -983,7 +999,12 @@ def corrected(sheet: ApplicantSheet, rules: JourneyRules) -> tuple[ApplicantShee
         for name, report in sheet.skb_scores.items()
     }
     fixed = sheet.but(skb_scores=scores)
-    result = skb_result(fixed, rules)
+    panels = {
+        c.name: answer.corrected_scores[c.name]
+        for c in rules.skb.components
+        if c.kind == ComponentKind.PANEL and c.name in answer.corrected_scores
+    }
+    result = skb_result(fixed, rules, panels)
     return (
         fixed.but(final_entry=result.entry, skb_score=result.skb_score or fixed.skb_score),
         result,

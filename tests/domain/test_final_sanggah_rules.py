@@ -17,6 +17,7 @@ from domain.sheet import (
     skb_result,
     with_report,
 )
+from tests.domain.test_panels import RULES as PANEL_RULES
 from tests.domain.test_sheet import CAT, RSUD, RULES, T0, VERIFIER, sheet, skd
 
 WINDOW = RULES.appeal.window
@@ -166,3 +167,60 @@ def test_the_notices_of_the_answer_and_of_a_tmt_move_read_as_written():
         "TMT SK CPNS Anda berubah menjadi 1 Okt 2027 berdasarkan keputusan pemerintah. "
         "NIP Anda tetap 199805172027071001."
     )
+
+
+# --- a panel's score corrected by the answer (an interview scored wrongly) ----------------------
+
+
+def _panel_filed(*panel_scores: float):
+    """An applicant of the panel round (tests/domain/test_panels.py) who completed SKB with the
+    panellists' `panel_scores`, filed a final sanggah at T0 + 1 s, and awaits the answer."""
+    from tests.domain.test_outstanding import ORDER, _folded, _health, _skb_score
+    from tests.domain.test_panels import _score
+
+    s = _folded(
+        _skb_score("cat", 400),
+        _skb_score("praktik", 80),
+        *(_score(p, v) for p, v in zip(ORDER, panel_scores, strict=False)),
+        _health(),
+    )
+    entry = skb_result(s, PANEL_RULES).entry
+    s = s.but(
+        stage=Stage.FINAL_APPEAL,
+        final_entry=entry,
+        final_announced_at=T0,
+        final_sanggah_open=True,
+    )
+    s = with_report(s, _filing())
+    return s.but(received_at={**s.received_at, "f": T0 + timedelta(seconds=1)})
+
+
+def test_a_panel_s_mean_corrected_by_the_answer_replaces_it_and_keeps_each_panellist_s_score():
+    s = _panel_filed(70, 75)  # the panel's mean: 72.5
+    answer = _answer(corrected_scores={"wawancara": 90})
+    assert refusal(s, answer, PANEL_RULES, T0 + timedelta(seconds=2)) is None
+    fixed, result = corrected(with_report(s, answer), PANEL_RULES)
+    assert result.entry is not None and s.final_entry is not None
+    assert result.entry.final_score > s.final_entry.final_score
+    # Each panellist's score stays as recorded; only the mean the composition takes is the answer's.
+    assert {p: r.score for p, r in fixed.panel["wawancara"].items()} == {
+        p: r.score for p, r in s.panel["wawancara"].items()
+    }
+    # The same composition as a panel whose mean was 90 from the start.
+    assert result.skb_score == skb_result(_panel_filed(90, 90), PANEL_RULES).skb_score
+
+
+@pytest.mark.parametrize(
+    ("panel_scores", "correction", "reason"),
+    [
+        ((70,), {"wawancara": 90}, "corrected_scores: no wawancara score was recorded to correct"),
+        ((70, 75), {"wawancara": 101}, "corrected_scores.wawancara:"),
+    ],
+    ids=["a panel of one (no mean)", "above the panel's maximum"],
+)
+def test_a_panel_correction_needs_a_mean_to_correct_and_a_score_on_its_scale(
+    panel_scores, correction, reason
+):
+    s = _panel_filed(*panel_scores)
+    problem = refusal(s, _answer(corrected_scores=correction), PANEL_RULES, T0)
+    assert problem is not None and reason in problem, problem
