@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
@@ -52,6 +51,7 @@ from gateway.problems import (
     validation_errors,
     without_niks,
 )
+from runtime.db import DATABASE_ERRORS
 from runtime.logs import get_logger
 from runtime.metrics import record_batch
 
@@ -197,12 +197,7 @@ def _check_may_send(rules: JourneyRules, message: Report) -> None:
 
 
 # What the read model raises when it cannot be reached or used now (its words stay in the log).
-READ_MODEL_DOWN = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # a connection lost as a message was read (activities/notify.py)
-)
+READ_MODEL_DOWN = DATABASE_ERRORS
 
 
 async def engine_answer(call, subject: str) -> Any:

@@ -172,6 +172,18 @@ _UNAVAILABLE = (
 )
 
 
+# What a read of the database raises when it cannot be made or used now, for a caller that answers
+# "not available" rather than decide whether it is an outage (the gateway's 503, the read-model
+# gauges): the connection's errors, the server's, and asyncpg's protocol left mid-message by a
+# connection lost as a message was read (activities/notify.py, found by killing the server).
+DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 class DatabaseSilentError(TimeoutError):
     """The database did not answer a statement or a connection within a caller's bound: its server
     stopped or cut off without a reset, or a lock held elsewhere. An outage to wait out, as one

@@ -32,6 +32,7 @@ import asyncpg
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from domain.codes import Stage
+from runtime.db import DATABASE_ERRORS
 from runtime.logs import get_logger
 from runtime.telemetry import installed
 
@@ -162,13 +163,7 @@ class ReadModelGauges:
                         outbox = await conn.fetchval(
                             "SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
                         )
-            except (
-                OSError,
-                TimeoutError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,  # lost as a message was read (activities/notify.py)
-            ) as exc:
+            except (TimeoutError, *DATABASE_ERRORS) as exc:
                 READ_MODEL_UP.set(0)
                 log.warning("read-model metrics not read", error=f"{type(exc).__name__}: {exc}")
                 return
