@@ -2444,8 +2444,8 @@ def panel_sheet_cmd(
 async def outstanding(
     ctx: Context, round_id: str, formasi: str | None = None, as_json: bool = False
 ) -> Outstanding:
-    """Print what the journeys at the administrative check, SKD and SKB still await before their
-    window closes, per formasi and report, with the applicants lacking each
+    """Print what the journeys at the administrative check, SKD, SKB and Latsar still await before
+    their window closes, per formasi and report, with the applicants lacking each
     (client/outstanding.py), as a table or one JSON document. Through the gateway, the gateway reads the same."""
     if isinstance(ctx.api, GatewayReports):
         shown = await ctx.api.outstanding(round_id, formasi)

@@ -249,7 +249,7 @@ class GatewayReports:
             ) from None
 
     async def outstanding(self, round_id: str, formasi: str | None = None) -> Outstanding:
-        """The reports the round's journeys at the administrative check, SKD and SKB still await
+        """The reports the round's journeys at the administrative check, SKD, SKB and Latsar await
         (the gateway's `GET .../outstanding`, for the round's operators), as client/outstanding.py reads them.
         UnknownError: no such round; RefusedError: no such formasi in it."""
         path = f"/api/v1/rounds/{quote(round_id, safe='')}/outstanding"

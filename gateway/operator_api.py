@@ -400,7 +400,7 @@ async def get_survey(
 
 @router.get(
     "/rounds/{round_id}/outstanding",
-    summary="The reports the journeys at administration, SKD and SKB still await, for operators",
+    summary="The reports the journeys at administration, SKD, SKB and Latsar await, for operators",
     responses=RESPONSES,
 )
 async def get_outstanding(
@@ -411,8 +411,8 @@ async def get_outstanding(
     gw: Gateway = Depends(gateway),
 ) -> Outstanding:
     """What `starter.py outstanding` shows: per formasi, each report the applicants at the
-    administrative check, SKD and SKB still lack (the administration and SKD results, each SKB
-    score, gate and panel component), how many lack it and
+    administrative check, SKD, SKB and Latsar still lack (the administration and SKD results, each
+    SKB score, gate and panel component, the Latsar result), how many lack it and
     which by registration number, and when each window closes. 404 for no such round or formasi.
     Stages are read from the read model, reports from each such journey's history
     (client/outstanding.py): one history read per applicant at the stage, so OUTSTANDING_PER_MINUTE
