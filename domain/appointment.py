@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from domain.codes import Terminal
@@ -57,8 +57,3 @@ def probation_ends(tmt: date, zone: str, compressed_end: datetime | None = None)
     except ValueError:  # 29 February, and the next year has none
         anniversary = date(tmt.year + 1, 3, 1)
     return datetime.combine(anniversary, time(), ZoneInfo(zone))
-
-
-def probation_left(ends: datetime, now: datetime) -> timedelta:
-    """How long a CPNS still serves at `now` (none once `ends` has passed)."""
-    return max(ends - now, timedelta(0))

@@ -9,7 +9,6 @@ import pytest
 from domain.appointment import (
     format_nip,
     probation_ends,
-    probation_left,
     probation_outcome,
     tmt_move_problem,
     withdrawal_sanction,
@@ -101,9 +100,3 @@ def test_the_probation_ends_a_year_after_the_tmt_at_midnight_in_the_round_s_zone
 def test_a_compressed_round_s_own_end_of_probation_is_taken_as_given():
     own = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
     assert probation_ends(date(2028, 3, 1), "Asia/Jakarta", own) == own
-
-
-def test_what_is_left_of_the_probation_is_never_negative():
-    ends = datetime(2029, 3, 1, tzinfo=WIB)
-    assert probation_left(ends, ends - timedelta(days=2)) == timedelta(days=2)
-    assert probation_left(ends, ends + timedelta(days=2)) == timedelta(0)
