@@ -660,15 +660,18 @@ class ApplicantJourney(JourneyInbox):
         meanwhile (an ending, a withdrawal, still ends the journey); the day it ended, in the
         round's zone."""
         rules = self.start.rules
-        if workflow.now() < probation_ends(self.sheet.tmt, rules.timezone, rules.probation_ends):
-            self.outbox.notify("latsar-passed", notices.latsar_passed())
+        told = False
         while True:
             tmt = self.sheet.tmt
             ends = probation_ends(tmt, rules.timezone, rules.probation_ends)
-            if workflow.now() >= ends or not await self._wait(
-                lambda tmt=tmt: self.sheet.tmt != tmt, until=ends
-            ):
-                return local_date(ends, rules.timezone).isoformat()
+            if workflow.now() >= ends:
+                break
+            if not told:
+                self.outbox.notify("latsar-passed", notices.latsar_passed())
+                told = True
+            if not await self._wait(lambda tmt=tmt: self.sheet.tmt != tmt, until=ends):
+                break
+        return local_date(ends, rules.timezone).isoformat()
 
     async def _announcement(self, phase: str) -> Announcement:
         await self._wait(lambda: phase in self.announcements)
