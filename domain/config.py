@@ -127,6 +127,13 @@ class InstansiKind(StrEnum):
     DAERAH = "daerah"
 
 
+def _with_offset(moment: datetime) -> datetime:
+    """`moment`, which a round file must give with its offset (a naive one is refused)."""
+    if moment.tzinfo is None:
+        raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+    return moment
+
+
 class Window(BaseModel, frozen=True):
     """A period during which something may happen; `closes` is exclusive, at most MAX_WINDOW on."""
 
@@ -137,9 +144,7 @@ class Window(BaseModel, frozen=True):
     @classmethod
     def _aware(cls, moment: datetime) -> datetime:
         # Checked per field so the error names which end is naive and its value.
-        if moment.tzinfo is None:
-            raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
-        return moment
+        return _with_offset(moment)
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
@@ -178,9 +183,7 @@ class Schedule(BaseModel, frozen=True):
     @field_validator("probation_ends")
     @classmethod
     def _aware_end(cls, moment: datetime | None) -> datetime | None:
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
-        return moment
+        return None if moment is None else _with_offset(moment)
 
     @model_validator(mode="after")
     def _in_order(self) -> Schedule:
