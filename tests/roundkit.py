@@ -33,6 +33,16 @@ REPORTERS = {
 
 DAY = 86400  # seconds
 # The schedule of the time-skipping tests: windows as national rounds run them, in days from t0.
+# Registration open now (for five minutes); the later windows far enough away that only the
+# committee closes them.
+OPEN_NOW = {
+    "registration": (-60, 300),
+    "administration": (300, 900),
+    "skd": (900, 1200),
+    "skb": (1200, 1500),
+    "filing": (1500, 1800),
+    "latsar": (1800, 2100),
+}
 SCHEDULE_IN_DAYS = {
     "registration": (0, 15 * DAY),
     "administration": (15 * DAY, 18 * DAY),

@@ -39,8 +39,8 @@ from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow
 from runtime.connection import data_converter
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
-from tests.flows.test_sanctions import OPEN_NOW, _person, _round, _until
-from tests.roundkit import OPERATOR, TEST_KEYRING
+from tests.flows.test_sanctions import _person, _round, _until
+from tests.roundkit import OPEN_NOW, OPERATOR, TEST_KEYRING
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

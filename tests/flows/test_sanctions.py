@@ -38,18 +38,15 @@ from gateway.portal import indonesian
 from runtime.connection import data_converter
 from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
+from tests.roundkit import (
+    OPEN_NOW,
+    OPERATOR,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id
-
-# Registration open now; the later windows far enough away that only the committee closes them.
-OPEN_NOW = {
-    "registration": (-60, 300),
-    "administration": (300, 900),
-    "skd": (900, 1200),
-    "skb": (1200, 1500),
-    "filing": (1500, 1800),
-    "latsar": (1800, 2100),
-}
 
 
 def _person(birth: date):

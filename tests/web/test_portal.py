@@ -38,6 +38,7 @@ from gateway.portal import Portal, indonesian
 from runtime.settings import Settings
 from tests.flows.test_round_end_to_end import _state, _wait_phase, _wait_stage
 from tests.roundkit import (
+    OPEN_NOW,
     OPERATOR,
     TEST_KEYRING,
     BrokenQuery,
@@ -94,27 +95,17 @@ async def operator_api(client, keys, running_worker):
     return RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
 
 
-PORTAL_SCHEDULE = {
-    "registration": (-60, 300),
-    "administration": (300, 900),
-    "skd": (900, 1200),
-    "skb": (1200, 1500),
-    "filing": (1500, 1800),
-    "latsar": (1800, 2100),
-}
-
-
 async def open_round(
     api: RecruitmentApi, tmp_path, prefix: str, seconds: dict | None = None, **kwargs
 ) -> str:
     """A round whose registration is open for five minutes, with formasi F1 (S1 Teknik
     Informatika, quota 1) and F2 (the same, for putra/putri Papua); its windows `seconds` from
-    now (PORTAL_SCHEDULE by default)."""
+    now (roundkit's OPEN_NOW by default)."""
     round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
     config = compressed_round(
         round_id,
         [formasi("F1", 1), formasi("F2", 1, category="putra_putri_papua")],
-        seconds or PORTAL_SCHEDULE,
+        seconds or OPEN_NOW,
         **kwargs,
     )
     path = tmp_path / f"{round_id}.toml"
