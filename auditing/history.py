@@ -70,6 +70,9 @@ class Message:
     content: Any  # the decoded pydantic model (or plain data when the name is unknown)
     update_id: str = ""
     identity: str = ""
+    # For an update: when the workflow task that took it started, the workflow's `now` when its
+    # validator judged it (the accepted event is written when that task completes, later).
+    judged_at: datetime | None = None
 
     @property
     def reporter(self) -> str:
@@ -209,10 +212,13 @@ async def messages(history: WorkflowHistory, converter: DataConverter) -> list[M
     """
     out: list[Message] = []
     wtype = workflow_type_of(history)
+    task_started: datetime | None = None
     for event in history.events:
         at = event.event_time.ToDatetime(tzinfo=UTC)
         where = f"event {event.event_id} of {history.workflow_id} (run {history.run_id})"
-        if event.HasField("workflow_execution_started_event_attributes"):
+        if event.HasField("workflow_task_started_event_attributes"):
+            task_started = at
+        elif event.HasField("workflow_execution_started_event_attributes"):
             attrs = event.workflow_execution_started_event_attributes
             content = await _decode(converter, attrs.input, START_TYPES.get(wtype), where)
             out.append(Message(at, "start", wtype, content, identity=attrs.identity))
@@ -228,6 +234,7 @@ async def messages(history: WorkflowHistory, converter: DataConverter) -> list[M
                     content,
                     update_id=request.meta.update_id,
                     identity=request.meta.identity,
+                    judged_at=task_started,
                 )
             )
         elif event.HasField("workflow_execution_signaled_event_attributes"):

@@ -34,7 +34,7 @@ from domain.messages import (
 )
 from domain.panels import report_audiences
 from domain.sheet import sender_refusal
-from domain.signing import problem_for_every, signer_of, verify
+from domain.signing import problem_for_every, signer_of, validity_problem, verify
 from workflows.ids import aftermath_of, journey_workflow_id, round_workflow_id
 from workflows.round import journey_rules
 
@@ -194,6 +194,7 @@ async def check_provenance(
             )
         if not timeline.initial:
             continue
+        answered: set[str] = set()  # report ids taken before in this run: repeats
         for m in msgs:
             if m.kind == "start" and isinstance(m.content, JourneyStart):
                 # Every start, signed or not: a start without a signature is one no registrar
@@ -219,6 +220,12 @@ async def check_provenance(
                 problem = sender_refusal(m.content, keys.rules) or problem_for_every(
                     partial(timeline.verify, m.content, m.at), audiences
                 )
+                # Taken within its validity, as the validator checked it (a repeat is answered
+                # whatever its validity). Whether one was required is not checked: histories
+                # from before `valid_until` hold commands that carry none.
+                if not problem and m.content.report_id not in answered:
+                    problem = validity_problem(m.content, m.judged_at or m.at, required=False)
+                answered.add(m.content.report_id)
             else:
                 continue
             if problem:

@@ -13,13 +13,14 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.errordetails.v1 import (
@@ -104,6 +105,7 @@ AFTERMATH_ATTEMPTS = 30  # an aftermath reads the journey's end before it takes 
 # registration by the window (registration_refusals): nearer the window's ends the round judges
 # it, on the server's clock, when it admits the journey.
 CLOCK_MARGIN = timedelta(minutes=5)
+M = TypeVar("M", bound=BaseModel)
 EARLIER_ANSWER_TIMEOUT = timedelta(seconds=15)  # asking whether a report was answered before
 _AFTER_END_UPDATE = {u.input: u for u in AFTERMATH_REPORTS.values()}
 
@@ -225,11 +227,18 @@ class RecruitmentApi:
     # pollers of the workers included): at an overload the refused updates were retried with
     # back-off and piled up further (issue 17 item 6). Past this many, an update waits here.
     max_updates_in_flight: int = 400
+    # The clock a signed message's `valid_until` runs from: None, the keyring's (this machine's).
+    # A time-skipping test server's clock runs ahead of this machine's; its tests give its own.
+    clock: Callable[[], Awaitable[datetime]] | None = None
     _updates_in_flight: asyncio.Semaphore | None = field(default=None, init=False, repr=False)
     _rules: dict[str, JourneyRules] = field(default_factory=dict, init=False, repr=False)
     # round id -> the check of this client's keys against the round's (check_round_keys)
     _key_checks: dict[str, asyncio.Future] = field(default_factory=dict, init=False, repr=False)
     _national: NationalRegister | None = field(default=None, init=False, repr=False)
+
+    async def _sign(self, message: M, audience: str) -> M:
+        """`message` signed for `audience` by the keyring, its validity running from `clock`."""
+        return self.keyring.sign(message, audience, await self.clock() if self.clock else None)
 
     @property
     def national(self) -> NationalRegister:
@@ -442,7 +451,7 @@ class RecruitmentApi:
             submitted_by=submitted_by,
         )
         workflow_id = journey_workflow_id(config.round_id, applicant_id)
-        start = self.keyring.sign(start, workflow_id)  # by registered_by, in a round with keys
+        start = await self._sign(start, workflow_id)  # by registered_by, in a round with keys
         # The journey's start, the same whether it is confirmed or plain.
         options: dict[str, Any] = {
             "id": workflow_id,
@@ -634,7 +643,7 @@ class RecruitmentApi:
             return await self._update(
                 handle,
                 update,
-                self.keyring.sign(message, journey_workflow_id(round_id, applicant_id)),
+                await self._sign(message, journey_workflow_id(round_id, applicant_id)),
                 journey=True,
                 subject=f"report {message.report_id} for applicant {applicant_id} in round {round_id}",
                 tell_reason=tell_reason,
@@ -664,7 +673,7 @@ class RecruitmentApi:
         """The answer the engine gave this very report before, or None (never sent, refused
         by a validator, still in flight, or the workflow is not there: `report` says which)."""
         journey = journey_workflow_id(round_id, applicant_id)
-        update = update_id(self.keyring.sign(message, journey), self.pseudonym_key)
+        update = update_id(await self._sign(message, journey), self.pseudonym_key)
         targets = [journey]
         if isinstance(message, Disqualification | Dismissal):
             targets.append(aftermath_workflow_id(round_id, applicant_id))
@@ -719,7 +728,7 @@ class RecruitmentApi:
                     " a dismissal is of an appointed PNS after the journey ended (during "
                     "probation the Latsar report decides)"
                 )
-        signed = self.keyring.sign(message, journey_workflow_id(round_id, applicant_id))
+        signed = await self._sign(message, journey_workflow_id(round_id, applicant_id))
         update = _AFTER_END_UPDATE[type(message)]
         for attempt in range(1, AFTERMATH_ATTEMPTS + 1):
             start = WithStartWorkflowOperation(
@@ -882,15 +891,15 @@ class RecruitmentApi:
             return await self._update(
                 handle,
                 update,
-                self.keyring.sign(message, round_workflow_id(round_id)),
+                await self._sign(message, round_workflow_id(round_id)),
                 journey=False,
                 subject=f"command {message.report_id} to round {round_id}",
             )
 
 
 def update_id(message: Report, key: bytes) -> str:
-    """The id a report's update travels under: a keyed digest of its content (the report_id, the
-    fields and the signature).
+    """The id a report's update travels under: a keyed digest of its content (the report_id and
+    the fields; not the signature or its validity, so a report signed again is the same update).
 
     The same report sent again (this client's retry after a time-out, a service sending twice) is
     the same update, which the server answers with its first outcome: no second pair of events in

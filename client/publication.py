@@ -338,6 +338,10 @@ class SignedDraft(BaseModel, frozen=True):
     # the gateway records the publication in the round's history; without it (a client from
     # before), the publication is stored unrecorded, and `audit.py verify-announcements` says so.
     anchor_signature: str = Field(default="", max_length=2000)
+    # Until when the record's signature may be acted on (its `valid_until`, which the signature
+    # covers): a record signed by a client from before it carries none, and a round with keys
+    # refuses it as it refuses every operator command without one.
+    anchor_valid_until: AwareDatetime | None = None
 
     @classmethod
     def of(cls, signed: Publication, anchor: RecordPublication | None = None) -> SignedDraft:
@@ -351,6 +355,7 @@ class SignedDraft(BaseModel, frozen=True):
             body_sha256=signed.body_sha256(),
             signature=signed.signature,
             anchor_signature=anchor.signature if anchor is not None else "",
+            anchor_valid_until=anchor.valid_until if anchor is not None else None,
         )
 
 
@@ -516,8 +521,10 @@ def check_records(
 
 
 def _signed_record(p: Publication, signed: SignedDraft) -> RecordPublication:
-    """The record of `p` with the signature the operator sent beside the draft."""
-    return anchor_of(p).model_copy(update={"signature": signed.anchor_signature})
+    """The record of `p` with the signature (and its validity) the operator sent beside the draft."""
+    return anchor_of(p).model_copy(
+        update={"signature": signed.anchor_signature, "valid_until": signed.anchor_valid_until}
+    )
 
 
 async def _publisher(

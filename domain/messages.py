@@ -37,6 +37,7 @@ from domain.pages import MAX_PAGE_ITEMS, PageRef
 from domain.panels import ConflictKind
 from domain.ranking import FinalEntry
 from domain.registration import Registration
+from domain.signing import validity_problem
 from domain.skd import SkdKey
 
 Id = Field(min_length=1, max_length=100)
@@ -65,14 +66,39 @@ class Report(BaseModel, frozen=True):
     report_id: str = Id
     reported_by: str = Id
     signature: str = Field(default="", max_length=1000)
+    # Until when the signature may be acted on (domain/signing.py validity_problem): a signed
+    # message someone kept, refused or never sent, is no order once this has passed. Signed with
+    # the rest; left out of the message when unset, so messages signed before it verify as
+    # they were signed.
+    valid_until: datetime | None = Field(default=None, exclude_if=lambda at: at is None)
+
+    @field_validator("valid_until")
+    @classmethod
+    def _valid_until_aware(cls, moment: datetime | None) -> datetime | None:
+        if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+            raise ValueError(
+                "needs a time zone offset, e.g. 2027-08-24T23:59:59+07:00: a moment without one "
+                "is a different instant in WIB, WITA and WIT"
+            )
+        return moment
 
     def record(self) -> dict:
-        """The message as a decision records its input: its content, without the signature (the
-        signed message itself stays in the history's update event)."""
-        return self.model_dump(mode="json", exclude={"signature"})
+        """The message as a decision records its input: its content, without the signature and
+        its validity (the signed message itself stays in the history's update event)."""
+        return self.model_dump(mode="json", exclude={"signature", "valid_until"})
 
     def content_digest(self) -> str:
-        """SHA-256 of the message's content: the same key with another digest is a conflict."""
+        """SHA-256 of what the message says: the same key with another digest is a conflict.
+
+        Its signature and validity are how it travels, not what it says: the same report signed
+        again with a later `valid_until` (a report file sent again the next day) is a repeat,
+        answered with its first outcome, not a conflict."""
+        return canonical_digest(self.record())
+
+    def legacy_digest(self) -> str:
+        """The digest as it was before `valid_until`: over the content and the signature. A
+        round or aftermath that continued as new carries its ledger's digests, some made so
+        (workflows/ledger.py accepts either)."""
         return canonical_digest(self)
 
 
@@ -680,6 +706,37 @@ class RecordPublication(Report, frozen=True):
     stage: str = Field(min_length=1, max_length=20)
     body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     prev_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+# What a person sends by acting now: an operator's command (the round's, a DIS, a dismissal, a
+# withdrawal, a panel's review, a conflict the committee finds), what the portal sends for an
+# applicant (a sanggah, an offer's answer, a withdrawal), and a conflict a panellist declares
+# (it strikes a score). In a round with keys each must carry `valid_until`, so that a signed
+# order kept by anyone who saw it (refused, or never sent) cannot be played later. A service's
+# result report may carry one too, and is then held to it.
+TIME_BOUND: tuple[type[Report], ...] = (
+    ConflictDeclaration,
+    AppealFiling,
+    OfferAnswer,
+    Withdrawal,
+    Disqualification,
+    Dismissal,
+    PanelReview,
+    ExtendWindow,
+    CloseWindow,
+    MoveTmt,
+    ChangeKeys,
+    RecordPublication,
+)
+
+
+def validity_refusal(message: Report, identities: dict[str, str], now: datetime) -> str | None:
+    """Why `message` may not be acted on at `now` for its `valid_until` (None when it may): held
+    to it when it carries one; in a round with keys, refused without one if it is TIME_BOUND.
+    Checked in the validators after the repeat check: a repeat is answered whatever its
+    validity, since answering it changes nothing."""
+    required = bool(identities) and isinstance(message, TIME_BOUND)
+    return validity_problem(message, now, required=required)
 
 
 ZERO_SHA256 = "0" * 64  # the link before a round's first publication

@@ -15,8 +15,9 @@ value, base64url of the 32 raw bytes) under `identities`; a journey or the round
 signature against the key of the message's `reported_by` before anything is recorded, and the
 signed message stays in the history, so an auditor can check it offline years later.
 
-Pure computation (no I/O, no clock): the same code checks inside a workflow, in a test, and in
-the auditor's offline `verify`. JOSE handling is joserfc's, the curve arithmetic cryptography's.
+Pure computation (no I/O, no clock but the `Keyring`'s, which only clients use): the same code
+checks inside a workflow, in a test, and in the auditor's offline `verify`. A signed message may
+say until when it may be acted on (`valid_until`, signed with the rest; `validity_problem`). JOSE handling is joserfc's, the curve arithmetic cryptography's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -120,6 +122,46 @@ def signature_problem(message: BaseModel, identities: dict[str, str], audience: 
     return verify(message, identities, audience) if identities else None
 
 
+# The longest a signature may be acted on: a message whose `valid_until` is further from the
+# receiver's clock than this is refused (a key's holder cannot hand out an order for a month).
+# Long enough for a message signed on one machine and sent from another the same day, and for
+# a sender's clock some hours off.
+LONGEST_VALIDITY = timedelta(days=1)
+# What a client gives the messages it signs: an operator's command, retried after a time-out or
+# an outage, is still good for this long; sent again later, it is signed again.
+CLIENT_VALIDITY = timedelta(hours=1)
+
+
+def validity_problem(message: BaseModel, now: datetime, *, required: bool) -> str | None:
+    """Why a signed message may not be acted on at `now` (the receiving workflow's time), or
+    None. A `valid_until` that has passed, or that lies more than LONGEST_VALIDITY ahead, is
+    refused; a message without one only when `required` (messages whose kind TIME_BOUND names,
+    in a round with keys)."""
+    until = getattr(message, "valid_until", None)
+    if until is None:
+        if required:
+            return (
+                f"valid_until is missing: a signed {type(message).__name__} says until when it "
+                f"may be acted on, at most {_hours(LONGEST_VALIDITY)} after it is signed"
+            )
+        return None
+    if until < now:
+        return (
+            f"valid_until {until.isoformat()} has passed (it is now {now.isoformat()}): sign "
+            "the message again to send it"
+        )
+    if until > now + LONGEST_VALIDITY:
+        return (
+            f"valid_until {until.isoformat()} is more than {_hours(LONGEST_VALIDITY)} after now "
+            f"({now.isoformat()}): check the sender's clock"
+        )
+    return None
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
+
+
 def problem_for_every(check: Callable[[str], str | None], audiences: Iterable[str]) -> str | None:
     """None as soon as a signature holds for one of `audiences` (`check` gives why it does not
     for one), tried in order, each only when those before failed; else why it failed for the
@@ -195,21 +237,45 @@ class Signer:
 
 
 class Keyring:
-    """The signers a client holds (a service holds one; the demo and the tests hold several)."""
+    """The signers a client holds (a service holds one; the demo and the tests hold several).
 
-    def __init__(self, signers: list[Signer] | None = None) -> None:
+    A message that can carry `valid_until` and has none gets `now() + validity` before it is
+    signed (None: left as it is). `now` is the client's clock: a client never runs in a
+    workflow."""
+
+    def __init__(
+        self,
+        signers: list[Signer] | None = None,
+        *,
+        validity: timedelta | None = CLIENT_VALIDITY,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.signers = {s.identity: s for s in signers or []}
+        self.validity = validity
+        self.now = now
 
-    def sign(self, message: M, audience: str) -> M:
-        """Sign for `audience` with the key of the message's `reported_by`, if this keyring holds it."""
+    def sign(self, message: M, audience: str, now: datetime | None = None) -> M:
+        """Sign for `audience` with the key of the message's `reported_by`, if this keyring holds
+        it; a message already signed is sent as it was signed. `now`: the moment its validity
+        runs from, when the caller knows the receiver's clock better than `self.now`."""
         if getattr(message, SIGNATURE_FIELD, ""):
             return message
         signer = self.signers.get(signer_of(message))
-        return signer.sign(message, audience) if signer else message
+        if signer is None:
+            return message
+        if self.validity is not None and _unbounded(message):
+            start = now or self.now()
+            message = message.model_copy(update={"valid_until": start + self.validity})
+        return signer.sign(message, audience)
 
     def public_keys(self) -> dict[str, str]:
         """identity -> public key, for a round's `identities`."""
         return {i: s.public for i, s in self.signers.items()}
+
+
+def _unbounded(message: BaseModel) -> bool:
+    """True for a message that can carry `valid_until` and carries none."""
+    return "valid_until" in type(message).model_fields and message.valid_until is None  # type: ignore[attr-defined]
 
 
 def _prime_exception_types() -> None:

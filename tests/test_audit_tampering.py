@@ -173,6 +173,40 @@ async def test_a_round_command_from_an_identity_not_an_operator_is_named():
     )
 
 
+# --- until when a command holds ----------------------------------------------------------------
+
+
+async def _move_tmt_resigned(until: Callable[[Message], datetime]):
+    """v20-full with its TMT move signed again by the round's operator, `valid_until` set from the
+    recorded move (as an insider with the operator's key and the payload key could write it)."""
+    histories, converter = load_histories(SIGNED), converter_of(SIGNED)
+    round_history = next(h for h in histories if h.kind == "round")
+    [move] = [
+        m
+        for m in await messages(round_history.history, converter)
+        if m.kind == "update" and m.name == "move_tmt"
+    ]
+    resigned = signed_by("panitia-test", round_history.workflow_id, valid_until=until(move))
+    assert await rewrite_updates(round_history, converter, "move_tmt", MoveTmt, resigned) == 1
+    return move, await check_provenance(histories, converter)
+
+
+async def test_a_command_taken_after_its_valid_until_is_named():
+    move, check = await _move_tmt_resigned(lambda m: m.judged_at - timedelta(seconds=1))
+
+    assert len(check.problems) == 1, check.problems
+    assert "move_tmt" in check.problems[0] and "has passed" in check.problems[0]
+
+
+async def test_a_command_taken_within_its_valid_until_holds():
+    """Judged by the time of the workflow task that took it, not the accepted event's (written
+    when the task completed, later): a command valid until that task began holds."""
+    move, check = await _move_tmt_resigned(lambda m: m.judged_at)
+
+    assert move.judged_at is not None and move.judged_at < move.at
+    assert check.problems == []
+
+
 # --- key changes ------------------------------------------------------------------------------
 
 

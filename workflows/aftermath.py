@@ -60,7 +60,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.codes import Stage
     from domain.contracts import JourneyProjection, Notification
-    from domain.messages import Ack, Decision, JourneyState, RoundView, RoundViewRequest
+    from domain.messages import (
+        Ack,
+        Decision,
+        JourneyState,
+        RoundView,
+        RoundViewRequest,
+        validity_refusal,
+    )
     from domain.notices import Language, render
     from domain.protocol import (
         AFTERMATH_REPORTS,
@@ -206,7 +213,9 @@ class ApplicantAftermath:
             self.ledger.refuse(report, problem)
         if self.ledger.is_repeat(report):
             return
-        problem = revocation_refusal(report, self.journey, self.revocations, self.view.rules)
+        problem = validity_refusal(
+            report, self.view.rules.identities, workflow.now()
+        ) or revocation_refusal(report, self.journey, self.revocations, self.view.rules)
         if problem:
             self.ledger.refuse(report, problem)
 

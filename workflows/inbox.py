@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         RegistrationOutcome,
         Report,
         SkdEntryReply,
+        validity_refusal,
     )
     from domain.optimalisasi import CandidateProfile
     from domain.panels import report_audiences
@@ -204,7 +205,9 @@ class JourneyInbox:
             self.ledger.refuse(report, problem)
         if self.ledger.is_repeat(report):
             return
-        problem = refusal(self.sheet, report, self.rules, workflow.now())
+        problem = validity_refusal(report, self.rules.identities, workflow.now()) or refusal(
+            self.sheet, report, self.rules, workflow.now()
+        )
         if problem:
             self.ledger.refuse(report, problem)
 

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         SeatVacated,
         record_refusal,
         recorded_publications,
+        validity_refusal,
     )
     from domain.optimalisasi import (
         OFFER_UNANSWERED,
@@ -1546,7 +1547,12 @@ class RecruitmentRound:
         problem = signature_problem(command, self.identities, workflow.info().workflow_id)
         if problem:
             self._refuse(command, problem)
-        return self.ledger.is_repeat(command)
+        if self.ledger.is_repeat(command):
+            return True
+        problem = validity_refusal(command, self.identities, workflow.now())
+        if problem:
+            self._refuse(command, problem)
+        return False
 
     async def _accept(self, command: Report, apply, effect: str) -> Ack:
         """Take an operator command into the record (a repeat gets its first answer), then, for

@@ -219,7 +219,15 @@ class TimeSkipKit:
         self.activities = activities
         self.client = env.client
         self.acts = acts
-        self.api = RecruitmentApi(env.client, task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+        # Signed messages' validity runs from the test server's clock, which skips ahead of
+        # this machine's.
+        self.api = RecruitmentApi(
+            env.client,
+            task_queue,
+            keys.pseudonym_key,
+            keyring=TEST_KEYRING,
+            clock=env.get_current_time,
+        )
         self.task_queue = task_queue
         self.tmp = tmp
 

@@ -239,11 +239,15 @@ async def test_an_old_key_change_copied_to_a_journey_admitted_later_changes_noth
     await kit.advance_to(t0 + timedelta(hours=4))
 
     by_lost_key = Keyring([lost]).sign(
-        AdminReport(report_id="adm-1", reported_by=VERIFIER), journey_workflow_id(round_id, later)
+        AdminReport(report_id="adm-1", reported_by=VERIFIER),
+        journey_workflow_id(round_id, later),
+        await kit.now(),
     )
     with pytest.raises(RefusedError, match="does not verify"):
         await kit.api.report(round_id, later, by_lost_key)
     by_new_key = Keyring([replaced]).sign(
-        AdminReport(report_id="adm-2", reported_by=VERIFIER), journey_workflow_id(round_id, later)
+        AdminReport(report_id="adm-2", reported_by=VERIFIER),
+        journey_workflow_id(round_id, later),
+        await kit.now(),
     )
     assert (await kit.api.report(round_id, later, by_new_key)).report_id == "adm-2"

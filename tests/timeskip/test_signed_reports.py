@@ -87,6 +87,7 @@ async def test_a_signed_report_with_changed_content_is_refused(kit):
     genuine = TEST_KEYRING.sign(
         SkdReport(report_id="skd-1", reported_by="cat-bkn", twk=60, tiu=70, tkp=150),
         journey_workflow_id(round_id, applicant),
+        await kit.now(),
     )
     raised = genuine.model_copy(update={"twk": 150, "tiu": 175, "tkp": 225})
 
@@ -129,7 +130,9 @@ async def test_a_signed_report_copied_to_another_applicant_is_refused(kit):
     for applicant in (first, second):
         await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
     signed_for_first = TEST_KEYRING.sign(
-        AdminReport(report_id="adm-1", reported_by=VERIFIER), journey_workflow_id(round_id, first)
+        AdminReport(report_id="adm-1", reported_by=VERIFIER),
+        journey_workflow_id(round_id, first),
+        await kit.now(),
     )
 
     with pytest.raises(RefusedError, match=f"for {round_id}/applicant/{second}"):

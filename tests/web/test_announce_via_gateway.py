@@ -28,7 +28,7 @@ from client.publication import (
 from domain.codes import Stage
 from domain.messages import AdminReport, CloseWindow, RoundState
 from domain.protocol import ROUND_STATE
-from domain.signing import Signer, verify
+from domain.signing import Keyring, Signer, verify
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
 from tests.web.conftest import api_key, auth, serving
@@ -186,8 +186,13 @@ async def test_the_gateway_stores_only_what_the_operator_signed_and_would_publis
     # same signature sent again with the record's signature (as after a record that failed to
     # reach the round): on record now.
     assert await _on_record(client, round_id) == {}
-    record = operator.sign(anchor_of(published), round_workflow_id(round_id))
-    with_record = {**good, "anchor_signature": record.signature}
+    record = Keyring([operator]).sign(anchor_of(published), round_workflow_id(round_id))
+    assert record.valid_until is not None
+    with_record = {
+        **good,
+        "anchor_signature": record.signature,
+        "anchor_valid_until": record.valid_until.isoformat(),
+    }
     again = await http.post(base, json=with_record, headers=auth(OPERATOR))
     assert again.status_code == 200 and again.json()["stored"] is False, again.text
     assert await _on_record(client, round_id) == {1: published.body_sha256()}

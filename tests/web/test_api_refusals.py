@@ -82,7 +82,11 @@ async def test_a_message_its_sender_may_not_send_in_the_round_is_403_and_reaches
             f"/api/v1/rounds/{round_id}/reports",
             json={
                 "items": [
-                    {"applicant_id": applicant, "kind": "admin", "message": admin.model_dump()}
+                    {
+                        "applicant_id": applicant,
+                        "kind": "admin",
+                        "message": admin.model_dump(mode="json"),
+                    }
                 ]
             },
             headers=auth(OUTSIDER),
