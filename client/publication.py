@@ -62,7 +62,7 @@ from domain.messages import (
     RoundState,
     recorded_publications,
 )
-from domain.signing import Signer, verify
+from domain.signing import Keyring, Signer, verify
 from runtime.logs import get_logger
 from runtime.sealed import ColumnCipher
 from workflows.ids import round_workflow_id
@@ -456,7 +456,8 @@ async def record_publications(
         p = await load_publication(conn, round_id, seq)
         if p is None:
             continue
-        record = signer.sign(
+        # Through a keyring: a command to the round says until when it holds (valid_until).
+        record = Keyring([signer]).sign(
             anchor_of(p).model_copy(update={"reported_by": signer.identity}),
             round_workflow_id(round_id),
         )

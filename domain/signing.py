@@ -148,7 +148,7 @@ def validity_problem(message: BaseModel, now: datetime, *, required: bool) -> st
     if until < now:
         return (
             f"valid_until {until.isoformat()} has passed (it is now {now.isoformat()}): sign "
-            "the message again to send it"
+            "the message again to send it, on a machine whose clock is right"
         )
     if until > now + LONGEST_VALIDITY:
         return (

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 
 import client.api as api_module
 from client.api import RecruitmentApi, update_id
+from domain.administration import DocumentFinding
 from domain.messages import Ack, AdminReport
 
 
@@ -47,6 +48,9 @@ def _api() -> RecruitmentApi:
     return RecruitmentApi(None, "queue", b"k" * 32)  # type: ignore[arg-type]
 
 
+FINDING = DocumentFinding(document="ijazah", reason="tidak terbaca")
+
+
 def _report(report_id: str) -> AdminReport:
     return AdminReport(report_id=report_id, reported_by="bkpsdm-verifikator")
 
@@ -61,7 +65,12 @@ async def test_a_timed_out_update_is_sent_again_until_acknowledged_under_one_upd
     assert update.ids == [update_id(_report("r-1"), key)] * 3
     same = _report("r-1").model_copy(update={"findings": []}, deep=True)
     assert update_id(same, key) == update.ids[0]  # the same content, the same id
-    other = AdminReport(report_id="r-1", reported_by="bkpsdm-verifikator", signature="x")
+    # Signed again, with a later validity: the same report, the same update.
+    resigned = _report("r-1").model_copy(
+        update={"signature": "x", "valid_until": datetime(2027, 1, 1, tzinfo=UTC)}
+    )
+    assert update_id(resigned, key) == update.ids[0]
+    other = AdminReport(report_id="r-1", reported_by="bkpsdm-verifikator", findings=[FINDING])
     assert update_id(other, key) != update.ids[0]  # other content: another update (a conflict)
     # In clear on the server: nothing of the report_id, and unguessable without the key.
     nik_id = AdminReport(report_id="adm-3273011705980001", reported_by="bkpsdm-verifikator")
