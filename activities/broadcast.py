@@ -19,9 +19,16 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.contracts import BroadcastRequest, BroadcastResult, CloseAnswer, JourneyProjection
-from domain.messages import CloseReply
+from domain.messages import Announcement, CloseReply
 from domain.pages import REPLIES
-from domain.protocol import ANNOUNCE, BROADCAST, CLOSE_STAGE, close_update_id, listing_digest
+from domain.protocol import (
+    ANNOUNCE,
+    ANNOUNCE_UPDATE,
+    BROADCAST,
+    CLOSE_STAGE,
+    close_update_id,
+    listing_digest,
+)
 
 if TYPE_CHECKING:
     from activities.pages import PageStore
@@ -250,7 +257,7 @@ class Broadcaster:
                         replies[workflow_id] = reply
                     else:
                         held.append(await self.gate.wait(task_queue))
-                        await ANNOUNCE.send(handle, req.announcement)
+                        await _announce(handle, req.announcement)
                     progress.done.add(position)
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
@@ -383,6 +390,29 @@ class Broadcaster:
                 activity.logger.info("close_stage lost, sending it again: %s", exc.message)
                 await asyncio.sleep(0.2 * attempt)
         return None
+
+
+async def _announce(handle: WorkflowHandle, announcement: Announcement) -> None:
+    """Tell one journey `announcement` by signal; by the update ANNOUNCE_UPDATE when its run
+    takes no more signals (INVALID_ARGUMENT: its 10,000 spent, by anyone who reaches Temporal,
+    which would otherwise fail this page for ever and hold the formasi's announcement). One update
+    id per announcement: a retried page's second one is answered from the journey's record."""
+    try:
+        await ANNOUNCE.send(handle, announcement)
+        return
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        reason = exc.message
+    activity.logger.warning(
+        "%s takes no more signals (%s): %s sent as an update",
+        handle.id,
+        reason,
+        announcement.announcement_id,
+    )
+    await ANNOUNCE_UPDATE.execute(
+        handle, announcement, id=f"{ANNOUNCE_UPDATE.name}-{announcement.announcement_id}"
+    )
 
 
 async def _heartbeat(progress: PageProgress) -> None:

@@ -85,13 +85,15 @@ def fleet_activities(client: Client, settings: Settings, pool: asyncpg.Pool) -> 
     )
     rounds = RoundReader(client, RoundBoards(pool, cipher))
     claims = ClaimReader(client)
+    offers = OfferSender(client)
     return [
         readmodel.project_journey,
         readmodel.issue_nip,
         broadcaster.broadcast,
         rounds.read_round,
         rounds.publish_round_board,
-        OfferSender(client).send_offers,
+        offers.send_offers,
+        offers.send_by_update,
         SanctionChecker(pool).check_sanctions,
         claims.check_claim,
         claims.release_claim,

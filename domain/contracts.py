@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -97,6 +98,16 @@ class OffersSent(BaseModel, frozen=True):
     """Which offers could not be delivered: their journey has ended (or never ran)."""
 
     not_delivered: list[str] = []  # offer ids
+
+
+class SignalByUpdate(BaseModel, frozen=True):
+    """A signal a workflow could not send because the receiving run takes no more signals
+    (another sender spent them): the same message, for the update that takes it instead
+    (domain.protocol.BY_UPDATE), sent by an activity, since a workflow cannot send an update."""
+
+    workflow_id: str = Field(min_length=1, max_length=300)
+    signal: str = Field(min_length=1, max_length=100)
+    message: dict[str, Any]  # the sealed message, as its JSON
 
 
 class BroadcastRequest(BaseModel, frozen=True):

@@ -32,6 +32,7 @@ from domain.contracts import (
     NipRequest,
     OfferSends,
     OffersSent,
+    SignalByUpdate,
 )
 from domain.messages import (
     Ack,
@@ -237,6 +238,11 @@ def close_page_of(update_id: str) -> tuple[str, str, int] | None:
 
 
 ANNOUNCE = Signal("announce", Announcement)
+# `announce` and `offer_seat` as updates: what a broadcast or the offers' activity sends once the
+# journey's run takes no more signals (its 10,000 spent by anyone who reaches Temporal). A
+# refused update leaves nothing in the history, so nobody else can use this way up.
+ANNOUNCE_UPDATE = Update("announce_update", Announcement, bool)
+OFFER_SEAT_UPDATE = Update("offer_seat_update", OptimalisasiOffer, bool)
 OFFER_SEAT = Signal("offer_seat", OptimalisasiOffer)
 JOURNEY_STATE: Query[None, JourneyState] = Query("state", None, JourneyState)
 REGISTRATION_DIGEST: Query[None, str] = Query("registration_digest", None, str)
@@ -287,6 +293,10 @@ RECORD_PUBLICATION = Update("record_publication", RecordPublication, Ack)
 FORMASI_RESULT = Signal("formasi_result", FormasiResult)
 SEAT_VACATED = Signal("seat_vacated", SeatVacated)
 OFFER_REPLY = Signal("offer_reply", OfferReply)
+# The same three as updates, for a round whose run takes no more signals (SEND_BY_UPDATE).
+FORMASI_RESULT_UPDATE = Update("formasi_result_update", FormasiResult, bool)
+SEAT_VACATED_UPDATE = Update("seat_vacated_update", SeatVacated, bool)
+OFFER_REPLY_UPDATE = Update("offer_reply_update", OfferReply, bool)
 _COMMAND_UPDATE: dict[type, Update[Any, Ack]] = {
     u.input: u for u in (EXTEND_WINDOW, CLOSE_WINDOW, MOVE_TMT, CHANGE_KEYS, RECORD_PUBLICATION)
 }
@@ -342,6 +352,9 @@ ALLOCATE_PAGES = Activity("allocate_pages", AllocationRequest, AllocationResult)
 KEEP_PAGE = Activity("keep_page", PageKeep, PageRef)
 # The round's optimalisasi offers, sent as `offer_seat` signals (patch offers-by-local-activity).
 SEND_OFFERS = Activity("send_offers", OfferSends, OffersSent)
+# A signal between the round's workflows sent as its update (BY_UPDATE) when the receiving run
+# takes no more signals; answers "taken", or why not (patch signal-by-update-when-spent).
+SEND_BY_UPDATE = Activity("send_by_update", SignalByUpdate, str)
 
 # --- everything, for readers of recorded histories ----------------------------------------------
 
@@ -354,6 +367,11 @@ WORKFLOWS: tuple[Workflow[Any, Any], ...] = (
 UPDATES: tuple[Update[Any, Any], ...] = (
     *JOURNEY_REPORTS.values(),
     CLOSE_STAGE,
+    ANNOUNCE_UPDATE,
+    OFFER_SEAT_UPDATE,
+    FORMASI_RESULT_UPDATE,
+    SEAT_VACATED_UPDATE,
+    OFFER_REPLY_UPDATE,
     CONFIRM_REGISTRATION,
     EXTEND_WINDOW,
     CLOSE_WINDOW,
@@ -380,7 +398,16 @@ ACTIVITIES: tuple[Activity[Any, Any], ...] = (
     ALLOCATE_PAGES,
     KEEP_PAGE,
     SEND_OFFERS,
+    SEND_BY_UPDATE,
 )
+# The update that takes each signal's message when the receiving run takes no more signals.
+BY_UPDATE: dict[str, Update[Any, bool]] = {
+    ANNOUNCE.name: ANNOUNCE_UPDATE,
+    OFFER_SEAT.name: OFFER_SEAT_UPDATE,
+    FORMASI_RESULT.name: FORMASI_RESULT_UPDATE,
+    SEAT_VACATED.name: SEAT_VACATED_UPDATE,
+    OFFER_REPLY.name: OFFER_REPLY_UPDATE,
+}
 SIGNALS: tuple[Signal[Any], ...] = (
     ANNOUNCE,
     OFFER_SEAT,

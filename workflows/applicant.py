@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
-    from workflows.calls import run_local_activity_until_done, workflow_handle
+    from workflows.calls import run_local_activity_until_done, tell, workflow_handle
     from workflows.ids import claim_workflow_id, formasi_workflow_id, round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
@@ -713,8 +713,9 @@ class ApplicantJourney(JourneyInbox):
         self, offer: OptimalisasiOffer, accepted: bool, answer: OfferAnswer | None, answered: bool
     ) -> None:
         """Tell the round the answer to its offer (declined when nobody answered), and record it."""
-        await OFFER_REPLY.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
+        await tell(
+            OFFER_REPLY,
+            round_workflow_id(self.start.round_id),
             sealed(
                 OfferReply(
                     offer_id=offer.offer_id, applicant_id=self.start.applicant_id, accepted=accepted
@@ -760,8 +761,9 @@ class ApplicantJourney(JourneyInbox):
     async def _give_seat_back(self) -> None:
         """A seat won but not yet taken up (no NIP) goes back to the round for optimalisasi."""
         assert self.sheet.placed_formasi is not None
-        await SEAT_VACATED.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
+        await tell(
+            SEAT_VACATED,
+            round_workflow_id(self.start.round_id),
             sealed(
                 SeatVacated(
                     applicant_id=self.start.applicant_id,

@@ -15,13 +15,22 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as RecordedTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from domain.contracts import SignalByUpdate
     from domain.pages import PageFold, PageRef
-    from domain.protocol import FOLD_PAGES, WORKER_STOPPING, Activity, Update
+    from domain.protocol import (
+        FOLD_PAGES,
+        SEND_BY_UPDATE,
+        WORKER_STOPPING,
+        Activity,
+        Signal,
+        Update,
+    )
     from domain.seal import seal_problem
     from workflows.versions import (
         LOCAL_ACTIVITY_ATTEMPTS,
         LOCAL_ACTIVITY_GROWING_PAUSE,
         LOCAL_ACTIVITY_STOPPING_PAUSE,
+        SIGNAL_BY_UPDATE_WHEN_SPENT,
     )
 
 PAGE_TIMEOUT = timedelta(seconds=30)  # a local activity that reads or writes one page
@@ -200,6 +209,39 @@ def changed_keys(note: str) -> dict[str, str] | None:
 def workflow_handle(workflow_id: str) -> workflow.ExternalWorkflowHandle[Any]:
     """Another workflow of the round, to signal with a protocol `Signal`."""
     return workflow.get_external_workflow_handle(workflow_id)
+
+
+# The failure the server gives a workflow's signal to a run that takes no more signals (its
+# 10,000 spent: anyone who reaches Temporal can send them, refused payloads included).
+SIGNALS_SPENT = "SignalCountLimitExceeded"
+SEND_BY_UPDATE_TIMEOUT = timedelta(minutes=1)
+
+
+async def tell(signal: Signal[M], workflow_id: str, message: M) -> None:
+    """Signal `message` to another workflow of the round. When its run takes no more signals, the
+    same message goes as its update (domain.protocol.BY_UPDATE), sent by the activity
+    SEND_BY_UPDATE (a workflow cannot send an update), which nobody else can use up: patch
+    signal-by-update-when-spent, asked only then. Before it, the failure failed the sending
+    workflow: a formasi whose round's signals another sender spent ended failed, its result lost."""
+    try:
+        await signal.send(workflow_handle(workflow_id), message)
+    except ApplicationError as exc:
+        if exc.type != SIGNALS_SPENT or not workflow.patched(SIGNAL_BY_UPDATE_WHEN_SPENT):
+            raise
+        workflow.logger.warning(
+            "%s takes no more signals: %s sent as an update", workflow_id, signal.name
+        )
+        outcome = await run_activity(
+            SEND_BY_UPDATE,
+            SignalByUpdate(
+                workflow_id=workflow_id,
+                signal=signal.name,
+                message=message.model_dump(mode="json"),  # type: ignore[attr-defined]
+            ),
+            start_to_close_timeout=SEND_BY_UPDATE_TIMEOUT,
+        )
+        if outcome != "taken":
+            workflow.logger.warning("%s by update to %s: %s", signal.name, workflow_id, outcome)
 
 
 def decode(

@@ -62,7 +62,7 @@ with workflow.unsafe.imports_passed_through():
         run_activity,
         run_local_activity_until_done,
         signal_message,
-        workflow_handle,
+        tell,
     )
     from workflows.ids import journey_workflow_id, round_workflow_id
     from workflows.ledger import decision
@@ -501,9 +501,11 @@ class FormasiSelection:
         )
 
     async def _send_result(self, result: FormasiResult) -> None:
-        """Seal this formasi's result and signal it to the round."""
-        await FORMASI_RESULT.send(
-            workflow_handle(round_workflow_id(self.start.round_id)),
+        """Seal this formasi's result and signal it to the round (as an update when the round's
+        run takes no more signals: `tell`)."""
+        await tell(
+            FORMASI_RESULT,
+            round_workflow_id(self.start.round_id),
             sealed(result, self.start.secret),
         )
 

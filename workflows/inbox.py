@@ -47,7 +47,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.optimalisasi import CandidateProfile
     from domain.panels import report_audiences
-    from domain.protocol import FINAL_ENTRY, JOURNEY_REPORTS, SKD_ENTRY
+    from domain.protocol import (
+        ANNOUNCE_UPDATE,
+        FINAL_ENTRY,
+        JOURNEY_REPORTS,
+        OFFER_SEAT_UPDATE,
+        SKD_ENTRY,
+    )
     from domain.ranking import FinalEntry
     from domain.seal import seal_problem
     from domain.sheet import (
@@ -292,6 +298,33 @@ class JourneyInbox:
             return
         await self._announced(args)
 
+    @workflow.update(name=ANNOUNCE_UPDATE.name)
+    async def announce_update(self, *args: object) -> bool:
+        """`announce` as an update (domain.protocol.ANNOUNCE_UPDATE): the broadcast sends it once
+        this run takes no more signals, because another sender spent them. Judged as the signal
+        is; a repeat (by announcement id) changes nothing."""
+        await self._announced(args)
+        return True
+
+    @announce_update.validator
+    def validate_announce_update(self, *args: object) -> None:
+        announcement = signal_message(Announcement, args, self.secret)
+        problem = (
+            announcement if isinstance(announcement, str) else _announcement_problem(announcement)
+        )
+        if not self.admitted:
+            # As for a close: the broadcast's page fails and is tried again, by when the journey
+            # has been admitted (the signal path keeps what comes before; an update cannot wait).
+            problem = (
+                "the journey is not admitted by its round yet: it takes no announcement before"
+            )
+        if problem:
+            raise ApplicationError(
+                f"announce_update for applicant {self.start.applicant_id}: {problem}",
+                type="ReportRefused",
+                non_retryable=True,
+            )
+
     async def _take_held(self) -> None:
         """The announcements that came before admission, judged now that the secret is known."""
         held, self.held = self.held, []
@@ -352,6 +385,26 @@ class JourneyInbox:
         except Exception as exc:  # noqa: BLE001 - a formasi that has ended cannot take the answer
             self._ignored(
                 "announce", f"the answer to {announcement.phase} was not delivered: {exc}"
+            )
+
+    @workflow.update(name=OFFER_SEAT_UPDATE.name)
+    def offer_seat_update(self, *args: object) -> bool:
+        """`offer_seat` as an update (domain.protocol.OFFER_SEAT_UPDATE): what the round's offers
+        are sent as once this run takes no more signals, because another sender spent them."""
+        self.offer_seat(*args)
+        return True
+
+    @offer_seat_update.validator
+    def validate_offer_seat_update(self, *args: object) -> None:
+        offer = signal_message(OptimalisasiOffer, args, self.secret)
+        problem = offer if isinstance(offer, str) else None
+        if not self.admitted:
+            problem = "the journey is not admitted by its round yet: it takes no offer before"
+        if problem:
+            raise ApplicationError(
+                f"offer_seat_update for applicant {self.start.applicant_id}: {problem}",
+                type="ReportRefused",
+                non_retryable=True,
             )
 
     @workflow.signal

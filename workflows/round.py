@@ -85,10 +85,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.protocol import (
         ALLOCATE_PAGES,
         FORMASI_PHASE,
+        FORMASI_RESULT_UPDATE,
         KEEP_PAGE,
+        OFFER_REPLY_UPDATE,
         OFFER_SEAT,
         PUBLISH_ROUND_BOARD,
         READ_PAGE,
+        SEAT_VACATED_UPDATE,
         SEND_OFFERS,
     )
     from domain.ranking import FinalEntry
@@ -1413,6 +1416,49 @@ class RecruitmentRound:
         self.offer_status[reply.offer_id] = "accepted" if reply.accepted else "declined"
         self.offers_answered += 1
         self.offers_declined += not reply.accepted
+
+    # --- the same three signals as updates (workflows/calls.py `tell`): what a formasi or a
+    # journey sends once this run takes no more signals, because another sender spent them. The
+    # validator lets in only a message sealed by the round's own workflows, so a refused update,
+    # which leaves nothing in the history, is all another sender can make of them.
+
+    @workflow.update(name=FORMASI_RESULT_UPDATE.name)
+    def formasi_result_update(self, *args: object) -> bool:
+        self.formasi_result(*args)
+        return True
+
+    @formasi_result_update.validator
+    def validate_formasi_result_update(self, *args: object) -> None:
+        self._sealed_or_refused(FormasiResult, args, FORMASI_RESULT_UPDATE.name)
+
+    @workflow.update(name=SEAT_VACATED_UPDATE.name)
+    def seat_vacated_update(self, *args: object) -> bool:
+        self.seat_vacated(*args)
+        return True
+
+    @seat_vacated_update.validator
+    def validate_seat_vacated_update(self, *args: object) -> None:
+        self._sealed_or_refused(SeatVacated, args, SEAT_VACATED_UPDATE.name)
+
+    @workflow.update(name=OFFER_REPLY_UPDATE.name)
+    def offer_reply_update(self, *args: object) -> bool:
+        self.offer_reply(*args)
+        return True
+
+    @offer_reply_update.validator
+    def validate_offer_reply_update(self, *args: object) -> None:
+        self._sealed_or_refused(OfferReply, args, OFFER_REPLY_UPDATE.name)
+
+    def _sealed_or_refused(
+        self, model: type[BaseModel], args: tuple[object, ...], name: str
+    ) -> None:
+        message = self._signal_message(model, args)
+        if isinstance(message, str):
+            raise ApplicationError(
+                f"{name} to round {self.config.round_id}: {message}",
+                type=self.ledger.error_type,
+                non_retryable=True,
+            )
 
     def _signal_message(self, model: type[M], args: tuple[object, ...]) -> M | str:
         return signal_message(model, args, self.secret)

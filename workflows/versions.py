@@ -450,3 +450,9 @@ OPTIMALISASI_FILLS_MOST = "optimalisasi-fills-most"
 # (Schedule.probation_ends). Before it a passing report ended the journey PNS at once. Asked when
 # a report passes; a failing one dismisses at once, as before.
 PROBATION_YEAR = "probation-year"
+
+# A signal between the round's workflows (a formasi's result, a seat given back, an offer's
+# answer) whose receiving run takes no more signals, because another sender spent its 10,000:
+# sent as the update that takes the same message (workflows/calls.py `tell`). Asked only when
+# the server refused the signal; before it, that failure failed the sending workflow.
+SIGNAL_BY_UPDATE_WHEN_SPENT = "signal-by-update-when-spent"

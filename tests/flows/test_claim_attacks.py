@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.claims import ClaimReader
@@ -38,9 +35,8 @@ from domain.national import (
     ClaimVerdict,
     JourneyOfClaim,
 )
-from runtime import attributes
-from runtime.embedded import temporal_executable
 from runtime.sandbox import worker_runner
+from tests.flows.conftest import flood
 from tests.flows.test_national import INSTANSI, _national_with_rounds
 from tests.roundkit import (
     TEST_KEYRING,
@@ -54,74 +50,7 @@ from workflows.ids import claim_workflow_id, journey_workflow_id
 from workflows.national import NationalClaim
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# The flood tests run on a Temporal dev server of their own whose runs take SIGNAL_LIMIT signals
-# (history.maximumSignalsPerExecution) instead of the 10,000 a server takes by default: what they
-# test does not depend on the number, and 10,000 signals to one run took 35 to 80 s in a loaded
-# run of the suite, past the claim's grace, and made the first task of a deployed worker take
-# them past the SDK's 2 s deadlock detector (three CI and fresh-clone runs failed on it).
-SIGNAL_LIMIT = 200
-FLOOD_BATCH = 50
-FLOOD_GRACE = timedelta(seconds=20)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def small_server(server_dir, client):
-    """The dev server of the flood tests (above) and a client on it with the project's data
-    converter. Its pid is written where runtime/guard.py looks for a stack's Temporal server, so
-    a session killed before its end stops it too."""
-    data_dir = server_dir("signal-limit")
-    folder = data_dir / "temporal"
-    folder.mkdir()
-    port = _free_port()
-    command = [
-        str(temporal_executable()), "server", "start-dev", "--headless",
-        "--ip", "127.0.0.1", "--port", str(port), "--http-port", str(_free_port()),
-        "--db-filename", str(folder / "temporal.sqlite"), "--log-level", "error",
-        "--dynamic-config-value", f"history.maximumSignalsPerExecution={SIGNAL_LIMIT}",
-        *(arg for key in attributes.ALL for arg in ("--search-attribute", f"{key.name}=Keyword")),
-    ]  # fmt: skip
-    with open(folder / "server.log", "ab") as out:
-        server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder
-        )
-    (folder / "server.pid").write_text(f"{server.pid}\n")
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                small = await Client.connect(address, data_converter=client.data_converter)
-                await small.count_workflows()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                assert server.poll() is None, (folder / "server.log").read_text()[-2000:]
-                assert time.monotonic() < deadline, "the small server did not start"
-                await asyncio.sleep(0.5)
-        yield address, small
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(30)
-        (folder / "server.pid").unlink(missing_ok=True)
-
-
-async def _flood(handle) -> None:
-    """Spend the run's signals: refused, as every signal after the SIGNAL_LIMIT-th is."""
-    with pytest.raises(RPCError, match="exceeded workflow execution limit for signal"):
-        for _ in range(SIGNAL_LIMIT // FLOOD_BATCH + 1):
-            await asyncio.gather(
-                *(handle.signal("claim_taken", {"x": 1}) for _ in range(FLOOD_BATCH))
-            )
+FLOOD_GRACE = timedelta(seconds=20)  # a claim's grace in the flood tests
 
 
 async def _status(client: Client, workflow_id: str, within: float) -> str:
@@ -249,7 +178,7 @@ async def test_a_claim_whose_signals_another_sender_spent_is_still_taken_by_its_
     )
     spent = outsider.get_workflow_handle(claim_id)
     try:
-        await _flood(spent)
+        await flood(spent, CLAIM_TAKEN.name)
         assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow to test"
 
         verdict = await ClaimReader(client).check_claim(
@@ -334,7 +263,7 @@ async def test_the_race_at_the_sweep_holds_when_the_journey_s_word_is_an_update(
                 NationalClaim.run, claim, id=check.workflow_id, task_queue=queue, start_delay=grace
             )
             spent = outsider.get_workflow_handle(check.workflow_id)
-            await _flood(spent)
+            await flood(spent, CLAIM_TAKEN.name)
             assert time.monotonic() - started < grace.total_seconds() - 5, "flood too slow"
             status = await _status(client, check.workflow_id, within=grace.total_seconds() + 15)
             assert checks, "the claim did not look for its journey"

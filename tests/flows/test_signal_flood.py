@@ -1,0 +1,174 @@
+"""A run whose signals another sender spent still hears what the round's workflows tell it.
+
+Anyone who reaches Temporal can send one journey's run its 10,000 signals (refused payloads
+count; a journey's id is its round's and its registration number). The server then refuses every
+signal to it, the formasi's announcements included: the broadcast's page failed on that journey
+at every attempt, and the formasi's announcement never ended, for every applicant of the formasi.
+The broadcast now sends such a journey the announcement as the update `announce_update`, which
+nobody else can use up. On the small server of tests/flows/conftest.py (runs take 200 signals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, date, datetime
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from apps.fleet import build_worker
+from auditing.history import replay
+from client.api import RecruitmentApi
+from domain.codes import Stage
+from domain.messages import Announcement, GateReport, SkbScoreReport
+from domain.protocol import (
+    ANNOUNCE,
+    ANNOUNCE_UPDATE,
+    FORMASI_RESULT,
+    FORMASI_RESULT_UPDATE,
+    SEND_BY_UPDATE,
+)
+from runtime.db import open_pool
+from tests.flows.conftest import flood
+from tests.flows.test_round_end_to_end import _state
+from tests.roundkit import (
+    TEST_KEYRING,
+    accepted_updates,
+    close_window,
+    compressed_round,
+    create_round_file,
+    formasi,
+    play_to_skb,
+    registration,
+)
+from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# The round's signals spent: before patch signal-by-update-when-spent the formasi's result signal
+# failed the formasi ("SignalCountLimitExceeded"), its ranking and result lost, and the round
+# waited for it for ever. Its result now goes as the round's update formasi_result_update.
+
+# Registration open for 15 s (two applicants register), the later windows closed by the committee.
+SCHEDULE = {
+    "registration": (-60, 15),
+    "administration": (15, 600),
+    "skd": (600, 1200),
+    "skb": (1200, 1800),
+    "filing": (1800, 2400),
+    "latsar": (2400, 3000),
+}
+
+
+async def test_a_journey_whose_signals_were_spent_hears_its_announcements_by_update(
+    small_server, keys, stack, stack_settings, tmp_path
+):
+    address, client = small_server
+    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
+    pool = await open_pool(stack.database_url, max_size=4)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    # A sender who reaches the server holds no payload key: what it sends is plaintext.
+    outsider = await Client.connect(address, data_converter=pydantic_data_converter)
+    try:
+        async with await build_worker(client, settings, pool):
+            config = compressed_round(
+                f"flood-{uuid.uuid4().hex[:6]}", [formasi("F1", 2)], SCHEDULE, t0=datetime.now(UTC)
+            )
+            await create_round_file(api, config, tmp_path)
+            ids = []
+            for serial in (1, 2):
+                person = registration(serial, "F1", birth=date(1993, 10, 17))
+                ids.append((await api.register(config, person, "sscasn")).applicant_id)
+            flooded, other = ids
+            round_id = config.round_id
+            journey = journey_workflow_id(round_id, flooded)
+            await flood(outsider.get_workflow_handle(journey), ANNOUNCE.name)
+
+            # The administration and SKD announcements reach both journeys: each is at the SKB.
+            await play_to_skb(api, client, round_id, ids)
+
+            handle = client.get_workflow_handle(journey)
+            heard = (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name)
+            assert heard >= 2
+            # The update is no way in for the sender who spent the signals: without the round's
+            # seal (or the payload key) it is refused, and leaves nothing in the history.
+            forged = Announcement(
+                announcement_id=f"{round_id}/final_result/1",
+                phase="final_result",
+                at=datetime.now(UTC),
+                winners=[flooded],
+            )
+            for sender in (client, outsider):
+                with pytest.raises(WorkflowUpdateFailedError):
+                    await ANNOUNCE_UPDATE.execute(sender.get_workflow_handle(journey), forged)
+            assert (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name) == heard
+            other_handle = client.get_workflow_handle(journey_workflow_id(round_id, other))
+            assert ANNOUNCE_UPDATE.name not in await accepted_updates(other_handle)
+            for applicant in ids:
+                state = await _state(client, round_id, applicant)
+                assert state.stage == Stage.SKB and state.admin_announced_at is not None
+    finally:
+        await pool.close()
+
+
+async def _round_to_skb(api, client, tmp_path, birth: date) -> tuple[str, list[str]]:
+    config = compressed_round(
+        f"flood-{uuid.uuid4().hex[:6]}", [formasi("F1", 2)], SCHEDULE, t0=datetime.now(UTC)
+    )
+    await create_round_file(api, config, tmp_path)
+    ids = []
+    for serial in (1, 2):
+        person = registration(serial, "F1", birth=birth)
+        ids.append((await api.register(config, person, "sscasn")).applicant_id)
+    await play_to_skb(api, client, config.round_id, ids)
+    return config.round_id, ids
+
+
+async def test_a_formasi_tells_a_round_whose_signals_were_spent_its_result_by_update(
+    small_server, keys, stack, stack_settings, tmp_path
+):
+    address, client = small_server
+    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
+    pool = await open_pool(stack.database_url, max_size=4)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    outsider = await Client.connect(address, data_converter=pydantic_data_converter)
+    try:
+        async with await build_worker(client, settings, pool):
+            round_id, ids = await _round_to_skb(api, client, tmp_path, date(1993, 10, 18))
+            round_handle = client.get_workflow_handle(round_workflow_id(round_id))
+            await flood(outsider.get_workflow_handle(round_handle.id), FORMASI_RESULT.name)
+            for i, a in enumerate(ids):
+                for comp, who in (("cat", "cat-bkn"), ("praktik", "panel-praktik")):
+                    score = 400 - 10 * i if comp == "cat" else 90
+                    report = SkbScoreReport(
+                        report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
+                    )
+                    await api.report(round_id, a, report)
+                gate = GateReport(
+                    report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"
+                )
+                await api.report(round_id, a, gate)
+            await close_window(api, round_id, "skb")
+
+            # The round holds the formasi's result, taken by update; the formasi runs on.
+            deadline = time.monotonic() + 60
+            while "F1" not in (await api.round_state(round_id)).formasi_results:
+                assert time.monotonic() < deadline, "the round never took the formasi's result"
+                await asyncio.sleep(0.5)
+            assert FORMASI_RESULT_UPDATE.name in await accepted_updates(round_handle)
+            formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
+            described = await formasi_handle.describe()
+            assert described.status in (
+                WorkflowExecutionStatus.RUNNING,
+                WorkflowExecutionStatus.COMPLETED,
+            ), described.status
+            # The formasi's history, with the patch's marker and its activity, replays.
+            formasi_history = await formasi_handle.fetch_history()
+            assert f'"{SEND_BY_UPDATE.name}"' in formasi_history.to_json()
+            [outcome] = await replay([formasi_history], client.data_converter)
+            assert outcome.failure is None, outcome.failure
+    finally:
+        await pool.close()
