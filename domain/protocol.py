@@ -281,6 +281,10 @@ FORMASI_PHASE = Signal("phase", Announcement)
 SKD_ENTRY = Signal("skd_entry", SkdEntryReply)  # journeys' answers before close-by-update
 FINAL_ENTRY = Signal("final_entry", FinalEntryReply)  # ditto
 ENTRY_CORRECTED = Signal("entry_corrected", EntryCorrection)  # after an accepted final sanggah
+# The round's phases and the corrections as updates, for a formasi whose run takes no more
+# signals (SEND_BY_UPDATE).
+FORMASI_PHASE_UPDATE = Update("phase_update", Announcement, bool)
+ENTRY_CORRECTED_UPDATE = Update("entry_corrected_update", EntryCorrection, bool)
 FORMASI_STATE: Query[None, FormasiState] = Query("state", None, FormasiState)
 
 # --- RecruitmentRound ---------------------------------------------------------------------------
@@ -369,6 +373,8 @@ UPDATES: tuple[Update[Any, Any], ...] = (
     CLOSE_STAGE,
     ANNOUNCE_UPDATE,
     OFFER_SEAT_UPDATE,
+    FORMASI_PHASE_UPDATE,
+    ENTRY_CORRECTED_UPDATE,
     FORMASI_RESULT_UPDATE,
     SEAT_VACATED_UPDATE,
     OFFER_REPLY_UPDATE,
@@ -404,6 +410,8 @@ ACTIVITIES: tuple[Activity[Any, Any], ...] = (
 BY_UPDATE: dict[str, Update[Any, bool]] = {
     ANNOUNCE.name: ANNOUNCE_UPDATE,
     OFFER_SEAT.name: OFFER_SEAT_UPDATE,
+    FORMASI_PHASE.name: FORMASI_PHASE_UPDATE,
+    ENTRY_CORRECTED.name: ENTRY_CORRECTED_UPDATE,
     FORMASI_RESULT.name: FORMASI_RESULT_UPDATE,
     SEAT_VACATED.name: SEAT_VACATED_UPDATE,
     OFFER_REPLY.name: OFFER_REPLY_UPDATE,

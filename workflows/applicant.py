@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         skb_inputs,
     )
     from domain.skd import passes_threshold, skd_rank_key
-    from workflows.calls import run_local_activity_until_done, tell, workflow_handle
+    from workflows.calls import run_local_activity_until_done, tell
     from workflows.ids import claim_workflow_id, formasi_workflow_id, round_workflow_id
     from workflows.inbox import JourneyInbox
     from workflows.ledger import Ledger
@@ -546,8 +546,9 @@ class ApplicantJourney(JourneyInbox):
         if correcting:
             self.sheet, composed = corrected(self.sheet, self.rules)
             failure = None if composed.entry is not None else composed
-            await ENTRY_CORRECTED.send(
-                workflow_handle(formasi_workflow_id(self.start.round_id, self.start.formasi.code)),
+            await tell(
+                ENTRY_CORRECTED,
+                formasi_workflow_id(self.start.round_id, self.start.formasi.code),
                 sealed(
                     EntryCorrection(
                         applicant_id=self.start.applicant_id,

@@ -192,6 +192,25 @@ def signal_message(model: type[M], args: tuple[object, ...], secret: str = "") -
     return seal_problem(message, secret) or message
 
 
+def sealed_or_refused(
+    model: type[M],
+    args: tuple[object, ...],
+    secret: str,
+    subject: str,
+    error_type: str = "ReportRefused",
+    extra: Callable[[M], str | None] = lambda _: None,
+) -> M:
+    """The `model` an update that stands for a signal carries (domain.protocol.BY_UPDATE), sealed
+    by the round's workflows; else the validator's refusal, naming `subject`, which leaves nothing
+    in the history. `extra`: a further check of the message (None when it holds)."""
+    message = signal_message(model, args, secret)
+    problem = message if isinstance(message, str) else extra(message)
+    if problem:
+        raise ApplicationError(f"{subject}: {problem}", type=error_type, non_retryable=True)
+    assert not isinstance(message, str)
+    return message
+
+
 def changed_keys(note: str) -> dict[str, str] | None:
     """The identities' new keys a `keys_changed` announcement carries, or None when its note is
     not a JSON object of names to keys."""

@@ -47,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.protocol import (
         BROADCAST,
+        ENTRY_CORRECTED_UPDATE,
+        FORMASI_PHASE_UPDATE,
         FORMASI_RESULT,
         RANK_FINAL_PAGES,
         RANK_SKD_PAGES,
@@ -61,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         fold_pages,
         run_activity,
         run_local_activity_until_done,
+        sealed_or_refused,
         signal_message,
         tell,
     )
@@ -803,6 +806,34 @@ class FormasiSelection:
             if len(parts) == 3 and parts[0] == self.start.round_id:
                 heard.add(parts[1])
         return heard
+
+    # --- `phase` and `entry_corrected` as updates (workflows/calls.py `tell`): what the round and
+    # a journey send once this run takes no more signals, because another sender spent them.
+    # Only what the round's workflows sealed is let in; a refused update leaves nothing.
+
+    @workflow.update(name=FORMASI_PHASE_UPDATE.name)
+    def phase_update(self, *args: object) -> bool:
+        self.phase(*args)
+        return True
+
+    @phase_update.validator
+    def validate_phase_update(self, *args: object) -> None:
+        self._sealed_or_refused(Announcement, args, FORMASI_PHASE_UPDATE.name)
+
+    @workflow.update(name=ENTRY_CORRECTED_UPDATE.name)
+    def entry_corrected_update(self, *args: object) -> bool:
+        self.entry_corrected(*args)
+        return True
+
+    @entry_corrected_update.validator
+    def validate_entry_corrected_update(self, *args: object) -> None:
+        self._sealed_or_refused(EntryCorrection, args, ENTRY_CORRECTED_UPDATE.name)
+
+    def _sealed_or_refused(
+        self, model: type[BaseModel], args: tuple[object, ...], name: str
+    ) -> None:
+        subject = f"{name} to formasi {self.start.formasi.code} of round {self.start.round_id}"
+        sealed_or_refused(model, args, self.start.secret, subject)
 
     @workflow.signal
     def skd_entry(self, *args: object) -> None:

@@ -9,10 +9,10 @@ by signal. The process that waits on all this is `workflows.applicant.ApplicantJ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -72,7 +72,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.signing import problem_for_every, signature_problem
     from domain.skd import SkdKey
-    from workflows.calls import changed_keys, decode, signal_message, workflow_handle
+    from workflows.calls import (
+        changed_keys,
+        decode,
+        sealed_or_refused,
+        signal_message,
+        workflow_handle,
+    )
     from workflows.ids import formasi_workflow_id
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
@@ -308,22 +314,7 @@ class JourneyInbox:
 
     @announce_update.validator
     def validate_announce_update(self, *args: object) -> None:
-        announcement = signal_message(Announcement, args, self.secret)
-        problem = (
-            announcement if isinstance(announcement, str) else _announcement_problem(announcement)
-        )
-        if not self.admitted:
-            # As for a close: the broadcast's page fails and is tried again, by when the journey
-            # has been admitted (the signal path keeps what comes before; an update cannot wait).
-            problem = (
-                "the journey is not admitted by its round yet: it takes no announcement before"
-            )
-        if problem:
-            raise ApplicationError(
-                f"announce_update for applicant {self.start.applicant_id}: {problem}",
-                type="ReportRefused",
-                non_retryable=True,
-            )
+        self._sealed_or_refused(Announcement, args, ANNOUNCE_UPDATE.name, _announcement_problem)
 
     async def _take_held(self) -> None:
         """The announcements that came before admission, judged now that the secret is known."""
@@ -396,16 +387,23 @@ class JourneyInbox:
 
     @offer_seat_update.validator
     def validate_offer_seat_update(self, *args: object) -> None:
-        offer = signal_message(OptimalisasiOffer, args, self.secret)
-        problem = offer if isinstance(offer, str) else None
+        self._sealed_or_refused(OptimalisasiOffer, args, OFFER_SEAT_UPDATE.name)
+
+    def _sealed_or_refused(
+        self,
+        model: type[BaseModel],
+        args: tuple[object, ...],
+        name: str,
+        extra: Callable[[Any], str | None] = lambda _: None,
+    ) -> None:
+        """An update standing for a signal: sealed by the round's workflows, and taken only once
+        the journey is admitted (as for a close: the sender's attempt fails and is tried again,
+        by when it has been; the signal path keeps what came before, an update cannot wait)."""
+        subject = f"{name} for applicant {self.start.applicant_id}"
         if not self.admitted:
-            problem = "the journey is not admitted by its round yet: it takes no offer before"
-        if problem:
-            raise ApplicationError(
-                f"offer_seat_update for applicant {self.start.applicant_id}: {problem}",
-                type="ReportRefused",
-                non_retryable=True,
-            )
+            problem = "the journey is not admitted by its round yet: it takes none before"
+            extra = lambda _: problem  # noqa: E731
+        sealed_or_refused(model, args, self.secret, subject, extra=extra)
 
     @workflow.signal
     def offer_seat(self, *args: object) -> None:

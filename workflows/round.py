@@ -102,7 +102,9 @@ with workflow.unsafe.imports_passed_through():
         PAGE_TIMEOUT,
         fold_pages,
         run_local_activity_until_done,
+        sealed_or_refused,
         signal_message,
+        tell,
         workflow_handle,
     )
     from workflows.formasi import FormasiSelection
@@ -495,16 +497,13 @@ class RecruitmentRound:
             ),
             self.secret,
         )
-        handles = [
-            workflow.get_external_workflow_handle(formasi_workflow_id(self.config.round_id, f.code))
-            for f in self.config.formasi
-        ]
+        formasi = [formasi_workflow_id(self.config.round_id, f.code) for f in self.config.formasi]
         if workflow.patched("tell-formasi-together"):
             # Every formasi's signal leaves in one workflow task instead of one task per formasi.
-            await asyncio.gather(*(FORMASI_PHASE.send(h, announcement) for h in handles))
+            await asyncio.gather(*(tell(FORMASI_PHASE, f, announcement) for f in formasi))
         else:
-            for h in handles:
-                await FORMASI_PHASE.send(h, announcement)
+            for f in formasi:
+                await tell(FORMASI_PHASE, f, announcement)
 
     async def _optimalisasi(self) -> None:
         """Offer empty seats, best first; a decline or a vacated seat passes on to the next in rank."""
@@ -1452,13 +1451,8 @@ class RecruitmentRound:
     def _sealed_or_refused(
         self, model: type[BaseModel], args: tuple[object, ...], name: str
     ) -> None:
-        message = self._signal_message(model, args)
-        if isinstance(message, str):
-            raise ApplicationError(
-                f"{name} to round {self.config.round_id}: {message}",
-                type=self.ledger.error_type,
-                non_retryable=True,
-            )
+        subject = f"{name} to round {self.config.round_id}"
+        sealed_or_refused(model, args, self.secret, subject, self.ledger.error_type)
 
     def _signal_message(self, model: type[M], args: tuple[object, ...]) -> M | str:
         return signal_message(model, args, self.secret)

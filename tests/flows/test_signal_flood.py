@@ -27,6 +27,8 @@ from domain.messages import Announcement, GateReport, SkbScoreReport
 from domain.protocol import (
     ANNOUNCE,
     ANNOUNCE_UPDATE,
+    FORMASI_PHASE,
+    FORMASI_PHASE_UPDATE,
     FORMASI_RESULT,
     FORMASI_RESULT_UPDATE,
     SEND_BY_UPDATE,
@@ -114,7 +116,8 @@ async def test_a_journey_whose_signals_were_spent_hears_its_announcements_by_upd
         await pool.close()
 
 
-async def _round_to_skb(api, client, tmp_path, birth: date) -> tuple[str, list[str]]:
+async def _round_to_skb(api, client, tmp_path, birth: date, spend=None) -> tuple[str, list[str]]:
+    """A round of two applicants played to the SKB; `spend(round_id)` first, when given."""
     config = compressed_round(
         f"flood-{uuid.uuid4().hex[:6]}", [formasi("F1", 2)], SCHEDULE, t0=datetime.now(UTC)
     )
@@ -123,8 +126,40 @@ async def _round_to_skb(api, client, tmp_path, birth: date) -> tuple[str, list[s
     for serial in (1, 2):
         person = registration(serial, "F1", birth=birth)
         ids.append((await api.register(config, person, "sscasn")).applicant_id)
+    if spend is not None:
+        await spend(config.round_id)
     await play_to_skb(api, client, config.round_id, ids)
     return config.round_id, ids
+
+
+async def test_a_round_tells_a_formasi_whose_signals_were_spent_its_phases_by_update(
+    small_server, keys, stack, stack_settings, tmp_path
+):
+    """The round's phases reach a formasi so spent (its administration and SKD closes, which it
+    then announces to its journeys): both journeys reach the SKB."""
+    address, client = small_server
+    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
+    pool = await open_pool(stack.database_url, max_size=4)
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    outsider = await Client.connect(address, data_converter=pydantic_data_converter)
+
+    async def spend(round_id: str) -> None:
+        formasi_id = formasi_workflow_id(round_id, "F1")
+        await flood(outsider.get_workflow_handle(formasi_id), FORMASI_PHASE.name)
+
+    try:
+        async with await build_worker(client, settings, pool):
+            round_id, _ = await _round_to_skb(api, client, tmp_path, date(1993, 10, 19), spend)
+            formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
+            assert FORMASI_PHASE_UPDATE.name in await accepted_updates(formasi_handle)
+            round_history = await client.get_workflow_handle(
+                round_workflow_id(round_id)
+            ).fetch_history()
+            assert f'"{SEND_BY_UPDATE.name}"' in round_history.to_json()
+            [outcome] = await replay([round_history], client.data_converter)
+            assert outcome.failure is None, outcome.failure
+    finally:
+        await pool.close()
 
 
 async def test_a_formasi_tells_a_round_whose_signals_were_spent_its_result_by_update(
