@@ -144,10 +144,18 @@ async def _held_while_cached(test_server_path, keys, runner) -> Counter:
             ]
             for handle in handles:
                 await _at_rest(handle)
-            gc.collect()
-            held = Counter(
-                type(o).DESCRIPTOR.full_name for o in gc.get_objects() if isinstance(o, Message)
-            )
+            # The server may record a task's completion while the worker's loop is still done with
+            # it (a run beside the suite once counted two activations): counted again, briefly,
+            # until no more than the one the loop keeps is left. What every cached probe keeps
+            # stays in every count.
+            for _ in range(20):
+                gc.collect()
+                held = Counter(
+                    type(o).DESCRIPTOR.full_name for o in gc.get_objects() if isinstance(o, Message)
+                )
+                if held["coresdk.workflow_activation.WorkflowActivation"] <= 1:
+                    break
+                await asyncio.sleep(0.1)
             for handle in handles:
                 await handle.terminate("measured")
     return held
