@@ -322,9 +322,23 @@ async def play_to_skb_close(
     and the committee do: each MS, SKD with TWK `twk(i)` (TIU 140, TKP 190), SKB CAT `cat(i)`,
     praktik `praktik` and health MS; each window closed early once its results are in. The
     defaults rank `ids` best first by their SKB CAT score."""
+    await play_to_skb(api, client, round_id, ids, twk=twk)
+    await report_skb(api, round_id, ids, cat=cat, praktik=praktik)
+    await close_window(api, round_id, "skb")
+
+
+async def report_skb(
+    api,
+    round_id: str,
+    ids: list[str],
+    *,
+    cat: Callable[[int], int] = _default_cat,
+    praktik: int = 90,
+) -> None:
+    """Each of `ids`' SKB results as the services report them: CAT `cat(i)`, praktik `praktik`,
+    health MS."""
     from domain.messages import GateReport, SkbScoreReport
 
-    await play_to_skb(api, client, round_id, ids, twk=twk)
     for i, a in enumerate(ids):
         for comp, who, score in (("cat", "cat-bkn", cat(i)), ("praktik", "panel-praktik", praktik)):
             await api.report(
@@ -339,7 +353,6 @@ async def play_to_skb_close(
             a,
             GateReport(report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"),
         )
-    await close_window(api, round_id, "skb")
 
 
 class UnreadableQuery:

@@ -11,6 +11,7 @@ nobody else can use up. On the small server of tests/flows/conftest.py (runs tak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -23,7 +24,7 @@ from apps.fleet import build_worker
 from auditing.history import replay
 from client.api import RecruitmentApi
 from domain.codes import Stage
-from domain.messages import Announcement, GateReport, SkbScoreReport
+from domain.messages import Announcement
 from domain.protocol import (
     ANNOUNCE,
     ANNOUNCE_UPDATE,
@@ -45,6 +46,7 @@ from tests.roundkit import (
     formasi,
     play_to_skb,
     registration,
+    report_skb,
 )
 from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
 
@@ -65,59 +67,25 @@ SCHEDULE = {
 }
 
 
-async def test_a_journey_whose_signals_were_spent_hears_its_announcements_by_update(
-    small_server, keys, stack, stack_settings, tmp_path
-):
+@contextlib.asynccontextmanager
+async def _flood_stack(small_server, keys, stack, stack_settings):
+    """(client, api, outsider) while a worker of the project runs on the small server, with the
+    session's read model; `outsider` reaches the server without the payload key (plaintext)."""
     address, client = small_server
     settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
     pool = await open_pool(stack.database_url, max_size=4)
     api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    # A sender who reaches the server holds no payload key: what it sends is plaintext.
     outsider = await Client.connect(address, data_converter=pydantic_data_converter)
     try:
         async with await build_worker(client, settings, pool):
-            config = compressed_round(
-                f"flood-{uuid.uuid4().hex[:6]}", [formasi("F1", 2)], SCHEDULE, t0=datetime.now(UTC)
-            )
-            await create_round_file(api, config, tmp_path)
-            ids = []
-            for serial in (1, 2):
-                person = registration(serial, "F1", birth=date(1993, 10, 17))
-                ids.append((await api.register(config, person, "sscasn")).applicant_id)
-            flooded, other = ids
-            round_id = config.round_id
-            journey = journey_workflow_id(round_id, flooded)
-            await flood(outsider.get_workflow_handle(journey), ANNOUNCE.name)
-
-            # The administration and SKD announcements reach both journeys: each is at the SKB.
-            await play_to_skb(api, client, round_id, ids)
-
-            handle = client.get_workflow_handle(journey)
-            heard = (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name)
-            assert heard >= 2
-            # The update is no way in for the sender who spent the signals: without the round's
-            # seal (or the payload key) it is refused, and leaves nothing in the history.
-            forged = Announcement(
-                announcement_id=f"{round_id}/final_result/1",
-                phase="final_result",
-                at=datetime.now(UTC),
-                winners=[flooded],
-            )
-            for sender in (client, outsider):
-                with pytest.raises(WorkflowUpdateFailedError):
-                    await ANNOUNCE_UPDATE.execute(sender.get_workflow_handle(journey), forged)
-            assert (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name) == heard
-            other_handle = client.get_workflow_handle(journey_workflow_id(round_id, other))
-            assert ANNOUNCE_UPDATE.name not in await accepted_updates(other_handle)
-            for applicant in ids:
-                state = await _state(client, round_id, applicant)
-                assert state.stage == Stage.SKB and state.admin_announced_at is not None
+            yield client, api, outsider
     finally:
         await pool.close()
 
 
 async def _round_to_skb(api, client, tmp_path, birth: date, spend=None) -> tuple[str, list[str]]:
-    """A round of two applicants played to the SKB; `spend(round_id)` first, when given."""
+    """A round of two applicants played to the SKB; `spend(round_id, ids)` once they have
+    registered, when given."""
     config = compressed_round(
         f"flood-{uuid.uuid4().hex[:6]}", [formasi("F1", 2)], SCHEDULE, t0=datetime.now(UTC)
     )
@@ -127,9 +95,53 @@ async def _round_to_skb(api, client, tmp_path, birth: date, spend=None) -> tuple
         person = registration(serial, "F1", birth=birth)
         ids.append((await api.register(config, person, "sscasn")).applicant_id)
     if spend is not None:
-        await spend(config.round_id)
+        await spend(config.round_id, ids)
     await play_to_skb(api, client, config.round_id, ids)
     return config.round_id, ids
+
+
+async def _replays(client, workflow_id: str) -> None:
+    """The workflow's history holds the activity that sent by update (and the patch's marker,
+    encrypted with its details), and replays with this code."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    assert f'"{SEND_BY_UPDATE.name}"' in history.to_json()
+    [outcome] = await replay([history], client.data_converter)
+    assert outcome.failure is None, outcome.failure
+
+
+async def test_a_journey_whose_signals_were_spent_hears_its_announcements_by_update(
+    small_server, keys, stack, stack_settings, tmp_path
+):
+    async with _flood_stack(small_server, keys, stack, stack_settings) as (client, api, outsider):
+        spent: list[str] = []
+
+        async def spend(round_id: str, ids: list[str]) -> None:
+            spent.append(journey_workflow_id(round_id, ids[0]))
+            await flood(outsider.get_workflow_handle(spent[0]), ANNOUNCE.name)
+
+        # The administration and SKD announcements reach both journeys: each is at the SKB.
+        round_id, ids = await _round_to_skb(api, client, tmp_path, date(1993, 10, 17), spend)
+
+        handle = client.get_workflow_handle(spent[0])
+        heard = (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name)
+        assert heard >= 2
+        other = client.get_workflow_handle(journey_workflow_id(round_id, ids[1]))
+        assert ANNOUNCE_UPDATE.name not in await accepted_updates(other)
+        for applicant in ids:
+            state = await _state(client, round_id, applicant)
+            assert state.stage == Stage.SKB and state.admin_announced_at is not None
+        # The update is no way in for the sender who spent the signals: without the round's
+        # seal (or the payload key) it is refused, and leaves nothing in the history.
+        forged = Announcement(
+            announcement_id=f"{round_id}/final_result/1",
+            phase="final_result",
+            at=datetime.now(UTC),
+            winners=[ids[0]],
+        )
+        for sender in (client, outsider):
+            with pytest.raises(WorkflowUpdateFailedError):
+                await ANNOUNCE_UPDATE.execute(sender.get_workflow_handle(spent[0]), forged)
+        assert (await accepted_updates(handle)).count(ANNOUNCE_UPDATE.name) == heard
 
 
 async def test_a_round_tells_a_formasi_whose_signals_were_spent_its_phases_by_update(
@@ -137,73 +149,38 @@ async def test_a_round_tells_a_formasi_whose_signals_were_spent_its_phases_by_up
 ):
     """The round's phases reach a formasi so spent (its administration and SKD closes, which it
     then announces to its journeys): both journeys reach the SKB."""
-    address, client = small_server
-    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
-    pool = await open_pool(stack.database_url, max_size=4)
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    outsider = await Client.connect(address, data_converter=pydantic_data_converter)
+    async with _flood_stack(small_server, keys, stack, stack_settings) as (client, api, outsider):
 
-    async def spend(round_id: str) -> None:
-        formasi_id = formasi_workflow_id(round_id, "F1")
-        await flood(outsider.get_workflow_handle(formasi_id), FORMASI_PHASE.name)
+        async def spend(round_id: str, ids: list[str]) -> None:
+            formasi_id = formasi_workflow_id(round_id, "F1")
+            await flood(outsider.get_workflow_handle(formasi_id), FORMASI_PHASE.name)
 
-    try:
-        async with await build_worker(client, settings, pool):
-            round_id, _ = await _round_to_skb(api, client, tmp_path, date(1993, 10, 19), spend)
-            formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
-            assert FORMASI_PHASE_UPDATE.name in await accepted_updates(formasi_handle)
-            round_history = await client.get_workflow_handle(
-                round_workflow_id(round_id)
-            ).fetch_history()
-            assert f'"{SEND_BY_UPDATE.name}"' in round_history.to_json()
-            [outcome] = await replay([round_history], client.data_converter)
-            assert outcome.failure is None, outcome.failure
-    finally:
-        await pool.close()
+        round_id, _ = await _round_to_skb(api, client, tmp_path, date(1993, 10, 19), spend)
+        formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
+        assert FORMASI_PHASE_UPDATE.name in await accepted_updates(formasi_handle)
+        await _replays(client, round_workflow_id(round_id))
 
 
 async def test_a_formasi_tells_a_round_whose_signals_were_spent_its_result_by_update(
     small_server, keys, stack, stack_settings, tmp_path
 ):
-    address, client = small_server
-    settings = stack_settings.model_copy(update={"task_queue": f"flood-{uuid.uuid4().hex[:8]}"})
-    pool = await open_pool(stack.database_url, max_size=4)
-    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
-    outsider = await Client.connect(address, data_converter=pydantic_data_converter)
-    try:
-        async with await build_worker(client, settings, pool):
-            round_id, ids = await _round_to_skb(api, client, tmp_path, date(1993, 10, 18))
-            round_handle = client.get_workflow_handle(round_workflow_id(round_id))
-            await flood(outsider.get_workflow_handle(round_handle.id), FORMASI_RESULT.name)
-            for i, a in enumerate(ids):
-                for comp, who in (("cat", "cat-bkn"), ("praktik", "panel-praktik")):
-                    score = 400 - 10 * i if comp == "cat" else 90
-                    report = SkbScoreReport(
-                        report_id=f"{comp}{i}", reported_by=who, component=comp, score=score
-                    )
-                    await api.report(round_id, a, report)
-                gate = GateReport(
-                    report_id=f"h{i}", reported_by="rsud", component="health", decision="MS"
-                )
-                await api.report(round_id, a, gate)
-            await close_window(api, round_id, "skb")
+    async with _flood_stack(small_server, keys, stack, stack_settings) as (client, api, outsider):
+        round_id, ids = await _round_to_skb(api, client, tmp_path, date(1993, 10, 18))
+        round_handle = client.get_workflow_handle(round_workflow_id(round_id))
+        await flood(outsider.get_workflow_handle(round_handle.id), FORMASI_RESULT.name)
+        await report_skb(api, round_id, ids)
+        await close_window(api, round_id, "skb")
 
-            # The round holds the formasi's result, taken by update; the formasi runs on.
-            deadline = time.monotonic() + 60
-            while "F1" not in (await api.round_state(round_id)).formasi_results:
-                assert time.monotonic() < deadline, "the round never took the formasi's result"
-                await asyncio.sleep(0.5)
-            assert FORMASI_RESULT_UPDATE.name in await accepted_updates(round_handle)
-            formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
-            described = await formasi_handle.describe()
-            assert described.status in (
-                WorkflowExecutionStatus.RUNNING,
-                WorkflowExecutionStatus.COMPLETED,
-            ), described.status
-            # The formasi's history, with the patch's marker and its activity, replays.
-            formasi_history = await formasi_handle.fetch_history()
-            assert f'"{SEND_BY_UPDATE.name}"' in formasi_history.to_json()
-            [outcome] = await replay([formasi_history], client.data_converter)
-            assert outcome.failure is None, outcome.failure
-    finally:
-        await pool.close()
+        # The round holds the formasi's result, taken by update; the formasi runs on.
+        deadline = time.monotonic() + 60
+        while "F1" not in (await api.round_state(round_id)).formasi_results:
+            assert time.monotonic() < deadline, "the round never took the formasi's result"
+            await asyncio.sleep(0.5)
+        assert FORMASI_RESULT_UPDATE.name in await accepted_updates(round_handle)
+        formasi_id = formasi_workflow_id(round_id, "F1")
+        described = await client.get_workflow_handle(formasi_id).describe()
+        assert described.status in (
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+        ), described.status
+        await _replays(client, formasi_id)
