@@ -194,8 +194,9 @@ def task_queue_backlog(client: Client) -> ReadBacklog:
 class Broadcaster:
     """Lists a formasi's running journeys through Temporal's visibility and tells each one.
 
-    Modes (BroadcastRequest.mode): "signal" signals `announce` to each; "close" sends the
-    `close_stage` update and returns every journey's answer.
+    Modes (BroadcastRequest.mode): "signal" signals `announce` to each (as the update
+    `announce_update` to one whose run takes no more signals); "close" sends the `close_stage`
+    update and returns every journey's answer.
     """
 
     def __init__(

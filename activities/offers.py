@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.contracts import OfferSend, OfferSends, OffersSent, SignalByUpdate
+from domain.contracts import TAKEN, OfferSend, OfferSends, OffersSent, SignalByUpdate
 from domain.digest import canonical_digest
 from domain.protocol import BY_UPDATE, OFFER_SEAT, OFFER_SEAT_UPDATE, SEND_BY_UPDATE, SEND_OFFERS
 
@@ -24,7 +24,9 @@ CONCURRENCY = 32
 
 
 class OfferSender:
-    """Signals each offer to its journey; one whose journey has ended is reported back."""
+    """Signals each offer to its journey (by update when its run takes no more signals); one whose
+    journey has ended, or refused it, is reported back. Sends the round's workflows' other
+    signals by update for them (send_by_update)."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -69,9 +71,6 @@ class OfferSender:
             raise ValueError(f"send_by_update: signal {req.signal!r} has no update")
         handle = self.client.get_workflow_handle(req.workflow_id)
         return await send_update(handle, update.name, req.message)
-
-
-TAKEN = "taken"
 
 
 async def send_update(handle: WorkflowHandle, name: str, message: BaseModel | dict) -> str:

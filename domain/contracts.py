@@ -110,6 +110,9 @@ class SignalByUpdate(BaseModel, frozen=True):
     message: dict[str, Any]  # the sealed message, as its JSON
 
 
+TAKEN = "taken"  # send_by_update's answer when the update was taken (else why it was not)
+
+
 class BroadcastRequest(BaseModel, frozen=True):
     """Deliver an announcement to the running journeys of a formasi: all, or one page of them."""
 

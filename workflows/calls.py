@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as RecordedTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from domain.contracts import SignalByUpdate
+    from domain.contracts import TAKEN, SignalByUpdate
     from domain.pages import PageFold, PageRef
     from domain.protocol import (
         FOLD_PAGES,
@@ -259,7 +259,7 @@ async def tell(signal: Signal[M], workflow_id: str, message: M) -> None:
             ),
             start_to_close_timeout=SEND_BY_UPDATE_TIMEOUT,
         )
-        if outcome != "taken":
+        if outcome != TAKEN:
             workflow.logger.warning("%s by update to %s: %s", signal.name, workflow_id, outcome)
 
 

@@ -14,8 +14,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.offers import TAKEN, OfferSender
-from domain.contracts import OfferSend, OfferSends, SignalByUpdate
+from activities.offers import OfferSender
+from domain.contracts import TAKEN, OfferSend, OfferSends, SignalByUpdate
 from domain.messages import OptimalisasiOffer
 from domain.protocol import OFFER_SEAT, OFFER_SEAT_UPDATE
 from tests.flows.conftest import flood
