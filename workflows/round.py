@@ -732,7 +732,7 @@ class RecruitmentRound:
                 elif by_change:
                     sends.append(self._send_offer(workflow_handle(journey), offer_id, offer))
                 else:
-                    await OFFER_SEAT.send(workflow_handle(journey), offer)
+                    await tell(OFFER_SEAT, journey, offer)
             # The offers leave OFFERS_PER_TASK to a workflow task: the server refuses a task that
             # would leave more than 2,000 signals pending (NumPendingSignalsLimit) and retries it
             # for ever.
@@ -947,7 +947,7 @@ class RecruitmentRound:
         """Send an offer; one to a journey that has ended counts as declined, and its seat passes
         on (before patch optimalisasi-by-change the failed signal failed the round)."""
         try:
-            await OFFER_SEAT.send(handle, offer)
+            await tell(OFFER_SEAT, handle.id, offer)
         except ApplicationError as exc:
             if exc.type != "ExternalWorkflowExecutionNotFound":
                 raise
