@@ -569,6 +569,8 @@ OTHER_VARIABLES = {
     "CASN_RECORD_AFTERMATH": "tests/flows/test_revocation.py, tests/timeskip/test_aftermath_keys.py"
     " and test_aftermath_continues.py: record tests/histories/aftermath-v1, "
     "aftermath-v2-keys and aftermath-v3-continues",
+    "CASN_RECORD_SIGNALS_SPENT": "tests/flows/test_signal_flood.py: record "
+    "tests/histories/signals-spent-v1",
     "CASN_SCREENSHOTS": "tests/web: where the browser tests write their screenshots",
 }
 

@@ -104,6 +104,7 @@ def test_every_variable_the_project_reads_outside_the_settings_is_taken(tmp_path
         "CASN_TEST_PORT_OFFSET": "7",
         "CASN_BENCH_PORT_OFFSET": "5",
         "CASN_RECORD_AFTERMATH": "",
+        "CASN_RECORD_SIGNALS_SPENT": "",
         "CASN_SCREENSHOTS": str(tmp_path / "shots"),
     }
 

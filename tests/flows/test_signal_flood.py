@@ -11,17 +11,21 @@ nobody else can use up. On the small server of tests/flows/conftest.py (runs tak
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import time
 import uuid
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from apps.fleet import build_worker
-from auditing.history import replay
+from auditing.bundle import load_histories
+from auditing.history import RecordedHistory, replay
 from client.api import RecruitmentApi
 from domain.codes import Stage
 from domain.messages import Announcement
@@ -34,7 +38,9 @@ from domain.protocol import (
     FORMASI_RESULT_UPDATE,
     SEND_BY_UPDATE,
 )
+from runtime.connection import data_converter
 from runtime.db import open_pool
+from runtime.keys import Keys
 from tests.flows.conftest import flood
 from tests.flows.test_round_end_to_end import _state
 from tests.roundkit import (
@@ -44,6 +50,7 @@ from tests.roundkit import (
     compressed_round,
     create_round_file,
     formasi,
+    keep_histories,
     play_to_skb,
     registration,
     report_skb,
@@ -51,6 +58,8 @@ from tests.roundkit import (
 from workflows.ids import formasi_workflow_id, journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+SIGNALS_SPENT_SET = Path(__file__).resolve().parents[1] / "histories" / "signals-spent-v1"
 
 # The round's signals spent: before patch signal-by-update-when-spent the formasi's result signal
 # failed the formasi ("SignalCountLimitExceeded"), its ranking and result lost, and the round
@@ -100,13 +109,17 @@ async def _round_to_skb(api, client, tmp_path, birth: date, spend=None) -> tuple
     return config.round_id, ids
 
 
-async def _replays(client, workflow_id: str) -> None:
+async def _replays(client, workflow_id: str, payload_key: bytes) -> None:
     """The workflow's history holds the activity that sent by update (and the patch's marker,
-    encrypted with its details), and replays with this code."""
+    encrypted with its details), and replays with this code. With CASN_RECORD_SIGNALS_SPENT set,
+    it is kept in tests/histories/signals-spent-v1, which the last test replays in every run."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     assert f'"{SEND_BY_UPDATE.name}"' in history.to_json()
     [outcome] = await replay([history], client.data_converter)
     assert outcome.failure is None, outcome.failure
+    if os.environ.get("CASN_RECORD_SIGNALS_SPENT"):
+        kept = RecordedHistory(history=history)
+        keep_histories(SIGNALS_SPENT_SET, [kept], payload_key)
 
 
 async def test_a_journey_whose_signals_were_spent_hears_its_announcements_by_update(
@@ -158,7 +171,7 @@ async def test_a_round_tells_a_formasi_whose_signals_were_spent_its_phases_by_up
         round_id, _ = await _round_to_skb(api, client, tmp_path, date(1993, 10, 19), spend)
         formasi_handle = client.get_workflow_handle(formasi_workflow_id(round_id, "F1"))
         assert FORMASI_PHASE_UPDATE.name in await accepted_updates(formasi_handle)
-        await _replays(client, round_workflow_id(round_id))
+        await _replays(client, round_workflow_id(round_id), keys.payload_key)
 
 
 async def test_a_formasi_tells_a_round_whose_signals_were_spent_its_result_by_update(
@@ -183,4 +196,20 @@ async def test_a_formasi_tells_a_round_whose_signals_were_spent_its_result_by_up
             WorkflowExecutionStatus.RUNNING,
             WorkflowExecutionStatus.COMPLETED,
         ), described.status
-        await _replays(client, formasi_id)
+        await _replays(client, formasi_id, keys.payload_key)
+
+
+async def test_the_recorded_histories_of_a_spent_round_and_formasi_replay():
+    """signals-spent-v1 (the two tests above with CASN_RECORD_SIGNALS_SPENT=1): a round that told
+    its spent formasi a phase by update, and a formasi that told its spent round its result so.
+    Both hold patch signal-by-update-when-spent's marker and the activity send_by_update, and
+    replay with the current code, as no recorded full round can show (a default server takes
+    10,000 signals before the marker appears)."""
+    histories = load_histories(SIGNALS_SPENT_SET)
+    assert sorted(h.kind for h in histories) == ["formasi", "round"]
+    key = base64.b64decode((SIGNALS_SPENT_SET / "payload_key.b64").read_text().strip())
+    converter = data_converter(Keys(payload_key=key, pseudonym_key=b"", signing_key=b""))
+    for h in histories:
+        assert f'"{SEND_BY_UPDATE.name}"' in h.history.to_json()
+    outcomes = await replay([h.history for h in histories], converter)
+    assert [o.failure for o in outcomes] == [None, None]
