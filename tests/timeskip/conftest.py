@@ -48,6 +48,7 @@ from activities.rounds import RoundBoards, RoundReader
 from client.api import RecruitmentApi
 from domain.aftermath import RevocationRows
 from domain.appointment import format_nip
+from domain.codes import Stage
 from domain.config import RoundConfig
 from domain.contracts import (
     BroadcastRequest,
@@ -69,7 +70,14 @@ from domain.pages import REPLIES
 from domain.registration import Registration
 from runtime.attributes import ALL as SEARCH_ATTRIBUTES
 from runtime.connection import data_converter
-from tests.roundkit import OPERATOR, TEST_KEYRING
+from tests.roundkit import (
+    OPERATOR,
+    SCHEDULE_IN_DAYS,
+    TEST_KEYRING,
+    compressed_round,
+    formasi,
+    registration,
+)
 from workflows.ids import journey_workflow_id, round_workflow_id
 from workflows.registry import WORKFLOWS
 
@@ -300,6 +308,17 @@ class TimeSkipKit:
             return s if s.stage in stages else None
 
         return await self.until(probe, f"{applicant_id} at {stages}", timeout)
+
+    async def one_at_admin_check(self, prefix: str) -> tuple[datetime, str, str]:
+        """A new round `prefix-xxxxxx` (SCHEDULE_IN_DAYS from now, formasi F1 of one seat) with one
+        applicant at the administrative check: the round's start, its id and the applicant's."""
+        t0 = await self.now()
+        round_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE_IN_DAYS, t0=t0)
+        await self.create_round(config)
+        applicant = await self.register(config, registration(1, "F1"))
+        await self.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
+        return t0, round_id, applicant
 
 
 @pytest_asyncio.fixture

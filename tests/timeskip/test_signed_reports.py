@@ -29,13 +29,7 @@ VERIFIER = "bkpsdm-verifikator"
 
 
 async def _journey(kit):
-    t0 = await kit.now()
-    round_id = f"ts-sig-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
-    await kit.create_round(config)
-    applicant = await kit.register(config, registration(1, "F1"))
-    await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
-    return t0, round_id, applicant
+    return await kit.one_at_admin_check("ts-sig")
 
 
 def _unsigned_client(kit) -> RecruitmentApi:

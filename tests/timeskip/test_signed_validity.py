@@ -19,8 +19,7 @@ from domain.messages import AdminReport, ExtendWindow, Withdrawal
 from domain.protocol import EXTEND_WINDOW
 from domain.signing import CLIENT_VALIDITY, LONGEST_VALIDITY
 from tests import roundkit
-from tests.roundkit import OPERATOR, TEST_KEYRING, compressed_round, formasi, registration
-from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
+from tests.roundkit import OPERATOR, TEST_KEYRING
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,13 +28,7 @@ VERIFIER = "bkpsdm-verifikator"
 
 
 async def _journey(kit):
-    t0 = await kit.now()
-    round_id = f"ts-valid-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
-    await kit.create_round(config)
-    applicant = await kit.register(config, registration(1, "F1"))
-    await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
-    return t0, round_id, applicant
+    return await kit.one_at_admin_check("ts-valid")
 
 
 def _extension(t0) -> ExtendWindow:
