@@ -127,10 +127,15 @@ class InstansiKind(StrEnum):
     DAERAH = "daerah"
 
 
-def _with_offset(moment: datetime) -> datetime:
-    """`moment`, which a round file must give with its offset (a naive one is refused)."""
-    if moment.tzinfo is None:
-        raise ValueError("needs a time zone offset, e.g. 2026-12-01T08:00:00+07:00")
+def with_offset(moment: datetime) -> datetime:
+    """`moment`, which a round file or a message must give with its offset (a naive one is
+    refused): 23:59 WIB and 23:59 WIT are two hours apart, and a moment without an offset cannot
+    even be compared with the round's."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            "needs a time zone offset: +07:00 (WIB), +08:00 (WITA) or +09:00 (WIT), "
+            "e.g. 2027-08-24T23:59:59+07:00"
+        )
     return moment
 
 
@@ -144,7 +149,7 @@ class Window(BaseModel, frozen=True):
     @classmethod
     def _aware(cls, moment: datetime) -> datetime:
         # Checked per field so the error names which end is naive and its value.
-        return _with_offset(moment)
+        return with_offset(moment)
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
@@ -183,7 +188,7 @@ class Schedule(BaseModel, frozen=True):
     @field_validator("probation_ends")
     @classmethod
     def _aware_end(cls, moment: datetime | None) -> datetime | None:
-        return None if moment is None else _with_offset(moment)
+        return None if moment is None else with_offset(moment)
 
     @model_validator(mode="after")
     def _in_order(self) -> Schedule:

@@ -30,6 +30,7 @@ from domain.config import (
     Schedule,
     SkbRules,
     SkdRules,
+    with_offset,
 )
 from domain.digest import canonical_digest
 from domain.optimalisasi import CandidateProfile
@@ -75,12 +76,7 @@ class Report(BaseModel, frozen=True):
     @field_validator("valid_until")
     @classmethod
     def _valid_until_aware(cls, moment: datetime | None) -> datetime | None:
-        if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
-            raise ValueError(
-                "needs a time zone offset, e.g. 2027-08-24T23:59:59+07:00: a moment without one "
-                "is a different instant in WIB, WITA and WIT"
-            )
-        return moment
+        return None if moment is None else with_offset(moment)
 
     def record(self) -> dict:
         """The message as a decision records its input: its content, without the signature and
@@ -664,14 +660,7 @@ class ExtendWindow(Report, frozen=True):
     @field_validator("new_closes")
     @classmethod
     def _aware(cls, moment: datetime) -> datetime:
-        # A moment without an offset is no moment: 23:59 WIB and 23:59 WIT are two hours apart,
-        # and the round's windows, all with offsets, cannot even be compared with it.
-        if moment.tzinfo is None or moment.utcoffset() is None:
-            raise ValueError(
-                "needs a time zone offset: +07:00 (WIB), +08:00 (WITA) or +09:00 (WIT), "
-                "e.g. 2027-08-24T23:59:59+07:00"
-            )
-        return moment
+        return with_offset(moment)
 
 
 class CloseWindow(Report, frozen=True):
