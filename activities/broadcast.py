@@ -18,7 +18,14 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain.contracts import BroadcastRequest, BroadcastResult, CloseAnswer, JourneyProjection
+from activities.offers import ENDED, send_update
+from domain.contracts import (
+    TAKEN,
+    BroadcastRequest,
+    BroadcastResult,
+    CloseAnswer,
+    JourneyProjection,
+)
 from domain.messages import Announcement, CloseReply
 from domain.pages import REPLIES
 from domain.protocol import (
@@ -396,24 +403,17 @@ class Broadcaster:
 async def _announce(handle: WorkflowHandle, announcement: Announcement) -> None:
     """Tell one journey `announcement` by signal; by the update ANNOUNCE_UPDATE when its run
     takes no more signals (INVALID_ARGUMENT: its 10,000 spent, by anyone who reaches Temporal,
-    which would otherwise fail this page for ever and hold the formasi's announcement). One update
-    id per announcement: a retried page's second one is answered from the journey's record."""
+    which would otherwise fail this page for ever and hold the formasi's announcement). Refused
+    (the journey not admitted yet), the page fails and is tried again, as for a close."""
     try:
         await ANNOUNCE.send(handle, announcement)
         return
     except RPCError as exc:
         if exc.status != RPCStatusCode.INVALID_ARGUMENT:
             raise
-        reason = exc.message
-    activity.logger.warning(
-        "%s takes no more signals (%s): %s sent as an update",
-        handle.id,
-        reason,
-        announcement.announcement_id,
-    )
-    await ANNOUNCE_UPDATE.execute(
-        handle, announcement, id=f"{ANNOUNCE_UPDATE.name}-{announcement.announcement_id}"
-    )
+    outcome = await send_update(handle, ANNOUNCE_UPDATE.name, announcement)
+    if outcome not in (TAKEN, ENDED):  # ended: nothing to tell it, as for NOT_FOUND
+        raise RuntimeError(f"{handle.id}: {ANNOUNCE_UPDATE.name} {outcome}")
 
 
 async def _heartbeat(progress: PageProgress) -> None:

@@ -91,5 +91,8 @@ async def send_update(handle: WorkflowHandle, name: str, message: BaseModel | di
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        return "the workflow has ended"
+        return ENDED
     return TAKEN
+
+
+ENDED = "the workflow has ended"  # send_update's answer for a workflow no longer there

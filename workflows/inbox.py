@@ -401,8 +401,11 @@ class JourneyInbox:
         by when it has been; the signal path keeps what came before, an update cannot wait)."""
         subject = f"{name} for applicant {self.start.applicant_id}"
         if not self.admitted:
-            problem = "the journey is not admitted by its round yet: it takes none before"
-            extra = lambda _: problem  # noqa: E731
+            raise ApplicationError(
+                f"{subject}: the journey is not admitted by its round yet: it takes none before",
+                type="ReportRefused",
+                non_retryable=True,
+            )
         sealed_or_refused(model, args, self.secret, subject, extra=extra)
 
     @workflow.signal
