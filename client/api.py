@@ -673,7 +673,8 @@ class RecruitmentApi:
         """The answer the engine gave this very report before, or None (never sent, refused
         by a validator, still in flight, or the workflow is not there: `report` says which)."""
         journey = journey_workflow_id(round_id, applicant_id)
-        update = update_id(await self._sign(message, journey), self.pseudonym_key)
+        # The id is the content's (update_id): the same whether or when the message is signed.
+        update = update_id(message, self.pseudonym_key)
         targets = [journey]
         if isinstance(message, Disqualification | Dismissal):
             targets.append(aftermath_workflow_id(round_id, applicant_id))
