@@ -128,7 +128,11 @@ def suite_workers(environ: dict[str, str] | os._Environ[str] = os.environ) -> in
 
 def suite_command(workers: int) -> list[str]:
     """pytest, in `workers` processes (one runs the suite in this process, as plain pytest does)."""
-    parallel = ["-n", str(workers), "--dist", "loadscope"] if workers > 1 else []
+    # The modules in the order tests/conftest.py gives them, the slowest first (tests/order.py),
+    # not xdist's default of the most tests first.
+    parallel = (
+        ["-n", str(workers), "--dist", "loadscope", "--no-loadscope-reorder"] if workers > 1 else []
+    )
     return [str(PY), "-m", "pytest", "-q", *parallel]
 
 

@@ -23,6 +23,7 @@ from runtime.embedded import ensure_stack, isolated_settings, stop_stack
 from runtime.guard import guard_stacks
 from runtime.keys import load_or_create_keys
 from runtime.settings import LogFormat, unknown_variables
+from tests.order import longest_first, module_seconds
 from tests.ports import OFFSET
 
 # What the session's own processes log, before or outside runtime.logs.configure_logging (the
@@ -57,6 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
     problems = unknown_variables(os.environ, Path(".env"))
     if problems:
         pytest.exit("bad configuration: " + "\n".join(problems), returncode=2)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest modules first (tests/order.py), each module's tests in their own order; every
+    xdist worker collects and sorts alike, as the scheduler requires."""
+    modules = [item.nodeid.split("::", 1)[0] for item in items]
+    rank = {path: i for i, path in enumerate(longest_first(modules, module_seconds()))}
+    keyed = sorted(enumerate(items), key=lambda pair: (rank[modules[pair[0]]], pair[0]))
+    items[:] = [item for _, item in keyed]
 
 
 @pytest.fixture(scope="session")

@@ -13,15 +13,22 @@ import run
 from tests.ports import STEP, session_offset
 
 
-def test_the_suite_runs_in_three_processes_unless_told():
-    assert run.suite_command(run.suite_workers({}))[-4:] == ["-n", "4", "--dist", "loadscope"]
+def test_the_suite_runs_in_four_processes_unless_told():
+    assert run.suite_command(run.suite_workers({}))[-5:] == [
+        "-n",
+        "4",
+        "--dist",
+        "loadscope",
+        "--no-loadscope-reorder",
+    ]
     assert "-n" not in run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "1"}))
 
 
 def test_workers_run_modules_whole():
     command = run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": "3"}))
-    assert command[-4:] == ["-n", "3", "--dist", "loadscope"]
-    assert run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": " 5 "}))[-4:-2] == ["-n", "5"]
+    assert command[-5:-3] == ["-n", "3"]
+    assert command[-3:-1] == ["--dist", "loadscope"]  # a module goes whole to one process
+    assert run.suite_command(run.suite_workers({"CASN_TEST_WORKERS": " 5 "}))[-5:-3] == ["-n", "5"]
 
 
 @pytest.mark.parametrize("given", ["0", "9", "-2", "three", "2.5", "²", "３", "٣"])
