@@ -31,6 +31,7 @@ from domain.signing import Signer
 from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
 from runtime.migrate import GATEWAY_ROLE, RUNTIME_ROLE, apply_migrations
 from runtime.settings import Settings
+from tests.forked import DRIVER
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -165,16 +166,9 @@ def test_project_services_are_built_from_the_dockerfile_and_run_a_console_comman
 def test_every_project_command_answers_help(services, name):
     """The service's console command, as pip installs it, run from this checkout."""
     command, *arguments = services[name]["command"]
-    module, function = PYPROJECT["project"]["scripts"][command].split(":")
-    code = f"import sys; from {module} import {function} as main; sys.argv[0] = {command!r}; main()"
+    entry = PYPROJECT["project"]["scripts"][command]
 
-    ran = subprocess.run(
-        [sys.executable, "-c", code, *arguments, "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = DRIVER.run_console(command, entry, [*arguments, "--help"], dict(os.environ), ROOT, 120)
 
     assert ran.returncode == 0, f"{name}: {command} {arguments} --help: {ran.stderr[-800:]}"
 
@@ -435,6 +429,14 @@ def _container_environment(compose: dict, name: str, folder: Path) -> dict[str, 
     }
 
 
+def _forked_console(service: dict, env: dict[str, str], cwd: Path):
+    """The service's command as the image's console script runs it, in a process forked from
+    one that imported the project's commands once (tests/forked.py)."""
+    command, *arguments = service["command"]
+    entry = PYPROJECT["project"]["scripts"][command]
+    return DRIVER.run_console(command, entry, arguments, env, cwd, timeout=120)
+
+
 def _console_command(service: dict) -> list[str]:
     """The service's command as the image's console script runs it, from this checkout."""
     command, *arguments = service["command"]
@@ -450,13 +452,8 @@ def test_worker_notifier_and_gateway_take_the_environment_compose_gives_them(
     """Every setting they need is given, and every one given is read and valid: they get as far
     as connecting (to hosts that are not here: exit 3, naming the server), never exit 2 for a
     missing, unknown or bad setting."""
-    ran = subprocess.run(
-        _console_command(compose["services"][name]),
-        env=_container_environment(compose, name, tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    ran = _forked_console(
+        compose["services"][name], _container_environment(compose, name, tmp_path), tmp_path
     )
 
     said = " ".join(ran.stderr.split())
@@ -624,14 +621,7 @@ async def empty_database(stack, stack_settings):
 
 
 def _run_service(compose: dict, name: str, env: dict[str, str], cwd: Path) -> str:
-    ran = subprocess.run(
-        _console_command(compose["services"][name]),
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = _forked_console(compose["services"][name], env, cwd)
     said = " ".join((ran.stdout + ran.stderr).split())
     assert ran.returncode in (0, 3), f"{name}: exit {ran.returncode}: {said[-1200:]}"
     return f"exit {ran.returncode}: {said}"

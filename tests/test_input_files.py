@@ -14,34 +14,28 @@ from __future__ import annotations
 import csv
 import io
 import os
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from auditing.bundle import load_histories
 from client.csvio import BoundedLines, records
+from tests.forked import DRIVER
 from tests.test_audit_tampering import SIGNED, bundle_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _limited() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
-
-
 def _run(script: str, *args: str) -> tuple[int, str]:
-    """The command's exit code and output (stdout and stderr), within 60 s and 1.5 GB."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        capture_output=True,
-        text=True,
+    """The command's exit code and output (stdout and stderr), within 60 s and 1.5 GB (a
+    process forked from one that imported the scripts once: tests/forked.py)."""
+    done = DRIVER.run(
+        script,
+        list(args),
+        {**os.environ, "COLUMNS": "300"},
+        ROOT,
         timeout=60,
-        preexec_fn=_limited,
-        cwd=ROOT,
-        env={**os.environ, "COLUMNS": "300"},
+        address_space=1_500_000_000,
     )
     return done.returncode, " ".join((done.stdout + done.stderr).split())
 

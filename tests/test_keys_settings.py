@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from runtime.app import open_app
 from runtime.keys import MissingKeyError, load_or_create_keys, payload_key_id, pseudonym_key_id
 from runtime.settings import LogFormat, describe_settings_error, load_settings
+from tests.forked import DRIVER
 
 DEPLOYMENT = "temporal.example.internal:7233"
 KEY_VARIABLES = {
@@ -138,14 +138,8 @@ def _command(tmp_path, script: str, *args: str, **env: str) -> subprocess.Comple
         "CASN_METRICS_PORT": "0",
         **env,
     }
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        env=environment,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    # A process of its own, forked from one that imported the scripts once (tests/forked.py).
+    return DRIVER.run(script, list(args), environment, tmp_path, timeout=120)
 
 
 @pytest.mark.parametrize(

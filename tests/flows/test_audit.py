@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from pathlib import Path
@@ -62,6 +61,7 @@ from runtime.keys import Keys, load_or_create_keys
 from runtime.settings import LogFormat
 from scripts.record_histories import local_activities, patch_markers, run_small_round
 from tests.flows.test_sanctions import _person, _round
+from tests.forked import DRIVER
 from tests.roundkit import TEST_KEYRING
 from workflows.applicant import ApplicantJourney
 from workflows.formasi import FormasiSelection
@@ -871,8 +871,7 @@ async def test_the_commands_exit_0_on_a_sound_round_and_1_on_a_problem(audit_sta
     }
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "audit.py", *args]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        return DRIVER.run("audit.py", list(args), env, ROOT, timeout=60)
 
     trail = await asyncio.to_thread(run, "trail", round_id, ids["C1"], "--json")
     assert trail.returncode == 0, trail.stderr
@@ -1133,13 +1132,8 @@ def test_export_without_the_signing_key_stops_before_fetching_and_names_the_sett
         CASN_PSEUDONYM_KEY=base64.b64encode(keys.pseudonym_key).decode(),
     )
     bundle = tmp_path / "bundle"
-    result = subprocess.run(
-        [sys.executable, "audit.py", "export", "NO-SUCH-ROUND", "--out", str(bundle)],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
+    result = DRIVER.run(
+        "audit.py", ["export", "NO-SUCH-ROUND", "--out", str(bundle)], env, ROOT, 60
     )
 
     assert result.returncode == 1, result.stdout + result.stderr

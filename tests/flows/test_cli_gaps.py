@@ -9,7 +9,6 @@ import io
 import json
 import socket
 import stat
-import subprocess
 import sys
 import time
 import uuid
@@ -34,6 +33,7 @@ from domain.messages import (
     MoveTmt,
 )
 from starter import Context, cli, import_registrations, lookup, status
+from tests.forked import DRIVER
 from tests.roundkit import (
     OPERATOR,
     TEST_KEYRING,
@@ -357,14 +357,7 @@ def _closed_port() -> int:
 
 def _starter(tmp_path: Path, keys, temporal: str, database: str, *arguments: str):
     env = command_env(temporal, database, keys, tmp_path / "data")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "starter.py"), *arguments],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return DRIVER.run("starter.py", list(arguments), env, tmp_path, timeout=60)
 
 
 def test_an_unreachable_database_stops_with_one_line_and_exit_3(keys, tmp_path):

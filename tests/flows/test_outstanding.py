@@ -10,7 +10,6 @@ import asyncio
 import io
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from domain.messages import (
 )
 from tests.flows.test_panels import KEYRING, _last_panel, _panel_score, create_panel_round
 from tests.flows.test_round_end_to_end import _state, _wait_stage
+from tests.forked import DRIVER
 from tests.roundkit import OPERATOR, close_window, command_env, registration
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -62,14 +62,7 @@ def _lacking(shown) -> dict[str, list[tuple]]:
 
 def _starter(tmp_path: Path, keys, stack, *arguments: str) -> subprocess.CompletedProcess:
     env = command_env(stack.temporal_address, stack.database_url, keys, tmp_path / "data")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "starter.py"), *arguments],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return DRIVER.run("starter.py", list(arguments), env, tmp_path, timeout=180)
 
 
 async def round_at_skd(api, client, folder: Path, prefix: str) -> tuple[str, list[str]]:

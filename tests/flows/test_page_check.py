@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from runtime.codec import AesGcmCodec
 from runtime.connection import data_converter
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
+from tests.forked import DRIVER
 from tests.roundkit import command_env
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -104,14 +104,7 @@ async def test_every_page_the_formasi_recorded_is_checked_and_pages_of_answers_m
     )
 
     def audit(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "audit.py", "check-pages", round_id, *arguments],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return DRIVER.run("audit.py", ["check-pages", round_id, *arguments], env, ROOT, 120)
 
     done = audit()
     assert done.returncode == 1, done.stdout + done.stderr

@@ -46,6 +46,7 @@ from runtime.connection import data_converter
 from runtime.keys import Keys
 from runtime.sealed import ColumnCipher
 from tests.flows.test_round_end_to_end import _state, _wait_stage
+from tests.forked import DRIVER
 from tests.roundkit import (
     CLOSED_BY_COMMITTEE,
     OPERATOR,
@@ -201,14 +202,13 @@ async def test_dis_and_dismissal_after_the_journey_are_recorded_in_its_aftermath
     key_file = tmp_path / "panitia.key.json"
     key_file.write_text(json.dumps(key_of(OPERATOR).jwk()))
     sacked = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "starter.py", "dismiss", round_id, b, "--decree", "800/3/2028"]
+        DRIVER.run,
+        "starter.py",
+        ["dismiss", round_id, b, "--decree", "800/3/2028"]
         + ["--reason", "desersi", "--as", OPERATOR, "--key", str(key_file)],
-        env={**_env(stack_settings), "CASN_TASK_QUEUE": settings.task_queue, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+        {**_env(stack_settings), "CASN_TASK_QUEUE": settings.task_queue, "COLUMNS": "200"},
+        ROOT,
+        120,
     )
     assert sacked.returncode == 0, sacked.stdout + sacked.stderr
     assert "dismissed after the journey ended" in sacked.stdout

@@ -21,6 +21,7 @@ from client.api import RecruitmentApi, applicant_id_for
 from client.csvio import REGISTRATION_COLUMNS
 from domain.messages import JourneyStart
 from domain.signing import verify
+from tests.forked import DRIVER
 from tests.roundkit import OPERATOR, TEST_KEYRING, open_registration_round, registration
 from tests.web.conftest import PORTAL, api_key, serving
 from tests.web.test_operator_reads import _stack_env
@@ -145,13 +146,12 @@ async def test_an_export_is_registered_through_the_gateway_signed_by_its_portal_
 
         # The auditor's trail of one of them says who registered it, and on whose request.
         trail = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "audit.py", "trail", config.round_id, number["applicant_id"]],
-            env={**os.environ, **_stack_env(stack_settings), "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=120,
+            DRIVER.run,
+            "audit.py",
+            ["trail", config.round_id, number["applicant_id"]],
+            {**os.environ, **_stack_env(stack_settings), "COLUMNS": "200"},
+            ROOT,
+            120,
         )
         assert trail.returncode == 0, trail.stderr
         assert f"by {PORTAL}, on the request of {OPERATOR} (through the gateway)" in trail.stdout

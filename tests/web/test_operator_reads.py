@@ -10,8 +10,6 @@ import asyncio
 import io
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -29,6 +27,7 @@ from domain.signing import Keyring
 from gateway import operator_api
 from starter import Context, show_national_funnel
 from tests.flows.test_national import _national, _national_with_rounds, _rows
+from tests.forked import DRIVER
 from tests.roundkit import OPERATOR, TEST_KEYRING, registration
 from tests.web.conftest import api_key, auth, serving
 from tests.web.test_report_via_gateway import ROOT, _private, _registered, _starter
@@ -251,13 +250,12 @@ async def test_an_operator_looks_up_an_applicant_by_number_or_nik_and_no_nik_is_
         await pool.execute("DELETE FROM access_log WHERE round_id = $1", round_id)
     # The inspector's command lists the same.
     listed = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "audit.py", "access-log", round_id, "--applicant", ids[1], "--json"],
-        env={**os.environ, **_stack_env(stack_settings)},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
+        DRIVER.run,
+        "audit.py",
+        ["access-log", round_id, "--applicant", ids[1], "--json"],
+        {**os.environ, **_stack_env(stack_settings)},
+        ROOT,
+        120,
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert [(e["reader"], e["by_nik"]) for e in json.loads(listed.stdout)] == [

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +32,7 @@ from runtime.embedded import owner_database_url
 from runtime.sealed import ColumnCipher
 from scripts.record_histories import run_small_round
 from starter import Context, lookup, purge_personal_data, status
+from tests.forked import DRIVER
 from tests.roundkit import TEST_KEYRING, command_env
 from tests.web.test_portal import log_in, text_of
 
@@ -147,13 +146,7 @@ async def test_a_round_is_purged_only_once_ended_and_keeps_its_record_and_says_s
         stack.temporal_address, stack.database_url, keys, tmp_path / "d", COLUMNS="200"
     )
     dry = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, str(ROOT / "starter.py"), "purge-personal-data", round_id, "--dry-run"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        DRIVER.run, "starter.py", ["purge-personal-data", round_id, "--dry-run"], env, tmp_path, 120
     )
     assert dry.returncode == 0, dry.stdout + dry.stderr
     for c in PERSONAL:
