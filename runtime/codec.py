@@ -40,6 +40,8 @@ from temporalio.exceptions import ApplicationError
 # commands; unset for what arrives unasked. Private to the SDK (tests/flows/test_poison.py pins it).
 from temporalio.worker._command_aware_visitor import current_command_info
 
+from runtime.metrics import REFUSED_PAYLOADS
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
@@ -141,9 +143,11 @@ class AesGcmCodec(PayloadCodec, WithSerializationContext):
         local activity answered)."""
         return self._decode_one(payload)
 
-    def refuse(self, reason: str) -> Payload:
-        """Refuse a payload: quietly (a `binary/refused` payload) or by raising."""
+    def refuse(self, reason: str, why: str) -> Payload:
+        """Refuse a payload: quietly (a `binary/refused` payload, counted by `why` in
+        casn_payloads_refused_total) or by raising."""
         if self._quiet and current_command_info.get() is None:
+            REFUSED_PAYLOADS.labels(why).inc()
             return refused_payload(reason)
         raise PayloadDecryptionError(f"payload refused: {reason}")
 
@@ -158,29 +162,31 @@ class AesGcmCodec(PayloadCodec, WithSerializationContext):
     def _decode_one(self, payload: Payload) -> Payload:
         encoding = payload.metadata.get("encoding", b"")
         if encoding != ENCODING:
-            return self.refuse(f"it is not encrypted (encoding {_shown(encoding)})")
+            return self.refuse(f"it is not encrypted (encoding {_shown(encoding)})", "plain")
         raw_kid = payload.metadata.get(KEY_ID, b"")
         kid = raw_kid.decode(errors="replace")
         cipher = self._ciphers.get(kid)
         if cipher is None:
             return self.refuse(
                 f"it was encrypted with key id {_shown(raw_kid)}, which this process does not "
-                f"hold: {KEY_HINT}"
+                f"hold: {KEY_HINT}",
+                "unknown_key",
             )
         if len(payload.data) < NONCE_BYTES + TAG_BYTES:
-            return self.refuse(f"its ciphertext under key id {kid!r} is truncated")
+            return self.refuse(f"its ciphertext under key id {kid!r} is truncated", "truncated")
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plain = cipher.decrypt(nonce, sealed, None)
         except InvalidTag:
             return self.refuse(
                 f"its ciphertext under key id {kid!r} failed authentication: it was altered or "
-                "not written with that key"
+                "not written with that key",
+                "altered",
             )
         try:
             return Payload.FromString(plain)
         except Exception:  # noqa: BLE001 - authenticated, yet not a payload
-            return self.refuse(f"what key id {kid!r} decrypts is not a payload")
+            return self.refuse(f"what key id {kid!r} decrypts is not a payload", "not_a_payload")
 
 
 class RefusedPayloadConverter(EncodingPayloadConverter):

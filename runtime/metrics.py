@@ -16,6 +16,13 @@ Ours live in prometheus_client's default registry (with its process and Python c
   report them and set the interval to 0 on the others.
 - `casn_deliverer_database_down` and `casn_deliverer_outages_total`: the notification deliverer
   (apps/fleet.py) waiting out an outage of the read model now (1), and how many it has met.
+- `casn_payloads_refused_total{why}`: payloads a worker's codec refused on their way into a
+  workflow (a signal, an update or a start that it decoded for workflow code), by why: `plain` (not
+  encrypted), `unknown_key`, `truncated`, `altered` (failed authentication), `not_a_payload`. Each
+  one is a message our own processes did not send: someone who reaches Temporal without the
+  payload key, or a process with an old key. A burst is what a flood spending a run's 10,000
+  signals looks like from the workers (docs/OPERATIONS.md 2.9). A worker that replays a history
+  decodes its refused payloads again and counts them again: read the rate, not the total.
 
 The core's metrics (`temporal_*`: workflow and activity tasks, polls, requests to the server,
 slots) come from the SDK's own Prometheus exporter on loopback (runtime/telemetry.py says why)
@@ -104,6 +111,14 @@ ANNOUNCEMENTS = Counter(
     "already announces these results; published, unchanged or refused when the operator's "
     "signature came back)",
     ["stage", "step"],
+)
+
+REFUSED_PAYLOADS = Counter(
+    "casn_payloads_refused",
+    "Payloads the codec refused on their way into a workflow, by why (plain, unknown_key, "
+    "truncated, altered, not_a_payload): messages not sent by this deployment's processes; "
+    "a replay counts a history's again",
+    ["why"],
 )
 
 RESULTS = ("accepted", "refused", "failed")

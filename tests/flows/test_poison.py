@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from prometheus_client import REGISTRY
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
@@ -348,6 +349,11 @@ async def _phase_is(scene: Scene, phase: str) -> bool:
 # --- a storm of undecryptable payloads ---------------------------------------------------------
 
 
+def _counted(why: str) -> float:
+    """casn_payloads_refused_total{why} in this process (the running_worker's)."""
+    return REGISTRY.get_sample_value("casn_payloads_refused_total", {"why": why}) or 0.0
+
+
 async def test_undecryptable_storm_is_refused_and_legitimate_reports_are_answered(
     client, keys, running_worker, tmp_path
 ):
@@ -413,9 +419,14 @@ async def test_undecryptable_storm_is_refused_and_legitimate_reports_are_answere
                 )
             await asyncio.sleep(0.2)
 
+    counted_before = {why: _counted(why) for why in ("unknown_key", "plain")}
     started = time.monotonic()
     await asyncio.gather(legitimate(), *(forge(n) for n in range(100)))
     storm_seconds = time.monotonic() - started
+    # The worker (in this process) counted each forged payload by why it refused it: the wrong
+    # key's 52 and the plain client's 48 (at least: a replay decodes a history's again).
+    counted = {why: _counted(why) - n for why, n in counted_before.items()}
+    assert counted["unknown_key"] >= 52 and counted["plain"] >= 48, counted
 
     assert len(forged_updates) == 50 and all(forged_updates), (
         f"{forged_updates.count(False)} of {len(forged_updates)} forged updates were accepted"
