@@ -178,6 +178,12 @@ class RoundListing:
     started: datetime
 
 
+def _retrieved(future: asyncio.Future) -> None:
+    """Mark a shared query's failure as seen: its waiters may all have stopped waiting."""
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class RoundDirectory:
     """The rounds the gateway serves: their rules (fixed at creation) and their state (cached
@@ -190,6 +196,7 @@ class RoundDirectory:
     _configs: dict[str, RoundConfig] = field(default_factory=dict)
     _unknown: dict[str, float] = field(default_factory=dict)  # round id -> when it failed
     _states: dict[str, tuple[float, RoundState]] = field(default_factory=dict)
+    _asking: dict[str, asyncio.Future[RoundState]] = field(default_factory=dict)  # in flight
     _listing: tuple[float, list[RoundListing]] = (0.0, [])
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -227,9 +234,24 @@ class RoundDirectory:
         cached = self._states.get(round_id)
         if cached and time.monotonic() - cached[0] < self.state_ttl:
             return cached[1]
-        state = await asyncio.wait_for(self.api.round_state(round_id), timeout)
-        self._states[round_id] = (time.monotonic(), state)
-        return state
+        # One query per round at a time: the pages that find the state stale while it is being
+        # asked for wait for that answer (or its failure), instead of each asking the round's
+        # worker again, at the page rate, at the moment registration opens. A caller's timeout
+        # ends its own wait, not the query the others wait on.
+        asking = self._asking.get(round_id)
+        if asking is None or asking.done():
+            asking = asyncio.ensure_future(self._ask_state(round_id))
+            asking.add_done_callback(_retrieved)
+            self._asking[round_id] = asking
+        return await asyncio.wait_for(asyncio.shield(asking), timeout)
+
+    async def _ask_state(self, round_id: str) -> RoundState:
+        try:
+            state = await self.api.round_state(round_id)
+            self._states[round_id] = (time.monotonic(), state)
+            return state
+        finally:
+            self._asking.pop(round_id, None)
 
     async def listing(self, max_age: float = 30.0) -> list[RoundListing]:
         """Every round on the namespace, newest first, with its phase as the round last set it
