@@ -1,8 +1,8 @@
 """Project commands run as processes of their own, forked from one that imported them once.
 
-The command-line tests run `starter.py`, `audit.py`, `worker.py` and `serve.py` a hundred times with bad
-arguments, settings or keys, each as an operator runs it: a process of its own, its environment
-and folder, its exit status and its two streams. A fresh interpreter spends about 2 s importing
+The command-line tests run `starter.py`, `audit.py`, `worker.py` and `serve.py` a hundred times
+with bad arguments, settings or keys, each as an operator runs it: a process of its own, its
+environment and folder, its exit status and its two streams. A fresh interpreter spends about 2 s importing
 what a command imports (temporalio, pydantic, the domain's models), 4-6 s on this 2-core machine
 under the suite's load: 270 s of the suite's 3,400 s of test time went to that on 12-07.
 
@@ -12,12 +12,14 @@ child forked from it. The child sets its environment, folder, argv and streams, 
 script with `runpy` as `__main__`, exactly as `python starter.py ...` runs it (the script's
 body and its `run_and_end`), its dependencies already imported. What a command reads from its
 environment is read when it runs, never at import (nothing in the project reads `os.environ` at
-module level), so a child sees only its own.
+module level), so a child sees only its own. What an interpreter settles at its start from its
+environment is the driver's: PYTHONHASHSEED, PYTHONIOENCODING and the encoding of its streams. A
+test that sets those runs a real interpreter (tests/flows/test_evaluate.py).
 
 The driver speaks JSON lines on its standard input and output: one request
 (`{"script", "args", "env", "cwd", "timeout", "address_space"}`, and `entry` for a console
-command), one answer (`{"returncode", "stdout", "stderr"}`,
-or `{"timeout": true}` after the child was killed).
+command), one answer (`{"returncode", "stdout", "stderr"}`, or `{"timeout": true}` after the
+child was killed).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _child(request: dict, out: int, err: int) -> None:
     import resource
     import runpy
 
-    from runtime.process import end_process
+    from runtime.process import end_process, exit_code
 
     script, args, entry = request["script"], request["args"], request.get("entry")
     try:
@@ -57,10 +59,8 @@ def _child(request: dict, out: int, err: int) -> None:
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(err, 2)
-        sys.stdout, sys.stderr = (
-            sys.__stdout__,
-            sys.__stderr__,
-        )  # the driver points stdout at stderr
+        sys.stdout = sys.__stdout__  # the driver points it at stderr
+        sys.stderr = sys.__stderr__
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if entry:  # a console command: `sys.argv[0] = name; main()`, as pip's wrapper runs it
             module, function = entry.split(":")
@@ -72,8 +72,6 @@ def _child(request: dict, out: int, err: int) -> None:
             runpy.run_path(str(ROOT / script), run_name="__main__")
         end_process(0)  # a script that returned (run_and_end ends the process itself)
     except SystemExit as exc:
-        from runtime.process import exit_code
-
         end_process(exit_code(exc.code))
     except BaseException:  # noqa: BLE001 - printed as the interpreter would, then status 1
         sys.excepthook(*sys.exc_info())
