@@ -38,13 +38,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 async def _journey_at_skd(kit):
-    t0 = await kit.now()
-    round_id = f"ts-seal-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
-    await kit.create_round(config)
-    applicant = await kit.register(config, registration(1, "F1"))
-    await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
-    return t0, round_id, applicant
+    return await kit.one_at_admin_check("ts-seal")
 
 
 async def test_a_forged_close_is_refused_and_the_score_still_counts(kit):

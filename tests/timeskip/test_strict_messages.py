@@ -6,15 +6,10 @@ Before, JSON `true` was taken as a score of 1, `"120 "` as 120, and a type error
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from domain.codes import Stage
 from domain.messages import Ack
-from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
-from tests.roundkit import compressed_round, formasi, registration
 from workflows.ids import journey_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -30,12 +25,7 @@ CASES = [
 
 @pytest.mark.parametrize(("case", "change", "said"), CASES, ids=[c[0] for c in CASES])
 async def test_a_malformed_report_is_refused_naming_the_field(kit, case, change, said):
-    t0 = await kit.now()
-    round_id = f"ts-strict-{uuid.uuid4().hex[:6]}"
-    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
-    await kit.create_round(config)
-    applicant = await kit.register(config, registration(1, "F1"))
-    await kit.journey_at(round_id, applicant, Stage.ADMIN_CHECK)
+    t0, round_id, applicant = await kit.one_at_admin_check("ts-strict")
     handle = kit.client.get_workflow_handle(journey_workflow_id(round_id, applicant))
     name = "report_scores" if change is None else "report_skd"
 
