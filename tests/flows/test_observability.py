@@ -220,12 +220,21 @@ async def test_worker_and_gateway_serve_metrics_and_health(
         bad = create_app(_gateway(client, keys, stack_settings, queue, bad_pool))
         bad_transport = httpx.ASGITransport(app=bad, client=("203.0.113.9", 50000))
         async with httpx.AsyncClient(transport=bad_transport, base_url="http://gw.test") as http:
-            started = time.monotonic()
-            not_ready = await http.get("/readyz")
-            assert not_ready.status_code == 503
-            assert not_ready.json()["temporal"] == "ok"
-            assert not_ready.json()["postgres"] != "ok"
-            assert time.monotonic() - started < 5
+            # Each answer is a 503 naming PostgreSQL, within its timeouts. Temporal's own check
+            # has 2 s too, and on a machine loaded by the rest of the suite one answer in many
+            # runs has found it late ("operation was canceled"): asked up to three times, it must
+            # be named "ok" once, so a database outage is never blamed on Temporal.
+            temporal_states = []
+            for _ in range(3):
+                started = time.monotonic()
+                not_ready = await http.get("/readyz")
+                assert time.monotonic() - started < 5
+                assert not_ready.status_code == 503, not_ready.text
+                assert not_ready.json()["postgres"] != "ok", not_ready.text
+                temporal_states.append(not_ready.json()["temporal"])
+                if temporal_states[-1] == "ok":
+                    break
+            assert temporal_states[-1] == "ok", temporal_states
             assert (await http.get("/healthz")).status_code == 200
         await bad_pool.close()
     finally:
