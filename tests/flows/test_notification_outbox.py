@@ -176,8 +176,12 @@ async def test_failing_rows_ahead_wait_their_turn_and_are_given_up_after_the_las
             for _ in range(2)
         ]
         assert passes[0].failed == 500 and passes[1].failed == 1
-        # A full pass is followed by the next at once; the pass that found fewer waits.
-        assert [(p.due, pause_after(p)) for p in passes] == [(500, 0.0), (2, DELIVERY_PAUSE)]
+        # A full pass is followed by the next at once; the pass that found fewer waits. The
+        # table is the worker's stack's: rounds of earlier modules can still be writing rows
+        # (8 more in one loaded run), so the second pass found at least the stuck one and "G1".
+        assert (passes[0].due, pause_after(passes[0])) == (500, 0.0)
+        assert 2 <= passes[1].due < DELIVERY_BATCH, passes[1]
+        assert pause_after(passes[1]) == DELIVERY_PAUSE
         assert f'"round_id": "{good}"' in out.read_text()  # delivered in the second pass
         assert passes[1].waiting >= 501
 

@@ -72,7 +72,14 @@ async def chromium():
             await browser.close()
 
 
+# `autofocus` is applied when the browser next renders the page, which can come after the load
+# event a navigation waits for (a refused survey read its focus as None once in a loaded run):
+# the facts are read after two animation frames, when any autofocus has been applied.
+RENDERED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
 async def _facts(page) -> dict:
+    await page.evaluate(RENDERED)
     return await page.evaluate(PAGE_FACTS)
 
 
