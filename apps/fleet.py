@@ -41,7 +41,7 @@ from runtime.db import database_unavailable, open_pool
 from runtime.gcwatch import GcWatch
 from runtime.keys import Keys, load_or_create_keys
 from runtime.logs import get_logger
-from runtime.metrics import DELIVERER_DATABASE_DOWN, DELIVERER_OUTAGES
+from runtime.metrics import DELIVERER_DATABASE_DOWN, DELIVERER_OUTAGES, GC_PAUSE_SECONDS
 from runtime.probes import ProbeServer, deliverer_probe_app, probe_app
 from runtime.sandbox import worker_runner
 from runtime.sealed import ColumnCipher
@@ -145,7 +145,7 @@ async def run_worker(stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     pool = await open_pool(ctx.stack.database_url, max_size=10)
-    gc_watch = GcWatch().install()
+    gc_watch = GcWatch(pauses=GC_PAUSE_SECONDS).install()
     polling = False
     try:
         worker = await build_worker(ctx.client, ctx.settings, pool)

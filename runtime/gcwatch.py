@@ -5,7 +5,9 @@ activation waits for it. With tens of thousands of journeys in the sticky cache 
 millions of objects and a full collection takes seconds: long enough for the SDK's deadlock
 detector (2 s per activation) to fail workflow tasks, which the server then retries
 (BENCHMARKS.md, the 50,000-applicant formasi). A warning names the pause so an operator can
-size CASN_WORKER_MAX_CACHED_WORKFLOWS or run more, smaller workers.
+size CASN_WORKER_MAX_CACHED_WORKFLOWS or run more, smaller workers. Given a histogram (the worker
+gives `casn_gc_pause_seconds`, runtime/metrics.py), every collection's pause is observed in it by
+generation, so a dashboard shows the pauses growing with the cache before one reaches 2 s.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from runtime.logs import get_logger
 
@@ -26,6 +29,8 @@ class GcWatch:
     threshold: float = PAUSE_WARNING_SECONDS
     longest: float = 0.0
     long_pauses: int = 0
+    # A prometheus_client Histogram with one label, the generation; None: pauses are not observed.
+    pauses: Any = None
     _started: float = field(default=0.0, repr=False)
 
     def __call__(self, phase: str, info: dict) -> None:
@@ -34,6 +39,8 @@ class GcWatch:
             return
         took = time.perf_counter() - self._started
         self.longest = max(self.longest, took)
+        if self.pauses is not None:
+            self.pauses.labels(generation=str(info.get("generation"))).observe(took)
         if took >= self.threshold:
             self.long_pauses += 1
             get_logger("worker.gc").warning(

@@ -23,6 +23,10 @@ Ours live in prometheus_client's default registry (with its process and Python c
   payload key, or a process with an old key. A burst is what a flood spending a run's 10,000
   signals looks like from the workers (docs/OPERATIONS.md 2.9). A worker that replays a history
   decodes its refused payloads again and counts them again: read the rate, not the total.
+- `casn_gc_pause_seconds{generation}`: every garbage collection of a worker process, by
+  generation (0, 1, 2), in seconds (runtime/gcwatch.py). A full collection (2) walks every object
+  the process holds, its sticky cache's journeys among them, while every activation waits; past
+  2 s the SDK fails the workflow task as a deadlock (docs/OPERATIONS.md 2.1).
 
 The core's metrics (`temporal_*`: workflow and activity tasks, polls, requests to the server,
 slots) come from the SDK's own Prometheus exporter on loopback (runtime/telemetry.py says why)
@@ -119,6 +123,14 @@ REFUSED_PAYLOADS = Counter(
     "truncated, altered, not_a_payload): messages not sent by this deployment's processes; "
     "a replay counts a history's again",
     ["why"],
+)
+
+GC_PAUSE_SECONDS = Histogram(
+    "casn_gc_pause_seconds",
+    "Seconds each garbage collection of this worker process held every activation, by "
+    "generation (2: a full collection, which grows with the sticky cache)",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
 )
 
 RESULTS = ("accepted", "refused", "failed")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gc
 
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from runtime.gcwatch import GcWatch
+from runtime.metrics import GC_PAUSE_SECONDS
 
 
 def collect_with(watch: GcWatch) -> list[dict]:
@@ -43,3 +45,17 @@ def test_removed_watch_sees_no_more_collections():
     seen = watch.long_pauses
     gc.collect()
     assert watch.long_pauses == seen and watch not in gc.callbacks
+
+
+def test_every_pause_is_observed_in_the_histogram_by_generation():
+    """The worker's `casn_gc_pause_seconds`: a full collection is counted under generation 2 with
+    its length, short or long, and an unwatched collection is not."""
+    labels = {"generation": "2"}
+    count = REGISTRY.get_sample_value("casn_gc_pause_seconds_count", labels) or 0.0
+    total = REGISTRY.get_sample_value("casn_gc_pause_seconds_sum", labels) or 0.0
+    watch = GcWatch(threshold=60.0, pauses=GC_PAUSE_SECONDS)
+    collect_with(watch)
+    gc.collect()  # after remove(): not observed
+    assert REGISTRY.get_sample_value("casn_gc_pause_seconds_count", labels) == count + 1
+    added = REGISTRY.get_sample_value("casn_gc_pause_seconds_sum", labels) - total
+    assert 0 < added <= watch.longest + 1e-9

@@ -253,6 +253,8 @@ async def test_worker_and_gateway_serve_metrics_and_health(
     assert _sample(page, "casn_read_model_up") == 1
     assert "# TYPE casn_reports_total counter" in page
     assert "# TYPE casn_report_ack_seconds histogram" in page
+    # The worker's collections, each observed (a process that ran journeys has collected).
+    assert _sample(page, "casn_gc_pause_seconds_count", generation="0") >= 1, page[:2000]
 
     # A second worker given the same metrics port stops at once, saying which setting to change.
     second = subprocess.run(
