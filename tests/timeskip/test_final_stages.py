@@ -3,8 +3,14 @@ deadline, filing, the NIP, a TMT move reaching journeys at Latsar, the Latsar re
 year of probation from the TMT (moved again during it) before PNS, or a DIS during it.
 
 Schedule (days after t0): registration 0-15, administration 15-18, SKD 21-35, SKB 36-50,
-filing 60-75, Latsar 75-440; final appeal window 3 days, answers within 1 day; an optimalisasi
-offer waits 2 days.
+filing 60-75, Latsar 75-700; final appeal window 3 days, answers within 1 day; an optimalisasi
+offer waits 2 days. Latsar closes after the test's last skip (2028-08-01, about day 602). Closed
+at day 440, as it was until 12-07, the round's close (its signals to the formasi, which then
+end) left the time-skipping test server's clock locked in about one run of three on a loaded
+machine: the skip across it stopped at that very instant and waited in real time until the
+client's deadline, with no task or activity pending on any open workflow. That is the test
+server's, not the engine's (the round closes on the dev server in tests/flows); this test is
+about what happens before the close.
 F1 (quota 1) has three SKB participants; F2 (quota 1, same jabatan and education) has none,
 so its seat goes to optimalisasi. Expectations are written from DOMAIN.md, stages 8-12.
 """
@@ -63,7 +69,7 @@ async def test_final_appeal_optimalisasi_deadline_and_tmt_move(kit):
             "skd": (21 * DAY, 35 * DAY),
             "skb": (36 * DAY, 50 * DAY),
             "filing": (60 * DAY, 75 * DAY),
-            "latsar": (75 * DAY, 440 * DAY),
+            "latsar": (75 * DAY, 700 * DAY),
         },
         appeal_window=3 * DAY,
         answer_within=1 * DAY,
