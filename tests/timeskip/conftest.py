@@ -257,7 +257,8 @@ class TimeSkipKit:
 
         Once in a loaded run (12-07) the connection under a skip that had waited about 115 s
         broke ("h2 protocol error: http2 error"); the skip is then asked again, for what is left
-        of it, until RPC_WAIT from the first ask has passed."""
+        of it, until RPC_WAIT from the first ask has passed. (That skip had stalled because the
+        test server kept its clock locked after a round closed: test_final_stages says more.)"""
         deadline = time.monotonic() + RPC_WAIT.total_seconds()
         while (gap := when - await self.now()) > timedelta(0):
             request = SleepRequest()
