@@ -18,6 +18,12 @@ Two of our own activities are substituted here, under the names the workflows ca
   covered by the real-stack tests in tests/flows). issue_nip still issues one NIP per person.
   A test may hold an ended journey's last projection (``hold_final_projection``) to play a
   slow read model.
+
+A skip across a round's close can stall: in about one run in three on a loaded machine the
+test server locked its clock at the close (the round signals its formasi and all of them end)
+and never gave the lock back, so the skip waited in real time until its deadline (12-07,
+test_final_stages). Schedule a round's Latsar to close after a test's last skip; the close
+itself is tested on the dev server (tests/flows/test_round_end_to_end.py).
 """
 
 from __future__ import annotations
