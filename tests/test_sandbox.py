@@ -155,15 +155,12 @@ async def _held_while_cached(test_server_path, keys, runner) -> Counter:
             activation = "coresdk.workflow_activation.WorkflowActivation"
             for tries in range(100):
                 gc.collect()
-                held = Counter(
-                    type(o).DESCRIPTOR.full_name for o in gc.get_objects() if isinstance(o, Message)
-                )
+                messages = [o for o in gc.get_objects() if isinstance(o, Message)]
+                held = Counter(type(o).DESCRIPTOR.full_name for o in messages)
                 others = sum(
                     1
-                    for o in gc.get_objects()
-                    if isinstance(o, Message)
-                    and type(o).DESCRIPTOR.full_name == activation
-                    and o.run_id not in ours
+                    for o in messages
+                    if type(o).DESCRIPTOR.full_name == activation and o.run_id not in ours
                 )
                 # The probes' own count settles within 2 s (the SDK's instance keeps one each).
                 if not others and (held[activation] <= 1 or tries >= 19):

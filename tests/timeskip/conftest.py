@@ -265,25 +265,15 @@ class TimeSkipKit:
         """Skip the test server's clock forward to `when` (timers due on the way fire in order).
         The call returns once every workflow woken on the way is at rest: under a loaded machine
         that outlasted the client's default deadline ("Timeout expired", once, in a run beside a
-        full suite), so it is given RPC_WAIT.
-
-        Once in a loaded run (12-07) the connection under a skip that had waited about 115 s
-        broke ("h2 protocol error: http2 error"); the skip is then asked again, for what is left
-        of it, until RPC_WAIT from the first ask has passed. (That skip had stalled because the
-        test server kept its clock locked after a round closed: test_final_stages says more.)"""
-        deadline = time.monotonic() + RPC_WAIT.total_seconds()
-        while (gap := when - await self.now()) > timedelta(0):
+        full suite), so it is given RPC_WAIT. (A skip across a round's close can stall until then:
+        the module's docstring says why.)"""
+        gap = when - await self.now()
+        if gap > timedelta(0):
             request = SleepRequest()
             request.duration.FromTimedelta(gap)
-            left = deadline - time.monotonic()
-            try:
-                await self.client.test_service.unlock_time_skipping_with_sleep(
-                    request, timeout=timedelta(seconds=max(left, 1.0))
-                )
-                return
-            except RPCError as exc:
-                if "h2 protocol error" not in exc.message or time.monotonic() >= deadline:
-                    raise
+            await self.client.test_service.unlock_time_skipping_with_sleep(
+                request, timeout=RPC_WAIT
+            )
 
     async def create_round(self, config: RoundConfig) -> None:
         path = self.tmp / f"{config.round_id}.toml"
