@@ -2612,6 +2612,12 @@ def public_pages(
     save("public-pages", {"machine": m, "sizes": figures})
 
 
+def _malloc_growth(before: dict, after: dict, runs: int) -> str:
+    """The C allocator's growth between two memory snapshots, per run added."""
+    grew = {k: (after["malloc"][k] - before["malloc"][k]) / runs / 1024 for k in ("in_use", "free")}
+    return f"{grew['in_use']:.1f} / {grew['free']:.1f} KB"
+
+
 @app.command("cache-memory")
 def cache_memory(
     size: int = typer.Option(900, min=30, help="journeys held in the worker's cache"),
@@ -2668,10 +2674,31 @@ def cache_memory(
         )
     ours_kb = (p[2]["rss"] - p[1]["rss"]) / (parts[1] - parts[0]) / 1024
     rows["RSS per cached journey at admin_check (second third, untraced)"] = f"{ours_kb:.1f} KB"
-    if r["traced"]:
-        rows["Python heap per cached journey at admin_check (last third)"] = (
-            f"{(p[3]['traced'] - p[2]['traced']) / (parts[2] - parts[1]) / 1024:.1f} KB"
+    if p[1].get("malloc") and p[2].get("malloc"):
+        rows["C allocator per cached journey at admin_check (second third): in use / free"] = (
+            _malloc_growth(p[1], p[2], parts[1] - parts[0])
         )
+    if r["traced"]:
+        added = parts[2] - parts[1]
+        rows["Python heap per cached journey at admin_check (last third)"] = (
+            f"{(p[3]['traced'] - p[2]['traced']) / added / 1024:.1f} KB"
+        )
+        large = (p[3]["traced_large"] - p[2]["traced_large"]) / added
+        small = (p[3]["traced"] - p[2]["traced"]) / added - large
+        rows["of which objects of 512 B or less (CPython's arenas) / larger (the C allocator)"] = (
+            f"{small / 1024:.1f} / {large / 1024:.1f} KB"
+        )
+        if p[2].get("malloc") and p[3].get("malloc"):
+            # What the C allocator holds beyond CPython's larger objects and tracemalloc's own
+            # tables: the SDK core's (Rust) state for the run, and any other native library's.
+            native = (
+                p[3]["malloc"]["in_use"]
+                - p[2]["malloc"]["in_use"]
+                - (p[3]["tracemalloc_own"] - p[2]["tracemalloc_own"])
+            ) / added - large
+            rows["C allocator in use outside CPython per journey (the SDK core; last third)"] = (
+                f"{native / 1024:.1f} KB"
+            )
         rows["Python heap added per journey by its SKD report (all journeys)"] = (
             f"{(p[4]['traced'] - p[3]['traced']) / n / 1024:.1f} KB"
         )
@@ -2681,6 +2708,10 @@ def cache_memory(
         rows[f"{label}: RSS per cached run (second third of {c['workflows']})"] = (
             f"{kb:.1f} KB; ours {ours_kb / kb:.2f} x, {ours_kb - kb:+.1f} KB"
         )
+        if cp[1].get("malloc") and cp[2].get("malloc"):
+            rows[f"{label}: C allocator per cached run, in use / free"] = _malloc_growth(
+                cp[1], cp[2], cparts[1] - cparts[0]
+            )
     rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
     print_table(f"memory of one worker per cached journey ({n} journeys)", rows)
     if r["traced"]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -480,6 +482,41 @@ async def at_rest(handles: list[WorkflowHandle], timeout: float = 300.0) -> None
             await asyncio.sleep(0.5)
 
 
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (glibc 2.33 and later): sizes in bytes, summed over all arenas."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def malloc_figures() -> dict[str, int] | None:
+    """What the C allocator holds, from glibc's `mallinfo2()`: `in_use` (allocated chunks of every
+    arena, the Rust core's and CPython's objects over 512 B alike), `free` (chunks freed but kept
+    by the arenas: fragmentation that RSS counts and nothing uses), `mmapped` (large blocks mapped
+    on their own). CPython's own allocator (objects of 512 B or less, in arenas it maps itself) is
+    not in these. None where the C library is not glibc or too old to have mallinfo2."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        call = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    call.restype = _MallInfo2
+    info = call()
+    return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
+
+
+def traced_split(snap: tracemalloc.Snapshot) -> int:
+    """Bytes of the traced Python allocations over 512 B: those CPython takes from the C allocator
+    (smaller ones come from its own arenas), so that malloc's `in_use` can be parted into CPython's
+    and the rest of the process's (the SDK core's)."""
+    return sum(t.size for t in snap.traces if t.size > 512)
+
+
 def protobuf_census(objects: list) -> dict[str, int]:
     """Live protobuf messages the collector tracks, by type (most first): with upb a message that is
     part of a larger one keeps that whole message's memory, outside the Python heap, alive."""
@@ -501,6 +538,7 @@ def memory_report(path: Path, worker: Any, baseline: list) -> None:
     objects = gc.get_objects()
     doc: dict[str, Any] = {
         "rss": rss,
+        "malloc": malloc_figures(),
         "cached_workflows": cached,
         "gc_objects": len(objects),
         "protobuf_messages": protobuf_census(objects),
@@ -511,6 +549,8 @@ def memory_report(path: Path, worker: Any, baseline: list) -> None:
             [tracemalloc.Filter(False, tracemalloc.__file__)]
         )
         doc["traced"] = sum(s.size for s in snap.statistics("filename"))
+        doc["traced_large"] = traced_split(snap)
+        doc["tracemalloc_own"] = tracemalloc.get_tracemalloc_memory()
         doc["by_file"] = [
             (
                 s.traceback[0].filename.replace(str(ROOT), "").split("site-packages/")[-1],

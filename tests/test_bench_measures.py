@@ -60,3 +60,38 @@ def test_the_largest_event_of_a_recorded_history_is_named_by_kind_and_number() -
         "workflow execution completed",
         "workflow execution continued as new",
     }
+
+
+def test_the_c_allocator_sees_large_python_objects_and_their_release() -> None:
+    # cache-memory parts a cached journey's bytes into CPython's and the SDK core's by what glibc's
+    # allocator holds: objects over 512 B come from it, so 2,000 of 4 KiB must show in `in_use`
+    # (about 8 MiB), and be gone from it once freed.
+    from bench.fleet import malloc_figures
+
+    before = malloc_figures()
+    assert before is not None, "glibc's mallinfo2 is missing: cache-memory cannot part its figures"
+    held = [bytearray(4096) for _ in range(2000)]
+    during = malloc_figures()
+    assert during is not None
+    assert during["in_use"] - before["in_use"] >= 2000 * 4096
+    del held
+    after = malloc_figures()
+    assert after is not None
+    assert during["in_use"] - after["in_use"] >= 2000 * 4096
+
+
+def test_traced_python_allocations_are_parted_at_512_bytes() -> None:
+    import tracemalloc
+
+    from bench.fleet import traced_split
+
+    tracemalloc.start()
+    try:
+        small = [bytes(100 + i % 7) for i in range(1000)]  # about 133 B each: CPython's arenas
+        large = [bytes(2000 + i % 7) for i in range(100)]  # about 2 KiB each: the C allocator
+        snap = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    over = traced_split(snap)
+    assert 100 * 2000 <= over < 100 * 2000 + 100 * 2000 // 2  # the large ones, not the small
+    assert small and large
