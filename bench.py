@@ -2674,6 +2674,9 @@ def cache_memory(
         )
     ours_kb = (p[2]["rss"] - p[1]["rss"]) / (parts[1] - parts[0]) / 1024
     rows["RSS per cached journey at admin_check (second third, untraced)"] = f"{ours_kb:.1f} KB"
+    rows["objects the garbage collector tracks, per cached journey (second third)"] = (
+        f"{(p[2]['gc_objects'] - p[1]['gc_objects']) / (parts[1] - parts[0]):.0f}"
+    )
     if p[1].get("malloc") and p[2].get("malloc"):
         rows["C allocator per cached journey at admin_check (second third): in use / free"] = (
             _malloc_growth(p[1], p[2], parts[1] - parts[0])
@@ -2707,6 +2710,9 @@ def cache_memory(
         kb = (cp[2]["rss"] - cp[1]["rss"]) / (cparts[1] - cparts[0]) / 1024
         rows[f"{label}: RSS per cached run (second third of {c['workflows']})"] = (
             f"{kb:.1f} KB; ours {ours_kb / kb:.2f} x, {ours_kb - kb:+.1f} KB"
+        )
+        rows[f"{label}: objects the collector tracks, per cached run"] = (
+            f"{(cp[2]['gc_objects'] - cp[1]['gc_objects']) / (cparts[1] - cparts[0]):.0f}"
         )
         if cp[1].get("malloc") and cp[2].get("malloc"):
             rows[f"{label}: C allocator per cached run, in use / free"] = _malloc_growth(
