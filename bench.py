@@ -2720,6 +2720,15 @@ def cache_memory(
             )
     rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
     print_table(f"memory of one worker per cached journey ({n} journeys)", rows)
+    if "gc_types" in p[1] and "gc_types" in p[2]:
+        added = parts[1] - parts[0]
+        grew = {
+            k: (p[2]["gc_types"].get(k, 0) - p[1]["gc_types"].get(k, 0)) / added
+            for k in p[2]["gc_types"]
+        }
+        console.print("objects the collector tracks, added per cached journey (second third):")
+        for name, per in sorted(grew.items(), key=lambda kv: -kv[1])[:20]:
+            console.print(f"  {per:6.1f}  {name}")
     if r["traced"]:
         added = parts[2] - parts[1]
         console.print("largest heap growth over the last third (tracemalloc, by traceback):")

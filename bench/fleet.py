@@ -517,6 +517,17 @@ def traced_split(snap: tracemalloc.Snapshot) -> int:
     return sum(t.size for t in snap.traces if t.size > 512)
 
 
+def type_census(objects: list) -> dict[str, int]:
+    """The objects the garbage collector tracks, counted by type (module and name): two snapshots'
+    difference says what each cached run adds to a full collection's walk."""
+    seen: dict[str, int] = {}
+    for o in objects:
+        kind = type(o)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        seen[name] = seen.get(name, 0) + 1
+    return seen
+
+
 def protobuf_census(objects: list) -> dict[str, int]:
     """Live protobuf messages the collector tracks, by type (most first): with upb a message that is
     part of a larger one keeps that whole message's memory, outside the Python heap, alive."""
@@ -541,6 +552,7 @@ def memory_report(path: Path, worker: Any, baseline: list) -> None:
         "malloc": malloc_figures(),
         "cached_workflows": cached,
         "gc_objects": len(objects),
+        "gc_types": type_census(objects),
         "protobuf_messages": protobuf_census(objects),
     }
     del objects
