@@ -409,7 +409,10 @@ def gc_rows(ctx: Ctx) -> dict[str, str]:
     watch = ctx.gc_watch
     return {
         "longest GC pause (worker+driver)": f"{watch.longest:.2f} s ({watch.long_pauses} over "
-        f"{watch.threshold:g} s)"
+        f"{watch.threshold:g} s)",
+        "time in garbage collection (worker+driver)": (
+            f"{watch.total:.2f} s in {watch.collections:,} collections"
+        ),
     }
 
 

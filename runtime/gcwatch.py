@@ -29,6 +29,8 @@ class GcWatch:
     threshold: float = PAUSE_WARNING_SECONDS
     longest: float = 0.0
     long_pauses: int = 0
+    total: float = 0.0  # seconds spent in collections since the last reset
+    collections: int = 0
     # A prometheus_client Histogram with one label, the generation; None: pauses are not observed.
     pauses: Any = None
     _started: float = field(default=0.0, repr=False)
@@ -39,6 +41,8 @@ class GcWatch:
             return
         took = time.perf_counter() - self._started
         self.longest = max(self.longest, took)
+        self.total += took
+        self.collections += 1
         if self.pauses is not None:
             self.pauses.labels(generation=str(info.get("generation"))).observe(took)
         if took >= self.threshold:
@@ -54,6 +58,8 @@ class GcWatch:
         """Forget the pauses seen so far (a benchmark measures each run on its own)."""
         self.longest = 0.0
         self.long_pauses = 0
+        self.total = 0.0
+        self.collections = 0
 
     def install(self) -> GcWatch:
         if self not in gc.callbacks:

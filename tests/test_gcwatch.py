@@ -59,3 +59,13 @@ def test_every_pause_is_observed_in_the_histogram_by_generation():
     assert REGISTRY.get_sample_value("casn_gc_pause_seconds_count", labels) == count + 1
     added = REGISTRY.get_sample_value("casn_gc_pause_seconds_sum", labels) - total
     assert 0 < added <= watch.longest + 1e-9
+
+
+def test_every_collection_adds_to_the_total_and_a_reset_forgets_it():
+    watch = GcWatch(threshold=60.0)
+    collect_with(watch)
+    collect_with(watch)
+    assert watch.collections >= 2  # two full collections, and any the test's allocations made
+    assert watch.total >= watch.longest > 0
+    watch.reset()
+    assert (watch.total, watch.collections, watch.longest) == (0.0, 0, 0.0)
