@@ -6,6 +6,7 @@
     python3 run.py bench journeys --size 200
     python3 run.py bench ack-latency --rate 50 --duration 30
     python3 run.py bench ack-latency --rate 200 --duration 20 --worker-process   # workers as processes
+    python3 run.py bench ack-latency --rate 200 --duration 20 --ours-first   # the bare engine second
     python3 run.py bench registrations --size 500
     python3 run.py bench registrations-e2e --size 20000   # end to end, against the bare engine
     python3 run.py bench gateway --size 5000 --clients 200   # through HTTP vs straight to the engine
@@ -466,6 +467,7 @@ async def run_ack(
     seed: int,
     baseline: bool = True,
     worker_process: bool = False,
+    ours_first: bool = False,
 ) -> dict:
     """Our acknowledgements (an administration result to a journey at admin_check, through
     RecruitmentApi) at a fixed offered rate, open loop. With `baseline`, first the bare engine's at
@@ -477,18 +479,20 @@ async def run_ack(
 
     With `worker_process` each phase's worker is a process of its own (ours: `worker.py run`, as
     production runs it; the bare engine's: `python -m bench.fleet ack-worker`) and this process
-    only sends; otherwise both workers run in this process beside the sender."""
+    only sends; otherwise both workers run in this process beside the sender. With `ours_first`
+    the bare engine's phase comes after ours instead of before (whether the order favours either)."""
     from client.api import RecruitmentApi, RefusedError
     from domain.messages import AdminReport
 
     total = int(rate * duration)
     figures: dict = {
-        "worker": "a process of its own" if worker_process else "in the sender's process"
+        "worker": "a process of its own" if worker_process else "in the sender's process",
+        "order": "ours, then the bare engine" if ours_first else "the bare engine, then ours",
     }
-    bare_fig = None
-    if baseline:
+
+    async def bare_phase() -> dict:
         async with _ack_targets(ctx, total, worker_process) as (handles, refs, fleet):
-            bare_fig = await _open_loop(
+            measured = await _open_loop(
                 ctx,
                 list(range(len(handles))),
                 rate,
@@ -497,8 +501,11 @@ async def run_ack(
                 (Exception,),
                 fleet,
             )
-        print_table("bare engine: an update answered at once", _shown(bare_fig))
+        print_table("bare engine: an update answered at once", _shown(measured))
         gc.collect()
+        return measured
+
+    bare_fig = await bare_phase() if baseline and not ours_first else None
     async with _our_worker(ctx, worker_process) as (ours_ctx, fleet):
         # one fresh journey per report, at the admin_check stage (registrations beyond the 3% the
         # rules refuse)
@@ -520,6 +527,9 @@ async def run_ack(
         fig = await _open_loop(ctx, targets, rate, duration, ours, (RefusedError, Exception), fleet)
     print_table("stage-result acknowledgement latency", _shown(fig))
     figures.update({"p95_ms": fig["p95"], **fig})
+    if baseline and ours_first:
+        gc.collect()
+        bare_fig = await bare_phase()
     if bare_fig is not None:
         ratio = {
             "p95, ours ÷ bare": f"{fig['p95'] / bare_fig['p95']:.2f}",
@@ -1275,6 +1285,11 @@ def ack_latency(
         help="each phase's worker in a process of its own, as production runs it (ours: worker.py "
         "run), this process only sending; without it both run in the sending process",
     ),
+    ours_first: bool = typer.Option(
+        False,
+        "--ours-first/--bare-first",
+        help="measure ours before the bare engine (default: the bare engine first)",
+    ),
     keep_stack: bool = KEEP,
 ):
     """Acknowledgement latency of stage results at a fixed offered rate (open loop), against the
@@ -1283,7 +1298,7 @@ def ack_latency(
 
     async def main():
         async with stack(keep_stack) as ctx:
-            figures = await run_ack(ctx, rate, duration, seed, baseline, worker_process)
+            figures = await run_ack(ctx, rate, duration, seed, baseline, worker_process, ours_first)
             save("ack-latency", {"machine": m, **figures})
 
     asyncio.run(main())
