@@ -2630,10 +2630,23 @@ def public_pages(
     save("public-pages", {"machine": m, "sizes": figures})
 
 
-def _malloc_growth(before: dict, after: dict, runs: int) -> str:
-    """The C allocator's growth between two memory snapshots, per run added."""
-    grew = {k: (after["malloc"][k] - before["malloc"][k]) / runs / 1024 for k in ("in_use", "free")}
-    return f"{grew['in_use']:.1f} / {grew['free']:.1f} KB"
+def _per_run(points: list[dict], parts: list[int], third: int, *key: str) -> float:
+    """A memory figure's growth over one third of a cache-memory run (1: the second, the
+    untraced one; 2: the last), per run it added; `key` is the path to the figure in a snapshot."""
+
+    def figure(point: dict) -> float:
+        for k in key:
+            point = point[k]
+        return point  # type: ignore[return-value]
+
+    before, after = points[third], points[third + 1]
+    return (figure(after) - figure(before)) / (parts[third] - parts[third - 1])
+
+
+def _malloc_rows(points: list[dict], parts: list[int]) -> str:
+    """The C allocator's growth over the second third, per run: in use / freed but kept."""
+    grew = [_per_run(points, parts, 1, "malloc", k) / 1024 for k in ("in_use", "free")]
+    return f"{grew[0]:.1f} / {grew[1]:.1f} KB"
 
 
 @app.command("cache-memory")
@@ -2690,33 +2703,30 @@ def cache_memory(
             f"RSS {point['rss'] / 2**20:.1f} MiB, cached {point['cached_workflows']}"
             + (f", traced heap {point['traced'] / 2**20:.2f} MiB" if "traced" in point else "")
         )
-    ours_kb = (p[2]["rss"] - p[1]["rss"]) / (parts[1] - parts[0]) / 1024
+    ours_kb = _per_run(p, parts, 1, "rss") / 1024
     rows["RSS per cached journey at admin_check (second third, untraced)"] = f"{ours_kb:.1f} KB"
     rows["objects the garbage collector tracks, per cached journey (second third)"] = (
-        f"{(p[2]['gc_objects'] - p[1]['gc_objects']) / (parts[1] - parts[0]):.0f}"
+        f"{_per_run(p, parts, 1, 'gc_objects'):.0f}"
     )
     if p[1].get("malloc") and p[2].get("malloc"):
         rows["C allocator per cached journey at admin_check (second third): in use / free"] = (
-            _malloc_growth(p[1], p[2], parts[1] - parts[0])
+            _malloc_rows(p, parts)
         )
     if r["traced"]:
-        added = parts[2] - parts[1]
-        rows["Python heap per cached journey at admin_check (last third)"] = (
-            f"{(p[3]['traced'] - p[2]['traced']) / added / 1024:.1f} KB"
-        )
-        large = (p[3]["traced_large"] - p[2]["traced_large"]) / added
-        small = (p[3]["traced"] - p[2]["traced"]) / added - large
+        heap = _per_run(p, parts, 2, "traced")
+        large = _per_run(p, parts, 2, "traced_large")
+        rows["Python heap per cached journey at admin_check (last third)"] = f"{heap / 1024:.1f} KB"
         rows["of which objects of 512 B or less (CPython's arenas) / larger (the C allocator)"] = (
-            f"{small / 1024:.1f} / {large / 1024:.1f} KB"
+            f"{(heap - large) / 1024:.1f} / {large / 1024:.1f} KB"
         )
         if p[2].get("malloc") and p[3].get("malloc"):
             # What the C allocator holds beyond CPython's larger objects and tracemalloc's own
             # tables: the SDK core's (Rust) state for the run, and any other native library's.
             native = (
-                p[3]["malloc"]["in_use"]
-                - p[2]["malloc"]["in_use"]
-                - (p[3]["tracemalloc_own"] - p[2]["tracemalloc_own"])
-            ) / added - large
+                _per_run(p, parts, 2, "malloc", "in_use")
+                - _per_run(p, parts, 2, "tracemalloc_own")
+                - large
+            )
             rows["C allocator in use outside CPython per journey (the SDK core; last third)"] = (
                 f"{native / 1024:.1f} KB"
             )
@@ -2725,23 +2735,20 @@ def cache_memory(
         )
     for label, c in r["controls"].items():
         cp, cparts = c["points"], c["parts"]
-        kb = (cp[2]["rss"] - cp[1]["rss"]) / (cparts[1] - cparts[0]) / 1024
+        kb = _per_run(cp, cparts, 1, "rss") / 1024
         rows[f"{label}: RSS per cached run (second third of {c['workflows']})"] = (
             f"{kb:.1f} KB; ours {ours_kb / kb:.2f} x, {ours_kb - kb:+.1f} KB"
         )
         rows[f"{label}: objects the collector tracks, per cached run"] = (
-            f"{(cp[2]['gc_objects'] - cp[1]['gc_objects']) / (cparts[1] - cparts[0]):.0f}"
+            f"{_per_run(cp, cparts, 1, 'gc_objects'):.0f}"
         )
         if cp[1].get("malloc") and cp[2].get("malloc"):
-            rows[f"{label}: C allocator per cached run, in use / free"] = _malloc_growth(
-                cp[1], cp[2], cparts[1] - cparts[0]
-            )
+            rows[f"{label}: C allocator per cached run, in use / free"] = _malloc_rows(cp, cparts)
     rows["load average at end (1/5 min)"] = "{:.2f} / {:.2f}".format(*os.getloadavg()[:2])
     print_table(f"memory of one worker per cached journey ({n} journeys)", rows)
     if "gc_types" in p[1] and "gc_types" in p[2]:
-        added = parts[1] - parts[0]
         grew = {
-            k: (p[2]["gc_types"].get(k, 0) - p[1]["gc_types"].get(k, 0)) / added
+            k: (p[2]["gc_types"][k] - p[1]["gc_types"].get(k, 0)) / (parts[1] - parts[0])
             for k in p[2]["gc_types"]
         }
         console.print("objects the collector tracks, added per cached journey (second third):")

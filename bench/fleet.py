@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import json
 import os
@@ -27,6 +28,7 @@ import sys
 import time
 import tracemalloc
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -494,18 +496,26 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
+@functools.cache
+def _mallinfo2() -> Any:
+    """glibc's `mallinfo2`, looked up once; None where the C library is not glibc or too old."""
+    try:
+        call = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    call.restype = _MallInfo2
+    return call
+
+
 def malloc_figures() -> dict[str, int] | None:
     """What the C allocator holds, from glibc's `mallinfo2()`: `in_use` (allocated chunks of every
     arena, the Rust core's and CPython's objects over 512 B alike), `free` (chunks freed but kept
     by the arenas: fragmentation that RSS counts and nothing uses), `mmapped` (large blocks mapped
     on their own). CPython's own allocator (objects of 512 B or less, in arenas it maps itself) is
     not in these. None where the C library is not glibc or too old to have mallinfo2."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        call = libc.mallinfo2
-    except (OSError, AttributeError):
+    call = _mallinfo2()
+    if call is None:
         return None
-    call.restype = _MallInfo2
     info = call()
     return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
 
@@ -520,12 +530,7 @@ def traced_split(snap: tracemalloc.Snapshot) -> int:
 def type_census(objects: list) -> dict[str, int]:
     """The objects the garbage collector tracks, counted by type (module and name): two snapshots'
     difference says what each cached run adds to a full collection's walk."""
-    seen: dict[str, int] = {}
-    for o in objects:
-        kind = type(o)
-        name = f"{kind.__module__}.{kind.__qualname__}"
-        seen[name] = seen.get(name, 0) + 1
-    return seen
+    return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
 
 
 def protobuf_census(objects: list) -> dict[str, int]:
