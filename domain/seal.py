@@ -49,6 +49,9 @@ def seal_problem(message: BaseModel, secret: str) -> str | None:
     given = getattr(message, SEAL_FIELD, "")
     if not given:
         return "it carries no seal: only the round's own workflows can send it"
-    if not hmac.compare_digest(given, seal_of(message, secret)):
+    # As bytes: compare_digest refuses str with a non-ASCII character (TypeError), and a handler
+    # that raised would fail its workflow task on every retry: one forged signal would stop the
+    # workflow. A seal that is not what `seal_of` writes simply does not verify.
+    if not hmac.compare_digest(given.encode(), seal_of(message, secret).encode()):
         return "its seal does not verify: it was not sent by the round's own workflows"
     return None

@@ -314,6 +314,28 @@ async def test_forged_signals_to_formasi_and_round_change_nothing(
     await the_round.signal("formasi_result", {"formasi_code": 7})
     await the_round.signal("offer_reply", args=[1, 2, 3])
 
+    # A seal with a character outside ASCII, to each workflow that checks seals: hmac's compare
+    # of str raised TypeError in the handler, a task failure on every retry (review of 12-07).
+    not_ascii = "\u00e9" * 64
+    await the_round.signal(
+        "seat_vacated", SeatVacated(applicant_id=scene.ids[0], formasi_code="F1", seal=not_ascii)
+    )
+    moved = Announcement(
+        announcement_id=f"{round_id}/tmt_moved/96",
+        phase="tmt_moved",
+        at=now,
+        note="2027-05-01",
+        seal=not_ascii,
+    )
+    await f1.signal("phase", moved)
+    await scene.journey(client, scene.ids[0]).signal("announce", moved)
+    await scene.journey(client, scene.ids[1]).signal(
+        "offer_seat",
+        OptimalisasiOffer(
+            offer_id="forged", to_formasi="F1", answer_by=now + timedelta(days=1), seal=not_ascii
+        ),
+    )
+
     # The round goes on: administration closes, the formasi tells its applicants, they move on.
     await _until(
         lambda: _phase_is(scene, "administration"), "the administration window", timeout=40
