@@ -228,7 +228,10 @@ class FormTokens:
         if len(parts) != 3 or len(token) > 200:
             return None
         issued, nonce, mac = parts
-        if not hmac.compare_digest(mac, self._mac(binding, purpose, issued, nonce)):
+        # As bytes: compare_digest of str raises TypeError on a non-ASCII character (a 500).
+        if not hmac.compare_digest(
+            mac.encode(), self._mac(binding, purpose, issued, nonce).encode()
+        ):
             return None
         try:
             age = (now if now is not None else time.time()) - int(issued, 16)
