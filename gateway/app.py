@@ -35,7 +35,7 @@ from gateway.deps import (
     RoundDirectory,
 )
 from gateway.headers import HeadAsGet, SecurityHeaders, add_security_headers
-from gateway.limits import RequestLimits
+from gateway.limits import RequestLimits, loggable_path
 from gateway.service_api import READ_MODEL_DOWN
 from runtime.db import open_pool, raised_by_database
 from runtime.logs import get_logger
@@ -124,7 +124,9 @@ def create_app(gw: Gateway) -> FastAPI:
             return problems.problem_response(
                 request, problems.Problem(503, detail, headers={"Retry-After": "30"})
             )
-        return portal.unavailable(await portal.visit(request, gw), request.url.path, exc)
+        return portal.unavailable(
+            await portal.visit(request, gw), loggable_path(request.url.path), exc
+        )
 
     @app.exception_handler(WorkflowQueryFailedError)
     async def _unreadable(request: Request, exc: WorkflowQueryFailedError) -> Response:
@@ -132,7 +134,9 @@ def create_app(gw: Gateway) -> FastAPI:
         a non-deterministic deployment, a bug): 503, nothing changed, and an error in the log for
         the operators. A bare 500 before."""
         log.error(
-            "a query the worker could not answer", path=request.url.path, error=str(exc)[:300]
+            "a query the worker could not answer",
+            path=loggable_path(request.url.path),
+            error=str(exc)[:300],
         )
         return await engine_unavailable(request, problems.ENGINE_UNREADABLE, exc)
 
@@ -141,7 +145,7 @@ def create_app(gw: Gateway) -> FastAPI:
         """The engine did not answer within the client's attempts (a deadline peak: the client
         already sent the same message again, RecruitmentApi._update): whether it was taken is not
         known, and a repeat is safe. 503, not a bare 500."""
-        log.warning("the engine did not answer in time", path=request.url.path)
+        log.warning("the engine did not answer in time", path=loggable_path(request.url.path))
         return await engine_unavailable(request, problems.ENGINE_LATE, exc)
 
     def plain_page(
@@ -184,7 +188,9 @@ def create_app(gw: Gateway) -> FastAPI:
         not the read model's: it is answered as unexpected."""
         if isinstance(exc, OSError) and not raised_by_database(exc):
             return await _unexpected(request, exc)  # a file, a socket of its own: not the database
-        log.warning("read model unreachable", path=request.url.path, error=type(exc).__name__)
+        log.warning(
+            "read model unreachable", path=loggable_path(request.url.path), error=type(exc).__name__
+        )
         if request.url.path.startswith("/api/"):
             return problems.problem_response(
                 request,
@@ -211,7 +217,12 @@ def create_app(gw: Gateway) -> FastAPI:
         with the traceback has it too), as problem+json on the API; the portal and the public
         pages get a page that asks nothing of the database or the engine. Starlette answers it
         outside every middleware, so it gets the security headers here."""
-        log.error("unexpected error", path=request.url.path, error=type(exc).__name__, exc_info=exc)
+        log.error(
+            "unexpected error",
+            path=loggable_path(request.url.path),
+            error=type(exc).__name__,
+            exc_info=exc,
+        )
         request_id = getattr(request.state, "request_id", "")
         response: Response
         if request.url.path.startswith("/api/"):

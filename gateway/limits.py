@@ -132,7 +132,7 @@ class RequestLimits:
             log.info(
                 "request",
                 method=scope.get("method"),
-                path=_loggable_path(scope.get("path", "")),
+                path=loggable_path(scope.get("path", "")),
                 status=status["code"] or 413,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
@@ -151,11 +151,14 @@ class _BodyTooLarge(HTTPException):
 _DIGIT_RUN = re.compile(r"\d{10,}")
 
 
-def _loggable_path(path: str) -> str:
+def loggable_path(path: str) -> str:
     """The path as logged: registration numbers are pseudonyms, so the gateway's own paths carry
     no personal data; a query string (which could) is never logged. A caller that puts a NIK
-    where a registration number goes (a run of 10 or more digits) has it logged as its length."""
-    return _DIGIT_RUN.sub(lambda run: f"<{len(run[0])} digits>", path[:200])
+    where a registration number goes (a run of 10 or more digits, fullwidth ones too) has it
+    logged as its length. Masked before it is cut to 200 characters, so a NIK the cut splits
+    leaves none of its digits. Every log line of the gateway that names a path takes it from
+    here: the request line and each error handler's."""
+    return _DIGIT_RUN.sub(lambda run: f"<{len(run[0])} digits>", path[:1000])[:200]
 
 
 class RateLimiter:

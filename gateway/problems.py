@@ -82,7 +82,9 @@ class Problem(Exception):
 
 
 # A NIK's shape: 16 digits standing alone (in a path between slashes, in a sentence, as a value).
-_NIK_SHAPED = re.compile(r"(?<![0-9A-Za-z])[0-9]{16}(?![0-9A-Za-z])")
+# Any decimal digits (\d matches Unicode's): normalise_nik reads a fullwidth '３２７３…' as the
+# same NIK, so it is masked in the same way.
+_NIK_SHAPED = re.compile(r"(?<![\dA-Za-z])\d{16}(?![\dA-Za-z])")
 
 
 def without_niks(text: str) -> str:

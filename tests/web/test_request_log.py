@@ -40,3 +40,25 @@ async def test_a_nik_in_a_path_is_logged_as_its_length(monkeypatch):
         "/api/v1/rounds/CPNS-2027/applicants/ABCDEFGH234567AB/skd",
     ]
     assert "3273014501950001" not in str(logs)
+
+
+def test_a_fullwidth_nik_and_one_cut_at_the_line_s_length_leave_no_digit():
+    """normalise_nik reads fullwidth digits as the same NIK; a path is cut to 200 characters
+    only after it is masked, so a NIK the cut would split is not left as 9 digits and a tail."""
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in "3273014501950001")
+    assert limits.loggable_path(f"/pengumuman/{fullwidth}") == "/pengumuman/<16 digits>"
+    at_the_cut = "/x" * 95 + "/3273014501950001"  # the NIK starts at character 191
+    logged = limits.loggable_path(at_the_cut)
+    assert len(logged) == 200 and logged.endswith("/<16 digit")  # not "/327301450"
+
+
+def test_an_error_answer_masks_a_fullwidth_nik_as_an_ascii_one():
+    from gateway.problems import without_niks
+
+    fullwidth = "".join(chr(0xFF10 + int(d)) for d in "3273014501950001")
+    assert (
+        without_niks(f"/lookups/{fullwidth}")
+        == "/lookups/" + fullwidth[:4] + "*" * 8 + fullwidth[-4:]
+    )
+    assert without_niks("/lookups/3273014501950001") == "/lookups/3273********0001"
+    assert without_niks("ABC3273014501950001") == "ABC3273014501950001"  # not standing alone
