@@ -26,6 +26,7 @@ from domain.config import RoundConfig
 from gateway.deps import Gateway, gateway
 from gateway.headers import PAGE_CACHE
 from gateway.portal import portal
+from gateway.problems import without_niks
 from gateway.public_answers import MAKER, PAGE_CONTEXT, RENDERING, AnswerOrder, in_zone
 from runtime.logs import get_logger
 
@@ -137,7 +138,10 @@ async def lookup_page(
         return _page(gw, request, "lookup.html", context, round_config=config)
     wanted = nomor.strip().upper()
     if not _REGISTRATION_NO.match(wanted):
-        shown = nomor if len(nomor) <= 40 else nomor[:37] + "..."
+        # A NIK typed here (the login form takes one) is not shown back whole: masked in the text
+        # and in the field it refills. The field's pattern keeps a browser from sending one.
+        shown = without_niks(nomor if len(nomor) <= 40 else nomor[:37] + "...")
+        context["nomor"] = shown
         context["invalid"] = True
         context["problem"] = (
             f"Nomor peserta {shown!r} tidak valid: nomor peserta terdiri atas 16 karakter, "

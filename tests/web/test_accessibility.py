@@ -273,6 +273,14 @@ async def test_the_public_lookup_ties_its_refusal_to_the_number_and_focuses_it(
         assert field["name"] == "nomor" and "tidak valid" in field["described"][0], facts
         assert facts["focused"] == "galat-nomor", facts
         assert not facts["too_wide"], facts
+        # A NIK in the field: the browser refuses to send it (the field's pattern), so it never
+        # reaches a URL, a proxy's log or the history; a registration number goes.
+        await page.fill("#isian-nomor", "3273014501950001")
+        await page.click("form button[type=submit]")
+        assert await page.eval_on_selector("#isian-nomor", "e => e.validity.patternMismatch")
+        assert "3273014501950001" not in page.url
+        await page.fill("#isian-nomor", "  abcdefgh234567ab ")
+        assert not await page.eval_on_selector("#isian-nomor", "e => e.validity.patternMismatch")
 
 
 async def test_fields_show_their_edges_links_are_thumb_sized_and_focus_is_drawn_on_a_phone(

@@ -280,6 +280,10 @@ async def test_public_announcements_in_official_order_signed_and_chained(
     malformed = await http.get(f"/pengumuman/{round_id}/cari", params={"nomor": "12<b>x"})
     assert malformed.status_code == 422 and "tidak valid" in malformed.text
     assert "<b>x" not in malformed.text
+    # A NIK typed where the number goes (the login form takes one): not shown back whole.
+    nik = await http.get(f"/pengumuman/{round_id}/cari", params={"nomor": "3273014501950001"})
+    assert nik.status_code == 422 and "tidak valid" in nik.text
+    assert "3273014501950001" not in nik.text and "3273********0001" in nik.text
     unknown = await http.get(f"/pengumuman/{round_id}/cari", params={"nomor": "A" * 16})
     assert unknown.status_code == 404 and "tidak ditemukan" in unknown.text
     assert (await http.get(f"/pengumuman/{round_id}/9")).status_code == 404
