@@ -40,7 +40,10 @@ log = get_logger(__name__)
 
 
 class Transport(Protocol):
-    """Where notifications go. `send` raises when the message could not be handed over."""
+    """Where notifications go. `send` raises when the message could not be handed over; the
+    exception's text goes into the log line of each failed attempt (`notification not delivered`,
+    for the operator to see why), so a transport must not put the recipient's address or number
+    in it. The last attempt's warning names the error's kind only."""
 
     async def send(self, round_id: str, applicant_id: str, key: str, text: str) -> None: ...
 

@@ -228,6 +228,10 @@ def _projection_rows(
     return applicant_row(p), decisions, reports, notes
 
 
+class NipSerialsBehind(RuntimeError):
+    """The NIP a serial would give is already in the register, and not this person's."""
+
+
 class ReadModel:
     """Activities over one asyncpg pool. Every write is idempotent under retries.
 
@@ -383,12 +387,19 @@ class ReadModel:
                         nip,
                         req.person or None,
                     )
-            except asyncpg.UniqueViolationError:
+            except asyncpg.UniqueViolationError as exc:
                 # A concurrent attempt for the same person won (in this round or another): its
                 # NIP is the person's NIP.
                 held = await self._nip_held(conn, req)
                 if held is None:
-                    raise
+                    # Nobody's attempt won: the serial counter is behind the register (a restore
+                    # of one without the other). Said without the driver's DETAIL, which quotes
+                    # the NIP (a birth date and a sex) into the worker's log on every retry.
+                    raise NipSerialsBehind(
+                        f"a NIP for {req.applicant_id} in {req.round_id}: the next serial of its "
+                        f"prefix is already in the register ({exc.constraint_name}); nip_serials "
+                        "is behind nips (docs/OPERATIONS.md 4)"
+                    ) from None
                 return held
             activity.logger.info("nip issued", extra={"applicant": req.applicant_id})
             return NipIssued(nip=nip, newly_issued=True)

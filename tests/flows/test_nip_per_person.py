@@ -8,15 +8,17 @@ NIK's round-independent pseudonym; a second round's request is given the NIP the
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
-from datetime import date
+from datetime import date, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.testing import ActivityEnvironment
 
-from activities.readmodel import ReadModel
+from activities.readmodel import NipSerialsBehind, ReadModel
 from domain.contracts import NipRequest
 from domain.registration import Gender
 from runtime.db import open_pool
@@ -91,3 +93,44 @@ async def test_a_request_without_the_person_is_judged_by_round_and_number_as_bef
     one = await ENV.run(model.issue_nip, _request(r, "EEEE", "", date(2027, 3, 1)))
     two = await ENV.run(model.issue_nip, _request(r, "FFFF", "", date(2027, 3, 1)))
     assert one.newly_issued and two.newly_issued and one.nip != two.nip
+
+
+async def test_a_serial_counter_behind_the_register_is_named_without_the_nip(nips, stack_settings):
+    """After a restore of `nip_serials` older than `nips`, the next serial is taken: the failure
+    names the registration and what to mend, never the NIP (the driver's DETAIL quotes it, and
+    the SDK logs an activity's failure with its causes on every retry); the mend in
+    docs/OPERATIONS.md 4 lets the same request through."""
+    model, pool, rounds = nips
+    r = f"nip-{uuid.uuid4().hex[:6]}"
+    rounds.append(r)
+    # A prefix of this test's own: a birth date no other test asks for.
+    born = date(1950, 1, 1) + timedelta(days=uuid.uuid4().int % 3000)
+    ask = _request(r, "GGGG", uuid.uuid4().hex, date(2031, 1, 1)).model_copy(
+        update={"birth_date": born}
+    )
+    first = await ENV.run(model.issue_nip, ask)
+    owner = await asyncpg.connect(owner_database_url(stack_settings))
+    try:
+        await owner.execute(
+            "UPDATE nip_serials SET last_serial = last_serial - 1 WHERE prefix = $1", first.nip[:15]
+        )
+        second = ask.model_copy(update={"applicant_id": "HHHH", "person": uuid.uuid4().hex})
+        with pytest.raises(NipSerialsBehind) as caught:
+            await ENV.run(model.issue_nip, second)
+        said = str(caught.value)
+        assert "HHHH" in said and "nip_serials is behind nips" in said, said
+        assert first.nip not in said and caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
+        mend = docs_sql()
+        await owner.execute(mend)
+        issued = await ENV.run(model.issue_nip, second)
+        assert issued.newly_issued and issued.nip[:15] == first.nip[:15] != issued.nip
+    finally:
+        await owner.close()
+
+
+def docs_sql() -> str:
+    """The mend docs/OPERATIONS.md gives, as written there."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
+    [sql] = re.findall(r"```sql\n(INSERT INTO nip_serials.*?)```", text, re.S)
+    return sql
