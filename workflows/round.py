@@ -1168,6 +1168,12 @@ class RecruitmentRound:
                 f"({later.opens.isoformat()}); with shift_later every later window moves by as "
                 "much (starter.py extend-window --shift-later)",
             )
+        # The schedule it gives must be one a round file may have: latsar, with no next window,
+        # took any close before (a year's typo, 2209, was recorded as the round's schedule).
+        try:
+            extended(self.schedule, command.window, command.new_closes, shift_later=False)
+        except ValueError as exc:
+            self._refuse(command, f"the schedule it gives: {exc}")
 
     @workflow.update
     async def close_window(self, command: CloseWindow) -> Ack:

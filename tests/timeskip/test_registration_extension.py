@@ -12,6 +12,7 @@ from client.api import RefusedError
 from domain.codes import Stage
 from domain.messages import CloseWindow, ExtendWindow
 from tests.roundkit import OPERATOR, compressed_round, formasi, registration
+from tests.roundkit import SCHEDULE_IN_DAYS as SCHEDULE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -215,3 +216,33 @@ async def test_an_extension_that_moves_the_later_windows_keeps_each_of_them_whol
     )
     with pytest.raises(RefusedError, match="moving the later windows: .*at most"):
         await kit.api.command(round_id, late)
+
+
+async def test_latsar_cannot_be_extended_past_what_a_round_file_allows(kit):
+    """Latsar has no next window to bound its extension: a year's typo was taken and recorded as
+    the round's schedule (review of 12-07). The schedule an extension gives is now checked as a
+    round file's is (a window lasts at most 731 days); a sound extension still goes."""
+    t0 = await kit.now()
+    day = timedelta(days=1)
+    round_id = f"ts-lat-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], SCHEDULE, t0=t0)
+    await kit.create_round(config)
+    await kit.advance_to(t0 + 96 * day)  # latsar opens at 95 days
+
+    async def in_latsar():
+        return (await kit.round_state(round_id)).phase == "latsar"
+
+    await kit.until(in_latsar, "the round in latsar")
+    typo = ExtendWindow(
+        report_id="lat-typo",
+        reported_by=OPERATOR,
+        window="latsar",
+        new_closes=t0 + 460 * day + timedelta(days=365 * 183),
+        reason="a year typed 2209",
+    )
+    with pytest.raises(RefusedError, match="the schedule it gives: .*at most 731 days"):
+        await kit.api.command(round_id, typo)
+    assert (await kit.round_state(round_id)).schedule.latsar.closes == t0 + 460 * day
+    sound = typo.model_copy(update={"report_id": "lat-ok", "new_closes": t0 + 500 * day})
+    assert (await kit.api.command(round_id, sound)).effect == "latsar extended"
+    assert (await kit.round_state(round_id)).schedule.latsar.closes == t0 + 500 * day
