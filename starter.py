@@ -1063,6 +1063,8 @@ async def status(ctx: Context, round_id: str, as_json: bool = False) -> dict[str
         raise down
     if silent is not None:
         raise silent
+    if view is None and problem is not None:
+        raise RefusedError(problem)  # shown above with the read model's rows; exits 1
     return counts
 
 
@@ -2401,6 +2403,16 @@ async def panel_sheet_cmd_core(
     for r in rows:
         table.add_row(r.candidate, r.formasi_code, r.component)
     ctx.console.print(table)
+    if not rows:
+        # A panellist's name mistyped, a round that does not exist, or nobody assigned yet: no
+        # score file with a header alone, whose "fill in the score column" would be answered by
+        # an empty upload.
+        raise RefusedError(
+            f"no candidate on {panellist}'s sheet in round {round_id}"
+            + (f", formasi {formasi}" if formasi else "")
+            + ": not a panellist of the round's pools, or none assigned yet"
+            + ("; no score file written" if out is not None else "")
+        )
     if out is not None:
         with open_private(out) as f:
             f.write("report_id,applicant_id,component,panellist,score\n")

@@ -20,7 +20,7 @@ import tomli_w
 from rich.console import Console
 from typer.testing import CliRunner
 
-from client.api import RecruitmentApi, UnknownError, applicant_id_for
+from client.api import RecruitmentApi, RefusedError, UnknownError, applicant_id_for
 from client.csvio import REGISTRATION_COLUMNS
 from domain.administration import DocumentFinding
 from domain.codes import Stage
@@ -235,7 +235,8 @@ async def test_status_of_an_unknown_round_says_why_in_json_and_still_shows_the_r
     api = RecruitmentApi(client, "unused", keys.pseudonym_key)
     ctx = Context(api, stack.database_url, Console(file=io.StringIO(), width=250))
 
-    await status(ctx, "nowhere-7", as_json=True)
+    with pytest.raises(RefusedError, match="round nowhere-7 does not exist"):  # exits 1
+        await status(ctx, "nowhere-7", as_json=True)
     document = json.loads(_printed(ctx))
 
     assert document["round"] is None and document["funnel"] == {}

@@ -219,6 +219,15 @@ async def test_a_blind_score_file_through_the_gateway_with_the_cli(
         )  # fmt: skip
         assert code == 0, (out, err)
         assert a not in out + sheet_file.read_text() and b not in out + sheet_file.read_text()
+        # A sheet with nobody on it (a formasi mistyped here; a panellist's name or a round
+        # elsewhere) is refused, not written as a header alone to "fill in".
+        empty = tmp_path / "empty.csv"
+        code, out, err = await _starter(
+            "panel-sheet", round_id, "--panellist", who, "--formasi", "F9", "--out", str(empty),
+            *through, data_dir=data_dir,
+        )  # fmt: skip
+        assert code == 1 and f"no candidate on {who}'s sheet" in err, (out, err)
+        assert "no score file written" in err and not empty.exists()
         rows = list(csv.DictReader(sheet_file.open(encoding="utf-8")))
         expected = {
             candidate_code(keys.pseudonym_key, round_id, x) for x in (a, b) if who in panels[x]
