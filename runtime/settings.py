@@ -56,8 +56,10 @@ class Settings(BaseSettings):
     temporal_address: str | None = Field(
         default=None, description="host:port of a Temporal frontend; unset = embedded dev server"
     )
-    temporal_namespace: str = "default"
-    task_queue: str = "casn-recruitment"
+    # A name that is empty or has spaces at its ends reached the server as it was: an empty task
+    # queue failed the first start with a traceback, an empty namespace read as an outage.
+    temporal_namespace: str = Field(default="default", max_length=255)
+    task_queue: str = Field(default="casn-recruitment", max_length=1000)
     database_url: str | None = Field(
         default=None,
         description="postgresql:// URL of the read model, as the runtime role (casn_runtime) "
@@ -333,6 +335,24 @@ class Settings(BaseSettings):
         if value.upper() not in levels:
             raise ValueError(f"log_level {value!r} is not one of {sorted(levels)}")
         return value.upper()
+
+    @field_validator("temporal_namespace", "task_queue")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty: give the name, or leave the variable unset for the default")
+        if value != value.strip():
+            raise ValueError("has spaces at its start or end, which the server would keep")
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        # pydantic reads "" as Path("."): keys and a database cluster made wherever the command
+        # happened to run.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: give the folder the engine keeps its data in")
+        return value
 
     @field_validator("data_dir")
     @classmethod

@@ -236,3 +236,22 @@ def test_a_data_dir_that_is_a_file_is_refused_naming_it(tmp_path):
         f"CASN_DATA_DIR={str(a_file)!r}: is a file, not a folder: give the folder the engine "
         "keeps its data in"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("CASN_TASK_QUEUE", "", "is empty: give the name, or leave the variable unset"),
+        ("CASN_TASK_QUEUE", " casn ", "has spaces at its start or end"),
+        ("CASN_TEMPORAL_NAMESPACE", "", "is empty: give the name, or leave the variable unset"),
+        ("CASN_DATA_DIR", "", "is empty: give the folder the engine keeps its data in"),
+        ("CASN_DATA_DIR", "  ", "is empty: give the folder the engine keeps its data in"),
+    ],
+)
+def test_an_empty_name_or_folder_is_refused_naming_the_variable(variable, value, said):
+    """An empty task queue reached the server (a traceback at the first start), an empty
+    namespace read as an outage, an empty data folder meant wherever the command ran."""
+    with pytest.raises(ValidationError) as caught:
+        load_settings(**{variable.removeprefix("CASN_").lower(): value})
+    described = describe_settings_error(caught.value)
+    assert described.startswith(f"{variable}={value!r}: ") and said in described, described
