@@ -377,6 +377,8 @@ def _scores(text: str) -> dict[str, str]:
         component, sep, score = item.partition(":")
         if not sep or not component.strip() or not score.strip():
             raise ValueError(f"corrected_scores: {item!r} is not component:score")
+        if component.strip() in scores:  # the last would have won, the other dropped unsaid
+            raise ValueError(f"corrected_scores: {component.strip()!r} is given twice")
         scores[component.strip()] = decimal(score.strip())
     return scores
 

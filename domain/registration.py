@@ -90,6 +90,9 @@ def unprintable(text: str) -> str | None:
     return None
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
     """What an applicant submits when registering (an SSCASN export row).
 
@@ -109,6 +112,19 @@ class Registration(BaseModel, frozen=True, hide_input_in_errors=True):
     formasi_code: str = Field(min_length=1, max_length=40)
     category: Category = Category.UMUM
     citizen: bool = True
+
+    @field_validator("birth_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic's lax date took a Unix time (946684800 as 2000-01-01) and answered 20000101
+        # with a message about datetimes; a registration's date is written one way.
+        if info.context and info.context.get(RECORDED):
+            return value  # a journey started before this rule still decodes its start
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return value
+        if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
+            return value.strip()
+        raise ValueError("not a date written YYYY-MM-DD (for example 1996-04-02)")
 
     @field_validator("nik")
     @classmethod

@@ -257,3 +257,14 @@ def test_a_registration_row_may_say_the_applicant_is_no_citizen_and_is_refused_f
         assert check_registration(parse_registration(row), formasi, applied) == []
     with pytest.raises(RowError, match="citizen"):
         parse_registration(unclear)
+
+
+def test_a_component_corrected_twice_is_refused_not_read_as_the_last():
+    with pytest.raises(RowError) as caught:
+        parse_report(
+            REPORT_KINDS["appeal-answer"],
+            _row(accepted="true", corrected_scores="cat:490|praktik:85|cat:400"),
+            "v",
+        )
+    [refusal] = caught.value.refusals
+    assert "corrected_scores: 'cat' is given twice" in refusal.reason

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from domain.config import Category, Formasi
 from domain.registration import (
+    RECORDED,
     Gender,
     Registration,
     age_on,
@@ -372,3 +373,25 @@ def test_a_start_or_sheet_that_does_not_validate_shows_none_of_the_registration(
         with pytest.raises(ValidationError) as err:
             model.model_validate({"registration": reg})
         assert "Budi" not in str(err.value) and reg["nik"] not in str(err.value), model
+
+
+def _with_birth_date(written: object) -> Registration:
+    return Registration.model_validate(registration().model_dump() | {"birth_date": written})
+
+
+@pytest.mark.parametrize("written", [946684800, "946684800", "20000101", "17/05/1998", 1.5])
+def test_a_birth_date_is_written_yyyy_mm_dd_and_nothing_else_is_read_as_one(written):
+    """pydantic's lax date read a Unix time as a date and answered 20000101 about datetimes."""
+    with pytest.raises(ValidationError) as caught:
+        _with_birth_date(written)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("birth_date",)
+    assert "not a date written YYYY-MM-DD" in error["msg"]
+
+
+def test_a_birth_date_in_its_one_form_or_as_a_date_is_taken():
+    assert _with_birth_date(" 1998-05-17 ").birth_date == BIRTH
+    assert _with_birth_date(BIRTH).birth_date == BIRTH
+    recorded = registration().model_dump(mode="json") | {"birth_date": 895363200}
+    taken = Registration.model_validate(recorded, context={RECORDED: True})
+    assert taken.birth_date == BIRTH  # a start recorded before the rule still decodes
