@@ -2310,6 +2310,8 @@ async def survey_results(ctx: Context, round_id: str, as_json: bool = False) -> 
             },
         )
         return rows
+    if not rows and isinstance(ctx.api, RecruitmentApi):
+        await ctx.api.round_config(round_id)  # no answers, or no such round: refused, exit 1
     if not rows:
         ctx.console.print(f"round {round_id}: no survey answers yet", highlight=False)
         return rows

@@ -19,7 +19,7 @@ from rich.console import Console
 from structlog.testing import capture_logs
 
 from client.access_log import accesses
-from client.api import RecruitmentApi
+from client.api import RecruitmentApi, UnknownError
 from client.gateway_client import GatewayReports
 from client.national import funnel_document
 from domain.messages import CloseWindow
@@ -389,6 +389,15 @@ async def test_an_operator_reads_the_survey_through_the_gateway_as_the_committee
         )  # fmt: skip
     assert code == 0, (out, err)
     assert json.loads(out) == direct
+    # A round the engine does not know has no answers either: refused (exit 1), not "no survey
+    # answers yet" with exit 0.
+    ctx = starter.Context(
+        api=RecruitmentApi(client, "unused", keys.pseudonym_key),
+        database_url=stack.database_url,
+        console=Console(file=io.StringIO(), width=200),
+    )
+    with pytest.raises(UnknownError, match="round NOWHERE-9 does not exist"):
+        await starter.survey_results(ctx, "NOWHERE-9")
 
 
 async def test_the_national_funnel_is_read_through_the_gateway_by_the_readers_its_file_names(
