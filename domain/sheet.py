@@ -438,6 +438,11 @@ def _refuse_panel(
     sheet: ApplicantSheet, r: PanelScoreReport, rules: JourneyRules, now: datetime
 ) -> str | None:
     component, problem = _component(sheet, r, rules, ComponentKind.PANEL)
+    pooled = component is not None and (component.assign or bool(component.panellists))
+    if problem is None and pooled and r.reported_by != r.panellist:
+        # First: a pool member naming another panellist learnt from "already scored" whether
+        # that one had scored this applicant (review of 12-07).
+        problem = _not_own_key(r)
     if problem is None and r.panellist in sheet.panel.get(r.component, {}):
         problem = f"panellist {r.panellist} has already scored this applicant"
     if problem is None and component is not None:

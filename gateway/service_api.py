@@ -263,6 +263,9 @@ async def send_report(
     # (a DIS's finding, a failed health gate): any reporter may name any registration number.
     send = partial(gw.api.submit if tell_repeat else gw.api.report, tell_reason=False)
     if not applicant.startswith(CODE_PREFIX):
+        if isinstance(message, BLIND_REPORTS):
+            config = await round_config(gw, round_id, f"{message.report_id} to {round_id}")
+            _check_blind(gw.api.journey_rules(config), applicant, message)
         return await send(round_id, applicant, message)
     if kind not in BLIND_KINDS:
         raise Problem(
@@ -279,6 +282,27 @@ async def send_report(
     except RefusedError as exc:  # its reason may name the journey: never to the panellist
         raise type(exc)(str(exc).replace(registration_no, applicant)) from None
     return ack.model_copy(update={"applicant_id": applicant})
+
+
+def _check_blind(rules: JourneyRules, applicant: str, message: Report) -> None:
+    """Refuse a panellist's own report on a blind panel (a component with a pool) that names the
+    candidate by registration number. Its answer would tell which number a code stands for: the
+    report signed for a code verifies only at that code's journey, and `?tell_repeats` finds an
+    earlier answer only there (review of 12-07). The committee's own conflict declaration, sent
+    by an operator who knows the applicant, goes by number as before."""
+    assert isinstance(message, BLIND_REPORTS)
+    component = rules.skb.component(message.component)
+    if component is None or not (component.assign or component.panellists):
+        return
+    if message.reported_by != message.panellist:
+        return
+    why = "a registration number on a blind panel, where a panellist names a candidate code"
+    raise Problem(
+        422,
+        f"{message.report_id}: panellist {message.panellist} names the candidate by code (K-...) "
+        f"on the {message.component} panel, never by registration number",
+        errors=[{"field": "applicant_id", "value": applicant, "reason": why}],
+    )
 
 
 def _route(url: str, name: str, model: type, endpoint) -> None:

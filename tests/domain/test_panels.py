@@ -337,3 +337,16 @@ def test_a_pool_without_a_draw_takes_each_score_from_its_own_panellist(case, pan
     else:
         assert problem is not None and reason in problem, (case, problem)
         assert sender_refusal(report, rules) is not None, case
+
+
+@pytest.mark.parametrize("assign", [0, 3])
+def test_another_pool_member_cannot_learn_whether_a_panellist_has_scored(assign):
+    """The refusal of a score in another panellist's name is the same whether that panellist
+    has scored or not: "already scored" came first and answered the question (review of 12-07)."""
+    rules = journey_rules(_config(assign=assign))
+    order = panel_order(POOL, SEED)
+    scorer, prober = order[0], next(p for p in POOL if p != order[0])
+    scored = with_report(_at_skb(), _score(scorer, 80))
+    probe = _score(scorer, 90, by=prober)
+    refusals = {refusal(s, probe, rules, T0) for s in (_at_skb(), scored)}
+    assert refusals == {f"panellist {scorer} scores with their own key, not {prober}'s"}, refusals

@@ -131,6 +131,30 @@ async def test_a_panellist_scores_by_code_and_never_meets_a_registration_number(
         )
         assert r.status_code in (404, 409), r.text
         assert b not in r.text and a not in r.text
+        # The score taken by a's code, sent again by each registration number with
+        # ?tell_repeats, and a new one by number: the answers told which number the code is
+        # (only a's "repeat", only a's "already scored"; review of 12-07). Every one is refused
+        # alike now, before the engine: a panellist names a candidate by code alone.
+        taken = KEYRING.signers[who].sign(
+            _score(who, 81, "1"), candidate_audience(round_id, code_a)
+        )
+        fresh = KEYRING.signers[who].sign(
+            _score(who, 77, "5"), candidate_audience(round_id, code_a)
+        )
+        answers = []
+        for number in (a, b):
+            for body, query in ((taken, "?tell_repeats=true"), (fresh, "")):
+                r = await http.post(
+                    single.format(number) + query,
+                    json=body.model_dump(mode="json"),
+                    headers=auth(who),
+                )
+                answers.append((r.status_code, r.json()["detail"].replace(number, "N")))
+        assert {status for status, _ in answers} == {422}, answers
+        assert len({detail for _, detail in answers}) == 2, (
+            answers
+        )  # one per message, not per number
+        assert all("names the candidate by code" in detail for _, detail in answers), answers
         # A code in place of the number, for a report that is not a panellist's: refused.
         admin = f"/api/v1/rounds/{round_id}/applicants/{code_a}/admin"
         verifier = KEYRING.signers["bkpsdm-verifikator"]
