@@ -444,7 +444,14 @@ class SkbLimits(BaseModel, frozen=True):
                 self.central_interview_weight,
             )
             who = "a central instansi"
-        if len(extra) <= most and weight <= most_weight and interview <= most_interview:
+        # Within the SKB rules' own tolerance: 16.6 + 24.8 + 8.6 adds up to 50.00000000000001
+        # in floats, and a round at exactly 50% was refused "at most 50% ... with 50%".
+        slack = 1e-9
+        if (
+            len(extra) <= most
+            and weight <= most_weight + slack
+            and interview <= most_interview + slack
+        ):
             return None
         interviews = (
             f"interview at most {most_interview:g}%" if most_interview > 0 else "no interview"
@@ -839,7 +846,8 @@ def days_after(at: datetime, span: timedelta, zone: str) -> datetime:
 
 
 def sanggah_answered_by(announced: datetime, appeal: AppealRules, zone: str) -> datetime:
-    """The last moment a sanggah against a result announced at `announced` may be answered: its
+    """When the time to answer a sanggah against a result announced at `announced` ends (an
+    exclusive end, as a window's close: an answer at it is late): its
     window (`appeal.window`) from the announcement, then the answer time (`appeal.answer_within`)
     from a filing on the window's last day, each ending at 24:00 in `zone` (`days_after`)."""
     closes = days_after(announced, appeal.window, zone)

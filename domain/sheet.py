@@ -302,9 +302,9 @@ def final_answer_due(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | N
 
 
 def final_sanggah_over(sheet: ApplicantSheet, rules: JourneyRules) -> datetime | None:
-    """The last moment anything of this applicant's final sanggah can be accepted: the filing
-    window's end, or the answer's due time when one was filed. The round confirms the ranking
-    no earlier than this for any applicant (workflows/round.py)."""
+    """When this applicant's final sanggah is over, nothing of it accepted from then on: the filing
+    window's end, or the answer's due time when one was filed (both exclusive ends). The round
+    confirms the ranking no earlier than this for any applicant (workflows/round.py)."""
     window_end = final_appeal_closes(sheet, rules)
     if window_end is None:
         return None
@@ -321,7 +321,8 @@ def _refuse_final_answer(
     if problem is None and sheet.final_appeal_answer is not None:
         problem = "the sanggah against the final result is already answered"
     due = final_answer_due(sheet, rules)
-    if problem is None and (sheet.final_confirmed or (due is not None and now > due)):
+    # `due` is an exclusive end (24:00 of the seventh day), as a window's close is.
+    if problem is None and (sheet.final_confirmed or (due is not None and now >= due)):
         problem = "the time to answer the sanggah against the final result has passed"
     if problem is None and r.corrected_scores and not r.accepted:
         problem = "a rejected sanggah corrects no score"

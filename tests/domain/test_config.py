@@ -787,3 +787,24 @@ def test_a_compressed_round_may_end_its_probation_and_the_example_rounds_leave_i
         "2028-04-01T08:00:00+07:00"
     )
     assert "probation_ends" not in load_round_config(EXAMPLE).model_dump(mode="json")["schedule"]
+
+
+def test_extra_components_of_exactly_the_central_limit_are_within_it_as_floats_add_them():
+    """16.6 + 24.8 + 8.6 is 50.00000000000001 in floats: a round at exactly 50% was refused with
+    "at most 50% ... with 50%" (review of 12-07). Past the limit by a real amount still is not."""
+    from domain.config import SkbLimits, SkbRules
+
+    def skb(last: float) -> SkbRules:
+        return SkbRules.model_validate(
+            {
+                "components": [
+                    {"name": "cat", "weight": 100 - 16.6 - 24.8 - last, "max_score": 500.0},
+                    {"name": "praktik", "weight": 16.6},
+                    {"name": "psikotes", "weight": 24.8},
+                    {"name": "wawancara", "kind": "panel", "weight": last},
+                ]
+            }
+        )
+
+    assert SkbLimits().problem(InstansiKind.PUSAT, skb(8.6)) is None
+    assert "at most 50%" in str(SkbLimits().problem(InstansiKind.PUSAT, skb(8.7)))

@@ -12,6 +12,7 @@ from domain.messages import AppealAnswer, AppealFiling, GateReport, SkbScoreRepo
 from domain.notices import final_appeal_answered, render, tmt_moved
 from domain.sheet import (
     corrected,
+    final_answer_due,
     final_sanggah_over,
     refusal,
     skb_result,
@@ -224,3 +225,14 @@ def test_a_panel_correction_needs_a_mean_to_correct_and_a_score_on_its_scale(
     s = _panel_filed(*panel_scores)
     problem = refusal(s, _answer(corrected_scores=correction), PANEL_RULES, T0)
     assert problem is not None and reason in problem, problem
+
+
+def test_an_answer_at_the_end_of_its_seventh_day_is_late_as_a_filing_at_its_window_s_end_is():
+    """The answer time ends at 24:00 of its seventh day, exclusive, as a window's close: an answer
+    at that instant was taken while a filing at 24:00 of the window's last day was refused."""
+    due = final_answer_due(_filed(), RULES)
+    assert due is not None
+    answer = _answer()
+    assert refusal(_filed(), answer, RULES, due - timedelta(microseconds=1)) is None
+    late = refusal(_filed(), answer, RULES, due)
+    assert late == "the time to answer the sanggah against the final result has passed"
