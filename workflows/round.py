@@ -112,6 +112,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger, decision
     from workflows.versions import (
         ALLOCATION_OVER_PAGES,
+        ANNOUNCEMENT_NUMBERED_AT_COMMAND,
         APPEAL_DAYS_END_AT_MIDNIGHT,
         COMMANDS_AFTER_RUN_BEGINS,
         CONTINUE_IN_ITS_OWN_TASK,
@@ -483,13 +484,24 @@ class RecruitmentRound:
             except TimeoutError:
                 return
 
-    async def _tell_formasi(self, phase: Phase, note: str = "") -> None:
+    def _decisions_so_far(self) -> int:
+        """Decisions over every run: a continued run's announcement ids stay new."""
+        return self.decisions_left + len(self.decisions)
+
+    def _command_number(self) -> int | None:
+        """The number the announcement of the command being taken now will carry: the count
+        with its decision, fixed before anything can interleave (patch
+        announcement-numbered-at-command); None before the patch (counted when told)."""
+        if not workflow.patched(ANNOUNCEMENT_NUMBERED_AT_COMMAND):
+            return None
+        return self._decisions_so_far() + 1
+
+    async def _tell_formasi(self, phase: Phase, note: str = "", number: int | None = None) -> None:
         announcement = sealed(
             Announcement(
-                # Counted over every run: a continued run's announcement ids stay new.
                 announcement_id=(
                     f"{self.config.round_id}/{phase.value}/"
-                    f"{self.decisions_left + len(self.decisions)}"
+                    f"{self._decisions_so_far() if number is None else number}"
                 ),
                 phase=phase,
                 at=workflow.now(),
@@ -1205,12 +1217,13 @@ class RecruitmentRound:
     async def move_tmt(self, command: MoveTmt) -> Ack:
         """Move the TMT; every applicant's journey still running records the move."""
         repeat = self.ledger.seen(command)
+        number = None if repeat else self._command_number()  # _accept records the decision
         ack = await self._accept(
             command, lambda: self._move(command), f"TMT moved to {command.new_tmt.isoformat()}"
         )
         await self._publish_board()  # before the journeys hear it: a NIP reads the TMT there
         if not repeat:
-            await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat())
+            await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat(), number)
         return ack
 
     @move_tmt.validator
@@ -1250,6 +1263,7 @@ class RecruitmentRound:
     async def change_keys(self, command: ChangeKeys) -> Ack:
         """New public keys for identities of the round; every running journey takes them."""
         repeat = self.ledger.seen(command)
+        number = None if repeat else self._command_number()  # _accept records the decision
         ack = await self._accept(
             command,
             lambda: self._change_keys(command),
@@ -1257,7 +1271,7 @@ class RecruitmentRound:
         )
         await self._publish_board()
         if not repeat:
-            await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities))
+            await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities), number)
         return ack
 
     @change_keys.validator

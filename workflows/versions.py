@@ -456,3 +456,13 @@ PROBATION_YEAR = "probation-year"
 # sent as the update that takes the same message (workflows/calls.py `tell`). Asked only when
 # the server refused the signal; before it, that failure failed the sending workflow.
 SIGNAL_BY_UPDATE_WHEN_SPENT = "signal-by-update-when-spent"
+
+# The round numbers a TMT move's or a key change's announcement to its formasi by the command's own
+# decision, counted when the command is taken, not when the announcement leaves: two such commands
+# taken in one workflow task (sent while the round's workers were down) recorded both decisions
+# before either told, so both left under one id, and the formasi and the journeys, which take an
+# announcement id once, dropped the second move or key change (review of 12-07). Each now carries
+# the round's TMT (or the named identities' keys) when it is told, so whichever the journeys hear
+# last, they end at the round's. Asked when a move or change is taken; rounds recorded before it
+# number and tell as they did.
+ANNOUNCEMENT_NUMBERED_AT_COMMAND = "announcement-numbered-at-command"
