@@ -89,6 +89,7 @@ with workflow.unsafe.imports_passed_through():
         PANEL_MARGIN_DECIMAL,
         SEALED_BEFORE_ADMISSION,
         TMT_MOVE_WRITTEN,
+        TMT_NOTICE_PER_MOVE,
         patched,
     )
 
@@ -603,9 +604,10 @@ class JourneyInbox:
             self._set(tmt=new_tmt)
             if workflow.patched(TMT_MOVE_WRITTEN):
                 # The NIP, once issued, never changes; the SK's TMT and the record do.
-                self.outbox.notify(
-                    f"tmt-moved-{new_tmt.isoformat()}", notices.tmt_moved(new_tmt, self.sheet.nip)
-                )
+                key = f"tmt-moved-{new_tmt.isoformat()}"
+                if workflow.patched(TMT_NOTICE_PER_MOVE):
+                    key += "-" + announcement.announcement_id.rsplit("/", 1)[-1]
+                self.outbox.notify(key, notices.tmt_moved(new_tmt, self.sheet.nip))
                 self.row_to_write = True
 
     def _decide(self, event: ev.JourneyEvent) -> None:

@@ -466,3 +466,10 @@ SIGNAL_BY_UPDATE_WHEN_SPENT = "signal-by-update-when-spent"
 # last, they end at the round's. Asked when a move or change is taken; rounds recorded before it
 # number and tell as they did.
 ANNOUNCEMENT_NUMBERED_AT_COMMAND = "announcement-numbered-at-command"
+
+# A TMT move's notification is keyed by its announcement's number as well as the date
+# (`tmt-moved-<date>-<n>`): a TMT moved back to a date it was moved to before was keyed as the first
+# move's notification, which the read model keeps once (a retry), so the applicant never heard of
+# the last move (review of 12-07). Asked when a move is notified; journeys recorded before it key
+# as they did.
+TMT_NOTICE_PER_MOVE = "tmt-notice-per-move"

@@ -1,11 +1,12 @@
-"""Two operator commands of one kind taken by the round in one workflow task.
+"""TMT moves that were lost on their way to the applicant (review of 12-07).
 
-Sent while the round's workers are down (a deploy), two TMT moves are both waiting when a worker
+Two operator commands of one kind taken by the round in one workflow task: sent while the round's workers are down (a deploy), two TMT moves are both waiting when a worker
 comes back, and the round takes them in one task. Each announcement to the formasi was numbered
 by the round's decisions when it left, after the board write each command awaits, by when both
 decisions were in: both left under one id, and the formasi and the journeys, which take an
 announcement once, dropped the second move. The round said TMT Y, the journeys kept X (review of
-12-07; patch announcement-numbered-at-command).
+12-07; patch announcement-numbered-at-command). And a TMT moved back to a date it had before, whose
+notification was taken for a repeat of the first move's (patch tmt-notice-per-move).
 """
 
 from __future__ import annotations
@@ -104,3 +105,54 @@ async def test_two_tmt_moves_taken_together_are_both_told_and_the_journey_ends_a
     finally:
         await _terminate_round(client, round_id)
         await pool.close()
+
+
+async def test_a_tmt_moved_back_to_an_earlier_date_is_notified_again(
+    client, keys, running_worker, tmp_path
+):
+    """X, then Y, then X again: three moves, three notifications. The third was keyed as the
+    first (`tmt-moved-<date>`), which the read model keeps once, so the applicant's last message
+    said Y while the record said X (review of 12-07; patch tmt-notice-per-move)."""
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    round_id = f"tmtback-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(round_id, [formasi("F1", 1)], REGISTRATION_OPEN, t0=datetime.now(UTC))
+    path = tmp_path / "round.toml"
+    path.write_text(tomli_w.dumps(config.model_dump(mode="json", exclude_none=True)))
+    await api.create_round(path, OPERATOR)
+    try:
+        started = await api.register(config, registration(1, "F1"), "sscasn")
+        assert started.status == "registered", started.refusals
+        applicant = started.applicant_id
+        assert applicant is not None
+        for n, tmt in enumerate((X, Y, X), start=1):
+            await api.command(
+                round_id,
+                MoveTmt(report_id=f"tmt-{n}", reported_by=OPERATOR, new_tmt=tmt, reason="SK"),
+            )
+
+            async def moved(n=n):
+                s = await _journey(client, round_id, applicant)
+                return s if len([d for d in s.decisions if d.outcome == "TMT moved"]) == n else None
+
+            await _until(moved, f"move {n} recorded")
+
+        async def three_notices():
+            rows = await pool.fetch(
+                "SELECT key FROM notifications WHERE round_id = $1 AND applicant_id = $2 "
+                "AND key LIKE 'tmt-moved-%' ORDER BY created_at, key",
+                round_id,
+                applicant,
+            )
+            return rows if len(rows) == 3 else None
+
+        rows = await _until(three_notices, "a notification of each of the three moves", 60)
+        keys_written = [r["key"] for r in rows]
+        assert len(set(keys_written)) == 3, keys_written
+        assert [k.rsplit("-", 1)[0] for k in keys_written] == [
+            f"tmt-moved-{X}",
+            f"tmt-moved-{Y}",
+            f"tmt-moved-{X}",
+        ]
+    finally:
+        await _terminate_round(client, round_id)
