@@ -1,12 +1,13 @@
 """TMT moves that were lost on their way to the applicant (review of 12-07).
 
-Two operator commands of one kind taken by the round in one workflow task: sent while the round's workers are down (a deploy), two TMT moves are both waiting when a worker
-comes back, and the round takes them in one task. Each announcement to the formasi was numbered
-by the round's decisions when it left, after the board write each command awaits, by when both
-decisions were in: both left under one id, and the formasi and the journeys, which take an
-announcement once, dropped the second move. The round said TMT Y, the journeys kept X (review of
-12-07; patch announcement-numbered-at-command). And a TMT moved back to a date it had before, whose
-notification was taken for a repeat of the first move's (patch tmt-notice-per-move).
+Two operator commands of one kind taken by the round in one workflow task: sent while the round's
+workers are down (a deploy), two TMT moves are both waiting when a worker comes back, and the
+round takes them in one task. Each announcement to the formasi was numbered by the round's
+decisions when it left, after the board write each command awaits, by when both decisions were in:
+both left under one id, and the formasi and the journeys, which take an announcement once, dropped
+the second move. The round said TMT Y, the journeys kept X (review of 12-07; patch announcement-
+numbered-at-command). And a TMT moved back to a date it had before, whose notification was taken
+for a repeat of the first move's (patch tmt-notice-per-move).
 """
 
 from __future__ import annotations
