@@ -218,6 +218,11 @@ def _before_connecting(check: Callable[[], object], label: str = "bad arguments"
         raise typer.Exit(2) from None
 
 
+def _bundle_only(name: str, value: object, bundle: Path | None) -> None:
+    if value is not None and bundle is None:
+        raise BadArgument(f"{name}: only with --bundle (the server's histories carry no manifest)")
+
+
 def _round_id(value: str, name: str = "ROUND_ID") -> None:
     if not ROUND_ID.fullmatch(value):
         raise BadArgument(f"{name}={value!r}: not a round or national id ({CODE_RULE})")
@@ -486,42 +491,49 @@ def verify(
             return False
         console.print(flagged("✓", f" signature and {len(check.histories)} hashes match", "green"))
         converter = _converter(_offline_keys(payload_key_file))
-        provenance = await check_provenance(check.histories, converter)
-        for problem in provenance.problems:
-            console.print(flagged("✗", f" {problem}"), highlight=False)
-        for round_id in provenance.unsigned_rounds:
-            console.print(
-                flagged(
-                    "!",
-                    f" round {round_id} lists no identities: it took unsigned reports, whose "
-                    "authorship rests on who could reach Temporal",
-                    "yellow",
-                ),
-                highlight=False,
-            )
-        for refused in provenance.refused_starts:
-            console.print(
-                flagged(
-                    "!",
-                    f" a start no registrar signed, which the journey refused: {refused}",
-                    "yellow",
-                ),
-                highlight=False,
-            )
-        if provenance.verified:
-            console.print(
-                flagged(
-                    "✓",
-                    f" {provenance.verified} report and command signatures verify under the "
-                    "round's keys",
-                    "green",
-                )
-            )
+        signed = await _provenance(check.histories, converter)
         outcomes = await _replay_with_progress(check.histories, converter)
-        return _report_replay(outcomes) and not provenance.problems
+        return _report_replay(outcomes) and signed
 
     if not _run(main()):
         raise typer.Exit(1)
+
+
+async def _provenance(histories: list[RecordedHistory], converter) -> bool:
+    """Every start's, report's and command's signature under its round's keys, and its sender's
+    right to send it (DESIGN.md invariant 7), printed; False when any fails."""
+    provenance = await check_provenance(histories, converter)
+    for problem in provenance.problems:
+        console.print(flagged("✗", f" {problem}"), highlight=False)
+    for round_id in provenance.unsigned_rounds:
+        console.print(
+            flagged(
+                "!",
+                f" round {round_id} lists no identities: it took unsigned reports, whose "
+                "authorship rests on who could reach Temporal",
+                "yellow",
+            ),
+            highlight=False,
+        )
+    for refused in provenance.refused_starts:
+        console.print(
+            flagged(
+                "!",
+                f" a start no registrar signed, which the journey refused: {refused}",
+                "yellow",
+            ),
+            highlight=False,
+        )
+    if provenance.verified:
+        console.print(
+            flagged(
+                "✓",
+                f" {provenance.verified} report and command signatures verify under the "
+                "round's keys",
+                "green",
+            )
+        )
+    return not provenance.problems
 
 
 @app.command("recompute")
@@ -531,6 +543,12 @@ def recompute_command(
         None, help="take the histories from this bundle instead of the server"
     ),
     payload_key_file: Path = typer.Option(None, help="with --bundle: base64 payload key"),
+    public_key: Path = typer.Option(
+        None,
+        "--public-key",
+        help="with --bundle: the signer's published Ed25519 key (PEM), which the bundle's "
+        "manifest must verify under",
+    ),
     skd_listing: Path = typer.Option(
         None,
         help="also write every formasi's recomputed SKD listing (rank, id, code, total and the "
@@ -538,20 +556,23 @@ def recompute_command(
     ),
 ) -> None:
     """Each formasi's SKD cut and final ranking recomputed from its applicants' histories, and
-    each applicant's SKD code checked against the recomputed listing; exit 1 on a difference."""
+    each applicant's SKD code checked against the recomputed listing, counting only inputs whose
+    signature and sender hold (each that fails is named); exit 1 on a difference or a failure."""
     _before_connecting(lambda: _round_id(round_id))
     _before_connecting(
         lambda: (
             _bundle_folder("--bundle", bundle),
             _readable("--payload-key-file", payload_key_file),
+            _readable("--public-key", public_key),
             _writable("--skd-listing", skd_listing),
         ),
         "bad input",
     )
+    _before_connecting(lambda: _bundle_only("--public-key", public_key, bundle))
 
     async def main() -> bool:
         if bundle is not None:
-            check = check_bundle(bundle)
+            check = check_bundle(bundle, public_key)
             if check.problems:
                 for problem in check.problems:
                     console.print(flagged("✗", f" {problem}"))
@@ -571,6 +592,7 @@ def recompute_command(
             client, keys = await _client()
             histories = await round_histories(client, round_id)
             converter = _converter(keys)
+        signed = await _provenance(histories, converter)
         result = await recompute(histories, converter)
         if skd_listing is not None:
             try:
@@ -606,7 +628,7 @@ def recompute_command(
             console.print(flagged("✗", f" {d}"))
         if not differences:
             console.print(Text("every formasi's announcement matches its recomputation", "green"))
-        return not differences
+        return not differences and signed
 
     if not _run(main()):
         raise typer.Exit(1)

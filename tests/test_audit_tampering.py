@@ -5,6 +5,7 @@ recorded sets under tests/histories; no server."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -449,3 +451,49 @@ async def test_every_recorded_set_holds_its_provenance(directory):
     check = await check_provenance(load_histories(directory), converter_of(directory))
 
     assert check.problems == [] and check.refused_starts == []
+
+
+def recompute_cli(bundle: Path, *more: str, directory: Path = SIGNED) -> tuple[int, str]:
+    """`audit.py recompute recorded --bundle`: its exit code and output; never a traceback."""
+    key_file = str(directory / "payload_key.b64")
+    args = ["recompute", "recorded", "--bundle", str(bundle), "--payload-key-file", key_file]
+    result = CliRunner().invoke(audit.app, [*args, *more])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+async def test_recompute_counts_only_what_its_signature_and_sender_hold(tmp_path):
+    """DESIGN.md invariant 7: the auditor's recompute checks the signature and the sender's right
+    as the journey did, and names what fails. It matched every cut and exited 0 with a report
+    re-signed by an identity not allowed to send it (review of 12-07)."""
+    histories, converter = load_histories(SIGNED), converter_of(SIGNED)
+    # audit.py runs its own event loop: a thread of its own, as on an auditor's machine.
+    code, out = await asyncio.to_thread(recompute_cli, bundle_of(tmp_path / "intact", histories))
+    assert code == 0, out
+    assert "report and command signatures verify" in out and "matches its recomputation" in out
+
+    latsar = next(
+        h
+        for h in histories
+        if h.kind == "journey" and b"report_latsar" in h.history.to_json().encode()
+    )
+    forged = signed_by("panitia-test", latsar.workflow_id)
+    assert await rewrite_updates(latsar, converter, "report_latsar", LatsarReport, forged) == 1
+    code, out = await asyncio.to_thread(recompute_cli, bundle_of(tmp_path / "forged", histories))
+    assert code == 1, out
+    assert "panitia-test is not allowed to report latsar" in out and latsar.workflow_id in out
+
+
+def test_recompute_takes_the_signer_s_published_key_only_with_a_bundle(tmp_path):
+    histories = load_histories(SIGNED)
+    bundle = bundle_of(tmp_path, histories)
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    code, out = recompute_cli(bundle, "--public-key", str(other))
+    assert code == 1 and "manifest" in out, out  # signed by another key than the published one
+    result = CliRunner().invoke(audit.app, ["recompute", "recorded", "--public-key", str(other)])
+    assert result.exit_code == 2 and "--public-key: only with --bundle" in result.output
