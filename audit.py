@@ -34,7 +34,7 @@ from rich.text import Text
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
-from auditing.bundle import check_bundle, write_bundle
+from auditing.bundle import check_bundle, load_public_key, write_bundle
 from auditing.history import (
     KINDS,
     ROUND_ID,
@@ -189,7 +189,8 @@ def _run(coro) -> Any:
 
     try:
         return asyncio.run(coro)
-    except (AuditError, StackError, TransportError, InvalidKeyError) as exc:
+    except (AuditError, StackError, TransportError, InvalidKeyError, ConfigError) as exc:
+        # ConfigError: a round's recorded start input that is not a round's configuration.
         errors.print(flagged("error:", f" {exc}"))
         raise typer.Exit(1) from None
     except Exception as exc:
@@ -216,6 +217,20 @@ def _before_connecting(check: Callable[[], object], label: str = "bad arguments"
     except BadArgument as exc:
         errors.print(flagged(f"{label}:", f" {exc}"), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _public_key(name: str, path: Path | None) -> None:
+    """The signer's published key, read before the bundle: a key file that is not one is the
+    auditor's to mend (exit 2), not a fault of the bundle's signature."""
+    if path is None:
+        return
+    _readable(name, path)
+    try:
+        load_public_key(path)
+    except (OSError, ValueError) as exc:
+        raise BadArgument(
+            f"{name} {path}: not an Ed25519 public key (PEM, or base64 of 32 bytes): {exc}"
+        ) from None
 
 
 def _bundle_only(name: str, value: object, bundle: Path | None) -> None:
@@ -477,7 +492,7 @@ def verify(
     _before_connecting(
         lambda: (
             _bundle_folder("BUNDLE", bundle),
-            _readable("--public-key", public_key),
+            _public_key("--public-key", public_key),
             _readable("--payload-key-file", payload_key_file),
         ),
         "bad input",
@@ -563,7 +578,7 @@ def recompute_command(
         lambda: (
             _bundle_folder("--bundle", bundle),
             _readable("--payload-key-file", payload_key_file),
-            _readable("--public-key", public_key),
+            _public_key("--public-key", public_key),
             _writable("--skd-listing", skd_listing),
         ),
         "bad input",

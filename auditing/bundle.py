@@ -148,8 +148,21 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
     except OSError as exc:
         check.problems.append(f"{manifest_path}: cannot be read: {exc.strerror}")
         return check
+    key_path = public_key_file or bundle / PUBLIC_KEY
     try:
-        key = load_public_key(public_key_file or bundle / PUBLIC_KEY)
+        key = load_public_key(key_path)
+    except FileNotFoundError:
+        check.problems.append(f"{key_path}: missing")
+        return check
+    except OSError as exc:
+        check.problems.append(f"{key_path}: cannot be read: {exc.strerror}")
+        return check
+    except ValueError as exc:  # the key, not the bundle's signature, is what cannot be read
+        check.problems.append(
+            f"{key_path}: not an Ed25519 public key (PEM, or base64 of 32 bytes): {exc}"
+        )
+        return check
+    try:
         signature = base64.b64decode(read_input(bundle / SIGNATURE, SIGNATURE_LIMIT).strip())
         key.verify(signature, hashlib.sha256(raw).digest())
     except FileNotFoundError as exc:
@@ -192,16 +205,20 @@ def check_bundle(bundle: Path, public_key_file: Path | None = None) -> BundleChe
             continue
         try:
             history = WorkflowHistory.from_json(entry["workflow_id"], data.decode("utf-8"))
+            # Both read its first event, which must be the start: a file with no events, or one
+            # cut at its head, raised out of the check (a traceback, not a named problem).
+            run_id = history.run_id
+            kept = recorded(history)
         except Exception as exc:  # noqa: BLE001 - a signed but unreadable file is still a problem
             check.problems.append(
                 f"{path}: not a workflow history: {type(exc).__name__}: {str(exc)[:200]}"
             )
             continue
-        if history.run_id != entry["run_id"]:
+        if run_id != entry["run_id"]:
             check.problems.append(
-                f"{path}: run id {history.run_id} differs from the manifest's {entry['run_id']}"
+                f"{path}: run id {run_id} differs from the manifest's {entry['run_id']}"
             )
-        check.histories.append(recorded(history))
+        check.histories.append(kept)
     for path in sorted((bundle / HISTORIES).glob("*")) if (bundle / HISTORIES).is_dir() else []:
         if f"{HISTORIES}/{path.name}" not in listed:
             check.problems.append(f"{path}: not listed in the manifest")

@@ -497,3 +497,40 @@ def test_recompute_takes_the_signer_s_published_key_only_with_a_bundle(tmp_path)
     assert code == 1 and "manifest" in out, out  # signed by another key than the published one
     result = CliRunner().invoke(audit.app, ["recompute", "recorded", "--public-key", str(other)])
     assert result.exit_code == 2 and "--public-key: only with --bundle" in result.output
+
+
+@pytest.mark.parametrize(
+    ("cut", "named"),
+    [
+        (lambda events: [], "not a workflow history: RuntimeError: No events"),
+        (lambda events: events[1:], "First event is not workflow start"),
+    ],
+    ids=["no events", "its start cut off"],
+)
+def test_a_history_file_without_its_start_is_named_not_a_traceback(tmp_path, cut, named):
+    """Signed and hashed as the insider can: the check read its first event outside its guard."""
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    manifest = manifest_of(bundle)
+    entry = next(e for e in manifest["files"] if "/applicant/" in e["workflow_id"])
+    path = bundle / entry["file"]
+    document = json.loads(path.read_text())
+    document["events"] = cut(document["events"])
+    path.write_text(json.dumps(document))
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    resign(bundle, manifest)
+
+    code, out = verify(bundle)
+
+    assert code == 1 and named in out and str(path) in out, out
+
+
+def test_a_public_key_file_that_is_not_one_is_the_auditor_s_to_mend_not_the_bundle_s(tmp_path):
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    for text in ("not base64!", base64.b64encode(bytes(31)).decode()):
+        key = tmp_path / "published.key"
+        key.write_text(text)
+        result = CliRunner().invoke(audit.app, ["verify", str(bundle), "--public-key", str(key)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2, said
+        assert f"--public-key {key}: not an Ed25519 public key" in said
+        assert "manifest.sig" not in said
