@@ -303,7 +303,52 @@ def completeness_problems(round_id: str, histories: list[RecordedHistory]) -> li
             f"the bundle holds no history of the round's own workflow ({own[0]}, or {own[1]} "
             "for a national round): its keys and rules are unknown"
         )
+    return problems + chain_problems(histories)
+
+
+# The workflows that are one chain of runs each: started once (a journey refuses a second start)
+# and continued as new. Claims and aftermaths may be started again once ended, so not checked.
+_ONE_CHAIN = ("journey", "formasi", "round")
+
+
+def chain_problems(histories: list[RecordedHistory]) -> list[str]:
+    """What the histories' own start events contradict: a history whose start names another
+    workflow than it is listed as (the manifest's label alone said which it was), and a run
+    chain with two beginnings, or a run that continues one the bundle does not hold. Another
+    round's formasi, listed under this round's name, passed; so did a second first run of a
+    journey, which the server refuses (review of 12-07)."""
+    problems = []
+    runs: dict[str, list[RecordedHistory]] = {}
+    for h in histories:
+        attrs = h.history.events[0].workflow_execution_started_event_attributes
+        if attrs.workflow_id and attrs.workflow_id != h.workflow_id:
+            problems.append(
+                f"{h.workflow_id} (run {h.run_id}): its start names workflow "
+                f"{attrs.workflow_id}, not the one it is listed as"
+            )
+        if h.kind in _ONE_CHAIN:
+            runs.setdefault(h.workflow_id, []).append(h)
+    for workflow_id, chain in runs.items():
+        held = {h.run_id for h in chain}
+        starts = [h.run_id for h in chain if not _continued_from(h)]
+        if len(starts) > 1:
+            problems.append(
+                f"{workflow_id}: {len(starts)} runs begin its chain ({', '.join(sorted(starts))}); "
+                "a workflow of a round is started once and continued as new"
+            )
+        for h in chain:
+            before = _continued_from(h)
+            if before and before not in held:
+                problems.append(
+                    f"{workflow_id} (run {h.run_id}): continues run {before}, which the bundle "
+                    "does not hold"
+                )
     return problems
+
+
+def _continued_from(h: RecordedHistory) -> str:
+    attrs = h.history.events[0].workflow_execution_started_event_attributes
+    return attrs.continued_execution_run_id
 
 
 def load_histories(directory: Path) -> list[RecordedHistory]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import json
 import shutil
@@ -534,3 +535,43 @@ def test_a_public_key_file_that_is_not_one_is_the_auditor_s_to_mend_not_the_bund
         assert result.exit_code == 2, said
         assert f"--public-key {key}: not an Ed25519 public key" in said
         assert "manifest.sig" not in said
+
+
+def test_a_history_listed_under_another_workflow_s_name_is_named(tmp_path):
+    """The manifest's label alone said which workflow a file was: another round's formasi passed
+    as this round's (review of 12-07). Its own start event names it."""
+    histories = load_histories(SIGNED)
+    formasi = next(h for h in histories if h.kind == "formasi")
+    formasi.history.events[
+        0
+    ].workflow_execution_started_event_attributes.workflow_id = "another-round/formasi/F1"
+    code, out = verify(bundle_of(tmp_path, histories))
+    assert code == 1, out
+    assert "its start names workflow another-round/formasi/F1, not the one it is listed as" in out
+
+
+def test_a_second_first_run_of_a_journey_and_a_run_continuing_one_not_held_are_named(tmp_path):
+    """A journey is started once (the server refuses a second start) and a round's workflows are
+    one chain of runs: a fork passed, and so did a chain missing the run it continues from."""
+    histories = load_histories(SIGNED)
+    victim = next(h for h in histories if h.kind == "journey")
+    fork = copy.deepcopy(victim)
+    forked_run = "11111111-2222-4333-8444-555555555555"
+    attrs = fork.history.events[0].workflow_execution_started_event_attributes
+    attrs.original_execution_run_id = attrs.first_execution_run_id = forked_run
+    code, out = verify(bundle_of(tmp_path / "fork", [*histories, fork]))
+    assert code == 1, out
+    assert f"{victim.workflow_id}: 2 runs begin its chain" in out and forked_run in out
+
+    chained = [h for h in histories if h.kind == "formasi"]
+    later = next(h for h in chained if _continued(h))
+    without = [h for h in histories if h.run_id != _continued(later)]
+    code, out = verify(bundle_of(tmp_path / "gap", without))
+    assert code == 1, out
+    assert f"continues run {_continued(later)}, which the bundle does not hold" in out
+
+
+def _continued(h: RecordedHistory) -> str:
+    return h.history.events[
+        0
+    ].workflow_execution_started_event_attributes.continued_execution_run_id
