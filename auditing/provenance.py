@@ -23,9 +23,11 @@ from temporalio.converter import DataConverter
 
 from auditing.history import Message, RecordedHistory, messages, replay
 from domain.admission import registrar_problem, registration_refusal
+from domain.codes import Phase
 from domain.config import parse_round_config
 from domain.messages import (
     BLIND_REPORTS,
+    Announcement,
     ChangeKeys,
     JourneyRules,
     JourneyStart,
@@ -54,9 +56,13 @@ class ProvenanceCheck:
 class KeyTimeline:
     """The keys a round's identities held over time: the first, and each recorded change.
 
-    A signature counts when it verifies under a key its identity held at the time the message
-    was recorded, or before: signatures made before a key was changed stay valid. Build it with
-    `key_timeline`, which applies only the changes an operator signed under the keys in force."""
+    A signature counts when it verifies under the key its identity held when the message was
+    recorded: a message recorded before a change keeps the key it was signed with, and one
+    recorded after it needs the new key, as the round refuses the old one from its change on and
+    each journey from when it hears of it (`learned`). Before the review of 12-07 every key an
+    identity had ever held counted, so a key replaced because it was lost signed for ever. Build
+    it with `key_timeline`, which applies only the changes an operator signed under the keys in
+    force."""
 
     def __init__(self, initial: dict[str, str]) -> None:
         self.initial = dict(initial)
@@ -73,11 +79,24 @@ class KeyTimeline:
             keys.update(changed)
         return keys
 
-    def verify(self, message: BaseModel, at: datetime, audience: str) -> str | None:
+    def in_force_at(self, at: datetime) -> dict[str, str]:
+        """The keys after every change taken at or before `at`."""
+        keys = dict(self.initial)
+        for since, changed in self.changes:
+            if since <= at:
+                keys.update(changed)
+        return keys
+
+    def verify(
+        self, message: BaseModel, at: datetime, audience: str, learned: datetime | None = None
+    ) -> str | None:
+        """Why `message`, recorded at `at`, does not verify under the key its identity held then;
+        a journey still holds the keys in force when it last `learned` of a change (its admission,
+        or a key change announced to it), until it hears of the next."""
         identity = signer_of(message)
-        held = [self.initial.get(identity)] + [
-            keys.get(identity) for since, keys in self.changes if since <= at
-        ]
+        held = [self.in_force_at(at).get(identity)]
+        if learned is not None:
+            held.append(self.in_force_at(learned).get(identity))
         first_problem = None
         for key in [k for k in held if k] or [None]:
             problem = verify(message, {identity: key} if key else {}, audience)
@@ -195,7 +214,17 @@ async def check_provenance(
         if not timeline.initial:
             continue
         answered: set[str] = set()  # report ids taken before in this run: repeats
+        # What keys the journey held: those in force when it was started (its admission reads
+        # the round's keys then), and from each key change announced to it (inbox._change_keys).
+        learned = msgs[0].at if h.kind == "journey" else None
         for m in msgs:
+            if (
+                learned is not None
+                and isinstance(m.content, Announcement)
+                and m.content.phase == Phase.KEYS_CHANGED
+            ):
+                learned = max(learned, m.content.at)
+                continue
             if m.kind == "start" and isinstance(m.content, JourneyStart):
                 # Every start, signed or not: a start without a signature is one no registrar
                 # made, as the journey's admission judges it (domain/admission.py).
@@ -218,7 +247,7 @@ async def check_provenance(
                 # (domain.sheet.sender_refusal): a real key of the round signs only what its
                 # identity may send.
                 problem = sender_refusal(m.content, keys.rules) or problem_for_every(
-                    partial(timeline.verify, m.content, m.at), audiences
+                    partial(timeline.verify, m.content, m.at, learned=learned), audiences
                 )
                 # Taken within its validity, as the validator checked it (a repeat is answered
                 # whatever its validity). Whether one was required is not checked: histories

@@ -575,3 +575,38 @@ def _continued(h: RecordedHistory) -> str:
     return h.history.events[
         0
     ].workflow_execution_started_event_attributes.continued_execution_run_id
+
+
+async def test_a_key_replaced_because_it_was_lost_signs_nothing_recorded_after_the_change():
+    """Every key an identity had ever held counted, so whoever held a lost key could sign for ever
+    (review of 12-07). A message counts under the key held when it was recorded: the old one
+    before the change, and in a journey until it heard of the change; the new one after."""
+    rules, round_id, at = await signed_round()
+    operator = roundkit.test_signer("panitia-test")  # the round's real operator key
+    lost = roundkit.test_signer("cat-bkn")  # the CAT centre's first key, lost
+    renewed = Signer.generate("cat-bkn")
+    timeline = key_timeline(
+        rules,
+        round_id,
+        as_recorded(at, key_change(operator, round_id, **{"cat-bkn": renewed.public})),
+    )
+    assert timeline.refused == [] and len(timeline.changes) == 1
+    journey_id = "recorded/applicant/H35FTZZAS737LQQ4"
+
+    def score(signer: Signer) -> SkdReport:
+        return signer.sign(
+            SkdReport(report_id="skd-x", reported_by="cat-bkn", twk=150, tiu=175, tkp=225),
+            journey_id,
+        )
+
+    before, month_later = at - timedelta(hours=1), at + timedelta(days=30)
+    assert timeline.verify(score(lost), before, journey_id) is None  # signed and taken before
+    assert "does not verify" in (timeline.verify(score(lost), month_later, journey_id) or "")
+    assert timeline.verify(score(renewed), month_later, journey_id) is None
+    # A journey that had not heard of the change (it learnt its keys before it) still held the
+    # old key, as the journey's own check did; once it heard, only the new one.
+    heard_before = at - timedelta(days=1)
+    assert timeline.verify(score(lost), month_later, journey_id, learned=heard_before) is None
+    assert "does not verify" in (
+        timeline.verify(score(lost), month_later, journey_id, learned=at) or ""
+    )
