@@ -294,13 +294,50 @@ async def _replay_with_progress(
         )
 
 
+def _report_open_runs(histories: list[RecordedHistory]) -> None:
+    """Say which runs had not ended when exported: what they decided after their last event is
+    not in the bundle, and a history cut short by whoever signed the bundle looks the same. Only
+    a run that ended (completed, continued as new, failed, timed out, terminated) is whole."""
+    open_runs = [h for h in histories if not _ended(h)]
+    if not open_runs:
+        return
+    shown = ", ".join(
+        f"{h.workflow_id} (run {h.run_id}, {len(h.history.events)} events)" for h in open_runs[:5]
+    )
+    more = f" and {len(open_runs) - 5} more" if len(open_runs) > 5 else ""
+    console.print(
+        flagged(
+            "!",
+            f" {len(open_runs)} of {len(histories)} runs had not ended when exported; what they "
+            f"decided after their last event is not in the bundle: {shown}{more}",
+            "yellow",
+        ),
+        highlight=False,
+    )
+
+
+_CLOSING = (
+    "workflow_execution_completed_event_attributes",
+    "workflow_execution_continued_as_new_event_attributes",
+    "workflow_execution_failed_event_attributes",
+    "workflow_execution_timed_out_event_attributes",
+    "workflow_execution_terminated_event_attributes",
+    "workflow_execution_canceled_event_attributes",
+)
+
+
+def _ended(h: RecordedHistory) -> bool:
+    events = h.history.events
+    return bool(events) and any(events[-1].HasField(name) for name in _CLOSING)
+
+
 def _report_replay(outcomes: list[ReplayOutcome]) -> bool:
     failures = [o for o in outcomes if not o.ok]
     waiting = sum(o.unstarted for o in outcomes)
     if waiting:
         console.print(
-            f"{waiting} of {len(outcomes)} histories have run no workflow task yet (a delayed "
-            "start): nothing of theirs to replay"
+            f"{waiting} of {len(outcomes)} histories have run no workflow task (a delayed start, "
+            "or a history cut after its start): nothing of theirs to replay"
         )
     if not failures:
         console.print(
@@ -507,6 +544,7 @@ def verify(
         console.print(flagged("✓", f" signature and {len(check.histories)} hashes match", "green"))
         converter = _converter(_offline_keys(payload_key_file))
         signed = await _provenance(check.histories, converter)
+        _report_open_runs(check.histories)
         outcomes = await _replay_with_progress(check.histories, converter)
         return _report_replay(outcomes) and signed
 

@@ -610,3 +610,24 @@ async def test_a_key_replaced_because_it_was_lost_signs_nothing_recorded_after_t
     assert "does not verify" in (
         timeline.verify(score(lost), month_later, journey_id, learned=at) or ""
     )
+
+
+def test_a_run_cut_short_is_listed_as_not_ended_when_exported(tmp_path):
+    """A history whose end was cut off (its last report and ending gone) still replays: verify
+    now lists every run that had not ended, which a whole, closed round has none of."""
+    bundle = bundle_of(tmp_path, load_histories(SIGNED))
+    code, out = verify(bundle)
+    assert code == 0 and "had not ended when exported" not in out, out
+    manifest = manifest_of(bundle)
+    entry = next(e for e in manifest["files"] if "/applicant/" in e["workflow_id"])
+    path = bundle / entry["file"]
+    document = json.loads(path.read_text())
+    document["events"] = document["events"][:-6]
+    path.write_text(json.dumps(document))
+    entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    resign(bundle, manifest)
+
+    code, out = verify(bundle)
+
+    assert "1 of" in out and "runs had not ended when exported" in out, out
+    assert entry["workflow_id"] in out and entry["run_id"] in out
