@@ -1729,6 +1729,7 @@ def recompute_round(
     bench stack left by `--keep-stack`. A stack that is running is left running; one this command
     had to start is stopped again."""
     from auditing.history import round_histories
+    from auditing.provenance import check_provenance
     from auditing.recompute import recompute
     from domain.columnar import rank_skd_columns
     from domain.config import SkdRules
@@ -1753,6 +1754,10 @@ def recompute_round(
         fetched = time.perf_counter() - t
         kinds = Counter(h.kind for h in histories)
         t = time.perf_counter()
+        # audit.py recompute checks every signature and sender first (since 12-07): timed apart.
+        provenance = await check_provenance(histories, data_converter(ctx.keys))
+        signatures = time.perf_counter() - t
+        t = time.perf_counter()
         result = await recompute(histories, data_converter(ctx.keys))
         recomputed = time.perf_counter() - t
         listing = 0.0
@@ -1767,9 +1772,11 @@ def recompute_round(
             "histories (runs) by kind": ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())),
             "events": sum(len(h.history.events) for h in histories),
             "fetch every history": f"{fetched:.1f} s",
+            "signatures and senders (provenance)": f"{signatures:.1f} s, "
+            f"{provenance.verified:,} verified, {len(provenance.problems)} problems",
             "recompute (replay + inputs + rankings)": f"{recomputed:.1f} s",
             "of which the SKD listings (columnar)": f"{listing * 1000:.1f} ms",
-            "per journey run": f"{(fetched + recomputed) / max(journeys, 1) * 1000:.1f} ms",
+            "per journey run": f"{(fetched + signatures + recomputed) / max(journeys, 1) * 1000:.1f} ms",
             "differences found": len(result.differences()),
             "final rankings recorded as pages": "; ".join(
                 f"{a.formasi_code}: {a.winners_count} winners under {len(a.winner_pages)} "
