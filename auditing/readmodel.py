@@ -120,10 +120,13 @@ KINDS = {
     "decision without history": "left: no history holds a decision at that place",
     "report missing": "written",
     "report altered": "overwritten with the histories' published part",
+    "report without history": "left: no history holds that report; an announcement may print it",
     "notification missing": "written, to be delivered (again: whether it was is not known)",
     "sanction missing": "written",
     "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
     "the withdrawal, the rounds barred, the reason)",
+    "sanction without history": "left: no journey withdrew for it (or on another subject); it "
+    "bars its subject from later rounds until removed",
     "revocation missing": "written",
     "revocation altered": "overwritten with the histories' content (a later time too)",
     "revocation without history": "left: no aftermath holds a revocation at that place",
@@ -284,6 +287,36 @@ SELECT x.applicant_id, x.report_id, r.report_id IS NULL AS missing,
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, report_id text, kind text, content jsonb)
 LEFT JOIN stage_reports r
     ON r.round_id = $1 AND r.applicant_id = x.applicant_id AND r.report_id = x.report_id
+"""
+# Rows no history wrote (review of 12-07): a report added beside a journey's own changed what the
+# SKD announcement prints (it takes the first `skd` row by report id), and an APS sanction moved
+# to another subject, or one for an applicant who never withdrew, barred them from later rounds.
+_EXTRA_REPORTS_SQL = """
+SELECT r.applicant_id, r.report_id FROM stage_reports r
+WHERE r.round_id = $1 AND r.applicant_id = ANY($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($3::jsonb) AS x(applicant_id text, report_id text)
+                  WHERE x.applicant_id = r.applicant_id AND x.report_id = r.report_id)
+ORDER BY r.applicant_id, r.report_id
+"""
+_EXTRA_SANCTIONS_SQL = """
+SELECT s.origin FROM sanctions s
+WHERE s.kind = 'APS' AND s.origin = ANY($1::text[])
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS x(origin text, subject text)
+                  WHERE x.origin = s.origin AND x.subject = s.subject)
+ORDER BY s.origin
+"""
+_REPORTS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id, report_id FROM stage_reports
+WHERE round_id = $1 AND applicant_id <> ALL($2::text[]) ORDER BY applicant_id, report_id
+"""
+_DECISIONS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id, seq FROM decisions
+WHERE round_id = $1 AND applicant_id <> ALL($2::text[]) ORDER BY applicant_id, seq
+"""
+_SANCTIONS_WITHOUT_JOURNEY_SQL = """
+SELECT origin FROM sanctions
+WHERE kind = 'APS' AND left(origin, length($1) + 1) = $1 || '/' AND origin <> ALL($2::text[])
+ORDER BY origin
 """
 _NOTIFICATIONS_SQL = """
 SELECT x.applicant_id, x.key
@@ -483,6 +516,9 @@ async def _compare_chunk(
             out.append(
                 Difference("report altered", r["applicant_id"], r["report_id"], r["report_id"])
             )
+    places = [{"applicant_id": a, "report_id": r} for a, r in expected.reports]
+    for r in await conn.fetch(_EXTRA_REPORTS_SQL, round_id, applicants, json.dumps(places)):
+        out.append(Difference("report without history", r["applicant_id"], r["report_id"]))
     keys = [{"applicant_id": a, "key": k} for a, k in sorted(expected.notifications)]
     for r in await conn.fetch(_NOTIFICATIONS_SQL, round_id, json.dumps(keys)):
         out.append(Difference("notification missing", r["applicant_id"], r["key"]))
@@ -493,6 +529,11 @@ async def _compare_chunk(
             out.append(Difference("sanction missing", who, "APS"))
         elif r["differing"]:
             out.append(Difference("sanction altered", who, f"APS: {', '.join(r['differing'])}"))
+    origins = [f"{round_id}/{a}" for a in applicants]
+    held = [{"origin": s["origin"], "subject": s["subject"]} for s in sanctions]
+    for r in await conn.fetch(_EXTRA_SANCTIONS_SQL, origins, json.dumps(held)):
+        who = r["origin"].rsplit("/", 1)[-1]
+        out.append(Difference("sanction without history", who, "APS"))
     revocations = list(expected.revocations.values())
     for r in await conn.fetch(_REVOCATIONS_SQL, round_id, json.dumps(revocations)):
         who, seq = r["applicant_id"], r["seq"]
@@ -582,11 +623,25 @@ async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Differe
 
 
 async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) -> list[Difference]:
-    """Rows and revocations of applicants no journey of the round wrote."""
+    """Rows, decisions, reports, APS sanctions, revocations and panels of applicants no journey
+    of the round wrote."""
+    origins = [f"{round_id}/{a}" for a in known]
     return (
         [
             Difference("row without history", r["applicant_id"])
             for r in await pool.fetch(_WITHOUT_HISTORY_SQL, round_id, known)
+        ]
+        + [
+            Difference("decision without history", r["applicant_id"], f"seq {r['seq']}")
+            for r in await pool.fetch(_DECISIONS_WITHOUT_JOURNEY_SQL, round_id, known)
+        ]
+        + [
+            Difference("report without history", r["applicant_id"], r["report_id"])
+            for r in await pool.fetch(_REPORTS_WITHOUT_JOURNEY_SQL, round_id, known)
+        ]
+        + [
+            Difference("sanction without history", r["origin"].rsplit("/", 1)[-1], "APS")
+            for r in await pool.fetch(_SANCTIONS_WITHOUT_JOURNEY_SQL, round_id, origins)
         ]
         + [
             Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}")

@@ -94,6 +94,13 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
         await conn.execute("""UPDATE stage_reports SET content = jsonb_set(content, '{twk}', '1') WHERE round_id = $1 AND report_id = $2""", round_id, skd)  # fmt: skip
         # a row no journey wrote
         await conn.execute("INSERT INTO applicants (round_id, applicant_id, formasi_code, name, stage, version) VALUES ($1, 'R-FORGED', 'F1', '', 'pns', 1)", round_id)  # fmt: skip
+        # Rows no history wrote beside a journey's own (review of 12-07): an SKD report the
+        # announcement would print first (it takes the first by report id), an APS sanction for
+        # an applicant who never withdrew, and a decision and a report of nobody's journey.
+        await conn.execute("INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content) SELECT round_id, $3, '0-forged', kind, content FROM stage_reports WHERE round_id = $1 AND report_id = $2", round_id, skd, c1)  # fmt: skip
+        await conn.execute("INSERT INTO sanctions (subject, kind, origin, imposed_by, rounds, reason) VALUES ($1, 'APS', $2, $3, 2, 'forged')", "ab" * 32, f"{round_id}/{c2}", round_id)  # fmt: skip
+        await conn.execute("INSERT INTO decisions SELECT round_id, 'R-FORGED', 0, at, stage, 'P', actor, rule_version, rules_digest FROM decisions WHERE round_id = $1 AND applicant_id = $2 AND seq = 0", round_id, c3)  # fmt: skip
+        await conn.execute("INSERT INTO stage_reports (round_id, applicant_id, report_id, kind, content) VALUES ($1, 'R-FORGED', 'r-forged', 'skd', '{}')", round_id)  # fmt: skip
 
     damaged = await check(pool, found)
     named = sorted((d.kind, d.applicant_id, d.detail) for d in damaged.differences)
@@ -109,6 +116,10 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
             ("decision without history", c3, f"seq {top[c3] + 50}"),
             ("report altered", skd_of, skd),
             ("row without history", "R-FORGED", ""),
+            ("report without history", c1, "0-forged"),
+            ("sanction without history", c2, "APS"),
+            ("decision without history", "R-FORGED", "seq 0"),
+            ("report without history", "R-FORGED", "r-forged"),
         ]
     ), named
     assert not damaged.ok
@@ -145,11 +156,21 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
     # Repaired: every difference the histories explain is made good, through the read model's
     # own write; what they do not explain stays, named.
     fixed = await repair(pool, ReadModel(pool, ColumnCipher.from_keys(keys)), found)
-    assert sorted((d.kind, d.applicant_id) for d in fixed.differences) == [
-        ("decision without history", c3),
-        ("row without history", "R-FORGED"),
-    ]
-    assert fixed.repaired == len(damaged.differences) - 2
+    assert sorted((d.kind, d.applicant_id) for d in fixed.differences) == sorted(
+        [
+            ("decision without history", c3),
+            ("row without history", "R-FORGED"),
+            ("report without history", c1),
+            ("sanction without history", c2),
+            ("decision without history", "R-FORGED"),
+            ("report without history", "R-FORGED"),
+        ]
+    )
+    assert fixed.repaired == len(damaged.differences) - 6
+    # What is left is for a person: the forged rows go by hand (the row and c3's decision below).
+    await pool.execute("DELETE FROM stage_reports WHERE round_id = $1 AND report_id IN ('0-forged', 'r-forged')", round_id)  # fmt: skip
+    await pool.execute("DELETE FROM sanctions WHERE kind = 'APS' AND origin = $1", f"{round_id}/{c2}")  # fmt: skip
+    await pool.execute("DELETE FROM decisions WHERE round_id = $1 AND applicant_id = 'R-FORGED'", round_id)  # fmt: skip
     after = await snapshot(pool, round_id)
     after["applicants"] = [r for r in after["applicants"] if r["applicant_id"] != "R-FORGED"]
     after["decisions"] = [
