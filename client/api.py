@@ -490,7 +490,10 @@ class RecruitmentApi:
             try:
                 existing = await REGISTRATION_DIGEST.ask(handle)
                 repeat = existing == registration_digest(reg)
-                state = await JOURNEY_STATE.ask(handle) if repeat else None
+                # Another registration of a national round's NIK reads the journey too: a claim
+                # this try took for it must go if that journey refused its own (review of 12-07).
+                read = repeat or national_applicant is not None
+                state = await JOURNEY_STATE.ask(handle) if read else None
             except WorkflowQueryFailedError:
                 # The worker could not answer for the journey (it could not replay it): which of
                 # the two answers below is true cannot be told now. Nothing was recorded.
@@ -499,6 +502,13 @@ class RecruitmentApi:
                     "a journey in the round, which cannot be read now to tell a repeat of its "
                     "registration from another; send the same registration again later"
                 ) from None
+            if state is not None and not repeat:
+                # Another registration of the NIK in this round, whose journey refused the first:
+                # the claim taken for this try is released, or, finding that refused journey
+                # after its grace, it held the NIK nationwide until the national SKD closed.
+                if national_applicant is not None and registration_refusal(state):
+                    await self.national.release(config, applicant_id, national_applicant)
+                state = None
             if state is not None:
                 # A repeat of a registration the journey refused is refused again, as it was,
                 # and releases the claim a lost answer may have left (release is idempotent).

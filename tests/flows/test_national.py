@@ -754,3 +754,30 @@ async def test_a_claim_past_its_grace_finds_its_journey_by_the_claim_its_start_n
     assert await reader.find_claimed_journey(missing) == JourneyOfClaim(
         found=False, detail="no such journey"
     )
+
+
+async def test_another_registration_after_a_refused_one_lets_the_nik_go(
+    client, keys, running_worker, stack, tmp_path
+):
+    """Refused by its journey in A, the NIK's claim goes; the applicant tries A again with other
+    data (another formasi): refused, once per round, but the claim that try took stayed, found
+    A's refused journey after its grace and held the NIK nationwide until the national SKD closed
+    (review of 12-07). The try's claim goes too, and B takes the NIK."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(
+        api, tmp_path, "Kota", ("Alpha", "Beta"), claim_grace="PT30S"
+    )
+    await _close_registration_early(api, a)
+    first = await api.register(a, registration(11, "F1"), "sscasn")
+    assert first.status == "refused", first
+    claim = client.get_workflow_handle(_claim_id(keys, national_id, registration(11, "F1")))
+    assert (await claim.describe()).status.name == "TERMINATED"
+
+    other = await api.register(a, registration(11, "F2"), "sscasn")
+    assert other.status == "refused"
+    assert "one NIK may register once per round" in other.refusals[0].reason
+    assert (await claim.describe()).status.name == "TERMINATED"  # the try's claim is gone too
+
+    elsewhere = await api.register(b, registration(11, "F1"), "sscasn")
+    assert elsewhere.status == "registered", elsewhere.refusals
