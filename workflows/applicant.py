@@ -7,6 +7,7 @@ is one frozen record, `domain.sheet.ApplicantSheet`, and every decision is a pas
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import NoReturn
@@ -84,6 +85,7 @@ with workflow.unsafe.imports_passed_through():
         NIP_FROM_ROUND_TMT,
         NOTICE_IN_ROUND_ZONE,
         OFFER_KEPT_UNTIL_OPTIMALISASI,
+        OFFER_REPLY_AT_ANSWER,
         PROBATION_YEAR,
         SANCTIONS_IN_JOURNEY,
         SEAT_GIVEN_BACK_AT_FILING,
@@ -137,6 +139,8 @@ class ApplicantJourney(JourneyInbox):
         self.keys_current_at: datetime | None = None
         self.tmt_current_at: datetime | None = None
         self.offer_replied = False  # the round has this journey's answer to its offer
+        self.offer_reply_leaving = False  # sent as the answer was taken (offer-reply-at-answer)
+        self._reply_task: asyncio.Task[None] | None = None
         self.offer_after_end: OptimalisasiOffer | None = None  # came once the journey had ended
 
     # --- the process -----------------------------------------------------------------------
@@ -465,7 +469,11 @@ class ApplicantJourney(JourneyInbox):
             won = await self._final_sanggah(result, won)
         await self._changed()
         if won:
-            if self.sheet.offer is not None and not self.offer_replied:
+            if (
+                self.sheet.offer is not None
+                and not self.offer_replied
+                and not self.offer_reply_leaving
+            ):
                 # An offer taken before the result was heard (patch offer-kept-until-optimalisasi)
                 # while this journey's own ranking gives it a seat: the offer goes back.
                 await self._reply_to_offer(self.sheet.offer, False, None, False)
@@ -483,7 +491,10 @@ class ApplicantJourney(JourneyInbox):
         )
         answer = self.sheet.offer_answer
         accepted = bool(answered and answer and answer.accept)
-        await self._reply_to_offer(offer, accepted, answer, bool(answered))
+        if self.offer_reply_leaving:
+            await workflow.wait_condition(lambda: self.offer_replied)
+        else:
+            await self._reply_to_offer(offer, accepted, answer, bool(answered))
         if not accepted:
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
@@ -735,7 +746,27 @@ class ApplicantJourney(JourneyInbox):
             )
         )
 
+    def _offer_answered_now(self, answer: OfferAnswer) -> None:
+        """Tell the round at once (patch offer-reply-at-answer): the run may be held in a row
+        write while the round's deadline for the answer passes."""
+        offer = self.sheet.offer
+        if offer is None or self.offer_replied or self.offer_reply_leaving:
+            return
+        if not self._patched(OFFER_REPLY_AT_ANSWER):
+            return
+        self.offer_reply_leaving = True
+        self._reply_task = asyncio.create_task(
+            self._reply_to_offer(offer, answer.accept, answer, True)
+        )
+
     async def _finish_ending(self) -> None:
+        if self.offer_reply_leaving:
+            # The round has this journey's answer: an acceptance is a seat it holds for it, which
+            # an ending gives back as a placed journey's.
+            await workflow.wait_condition(lambda: self.offer_replied)
+            offer, answer = self.sheet.offer, self.sheet.offer_answer
+            if offer and answer and answer.accept and self.sheet.placed_formasi is None:
+                self._set(placed_formasi=offer.to_formasi)
         if (
             self.sheet.offer is not None
             and not self.offer_replied

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         JourneyRules,
         JourneyStart,
         JourneyState,
+        OfferAnswer,
         OptimalisasiOffer,
         PanelReview,
         PanelScoreReport,
@@ -171,9 +172,11 @@ class JourneyInbox:
         report = self._report_of(name, args)
         rule = rule_for(report)
         refused = conflict_refusal(self.sheet, report, self.rules)
+        taken: list[Report] = []
 
         def apply() -> None:
             before = self.sheet
+            taken.append(report)
             folded = rule.fold(self.sheet, report)
             received = {**folded.received_at, report.report_id: workflow.now()}
             self.sheet = folded.but(received_at=received)
@@ -193,7 +196,14 @@ class JourneyInbox:
                 refused=bool(refused),
             )
 
-        return self.ledger.accept(report, apply, answer)
+        ack = self.ledger.accept(report, apply, answer)
+        if taken and isinstance(report, OfferAnswer):
+            self._offer_answered_now(report)
+        return ack
+
+    def _offer_answered_now(self, answer: OfferAnswer) -> None:
+        """The journey's (ApplicantJourney): an answer to its offer was just taken."""
+        raise NotImplementedError
 
     @report.validator
     def validate_report(self, name: str, args: Sequence[RawValue]) -> None:

@@ -473,3 +473,10 @@ ANNOUNCEMENT_NUMBERED_AT_COMMAND = "announcement-numbered-at-command"
 # the last move (review of 12-07). Asked when a move is notified; journeys recorded before it key
 # as they did.
 TMT_NOTICE_PER_MOVE = "tmt-notice-per-move"
+
+# A journey tells the round its answer to an optimalisasi offer in the task that takes the answer,
+# not when its run next wakes: a run held in a row write that kept failing (the read model down)
+# sent an acceptance taken before answer_by only once the database was back, after the round had
+# counted the offer unanswered and given the seat to the next, and two held one seat (review of
+# 12-07). Asked when an answer is taken; journeys recorded before it reply from their run.
+OFFER_REPLY_AT_ANSWER = "offer-reply-at-answer"

@@ -144,6 +144,9 @@ class StandInActivities:
         self.broadcasts: list[BroadcastRequest] = []
         self.close_rows: list[JourneyProjection] = []  # rows journeys answered a close with
         self.hold_final_projection: dict[str, asyncio.Event] = {}  # applicant id -> release
+        # Applicants whose row writes fail, as with the read model down (for them alone: fast).
+        self.read_model_down_for: set[str] = set()
+        self.failed_writes = 0
         self.pages = MemoryPageStore()
         self.boards = MemoryRoundBoards()
         self.sanctions: dict[str, list[str]] = {}  # register key -> the reasons it is barred for
@@ -193,6 +196,9 @@ class StandInActivities:
     async def project_journey(self, p: JourneyProjection) -> None:
         """Keep the newest projection per applicant (a newer version wins, as in PostgreSQL)."""
         key = (p.state.round_id, p.state.applicant_id)
+        if p.state.applicant_id in self.read_model_down_for:
+            self.failed_writes += 1
+            raise RuntimeError("the read model cannot be reached (a test's outage)")
         release = self.hold_final_projection.get(p.state.applicant_id)
         if release is not None and p.state.terminal is not None:
             await release.wait()  # a slow read model: the ended journey stays running meanwhile

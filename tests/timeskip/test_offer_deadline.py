@@ -16,13 +16,13 @@ window and answer time end on day 54, when optimalisasi begins; an offer waits 2
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 
 from domain.codes import FinalCode, Stage
-from domain.messages import AdminReport, GateReport, OfferAnswer, SkbScoreReport, SkdReport
-from tests.roundkit import compressed_round, formasi, noon_wib_after, registration
+from domain.messages import AdminReport, GateReport, MoveTmt, OfferAnswer, SkbScoreReport, SkdReport
+from tests.roundkit import OPERATOR, compressed_round, formasi, noon_wib_after, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -54,7 +54,8 @@ async def _to_optimalisasi(kit, round_id: str, target_seats: int = 1, extra: dic
         t0=t0,
         extra=extra,
     )
-    assert config.offer_answer_grace == day  # the default
+    if not extra:
+        assert config.offer_answer_grace == day  # the default
     await kit.create_round(config)
     await kit.advance_to(t0 + timedelta(hours=1))
     ids = {n: await kit.register(config, registration(i, "F1")) for i, n in enumerate(NAMES, 1)}
@@ -227,3 +228,63 @@ async def test_a_continued_run_keeps_the_deadline_of_the_offers_it_carries(kit):
     # The latest answer_by the runs handed on is X3's, made moments after X2's.
     deadline = datetime.fromisoformat(unanswered.input["deadline"])
     assert timedelta(0) <= deadline - (answer_by + day) < timedelta(minutes=5)
+
+
+async def test_an_offer_accepted_while_the_read_model_is_down_holds_its_seat_alone(kit):
+    """X2 accepts F2's seat before answer_by while its journey's run is held in a row write that
+    keeps failing (the read model down, here for X2 alone). The reply to the round left only once
+    the database was back: the round had counted the offer unanswered a day after answer_by and
+    given the seat to X3, who accepted, and X2 went on P/L-2 all the same: two for one seat
+    (review of 12-07). The reply now leaves in the task that takes the answer."""
+    round_id = f"ts-outage-{uuid.uuid4().hex[:6]}"
+    # Six hours to answer and an hour's grace (within the round file's bounds): the outage's
+    # retries are skipped through in minutes, not the default days.
+    short = {"offer_answer_within": "PT6H", "offer_answer_grace": "PT1H"}
+    ids, optimalisasi_at = await _to_optimalisasi(kit, round_id, extra=short)
+    grace = timedelta(hours=1)
+
+    async def holds(name: str):
+        async def probe():
+            s = await kit.journey(round_id, ids[name])
+            return s if s.offer is not None and s.stage == Stage.OPTIMALISASI else None
+
+        return await kit.until(probe, f"{name} holding an offer")
+
+    answer_by = (await holds("X2")).offer.answer_by
+    kit.acts.read_model_down_for.add(ids["X2"])
+    # A TMT move makes X2's journey write its row while it waits for the answer: the write fails,
+    # and the run is held there, retrying, for as long as the outage lasts.
+    await kit.api.command(
+        round_id,
+        MoveTmt(
+            report_id="tmt-outage", reported_by=OPERATOR, new_tmt=date(2027, 7, 1), reason="SK"
+        ),
+    )
+
+    async def failing():
+        return kit.acts.failed_writes > 0
+
+    await kit.until(failing, "X2's row write failing")
+    await kit.advance_to(optimalisasi_at + timedelta(hours=2))
+    ack = await kit.api.report(
+        round_id, ids["X2"], OfferAnswer(report_id="yes-X2", reported_by="sscasn", accept=True)
+    )
+    assert ack.effect == "offer accepted" and ack.recorded_at < answer_by
+
+    # The outage outlasts the round's deadline for answers (answer_by and the grace).
+    await kit.advance_to(answer_by + grace + timedelta(minutes=10))
+    state = await kit.round_state(round_id)
+    assert state.offers == {f"{round_id}/offer/{ids['X2']}/F2": "accepted"}, state.offers
+    assert not [d for d in state.decisions if d.outcome == "offer unanswered"]
+
+    kit.acts.read_model_down_for.clear()  # the read model is back: the next retry writes
+    await kit.advance_to(answer_by + grace + timedelta(hours=3))
+
+    async def x2_placed():
+        s = await kit.journey(round_id, ids["X2"])
+        return s if s.placed_formasi is not None else None
+
+    x2 = await kit.until(x2_placed, "X2 placed once its row is written")
+    assert (x2.final_code, x2.placed_formasi) == (FinalCode.PASSED_OPTIMALISASI, "F2")
+    x3 = await kit.journey(round_id, ids["X3"])
+    assert x3.offer is None and x3.placed_formasi is None
