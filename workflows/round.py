@@ -1223,7 +1223,10 @@ class RecruitmentRound:
         )
         await self._publish_board()  # before the journeys hear it: a NIP reads the TMT there
         if not repeat:
-            await self._tell_formasi(Phase.TMT_MOVED, command.new_tmt.isoformat(), number)
+            # The round's TMT when told (patch announcement-numbered-at-command): a later move
+            # taken in the same task may be told first, and the journeys end at the last.
+            told = command.new_tmt if number is None else self.schedule.tmt
+            await self._tell_formasi(Phase.TMT_MOVED, told.isoformat(), number)
         return ack
 
     @move_tmt.validator
@@ -1271,7 +1274,12 @@ class RecruitmentRound:
         )
         await self._publish_board()
         if not repeat:
-            await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(command.identities), number)
+            # The identities' keys when told (as a TMT move's date): the last change of a key
+            # wins whichever announcement the journeys hear last.
+            keys = command.identities
+            if number is not None:
+                keys = {identity: self.identities[identity] for identity in command.identities}
+            await self._tell_formasi(Phase.KEYS_CHANGED, canonical_json(keys), number)
         return ack
 
     @change_keys.validator
