@@ -184,6 +184,12 @@ class Projected:
         written = self.projections.get(applicant_id, [])
         return max(written, key=lambda p: p.version).state.nip if written else None
 
+    def person(self, applicant_id: str) -> str | None:
+        """The person the journey asked its NIP for (its start's sanction key, the NIK's
+        round-independent pseudonym), or None for a journey started without one."""
+        written = self.projections.get(applicant_id, [])
+        return next((p.sanction_key for p in written if p.sanction_key), None)
+
 
 class _Capture(Interceptor):
     """Keeps, by run, what the replayed code hands to the read model's local activities
@@ -370,10 +376,20 @@ ORDER BY applicant_id, component
 # the person; the register's row of a journey that was given none is one no history explains.
 _NIPS_SQL = """
 SELECT x.applicant_id, x.nip, n.nip AS stored,
-    x.nip IS NOT NULL AND EXISTS (SELECT 1 FROM nips h WHERE h.nip = x.nip) AS held
-FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, nip text)
+    x.person IS NOT NULL AND n.person IS DISTINCT FROM x.person AS other_person,
+    x.nip IS NOT NULL AND EXISTS (
+        SELECT 1 FROM nips h WHERE h.nip = x.nip AND h.round_id <> $1
+            AND (x.person IS NULL OR h.person = x.person)
+    ) AS held
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, nip text, person text)
 LEFT JOIN nips n ON n.round_id = $1 AND n.applicant_id = x.applicant_id
 ORDER BY x.applicant_id
+"""
+# The register's rows of this round for applicants no journey of it has: a NIP moved off its
+# journey's row (review of 12-07), or one written for nobody.
+_NIPS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id FROM nips WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
+ORDER BY applicant_id
 """
 _WITHOUT_HISTORY_SQL = """
 SELECT applicant_id FROM applicants WHERE round_id = $1 AND applicant_id <> ALL($2::text[])
@@ -443,7 +459,13 @@ class _Expected:
                 if "applicants" in purged:
                     row = {**row, "name": ""}
                 out.rows.append(row)
-                out.nips.append({"applicant_id": applicant_id, "nip": projected.nip(applicant_id)})
+                out.nips.append(
+                    {
+                        "applicant_id": applicant_id,
+                        "nip": projected.nip(applicant_id),
+                        "person": projected.person(applicant_id),
+                    }
+                )
             trail: dict[int, dict] = {}  # this applicant's decisions by place
             for p in projected.projections[applicant_id]:
                 decisions, reports = trail_rows(p)
@@ -556,6 +578,11 @@ async def _compare_chunk(
         elif r["stored"] != r["nip"]:
             detail = "the register's differs from the one the journey was given"
             out.append(Difference("nip altered", who, detail))
+        elif r["other_person"]:
+            # Another person's row: the person's next appointment would be given a second NIP,
+            # and the one named there this one's (review of 12-07).
+            detail = "the register names another person for it than the journey asked it for"
+            out.append(Difference("nip altered", who, detail))
     return out + await _compare_panels(conn, round_id, expected, applicants)
 
 
@@ -642,6 +669,10 @@ async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) 
         + [
             Difference("sanction without history", r["origin"].rsplit("/", 1)[-1], "APS")
             for r in await pool.fetch(_SANCTIONS_WITHOUT_JOURNEY_SQL, round_id, origins)
+        ]
+        + [
+            Difference("nip without history", r["applicant_id"], "no journey of the round has it")
+            for r in await pool.fetch(_NIPS_WITHOUT_JOURNEY_SQL, round_id, known)
         ]
         + [
             Difference("revocation without history", r["applicant_id"], f"seq {r['seq']}")

@@ -423,13 +423,16 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_setti
     and told: check-read-model holds the register to it. Not repaired: a person puts it back."""
     from auditing.readmodel import Projected, check, repair
 
-    def appointed(applicant: str, nip: str | None) -> JourneyProjection:
+    def appointed(applicant: str, nip: str | None, person: str = "") -> JourneyProjection:
         p = projection(round_id, applicant, 4, Stage.APPOINTMENT)
-        return p.model_copy(update={"state": p.state.model_copy(update={"nip": nip})})
+        state = p.state.model_copy(update={"nip": nip})
+        return p.model_copy(update={"state": state, "sanction_key": person})
 
     serial = int(round_id.encode().hex(), 16) % 10**3  # the round's own NIPs (a unique column)
     nip_a, nip_b = (f"19990101202703{g}{serial:03d}" for g in (1, 2))
+    nip_e, nip_f = (f"19980101202703{g}{serial:03d}" for g in (1, 2))
     held = f"19990101202503{1}{serial:03d}"  # C's, held from an earlier round
+    person_e, person_f = "e" * 64, "f" * 64
     projected = Projected(
         round_id,
         projections={
@@ -437,6 +440,8 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_setti
             "B": [appointed("B", nip_b)],
             "C": [appointed("C", held)],
             "D": [appointed("D", None)],
+            "E": [appointed("E", nip_e, person_e)],
+            "F": [appointed("F", nip_f, person_f)],
         },
     )
     pool = await open_pool(stack.database_url, max_size=4)
@@ -446,6 +451,10 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_setti
         await pool.executemany(
             "INSERT INTO nips (round_id, applicant_id, nip) VALUES ($1, $2, $3)",
             [(round_id, "A", nip_a), (round_id, "B", nip_b), (f"{round_id}-before", "C", held)],
+        )
+        await pool.executemany(
+            "INSERT INTO nips (round_id, applicant_id, nip, person) VALUES ($1, $2, $3, $4)",
+            [(round_id, "E", nip_e, person_e), (round_id, "F", nip_f, person_f)],
         )
         clean = await check(pool, projected)
         owner = await asyncpg.connect(owner_database_url(stack_settings))  # the processes may not
@@ -458,6 +467,17 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_setti
             )
             await owner.execute(
                 "DELETE FROM nips WHERE round_id = $1 AND applicant_id = 'B'", round_id
+            )
+            # E's row given to another person, F's moved to an applicant nobody is (review of
+            # 12-07): only the NIP's value was compared, and any row holding it was taken.
+            await owner.execute(
+                "UPDATE nips SET person = $2 WHERE round_id = $1 AND applicant_id = 'E'",
+                round_id,
+                "9" * 64,
+            )
+            await owner.execute(
+                "UPDATE nips SET applicant_id = 'Z' WHERE round_id = $1 AND applicant_id = 'F'",
+                round_id,
             )
         finally:
             await owner.close()
@@ -476,5 +496,12 @@ async def test_a_nip_altered_or_lost_in_the_register_is_named(stack, stack_setti
         ("nip altered", "A", "the register's differs from the one the journey was given"),
         ("nip missing", "B", "no row of it in the register"),
         ("nip without history", "D", "the journey was given none"),
+        (
+            "nip altered",
+            "E",
+            "the register names another person for it than the journey asked it for",
+        ),
+        ("nip missing", "F", "no row of it in the register"),
+        ("nip without history", "Z", "no journey of the round has it"),
     ]
     assert repaired.differences == found.differences and repaired.repaired == 0
