@@ -140,6 +140,8 @@ class ApplicantJourney(JourneyInbox):
         self.tmt_current_at: datetime | None = None
         self.offer_replied = False  # the round has this journey's answer to its offer
         self.offer_reply_leaving = False  # sent as the answer was taken (offer-reply-at-answer)
+        # The reply sent from an answer's update (offer-reply-at-answer): held only so the task
+        # is not collected while it waits; the run waits on `offer_replied`, never on the task.
         self._reply_task: asyncio.Task[None] | None = None
         self.offer_after_end: OptimalisasiOffer | None = None  # came once the journey had ended
 

@@ -172,7 +172,7 @@ class JourneyInbox:
         report = self._report_of(name, args)
         rule = rule_for(report)
         refused = conflict_refusal(self.sheet, report, self.rules)
-        taken: list[Report] = []
+        taken: list[Report] = []  # the report, once the ledger applied it (not a repeat)
 
         def apply() -> None:
             before = self.sheet
