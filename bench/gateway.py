@@ -154,6 +154,8 @@ class GatewayProcess:
             "CASN_PORTAL_IDENTITY": portal.identity,
             # The burst comes from one address: a per-address limit would measure the limiter.
             "CASN_PORTAL_RATE_PER_MINUTE": "100000000",
+            # and from one API key: the service API's per-key limit would too.
+            "CASN_REGISTRATION_RATE_PER_MINUTE": "1000000",
             "CASN_LOG_LEVEL": log_level,
             "CASN_LOG_FORMAT": "json",
         }

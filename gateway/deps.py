@@ -320,11 +320,13 @@ class Gateway:
         default_factory=lambda: Jinja2Templates(directory=str(TEMPLATES))
     )
     # Made from the rest (__post_init__): applicant lookups per operator identity
-    # (CASN_LOOKUP_RATE_PER_MINUTE), panel sheets per panellist, the public lookups per client
+    # (CASN_LOOKUP_RATE_PER_MINUTE), registrations through the service API per API key identity
+    # (CASN_REGISTRATION_RATE_PER_MINUTE), panel sheets per panellist, the public lookups per client
     # address (CASN_PUBLIC_LOOKUP_RATE_PER_MINUTE), and the candidate codes of blind
     # panel reports, resolved with this gateway's pseudonym key from the read model's panels
     # (client/panels.py); and the public announcements' answers (CASN_PUBLICATION_CACHE_MB).
     lookup_limit: RateLimiter = field(init=False)
+    registration_limit: RateLimiter = field(init=False)
     sheet_limit: RateLimiter = field(init=False)
     outstanding_limit: RateLimiter = field(init=False)
     public_lookup_limit: RateLimiter = field(init=False)
@@ -333,6 +335,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         self.lookup_limit = RateLimiter(self.settings.lookup_rate_per_minute)
+        self.registration_limit = RateLimiter(self.settings.registration_rate_per_minute)
         self.sheet_limit = RateLimiter(SHEETS_PER_MINUTE)
         self.outstanding_limit = RateLimiter(OUTSTANDING_PER_MINUTE)
         self.public_lookup_limit = RateLimiter(self.settings.public_lookup_rate_per_minute)

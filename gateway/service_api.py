@@ -698,6 +698,8 @@ async def post_registration(
     allowed = {*config.reporters.get("operator", []), *config.reporters.get("portal", [])}
     if identity not in allowed:
         raise Problem(403, f"{identity} may not register applicants in round {round_id}")
+    # Per API key, not per round: a key that floods is held back wherever it registers.
+    hold_back(gw.registration_limit, identity, "registrations")
     if gw.portal is None:
         raise Problem(503, "this gateway holds no portal key, so it cannot sign registrations")
     state = await engine_answer(gw.rounds.state(round_id), f"registration in {round_id}")

@@ -147,6 +147,15 @@ class Settings(BaseSettings):
         description="applicant lookups per operator identity per minute and gateway process "
         "(POST /api/v1/rounds/{round}/lookups): a lookup by NIK tells whether a NIK registered",
     )
+    registration_rate_per_minute: int = Field(
+        default=3_000,
+        ge=1,
+        le=1_000_000,
+        description="registrations through the service API (POST /api/v1/rounds/{round}/"
+        "registrations) per API key identity per minute and gateway process, 429 beyond: "
+        "the national design peak (50/s), so no legitimate caller is held back and one key "
+        "that floods is",
+    )
     public_lookup_rate_per_minute: int = Field(
         default=300,
         ge=1,
