@@ -34,6 +34,7 @@ from auditing.evaluation import (
 )
 from client.csvio import csv_cell
 from domain.skm import STAGE_LABELS
+from runtime.files import open_private
 
 # No display: the charts are only written as SVG (the figures are drawn without pyplot, so no
 # GUI backend is ever asked for; Agg is what pyplot would take if anyone imported it).
@@ -383,16 +384,20 @@ def render(e: Evaluation, basis: str) -> str:
 
 
 def write_report(e: Evaluation, out_dir: Path, basis: str) -> Written:
-    """Write index.html and one CSV per table into `out_dir` (created if missing)."""
+    """Write index.html and one CSV per table into `out_dir` (created if missing), each readable
+    by its owner alone (runtime/files.py), as the project's other files about applicants are:
+    panel_flags names applicants by registration number with a panellist's score of each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csvs = []
     for s in e.sections:
         for t in s.tables:
             path = out_dir / f"{t.name}.csv"
-            path.write_text(csv_bytes(t), encoding="utf-8", newline="")
+            with open_private(path, encoding="utf-8", newline="") as f:
+                f.write(csv_bytes(t))
             csvs.append(path)
     index = out_dir / "index.html"
-    index.write_text(render(e, basis), encoding="utf-8")
+    with open_private(index, encoding="utf-8") as f:
+        f.write(render(e, basis))
     return Written(index, csvs, e)
 
 

@@ -87,3 +87,20 @@ def test_an_exported_audit_bundle_is_private(tmp_path, open_umask):
         f.relative_to(tmp_path).as_posix(): 0o600 for f in files
     }
     assert check_bundle(tmp_path / "bundle").problems == []
+
+
+def test_the_evaluation_report_is_private_and_a_wider_earlier_one_is_narrowed(tmp_path, open_umask):
+    from apps.evaluation import write_report
+    from auditing.evaluation import evaluation
+    from tests.test_evaluation_tables import FACTS, READ
+
+    out = tmp_path / "evaluation"
+    out.mkdir()
+    (out / "panel_flags.csv").write_text("from an earlier run\n")
+    (out / "panel_flags.csv").chmod(0o644)
+
+    written = write_report(evaluation(FACTS, READ, 25), out, "basis")
+
+    files = [written.index, *written.csvs]
+    assert out / "panel_flags.csv" in files
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
