@@ -186,3 +186,27 @@ async def test_a_damaged_read_model_is_named_difference_by_difference_and_made_g
     assert good.returncode == 0, good.stdout + good.stderr
     assert "0 differences made good" in good.stdout
     assert "holds what the histories of its 3 applicants wrote" in " ".join(good.stdout.split())
+
+
+async def test_a_row_behind_with_its_formasi_altered_is_made_good_in_one_repair(
+    client, keys, running_worker
+):
+    """The read model's write brings a row behind to the histories' version but never rewrites
+    its formasi_code (a journey's formasi does not change): the repair overwrites the content of
+    a row that was behind too, so one pass leaves it clean (review of 12-07: it took two)."""
+    settings, pool = running_worker
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
+    found = await derived(client, keys, round_id)
+    assert (await check(pool, found)).differences == []
+    before = await snapshot(pool, round_id)
+    c1 = ids["C1"]
+    await pool.execute("UPDATE applicants SET version = version - 1, formasi_code = 'F-OTHER' WHERE round_id = $1 AND applicant_id = $2", round_id, c1)  # fmt: skip
+    damaged = await check(pool, found)
+    assert [d.kind for d in damaged.differences] == ["row behind"], damaged.differences
+
+    fixed = await repair(pool, ReadModel(pool, ColumnCipher.from_keys(keys)), found)
+    assert fixed.differences == [] and fixed.repaired == 1, fixed.differences
+    assert (await check(pool, found)).differences == []
+    assert await snapshot(pool, round_id) == before
