@@ -19,5 +19,9 @@ def final_score(
 
 
 def display_score(value: Fraction) -> str:
-    """A score as announced: three decimals."""
-    return f"{float(value):.3f}"
+    """A score as announced: the exact value rounded to three decimals, half up (as the IKM is
+    rounded, domain/skm.py), so 88.0045 shows as 88.005. Never through a float: 88.0045 is the
+    binary 88.00449999... and a float's 0.0625 is a tie it rounds to even, 0.062."""
+    thousandths = (abs(value) * 1000 + Fraction(1, 2)).__floor__()
+    sign = "-" if value < 0 and thousandths else ""
+    return f"{sign}{thousandths // 1000}.{thousandths % 1000:03d}"

@@ -33,6 +33,7 @@ from domain.config import (
     with_offset,
 )
 from domain.digest import canonical_digest
+from domain.integration import display_score
 from domain.optimalisasi import CandidateProfile
 from domain.pages import MAX_PAGE_ITEMS, PageRef
 from domain.panels import ConflictKind
@@ -608,8 +609,8 @@ class FormasiResult(BaseModel, frozen=True):
 
 
 def fraction_text(value: Fraction | None) -> str | None:
-    """A score for display: three decimals."""
-    return None if value is None else f"{float(value):.3f}"
+    """A score for display: three decimals, half up, exactly (domain/integration.py)."""
+    return None if value is None else display_score(value)
 
 
 class FormasiState(BaseModel):

@@ -9,6 +9,7 @@ import pytest
 
 from domain.config import IntegrationRules, SkdRules
 from domain.integration import display_score, final_score
+from domain.messages import fraction_text
 from domain.ranking import FinalEntry, rank_final
 from domain.skd import SkdScores
 
@@ -60,6 +61,30 @@ def test_final_scores_that_differ_below_float_precision_still_differ():
 )
 def test_announced_score_has_three_decimals(value, shown):
     assert display_score(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        # A float holds 88.0045 as 88.00449999...: it showed 88.004.
+        (Fraction("88.0045"), "88.005"),
+        # A float holds 0.0625 exactly, and its formatting rounds a tie to even: 0.062.
+        (Fraction("0.0625"), "0.063"),
+        (Fraction("77.1255"), "77.126"),
+        (Fraction("77.1254"), "77.125"),
+    ],
+)
+def test_a_score_is_shown_rounded_half_up_from_its_exact_value(value, shown):
+    assert display_score(value) == shown
+    assert fraction_text(value) == shown  # what the journeys and the rankings record
+
+
+def test_a_final_score_on_a_tie_is_announced_rounded_up():
+    """SKD 440 of 550 and an SKB of 68.8125 (sixteenths, as a mean of eight panellists' halves
+    gives) make exactly 73.2875; it was announced 73.287 (the float is 73.28749999...)."""
+    score = final_score(440, Fraction("68.8125"), INTEGRATION, SKD)
+    assert score == Fraction("73.2875")
+    assert fraction_text(score) == "73.288"
 
 
 def final_entry(
