@@ -7,7 +7,7 @@ later need defaults, so that recorded histories still decode.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from fractions import Fraction
 from typing import Annotated, Any
 
@@ -24,7 +24,9 @@ from domain.administration import DocumentFinding
 from domain.codes import AdminDecision, FinalCode, SkdCode, Stage, Terminal
 from domain.config import (
     FOLD_PAGES_AT,
+    MAX_WINDOW,
     AppealRules,
+    Duration,
     Formasi,
     IntegrationRules,
     Schedule,
@@ -529,6 +531,15 @@ class OptimalisasiOffer(BaseModel, frozen=True):
     offer_id: str
     to_formasi: str
     answer_by: datetime
+    # The least time the taker has to file (DRH and documents) from accepting, when that ends
+    # after filing's close (patch late-taker-filing-time): as long as the filing window gave every
+    # winner. Left out of the dump while None, so offers sealed before it keep their seals.
+    filing_within: Duration | None = Field(
+        default=None,
+        gt=timedelta(0),
+        le=MAX_WINDOW,
+        exclude_if=lambda within: within is None,
+    )
     seal: str = Field(default="", max_length=64)  # domain/seal.py: from the round's workflows
 
 

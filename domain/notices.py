@@ -97,6 +97,9 @@ class Notice(BaseModel, frozen=True):
     nip: str = ""
     tmt: date | None = None
     appeal_until: datetime | None = None  # a TMS may be appealed until then
+    # A seat taken in optimalisasi may be filed for until then at the least (patch
+    # late-taker-filing-time). Left out of the dump while None, so older notices keep their rows.
+    file_until: datetime | None = Field(default=None, exclude_if=lambda until: until is None)
     findings: list[DocumentFinding] = []  # every failing document with its reason (TMS)
     not_decided: bool = False  # TMS because no decision was reported before the window closed
     cause: EndCause | None = None
@@ -149,9 +152,18 @@ def final_result(code: str, formasi: str) -> Notice:
     return Notice(kind=NoticeKind.FINAL_RESULT, outcome=code, formasi=formasi)
 
 
-def optimalisasi_seat(formasi: str) -> Notice:
-    """A seat in another formasi by optimalisasi (P/L-2)."""
-    return Notice(kind=NoticeKind.OPTIMALISASI_SEAT, outcome="P/L-2", formasi=formasi)
+def optimalisasi_seat(
+    formasi: str, file_until: datetime | None = None, timezone: str = JAKARTA
+) -> Notice:
+    """A seat in another formasi by optimalisasi (P/L-2), and until when its taker may file at
+    the least (read in the round's zone `timezone`), when the offer gave a time to file."""
+    return Notice(
+        kind=NoticeKind.OPTIMALISASI_SEAT,
+        outcome="P/L-2",
+        formasi=formasi,
+        file_until=file_until,
+        timezone=timezone if file_until is not None else JAKARTA,
+    )
 
 
 def final_appeal_answered(accepted: bool, corrected: bool) -> Notice:
@@ -470,8 +482,21 @@ def render(notice: Notice, language: Language | str = Language.ID) -> str:
         return f"Hasil akhir seleksi: {label}." if lang == "id" else f"Final result: {label}."
     if k == NoticeKind.OPTIMALISASI_SEAT:
         if lang == "id":
-            return f"Anda mendapat formasi {notice.formasi} melalui optimalisasi (P/L-2)."
-        return f"You are given a seat in formasi {notice.formasi} by optimalisasi (P/L-2)."
+            text = f"Anda mendapat formasi {notice.formasi} melalui optimalisasi (P/L-2)."
+        else:
+            text = f"You are given a seat in formasi {notice.formasi} by optimalisasi (P/L-2)."
+        if notice.file_until is None:
+            return text
+        until = _moment(notice.file_until, notice.timezone, lang, deadline=True)
+        if lang == "id":
+            return (
+                f"{text} Pemberkasan (DRH dan dokumen) dapat diajukan sekurang-kurangnya sampai "
+                f"{until}, atau sampai pemberkasan ditutup bila lebih akhir."
+            )
+        return (
+            f"{text} You may file your DRH and documents until {until} at the least, or until "
+            "filing closes if that is later."
+        )
     if k == NoticeKind.FINAL_APPEAL_ANSWERED:
         return _FINAL_APPEAL[lang][notice.outcome]
     if k == NoticeKind.TMT_MOVED:

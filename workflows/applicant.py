@@ -144,6 +144,7 @@ class ApplicantJourney(JourneyInbox):
         # is not collected while it waits; the run waits on `offer_replied`, never on the task.
         self._reply_task: asyncio.Task[None] | None = None
         self.offer_after_end: OptimalisasiOffer | None = None  # came once the journey had ended
+        self.offer_taken_at: datetime | None = None  # when this journey accepted its offer
 
     # --- the process -----------------------------------------------------------------------
 
@@ -500,7 +501,13 @@ class ApplicantJourney(JourneyInbox):
         if not accepted:
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
-        self.outbox.notify("final-P/L-2", notices.optimalisasi_seat(offer.to_formasi))
+        due = self._late_filing_due()
+        self.outbox.notify(
+            "final-P/L-2",
+            notices.optimalisasi_seat(offer.to_formasi)
+            if due is None
+            else notices.optimalisasi_seat(offer.to_formasi, due, self._notice_zone()),
+        )
         await self._changed()
 
     async def _final_sanggah(self, result: Announcement, won: bool) -> bool:
@@ -589,6 +596,12 @@ class ApplicantJourney(JourneyInbox):
         await self._wait(
             lambda: self.sheet.filing is not None or Phase.FILING_CLOSED in self.announcements
         )
+        due = self._late_filing_due()
+        if self.sheet.filing is None and due is not None and workflow.now() < due:
+            # A seat taken late in filing, or after its close (held for the answer): the taker
+            # files in its own time, as long as the window gave every winner (patch
+            # late-taker-filing-time, carried by the offer).
+            await self._wait(lambda: self.sheet.filing is not None, until=due)
         filing = self.sheet.filing
         if filing is None or not filing.complete:
             missing = filing.missing if filing else ["DRH"]
@@ -607,6 +620,16 @@ class ApplicantJourney(JourneyInbox):
             self._end(Terminal.FILING_INCOMPLETE, f"filing incomplete: {', '.join(missing)}")
         assert filing is not None
         self._decide(ev.FilingCompleted(reported_by=filing.reported_by))
+
+    def _late_filing_due(self) -> datetime | None:
+        """Until when this journey's taker may file at the least, from accepting its offer, when
+        the offer gave a time to file (patch late-taker-filing-time); None otherwise."""
+        offer = self.sheet.offer
+        if offer is None or offer.filing_within is None or self.offer_taken_at is None:
+            return None
+        if self.sheet.final_code != FinalCode.PASSED_OPTIMALISASI:
+            return None
+        return self.offer_taken_at + offer.filing_within
 
     async def appointment(self) -> None:
         """NIP from BKN (once per person, whatever retries) and the SK CPNS with its TMT."""
@@ -727,6 +750,8 @@ class ApplicantJourney(JourneyInbox):
         self, offer: OptimalisasiOffer, accepted: bool, answer: OfferAnswer | None, answered: bool
     ) -> None:
         """Tell the round the answer to its offer (declined when nobody answered), and record it."""
+        if accepted:
+            self.offer_taken_at = workflow.now()  # a late taker's time to file counts from here
         await tell(
             OFFER_REPLY,
             round_workflow_id(self.start.round_id),

@@ -118,6 +118,7 @@ with workflow.unsafe.imports_passed_through():
         CONTINUE_IN_ITS_OWN_TASK,
         FINAL_SANGGAH,
         FORMASI_STARTED_TOGETHER,
+        LATE_TAKER_FILING_TIME,
         LOCAL_ACTIVITY_BACKOFF_TIMERS,
         OFFERED_PAGES_FOLDED,
         OFFERS_BY_LOCAL_ACTIVITY,
@@ -724,13 +725,18 @@ class RecruitmentRound:
             sends = []
             local: list[OfferSend] = []
             answer_by = workflow.now() + self.config.offer_answer_within
+            filing_within = None
             if offers:
                 self.last_answer_by = answer_by
+                filing_within = self._late_filing_time()
             for o in offers:
                 offer_id = self._offer_id(o.applicant_id, o.to_formasi)
                 offer = sealed(
                     OptimalisasiOffer(
-                        offer_id=offer_id, to_formasi=o.to_formasi, answer_by=answer_by
+                        offer_id=offer_id,
+                        to_formasi=o.to_formasi,
+                        answer_by=answer_by,
+                        filing_within=filing_within,
                     ),
                     self.secret,
                 )
@@ -765,6 +771,15 @@ class RecruitmentRound:
                 # Cut to the run's share: the next run offers the rest now, not after an answer.
                 await self._continue_as_new()
             await self._await_answer()
+
+    def _late_filing_time(self) -> timedelta | None:
+        """What an offer gives its taker to file, from accepting, when that ends after filing's
+        close (patch late-taker-filing-time): the filing window's length as it stands, so a seat
+        taken late in filing, or after its close (held for the answer), is filed for in as long
+        as every winner had. None in rounds recorded before it."""
+        if not workflow.patched(LATE_TAKER_FILING_TIME):
+            return None
+        return self.schedule.filing.closes - self.schedule.filing.opens
 
     def _offer_id(self, applicant_id: str, formasi_code: str) -> str:
         return f"{self.config.round_id}/offer/{applicant_id}/{formasi_code}"

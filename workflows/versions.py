@@ -480,3 +480,12 @@ TMT_NOTICE_PER_MOVE = "tmt-notice-per-move"
 # counted the offer unanswered and given the seat to the next, and two held one seat (review of
 # 12-07). Asked when an answer is taken; journeys recorded before it reply from their run.
 OFFER_REPLY_AT_ANSWER = "offer-reply-at-answer"
+
+# A seat taken in optimalisasi gives its taker as long to file (DRH and documents) as the filing
+# window gave every winner, counted from the acceptance, when that ends after filing's close: the
+# round's offer carries the window's length (OptimalisasiOffer.filing_within), and the taker's
+# journey waits past filing's close until its own time is up. A seat given up late in filing was
+# offered, the close held for the answer, and a taker who accepted after the scheduled close was
+# ended TMS-DRH within milliseconds by the close: the seat ended empty (review of 12-07). Asked
+# by the round when it makes an offer; the journey follows what the offer carries.
+LATE_TAKER_FILING_TIME = "late-taker-filing-time"

@@ -18,6 +18,7 @@ from domain.notices import (
     ended,
     final_result,
     latsar_passed,
+    optimalisasi_seat,
     render,
     skd_result,
 )
@@ -204,3 +205,23 @@ def test_the_final_result_names_the_formasi():
 def test_a_notice_survives_its_json_round_trip():
     notice = admin_result("TMS", FINDINGS, APPEAL_UNTIL)
     assert Notice.model_validate_json(notice.model_dump_json()) == notice
+
+
+def test_a_late_taker_is_told_until_when_it_may_file_in_the_rounds_zone():
+    # 17:00 UTC is 24.00 WIB of the 20th and 02.00 WIT of the 21st (patch late-taker-filing-time).
+    until = datetime(2027, 8, 20, 17, 0, tzinfo=UTC)
+    wib = optimalisasi_seat("F2", until)
+    assert render(wib) == (
+        "Anda mendapat formasi F2 melalui optimalisasi (P/L-2). Pemberkasan (DRH dan dokumen) "
+        "dapat diajukan sekurang-kurangnya sampai 20 Agu 2027 24.00 WIB, atau sampai "
+        "pemberkasan ditutup bila lebih akhir."
+    )
+    wit = optimalisasi_seat("F2", until, timezone="Asia/Jayapura")
+    assert "until 21 Aug 2027 02:00 WIT at the least" in render(wit, Language.EN)
+    assert Notice.model_validate_json(wit.model_dump_json()) == wit
+
+
+def test_a_seat_given_without_a_time_to_file_reads_as_before():
+    notice = optimalisasi_seat("F2")
+    assert "file_until" not in notice.model_dump() and "timezone" not in notice.model_dump()
+    assert render(notice) == "Anda mendapat formasi F2 melalui optimalisasi (P/L-2)."
