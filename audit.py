@@ -746,15 +746,17 @@ def check_read_model_command(
                         chunk=chunk,
                     )
                 else:
+                    cipher = ColumnCipher.from_keys(opened.keys)  # opens the notifications
                     result = await check_round(
                         opened.client,
                         pool,
                         round_id,
                         _converter(opened.keys),
-                        ReadModel(pool, ColumnCipher.from_keys(opened.keys)) if repair else None,
+                        ReadModel(pool, cipher) if repair else None,
                         on_result=lambda _: progress.update(task, advance=1),
                         on_listed=lambda n: progress.update(task, total=n),
                         chunk=chunk,
+                        cipher=cipher,
                     )
         finally:
             await pool.close()

@@ -150,14 +150,22 @@ def notification_row(round_id: str, applicant_id: str, key: str) -> str:
     return f"notifications/{round_id}/{applicant_id}/{key}"
 
 
-def _sealed(cipher: ColumnCipher, s: JourneyState, n: Notification) -> str:
-    """A notification's text and facts (failing documents with their reasons, a DIS reason, the
-    NIP), sealed for the deliverer and bound to its row, in base64; text and notice stay empty."""
-    facts = {"text": n.text, "notice": n.notice.model_dump(mode="json") if n.notice else None}
-    sealed = cipher.seal(
-        json.dumps(facts).encode(), notification_row(s.round_id, s.applicant_id, n.key)
-    )
+def notification_facts(n: Notification) -> dict:
+    """What a notification's sealed value holds: its text and its notice's facts (JSON)."""
+    return {"text": n.text, "notice": n.notice.model_dump(mode="json") if n.notice else None}
+
+
+def sealed_notification(
+    cipher: ColumnCipher, round_id: str, applicant_id: str, key: str, facts: dict
+) -> str:
+    """A notification's facts (failing documents with their reasons, a DIS reason, the NIP),
+    sealed for the deliverer and bound to its row, in base64; text and notice stay empty."""
+    sealed = cipher.seal(json.dumps(facts).encode(), notification_row(round_id, applicant_id, key))
     return base64.b64encode(sealed).decode()
+
+
+def _sealed(cipher: ColumnCipher, s: JourneyState, n: Notification) -> str:
+    return sealed_notification(cipher, s.round_id, s.applicant_id, n.key, notification_facts(n))
 
 
 def applicant_row(p: JourneyProjection) -> dict:

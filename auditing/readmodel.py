@@ -8,8 +8,9 @@ activity, or a row a journey handed over with its answer to a close; an aftermat
 which hands the same projections to the same calls: replay captures them here, in the order they
 were written, each local activity's once its marker shows it done. So the read model a round
 should have is derived from its histories alone, and compared with the one it has, column by
-column, in PostgreSQL's own types. The NIP register (`nips`, written by `issue_nip`) is held to
-the NIP each journey's state records it was given.
+column, in PostgreSQL's own types (a notification's sealed value opened with the payload keys,
+and compared with the text and notice its journey wrote). The NIP register (`nips`, written by
+`issue_nip`) is held to the NIP each journey's state records it was given.
 
 On a round that is running, a journey in the middle of a workflow task has written what its
 history does not show yet: it can show as a row ahead of (or behind) its history until the task
@@ -46,7 +47,16 @@ from temporalio.worker import (
 )
 
 from activities.purges import purged_on, purged_tables
-from activities.readmodel import ReadModel, applicant_row, panel_rows, sanction_rows, trail_rows
+from activities.readmodel import (
+    ReadModel,
+    applicant_row,
+    notification_facts,
+    notification_row,
+    panel_rows,
+    sanction_rows,
+    sealed_notification,
+    trail_rows,
+)
 from activities.revocations import RevocationWriter
 from auditing.history import (
     AuditError,
@@ -62,6 +72,8 @@ from domain.aftermath import row as revocation_row
 from domain.codes import Terminal
 from domain.contracts import JourneyProjection
 from domain.protocol import PROJECT_JOURNEY, PROJECT_REVOCATIONS
+from runtime.codec import PayloadDecryptionError
+from runtime.sealed import ColumnCipher
 from workflows.ids import aftermath_of, journey_workflow_id
 
 # The applicants columns a projection writes; `version` is compared apart (behind, ahead).
@@ -123,6 +135,8 @@ KINDS = {
     "report altered": "overwritten with the histories' published part",
     "report without history": "left: no history holds that report; an announcement may print it",
     "notification missing": "written, to be delivered (again: whether it was is not known)",
+    "notification altered": "sealed again with the histories' text, to be delivered (again: "
+    "whether what was there went out is not known)",
     "sanction missing": "written",
     "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
     "the withdrawal, the rounds barred, the reason)",
@@ -325,11 +339,15 @@ SELECT origin FROM sanctions
 WHERE kind = 'APS' AND left(origin, length($1) + 1) = $1 || '/' AND origin <> ALL($2::text[])
 ORDER BY origin
 """
+# A notification's content: its sealed value (opened with the payload keys), or a row's text and
+# notice in clear, which the deliverer sends as they stand (review of 12-07: only keys were
+# compared, so a text rewritten in clear went out unnamed).
 _NOTIFICATIONS_SQL = """
-SELECT x.applicant_id, x.key
+SELECT x.applicant_id, x.key, n.key IS NULL AS missing, n.text, n.notice::text AS notice,
+    n.sealed, n.delivered_at IS NOT NULL AS delivered
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, key text)
-WHERE NOT EXISTS (SELECT 1 FROM notifications n
-                  WHERE n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key)
+LEFT JOIN notifications n ON n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key
+ORDER BY x.applicant_id, x.key
 """
 _SANCTIONS_SQL = f"""
 SELECT x.origin, s.origin IS NULL AS missing, {_differing(SANCTION_COLUMNS, "s", "x")} AS differing
@@ -428,6 +446,13 @@ FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, component text, panel
     version integer)
 WHERE s.round_id = $1 AND s.applicant_id = x.applicant_id AND s.component = x.component
 """
+# A notification altered, sealed again and put back in the deliverer's queue.
+_OVERWRITE_NOTIFICATIONS_SQL = """
+UPDATE notifications n SET text = '', notice = NULL, sealed = decode(x.sealed, 'base64'),
+    delivered_at = NULL, attempts = 0, next_attempt_at = NULL, given_up_at = NULL
+FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, key text, sealed text)
+WHERE n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key
+"""
 _OVERWRITE_REPORTS_SQL = """
 UPDATE stage_reports r SET kind = x.kind, content = x.content
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, report_id text, kind text, content jsonb)
@@ -442,7 +467,9 @@ class _Expected:
     rows: list[dict] = field(default_factory=list)
     decisions: dict[tuple[str, int], dict] = field(default_factory=dict)
     reports: dict[tuple[str, str], dict] = field(default_factory=dict)
-    notifications: set[tuple[str, str]] = field(default_factory=set)
+    # by applicant and key: what its sealed value holds (notification_facts)
+    notifications: dict[tuple[str, str], dict] = field(default_factory=dict)
+    notifications_purged: bool = False  # a row emptied by the purge is what it should be
     sanctions: dict[str, dict] = field(default_factory=dict)  # by origin
     revocations: dict[tuple[str, int], dict] = field(default_factory=dict)
     panels: dict[tuple[str, str], dict] = field(default_factory=dict)  # by applicant, component
@@ -454,7 +481,7 @@ class _Expected:
     ) -> _Expected:
         """What the histories wrote for `applicants`; of a round whose personal data was purged
         from the tables `purged` (client/retention.py), what the purge left of it."""
-        out = cls()
+        out = cls(notifications_purged="notifications" in purged)
         for applicant_id in applicants:
             row = projected.row(applicant_id)
             if row is not None:
@@ -478,7 +505,8 @@ class _Expected:
                     if "stage_reports" in purged:
                         r = {**r, "content": {}}
                     out.reports.setdefault((applicant_id, r["report_id"]), r)
-                out.notifications.update((applicant_id, n.key) for n in p.notifications)
+                for n in p.notifications:  # a key is written once: the first write holds
+                    out.notifications.setdefault((applicant_id, n.key), notification_facts(n))
                 for s in sanction_rows(p):  # the last write's content, as the write keeps it
                     out.sanctions[s["origin"]] = s
                 for x in panel_rows(p) if "panel_seats" not in purged else ():
@@ -503,8 +531,39 @@ class _Expected:
         return out
 
 
+def _notification_altered(
+    r: asyncpg.Record, round_id: str, facts: dict, purged: bool, cipher: ColumnCipher | None
+) -> str | None:
+    """How a stored notification differs from what its journey wrote (`facts`), or None. Said
+    without its text. A sealed value is opened only with `cipher`; a row in clear is compared
+    without it."""
+    clear = r["text"] != "" or r["notice"] is not None
+    if r["sealed"] is None:
+        if not clear and (r["delivered"] or purged):
+            # emptied by the purge, or a row from before sealing (migration 007) once delivered
+            return None
+        notice = None if r["notice"] is None else json.loads(r["notice"])
+        # The deliverer renders the notice, or sends the text of a row without one.
+        if r["text"] != facts["text"] or (notice is not None and notice != facts["notice"]):
+            return "in clear, with another text than the histories'"
+        return None
+    if cipher is None:
+        return None
+    try:
+        opened = json.loads(
+            cipher.open(r["sealed"], notification_row(round_id, r["applicant_id"], r["key"]))
+        )
+    except (PayloadDecryptionError, ValueError):
+        return "its sealed value does not open (altered, or sealed under a key not held)"
+    return None if opened == facts else "sealed with another text than the histories'"
+
+
 async def _compare_chunk(
-    conn: asyncpg.Connection, round_id: str, expected: _Expected, applicants: list[str]
+    conn: asyncpg.Connection,
+    round_id: str,
+    expected: _Expected,
+    applicants: list[str],
+    cipher: ColumnCipher | None = None,
 ) -> list[Difference]:
     out: list[Difference] = []
     for r in await conn.fetch(_ROWS_SQL, round_id, json.dumps(expected.rows)):
@@ -545,7 +604,13 @@ async def _compare_chunk(
         out.append(Difference("report without history", r["applicant_id"], r["report_id"]))
     keys = [{"applicant_id": a, "key": k} for a, k in sorted(expected.notifications)]
     for r in await conn.fetch(_NOTIFICATIONS_SQL, round_id, json.dumps(keys)):
-        out.append(Difference("notification missing", r["applicant_id"], r["key"]))
+        who, key = r["applicant_id"], r["key"]
+        if r["missing"]:
+            out.append(Difference("notification missing", who, key))
+        elif why := _notification_altered(
+            r, round_id, expected.notifications[who, key], expected.notifications_purged, cipher
+        ):
+            out.append(Difference("notification altered", who, f"{key}: {why}", key))
     sanctions = list(expected.sanctions.values())
     for r in await conn.fetch(_SANCTIONS_SQL, json.dumps(sanctions)):
         who = r["origin"].rsplit("/", 1)[-1]
@@ -635,11 +700,14 @@ class ReadModelCheck:
         return dict(sorted(counts.items()))
 
 
-async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Difference]:
-    """What differs for the applicants `projected` holds, chunk by chunk. Of a round whose
+async def _differences(
+    pool: asyncpg.Pool, projected: Projected, cipher: ColumnCipher | None = None
+) -> list[Difference]:
+    """What differs for the applicants `projected` holds, chunk by chunk; a notification's sealed
+    value is opened with `cipher` (without it, only one in clear is compared). Of a round whose
     personal data was purged, only what the purge keeps is compared: the record
     (`personal_data_purges`) names the tables, and the histories' values are taken as the purge
-    left them (a name empty, a report's content `{}`, no panel seats)."""
+    left them (a name empty, a report's content `{}`, no panel seats, a notification empty)."""
     applicants = sorted(projected.projections)
     differences: list[Difference] = []
     async with pool.acquire() as conn:
@@ -647,7 +715,7 @@ async def _differences(pool: asyncpg.Pool, projected: Projected) -> list[Differe
         for first in range(0, len(applicants), CHUNK):
             chunk = applicants[first : first + CHUNK]
             expected = _Expected.of(projected, chunk, purged)
-            differences += await _compare_chunk(conn, projected.round_id, expected, chunk)
+            differences += await _compare_chunk(conn, projected.round_id, expected, chunk, cipher)
     return differences
 
 
@@ -694,12 +762,15 @@ async def _finished(pool: asyncpg.Pool, result: ReadModelCheck, known: list[str]
     return result
 
 
-async def check(pool: asyncpg.Pool, projected: Projected) -> ReadModelCheck:
-    """Compare the read model with what the histories say; change nothing."""
+async def check(
+    pool: asyncpg.Pool, projected: Projected, cipher: ColumnCipher | None = None
+) -> ReadModelCheck:
+    """Compare the read model with what the histories say; change nothing. With `cipher` (the
+    payload keys), the notifications' sealed values are opened and compared too."""
     result = ReadModelCheck(
         projected.round_id,
         len(projected.projections),
-        await _differences(pool, projected),
+        await _differences(pool, projected, cipher),
         projected.replay_failures,
     )
     return await _finished(pool, result, list(projected.projections))
@@ -717,7 +788,7 @@ async def _repair(
                 f"{purged_at:%Y-%m-%d %H:%M} UTC (personal_data_purges); a repair would write it "
                 "back from the histories. Check without --repair, and mend by hand what it names"
             )
-    before = await _differences(pool, projected)
+    before = await _differences(pool, projected, read_model.cipher)
     touched = sorted({d.applicant_id for d in before if d.repairable})
     round_id = projected.round_id
     altered = {(d.kind, d.applicant_id, d.place) for d in before}
@@ -752,6 +823,15 @@ async def _repair(
             x for (who, component), x in expected.panels.items()
             if ("panel altered", who, component) in altered
         ]  # fmt: skip
+        notes = [
+            {
+                "applicant_id": who,
+                "key": key,
+                "sealed": sealed_notification(read_model.cipher, round_id, who, key, facts),
+            }
+            for (who, key), facts in expected.notifications.items()
+            if ("notification altered", who, key) in altered
+        ]
         sanctioned = {d.applicant_id for d in before if d.kind == "sanction altered"}
         sanctions = [
             x for origin, x in expected.sanctions.items()
@@ -764,7 +844,8 @@ async def _repair(
             await conn.execute(_OVERWRITE_REVOCATIONS_SQL, round_id, json.dumps(revoked))
             await conn.execute(_OVERWRITE_PANELS_SQL, round_id, json.dumps(panels))
             await conn.execute(_OVERWRITE_SANCTIONS_SQL, json.dumps(sanctions))
-    after = await _differences(pool, projected) if touched else before
+            await conn.execute(_OVERWRITE_NOTIFICATIONS_SQL, round_id, json.dumps(notes))
+    after = await _differences(pool, projected, read_model.cipher) if touched else before
     return after, len(before) - len(after)
 
 
@@ -816,6 +897,7 @@ async def _check_chunk(
     read_model: ReadModel | None,
     listed: list[tuple[str, str, datetime]],
     on_result: Callable[[ReplayOutcome], None] | None = None,
+    cipher: ColumnCipher | None = None,
 ) -> _Chunk:
     """Fetch, replay, compare (and make good) the runs of some journeys, then let them go."""
     listed = sorted(listed, key=lambda r: (r[0], r[2]))  # a journey's runs, then its aftermath's
@@ -823,7 +905,7 @@ async def _check_chunk(
     found = await projected(round_id, histories, converter, on_result)
     del histories
     if read_model is None:
-        differences, repaired = await _differences(pool, found), 0
+        differences, repaired = await _differences(pool, found, cipher), 0
     else:
         differences, repaired = await _repair(pool, read_model, found)
     failures = [
@@ -871,15 +953,17 @@ async def check_round(
     on_result: Callable[[ReplayOutcome], None] | None = None,
     on_listed: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    cipher: ColumnCipher | None = None,
 ) -> ReadModelCheck:
     """`check` (or with `read_model`, `repair`) of a whole round, `chunk` journeys at a time:
     their histories fetched, replayed, compared (and made good), then let go, so that what is
-    held at once does not grow with the round. `on_listed` hears how many runs there are."""
+    held at once does not grow with the round. `on_listed` hears how many runs there are;
+    `cipher` opens the notifications' sealed values (`read_model`'s when repairing)."""
     runs = await _listed_runs(client, round_id)
     if on_listed:
         on_listed(sum(len(r) for r in runs.values()))
     done = [
-        await _check_chunk(client, pool, round_id, converter, read_model, listed, on_result)
+        await _check_chunk(client, pool, round_id, converter, read_model, listed, on_result, cipher)
         for listed in _chunks(runs, chunk)
     ]
     return await _finished(pool, *_gather(round_id, done))
@@ -894,13 +978,13 @@ def _process_start(repair: bool) -> None:
     from runtime.app import open_app
     from runtime.connection import data_converter
     from runtime.db import open_pool
-    from runtime.sealed import ColumnCipher
 
     async def opened():
         app = await open_app()
         pool = await open_pool(app.stack.database_url, max_size=2)
-        read_model = ReadModel(pool, ColumnCipher.from_keys(app.keys)) if repair else None
-        return app.client, pool, data_converter(app.keys), read_model
+        cipher = ColumnCipher.from_keys(app.keys)
+        read_model = ReadModel(pool, cipher) if repair else None
+        return app.client, pool, data_converter(app.keys), read_model, cipher
 
     loop = asyncio.new_event_loop()
     _process.update(loop=loop, opened=loop.run_until_complete(opened()))
@@ -908,9 +992,9 @@ def _process_start(repair: bool) -> None:
 
 def _process_chunk(task: tuple[str, list[tuple[str, str, datetime]]]) -> _Chunk:
     round_id, listed = task
-    client, pool, converter, read_model = _process["opened"]
+    client, pool, converter, read_model, cipher = _process["opened"]
     return _process["loop"].run_until_complete(
-        _check_chunk(client, pool, round_id, converter, read_model, listed)
+        _check_chunk(client, pool, round_id, converter, read_model, listed, cipher=cipher)
     )
 
 

@@ -210,3 +210,62 @@ async def test_a_row_behind_with_its_formasi_altered_is_made_good_in_one_repair(
     assert fixed.differences == [] and fixed.repaired == 1, fixed.differences
     assert (await check(pool, found)).differences == []
     assert await snapshot(pool, round_id) == before
+
+
+async def test_a_notification_rewritten_is_named_and_sealed_again_from_the_histories(
+    client, keys, running_worker, stack, tmp_path
+):
+    """A notification's stored content is held to what its journey wrote: one rewritten in clear
+    text (the deliverer sends a clear row's text as it stands) and one whose sealed value no
+    longer opens are each 'notification altered', without their text in the output; the repair
+    seals the histories' text again, to be delivered (review of 12-07: only the key was
+    compared)."""
+    settings, pool = running_worker
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
+    cipher = ColumnCipher.from_keys(keys)
+    found = await derived(client, keys, round_id)
+    assert (await check(pool, found, cipher=cipher)).differences == []
+    before = await snapshot(pool, round_id)
+    c1, c2 = ids["C1"], ids["C2"]
+    clear = next(r["key"] for r in before["notifications"] if r["applicant_id"] == c1)
+    sealed = next(r["key"] for r in before["notifications"] if r["applicant_id"] == c2)
+    forged = "Selamat, Anda dinyatakan LULUS (P/L)"
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE notifications SET sealed = NULL, text = $4 WHERE round_id = $1 AND applicant_id = $2 AND key = $3", round_id, c1, clear, forged)  # fmt: skip
+        await conn.execute("UPDATE notifications SET sealed = overlay(sealed placing '\\x00'::bytea from 40 for 1) WHERE round_id = $1 AND applicant_id = $2 AND key = $3", round_id, c2, sealed)  # fmt: skip
+
+    named = [
+        (d.kind, d.applicant_id) for d in (await check(pool, found, cipher=cipher)).differences
+    ]
+    assert named == sorted([("notification altered", c1), ("notification altered", c2)]), named
+    # Without the payload keys, the clear text is named still.
+    blind = await check(pool, found)
+    assert [(d.kind, d.applicant_id) for d in blind.differences] == [("notification altered", c1)]
+
+    data = tmp_path / "data"
+    env = command_env(stack.temporal_address, stack.database_url, keys, data, COLUMNS="200")
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(ROOT / "audit.py"), "check-read-model", round_id],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 1, shown.stderr
+    assert shown.stdout.count("notification altered") == 3, shown.stdout  # the count, and each
+    assert "LULUS" not in shown.stdout + shown.stderr
+
+    fixed = await repair(pool, ReadModel(pool, cipher), found)
+    assert fixed.differences == [] and fixed.repaired == 2, fixed.differences
+    assert (await check(pool, found, cipher=cipher)).differences == []
+    after = await snapshot(pool, round_id)
+    rewritten = {(c1, clear), (c2, sealed)}
+    assert all(
+        r["pending"] for r in after["notifications"] if (r["applicant_id"], r["key"]) in rewritten
+    )
+    stored = await pool.fetch("SELECT text, notice, sealed FROM notifications WHERE round_id = $1", round_id)  # fmt: skip
+    assert all(r["text"] == "" and r["notice"] is None and r["sealed"] for r in stored)
