@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.messages import JourneyStart
@@ -23,6 +28,7 @@ from domain.national import (
     CHECK_CLAIM,
     CLAIM_TAKEN,
     FIND_CLAIMED_JOURNEY,
+    LOOK_FOR_JOURNEY,
     RELEASE_CLAIM,
     TAKE_CLAIM,
     ClaimCheck,
@@ -31,6 +37,7 @@ from domain.national import (
     ClaimStart,
     ClaimTaken,
     ClaimVerdict,
+    JourneyNotStarted,
     JourneyOfClaim,
     held_elsewhere,
 )
@@ -102,6 +109,46 @@ async def release_claim(client: Client, workflow_id: str, round_id: str, applica
             raise
         return False  # it ended meanwhile
     return True
+
+
+async def look_for_journey(
+    client: Client, workflow_id: str, round_id: str, applicant_id: str
+) -> bool:
+    """Ask a NIK's claim to look for its journey now, when it is this round's registration
+    `applicant_id` and the registrar's start of that journey failed on its side (patch
+    claim-looks-when-asked). True when a claim was asked.
+
+    Not a release: the start may still be on its way to the server, and a journey that lands is
+    admitted by a claim that is still held (it tells the claim, which looks again). The claim
+    releases itself only when its look finds no journey. A claim without a sweep (taken before
+    claim-swept, held to its end) cannot look: it is released as before."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return False
+    held = await first_input(client, workflow_id, ClaimStart, description.run_id)
+    if held is None or held.round_id != round_id or held.applicant_id != applicant_id:
+        return False
+    if held.sweep_after is None:
+        return await release_claim(client, workflow_id, round_id, applicant_id)
+    run = client.get_workflow_handle(workflow_id, run_id=description.run_id)
+    asked = JourneyNotStarted(round_id=round_id, applicant_id=applicant_id)
+    try:
+        return await LOOK_FOR_JOURNEY.execute(run, asked, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False  # it ended meanwhile
+    except WorkflowUpdateFailedError:
+        return False  # it ended before it took the request
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return False  # no worker took it in time: the claim looks at its grace all the same
 
 
 class ClaimReader:

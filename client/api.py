@@ -474,12 +474,16 @@ class RecruitmentApi:
                     return RegistrationResult("registered", applicant_id)
                 result = await self._start_confirmed(start, reg, options)
             except (NotTaken, RPCError):
-                # No journey took the claim (none was started): the NIK's national claim goes, or
-                # the NIK would be held nationwide by a registration that is nowhere.
+                # No journey took the claim yet: the claim is asked to look for it now and goes if
+                # it finds none, or the NIK would be held nationwide by a registration that is
+                # nowhere until the claim's grace is over. Not ended from here: a start that
+                # failed on this side may still land, and its journey is admitted by the claim.
                 if national_applicant is not None:
                     with contextlib.suppress(RPCError):
                         if await self._not_started(workflow_id):
-                            await self.national.release(config, applicant_id, national_applicant)
+                            await self.national.look_for_journey(
+                                config, applicant_id, national_applicant
+                            )
                 raise
             if result.status == "refused" and national_applicant is not None:
                 # Refused by its journey: the NIK's national claim goes (client/national.py).

@@ -27,7 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.claims import first_input, release_claim
+from activities.claims import first_input, look_for_journey, release_claim
 from domain.config import RoundConfig
 from domain.national import (
     JOIN_ROUND,
@@ -219,6 +219,18 @@ class NationalRegister:
         assert national_id is not None
         workflow_id = claim_workflow_id(national_id, national_applicant)
         return await release_claim(self.client, workflow_id, config.round_id, applicant_id)
+
+    async def look_for_journey(
+        self, config: RoundConfig, applicant_id: str, national_applicant: str
+    ) -> bool:
+        """Ask the NIK's claim to look for its journey now, when it is this registration's and the
+        registrar's start of the journey failed on its side (activities/claims.py
+        `look_for_journey`): the claim releases itself if it finds none, and holds if the start
+        landed after all. True when a claim was asked."""
+        national_id = config.national_round
+        assert national_id is not None
+        workflow_id = claim_workflow_id(national_id, national_applicant)
+        return await look_for_journey(self.client, workflow_id, config.round_id, applicant_id)
 
     async def _start_input(
         self, workflow_id: str, model: type[M], missing: str, run_id: str | None = None

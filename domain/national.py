@@ -256,6 +256,17 @@ class ClaimTaken(BaseModel, frozen=True):
     applicant_id: str
 
 
+class JourneyNotStarted(BaseModel, frozen=True):
+    """A registrar whose start of the claim's journey failed on its side (a deadline, a lost
+    connection) and which then read no journey asks the claim to look for it now rather than at
+    the end of its grace (patch claim-looks-when-asked). It does not end the claim: the start may
+    still be on its way to the server, and a journey that lands admits its registration. The
+    claim looks, and releases itself only when it finds no journey, as its sweep does."""
+
+    round_id: str
+    applicant_id: str
+
+
 class ClaimedJourney(BaseModel, frozen=True):
     """A claim past its grace asks whether its journey exists and was started with this claim."""
 
@@ -305,3 +316,8 @@ CLAIM_TAKEN = Signal("claim_taken", ClaimTaken)
 # or validator refuses it leaves nothing in the history and counts toward no limit of the run.
 TAKE_CLAIM = Update("take_claim", ClaimTaken, bool)
 FIND_CLAIMED_JOURNEY = Activity("find_claimed_journey", ClaimedJourney, JourneyOfClaim)
+# An update, not a signal: a claim's first workflow task is delayed by its grace, and the server
+# hands it over at once for an update, not for a signal (on the dev server 1.32 a signal waits in
+# the history until the delay is over, whatever the API's comment says). Its only effect is a look
+# the sweep makes anyway.
+LOOK_FOR_JOURNEY = Update("look_for_journey", JourneyNotStarted, bool)

@@ -10,7 +10,9 @@ the national SKD closes (a closed workflow's id could be reused once the namespa
 passed), unless no journey took it within the national round's `claim_grace` (patch claim-swept):
 then it releases itself, so a registrar that stopped between the claim and the journey's start
 does not hold the NIK nationwide for nothing. Whether a journey took it is decided by looking for
-the journey, not by what the claim is told (patch claim-looks-again).
+the journey, not by what the claim is told (patch claim-looks-again). A registrar whose start of
+the journey failed on its side asks the claim to look at once (patch claim-looks-when-asked)
+rather than ending it: the start may still land, and its journey be admitted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         CLAIM_RELEASED,
         CLAIM_TAKEN,
         FIND_CLAIMED_JOURNEY,
+        LOOK_FOR_JOURNEY,
         MAX_ROUNDS,
         TAKE_CLAIM,
         ClaimedJourney,
@@ -32,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimTaken,
         JoinAck,
         JoinedRound,
+        JourneyNotStarted,
         NationalStart,
         NationalState,
         RoundJoin,
@@ -42,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.calls import run_local_activity_until_done, signal_message
     from workflows.ids import journey_workflow_id
-    from workflows.versions import CLAIM_LOOKS_AGAIN, CLAIM_SWEPT
+    from workflows.versions import CLAIM_LOOKS_AGAIN, CLAIM_LOOKS_WHEN_ASKED, CLAIM_SWEPT
 
 JOIN_REFUSED = "JoinRefused"
 # The sweep's look at the journey: two reads of the server, within activities/claims.py's 10 s.
@@ -151,6 +155,9 @@ class NationalClaim:
         # Messages heard that say the journey of this claim's registration admitted it (signal
         # claim_taken, update take_claim). Anyone holding the payload key can send one.
         self.told = 0
+        # Whether its registrar, whose start of the journey failed on its side, asked it to look
+        # for the journey now (update look_for_journey): what the sweep does at its grace.
+        self.asked = False
 
     @workflow.run
     async def run(self, claim: ClaimStart) -> ClaimStart:
@@ -178,10 +185,19 @@ class NationalClaim:
         look read its id. A journey speaks only once it has started, so a look begun after its
         word finds it. The word can only arrive before the run ends (it is sent to this run):
         one recorded before the task that decides is in that task, as the engine fails a task
-        that would end the run with a message not yet handled."""
+        that would end the run with a message not yet handled. Asked by its registrar (signal
+        update look_for_journey, patch claim-looks-when-asked), it looks before the grace is over, and
+        decides the same way."""
         due = workflow.info().workflow_start_time + grace
         remaining = due - workflow.now()
-        if remaining > timedelta(0):
+        if remaining > timedelta(0) and self._patched(CLAIM_LOOKS_WHEN_ASKED):
+            # Here before the grace: a message handed the delayed first task over early (its
+            # registrar's request to look now, or a client started it without the delay).
+            try:
+                await workflow.wait_condition(lambda: self.asked, timeout=remaining)
+            except TimeoutError:
+                pass
+        elif remaining > timedelta(0):
             # The start is delayed by the grace: this waits only when a client started it earlier.
             await workflow.sleep(remaining)
         journey_id = journey_workflow_id(claim.round_id, claim.applicant_id)
@@ -247,6 +263,25 @@ class NationalClaim:
             )
             return
         self.told += 1
+
+    @workflow.update(name=LOOK_FOR_JOURNEY.name)
+    def look_for_journey(self, asked: JourneyNotStarted) -> bool:
+        """The registrar of this claim's registration says its start of the journey failed on its
+        side: the claim looks for the journey now, not at its grace (patch claim-looks-when-asked),
+        and holds if it finds it (the start landed after all). A look is all it can cause; a
+        repeat changes nothing."""
+        self.asked = True
+        return True
+
+    @look_for_journey.validator
+    def validate_look_for_journey(self, asked: JourneyNotStarted) -> None:
+        if (asked.round_id, asked.applicant_id) != (self.claim.round_id, self.claim.applicant_id):
+            raise ApplicationError(
+                f"claim {workflow.info().workflow_id}: registration {asked.applicant_id} of round "
+                f"{asked.round_id} is not the one it holds",
+                type="ClaimNotAsked",
+                non_retryable=True,
+            )
 
     @workflow.update(name=TAKE_CLAIM.name)
     def take_claim(self, taken: ClaimTaken) -> bool:

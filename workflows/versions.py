@@ -407,6 +407,14 @@ SEAT_GIVEN_BACK_AT_FILING = "seat-given-back-at-filing"
 # (tests/histories/v25-claim-sweep) replay as they ran.
 CLAIM_LOOKS_AGAIN = "claim-looks-again"
 
+# A claim asked by its registrar (update look_for_journey) looks for its journey at once instead of
+# at the end of its grace, and releases itself as the sweep does when it finds none. The registrar
+# whose start of the journey failed on its side used to terminate the claim once it read no
+# journey; a start still on its way then landed, and its journey was admitted holding no claim,
+# so the NIK could register in another instansi as well (review of 12-07). Asked when the claim
+# would wait for its grace; claims recorded before it wait on a plain timer.
+CLAIM_LOOKS_WHEN_ASKED = "claim-looks-when-asked"
+
 # A conflict declaration or a panel review that reaches a journey after its round closed the SKB
 # (in the moments before the formasi's close reaches the journey) does not count, as no score
 # arriving then does (domain.sheet.without_late_panel_changes): the score it struck stands again,

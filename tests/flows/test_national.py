@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 import client.api as client_api
@@ -291,9 +292,10 @@ async def test_a_registration_no_journey_took_releases_the_nik_for_another_insta
         await busy.register(a, reg, "sscasn")
     monkeypatch.undo()
 
-    # No journey holds the claim: it went (before, it held the NIK nationwide for nothing).
-    claim = await client.get_workflow_handle(_claim_id(keys, national_id, reg)).describe()
-    assert claim.status is not None and claim.status.name == "TERMINATED"
+    # No journey holds the claim: asked by the registrar, it looked for one at once, found none
+    # and released itself (before, it held the NIK nationwide for nothing).
+    claim = await _ended(client, _claim_id(keys, national_id, reg), within=60)
+    assert claim.status is not None and claim.status.name == "FAILED"
     elsewhere = await api.register(b, registration(62, "F2"), "sscasn")
     assert elsewhere.status == "registered", elsewhere.refusals
 
@@ -781,3 +783,50 @@ async def test_another_registration_after_a_refused_one_lets_the_nik_go(
 
     elsewhere = await api.register(b, registration(11, "F1"), "sscasn")
     assert elsewhere.status == "registered", elsewhere.refusals
+
+
+async def test_a_journey_start_in_flight_when_its_registrar_gave_up_keeps_its_claim(
+    client, keys, running_worker, stack, tmp_path, monkeypatch
+):
+    """The registrar's start of the journey fails on its side (a deadline, a dropped connection)
+    while the server still has it: the registrar reads the journey NOT_FOUND, and the start lands
+    just after. The journey is admitted, so its claim must hold: the registrar asks the claim to
+    look for its journey instead of ending it (before, it terminated the claim of an admitted
+    journey, and the NIK registered in another instansi too)."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Kota", ("Rho", "Sigma"))
+    start_confirmed, not_started = api._start_confirmed, api._not_started
+    in_flight: dict = {}
+
+    async def start_lost(start, reg, options):
+        in_flight["start"] = (start, reg, options)
+        raise RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
+
+    async def start_lands_after_the_look(workflow_id: str) -> bool:
+        answer = await not_started(workflow_id)  # NOT_FOUND: the start is still on its way
+        in_flight["landed"] = await start_confirmed(*in_flight["start"])
+        return answer
+
+    monkeypatch.setattr(api, "_start_confirmed", start_lost)
+    monkeypatch.setattr(api, "_not_started", start_lands_after_the_look)
+    reg = registration(91, "F1")
+    with pytest.raises(RPCError, match="deadline exceeded"):
+        await api.register(a, reg, "sscasn")
+    monkeypatch.undo()
+    assert in_flight["landed"].status == "registered", in_flight["landed"].refusals
+
+    claim_id = _claim_id(keys, national_id, reg)
+    decided = frozenset(
+        {
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,  # it looked, and found the journey
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+        }
+    )
+    await _events_once_run(client, claim_id, until=decided)
+    claim = await client.get_workflow_handle(claim_id).describe()
+    elsewhere = await api.register(b, registration(91, "F2"), "sscasn")
+    assert claim.status is not None and claim.status.name == "RUNNING"
+    assert elsewhere.status == "refused"
+    assert f"through round {a.round_id} (formasi F1)" in elsewhere.refusals[0].reason
