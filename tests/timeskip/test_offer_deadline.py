@@ -21,7 +21,15 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from domain.codes import FinalCode, Stage
-from domain.messages import AdminReport, GateReport, MoveTmt, OfferAnswer, SkbScoreReport, SkdReport
+from domain.messages import (
+    AdminReport,
+    GateReport,
+    MoveTmt,
+    OfferAnswer,
+    RoundStart,
+    SkbScoreReport,
+    SkdReport,
+)
 from tests.roundkit import OPERATOR, compressed_round, formasi, noon_wib_after, registration
 from workflows.ids import journey_workflow_id, round_workflow_id
 
@@ -212,9 +220,16 @@ async def test_a_continued_run_keeps_the_deadline_of_the_offers_it_carries(kit):
         handle = kit.client.get_workflow_handle(round_workflow_id(round_id))
         first = await anext(aiter(handle.fetch_history_events()))
         started = first.workflow_execution_started_event_attributes
+        [start] = await kit.client.data_converter.decode(started.input.payloads, [RoundStart])
+        if start.carry is None or start.carry["runs"] < 2:
+            # Not asked before the third run has begun: a query that reached a run as it
+            # continued as new was answered by a task the test server then could not complete
+            # ("Task not found when completing"), and its clock stayed locked: the next skip
+            # waited in real time until its deadline (once in a fresh clone's run, 12-07).
+            return None
         s = await kit.round_state(round_id)
         # The third run lists only the offer it carries pending: X2's.
-        return s if started.continued_execution_run_id and list(s.offers) == [offer_x2] else None
+        return s if list(s.offers) == [offer_x2] else None
 
     await kit.until(third_run, "the round's third run")
     await kit.advance_to(answer_by + day + timedelta(minutes=10))
