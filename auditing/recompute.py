@@ -13,6 +13,7 @@ import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,10 @@ class FormasiFigures:
     fold_at: int | None = None  # the lists were folded into index pages at this many
     winners_count: int = 0
     other_entries: list[FinalEntry] = field(default_factory=list)  # recomputed: lost on rank
+    # recomputed: the same lines with each score written as the engine wrote it until 12-08
+    # (`legacy_score_text`), which a ranking recorded then announced
+    legacy_winners: list[tuple[str, str]] = field(default_factory=list)
+    legacy_others: list[tuple[str, str]] = field(default_factory=list)
     # recomputed: the whole SKD listing as columns (skd_listing.lines(skd_columns.ids) lists it)
     skd_columns: SkdColumns | None = None
     skd_listing: ColumnarSkdRanking | None = None
@@ -252,7 +257,22 @@ def recomputed_figures(
         figures.winners = [(a, fraction_text(by_id[a].final_score) or "") for a in result.winners]
         figures.others = [(a, fraction_text(by_id[a].final_score) or "") for a in result.others]
         figures.other_entries = [by_id[a] for a in result.others]
+        figures.legacy_winners = [
+            (a, legacy_score_text(by_id[a].final_score)) for a in result.winners
+        ]
+        figures.legacy_others = [
+            (a, legacy_score_text(by_id[a].final_score)) for a in result.others
+        ]
     return figures
+
+
+def legacy_score_text(value: Fraction) -> str:
+    """A score's text as the engine wrote it until 12-08: through a float, so a score exactly
+    half a thousandth from its neighbours (73.2875) was written one way or the other as the float
+    fell (73.287), where `fraction_text` now writes it half up (73.288). A ranking recorded
+    then is compared with the recomputed one in the text it was written in: the score is the same
+    recorded fraction either way."""
+    return f"{float(value):.3f}"
 
 
 def journey_profiles(journeys: list[JourneyInputs]) -> dict[str, CandidateProfile]:
@@ -549,16 +569,25 @@ def _page_differences(announced: FormasiFigures, recomputed: FormasiFigures) -> 
     compares their digests, reference by reference."""
     code = announced.formasi_code
     out = []
-    for name, pages, lines in (
-        ("winners", announced.winner_pages or [], recomputed.winners),
-        ("ranked others", announced.other_pages or [], recomputed.others),
+    for name, pages, lines, legacy in (
+        ("winners", announced.winner_pages or [], recomputed.winners, recomputed.legacy_winners),
+        (
+            "ranked others",
+            announced.other_pages or [],
+            recomputed.others,
+            recomputed.legacy_others,
+        ),
     ):
-        mine = [
-            ref.digest
-            for ref in line_pages(
+
+        def digests(lines: list[tuple[str, str]]) -> list[str]:
+            refs = line_pages(
                 [a for a, _ in lines], dict(lines), announced.page_items, announced.fold_at
             )
-        ]
+            return [ref.digest for ref in refs]
+
+        mine = digests(lines)
+        if mine != pages and legacy != lines and digests(legacy) == pages:
+            continue  # written as scores were until 12-08 (legacy_score_text)
         if mine != pages:
             first = next(
                 (i for i, (a, b) in enumerate(zip(mine, pages, strict=False)) if a != b),
@@ -586,11 +615,12 @@ def compare(announced: FormasiFigures, recomputed: FormasiFigures) -> list[str]:
     if announced.ranked and announced.winner_pages is not None:
         out += _page_differences(announced, recomputed)
     elif announced.ranked:
-        if announced.winners != recomputed.winners:
+        # A ranking recorded until 12-08 wrote its scores as `legacy_score_text` does.
+        if announced.winners not in (recomputed.winners, recomputed.legacy_winners or None):
             out.append(
                 f"formasi {code}: winners announced {announced.winners}, recomputed {recomputed.winners}"
             )
-        if announced.others != recomputed.others:
+        if announced.others not in (recomputed.others, recomputed.legacy_others or None):
             out.append(
                 f"formasi {code}: ranked others announced {announced.others}, "
                 f"recomputed {recomputed.others}"
