@@ -2,7 +2,9 @@
 national-claim-in-journey): "one NIK, one formasi nationwide" decided where the journey is, not
 only by the registrar that claimed (client/national.py).
 
-The claim is read from Temporal: its status (a released claim is terminated, a swept one failed)
+The claim is read from Temporal: its status (a released claim is terminated with the reason
+"released: ...", a swept one failed; a claim terminated otherwise, as the server does at its history
+limit, still holds)
 and its start input, the first event of its history, which nobody can change once recorded. A
 journey that admits its registration tells the claim so (signal claim_taken), and a claim past its
 grace looks for its journey (`find_claimed_journey`, patch claim-swept).
@@ -18,6 +20,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
+    WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -47,6 +50,11 @@ M = TypeVar("M")
 
 # A claim that is held, or held to its end (the national SKD closed: nobody registers after it).
 HELD = (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+# The reason a journey or a registrar terminates a claim with when it releases it. A termination
+# with another reason is no release: the server terminates a run whose history passed its limit
+# (50 MB, reached by anyone who can send the claim signals of nearly 2 MB), and that claim still
+# holds its NIK.
+RELEASE_REASON = "released: "
 
 
 async def started_with(
@@ -79,6 +87,48 @@ async def first_input(
     return decoded[0]
 
 
+async def claim_released(
+    client: Client, workflow_id: str, run_id: str, status: WorkflowExecutionStatus | None
+) -> bool:
+    """Whether a claim's run that ended with `status` let its NIK go: it released itself (failed,
+    ClaimReleased: the only way the claim's code fails), or its journey or registrar released it
+    (terminated with RELEASE_REASON, read from the run's last event). A run held to its end
+    (completed), cancelled, timed out or terminated for another reason (the server's, at its
+    history limit) still holds the NIK: an ending nobody decided is not a release."""
+    if status == WorkflowExecutionStatus.FAILED:
+        return True
+    if status != WorkflowExecutionStatus.TERMINATED:
+        return False
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    events = handle.fetch_history_events(
+        event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT, rpc_timeout=RPC_TIMEOUT
+    )
+    last = await anext(aiter(events), None)
+    if last is None or not last.HasField("workflow_execution_terminated_event_attributes"):
+        return False
+    return last.workflow_execution_terminated_event_attributes.reason.startswith(RELEASE_REASON)
+
+
+async def ended_holding(client: Client, workflow_id: str) -> ClaimStart | None:
+    """The start of a NIK's claim whose latest run ended without letting the NIK go (terminated by
+    the server, cancelled, timed out: `claim_released`), or None. The engine would start a new
+    claim over such a run (its id reuse policy allows one after any failure), so the registrar
+    asks this first."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe(
+            rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+    if description.status in HELD or await claim_released(
+        client, workflow_id, description.run_id, description.status
+    ):
+        return None  # held (the engine refuses a second start) or let go
+    return await first_input(client, workflow_id, ClaimStart, description.run_id)
+
+
 async def release_claim(client: Client, workflow_id: str, round_id: str, applicant_id: str) -> bool:
     """Release a NIK's claim when it is this round's registration `applicant_id`, which was
     refused: the NIK may then register in another instansi. True when a claim was released.
@@ -101,7 +151,7 @@ async def release_claim(client: Client, workflow_id: str, round_id: str, applica
         return False
     try:
         await client.get_workflow_handle(workflow_id, run_id=description.run_id).terminate(
-            reason=f"released: round {round_id} refused registration {applicant_id}",
+            reason=f"{RELEASE_REASON}round {round_id} refused registration {applicant_id}",
             rpc_timeout=RPC_TIMEOUT,
         )
     except RPCError as exc:
@@ -177,7 +227,9 @@ class ClaimReader:
             )
         if (claim.round_id, claim.applicant_id) != (check.round_id, check.applicant_id):
             return ClaimVerdict(refusal=held_elsewhere(claim))
-        if status not in HELD:
+        if status not in HELD and await claim_released(
+            self.client, check.workflow_id, description.run_id, status
+        ):
             name = status.name.lower() if status is not None else "unknown"
             return ClaimVerdict(problem=f"the national claim {check.workflow_id} ended ({name})")
         if claim.registration_digest != check.registration_digest:

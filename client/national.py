@@ -27,7 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.claims import first_input, look_for_journey, release_claim
+from activities.claims import ended_holding, first_input, look_for_journey, release_claim
 from domain.config import RoundConfig
 from domain.national import (
     JOIN_ROUND,
@@ -182,6 +182,13 @@ class NationalRegister:
             sweep_after=national.claim_grace,
         )
         workflow_id = claim_workflow_id(national_id, national_applicant)
+        # A claim the server ended (its history past the limit, by anyone who can signal it) or
+        # cancelled still holds the NIK; the engine would start a new claim over it.
+        ended = await ended_holding(self.client, workflow_id)
+        if ended is not None:
+            if (ended.round_id, ended.applicant_id) == (config.round_id, applicant_id):
+                return None  # this registration's own, which its journey still takes
+            return held_elsewhere(ended)
         try:
             await self.client.start_workflow(
                 NationalClaim.run,
@@ -192,7 +199,8 @@ class NationalRegister:
                 # costs the claims none, and the journey's claim_taken waits in the history.
                 start_delay=national.claim_grace,
                 # A claim released (terminated by `release` or a journey, or failed: swept by
-                # itself) lets the NIK claim again; one that held to its end does not.
+                # itself) lets the NIK claim again; one that held to its end does not, nor one
+                # ended otherwise (refused above, `ended_holding`).
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=TypedSearchAttributes(
                     [

@@ -15,7 +15,12 @@ import tomli_w
 from rich.console import Console
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -830,3 +835,36 @@ async def test_a_journey_start_in_flight_when_its_registrar_gave_up_keeps_its_cl
     assert claim.status is not None and claim.status.name == "RUNNING"
     assert elsewhere.status == "refused"
     assert f"through round {a.round_id} (formasi F1)" in elsewhere.refusals[0].reason
+
+
+async def test_a_claim_the_server_terminated_still_holds_the_nik(
+    client, keys, running_worker, stack, tmp_path
+):
+    """Anyone who reaches Temporal can send a claim's run signals of junk of nearly 2 MB each until
+    its history passes the server's 50 MB and the server terminates it. A termination is no
+    release: the NIK stays held by the registration that claimed it (before, a terminated claim
+    counted as released, and the NIK registered in another instansi too); that registration's
+    repeat is still its own."""
+    settings, _ = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Kota", ("Tau", "Upsilon"))
+    reg = registration(92, "F1")
+    first = await api.register(a, reg, "sscasn")
+    assert first.status == "registered", first.refusals
+
+    claim_id = _claim_id(keys, national_id, reg)
+    outsider = await Client.connect(
+        client.service_client.config.target_host, data_converter=pydantic_data_converter
+    )
+    junk = outsider.get_workflow_handle(claim_id)
+    with pytest.raises(RPCError):
+        for _ in range(40):  # 26 or 27 reach 50 MB; then the run is gone (NOT_FOUND)
+            await junk.signal("junk", "x" * 1_900_000)
+    ended = await client.get_workflow_handle(claim_id).describe()
+    assert ended.status is not None and ended.status.name == "TERMINATED"
+
+    elsewhere = await api.register(b, registration(92, "F2"), "sscasn")
+    repeat = await api.register(a, reg, "sscasn")
+    assert elsewhere.status == "refused", elsewhere
+    assert f"through round {a.round_id} (formasi F1)" in elsewhere.refusals[0].reason
+    assert repeat.status == "repeat", repeat
