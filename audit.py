@@ -39,6 +39,7 @@ from auditing.history import (
     KINDS,
     ROUND_ID,
     AuditError,
+    DecodedMessages,
     RecordedHistory,
     Registered,
     ReplayOutcome,
@@ -552,10 +553,12 @@ def verify(
         raise typer.Exit(1)
 
 
-async def _provenance(histories: list[RecordedHistory], converter) -> bool:
+async def _provenance(
+    histories: list[RecordedHistory], converter, decoded: DecodedMessages | None = None
+) -> bool:
     """Every start's, report's and command's signature under its round's keys, and its sender's
     right to send it (DESIGN.md invariant 7), printed; False when any fails."""
-    provenance = await check_provenance(histories, converter)
+    provenance = await check_provenance(histories, converter, decoded)
     for problem in provenance.problems:
         console.print(flagged("✗", f" {problem}"), highlight=False)
     for round_id in provenance.unsigned_rounds:
@@ -645,8 +648,9 @@ def recompute_command(
             client, keys = await _client()
             histories = await round_histories(client, round_id)
             converter = _converter(keys)
-        signed = await _provenance(histories, converter)
-        result = await recompute(histories, converter)
+        decoded = DecodedMessages(converter)  # each history decoded once, for both checks
+        signed = await _provenance(histories, converter, decoded)
+        result = await recompute(histories, converter, decoded)
         if skd_listing is not None:
             try:
                 lines = write_skd_listing([r for _, r in result.pairs], skd_listing)

@@ -1728,7 +1728,7 @@ def recompute_round(
     A big-formasi run is found in its own data dir (out/bench-rounds/ROUND); other rounds on the
     bench stack left by `--keep-stack`. A stack that is running is left running; one this command
     had to start is stopped again."""
-    from auditing.history import round_histories
+    from auditing.history import DecodedMessages, round_histories
     from auditing.provenance import check_provenance
     from auditing.recompute import recompute
     from domain.columnar import rank_skd_columns
@@ -1755,10 +1755,12 @@ def recompute_round(
         kinds = Counter(h.kind for h in histories)
         t = time.perf_counter()
         # audit.py recompute checks every signature and sender first (since 12-07): timed apart.
-        provenance = await check_provenance(histories, data_converter(ctx.keys))
+        # As audit.py does, each history's messages are decoded once, here, for both checks.
+        decoded = DecodedMessages(data_converter(ctx.keys))
+        provenance = await check_provenance(histories, data_converter(ctx.keys), decoded)
         signatures = time.perf_counter() - t
         t = time.perf_counter()
-        result = await recompute(histories, data_converter(ctx.keys))
+        result = await recompute(histories, data_converter(ctx.keys), decoded)
         recomputed = time.perf_counter() - t
         listing = 0.0
         for _, r in result.pairs:

@@ -204,6 +204,24 @@ async def _decode(
     return values[0]
 
 
+class DecodedMessages:
+    """Each history's messages decoded once, for the checks that read the same histories in turn
+    (`audit.py recompute`: the provenance check, then the recompute). Kept by the history object
+    itself, so a history fetched again is decoded again."""
+
+    def __init__(self, converter: DataConverter) -> None:
+        self.converter = converter
+        self._kept: dict[int, tuple[WorkflowHistory, list[Message]]] = {}
+
+    async def of(self, history: WorkflowHistory) -> list[Message]:
+        kept = self._kept.get(id(history))
+        if kept is not None and kept[0] is history:
+            return kept[1]
+        decoded = await messages(history, self.converter)
+        self._kept[id(history)] = (history, decoded)
+        return decoded
+
+
 async def messages(history: WorkflowHistory, converter: DataConverter) -> list[Message]:
     """The start input, every accepted update and every signal of a history, decoded, in order.
 

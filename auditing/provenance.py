@@ -21,7 +21,7 @@ from functools import partial
 from pydantic import BaseModel
 from temporalio.converter import DataConverter
 
-from auditing.history import Message, RecordedHistory, messages, replay
+from auditing.history import DecodedMessages, Message, RecordedHistory, replay
 from domain.admission import registrar_problem, registration_refusal
 from domain.codes import Phase
 from domain.config import parse_round_config
@@ -155,12 +155,16 @@ async def _refused_itself(h: RecordedHistory, converter: DataConverter) -> bool:
 
 
 async def check_provenance(
-    histories: list[RecordedHistory], converter: DataConverter
+    histories: list[RecordedHistory],
+    converter: DataConverter,
+    decoded_once: DecodedMessages | None = None,
 ) -> ProvenanceCheck:
     """Verify every journey's start, every accepted report's and every command's signature
-    against its round's keys, and that its signer may send it (the round's reporters)."""
+    against its round's keys, and that its signer may send it (the round's reporters). With
+    `decoded_once`, the messages are decoded there, once for this and whatever reads them next."""
     check = ProvenanceCheck()
-    decoded = [(h, await messages(h.history, converter)) for h in histories]
+    decoder = decoded_once or DecodedMessages(converter)
+    decoded = [(h, await decoder.of(h.history)) for h in histories]
     rounds: dict[str, RoundKeys] = {}
     # A round's runs (it may continue as new), oldest first: its key changes in the order taken.
     runs: dict[str, list[tuple[RecordedHistory, list[Message]]]] = defaultdict(list)

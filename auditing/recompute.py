@@ -21,10 +21,10 @@ import numpy.typing as npt
 from temporalio.converter import DataConverter
 
 from auditing.history import (
+    DecodedMessages,
     Message,
     RecordedHistory,
     decisions_of,
-    messages,
     offers_of,
     replay,
 )
@@ -685,9 +685,15 @@ def probation_differences(applicant_id: str, rules: JourneyRules, state: Journey
     return problems
 
 
-async def recompute(histories: list[RecordedHistory], converter: DataConverter) -> Recomputation:
-    """Recompute every formasi of the histories; the formasi's own decisions are re-derived by replay."""
+async def recompute(
+    histories: list[RecordedHistory],
+    converter: DataConverter,
+    decoded_once: DecodedMessages | None = None,
+) -> Recomputation:
+    """Recompute every formasi of the histories; the formasi's own decisions are re-derived by
+    replay. With `decoded_once`, the messages a check before decoded are read from there."""
     out = Recomputation()
+    decoder = decoded_once or DecodedMessages(converter)
     outcomes = await replay([h.history for h in histories], converter)
     for o in outcomes:
         if not o.ok:
@@ -708,7 +714,7 @@ async def recompute(histories: list[RecordedHistory], converter: DataConverter) 
         kind = runs[0].kind
         if kind not in ("journey", "formasi", "round"):
             continue
-        msgs = [m for h in runs for m in await messages(h.history, converter)]
+        msgs = [m for h in runs for m in await decoder.of(h.history)]
         decisions = decisions_of(by_run[h.run_id] for h in runs if h.run_id in by_run)
         start = msgs[0].content
         if kind == "journey":

@@ -36,6 +36,7 @@ from activities.readmodel import panel_rows
 from apps.fleet import build_worker
 from auditing.bundle import MANIFEST, check_bundle, load_histories, write_bundle
 from auditing.history import (
+    DecodedMessages,
     RefusedSignal,
     decision_drift,
     decisions_of,
@@ -1142,3 +1143,33 @@ def test_export_without_the_signing_key_stops_before_fetching_and_names_the_sett
     assert "CASN_SIGNING_KEY is not set" in result.stderr
     assert "no workflows found" not in result.stderr
     assert not bundle.exists()
+
+
+async def test_recompute_decodes_each_history_once_for_its_provenance_check_and_itself(
+    monkeypatch,
+):
+    """audit.py recompute runs the provenance check, then the recompute: each history's messages
+    are decoded once for both, and both find what each finds alone."""
+    import auditing.history as history_module
+
+    histories = load_histories(RECORDED / "v5-full")
+    converter = recorded_converter(RECORDED / "v5-full")
+    alone = await check_provenance(histories, converter)
+    alone_result = await recompute(histories, converter)
+    decoded: list[str] = []
+    decode = history_module.messages
+
+    async def counted(history, conv):
+        decoded.append(history.run_id)
+        return await decode(history, conv)
+
+    monkeypatch.setattr(history_module, "messages", counted)
+    shared = DecodedMessages(converter)
+    provenance = await check_provenance(histories, converter, shared)
+    result = await recompute(histories, converter, shared)
+    assert sorted(decoded) == sorted(h.history.run_id for h in histories)  # once each
+    assert (provenance.verified, provenance.problems) == (alone.verified, alone.problems)
+    assert result.differences() == alone_result.differences() == []
+    assert [(a.winners, r.winners) for a, r in result.pairs] == [
+        (a.winners, r.winners) for a, r in alone_result.pairs
+    ]
