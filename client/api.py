@@ -261,18 +261,23 @@ class RecruitmentApi:
         The round records the ids of this client's keys: every later client must hold the same
         keys (check_round_keys)."""
         config = load_round_config(path)
+        national_windows: dict[str, Any] = {}
         if config.national_round is not None:
             # The national round checks the schedule and enters the round in its register first:
             # a round it refuses never starts (a repeat of the join gets its first answer).
             try:
                 await self.national.join(config, created_by)
+                national = await self.national.config(config.national_round)
             except NationalRefusal as exc:
                 raise RefusedError(str(exc)) from None
+            # The round keeps its extensions within them (domain.national.beyond_national_window).
+            national_windows = national.schedule.windows()
         start = RoundStart(
             config_toml=Path(path).read_text(encoding="utf-8"),
             config=config.model_dump(mode="json"),
             created_by=created_by,
             key_ids=await self.key_ids(),
+            national_windows=national_windows,
         )
         try:
             await self.client.start_workflow(

@@ -32,6 +32,7 @@ from domain.config import (
     Schedule,
     SkbRules,
     SkdRules,
+    Window,
     with_offset,
 )
 from domain.digest import canonical_digest
@@ -811,6 +812,10 @@ class RoundStart(BaseModel, frozen=True):
     key_ids: dict[str, str] = {}
     # A continued run's state (RoundCarry, patch optimalisasi-continues); absent in the first run.
     carry: dict | None = Field(default=None, exclude_if=lambda carry: carry is None)
+    # The windows of the national round the round joined, as its national file set them when the
+    # round was created: an extension stays within them (domain.national.beyond_national_window).
+    # Empty for a round of no national round, and in rounds created before.
+    national_windows: dict[str, Window] = Field(default={}, exclude_if=lambda windows: not windows)
 
 
 class RoundCarry(BaseModel, frozen=True):

@@ -12,6 +12,7 @@ registration claims the NIK's national pseudonym (`ClaimStart`) before the insta
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -110,6 +111,22 @@ def schedule_disagreement(national: NationalSchedule, schedule: Schedule) -> lis
                 f"{outer.closes.isoformat()}"
             )
     return problems
+
+
+def beyond_national_window(
+    national: Mapping[str, Window], name: str, new_closes: datetime, national_id: str | None
+) -> str:
+    """Why an instansi round's window `name` may not close at `new_closes`: after the national
+    window of the same name closes (`national`: the national windows the round joined with). ""
+    when it may, or when the national schedule has no such window."""
+    outer = national.get(name)
+    if outer is None or new_closes <= outer.closes:
+        return ""
+    return (
+        f"new_closes {new_closes.isoformat()} is after the national {name} window of national "
+        f"round {national_id} closes {outer.closes.isoformat()}; a round that joined a national "
+        f"round keeps its {name} within the national one"
+    )
 
 
 def parse_national_config(data: dict, source: Path | str = "<memory>") -> NationalConfig:

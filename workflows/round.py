@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         recorded_publications,
         validity_refusal,
     )
+    from domain.national import beyond_national_window
     from domain.optimalisasi import (
         OFFER_UNANSWERED,
         OFFERS_BY_LOCAL_ACTIVITY_COSTS,
@@ -1175,6 +1176,16 @@ class RecruitmentRound:
                 f"new_closes {command.new_closes.isoformat()} is not after the current close "
                 f"{window.closes.isoformat()}",
             )
+        # A round that joined a national round sits its national windows (the SKD on CAT): an
+        # extension stays within the one of the same name (rounds created before know none).
+        beyond = beyond_national_window(
+            self.start.national_windows,
+            command.window,
+            command.new_closes,
+            self.config.national_round,
+        )
+        if beyond:
+            self._refuse(command, beyond)
         if command.shift_later:
             if self.config.national_round:
                 self._refuse(

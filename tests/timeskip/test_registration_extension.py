@@ -3,10 +3,12 @@ registration closed early only once it has been open its 15 calendar days."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
 import pytest
+import tomli_w
 
 from client.api import RefusedError
 from domain.codes import Stage
@@ -246,3 +248,75 @@ async def test_latsar_cannot_be_extended_past_what_a_round_file_allows(kit):
     sound = typo.model_copy(update={"report_id": "lat-ok", "new_closes": t0 + 500 * day})
     assert (await kit.api.command(round_id, sound)).effect == "latsar extended"
     assert (await kit.round_state(round_id)).schedule.latsar.closes == t0 + 500 * day
+
+
+async def test_an_skd_extension_stays_within_the_national_skd_window(kit):
+    """An instansi round that joined a national round sits the national SKD on CAT: its SKD is
+    not extended past the national SKD window's close, and the refusal names that close (review
+    of 12-07: only the round's own next window bounded it, and an SKD extended past the national
+    one was taken). An extension within the national window still goes."""
+    t0 = await kit.now()
+    day = timedelta(days=1)
+
+    def window(opens: int, closes: int) -> dict:
+        return {"opens": (t0 + opens * day).isoformat(), "closes": (t0 + closes * day).isoformat()}
+
+    national_id = f"ts-nat-{uuid.uuid4().hex[:6]}"
+    national_file = kit.tmp / f"{national_id}.toml"
+    national_file.write_text(
+        tomli_w.dumps(
+            {
+                "national_id": national_id,
+                "name": "Seleksi CPNS Nasional Uji",
+                "rule_version": "2024.1",
+                "schedule": {"registration": window(0, 16), "skd": window(30, 52)},
+            }
+        )
+    )
+    _, created = await kit.api.national.create(national_file, OPERATOR)
+    assert created
+    round_id = f"ts-nsk-{uuid.uuid4().hex[:6]}"
+    config = compressed_round(
+        round_id,
+        [formasi("F1", 1)],
+        {
+            "registration": (0, 15 * DAY),
+            "administration": (20 * DAY, 25 * DAY),
+            "skd": (30 * DAY, 50 * DAY),
+            "skb": (60 * DAY, 65 * DAY),
+            "filing": (75 * DAY, 90 * DAY),
+            "latsar": (90 * DAY, 455 * DAY),
+        },
+        appeal_window=3 * DAY,
+        answer_within=7 * DAY,
+        offer_within=2 * DAY,
+        t0=t0,
+        extra={"national_round": national_id, "instansi": "Pemerintah Kota Uji Nasional"},
+    )
+    await kit.create_round(config)
+    await kit.advance_to(t0 + 31 * day)
+
+    async def in_skd():
+        return (await kit.round_state(round_id)).phase == "skd"
+
+    await kit.until(in_skd, "the round in its SKD")
+    national_close = re.escape((t0 + 52 * day).isoformat())
+    past = ExtendWindow(
+        report_id="skd-past-national",
+        reported_by=OPERATOR,
+        window="skd",
+        new_closes=t0 + 55 * day,  # before the round's SKB opens: only the national close bounds it
+        reason="gangguan CAT",
+    )
+    with pytest.raises(RefusedError, match=f"national skd window .*closes {national_close}"):
+        await kit.api.command(round_id, past)
+    within = ExtendWindow(
+        report_id="skd-to-national",
+        reported_by=OPERATOR,
+        window="skd",
+        new_closes=t0 + 52 * day,
+        reason="gangguan CAT",
+    )
+    ack = await kit.api.command(round_id, within)
+    assert ack.effect == "skd extended"
+    assert (await kit.round_state(round_id)).schedule.skd.closes == t0 + 52 * day
