@@ -137,6 +137,8 @@ KINDS = {
     "notification missing": "written, to be delivered (again: whether it was is not known)",
     "notification altered": "sealed again with the histories' text, to be delivered (again: "
     "whether what was there went out is not known)",
+    "notification without history": "left: no history holds that notification; undelivered, the "
+    "deliverer sends it to the applicant",
     "sanction missing": "written",
     "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
     "the withdrawal, the rounds barred, the reason)",
@@ -348,6 +350,19 @@ SELECT x.applicant_id, x.key, n.key IS NULL AS missing, n.text, n.notice::text A
 FROM jsonb_to_recordset($2::jsonb) AS x(applicant_id text, key text)
 LEFT JOIN notifications n ON n.round_id = $1 AND n.applicant_id = x.applicant_id AND n.key = x.key
 ORDER BY x.applicant_id, x.key
+"""
+# Notifications no history wrote: beside a journey's own, or of an applicant no journey of the
+# round has (review of 12-07); undelivered, the deliverer sends them.
+_EXTRA_NOTIFICATIONS_SQL = """
+SELECT n.applicant_id, n.key FROM notifications n
+WHERE n.round_id = $1 AND n.applicant_id = ANY($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($3::jsonb) AS x(applicant_id text, key text)
+                  WHERE x.applicant_id = n.applicant_id AND x.key = n.key)
+ORDER BY n.applicant_id, n.key
+"""
+_NOTIFICATIONS_WITHOUT_JOURNEY_SQL = """
+SELECT applicant_id, key FROM notifications
+WHERE round_id = $1 AND applicant_id <> ALL($2::text[]) ORDER BY applicant_id, key
 """
 _SANCTIONS_SQL = f"""
 SELECT x.origin, s.origin IS NULL AS missing, {_differing(SANCTION_COLUMNS, "s", "x")} AS differing
@@ -611,6 +626,8 @@ async def _compare_chunk(
             r, round_id, expected.notifications[who, key], expected.notifications_purged, cipher
         ):
             out.append(Difference("notification altered", who, f"{key}: {why}", key))
+    for r in await conn.fetch(_EXTRA_NOTIFICATIONS_SQL, round_id, applicants, json.dumps(keys)):
+        out.append(Difference("notification without history", r["applicant_id"], r["key"]))
     sanctions = list(expected.sanctions.values())
     for r in await conn.fetch(_SANCTIONS_SQL, json.dumps(sanctions)):
         who = r["origin"].rsplit("/", 1)[-1]
@@ -720,8 +737,8 @@ async def _differences(
 
 
 async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) -> list[Difference]:
-    """Rows, decisions, reports, APS sanctions, revocations and panels of applicants no journey
-    of the round wrote."""
+    """Rows, decisions, reports, notifications, APS sanctions, revocations and panels of
+    applicants no journey of the round wrote."""
     origins = [f"{round_id}/{a}" for a in known]
     return (
         [
@@ -735,6 +752,10 @@ async def _without_history(pool: asyncpg.Pool, round_id: str, known: list[str]) 
         + [
             Difference("report without history", r["applicant_id"], r["report_id"])
             for r in await pool.fetch(_REPORTS_WITHOUT_JOURNEY_SQL, round_id, known)
+        ]
+        + [
+            Difference("notification without history", r["applicant_id"], r["key"])
+            for r in await pool.fetch(_NOTIFICATIONS_WITHOUT_JOURNEY_SQL, round_id, known)
         ]
         + [
             Difference("sanction without history", r["origin"].rsplit("/", 1)[-1], "APS")

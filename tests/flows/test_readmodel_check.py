@@ -269,3 +269,31 @@ async def test_a_notification_rewritten_is_named_and_sealed_again_from_the_histo
     )
     stored = await pool.fetch("SELECT text, notice, sealed FROM notifications WHERE round_id = $1", round_id)  # fmt: skip
     assert all(r["text"] == "" and r["notice"] is None and r["sealed"] for r in stored)
+
+
+async def test_a_notification_no_history_wrote_is_named_and_left_for_a_person(
+    client, keys, running_worker
+):
+    """A notification row beside a journey's own, or of an applicant no journey has, is one the
+    deliverer would send: 'notification without history', left for a person (review of 12-07:
+    only the histories' keys were looked up, so a forged message in the queue passed)."""
+    settings, pool = running_worker
+    round_id, ids = await run_small_round(
+        client, settings.task_queue, keys.pseudonym_key, answer_within=1
+    )
+    cipher = ColumnCipher.from_keys(keys)
+    found = await derived(client, keys, round_id)
+    assert (await check(pool, found, cipher=cipher)).differences == []
+    c1 = ids["C1"]
+    await pool.execute("INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, $2, 'forged', 'Anda LULUS'), ($1, 'R-NOBODY', 'forged', 'Anda LULUS')", round_id, c1)  # fmt: skip
+
+    damaged = await check(pool, found, cipher=cipher)
+    assert [(d.kind, d.applicant_id, d.detail) for d in damaged.differences] == sorted(
+        [
+            ("notification without history", c1, "forged"),
+            ("notification without history", "R-NOBODY", "forged"),
+        ]
+    ), damaged.differences
+    fixed = await repair(pool, ReadModel(pool, cipher), found)
+    assert [d.kind for d in fixed.differences] == ["notification without history"] * 2
+    assert fixed.repaired == 0
