@@ -1346,8 +1346,9 @@ async def show_national_funnel(
     ctx: Context, national_id: str, as_json: bool = False
 ) -> tuple[NationalState, list[InstansiFunnel]]:
     """Print the national round's schedule and, per instansi round in the order they joined, its
-    applicants by stage or result code and its announcements (from the read model). Through the
-    gateway, for an identity its file names among its `readers`."""
+    applicants by stage or result code, the registrations its journeys refused (apart) and its
+    announcements (from the read model). Through the gateway, for an identity its file names among
+    its `readers`."""
     if isinstance(ctx.api, GatewayReports):
         document = await ctx.api.national_funnel(national_id)
         try:
@@ -1385,6 +1386,8 @@ async def show_national_funnel(
     for c in codes:
         table.add_column(c, justify="right")
     table.add_column("total", justify="right")
+    # Registrations their journeys refused: no applicants, so not in the total (client/national.py).
+    table.add_column("refused", justify="right")
     table.add_column("announced")
     totals: Counter = Counter()
     for f in lines:
@@ -1396,6 +1399,7 @@ async def show_national_funnel(
             str(f.seats),
             *(str(f.codes.get(c, 0)) for c in codes),
             str(sum(f.codes.values())),
+            str(f.refused),
             ", ".join(f"{stage} {n}" for stage, n in sorted(f.publications.items())) or "none",
         )
     table.add_row(
@@ -1405,6 +1409,7 @@ async def show_national_funnel(
         str(sum(f.seats for f in lines)),
         *(str(totals.get(c, 0)) for c in codes),
         str(sum(totals.values())),
+        str(sum(f.refused for f in lines)),
         "",
         end_section=True,
     )

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.claims import ended_holding, first_input, look_for_journey, release_claim
+from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.national import (
     JOIN_ROUND,
@@ -264,19 +265,28 @@ class InstansiFunnel:
     seats: int
     codes: Counter  # stage, or terminal code once the journey ended -> applicants
     publications: dict[str, int]  # announcement stage -> publications signed
+    # Registrations their journeys refused (not admitted: registration closed, ineligible on its
+    # date, barred, the NIK's national claim another's): no applicants of the round, so not in
+    # `codes`, where they were counted as the administration's TMS.
+    refused: int = 0
 
 
 async def national_funnel(
     register: NationalRegister, conn: asyncpg.Connection, national_id: str
 ) -> tuple[NationalState, list[InstansiFunnel]]:
-    """Each instansi round of the national round with its applicants by stage or result code and
-    its announcements, in the order the rounds joined (two queries, whatever the number of rounds)."""
+    """Each instansi round of the national round with its applicants by stage or result code, the
+    registrations its journeys refused, and its announcements, in the order the rounds joined (two
+    queries, whatever the number of rounds). A refused registration ends its journey TMS before
+    any administrative result (domain.admission.registration_refusal): a row ended TMS with no
+    `admin` is one, and is counted apart."""
     state = await register.state(national_id)
     ids = [r.round_id for r in state.rounds]
     counts = await conn.fetch(
-        """SELECT round_id, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
-           WHERE round_id = ANY($1) GROUP BY 1, 2""",
+        """SELECT round_id, CASE WHEN terminal = $2 AND admin IS NULL
+                THEN NULL ELSE coalesce(terminal, stage) END AS code, count(*) AS n
+           FROM applicants WHERE round_id = ANY($1) GROUP BY 1, 2""",
         ids,
+        Terminal.TMS.value,
     )
     published = await conn.fetch(
         """SELECT round_id, stage, count(*) AS n FROM publications
@@ -284,8 +294,12 @@ async def national_funnel(
         ids,
     )
     per_round: dict[str, Counter] = {i: Counter() for i in ids}
+    refused: dict[str, int] = dict.fromkeys(ids, 0)
     for r in counts:
-        per_round[r["round_id"]][r["code"]] = r["n"]
+        if r["code"] is None:
+            refused[r["round_id"]] = r["n"]
+        else:
+            per_round[r["round_id"]][r["code"]] = r["n"]
     announced: dict[str, dict[str, int]] = {i: {} for i in ids}
     for r in published:
         announced[r["round_id"]][r["stage"]] = r["n"]
@@ -297,6 +311,7 @@ async def national_funnel(
             seats=r.seats,
             codes=per_round[r.round_id],
             publications=announced[r.round_id],
+            refused=refused[r.round_id],
         )
         for r in state.rounds
     ]
@@ -317,6 +332,7 @@ def funnel_document(
                 "formasi": f.formasi,
                 "seats": f.seats,
                 "funnel": dict(sorted(f.codes.items())),
+                "refused": f.refused,
                 "publications": dict(sorted(f.publications.items())),
             }
             for f in lines
@@ -335,6 +351,7 @@ def funnel_from_document(document: dict[str, Any]) -> tuple[NationalState, list[
             seats=int(f["seats"]),
             codes=Counter({str(k): int(v) for k, v in f["funnel"].items()}),
             publications={str(k): int(v) for k, v in f["publications"].items()},
+            refused=int(f.get("refused", 0)),  # a gateway from before counted them in the funnel
         )
         for f in document["instansi"]
     ]

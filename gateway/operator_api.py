@@ -450,14 +450,16 @@ async def get_outstanding(
 
 
 class InstansiLine(BaseModel):
-    """One instansi round of the national round: its applicants by stage or result code and its
-    announcements signed, by stage."""
+    """One instansi round of the national round: its applicants by stage or result code, the
+    registrations its journeys refused (no applicants, not in `funnel`) and its announcements
+    signed, by stage."""
 
     round_id: str
     instansi: str
     formasi: int
     seats: int
     funnel: dict[str, int]
+    refused: int = 0
     publications: dict[str, int]
 
 

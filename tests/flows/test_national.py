@@ -29,7 +29,7 @@ import client.api as client_api
 from activities.claims import ClaimReader
 from auditing.history import replay, round_histories
 from client.api import RecruitmentApi, RefusedError, registration_digest
-from client.national import national_applicant_id
+from client.national import funnel_document, funnel_from_document, national_applicant_id
 from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow, ExtendWindow
@@ -868,3 +868,39 @@ async def test_a_claim_the_server_terminated_still_holds_the_nik(
     assert elsewhere.status == "refused", elsewhere
     assert f"through round {a.round_id} (formasi F1)" in elsewhere.refusals[0].reason
     assert repeat.status == "repeat", repeat
+
+
+async def test_the_national_funnel_counts_registrations_their_journeys_refused_apart(
+    client, keys, running_worker, stack, tmp_path
+):
+    """A registration its journey refused (here: registration closed early on the round's board)
+    is no applicant of the round: the national funnel counts it apart as `refused`, not under the
+    administration's TMS nor among the round's applicants (before, it was a TMS of the round, and
+    the national total counted a NIK refused in one instansi and registered in another twice)."""
+    settings, pool = running_worker
+    api = RecruitmentApi(client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING)
+    national_id, (a, b) = await _national_with_rounds(api, tmp_path, "Kota", ("Phi", "Chi"))
+    await _close_registration_early(api, b)
+    refused = await api.register(b, registration(95, "F1"), "sscasn")
+    assert refused.status == "refused", refused
+    registered = await api.register(a, registration(95, "F2"), "sscasn")
+    assert registered.status == "registered", registered.refusals
+
+    await _rows(pool, [a.round_id, b.round_id], 2)
+    console = Console(file=io.StringIO(), width=250)
+    state, lines = await show_national_funnel(
+        Context(api, stack.database_url, console), national_id
+    )
+
+    assert {f.round_id: dict(f.codes) for f in lines} == {
+        a.round_id: {"admin_check": 1},
+        b.round_id: {},
+    }
+    assert [f.refused for f in lines] == [0, 1]
+    document = funnel_document(national_id, state, lines)
+    assert [(f["funnel"], f["refused"]) for f in document["instansi"]] == [
+        ({"admin_check": 1}, 0),
+        ({}, 1),
+    ]
+    assert funnel_from_document(document) == (state, lines)
+    assert "refused" in console.file.getvalue()
