@@ -70,7 +70,8 @@ WITH src AS (
     LEFT JOIN sanctions s ON s.kind = 'APS' AND s.origin = x.origin AND s.subject = x.subject
     ON CONFLICT (kind, origin, subject) DO UPDATE SET
         imposed_by = EXCLUDED.imposed_by, imposed_at = EXCLUDED.imposed_at,
-        rounds = EXCLUDED.rounds, reason = EXCLUDED.reason
+        rounds = EXCLUDED.rounds, reason = EXCLUDED.reason,
+        barred_until = NULL  -- an APS bars rounds, never to a day (the table's CHECK: one of them)
     WHERE EXCLUDED.imposed_at >= sanctions.imposed_at  -- as for decisions: a late first attempt
       AND (sanctions.imposed_by, sanctions.imposed_at, sanctions.rounds, sanctions.reason)
         IS DISTINCT FROM (EXCLUDED.imposed_by, EXCLUDED.imposed_at, EXCLUDED.rounds, EXCLUDED.reason)

@@ -109,11 +109,14 @@ REVOCATION_COLUMNS = (
     ("report_id", "text"),
 )
 # An APS sanction's columns that follow from the journey; its imposed_at is the time of the
-# journey's Withdrew decision as the history records it.
+# journey's Withdrew decision as the history records it, and it bars rounds, never to a last day
+# (barred_until NULL: review of 12-07, an entry rewritten to bar until 2099 was named only for its
+# rounds, and the repair, which set them beside the date, broke the table's CHECK).
 SANCTION_COLUMNS = (
     ("imposed_by", "text"),
     ("imposed_at", "timestamptz"),
     ("rounds", "integer"),
+    ("barred_until", "date"),
     ("reason", "text"),
 )
 WITHDREW = Terminal.WITHDRAWN.value  # the outcome of the decision an APS sanction is imposed by
@@ -141,7 +144,7 @@ KINDS = {
     "deliverer sends it to the applicant",
     "sanction missing": "written",
     "sanction altered": "overwritten with the histories' content (the imposing round, the time of "
-    "the withdrawal, the rounds barred, the reason)",
+    "the withdrawal, the rounds barred and no last day, the reason)",
     "sanction without history": "left: no journey withdrew for it (or on another subject); it "
     "bars its subject from later rounds until removed",
     "revocation missing": "written",

@@ -835,8 +835,14 @@ def build_applicant_view(
         deadlines.append(Deadline(label="Batas menjawab tawaran optimalisasi", at=offer.answer_by))
     window_name = _STAGE_WINDOW.get(journey.stage)
     window = round_.window(window_name) if open_ and window_name else None
+    # A late taker files until its own time when that is later than the window's close, and
+    # after the close (patch late-taker-filing-time).
+    own = journey.file_until if journey.stage == Stage.FILING and open_ else None
     if window is not None and window.state != "ditutup":
-        deadlines.append(Deadline(label=_WINDOW_DEADLINES[window.name], at=window.closes))
+        closes = window.closes if own is None else max(window.closes, own)
+        deadlines.append(Deadline(label=_WINDOW_DEADLINES[window.name], at=closes))
+    elif own is not None and now < own:
+        deadlines.append(Deadline(label=_WINDOW_DEADLINES[RoundPhase.FILING], at=own))
     passed = journey.final_code in (FinalCode.PASSED, FinalCode.PASSED_OPTIMALISASI)
     return ApplicantView(
         round_id=journey.round_id,

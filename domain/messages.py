@@ -458,6 +458,9 @@ class JourneyState(BaseModel, frozen=True):
     appeal_answered: bool = False
     offer: OptimalisasiOffer | None = None  # an optimalisasi offer held, without its seal
     offer_answered: bool = False
+    # A late taker may file until then at the least (patch late-taker-filing-time). Left out of
+    # the dump while None, so the rows of every other journey read as before.
+    file_until: datetime | None = Field(default=None, exclude_if=lambda until: until is None)
     final_announced_at: datetime | None = None  # the final sanggah window runs from here
     final_appeal_filed_at: datetime | None = None
     final_appeal_answered: bool = False

@@ -87,6 +87,9 @@ class ApplicantSheet(BaseModel, frozen=True, hide_input_in_errors=True):
     offer: OptimalisasiOffer | None = None
     offer_answer: OfferAnswer | None = None
     filing: FilingReport | None = None
+    # A late taker's own time to file (patch late-taker-filing-time): its acceptance plus the
+    # filing window's length, when its offer carried one.
+    file_until: datetime | None = None
     nip: str | None = None
     latsar: LatsarReport | None = None
     ending: Disqualification | Withdrawal | None = None  # accepted, applied at the next step
@@ -1058,6 +1061,7 @@ def journey_state(sheet: ApplicantSheet, round_id: str, decisions: list[Decision
         appeal_filed_at=sheet.received_at.get(sheet.appeal.report_id) if sheet.appeal else None,
         appeal_answered=sheet.appeal_answer is not None,
         offer=sheet.offer.model_copy(update={"seal": ""}) if sheet.offer else None,
+        file_until=sheet.file_until,
         offer_answered=sheet.offer_answer is not None,
         ending_pending=sheet.ending is not None and sheet.terminal is None,
         final_announced_at=sheet.final_announced_at if sheet.final_sanggah_open else None,

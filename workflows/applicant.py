@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import NoReturn
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from domain import events as ev
@@ -76,6 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ledger import Ledger
     from workflows.outbox import ReadModelOutbox
     from workflows.versions import (
+        ACCEPTED_BEFORE_ENDING,
         APPEAL_DAYS_END_AT_MIDNIGHT,
         APPLIED_ON_ITS_START_DATE,
         CLAIM_RELEASED_BY_JOURNEY,
@@ -88,10 +90,13 @@ with workflow.unsafe.imports_passed_through():
         OFFER_REPLY_AT_ANSWER,
         PROBATION_YEAR,
         SANCTIONS_IN_JOURNEY,
+        SEAT_BACK_TO_ENDED_ROUND,
         SEAT_GIVEN_BACK_AT_FILING,
         SEAT_GIVEN_BACK_BEFORE_RESULT,
     )
 
+# The failure of a signal to a workflow that is not running (here: the round, once closed).
+ROUND_GONE = "ExternalWorkflowExecutionNotFound"
 NIP_TIMEOUT = timedelta(seconds=30)
 ROUND_READ_TIMEOUT = timedelta(seconds=15)
 ENGINE_VERSION = 6  # what RecruitmentApi starts new journeys with (workflows/versions.py)
@@ -502,6 +507,8 @@ class ApplicantJourney(JourneyInbox):
             self._end(Terminal.NOT_PASSED, "TL: declined the optimalisasi offer")
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
         due = self._late_filing_due()
+        if due is not None:
+            self._set(file_until=due)  # the portal shows it (client/status.py)
         self.outbox.notify(
             "final-P/L-2",
             notices.optimalisasi_seat(offer.to_formasi)
@@ -793,7 +800,13 @@ class ApplicantJourney(JourneyInbox):
             await workflow.wait_condition(lambda: self.offer_replied)
             offer, answer = self.sheet.offer, self.sheet.offer_answer
             if offer and answer and answer.accept and self.sheet.placed_formasi is None:
-                self._set(placed_formasi=offer.to_formasi)
+                if self._patched(ACCEPTED_BEFORE_ENDING):
+                    # Placed by optimalisasi: P/L-2, so a withdrawal now is one after passing.
+                    self._set(
+                        final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi
+                    )
+                else:
+                    self._set(placed_formasi=offer.to_formasi)
         if (
             self.sheet.offer is not None
             and not self.offer_replied
@@ -820,17 +833,27 @@ class ApplicantJourney(JourneyInbox):
     async def _give_seat_back(self) -> None:
         """A seat won but not yet taken up (no NIP) goes back to the round for optimalisasi."""
         assert self.sheet.placed_formasi is not None
-        await tell(
-            SEAT_VACATED,
-            round_workflow_id(self.start.round_id),
-            sealed(
-                SeatVacated(
-                    applicant_id=self.start.applicant_id,
-                    formasi_code=self.sheet.placed_formasi,
+        try:
+            await tell(
+                SEAT_VACATED,
+                round_workflow_id(self.start.round_id),
+                sealed(
+                    SeatVacated(
+                        applicant_id=self.start.applicant_id,
+                        formasi_code=self.sheet.placed_formasi,
+                    ),
+                    self.secret,
                 ),
-                self.secret,
-            ),
-        )
+            )
+        except ApplicationError as exc:
+            # The round has ended (a late taker still filing when Latsar closed): nothing is
+            # refilled then, and the journey goes on to its ending (patch seat-back-to-ended-round).
+            if exc.type != ROUND_GONE or not self._patched(SEAT_BACK_TO_ENDED_ROUND):
+                raise
+            workflow.logger.warning(
+                "journey %s: its round has ended; the seat it gives up is not refilled",
+                workflow.info().workflow_id,
+            )
 
     async def _seat_won_unheard(self) -> None:
         """Ended after its SKB answer was ranked and before the result reached it: wait for the

@@ -777,8 +777,11 @@ class RecruitmentRound:
         """What an offer gives its taker to file, from accepting, when that ends after filing's
         close (patch late-taker-filing-time): the filing window's length as it stands, so a seat
         taken late in filing, or after its close (held for the answer), is filed for in as long
-        as every winner had. None in rounds recorded before it."""
-        if not workflow.patched(LATE_TAKER_FILING_TIME):
+        as every winner had. Only offers made while filing is open: one made before, accepted
+        before filing opens or soon after, leaves its taker the window every winner has, and
+        closing at the window's close (on time or early) as they do. None in rounds recorded
+        before it."""
+        if self.phase != RoundPhase.FILING or not workflow.patched(LATE_TAKER_FILING_TIME):
             return None
         return self.schedule.filing.closes - self.schedule.filing.opens
 

@@ -497,3 +497,18 @@ OFFER_REPLY_AT_ANSWER = "offer-reply-at-answer"
 # ended TMS-DRH within milliseconds by the close: the seat ended empty (review of 12-07). Asked
 # by the round when it makes an offer; the journey follows what the offer carries.
 LATE_TAKER_FILING_TIME = "late-taker-filing-time"
+
+# A seat given back to a round that has ended (closed, its workflow completed): the journey goes
+# on to its ending and the seat is not refilled, as any seat given up after filing closed. A late
+# taker (late-taker-filing-time) may still be filing when an operator closes the round's Latsar
+# window, and its withdrawal, DIS or incomplete filing then signalled the completed round: the
+# signal failed, and with it the journey, its ending and its sanction unrecorded (review of
+# 12-08). Asked only when that signal fails; journeys before it failed there.
+SEAT_BACK_TO_ENDED_ROUND = "seat-back-to-ended-round"
+
+# An optimalisasi acceptance taken together with a withdrawal (the run woke with both taken) counts
+# as passing when the ending is judged: P/L-2, and the withdrawal after passing bars the applicant
+# (DOMAIN.md 11). The round had the acceptance and the journey was placed, but its final code was
+# still TL, so the withdrawal carried no bar: the order in which the run woke decided the sanction
+# (review of 12-08). Asked only in that race; journeys before it judged the ending on TL.
+ACCEPTED_BEFORE_ENDING = "accepted-before-ending"

@@ -18,6 +18,7 @@ from rich.console import Console
 from temporalio.client import WorkflowExecutionStatus
 from typer.testing import CliRunner
 
+from activities.readmodel import ReadModel
 from activities.sanctions import SanctionChecker, record_round
 from auditing.readmodel import check_round
 from client.api import RecruitmentApi
@@ -36,6 +37,7 @@ from domain.messages import (
 from domain.registration import mask_nik
 from gateway.portal import indonesian
 from runtime.connection import data_converter
+from runtime.sealed import ColumnCipher
 from starter import Context, cli, import_registrations, import_sanctions, list_sanctions
 from tests.flows.test_round_end_to_end import _wait_phase, _wait_stage
 from tests.roundkit import (
@@ -205,6 +207,37 @@ async def test_aps_after_passing_bars_the_nik_from_the_next_two_rounds_only(
     [listed] = json.loads(printed.strip().splitlines()[-1])
     assert (listed["kind"], listed["imposed_by"], listed["rounds"]) == ("APS", r1, 2)
     assert reg.nik not in printed
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_an_aps_entry_turned_into_a_last_day_is_named_and_made_good_by_the_repair(
+    client, keys, running_worker, tmp_path
+):
+    """An APS entry bars a number of rounds, never to a date: one rewritten to bar until a last
+    day (rounds emptied, barred_until set) is 'sanction altered' naming both, and the repair
+    puts the rounds back and the date away (review of 12-07: barred_until was not compared, and
+    the repair set the rounds beside the date, which the table's CHECK refuses, and failed)."""
+    settings, pool = running_worker
+    register = SanctionRegister(pool)
+    api = RecruitmentApi(
+        client, settings.task_queue, keys.pseudonym_key, keyring=TEST_KEYRING, sanctions=register
+    )
+    reg = _person(date(1993, 5, 17))
+    r1, ended = await _win_then_withdraw(api, client, tmp_path, reg)
+    subject = sanction_subject(keys.pseudonym_key, reg.nik)
+    await _until(lambda: register.entries(subject), "an entry in the register")
+    origin = f"{r1}/{ended.applicant_id}"
+    await pool.execute("UPDATE sanctions SET rounds = NULL, barred_until = '2099-12-31' WHERE kind = 'APS' AND origin = $1", origin)  # fmt: skip
+
+    checked = await check_round(client, pool, r1, data_converter(keys))
+    assert [(d.kind, d.detail) for d in checked.differences] == [
+        ("sanction altered", "APS: rounds, barred_until")
+    ]
+    read_model = ReadModel(pool, ColumnCipher.from_keys(keys))
+    fixed = await check_round(client, pool, r1, data_converter(keys), read_model)
+    assert (fixed.differences, fixed.repaired) == ([], 1)
+    entry = await pool.fetchrow("SELECT rounds, barred_until FROM sanctions WHERE kind = 'APS' AND origin = $1", origin)  # fmt: skip
+    assert (entry["rounds"], entry["barred_until"]) == (2, None)
 
 
 @pytest.mark.asyncio(loop_scope="session")
