@@ -519,13 +519,23 @@ class RoundStatus(BaseModel, frozen=True):
         )
 
 
+# The funnel's code for a registration its journey refused.
+REFUSED = "refused"
+
+
 async def funnel_counts(db: Any, round_id: str) -> dict[str, Counter]:
     """The round's funnel from the read model (`db`: an asyncpg connection or pool): per formasi,
-    how many applicants stand at each stage, or at their result code once their journey ended."""
+    how many applicants stand at each stage, or at their result code once their journey ended.
+    A registration its journey refused (ended TMS before any administrative result, as the
+    national funnel counts it: client/national.py) is counted as `refused`, not as the
+    administration's TMS."""
     rows = await db.fetch(
-        """SELECT formasi_code, coalesce(terminal, stage) AS code, count(*) AS n FROM applicants
-           WHERE round_id = $1 GROUP BY 1, 2""",
+        """SELECT formasi_code, CASE WHEN terminal = $2 AND admin IS NULL THEN $3
+                ELSE coalesce(terminal, stage) END AS code, count(*) AS n
+           FROM applicants WHERE round_id = $1 GROUP BY 1, 2""",
         round_id,
+        Terminal.TMS.value,
+        REFUSED,
     )
     counts: dict[str, Counter] = {}
     for r in rows:

@@ -30,6 +30,7 @@ from activities.claims import ClaimReader
 from auditing.history import replay, round_histories
 from client.api import RecruitmentApi, RefusedError, registration_digest
 from client.national import funnel_document, funnel_from_document, national_applicant_id
+from client.status import funnel_counts
 from domain.codes import Terminal
 from domain.config import RoundConfig
 from domain.messages import CloseWindow, ExtendWindow
@@ -904,3 +905,5 @@ async def test_the_national_funnel_counts_registrations_their_journeys_refused_a
     ]
     assert funnel_from_document(document) == (state, lines)
     assert "refused" in console.file.getvalue()
+    # The round's own funnel (starter.py status) names it so too, not TMS.
+    assert await funnel_counts(pool, b.round_id) == {"F1": {"refused": 1}}
