@@ -1,6 +1,6 @@
 """Who a request comes from, as the portal's rate limits count it: the client's address seen
 through the balancers the deployment trusts (CASN_GATEWAY_TRUSTED_PROXIES), and an IPv6 client
-by its /64, the block one subscriber gets.
+by its /64, the block one subscriber gets (its failed logins by its /48: gateway/portal.py).
 
 Done here rather than by uvicorn's `forwarded_allow_ips`: uvicorn takes a mistyped entry as a
 host name that never matches (nobody trusted, every applicant counted as the balancer), and
@@ -64,12 +64,19 @@ def client_address(
     return str(found)
 
 
-def rate_key(address: str) -> str:
+# An IPv6 client holds a /64 at least (a phone, a home), and often a /56 or a /48 (a home router
+# given a prefix to delegate, a site): 2^64 addresses in one, 65,536 /64s in a /48.
+SUBSCRIBER_PREFIX = 64
+SITE_PREFIX = 48
+
+
+def rate_key(address: str, ipv6_prefix: int = SUBSCRIBER_PREFIX) -> str:
     """What a rate limit counts an address by: an IPv4 address itself, an IPv6 address by its
-    /64 (a subscriber has 2^64 of them to rotate through)."""
+    network of `ipv6_prefix` bits (a /64 by default: a subscriber has 2^64 addresses in it to
+    rotate through)."""
     found = _address(address)
     if isinstance(found, IPv6Address):
-        return str(IPv6Network((found, 64), strict=False))
+        return str(IPv6Network((found, ipv6_prefix), strict=False))
     return str(found) if found is not None else address
 
 

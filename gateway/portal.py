@@ -56,9 +56,10 @@ from gateway.accounts import (
     new_browser_id,
     report_id_for,
 )
-from gateway.clients import Network, client_address, rate_key
+from gateway.clients import SITE_PREFIX, Network, client_address, rate_key
 from gateway.deps import Gateway, gateway
 from gateway.limits import RateLimiter
+from gateway.password_strength import own_words, too_guessable
 from runtime.logs import get_logger
 
 log = get_logger("gateway.portal")
@@ -156,16 +157,20 @@ class Portal:
     tokens: FormTokens
     register_limit: RateLimiter
     login_limit: RateLimiter
+    # Failed logins per network: an IPv6 client by its /48, which holds 65,536 /64s that each
+    # have a login allowance of their own, so a spray of one password over the published numbers
+    # from rotating /64s is held back. Failures only: phones of one carrier may share a /48.
+    network_failure_limit: RateLimiter
     send_limit: RateLimiter  # a logged-in applicant's forms to the engine, per account
     account_limit: RateLimiter
     trusted_proxies: tuple[Network, ...]
 
-    def client_key(self, request: Request) -> str:
+    def client_key(self, request: Request, ipv6_prefix: int = 64) -> str:
         """What the rate limits count the client of `request` by: its address through the
-        trusted balancers (gateway/clients.py), an IPv6 address by its /64."""
+        trusted balancers (gateway/clients.py), an IPv6 address by its /64 (or `ipv6_prefix`)."""
         peer = request.client.host if request.client else None
         forwarded = request.headers.getlist("x-forwarded-for")
-        return rate_key(client_address(peer, forwarded, self.trusted_proxies))
+        return rate_key(client_address(peer, forwarded, self.trusted_proxies), ipv6_prefix)
 
     def source(self, client_key: str) -> str:
         """A pseudonym of `client_key` for log lines: the same client gives the same one, and
@@ -182,6 +187,7 @@ class Portal:
             tokens=FormTokens.derived_from(gw.api.pseudonym_key),
             register_limit=RateLimiter(per_minute),
             login_limit=RateLimiter(per_minute),
+            network_failure_limit=RateLimiter(per_minute),
             send_limit=RateLimiter(per_minute),
             account_limit=RateLimiter(ACCOUNT_FAILURES_PER_MINUTE, burst=ACCOUNT_FAILURES_BURST),
             trusted_proxies=gw.settings.trusted_proxy_networks,
@@ -231,6 +237,12 @@ class Visit:
     def client_key(self) -> str:
         """What the rate limits count the client by (Portal.client_key)."""
         return self.portal.client_key(self.request)
+
+    @property
+    def network_key(self) -> str:
+        """What failed logins are counted by (Portal.network_failure_limit): the client's
+        address, an IPv6 address by its /48."""
+        return "masuk-jaringan:" + self.portal.client_key(self.request, SITE_PREFIX)
 
     @property
     def source(self) -> str:
@@ -369,6 +381,8 @@ def limited(
         text = "Terlalu banyak permintaan dari alamat Anda."
     elif what == "kirim":
         text = "Terlalu banyak formulir yang dikirim dari akun ini."
+    elif what == "masuk-jaringan":
+        text = "Terlalu banyak percobaan masuk yang gagal dari jaringan Anda."
     else:
         text = "Terlalu banyak percobaan masuk yang gagal untuk akun ini."
     return message(
@@ -885,6 +899,14 @@ async def register(request: Request, v: Visit = Depends(visit)) -> Response:
     checked = (reg.nik, reg.birth_date) if reg else ("", None)
     for field, texts in _password_errors(password, again, *checked).items():
         errors.setdefault(field, []).extend(texts)
+    if "password" not in errors:
+        # Scored only once the cheap rules take it: one reason is enough, and a password the
+        # rules refuse costs no scoring.
+        known = own_words(
+            values["nik"], values["name"], values["birth_date"], config.instansi, round_id
+        )
+        if (weak := await too_guessable(password, known)) is not None:
+            errors.setdefault("password", []).append(weak)
     if errors or reg is None:
         return _registration_form(v, config, state, values, errors, 422)
     refusals = registration_refusals(config, reg, now, state.schedule.registration.closes)
@@ -1086,7 +1108,7 @@ def _account_held(v: Visit, round_id: str, applicant_id: str, named_by: str) -> 
 @router.post("/masuk", response_class=HTMLResponse)
 async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     """Log in; the same answer for an unknown number and a wrong password. Limited per client
-    address and, for failures, per account; a form without its token costs no allowance (it
+    address and, for failures, per network (an IPv6 client's /48) and per account; a form without its token costs no allowance (it
     costs the gateway no more than a page), so nobody spends the applicants' by sending none."""
     form = await request.form()
     if v.nonce(form, "masuk") is None:
@@ -1101,7 +1123,10 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
     applicant_id = _applicant_id(v, round_id, number)
     shown = number if applicant_id and applicant_id == number.strip().upper() else ""
     named_by = "nik" if "".join(number.split()).isdigit() else "nomor"
+    if slow := limited(v, v.portal.network_failure_limit, "masuk-jaringan", v.network_key):
+        return slow
     if applicant_id is not None and (slow := _account_held(v, round_id, applicant_id, named_by)):
+        v.portal.network_failure_limit.refund(v.network_key)  # no password was checked
         return slow
     if applicant_id is None or not await v.portal.accounts.check_password(
         round_id, applicant_id, password
@@ -1115,6 +1140,7 @@ async def login(request: Request, v: Visit = Depends(visit)) -> Response:
             return await _login_form(v, round_id, shown, text, 410, zone=zone)
         return await _login_form(v, round_id, shown, LOGIN_FAILED, 401)
     v.portal.account_limit.refund(_account_key(round_id, applicant_id, named_by))  # failures only
+    v.portal.network_failure_limit.refund(v.network_key)
     token, _ = await v.portal.accounts.open_session(round_id, applicant_id)
     log.info("login", round_id=round_id, applicant_id=applicant_id)
     response = RedirectResponse("/status", 303)

@@ -989,12 +989,20 @@ async def test_a_setting_of_trusted_proxies_that_is_no_address_is_refused_by_nam
     assert settings.gateway_trusted_proxies == "10.0.0.5/32,10.1.0.0/16,fd00::/64"
 
 
-async def test_an_ipv6_client_is_counted_by_its_64(gateway_state, operator_api, tmp_path):
+async def test_an_ipv6_client_is_counted_by_its_64_and_its_failed_logins_by_its_48(
+    gateway_state, operator_api, tmp_path
+):
     round_id = await open_round(operator_api, tmp_path, "portal-v6")
     app = app_for(gateway_state, portal_rate_per_minute=2)
     rotating = [(f"2001:db8:1:2::{i:x}", None) for i in range(1, 4)]
     assert await _logins(app, round_id, rotating) == [401, 401, 429]
-    assert await _logins(app, round_id, [("2001:db8:1:3::1", None)]) == [401]
+    # Another /64 of the same /48 has logins of its own, but the /48's two failures are spent.
+    assert await _logins(app, round_id, [("2001:db8:1:3::1", None)]) == [429]
+    assert await _logins(app, round_id, [("2001:db8:2:3::1", None)]) == [401]
+    # Registrations stay counted by the /64.
+    async with client_on(app, ("2001:db8:1:4::1", 1)) as b:
+        data = {"round": round_id, "csrf_token": await _token(b, "/daftar", round_id)}
+        assert (await b.post("/daftar", data=data)).status_code == 422
 
 
 async def test_failed_logins_to_one_account_are_limited_from_any_address_and_logged_by_number(
