@@ -112,6 +112,11 @@ def create_app(gw: Gateway) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=_documented,
+        # No redirect of `/x/` to `/x`: Starlette builds its Location from the request's Host
+        # header and the scheme the gateway sees (http behind the TLS balancer), so a visitor
+        # was sent to plain http, or by a cache keyed without the Host to whatever host one
+        # client wrote. `/x/` is answered as any address no route serves: 404.
+        redirect_slashes=False,
     )
     _serve_openapi(app)
     serve_api_docs(app)

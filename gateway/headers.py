@@ -1,7 +1,7 @@
 """The headers every answer of the gateway carries: no page in another site's frame, no type
 guessed from content, no full URL sent to other sites, no cache keeping a visitor's page, and
 outside the embedded mode HTTPS only (HSTS); the public announcements, the same for everyone, are
-kept by any cache for a minute.
+kept by any cache for a minute (a 200 or a 304 only: never a redirect or an error).
 
 The pages are the gateway's own templates with one style sheet (/static/site.css) and no script,
 so the policy allows nothing else; the OpenAPI page (/api/docs, gateway/api_docs.py) runs Swagger
@@ -32,9 +32,14 @@ SHARED = ("/pengumuman", "/static/", DOCS_ASSETS + "/")
 ANNOUNCEMENTS = "/pengumuman"
 # An announcement's answer, kept by a CDN or a browser for a minute before it asks again (the
 # publication routes add an ETag, so asking again costs a 304): a later DIS or revocation shows
-# within the minute. An error (a publication not there yet, the database down) is kept by none.
-# The style sheet and Swagger UI's files carry StaticFiles' ETag and Last-Modified only.
+# within the minute. The style sheet and Swagger UI's files carry StaticFiles' ETag and
+# Last-Modified only.
 PAGE_CACHE = "public, max-age=60"
+# Only an answer itself, or its 304, is the same for everyone. An error (a publication not there
+# yet, the database down) is kept by none, and neither is a redirect: its Location may be made
+# from what the request said (Starlette's trailing-slash redirect built it from the client's Host
+# header), and a cache keyed without the Host would send everyone where one visitor wrote.
+SHARED_STATUSES = (200, 304)
 # Outside the embedded mode the gateway is reached over HTTPS (its cookies are Secure): a browser
 # that has seen this goes to HTTPS by itself for a year, so a first `http://` typed or linked is
 # not answered by whoever sits on the visitor's network (an SSL-stripping proxy on a cafe's Wi-Fi)
@@ -54,7 +59,7 @@ def security_headers(path: str, status: int = 200, hsts: bool = False) -> list[t
     ]
     if hsts:
         headers.append((b"strict-transport-security", HSTS.encode()))
-    if not path.startswith(SHARED) or status >= 400:
+    if not path.startswith(SHARED) or status not in SHARED_STATUSES:
         headers.append((b"cache-control", b"no-store"))
     elif path.startswith(ANNOUNCEMENTS):
         headers.append((b"cache-control", PAGE_CACHE.encode()))
