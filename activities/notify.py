@@ -15,7 +15,10 @@ row written before notices existed is delivered with the text it recorded.
 
 A row's text and facts are sealed (migration 007, runtime/sealed.py: they repeat what reports
 said, such as each failing document's reason, and the NIP), so the deliverer opens them with the
-payload key set. A row from before, in clear, is delivered as it is and emptied once delivered.
+payload key set. A row in clear (`sealed` NULL) is delivered only when it was written before
+sealing began (its created_at before migration 007's applied_at in schema_migrations), and emptied
+once delivered. Any other row in clear was written by no journey (every row a journey has written
+since is sealed and bound to its row): it is given up at once, never sent (`NOT_SEALED`).
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ def retry_delay(attempts: int) -> timedelta:
 
 @dataclass(frozen=True)
 class DeliveryPass:
-    """What one pass did: rows delivered, failed (to be tried again), given up; the rows
+    """What one pass did: rows delivered, failed (to be tried again), given up (`refused` of
+    them: in clear, written by no journey); the rows
     (of its round, or all) that wait for their next attempt after it; and the rows it found due
     (`due`, at most its batch: a full batch says more may be due now)."""
 
@@ -114,6 +118,7 @@ class DeliveryPass:
     given_up: int = 0
     waiting: int = 0
     due: int = 0
+    refused: int = 0  # of `given_up`: rows in clear that no journey sealed, never handed over
 
 
 # Rows due: never tried first (a head of failing rows cannot hold them back), then by when due.
@@ -127,8 +132,12 @@ ORDER BY next_attempt_at NULLS FIRST, created_at LIMIT $1
 
 # The row again, locked for its hand-over: skipped when another deliverer holds it, or has
 # delivered it or failed it since it was listed.
+# `before_sealing`: written before migration 007 began sealing the rows (false when unknown).
 _CLAIM = """
-SELECT round_id, applicant_id, key, text, notice, sealed, attempts FROM notifications
+SELECT round_id, applicant_id, key, text, notice, sealed, attempts,
+    coalesce(created_at < (SELECT applied_at FROM schema_migrations WHERE version = 7), false)
+        AS before_sealing
+FROM notifications
 WHERE round_id = $1 AND applicant_id = $2 AND key = $3
   AND delivered_at IS NULL AND given_up_at IS NULL
   AND (next_attempt_at IS NULL OR next_attempt_at <= now())
@@ -140,6 +149,15 @@ _DELIVERED = """
 UPDATE notifications SET delivered_at = now(), text = '', notice = NULL
 WHERE round_id = $1 AND applicant_id = $2 AND key = $3
 """
+
+# A row in clear written after sealing began: given up without a hand-over (its text is kept,
+# for a person to look at).
+_REFUSED = """
+UPDATE notifications SET given_up_at = now()
+WHERE round_id = $1 AND applicant_id = $2 AND key = $3
+"""
+
+NOT_SEALED = "NotSealed"
 
 _FAILED = """
 UPDATE notifications SET attempts = $4, next_attempt_at = now() + $5::interval,
@@ -173,8 +191,9 @@ async def deliver_pass(
     dies releases it with its connection (no lease to expire). A row that fails waits
     `retry_delay(attempts)` before it is due again; after `max_attempts` it is given up (kept,
     never deleted) and logged once as a warning. Each text is rendered in `language`; sealed rows
-    are opened with `cipher` (a row that cannot be opened fails). Once `stop` is set, the pass
-    ends after the row in flight.
+    are opened with `cipher` (a row that cannot be opened fails). A row in clear written after
+    sealing began is given up at once, never handed over, and logged so (`refused`). Once `stop`
+    is set, the pass ends after the row in flight.
 
     `handed_over` is the caller's memory of rows handed over whose mark has not committed: a row
     is added once the transport took it and removed once its mark committed. A pass cut between
@@ -213,7 +232,7 @@ async def _deliver_pass(
     max_attempts: int,
     handed_over: set[tuple[str, str, str]] | None,
 ) -> DeliveryPass:
-    delivered = failed = given_up = 0
+    delivered = failed = given_up = refused = 0
     sent = set() if handed_over is None else handed_over
     async with pool.acquire() as conn:
         try:
@@ -230,6 +249,12 @@ async def _deliver_pass(
                     where = (r["round_id"], r["applicant_id"], r["key"])
                     if where in sent:
                         _log_marked_late(where)
+                    elif r["sealed"] is None and not r["before_sealing"]:
+                        await conn.execute(_REFUSED, *where)
+                        _log_refused(r)
+                        given_up += 1
+                        refused += 1
+                        continue
                     else:
                         try:
                             text = _row_text(r, cipher, language)
@@ -262,7 +287,7 @@ async def _deliver_pass(
             raise asyncpg.ConnectionDoesNotExistError(
                 f"the connection to the database was lost during the pass ({exc})"
             ) from exc
-    return DeliveryPass(delivered, failed, given_up, waiting, len(rows))
+    return DeliveryPass(delivered, failed, given_up, waiting, len(rows), refused)
 
 
 def _closed_under_us(conn: asyncpg.Connection) -> bool:
@@ -282,6 +307,20 @@ def _log_marked_late(where: tuple[str, str, str]) -> None:
         applicant_id=where[1],
         key=where[2],
         note="handed over before the connection was lost; not sent again",
+    )
+
+
+def _log_refused(r: asyncpg.Record) -> None:
+    """A row in clear that no journey sealed, given up without a hand-over: a warning naming the
+    row, never its text (whoever wrote it chose it)."""
+    log.warning(
+        "notification given up",
+        round_id=r["round_id"],
+        applicant_id=r["applicant_id"],
+        key=r["key"],
+        attempts=r["attempts"],
+        error=NOT_SEALED,
+        reason="written in clear after sealing began (migration 007): no journey wrote it",
     )
 
 

@@ -336,6 +336,7 @@ async def deliver_until_stopped(
             count=done.delivered,
             failed=done.failed,
             given_up=done.given_up,
+            refused=done.refused,
             waiting=done.waiting,
             transport=transport,
         )

@@ -675,9 +675,10 @@ async def notifier_database(stack, stack_settings):
         await apply_migrations(dsn)
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(
-                "INSERT INTO notifications (round_id, applicant_id, key, text) "
-                "VALUES ('compose', 'A0001', 'registered', 'terdaftar')"
+            await conn.execute(  # in clear, as written before sealing began (migration 007)
+                "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+                "SELECT 'compose', 'A0001', 'registered', 'terdaftar', applied_at - "
+                "interval '1 day' FROM schema_migrations WHERE version = 7"
             )
         finally:
             await conn.close()

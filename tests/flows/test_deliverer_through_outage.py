@@ -205,9 +205,10 @@ async def test_the_deliverer_command_keeps_running_through_a_killed_postgresql(o
     async def insert(applicant_id: str) -> None:
         conn = await asyncpg.connect(info.database_url)
         try:
-            await conn.execute(
-                "INSERT INTO notifications (round_id, applicant_id, key, text) "
-                "VALUES ($1, $2, 'registered', 'hai')",
+            await conn.execute(  # in clear, as written before sealing began (migration 007)
+                "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+                "SELECT $1, $2, 'registered', 'hai', applied_at - interval '1 day' "
+                "FROM schema_migrations WHERE version = 7",
                 round_id,
                 applicant_id,
             )

@@ -166,9 +166,10 @@ async def test_failing_rows_ahead_wait_their_turn_and_are_given_up_after_the_las
             "VALUES ($1, $2, 'registered', '', $3, now() - interval '1 day')",
             [(stuck, f"P{i:04d}", b"\x00" * 48) for i in range(501)],
         )
-        await pool.execute(
-            "INSERT INTO notifications (round_id, applicant_id, key, text) "
-            "VALUES ($1, 'G1', 'registered', 'hai')",
+        await pool.execute(  # in clear, as written just before sealing began (migration 007)
+            "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+            "SELECT $1, 'G1', 'registered', 'hai', applied_at - interval '1 ms' "
+            "FROM schema_migrations WHERE version = 7",
             good,
         )
         passes = [

@@ -66,7 +66,10 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
     pool = await open_pool(stack.database_url, max_size=2)
     try:
         await pool.executemany(
-            "INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, $2, $3, $4)",
+            # In clear, as written before sealing began (migration 007): delivered as they are.
+            "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+            "SELECT $1, $2, $3, $4, applied_at - interval '1 day' FROM schema_migrations "
+            "WHERE version = 7",
             [
                 (round_id, "APPLICANT1", k, f"text {k}")
                 for k in ("registered", "admin-MS", "skd-P/L")
@@ -92,7 +95,9 @@ async def test_each_notification_is_delivered_once_and_a_failure_is_retried(stac
         assert undelivered == 0
 
         await pool.execute(
-            "INSERT INTO notifications (round_id, applicant_id, key, text) VALUES ($1, 'A2', 'k', 't')",
+            "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+            "SELECT $1, 'A2', 'k', 't', applied_at - interval '1 day' FROM schema_migrations "
+            "WHERE version = 7",
             round_id,
         )
         path = tmp_path / "out.jsonl"

@@ -51,8 +51,10 @@ async def test_serve_with_worker_delivers_notifications_and_stops_on_sigterm(ser
     conn = await asyncpg.connect(info.database_url)
     try:
         await conn.execute(
-            "INSERT INTO notifications (round_id, applicant_id, key, text) "
-            "VALUES ($1, 'S1', 'registered', 'hai')",
+            # In clear, as written before sealing began (migration 007): delivered as it is.
+            "INSERT INTO notifications (round_id, applicant_id, key, text, created_at) "
+            "SELECT $1, 'S1', 'registered', 'hai', applied_at - interval '1 day' "
+            "FROM schema_migrations WHERE version = 7",
             round_id,
         )
     finally:
