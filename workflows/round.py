@@ -117,6 +117,7 @@ with workflow.unsafe.imports_passed_through():
         APPEAL_DAYS_END_AT_MIDNIGHT,
         COMMANDS_AFTER_RUN_BEGINS,
         CONTINUE_IN_ITS_OWN_TASK,
+        FILING_CLOSE_RECORDED,
         FINAL_SANGGAH,
         FORMASI_STARTED_TOGETHER,
         LATE_TAKER_FILING_TIME,
@@ -334,6 +335,21 @@ class RecruitmentRound:
         # Every seat given up before filing closes goes to the next in the pool; offers made
         # before the close are answered before it takes effect.
         await self._until_closed(RoundPhase.FILING, each_wake=self._optimalisasi)
+        if workflow.patched(FILING_CLOSE_RECORDED):
+            # Recorded as every window before it is: the moment it took effect, which is after
+            # its scheduled close when an offer's answer was waited for.
+            phase = RoundPhase.FILING
+            self.closed.append(phase)
+            self.closed_at[phase] = workflow.now()
+            self._decide(
+                phase,
+                "window closed",
+                "schedule",
+                {
+                    "early": self.early.get(phase),
+                    "scheduled": self.schedule.filing.closes.isoformat(),
+                },
+            )
         await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
 
     async def _to_the_close(self) -> RoundState:

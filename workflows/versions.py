@@ -512,3 +512,10 @@ SEAT_BACK_TO_ENDED_ROUND = "seat-back-to-ended-round"
 # still TL, so the withdrawal carried no bar: the order in which the run woke decided the sanction
 # (review of 12-08). Asked only in that race; journeys before it judged the ending on TL.
 ACCEPTED_BEFORE_ENDING = "accepted-before-ending"
+
+# The round records filing's close as it records every window's before it ("window closed", with
+# the scheduled close beside it), at the moment it took effect: after the scheduled close when an
+# optimalisasi offer's answer was waited for. Nothing recorded it, so `starter.py status` showed
+# the scheduled close, hours or days before the real one (review of 12-08). Asked when filing
+# closes; rounds recorded before it record nothing there.
+FILING_CLOSE_RECORDED = "filing-close-recorded"

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import pytest
 
+from client.status import build_round_view
 from domain.codes import FinalCode, Stage, Terminal
 from domain.messages import FilingReport, OfferAnswer
 from tests.timeskip.test_offer_deadline import _to_optimalisasi
@@ -71,7 +72,15 @@ async def _x3_takes_the_seat_after_the_close(kit, round_id: str):
         s = await kit.round_state(round_id)
         return s if s.phase == "latsar" else None
 
-    await kit.until(closed, "filing's close, once X3 answered")
+    state = await kit.until(closed, "filing's close, once X3 answered")
+    # The round records filing's close when it took effect, after the scheduled one (patch
+    # filing-close-recorded), and the status view shows that moment.
+    [close] = [d for d in state.decisions if (d.stage, d.outcome) == ("filing", "window closed")]
+    assert timedelta(0) <= close.at - ack.recorded_at < timedelta(minutes=5), close
+    assert close.input["scheduled"] == (t0 + timedelta(days=75)).isoformat()
+    view = build_round_view(await kit.api.round_config(round_id), state, await kit.now())
+    [filing] = [w for w in view.windows if w.name == "filing"]
+    assert (filing.state, filing.closed_at) == ("ditutup", close.at), filing
     return ids, t0, ack.recorded_at
 
 
