@@ -27,6 +27,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.ids import round_workflow_id
 
+# The workflow type of an applicant's aftermath (workflows/aftermath.py), which never ends.
+AFTERMATH_TYPE = "ApplicantAftermath"
 DEFAULT_RETENTION_DAYS = 400  # the Temporal namespace's retention (docs/OPERATIONS.md 1, 4)
 MAX_RETENTION_DAYS = 3650
 DEFAULT_BATCH = 2000
@@ -155,7 +157,8 @@ class RoundEnd:
     once Temporal has deleted the round's workflow)."""
 
     round_id: str
-    running: int  # workflows of the round still running (the round's own among them)
+    running: int  # workflows of the round still running (the round's own among them), but
+    # its applicants' aftermaths (AFTERMATH_TYPE)
     ended_at: datetime | None
     source: str  # where ended_at comes from, for the operator
 
@@ -189,9 +192,15 @@ class PurgeRecord:
 async def round_end(client: Client, conn: asyncpg.Connection, round_id: str) -> RoundEnd:
     """How the round stands in Temporal: running workflows of the round (visibility's
     `RoundId`), and the round workflow's close time. Once the namespace's retention has deleted
-    it, the end is the read model's last write for the round; with neither, PurgeRefused."""
+    it, the end is the read model's last write for the round; with neither, PurgeRefused.
+
+    An applicant's aftermath (a DIS or dismissal after the journey ended) is not counted: it runs
+    for as long as such a report may still come, years after the round, and writes only its own
+    applicant's decisions, notification and revocation, none of them what a purge cleared but the
+    notification, which a later purge clears (docs/OPERATIONS.md 8.4)."""
     running = await client.count_workflows(
-        f"RoundId = '{round_id}' AND ExecutionStatus = 'Running'"
+        f"RoundId = '{round_id}' AND ExecutionStatus = 'Running' "
+        f"AND WorkflowType != '{AFTERMATH_TYPE}'"
     )
     try:
         described = await client.get_workflow_handle(round_workflow_id(round_id)).describe()
@@ -229,7 +238,8 @@ def refusal(end: RoundEnd, retention: timedelta, now: datetime, override: str | 
     if end.running:
         return (
             f"round {end.round_id} is still running ({end.running} workflows of it run); purge "
-            "it once the round's workflow and its journeys have ended"
+            "it once the round's workflow and its journeys have ended (its applicants' "
+            "aftermaths are not counted)"
         )
     assert end.ended_at is not None
     allowed = end.ended_at + retention
