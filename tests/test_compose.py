@@ -299,13 +299,39 @@ def test_worker_gets_temporal_address_and_database_url(services):
     assert "@readmodel-db:" in env["CASN_DATABASE_URL"]
 
 
-def test_worker_is_replicated_and_shares_the_keys(services):
-    worker = services["worker"]
-    env = _environment(worker)
+# Who holds each key: docs/OPERATIONS.md section 3's table, as the code reads them. The payload key
+# decrypts payloads and sealed rows (runtime/connection.py, runtime/sealed.py, the codec); only a
+# gateway turns a NIK into a registration number (gateway/portal.py, operator_api.py,
+# service_api.py); bundles are signed on the instansi's export host, which is no service here;
+# the migrate one-shot reads no key.
+KEY_HOLDERS = {
+    "CASN_PAYLOAD_KEY": {"worker", "notifier", "gateway", "codec"},
+    "CASN_PSEUDONYM_KEY": {"gateway"},
+    "CASN_SIGNING_KEY": set(),
+}
 
-    assert worker["deploy"]["replicas"] >= 2
-    for key in ("CASN_PAYLOAD_KEY", "CASN_PSEUDONYM_KEY", "CASN_SIGNING_KEY"):
-        assert env[key].startswith(f"${{{key}:?"), f"{key} must be required, not defaulted"
+
+def test_worker_is_replicated(services):
+    assert services["worker"]["deploy"]["replicas"] >= 2
+
+
+def test_each_key_goes_only_to_the_services_operations_section_3_names(services):
+    """A gateway taken over holds no signing key; a worker, the notifier or migrate taken over
+    holds no pseudonym key (which would let its holder turn NIKs into registration numbers)."""
+    given = {
+        key: {name for name, s in services.items() if key in _environment(s)} for key in KEY_HOLDERS
+    }
+
+    assert given == KEY_HOLDERS
+    for key, holders in KEY_HOLDERS.items():
+        for name in holders:
+            value = _environment(services[name])[key]
+            assert value.startswith(f"${{{key}:?"), f"{name}: {key} must be required"
+    guide = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    assert re.search(r"\| pseudonym key `CASN_PSEUDONYM_KEY` \| gateways,.*never workers", guide)
+    assert re.search(
+        r"\| bundle signing key `CASN_SIGNING_KEY` \| the instansi's export host", guide
+    )
 
 
 def test_one_notifier_delivers_with_the_workers_settings_onto_a_volume(compose, services):
