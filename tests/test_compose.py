@@ -383,6 +383,22 @@ def test_ui_is_read_only_and_decodes_through_the_codec_service(services):
     assert set(codec) & {"CASN_PSEUDONYM_KEY", "CASN_SIGNING_KEY"} == set()  # decode only
 
 
+def test_every_published_port_is_bound_to_this_host_only(services):
+    """The gateways, the Web UI (no login of its own), the codec, Temporal, the read model and
+    Prometheus speak plain HTTP, gRPC or PostgreSQL: none is published on another interface; a
+    TLS proxy on the host fronts what is reached from elsewhere (OPERATIONS 1, step 5)."""
+    published = {name: [str(entry) for entry in s.get("ports", [])] for name, s in services.items()}
+
+    assert {"gateway", "temporal-ui", "codec"} <= {name for name, p in published.items() if p}
+    for name, entries in published.items():
+        for entry in entries:
+            assert entry.startswith("127.0.0.1:") and entry.count(":") == 2, f"{name}: {entry}"
+    guide = " ".join((ROOT / "docs" / "OPERATIONS.md").read_text().split())
+    assert "**The Web UI has no login of its own**" in guide
+    assert "authenticating proxy" in guide and "OIDC" in guide
+    assert "set `UI_PUBLIC_URL` and `CODEC_PUBLIC_URL` to their **https** addresses" in guide
+
+
 def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
