@@ -399,6 +399,18 @@ def test_every_published_port_is_bound_to_this_host_only(services):
     assert "set `UI_PUBLIC_URL` and `CODEC_PUBLIC_URL` to their **https** addresses" in guide
 
 
+def test_database_healthchecks_ask_over_tcp(services):
+    """On a new volume the PostgreSQL image runs its init scripts on a temporary server that
+    listens on the Unix socket only (listen_addresses=''): a probe over the socket would call it
+    ready and let `migrate` or the schema one-shot start before init.sql made the roles."""
+    databases = {name for name, s in services.items() if s["image"].startswith("postgres:")}
+
+    assert databases == {"temporal-db", "readmodel-db"}
+    for name in databases:
+        probe = " ".join(services[name]["healthcheck"]["test"][1:])
+        assert re.search(r"\bpg_isready -h 127\.0\.0\.1 -p 5432 ", probe), f"{name}: {probe}"
+
+
 def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
