@@ -411,6 +411,51 @@ def test_database_healthchecks_ask_over_tcp(services):
         assert re.search(r"\bpg_isready -h 127\.0\.0\.1 -p 5432 ", probe), f"{name}: {probe}"
 
 
+def _section(guide: str, heading: str) -> str:
+    """One section of a document: from its heading to the next heading of its level."""
+    level = heading.split(" ")[0]
+    start = guide.index(heading + "\n")
+    end = guide.find(f"\n{level} ", start + len(heading))
+    return guide[start : end if end != -1 else len(guide)]
+
+
+def test_both_databases_archive_their_wal_into_a_volume_of_their_own(compose, services):
+    """OPERATIONS 4 promises base backups and point-in-time restore of both databases: each
+    server archives every WAL segment into a named volume other than its data's, OPERATIONS 4
+    gives the base backup and restore commands for that path, and the notifier's volume, which
+    holds notifications already marked delivered, is in its table."""
+    guide = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    backup = _section(guide, "## 4. Back up and restore")
+    table = [line for line in backup.splitlines() if line.startswith("| ")]
+
+    for name, superuser in (("temporal-db", "temporal"), ("readmodel-db", "postgres")):
+        db = services[name]
+        command = db.get("command", [])
+        assert command[:1] == ["postgres"], f"{name}: the server's settings are not in its command"
+        settings = dict(
+            command[i + 1].split("=", 1) for i, part in enumerate(command) if part == "-c"
+        )
+        volumes = dict(v.split(":")[:2] for v in db["volumes"] if not v.startswith("."))
+        [archive] = re.findall(r"cp %p (/\S+)/%f$", settings.get("archive_command", ""))
+        [mounted] = [v for v, target in volumes.items() if archive.startswith(target + "/")]
+
+        assert settings["archive_mode"] == "on" and settings["wal_level"] in ("replica", "logical")
+        assert mounted in compose["volumes"] and volumes[mounted] != "/var/lib/postgresql", name
+        assert volumes.get(name) == "/var/lib/postgresql", name  # the data, apart from it
+        assert archive in " ".join(db["entrypoint"]), (
+            f"{name}: the archive is not made the server's"
+        )
+        assert re.search(
+            rf"docker compose exec -T -u postgres {name} pg_basebackup -U {superuser} \\\n"
+            rf"\s+-D {volumes[mounted]}/base/",
+            backup,
+        ), name
+    assert "restore_command = '\\''cp $A/wal/%f %p'\\''" in backup
+    assert "A=/var/lib/postgresql-archive" in backup and "recovery.signal" in backup
+    assert any(line.startswith("| `notifier-data` volume |") for line in table)
+    assert "notifier-data" in compose["volumes"]
+
+
 def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
