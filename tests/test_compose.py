@@ -30,7 +30,7 @@ import yaml
 from domain.signing import Signer
 from runtime.embedded import OWNER_ROLE, admin_database_url, owner_database_url
 from runtime.migrate import GATEWAY_ROLE, RUNTIME_ROLE, apply_migrations
-from runtime.settings import Settings
+from runtime.settings import TEMPORAL_TLS, Settings
 from tests.forked import DRIVER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +260,9 @@ def test_secrets_come_from_files_or_the_environment(compose, services):
             if variable.endswith("_FILE"):
                 assert value.startswith("/run/secrets/"), f"{name}: {variable}={value}"
                 assert value.removeprefix("/run/secrets/") in mounted, f"{name}: {variable}"
+            elif SECRET_NAME.search(variable) and value.startswith("/run/secrets/"):
+                # a key file's path (Temporal's TLS settings): a secret mounted there
+                assert value.removeprefix("/run/secrets/") in mounted, f"{name}: {variable}"
             elif SECRET_NAME.search(variable):
                 assert FROM_ENVIRONMENT.match(value), f"{name}: {variable} has a literal value"
             assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), f"{name}: password in {variable}"
@@ -344,7 +347,10 @@ def test_one_notifier_delivers_with_the_workers_settings_onto_a_volume(compose, 
 
     assert notifier["command"] == ["casn-worker", "deliver-notifications"]
     assert {k: str(v) for k, v in compose["x-casn-env"].items()}.items() <= env.items()
-    assert notifier["secrets"] == ["readmodel_db_runtime_password"]
+    assert notifier["secrets"] == worker["secrets"]  # the runtime role's and Temporal's mTLS
+    assert [s for s in notifier["secrets"] if s.startswith("readmodel_db_")] == [
+        "readmodel_db_runtime_password"
+    ]
     assert notifier["depends_on"] == worker["depends_on"]
     assert notifier["deploy"]["replicas"] == 1
     assert notifier["stop_grace_period"] and notifier["restart"] == "unless-stopped"
@@ -456,6 +462,90 @@ def test_both_databases_archive_their_wal_into_a_volume_of_their_own(compose, se
     assert "notifier-data" in compose["volumes"]
 
 
+def _networks(service: dict) -> set[str]:
+    return set(service.get("networks") or [])
+
+
+def test_the_gateway_reaches_only_the_frontend_and_the_read_model(compose, services):
+    """Every service is on networks the file names (none on the implicit default one): the
+    internet-facing gateway shares a network only with the Temporal frontend and the read model,
+    which it must reach, and Prometheus, which scrapes it; Temporal's database only with the
+    server and its schema one-shot; the codec with nothing."""
+    declared = set(compose.get("networks") or {})
+    for name, service in services.items():
+        assert _networks(service), f"{name}: on the default network, which every service shares"
+        assert _networks(service) <= declared, name
+    peers = {
+        name: {other for other, s in services.items() if other != name and _networks(s) & nets}
+        for name, nets in ((name, _networks(s)) for name, s in services.items())
+    }
+
+    assert peers["gateway"] == {"temporal", "readmodel-db", "prometheus"}
+    assert peers["temporal-db"] == {"temporal", "temporal-schema"}
+    assert peers["codec"] == set()
+
+
+# The services that connect to the Temporal frontend, and the variables of their TLS settings:
+# the engine's own (runtime/settings.py TEMPORAL_TLS), the temporal CLI's in the admin tools, the
+# Web UI's.
+TEMPORAL_CLIENTS = {
+    "worker": TEMPORAL_TLS,
+    "notifier": TEMPORAL_TLS,
+    "gateway": TEMPORAL_TLS,
+    "temporal-namespace": {
+        "temporal_tls_ca_file": "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+        "temporal_tls_cert_file": "TEMPORAL_TLS_CLIENT_CERT_PATH",
+        "temporal_tls_key_file": "TEMPORAL_TLS_CLIENT_KEY_PATH",
+        "temporal_tls_server_name": "TEMPORAL_TLS_SERVER_NAME",
+    },
+    "temporal-ui": {
+        "temporal_tls_ca_file": "TEMPORAL_TLS_CA",
+        "temporal_tls_cert_file": "TEMPORAL_TLS_CERT",
+        "temporal_tls_key_file": "TEMPORAL_TLS_KEY",
+        "temporal_tls_server_name": "TEMPORAL_TLS_SERVER_NAME",
+    },
+}
+
+
+def test_the_temporal_frontend_requires_a_client_certificate_every_client_presents(
+    compose, services
+):
+    """The frontend takes only clients with a certificate of the deployment's CA (mTLS, its
+    files as secrets), and every service that connects to it presents a client pair of that CA
+    and checks the server's certificate for the name it is reached by. OPERATIONS 1.2 says what
+    stays open: no authorization beyond the certificate."""
+    server, mounted = (
+        _environment(services["temporal"]),
+        set(services["temporal"].get("secrets", [])),
+    )
+    files = ("SERVER_CERT", "SERVER_KEY", "SERVER_CA_CERT", "FRONTEND_CERT", "FRONTEND_KEY")
+
+    assert server.get("TEMPORAL_TLS_REQUIRE_CLIENT_AUTH") == "true"
+    for setting in [f"TEMPORAL_TLS_{f}" for f in files] + ["TEMPORAL_TLS_CLIENT1_CA_CERT"]:
+        assert server.get(setting, "").removeprefix("/run/secrets/") in mounted, setting
+    ca = server["TEMPORAL_TLS_CLIENT1_CA_CERT"]
+    assert "TEMPORAL_TLS_CLIENT2_CA_CERT" not in server
+    assert server["TEMPORAL_TLS_FRONTEND_DISABLE_HOST_VERIFICATION"] == "false"
+    for name, variables in TEMPORAL_CLIENTS.items():
+        env, secrets = _environment(services[name]), set(services[name].get("secrets", []))
+        address = env.get("CASN_TEMPORAL_ADDRESS", env.get("TEMPORAL_ADDRESS", ""))
+        assert address == "temporal:7233", name
+        assert env.get(variables["temporal_tls_ca_file"]) == ca, f"{name}: not the server's CA"
+        for setting in ("temporal_tls_cert_file", "temporal_tls_key_file"):
+            path = env.get(variables[setting], "")
+            assert path.startswith("/run/secrets/temporal_"), f"{name}: {variables[setting]}"
+            assert path.removeprefix("/run/secrets/") in secrets, f"{name}: {path}"
+            assert path not in server.values(), f"{name}: the server's own pair"
+        assert env.get(variables["temporal_tls_server_name"]) == address.split(":")[0], name
+    for name in set(services) - set(TEMPORAL_CLIENTS) - {"temporal"}:
+        if _networks(services[name]) & _networks(services["temporal"]):
+            assert name in {"temporal-schema", "temporal-db", "readmodel-db", "migrate",
+                            "prometheus"}, f"{name} reaches the frontend: give it mTLS"  # fmt: skip
+    guide = " ".join((ROOT / "docs" / "OPERATIONS.md").read_text().split())
+    assert "### 1.2 Temporal's mTLS, and what stays open" in guide
+    assert "There is no authorization on the frontend" in guide
+
+
 def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
@@ -487,8 +577,60 @@ OPERATOR_VARIABLES = {
 REQUIRED = re.compile(r"^\$\{([A-Z_]+):\?[^}]*\}$")
 
 
+def _temporal_pki() -> dict[str, str]:
+    """Temporal's mTLS files as OPERATIONS 1.2 makes them: a CA, and a client pair it signed."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject: str, key, issuer: str, signer, ca: bool, usage=None) -> bytes:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        cert = builder.sign(signer, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    ca_key, client_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    client_usage = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return {
+        "temporal_ca": certificate(
+            "casn temporal CA", ca_key, "casn temporal CA", ca_key, True
+        ).decode(),
+        "temporal_client_cert": certificate(
+            "temporal-client", client_key, "casn temporal CA", ca_key, False, client_usage
+        ).decode(),
+        "temporal_client_key": client_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+    }
+
+
+TEMPORAL_PKI = _temporal_pki()
+
+
 def _secret_text(name: str) -> str:
     """A file of the kind each compose secret is (the file's header and docs/OPERATIONS.md)."""
+    if name in TEMPORAL_PKI:
+        return TEMPORAL_PKI[name]
     digest = f'"sha256:{hashlib.sha256(b"token").hexdigest()}"'
     texts = {
         "readmodel_db_runtime_password": "a-password\n",
@@ -632,6 +774,11 @@ def _on_the_stack(
         (secrets / "readmodel_db_owner_password").write_text(_password_of(owner_url) + "\n")
     assert env["CASN_TEMPORAL_ADDRESS"] == "temporal:7233"
     env["CASN_TEMPORAL_ADDRESS"] = stack.temporal_address
+    # The session's Temporal dev server serves plain gRPC: the compose file's mTLS settings are
+    # checked by test_the_temporal_frontend_requires_a_client_certificate_every_client_presents
+    # and used by test_worker_notifier_and_gateway_take_the_environment_compose_gives_them.
+    for variable in TEMPORAL_TLS.values():
+        env.pop(variable, None)
     return env
 
 
