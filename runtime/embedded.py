@@ -129,11 +129,15 @@ async def ensure_stack(settings: Settings, *, role: str = RUNTIME_ROLE) -> Stack
     `role` is the read model's role the calling process connects as: RUNTIME_ROLE, or GATEWAY_ROLE
     for a gateway. Embedded, StackInfo.database_url is that role's; otherwise CASN_DATABASE_URL's
     role must be it (or be granted it). Safe to call from several processes at once: a lock file
-    under data_dir makes them take turns, so there is never a second copy of a server.
+    under data_dir makes them take turns, so there is never a second copy of a server. With
+    both servers configured there is nothing to start: nothing is written under data_dir (a
+    container's root is read-only, docker-compose.yml).
     """
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    async with _stack_lock(data_dir):
+    embedded = settings.embedded_temporal or settings.embedded_postgres
+    if embedded:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    async with _stack_lock(data_dir) if embedded else contextlib.nullcontext():
         if settings.embedded_temporal:
             temporal_address, started_temporal = await _ensure_temporal(settings, data_dir)
             ui_url = f"http://127.0.0.1:{settings.temporal_ui_port}"

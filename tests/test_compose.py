@@ -546,6 +546,44 @@ def test_the_temporal_frontend_requires_a_client_certificate_every_client_presen
     assert "There is no authorization on the frontend" in guide
 
 
+def test_the_engine_containers_are_hardened(services):
+    """Each engine container has a read-only root with /tmp in memory, no capability and no
+    privilege to gain; what it writes (the notifier's CASN_DATA_DIR) is a named volume. The
+    databases keep a writable root (their entrypoint runs as root, then as postgres)."""
+    for name, service in _project_services(services).items():
+        env = _environment(service)
+        assert service.get("read_only") is True, name
+        assert "/tmp" in service.get("tmpfs", []), name
+        assert service.get("cap_drop") == ["ALL"] and not service.get("cap_add"), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        targets = {v.split(":")[1] for v in service.get("volumes", []) if not v.startswith(".")}
+        writes = {"notifier": {env.get("CASN_DATA_DIR")}}.get(name, set())
+        assert writes <= targets, f"{name} writes {writes - targets} on a read-only root"
+    for name in ("temporal-db", "readmodel-db"):
+        assert not services[name].get("read_only"), name
+
+
+def _bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg]?)b?", str(size).lower()).groups()
+    return int(float(number) * 1024 ** " kmg".index(unit or " "))
+
+
+def test_worker_gateway_and_notifier_have_the_limits_operations_6_sizes(services):
+    """A runaway replica (a cache grown past its size, hashes piling up) is stopped by its own
+    limit, not by the host's OOM killer picking a database. The worker's limit holds the ~1.6 GB
+    OPERATIONS 6.5 gives one process at the default cache, on one core."""
+    for name in ("worker", "gateway", "notifier"):
+        service = services[name]
+        assert float(service.get("cpus", 0)) > 0, f"{name}: no cpus limit"
+        assert _bytes(service.get("mem_limit", "0")) > 0, f"{name}: no mem_limit"
+    worker = services["worker"]
+    cached = Settings.model_fields["worker_max_cached_workflows"].default
+    assert (cached, float(worker["cpus"])) == (10_000, 1.0)
+    assert 1.6e9 <= _bytes(worker["mem_limit"]) <= 3.2e9  # 6.5: ~1.6 GB; <= 3 GB at 20,000
+    guide = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    assert "10,000 cached × 145 KB + 177 MiB base (6.1) | ~1.6 GB" in guide
+
+
 def test_prometheus_scrapes_every_worker_notifier_and_gateway_replica(services):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
     discovered = {
@@ -743,6 +781,15 @@ def test_the_codec_service_serves_what_its_healthcheck_asks(compose, services, t
     env = _container_environment(compose, "codec", tmp_path)
 
     _answers_its_healthcheck(services["codec"], env, "CASN_CODEC_PORT", tmp_path)
+    _wrote_nothing(env, tmp_path)
+
+
+def _wrote_nothing(env: dict[str, str], folder: Path) -> None:
+    """The service, run until it answered its healthcheck, left nothing in its data directory
+    (the image's /var/lib/casn, also its working directory) nor beside the secrets: on the
+    compose file's read-only root it could not have."""
+    assert list(Path(env["CASN_DATA_DIR"]).iterdir()) == []
+    assert {path.name for path in folder.iterdir()} == {"run-secrets", "var-lib-casn"}
 
 
 def _password_of(url: str) -> str:
@@ -798,6 +845,7 @@ async def test_worker_and_gateway_serve_what_their_healthchecks_ask(
     env["CASN_TASK_QUEUE"] = f"compose-{name}-{os.getpid()}"
 
     await asyncio.to_thread(_answers_its_healthcheck, services[name], env, port_setting, tmp_path)
+    _wrote_nothing(env, tmp_path)
 
 
 def test_the_read_model_roles_are_not_the_images_superuser(services):
