@@ -90,11 +90,15 @@ WITH src AS (
         panellists = EXCLUDED.panellists, version = EXCLUDED.version
     WHERE panel_seats.version < EXCLUDED.version
 )
-INSERT INTO notifications (round_id, applicant_id, key, text, sealed)
-SELECT x.round_id, x.applicant_id, x.key, '', decode(x.sealed, 'base64')
-FROM jsonb_to_recordset($4::jsonb) AS x(round_id text, applicant_id text, key text, sealed text)
+INSERT INTO notifications (round_id, applicant_id, key, text, sealed, created_at)
+SELECT x.v ->> 'round_id', x.v ->> 'applicant_id', x.v ->> 'key', '',
+    decode(x.v ->> 'sealed', 'base64'), now() + (x.n - 1) * interval '1 microsecond'
+FROM jsonb_array_elements($4::jsonb) WITH ORDINALITY AS x(v, n)
 ON CONFLICT DO NOTHING
 """
+# Above: a write's notifications are dated a microsecond apart in the order the journey recorded
+# them (now() is the transaction's start, the same for every row): the deliverer hands one
+# applicant's notices over in created_at order (activities/notify.py); a tie falls back to key.
 
 BATCH_MAX = 256
 

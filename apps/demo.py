@@ -442,14 +442,18 @@ async def _publish(demo: Demo, app) -> bool:
             )
     finally:
         await conn.close()
-    sent = await deliver_pending(
+    # A pass hands over each applicant's oldest undelivered notice (in the order recorded): pass
+    # until one delivers nothing.
+    sent = 0
+    while passed := await deliver_pending(
         demo.pool,
         FileTransport(out_dir / "notifications.jsonl"),
         batch=100_000,
         round_id=round_id,
         language=Language(app.settings.notification_language),
         cipher=ColumnCipher.from_keys(app.keys),
-    )
+    ):
+        sent += passed
     demo.say(f"{sent} notifications delivered to applicants (file transport)")
     return ok
 

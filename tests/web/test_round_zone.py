@@ -164,9 +164,11 @@ async def _delivered(pool, round_id: str, keys) -> dict[tuple[str, str], str]:
             "WHERE round_id = $1",
             round_id,
         )
-        await deliver_pending(
+        # A pass hands over each applicant's oldest undelivered notice: pass until none is.
+        while await deliver_pending(
             pool, transport, round_id=round_id, cipher=ColumnCipher.from_keys(keys)
-        )
+        ):
+            pass
         if any(key == "admin-TMS" for _, key in transport.texts):
             return transport.texts
         await asyncio.sleep(0.1)
