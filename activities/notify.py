@@ -165,8 +165,12 @@ FOR UPDATE SKIP LOCKED
 """
 
 # A row from before in clear is emptied; a sealed row keeps its sealed value.
+# Delivered: emptied, its sealed value too. A row marked undelivered again by someone who can
+# write the table is then a row in clear, which is given up, not sent again (a delivered TMS sent
+# again after the appeal was accepted); the histories keep what it said (audit.py
+# check-read-model takes an emptied delivered row as what it should be).
 _DELIVERED = """
-UPDATE notifications SET delivered_at = now(), text = '', notice = NULL
+UPDATE notifications SET delivered_at = now(), text = '', notice = NULL, sealed = NULL
 WHERE round_id = $1 AND applicant_id = $2 AND key = $3
 """
 

@@ -107,14 +107,10 @@ async def test_a_row_in_clear_written_before_sealing_began_is_delivered_and_empt
     assert text == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not mended (review C): the deliverer takes delivered_at on the table's word; a writer "
-    "who can UPDATE notifications can send a delivered sealed notice again",
-)
 async def test_a_delivered_notice_marked_undelivered_is_not_sent_again(stack, keys, tmp_path):
-    """A delivered sealed row keeps its sealed value; clearing delivered_at sends the old notice
-    again (e.g. an old TMS after the appeal was accepted)."""
+    """A delivered row kept its sealed value, so clearing delivered_at sent the old notice again
+    (e.g. an old TMS after the appeal was accepted; review C, 12-08). Delivery now empties the
+    sealed value too: the row marked undelivered is one in clear, given up, not sent."""
     round_id = f"replay-{uuid.uuid4().hex[:6]}"
     out = tmp_path / "notifications.jsonl"
     cipher = ColumnCipher.from_keys(keys)

@@ -150,6 +150,12 @@ async def delivered(client, stack, stack_settings, keys, tmp_path_factory):
                 state = await _wait_stage(client, round_id, ids[name], {Stage.ENDED}, timeout=40)
                 assert state.terminal.value == terminal, (name, state.terminal_reason)
         out = {}
+        # Delivery empties a row (its sealed value too): each language's pass gets the rows as the
+        # journeys wrote them.
+        written = await pool.fetch(
+            "SELECT applicant_id, key, text, notice, sealed FROM notifications WHERE round_id = $1",
+            round_id,
+        )
         for language in ("default", "en"):
             env = {} if language == "default" else {"CASN_NOTIFICATION_LANGUAGE": "en"}
             with pytest.MonkeyPatch.context() as mp:
@@ -157,8 +163,10 @@ async def delivered(client, stack, stack_settings, keys, tmp_path_factory):
                 for k, v in env.items():
                     mp.setenv(k, v)
                 chosen = load_settings().notification_language
-            await pool.execute(
-                "UPDATE notifications SET delivered_at = NULL WHERE round_id = $1", round_id
+            await pool.executemany(
+                "UPDATE notifications SET delivered_at = NULL, text = $4, notice = $5, "
+                "sealed = $6 WHERE round_id = $1 AND applicant_id = $2 AND key = $3",
+                [(round_id, *row) for row in written],
             )
             transport = RecordingTransport(round_id)
             # A pass hands over each applicant's oldest undelivered notice: pass until none is.
