@@ -26,12 +26,14 @@ from zxcvbn import zxcvbn
 
 # zxcvbn is scored by the score of a password's first SCORED_LENGTH characters. Its cost grows
 # with the square of the length times the l33t substitutions it tries (up to 736 when the text
-# holds all 22 l33t characters): on the reference machine its worst case is about 0.33 s at 24
-# characters, 0.65 s at 32, 2.9 s at 64 and 4.8 s at 128 (a 128-character password of l33t
-# characters), where a human password takes 1-5 ms. A password is at least as hard to guess as
-# its beginning, so a beginning that scores MIN_SCORE is enough; a longer one whose first 24
-# characters are guessable (`passwordpasswordpassword...`) is refused, rightly.
-SCORED_LENGTH = 24
+# holds all 22 l33t characters): on the reference machine its worst case (a password of l33t
+# characters) is about 5 ms at 12 characters, 51 ms at 16, 150 ms at 20, 0.3 s at 24 and 4.8 s
+# at 128, where a human password takes 1-5 ms. The one scoring thread is shared by every
+# registration, so the worst case is what a flood of crafted forms could make each cost: 16
+# keeps it near a human password's. A password is at least as hard to guess as its beginning, so
+# a beginning that scores MIN_SCORE (10^6 guesses, within reach of 16 characters) is enough; a
+# longer one whose beginning is guessable (`passwordpassword...`) is refused, rightly.
+SCORED_LENGTH = 16
 MIN_SCORE = 2
 # The words of every round that an attacker tries with the applicant's own data.
 ROUND_WORDS = ("cpns", "casn", "pppk", "asn", "bkn", "sscasn", "kata sandi", "katasandi")

@@ -8,8 +8,6 @@ account was logged into."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from gateway.limits import RateLimiter
@@ -100,14 +98,13 @@ async def test_a_spray_of_common_passwords_over_published_numbers_takes_no_accou
 
 async def test_scoring_is_bounded_by_the_first_characters_of_a_password():
     """zxcvbn's cost grows with the square of the length times its l33t substitutions: only the
-    first SCORED_LENGTH characters are scored, so the longest password the form takes (128
-    characters of l33t symbols, about 4.8 s scored whole) costs what 24 characters do."""
+    first SCORED_LENGTH characters are scored (the figures are in gateway/password_strength.py;
+    no timing here), so what follows them changes nothing, good or bad."""
     from gateway.password_strength import SCORED_LENGTH, guessable, own_words
 
     l33t = "4@8({[<3=69&1!|7+0$5%2"
     worst = (l33t * 6)[:128]
-    started = time.perf_counter()
     assert guessable(worst, own_words("Peserta 1")) is None
-    assert time.perf_counter() - started < 2.0
+    assert guessable(worst[:SCORED_LENGTH] + "password", []) is None
     assert guessable("passwordpassword" * 8, []) is not None
     assert guessable("x" * SCORED_LENGTH + "Zq7#kL2!mW9@vR4$", []) is not None
