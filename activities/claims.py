@@ -129,13 +129,11 @@ async def ended_holding(client: Client, workflow_id: str) -> ClaimStart | None:
     return await first_input(client, workflow_id, ClaimStart, description.run_id)
 
 
-async def release_claim(client: Client, workflow_id: str, round_id: str, applicant_id: str) -> bool:
-    """Release a NIK's claim when it is this round's registration `applicant_id`, which was
-    refused: the NIK may then register in another instansi. True when a claim was released.
-
-    The claim is ended by termination, with the round in the reason, so its history says who
-    held it and why it ended; the NIK's next claim is a new run of the same id. A claim of
-    another round or registration, or one already ended, is left as it is."""
+async def _held_by(
+    client: Client, workflow_id: str, round_id: str, applicant_id: str
+) -> tuple[str, ClaimStart] | None:
+    """The running claim's run id and start when it is this round's registration `applicant_id`;
+    None when there is no claim, it has ended, or it is another round's or registration's."""
     try:
         description = await client.get_workflow_handle(workflow_id).describe(
             rpc_timeout=RPC_TIMEOUT
@@ -143,14 +141,28 @@ async def release_claim(client: Client, workflow_id: str, round_id: str, applica
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-        return False
+        return None
     if description.status != WorkflowExecutionStatus.RUNNING:
-        return False
+        return None
     held = await first_input(client, workflow_id, ClaimStart, description.run_id)
     if held is None or held.round_id != round_id or held.applicant_id != applicant_id:
+        return None
+    return description.run_id, held
+
+
+async def release_claim(client: Client, workflow_id: str, round_id: str, applicant_id: str) -> bool:
+    """Release a NIK's claim when it is this round's registration `applicant_id`, which was
+    refused: the NIK may then register in another instansi. True when a claim was released.
+
+    The claim is ended by termination, with the round in the reason, so its history says who
+    held it and why it ended; the NIK's next claim is a new run of the same id. A claim of
+    another round or registration, or one already ended, is left as it is."""
+    found = await _held_by(client, workflow_id, round_id, applicant_id)
+    if found is None:
         return False
+    run_id, _ = found
     try:
-        await client.get_workflow_handle(workflow_id, run_id=description.run_id).terminate(
+        await client.get_workflow_handle(workflow_id, run_id=run_id).terminate(
             reason=f"{RELEASE_REASON}round {round_id} refused registration {applicant_id}",
             rpc_timeout=RPC_TIMEOUT,
         )
@@ -172,22 +184,13 @@ async def look_for_journey(
     admitted by a claim that is still held (it tells the claim, which looks again). The claim
     releases itself only when its look finds no journey. A claim without a sweep (taken before
     claim-swept, held to its end) cannot look: it is released as before."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe(
-            rpc_timeout=RPC_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    found = await _held_by(client, workflow_id, round_id, applicant_id)
+    if found is None:
         return False
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return False
-    held = await first_input(client, workflow_id, ClaimStart, description.run_id)
-    if held is None or held.round_id != round_id or held.applicant_id != applicant_id:
-        return False
+    run_id, held = found
     if held.sweep_after is None:
         return await release_claim(client, workflow_id, round_id, applicant_id)
-    run = client.get_workflow_handle(workflow_id, run_id=description.run_id)
+    run = client.get_workflow_handle(workflow_id, run_id=run_id)
     asked = JourneyNotStarted(round_id=round_id, applicant_id=applicant_id)
     try:
         return await LOOK_FOR_JOURNEY.execute(run, asked, rpc_timeout=RPC_TIMEOUT)
