@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHistoryEventFilterType,
     WorkflowUpdateFailedError,
@@ -109,18 +110,23 @@ async def claim_released(
     return last.workflow_execution_terminated_event_attributes.reason.startswith(RELEASE_REASON)
 
 
+async def _described(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The claim's latest run as the server describes it, or None when there is no claim."""
+    try:
+        return await client.get_workflow_handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+
+
 async def ended_holding(client: Client, workflow_id: str) -> ClaimStart | None:
     """The start of a NIK's claim whose latest run ended without letting the NIK go (terminated by
     the server, cancelled, timed out: `claim_released`), or None. The engine would start a new
     claim over such a run (its id reuse policy allows one after any failure), so the registrar
     asks this first."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe(
-            rpc_timeout=RPC_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    description = await _described(client, workflow_id)
+    if description is None:
         return None
     if description.status in HELD or await claim_released(
         client, workflow_id, description.run_id, description.status
@@ -134,13 +140,8 @@ async def _held_by(
 ) -> tuple[str, ClaimStart] | None:
     """The running claim's run id and start when it is this round's registration `applicant_id`;
     None when there is no claim, it has ended, or it is another round's or registration's."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe(
-            rpc_timeout=RPC_TIMEOUT
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    description = await _described(client, workflow_id)
+    if description is None:
         return None
     if description.status != WorkflowExecutionStatus.RUNNING:
         return None

@@ -508,9 +508,11 @@ class ApplicantJourney(JourneyInbox):
         self._set(final_code=FinalCode.PASSED_OPTIMALISASI, placed_formasi=offer.to_formasi)
         due = self._late_filing_due()
         if due is not None:
-            self._set(file_until=due)  # the portal shows it (client/status.py)
+            self._set(file_until=due)  # filing_stage waits for it; the portal shows it
         self.outbox.notify(
             "final-P/L-2",
+            # The zone is asked (a patch, in a round outside WIB) only for a notice that says a
+            # time, as before late-taker-filing-time.
             notices.optimalisasi_seat(offer.to_formasi)
             if due is None
             else notices.optimalisasi_seat(offer.to_formasi, due, self._notice_zone()),
@@ -603,7 +605,7 @@ class ApplicantJourney(JourneyInbox):
         await self._wait(
             lambda: self.sheet.filing is not None or Phase.FILING_CLOSED in self.announcements
         )
-        due = self._late_filing_due()
+        due = self.sheet.file_until
         if self.sheet.filing is None and due is not None and workflow.now() < due:
             # A seat taken late in filing, or after its close (held for the answer): the taker
             # files in its own time, as long as the window gave every winner (patch

@@ -185,8 +185,8 @@ class NationalClaim:
         look read its id. A journey speaks only once it has started, so a look begun after its
         word finds it. The word can only arrive before the run ends (it is sent to this run):
         one recorded before the task that decides is in that task, as the engine fails a task
-        that would end the run with a message not yet handled. Asked by its registrar (signal
-        update look_for_journey, patch claim-looks-when-asked), it looks before the grace is over, and
+        that would end the run with a message not yet handled. Asked by its registrar (update
+        look_for_journey, patch claim-looks-when-asked), it looks before the grace is over, and
         decides the same way."""
         due = workflow.info().workflow_start_time + grace
         remaining = due - workflow.now()

@@ -300,9 +300,7 @@ class RecruitmentRound:
         for phase, told in SELECTION_WINDOWS.items():
             self._enter(phase)
             await self._until_closed(phase)
-            self.closed.append(phase)
-            self.closed_at[phase] = workflow.now()
-            self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase)})
+            self._window_closed(phase)
             if phase == RoundPhase.REGISTRATION:
                 self._publish_board_meanwhile()
             if told is not None:
@@ -338,19 +336,16 @@ class RecruitmentRound:
         if workflow.patched(FILING_CLOSE_RECORDED):
             # Recorded as every window before it is: the moment it took effect, which is after
             # its scheduled close when an offer's answer was waited for.
-            phase = RoundPhase.FILING
-            self.closed.append(phase)
-            self.closed_at[phase] = workflow.now()
-            self._decide(
-                phase,
-                "window closed",
-                "schedule",
-                {
-                    "early": self.early.get(phase),
-                    "scheduled": self.schedule.filing.closes.isoformat(),
-                },
+            self._window_closed(
+                RoundPhase.FILING, scheduled=self.schedule.filing.closes.isoformat()
             )
         await self._tell_formasi(Phase.OPTIMALISASI_CLOSED)
+
+    def _window_closed(self, phase: RoundPhase, **inputs: str) -> None:
+        """Record that a window closed now, with whether it closed early and any `inputs`."""
+        self.closed.append(phase)
+        self.closed_at[phase] = workflow.now()
+        self._decide(phase, "window closed", "schedule", {"early": self.early.get(phase), **inputs})
 
     async def _to_the_close(self) -> RoundState:
         """From filing's close to the round's: Latsar, then closed."""
@@ -793,10 +788,9 @@ class RecruitmentRound:
         """What an offer gives its taker to file, from accepting, when that ends after filing's
         close (patch late-taker-filing-time): the filing window's length as it stands, so a seat
         taken late in filing, or after its close (held for the answer), is filed for in as long
-        as every winner had. Only offers made while filing is open: one made before, accepted
-        before filing opens or soon after, leaves its taker the window every winner has, and
-        closing at the window's close (on time or early) as they do. None in rounds recorded
-        before it."""
+        as every winner had. Only offers made while filing is open carry it: a taker who
+        accepted an earlier offer has the whole window, as every winner has, and ends at its
+        close (on time or early) as they do. None in rounds recorded before it."""
         if self.phase != RoundPhase.FILING or not workflow.patched(LATE_TAKER_FILING_TIME):
             return None
         return self.schedule.filing.closes - self.schedule.filing.opens
